@@ -1,0 +1,4 @@
+//! The `m2msec` command.
+#![forbid(unsafe_code)]
+
+fn main() {}

@@ -1,0 +1,2 @@
+//! m2msec crypto.
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! m2msec node.
+#![forbid(unsafe_code)]

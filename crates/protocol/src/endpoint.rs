@@ -1,0 +1,93 @@
+//! The interface every role offers to the I/O shell that drives it.
+
+use core::net::SocketAddr;
+use core::time::Duration;
+
+use m2msec_crypto::rng::CryptoRng;
+
+/// Milliseconds on a monotonic clock chosen by the driver.
+///
+/// The core never reads a clock: the daemon passes the time since it started, the simulator
+/// passes virtual time and the tests pass whatever they like.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Millis(pub u64);
+
+impl Millis {
+    /// `self + d`, saturating.
+    #[must_use]
+    pub fn after(self, d: Duration) -> Self {
+        Self(
+            self.0
+                .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        )
+    }
+}
+
+/// A datagram the driver must send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to send it.
+    pub destination: SocketAddr,
+    /// The bytes, exactly as they go on the wire.
+    pub payload: Vec<u8>,
+}
+
+/// Cryptographic operations a role performed, counted where they happen so that the cost claims
+/// of the papers (the constrained device does no public-key operation) are shown, not claimed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OpCounts {
+    /// Symmetric encryptions and decryptions (AEAD seal/open).
+    pub symmetric: u64,
+    /// Hashes and MACs (SHA-256, HMAC, HKDF).
+    pub hash: u64,
+    /// Secret splitting or reconstruction (Reed-Solomon, Shamir).
+    pub redundancy: u64,
+    /// Public-key operations: encryption, decryption, signing, verification (one-time
+    /// signatures included: they are the asymmetric primitive of the collab protocol).
+    pub asymmetric: u64,
+}
+
+impl core::ops::AddAssign for OpCounts {
+    fn add_assign(&mut self, rhs: Self) {
+        self.symmetric += rhs.symmetric;
+        self.hash += rhs.hash;
+        self.redundancy += rhs.redundancy;
+        self.asymmetric += rhs.asymmetric;
+    }
+}
+
+/// A protocol role as its I/O shell sees it.
+///
+/// The driver loop is: feed every received datagram to [`Endpoint::handle_datagram`], call
+/// [`Endpoint::handle_timeout`] when the deadline from [`Endpoint::poll_timeout`] passes, then
+/// drain [`Endpoint::poll_transmit`] and [`Endpoint::poll_event`] — persisting what the events
+/// ask to persist *before* sending the transmits.
+pub trait Endpoint {
+    /// The role's events (completed sessions, failures, state to persist).
+    type Event;
+
+    /// Processes one datagram that arrived from `remote`. Bad bytes never panic and never end a
+    /// session: they are reported as an event and otherwise ignored.
+    fn handle_datagram(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        datagram: &[u8],
+        rng: &mut dyn CryptoRng,
+    );
+
+    /// Tells the role that time has reached `now`; expired sessions fail with a typed error.
+    fn handle_timeout(&mut self, now: Millis, rng: &mut dyn CryptoRng);
+
+    /// The next datagram to send, if any.
+    fn poll_transmit(&mut self) -> Option<Transmit>;
+
+    /// The earliest time at which [`Endpoint::handle_timeout`] must be called, if any.
+    fn poll_timeout(&self) -> Option<Millis>;
+
+    /// The next event, if any.
+    fn poll_event(&mut self) -> Option<Self::Event>;
+
+    /// Cryptographic operations performed so far by this role.
+    fn op_counts(&self) -> OpCounts;
+}

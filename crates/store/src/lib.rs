@@ -1,0 +1,2 @@
+//! m2msec store.
+#![forbid(unsafe_code)]

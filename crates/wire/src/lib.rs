@@ -1,0 +1,2 @@
+//! m2msec wire.
+#![forbid(unsafe_code)]
