@@ -1,0 +1,280 @@
+//! The default [`Store`]: one embedded redb database file.
+
+use std::path::{Path, PathBuf};
+
+use redb::{
+    Database, DatabaseError, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+    TableError, WriteTransaction,
+};
+
+use crate::{Error, Result, Store, validate_table_name};
+
+/// Internal prefix of map tables: `kv:NAME`. User names cannot contain `:`, so no user table
+/// can collide with a queue or with the store's own metadata.
+const MAP_PREFIX: &str = "kv:";
+/// Internal prefix of queue tables: `q:NAME`, keyed by sequence number.
+const QUEUE_PREFIX: &str = "q:";
+/// The next sequence number of each queue, by queue name. Kept apart from the queue itself so
+/// that numbers are never reused after the newest entry was removed, even across a reopen.
+const QUEUE_NEXT: TableDefinition<'static, &str, u64> = TableDefinition::new("m2msec:queue-next");
+
+type MapTable<'a> = TableDefinition<'a, &'static [u8], &'static [u8]>;
+type QueueTable<'a> = TableDefinition<'a, u64, &'static [u8]>;
+
+/// A [`Store`] in one redb database file.
+///
+/// Every call is one redb write (or read) transaction. Writes commit with redb's default
+/// immediate durability — the file is fsynced before the call returns — and with two-phase
+/// commit and quick repair turned on: two-phase commit closes redb's documented window in which
+/// a crash during fsync with attacker-influenced data (replay-cache entries are exactly that)
+/// could leave a commit half applied, and quick repair makes the reopen after a crash fast even
+/// when the message store is large. Transactions that change nothing (a replay detected by
+/// [`Store::insert_if_absent`], removing an absent key) are aborted rather than committed, so
+/// they cost no fsync — a flood of replays does not turn into a flood of disk flushes.
+///
+/// One file can be open by one `RedbStore` at a time (redb locks it); share the store between
+/// threads with an `Arc`.
+pub struct RedbStore {
+    db: Database,
+    path: PathBuf,
+}
+
+impl RedbStore {
+    /// Opens the database at `path`, creating it — and any missing parent directory — if it
+    /// does not exist.
+    ///
+    /// If the previous process using the file crashed, redb repairs it here, rolling back to the
+    /// last committed transaction.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CreateDir`] if a parent directory cannot be created; [`Error::AlreadyOpen`] if
+    /// another store (in this process or another) holds the file; [`Error::Open`] if the file
+    /// is not a redb database of a supported format or cannot be read.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| Error::CreateDir {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let db = Database::create(&path).map_err(|e| match e {
+            DatabaseError::DatabaseAlreadyOpen => Error::AlreadyOpen { path: path.clone() },
+            other => Error::Open {
+                path: path.clone(),
+                source: Box::new(other),
+            },
+        })?;
+        Ok(Self { db, path })
+    }
+
+    /// The database file this store was opened at.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn write(&self) -> Result<WriteTransaction> {
+        let mut txn = self
+            .db
+            .begin_write()
+            .map_err(|e| backend("begin write transaction", e))?;
+        // Quick repair implies two-phase commit (see the type's documentation for why both).
+        txn.set_two_phase_commit(true);
+        txn.set_quick_repair(true);
+        Ok(txn)
+    }
+
+    fn read(&self) -> Result<ReadTransaction> {
+        self.db
+            .begin_read()
+            .map_err(|e| backend("begin read transaction", e))
+    }
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn backend(operation: &'static str, e: impl Into<redb::Error>) -> Error {
+    Error::Backend {
+        operation,
+        source: Box::new(e.into()),
+    }
+}
+
+fn commit(txn: WriteTransaction) -> Result<()> {
+    txn.commit().map_err(|e| backend("commit", e))
+}
+
+fn abort(txn: WriteTransaction) -> Result<()> {
+    txn.abort().map_err(|e| backend("abort", e))
+}
+
+fn map_name(table: &str) -> Result<String> {
+    validate_table_name(table)?;
+    Ok(format!("{MAP_PREFIX}{table}"))
+}
+
+fn queue_name(table: &str) -> Result<String> {
+    validate_table_name(table)?;
+    Ok(format!("{QUEUE_PREFIX}{table}"))
+}
+
+/// Opens a table for reading; `None` if it was never written (redb creates tables only in write
+/// transactions, and reading must not create one).
+fn open_read<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &ReadTransaction,
+    def: TableDefinition<'_, K, V>,
+) -> Result<Option<redb::ReadOnlyTable<K, V>>> {
+    match txn.open_table(def) {
+        Ok(table) => Ok(Some(table)),
+        Err(TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(backend("open table", e)),
+    }
+}
+
+impl Store for RedbStore {
+    fn put(&self, table: &str, key: &[u8], value: &[u8]) -> Result<()> {
+        let name = map_name(table)?;
+        let txn = self.write()?;
+        {
+            let mut t = txn
+                .open_table(MapTable::new(&name))
+                .map_err(|e| backend("open table", e))?;
+            t.insert(key, value).map_err(|e| backend("insert", e))?;
+        }
+        commit(txn)
+    }
+
+    fn get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let name = map_name(table)?;
+        let txn = self.read()?;
+        let Some(t) = open_read(&txn, MapTable::new(&name))? else {
+            return Ok(None);
+        };
+        let value = t.get(key).map_err(|e| backend("get", e))?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    fn remove(&self, table: &str, key: &[u8]) -> Result<bool> {
+        let name = map_name(table)?;
+        let txn = self.write()?;
+        let removed = {
+            let mut t = txn
+                .open_table(MapTable::new(&name))
+                .map_err(|e| backend("open table", e))?;
+            let old = t.remove(key).map_err(|e| backend("remove", e))?;
+            old.is_some()
+        };
+        if removed {
+            commit(txn)?;
+        } else {
+            abort(txn)?;
+        }
+        Ok(removed)
+    }
+
+    fn insert_if_absent(&self, table: &str, key: &[u8], value: &[u8]) -> Result<bool> {
+        let name = map_name(table)?;
+        // redb allows one write transaction at a time, so the check and the insert below are
+        // atomic with respect to every other writer of this database.
+        let txn = self.write()?;
+        let inserted = {
+            let mut t = txn
+                .open_table(MapTable::new(&name))
+                .map_err(|e| backend("open table", e))?;
+            let present = t.get(key).map_err(|e| backend("get", e))?.is_some();
+            if !present {
+                t.insert(key, value).map_err(|e| backend("insert", e))?;
+            }
+            !present
+        };
+        if inserted {
+            commit(txn)?;
+        } else {
+            abort(txn)?;
+        }
+        Ok(inserted)
+    }
+
+    fn scan(&self, table: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let name = map_name(table)?;
+        let txn = self.read()?;
+        let Some(t) = open_read(&txn, MapTable::new(&name))? else {
+            return Ok(Vec::new());
+        };
+        t.iter()
+            .map_err(|e| backend("scan", e))?
+            .map(|entry| {
+                let (k, v) = entry.map_err(|e| backend("scan", e))?;
+                Ok((k.value().to_vec(), v.value().to_vec()))
+            })
+            .collect()
+    }
+
+    fn queue_push(&self, table: &str, value: &[u8]) -> Result<u64> {
+        let name = queue_name(table)?;
+        let txn = self.write()?;
+        let seq = {
+            let mut next = txn
+                .open_table(QUEUE_NEXT)
+                .map_err(|e| backend("open table", e))?;
+            let seq = next
+                .get(table)
+                .map_err(|e| backend("get", e))?
+                .map_or(0, |v| v.value());
+            let after = seq.checked_add(1).ok_or_else(|| Error::QueueExhausted {
+                table: table.to_owned(),
+            })?;
+            next.insert(table, after)
+                .map_err(|e| backend("insert", e))?;
+            let mut q = txn
+                .open_table(QueueTable::new(&name))
+                .map_err(|e| backend("open table", e))?;
+            q.insert(seq, value).map_err(|e| backend("insert", e))?;
+            seq
+        };
+        commit(txn)?;
+        Ok(seq)
+    }
+
+    fn queue_range(&self, table: &str, from_seq: u64, max: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+        let name = queue_name(table)?;
+        let txn = self.read()?;
+        let Some(q) = open_read(&txn, QueueTable::new(&name))? else {
+            return Ok(Vec::new());
+        };
+        q.range(from_seq..)
+            .map_err(|e| backend("range", e))?
+            .take(max)
+            .map(|entry| {
+                let (seq, v) = entry.map_err(|e| backend("range", e))?;
+                Ok((seq.value(), v.value().to_vec()))
+            })
+            .collect()
+    }
+
+    fn queue_remove(&self, table: &str, seq: u64) -> Result<bool> {
+        let name = queue_name(table)?;
+        let txn = self.write()?;
+        let removed = {
+            let mut q = txn
+                .open_table(QueueTable::new(&name))
+                .map_err(|e| backend("open table", e))?;
+            let old = q.remove(seq).map_err(|e| backend("remove", e))?;
+            old.is_some()
+        };
+        if removed {
+            commit(txn)?;
+        } else {
+            abort(txn)?;
+        }
+        Ok(removed)
+    }
+}

@@ -1,0 +1,186 @@
+//! The behaviour every `Store` backend must have, written once and run against each.
+
+#![allow(clippy::unwrap_used, dead_code, unreachable_pub)] // tests: a failed unwrap is a failed test
+
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+use m2msec_store::{Error, Store};
+
+/// Runs the whole conformance suite against a fresh, empty store.
+pub fn conformance<S: Store>(store: &S) {
+    maps(store);
+    insert_if_absent(store);
+    tables_are_independent(store);
+    scan_is_in_key_order(store);
+    queues(store);
+    table_names_are_checked(store);
+    works_through_dyn(store);
+}
+
+fn maps<S: Store>(s: &S) {
+    assert_eq!(s.get("m", b"k").unwrap(), None);
+    s.put("m", b"k", b"v1").unwrap();
+    assert_eq!(s.get("m", b"k").unwrap().as_deref(), Some(&b"v1"[..]));
+    s.put("m", b"k", b"v2").unwrap();
+    assert_eq!(s.get("m", b"k").unwrap().as_deref(), Some(&b"v2"[..]));
+    // Empty keys and values are ordinary values, distinct from "absent".
+    s.put("m", b"", b"").unwrap();
+    assert_eq!(s.get("m", b"").unwrap(), Some(Vec::new()));
+    assert!(s.remove("m", b"k").unwrap());
+    assert!(!s.remove("m", b"k").unwrap());
+    assert_eq!(s.get("m", b"k").unwrap(), None);
+    assert!(s.remove("m", b"").unwrap());
+    // Removing from a table never written is not an error.
+    assert!(!s.remove("never-written", b"k").unwrap());
+    assert_eq!(s.scan("never-written").unwrap(), Vec::new());
+    // Large values round-trip.
+    let big = vec![0xA5; 1 << 20];
+    s.put("m", b"big", &big).unwrap();
+    assert_eq!(s.get("m", b"big").unwrap(), Some(big));
+    assert!(s.remove("m", b"big").unwrap());
+}
+
+fn insert_if_absent<S: Store>(s: &S) {
+    assert!(s.insert_if_absent("otk", b"key-7", b"first").unwrap());
+    assert!(!s.insert_if_absent("otk", b"key-7", b"second").unwrap());
+    // The loser never overwrites the winner.
+    assert_eq!(
+        s.get("otk", b"key-7").unwrap().as_deref(),
+        Some(&b"first"[..])
+    );
+    // After removal the key can be claimed again (a replay window sliding past an entry).
+    assert!(s.remove("otk", b"key-7").unwrap());
+    assert!(s.insert_if_absent("otk", b"key-7", b"third").unwrap());
+    // put over an existing key makes insert_if_absent fail too.
+    s.put("otk", b"key-8", b"x").unwrap();
+    assert!(!s.insert_if_absent("otk", b"key-8", b"y").unwrap());
+}
+
+fn tables_are_independent<S: Store>(s: &S) {
+    s.put("a", b"k", b"in-a").unwrap();
+    s.put("b", b"k", b"in-b").unwrap();
+    assert_eq!(s.get("a", b"k").unwrap().as_deref(), Some(&b"in-a"[..]));
+    assert_eq!(s.get("b", b"k").unwrap().as_deref(), Some(&b"in-b"[..]));
+    assert!(s.remove("a", b"k").unwrap());
+    assert_eq!(s.get("b", b"k").unwrap().as_deref(), Some(&b"in-b"[..]));
+    // A queue and a map may share a name without seeing each other.
+    let seq = s.queue_push("b", b"queued").unwrap();
+    assert_eq!(
+        s.scan("b").unwrap(),
+        vec![(b"k".to_vec(), b"in-b".to_vec())]
+    );
+    assert_eq!(
+        s.queue_range("b", 0, 10).unwrap(),
+        vec![(seq, b"queued".to_vec())]
+    );
+}
+
+fn scan_is_in_key_order<S: Store>(s: &S) {
+    let keys: [&[u8]; 6] = [b"b", b"a", b"\xff", b"", b"ab", b"\x00"];
+    for (i, k) in keys.iter().enumerate() {
+        s.put("ordered", k, &[u8::try_from(i).unwrap()]).unwrap();
+    }
+    let got: Vec<Vec<u8>> = s
+        .scan("ordered")
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    let want: Vec<Vec<u8>> = [&b""[..], b"\x00", b"a", b"ab", b"b", b"\xff"]
+        .iter()
+        .map(|k| k.to_vec())
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(s.scan("ordered").unwrap()[2], (b"a".to_vec(), vec![1]));
+}
+
+fn queues<S: Store>(s: &S) {
+    assert_eq!(s.queue_range("q", 0, 10).unwrap(), Vec::new());
+    assert!(!s.queue_remove("q", 0).unwrap());
+    let seqs: Vec<u64> = (0..5u8).map(|i| s.queue_push("q", &[i]).unwrap()).collect();
+    assert_eq!(seqs, vec![0, 1, 2, 3, 4]);
+    assert_eq!(
+        s.queue_range("q", 0, 2).unwrap(),
+        vec![(0, vec![0]), (1, vec![1])]
+    );
+    assert_eq!(
+        s.queue_range("q", 3, 100).unwrap(),
+        vec![(3, vec![3]), (4, vec![4])]
+    );
+    assert_eq!(s.queue_range("q", 0, 0).unwrap(), Vec::new());
+    assert_eq!(s.queue_range("q", 99, 10).unwrap(), Vec::new());
+    assert!(s.queue_remove("q", 1).unwrap());
+    assert!(!s.queue_remove("q", 1).unwrap());
+    assert_eq!(
+        s.queue_range("q", 0, 3).unwrap(),
+        vec![(0, vec![0]), (2, vec![2]), (3, vec![3])]
+    );
+    // Removing the newest entry must not let its number be handed out again: a consumer that
+    // acknowledged seq 4 must never see a different message under seq 4.
+    assert!(s.queue_remove("q", 4).unwrap());
+    assert_eq!(s.queue_push("q", b"next").unwrap(), 5);
+    // Queues are independent.
+    assert_eq!(s.queue_push("other-q", b"x").unwrap(), 0);
+    assert_eq!(
+        s.queue_range("q", 5, 10).unwrap(),
+        vec![(5, b"next".to_vec())]
+    );
+}
+
+fn table_names_are_checked<S: Store>(s: &S) {
+    for bad in ["", "Bad", "a b", "kv:x", "a/b", &"x".repeat(65)] {
+        let invalid = |r: Result<(), Error>| matches!(r, Err(Error::InvalidTableName { .. }));
+        assert!(invalid(s.put(bad, b"k", b"v")), "put {bad:?}");
+        assert!(invalid(s.get(bad, b"k").map(drop)), "get {bad:?}");
+        assert!(invalid(s.remove(bad, b"k").map(drop)), "remove {bad:?}");
+        assert!(invalid(s.insert_if_absent(bad, b"k", b"v").map(drop)));
+        assert!(invalid(s.scan(bad).map(drop)), "scan {bad:?}");
+        assert!(invalid(s.queue_push(bad, b"v").map(drop)));
+        assert!(invalid(s.queue_range(bad, 0, 1).map(drop)));
+        assert!(invalid(s.queue_remove(bad, 0).map(drop)));
+    }
+    let msg = s.put("Bad", b"k", b"v").unwrap_err().to_string();
+    assert!(msg.contains("\"Bad\"") && msg.contains("a-z"), "{msg}");
+}
+
+fn works_through_dyn<S: Store>(s: &S) {
+    let d: &dyn Store = s;
+    d.put("dyn", b"k", b"v").unwrap();
+    assert_eq!(s.get("dyn", b"k").unwrap().as_deref(), Some(&b"v"[..]));
+}
+
+/// Many threads race `insert_if_absent` on the same keys; exactly one wins each key, and the
+/// stored value is the winner's.
+pub fn insert_if_absent_is_atomic<S: Store + 'static>(store: Arc<S>) {
+    const THREADS: usize = 16;
+    const KEYS: usize = 20;
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|id| {
+            let store = Arc::clone(&store);
+            let barrier = Arc::clone(&barrier);
+            thread::spawn(move || {
+                barrier.wait();
+                (0..KEYS)
+                    .filter(|k| {
+                        store
+                            .insert_if_absent("race", &k.to_be_bytes(), &id.to_be_bytes())
+                            .unwrap()
+                    })
+                    .collect::<Vec<usize>>()
+            })
+        })
+        .collect();
+    let mut winners = vec![Vec::new(); KEYS];
+    for (id, h) in handles.into_iter().enumerate() {
+        for k in h.join().unwrap() {
+            winners[k].push(id);
+        }
+    }
+    for (k, w) in winners.iter().enumerate() {
+        assert_eq!(w.len(), 1, "key {k} won by {w:?}");
+        let stored = store.get("race", &k.to_be_bytes()).unwrap().unwrap();
+        assert_eq!(stored, w[0].to_be_bytes());
+    }
+}

@@ -1,0 +1,227 @@
+//! `RedbStore` against the shared conformance suite, plus what only a file-backed store must
+//! do: survive a close, a reopen and a SIGKILL.
+
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+mod common;
+
+use std::sync::Arc;
+
+use m2msec_store::{Error, RedbStore, Store};
+
+fn temp_store() -> (tempfile::TempDir, RedbStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(dir.path().join("store.redb")).unwrap();
+    (dir, store)
+}
+
+#[test]
+fn conformance() {
+    let (_dir, store) = temp_store();
+    common::conformance(&store);
+}
+
+#[test]
+fn insert_if_absent_is_atomic() {
+    let (_dir, store) = temp_store();
+    common::insert_if_absent_is_atomic(Arc::new(store));
+}
+
+#[test]
+fn persists_across_close_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    {
+        let s = RedbStore::open(&path).unwrap();
+        s.put("trust", b"proxy-1", b"record").unwrap();
+        assert!(s.insert_if_absent("otk-used", b"7", b"").unwrap());
+        for i in 0..3u8 {
+            s.queue_push("outbox", &[i]).unwrap();
+        }
+        // Remove the newest entry: its number must stay used after the reopen.
+        assert!(s.queue_remove("outbox", 2).unwrap());
+    }
+    let s = RedbStore::open(&path).unwrap();
+    assert_eq!(s.path(), path);
+    assert_eq!(
+        s.get("trust", b"proxy-1").unwrap().as_deref(),
+        Some(&b"record"[..])
+    );
+    // A one-time key used before the restart stays used after it.
+    assert!(!s.insert_if_absent("otk-used", b"7", b"").unwrap());
+    assert_eq!(
+        s.queue_range("outbox", 0, 10).unwrap(),
+        vec![(0, vec![0]), (1, vec![1])]
+    );
+    assert_eq!(s.queue_push("outbox", b"after").unwrap(), 3);
+}
+
+#[test]
+fn open_creates_parent_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("var/lib/m2msec/relay.redb");
+    let s = RedbStore::open(&path).unwrap();
+    s.put("t", b"k", b"v").unwrap();
+    assert!(path.is_file());
+}
+
+#[test]
+fn a_second_open_of_the_same_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let _first = RedbStore::open(&path).unwrap();
+    let err = RedbStore::open(&path).unwrap_err();
+    assert!(matches!(err, Error::AlreadyOpen { .. }), "{err:?}");
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("garbage.redb");
+    std::fs::write(&path, vec![0x42; 8192]).unwrap();
+    let err = RedbStore::open(&path).unwrap_err();
+    assert!(matches!(err, Error::Open { .. }), "{err:?}");
+    assert!(err.to_string().contains("garbage.redb"), "{err}");
+}
+
+#[test]
+fn a_parent_that_is_a_file_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, b"").unwrap();
+    let err = RedbStore::open(blocker.join("store.redb")).unwrap_err();
+    assert!(matches!(err, Error::CreateDir { .. }), "{err:?}");
+}
+
+/// Crash consistency: a child process writes records through `RedbStore`, printing an
+/// acknowledgement after each call returns, and is SIGKILLed mid-stream; after reopening,
+/// every acknowledged record is present. Repeated over several rounds on one file, so that
+/// later rounds open a file that was itself left by a killed process.
+///
+/// A SIGKILL loses nothing the kernel already holds, so this checks redb's transactional
+/// recovery (no torn or lost commits, a file that reopens), not fsync against power loss.
+#[cfg(unix)]
+mod crash {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+
+    use super::*;
+
+    const DB_ENV: &str = "M2MSEC_STORE_CRASH_CHILD_DB";
+    const START_ENV: &str = "M2MSEC_STORE_CRASH_CHILD_START";
+    /// The child stops by itself after this many records, so a parent that fails to kill it
+    /// cannot hang the test run.
+    const CHILD_LIMIT: u64 = 20_000;
+    const SIGKILL: i32 = 9;
+
+    fn record(i: u64) -> Vec<u8> {
+        format!("record {i} ").repeat(20).into_bytes()
+    }
+
+    /// The child's half: does nothing unless the parent test started this binary with
+    /// `DB_ENV` set.
+    #[test]
+    fn crash_child() {
+        let Some(path) = std::env::var_os(DB_ENV) else {
+            return;
+        };
+        let start: u64 = std::env::var(START_ENV).unwrap().parse().unwrap();
+        let store = RedbStore::open(path).unwrap();
+        // Written directly, not through print!, so libtest's output capture cannot hold it back.
+        let mut out = std::io::stdout().lock();
+        for i in start..start + CHILD_LIMIT {
+            store
+                .put("crash-map", &i.to_be_bytes(), &record(i))
+                .unwrap();
+            assert!(
+                store
+                    .insert_if_absent("crash-once", &i.to_be_bytes(), b"")
+                    .unwrap()
+            );
+            store.queue_push("crash-queue", &record(i)).unwrap();
+            writeln!(out, "ack {i}").unwrap();
+            out.flush().unwrap();
+        }
+    }
+
+    #[test]
+    fn acknowledged_writes_survive_sigkill() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("crash.redb");
+        let mut start = 0u64;
+        let mut acked_total = 0u64;
+        for round in 0..3u64 {
+            let kill_after = 40 + round * 25;
+            let mut child = Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "crash::crash_child",
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(DB_ENV, &path)
+                .env(START_ENV, start.to_string())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap();
+            let stdout = child.stdout.take().unwrap();
+            let mut last_ack = None;
+            let mut acks = 0;
+            for line in BufReader::new(stdout).lines() {
+                let line = line.unwrap();
+                let Some(i) = line.strip_prefix("ack ") else {
+                    continue; // libtest's own chatter
+                };
+                last_ack = Some(i.parse::<u64>().unwrap());
+                acks += 1;
+                if acks == kill_after {
+                    // The child is busy with its next record: the kill lands mid-write.
+                    child.kill().unwrap(); // SIGKILL on Unix
+                    break;
+                }
+            }
+            let status = child.wait().unwrap();
+            assert_eq!(
+                status.signal(),
+                Some(SIGKILL),
+                "child ended on its own: {status:?}"
+            );
+            let last_ack = last_ack.unwrap();
+            acked_total += acks;
+
+            let s = RedbStore::open(&path).unwrap();
+            for i in 0..=last_ack {
+                assert_eq!(
+                    s.get("crash-map", &i.to_be_bytes()).unwrap(),
+                    Some(record(i)),
+                    "round {round}: acknowledged record {i} lost"
+                );
+                assert!(
+                    !s.insert_if_absent("crash-once", &i.to_be_bytes(), b"")
+                        .unwrap(),
+                    "round {round}: acknowledged single-use mark {i} lost"
+                );
+            }
+            let queued: Vec<Vec<u8>> = s
+                .queue_range("crash-queue", 0, usize::MAX)
+                .unwrap()
+                .into_iter()
+                .map(|(_, v)| v)
+                .collect();
+            for i in 0..=last_ack {
+                assert!(
+                    queued.contains(&record(i)),
+                    "round {round}: queued {i} lost"
+                );
+            }
+            // The next child carries on after whatever got written, acknowledged or not.
+            let map = s.scan("crash-map").unwrap();
+            let (last_key, _) = map.last().unwrap();
+            start = u64::from_be_bytes(last_key.as_slice().try_into().unwrap()) + 1;
+            assert!(start > last_ack);
+        }
+        assert!(acked_total >= 40 + 65 + 90);
+    }
+}
