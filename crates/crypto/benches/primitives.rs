@@ -1,0 +1,2 @@
+//! Benchmarks (placeholder until filled in).
+fn main() {}

@@ -1,0 +1,319 @@
+//! Signatures: Ed25519 (default) and RSA-PSS-2048 (classic).
+//!
+//! - **Ed25519** (id 1, RFC 8032) via `ed25519-dalek`: deterministic, 64-byte signatures; verification
+//!   is `verify_strict` (rejects small-order keys and non-canonical encodings, so a signature cannot be
+//!   malleated into a second valid one).
+//! - **RSA-PSS-2048** (id 2, RFC 8017 section 8.1) with SHA-256, MGF1-SHA-256 and a 32-byte salt,
+//!   via `rsa` with blinding. **Security warning:** RUSTSEC-2023-0071 (Marvin timing attack) applies
+//!   to the `rsa` crate's private-key operations; see the crate docs. Classic, opt-in only.
+//!
+//! Signatures are raw bytes (64 or 256); keys carry their suite.
+
+use ed25519_dalek::pkcs8::{DecodePrivateKey as _, DecodePublicKey as _};
+use ed25519_dalek::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _};
+use rsa::signature::{RandomizedSigner as _, SignatureEncoding as _, Verifier as _};
+use rsa::traits::PublicKeyParts as _;
+use zeroize::{ZeroizeOnDrop, Zeroizing};
+
+use crate::rng::CryptoRng;
+use crate::{Error, Result, pem};
+
+const RSA_BYTES: usize = 256;
+
+/// A signature suite with its wire identifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum SigSuite {
+    /// Ed25519 (RFC 8032): the default.
+    Ed25519 = 1,
+    /// RSA-PSS with SHA-256 and a 2048-bit modulus: classic, opt-in (RUSTSEC-2023-0071).
+    RsaPss2048 = 2,
+}
+
+impl SigSuite {
+    /// Both suites, in identifier order.
+    pub const ALL: [Self; 2] = [Self::Ed25519, Self::RsaPss2048];
+
+    /// The identifier byte on the wire.
+    pub const fn id(self) -> u8 {
+        self as u8
+    }
+
+    /// Length of a signature in bytes.
+    pub const fn signature_len(self) -> usize {
+        match self {
+            Self::Ed25519 => 64,
+            Self::RsaPss2048 => RSA_BYTES,
+        }
+    }
+}
+
+impl TryFrom<u8> for SigSuite {
+    type Error = Error;
+
+    fn try_from(id: u8) -> Result<Self> {
+        match id {
+            1 => Ok(Self::Ed25519),
+            2 => Ok(Self::RsaPss2048),
+            other => Err(Error::UnknownSuite(other)),
+        }
+    }
+}
+
+impl From<SigSuite> for u8 {
+    fn from(suite: SigSuite) -> Self {
+        suite.id()
+    }
+}
+
+/// A signing key. Zeroized on drop; `Debug` shows the suite only.
+pub struct SigningKey(SigningInner);
+
+enum SigningInner {
+    // Boxed so that both variants are small and the enum moves cheaply.
+    Ed25519(Box<ed25519_dalek::SigningKey>),
+    Rsa(Box<rsa::pss::BlindedSigningKey<sha2::Sha256>>),
+}
+
+impl ZeroizeOnDrop for SigningKey {}
+
+impl core::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("suite", &self.suite())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    /// A fresh key pair.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if RSA key generation fails (it does not with a working RNG).
+    pub fn generate(suite: SigSuite, rng: &mut dyn CryptoRng) -> Result<Self> {
+        let mut rng = rng;
+        match suite {
+            SigSuite::Ed25519 => Ok(Self(SigningInner::Ed25519(Box::new(
+                ed25519_dalek::SigningKey::generate(&mut rng),
+            )))),
+            SigSuite::RsaPss2048 => {
+                let key = rsa::RsaPrivateKey::new(&mut rng, RSA_BYTES * 8)
+                    .map_err(|_| Error::InvalidParameter("RSA key generation failed"))?;
+                Ok(Self(SigningInner::Rsa(Box::new(key.into()))))
+            }
+        }
+    }
+
+    /// The suite of this key.
+    pub fn suite(&self) -> SigSuite {
+        match &self.0 {
+            SigningInner::Ed25519(_) => SigSuite::Ed25519,
+            SigningInner::Rsa(_) => SigSuite::RsaPss2048,
+        }
+    }
+
+    /// The matching verifying key.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        match &self.0 {
+            SigningInner::Ed25519(sk) => VerifyingKey(VerifyingInner::Ed25519(sk.verifying_key())),
+            SigningInner::Rsa(sk) => {
+                let private: &rsa::RsaPrivateKey = (**sk).as_ref();
+                VerifyingKey(VerifyingInner::Rsa(Box::new(private.to_public_key())))
+            }
+        }
+    }
+
+    /// Signs `msg`. Ed25519 is deterministic and ignores `rng`; RSA-PSS draws its salt and blinding
+    /// factor from it.
+    pub fn sign(&self, rng: &mut dyn CryptoRng, msg: &[u8]) -> Vec<u8> {
+        match &self.0 {
+            SigningInner::Ed25519(sk) => {
+                ed25519_dalek::Signer::sign(&**sk, msg).to_bytes().to_vec()
+            }
+            SigningInner::Rsa(sk) => {
+                // `sign_with_rng` panics only if the key is too small for SHA-256 PSS, which a
+                // 2048-bit key (enforced at generation and import) never is.
+                let mut rng = rng;
+                sk.sign_with_rng(&mut rng, msg).to_vec()
+            }
+        }
+    }
+
+    /// The key as a PKCS#8 PEM document ("PRIVATE KEY").
+    ///
+    /// # Errors
+    /// [`Error::Pem`] if encoding fails.
+    pub fn to_pem(&self) -> Result<Zeroizing<String>> {
+        let le = der::pem::LineEnding::LF;
+        match &self.0 {
+            SigningInner::Ed25519(sk) => sk.to_pkcs8_pem(le).map_err(pem::pem_error),
+            SigningInner::Rsa(sk) => {
+                let private: &rsa::RsaPrivateKey = (**sk).as_ref();
+                rsa::pkcs8::EncodePrivateKey::to_pkcs8_pem(private, le).map_err(pem::pem_error)
+            }
+        }
+    }
+
+    /// Reads a PKCS#8 PEM document holding an Ed25519 or RSA-2048 private key.
+    ///
+    /// # Errors
+    /// [`Error::Pem`] if the document is malformed, of another algorithm, or not 2048-bit RSA.
+    pub fn from_pem(pem_text: &str) -> Result<Self> {
+        let der = pem::decode(pem_text, pem::PRIVATE_KEY_LABEL)?;
+        match pem::pkcs8_algorithm(&der)? {
+            oid if oid == pem::OID_ED25519 => {
+                let sk = ed25519_dalek::SigningKey::from_pkcs8_der(&der).map_err(pem::pem_error)?;
+                Ok(Self(SigningInner::Ed25519(Box::new(sk))))
+            }
+            oid if oid == pem::OID_RSA => {
+                let key =
+                    <rsa::RsaPrivateKey as rsa::pkcs8::DecodePrivateKey>::from_pkcs8_der(&der)
+                        .map_err(pem::pem_error)?;
+                if key.size() != RSA_BYTES {
+                    return Err(Error::Pem("RSA key is not 2048 bits".into()));
+                }
+                Ok(Self(SigningInner::Rsa(Box::new(key.into()))))
+            }
+            oid => Err(Error::Pem(format!("unsupported key algorithm {oid}"))),
+        }
+    }
+}
+
+/// A verifying key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VerifyingKey(VerifyingInner);
+
+#[derive(Clone, PartialEq, Eq)]
+enum VerifyingInner {
+    Ed25519(ed25519_dalek::VerifyingKey),
+    Rsa(Box<rsa::RsaPublicKey>),
+}
+
+impl core::fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let fp = crate::hash::sha256(&self.to_bytes());
+        f.debug_struct("VerifyingKey")
+            .field("suite", &self.suite())
+            .field(
+                "sha256",
+                &format_args!("{:02x}{:02x}{:02x}{:02x}..", fp[0], fp[1], fp[2], fp[3]),
+            )
+            .finish()
+    }
+}
+
+impl VerifyingKey {
+    /// The suite of this key.
+    pub fn suite(&self) -> SigSuite {
+        match &self.0 {
+            VerifyingInner::Ed25519(_) => SigSuite::Ed25519,
+            VerifyingInner::Rsa(_) => SigSuite::RsaPss2048,
+        }
+    }
+
+    /// Verifies `sig` on `msg`.
+    ///
+    /// # Errors
+    /// [`Error::Authentication`] if the signature is invalid or malformed.
+    pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<()> {
+        match &self.0 {
+            VerifyingInner::Ed25519(pk) => {
+                let sig =
+                    ed25519_dalek::Signature::from_slice(sig).map_err(|_| Error::Authentication)?;
+                pk.verify_strict(msg, &sig)
+                    .map_err(|_| Error::Authentication)
+            }
+            VerifyingInner::Rsa(pk) => {
+                if sig.len() != RSA_BYTES {
+                    return Err(Error::Authentication);
+                }
+                let sig = rsa::pss::Signature::try_from(sig).map_err(|_| Error::Authentication)?;
+                let vk = rsa::pss::VerifyingKey::<sha2::Sha256>::new((**pk).clone());
+                vk.verify(msg, &sig).map_err(|_| Error::Authentication)
+            }
+        }
+    }
+
+    /// Encoding: suite id, then the raw 32-byte Ed25519 key or the RSA key's SubjectPublicKeyInfo DER.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = vec![self.suite().id()];
+        match &self.0 {
+            VerifyingInner::Ed25519(pk) => out.extend_from_slice(pk.as_bytes()),
+            // Encoding a well-formed in-memory RSA key cannot fail; an empty body would be rejected
+            // by `from_bytes` rather than misread.
+            VerifyingInner::Rsa(pk) => {
+                if let Ok(doc) = rsa::pkcs8::EncodePublicKey::to_public_key_der(&**pk) {
+                    out.extend_from_slice(doc.as_bytes());
+                }
+            }
+        }
+        out
+    }
+
+    /// Decodes [`VerifyingKey::to_bytes`]'s encoding.
+    ///
+    /// # Errors
+    /// [`Error::UnknownSuite`] for an unknown suite byte, [`Error::Decode`] for a malformed key (an
+    /// Ed25519 encoding that is not a curve point, an RSA modulus that is not 2048 bits).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        const WHAT: Error = Error::Decode {
+            what: "verifying key",
+        };
+        let (&id, rest) = bytes.split_first().ok_or(WHAT)?;
+        match SigSuite::try_from(id)? {
+            SigSuite::Ed25519 => {
+                let raw: [u8; 32] = rest.try_into().map_err(|_| WHAT)?;
+                let pk = ed25519_dalek::VerifyingKey::from_bytes(&raw).map_err(|_| WHAT)?;
+                Ok(Self(VerifyingInner::Ed25519(pk)))
+            }
+            SigSuite::RsaPss2048 => {
+                let pk =
+                    <rsa::RsaPublicKey as rsa::pkcs8::DecodePublicKey>::from_public_key_der(rest)
+                        .map_err(|_| WHAT)?;
+                if pk.size() != RSA_BYTES {
+                    return Err(WHAT);
+                }
+                Ok(Self(VerifyingInner::Rsa(Box::new(pk))))
+            }
+        }
+    }
+
+    /// The key as a SubjectPublicKeyInfo PEM document ("PUBLIC KEY").
+    ///
+    /// # Errors
+    /// [`Error::Pem`] if encoding fails.
+    pub fn to_pem(&self) -> Result<String> {
+        let le = der::pem::LineEnding::LF;
+        match &self.0 {
+            VerifyingInner::Ed25519(pk) => pk.to_public_key_pem(le).map_err(pem::pem_error),
+            VerifyingInner::Rsa(pk) => {
+                rsa::pkcs8::EncodePublicKey::to_public_key_pem(&**pk, le).map_err(pem::pem_error)
+            }
+        }
+    }
+
+    /// Reads a SubjectPublicKeyInfo PEM document holding an Ed25519 or RSA-2048 public key.
+    ///
+    /// # Errors
+    /// [`Error::Pem`] if the document is malformed, of another algorithm, or not 2048-bit RSA.
+    pub fn from_pem(pem_text: &str) -> Result<Self> {
+        let der = pem::decode(pem_text, pem::PUBLIC_KEY_LABEL)?;
+        match pem::spki_algorithm(&der)? {
+            oid if oid == pem::OID_ED25519 => {
+                let pk = ed25519_dalek::VerifyingKey::from_public_key_der(&der)
+                    .map_err(pem::pem_error)?;
+                Ok(Self(VerifyingInner::Ed25519(pk)))
+            }
+            oid if oid == pem::OID_RSA => {
+                let pk =
+                    <rsa::RsaPublicKey as rsa::pkcs8::DecodePublicKey>::from_public_key_der(&der)
+                        .map_err(pem::pem_error)?;
+                if pk.size() != RSA_BYTES {
+                    return Err(Error::Pem("RSA key is not 2048 bits".into()));
+                }
+                Ok(Self(VerifyingInner::Rsa(Box::new(pk))))
+            }
+            oid => Err(Error::Pem(format!("unsupported key algorithm {oid}"))),
+        }
+    }
+}
