@@ -36,6 +36,7 @@ mod client;
 mod proxy;
 mod server;
 pub mod sim;
+pub mod trace;
 mod trust;
 mod trusted;
 

@@ -1,7 +1,7 @@
 //! Proxy Pi: signs and encrypts one share of x to B on A's behalf with a one-time key from T,
 //! then checks B's signed answer and relays it to A.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use m2msec_crypto::ots::{OtsSecretKey, OtsSignature};
@@ -79,7 +79,7 @@ pub enum ProxyEvent {
 #[derive(Debug)]
 pub struct Proxy {
     config: ProxyConfig,
-    sessions: HashMap<SessionId, Session>,
+    sessions: BTreeMap<SessionId, Session>,
     out: Outbox<ProxyEvent>,
 }
 
@@ -133,7 +133,7 @@ impl Proxy {
         }
         Ok(Self {
             config,
-            sessions: HashMap::new(),
+            sessions: BTreeMap::new(),
             out: Outbox::default(),
         })
     }

@@ -2,7 +2,7 @@
 //! signature and the share against A's commitment; rebuilds x from any k valid shares, returns
 //! y sealed under x through every honest proxy, and confirms MK with A.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use m2msec_crypto::aead::AeadSuite;
@@ -75,9 +75,9 @@ pub enum ServerEvent {
 #[derive(Debug)]
 pub struct Server {
     config: ServerConfig,
-    sessions: HashMap<SessionId, Session>,
+    sessions: BTreeMap<SessionId, Session>,
     /// Ids of one-time keys that have signed, here or before a restart.
-    used_keys: HashSet<[u8; 32]>,
+    used_keys: BTreeSet<[u8; 32]>,
     out: Outbox<ServerEvent>,
 }
 
@@ -148,7 +148,7 @@ impl Server {
         }
         Ok(Self {
             config,
-            sessions: HashMap::new(),
+            sessions: BTreeMap::new(),
             used_keys: used_one_time_keys.into_iter().collect(),
             out: Outbox::default(),
         })

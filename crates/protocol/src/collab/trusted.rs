@@ -1,7 +1,7 @@
 //! Trusted entity T: on A's request it makes one one-time key pair per chosen proxy, binds their
 //! ids into a Merkle tree, signs the root with RP, A and B, and hands each proxy its key.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use m2msec_crypto::merkle::MerkleTree;
@@ -67,7 +67,7 @@ pub enum TrustedEvent {
 #[derive(Debug)]
 pub struct Trusted {
     config: TrustedConfig,
-    sessions: HashMap<SessionId, Session>,
+    sessions: BTreeMap<SessionId, Session>,
     out: Outbox<TrustedEvent>,
 }
 
@@ -117,7 +117,7 @@ impl Trusted {
         }
         Ok(Self {
             config,
-            sessions: HashMap::new(),
+            sessions: BTreeMap::new(),
             out: Outbox::default(),
         })
     }

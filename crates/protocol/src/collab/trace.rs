@@ -1,0 +1,235 @@
+//! Deterministic annotated traces of whole collab runs: every datagram in hex with its fields
+//! named, the plaintext of every sealed body, and the keys both ends derived. With a fixed seed
+//! the output is byte-for-byte stable, so a committed trace is a test vector for other
+//! implementations (as RFC 9529 is for EDHOC).
+
+use core::fmt::Write as _;
+
+use m2msec_crypto::aead::AeadKey;
+use m2msec_crypto::rng::SeededRng;
+use m2msec_wire::cbor::{self, Cbor, hex};
+use m2msec_wire::collab::{
+    FinishedBody, FragmentBody, KeyMaterialBody, KeyRequestBody, Message, ProxyListBody, RelayBody,
+};
+
+use super::sim::{Configs, Spec, World, address};
+use super::{ClientEvent, Error, FinishedKeys, ServerEvent, SessionId, sealing_aad};
+use crate::Endpoint;
+
+/// Renders the trace of one honest run of `spec` with randomness from `seed`.
+///
+/// # Errors
+/// If the deployment cannot be generated or the run does not establish a key.
+pub fn render(spec: &Spec, seed: u64) -> Result<String, Error> {
+    let mut rng = SeededRng::from_seed_u64(seed);
+    let addr = |i: usize| address(u8::try_from(i + 1).unwrap_or(u8::MAX), 4000);
+    let configs = Configs::generate(spec, &addr, &mut rng)?;
+    let k_at = configs.client.trusted.key.clone();
+    let k_ap: Vec<AeadKey> = configs
+        .client
+        .proxies
+        .iter()
+        .map(|p| p.key.clone())
+        .collect();
+    let k_pt: Vec<AeadKey> = configs
+        .proxies
+        .iter()
+        .map(|p| p.trusted.key.clone())
+        .collect();
+    let mut w = World::new(configs)?;
+    let start = w.now;
+    w.run_honest(&mut rng)?;
+
+    let client = w.events.client.iter().find_map(|e| match e {
+        ClientEvent::Established(est) => Some(est),
+        _ => None,
+    });
+    let server = w.events.server.iter().find_map(|e| match e {
+        ServerEvent::Established(est) => Some(est),
+        _ => None,
+    });
+    let (Some(client), Some(server)) = (client, server) else {
+        return Err(Error::Config(format!(
+            "the traced run did not establish a key: {:?}",
+            w.events.client
+        )));
+    };
+
+    let mut out = String::new();
+    let o = &mut out;
+    // Writing into a String cannot fail; the results are ignored throughout.
+    let _ = writeln!(o, "# m2msec collab trace, seed {seed}");
+    let _ = writeln!(
+        o,
+        "# n={} k={} sharing={:?} one-time={:?} suite={:?} aead={:?}",
+        spec.proxies, spec.threshold, spec.sharing, spec.ots, spec.suite, spec.aead
+    );
+    let _ = writeln!(
+        o,
+        "# roles: A=client T=trusted B=server P1..Pn=proxies; times from the start of the run"
+    );
+    let _ = writeln!(o, "\n## pre-shared keys");
+    let _ = writeln!(o, "kAT = {}", hex(k_at.as_bytes()));
+    for (i, (ap, pt)) in k_ap.iter().zip(&k_pt).enumerate() {
+        let _ = writeln!(o, "kAP{} = {}", i + 1, hex(ap.as_bytes()));
+        let _ = writeln!(o, "kP{}T = {}", i + 1, hex(pt.as_bytes()));
+    }
+
+    let mk = &server.key;
+    let session = client.session;
+    let finished = FinishedKeys::derive(&mut Default::default(), spec.aead, &session, mk)?;
+    let role = |a: &std::net::SocketAddr| match w.addrs.iter().position(|x| x == a) {
+        Some(0) => "A".to_owned(),
+        Some(1) => "T".to_owned(),
+        Some(2) => "B".to_owned(),
+        Some(i) => format!("P{}", i - 2),
+        None => a.to_string(),
+    };
+    let _ = writeln!(o, "\n## messages");
+    for (n, d) in w.log.iter().enumerate() {
+        let Ok(msg) = Message::decode(&d.payload) else {
+            continue;
+        };
+        let _ = writeln!(
+            o,
+            "\n[{}] +{} ms  {} -> {}  {} ({} bytes)",
+            n + 1,
+            d.at.0 - start.0,
+            role(&d.from),
+            role(&d.to),
+            msg.name(),
+            d.payload.len()
+        );
+        wrap_hex(o, "bytes", &d.payload);
+        for (name, value) in msg.fields() {
+            let _ = writeln!(o, "  {name}: {}", shorten(&value));
+        }
+        let proxy_of = |a: &std::net::SocketAddr| {
+            w.addrs
+                .iter()
+                .position(|x| x == a)
+                .and_then(|i| i.checked_sub(3))
+        };
+        let peer = proxy_of(&d.from).or_else(|| proxy_of(&d.to));
+        let opened = match &msg {
+            Message::KeyRequest(m) => open::<KeyRequestBody>(&k_at, 5, &session, &m.sealed.0),
+            Message::ProxyList(m) => open::<ProxyListBody>(&k_at, 9, &session, &m.sealed.0),
+            Message::KeyMaterial(m) => peer
+                .and_then(|p| k_pt.get(p))
+                .and_then(|k| open::<KeyMaterialBody>(k, 8, &session, &m.sealed.0)),
+            Message::Fragment(m) => peer
+                .and_then(|p| k_ap.get(p))
+                .and_then(|k| open::<FragmentBody>(k, 12, &session, &m.sealed.0)),
+            Message::AnswerRelay(m) => peer
+                .and_then(|p| k_ap.get(p))
+                .and_then(|k| open::<RelayBody>(k, 15, &session, &m.sealed.0)),
+            Message::ClientFinished(m) => {
+                open::<FinishedBody>(&finished.client, 16, &session, &m.sealed.0)
+            }
+            Message::ServerFinished(m) => {
+                open::<FinishedBody>(&finished.server, 17, &session, &m.sealed.0)
+            }
+            _ => None,
+        };
+        if let Some((plain, fields)) = opened {
+            let _ = writeln!(o, "  sealed body, opened:");
+            wrap_hex(o, "  plaintext", &plain);
+            for (name, value) in fields {
+                let _ = writeln!(o, "    {name}: {}", shorten(&value));
+            }
+        }
+    }
+
+    let _ = writeln!(o, "\n## result");
+    let _ = writeln!(o, "session = {session}");
+    let _ = writeln!(o, "MK at A = {}", hex(client.key.expose_for_testing_only()));
+    let _ = writeln!(o, "MK at B = {}", hex(server.key.expose_for_testing_only()));
+    let _ = writeln!(o, "MK fingerprint = {}", hex(&mk.fingerprint()));
+    let _ = writeln!(
+        o,
+        "client finished key = {}",
+        hex(finished.client.as_bytes())
+    );
+    let _ = writeln!(
+        o,
+        "server finished key = {}",
+        hex(finished.server.as_bytes())
+    );
+    let _ = writeln!(o, "participants = {}", client.participants.join(", "));
+    let ops = w.client.op_counts();
+    let _ = writeln!(
+        o,
+        "client operations: symmetric {}, hash {}, redundancy {}, asymmetric {}",
+        ops.symmetric, ops.hash, ops.redundancy, ops.asymmetric
+    );
+    let ops = w.server.op_counts();
+    let _ = writeln!(
+        o,
+        "server operations: symmetric {}, hash {}, redundancy {}, asymmetric {}",
+        ops.symmetric, ops.hash, ops.redundancy, ops.asymmetric
+    );
+    Ok(out)
+}
+
+/// The plaintext of a sealed body and its named fields (secrets redacted there; the plaintext
+/// hex shows them).
+fn open<T: Cbor + Fields>(
+    key: &AeadKey,
+    message_type: u8,
+    session: &SessionId,
+    sealed: &[u8],
+) -> Option<(Vec<u8>, Vec<(&'static str, String)>)> {
+    let plain = key
+        .open_with_nonce_prefix(&sealing_aad(message_type, session), sealed)
+        .ok()?;
+    let body: T = cbor::from_slice(&plain).ok()?;
+    Some((plain.to_vec(), body.named_fields()))
+}
+
+/// The `fields()` every `cbor_struct!` type has, as a trait so [`open`] can be generic.
+trait Fields {
+    fn named_fields(&self) -> Vec<(&'static str, String)>;
+}
+
+macro_rules! fields_impl {
+    ($($t:ty),*) => {$(
+        impl Fields for $t {
+            fn named_fields(&self) -> Vec<(&'static str, String)> {
+                self.fields()
+            }
+        }
+    )*};
+}
+fields_impl!(
+    KeyRequestBody,
+    ProxyListBody,
+    KeyMaterialBody,
+    FragmentBody,
+    RelayBody,
+    FinishedBody
+);
+
+fn wrap_hex(o: &mut String, label: &str, bytes: &[u8]) {
+    let h = hex(bytes);
+    let mut chunks = h.as_bytes().chunks(96);
+    if let Some(first) = chunks.next() {
+        let _ = writeln!(o, "  {label}: {}", String::from_utf8_lossy(first));
+    }
+    let pad = " ".repeat(label.len() + 4);
+    for chunk in chunks {
+        let _ = writeln!(o, "{pad}{}", String::from_utf8_lossy(chunk));
+    }
+}
+
+/// Long values (one-time keys run to kilobytes) are shown by their length and both ends; the
+/// full bytes are in the message's hex above.
+fn shorten(value: &str) -> String {
+    if value.chars().count() <= 160 {
+        value.to_owned()
+    } else {
+        let chars: Vec<char> = value.chars().collect();
+        let head: String = chars[..64].iter().collect();
+        let tail: String = chars[chars.len().saturating_sub(32)..].iter().collect();
+        format!("{head}…{tail} ({} chars; full bytes above)", chars.len())
+    }
+}

@@ -1,0 +1,12 @@
+//! Every collab decoder on arbitrary bytes: must never panic, and what decodes re-encodes to
+//! the same bytes.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use m2msec_wire::collab::Message;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(m) = Message::decode(data) {
+        assert_eq!(m.to_bytes(), data);
+    }
+});
