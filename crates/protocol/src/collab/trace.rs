@@ -178,7 +178,7 @@ fn open<T: Cbor + Fields>(
     message_type: u8,
     session: &SessionId,
     sealed: &[u8],
-) -> Option<(Vec<u8>, Vec<(&'static str, String)>)> {
+) -> Option<(Vec<u8>, NamedFields)> {
     let plain = key
         .open_with_nonce_prefix(&sealing_aad(message_type, session), sealed)
         .ok()?;
@@ -186,15 +186,18 @@ fn open<T: Cbor + Fields>(
     Some((plain.to_vec(), body.named_fields()))
 }
 
+/// Field names and readings, in wire order.
+type NamedFields = Vec<(&'static str, String)>;
+
 /// The `fields()` every `cbor_struct!` type has, as a trait so [`open`] can be generic.
 trait Fields {
-    fn named_fields(&self) -> Vec<(&'static str, String)>;
+    fn named_fields(&self) -> NamedFields;
 }
 
 macro_rules! fields_impl {
     ($($t:ty),*) => {$(
         impl Fields for $t {
-            fn named_fields(&self) -> Vec<(&'static str, String)> {
+            fn named_fields(&self) -> NamedFields {
                 self.fields()
             }
         }
