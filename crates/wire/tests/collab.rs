@@ -76,7 +76,7 @@ fn malformed_cases_have_typed_errors() {
     let mut kind = good.clone();
     kind[1] = 0x17; // type 23
     assert_eq!(Message::decode(&kind), Err(Error::UnknownMessageType(23)));
-    let mut arity = good.clone();
+    let mut arity = good;
     arity[0] = 0x85;
     assert!(matches!(
         Message::decode(&arity),
