@@ -1,2 +1,32 @@
-//! m2msec node.
+//! The m2msec daemons: a tokio runtime around the I/O-free roles of `m2msec-protocol`.
+//!
+//! - [`driver`]: one role, one UDP socket, one task — datagrams and timers in, events
+//!   persisted, datagrams out;
+//! - [`config`] and [`keyfile`]: TOML config files and PEM key files, with errors that name
+//!   the file, the field and what is wrong;
+//! - [`tap`] and [`pcap`]: what went on the wire, counted and captured;
+//! - one module per protocol ([`collab`]) with its daemons, its demo deployment, its
+//!   provisioning, its annotated trace and its benchmark.
 #![forbid(unsafe_code)]
+
+pub mod collab;
+pub mod config;
+pub mod driver;
+pub mod error;
+pub mod keyfile;
+pub mod pcap;
+pub mod report;
+pub mod tap;
+
+pub use error::{Error, Result};
+
+/// Lower-case hex of `bytes`.
+#[must_use]
+pub fn hex(bytes: &[u8]) -> String {
+    use core::fmt::Write as _;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}

@@ -1,0 +1,97 @@
+//! `m2msec keygen`: one key file, and its public part next to it.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::{Args, ValueEnum};
+use m2msec_crypto::aead::AeadKey;
+use m2msec_crypto::pke::{PkeSecretKey, PkeSuite};
+use m2msec_crypto::rng::OsRng;
+use m2msec_crypto::sig::{SigSuite, SigningKey};
+use m2msec_node::keyfile;
+
+use crate::options::AeadArg;
+
+/// Kinds of key.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Ed25519 signing key (PKCS#8), public key in FILE.pub (SPKI).
+    Ed25519,
+    /// X25519 decryption key for ECIES (PKCS#8), public key in FILE.pub.
+    X25519,
+    /// RSA-2048 signing key for RSA-PSS (PKCS#8), public key in FILE.pub.
+    RsaSign,
+    /// RSA-2048 decryption key for RSA-OAEP (PKCS#8), public key in FILE.pub.
+    RsaPke,
+    /// Pre-shared symmetric key (PEM "M2MSEC SYMMETRIC KEY": suite id byte, then the key).
+    Symmetric,
+}
+
+/// `m2msec keygen`.
+#[derive(Debug, Args)]
+pub(crate) struct KeygenArgs {
+    /// What kind of key.
+    #[arg(long, value_enum)]
+    kind: Kind,
+    /// The secret key file; the public part goes to FILE.pub.
+    #[arg(long)]
+    out: PathBuf,
+    /// Symmetric keys only: the AEAD the key is for.
+    #[arg(long, value_enum, default_value_t = AeadArg::ChaCha20Poly1305)]
+    aead: AeadArg,
+    /// Overwrite existing files.
+    #[arg(long)]
+    force: bool,
+}
+
+fn public_path(out: &Path) -> PathBuf {
+    let mut s = out.as_os_str().to_owned();
+    s.push(".pub");
+    PathBuf::from(s)
+}
+
+pub(crate) fn keygen(args: &KeygenArgs) -> Result<ExitCode> {
+    let public = public_path(&args.out);
+    let has_public = args.kind != Kind::Symmetric;
+    for p in [Some(&args.out), has_public.then_some(&public)]
+        .into_iter()
+        .flatten()
+    {
+        if p.exists() && !args.force {
+            bail!("{} exists (use --force to overwrite it)", p.display());
+        }
+    }
+    let mut rng = OsRng;
+    let (secret, public_pem) = match args.kind {
+        Kind::Ed25519 | Kind::RsaSign => {
+            let suite = if args.kind == Kind::Ed25519 {
+                SigSuite::Ed25519
+            } else {
+                SigSuite::RsaPss2048
+            };
+            let key = SigningKey::generate(suite, &mut rng)?;
+            (key.to_pem()?, Some(key.verifying_key().to_pem()?))
+        }
+        Kind::X25519 | Kind::RsaPke => {
+            let suite = if args.kind == Kind::X25519 {
+                PkeSuite::X25519Ecies
+            } else {
+                PkeSuite::RsaOaep2048
+            };
+            let key = PkeSecretKey::generate(suite, &mut rng)?;
+            (key.to_pem()?, Some(key.public_key().to_pem()?))
+        }
+        Kind::Symmetric => {
+            let key = AeadKey::generate(args.aead.into(), &mut rng);
+            (keyfile::symmetric_key_pem(&key)?, None)
+        }
+    };
+    keyfile::write_secret(&args.out, &secret)?;
+    println!("wrote {}", args.out.display());
+    if let Some(p) = public_pem {
+        keyfile::write_public(&public, &p)?;
+        println!("wrote {}", public.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

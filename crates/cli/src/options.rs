@@ -1,0 +1,132 @@
+//! Command-line options shared by `demo`, `trace`, `bench` and `provision`.
+
+use clap::{Args, ValueEnum};
+use m2msec_crypto::aead::AeadSuite;
+use m2msec_crypto::split::SharingScheme;
+use m2msec_node::collab::deployment::{Params, Suite};
+use m2msec_protocol::collab::ProxyFault;
+
+/// Secret sharing on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub(crate) enum SharingArg {
+    /// Reed-Solomon erasure coding.
+    Rs,
+    /// Shamir sharing (fewer than k colluding proxies learn nothing).
+    Shamir,
+}
+
+/// Public-key suite on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub(crate) enum SuiteArg {
+    /// X25519 ECIES and Ed25519.
+    Modern,
+    /// RSA-OAEP-2048 and RSA-PSS-2048.
+    Classic,
+}
+
+impl From<SuiteArg> for Suite {
+    fn from(s: SuiteArg) -> Self {
+        match s {
+            SuiteArg::Modern => Self::Modern,
+            SuiteArg::Classic => Self::Classic,
+        }
+    }
+}
+
+/// Proxy misbehaviour on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub(crate) enum FaultArg {
+    /// Never answers.
+    Silent,
+    /// Forges the fragment it passes to the server.
+    Forge,
+    /// Corrupts the answer it passes to the client.
+    Corrupt,
+}
+
+impl From<FaultArg> for ProxyFault {
+    fn from(f: FaultArg) -> Self {
+        match f {
+            FaultArg::Silent => Self::Silent,
+            FaultArg::Forge => Self::ForgeFragment,
+            FaultArg::Corrupt => Self::CorruptAnswer,
+        }
+    }
+}
+
+/// AEAD of pre-shared keys on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub(crate) enum AeadArg {
+    /// AES-128-CCM with an 8-byte tag.
+    #[value(name = "aes-128-ccm8")]
+    Aes128Ccm8,
+    /// AES-128-GCM.
+    #[value(name = "aes-128-gcm")]
+    Aes128Gcm,
+    /// ChaCha20-Poly1305.
+    #[value(name = "chacha20-poly1305")]
+    ChaCha20Poly1305,
+}
+
+impl From<AeadArg> for AeadSuite {
+    fn from(a: AeadArg) -> Self {
+        match a {
+            AeadArg::Aes128Ccm8 => Self::Aes128Ccm8,
+            AeadArg::Aes128Gcm => Self::Aes128Gcm,
+            AeadArg::ChaCha20Poly1305 => Self::ChaCha20Poly1305,
+        }
+    }
+}
+
+/// The shape of a collab deployment.
+#[derive(Clone, Debug, Args)]
+pub(crate) struct ShapeArgs {
+    /// Number of proxies (n).
+    #[arg(long, default_value_t = 5)]
+    pub(crate) proxies: u8,
+    /// Fragments needed to rebuild the secret (k).
+    #[arg(long, default_value_t = 3)]
+    pub(crate) threshold: u8,
+    /// Secret sharing scheme.
+    #[arg(long, value_enum, default_value_t = SharingArg::Rs)]
+    pub(crate) sharing: SharingArg,
+    /// Public-key suite: modern = X25519 ECIES + Ed25519, classic = RSA-OAEP-2048 + RSA-PSS-2048.
+    #[arg(long, value_enum, default_value_t = SuiteArg::Modern)]
+    pub(crate) suite: SuiteArg,
+    /// AEAD of the pre-shared keys.
+    #[arg(long, value_enum, default_value_t = AeadArg::ChaCha20Poly1305)]
+    pub(crate) aead: AeadArg,
+}
+
+/// Misbehaving proxies (demo and trace only).
+#[derive(Clone, Debug, Args)]
+pub(crate) struct FaultArgs {
+    /// How many proxies misbehave (the last ones: proxy-n, proxy-(n-1), …).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) faulty: u8,
+    /// How they misbehave.
+    #[arg(long, value_enum, requires = "faulty")]
+    pub(crate) fault: Option<FaultArg>,
+}
+
+impl ShapeArgs {
+    pub(crate) fn params(&self, faults: Option<&FaultArgs>) -> Params {
+        let (faulty, fault) = match faults {
+            Some(f) if f.faulty > 0 => (f.faulty, Some(f.fault.unwrap_or(FaultArg::Silent).into())),
+            _ => (0, None),
+        };
+        Params {
+            proxies: self.proxies,
+            threshold: self.threshold,
+            sharing: match self.sharing {
+                SharingArg::Rs => SharingScheme::ReedSolomon,
+                SharingArg::Shamir => SharingScheme::Shamir,
+            },
+            suite: self.suite.into(),
+            aead: self.aead.into(),
+            faulty,
+            fault,
+            ..Params::default()
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! Placeholder until the node crate's collab bench lands.
+fn main() {}

@@ -1,0 +1,170 @@
+//! The figures of `m2msec bench` for collab.
+//!
+//! - The client's cost of a collab run (time inside the client's calls, and its operation
+//!   counts) against the paper's "simple scheme" baseline (section IV): the client itself
+//!   encrypts x to B, signs it, verifies B's signature and decrypts y — measured here with the
+//!   crypto crate directly, with the same public-key suite.
+//! - The server's handshakes per second: sessions divided by the time spent inside the
+//!   server's calls over many in-memory sessions (network and other roles excluded).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use m2msec_crypto::pke::PkeSecretKey;
+use m2msec_crypto::rng::{CryptoRng, SeededRng, random_array};
+use m2msec_crypto::sig::SigningKey;
+use serde::Serialize;
+
+use super::deployment::{Params, Suite};
+use super::memory::MemoryDeployment;
+use crate::error::{Error, Result};
+
+/// One measured figure: a JSON line of `m2msec bench --json`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Figure {
+    /// What is measured.
+    pub name: String,
+    /// Its unit.
+    pub unit: &'static str,
+    /// The measurement.
+    pub value: f64,
+    /// What it compares against, if anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<f64>,
+    /// `value / baseline`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<f64>,
+}
+
+impl Figure {
+    fn plain(name: String, unit: &'static str, value: f64) -> Self {
+        Self {
+            name,
+            unit,
+            value,
+            baseline: None,
+            ratio: None,
+        }
+    }
+
+    fn against(name: String, unit: &'static str, value: f64, baseline: f64) -> Self {
+        let ratio = if baseline == 0.0 {
+            None
+        } else {
+            Some(value / baseline)
+        };
+        Self {
+            name,
+            unit,
+            value,
+            baseline: Some(baseline),
+            ratio,
+        }
+    }
+}
+
+/// Public-key operations of the simple scheme on the client: encrypt x, sign, verify, decrypt y.
+pub const SIMPLE_SCHEME_ASYMMETRIC_OPS: u64 = 4;
+
+/// Mean time of the client's side of the simple scheme with `suite`, over `iterations`.
+///
+/// # Errors
+///
+/// Crypto errors (none expected).
+pub fn simple_scheme_client_time(
+    suite: Suite,
+    iterations: u32,
+    rng: &mut dyn CryptoRng,
+) -> Result<Duration> {
+    let b_pke = PkeSecretKey::generate(suite.pke(), rng)?;
+    let b_sig = SigningKey::generate(suite.sig(), rng)?;
+    let a_pke = PkeSecretKey::generate(suite.pke(), rng)?;
+    let a_sig = SigningKey::generate(suite.sig(), rng)?;
+    let b_public = b_pke.public_key();
+    let b_verify = b_sig.verifying_key();
+    // What B sends back, prepared outside the timed loop: y encrypted to A, signed by B.
+    let y: [u8; 32] = random_array(rng);
+    let y_sealed = a_pke.public_key().encrypt(rng, b"simple-scheme", &y)?;
+    let b_signature = b_sig.sign(rng, &y_sealed);
+    let iterations = iterations.max(1);
+    let start = Instant::now();
+    for _ in 0..iterations {
+        let x: [u8; 32] = random_array(rng);
+        let x_sealed = b_public.encrypt(rng, b"simple-scheme", &x)?;
+        black_box(a_sig.sign(rng, &x_sealed));
+        b_verify.verify(&y_sealed, &b_signature)?;
+        black_box(a_pke.decrypt(b"simple-scheme", &y_sealed)?);
+    }
+    Ok(start.elapsed() / iterations)
+}
+
+/// Runs `sessions` in-memory collab sessions with `params` and measures them against the
+/// simple scheme.
+///
+/// # Errors
+///
+/// Set-up errors, or [`Error::Usage`] if a session fails (a benchmark of failures means
+/// nothing).
+pub fn figures(params: &Params, sessions: u32, seed: u64) -> Result<Vec<Figure>> {
+    let sessions = sessions.max(1);
+    let mut d = MemoryDeployment::new(params, seed)?;
+    let start = Instant::now();
+    for _ in 0..sessions {
+        let r = d.run_session()?;
+        if !r.keys_match() {
+            return Err(Error::Usage(format!(
+                "benchmark session failed: {}",
+                r.client
+                    .err()
+                    .map_or_else(|| "keys differ".to_owned(), |e| e.to_string())
+            )));
+        }
+    }
+    let total = start.elapsed();
+    let n = f64::from(sessions);
+    let ops = d.client_ops();
+    let prefix = format!("collab.{}", params.suite.name());
+    let client_us = d.client_busy().as_secs_f64() * 1e6 / n;
+    let mut rng = SeededRng::from_seed_u64(seed ^ 0x5eed);
+    let baseline_us =
+        simple_scheme_client_time(params.suite, sessions, &mut rng)?.as_secs_f64() * 1e6;
+    Ok(vec![
+        Figure::against(
+            format!("{prefix}.client.time_per_run"),
+            "us",
+            client_us,
+            baseline_us,
+        ),
+        Figure::against(
+            format!("{prefix}.client.asymmetric_ops_per_run"),
+            "ops",
+            ops.asymmetric as f64 / n,
+            SIMPLE_SCHEME_ASYMMETRIC_OPS as f64,
+        ),
+        Figure::plain(
+            format!("{prefix}.client.symmetric_ops_per_run"),
+            "ops",
+            ops.symmetric as f64 / n,
+        ),
+        Figure::plain(
+            format!("{prefix}.client.hash_ops_per_run"),
+            "ops",
+            ops.hash as f64 / n,
+        ),
+        Figure::plain(
+            format!("{prefix}.client.redundancy_ops_per_run"),
+            "ops",
+            ops.redundancy as f64 / n,
+        ),
+        Figure::plain(
+            format!("{prefix}.server.handshakes_per_sec"),
+            "1/s",
+            n / d.server_busy().as_secs_f64().max(1e-9),
+        ),
+        Figure::plain(
+            format!("{prefix}.in_memory.runs_per_sec"),
+            "1/s",
+            n / total.as_secs_f64().max(1e-9),
+        ),
+    ])
+}

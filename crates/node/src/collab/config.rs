@@ -1,0 +1,473 @@
+//! The TOML config files of the four collab daemons, and how they become role configs.
+//!
+//! Every field is documented in `examples/collab-*.toml`. Key paths are relative to the config
+//! file's directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use m2msec_crypto::aead::AeadSuite;
+use m2msec_crypto::ots::OtsScheme;
+use m2msec_crypto::split::SharingScheme;
+use m2msec_protocol::collab::{
+    ClientConfig, KeyedPeer, PeerAddr, ProxyConfig, ProxyEntry, ServerConfig, Timeouts,
+    TrustedConfig,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{load_toml, resolve};
+use crate::error::{Error, Result};
+use crate::keyfile;
+
+/// A peer known by name and address.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerFile {
+    /// The peer's identity, as it names itself in the protocol.
+    pub name: String,
+    /// Its UDP address.
+    pub addr: SocketAddr,
+}
+
+/// A peer with which this daemon shares a symmetric key.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyedPeerFile {
+    /// The peer's identity.
+    pub name: String,
+    /// Its UDP address.
+    pub addr: SocketAddr,
+    /// File of the pre-shared key (PEM "M2MSEC SYMMETRIC KEY").
+    pub key: PathBuf,
+}
+
+/// A proxy the client may use.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyFile {
+    /// The proxy's identity.
+    pub name: String,
+    /// Its UDP address.
+    pub addr: SocketAddr,
+    /// File of the key shared with it, kAPi.
+    pub key: PathBuf,
+    /// Its declared capability (0-255); proxies below `min_capability` are never chosen.
+    #[serde(default)]
+    pub capability: u8,
+}
+
+/// Timeouts, in milliseconds; absent values take the protocol's defaults.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsFile {
+    /// Lifetime of a whole session: after it every party gives up with a typed error.
+    pub session_ms: Option<u64>,
+    /// Trusted entity only: how long it waits for the summoned proxies' hellos.
+    pub proxy_hello_ms: Option<u64>,
+    /// Client only: how long it keeps listening for relays of y after accepting y.
+    pub answer_grace_ms: Option<u64>,
+}
+
+impl TimeoutsFile {
+    fn build(&self) -> Timeouts {
+        let mut t = Timeouts::default();
+        if let Some(ms) = self.session_ms {
+            t.session = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.proxy_hello_ms {
+            t.proxy_hello = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.answer_grace_ms {
+            t.answer_grace = Duration::from_millis(ms);
+        }
+        t
+    }
+}
+
+/// AEAD suite names in config files.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum AeadName {
+    /// AES-128-CCM with an 8-byte tag.
+    #[serde(rename = "aes-128-ccm8")]
+    Aes128Ccm8,
+    /// AES-128-GCM.
+    #[serde(rename = "aes-128-gcm")]
+    Aes128Gcm,
+    /// ChaCha20-Poly1305.
+    #[serde(rename = "chacha20-poly1305")]
+    ChaCha20Poly1305,
+}
+
+impl From<AeadName> for AeadSuite {
+    fn from(a: AeadName) -> Self {
+        match a {
+            AeadName::Aes128Ccm8 => Self::Aes128Ccm8,
+            AeadName::Aes128Gcm => Self::Aes128Gcm,
+            AeadName::ChaCha20Poly1305 => Self::ChaCha20Poly1305,
+        }
+    }
+}
+
+/// Sharing scheme names in config files.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SharingName {
+    /// Reed-Solomon erasure coding (any k of n fragments rebuild x).
+    ReedSolomon,
+    /// Shamir sharing over GF(256) (fewer than k colluding proxies learn nothing about x).
+    Shamir,
+}
+
+impl From<SharingName> for SharingScheme {
+    fn from(s: SharingName) -> Self {
+        match s {
+            SharingName::ReedSolomon => Self::ReedSolomon,
+            SharingName::Shamir => Self::Shamir,
+        }
+    }
+}
+
+/// One-time signature scheme names in config files.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum OtsName {
+    /// Lamport signatures over SHA-256 (the paper's choice).
+    Lamport,
+    /// LM-OTS SHA-256, n = 32, w = 4 (RFC 8554).
+    Lmots,
+}
+
+impl From<OtsName> for OtsScheme {
+    fn from(s: OtsName) -> Self {
+        match s {
+            OtsName::Lamport => Self::Lamport,
+            OtsName::Lmots => Self::LmotsSha256N32W4,
+        }
+    }
+}
+
+/// Protocol parameters of the client; absent values take the protocol's defaults.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientParamsFile {
+    /// Proxies used per session.
+    pub n: Option<u8>,
+    /// Fragments needed to rebuild the secret.
+    pub k: Option<u8>,
+    /// `reed-solomon` or `shamir`.
+    pub sharing: Option<SharingName>,
+    /// `lamport` or `lmots`.
+    pub ots: Option<OtsName>,
+    /// AEAD of the keys derived from x and MK: `aes-128-ccm8`, `aes-128-gcm`, `chacha20-poly1305`.
+    pub aead: Option<AeadName>,
+    /// Identical answers needed before the client accepts.
+    pub answer_quorum: Option<u8>,
+    /// Minimum proxy capability.
+    pub min_capability: Option<u8>,
+}
+
+/// `collab-client` config file.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientFile {
+    /// This client's identity.
+    pub identity: String,
+    /// Local UDP address to bind.
+    pub listen: SocketAddr,
+    /// Database of trust records (redb); absent: kept in memory only.
+    pub state: Option<PathBuf>,
+    /// The trusted entity T and the key kAT.
+    pub trusted: KeyedPeerFile,
+    /// The server B to establish a key with.
+    pub server: PeerFile,
+    /// The candidate proxies with their keys kAPi.
+    pub proxies: Vec<ProxyFile>,
+    /// Protocol parameters.
+    #[serde(default)]
+    pub params: ClientParamsFile,
+    /// Timeouts.
+    #[serde(default)]
+    pub timeouts: TimeoutsFile,
+}
+
+/// `collab-proxy` config file.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyFileConfig {
+    /// This proxy's identity.
+    pub identity: String,
+    /// Local UDP address to bind.
+    pub listen: SocketAddr,
+    /// The trusted entity T and the key kPiT.
+    pub trusted: KeyedPeerFile,
+    /// The clients this proxy helps, with the keys kAPi.
+    pub clients: Vec<KeyedPeerFile>,
+    /// The CA's public key (PEM "PUBLIC KEY") that server certificates must be signed by.
+    pub ca: PathBuf,
+    /// Timeouts.
+    #[serde(default)]
+    pub timeouts: TimeoutsFile,
+}
+
+/// `collab-trusted` config file.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedFile {
+    /// This trusted entity's identity.
+    pub identity: String,
+    /// Local UDP address to bind.
+    pub listen: SocketAddr,
+    /// T's signing key (PEM "PRIVATE KEY", Ed25519 or RSA) for the Merkle roots.
+    pub signing_key: PathBuf,
+    /// The clients T serves, with the keys kAT.
+    pub clients: Vec<KeyedPeerFile>,
+    /// The proxies T provisions, with the keys kPiT.
+    pub proxies: Vec<KeyedPeerFile>,
+    /// Timeouts.
+    #[serde(default)]
+    pub timeouts: TimeoutsFile,
+}
+
+/// `collab-server` config file.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    /// This server's identity (the subject of its certificate).
+    pub identity: String,
+    /// Local UDP address to bind.
+    pub listen: SocketAddr,
+    /// Database of used one-time keys (redb); absent: kept in memory only (not for production:
+    /// a restart would forget which one-time keys were used).
+    pub state: Option<PathBuf>,
+    /// The decryption key for fragments (PEM "PRIVATE KEY", X25519 or RSA).
+    pub pke_key: PathBuf,
+    /// The signing key for answers (PEM "PRIVATE KEY", Ed25519 or RSA).
+    pub signing_key: PathBuf,
+    /// The certificate issued by the CA (PEM "M2MSEC CERTIFICATE").
+    pub certificate: PathBuf,
+    /// The trusted entity's public key (PEM "PUBLIC KEY").
+    pub trusted_key: PathBuf,
+    /// Timeouts.
+    #[serde(default)]
+    pub timeouts: TimeoutsFile,
+}
+
+fn keyed(file: &Path, p: &KeyedPeerFile) -> Result<KeyedPeer> {
+    Ok(KeyedPeer {
+        name: p.name.clone(),
+        addr: p.addr,
+        key: keyfile::load_symmetric_key(&resolve(file, &p.key))?,
+    })
+}
+
+fn check_identity(file: &Path, identity: &str) -> Result<()> {
+    if identity.is_empty() {
+        return Err(Error::config(file, "field `identity`: must not be empty"));
+    }
+    Ok(())
+}
+
+/// A loaded client daemon config.
+#[derive(Debug)]
+pub struct ClientSetup {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// State database, resolved.
+    pub state: Option<PathBuf>,
+    /// The role's config.
+    pub config: ClientConfig,
+}
+
+/// Loads a `collab-client` config file and its key files.
+///
+/// # Errors
+///
+/// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
+pub fn load_client(file: &Path) -> Result<ClientSetup> {
+    let f: ClientFile = load_toml(file)?;
+    check_identity(file, &f.identity)?;
+    if f.proxies.is_empty() {
+        return Err(Error::config(
+            file,
+            "field `proxies`: at least one proxy is needed",
+        ));
+    }
+    let proxies = f
+        .proxies
+        .iter()
+        .map(|p| {
+            Ok(ProxyEntry {
+                name: p.name.clone(),
+                addr: p.addr,
+                key: keyfile::load_symmetric_key(&resolve(file, &p.key))?,
+                capability: p.capability,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut config = ClientConfig::new(
+        &f.identity,
+        keyed(file, &f.trusted)?,
+        PeerAddr {
+            name: f.server.name.clone(),
+            addr: f.server.addr,
+        },
+        proxies,
+    );
+    let p = &f.params;
+    if let Some(n) = p.n {
+        config.n = n;
+    }
+    if let Some(k) = p.k {
+        config.k = k;
+    }
+    if let Some(s) = p.sharing {
+        config.sharing = s.into();
+    }
+    if let Some(o) = p.ots {
+        config.ots = o.into();
+    }
+    if let Some(a) = p.aead {
+        config.aead = a.into();
+    }
+    if let Some(q) = p.answer_quorum {
+        config.answer_quorum = q;
+    }
+    if let Some(c) = p.min_capability {
+        config.min_capability = c;
+    }
+    if config.k == 0 || config.k > config.n {
+        return Err(Error::config(
+            file,
+            format!(
+                "field `params.k`: must be between 1 and n = {}, is {}",
+                config.n, config.k
+            ),
+        ));
+    }
+    if usize::from(config.n) > f.proxies.len() {
+        return Err(Error::config(
+            file,
+            format!(
+                "field `params.n`: {} proxies per session, but only {} listed in `proxies`",
+                config.n,
+                f.proxies.len()
+            ),
+        ));
+    }
+    config.timeouts = f.timeouts.build();
+    Ok(ClientSetup {
+        listen: f.listen,
+        state: f.state.map(|s| resolve(file, &s)),
+        config,
+    })
+}
+
+/// A loaded proxy daemon config.
+#[derive(Debug)]
+pub struct ProxySetup {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// The role's config.
+    pub config: ProxyConfig,
+}
+
+/// Loads a `collab-proxy` config file and its key files.
+///
+/// # Errors
+///
+/// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
+pub fn load_proxy(file: &Path) -> Result<ProxySetup> {
+    let f: ProxyFileConfig = load_toml(file)?;
+    check_identity(file, &f.identity)?;
+    let clients = f
+        .clients
+        .iter()
+        .map(|c| keyed(file, c))
+        .collect::<Result<Vec<_>>>()?;
+    let config = ProxyConfig {
+        identity: f.identity.clone(),
+        trusted: keyed(file, &f.trusted)?,
+        clients,
+        ca: keyfile::load_verifying_key(&resolve(file, &f.ca))?,
+        timeouts: f.timeouts.build(),
+        fault_for_testing_only: None,
+    };
+    Ok(ProxySetup {
+        listen: f.listen,
+        config,
+    })
+}
+
+/// A loaded trusted-entity daemon config.
+#[derive(Debug)]
+pub struct TrustedSetup {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// The role's config.
+    pub config: TrustedConfig,
+}
+
+/// Loads a `collab-trusted` config file and its key files.
+///
+/// # Errors
+///
+/// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
+pub fn load_trusted(file: &Path) -> Result<TrustedSetup> {
+    let f: TrustedFile = load_toml(file)?;
+    check_identity(file, &f.identity)?;
+    let config = TrustedConfig {
+        identity: f.identity.clone(),
+        signing_key: keyfile::load_signing_key(&resolve(file, &f.signing_key))?,
+        clients: f
+            .clients
+            .iter()
+            .map(|c| keyed(file, c))
+            .collect::<Result<Vec<_>>>()?,
+        proxies: f
+            .proxies
+            .iter()
+            .map(|c| keyed(file, c))
+            .collect::<Result<Vec<_>>>()?,
+        timeouts: f.timeouts.build(),
+    };
+    Ok(TrustedSetup {
+        listen: f.listen,
+        config,
+    })
+}
+
+/// A loaded server daemon config.
+#[derive(Debug)]
+pub struct ServerSetup {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// State database, resolved.
+    pub state: Option<PathBuf>,
+    /// The role's config.
+    pub config: ServerConfig,
+}
+
+/// Loads a `collab-server` config file and its key files.
+///
+/// # Errors
+///
+/// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
+pub fn load_server(file: &Path) -> Result<ServerSetup> {
+    let f: ServerFile = load_toml(file)?;
+    check_identity(file, &f.identity)?;
+    let config = ServerConfig {
+        identity: f.identity.clone(),
+        pke_key: keyfile::load_pke_secret_key(&resolve(file, &f.pke_key))?,
+        signing_key: keyfile::load_signing_key(&resolve(file, &f.signing_key))?,
+        certificate: keyfile::load_certificate(&resolve(file, &f.certificate))?,
+        trusted_key: keyfile::load_verifying_key(&resolve(file, &f.trusted_key))?,
+        timeouts: f.timeouts.build(),
+    };
+    Ok(ServerSetup {
+        listen: f.listen,
+        state: f.state.map(|s| resolve(file, &s)),
+        config,
+    })
+}

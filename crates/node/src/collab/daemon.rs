@@ -1,0 +1,449 @@
+//! The four collab daemons: a config file in, a role on a UDP socket out.
+//!
+//! What each handler persists before the driver sends anything:
+//! - the server records every one-time key it accepts (table [`USED_OTS_TABLE`]) so that,
+//!   after a restart, a second signature with the same one-time key is still rejected;
+//! - the client records its trust in each proxy (table [`TRUST_TABLE`], one
+//!   `TrustRecord::to_bytes` per proxy name) so that proxy selection survives restarts.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use m2msec_crypto::rng::OsRng;
+use m2msec_protocol::Millis;
+use m2msec_protocol::collab::{
+    Client, ClientEvent, Established, Proxy, ProxyEvent, Server, ServerEvent, SessionId,
+    TrustRecord, Trusted, TrustedEvent,
+};
+use m2msec_store::{MemoryStore, RedbStore, Store};
+use tokio::sync::mpsc;
+
+use super::config;
+use crate::driver::{self, Context, Driver, Flow, Handler, Shutdown};
+use crate::error::Result;
+use crate::hex;
+
+/// Store table of the one-time key ids the server has accepted (key: the 32-byte id).
+pub const USED_OTS_TABLE: &str = "collab-used-ots";
+/// Store table of the client's trust records (key: proxy name, value: `TrustRecord` bytes).
+pub const TRUST_TABLE: &str = "collab-trust";
+
+/// What the daemons of a demo tell the orchestrator.
+#[derive(Debug)]
+pub enum Report {
+    /// The client established a key.
+    ClientEstablished(Summary),
+    /// The client's session failed.
+    ClientFailed {
+        /// The session.
+        session: SessionId,
+        /// The typed error, rendered.
+        error: String,
+    },
+    /// The server established a key.
+    ServerEstablished(Summary),
+}
+
+/// An established session, without the key itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// The session.
+    pub session: SessionId,
+    /// The peer's identity.
+    pub peer: String,
+    /// Fingerprint of the session key (safe to print and compare).
+    pub fingerprint: [u8; 8],
+    /// The proxies that took part, as the server listed them.
+    pub participants: Vec<String>,
+}
+
+impl Summary {
+    fn of(e: &Established) -> Self {
+        Self {
+            session: e.session,
+            peer: e.peer.clone(),
+            fingerprint: e.key.fingerprint(),
+            participants: e.participants.clone(),
+        }
+    }
+}
+
+/// Opens the state database named by a config, or an in-memory store when none is.
+///
+/// # Errors
+///
+/// [`Error::Store`] if the database cannot be opened.
+pub fn open_store(path: Option<&Path>) -> Result<Arc<dyn Store>> {
+    match path {
+        Some(p) => Ok(Arc::new(RedbStore::open(p)?)),
+        None => Ok(Arc::new(MemoryStore::new())),
+    }
+}
+
+/// Trust records kept in `store`.
+///
+/// # Errors
+///
+/// [`Error::Store`] if the store cannot be read. Records that do not decode are skipped with
+/// a warning (a newer format, a damaged entry): the proxy then starts from neutral trust.
+pub fn load_trust(store: &dyn Store) -> Result<Vec<TrustRecord>> {
+    let mut records = Vec::new();
+    for (key, value) in store.scan(TRUST_TABLE)? {
+        match TrustRecord::from_bytes(&value) {
+            Ok(r) => records.push(r),
+            Err(e) => {
+                tracing::warn!(proxy = %String::from_utf8_lossy(&key), error = %e, "trust record skipped")
+            }
+        }
+    }
+    Ok(records)
+}
+
+/// One-time key ids recorded in `store`.
+///
+/// # Errors
+///
+/// [`Error::Store`] if the store cannot be read.
+pub fn load_used_one_time_keys(store: &dyn Store) -> Result<Vec<[u8; 32]>> {
+    Ok(store
+        .scan(USED_OTS_TABLE)?
+        .into_iter()
+        .filter_map(|(k, _)| <[u8; 32]>::try_from(k.as_slice()).ok())
+        .collect())
+}
+
+/// How many key establishments the client daemon runs, and how far apart.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientRuns {
+    /// Number of runs (at least 1).
+    pub count: u32,
+    /// Pause between the end of one run and the start of the next.
+    pub interval: Duration,
+}
+
+impl Default for ClientRuns {
+    fn default() -> Self {
+        Self {
+            count: 1,
+            interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The result of one client run.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A key was established.
+    Established(Summary),
+    /// The session failed with a typed error.
+    Failed {
+        /// The session.
+        session: SessionId,
+        /// The error.
+        error: m2msec_protocol::collab::Error,
+    },
+}
+
+/// The client daemon's handler: persists trust, counts runs, starts the next one.
+pub struct ClientHandler {
+    store: Arc<dyn Store>,
+    runs: ClientRuns,
+    started: u32,
+    next_start: Option<Millis>,
+    outcomes: Vec<Outcome>,
+    report: Option<mpsc::UnboundedSender<Report>>,
+}
+
+impl ClientHandler {
+    /// A handler for `runs` runs, persisting trust in `store`. The first run must already be
+    /// started on the role (see [`start_session`]).
+    #[must_use]
+    pub fn new(
+        store: Arc<dyn Store>,
+        runs: ClientRuns,
+        report: Option<mpsc::UnboundedSender<Report>>,
+    ) -> Self {
+        Self {
+            store,
+            runs,
+            started: 1,
+            next_start: None,
+            outcomes: Vec::new(),
+            report,
+        }
+    }
+
+    /// The runs' results so far.
+    #[must_use]
+    pub fn outcomes(&self) -> &[Outcome] {
+        &self.outcomes
+    }
+
+    /// The runs' results.
+    #[must_use]
+    pub fn into_outcomes(self) -> Vec<Outcome> {
+        self.outcomes
+    }
+
+    fn finished_one(&mut self, now: Millis) -> Flow {
+        if self.started >= self.runs.count.max(1) {
+            return Flow::Stop;
+        }
+        self.next_start = Some(now.after(self.runs.interval));
+        Flow::Continue
+    }
+}
+
+/// Starts one client session, logging it.
+///
+/// # Errors
+///
+/// [`Error::Collab`] if the client cannot start one (no usable proxies…).
+pub fn start_session(
+    client: &mut Client,
+    now: Millis,
+    rng: &mut dyn m2msec_crypto::rng::CryptoRng,
+) -> Result<SessionId> {
+    let session = client.connect(now, rng)?;
+    tracing::info!(%session, "collab key establishment started");
+    Ok(session)
+}
+
+impl Handler<Client> for ClientHandler {
+    fn on_event(&mut self, cx: &mut Context<'_, Client>, event: ClientEvent) -> Result<Flow> {
+        match event {
+            ClientEvent::Established(e) => {
+                let summary = Summary::of(&e);
+                tracing::info!(
+                    session = %summary.session,
+                    peer = %summary.peer,
+                    key_fingerprint = %hex(&summary.fingerprint),
+                    participants = %summary.participants.join(","),
+                    "collab key established"
+                );
+                if let Some(r) = &self.report {
+                    let _ = r.send(Report::ClientEstablished(summary.clone()));
+                }
+                self.outcomes.push(Outcome::Established(summary));
+                Ok(self.finished_one(cx.now))
+            }
+            ClientEvent::Failed { session, error } => {
+                tracing::error!(%session, %error, "collab key establishment failed");
+                if let Some(r) = &self.report {
+                    let _ = r.send(Report::ClientFailed {
+                        session,
+                        error: error.to_string(),
+                    });
+                }
+                self.outcomes.push(Outcome::Failed { session, error });
+                Ok(self.finished_one(cx.now))
+            }
+            ClientEvent::TrustUpdated(records) => {
+                for r in &records {
+                    self.store
+                        .put(TRUST_TABLE, r.proxy.as_bytes(), &r.to_bytes())?;
+                    tracing::debug!(proxy = %r.proxy, score = r.score, successes = r.successes, failures = r.failures, "trust updated");
+                }
+                Ok(Flow::Continue)
+            }
+            ClientEvent::Rejected { remote, error } => {
+                tracing::warn!(%remote, %error, "datagram rejected");
+                Ok(Flow::Continue)
+            }
+            #[allow(unreachable_patterns)]
+            other => {
+                tracing::debug!(event = ?other, "client event");
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    fn next_wakeup(&self) -> Option<Millis> {
+        self.next_start
+    }
+
+    fn on_wakeup(&mut self, cx: &mut Context<'_, Client>) -> Result<Flow> {
+        self.next_start = None;
+        self.started += 1;
+        start_session(cx.endpoint, cx.now, cx.rng)?;
+        Ok(Flow::Continue)
+    }
+}
+
+/// The server daemon's handler: persists used one-time keys before anything is sent.
+pub struct ServerHandler {
+    store: Arc<dyn Store>,
+    report: Option<mpsc::UnboundedSender<Report>>,
+}
+
+impl ServerHandler {
+    /// A handler persisting into `store`.
+    #[must_use]
+    pub fn new(store: Arc<dyn Store>, report: Option<mpsc::UnboundedSender<Report>>) -> Self {
+        Self { store, report }
+    }
+}
+
+impl Handler<Server> for ServerHandler {
+    fn on_event(&mut self, cx: &mut Context<'_, Server>, event: ServerEvent) -> Result<Flow> {
+        match event {
+            ServerEvent::OneTimeKeyUsed(id) => {
+                // Durable before the answer that depends on it leaves (see the driver).
+                if !self
+                    .store
+                    .insert_if_absent(USED_OTS_TABLE, &id, &cx.now.0.to_be_bytes())?
+                {
+                    tracing::warn!(id = %hex(&id), "one-time key was already recorded as used");
+                }
+            }
+            ServerEvent::Established(e) => {
+                let summary = Summary::of(&e);
+                tracing::info!(
+                    session = %summary.session,
+                    peer = %summary.peer,
+                    key_fingerprint = %hex(&summary.fingerprint),
+                    participants = %summary.participants.join(","),
+                    "collab key established"
+                );
+                if let Some(r) = &self.report {
+                    let _ = r.send(Report::ServerEstablished(summary));
+                }
+            }
+            ServerEvent::Failed { session, error } => {
+                tracing::warn!(%session, %error, "session failed")
+            }
+            ServerEvent::Rejected { remote, error } => {
+                tracing::warn!(%remote, %error, "datagram rejected")
+            }
+            #[allow(unreachable_patterns)]
+            other => tracing::debug!(event = ?other, "server event"),
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+/// The proxy daemon's handler: logs.
+#[derive(Debug, Default)]
+pub struct ProxyHandler;
+
+impl Handler<Proxy> for ProxyHandler {
+    fn on_event(&mut self, _cx: &mut Context<'_, Proxy>, event: ProxyEvent) -> Result<Flow> {
+        match event {
+            ProxyEvent::Relayed { session } => tracing::info!(%session, "relayed a session"),
+            ProxyEvent::Failed { session, error } => {
+                tracing::warn!(%session, %error, "session failed")
+            }
+            ProxyEvent::Rejected { remote, error } => {
+                tracing::warn!(%remote, %error, "datagram rejected")
+            }
+            #[allow(unreachable_patterns)]
+            other => tracing::debug!(event = ?other, "proxy event"),
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+/// The trusted entity daemon's handler: logs.
+#[derive(Debug, Default)]
+pub struct TrustedHandler;
+
+impl Handler<Trusted> for TrustedHandler {
+    fn on_event(&mut self, _cx: &mut Context<'_, Trusted>, event: TrustedEvent) -> Result<Flow> {
+        match event {
+            TrustedEvent::Provisioned { session, proxies } => {
+                tracing::info!(%session, proxies = %proxies.join(","), "provisioned one-time keys");
+            }
+            TrustedEvent::Failed { session, error } => {
+                tracing::warn!(%session, %error, "session failed")
+            }
+            TrustedEvent::Rejected { remote, error } => {
+                tracing::warn!(%remote, %error, "datagram rejected")
+            }
+            #[allow(unreachable_patterns)]
+            other => tracing::debug!(event = ?other, "trusted event"),
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+/// Runs the client daemon of `config_file`: `runs.count` key establishments, then returns
+/// their outcomes (also on `shutdown`).
+///
+/// # Errors
+///
+/// Config, key file, store and bind errors; a run that fails is an [`Outcome::Failed`], not
+/// an error.
+pub async fn run_client(
+    config_file: &Path,
+    runs: ClientRuns,
+    shutdown: Shutdown,
+) -> Result<Vec<Outcome>> {
+    let setup = config::load_client(config_file)?;
+    let store = open_store(setup.state.as_deref())?;
+    let trust = load_trust(&*store)?;
+    let identity = setup.config.identity.clone();
+    let client = Client::new(setup.config, trust)?;
+    let socket = driver::bind(setup.listen).await?;
+    let mut driver = Driver::new(identity.clone(), socket, client, Box::new(OsRng))?;
+    tracing::info!(role = "collab-client", %identity, listen = %driver.local_addr(), "started");
+    let (client, rng) = driver.endpoint_mut();
+    start_session(client, driver::wall_clock(), rng)?;
+    let mut handler = ClientHandler::new(store, runs, None);
+    driver.run(&mut handler, shutdown).await?;
+    Ok(handler.into_outcomes())
+}
+
+/// Runs the proxy daemon of `config_file` until `shutdown`.
+///
+/// # Errors
+///
+/// Config, key file and bind errors.
+pub async fn run_proxy(config_file: &Path, shutdown: Shutdown) -> Result<()> {
+    let setup = config::load_proxy(config_file)?;
+    let identity = setup.config.identity.clone();
+    let proxy = Proxy::new(setup.config)?;
+    let socket = driver::bind(setup.listen).await?;
+    let driver = Driver::new(identity.clone(), socket, proxy, Box::new(OsRng))?;
+    tracing::info!(role = "collab-proxy", %identity, listen = %driver.local_addr(), "serving");
+    driver.run(&mut ProxyHandler, shutdown).await?;
+    Ok(())
+}
+
+/// Runs the trusted entity daemon of `config_file` until `shutdown`.
+///
+/// # Errors
+///
+/// Config, key file and bind errors.
+pub async fn run_trusted(config_file: &Path, shutdown: Shutdown) -> Result<()> {
+    let setup = config::load_trusted(config_file)?;
+    let identity = setup.config.identity.clone();
+    let trusted = Trusted::new(setup.config)?;
+    let socket = driver::bind(setup.listen).await?;
+    let driver = Driver::new(identity.clone(), socket, trusted, Box::new(OsRng))?;
+    tracing::info!(role = "collab-trusted", %identity, listen = %driver.local_addr(), "serving");
+    driver.run(&mut TrustedHandler, shutdown).await?;
+    Ok(())
+}
+
+/// Runs the server daemon of `config_file` until `shutdown`.
+///
+/// # Errors
+///
+/// Config, key file, store and bind errors; a store error while serving stops the daemon
+/// (nothing that depended on the failed write was sent).
+pub async fn run_server(config_file: &Path, shutdown: Shutdown) -> Result<()> {
+    let setup = config::load_server(config_file)?;
+    let store = open_store(setup.state.as_deref())?;
+    let used = load_used_one_time_keys(&*store)?;
+    let identity = setup.config.identity.clone();
+    tracing::info!(used_one_time_keys = used.len(), "state loaded");
+    let server = Server::new(setup.config, used)?;
+    let socket = driver::bind(setup.listen).await?;
+    let driver = Driver::new(identity.clone(), socket, server, Box::new(OsRng))?;
+    tracing::info!(role = "collab-server", %identity, listen = %driver.local_addr(), "serving");
+    driver
+        .run(&mut ServerHandler::new(store, None), shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,38 @@
+//! Reading TOML config files: unknown fields are refused, and every error names the file, the
+//! field and what is wrong.
+//!
+//! Paths inside a config file (key files, the state database) are relative to the directory
+//! of the config file, so a provisioned deployment directory can be moved as a whole.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+
+/// Reads and parses the TOML file at `path` into `T` (whose serde derive should
+/// `deny_unknown_fields`).
+///
+/// # Errors
+///
+/// [`Error::Config`] naming the file; for a parse error the message has the line, the column
+/// and the field (toml's own report); a missing file is reported as such.
+pub fn load_toml<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::config(path, "no such file"),
+        _ => Error::config(path, e.to_string()),
+    })?;
+    toml::from_str(&text).map_err(|e| Error::config(path, e.to_string().trim_end().to_owned()))
+}
+
+/// Resolves `relative` against the directory of the config file `config`.
+#[must_use]
+pub fn resolve(config: &Path, relative: &Path) -> PathBuf {
+    if relative.is_absolute() {
+        return relative.to_path_buf();
+    }
+    match config.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join(relative),
+        _ => relative.to_path_buf(),
+    }
+}

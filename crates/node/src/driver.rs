@@ -1,0 +1,306 @@
+//! The async shell around one sans-IO role: a UDP socket, a clock and an RNG.
+//!
+//! The whole driver is the loop quinn's `ConnectionDriver` has (STYLE.md): wait for a datagram
+//! or for the role's deadline, feed it to the role, then drain the role's events — handing each
+//! to a [`Handler`] that persists what must survive a restart — and only after that send the
+//! role's datagrams. A handler error stops the loop *before* anything is sent, so a datagram
+//! never leaves that depends on state the store failed to record.
+//!
+//! Time given to the role is [`wall_clock`]: milliseconds since the UNIX epoch, the time base
+//! trust records are stored in.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use m2msec_crypto::rng::CryptoRng;
+use m2msec_protocol::{Endpoint, Millis};
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+
+use crate::error::{Error, Result};
+use crate::tap::Wiretap;
+
+/// The largest datagram the driver receives (the UDP maximum).
+const MAX_DATAGRAM: usize = 65_535;
+
+/// Milliseconds since the UNIX epoch, the time the daemons feed their roles.
+#[must_use]
+pub fn wall_clock() -> Millis {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Millis(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Whether the driver keeps going after a handler call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep serving.
+    Continue,
+    /// Stop once the datagrams already queued are sent.
+    Stop,
+}
+
+/// What a handler may touch while it handles an event or a wake-up.
+pub struct Context<'a, E> {
+    /// The role (to start a new session, read its counters…).
+    pub endpoint: &'a mut E,
+    /// The current time.
+    pub now: Millis,
+    /// The driver's RNG.
+    pub rng: &'a mut dyn CryptoRng,
+}
+
+/// The application side of a driver: what to do with the role's events.
+pub trait Handler<E: Endpoint> {
+    /// Handles one event. Persisting happens here, synchronously, before the driver sends.
+    ///
+    /// # Errors
+    ///
+    /// An error stops the driver at once, without sending what the role has queued.
+    fn on_event(&mut self, cx: &mut Context<'_, E>, event: E::Event) -> Result<Flow>;
+
+    /// When the handler itself wants to be woken (the client daemon's next run), if ever.
+    fn next_wakeup(&self) -> Option<Millis> {
+        None
+    }
+
+    /// Called once the time from [`Handler::next_wakeup`] has come.
+    ///
+    /// # Errors
+    ///
+    /// An error stops the driver.
+    fn on_wakeup(&mut self, cx: &mut Context<'_, E>) -> Result<Flow> {
+        let _ = cx;
+        Ok(Flow::Continue)
+    }
+}
+
+/// A signal telling every driver of a deployment to stop.
+#[derive(Debug)]
+pub struct ShutdownSender(watch::Sender<bool>);
+
+/// The receiving side of [`ShutdownSender`]; cheap to clone, one per driver.
+#[derive(Clone, Debug)]
+pub struct Shutdown(Option<watch::Receiver<bool>>);
+
+/// A new shutdown signal.
+#[must_use]
+pub fn shutdown_channel() -> (ShutdownSender, Shutdown) {
+    let (tx, rx) = watch::channel(false);
+    (ShutdownSender(tx), Shutdown(Some(rx)))
+}
+
+impl ShutdownSender {
+    /// Tells every [`Shutdown`] to stop.
+    pub fn shutdown(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl Shutdown {
+    /// A signal that never fires.
+    #[must_use]
+    pub fn never() -> Self {
+        Self(None)
+    }
+
+    async fn wait(&mut self) {
+        let Some(rx) = self.0.as_mut() else {
+            return std::future::pending().await;
+        };
+        while !*rx.borrow_and_update() {
+            if rx.changed().await.is_err() {
+                return; // sender gone: nobody can run us any more
+            }
+        }
+    }
+}
+
+/// One role bound to one UDP socket.
+pub struct Driver<E> {
+    name: String,
+    socket: UdpSocket,
+    local: SocketAddr,
+    endpoint: E,
+    rng: Box<dyn CryptoRng + Send>,
+    tap: Option<Wiretap>,
+}
+
+impl<E: Endpoint> Driver<E> {
+    /// Wraps `endpoint` around an already bound `socket`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`] if the socket's local address cannot be read.
+    pub fn new(
+        name: impl Into<String>,
+        socket: UdpSocket,
+        endpoint: E,
+        rng: Box<dyn CryptoRng + Send>,
+    ) -> Result<Self> {
+        let local = socket.local_addr().map_err(Error::Socket)?;
+        Ok(Self {
+            name: name.into(),
+            socket,
+            local,
+            endpoint,
+            rng,
+            tap: None,
+        })
+    }
+
+    /// Records every sent datagram in `tap`.
+    #[must_use]
+    pub fn with_tap(mut self, tap: Wiretap) -> Self {
+        self.tap = Some(tap);
+        self
+    }
+
+    /// The socket's local address.
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The role, for set-up before [`Driver::run`] (starting a client session…).
+    pub fn endpoint_mut(&mut self) -> (&mut E, &mut dyn CryptoRng) {
+        (&mut self.endpoint, &mut *self.rng)
+    }
+
+    /// Serves until the handler says stop or `shutdown` fires; returns the role (its counters).
+    ///
+    /// # Errors
+    ///
+    /// The first error of the handler; socket errors on receive or send are logged and the
+    /// loop goes on (a peer that went away must not take the role down).
+    pub async fn run<H: Handler<E>>(
+        mut self,
+        handler: &mut H,
+        mut shutdown: Shutdown,
+    ) -> Result<E> {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        if self.drain(handler).await? == Flow::Stop {
+            return Ok(self.endpoint);
+        }
+        loop {
+            let deadline = match (self.endpoint.poll_timeout(), handler.next_wakeup()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let sleep = deadline.map(|d| Duration::from_millis(d.0.saturating_sub(wall_clock().0)));
+            tokio::select! {
+                biased;
+                () = shutdown.wait() => {
+                    tracing::debug!(role = %self.name, "shutting down");
+                    break;
+                }
+                received = self.socket.recv_from(&mut buf) => match received {
+                    Ok((len, from)) => {
+                        tracing::trace!(role = %self.name, %from, len, "datagram in");
+                        let datagram = buf.get(..len).unwrap_or_default();
+                        self.endpoint.handle_datagram(wall_clock(), from, datagram, &mut *self.rng);
+                    }
+                    Err(e) => tracing::debug!(role = %self.name, error = %e, "receive failed"),
+                },
+                () = sleep_for(sleep) => {
+                    let now = wall_clock();
+                    if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+                        self.endpoint.handle_timeout(now, &mut *self.rng);
+                    }
+                    let woken = if handler.next_wakeup().is_some_and(|t| t <= now) {
+                        let mut cx = Context { endpoint: &mut self.endpoint, now, rng: &mut *self.rng };
+                        handler.on_wakeup(&mut cx)?
+                    } else {
+                        Flow::Continue
+                    };
+                    if woken == Flow::Stop {
+                        self.drain(handler).await?;
+                        break;
+                    }
+                }
+            }
+            if self.drain(handler).await? == Flow::Stop {
+                break;
+            }
+        }
+        Ok(self.endpoint)
+    }
+
+    /// Hands every pending event to the handler, then sends every pending datagram.
+    async fn drain<H: Handler<E>>(&mut self, handler: &mut H) -> Result<Flow> {
+        let mut flow = Flow::Continue;
+        while let Some(event) = self.endpoint.poll_event() {
+            let stop = {
+                let mut cx = Context {
+                    endpoint: &mut self.endpoint,
+                    now: wall_clock(),
+                    rng: &mut *self.rng,
+                };
+                handler.on_event(&mut cx, event)? == Flow::Stop
+            };
+            if stop {
+                flow = Flow::Stop;
+            }
+        }
+        while let Some(transmit) = self.endpoint.poll_transmit() {
+            match self
+                .socket
+                .send_to(&transmit.payload, transmit.destination)
+                .await
+            {
+                Ok(_) => {
+                    tracing::trace!(role = %self.name, to = %transmit.destination, len = transmit.payload.len(), "datagram out");
+                    if let Some(tap) = &self.tap {
+                        tap.record(self.local, transmit.destination, &transmit.payload);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(role = %self.name, to = %transmit.destination, error = %e, "send failed")
+                }
+            }
+        }
+        Ok(flow)
+    }
+}
+
+async fn sleep_for(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Binds a UDP socket on `addr`.
+///
+/// # Errors
+///
+/// [`Error::Bind`] naming the address.
+pub async fn bind(addr: SocketAddr) -> Result<UdpSocket> {
+    UdpSocket::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })
+}
+
+/// Waits for SIGINT (Ctrl-C) or, on Unix, SIGTERM.
+pub async fn termination_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

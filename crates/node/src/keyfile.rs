@@ -1,0 +1,248 @@
+//! Key and certificate files: PEM, read with errors that name the file and what is wrong.
+//!
+//! | what                         | PEM label                 | body                                   |
+//! |------------------------------|---------------------------|----------------------------------------|
+//! | Ed25519 / RSA signing key    | `PRIVATE KEY`             | PKCS#8                                 |
+//! | X25519 / RSA decryption key  | `PRIVATE KEY`             | PKCS#8                                 |
+//! | any public key               | `PUBLIC KEY`              | SubjectPublicKeyInfo                   |
+//! | pre-shared symmetric key     | `M2MSEC SYMMETRIC KEY`    | one byte AEAD suite id, then the key   |
+//! | collab server certificate    | `M2MSEC CERTIFICATE`      | `collab::Certificate::to_bytes`        |
+//!
+//! The AEAD suite ids are those of `m2msec_crypto::aead::AeadSuite`: 1 AES-128-CCM (8-byte
+//! tag), 2 AES-128-GCM, 3 ChaCha20-Poly1305. No standard PEM encoding exists for a bare
+//! symmetric key (RFC 7468 defines none), hence our own label; the suite travels with the key
+//! so that both ends of a pre-shared key always agree on the algorithm.
+//!
+//! Secret files are created with mode 0600 on Unix.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use m2msec_crypto::aead::{AeadKey, AeadSuite};
+use m2msec_crypto::pke::PkeSecretKey;
+use m2msec_crypto::sig::{SigningKey, VerifyingKey};
+use m2msec_protocol::collab::Certificate;
+use pem_rfc7468::LineEnding;
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+
+/// PEM label of a pre-shared symmetric key.
+pub const SYMMETRIC_KEY_LABEL: &str = "M2MSEC SYMMETRIC KEY";
+/// PEM label of a collab server certificate.
+pub const CERTIFICATE_LABEL: &str = "M2MSEC CERTIFICATE";
+/// PEM label of a PKCS#8 private key.
+pub const PRIVATE_KEY_LABEL: &str = "PRIVATE KEY";
+/// PEM label of a SubjectPublicKeyInfo public key.
+pub const PUBLIC_KEY_LABEL: &str = "PUBLIC KEY";
+
+/// Reads a file as text, naming it when it is missing or unreadable.
+fn read_text(path: &Path) -> Result<Zeroizing<String>> {
+    match fs::read_to_string(path) {
+        Ok(s) => Ok(Zeroizing::new(s)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::key(path, "no such file")),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            Err(Error::key(path, "not a PEM file (not text)"))
+        }
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// Reads a PEM file and checks its label; returns the text (for decoders that want PEM).
+fn read_labelled(path: &Path, expected: &str) -> Result<Zeroizing<String>> {
+    let text = read_text(path)?;
+    let label = pem_label(&text).map_err(|m| Error::key(path, m))?;
+    if label != expected {
+        return Err(Error::key(
+            path,
+            format!("PEM label is \"{label}\", expected \"{expected}\""),
+        ));
+    }
+    Ok(text)
+}
+
+/// The label of the first PEM block of `text`.
+fn pem_label(text: &str) -> core::result::Result<String, String> {
+    let start = text
+        .find("-----BEGIN ")
+        .ok_or_else(|| "not a PEM file (no \"-----BEGIN\" line)".to_owned())?;
+    let rest = &text[start + "-----BEGIN ".len()..];
+    let end = rest
+        .find("-----")
+        .ok_or_else(|| "malformed PEM header line".to_owned())?;
+    Ok(rest[..end].to_owned())
+}
+
+/// Decodes the first PEM block of `text`, which must carry `label`.
+fn decode_block(path: &Path, text: &str, label: &str) -> Result<Zeroizing<Vec<u8>>> {
+    let (found, body) = pem_rfc7468::decode_vec(text.trim().as_bytes())
+        .map_err(|e| Error::key(path, format!("malformed PEM: {e}")))?;
+    if found != label {
+        return Err(Error::key(
+            path,
+            format!("PEM label is \"{found}\", expected \"{label}\""),
+        ));
+    }
+    Ok(Zeroizing::new(body))
+}
+
+fn encode_block(label: &str, body: &[u8]) -> Result<Zeroizing<String>> {
+    pem_rfc7468::encode_string(label, LineEnding::LF, body)
+        .map(Zeroizing::new)
+        .map_err(|e| Error::Usage(format!("cannot encode PEM: {e}")))
+}
+
+/// Writes a secret file (mode 0600 on Unix), replacing any previous one.
+///
+/// # Errors
+///
+/// [`Error::Io`] naming the file.
+pub fn write_secret(path: &Path, contents: &str) -> Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(|e| Error::io(path, e))?;
+    file.write_all(contents.as_bytes())
+        .map_err(|e| Error::io(path, e))
+}
+
+/// Writes a public file, replacing any previous one.
+///
+/// # Errors
+///
+/// [`Error::Io`] naming the file.
+pub fn write_public(path: &Path, contents: &str) -> Result<()> {
+    fs::write(path, contents).map_err(|e| Error::io(path, e))
+}
+
+/// PEM text of a pre-shared symmetric key.
+///
+/// # Errors
+///
+/// Only if PEM encoding fails, which it does not for key-sized inputs.
+pub fn symmetric_key_pem(key: &AeadKey) -> Result<Zeroizing<String>> {
+    let mut body = Zeroizing::new(Vec::with_capacity(1 + key.as_bytes().len()));
+    body.push(key.suite().id());
+    body.extend_from_slice(key.as_bytes());
+    encode_block(SYMMETRIC_KEY_LABEL, &body)
+}
+
+/// Decodes a pre-shared symmetric key from PEM text.
+///
+/// # Errors
+///
+/// [`Error::KeyFile`] naming `path` (used only in messages) and what is wrong.
+pub fn symmetric_key_from_pem(path: &Path, text: &str) -> Result<AeadKey> {
+    let body = decode_block(path, text, SYMMETRIC_KEY_LABEL)?;
+    let (&suite, key) = body
+        .split_first()
+        .ok_or_else(|| Error::key(path, "empty symmetric key"))?;
+    let suite = AeadSuite::try_from(suite)
+        .map_err(|_| Error::key(path, format!("unknown AEAD suite id {suite}")))?;
+    AeadKey::new(suite, key).map_err(|e| {
+        Error::key(
+            path,
+            format!("malformed {suite:?} key of {} bytes: {e}", key.len()),
+        )
+    })
+}
+
+/// Reads a pre-shared symmetric key file.
+///
+/// # Errors
+///
+/// [`Error::KeyFile`] naming the file and what is wrong.
+pub fn load_symmetric_key(path: &Path) -> Result<AeadKey> {
+    let text = read_labelled(path, SYMMETRIC_KEY_LABEL)?;
+    symmetric_key_from_pem(path, &text)
+}
+
+/// Reads a signing key (PKCS#8: Ed25519 or RSA).
+///
+/// # Errors
+///
+/// [`Error::KeyFile`] naming the file and what is wrong.
+pub fn load_signing_key(path: &Path) -> Result<SigningKey> {
+    let text = read_labelled(path, PRIVATE_KEY_LABEL)?;
+    SigningKey::from_pem(&text)
+        .map_err(|e| Error::key(path, format!("not an Ed25519 or RSA signing key: {e}")))
+}
+
+/// Reads a signature verification key (SubjectPublicKeyInfo: Ed25519 or RSA).
+///
+/// # Errors
+///
+/// [`Error::KeyFile`] naming the file and what is wrong.
+pub fn load_verifying_key(path: &Path) -> Result<VerifyingKey> {
+    let text = read_labelled(path, PUBLIC_KEY_LABEL)?;
+    VerifyingKey::from_pem(&text)
+        .map_err(|e| Error::key(path, format!("not an Ed25519 or RSA public key: {e}")))
+}
+
+/// Reads a decryption key (PKCS#8: X25519 or RSA).
+///
+/// # Errors
+///
+/// [`Error::KeyFile`] naming the file and what is wrong.
+pub fn load_pke_secret_key(path: &Path) -> Result<PkeSecretKey> {
+    let text = read_labelled(path, PRIVATE_KEY_LABEL)?;
+    PkeSecretKey::from_pem(&text)
+        .map_err(|e| Error::key(path, format!("not an X25519 or RSA decryption key: {e}")))
+}
+
+/// PEM text of a collab certificate.
+///
+/// # Errors
+///
+/// Only if PEM encoding fails.
+pub fn certificate_pem(cert: &Certificate) -> Result<String> {
+    Ok(encode_block(CERTIFICATE_LABEL, &cert.to_bytes())?.to_string())
+}
+
+/// Reads a collab certificate file.
+///
+/// # Errors
+///
+/// [`Error::KeyFile`] naming the file and what is wrong.
+pub fn load_certificate(path: &Path) -> Result<Certificate> {
+    let text = read_labelled(path, CERTIFICATE_LABEL)?;
+    let body = decode_block(path, &text, CERTIFICATE_LABEL)?;
+    Certificate::from_bytes(&body)
+        .map_err(|e| Error::key(path, format!("malformed certificate: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use m2msec_crypto::rng::SeededRng;
+
+    #[test]
+    fn symmetric_round_trip_and_errors() -> Result<()> {
+        let mut rng = SeededRng::from_seed_u64(1);
+        let key = AeadKey::generate(AeadSuite::ChaCha20Poly1305, &mut rng);
+        let pem = symmetric_key_pem(&key)?;
+        assert!(pem.starts_with("-----BEGIN M2MSEC SYMMETRIC KEY-----"));
+        let back = symmetric_key_from_pem(Path::new("k.pem"), &pem)?;
+        assert_eq!(back.as_bytes(), key.as_bytes());
+
+        let wrong = pem.replace("SYMMETRIC KEY", "CERTIFICATE");
+        let e = symmetric_key_from_pem(Path::new("k.pem"), &wrong).err();
+        assert!(e.is_some_and(|e| e.to_string().contains("expected \"M2MSEC SYMMETRIC KEY\"")));
+
+        let short = encode_block(SYMMETRIC_KEY_LABEL, &[3, 1, 2, 3])?;
+        let e = symmetric_key_from_pem(Path::new("k.pem"), &short).err();
+        assert!(e.is_some_and(|e| e.to_string().starts_with("key file k.pem: malformed")));
+        Ok(())
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let e = load_symmetric_key(Path::new("/nonexistent/psk.pem")).err();
+        assert!(e.is_some_and(|e| e.to_string() == "key file /nonexistent/psk.pem: no such file"));
+    }
+}

@@ -1,0 +1,76 @@
+//! What a demo run reports, the same shape for every protocol (DESIGN.md, "Interfaces the
+//! project keeps stable": one JSON object per protocol run).
+
+use m2msec_protocol::OpCounts;
+use serde::Serialize;
+
+/// The result of one protocol run of `m2msec demo`.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    /// The protocol ("collab", later "mikey", …).
+    pub protocol: &'static str,
+    /// Whether a key was established and both ends hold the same one.
+    pub ok: bool,
+    /// Whether the client's and the server's key fingerprints are equal.
+    pub session_key_match: bool,
+    /// Datagrams sent on the wire by all roles.
+    pub messages: u64,
+    /// UDP payload bytes sent on the wire by all roles.
+    pub bytes: u64,
+    /// Cryptographic operations of the constrained device.
+    pub device_ops: OpCounts,
+    /// Wall-clock time of the key establishment, in milliseconds (key generation excluded).
+    pub wall_ms: f64,
+    /// The helpers that took part, as the server listed them.
+    pub participants: Vec<String>,
+    /// Why the run failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Whether this run was expected to succeed (false when more helpers misbehave than the
+    /// threshold tolerates).
+    pub expected_ok: bool,
+    /// Whether `ok` is what was expected: the exit status of `m2msec demo` is zero only if
+    /// this holds for every run.
+    pub as_expected: bool,
+    /// The session id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// The client's key fingerprint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_fingerprint: Option<String>,
+    /// Public-key suite ("modern" or "classic").
+    pub suite: &'static str,
+    /// Number of helpers.
+    pub proxies: u8,
+    /// Helpers needed.
+    pub threshold: u8,
+    /// Secret sharing ("rs" or "shamir").
+    pub sharing: &'static str,
+    /// Misbehaving helpers.
+    pub faulty: u8,
+    /// How they misbehave.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault: Option<&'static str>,
+    /// Their names.
+    pub faulty_proxies: Vec<String>,
+    /// The seed, if one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// The capture file, if one was written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pcap: Option<String>,
+}
+
+/// Where a run reports its progress (a progress bar, a log, nothing).
+pub trait Progress: Sync {
+    /// A new stage has begun.
+    fn stage(&self, what: &str);
+}
+
+/// Reports nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn stage(&self, _what: &str) {}
+}

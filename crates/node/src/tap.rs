@@ -1,0 +1,142 @@
+//! What went on the wire: datagram and byte counts of a run, and optionally a pcap file.
+//!
+//! Every driver of a run shares one [`Wiretap`] and records each datagram it *sends* (once, at
+//! the sender), so the counts are what actually crossed the network, retransmissions included.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use crate::error::{Error, Result};
+use crate::pcap::PcapWriter;
+
+/// One datagram as the tap saw it (kept only when the tap records datagrams).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Captured {
+    /// Sender's address.
+    pub from: SocketAddr,
+    /// Receiver's address.
+    pub to: SocketAddr,
+    /// The UDP payload.
+    pub payload: Vec<u8>,
+}
+
+/// Datagram and byte totals.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WireTotals {
+    /// Datagrams sent.
+    pub messages: u64,
+    /// UDP payload bytes sent.
+    pub bytes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    totals: WireTotals,
+    pcap: Option<(PathBuf, PcapWriter<BufWriter<File>>)>,
+    pcap_error: Option<String>,
+    log: Option<Vec<Captured>>,
+}
+
+/// A shared, cheaply cloned recorder of sent datagrams.
+#[derive(Clone, Debug, Default)]
+pub struct Wiretap {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl Wiretap {
+    /// A tap that only counts.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A tap that also writes every datagram to a pcap file at `path` (created or truncated).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the file cannot be created or its header written.
+    pub fn with_pcap(path: &Path) -> Result<Self> {
+        let file = File::create(path).map_err(|e| Error::io(path, e))?;
+        let writer = PcapWriter::new(BufWriter::new(file)).map_err(|e| Error::io(path, e))?;
+        let tap = Self::new();
+        tap.lock().pcap = Some((path.to_path_buf(), writer));
+        Ok(tap)
+    }
+
+    /// Also keeps a copy of every datagram (for tests and traces).
+    #[must_use]
+    pub fn keeping_datagrams(self) -> Self {
+        self.lock().log = Some(Vec::new());
+        self
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain counters behind: still usable.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records one datagram sent from `from` to `to`.
+    pub fn record(&self, from: SocketAddr, to: SocketAddr, payload: &[u8]) {
+        let mut inner = self.lock();
+        inner.totals.messages += 1;
+        inner.totals.bytes += payload.len() as u64;
+        let mut failed = None;
+        if let Some((path, writer)) = inner.pcap.as_mut()
+            && let Err(e) = writer.write_datagram(SystemTime::now(), from, to, payload)
+        {
+            failed = Some(format!("{}: {e}", path.display()));
+        }
+        if let Some(e) = failed {
+            tracing::warn!(error = %e, "pcap capture stopped");
+            inner.pcap = None;
+            inner.pcap_error = Some(e);
+        }
+        if let Some(log) = inner.log.as_mut() {
+            log.push(Captured {
+                from,
+                to,
+                payload: payload.to_vec(),
+            });
+        }
+    }
+
+    /// Totals so far.
+    #[must_use]
+    pub fn totals(&self) -> WireTotals {
+        self.lock().totals
+    }
+
+    /// Returns the totals so far and starts counting from zero (one run after another).
+    pub fn take_totals(&self) -> WireTotals {
+        core::mem::take(&mut self.lock().totals)
+    }
+
+    /// The datagrams kept so far, if the tap keeps them.
+    #[must_use]
+    pub fn datagrams(&self) -> Vec<Captured> {
+        self.lock().log.clone().unwrap_or_default()
+    }
+
+    /// Flushes the pcap file, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if writing the capture failed at any point.
+    pub fn flush(&self) -> Result<()> {
+        let mut inner = self.lock();
+        if let Some(e) = inner.pcap_error.take() {
+            return Err(Error::Io {
+                path: PathBuf::from("pcap"),
+                source: std::io::Error::other(e),
+            });
+        }
+        if let Some((path, writer)) = inner.pcap.as_mut() {
+            writer.flush().map_err(|e| Error::io(path.clone(), e))?;
+        }
+        Ok(())
+    }
+}
