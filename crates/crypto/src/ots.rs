@@ -6,6 +6,14 @@
 //! decoding twice is still possible; the key-transport layer and the `store` crate's used-index
 //! record are what prevent that, as DESIGN.md says.)
 //!
+//! ```compile_fail
+//! use m2msec_crypto::ots::{OtsScheme, OtsSecretKey};
+//! let mut rng = m2msec_crypto::rng::SeededRng::from_seed_u64(1);
+//! let sk = OtsSecretKey::generate(OtsScheme::LmotsSha256N32W4, &mut rng);
+//! let first = sk.sign(b"one");
+//! let second = sk.sign(b"two"); // error[E0382]: use of moved value: `sk`
+//! ```
+//!
 //! No maintained crate offers these: `hbs-lms` exposes only the full HSS/LMS stack, and no crate
 //! implements Lamport over SHA-256. Both are therefore written here by hand, directly from the
 //! specifications quoted beside the code.

@@ -133,10 +133,10 @@ fn check_rfc8554_case(file: &str, q: (u32, u32), schemes: [OtsScheme; 2]) {
     );
 
     // Any change to the signed message or the LM-OTS signature moves the candidate key.
-    let mut other = message.clone();
+    let mut other = message;
     other[0] ^= 1;
     assert_ne!(level1.root, lms_root(&level1, &sig1, &other));
-    let mut bad = sig0.clone();
+    let mut bad = sig0;
     bad.ots[40] ^= 1;
     assert_ne!(top.root, lms_root(&top, &bad, pub1_bytes));
 }
