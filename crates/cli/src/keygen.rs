@@ -38,7 +38,7 @@ pub(crate) struct KeygenArgs {
     #[arg(long)]
     out: PathBuf,
     /// Symmetric keys only: the AEAD the key is for.
-    #[arg(long, value_enum, default_value_t = AeadArg::ChaCha20Poly1305)]
+    #[arg(long, value_enum, default_value_t = AeadArg::Aes128Ccm8)]
     aead: AeadArg,
     /// Overwrite existing files.
     #[arg(long)]

@@ -2,6 +2,7 @@
 
 use clap::{Args, ValueEnum};
 use m2msec_crypto::aead::AeadSuite;
+use m2msec_crypto::ots::OtsScheme;
 use m2msec_crypto::split::SharingScheme;
 use m2msec_node::collab::deployment::{Params, Suite};
 use m2msec_protocol::collab::ProxyFault;
@@ -93,9 +94,21 @@ pub(crate) struct ShapeArgs {
     /// Public-key suite: modern = X25519 ECIES + Ed25519, classic = RSA-OAEP-2048 + RSA-PSS-2048.
     #[arg(long, value_enum, default_value_t = SuiteArg::Modern)]
     pub(crate) suite: SuiteArg,
-    /// AEAD of the pre-shared keys.
-    #[arg(long, value_enum, default_value_t = AeadArg::ChaCha20Poly1305)]
+    /// AEAD of the pre-shared keys and of the session's derived keys.
+    #[arg(long, value_enum, default_value_t = AeadArg::Aes128Ccm8)]
     pub(crate) aead: AeadArg,
+    /// One-time signature scheme of the proxies' keys.
+    #[arg(long, value_enum, default_value_t = OtsArg::Lamport)]
+    pub(crate) ots: OtsArg,
+}
+
+/// One-time signatures on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub(crate) enum OtsArg {
+    /// Lamport over SHA-256 (the paper's choice).
+    Lamport,
+    /// LM-OTS SHA-256 n=32 w=4 (RFC 8554).
+    Lmots,
 }
 
 /// Misbehaving proxies (demo and trace only).
@@ -124,6 +137,10 @@ impl ShapeArgs {
             },
             suite: self.suite.into(),
             aead: self.aead.into(),
+            ots: match self.ots {
+                OtsArg::Lamport => OtsScheme::Lamport,
+                OtsArg::Lmots => OtsScheme::LmotsSha256N32W4,
+            },
             faulty,
             fault,
             ..Params::default()

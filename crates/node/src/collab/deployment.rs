@@ -7,6 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use m2msec_crypto::aead::{AeadKey, AeadSuite};
+use m2msec_crypto::ots::OtsScheme;
 use m2msec_crypto::pke::{PkeSecretKey, PkeSuite};
 use m2msec_crypto::rng::CryptoRng;
 use m2msec_crypto::sig::{SigSuite, SigningKey};
@@ -82,8 +83,10 @@ pub struct Params {
     pub sharing: SharingScheme,
     /// Public-key algorithms.
     pub suite: Suite,
-    /// AEAD of the pre-shared keys.
+    /// AEAD of the pre-shared keys and of the keys derived in a session.
     pub aead: AeadSuite,
+    /// One-time signature scheme of the proxies' keys.
+    pub ots: OtsScheme,
     /// How many proxies misbehave (the last ones), and how.
     pub faulty: u8,
     /// The misbehaviour of the faulty proxies.
@@ -99,7 +102,8 @@ impl Default for Params {
             threshold: 3,
             sharing: SharingScheme::ReedSolomon,
             suite: Suite::Modern,
-            aead: AeadSuite::ChaCha20Poly1305,
+            aead: AeadSuite::Aes128Ccm8,
+            ots: OtsScheme::Lamport,
             faulty: 0,
             fault: None,
             timeouts: Timeouts::default(),
@@ -355,6 +359,8 @@ impl DeploymentKeys {
         client.n = params.proxies;
         client.k = params.threshold;
         client.sharing = params.sharing;
+        client.aead = params.aead;
+        client.ots = params.ots;
         client.timeouts = params.timeouts;
         let trusted_key = self.trusted.verifying_key();
         let trusted = TrustedConfig {

@@ -14,12 +14,14 @@
 
 use std::path::{Path, PathBuf};
 
+use m2msec_crypto::aead::AeadSuite;
+use m2msec_crypto::ots::OtsScheme;
 use m2msec_crypto::rng::CryptoRng;
 use m2msec_crypto::split::SharingScheme;
 
 use super::config::{
-    ClientFile, ClientParamsFile, KeyedPeerFile, PeerFile, ProxyFile, ProxyFileConfig, ServerFile,
-    SharingName, TimeoutsFile, TrustedFile,
+    AeadName, ClientFile, ClientParamsFile, KeyedPeerFile, OtsName, PeerFile, ProxyFile,
+    ProxyFileConfig, ServerFile, SharingName, TimeoutsFile, TrustedFile,
 };
 use super::deployment::{CLIENT, DeploymentKeys, Params, SERVER, TRUSTED, Topology, proxy_name};
 use crate::error::{Error, Result};
@@ -239,8 +241,15 @@ pub fn provision(
                 SharingScheme::Shamir => SharingName::Shamir,
                 _ => SharingName::ReedSolomon,
             }),
-            ots: None,
-            aead: None,
+            ots: Some(match params.ots {
+                OtsScheme::LmotsSha256N32W4 => OtsName::Lmots,
+                _ => OtsName::Lamport,
+            }),
+            aead: Some(match params.aead {
+                AeadSuite::Aes128Gcm => AeadName::Aes128Gcm,
+                AeadSuite::ChaCha20Poly1305 => AeadName::ChaCha20Poly1305,
+                _ => AeadName::Aes128Ccm8,
+            }),
             answer_quorum: None,
             min_capability: None,
         },
