@@ -64,14 +64,23 @@ impl From<SharingScheme> for u8 {
     }
 }
 
-/// One share of a split secret. Its data is zeroized on drop; `Debug` shows only the index.
-#[derive(Clone, PartialEq, Eq)]
+/// One share of a split secret. Its data is zeroized on drop; `Debug` shows only the index and
+/// length, and equality compares the data in constant time.
+#[derive(Clone)]
 pub struct Share {
     /// Index of the share, 0..n.
     pub index: u8,
     /// The share's bytes.
     pub data: Zeroizing<Vec<u8>>,
 }
+
+impl PartialEq for Share {
+    fn eq(&self, other: &Self) -> bool {
+        self.index == other.index && crate::ct::eq(&self.data, &other.data)
+    }
+}
+
+impl Eq for Share {}
 
 impl core::fmt::Debug for Share {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
