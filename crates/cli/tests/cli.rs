@@ -1,0 +1,276 @@
+//! The built `m2msec` binary as a user runs it: provision then four kinds of daemon as real
+//! processes, the demo's JSON and pcap output, keygen, and clear errors for bad input.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_m2msec");
+
+fn m2msec(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Daemons killed when the test ends, however it ends.
+struct Daemons(Vec<Child>);
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts a daemon and waits until it logs that it serves.
+fn start(daemons: &mut Daemons, role: &str, config: &Path) {
+    let mut child = Command::new(BIN)
+        .args(["run", role, "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {role}: {e}"));
+    let stderr = child.stderr.take();
+    daemons.0.push(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let Some(stderr) = stderr else { return };
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("serving") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("{role} ({}) did not start", config.display()));
+}
+
+fn free_port() -> u16 {
+    // Ports differ per test process; the roles bind 127.0.0.x, which nothing else uses here.
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
+    sock.local_addr().map(|a| a.port()).unwrap_or(47_400)
+}
+
+#[test]
+fn provision_then_daemons_establish_keys() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let d = dir.path();
+    let port = free_port().to_string();
+    let out = m2msec(&["provision", &d.to_string_lossy(), "--port", &port]);
+    assert!(out.status.success(), "provision: {}", text(&out.stderr));
+    let listing = text(&out.stdout);
+    assert!(
+        listing.contains("m2msec run collab-client --config"),
+        "{listing}"
+    );
+    assert!(listing.contains("psk-client-trusted.key"), "{listing}");
+
+    let mut daemons = Daemons(Vec::new());
+    start(
+        &mut daemons,
+        "collab-trusted",
+        &d.join("collab-trusted.toml"),
+    );
+    start(&mut daemons, "collab-server", &d.join("collab-server.toml"));
+    for i in 1..=5 {
+        start(
+            &mut daemons,
+            "collab-proxy",
+            &d.join(format!("collab-proxy-{i}.toml")),
+        );
+    }
+    let started = Instant::now();
+    let client = Command::new(BIN)
+        .args([
+            "run",
+            "collab-client",
+            "--count",
+            "2",
+            "--interval",
+            "100",
+            "--config",
+        ])
+        .arg(d.join("collab-client.toml"))
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap_or_else(|e| panic!("client: {e}"));
+    let log = text(&client.stderr);
+    assert!(client.status.success(), "client failed:\n{log}");
+    assert_eq!(log.matches("collab key established").count(), 2, "{log}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    // The client persisted its trust records, the server its used one-time keys.
+    assert!(d.join("state/client.redb").exists());
+    assert!(d.join("state/server.redb").exists());
+}
+
+#[test]
+fn demo_json_reports_a_matching_key() {
+    let out = m2msec(&["demo", "--json", "--seed", "7"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "one JSON object per protocol run: {stdout}");
+    let v: serde_json::Value =
+        serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(v["protocol"], "collab");
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["session_key_match"], true);
+    assert!(v["messages"].as_u64().is_some_and(|m| m > 0));
+    assert!(v["bytes"].as_u64().is_some_and(|b| b > 0));
+    assert_eq!(v["device_ops"]["asymmetric"], 0);
+    assert!(v["device_ops"]["symmetric"].as_u64().is_some_and(|s| s > 0));
+    assert!(v["wall_ms"].as_f64().is_some());
+    assert_eq!(v["participants"].as_array().map(Vec::len), Some(5));
+    assert!(v.get("error").is_none());
+}
+
+#[test]
+fn demo_with_too_many_faulty_proxies_fails_cleanly_with_status_zero() {
+    let started = Instant::now();
+    let out = m2msec(&["demo", "--json", "--faulty", "3", "--fault", "silent"]);
+    assert!(
+        out.status.success(),
+        "an expected failure exits 0: {}",
+        text(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap_or_default();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["expected_ok"], false);
+    assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()));
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+fn u16_be(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+fn u32_le(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn ones_complement_sum(data: &[u8]) -> u16 {
+    let mut sum = 0u32;
+    for c in data.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    u16::try_from(sum).unwrap_or(0)
+}
+
+#[test]
+fn demo_pcap_is_a_valid_capture_of_every_datagram() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let pcap = dir.path().join("run.pcap");
+    let out = m2msec(&["demo", "--json", "--pcap", &pcap.to_string_lossy()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap_or_default();
+    let bytes = std::fs::read(&pcap).unwrap_or_default();
+    assert!(bytes.len() > 24);
+    assert_eq!(u32_le(&bytes, 0), 0xa1b2_c3d4, "classic pcap, microseconds");
+    assert_eq!(u16::from_le_bytes([bytes[4], bytes[5]]), 2);
+    assert_eq!(u16::from_le_bytes([bytes[6], bytes[7]]), 4);
+    assert_eq!(u32_le(&bytes, 20), 101, "LINKTYPE_RAW");
+    let mut at = 24;
+    let mut records = 0u64;
+    let mut payload_bytes = 0u64;
+    while at < bytes.len() {
+        let incl = u32_le(&bytes, at + 8) as usize;
+        let orig = u32_le(&bytes, at + 12) as usize;
+        assert_eq!(incl, orig);
+        let ip = &bytes[at + 16..at + 16 + incl];
+        assert_eq!(ip[0], 0x45, "IPv4, 20-byte header");
+        assert_eq!(usize::from(u16_be(ip, 2)), incl, "IPv4 total length");
+        assert_eq!(ip[9], 17, "UDP");
+        assert_eq!(
+            ones_complement_sum(&ip[..20]),
+            0xffff,
+            "IPv4 header checksum"
+        );
+        assert_eq!(usize::from(u16_be(ip, 24)), incl - 20, "UDP length");
+        payload_bytes += (incl - 28) as u64;
+        records += 1;
+        at += 16 + incl;
+    }
+    assert_eq!(at, bytes.len(), "no trailing bytes");
+    assert_eq!(
+        Some(records),
+        v["messages"].as_u64(),
+        "one record per datagram"
+    );
+    assert_eq!(Some(payload_bytes), v["bytes"].as_u64());
+}
+
+#[test]
+fn keygen_writes_every_kind_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    for (kind, label) in [
+        ("ed25519", "PRIVATE KEY"),
+        ("x25519", "PRIVATE KEY"),
+        ("symmetric", "M2MSEC SYMMETRIC KEY"),
+    ] {
+        let file = dir.path().join(format!("{kind}.key"));
+        let out = m2msec(&["keygen", "--kind", kind, "--out", &file.to_string_lossy()]);
+        assert!(out.status.success(), "{kind}: {}", text(&out.stderr));
+        let pem = std::fs::read_to_string(&file).unwrap_or_default();
+        assert!(
+            pem.starts_with(&format!("-----BEGIN {label}-----")),
+            "{kind}: {pem}"
+        );
+        let public = dir.path().join(format!("{kind}.key.pub"));
+        assert_eq!(public.exists(), kind != "symmetric");
+        let again = m2msec(&["keygen", "--kind", kind, "--out", &file.to_string_lossy()]);
+        assert!(!again.status.success());
+        assert!(text(&again.stderr).contains("exists"));
+    }
+}
+
+#[test]
+fn bad_config_and_key_files_give_clear_errors() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let d = dir.path();
+    let missing = m2msec(&[
+        "run",
+        "collab-proxy",
+        "--config",
+        &d.join("nope.toml").to_string_lossy(),
+    ]);
+    assert_eq!(missing.status.code(), Some(2));
+    let e = text(&missing.stderr);
+    assert!(e.contains("nope.toml") && e.contains("no such file"), "{e}");
+
+    let out = m2msec(&["provision", &d.to_string_lossy()]);
+    assert!(out.status.success());
+    let config = d.join("collab-proxy-1.toml");
+    let original = std::fs::read_to_string(&config).unwrap_or_default();
+    std::fs::write(&config, format!("{original}\nfoo = 1\n")).unwrap_or_default();
+    let bad = m2msec(&["run", "collab-proxy", "--config", &config.to_string_lossy()]);
+    assert_eq!(bad.status.code(), Some(2));
+    let e = text(&bad.stderr);
+    assert!(
+        e.contains("collab-proxy-1.toml") && e.contains("unknown field `foo`"),
+        "{e}"
+    );
+
+    std::fs::write(&config, original.replace("keys/ca.pub", "keys/ca.key")).unwrap_or_default();
+    let bad = m2msec(&["run", "collab-proxy", "--config", &config.to_string_lossy()]);
+    let e = text(&bad.stderr);
+    assert!(
+        e.contains("ca.key") && e.contains("expected \"PUBLIC KEY\""),
+        "{e}"
+    );
+}
