@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use m2msec_crypto::pke::PkeSecretKey;
 use m2msec_crypto::rng::{CryptoRng, SeededRng, random_array};
 use m2msec_crypto::sig::SigningKey;
+use m2msec_protocol::OpCounts;
 use serde::Serialize;
 
 use super::deployment::{Params, Suite};
@@ -86,14 +87,19 @@ pub fn simple_scheme_client_time(
     let y: [u8; 32] = random_array(rng);
     let y_sealed = a_pke.public_key().encrypt(rng, b"simple-scheme", &y)?;
     let b_signature = b_sig.sign(rng, &y_sealed);
-    let iterations = iterations.max(1);
-    let start = Instant::now();
-    for _ in 0..iterations {
+    let client_side = |rng: &mut dyn CryptoRng| -> Result<()> {
         let x: [u8; 32] = random_array(rng);
         let x_sealed = b_public.encrypt(rng, b"simple-scheme", &x)?;
         black_box(a_sig.sign(rng, &x_sealed));
         b_verify.verify(&y_sealed, &b_signature)?;
         black_box(a_pke.decrypt(b"simple-scheme", &y_sealed)?);
+        Ok(())
+    };
+    client_side(rng)?; // warm-up, not timed
+    let iterations = iterations.max(1);
+    let start = Instant::now();
+    for _ in 0..iterations {
+        client_side(rng)?;
     }
     Ok(start.elapsed() / iterations)
 }
@@ -108,23 +114,36 @@ pub fn simple_scheme_client_time(
 pub fn figures(params: &Params, sessions: u32, seed: u64) -> Result<Vec<Figure>> {
     let sessions = sessions.max(1);
     let mut d = MemoryDeployment::new(params, seed)?;
-    let start = Instant::now();
-    for _ in 0..sessions {
-        let r = d.run_session()?;
-        if !r.keys_match() {
-            return Err(Error::Usage(format!(
+    let check = |r: super::memory::SessionResult| {
+        if r.keys_match() {
+            Ok(())
+        } else {
+            Err(Error::Usage(format!(
                 "benchmark session failed: {}",
                 r.client
                     .err()
                     .map_or_else(|| "keys differ".to_owned(), |e| e.to_string())
-            )));
+            )))
         }
+    };
+    // One warm-up session (caches, lazy tables), excluded from every figure.
+    check(d.run_session()?)?;
+    let (ops0, client0, server0) = (d.client_ops(), d.client_busy(), d.server_busy());
+    let start = Instant::now();
+    for _ in 0..sessions {
+        check(d.run_session()?)?;
     }
     let total = start.elapsed();
     let n = f64::from(sessions);
-    let ops = d.client_ops();
+    let end = d.client_ops();
+    let ops = OpCounts {
+        symmetric: end.symmetric - ops0.symmetric,
+        hash: end.hash - ops0.hash,
+        redundancy: end.redundancy - ops0.redundancy,
+        asymmetric: end.asymmetric - ops0.asymmetric,
+    };
     let prefix = format!("collab.{}", params.suite.name());
-    let client_us = d.client_busy().as_secs_f64() * 1e6 / n;
+    let client_us = (d.client_busy() - client0).as_secs_f64() * 1e6 / n;
     let mut rng = SeededRng::from_seed_u64(seed ^ 0x5eed);
     let baseline_us =
         simple_scheme_client_time(params.suite, sessions, &mut rng)?.as_secs_f64() * 1e6;
@@ -159,7 +178,7 @@ pub fn figures(params: &Params, sessions: u32, seed: u64) -> Result<Vec<Figure>>
         Figure::plain(
             format!("{prefix}.server.handshakes_per_sec"),
             "1/s",
-            n / d.server_busy().as_secs_f64().max(1e-9),
+            n / (d.server_busy() - server0).as_secs_f64().max(1e-9),
         ),
         Figure::plain(
             format!("{prefix}.in_memory.runs_per_sec"),
