@@ -236,9 +236,10 @@ fn more_than_n_minus_k_silent_proxies_fail_cleanly_everywhere() {
             needed: 3
         }
     ));
+    // B gives up at its fragment deadline and tells A why, before A's own wait ends.
     assert!(matches!(
         client_error(&w),
-        Error::Aborted(_) | Error::Timeout(_)
+        Error::Aborted(m2msec_protocol::collab::AbortReason::NotEnoughFragments)
     ));
     assert!(
         !w.events
@@ -448,7 +449,15 @@ fn tampered_sealed_messages_are_ignored_and_the_session_times_out() {
             ..
         }
     )));
-    assert!(matches!(client_error(&w), Error::Timeout(_)));
+    // No proxy ever reaches B, which gives up and tells A.
+    assert!(matches!(
+        client_error(&w),
+        Error::Aborted(m2msec_protocol::collab::AbortReason::NotEnoughFragments)
+    ));
+    assert!(matches!(
+        server_error(&w),
+        Error::NotEnoughFragments { valid: 0, .. }
+    ));
 }
 
 #[test]

@@ -110,6 +110,9 @@ pub struct Timeouts {
     pub proxy_hello: Duration,
     /// How long A keeps listening for relays of y after it has accepted y.
     pub answer_grace: Duration,
+    /// How long B waits for k valid shares before it aborts the session and tells A why
+    /// (shorter than `session`, so that A hears the reason before its own wait ends).
+    pub fragments: Duration,
 }
 
 impl Default for Timeouts {
@@ -118,6 +121,7 @@ impl Default for Timeouts {
             session: Duration::from_secs(5),
             proxy_hello: Duration::from_millis(1000),
             answer_grace: Duration::from_millis(150),
+            fragments: Duration::from_secs(3),
         }
     }
 }

@@ -87,6 +87,9 @@ struct Session {
     client_addr: SocketAddr,
     binding: Binding,
     aead: AeadSuite,
+    /// Until when shares are awaited.
+    collect_deadline: Millis,
+    /// When the session is forgotten (it stays after completion to refuse duplicates).
     deadline: Millis,
     grant: Option<Grant>,
     slots: BTreeMap<[u8; 32], Slot>,
@@ -191,6 +194,7 @@ impl Server {
                         server_nonce,
                     },
                     aead,
+                    collect_deadline: now.after(self.config.timeouts.fragments),
                     deadline: now.after(self.config.timeouts.session),
                     grant: None,
                     slots: BTreeMap::new(),
@@ -534,6 +538,26 @@ impl Endpoint for Server {
     }
 
     fn handle_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
+        for (id, session) in &mut self.sessions {
+            if session.done || session.answered.is_some() || now < session.collect_deadline {
+                continue;
+            }
+            let valid = session
+                .slots
+                .values()
+                .filter(|s| s.state.is_valid())
+                .count();
+            let needed = session
+                .grant
+                .as_ref()
+                .map_or(0, |g| usize::from(g.params.threshold));
+            fail(
+                &mut self.out,
+                session,
+                *id,
+                Error::NotEnoughFragments { valid, needed },
+            );
+        }
         let expired: Vec<SessionId> = self
             .sessions
             .iter()
@@ -544,24 +568,10 @@ impl Endpoint for Server {
             let Some(mut session) = self.sessions.remove(&id) else {
                 continue;
             };
-            if session.done {
-                continue;
+            if !session.done {
+                let error = Error::Timeout("waiting for A's key confirmation");
+                fail(&mut self.out, &mut session, id, error);
             }
-            let error = if session.answered.is_some() {
-                Error::Timeout("waiting for A's key confirmation")
-            } else {
-                let valid = session
-                    .slots
-                    .values()
-                    .filter(|s| s.state.is_valid())
-                    .count();
-                let needed = session
-                    .grant
-                    .as_ref()
-                    .map_or(0, |g| usize::from(g.params.threshold));
-                Error::NotEnoughFragments { valid, needed }
-            };
-            fail(&mut self.out, &mut session, id, error);
         }
     }
 
@@ -570,7 +580,16 @@ impl Endpoint for Server {
     }
 
     fn poll_timeout(&self) -> Option<Millis> {
-        self.sessions.values().map(|s| s.deadline).min()
+        self.sessions
+            .values()
+            .map(|s| {
+                if s.done || s.answered.is_some() {
+                    s.deadline
+                } else {
+                    s.collect_deadline.min(s.deadline)
+                }
+            })
+            .min()
     }
 
     fn poll_event(&mut self) -> Option<ServerEvent> {
