@@ -28,6 +28,9 @@ pub(crate) struct BenchArgs {
 }
 
 pub(crate) fn bench(args: &BenchArgs) -> Result<ExitCode> {
+    if cfg!(debug_assertions) {
+        eprintln!("warning: unoptimised build; measure with `cargo run --release -- bench`");
+    }
     let suites: Vec<Suite> = if args.suite.is_empty() {
         vec![Suite::Modern, Suite::Classic]
     } else {
