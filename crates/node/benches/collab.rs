@@ -4,8 +4,10 @@
 #![allow(missing_docs)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use m2msec_crypto::rng::SeededRng;
 use m2msec_node::collab::deployment::{Params, Suite};
-use m2msec_node::collab::memory::MemoryDeployment;
+use m2msec_protocol::collab::ServerEvent;
+use m2msec_protocol::collab::sim::World;
 
 fn full_run(c: &mut Criterion) {
     let mut group = c.benchmark_group("collab_full_run");
@@ -15,14 +17,21 @@ fn full_run(c: &mut Criterion) {
             suite,
             ..Params::default()
         };
-        let Ok(mut deployment) = MemoryDeployment::new(&params, 1) else {
+        let mut rng = SeededRng::from_seed_u64(1);
+        let Ok(mut world) = World::generate(&params.spec(), &mut rng) else {
             eprintln!("cannot build the {} deployment", suite.name());
             continue;
         };
         group.bench_function(suite.name(), |b| {
             b.iter(|| {
-                let result = deployment.run_session();
-                assert!(result.is_ok_and(|r| r.keys_match()), "session failed");
+                let before = world.events.server.len();
+                assert!(world.run_honest(&mut rng).is_ok(), "session did not start");
+                assert!(
+                    world.events.server[before..]
+                        .iter()
+                        .any(|e| matches!(e, ServerEvent::Established(_))),
+                    "session failed"
+                );
             });
         });
     }

@@ -7,7 +7,9 @@ use m2msec_crypto::ots::OtsScheme;
 use m2msec_crypto::rng::SeededRng;
 use m2msec_crypto::sig::{SigSuite, SigningKey};
 use m2msec_crypto::split::SharingScheme;
-use m2msec_protocol::collab::sim::{Configs, Datagram, Spec, Suite, World, address};
+use m2msec_protocol::collab::sim::{
+    Configs, Datagram, PORT, Spec, Suite, Topology, World, address,
+};
 use m2msec_protocol::collab::{
     ClientEvent, Error, ProxyFault, Server, ServerEvent, Timeouts, TrustRecord,
 };
@@ -406,11 +408,11 @@ fn replays_from_an_earlier_session_are_rejected() {
 
     // A restarted server that loaded the used keys from its store refuses them too.
     let mut rng2 = SeededRng::from_seed_u64(12);
-    let addr = |i: usize| address(u8::try_from(i + 1).unwrap(), 4000);
-    let configs = Configs::generate(&spec(), &addr, &mut rng2).unwrap();
+    let topology = Topology::loopback(PORT, 5);
+    let configs = Configs::generate(&spec(), &topology, &mut rng2).unwrap();
     let mut server = Server::new(configs.server, used).unwrap();
     let mut refused = 0;
-    for d in first_session.iter().filter(|d| d.to == addr(2)) {
+    for d in first_session.iter().filter(|d| d.to == topology.server) {
         server.handle_datagram(Millis(d.at.0 + 60_000), d.from, &d.payload, &mut rng2);
     }
     while let Some(e) = server.poll_event() {
@@ -555,8 +557,8 @@ fn trust_steers_the_next_selection_away_from_bad_proxies() {
     s.proxies = 7;
     s.faults.resize(7, None);
     let mut rng = SeededRng::from_seed_u64(18);
-    let addr = |i: usize| address(u8::try_from(i + 1).unwrap(), 4000);
-    let mut configs = Configs::generate(&s, &addr, &mut rng).unwrap();
+    let topology = Topology::loopback(PORT, s.proxies);
+    let mut configs = Configs::generate(&s, &topology, &mut rng).unwrap();
     configs.client.n = 5;
     let mut w = World::new(configs).unwrap();
     w.run_honest(&mut rng).unwrap();

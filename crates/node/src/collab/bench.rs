@@ -16,8 +16,11 @@ use m2msec_crypto::sig::SigningKey;
 use m2msec_protocol::OpCounts;
 use serde::Serialize;
 
+use m2msec_protocol::Endpoint;
+use m2msec_protocol::collab::ServerEvent;
+use m2msec_protocol::collab::sim::{CLIENT_ROLE, SERVER_ROLE, World};
+
 use super::deployment::{Params, Suite};
-use super::memory::MemoryDeployment;
 use crate::error::{Error, Result};
 
 /// One measured figure: a JSON line of `m2msec bench --json`.
@@ -112,30 +115,46 @@ pub fn simple_scheme_client_time(
 /// Set-up errors, or [`Error::Usage`] if a session fails (a benchmark of failures means
 /// nothing).
 pub fn figures(params: &Params, sessions: u32, seed: u64) -> Result<Vec<Figure>> {
+    params.check()?;
     let sessions = sessions.max(1);
-    let mut d = MemoryDeployment::new(params, seed)?;
-    let check = |r: super::memory::SessionResult| {
-        if r.keys_match() {
+    let mut rng = SeededRng::from_seed_u64(seed);
+    let mut world = World::generate(&params.spec(), &mut rng)?;
+    // Time spent inside A's and B's calls: the network and the other roles are excluded.
+    let mut busy = [Duration::ZERO; 2];
+    let mut session = |world: &mut World, busy: &mut [Duration; 2]| -> Result<()> {
+        let established = world.events.server.len();
+        world.run_honest_metered(&mut rng, &mut |role, call| {
+            let start = Instant::now();
+            call();
+            match role {
+                CLIENT_ROLE => busy[0] += start.elapsed(),
+                SERVER_ROLE => busy[1] += start.elapsed(),
+                _ => {}
+            }
+        })?;
+        let ok = world.events.server[established..]
+            .iter()
+            .any(|e| matches!(e, ServerEvent::Established(_)));
+        if ok {
             Ok(())
         } else {
             Err(Error::Usage(format!(
-                "benchmark session failed: {}",
-                r.client
-                    .err()
-                    .map_or_else(|| "keys differ".to_owned(), |e| e.to_string())
+                "benchmark session failed: {:?}",
+                world.events.client.last()
             )))
         }
     };
     // One warm-up session (caches, lazy tables), excluded from every figure.
-    check(d.run_session()?)?;
-    let (ops0, client0, server0) = (d.client_ops(), d.client_busy(), d.server_busy());
+    session(&mut world, &mut busy)?;
+    let ops0 = world.client.op_counts();
+    let mut busy = [Duration::ZERO; 2];
     let start = Instant::now();
     for _ in 0..sessions {
-        check(d.run_session()?)?;
+        session(&mut world, &mut busy)?;
     }
     let total = start.elapsed();
     let n = f64::from(sessions);
-    let end = d.client_ops();
+    let end = world.client.op_counts();
     let ops = OpCounts {
         symmetric: end.symmetric - ops0.symmetric,
         hash: end.hash - ops0.hash,
@@ -143,7 +162,7 @@ pub fn figures(params: &Params, sessions: u32, seed: u64) -> Result<Vec<Figure>>
         asymmetric: end.asymmetric - ops0.asymmetric,
     };
     let prefix = format!("collab.{}", params.suite.name());
-    let client_us = (d.client_busy() - client0).as_secs_f64() * 1e6 / n;
+    let client_us = busy[0].as_secs_f64() * 1e6 / n;
     let mut rng = SeededRng::from_seed_u64(seed ^ 0x5eed);
     let baseline_us =
         simple_scheme_client_time(params.suite, sessions, &mut rng)?.as_secs_f64() * 1e6;
@@ -178,7 +197,7 @@ pub fn figures(params: &Params, sessions: u32, seed: u64) -> Result<Vec<Figure>>
         Figure::plain(
             format!("{prefix}.server.handshakes_per_sec"),
             "1/s",
-            n / (d.server_busy() - server0).as_secs_f64().max(1e-9),
+            n / busy[1].as_secs_f64().max(1e-9),
         ),
         Figure::plain(
             format!("{prefix}.in_memory.runs_per_sec"),

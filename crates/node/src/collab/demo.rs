@@ -101,7 +101,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
     progress.stage(&format!("generating {} keys", params.suite.name()));
     let mut key_rng = rng_for(opts.seed, 100);
     let keys = DeploymentKeys::generate(params.suite, params.aead, params.proxies, &mut *key_rng)?;
-    let configs = keys.into_configs(params, &topology)?;
+    let configs = keys.into_configs(&params.spec(), &topology)?;
 
     let tap = match &opts.pcap {
         Some(path) => Wiretap::with_pcap(path)?,

@@ -9,7 +9,6 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod deployment;
-pub mod memory;
 pub mod provision;
 pub mod trace;
 

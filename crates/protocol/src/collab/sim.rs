@@ -22,22 +22,61 @@ use super::{
 };
 use crate::{Endpoint, Millis};
 
+/// Identity of the client in a generated deployment.
+pub const CLIENT: &str = "client";
+/// Identity of the trusted entity.
+pub const TRUSTED: &str = "trusted";
+/// Identity of the server (subject of its certificate).
+pub const SERVER: &str = "server";
+
+/// Identity of proxy `i` (1-based), as in the paper's P1..Pn.
+#[must_use]
+pub fn proxy_name(i: usize) -> String {
+    format!("proxy-{i}")
+}
+
+/// A loopback address 127.0.0.`host`:`port`.
+#[must_use]
+pub fn address(host: u8, port: u16) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, host), port))
+}
+
 /// The public-key suites of a deployment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Suite {
-    /// X25519 ECIES and Ed25519.
+    /// X25519 ECIES to the server, Ed25519 signatures (CA, T, B).
+    #[default]
     Modern,
-    /// RSA-OAEP-2048 and RSA-PSS-2048, as in the paper's setting.
+    /// The paper's era: RSA-OAEP-2048 to the server, RSA-PSS-2048 signatures.
     Classic,
 }
 
 impl Suite {
-    /// The encryption and signature suites.
+    /// The encryption suite to the server.
     #[must_use]
-    pub fn parts(self) -> (PkeSuite, SigSuite) {
+    pub fn pke(self) -> PkeSuite {
         match self {
-            Self::Modern => (PkeSuite::X25519Ecies, SigSuite::Ed25519),
-            Self::Classic => (PkeSuite::RsaOaep2048, SigSuite::RsaPss2048),
+            Self::Modern => PkeSuite::X25519Ecies,
+            Self::Classic => PkeSuite::RsaOaep2048,
+        }
+    }
+
+    /// The signature suite of the CA, T and B.
+    #[must_use]
+    pub fn sig(self) -> SigSuite {
+        match self {
+            Self::Modern => SigSuite::Ed25519,
+            Self::Classic => SigSuite::RsaPss2048,
+        }
+    }
+
+    /// Its name on the command line and in reports.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Modern => "modern",
+            Self::Classic => "classic",
         }
     }
 }
@@ -78,13 +117,213 @@ impl Default for Spec {
     }
 }
 
-/// Loopback-style addresses of the simulated roles: 127.0.0.x, one per role.
-#[must_use]
-pub fn address(host: u8, port: u16) -> SocketAddr {
-    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, host), port))
+/// Where every role listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topology {
+    /// A.
+    pub client: SocketAddr,
+    /// T.
+    pub trusted: SocketAddr,
+    /// B.
+    pub server: SocketAddr,
+    /// The proxies, proxy-1 first.
+    pub proxies: Vec<SocketAddr>,
 }
 
-/// The configurations of every role of a deployment, with fresh keys.
+impl Topology {
+    /// One loopback address per role on a common port: T on 127.0.0.2, B on 127.0.0.3, A on
+    /// 127.0.0.4 and proxy i on 127.0.0.(10+i) — as `m2msec provision` writes them.
+    #[must_use]
+    pub fn loopback(port: u16, proxies: u8) -> Self {
+        Self {
+            client: address(4, port),
+            trusted: address(2, port),
+            server: address(3, port),
+            proxies: (1..=proxies)
+                .map(|i| address(10u8.saturating_add(i), port))
+                .collect(),
+        }
+    }
+
+    /// The identity listening on `addr`, if any.
+    #[must_use]
+    pub fn name_of(&self, addr: SocketAddr) -> Option<String> {
+        if addr == self.client {
+            Some(CLIENT.into())
+        } else if addr == self.trusted {
+            Some(TRUSTED.into())
+        } else if addr == self.server {
+            Some(SERVER.into())
+        } else {
+            self.proxies
+                .iter()
+                .position(|p| *p == addr)
+                .map(|i| proxy_name(i + 1))
+        }
+    }
+}
+
+/// Every key of a deployment: what `m2msec provision` writes to files and the demo keeps in
+/// memory.
+pub struct Keys {
+    /// The public-key suites.
+    pub suite: Suite,
+    /// The CA that signs B's certificate (proxies trust its public key).
+    pub ca: SigningKey,
+    /// T's signing key (signs the grants; B knows its public key).
+    pub trusted: SigningKey,
+    /// B's decryption key.
+    pub server_pke: PkeSecretKey,
+    /// B's signing key.
+    pub server_sig: SigningKey,
+    /// B's certificate, issued by the CA.
+    pub certificate: Certificate,
+    /// kAT.
+    pub client_trusted: AeadKey,
+    /// kAPi, proxy-1 first.
+    pub client_proxy: Vec<AeadKey>,
+    /// kPiT, proxy-1 first.
+    pub proxy_trusted: Vec<AeadKey>,
+}
+
+impl core::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Keys")
+            .field("suite", &self.suite)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Keys {
+    /// Generates every key of a deployment of `proxies` proxies.
+    ///
+    /// # Errors
+    /// If a key cannot be made or the CA cannot sign.
+    pub fn generate(
+        suite: Suite,
+        aead: AeadSuite,
+        proxies: u8,
+        rng: &mut dyn CryptoRng,
+    ) -> Result<Self, Error> {
+        let ca = SigningKey::generate(suite.sig(), rng)?;
+        let trusted = SigningKey::generate(suite.sig(), rng)?;
+        let server_pke = PkeSecretKey::generate(suite.pke(), rng)?;
+        let server_sig = SigningKey::generate(suite.sig(), rng)?;
+        let certificate = Certificate::issue(
+            &ca,
+            SERVER,
+            &server_pke.public_key(),
+            &server_sig.verifying_key(),
+            rng,
+        )?;
+        Ok(Self {
+            suite,
+            ca,
+            trusted,
+            server_pke,
+            server_sig,
+            certificate,
+            client_trusted: AeadKey::generate(aead, rng),
+            client_proxy: (0..proxies).map(|_| AeadKey::generate(aead, rng)).collect(),
+            proxy_trusted: (0..proxies).map(|_| AeadKey::generate(aead, rng)).collect(),
+        })
+    }
+
+    /// The four roles' configs for `spec` at `topology`, consuming the keys.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if the topology or the keys do not have one entry per proxy.
+    pub fn into_configs(self, spec: &Spec, topology: &Topology) -> Result<Configs, Error> {
+        let n = usize::from(spec.proxies);
+        if topology.proxies.len() != n
+            || self.client_proxy.len() != n
+            || self.proxy_trusted.len() != n
+        {
+            return Err(Error::Config("one address and key per proxy needed".into()));
+        }
+        let mut entries = Vec::with_capacity(n);
+        let mut proxies = Vec::with_capacity(n);
+        let mut t_proxies = Vec::with_capacity(n);
+        let keys = self.client_proxy.into_iter().zip(self.proxy_trusted);
+        for (i, (addr, (k_api, k_pit))) in topology.proxies.iter().zip(keys).enumerate() {
+            let name = proxy_name(i + 1);
+            entries.push(ProxyEntry {
+                name: name.clone(),
+                addr: *addr,
+                key: k_api.clone(),
+                capability: 1,
+            });
+            t_proxies.push(KeyedPeer {
+                name: name.clone(),
+                addr: *addr,
+                key: k_pit.clone(),
+            });
+            proxies.push(ProxyConfig {
+                identity: name,
+                trusted: KeyedPeer {
+                    name: TRUSTED.into(),
+                    addr: topology.trusted,
+                    key: k_pit,
+                },
+                clients: vec![KeyedPeer {
+                    name: CLIENT.into(),
+                    addr: topology.client,
+                    key: k_api,
+                }],
+                ca: self.ca.verifying_key(),
+                timeouts: spec.timeouts,
+                fault_for_testing_only: spec.faults.get(i).copied().flatten(),
+            });
+        }
+        let mut client = ClientConfig::new(
+            CLIENT,
+            KeyedPeer {
+                name: TRUSTED.into(),
+                addr: topology.trusted,
+                key: self.client_trusted.clone(),
+            },
+            PeerAddr {
+                name: SERVER.into(),
+                addr: topology.server,
+            },
+            entries,
+        );
+        client.n = spec.proxies;
+        client.k = spec.threshold;
+        client.sharing = spec.sharing;
+        client.ots = spec.ots;
+        client.aead = spec.aead;
+        client.timeouts = spec.timeouts;
+        let trusted_key = self.trusted.verifying_key();
+        let trusted = TrustedConfig {
+            identity: TRUSTED.into(),
+            signing_key: self.trusted,
+            clients: vec![KeyedPeer {
+                name: CLIENT.into(),
+                addr: topology.client,
+                key: self.client_trusted,
+            }],
+            proxies: t_proxies,
+            timeouts: spec.timeouts,
+        };
+        let server = ServerConfig {
+            identity: SERVER.into(),
+            pke_key: self.server_pke,
+            signing_key: self.server_sig,
+            certificate: self.certificate,
+            trusted_key,
+            timeouts: spec.timeouts,
+        };
+        Ok(Configs {
+            client,
+            proxies,
+            trusted,
+            server,
+        })
+    }
+}
+
+/// The configurations of every role of a deployment.
 #[derive(Debug)]
 pub struct Configs {
     /// A.
@@ -98,112 +337,16 @@ pub struct Configs {
 }
 
 impl Configs {
-    /// Generates every key of a deployment (CA, T, B, pre-shared keys) and the role configs,
-    /// addressing the roles with `addr(role_index)`: 0 = A, 1 = T, 2 = B, 3.. = proxies.
+    /// Fresh keys and the role configs of `spec` at `topology`.
     ///
     /// # Errors
     /// If a key cannot be generated or the CA cannot sign.
     pub fn generate(
         spec: &Spec,
-        addr: &dyn Fn(usize) -> SocketAddr,
+        topology: &Topology,
         rng: &mut dyn CryptoRng,
     ) -> Result<Self, Error> {
-        let (pke_suite, sig_suite) = spec.suite.parts();
-        let ca = SigningKey::generate(sig_suite, rng)?;
-        let t_key = SigningKey::generate(sig_suite, rng)?;
-        let b_pke = PkeSecretKey::generate(pke_suite, rng)?;
-        let b_sig = SigningKey::generate(sig_suite, rng)?;
-        let cert = Certificate::issue(
-            &ca,
-            "server",
-            &b_pke.public_key(),
-            &b_sig.verifying_key(),
-            rng,
-        )?;
-        let psk = |rng: &mut dyn CryptoRng| AeadKey::generate(spec.aead, rng);
-        let k_at = psk(rng);
-        let (a_addr, t_addr, b_addr) = (addr(0), addr(1), addr(2));
-        let mut entries = Vec::new();
-        let mut proxies = Vec::new();
-        let mut t_proxies = Vec::new();
-        for i in 0..usize::from(spec.proxies) {
-            let name = format!("proxy-{}", i + 1);
-            let p_addr = addr(3 + i);
-            let k_api = psk(rng);
-            let k_pit = psk(rng);
-            entries.push(ProxyEntry {
-                name: name.clone(),
-                addr: p_addr,
-                key: k_api.clone(),
-                capability: 1,
-            });
-            t_proxies.push(KeyedPeer {
-                name: name.clone(),
-                addr: p_addr,
-                key: k_pit.clone(),
-            });
-            proxies.push(ProxyConfig {
-                identity: name,
-                trusted: KeyedPeer {
-                    name: "trusted".into(),
-                    addr: t_addr,
-                    key: k_pit,
-                },
-                clients: vec![KeyedPeer {
-                    name: "client".into(),
-                    addr: a_addr,
-                    key: k_api,
-                }],
-                ca: ca.verifying_key(),
-                timeouts: spec.timeouts,
-                fault_for_testing_only: spec.faults.get(i).copied().flatten(),
-            });
-        }
-        let mut client = ClientConfig::new(
-            "client",
-            KeyedPeer {
-                name: "trusted".into(),
-                addr: t_addr,
-                key: k_at.clone(),
-            },
-            PeerAddr {
-                name: "server".into(),
-                addr: b_addr,
-            },
-            entries,
-        );
-        client.n = spec.proxies;
-        client.k = spec.threshold;
-        client.sharing = spec.sharing;
-        client.ots = spec.ots;
-        client.aead = spec.aead;
-        client.timeouts = spec.timeouts;
-        let trusted_key = t_key.verifying_key();
-        let trusted = TrustedConfig {
-            identity: "trusted".into(),
-            signing_key: t_key,
-            clients: vec![KeyedPeer {
-                name: "client".into(),
-                addr: a_addr,
-                key: k_at,
-            }],
-            proxies: t_proxies,
-            timeouts: spec.timeouts,
-        };
-        let server = ServerConfig {
-            identity: "server".into(),
-            pke_key: b_pke,
-            signing_key: b_sig,
-            certificate: cert,
-            trusted_key,
-            timeouts: spec.timeouts,
-        };
-        Ok(Self {
-            client,
-            proxies,
-            trusted,
-            server,
-        })
+        Keys::generate(spec.suite, spec.aead, spec.proxies, rng)?.into_configs(spec, topology)
     }
 }
 
@@ -255,6 +398,21 @@ pub struct World {
     queue: VecDeque<Datagram>,
 }
 
+/// Wraps each call into a role: `meter(role, call)` must run `call` once.
+pub type Meter<'a> = &'a mut dyn FnMut(usize, &mut dyn FnMut());
+
+/// Role index of A in [`World::addrs`] and for a [`Meter`].
+pub const CLIENT_ROLE: usize = 0;
+/// Role index of T.
+pub const TRUSTED_ROLE: usize = 1;
+/// Role index of B.
+pub const SERVER_ROLE: usize = 2;
+/// Role index of proxy-1; proxy i is at `FIRST_PROXY_ROLE + i - 1`.
+pub const FIRST_PROXY_ROLE: usize = 3;
+
+/// Port of every role in generated deployments.
+pub const PORT: u16 = 4000;
+
 /// Virtual time at which a run starts (an arbitrary, fixed instant so traces are stable).
 pub const EPOCH: Millis = Millis(1_700_000_000_000);
 
@@ -297,8 +455,8 @@ impl World {
     /// # Errors
     /// If keys cannot be generated.
     pub fn generate(spec: &Spec, rng: &mut dyn CryptoRng) -> Result<Self, Error> {
-        let addr = |i: usize| address(u8::try_from(i + 1).unwrap_or(u8::MAX), 4000);
-        Self::new(Configs::generate(spec, &addr, rng)?)
+        let topology = Topology::loopback(PORT, spec.proxies);
+        Self::new(Configs::generate(spec, &topology, rng)?)
     }
 
     /// Queues a datagram as if `from` had sent it (an adversary's injection).
@@ -314,15 +472,29 @@ impl World {
         rng: &mut dyn CryptoRng,
         adversary: &mut dyn FnMut(&Datagram) -> Vec<Datagram>,
     ) {
+        self.run_metered(rng, adversary, &mut |_, call| call());
+    }
+
+    /// [`World::run`], with every call into a role made through `meter(role, call)` (role
+    /// indices as in [`World::addrs`]). Benchmarks pass a meter that times the call, which
+    /// keeps clocks out of this crate.
+    pub fn run_metered(
+        &mut self,
+        rng: &mut dyn CryptoRng,
+        adversary: &mut dyn FnMut(&Datagram) -> Vec<Datagram>,
+        meter: Meter<'_>,
+    ) {
         let horizon = self.now.after(HORIZON);
+        let server_ends_before = self.server_ends();
         loop {
             self.collect(adversary);
             if let Some(d) = self.queue.pop_front() {
-                self.deliver(&d, rng);
+                self.deliver(&d, rng, meter);
                 continue;
             }
             let client_done = self.client.poll_timeout().is_none();
-            let server_done = self.server_sessions_over();
+            let server_done =
+                self.server_ends() > server_ends_before || self.server.poll_timeout().is_none();
             if client_done && server_done {
                 return;
             }
@@ -333,7 +505,7 @@ impl World {
                 return;
             }
             self.now = self.now.max(next);
-            self.fire_timers(rng);
+            self.fire_timers(rng, meter);
         }
     }
 
@@ -342,19 +514,28 @@ impl World {
         let end = self.now.after(d);
         while let Some(next) = self.next_timer().filter(|t| *t <= end) {
             self.now = self.now.max(next);
-            self.fire_timers(rng);
+            self.fire_timers(rng, &mut |_, call| call());
             self.collect(&mut |d| vec![d.clone()]);
         }
         self.now = end;
     }
 
-    fn fire_timers(&mut self, rng: &mut dyn CryptoRng) {
+    fn fire_timers(&mut self, rng: &mut dyn CryptoRng, meter: Meter<'_>) {
         let now = self.now;
-        self.client.handle_timeout(now, rng);
-        self.trusted.handle_timeout(now, rng);
-        self.server.handle_timeout(now, rng);
-        for p in &mut self.proxies {
-            p.handle_timeout(now, rng);
+        let due = |t: Option<Millis>| t.is_some_and(|t| t <= now);
+        if due(self.client.poll_timeout()) {
+            meter(CLIENT_ROLE, &mut || self.client.handle_timeout(now, rng));
+        }
+        if due(self.trusted.poll_timeout()) {
+            meter(TRUSTED_ROLE, &mut || self.trusted.handle_timeout(now, rng));
+        }
+        if due(self.server.poll_timeout()) {
+            meter(SERVER_ROLE, &mut || self.server.handle_timeout(now, rng));
+        }
+        for (i, p) in self.proxies.iter_mut().enumerate() {
+            if due(p.poll_timeout()) {
+                meter(FIRST_PROXY_ROLE + i, &mut || p.handle_timeout(now, rng));
+            }
         }
     }
 
@@ -363,17 +544,35 @@ impl World {
     /// # Errors
     /// If the client refuses to start.
     pub fn run_honest(&mut self, rng: &mut dyn CryptoRng) -> Result<(), Error> {
-        self.client.connect(self.now, rng)?;
-        self.run(rng, &mut |d| vec![d.clone()]);
+        self.run_honest_metered(rng, &mut |_, call| call())
+    }
+
+    /// [`World::run_honest`] through a meter (see [`World::run_metered`]).
+    ///
+    /// # Errors
+    /// If the client refuses to start.
+    pub fn run_honest_metered(
+        &mut self,
+        rng: &mut dyn CryptoRng,
+        meter: Meter<'_>,
+    ) -> Result<(), Error> {
+        let now = self.now;
+        let mut started = Ok(());
+        meter(CLIENT_ROLE, &mut || {
+            started = self.client.connect(now, rng).map(|_| ());
+        });
+        started?;
+        self.run_metered(rng, &mut |d| vec![d.clone()], meter);
         Ok(())
     }
 
-    fn server_sessions_over(&self) -> bool {
+    /// Sessions B has ended so far, established or failed.
+    fn server_ends(&self) -> usize {
         self.events
             .server
             .iter()
-            .any(|e| matches!(e, ServerEvent::Established(_) | ServerEvent::Failed { .. }))
-            || self.server.poll_timeout().is_none()
+            .filter(|e| matches!(e, ServerEvent::Established(_) | ServerEvent::Failed { .. }))
+            .count()
     }
 
     fn next_timer(&self) -> Option<Millis> {
@@ -388,18 +587,25 @@ impl World {
         .min()
     }
 
-    fn deliver(&mut self, d: &Datagram, rng: &mut dyn CryptoRng) {
+    fn deliver(&mut self, d: &Datagram, rng: &mut dyn CryptoRng, meter: Meter<'_>) {
         let now = self.now;
         let Some(role) = self.addrs.iter().position(|a| *a == d.to) else {
             return;
         };
+        let (from, bytes) = (d.from, &d.payload[..]);
         match role {
-            0 => self.client.handle_datagram(now, d.from, &d.payload, rng),
-            1 => self.trusted.handle_datagram(now, d.from, &d.payload, rng),
-            2 => self.server.handle_datagram(now, d.from, &d.payload, rng),
+            CLIENT_ROLE => meter(role, &mut || {
+                self.client.handle_datagram(now, from, bytes, rng);
+            }),
+            TRUSTED_ROLE => meter(role, &mut || {
+                self.trusted.handle_datagram(now, from, bytes, rng);
+            }),
+            SERVER_ROLE => meter(role, &mut || {
+                self.server.handle_datagram(now, from, bytes, rng);
+            }),
             i => {
-                if let Some(p) = self.proxies.get_mut(i - 3) {
-                    p.handle_datagram(now, d.from, &d.payload, rng);
+                if let Some(p) = self.proxies.get_mut(i - FIRST_PROXY_ROLE) {
+                    meter(role, &mut || p.handle_datagram(now, from, bytes, rng));
                 }
             }
         }

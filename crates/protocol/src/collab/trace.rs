@@ -12,7 +12,7 @@ use m2msec_wire::collab::{
     FinishedBody, FragmentBody, KeyMaterialBody, KeyRequestBody, Message, ProxyListBody, RelayBody,
 };
 
-use super::sim::{Configs, Spec, World, address};
+use super::sim::{Configs, PORT, Spec, Topology, World};
 use super::{ClientEvent, Error, FinishedKeys, ServerEvent, SessionId, sealing_aad};
 use crate::Endpoint;
 
@@ -22,8 +22,8 @@ use crate::Endpoint;
 /// If the deployment cannot be generated or the run does not establish a key.
 pub fn render(spec: &Spec, seed: u64) -> Result<String, Error> {
     let mut rng = SeededRng::from_seed_u64(seed);
-    let addr = |i: usize| address(u8::try_from(i + 1).unwrap_or(u8::MAX), 4000);
-    let configs = Configs::generate(spec, &addr, &mut rng)?;
+    let topology = Topology::loopback(PORT, spec.proxies);
+    let configs = Configs::generate(spec, &topology, &mut rng)?;
     let k_at = configs.client.trusted.key.clone();
     let k_ap: Vec<AeadKey> = configs
         .client
