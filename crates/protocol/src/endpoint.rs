@@ -5,10 +5,11 @@ use core::time::Duration;
 
 use m2msec_crypto::rng::CryptoRng;
 
-/// Milliseconds on a monotonic clock chosen by the driver.
+/// Milliseconds on a clock chosen by the driver.
 ///
-/// The core never reads a clock: the daemon passes the time since it started, the simulator
-/// passes virtual time and the tests pass whatever they like.
+/// The core never reads a clock: the daemons pass milliseconds since the UNIX epoch (so that
+/// durable records such as trust scores carry wall-clock times), the simulator passes virtual
+/// time and the tests pass whatever they like.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Millis(pub u64);
 

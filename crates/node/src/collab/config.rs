@@ -67,6 +67,8 @@ pub struct TimeoutsFile {
     pub proxy_hello_ms: Option<u64>,
     /// Client only: how long it keeps listening for relays of y after accepting y.
     pub answer_grace_ms: Option<u64>,
+    /// Server only: how long it waits for k valid shares before aborting the session.
+    pub fragments_ms: Option<u64>,
 }
 
 impl TimeoutsFile {
@@ -80,6 +82,9 @@ impl TimeoutsFile {
         }
         if let Some(ms) = self.answer_grace_ms {
             t.answer_grace = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.fragments_ms {
+            t.fragments = Duration::from_millis(ms);
         }
         t
     }

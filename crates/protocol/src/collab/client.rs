@@ -20,7 +20,7 @@ use super::{
     SECRET_LEN, SessionId, SessionKey, Timeouts, TrustBook, TrustRecord, answer_key, random,
     share_commitment,
 };
-use crate::{Endpoint, Millis, OpCounts, Transmit};
+use crate::Millis;
 
 /// A proxy the client may choose, with the key it shares with it.
 #[derive(Clone, Debug)]
@@ -649,25 +649,9 @@ fn try_accept(
     None
 }
 
-impl Endpoint for Client {
-    type Event = ClientEvent;
-
-    fn handle_datagram(
-        &mut self,
-        now: Millis,
-        remote: SocketAddr,
-        datagram: &[u8],
-        rng: &mut dyn CryptoRng,
-    ) {
-        let result = Message::decode(datagram)
-            .map_err(Error::from)
-            .and_then(|msg| self.handle(now, remote, msg, rng));
-        if let Err(error) = result {
-            self.out.event(ClientEvent::Rejected { remote, error });
-        }
-    }
-
-    fn handle_timeout(&mut self, now: Millis, rng: &mut dyn CryptoRng) {
+impl Client {
+    /// What [`Endpoint::handle_timeout`] does for this role.
+    fn on_timeout(&mut self, now: Millis, rng: &mut dyn CryptoRng) {
         let Some(session) = self.session.as_deref() else {
             return;
         };
@@ -684,11 +668,8 @@ impl Endpoint for Client {
         }
     }
 
-    fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.out.transmits.pop_front()
-    }
-
-    fn poll_timeout(&self) -> Option<Millis> {
+    /// What [`Endpoint::poll_timeout`] answers for this role.
+    fn next_timeout(&self) -> Option<Millis> {
         let session = self.session.as_deref()?;
         let grace = match &session.phase {
             Phase::AwaitAnswers {
@@ -699,12 +680,6 @@ impl Endpoint for Client {
         };
         Some(grace.map_or(session.deadline, |g| g.min(session.deadline)))
     }
-
-    fn poll_event(&mut self) -> Option<ClientEvent> {
-        self.out.events.pop_front()
-    }
-
-    fn op_counts(&self) -> OpCounts {
-        self.out.ops
-    }
 }
+
+endpoint_impl!(Client, ClientEvent);

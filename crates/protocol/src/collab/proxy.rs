@@ -15,7 +15,7 @@ use m2msec_wire::collab::{
 
 use super::cert::CertifiedKeys;
 use super::{Certificate, Error, KeyedPeer, Outbox, SessionId, Timeouts, random, signed_bytes};
-use crate::{Endpoint, Millis, OpCounts, Transmit};
+use crate::Millis;
 
 /// Most sessions a proxy serves at once; summons beyond it are refused (they cost T nothing,
 /// so they must not cost the proxy unbounded memory).
@@ -370,25 +370,9 @@ impl Proxy {
     }
 }
 
-impl Endpoint for Proxy {
-    type Event = ProxyEvent;
-
-    fn handle_datagram(
-        &mut self,
-        now: Millis,
-        remote: SocketAddr,
-        datagram: &[u8],
-        rng: &mut dyn CryptoRng,
-    ) {
-        let result = Message::decode(datagram)
-            .map_err(Error::from)
-            .and_then(|msg| self.handle(now, remote, msg, rng));
-        if let Err(error) = result {
-            self.out.event(ProxyEvent::Rejected { remote, error });
-        }
-    }
-
-    fn handle_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
+impl Proxy {
+    /// What [`Endpoint::handle_timeout`] does for this role.
+    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
         let expired: Vec<SessionId> = self
             .sessions
             .iter()
@@ -416,19 +400,10 @@ impl Endpoint for Proxy {
         }
     }
 
-    fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.out.transmits.pop_front()
-    }
-
-    fn poll_timeout(&self) -> Option<Millis> {
+    /// What [`Endpoint::poll_timeout`] answers for this role.
+    fn next_timeout(&self) -> Option<Millis> {
         self.sessions.values().map(|s| s.deadline).min()
     }
-
-    fn poll_event(&mut self) -> Option<ProxyEvent> {
-        self.out.events.pop_front()
-    }
-
-    fn op_counts(&self) -> OpCounts {
-        self.out.ops
-    }
 }
+
+endpoint_impl!(Proxy, ProxyEvent);

@@ -24,7 +24,7 @@ use super::{
     AbortReason, Binding, Certificate, Error, Established, FinishedKeys, Outbox, SessionId,
     SessionKey, Timeouts, answer_key, random, share_commitment, signed_bytes,
 };
-use crate::{Endpoint, Millis, OpCounts, Transmit};
+use crate::{Millis, OpCounts};
 
 /// Most sessions B serves at once.
 const MAX_SESSIONS: usize = 16384;
@@ -519,25 +519,9 @@ fn fail(out: &mut Outbox<ServerEvent>, session: &mut Session, id: SessionId, err
     out.event(ServerEvent::Failed { session: id, error });
 }
 
-impl Endpoint for Server {
-    type Event = ServerEvent;
-
-    fn handle_datagram(
-        &mut self,
-        now: Millis,
-        remote: SocketAddr,
-        datagram: &[u8],
-        rng: &mut dyn CryptoRng,
-    ) {
-        let result = Message::decode(datagram)
-            .map_err(Error::from)
-            .and_then(|msg| self.handle(now, remote, msg, rng));
-        if let Err(error) = result {
-            self.out.event(ServerEvent::Rejected { remote, error });
-        }
-    }
-
-    fn handle_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
+impl Server {
+    /// What [`Endpoint::handle_timeout`] does for this role.
+    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
         for (id, session) in &mut self.sessions {
             if session.done || session.answered.is_some() || now < session.collect_deadline {
                 continue;
@@ -575,11 +559,8 @@ impl Endpoint for Server {
         }
     }
 
-    fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.out.transmits.pop_front()
-    }
-
-    fn poll_timeout(&self) -> Option<Millis> {
+    /// What [`Endpoint::poll_timeout`] answers for this role.
+    fn next_timeout(&self) -> Option<Millis> {
         self.sessions
             .values()
             .map(|s| {
@@ -591,12 +572,6 @@ impl Endpoint for Server {
             })
             .min()
     }
-
-    fn poll_event(&mut self) -> Option<ServerEvent> {
-        self.out.events.pop_front()
-    }
-
-    fn op_counts(&self) -> OpCounts {
-        self.out.ops
-    }
 }
+
+endpoint_impl!(Server, ServerEvent);

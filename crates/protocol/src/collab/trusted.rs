@@ -16,7 +16,7 @@ use m2msec_wire::collab::{
 };
 
 use super::{Error, KeyedPeer, Outbox, SECRET_LEN, SessionId, Timeouts, random, signed_bytes};
-use crate::{Endpoint, Millis, OpCounts, Transmit};
+use crate::Millis;
 
 /// Most sessions T serves at once.
 const MAX_SESSIONS: usize = 4096;
@@ -122,7 +122,13 @@ impl Trusted {
         })
     }
 
-    fn handle(&mut self, now: Millis, msg: Message, rng: &mut dyn CryptoRng) -> Result<(), Error> {
+    fn handle(
+        &mut self,
+        now: Millis,
+        _remote: SocketAddr,
+        msg: Message,
+        rng: &mut dyn CryptoRng,
+    ) -> Result<(), Error> {
         let cfg = &self.config;
         let out = &mut self.out;
         if let Message::TrustedHello(m) = &msg {
@@ -349,25 +355,9 @@ pub(super) fn check_params(params: &ReconstructionParams, proxies: usize) -> Res
     Ok(())
 }
 
-impl Endpoint for Trusted {
-    type Event = TrustedEvent;
-
-    fn handle_datagram(
-        &mut self,
-        now: Millis,
-        remote: SocketAddr,
-        datagram: &[u8],
-        rng: &mut dyn CryptoRng,
-    ) {
-        let result = Message::decode(datagram)
-            .map_err(Error::from)
-            .and_then(|msg| self.handle(now, msg, rng));
-        if let Err(error) = result {
-            self.out.event(TrustedEvent::Rejected { remote, error });
-        }
-    }
-
-    fn handle_timeout(&mut self, now: Millis, rng: &mut dyn CryptoRng) {
+impl Trusted {
+    /// What [`Endpoint::handle_timeout`] does for this role.
+    fn on_timeout(&mut self, now: Millis, rng: &mut dyn CryptoRng) {
         let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
         for id in ids {
             self.maybe_list(id, now, rng);
@@ -384,11 +374,8 @@ impl Endpoint for Trusted {
         }
     }
 
-    fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.out.transmits.pop_front()
-    }
-
-    fn poll_timeout(&self) -> Option<Millis> {
+    /// What [`Endpoint::poll_timeout`] answers for this role.
+    fn next_timeout(&self) -> Option<Millis> {
         self.sessions
             .values()
             .map(|s| match &s.phase {
@@ -397,12 +384,6 @@ impl Endpoint for Trusted {
             })
             .min()
     }
-
-    fn poll_event(&mut self) -> Option<TrustedEvent> {
-        self.out.events.pop_front()
-    }
-
-    fn op_counts(&self) -> OpCounts {
-        self.out.ops
-    }
 }
+
+endpoint_impl!(Trusted, TrustedEvent);
