@@ -1,6 +1,7 @@
 //! Every collab decoder on arbitrary bytes: must never panic, and what decodes re-encodes to
 //! the same bytes.
 #![no_main]
+#![forbid(unsafe_code)]
 
 use libfuzzer_sys::fuzz_target;
 use m2msec_wire::collab::Message;

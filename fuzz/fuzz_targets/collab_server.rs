@@ -1,5 +1,6 @@
 //! Arbitrary datagrams fed to a live server B in the middle of a session: no panic, ever.
 #![no_main]
+#![forbid(unsafe_code)]
 
 use std::sync::Mutex;
 
