@@ -9,6 +9,7 @@
 
 pub mod cbor;
 pub mod collab;
+pub mod mikey;
 
 /// Why bytes were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,6 +64,9 @@ pub enum Error {
     /// A list exceeded the bound the format sets.
     #[error("list longer than {0} elements")]
     TooManyElements(usize),
+    /// A MIKEY (RFC 3830) message was malformed or could not be encoded.
+    #[error("MIKEY: {0}")]
+    Mikey(#[from] mikey::MikeyError),
 }
 
 /// Result of decoding.
