@@ -15,6 +15,7 @@
 //! | [`pke`]    | encryption to a server: ECIES over X25519 (default), RSA-OAEP-2048 (classic)             |
 //! | [`sig`]    | signatures: Ed25519 (default), RSA-PSS-2048 (classic)                                    |
 //! | [`ct`]     | constant-time comparison                                                                 |
+//! | [`mikey`]  | MIKEY (RFC 3830): its PRF and key derivation, AES-CM-128 / AES-KW-128, HMAC-SHA-1-160, RSA |
 //!
 //! # Crate generation
 //! The RustCrypto and dalek ecosystems are mid-way through a generation change (`rand_core` 0.6 →
@@ -47,6 +48,7 @@ mod error;
 pub mod hash;
 pub mod kdf;
 pub mod merkle;
+pub mod mikey;
 pub mod ots;
 mod pem;
 pub mod pke;

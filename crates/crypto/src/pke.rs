@@ -407,3 +407,25 @@ fn ecies_key(
     ikm[64..].copy_from_slice(shared);
     AeadKey::derive(DEM, &ikm[..], ECIES_SALT, ECIES_INFO)
 }
+
+// Crate-visible access to the RSA key material, for protocols that fix their own RSA padding (MIKEY's
+// PKCS#1 v1.5 envelope-key encryption, `crate::mikey`). Not part of the public API.
+impl PkeSecretKey {
+    /// The RSA private key and its secret blinding seed, if this is an RSA key.
+    pub(crate) fn rsa_parts(&self) -> Option<(&rsa::RsaPrivateKey, &[u8; 32])> {
+        match &self.0 {
+            SecretInner::Rsa { key, blinding } => Some((key, blinding)),
+            SecretInner::X25519 { .. } => None,
+        }
+    }
+}
+
+impl PkePublicKey {
+    /// The RSA public key, if this is an RSA key.
+    pub(crate) fn rsa_public(&self) -> Option<&rsa::RsaPublicKey> {
+        match &self.0 {
+            PublicInner::Rsa(pk) => Some(pk),
+            PublicInner::X25519(_) => None,
+        }
+    }
+}

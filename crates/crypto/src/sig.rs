@@ -317,3 +317,25 @@ impl VerifyingKey {
         }
     }
 }
+
+// Crate-visible access to the RSA key material, for protocols that fix their own RSA signature
+// scheme (MIKEY's SIGN payload, `crate::mikey`). Not part of the public API.
+impl SigningKey {
+    /// The RSA private key, if this is an RSA key.
+    pub(crate) fn rsa_private(&self) -> Option<&rsa::RsaPrivateKey> {
+        match &self.0 {
+            SigningInner::Rsa(sk) => Some((**sk).as_ref()),
+            SigningInner::Ed25519(_) => None,
+        }
+    }
+}
+
+impl VerifyingKey {
+    /// The RSA public key, if this is an RSA key.
+    pub(crate) fn rsa_public(&self) -> Option<&rsa::RsaPublicKey> {
+        match &self.0 {
+            VerifyingInner::Rsa(pk) => Some(pk),
+            VerifyingInner::Ed25519(_) => None,
+        }
+    }
+}
