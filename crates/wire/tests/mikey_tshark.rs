@@ -164,7 +164,7 @@ fn messages() -> Vec<Message> {
         },
     ];
     // Varied lengths and orders.
-    let mut g = Lcg(0x6d69_6b65_79);
+    let mut g = Lcg(0x006d_696b_6579);
     for i in 0..40 {
         let mut payloads = Vec::new();
         for _ in 0..g.below(6) {
