@@ -25,6 +25,12 @@
 //! opaque [`Error::Authentication`]; a wrong length or key type passed by local code is
 //! [`Error::InvalidParameter`].
 //!
+//! # Zeroization
+//! Derived keys, decrypted key data and envelope keys come back in [`Zeroizing`] buffers or the
+//! zeroize-on-drop [`MessageKeys`]; the AES key schedules (`aes`/`ctr` with their `zeroize`
+//! feature) are wiped on drop. The HMAC-SHA-1 states inside the PRF are not: `hmac` 0.12 and
+//! `sha1` 0.10 offer no zeroization (the same holds for [`crate::kdf`]).
+//!
 //! # RSA and RUSTSEC-2023-0071
 //! Public-key mode uses the crate's existing RSA-2048 keys ([`PkeSecretKey`] / [`PkePublicKey`] of
 //! suite `RsaOaep2048` for the envelope key, [`SigningKey`] / [`VerifyingKey`] of suite
@@ -389,9 +395,10 @@ pub fn aes_kw_128_unwrap(
 
 /// HMAC-SHA-1 (RFC 2104) with the full 160-bit output, over the concatenation of `data`'s slices.
 ///
-/// In MIKEY the KEMAC MAC covers the whole message up to (not including) the MAC field (§5.2), and
-/// the V payload's MAC covers the response up to its MAC field followed by the initiator's T value
-/// (§5.2, §6.9): pass those pieces as slices.
+/// In MIKEY the KEMAC MAC covers the whole message up to (not including) the MAC field, and the V
+/// payload's MAC the response up to its MAC field together with the fields of the initiator's
+/// message that §5.2 lists: pass those pieces as slices, in order (they are concatenated as they
+/// are).
 pub fn hmac_sha1_160(key: &[u8], data: &[&[u8]]) -> [u8; HMAC_SHA1_160_LEN] {
     finish(new_hmac_sha1(key), data)
 }
