@@ -16,7 +16,9 @@
 //!
 //! The constants and label layout were checked against the RFC's tables as quoted by two independent
 //! implementations (minisip's libmikey `KeyAgreement.cxx` / `KeyAgreementPSK.cxx`, and the `mykey`
-//! Rust crate); the KEMAC IV against libmikey's `MikeyMessagePSK.cxx`. No published MIKEY KDF test
+//! Rust crate); all seven constants are, in decimal, consecutive 9-digit groups of e's expansion
+//! (a unit test checks it, so no digit is mistyped). The KEMAC IV was checked against libmikey's
+//! `MikeyMessagePSK.cxx`. No published MIKEY KDF test
 //! vector was found, so the PRF is cross-checked in `tests/mikey.rs` against a second, independent
 //! HMAC-SHA-1 written from SHA-1 alone.
 //!
@@ -775,6 +777,26 @@ mod tests {
         assert_eq!(MessageKey::Encryption.constant(), 0x150533E1);
         assert_eq!(MessageKey::Authentication.constant(), 0x2D22AC75);
         assert_eq!(MessageKey::Salt.constant(), 0x29B88916);
+    }
+
+    /// A consistency check on transcription: the seven constants are the first seven 9-digit groups
+    /// of e's decimals (e = 2.718281828 459045235 360287471 ...), in the order TEK, TGK auth, TGK
+    /// encr, message encr, message auth, message salt, TGK salt. One mistyped hex digit breaks it.
+    #[test]
+    fn constants_are_nine_digit_groups_of_e() {
+        const E_DECIMALS: &str = "718281828459045235360287471352662497757247093699959574966967627";
+        let ordered = [
+            TgkKey::Tek.constant(),
+            TgkKey::Authentication.constant(),
+            TgkKey::Encryption.constant(),
+            MessageKey::Encryption.constant(),
+            MessageKey::Authentication.constant(),
+            MessageKey::Salt.constant(),
+            TgkKey::Salt.constant(),
+        ];
+        for (i, c) in ordered.iter().enumerate() {
+            assert_eq!(c.to_string(), E_DECIMALS[9 * i..9 * (i + 1)], "group {i}");
+        }
     }
 
     #[test]
