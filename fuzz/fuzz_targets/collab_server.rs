@@ -16,10 +16,10 @@ fuzz_target!(|data: &[u8]| {
     let (world, rng) = guard.get_or_insert_with(|| {
         let mut rng = SeededRng::from_seed_u64(1);
         let mut w = World::generate(&Spec::default(), &mut rng).expect("deployment");
-        w.client.connect(w.now, &mut rng).expect("connect");
+        w.client.connect(w.net.now, &mut rng).expect("connect");
         (w, rng)
     });
-    let now = world.now;
+    let now = world.net.now;
     world.server.handle_datagram(now, address(9, 9), data, rng);
     while world.server.poll_event().is_some() {}
     while world.server.poll_transmit().is_some() {}

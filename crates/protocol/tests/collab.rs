@@ -229,7 +229,7 @@ fn more_than_n_minus_k_silent_proxies_fail_cleanly_everywhere() {
         (2, ProxyFault::Silent),
     ]);
     let (mut w, mut rng) = world(&s, 6);
-    let start = w.now;
+    let start = w.net.now;
     w.run_honest(&mut rng).unwrap();
     assert!(matches!(
         server_error(&w),
@@ -250,7 +250,11 @@ fn more_than_n_minus_k_silent_proxies_fail_cleanly_everywhere() {
             .any(|e| matches!(e, ClientEvent::Established(_)))
     );
     // Ended by the session timeout, not by the simulation's horizon.
-    assert!(w.now.0 - start.0 <= 6_000, "took {} ms", w.now.0 - start.0);
+    assert!(
+        w.net.now.0 - start.0 <= 6_000,
+        "took {} ms",
+        w.net.now.0 - start.0
+    );
 }
 
 #[test]
@@ -261,7 +265,7 @@ fn more_than_n_minus_k_forgers_fail_fast() {
         (2, ProxyFault::ForgeFragment),
     ]);
     let (mut w, mut rng) = world(&s, 7);
-    let start = w.now;
+    let start = w.net.now;
     w.run_honest(&mut rng).unwrap();
     assert!(matches!(server_error(&w), Error::NotEnoughFragments { .. }));
     assert!(matches!(
@@ -269,7 +273,7 @@ fn more_than_n_minus_k_forgers_fail_fast() {
         Error::Aborted(m2msec_protocol::collab::AbortReason::NotEnoughFragments)
     ));
     assert!(
-        w.now.0 - start.0 < 1_000,
+        w.net.now.0 - start.0 < 1_000,
         "B gives up as soon as k is out of reach"
     );
 }
@@ -278,7 +282,7 @@ fn more_than_n_minus_k_forgers_fail_fast() {
 fn tampered_one_time_signature_is_rejected() {
     let (mut w, mut rng) = world(&spec(), 8);
     let mut tampered = 0;
-    w.client.connect(w.now, &mut rng).unwrap();
+    w.client.connect(w.net.now, &mut rng).unwrap();
     w.run(
         &mut rng,
         &mut rewrite(|m| match m {
@@ -301,7 +305,7 @@ fn tampered_one_time_signature_is_rejected() {
 #[test]
 fn wrong_merkle_path_is_rejected() {
     let (mut w, mut rng) = world(&spec(), 9);
-    w.client.connect(w.now, &mut rng).unwrap();
+    w.client.connect(w.net.now, &mut rng).unwrap();
     w.run(
         &mut rng,
         &mut rewrite(|m| match m {
@@ -322,7 +326,7 @@ fn root_not_signed_by_t_is_rejected() {
     let (mut w, mut rng) = world(&spec(), 10);
     let mut forger_rng = SeededRng::from_seed_u64(99);
     let impostor = SigningKey::generate(SigSuite::Ed25519, &mut forger_rng).unwrap();
-    w.client.connect(w.now, &mut rng).unwrap();
+    w.client.connect(w.net.now, &mut rng).unwrap();
     w.run(
         &mut rng,
         &mut rewrite(|m| match m {
@@ -351,7 +355,7 @@ fn root_not_signed_by_t_is_rejected() {
 #[test]
 fn a_one_time_key_signs_once() {
     let (mut w, mut rng) = world(&spec(), 11);
-    w.client.connect(w.now, &mut rng).unwrap();
+    w.client.connect(w.net.now, &mut rng).unwrap();
     // Every signed fragment is delivered twice.
     w.run(&mut rng, &mut |d| {
         let twice = matches!(Message::decode(&d.payload), Ok(Message::SealedFragment(_)));
@@ -375,7 +379,7 @@ fn replays_from_an_earlier_session_are_rejected() {
     let (mut w, mut rng) = world(&spec(), 12);
     w.run_honest(&mut rng).unwrap();
     established(&w);
-    let first_session = w.log.clone();
+    let first_session = w.net.log.clone();
     let used: Vec<[u8; 32]> = w
         .events
         .server
@@ -389,9 +393,9 @@ fn replays_from_an_earlier_session_are_rejected() {
 
     // Long after, the whole first session is replayed at every role.
     w.advance(Duration::from_secs(60), &mut rng);
-    let now = w.now;
+    let now = w.net.now;
     for d in &first_session {
-        w.inject(Datagram {
+        w.net.inject(Datagram {
             at: now,
             ..d.clone()
         });
@@ -433,7 +437,7 @@ fn replays_from_an_earlier_session_are_rejected() {
 #[test]
 fn tampered_sealed_messages_are_ignored_and_the_session_times_out() {
     let (mut w, mut rng) = world(&spec(), 13);
-    w.client.connect(w.now, &mut rng).unwrap();
+    w.client.connect(w.net.now, &mut rng).unwrap();
     w.run(
         &mut rng,
         &mut rewrite(|m| match m {
@@ -465,7 +469,7 @@ fn tampered_sealed_messages_are_ignored_and_the_session_times_out() {
 #[test]
 fn dropped_final_message_ends_in_a_typed_timeout() {
     let (mut w, mut rng) = world(&spec(), 14);
-    w.client.connect(w.now, &mut rng).unwrap();
+    w.client.connect(w.net.now, &mut rng).unwrap();
     w.run(&mut rng, &mut |d| match Message::decode(&d.payload) {
         Ok(Message::ServerFinished(_)) => vec![],
         _ => vec![d.clone()],
@@ -482,7 +486,7 @@ fn dropped_final_message_ends_in_a_typed_timeout() {
 #[test]
 fn dropping_the_client_confirmation_leaves_no_key_at_the_server() {
     let (mut w, mut rng) = world(&spec(), 15);
-    w.client.connect(w.now, &mut rng).unwrap();
+    w.client.connect(w.net.now, &mut rng).unwrap();
     w.run(&mut rng, &mut |d| match Message::decode(&d.payload) {
         Ok(Message::ClientFinished(_)) => vec![],
         _ => vec![d.clone()],
@@ -499,7 +503,7 @@ fn dropping_the_client_confirmation_leaves_no_key_at_the_server() {
 #[test]
 fn reordered_fragments_and_hellos_still_establish() {
     let (mut w, mut rng) = world(&spec(), 16);
-    w.client.connect(w.now, &mut rng).unwrap();
+    w.client.connect(w.net.now, &mut rng).unwrap();
     let mut held: Vec<Datagram> = Vec::new();
     // Fragments are held back and released after the next datagram, so they overtake nothing
     // and are overtaken by B's certificates; hellos are delivered in reverse.
@@ -521,7 +525,7 @@ fn reordered_fragments_and_hellos_still_establish() {
 #[test]
 fn garbage_datagrams_are_rejected_without_disturbing_the_session() {
     let (mut w, mut rng) = world(&spec(), 17);
-    w.client.connect(w.now, &mut rng).unwrap();
+    w.client.connect(w.net.now, &mut rng).unwrap();
     let targets = w.addrs.clone();
     let from = address(200, 9);
     for (i, to) in targets.iter().enumerate() {
@@ -531,8 +535,8 @@ fn garbage_datagrams_are_rejected_without_disturbing_the_session() {
             vec![0x83, 0x01, 0x01, 0x40],
             vec![u8::try_from(i).unwrap(); 100],
         ] {
-            w.inject(Datagram {
-                at: w.now,
+            w.net.inject(Datagram {
+                at: w.net.now,
                 from,
                 to: *to,
                 payload: junk,

@@ -682,4 +682,4 @@ impl Client {
     }
 }
 
-endpoint_impl!(Client, ClientEvent);
+endpoint_impl!(Client, ClientEvent, m2msec_wire::collab::Message);

@@ -31,57 +31,6 @@
 //! - **The grant** T signs is [RP, A, B, MTRoot] plus the session id, so it cannot be replayed into
 //!   another session.
 
-/// The [`crate::Endpoint`] impl every role shares: decode the datagram, hand it to the role's
-/// `handle(now, remote, message, rng)`, report a refusal as the role's `Rejected` event (the
-/// session stays as it was), and serve the role's `out` queues. Each role supplies `handle`,
-/// `on_timeout` and `next_timeout`.
-macro_rules! endpoint_impl {
-    ($role:ty, $event:ident) => {
-        impl crate::Endpoint for $role {
-            type Event = $event;
-
-            fn handle_datagram(
-                &mut self,
-                now: crate::Millis,
-                remote: std::net::SocketAddr,
-                datagram: &[u8],
-                rng: &mut dyn m2msec_crypto::rng::CryptoRng,
-            ) {
-                let result = m2msec_wire::collab::Message::decode(datagram)
-                    .map_err(Error::from)
-                    .and_then(|msg| self.handle(now, remote, msg, rng));
-                if let Err(error) = result {
-                    self.out.event($event::Rejected { remote, error });
-                }
-            }
-
-            fn handle_timeout(
-                &mut self,
-                now: crate::Millis,
-                rng: &mut dyn m2msec_crypto::rng::CryptoRng,
-            ) {
-                self.on_timeout(now, rng);
-            }
-
-            fn poll_transmit(&mut self) -> Option<crate::Transmit> {
-                self.out.transmits.pop_front()
-            }
-
-            fn poll_timeout(&self) -> Option<crate::Millis> {
-                self.next_timeout()
-            }
-
-            fn poll_event(&mut self) -> Option<$event> {
-                self.out.events.pop_front()
-            }
-
-            fn op_counts(&self) -> crate::OpCounts {
-                self.out.ops
-            }
-        }
-    };
-}
-
 mod cert;
 mod client;
 mod proxy;

@@ -406,4 +406,4 @@ impl Proxy {
     }
 }
 
-endpoint_impl!(Proxy, ProxyEvent);
+endpoint_impl!(Proxy, ProxyEvent, m2msec_wire::collab::Message);

@@ -574,4 +574,4 @@ impl Server {
     }
 }
 
-endpoint_impl!(Server, ServerEvent);
+endpoint_impl!(Server, ServerEvent, m2msec_wire::collab::Message);

@@ -4,7 +4,6 @@
 //! The same role types as in the daemons run here (quinn-proto's in-memory `Pair` is the model),
 //! which is what lets the tests, the annotated traces and the benchmarks exercise the real code.
 
-use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
@@ -20,7 +19,10 @@ use super::{
     ProxyEntry, ProxyEvent, ProxyFault, Server, ServerConfig, ServerEvent, Timeouts, Trusted,
     TrustedConfig, TrustedEvent,
 };
+use crate::network::{self, Deployment, Network, Node};
 use crate::{Endpoint, Millis};
+
+pub use crate::network::{Datagram, Meter};
 
 /// Identity of the client in a generated deployment.
 pub const CLIENT: &str = "client";
@@ -350,19 +352,6 @@ impl Configs {
     }
 }
 
-/// One datagram in flight or delivered.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Datagram {
-    /// When it was sent (virtual time).
-    pub at: Millis,
-    /// Sender.
-    pub from: SocketAddr,
-    /// Recipient.
-    pub to: SocketAddr,
-    /// Bytes.
-    pub payload: Vec<u8>,
-}
-
 /// Every event each role reported.
 #[derive(Debug, Default)]
 pub struct Events {
@@ -376,32 +365,7 @@ pub struct Events {
     pub server: Vec<ServerEvent>,
 }
 
-/// A deployment running in memory.
-#[derive(Debug)]
-pub struct World {
-    /// A.
-    pub client: Client,
-    /// P1…Pn.
-    pub proxies: Vec<Proxy>,
-    /// T.
-    pub trusted: Trusted,
-    /// B.
-    pub server: Server,
-    /// Where each role listens: A, T, B, then the proxies.
-    pub addrs: Vec<SocketAddr>,
-    /// Virtual time.
-    pub now: Millis,
-    /// Every datagram handed to the network, in order, before the adversary saw it.
-    pub log: Vec<Datagram>,
-    /// Every event so far.
-    pub events: Events,
-    queue: VecDeque<Datagram>,
-}
-
-/// Wraps each call into a role: `meter(role, call)` must run `call` once.
-pub type Meter<'a> = &'a mut dyn FnMut(usize, &mut dyn FnMut());
-
-/// Role index of A in [`World::addrs`] and for a [`Meter`].
+/// Role index of A for a [`Meter`] and in [`World::addrs`].
 pub const CLIENT_ROLE: usize = 0;
 /// Role index of T.
 pub const TRUSTED_ROLE: usize = 1;
@@ -416,8 +380,26 @@ pub const PORT: u16 = 4000;
 /// Virtual time at which a run starts (an arbitrary, fixed instant so traces are stable).
 pub const EPOCH: Millis = Millis(1_700_000_000_000);
 
-/// Longest a run may take in virtual time before [`World::run`] stops.
-pub const HORIZON: Duration = Duration::from_secs(120);
+/// A collab deployment running in memory.
+#[derive(Debug)]
+pub struct World {
+    /// A.
+    pub client: Client,
+    /// P1…Pn.
+    pub proxies: Vec<Proxy>,
+    /// T.
+    pub trusted: Trusted,
+    /// B.
+    pub server: Server,
+    /// Where each role listens: A, T, B, then the proxies.
+    pub addrs: Vec<SocketAddr>,
+    /// The wires, the virtual clock and the log of every datagram.
+    pub net: Network,
+    /// Every event so far.
+    pub events: Events,
+    /// Sessions B had ended when the current run started.
+    server_ends_at_start: usize,
+}
 
 impl World {
     /// Builds the roles from `configs`.
@@ -425,9 +407,11 @@ impl World {
     /// # Errors
     /// If a configuration is refused.
     pub fn new(configs: Configs) -> Result<Self, Error> {
-        let mut addrs = vec![configs.client.trusted.addr, configs.client.server.addr];
-        let client_addr = configs.trusted.clients[0].addr;
-        addrs.insert(0, client_addr);
+        let mut addrs = vec![
+            configs.trusted.clients[0].addr,
+            configs.client.trusted.addr,
+            configs.client.server.addr,
+        ];
         addrs.extend(configs.client.proxies.iter().map(|p| p.addr));
         let n = configs.proxies.len();
         Ok(Self {
@@ -440,13 +424,12 @@ impl World {
             trusted: Trusted::new(configs.trusted)?,
             server: Server::new(configs.server, [])?,
             addrs,
-            now: EPOCH,
-            log: Vec::new(),
+            net: Network::new(EPOCH),
             events: Events {
                 proxies: (0..n).map(|_| Vec::new()).collect(),
                 ..Events::default()
             },
-            queue: VecDeque::new(),
+            server_ends_at_start: 0,
         })
     }
 
@@ -459,14 +442,8 @@ impl World {
         Self::new(Configs::generate(spec, &topology, rng)?)
     }
 
-    /// Queues a datagram as if `from` had sent it (an adversary's injection).
-    pub fn inject(&mut self, datagram: Datagram) {
-        self.queue.push_back(datagram);
-    }
-
-    /// Runs until the client's session has ended and the network is quiet, or [`HORIZON`]
-    /// passes. Every datagram goes through `adversary`, which returns what to deliver instead
-    /// (nothing to drop it, an altered copy to tamper, several to duplicate).
+    /// Runs until the client's session has ended and the network is quiet (see
+    /// [`network::run`]).
     pub fn run(
         &mut self,
         rng: &mut dyn CryptoRng,
@@ -475,68 +452,20 @@ impl World {
         self.run_metered(rng, adversary, &mut |_, call| call());
     }
 
-    /// [`World::run`], with every call into a role made through `meter(role, call)` (role
-    /// indices as in [`World::addrs`]). Benchmarks pass a meter that times the call, which
-    /// keeps clocks out of this crate.
+    /// [`World::run`] with every call into a role made through `meter`.
     pub fn run_metered(
         &mut self,
         rng: &mut dyn CryptoRng,
         adversary: &mut dyn FnMut(&Datagram) -> Vec<Datagram>,
         meter: Meter<'_>,
     ) {
-        let horizon = self.now.after(HORIZON);
-        let server_ends_before = self.server_ends();
-        loop {
-            self.collect(adversary);
-            if let Some(d) = self.queue.pop_front() {
-                self.deliver(&d, rng, meter);
-                continue;
-            }
-            let client_done = self.client.poll_timeout().is_none();
-            let server_done =
-                self.server_ends() > server_ends_before || self.server.poll_timeout().is_none();
-            if client_done && server_done {
-                return;
-            }
-            let Some(next) = self.next_timer() else {
-                return;
-            };
-            if next > horizon {
-                return;
-            }
-            self.now = self.now.max(next);
-            self.fire_timers(rng, meter);
-        }
+        self.server_ends_at_start = self.server_ends();
+        network::run(self, rng, adversary, meter);
     }
 
-    /// Lets `d` of virtual time pass, firing every timer that falls due.
-    pub fn advance(&mut self, d: Duration, rng: &mut dyn CryptoRng) {
-        let end = self.now.after(d);
-        while let Some(next) = self.next_timer().filter(|t| *t <= end) {
-            self.now = self.now.max(next);
-            self.fire_timers(rng, &mut |_, call| call());
-            self.collect(&mut |d| vec![d.clone()]);
-        }
-        self.now = end;
-    }
-
-    fn fire_timers(&mut self, rng: &mut dyn CryptoRng, meter: Meter<'_>) {
-        let now = self.now;
-        let due = |t: Option<Millis>| t.is_some_and(|t| t <= now);
-        if due(self.client.poll_timeout()) {
-            meter(CLIENT_ROLE, &mut || self.client.handle_timeout(now, rng));
-        }
-        if due(self.trusted.poll_timeout()) {
-            meter(TRUSTED_ROLE, &mut || self.trusted.handle_timeout(now, rng));
-        }
-        if due(self.server.poll_timeout()) {
-            meter(SERVER_ROLE, &mut || self.server.handle_timeout(now, rng));
-        }
-        for (i, p) in self.proxies.iter_mut().enumerate() {
-            if due(p.poll_timeout()) {
-                meter(FIRST_PROXY_ROLE + i, &mut || p.handle_timeout(now, rng));
-            }
-        }
+    /// Lets `by` of virtual time pass, firing every timer that falls due.
+    pub fn advance(&mut self, by: Duration, rng: &mut dyn CryptoRng) {
+        network::advance(self, by, rng);
     }
 
     /// Starts a session on the client and runs it with an honest network.
@@ -547,7 +476,7 @@ impl World {
         self.run_honest_metered(rng, &mut |_, call| call())
     }
 
-    /// [`World::run_honest`] through a meter (see [`World::run_metered`]).
+    /// [`World::run_honest`] through a meter.
     ///
     /// # Errors
     /// If the client refuses to start.
@@ -556,7 +485,7 @@ impl World {
         rng: &mut dyn CryptoRng,
         meter: Meter<'_>,
     ) -> Result<(), Error> {
-        let now = self.now;
+        let now = self.net.now;
         let mut started = Ok(());
         meter(CLIENT_ROLE, &mut || {
             started = self.client.connect(now, rng).map(|_| ());
@@ -574,86 +503,44 @@ impl World {
             .filter(|e| matches!(e, ServerEvent::Established(_) | ServerEvent::Failed { .. }))
             .count()
     }
+}
 
-    fn next_timer(&self) -> Option<Millis> {
-        [
-            self.client.poll_timeout(),
-            self.trusted.poll_timeout(),
-            self.server.poll_timeout(),
-        ]
-        .into_iter()
-        .chain(self.proxies.iter().map(Endpoint::poll_timeout))
-        .flatten()
-        .min()
+impl Deployment for World {
+    fn network(&mut self) -> &mut Network {
+        &mut self.net
     }
 
-    fn deliver(&mut self, d: &Datagram, rng: &mut dyn CryptoRng, meter: Meter<'_>) {
-        let now = self.now;
-        let Some(role) = self.addrs.iter().position(|a| *a == d.to) else {
-            return;
-        };
-        let (from, bytes) = (d.from, &d.payload[..]);
-        match role {
-            CLIENT_ROLE => meter(role, &mut || {
-                self.client.handle_datagram(now, from, bytes, rng);
-            }),
-            TRUSTED_ROLE => meter(role, &mut || {
-                self.trusted.handle_datagram(now, from, bytes, rng);
-            }),
-            SERVER_ROLE => meter(role, &mut || {
-                self.server.handle_datagram(now, from, bytes, rng);
-            }),
-            i => {
-                if let Some(p) = self.proxies.get_mut(i - FIRST_PROXY_ROLE) {
-                    meter(role, &mut || p.handle_datagram(now, from, bytes, rng));
-                }
-            }
+    fn nodes(&mut self) -> Vec<(SocketAddr, &mut dyn Node)> {
+        let mut nodes: Vec<(SocketAddr, &mut dyn Node)> = vec![
+            (self.addrs[CLIENT_ROLE], &mut self.client),
+            (self.addrs[TRUSTED_ROLE], &mut self.trusted),
+            (self.addrs[SERVER_ROLE], &mut self.server),
+        ];
+        for (addr, p) in self.addrs[FIRST_PROXY_ROLE..].iter().zip(&mut self.proxies) {
+            nodes.push((*addr, p));
+        }
+        nodes
+    }
+
+    fn collect_events(&mut self) {
+        self.events
+            .client
+            .extend(core::iter::from_fn(|| self.client.poll_event()));
+        self.events
+            .trusted
+            .extend(core::iter::from_fn(|| self.trusted.poll_event()));
+        self.events
+            .server
+            .extend(core::iter::from_fn(|| self.server.poll_event()));
+        for (events, p) in self.events.proxies.iter_mut().zip(&mut self.proxies) {
+            events.extend(core::iter::from_fn(|| p.poll_event()));
         }
     }
 
-    /// Moves every role's transmits through the adversary into the queue, and its events into
-    /// [`World::events`].
-    fn collect(&mut self, adversary: &mut dyn FnMut(&Datagram) -> Vec<Datagram>) {
-        let now = self.now;
-        let mut sent = Vec::new();
-        let addrs = self.addrs.clone();
-        while let Some(t) = self.client.poll_transmit() {
-            sent.push((addrs[0], t));
-        }
-        while let Some(t) = self.trusted.poll_transmit() {
-            sent.push((addrs[1], t));
-        }
-        while let Some(t) = self.server.poll_transmit() {
-            sent.push((addrs[2], t));
-        }
-        for (i, p) in self.proxies.iter_mut().enumerate() {
-            while let Some(t) = p.poll_transmit() {
-                sent.push((addrs[3 + i], t));
-            }
-        }
-        for (from, t) in sent {
-            let d = Datagram {
-                at: now,
-                from,
-                to: t.destination,
-                payload: t.payload,
-            };
-            self.queue.extend(adversary(&d));
-            self.log.push(d);
-        }
-        while let Some(e) = self.client.poll_event() {
-            self.events.client.push(e);
-        }
-        while let Some(e) = self.trusted.poll_event() {
-            self.events.trusted.push(e);
-        }
-        while let Some(e) = self.server.poll_event() {
-            self.events.server.push(e);
-        }
-        for (i, p) in self.proxies.iter_mut().enumerate() {
-            while let Some(e) = p.poll_event() {
-                self.events.proxies[i].push(e);
-            }
-        }
+    fn finished(&self) -> bool {
+        let client_done = self.client.poll_timeout().is_none();
+        let server_done =
+            self.server_ends() > self.server_ends_at_start || self.server.poll_timeout().is_none();
+        client_done && server_done
     }
 }

@@ -37,7 +37,7 @@ pub fn render(spec: &Spec, seed: u64) -> Result<String, Error> {
         .map(|p| p.trusted.key.clone())
         .collect();
     let mut w = World::new(configs)?;
-    let start = w.now;
+    let start = w.net.now;
     w.run_honest(&mut rng)?;
 
     let client = w.events.client.iter().find_map(|e| match e {
@@ -86,7 +86,7 @@ pub fn render(spec: &Spec, seed: u64) -> Result<String, Error> {
         None => a.to_string(),
     };
     let _ = writeln!(o, "\n## messages");
-    for (n, d) in w.log.iter().enumerate() {
+    for (n, d) in w.net.log.iter().enumerate() {
         let Ok(msg) = Message::decode(&d.payload) else {
             continue;
         };

@@ -386,4 +386,4 @@ impl Trusted {
     }
 }
 
-endpoint_impl!(Trusted, TrustedEvent);
+endpoint_impl!(Trusted, TrustedEvent, m2msec_wire::collab::Message);

@@ -1,0 +1,985 @@
+//! MIKEY (RFC 3830) and the distributed hybrid mode of paper 001 (Abdmeziem and Tandjaoui).
+//!
+//! Three roles, one state machine each: [`Initiator`] (the constrained device, I), [`ThirdParty`]
+//! (TPi) and [`Responder`] (R). The initiator runs RFC 3830's pre-shared-key mode or public-key
+//! mode directly with a responder, or the distributed mode: it splits the TGK k-of-n and sends
+//! part i to TPi in pre-shared-key mode; each TPi forwards its part to R in public-key mode,
+//! signed by itself; R rebuilds the TGK from any k parts and proves it to I with a verification
+//! message under a key derived from the TGK. I performs no public-key operation.
+//!
+//! Every message is RFC 3830 bytes (`m2msec_wire::mikey`), so an independent implementation
+//! such as Wireshark's dissector reads them.
+//!
+//! # Interpretations (the RFC and the paper leave these open)
+//! - **Crypto session ids.** The TEK of the i-th crypto session of the CS map uses cs_id = i,
+//!   counting from 1 (RFC 3830 §4.1.3 with the SRTP-ID map of §6.1.1).
+//! - **Verification MAC** (§5.2): HMAC over the verification message up to its MAC, then the
+//!   initiator's identity data, the responder's identity data and the 64-bit timestamp of the
+//!   message being verified, each as raw bytes.
+//! - **Distributed parameters** travel in a General Extension payload of type
+//!   [`DISTRIBUTED_EXT_TYPE`] (see [`DistributedParams`]): part index, k, n, sharing scheme, TGK
+//!   length, a commitment to the whole TGK, the original initiator's identity and where R sends
+//!   its verification. TPi's message to R names TPi as its initiator (IDi, the signer) as
+//!   public-key mode requires; the original initiator is named in the extension.
+//! - **A third party that alters its part** signs a message R cannot tell from an honest one. I
+//!   commits to the TGK (SHA-256 over a label, the CSB ID and the TGK) in every part; R accepts
+//!   the commitment that at least k third parties agree on, rebuilds the TGK from k-subsets of
+//!   the parts until one matches it, and so excludes the altered parts.
+//! - **R → I verification** ("{HDR, T, [IDR]}TEK" in the paper) is an RFC 3830 verification
+//!   message (data type PSK verification) whose MAC key is derived from the TGK as §4.1.4 derives
+//!   keys from a PSK.
+//! - **Error messages** (§5.1.2, §6.12): a responder or third party that refuses an I_MESSAGE
+//!   whose header it could read answers with an RFC 3830 error message. It is unauthenticated, so
+//!   an initiator treats it only as the reason to stop waiting.
+
+mod initiator;
+mod responder;
+pub mod sim;
+
+mod third_party;
+
+use core::fmt;
+use core::net::SocketAddr;
+use core::time::Duration;
+use std::collections::BTreeMap;
+
+use m2msec_crypto::hash;
+use m2msec_crypto::mikey::{
+    self as mk, EnvelopeScheme, KemacEncryption, KemacMac, MessageKeys, SignScheme, TgkKey,
+};
+use m2msec_crypto::pke::{PkePublicKey, PkeSecretKey};
+use m2msec_crypto::rng::CryptoRng;
+use m2msec_crypto::sig::{SigningKey, VerifyingKey};
+use m2msec_wire::mikey::{
+    DataType, EncrAlg, ErrorCode, ErrorPayload, GeneralExt, Header, Id, IdType, KemacPlaintext,
+    KeyData, KeyKind, KeyValidity, Mac, Message, Payload, Pke, PkeCache, PrfFunc, Rand,
+    SecurityPolicy, Sign, SignType, SrtpCs, SrtpPolicy, Timestamp, Verification,
+};
+use m2msec_wire::mikey::{Kemac, SrtpAuthAlg, SrtpEncrAlg};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::{Millis, OpCounts, Transmit};
+
+pub use initiator::{Initiator, InitiatorConfig, InitiatorEvent, Mode};
+pub use responder::{Responder, ResponderConfig, ResponderEvent};
+pub use third_party::{ThirdParty, ThirdPartyConfig, ThirdPartyEvent, ThirdPartyFault};
+
+/// The IANA port for MIKEY.
+pub const PORT: u16 = 2269;
+
+/// General Extension type of [`DistributedParams`] (from the range IANA has not assigned).
+pub const DISTRIBUTED_EXT_TYPE: u8 = 0xF1;
+
+/// Length of the TGK the initiator makes.
+pub const TGK_LEN: usize = 16;
+/// Length of RAND.
+const RAND_LEN: usize = 16;
+/// Length of the envelope key of public-key mode.
+const ENVELOPE_KEY_LEN: usize = 16;
+/// Length of an RSA-2048 signature.
+const RSA_SIGNATURE_LEN: usize = 256;
+
+/// Seconds between the NTP epoch (1900) and the UNIX epoch (1970).
+const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+
+/// A peer with which this role shares a MIKEY pre-shared key.
+#[derive(Clone)]
+pub struct PskPeer {
+    /// Identity, as carried in ID payloads (NAI).
+    pub id: String,
+    /// UDP address.
+    pub addr: SocketAddr,
+    /// The pre-shared key.
+    pub psk: Psk,
+}
+
+impl fmt::Debug for PskPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PskPeer")
+            .field("id", &self.id)
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A MIKEY pre-shared key: secret bytes, zeroized on drop, never printed.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct Psk(Vec<u8>);
+
+impl Psk {
+    /// Wraps key bytes (at least 16).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when shorter than 16 bytes.
+    pub fn new(bytes: &[u8]) -> Result<Self, Error> {
+        if bytes.len() < 16 {
+            return Err(Error::Config(
+                "a MIKEY pre-shared key has at least 16 bytes".into(),
+            ));
+        }
+        Ok(Self(bytes.to_vec()))
+    }
+
+    /// The key bytes.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// A peer known by its public keys (public-key mode).
+#[derive(Clone, Debug)]
+pub struct PkPeer {
+    /// Identity, as carried in ID payloads (NAI).
+    pub id: String,
+    /// UDP address.
+    pub addr: SocketAddr,
+    /// Its RSA encryption key (for envelope keys sent to it), if it receives I_MESSAGEs.
+    pub encryption_key: Option<PkePublicKey>,
+    /// Its RSA signature key (to verify what it signs), if it sends I_MESSAGEs.
+    pub verifying_key: Option<VerifyingKey>,
+}
+
+/// Choices every role shares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Largest accepted difference between a message's timestamp and the local clock (§5.4).
+    pub clock_skew: Duration,
+    /// How long an initiator waits for verification, and a responder for the parts of a TGK.
+    pub session: Duration,
+    /// Whether initiators ask for verification messages (the V flag).
+    pub verification: bool,
+    /// KEMAC encryption.
+    pub kemac_encryption: KemacEncryption,
+    /// Envelope-key encryption of public-key mode.
+    pub envelope: EnvelopeScheme,
+    /// SIGN payload scheme of public-key mode.
+    pub signature: SignScheme,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            clock_skew: Duration::from_secs(60),
+            session: Duration::from_secs(5),
+            verification: true,
+            kemac_encryption: KemacEncryption::AesCm128,
+            // The RFC's mandatory envelope encryption (see the crypto crate on RUSTSEC-2023-0071).
+            envelope: EnvelopeScheme::RsaPkcs1v15,
+            signature: SignScheme::Pkcs1v15Sha256,
+        }
+    }
+}
+
+/// The traffic keys both ends derive from the TGK (§4.1.3) for the first crypto session.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct TrafficKeys {
+    tek: Vec<u8>,
+    salt: Vec<u8>,
+}
+
+impl TrafficKeys {
+    fn derive(ops: &mut OpCounts, tgk: &[u8], csb_id: u32, rand: &[u8]) -> Result<Self, Error> {
+        ops.hash += 2;
+        Ok(Self {
+            tek: mk::derive_tgk_key(tgk, TgkKey::Tek, 1, csb_id, rand, 16)?.to_vec(),
+            salt: mk::derive_tgk_key(tgk, TgkKey::Salt, 1, csb_id, rand, 14)?.to_vec(),
+        })
+    }
+
+    /// A short, non-secret fingerprint for logs and demos.
+    #[must_use]
+    pub fn fingerprint(&self) -> [u8; 8] {
+        let h = hash::sha256_length_prefixed(&[b"m2msec mikey fingerprint", &self.tek, &self.salt]);
+        let mut out = [0; 8];
+        out.copy_from_slice(&h[..8]);
+        out
+    }
+
+    /// The TEK (SRTP master key) and its salt. For tests and traces.
+    #[must_use]
+    pub fn expose_for_testing_only(&self) -> (&[u8], &[u8]) {
+        (&self.tek, &self.salt)
+    }
+}
+
+impl fmt::Debug for TrafficKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "TrafficKeys(fingerprint {})",
+            m2msec_wire::cbor::hex(&self.fingerprint())
+        )
+    }
+}
+
+/// A completed key exchange.
+#[derive(Clone, Debug)]
+pub struct Established {
+    /// The crypto session bundle.
+    pub csb_id: u32,
+    /// The other end.
+    pub peer: String,
+    /// Which mode carried the TGK.
+    pub mode: ModeName,
+    /// TEK and salt of the first crypto session.
+    pub keys: TrafficKeys,
+    /// Whether the other end proved it holds the TGK (a verification message arrived).
+    pub verified: bool,
+}
+
+/// The three ways a TGK travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModeName {
+    /// RFC 3830 pre-shared-key mode.
+    Psk,
+    /// RFC 3830 public-key mode.
+    Pk,
+    /// The distributed hybrid mode over third parties.
+    Distributed,
+}
+
+impl ModeName {
+    /// Its name on the command line and in reports.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Psk => "psk",
+            Self::Pk => "pk",
+            Self::Distributed => "distributed",
+        }
+    }
+}
+
+/// Why a message was refused or an exchange failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    // Bad bytes.
+    /// Not a well-formed MIKEY message.
+    #[error("malformed MIKEY message: {0}")]
+    Decode(#[from] m2msec_wire::Error),
+    /// A key or value inside the message is malformed.
+    #[error("malformed cryptographic value: {0}")]
+    Crypto(m2msec_crypto::Error),
+
+    // The peer's fault.
+    /// A MAC or signature did not verify, or a ciphertext did not decrypt (deliberately
+    /// unspecific).
+    #[error("authentication failed")]
+    Authentication,
+    /// The timestamp lies outside the allowed clock skew (§5.4).
+    #[error("timestamp outside the allowed clock skew")]
+    TimestampOutsideWindow,
+    /// The message was seen before (replay cache, §5.4).
+    #[error("replayed message")]
+    Replayed,
+    /// The sender's identity is not configured here.
+    #[error("unknown identity {0:?}")]
+    UnknownIdentity(String),
+    /// A payload the mode requires is missing, or one it forbids is present.
+    #[error("{0}")]
+    Malformed(&'static str),
+    /// The message does not fit the exchange's state.
+    #[error("unexpected {0} message")]
+    UnexpectedMessage(&'static str),
+    /// The peer answered with an RFC 3830 error message.
+    #[error("peer reported error {0:?}")]
+    PeerError(ErrorCode),
+    /// The parts of a distributed TGK did not rebuild a TGK matching its commitment.
+    #[error("{valid} consistent TGK parts, {needed} needed")]
+    NotEnoughParts {
+        /// Parts that fit the commitment.
+        valid: usize,
+        /// Threshold k.
+        needed: usize,
+    },
+
+    // Outcomes.
+    /// A wait ran out.
+    #[error("timed out while {0}")]
+    Timeout(&'static str),
+
+    // Local misuse.
+    /// An exchange is already running on this initiator.
+    #[error("an exchange is already in progress")]
+    Busy,
+    /// The configuration is unusable.
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+impl From<m2msec_crypto::Error> for Error {
+    fn from(e: m2msec_crypto::Error) -> Self {
+        match e {
+            m2msec_crypto::Error::Authentication => Self::Authentication,
+            other => Self::Crypto(other),
+        }
+    }
+}
+
+impl Error {
+    /// The RFC 3830 §6.12 code to report this error with.
+    #[must_use]
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Decode(m2msec_wire::Error::Mikey(e)) => e.error_code(),
+            Self::Authentication | Self::Replayed => ErrorCode::AuthFailure,
+            Self::TimestampOutsideWindow => ErrorCode::InvalidTs,
+            Self::UnknownIdentity(_) => ErrorCode::InvalidId,
+            _ => ErrorCode::Unspecified,
+        }
+    }
+}
+
+/// The distributed mode's parameters, carried in a General Extension payload.
+///
+/// Layout (all integers big-endian): version (1), part index, k, n, sharing scheme id, TGK
+/// length (2 bytes), TGK commitment (32), the initiator's timestamp (8), then two
+/// length-prefixed (1 byte) strings: the original initiator's identity and the address R
+/// answers it at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DistributedParams {
+    /// This part's index (0-based).
+    pub index: u8,
+    /// Parts needed (k).
+    pub k: u8,
+    /// Parts made (n).
+    pub n: u8,
+    /// Sharing scheme id (`m2msec_crypto::split::SharingScheme`).
+    pub sharing: u8,
+    /// Length of the TGK.
+    pub tgk_len: u16,
+    /// SHA-256 commitment to the TGK.
+    pub commitment: [u8; 32],
+    /// The original initiator.
+    pub initiator: String,
+    /// Where R sends its verification to the initiator (filled in by the third party from the
+    /// address the initiator's message came from).
+    pub reply_to: String,
+    /// The timestamp of the initiator's messages, which R's verification covers.
+    pub initiator_ts: u64,
+}
+
+impl DistributedParams {
+    const VERSION: u8 = 1;
+
+    fn to_ext(&self) -> GeneralExt {
+        let mut data = vec![Self::VERSION, self.index, self.k, self.n, self.sharing];
+        data.extend_from_slice(&self.tgk_len.to_be_bytes());
+        data.extend_from_slice(&self.commitment);
+        data.extend_from_slice(&self.initiator_ts.to_be_bytes());
+        for s in [&self.initiator, &self.reply_to] {
+            data.push(u8::try_from(s.len()).unwrap_or(u8::MAX));
+            data.extend(s.bytes().take(255));
+        }
+        GeneralExt {
+            ext_type: DISTRIBUTED_EXT_TYPE,
+            data,
+        }
+    }
+
+    fn from_ext(ext: &GeneralExt) -> Result<Self, Error> {
+        const BAD: Error = Error::Malformed("malformed distributed-mode extension");
+        let d = &ext.data;
+        if ext.ext_type != DISTRIBUTED_EXT_TYPE || d.len() < 47 || d[0] != Self::VERSION {
+            return Err(BAD);
+        }
+        let mut commitment = [0; 32];
+        commitment.copy_from_slice(&d[7..39]);
+        let mut ts = [0; 8];
+        ts.copy_from_slice(&d[39..47]);
+        let mut rest = &d[47..];
+        let mut strings = Vec::with_capacity(2);
+        for _ in 0..2 {
+            let (&len, tail) = rest.split_first().ok_or(BAD)?;
+            let len = usize::from(len);
+            let s = tail.get(..len).ok_or(BAD)?;
+            strings.push(String::from_utf8(s.to_vec()).map_err(|_| BAD)?);
+            rest = &tail[len..];
+        }
+        if !rest.is_empty() || d[1] >= d[3] || d[2] == 0 || d[2] > d[3] {
+            return Err(BAD);
+        }
+        let reply_to = strings.pop().ok_or(BAD)?;
+        let initiator = strings.pop().ok_or(BAD)?;
+        Ok(Self {
+            index: d[1],
+            k: d[2],
+            n: d[3],
+            sharing: d[4],
+            tgk_len: u16::from_be_bytes([d[5], d[6]]),
+            commitment,
+            initiator,
+            reply_to,
+            initiator_ts: u64::from_be_bytes(ts),
+        })
+    }
+}
+
+/// I's commitment to the TGK (see the module docs).
+fn tgk_commitment(ops: &mut OpCounts, csb_id: u32, tgk: &[u8]) -> [u8; 32] {
+    ops.hash += 1;
+    hash::sha256_length_prefixed(&[b"m2msec mikey tgk commitment", &csb_id.to_be_bytes(), tgk])
+}
+
+/// NTP-UTC 64-bit timestamp (§6.6) of `now` (milliseconds since the UNIX epoch).
+#[must_use]
+pub fn ntp_of(now: Millis) -> u64 {
+    let secs = now.0 / 1000 + NTP_UNIX_OFFSET;
+    let frac = ((now.0 % 1000) << 32) / 1000;
+    (secs << 32) | frac
+}
+
+/// Milliseconds since the UNIX epoch of an NTP 64-bit timestamp (saturating before 1970).
+#[must_use]
+pub fn millis_of_ntp(ntp: u64) -> Millis {
+    let secs = (ntp >> 32).saturating_sub(NTP_UNIX_OFFSET);
+    let frac = ((ntp & 0xffff_ffff) * 1000) >> 32;
+    Millis(secs * 1000 + frac)
+}
+
+/// Replay protection of §5.4: a timestamp window and a cache of what was accepted inside it.
+#[derive(Debug, Default)]
+struct ReplayCache {
+    /// Digest of each accepted message → when it leaves the window.
+    seen: BTreeMap<[u8; 32], Millis>,
+}
+
+impl ReplayCache {
+    /// Checks a message's timestamp against the window and its digest against the cache, then
+    /// records it. Call only after the message authenticated, so forgeries cannot fill the cache.
+    fn admit(
+        &mut self,
+        now: Millis,
+        skew: Duration,
+        ts: u64,
+        authenticated: &[u8],
+    ) -> Result<[u8; 32], Error> {
+        let sent = millis_of_ntp(ts);
+        let skew_ms = u64::try_from(skew.as_millis()).unwrap_or(u64::MAX);
+        if sent.0.abs_diff(now.0) > skew_ms {
+            return Err(Error::TimestampOutsideWindow);
+        }
+        self.seen.retain(|_, until| *until > now);
+        let digest = hash::sha256_length_prefixed(&[b"m2msec mikey replay", authenticated]);
+        if self.seen.contains_key(&digest) {
+            return Err(Error::Replayed);
+        }
+        self.seen.insert(digest, sent.after(skew));
+        Ok(digest)
+    }
+
+    fn restore(&mut self, entries: impl IntoIterator<Item = ([u8; 32], Millis)>) {
+        self.seen.extend(entries);
+    }
+}
+
+/// The fields of an I_MESSAGE a receiver needs, read once at the edge.
+#[derive(Debug)]
+struct Received {
+    header: Header,
+    ts: u64,
+    rand: Vec<u8>,
+    id_i: Option<String>,
+    id_r: Option<String>,
+    sp: Option<SecurityPolicy>,
+    distributed: Option<DistributedParams>,
+    kemac: Option<Kemac>,
+    pke: Option<Pke>,
+    sign: Option<Sign>,
+    verification: Option<Mac>,
+    error: Option<ErrorCode>,
+}
+
+impl Received {
+    fn read(msg: &Message) -> Result<Self, Error> {
+        let mut r = Self {
+            header: msg.header.clone(),
+            ts: 0,
+            rand: Vec::new(),
+            id_i: None,
+            id_r: None,
+            sp: None,
+            distributed: None,
+            kemac: None,
+            pke: None,
+            sign: None,
+            verification: None,
+            error: None,
+        };
+        let mut ts = None;
+        let mut ids = Vec::new();
+        for p in &msg.payloads {
+            match p {
+                Payload::T(Timestamp::NtpUtc(t) | Timestamp::Ntp(t)) => ts = Some(*t),
+                Payload::T(Timestamp::Counter(c)) => ts = Some(u64::from(*c)),
+                Payload::Rand(rand) => r.rand.clone_from(&rand.data),
+                Payload::Id(id) => ids.push(String::from_utf8_lossy(&id.data).into_owned()),
+                Payload::Sp(sp) => r.sp = Some(sp.clone()),
+                Payload::GeneralExt(ext) if ext.ext_type == DISTRIBUTED_EXT_TYPE => {
+                    r.distributed = Some(DistributedParams::from_ext(ext)?);
+                }
+                Payload::Kemac(k) => r.kemac = Some(k.clone()),
+                Payload::Pke(p) => r.pke = Some(p.clone()),
+                Payload::Sign(s) => r.sign = Some(s.clone()),
+                Payload::V(v) => r.verification = Some(v.mac),
+                Payload::Err(e) => r.error = Some(e.code),
+                _ => {}
+            }
+        }
+        r.ts = ts.ok_or(Error::Malformed("no T payload"))?;
+        let mut ids = ids.into_iter();
+        match msg.header.data_type {
+            // Verification messages carry only IDr (§3.1, §3.2).
+            DataType::PskVerify | DataType::PkVerify => r.id_r = ids.next(),
+            _ => {
+                r.id_i = ids.next();
+                r.id_r = ids.next();
+            }
+        }
+        Ok(r)
+    }
+}
+
+fn nai(id: &str) -> Payload {
+    Payload::Id(Id {
+        id_type: IdType::Nai,
+        data: id.as_bytes().to_vec(),
+    })
+}
+
+/// The SRTP policy our exchanges propose: AES-CM-128 with HMAC-SHA-1-80, as RFC 3711 defaults.
+fn srtp_policy() -> SecurityPolicy {
+    SecurityPolicy::srtp(
+        0,
+        &SrtpPolicy {
+            encr_alg: Some(SrtpEncrAlg::AesCm),
+            encr_key_len: Some(16),
+            auth_alg: Some(SrtpAuthAlg::HmacSha1),
+            auth_key_len: Some(20),
+            salt_key_len: Some(14),
+            auth_tag_len: Some(10),
+            ..SrtpPolicy::default()
+        },
+    )
+}
+
+fn header(data_type: DataType, v: bool, csb_id: u32, cs_map: Vec<SrtpCs>) -> Header {
+    Header {
+        data_type,
+        v,
+        prf: PrfFunc::Mikey1,
+        csb_id,
+        cs_map,
+    }
+}
+
+fn encr_alg(e: KemacEncryption) -> EncrAlg {
+    match e {
+        KemacEncryption::Null => EncrAlg::Null,
+        KemacEncryption::AesCm128 => EncrAlg::AesCm128,
+        KemacEncryption::AesKw128 => EncrAlg::AesKw128,
+    }
+}
+
+fn kemac_encryption(e: EncrAlg) -> KemacEncryption {
+    match e {
+        EncrAlg::Null => KemacEncryption::Null,
+        EncrAlg::AesCm128 => KemacEncryption::AesCm128,
+        EncrAlg::AesKw128 => KemacEncryption::AesKw128,
+    }
+}
+
+/// What an I_MESSAGE transports.
+struct Offer<'a> {
+    header: Header,
+    ts: u64,
+    rand: &'a [u8],
+    id_i: &'a str,
+    id_r: &'a str,
+    key: KeyData,
+    extension: Option<GeneralExt>,
+}
+
+impl Offer<'_> {
+    /// T, RAND, IDi, IDr, SP and the extension: the payloads both modes start with.
+    fn leading_payloads(&self) -> Vec<Payload> {
+        let mut p = vec![
+            Payload::T(Timestamp::NtpUtc(self.ts)),
+            Payload::Rand(Rand {
+                data: self.rand.to_vec(),
+            }),
+            nai(self.id_i),
+            nai(self.id_r),
+            Payload::Sp(srtp_policy()),
+        ];
+        if let Some(ext) = &self.extension {
+            p.push(Payload::GeneralExt(ext.clone()));
+        }
+        p
+    }
+
+    /// A pre-shared-key I_MESSAGE (§3.1): KEMAC under keys from the PSK, MAC over the message.
+    fn psk_message(
+        &self,
+        ops: &mut OpCounts,
+        policy: &Policy,
+        psk: &Psk,
+    ) -> Result<Vec<u8>, Error> {
+        ops.hash += 3;
+        let keys = MessageKeys::derive(psk.as_bytes(), self.header.csb_id, self.rand)?;
+        let plain = KemacPlaintext {
+            id: None,
+            keys: vec![self.key.clone()],
+        }
+        .encode()?;
+        ops.symmetric += 1;
+        let encr_data = keys.encrypt(policy.kemac_encryption, self.ts, &plain)?;
+        let mut payloads = self.leading_payloads();
+        payloads.push(Payload::Kemac(Kemac {
+            encr_alg: encr_alg(policy.kemac_encryption),
+            encr_data,
+            mac: Mac::HmacSha1_160([0; 20]),
+        }));
+        let mut msg = Message {
+            header: self.header.clone(),
+            payloads,
+        };
+        let input = msg.mac_input()?;
+        ops.hash += 1;
+        let mac = keys.mac(KemacMac::HmacSha1_160, &[&input]);
+        set_last_mac(&mut msg, &mac)?;
+        Ok(msg.encode()?)
+    }
+
+    /// A public-key I_MESSAGE (§3.2): KEMAC under keys from a fresh envelope key, the envelope
+    /// key encrypted to R (PKE), the whole message signed (SIGN).
+    fn pk_message(
+        &self,
+        ops: &mut OpCounts,
+        policy: &Policy,
+        rng: &mut dyn CryptoRng,
+        recipient: &PkePublicKey,
+        signer: &SigningKey,
+    ) -> Result<(Vec<u8>, MessageKeys), Error> {
+        let env_key = Zeroizing::new(m2msec_crypto::rng::random_array::<ENVELOPE_KEY_LEN>(rng));
+        ops.hash += 3;
+        let keys = MessageKeys::derive(&env_key[..], self.header.csb_id, self.rand)?;
+        let plain = KemacPlaintext {
+            id: Some(Id {
+                id_type: IdType::Nai,
+                data: self.id_i.as_bytes().to_vec(),
+            }),
+            keys: vec![self.key.clone()],
+        }
+        .encode()?;
+        ops.symmetric += 1;
+        let encr_data = keys.encrypt(policy.kemac_encryption, self.ts, &plain)?;
+        ops.asymmetric += 1;
+        let envelope = mk::encrypt_envelope_key(recipient, policy.envelope, rng, &env_key[..])?;
+        let mut payloads = self.leading_payloads();
+        payloads.push(Payload::Kemac(Kemac {
+            encr_alg: encr_alg(policy.kemac_encryption),
+            encr_data,
+            mac: Mac::HmacSha1_160([0; 20]),
+        }));
+        payloads.push(Payload::Pke(Pke {
+            cache: PkeCache::NoCache,
+            data: envelope,
+        }));
+        payloads.push(Payload::Sign(Sign {
+            s_type: sign_type(policy.signature),
+            signature: vec![0; RSA_SIGNATURE_LEN],
+        }));
+        let mut msg = Message {
+            header: self.header.clone(),
+            payloads,
+        };
+        ops.hash += 1;
+        let mac = keys.mac(KemacMac::HmacSha1_160, &[&msg.kemac_mac_input()?]);
+        set_kemac_mac(&mut msg, &mac)?;
+        ops.asymmetric += 1;
+        let signature = mk::sign(signer, policy.signature, rng, &msg.signature_input()?)?;
+        if let Some(Payload::Sign(s)) = msg.payloads.last_mut() {
+            s.signature = signature;
+        }
+        Ok((msg.encode()?, keys))
+    }
+}
+
+fn sign_type(s: SignScheme) -> SignType {
+    if s.s_type() == 0 {
+        SignType::Pkcs1v15
+    } else {
+        SignType::Pss
+    }
+}
+
+fn set_last_mac(msg: &mut Message, mac: &[u8]) -> Result<(), Error> {
+    let tag: [u8; 20] = mac.try_into().map_err(|_| Error::Malformed("MAC length"))?;
+    for p in msg.payloads.iter_mut().rev() {
+        match p {
+            Payload::Kemac(k) => {
+                k.mac = Mac::HmacSha1_160(tag);
+                return Ok(());
+            }
+            Payload::V(v) => {
+                v.mac = Mac::HmacSha1_160(tag);
+                return Ok(());
+            }
+            _ => {}
+        }
+    }
+    Err(Error::Malformed("no MAC to set"))
+}
+
+fn set_kemac_mac(msg: &mut Message, mac: &[u8]) -> Result<(), Error> {
+    let tag: [u8; 20] = mac.try_into().map_err(|_| Error::Malformed("MAC length"))?;
+    for p in &mut msg.payloads {
+        if let Payload::Kemac(k) = p {
+            k.mac = Mac::HmacSha1_160(tag);
+            return Ok(());
+        }
+    }
+    Err(Error::Malformed("no KEMAC"))
+}
+
+/// Opens a pre-shared-key I_MESSAGE: checks its MAC with keys from `psk`, then the replay
+/// window, then decrypts the key data. Returns the TGK (or TGK part).
+fn open_psk(
+    ops: &mut OpCounts,
+    replay: &mut ReplayCache,
+    now: Millis,
+    policy: &Policy,
+    bytes: &[u8],
+    r: &Received,
+    psk: &Psk,
+) -> Result<(Zeroizing<Vec<u8>>, [u8; 32]), Error> {
+    let kemac = r
+        .kemac
+        .as_ref()
+        .ok_or(Error::Malformed("no KEMAC payload"))?;
+    ops.hash += 3;
+    let keys = MessageKeys::derive(psk.as_bytes(), r.header.csb_id, &r.rand)?;
+    ops.hash += 1;
+    keys.verify_mac(
+        KemacMac::HmacSha1_160,
+        &[m2msec_wire::mikey::mac_input(bytes)?],
+        kemac.mac.as_bytes(),
+    )?;
+    let digest = replay.admit(now, policy.clock_skew, r.ts, bytes)?;
+    ops.symmetric += 1;
+    let plain = keys.decrypt(kemac_encryption(kemac.encr_alg), r.ts, &kemac.encr_data)?;
+    let key = single_key(&KemacPlaintext::decode(&plain, false)?)?;
+    Ok((key, digest))
+}
+
+/// What [`open_pk`] returns: the TGK (or part), the envelope-derived keys, the replay digest.
+type OpenedPk = (Zeroizing<Vec<u8>>, MessageKeys, [u8; 32]);
+
+/// Opens a public-key I_MESSAGE from `signer`: signature, replay window, envelope key, KEMAC.
+/// Returns the TGK (or TGK part) and the envelope-derived keys for the verification message.
+#[allow(clippy::too_many_arguments)] // one call site per role; a struct would only rename them
+fn open_pk(
+    ops: &mut OpCounts,
+    replay: &mut ReplayCache,
+    now: Millis,
+    policy: &Policy,
+    bytes: &[u8],
+    r: &Received,
+    signer: &VerifyingKey,
+    decryption_key: &PkeSecretKey,
+) -> Result<OpenedPk, Error> {
+    let sign = r.sign.as_ref().ok_or(Error::Malformed("no SIGN payload"))?;
+    let scheme = match (sign.s_type, policy.signature) {
+        (SignType::Pkcs1v15, SignScheme::Pkcs1v15Sha1 | SignScheme::PssSha1) => {
+            SignScheme::Pkcs1v15Sha1
+        }
+        (SignType::Pkcs1v15, _) => SignScheme::Pkcs1v15Sha256,
+        (SignType::Pss, SignScheme::Pkcs1v15Sha1 | SignScheme::PssSha1) => SignScheme::PssSha1,
+        (SignType::Pss, _) => SignScheme::PssSha256,
+    };
+    ops.asymmetric += 1;
+    mk::verify(
+        signer,
+        scheme,
+        m2msec_wire::mikey::signature_input(bytes)?,
+        &sign.signature,
+    )?;
+    let digest = replay.admit(now, policy.clock_skew, r.ts, bytes)?;
+    let pke = r.pke.as_ref().ok_or(Error::Malformed("no PKE payload"))?;
+    ops.asymmetric += 1;
+    let env_key = mk::decrypt_envelope_key(decryption_key, policy.envelope, &pke.data)?;
+    ops.hash += 3;
+    let keys = MessageKeys::derive(&env_key, r.header.csb_id, &r.rand)?;
+    let kemac = r
+        .kemac
+        .as_ref()
+        .ok_or(Error::Malformed("no KEMAC payload"))?;
+    ops.hash += 1;
+    keys.verify_mac(
+        KemacMac::HmacSha1_160,
+        &[m2msec_wire::mikey::kemac_mac_input(bytes)?],
+        kemac.mac.as_bytes(),
+    )?;
+    ops.symmetric += 1;
+    let plain = keys.decrypt(kemac_encryption(kemac.encr_alg), r.ts, &kemac.encr_data)?;
+    let content = KemacPlaintext::decode(&plain, true)?;
+    let inner_id = content.id.as_ref().map(|id| id.data.as_slice());
+    if inner_id != r.id_i.as_deref().map(str::as_bytes) {
+        return Err(Error::Authentication);
+    }
+    Ok((single_key(&content)?, keys, digest))
+}
+
+fn single_key(content: &KemacPlaintext) -> Result<Zeroizing<Vec<u8>>, Error> {
+    match content.keys.as_slice() {
+        [k] if k.kind() == KeyKind::Tgk => Ok(Zeroizing::new(k.key().to_vec())),
+        _ => Err(Error::Malformed("KEMAC must carry exactly one TGK")),
+    }
+}
+
+/// A verification message (§3.1, §3.2, §5.2): HDR, T, IDr, V, whose MAC also covers IDi, IDr
+/// and the timestamp of the message it answers.
+#[allow(clippy::too_many_arguments)] // mirrors the RFC's field list
+fn verification_message(
+    ops: &mut OpCounts,
+    keys: &MessageKeys,
+    data_type: DataType,
+    csb_id: u32,
+    cs_map: Vec<SrtpCs>,
+    now: Millis,
+    id_i: &str,
+    id_r: &str,
+    answered_ts: u64,
+) -> Result<Vec<u8>, Error> {
+    let mut msg = Message {
+        header: header(data_type, false, csb_id, cs_map),
+        payloads: vec![
+            Payload::T(Timestamp::NtpUtc(ntp_of(now))),
+            nai(id_r),
+            Payload::V(Verification {
+                mac: Mac::HmacSha1_160([0; 20]),
+            }),
+        ],
+    };
+    let input = msg.mac_input()?;
+    ops.hash += 1;
+    let mac = keys.mac(
+        KemacMac::HmacSha1_160,
+        &[
+            &input,
+            id_i.as_bytes(),
+            id_r.as_bytes(),
+            &answered_ts.to_be_bytes(),
+        ],
+    );
+    set_last_mac(&mut msg, &mac)?;
+    Ok(msg.encode()?)
+}
+
+/// Checks a verification message against `keys`.
+fn check_verification(
+    ops: &mut OpCounts,
+    keys: &MessageKeys,
+    bytes: &[u8],
+    r: &Received,
+    id_i: &str,
+    answered_ts: u64,
+) -> Result<(), Error> {
+    let mac = r.verification.ok_or(Error::Malformed("no V payload"))?;
+    let id_r = r.id_r.as_deref().unwrap_or_default();
+    ops.hash += 1;
+    keys.verify_mac(
+        KemacMac::HmacSha1_160,
+        &[
+            m2msec_wire::mikey::mac_input(bytes)?,
+            id_i.as_bytes(),
+            id_r.as_bytes(),
+            &answered_ts.to_be_bytes(),
+        ],
+        mac.as_bytes(),
+    )?;
+    Ok(())
+}
+
+/// An RFC 3830 error message (§5.1.2): HDR (data type Error), T, ERR.
+fn error_message(
+    csb_id: u32,
+    cs_map: Vec<SrtpCs>,
+    now: Millis,
+    code: ErrorCode,
+) -> Option<Vec<u8>> {
+    Message {
+        header: header(DataType::Error, false, csb_id, cs_map),
+        payloads: vec![
+            Payload::T(Timestamp::NtpUtc(ntp_of(now))),
+            Payload::Err(ErrorPayload { code }),
+        ],
+    }
+    .encode()
+    .ok()
+}
+
+fn tgk_key_data(key: Vec<u8>) -> KeyData {
+    KeyData::new(KeyKind::Tgk, key, None, KeyValidity::Null)
+}
+
+/// The message-protection keys R and I derive from the TGK for R's verification to I.
+fn tgk_verification_keys(
+    ops: &mut OpCounts,
+    tgk: &[u8],
+    csb_id: u32,
+    rand: &[u8],
+) -> Result<MessageKeys, Error> {
+    ops.hash += 3;
+    Ok(MessageKeys::derive(tgk, csb_id, rand)?)
+}
+
+/// A decoded message with the bytes it arrived as: MACs and signatures cover those bytes.
+#[derive(Debug)]
+struct Datagram {
+    msg: Message,
+    bytes: Vec<u8>,
+}
+
+impl Datagram {
+    fn decode(bytes: &[u8]) -> Result<Self, m2msec_wire::Error> {
+        Ok(Self {
+            msg: Message::decode(bytes)?,
+            bytes: bytes.to_vec(),
+        })
+    }
+}
+
+/// Queues and counters every role keeps.
+#[derive(Debug)]
+struct Outbox<E> {
+    transmits: std::collections::VecDeque<Transmit>,
+    events: std::collections::VecDeque<E>,
+    ops: OpCounts,
+}
+
+impl<E> Default for Outbox<E> {
+    fn default() -> Self {
+        Self {
+            transmits: std::collections::VecDeque::new(),
+            events: std::collections::VecDeque::new(),
+            ops: OpCounts::default(),
+        }
+    }
+}
+
+impl<E> Outbox<E> {
+    fn send(&mut self, destination: SocketAddr, payload: Vec<u8>) {
+        self.transmits.push_back(Transmit {
+            destination,
+            payload,
+        });
+    }
+
+    fn event(&mut self, e: E) {
+        self.events.push_back(e);
+    }
+}

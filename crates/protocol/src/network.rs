@@ -1,0 +1,187 @@
+//! The in-memory network every protocol's simulation runs on: a queue of datagrams between
+//! roles, virtual time, an adversary who sees every datagram, and a meter around every call
+//! into a role (quinn-proto's test `Pair` is the model). Each protocol's `sim` module builds its
+//! roles and implements [`Deployment`]; [`run`] does the rest.
+
+use core::net::SocketAddr;
+use core::time::Duration;
+use std::collections::VecDeque;
+
+use m2msec_crypto::rng::CryptoRng;
+
+use crate::{Endpoint, Millis, Transmit};
+
+/// One datagram in flight or delivered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Datagram {
+    /// When it was sent (virtual time).
+    pub at: Millis,
+    /// Sender.
+    pub from: SocketAddr,
+    /// Recipient.
+    pub to: SocketAddr,
+    /// Bytes.
+    pub payload: Vec<u8>,
+}
+
+/// Wraps each call into a role: `meter(role, call)` must run `call` once. Role indices are
+/// positions in [`Deployment::nodes`]. Benchmarks pass a meter that times the call, which keeps
+/// clocks out of this crate.
+pub type Meter<'a> = &'a mut dyn FnMut(usize, &mut dyn FnMut());
+
+/// Longest a run may take in virtual time before [`run`] stops.
+pub const HORIZON: Duration = Duration::from_secs(120);
+
+/// The object-safe part of [`Endpoint`] that the network drives.
+pub trait Node {
+    /// See [`Endpoint::handle_datagram`].
+    fn datagram(&mut self, now: Millis, from: SocketAddr, bytes: &[u8], rng: &mut dyn CryptoRng);
+    /// See [`Endpoint::handle_timeout`].
+    fn timeout(&mut self, now: Millis, rng: &mut dyn CryptoRng);
+    /// See [`Endpoint::poll_transmit`].
+    fn transmit(&mut self) -> Option<Transmit>;
+    /// See [`Endpoint::poll_timeout`].
+    fn deadline(&self) -> Option<Millis>;
+}
+
+impl<E: Endpoint> Node for E {
+    fn datagram(&mut self, now: Millis, from: SocketAddr, bytes: &[u8], rng: &mut dyn CryptoRng) {
+        self.handle_datagram(now, from, bytes, rng);
+    }
+    fn timeout(&mut self, now: Millis, rng: &mut dyn CryptoRng) {
+        self.handle_timeout(now, rng);
+    }
+    fn transmit(&mut self) -> Option<Transmit> {
+        self.poll_transmit()
+    }
+    fn deadline(&self) -> Option<Millis> {
+        self.poll_timeout()
+    }
+}
+
+/// The wires between the roles.
+#[derive(Debug)]
+pub struct Network {
+    /// Virtual time.
+    pub now: Millis,
+    /// Every datagram handed to the network, in order, before the adversary saw it.
+    pub log: Vec<Datagram>,
+    queue: VecDeque<Datagram>,
+}
+
+impl Network {
+    /// An idle network at `now`.
+    #[must_use]
+    pub fn new(now: Millis) -> Self {
+        Self {
+            now,
+            log: Vec::new(),
+            queue: VecDeque::new(),
+        }
+    }
+
+    /// Queues a datagram as if its sender had sent it (an adversary's injection).
+    pub fn inject(&mut self, datagram: Datagram) {
+        self.queue.push_back(datagram);
+    }
+}
+
+/// A protocol's set of roles on a [`Network`].
+pub trait Deployment {
+    /// The network.
+    fn network(&mut self) -> &mut Network;
+    /// Every role with its address, in a fixed order (the meter's role indices).
+    fn nodes(&mut self) -> Vec<(SocketAddr, &mut dyn Node)>;
+    /// Moves every role's events into the deployment's typed record.
+    fn collect_events(&mut self);
+    /// Whether the exchange under way has ended (the run then stops once the network is
+    /// quiet).
+    fn finished(&self) -> bool;
+}
+
+/// Runs `d` until it is finished and the network is quiet, or until [`HORIZON`] passes.
+/// Every datagram goes through `adversary`, which returns what to deliver instead (nothing to
+/// drop it, an altered copy to tamper, several to duplicate).
+pub fn run<D: Deployment>(
+    d: &mut D,
+    rng: &mut dyn CryptoRng,
+    adversary: &mut dyn FnMut(&Datagram) -> Vec<Datagram>,
+    meter: Meter<'_>,
+) {
+    let horizon = d.network().now.after(HORIZON);
+    loop {
+        collect(d, adversary);
+        let next = d.network().queue.pop_front();
+        if let Some(dg) = next {
+            let now = d.network().now;
+            for (i, (addr, node)) in d.nodes().into_iter().enumerate() {
+                if addr == dg.to {
+                    meter(i, &mut || node.datagram(now, dg.from, &dg.payload, rng));
+                }
+            }
+            continue;
+        }
+        if d.finished() {
+            return;
+        }
+        let Some(next) = d.nodes().iter().filter_map(|(_, n)| n.deadline()).min() else {
+            return;
+        };
+        if next > horizon {
+            return;
+        }
+        let now = d.network().now.max(next);
+        d.network().now = now;
+        fire_timers(d, rng, meter);
+    }
+}
+
+/// Lets `by` of virtual time pass, firing every timer that falls due.
+pub fn advance<D: Deployment>(d: &mut D, by: Duration, rng: &mut dyn CryptoRng) {
+    let end = d.network().now.after(by);
+    while let Some(next) = d
+        .nodes()
+        .iter()
+        .filter_map(|(_, n)| n.deadline())
+        .min()
+        .filter(|t| *t <= end)
+    {
+        let now = d.network().now.max(next);
+        d.network().now = now;
+        fire_timers(d, rng, &mut |_, call| call());
+        collect(d, &mut |dg| vec![dg.clone()]);
+    }
+    d.network().now = end;
+}
+
+fn fire_timers<D: Deployment>(d: &mut D, rng: &mut dyn CryptoRng, meter: Meter<'_>) {
+    let now = d.network().now;
+    for (i, (_, node)) in d.nodes().into_iter().enumerate() {
+        if node.deadline().is_some_and(|t| t <= now) {
+            meter(i, &mut || node.timeout(now, rng));
+        }
+    }
+}
+
+/// Moves every role's transmits through the adversary into the queue, and its events into
+/// the deployment's record.
+fn collect<D: Deployment>(d: &mut D, adversary: &mut dyn FnMut(&Datagram) -> Vec<Datagram>) {
+    let now = d.network().now;
+    let mut sent = Vec::new();
+    for (addr, node) in d.nodes() {
+        while let Some(t) = node.transmit() {
+            sent.push(Datagram {
+                at: now,
+                from: addr,
+                to: t.destination,
+                payload: t.payload,
+            });
+        }
+    }
+    let net = d.network();
+    for dg in sent {
+        net.queue.extend(adversary(&dg));
+        net.log.push(dg);
+    }
+    d.collect_events();
+}
