@@ -59,6 +59,7 @@ macro_rules! endpoint_impl {
     };
 }
 
+mod annotate;
 pub mod collab;
 mod endpoint;
 pub mod mikey;

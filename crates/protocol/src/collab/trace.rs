@@ -12,6 +12,8 @@ use m2msec_wire::collab::{
     FinishedBody, FragmentBody, KeyMaterialBody, KeyRequestBody, Message, ProxyListBody, RelayBody,
 };
 
+use crate::annotate::wrap_hex;
+
 use super::sim::{Configs, PORT, Spec, Topology, World};
 use super::{ClientEvent, Error, FinishedKeys, ServerEvent, SessionId, sealing_aad};
 use crate::Endpoint;
@@ -211,18 +213,6 @@ fields_impl!(
     RelayBody,
     FinishedBody
 );
-
-fn wrap_hex(o: &mut String, label: &str, bytes: &[u8]) {
-    let h = hex(bytes);
-    let mut chunks = h.as_bytes().chunks(96);
-    if let Some(first) = chunks.next() {
-        let _ = writeln!(o, "  {label}: {}", String::from_utf8_lossy(first));
-    }
-    let pad = " ".repeat(label.len() + 4);
-    for chunk in chunks {
-        let _ = writeln!(o, "{pad}{}", String::from_utf8_lossy(chunk));
-    }
-}
 
 /// Long values (one-time keys run to kilobytes) are shown by their length and both ends; the
 /// full bytes are in the message's hex above.

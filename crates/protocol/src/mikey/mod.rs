@@ -35,6 +35,7 @@
 mod initiator;
 mod responder;
 pub mod sim;
+pub mod trace;
 
 mod third_party;
 
