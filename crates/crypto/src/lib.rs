@@ -22,7 +22,8 @@
 //! 0.9/0.10). Mixing generations means two incompatible RNG traits and duplicate dependency trees, so
 //! this crate stays on ONE line, the `rand_core` 0.6 one: `aes-gcm` 0.10, `ccm` 0.5, `aes` 0.8,
 //! `chacha20poly1305` 0.10, `sha2` 0.10, `hmac` 0.12, `hkdf` 0.12, `x25519-dalek` 2, `ed25519-dalek` 2,
-//! `rsa` 0.9, `pkcs8` 0.10 / `spki` 0.7 / `der` 0.7, `rand_chacha` 0.3. `reed-solomon-simd` 3 is
+//! `rsa` 0.9, `pkcs8` 0.10 / `spki` 0.7 / `der` 0.7, `rand_chacha` 0.3, and for MIKEY `sha1` 0.10, `ctr` 0.9,
+//! `aes-kw` 0.2. `reed-solomon-simd` 3 is
 //! generation-free. Only the [`rng`] module names `rand_core`; the rest of the workspace uses
 //! [`rng::CryptoRng`].
 //!
