@@ -327,9 +327,10 @@ impl Initiator {
                     .error
                     .ok_or(Error::Malformed("error message without ERR"))?;
                 if let Some(i) = tp {
-                    // One third party refused: the others may still carry enough parts.
-                    let (_, name, _) = x.third_parties.remove(i);
-                    return Err(Error::UnknownIdentity(format!("{name} refused: {code:?}")));
+                    // One third party refused its part: the others may still carry enough, so
+                    // the exchange goes on and the refusal is reported as this datagram's.
+                    x.third_parties.remove(i);
+                    return Err(Error::PeerError(code));
                 }
                 if x.responder_addr == Some(remote) {
                     self.fail(Error::PeerError(code));
