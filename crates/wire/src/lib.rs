@@ -9,6 +9,7 @@
 
 pub mod cbor;
 pub mod collab;
+pub mod sga;
 pub mod mikey;
 
 /// Why bytes were refused.
