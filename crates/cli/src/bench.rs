@@ -1,14 +1,18 @@
-//! `m2msec bench`: the constrained device's cost against the paper's simple scheme, and the
-//! server's handshake rate, measured on in-memory runs.
+//! `m2msec bench`: the constrained device's cost against each paper's baseline (collab: the
+//! simple scheme; MIKEY: RFC 3830's public-key mode), and the servers' rates, measured on
+//! in-memory runs.
 
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use m2msec_node::collab::bench::figures;
+use m2msec_node::collab::bench::{Figure, figures};
 use m2msec_node::collab::deployment::{Params, Suite};
+use m2msec_node::mikey::bench as mikey_bench;
+use m2msec_node::mikey::deployment::Params as MikeyParams;
 
 use crate::options::SuiteArg;
+use crate::protocols::ProtocolArg;
 
 /// `m2msec bench`.
 #[derive(Debug, Args)]
@@ -16,10 +20,13 @@ pub(crate) struct BenchArgs {
     /// One JSON object per figure per line.
     #[arg(long)]
     json: bool,
-    /// Sessions per suite.
+    /// Protocols to measure (repeatable; default: every implemented one).
+    #[arg(long, value_enum)]
+    protocol: Vec<ProtocolArg>,
+    /// Sessions per collab suite, exchanges per MIKEY mode.
     #[arg(long, default_value_t = 50)]
     sessions: u32,
-    /// Suites to measure (repeatable; default: modern and classic).
+    /// Collab suites to measure (repeatable; default: modern and classic).
     #[arg(long, value_enum)]
     suite: Vec<SuiteArg>,
     /// Seed of the deployment.
@@ -31,28 +38,49 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<ExitCode> {
     if cfg!(debug_assertions) {
         eprintln!("warning: unoptimised build; measure with `cargo run --release -- bench`");
     }
-    let suites: Vec<Suite> = if args.suite.is_empty() {
-        vec![Suite::Modern, Suite::Classic]
+    let protocols = if args.protocol.is_empty() {
+        ProtocolArg::all()
     } else {
-        args.suite.iter().map(|s| (*s).into()).collect()
+        args.protocol.clone()
     };
-    for suite in suites {
-        let params = Params {
-            suite,
-            ..Params::default()
-        };
-        for f in figures(&params, args.sessions, args.seed)? {
-            if args.json {
-                println!("{}", serde_json::to_string(&f)?);
-            } else {
-                let cmp = match (f.baseline, f.ratio) {
-                    (Some(b), Some(r)) => format!("  (baseline {b:.3}, ratio {r:.3})"),
-                    (Some(b), None) => format!("  (baseline {b:.3})"),
-                    _ => String::new(),
+    for protocol in protocols {
+        match protocol {
+            ProtocolArg::Collab => {
+                let suites: Vec<Suite> = if args.suite.is_empty() {
+                    vec![Suite::Modern, Suite::Classic]
+                } else {
+                    args.suite.iter().map(|s| (*s).into()).collect()
                 };
-                println!("{:<48} {:>14.3} {:<4}{cmp}", f.name, f.value, f.unit);
+                for suite in suites {
+                    let params = Params {
+                        suite,
+                        ..Params::default()
+                    };
+                    print_figures(&figures(&params, args.sessions, args.seed)?, args.json)?;
+                }
+            }
+            ProtocolArg::Mikey => {
+                let figures =
+                    mikey_bench::figures(&MikeyParams::default(), args.sessions, args.seed)?;
+                print_figures(&figures, args.json)?;
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_figures(figures: &[Figure], json: bool) -> Result<()> {
+    for f in figures {
+        if json {
+            println!("{}", serde_json::to_string(f)?);
+        } else {
+            let cmp = match (f.baseline, f.ratio) {
+                (Some(b), Some(r)) => format!("  (baseline {b:.3}, ratio {r:.3})"),
+                (Some(b), None) => format!("  (baseline {b:.3})"),
+                _ => String::new(),
+            };
+            println!("{:<52} {:>14.3} {:<4}{cmp}", f.name, f.value, f.unit);
+        }
+    }
+    Ok(())
 }

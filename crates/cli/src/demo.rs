@@ -1,11 +1,12 @@
 //! `m2msec demo`: every implemented protocol on loopback, a summary or JSON lines.
 //!
 //! Exit status: 0 when every run ended as expected — a key established and matching on both
-//! ends, or, when more proxies misbehave than the threshold tolerates (`--faulty` > n − k), a
-//! clean failure with a typed error. 1 when a run ended otherwise; 2 for a set-up error.
+//! ends, or, when more helpers (collab proxies, MIKEY third parties) misbehave than the
+//! threshold tolerates (`--faulty` > n − k), a clean failure with a typed error. 1 when a run
+//! ended otherwise; 2 for a set-up error.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -13,9 +14,10 @@ use anyhow::{Context as _, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use m2msec_node::collab::demo as collab_demo;
+use m2msec_node::mikey::demo as mikey_demo;
 use m2msec_node::report::{Progress, RunReport};
 
-use crate::options::{FaultArgs, ShapeArgs};
+use crate::options::{FaultArgs, MikeyArgs, ShapeArgs};
 use crate::protocols::ProtocolArg;
 
 /// `m2msec demo`.
@@ -27,11 +29,14 @@ pub(crate) struct DemoArgs {
     #[command(flatten)]
     shape: ShapeArgs,
     #[command(flatten)]
+    mikey: MikeyArgs,
+    #[command(flatten)]
     faults: FaultArgs,
     /// Seed of every key and role RNG (default: the operating system's RNG).
     #[arg(long)]
     seed: Option<u64>,
-    /// Write every datagram to this pcap file (LINKTYPE_RAW, IPv4/UDP headers synthesised).
+    /// Write every datagram to this pcap file (LINKTYPE_RAW, IPv4/UDP headers synthesised);
+    /// with several protocols, FILE gets the first and FILE-PROTOCOL.pcap the others.
     #[arg(long)]
     pcap: Option<PathBuf>,
     /// One JSON object per protocol run per line on stdout, nothing else.
@@ -56,12 +61,21 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<ExitCode> {
     } else {
         args.protocol.clone()
     };
+    // Options are checked for every protocol before any runs.
+    let mikey_params = if protocols.contains(&ProtocolArg::Mikey) {
+        let p = args.mikey.params(&args.shape, Some(&args.faults))?;
+        p.check()?;
+        Some(p)
+    } else {
+        None
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
     let mut all_as_expected = true;
-    for protocol in protocols {
+    for (index, protocol) in protocols.into_iter().enumerate() {
+        let pcap = args.pcap.as_ref().map(|p| pcap_path(p, index, protocol));
         let bar = if args.json || !std::io::stderr().is_terminal() {
             ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden())
         } else {
@@ -79,10 +93,20 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<ExitCode> {
                 let opts = collab_demo::DemoOptions {
                     params: args.shape.params(Some(&args.faults)),
                     seed: args.seed,
-                    pcap: args.pcap.clone(),
+                    pcap,
                     timeout: Duration::from_secs(args.timeout.max(1)),
                 };
                 rt.block_on(collab_demo::run(&opts, &Bar(bar.clone())))?
+            }
+            ProtocolArg::Mikey => {
+                bar.set_prefix("mikey");
+                let opts = mikey_demo::DemoOptions {
+                    params: mikey_params.clone().unwrap_or_default(),
+                    seed: args.seed,
+                    pcap,
+                    timeout: Duration::from_secs(args.timeout.max(1)),
+                };
+                rt.block_on(mikey_demo::run(&opts, &Bar(bar.clone())))?
             }
         };
         bar.finish_and_clear();
@@ -100,7 +124,31 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<ExitCode> {
     })
 }
 
+/// The capture file of the `index`-th protocol run: FILE itself for the first, then
+/// FILE's stem with `-PROTOCOL` appended.
+fn pcap_path(file: &Path, index: usize, protocol: ProtocolArg) -> PathBuf {
+    if index == 0 {
+        return file.to_path_buf();
+    }
+    let name = match protocol {
+        ProtocolArg::Collab => "collab",
+        ProtocolArg::Mikey => "mikey",
+    };
+    let stem = file.file_stem().map_or_else(
+        || "capture".to_owned(),
+        |s| s.to_string_lossy().into_owned(),
+    );
+    let ext = file
+        .extension()
+        .map_or_else(|| "pcap".to_owned(), |e| e.to_string_lossy().into_owned());
+    file.with_file_name(format!("{stem}-{name}.{ext}"))
+}
+
 fn print_summary(r: &RunReport) {
+    if r.protocol == "mikey" {
+        print_mikey_summary(r);
+        return;
+    }
     let sharing = if r.sharing == "shamir" {
         "Shamir"
     } else {
@@ -165,6 +213,79 @@ fn print_summary(r: &RunReport) {
         (true, true) => "as expected",
         (false, false) => {
             "failed as expected: more proxies misbehaved than the threshold tolerates"
+        }
+        (false, true) => "UNEXPECTED FAILURE",
+        (true, false) => "UNEXPECTED SUCCESS",
+    };
+    println!("  outcome          {verdict}");
+}
+
+fn print_mikey_summary(r: &RunReport) {
+    let mode = r.mode.unwrap_or("?");
+    let head = if r.ok {
+        format!("key established in {:.1} ms", r.wall_ms)
+    } else {
+        "no key established".to_owned()
+    };
+    let shape = if mode == "distributed" {
+        let sharing = if r.sharing == "shamir" {
+            "Shamir"
+        } else {
+            "Reed-Solomon"
+        };
+        format!(
+            "distributed mode, {} third parties, threshold {}, {sharing}",
+            r.proxies, r.threshold
+        )
+    } else {
+        format!("{mode} mode")
+    };
+    println!("{}: {head}  ({shape})", r.protocol);
+    if let Some(s) = &r.session {
+        println!("  CSB ID           {s}");
+    }
+    if let Some(f) = &r.key_fingerprint {
+        let agree = if r.session_key_match {
+            "initiator and responder agree"
+        } else {
+            "RESPONDER DIFFERS"
+        };
+        let verified = if r.verified == Some(true) {
+            ", verified by the responder"
+        } else {
+            ""
+        };
+        println!("  TEK fingerprint  {f} ({agree}{verified})");
+    }
+    if !r.participants.is_empty() {
+        println!("  parts accepted   {}", r.participants.join(", "));
+    }
+    if r.faulty > 0 {
+        println!(
+            "  faulty           {} ({})",
+            r.faulty_proxies.join(", "),
+            r.fault.unwrap_or("?")
+        );
+    }
+    if let Some(e) = &r.error {
+        println!("  error            {e}");
+    }
+    println!(
+        "  wire             {} datagrams, {} bytes (UDP port 2269)",
+        r.messages, r.bytes
+    );
+    let o = &r.device_ops;
+    println!(
+        "  initiator ops    symmetric {}, hash {}, redundancy {}, asymmetric {}",
+        o.symmetric, o.hash, o.redundancy, o.asymmetric
+    );
+    if let Some(p) = &r.pcap {
+        println!("  capture          {p}");
+    }
+    let verdict = match (r.ok, r.expected_ok) {
+        (true, true) => "as expected",
+        (false, false) => {
+            "failed as expected: more third parties misbehaved than the threshold tolerates"
         }
         (false, true) => "UNEXPECTED FAILURE",
         (true, false) => "UNEXPECTED SUCCESS",

@@ -26,6 +26,8 @@ pub(crate) enum Kind {
     RsaPke,
     /// Pre-shared symmetric key (PEM "M2MSEC SYMMETRIC KEY": suite id byte, then the key).
     Symmetric,
+    /// MIKEY pre-shared key, 32 random bytes (PEM "M2MSEC MIKEY PSK").
+    MikeyPsk,
 }
 
 /// `m2msec keygen`.
@@ -53,7 +55,7 @@ fn public_path(out: &Path) -> PathBuf {
 
 pub(crate) fn keygen(args: &KeygenArgs) -> Result<ExitCode> {
     let public = public_path(&args.out);
-    let has_public = args.kind != Kind::Symmetric;
+    let has_public = !matches!(args.kind, Kind::Symmetric | Kind::MikeyPsk);
     for p in [Some(&args.out), has_public.then_some(&public)]
         .into_iter()
         .flatten()
@@ -85,6 +87,10 @@ pub(crate) fn keygen(args: &KeygenArgs) -> Result<ExitCode> {
         Kind::Symmetric => {
             let key = AeadKey::generate(args.aead.into(), &mut rng);
             (keyfile::symmetric_key_pem(&key)?, None)
+        }
+        Kind::MikeyPsk => {
+            let key = zeroize::Zeroizing::new(m2msec_crypto::rng::random_array::<32>(&mut rng));
+            (keyfile::mikey_psk_pem(&key[..])?, None)
         }
     };
     keyfile::write_secret(&args.out, &secret)?;

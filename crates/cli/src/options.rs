@@ -1,11 +1,14 @@
 //! Command-line options shared by `demo`, `trace`, `bench` and `provision`.
 
+use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use m2msec_crypto::aead::AeadSuite;
 use m2msec_crypto::ots::OtsScheme;
 use m2msec_crypto::split::SharingScheme;
 use m2msec_node::collab::deployment::{Params, Suite};
+use m2msec_node::mikey::deployment::Params as MikeyParams;
 use m2msec_protocol::collab::ProxyFault;
+use m2msec_protocol::mikey::{ModeName, ThirdPartyFault};
 
 /// Secret sharing on the command line.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -34,22 +37,24 @@ impl From<SuiteArg> for Suite {
     }
 }
 
-/// Proxy misbehaviour on the command line.
+/// Helper misbehaviour on the command line (collab proxies, MIKEY third parties).
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub(crate) enum FaultArg {
-    /// Never answers.
+    /// Never answers (collab proxy) / forwards nothing (MIKEY third party).
     Silent,
-    /// Forges the fragment it passes to the server.
+    /// Collab: forges the fragment it passes to the server (MIKEY: as `alter`).
     Forge,
-    /// Corrupts the answer it passes to the client.
+    /// Collab only: corrupts the answer it passes to the client.
     Corrupt,
+    /// MIKEY: forwards an altered TGK part, correctly signed (collab: as `forge`).
+    Alter,
 }
 
 impl From<FaultArg> for ProxyFault {
     fn from(f: FaultArg) -> Self {
         match f {
             FaultArg::Silent => Self::Silent,
-            FaultArg::Forge => Self::ForgeFragment,
+            FaultArg::Forge | FaultArg::Alter => Self::ForgeFragment,
             FaultArg::Corrupt => Self::CorruptAnswer,
         }
     }
@@ -111,10 +116,10 @@ pub(crate) enum OtsArg {
     Lmots,
 }
 
-/// Misbehaving proxies (demo and trace only).
+/// Misbehaving helpers (demo and trace only).
 #[derive(Clone, Debug, Args)]
 pub(crate) struct FaultArgs {
-    /// How many proxies misbehave (the last ones: proxy-n, proxy-(n-1), …).
+    /// How many helpers misbehave (the last ones: proxy-n or tpn, then n-1, …).
     #[arg(long, default_value_t = 0)]
     pub(crate) faulty: u8,
     /// How they misbehave.
@@ -145,5 +150,74 @@ impl ShapeArgs {
             fault,
             ..Params::default()
         }
+    }
+}
+
+/// MIKEY exchange modes on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub(crate) enum ModeArg {
+    /// RFC 3830 pre-shared-key mode, straight to the responder.
+    Psk,
+    /// RFC 3830 public-key mode (RSA), straight to the responder.
+    Pk,
+    /// The distributed mode: the TGK split k-of-n over third parties (paper 001).
+    Distributed,
+}
+
+impl From<ModeArg> for ModeName {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Psk => Self::Psk,
+            ModeArg::Pk => Self::Pk,
+            ModeArg::Distributed => Self::Distributed,
+        }
+    }
+}
+
+/// The shape of a MIKEY deployment (with `--threshold` and `--sharing` of [`ShapeArgs`]).
+#[derive(Clone, Debug, Args)]
+pub(crate) struct MikeyArgs {
+    /// MIKEY: how the initiator sends its TGK.
+    #[arg(long, value_enum, default_value_t = ModeArg::Distributed)]
+    pub(crate) mode: ModeArg,
+    /// MIKEY distributed mode: number of third parties (n); `--threshold` is k.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) third_parties: u8,
+}
+
+impl MikeyArgs {
+    /// The MIKEY deployment of these options.
+    pub(crate) fn params(
+        &self,
+        shape: &ShapeArgs,
+        faults: Option<&FaultArgs>,
+    ) -> Result<MikeyParams> {
+        let (faulty, fault) = match faults {
+            Some(f) if f.faulty > 0 => {
+                let fault = match f.fault.unwrap_or(FaultArg::Silent) {
+                    FaultArg::Silent => ThirdPartyFault::Silent,
+                    FaultArg::Alter | FaultArg::Forge => ThirdPartyFault::AlterPart,
+                    FaultArg::Corrupt => {
+                        bail!(
+                            "--fault corrupt is a collab fault; MIKEY third parties are silent or alter"
+                        )
+                    }
+                };
+                (f.faulty, Some(fault))
+            }
+            _ => (0, None),
+        };
+        Ok(MikeyParams {
+            mode: self.mode.into(),
+            third_parties: self.third_parties,
+            threshold: shape.threshold,
+            sharing: match shape.sharing {
+                SharingArg::Rs => SharingScheme::ReedSolomon,
+                SharingArg::Shamir => SharingScheme::Shamir,
+            },
+            faulty,
+            fault,
+            ..MikeyParams::default()
+        })
     }
 }

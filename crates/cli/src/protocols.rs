@@ -1,6 +1,6 @@
 //! Dispatch to the protocols: one arm per protocol in each command.
 //!
-//! A new protocol (MIKEY, SGA, …) adds its roles to [`Role`], its name to [`ProtocolArg`] and
+//! A new protocol (SGA, …) adds its roles to [`Role`], its name to [`ProtocolArg`] and
 //! one arm to each function here; the node crate holds the protocol's own module.
 
 use std::path::PathBuf;
@@ -12,19 +12,22 @@ use clap::{Args, ValueEnum};
 use m2msec_crypto::rng::OsRng;
 use m2msec_node::collab::{self, daemon, provision as collab_provision};
 use m2msec_node::driver::{self, shutdown_channel};
+use m2msec_node::mikey::{self, daemon as mikey_daemon, provision as mikey_provision};
 
-use crate::options::{FaultArgs, ShapeArgs};
+use crate::options::{FaultArgs, MikeyArgs, ShapeArgs};
 
 /// The implemented protocols.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub(crate) enum ProtocolArg {
     /// Collaborative key establishment through helper proxies (paper 000).
     Collab,
+    /// MIKEY (RFC 3830) and its distributed mode over third parties (paper 001).
+    Mikey,
 }
 
 impl ProtocolArg {
     pub(crate) fn all() -> Vec<Self> {
-        vec![Self::Collab]
+        vec![Self::Collab, Self::Mikey]
     }
 }
 
@@ -41,6 +44,12 @@ pub(crate) enum Role {
     CollabTrusted,
     /// The server B.
     CollabServer,
+    /// The MIKEY initiator I (constrained device): runs its exchanges, then exits.
+    MikeyInitiator,
+    /// A MIKEY third party TPi of the distributed mode.
+    MikeyThirdParty,
+    /// The MIKEY responder R.
+    MikeyResponder,
 }
 
 /// `m2msec run`.
@@ -52,10 +61,11 @@ pub(crate) struct RunArgs {
     /// The role's config file (see examples/ROLE.toml).
     #[arg(long, short)]
     config: PathBuf,
-    /// Client only: number of key establishments to run.
+    /// Client and initiator only: number of key establishments to run.
     #[arg(long, default_value_t = 1)]
     count: u32,
-    /// Client only: milliseconds between the end of one run and the start of the next.
+    /// Client and initiator only: milliseconds between the end of one run and the start of
+    /// the next.
     #[arg(long, default_value_t = 1000)]
     interval: u64,
 }
@@ -110,6 +120,39 @@ pub(crate) fn run(args: &RunArgs) -> Result<ExitCode> {
                 .await
                 .map(|()| ExitCode::SUCCESS)
                 .map_err(Into::into),
+            Role::MikeyInitiator => {
+                let runs = mikey_daemon::InitiatorRuns {
+                    count: args.count.max(1),
+                    interval: Duration::from_millis(args.interval),
+                };
+                let outcomes = mikey_daemon::run_initiator(&args.config, runs, shutdown).await?;
+                let ok = outcomes
+                    .iter()
+                    .filter(|o| matches!(o, mikey_daemon::Outcome::Established(_)))
+                    .count();
+                tracing::info!(
+                    established = ok,
+                    exchanges = outcomes.len(),
+                    "initiator done"
+                );
+                Ok(
+                    if ok == outcomes.len()
+                        && ok == usize::try_from(runs.count).unwrap_or(usize::MAX)
+                    {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    },
+                )
+            }
+            Role::MikeyThirdParty => mikey_daemon::run_third_party(&args.config, shutdown)
+                .await
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(Into::into),
+            Role::MikeyResponder => mikey_daemon::run_responder(&args.config, shutdown)
+                .await
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(Into::into),
         }
     })
 }
@@ -119,31 +162,74 @@ pub(crate) fn run(args: &RunArgs) -> Result<ExitCode> {
 pub(crate) struct ProvisionArgs {
     /// Directory to write into (created if missing).
     dir: PathBuf,
-    /// UDP port of every role (each role has its own 127.0.0.x address).
+    /// UDP port of every collab role (each role has its own 127.0.0.x address).
     #[arg(long, default_value_t = 7400)]
     port: u16,
+    /// UDP port of every MIKEY role (default: the IANA MIKEY port).
+    #[arg(long, default_value_t = mikey::PORT)]
+    mikey_port: u16,
+    /// Protocols to provision (repeatable; default: every implemented one).
+    #[arg(long, value_enum)]
+    protocol: Vec<ProtocolArg>,
     /// Overwrite an existing deployment.
     #[arg(long)]
     force: bool,
     #[command(flatten)]
     shape: ShapeArgs,
+    #[command(flatten)]
+    mikey: MikeyArgs,
 }
 
 pub(crate) fn provision(args: &ProvisionArgs) -> Result<ExitCode> {
-    let opts = collab_provision::ProvisionOptions {
-        params: args.shape.params(None),
-        port: args.port,
-        force: args.force,
+    let protocols = if args.protocol.is_empty() {
+        ProtocolArg::all()
+    } else {
+        args.protocol.clone()
     };
-    let written = collab_provision::provision(&args.dir, &opts, &mut OsRng)?;
-    println!("wrote {} files:", written.files.len());
-    for f in &written.files {
-        println!("  {}", f.display());
+    let mut sections = Vec::new();
+    for protocol in protocols {
+        let (written, last) = match protocol {
+            ProtocolArg::Collab => {
+                let opts = collab_provision::ProvisionOptions {
+                    params: args.shape.params(None),
+                    port: args.port,
+                    force: args.force,
+                };
+                let w = collab_provision::provision(&args.dir, &opts, &mut OsRng)?;
+                (
+                    w,
+                    "collab: start the daemons, each in its own terminal (the client last):",
+                )
+            }
+            ProtocolArg::Mikey => {
+                let opts = mikey_provision::ProvisionOptions {
+                    params: args.mikey.params(&args.shape, None)?,
+                    port: args.mikey_port,
+                    force: args.force,
+                };
+                let w = mikey_provision::provision(&args.dir, &opts, &mut OsRng)?;
+                (
+                    w,
+                    "mikey: start the daemons, each in its own terminal (the initiator last; its \
+                     `mode` line picks psk, pk or distributed):",
+                )
+            }
+        };
+        sections.push((written, last));
     }
-    println!();
-    println!("start the daemons, each in its own terminal (the client last):");
-    for c in &written.commands {
-        println!("  {c}");
+    let files: usize = sections.iter().map(|(w, _)| w.files.len()).sum();
+    println!("wrote {files} files:");
+    for (w, _) in &sections {
+        for f in &w.files {
+            println!("  {}", f.display());
+        }
+    }
+    for (w, title) in &sections {
+        println!();
+        println!("{title}");
+        for c in &w.commands {
+            println!("  {c}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -160,15 +246,21 @@ pub(crate) struct TraceArgs {
     #[command(flatten)]
     shape: ShapeArgs,
     #[command(flatten)]
+    mikey: MikeyArgs,
+    #[command(flatten)]
     faults: FaultArgs,
 }
 
 pub(crate) fn trace(args: &TraceArgs) -> Result<ExitCode> {
-    match args.protocol {
+    let text = match args.protocol {
         ProtocolArg::Collab => {
-            let text = collab::trace::trace(&args.shape.params(Some(&args.faults)), args.seed)?;
-            print!("{text}");
+            collab::trace::trace(&args.shape.params(Some(&args.faults)), args.seed)?
         }
-    }
+        ProtocolArg::Mikey => mikey::trace::trace(
+            &args.mikey.params(&args.shape, Some(&args.faults))?,
+            args.seed,
+        )?,
+    };
+    print!("{text}");
     Ok(ExitCode::SUCCESS)
 }

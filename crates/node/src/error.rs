@@ -53,6 +53,9 @@ pub enum Error {
     /// The collab protocol refused a configuration or failed a session.
     #[error("collab: {0}")]
     Collab(#[from] m2msec_protocol::collab::Error),
+    /// MIKEY refused a configuration or failed an exchange.
+    #[error("mikey: {0}")]
+    Mikey(#[from] m2msec_protocol::mikey::Error),
     /// A run did not end within its overall time limit.
     #[error("no result within {0:?}")]
     Timeout(Duration),

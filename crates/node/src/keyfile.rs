@@ -7,11 +7,16 @@
 //! | any public key               | `PUBLIC KEY`              | SubjectPublicKeyInfo                   |
 //! | pre-shared symmetric key     | `M2MSEC SYMMETRIC KEY`    | one byte AEAD suite id, then the key   |
 //! | collab server certificate    | `M2MSEC CERTIFICATE`      | `collab::Certificate::to_bytes`        |
+//! | MIKEY pre-shared key         | `M2MSEC MIKEY PSK`        | the raw key, at least 16 bytes         |
 //!
 //! The AEAD suite ids are those of `m2msec_crypto::aead::AeadSuite`: 1 AES-128-CCM (8-byte
 //! tag), 2 AES-128-GCM, 3 ChaCha20-Poly1305. No standard PEM encoding exists for a bare
 //! symmetric key (RFC 7468 defines none), hence our own label; the suite travels with the key
 //! so that both ends of a pre-shared key always agree on the algorithm.
+//!
+//! A MIKEY pre-shared key (RFC 3830 §3.1) is raw bytes of any length from 16 on, without an
+//! AEAD: its own label says so. A `M2MSEC SYMMETRIC KEY` file (`m2msec keygen --kind symmetric`)
+//! is accepted as a MIKEY pre-shared key too; its suite byte is then ignored.
 //!
 //! Secret files are created with mode 0600 on Unix.
 
@@ -23,6 +28,7 @@ use m2msec_crypto::aead::{AeadKey, AeadSuite};
 use m2msec_crypto::pke::PkeSecretKey;
 use m2msec_crypto::sig::{SigningKey, VerifyingKey};
 use m2msec_protocol::collab::Certificate;
+use m2msec_protocol::mikey::Psk;
 use pem_rfc7468::LineEnding;
 use zeroize::Zeroizing;
 
@@ -32,6 +38,10 @@ use crate::error::{Error, Result};
 pub const SYMMETRIC_KEY_LABEL: &str = "M2MSEC SYMMETRIC KEY";
 /// PEM label of a collab server certificate.
 pub const CERTIFICATE_LABEL: &str = "M2MSEC CERTIFICATE";
+/// PEM label of a MIKEY pre-shared key (raw key bytes, at least 16).
+pub const MIKEY_PSK_LABEL: &str = "M2MSEC MIKEY PSK";
+/// Shortest MIKEY pre-shared key accepted.
+pub const MIKEY_PSK_MIN_LEN: usize = 16;
 /// PEM label of a PKCS#8 private key.
 pub const PRIVATE_KEY_LABEL: &str = "PRIVATE KEY";
 /// PEM label of a SubjectPublicKeyInfo public key.
@@ -162,6 +172,56 @@ pub fn load_symmetric_key(path: &Path) -> Result<AeadKey> {
     symmetric_key_from_pem(path, &text)
 }
 
+/// PEM text of a MIKEY pre-shared key.
+///
+/// # Errors
+///
+/// [`Error::Usage`] for a key shorter than [`MIKEY_PSK_MIN_LEN`].
+pub fn mikey_psk_pem(key: &[u8]) -> Result<Zeroizing<String>> {
+    if key.len() < MIKEY_PSK_MIN_LEN {
+        return Err(Error::Usage(format!(
+            "a MIKEY pre-shared key has at least {MIKEY_PSK_MIN_LEN} bytes"
+        )));
+    }
+    encode_block(MIKEY_PSK_LABEL, key)
+}
+
+/// Reads a MIKEY pre-shared key: PEM `M2MSEC MIKEY PSK` (raw bytes), or `M2MSEC SYMMETRIC KEY`
+/// whose key bytes (after the suite byte) are used. Either way at least 16 bytes.
+///
+/// # Errors
+///
+/// [`Error::KeyFile`] naming the file and what is wrong.
+pub fn load_mikey_psk(path: &Path) -> Result<Psk> {
+    let text = read_text(path)?;
+    let label = pem_label(&text).map_err(|m| Error::key(path, m))?;
+    let body = match label.as_str() {
+        MIKEY_PSK_LABEL => decode_block(path, &text, MIKEY_PSK_LABEL)?,
+        SYMMETRIC_KEY_LABEL => {
+            let body = decode_block(path, &text, SYMMETRIC_KEY_LABEL)?;
+            Zeroizing::new(body.get(1..).unwrap_or_default().to_vec())
+        }
+        other => {
+            return Err(Error::key(
+                path,
+                format!(
+                    "PEM label is \"{other}\", expected \"{MIKEY_PSK_LABEL}\" or \"{SYMMETRIC_KEY_LABEL}\""
+                ),
+            ));
+        }
+    };
+    if body.len() < MIKEY_PSK_MIN_LEN {
+        return Err(Error::key(
+            path,
+            format!(
+                "a MIKEY pre-shared key has at least {MIKEY_PSK_MIN_LEN} bytes, this one {}",
+                body.len()
+            ),
+        ));
+    }
+    Psk::new(&body).map_err(|e| Error::key(path, e.to_string()))
+}
+
 /// Reads a signing key (PKCS#8: Ed25519 or RSA).
 ///
 /// # Errors
@@ -237,6 +297,27 @@ mod tests {
         let short = encode_block(SYMMETRIC_KEY_LABEL, &[3, 1, 2, 3])?;
         let e = symmetric_key_from_pem(Path::new("k.pem"), &short).err();
         assert!(e.is_some_and(|e| e.to_string().starts_with("key file k.pem: malformed")));
+        Ok(())
+    }
+
+    #[test]
+    fn mikey_psk_in_both_labels() -> Result<()> {
+        let dir = std::env::temp_dir().join(format!("m2msec-psk-{}", std::process::id()));
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let own = dir.join("own.key");
+        write_secret(&own, &mikey_psk_pem(&[7; 32])?)?;
+        assert_eq!(load_mikey_psk(&own)?.as_bytes(), &[7; 32]);
+        let mut rng = SeededRng::from_seed_u64(2);
+        let aead = AeadKey::generate(AeadSuite::Aes128Ccm8, &mut rng);
+        let sym = dir.join("sym.key");
+        write_secret(&sym, &symmetric_key_pem(&aead)?)?;
+        assert_eq!(load_mikey_psk(&sym)?.as_bytes(), aead.as_bytes());
+        let short = dir.join("short.key");
+        write_secret(&short, &encode_block(MIKEY_PSK_LABEL, &[1; 8])?)?;
+        let e = load_mikey_psk(&short).err();
+        assert!(e.is_some_and(|e| e.to_string().contains("at least 16 bytes")));
+        assert!(mikey_psk_pem(&[1; 15]).is_err());
+        let _ = fs::remove_dir_all(&dir);
         Ok(())
     }
 

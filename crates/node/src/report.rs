@@ -7,7 +7,7 @@ use serde::Serialize;
 /// The result of one protocol run of `m2msec demo`.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunReport {
-    /// The protocol ("collab", later "mikey", …).
+    /// The protocol ("collab", "mikey", …).
     pub protocol: &'static str,
     /// Whether a key was established and both ends hold the same one.
     pub ok: bool,
@@ -21,7 +21,8 @@ pub struct RunReport {
     pub device_ops: OpCounts,
     /// Wall-clock time of the key establishment, in milliseconds (key generation excluded).
     pub wall_ms: f64,
-    /// The helpers that took part, as the server listed them.
+    /// The helpers that took part: for collab as the server listed them; for MIKEY the third
+    /// parties that forwarded a part the responder did not reject.
     pub participants: Vec<String>,
     /// Why the run failed.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -38,13 +39,13 @@ pub struct RunReport {
     /// The client's key fingerprint.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_fingerprint: Option<String>,
-    /// Public-key suite ("modern" or "classic").
+    /// Public-key suite ("modern" or "classic"; MIKEY is RSA-2048, "classic").
     pub suite: &'static str,
-    /// Number of helpers.
+    /// Number of helpers (collab proxies, MIKEY third parties).
     pub proxies: u8,
     /// Helpers needed.
     pub threshold: u8,
-    /// Secret sharing ("rs" or "shamir").
+    /// Secret sharing ("rs" or "shamir"; "none" where nothing is split).
     pub sharing: &'static str,
     /// Misbehaving helpers.
     pub faulty: u8,
@@ -53,6 +54,12 @@ pub struct RunReport {
     pub fault: Option<&'static str>,
     /// Their names.
     pub faulty_proxies: Vec<String>,
+    /// How the key travelled, for protocols with modes (MIKEY: "psk", "pk", "distributed").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<&'static str>,
+    /// Whether the responder proved it holds the key (MIKEY's verification message).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
     /// The seed, if one was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,

@@ -38,6 +38,9 @@ struct Inner {
     totals: WireTotals,
     pcap: Option<(PathBuf, PcapWriter<BufWriter<File>>)>,
     pcap_error: Option<String>,
+    /// Addresses written to the pcap file in place of the real ones (see
+    /// [`Wiretap::with_pcap_aliases`]).
+    pcap_aliases: Vec<(SocketAddr, SocketAddr)>,
     log: Option<Vec<Captured>>,
 }
 
@@ -67,6 +70,16 @@ impl Wiretap {
         Ok(tap)
     }
 
+    /// Writes `alias` into the pcap file wherever a datagram's address is `real`: a demo that
+    /// had to fall back to ephemeral ports still shows each role on its standard port, so a
+    /// dissector picks the protocol by port as it would on a real network. Counts and kept
+    /// datagrams keep the real addresses.
+    #[must_use]
+    pub fn with_pcap_aliases(self, aliases: Vec<(SocketAddr, SocketAddr)>) -> Self {
+        self.lock().pcap_aliases = aliases;
+        self
+    }
+
     /// Also keeps a copy of every datagram (for tests and traces).
     #[must_use]
     pub fn keeping_datagrams(self) -> Self {
@@ -85,8 +98,18 @@ impl Wiretap {
         inner.totals.messages += 1;
         inner.totals.bytes += payload.len() as u64;
         let mut failed = None;
+        let alias = |a: SocketAddr, aliases: &[(SocketAddr, SocketAddr)]| {
+            aliases
+                .iter()
+                .find(|(real, _)| *real == a)
+                .map_or(a, |(_, shown)| *shown)
+        };
+        let (shown_from, shown_to) = (
+            alias(from, &inner.pcap_aliases),
+            alias(to, &inner.pcap_aliases),
+        );
         if let Some((path, writer)) = inner.pcap.as_mut()
-            && let Err(e) = writer.write_datagram(SystemTime::now(), from, to, payload)
+            && let Err(e) = writer.write_datagram(SystemTime::now(), shown_from, shown_to, payload)
         {
             failed = Some(format!("{}: {e}", path.display()));
         }

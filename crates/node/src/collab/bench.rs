@@ -41,7 +41,9 @@ pub struct Figure {
 }
 
 impl Figure {
-    fn plain(name: String, unit: &'static str, value: f64) -> Self {
+    /// A figure without a baseline.
+    #[must_use]
+    pub fn plain(name: String, unit: &'static str, value: f64) -> Self {
         Self {
             name,
             unit,
@@ -51,7 +53,9 @@ impl Figure {
         }
     }
 
-    fn against(name: String, unit: &'static str, value: f64, baseline: f64) -> Self {
+    /// A figure compared with `baseline` (the ratio is absent when the baseline is zero).
+    #[must_use]
+    pub fn against(name: String, unit: &'static str, value: f64, baseline: f64) -> Self {
         let ratio = if baseline == 0.0 {
             None
         } else {

@@ -267,6 +267,8 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         } else {
             Vec::new()
         },
+        mode: None,
+        verified: None,
         seed: opts.seed,
         pcap: opts.pcap.as_ref().map(|p| p.display().to_string()),
     })

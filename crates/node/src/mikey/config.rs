@@ -1,0 +1,593 @@
+//! The TOML config files of the three MIKEY daemons, and how they become role configs.
+//!
+//! Every field is documented in `examples/mikey-*.toml`. Key paths are relative to the config
+//! file's directory. Public-key mode is RSA-2048 only, as RFC 3830 mandates: a key file of
+//! another algorithm is refused with an error naming it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use m2msec_crypto::mikey::{EnvelopeScheme, KemacEncryption, SignScheme};
+use m2msec_crypto::pke::{PkePublicKey, PkeSecretKey, PkeSuite};
+use m2msec_crypto::sig::{SigSuite, SigningKey, VerifyingKey};
+use m2msec_protocol::mikey::{
+    InitiatorConfig, Mode, ModeName, PkPeer, Policy, PskPeer, ResponderConfig, ThirdPartyConfig,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::collab::config::SharingName;
+use crate::config::{load_toml, resolve};
+use crate::error::{Error, Result};
+use crate::keyfile;
+
+/// The exchange modes in config files and on the command line.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModeFile {
+    /// RFC 3830 pre-shared-key mode, straight to the responder.
+    Psk,
+    /// RFC 3830 public-key mode, straight to the responder.
+    Pk,
+    /// The distributed hybrid mode over third parties.
+    Distributed,
+}
+
+impl From<ModeFile> for ModeName {
+    fn from(m: ModeFile) -> Self {
+        match m {
+            ModeFile::Psk => Self::Psk,
+            ModeFile::Pk => Self::Pk,
+            ModeFile::Distributed => Self::Distributed,
+        }
+    }
+}
+
+/// KEMAC encryption names in config files.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum KemacEncryptionName {
+    /// AES-CM-128 (RFC 3830 §4.2.3, mandatory).
+    #[serde(rename = "aes-cm-128")]
+    AesCm128,
+    /// AES key wrap with a 128-bit key (RFC 3394).
+    #[serde(rename = "aes-kw-128")]
+    AesKw128,
+    /// No encryption ("very restricted usage", §6.2).
+    Null,
+}
+
+impl From<KemacEncryptionName> for KemacEncryption {
+    fn from(k: KemacEncryptionName) -> Self {
+        match k {
+            KemacEncryptionName::AesCm128 => Self::AesCm128,
+            KemacEncryptionName::AesKw128 => Self::AesKw128,
+            KemacEncryptionName::Null => Self::Null,
+        }
+    }
+}
+
+/// Envelope-key encryption names in config files.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum EnvelopeName {
+    /// RSAES-PKCS1-v1_5, RFC 3830's mandatory scheme.
+    #[serde(rename = "rsa-pkcs1v15")]
+    RsaPkcs1v15,
+    /// RSAES-OAEP with SHA-256 (both ends must be m2msec).
+    RsaOaepSha256,
+}
+
+impl From<EnvelopeName> for EnvelopeScheme {
+    fn from(e: EnvelopeName) -> Self {
+        match e {
+            EnvelopeName::RsaPkcs1v15 => Self::RsaPkcs1v15,
+            EnvelopeName::RsaOaepSha256 => Self::RsaOaepSha256,
+        }
+    }
+}
+
+/// SIGN payload scheme names in config files.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignatureName {
+    /// RSASSA-PKCS1-v1_5 with SHA-1 (RFC 3830's mandatory scheme).
+    #[serde(rename = "pkcs1v15-sha1")]
+    Pkcs1v15Sha1,
+    /// RSASSA-PSS with SHA-1.
+    #[serde(rename = "pss-sha1")]
+    PssSha1,
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    #[serde(rename = "pkcs1v15-sha256")]
+    Pkcs1v15Sha256,
+    /// RSASSA-PSS with SHA-256.
+    #[serde(rename = "pss-sha256")]
+    PssSha256,
+}
+
+impl From<SignatureName> for SignScheme {
+    fn from(s: SignatureName) -> Self {
+        match s {
+            SignatureName::Pkcs1v15Sha1 => Self::Pkcs1v15Sha1,
+            SignatureName::PssSha1 => Self::PssSha1,
+            SignatureName::Pkcs1v15Sha256 => Self::Pkcs1v15Sha256,
+            SignatureName::PssSha256 => Self::PssSha256,
+        }
+    }
+}
+
+/// Choices every role shares; absent values take the protocol's defaults.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    /// Largest accepted difference between a message's timestamp and the local clock (§5.4).
+    pub clock_skew_ms: Option<u64>,
+    /// How long an initiator waits for verification, a responder for the parts of a TGK.
+    pub session_ms: Option<u64>,
+    /// Whether the initiator asks for verification messages (the V flag).
+    pub verification: Option<bool>,
+    /// KEMAC encryption: `aes-cm-128`, `aes-kw-128` or `null`.
+    pub kemac_encryption: Option<KemacEncryptionName>,
+    /// Envelope-key encryption: `rsa-pkcs1v15` or `rsa-oaep-sha256`.
+    pub envelope: Option<EnvelopeName>,
+    /// SIGN scheme: `pkcs1v15-sha1`, `pss-sha1`, `pkcs1v15-sha256` or `pss-sha256`.
+    pub signature: Option<SignatureName>,
+}
+
+impl PolicyFile {
+    /// The policy these values describe.
+    #[must_use]
+    pub fn build(&self) -> Policy {
+        let mut p = Policy::default();
+        if let Some(ms) = self.clock_skew_ms {
+            p.clock_skew = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.session_ms {
+            p.session = Duration::from_millis(ms);
+        }
+        if let Some(v) = self.verification {
+            p.verification = v;
+        }
+        if let Some(k) = self.kemac_encryption {
+            p.kemac_encryption = k.into();
+        }
+        if let Some(e) = self.envelope {
+            p.envelope = e.into();
+        }
+        if let Some(s) = self.signature {
+            p.signature = s.into();
+        }
+        p
+    }
+}
+
+/// A peer with which this daemon shares a MIKEY pre-shared key.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PskPeerFile {
+    /// The peer's identity (NAI, as in its ID payloads).
+    pub name: String,
+    /// Its UDP address.
+    pub addr: SocketAddr,
+    /// File of the pre-shared key (PEM "M2MSEC MIKEY PSK" or "M2MSEC SYMMETRIC KEY").
+    pub psk: PathBuf,
+}
+
+/// A peer known by its RSA public keys.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PkPeerFile {
+    /// The peer's identity.
+    pub name: String,
+    /// Its UDP address.
+    pub addr: SocketAddr,
+    /// Its RSA encryption key (PEM "PUBLIC KEY"), if this daemon sends it I_MESSAGEs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_key: Option<PathBuf>,
+    /// Its RSA signature key (PEM "PUBLIC KEY"), if it sends this daemon I_MESSAGEs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verifying_key: Option<PathBuf>,
+}
+
+/// The responder as the initiator knows it.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitiatorResponderFile {
+    /// R's identity.
+    pub name: String,
+    /// R's UDP address (pre-shared-key and public-key modes send to it).
+    pub addr: SocketAddr,
+    /// Pre-shared-key mode: the key shared with R.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psk: Option<PathBuf>,
+    /// Public-key mode: R's RSA encryption key (PEM "PUBLIC KEY").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_key: Option<PathBuf>,
+}
+
+/// Parameters of the distributed mode.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistributedFile {
+    /// Parts needed to rebuild the TGK (k); default 3 or n if fewer.
+    pub k: Option<u8>,
+    /// `reed-solomon` or `shamir`.
+    pub sharing: Option<SharingName>,
+}
+
+/// `mikey-initiator` config file.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitiatorFile {
+    /// This initiator's identity (NAI).
+    pub identity: String,
+    /// Local UDP address to bind.
+    pub listen: SocketAddr,
+    /// How the TGK travels: `psk`, `pk` or `distributed`.
+    pub mode: ModeFile,
+    /// Public-key mode: I's RSA signing key (PEM "PRIVATE KEY").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<PathBuf>,
+    /// The responder.
+    pub responder: InitiatorResponderFile,
+    /// Distributed mode: the third parties, with the keys shared with each.
+    #[serde(default)]
+    pub third_parties: Vec<PskPeerFile>,
+    /// Distributed mode: k and the sharing scheme.
+    #[serde(default)]
+    pub distributed: DistributedFile,
+    /// Shared choices.
+    #[serde(default)]
+    pub policy: PolicyFile,
+}
+
+/// `mikey-third-party` config file.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThirdPartyFile {
+    /// This third party's identity (it signs as this IDi).
+    pub identity: String,
+    /// Local UDP address to bind.
+    pub listen: SocketAddr,
+    /// Database (redb) of the replay cache; absent: memory only.
+    pub state: Option<PathBuf>,
+    /// TPi's RSA signing key (PEM "PRIVATE KEY").
+    pub signing_key: PathBuf,
+    /// Initiators served, with the keys shared with each.
+    pub initiators: Vec<PskPeerFile>,
+    /// Responders parts are forwarded to, with their RSA encryption keys.
+    pub responders: Vec<PkPeerFile>,
+    /// Shared choices.
+    #[serde(default)]
+    pub policy: PolicyFile,
+}
+
+/// `mikey-responder` config file.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponderFile {
+    /// This responder's identity.
+    pub identity: String,
+    /// Local UDP address to bind.
+    pub listen: SocketAddr,
+    /// Database (redb) of the replay cache; absent: memory only.
+    pub state: Option<PathBuf>,
+    /// R's RSA decryption key (PEM "PRIVATE KEY") for envelope keys.
+    pub decryption_key: PathBuf,
+    /// Initiators of pre-shared-key mode, with the keys shared with each.
+    #[serde(default)]
+    pub psk_initiators: Vec<PskPeerFile>,
+    /// Signers of public-key I_MESSAGEs (initiators in public-key mode, third parties), with
+    /// their RSA signature keys.
+    #[serde(default)]
+    pub pk_initiators: Vec<PkPeerFile>,
+    /// Shared choices.
+    #[serde(default)]
+    pub policy: PolicyFile,
+}
+
+fn check_identity(file: &Path, identity: &str) -> Result<()> {
+    if identity.is_empty() {
+        return Err(Error::config(file, "field `identity`: must not be empty"));
+    }
+    if identity.len() > 255 {
+        return Err(Error::config(
+            file,
+            "field `identity`: at most 255 bytes (it travels in ID payloads)",
+        ));
+    }
+    Ok(())
+}
+
+fn psk_peer(file: &Path, p: &PskPeerFile) -> Result<PskPeer> {
+    Ok(PskPeer {
+        id: p.name.clone(),
+        addr: p.addr,
+        psk: keyfile::load_mikey_psk(&resolve(file, &p.psk))?,
+    })
+}
+
+fn rsa_signing_key(file: &Path, key: &Path) -> Result<SigningKey> {
+    let path = resolve(file, key);
+    let k = keyfile::load_signing_key(&path)?;
+    if k.suite() != SigSuite::RsaPss2048 {
+        return Err(Error::key(
+            &path,
+            "MIKEY signs with RSA-2048 (RFC 3830); this is not an RSA key (`m2msec keygen --kind rsa-sign`)",
+        ));
+    }
+    Ok(k)
+}
+
+fn rsa_verifying_key(file: &Path, key: &Path) -> Result<VerifyingKey> {
+    let path = resolve(file, key);
+    let k = keyfile::load_verifying_key(&path)?;
+    if k.suite() != SigSuite::RsaPss2048 {
+        return Err(Error::key(
+            &path,
+            "MIKEY signatures are RSA-2048 (RFC 3830); this is not an RSA public key",
+        ));
+    }
+    Ok(k)
+}
+
+fn rsa_encryption_key(file: &Path, key: &Path) -> Result<PkePublicKey> {
+    let path = resolve(file, key);
+    let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::key(&path, "no such file"),
+        _ => Error::io(&path, e),
+    })?;
+    let k = PkePublicKey::from_pem(&text)
+        .map_err(|e| Error::key(&path, format!("not an RSA-2048 public key: {e}")))?;
+    if k.suite() != PkeSuite::RsaOaep2048 {
+        return Err(Error::key(
+            &path,
+            "MIKEY envelope keys are RSA-2048 (RFC 3830); this is not an RSA public key",
+        ));
+    }
+    Ok(k)
+}
+
+fn rsa_decryption_key(file: &Path, key: &Path) -> Result<PkeSecretKey> {
+    let path = resolve(file, key);
+    let k = keyfile::load_pke_secret_key(&path)?;
+    if k.suite() != PkeSuite::RsaOaep2048 {
+        return Err(Error::key(
+            &path,
+            "MIKEY envelope keys are RSA-2048 (RFC 3830); this is not an RSA key (`m2msec keygen --kind rsa-pke`)",
+        ));
+    }
+    Ok(k)
+}
+
+fn pk_peer(file: &Path, p: &PkPeerFile) -> Result<PkPeer> {
+    Ok(PkPeer {
+        id: p.name.clone(),
+        addr: p.addr,
+        encryption_key: p
+            .encryption_key
+            .as_ref()
+            .map(|k| rsa_encryption_key(file, k))
+            .transpose()?,
+        verifying_key: p
+            .verifying_key
+            .as_ref()
+            .map(|k| rsa_verifying_key(file, k))
+            .transpose()?,
+    })
+}
+
+/// A loaded daemon config: where to listen, the store, the role's config.
+#[derive(Debug)]
+pub struct Setup<C> {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// Replay-cache database, resolved (none for the initiator).
+    pub state: Option<PathBuf>,
+    /// The role's config.
+    pub config: C,
+}
+
+/// Loads a `mikey-initiator` config file and the key files its mode needs (those of the other
+/// modes are not read, so one file can switch modes by its `mode` line).
+///
+/// # Errors
+///
+/// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
+pub fn load_initiator(file: &Path) -> Result<Setup<InitiatorConfig>> {
+    let f: InitiatorFile = load_toml(file)?;
+    check_identity(file, &f.identity)?;
+    let r = &f.responder;
+    let mode = match f.mode {
+        ModeFile::Psk => {
+            let psk = r.psk.as_ref().ok_or_else(|| {
+                Error::config(
+                    file,
+                    "field `responder.psk`: psk mode needs the key shared with R",
+                )
+            })?;
+            Mode::Psk {
+                responder: psk_peer(
+                    file,
+                    &PskPeerFile {
+                        name: r.name.clone(),
+                        addr: r.addr,
+                        psk: psk.clone(),
+                    },
+                )?,
+            }
+        }
+        ModeFile::Pk => {
+            let key = r.encryption_key.as_ref().ok_or_else(|| {
+                Error::config(
+                    file,
+                    "field `responder.encryption_key`: pk mode needs R's RSA public key",
+                )
+            })?;
+            let signing = f.signing_key.as_ref().ok_or_else(|| {
+                Error::config(
+                    file,
+                    "field `signing_key`: pk mode needs I's RSA signing key",
+                )
+            })?;
+            Mode::Pk {
+                responder: PkPeer {
+                    id: r.name.clone(),
+                    addr: r.addr,
+                    encryption_key: Some(rsa_encryption_key(file, key)?),
+                    verifying_key: None,
+                },
+                signing_key: rsa_signing_key(file, signing)?,
+            }
+        }
+        ModeFile::Distributed => {
+            let n = f.third_parties.len();
+            if n == 0 {
+                return Err(Error::config(
+                    file,
+                    "field `third_parties`: distributed mode needs at least one third party",
+                ));
+            }
+            if n > 255 {
+                return Err(Error::config(
+                    file,
+                    "field `third_parties`: at most 255 third parties",
+                ));
+            }
+            let default_k = u8::try_from(n.min(3)).unwrap_or(3);
+            let k = f.distributed.k.unwrap_or(default_k);
+            if k == 0 || usize::from(k) > n {
+                return Err(Error::config(
+                    file,
+                    format!(
+                        "field `distributed.k`: must be between 1 and {n} (the third parties listed), is {k}"
+                    ),
+                ));
+            }
+            Mode::Distributed {
+                responder: r.name.clone(),
+                third_parties: f
+                    .third_parties
+                    .iter()
+                    .map(|p| psk_peer(file, p))
+                    .collect::<Result<_>>()?,
+                k,
+                sharing: f
+                    .distributed
+                    .sharing
+                    .unwrap_or(SharingName::ReedSolomon)
+                    .into(),
+            }
+        }
+    };
+    Ok(Setup {
+        listen: f.listen,
+        state: None,
+        config: InitiatorConfig {
+            identity: f.identity,
+            mode,
+            policy: f.policy.build(),
+        },
+    })
+}
+
+/// Loads a `mikey-third-party` config file and its key files.
+///
+/// # Errors
+///
+/// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
+pub fn load_third_party(file: &Path) -> Result<Setup<ThirdPartyConfig>> {
+    let f: ThirdPartyFile = load_toml(file)?;
+    check_identity(file, &f.identity)?;
+    if f.initiators.is_empty() {
+        return Err(Error::config(
+            file,
+            "field `initiators`: at least one initiator is needed",
+        ));
+    }
+    if f.responders.is_empty() {
+        return Err(Error::config(
+            file,
+            "field `responders`: at least one responder is needed",
+        ));
+    }
+    let responders = f
+        .responders
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            if p.encryption_key.is_none() {
+                return Err(Error::config(
+                    file,
+                    format!(
+                        "field `responders[{i}].encryption_key`: the responder's RSA public key is needed"
+                    ),
+                ));
+            }
+            pk_peer(file, p)
+        })
+        .collect::<Result<_>>()?;
+    Ok(Setup {
+        listen: f.listen,
+        state: f.state.map(|s| resolve(file, &s)),
+        config: ThirdPartyConfig {
+            identity: f.identity.clone(),
+            signing_key: rsa_signing_key(file, &f.signing_key)?,
+            initiators: f
+                .initiators
+                .iter()
+                .map(|p| psk_peer(file, p))
+                .collect::<Result<_>>()?,
+            responders,
+            policy: f.policy.build(),
+            fault_for_testing_only: None,
+        },
+    })
+}
+
+/// Loads a `mikey-responder` config file and its key files.
+///
+/// # Errors
+///
+/// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
+pub fn load_responder(file: &Path) -> Result<Setup<ResponderConfig>> {
+    let f: ResponderFile = load_toml(file)?;
+    check_identity(file, &f.identity)?;
+    if f.psk_initiators.is_empty() && f.pk_initiators.is_empty() {
+        return Err(Error::config(
+            file,
+            "fields `psk_initiators` and `pk_initiators`: at least one peer is needed",
+        ));
+    }
+    let pk_initiators = f
+        .pk_initiators
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            if p.verifying_key.is_none() {
+                return Err(Error::config(
+                    file,
+                    format!(
+                        "field `pk_initiators[{i}].verifying_key`: the signer's RSA public key is needed"
+                    ),
+                ));
+            }
+            pk_peer(file, p)
+        })
+        .collect::<Result<_>>()?;
+    Ok(Setup {
+        listen: f.listen,
+        state: f.state.map(|s| resolve(file, &s)),
+        config: ResponderConfig {
+            identity: f.identity.clone(),
+            decryption_key: rsa_decryption_key(file, &f.decryption_key)?,
+            psk_initiators: f
+                .psk_initiators
+                .iter()
+                .map(|p| psk_peer(file, p))
+                .collect::<Result<_>>()?,
+            pk_initiators,
+            policy: f.policy.build(),
+        },
+    })
+}

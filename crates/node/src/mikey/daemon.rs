@@ -1,0 +1,476 @@
+//! The three MIKEY daemons: a config file in, a role on a UDP socket out.
+//!
+//! What the handlers persist before the driver sends anything: the responder and every third
+//! party record each message they accept into their replay cache (table [`REPLAY_TABLE`],
+//! key the 32-byte digest, value the 8-byte big-endian time in UNIX milliseconds after which
+//! the timestamp window alone refuses it, RFC 3830 §5.4). At start the cache is loaded and the
+//! entries already out of the window are deleted, so a restarted responder still refuses a
+//! replayed I_MESSAGE while the store does not grow without bound.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use m2msec_crypto::rng::{CryptoRng, OsRng};
+use m2msec_protocol::Millis;
+use m2msec_protocol::mikey::{
+    Established, Initiator, InitiatorEvent, Mode, ModeName, Responder, ResponderEvent, ThirdParty,
+    ThirdPartyEvent,
+};
+use m2msec_store::Store;
+use tokio::sync::mpsc;
+
+use super::config;
+use crate::collab::daemon::open_store;
+use crate::driver::{self, Context, Driver, Flow, Handler, Shutdown};
+use crate::error::Result;
+use crate::hex;
+
+/// Store table of a replay cache (key: message digest, value: end of its window, ms BE).
+pub const REPLAY_TABLE: &str = "mikey-replay";
+
+/// What the MIKEY daemons of a demo tell the orchestrator.
+#[derive(Debug)]
+pub enum Report {
+    /// The initiator established a TGK.
+    InitiatorEstablished(Summary),
+    /// The initiator's exchange failed.
+    InitiatorFailed {
+        /// The crypto session bundle.
+        csb_id: u32,
+        /// The typed error, rendered.
+        error: String,
+    },
+    /// The responder established a TGK.
+    ResponderEstablished(Summary),
+    /// The responder refused a third party's part (it did not fit the TGK's commitment).
+    PartRejected {
+        /// The crypto session bundle.
+        csb_id: u32,
+        /// The third party.
+        third_party: String,
+    },
+    /// A third party forwarded a part to the responder.
+    Forwarded {
+        /// The crypto session bundle.
+        csb_id: u32,
+        /// The third party.
+        third_party: String,
+    },
+}
+
+/// An established exchange, without the keys themselves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// The crypto session bundle.
+    pub csb_id: u32,
+    /// The other end.
+    pub peer: String,
+    /// Which mode carried the TGK.
+    pub mode: ModeName,
+    /// Fingerprint of the TEK and salt (safe to print and compare).
+    pub fingerprint: [u8; 8],
+    /// Whether the other end proved it holds the TGK.
+    pub verified: bool,
+}
+
+impl Summary {
+    fn of(e: &Established) -> Self {
+        Self {
+            csb_id: e.csb_id,
+            peer: e.peer.clone(),
+            mode: e.mode,
+            fingerprint: e.keys.fingerprint(),
+            verified: e.verified,
+        }
+    }
+}
+
+/// The replay cache kept in `store`, without the entries that expired by `now` (those are
+/// deleted from the store).
+///
+/// # Errors
+///
+/// [`m2msec_store::Error`] (as [`crate::Error::Store`]) if the store cannot be read or written.
+/// Entries that do not decode are skipped with a warning and deleted.
+pub fn load_replay_cache(store: &dyn Store, now: Millis) -> Result<Vec<([u8; 32], Millis)>> {
+    let mut kept = Vec::new();
+    let mut expired = 0usize;
+    for (key, value) in store.scan(REPLAY_TABLE)? {
+        let entry = <[u8; 32]>::try_from(key.as_slice())
+            .ok()
+            .zip(<[u8; 8]>::try_from(value.as_slice()).ok());
+        match entry {
+            Some((digest, until)) if Millis(u64::from_be_bytes(until)) > now => {
+                kept.push((digest, Millis(u64::from_be_bytes(until))));
+            }
+            Some(_) => {
+                store.remove(REPLAY_TABLE, &key)?;
+                expired += 1;
+            }
+            None => {
+                tracing::warn!(key = %hex(&key), "malformed replay-cache entry deleted");
+                store.remove(REPLAY_TABLE, &key)?;
+            }
+        }
+    }
+    tracing::info!(replay_cache = kept.len(), expired, "replay cache loaded");
+    Ok(kept)
+}
+
+/// Records one replay-cache entry, durably, before the answer that depends on it leaves.
+fn record_replay(store: &dyn Store, digest: &[u8; 32], until: Millis) -> Result<()> {
+    store.put(REPLAY_TABLE, digest, &until.0.to_be_bytes())?;
+    Ok(())
+}
+
+/// How many exchanges the initiator daemon runs, and how far apart.
+#[derive(Clone, Copy, Debug)]
+pub struct InitiatorRuns {
+    /// Number of exchanges (at least 1).
+    pub count: u32,
+    /// Pause between the end of one exchange and the start of the next.
+    pub interval: Duration,
+}
+
+impl Default for InitiatorRuns {
+    fn default() -> Self {
+        Self {
+            count: 1,
+            interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The result of one exchange of the initiator.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A TGK was established.
+    Established(Summary),
+    /// The exchange failed with a typed error.
+    Failed {
+        /// The crypto session bundle.
+        csb_id: u32,
+        /// The error.
+        error: m2msec_protocol::mikey::Error,
+    },
+}
+
+/// Starts one exchange on the initiator, logging it.
+///
+/// # Errors
+///
+/// [`crate::Error::Mikey`] if the initiator cannot start one.
+pub fn start_exchange(
+    initiator: &mut Initiator,
+    now: Millis,
+    rng: &mut dyn CryptoRng,
+) -> Result<u32> {
+    let csb_id = initiator.connect(now, rng)?;
+    tracing::info!(csb_id = %format_args!("{csb_id:#010x}"), "mikey exchange started");
+    Ok(csb_id)
+}
+
+/// The initiator daemon's handler: counts exchanges, starts the next one, reports.
+pub struct InitiatorHandler {
+    runs: InitiatorRuns,
+    started: u32,
+    next_start: Option<Millis>,
+    outcomes: Vec<Outcome>,
+    report: Option<mpsc::UnboundedSender<Report>>,
+}
+
+impl InitiatorHandler {
+    /// A handler for `runs` exchanges; the first must already be started on the role (see
+    /// [`start_exchange`]).
+    #[must_use]
+    pub fn new(runs: InitiatorRuns, report: Option<mpsc::UnboundedSender<Report>>) -> Self {
+        Self {
+            runs,
+            started: 1,
+            next_start: None,
+            outcomes: Vec::new(),
+            report,
+        }
+    }
+
+    /// The exchanges' results.
+    #[must_use]
+    pub fn into_outcomes(self) -> Vec<Outcome> {
+        self.outcomes
+    }
+
+    fn finished_one(&mut self, now: Millis) -> Flow {
+        if self.started >= self.runs.count.max(1) {
+            return Flow::Stop;
+        }
+        self.next_start = Some(now.after(self.runs.interval));
+        Flow::Continue
+    }
+}
+
+impl Handler<Initiator> for InitiatorHandler {
+    fn on_event(&mut self, cx: &mut Context<'_, Initiator>, event: InitiatorEvent) -> Result<Flow> {
+        match event {
+            InitiatorEvent::Established(e) => {
+                let s = Summary::of(&e);
+                tracing::info!(
+                    csb_id = %format_args!("{:#010x}", s.csb_id),
+                    peer = %s.peer,
+                    mode = s.mode.name(),
+                    verified = s.verified,
+                    tek_fingerprint = %hex(&s.fingerprint),
+                    "mikey key established"
+                );
+                if let Some(r) = &self.report {
+                    let _ = r.send(Report::InitiatorEstablished(s.clone()));
+                }
+                self.outcomes.push(Outcome::Established(s));
+                Ok(self.finished_one(cx.now))
+            }
+            InitiatorEvent::Failed { csb_id, error } => {
+                tracing::error!(csb_id = %format_args!("{csb_id:#010x}"), %error, "mikey exchange failed");
+                if let Some(r) = &self.report {
+                    let _ = r.send(Report::InitiatorFailed {
+                        csb_id,
+                        error: error.to_string(),
+                    });
+                }
+                self.outcomes.push(Outcome::Failed { csb_id, error });
+                Ok(self.finished_one(cx.now))
+            }
+            InitiatorEvent::ThirdPartyConfirmed { third_party } => {
+                tracing::debug!(%third_party, "third party confirmed its part");
+                Ok(Flow::Continue)
+            }
+            InitiatorEvent::Rejected { remote, error } => {
+                tracing::warn!(%remote, %error, "datagram rejected");
+                Ok(Flow::Continue)
+            }
+            #[allow(unreachable_patterns)]
+            other => {
+                tracing::debug!(event = ?other, "initiator event");
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    fn next_wakeup(&self) -> Option<Millis> {
+        self.next_start
+    }
+
+    fn on_wakeup(&mut self, cx: &mut Context<'_, Initiator>) -> Result<Flow> {
+        self.next_start = None;
+        self.started += 1;
+        start_exchange(cx.endpoint, cx.now, cx.rng)?;
+        Ok(Flow::Continue)
+    }
+}
+
+/// The responder daemon's handler: persists its replay cache before anything is sent.
+pub struct ResponderHandler {
+    store: Arc<dyn Store>,
+    report: Option<mpsc::UnboundedSender<Report>>,
+}
+
+impl ResponderHandler {
+    /// A handler persisting into `store`.
+    #[must_use]
+    pub fn new(store: Arc<dyn Store>, report: Option<mpsc::UnboundedSender<Report>>) -> Self {
+        Self { store, report }
+    }
+}
+
+impl Handler<Responder> for ResponderHandler {
+    fn on_event(
+        &mut self,
+        _cx: &mut Context<'_, Responder>,
+        event: ResponderEvent,
+    ) -> Result<Flow> {
+        match event {
+            ResponderEvent::ReplayRecorded { digest, until } => {
+                // Durable before the verification that depends on it leaves (see the driver).
+                record_replay(&*self.store, &digest, until)?;
+            }
+            ResponderEvent::Established(e) => {
+                let s = Summary::of(&e);
+                tracing::info!(
+                    csb_id = %format_args!("{:#010x}", s.csb_id),
+                    peer = %s.peer,
+                    mode = s.mode.name(),
+                    tek_fingerprint = %hex(&s.fingerprint),
+                    "mikey key established"
+                );
+                if let Some(r) = &self.report {
+                    let _ = r.send(Report::ResponderEstablished(s));
+                }
+            }
+            ResponderEvent::PartRejected {
+                initiator,
+                csb_id,
+                third_party,
+            } => {
+                tracing::warn!(%initiator, csb_id = %format_args!("{csb_id:#010x}"), %third_party, "TGK part refused: it does not fit the commitment");
+                if let Some(r) = &self.report {
+                    let _ = r.send(Report::PartRejected {
+                        csb_id,
+                        third_party,
+                    });
+                }
+            }
+            ResponderEvent::Failed {
+                initiator,
+                csb_id,
+                error,
+            } => {
+                tracing::warn!(%initiator, csb_id = %format_args!("{csb_id:#010x}"), %error, "exchange failed");
+            }
+            ResponderEvent::Rejected { remote, error } => {
+                tracing::warn!(%remote, %error, "datagram rejected");
+            }
+            #[allow(unreachable_patterns)]
+            other => tracing::debug!(event = ?other, "responder event"),
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+/// A third party daemon's handler: persists its replay cache before anything is sent.
+pub struct ThirdPartyHandler {
+    name: String,
+    store: Arc<dyn Store>,
+    report: Option<mpsc::UnboundedSender<Report>>,
+}
+
+impl ThirdPartyHandler {
+    /// A handler for the third party `name`, persisting into `store`.
+    #[must_use]
+    pub fn new(
+        name: impl Into<String>,
+        store: Arc<dyn Store>,
+        report: Option<mpsc::UnboundedSender<Report>>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            store,
+            report,
+        }
+    }
+}
+
+impl Handler<ThirdParty> for ThirdPartyHandler {
+    fn on_event(
+        &mut self,
+        _cx: &mut Context<'_, ThirdParty>,
+        event: ThirdPartyEvent,
+    ) -> Result<Flow> {
+        match event {
+            ThirdPartyEvent::ReplayRecorded { digest, until } => {
+                // Durable before the forwarded part and the verification leave.
+                record_replay(&*self.store, &digest, until)?;
+            }
+            ThirdPartyEvent::Forwarded {
+                initiator,
+                csb_id,
+                responder,
+            } => {
+                tracing::info!(%initiator, csb_id = %format_args!("{csb_id:#010x}"), %responder, "forwarded a TGK part");
+                if let Some(r) = &self.report {
+                    let _ = r.send(Report::Forwarded {
+                        csb_id,
+                        third_party: self.name.clone(),
+                    });
+                }
+            }
+            ThirdPartyEvent::Confirmed { csb_id } => {
+                tracing::debug!(csb_id = %format_args!("{csb_id:#010x}"), "responder confirmed the part");
+            }
+            ThirdPartyEvent::Failed { csb_id, error } => {
+                tracing::warn!(csb_id = %format_args!("{csb_id:#010x}"), %error, "exchange failed");
+            }
+            ThirdPartyEvent::Rejected { remote, error } => {
+                tracing::warn!(%remote, %error, "datagram rejected");
+            }
+            #[allow(unreachable_patterns)]
+            other => tracing::debug!(event = ?other, "third party event"),
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+/// Runs the initiator daemon of `config_file`: `runs.count` exchanges, then returns their
+/// outcomes (also on `shutdown`).
+///
+/// # Errors
+///
+/// Config, key file and bind errors; an exchange that fails is an [`Outcome::Failed`], not an
+/// error.
+pub async fn run_initiator(
+    config_file: &Path,
+    runs: InitiatorRuns,
+    shutdown: Shutdown,
+) -> Result<Vec<Outcome>> {
+    let setup = config::load_initiator(config_file)?;
+    let identity = setup.config.identity.clone();
+    let mode = match &setup.config.mode {
+        Mode::Psk { .. } => ModeName::Psk,
+        Mode::Pk { .. } => ModeName::Pk,
+        Mode::Distributed { .. } => ModeName::Distributed,
+    };
+    let initiator = Initiator::new(setup.config)?;
+    let socket = driver::bind(setup.listen).await?;
+    let mut driver = Driver::new(identity.clone(), socket, initiator, Box::new(OsRng))?;
+    tracing::info!(role = "mikey-initiator", %identity, mode = mode.name(), listen = %driver.local_addr(), "started");
+    let (initiator, rng) = driver.endpoint_mut();
+    start_exchange(initiator, driver::wall_clock(), rng)?;
+    let mut handler = InitiatorHandler::new(runs, None);
+    driver.run(&mut handler, shutdown).await?;
+    Ok(handler.into_outcomes())
+}
+
+/// Runs a third party daemon of `config_file` until `shutdown`.
+///
+/// # Errors
+///
+/// Config, key file, store and bind errors; a store error while serving stops the daemon
+/// (nothing that depended on the failed write was sent).
+pub async fn run_third_party(config_file: &Path, shutdown: Shutdown) -> Result<()> {
+    let setup = config::load_third_party(config_file)?;
+    if setup.state.is_none() {
+        tracing::warn!("no `state` database: the replay cache is lost on restart");
+    }
+    let store = open_store(setup.state.as_deref())?;
+    let cache = load_replay_cache(&*store, driver::wall_clock())?;
+    let identity = setup.config.identity.clone();
+    let tp = ThirdParty::new(setup.config, cache)?;
+    let socket = driver::bind(setup.listen).await?;
+    let driver = Driver::new(identity.clone(), socket, tp, Box::new(OsRng))?;
+    tracing::info!(role = "mikey-third-party", %identity, listen = %driver.local_addr(), "serving");
+    driver
+        .run(&mut ThirdPartyHandler::new(identity, store, None), shutdown)
+        .await?;
+    Ok(())
+}
+
+/// Runs the responder daemon of `config_file` until `shutdown`.
+///
+/// # Errors
+///
+/// Config, key file, store and bind errors; a store error while serving stops the daemon.
+pub async fn run_responder(config_file: &Path, shutdown: Shutdown) -> Result<()> {
+    let setup = config::load_responder(config_file)?;
+    if setup.state.is_none() {
+        tracing::warn!("no `state` database: the replay cache is lost on restart");
+    }
+    let store = open_store(setup.state.as_deref())?;
+    let cache = load_replay_cache(&*store, driver::wall_clock())?;
+    let identity = setup.config.identity.clone();
+    let responder = Responder::new(setup.config, cache)?;
+    let socket = driver::bind(setup.listen).await?;
+    let driver = Driver::new(identity.clone(), socket, responder, Box::new(OsRng))?;
+    tracing::info!(role = "mikey-responder", %identity, listen = %driver.local_addr(), "serving");
+    driver
+        .run(&mut ResponderHandler::new(store, None), shutdown)
+        .await?;
+    Ok(())
+}
