@@ -1,4 +1,4 @@
-//! Authenticated encryption: AES-128-CCM-8, AES-128-GCM, ChaCha20-Poly1305.
+//! Authenticated encryption: AES-128-CCM-8, AES-128-GCM, ChaCha20-Poly1305, Ascon-AEAD128.
 //!
 //! A key is bound to its suite ([`AeadKey`] carries it), so a key of one suite can never be used with
 //! another suite's algorithm by mistake. Nonces are the caller's business with [`AeadKey::seal`]
@@ -9,9 +9,16 @@
 //! | AES-128-CCM-8       | 1  | 16  | 13    | 8   | 65 535 bytes (L = 2)  | RFC 3610   |
 //! | AES-128-GCM         | 2  | 16  | 12    | 16  | 64 GiB                | NIST SP 800-38D |
 //! | ChaCha20-Poly1305   | 3  | 32  | 12    | 16  | 256 GiB               | RFC 8439   |
+//! | Ascon-AEAD128       | 4  | 16  | 16    | 16  | no per-message limit  | NIST SP 800-232 |
 //!
 //! With random 12- or 13-byte nonces a key should not seal more than about 2^32 messages (birthday
-//! bound on the nonce); protocols that send more use counters.
+//! bound on the nonce); protocols that send more use counters. Ascon-AEAD128's 16-byte nonce makes
+//! random nonces safe for far more messages.
+//!
+//! Ascon-AEAD128 is the NIST-final algorithm of SP 800-232 (little-endian, new IVs), not the older
+//! Ascon-128 v1.2 of the competition: `ascon-aead` 0.5 (on `aead` 0.5, the same generation as
+//! `aes-gcm` 0.10), checked against the `LWC_AEAD_KAT_128_128.txt` of the Ascon reference code
+//! (`vectors/crypto/ascon-aead128-kat.txt`).
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use zeroize::{ZeroizeOnDrop, Zeroizing};
@@ -32,11 +39,19 @@ pub enum AeadSuite {
     Aes128Gcm = 2,
     /// ChaCha20-Poly1305 (RFC 8439), fast in software on devices without AES hardware.
     ChaCha20Poly1305 = 3,
+    /// Ascon-AEAD128 (NIST SP 800-232): 16-byte key, nonce and tag; the lightweight standard for
+    /// constrained devices without AES hardware.
+    Ascon128 = 4,
 }
 
 impl AeadSuite {
     /// All suites, in identifier order.
-    pub const ALL: [Self; 3] = [Self::Aes128Ccm8, Self::Aes128Gcm, Self::ChaCha20Poly1305];
+    pub const ALL: [Self; 4] = [
+        Self::Aes128Ccm8,
+        Self::Aes128Gcm,
+        Self::ChaCha20Poly1305,
+        Self::Ascon128,
+    ];
 
     /// The identifier byte on the wire.
     pub const fn id(self) -> u8 {
@@ -46,7 +61,7 @@ impl AeadSuite {
     /// Key length in bytes.
     pub const fn key_len(self) -> usize {
         match self {
-            Self::Aes128Ccm8 | Self::Aes128Gcm => 16,
+            Self::Aes128Ccm8 | Self::Aes128Gcm | Self::Ascon128 => 16,
             Self::ChaCha20Poly1305 => 32,
         }
     }
@@ -56,6 +71,7 @@ impl AeadSuite {
         match self {
             Self::Aes128Ccm8 => 13,
             Self::Aes128Gcm | Self::ChaCha20Poly1305 => 12,
+            Self::Ascon128 => 16,
         }
     }
 
@@ -63,7 +79,7 @@ impl AeadSuite {
     pub const fn tag_len(self) -> usize {
         match self {
             Self::Aes128Ccm8 => 8,
-            Self::Aes128Gcm | Self::ChaCha20Poly1305 => 16,
+            Self::Aes128Gcm | Self::ChaCha20Poly1305 | Self::Ascon128 => 16,
         }
     }
 
@@ -73,6 +89,7 @@ impl AeadSuite {
             Self::Aes128Ccm8 => "AES-128-CCM-8",
             Self::Aes128Gcm => "AES-128-GCM",
             Self::ChaCha20Poly1305 => "ChaCha20-Poly1305",
+            Self::Ascon128 => "Ascon-AEAD128",
         }
     }
 }
@@ -85,6 +102,7 @@ impl TryFrom<u8> for AeadSuite {
             1 => Ok(Self::Aes128Ccm8),
             2 => Ok(Self::Aes128Gcm),
             3 => Ok(Self::ChaCha20Poly1305),
+            4 => Ok(Self::Ascon128),
             other => Err(Error::UnknownSuite(other)),
         }
     }
@@ -182,6 +200,7 @@ impl AeadKey {
             AeadSuite::ChaCha20Poly1305 => {
                 seal_with::<chacha20poly1305::ChaCha20Poly1305>(&self.key, nonce, payload)
             }
+            AeadSuite::Ascon128 => seal_with::<ascon_aead::AsconAead128>(&self.key, nonce, payload),
         };
         sealed.ok_or(Error::InvalidParameter("AEAD plaintext too long"))
     }
@@ -205,6 +224,7 @@ impl AeadKey {
             AeadSuite::ChaCha20Poly1305 => {
                 open_with::<chacha20poly1305::ChaCha20Poly1305>(&self.key, nonce, payload)
             }
+            AeadSuite::Ascon128 => open_with::<ascon_aead::AsconAead128>(&self.key, nonce, payload),
         };
         opened.map(Zeroizing::new).ok_or(Error::Authentication)
     }
@@ -240,7 +260,7 @@ impl AeadKey {
         aad: &[u8],
         plaintext: &[u8],
     ) -> Result<Vec<u8>> {
-        let mut nonce = [0u8; 13];
+        let mut nonce = [0u8; 16];
         let nonce = &mut nonce[..self.suite.nonce_len()];
         rng.fill_bytes(nonce);
         let sealed = self.seal(nonce, aad, plaintext)?;
@@ -314,7 +334,7 @@ mod tests {
             assert_eq!(AeadSuite::try_from(s.id()).unwrap(), s);
         }
         assert_eq!(AeadSuite::try_from(0), Err(Error::UnknownSuite(0)));
-        assert_eq!(AeadSuite::try_from(4), Err(Error::UnknownSuite(4)));
+        assert_eq!(AeadSuite::try_from(5), Err(Error::UnknownSuite(5)));
     }
 
     #[test]

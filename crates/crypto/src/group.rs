@@ -1,0 +1,1140 @@
+//! Prime-order groups for the discrete-logarithm protocols (sga's K = g^(Ri·Rs·Rj), e2sec's
+//! Schnorr / ElGamal / DSA-style proxy signatures), selected at run time by a wire identifier.
+//!
+//! | group            | id | element (bytes)   | scalar (bytes) | q bits | source                          |
+//! |------------------|----|-------------------|----------------|--------|---------------------------------|
+//! | MODP-2048        | 1  | 256, big-endian   | 256, big-endian | 2047  | RFC 3526 §3 (group 14), g = 2, q = (p−1)/2 |
+//! | DSA-1024/160     | 2  | 128, big-endian   | 20, big-endian | 160    | RFC 5114 §2.1 — **legacy**, only to reproduce the e2sec paper's cost table |
+//! | DSA-2048/256     | 3  | 256, big-endian   | 32, big-endian | 256    | RFC 5114 §2.3                    |
+//! | Ristretto255     | 4  | 32 (RFC 9496 §4.3.2) | 32, little-endian | 252 | RFC 9496 via `curve25519-dalek` 4 |
+//!
+//! For MODP-2048 we work in the subgroup of quadratic residues, of prime order q = (p−1)/2 (p is a
+//! safe prime and p ≡ 7 mod 8, so g = 2 is a residue and generates it). The parameters are fixed
+//! constants below; `vectors/crypto/group-*.txt` carry the same values with their source, and
+//! `tests/group.rs` checks the two agree and that g^q = 1, q | p − 1.
+//!
+//! # Shape
+//! A [`Group`] is a small handle on one of these groups ([`Group::new`] from a [`GroupId`], which
+//! comes from a config file or the wire). Its [`Element`]s and [`Scalar`]s remember their group;
+//! handing an operation a value of another group is [`Error::InvalidParameter`] ("group mismatch").
+//! Inside, one private trait (`FfOps`) covers the three finite-field groups, written once over
+//! `crypto-bigint`'s Montgomery arithmetic; Ristretto255 is `curve25519-dalek`.
+//!
+//! # Encodings (all decoders are total)
+//! - finite-field elements: fixed-length big-endian integers in \[2, p − 1\] with x^q = 1 (one
+//!   exponentiation per decode, counted as a membership check);
+//! - finite-field scalars: fixed-length big-endian integers < q;
+//! - Ristretto255 elements: the canonical 32-byte encoding; scalars: canonical 32-byte little-endian
+//!   (< ℓ), as in RFC 9496 and `curve25519-dalek`.
+//!
+//! [`Group::element_from_bytes`] is the decoder for values received from a peer and rejects the
+//! identity as well (a DH share or commitment equal to 1 is never honest), so the identity, though it
+//! has an encoding, does not round-trip through it. Scalars may be zero.
+//!
+//! # Counting operations
+//! The papers report costs as counts of T_E (exponentiations), T_M (multiplications), T_H (hashes)
+//! and T_A (other arithmetic). Every [`Group`] keeps an [`OpTally`] that its operations increment;
+//! [`Group::tally`] reads it and [`Group::take_tally`] reads and resets it, so each role of a
+//! protocol keeps its own `Group` and reports its own counts. The mapping is in [`OpTally`].
+//!
+//! # Constant time
+//! Exponentiation, group multiplication and scalar arithmetic are constant-time in the secret values:
+//! `crypto-bigint`'s Montgomery `DynResidue` with `pow_bounded_exp` over the public bit length of q
+//! (every exponent is reduced mod q first), inversion mod q as a^(q−2); `curve25519-dalek`'s scalar
+//! multiplication and scalar inversion. Not constant-time, all on public data or with no secret
+//! dependence: decoding and its range / membership checks, rejection sampling in
+//! [`Group::random_scalar`] (the number of retries is independent of the value returned), and
+//! comparisons of elements.
+
+use core::cell::Cell;
+use core::fmt;
+use std::sync::OnceLock;
+
+use crypto_bigint::modular::runtime_mod::{DynResidue, DynResidueParams};
+use crypto_bigint::{Limb, NonZero, RandomMod, U1024, U2048, Uint, Zero as _};
+use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
+use curve25519_dalek::traits::Identity as _;
+use subtle::ConstantTimeEq as _;
+use zeroize::{Zeroize as _, ZeroizeOnDrop, Zeroizing};
+
+use crate::rng::CryptoRng;
+use crate::{Error, Result};
+
+type DalekScalar = curve25519_dalek::scalar::Scalar;
+
+/// A prime-order group with its wire identifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum GroupId {
+    /// The 2048-bit MODP group of RFC 3526 (IKE group 14), subgroup of quadratic residues.
+    Modp2048 = 1,
+    /// RFC 5114 §2.1, 1024-bit p with a 160-bit prime-order subgroup. **Legacy** (about 80-bit
+    /// security): only to reproduce the e2sec paper's 1024-bit cost table.
+    Dsa1024_160 = 2,
+    /// RFC 5114 §2.3, 2048-bit p with a 256-bit prime-order subgroup.
+    Dsa2048_256 = 3,
+    /// Ristretto255 (RFC 9496) over Curve25519.
+    Ristretto255 = 4,
+}
+
+impl GroupId {
+    /// All groups, in identifier order.
+    pub const ALL: [Self; 4] = [
+        Self::Modp2048,
+        Self::Dsa1024_160,
+        Self::Dsa2048_256,
+        Self::Ristretto255,
+    ];
+
+    /// The identifier byte on the wire.
+    pub const fn id(self) -> u8 {
+        self as u8
+    }
+
+    /// A human-readable name, for logs and benchmark labels.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Modp2048 => "MODP-2048",
+            Self::Dsa1024_160 => "DSA-1024/160",
+            Self::Dsa2048_256 => "DSA-2048/256",
+            Self::Ristretto255 => "Ristretto255",
+        }
+    }
+
+    /// Length of an encoded element in bytes.
+    pub const fn element_len(self) -> usize {
+        match self {
+            Self::Modp2048 | Self::Dsa2048_256 => 256,
+            Self::Dsa1024_160 => 128,
+            Self::Ristretto255 => 32,
+        }
+    }
+
+    /// Length of an encoded scalar in bytes.
+    pub const fn scalar_len(self) -> usize {
+        match self {
+            Self::Modp2048 => 256,
+            Self::Dsa1024_160 => 20,
+            Self::Dsa2048_256 | Self::Ristretto255 => 32,
+        }
+    }
+
+    /// Whether the group is below today's security level (kept only to reproduce published costs).
+    pub const fn is_legacy(self) -> bool {
+        matches!(self, Self::Dsa1024_160)
+    }
+}
+
+impl TryFrom<u8> for GroupId {
+    type Error = Error;
+
+    fn try_from(id: u8) -> Result<Self> {
+        match id {
+            1 => Ok(Self::Modp2048),
+            2 => Ok(Self::Dsa1024_160),
+            3 => Ok(Self::Dsa2048_256),
+            4 => Ok(Self::Ristretto255),
+            other => Err(Error::UnknownSuite(other)),
+        }
+    }
+}
+
+impl From<GroupId> for u8 {
+    fn from(id: GroupId) -> Self {
+        id.id()
+    }
+}
+
+/// Counts of group operations, in the papers' cost categories.
+///
+/// | field   | paper | incremented by                                                              |
+/// |---------|-------|-----------------------------------------------------------------------------|
+/// | `exp`   | T_E   | [`Group::exp`], [`Group::exp_generator`]                                      |
+/// | `mul`   | T_M   | [`Group::mul`] (the group operation) and [`Group::scalar_mul`] (mod q) — the e2sec paper counts σ' = σ + x·e as T_M + T_A |
+/// | `hash`  | T_H   | [`Group::hash_to_scalar`]                                                     |
+/// | `arith` | T_A   | [`Group::scalar_add`], [`Group::scalar_sub`], [`Group::scalar_neg`], [`Group::element_to_scalar`] |
+/// | `inv`   | —     | [`Group::scalar_invert`], [`Group::element_invert`] (no column in the papers; report it beside them) |
+/// | `check` | —     | membership tests in [`Group::element_from_bytes`] (one exponentiation each in the finite-field groups) |
+///
+/// Decoding scalars, encoding, drawing random scalars and reading the generator are not counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct OpTally {
+    /// Exponentiations (T_E).
+    pub exp: u64,
+    /// Multiplications: group operations and scalar multiplications (T_M).
+    pub mul: u64,
+    /// Hashes to a scalar (T_H).
+    pub hash: u64,
+    /// Other scalar arithmetic: additions, subtractions, negations, element-to-scalar (T_A).
+    pub arith: u64,
+    /// Inversions of scalars or elements.
+    pub inv: u64,
+    /// Membership checks of decoded elements.
+    pub check: u64,
+}
+
+impl core::ops::Add for OpTally {
+    type Output = Self;
+
+    fn add(self, rhs: Self) -> Self {
+        Self {
+            exp: self.exp + rhs.exp,
+            mul: self.mul + rhs.mul,
+            hash: self.hash + rhs.hash,
+            arith: self.arith + rhs.arith,
+            inv: self.inv + rhs.inv,
+            check: self.check + rhs.check,
+        }
+    }
+}
+
+impl core::ops::AddAssign for OpTally {
+    fn add_assign(&mut self, rhs: Self) {
+        *self = *self + rhs;
+    }
+}
+
+impl core::ops::Sub for OpTally {
+    type Output = Self;
+
+    /// Saturating difference, for "operations since the last snapshot".
+    fn sub(self, rhs: Self) -> Self {
+        Self {
+            exp: self.exp.saturating_sub(rhs.exp),
+            mul: self.mul.saturating_sub(rhs.mul),
+            hash: self.hash.saturating_sub(rhs.hash),
+            arith: self.arith.saturating_sub(rhs.arith),
+            inv: self.inv.saturating_sub(rhs.inv),
+            check: self.check.saturating_sub(rhs.check),
+        }
+    }
+}
+
+impl fmt::Display for OpTally {
+    /// The paper's notation, e.g. `4TE+3TM+2TH+1TA`, then inversions and checks if any.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}TE+{}TM+{}TH+{}TA",
+            self.exp, self.mul, self.hash, self.arith
+        )?;
+        if self.inv != 0 {
+            write!(f, " +{} inv", self.inv)?;
+        }
+        if self.check != 0 {
+            write!(f, " +{} check", self.check)?;
+        }
+        Ok(())
+    }
+}
+
+/// A group element: a public value. `Debug` shows the group and a short fingerprint.
+#[derive(Clone)]
+pub struct Element {
+    group: GroupId,
+    repr: ElementRepr,
+}
+
+#[derive(Clone)]
+enum ElementRepr {
+    /// Canonical big-endian bytes, `element_len` long.
+    Ff(Vec<u8>),
+    Ristretto(RistrettoPoint),
+}
+
+impl Element {
+    /// The group this element belongs to.
+    pub fn group(&self) -> GroupId {
+        self.group
+    }
+
+    /// The canonical encoding (`self.group().element_len()` bytes).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match &self.repr {
+            ElementRepr::Ff(bytes) => bytes.clone(),
+            ElementRepr::Ristretto(point) => point.compress().to_bytes().to_vec(),
+        }
+    }
+
+    /// Whether this is the neutral element.
+    pub fn is_identity(&self) -> bool {
+        match &self.repr {
+            ElementRepr::Ff(bytes) => {
+                bytes.last() == Some(&1) && bytes.iter().rev().skip(1).all(|&b| b == 0)
+            }
+            ElementRepr::Ristretto(point) => *point == RistrettoPoint::identity(),
+        }
+    }
+}
+
+impl PartialEq for Element {
+    fn eq(&self, other: &Self) -> bool {
+        self.group == other.group
+            && match (&self.repr, &other.repr) {
+                (ElementRepr::Ff(a), ElementRepr::Ff(b)) => a == b,
+                (ElementRepr::Ristretto(a), ElementRepr::Ristretto(b)) => a == b,
+                _ => false,
+            }
+    }
+}
+
+impl Eq for Element {}
+
+impl core::hash::Hash for Element {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.group.hash(state);
+        self.to_bytes().hash(state);
+    }
+}
+
+impl fmt::Debug for Element {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let fp = crate::hash::sha256(&self.to_bytes());
+        f.debug_struct("Element")
+            .field("group", &self.group)
+            .field(
+                "sha256",
+                &format_args!("{:02x}{:02x}{:02x}{:02x}..", fp[0], fp[1], fp[2], fp[3]),
+            )
+            .finish()
+    }
+}
+
+/// A scalar modulo the group order q. Often secret (a private key, a nonce): zeroized on drop,
+/// compared in constant time, and `Debug` shows only the group.
+#[derive(Clone)]
+pub struct Scalar {
+    group: GroupId,
+    repr: ScalarRepr,
+}
+
+#[derive(Clone)]
+enum ScalarRepr {
+    /// Canonical big-endian bytes, `scalar_len` long.
+    Ff(Zeroizing<Vec<u8>>),
+    Ristretto(Zeroizing<DalekScalar>),
+}
+
+impl ZeroizeOnDrop for Scalar {}
+
+impl Scalar {
+    /// The group this scalar belongs to.
+    pub fn group(&self) -> GroupId {
+        self.group
+    }
+
+    /// The canonical encoding (`self.group().scalar_len()` bytes). Secret if the scalar is.
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        match &self.repr {
+            ScalarRepr::Ff(bytes) => bytes.clone(),
+            ScalarRepr::Ristretto(s) => Zeroizing::new(s.to_bytes().to_vec()),
+        }
+    }
+
+    /// Whether the scalar is zero (constant time in the value).
+    pub fn is_zero(&self) -> bool {
+        match &self.repr {
+            ScalarRepr::Ff(bytes) => bool::from(bytes.ct_eq(&vec![0u8; bytes.len()])),
+            ScalarRepr::Ristretto(s) => bool::from(s.ct_eq(&DalekScalar::ZERO)),
+        }
+    }
+}
+
+impl PartialEq for Scalar {
+    fn eq(&self, other: &Self) -> bool {
+        self.group == other.group && crate::ct::eq(&self.to_bytes(), &other.to_bytes())
+    }
+}
+
+impl Eq for Scalar {}
+
+impl fmt::Debug for Scalar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scalar")
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A handle on one prime-order group, with the counters of the operations done through it.
+///
+/// Cheap to create (the parameters are shared statics). Not `Sync` (the counters are a `Cell`):
+/// give each role or thread its own. `Clone` gives a handle on the same group with a zero tally.
+pub struct Group {
+    id: GroupId,
+    tally: Cell<OpTally>,
+}
+
+impl Clone for Group {
+    fn clone(&self) -> Self {
+        Self::new(self.id)
+    }
+}
+
+impl fmt::Debug for Group {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Group")
+            .field("id", &self.id)
+            .field("tally", &self.tally.get())
+            .finish()
+    }
+}
+
+const HASH_TO_SCALAR_SALT: &[u8] = b"m2msec/group/hash_to_scalar/v1";
+
+impl Group {
+    /// A handle on group `id` with a zero tally.
+    pub fn new(id: GroupId) -> Self {
+        Self {
+            id,
+            tally: Cell::new(OpTally::default()),
+        }
+    }
+
+    /// Which group this is.
+    pub fn id(&self) -> GroupId {
+        self.id
+    }
+
+    /// The operations counted so far.
+    pub fn tally(&self) -> OpTally {
+        self.tally.get()
+    }
+
+    /// The operations counted so far; resets the counters to zero.
+    pub fn take_tally(&self) -> OpTally {
+        self.tally.replace(OpTally::default())
+    }
+
+    /// The fixed generator g (for Ristretto255, the RFC 9496 generator).
+    pub fn generator(&self) -> Element {
+        match ff(self.id) {
+            Some(ff) => self.ff_element(ff.generator()),
+            None => self.ristretto_element(curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT),
+        }
+    }
+
+    /// The neutral element (1, or the Ristretto identity).
+    pub fn identity(&self) -> Element {
+        match ff(self.id) {
+            Some(ff) => self.ff_element(ff.one()),
+            None => self.ristretto_element(RistrettoPoint::identity()),
+        }
+    }
+
+    /// The group order q, big-endian, `scalar_len` bytes.
+    pub fn order_be_bytes(&self) -> Vec<u8> {
+        match ff(self.id) {
+            Some(ff) => ff.order(),
+            None => {
+                // ℓ = 2^252 + 27742317777372353535851937790883648493 (RFC 9496 §4.1).
+                let mut l = [
+                    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde,
+                    0xf9, 0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+                ];
+                l.reverse();
+                l.to_vec()
+            }
+        }
+    }
+
+    /// The modulus p of a finite-field group, big-endian, `element_len` bytes; `None` for
+    /// Ristretto255.
+    pub fn modulus_be_bytes(&self) -> Option<Vec<u8>> {
+        ff(self.id).map(|ff| ff.modulus())
+    }
+
+    /// A uniformly random scalar in \[1, q − 1\].
+    pub fn random_scalar(&self, rng: &mut dyn CryptoRng) -> Scalar {
+        match ff(self.id) {
+            Some(ff) => self.ff_scalar(ff.random_scalar(rng)),
+            None => {
+                let mut rng = rng;
+                loop {
+                    let s = DalekScalar::random(&mut rng);
+                    if s != DalekScalar::ZERO {
+                        return self.ristretto_scalar(s);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The scalar n mod q (for tests, small constants and counters).
+    pub fn scalar_from_u64(&self, n: u64) -> Scalar {
+        match ff(self.id) {
+            Some(ff) => self.ff_scalar(ff.scalar_from_u64(n)),
+            None => self.ristretto_scalar(DalekScalar::from(n)),
+        }
+    }
+
+    /// Decodes a canonical scalar: exactly `scalar_len` bytes, value < q (zero is allowed).
+    ///
+    /// # Errors
+    /// [`Error::Decode`] on a wrong length or a value ≥ q.
+    pub fn scalar_from_bytes(&self, bytes: &[u8]) -> Result<Scalar> {
+        const WHAT: Error = Error::Decode {
+            what: "group scalar",
+        };
+        if bytes.len() != self.id.scalar_len() {
+            return Err(WHAT);
+        }
+        match ff(self.id) {
+            Some(ff) => {
+                if ff.scalar_in_range(bytes) {
+                    Ok(self.ff_scalar(Zeroizing::new(bytes.to_vec())))
+                } else {
+                    Err(WHAT)
+                }
+            }
+            None => {
+                let mut arr = Zeroizing::new([0u8; 32]);
+                arr.copy_from_slice(bytes);
+                Option::<DalekScalar>::from(DalekScalar::from_canonical_bytes(*arr))
+                    .map(|s| self.ristretto_scalar(s))
+                    .ok_or(WHAT)
+            }
+        }
+    }
+
+    /// Decodes an element received from a peer: exactly `element_len` bytes, canonical, a member
+    /// of the prime-order group, and not the identity. Counts one membership check.
+    ///
+    /// # Errors
+    /// [`Error::Decode`] otherwise.
+    pub fn element_from_bytes(&self, bytes: &[u8]) -> Result<Element> {
+        const WHAT: Error = Error::Decode {
+            what: "group element",
+        };
+        if bytes.len() != self.id.element_len() {
+            return Err(WHAT);
+        }
+        self.count(|t| t.check += 1);
+        let element = match ff(self.id) {
+            Some(ff) => {
+                if !ff.is_member(bytes) {
+                    return Err(WHAT);
+                }
+                self.ff_element(bytes.to_vec())
+            }
+            None => {
+                let point = CompressedRistretto::from_slice(bytes)
+                    .ok()
+                    .and_then(|c| c.decompress())
+                    .ok_or(WHAT)?;
+                self.ristretto_element(point)
+            }
+        };
+        if element.is_identity() {
+            return Err(WHAT);
+        }
+        Ok(element)
+    }
+
+    /// base^k. Counts one exponentiation (T_E).
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if `base` or `k` belongs to another group.
+    pub fn exp(&self, base: &Element, k: &Scalar) -> Result<Element> {
+        self.same(base.group)?;
+        self.same(k.group)?;
+        self.count(|t| t.exp += 1);
+        match (&base.repr, &k.repr, ff(self.id)) {
+            (ElementRepr::Ff(b), ScalarRepr::Ff(k), Some(ff)) => Ok(self.ff_element(ff.exp(b, k))),
+            (ElementRepr::Ristretto(b), ScalarRepr::Ristretto(k), None) => {
+                Ok(self.ristretto_element(b * **k))
+            }
+            _ => Err(MISMATCH),
+        }
+    }
+
+    /// g^k for the fixed generator (Ristretto255 uses a precomputed table). Counts one T_E.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if `k` belongs to another group.
+    pub fn exp_generator(&self, k: &Scalar) -> Result<Element> {
+        self.same(k.group)?;
+        match (&k.repr, ff(self.id)) {
+            (ScalarRepr::Ff(_), Some(_)) => self.exp(&self.generator(), k),
+            (ScalarRepr::Ristretto(k), None) => {
+                self.count(|t| t.exp += 1);
+                Ok(self.ristretto_element(RistrettoPoint::mul_base(k)))
+            }
+            _ => Err(MISMATCH),
+        }
+    }
+
+    /// The group operation a·b (point addition for Ristretto255). Counts one T_M.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if an operand belongs to another group.
+    pub fn mul(&self, a: &Element, b: &Element) -> Result<Element> {
+        self.same(a.group)?;
+        self.same(b.group)?;
+        self.count(|t| t.mul += 1);
+        match (&a.repr, &b.repr, ff(self.id)) {
+            (ElementRepr::Ff(a), ElementRepr::Ff(b), Some(ff)) => Ok(self.ff_element(ff.mul(a, b))),
+            (ElementRepr::Ristretto(a), ElementRepr::Ristretto(b), None) => {
+                Ok(self.ristretto_element(a + b))
+            }
+            _ => Err(MISMATCH),
+        }
+    }
+
+    /// The inverse a^−1 (negation for Ristretto255). Counts one inversion.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if `a` belongs to another group.
+    pub fn element_invert(&self, a: &Element) -> Result<Element> {
+        self.same(a.group)?;
+        self.count(|t| t.inv += 1);
+        match (&a.repr, ff(self.id)) {
+            (ElementRepr::Ff(a), Some(ff)) => Ok(self.ff_element(ff.element_invert(a))),
+            (ElementRepr::Ristretto(a), None) => Ok(self.ristretto_element(-a)),
+            _ => Err(MISMATCH),
+        }
+    }
+
+    /// a + b mod q. Counts one T_A.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if an operand belongs to another group.
+    pub fn scalar_add(&self, a: &Scalar, b: &Scalar) -> Result<Scalar> {
+        self.scalar_op2(a, b, ScalarOp::Add)
+    }
+
+    /// a − b mod q. Counts one T_A.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if an operand belongs to another group.
+    pub fn scalar_sub(&self, a: &Scalar, b: &Scalar) -> Result<Scalar> {
+        self.scalar_op2(a, b, ScalarOp::Sub)
+    }
+
+    /// a · b mod q. Counts one T_M.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if an operand belongs to another group.
+    pub fn scalar_mul(&self, a: &Scalar, b: &Scalar) -> Result<Scalar> {
+        self.scalar_op2(a, b, ScalarOp::Mul)
+    }
+
+    /// −a mod q. Counts one T_A.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if `a` belongs to another group.
+    pub fn scalar_neg(&self, a: &Scalar) -> Result<Scalar> {
+        let zero = self.scalar_from_u64(0);
+        self.scalar_op2(&zero, a, ScalarOp::Sub)
+    }
+
+    /// a^−1 mod q. Counts one inversion.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if `a` is zero or belongs to another group.
+    pub fn scalar_invert(&self, a: &Scalar) -> Result<Scalar> {
+        self.same(a.group)?;
+        if a.is_zero() {
+            return Err(Error::InvalidParameter("inverse of a zero scalar"));
+        }
+        self.count(|t| t.inv += 1);
+        match (&a.repr, ff(self.id)) {
+            (ScalarRepr::Ff(a), Some(ff)) => Ok(self.ff_scalar(ff.scalar_invert(a))),
+            (ScalarRepr::Ristretto(a), None) => Ok(self.ristretto_scalar(a.invert())),
+            _ => Err(MISMATCH),
+        }
+    }
+
+    /// Hashes `parts` under `domain` to a scalar, e.g. e = h(m ‖ K) of the e2sec warrant.
+    ///
+    /// HKDF-SHA-256 (RFC 5869) with salt `"m2msec/group/hash_to_scalar/v1"`, IKM the parts each
+    /// prefixed by its length (u32, big-endian), info the group id byte then `domain`, expanded to
+    /// `scalar_len + 16` bytes (64 for Ristretto255) and reduced mod q: the bias is below 2^−128.
+    /// Counts one T_H.
+    pub fn hash_to_scalar(&self, domain: &[u8], parts: &[&[u8]]) -> Scalar {
+        self.count(|t| t.hash += 1);
+        let mut ikm = Zeroizing::new(Vec::new());
+        for part in parts {
+            let len = u32::try_from(part.len()).unwrap_or(u32::MAX);
+            ikm.extend_from_slice(&len.to_be_bytes());
+            ikm.extend_from_slice(part);
+        }
+        let mut info = Vec::with_capacity(1 + domain.len());
+        info.push(self.id.id());
+        info.extend_from_slice(domain);
+        let wide_len = match self.id {
+            GroupId::Ristretto255 => 64,
+            other => other.scalar_len() + 16,
+        };
+        let mut wide = Zeroizing::new(vec![0u8; wide_len]);
+        // At most 272 bytes, far below HKDF-SHA-256's limit of 8160: the error cannot occur, and
+        // the zeros it would leave behind still reduce to a valid scalar.
+        let _ = crate::kdf::hkdf_sha256(HASH_TO_SCALAR_SALT, &ikm, &info, &mut wide);
+        match ff(self.id) {
+            Some(ff) => self.ff_scalar(ff.reduce_wide(&wide)),
+            None => {
+                let mut arr = Zeroizing::new([0u8; 64]);
+                arr.copy_from_slice(&wide);
+                self.ristretto_scalar(DalekScalar::from_bytes_mod_order_wide(&arr))
+            }
+        }
+    }
+
+    /// The element's encoding read as an integer and reduced mod q: DSA's r = (g^k mod p) mod q,
+    /// also the ElGamal signature's use of r as an exponent. For Ristretto255 the 32-byte encoding
+    /// is read little-endian. Counts one T_A.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if `e` belongs to another group.
+    pub fn element_to_scalar(&self, e: &Element) -> Result<Scalar> {
+        self.same(e.group)?;
+        self.count(|t| t.arith += 1);
+        match (&e.repr, ff(self.id)) {
+            (ElementRepr::Ff(bytes), Some(ff)) => Ok(self.ff_scalar(ff.element_to_scalar(bytes))),
+            (ElementRepr::Ristretto(point), None) => Ok(self.ristretto_scalar(
+                DalekScalar::from_bytes_mod_order(point.compress().to_bytes()),
+            )),
+            _ => Err(MISMATCH),
+        }
+    }
+
+    fn scalar_op2(&self, a: &Scalar, b: &Scalar, op: ScalarOp) -> Result<Scalar> {
+        self.same(a.group)?;
+        self.same(b.group)?;
+        match op {
+            ScalarOp::Mul => self.count(|t| t.mul += 1),
+            ScalarOp::Add | ScalarOp::Sub => self.count(|t| t.arith += 1),
+        }
+        match (&a.repr, &b.repr, ff(self.id)) {
+            (ScalarRepr::Ff(a), ScalarRepr::Ff(b), Some(ff)) => {
+                Ok(self.ff_scalar(ff.scalar_op(a, b, op)))
+            }
+            (ScalarRepr::Ristretto(a), ScalarRepr::Ristretto(b), None) => {
+                let (a, b): (&DalekScalar, &DalekScalar) = (a, b);
+                Ok(self.ristretto_scalar(match op {
+                    ScalarOp::Add => a + b,
+                    ScalarOp::Sub => a - b,
+                    ScalarOp::Mul => a * b,
+                }))
+            }
+            _ => Err(MISMATCH),
+        }
+    }
+
+    fn same(&self, other: GroupId) -> Result<()> {
+        if other == self.id {
+            Ok(())
+        } else {
+            Err(MISMATCH)
+        }
+    }
+
+    fn count(&self, f: impl FnOnce(&mut OpTally)) {
+        let mut t = self.tally.get();
+        f(&mut t);
+        self.tally.set(t);
+    }
+
+    fn ff_element(&self, bytes: Vec<u8>) -> Element {
+        Element {
+            group: self.id,
+            repr: ElementRepr::Ff(bytes),
+        }
+    }
+
+    fn ristretto_element(&self, point: RistrettoPoint) -> Element {
+        Element {
+            group: self.id,
+            repr: ElementRepr::Ristretto(point),
+        }
+    }
+
+    fn ff_scalar(&self, bytes: Zeroizing<Vec<u8>>) -> Scalar {
+        Scalar {
+            group: self.id,
+            repr: ScalarRepr::Ff(bytes),
+        }
+    }
+
+    fn ristretto_scalar(&self, s: DalekScalar) -> Scalar {
+        Scalar {
+            group: self.id,
+            repr: ScalarRepr::Ristretto(Zeroizing::new(s)),
+        }
+    }
+}
+
+const MISMATCH: Error = Error::InvalidParameter("group mismatch");
+
+#[derive(Clone, Copy)]
+enum ScalarOp {
+    Add,
+    Sub,
+    Mul,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Finite-field groups
+// ---------------------------------------------------------------------------------------------
+
+/// RFC 3526 §3, the 2048-bit MODP group (id 14): p = 2^2048 − 2^1984 − 1 + 2^64 · ([2^1918 π] +
+/// 124476), generator 2.
+const MODP2048_P: &str = "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD1\
+    29024E088A67CC74020BBEA63B139B22514A08798E3404DD\
+    EF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245\
+    E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7ED\
+    EE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3D\
+    C2007CB8A163BF0598DA48361C55D39A69163FA8FD24CF5F\
+    83655D23DCA3AD961C62F356208552BB9ED529077096966D\
+    670C354E4ABC9804F1746C08CA18217C32905E462E36CE3B\
+    E39E772C180E86039B2783A2EC07A28FB5C55DF06F4C52C9\
+    DE2BCBF6955817183995497CEA956AE515D2261898FA0510\
+    15728E5A8AACAA68FFFFFFFFFFFFFFFF";
+
+/// RFC 5114 §2.1, 1024-bit MODP group with 160-bit prime-order subgroup.
+const DSA1024_P: &str = "B10B8F96A080E01DDE92DE5EAE5D54EC52C99FBCFB06A3C6\
+    9A6A9DCA52D23B616073E28675A23D189838EF1E2EE652C0\
+    13ECB4AEA906112324975C3CD49B83BFACCBDD7D90C4BD70\
+    98488E9C219A73724EFFD6FAE5644738FAA31A4FF55BCCC0\
+    A151AF5F0DC8B4BD45BF37DF365C1A65E68CFDA76D4DA708\
+    DF1FB2BC2E4A4371";
+const DSA1024_G: &str = "A4D1CBD5C3FD34126765A442EFB99905F8104DD258AC507F\
+    D6406CFF14266D31266FEA1E5C41564B777E690F5504F213\
+    160217B4B01B886A5E91547F9E2749F4D7FBD7D3B9A92EE1\
+    909D0D2263F80A76A6A24C087A091F531DBF0A0169B6A28A\
+    D662A4D18E73AFA32D779D5918D08BC8858F4DCEF97C2A24\
+    855E6EEB22B3B2E5";
+const DSA1024_Q: &str = "F518AA8781A8DF278ABA4E7D64B7CB9D49462353";
+
+/// RFC 5114 §2.3, 2048-bit MODP group with 256-bit prime-order subgroup.
+const DSA2048_P: &str = "87A8E61DB4B6663CFFBBD19C651959998CEEF608660DD0F2\
+    5D2CEED4435E3B00E00DF8F1D61957D4FAF7DF4561B2AA30\
+    16C3D91134096FAA3BF4296D830E9A7C209E0C6497517ABD\
+    5A8A9D306BCF67ED91F9E6725B4758C022E0B1EF4275BF7B\
+    6C5BFC11D45F9088B941F54EB1E59BB8BC39A0BF12307F5C\
+    4FDB70C581B23F76B63ACAE1CAA6B7902D52526735488A0E\
+    F13C6D9A51BFA4AB3AD8347796524D8EF6A167B5A41825D9\
+    67E144E5140564251CCACB83E6B486F6B3CA3F7971506026\
+    C0B857F689962856DED4010ABD0BE621C3A3960A54E710C3\
+    75F26375D7014103A4B54330C198AF126116D2276E11715F\
+    693877FAD7EF09CADB094AE91E1A1597";
+const DSA2048_G: &str = "3FB32C9B73134D0B2E77506660EDBD484CA7B18F21EF2054\
+    07F4793A1A0BA12510DBC15077BE463FFF4FED4AAC0BB555\
+    BE3A6C1B0C6B47B1BC3773BF7E8C6F62901228F8C28CBB18\
+    A55AE31341000A650196F931C77A57F2DDF463E5E9EC144B\
+    777DE62AAAB8A8628AC376D282D6ED3864E67982428EBC83\
+    1D14348F6F2F9193B5045AF2767164E1DFC967C1FB3F2E55\
+    A4BD1BFFE83B9C80D052B985D182EA0ADB2A3B7313D3FE14\
+    C8484B1E052588B9B7D2BBD2DF016199ECD06E1557CD0915\
+    B3353BBB64E0EC377FD028370DF92B52C7891428CDC67EB6\
+    184B523D1DB246C32F63078490F00EF8D647D148D4795451\
+    5E2327CFEF98C582664B4C0F6CC41659";
+const DSA2048_Q: &str = "8CF83642A709A097B447997640129DA299B1A47D1EB3750BA308B0FE64F5FBD3";
+
+/// The finite-field groups' operations on canonical byte strings (inputs already validated).
+trait FfOps: Sync {
+    fn generator(&self) -> Vec<u8>;
+    fn one(&self) -> Vec<u8>;
+    fn order(&self) -> Vec<u8>;
+    fn modulus(&self) -> Vec<u8>;
+    fn random_scalar(&self, rng: &mut dyn CryptoRng) -> Zeroizing<Vec<u8>>;
+    fn scalar_from_u64(&self, n: u64) -> Zeroizing<Vec<u8>>;
+    fn scalar_in_range(&self, bytes: &[u8]) -> bool;
+    fn is_member(&self, bytes: &[u8]) -> bool;
+    fn exp(&self, base: &[u8], k: &[u8]) -> Vec<u8>;
+    fn mul(&self, a: &[u8], b: &[u8]) -> Vec<u8>;
+    fn element_invert(&self, a: &[u8]) -> Vec<u8>;
+    fn scalar_op(&self, a: &[u8], b: &[u8], op: ScalarOp) -> Zeroizing<Vec<u8>>;
+    fn scalar_invert(&self, a: &[u8]) -> Zeroizing<Vec<u8>>;
+    fn reduce_wide(&self, wide: &[u8]) -> Zeroizing<Vec<u8>>;
+    fn element_to_scalar(&self, e: &[u8]) -> Zeroizing<Vec<u8>>;
+}
+
+/// p, q, g of one finite-field group, with their Montgomery parameters, in `L` limbs.
+struct FfGroup<const L: usize> {
+    p: Uint<L>,
+    q: Uint<L>,
+    g: Uint<L>,
+    q_nonzero: NonZero<Uint<L>>,
+    p_params: DynResidueParams<L>,
+    q_params: DynResidueParams<L>,
+    p_len: usize,
+    q_len: usize,
+    q_bits: usize,
+}
+
+/// The parameters of a finite-field group (`None` for Ristretto255).
+fn ff(id: GroupId) -> Option<&'static dyn FfOps> {
+    static MODP2048: OnceLock<FfGroup<{ U2048::LIMBS }>> = OnceLock::new();
+    static DSA1024: OnceLock<FfGroup<{ U1024::LIMBS }>> = OnceLock::new();
+    static DSA2048: OnceLock<FfGroup<{ U2048::LIMBS }>> = OnceLock::new();
+    match id {
+        GroupId::Modp2048 => Some(MODP2048.get_or_init(|| {
+            let p = parse_hex::<{ U2048::LIMBS }>(MODP2048_P);
+            // q = (p − 1)/2; p is odd, so this is p >> 1.
+            let q = p.shr_vartime(1);
+            FfGroup::new(p, q, Uint::from_u8(2), 256, 256)
+        })),
+        GroupId::Dsa1024_160 => Some(DSA1024.get_or_init(|| {
+            FfGroup::new(
+                parse_hex(DSA1024_P),
+                parse_hex(DSA1024_Q),
+                parse_hex(DSA1024_G),
+                128,
+                20,
+            )
+        })),
+        GroupId::Dsa2048_256 => Some(DSA2048.get_or_init(|| {
+            FfGroup::new(
+                parse_hex(DSA2048_P),
+                parse_hex(DSA2048_Q),
+                parse_hex(DSA2048_G),
+                256,
+                32,
+            )
+        })),
+        GroupId::Ristretto255 => None,
+    }
+}
+
+/// Parses one of the constant hex strings above (whitespace ignored).
+fn parse_hex<const L: usize>(hex: &str) -> Uint<L> {
+    let digits: Vec<u8> = hex
+        .bytes()
+        .filter(|b| !b.is_ascii_whitespace())
+        .map(|b| match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            // The constants are fixed hex, checked by the tests against vectors/crypto.
+            _ => 0,
+        })
+        .collect();
+    let bytes: Vec<u8> = digits
+        .rchunks(2)
+        .rev()
+        .map(|c| c.iter().fold(0u8, |acc, d| (acc << 4) | d))
+        .collect();
+    uint_from_be(&bytes)
+}
+
+/// A big-endian byte string (at most `L` limbs long) as an integer; longer input is truncated to
+/// its low-order bytes, which callers never pass.
+fn uint_from_be<const L: usize>(bytes: &[u8]) -> Uint<L> {
+    let width = L * Limb::BYTES;
+    let mut buf = Zeroizing::new(vec![0u8; width]);
+    let take = bytes.len().min(width);
+    buf[width - take..].copy_from_slice(&bytes[bytes.len() - take..]);
+    Uint::from_be_slice(&buf)
+}
+
+/// The low `len` bytes of `x`, big-endian.
+fn uint_to_be<const L: usize>(x: &Uint<L>, len: usize) -> Vec<u8> {
+    let mut full = Vec::with_capacity(L * Limb::BYTES);
+    for word in x.as_words().iter().rev() {
+        full.extend_from_slice(&word.to_be_bytes());
+    }
+    let skip = full.len().saturating_sub(len);
+    let out = full[skip..].to_vec();
+    full.zeroize();
+    out
+}
+
+impl<const L: usize> FfGroup<L> {
+    fn new(p: Uint<L>, q: Uint<L>, g: Uint<L>, p_len: usize, q_len: usize) -> Self {
+        // q is a nonzero constant; `NonZero::new` returns a `CtOption`, and the fallback is never
+        // taken (the tests check q's value).
+        let q_nonzero = Option::<NonZero<Uint<L>>>::from(NonZero::new(q))
+            .unwrap_or_else(|| NonZero::<Uint<L>>::from_u8(core::num::NonZeroU8::MIN));
+        Self {
+            p,
+            q,
+            g,
+            q_nonzero,
+            p_params: DynResidueParams::new(&p),
+            q_params: DynResidueParams::new(&q),
+            p_len,
+            q_len,
+            q_bits: q.bits(),
+        }
+    }
+
+    fn elem(&self, bytes: &[u8]) -> DynResidue<L> {
+        DynResidue::new(&uint_from_be(bytes), self.p_params)
+    }
+
+    fn scal(&self, bytes: &[u8]) -> DynResidue<L> {
+        DynResidue::new(&uint_from_be(bytes), self.q_params)
+    }
+
+    fn elem_out(&self, x: &DynResidue<L>) -> Vec<u8> {
+        uint_to_be(&x.retrieve(), self.p_len)
+    }
+
+    fn scal_out(&self, x: &DynResidue<L>) -> Zeroizing<Vec<u8>> {
+        let mut v = x.retrieve();
+        let out = Zeroizing::new(uint_to_be(&v, self.q_len));
+        v.zeroize();
+        out
+    }
+}
+
+impl<const L: usize> FfOps for FfGroup<L> {
+    fn generator(&self) -> Vec<u8> {
+        uint_to_be(&self.g, self.p_len)
+    }
+
+    fn one(&self) -> Vec<u8> {
+        uint_to_be(&Uint::<L>::ONE, self.p_len)
+    }
+
+    fn order(&self) -> Vec<u8> {
+        uint_to_be(&self.q, self.q_len)
+    }
+
+    fn modulus(&self) -> Vec<u8> {
+        uint_to_be(&self.p, self.p_len)
+    }
+
+    fn random_scalar(&self, rng: &mut dyn CryptoRng) -> Zeroizing<Vec<u8>> {
+        let mut rng = rng;
+        loop {
+            // Rejection sampling below q (crypto-bigint's `random_mod`).
+            let mut x = Uint::<L>::random_mod(&mut rng, &self.q_nonzero);
+            let nonzero = !bool::from(x.is_zero());
+            let out = Zeroizing::new(uint_to_be(&x, self.q_len));
+            x.zeroize();
+            if nonzero {
+                return out;
+            }
+        }
+    }
+
+    fn scalar_from_u64(&self, n: u64) -> Zeroizing<Vec<u8>> {
+        self.scal_out(&DynResidue::new(&Uint::from_u64(n), self.q_params))
+    }
+
+    fn scalar_in_range(&self, bytes: &[u8]) -> bool {
+        bytes.len() == self.q_len && uint_from_be::<L>(bytes) < self.q
+    }
+
+    fn is_member(&self, bytes: &[u8]) -> bool {
+        if bytes.len() != self.p_len {
+            return false;
+        }
+        let x = uint_from_be::<L>(bytes);
+        if bool::from(x.is_zero()) || x >= self.p {
+            return false;
+        }
+        // x^q = 1: x lies in the subgroup of prime order q.
+        let r = DynResidue::new(&x, self.p_params).pow_bounded_exp(&self.q, self.q_bits);
+        r.retrieve() == Uint::ONE
+    }
+
+    fn exp(&self, base: &[u8], k: &[u8]) -> Vec<u8> {
+        let mut k = uint_from_be::<L>(k);
+        // Constant time in k: the loop runs over q's (public) bit length.
+        let r = self.elem(base).pow_bounded_exp(&k, self.q_bits);
+        k.zeroize();
+        self.elem_out(&r)
+    }
+
+    fn mul(&self, a: &[u8], b: &[u8]) -> Vec<u8> {
+        self.elem_out(&(self.elem(a) * self.elem(b)))
+    }
+
+    fn element_invert(&self, a: &[u8]) -> Vec<u8> {
+        // a is a nonzero residue mod the prime p, so it is invertible.
+        let (inv, _) = self.elem(a).invert();
+        self.elem_out(&inv)
+    }
+
+    fn scalar_op(&self, a: &[u8], b: &[u8], op: ScalarOp) -> Zeroizing<Vec<u8>> {
+        let (a, b) = (self.scal(a), self.scal(b));
+        let r = match op {
+            ScalarOp::Add => a + b,
+            ScalarOp::Sub => a - b,
+            ScalarOp::Mul => a * b,
+        };
+        self.scal_out(&r)
+    }
+
+    fn scalar_invert(&self, a: &[u8]) -> Zeroizing<Vec<u8>> {
+        // Fermat: a^(q−2) mod the prime q, constant time in a.
+        let q_minus_2 = self.q.wrapping_sub(&Uint::from_u8(2));
+        self.scal_out(&self.scal(a).pow_bounded_exp(&q_minus_2, self.q_bits))
+    }
+
+    fn reduce_wide(&self, wide: &[u8]) -> Zeroizing<Vec<u8>> {
+        // wide = hi ‖ lo with lo the last 16 bytes: hi·2^128 + lo mod q. `DynResidue::new` reduces
+        // any integer below 2^(64·L) (Montgomery multiplication by R² mod q).
+        let split = wide.len().saturating_sub(16);
+        let hi = self.scal(&wide[..split]);
+        let lo = self.scal(&wide[split..]);
+        let shift = DynResidue::new(&Uint::<L>::ONE.shl_vartime(128), self.q_params);
+        self.scal_out(&(hi * shift + lo))
+    }
+
+    fn element_to_scalar(&self, e: &[u8]) -> Zeroizing<Vec<u8>> {
+        self.scal_out(&self.scal(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::rng::SeededRng;
+
+    #[test]
+    fn ids_roundtrip() {
+        for id in GroupId::ALL {
+            assert_eq!(GroupId::try_from(id.id()).unwrap(), id);
+            assert_eq!(Group::new(id).order_be_bytes().len(), id.scalar_len());
+        }
+        assert_eq!(GroupId::try_from(0), Err(Error::UnknownSuite(0)));
+        assert_eq!(GroupId::try_from(5), Err(Error::UnknownSuite(5)));
+    }
+
+    #[test]
+    fn dyn_residue_reduces_inputs_above_the_modulus() {
+        // `reduce_wide` and `element_to_scalar` rely on this.
+        let mut rng = SeededRng::from_seed_u64(3);
+        let mut rng: &mut dyn CryptoRng = &mut rng;
+        for id in [GroupId::Modp2048, GroupId::Dsa2048_256] {
+            let _ = ff(id).unwrap();
+            let q = uint_from_be::<{ U2048::LIMBS }>(&Group::new(id).order_be_bytes());
+            let params = DynResidueParams::new(&q);
+            for _ in 0..8 {
+                let x = <Uint<{ U2048::LIMBS }> as crypto_bigint::Random>::random(&mut rng);
+                let nz = Option::<NonZero<_>>::from(NonZero::new(q)).unwrap();
+                assert_eq!(DynResidue::new(&x, params).retrieve(), x.rem(&nz));
+            }
+        }
+    }
+
+    #[test]
+    fn tally_counts_and_resets() {
+        let g = Group::new(GroupId::Dsa1024_160);
+        let mut rng = SeededRng::from_seed_u64(4);
+        let k = g.random_scalar(&mut rng);
+        let y = g.exp_generator(&k).unwrap();
+        let _ = g.mul(&y, &y).unwrap();
+        let e = g.hash_to_scalar(b"d", &[b"m"]);
+        let _ = g.scalar_add(&g.scalar_mul(&k, &e).unwrap(), &k).unwrap();
+        let t = g.take_tally();
+        assert_eq!(
+            t,
+            OpTally {
+                exp: 1,
+                mul: 2,
+                hash: 1,
+                arith: 1,
+                inv: 0,
+                check: 0
+            }
+        );
+        assert_eq!(t.to_string(), "1TE+2TM+1TH+1TA");
+        assert_eq!(g.tally(), OpTally::default());
+    }
+}
