@@ -64,5 +64,6 @@ pub mod collab;
 mod endpoint;
 pub mod mikey;
 pub mod network;
+pub mod sga;
 
 pub use endpoint::{Endpoint, Millis, OpCounts, Transmit};

@@ -1,0 +1,449 @@
+//! The security gateway application (paper 002): smart devices register with an SGA server,
+//! negotiate a lightweight cipher through it (steps A1–A5), agree on K = g^(Ri·Rs·Rj) through
+//! it (B1–B7) without the server learning K, and exchange messages that the server stores
+//! durably and forwards but cannot read. `docs/sga.md` says how the paper's gaps are resolved.
+//!
+//! Two roles: [`Device`] (d_i or d_j, one type) and [`Server`] (the gateway and its crypto
+//! accelerator).
+
+mod device;
+mod server;
+pub mod sim;
+
+use core::fmt;
+use core::time::Duration;
+
+use m2msec_crypto::aead::{AeadKey, AeadSuite};
+use m2msec_crypto::group::{Element, Group};
+use m2msec_crypto::kdf;
+use m2msec_crypto::rng::CryptoRng;
+use m2msec_wire::cbor::{self, Cbor};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::{OpCounts, Transmit};
+
+pub use device::{Device, DeviceConfig, DeviceEvent};
+pub use server::{
+    DEVICES_TABLE, MESSAGES_TABLE, Server, ServerConfig, ServerEvent, ServerFault, StoreOp,
+};
+
+/// Domain-separation prefix of every label.
+const LABEL: &[u8] = b"m2msec sga v1 ";
+
+/// Suites a device may negotiate, as the issue and the paper ask: lightweight AEADs.
+pub const LIGHTWEIGHT_SUITES: [AeadSuite; 3] = [
+    AeadSuite::Aes128Ccm8,
+    AeadSuite::ChaCha20Poly1305,
+    AeadSuite::Ascon128,
+];
+
+/// An exchange between two devices, named by the server.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub [u8; 16]);
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&cbor::hex(&self.0))
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// A device's long-term key k_d, shared with the server at registration.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct DeviceKey(Vec<u8>);
+
+impl DeviceKey {
+    /// Wraps key bytes (at least 16).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when shorter.
+    pub fn new(bytes: &[u8]) -> Result<Self, Error> {
+        if bytes.len() < 16 {
+            return Err(Error::Config("a device key has at least 16 bytes".into()));
+        }
+        Ok(Self(bytes.to_vec()))
+    }
+
+    /// The key bytes.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for DeviceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DeviceKey(..)")
+    }
+}
+
+/// Waits and windows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// How long a device waits for an answer, and the server keeps an unfinished exchange.
+    pub exchange: Duration,
+    /// How often unacknowledged messages are sent again.
+    pub retransmit: Duration,
+    /// Largest accepted difference between a timestamp and the local clock.
+    pub clock_skew: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            exchange: Duration::from_secs(5),
+            retransmit: Duration::from_millis(500),
+            clock_skew: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The key two devices agreed on, for their messages.
+#[derive(Clone)]
+pub struct SessionKey {
+    key: AeadKey,
+    fingerprint: [u8; 8],
+}
+
+impl SessionKey {
+    /// A short, non-secret fingerprint, for logs and for comparing both ends in demos.
+    #[must_use]
+    pub fn fingerprint(&self) -> [u8; 8] {
+        self.fingerprint
+    }
+
+    /// The negotiated suite.
+    #[must_use]
+    pub fn suite(&self) -> AeadSuite {
+        self.key.suite()
+    }
+}
+
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "SessionKey({:?}, {})",
+            self.key.suite(),
+            cbor::hex(&self.fingerprint)
+        )
+    }
+}
+
+/// Why a message was refused or a step failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    // Bad bytes.
+    /// Not a well-formed SGA message.
+    #[error("malformed message: {0}")]
+    Decode(#[from] m2msec_wire::Error),
+    /// A key, element or ciphertext inside the message is malformed.
+    #[error("malformed cryptographic value: {0}")]
+    Crypto(m2msec_crypto::Error),
+
+    // The peer's fault.
+    /// A MAC, AEAD tag or the key-exchange check f_K failed (deliberately unspecific).
+    #[error("authentication failed")]
+    Authentication,
+    /// The device is not registered.
+    #[error("device {0:?} is not registered")]
+    UnknownDevice(String),
+    /// The device is registered already.
+    #[error("device {0:?} is registered already")]
+    AlreadyRegistered(String),
+    /// The suite is not in both devices' sets (or not offered by the server).
+    #[error("cipher suite {0} is not available to both devices")]
+    UnsupportedSuite(u8),
+    /// The group is not offered.
+    #[error("group {0} is not offered")]
+    UnsupportedGroup(u8),
+    /// The message was seen before or its timestamp is outside the window.
+    #[error("replayed or stale message")]
+    Replayed,
+    /// The message does not fit the exchange's state.
+    #[error("unexpected {0} message")]
+    UnexpectedMessage(&'static str),
+    /// No exchange with this id exists here.
+    #[error("unknown session")]
+    UnknownSession,
+    /// The peer device never told the server where it is.
+    #[error("device {0:?} is not reachable")]
+    Unreachable(String),
+    /// The server refused (its code; see [`RefusalCode`]).
+    #[error("server refused: {0}")]
+    Refused(RefusalCode),
+
+    // Outcomes.
+    /// A wait ran out.
+    #[error("timed out while {0}")]
+    Timeout(&'static str),
+
+    // Local misuse.
+    /// The configuration is unusable.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The device must register (or finish an exchange) first.
+    #[error("{0}")]
+    NotReady(&'static str),
+}
+
+impl From<m2msec_crypto::Error> for Error {
+    fn from(e: m2msec_crypto::Error) -> Self {
+        match e {
+            m2msec_crypto::Error::Authentication => Self::Authentication,
+            other => Self::Crypto(other),
+        }
+    }
+}
+
+/// Codes of [`RegisterResponse`](m2msec_wire::sga::RegisterResponse) and
+/// [`Refused`](m2msec_wire::sga::Refused), mapped from [`Error`] in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RefusalCode {
+    /// Authentication failed.
+    Authentication,
+    /// Unknown or unregistered device.
+    UnknownDevice,
+    /// Already registered.
+    AlreadyRegistered,
+    /// No common suite.
+    UnsupportedSuite,
+    /// Group not offered.
+    UnsupportedGroup,
+    /// Replay.
+    Replayed,
+    /// The peer is unreachable.
+    Unreachable,
+    /// Anything else.
+    Other(u8),
+}
+
+impl RefusalCode {
+    /// The code on the wire.
+    #[must_use]
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Authentication => 1,
+            Self::UnknownDevice => 2,
+            Self::AlreadyRegistered => 3,
+            Self::UnsupportedSuite => 4,
+            Self::UnsupportedGroup => 5,
+            Self::Replayed => 6,
+            Self::Unreachable => 7,
+            Self::Other(c) => c,
+        }
+    }
+
+    /// The code read from the wire.
+    #[must_use]
+    pub fn from_code(code: u8) -> Self {
+        match code {
+            1 => Self::Authentication,
+            2 => Self::UnknownDevice,
+            3 => Self::AlreadyRegistered,
+            4 => Self::UnsupportedSuite,
+            5 => Self::UnsupportedGroup,
+            6 => Self::Replayed,
+            7 => Self::Unreachable,
+            c => Self::Other(c),
+        }
+    }
+
+    fn of(error: &Error) -> Self {
+        match error {
+            Error::Authentication => Self::Authentication,
+            Error::UnknownDevice(_) => Self::UnknownDevice,
+            Error::AlreadyRegistered(_) => Self::AlreadyRegistered,
+            Error::UnsupportedSuite(_) => Self::UnsupportedSuite,
+            Error::UnsupportedGroup(_) => Self::UnsupportedGroup,
+            Error::Replayed => Self::Replayed,
+            Error::Unreachable(_) => Self::Unreachable,
+            _ => Self::Other(255),
+        }
+    }
+}
+
+impl fmt::Display for RefusalCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Authentication => f.write_str("authentication failed"),
+            Self::UnknownDevice => f.write_str("unknown device"),
+            Self::AlreadyRegistered => f.write_str("already registered"),
+            Self::UnsupportedSuite => f.write_str("no common cipher suite"),
+            Self::UnsupportedGroup => f.write_str("group not offered"),
+            Self::Replayed => f.write_str("replayed message"),
+            Self::Unreachable => f.write_str("peer unreachable"),
+            Self::Other(c) => write!(f, "code {c}"),
+        }
+    }
+}
+
+/// Key material of `len` bytes expanded from `key` for one purpose (the paper XORs keys of
+/// different lengths; see `docs/sga.md`).
+fn expand(key: &[u8], purpose: &[u8], len: usize) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(vec![0; len]);
+    let mut info = LABEL.to_vec();
+    info.extend_from_slice(purpose);
+    // HKDF-SHA-256 fails only for outputs over 8160 bytes; ours are key-sized.
+    let _ = kdf::hkdf_sha256(LABEL, key, &info, &mut out);
+    out
+}
+
+fn xor(a: &[u8], b: &[u8]) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(a.iter().zip(b).map(|(x, y)| x ^ y).collect())
+}
+
+/// The AEAD key that seals what concerns the holder of `device_key` with `suite`.
+fn device_aead(device_key: &DeviceKey, suite: AeadSuite, purpose: &[u8]) -> Result<AeadKey, Error> {
+    let k = expand(device_key.as_bytes(), purpose, suite.key_len());
+    Ok(AeadKey::new(suite, &k)?)
+}
+
+/// HMAC-SHA-256 under the device key over labelled, length-prefixed fields.
+fn device_mac(
+    ops: &mut OpCounts,
+    device_key: &DeviceKey,
+    purpose: &[u8],
+    fields: &[&[u8]],
+) -> [u8; 32] {
+    ops.hash += 1;
+    let k = expand(device_key.as_bytes(), b"mac", 32);
+    kdf::hmac_sha256(&k, &[&labelled(purpose, fields)])
+}
+
+fn check_device_mac(
+    ops: &mut OpCounts,
+    device_key: &DeviceKey,
+    purpose: &[u8],
+    fields: &[&[u8]],
+    tag: &[u8],
+) -> Result<(), Error> {
+    ops.hash += 1;
+    let k = expand(device_key.as_bytes(), b"mac", 32);
+    kdf::verify_hmac_sha256(&k, &[&labelled(purpose, fields)], tag)
+        .map_err(|_| Error::Authentication)
+}
+
+fn labelled(purpose: &[u8], fields: &[&[u8]]) -> Vec<u8> {
+    let mut out = LABEL.to_vec();
+    out.extend_from_slice(purpose);
+    for f in fields {
+        out.extend_from_slice(&u32::try_from(f.len()).unwrap_or(u32::MAX).to_be_bytes());
+        out.extend_from_slice(f);
+    }
+    out
+}
+
+/// f_K(fields): HMAC-SHA-256 keyed with the canonical encoding of the element K.
+fn f_k(ops: &mut OpCounts, k: &Element, purpose: &[u8], fields: &[&[u8]]) -> [u8; 32] {
+    ops.hash += 1;
+    kdf::hmac_sha256(&k.to_bytes(), &[&labelled(purpose, fields)])
+}
+
+/// Seals a body under a symmetric key, bound to the message's purpose.
+fn seal<T: Cbor>(
+    ops: &mut OpCounts,
+    key: &AeadKey,
+    rng: &mut dyn CryptoRng,
+    purpose: &[u8],
+    body: &T,
+) -> m2msec_wire::cbor::Bytes {
+    ops.symmetric += 1;
+    key.seal_random_nonce(rng, &labelled(purpose, &[]), &cbor::to_vec(body))
+        .into()
+}
+
+fn open<T: Cbor>(
+    ops: &mut OpCounts,
+    key: &AeadKey,
+    purpose: &[u8],
+    sealed: &[u8],
+) -> Result<T, Error> {
+    ops.symmetric += 1;
+    let plain = key.open_with_nonce_prefix(&labelled(purpose, &[]), sealed)?;
+    Ok(cbor::from_slice(&plain)?)
+}
+
+/// The session key both devices derive from K (step B7).
+fn session_key(
+    ops: &mut OpCounts,
+    k: &Element,
+    session: SessionId,
+    initiator: &str,
+    responder: &str,
+    suite: AeadSuite,
+) -> Result<SessionKey, Error> {
+    ops.hash += 2;
+    let info = labelled(
+        b"session key",
+        &[initiator.as_bytes(), responder.as_bytes(), &[suite.id()]],
+    );
+    let mut bytes = Zeroizing::new(vec![0; suite.key_len()]);
+    kdf::hkdf_sha256(&session.0, &k.to_bytes(), &info, &mut bytes)?;
+    let fp = kdf::hmac_sha256(&bytes, &[b"m2msec sga fingerprint"]);
+    let mut fingerprint = [0; 8];
+    fingerprint.copy_from_slice(&fp[..8]);
+    Ok(SessionKey {
+        key: AeadKey::new(suite, &bytes)?,
+        fingerprint,
+    })
+}
+
+/// What a delivered message's AEAD binds: the session, both devices and the message id.
+fn message_aad(session: SessionId, from: &str, to: &str, id: u64) -> Vec<u8> {
+    labelled(
+        b"message",
+        &[
+            &session.0,
+            from.as_bytes(),
+            to.as_bytes(),
+            &id.to_be_bytes(),
+        ],
+    )
+}
+
+/// Folds a group's operation tally into the role's counters: every exponentiation and group
+/// multiplication is public-key work.
+fn count_group(ops: &mut OpCounts, group: &Group) {
+    let t = group.take_tally();
+    ops.asymmetric += t.exp + t.mul;
+    ops.hash += t.hash;
+}
+
+/// Queues and counters every role keeps.
+#[derive(Debug)]
+struct Outbox<E> {
+    transmits: std::collections::VecDeque<Transmit>,
+    events: std::collections::VecDeque<E>,
+    ops: OpCounts,
+}
+
+impl<E> Default for Outbox<E> {
+    fn default() -> Self {
+        Self {
+            transmits: std::collections::VecDeque::new(),
+            events: std::collections::VecDeque::new(),
+            ops: OpCounts::default(),
+        }
+    }
+}
+
+impl<E> Outbox<E> {
+    fn send(&mut self, to: core::net::SocketAddr, m: impl Into<m2msec_wire::sga::Message>) {
+        self.transmits.push_back(Transmit {
+            destination: to,
+            payload: m.into().to_bytes(),
+        });
+    }
+
+    fn event(&mut self, e: E) {
+        self.events.push_back(e);
+    }
+}

@@ -1,0 +1,932 @@
+//! The SGA server: registers devices, relays the cipher negotiation, verifies both devices in
+//! the key exchange and returns N^Rs to each, and stores and forwards their messages.
+//!
+//! Durable state (registrations, stored messages) changes only through [`StoreOp`] events that
+//! the daemon writes to its store before it sends anything: a message is acknowledged only once
+//! it is durable, and a restarted server built from the store forwards what it held.
+
+use core::net::SocketAddr;
+use std::collections::BTreeMap;
+
+use m2msec_crypto::aead::{AeadKey, AeadSuite};
+use m2msec_crypto::group::{Element, Group, GroupId};
+use m2msec_crypto::pke::PkeSecretKey;
+use m2msec_crypto::rng::{CryptoRng, random_array};
+use m2msec_wire::cbor::{self, Bytes, SecretBytes};
+use m2msec_wire::sga::{
+    DeviceRecord, Forward, Invite, InviteAccepted, InviteAcceptedBody, InviteBody, KeyResult,
+    KeyResultBody, KeyShareBody, KeyShareInvite, Message, Negotiate, NegotiateBody,
+    NegotiateResponse, NegotiateResponseBody, Refused, RegisterRequest, RegisterResponse,
+    RegistrationBody, Stored, StoredMessage,
+};
+use zeroize::Zeroizing;
+
+use super::{
+    DeviceKey, Error, Outbox, RefusalCode, SessionId, Timeouts, check_device_mac, count_group,
+    device_aead, device_mac, expand, f_k, labelled, open, seal, xor,
+};
+use crate::Millis;
+
+/// Store table of registrations.
+pub const DEVICES_TABLE: &str = "sga_devices";
+/// Store table of messages awaiting delivery.
+pub const MESSAGES_TABLE: &str = "sga_messages";
+
+/// The server's configuration.
+#[derive(Debug)]
+pub struct ServerConfig {
+    /// ID_G.
+    pub identity: String,
+    /// PR, the private key of E_PK^G and F_G.
+    pub pke_key: PkeSecretKey,
+    /// The suites it offers (C^G).
+    pub suites: Vec<AeadSuite>,
+    /// The groups it accepts.
+    pub groups: Vec<GroupId>,
+    /// Waits.
+    pub timeouts: Timeouts,
+    /// Misbehaviour injected for adversarial tests; `None` in any real deployment.
+    pub fault_for_testing_only: Option<ServerFault>,
+}
+
+/// How a test server misbehaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerFault {
+    /// Sends d_i a value of its own choosing instead of N_j^Rs (with the check of the genuine
+    /// value): d_i must detect it through f_K.
+    SwapElement,
+}
+
+/// A change to durable state, to be written before anything the same call queued is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreOp {
+    /// Put `value` at `key` in `table`.
+    Put {
+        /// Table name.
+        table: &'static str,
+        /// Key.
+        key: Vec<u8>,
+        /// Value.
+        value: Vec<u8>,
+    },
+    /// Remove `key` from `table`.
+    Remove {
+        /// Table name.
+        table: &'static str,
+        /// Key.
+        key: Vec<u8>,
+    },
+}
+
+/// What the server reports.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ServerEvent {
+    /// Durable state changes: write them before sending.
+    Persist(StoreOp),
+    /// A device registered.
+    Registered {
+        /// ID_d.
+        device: String,
+    },
+    /// Two devices completed a key exchange.
+    Exchanged {
+        /// The exchange.
+        session: SessionId,
+        /// d_i.
+        initiator: String,
+        /// d_j.
+        responder: String,
+    },
+    /// A refused request (the requester was told, where it could be reached).
+    Refusal {
+        /// The device concerned.
+        device: String,
+        /// Why.
+        error: Error,
+    },
+    /// A datagram was refused and ignored.
+    Rejected {
+        /// Its source.
+        remote: SocketAddr,
+        /// Why.
+        error: Error,
+    },
+}
+
+#[derive(Debug)]
+struct Registered {
+    key: DeviceKey,
+    suites: Vec<AeadSuite>,
+    initial_suite: AeadSuite,
+    addr: Option<SocketAddr>,
+}
+
+#[derive(Debug)]
+struct Exchange {
+    initiator: String,
+    responder: String,
+    suite: AeadSuite,
+    temp_i: AeadKey,
+    temp_j: Option<(AeadKey, Zeroizing<Vec<u8>>)>,
+    /// Each device's verified N and K_s.
+    share_i: Option<(Element, Element)>,
+    share_j: Option<(Element, Element)>,
+    group: Option<GroupId>,
+    deadline: Millis,
+}
+
+/// A message held for its recipient.
+#[derive(Debug)]
+struct Held {
+    message: StoredMessage,
+    next_send: Millis,
+}
+
+/// The SGA server.
+#[derive(Debug)]
+pub struct Server {
+    config: ServerConfig,
+    devices: BTreeMap<String, Registered>,
+    exchanges: BTreeMap<SessionId, Exchange>,
+    /// Invitation nonces seen inside the clock window, with their timestamp.
+    seen: BTreeMap<[u8; 16], u64>,
+    /// Held messages by store key (recipient, session, sender, id: delivery order).
+    held: BTreeMap<Vec<u8>, Held>,
+    out: Outbox<ServerEvent>,
+}
+
+impl Server {
+    /// A server holding the registrations and messages loaded from its store (the values of
+    /// [`DEVICES_TABLE`] and the (key, value) pairs of [`MESSAGES_TABLE`]).
+    ///
+    /// # Errors
+    /// [`Error::Config`] without suites or groups; [`Error::Decode`] for a corrupt record.
+    pub fn new(
+        config: ServerConfig,
+        devices: impl IntoIterator<Item = Vec<u8>>,
+        messages: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
+    ) -> Result<Self, Error> {
+        if config.suites.is_empty() || config.groups.is_empty() {
+            return Err(Error::Config("the server needs suites and groups".into()));
+        }
+        let mut registered = BTreeMap::new();
+        for bytes in devices {
+            let r: DeviceRecord = cbor::from_slice(&bytes)?;
+            registered.insert(
+                r.device.clone(),
+                Registered {
+                    key: DeviceKey::new(r.device_key.expose())?,
+                    suites: suites_of(&r.suites),
+                    initial_suite: AeadSuite::try_from(r.initial_suite)?,
+                    addr: None,
+                },
+            );
+        }
+        let mut held = BTreeMap::new();
+        for (key, value) in messages {
+            held.insert(
+                key,
+                Held {
+                    message: cbor::from_slice(&value)?,
+                    next_send: Millis(0),
+                },
+            );
+        }
+        Ok(Self {
+            config,
+            devices: registered,
+            exchanges: BTreeMap::new(),
+            seen: BTreeMap::new(),
+            held,
+            out: Outbox::default(),
+        })
+    }
+
+    /// Messages held for delivery.
+    #[must_use]
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    fn handle(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        msg: Message,
+        rng: &mut dyn CryptoRng,
+    ) -> Result<(), Error> {
+        let device = msg.device().to_owned();
+        let result = match msg {
+            Message::RegisterRequest(m) => return self.register(remote, &m, rng),
+            Message::Invite(m) => self.invite(now, remote, &m, rng),
+            Message::NegotiateResponse(m) => self.negotiated(now, remote, &m, rng),
+            Message::KeyShare(m) => {
+                self.key_share(now, remote, SessionId(m.session), &m.from, &m.sealed.0, rng)
+            }
+            Message::Deliver(m) => self.deliver(now, remote, m),
+            Message::Delivered(m) => self.delivered(remote, &m),
+            Message::Poll(m) => self.polled(now, remote, &m),
+            other => Err(Error::UnexpectedMessage(other.name())),
+        };
+        if let Err(e) = &result {
+            if matches!(
+                e,
+                Error::UnsupportedSuite(_)
+                    | Error::Unreachable(_)
+                    | Error::UnknownDevice(_)
+                    | Error::UnsupportedGroup(_)
+            ) {
+                self.out.send(
+                    remote,
+                    Refused {
+                        session: [0; 16],
+                        to: device.clone(),
+                        code: RefusalCode::of(e).code(),
+                    },
+                );
+                self.out.event(ServerEvent::Refusal {
+                    device,
+                    error: e.clone(),
+                });
+            }
+        }
+        result
+    }
+
+    /// §4.1: decrypt k_d, check the proof and the suites, store, acknowledge.
+    fn register(
+        &mut self,
+        remote: SocketAddr,
+        m: &RegisterRequest,
+        _rng: &mut dyn CryptoRng,
+    ) -> Result<(), Error> {
+        let ops = &mut self.out.ops;
+        ops.asymmetric += 1;
+        let plain = self.config.pke_key.decrypt(
+            &labelled(b"register", &[m.device.as_bytes()]),
+            &m.sealed_key.0,
+        )?;
+        let body: RegistrationBody = cbor::from_slice(&plain)?;
+        let key = DeviceKey::new(body.device_key.expose())?;
+        let initial = AeadSuite::try_from(body.initial_suite)
+            .map_err(|_| Error::UnsupportedSuite(body.initial_suite))?;
+        let proof_key = device_aead(&key, initial, b"register proof")?;
+        ops.symmetric += 1;
+        let proven =
+            proof_key.open_with_nonce_prefix(&labelled(b"register proof", &[]), &m.proof.0)?;
+        if proven.as_slice() != m.device.as_bytes() {
+            return Err(Error::Authentication);
+        }
+        let refuse = |out: &mut Outbox<ServerEvent>, error: Error| {
+            let status = RefusalCode::of(&error).code();
+            let mac = device_mac(
+                &mut out.ops,
+                &key,
+                b"register response",
+                &[m.device.as_bytes(), &[status]],
+            );
+            out.send(
+                remote,
+                RegisterResponse {
+                    device: m.device.clone(),
+                    status,
+                    mac: Bytes(mac.to_vec()),
+                },
+            );
+            Err(error)
+        };
+        if self.devices.contains_key(&m.device) {
+            return refuse(&mut self.out, Error::AlreadyRegistered(m.device.clone()));
+        }
+        let suites = suites_of(&body.suites);
+        if suites.len() != body.suites.len()
+            || !suites.contains(&initial)
+            || !suites.iter().all(|s| self.config.suites.contains(s))
+        {
+            let unknown = body
+                .suites
+                .iter()
+                .copied()
+                .find(|s| {
+                    AeadSuite::try_from(*s).map_or(true, |s| !self.config.suites.contains(&s))
+                })
+                .unwrap_or(body.initial_suite);
+            return refuse(&mut self.out, Error::UnsupportedSuite(unknown));
+        }
+        let record = DeviceRecord {
+            device: m.device.clone(),
+            device_key: SecretBytes::new(key.as_bytes().to_vec()),
+            suites: body.suites.clone(),
+            initial_suite: body.initial_suite,
+        };
+        self.out.event(ServerEvent::Persist(StoreOp::Put {
+            table: DEVICES_TABLE,
+            key: m.device.as_bytes().to_vec(),
+            value: cbor::to_vec(&record),
+        }));
+        let mac = device_mac(
+            &mut self.out.ops,
+            &key,
+            b"register response",
+            &[m.device.as_bytes(), &[0]],
+        );
+        self.out.send(
+            remote,
+            RegisterResponse {
+                device: m.device.clone(),
+                status: 0,
+                mac: Bytes(mac.to_vec()),
+            },
+        );
+        self.devices.insert(
+            m.device.clone(),
+            Registered {
+                key,
+                suites,
+                initial_suite: initial,
+                addr: Some(remote),
+            },
+        );
+        self.out.event(ServerEvent::Registered {
+            device: m.device.clone(),
+        });
+        Ok(())
+    }
+
+    /// A1 → A2.
+    fn invite(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        m: &Invite,
+        rng: &mut dyn CryptoRng,
+    ) -> Result<(), Error> {
+        let cfg = &self.config;
+        let ops = &mut self.out.ops;
+        let from = self
+            .devices
+            .get(&m.from)
+            .ok_or_else(|| Error::UnknownDevice(m.from.clone()))?;
+        check_device_mac(ops, &from.key, b"invite", &[&m.sealed.0], &m.mac)?;
+        ops.asymmetric += 1;
+        let plain = cfg
+            .pke_key
+            .decrypt(&labelled(b"invite", &[m.from.as_bytes()]), &m.sealed.0)?;
+        let body: InviteBody = cbor::from_slice(&plain)?;
+        if body.from != m.from || body.gateway != cfg.identity {
+            return Err(Error::Authentication);
+        }
+        fresh(
+            &mut self.seen,
+            cfg.timeouts,
+            now,
+            body.nonce,
+            body.timestamp,
+        )?;
+        let suite =
+            AeadSuite::try_from(body.suite).map_err(|_| Error::UnsupportedSuite(body.suite))?;
+        let to = self
+            .devices
+            .get(&body.to)
+            .ok_or_else(|| Error::UnknownDevice(body.to.clone()))?;
+        // A2: the suite must be in C^i ∩ C^j (and offered by the server).
+        if !from.suites.contains(&suite)
+            || !to.suites.contains(&suite)
+            || !cfg.suites.contains(&suite)
+        {
+            return Err(Error::UnsupportedSuite(body.suite));
+        }
+        let to_addr = to.addr.ok_or_else(|| Error::Unreachable(body.to.clone()))?;
+        let temp_i = xor(
+            body.masked_temp_key.expose(),
+            &expand(from.key.as_bytes(), b"temp key mask", suite.key_len()),
+        );
+        let session = SessionId(random_array(rng));
+        let negotiate = NegotiateBody {
+            masked_temp_key: SecretBytes::new(
+                xor(
+                    &temp_i,
+                    &expand(to.key.as_bytes(), b"temp key mask", suite.key_len()),
+                )
+                .to_vec(),
+            ),
+            from: body.from.clone(),
+            gateway: cfg.identity.clone(),
+            to: body.to.clone(),
+            suite: body.suite,
+        };
+        let key_j = device_aead(&to.key, to.initial_suite, b"negotiate")?;
+        let sealed = seal(ops, &key_j, rng, b"negotiate", &negotiate);
+        self.out.send(
+            to_addr,
+            Negotiate {
+                session: session.0,
+                to: body.to.clone(),
+                sealed,
+            },
+        );
+        let mut from_entry_addr = remote;
+        if let Some(d) = self.devices.get_mut(&body.from) {
+            d.addr = Some(remote);
+            from_entry_addr = remote;
+        }
+        let _ = from_entry_addr;
+        self.exchanges.insert(
+            session,
+            Exchange {
+                initiator: body.from,
+                responder: body.to,
+                suite,
+                temp_i: AeadKey::new(suite, &temp_i)?,
+                temp_j: None,
+                share_i: None,
+                share_j: None,
+                group: None,
+                deadline: now.after(cfg.timeouts.exchange),
+            },
+        );
+        Ok(())
+    }
+
+    /// A3 → A4.
+    fn negotiated(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        m: &NegotiateResponse,
+        rng: &mut dyn CryptoRng,
+    ) -> Result<(), Error> {
+        let cfg = &self.config;
+        let ops = &mut self.out.ops;
+        let session = SessionId(m.session);
+        let x = self
+            .exchanges
+            .get_mut(&session)
+            .ok_or(Error::UnknownSession)?;
+        if m.from != x.responder || x.temp_j.is_some() {
+            return Err(Error::UnexpectedMessage("NegotiateResponse"));
+        }
+        let j = self
+            .devices
+            .get(&m.from)
+            .ok_or_else(|| Error::UnknownDevice(m.from.clone()))?;
+        check_device_mac(
+            ops,
+            &j.key,
+            b"negotiate response",
+            &[&session.0, &m.sealed.0],
+            &m.mac,
+        )?;
+        ops.asymmetric += 1;
+        let plain = cfg
+            .pke_key
+            .decrypt(&labelled(b"negotiate response", &[&session.0]), &m.sealed.0)?;
+        let body: NegotiateResponseBody = cbor::from_slice(&plain)?;
+        if body.from != x.responder || body.to != x.initiator || body.gateway != cfg.identity {
+            return Err(Error::Authentication);
+        }
+        let skew = u64::try_from(cfg.timeouts.clock_skew.as_millis()).unwrap_or(u64::MAX);
+        if body.timestamp.abs_diff(now.0) > skew {
+            return Err(Error::Replayed);
+        }
+        // A4: verify (E^j, D^j) = (E^i, D^i) and retrieve k_t^j.
+        if body.suite != x.suite.id() {
+            return Err(Error::UnsupportedSuite(body.suite));
+        }
+        let temp_i = x.temp_i.as_bytes().to_vec();
+        let temp_j = xor(body.masked_temp_key.expose(), &temp_i);
+        let accepted = InviteAcceptedBody {
+            masked_temp_key: body.masked_temp_key.clone(),
+            gateway: cfg.identity.clone(),
+            peer: x.responder.clone(),
+            suite: body.suite,
+        };
+        let sealed = seal(ops, &x.temp_i, rng, b"invite accepted", &accepted);
+        let i_addr = self
+            .devices
+            .get(&x.initiator)
+            .and_then(|d| d.addr)
+            .ok_or_else(|| Error::Unreachable(x.initiator.clone()))?;
+        self.out.send(
+            i_addr,
+            InviteAccepted {
+                session: session.0,
+                to: x.initiator.clone(),
+                sealed,
+            },
+        );
+        x.temp_j = Some((AeadKey::new(x.suite, &temp_j)?, temp_j));
+        if let Some(d) = self.devices.get_mut(&m.from) {
+            d.addr = Some(remote);
+        }
+        Ok(())
+    }
+
+    /// B1/B3: open the share, check E_kd(N), recover r from F_G(r), recompute K_s = N^r and
+    /// check f_Ks(N). After B1, invite d_j (B2); once both are in, B4–B6.
+    fn key_share(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        session: SessionId,
+        from: &str,
+        sealed: &[u8],
+        rng: &mut dyn CryptoRng,
+    ) -> Result<(), Error> {
+        let cfg = &self.config;
+        let ops = &mut self.out.ops;
+        let x = self
+            .exchanges
+            .get_mut(&session)
+            .ok_or(Error::UnknownSession)?;
+        let initiator = if from == x.initiator {
+            true
+        } else if from == x.responder {
+            false
+        } else {
+            return Err(Error::UnexpectedMessage("KeyShare from a stranger"));
+        };
+        let temp = if initiator {
+            &x.temp_i
+        } else {
+            &x.temp_j
+                .as_ref()
+                .ok_or(Error::UnexpectedMessage("KeyShare before A3"))?
+                .0
+        };
+        if (initiator && x.share_i.is_some()) || (!initiator && x.share_j.is_some()) {
+            return Err(Error::Replayed);
+        }
+        let body: KeyShareBody = open(ops, temp, b"key share", sealed)?;
+        if body.initiator != x.initiator
+            || body.responder != x.responder
+            || body.gateway != cfg.identity
+        {
+            return Err(Error::Authentication);
+        }
+        let group_id =
+            GroupId::try_from(body.group).map_err(|_| Error::UnsupportedGroup(body.group))?;
+        if !cfg.groups.contains(&group_id) || x.group.is_some_and(|g| g != group_id) {
+            return Err(Error::UnsupportedGroup(body.group));
+        }
+        let group = Group::new(group_id);
+        let n = group.element_from_bytes(&body.element.0)?;
+        let device = self
+            .devices
+            .get(from)
+            .ok_or_else(|| Error::UnknownDevice(from.to_owned()))?;
+        let element_key = device_aead(&device.key, x.suite, b"element")?;
+        ops.symmetric += 1;
+        let sealed_n = element_key
+            .open_with_nonce_prefix(&labelled(b"element", &[&session.0]), &body.sealed_element.0)?;
+        if !m2msec_crypto::ct::eq(&sealed_n, &body.element.0) {
+            return Err(Error::Authentication);
+        }
+        ops.asymmetric += 1;
+        let r_bytes = cfg
+            .pke_key
+            .decrypt(&labelled(b"trapdoor", &[&session.0]), &body.trapdoor.0)?;
+        let r = group.scalar_from_bytes(&r_bytes)?;
+        let k_s = group.exp(&n, &r)?;
+        count_group(ops, &group);
+        let expected = f_k(ops, &k_s, b"share", &[&body.element.0]);
+        if !m2msec_crypto::ct::eq(&expected, &body.check) {
+            return Err(Error::Authentication);
+        }
+        x.group = Some(group_id);
+        if initiator {
+            x.share_i = Some((n, k_s));
+            // B2: invite d_j, with a MAC under k_t^j.
+            let (_, temp_j) = x
+                .temp_j
+                .as_ref()
+                .ok_or(Error::UnexpectedMessage("KeyShare before A3"))?;
+            let check = expand(temp_j, b"key share invite", 32);
+            ops.hash += 1;
+            let mac = m2msec_crypto::kdf::hmac_sha256(
+                &check,
+                &[&labelled(
+                    b"key share invite",
+                    &[&session.0, x.responder.as_bytes(), &[body.group]],
+                )],
+            );
+            let j_addr = self
+                .devices
+                .get(&x.responder)
+                .and_then(|d| d.addr)
+                .ok_or_else(|| Error::Unreachable(x.responder.clone()))?;
+            self.out.send(
+                j_addr,
+                KeyShareInvite {
+                    session: session.0,
+                    to: x.responder.clone(),
+                    group: body.group,
+                    mac,
+                },
+            );
+        } else {
+            x.share_j = Some((n, k_s));
+        }
+        if let Some(d) = self.devices.get_mut(from) {
+            d.addr = Some(remote);
+        }
+        let _ = now;
+        self.finish_exchange(session, rng)
+    }
+
+    /// B4–B6 once both shares are verified: R_s, N_i^Rs and N_j^Rs with their checks.
+    fn finish_exchange(
+        &mut self,
+        session: SessionId,
+        rng: &mut dyn CryptoRng,
+    ) -> Result<(), Error> {
+        let ops = &mut self.out.ops;
+        let Some(x) = self.exchanges.get(&session) else {
+            return Ok(());
+        };
+        let (Some((n_i, k_is)), Some((n_j, k_js)), Some(group_id)) =
+            (&x.share_i, &x.share_j, x.group)
+        else {
+            return Ok(());
+        };
+        let group = Group::new(group_id);
+        let r_s = group.random_scalar(rng);
+        let n_i_rs = group.exp(n_i, &r_s)?;
+        let n_j_rs = group.exp(n_j, &r_s)?;
+        count_group(ops, &group);
+        let (i, j) = (x.initiator.as_bytes(), x.responder.as_bytes());
+        let sent_to_i = if self.config.fault_for_testing_only == Some(ServerFault::SwapElement) {
+            group.exp_generator(&group.random_scalar(rng))?
+        } else {
+            n_j_rs.clone()
+        };
+        let to_i = KeyResultBody {
+            element: Bytes(sent_to_i.to_bytes()),
+            check: f_k(
+                ops,
+                k_is,
+                b"result",
+                &[i, j, &k_is.to_bytes(), &n_j_rs.to_bytes()],
+            ),
+        };
+        let to_j = KeyResultBody {
+            element: Bytes(n_i_rs.to_bytes()),
+            check: f_k(
+                ops,
+                k_js,
+                b"result",
+                &[i, j, &k_js.to_bytes(), &n_i_rs.to_bytes()],
+            ),
+        };
+        let Some((temp_j, _)) = &x.temp_j else {
+            return Ok(());
+        };
+        let sealed_i = seal(ops, &x.temp_i, rng, b"key result", &to_i);
+        let sealed_j = seal(ops, temp_j, rng, b"key result", &to_j);
+        let addr = |name: &str| self.devices.get(name).and_then(|d| d.addr);
+        let (Some(a_i), Some(a_j)) = (addr(&x.initiator), addr(&x.responder)) else {
+            return Err(Error::Unreachable(x.initiator.clone()));
+        };
+        self.out.send(
+            a_i,
+            KeyResult {
+                session: session.0,
+                to: x.initiator.clone(),
+                sealed: sealed_i,
+            },
+        );
+        self.out.send(
+            a_j,
+            KeyResult {
+                session: session.0,
+                to: x.responder.clone(),
+                sealed: sealed_j,
+            },
+        );
+        let (initiator, responder) = (x.initiator.clone(), x.responder.clone());
+        // R_s, r_i and r_j are gone with the exchange: the server keeps nothing that helps
+        // compute K.
+        self.exchanges.remove(&session);
+        self.out.event(ServerEvent::Exchanged {
+            session,
+            initiator,
+            responder,
+        });
+        Ok(())
+    }
+
+    /// §4.5: store (durably, then acknowledge), forward when the recipient is reachable.
+    fn deliver(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        m: m2msec_wire::sga::Deliver,
+    ) -> Result<(), Error> {
+        if !self.devices.contains_key(&m.from) {
+            return Err(Error::UnknownDevice(m.from));
+        }
+        if !self.devices.contains_key(&m.to) {
+            return Err(Error::UnknownDevice(m.to));
+        }
+        let key = message_key(&m.to, &m.session, &m.from, m.message_id);
+        let stored = StoredMessage {
+            from: m.from.clone(),
+            to: m.to.clone(),
+            session: m.session,
+            message_id: m.message_id,
+            ciphertext: m.ciphertext,
+        };
+        // A retransmission of a message already held, or already delivered, changes nothing:
+        // it is acknowledged again. (A delivered one is gone from `held`; the recipient drops
+        // the duplicate by its id.)
+        if !self.held.contains_key(&key) {
+            self.out.event(ServerEvent::Persist(StoreOp::Put {
+                table: MESSAGES_TABLE,
+                key: key.clone(),
+                value: cbor::to_vec(&stored),
+            }));
+            self.held.insert(
+                key.clone(),
+                Held {
+                    message: stored,
+                    next_send: now,
+                },
+            );
+        }
+        self.out.send(
+            remote,
+            Stored {
+                session: m.session,
+                message_id: m.message_id,
+            },
+        );
+        self.flush(now, Some(&key));
+        Ok(())
+    }
+
+    fn delivered(
+        &mut self,
+        _remote: SocketAddr,
+        m: &m2msec_wire::sga::Delivered,
+    ) -> Result<(), Error> {
+        let device = self
+            .devices
+            .get(&m.device)
+            .ok_or_else(|| Error::UnknownDevice(m.device.clone()))?;
+        check_device_mac(
+            &mut self.out.ops,
+            &device.key,
+            b"delivered",
+            &[&m.session, m.device.as_bytes(), &m.message_id.to_be_bytes()],
+            &m.mac,
+        )?;
+        let prefix = message_prefix(&m.device, &m.session);
+        let found = self
+            .held
+            .keys()
+            .find(|k| k.starts_with(&prefix) && k.ends_with(&m.message_id.to_be_bytes()))
+            .cloned();
+        if let Some(key) = found {
+            self.held.remove(&key);
+            self.out.event(ServerEvent::Persist(StoreOp::Remove {
+                table: MESSAGES_TABLE,
+                key,
+            }));
+        }
+        Ok(())
+    }
+
+    fn polled(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        m: &m2msec_wire::sga::Poll,
+    ) -> Result<(), Error> {
+        let cfg = &self.config;
+        let device = self
+            .devices
+            .get_mut(&m.device)
+            .ok_or_else(|| Error::UnknownDevice(m.device.clone()))?;
+        check_device_mac(
+            &mut self.out.ops,
+            &device.key,
+            b"poll",
+            &[m.device.as_bytes(), &m.timestamp.to_be_bytes()],
+            &m.mac,
+        )?;
+        let skew = u64::try_from(cfg.timeouts.clock_skew.as_millis()).unwrap_or(u64::MAX);
+        if m.timestamp.abs_diff(now.0) > skew {
+            return Err(Error::Replayed);
+        }
+        device.addr = Some(remote);
+        let prefix = recipient_prefix(&m.device);
+        for h in self.held.iter_mut().filter(|(k, _)| k.starts_with(&prefix)) {
+            h.1.next_send = now;
+        }
+        self.flush(now, None);
+        Ok(())
+    }
+
+    /// Sends every held message that is due to a reachable recipient (or just `only`).
+    fn flush(&mut self, now: Millis, only: Option<&Vec<u8>>) {
+        let every = self.config.timeouts.retransmit;
+        for (key, h) in &mut self.held {
+            if only.is_some_and(|o| o != key) || now < h.next_send {
+                continue;
+            }
+            let Some(addr) = self.devices.get(&h.message.to).and_then(|d| d.addr) else {
+                continue;
+            };
+            h.next_send = now.after(every);
+            let m = &h.message;
+            self.out.send(
+                addr,
+                Forward {
+                    session: m.session,
+                    from: m.from.clone(),
+                    to: m.to.clone(),
+                    message_id: m.message_id,
+                    ciphertext: m.ciphertext.clone(),
+                },
+            );
+        }
+    }
+
+    /// What [`crate::Endpoint::handle_timeout`] does for this role.
+    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
+        self.exchanges.retain(|_, x| x.deadline > now);
+        let skew = u64::try_from(self.config.timeouts.clock_skew.as_millis()).unwrap_or(u64::MAX);
+        self.seen.retain(|_, ts| ts.saturating_add(skew) > now.0);
+        self.flush(now, None);
+    }
+
+    /// What [`crate::Endpoint::poll_timeout`] answers for this role.
+    fn next_timeout(&self) -> Option<Millis> {
+        let reachable = |h: &Held| {
+            self.devices
+                .get(&h.message.to)
+                .is_some_and(|d| d.addr.is_some())
+        };
+        [
+            self.exchanges.values().map(|x| x.deadline).min(),
+            self.held
+                .values()
+                .filter(|h| reachable(h))
+                .map(|h| h.next_send)
+                .min(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}
+
+fn suites_of(ids: &[u8]) -> Vec<AeadSuite> {
+    ids.iter()
+        .filter_map(|s| AeadSuite::try_from(*s).ok())
+        .collect()
+}
+
+/// Refuses a repeated nonce or a timestamp outside the window (A1's replay protection).
+fn fresh(
+    seen: &mut BTreeMap<[u8; 16], u64>,
+    t: Timeouts,
+    now: Millis,
+    nonce: [u8; 16],
+    timestamp: u64,
+) -> Result<(), Error> {
+    let skew = u64::try_from(t.clock_skew.as_millis()).unwrap_or(u64::MAX);
+    if timestamp.abs_diff(now.0) > skew || seen.contains_key(&nonce) {
+        return Err(Error::Replayed);
+    }
+    seen.insert(nonce, timestamp);
+    Ok(())
+}
+
+fn recipient_prefix(to: &str) -> Vec<u8> {
+    let mut k = u16::try_from(to.len())
+        .unwrap_or(u16::MAX)
+        .to_be_bytes()
+        .to_vec();
+    k.extend_from_slice(to.as_bytes());
+    k
+}
+
+fn message_prefix(to: &str, session: &[u8; 16]) -> Vec<u8> {
+    let mut k = recipient_prefix(to);
+    k.extend_from_slice(session);
+    k
+}
+
+/// Store key of a held message: recipient, session, sender, id — so a scan in key order
+/// yields each sender's messages in order.
+fn message_key(to: &str, session: &[u8; 16], from: &str, id: u64) -> Vec<u8> {
+    let mut k = message_prefix(to, session);
+    k.extend_from_slice(&u16::try_from(from.len()).unwrap_or(u16::MAX).to_be_bytes());
+    k.extend_from_slice(from.as_bytes());
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+endpoint_impl!(Server, ServerEvent, Message);
