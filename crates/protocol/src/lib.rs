@@ -64,6 +64,7 @@ pub mod collab;
 mod endpoint;
 pub mod mikey;
 pub mod network;
+mod outbox;
 pub mod sga;
 
 pub use endpoint::{Endpoint, Millis, OpCounts, Transmit};

@@ -50,7 +50,7 @@ use m2msec_crypto::rng::CryptoRng;
 use m2msec_wire::cbor::{self, Cbor};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use crate::{OpCounts, Transmit};
+use crate::OpCounts;
 
 pub use cert::Certificate;
 pub use client::{Client, ClientConfig, ClientEvent, ProxyEntry};
@@ -318,36 +318,10 @@ impl fmt::Display for AbortReason {
     }
 }
 
-/// Queues and counters every role keeps; the part of a role the [`crate::Endpoint`] methods read.
-#[derive(Debug)]
-struct Outbox<E> {
-    transmits: std::collections::VecDeque<Transmit>,
-    events: std::collections::VecDeque<E>,
-    ops: OpCounts,
-}
-
-impl<E> Default for Outbox<E> {
-    fn default() -> Self {
-        Self {
-            transmits: std::collections::VecDeque::new(),
-            events: std::collections::VecDeque::new(),
-            ops: OpCounts::default(),
-        }
-    }
-}
+/// The collab roles' queues: events `E`, collab messages.
+type Outbox<E> = crate::outbox::Outbox<E, m2msec_wire::collab::Message>;
 
 impl<E> Outbox<E> {
-    fn send(&mut self, destination: SocketAddr, message: impl Into<m2msec_wire::collab::Message>) {
-        self.transmits.push_back(Transmit {
-            destination,
-            payload: message.into().to_bytes(),
-        });
-    }
-
-    fn event(&mut self, e: E) {
-        self.events.push_back(e);
-    }
-
     /// Seals `body` under a pre-shared or derived key, bound to the message type and session.
     fn seal<T: Cbor>(
         &mut self,

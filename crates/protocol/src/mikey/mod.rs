@@ -59,7 +59,7 @@ use m2msec_wire::mikey::{
 use m2msec_wire::mikey::{Kemac, SrtpAuthAlg, SrtpEncrAlg};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::{Millis, OpCounts, Transmit};
+use crate::{Millis, OpCounts};
 
 pub use initiator::{Initiator, InitiatorConfig, InitiatorEvent, Mode};
 pub use responder::{Responder, ResponderConfig, ResponderEvent};
@@ -954,33 +954,5 @@ impl Datagram {
     }
 }
 
-/// Queues and counters every role keeps.
-#[derive(Debug)]
-struct Outbox<E> {
-    transmits: std::collections::VecDeque<Transmit>,
-    events: std::collections::VecDeque<E>,
-    ops: OpCounts,
-}
-
-impl<E> Default for Outbox<E> {
-    fn default() -> Self {
-        Self {
-            transmits: std::collections::VecDeque::new(),
-            events: std::collections::VecDeque::new(),
-            ops: OpCounts::default(),
-        }
-    }
-}
-
-impl<E> Outbox<E> {
-    fn send(&mut self, destination: SocketAddr, payload: Vec<u8>) {
-        self.transmits.push_back(Transmit {
-            destination,
-            payload,
-        });
-    }
-
-    fn event(&mut self, e: E) {
-        self.events.push_back(e);
-    }
-}
+/// The MIKEY roles' queues: events `E`, RFC 3830 bytes.
+type Outbox<E> = crate::outbox::Outbox<E, Vec<u8>>;

@@ -20,7 +20,7 @@ use m2msec_crypto::rng::CryptoRng;
 use m2msec_wire::cbor::{self, Cbor};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::{OpCounts, Transmit};
+use crate::OpCounts;
 
 pub use device::{Device, DeviceConfig, DeviceEvent};
 pub use server::{
@@ -417,33 +417,5 @@ fn count_group(ops: &mut OpCounts, group: &Group) {
     ops.hash += t.hash;
 }
 
-/// Queues and counters every role keeps.
-#[derive(Debug)]
-struct Outbox<E> {
-    transmits: std::collections::VecDeque<Transmit>,
-    events: std::collections::VecDeque<E>,
-    ops: OpCounts,
-}
-
-impl<E> Default for Outbox<E> {
-    fn default() -> Self {
-        Self {
-            transmits: std::collections::VecDeque::new(),
-            events: std::collections::VecDeque::new(),
-            ops: OpCounts::default(),
-        }
-    }
-}
-
-impl<E> Outbox<E> {
-    fn send(&mut self, to: core::net::SocketAddr, m: impl Into<m2msec_wire::sga::Message>) {
-        self.transmits.push_back(Transmit {
-            destination: to,
-            payload: m.into().to_bytes(),
-        });
-    }
-
-    fn event(&mut self, e: E) {
-        self.events.push_back(e);
-    }
-}
+/// The SGA roles' queues: events `E`, SGA messages.
+type Outbox<E> = crate::outbox::Outbox<E, m2msec_wire::sga::Message>;
