@@ -1,0 +1,66 @@
+//! SGA decoders are total and deterministic.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use m2msec_wire::Error;
+use m2msec_wire::cbor::{self, Bytes};
+use m2msec_wire::sga::{Deliver, KeyShareBody, Message, Poll, StoredMessage};
+use proptest::prelude::*;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4000))]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = Message::decode(&bytes);
+        let _ = cbor::from_slice::<KeyShareBody>(&bytes);
+        let _ = cbor::from_slice::<StoredMessage>(&bytes);
+    }
+
+    #[test]
+    fn messages_round_trip(
+        id in any::<u64>(),
+        session in any::<[u8; 16]>(),
+        text in proptest::collection::vec(any::<u8>(), 0..300),
+        mac in any::<[u8; 32]>(),
+    ) {
+        let messages: Vec<Message> = vec![
+            Deliver { session, from: "a".into(), to: "b".into(), message_id: id, ciphertext: Bytes(text) }.into(),
+            Poll { device: "a".into(), timestamp: id, mac }.into(),
+        ];
+        for m in messages {
+            prop_assert_eq!(Message::decode(&m.to_bytes()).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn mutated_messages_never_panic(
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+    ) {
+        let mut bytes = Message::from(Poll { device: "device".into(), timestamp: 7, mac: [3; 32] }).to_bytes();
+        for (pos, val) in flips {
+            let i = pos % bytes.len();
+            bytes[i] = val;
+        }
+        let _ = Message::decode(&bytes);
+    }
+}
+
+#[test]
+fn malformed_cases_have_typed_errors() {
+    let good = Message::from(Poll {
+        device: "d".into(),
+        timestamp: 1,
+        mac: [0; 32],
+    })
+    .to_bytes();
+    assert_eq!(
+        Message::decode(&good[..good.len() - 1]),
+        Err(Error::Truncated)
+    );
+    let mut kind = good.clone();
+    kind[1] = 0x17;
+    assert_eq!(Message::decode(&kind), Err(Error::UnknownMessageType(23)));
+    let mut version = good;
+    version[2] = 2;
+    assert_eq!(Message::decode(&version), Err(Error::UnsupportedVersion(2)));
+}
