@@ -9,8 +9,8 @@
 
 pub mod cbor;
 pub mod collab;
-pub mod sga;
 pub mod mikey;
+pub mod sga;
 
 /// Why bytes were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
