@@ -22,7 +22,7 @@ pub struct RunReport {
     /// Wall-clock time of the key establishment, in milliseconds (key generation excluded).
     pub wall_ms: f64,
     /// The helpers that took part: for collab as the server listed them; for MIKEY the third
-    /// parties that forwarded a part the responder did not reject.
+    /// parties that forwarded a part the responder did not reject (empty when no key was established).
     pub participants: Vec<String>,
     /// Why the run failed.
     #[serde(skip_serializing_if = "Option::is_none")]

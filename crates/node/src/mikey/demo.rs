@@ -321,7 +321,11 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         bytes: wire.bytes,
         device_ops,
         wall_ms,
-        participants: forwarded.difference(&rejected).cloned().collect(),
+        participants: if ok {
+            forwarded.difference(&rejected).cloned().collect()
+        } else {
+            Vec::new()
+        },
         error,
         expected_ok,
         as_expected: ok == expected_ok,
