@@ -1,7 +1,8 @@
 //! The `m2msec` command: daemons, demo, provisioning, traces and benchmarks.
 //!
 //! Every protocol plugs in through [`protocols`]: `run` dispatches on the role's protocol
-//! prefix (`collab-…`), `demo`, `trace` and `bench` on the protocol name.
+//! prefix (`collab-…`, `mikey-…`), `demo`, `provision`, `trace` and `bench` on the protocol
+//! name.
 #![forbid(unsafe_code)]
 
 mod bench;
@@ -29,16 +30,17 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run one daemon: collab-client, collab-proxy, collab-trusted or collab-server.
+    /// Run one daemon: collab-client, collab-proxy, collab-trusted, collab-server,
+    /// mikey-initiator, mikey-third-party or mikey-responder.
     ///
-    /// The client runs its key establishments and exits (status 0 only if all succeeded); the
-    /// others serve until SIGINT or SIGTERM.
+    /// The collab client and the MIKEY initiator run their key establishments and exit (status 0
+    /// only if all succeeded); the others serve until SIGINT or SIGTERM.
     Run(protocols::RunArgs),
     /// Make one key file (and its public part FILE.pub).
     Keygen(keygen::KeygenArgs),
     /// Write keys and one config per role for a whole local deployment on 127.0.0.x.
     Provision(protocols::ProvisionArgs),
-    /// Run a whole deployment on 127.0.0.1 over real UDP and summarise each protocol run.
+    /// Run a whole deployment on loopback over real UDP and summarise each protocol run.
     Demo(demo::DemoArgs),
     /// Print a deterministic annotated trace of one run (in memory, seeded).
     Trace(protocols::TraceArgs),

@@ -163,3 +163,34 @@ impl Wiretap {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pcap_shows_aliases_and_totals_keep_real_addresses() -> Result<()> {
+        let dir = std::env::temp_dir().join(format!("m2msec-tap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let path = dir.join("alias.pcap");
+        let real_a = SocketAddr::from(([127, 0, 0, 1], 40_001));
+        let real_b = SocketAddr::from(([127, 0, 0, 1], 40_002));
+        let shown_a = SocketAddr::from(([127, 0, 0, 4], 2269));
+        let shown_b = SocketAddr::from(([127, 0, 0, 3], 2269));
+        let tap = Wiretap::with_pcap(&path)?
+            .with_pcap_aliases(vec![(real_a, shown_a), (real_b, shown_b)])
+            .keeping_datagrams();
+        tap.record(real_a, real_b, b"mikey");
+        tap.flush()?;
+        assert_eq!(tap.totals().messages, 1);
+        assert_eq!(tap.datagrams()[0].from, real_a);
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let ip = &bytes[24 + 16..];
+        assert_eq!(&ip[12..16], &[127, 0, 0, 4]);
+        assert_eq!(&ip[16..20], &[127, 0, 0, 3]);
+        assert_eq!(&ip[20..22], &2269u16.to_be_bytes());
+        assert_eq!(&ip[22..24], &2269u16.to_be_bytes());
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+}
