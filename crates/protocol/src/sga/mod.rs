@@ -5,6 +5,21 @@
 //!
 //! Two roles: [`Device`] (d_i or d_j, one type) and [`Server`] (the gateway and its crypto
 //! accelerator).
+//!
+//! # Resolutions of the paper's inconsistencies
+//! - F_G, the "trapdoor one-way hash", is public-key encryption of r to the server.
+//! - f_K is HMAC-SHA-256 keyed with the canonical encoding of the element K.
+//! - "k_t ⊕ k_d" and "N ⊕ k_d" between values of different lengths XOR with key material of the
+//!   right length expanded by HKDF-SHA-256 from the shorter key ([`expand`]).
+//! - Index typos: device i always uses its own temporary key k_t^i (B1 says k_t^j), device j
+//!   k_t^j; F_S in B2/B4 is F_G.
+//! - K_is is not sent in B1 (the paper does): the server recomputes it from N_i and r_i, which is
+//!   the check.
+//! - A1 and A3 carry an HMAC under the sender's registered key, since the paper's check
+//!   "(k_t ⊕ k_d) ⊕ k_d = k_t" verifies nothing; A1 also carries a nonce and a timestamp for the
+//!   replay cache.
+//! - The server never learns K (it would have to solve CDH on g^Ri, g^Rj), but it authenticates
+//!   both devices and so could impersonate one to the other: the paper's trust model.
 
 mod device;
 mod server;
