@@ -25,7 +25,7 @@
 //!   commits to the TGK (SHA-256 over a label, the CSB ID and the TGK) in every part; R accepts
 //!   the commitment that at least k third parties agree on, rebuilds the TGK from k-subsets of
 //!   the parts until one matches it, and so excludes the altered parts.
-//! - **R → I verification** ("{HDR, T, [IDR]}TEK" in the paper) is an RFC 3830 verification
+//! - **R → I verification** ("{HDR, T, \[IDR\]}TEK" in the paper) is an RFC 3830 verification
 //!   message (data type PSK verification) whose MAC key is derived from the TGK as §4.1.4 derives
 //!   keys from a PSK.
 //! - **Error messages** (§5.1.2, §6.12): a responder or third party that refuses an I_MESSAGE

@@ -1,5 +1,5 @@
 //! A whole MIKEY deployment in memory: initiator, third parties and responder on the shared
-//! [`network`](crate::network), with fresh keys. Tests, annotated traces, the demo's key
+//! [`crate::network`], with fresh keys. Tests, annotated traces, the demo's key
 //! generation and the benchmarks build on it.
 
 use core::net::SocketAddr;

@@ -10,7 +10,7 @@
 //! - F_G, the "trapdoor one-way hash", is public-key encryption of r to the server.
 //! - f_K is HMAC-SHA-256 keyed with the canonical encoding of the element K.
 //! - "k_t ⊕ k_d" and "N ⊕ k_d" between values of different lengths XOR with key material of the
-//!   right length expanded by HKDF-SHA-256 from the shorter key ([`expand`]).
+//!   right length expanded by HKDF-SHA-256 from the shorter key.
 //! - Index typos: device i always uses its own temporary key k_t^i (B1 says k_t^j), device j
 //!   k_t^j; F_S in B2/B4 is F_G.
 //! - K_is is not sent in B1 (the paper does): the server recomputes it from N_i and r_i, which is

@@ -1,5 +1,5 @@
 //! An SGA deployment in memory: the server and any number of devices on the shared
-//! [`network`](crate::network), with a store the server's [`StoreOp`]s are applied to, so that
+//! [`crate::network`], with a store the server's [`StoreOp`]s are applied to, so that
 //! a test can kill the server and build a new one from what it had made durable.
 
 use core::net::SocketAddr;
