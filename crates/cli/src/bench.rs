@@ -10,6 +10,7 @@ use m2msec_node::collab::bench::{Figure, figures};
 use m2msec_node::collab::deployment::{Params, Suite};
 use m2msec_node::mikey::bench as mikey_bench;
 use m2msec_node::mikey::deployment::Params as MikeyParams;
+use m2msec_node::sga::bench as sga_bench;
 
 use crate::options::SuiteArg;
 use crate::protocols::ProtocolArg;
@@ -23,7 +24,8 @@ pub(crate) struct BenchArgs {
     /// Protocols to measure (repeatable; default: every implemented one).
     #[arg(long, value_enum)]
     protocol: Vec<ProtocolArg>,
-    /// Sessions per collab suite, exchanges per MIKEY mode.
+    /// Sessions per collab suite, exchanges per MIKEY mode, key exchanges per SGA group (at
+    /// most 20: a MODP-2048 exponentiation costs milliseconds).
     #[arg(long, default_value_t = 50)]
     sessions: u32,
     /// Collab suites to measure (repeatable; default: modern and classic).
@@ -62,6 +64,10 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<ExitCode> {
             ProtocolArg::Mikey => {
                 let figures =
                     mikey_bench::figures(&MikeyParams::default(), args.sessions, args.seed)?;
+                print_figures(&figures, args.json)?;
+            }
+            ProtocolArg::Sga => {
+                let figures = sga_bench::figures(args.sessions.min(20), args.seed)?;
                 print_figures(&figures, args.json)?;
             }
         }

@@ -16,8 +16,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use m2msec_node::collab::demo as collab_demo;
 use m2msec_node::mikey::demo as mikey_demo;
 use m2msec_node::report::{Progress, RunReport};
+use m2msec_node::sga::demo as sga_demo;
 
-use crate::options::{FaultArgs, MikeyArgs, ShapeArgs};
+use crate::options::{FaultArgs, MikeyArgs, SgaArgs, ShapeArgs, SuiteArg};
 use crate::protocols::ProtocolArg;
 
 /// `m2msec demo`.
@@ -30,6 +31,8 @@ pub(crate) struct DemoArgs {
     shape: ShapeArgs,
     #[command(flatten)]
     mikey: MikeyArgs,
+    #[command(flatten)]
+    sga: SgaArgs,
     #[command(flatten)]
     faults: FaultArgs,
     /// Seed of every key and role RNG (default: the operating system's RNG).
@@ -108,6 +111,23 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<ExitCode> {
                 };
                 rt.block_on(mikey_demo::run(&opts, &Bar(bar.clone())))?
             }
+            ProtocolArg::Sga => {
+                bar.set_prefix("sga");
+                let opts = sga_demo::DemoOptions {
+                    group: args.sga.group.into(),
+                    suite: args.sga.sga_suite.into(),
+                    pke: match args.shape.suite {
+                        SuiteArg::Modern => m2msec_crypto::pke::PkeSuite::X25519Ecies,
+                        SuiteArg::Classic => m2msec_crypto::pke::PkeSuite::RsaOaep2048,
+                    },
+                    messages: args.sga.messages,
+                    restart_gateway: args.sga.restart_gateway,
+                    seed: args.seed,
+                    pcap,
+                    timeout: Duration::from_secs(args.timeout.max(1)),
+                };
+                rt.block_on(sga_demo::run(&opts, &Bar(bar.clone())))?
+            }
         };
         bar.finish_and_clear();
         all_as_expected &= report.as_expected;
@@ -130,10 +150,7 @@ fn pcap_path(file: &Path, index: usize, protocol: ProtocolArg) -> PathBuf {
     if index == 0 {
         return file.to_path_buf();
     }
-    let name = match protocol {
-        ProtocolArg::Collab => "collab",
-        ProtocolArg::Mikey => "mikey",
-    };
+    let name = protocol.name();
     let stem = file.file_stem().map_or_else(
         || "capture".to_owned(),
         |s| s.to_string_lossy().into_owned(),
@@ -147,6 +164,10 @@ fn pcap_path(file: &Path, index: usize, protocol: ProtocolArg) -> PathBuf {
 fn print_summary(r: &RunReport) {
     if r.protocol == "mikey" {
         print_mikey_summary(r);
+        return;
+    }
+    if r.protocol == "sga" {
+        print_sga_summary(r);
         return;
     }
     let sharing = if r.sharing == "shamir" {
@@ -291,4 +312,68 @@ fn print_mikey_summary(r: &RunReport) {
         (true, false) => "UNEXPECTED SUCCESS",
     };
     println!("  outcome          {verdict}");
+}
+
+fn print_sga_summary(r: &RunReport) {
+    let head = if r.ok {
+        format!(
+            "key established and {} messages delivered in {:.1} ms",
+            r.delivered.unwrap_or(0),
+            r.wall_ms
+        )
+    } else {
+        "failed".to_owned()
+    };
+    println!(
+        "{}: {head}  ({}, {}, server key {})",
+        r.protocol,
+        r.group.unwrap_or("?"),
+        r.suite,
+        r.pke.unwrap_or("?")
+    );
+    if let Some(s) = &r.session {
+        println!("  session          {s}");
+    }
+    if let Some(f) = &r.key_fingerprint {
+        let agree = if r.session_key_match {
+            "device-i and device-j agree"
+        } else {
+            "DEVICE-J DIFFERS"
+        };
+        println!("  key fingerprint  {f} ({agree})");
+    }
+    println!(
+        "  messages         {} sent, {} stored by the server, {} delivered{}",
+        r.sent.unwrap_or(0),
+        r.stored.unwrap_or(0),
+        r.delivered.unwrap_or(0),
+        match r.restarted_gateway {
+            Some(true) => " (server killed and restarted in between)",
+            Some(false) => " (server restart NOT done)",
+            None => "",
+        }
+    );
+    if let Some(e) = &r.error {
+        println!("  error            {e}");
+    }
+    println!(
+        "  wire             {} datagrams, {} bytes",
+        r.messages, r.bytes
+    );
+    let o = &r.device_ops;
+    println!(
+        "  device-i ops     symmetric {}, hash {}, redundancy {}, asymmetric {}",
+        o.symmetric, o.hash, o.redundancy, o.asymmetric
+    );
+    if let Some(p) = &r.pcap {
+        println!("  capture          {p}");
+    }
+    println!(
+        "  outcome          {}",
+        if r.ok {
+            "as expected"
+        } else {
+            "UNEXPECTED FAILURE"
+        }
+    );
 }

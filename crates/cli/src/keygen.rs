@@ -28,6 +28,8 @@ pub(crate) enum Kind {
     Symmetric,
     /// MIKEY pre-shared key, 32 random bytes (PEM "M2MSEC MIKEY PSK").
     MikeyPsk,
+    /// SGA device key k_d, 32 random bytes (PEM "M2MSEC SGA DEVICE KEY").
+    SgaDevice,
 }
 
 /// `m2msec keygen`.
@@ -55,7 +57,10 @@ fn public_path(out: &Path) -> PathBuf {
 
 pub(crate) fn keygen(args: &KeygenArgs) -> Result<ExitCode> {
     let public = public_path(&args.out);
-    let has_public = !matches!(args.kind, Kind::Symmetric | Kind::MikeyPsk);
+    let has_public = !matches!(
+        args.kind,
+        Kind::Symmetric | Kind::MikeyPsk | Kind::SgaDevice
+    );
     for p in [Some(&args.out), has_public.then_some(&public)]
         .into_iter()
         .flatten()
@@ -91,6 +96,10 @@ pub(crate) fn keygen(args: &KeygenArgs) -> Result<ExitCode> {
         Kind::MikeyPsk => {
             let key = zeroize::Zeroizing::new(m2msec_crypto::rng::random_array::<32>(&mut rng));
             (keyfile::mikey_psk_pem(&key[..])?, None)
+        }
+        Kind::SgaDevice => {
+            let key = zeroize::Zeroizing::new(m2msec_crypto::rng::random_array::<32>(&mut rng));
+            (keyfile::sga_device_key_pem(&key[..])?, None)
         }
     };
     keyfile::write_secret(&args.out, &secret)?;

@@ -1,7 +1,7 @@
 //! The `m2msec` command: daemons, demo, provisioning, traces and benchmarks.
 //!
 //! Every protocol plugs in through [`protocols`]: `run` dispatches on the role's protocol
-//! prefix (`collab-…`, `mikey-…`), `demo`, `provision`, `trace` and `bench` on the protocol
+//! prefix (`collab-…`, `mikey-…`, `sga-…`), `demo`, `provision`, `trace` and `bench` on the protocol
 //! name.
 #![forbid(unsafe_code)]
 
@@ -10,6 +10,7 @@ mod demo;
 mod keygen;
 mod options;
 mod protocols;
+mod sga;
 
 use std::process::ExitCode;
 
@@ -31,7 +32,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run one daemon: collab-client, collab-proxy, collab-trusted, collab-server,
-    /// mikey-initiator, mikey-third-party or mikey-responder.
+    /// mikey-initiator, mikey-third-party, mikey-responder, sga-server or sga-device.
     ///
     /// The collab client and the MIKEY initiator run their key establishments and exit (status 0
     /// only if all succeeded); the others serve until SIGINT or SIGTERM.
@@ -46,6 +47,8 @@ enum Command {
     Trace(protocols::TraceArgs),
     /// Measure the constrained device's cost against the paper's baseline, and server rates.
     Bench(bench::BenchArgs),
+    /// Commands to a running sga-device daemon: register, invite, send, inbox, status.
+    Sga(sga::SgaArgs),
 }
 
 fn init_logging(verbose: u8, default: &str) {
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::demo(&args),
         Command::Trace(args) => protocols::trace(&args),
         Command::Bench(args) => bench::bench(&args),
+        Command::Sga(args) => sga::sga(&args),
     };
     match result {
         Ok(code) => code,

@@ -7,6 +7,7 @@ use m2msec_crypto::ots::OtsScheme;
 use m2msec_crypto::split::SharingScheme;
 use m2msec_node::collab::deployment::{Params, Suite};
 use m2msec_node::mikey::deployment::Params as MikeyParams;
+use m2msec_node::sga::config::{GroupName, SuiteName};
 use m2msec_protocol::collab::ProxyFault;
 use m2msec_protocol::mikey::{ModeName, ThirdPartyFault};
 
@@ -220,4 +221,67 @@ impl MikeyArgs {
             ..MikeyParams::default()
         })
     }
+}
+
+/// SGA key-exchange groups on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub(crate) enum GroupArg {
+    /// Ristretto255 (RFC 9496).
+    #[value(name = "ristretto", alias = "ristretto255")]
+    Ristretto,
+    /// The 2048-bit MODP group of RFC 3526 (the paper's setting).
+    #[value(name = "modp2048", alias = "modp")]
+    Modp2048,
+}
+
+impl From<GroupArg> for GroupName {
+    fn from(g: GroupArg) -> Self {
+        match g {
+            GroupArg::Ristretto => Self::Ristretto255,
+            GroupArg::Modp2048 => Self::Modp2048,
+        }
+    }
+}
+
+/// SGA lightweight suites on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub(crate) enum SgaSuiteArg {
+    /// AES-128-CCM with an 8-byte tag.
+    #[value(name = "ccm", alias = "aes-128-ccm8")]
+    Ccm,
+    /// ChaCha20-Poly1305.
+    #[value(name = "chacha", alias = "chacha20-poly1305")]
+    Chacha,
+    /// Ascon-AEAD128.
+    #[value(name = "ascon", alias = "ascon-128")]
+    Ascon,
+}
+
+impl From<SgaSuiteArg> for SuiteName {
+    fn from(s: SgaSuiteArg) -> Self {
+        match s {
+            SgaSuiteArg::Ccm => Self::Aes128Ccm8,
+            SgaSuiteArg::Chacha => Self::ChaCha20Poly1305,
+            SgaSuiteArg::Ascon => Self::Ascon128,
+        }
+    }
+}
+
+/// The SGA demo's options (the server's public-key encryption follows `--suite`: modern =
+/// X25519, classic = RSA-OAEP-2048).
+#[derive(Clone, Debug, Args)]
+pub(crate) struct SgaArgs {
+    /// SGA: the key-exchange group.
+    #[arg(long, value_enum, default_value_t = GroupArg::Ristretto)]
+    pub(crate) group: GroupArg,
+    /// SGA: the lightweight suite the devices negotiate.
+    #[arg(long, value_enum, default_value_t = SgaSuiteArg::Ccm)]
+    pub(crate) sga_suite: SgaSuiteArg,
+    /// SGA: messages device-i sends device-j through the server.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) messages: u32,
+    /// SGA: kill the server (abort its task) after the messages were acknowledged and start a
+    /// new one from its store before device-j fetches them.
+    #[arg(long)]
+    pub(crate) restart_gateway: bool,
 }

@@ -105,7 +105,7 @@ impl Shutdown {
         Self(None)
     }
 
-    async fn wait(&mut self) {
+    pub(crate) async fn wait(&mut self) {
         let Some(rx) = self.0.as_mut() else {
             return std::future::pending().await;
         };

@@ -56,6 +56,12 @@ pub enum Error {
     /// MIKEY refused a configuration or failed an exchange.
     #[error("mikey: {0}")]
     Mikey(#[from] m2msec_protocol::mikey::Error),
+    /// SGA refused a configuration or failed a step.
+    #[error("sga: {0}")]
+    Sga(#[from] m2msec_protocol::sga::Error),
+    /// A device daemon's control channel failed or the daemon refused a command.
+    #[error("{0}")]
+    Control(String),
     /// A run did not end within its overall time limit.
     #[error("no result within {0:?}")]
     Timeout(Duration),

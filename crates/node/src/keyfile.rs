@@ -8,6 +8,7 @@
 //! | pre-shared symmetric key     | `M2MSEC SYMMETRIC KEY`    | one byte AEAD suite id, then the key   |
 //! | collab server certificate    | `M2MSEC CERTIFICATE`      | `collab::Certificate::to_bytes`        |
 //! | MIKEY pre-shared key         | `M2MSEC MIKEY PSK`        | the raw key, at least 16 bytes         |
+//! | SGA device key k_d           | `M2MSEC SGA DEVICE KEY`   | the raw key, at least 16 bytes         |
 //!
 //! The AEAD suite ids are those of `m2msec_crypto::aead::AeadSuite`: 1 AES-128-CCM (8-byte
 //! tag), 2 AES-128-GCM, 3 ChaCha20-Poly1305. No standard PEM encoding exists for a bare
@@ -42,6 +43,8 @@ pub const CERTIFICATE_LABEL: &str = "M2MSEC CERTIFICATE";
 pub const MIKEY_PSK_LABEL: &str = "M2MSEC MIKEY PSK";
 /// Shortest MIKEY pre-shared key accepted.
 pub const MIKEY_PSK_MIN_LEN: usize = 16;
+/// PEM label of an SGA device key k_d (raw key bytes, at least 16).
+pub const SGA_DEVICE_KEY_LABEL: &str = "M2MSEC SGA DEVICE KEY";
 /// PEM label of a PKCS#8 private key.
 pub const PRIVATE_KEY_LABEL: &str = "PRIVATE KEY";
 /// PEM label of a SubjectPublicKeyInfo public key.
@@ -220,6 +223,50 @@ pub fn load_mikey_psk(path: &Path) -> Result<Psk> {
         ));
     }
     Psk::new(&body).map_err(|e| Error::key(path, e.to_string()))
+}
+
+/// PEM text of an SGA device key.
+///
+/// # Errors
+///
+/// [`Error::Usage`] for a key shorter than 16 bytes.
+pub fn sga_device_key_pem(key: &[u8]) -> Result<Zeroizing<String>> {
+    if key.len() < 16 {
+        return Err(Error::Usage(
+            "an SGA device key has at least 16 bytes".into(),
+        ));
+    }
+    encode_block(SGA_DEVICE_KEY_LABEL, key)
+}
+
+/// Reads an SGA device key k_d: PEM `M2MSEC SGA DEVICE KEY` (raw bytes, at least 16).
+///
+/// # Errors
+///
+/// [`Error::KeyFile`] naming the file and what is wrong.
+pub fn load_sga_device_key(path: &Path) -> Result<m2msec_protocol::sga::DeviceKey> {
+    let text = read_labelled(path, SGA_DEVICE_KEY_LABEL)?;
+    let body = decode_block(path, &text, SGA_DEVICE_KEY_LABEL)?;
+    m2msec_protocol::sga::DeviceKey::new(&body).map_err(|_| {
+        Error::key(
+            path,
+            format!(
+                "an SGA device key has at least 16 bytes, this one {}",
+                body.len()
+            ),
+        )
+    })
+}
+
+/// Reads a public encryption key (SubjectPublicKeyInfo: X25519 or RSA).
+///
+/// # Errors
+///
+/// [`Error::KeyFile`] naming the file and what is wrong.
+pub fn load_pke_public_key(path: &Path) -> Result<m2msec_crypto::pke::PkePublicKey> {
+    let text = read_labelled(path, PUBLIC_KEY_LABEL)?;
+    m2msec_crypto::pke::PkePublicKey::from_pem(&text)
+        .map_err(|e| Error::key(path, format!("not an X25519 or RSA encryption key: {e}")))
 }
 
 /// Reads a signing key (PKCS#8: Ed25519 or RSA).

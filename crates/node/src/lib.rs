@@ -5,7 +5,7 @@
 //! - [`config`] and [`keyfile`]: TOML config files and PEM key files, with errors that name
 //!   the file, the field and what is wrong;
 //! - [`tap`] and [`pcap`]: what went on the wire, counted and captured;
-//! - one module per protocol ([`collab`], [`mikey`]) with its daemons, its demo deployment, its
+//! - one module per protocol ([`collab`], [`mikey`], [`sga`]) with its daemons, its demo deployment, its
 //!   provisioning, its annotated trace and its benchmark.
 #![forbid(unsafe_code)]
 
@@ -17,6 +17,7 @@ pub mod keyfile;
 pub mod mikey;
 pub mod pcap;
 pub mod report;
+pub mod sga;
 pub mod tap;
 
 pub use error::{Error, Result};

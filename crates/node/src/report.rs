@@ -39,7 +39,8 @@ pub struct RunReport {
     /// The client's key fingerprint.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_fingerprint: Option<String>,
-    /// Public-key suite ("modern" or "classic"; MIKEY is RSA-2048, "classic").
+    /// Public-key suite ("modern" or "classic"; MIKEY is RSA-2048, "classic"); for SGA the
+    /// negotiated AEAD ("aes-128-ccm8", "chacha20-poly1305" or "ascon-128").
     pub suite: &'static str,
     /// Number of helpers (collab proxies, MIKEY third parties).
     pub proxies: u8,
@@ -66,6 +67,24 @@ pub struct RunReport {
     /// The capture file, if one was written.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pcap: Option<String>,
+    /// The key-exchange group, for protocols that choose one (SGA: "ristretto255", "modp2048").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<&'static str>,
+    /// The gateway's public-key encryption, for SGA ("x25519" or "rsa-oaep-2048").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pke: Option<&'static str>,
+    /// Application messages sent through a store-and-forward server (SGA).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent: Option<u32>,
+    /// How many of them the server acknowledged as durably stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stored: Option<u32>,
+    /// How many the recipient received (each once, in order, when the run is ok).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivered: Option<u32>,
+    /// Whether the server was killed and restarted between sending and delivery.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restarted_gateway: Option<bool>,
 }
 
 /// Where a run reports its progress (a progress bar, a log, nothing).

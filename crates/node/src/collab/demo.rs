@@ -271,5 +271,11 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         verified: None,
         seed: opts.seed,
         pcap: opts.pcap.as_ref().map(|p| p.display().to_string()),
+        group: None,
+        pke: None,
+        sent: None,
+        stored: None,
+        delivered: None,
+        restarted_gateway: None,
     })
 }

@@ -346,5 +346,11 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         verified: Some(outcome.as_ref().is_some_and(|o| o.verified)),
         seed: opts.seed,
         pcap: opts.pcap.as_ref().map(|p| p.display().to_string()),
+        group: None,
+        pke: None,
+        sent: None,
+        stored: None,
+        delivered: None,
+        restarted_gateway: None,
     })
 }

@@ -1,0 +1,157 @@
+//! The figures of `m2msec bench` for SGA: per key exchange (negotiation A1–A5 and exchange
+//! B1–B7), the time inside the inviting device's calls, the invited device's and the server's,
+//! and their operation counts, for each group (MODP-2048, the paper's setting, and
+//! Ristretto255).
+//!
+//! The deployment (keys, registrations) is generated once per group; then many exchanges run on
+//! it in memory (`sga::sim::World::run_metered`).
+
+use std::time::{Duration, Instant};
+
+use m2msec_crypto::aead::AeadSuite;
+use m2msec_crypto::group::GroupId;
+use m2msec_crypto::rng::SeededRng;
+use m2msec_protocol::sga::DeviceEvent;
+use m2msec_protocol::sga::sim::{SERVER_ROLE, Spec, World};
+use m2msec_protocol::{Endpoint, OpCounts};
+
+use super::config::GroupName;
+use crate::collab::bench::Figure;
+use crate::error::{Error, Result};
+
+/// What one group costs per key exchange.
+#[derive(Clone, Copy, Debug)]
+pub struct ExchangeCost {
+    /// Mean time inside the inviting device's (d_i) calls.
+    pub initiator: Duration,
+    /// Mean time inside the invited device's (d_j) calls.
+    pub responder: Duration,
+    /// Mean time inside the server's calls.
+    pub server: Duration,
+    /// d_i's operations per exchange (symmetric, hash, redundancy, asymmetric).
+    pub initiator_ops: [f64; 4],
+    /// d_j's.
+    pub responder_ops: [f64; 4],
+    /// The server's.
+    pub server_ops: [f64; 4],
+}
+
+fn delta(a: OpCounts, b: OpCounts, n: f64) -> [f64; 4] {
+    [
+        (b.symmetric - a.symmetric) as f64 / n,
+        (b.hash - a.hash) as f64 / n,
+        (b.redundancy - a.redundancy) as f64 / n,
+        (b.asymmetric - a.asymmetric) as f64 / n,
+    ]
+}
+
+/// Runs `exchanges` key exchanges over `group` (after registration and one warm-up) and
+/// measures them.
+///
+/// # Errors
+///
+/// Set-up errors, or [`Error::Usage`] if an exchange fails (a benchmark of failures means
+/// nothing).
+pub fn measure(group: GroupId, exchanges: u32, seed: u64) -> Result<ExchangeCost> {
+    let exchanges = exchanges.max(1);
+    let mut rng = SeededRng::from_seed_u64(seed);
+    let spec = Spec {
+        group,
+        ..Spec::default()
+    };
+    let mut world = World::generate(&spec, &mut rng)?;
+    let now = world.net.now;
+    for d in &mut world.devices {
+        d.register(now, &mut rng)?;
+    }
+    world.run_honest(&mut rng);
+    let peer = world.devices[1].identity().to_owned();
+    let mut exchange = |world: &mut World, busy: &mut [Duration; 3]| -> Result<()> {
+        world.events.devices.iter_mut().for_each(Vec::clear);
+        world.events.server.clear();
+        let now = world.net.now;
+        world.devices[0].invite(now, &mut rng, &peer, AeadSuite::Aes128Ccm8)?;
+        world.run_metered(&mut rng, &mut |role, call| {
+            let start = Instant::now();
+            call();
+            match role {
+                SERVER_ROLE => busy[2] += start.elapsed(),
+                1 => busy[0] += start.elapsed(),
+                2 => busy[1] += start.elapsed(),
+                _ => {}
+            }
+        });
+        let ok = world.events.devices.iter().all(|events| {
+            events
+                .iter()
+                .any(|e| matches!(e, DeviceEvent::Established { .. }))
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Usage(format!(
+                "benchmark exchange failed: {:?}",
+                world.events.devices
+            )))
+        }
+    };
+    let mut busy = [Duration::ZERO; 3];
+    exchange(&mut world, &mut busy)?; // warm-up, excluded
+    let before = [
+        world.devices[0].op_counts(),
+        world.devices[1].op_counts(),
+        world.server.op_counts(),
+    ];
+    let mut busy = [Duration::ZERO; 3];
+    for _ in 0..exchanges {
+        exchange(&mut world, &mut busy)?;
+    }
+    let n = f64::from(exchanges);
+    Ok(ExchangeCost {
+        initiator: busy[0] / exchanges,
+        responder: busy[1] / exchanges,
+        server: busy[2] / exchanges,
+        initiator_ops: delta(before[0], world.devices[0].op_counts(), n),
+        responder_ops: delta(before[1], world.devices[1].op_counts(), n),
+        server_ops: delta(before[2], world.server.op_counts(), n),
+    })
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// The SGA figures for both groups, `exchanges` key exchanges each.
+///
+/// # Errors
+///
+/// As [`measure`].
+pub fn figures(exchanges: u32, seed: u64) -> Result<Vec<Figure>> {
+    let mut out = Vec::new();
+    for (i, group) in [GroupName::Modp2048, GroupName::Ristretto255]
+        .into_iter()
+        .enumerate()
+    {
+        let cost = measure(group.into(), exchanges, seed ^ i as u64)?;
+        let p = format!("sga.{}", group.name());
+        for (role, time, ops) in [
+            ("device", cost.initiator, cost.initiator_ops),
+            ("peer_device", cost.responder, cost.responder_ops),
+            ("server", cost.server, cost.server_ops),
+        ] {
+            out.push(Figure::plain(
+                format!("{p}.{role}.time_per_exchange"),
+                "us",
+                us(time),
+            ));
+            for (k, name) in [(3, "asymmetric"), (0, "symmetric"), (1, "hash")] {
+                out.push(Figure::plain(
+                    format!("{p}.{role}.{name}_ops_per_exchange"),
+                    "ops",
+                    ops[k],
+                ));
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,370 @@
+//! The TOML config files of the two SGA daemons, and how they become role configs.
+//!
+//! Every field is documented in `examples/sga-server.toml` and `examples/sga-device.toml`.
+//! Paths are relative to the config file's directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use m2msec_crypto::aead::AeadSuite;
+use m2msec_crypto::group::GroupId;
+use m2msec_protocol::sga::{DeviceConfig, LIGHTWEIGHT_SUITES, ServerConfig, Timeouts};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{load_toml, resolve};
+use crate::error::{Error, Result};
+use crate::keyfile;
+
+/// The lightweight AEAD suites in config files and on the command line.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SuiteName {
+    /// AES-128-CCM with an 8-byte tag.
+    #[serde(rename = "aes-128-ccm8")]
+    Aes128Ccm8,
+    /// ChaCha20-Poly1305.
+    #[serde(rename = "chacha20-poly1305")]
+    ChaCha20Poly1305,
+    /// Ascon-AEAD128.
+    #[serde(rename = "ascon-128")]
+    Ascon128,
+}
+
+impl SuiteName {
+    /// Every suite, in the order the server offers them by default.
+    pub const ALL: [Self; 3] = [Self::Aes128Ccm8, Self::ChaCha20Poly1305, Self::Ascon128];
+
+    /// The name in files, on the command line and in reports.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Aes128Ccm8 => "aes-128-ccm8",
+            Self::ChaCha20Poly1305 => "chacha20-poly1305",
+            Self::Ascon128 => "ascon-128",
+        }
+    }
+
+    /// The suite of `name` (see [`SuiteName::name`]; `ccm`, `chacha` and `ascon` too).
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "aes-128-ccm8" | "ccm" => Some(Self::Aes128Ccm8),
+            "chacha20-poly1305" | "chacha" => Some(Self::ChaCha20Poly1305),
+            "ascon-128" | "ascon" => Some(Self::Ascon128),
+            _ => None,
+        }
+    }
+
+    /// The name of a lightweight suite.
+    #[must_use]
+    pub fn of(suite: AeadSuite) -> Option<Self> {
+        match suite {
+            AeadSuite::Aes128Ccm8 => Some(Self::Aes128Ccm8),
+            AeadSuite::ChaCha20Poly1305 => Some(Self::ChaCha20Poly1305),
+            AeadSuite::Ascon128 => Some(Self::Ascon128),
+            _ => None,
+        }
+    }
+}
+
+impl From<SuiteName> for AeadSuite {
+    fn from(s: SuiteName) -> Self {
+        match s {
+            SuiteName::Aes128Ccm8 => Self::Aes128Ccm8,
+            SuiteName::ChaCha20Poly1305 => Self::ChaCha20Poly1305,
+            SuiteName::Ascon128 => Self::Ascon128,
+        }
+    }
+}
+
+/// The key-exchange groups in config files and on the command line.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum GroupName {
+    /// Ristretto255 (RFC 9496).
+    Ristretto255,
+    /// The 2048-bit MODP group of RFC 3526 (the paper's setting).
+    Modp2048,
+}
+
+impl GroupName {
+    /// The name in files, on the command line and in reports.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ristretto255 => "ristretto255",
+            Self::Modp2048 => "modp2048",
+        }
+    }
+}
+
+impl From<GroupName> for GroupId {
+    fn from(g: GroupName) -> Self {
+        match g {
+            GroupName::Ristretto255 => Self::Ristretto255,
+            GroupName::Modp2048 => Self::Modp2048,
+        }
+    }
+}
+
+/// Waits, in milliseconds; absent values take the protocol's defaults.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsFile {
+    /// How long a device waits for an answer, and the server keeps an unfinished exchange.
+    pub exchange_ms: Option<u64>,
+    /// How often unacknowledged messages are sent again.
+    pub retransmit_ms: Option<u64>,
+    /// Largest accepted difference between a timestamp and the local clock.
+    pub clock_skew_ms: Option<u64>,
+}
+
+impl TimeoutsFile {
+    /// The timeouts these values describe.
+    #[must_use]
+    pub fn build(&self) -> Timeouts {
+        let mut t = Timeouts::default();
+        if let Some(ms) = self.exchange_ms {
+            t.exchange = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.retransmit_ms {
+            t.retransmit = Duration::from_millis(ms.max(1));
+        }
+        if let Some(ms) = self.clock_skew_ms {
+            t.clock_skew = Duration::from_millis(ms);
+        }
+        t
+    }
+}
+
+fn default_suites() -> Vec<SuiteName> {
+    SuiteName::ALL.to_vec()
+}
+
+fn default_groups() -> Vec<GroupName> {
+    vec![GroupName::Ristretto255, GroupName::Modp2048]
+}
+
+/// `sga-server` config file.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    /// ID_G, the gateway's identity (devices name it in their requests).
+    pub identity: String,
+    /// Local UDP address to bind.
+    pub listen: SocketAddr,
+    /// The server's decryption key (PEM "PRIVATE KEY": X25519, or RSA-2048 for the classic suite).
+    pub pke_key: PathBuf,
+    /// Database (redb) of registrations and held messages.
+    pub state: PathBuf,
+    /// Suites offered (C^G).
+    #[serde(default = "default_suites")]
+    pub suites: Vec<SuiteName>,
+    /// Groups accepted for key exchanges.
+    #[serde(default = "default_groups")]
+    pub groups: Vec<GroupName>,
+    /// Waits.
+    #[serde(default)]
+    pub timeouts: TimeoutsFile,
+}
+
+/// The gateway as a device knows it.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayFile {
+    /// ID_G.
+    pub identity: String,
+    /// The server's UDP address.
+    pub addr: SocketAddr,
+    /// The server's public encryption key (PEM "PUBLIC KEY").
+    pub public_key: PathBuf,
+}
+
+fn default_poll_ms() -> u64 {
+    2000
+}
+
+/// `sga-device` config file.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceFile {
+    /// ID_d, the device's identity.
+    pub identity: String,
+    /// Local UDP address to bind.
+    pub listen: SocketAddr,
+    /// Loopback UDP address of the control socket of the `m2msec sga` commands.
+    pub control: SocketAddr,
+    /// The device key k_d (PEM "M2MSEC SGA DEVICE KEY").
+    pub device_key: PathBuf,
+    /// Supported suites, in order of preference.
+    #[serde(default = "default_suites")]
+    pub suites: Vec<SuiteName>,
+    /// The suite of the registration proof and of what the server seals for this device.
+    pub initial_suite: Option<SuiteName>,
+    /// The group of key exchanges this device starts.
+    #[serde(default = "default_group")]
+    pub group: GroupName,
+    /// Database (redb) of the registration state and the inbox.
+    pub state: PathBuf,
+    /// How often the device tells the server where it is, in milliseconds.
+    #[serde(default = "default_poll_ms")]
+    pub poll_ms: u64,
+    /// The gateway.
+    pub gateway: GatewayFile,
+    /// Waits.
+    #[serde(default)]
+    pub timeouts: TimeoutsFile,
+}
+
+fn default_group() -> GroupName {
+    GroupName::Ristretto255
+}
+
+fn check_identity(file: &Path, field: &str, identity: &str) -> Result<()> {
+    if identity.is_empty() {
+        return Err(Error::config(
+            file,
+            format!("field `{field}`: must not be empty"),
+        ));
+    }
+    if identity.len() > 255 {
+        return Err(Error::config(
+            file,
+            format!("field `{field}`: at most 255 bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// A loaded server config.
+#[derive(Debug)]
+pub struct ServerSetup {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// The store, resolved.
+    pub state: PathBuf,
+    /// The role's config.
+    pub config: ServerConfig,
+}
+
+/// Loads an `sga-server` config file and its key file.
+///
+/// # Errors
+///
+/// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
+pub fn load_server(file: &Path) -> Result<ServerSetup> {
+    let f: ServerFile = load_toml(file)?;
+    check_identity(file, "identity", &f.identity)?;
+    if f.suites.is_empty() {
+        return Err(Error::config(
+            file,
+            "field `suites`: at least one suite is needed",
+        ));
+    }
+    if f.groups.is_empty() {
+        return Err(Error::config(
+            file,
+            "field `groups`: at least one group is needed",
+        ));
+    }
+    let pke_key = keyfile::load_pke_secret_key(&resolve(file, &f.pke_key))?;
+    Ok(ServerSetup {
+        listen: f.listen,
+        state: resolve(file, &f.state),
+        config: ServerConfig {
+            identity: f.identity,
+            pke_key,
+            suites: f.suites.iter().map(|s| (*s).into()).collect(),
+            groups: f.groups.iter().map(|g| (*g).into()).collect(),
+            timeouts: f.timeouts.build(),
+            fault_for_testing_only: None,
+        },
+    })
+}
+
+/// A loaded device config.
+#[derive(Debug)]
+pub struct DeviceSetup {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// The control socket's address.
+    pub control: SocketAddr,
+    /// The store, resolved.
+    pub state: PathBuf,
+    /// How often to poll the server.
+    pub poll: Duration,
+    /// The role's config.
+    pub config: DeviceConfig,
+}
+
+/// Reads only the control address of an `sga-device` config (what the `m2msec sga` commands
+/// need), without the key files.
+///
+/// # Errors
+///
+/// [`Error::Config`] naming the file and what is wrong.
+pub fn control_address(file: &Path) -> Result<SocketAddr> {
+    let f: DeviceFile = load_toml(file)?;
+    check_control(file, f.control)?;
+    Ok(f.control)
+}
+
+fn check_control(file: &Path, control: SocketAddr) -> Result<()> {
+    if !control.ip().is_loopback() {
+        return Err(Error::config(
+            file,
+            format!(
+                "field `control`: must be a loopback address (the channel is not authenticated), is {control}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Loads an `sga-device` config file and its key files.
+///
+/// # Errors
+///
+/// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
+pub fn load_device(file: &Path) -> Result<DeviceSetup> {
+    let f: DeviceFile = load_toml(file)?;
+    check_identity(file, "identity", &f.identity)?;
+    check_identity(file, "gateway.identity", &f.gateway.identity)?;
+    check_control(file, f.control)?;
+    if f.suites.is_empty() {
+        return Err(Error::config(
+            file,
+            "field `suites`: at least one suite is needed",
+        ));
+    }
+    let initial = f.initial_suite.unwrap_or(f.suites[0]);
+    if !f.suites.contains(&initial) {
+        return Err(Error::config(
+            file,
+            format!(
+                "field `initial_suite`: \"{}\" is not among `suites`",
+                initial.name()
+            ),
+        ));
+    }
+    let device_key = keyfile::load_sga_device_key(&resolve(file, &f.device_key))?;
+    let server_key = keyfile::load_pke_public_key(&resolve(file, &f.gateway.public_key))?;
+    debug_assert!(LIGHTWEIGHT_SUITES.len() == SuiteName::ALL.len());
+    Ok(DeviceSetup {
+        listen: f.listen,
+        control: f.control,
+        state: resolve(file, &f.state),
+        poll: Duration::from_millis(f.poll_ms.max(100)),
+        config: DeviceConfig {
+            identity: f.identity,
+            device_key,
+            suites: f.suites.iter().map(|s| (*s).into()).collect(),
+            initial_suite: initial.into(),
+            group: f.group.into(),
+            gateway: f.gateway.identity,
+            server: f.gateway.addr,
+            server_key,
+            timeouts: f.timeouts.build(),
+        },
+    })
+}

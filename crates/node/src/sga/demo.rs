@@ -1,0 +1,466 @@
+//! `m2msec demo --protocol sga`: the server and two devices, each a tokio task with its own UDP
+//! socket on 127.0.0.1 (ephemeral ports), keys generated in memory, the server's store a redb
+//! file in a temporary directory. Registration of both devices, negotiation and key exchange
+//! started by device-i, then `messages` messages from device-i to device-j through the server.
+//!
+//! With `restart_gateway`, device-j goes offline (closes its socket) before the messages are
+//! sent; once the server has acknowledged every one (so each is durable), the server task is
+//! aborted — dropped without any shutdown path, as a crash would — and a new server task is
+//! started on the same address from the same store; device-j comes back online, polls, and
+//! must receive every message exactly once and in order.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use m2msec_crypto::aead::AeadSuite;
+use m2msec_crypto::group::GroupId;
+use m2msec_crypto::pke::{PkeSecretKey, PkeSuite};
+use m2msec_crypto::rng::{CryptoRng, OsRng, SeededRng, random_array};
+use m2msec_protocol::sga::{
+    Device, DeviceConfig, DeviceKey, LIGHTWEIGHT_SUITES, Server, ServerConfig, Timeouts,
+};
+use m2msec_protocol::{Endpoint, OpCounts};
+use m2msec_store::{MemoryStore, RedbStore, Store};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::config::{GroupName, SuiteName};
+use super::control::{Request, Response};
+use super::daemon::{Command, DeviceNode, NodeEvent, ServerHandler, server_from_store};
+use crate::driver::{self, Driver, Shutdown, shutdown_channel};
+use crate::error::{Error, Result};
+use crate::report::{Progress, RunReport};
+use crate::tap::Wiretap;
+
+/// The gateway's identity in the demo.
+pub const GATEWAY: &str = "sga-gateway";
+/// The inviting device.
+pub const DEVICE_I: &str = "device-i";
+/// The invited device, recipient of the messages.
+pub const DEVICE_J: &str = "device-j";
+
+/// Options of one SGA demo run.
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    /// The key-exchange group.
+    pub group: GroupName,
+    /// The suite device-i negotiates.
+    pub suite: SuiteName,
+    /// The server's public-key suite (E_PK^G and F_G).
+    pub pke: PkeSuite,
+    /// Messages device-i sends to device-j.
+    pub messages: u32,
+    /// Kill and restart the server between sending and delivery.
+    pub restart_gateway: bool,
+    /// Seed for every key and every role's RNG; absent: the operating system's RNG.
+    pub seed: Option<u64>,
+    /// Write every datagram of the run to this pcap file.
+    pub pcap: Option<PathBuf>,
+    /// Overall limit: the run is abandoned (and reported failed) after this long.
+    pub timeout: Duration,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        Self {
+            group: GroupName::Ristretto255,
+            suite: SuiteName::Aes128Ccm8,
+            pke: PkeSuite::X25519Ecies,
+            messages: 3,
+            restart_gateway: false,
+            seed: None,
+            pcap: None,
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+fn rng_for(seed: Option<u64>, role: u64) -> Box<dyn CryptoRng + Send> {
+    match seed {
+        Some(s) => Box::new(SeededRng::from_seed_u64(
+            s.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                .wrapping_add(0x5347_4100 + role),
+        )),
+        None => Box::new(OsRng),
+    }
+}
+
+/// The text of message `k`.
+#[must_use]
+pub fn message_text(k: u32) -> String {
+    format!("reading {k}: temperature {}.{} C", 20 + k % 5, k % 10)
+}
+
+/// A running server task and what restarts it.
+struct Gateway {
+    task: JoinHandle<Result<()>>,
+    addr: SocketAddr,
+}
+
+fn server_config(pem: &str) -> Result<ServerConfig> {
+    Ok(ServerConfig {
+        identity: GATEWAY.into(),
+        pke_key: PkeSecretKey::from_pem(pem)?,
+        suites: LIGHTWEIGHT_SUITES.to_vec(),
+        groups: vec![GroupId::Ristretto255, GroupId::Modp2048],
+        timeouts: demo_timeouts(),
+        fault_for_testing_only: None,
+    })
+}
+
+fn demo_timeouts() -> Timeouts {
+    Timeouts {
+        exchange: Duration::from_secs(20),
+        retransmit: Duration::from_millis(300),
+        ..Timeouts::default()
+    }
+}
+
+/// Starts a server task on `addr` from the store at `path` (opened here and owned by the task,
+/// so that aborting the task closes it).
+async fn start_gateway(
+    addr: SocketAddr,
+    path: &std::path::Path,
+    pem: &str,
+    rng: Box<dyn CryptoRng + Send>,
+    tap: &Wiretap,
+    shutdown: Shutdown,
+) -> Result<Gateway> {
+    let store: Arc<dyn Store> = Arc::new(RedbStore::open(path)?);
+    let server: Server = server_from_store(server_config(pem)?, &*store)?;
+    let socket = driver::bind(addr).await?;
+    let addr = socket.local_addr().map_err(Error::Socket)?;
+    let d = Driver::new("sga-server", socket, server, rng)?.with_tap(tap.clone());
+    let task = tokio::spawn(async move {
+        let mut h = ServerHandler::new(store, None);
+        d.run(&mut h, shutdown).await.map(|_| ())
+    });
+    Ok(Gateway { task, addr })
+}
+
+async fn ask(commands: &mpsc::Sender<Command>, request: Request) -> Result<Response> {
+    let (tx, rx) = oneshot::channel();
+    commands
+        .send(Command::Request(request, tx))
+        .await
+        .map_err(|_| Error::Control("the device task stopped".into()))?;
+    rx.await
+        .map_err(|_| Error::Control("the device task stopped".into()))
+}
+
+async fn toggle(commands: &mpsc::Sender<Command>, wake: bool) -> Result<()> {
+    let (tx, rx) = oneshot::channel();
+    let c = if wake {
+        Command::Wake(tx)
+    } else {
+        Command::Sleep(tx)
+    };
+    commands
+        .send(c)
+        .await
+        .map_err(|_| Error::Control("the device task stopped".into()))?;
+    rx.await
+        .map_err(|_| Error::Control("the device task stopped".into()))
+}
+
+fn expect(answer: Response, what: &str) -> Result<Response> {
+    match answer {
+        Response::Error { error } => Err(Error::Control(format!("{what}: {error}"))),
+        other => Ok(other),
+    }
+}
+
+/// What the orchestration found.
+#[derive(Default)]
+struct Outcome {
+    fingerprints: (Option<String>, Option<String>),
+    session: Option<String>,
+    stored: u32,
+    delivered: Vec<(u64, String)>,
+    restarted: bool,
+    /// When the last expected message arrived.
+    done: Option<Instant>,
+}
+
+/// Runs the SGA demo over real UDP on loopback. `wall_ms` runs from the first registration
+/// to the last delivery (key generation excluded; with `restart_gateway`, the restart
+/// included).
+///
+/// # Errors
+///
+/// Set-up errors only (sockets, keys, store, pcap file); a run that fails is a [`RunReport`]
+/// with `ok: false` and its `error`.
+#[allow(clippy::too_many_lines)] // one linear script: set-up, the steps, the report
+pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunReport> {
+    if opts.messages == 0 {
+        return Err(Error::Usage("--messages must be at least 1".into()));
+    }
+    progress.stage("generating keys");
+    let mut key_rng = rng_for(opts.seed, 100);
+    let server_key = PkeSecretKey::generate(opts.pke, &mut *key_rng)?;
+    let pem = server_key.to_pem()?;
+    let public = server_key.public_key();
+    let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let store_path = dir.path().join("sga-server.redb");
+
+    let tap = match &opts.pcap {
+        Some(path) => Wiretap::with_pcap(path)?,
+        None => Wiretap::new(),
+    };
+    let (stop, shutdown) = shutdown_channel();
+    progress.stage("starting the server");
+    let mut gateway = start_gateway(
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        &store_path,
+        &pem,
+        rng_for(opts.seed, 1),
+        &tap,
+        shutdown.clone(),
+    )
+    .await?;
+
+    progress.stage("starting the devices");
+    let suites: Vec<AeadSuite> = LIGHTWEIGHT_SUITES.to_vec();
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let mut commands = Vec::new();
+    let mut device_tasks = Vec::new();
+    for (i, name) in [DEVICE_I, DEVICE_J].into_iter().enumerate() {
+        let device = Device::new(DeviceConfig {
+            identity: name.into(),
+            device_key: DeviceKey::new(&random_array::<32>(&mut *key_rng))?,
+            suites: suites.clone(),
+            initial_suite: suites[0],
+            group: opts.group.into(),
+            gateway: GATEWAY.into(),
+            server: gateway.addr,
+            server_key: public.clone(),
+            timeouts: demo_timeouts(),
+        })?;
+        let socket = driver::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+        let local = socket.local_addr().map_err(Error::Socket)?;
+        let mut node = DeviceNode::new(
+            device,
+            local,
+            suites.clone(),
+            Arc::new(MemoryStore::new()),
+            Duration::from_millis(500),
+            rng_for(opts.seed, 10 + i as u64),
+        )?
+        .with_tap(tap.clone());
+        if i == 1 {
+            node = node.with_events(events_tx.clone());
+        }
+        let (tx, rx) = mpsc::channel(16);
+        commands.push(tx);
+        let sd = shutdown.clone();
+        device_tasks.push(tokio::spawn(async move {
+            node.run(socket, rx, sd, false).await
+        }));
+    }
+    drop(events_tx);
+    let (i_cmd, j_cmd) = (commands[0].clone(), commands[1].clone());
+
+    let start = Instant::now();
+    let mut outcome = Outcome::default();
+    let script = async {
+        progress.stage("registering both devices");
+        let (a, b) = tokio::join!(
+            ask(&i_cmd, Request::Register),
+            ask(&j_cmd, Request::Register)
+        );
+        expect(a?, "registering device-i")?;
+        expect(b?, "registering device-j")?;
+
+        progress.stage(&format!(
+            "negotiation and key exchange ({}, {})",
+            opts.group.name(),
+            opts.suite.name()
+        ));
+        let invited = expect(
+            ask(
+                &i_cmd,
+                Request::Invite {
+                    peer: DEVICE_J.into(),
+                    suite: Some(opts.suite),
+                },
+            )
+            .await?,
+            "inviting device-j",
+        )?;
+        if let Response::Established(info) = invited {
+            outcome.fingerprints.0 = Some(info.fingerprint);
+            outcome.session = Some(info.session);
+        }
+        // device-j established before it sent B3's answer's acknowledgement; its report is on
+        // the channel already or very soon.
+        while outcome.fingerprints.1.is_none() {
+            match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
+                Ok(Some(NodeEvent::Established(info))) => {
+                    outcome.fingerprints.1 = Some(info.fingerprint)
+                }
+                Ok(Some(NodeEvent::Failed { what, error })) => {
+                    return Err(Error::Control(format!("device-j: {what}: {error}")));
+                }
+                Ok(Some(NodeEvent::Received(_))) => {}
+                Ok(None) | Err(_) => {
+                    return Err(Error::Control("device-j reported no session key".into()));
+                }
+            }
+        }
+
+        if opts.restart_gateway {
+            progress.stage("device-j goes offline");
+            toggle(&j_cmd, false).await?;
+        }
+        progress.stage(&format!("sending {} messages", opts.messages));
+        for k in 0..opts.messages {
+            expect(
+                ask(
+                    &i_cmd,
+                    Request::Send {
+                        to: DEVICE_J.into(),
+                        text: message_text(k),
+                    },
+                )
+                .await?,
+                "sending",
+            )?;
+            outcome.stored += 1;
+        }
+        if opts.restart_gateway {
+            progress.stage("killing and restarting the server");
+            gateway.task.abort();
+            // Wait until the task's future (its socket and its store) is dropped.
+            let _ = (&mut gateway.task).await;
+            gateway = start_gateway(
+                gateway.addr,
+                &store_path,
+                &pem,
+                rng_for(opts.seed, 2),
+                &tap,
+                shutdown.clone(),
+            )
+            .await?;
+            outcome.restarted = true;
+            progress.stage("device-j comes back online");
+            toggle(&j_cmd, true).await?;
+        }
+        progress.stage("delivering");
+        let want = usize::try_from(opts.messages).unwrap_or(usize::MAX);
+        while outcome.delivered.len() < want {
+            match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+                Ok(Some(NodeEvent::Received(e))) => outcome.delivered.push((e.message_id, e.text)),
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        outcome.done = Some(Instant::now());
+        // Anything delivered twice would show up now.
+        let grace = tokio::time::sleep(Duration::from_millis(300));
+        tokio::pin!(grace);
+        loop {
+            tokio::select! {
+                () = &mut grace => break,
+                e = events.recv() => match e {
+                    Some(NodeEvent::Received(e)) => outcome.delivered.push((e.message_id, e.text)),
+                    Some(_) => {}
+                    None => break,
+                },
+            }
+        }
+        Ok::<(), Error>(())
+    };
+    let result = tokio::time::timeout(opts.timeout, script).await;
+    let wall_ms = outcome
+        .done
+        .unwrap_or_else(Instant::now)
+        .duration_since(start)
+        .as_secs_f64()
+        * 1000.0;
+    let mut error = match result {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some(Error::Timeout(opts.timeout).to_string()),
+    };
+
+    stop.shutdown();
+    let mut device_ops = OpCounts::default();
+    for (i, task) in device_tasks.into_iter().enumerate() {
+        match tokio::time::timeout(Duration::from_secs(2), task).await {
+            Ok(Ok(Ok(device))) if i == 0 => device_ops = device.op_counts(),
+            Ok(Ok(Err(e))) => {
+                error.get_or_insert_with(|| format!("device task: {e}"));
+            }
+            _ => {}
+        }
+    }
+    if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(2), gateway.task).await {
+        error.get_or_insert_with(|| format!("server task: {e}"));
+    }
+    tap.flush()?;
+    drop(dir);
+
+    let wire = tap.totals();
+    let session_key_match = matches!(&outcome.fingerprints, (Some(a), Some(b)) if a == b);
+    let expected: Vec<(u64, String)> = (0..opts.messages)
+        .map(|k| (u64::from(k), message_text(k)))
+        .collect();
+    let delivered_ok = outcome.delivered == expected;
+    if error.is_none() && !session_key_match {
+        error = Some("device-i and device-j keys differ".into());
+    }
+    if error.is_none() && !delivered_ok {
+        error = Some(format!(
+            "device-j received {:?}, expected message ids 0..{} once each, in order",
+            outcome
+                .delivered
+                .iter()
+                .map(|(id, _)| *id)
+                .collect::<Vec<_>>(),
+            opts.messages
+        ));
+    }
+    let ok = error.is_none();
+    progress.stage(if ok {
+        "done: every message delivered"
+    } else {
+        "done: failed"
+    });
+    Ok(RunReport {
+        protocol: super::PROTOCOL,
+        ok,
+        session_key_match,
+        messages: wire.messages,
+        bytes: wire.bytes,
+        device_ops,
+        wall_ms,
+        participants: Vec::new(),
+        error,
+        expected_ok: true,
+        as_expected: ok,
+        session: outcome.session,
+        key_fingerprint: outcome.fingerprints.0,
+        suite: opts.suite.name(),
+        proxies: 0,
+        threshold: 0,
+        sharing: "none",
+        faulty: 0,
+        fault: None,
+        faulty_proxies: Vec::new(),
+        mode: None,
+        verified: None,
+        seed: opts.seed,
+        pcap: opts.pcap.as_ref().map(|p| p.display().to_string()),
+        group: Some(opts.group.name()),
+        pke: Some(match opts.pke {
+            PkeSuite::RsaOaep2048 => "rsa-oaep-2048",
+            _ => "x25519",
+        }),
+        sent: Some(opts.messages),
+        stored: Some(outcome.stored),
+        delivered: Some(u32::try_from(outcome.delivered.len()).unwrap_or(u32::MAX)),
+        restarted_gateway: opts.restart_gateway.then_some(outcome.restarted),
+    })
+}

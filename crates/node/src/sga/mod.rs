@@ -1,0 +1,30 @@
+//! The security gateway application (paper 002) in the node: daemons, the local control
+//! channel of the `m2msec sga` commands, demo, provisioning and benchmarks, shaped like
+//! [`crate::mikey`].
+//!
+//! Two roles: `sga-server` (the gateway: registrations and held messages in a redb store,
+//! written before anything that depends on them is sent) and `sga-device` (a smart device:
+//! registers, polls the server so that it stays reachable, accepts invitations, keeps its
+//! sessions in memory and its received messages in its own store). Both listen on UDP
+//! [`PORT`] (5684, the port of the in-memory deployment; CoAP's 5683 is left to CoAP), each on
+//! its own address. A device daemon takes commands (`m2msec sga register|invite|send|inbox`)
+//! on a loopback control socket, by default [`CONTROL_PORT`]; see [`control`].
+
+pub mod bench;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod demo;
+pub mod provision;
+
+/// The protocol's name in commands and reports.
+pub const PROTOCOL: &str = "sga";
+
+/// The roles `m2msec run` knows for SGA.
+pub const ROLES: [&str; 2] = ["sga-server", "sga-device"];
+
+/// UDP port of the server and the devices.
+pub const PORT: u16 = m2msec_protocol::sga::sim::PORT;
+
+/// Default UDP port of a device daemon's control socket (on loopback).
+pub const CONTROL_PORT: u16 = 5685;

@@ -1,0 +1,183 @@
+//! `m2msec provision DIR` for SGA: the server's key, two devices' keys and one config per
+//! daemon.
+//!
+//! Layout (paths in configs are relative to DIR, so the directory can be moved):
+//! ```text
+//! DIR/sga-server.toml  sga-device-i.toml  sga-device-j.toml
+//! DIR/keys/sga-server-pke.key (.pub)   the server's X25519 (or RSA-2048) decryption key
+//! DIR/keys/sga-device-i.key            device-i's device key k_d
+//! DIR/keys/sga-device-j.key            device-j's
+//! DIR/state/sga-*.redb                 the server's registrations and held messages; each
+//!                                      device's registration flag and inbox
+//! ```
+//! Addresses: the server on 127.0.0.2, device-i on 127.0.0.10, device-j on 127.0.0.11, all on
+//! one port (5684 unless told otherwise); each device's control socket on its own address,
+//! port + 1.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use m2msec_crypto::pke::{PkeSecretKey, PkeSuite};
+use m2msec_crypto::rng::{CryptoRng, random_array};
+
+use super::config::{DeviceFile, GatewayFile, GroupName, ServerFile, SuiteName, TimeoutsFile};
+use crate::collab::provision::Provisioned;
+use crate::error::{Error, Result};
+use crate::keyfile::{sga_device_key_pem, write_public, write_secret};
+
+/// The devices of a provisioned deployment.
+pub const DEVICES: [&str; 2] = ["device-i", "device-j"];
+/// The gateway's identity in a provisioned deployment.
+pub const GATEWAY: &str = "sga-gateway";
+
+/// Options of `provision` for SGA.
+#[derive(Clone, Debug)]
+pub struct ProvisionOptions {
+    /// UDP port of the server and the devices (control sockets on port + 1).
+    pub port: u16,
+    /// The server's public-key encryption.
+    pub pke: PkeSuite,
+    /// The group the devices' key exchanges use.
+    pub group: GroupName,
+    /// Replace existing files.
+    pub force: bool,
+}
+
+impl Default for ProvisionOptions {
+    fn default() -> Self {
+        Self {
+            port: super::PORT,
+            pke: PkeSuite::X25519Ecies,
+            group: GroupName::Ristretto255,
+            force: false,
+        }
+    }
+}
+
+fn write_toml<T: serde::Serialize>(
+    path: &Path,
+    role: &str,
+    example: &str,
+    value: &T,
+    out: &mut Provisioned,
+) -> Result<()> {
+    let body = toml::to_string(value)
+        .map_err(|e| Error::Usage(format!("cannot write {role} config: {e}")))?;
+    let text = format!(
+        "# {role} config written by `m2msec provision`.\n\
+         # Every field is explained in examples/{example}.toml. Paths are relative to this file.\n\
+         # Start with: m2msec run {example} --config {}\n\n{body}",
+        path.display()
+    );
+    write_public(path, &text)?;
+    out.files.push(path.to_path_buf());
+    Ok(())
+}
+
+/// Writes the key material and configs of a local SGA deployment (a server, two devices)
+/// into `dir`.
+///
+/// # Errors
+///
+/// [`Error::Usage`] if `dir` already holds an SGA deployment and `force` is not set; I/O
+/// errors naming the file; key generation errors.
+pub fn provision(
+    dir: &Path,
+    opts: &ProvisionOptions,
+    rng: &mut dyn CryptoRng,
+) -> Result<Provisioned> {
+    let server_toml = dir.join("sga-server.toml");
+    if !opts.force && server_toml.exists() {
+        return Err(Error::Usage(format!(
+            "{} already holds an SGA deployment (use --force to overwrite it)",
+            dir.display()
+        )));
+    }
+    let control_port = opts.port.checked_add(1).ok_or_else(|| {
+        Error::Usage("the SGA port must leave room for the control port (port + 1)".into())
+    })?;
+    let keys_dir = dir.join("keys");
+    let state_dir = dir.join("state");
+    for d in [dir, &keys_dir, &state_dir] {
+        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+    }
+    let mut out = Provisioned::default();
+    let server_addr = SocketAddr::from((Ipv4Addr::new(127, 0, 0, 2), opts.port));
+
+    let server_key = PkeSecretKey::generate(opts.pke, rng)?;
+    let key_path = keys_dir.join("sga-server-pke.key");
+    write_secret(&key_path, &server_key.to_pem()?)?;
+    out.files.push(key_path);
+    let pub_path = keys_dir.join("sga-server-pke.key.pub");
+    write_public(&pub_path, &server_key.public_key().to_pem()?)?;
+    out.files.push(pub_path);
+
+    write_toml(
+        &server_toml,
+        "sga-server",
+        "sga-server",
+        &ServerFile {
+            identity: GATEWAY.into(),
+            listen: server_addr,
+            pke_key: PathBuf::from("keys/sga-server-pke.key"),
+            state: PathBuf::from("state/sga-server.redb"),
+            suites: SuiteName::ALL.to_vec(),
+            groups: vec![GroupName::Ristretto255, GroupName::Modp2048],
+            timeouts: TimeoutsFile::default(),
+        },
+        &mut out,
+    )?;
+    out.commands.push(format!(
+        "m2msec run sga-server --config {}",
+        server_toml.display()
+    ));
+
+    for (i, name) in DEVICES.into_iter().enumerate() {
+        let key_name = format!("sga-{name}.key");
+        let key_path = keys_dir.join(&key_name);
+        write_secret(&key_path, &sga_device_key_pem(&random_array::<32>(rng))?)?;
+        out.files.push(key_path);
+        let host = Ipv4Addr::new(127, 0, 0, 10 + u8::try_from(i).unwrap_or(0));
+        let config = dir.join(format!("sga-{name}.toml"));
+        write_toml(
+            &config,
+            &format!("sga-device ({name})"),
+            "sga-device",
+            &DeviceFile {
+                identity: name.into(),
+                listen: SocketAddr::from((host, opts.port)),
+                control: SocketAddr::from((host, control_port)),
+                device_key: PathBuf::from("keys").join(&key_name),
+                suites: SuiteName::ALL.to_vec(),
+                initial_suite: Some(SuiteName::Aes128Ccm8),
+                group: opts.group,
+                state: PathBuf::from(format!("state/sga-{name}.redb")),
+                poll_ms: 2000,
+                gateway: GatewayFile {
+                    identity: GATEWAY.into(),
+                    addr: server_addr,
+                    public_key: PathBuf::from("keys/sga-server-pke.key.pub"),
+                },
+                timeouts: TimeoutsFile::default(),
+            },
+            &mut out,
+        )?;
+        out.commands.push(format!(
+            "m2msec run sga-device --config {}",
+            config.display()
+        ));
+    }
+    let i = dir.join("sga-device-i.toml");
+    let j = dir.join("sga-device-j.toml");
+    out.commands.push(format!(
+        "m2msec sga invite --config {} device-j",
+        i.display()
+    ));
+    out.commands.push(format!(
+        "m2msec sga send --config {} --to device-j \"hello\"",
+        i.display()
+    ));
+    out.commands
+        .push(format!("m2msec sga inbox --config {}", j.display()));
+    Ok(out)
+}
