@@ -1,0 +1,265 @@
+//! SGA in the node: the demo over real UDP on loopback for both groups and every suite, the
+//! gateway killed and restarted between sending and delivery, the example and provisioned
+//! configs, and clear errors for bad configs and key files.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use m2msec_crypto::pke::PkeSuite;
+use m2msec_crypto::rng::SeededRng;
+use m2msec_node::config::load_toml;
+use m2msec_node::report::{NoProgress, RunReport};
+use m2msec_node::sga::config::{
+    DeviceFile, GroupName, ServerFile, SuiteName, control_address, load_device, load_server,
+};
+use m2msec_node::sga::demo::{DemoOptions, run};
+use m2msec_node::sga::provision::{ProvisionOptions, provision};
+
+fn demo(opts: &DemoOptions) -> RunReport {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build();
+    let rt = rt.unwrap_or_else(|e| panic!("runtime: {e}"));
+    rt.block_on(run(opts, &NoProgress))
+        .unwrap_or_else(|e| panic!("demo set-up failed: {e}"))
+}
+
+fn delivered(r: &RunReport, group: GroupName, suite: SuiteName, messages: u32) {
+    assert!(r.ok, "{r:?}");
+    assert!(r.session_key_match, "{r:?}");
+    assert_eq!(r.protocol, "sga");
+    assert_eq!(r.group, Some(group.name()));
+    assert_eq!(r.suite, suite.name());
+    assert_eq!(r.sent, Some(messages));
+    assert_eq!(r.stored, Some(messages));
+    assert_eq!(r.delivered, Some(messages));
+    assert!(r.error.is_none(), "{r:?}");
+    assert!(r.messages > 0 && r.bytes > 0);
+    // The device encrypts to the server and exponentiates (B1: N = g^R, K_s = N^r; B7: K).
+    assert!(r.device_ops.asymmetric >= 4, "{:?}", r.device_ops);
+    assert!(r.device_ops.symmetric >= u64::from(messages));
+}
+
+#[test]
+fn demo_delivers_for_both_groups_and_every_suite() {
+    for group in [GroupName::Ristretto255, GroupName::Modp2048] {
+        for suite in SuiteName::ALL {
+            let opts = DemoOptions {
+                group,
+                suite,
+                messages: 3,
+                seed: Some(5),
+                timeout: Duration::from_secs(60),
+                ..DemoOptions::default()
+            };
+            delivered(&demo(&opts), group, suite, 3);
+        }
+    }
+}
+
+#[test]
+fn demo_restarting_the_gateway_still_delivers_everything_once_in_order() {
+    for pke in [PkeSuite::X25519Ecies, PkeSuite::RsaOaep2048] {
+        let opts = DemoOptions {
+            messages: 5,
+            restart_gateway: true,
+            pke,
+            timeout: Duration::from_secs(60),
+            ..DemoOptions::default()
+        };
+        let r = demo(&opts);
+        delivered(&r, GroupName::Ristretto255, SuiteName::Aes128Ccm8, 5);
+        assert_eq!(r.restarted_gateway, Some(true));
+    }
+}
+
+#[test]
+fn demo_writes_a_pcap_of_every_datagram() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let pcap = dir.path().join("sga.pcap");
+    let r = demo(&DemoOptions {
+        pcap: Some(pcap.clone()),
+        ..DemoOptions::default()
+    });
+    assert!(r.ok, "{r:?}");
+    let bytes = std::fs::read(&pcap).unwrap_or_default();
+    // Global header (24 bytes), then per datagram a 16-byte record header, 28 bytes of IPv4 and
+    // UDP headers and the payload.
+    let n = usize::try_from(r.messages).unwrap_or(0);
+    let payload = usize::try_from(r.bytes).unwrap_or(0);
+    assert_eq!(bytes.len(), 24 + n * (16 + 28) + payload);
+}
+
+#[test]
+fn zero_messages_is_a_usage_error() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"));
+    let e = rt
+        .block_on(run(
+            &DemoOptions {
+                messages: 0,
+                ..DemoOptions::default()
+            },
+            &NoProgress,
+        ))
+        .err();
+    assert!(e.is_some_and(|e| e.to_string().contains("--messages")));
+}
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+#[test]
+fn example_configs_parse() {
+    let s: ServerFile =
+        load_toml(&examples().join("sga-server.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.suites, SuiteName::ALL);
+    let d: DeviceFile =
+        load_toml(&examples().join("sga-device.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(d.gateway.identity, s.identity);
+    assert_eq!(d.gateway.addr, s.listen);
+    assert!(
+        control_address(&examples().join("sga-device.toml")).is_ok_and(|a| a.ip().is_loopback())
+    );
+}
+
+fn provisioned() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    provision(
+        dir.path(),
+        &ProvisionOptions::default(),
+        &mut SeededRng::from_seed_u64(3),
+    )
+    .unwrap_or_else(|e| panic!("provision: {e}"));
+    dir
+}
+
+#[test]
+fn provisioned_configs_load_and_a_second_provision_needs_force() {
+    let dir = provisioned();
+    let d = dir.path();
+    let server = load_server(&d.join("sga-server.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(server.config.identity, "sga-gateway");
+    assert_eq!(server.state, d.join("state/sga-server.redb"));
+    for name in ["device-i", "device-j"] {
+        let dev =
+            load_device(&d.join(format!("sga-{name}.toml"))).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(dev.config.identity, name);
+        assert_eq!(dev.config.server, server.listen);
+        assert!(dev.control.ip().is_loopback());
+    }
+    let again = provision(
+        d,
+        &ProvisionOptions::default(),
+        &mut SeededRng::from_seed_u64(4),
+    );
+    assert!(again.is_err_and(|e| e.to_string().contains("--force")));
+}
+
+/// Rewrites `file` with `from` replaced by `to`, and returns the error loading it gives.
+fn error_after(file: &Path, from: &str, to: &str, device: bool) -> String {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    assert!(text.contains(from), "{from} not in {}", file.display());
+    let edited = file.with_file_name(format!(
+        "edited-{}",
+        file.file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    ));
+    std::fs::write(&edited, text.replace(from, to)).unwrap_or_else(|e| panic!("{e}"));
+    let e = if device {
+        load_device(&edited).err().map(|e| e.to_string())
+    } else {
+        load_server(&edited).err().map(|e| e.to_string())
+    };
+    e.unwrap_or_else(|| panic!("{from} → {to}: accepted"))
+}
+
+#[test]
+fn config_and_key_errors_name_the_file_and_the_problem() {
+    let dir = provisioned();
+    let d = dir.path();
+    let dev = d.join("sga-device-i.toml");
+    let srv = d.join("sga-server.toml");
+
+    let e = error_after(
+        &dev,
+        "control = \"127.0.0.10:5685\"",
+        "control = \"192.0.2.1:5685\"",
+        true,
+    );
+    assert!(
+        e.contains("field `control`") && e.contains("loopback"),
+        "{e}"
+    );
+
+    let e = error_after(
+        &dev,
+        "suites = [\"aes-128-ccm8\", \"chacha20-poly1305\", \"ascon-128\"]",
+        "suites = [\"chacha20-poly1305\"]",
+        true,
+    );
+    assert!(
+        e.contains("field `initial_suite`") && e.contains("aes-128-ccm8"),
+        "{e}"
+    );
+
+    let e = error_after(
+        &dev,
+        "poll_ms = 2000",
+        "poll_ms = 2000\ncolour = \"blue\"",
+        true,
+    );
+    assert!(e.contains("unknown field") && e.contains("colour"), "{e}");
+
+    let e = error_after(&dev, "group = \"ristretto255\"", "group = \"p256\"", true);
+    assert!(e.contains("p256") && e.contains("group"), "{e}");
+
+    let e = error_after(&dev, "keys/sga-device-i.key", "keys/missing.key", true);
+    assert!(
+        e.contains("missing.key") && e.contains("no such file"),
+        "{e}"
+    );
+
+    // A device key where the server's public key belongs: wrong PEM label.
+    let e = error_after(
+        &dev,
+        "keys/sga-server-pke.key.pub",
+        "keys/sga-device-j.key",
+        true,
+    );
+    assert!(
+        e.contains("sga-device-j.key") && e.contains("expected \"PUBLIC KEY\""),
+        "{e}"
+    );
+
+    // The server's private key where the device key belongs.
+    let e = error_after(
+        &dev,
+        "keys/sga-device-i.key",
+        "keys/sga-server-pke.key",
+        true,
+    );
+    assert!(e.contains("expected \"M2MSEC SGA DEVICE KEY\""), "{e}");
+
+    let e = error_after(&srv, "state = \"state/sga-server.redb\"\n", "", false);
+    assert!(e.contains("missing field `state`"), "{e}");
+
+    let e = error_after(
+        &srv,
+        "groups = [\"ristretto255\", \"modp2048\"]",
+        "groups = []",
+        false,
+    );
+    assert!(e.contains("field `groups`"), "{e}");
+
+    let e = error_after(
+        &srv,
+        "keys/sga-server-pke.key",
+        "keys/sga-device-i.key",
+        false,
+    );
+    assert!(e.contains("expected \"PRIVATE KEY\""), "{e}");
+}
