@@ -1,0 +1,522 @@
+//! SGA through the built `m2msec` binary: provisioned daemons as real processes driven by
+//! `m2msec sga register|invite|send|inbox`, a server killed with SIGKILL and restarted on its
+//! store while the recipient is offline, the demo and bench output, and clear errors.
+
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use m2msec_crypto::rng::OsRng;
+use m2msec_node::driver::wall_clock;
+use m2msec_node::sga::config::load_device;
+use m2msec_protocol::Endpoint;
+use m2msec_protocol::sga::{Device, DeviceEvent, Error, RefusalCode, SessionId};
+
+const BIN: &str = env!("CARGO_BIN_EXE_m2msec");
+
+fn m2msec(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Daemons killed when the test ends, however it ends.
+struct Daemons(Vec<Child>);
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts a daemon, waits until it logs that it serves; returns its index and its log lines.
+fn start(daemons: &mut Daemons, role: &str, config: &Path) -> (usize, Arc<Mutex<Vec<String>>>) {
+    let mut child = Command::new(BIN)
+        .args(["run", role, "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {role}: {e}"));
+    let stderr = child.stderr.take();
+    daemons.0.push(child);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = mpsc::channel();
+    let lines = Arc::clone(&log);
+    std::thread::spawn(move || {
+        let Some(stderr) = stderr else { return };
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("serving") {
+                let _ = tx.send(());
+            }
+            if let Ok(mut l) = lines.lock() {
+                l.push(line);
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("{role} ({}) did not start", config.display()));
+    (daemons.0.len() - 1, log)
+}
+
+fn free_port() -> u16 {
+    // Ports differ per test; the roles bind 127.0.0.x, which nothing else uses here.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
+    sock.local_addr().map(|a| a.port()).unwrap_or(47_405)
+}
+
+fn provision(dir: &Path) {
+    let out = m2msec(&[
+        "provision",
+        &dir.to_string_lossy(),
+        "--protocol",
+        "sga",
+        "--sga-port",
+        &free_port().to_string(),
+    ]);
+    assert!(out.status.success(), "provision: {}", text(&out.stderr));
+    let listing = text(&out.stdout);
+    for expected in [
+        "m2msec run sga-server --config",
+        "m2msec run sga-device --config",
+        "m2msec sga invite --config",
+        "sga-server-pke.key.pub",
+        "sga-device-j.key",
+    ] {
+        assert!(listing.contains(expected), "{expected}: {listing}");
+    }
+}
+
+fn sga(config: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("sga")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"))
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))
+}
+
+fn inbox(config: &Path) -> Vec<(String, u64, String)> {
+    let v = json(&sga(config, &["inbox", "--json"]));
+    v["messages"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|m| {
+                    (
+                        m["from"].as_str().unwrap_or_default().to_owned(),
+                        m["message_id"].as_u64().unwrap_or(u64::MAX),
+                        m["text"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn daemons_driven_from_a_shell_deliver_three_messages_once_in_order() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let d = dir.path();
+    provision(d);
+    let (i, j) = (d.join("sga-device-i.toml"), d.join("sga-device-j.toml"));
+    let mut daemons = Daemons(Vec::new());
+    start(&mut daemons, "sga-server", &d.join("sga-server.toml"));
+    start(&mut daemons, "sga-device", &i);
+    start(&mut daemons, "sga-device", &j);
+
+    for (config, name) in [(&i, "device-i"), (&j, "device-j")] {
+        let out = sga(config, &["register"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout).trim(), format!("registered: {name}"));
+    }
+    let out = sga(&i, &["invite", "device-j", "--suite", "chacha"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let invited = text(&out.stdout);
+    assert!(
+        invited.contains("with device-j: key fingerprint") && invited.contains("chacha20-poly1305"),
+        "{invited}"
+    );
+    // Both ends hold the same key.
+    let status = json(&sga(&j, &["status", "--json"]));
+    let fp_j = status["sessions"][0]["fingerprint"].as_str().unwrap_or("?");
+    assert!(invited.contains(fp_j), "{invited} / {status}");
+
+    let texts = ["temperature 21.5", "humidity 40 %", "door open"];
+    for (k, t) in texts.iter().enumerate() {
+        let out = sga(&i, &["send", "--to", "device-j", t]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).starts_with(&format!("stored: message {k} to device-j")),
+            "{}",
+            text(&out.stdout)
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while inbox(&j).len() < texts.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Duplicates, if any, would arrive within a few retransmissions.
+    std::thread::sleep(Duration::from_millis(1200));
+    let expected: Vec<(String, u64, String)> = texts
+        .iter()
+        .enumerate()
+        .map(|(k, t)| ("device-i".to_owned(), k as u64, (*t).to_owned()))
+        .collect();
+    assert_eq!(inbox(&j), expected);
+    let out = sga(&j, &["inbox"]);
+    assert_eq!(
+        text(&out.stdout),
+        "device-i #0: temperature 21.5\ndevice-i #1: humidity 40 %\ndevice-i #2: door open\n"
+    );
+    assert!(inbox(&i).is_empty());
+
+    // Refusals are clear and exit 1.
+    let out = sga(&j, &["send", "--to", "device-x", "hello"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no session with \"device-x\""),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = sga(&i, &["invite", "device-x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("unknown device"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// A device run in this process over real UDP, against the server process.
+struct Dev {
+    device: Device,
+    socket: Option<UdpSocket>,
+    events: Vec<DeviceEvent>,
+}
+
+impl Dev {
+    fn new(config: &Path) -> Self {
+        let setup = load_device(config).unwrap_or_else(|e| panic!("{e}"));
+        let device = Device::new(setup.config).unwrap_or_else(|e| panic!("{e}"));
+        let mut d = Self {
+            device,
+            socket: None,
+            events: Vec::new(),
+        };
+        d.online();
+        d
+    }
+
+    fn online(&mut self) {
+        let s = UdpSocket::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .unwrap_or_else(|e| panic!("bind: {e}"));
+        s.set_read_timeout(Some(Duration::from_millis(5)))
+            .unwrap_or_else(|e| panic!("{e}"));
+        self.socket = Some(s);
+    }
+
+    fn step(&mut self) {
+        let mut buf = vec![0u8; 65_535];
+        while let Some(t) = self.device.poll_transmit() {
+            if let Some(s) = &self.socket {
+                let _ = s.send_to(&t.payload, t.destination);
+            }
+        }
+        if let Some(s) = &self.socket {
+            while let Ok((len, from)) = s.recv_from(&mut buf) {
+                self.device
+                    .handle_datagram(wall_clock(), from, &buf[..len], &mut OsRng);
+            }
+        }
+        let now = wall_clock();
+        if self.device.poll_timeout().is_some_and(|t| t <= now) {
+            self.device.handle_timeout(now, &mut OsRng);
+        }
+        self.events
+            .extend(std::iter::from_fn(|| self.device.poll_event()));
+        while let Some(t) = self.device.poll_transmit() {
+            if let Some(s) = &self.socket {
+                let _ = s.send_to(&t.payload, t.destination);
+            }
+        }
+    }
+
+    fn count(&self, f: impl Fn(&DeviceEvent) -> bool) -> usize {
+        self.events.iter().filter(|e| f(e)).count()
+    }
+}
+
+/// Steps both devices until `done` holds or `timeout` passes.
+fn pump(devs: &mut [&mut Dev], timeout: Duration, done: impl Fn(&[&mut Dev]) -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        for d in devs.iter_mut() {
+            d.step();
+        }
+        if done(devs) {
+            return true;
+        }
+    }
+    false
+}
+
+fn received(d: &Dev) -> Vec<(u64, Vec<u8>)> {
+    d.events
+        .iter()
+        .filter_map(|e| match e {
+            DeviceEvent::Received {
+                message_id,
+                plaintext,
+                ..
+            } => Some((*message_id, plaintext.to_vec())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_stored_message_survives_sigkill_of_the_server_and_arrives_once() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let d = dir.path();
+    provision(d);
+    let server_config = d.join("sga-server.toml");
+    let mut daemons = Daemons(Vec::new());
+    let (server, _) = start(&mut daemons, "sga-server", &server_config);
+
+    let mut i = Dev::new(&d.join("sga-device-i.toml"));
+    let mut j = Dev::new(&d.join("sga-device-j.toml"));
+    for dev in [&mut i, &mut j] {
+        dev.device
+            .register(wall_clock(), &mut OsRng)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let registered = |d: &Dev| d.count(|e| matches!(e, DeviceEvent::Registered)) == 1;
+    assert!(
+        pump(&mut [&mut i, &mut j], Duration::from_secs(10), |d| d
+            .iter()
+            .all(|d| registered(d))),
+        "{:?} {:?}",
+        i.events,
+        j.events
+    );
+    i.device
+        .invite(
+            wall_clock(),
+            &mut OsRng,
+            "device-j",
+            m2msec_crypto::aead::AeadSuite::Ascon128,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let established = |d: &Dev| -> Option<(SessionId, [u8; 8])> {
+        d.events.iter().find_map(|e| match e {
+            DeviceEvent::Established { session, key, .. } => Some((*session, key.fingerprint())),
+            _ => None,
+        })
+    };
+    assert!(
+        pump(&mut [&mut i, &mut j], Duration::from_secs(10), |d| d
+            .iter()
+            .all(|d| established(d).is_some())),
+        "{:?} {:?}",
+        i.events,
+        j.events
+    );
+    let (session, fp) = established(&i).unwrap_or_else(|| panic!("no session"));
+    assert_eq!(established(&j), Some((session, fp)));
+
+    // The recipient goes offline; the sender's messages are acknowledged (so durable).
+    j.socket = None;
+    let texts = [b"first".as_slice(), b"second", b"third"];
+    for t in texts {
+        i.device
+            .send(wall_clock(), &mut OsRng, session, t)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let stored = |d: &Dev| d.count(|e| matches!(e, DeviceEvent::Stored { .. }));
+    assert!(
+        pump(&mut [&mut i], Duration::from_secs(10), |d| stored(d[0])
+            == 3),
+        "{:?}",
+        i.events
+    );
+    assert_eq!(i.device.unacknowledged(), 0);
+
+    // SIGKILL (Child::kill on Unix), then a new server process on the same store.
+    let child = &mut daemons.0[server];
+    child.kill().unwrap_or_else(|e| panic!("kill: {e}"));
+    let status = child.wait().unwrap_or_else(|e| panic!("wait: {e}"));
+    assert!(!status.success());
+    let (_, log) = start(&mut daemons, "sga-server", &server_config);
+    let loaded = log
+        .lock()
+        .map(|l| {
+            l.iter().any(|l| {
+                l.contains("server state loaded") && l.contains("devices=2") && l.contains("held=3")
+            })
+        })
+        .unwrap_or(false);
+    assert!(loaded, "{:?}", log.lock().map(|l| l.clone()));
+
+    // The recipient comes back (on a new port) and polls: no re-registration.
+    j.online();
+    j.device.poll(wall_clock());
+    assert!(
+        pump(&mut [&mut j], Duration::from_secs(10), |d| received(d[0])
+            .len()
+            >= 3),
+        "{:?}",
+        j.events
+    );
+    // Nothing arrives twice, even across several retransmission periods.
+    pump(&mut [&mut i, &mut j], Duration::from_millis(1500), |_| {
+        false
+    });
+    let expected: Vec<(u64, Vec<u8>)> = texts
+        .iter()
+        .enumerate()
+        .map(|(k, t)| (k as u64, t.to_vec()))
+        .collect();
+    assert_eq!(received(&j), expected);
+
+    // The registrations survived the kill: registering again is refused as a duplicate.
+    i.device
+        .register(wall_clock(), &mut OsRng)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        pump(&mut [&mut i], Duration::from_secs(10), |d| d[0]
+            .events
+            .iter()
+            .any(|e| matches!(
+                e,
+                DeviceEvent::Failed {
+                    what: "registering",
+                    error: Error::Refused(RefusalCode::AlreadyRegistered)
+                }
+            ))),
+        "{:?}",
+        i.events
+    );
+}
+
+#[test]
+fn demo_json_runs_sga_with_a_gateway_restart_and_either_group() {
+    for args in [
+        vec!["--restart-gateway", "--messages", "4"],
+        vec!["--group", "modp2048", "--sga-suite", "ascon"],
+    ] {
+        let mut all = vec!["demo", "--protocol", "sga", "--json"];
+        all.extend(args.iter().copied());
+        let out = m2msec(&all);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(v["protocol"], "sga");
+        assert_eq!(v["ok"], true, "{v}");
+        assert_eq!(v["session_key_match"], true, "{v}");
+        assert_eq!(v["sent"], v["delivered"], "{v}");
+        assert!(
+            v["device_ops"]["asymmetric"]
+                .as_u64()
+                .is_some_and(|a| a > 0)
+        );
+        if args[0] == "--restart-gateway" {
+            assert_eq!(v["restarted_gateway"], true);
+            assert_eq!(v["delivered"], 4);
+        } else {
+            assert_eq!(v["group"], "modp2048");
+            assert_eq!(v["suite"], "ascon-128");
+        }
+    }
+    let out = m2msec(&["demo", "--protocol", "sga"]);
+    let summary = text(&out.stdout);
+    assert!(
+        summary.starts_with("sga: key established and 3 messages delivered"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn bench_reports_device_and_server_cost_for_both_groups() {
+    let out = m2msec(&["bench", "--json", "--protocol", "sga", "--sessions", "2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let figures: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let value = |name: &str| {
+        figures
+            .iter()
+            .find(|f| f["name"] == name)
+            .and_then(|f| f["value"].as_f64())
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    for g in ["modp2048", "ristretto255"] {
+        for role in ["device", "peer_device", "server"] {
+            assert!(value(&format!("sga.{g}.{role}.time_per_exchange")) > 0.0);
+            assert!(value(&format!("sga.{g}.{role}.asymmetric_ops_per_exchange")) > 0.0);
+        }
+    }
+    // MODP-2048 exponentiations cost more than Ristretto255's.
+    assert!(
+        value("sga.modp2048.server.time_per_exchange")
+            > value("sga.ristretto255.server.time_per_exchange")
+    );
+}
+
+#[test]
+fn sga_commands_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let d = dir.path();
+    let out = sga(&d.join("nope.toml"), &["inbox"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("nope.toml: no such file"),
+        "{}",
+        text(&out.stderr)
+    );
+    provision(d);
+    // No daemon runs for this device.
+    let out = sga(&d.join("sga-device-i.toml"), &["inbox", "--timeout", "2"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("no sga-device daemon answers on") || err.contains("did not answer"),
+        "{err}"
+    );
+    // A daemon whose key file is missing says which.
+    std::fs::remove_file(d.join("keys/sga-device-j.key")).unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new(BIN)
+        .args(["run", "sga-device", "--config"])
+        .arg(d.join("sga-device-j.toml"))
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("sga-device-j.key: no such file"), "{err}");
+}
