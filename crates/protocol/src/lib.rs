@@ -61,6 +61,7 @@ macro_rules! endpoint_impl {
 
 mod annotate;
 pub mod collab;
+pub mod e2sec;
 mod endpoint;
 pub mod mikey;
 pub mod network;

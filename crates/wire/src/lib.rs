@@ -9,6 +9,7 @@
 
 pub mod cbor;
 pub mod collab;
+pub mod e2sec;
 pub mod mikey;
 pub mod sga;
 

@@ -1,0 +1,131 @@
+//! Messages of the E2SEC proxy-signature authentication and key agreement (paper 003, §3; see
+//! `docs/e2sec.md`). EPC is the core network (the original signer), MTCD the device, MTCS the
+//! server. Group elements and scalars travel in their canonical encodings.
+
+use crate::cbor::{Bytes, SecretBytes};
+use crate::{cbor_messages, cbor_struct};
+
+/// Protocol version carried in every message.
+pub const VERSION: u8 = 1;
+
+cbor_struct! {
+    /// The warrant m_{E-x}: who delegates to whom, until when, for which key and role.
+    pub struct Warrant {
+        /// ID_EPC.
+        pub issuer: String,
+        /// ID of the holder (MTCD or MTCS).
+        pub holder: String,
+        /// The holder's role: 1 = MTC device, 2 = MTC server.
+        pub role: u8,
+        /// The holder's public key v (bound into the warrant so σ' is tied to it).
+        pub holder_key: Bytes,
+        /// Group id.
+        pub group: u8,
+        /// Start of the validity period T_valid (ms since the UNIX epoch).
+        pub valid_from: u64,
+        /// End of the validity period (ms since the UNIX epoch).
+        pub valid_until: u64,
+    }
+}
+
+cbor_struct! {
+    /// Plaintext of [`WarrantGrant::sealed`]: (σ, m, K) of equations (1) and (3).
+    pub struct WarrantBody {
+        /// σ = e·x_EPC + k mod q.
+        pub sigma: SecretBytes,
+        /// The warrant m.
+        pub warrant: Warrant,
+        /// K = g^k.
+        pub commitment: Bytes,
+        /// The holder's nonce, echoed.
+        pub nonce: [u8; 16],
+    }
+}
+
+cbor_struct! {
+    /// What a party presents to its peer: its warrant and the EPC's commitment K.
+    pub struct Credential {
+        /// m.
+        pub warrant: Warrant,
+        /// K.
+        pub commitment: Bytes,
+    }
+}
+
+cbor_messages! {
+    version = VERSION;
+    /// Any E2SEC message.
+    pub enum Message {
+        /// holder → EPC over the pre-shared-key channel standing in for EPS-AKA: ask for a warrant.
+        WarrantRequest = 1 => {
+            /// The holder.
+            pub holder: String,
+            /// Freshness.
+            pub nonce: [u8; 16],
+            /// The holder's public key v (it is bound into the warrant).
+            pub holder_key: Bytes,
+            /// HMAC under the pre-shared key over the fields above.
+            pub mac: [u8; 32],
+        },
+        /// EPC → holder: the proxy signature (σ, m, K), sealed under the pre-shared key.
+        WarrantGrant = 2 => {
+            /// The holder.
+            pub holder: String,
+            /// [`WarrantBody`] under the pre-shared key.
+            pub sealed: Bytes,
+        },
+        /// Initiator → responder: M = ID_A ‖ ID_B ‖ g^a signed with the alternative proxy key,
+        /// and the initiator's credential (steps (1) and (3) of §3.5).
+        AuthInit = 3 => {
+            /// Exchange id chosen by the initiator.
+            pub exchange: [u8; 16],
+            /// ID_A.
+            pub from: String,
+            /// ID_B.
+            pub to: String,
+            /// g^a.
+            pub share: Bytes,
+            /// Signature variant: 1 ElGamal (the paper), 2 Schnorr, 3 DSA.
+            pub variant: u8,
+            /// The signature's first half (r, or the Schnorr commitment).
+            pub r: Bytes,
+            /// The signature's second half s.
+            pub s: Bytes,
+            /// The signer's credential.
+            pub credential: Credential,
+        },
+        /// Responder → initiator: M = ID_B ‖ ID_A ‖ g^b signed together with g^ab.
+        AuthReply = 4 => {
+            /// Exchange id.
+            pub exchange: [u8; 16],
+            /// ID_B.
+            pub from: String,
+            /// ID_A.
+            pub to: String,
+            /// g^b.
+            pub share: Bytes,
+            /// Signature variant.
+            pub variant: u8,
+            /// r.
+            pub r: Bytes,
+            /// s.
+            pub s: Bytes,
+            /// The signer's credential.
+            pub credential: Credential,
+        },
+        /// Initiator → responder: key confirmation under SK (our addition; SIGMA's MAC).
+        Confirm = 5 => {
+            /// Exchange id.
+            pub exchange: [u8; 16],
+            /// HMAC under a key derived from SK over the transcript.
+            pub mac: [u8; 32],
+        },
+        /// Any → peer: refusal with a reason code (unauthenticated; ends the peer's wait).
+        Refuse = 6 => {
+            /// Exchange id (or zeros).
+            pub exchange: [u8; 16],
+            /// Reason code.
+            pub code: u8,
+        },
+    }
+}
