@@ -59,6 +59,32 @@ macro_rules! endpoint_impl {
     };
 }
 
+/// Maps the crypto crate's errors into a protocol's `Error`: every failed check stays the one
+/// opaque `Authentication`, malformed values keep their detail.
+macro_rules! crypto_error_from {
+    ($error:ty) => {
+        impl From<m2msec_crypto::Error> for $error {
+            fn from(e: m2msec_crypto::Error) -> Self {
+                match e {
+                    m2msec_crypto::Error::Authentication => Self::Authentication,
+                    other => Self::Crypto(other),
+                }
+            }
+        }
+    };
+}
+
+/// A short, non-secret fingerprint of key material (a labelled hash), for logs and for
+/// comparing both ends' keys in demos.
+fn fingerprint(label: &[u8], key: &[&[u8]]) -> [u8; 8] {
+    let mut parts = vec![label, b"fingerprint".as_slice()];
+    parts.extend_from_slice(key);
+    let h = m2msec_crypto::hash::sha256_length_prefixed(&parts);
+    let mut out = [0; 8];
+    out.copy_from_slice(&h[..8]);
+    out
+}
+
 mod annotate;
 pub mod collab;
 pub mod e2sec;

@@ -135,10 +135,7 @@ impl SessionKey {
     /// ends' keys in demos.
     #[must_use]
     pub fn fingerprint(&self) -> [u8; 8] {
-        let h = hash::sha256_length_prefixed(&[LABEL, b"fingerprint", &self.0]);
-        let mut out = [0; 8];
-        out.copy_from_slice(&h[..8]);
-        out
+        crate::fingerprint(LABEL, &[&self.0])
     }
 
     /// The key bytes. For tests and the annotated traces; applications derive their keys with
@@ -263,15 +260,7 @@ pub enum Error {
     Config(String),
 }
 
-impl From<m2msec_crypto::Error> for Error {
-    fn from(e: m2msec_crypto::Error) -> Self {
-        // Cryptographic failures stay opaque; only malformed values are told apart.
-        match e {
-            m2msec_crypto::Error::Authentication => Self::Authentication,
-            other => Self::Crypto(other),
-        }
-    }
-}
+crypto_error_from!(Error);
 
 /// Why B aborted; the code travels in the `Abort` message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

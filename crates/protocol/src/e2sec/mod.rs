@@ -163,10 +163,7 @@ impl SessionKey {
     /// A short, non-secret fingerprint.
     #[must_use]
     pub fn fingerprint(&self) -> [u8; 8] {
-        let h = hash::sha256_length_prefixed(&[LABEL, b"fingerprint", &self.0]);
-        let mut out = [0; 8];
-        out.copy_from_slice(&h[..8]);
-        out
+        crate::fingerprint(LABEL, &[&self.0])
     }
 
     /// The key bytes, for tests.
@@ -242,14 +239,7 @@ pub enum Error {
     Config(String),
 }
 
-impl From<m2msec_crypto::Error> for Error {
-    fn from(e: m2msec_crypto::Error) -> Self {
-        match e {
-            m2msec_crypto::Error::Authentication => Self::Authentication,
-            other => Self::Crypto(other),
-        }
-    }
-}
+crypto_error_from!(Error);
 
 impl Error {
     /// The code a refusal carries.

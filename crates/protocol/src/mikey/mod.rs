@@ -191,10 +191,7 @@ impl TrafficKeys {
     /// A short, non-secret fingerprint for logs and demos.
     #[must_use]
     pub fn fingerprint(&self) -> [u8; 8] {
-        let h = hash::sha256_length_prefixed(&[b"m2msec mikey fingerprint", &self.tek, &self.salt]);
-        let mut out = [0; 8];
-        out.copy_from_slice(&h[..8]);
-        out
+        crate::fingerprint(b"m2msec mikey ", &[&self.tek, &self.salt])
     }
 
     /// The TEK (SRTP master key) and its salt. For tests and traces.
@@ -310,14 +307,7 @@ pub enum Error {
     Config(String),
 }
 
-impl From<m2msec_crypto::Error> for Error {
-    fn from(e: m2msec_crypto::Error) -> Self {
-        match e {
-            m2msec_crypto::Error::Authentication => Self::Authentication,
-            other => Self::Crypto(other),
-        }
-    }
-}
+crypto_error_from!(Error);
 
 impl Error {
     /// The RFC 3830 §6.12 code to report this error with.

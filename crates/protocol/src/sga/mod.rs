@@ -208,14 +208,7 @@ pub enum Error {
     NotReady(&'static str),
 }
 
-impl From<m2msec_crypto::Error> for Error {
-    fn from(e: m2msec_crypto::Error) -> Self {
-        match e {
-            m2msec_crypto::Error::Authentication => Self::Authentication,
-            other => Self::Crypto(other),
-        }
-    }
-}
+crypto_error_from!(Error);
 
 /// Codes of [`RegisterResponse`](m2msec_wire::sga::RegisterResponse) and
 /// [`Refused`](m2msec_wire::sga::Refused), mapped from [`Error`] in one place.
