@@ -8,6 +8,7 @@ use anyhow::Result;
 use clap::Args;
 use m2msec_node::collab::bench::{Figure, figures};
 use m2msec_node::collab::deployment::{Params, Suite};
+use m2msec_node::e2sec::bench as e2sec_bench;
 use m2msec_node::mikey::bench as mikey_bench;
 use m2msec_node::mikey::deployment::Params as MikeyParams;
 use m2msec_node::sga::bench as sga_bench;
@@ -25,7 +26,8 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_enum)]
     protocol: Vec<ProtocolArg>,
     /// Sessions per collab suite, exchanges per MIKEY mode, key exchanges per SGA group (at
-    /// most 20: a MODP-2048 exponentiation costs milliseconds).
+    /// most 20: a MODP-2048 exponentiation costs milliseconds), E2SEC authentications per cell
+    /// of the cost table (at most 3: the counts do not vary).
     #[arg(long, default_value_t = 50)]
     sessions: u32,
     /// Collab suites to measure (repeatable; default: modern and classic).
@@ -69,6 +71,14 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<ExitCode> {
             ProtocolArg::Sga => {
                 let figures = sga_bench::figures(args.sessions.min(20), args.seed)?;
                 print_figures(&figures, args.json)?;
+            }
+            ProtocolArg::E2sec => {
+                let table = e2sec_bench::cost_table(args.sessions.min(3), args.seed)?;
+                if args.json {
+                    print_figures(&e2sec_bench::figures_of(&table), true)?;
+                } else {
+                    print!("{}", e2sec_bench::render(&table));
+                }
             }
         }
     }

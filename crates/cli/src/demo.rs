@@ -14,11 +14,12 @@ use anyhow::{Context as _, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use m2msec_node::collab::demo as collab_demo;
+use m2msec_node::e2sec::demo as e2sec_demo;
 use m2msec_node::mikey::demo as mikey_demo;
 use m2msec_node::report::{Progress, RunReport};
 use m2msec_node::sga::demo as sga_demo;
 
-use crate::options::{FaultArgs, MikeyArgs, SgaArgs, ShapeArgs, SuiteArg};
+use crate::options::{E2secArgs, FaultArgs, MikeyArgs, SgaArgs, ShapeArgs, SuiteArg};
 use crate::protocols::ProtocolArg;
 
 /// `m2msec demo`.
@@ -33,6 +34,8 @@ pub(crate) struct DemoArgs {
     mikey: MikeyArgs,
     #[command(flatten)]
     sga: SgaArgs,
+    #[command(flatten)]
+    e2sec: E2secArgs,
     #[command(flatten)]
     faults: FaultArgs,
     /// Seed of every key and role RNG (default: the operating system's RNG).
@@ -69,6 +72,11 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<ExitCode> {
         let p = args.mikey.params(&args.shape, Some(&args.faults))?;
         p.check()?;
         Some(p)
+    } else {
+        None
+    };
+    let e2sec_group = if protocols.contains(&ProtocolArg::E2sec) {
+        Some(args.sga.group.e2sec()?)
     } else {
         None
     };
@@ -114,7 +122,7 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<ExitCode> {
             ProtocolArg::Sga => {
                 bar.set_prefix("sga");
                 let opts = sga_demo::DemoOptions {
-                    group: args.sga.group.into(),
+                    group: args.sga.group.sga()?,
                     suite: args.sga.sga_suite.into(),
                     pke: match args.shape.suite {
                         SuiteArg::Modern => m2msec_crypto::pke::PkeSuite::X25519Ecies,
@@ -127,6 +135,18 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<ExitCode> {
                     timeout: Duration::from_secs(args.timeout.max(1)),
                 };
                 rt.block_on(sga_demo::run(&opts, &Bar(bar.clone())))?
+            }
+            ProtocolArg::E2sec => {
+                bar.set_prefix("e2sec");
+                let opts = e2sec_demo::DemoOptions {
+                    group: e2sec_group.unwrap_or(m2msec_crypto::group::GroupId::Ristretto255),
+                    variant: args.e2sec.variant.into(),
+                    expired_warrant: args.e2sec.expired_warrant,
+                    seed: args.seed,
+                    pcap,
+                    timeout: Duration::from_secs(args.timeout.max(1)),
+                };
+                rt.block_on(e2sec_demo::run(&opts, &Bar(bar.clone())))?
             }
         };
         bar.finish_and_clear();
@@ -168,6 +188,10 @@ fn print_summary(r: &RunReport) {
     }
     if r.protocol == "sga" {
         print_sga_summary(r);
+        return;
+    }
+    if r.protocol == "e2sec" {
+        print_e2sec_summary(r);
         return;
     }
     let sharing = if r.sharing == "shamir" {
@@ -376,4 +400,53 @@ fn print_sga_summary(r: &RunReport) {
             "UNEXPECTED FAILURE"
         }
     );
+}
+
+fn print_e2sec_summary(r: &RunReport) {
+    let head = if r.ok {
+        format!("SK agreed in {:.1} ms", r.wall_ms)
+    } else {
+        "no session key".to_owned()
+    };
+    println!(
+        "{}: {head}  ({} proxy signatures, {}; warrants from the EPC, server initiates)",
+        r.protocol,
+        r.variant.unwrap_or("?"),
+        r.group.unwrap_or("?"),
+    );
+    if let Some(f) = &r.key_fingerprint {
+        let agree = if r.session_key_match {
+            "device and server agree"
+        } else {
+            "DEVICE DIFFERS"
+        };
+        println!("  SK fingerprint   {f} ({agree})");
+    }
+    if let Some(e) = &r.error {
+        println!("  error            {e}");
+    }
+    println!(
+        "  wire             {} datagrams, {} bytes",
+        r.messages, r.bytes
+    );
+    let o = &r.device_ops;
+    print!(
+        "  device ops       symmetric {}, hash {}, redundancy {}, asymmetric {}",
+        o.symmetric, o.hash, o.redundancy, o.asymmetric
+    );
+    match o.group {
+        Some(g) => println!("  (T_E {}, T_M {}, T_H {}, T_A {})", g.te, g.tm, g.th, g.ta),
+        None => println!(),
+    }
+    if let Some(p) = &r.pcap {
+        println!("  capture          {p}");
+    }
+    let verdict = match (r.ok, r.expected_ok, r.as_expected) {
+        (true, true, _) => "as expected",
+        (false, false, true) => "refused as expected: the warrant had expired",
+        (false, false, false) => "UNEXPECTED: failed, but not for the expired warrant",
+        (false, true, _) => "UNEXPECTED FAILURE",
+        (true, false, _) => "UNEXPECTED SUCCESS",
+    };
+    println!("  outcome          {verdict}");
 }

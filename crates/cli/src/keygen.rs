@@ -11,7 +11,7 @@ use m2msec_crypto::rng::OsRng;
 use m2msec_crypto::sig::{SigSuite, SigningKey};
 use m2msec_node::keyfile;
 
-use crate::options::AeadArg;
+use crate::options::{AeadArg, GroupArg};
 
 /// Kinds of key.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -30,6 +30,10 @@ pub(crate) enum Kind {
     MikeyPsk,
     /// SGA device key k_d, 32 random bytes (PEM "M2MSEC SGA DEVICE KEY").
     SgaDevice,
+    /// E2SEC secret key x of `--group` (PEM "M2MSEC E2SEC SECRET KEY": group id byte, then the
+    /// scalar), public key g^x in FILE.pub (PEM "M2MSEC E2SEC PUBLIC KEY": group id byte, then
+    /// the element).
+    E2sec,
 }
 
 /// `m2msec keygen`.
@@ -44,6 +48,9 @@ pub(crate) struct KeygenArgs {
     /// Symmetric keys only: the AEAD the key is for.
     #[arg(long, value_enum, default_value_t = AeadArg::Aes128Ccm8)]
     aead: AeadArg,
+    /// E2SEC keys only: the group (ristretto, ffdh1024, ffdh2048).
+    #[arg(long, value_enum, default_value_t = GroupArg::Ristretto)]
+    group: GroupArg,
     /// Overwrite existing files.
     #[arg(long)]
     force: bool,
@@ -100,6 +107,12 @@ pub(crate) fn keygen(args: &KeygenArgs) -> Result<ExitCode> {
         Kind::SgaDevice => {
             let key = zeroize::Zeroizing::new(m2msec_crypto::rng::random_array::<32>(&mut rng));
             (keyfile::sga_device_key_pem(&key[..])?, None)
+        }
+        Kind::E2sec => {
+            let group = args.group.e2sec()?;
+            let key = m2msec_protocol::e2sec::SecretKey::generate(group, &mut rng);
+            let public = keyfile::e2sec_public_key_pem(group, &key.public_key()?)?;
+            (keyfile::e2sec_secret_key_pem(&key)?, Some(public))
         }
     };
     keyfile::write_secret(&args.out, &secret)?;

@@ -3,12 +3,14 @@
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use m2msec_crypto::aead::AeadSuite;
+use m2msec_crypto::group::GroupId;
 use m2msec_crypto::ots::OtsScheme;
 use m2msec_crypto::split::SharingScheme;
 use m2msec_node::collab::deployment::{Params, Suite};
 use m2msec_node::mikey::deployment::Params as MikeyParams;
 use m2msec_node::sga::config::{GroupName, SuiteName};
 use m2msec_protocol::collab::ProxyFault;
+use m2msec_protocol::e2sec::Variant;
 use m2msec_protocol::mikey::{ModeName, ThirdPartyFault};
 
 /// Secret sharing on the command line.
@@ -223,24 +225,82 @@ impl MikeyArgs {
     }
 }
 
-/// SGA key-exchange groups on the command line.
+/// Groups on the command line: SGA's key exchange (ristretto, modp2048) and E2SEC's
+/// (ristretto, ffdh1024, ffdh2048).
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub(crate) enum GroupArg {
     /// Ristretto255 (RFC 9496).
     #[value(name = "ristretto", alias = "ristretto255")]
     Ristretto,
-    /// The 2048-bit MODP group of RFC 3526 (the paper's setting).
+    /// SGA: the 2048-bit MODP group of RFC 3526 (the SGA paper's setting).
     #[value(name = "modp2048", alias = "modp")]
     Modp2048,
+    /// E2SEC: RFC 5114 §2.1, 1024-bit p, 160-bit q (legacy; the E2SEC paper's cost table).
+    #[value(name = "ffdh1024", alias = "dsa1024")]
+    Ffdh1024,
+    /// E2SEC: RFC 5114 §2.3, 2048-bit p, 256-bit q.
+    #[value(name = "ffdh2048", alias = "dsa2048")]
+    Ffdh2048,
 }
 
-impl From<GroupArg> for GroupName {
-    fn from(g: GroupArg) -> Self {
-        match g {
-            GroupArg::Ristretto => Self::Ristretto255,
-            GroupArg::Modp2048 => Self::Modp2048,
+impl GroupArg {
+    /// The SGA group.
+    pub(crate) fn sga(self) -> Result<GroupName> {
+        match self {
+            Self::Ristretto => Ok(GroupName::Ristretto255),
+            Self::Modp2048 => Ok(GroupName::Modp2048),
+            Self::Ffdh1024 | Self::Ffdh2048 => {
+                bail!("--group ffdh1024|ffdh2048 is for E2SEC; SGA runs over ristretto or modp2048")
+            }
         }
     }
+
+    /// The E2SEC group.
+    pub(crate) fn e2sec(self) -> Result<GroupId> {
+        match self {
+            Self::Ristretto => Ok(GroupId::Ristretto255),
+            Self::Ffdh1024 => Ok(GroupId::Dsa1024_160),
+            Self::Ffdh2048 => Ok(GroupId::Dsa2048_256),
+            Self::Modp2048 => {
+                bail!(
+                    "--group modp2048 is for SGA; E2SEC runs over ristretto, ffdh1024 or ffdh2048"
+                )
+            }
+        }
+    }
+}
+
+/// E2SEC proxy-signature variants on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub(crate) enum VariantArg {
+    /// The paper's ElGamal-type proxy signature.
+    Elgamal,
+    /// Schnorr over the same proxy key.
+    Schnorr,
+    /// DSA over the same proxy key.
+    Dsa,
+}
+
+impl From<VariantArg> for Variant {
+    fn from(v: VariantArg) -> Self {
+        match v {
+            VariantArg::Elgamal => Self::ElGamal,
+            VariantArg::Schnorr => Self::Schnorr,
+            VariantArg::Dsa => Self::Dsa,
+        }
+    }
+}
+
+/// The E2SEC demo's options (the group is `--group`).
+#[derive(Clone, Debug, Args)]
+pub(crate) struct E2secArgs {
+    /// E2SEC: the proxy-signature variant of both parties.
+    #[arg(long, value_enum, default_value_t = VariantArg::Elgamal)]
+    pub(crate) variant: VariantArg,
+    /// E2SEC: let the server's warrant (valid for one second) expire while its AuthInit is on
+    /// the way; the device's refusal is the expected outcome.
+    #[arg(long)]
+    pub(crate) expired_warrant: bool,
 }
 
 /// SGA lightweight suites on the command line.
@@ -271,7 +331,7 @@ impl From<SgaSuiteArg> for SuiteName {
 /// X25519, classic = RSA-OAEP-2048).
 #[derive(Clone, Debug, Args)]
 pub(crate) struct SgaArgs {
-    /// SGA: the key-exchange group.
+    /// SGA and E2SEC: the group (SGA: ristretto, modp2048; E2SEC: ristretto, ffdh1024, ffdh2048).
     #[arg(long, value_enum, default_value_t = GroupArg::Ristretto)]
     pub(crate) group: GroupArg,
     /// SGA: the lightweight suite the devices negotiate.

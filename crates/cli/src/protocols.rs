@@ -12,10 +12,11 @@ use clap::{Args, ValueEnum};
 use m2msec_crypto::rng::OsRng;
 use m2msec_node::collab::{self, daemon, provision as collab_provision};
 use m2msec_node::driver::{self, shutdown_channel};
+use m2msec_node::e2sec::{self, daemon as e2sec_daemon, provision as e2sec_provision};
 use m2msec_node::mikey::{self, daemon as mikey_daemon, provision as mikey_provision};
 use m2msec_node::sga::{self, daemon as sga_daemon, provision as sga_provision};
 
-use crate::options::{FaultArgs, GroupArg, MikeyArgs, ShapeArgs, SuiteArg};
+use crate::options::{FaultArgs, GroupArg, MikeyArgs, ShapeArgs, SuiteArg, VariantArg};
 
 /// The implemented protocols.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -27,11 +28,14 @@ pub(crate) enum ProtocolArg {
     /// The security gateway application: key exchange and store-and-forward through a
     /// server (paper 002).
     Sga,
+    /// E2SEC: proxy-signature mutual authentication of an MTC device and an MTC server with
+    /// warrants from the EPC (paper 003).
+    E2sec,
 }
 
 impl ProtocolArg {
     pub(crate) fn all() -> Vec<Self> {
-        vec![Self::Collab, Self::Mikey, Self::Sga]
+        vec![Self::Collab, Self::Mikey, Self::Sga, Self::E2sec]
     }
 
     /// The protocol's name in commands and reports.
@@ -40,6 +44,7 @@ impl ProtocolArg {
             Self::Collab => collab::PROTOCOL,
             Self::Mikey => mikey::PROTOCOL,
             Self::Sga => sga::PROTOCOL,
+            Self::E2sec => e2sec::PROTOCOL,
         }
     }
 }
@@ -67,6 +72,12 @@ pub(crate) enum Role {
     SgaServer,
     /// An SGA smart device: registers, polls, accepts invitations, serves `m2msec sga`.
     SgaDevice,
+    /// The E2SEC EPC: issues warrants to its subscribers.
+    E2secEpc,
+    /// An E2SEC MTC device: keeps a warrant, answers (or, with --connect, runs) authentications.
+    E2secDevice,
+    /// An E2SEC MTC server: keeps a warrant, answers (or, with --connect, runs) authentications.
+    E2secServer,
 }
 
 /// `m2msec run`.
@@ -78,7 +89,11 @@ pub(crate) struct RunArgs {
     /// The role's config file (see examples/ROLE.toml).
     #[arg(long, short)]
     config: PathBuf,
-    /// Client and initiator only: number of key establishments to run.
+    /// E2SEC device or server: authenticate with this peer (repeatable; default: the config's
+    /// `connect` list), `--count` times each, then exit (status 0 only if all succeeded).
+    #[arg(long)]
+    connect: Vec<String>,
+    /// Client, initiator and E2SEC initiating party only: number of key establishments to run.
     #[arg(long, default_value_t = 1)]
     count: u32,
     /// Client and initiator only: milliseconds between the end of one run and the start of
@@ -178,6 +193,42 @@ pub(crate) fn run(args: &RunArgs) -> Result<ExitCode> {
                 .await
                 .map(|()| ExitCode::SUCCESS)
                 .map_err(Into::into),
+            Role::E2secEpc => e2sec_daemon::run_epc(&args.config, shutdown)
+                .await
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(Into::into),
+            Role::E2secDevice | Role::E2secServer => {
+                let role = if args.role == Role::E2secDevice {
+                    m2msec_protocol::e2sec::Role::Device
+                } else {
+                    m2msec_protocol::e2sec::Role::Server
+                };
+                let connects = e2sec_daemon::Connects {
+                    peers: args.connect.clone(),
+                    count: args.count.max(1),
+                    interval: Duration::from_millis(args.interval),
+                };
+                let outcomes =
+                    e2sec_daemon::run_party(&args.config, role, connects, shutdown).await?;
+                if outcomes.is_empty() {
+                    // Served until stopped; nothing was asked of it.
+                    return Ok(ExitCode::SUCCESS);
+                }
+                let ok = outcomes
+                    .iter()
+                    .filter(|o| matches!(o, e2sec_daemon::Outcome::Established(_)))
+                    .count();
+                tracing::info!(
+                    established = ok,
+                    authentications = outcomes.len(),
+                    "authentications done"
+                );
+                Ok(if ok == outcomes.len() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
+            }
         }
     })
 }
@@ -196,9 +247,18 @@ pub(crate) struct ProvisionArgs {
     /// UDP port of the SGA server and devices (their control sockets on port + 1).
     #[arg(long, default_value_t = sga::PORT)]
     sga_port: u16,
-    /// SGA: the group of the devices' key exchanges.
+    /// SGA: the group of the devices' key exchanges (ristretto, modp2048).
     #[arg(long, value_enum, default_value_t = GroupArg::Ristretto)]
     group: GroupArg,
+    /// UDP port of every E2SEC role.
+    #[arg(long, default_value_t = e2sec::PORT)]
+    e2sec_port: u16,
+    /// E2SEC: the group of every key (ristretto, ffdh1024, ffdh2048).
+    #[arg(long, value_enum, default_value_t = GroupArg::Ristretto)]
+    e2sec_group: GroupArg,
+    /// E2SEC: the proxy-signature variant written into both parties' configs.
+    #[arg(long, value_enum, default_value_t = VariantArg::Elgamal)]
+    variant: VariantArg,
     /// Protocols to provision (repeatable; default: every implemented one).
     #[arg(long, value_enum)]
     protocol: Vec<ProtocolArg>,
@@ -252,7 +312,7 @@ pub(crate) fn provision(args: &ProvisionArgs) -> Result<ExitCode> {
                         SuiteArg::Modern => m2msec_crypto::pke::PkeSuite::X25519Ecies,
                         SuiteArg::Classic => m2msec_crypto::pke::PkeSuite::RsaOaep2048,
                     },
-                    group: args.group.into(),
+                    group: args.group.sga()?,
                     force: args.force,
                 };
                 let w = sga_provision::provision(&args.dir, &opts, &mut OsRng)?;
@@ -260,6 +320,20 @@ pub(crate) fn provision(args: &ProvisionArgs) -> Result<ExitCode> {
                     w,
                     "sga: start the server and both devices, each in its own terminal, then \
                      drive the devices with `m2msec sga`:",
+                )
+            }
+            ProtocolArg::E2sec => {
+                let opts = e2sec_provision::ProvisionOptions {
+                    port: args.e2sec_port,
+                    group: args.e2sec_group.e2sec()?,
+                    variant: args.variant.into(),
+                    force: args.force,
+                };
+                let w = e2sec_provision::provision(&args.dir, &opts, &mut OsRng)?;
+                (
+                    w,
+                    "e2sec: start the EPC and the device, each in its own terminal, then the \
+                     server (it authenticates the device and exits 0 on success):",
                 )
             }
         };
@@ -310,6 +384,9 @@ pub(crate) fn trace(args: &TraceArgs) -> Result<ExitCode> {
         )?,
         ProtocolArg::Sga => anyhow::bail!(
             "no annotated trace of SGA yet (`m2msec demo --protocol sga` runs it over UDP)"
+        ),
+        ProtocolArg::E2sec => anyhow::bail!(
+            "no annotated trace of E2SEC yet (`m2msec demo --protocol e2sec` runs it over UDP)"
         ),
     };
     print!("{text}");

@@ -59,6 +59,9 @@ pub enum Error {
     /// SGA refused a configuration or failed a step.
     #[error("sga: {0}")]
     Sga(#[from] m2msec_protocol::sga::Error),
+    /// E2SEC refused a configuration or failed an exchange.
+    #[error("e2sec: {0}")]
+    E2sec(#[from] m2msec_protocol::e2sec::Error),
     /// A device daemon's control channel failed or the daemon refused a command.
     #[error("{0}")]
     Control(String),

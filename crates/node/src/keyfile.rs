@@ -9,6 +9,13 @@
 //! | collab server certificate    | `M2MSEC CERTIFICATE`      | `collab::Certificate::to_bytes`        |
 //! | MIKEY pre-shared key         | `M2MSEC MIKEY PSK`        | the raw key, at least 16 bytes         |
 //! | SGA device key k_d           | `M2MSEC SGA DEVICE KEY`   | the raw key, at least 16 bytes         |
+//! | E2SEC secret key x           | `M2MSEC E2SEC SECRET KEY` | group id byte, then the scalar         |
+//! | E2SEC public key v = g^x     | `M2MSEC E2SEC PUBLIC KEY` | group id byte, then the element        |
+//!
+//! The E2SEC group id bytes are those of `m2msec_crypto::group::GroupId`: 2 DSA-1024/160
+//! (RFC 5114 §2.1, legacy), 3 DSA-2048/256 (RFC 5114 §2.3), 4 Ristretto255. The scalar is the
+//! group's canonical encoding (big-endian mod q for the DSA groups, 32 little-endian bytes for
+//! Ristretto255), the element likewise (big-endian mod p, or the 32-byte Ristretto encoding).
 //!
 //! The AEAD suite ids are those of `m2msec_crypto::aead::AeadSuite`: 1 AES-128-CCM (8-byte
 //! tag), 2 AES-128-GCM, 3 ChaCha20-Poly1305. No standard PEM encoding exists for a bare
@@ -26,6 +33,7 @@ use std::io::Write;
 use std::path::Path;
 
 use m2msec_crypto::aead::{AeadKey, AeadSuite};
+use m2msec_crypto::group::GroupId;
 use m2msec_crypto::pke::PkeSecretKey;
 use m2msec_crypto::sig::{SigningKey, VerifyingKey};
 use m2msec_protocol::collab::Certificate;
@@ -45,6 +53,10 @@ pub const MIKEY_PSK_LABEL: &str = "M2MSEC MIKEY PSK";
 pub const MIKEY_PSK_MIN_LEN: usize = 16;
 /// PEM label of an SGA device key k_d (raw key bytes, at least 16).
 pub const SGA_DEVICE_KEY_LABEL: &str = "M2MSEC SGA DEVICE KEY";
+/// PEM label of an E2SEC secret key (group id byte, then the scalar).
+pub const E2SEC_SECRET_KEY_LABEL: &str = "M2MSEC E2SEC SECRET KEY";
+/// PEM label of an E2SEC public key (group id byte, then the element).
+pub const E2SEC_PUBLIC_KEY_LABEL: &str = "M2MSEC E2SEC PUBLIC KEY";
 /// PEM label of a PKCS#8 private key.
 pub const PRIVATE_KEY_LABEL: &str = "PRIVATE KEY";
 /// PEM label of a SubjectPublicKeyInfo public key.
@@ -256,6 +268,72 @@ pub fn load_sga_device_key(path: &Path) -> Result<m2msec_protocol::sga::DeviceKe
             ),
         )
     })
+}
+
+/// PEM text of an E2SEC secret key.
+///
+/// # Errors
+///
+/// Only if PEM encoding fails.
+pub fn e2sec_secret_key_pem(key: &m2msec_protocol::e2sec::SecretKey) -> Result<Zeroizing<String>> {
+    let scalar = key.to_bytes();
+    let mut body = Zeroizing::new(Vec::with_capacity(1 + scalar.len()));
+    body.push(key.group().id());
+    body.extend_from_slice(&scalar);
+    encode_block(E2SEC_SECRET_KEY_LABEL, &body)
+}
+
+/// PEM text of an E2SEC public key (`element` in `group`'s encoding).
+///
+/// # Errors
+///
+/// Only if PEM encoding fails.
+pub fn e2sec_public_key_pem(group: GroupId, element: &[u8]) -> Result<String> {
+    let mut body = Vec::with_capacity(1 + element.len());
+    body.push(group.id());
+    body.extend_from_slice(element);
+    Ok(encode_block(E2SEC_PUBLIC_KEY_LABEL, &body)?.to_string())
+}
+
+fn e2sec_group(path: &Path, id: Option<&u8>) -> Result<GroupId> {
+    let &id = id.ok_or_else(|| Error::key(path, "empty E2SEC key"))?;
+    match GroupId::try_from(id) {
+        Ok(GroupId::Modp2048) | Err(_) => Err(Error::key(
+            path,
+            format!("unknown E2SEC group id {id} (2 DSA-1024/160, 3 DSA-2048/256, 4 Ristretto255)"),
+        )),
+        Ok(g) => Ok(g),
+    }
+}
+
+/// Reads an E2SEC secret key: PEM `M2MSEC E2SEC SECRET KEY` (group id byte, then the scalar).
+///
+/// # Errors
+///
+/// [`Error::KeyFile`] naming the file and what is wrong.
+pub fn load_e2sec_secret_key(path: &Path) -> Result<m2msec_protocol::e2sec::SecretKey> {
+    let text = read_labelled(path, E2SEC_SECRET_KEY_LABEL)?;
+    let body = decode_block(path, &text, E2SEC_SECRET_KEY_LABEL)?;
+    let group = e2sec_group(path, body.first())?;
+    m2msec_protocol::e2sec::SecretKey::from_bytes(group, &body[1..])
+        .map_err(|e| Error::key(path, format!("not a {} secret key: {e}", group.name())))
+}
+
+/// Reads an E2SEC public key: PEM `M2MSEC E2SEC PUBLIC KEY` (group id byte, then the element);
+/// returns the group and the element's encoding, checked to be in the group.
+///
+/// # Errors
+///
+/// [`Error::KeyFile`] naming the file and what is wrong.
+pub fn load_e2sec_public_key(path: &Path) -> Result<(GroupId, Vec<u8>)> {
+    let text = read_labelled(path, E2SEC_PUBLIC_KEY_LABEL)?;
+    let body = decode_block(path, &text, E2SEC_PUBLIC_KEY_LABEL)?;
+    let group = e2sec_group(path, body.first())?;
+    let element = body[1..].to_vec();
+    m2msec_crypto::group::Group::new(group)
+        .element_from_bytes(&element)
+        .map_err(|e| Error::key(path, format!("not a {} public key: {e}", group.name())))?;
+    Ok((group, element))
 }
 
 /// Reads a public encryption key (SubjectPublicKeyInfo: X25519 or RSA).

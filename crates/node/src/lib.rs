@@ -5,13 +5,14 @@
 //! - [`config`] and [`keyfile`]: TOML config files and PEM key files, with errors that name
 //!   the file, the field and what is wrong;
 //! - [`tap`] and [`pcap`]: what went on the wire, counted and captured;
-//! - one module per protocol ([`collab`], [`mikey`], [`sga`]) with its daemons, its demo deployment, its
+//! - one module per protocol ([`collab`], [`mikey`], [`sga`], [`e2sec`]) with its daemons, its demo deployment, its
 //!   provisioning, its annotated trace and its benchmark.
 #![forbid(unsafe_code)]
 
 pub mod collab;
 pub mod config;
 pub mod driver;
+pub mod e2sec;
 pub mod error;
 pub mod keyfile;
 pub mod mikey;

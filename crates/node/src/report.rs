@@ -18,7 +18,7 @@ pub struct RunReport {
     /// UDP payload bytes sent on the wire by all roles.
     pub bytes: u64,
     /// Cryptographic operations of the constrained device.
-    pub device_ops: OpCounts,
+    pub device_ops: DeviceOps,
     /// Wall-clock time of the key establishment, in milliseconds (key generation excluded).
     pub wall_ms: f64,
     /// The helpers that took part: for collab as the server listed them; for MIKEY the third
@@ -73,6 +73,9 @@ pub struct RunReport {
     /// The gateway's public-key encryption, for SGA ("x25519" or "rsa-oaep-2048").
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pke: Option<&'static str>,
+    /// The signature variant, for E2SEC ("elgamal", "schnorr", "dsa").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<&'static str>,
     /// Application messages sent through a store-and-forward server (SGA).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sent: Option<u32>,
@@ -85,6 +88,49 @@ pub struct RunReport {
     /// Whether the server was killed and restarted between sending and delivery.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restarted_gateway: Option<bool>,
+}
+
+/// The constrained device's operations: the four counts every protocol reports and, for the
+/// protocols whose paper counts group arithmetic (E2SEC), the raw counts T_E, T_M, T_H, T_A,
+/// serialised beside them (`te`, `tm`, `th`, `ta`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DeviceOps {
+    /// Symmetric, hash, redundancy and asymmetric operations.
+    #[serde(flatten)]
+    pub counts: OpCounts,
+    /// Group arithmetic, where the protocol counts it.
+    #[serde(flatten)]
+    pub group: Option<GroupOps>,
+}
+
+impl core::ops::Deref for DeviceOps {
+    type Target = OpCounts;
+
+    fn deref(&self) -> &OpCounts {
+        &self.counts
+    }
+}
+
+impl From<OpCounts> for DeviceOps {
+    fn from(counts: OpCounts) -> Self {
+        Self {
+            counts,
+            group: None,
+        }
+    }
+}
+
+/// Group arithmetic as the E2SEC paper counts it (its Tables V and VI).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GroupOps {
+    /// Modular exponentiations (T_E).
+    pub te: u64,
+    /// Multiplications of group elements and of scalars (T_M).
+    pub tm: u64,
+    /// Hashes to a scalar (T_H).
+    pub th: u64,
+    /// Other scalar arithmetic: additions, subtractions, reductions (T_A).
+    pub ta: u64,
 }
 
 /// Where a run reports its progress (a progress bar, a log, nothing).

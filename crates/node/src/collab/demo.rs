@@ -242,7 +242,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         session_key_match,
         messages: wire.messages,
         bytes: wire.bytes,
-        device_ops,
+        device_ops: device_ops.into(),
         wall_ms: start.elapsed().as_secs_f64() * 1000.0,
         participants: outcome
             .as_ref()
@@ -277,5 +277,6 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         stored: None,
         delivered: None,
         restarted_gateway: None,
+        variant: None,
     })
 }

@@ -319,7 +319,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         session_key_match,
         messages: wire.messages,
         bytes: wire.bytes,
-        device_ops,
+        device_ops: device_ops.into(),
         wall_ms,
         participants: if ok {
             forwarded.difference(&rejected).cloned().collect()
@@ -352,5 +352,6 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         stored: None,
         delivered: None,
         restarted_gateway: None,
+        variant: None,
     })
 }

@@ -434,7 +434,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         session_key_match,
         messages: wire.messages,
         bytes: wire.bytes,
-        device_ops,
+        device_ops: device_ops.into(),
         wall_ms,
         participants: Vec::new(),
         error,
@@ -462,5 +462,6 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         stored: Some(outcome.stored),
         delivered: Some(u32::try_from(outcome.delivered.len()).unwrap_or(u32::MAX)),
         restarted_gateway: opts.restart_gateway.then_some(outcome.restarted),
+        variant: None,
     })
 }

@@ -1,0 +1,338 @@
+//! The cost table of `m2msec bench` for E2SEC, in the shape of the paper's Tables V and VI.
+//!
+//! For each group (DSA-1024/160 as in the paper, DSA-2048/256, Ristretto255):
+//! - Table V: the time of one primitive on this machine — T_E one exponentiation of an
+//!   arbitrary element, T_M one multiplication of group elements, T_H one hash to a scalar,
+//!   T_A one scalar addition — each the mean of many calls;
+//! - Table VI, per variant and per side (MTCD, MTCS): the operations counted during real
+//!   in-memory authentications (the server initiates; the device's and server's `OpTally` are
+//!   reset before each one, so warrant issuance and checking are not in it), the op-count
+//!   estimate te·T_E + tm·T_M + th·T_H + ta·T_A, and beside it the measured time spent inside
+//!   that side's calls during the same run. The paper's own counts (E-ElGamal
+//!   5T_E+6T_M+2T_H+T_A plus the precomputed T_M+T_A, E-Schnorr 4T_E+3T_M+2T_H+T_A, E-DSA
+//!   6T_E+5T_M+2T_H+T_A) are priced with the same primitive times for comparison.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use m2msec_crypto::group::{Group, GroupId, OpTally};
+use m2msec_crypto::rng::SeededRng;
+use m2msec_protocol::e2sec::sim::{DEVICE, DEVICE_ROLE, SERVER_ROLE, Spec, World};
+use m2msec_protocol::e2sec::{PartyEvent, Variant};
+
+use super::{GROUPS, group_name, group_ops};
+use crate::collab::bench::Figure;
+use crate::error::{Error, Result};
+use crate::report::GroupOps;
+
+/// Time of each primitive on this machine, in microseconds.
+#[derive(Clone, Copy, Debug)]
+pub struct Primitives {
+    /// T_E.
+    pub te: f64,
+    /// T_M.
+    pub tm: f64,
+    /// T_H.
+    pub th: f64,
+    /// T_A.
+    pub ta: f64,
+}
+
+impl Primitives {
+    /// te·T_E + tm·T_M + th·T_H + ta·T_A, in microseconds.
+    #[must_use]
+    pub fn estimate(&self, ops: &GroupOps) -> f64 {
+        ops.te as f64 * self.te
+            + ops.tm as f64 * self.tm
+            + ops.th as f64 * self.th
+            + ops.ta as f64 * self.ta
+    }
+}
+
+fn mean_us(iterations: u32, mut f: impl FnMut()) -> f64 {
+    f(); // warm-up
+    let start = Instant::now();
+    for _ in 0..iterations {
+        f();
+    }
+    start.elapsed().as_secs_f64() * 1e6 / f64::from(iterations)
+}
+
+/// Times the four primitives of `group`.
+///
+/// # Errors
+///
+/// A group operation failing, which it does not on valid inputs.
+pub fn primitives(group: GroupId, seed: u64) -> Result<Primitives> {
+    let g = Group::new(group);
+    let mut rng = SeededRng::from_seed_u64(seed);
+    let a = g.random_scalar(&mut rng);
+    let b = g.random_scalar(&mut rng);
+    let x = g.exp_generator(&g.random_scalar(&mut rng))?;
+    let y = g.exp_generator(&g.random_scalar(&mut rng))?;
+    let exps = if group == GroupId::Ristretto255 {
+        200
+    } else {
+        30
+    };
+    let te = mean_us(exps, || {
+        let _ = black_box(g.exp(black_box(&x), black_box(&a)));
+    });
+    let tm = mean_us(2000, || {
+        let _ = black_box(g.mul(black_box(&x), black_box(&y)));
+    });
+    let th = mean_us(2000, || {
+        black_box(g.hash_to_scalar(b"m2msec bench", &[b"message", b"K"]));
+    });
+    let ta = mean_us(20_000, || {
+        let _ = black_box(g.scalar_add(black_box(&a), black_box(&b)));
+    });
+    Ok(Primitives { te, tm, th, ta })
+}
+
+/// One side's row of Table VI.
+#[derive(Clone, Copy, Debug)]
+pub struct SideCost {
+    /// Operations per authentication.
+    pub ops: GroupOps,
+    /// Mean measured time inside the side's calls, per authentication.
+    pub measured: Duration,
+}
+
+/// The device's and the server's rows for one variant over one group.
+#[derive(Clone, Copy, Debug)]
+pub struct Cell {
+    /// MTCD.
+    pub device: SideCost,
+    /// MTCS.
+    pub server: SideCost,
+}
+
+fn per(t: &OpTally, n: u64) -> GroupOps {
+    let o = group_ops(t);
+    GroupOps {
+        te: o.te / n,
+        tm: o.tm / n,
+        th: o.th / n,
+        ta: o.ta / n,
+    }
+}
+
+/// Runs `exchanges` authentications of `variant` over `group` (after one warm-up) and reads
+/// each side's counts and time.
+///
+/// # Errors
+///
+/// Set-up errors, or [`Error::Usage`] if an authentication fails.
+pub fn measure(group: GroupId, variant: Variant, exchanges: u32, seed: u64) -> Result<Cell> {
+    let exchanges = exchanges.max(1);
+    let spec = Spec {
+        group,
+        variant,
+        ..Spec::default()
+    };
+    let mut rng = SeededRng::from_seed_u64(seed);
+    let mut w = World::generate(&spec, &mut rng)?;
+    w.fetch_warrants(&mut rng)?;
+    let mut one =
+        |w: &mut World, busy: &mut [Duration; 2], tally: &mut [OpTally; 2]| -> Result<()> {
+            w.device.take_tally();
+            w.server.take_tally();
+            let seen = w.events.server.len();
+            let now = w.net.now;
+            let start = Instant::now();
+            w.server.connect(now, &mut rng, DEVICE)?;
+            busy[1] += start.elapsed();
+            w.run_metered(&mut rng, &mut |role, call| {
+                let start = Instant::now();
+                call();
+                match role {
+                    DEVICE_ROLE => busy[0] += start.elapsed(),
+                    SERVER_ROLE => busy[1] += start.elapsed(),
+                    _ => {}
+                }
+            });
+            tally[0] += w.device.take_tally();
+            tally[1] += w.server.take_tally();
+            let ok = w.events.server[seen..]
+                .iter()
+                .any(|e| matches!(e, PartyEvent::Established { .. }));
+            w.events.device.clear();
+            w.events.server.clear();
+            w.events.epc.clear();
+            if ok {
+                Ok(())
+            } else {
+                Err(Error::Usage(format!(
+                    "benchmark authentication failed ({} {})",
+                    group.name(),
+                    variant.name()
+                )))
+            }
+        };
+    one(
+        &mut w,
+        &mut [Duration::ZERO; 2],
+        &mut [OpTally::default(); 2],
+    )?; // warm-up
+    let mut busy = [Duration::ZERO; 2];
+    let mut tally = [OpTally::default(); 2];
+    for _ in 0..exchanges {
+        one(&mut w, &mut busy, &mut tally)?;
+    }
+    let n = u64::from(exchanges);
+    Ok(Cell {
+        device: SideCost {
+            ops: per(&tally[0], n),
+            measured: busy[0] / exchanges,
+        },
+        server: SideCost {
+            ops: per(&tally[1], n),
+            measured: busy[1] / exchanges,
+        },
+    })
+}
+
+/// The paper's operation counts of one authentication (Table VI and §5.2), the same on both
+/// sides; E-ElGamal's includes the precomputed alternative proxy key (T_M + T_A).
+#[must_use]
+pub fn paper_ops(variant: Variant) -> GroupOps {
+    let (te, tm, th, ta) = match variant {
+        Variant::ElGamal => (5, 7, 2, 2),
+        Variant::Schnorr => (4, 3, 2, 1),
+        Variant::Dsa => (6, 5, 2, 1),
+    };
+    GroupOps { te, tm, th, ta }
+}
+
+/// The whole cost table.
+#[derive(Clone, Debug)]
+pub struct CostTable {
+    /// Per group: its primitives and, per variant, the cell.
+    pub groups: Vec<(GroupId, Primitives, Vec<(Variant, Cell)>)>,
+}
+
+/// Measures the cost table, `exchanges` authentications per cell.
+///
+/// # Errors
+///
+/// As [`measure`].
+pub fn cost_table(exchanges: u32, seed: u64) -> Result<CostTable> {
+    let mut groups = Vec::new();
+    for (i, group) in GROUPS.into_iter().enumerate() {
+        let prims = primitives(group, seed)?;
+        let mut cells = Vec::new();
+        for (j, variant) in Variant::ALL.into_iter().enumerate() {
+            cells.push((
+                variant,
+                measure(group, variant, exchanges, seed ^ (i * 3 + j) as u64)?,
+            ));
+        }
+        groups.push((group, prims, cells));
+    }
+    Ok(CostTable { groups })
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// The table as figures: per group `e2sec.GROUP.t_e_us` … `t_a_us`; per variant and side
+/// `e2sec.GROUP.VARIANT.SIDE.{te,tm,th,ta}` (ops per authentication),
+/// `….estimate_us` (baseline: the measured time), `….measured_us`, and `….paper_estimate_us`
+/// (the paper's counts priced with the same primitives; baseline: our estimate).
+#[must_use]
+pub fn figures_of(table: &CostTable) -> Vec<Figure> {
+    let mut out = Vec::new();
+    for (group, p, cells) in &table.groups {
+        let g = group_name(*group);
+        for (name, v) in [("t_e", p.te), ("t_m", p.tm), ("t_h", p.th), ("t_a", p.ta)] {
+            out.push(Figure::plain(format!("e2sec.{g}.{name}_us"), "us", v));
+        }
+        for (variant, cell) in cells {
+            for (side, c) in [("device", &cell.device), ("server", &cell.server)] {
+                let prefix = format!("e2sec.{g}.{}.{side}", variant.name());
+                for (name, v) in [
+                    ("te", c.ops.te),
+                    ("tm", c.ops.tm),
+                    ("th", c.ops.th),
+                    ("ta", c.ops.ta),
+                ] {
+                    out.push(Figure::plain(format!("{prefix}.{name}"), "ops", v as f64));
+                }
+                let estimate = p.estimate(&c.ops);
+                out.push(Figure::against(
+                    format!("{prefix}.estimate_us"),
+                    "us",
+                    estimate,
+                    us(c.measured),
+                ));
+                out.push(Figure::plain(
+                    format!("{prefix}.measured_us"),
+                    "us",
+                    us(c.measured),
+                ));
+                out.push(Figure::against(
+                    format!("{prefix}.paper_estimate_us"),
+                    "us",
+                    p.estimate(&paper_ops(*variant)),
+                    estimate,
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The E2SEC figures of `m2msec bench` (`exchanges` authentications per cell, at most a few
+/// are needed: the counts do not vary).
+///
+/// # Errors
+///
+/// As [`measure`].
+pub fn figures(exchanges: u32, seed: u64) -> Result<Vec<Figure>> {
+    Ok(figures_of(&cost_table(exchanges, seed)?))
+}
+
+/// The table in the shape of the paper's Tables V and VI, as text.
+#[must_use]
+pub fn render(table: &CostTable) -> String {
+    use core::fmt::Write as _;
+    let mut s = String::new();
+    for (group, p, cells) in &table.groups {
+        let _ = writeln!(
+            s,
+            "e2sec cost table, {} ({}), times in us on this machine",
+            group.name(),
+            group_name(*group)
+        );
+        let _ = writeln!(
+            s,
+            "  Table V  primitives     T_E {:>9.2}   T_M {:>7.3}   T_H {:>7.3}   T_A {:>7.4}",
+            p.te, p.tm, p.th, p.ta
+        );
+        let _ = writeln!(
+            s,
+            "  Table VI {:<9} {:<5} {:>4} {:>4} {:>4} {:>4} {:>11} {:>11} {:>11}",
+            "variant", "side", "T_E", "T_M", "T_H", "T_A", "estimate", "measured", "paper-ops"
+        );
+        for (variant, cell) in cells {
+            for (side, c) in [("MTCD", &cell.device), ("MTCS", &cell.server)] {
+                let _ = writeln!(
+                    s,
+                    "           {:<9} {:<5} {:>4} {:>4} {:>4} {:>4} {:>11.1} {:>11.1} {:>11.1}",
+                    variant.name(),
+                    side,
+                    c.ops.te,
+                    c.ops.tm,
+                    c.ops.th,
+                    c.ops.ta,
+                    p.estimate(&c.ops),
+                    us(c.measured),
+                    p.estimate(&paper_ops(*variant)),
+                );
+            }
+        }
+    }
+    s
+}

@@ -1,0 +1,351 @@
+//! The TOML config files of the three E2SEC daemons, and how they become role configs.
+//!
+//! Every field is documented in `examples/e2sec-*.toml`. Key paths are relative to the config
+//! file's directory. Secret and public keys are `M2MSEC E2SEC SECRET KEY` / `… PUBLIC KEY`
+//! files (see [`crate::keyfile`]), whose first byte names the group: every key of a deployment
+//! must be in the same group, and a party's `group` line, when present, must name it too.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use m2msec_crypto::group::GroupId;
+use m2msec_protocol::e2sec::{EpcConfig, PartyConfig, PeerEntry, Role, Subscriber, Variant};
+use serde::{Deserialize, Serialize};
+
+use super::group_name;
+use crate::config::{load_toml, resolve};
+use crate::error::{Error, Result};
+use crate::keyfile;
+
+/// Signature variants in config files.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum VariantName {
+    /// The paper's ElGamal-type proxy signature.
+    Elgamal,
+    /// Schnorr over the same proxy key.
+    Schnorr,
+    /// DSA over the same proxy key.
+    Dsa,
+}
+
+impl From<VariantName> for Variant {
+    fn from(v: VariantName) -> Self {
+        match v {
+            VariantName::Elgamal => Self::ElGamal,
+            VariantName::Schnorr => Self::Schnorr,
+            VariantName::Dsa => Self::Dsa,
+        }
+    }
+}
+
+impl From<Variant> for VariantName {
+    fn from(v: Variant) -> Self {
+        match v {
+            Variant::ElGamal => Self::Elgamal,
+            Variant::Schnorr => Self::Schnorr,
+            Variant::Dsa => Self::Dsa,
+        }
+    }
+}
+
+/// Groups in config files.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum GroupFile {
+    /// RFC 5114 §2.1, 1024-bit p, 160-bit q (legacy: the paper's cost table).
+    Ffdh1024,
+    /// RFC 5114 §2.3, 2048-bit p, 256-bit q.
+    Ffdh2048,
+    /// Ristretto255.
+    Ristretto,
+}
+
+impl From<GroupFile> for GroupId {
+    fn from(g: GroupFile) -> Self {
+        match g {
+            GroupFile::Ffdh1024 => Self::Dsa1024_160,
+            GroupFile::Ffdh2048 => Self::Dsa2048_256,
+            GroupFile::Ristretto => Self::Ristretto255,
+        }
+    }
+}
+
+impl GroupFile {
+    /// The config name of `g` (none for groups E2SEC does not use).
+    #[must_use]
+    pub fn of(g: GroupId) -> Option<Self> {
+        match g {
+            GroupId::Dsa1024_160 => Some(Self::Ffdh1024),
+            GroupId::Dsa2048_256 => Some(Self::Ffdh2048),
+            GroupId::Ristretto255 => Some(Self::Ristretto),
+            GroupId::Modp2048 => None,
+        }
+    }
+}
+
+/// Roles of warrants in config files.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoleName {
+    /// An MTC device.
+    Device,
+    /// An MTC server.
+    Server,
+}
+
+impl From<RoleName> for Role {
+    fn from(r: RoleName) -> Self {
+        match r {
+            RoleName::Device => Self::Device,
+            RoleName::Server => Self::Server,
+        }
+    }
+}
+
+/// A device or server the EPC issues warrants to.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriberFile {
+    /// Its identity (ID_MTCD or ID_MTCS).
+    pub id: String,
+    /// `device` or `server`: the role its warrants grant.
+    pub role: RoleName,
+    /// The key shared with it (PEM "M2MSEC SYMMETRIC KEY"), standing in for EPS-AKA.
+    pub psk: PathBuf,
+}
+
+/// `e2sec-epc` config file.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EpcFile {
+    /// ID_EPC.
+    pub identity: String,
+    /// Local UDP address to bind.
+    pub listen: SocketAddr,
+    /// x_EPC (PEM "M2MSEC E2SEC SECRET KEY"); its group is the deployment's.
+    pub secret_key: PathBuf,
+    /// How long a warrant is valid, in seconds (default 3600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validity_s: Option<u64>,
+    /// The devices and servers served.
+    pub subscribers: Vec<SubscriberFile>,
+}
+
+/// The EPC as a party knows it.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EpcPeerFile {
+    /// ID_EPC (warrants must name it as issuer).
+    pub identity: String,
+    /// The EPC's UDP address.
+    pub addr: SocketAddr,
+    /// v_EPC (PEM "M2MSEC E2SEC PUBLIC KEY").
+    pub public_key: PathBuf,
+    /// The key shared with the EPC (PEM "M2MSEC SYMMETRIC KEY").
+    pub psk: PathBuf,
+}
+
+/// A peer a party authenticates with.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerFile {
+    /// Its identity.
+    pub id: String,
+    /// `device` or `server`.
+    pub role: RoleName,
+    /// Its UDP address.
+    pub addr: SocketAddr,
+}
+
+/// `e2sec-device` and `e2sec-server` config file.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartyFile {
+    /// ID_MTCD or ID_MTCS.
+    pub identity: String,
+    /// Local UDP address to bind.
+    pub listen: SocketAddr,
+    /// x (PEM "M2MSEC E2SEC SECRET KEY").
+    pub secret_key: PathBuf,
+    /// The group, checked against every key file (`ffdh1024`, `ffdh2048`, `ristretto`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupFile>,
+    /// The signature variant used and accepted (`elgamal`, `schnorr`, `dsa`; default elgamal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<VariantName>,
+    /// How long an exchange may wait for the peer, in milliseconds (default 5000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Peers to authenticate with once a warrant is held (then the daemon exits).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connect: Vec<String>,
+    /// The EPC.
+    pub epc: EpcPeerFile,
+    /// The peers.
+    pub peers: Vec<PeerFile>,
+}
+
+/// A loaded daemon config.
+#[derive(Debug)]
+pub struct Setup<C> {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// The role's config.
+    pub config: C,
+    /// Peers to authenticate with (parties only).
+    pub connect: Vec<String>,
+}
+
+fn check_identity(file: &Path, field: &str, identity: &str) -> Result<()> {
+    if identity.is_empty() {
+        return Err(Error::config(
+            file,
+            format!("field `{field}`: must not be empty"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_group(file: &Path, key: &Path, expected: GroupId, found: GroupId) -> Result<()> {
+    if expected != found {
+        return Err(Error::key(
+            resolve(file, key),
+            format!(
+                "key of group {} ({}), but the deployment's group is {} ({})",
+                group_name(found),
+                found.name(),
+                group_name(expected),
+                expected.name()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Loads an `e2sec-epc` config file and its key files.
+///
+/// # Errors
+///
+/// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
+pub fn load_epc(file: &Path) -> Result<Setup<EpcConfig>> {
+    let f: EpcFile = load_toml(file)?;
+    check_identity(file, "identity", &f.identity)?;
+    if f.subscribers.is_empty() {
+        return Err(Error::config(
+            file,
+            "field `subscribers`: at least one device or server is needed",
+        ));
+    }
+    if f.validity_s == Some(0) {
+        return Err(Error::config(
+            file,
+            "field `validity_s`: must be at least 1",
+        ));
+    }
+    let secret_key = keyfile::load_e2sec_secret_key(&resolve(file, &f.secret_key))?;
+    let subscribers = f
+        .subscribers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            check_identity(file, &format!("subscribers[{i}].id"), &s.id)?;
+            Ok(Subscriber {
+                id: s.id.clone(),
+                role: s.role.into(),
+                key: keyfile::load_symmetric_key(&resolve(file, &s.psk))?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(Setup {
+        listen: f.listen,
+        config: EpcConfig {
+            identity: f.identity,
+            secret_key,
+            subscribers,
+            validity: Duration::from_secs(f.validity_s.unwrap_or(3600)),
+        },
+        connect: Vec::new(),
+    })
+}
+
+/// Loads an `e2sec-device` (`role` Device) or `e2sec-server` config file and its key files.
+///
+/// # Errors
+///
+/// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
+pub fn load_party(file: &Path, role: Role) -> Result<Setup<PartyConfig>> {
+    let f: PartyFile = load_toml(file)?;
+    check_identity(file, "identity", &f.identity)?;
+    check_identity(file, "epc.identity", &f.epc.identity)?;
+    if f.peers.is_empty() {
+        return Err(Error::config(
+            file,
+            "field `peers`: at least one peer is needed",
+        ));
+    }
+    let other = match role {
+        Role::Device => Role::Server,
+        Role::Server => Role::Device,
+    };
+    for (i, p) in f.peers.iter().enumerate() {
+        check_identity(file, &format!("peers[{i}].id"), &p.id)?;
+        if Role::from(p.role) != other {
+            return Err(Error::config(
+                file,
+                format!(
+                    "field `peers[{i}].role`: a {} authenticates with {}s only",
+                    if role == Role::Device {
+                        "device"
+                    } else {
+                        "server"
+                    },
+                    if other == Role::Device {
+                        "device"
+                    } else {
+                        "server"
+                    },
+                ),
+            ));
+        }
+    }
+    for (i, c) in f.connect.iter().enumerate() {
+        if !f.peers.iter().any(|p| &p.id == c) {
+            return Err(Error::config(
+                file,
+                format!("field `connect[{i}]`: {c:?} is not one of `peers`"),
+            ));
+        }
+    }
+    let secret_key = keyfile::load_e2sec_secret_key(&resolve(file, &f.secret_key))?;
+    let group = f.group.map_or(secret_key.group(), GroupId::from);
+    check_group(file, &f.secret_key, group, secret_key.group())?;
+    let (epc_group, epc_key) = keyfile::load_e2sec_public_key(&resolve(file, &f.epc.public_key))?;
+    check_group(file, &f.epc.public_key, group, epc_group)?;
+    let epc_psk = keyfile::load_symmetric_key(&resolve(file, &f.epc.psk))?;
+    Ok(Setup {
+        listen: f.listen,
+        config: PartyConfig {
+            identity: f.identity,
+            role,
+            secret_key,
+            epc: f.epc.identity,
+            epc_addr: f.epc.addr,
+            epc_key,
+            epc_psk,
+            peers: f
+                .peers
+                .iter()
+                .map(|p| PeerEntry {
+                    id: p.id.clone(),
+                    role: p.role.into(),
+                    addr: p.addr,
+                })
+                .collect(),
+            variant: f.variant.unwrap_or(VariantName::Elgamal).into(),
+            timeout: Duration::from_millis(f.timeout_ms.unwrap_or(5000).max(1)),
+        },
+        connect: f.connect,
+    })
+}

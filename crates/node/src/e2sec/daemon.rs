@@ -1,0 +1,403 @@
+//! The three E2SEC daemons: a config file in, a role on a UDP socket out.
+//!
+//! The EPC serves warrant requests until stopped. A device or server daemon asks the EPC for a
+//! warrant at start — again every second until one arrives, and again once three quarters of
+//! its validity have passed, so that it never holds an expired one while running — answers the
+//! authentications its peers start, and runs the ones it is told to (`connect` in its config
+//! or `--connect`), one after the other; once those are done it exits. Nothing of E2SEC must
+//! survive a restart (a warrant is simply fetched again), so these daemons have no store.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::time::Duration;
+
+use m2msec_crypto::group::OpTally;
+use m2msec_crypto::rng::OsRng;
+use m2msec_protocol::Millis;
+use m2msec_protocol::e2sec::{Epc, EpcEvent, Error as E2secError, Party, PartyEvent, Role};
+use tokio::sync::mpsc;
+
+use super::config;
+use crate::driver::{self, Context, Driver, Flow, Handler, Shutdown};
+use crate::error::Result;
+use crate::hex;
+
+/// How long a party waits for a warrant before asking again.
+pub const WARRANT_RETRY: Duration = Duration::from_secs(1);
+
+/// What the E2SEC daemons of a demo tell the orchestrator.
+#[derive(Debug)]
+pub enum Report {
+    /// The EPC issued a warrant.
+    Issued {
+        /// Its holder.
+        holder: String,
+        /// End of its validity (ms since the UNIX epoch).
+        valid_until: u64,
+    },
+    /// A party stored a warrant.
+    WarrantStored {
+        /// The party.
+        party: String,
+        /// End of its validity.
+        valid_until: u64,
+    },
+    /// A party established SK.
+    Established {
+        /// The party.
+        party: String,
+        /// Its result.
+        summary: Summary,
+        /// The party's group operations since its warrant was stored.
+        tally: OpTally,
+    },
+    /// A party's exchange failed.
+    Failed {
+        /// The party.
+        party: String,
+        /// The peer.
+        peer: String,
+        /// The typed error.
+        error: E2secError,
+    },
+    /// A party refused a datagram.
+    Rejected {
+        /// The party.
+        party: String,
+        /// The typed error.
+        error: E2secError,
+    },
+}
+
+/// An established SK, without the key itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// The other end.
+    pub peer: String,
+    /// SK's fingerprint (safe to print and compare).
+    pub fingerprint: [u8; 8],
+    /// Whether this party initiated.
+    pub initiator: bool,
+}
+
+/// The result of one authentication a party initiated.
+#[derive(Debug)]
+pub enum Outcome {
+    /// SK was agreed and confirmed.
+    Established(Summary),
+    /// The exchange failed with a typed error.
+    Failed {
+        /// The peer.
+        peer: String,
+        /// The error.
+        error: E2secError,
+    },
+}
+
+/// The EPC daemon's handler: logs, and reports to a demo.
+pub struct EpcHandler {
+    report: Option<mpsc::UnboundedSender<Report>>,
+}
+
+impl EpcHandler {
+    /// A handler reporting to `report`, if any.
+    #[must_use]
+    pub fn new(report: Option<mpsc::UnboundedSender<Report>>) -> Self {
+        Self { report }
+    }
+}
+
+impl Handler<Epc> for EpcHandler {
+    fn on_event(&mut self, _cx: &mut Context<'_, Epc>, event: EpcEvent) -> Result<Flow> {
+        match event {
+            EpcEvent::Issued {
+                holder,
+                valid_until,
+            } => {
+                tracing::info!(%holder, valid_until, "warrant issued");
+                if let Some(r) = &self.report {
+                    let _ = r.send(Report::Issued {
+                        holder,
+                        valid_until,
+                    });
+                }
+            }
+            EpcEvent::Rejected { remote, error } => {
+                tracing::warn!(%remote, %error, "warrant request refused");
+            }
+            #[allow(unreachable_patterns)]
+            other => tracing::debug!(event = ?other, "epc event"),
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+/// Which authentications a party daemon initiates.
+#[derive(Clone, Debug, Default)]
+pub struct Connects {
+    /// Peers, in order; each is authenticated with `count` times.
+    pub peers: Vec<String>,
+    /// Authentications per peer (at least 1).
+    pub count: u32,
+    /// Pause between the end of one and the start of the next.
+    pub interval: Duration,
+}
+
+/// A device or server daemon's handler: keeps a warrant, runs the authentications of
+/// [`Connects`], reports.
+pub struct PartyHandler {
+    name: String,
+    queue: VecDeque<String>,
+    exits: bool,
+    interval: Duration,
+    in_flight: Option<String>,
+    warrant_until: Option<Millis>,
+    next_fetch: Option<Millis>,
+    next_connect: Option<Millis>,
+    refresh: bool,
+    outcomes: Vec<Outcome>,
+    report: Option<mpsc::UnboundedSender<Report>>,
+}
+
+impl PartyHandler {
+    /// A handler for the party `name` whose first warrant request was sent at `now`.
+    #[must_use]
+    pub fn new(
+        name: impl Into<String>,
+        connects: &Connects,
+        now: Millis,
+        report: Option<mpsc::UnboundedSender<Report>>,
+    ) -> Self {
+        let mut queue = VecDeque::new();
+        for _ in 0..connects.count.max(1) {
+            queue.extend(connects.peers.iter().cloned());
+        }
+        Self {
+            name: name.into(),
+            exits: !queue.is_empty(),
+            queue,
+            interval: connects.interval,
+            in_flight: None,
+            warrant_until: None,
+            next_fetch: Some(now.after(WARRANT_RETRY)),
+            next_connect: None,
+            refresh: true,
+            outcomes: Vec::new(),
+            report,
+        }
+    }
+
+    /// Fetches no new warrant once one is held (the demo's expired-warrant run).
+    #[must_use]
+    pub fn without_refresh(mut self) -> Self {
+        self.refresh = false;
+        self
+    }
+
+    /// The initiated authentications' results.
+    #[must_use]
+    pub fn into_outcomes(self) -> Vec<Outcome> {
+        self.outcomes
+    }
+
+    fn send(&self, r: Report) {
+        if let Some(tx) = &self.report {
+            let _ = tx.send(r);
+        }
+    }
+
+    fn finished_one(&mut self, now: Millis) -> Flow {
+        self.in_flight = None;
+        if self.queue.is_empty() {
+            return if self.exits {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            };
+        }
+        self.next_connect = Some(now.after(self.interval));
+        Flow::Continue
+    }
+
+    fn start(&mut self, cx: &mut Context<'_, Party>) -> Flow {
+        let Some(peer) = self.queue.pop_front() else {
+            return Flow::Continue;
+        };
+        match cx.endpoint.connect(cx.now, cx.rng, &peer) {
+            Ok(()) => {
+                tracing::info!(%peer, "e2sec authentication started");
+                self.in_flight = Some(peer);
+                Flow::Continue
+            }
+            Err(error) => {
+                tracing::error!(%peer, %error, "cannot start the authentication");
+                self.send(Report::Failed {
+                    party: self.name.clone(),
+                    peer: peer.clone(),
+                    error: error.clone(),
+                });
+                self.outcomes.push(Outcome::Failed { peer, error });
+                self.finished_one(cx.now)
+            }
+        }
+    }
+}
+
+impl Handler<Party> for PartyHandler {
+    fn on_event(&mut self, cx: &mut Context<'_, Party>, event: PartyEvent) -> Result<Flow> {
+        match event {
+            PartyEvent::WarrantStored { valid_until } => {
+                tracing::info!(valid_until, "warrant stored");
+                // The operation counts of an authentication start here (the warrant check
+                // of equation (2)/(4) is not part of it).
+                cx.endpoint.take_tally();
+                let until = Millis(valid_until);
+                self.warrant_until = Some(until);
+                let left = valid_until.saturating_sub(cx.now.0);
+                self.next_fetch = self
+                    .refresh
+                    .then(|| Millis(cx.now.0 + (left * 3 / 4).max(500)));
+                if self.in_flight.is_none() && !self.queue.is_empty() && self.next_connect.is_none()
+                {
+                    self.next_connect = Some(cx.now);
+                }
+                self.send(Report::WarrantStored {
+                    party: self.name.clone(),
+                    valid_until,
+                });
+                Ok(Flow::Continue)
+            }
+            PartyEvent::Established {
+                peer,
+                key,
+                initiator,
+            } => {
+                let summary = Summary {
+                    peer,
+                    fingerprint: key.fingerprint(),
+                    initiator,
+                };
+                tracing::info!(peer = %summary.peer, initiator, sk_fingerprint = %hex(&summary.fingerprint), "e2sec SK established");
+                self.send(Report::Established {
+                    party: self.name.clone(),
+                    summary: summary.clone(),
+                    tally: cx.endpoint.tally(),
+                });
+                if initiator && self.in_flight.as_deref() == Some(summary.peer.as_str()) {
+                    self.outcomes.push(Outcome::Established(summary));
+                    return Ok(self.finished_one(cx.now));
+                }
+                Ok(Flow::Continue)
+            }
+            PartyEvent::Failed { peer, error } => {
+                tracing::error!(%peer, %error, "e2sec authentication failed");
+                self.send(Report::Failed {
+                    party: self.name.clone(),
+                    peer: peer.clone(),
+                    error: error.clone(),
+                });
+                if self.in_flight.as_deref() == Some(peer.as_str()) {
+                    self.outcomes.push(Outcome::Failed { peer, error });
+                    return Ok(self.finished_one(cx.now));
+                }
+                Ok(Flow::Continue)
+            }
+            PartyEvent::Rejected { remote, error } => {
+                tracing::warn!(%remote, %error, "refused");
+                self.send(Report::Rejected {
+                    party: self.name.clone(),
+                    error,
+                });
+                Ok(Flow::Continue)
+            }
+            #[allow(unreachable_patterns)]
+            other => {
+                tracing::debug!(event = ?other, "party event");
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    fn next_wakeup(&self) -> Option<Millis> {
+        match (self.next_fetch, self.next_connect) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn on_wakeup(&mut self, cx: &mut Context<'_, Party>) -> Result<Flow> {
+        if self.next_fetch.is_some_and(|t| t <= cx.now) {
+            tracing::debug!("asking the EPC for a warrant");
+            cx.endpoint.request_warrant(cx.rng)?;
+            self.next_fetch = Some(cx.now.after(WARRANT_RETRY));
+        }
+        if self.next_connect.is_some_and(|t| t <= cx.now) {
+            self.next_connect = None;
+            if self.warrant_until.is_some_and(|u| u >= cx.now) {
+                return Ok(self.start(cx));
+            }
+            // The warrant ran out: the next one starts it (see `WarrantStored`).
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+/// Runs the EPC daemon of `config_file` until `shutdown`.
+///
+/// # Errors
+///
+/// Config, key file and bind errors.
+pub async fn run_epc(config_file: &Path, shutdown: Shutdown) -> Result<()> {
+    let setup = config::load_epc(config_file)?;
+    let identity = setup.config.identity.clone();
+    let epc = Epc::new(setup.config)?;
+    let socket = driver::bind(setup.listen).await?;
+    let driver = Driver::new(identity.clone(), socket, epc, Box::new(OsRng))?;
+    tracing::info!(role = "e2sec-epc", %identity, listen = %driver.local_addr(), "serving");
+    driver.run(&mut EpcHandler::new(None), shutdown).await?;
+    Ok(())
+}
+
+/// Runs a device (`role` Device) or server daemon of `config_file`. With peers to connect to
+/// (`connect`, else the config's `connect` line), returns their outcomes once all are done;
+/// otherwise serves until `shutdown` and returns none.
+///
+/// # Errors
+///
+/// Config, key file and bind errors; an authentication that fails is an [`Outcome::Failed`].
+pub async fn run_party(
+    config_file: &Path,
+    role: Role,
+    mut connects: Connects,
+    shutdown: Shutdown,
+) -> Result<Vec<Outcome>> {
+    let setup = config::load_party(config_file, role)?;
+    if connects.peers.is_empty() {
+        connects.peers = setup.connect.clone();
+    }
+    for p in &connects.peers {
+        if !setup.config.peers.iter().any(|e| &e.id == p) {
+            return Err(crate::Error::Usage(format!(
+                "--connect {p}: not one of the peers of {}",
+                config_file.display()
+            )));
+        }
+    }
+    let identity = setup.config.identity.clone();
+    let variant = setup.config.variant.name();
+    let group = setup.config.secret_key.group();
+    let party = Party::new(setup.config)?;
+    let socket = driver::bind(setup.listen).await?;
+    let mut driver = Driver::new(identity.clone(), socket, party, Box::new(OsRng))?;
+    let role_name = if role == Role::Device {
+        "e2sec-device"
+    } else {
+        "e2sec-server"
+    };
+    tracing::info!(role = role_name, %identity, variant, group = super::group_name(group), listen = %driver.local_addr(), "started");
+    let (party, rng) = driver.endpoint_mut();
+    party.request_warrant(rng)?;
+    let mut handler = PartyHandler::new(identity, &connects, driver::wall_clock(), None);
+    driver.run(&mut handler, shutdown).await?;
+    Ok(handler.into_outcomes())
+}

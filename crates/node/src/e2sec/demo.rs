@@ -1,0 +1,435 @@
+//! `m2msec demo --protocol e2sec`: the EPC, the MTC device and the MTC server each a tokio task
+//! with its own UDP socket on loopback, keys generated in memory; both parties fetch warrants,
+//! the server authenticates the device, one [`RunReport`].
+//!
+//! Addresses: every role on UDP 5700 of its own loopback address — EPC 127.0.0.2, device
+//! 127.0.0.4, server 127.0.0.3 (`e2sec::sim::addresses`); if one is taken (another demo runs) or
+//! does not exist, ephemeral ports on 127.0.0.1, the pcap file still showing the standard layout.
+//!
+//! `expired_warrant`: the EPC issues warrants valid for one second; the server takes its warrant,
+//! builds its AuthInit at once, and the network holds that datagram until the warrant is past
+//! its end. The device refuses it with the typed error ([`E2secError::WarrantExpired`]) and
+//! answers with a refusal (code 2), which the server reports. The run is expected to fail so.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use m2msec_crypto::group::{GroupId, OpTally};
+use m2msec_crypto::rng::{CryptoRng, OsRng, SeededRng};
+use m2msec_protocol::e2sec::sim::{Configs, DEVICE, SERVER, Spec, addresses};
+use m2msec_protocol::e2sec::{Epc, Error as E2secError, Party, PartyEvent, Variant};
+use m2msec_protocol::{Endpoint, Millis};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use super::daemon::{Connects, EpcHandler, Outcome, PartyHandler, Report, Summary};
+use super::{PROTOCOL, device_ops, group_name};
+use crate::driver::{self, Driver, shutdown_channel};
+use crate::error::{Error, Result};
+use crate::hex;
+use crate::report::{Progress, RunReport};
+use crate::tap::Wiretap;
+
+/// Warrant validity in the expired-warrant run.
+pub const SHORT_VALIDITY: Duration = Duration::from_secs(1);
+
+/// Options of one E2SEC demo run.
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    /// The group.
+    pub group: GroupId,
+    /// The proxy-signature variant.
+    pub variant: Variant,
+    /// Let the server's warrant expire before its AuthInit reaches the device.
+    pub expired_warrant: bool,
+    /// Seed for every key and every role's RNG; absent: the operating system's RNG.
+    pub seed: Option<u64>,
+    /// Write every datagram of the run to this pcap file.
+    pub pcap: Option<PathBuf>,
+    /// Overall limit.
+    pub timeout: Duration,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        Self {
+            group: GroupId::Ristretto255,
+            variant: Variant::ElGamal,
+            expired_warrant: false,
+            seed: None,
+            pcap: None,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+fn rng_for(seed: Option<u64>, role: u64) -> Box<dyn CryptoRng + Send> {
+    match seed {
+        Some(s) => Box::new(SeededRng::from_seed_u64(
+            s.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                .wrapping_add(0x4532_5345_4300 + role),
+        )),
+        None => Box::new(OsRng),
+    }
+}
+
+/// Sockets of EPC, device, server; their addresses; the pcap aliases.
+async fn bind_roles() -> Result<(
+    Vec<UdpSocket>,
+    [SocketAddr; 3],
+    Vec<(SocketAddr, SocketAddr)>,
+)> {
+    let standard = addresses();
+    let mut sockets = Vec::new();
+    for a in standard {
+        match UdpSocket::bind(a).await {
+            Ok(s) => sockets.push(s),
+            Err(e) => {
+                tracing::debug!(addr = %a, error = %e, "standard layout unavailable; using ephemeral ports");
+                sockets.clear();
+                break;
+            }
+        }
+    }
+    if sockets.len() == 3 {
+        return Ok((sockets, standard, Vec::new()));
+    }
+    let mut addrs = standard;
+    for a in &mut addrs {
+        let s = driver::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+        *a = s.local_addr().map_err(Error::Socket)?;
+        sockets.push(s);
+    }
+    let aliases = addrs.iter().copied().zip(standard).collect();
+    Ok((sockets, addrs, aliases))
+}
+
+/// What the orchestrator gathered from the reports.
+#[derive(Default)]
+struct Seen {
+    device: Option<(Summary, OpTally)>,
+    device_refusal: Option<E2secError>,
+}
+
+impl Seen {
+    fn take(&mut self, r: Report) {
+        match r {
+            Report::Established {
+                party,
+                summary,
+                tally,
+            } if party == DEVICE => self.device = Some((summary, tally)),
+            Report::Rejected { party, error } if party == DEVICE => {
+                self.device_refusal.get_or_insert(error);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Runs one E2SEC authentication over real UDP on loopback.
+///
+/// # Errors
+///
+/// Set-up errors only (sockets, keys, pcap file); an exchange that fails — expectedly or not —
+/// is a [`RunReport`] with `ok: false` and its `error`.
+pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunReport> {
+    if opts.group == GroupId::Modp2048 {
+        return Err(Error::Usage(
+            "E2SEC runs over ffdh1024, ffdh2048 or ristretto".into(),
+        ));
+    }
+    progress.stage("binding sockets");
+    let (sockets, addrs, aliases) = bind_roles().await?;
+    let mut sockets = sockets.into_iter();
+    let (Some(epc_socket), Some(device_socket), Some(server_socket)) =
+        (sockets.next(), sockets.next(), sockets.next())
+    else {
+        return Err(Error::Usage("no socket for a role".into()));
+    };
+
+    progress.stage("generating keys");
+    let spec = Spec {
+        group: opts.group,
+        variant: opts.variant,
+        validity: if opts.expired_warrant {
+            SHORT_VALIDITY
+        } else {
+            Duration::from_secs(3600)
+        },
+        timeout: Duration::from_secs(5),
+    };
+    let configs = Configs::generate(&spec, &addrs, &mut *rng_for(opts.seed, 100))?;
+    let tap = match &opts.pcap {
+        Some(path) => Wiretap::with_pcap(path)?.with_pcap_aliases(aliases),
+        None => Wiretap::new(),
+    };
+    let (stop, shutdown) = shutdown_channel();
+    let (report_tx, mut reports) = mpsc::unbounded_channel();
+
+    progress.stage("starting the EPC and the device");
+    let mut serving = tokio::task::JoinSet::new();
+    {
+        let d = Driver::new(
+            "epc",
+            epc_socket,
+            Epc::new(configs.epc)?,
+            rng_for(opts.seed, 0),
+        )?
+        .with_tap(tap.clone());
+        let sd = shutdown.clone();
+        let mut h = EpcHandler::new(Some(report_tx.clone()));
+        serving.spawn(async move { d.run(&mut h, sd).await.map(|_| ()) });
+    }
+    {
+        let mut d = Driver::new(
+            "device",
+            device_socket,
+            Party::new(configs.device)?,
+            rng_for(opts.seed, 1),
+        )?
+        .with_tap(tap.clone());
+        let (party, rng) = d.endpoint_mut();
+        party.request_warrant(rng)?;
+        let sd = shutdown.clone();
+        let mut h = PartyHandler::new(
+            DEVICE,
+            &Connects::default(),
+            driver::wall_clock(),
+            Some(report_tx.clone()),
+        );
+        serving.spawn(async move { d.run(&mut h, sd).await.map(|_| ()) });
+    }
+
+    progress.stage("server: warrant, then authentication");
+    let start = Instant::now();
+    let server_result = if opts.expired_warrant {
+        let held = tokio::time::timeout(
+            opts.timeout,
+            stale_server(configs.server, server_socket, &tap, rng_for(opts.seed, 2)),
+        )
+        .await;
+        match held {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout(opts.timeout)),
+        }
+    } else {
+        let mut d = Driver::new(
+            "server",
+            server_socket,
+            Party::new(configs.server)?,
+            rng_for(opts.seed, 2),
+        )?
+        .with_tap(tap.clone());
+        let (party, rng) = d.endpoint_mut();
+        party.request_warrant(rng)?;
+        let connects = Connects {
+            peers: vec![DEVICE.into()],
+            count: 1,
+            interval: Duration::ZERO,
+        };
+        let sd = shutdown.clone();
+        let tx = report_tx.clone();
+        let task = tokio::spawn(async move {
+            let mut h = PartyHandler::new(SERVER, &connects, driver::wall_clock(), Some(tx));
+            d.run(&mut h, sd).await?;
+            Ok::<_, Error>(h.into_outcomes())
+        });
+        match tokio::time::timeout(opts.timeout, task).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(join)) => Err(Error::Usage(format!("server task: {join}"))),
+            Err(_) => Err(Error::Timeout(opts.timeout)),
+        }
+    };
+    let wall_ms = start.elapsed().as_secs_f64() * 1000.0;
+    drop(report_tx);
+
+    let (server, server_error) = match server_result {
+        Ok(mut outcomes) => match outcomes.pop() {
+            Some(Outcome::Established(s)) => (Some(s), None),
+            Some(Outcome::Failed { error, .. }) => (None, Some(error.to_string())),
+            None => (None, Some("the server stopped without a result".into())),
+        },
+        Err(e) => (None, Some(e.to_string())),
+    };
+
+    // The device established before it could see the confirmation's effect on the server,
+    // or refused; give its report a moment to arrive.
+    let mut seen = Seen::default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while seen.device.is_none() && seen.device_refusal.is_none() {
+        match tokio::time::timeout_at(deadline, reports.recv()).await {
+            Ok(Some(r)) => seen.take(r),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    stop.shutdown();
+    while let Ok(Some(joined)) =
+        tokio::time::timeout(Duration::from_secs(2), serving.join_next()).await
+    {
+        if let Ok(Err(e)) = joined {
+            tracing::warn!(error = %e, "a role stopped with an error");
+        }
+    }
+    serving.abort_all();
+    while let Ok(r) = reports.try_recv() {
+        seen.take(r);
+    }
+    tap.flush()?;
+
+    let wire = tap.totals();
+    let session_key_match = match (&server, &seen.device) {
+        (Some(s), Some((d, _))) => s.fingerprint == d.fingerprint,
+        _ => false,
+    };
+    let ok = server.is_some() && session_key_match;
+    let error = if let Some(refusal) = &seen.device_refusal {
+        Some(format!(
+            "refused: {refusal}{}",
+            server_error
+                .as_ref()
+                .map(|e| format!("; the server: {e}"))
+                .unwrap_or_default()
+        ))
+    } else if let Some(e) = server_error {
+        Some(e)
+    } else if !ok {
+        Some("the device reported no key, or a different one".into())
+    } else {
+        None
+    };
+    let expected_ok = !opts.expired_warrant;
+    let as_expected = if opts.expired_warrant {
+        !ok && matches!(seen.device_refusal, Some(E2secError::WarrantExpired { .. }))
+    } else {
+        ok
+    };
+    progress.stage(if ok {
+        "done: SK agreed"
+    } else {
+        "done: failed"
+    });
+    let device_ops = seen
+        .device
+        .as_ref()
+        .map(|(_, t)| device_ops(t, 1, 0))
+        .unwrap_or_default();
+    Ok(RunReport {
+        protocol: PROTOCOL,
+        ok,
+        session_key_match,
+        messages: wire.messages,
+        bytes: wire.bytes,
+        device_ops,
+        wall_ms,
+        participants: Vec::new(),
+        error,
+        expected_ok,
+        as_expected,
+        session: None,
+        key_fingerprint: server.as_ref().map(|s| hex(&s.fingerprint)),
+        suite: "proxy-signature",
+        proxies: 0,
+        threshold: 0,
+        sharing: "none",
+        faulty: 0,
+        fault: opts.expired_warrant.then_some("expired-warrant"),
+        faulty_proxies: Vec::new(),
+        mode: None,
+        verified: None,
+        seed: opts.seed,
+        pcap: opts.pcap.as_ref().map(|p| p.display().to_string()),
+        group: Some(group_name(opts.group)),
+        pke: None,
+        sent: None,
+        stored: None,
+        delivered: None,
+        restarted_gateway: None,
+        variant: Some(opts.variant.name()),
+    })
+}
+
+/// The server of the expired-warrant run, driven by hand: fetch a warrant, build the AuthInit,
+/// hold it until the warrant has expired, send it, and return the server's outcome.
+async fn stale_server(
+    config: m2msec_protocol::e2sec::PartyConfig,
+    socket: UdpSocket,
+    tap: &Wiretap,
+    mut rng: Box<dyn CryptoRng + Send>,
+) -> Result<Vec<Outcome>> {
+    let local = socket.local_addr().map_err(Error::Socket)?;
+    let mut party = Party::new(config)?;
+    let mut buf = vec![0u8; 65_535];
+    // Until the warrant is stored (asking again every second).
+    party.request_warrant(&mut *rng)?;
+    let valid_until = loop {
+        send_all(&mut party, &socket, tap, local).await;
+        let mut stored = None;
+        while let Some(e) = party.poll_event() {
+            if let PartyEvent::WarrantStored { valid_until } = e {
+                stored = Some(valid_until);
+            }
+        }
+        if let Some(v) = stored {
+            break v;
+        }
+        match tokio::time::timeout(Duration::from_secs(1), socket.recv_from(&mut buf)).await {
+            Ok(Ok((len, from))) => {
+                party.handle_datagram(driver::wall_clock(), from, &buf[..len], &mut *rng);
+            }
+            Ok(Err(e)) => return Err(Error::Socket(e)),
+            Err(_) => party.request_warrant(&mut *rng)?,
+        }
+    };
+    party.connect(driver::wall_clock(), &mut *rng, DEVICE)?;
+    // The network holds the AuthInit until the warrant has expired.
+    let wait = valid_until.saturating_sub(driver::wall_clock().0) + 300;
+    tracing::info!(
+        held_ms = wait,
+        "holding the server's AuthInit past its warrant's end"
+    );
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    send_all(&mut party, &socket, tap, local).await;
+    loop {
+        let next = party
+            .poll_timeout()
+            .unwrap_or(Millis(driver::wall_clock().0 + 5000));
+        let sleep = Duration::from_millis(next.0.saturating_sub(driver::wall_clock().0));
+        match tokio::time::timeout(sleep, socket.recv_from(&mut buf)).await {
+            Ok(Ok((len, from))) => {
+                party.handle_datagram(driver::wall_clock(), from, &buf[..len], &mut *rng);
+            }
+            Ok(Err(e)) => return Err(Error::Socket(e)),
+            Err(_) => party.handle_timeout(driver::wall_clock(), &mut *rng),
+        }
+        send_all(&mut party, &socket, tap, local).await;
+        while let Some(e) = party.poll_event() {
+            match e {
+                PartyEvent::Established {
+                    peer,
+                    key,
+                    initiator,
+                } => {
+                    return Ok(vec![Outcome::Established(Summary {
+                        peer,
+                        fingerprint: key.fingerprint(),
+                        initiator,
+                    })]);
+                }
+                PartyEvent::Failed { peer, error } => {
+                    return Ok(vec![Outcome::Failed { peer, error }]);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+async fn send_all(party: &mut Party, socket: &UdpSocket, tap: &Wiretap, local: SocketAddr) {
+    while let Some(t) = party.poll_transmit() {
+        if socket.send_to(&t.payload, t.destination).await.is_ok() {
+            tap.record(local, t.destination, &t.payload);
+        }
+    }
+}
