@@ -205,11 +205,14 @@ pub fn paper_ops(variant: Variant) -> GroupOps {
     GroupOps { te, tm, th, ta }
 }
 
+/// One group's part of the table: the group, its primitives and, per variant, the cell.
+pub type GroupRow = (GroupId, Primitives, Vec<(Variant, Cell)>);
+
 /// The whole cost table.
 #[derive(Clone, Debug)]
 pub struct CostTable {
     /// Per group: its primitives and, per variant, the cell.
-    pub groups: Vec<(GroupId, Primitives, Vec<(Variant, Cell)>)>,
+    pub groups: Vec<GroupRow>,
 }
 
 /// Measures the cost table, `exchanges` authentications per cell.

@@ -1,7 +1,7 @@
 //! The three E2SEC daemons: a config file in, a role on a UDP socket out.
 //!
 //! The EPC serves warrant requests until stopped. A device or server daemon asks the EPC for a
-//! warrant at start — again every second until one arrives, and again once three quarters of
+//! warrant at start — again every quarter second until one arrives, and again once three quarters of
 //! its validity have passed, so that it never holds an expired one while running — answers the
 //! authentications its peers start, and runs the ones it is told to (`connect` in its config
 //! or `--connect`), one after the other; once those are done it exits. Nothing of E2SEC must
@@ -23,7 +23,7 @@ use crate::error::Result;
 use crate::hex;
 
 /// How long a party waits for a warrant before asking again.
-pub const WARRANT_RETRY: Duration = Duration::from_secs(1);
+pub const WARRANT_RETRY: Duration = Duration::from_millis(250);
 
 /// What the E2SEC daemons of a demo tell the orchestrator.
 #[derive(Debug)]
