@@ -17,6 +17,7 @@
 //! | [`ct`]     | constant-time comparison                                                                 |
 //! | [`group`]  | prime-order groups: MODP-2048 (RFC 3526), DSA-style 1024/160 and 2048/256 (RFC 5114), Ristretto255, with operation counts |
 //! | [`mikey`]  | MIKEY (RFC 3830): its PRF and key derivation, AES-CM-128 / AES-KW-128, HMAC-SHA-1-160, RSA |
+//! | [`pre`]    | AFGH proxy re-encryption on BLS12-381 (blstrs behind [`pre::PairingBackend`]) as a KEM + AEAD |
 //!
 //! # Crate generation
 //! The RustCrypto and dalek ecosystems are mid-way through a generation change (`rand_core` 0.6 →
@@ -57,6 +58,7 @@ pub mod mikey;
 pub mod ots;
 mod pem;
 pub mod pke;
+pub mod pre;
 pub mod rng;
 pub mod sig;
 pub mod split;
