@@ -4,7 +4,9 @@
 //!
 //! No permissively licensed AFGH crate exists, so the scheme is written here by hand; the pairing
 //! comes from `blstrs` (over `blst`) behind our own [`PairingBackend`] trait, so another backend can
-//! be swapped in ([`Blstrs`] is the only one today).
+//! be swapped in ([`Blstrs`] is the only one today). The types are generic (`SecretKeyOf<B>`, ...);
+//! [`SecretKey`], [`PublicKey`], [`ReKey`], [`SecondLevel`] and [`FirstLevel`] name them on
+//! [`Blstrs`], and the functions [`seal`], [`reencrypt`], [`open_first`], [`open_second`] take either.
 //!
 //! # The scheme, as implemented
 //! The paper uses a symmetric pairing `e: G × G → G_T`; BLS12-381 has an asymmetric one,
