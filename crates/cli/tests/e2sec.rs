@@ -4,22 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_m2msec");
-
-fn m2msec(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"))
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+mod common;
+use common::*;
 
 fn demo_json(extra: &[&str]) -> serde_json::Value {
     let mut args = vec!["demo", "--protocol", "e2sec", "--json"];
@@ -89,18 +78,6 @@ fn group_options_are_checked_per_protocol() {
     let out = m2msec(&["demo", "--protocol", "e2sec", "--group", "modp2048"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("E2SEC runs over ristretto, ffdh1024 or ffdh2048"));
-}
-
-/// Daemons killed when the test ends, however it ends.
-struct Daemons(Vec<Child>);
-
-impl Drop for Daemons {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 fn spawn(role: &str, config: &Path) -> Child {

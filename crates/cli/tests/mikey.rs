@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -15,31 +15,8 @@ use m2msec_node::mikey::config::load_initiator;
 use m2msec_protocol::Endpoint;
 use m2msec_protocol::mikey::Initiator;
 
-const BIN: &str = env!("CARGO_BIN_EXE_m2msec");
-
-fn m2msec(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"))
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Daemons killed when the test ends, however it ends.
-struct Daemons(Vec<Child>);
-
-impl Drop for Daemons {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+mod common;
+use common::*;
 
 /// Starts a daemon and waits until it logs that it serves; returns its index in `daemons`.
 fn start(daemons: &mut Daemons, role: &str, config: &Path) -> usize {

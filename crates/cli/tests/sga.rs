@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -15,31 +15,8 @@ use m2msec_node::sga::config::load_device;
 use m2msec_protocol::Endpoint;
 use m2msec_protocol::sga::{Device, DeviceEvent, Error, RefusalCode, SessionId};
 
-const BIN: &str = env!("CARGO_BIN_EXE_m2msec");
-
-fn m2msec(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"))
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Daemons killed when the test ends, however it ends.
-struct Daemons(Vec<Child>);
-
-impl Drop for Daemons {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+mod common;
+use common::*;
 
 /// Starts a daemon, waits until it logs that it serves; returns its index and its log lines.
 fn start(daemons: &mut Daemons, role: &str, config: &Path) -> (usize, Arc<Mutex<Vec<String>>>) {
