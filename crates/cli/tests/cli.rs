@@ -1,45 +1,12 @@
 //! The built `m2msec` binary as a user runs it: provision then four kinds of daemon as real
 //! processes, the demo's JSON and pcap output, keygen, and clear errors for bad input.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
 use common::*;
-
-/// Starts a daemon and waits until it logs that it serves.
-fn start(daemons: &mut Daemons, role: &str, config: &Path) {
-    let mut child = Command::new(BIN)
-        .args(["run", role, "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {role}: {e}"));
-    let stderr = child.stderr.take();
-    daemons.0.push(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let Some(stderr) = stderr else { return };
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("serving") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(20))
-        .unwrap_or_else(|_| panic!("{role} ({}) did not start", config.display()));
-}
-
-fn free_port() -> u16 {
-    // Ports differ per test process; the roles bind 127.0.0.x, which nothing else uses here.
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
-    sock.local_addr().map(|a| a.port()).unwrap_or(47_400)
-}
 
 #[test]
 fn provision_then_daemons_establish_keys() {

@@ -3,11 +3,9 @@
 //! dissector (tshark), the trace against the committed vectors, the bench figures, and clear
 //! errors for bad files.
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use m2msec_crypto::rng::OsRng;
@@ -17,38 +15,6 @@ use m2msec_protocol::mikey::Initiator;
 
 mod common;
 use common::*;
-
-/// Starts a daemon and waits until it logs that it serves; returns its index in `daemons`.
-fn start(daemons: &mut Daemons, role: &str, config: &Path) -> usize {
-    let mut child = Command::new(BIN)
-        .args(["run", role, "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {role}: {e}"));
-    let stderr = child.stderr.take();
-    daemons.0.push(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let Some(stderr) = stderr else { return };
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("serving") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(20))
-        .unwrap_or_else(|_| panic!("{role} ({}) did not start", config.display()));
-    daemons.0.len() - 1
-}
-
-fn free_port() -> u16 {
-    // Ports differ per test; the roles bind 127.0.0.x, which nothing else uses here.
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
-    sock.local_addr().map(|a| a.port()).unwrap_or(47_403)
-}
 
 fn provision(dir: &Path, port: u16) {
     let out = m2msec(&[

@@ -49,12 +49,6 @@ fn start(daemons: &mut Daemons, role: &str, config: &Path) -> (usize, Arc<Mutex<
     (daemons.0.len() - 1, log)
 }
 
-fn free_port() -> u16 {
-    // Ports differ per test; the roles bind 127.0.0.x, which nothing else uses here.
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
-    sock.local_addr().map(|a| a.port()).unwrap_or(47_405)
-}
-
 fn provision(dir: &Path) {
     let out = m2msec(&[
         "provision",

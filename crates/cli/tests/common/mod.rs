@@ -2,7 +2,11 @@
 // Each test file is its own crate and uses a different subset of these helpers.
 #![allow(dead_code)]
 
-use std::process::{Child, Command, Output};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 /// The binary under test.
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_m2msec");
@@ -31,4 +35,37 @@ impl Drop for Daemons {
             let _ = c.wait();
         }
     }
+}
+
+/// Starts `m2msec run ROLE --config CONFIG` and waits until it logs that it serves; returns its
+/// index in `daemons`.
+pub(crate) fn start(daemons: &mut Daemons, role: &str, config: &Path) -> usize {
+    let mut child = Command::new(BIN)
+        .args(["run", role, "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {role}: {e}"));
+    let stderr = child.stderr.take();
+    daemons.0.push(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let Some(stderr) = stderr else { return };
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("serving") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("{role} ({}) did not start", config.display()));
+    daemons.0.len() - 1
+}
+
+/// A UDP port free on loopback now (the roles bind 127.0.0.x addresses nothing else uses).
+pub(crate) fn free_port() -> u16 {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
+    sock.local_addr().map(|a| a.port()).unwrap_or(47_400)
 }
