@@ -47,13 +47,17 @@ pub struct ProvisionOptions {
     pub force: bool,
 }
 
-fn role_config(dir: &Path, role: &str) -> PathBuf {
+/// Where a role's config goes in a provisioned directory.
+pub(crate) fn role_config(dir: &Path, role: &str) -> PathBuf {
     dir.join(format!("{role}.toml"))
 }
 
-fn write_toml<T: serde::Serialize>(
+/// Writes a role's config at `path` with a header naming its documented example
+/// (`examples/{example}.toml`), and records it in `out`.
+pub(crate) fn write_config<T: serde::Serialize>(
     path: &Path,
     role: &str,
+    example: &str,
     value: &T,
     out: &mut Provisioned,
 ) -> Result<()> {
@@ -61,13 +65,23 @@ fn write_toml<T: serde::Serialize>(
         .map_err(|e| Error::Usage(format!("cannot write {role} config: {e}")))?;
     let text = format!(
         "# {role} config written by `m2msec provision`.\n\
-         # Every field is explained in examples/{role}.toml. Paths are relative to this file.\n\
-         # Start with: m2msec run {role} --config {}\n\n{body}",
+         # Every field is explained in examples/{example}.toml. Paths are relative to this file.\n\
+         # Start with: m2msec run {example} --config {}\n\n{body}",
         path.display()
     );
     write_public(path, &text)?;
     out.files.push(path.to_path_buf());
     Ok(())
+}
+
+/// [`write_config`] for a role whose example is named after it.
+pub(crate) fn write_toml<T: serde::Serialize>(
+    path: &Path,
+    role: &str,
+    value: &T,
+    out: &mut Provisioned,
+) -> Result<()> {
+    write_config(path, role, role, value, out)
 }
 
 /// Writes the key material and configs of a whole local collab deployment into `dir`.

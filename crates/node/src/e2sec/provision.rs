@@ -27,7 +27,7 @@ use m2msec_protocol::e2sec::{SecretKey, Variant};
 use super::config::{
     EpcFile, EpcPeerFile, GroupFile, PartyFile, PeerFile, RoleName, SubscriberFile, VariantName,
 };
-use crate::collab::provision::Provisioned;
+use crate::collab::provision::{Provisioned, write_toml};
 use crate::error::{Error, Result};
 use crate::keyfile::{self, write_public, write_secret};
 
@@ -53,25 +53,6 @@ impl Default for ProvisionOptions {
             force: false,
         }
     }
-}
-
-fn write_toml<T: serde::Serialize>(
-    path: &Path,
-    role: &str,
-    value: &T,
-    out: &mut Provisioned,
-) -> Result<()> {
-    let body = toml::to_string(value)
-        .map_err(|e| Error::Usage(format!("cannot write {role} config: {e}")))?;
-    let text = format!(
-        "# {role} config written by `m2msec provision`.\n\
-         # Every field is explained in examples/{role}.toml. Paths are relative to this file.\n\
-         # Start with: m2msec run {role} --config {}\n\n{body}",
-        path.display()
-    );
-    write_public(path, &text)?;
-    out.files.push(path.to_path_buf());
-    Ok(())
 }
 
 /// Writes the key material and configs of a local E2SEC deployment into `dir`.

@@ -29,7 +29,7 @@ use super::config::{
 };
 use super::deployment::{INITIATOR, Params, RESPONDER, addresses, third_party_name};
 use crate::collab::config::SharingName;
-use crate::collab::provision::Provisioned;
+use crate::collab::provision::{Provisioned, role_config, write_toml};
 use crate::error::{Error, Result};
 use crate::keyfile::{self, write_public, write_secret};
 
@@ -53,29 +53,6 @@ impl Default for ProvisionOptions {
             force: false,
         }
     }
-}
-
-fn role_config(dir: &Path, role: &str) -> PathBuf {
-    dir.join(format!("{role}.toml"))
-}
-
-fn write_toml<T: serde::Serialize>(
-    path: &Path,
-    role: &str,
-    value: &T,
-    out: &mut Provisioned,
-) -> Result<()> {
-    let body = toml::to_string(value)
-        .map_err(|e| Error::Usage(format!("cannot write {role} config: {e}")))?;
-    let text = format!(
-        "# {role} config written by `m2msec provision`.\n\
-         # Every field is explained in examples/{role}.toml. Paths are relative to this file.\n\
-         # Start with: m2msec run {role} --config {}\n\n{body}",
-        path.display()
-    );
-    write_public(path, &text)?;
-    out.files.push(path.to_path_buf());
-    Ok(())
 }
 
 /// Writes the key material and configs of a whole local MIKEY deployment into `dir`.

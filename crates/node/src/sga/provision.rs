@@ -21,7 +21,7 @@ use m2msec_crypto::pke::{PkeSecretKey, PkeSuite};
 use m2msec_crypto::rng::{CryptoRng, random_array};
 
 use super::config::{DeviceFile, GatewayFile, GroupName, ServerFile, SuiteName, TimeoutsFile};
-use crate::collab::provision::Provisioned;
+use crate::collab::provision::{Provisioned, write_config as write_toml};
 use crate::error::{Error, Result};
 use crate::keyfile::{sga_device_key_pem, write_public, write_secret};
 
@@ -52,26 +52,6 @@ impl Default for ProvisionOptions {
             force: false,
         }
     }
-}
-
-fn write_toml<T: serde::Serialize>(
-    path: &Path,
-    role: &str,
-    example: &str,
-    value: &T,
-    out: &mut Provisioned,
-) -> Result<()> {
-    let body = toml::to_string(value)
-        .map_err(|e| Error::Usage(format!("cannot write {role} config: {e}")))?;
-    let text = format!(
-        "# {role} config written by `m2msec provision`.\n\
-         # Every field is explained in examples/{example}.toml. Paths are relative to this file.\n\
-         # Start with: m2msec run {example} --config {}\n\n{body}",
-        path.display()
-    );
-    write_public(path, &text)?;
-    out.files.push(path.to_path_buf());
-    Ok(())
 }
 
 /// Writes the key material and configs of a local SGA deployment (a server, two devices)
