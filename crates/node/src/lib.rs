@@ -16,6 +16,7 @@ pub mod e2sec;
 pub mod error;
 pub mod keyfile;
 pub mod mikey;
+pub mod relay;
 pub mod pcap;
 pub mod report;
 pub mod sga;

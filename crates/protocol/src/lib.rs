@@ -91,6 +91,7 @@ pub mod e2sec;
 mod endpoint;
 pub mod mikey;
 pub mod network;
+pub mod relay;
 mod outbox;
 pub mod sga;
 

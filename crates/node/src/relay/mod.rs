@@ -1,0 +1,1 @@
+//! The relay's daemons: the CoAP proxy, the sink, and the client commands.

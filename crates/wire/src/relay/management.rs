@@ -1,0 +1,1 @@
+//! Management message bodies: the AFGH-protected (stream id, key index, key) of a section.
