@@ -226,6 +226,47 @@ impl<B: PairingBackend> SecretKeyOf<B> {
         }
     }
 
+    /// A secret key derived deterministically from input keying material, for key pairs that
+    /// must be re-created from a stored seed (the relay source's per-epoch keys: one 32-byte seed,
+    /// `info` naming the epoch).
+    ///
+    /// HKDF-SHA-256 (RFC 5869): extract with salt `"m2msec pre v1 derive"` from `ikm`, then each
+    /// scalar by rejection sampling: candidate `c = 0, 1, …` expands
+    /// `info ‖ which ‖ c` (`which` = 1 for `a1`, 2 for `a2`; `c` one byte) into
+    /// [`PairingBackend::SCALAR_LEN`] bytes and is taken if they encode a scalar in `[1, q)`
+    /// (for BLS12-381 about 45 % of candidates are). The result is uniform in `[1, q)`, and
+    /// distinct `info` give independent keys, as long as HKDF is a PRF.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] if `ikm` is shorter than 16 bytes, or (probability below
+    /// `2^-200`) if all 256 candidates for a scalar are rejected.
+    pub fn derive(ikm: &[u8], info: &[u8]) -> Result<Self> {
+        const SALT: &[u8] = b"m2msec pre v1 derive";
+        if ikm.len() < 16 {
+            return Err(Error::InvalidParameter(
+                "AFGH key derivation needs 16+ bytes of ikm",
+            ));
+        }
+        let prk = hkdf::Hkdf::<sha2::Sha256>::new(Some(SALT), ikm);
+        let scalar = |which: u8| -> Result<B::Scalar> {
+            let mut candidate = Zeroizing::new(vec![0u8; B::SCALAR_LEN]);
+            for c in 0..=u8::MAX {
+                prk.expand_multi_info(&[info, &[which, c]], &mut candidate)
+                    .map_err(|_| Error::InvalidParameter("AFGH scalar length"))?;
+                if let Some(s) = B::scalar_from_bytes(&candidate) {
+                    return Ok(s);
+                }
+            }
+            Err(Error::InvalidParameter(
+                "AFGH key derivation rejected every candidate",
+            ))
+        };
+        Ok(Self {
+            a1: scalar(1)?,
+            a2: scalar(2)?,
+        })
+    }
+
     /// The public key `(Z^{a1}, g2^{a2})`. `Z^{a1}` is computed as `e(g1^{a1}, g2)`, keeping the
     /// secret exponent in `blst`'s constant-time `G1` multiplication.
     pub fn public_key(&self) -> PublicKeyOf<B> {
