@@ -80,6 +80,7 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<ExitCode> {
                     print!("{}", e2sec_bench::render(&table));
                 }
             }
+            ProtocolArg::Relay => anyhow::bail!("the relay bench is not wired yet"),
         }
     }
     Ok(ExitCode::SUCCESS)

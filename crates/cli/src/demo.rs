@@ -148,6 +148,7 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<ExitCode> {
                 };
                 rt.block_on(e2sec_demo::run(&opts, &Bar(bar.clone())))?
             }
+            ProtocolArg::Relay => anyhow::bail!("the relay demo is not wired yet"),
         };
         bar.finish_and_clear();
         all_as_expected &= report.as_expected;

@@ -10,6 +10,7 @@ use m2msec_crypto::pke::{PkeSecretKey, PkeSuite};
 use m2msec_crypto::rng::OsRng;
 use m2msec_crypto::sig::{SigSuite, SigningKey};
 use m2msec_node::keyfile;
+use m2msec_node::relay::config as relay_config;
 
 use crate::options::{AeadArg, GroupArg};
 
@@ -34,6 +35,12 @@ pub(crate) enum Kind {
     /// scalar), public key g^x in FILE.pub (PEM "M2MSEC E2SEC PUBLIC KEY": group id byte, then
     /// the element).
     E2sec,
+    /// Relay sink's AFGH key pair (PEM "M2MSEC AFGH SECRET KEY"), public key in FILE.pub (PEM
+    /// "M2MSEC AFGH PUBLIC KEY"): sources compute re-encryption keys to it.
+    RelayAfgh,
+    /// Relay source's seed, 32 random bytes (PEM "M2MSEC RELAY SOURCE SEED") from which the
+    /// source's AFGH key of every epoch is derived. Its owner key is an `ed25519` key.
+    RelaySource,
 }
 
 /// `m2msec keygen`.
@@ -66,7 +73,7 @@ pub(crate) fn keygen(args: &KeygenArgs) -> Result<ExitCode> {
     let public = public_path(&args.out);
     let has_public = !matches!(
         args.kind,
-        Kind::Symmetric | Kind::MikeyPsk | Kind::SgaDevice
+        Kind::Symmetric | Kind::MikeyPsk | Kind::SgaDevice | Kind::RelaySource
     );
     for p in [Some(&args.out), has_public.then_some(&public)]
         .into_iter()
@@ -113,6 +120,14 @@ pub(crate) fn keygen(args: &KeygenArgs) -> Result<ExitCode> {
             let key = m2msec_protocol::e2sec::SecretKey::generate(group, &mut rng);
             let public = keyfile::e2sec_public_key_pem(group, &key.public_key()?)?;
             (keyfile::e2sec_secret_key_pem(&key)?, Some(public))
+        }
+        Kind::RelayAfgh => {
+            let key = m2msec_crypto::pre::SecretKey::generate(&mut rng);
+            (key.to_pem()?, Some(key.public_key().to_pem()?))
+        }
+        Kind::RelaySource => {
+            let seed = zeroize::Zeroizing::new(m2msec_crypto::rng::random_array::<32>(&mut rng));
+            (relay_config::source_seed_pem(&seed)?, None)
         }
     };
     keyfile::write_secret(&args.out, &secret)?;

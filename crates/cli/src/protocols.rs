@@ -14,6 +14,7 @@ use m2msec_node::collab::{self, daemon, provision as collab_provision};
 use m2msec_node::driver::{self, shutdown_channel};
 use m2msec_node::e2sec::{self, daemon as e2sec_daemon, provision as e2sec_provision};
 use m2msec_node::mikey::{self, daemon as mikey_daemon, provision as mikey_provision};
+use m2msec_node::relay::{config as relay_config, provision as relay_provision};
 use m2msec_node::sga::{self, daemon as sga_daemon, provision as sga_provision};
 
 use crate::options::{FaultArgs, GroupArg, MikeyArgs, ShapeArgs, SuiteArg, VariantArg};
@@ -31,6 +32,9 @@ pub(crate) enum ProtocolArg {
     /// E2SEC: proxy-signature mutual authentication of an MTC device and an MTC server with
     /// warrants from the EPC (paper 003).
     E2sec,
+    /// The secure store-and-forward relay: key streams, AFGH proxy re-encryption, a CoAP
+    /// proxy that stores what it cannot read until a sink is designated (paper 004).
+    Relay,
 }
 
 impl ProtocolArg {
@@ -45,6 +49,7 @@ impl ProtocolArg {
             Self::Mikey => mikey::PROTOCOL,
             Self::Sga => sga::PROTOCOL,
             Self::E2sec => e2sec::PROTOCOL,
+            Self::Relay => relay_config::PROTOCOL,
         }
     }
 }
@@ -259,6 +264,12 @@ pub(crate) struct ProvisionArgs {
     /// E2SEC: the proxy-signature variant written into both parties' configs.
     #[arg(long, value_enum, default_value_t = VariantArg::Elgamal)]
     variant: VariantArg,
+    /// Relay: CoAP port of the proxy and the sinks (each on its own 127.0.0.x address).
+    #[arg(long, default_value_t = relay_config::COAP_PORT)]
+    relay_port: u16,
+    /// Relay: plain-UDP port of the sinks.
+    #[arg(long, default_value_t = relay_provision::SINK_UDP_PORT)]
+    relay_udp_port: u16,
     /// Protocols to provision (repeatable; default: every implemented one).
     #[arg(long, value_enum)]
     protocol: Vec<ProtocolArg>,
@@ -336,6 +347,19 @@ pub(crate) fn provision(args: &ProvisionArgs) -> Result<ExitCode> {
                      server (it authenticates the device and exits 0 on success):",
                 )
             }
+            ProtocolArg::Relay => {
+                let opts = relay_provision::ProvisionOptions {
+                    port: args.relay_port,
+                    udp_port: args.relay_udp_port,
+                    force: args.force,
+                };
+                let w = relay_provision::provision(&args.dir, &opts, &mut OsRng)?;
+                (
+                    w,
+                    "relay: start the proxy and the sinks, each in its own terminal, then store, \
+                     send and forward with `m2msec relay` (examples/relay-source.toml):",
+                )
+            }
         };
         sections.push((written, last));
     }
@@ -387,6 +411,9 @@ pub(crate) fn trace(args: &TraceArgs) -> Result<ExitCode> {
         ),
         ProtocolArg::E2sec => anyhow::bail!(
             "no annotated trace of E2SEC yet (`m2msec demo --protocol e2sec` runs it over UDP)"
+        ),
+        ProtocolArg::Relay => anyhow::bail!(
+            "no annotated trace of the relay yet (`m2msec demo --protocol relay` runs it over CoAP)"
         ),
     };
     print!("{text}");

@@ -1,1 +1,3 @@
 //! The relay's daemons: the CoAP proxy, the sink, and the client commands.
+pub mod config;
+pub mod provision;
