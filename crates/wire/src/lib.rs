@@ -67,6 +67,33 @@ pub enum Error {
     /// A list exceeded the bound the format sets.
     #[error("list longer than {0} elements")]
     TooManyElements(usize),
+    /// A relay header's flags byte set bits the format reserves: refused so that a future
+    /// meaning of those bits is never silently ignored.
+    #[error("reserved relay flag bits {0:#04x} set")]
+    ReservedFlags(u8),
+    /// A URL longer than the relay header's one-byte length field can carry.
+    #[error("URL of {0} bytes exceeds the 255-byte limit")]
+    UrlTooLong(usize),
+    /// A relay URL (sink URL, CoAP target path) that is not of a form the relay can address.
+    #[error("invalid relay URL: {0}")]
+    InvalidUrl(&'static str),
+    /// A CoAP request lacks an option the relay mapping requires.
+    #[error("CoAP option {0} missing")]
+    MissingCoapOption(u16),
+    /// A CoAP option is repeated or has a value the relay mapping does not allow.
+    #[error("invalid value of CoAP option {0}")]
+    InvalidCoapOption(u16),
+    /// A CoAP message of another code (method or response) than the mapping expects.
+    #[error("unexpected CoAP code {0:#04x}")]
+    UnexpectedCoapCode(u8),
+    /// An enumeration's discriminant is not one the format defines.
+    #[error("unknown {what} {value}")]
+    UnknownVariant {
+        /// The enumeration being decoded.
+        what: &'static str,
+        /// The discriminant found.
+        value: u64,
+    },
     /// A MIKEY (RFC 3830) message was malformed or could not be encoded.
     #[error("MIKEY: {0}")]
     Mikey(#[from] mikey::MikeyError),
