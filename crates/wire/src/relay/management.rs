@@ -11,7 +11,7 @@
 //! signature sits *inside* the ciphertext: AFGH is only CPA-secure and anyone holding the
 //! source's public key can encrypt to it, so without the signature a proxy could inject a key of
 //! its own choosing; inside, it also stays hidden from the proxy. For an individual message the
-//! AFGH plaintext is the data itself.
+//! AFGH plaintext is an [`Individual`]: the data and the owner's signature over it.
 
 use zeroize::Zeroizing;
 
@@ -108,6 +108,52 @@ impl SectionKey {
         w.bytes(self.key.expose());
         w.uint(self.not_before_ms);
         w.uint(self.not_after_ms);
+        Zeroizing::new(w.into_bytes())
+    }
+}
+
+/// Domain separation of the owner's signature over an individually protected message.
+pub const INDIVIDUAL_SIGNATURE_CONTEXT: &str = "m2msec relay individual v1";
+
+cbor_struct! {
+    /// The AFGH plaintext of an individually protected message (STREAM clear, §III-B): the data
+    /// and the source owner's signature over [`Individual::signed_input`].
+    ///
+    /// Signed for the same reason as [`SectionKey`]: AFGH does not authenticate its sender, so an
+    /// unsigned individual message could be forged by anyone who can encrypt to the source.
+    pub struct Individual {
+        /// The data (zeroized on drop, redacted in `Debug`).
+        pub data: SecretBytes,
+        /// The source owner's signature.
+        pub signature: Bytes,
+    }
+}
+
+impl Individual {
+    /// The deterministic CBOR encoding; zeroized on drop since it holds the data.
+    #[must_use]
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(cbor::to_vec(self))
+    }
+
+    /// Decodes an individual message's plaintext, refusing any other encoding.
+    ///
+    /// # Errors
+    /// Whatever is wrong with the bytes; never panics.
+    pub fn from_bytes(bytes: &[u8]) -> crate::Result<Self> {
+        cbor::from_slice(bytes)
+    }
+
+    /// What the owner signs: `[INDIVIDUAL_SIGNATURE_CONTEXT, header_aad, epoch, data]`, binding
+    /// the data to the header's 64-bit id and source and to the sealing epoch.
+    #[must_use]
+    pub fn signed_input(&self, header_aad: &[u8], epoch: u32) -> Zeroizing<Vec<u8>> {
+        let mut w = cbor::Writer::new();
+        w.array(4);
+        w.text(INDIVIDUAL_SIGNATURE_CONTEXT);
+        w.bytes(header_aad);
+        w.uint(u64::from(epoch));
+        w.bytes(self.data.expose());
         Zeroizing::new(w.into_bytes())
     }
 }
@@ -244,11 +290,34 @@ mod tests {
         assert_eq!(*base, *other_sig.signed_input(b"aad", 5));
     }
 
+    #[test]
+    fn individual_round_trip_and_binding() {
+        let ind = Individual {
+            data: SecretBytes::new(b"reading 21.5".to_vec()),
+            signature: Bytes(vec![7; 64]),
+        };
+        let bytes = ind.to_bytes();
+        assert_eq!(Individual::from_bytes(&bytes), Ok(ind.clone()));
+        assert!(!format!("{ind:?}").contains("reading"));
+        let base = ind.signed_input(b"aad", 1);
+        assert_ne!(*base, *ind.signed_input(b"aae", 1));
+        assert_ne!(*base, *ind.signed_input(b"aad", 2));
+        let other = Individual {
+            data: SecretBytes::new(b"reading 21.6".to_vec()),
+            ..ind.clone()
+        };
+        assert_ne!(*base, *other.signed_input(b"aad", 1));
+        // Never confused with a section key's signature.
+        let sk = section_key();
+        assert_ne!(*base, *sk.signed_input(b"aad", 1));
+    }
+
     proptest::proptest! {
         #[test]
         fn decoders_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..128)) {
             let _ = Body::from_bytes(&bytes);
             let _ = SectionKey::from_bytes(&bytes);
+            let _ = Individual::from_bytes(&bytes);
         }
     }
 }
