@@ -304,7 +304,7 @@ mod tests {
         assert_ne!(*base, *ind.signed_input(b"aad", 2));
         let other = Individual {
             data: SecretBytes::new(b"reading 21.6".to_vec()),
-            ..ind.clone()
+            ..ind
         };
         assert_ne!(*base, *other.signed_input(b"aad", 1));
         // Never confused with a section key's signature.
