@@ -63,6 +63,16 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
 
+    /// A record the store itself maintains has an impossible value (a dedup entry that is not a
+    /// sequence number): the table was written by something else.
+    #[error("table {table:?}: {reason}")]
+    CorruptRecord {
+        /// The table.
+        table: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+
     /// A queue has handed out every sequence number a `u64` can hold.
     #[error("queue {table:?} has no sequence numbers left")]
     QueueExhausted {

@@ -18,7 +18,12 @@
 //!   for one key, exactly one sees `true`;
 //! - **queues** ([`Store::queue_push`], [`Store::queue_range`], [`Store::queue_remove`]):
 //!   append-only logs with store-assigned, strictly increasing sequence numbers, for the relay's
-//!   and the SGA server's store-and-forward paths.
+//!   and the SGA server's store-and-forward paths;
+//! - two **batched writes** for hot paths, each one transaction and one fsync however many items
+//!   it carries (group commit): [`Store::queue_push_unique`] appends whatever is new among a
+//!   batch of messages, deduplicated by a key of the caller's choosing, and
+//!   [`Store::write_batch`] applies any mix of puts and removals atomically (the relay proxy's
+//!   forwarding cursors and the removal of forwarded messages).
 //!
 //! Records are bytes: each protocol crate owns its record formats (and their versioning), so
 //! this crate knows nothing of them. Every write is durable when it returns `Ok`.
@@ -66,6 +71,83 @@ pub use error::{Error, Result};
 pub use memory::MemoryStore;
 pub use redb_store::RedbStore;
 pub use table::{MAX_TABLE_NAME_LEN, validate_table_name};
+
+/// What [`Store::queue_push_unique`] did with one item of its batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PushOutcome {
+    /// The dedup key was new: the value was appended under this sequence number.
+    Stored(u64),
+    /// The dedup key was already recorded (by an earlier call, or by an earlier item of the same
+    /// batch): nothing was appended. The number is the sequence number recorded for the key —
+    /// that of the first copy, which may since have been removed from the queue.
+    Duplicate(u64),
+}
+
+impl PushOutcome {
+    /// The sequence number of the stored copy, whichever way it got there.
+    #[must_use]
+    pub fn seq(self) -> u64 {
+        match self {
+            Self::Stored(seq) | Self::Duplicate(seq) => seq,
+        }
+    }
+}
+
+/// One write of a [`Store::write_batch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOp<'a> {
+    /// [`Store::put`]: sets `key` in map `table` to `value`.
+    Put {
+        /// The map.
+        table: &'a str,
+        /// The key.
+        key: &'a [u8],
+        /// The new value.
+        value: &'a [u8],
+    },
+    /// [`Store::remove`]: deletes `key` from map `table` (absent is not an error).
+    Remove {
+        /// The map.
+        table: &'a str,
+        /// The key.
+        key: &'a [u8],
+    },
+    /// [`Store::queue_remove`]: removes entry `seq` of queue `table` (absent is not an error).
+    QueueRemove {
+        /// The queue.
+        table: &'a str,
+        /// The entry's sequence number.
+        seq: u64,
+    },
+}
+
+impl WriteOp<'_> {
+    /// The table this write touches.
+    #[must_use]
+    pub fn table(&self) -> &str {
+        match self {
+            Self::Put { table, .. }
+            | Self::Remove { table, .. }
+            | Self::QueueRemove { table, .. } => table,
+        }
+    }
+}
+
+/// The value a dedup table of [`Store::queue_push_unique`] holds for a key: the sequence
+/// number, 8 bytes big endian.
+///
+/// # Errors
+///
+/// [`Error::CorruptRecord`] if `value` is not 8 bytes (the table was written by something
+/// else than `queue_push_unique`).
+pub fn decode_dedup_value(dedup_table: &str, value: &[u8]) -> Result<u64> {
+    <[u8; 8]>::try_from(value)
+        .map(u64::from_be_bytes)
+        .map_err(|_| Error::CorruptRecord {
+            table: dedup_table.to_owned(),
+            reason: "a dedup entry is not an 8-byte sequence number",
+        })
+}
 
 /// A durable, namespaced key-value store with atomic test-and-set and append-only queues.
 ///
@@ -149,6 +231,51 @@ pub trait Store: Send + Sync {
     /// [`Error::InvalidTableName`] for a bad table name; a backend error if the removal could
     /// not be made durable.
     fn queue_remove(&self, table: &str, seq: u64) -> Result<bool>;
+
+    /// Appends each value of `items` whose dedup key is new, in order, all in **one**
+    /// transaction made durable once for the whole batch (group commit); returns, per item and
+    /// in the same order, [`PushOutcome::Stored`] with its sequence number or
+    /// [`PushOutcome::Duplicate`] with the sequence number of the first copy.
+    ///
+    /// `items` are `(dedup key, value)` pairs. The dedup key is recorded in map `dedup_table`
+    /// (value: the sequence number, 8 bytes big endian, see [`decode_dedup_value`]) in the same
+    /// transaction as the append, so the two can never disagree: after a crash at any moment
+    /// either both the entry and its key are there or neither is, and a retransmission of an
+    /// acknowledged message is recognised as a duplicate instead of being stored twice. Of two
+    /// items of one batch with the same key the first is stored and the second is a duplicate
+    /// of it.
+    ///
+    /// Dedup keys are *not* removed with queue entries (a retransmission arriving after the
+    /// first copy was delivered and removed must still be recognised): the caller prunes them
+    /// when its retransmission window has passed, with [`Store::remove`] or
+    /// [`WriteOp::Remove`]. A batch in which every item is a duplicate writes nothing and costs
+    /// no fsync.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTableName`] for a bad table name; [`Error::QueueExhausted`] if the queue
+    /// runs out of sequence numbers; [`Error::CorruptRecord`] if `dedup_table` holds a value that
+    /// is not a sequence number; a backend error if the batch could not be made durable, in which
+    /// case none of it may be assumed stored (nor assumed absent). On any error the whole batch is
+    /// rolled back.
+    fn queue_push_unique(
+        &self,
+        table: &str,
+        dedup_table: &str,
+        items: &[(&[u8], &[u8])],
+    ) -> Result<Vec<PushOutcome>>;
+
+    /// Applies every write of `ops`, in order, atomically: after a crash either all of them
+    /// happened or none did. One transaction and one fsync for the whole batch.
+    ///
+    /// An empty batch writes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTableName`] for a bad table name in any op (checked before anything is
+    /// written); a backend error if the batch could not be made durable (it may or may not have
+    /// happened, but never in part).
+    fn write_batch(&self, ops: &[WriteOp<'_>]) -> Result<()>;
 }
 
 /// Forwards every method to the referenced store, so that generic code can take a `&S`, an
@@ -184,6 +311,17 @@ macro_rules! forward_store {
             }
             fn queue_remove(&self, table: &str, seq: u64) -> Result<bool> {
                 (**self).queue_remove(table, seq)
+            }
+            fn queue_push_unique(
+                &self,
+                table: &str,
+                dedup_table: &str,
+                items: &[(&[u8], &[u8])],
+            ) -> Result<Vec<PushOutcome>> {
+                (**self).queue_push_unique(table, dedup_table, items)
+            }
+            fn write_batch(&self, ops: &[WriteOp<'_>]) -> Result<()> {
+                (**self).write_batch(ops)
             }
         }
     )*};

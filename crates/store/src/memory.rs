@@ -1,9 +1,9 @@
 //! An in-memory [`Store`] for tests and the simulator.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::{Error, Result, Store, validate_table_name};
+use crate::{Error, PushOutcome, Result, Store, WriteOp, decode_dedup_value, validate_table_name};
 
 /// A [`Store`] kept in memory: `BTreeMap`s behind one mutex.
 ///
@@ -39,8 +39,9 @@ impl MemoryStore {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A poisoned lock only means another thread panicked while holding it. Every critical
-        // section below is a single map operation that leaves the maps consistent whether or
-        // not it completed, so the data is still valid and we carry on instead of panicking.
+        // section below either is a single map operation that leaves the maps consistent
+        // whether or not it completed, or plans every change (and every possible error) before
+        // it makes the first one, so the data is still valid and we carry on instead of panicking.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -128,5 +129,81 @@ impl Store for MemoryStore {
             .queues
             .get_mut(table)
             .is_some_and(|queue| queue.entries.remove(&seq).is_some()))
+    }
+
+    fn queue_push_unique(
+        &self,
+        table: &str,
+        dedup_table: &str,
+        items: &[(&[u8], &[u8])],
+    ) -> Result<Vec<PushOutcome>> {
+        validate_table_name(table)?;
+        validate_table_name(dedup_table)?;
+        let mut inner = self.lock();
+        let Inner { maps, queues } = &mut *inner;
+        // Plan first, so that an error leaves the store untouched (all or nothing, like the
+        // one transaction of the file-backed store).
+        let mut next = queues.get(table).map_or(0, |q| q.next);
+        let dedup = maps.get(dedup_table);
+        let mut new_keys: HashMap<&[u8], u64> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(items.len());
+        for &(key, _) in items {
+            let earlier = match dedup.and_then(|m| m.get(key)) {
+                Some(v) => Some(decode_dedup_value(dedup_table, v)?),
+                None => new_keys.get(key).copied(),
+            };
+            if let Some(seq) = earlier {
+                outcomes.push(PushOutcome::Duplicate(seq));
+                continue;
+            }
+            let seq = next;
+            next = seq.checked_add(1).ok_or_else(|| Error::QueueExhausted {
+                table: table.to_owned(),
+            })?;
+            new_keys.insert(key, seq);
+            outcomes.push(PushOutcome::Stored(seq));
+        }
+        if new_keys.is_empty() {
+            return Ok(outcomes);
+        }
+        let queue = queues.entry(table.to_owned()).or_default();
+        queue.next = next;
+        let dedup = maps.entry(dedup_table.to_owned()).or_default();
+        for (&(key, value), outcome) in items.iter().zip(&outcomes) {
+            if let PushOutcome::Stored(seq) = *outcome {
+                queue.entries.insert(seq, value.to_vec());
+                dedup.insert(key.to_vec(), seq.to_be_bytes().to_vec());
+            }
+        }
+        Ok(outcomes)
+    }
+
+    fn write_batch(&self, ops: &[WriteOp<'_>]) -> Result<()> {
+        for op in ops {
+            validate_table_name(op.table())?;
+        }
+        let mut inner = self.lock();
+        for op in ops {
+            match *op {
+                WriteOp::Put { table, key, value } => {
+                    inner
+                        .maps
+                        .entry(table.to_owned())
+                        .or_default()
+                        .insert(key.to_vec(), value.to_vec());
+                }
+                WriteOp::Remove { table, key } => {
+                    if let Some(map) = inner.maps.get_mut(table) {
+                        map.remove(key);
+                    }
+                }
+                WriteOp::QueueRemove { table, seq } => {
+                    if let Some(queue) = inner.queues.get_mut(table) {
+                        queue.entries.remove(&seq);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }

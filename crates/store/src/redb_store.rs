@@ -7,7 +7,7 @@ use redb::{
     TableError, WriteTransaction,
 };
 
-use crate::{Error, Result, Store, validate_table_name};
+use crate::{Error, PushOutcome, Result, Store, WriteOp, decode_dedup_value, validate_table_name};
 
 /// Internal prefix of map tables: `kv:NAME`. User names cannot contain `:`, so no user table
 /// can collide with a queue or with the store's own metadata.
@@ -31,6 +31,10 @@ type QueueTable<'a> = TableDefinition<'a, u64, &'static [u8]>;
 /// when the message store is large. Transactions that change nothing (a replay detected by
 /// [`Store::insert_if_absent`], removing an absent key) are aborted rather than committed, so
 /// they cost no fsync — a flood of replays does not turn into a flood of disk flushes.
+///
+/// The batched writes ([`Store::queue_push_unique`], [`Store::write_batch`]) are one
+/// transaction each, whatever their size: the group commit that lets the relay proxy acknowledge
+/// a burst of messages for the price of one fsync.
 ///
 /// One file can be open by one `RedbStore` at a time (redb locks it); share the store between
 /// threads with an `Arc`.
@@ -114,6 +118,20 @@ fn commit(txn: WriteTransaction) -> Result<()> {
 
 fn abort(txn: WriteTransaction) -> Result<()> {
     txn.abort().map_err(|e| backend("abort", e))
+}
+
+/// Commits `txn` if `body` succeeded and changed something, aborts it otherwise (an error
+/// rolls the whole transaction back; nothing changed costs no fsync).
+fn finish<T>(txn: WriteTransaction, body: Result<(T, bool)>) -> Result<T> {
+    match body {
+        Ok((value, true)) => commit(txn).map(|()| value),
+        Ok((value, false)) => abort(txn).map(|()| value),
+        Err(e) => {
+            // The body's error is the one worth reporting; a failed abort adds nothing.
+            let _ = txn.abort();
+            Err(e)
+        }
+    }
 }
 
 fn map_name(table: &str) -> Result<String> {
@@ -276,5 +294,108 @@ impl Store for RedbStore {
             abort(txn)?;
         }
         Ok(removed)
+    }
+
+    fn queue_push_unique(
+        &self,
+        table: &str,
+        dedup_table: &str,
+        items: &[(&[u8], &[u8])],
+    ) -> Result<Vec<PushOutcome>> {
+        let name = queue_name(table)?;
+        let dedup_name = map_name(dedup_table)?;
+        // One write transaction: redb admits one writer at a time, so the dedup look-ups and the
+        // appends below are atomic with respect to every other writer, and the commit at the end
+        // is the batch's single fsync.
+        let txn = self.write()?;
+        let body = (|| {
+            let mut next = txn
+                .open_table(QUEUE_NEXT)
+                .map_err(|e| backend("open table", e))?;
+            let mut dedup = txn
+                .open_table(MapTable::new(&dedup_name))
+                .map_err(|e| backend("open table", e))?;
+            let mut q = txn
+                .open_table(QueueTable::new(&name))
+                .map_err(|e| backend("open table", e))?;
+            let first = next
+                .get(table)
+                .map_err(|e| backend("get", e))?
+                .map_or(0, |v| v.value());
+            let mut seq = first;
+            let mut outcomes = Vec::with_capacity(items.len());
+            for &(key, value) in items {
+                // Earlier items of this batch are already in `dedup`, so a key repeated within
+                // the batch is caught here too.
+                let known = dedup
+                    .get(key)
+                    .map_err(|e| backend("get", e))?
+                    .map(|v| decode_dedup_value(dedup_table, v.value()))
+                    .transpose()?;
+                if let Some(first_copy) = known {
+                    outcomes.push(PushOutcome::Duplicate(first_copy));
+                    continue;
+                }
+                let after = seq.checked_add(1).ok_or_else(|| Error::QueueExhausted {
+                    table: table.to_owned(),
+                })?;
+                q.insert(seq, value).map_err(|e| backend("insert", e))?;
+                dedup
+                    .insert(key, &seq.to_be_bytes()[..])
+                    .map_err(|e| backend("insert", e))?;
+                outcomes.push(PushOutcome::Stored(seq));
+                seq = after;
+            }
+            let changed = seq != first;
+            if changed {
+                next.insert(table, seq).map_err(|e| backend("insert", e))?;
+            }
+            Ok((outcomes, changed))
+        })();
+        finish(txn, body)
+    }
+
+    fn write_batch(&self, ops: &[WriteOp<'_>]) -> Result<()> {
+        // Every name is checked before the transaction begins, so a bad one writes nothing.
+        let names = ops
+            .iter()
+            .map(|op| match op {
+                WriteOp::QueueRemove { table, .. } => queue_name(table),
+                WriteOp::Put { table, .. } | WriteOp::Remove { table, .. } => map_name(table),
+            })
+            .collect::<Result<Vec<String>>>()?;
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let txn = self.write()?;
+        let body = (|| {
+            for (op, name) in ops.iter().zip(&names) {
+                // A table is opened per op and closed before the next, since redb refuses to
+                // open one table twice at a time; consecutive ops on one table are the common
+                // case, and opening an already-created table is cheap.
+                match *op {
+                    WriteOp::Put { key, value, .. } => {
+                        let mut t = txn
+                            .open_table(MapTable::new(name))
+                            .map_err(|e| backend("open table", e))?;
+                        t.insert(key, value).map_err(|e| backend("insert", e))?;
+                    }
+                    WriteOp::Remove { key, .. } => {
+                        let mut t = txn
+                            .open_table(MapTable::new(name))
+                            .map_err(|e| backend("open table", e))?;
+                        t.remove(key).map_err(|e| backend("remove", e))?;
+                    }
+                    WriteOp::QueueRemove { seq, .. } => {
+                        let mut q = txn
+                            .open_table(QueueTable::new(name))
+                            .map_err(|e| backend("open table", e))?;
+                        q.remove(seq).map_err(|e| backend("remove", e))?;
+                    }
+                }
+            }
+            Ok(((), true))
+        })();
+        finish(txn, body)
     }
 }

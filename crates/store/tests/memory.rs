@@ -19,6 +19,11 @@ fn insert_if_absent_is_atomic() {
 }
 
 #[test]
+fn queue_push_unique_is_atomic() {
+    common::queue_push_unique_is_atomic(Arc::new(MemoryStore::new()));
+}
+
+#[test]
 fn usable_as_shared_trait_object() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let other = Arc::clone(&store);

@@ -28,6 +28,12 @@ fn insert_if_absent_is_atomic() {
 }
 
 #[test]
+fn queue_push_unique_is_atomic() {
+    let (_dir, store) = temp_store();
+    common::queue_push_unique_is_atomic(Arc::new(store));
+}
+
+#[test]
 fn persists_across_close_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.redb");
@@ -114,6 +120,8 @@ mod crash {
     /// cannot hang the test run.
     const CHILD_LIMIT: u64 = 20_000;
     const SIGKILL: i32 = 9;
+    /// Items per group-committed batch.
+    const BATCH: u64 = 8;
 
     fn record(i: u64) -> Vec<u8> {
         format!("record {i} ").repeat(20).into_bytes()
@@ -140,6 +148,23 @@ mod crash {
                     .unwrap()
             );
             store.queue_push("crash-queue", &record(i)).unwrap();
+            // A group commit: this round's batch plus the previous one again, as a client that
+            // lost the acknowledgement would retransmit it.
+            let keys: Vec<[u8; 8]> = (i.saturating_sub(1) * BATCH..(i + 1) * BATCH)
+                .map(u64::to_be_bytes)
+                .collect();
+            let values: Vec<Vec<u8>> = keys
+                .iter()
+                .map(|k| record(u64::from_be_bytes(*k)))
+                .collect();
+            let items: Vec<(&[u8], &[u8])> = keys
+                .iter()
+                .zip(&values)
+                .map(|(k, v)| (&k[..], &v[..]))
+                .collect();
+            store
+                .queue_push_unique("crash-batch", "crash-batch-seen", &items)
+                .unwrap();
             writeln!(out, "ack {i}").unwrap();
             out.flush().unwrap();
         }
@@ -216,6 +241,33 @@ mod crash {
                     "round {round}: queued {i} lost"
                 );
             }
+            // Group commits: every acknowledged batch item is stored exactly once (the
+            // retransmitted half of each batch never made a second copy), and every batch is
+            // all or nothing.
+            let batched = s.queue_range("crash-batch", 0, usize::MAX).unwrap();
+            let mut items: Vec<u64> = batched
+                .iter()
+                .map(|(_, v)| {
+                    (0..(last_ack + 2) * BATCH)
+                        .find(|k| record(*k) == *v)
+                        .unwrap()
+                })
+                .collect();
+            let len = items.len();
+            items.sort_unstable();
+            items.dedup();
+            assert_eq!(items.len(), len, "round {round}: a batch item stored twice");
+            for k in 0..(last_ack + 1) * BATCH {
+                assert!(
+                    items.binary_search(&k).is_ok(),
+                    "round {round}: acknowledged batch item {k} lost"
+                );
+            }
+            assert_eq!(
+                len % usize::try_from(BATCH).unwrap(),
+                0,
+                "round {round}: torn batch"
+            );
             // The next child carries on after whatever got written, acknowledged or not.
             let map = s.scan("crash-map").unwrap();
             let (last_key, _) = map.last().unwrap();

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-use m2msec_store::{Error, Store};
+use m2msec_store::{Error, PushOutcome, Store, WriteOp};
 
 /// Runs the whole conformance suite against a fresh, empty store.
 pub fn conformance<S: Store>(store: &S) {
@@ -14,6 +14,8 @@ pub fn conformance<S: Store>(store: &S) {
     tables_are_independent(store);
     scan_is_in_key_order(store);
     queues(store);
+    push_unique(store);
+    write_batch(store);
     table_names_are_checked(store);
     works_through_dyn(store);
 }
@@ -128,6 +130,147 @@ fn queues<S: Store>(s: &S) {
     );
 }
 
+fn push_unique<S: Store>(s: &S) {
+    use PushOutcome::{Duplicate, Stored};
+    // An empty batch does nothing.
+    assert_eq!(s.queue_push_unique("u", "u-seen", &[]).unwrap(), vec![]);
+    let out = s
+        .queue_push_unique(
+            "u",
+            "u-seen",
+            &[(b"a", b"first a"), (b"b", b"b"), (b"a", b"second a")],
+        )
+        .unwrap();
+    // A key repeated inside the batch is a duplicate of its first copy.
+    assert_eq!(out, vec![Stored(0), Stored(1), Duplicate(0)]);
+    assert_eq!(out[2].seq(), 0);
+    assert_eq!(
+        s.queue_range("u", 0, 10).unwrap(),
+        vec![(0, b"first a".to_vec()), (1, b"b".to_vec())]
+    );
+    // The dedup table is an ordinary map of key -> sequence number (8 bytes BE).
+    assert_eq!(
+        s.get("u-seen", b"b").unwrap(),
+        Some(1u64.to_be_bytes().to_vec())
+    );
+    // A later batch: a retransmission of "b" is recognised, a new key is appended.
+    let out = s
+        .queue_push_unique("u", "u-seen", &[(b"b", b"b again"), (b"c", b"c")])
+        .unwrap();
+    assert_eq!(out, vec![Duplicate(1), Stored(2)]);
+    // An all-duplicate batch stores nothing, and sequence numbers do not move.
+    assert_eq!(
+        s.queue_push_unique("u", "u-seen", &[(b"c", b"c")]).unwrap(),
+        vec![Duplicate(2)]
+    );
+    // Dedup keys outlive their queue entry: a copy arriving after delivery is still refused.
+    assert!(s.queue_remove("u", 0).unwrap());
+    assert_eq!(
+        s.queue_push_unique("u", "u-seen", &[(b"a", b"late a")])
+            .unwrap(),
+        vec![Duplicate(0)]
+    );
+    // Once the caller prunes the key, it can be stored again, under a fresh number.
+    assert!(s.remove("u-seen", b"a").unwrap());
+    assert_eq!(
+        s.queue_push_unique("u", "u-seen", &[(b"a", b"new a")])
+            .unwrap(),
+        vec![Stored(3)]
+    );
+    // queue_push and queue_push_unique share one sequence.
+    assert_eq!(s.queue_push("u", b"plain").unwrap(), 4);
+    assert_eq!(
+        s.queue_push_unique("u", "u-seen", &[(b"d", b"d")]).unwrap(),
+        vec![Stored(5)]
+    );
+    // A dedup table holding something else than sequence numbers is reported, and the batch
+    // is rolled back as a whole.
+    s.put("u-bad", b"x", b"not a seq").unwrap();
+    let err = s
+        .queue_push_unique("u", "u-bad", &[(b"new", b"v"), (b"x", b"v")])
+        .unwrap_err();
+    assert!(matches!(err, Error::CorruptRecord { .. }), "{err:?}");
+    assert_eq!(s.get("u-bad", b"new").unwrap(), None);
+    assert_eq!(s.queue_range("u", 6, 10).unwrap(), vec![]);
+    assert_eq!(
+        s.queue_push_unique("u", "u-seen", &[(b"e", b"e")]).unwrap(),
+        vec![Stored(6)]
+    );
+}
+
+fn write_batch<S: Store>(s: &S) {
+    s.write_batch(&[]).unwrap();
+    for i in 0..4u8 {
+        s.queue_push("wb-q", &[i]).unwrap();
+    }
+    s.put("wb", b"gone", b"x").unwrap();
+    s.write_batch(&[
+        WriteOp::Put {
+            table: "wb",
+            key: b"cursor",
+            value: b"1",
+        },
+        WriteOp::QueueRemove {
+            table: "wb-q",
+            seq: 0,
+        },
+        WriteOp::QueueRemove {
+            table: "wb-q",
+            seq: 1,
+        },
+        // Absent entries are not errors.
+        WriteOp::QueueRemove {
+            table: "wb-q",
+            seq: 99,
+        },
+        WriteOp::Remove {
+            table: "wb",
+            key: b"gone",
+        },
+        WriteOp::Remove {
+            table: "wb",
+            key: b"never",
+        },
+        // Later ops see earlier ones: the last put wins.
+        WriteOp::Put {
+            table: "wb",
+            key: b"cursor",
+            value: b"2",
+        },
+        WriteOp::Put {
+            table: "wb-other",
+            key: b"k",
+            value: b"v",
+        },
+    ])
+    .unwrap();
+    assert_eq!(
+        s.scan("wb").unwrap(),
+        vec![(b"cursor".to_vec(), b"2".to_vec())]
+    );
+    assert_eq!(s.get("wb-other", b"k").unwrap(), Some(b"v".to_vec()));
+    assert_eq!(
+        s.queue_range("wb-q", 0, 10).unwrap(),
+        vec![(2, vec![2]), (3, vec![3])]
+    );
+    // A bad table name anywhere in the batch: nothing is written.
+    let err = s
+        .write_batch(&[
+            WriteOp::Put {
+                table: "wb",
+                key: b"cursor",
+                value: b"3",
+            },
+            WriteOp::Remove {
+                table: "Bad",
+                key: b"k",
+            },
+        ])
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidTableName { .. }), "{err:?}");
+    assert_eq!(s.get("wb", b"cursor").unwrap(), Some(b"2".to_vec()));
+}
+
 fn table_names_are_checked<S: Store>(s: &S) {
     for bad in ["", "Bad", "a b", "kv:x", "a/b", &"x".repeat(65)] {
         let invalid = |r: Result<(), Error>| matches!(r, Err(Error::InvalidTableName { .. }));
@@ -139,6 +282,11 @@ fn table_names_are_checked<S: Store>(s: &S) {
         assert!(invalid(s.queue_push(bad, b"v").map(drop)));
         assert!(invalid(s.queue_range(bad, 0, 1).map(drop)));
         assert!(invalid(s.queue_remove(bad, 0).map(drop)));
+        assert!(invalid(s.queue_push_unique(bad, "ok", &[]).map(drop)));
+        assert!(invalid(s.queue_push_unique("ok", bad, &[]).map(drop)));
+        assert!(invalid(
+            s.write_batch(&[WriteOp::QueueRemove { table: bad, seq: 0 }])
+        ));
     }
     let msg = s.put("Bad", b"k", b"v").unwrap_err().to_string();
     assert!(msg.contains("\"Bad\"") && msg.contains("a-z"), "{msg}");
@@ -182,5 +330,57 @@ pub fn insert_if_absent_is_atomic<S: Store + 'static>(store: Arc<S>) {
         assert_eq!(w.len(), 1, "key {k} won by {w:?}");
         let stored = store.get("race", &k.to_be_bytes()).unwrap().unwrap();
         assert_eq!(stored, w[0].to_be_bytes());
+    }
+}
+
+/// Many threads push overlapping batches of the same dedup keys at once; every key ends up in
+/// the queue exactly once, and every thread's outcome for a key names that one copy.
+pub fn queue_push_unique_is_atomic<S: Store + 'static>(store: Arc<S>) {
+    const THREADS: usize = 8;
+    const KEYS: u32 = 40;
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|id| {
+            let store = Arc::clone(&store);
+            let barrier = Arc::clone(&barrier);
+            thread::spawn(move || {
+                barrier.wait();
+                let mut seen = Vec::new();
+                // Batches of 5 keys, each thread starting at a different offset.
+                for chunk in 0..KEYS / 5 {
+                    let keys: Vec<[u8; 4]> = (0..5)
+                        .map(|i| {
+                            ((chunk * 5 + i + u32::try_from(id).unwrap() * 5) % KEYS).to_be_bytes()
+                        })
+                        .collect();
+                    let items: Vec<(&[u8], &[u8])> =
+                        keys.iter().map(|k| (&k[..], &k[..])).collect();
+                    let out = store
+                        .queue_push_unique("race-q", "race-seen", &items)
+                        .unwrap();
+                    seen.extend(keys.iter().zip(out).map(|(k, o)| (*k, o)));
+                }
+                seen
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    let queue = store.queue_range("race-q", 0, usize::MAX).unwrap();
+    assert_eq!(queue.len(), usize::try_from(KEYS).unwrap());
+    let mut values: Vec<Vec<u8>> = queue.iter().map(|(_, v)| v.clone()).collect();
+    values.sort();
+    values.dedup();
+    assert_eq!(values.len(), queue.len(), "a key stored twice");
+    let stored: Vec<_> = results
+        .iter()
+        .filter(|(_, o)| matches!(o, PushOutcome::Stored(_)))
+        .collect();
+    assert_eq!(stored.len(), queue.len());
+    for (key, outcome) in &results {
+        let (_, v) = queue.iter().find(|(seq, _)| *seq == outcome.seq()).unwrap();
+        assert_eq!(v, key, "outcome names another copy");
     }
 }
