@@ -97,3 +97,82 @@ proptest! {
         prop_assert_eq!(Header::individual(id, String::new(), String::new()).individual_id(), id);
     }
 }
+
+mod api {
+    use m2msec_wire::cbor::Bytes;
+    use m2msec_wire::relay::api::{
+        Body, Control, EpochRekey, ForwardMonitor, ForwardRequest, Signed, SinkGrant, Start,
+        StorageMonitor, StoreRequest, StoreResponse,
+    };
+    use proptest::prelude::*;
+
+    fn grant() -> impl Strategy<Value = SinkGrant> {
+        (
+            "[a-z:/0-9.]{0,40}",
+            proptest::collection::vec(
+                (any::<u32>(), proptest::collection::vec(any::<u8>(), 0..100)),
+                0..4,
+            ),
+        )
+            .prop_map(|(url, rekeys)| SinkGrant {
+                url,
+                rekeys: rekeys
+                    .into_iter()
+                    .map(|(epoch, rekey)| EpochRekey {
+                        epoch,
+                        rekey: Bytes(rekey),
+                    })
+                    .collect(),
+            })
+    }
+
+    fn start() -> impl Strategy<Value = Start> {
+        prop_oneof![Just(Start::Beginning), Just(Start::Now)]
+    }
+
+    fn control() -> impl Strategy<Value = Control> {
+        prop_oneof![
+            Just(Control::Pause),
+            Just(Control::Resume),
+            proptest::collection::vec(grant(), 0..3).prop_map(Control::SetSinks),
+            (grant(), start()).prop_map(|(g, s)| Control::AddSink(g, s)),
+            "[a-z:/0-9.]{0,40}".prop_map(Control::RemoveSink),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn decoders_are_total_and_canonical(
+            bytes in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            if let Ok(v) = StoreRequest::from_bytes(&bytes) { prop_assert_eq!(v.to_bytes(), bytes.clone()); }
+            if let Ok(v) = StoreResponse::from_bytes(&bytes) { prop_assert_eq!(v.to_bytes(), bytes.clone()); }
+            if let Ok(v) = StorageMonitor::from_bytes(&bytes) { prop_assert_eq!(v.to_bytes(), bytes.clone()); }
+            if let Ok(v) = ForwardRequest::from_bytes(&bytes) { prop_assert_eq!(v.to_bytes(), bytes.clone()); }
+            if let Ok(v) = ForwardMonitor::from_bytes(&bytes) { prop_assert_eq!(v.to_bytes(), bytes.clone()); }
+            if let Ok(v) = Control::from_bytes(&bytes) { prop_assert_eq!(v.to_bytes(), bytes.clone()); }
+            if let Ok(v) = Signed::from_bytes(&bytes) { prop_assert_eq!(v.to_bytes(), bytes); }
+        }
+
+        #[test]
+        fn controls_round_trip(c in control()) {
+            prop_assert_eq!(Control::from_bytes(&c.to_bytes()).unwrap(), c);
+        }
+
+        #[test]
+        fn forward_requests_round_trip(
+            storage_id in any::<u32>(),
+            sinks in proptest::collection::vec(grant(), 0..4),
+            rate in any::<u32>(),
+            start in start(),
+            port in proptest::option::of(any::<u16>()),
+        ) {
+            let req = ForwardRequest { storage_id, sinks, rate, start };
+            prop_assert_eq!(ForwardRequest::from_bytes(&req.to_bytes()).unwrap(), req);
+            let resp = StoreResponse { storage_id, udp_port: port };
+            prop_assert_eq!(StoreResponse::from_bytes(&resp.to_bytes()).unwrap(), resp);
+        }
+    }
+}

@@ -5,6 +5,7 @@
 //! POST whose token and options carry the same header fields (module `coap`). Where it goes is named
 //! by a sink URL, `coap://ip[:port]/path` or `udp://ip:port` ([`parse_sink_url`]).
 
+pub mod api;
 pub mod header;
 pub mod management;
 
