@@ -176,3 +176,37 @@ mod api {
         }
     }
 }
+
+mod coap {
+    use m2msec_wire::relay::coap::coap_lite::Packet;
+    use m2msec_wire::relay::coap::{Target, from_request, to_request};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn requests_round_trip_through_bytes(
+            msg in super::message(),
+            proxy_uri in "[a-z0-9:/.]{1,60}",
+            mid in any::<u16>(),
+            con in any::<bool>(),
+        ) {
+            let packet = to_request(&msg, &Target::ProxyUri(&proxy_uri), mid, con).unwrap();
+            let bytes = packet.to_bytes_unlimited().unwrap();
+            let back = from_request(&Packet::from_bytes(&bytes).unwrap()).unwrap();
+            prop_assert_eq!(&back.header.sink, &proxy_uri);
+            prop_assert_eq!(back.header.aad(), msg.header.aad());
+            prop_assert_eq!(back.header.flags, msg.header.flags);
+            prop_assert_eq!(back.body, msg.body);
+        }
+
+        #[test]
+        fn arbitrary_packets_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if let Ok(p) = Packet::from_bytes(&bytes) {
+                let _ = from_request(&p);
+                let _ = m2msec_wire::relay::coap::uri_path(&p);
+            }
+        }
+    }
+}

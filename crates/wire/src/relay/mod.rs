@@ -2,10 +2,11 @@
 //! CBOR bodies of the proxy API and of management messages.
 //!
 //! A relay message travels either as one UDP datagram with the binary [`header`], or as a CoAP
-//! POST whose token and options carry the same header fields (module `coap`). Where it goes is named
+//! POST whose token and options carry the same header fields ([`coap`]). Where it goes is named
 //! by a sink URL, `coap://ip[:port]/path` or `udp://ip:port` ([`parse_sink_url`]).
 
 pub mod api;
+pub mod coap;
 pub mod header;
 pub mod management;
 
