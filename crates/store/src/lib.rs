@@ -23,7 +23,9 @@
 //!   it carries (group commit): [`Store::queue_push_unique`] appends whatever is new among a
 //!   batch of messages, deduplicated by a key of the caller's choosing, and
 //!   [`Store::write_batch`] applies any mix of puts and removals atomically (the relay proxy's
-//!   forwarding cursors and the removal of forwarded messages).
+//!   forwarding cursors, the removal of a forwarded prefix of a queue and the pruning of its
+//!   dedup keys), and [`Store::queue_stats`] reports a queue's length and byte total, kept
+//!   exact across crashes, for capacity accounting.
 //!
 //! Records are bytes: each protocol crate owns its record formats (and their versioning), so
 //! this crate knows nothing of them. Every write is durable when it returns `Ok`.
@@ -119,6 +121,24 @@ pub enum WriteOp<'a> {
         /// The entry's sequence number.
         seq: u64,
     },
+    /// Removes every entry of queue `table` whose sequence number is below `seq`: a consumer
+    /// that is done with a prefix of the queue drops it in one step.
+    QueueRemoveBelow {
+        /// The queue.
+        table: &'a str,
+        /// The first sequence number kept.
+        seq: u64,
+    },
+    /// Forgets the dedup keys that [`Store::queue_push_unique`] recorded in `dedup_table` for
+    /// sequence numbers below `seq` (the store keeps an index by sequence number, so this costs
+    /// what it removes, not a scan). A key that was stored again under a newer number since is
+    /// kept.
+    DedupForgetBelow {
+        /// The dedup map.
+        dedup_table: &'a str,
+        /// The first sequence number whose key is kept.
+        seq: u64,
+    },
 }
 
 impl WriteOp<'_> {
@@ -128,9 +148,26 @@ impl WriteOp<'_> {
         match self {
             Self::Put { table, .. }
             | Self::Remove { table, .. }
-            | Self::QueueRemove { table, .. } => table,
+            | Self::QueueRemove { table, .. }
+            | Self::QueueRemoveBelow { table, .. }
+            | Self::DedupForgetBelow {
+                dedup_table: table, ..
+            } => table,
         }
     }
+}
+
+/// The state of one queue, as [`Store::queue_stats`] reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Entries held.
+    pub len: u64,
+    /// Total size of the values held, in bytes (what capacity limits are checked against).
+    pub bytes: u64,
+    /// Sequence number of the oldest entry held, if any.
+    pub first_seq: Option<u64>,
+    /// The sequence number the next push will get (0 for a queue never written).
+    pub next_seq: u64,
 }
 
 /// The value a dedup table of [`Store::queue_push_unique`] holds for a key: the sequence
@@ -246,9 +283,10 @@ pub trait Store: Send + Sync {
     /// of it.
     ///
     /// Dedup keys are *not* removed with queue entries (a retransmission arriving after the
-    /// first copy was delivered and removed must still be recognised): the caller prunes them
-    /// when its retransmission window has passed, with [`Store::remove`] or
-    /// [`WriteOp::Remove`]. A batch in which every item is a duplicate writes nothing and costs
+    /// first copy was delivered and removed must still be recognised): the caller forgets them
+    /// once its retransmission window has passed, by sequence number with
+    /// [`WriteOp::DedupForgetBelow`] (or one by one with [`Store::remove`]). A dedup table
+    /// belongs to one queue. A batch in which every item is a duplicate writes nothing and costs
     /// no fsync.
     ///
     /// # Errors
@@ -276,6 +314,18 @@ pub trait Store: Send + Sync {
     /// written); a backend error if the batch could not be made durable (it may or may not have
     /// happened, but never in part).
     fn write_batch(&self, ops: &[WriteOp<'_>]) -> Result<()>;
+
+    /// The number of entries and bytes queue `table` holds, its oldest sequence number and
+    /// the next one; all zero for a queue never written.
+    ///
+    /// The byte total is kept by every write in the same transaction as the change itself, so
+    /// it is exact after a crash and costs no scan (a queue written by an older version of this
+    /// crate is counted once).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTableName`] for a bad table name; a backend error if the read failed.
+    fn queue_stats(&self, table: &str) -> Result<QueueStats>;
 }
 
 /// Forwards every method to the referenced store, so that generic code can take a `&S`, an
@@ -322,6 +372,9 @@ macro_rules! forward_store {
             }
             fn write_batch(&self, ops: &[WriteOp<'_>]) -> Result<()> {
                 (**self).write_batch(ops)
+            }
+            fn queue_stats(&self, table: &str) -> Result<QueueStats> {
+                (**self).queue_stats(table)
             }
         }
     )*};

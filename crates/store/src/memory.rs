@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::{Error, PushOutcome, Result, Store, WriteOp, decode_dedup_value, validate_table_name};
+use crate::{
+    Error, PushOutcome, QueueStats, Result, Store, WriteOp, decode_dedup_value, validate_table_name,
+};
 
 /// A [`Store`] kept in memory: `BTreeMap`s behind one mutex.
 ///
@@ -20,6 +22,8 @@ pub struct MemoryStore {
 struct Inner {
     maps: BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>,
     queues: BTreeMap<String, Queue>,
+    /// The reverse index of each dedup table: sequence number -> dedup key.
+    dedup_index: BTreeMap<String, BTreeMap<u64, Vec<u8>>>,
 }
 
 #[derive(Debug, Default)]
@@ -28,6 +32,39 @@ struct Queue {
     /// not reused after the newest entry is removed.
     next: u64,
     entries: BTreeMap<u64, Vec<u8>>,
+    /// Total length of the values in `entries`.
+    bytes: u64,
+}
+
+impl Queue {
+    fn insert(&mut self, seq: u64, value: Vec<u8>) {
+        self.bytes = self.bytes.saturating_add(len_u64(&value));
+        if let Some(old) = self.entries.insert(seq, value) {
+            self.bytes = self.bytes.saturating_sub(len_u64(&old));
+        }
+    }
+
+    fn remove(&mut self, seq: u64) -> bool {
+        let Some(old) = self.entries.remove(&seq) else {
+            return false;
+        };
+        self.bytes = self.bytes.saturating_sub(len_u64(&old));
+        true
+    }
+
+    fn remove_below(&mut self, below: u64) {
+        let kept = self.entries.split_off(&below);
+        let gone = std::mem::replace(&mut self.entries, kept);
+        let freed = gone
+            .values()
+            .map(|v| len_u64(v))
+            .fold(0, u64::saturating_add);
+        self.bytes = self.bytes.saturating_sub(freed);
+    }
+}
+
+fn len_u64(value: &[u8]) -> u64 {
+    u64::try_from(value.len()).unwrap_or(u64::MAX)
 }
 
 impl MemoryStore {
@@ -102,7 +139,7 @@ impl Store for MemoryStore {
         queue.next = seq.checked_add(1).ok_or_else(|| Error::QueueExhausted {
             table: table.to_owned(),
         })?;
-        queue.entries.insert(seq, value.to_vec());
+        queue.insert(seq, value.to_vec());
         Ok(seq)
     }
 
@@ -128,7 +165,7 @@ impl Store for MemoryStore {
             .lock()
             .queues
             .get_mut(table)
-            .is_some_and(|queue| queue.entries.remove(&seq).is_some()))
+            .is_some_and(|queue| queue.remove(seq)))
     }
 
     fn queue_push_unique(
@@ -140,7 +177,11 @@ impl Store for MemoryStore {
         validate_table_name(table)?;
         validate_table_name(dedup_table)?;
         let mut inner = self.lock();
-        let Inner { maps, queues } = &mut *inner;
+        let Inner {
+            maps,
+            queues,
+            dedup_index,
+        } = &mut *inner;
         // Plan first, so that an error leaves the store untouched (all or nothing, like the
         // one transaction of the file-backed store).
         let mut next = queues.get(table).map_or(0, |q| q.next);
@@ -169,10 +210,12 @@ impl Store for MemoryStore {
         let queue = queues.entry(table.to_owned()).or_default();
         queue.next = next;
         let dedup = maps.entry(dedup_table.to_owned()).or_default();
+        let index = dedup_index.entry(dedup_table.to_owned()).or_default();
         for (&(key, value), outcome) in items.iter().zip(&outcomes) {
             if let PushOutcome::Stored(seq) = *outcome {
-                queue.entries.insert(seq, value.to_vec());
+                queue.insert(seq, value.to_vec());
                 dedup.insert(key.to_vec(), seq.to_be_bytes().to_vec());
+                index.insert(seq, key.to_vec());
             }
         }
         Ok(outcomes)
@@ -199,11 +242,49 @@ impl Store for MemoryStore {
                 }
                 WriteOp::QueueRemove { table, seq } => {
                     if let Some(queue) = inner.queues.get_mut(table) {
-                        queue.entries.remove(&seq);
+                        queue.remove(seq);
+                    }
+                }
+                WriteOp::QueueRemoveBelow { table, seq } => {
+                    if let Some(queue) = inner.queues.get_mut(table) {
+                        queue.remove_below(seq);
+                    }
+                }
+                WriteOp::DedupForgetBelow { dedup_table, seq } => {
+                    let Inner {
+                        maps, dedup_index, ..
+                    } = &mut *inner;
+                    let Some(index) = dedup_index.get_mut(dedup_table) else {
+                        continue;
+                    };
+                    let kept = index.split_off(&seq);
+                    let forgotten = std::mem::replace(index, kept);
+                    if let Some(map) = maps.get_mut(dedup_table) {
+                        for (seq, key) in forgotten {
+                            // Only the mapping to this number: the key may have been stored
+                            // again since under a newer one.
+                            if map.get(&key).is_some_and(|v| *v == seq.to_be_bytes()) {
+                                map.remove(&key);
+                            }
+                        }
                     }
                 }
             }
         }
         Ok(())
+    }
+
+    fn queue_stats(&self, table: &str) -> Result<QueueStats> {
+        validate_table_name(table)?;
+        Ok(self
+            .lock()
+            .queues
+            .get(table)
+            .map_or_else(QueueStats::default, |q| QueueStats {
+                len: u64::try_from(q.entries.len()).unwrap_or(u64::MAX),
+                bytes: q.bytes,
+                first_seq: q.entries.keys().next().copied(),
+                next_seq: q.next,
+            }))
     }
 }

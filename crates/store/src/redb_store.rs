@@ -3,11 +3,13 @@
 use std::path::{Path, PathBuf};
 
 use redb::{
-    Database, DatabaseError, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
-    TableError, WriteTransaction,
+    Database, DatabaseError, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, TableDefinition, TableError, WriteTransaction,
 };
 
-use crate::{Error, PushOutcome, Result, Store, WriteOp, decode_dedup_value, validate_table_name};
+use crate::{
+    Error, PushOutcome, QueueStats, Result, Store, WriteOp, decode_dedup_value, validate_table_name,
+};
 
 /// Internal prefix of map tables: `kv:NAME`. User names cannot contain `:`, so no user table
 /// can collide with a queue or with the store's own metadata.
@@ -17,6 +19,13 @@ const QUEUE_PREFIX: &str = "q:";
 /// The next sequence number of each queue, by queue name. Kept apart from the queue itself so
 /// that numbers are never reused after the newest entry was removed, even across a reopen.
 const QUEUE_NEXT: TableDefinition<'static, &str, u64> = TableDefinition::new("m2msec:queue-next");
+/// The total size in bytes of the values each queue holds, by queue name, updated in the
+/// transaction of every push and removal so that capacity accounting survives a crash exactly.
+/// A queue written before totals were kept gets its total computed once, on its next write.
+const QUEUE_BYTES: TableDefinition<'static, &str, u64> = TableDefinition::new("m2msec:queue-bytes");
+/// Internal prefix of the reverse index of a dedup table: `dq:NAME`, sequence number -> dedup
+/// key, so that [`WriteOp::DedupForgetBelow`] finds the keys to forget without a scan.
+const DEDUP_INDEX_PREFIX: &str = "dq:";
 
 type MapTable<'a> = TableDefinition<'a, &'static [u8], &'static [u8]>;
 type QueueTable<'a> = TableDefinition<'a, u64, &'static [u8]>;
@@ -144,6 +153,128 @@ fn queue_name(table: &str) -> Result<String> {
     Ok(format!("{QUEUE_PREFIX}{table}"))
 }
 
+fn dedup_index_name(dedup_table: &str) -> Result<String> {
+    validate_table_name(dedup_table)?;
+    Ok(format!("{DEDUP_INDEX_PREFIX}{dedup_table}"))
+}
+
+type Table<'t, K, V> = redb::Table<'t, K, V>;
+
+/// A queue opened in a write transaction with its byte total, which every change keeps in step.
+struct QueueMut<'t> {
+    name: &'t str,
+    entries: Table<'t, u64, &'static [u8]>,
+    totals: Table<'t, &'static str, u64>,
+    bytes: u64,
+}
+
+impl<'t> QueueMut<'t> {
+    fn open(txn: &'t WriteTransaction, name: &'t str, internal: &str) -> Result<Self> {
+        let entries = txn
+            .open_table(QueueTable::new(internal))
+            .map_err(|e| backend("open table", e))?;
+        let totals = txn
+            .open_table(QUEUE_BYTES)
+            .map_err(|e| backend("open table", e))?;
+        let known = totals
+            .get(name)
+            .map_err(|e| backend("get", e))?
+            .map(|v| v.value());
+        let bytes = match known {
+            Some(bytes) => bytes,
+            // Written before totals were kept: count once.
+            None => {
+                let mut sum = 0u64;
+                for entry in entries.iter().map_err(|e| backend("scan", e))? {
+                    let (_, v) = entry.map_err(|e| backend("scan", e))?;
+                    sum = sum.saturating_add(len_u64(v.value()));
+                }
+                sum
+            }
+        };
+        Ok(Self {
+            name,
+            entries,
+            totals,
+            bytes,
+        })
+    }
+
+    fn insert(&mut self, seq: u64, value: &[u8]) -> Result<()> {
+        self.entries
+            .insert(seq, value)
+            .map_err(|e| backend("insert", e))?;
+        self.bytes = self.bytes.saturating_add(len_u64(value));
+        Ok(())
+    }
+
+    fn remove(&mut self, seq: u64) -> Result<bool> {
+        let old = self.entries.remove(seq).map_err(|e| backend("remove", e))?;
+        let Some(old) = old else {
+            return Ok(false);
+        };
+        self.bytes = self.bytes.saturating_sub(len_u64(old.value()));
+        Ok(true)
+    }
+
+    fn remove_below(&mut self, below: u64) -> Result<()> {
+        let mut freed = 0u64;
+        self.entries
+            .retain_in(..below, |_, v| {
+                freed = freed.saturating_add(len_u64(v));
+                false
+            })
+            .map_err(|e| backend("remove", e))?;
+        self.bytes = self.bytes.saturating_sub(freed);
+        Ok(())
+    }
+
+    /// Writes the byte total back (the caller commits).
+    fn close(mut self) -> Result<()> {
+        let name = self.name;
+        self.totals
+            .insert(name, self.bytes)
+            .map_err(|e| backend("insert", e))?;
+        Ok(())
+    }
+}
+
+fn len_u64(value: &[u8]) -> u64 {
+    u64::try_from(value.len()).unwrap_or(u64::MAX)
+}
+
+/// Forgets the keys of `dedup_table` recorded for sequence numbers below `below`.
+fn dedup_forget_below(txn: &WriteTransaction, dedup_table: &str, below: u64) -> Result<()> {
+    let index_name = dedup_index_name(dedup_table)?;
+    let map_name = map_name(dedup_table)?;
+    let mut index = txn
+        .open_table(QueueTable::new(&index_name))
+        .map_err(|e| backend("open table", e))?;
+    let mut keys: Vec<(u64, Vec<u8>)> = Vec::new();
+    index
+        .retain_in(..below, |seq, key| {
+            keys.push((seq, key.to_vec()));
+            false
+        })
+        .map_err(|e| backend("remove", e))?;
+    let mut map = txn
+        .open_table(MapTable::new(&map_name))
+        .map_err(|e| backend("open table", e))?;
+    for (seq, key) in keys {
+        // The key may have been pruned by hand and stored again since, under a newer number:
+        // only the mapping to this number is forgotten.
+        let current = map
+            .get(key.as_slice())
+            .map_err(|e| backend("get", e))?
+            .map(|v| v.value().to_vec());
+        if current.is_some_and(|v| v == seq.to_be_bytes()) {
+            map.remove(key.as_slice())
+                .map_err(|e| backend("remove", e))?;
+        }
+    }
+    Ok(())
+}
+
 /// Opens a table for reading; `None` if it was never written (redb creates tables only in write
 /// transactions, and reading must not create one).
 fn open_read<K: redb::Key + 'static, V: redb::Value + 'static>(
@@ -239,7 +370,7 @@ impl Store for RedbStore {
     fn queue_push(&self, table: &str, value: &[u8]) -> Result<u64> {
         let name = queue_name(table)?;
         let txn = self.write()?;
-        let seq = {
+        let body = (|| {
             let mut next = txn
                 .open_table(QUEUE_NEXT)
                 .map_err(|e| backend("open table", e))?;
@@ -252,14 +383,12 @@ impl Store for RedbStore {
             })?;
             next.insert(table, after)
                 .map_err(|e| backend("insert", e))?;
-            let mut q = txn
-                .open_table(QueueTable::new(&name))
-                .map_err(|e| backend("open table", e))?;
-            q.insert(seq, value).map_err(|e| backend("insert", e))?;
-            seq
-        };
-        commit(txn)?;
-        Ok(seq)
+            let mut q = QueueMut::open(&txn, table, &name)?;
+            q.insert(seq, value)?;
+            q.close()?;
+            Ok((seq, true))
+        })();
+        finish(txn, body)
     }
 
     fn queue_range(&self, table: &str, from_seq: u64, max: usize) -> Result<Vec<(u64, Vec<u8>)>> {
@@ -281,19 +410,15 @@ impl Store for RedbStore {
     fn queue_remove(&self, table: &str, seq: u64) -> Result<bool> {
         let name = queue_name(table)?;
         let txn = self.write()?;
-        let removed = {
-            let mut q = txn
-                .open_table(QueueTable::new(&name))
-                .map_err(|e| backend("open table", e))?;
-            let old = q.remove(seq).map_err(|e| backend("remove", e))?;
-            old.is_some()
-        };
-        if removed {
-            commit(txn)?;
-        } else {
-            abort(txn)?;
-        }
-        Ok(removed)
+        let body = (|| {
+            let mut q = QueueMut::open(&txn, table, &name)?;
+            let removed = q.remove(seq)?;
+            if removed {
+                q.close()?;
+            }
+            Ok((removed, removed))
+        })();
+        finish(txn, body)
     }
 
     fn queue_push_unique(
@@ -304,6 +429,7 @@ impl Store for RedbStore {
     ) -> Result<Vec<PushOutcome>> {
         let name = queue_name(table)?;
         let dedup_name = map_name(dedup_table)?;
+        let index_name = dedup_index_name(dedup_table)?;
         // One write transaction: redb admits one writer at a time, so the dedup look-ups and the
         // appends below are atomic with respect to every other writer, and the commit at the end
         // is the batch's single fsync.
@@ -315,9 +441,10 @@ impl Store for RedbStore {
             let mut dedup = txn
                 .open_table(MapTable::new(&dedup_name))
                 .map_err(|e| backend("open table", e))?;
-            let mut q = txn
-                .open_table(QueueTable::new(&name))
+            let mut index = txn
+                .open_table(QueueTable::new(&index_name))
                 .map_err(|e| backend("open table", e))?;
+            let mut q = QueueMut::open(&txn, table, &name)?;
             let first = next
                 .get(table)
                 .map_err(|e| backend("get", e))?
@@ -339,16 +466,18 @@ impl Store for RedbStore {
                 let after = seq.checked_add(1).ok_or_else(|| Error::QueueExhausted {
                     table: table.to_owned(),
                 })?;
-                q.insert(seq, value).map_err(|e| backend("insert", e))?;
+                q.insert(seq, value)?;
                 dedup
                     .insert(key, &seq.to_be_bytes()[..])
                     .map_err(|e| backend("insert", e))?;
+                index.insert(seq, key).map_err(|e| backend("insert", e))?;
                 outcomes.push(PushOutcome::Stored(seq));
                 seq = after;
             }
             let changed = seq != first;
             if changed {
                 next.insert(table, seq).map_err(|e| backend("insert", e))?;
+                q.close()?;
             }
             Ok((outcomes, changed))
         })();
@@ -357,13 +486,18 @@ impl Store for RedbStore {
 
     fn write_batch(&self, ops: &[WriteOp<'_>]) -> Result<()> {
         // Every name is checked before the transaction begins, so a bad one writes nothing.
-        let names = ops
-            .iter()
-            .map(|op| match op {
-                WriteOp::QueueRemove { table, .. } => queue_name(table),
-                WriteOp::Put { table, .. } | WriteOp::Remove { table, .. } => map_name(table),
-            })
-            .collect::<Result<Vec<String>>>()?;
+        let names =
+            ops.iter()
+                .map(|op| match op {
+                    WriteOp::QueueRemove { table, .. }
+                    | WriteOp::QueueRemoveBelow { table, .. } => queue_name(table),
+                    WriteOp::Put { table, .. } | WriteOp::Remove { table, .. } => map_name(table),
+                    WriteOp::DedupForgetBelow { dedup_table, .. } => {
+                        dedup_index_name(dedup_table)?;
+                        map_name(dedup_table)
+                    }
+                })
+                .collect::<Result<Vec<String>>>()?;
         if ops.is_empty() {
             return Ok(());
         }
@@ -371,8 +505,7 @@ impl Store for RedbStore {
         let body = (|| {
             for (op, name) in ops.iter().zip(&names) {
                 // A table is opened per op and closed before the next, since redb refuses to
-                // open one table twice at a time; consecutive ops on one table are the common
-                // case, and opening an already-created table is cheap.
+                // open one table twice at a time; opening an already-created table is cheap.
                 match *op {
                     WriteOp::Put { key, value, .. } => {
                         let mut t = txn
@@ -386,16 +519,70 @@ impl Store for RedbStore {
                             .map_err(|e| backend("open table", e))?;
                         t.remove(key).map_err(|e| backend("remove", e))?;
                     }
-                    WriteOp::QueueRemove { seq, .. } => {
-                        let mut q = txn
-                            .open_table(QueueTable::new(name))
-                            .map_err(|e| backend("open table", e))?;
-                        q.remove(seq).map_err(|e| backend("remove", e))?;
+                    WriteOp::QueueRemove { table, seq } => {
+                        let mut q = QueueMut::open(&txn, table, name)?;
+                        q.remove(seq)?;
+                        q.close()?;
+                    }
+                    WriteOp::QueueRemoveBelow { table, seq } => {
+                        let mut q = QueueMut::open(&txn, table, name)?;
+                        q.remove_below(seq)?;
+                        q.close()?;
+                    }
+                    WriteOp::DedupForgetBelow { dedup_table, seq } => {
+                        dedup_forget_below(&txn, dedup_table, seq)?;
                     }
                 }
             }
             Ok(((), true))
         })();
         finish(txn, body)
+    }
+
+    fn queue_stats(&self, table: &str) -> Result<QueueStats> {
+        let name = queue_name(table)?;
+        let txn = self.read()?;
+        let next_seq = match open_read(&txn, QUEUE_NEXT)? {
+            Some(t) => t
+                .get(table)
+                .map_err(|e| backend("get", e))?
+                .map_or(0, |v| v.value()),
+            None => 0,
+        };
+        let Some(q) = open_read(&txn, QueueTable::new(&name))? else {
+            return Ok(QueueStats {
+                next_seq,
+                ..QueueStats::default()
+            });
+        };
+        let len = q.len().map_err(|e| backend("len", e))?;
+        let first_seq = q
+            .first()
+            .map_err(|e| backend("first", e))?
+            .map(|(k, _)| k.value());
+        let known = match open_read(&txn, QUEUE_BYTES)? {
+            Some(t) => t
+                .get(table)
+                .map_err(|e| backend("get", e))?
+                .map(|v| v.value()),
+            None => None,
+        };
+        let bytes = match known {
+            Some(bytes) => bytes,
+            None => {
+                let mut sum = 0u64;
+                for entry in q.iter().map_err(|e| backend("scan", e))? {
+                    let (_, v) = entry.map_err(|e| backend("scan", e))?;
+                    sum = sum.saturating_add(len_u64(v.value()));
+                }
+                sum
+            }
+        };
+        Ok(QueueStats {
+            len,
+            bytes,
+            first_seq,
+            next_seq,
+        })
     }
 }

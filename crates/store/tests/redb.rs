@@ -63,6 +63,52 @@ fn persists_across_close_and_reopen() {
 }
 
 #[test]
+fn queue_totals_persist_and_are_counted_for_old_queues() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    {
+        let s = RedbStore::open(&path).unwrap();
+        s.queue_push("q", b"12345").unwrap();
+        s.queue_push_unique("q", "q-seen", &[(b"k", b"123")])
+            .unwrap();
+    }
+    {
+        let s = RedbStore::open(&path).unwrap();
+        let st = s.queue_stats("q").unwrap();
+        assert_eq!(
+            (st.len, st.bytes, st.first_seq, st.next_seq),
+            (2, 8, Some(0), 2)
+        );
+    }
+    // A queue written by a version of the crate that kept no totals: written here with redb
+    // directly, in the same layout.
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut q = txn
+                .open_table(redb::TableDefinition::<u64, &[u8]>::new("q:old"))
+                .unwrap();
+            q.insert(0, &b"abc"[..]).unwrap();
+            q.insert(1, &b"defgh"[..]).unwrap();
+            let mut next = txn
+                .open_table(redb::TableDefinition::<&str, u64>::new("m2msec:queue-next"))
+                .unwrap();
+            next.insert("old", 2).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let s = RedbStore::open(&path).unwrap();
+    let st = s.queue_stats("old").unwrap();
+    assert_eq!((st.len, st.bytes, st.next_seq), (2, 8, 2));
+    // The first write counts the old entries once and keeps the total from then on.
+    assert!(s.queue_remove("old", 0).unwrap());
+    assert_eq!(s.queue_stats("old").unwrap().bytes, 5);
+    assert_eq!(s.queue_push("old", b"ij").unwrap(), 2);
+    assert_eq!(s.queue_stats("old").unwrap().bytes, 7);
+}
+
+#[test]
 fn open_creates_parent_directories() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("var/lib/m2msec/relay.redb");

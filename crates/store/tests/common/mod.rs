@@ -5,7 +5,7 @@
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-use m2msec_store::{Error, PushOutcome, Store, WriteOp};
+use m2msec_store::{Error, PushOutcome, QueueStats, Store, WriteOp};
 
 /// Runs the whole conformance suite against a fresh, empty store.
 pub fn conformance<S: Store>(store: &S) {
@@ -16,6 +16,7 @@ pub fn conformance<S: Store>(store: &S) {
     queues(store);
     push_unique(store);
     write_batch(store);
+    queue_stats_and_pruning(store);
     table_names_are_checked(store);
     works_through_dyn(store);
 }
@@ -269,6 +270,93 @@ fn write_batch<S: Store>(s: &S) {
         .unwrap_err();
     assert!(matches!(err, Error::InvalidTableName { .. }), "{err:?}");
     assert_eq!(s.get("wb", b"cursor").unwrap(), Some(b"2".to_vec()));
+}
+
+fn queue_stats_and_pruning<S: Store>(s: &S) {
+    assert_eq!(s.queue_stats("st").unwrap(), QueueStats::default());
+    let items: Vec<([u8; 1], Vec<u8>)> = (0..6u8)
+        .map(|i| ([i], vec![i; 10 + usize::from(i)]))
+        .collect();
+    let refs: Vec<(&[u8], &[u8])> = items.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+    s.queue_push_unique("st", "st-seen", &refs).unwrap();
+    s.queue_push("st", b"1234").unwrap();
+    let total: u64 = (10..16).sum::<u64>() + 4;
+    assert_eq!(
+        s.queue_stats("st").unwrap(),
+        QueueStats {
+            len: 7,
+            bytes: total,
+            first_seq: Some(0),
+            next_seq: 7
+        }
+    );
+    // Duplicates add nothing.
+    s.queue_push_unique("st", "st-seen", &refs[..2]).unwrap();
+    assert_eq!(s.queue_stats("st").unwrap().bytes, total);
+    assert!(s.queue_remove("st", 1).unwrap());
+    assert_eq!(s.queue_stats("st").unwrap().bytes, total - 11);
+    // A prefix goes in one op, with the dedup keys of the first two numbers.
+    s.write_batch(&[
+        WriteOp::QueueRemoveBelow {
+            table: "st",
+            seq: 4,
+        },
+        WriteOp::DedupForgetBelow {
+            dedup_table: "st-seen",
+            seq: 2,
+        },
+    ])
+    .unwrap();
+    assert_eq!(
+        s.queue_stats("st").unwrap(),
+        QueueStats {
+            len: 3,
+            bytes: 14 + 15 + 4,
+            first_seq: Some(4),
+            next_seq: 7
+        }
+    );
+    // Keys 0 and 1 are forgotten (they may be stored again); 2 and 3 are still known although
+    // their entries are gone.
+    let again = s.queue_push_unique("st", "st-seen", &refs[..4]).unwrap();
+    assert_eq!(
+        again,
+        vec![
+            PushOutcome::Stored(7),
+            PushOutcome::Stored(8),
+            PushOutcome::Duplicate(2),
+            PushOutcome::Duplicate(3)
+        ]
+    );
+    // Forgetting below 8 must not forget key 0, which now maps to 7... until 8.
+    s.write_batch(&[WriteOp::DedupForgetBelow {
+        dedup_table: "st-seen",
+        seq: 7,
+    }])
+    .unwrap();
+    assert_eq!(
+        s.queue_push_unique("st", "st-seen", &refs[..3]).unwrap(),
+        vec![
+            PushOutcome::Duplicate(7),
+            PushOutcome::Duplicate(8),
+            PushOutcome::Stored(9)
+        ]
+    );
+    // Everything removed: no first entry, numbers keep going.
+    s.write_batch(&[WriteOp::QueueRemoveBelow {
+        table: "st",
+        seq: u64::MAX,
+    }])
+    .unwrap();
+    assert_eq!(
+        s.queue_stats("st").unwrap(),
+        QueueStats {
+            len: 0,
+            bytes: 0,
+            first_seq: None,
+            next_seq: 10
+        }
+    );
 }
 
 fn table_names_are_checked<S: Store>(s: &S) {
