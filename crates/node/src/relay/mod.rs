@@ -1,3 +1,5 @@
 //! The relay's daemons: the CoAP proxy, the sink, and the client commands.
 pub mod config;
 pub mod provision;
+pub mod sink;
+pub mod source;
