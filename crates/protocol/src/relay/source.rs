@@ -397,7 +397,8 @@ impl Source {
                 max: MAX_REKEYS,
             });
         }
-        let mut out = Vec::with_capacity(MAX_REKEYS.min(usize::from(u8::MAX)));
+        // `count` ≤ MAX_REKEYS, so it fits.
+        let mut out = Vec::with_capacity(usize::try_from(count).unwrap_or(MAX_REKEYS));
         for epoch in epochs {
             let secret = self.seed.epoch_key(epoch)?;
             out.push(EpochRekey {
