@@ -3,3 +3,4 @@ pub mod config;
 pub mod provision;
 pub mod sink;
 pub mod source;
+pub mod bench;
