@@ -1,4 +1,5 @@
 //! The relay's daemons: the CoAP proxy, the sink, and the client commands.
+pub mod coap;
 pub mod config;
 pub mod provision;
 pub mod sink;
