@@ -748,6 +748,10 @@ impl CoapClient {
     /// one (§2.9.3).
     async fn upload(&self, peer: SocketAddr, req: &Packet) -> Result<Packet> {
         let body = &req.payload;
+        // Blocks are cut from `body`; the template carries everything else, so the body is
+        // not copied once per block.
+        let mut template = req.clone();
+        template.payload = Vec::new();
         let mut szx = self.shared.config.block_szx;
         let mut offset = 0usize;
         loop {
@@ -761,7 +765,7 @@ impl CoapClient {
                 })?;
             let end = offset.saturating_add(size).min(body.len());
             let more = end < body.len();
-            let mut block = req.clone();
+            let mut block = template.clone();
             block.payload = body[offset..end].to_vec();
             let opt = BlockOpt { num, more, szx };
             block.clear_option(CoapOption::Block1);
@@ -1351,7 +1355,8 @@ struct DedupEntry {
 ///
 /// The token is compared as well: a peer whose message ids wrap within the lifetime (more than
 /// 65 536 requests in 247 s) starts a new request with a reused id, and that must not be
-/// mistaken for a copy. Capped at `capacity` entries, oldest evicted first.
+/// mistaken for a copy. Capped at `capacity` entries, oldest evicted first, so its memory is
+/// at most `capacity` times the largest response.
 pub struct DedupCache {
     /// Which exchanges are remembered (and until when).
     recent: RecentSet<(SocketAddr, u16)>,
