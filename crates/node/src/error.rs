@@ -62,6 +62,12 @@ pub enum Error {
     /// E2SEC refused a configuration or failed an exchange.
     #[error("e2sec: {0}")]
     E2sec(#[from] m2msec_protocol::e2sec::Error),
+    /// The relay refused a configuration, a key or a message.
+    #[error("relay: {0}")]
+    Relay(#[from] m2msec_protocol::relay::Error),
+    /// A CoAP exchange failed (timeout, reset, malformed or unexpected response).
+    #[error("coap: {0}")]
+    Coap(#[from] crate::relay::coap::Error),
     /// A device daemon's control channel failed or the daemon refused a command.
     #[error("{0}")]
     Control(String),

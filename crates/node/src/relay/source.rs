@@ -258,6 +258,7 @@ impl SourceNode {
             payload: Bytes(payload),
             timestamp_ms: now.0,
             signature: Bytes(signature),
+            key: Bytes(self.signer.verifying_key().to_bytes()),
         }
     }
 

@@ -419,6 +419,11 @@ cbor_struct! {
         pub timestamp_ms: u64,
         /// Ed25519 by the storage's owner key over [`signed_input`].
         pub signature: Bytes,
+        /// The signer's Ed25519 verifying key (32 bytes, as `StoreRequest::owner_key`): Ed25519
+        /// has no key recovery, so without it the proxy could not tell a valid signature by a
+        /// key that is not the owner (4.03) from an invalid one (4.01). Not itself signed: an
+        /// Ed25519 signature already binds the verifying key (RFC 8032 §5.1.6 hashes A).
+        pub key: Bytes,
     }
 }
 
@@ -654,6 +659,7 @@ mod tests {
             payload: Bytes(control.clone()),
             timestamp_ms: 1_700_000_000_000,
             signature: Bytes(vec![0x5a; 64]),
+            key: Bytes(vec![0x11; 32]),
         };
         round_trip(&signed);
 
