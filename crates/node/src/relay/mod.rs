@@ -3,5 +3,6 @@ pub mod coap;
 pub mod config;
 pub mod provision;
 pub mod sink;
+pub mod proxy;
 pub mod source;
 pub mod bench;

@@ -1,0 +1,394 @@
+//! The relay proxy daemon (`m2msec run relay-proxy`): the secure store-and-forward proxy of
+//! paper 004 §IV, serving its RESTful API over CoAP (RFC 7252) on UDP.
+//!
+//! The proxy is untrusted: it stores sources' protected streams while no data sink is known,
+//! and later forwards them, re-encrypting only the management messages (AFGH eq. (3)) to each
+//! sink its owner grants, with re-encryption keys that cannot decrypt anything. The API and
+//! every field of its config file are described in `examples/relay-proxy.toml`.
+//!
+//! # Structure
+//! - [`server`]: one task owns the CoAP socket: parses, deduplicates, reassembles block-wise
+//!   uploads, routes, answers, notifies observers ([`observe`]).
+//! - [`ingest`]: admission of messages into a bounded queue (5.03 + Max-Age when full, so memory
+//!   stays bounded under a flood), and the plain-UDP ingestion sockets.
+//! - [`writer`]: the only task that writes queues — group commits (one transaction per batch;
+//!   a message is acknowledged only after it), housekeeping (positions, retention, dedup
+//!   pruning) and the control plane's writes.
+//! - [`control`]: `store`, `forward`, `control` and `DELETE`, with owner authorisation
+//!   ([`authz`]).
+//! - [`forward`]: one pump per sink, delivering through [`deliver`].
+//! - [`state`]: what all of them share in memory; [`records`]: what is kept in the store.
+//!
+//! # Guarantees
+//! - **Durability**: a 2.04 for a message leaves only after the transaction holding it
+//!   committed. A proxy killed at any moment (SIGKILL) and restarted on the same state database
+//!   holds every message it acknowledged, exactly once: a retransmission of a message stored but
+//!   not yet acknowledged is recognised by its dedup key (flags, message id, stream id, key
+//!   index) and acknowledged without a second copy.
+//! - **Back-pressure**: a message that does not fit its storage's or the proxy's capacity is
+//!   answered 5.03 Service Unavailable with Max-Age, never dropped silently; plain-UDP refusals
+//!   are counted in the storage's monitor and logged.
+//! - **Retention**: a message is removed once every sink of every forward of its storage has
+//!   passed it (delivered, or skipped as outside its epochs). A storage without a forward, or
+//!   with a forward that has no sink, keeps everything until it is full or deleted.
+//! - **Forwarding never skips** a message for lack of an answer: a sink that is down gets the
+//!   same message again with back-off, for as long as it takes. After a restart delivery resumes
+//!   from the positions written at most 100 ms before the crash, so a sink may see a message
+//!   again; its durable seen set drops it.
+//! - **Bounded**: the ingest queue, storages, forwards, sinks per forward, observers, block-wise
+//!   uploads, cached answers and concurrent control calls all have limits.
+
+pub(crate) mod authz;
+pub(crate) mod coap_msg;
+pub mod config;
+pub(crate) mod control;
+pub(crate) mod deliver;
+pub(crate) mod forward;
+pub(crate) mod ingest;
+pub(crate) mod metrics;
+pub(crate) mod observe;
+pub(crate) mod records;
+pub(crate) mod resources;
+pub(crate) mod server;
+pub(crate) mod state;
+pub(crate) mod writer;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use m2msec_store::Store;
+use tokio::net::UdpSocket;
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+
+pub use config::ProxyConfig;
+
+use self::coap_msg::{Response, code};
+use self::state::Core;
+use self::writer::{Deferred, Ingest, Op, WriterCmd};
+use crate::collab::daemon::open_store;
+use crate::driver::{self, Shutdown};
+use crate::error::{Error, Result};
+
+/// Control calls (store, forward, control, delete) running at once, at most.
+const CONTROL_SLOTS: usize = 64;
+
+/// What the proxy's tasks share.
+pub(crate) struct Shared {
+    pub(crate) config: ProxyConfig,
+    pub(crate) store: Arc<dyn Store>,
+    core: Mutex<Core>,
+    /// Admitted messages on their way to the writer (bounded: `ingest_queue`).
+    pub(crate) ingest: mpsc::Sender<Ingest>,
+    /// Control-plane writes for the writer.
+    pub(crate) writer: mpsc::Sender<WriterCmd>,
+    /// Answers computed away from the server's task.
+    pub(crate) deferred: mpsc::UnboundedSender<Deferred>,
+    /// Serialises the control calls.
+    pub(crate) control: tokio::sync::Mutex<()>,
+    /// Bounds the control calls in progress.
+    pub(crate) control_slots: Arc<Semaphore>,
+    /// Fires when the proxy stops.
+    pub(crate) stop: watch::Receiver<bool>,
+}
+
+impl Shared {
+    /// The in-memory state. Critical sections never await and never call the store, and leave
+    /// the state consistent at every step, so a poisoned lock (a panic elsewhere) is carried on
+    /// from rather than propagated.
+    pub(crate) fn core(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Has the writer apply `ops` in one transaction.
+    ///
+    /// # Errors
+    ///
+    /// A 5.00 response when the store failed or the writer is gone.
+    pub(crate) async fn write(&self, ops: Vec<Op>) -> std::result::Result<(), Response> {
+        let (tx, rx) = oneshot::channel();
+        if self.writer.send(WriterCmd::Run(ops, tx)).await.is_err() {
+            return Err(Response::error(code::UNAVAILABLE, "stopping"));
+        }
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "store write failed");
+                Err(Response::error(code::INTERNAL, "store failed"))
+            }
+            Err(_) => Err(Response::error(code::UNAVAILABLE, "stopping")),
+        }
+    }
+}
+
+/// A bound proxy, ready to [`run`](Proxy::run).
+pub struct Proxy {
+    shared: Arc<Shared>,
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    ingest: mpsc::Receiver<Ingest>,
+    commands: mpsc::Receiver<WriterCmd>,
+    deferred: mpsc::UnboundedReceiver<Deferred>,
+    stop: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("local", &self.local)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs the proxy of `config_file` until `shutdown` (`m2msec run relay-proxy --config FILE`).
+///
+/// # Errors
+///
+/// Config, store and bind errors; a store error while serving stops the proxy (nothing that
+/// depended on the failed write was acknowledged).
+pub async fn run_file(config_file: &Path, shutdown: Shutdown) -> Result<()> {
+    run(ProxyConfig::from_file(config_file)?, shutdown).await
+}
+
+/// Runs a proxy of `config` until `shutdown`.
+///
+/// # Errors
+///
+/// As [`run_file`].
+pub async fn run(config: ProxyConfig, shutdown: Shutdown) -> Result<()> {
+    Proxy::bind(config).await?.run(shutdown).await
+}
+
+impl Proxy {
+    /// Opens the state database (or an in-memory store when `config.state` is `None`), reads
+    /// back storages, forwards and positions, and binds the CoAP socket. Nothing is served until
+    /// [`Proxy::run`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`]-like usage errors for invalid values, [`Error::Store`] if the database
+    /// cannot be opened or read, [`Error::Bind`] if the address is taken.
+    pub async fn bind(config: ProxyConfig) -> Result<Self> {
+        let store = open_store(config.state.as_deref())?;
+        Self::bind_with_store(config, store).await
+    }
+
+    /// As [`Proxy::bind`], on a store the caller opened.
+    ///
+    /// # Errors
+    ///
+    /// As [`Proxy::bind`].
+    pub async fn bind_with_store(config: ProxyConfig, store: Arc<dyn Store>) -> Result<Self> {
+        config.check().map_err(Error::Usage)?;
+        let socket = driver::bind(config.listen).await?;
+        let local = socket.local_addr().map_err(Error::Socket)?;
+        let queue = usize::try_from(config.ingest_queue).unwrap_or(usize::MAX);
+        let (ingest_tx, ingest) = mpsc::channel(queue);
+        let (writer_tx, commands) = mpsc::channel(CONTROL_SLOTS);
+        let (deferred_tx, deferred) = mpsc::unbounded_channel();
+        let (stop, stop_rx) = watch::channel(false);
+        let core = Core::new(
+            config.capacity_bytes,
+            config.max_load_window_s,
+            writer::now_s(),
+        );
+        let shared = Arc::new(Shared {
+            config,
+            store,
+            core: Mutex::new(core),
+            ingest: ingest_tx,
+            writer: writer_tx,
+            deferred: deferred_tx,
+            control: tokio::sync::Mutex::new(()),
+            control_slots: Arc::new(Semaphore::new(CONTROL_SLOTS)),
+            stop: stop_rx,
+        });
+        recover(&shared).await?;
+        Ok(Self {
+            shared,
+            socket: Arc::new(socket),
+            local,
+            ingest,
+            commands,
+            deferred,
+            stop,
+        })
+    }
+
+    /// The CoAP address it serves.
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Serves until `shutdown`; then answers what was admitted, writes the final positions and
+    /// returns.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] if the store failed while serving.
+    pub async fn run(self, mut shutdown: Shutdown) -> Result<()> {
+        let Self {
+            shared,
+            socket,
+            local,
+            ingest,
+            commands,
+            deferred,
+            stop,
+        } = self;
+        let info = shared.core().info();
+        tracing::info!(
+            role = "relay-proxy",
+            listen = %local,
+            state = ?shared.config.state,
+            capacity = info.capacity,
+            storages = info.storages,
+            forwards = info.forwards,
+            "serving"
+        );
+        let mut writer = tokio::spawn(writer::run(
+            Arc::clone(&shared),
+            ingest,
+            commands,
+            shared.stop.clone(),
+        ));
+        let server = tokio::spawn(
+            server::Server::new(Arc::clone(&shared), socket, deferred).run(shared.stop.clone()),
+        );
+        let ended = tokio::select! {
+            () = shutdown.wait() => None,
+            r = &mut writer => Some(r),
+        };
+        stop.send_replace(true);
+        let joined = match ended {
+            None => writer.await,
+            Some(r) => r,
+        };
+        let result =
+            joined.unwrap_or_else(|e| Err(Error::Control(format!("relay proxy writer: {e}"))));
+        let _ = server.await;
+        stop_tasks(&shared);
+        tracing::info!(role = "relay-proxy", "stopped");
+        result
+    }
+}
+
+/// Aborts the pumps and ingestion sockets (they also stop on their own at `stop`).
+fn stop_tasks(shared: &Shared) {
+    let core = shared.core();
+    for s in core.storages.values() {
+        if let Some(t) = &s.udp_task {
+            t.abort();
+        }
+    }
+    for f in core.forwards.values() {
+        for sink in f.sinks.values() {
+            if let Some(t) = &sink.task {
+                t.abort();
+            }
+        }
+    }
+}
+
+/// Reads back storages, forwards and positions, re-binds the UDP ingestion ports and starts
+/// the pumps.
+async fn recover(shared: &Arc<Shared>) -> Result<()> {
+    let store = Arc::clone(&shared.store);
+    let loaded = writer::blocking(move || {
+        let loaded = records::load(&*store).map_err(|e| match e {
+            Error::Store(e) => e,
+            other => m2msec_store::Error::Backend {
+                operation: "load",
+                source: other.to_string().into(),
+            },
+        })?;
+        let stats = loaded
+            .storages
+            .iter()
+            .map(|(r, _)| store.queue_stats(&records::queue_table(r.id)))
+            .collect::<m2msec_store::Result<Vec<_>>>()?;
+        Ok((loaded, stats))
+    })
+    .await?;
+    let (loaded, stats) = loaded;
+    {
+        let mut core = shared.core();
+        core.next_storage = loaded.next_storage;
+        core.next_forward = loaded.next_forward;
+    }
+    let mut orphans = Vec::new();
+    for ((record, counters), stats) in loaded.storages.into_iter().zip(stats) {
+        let Some(owner) = records::unhex(&record.owner_key).and_then(|b| authz::owner_key(&b))
+        else {
+            tracing::warn!(
+                storage = record.id,
+                "storage skipped: owner key does not decode"
+            );
+            continue;
+        };
+        let socket = if record.udp {
+            Some(rebind(shared, &record).await?)
+        } else {
+            None
+        };
+        control::install_storage(shared, record, owner, counters, stats, socket);
+    }
+    for record in loaded.forwards {
+        if !shared.core().storages.contains_key(&record.storage_id) {
+            tracing::warn!(forward = record.id, "forward skipped: its storage is gone");
+            continue;
+        }
+        let cursors: Vec<(String, records::CursorRecord)> = loaded
+            .cursors
+            .iter()
+            .filter(|((f, _), _)| *f == record.id)
+            .map(|((_, url), c)| (url.clone(), c.clone()))
+            .collect();
+        control::install_forward(shared, record, &cursors);
+    }
+    {
+        let core = shared.core();
+        for ((fid, url), _) in &loaded.cursors {
+            let known = core
+                .forwards
+                .get(fid)
+                .is_some_and(|f| f.sinks.contains_key(url));
+            if !known {
+                orphans.push(Op::Remove(
+                    records::CURSORS_TABLE,
+                    records::cursor_key(*fid, url),
+                ));
+            }
+        }
+    }
+    if !orphans.is_empty() {
+        let store = Arc::clone(&shared.store);
+        writer::blocking(move || writer::apply(&*store, &orphans)).await?;
+    }
+    Ok(())
+}
+
+/// Binds a restored storage's UDP port again (the same one if it is free, so sources keep
+/// working), recording a new one if it is not.
+async fn rebind(shared: &Arc<Shared>, record: &records::StorageRecord) -> Result<UdpSocket> {
+    let ip = shared.config.udp_bind;
+    if let Some(port) = record.udp_port
+        && let Ok(s) = UdpSocket::bind(SocketAddr::new(ip, port)).await
+    {
+        return Ok(s);
+    }
+    let addr = SocketAddr::new(ip, 0);
+    let s = UdpSocket::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })?;
+    let port = s.local_addr().map_err(Error::Socket)?.port();
+    tracing::warn!(storage = record.id, old = ?record.udp_port, new = port, "UDP ingestion port changed");
+    let mut updated = record.clone();
+    updated.udp_port = Some(port);
+    let json = records::json(&updated)?;
+    let store = Arc::clone(&shared.store);
+    let key = records::id_key(record.id);
+    writer::blocking(move || store.put(records::STORAGES_TABLE, &key, &json)).await?;
+    Ok(s)
+}

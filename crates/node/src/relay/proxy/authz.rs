@@ -1,0 +1,158 @@
+//! Owner authorisation of `forward`, `control` and `DELETE storage` (contract: `api::Signed`).
+//!
+//! The owner signs `api::signed_input(path, timestamp_ms, payload)` with the Ed25519 key it
+//! registered at `store`. The proxy refuses with 4.01 Unauthorized a request without a
+//! well-formed envelope, with a timestamp further than `signed_max_skew_s` from its clock, with
+//! a signature that no key it knows made, or that it accepted before (replay); and with 4.03
+//! Forbidden a request validly signed by a key it knows — the owner of another storage — that is
+//! not this storage's owner.
+//!
+//! `Signed` does not name its signer (see /work/notes/relay-requests.md), so "a key it knows"
+//! means the owner keys of the proxy's storages: after the owner's key, at most
+//! [`MAX_OTHER_KEYS`] other distinct owner keys are tried, which bounds the work an invalid
+//! request can cause. Ed25519 signatures are deterministic and verified strictly (no malleable
+//! second form), so the replay cache can key on the signature itself.
+
+use m2msec_crypto::hash::sha256;
+use m2msec_crypto::sig::{SigSuite, VerifyingKey};
+use m2msec_wire::relay::api::{Signed, signed_input};
+
+/// Other owners' keys tried at most when the owner's key does not verify.
+pub(crate) const MAX_OTHER_KEYS: usize = 16;
+
+/// Why an owner-signed request is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// 4.01, with the reason given as diagnostic.
+    Unauthorized(&'static str),
+    /// 4.03: a valid signature, but not by the owner.
+    Forbidden,
+}
+
+/// Checks `signed` for resource `path` against the storage `owner`, trying `others` (the other
+/// storages' owners) when the owner's key does not verify.
+///
+/// # Errors
+///
+/// [`Refused`] as described in the module documentation (the replay check is the caller's, on
+/// the store: [`replay_key`]).
+pub(crate) fn check<'k>(
+    path: &str,
+    signed: &Signed,
+    owner: &VerifyingKey,
+    others: impl IntoIterator<Item = &'k VerifyingKey>,
+    now_ms: u64,
+    max_skew_ms: u64,
+) -> Result<(), Refused> {
+    if signed.timestamp_ms.abs_diff(now_ms) > max_skew_ms {
+        return Err(Refused::Unauthorized("stale timestamp"));
+    }
+    let input = signed_input(path, signed.timestamp_ms, &signed.payload.0);
+    if owner.verify(&input, &signed.signature.0).is_ok() {
+        return Ok(());
+    }
+    let owner_bytes = owner.to_bytes();
+    let mut tried: Vec<Vec<u8>> = Vec::new();
+    for key in others {
+        let bytes = key.to_bytes();
+        if bytes == owner_bytes || tried.contains(&bytes) {
+            continue;
+        }
+        if key.verify(&input, &signed.signature.0).is_ok() {
+            return Err(Refused::Forbidden);
+        }
+        tried.push(bytes);
+        if tried.len() >= MAX_OTHER_KEYS {
+            break;
+        }
+    }
+    Err(Refused::Unauthorized("invalid signature"))
+}
+
+/// The replay-cache key of an accepted envelope.
+pub(crate) fn replay_key(signed: &Signed) -> [u8; 32] {
+    sha256(&signed.signature.0)
+}
+
+/// Parses the owner key of a `StoreRequest`: 32 raw Ed25519 bytes, or the 33-byte
+/// `sig::VerifyingKey::to_bytes` form of an Ed25519 key.
+pub(crate) fn owner_key(bytes: &[u8]) -> Option<VerifyingKey> {
+    let key = match bytes.len() {
+        32 => {
+            let mut tagged = Vec::with_capacity(33);
+            tagged.push(SigSuite::Ed25519.id());
+            tagged.extend_from_slice(bytes);
+            VerifyingKey::from_bytes(&tagged).ok()?
+        }
+        33 => VerifyingKey::from_bytes(bytes).ok()?,
+        _ => return None,
+    };
+    (key.suite() == SigSuite::Ed25519).then_some(key)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+    use m2msec_crypto::rng::OsRng;
+    use m2msec_crypto::sig::SigningKey;
+    use m2msec_wire::cbor::Bytes;
+
+    use super::*;
+
+    fn sign(key: &SigningKey, path: &str, ts: u64, payload: &[u8]) -> Signed {
+        Signed {
+            payload: Bytes(payload.to_vec()),
+            timestamp_ms: ts,
+            signature: Bytes(key.sign(&mut OsRng, &signed_input(path, ts, payload))),
+            key: Bytes(key.verifying_key().to_bytes()),
+        }
+    }
+
+    #[test]
+    fn owner_other_and_unknown_keys() {
+        let owner = SigningKey::generate(SigSuite::Ed25519, &mut OsRng).unwrap();
+        let other = SigningKey::generate(SigSuite::Ed25519, &mut OsRng).unwrap();
+        let stranger = SigningKey::generate(SigSuite::Ed25519, &mut OsRng).unwrap();
+        let (ov, xv) = (owner.verifying_key(), other.verifying_key());
+        let now = 1_000_000;
+        let ok = sign(&owner, "forward", now, b"x");
+        assert_eq!(check("forward", &ok, &ov, [&xv], now, 1000), Ok(()));
+        // Bound to the path.
+        assert_eq!(
+            check("storage/1", &ok, &ov, [&xv], now, 1000),
+            Err(Refused::Unauthorized("invalid signature"))
+        );
+        // Stale either way.
+        let old = sign(&owner, "forward", now - 1001, b"x");
+        assert_eq!(
+            check("forward", &old, &ov, [], now, 1000),
+            Err(Refused::Unauthorized("stale timestamp"))
+        );
+        let future = sign(&owner, "forward", now + 1001, b"x");
+        assert!(check("forward", &future, &ov, [], now, 1000).is_err());
+        // Another storage's owner: forbidden; a key nobody registered: unauthorised.
+        let by_other = sign(&other, "forward", now, b"x");
+        assert_eq!(
+            check("forward", &by_other, &ov, [&ov, &xv], now, 1000),
+            Err(Refused::Forbidden)
+        );
+        let by_stranger = sign(&stranger, "forward", now, b"x");
+        assert_eq!(
+            check("forward", &by_stranger, &ov, [&xv], now, 1000),
+            Err(Refused::Unauthorized("invalid signature"))
+        );
+        assert_eq!(replay_key(&ok), replay_key(&ok.clone()));
+    }
+
+    #[test]
+    fn owner_key_forms() {
+        let k = SigningKey::generate(SigSuite::Ed25519, &mut OsRng).unwrap();
+        let tagged = k.verifying_key().to_bytes();
+        assert_eq!(tagged.len(), 33);
+        assert!(owner_key(&tagged).is_some());
+        assert!(owner_key(&tagged[1..]).is_some());
+        assert!(owner_key(&tagged[2..]).is_none());
+        assert!(owner_key(&[0u8; 33]).is_none());
+    }
+}

@@ -1,0 +1,384 @@
+//! The forward engine: one pump per sink of each forward.
+//!
+//! A pump reads its storage's queue from the sink's position (`queue_range`), gives each
+//! message to its [`Forwarder`] (which re-encrypts management and individual messages to the
+//! sink and passes the data of the sections it re-encrypted), and delivers the result — a CoAP
+//! confirmable POST to a `coap://` sink, a datagram to a `udp://` one — at the forward's rate.
+//! The position advances only once the sink has the message (a 2.xx; a 4.xx, by which the sink
+//! says it will never take it, is logged and passed) or the forwarder skipped it (outside the
+//! sink's epochs). When the sink is down the same message is retried with exponential back-off,
+//! for as long as it takes: nothing is ever skipped for lack of an answer.
+//!
+//! Positions live in `Core` and are written by the writer's housekeeping every 100 ms, with the
+//! forwarder's sections (`Forwarder::snapshot`) when they changed. After a crash a sink may thus
+//! receive again what it acknowledged in the last moments before it; the sink's durable seen set
+//! drops those copies.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use m2msec_protocol::relay::{EpochRekey, Forwarded, Forwarder};
+use m2msec_wire::relay::{Flags, RelayMessage, parse_sink_url};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use super::Shared;
+use super::deliver::{Outcome, Transport};
+use super::ingest::LogLimit;
+use super::metrics::Slot;
+use super::records::queue_table;
+use super::state::MonitorId;
+use super::writer::{blocking, now_s};
+
+/// Messages read from the store at a time.
+const READ_BATCH: usize = 64;
+/// First pause after a failed delivery; doubled up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// Longest pause between two attempts at one message.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A pump with nothing to do looks again at least this often.
+const IDLE_RECHECK: Duration = Duration::from_secs(1);
+
+/// What a pump needs to start.
+#[derive(Clone, Debug)]
+pub(crate) struct PumpSpec {
+    pub(crate) forward_id: u32,
+    pub(crate) storage_id: u32,
+    pub(crate) url: String,
+    pub(crate) rekeys: Vec<EpochRekey>,
+    /// `Forwarder::snapshot` of its sections, empty for none.
+    pub(crate) snapshot: Vec<u8>,
+    /// Messages per second, 0 = unlimited.
+    pub(crate) rate: u32,
+    /// The sink's generation this pump serves (see `SinkState::generation`).
+    pub(crate) generation: u64,
+}
+
+/// Starts the pump of `spec`.
+pub(crate) fn spawn(shared: &Arc<Shared>, spec: PumpSpec) -> AbortHandle {
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move { pump(shared, spec).await }).abort_handle()
+}
+
+/// The forward's rate as pacing: at most one message per `1/rate` seconds.
+#[derive(Debug)]
+struct Pace {
+    interval: Option<Duration>,
+    next: Instant,
+}
+
+impl Pace {
+    fn new(rate: u32) -> Self {
+        Self {
+            interval: (rate > 0).then(|| Duration::from_secs(1) / rate),
+            next: Instant::now(),
+        }
+    }
+
+    async fn wait(&mut self) {
+        let Some(interval) = self.interval else {
+            return;
+        };
+        let now = Instant::now();
+        if self.next > now {
+            tokio::time::sleep_until(self.next).await;
+        }
+        self.next = self.next.max(now) + interval;
+    }
+}
+
+/// Where the pump stands, read from `Core`.
+enum Standing {
+    /// The forward or the sink is gone (deleted, removed): the pump ends.
+    Gone,
+    Paused,
+    /// Deliver from `cursor`; the storage's next sequence number is `next`.
+    Run {
+        cursor: u64,
+        next: u64,
+    },
+}
+
+fn standing(shared: &Shared, spec: &PumpSpec) -> Standing {
+    let core = shared.core();
+    let Some(f) = core.forwards.get(&spec.forward_id) else {
+        return Standing::Gone;
+    };
+    let Some(sink) = f
+        .sinks
+        .get(&spec.url)
+        .filter(|s| s.generation == spec.generation)
+    else {
+        return Standing::Gone;
+    };
+    if f.record.paused {
+        return Standing::Paused;
+    }
+    let next = core
+        .storages
+        .get(&spec.storage_id)
+        .map_or(0, |s| s.stats.next_seq);
+    Standing::Run {
+        cursor: sink.pos.cursor,
+        next,
+    }
+}
+
+async fn pump(shared: Arc<Shared>, spec: PumpSpec) {
+    let mut stop = shared.stop.clone();
+    let mut log = LogLimit::new("forwarding");
+    let Ok(url) = parse_sink_url(&spec.url) else {
+        tracing::warn!(sink = %spec.url, "sink URL does not parse: not forwarding");
+        return;
+    };
+    let restored = if spec.snapshot.is_empty() {
+        Forwarder::new(spec.url.clone(), spec.rekeys.clone())
+    } else {
+        Forwarder::restore(spec.url.clone(), spec.rekeys.clone(), &spec.snapshot)
+            .or_else(|_| Forwarder::new(spec.url.clone(), spec.rekeys.clone()))
+    };
+    let mut forwarder = match restored {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(sink = %spec.url, error = %e, "sink's grant refused: not forwarding");
+            return;
+        }
+    };
+    let (arrived, control) = {
+        let core = shared.core();
+        let Some(s) = core.storages.get(&spec.storage_id) else {
+            return;
+        };
+        let Some(f) = core.forwards.get(&spec.forward_id) else {
+            return;
+        };
+        (Arc::clone(&s.arrived), Arc::clone(&f.control))
+    };
+    let mut transport = loop {
+        match Transport::open(&url).await {
+            Ok(t) => break t,
+            Err(e) => {
+                log.warn(
+                    url.addr(),
+                    &format!("cannot open a socket to the sink: {e}"),
+                );
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    () = tokio::time::sleep(IDLE_RECHECK) => {}
+                }
+            }
+        }
+    };
+    let mut pace = Pace::new(spec.rate);
+    let table = queue_table(spec.storage_id);
+    tracing::info!(forward = spec.forward_id, sink = %spec.url, epochs = ?forwarder.epochs(), "forwarding");
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        // Registered before the state is read, so a wake-up in between is not lost.
+        let arrived_wait = arrived.notified();
+        let control_wait = control.notified();
+        tokio::pin!(arrived_wait, control_wait);
+        arrived_wait.as_mut().enable();
+        control_wait.as_mut().enable();
+        let cursor = match standing(&shared, &spec) {
+            Standing::Gone => return,
+            Standing::Paused => {
+                tokio::select! {
+                    () = &mut control_wait => {}
+                    _ = stop.changed() => return,
+                    () = tokio::time::sleep(IDLE_RECHECK) => {}
+                }
+                continue;
+            }
+            Standing::Run { cursor, next } if cursor >= next => {
+                tokio::select! {
+                    () = &mut arrived_wait => {}
+                    () = &mut control_wait => {}
+                    _ = stop.changed() => return,
+                    () = tokio::time::sleep(IDLE_RECHECK) => {}
+                }
+                continue;
+            }
+            Standing::Run { cursor, .. } => cursor,
+        };
+        let store = Arc::clone(&shared.store);
+        let t = table.clone();
+        let batch = match blocking(move || store.queue_range(&t, cursor, READ_BATCH)).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the storage failed");
+                tokio::time::sleep(IDLE_RECHECK).await;
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            // The rest was removed with its storage: the next look finds the forward gone.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        for (seq, value) in batch {
+            match step(
+                &shared,
+                &spec,
+                &mut forwarder,
+                &mut transport,
+                &mut pace,
+                &mut log,
+                seq,
+                &value,
+            )
+            .await
+            {
+                Step::Next => {}
+                Step::Interrupted => break,
+                Step::Gone => return,
+            }
+        }
+    }
+}
+
+enum Step {
+    Next,
+    Interrupted,
+    Gone,
+}
+
+#[allow(clippy::too_many_arguments)] // one message through the pump's parts
+async fn step(
+    shared: &Arc<Shared>,
+    spec: &PumpSpec,
+    forwarder: &mut Forwarder,
+    transport: &mut Transport,
+    pace: &mut Pace,
+    log: &mut LogLimit,
+    seq: u64,
+    value: &[u8],
+) -> Step {
+    match standing(shared, spec) {
+        Standing::Gone => return Step::Gone,
+        Standing::Paused => return Step::Interrupted,
+        Standing::Run { .. } => {}
+    }
+    let (sent, reencrypted, management) = match RelayMessage::decode(value) {
+        Err(e) => {
+            log.warn(
+                sink_addr(transport),
+                &format!("stored message {seq} does not decode: {e}"),
+            );
+            (None, false, false)
+        }
+        Ok(msg) => match forwarder.transform(&msg) {
+            Forwarded::Skip(reason) => {
+                tracing::debug!(sink = %spec.url, seq, %reason, "skipped");
+                (None, false, false)
+            }
+            Forwarded::Send(out) => {
+                pace.wait().await;
+                match deliver(shared, spec, transport, log, &out).await {
+                    Step::Next => {}
+                    other => return other,
+                }
+                let len = out.encode().map_or(value.len(), |b| b.len());
+                (
+                    Some(len),
+                    out.header.flags.contains(Flags::REENCRYPTED),
+                    msg.header.flags.contains(Flags::MANAGEMENT),
+                )
+            }
+        },
+    };
+    let mut core = shared.core();
+    let Some(sink) = core
+        .forwards
+        .get_mut(&spec.forward_id)
+        .and_then(|f| f.sinks.get_mut(&spec.url))
+        .filter(|s| s.generation == spec.generation)
+    else {
+        return Step::Gone;
+    };
+    sink.pos.cursor = seq.saturating_add(1).max(sink.pos.cursor);
+    match sent {
+        Some(_) => sink.pos.delivered = sink.pos.delivered.saturating_add(1),
+        None => sink.pos.skipped = sink.pos.skipped.saturating_add(1),
+    }
+    if reencrypted {
+        sink.pos.reencrypted = sink.pos.reencrypted.saturating_add(1);
+        if management {
+            sink.pos.snapshot = forwarder.snapshot();
+        }
+    }
+    sink.dirty = true;
+    core.dirty.insert(MonitorId::Forward(spec.forward_id));
+    if let Some(len) = sent {
+        core.metrics.record(
+            now_s(),
+            Slot {
+                messages_out: 1,
+                bytes_out: u64::try_from(len).unwrap_or(u64::MAX),
+                ..Slot::default()
+            },
+        );
+    }
+    Step::Next
+}
+
+/// Delivers `out` until the sink has it; `Interrupted` when the forward was paused meanwhile,
+/// `Gone` when it or the sink was removed or the proxy stops.
+async fn deliver(
+    shared: &Arc<Shared>,
+    spec: &PumpSpec,
+    transport: &mut Transport,
+    log: &mut LogLimit,
+    out: &RelayMessage,
+) -> Step {
+    let mut stop = shared.stop.clone();
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        match transport.send(out).await {
+            Outcome::Accepted => return Step::Next,
+            Outcome::Refused(c) => {
+                log.warn(
+                    sink_addr(transport),
+                    &format!(
+                        "sink {} refused message {} ({}): passed",
+                        spec.url,
+                        out.header.message_id,
+                        super::coap_msg::code::show(c)
+                    ),
+                );
+                return Step::Next;
+            }
+            Outcome::Failed(e) => {
+                log.warn(
+                    sink_addr(transport),
+                    &format!(
+                        "sink {} unreachable ({e}): retrying in {backoff:?}",
+                        spec.url
+                    ),
+                );
+            }
+        }
+        tokio::select! {
+            _ = stop.changed() => return Step::Gone,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+        match standing(shared, spec) {
+            Standing::Gone => return Step::Gone,
+            Standing::Paused => return Step::Interrupted,
+            Standing::Run { .. } => {}
+        }
+    }
+}
+
+fn sink_addr(transport: &Transport) -> std::net::SocketAddr {
+    let socket = match transport {
+        Transport::Coap(c) => c.socket(),
+        Transport::Udp(s) => s,
+    };
+    socket
+        .peer_addr()
+        .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)))
+}

@@ -1,0 +1,342 @@
+//! What the proxy keeps in its store, and how it reads it back after a restart.
+//!
+//! | table                    | key                  | value                                   |
+//! |--------------------------|----------------------|-----------------------------------------|
+//! | `relay-proxy.meta`       | `next-storage`, `next-forward` | u32 BE: ids are never reused  |
+//! | `relay-proxy.storages`   | storage id (u32 BE)  | JSON [`StorageRecord`]                  |
+//! | `relay-proxy.counters`   | storage id (u32 BE)  | JSON [`StorageCounters`]                |
+//! | `relay-proxy.forwards`   | forward id (u32 BE)  | JSON [`ForwardRecord`]                  |
+//! | `relay-proxy.cursors`    | forward id ‖ sink URL| binary [`CursorRecord`]                 |
+//! | `relay-proxy.signed`     | SHA-256(signature)   | u64 BE: until when it is remembered (ms)|
+//! | `relay-proxy.q.{id}`     | queue                | the stored messages (binary header form)|
+//! | `relay-proxy.d.{id}`     | dedup key            | the queue's dedup map (store-managed)   |
+//!
+//! The messages and their dedup keys are written by `Store::queue_push_unique` in one
+//! transaction, so the store itself guarantees that an acknowledged message is there exactly
+//! once; everything else here is metadata written when it changes.
+
+use serde::{Deserialize, Serialize};
+
+use m2msec_store::Store;
+
+use crate::error::{Error, Result};
+use crate::hex;
+
+/// Ids handed out so far.
+pub(crate) const META_TABLE: &str = "relay-proxy.meta";
+/// Storage records.
+pub(crate) const STORAGES_TABLE: &str = "relay-proxy.storages";
+/// Storage counters (written at housekeeping: may lag a crash by a moment).
+pub(crate) const COUNTERS_TABLE: &str = "relay-proxy.counters";
+/// Forward records.
+pub(crate) const FORWARDS_TABLE: &str = "relay-proxy.forwards";
+/// Forwarding positions.
+pub(crate) const CURSORS_TABLE: &str = "relay-proxy.cursors";
+/// Owner signatures already accepted (replay cache).
+pub(crate) const SIGNED_TABLE: &str = "relay-proxy.signed";
+
+/// Key of the next storage id in [`META_TABLE`].
+pub(crate) const NEXT_STORAGE: &[u8] = b"next-storage";
+/// Key of the next forward id in [`META_TABLE`].
+pub(crate) const NEXT_FORWARD: &[u8] = b"next-forward";
+
+/// The queue of storage `id`.
+pub(crate) fn queue_table(id: u32) -> String {
+    format!("relay-proxy.q.{id}")
+}
+
+/// The dedup map of storage `id`.
+pub(crate) fn dedup_table(id: u32) -> String {
+    format!("relay-proxy.d.{id}")
+}
+
+/// A storage, as created by `POST /store`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct StorageRecord {
+    /// Its id.
+    pub(crate) id: u32,
+    /// The owner's verifying key, `sig::VerifyingKey::to_bytes` form, hex.
+    pub(crate) owner_key: String,
+    /// The source URL.
+    pub(crate) source: String,
+    /// Bytes it may hold.
+    pub(crate) capacity: u64,
+    /// Whether it takes plain-UDP datagrams.
+    pub(crate) udp: bool,
+    /// The port last bound for them (kept across restarts when the port is still free).
+    pub(crate) udp_port: Option<u16>,
+}
+
+/// A storage's counters since creation.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct StorageCounters {
+    /// Messages received (stored or duplicate).
+    pub(crate) received: u64,
+    /// Retransmitted copies recognised.
+    pub(crate) duplicates: u64,
+    /// Messages refused because something was full.
+    pub(crate) rejected_full: u64,
+}
+
+/// One epoch's re-encryption key, as granted.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct RekeyRecord {
+    /// The epoch.
+    pub(crate) epoch: u32,
+    /// `pre::ReKey::to_bytes`, hex.
+    pub(crate) rekey: String,
+}
+
+/// A sink of a forward.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct SinkRecord {
+    /// Its URL.
+    pub(crate) url: String,
+    /// Its grant.
+    pub(crate) rekeys: Vec<RekeyRecord>,
+    /// Where it started (its cursor until one is written).
+    pub(crate) start: u64,
+}
+
+/// A forward, as created by `POST /forward` and changed by its control resource.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct ForwardRecord {
+    /// Its id.
+    pub(crate) id: u32,
+    /// The storage it forwards from.
+    pub(crate) storage_id: u32,
+    /// Messages per second per sink, 0 = unlimited.
+    pub(crate) rate: u32,
+    /// Whether it is paused.
+    pub(crate) paused: bool,
+    /// Its sinks.
+    pub(crate) sinks: Vec<SinkRecord>,
+}
+
+/// One sink's position: the next sequence number to deliver, its counters, and the sections its
+/// forwarder re-encrypted (`Forwarder::snapshot`), so that a restart keeps passing their data.
+///
+/// Binary: version (1) ‖ cursor ‖ delivered ‖ reencrypted ‖ skipped (u64 BE each) ‖ snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct CursorRecord {
+    pub(crate) cursor: u64,
+    pub(crate) delivered: u64,
+    pub(crate) reencrypted: u64,
+    pub(crate) skipped: u64,
+    pub(crate) snapshot: Vec<u8>,
+}
+
+const CURSOR_VERSION: u8 = 1;
+const CURSOR_FIXED: usize = 1 + 4 * 8;
+
+impl CursorRecord {
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(CURSOR_FIXED + self.snapshot.len());
+        out.push(CURSOR_VERSION);
+        for v in [self.cursor, self.delivered, self.reencrypted, self.skipped] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        out.extend_from_slice(&self.snapshot);
+        out
+    }
+
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let (&version, rest) = bytes.split_first()?;
+        if version != CURSOR_VERSION || bytes.len() < CURSOR_FIXED {
+            return None;
+        }
+        let word = |i: usize| -> Option<u64> {
+            let b: [u8; 8] = rest.get(i * 8..i * 8 + 8)?.try_into().ok()?;
+            Some(u64::from_be_bytes(b))
+        };
+        Some(Self {
+            cursor: word(0)?,
+            delivered: word(1)?,
+            reencrypted: word(2)?,
+            skipped: word(3)?,
+            snapshot: rest.get(32..)?.to_vec(),
+        })
+    }
+}
+
+/// The key of a sink's cursor.
+pub(crate) fn cursor_key(forward_id: u32, url: &str) -> Vec<u8> {
+    let mut k = forward_id.to_be_bytes().to_vec();
+    k.extend_from_slice(url.as_bytes());
+    k
+}
+
+/// Decodes lower-case or upper-case hex.
+pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    s.as_bytes()
+        .chunks(2)
+        .map(|pair| {
+            let text = core::str::from_utf8(pair).ok()?;
+            u8::from_str_radix(text, 16).ok()
+        })
+        .collect()
+}
+
+/// Hex, for records.
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
+    hex(bytes)
+}
+
+/// A u32 id as a store key.
+pub(crate) fn id_key(id: u32) -> [u8; 4] {
+    id.to_be_bytes()
+}
+
+/// Everything read back at start.
+#[derive(Debug, Default)]
+pub(crate) struct Loaded {
+    pub(crate) next_storage: u32,
+    pub(crate) next_forward: u32,
+    pub(crate) storages: Vec<(StorageRecord, StorageCounters)>,
+    pub(crate) forwards: Vec<ForwardRecord>,
+    /// (forward id, sink URL) → its position.
+    pub(crate) cursors: Vec<((u32, String), CursorRecord)>,
+}
+
+/// Reads the proxy's records. A record that does not decode is skipped with a warning (it can
+/// only come from a damaged or foreign file), so one bad entry does not keep the proxy down.
+///
+/// # Errors
+///
+/// [`Error::Store`] if the store cannot be read.
+pub(crate) fn load(store: &dyn Store) -> Result<Loaded> {
+    let mut loaded = Loaded {
+        next_storage: read_u32(store, NEXT_STORAGE)?.unwrap_or(1),
+        next_forward: read_u32(store, NEXT_FORWARD)?.unwrap_or(1),
+        ..Loaded::default()
+    };
+    let counters: Vec<(Vec<u8>, Vec<u8>)> = store.scan(COUNTERS_TABLE)?;
+    for (key, value) in store.scan(STORAGES_TABLE)? {
+        match serde_json::from_slice::<StorageRecord>(&value) {
+            Ok(record) if key == id_key(record.id) => {
+                let c = counters
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .and_then(|(_, v)| serde_json::from_slice(v).ok())
+                    .unwrap_or_default();
+                loaded.next_storage = loaded.next_storage.max(record.id.saturating_add(1));
+                loaded.storages.push((record, c));
+            }
+            _ => {
+                tracing::warn!(table = STORAGES_TABLE, key = %hex(&key), "record skipped: does not decode")
+            }
+        }
+    }
+    for (key, value) in store.scan(FORWARDS_TABLE)? {
+        match serde_json::from_slice::<ForwardRecord>(&value) {
+            Ok(record) if key == id_key(record.id) => {
+                loaded.next_forward = loaded.next_forward.max(record.id.saturating_add(1));
+                loaded.forwards.push(record);
+            }
+            _ => {
+                tracing::warn!(table = FORWARDS_TABLE, key = %hex(&key), "record skipped: does not decode")
+            }
+        }
+    }
+    for (key, value) in store.scan(CURSORS_TABLE)? {
+        let parsed = key.split_first_chunk::<4>().and_then(|(id, url)| {
+            Some((
+                u32::from_be_bytes(*id),
+                String::from_utf8(url.to_vec()).ok()?,
+            ))
+        });
+        match (parsed, CursorRecord::from_bytes(&value)) {
+            (Some(k), Some(c)) => loaded.cursors.push((k, c)),
+            _ => {
+                tracing::warn!(table = CURSORS_TABLE, key = %hex(&key), "record skipped: does not decode")
+            }
+        }
+    }
+    Ok(loaded)
+}
+
+fn read_u32(store: &dyn Store, key: &[u8]) -> Result<Option<u32>> {
+    Ok(store
+        .get(META_TABLE, key)?
+        .and_then(|v| <[u8; 4]>::try_from(v.as_slice()).ok())
+        .map(u32::from_be_bytes))
+}
+
+/// JSON of a record (the types above serialise infallibly: strings, numbers, lists).
+pub(crate) fn json<T: Serialize>(record: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(record).map_err(|e| Error::Control(format!("relay proxy record: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+    use super::*;
+    use m2msec_store::MemoryStore;
+
+    #[test]
+    fn cursor_round_trip_and_refusals() {
+        let c = CursorRecord {
+            cursor: 7,
+            delivered: 5,
+            reencrypted: 1,
+            skipped: 2,
+            snapshot: vec![1, 2, 3],
+        };
+        assert_eq!(CursorRecord::from_bytes(&c.to_bytes()), Some(c.clone()));
+        let bytes = c.to_bytes();
+        for n in 0..CURSOR_FIXED {
+            assert_eq!(CursorRecord::from_bytes(&bytes[..n]), None);
+        }
+        let mut other = bytes;
+        other[0] = 2;
+        assert_eq!(CursorRecord::from_bytes(&other), None);
+    }
+
+    #[test]
+    fn hex_round_trip() {
+        assert_eq!(unhex(&to_hex(&[0, 0xab, 0xff])), Some(vec![0, 0xab, 0xff]));
+        assert_eq!(unhex("ABff"), Some(vec![0xab, 0xff]));
+        assert_eq!(unhex("abc"), None);
+        assert_eq!(unhex("zz"), None);
+        assert_eq!(unhex("é1"), None);
+    }
+
+    #[test]
+    fn load_skips_damaged_records() {
+        let store = MemoryStore::new();
+        let s = StorageRecord {
+            id: 3,
+            owner_key: "00".into(),
+            source: "coap://127.0.0.1/s".into(),
+            capacity: 10,
+            udp: false,
+            udp_port: None,
+        };
+        store
+            .put(STORAGES_TABLE, &id_key(3), &json(&s).unwrap())
+            .unwrap();
+        store.put(STORAGES_TABLE, &id_key(4), b"{not json").unwrap();
+        // A record filed under another id than its own is refused too.
+        store
+            .put(STORAGES_TABLE, &id_key(5), &json(&s).unwrap())
+            .unwrap();
+        store
+            .put(
+                CURSORS_TABLE,
+                &cursor_key(1, "udp://127.0.0.1:9"),
+                &CursorRecord::default().to_bytes(),
+            )
+            .unwrap();
+        store.put(CURSORS_TABLE, b"x", b"y").unwrap();
+        let loaded = load(&store).unwrap();
+        assert_eq!(loaded.storages.len(), 1);
+        assert_eq!(loaded.next_storage, 4);
+        assert_eq!(loaded.next_forward, 1);
+        assert_eq!(loaded.cursors.len(), 1);
+        assert_eq!(loaded.cursors[0].0, (1, "udp://127.0.0.1:9".to_owned()));
+    }
+}

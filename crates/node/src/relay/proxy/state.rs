@@ -1,0 +1,411 @@
+//! The proxy's in-memory state: storages with their exact byte accounting, forwards with each
+//! sink's position, counters, and which monitors changed.
+//!
+//! One `Mutex<Core>` shared by the tasks; every critical section is a few map operations, never
+//! an await or a store call. The store is the truth for what is stored ([`QueueStats`], read back
+//! after every write by the one task that writes queues); `Core` mirrors it and adds what is in
+//! flight: bytes admitted to the ingest queue but not yet written (`pending_bytes`), so that
+//! admission can never let a storage or the proxy exceed its capacity.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use m2msec_crypto::sig::VerifyingKey;
+use m2msec_store::QueueStats;
+use m2msec_wire::relay::api::{ForwardMonitor, Info, SinkProgress, StorageMonitor};
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+
+use super::metrics::Metrics;
+use super::records::{CursorRecord, ForwardRecord, StorageCounters, StorageRecord};
+
+/// An observable resource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum MonitorId {
+    /// `storage/{id}/monitor`.
+    Storage(u32),
+    /// `forward/{id}/monitor`.
+    Forward(u32),
+}
+
+/// Why a message was not admitted to the ingest queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// No such storage.
+    UnknownStorage,
+    /// The message does not fit the storage's capacity or the proxy's.
+    Full,
+}
+
+/// One storage.
+#[derive(Debug)]
+pub(crate) struct StorageState {
+    pub(crate) record: StorageRecord,
+    pub(crate) owner: VerifyingKey,
+    /// What the store holds (exact, refreshed after every queue write).
+    pub(crate) stats: QueueStats,
+    /// Bytes admitted and not yet written.
+    pub(crate) pending_bytes: u64,
+    pub(crate) counters: StorageCounters,
+    /// The counters changed since they were last written.
+    pub(crate) counters_dirty: bool,
+    /// The forwards reading this storage.
+    pub(crate) forwards: BTreeSet<u32>,
+    /// Wakes the storage's pumps when messages were stored.
+    pub(crate) arrived: Arc<Notify>,
+    /// The plain-UDP ingestion task, if any.
+    pub(crate) udp_task: Option<AbortHandle>,
+}
+
+impl StorageState {
+    pub(crate) fn monitor(&self) -> StorageMonitor {
+        StorageMonitor {
+            storage_id: self.record.id,
+            stored_messages: self.stats.len,
+            stored_bytes: self.stats.bytes,
+            received: self.counters.received,
+            duplicates: self.counters.duplicates,
+            rejected_full: self.counters.rejected_full,
+            last_seq: self.stats.next_seq.checked_sub(1),
+        }
+    }
+}
+
+/// One sink of a forward.
+#[derive(Debug)]
+pub(crate) struct SinkState {
+    /// Position and counters, as the pump last advanced them.
+    pub(crate) pos: CursorRecord,
+    /// `pos` changed since it was last written.
+    pub(crate) dirty: bool,
+    /// The pump delivering to it.
+    pub(crate) task: Option<AbortHandle>,
+    /// Bumped when the pump is replaced (new keys): a replaced pump that still runs for a
+    /// moment sees it and stops without touching the position.
+    pub(crate) generation: u64,
+}
+
+/// One forward.
+#[derive(Debug)]
+pub(crate) struct ForwardState {
+    /// As persisted (sinks' `start` are their initial positions).
+    pub(crate) record: ForwardRecord,
+    /// By URL.
+    pub(crate) sinks: BTreeMap<String, SinkState>,
+    /// Wakes its pumps on resume and on shutdown.
+    pub(crate) control: Arc<Notify>,
+}
+
+/// Everything the proxy tracks in memory.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub(crate) capacity: u64,
+    pub(crate) storages: BTreeMap<u32, StorageState>,
+    pub(crate) forwards: BTreeMap<u32, ForwardState>,
+    /// Source URL → storage, for the forward-proxy form (Proxy-Uri + Relay-Source).
+    pub(crate) by_source: HashMap<String, u32>,
+    pub(crate) next_storage: u32,
+    pub(crate) next_forward: u32,
+    pub(crate) metrics: Metrics,
+    /// Monitors whose representation changed since their observers were last notified.
+    pub(crate) dirty: BTreeSet<MonitorId>,
+}
+
+impl Core {
+    pub(crate) fn new(capacity: u64, max_window_s: u32, now_s: u64) -> Self {
+        Self {
+            capacity,
+            storages: BTreeMap::new(),
+            forwards: BTreeMap::new(),
+            by_source: HashMap::new(),
+            next_storage: 1,
+            next_forward: 1,
+            metrics: Metrics::new(max_window_s, now_s),
+            dirty: BTreeSet::new(),
+        }
+    }
+
+    /// Bytes stored over all storages plus bytes admitted and not yet written.
+    pub(crate) fn used(&self) -> u64 {
+        self.storages
+            .values()
+            .map(|s| s.stats.bytes.saturating_add(s.pending_bytes))
+            .fold(0, u64::saturating_add)
+    }
+
+    pub(crate) fn info(&self) -> Info {
+        Info {
+            capacity: self.capacity,
+            free: self.capacity.saturating_sub(self.used()),
+            storages: u32::try_from(self.storages.len()).unwrap_or(u32::MAX),
+            forwards: u32::try_from(self.forwards.len()).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Reserves `len` bytes in storage `id` for a message on its way to the store. A refusal
+    /// for lack of space is counted (monitor `rejected_full`, load `rejected_full`).
+    pub(crate) fn admit(&mut self, id: u32, len: u64, now_s: u64) -> Result<(), Refusal> {
+        let used = self.used();
+        let capacity = self.capacity;
+        let Some(s) = self.storages.get_mut(&id) else {
+            return Err(Refusal::UnknownStorage);
+        };
+        let storage_used = s.stats.bytes.saturating_add(s.pending_bytes);
+        let fits = storage_used.saturating_add(len) <= s.record.capacity
+            && used.saturating_add(len) <= capacity;
+        if !fits {
+            s.counters.rejected_full = s.counters.rejected_full.saturating_add(1);
+            s.counters.received = s.counters.received.saturating_add(1);
+            s.counters_dirty = true;
+            self.dirty.insert(MonitorId::Storage(id));
+            self.metrics.record(
+                now_s,
+                super::metrics::Slot {
+                    rejected_full: 1,
+                    ..Default::default()
+                },
+            );
+            return Err(Refusal::Full);
+        }
+        s.pending_bytes = s.pending_bytes.saturating_add(len);
+        Ok(())
+    }
+
+    /// Counts a message refused before admission because the ingest queue was full.
+    pub(crate) fn count_busy(&mut self, id: u32, now_s: u64) {
+        if let Some(s) = self.storages.get_mut(&id) {
+            s.counters.rejected_full = s.counters.rejected_full.saturating_add(1);
+            s.counters.received = s.counters.received.saturating_add(1);
+            s.counters_dirty = true;
+            self.dirty.insert(MonitorId::Storage(id));
+        }
+        self.metrics.record(
+            now_s,
+            super::metrics::Slot {
+                rejected_full: 1,
+                ..Default::default()
+            },
+        );
+    }
+
+    /// Returns an admitted reservation (the write failed, or the storage went away).
+    pub(crate) fn release(&mut self, id: u32, len: u64) {
+        if let Some(s) = self.storages.get_mut(&id) {
+            s.pending_bytes = s.pending_bytes.saturating_sub(len);
+        }
+    }
+
+    /// Records a written batch of storage `id`: `stored` new messages of `stored_bytes`,
+    /// `duplicates` copies recognised, `admitted` reserved bytes released, and what the store
+    /// now holds.
+    pub(crate) fn on_written(&mut self, id: u32, written: Written, now_s: u64) {
+        let Some(s) = self.storages.get_mut(&id) else {
+            return;
+        };
+        s.pending_bytes = s.pending_bytes.saturating_sub(written.admitted);
+        s.stats = written.stats;
+        let count = written.stored.saturating_add(written.duplicates);
+        s.counters.received = s.counters.received.saturating_add(count);
+        s.counters.duplicates = s.counters.duplicates.saturating_add(written.duplicates);
+        s.counters_dirty = true;
+        if written.stored > 0 {
+            s.arrived.notify_waiters();
+        }
+        for f in &s.forwards {
+            self.dirty.insert(MonitorId::Forward(*f));
+        }
+        self.dirty.insert(MonitorId::Storage(id));
+        self.metrics.record(
+            now_s,
+            super::metrics::Slot {
+                messages_in: written.stored,
+                bytes_in: written.stored_bytes,
+                ..Default::default()
+            },
+        );
+    }
+
+    pub(crate) fn storage_monitor(&self, id: u32) -> Option<StorageMonitor> {
+        self.storages.get(&id).map(StorageState::monitor)
+    }
+
+    pub(crate) fn forward_monitor(&self, id: u32) -> Option<ForwardMonitor> {
+        let f = self.forwards.get(&id)?;
+        let next = self
+            .storages
+            .get(&f.record.storage_id)
+            .map_or(0, |s| s.stats.next_seq);
+        Some(ForwardMonitor {
+            forward_id: id,
+            storage_id: f.record.storage_id,
+            paused: f.record.paused,
+            // In the order of the record (the order the owner gave).
+            sinks: f
+                .record
+                .sinks
+                .iter()
+                .filter_map(|r| {
+                    let s = f.sinks.get(&r.url)?;
+                    Some(SinkProgress {
+                        url: r.url.clone(),
+                        delivered: s.pos.delivered,
+                        reencrypted: s.pos.reencrypted,
+                        skipped: s.pos.skipped,
+                        pending: next.saturating_sub(s.pos.cursor),
+                    })
+                })
+                .collect(),
+        })
+    }
+
+    /// Where the messages of storage `id` may be removed from: the lowest position of any sink
+    /// of any of its forwards. `None` (keep everything) when the storage has no forward, or a
+    /// forward without sinks.
+    pub(crate) fn retention_watermark(&self, id: u32) -> Option<u64> {
+        let s = self.storages.get(&id)?;
+        if s.forwards.is_empty() {
+            return None;
+        }
+        let mut low: Option<u64> = None;
+        for f in &s.forwards {
+            let f = self.forwards.get(f)?;
+            if f.sinks.is_empty() {
+                return None;
+            }
+            for sink in f.sinks.values() {
+                low = Some(low.map_or(sink.pos.cursor, |l| l.min(sink.pos.cursor)));
+            }
+        }
+        low
+    }
+}
+
+/// The result of one group commit for one storage.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Written {
+    pub(crate) stored: u64,
+    pub(crate) stored_bytes: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) admitted: u64,
+    pub(crate) stats: QueueStats,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+    use m2msec_crypto::rng::OsRng;
+    use m2msec_crypto::sig::{SigSuite, SigningKey};
+
+    use super::*;
+
+    fn storage(id: u32, capacity: u64) -> StorageState {
+        let key = SigningKey::generate(SigSuite::Ed25519, &mut OsRng).unwrap();
+        StorageState {
+            record: StorageRecord {
+                id,
+                owner_key: String::new(),
+                source: format!("coap://127.0.0.1/{id}"),
+                capacity,
+                udp: false,
+                udp_port: None,
+            },
+            owner: key.verifying_key(),
+            stats: QueueStats::default(),
+            pending_bytes: 0,
+            counters: StorageCounters::default(),
+            counters_dirty: false,
+            forwards: BTreeSet::new(),
+            arrived: Arc::new(Notify::new()),
+            udp_task: None,
+        }
+    }
+
+    #[test]
+    fn admission_respects_storage_and_proxy_capacity() {
+        let mut core = Core::new(100, 60, 0);
+        core.storages.insert(1, storage(1, 60));
+        core.storages.insert(2, storage(2, 1000));
+        assert_eq!(core.admit(9, 1, 0), Err(Refusal::UnknownStorage));
+        core.admit(1, 50, 0).unwrap();
+        // The storage's own quota.
+        assert_eq!(core.admit(1, 11, 0), Err(Refusal::Full));
+        core.admit(1, 10, 0).unwrap();
+        // The proxy's capacity, shared: 60 used of 100.
+        core.admit(2, 40, 0).unwrap();
+        assert_eq!(core.admit(2, 1, 0), Err(Refusal::Full));
+        assert_eq!(core.info().free, 0);
+        // Writing turns reservations into stored bytes; duplicates give their bytes back.
+        core.on_written(
+            1,
+            Written {
+                stored: 1,
+                stored_bytes: 50,
+                duplicates: 1,
+                admitted: 60,
+                stats: QueueStats {
+                    len: 1,
+                    bytes: 50,
+                    first_seq: Some(0),
+                    next_seq: 1,
+                },
+            },
+            0,
+        );
+        assert_eq!(core.info().free, 10);
+        let m = core.storage_monitor(1).unwrap();
+        assert_eq!(
+            (
+                m.stored_messages,
+                m.stored_bytes,
+                m.received,
+                m.duplicates,
+                m.rejected_full,
+                m.last_seq
+            ),
+            (1, 50, 3, 1, 1, Some(0))
+        );
+        core.release(2, 40);
+        assert_eq!(core.info().free, 50);
+        assert_eq!(core.metrics.sum(0, 1).rejected_full, 2);
+    }
+
+    #[test]
+    fn retention_needs_a_forward_with_sinks() {
+        let mut core = Core::new(100, 60, 0);
+        core.storages.insert(1, storage(1, 60));
+        assert_eq!(core.retention_watermark(1), None);
+        let record = ForwardRecord {
+            id: 5,
+            storage_id: 1,
+            rate: 0,
+            paused: false,
+            sinks: Vec::new(),
+        };
+        core.forwards.insert(
+            5,
+            ForwardState {
+                record,
+                sinks: BTreeMap::new(),
+                control: Arc::new(Notify::new()),
+            },
+        );
+        core.storages.get_mut(&1).unwrap().forwards.insert(5);
+        assert_eq!(core.retention_watermark(1), None);
+        for (url, cursor) in [("a", 7), ("b", 3)] {
+            core.forwards.get_mut(&5).unwrap().sinks.insert(
+                url.into(),
+                SinkState {
+                    pos: CursorRecord {
+                        cursor,
+                        ..CursorRecord::default()
+                    },
+                    dirty: false,
+                    task: None,
+                    generation: 0,
+                },
+            );
+        }
+        assert_eq!(core.retention_watermark(1), Some(3));
+    }
+}

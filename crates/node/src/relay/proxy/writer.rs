@@ -1,0 +1,474 @@
+//! The one task that writes the store's queues: group commits of incoming messages,
+//! housekeeping (forwarding cursors, retention, dedup pruning) and the control plane's writes.
+//!
+//! **Group commit.** Messages admitted by the CoAP server and the UDP ingestion sockets wait in
+//! a bounded channel (`ingest_queue`). The writer takes what is there — waiting at most
+//! `group_commit_wait_us` for more, up to `group_commit_max` — writes each storage's share with
+//! one `Store::queue_push_unique` (one transaction, one fsync), and only then answers the CoAP
+//! requests: a 2.04 leaves the proxy after its message is durable, never before. A crash before
+//! the commit loses only unacknowledged messages, which their sources retransmit; a crash after
+//! it but before the answers leaves stored messages whose retransmissions are recognised by
+//! their dedup key and acknowledged without a second copy.
+//!
+//! **One writer.** Queue writes and the byte totals read back after them (`queue_stats`) happen
+//! here only, in order, so the in-memory accounting mirrors the store exactly; control-plane
+//! changes are sent here too ([`WriterCmd::Run`]), so a storage deleted or a sink removed is
+//! never written again by a housekeeping round that started before.
+//!
+//! **Housekeeping** (every [`HOUSEKEEP_INTERVAL`], one `write_batch`): the sinks' positions that
+//! moved, the storages' counters, the removal of every message all sinks of all forwards of its
+//! storage have passed (see `Core::retention_watermark`), and the pruning of dedup keys of
+//! messages removed more than `dedup_grace_s` ago. Dedup keys outlive their message by that grace
+//! so that a retransmission arriving after delivery (the source missed the 2.04 and the proxy
+//! meanwhile forwarded and removed the message) is still acknowledged instead of stored again.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use m2msec_store::{PushOutcome, QueueStats, Store, WriteOp};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::Shared;
+use super::coap_msg::{ReplyTo, Response, code};
+use super::records::{
+    self, COUNTERS_TABLE, CURSORS_TABLE, SIGNED_TABLE, cursor_key, dedup_table, id_key, queue_table,
+};
+use super::state::{MonitorId, Written};
+use crate::driver::wall_clock;
+use crate::error::{Error, Result};
+
+/// How often positions are written and delivered messages removed.
+pub(crate) const HOUSEKEEP_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the replay cache of signed requests is pruned.
+const SIGNED_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+/// Dedup checkpoints closer together than this are merged (bounds their number).
+const CHECKPOINT_SPACING: Duration = Duration::from_secs(1);
+
+/// A message on its way to the store.
+#[derive(Debug)]
+pub(crate) struct Ingest {
+    pub(crate) storage: u32,
+    /// (flags without REENCRYPTED, header bytes 2..10): see `dedup_key`.
+    pub(crate) key: [u8; 9],
+    /// The message in binary-header form.
+    pub(crate) value: Vec<u8>,
+    /// Where the CoAP acknowledgement goes (none for plain UDP).
+    pub(crate) reply: Option<ReplyTo>,
+}
+
+/// An owned store write, for sending to the writer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Op {
+    Put(&'static str, Vec<u8>, Vec<u8>),
+    Remove(&'static str, Vec<u8>),
+    QueueRemoveBelow(String, u64),
+    DedupForgetBelow(String, u64),
+}
+
+impl Op {
+    fn as_write_op(&self) -> WriteOp<'_> {
+        match self {
+            Self::Put(table, key, value) => WriteOp::Put { table, key, value },
+            Self::Remove(table, key) => WriteOp::Remove { table, key },
+            Self::QueueRemoveBelow(table, seq) => WriteOp::QueueRemoveBelow { table, seq: *seq },
+            Self::DedupForgetBelow(table, seq) => WriteOp::DedupForgetBelow {
+                dedup_table: table,
+                seq: *seq,
+            },
+        }
+    }
+}
+
+/// Applies `ops` in one transaction.
+///
+/// # Errors
+///
+/// The store's.
+pub(crate) fn apply(store: &dyn Store, ops: &[Op]) -> m2msec_store::Result<()> {
+    let ops: Vec<WriteOp<'_>> = ops.iter().map(Op::as_write_op).collect();
+    store.write_batch(&ops)
+}
+
+/// A control-plane request to the writer.
+#[derive(Debug)]
+pub(crate) enum WriterCmd {
+    /// Apply these writes atomically, then answer.
+    Run(Vec<Op>, oneshot::Sender<std::result::Result<(), String>>),
+}
+
+/// A response computed away from the CoAP server's task.
+#[derive(Debug)]
+pub(crate) struct Deferred {
+    pub(crate) reply: ReplyTo,
+    pub(crate) response: Response,
+}
+
+/// The dedup key of a message: its flags without REENCRYPTED and header bytes 2..10 — message
+/// id, stream id and key index of a stream message, the 64-bit random id of an individual one.
+/// Scoped to one storage (one dedup table each), whose messages all come from its source.
+pub(crate) fn dedup_key(header: &m2msec_wire::relay::Header) -> [u8; 9] {
+    let flags = header
+        .flags
+        .without(m2msec_wire::relay::Flags::REENCRYPTED)
+        .bits();
+    let [m0, m1, m2, m3] = header.message_id.to_be_bytes();
+    let [s0, s1] = header.stream_id.to_be_bytes();
+    let [k0, k1] = header.key_index.to_be_bytes();
+    [flags, m0, m1, m2, m3, s0, s1, k0, k1]
+}
+
+/// Per storage: (when, queue position) of removals, to forget dedup keys a grace period later.
+#[derive(Debug, Default)]
+struct Checkpoints(HashMap<u32, VecDeque<(Instant, u64)>>);
+
+impl Checkpoints {
+    fn push(&mut self, id: u32, now: Instant, below: u64) {
+        let q = self.0.entry(id).or_default();
+        if let Some(last) = q.back_mut()
+            && now.saturating_duration_since(last.0) < CHECKPOINT_SPACING
+        {
+            // Merging moves the time forward too: a key is kept at least the grace period.
+            *last = (now, last.1.max(below));
+            return;
+        }
+        q.push_back((now, below));
+    }
+
+    /// The highest position whose removal is older than `grace`, per storage.
+    fn matured(&mut self, now: Instant, grace: Duration) -> Vec<(u32, u64)> {
+        let mut out = Vec::new();
+        for (id, q) in &mut self.0 {
+            let mut below = None;
+            while let Some(&(t, seq)) = q.front() {
+                if now.saturating_duration_since(t) < grace {
+                    break;
+                }
+                below = Some(seq);
+                q.pop_front();
+            }
+            if let Some(seq) = below {
+                out.push((*id, seq));
+            }
+        }
+        self.0.retain(|_, q| !q.is_empty());
+        out
+    }
+}
+
+/// The writer task; returns when `stop` fires (after committing what was queued), or with an
+/// error when the store fails (nothing depending on the failed write was acknowledged).
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    mut ingest: mpsc::Receiver<Ingest>,
+    mut commands: mpsc::Receiver<WriterCmd>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let mut checkpoints = Checkpoints::default();
+    {
+        // Whatever is below a queue's first entry at start was removed at some unknown time:
+        // its dedup keys are kept one more grace period from now.
+        let core = shared.core();
+        let now = Instant::now();
+        for (id, s) in &core.storages {
+            checkpoints.push(*id, now, s.stats.first_seq.unwrap_or(s.stats.next_seq));
+        }
+    }
+    let mut tick = tokio::time::interval(HOUSEKEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_signed_prune = Instant::now();
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            _ = tick.tick() => {
+                housekeep(&shared, &mut checkpoints, &mut last_signed_prune).await?;
+            }
+            Some(cmd) = commands.recv() => run_command(&shared, cmd).await,
+            Some(first) = ingest.recv() => {
+                let batch = collect(&shared, first, &mut ingest).await;
+                commit(&shared, batch).await?;
+            }
+        }
+    }
+    // Stopping: answer what was admitted, then write the final positions.
+    let mut rest = Vec::new();
+    while let Ok(i) = ingest.try_recv() {
+        rest.push(i);
+    }
+    if !rest.is_empty() {
+        commit(&shared, rest).await?;
+    }
+    while let Ok(cmd) = commands.try_recv() {
+        run_command(&shared, cmd).await;
+    }
+    housekeep(&shared, &mut checkpoints, &mut last_signed_prune).await
+}
+
+async fn run_command(shared: &Arc<Shared>, cmd: WriterCmd) {
+    match cmd {
+        WriterCmd::Run(ops, answer) => {
+            let store = Arc::clone(&shared.store);
+            let result = blocking(move || apply(&*store, &ops)).await;
+            let _ = answer.send(result.map_err(|e| e.to_string()));
+        }
+    }
+}
+
+/// Takes `first` and what else is queued, waiting up to `group_commit_wait_us` for more.
+async fn collect(
+    shared: &Shared,
+    first: Ingest,
+    ingest: &mut mpsc::Receiver<Ingest>,
+) -> Vec<Ingest> {
+    let max = usize::try_from(shared.config.group_commit_max).unwrap_or(usize::MAX);
+    let wait = Duration::from_micros(shared.config.group_commit_wait_us.into());
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut batch = vec![first];
+    while batch.len() < max {
+        match ingest.try_recv() {
+            Ok(i) => batch.push(i),
+            Err(_) if wait.is_zero() => break,
+            Err(_) => match tokio::time::timeout_at(deadline, ingest.recv()).await {
+                Ok(Some(i)) => batch.push(i),
+                Ok(None) | Err(_) => break,
+            },
+        }
+    }
+    batch
+}
+
+/// Writes one batch: one transaction per storage, then the answers.
+async fn commit(shared: &Arc<Shared>, batch: Vec<Ingest>) -> Result<()> {
+    let mut by_storage: BTreeMap<u32, Vec<Ingest>> = BTreeMap::new();
+    for i in batch {
+        by_storage.entry(i.storage).or_default().push(i);
+    }
+    for (id, items) in by_storage {
+        let admitted: u64 = items.iter().map(|i| len_u64(&i.value)).sum();
+        if !shared.core().storages.contains_key(&id) {
+            // Deleted while its messages waited: they are not stored.
+            for i in items {
+                reply(
+                    shared,
+                    i.reply,
+                    Response::error(code::NOT_FOUND, "storage deleted"),
+                );
+            }
+            continue;
+        }
+        let store = Arc::clone(&shared.store);
+        let mut pairs: Vec<([u8; 9], Vec<u8>)> = Vec::with_capacity(items.len());
+        let mut replies: Vec<Option<ReplyTo>> = Vec::with_capacity(items.len());
+        for i in items {
+            pairs.push((i.key, i.value));
+            replies.push(i.reply);
+        }
+        let lens: Vec<u64> = pairs.iter().map(|(_, v)| len_u64(v)).collect();
+        let result = blocking(
+            move || -> m2msec_store::Result<(Vec<PushOutcome>, QueueStats)> {
+                let refs: Vec<(&[u8], &[u8])> =
+                    pairs.iter().map(|(k, v)| (&k[..], v.as_slice())).collect();
+                let table = queue_table(id);
+                let outcomes = store.queue_push_unique(&table, &dedup_table(id), &refs)?;
+                let stats = store.queue_stats(&table)?;
+                Ok((outcomes, stats))
+            },
+        )
+        .await;
+        let (outcomes, stats) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                shared.core().release(id, admitted);
+                for r in replies {
+                    reply(shared, r, Response::error(code::INTERNAL, "store failed"));
+                }
+                return Err(Error::Store(e));
+            }
+        };
+        let mut written = Written {
+            admitted,
+            stats,
+            ..Written::default()
+        };
+        for (outcome, len) in outcomes.iter().zip(&lens) {
+            match outcome {
+                PushOutcome::Stored(_) => {
+                    written.stored += 1;
+                    written.stored_bytes = written.stored_bytes.saturating_add(*len);
+                }
+                PushOutcome::Duplicate(_) => written.duplicates += 1,
+            }
+        }
+        shared.core().on_written(id, written, now_s());
+        for r in replies {
+            reply(shared, r, Response::code(code::CHANGED));
+        }
+    }
+    Ok(())
+}
+
+fn reply(shared: &Shared, to: Option<ReplyTo>, response: Response) {
+    if let Some(reply) = to {
+        // The server is gone only when the proxy stops; nobody is left to answer then.
+        let _ = shared.deferred.send(Deferred { reply, response });
+    }
+}
+
+/// One housekeeping round (see the module documentation).
+async fn housekeep(
+    shared: &Arc<Shared>,
+    checkpoints: &mut Checkpoints,
+    last_signed_prune: &mut Instant,
+) -> Result<()> {
+    let now = Instant::now();
+    let mut ops = Vec::new();
+    let mut emptied = Vec::new();
+    {
+        let mut core = shared.core();
+        let core = &mut *core;
+        for (fid, f) in &mut core.forwards {
+            for (url, sink) in &mut f.sinks {
+                if sink.dirty {
+                    sink.dirty = false;
+                    ops.push(Op::Put(
+                        CURSORS_TABLE,
+                        cursor_key(*fid, url),
+                        sink.pos.to_bytes(),
+                    ));
+                }
+            }
+        }
+        let ids: Vec<u32> = core.storages.keys().copied().collect();
+        for id in ids {
+            let watermark = core.retention_watermark(id);
+            let Some(s) = core.storages.get_mut(&id) else {
+                continue;
+            };
+            if s.counters_dirty {
+                s.counters_dirty = false;
+                ops.push(Op::Put(
+                    COUNTERS_TABLE,
+                    id_key(id).to_vec(),
+                    records::json(&s.counters)?,
+                ));
+            }
+            if let (Some(w), Some(first)) = (watermark, s.stats.first_seq)
+                && first < w
+            {
+                ops.push(Op::QueueRemoveBelow(queue_table(id), w));
+                checkpoints.push(id, now, w);
+                emptied.push(id);
+            }
+        }
+    }
+    let grace = Duration::from_secs(shared.config.dedup_grace_s.into());
+    for (id, below) in checkpoints.matured(now, grace) {
+        ops.push(Op::DedupForgetBelow(dedup_table(id), below));
+    }
+    let prune_signed = now.saturating_duration_since(*last_signed_prune) >= SIGNED_PRUNE_INTERVAL;
+    if prune_signed {
+        *last_signed_prune = now;
+    }
+    if ops.is_empty() && !prune_signed {
+        return Ok(());
+    }
+    let store = Arc::clone(&shared.store);
+    let now_ms = wall_clock().0;
+    let stats = blocking(move || -> m2msec_store::Result<Vec<(u32, QueueStats)>> {
+        if prune_signed {
+            for (key, value) in store.scan(SIGNED_TABLE)? {
+                let until = <[u8; 8]>::try_from(value.as_slice()).map_or(0, u64::from_be_bytes);
+                if until < now_ms {
+                    ops.push(Op::Remove(SIGNED_TABLE, key));
+                }
+            }
+        }
+        apply(&*store, &ops)?;
+        emptied
+            .into_iter()
+            .map(|id| Ok((id, store.queue_stats(&queue_table(id))?)))
+            .collect()
+    })
+    .await
+    .map_err(Error::Store)?;
+    let mut core = shared.core();
+    for (id, st) in stats {
+        if let Some(s) = core.storages.get_mut(&id) {
+            s.stats = st;
+            core.dirty.insert(MonitorId::Storage(id));
+        }
+    }
+    Ok(())
+}
+
+/// Runs a store call on the blocking pool (a commit waits for an fsync).
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> m2msec_store::Result<T> + Send + 'static,
+) -> m2msec_store::Result<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(m2msec_store::Error::Backend {
+            operation: "blocking task",
+            source: Box::new(e),
+        }),
+    }
+}
+
+fn len_u64(v: &[u8]) -> u64 {
+    u64::try_from(v.len()).unwrap_or(u64::MAX)
+}
+
+/// Seconds of the wall clock, for the load counters.
+pub(crate) fn now_s() -> u64 {
+    wall_clock().0 / 1000
+}
+
+#[cfg(test)]
+mod tests {
+    use m2msec_wire::relay::{Flags, Header};
+
+    use super::*;
+
+    #[test]
+    fn dedup_keys_ignore_reencryption_and_the_sink() {
+        let h = Header {
+            flags: Flags::STREAM.with(Flags::MANAGEMENT),
+            message_id: 0x0102_0304,
+            stream_id: 5,
+            key_index: 6,
+            source: "coap://127.0.0.1/s".into(),
+            sink: String::new(),
+        };
+        let mut again = h.clone();
+        again.flags = again.flags.with(Flags::REENCRYPTED);
+        again.sink = "udp://127.0.0.1:9".into();
+        assert_eq!(dedup_key(&h), dedup_key(&again));
+        assert_eq!(dedup_key(&h), [3, 1, 2, 3, 4, 0, 5, 0, 6]);
+        let mut data = h;
+        data.flags = Flags::STREAM;
+        assert_ne!(dedup_key(&data), dedup_key(&again));
+    }
+
+    #[test]
+    fn checkpoints_mature_after_the_grace() {
+        let t = Instant::now();
+        let mut c = Checkpoints::default();
+        c.push(1, t, 10);
+        c.push(1, t + Duration::from_millis(10), 12); // merged
+        c.push(1, t + Duration::from_secs(5), 20);
+        assert!(
+            c.matured(t + Duration::from_secs(3), Duration::from_secs(5))
+                .is_empty()
+        );
+        assert_eq!(
+            c.matured(t + Duration::from_secs(6), Duration::from_secs(5)),
+            vec![(1, 12)]
+        );
+        assert_eq!(
+            c.matured(t + Duration::from_secs(11), Duration::from_secs(5)),
+            vec![(1, 20)]
+        );
+        assert!(c.0.is_empty());
+    }
+}
