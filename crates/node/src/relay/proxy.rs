@@ -63,7 +63,9 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 pub use config::ProxyConfig;
 
-use self::coap_msg::{Response, code};
+use m2msec_wire::relay::coap::coap_lite::ResponseType;
+
+use self::coap_msg::Response;
 use self::state::Core;
 use self::writer::{Deferred, Ingest, Op, WriterCmd};
 use crate::collab::daemon::open_store;
@@ -108,15 +110,24 @@ impl Shared {
     pub(crate) async fn write(&self, ops: Vec<Op>) -> std::result::Result<(), Response> {
         let (tx, rx) = oneshot::channel();
         if self.writer.send(WriterCmd::Run(ops, tx)).await.is_err() {
-            return Err(Response::error(code::UNAVAILABLE, "stopping"));
+            return Err(Response::error(
+                ResponseType::ServiceUnavailable,
+                "stopping",
+            ));
         }
         match rx.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "store write failed");
-                Err(Response::error(code::INTERNAL, "store failed"))
+                Err(Response::error(
+                    ResponseType::InternalServerError,
+                    "store failed",
+                ))
             }
-            Err(_) => Err(Response::error(code::UNAVAILABLE, "stopping")),
+            Err(_) => Err(Response::error(
+                ResponseType::ServiceUnavailable,
+                "stopping",
+            )),
         }
     }
 }

@@ -1,24 +1,17 @@
 //! Owner authorisation of `forward`, `control` and `DELETE storage` (contract: `api::Signed`).
 //!
 //! The owner signs `api::signed_input(path, timestamp_ms, payload)` with the Ed25519 key it
-//! registered at `store`. The proxy refuses with 4.01 Unauthorized a request without a
-//! well-formed envelope, with a timestamp further than `signed_max_skew_s` from its clock, with
-//! a signature that no key it knows made, or that it accepted before (replay); and with 4.03
-//! Forbidden a request validly signed by a key it knows — the owner of another storage — that is
-//! not this storage's owner.
-//!
-//! `Signed` does not name its signer (see /work/notes/relay-requests.md), so "a key it knows"
-//! means the owner keys of the proxy's storages: after the owner's key, at most
-//! [`MAX_OTHER_KEYS`] other distinct owner keys are tried, which bounds the work an invalid
-//! request can cause. Ed25519 signatures are deterministic and verified strictly (no malleable
-//! second form), so the replay cache can key on the signature itself.
+//! registered at `store`, and names that key in the envelope (`Signed::key`: Ed25519 has no key
+//! recovery). The proxy refuses with 4.01 Unauthorized a request without a well-formed
+//! envelope, with a timestamp further than `signed_max_skew_s` from its clock, with a signature
+//! that does not verify under the key it names, or that it accepted before (replay); and with
+//! 4.03 Forbidden a request validly signed by a key that is not this storage's owner. Ed25519
+//! signatures are deterministic and verified strictly (no malleable second form), so the replay
+//! cache can key on the signature itself.
 
 use m2msec_crypto::hash::sha256;
 use m2msec_crypto::sig::{SigSuite, VerifyingKey};
 use m2msec_wire::relay::api::{Signed, signed_input};
-
-/// Other owners' keys tried at most when the owner's key does not verify.
-pub(crate) const MAX_OTHER_KEYS: usize = 16;
 
 /// Why an owner-signed request is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,44 +22,35 @@ pub(crate) enum Refused {
     Forbidden,
 }
 
-/// Checks `signed` for resource `path` against the storage `owner`, trying `others` (the other
-/// storages' owners) when the owner's key does not verify.
+/// Checks `signed` for resource `path` against the storage's `owner`.
 ///
 /// # Errors
 ///
 /// [`Refused`] as described in the module documentation (the replay check is the caller's, on
 /// the store: [`replay_key`]).
-pub(crate) fn check<'k>(
+pub(crate) fn check(
     path: &str,
     signed: &Signed,
     owner: &VerifyingKey,
-    others: impl IntoIterator<Item = &'k VerifyingKey>,
     now_ms: u64,
     max_skew_ms: u64,
 ) -> Result<(), Refused> {
     if signed.timestamp_ms.abs_diff(now_ms) > max_skew_ms {
         return Err(Refused::Unauthorized("stale timestamp"));
     }
+    let Some(signer) = owner_key(&signed.key.0) else {
+        return Err(Refused::Unauthorized(
+            "the signer's key is not an Ed25519 key",
+        ));
+    };
     let input = signed_input(path, signed.timestamp_ms, &signed.payload.0);
-    if owner.verify(&input, &signed.signature.0).is_ok() {
-        return Ok(());
+    if signer.verify(&input, &signed.signature.0).is_err() {
+        return Err(Refused::Unauthorized("invalid signature"));
     }
-    let owner_bytes = owner.to_bytes();
-    let mut tried: Vec<Vec<u8>> = Vec::new();
-    for key in others {
-        let bytes = key.to_bytes();
-        if bytes == owner_bytes || tried.contains(&bytes) {
-            continue;
-        }
-        if key.verify(&input, &signed.signature.0).is_ok() {
-            return Err(Refused::Forbidden);
-        }
-        tried.push(bytes);
-        if tried.len() >= MAX_OTHER_KEYS {
-            break;
-        }
+    if signer.to_bytes() != owner.to_bytes() {
+        return Err(Refused::Forbidden);
     }
-    Err(Refused::Unauthorized("invalid signature"))
+    Ok(())
 }
 
 /// The replay-cache key of an accepted envelope.
@@ -110,38 +94,45 @@ mod tests {
     }
 
     #[test]
-    fn owner_other_and_unknown_keys() {
+    fn owner_other_and_invalid() {
         let owner = SigningKey::generate(SigSuite::Ed25519, &mut OsRng).unwrap();
         let other = SigningKey::generate(SigSuite::Ed25519, &mut OsRng).unwrap();
-        let stranger = SigningKey::generate(SigSuite::Ed25519, &mut OsRng).unwrap();
-        let (ov, xv) = (owner.verifying_key(), other.verifying_key());
+        let ov = owner.verifying_key();
         let now = 1_000_000;
         let ok = sign(&owner, "forward", now, b"x");
-        assert_eq!(check("forward", &ok, &ov, [&xv], now, 1000), Ok(()));
+        assert_eq!(check("forward", &ok, &ov, now, 1000), Ok(()));
         // Bound to the path.
         assert_eq!(
-            check("storage/1", &ok, &ov, [&xv], now, 1000),
+            check("storage/1", &ok, &ov, now, 1000),
             Err(Refused::Unauthorized("invalid signature"))
         );
         // Stale either way.
         let old = sign(&owner, "forward", now - 1001, b"x");
         assert_eq!(
-            check("forward", &old, &ov, [], now, 1000),
+            check("forward", &old, &ov, now, 1000),
             Err(Refused::Unauthorized("stale timestamp"))
         );
         let future = sign(&owner, "forward", now + 1001, b"x");
-        assert!(check("forward", &future, &ov, [], now, 1000).is_err());
-        // Another storage's owner: forbidden; a key nobody registered: unauthorised.
+        assert!(check("forward", &future, &ov, now, 1000).is_err());
+        // A valid signature by another key: forbidden.
         let by_other = sign(&other, "forward", now, b"x");
         assert_eq!(
-            check("forward", &by_other, &ov, [&ov, &xv], now, 1000),
+            check("forward", &by_other, &ov, now, 1000),
             Err(Refused::Forbidden)
         );
-        let by_stranger = sign(&stranger, "forward", now, b"x");
+        // Another key named, the owner's signature: does not verify.
+        let mut swapped = ok.clone();
+        swapped.key = by_other.key;
         assert_eq!(
-            check("forward", &by_stranger, &ov, [&xv], now, 1000),
+            check("forward", &swapped, &ov, now, 1000),
             Err(Refused::Unauthorized("invalid signature"))
         );
+        let mut no_key = ok.clone();
+        no_key.key = Bytes(vec![1, 2, 3]);
+        assert!(matches!(
+            check("forward", &no_key, &ov, now, 1000),
+            Err(Refused::Unauthorized(_))
+        ));
         assert_eq!(replay_key(&ok), replay_key(&ok.clone()));
     }
 

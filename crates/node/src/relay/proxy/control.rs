@@ -25,7 +25,9 @@ use tokio::net::UdpSocket;
 use tokio::sync::Notify;
 
 use super::authz::{self, Refused};
-use super::coap_msg::{Response, code, uint};
+use m2msec_wire::relay::coap::coap_lite::ResponseType;
+
+use super::coap_msg::Response;
 use super::forward::{self, PumpSpec};
 use super::records::{
     self, COUNTERS_TABLE, CURSORS_TABLE, CursorRecord, FORWARDS_TABLE, ForwardRecord, META_TABLE,
@@ -40,15 +42,13 @@ use crate::driver::wall_clock;
 type Reply = Result<Response, Response>;
 
 fn bad(diagnostic: &str) -> Response {
-    Response::error(code::BAD_REQUEST, diagnostic)
+    Response::error(ResponseType::BadRequest, diagnostic)
 }
 
-fn content(code: u8, payload: Vec<u8>) -> Response {
-    Response {
-        code,
-        payload,
-        options: vec![(CoapOption::ContentFormat, uint(CONTENT_FORMAT_CBOR.into()))],
-    }
+fn content(code: ResponseType, payload: Vec<u8>) -> Response {
+    let mut r = Response::content(payload, CONTENT_FORMAT_CBOR);
+    r.code = code;
+    r
 }
 
 /// The grant's re-encryption keys as records, and the other way.
@@ -99,29 +99,23 @@ async fn authorize(
     signed: &Signed,
     storage_id: u32,
 ) -> Result<Op, Response> {
-    let (owner, others): (VerifyingKey, Vec<VerifyingKey>) = {
+    let owner: VerifyingKey = {
         let core = shared.core();
         let Some(s) = core.storages.get(&storage_id) else {
-            return Err(Response::error(code::NOT_FOUND, "no such storage"));
+            return Err(Response::error(ResponseType::NotFound, "no such storage"));
         };
-        let others = core
-            .storages
-            .values()
-            .filter(|o| o.record.id != storage_id)
-            .rev()
-            .take(authz::MAX_OTHER_KEYS * 4)
-            .map(|o| o.owner.clone())
-            .collect();
-        (s.owner.clone(), others)
+        s.owner.clone()
     };
     let skew_ms = u64::from(shared.config.signed_max_skew_s) * 1000;
     let now = wall_clock().0;
-    match authz::check(resource, signed, &owner, &others, now, skew_ms) {
+    match authz::check(resource, signed, &owner, now, skew_ms) {
         Ok(()) => {}
-        Err(Refused::Unauthorized(why)) => return Err(Response::error(code::UNAUTHORIZED, why)),
+        Err(Refused::Unauthorized(why)) => {
+            return Err(Response::error(ResponseType::Unauthorized, why));
+        }
         Err(Refused::Forbidden) => {
             return Err(Response::error(
-                code::FORBIDDEN,
+                ResponseType::Forbidden,
                 "signed by a key that does not own this storage",
             ));
         }
@@ -130,9 +124,12 @@ async fn authorize(
     let store = Arc::clone(&shared.store);
     let seen = blocking(move || store.get(SIGNED_TABLE, &key))
         .await
-        .map_err(|_| Response::error(code::INTERNAL, "store failed"))?;
+        .map_err(|_| Response::error(ResponseType::InternalServerError, "store failed"))?;
     if seen.is_some() {
-        return Err(Response::error(code::UNAUTHORIZED, "replayed request"));
+        return Err(Response::error(
+            ResponseType::Unauthorized,
+            "replayed request",
+        ));
     }
     // Remembered until its timestamp is out of the window for good.
     let until = signed
@@ -147,8 +144,12 @@ async fn authorize(
 }
 
 fn signed_of(payload: &[u8]) -> Result<Signed, Response> {
-    Signed::from_bytes(payload)
-        .map_err(|_| Response::error(code::UNAUTHORIZED, "no owner signature (api::Signed)"))
+    Signed::from_bytes(payload).map_err(|_| {
+        Response::error(
+            ResponseType::Unauthorized,
+            "no owner signature (api::Signed)",
+        )
+    })
 }
 
 /// `POST /store`.
@@ -182,7 +183,9 @@ async fn store_inner(shared: &Arc<Shared>, payload: &[u8]) -> Reply {
     let socket = if req.udp {
         let s = UdpSocket::bind(SocketAddr::new(config.udp_bind, 0))
             .await
-            .map_err(|e| Response::error(code::INTERNAL, &format!("UDP port: {e}")))?;
+            .map_err(|e| {
+                Response::error(ResponseType::InternalServerError, &format!("UDP port: {e}"))
+            })?;
         Some(s)
     } else {
         None
@@ -199,7 +202,8 @@ async fn store_inner(shared: &Arc<Shared>, payload: &[u8]) -> Reply {
         udp: req.udp,
         udp_port,
     };
-    let json = records::json(&record).map_err(|_| Response::code(code::INTERNAL))?;
+    let json =
+        records::json(&record).map_err(|_| Response::code(ResponseType::InternalServerError))?;
     let next = id.checked_add(1).ok_or_else(|| {
         Response::unavailable(config.max_age_when_full_s, "storage ids exhausted")
     })?;
@@ -230,7 +234,7 @@ async fn store_inner(shared: &Arc<Shared>, payload: &[u8]) -> Reply {
         storage_id: id,
         udp_port,
     };
-    Ok(content(code::CREATED, body.to_bytes())
+    Ok(content(ResponseType::Created, body.to_bytes())
         .with(CoapOption::LocationPath, path::STORAGE.as_bytes().to_vec())
         .with(CoapOption::LocationPath, id.to_string().into_bytes()))
 }
@@ -286,7 +290,7 @@ async fn delete_inner(shared: &Arc<Shared>, id: u32, payload: &[u8]) -> Reply {
     {
         let mut core = shared.core();
         let Some(s) = core.storages.remove(&id) else {
-            return Err(Response::error(code::NOT_FOUND, "no such storage"));
+            return Err(Response::error(ResponseType::NotFound, "no such storage"));
         };
         if let Some(t) = &s.udp_task {
             t.abort();
@@ -315,7 +319,7 @@ async fn delete_inner(shared: &Arc<Shared>, id: u32, payload: &[u8]) -> Reply {
     ops.push(Op::DedupForgetBelow(dedup_table(id), u64::MAX));
     shared.write(ops).await?;
     tracing::info!(storage = id, "storage deleted");
-    Ok(Response::code(code::DELETED))
+    Ok(Response::code(ResponseType::Deleted))
 }
 
 /// Where a new sink starts.
@@ -351,7 +355,7 @@ async fn forward_inner(shared: &Arc<Shared>, payload: &[u8]) -> Reply {
             .storages
             .get(&req.storage_id)
             .map(|s| s.stats)
-            .ok_or_else(|| Response::error(code::NOT_FOUND, "no such storage"))?;
+            .ok_or_else(|| Response::error(ResponseType::NotFound, "no such storage"))?;
         (core.next_forward, stats)
     };
     let start = start_position(&stats, req.start);
@@ -370,7 +374,8 @@ async fn forward_inner(shared: &Arc<Shared>, payload: &[u8]) -> Reply {
             })
             .collect(),
     };
-    let json = records::json(&record).map_err(|_| Response::code(code::INTERNAL))?;
+    let json =
+        records::json(&record).map_err(|_| Response::code(ResponseType::InternalServerError))?;
     let next = id.checked_add(1).ok_or_else(|| {
         Response::unavailable(config.max_age_when_full_s, "forward ids exhausted")
     })?;
@@ -394,11 +399,12 @@ async fn forward_inner(shared: &Arc<Shared>, payload: &[u8]) -> Reply {
         start,
         "forward created"
     );
-    Ok(
-        content(code::CREATED, ForwardResponse { forward_id: id }.to_bytes())
-            .with(CoapOption::LocationPath, path::FORWARD.as_bytes().to_vec())
-            .with(CoapOption::LocationPath, id.to_string().into_bytes()),
+    Ok(content(
+        ResponseType::Created,
+        ForwardResponse { forward_id: id }.to_bytes(),
     )
+    .with(CoapOption::LocationPath, path::FORWARD.as_bytes().to_vec())
+    .with(CoapOption::LocationPath, id.to_string().into_bytes()))
 }
 
 /// Puts a forward into `Core` (positions from `cursors`, else each sink's start) and starts
@@ -496,7 +502,7 @@ async fn control_inner(shared: &Arc<Shared>, id: u32, payload: &[u8]) -> Reply {
         let f = core
             .forwards
             .get(&id)
-            .ok_or_else(|| Response::error(code::NOT_FOUND, "no such forward"))?;
+            .ok_or_else(|| Response::error(ResponseType::NotFound, "no such forward"))?;
         let stats = core
             .storages
             .get(&f.record.storage_id)
@@ -577,7 +583,7 @@ async fn control_inner(shared: &Arc<Shared>, id: u32, payload: &[u8]) -> Reply {
         Control::RemoveSink(url) => {
             if !record.sinks.iter().any(|s| s.url == *url) {
                 return Err(Response::error(
-                    code::NOT_FOUND,
+                    ResponseType::NotFound,
                     "the forward has no such sink",
                 ));
             }
@@ -591,12 +597,12 @@ async fn control_inner(shared: &Arc<Shared>, id: u32, payload: &[u8]) -> Reply {
     ops.push(Op::Put(
         FORWARDS_TABLE,
         id_key(id).to_vec(),
-        records::json(&record).map_err(|_| Response::code(code::INTERNAL))?,
+        records::json(&record).map_err(|_| Response::code(ResponseType::InternalServerError))?,
     ));
     shared.write(ops).await?;
     apply_control(shared, id, record, &removed, &restarted);
     tracing::info!(forward = id, control = ?control_name(&control), "forward changed");
-    Ok(Response::code(code::CHANGED))
+    Ok(Response::code(ResponseType::Changed))
 }
 
 fn control_name(c: &Control) -> &'static str {

@@ -345,7 +345,7 @@ async fn deliver(
                         "sink {} refused message {} ({}): passed",
                         spec.url,
                         out.header.message_id,
-                        super::coap_msg::code::show(c)
+                        super::coap_msg::show(c)
                     ),
                 );
                 return Step::Next;
@@ -374,11 +374,5 @@ async fn deliver(
 }
 
 fn sink_addr(transport: &Transport) -> std::net::SocketAddr {
-    let socket = match transport {
-        Transport::Coap(c) => c.socket(),
-        Transport::Udp(s) => s,
-    };
-    socket
-        .peer_addr()
-        .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)))
+    transport.addr()
 }

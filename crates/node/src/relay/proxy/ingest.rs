@@ -18,11 +18,12 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc::error::TrySendError;
 
 use super::Shared;
-use super::coap_msg::{ReplyTo, Response, code, uint};
+use super::coap_msg::{ReplyTo, Response, show};
 use super::records::dedup_table;
 use super::state::Refusal;
 use super::writer::{Ingest, dedup_key, now_s};
 use m2msec_wire::relay::coap::coap_lite::CoapOption;
+use m2msec_wire::relay::coap::coap_lite::ResponseType;
 
 /// The result of offering a message.
 #[derive(Debug)]
@@ -46,14 +47,19 @@ pub(crate) fn submit(
         Some(v) => v,
         None => match msg.encode() {
             Ok(v) => v,
-            Err(e) => return Submitted::Now(Response::error(code::BAD_REQUEST, &e.to_string())),
+            Err(e) => {
+                return Submitted::Now(Response::error(ResponseType::BadRequest, &e.to_string()));
+            }
         },
     };
     let max = usize::try_from(config.max_message_bytes).unwrap_or(usize::MAX);
     if value.len() > max {
         return Submitted::Now(
-            Response::error(code::TOO_LARGE, "message larger than max_message_bytes")
-                .with(CoapOption::Size1, uint(config.max_message_bytes)),
+            Response::error(
+                ResponseType::RequestEntityTooLarge,
+                "message larger than max_message_bytes",
+            )
+            .with_uint(CoapOption::Size1, config.max_message_bytes),
         );
     }
     let len = u64::try_from(value.len()).unwrap_or(u64::MAX);
@@ -62,10 +68,12 @@ pub(crate) fn submit(
     let admitted = {
         let mut core = shared.core();
         match core.storages.get(&id) {
-            None => return Submitted::Now(Response::error(code::NOT_FOUND, "no such storage")),
+            None => {
+                return Submitted::Now(Response::error(ResponseType::NotFound, "no such storage"));
+            }
             Some(s) if s.record.source != msg.header.source => {
                 return Submitted::Now(Response::error(
-                    code::BAD_REQUEST,
+                    ResponseType::BadRequest,
                     "the message's source is not the storage's",
                 ));
             }
@@ -76,12 +84,12 @@ pub(crate) fn submit(
     match admitted {
         Ok(()) => {}
         Err(Refusal::UnknownStorage) => {
-            return Submitted::Now(Response::error(code::NOT_FOUND, "no such storage"));
+            return Submitted::Now(Response::error(ResponseType::NotFound, "no such storage"));
         }
         Err(Refusal::Full) => {
             // A retransmission of what is already stored is acknowledged even when full.
             if matches!(shared.store.get(&dedup_table(id), &key), Ok(Some(_))) {
-                return Submitted::Now(Response::code(code::CHANGED));
+                return Submitted::Now(Response::code(ResponseType::Changed));
             }
             return Submitted::Now(Response::unavailable(
                 config.max_age_when_full_s,
@@ -184,15 +192,12 @@ pub(crate) async fn udp_ingest(shared: Arc<Shared>, id: u32, socket: UdpSocket) 
             }
         };
         if let Submitted::Now(r) = submit(&shared, id, &msg, Some(bytes.to_vec()), None)
-            && r.code != code::CHANGED
+            && r.code != ResponseType::Changed
         {
-            let why = String::from_utf8_lossy(&r.payload).into_owned();
+            let why = r.text();
             junk.warn(
                 peer,
-                &format!(
-                    "storage {id}: datagram refused ({}): {why}",
-                    code::show(r.code)
-                ),
+                &format!("storage {id}: datagram refused ({}): {why}", show(r.code)),
             );
         }
     }

@@ -19,8 +19,11 @@ use std::time::{Duration, Instant};
 
 use m2msec_wire::relay::coap::coap_lite::{CoapOption, MessageClass, MessageType, Packet};
 
-use super::coap_msg::{Response, uint};
+use m2msec_wire::relay::coap::coap_lite::ResponseType;
+
+use super::coap_msg::Response;
 use super::state::MonitorId;
+use crate::relay::coap::{DEFAULT_SZX, MessageIds, slice_block2};
 
 /// A notification is confirmable at least this often (counted per observer).
 pub(crate) const CON_EVERY: u32 = 16;
@@ -166,13 +169,13 @@ impl Observers {
 
     /// Notifies every observer of `monitor` of its new representation — `None` when the
     /// monitor is gone, which ends the observations with 4.04. `body(json)` renders it;
-    /// `next_mid` hands out message ids.
+    /// Notifications are cut to their first block (RFC 7959 §3.4) when they do not fit one.
     pub(crate) fn notify(
         &mut self,
         monitor: MonitorId,
         body: Option<&dyn Fn(bool) -> Vec<u8>>,
         now: Instant,
-        next_mid: &mut dyn FnMut() -> u16,
+        ids: &mut MessageIds,
         out: &mut Vec<Outgoing>,
     ) {
         let con_interval = self.con_interval;
@@ -187,15 +190,15 @@ impl Observers {
                         m2msec_wire::relay::api::CONTENT_FORMAT_CBOR
                     };
                     Response::content(render(o.json), format)
-                        .with(CoapOption::Observe, uint(o.observe))
+                        .with_uint(CoapOption::Observe, o.observe)
                 }
-                None => Response::error(super::coap_msg::code::NOT_FOUND, "monitor deleted"),
+                None => Response::error(ResponseType::NotFound, "monitor deleted"),
             };
             o.since_con += 1;
             let confirmable = o.since_con >= CON_EVERY
                 || now.saturating_duration_since(o.last_con) >= con_interval
                 || o.outstanding.is_some();
-            let message_id = next_mid();
+            let message_id = ids.next_id();
             let mut p = Packet::new();
             p.header.set_type(if confirmable {
                 MessageType::Confirmable
@@ -203,12 +206,10 @@ impl Observers {
                 MessageType::NonConfirmable
             });
             p.header.message_id = message_id;
-            p.header.code = MessageClass::from(response.code);
+            p.header.code = MessageClass::Response(response.code);
             p.set_token(o.token.clone());
-            for (option, value) in &response.options {
-                p.add_option(*option, value.clone());
-            }
-            p.payload = response.payload;
+            response.apply(&mut p);
+            slice_block2(&Packet::new(), &mut p, DEFAULT_SZX);
             let Some(bytes) = super::coap_msg::encode(&p) else {
                 continue;
             };
@@ -312,11 +313,7 @@ mod tests {
         );
         assert_eq!(obs.register(peer(3), b"y", m, false, now), Registered::Full);
 
-        let mut mid = 100u16;
-        let mut next = || {
-            mid += 1;
-            mid
-        };
+        let mut next = MessageIds::starting_at(100);
         let body = |json: bool| if json { b"{}".to_vec() } else { vec![0x80] };
         let mut out = Vec::new();
         // Notifications are NON until the 16th, which is CON.
@@ -331,7 +328,7 @@ mod tests {
                 MessageType::NonConfirmable
             };
             assert_eq!(p.header.get_type(), expect, "notification {i}");
-            assert_eq!(p.get_first_option(CoapOption::Observe), Some(&uint(3 + i)));
+            assert_eq!(crate::relay::coap::observe_value(&p), Some(3 + i));
         }
         let con = Packet::from_bytes(&out[0].1).unwrap().header.message_id;
         // Unacknowledged: retransmitted with doubling timeouts, then dropped.
@@ -373,8 +370,8 @@ mod tests {
         obs.notify(MonitorId::Forward(1), None, now, &mut next, &mut out);
         let p = Packet::from_bytes(&out[0].1).unwrap();
         assert_eq!(
-            u8::from(p.header.code),
-            super::super::coap_msg::code::NOT_FOUND
+            p.header.code,
+            MessageClass::Response(ResponseType::NotFound)
         );
         assert_eq!(obs.len(), 0);
         assert!(obs.monitors().is_empty());

@@ -4,26 +4,22 @@
 //! request, answers what it can at once, hands messages to the writer and calls that change
 //! state to their own tasks, sends their answers when they come back, and notifies observers.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use m2msec_crypto::hash::sha256;
 use m2msec_wire::relay::api::{
     CONTENT_FORMAT_CBOR, CONTENT_FORMAT_LINK_FORMAT, DEFAULT_WINDOW_S, Load, Throughput,
 };
 use m2msec_wire::relay::coap::coap_lite::{
-    CoapOption, MessageClass, MessageType, Packet, RequestType,
+    CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType,
 };
 use m2msec_wire::relay::coap::{from_request, reset, uri_path, uri_query};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use super::Shared;
-use super::coap_msg::{
-    Block, CONTENT_FORMAT_JSON, ReplyTo, Response, SZX, block_size, code, encode, uint, uint_option,
-};
+use super::coap_msg::{CONTENT_FORMAT_JSON, ReplyTo, Response, encode};
 use super::control;
 use super::ingest::{LogLimit, Submitted, submit};
 use super::metrics::bits_per_second;
@@ -31,10 +27,12 @@ use super::observe::{Observers, Outgoing, Registered};
 use super::resources::{Repr, links};
 use super::state::MonitorId;
 use super::writer::{Deferred, now_s};
+use crate::relay::coap::{
+    Assembled, Block1Assembler, DEFAULT_SZX, Dedup, DedupCache, EXCHANGE_LIFETIME, MessageIds,
+    parse_datagram, slice_block2, uint_option,
+};
 
-/// RFC 7252 §4.8.2 EXCHANGE_LIFETIME: how long a request's answer is kept for retransmissions.
-const EXCHANGE_LIFETIME: Duration = Duration::from_secs(247);
-/// Answers kept for retransmitted requests, at most.
+/// Answers kept for retransmitted requests, at most (mostly the few bytes of a 2.04).
 const MAX_EXCHANGES: usize = 65_536;
 /// A block-wise upload that sees no block for this long is dropped.
 const UPLOAD_LIFETIME: Duration = Duration::from_secs(60);
@@ -51,190 +49,15 @@ enum Handled {
     Later,
 }
 
-#[derive(Debug)]
-struct Exchange {
-    at: Instant,
-    answer: Option<Vec<u8>>,
-}
-
-/// Answers to non-idempotent requests, by (endpoint, message id), for retransmissions.
-#[derive(Debug, Default)]
-struct Exchanges {
-    map: HashMap<(SocketAddr, u16), Exchange>,
-    order: VecDeque<((SocketAddr, u16), Instant)>,
-}
-
-impl Exchanges {
-    fn start(&mut self, key: (SocketAddr, u16), now: Instant) {
-        self.map.insert(
-            key,
-            Exchange {
-                at: now,
-                answer: None,
-            },
-        );
-        self.order.push_back((key, now));
-        self.expire(now);
-    }
-
-    fn finish(&mut self, key: (SocketAddr, u16), answer: Vec<u8>) {
-        if let Some(e) = self.map.get_mut(&key) {
-            e.answer = Some(answer);
-        }
-    }
-
-    fn expire(&mut self, now: Instant) {
-        while let Some(&(key, at)) = self.order.front() {
-            let old = now.saturating_duration_since(at) >= EXCHANGE_LIFETIME;
-            if !old && self.order.len() <= MAX_EXCHANGES {
-                break;
-            }
-            self.order.pop_front();
-            if self.map.get(&key).is_some_and(|e| e.at == at) {
-                self.map.remove(&key);
-            }
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Upload {
-    first: Packet,
-    body: Vec<u8>,
-    last: Instant,
-}
-
-/// What a Block1 block did.
-enum Step {
-    /// More to come: answer 2.31 with this Block1.
-    Continue(Block),
-    /// The whole request, and the Block1 to echo in its answer.
-    Complete(Box<Packet>, Block),
-    Refuse(Response),
-}
-
-/// Block-wise uploads being reassembled, by (endpoint, target).
-#[derive(Debug, Default)]
-struct Uploads {
-    map: HashMap<(SocketAddr, String), Upload>,
-}
-
-impl Uploads {
-    fn offer(
-        &mut self,
-        peer: SocketAddr,
-        req: &Packet,
-        b: Block,
-        max_body: usize,
-        max_uploads: usize,
-        now: Instant,
-    ) -> Step {
-        let proxy_uri = req
-            .get_first_option(CoapOption::ProxyUri)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_default();
-        let key = (peer, format!("{}\n{proxy_uri}", uri_path(req)));
-        if b.more && req.payload.len() != block_size(b.szx) {
-            self.map.remove(&key);
-            return Step::Refuse(Response::error(
-                code::BAD_REQUEST,
-                "a block that is not the last must be full",
-            ));
-        }
-        if b.num == 0 {
-            if !self.map.contains_key(&key) && self.map.len() >= max_uploads {
-                // Evict the stalest upload if it has been idle a while, else refuse.
-                let stalest = self
-                    .map
-                    .iter()
-                    .min_by_key(|(_, u)| u.last)
-                    .map(|(k, u)| (k.clone(), u.last));
-                match stalest {
-                    Some((k, last))
-                        if now.saturating_duration_since(last) > Duration::from_secs(5) =>
-                    {
-                        self.map.remove(&k);
-                    }
-                    _ => {
-                        return Step::Refuse(Response::unavailable(
-                            1,
-                            "too many block-wise uploads",
-                        ));
-                    }
-                }
-            }
-            let mut first = req.clone();
-            first.clear_option(CoapOption::Block1);
-            first.payload = Vec::new();
-            self.map.insert(
-                key.clone(),
-                Upload {
-                    first,
-                    body: Vec::new(),
-                    last: now,
-                },
-            );
-        }
-        let Some(upload) = self.map.get_mut(&key) else {
-            return Step::Refuse(Response::error(
-                code::INCOMPLETE,
-                "block-wise upload not started",
-            ));
-        };
-        if b.offset() != upload.body.len() {
-            self.map.remove(&key);
-            return Step::Refuse(Response::error(code::INCOMPLETE, "block out of order"));
-        }
-        if upload.body.len().saturating_add(req.payload.len()) > max_body {
-            self.map.remove(&key);
-            return Step::Refuse(
-                Response::error(code::TOO_LARGE, "body larger than max_message_bytes").with(
-                    CoapOption::Size1,
-                    uint(u32::try_from(max_body).unwrap_or(u32::MAX)),
-                ),
-            );
-        }
-        upload.body.extend_from_slice(&req.payload);
-        upload.last = now;
-        if b.more {
-            return Step::Continue(Block {
-                num: b.num,
-                more: true,
-                szx: b.szx.min(SZX),
-            });
-        }
-        match self.map.remove(&key) {
-            Some(u) => {
-                let mut whole = u.first;
-                whole.payload = u.body;
-                Step::Complete(
-                    Box::new(whole),
-                    Block {
-                        num: b.num,
-                        more: false,
-                        szx: b.szx,
-                    },
-                )
-            }
-            None => Step::Refuse(Response::code(code::INTERNAL)),
-        }
-    }
-
-    fn expire(&mut self, now: Instant) {
-        self.map
-            .retain(|_, u| now.saturating_duration_since(u.last) < UPLOAD_LIFETIME);
-    }
-}
-
 /// The CoAP server task's state.
 pub(crate) struct Server {
     shared: Arc<Shared>,
     socket: Arc<UdpSocket>,
     deferred: mpsc::UnboundedReceiver<Deferred>,
-    exchanges: Exchanges,
-    uploads: Uploads,
+    dedup: DedupCache,
+    uploads: Block1Assembler,
     observers: Observers,
-    next_mid: u16,
+    ids: MessageIds,
     junk: LogLimit,
 }
 
@@ -249,21 +72,22 @@ impl Server {
             usize::try_from(config.max_observers).unwrap_or(usize::MAX),
             Duration::from_secs(config.notify_con_interval_s.into()),
         );
+        let uploads = Block1Assembler::new(
+            usize::try_from(config.max_message_bytes).unwrap_or(usize::MAX),
+            usize::try_from(config.max_block_transfers).unwrap_or(usize::MAX),
+            UPLOAD_LIFETIME,
+            DEFAULT_SZX,
+        );
         Self {
             shared,
             socket,
             deferred,
-            exchanges: Exchanges::default(),
-            uploads: Uploads::default(),
+            dedup: DedupCache::new(MAX_EXCHANGES, EXCHANGE_LIFETIME),
+            uploads,
             observers,
-            next_mid: u16::try_from(std::process::id() & 0xFFFF).unwrap_or(0),
+            ids: MessageIds::random(),
             junk: LogLimit::new("coap"),
         }
-    }
-
-    fn mid(&mut self) -> u16 {
-        self.next_mid = self.next_mid.wrapping_add(1);
-        self.next_mid
     }
 
     /// Serves until `stop` fires.
@@ -305,12 +129,10 @@ impl Server {
     }
 
     fn on_deferred(&mut self, d: Deferred) -> Vec<Outgoing> {
-        let mid = self.mid();
-        let Some(bytes) = encode(&d.response.to_packet(&d.reply, mid)) else {
+        let Some(bytes) = encode(&d.response.to_packet(&d.reply, &mut self.ids)) else {
             return Vec::new();
         };
-        self.exchanges
-            .finish((d.reply.peer, d.reply.message_id), bytes.clone());
+        self.dedup.complete(d.reply.peer, &d.reply.request, &bytes);
         vec![(d.reply.peer, bytes)]
     }
 
@@ -334,36 +156,25 @@ impl Server {
         };
         for (monitor, repr) in changed {
             let render = repr.map(|r| move |json: bool| r.render(json));
-            let mut next = self.next_mid;
-            let mut mid = || {
-                next = next.wrapping_add(1);
-                next
-            };
             match &render {
                 Some(f) => self
                     .observers
-                    .notify(monitor, Some(f), now, &mut mid, &mut out),
+                    .notify(monitor, Some(f), now, &mut self.ids, &mut out),
                 None => self
                     .observers
-                    .notify(monitor, None, now, &mut mid, &mut out),
+                    .notify(monitor, None, now, &mut self.ids, &mut out),
             }
-            self.next_mid = next;
         }
         self.observers.retransmit(now, &mut out);
-        self.exchanges.expire(now);
-        self.uploads.expire(now);
         out
     }
 
     fn on_datagram(&mut self, peer: SocketAddr, bytes: &[u8]) -> Vec<Outgoing> {
-        let Ok(p) = Packet::from_bytes(bytes) else {
-            self.junk.warn(peer, &"datagram is not CoAP: dropped");
+        let Some(p) = parse_datagram(bytes) else {
+            self.junk
+                .warn(peer, &"datagram is not a CoAP message: dropped");
             return Vec::new();
         };
-        if p.header.get_version() != 1 {
-            self.junk.warn(peer, &"unknown CoAP version: dropped");
-            return Vec::new();
-        }
         let kind = p.header.get_type();
         match p.header.code {
             MessageClass::Empty => match kind {
@@ -393,79 +204,40 @@ impl Server {
 
     fn on_request(&mut self, peer: SocketAddr, req: Packet, method: RequestType) -> Vec<Outgoing> {
         let now = Instant::now();
-        let mut reply = ReplyTo::of(peer, &req);
-        let key = (peer, req.header.message_id);
-        let safe = method == RequestType::Get;
-        if !safe {
-            if let Some(e) = self.exchanges.map.get(&key) {
-                // A retransmission: the same answer again, or nothing while it is being made.
-                return e
-                    .answer
-                    .clone()
-                    .map(|a| vec![(peer, a)])
-                    .unwrap_or_default();
-            }
-            self.exchanges.start(key, now);
+        match self.dedup.check(peer, &req, now) {
+            // A retransmission: the same answer again, or nothing while it is being made.
+            Dedup::Replay(bytes) => return vec![(peer, bytes)],
+            Dedup::InProgress => return Vec::new(),
+            Dedup::New => {}
         }
-        let handled = self.dispatch(peer, req, method, &mut reply, now);
+        let reply = ReplyTo::new(peer, &req);
+        let handled = match self.uploads.accept(peer, req, now, &mut self.ids) {
+            // 2.31 Continue, or the upload's refusal.
+            Assembled::Respond(p) => return self.send_reply(&reply, p),
+            Assembled::Complete(whole) => match critical_option(&whole) {
+                Some(r) => Handled::Now(r),
+                None => self.route(peer, &whole, method, &reply, now),
+            },
+        };
         match handled {
             Handled::Later => Vec::new(),
             Handled::Now(response) => {
-                let mid = self.mid();
-                let Some(bytes) = encode(&response.to_packet(&reply, mid)) else {
-                    return Vec::new();
-                };
-                if !safe {
-                    self.exchanges.finish(key, bytes.clone());
+                let mut p = response.to_packet(&reply, &mut self.ids);
+                if method == RequestType::Get {
+                    slice_block2(&reply.request, &mut p, DEFAULT_SZX);
                 }
-                vec![(peer, bytes)]
+                self.send_reply(&reply, p)
             }
         }
     }
 
-    fn dispatch(
-        &mut self,
-        peer: SocketAddr,
-        req: Packet,
-        method: RequestType,
-        reply: &mut ReplyTo,
-        now: Instant,
-    ) -> Handled {
-        if let Some(bad) = req.options().find_map(|(n, v)| {
-            (n % 2 == 1 && !KNOWN_CRITICAL.contains(n) && !v.is_empty()).then_some(*n)
-        }) {
-            return Handled::Now(Response::error(
-                code::BAD_OPTION,
-                &format!("critical option {bad} not supported"),
-            ));
-        }
-        let req = match Block::of(&req, CoapOption::Block1) {
-            None => req,
-            Some(Err(())) => {
-                return Handled::Now(Response::error(code::BAD_OPTION, "malformed Block1"));
-            }
-            Some(Ok(b)) => {
-                let config = &self.shared.config;
-                let max = usize::try_from(config.max_message_bytes).unwrap_or(usize::MAX);
-                let slots = usize::try_from(config.max_block_transfers).unwrap_or(usize::MAX);
-                match self.uploads.offer(peer, &req, b, max, slots, now) {
-                    Step::Refuse(r) => return Handled::Now(r),
-                    Step::Continue(echo) => {
-                        reply.block1 = Some(echo);
-                        return Handled::Now(Response::code(code::CONTINUE));
-                    }
-                    Step::Complete(whole, echo) => {
-                        reply.block1 = Some(echo);
-                        *whole
-                    }
-                }
-            }
+    /// Encodes an answer, remembers it for retransmissions of the request, and sends it.
+    fn send_reply(&mut self, reply: &ReplyTo, p: Packet) -> Vec<Outgoing> {
+        let Some(bytes) = encode(&p) else {
+            return Vec::new();
         };
-        let handled = self.route(peer, &req, method, reply, now);
-        match handled {
-            Handled::Now(r) if method == RequestType::Get => Handled::Now(block2(r, &req)),
-            other => other,
-        }
+        self.dedup.complete(reply.peer, &reply.request, &bytes);
+        vec![(reply.peer, bytes)]
     }
 
     fn route(
@@ -481,7 +253,7 @@ impl Server {
             return match method {
                 Post => self.relay_post(None, req, reply),
                 _ => Handled::Now(Response::error(
-                    code::METHOD_NOT_ALLOWED,
+                    ResponseType::MethodNotAllowed,
                     "Proxy-Uri takes POST",
                 )),
             };
@@ -587,7 +359,7 @@ impl Server {
                 | ["forward", _, "control"],
                 _,
             ) => Handled::Now(Response::error(
-                code::METHOD_NOT_ALLOWED,
+                ResponseType::MethodNotAllowed,
                 "method not allowed",
             )),
             _ => not_found(),
@@ -636,10 +408,10 @@ impl Server {
         };
         let mut response = Response::content(repr.render(json), format);
         match uint_option(req, CoapOption::Observe) {
-            Some(Ok(0)) => {
+            Some(0) => {
                 if let Registered::Yes(n) = self.observers.register(peer, token, monitor, json, now)
                 {
-                    response = response.with(CoapOption::Observe, uint(n));
+                    response = response.with_uint(CoapOption::Observe, n);
                 }
             }
             _ => self.observers.deregister(peer, token),
@@ -654,7 +426,7 @@ impl Server {
             Err(e) => {
                 self.junk
                     .warn(reply.peer, &format!("relay message refused: {e}"));
-                return Handled::Now(Response::error(code::BAD_REQUEST, &e.to_string()));
+                return Handled::Now(Response::error(ResponseType::BadRequest, &e.to_string()));
             }
         };
         let id = match id {
@@ -663,7 +435,7 @@ impl Server {
                 Some(id) => *id,
                 None => {
                     return Handled::Now(Response::error(
-                        code::NOT_FOUND,
+                        ResponseType::NotFound,
                         "no storage for this source",
                     ));
                 }
@@ -700,7 +472,7 @@ impl Server {
 }
 
 fn not_found() -> Handled {
-    Handled::Now(Response::error(code::NOT_FOUND, "no such resource"))
+    Handled::Now(Response::error(ResponseType::NotFound, "no such resource"))
 }
 
 fn rst(peer: SocketAddr, p: &Packet) -> Vec<Outgoing> {
@@ -714,14 +486,13 @@ fn accept(req: &Packet, offered: &[u16]) -> Result<u16, Response> {
     let first = offered.first().copied().unwrap_or(CONTENT_FORMAT_CBOR);
     match uint_option(req, CoapOption::Accept) {
         None => Ok(first),
-        Some(Ok(f)) => match u16::try_from(f).ok().filter(|f| offered.contains(f)) {
+        Some(f) => match u16::try_from(f).ok().filter(|f| offered.contains(f)) {
             Some(f) => Ok(f),
             None => Err(Response::error(
-                code::NOT_ACCEPTABLE,
+                ResponseType::NotAcceptable,
                 "content format not offered",
             )),
         },
-        Some(Err(())) => Err(Response::error(code::BAD_OPTION, "malformed Accept")),
     }
 }
 
@@ -738,7 +509,7 @@ fn window(req: &Packet, shared: &Shared) -> Result<u32, Response> {
             return match v.parse::<u32>() {
                 Ok(w) if w >= 1 && w <= config.max_load_window_s => Ok(w),
                 _ => Err(Response::error(
-                    code::BAD_REQUEST,
+                    ResponseType::BadRequest,
                     &format!("window must be 1..={} seconds", config.max_load_window_s),
                 )),
             };
@@ -747,155 +518,16 @@ fn window(req: &Packet, shared: &Shared) -> Result<u32, Response> {
     Ok(default)
 }
 
-/// Cuts a GET's 2.05 into the block the request asks for (RFC 7959 §2.4), or into the first
-/// block when it does not fit one, with Size2 and an ETag of the whole representation.
-fn block2(mut r: Response, req: &Packet) -> Response {
-    if r.code != code::CONTENT {
-        return r;
-    }
-    let (szx, offset) = match Block::of(req, CoapOption::Block2) {
-        Some(Err(())) => return Response::error(code::BAD_OPTION, "malformed Block2"),
-        Some(Ok(b)) => (b.szx.min(SZX), b.offset()),
-        None if r.payload.len() <= block_size(SZX) => return r,
-        None => (SZX, 0),
-    };
-    let size = block_size(szx);
-    let len = r.payload.len();
-    if offset > 0 && offset >= len {
-        return Response::error(code::BAD_OPTION, "block beyond the end");
-    }
-    let end = offset.saturating_add(size).min(len);
-    let num = u32::try_from(offset / size).unwrap_or(u32::MAX);
-    let etag = sha256(&r.payload);
-    r.payload = r
-        .payload
-        .get(offset..end)
-        .map(<[u8]>::to_vec)
-        .unwrap_or_default();
-    r.options.push((
-        CoapOption::ETag,
-        etag.get(..4).map(<[u8]>::to_vec).unwrap_or_default(),
-    ));
-    r.options.push((
-        CoapOption::Block2,
-        Block {
-            num,
-            more: end < len,
-            szx,
-        }
-        .encode(),
-    ));
-    if num == 0 {
-        r.options.push((
-            CoapOption::Size2,
-            uint(u32::try_from(len).unwrap_or(u32::MAX)),
-        ));
-    }
-    r
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
-
-    use super::*;
-
-    #[test]
-    fn block2_cuts_large_bodies() {
-        let body: Vec<u8> = (0..2500u32)
-            .map(|i| u8::try_from(i % 251).unwrap())
-            .collect();
-        let req = Packet::new();
-        let r = block2(Response::content(body.clone(), 60), &req);
-        assert_eq!(r.payload, body[..1024]);
-        let b = r
-            .options
-            .iter()
-            .find(|(o, _)| *o == CoapOption::Block2)
-            .map(|(_, v)| Block::decode(v).unwrap())
-            .unwrap();
-        assert_eq!(
-            b,
-            Block {
-                num: 0,
-                more: true,
-                szx: 6
-            }
-        );
-        let mut req = Packet::new();
-        req.add_option(
-            CoapOption::Block2,
-            Block {
-                num: 4,
-                more: false,
-                szx: 4,
-            }
-            .encode(),
-        );
-        let r = block2(Response::content(body.clone(), 60), &req);
-        assert_eq!(r.payload, body[1024..1280]);
-        let mut req = Packet::new();
-        req.add_option(
-            CoapOption::Block2,
-            Block {
-                num: 9,
-                more: false,
-                szx: 6,
-            }
-            .encode(),
-        );
-        assert_eq!(
-            block2(Response::content(body, 60), &req).code,
-            code::BAD_OPTION
-        );
-        // Small bodies and errors pass untouched.
-        let small = block2(Response::content(vec![1], 60), &Packet::new());
-        assert_eq!(small.options.len(), 1);
-    }
-
-    #[test]
-    fn uploads_reassemble_in_order_only() {
-        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let now = Instant::now();
-        let mut ups = Uploads::default();
-        let block = |num: u32, more: bool, payload: Vec<u8>| {
-            let mut p = Packet::new();
-            p.add_option(CoapOption::UriPath, b"store".to_vec());
-            p.payload = payload;
-            (p, Block { num, more, szx: 0 })
-        };
-        let (p, b) = block(0, true, vec![1; 16]);
-        assert!(matches!(
-            ups.offer(peer, &p, b, 100, 4, now),
-            Step::Continue(_)
-        ));
-        // Out of order.
-        let (p, b) = block(2, true, vec![1; 16]);
-        assert!(
-            matches!(ups.offer(peer, &p, b, 100, 4, now), Step::Refuse(r) if r.code == code::INCOMPLETE)
-        );
-        let (p, b) = block(0, true, vec![1; 16]);
-        ups.offer(peer, &p, b, 100, 4, now);
-        let (p, b) = block(1, false, vec![2; 3]);
-        match ups.offer(peer, &p, b, 100, 4, now) {
-            Step::Complete(whole, echo) => {
-                assert_eq!(whole.payload.len(), 19);
-                assert!(whole.get_first_option(CoapOption::Block1).is_none());
-                assert_eq!(echo.num, 1);
-            }
-            _ => panic!("not complete"),
-        }
-        // Too large.
-        let (p, b) = block(0, true, vec![1; 16]);
-        ups.offer(peer, &p, b, 20, 4, now);
-        let (p, b) = block(1, true, vec![1; 16]);
-        assert!(
-            matches!(ups.offer(peer, &p, b, 20, 4, now), Step::Refuse(r) if r.code == code::TOO_LARGE)
-        );
-        // A short non-final block.
-        let (p, b) = block(0, true, vec![1; 5]);
-        assert!(
-            matches!(ups.offer(peer, &p, b, 20, 4, now), Step::Refuse(r) if r.code == code::BAD_REQUEST)
-        );
-    }
+/// An unknown critical option (odd number, RFC 7252 §5.4.1): answered 4.02 Bad Option.
+fn critical_option(req: &Packet) -> Option<Response> {
+    req.options()
+        .find_map(|(n, v)| {
+            (n % 2 == 1 && !KNOWN_CRITICAL.contains(n) && !v.is_empty()).then_some(*n)
+        })
+        .map(|n| {
+            Response::error(
+                ResponseType::BadOption,
+                &format!("critical option {n} not supported"),
+            )
+        })
 }

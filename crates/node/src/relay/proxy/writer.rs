@@ -30,7 +30,9 @@ use m2msec_store::{PushOutcome, QueueStats, Store, WriteOp};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::Shared;
-use super::coap_msg::{ReplyTo, Response, code};
+use m2msec_wire::relay::coap::coap_lite::ResponseType;
+
+use super::coap_msg::{ReplyTo, Response};
 use super::records::{
     self, COUNTERS_TABLE, CURSORS_TABLE, SIGNED_TABLE, cursor_key, dedup_table, id_key, queue_table,
 };
@@ -252,7 +254,7 @@ async fn commit(shared: &Arc<Shared>, batch: Vec<Ingest>) -> Result<()> {
                 reply(
                     shared,
                     i.reply,
-                    Response::error(code::NOT_FOUND, "storage deleted"),
+                    Response::error(ResponseType::NotFound, "storage deleted"),
                 );
             }
             continue;
@@ -281,7 +283,11 @@ async fn commit(shared: &Arc<Shared>, batch: Vec<Ingest>) -> Result<()> {
             Err(e) => {
                 shared.core().release(id, admitted);
                 for r in replies {
-                    reply(shared, r, Response::error(code::INTERNAL, "store failed"));
+                    reply(
+                        shared,
+                        r,
+                        Response::error(ResponseType::InternalServerError, "store failed"),
+                    );
                 }
                 return Err(Error::Store(e));
             }
@@ -302,7 +308,7 @@ async fn commit(shared: &Arc<Shared>, batch: Vec<Ingest>) -> Result<()> {
         }
         shared.core().on_written(id, written, now_s());
         for r in replies {
-            reply(shared, r, Response::code(code::CHANGED));
+            reply(shared, r, Response::code(ResponseType::Changed));
         }
     }
     Ok(())
