@@ -6,3 +6,4 @@ pub mod sink;
 pub mod proxy;
 pub mod source;
 pub mod bench;
+pub mod client;

@@ -26,6 +26,7 @@ use zeroize::Zeroizing;
 use super::config::{
     COAP_PORT, DataEncoding, SinkFile, SourceFile, SuiteName, TrustedSourceFile, source_seed_pem,
 };
+use super::proxy::ProxyConfig;
 use crate::collab::provision::{Provisioned, write_config};
 use crate::error::{Error, Result};
 use crate::keyfile::{write_public, write_secret};
@@ -116,6 +117,18 @@ pub fn provision(
     out.files.push(p);
 
     let proxy = SocketAddr::from((PROXY_HOST, opts.port));
+    let proxy_toml = dir.join("relay-proxy.toml");
+    write_config(
+        &proxy_toml,
+        "relay-proxy",
+        "relay-proxy",
+        &ProxyConfig {
+            listen: proxy,
+            state: Some(PathBuf::from("state/relay-proxy.redb")),
+            ..ProxyConfig::default()
+        },
+        &mut out,
+    )?;
     let source = source_url(opts.port);
     let mut sink_configs = Vec::new();
     let mut grants = Vec::new();
@@ -176,6 +189,10 @@ pub fn provision(
         &mut out,
     )?;
 
+    out.commands.push(format!(
+        "m2msec run relay-proxy --config {}",
+        proxy_toml.display()
+    ));
     for c in &sink_configs {
         out.commands
             .push(format!("m2msec run relay-sink --config {}", c.display()));
@@ -210,6 +227,8 @@ mod tests {
         let mut rng = SeededRng::from_seed_u64(6);
         let out = provision(dir.path(), &ProvisionOptions::default(), &mut rng)?;
         assert!(out.files.iter().all(|f| f.exists()));
+        let proxy = ProxyConfig::from_file(&dir.path().join("relay-proxy.toml"))?;
+        assert_eq!(proxy.listen, SocketAddr::from((PROXY_HOST, COAP_PORT)));
         let source = load_source(&dir.path().join("relay-source.toml"))?;
         assert_eq!(source.proxy, SocketAddr::from((PROXY_HOST, COAP_PORT)));
         for name in SINKS {

@@ -7,18 +7,30 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
-use m2msec_protocol::relay::{self as protocol, Delivered, Sink};
+use m2msec_protocol::relay::{self as protocol, Delivered, Sink, SinkConfig, TrustedSource};
 use m2msec_protocol::{Millis, OpCounts};
 use m2msec_store::{Store, WriteOp};
-use m2msec_wire::relay::coap::coap_lite::ResponseType;
+use m2msec_wire::relay::coap as wire_coap;
+use m2msec_wire::relay::coap::coap_lite::{
+    CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType,
+};
 use m2msec_wire::relay::{Flags, Header, RelayMessage};
 use serde::Serialize;
+use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use super::config::{DataEncoding, Output};
+use super::coap::{
+    Assembled, Block1Assembler, DEFAULT_SZX, Dedup, DedupCache, MessageIds, parse_datagram,
+    response, set_uint_option,
+};
+use super::config::{DataEncoding, Output, SinkSetup, load_sink};
+use crate::collab::daemon::open_store;
+use crate::driver::{self, Shutdown, wall_clock};
 use crate::error::{Error, Result};
 
 /// One delivered message as the sink writes it: one JSON object per line.
@@ -218,10 +230,6 @@ fn section_key(h: &Header) -> Vec<u8> {
     k
 }
 
-fn wire_error(e: m2msec_wire::Error) -> Error {
-    Error::Control(format!("relay: {e}"))
-}
-
 /// What became of one received message.
 #[derive(Debug)]
 pub enum Verdict {
@@ -389,7 +397,10 @@ impl SinkNode {
         for (from, msg) in messages {
             let received = self.sink.receive(now, msg);
             if received.is_ok() && msg.header.flags.contains(Flags::MANAGEMENT) {
-                sections.push((section_key(&msg.header), msg.encode().map_err(wire_error)?));
+                sections.push((
+                    section_key(&msg.header),
+                    msg.encode().map_err(super::client::wire)?,
+                ));
             }
             let verdict = match received {
                 Ok(delivered) if delivered.is_empty() => {
@@ -476,6 +487,314 @@ impl SinkNode {
         }
         Ok(verdicts)
     }
+}
+
+/// Datagrams handled in one batch at most (one output sync and one store commit per batch).
+const MAX_BATCH: usize = 64;
+
+/// Pending data messages remembered at most (for the 5.03-then-4.04 rule).
+const MAX_PENDING: usize = 65_536;
+
+/// One relay message received, and how to answer it.
+struct Incoming {
+    from: SocketAddr,
+    /// For CoAP: the datagram's request (for the dedup cache) and the whole request (after
+    /// Block1 reassembly), to answer.
+    coap: Option<(Packet, Packet)>,
+    msg: RelayMessage,
+}
+
+/// The `relay-sink` daemon: a [`SinkNode`] behind a CoAP socket and a plain-UDP socket.
+pub struct SinkServer {
+    node: SinkNode,
+    coap: Option<UdpSocket>,
+    udp: Option<UdpSocket>,
+    path: String,
+    ids: MessageIds,
+    dedup: DedupCache,
+    blocks: Block1Assembler,
+    pending: HashMap<(String, u16, u32), Instant>,
+}
+
+impl SinkServer {
+    /// Binds the sockets (either may be absent; port 0 picks one).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Bind`].
+    pub async fn bind(
+        node: SinkNode,
+        coap: Option<SocketAddr>,
+        udp: Option<SocketAddr>,
+        path: &str,
+    ) -> Result<Self> {
+        let coap = match coap {
+            Some(a) => Some(driver::bind(a).await?),
+            None => None,
+        };
+        let udp = match udp {
+            Some(a) => Some(driver::bind(a).await?),
+            None => None,
+        };
+        Ok(Self {
+            node,
+            coap,
+            udp,
+            path: path.trim_matches('/').to_owned(),
+            ids: MessageIds::random(),
+            dedup: DedupCache::default(),
+            blocks: Block1Assembler::new(1 << 20, 64, Duration::from_secs(60), DEFAULT_SZX),
+            pending: HashMap::new(),
+        })
+    }
+
+    /// The sink's CoAP URL (`coap://ADDR/PATH`), if it serves CoAP.
+    #[must_use]
+    pub fn coap_url(&self) -> Option<String> {
+        let a = self.coap.as_ref()?.local_addr().ok()?;
+        Some(format!("coap://{a}/{}", self.path))
+    }
+
+    /// The sink's UDP URL (`udp://ADDR`), if it takes plain UDP.
+    #[must_use]
+    pub fn udp_url(&self) -> Option<String> {
+        let a = self.udp.as_ref()?.local_addr().ok()?;
+        Some(format!("udp://{a}"))
+    }
+
+    /// Serves until `shutdown`; returns the node (its counters).
+    ///
+    /// # Errors
+    ///
+    /// Output and store errors (nothing that depended on the failed write was acknowledged),
+    /// socket errors.
+    pub async fn run(mut self, mut shutdown: Shutdown) -> Result<SinkNode> {
+        tracing::info!(
+            role = "relay-sink",
+            coap = ?self.coap_url(),
+            udp = ?self.udp_url(),
+            "serving"
+        );
+        let mut coap_buf = vec![0u8; 65_535];
+        let mut udp_buf = vec![0u8; 65_535];
+        loop {
+            let mut batch = Vec::new();
+            tokio::select! {
+                () = shutdown.wait() => break,
+                r = recv(self.coap.as_ref(), &mut coap_buf) => {
+                    let (n, from) = r.map_err(Error::Socket)?;
+                    self.on_coap(&coap_buf[..n], from, &mut batch).await?;
+                }
+                r = recv(self.udp.as_ref(), &mut udp_buf) => {
+                    let (n, from) = r.map_err(Error::Socket)?;
+                    self.on_udp(&udp_buf[..n], from, &mut batch);
+                }
+            }
+            // Whatever else is waiting joins the batch.
+            for _ in 1..MAX_BATCH {
+                let mut progressed = false;
+                if let Some((n, from)) = try_recv(self.coap.as_ref(), &mut coap_buf) {
+                    self.on_coap(&coap_buf[..n], from, &mut batch).await?;
+                    progressed = true;
+                }
+                if let Some((n, from)) = try_recv(self.udp.as_ref(), &mut udp_buf) {
+                    self.on_udp(&udp_buf[..n], from, &mut batch);
+                    progressed = true;
+                }
+                if !progressed {
+                    break;
+                }
+            }
+            if !batch.is_empty() {
+                self.process(batch).await?;
+            }
+        }
+        tracing::info!(
+            role = "relay-sink",
+            delivered = self.node.delivered(),
+            duplicates = self.node.duplicates(),
+            rejected = self.node.rejected(),
+            "stopped"
+        );
+        Ok(self.node)
+    }
+
+    fn on_udp(&mut self, datagram: &[u8], from: SocketAddr, batch: &mut Vec<Incoming>) {
+        match RelayMessage::decode(datagram) {
+            Ok(msg) => batch.push(Incoming {
+                from,
+                coap: None,
+                msg,
+            }),
+            Err(e) => self.node.rejects.reject(&from, &e),
+        }
+    }
+
+    async fn on_coap(
+        &mut self,
+        datagram: &[u8],
+        from: SocketAddr,
+        batch: &mut Vec<Incoming>,
+    ) -> Result<()> {
+        let Some(req) = parse_datagram(datagram) else {
+            self.node.rejects.reject(&from, &"not a CoAP message");
+            return Ok(());
+        };
+        match req.header.get_type() {
+            MessageType::Reset | MessageType::Acknowledgement => return Ok(()),
+            _ => {}
+        }
+        if !matches!(req.header.code, MessageClass::Request(_)) {
+            return Ok(());
+        }
+        let now = Instant::now();
+        match self.dedup.check(from, &req, now) {
+            Dedup::Replay(bytes) => {
+                self.send_coap(&bytes, from).await;
+                return Ok(());
+            }
+            Dedup::InProgress => return Ok(()),
+            Dedup::New => {}
+        }
+        let whole = match self.blocks.accept(from, req.clone(), now, &mut self.ids) {
+            Assembled::Respond(p) => {
+                self.answer(&req, &p, from).await;
+                return Ok(());
+            }
+            Assembled::Complete(whole) => whole,
+        };
+        let refuse = if whole.header.code != MessageClass::Request(RequestType::Post) {
+            Some(ResponseType::MethodNotAllowed)
+        } else if wire_coap::uri_path(&whole) != self.path {
+            Some(ResponseType::NotFound)
+        } else {
+            None
+        };
+        if let Some(code) = refuse {
+            let p = response(&whole, code, &mut self.ids);
+            self.answer(&req, &p, from).await;
+            return Ok(());
+        }
+        match wire_coap::from_request(&whole) {
+            Ok(msg) => batch.push(Incoming {
+                from,
+                coap: Some((req, whole)),
+                msg,
+            }),
+            Err(e) => {
+                self.node.rejects.reject(&from, &e);
+                let p = response(&whole, ResponseType::BadRequest, &mut self.ids);
+                self.answer(&req, &p, from).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn process(&mut self, batch: Vec<Incoming>) -> Result<()> {
+        let messages: Vec<(SocketAddr, RelayMessage)> =
+            batch.iter().map(|i| (i.from, i.msg.clone())).collect();
+        let verdicts = self.node.receive_batch(wall_clock(), &messages)?;
+        let now = Instant::now();
+        for (incoming, verdict) in batch.into_iter().zip(verdicts) {
+            let h = &incoming.msg.header;
+            let key = (h.source.clone(), h.stream_id, h.message_id);
+            let pending_for = match verdict {
+                Verdict::Pending => {
+                    if self.pending.len() >= MAX_PENDING {
+                        self.pending.clear();
+                    }
+                    now.saturating_duration_since(*self.pending.entry(key).or_insert(now))
+                }
+                _ => {
+                    self.pending.remove(&key);
+                    Duration::ZERO
+                }
+            };
+            let Some((req, whole)) = incoming.coap else {
+                continue;
+            };
+            let code = verdict.response_code(pending_for);
+            let mut p = response(&whole, code, &mut self.ids);
+            if code == ResponseType::ServiceUnavailable {
+                set_uint_option(&mut p, CoapOption::MaxAge, 1);
+            }
+            self.answer(&req, &p, incoming.from).await;
+        }
+        Ok(())
+    }
+
+    /// Sends `response` to the request `req` and remembers it for copies of `req`.
+    async fn answer(&mut self, req: &Packet, response: &Packet, to: SocketAddr) {
+        match response.to_bytes_with_limit(4096) {
+            Ok(bytes) => {
+                self.send_coap(&bytes, to).await;
+                self.dedup.complete(to, req, &bytes);
+            }
+            Err(e) => tracing::warn!(%to, error = ?e, "response not encodable"),
+        }
+    }
+
+    async fn send_coap(&self, bytes: &[u8], to: SocketAddr) {
+        if let Some(s) = &self.coap
+            && let Err(e) = s.send_to(bytes, to).await
+        {
+            tracing::debug!(%to, error = %e, "response not sent");
+        }
+    }
+}
+
+async fn recv(socket: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    match socket {
+        Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn try_recv(socket: Option<&UdpSocket>, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
+    socket?.try_recv_from(buf).ok()
+}
+
+/// Builds the sink node of a loaded config: its store, its output, the protocol sink.
+///
+/// # Errors
+///
+/// Store and output errors.
+pub fn node_from_setup(
+    setup: SinkSetup,
+) -> Result<(SinkNode, Option<SocketAddr>, Option<SocketAddr>, String)> {
+    if let Some(dir) = setup.state.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let store = open_store(Some(&setup.state))?;
+    let output = OutputWriter::open(&setup.output, setup.encoding)?;
+    let mut config = SinkConfig::default();
+    if let Some(b) = setup.buffer {
+        config.buffer_messages = b;
+    }
+    let trusted = setup
+        .sources
+        .into_iter()
+        .map(|(url, owner)| TrustedSource { url, owner })
+        .collect();
+    let sink = Sink::new(setup.secret, trusted, config);
+    let node = SinkNode::new(sink, store, output, wall_clock())?;
+    Ok((node, setup.coap, setup.udp, setup.path))
+}
+
+/// Runs the `relay-sink` daemon of `config_file` until `shutdown`.
+///
+/// # Errors
+///
+/// Config, key file, store, output and bind errors; a store or output error while serving
+/// stops the daemon.
+pub async fn run_file(config_file: &Path, shutdown: Shutdown) -> Result<()> {
+    let setup = load_sink(config_file)?;
+    let (node, coap, udp, path) = node_from_setup(setup)?;
+    SinkServer::bind(node, coap, udp, &path)
+        .await?
+        .run(shutdown)
+        .await?;
+    Ok(())
 }
 
 /// Standard base64 with padding (RFC 4648 §4).
@@ -660,24 +979,15 @@ mod tests {
             owner,
             None,
             &mut rng,
-        )
-        .map_err(super::super::source::relay_error)?;
+        )?;
         let now = Millis(1_700_000_000_000);
-        let epoch = source
-            .epoch_at(now)
-            .map_err(super::super::source::relay_error)?;
+        let epoch = source.epoch_at(now)?;
         let sink_key = pre::SecretKey::generate(&mut rng);
-        let rekeys = source
-            .rekeys_for(&sink_key.public_key(), epoch..=epoch)
-            .map_err(super::super::source::relay_error)?;
-        let mut forwarder = Forwarder::new("udp://127.0.0.1:1".into(), rekeys)
-            .map_err(super::super::source::relay_error)?;
+        let rekeys = source.rekeys_for(&sink_key.public_key(), epoch..=epoch)?;
+        let mut forwarder = Forwarder::new("udp://127.0.0.1:1".into(), rekeys)?;
         let mut stream = Vec::new();
         for k in 0..5u8 {
-            for m in source
-                .seal(now, &[k; 3], &mut rng)
-                .map_err(super::super::source::relay_error)?
-            {
+            for m in source.seal(now, &[k; 3], &mut rng)? {
                 if let Forwarded::Send(m) = forwarder.transform(&m) {
                     stream.push((SocketAddr::from(([127, 0, 0, 1], 1)), m));
                 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use m2msec_crypto::pre;
 use m2msec_crypto::rng::CryptoRng;
 use m2msec_crypto::sig::SigningKey;
-use m2msec_protocol::relay::{self as protocol, Source, SourceConfig, SourceSeed, StreamPosition};
+use m2msec_protocol::relay::{Source, SourceConfig, SourceSeed, StreamPosition};
 use m2msec_protocol::{Millis, OpCounts};
 use m2msec_store::Store;
 use m2msec_wire::cbor::Bytes;
@@ -56,11 +56,6 @@ pub struct ForwardRecord {
     pub storage_id: u32,
     /// The sinks granted, with the first and last epoch of each grant.
     pub sinks: Vec<(String, u32, u32)>,
-}
-
-/// Maps a relay protocol error into the node's error.
-pub(crate) fn relay_error(e: protocol::Error) -> Error {
-    Error::Control(format!("relay: {e}"))
 }
 
 /// A source with its store.
@@ -127,8 +122,7 @@ impl SourceNode {
             setup.owner,
             resume,
             rng,
-        )
-        .map_err(relay_error)?;
+        )?;
         Ok(Self {
             source,
             signer,
@@ -169,7 +163,7 @@ impl SourceNode {
     ///
     /// [`Error::Control`] for a clock beyond the last epoch.
     pub fn epoch_at(&self, now: Millis) -> Result<u32> {
-        self.source.epoch_at(now).map_err(relay_error)
+        Ok(self.source.epoch_at(now)?)
     }
 
     /// The `store` request of this source: its owner key, URL, capacity, and whether a UDP port
@@ -200,7 +194,7 @@ impl SourceNode {
     ) -> Result<Vec<RelayMessage>> {
         let mut out = Vec::with_capacity(payloads.len() + 1);
         for p in payloads {
-            out.extend(self.source.seal(now, p, rng).map_err(relay_error)?);
+            out.extend(self.source.seal(now, p, rng)?);
         }
         self.save_position()?;
         Ok(out)
@@ -313,4 +307,9 @@ impl SourceNode {
             .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
             .collect())
     }
+}
+
+/// The current wall-clock time.
+pub(crate) fn now() -> Millis {
+    crate::driver::wall_clock()
 }

@@ -1,0 +1,526 @@
+//! The relay proxy's API from the source's side: what `m2msec relay
+//! store|send|forward|pause|resume|status` and the demo do, over the CoAP client of
+//! [`super::coap`].
+//!
+//! **Ordering.** The proxy forwards a section's data to a sink only after it re-encrypted the
+//! section's management message for that sink, in storage order. So [`send_stream`] posts each
+//! management message alone and waits until the proxy acknowledged it (durable) before any data
+//! of its section leaves; data messages of a section then travel concurrently (up to the
+//! client's NSTART), over CoAP or, with `udp`, as plain datagrams to the storage's UDP port.
+//!
+//! **Back-pressure.** A 5.03 answer (storage or proxy full, ingest queue busy) is honoured: the
+//! message is sent again, with the same token and so the same relay message id, after the
+//! answer's Max-Age (RFC 7252 §5.10.5, default 60 s).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use m2msec_crypto::rng::CryptoRng;
+use m2msec_wire::relay::RelayMessage;
+use m2msec_wire::relay::api::{
+    self, Body as _, CONTENT_FORMAT_CBOR, Control, ForwardMonitor, ForwardRequest, ForwardResponse,
+    Info, Load, SinkGrant, Start, StorageMonitor, StoreResponse, Throughput,
+};
+use m2msec_wire::relay::coap::Target;
+use m2msec_wire::relay::coap::coap_lite::{CoapOption, Packet, ResponseType};
+use m2msec_wire::relay::{Flags, coap::coap_lite};
+use tokio::net::UdpSocket;
+use tokio::task::JoinSet;
+
+use super::coap::{self, CoapClient, code_string, is_success, response_code, uint_option};
+use super::source::{ForwardRecord, SourceNode, StorageRecord, now};
+use crate::error::{Error, Result};
+
+/// Default Max-Age of a 5.03 without one (RFC 7252 §5.10.5).
+const DEFAULT_MAX_AGE: Duration = Duration::from_secs(60);
+
+/// Messages sealed (and their position persisted) at a time by [`send_stream`].
+const SEAL_BATCH: usize = 32;
+
+/// A client of one relay proxy.
+#[derive(Clone, Debug)]
+pub struct ProxyClient {
+    coap: CoapClient,
+    proxy: SocketAddr,
+}
+
+/// What became of one message posted to a storage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Posted {
+    /// 2.xx: the proxy holds it durably (or held it already: a duplicate is acknowledged too).
+    Stored,
+    /// 5.03: full or busy; try again after this long.
+    Busy(Duration),
+}
+
+fn refused(proxy: SocketAddr, p: &Packet, what: &str) -> Error {
+    let diagnostic = String::from_utf8(p.payload.clone())
+        .ok()
+        .filter(|t| !t.is_empty() && t.chars().all(|c| !c.is_control()));
+    let meaning = match response_code(p) {
+        Some(ResponseType::Unauthorized) => " (the proxy refused the owner signature)",
+        Some(ResponseType::Forbidden) => " (the owner key does not own this storage)",
+        Some(ResponseType::NotFound) => " (no such resource on the proxy)",
+        Some(ResponseType::BadRequest) => " (the proxy could not parse the request)",
+        Some(ResponseType::RequestEntityTooLarge) => " (message too large for the proxy)",
+        _ => "",
+    };
+    let code = match diagnostic {
+        Some(d) => format!("{}{meaning}: {d}", code_string(p)),
+        None => format!("{}{meaning}", code_string(p)),
+    };
+    tracing::debug!(%proxy, what, %code, "request refused");
+    Error::Coap(coap::Error::Status { peer: proxy, code })
+}
+
+impl ProxyClient {
+    /// A client of the proxy at `proxy`, on an ephemeral local port.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Coap`] if the socket cannot be bound.
+    pub async fn connect(proxy: SocketAddr, config: coap::Config) -> Result<Self> {
+        let local: SocketAddr = if proxy.is_ipv4() {
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        } else {
+            SocketAddr::from(([0u16; 8], 0))
+        };
+        Ok(Self {
+            coap: CoapClient::bind(local, config).await?,
+            proxy,
+        })
+    }
+
+    /// The proxy's address.
+    #[must_use]
+    pub fn proxy(&self) -> SocketAddr {
+        self.proxy
+    }
+
+    async fn get_body<T: api::Body>(&self, path: &str) -> Result<T> {
+        let p = self.coap.get(self.proxy, path).await?;
+        if !is_success(&p) {
+            return Err(refused(self.proxy, &p, path));
+        }
+        T::from_bytes(&p.payload).map_err(wire)
+    }
+
+    /// `GET /info`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Coap`] (no answer, or a refusal), [`Error::Relay`] for a body that does not
+    /// decode.
+    pub async fn info(&self) -> Result<Info> {
+        self.get_body(api::path::INFO).await
+    }
+
+    /// `GET /load?window=S`.
+    ///
+    /// # Errors
+    ///
+    /// As [`ProxyClient::info`].
+    pub async fn load(&self, window_s: u32) -> Result<Load> {
+        self.get_body(&format!("{}?window={window_s}", api::path::LOAD))
+            .await
+    }
+
+    /// `GET /throughput?window=S`.
+    ///
+    /// # Errors
+    ///
+    /// As [`ProxyClient::info`].
+    pub async fn throughput(&self, window_s: u32) -> Result<Throughput> {
+        self.get_body(&format!("{}?window={window_s}", api::path::THROUGHPUT))
+            .await
+    }
+
+    /// `GET /storage/{id}/monitor` (once; not observed).
+    ///
+    /// # Errors
+    ///
+    /// As [`ProxyClient::info`].
+    pub async fn storage_monitor(&self, storage_id: u32) -> Result<StorageMonitor> {
+        self.get_body(&api::path::storage_monitor(storage_id)).await
+    }
+
+    /// `GET /forward/{id}/monitor` (once; not observed).
+    ///
+    /// # Errors
+    ///
+    /// As [`ProxyClient::info`].
+    pub async fn forward_monitor(&self, forward_id: u32) -> Result<ForwardMonitor> {
+        self.get_body(&api::path::forward_monitor(forward_id)).await
+    }
+
+    /// `POST /store`: creates a storage for `source` and records it in the source's store.
+    ///
+    /// # Errors
+    ///
+    /// As [`ProxyClient::info`]; [`Error::Store`] if the record cannot be written.
+    pub async fn store(&self, source: &SourceNode) -> Result<StorageRecord> {
+        let req = source.store_request();
+        let p = self
+            .coap
+            .post(
+                self.proxy,
+                api::path::STORE,
+                req.to_bytes(),
+                Some(CONTENT_FORMAT_CBOR),
+            )
+            .await?;
+        if !is_success(&p) {
+            return Err(refused(self.proxy, &p, "store"));
+        }
+        let answer = StoreResponse::from_bytes(&p.payload).map_err(wire)?;
+        let record = StorageRecord {
+            proxy: self.proxy,
+            storage_id: answer.storage_id,
+            udp_port: answer.udp_port,
+        };
+        source.save_storage(&record)?;
+        Ok(record)
+    }
+
+    /// POSTs one relay message to `storage/{id}`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Coap`] when the proxy does not answer or refuses the message for good (4.xx).
+    pub async fn post(&self, storage_id: u32, msg: &RelayMessage) -> Result<Posted> {
+        let path = api::path::storage(storage_id);
+        let p = self
+            .coap
+            .post_relay(self.proxy, msg, &Target::Path(&path), true)
+            .await?;
+        if is_success(&p) {
+            return Ok(Posted::Stored);
+        }
+        if response_code(&p) == Some(ResponseType::ServiceUnavailable) {
+            let age = uint_option(&p, CoapOption::MaxAge)
+                .map_or(DEFAULT_MAX_AGE, |s| Duration::from_secs(u64::from(s)));
+            return Ok(Posted::Busy(age));
+        }
+        Err(refused(self.proxy, &p, "storage POST"))
+    }
+
+    /// POSTs `msg` until the proxy stores it, waiting out every 5.03's Max-Age; returns the
+    /// 5.03 answers met and the time waited.
+    ///
+    /// # Errors
+    ///
+    /// As [`ProxyClient::post`]; [`Error::Timeout`] when the proxy stays busy longer than
+    /// `patience`.
+    pub async fn post_until_stored(
+        &self,
+        storage_id: u32,
+        msg: &RelayMessage,
+        patience: Duration,
+    ) -> Result<(u32, Duration)> {
+        let mut busy = 0;
+        let mut waited = Duration::ZERO;
+        loop {
+            match self.post(storage_id, msg).await? {
+                Posted::Stored => return Ok((busy, waited)),
+                Posted::Busy(age) => {
+                    busy += 1;
+                    if waited + age > patience {
+                        return Err(Error::Timeout(patience));
+                    }
+                    tracing::info!(
+                        message_id = msg.header.message_id,
+                        retry_in = ?age,
+                        "proxy busy (5.03), waiting its Max-Age"
+                    );
+                    tokio::time::sleep(age).await;
+                    waited += age;
+                }
+            }
+        }
+    }
+
+    /// `POST /forward`, owner-signed: the proxy forwards `storage_id` to `sinks`; records the
+    /// forward in the source's store.
+    ///
+    /// # Errors
+    ///
+    /// As [`ProxyClient::info`] (4.01: signature refused; 4.03: not the owner).
+    pub async fn forward(
+        &self,
+        source: &SourceNode,
+        storage_id: u32,
+        sinks: Vec<SinkGrant>,
+        rate: u32,
+        start: Start,
+        rng: &mut dyn CryptoRng,
+    ) -> Result<ForwardRecord> {
+        let record_sinks = sinks.iter().map(grant_summary).collect::<Vec<_>>();
+        let req = ForwardRequest {
+            storage_id,
+            sinks,
+            rate,
+            start,
+        };
+        let signed = source.sign(api::path::FORWARD, req.to_bytes(), now(), rng);
+        let p = self
+            .coap
+            .post(
+                self.proxy,
+                api::path::FORWARD,
+                signed.to_bytes(),
+                Some(CONTENT_FORMAT_CBOR),
+            )
+            .await?;
+        if !is_success(&p) {
+            return Err(refused(self.proxy, &p, "forward"));
+        }
+        let answer = ForwardResponse::from_bytes(&p.payload).map_err(wire)?;
+        let record = ForwardRecord {
+            forward_id: answer.forward_id,
+            storage_id,
+            sinks: record_sinks,
+        };
+        source.save_forward(&record)?;
+        Ok(record)
+    }
+
+    /// `POST /forward/{id}/control`, owner-signed.
+    ///
+    /// # Errors
+    ///
+    /// As [`ProxyClient::forward`].
+    pub async fn control(
+        &self,
+        source: &SourceNode,
+        forward_id: u32,
+        control: &Control,
+        rng: &mut dyn CryptoRng,
+    ) -> Result<()> {
+        let path = api::path::forward_control(forward_id);
+        let signed = source.sign(&path, control.to_bytes(), now(), rng);
+        let p = self
+            .coap
+            .post(
+                self.proxy,
+                &path,
+                signed.to_bytes(),
+                Some(CONTENT_FORMAT_CBOR),
+            )
+            .await?;
+        if !is_success(&p) {
+            return Err(refused(self.proxy, &p, "control"));
+        }
+        Ok(())
+    }
+
+    /// Observes `path` (a monitor, RFC 7641).
+    ///
+    /// # Errors
+    ///
+    /// As [`ProxyClient::info`].
+    pub async fn observe(&self, path: &str) -> Result<coap::Observation> {
+        Ok(self.coap.observe(self.proxy, path).await?)
+    }
+}
+
+/// The URL and first and last epoch of a grant.
+#[must_use]
+pub fn grant_summary(g: &SinkGrant) -> (String, u32, u32) {
+    let first = g.rekeys.iter().map(|r| r.epoch).min().unwrap_or(0);
+    let last = g.rekeys.iter().map(|r| r.epoch).max().unwrap_or(0);
+    (g.url.clone(), first, last)
+}
+
+/// What [`send_stream`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SendReport {
+    /// Data messages sent (one per payload).
+    pub data: u64,
+    /// Management messages sent (one per section).
+    pub management: u64,
+    /// Data bytes (plaintext) sent.
+    pub data_bytes: u64,
+    /// Messages the proxy acknowledged (CoAP); UDP datagrams are not acknowledged.
+    pub acknowledged: u64,
+    /// Data messages sent as plain UDP datagrams.
+    pub udp_datagrams: u64,
+    /// 5.03 answers met (each followed by a wait of its Max-Age).
+    pub busy: u64,
+    /// Milliseconds waited because of them.
+    pub waited_ms: u64,
+    /// Milliseconds from the first seal to the last acknowledgement.
+    pub elapsed_ms: u64,
+    /// The stream's next message id after the run (persisted).
+    pub next_message_id: u32,
+    /// The key index the next section will use (persisted).
+    pub next_key_index: u16,
+}
+
+/// How [`send_stream`] delivers.
+#[derive(Clone, Copy, Debug)]
+pub struct SendOptions {
+    /// Data messages as plain UDP datagrams to the storage's UDP port (management messages
+    /// still over CoAP, acknowledged before their section's data).
+    pub udp: bool,
+    /// CoAP data messages in flight at a time (at most the client's NSTART is useful).
+    pub window: usize,
+    /// How long one message may be refused with 5.03 before the run gives up.
+    pub patience: Duration,
+}
+
+impl Default for SendOptions {
+    fn default() -> Self {
+        Self {
+            udp: false,
+            window: 16,
+            patience: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Seals `payloads` with `source` and sends them to `storage` through `client`; see the module
+/// documentation for the ordering and back-pressure rules. `on_ack` is called after each
+/// acknowledged or sent message (for progress output).
+///
+/// # Errors
+///
+/// Sealing errors, store errors (the position could not be persisted: nothing of that batch
+/// was sent), proxy errors.
+pub async fn send_stream(
+    source: &mut SourceNode,
+    client: &ProxyClient,
+    storage: &StorageRecord,
+    payloads: impl IntoIterator<Item = Vec<u8>>,
+    opts: SendOptions,
+    rng: &mut dyn CryptoRng,
+    on_ack: &mut dyn FnMut(&SendReport),
+) -> Result<SendReport> {
+    let start = Instant::now();
+    let mut report = SendReport::default();
+    let udp = if opts.udp {
+        let port = storage.udp_port.ok_or_else(|| {
+            Error::Usage(format!(
+                "storage {} has no UDP port (store again with `udp = true`)",
+                storage.storage_id
+            ))
+        })?;
+        let target = SocketAddr::new(client.proxy().ip(), port);
+        let local: SocketAddr = if target.is_ipv4() {
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        } else {
+            SocketAddr::from(([0u16; 8], 0))
+        };
+        let socket = UdpSocket::bind(local).await.map_err(|source| Error::Bind {
+            addr: local,
+            source,
+        })?;
+        Some((Arc::new(socket), target))
+    } else {
+        None
+    };
+    let mut in_flight: JoinSet<Result<(u32, Duration)>> = JoinSet::new();
+    let mut payloads = payloads.into_iter().peekable();
+    while payloads.peek().is_some() {
+        let batch: Vec<Vec<u8>> = payloads.by_ref().take(SEAL_BATCH).collect();
+        report.data += batch.len() as u64;
+        report.data_bytes += batch.iter().map(|p| p.len() as u64).sum::<u64>();
+        // The position is durable before any of these leaves.
+        let sealed = source.seal_batch(now(), &batch, rng)?;
+        for msg in sealed {
+            if msg.header.flags.contains(Flags::MANAGEMENT) {
+                // Everything before it first, then it alone: stored before its section's data.
+                drain(&mut in_flight, &mut report, on_ack).await?;
+                let (busy, waited) = client
+                    .post_until_stored(storage.storage_id, &msg, opts.patience)
+                    .await?;
+                report.management += 1;
+                report.acknowledged += 1;
+                report.busy += u64::from(busy);
+                report.waited_ms += millis(waited);
+                on_ack(&report);
+            } else if let Some((socket, target)) = &udp {
+                let bytes = msg.encode().map_err(wire)?;
+                socket
+                    .send_to(&bytes, target)
+                    .await
+                    .map_err(Error::Socket)?;
+                report.udp_datagrams += 1;
+                // A short breath now and then: the proxy's ingestion queue is bounded, and what
+                // overflows it is dropped (and counted) there.
+                if report.udp_datagrams.is_multiple_of(64) {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                on_ack(&report);
+            } else {
+                while in_flight.len() >= opts.window.max(1) {
+                    join_one(&mut in_flight, &mut report, on_ack).await?;
+                }
+                let client = client.clone();
+                let id = storage.storage_id;
+                let patience = opts.patience;
+                in_flight.spawn(async move { client.post_until_stored(id, &msg, patience).await });
+            }
+        }
+    }
+    drain(&mut in_flight, &mut report, on_ack).await?;
+    report.elapsed_ms = millis(start.elapsed());
+    let position = source.position();
+    report.next_message_id = position.next_message_id();
+    report.next_key_index = position.next_key_index();
+    Ok(report)
+}
+
+async fn join_one(
+    in_flight: &mut JoinSet<Result<(u32, Duration)>>,
+    report: &mut SendReport,
+    on_ack: &mut dyn FnMut(&SendReport),
+) -> Result<()> {
+    if let Some(joined) = in_flight.join_next().await {
+        let (busy, waited) =
+            joined.map_err(|e| Error::Control(format!("relay send task: {e}")))??;
+        report.acknowledged += 1;
+        report.busy += u64::from(busy);
+        report.waited_ms += millis(waited);
+        on_ack(report);
+    }
+    Ok(())
+}
+
+async fn drain(
+    in_flight: &mut JoinSet<Result<(u32, Duration)>>,
+    report: &mut SendReport,
+    on_ack: &mut dyn FnMut(&SendReport),
+) -> Result<()> {
+    while !in_flight.is_empty() {
+        join_one(in_flight, report, on_ack).await?;
+    }
+    Ok(())
+}
+
+/// A wire error (a body that does not decode, a URL too long) as the node's error.
+pub(crate) fn wire(e: m2msec_wire::Error) -> Error {
+    Error::Relay(e.into())
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The CoAP client settings of the source: NSTART raised for streaming.
+#[must_use]
+pub fn streaming_config() -> coap::Config {
+    coap::Config {
+        nstart: 32,
+        ..coap::Config::default()
+    }
+}
+
+/// Decodes a notification of an observed monitor.
+///
+/// # Errors
+///
+/// [`Error::Relay`] when the body does not decode.
+pub fn decode<T: api::Body>(p: &coap_lite::Packet) -> Result<T> {
+    T::from_bytes(&p.payload).map_err(wire)
+}
