@@ -322,11 +322,16 @@ async fn delete_inner(shared: &Arc<Shared>, id: u32, payload: &[u8]) -> Reply {
     Ok(Response::code(ResponseType::Deleted))
 }
 
-/// Where a new sink starts.
-fn start_position(stats: &QueueStats, start: Start) -> u64 {
+/// Where a new sink of storage `id` starts: the oldest message held, or the section in
+/// progress of each stream (`Core::now_position`).
+fn start_position(shared: &Shared, id: u32, start: Start) -> u64 {
+    let core = shared.core();
     match start {
-        Start::Beginning => stats.first_seq.unwrap_or(stats.next_seq),
-        Start::Now => stats.next_seq,
+        Start::Beginning => core
+            .storages
+            .get(&id)
+            .map_or(0, |s| s.stats.first_seq.unwrap_or(s.stats.next_seq)),
+        Start::Now => core.now_position(id),
     }
 }
 
@@ -343,7 +348,7 @@ async fn forward_inner(shared: &Arc<Shared>, payload: &[u8]) -> Reply {
     let replay = authorize(shared, path::FORWARD, &signed, req.storage_id).await?;
     check_grants(shared, &req.sinks)?;
     let config = &shared.config;
-    let (id, stats) = {
+    let id = {
         let core = shared.core();
         if core.forwards.len() >= usize::try_from(config.max_forwards).unwrap_or(usize::MAX) {
             return Err(Response::unavailable(
@@ -351,14 +356,12 @@ async fn forward_inner(shared: &Arc<Shared>, payload: &[u8]) -> Reply {
                 "no more forwards",
             ));
         }
-        let stats = core
-            .storages
-            .get(&req.storage_id)
-            .map(|s| s.stats)
-            .ok_or_else(|| Response::error(ResponseType::NotFound, "no such storage"))?;
-        (core.next_forward, stats)
+        if !core.storages.contains_key(&req.storage_id) {
+            return Err(Response::error(ResponseType::NotFound, "no such storage"));
+        }
+        core.next_forward
     };
-    let start = start_position(&stats, req.start);
+    let start = start_position(shared, req.storage_id, req.start);
     let record = ForwardRecord {
         id,
         storage_id: req.storage_id,
@@ -497,23 +500,18 @@ async fn control_inner(shared: &Arc<Shared>, id: u32, payload: &[u8]) -> Reply {
     let control =
         Control::from_bytes(&signed.payload.0).map_err(|e| bad(&format!("Control: {e}")))?;
     let _serial = shared.control.lock().await;
-    let (mut record, stats, positions) = {
+    let (mut record, positions) = {
         let core = shared.core();
         let f = core
             .forwards
             .get(&id)
             .ok_or_else(|| Response::error(ResponseType::NotFound, "no such forward"))?;
-        let stats = core
-            .storages
-            .get(&f.record.storage_id)
-            .map(|s| s.stats)
-            .unwrap_or_default();
         let positions: Vec<(String, u64)> = f
             .sinks
             .iter()
             .map(|(u, s)| (u.clone(), s.pos.cursor))
             .collect();
-        (f.record.clone(), stats, positions)
+        (f.record.clone(), positions)
     };
     let replay = authorize(
         shared,
@@ -536,7 +534,7 @@ async fn control_inner(shared: &Arc<Shared>, id: u32, payload: &[u8]) -> Reply {
                 .iter()
                 .map(|(_, c)| *c)
                 .min()
-                .unwrap_or_else(|| start_position(&stats, Start::Beginning));
+                .unwrap_or_else(|| start_position(shared, record.storage_id, Start::Beginning));
             let mut sinks = Vec::new();
             for g in grants {
                 let rekeys = rekey_records(&g.rekeys);
@@ -577,7 +575,7 @@ async fn control_inner(shared: &Arc<Shared>, id: u32, payload: &[u8]) -> Reply {
             record.sinks.push(SinkRecord {
                 url: grant.url.clone(),
                 rekeys: rekey_records(&grant.rekeys),
-                start: start_position(&stats, *start),
+                start: start_position(shared, record.storage_id, *start),
             });
         }
         Control::RemoveSink(url) => {

@@ -67,8 +67,8 @@ pub(crate) struct StorageRecord {
     pub(crate) udp_port: Option<u16>,
 }
 
-/// A storage's counters since creation.
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+/// A storage's counters since creation, and where each stream's current section starts.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) struct StorageCounters {
     /// Messages received (stored or duplicate).
     pub(crate) received: u64,
@@ -76,6 +76,11 @@ pub(crate) struct StorageCounters {
     pub(crate) duplicates: u64,
     /// Messages refused because something was full.
     pub(crate) rejected_full: u64,
+    /// Per stream id, the sequence number of its newest management message: where a sink added
+    /// with `Start::Now` begins, so it receives the section in progress rather than waiting
+    /// for the next one (a data message is useless to a sink without its section's key).
+    #[serde(default)]
+    pub(crate) sections: std::collections::BTreeMap<u16, u64>,
 }
 
 /// One epoch's re-encryption key, as granted.

@@ -207,6 +207,9 @@ impl Core {
         let count = written.stored.saturating_add(written.duplicates);
         s.counters.received = s.counters.received.saturating_add(count);
         s.counters.duplicates = s.counters.duplicates.saturating_add(written.duplicates);
+        for (stream, seq) in written.sections {
+            s.counters.sections.insert(stream, seq);
+        }
         s.counters_dirty = true;
         if written.stored > 0 {
             s.arrived.notify_waiters();
@@ -261,6 +264,22 @@ impl Core {
     /// Where the messages of storage `id` may be removed from: the lowest position of any sink
     /// of any of its forwards. `None` (keep everything) when the storage has no forward, or a
     /// forward without sinks.
+    /// Where a sink added with `Start::Now` begins in storage `id`: at the current section of
+    /// every stream (its newest management message still stored), else at the next message.
+    pub(crate) fn now_position(&self, id: u32) -> u64 {
+        let Some(s) = self.storages.get(&id) else {
+            return 0;
+        };
+        let first = s.stats.first_seq.unwrap_or(s.stats.next_seq);
+        s.counters
+            .sections
+            .values()
+            .map(|seq| (*seq).max(first))
+            .min()
+            .unwrap_or(s.stats.next_seq)
+            .min(s.stats.next_seq)
+    }
+
     pub(crate) fn retention_watermark(&self, id: u32) -> Option<u64> {
         let s = self.storages.get(&id)?;
         if s.forwards.is_empty() {
@@ -281,13 +300,15 @@ impl Core {
 }
 
 /// The result of one group commit for one storage.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Written {
     pub(crate) stored: u64,
     pub(crate) stored_bytes: u64,
     pub(crate) duplicates: u64,
     pub(crate) admitted: u64,
     pub(crate) stats: QueueStats,
+    /// (stream id, sequence number) of the management messages stored.
+    pub(crate) sections: Vec<(u16, u64)>,
 }
 
 #[cfg(test)]
@@ -349,10 +370,14 @@ mod tests {
                     first_seq: Some(0),
                     next_seq: 1,
                 },
+                sections: vec![(7, 0)],
             },
             0,
         );
         assert_eq!(core.info().free, 10);
+        // A sink starting now starts at the section in progress.
+        assert_eq!(core.now_position(1), 0);
+        assert_eq!(core.now_position(2), 0);
         let m = core.storage_monitor(1).unwrap();
         assert_eq!(
             (

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use m2msec_store::{PushOutcome, QueueStats, Store, WriteOp};
+use m2msec_wire::relay::Flags;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::Shared;
@@ -110,14 +111,18 @@ pub(crate) struct Deferred {
 /// id, stream id and key index of a stream message, the 64-bit random id of an individual one.
 /// Scoped to one storage (one dedup table each), whose messages all come from its source.
 pub(crate) fn dedup_key(header: &m2msec_wire::relay::Header) -> [u8; 9] {
-    let flags = header
-        .flags
-        .without(m2msec_wire::relay::Flags::REENCRYPTED)
-        .bits();
+    let flags = header.flags.without(Flags::REENCRYPTED).bits();
     let [m0, m1, m2, m3] = header.message_id.to_be_bytes();
     let [s0, s1] = header.stream_id.to_be_bytes();
     let [k0, k1] = header.key_index.to_be_bytes();
     [flags, m0, m1, m2, m3, s0, s1, k0, k1]
+}
+
+/// The stream id of a management message, from its dedup key (flags, message id, stream id,
+/// key index); `None` for other messages.
+fn management_stream(key: &[u8; 9]) -> Option<u16> {
+    let management = Flags::STREAM.with(Flags::MANAGEMENT).bits();
+    (key[0] & management == management).then(|| u16::from_be_bytes([key[5], key[6]]))
 }
 
 /// Per storage: (when, queue position) of removals, to forget dedup keys a grace period later.
@@ -267,6 +272,7 @@ async fn commit(shared: &Arc<Shared>, batch: Vec<Ingest>) -> Result<()> {
             replies.push(i.reply);
         }
         let lens: Vec<u64> = pairs.iter().map(|(_, v)| len_u64(v)).collect();
+        let sections: Vec<Option<u16>> = pairs.iter().map(|(k, _)| management_stream(k)).collect();
         let result = blocking(
             move || -> m2msec_store::Result<(Vec<PushOutcome>, QueueStats)> {
                 let refs: Vec<(&[u8], &[u8])> =
@@ -297,11 +303,14 @@ async fn commit(shared: &Arc<Shared>, batch: Vec<Ingest>) -> Result<()> {
             stats,
             ..Written::default()
         };
-        for (outcome, len) in outcomes.iter().zip(&lens) {
+        for ((outcome, len), section) in outcomes.iter().zip(&lens).zip(&sections) {
             match outcome {
-                PushOutcome::Stored(_) => {
+                PushOutcome::Stored(seq) => {
                     written.stored += 1;
                     written.stored_bytes = written.stored_bytes.saturating_add(*len);
+                    if let Some(stream) = section {
+                        written.sections.push((*stream, *seq));
+                    }
                 }
                 PushOutcome::Duplicate(_) => written.duplicates += 1,
             }
@@ -451,9 +460,11 @@ mod tests {
         again.sink = "udp://127.0.0.1:9".into();
         assert_eq!(dedup_key(&h), dedup_key(&again));
         assert_eq!(dedup_key(&h), [3, 1, 2, 3, 4, 0, 5, 0, 6]);
+        assert_eq!(management_stream(&dedup_key(&h)), Some(5));
         let mut data = h;
         data.flags = Flags::STREAM;
         assert_ne!(dedup_key(&data), dedup_key(&again));
+        assert_eq!(management_stream(&dedup_key(&data)), None);
     }
 
     #[test]
