@@ -1,7 +1,7 @@
 //! The `m2msec` command: daemons, demo, provisioning, traces and benchmarks.
 //!
 //! Every protocol plugs in through [`protocols`]: `run` dispatches on the role's protocol
-//! prefix (`collab-…`, `mikey-…`, `sga-…`), `demo`, `provision`, `trace` and `bench` on the protocol
+//! prefix (`collab-…`, `mikey-…`, `sga-…`, `e2sec-…`, `relay-…`), `demo`, `provision`, `trace` and `bench` on the protocol
 //! name.
 #![forbid(unsafe_code)]
 
@@ -10,6 +10,7 @@ mod demo;
 mod keygen;
 mod options;
 mod protocols;
+mod relay;
 mod sga;
 
 use std::process::ExitCode;
@@ -32,7 +33,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run one daemon: collab-client, collab-proxy, collab-trusted, collab-server,
-    /// mikey-initiator, mikey-third-party, mikey-responder, sga-server or sga-device.
+    /// mikey-initiator, mikey-third-party, mikey-responder, sga-server, sga-device, e2sec-epc,
+    /// e2sec-device, e2sec-server, relay-proxy or relay-sink.
     ///
     /// The collab client and the MIKEY initiator run their key establishments and exit (status 0
     /// only if all succeeded); the others serve until SIGINT or SIGTERM.
@@ -49,6 +51,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Commands to a running sga-device daemon: register, invite, send, inbox, status.
     Sga(sga::SgaArgs),
+    /// A relay source's commands against a running relay proxy: store, send, forward, pause,
+    /// resume, status.
+    Relay(relay::RelayArgs),
 }
 
 fn init_logging(verbose: u8, default: &str) {
@@ -81,6 +86,7 @@ fn main() -> ExitCode {
         Command::Trace(args) => protocols::trace(&args),
         Command::Bench(args) => bench::bench(&args),
         Command::Sga(args) => sga::sga(&args),
+        Command::Relay(args) => relay::relay(&args),
     };
     match result {
         Ok(code) => code,

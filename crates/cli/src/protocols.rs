@@ -14,7 +14,9 @@ use m2msec_node::collab::{self, daemon, provision as collab_provision};
 use m2msec_node::driver::{self, shutdown_channel};
 use m2msec_node::e2sec::{self, daemon as e2sec_daemon, provision as e2sec_provision};
 use m2msec_node::mikey::{self, daemon as mikey_daemon, provision as mikey_provision};
-use m2msec_node::relay::{config as relay_config, provision as relay_provision};
+use m2msec_node::relay::{
+    config as relay_config, provision as relay_provision, proxy as relay_proxy, sink as relay_sink,
+};
 use m2msec_node::sga::{self, daemon as sga_daemon, provision as sga_provision};
 
 use crate::options::{FaultArgs, GroupArg, MikeyArgs, ShapeArgs, SuiteArg, VariantArg};
@@ -83,6 +85,11 @@ pub(crate) enum Role {
     E2secDevice,
     /// An E2SEC MTC server: keeps a warrant, answers (or, with --connect, runs) authentications.
     E2secServer,
+    /// The relay's secure store-and-forward proxy: stores what sources send, re-encrypts
+    /// section keys to the sinks their owners designate.
+    RelayProxy,
+    /// A relay data sink: opens what the proxy forwards and writes it out.
+    RelaySink,
 }
 
 /// `m2msec run`.
@@ -199,6 +206,14 @@ pub(crate) fn run(args: &RunArgs) -> Result<ExitCode> {
                 .map(|()| ExitCode::SUCCESS)
                 .map_err(Into::into),
             Role::E2secEpc => e2sec_daemon::run_epc(&args.config, shutdown)
+                .await
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(Into::into),
+            Role::RelayProxy => relay_proxy::run_file(&args.config, shutdown)
+                .await
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(Into::into),
+            Role::RelaySink => relay_sink::run_file(&args.config, shutdown)
                 .await
                 .map(|()| ExitCode::SUCCESS)
                 .map_err(Into::into),

@@ -125,6 +125,8 @@ pub fn provision(
         &ProxyConfig {
             listen: proxy,
             state: Some(PathBuf::from("state/relay-proxy.redb")),
+            // Storages' plain-UDP ports on the proxy's own address, where sources send.
+            udp_bind: PROXY_HOST.into(),
             ..ProxyConfig::default()
         },
         &mut out,
@@ -168,10 +170,8 @@ pub fn provision(
         sink_configs.push(config);
     }
 
-    write_config(
+    write_source(
         &source_toml,
-        "relay-source",
-        "relay-source",
         &SourceFile {
             url: source,
             proxy,
@@ -212,6 +212,22 @@ pub fn provision(
     out.commands
         .push(format!("m2msec relay status --config {src}"));
     Ok(out)
+}
+
+/// Writes the source's config: like the daemons' (`write_config`), but the source is driven by
+/// the `m2msec relay` commands rather than run.
+fn write_source(path: &Path, file: &SourceFile, out: &mut Provisioned) -> Result<()> {
+    let body = toml::to_string(file)
+        .map_err(|e| Error::Usage(format!("cannot write relay-source config: {e}")))?;
+    let text = format!(
+        "# relay-source config written by `m2msec provision`.\n\
+         # Every field is explained in examples/relay-source.toml. Paths are relative to this file.\n\
+         # Use with: m2msec relay store|send|forward|pause|resume|status --config {}\n\n{body}",
+        path.display()
+    );
+    write_public(path, &text)?;
+    out.files.push(path.to_path_buf());
+    Ok(())
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use m2msec_crypto::rng::CryptoRng;
 use m2msec_crypto::sig::SigningKey;
 use m2msec_protocol::relay::{Source, SourceConfig, SourceSeed, StreamPosition};
 use m2msec_protocol::{Millis, OpCounts};
-use m2msec_store::Store;
+use m2msec_store::{Store, WriteOp};
 use m2msec_wire::cbor::Bytes;
 use m2msec_wire::relay::RelayMessage;
 use m2msec_wire::relay::api::{self, SinkGrant};
@@ -34,6 +34,9 @@ pub const SOURCE_TABLE: &str = "relay_source";
 pub const KEY_POSITION: &[u8] = b"position";
 /// Key of the storage record (JSON [`StorageRecord`]).
 pub const KEY_STORAGE: &[u8] = b"storage";
+/// Key of the epoch of the stream's first message (u32 big endian): where a grant starts by
+/// default.
+pub const KEY_FIRST_EPOCH: &[u8] = b"first_epoch";
 const FORWARD_PREFIX: &str = "forward/";
 
 /// The storage a proxy created for this source.
@@ -196,7 +199,21 @@ impl SourceNode {
         for p in payloads {
             out.extend(self.source.seal(now, p, rng)?);
         }
-        self.save_position()?;
+        let position = self.source.position().to_bytes();
+        let mut ops = vec![WriteOp::Put {
+            table: SOURCE_TABLE,
+            key: KEY_POSITION,
+            value: &position,
+        }];
+        let first = self.epoch_at(now)?.to_be_bytes();
+        if self.first_epoch()?.is_none() {
+            ops.push(WriteOp::Put {
+                table: SOURCE_TABLE,
+                key: KEY_FIRST_EPOCH,
+                value: &first,
+            });
+        }
+        self.store.write_batch(&ops)?;
         Ok(out)
     }
 
@@ -254,6 +271,25 @@ impl SourceNode {
             signature: Bytes(signature),
             key: Bytes(self.signer.verifying_key().to_bytes()),
         }
+    }
+
+    /// The epoch of the stream's first message, if it sent any.
+    ///
+    /// # Errors
+    ///
+    /// Store errors.
+    pub fn first_epoch(&self) -> Result<Option<u32>> {
+        Ok(self
+            .store
+            .get(SOURCE_TABLE, KEY_FIRST_EPOCH)?
+            .and_then(|v| <[u8; 4]>::try_from(v.as_slice()).ok())
+            .map(u32::from_be_bytes))
+    }
+
+    /// The length of an epoch.
+    #[must_use]
+    pub fn epoch_length(&self) -> core::time::Duration {
+        self.source.config().epoch_length
     }
 
     /// The storage recorded by `store`, if any.
