@@ -79,7 +79,7 @@ pub(crate) fn submit(
             }
             Some(_) => {}
         }
-        core.admit(id, len, now)
+        core.admit(id, len)
     };
     match admitted {
         Ok(()) => {}
@@ -89,8 +89,10 @@ pub(crate) fn submit(
         Err(Refusal::Full) => {
             // A retransmission of what is already stored is acknowledged even when full.
             if matches!(shared.store.get(&dedup_table(id), &key), Ok(Some(_))) {
+                shared.core().count_duplicate(id);
                 return Submitted::Now(Response::code(ResponseType::Changed));
             }
+            shared.core().count_refused(id, now);
             return Submitted::Now(Response::unavailable(
                 config.max_age_when_full_s,
                 "storage full",
@@ -108,7 +110,7 @@ pub(crate) fn submit(
         Err(TrySendError::Full(_) | TrySendError::Closed(_)) => {
             let mut core = shared.core();
             core.release(id, len);
-            core.count_busy(id, now);
+            core.count_refused(id, now);
             Submitted::Now(Response::unavailable(
                 config.max_age_when_busy_s,
                 "busy: ingest queue full",

@@ -142,9 +142,8 @@ impl Core {
         }
     }
 
-    /// Reserves `len` bytes in storage `id` for a message on its way to the store. A refusal
-    /// for lack of space is counted (monitor `rejected_full`, load `rejected_full`).
-    pub(crate) fn admit(&mut self, id: u32, len: u64, now_s: u64) -> Result<(), Refusal> {
+    /// Reserves `len` bytes in storage `id` for a message on its way to the store.
+    pub(crate) fn admit(&mut self, id: u32, len: u64) -> Result<(), Refusal> {
         let used = self.used();
         let capacity = self.capacity;
         let Some(s) = self.storages.get_mut(&id) else {
@@ -154,25 +153,25 @@ impl Core {
         let fits = storage_used.saturating_add(len) <= s.record.capacity
             && used.saturating_add(len) <= capacity;
         if !fits {
-            s.counters.rejected_full = s.counters.rejected_full.saturating_add(1);
-            s.counters.received = s.counters.received.saturating_add(1);
-            s.counters_dirty = true;
-            self.dirty.insert(MonitorId::Storage(id));
-            self.metrics.record(
-                now_s,
-                super::metrics::Slot {
-                    rejected_full: 1,
-                    ..Default::default()
-                },
-            );
             return Err(Refusal::Full);
         }
         s.pending_bytes = s.pending_bytes.saturating_add(len);
         Ok(())
     }
 
-    /// Counts a message refused before admission because the ingest queue was full.
-    pub(crate) fn count_busy(&mut self, id: u32, now_s: u64) {
+    /// Counts a retransmission of a stored message, acknowledged without being admitted.
+    pub(crate) fn count_duplicate(&mut self, id: u32) {
+        if let Some(s) = self.storages.get_mut(&id) {
+            s.counters.received = s.counters.received.saturating_add(1);
+            s.counters.duplicates = s.counters.duplicates.saturating_add(1);
+            s.counters_dirty = true;
+            self.dirty.insert(MonitorId::Storage(id));
+        }
+    }
+
+    /// Counts a message refused for lack of space, in the storage or in the ingest queue
+    /// (monitor `rejected_full`, load `rejected_full`).
+    pub(crate) fn count_refused(&mut self, id: u32, now_s: u64) {
         if let Some(s) = self.storages.get_mut(&id) {
             s.counters.rejected_full = s.counters.rejected_full.saturating_add(1);
             s.counters.received = s.counters.received.saturating_add(1);
@@ -347,14 +346,16 @@ mod tests {
         let mut core = Core::new(100, 60, 0);
         core.storages.insert(1, storage(1, 60));
         core.storages.insert(2, storage(2, 1000));
-        assert_eq!(core.admit(9, 1, 0), Err(Refusal::UnknownStorage));
-        core.admit(1, 50, 0).unwrap();
+        assert_eq!(core.admit(9, 1), Err(Refusal::UnknownStorage));
+        core.admit(1, 50).unwrap();
         // The storage's own quota.
-        assert_eq!(core.admit(1, 11, 0), Err(Refusal::Full));
-        core.admit(1, 10, 0).unwrap();
+        assert_eq!(core.admit(1, 11), Err(Refusal::Full));
+        core.count_refused(1, 0);
+        core.admit(1, 10).unwrap();
         // The proxy's capacity, shared: 60 used of 100.
-        core.admit(2, 40, 0).unwrap();
-        assert_eq!(core.admit(2, 1, 0), Err(Refusal::Full));
+        core.admit(2, 40).unwrap();
+        assert_eq!(core.admit(2, 1), Err(Refusal::Full));
+        core.count_refused(2, 0);
         assert_eq!(core.info().free, 0);
         // Writing turns reservations into stored bytes; duplicates give their bytes back.
         core.on_written(
