@@ -1083,6 +1083,206 @@ async fn a_sink_that_is_down_gets_everything_once_it_is_up() {
     proxy.stop().await;
 }
 
+fn stream_source(owner: &SigningKey, url: &str, rotate: u32) -> Source {
+    Source::new(
+        SourceConfig {
+            rotate_messages: rotate,
+            ..SourceConfig::new(url, 1)
+        },
+        SourceSeed::generate(&mut OsRng),
+        SigningKey::from_pem(&owner.to_pem().unwrap()).unwrap(),
+        None,
+        &mut OsRng,
+    )
+    .unwrap()
+}
+
+/// Seals `texts` and POSTs the messages in order; returns the plaintexts.
+async fn send_stream(
+    c: &CoapClient,
+    proxy: SocketAddr,
+    storage: u32,
+    source: &mut Source,
+    texts: std::ops::Range<u32>,
+) -> Vec<Vec<u8>> {
+    let mut plain = Vec::new();
+    for i in texts {
+        let text = format!("m{i}").into_bytes();
+        for m in source.seal(wall_clock(), &text, &mut OsRng).unwrap() {
+            assert_eq!(
+                code(&post(c, proxy, storage, &m).await),
+                ResponseType::Changed
+            );
+        }
+        plain.push(text);
+    }
+    plain
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwards_resume_where_they_were_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("proxy.redb");
+    let with_state = || ProxyConfig {
+        state: Some(state.clone()),
+        ..config()
+    };
+    let proxy = TestProxy::start(with_state()).await;
+    let c = client().await;
+    let alice = owner();
+    let s = store(&c, proxy.addr, &alice, SOURCE, 0, false).await;
+    let mut source = stream_source(&alice, SOURCE, 3);
+    let key = pre::SecretKey::generate(&mut OsRng);
+    let epoch = source.epoch_at(wall_clock()).unwrap();
+    let rekeys = source
+        .rekeys_for(&key.public_key(), epoch..=epoch + 1)
+        .unwrap();
+    let trusted = vec![TrustedSource {
+        url: SOURCE.into(),
+        owner: alice.verifying_key(),
+    }];
+    let (sink, mut rx) = udp_sink(Sink::new(key, trusted, SinkConfig::default())).await;
+    let req = ForwardRequest {
+        storage_id: s.storage_id,
+        sinks: vec![SinkGrant {
+            url: format!("udp://{sink}"),
+            rekeys,
+        }],
+        rate: 0,
+        start: Start::Beginning,
+    };
+    let p = c
+        .post(
+            proxy.addr,
+            "forward",
+            signed(&alice, "forward", req.to_bytes()),
+            Some(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(code(&p), ResponseType::Created);
+    let first = send_stream(&c, proxy.addr, s.storage_id, &mut source, 0..5).await;
+    expect(&mut rx, &first).await;
+    let before = forward_monitor(&c, proxy.addr, 1).await;
+    proxy.stop().await;
+
+    // Same state, new process life: storage, forward, position and sections are back.
+    let proxy = TestProxy::start(with_state()).await;
+    let after = forward_monitor(&c, proxy.addr, 1).await;
+    assert_eq!(after.sinks[0].delivered, before.sinks[0].delivered);
+    assert_eq!(after.sinks[0].pending, 0);
+    // The section in progress (m3, m4 of a three-message section) continues: its data still
+    // passes after the restart, and nothing is sent twice.
+    let rest = send_stream(&c, proxy.addr, s.storage_id, &mut source, 5..9).await;
+    expect(&mut rx, &rest).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(rx.try_recv().is_err(), "nothing delivered twice");
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_forward_rate_paces_delivery() {
+    let proxy = TestProxy::start(config()).await;
+    let c = client().await;
+    let alice = owner();
+    let s = store(&c, proxy.addr, &alice, SOURCE, 0, false).await;
+    let mut source = stream_source(&alice, SOURCE, 100);
+    let plain = send_stream(&c, proxy.addr, s.storage_id, &mut source, 0..9).await;
+    let key = pre::SecretKey::generate(&mut OsRng);
+    let epoch = source.epoch_at(wall_clock()).unwrap();
+    let rekeys = source
+        .rekeys_for(&key.public_key(), epoch..=epoch + 1)
+        .unwrap();
+    let trusted = vec![TrustedSource {
+        url: SOURCE.into(),
+        owner: alice.verifying_key(),
+    }];
+    let (sink, mut rx) = udp_sink(Sink::new(key, trusted, SinkConfig::default())).await;
+    let req = ForwardRequest {
+        storage_id: s.storage_id,
+        sinks: vec![SinkGrant {
+            url: format!("udp://{sink}"),
+            rekeys,
+        }],
+        rate: 20,
+        start: Start::Beginning,
+    };
+    let started = std::time::Instant::now();
+    let p = c
+        .post(
+            proxy.addr,
+            "forward",
+            signed(&alice, "forward", req.to_bytes()),
+            Some(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(code(&p), ResponseType::Created);
+    expect(&mut rx, &plain).await;
+    // Ten messages (a management message and nine data) at 20 per second: at least 450 ms.
+    assert!(
+        started.elapsed() >= Duration::from_millis(450),
+        "{:?}",
+        started.elapsed()
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_is_refused_at_once_when_the_ingest_queue_is_full() {
+    // A tiny queue and a writer that waits for more before committing: a burst overflows it.
+    let proxy = TestProxy::start(ProxyConfig {
+        ingest_queue: 4,
+        group_commit_max: 4,
+        group_commit_wait_us: 50_000,
+        max_age_when_busy_s: 1,
+        ..config()
+    })
+    .await;
+    let c = client().await;
+    let s = store(&c, proxy.addr, &owner(), SOURCE, 0, false).await;
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let burst = 200u16;
+    for i in 0..burst {
+        let req = mapping::to_request(
+            &message(SOURCE, u32::from(i), 50),
+            &Target::Path(&format!("storage/{}", s.storage_id)),
+            i,
+            false,
+        )
+        .unwrap();
+        sock.send_to(&req.to_bytes().unwrap(), proxy.addr)
+            .await
+            .unwrap();
+    }
+    let (mut changed, mut busy) = (0u32, 0u32);
+    let mut buf = [0u8; 2048];
+    while changed + busy < u32::from(burst) {
+        let Ok(Ok((n, _))) =
+            tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf)).await
+        else {
+            break;
+        };
+        let p = parse_datagram(&buf[..n]).unwrap();
+        match code(&p) {
+            ResponseType::Changed => changed += 1,
+            ResponseType::ServiceUnavailable => {
+                assert_eq!(uint_option(&p, CoapOption::MaxAge), Some(1));
+                busy += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(changed + busy, u32::from(burst), "every message answered");
+    assert!(busy > 0 && changed > 0, "changed {changed}, busy {busy}");
+    let m = storage_monitor(&c, proxy.addr, s.storage_id).await;
+    assert_eq!(
+        (m.stored_messages, m.rejected_full),
+        (u64::from(changed), u64::from(busy))
+    );
+    proxy.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // libcoap
 
