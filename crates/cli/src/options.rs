@@ -345,3 +345,25 @@ pub(crate) struct SgaArgs {
     #[arg(long)]
     pub(crate) restart_gateway: bool,
 }
+
+/// The relay demo's options.
+#[derive(Clone, Debug, Args)]
+pub(crate) struct RelayDemoArgs {
+    /// Relay: data messages per section (a new section key after this many).
+    #[arg(long, default_value_t = 20)]
+    pub(crate) relay_rotate: u32,
+    /// Relay: plaintext bytes per message.
+    #[arg(long, default_value_t = 48)]
+    pub(crate) relay_size: usize,
+    /// Relay: messages streamed before sink 1 is designated, before sink 2 is added, and after.
+    #[arg(long, value_delimiter = ',', num_args = 3, default_values_t = [60u32, 40, 60])]
+    pub(crate) relay_phases: Vec<u32>,
+}
+
+impl RelayDemoArgs {
+    /// The three phases.
+    pub(crate) fn phases(&self) -> [u32; 3] {
+        let p = |i: usize| self.relay_phases.get(i).copied().unwrap_or(0);
+        [p(0), p(1), p(2)]
+    }
+}

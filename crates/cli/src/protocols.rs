@@ -41,7 +41,13 @@ pub(crate) enum ProtocolArg {
 
 impl ProtocolArg {
     pub(crate) fn all() -> Vec<Self> {
-        vec![Self::Collab, Self::Mikey, Self::Sga, Self::E2sec]
+        vec![
+            Self::Collab,
+            Self::Mikey,
+            Self::Sga,
+            Self::E2sec,
+            Self::Relay,
+        ]
     }
 
     /// The protocol's name in commands and reports.

@@ -292,7 +292,10 @@ async fn send(
         payloads,
         opts,
         &mut OsRng,
-        &mut progress,
+        &mut client::SendHooks {
+            sealed: &mut |_| {},
+            acked: &mut progress,
+        },
     )
     .await?;
     if args.json {

@@ -73,13 +73,13 @@ fn demo_json_reports_a_matching_key_for_every_protocol() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 4, "one JSON object per protocol run: {stdout}");
+    assert_eq!(lines.len(), 5, "one JSON object per protocol run: {stdout}");
     let runs: Vec<serde_json::Value> = lines
         .iter()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {stdout}")))
         .collect();
     let protocols: Vec<&str> = runs.iter().filter_map(|v| v["protocol"].as_str()).collect();
-    assert_eq!(protocols, ["collab", "mikey", "sga", "e2sec"]);
+    assert_eq!(protocols, ["collab", "mikey", "sga", "e2sec", "relay"]);
     for v in &runs {
         assert_eq!(v["ok"], true, "{v}");
         assert_eq!(v["session_key_match"], true, "{v}");
@@ -96,6 +96,18 @@ fn demo_json_reports_a_matching_key_for_every_protocol() {
             assert!(v["device_ops"]["te"].as_u64().is_some_and(|a| a > 0), "{v}");
             assert_eq!(v["variant"], "elgamal");
             assert_eq!(v["group"], "ristretto");
+            continue;
+        }
+        if v["protocol"] == "relay" {
+            // The source signs its section keys and seals them with AFGH (crates/cli/tests/relay.rs
+            // checks the rest).
+            assert!(
+                v["device_ops"]["asymmetric"]
+                    .as_u64()
+                    .is_some_and(|a| a > 0),
+                "{v}"
+            );
+            assert_eq!(v["delivered"], 240, "{v}");
             continue;
         }
         if v["protocol"] != "sga" {
@@ -138,10 +150,10 @@ fn demo_with_too_many_faulty_helpers_fails_cleanly_with_status_zero() {
         text(&out.stderr)
     );
     let stdout = text(&out.stdout);
-    assert_eq!(stdout.lines().count(), 4, "{stdout}");
+    assert_eq!(stdout.lines().count(), 5, "{stdout}");
     for line in stdout.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
-        if v["protocol"] == "sga" || v["protocol"] == "e2sec" {
+        if v["protocol"] == "sga" || v["protocol"] == "e2sec" || v["protocol"] == "relay" {
             // No helpers to misbehave: the faults do not apply.
             assert_eq!(v["ok"], true, "{line}");
             continue;

@@ -357,6 +357,20 @@ pub struct SendReport {
     pub next_key_index: u16,
 }
 
+/// What [`send_stream`] tells its caller while it runs.
+pub struct SendHooks<'a> {
+    /// Every message sealed, before it is sent.
+    pub sealed: &'a mut dyn FnMut(&RelayMessage),
+    /// The report after every acknowledged (or, over UDP, sent) message.
+    pub acked: &'a mut dyn FnMut(&SendReport),
+}
+
+impl core::fmt::Debug for SendHooks<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SendHooks").finish_non_exhaustive()
+    }
+}
+
 /// How [`send_stream`] delivers.
 #[derive(Clone, Copy, Debug)]
 pub struct SendOptions {
@@ -380,8 +394,9 @@ impl Default for SendOptions {
 }
 
 /// Seals `payloads` with `source` and sends them to `storage` through `client`; see the module
-/// documentation for the ordering and back-pressure rules. `on_ack` is called after each
-/// acknowledged or sent message (for progress output).
+/// documentation for the ordering and back-pressure rules. `hooks.sealed` sees every message
+/// sealed (management and data, in stream order) before it is sent, `hooks.acked` the report
+/// after each acknowledged or sent message (for progress output).
 ///
 /// # Errors
 ///
@@ -394,8 +409,9 @@ pub async fn send_stream(
     payloads: impl IntoIterator<Item = Vec<u8>>,
     opts: SendOptions,
     rng: &mut dyn CryptoRng,
-    on_ack: &mut dyn FnMut(&SendReport),
+    hooks: &mut SendHooks<'_>,
 ) -> Result<SendReport> {
+    let on_ack = &mut *hooks.acked;
     let start = Instant::now();
     let mut report = SendReport::default();
     let udp = if opts.udp {
@@ -427,6 +443,9 @@ pub async fn send_stream(
         report.data_bytes += batch.iter().map(|p| p.len() as u64).sum::<u64>();
         // The position is durable before any of these leaves.
         let sealed = source.seal_batch(now(), &batch, rng)?;
+        for msg in &sealed {
+            (hooks.sealed)(msg);
+        }
         for msg in sealed {
             if msg.header.flags.contains(Flags::MANAGEMENT) {
                 // Everything before it first, then it alone: stored before its section's data.

@@ -7,3 +7,4 @@ pub mod proxy;
 pub mod source;
 pub mod bench;
 pub mod client;
+pub mod demo;

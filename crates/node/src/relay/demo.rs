@@ -1,0 +1,554 @@
+//! `m2msec demo --protocol relay`: the paper's scenario (§III-D, Fig. 3 and 4) on loopback, every
+//! role a tokio task on its own socket, over real CoAP.
+//!
+//! 1. The source creates a storage on the proxy (owner key registered) and streams to it while
+//!    **no sink is known**: the proxy stores sections it cannot read.
+//! 2. **Sink 1 is designated later**: the source computes re-encryption keys for the stream's
+//!    epochs and asks the proxy to forward the storage from the beginning: sink 1 receives
+//!    everything, backlog included.
+//! 3. The source streams on; **sink 2 is added mid-stream** (control `AddSink`, `Start::Now`,
+//!    re-encryption keys from the current epoch): it receives from the section in progress on.
+//! 4. The source streams on; both sinks receive.
+//!
+//! The run is ok when sink 1 delivered exactly what was sent and sink 2 exactly what was sent
+//! from the section in progress when it was added, each message once (`session_key_match`: every
+//! sink's plaintexts equal the source's for its window).
+//!
+//! The proxy keeps its storage in redb in a temporary directory (acknowledged only once
+//! durable); each sink keeps its seen set there too. Rotation is short (a new section key every
+//! `rotate_messages` messages) so that several sections appear.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use m2msec_crypto::aead::AeadSuite;
+use m2msec_crypto::pre;
+use m2msec_crypto::rng::{CryptoRng, OsRng, SeededRng, random_array};
+use m2msec_crypto::sig::{SigSuite, SigningKey};
+use m2msec_protocol::relay::{Delivered, Sink, SinkConfig, TrustedSource};
+use m2msec_store::{MemoryStore, RedbStore, Store};
+use m2msec_wire::relay::api::{Control, Start};
+use m2msec_wire::relay::{Flags, RelayMessage};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use zeroize::Zeroizing;
+
+use super::client::{self, ProxyClient, SendHooks, SendOptions};
+use super::config::{DataEncoding, Output, SourceSetup};
+use super::proxy::{Proxy, ProxyConfig};
+use super::sink::{OutputWriter, SinkNode, SinkServer};
+use super::source::{SourceNode, StorageRecord};
+use crate::driver::{Shutdown, shutdown_channel, wall_clock};
+use crate::error::{Error, Result};
+use crate::report::{Progress, RunReport};
+
+/// The source's URL in the demo.
+pub const SOURCE_URL: &str = "coap://127.0.0.1/demo-source";
+
+/// Options of one relay demo run.
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    /// Messages streamed in each of the three phases (before sink 1, before sink 2, after).
+    pub phases: [u32; 3],
+    /// Plaintext bytes per message.
+    pub size: usize,
+    /// A new section key after this many data messages.
+    pub rotate_messages: u32,
+    /// Seed for every key and every role's RNG; absent: the operating system's RNG.
+    pub seed: Option<u64>,
+    /// Overall limit: the run is abandoned (and reported failed) after this long.
+    pub timeout: Duration,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        Self {
+            phases: [60, 40, 60],
+            size: 48,
+            rotate_messages: 20,
+            seed: None,
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What one sink received.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct SinkOutcome {
+    /// The sink's URL.
+    pub url: String,
+    /// Data messages the source had sent when the sink was designated.
+    pub designated_after: u32,
+    /// The key index of the first section it may read.
+    pub first_key_index: u16,
+    /// Messages it should deliver: every message of its window.
+    pub expected: u32,
+    /// Messages it delivered.
+    pub delivered: u32,
+    /// Whether it delivered exactly the expected plaintexts, each once.
+    pub matches: bool,
+}
+
+/// The relay's demo report: the common fields, then the relay's own.
+#[derive(Clone, Debug, Serialize)]
+pub struct RelayReport {
+    /// The fields every protocol reports.
+    #[serde(flatten)]
+    pub run: RunReport,
+    /// The storage the proxy created.
+    pub storage_id: u32,
+    /// Sections (section keys, one management message each) the source sealed.
+    pub sections: u32,
+    /// Data messages the proxy held before any sink was known.
+    pub stored_before_sink: u32,
+    /// Data messages per section.
+    pub rotate_messages: u32,
+    /// Management messages the proxy re-encrypted (AFGH eq. (3)), over both sinks.
+    pub reencrypted: u64,
+    /// Asymmetric operations of both sinks (AFGH first-level decryptions, signature checks).
+    pub sink_asymmetric_ops: u64,
+    /// Each sink's outcome.
+    pub sinks: Vec<SinkOutcome>,
+}
+
+fn rng_for(seed: Option<u64>, role: u64) -> Box<dyn CryptoRng + Send> {
+    match seed {
+        Some(s) => Box::new(SeededRng::from_seed_u64(
+            s.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                .wrapping_add(0x5245_4c00 + role),
+        )),
+        None => Box::new(OsRng),
+    }
+}
+
+/// The plaintext of message `k`.
+#[must_use]
+pub fn message(k: u32, size: usize) -> Vec<u8> {
+    let mut m = format!("reading {k:05}: {} mV", 3000 + k % 700).into_bytes();
+    m.resize(size.max(m.len()), b'.');
+    m
+}
+
+/// One sink of the demo: its task and its deliveries.
+struct DemoSink {
+    url: String,
+    events: mpsc::UnboundedReceiver<Delivered>,
+    task: tokio::task::JoinHandle<Result<SinkNode>>,
+    received: BTreeMap<u32, Vec<Vec<u8>>>,
+}
+
+impl DemoSink {
+    async fn start(
+        dir: &std::path::Path,
+        name: &str,
+        key: pre::SecretKey,
+        owner: m2msec_crypto::sig::VerifyingKey,
+        shutdown: Shutdown,
+    ) -> Result<Self> {
+        let store: Arc<dyn Store> = Arc::new(RedbStore::open(dir.join(format!("{name}.redb")))?);
+        let output = OutputWriter::open(
+            &Output::File(dir.join(format!("{name}.jsonl"))),
+            DataEncoding::Base64,
+        )?;
+        let sink = Sink::new(
+            key,
+            vec![TrustedSource {
+                url: SOURCE_URL.into(),
+                owner,
+            }],
+            SinkConfig::default(),
+        );
+        let (tx, events) = mpsc::unbounded_channel();
+        let node = SinkNode::new(sink, store, output, wall_clock())?.with_events(tx);
+        let server = SinkServer::bind(
+            node,
+            Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),
+            None,
+            "sink",
+        )
+        .await?;
+        let url = server
+            .coap_url()
+            .ok_or_else(|| Error::Control("sink without a CoAP address".into()))?;
+        let task = tokio::spawn(server.run(shutdown));
+        Ok(Self {
+            url,
+            events,
+            task,
+            received: BTreeMap::new(),
+        })
+    }
+
+    fn drain(&mut self) {
+        while let Ok(d) = self.events.try_recv() {
+            self.received
+                .entry(d.message_id)
+                .or_default()
+                .push(d.plaintext.to_vec());
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.received.values().map(Vec::len).sum()
+    }
+}
+
+/// Sent data messages: message id → (key index, plaintext).
+type Sent = BTreeMap<u32, (u16, Vec<u8>)>;
+
+/// Seals and sends `payloads`, recording each data message's id and key index; returns the
+/// key index of the section the last message went into.
+async fn stream(
+    source: &mut SourceNode,
+    client: &ProxyClient,
+    storage: &StorageRecord,
+    payloads: Vec<Vec<u8>>,
+    rng: &mut dyn CryptoRng,
+    sent: &mut Sent,
+    sections: &mut u32,
+) -> Result<()> {
+    let mut queue = payloads.clone().into_iter();
+    let mut sealed = |m: &RelayMessage| {
+        if m.header.flags.contains(Flags::MANAGEMENT) {
+            *sections += 1;
+        } else if let Some(p) = queue.next() {
+            sent.insert(m.header.message_id, (m.header.key_index, p));
+        }
+    };
+    client::send_stream(
+        source,
+        client,
+        storage,
+        payloads,
+        SendOptions::default(),
+        rng,
+        &mut SendHooks {
+            sealed: &mut sealed,
+            acked: &mut |_| {},
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Waits until every sink delivered what it expects (or `limit` passes), then a little longer
+/// so that a duplicate would show.
+async fn settle(sinks: &mut [DemoSink], expected: &[usize], limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        for s in sinks.iter_mut() {
+            s.drain();
+        }
+        let reached = sinks.iter().zip(expected).all(|(s, &n)| s.count() >= n);
+        if reached || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for s in sinks.iter_mut() {
+        s.drain();
+    }
+}
+
+/// Whether `sink` delivered exactly the messages of `sent` from key index `from` on, each once.
+fn matches(sink: &DemoSink, sent: &Sent, from: u16) -> (u32, bool) {
+    let expected: BTreeMap<u32, &Vec<u8>> = sent
+        .iter()
+        .filter(|(_, (k, _))| k.wrapping_sub(from) < 0x8000)
+        .map(|(id, (_, p))| (*id, p))
+        .collect();
+    let exact = sink.received.len() == expected.len()
+        && sink.received.iter().all(|(id, copies)| {
+            copies.len() == 1 && expected.get(id).is_some_and(|p| **p == copies[0])
+        });
+    (u32::try_from(expected.len()).unwrap_or(u32::MAX), exact)
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Runs the relay demo over CoAP on loopback. `wall_ms` runs from the storage's creation to
+/// the last delivery (key generation excluded).
+///
+/// # Errors
+///
+/// Set-up errors only (sockets, keys, stores); a run that fails is a report with `ok: false`
+/// and its `error`.
+#[allow(clippy::too_many_lines)] // one linear script: set-up, the four steps, the report
+pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RelayReport> {
+    if opts.phases.contains(&0) || opts.rotate_messages == 0 {
+        return Err(Error::Usage(
+            "every phase needs at least one message, and rotation at least one".into(),
+        ));
+    }
+    progress.stage("generating keys");
+    let mut key_rng = rng_for(opts.seed, 100);
+    let owner = SigningKey::generate(SigSuite::Ed25519, &mut *key_rng)?;
+    let owner_pub = owner.verifying_key();
+    let seed = Zeroizing::new(random_array::<32>(&mut *key_rng));
+    let [k1, k2] = [
+        pre::SecretKey::generate(&mut *key_rng),
+        pre::SecretKey::generate(&mut *key_rng),
+    ];
+    let public = [k1.public_key(), k2.public_key()];
+    let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+
+    let (stop, shutdown) = shutdown_channel();
+    progress.stage("starting the proxy and the sinks");
+    let proxy = Proxy::bind(ProxyConfig {
+        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        state: Some(dir.path().join("relay-proxy.redb")),
+        ..ProxyConfig::default()
+    })
+    .await?;
+    let proxy_addr = proxy.local_addr();
+    let proxy_task = tokio::spawn(proxy.run(shutdown.clone()));
+    let mut sinks = vec![
+        DemoSink::start(
+            dir.path(),
+            "sink-1",
+            k1,
+            owner_pub.clone(),
+            shutdown.clone(),
+        )
+        .await?,
+        DemoSink::start(dir.path(), "sink-2", k2, owner_pub, shutdown.clone()).await?,
+    ];
+    let mut source_rng = rng_for(opts.seed, 1);
+    let mut source = SourceNode::with_store(
+        SourceSetup {
+            url: SOURCE_URL.into(),
+            proxy: proxy_addr,
+            stream_id: 1,
+            suite: AeadSuite::ChaCha20Poly1305,
+            rotate_messages: opts.rotate_messages,
+            rotate_after: Duration::from_secs(3600),
+            epoch_length: m2msec_protocol::relay::DEFAULT_EPOCH_LENGTH,
+            seed,
+            owner,
+            state: dir.path().join("relay-source"),
+            capacity: 0,
+            udp: false,
+        },
+        Arc::new(MemoryStore::new()),
+        &mut *source_rng,
+    )?;
+    let client = ProxyClient::connect(proxy_addr, client::streaming_config()).await?;
+
+    let start = Instant::now();
+    let mut sent: Sent = BTreeMap::new();
+    let mut storage_id = 0;
+    let mut sections = 0u32;
+    let mut designated = [(0u32, 0u16); 2];
+    let mut done = None;
+    let [n1, n2, n3] = opts.phases;
+    let script = async {
+        progress.stage("creating the storage");
+        let storage = client.store(&source).await?;
+        storage_id = storage.storage_id;
+        let mut next = 0u32;
+        let mut batch = |n: u32| {
+            let p: Vec<Vec<u8>> = (next..next + n).map(|k| message(k, opts.size)).collect();
+            next += n;
+            p
+        };
+
+        progress.stage(&format!("streaming {n1} messages, no sink known yet"));
+        let p = batch(n1);
+        stream(
+            &mut source,
+            &client,
+            &storage,
+            p,
+            &mut *source_rng,
+            &mut sent,
+            &mut sections,
+        )
+        .await?;
+
+        progress.stage("designating sink 1: forward from the beginning");
+        let now = wall_clock();
+        let epoch = source.epoch_at(now)?;
+        let first = source.first_epoch()?.unwrap_or(epoch);
+        let grant = source.grant(&sinks[0].url, &public[0], first..=epoch.saturating_add(1))?;
+        designated[0] = (count(sent.len()), 0);
+        let forward = client
+            .forward(
+                &source,
+                storage_id,
+                vec![grant],
+                0,
+                Start::Beginning,
+                &mut *source_rng,
+            )
+            .await?;
+
+        progress.stage(&format!("streaming {n2} more messages"));
+        let p = batch(n2);
+        stream(
+            &mut source,
+            &client,
+            &storage,
+            p,
+            &mut *source_rng,
+            &mut sent,
+            &mut sections,
+        )
+        .await?;
+
+        progress.stage("adding sink 2 mid-stream");
+        let epoch = source.epoch_at(wall_clock())?;
+        let grant = source.grant(&sinks[1].url, &public[1], epoch..=epoch.saturating_add(1))?;
+        // The proxy starts a sink added with Start::Now at the section in progress.
+        let in_progress = source.position().next_key_index().wrapping_sub(1);
+        designated[1] = (count(sent.len()), in_progress);
+        client
+            .control(
+                &source,
+                forward.forward_id,
+                &Control::AddSink(grant, Start::Now),
+                &mut *source_rng,
+            )
+            .await?;
+
+        progress.stage(&format!("streaming {n3} more messages to both sinks"));
+        let p = batch(n3);
+        stream(
+            &mut source,
+            &client,
+            &storage,
+            p,
+            &mut *source_rng,
+            &mut sent,
+            &mut sections,
+        )
+        .await?;
+
+        progress.stage("waiting for the sinks");
+        let expected = [
+            matches(&sinks[0], &sent, 0).0,
+            matches(&sinks[1], &sent, designated[1].1).0,
+        ];
+        let wanted: Vec<usize> = expected.iter().map(|&n| n as usize).collect();
+        settle(&mut sinks, &wanted, Duration::from_secs(20)).await;
+        done = Some(Instant::now());
+        Ok::<(), Error>(())
+    };
+    let result = tokio::time::timeout(opts.timeout, script).await;
+    let wall_ms = done
+        .unwrap_or_else(Instant::now)
+        .duration_since(start)
+        .as_secs_f64()
+        * 1000.0;
+    let mut error = match result {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some(Error::Timeout(opts.timeout).to_string()),
+    };
+    for s in &mut sinks {
+        s.drain();
+    }
+    let load = client.load(3600).await.ok();
+    let mut reencrypted = 0;
+    for f in 1..=1u32 {
+        if let Ok(m) = client.forward_monitor(f).await {
+            reencrypted += m.sinks.iter().map(|s| s.reencrypted).sum::<u64>();
+        }
+    }
+
+    let mut outcomes = Vec::new();
+    for (i, s) in sinks.iter().enumerate() {
+        let from = if i == 0 { 0 } else { designated[1].1 };
+        let (expected, exact) = matches(s, &sent, from);
+        outcomes.push(SinkOutcome {
+            url: s.url.clone(),
+            designated_after: designated[i].0,
+            first_key_index: from,
+            expected,
+            delivered: count(s.count()),
+            matches: exact,
+        });
+    }
+    stop.shutdown();
+    let mut sink_asymmetric = 0u64;
+    for s in sinks {
+        match tokio::time::timeout(Duration::from_secs(5), s.task).await {
+            Ok(Ok(Ok(node))) => sink_asymmetric += node.op_counts().asymmetric,
+            Ok(Ok(Err(e))) => {
+                error.get_or_insert_with(|| format!("sink task: {e}"));
+            }
+            _ => {}
+        }
+    }
+    if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), proxy_task).await {
+        error.get_or_insert_with(|| format!("proxy task: {e}"));
+    }
+    let all_match = outcomes.iter().all(|o| o.matches);
+    if error.is_none() && !all_match {
+        error = Some(
+            outcomes
+                .iter()
+                .filter(|o| !o.matches)
+                .map(|o| {
+                    format!(
+                        "{} delivered {} of {} expected",
+                        o.url, o.delivered, o.expected
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        );
+    }
+    let ok = error.is_none() && all_match;
+    let (messages, bytes) = load.map_or((0, 0), |l| {
+        (l.messages_in + l.messages_out, l.bytes_in + l.bytes_out)
+    });
+    let total = count(sent.len());
+    let delivered = outcomes.iter().map(|o| o.delivered).sum();
+    Ok(RelayReport {
+        run: RunReport {
+            protocol: super::config::PROTOCOL,
+            ok,
+            session_key_match: all_match,
+            messages,
+            bytes,
+            device_ops: source.op_counts().into(),
+            wall_ms,
+            participants: outcomes.iter().map(|o| o.url.clone()).collect(),
+            error,
+            expected_ok: true,
+            as_expected: ok,
+            session: Some(format!("storage {storage_id}")),
+            key_fingerprint: None,
+            suite: "chacha20-poly1305",
+            proxies: 1,
+            threshold: 1,
+            sharing: "none",
+            faulty: 0,
+            fault: None,
+            faulty_proxies: Vec::new(),
+            mode: None,
+            verified: None,
+            seed: opts.seed,
+            pcap: None,
+            group: Some("bls12-381"),
+            pke: Some("afgh"),
+            variant: None,
+            sent: Some(total),
+            stored: Some(total),
+            delivered: Some(delivered),
+            restarted_gateway: None,
+        },
+        storage_id,
+        sections,
+        stored_before_sink: designated[0].0,
+        rotate_messages: opts.rotate_messages,
+        reencrypted,
+        sink_asymmetric_ops: sink_asymmetric,
+        sinks: outcomes,
+    })
+}
