@@ -7,17 +7,17 @@
 //! every field of its config file are described in `examples/relay-proxy.toml`.
 //!
 //! # Structure
-//! - [`server`]: one task owns the CoAP socket: parses, deduplicates, reassembles block-wise
-//!   uploads, routes, answers, notifies observers ([`observe`]).
-//! - [`ingest`]: admission of messages into a bounded queue (5.03 + Max-Age when full, so memory
+//! - `server`: one task owns the CoAP socket: parses, deduplicates, reassembles block-wise
+//!   uploads, routes, answers, notifies observers (`observe`).
+//! - `ingest`: admission of messages into a bounded queue (5.03 + Max-Age when full, so memory
 //!   stays bounded under a flood), and the plain-UDP ingestion sockets.
-//! - [`writer`]: the only task that writes queues — group commits (one transaction per batch;
+//! - `writer`: the only task that writes queues — group commits (one transaction per batch;
 //!   a message is acknowledged only after it), housekeeping (positions, retention, dedup
 //!   pruning) and the control plane's writes.
-//! - [`control`]: `store`, `forward`, `control` and `DELETE`, with owner authorisation
-//!   ([`authz`]).
-//! - [`forward`]: one pump per sink, delivering through [`deliver`].
-//! - [`state`]: what all of them share in memory; [`records`]: what is kept in the store.
+//! - `control`: `store`, `forward`, `control` and `DELETE`, with owner authorisation
+//!   (`authz`).
+//! - `forward`: one pump per sink, delivering through `deliver`.
+//! - `state`: what all of them share in memory; `records`: what is kept in the store.
 //!
 //! # Guarantees
 //! - **Durability**: a 2.04 for a message leaves only after the transaction holding it
