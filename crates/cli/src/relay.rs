@@ -20,7 +20,7 @@ use m2msec_node::relay::client::{self, ProxyClient, SendOptions, grant_summary};
 use m2msec_node::relay::config::{load_afgh_public_key, load_source};
 use m2msec_node::relay::source::SourceNode;
 use m2msec_protocol::Millis;
-use m2msec_wire::relay::api::{Control, Start};
+use m2msec_wire::relay::api::{self, Body as _, Control, ForwardMonitor, Start, StorageMonitor};
 use m2msec_wire::relay::parse_sink_url;
 use serde_json::json;
 
@@ -130,6 +130,10 @@ enum RelayCommand {
         /// Window of load and throughput, in seconds.
         #[arg(long, default_value_t = 60)]
         window: u32,
+        /// Then observe the storage's and the forwards' monitors (RFC 7641) for this many
+        /// seconds, printing each notification.
+        #[arg(long)]
+        watch: Option<u64>,
     },
 }
 
@@ -183,7 +187,16 @@ pub(crate) fn relay(args: &RelayArgs) -> Result<ExitCode> {
             RelayCommand::Resume { forward } => {
                 control(args, &source, &client, *forward, &Control::Resume).await
             }
-            RelayCommand::Status { window } => status(args, &source, &client, *window).await,
+            RelayCommand::Status { window, watch } => {
+                let code = status(args, &source, &client, *window).await?;
+                let Some(secs) = watch else {
+                    return Ok(code);
+                };
+                let paths = monitor_paths(&source)?;
+                // The source's store is not needed while watching: let other commands use it.
+                drop(source);
+                watch_monitors(args, &client, paths, *secs).await
+            }
         }
     })
 }
@@ -568,5 +581,107 @@ async fn status(
             );
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One notification of a watched monitor, as a line.
+fn monitor_line(path: &str, payload: &[u8], json_out: bool) -> String {
+    if let Ok(m) = StorageMonitor::from_bytes(payload) {
+        if json_out {
+            return json!({"monitor": path, "storage_id": m.storage_id,
+                "stored_messages": m.stored_messages, "stored_bytes": m.stored_bytes,
+                "received": m.received, "duplicates": m.duplicates,
+                "rejected_full": m.rejected_full})
+            .to_string();
+        }
+        return format!(
+            "{path}: {} stored ({}), {} received, {} duplicates, {} refused when full",
+            m.stored_messages,
+            size(m.stored_bytes),
+            m.received,
+            m.duplicates,
+            m.rejected_full
+        );
+    }
+    if let Ok(m) = ForwardMonitor::from_bytes(payload) {
+        if json_out {
+            return json!({"monitor": path, "forward_id": m.forward_id, "paused": m.paused,
+                "sinks": m.sinks.iter().map(|s| json!({"url": s.url, "delivered": s.delivered,
+                "reencrypted": s.reencrypted, "skipped": s.skipped, "pending": s.pending}))
+                .collect::<Vec<_>>()})
+            .to_string();
+        }
+        let sinks: Vec<String> = m
+            .sinks
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} delivered {} ({} re-encrypted), pending {}",
+                    s.url, s.delivered, s.reencrypted, s.pending
+                )
+            })
+            .collect();
+        return format!(
+            "{path}: {}{}",
+            if m.paused { "paused; " } else { "" },
+            sinks.join("; ")
+        );
+    }
+    format!("{path}: {} bytes not understood", payload.len())
+}
+
+/// The monitors of the source's storage and forwards.
+fn monitor_paths(source: &SourceNode) -> Result<Vec<String>> {
+    let mut paths = Vec::new();
+    if let Some(s) = source.storage()? {
+        paths.push(api::path::storage_monitor(s.storage_id));
+    }
+    for f in source.forwards()? {
+        paths.push(api::path::forward_monitor(f.forward_id));
+    }
+    if paths.is_empty() {
+        bail!("nothing to watch: no storage yet (`m2msec relay store`)");
+    }
+    Ok(paths)
+}
+
+/// Observes `paths` for `secs` seconds.
+async fn watch_monitors(
+    args: &RelayArgs,
+    client: &ProxyClient,
+    paths: Vec<String>,
+    secs: u64,
+) -> Result<ExitCode> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut tasks = tokio::task::JoinSet::new();
+    for path in paths {
+        let mut obs = client.observe(&path).await?;
+        let tx = tx.clone();
+        tasks.spawn(async move {
+            while let Some(n) = obs.next().await {
+                match n {
+                    Ok(p) => {
+                        if tx.send((path.clone(), p.payload)).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("note: {path}: {e}");
+                        break;
+                    }
+                }
+            }
+            let _ = obs.cancel().await;
+        });
+    }
+    drop(tx);
+    if !args.json {
+        println!("watching for {secs} s:");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while let Ok(Some((path, payload))) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        println!("{}", monitor_line(&path, &payload, args.json));
+    }
+    tasks.abort_all();
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,11 @@
 //! The `relay-sink` daemon: takes what the proxy forwards (CoAP POSTs and binary-header UDP
-//! datagrams), opens it with the protocol's [`Sink`](m2msec_protocol::relay::Sink), and writes
-//! every delivered message to its output as one JSON line.
+//! datagrams), opens it with the protocol's [`Sink`], and writes every delivered message to its
+//! output as one JSON line ([`OutputLine`]).
+//!
+//! A CoAP POST is acknowledged (2.04) only once what it delivered is written and synced and its
+//! id is in the durable seen set ([`SinkNode::receive_batch`]); see [`Verdict::response_code`] for
+//! the other answers. Datagrams that arrive together are handled as one batch: one output sync
+//! and one store transaction for all of them.
 
 use std::fs::File;
 use std::io::Write as _;
