@@ -199,6 +199,27 @@ fn provisioned_proxy_and_sinks_driven_by_relay_commands() {
     );
     assert!(status["info"]["capacity"].as_u64().is_some_and(|c| c > 0));
 
+    // Watching the monitors (RFC 7641): the status, then one line per notification.
+    let out = m2msec(&[
+        "relay",
+        "status",
+        "--config",
+        &source.to_string_lossy(),
+        "--watch",
+        "1",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let watched = text(&out.stdout);
+    assert!(
+        watched.contains("\"monitor\":\"storage/1/monitor\""),
+        "{watched}"
+    );
+    assert!(
+        watched.contains("\"monitor\":\"forward/1/monitor\""),
+        "{watched}"
+    );
+
     // A readable status too.
     let out = m2msec(&["relay", "status", "--config", &source.to_string_lossy()]);
     assert!(out.status.success());
