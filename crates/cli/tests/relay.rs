@@ -361,3 +361,68 @@ fn demo_runs_the_papers_scenario() {
     assert!(s.contains("16 section keys"), "{s}");
     assert!(s.contains("outcome          as expected"), "{s}");
 }
+
+#[test]
+fn a_full_proxy_answers_5_03_and_send_waits_its_max_age() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let d = dir.path();
+    let (port, udp_port) = (free_port().to_string(), free_port().to_string());
+    let out = m2msec(&[
+        "provision",
+        &d.to_string_lossy(),
+        "--protocol",
+        "relay",
+        "--relay-port",
+        &port,
+        "--relay-udp-port",
+        &udp_port,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // A proxy that holds about 15 messages and asks to come back after one second.
+    let proxy = d.join("relay-proxy.toml");
+    let config = std::fs::read_to_string(&proxy)
+        .unwrap_or_default()
+        .replace("capacity_bytes = 268435456", "capacity_bytes = 2000")
+        .replace("max_message_bytes = 65536", "max_message_bytes = 2000")
+        .replace("max_age_when_full_s = 5", "max_age_when_full_s = 1");
+    std::fs::write(&proxy, config).unwrap_or_else(|e| panic!("{e}"));
+    let mut daemons = Daemons(Vec::new());
+    start(&mut daemons, "relay-proxy", &proxy);
+    start(&mut daemons, "relay-sink", &d.join("relay-sink-1.toml"));
+    let source = d.join("relay-source.toml");
+    relay(&source, &["store"]);
+    // The sink is known from the start: forwarding frees space as it goes.
+    let key1 = d.join("keys/relay-sink-1.key.pub");
+    relay(
+        &source,
+        &[
+            "forward",
+            "--sink",
+            &format!("coap://127.0.0.41:{port}/sink"),
+            "--sink-key",
+            &key1.to_string_lossy(),
+            "--window",
+            "0",
+        ],
+    );
+    let sent = relay(&source, &["send", "--count", "60", "--size", "40"]);
+    assert_eq!(sent["acknowledged"], 61, "{sent}");
+    assert!(
+        sent["busy"].as_u64().is_some_and(|b| b > 0),
+        "never full? {sent}"
+    );
+    assert!(
+        sent["waited_ms"].as_u64().is_some_and(|w| w >= 1000),
+        "{sent}"
+    );
+    let lines = output(&d.join("out/relay-sink-1.jsonl"), 60);
+    assert_eq!(lines.len(), 60);
+    assert_eq!(ids(&lines).len(), 60, "each message once");
+    let status = relay(&source, &["status"]);
+    assert!(
+        status["storage"]["rejected_full"]
+            .as_u64()
+            .is_some_and(|r| r > 0),
+        "{status}"
+    );
+}
