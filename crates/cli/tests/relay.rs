@@ -426,3 +426,63 @@ fn a_full_proxy_answers_5_03_and_send_waits_its_max_age() {
         "{status}"
     );
 }
+
+#[test]
+fn bench_reports_afgh_rates_stream_throughput_and_proxy_memory() {
+    let out = m2msec(&[
+        "bench",
+        "--protocol",
+        "relay",
+        "--json",
+        "--relay-messages",
+        "100",
+        "--relay-size",
+        "256",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let figures: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let get = |name: &str| -> &Value {
+        figures
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {stdout}"))
+    };
+    for name in [
+        "relay.afgh.encrypt_per_s",
+        "relay.afgh.reencrypt_per_s",
+        "relay.afgh.decrypt_per_s",
+    ] {
+        assert!(
+            get(name)["value"].as_f64().is_some_and(|v| v > 0.0),
+            "{stdout}"
+        );
+        assert_eq!(get(name)["unit"], "op/s");
+    }
+    let ratio = get("relay.afgh.reencrypt_vs_encrypt");
+    assert_eq!(ratio["baseline"], get("relay.afgh.encrypt_per_s")["value"]);
+    assert!(ratio["ratio"].as_f64().is_some_and(|r| r > 0.0));
+    let stream = get("relay.stream.mbit_per_s_vs_raw_udp_forwarding");
+    assert_eq!(stream["unit"], "Mbit/s");
+    assert!(
+        stream["value"].as_f64().is_some_and(|v| v > 0.0),
+        "{stdout}"
+    );
+    assert!(
+        stream["baseline"].as_f64().is_some_and(|v| v > 0.0),
+        "{stdout}"
+    );
+    assert_eq!(get("relay.stream.delivered")["value"], 100.0);
+    if cfg!(target_os = "linux") {
+        // The proxy ran as its own process; its peak resident memory was read from /proc.
+        let mem = get("relay.proxy.peak_memory");
+        assert_eq!(mem["unit"], "MiB");
+        assert!(
+            mem["value"].as_f64().is_some_and(|m| m > 1.0 && m < 1024.0),
+            "{stdout}"
+        );
+    }
+}
