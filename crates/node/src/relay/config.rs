@@ -299,8 +299,7 @@ pub struct SourceFile {
     pub udp: bool,
 }
 
-/// A loaded source config.
-#[derive(Debug)]
+/// A loaded source config. `Debug` shows neither the seed nor the owner key.
 pub struct SourceSetup {
     /// The source's URL.
     pub url: String,
@@ -326,6 +325,22 @@ pub struct SourceSetup {
     pub capacity: u64,
     /// Whether `store` asks for a UDP port.
     pub udp: bool,
+}
+
+impl core::fmt::Debug for SourceSetup {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SourceSetup")
+            .field("url", &self.url)
+            .field("proxy", &self.proxy)
+            .field("stream_id", &self.stream_id)
+            .field("suite", &self.suite)
+            .field("rotate_messages", &self.rotate_messages)
+            .field("rotate_after", &self.rotate_after)
+            .field("epoch_length", &self.epoch_length)
+            .field("owner", &self.owner)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Reads only the proxy address of a source config (what `m2msec relay status` needs), without
@@ -510,6 +525,22 @@ mod tests {
         assert!(!sink.urls().is_empty());
         let source: SourceFile = load_toml(&examples().join("relay-source.toml"))?;
         assert_eq!(source.proxy.port(), COAP_PORT);
+        Ok(())
+    }
+
+    #[test]
+    fn source_setup_debug_hides_the_seed() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let mut rng = m2msec_crypto::rng::SeededRng::from_seed_u64(9);
+        super::super::provision::provision(
+            dir.path(),
+            &super::super::provision::ProvisionOptions::default(),
+            &mut rng,
+        )?;
+        let setup = load_source(&dir.path().join("relay-source.toml"))?;
+        let seed_hex = crate::hex(&*setup.seed);
+        let shown = format!("{setup:?}");
+        assert!(!shown.contains(&seed_hex) && !shown.contains(&format!("{:?}", *setup.seed)));
         Ok(())
     }
 
