@@ -85,20 +85,37 @@ impl World {
         }]
     }
 
+    /// The epoch of `T0`.
+    fn epoch0(&self) -> u32 {
+        self.source.epoch_at(Millis(T0)).unwrap()
+    }
+
     fn sink1(&self) -> Sink {
-        Sink::new(
-            self.sink1.secret.clone(),
-            self.trusted(),
-            SinkConfig::default(),
-        )
+        self.sink1_with(SinkConfig::default())
+    }
+
+    fn sink1_with(&self, config: SinkConfig) -> Sink {
+        Sink::new(self.sink1.secret.clone(), self.trusted(), config)
     }
 
     fn rekeys1(&mut self, epochs: std::ops::RangeInclusive<u32>) -> Vec<EpochRekey> {
         self.source.rekeys_for(&self.sink1.public, epochs).unwrap()
     }
 
+    /// A forwarder towards sink 1, granted `epochs`.
+    fn forwarder1(&mut self, epochs: std::ops::RangeInclusive<u32>) -> Forwarder {
+        Forwarder::new(SINK1.into(), self.rekeys1(epochs)).unwrap()
+    }
+
     fn seal(&mut self, now: u64, data: &[u8]) -> Vec<RelayMessage> {
         self.source.seal(Millis(now), data, &mut self.rng).unwrap()
+    }
+
+    /// Seals `"{prefix}{i}"` at `T0 + i` for `i` in `0..n`.
+    fn seal_numbered(&mut self, prefix: &str, n: u64) -> Vec<RelayMessage> {
+        (0..n)
+            .flat_map(|i| self.seal(T0 + i, format!("{prefix}{i}").as_bytes()))
+            .collect()
     }
 }
 
@@ -107,6 +124,10 @@ fn send(f: &mut Forwarder, m: &RelayMessage) -> RelayMessage {
         Forwarded::Send(out) => out,
         Forwarded::Skip(reason) => panic!("skipped: {reason}"),
     }
+}
+
+fn send_all(f: &mut Forwarder, stored: &[RelayMessage]) -> Vec<RelayMessage> {
+    stored.iter().map(|m| send(f, m)).collect()
 }
 
 fn skip(f: &mut Forwarder, m: &RelayMessage) -> SkipReason {
@@ -131,12 +152,9 @@ fn source_forwarder_sink_delivers_everything_in_order() {
     let mut cfg = config();
     cfg.rotate_messages = 40;
     let mut w = world(cfg, 1);
-    let epoch = w.source.epoch_at(Millis(T0)).unwrap();
+    let epoch = w.epoch0();
     assert_eq!(epoch, 472_222);
-    let mut stored = Vec::new();
-    for i in 0..100u64 {
-        stored.extend(w.seal(T0 + i, format!("reading {i}").as_bytes()));
-    }
+    let stored = w.seal_numbered("reading ", 100);
     // 3 sections of 40, 40, 20: 3 management + 100 data messages.
     assert_eq!(stored.len(), 103);
     assert_eq!(stored.iter().filter(|m| is_management(m)).count(), 3);
@@ -146,8 +164,7 @@ fn source_forwarder_sink_delivers_everything_in_order() {
         assert!(m.header.sink.is_empty());
     }
 
-    let rekeys = w.rekeys1(epoch..=epoch);
-    let mut fwd = Forwarder::new(SINK1.into(), rekeys).unwrap();
+    let mut fwd = w.forwarder1(epoch..=epoch);
     let mut sink = w.sink1();
     let mut delivered = Vec::new();
     for m in &stored {
@@ -201,7 +218,7 @@ fn sink_window_confines_to_granted_epochs() {
     cfg.epoch_length = Duration::from_secs(1);
     cfg.rotate_after = Duration::from_secs(10);
     let mut w = world(cfg, 4);
-    let e0 = w.source.epoch_at(Millis(T0)).unwrap();
+    let e0 = w.epoch0();
     let mut stored = Vec::new();
     for e in 0..5u64 {
         for i in 0..3u64 {
@@ -216,8 +233,7 @@ fn sink_window_confines_to_granted_epochs() {
     assert_eq!(bodies, (e0..e0 + 5).collect::<Vec<_>>());
 
     // Sink 1 is granted epochs e0+1 ..= e0+2 only.
-    let rekeys = w.rekeys1(e0 + 1..=e0 + 2);
-    let mut fwd = Forwarder::new(SINK1.into(), rekeys).unwrap();
+    let mut fwd = w.forwarder1(e0 + 1..=e0 + 2);
     let mut sink = w.sink1();
     let mut delivered = Vec::new();
     let mut skipped = Vec::new();
@@ -290,7 +306,7 @@ fn sink_window_confines_to_granted_epochs() {
 #[test]
 fn the_proxy_never_holds_a_key_and_cannot_forge_one() {
     let mut w = world(config(), 5);
-    let epoch = w.source.epoch_at(Millis(T0)).unwrap();
+    let epoch = w.epoch0();
     let stored = w.seal(T0, b"secret reading");
     let rekeys = w.rekeys1(epoch..=epoch);
     let mut fwd = Forwarder::new(SINK1.into(), rekeys.clone()).unwrap();
@@ -325,22 +341,26 @@ fn the_proxy_never_holds_a_key_and_cannot_forge_one() {
         signature: Bytes::default(),
     };
     sk.signature = Bytes(proxy_key.sign(&mut w.rng, &sk.signed_input(&aad, epoch)));
-    let c2 = pre::seal(
-        &public,
-        &mut w.rng,
-        AeadSuite::ChaCha20Poly1305,
-        &aad,
-        &sk.to_bytes(),
-    )
-    .unwrap();
-    let forged = RelayMessage {
+    // A management message carrying `sk`, sealed to the epoch public key as the source would.
+    let seal_section = |sk: &SectionKey, rng: &mut SeededRng| RelayMessage {
         header: forged_header.clone(),
         body: Body {
             epoch,
-            afgh: Bytes(c2.to_bytes()),
+            afgh: Bytes(
+                pre::seal(
+                    &public,
+                    rng,
+                    AeadSuite::ChaCha20Poly1305,
+                    &aad,
+                    &sk.to_bytes(),
+                )
+                .unwrap()
+                .to_bytes(),
+            ),
         }
         .to_bytes(),
     };
+    let forged = seal_section(&sk, &mut w.rng);
     // The proxy re-encrypts it like any other (it cannot see the signature)...
     let forged_out = send(&mut fwd, &forged);
     let mut sink = w.sink1();
@@ -352,22 +372,7 @@ fn the_proxy_never_holds_a_key_and_cannot_forge_one() {
     );
     // Unsigned (empty signature) too.
     sk.signature = Bytes::default();
-    let c2 = pre::seal(
-        &public,
-        &mut w.rng,
-        AeadSuite::ChaCha20Poly1305,
-        &aad,
-        &sk.to_bytes(),
-    )
-    .unwrap();
-    let unsigned = RelayMessage {
-        header: forged_header.clone(),
-        body: Body {
-            epoch,
-            afgh: Bytes(c2.to_bytes()),
-        }
-        .to_bytes(),
-    };
+    let unsigned = seal_section(&sk, &mut w.rng);
     let unsigned_out = send(&mut fwd, &unsigned);
     assert_eq!(
         sink.receive(Millis(T0), &unsigned_out),
@@ -395,10 +400,9 @@ fn the_proxy_never_holds_a_key_and_cannot_forge_one() {
 #[test]
 fn tampered_messages_are_refused() {
     let mut w = world(config(), 6);
-    let epoch = w.source.epoch_at(Millis(T0)).unwrap();
+    let epoch = w.epoch0();
     let stored = w.seal(T0, b"m0");
-    let rekeys = w.rekeys1(epoch..=epoch);
-    let mut fwd = Forwarder::new(SINK1.into(), rekeys).unwrap();
+    let mut fwd = w.forwarder1(epoch..=epoch);
     let management = send(&mut fwd, &stored[0]);
     let data = send(&mut fwd, &stored[1]);
     let mut sink = w.sink1();
@@ -476,12 +480,11 @@ fn tampered_messages_are_refused() {
 #[test]
 fn replays_are_refused() {
     let mut w = world(config(), 7);
-    let epoch = w.source.epoch_at(Millis(T0)).unwrap();
+    let epoch = w.epoch0();
     let mut stored = w.seal(T0, b"a");
     stored.extend(w.seal(T0 + 1, b"b"));
-    let rekeys = w.rekeys1(epoch..=epoch);
-    let mut fwd = Forwarder::new(SINK1.into(), rekeys).unwrap();
-    let out: Vec<RelayMessage> = stored.iter().map(|m| send(&mut fwd, m)).collect();
+    let mut fwd = w.forwarder1(epoch..=epoch);
+    let out = send_all(&mut fwd, &stored);
     let mut sink = w.sink1();
     for m in &out {
         sink.receive(Millis(T0), m).unwrap();
@@ -507,14 +510,10 @@ fn data_before_its_key_is_buffered_then_delivered() {
     let mut cfg = config();
     cfg.rotate_messages = 3;
     let mut w = world(cfg, 8);
-    let epoch = w.source.epoch_at(Millis(T0)).unwrap();
-    let mut stored = Vec::new();
-    for i in 0..6u64 {
-        stored.extend(w.seal(T0 + i, format!("d{i}").as_bytes()));
-    }
-    let rekeys = w.rekeys1(epoch..=epoch);
-    let mut fwd = Forwarder::new(SINK1.into(), rekeys).unwrap();
-    let out: Vec<RelayMessage> = stored.iter().map(|m| send(&mut fwd, m)).collect();
+    let epoch = w.epoch0();
+    let stored = w.seal_numbered("d", 6);
+    let mut fwd = w.forwarder1(epoch..=epoch);
+    let out = send_all(&mut fwd, &stored);
     // out = [M0, d0, d1, d2, M1, d3, d4, d5]; deliver section 1 first, data before management.
     let mut sink = w.sink1();
     let now = Millis(T0 + 10);
@@ -532,15 +531,11 @@ fn data_before_its_key_is_buffered_then_delivered() {
     assert_eq!(texts(&sink.receive(now, &out[3]).unwrap()), ["d2"]);
 
     // The buffer is bounded, and waiting data expires.
-    let mut small = Sink::new(
-        w.sink1.secret.clone(),
-        w.trusted(),
-        SinkConfig {
-            buffer_messages: 2,
-            buffer_ttl: Duration::from_secs(1),
-            ..SinkConfig::default()
-        },
-    );
+    let mut small = w.sink1_with(SinkConfig {
+        buffer_messages: 2,
+        buffer_ttl: Duration::from_secs(1),
+        ..SinkConfig::default()
+    });
     small.receive(now, &out[1]).unwrap();
     small.receive(now, &out[2]).unwrap();
     assert_eq!(small.receive(now, &out[3]), Err(Error::BufferFull));
@@ -557,14 +552,10 @@ fn dropped_messages_do_not_break_later_sections() {
     let mut cfg = config();
     cfg.rotate_messages = 2;
     let mut w = world(cfg, 9);
-    let epoch = w.source.epoch_at(Millis(T0)).unwrap();
-    let mut stored = Vec::new();
-    for i in 0..6u64 {
-        stored.extend(w.seal(T0 + i, format!("d{i}").as_bytes()));
-    }
+    let epoch = w.epoch0();
+    let stored = w.seal_numbered("d", 6);
     // [M0 d0 d1 M1 d2 d3 M2 d4 d5]: lose d0, all of section 1's management, and d5.
-    let rekeys = w.rekeys1(epoch..=epoch);
-    let mut fwd = Forwarder::new(SINK1.into(), rekeys).unwrap();
+    let mut fwd = w.forwarder1(epoch..=epoch);
     let mut sink = w.sink1();
     let mut delivered = Vec::new();
     for (i, m) in stored.iter().enumerate() {
@@ -584,10 +575,9 @@ fn dropped_messages_do_not_break_later_sections() {
 #[test]
 fn forwarder_skips_data_of_sections_it_never_saw() {
     let mut w = world(config(), 10);
-    let epoch = w.source.epoch_at(Millis(T0)).unwrap();
+    let epoch = w.epoch0();
     let stored = w.seal(T0, b"x");
-    let rekeys = w.rekeys1(epoch..=epoch);
-    let mut fwd = Forwarder::new(SINK1.into(), rekeys).unwrap();
+    let mut fwd = w.forwarder1(epoch..=epoch);
     assert_eq!(
         skip(&mut fwd, &stored[1]),
         SkipReason::UnknownSection {
@@ -625,7 +615,7 @@ fn rotation_by_count_time_and_epoch() {
             .map(|m| (m.header.key_index, Body::from_bytes(&m.body).unwrap().epoch))
             .collect()
     };
-    let epoch = w.source.epoch_at(Millis(T0)).unwrap();
+    let epoch = w.epoch0();
     // By count: the sixth message opens section 1.
     let mut out = Vec::new();
     for i in 0..6 {
@@ -769,9 +759,8 @@ fn key_index_wraps_and_the_new_section_replaces_the_old() {
     let mut cfg = config();
     cfg.rotate_messages = 1;
     let mut w = world(cfg.clone(), 14);
-    let epoch = w.source.epoch_at(Millis(T0)).unwrap();
-    let rekeys = w.rekeys1(epoch..=epoch);
-    let mut fwd = Forwarder::new(SINK1.into(), rekeys).unwrap();
+    let epoch = w.epoch0();
+    let mut fwd = w.forwarder1(epoch..=epoch);
     let mut sink = w.sink1();
     // Sections 0 and 1.
     let mut before = Vec::new();
@@ -825,7 +814,7 @@ fn key_index_wraps_and_the_new_section_replaces_the_old() {
 #[test]
 fn a_rekey_for_one_sink_serves_no_other() {
     let mut w = world(config(), 15);
-    let epoch = w.source.epoch_at(Millis(T0)).unwrap();
+    let epoch = w.epoch0();
     let stored = w.seal(T0, b"for sink 1 only");
     let rekeys1 = w.rekeys1(epoch..=epoch);
     // The proxy points sink 1's keys at sink 2.
@@ -862,14 +851,13 @@ fn a_rekey_for_one_sink_serves_no_other() {
 #[test]
 fn individual_messages_end_to_end() {
     let mut w = world(config(), 16);
-    let epoch = w.source.epoch_at(Millis(T0)).unwrap();
+    let epoch = w.epoch0();
     let m = w
         .source
         .seal_individual(Millis(T0), b"alarm", &mut w.rng)
         .unwrap();
     assert_eq!(m.header.flags, Flags::empty());
-    let rekeys = w.rekeys1(epoch..=epoch);
-    let mut fwd = Forwarder::new(SINK1.into(), rekeys).unwrap();
+    let mut fwd = w.forwarder1(epoch..=epoch);
     let out = send(&mut fwd, &m);
     assert!(out.header.flags.contains(Flags::REENCRYPTED));
     let mut sink = w.sink1();
@@ -911,9 +899,8 @@ fn the_source_reads_its_own_stored_messages() {
     let delivered: Vec<Delivered> = results.into_iter().flat_map(Result::unwrap).collect();
     assert_eq!(texts(&delivered), ["r0", "r1", "r2", "r3", "r4", "one-off"]);
     // The own reader refuses what the proxy re-encrypted (that is for a sink).
-    let epoch = w.source.epoch_at(Millis(T0)).unwrap();
-    let rekeys = w.rekeys1(epoch..=epoch);
-    let mut fwd = Forwarder::new(SINK1.into(), rekeys).unwrap();
+    let epoch = w.epoch0();
+    let mut fwd = w.forwarder1(epoch..=epoch);
     let out = send(&mut fwd, &stored[0]);
     let mut reader = w.source.own_reader(SinkConfig::default());
     assert!(matches!(
@@ -925,10 +912,9 @@ fn the_source_reads_its_own_stored_messages() {
 #[test]
 fn validity_window_and_trust() {
     let mut w = world(config(), 18);
-    let epoch = w.source.epoch_at(Millis(T0)).unwrap();
+    let epoch = w.epoch0();
     let stored = w.seal(T0, b"x");
-    let rekeys = w.rekeys1(epoch..=epoch);
-    let mut fwd = Forwarder::new(SINK1.into(), rekeys).unwrap();
+    let mut fwd = w.forwarder1(epoch..=epoch);
     let management = send(&mut fwd, &stored[0]);
     // A section from the future (the source's clock is 10 min ahead of the sink's).
     let mut sink = w.sink1();
@@ -937,14 +923,10 @@ fn validity_window_and_trust() {
         Err(Error::OutsideValidity)
     );
     // Too old for a sink that accepts one day of backlog.
-    let mut strict = Sink::new(
-        w.sink1.secret.clone(),
-        w.trusted(),
-        SinkConfig {
-            max_age: Some(Duration::from_secs(86_400)),
-            ..SinkConfig::default()
-        },
-    );
+    let mut strict = w.sink1_with(SinkConfig {
+        max_age: Some(Duration::from_secs(86_400)),
+        ..SinkConfig::default()
+    });
     assert_eq!(
         strict.receive(Millis(T0 + 2 * 86_400_000), &management),
         Err(Error::OutsideValidity)
@@ -976,22 +958,14 @@ fn evicted_sections_cannot_be_reopened() {
     let mut cfg = config();
     cfg.rotate_messages = 1;
     let mut w = world(cfg, 19);
-    let epoch = w.source.epoch_at(Millis(T0)).unwrap();
-    let mut stored = Vec::new();
-    for i in 0..4u64 {
-        stored.extend(w.seal(T0 + i, format!("s{i}").as_bytes()));
-    }
-    let rekeys = w.rekeys1(epoch..=epoch);
-    let mut fwd = Forwarder::new(SINK1.into(), rekeys).unwrap();
-    let out: Vec<RelayMessage> = stored.iter().map(|m| send(&mut fwd, m)).collect();
-    let mut sink = Sink::new(
-        w.sink1.secret.clone(),
-        w.trusted(),
-        SinkConfig {
-            max_sections: 2,
-            ..SinkConfig::default()
-        },
-    );
+    let epoch = w.epoch0();
+    let stored = w.seal_numbered("s", 4);
+    let mut fwd = w.forwarder1(epoch..=epoch);
+    let out = send_all(&mut fwd, &stored);
+    let mut sink = w.sink1_with(SinkConfig {
+        max_sections: 2,
+        ..SinkConfig::default()
+    });
     for m in &out {
         sink.receive(Millis(T0), m).unwrap();
     }
@@ -1005,7 +979,7 @@ fn evicted_sections_cannot_be_reopened() {
 #[test]
 fn forwarder_state_survives_a_restart_and_follows_the_grant() {
     let mut w = world(config(), 20);
-    let epoch = w.source.epoch_at(Millis(T0)).unwrap();
+    let epoch = w.epoch0();
     let mut stored = w.seal(T0, b"a");
     stored.extend(w.seal(T0 + 1, b"b"));
     let rekeys = w.rekeys1(epoch..=epoch);
@@ -1036,7 +1010,7 @@ fn forwarder_state_survives_a_restart_and_follows_the_grant() {
 #[test]
 fn grants_and_configs_are_checked() {
     let mut w = world(config(), 21);
-    let epoch = w.source.epoch_at(Millis(T0)).unwrap();
+    let epoch = w.epoch0();
     assert!(matches!(
         w.source.rekeys_for(&w.sink1.public, 0..=255),
         Err(Error::TooManyEpochs { requested: 256, .. })
@@ -1121,11 +1095,10 @@ mod never_panics {
             cut in proptest::option::of(0usize..2000),
         ) {
             let mut w = world(config(), 23);
-            let epoch = w.source.epoch_at(Millis(T0)).unwrap();
+            let epoch = w.epoch0();
             let mut stored = w.seal(T0, b"payload");
             stored.push(w.source.seal_individual(Millis(T0), b"one", &mut w.rng).unwrap());
-            let rekeys = w.rekeys1(epoch..=epoch);
-            let mut fwd = Forwarder::new(SINK1.into(), rekeys).unwrap();
+            let mut fwd = w.forwarder1(epoch..=epoch);
             let mut m = stored[which].clone();
             for (pos, x) in &flips {
                 if !m.body.is_empty() {
