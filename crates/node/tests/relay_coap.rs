@@ -124,14 +124,17 @@ async fn serve(socket: UdpSocket, stats: Arc<Mutex<Stats>>, mut notify: mpsc::Re
     let mut ids = MessageIds::random();
     let mut dedup = DedupCache::default();
     let mut asm = Block1Assembler::new(64 * 1024, 16, Duration::from_secs(30), DEFAULT_SZX);
-    let mut observers = Observers::new(8);
+    let mut observers = Observers::new(8, Duration::from_secs(60));
     let mut state = String::from("0");
     let mut buf = vec![0u8; 65_535];
     loop {
         let (n, peer) = tokio::select! {
             r = socket.recv_from(&mut buf) => r.unwrap(),
             Some(payload) = notify.recv() => {
-                for (to, p) in observers.notify("obs", &payload, Some(0), &mut ids, DEFAULT_SZX) {
+                let notifications = observers.notify("obs", Instant::now(), &mut ids, DEFAULT_SZX, |_| {
+                    (payload.clone(), Some(0))
+                });
+                for (to, p) in notifications {
                     socket.send_to(&p.to_bytes_with_limit(4096).unwrap(), to).await.unwrap();
                 }
                 state = String::from_utf8_lossy(&payload).into_owned();
@@ -150,7 +153,10 @@ async fn serve(socket: UdpSocket, stats: Arc<Mutex<Stats>>, mut notify: mpsc::Re
                 s.observers = observers.count("obs");
                 continue;
             }
-            MessageType::Acknowledgement => continue,
+            MessageType::Acknowledgement => {
+                observers.on_ack(peer, req.header.message_id);
+                continue;
+            }
             _ => {}
         }
         if !matches!(req.header.code, MessageClass::Request(_)) {
@@ -244,7 +250,7 @@ async fn serve(socket: UdpSocket, stats: Arc<Mutex<Stats>>, mut notify: mpsc::Re
             }
             "obs" => {
                 let mut r = response(&whole, ResponseType::Content, &mut ids);
-                if let Some(seq) = observers.on_get(peer, &whole, Instant::now()) {
+                if let Some(seq) = observers.on_get(peer, &whole, "obs", Instant::now()) {
                     set_uint_option(&mut r, CoapOption::Observe, seq);
                 }
                 stats.lock().unwrap().observers = observers.count("obs");

@@ -5,7 +5,7 @@
 use m2msec_wire::relay::api::{Body, ForwardMonitor, Info, Load, StorageMonitor, Throughput, path};
 use serde_json::json;
 
-use super::state::Core;
+use super::state::{Core, MonitorId};
 
 /// Resource type of each kind of resource (RFC 6690 `rt`).
 pub(crate) mod rt {
@@ -97,6 +97,14 @@ pub(crate) enum Repr {
 }
 
 impl Repr {
+    /// The current representation of a monitor, `None` when its storage or forward is gone.
+    pub(crate) fn monitor(core: &Core, monitor: MonitorId) -> Option<Self> {
+        match monitor {
+            MonitorId::Storage(id) => core.storage_monitor(id).map(Self::Storage),
+            MonitorId::Forward(id) => core.forward_monitor(id).map(Self::Forward),
+        }
+    }
+
     pub(crate) fn render(&self, json: bool) -> Vec<u8> {
         if !json {
             return match self {

@@ -23,13 +23,12 @@ use super::coap_msg::{CONTENT_FORMAT_JSON, ReplyTo, Response, encode};
 use super::control;
 use super::ingest::{LogLimit, Submitted, submit};
 use super::metrics::bits_per_second;
-use super::observe::{Observers, Outgoing, Registered};
 use super::resources::{Repr, links};
 use super::state::MonitorId;
 use super::writer::{Deferred, now_s};
 use crate::relay::coap::{
     Assembled, Block1Assembler, DEFAULT_SZX, Dedup, DedupCache, EXCHANGE_LIFETIME, MessageIds,
-    parse_datagram, slice_block2, uint_option,
+    Observers, parse_datagram, slice_block2, uint_option,
 };
 
 /// Answers kept for retransmitted requests, at most (mostly the few bytes of a 2.04).
@@ -40,6 +39,9 @@ const UPLOAD_LIFETIME: Duration = Duration::from_secs(60);
 /// Options the proxy understands; an unknown critical (odd) option in a request is refused with
 /// 4.02 (RFC 7252 §5.4.1).
 const KNOWN_CRITICAL: [u16; 8] = [3, 7, 11, 15, 17, 23, 27, 35];
+
+/// A datagram to send.
+type Outgoing = (SocketAddr, Vec<u8>);
 
 /// What the routing of a request produced.
 enum Handled {
@@ -137,36 +139,42 @@ impl Server {
     }
 
     fn on_tick(&mut self, now: Instant) -> Vec<Outgoing> {
-        let mut out = Vec::new();
-        let watched = self.observers.monitors();
-        let changed: Vec<(MonitorId, Option<Repr>)> = {
+        let changed: Vec<(String, Option<Repr>)> = {
             let mut core = self.shared.core();
             let dirty = std::mem::take(&mut core.dirty);
             dirty
                 .into_iter()
-                .filter(|m| watched.contains(m))
-                .map(|m| {
-                    let repr = match m {
-                        MonitorId::Storage(id) => core.storage_monitor(id).map(Repr::Storage),
-                        MonitorId::Forward(id) => core.forward_monitor(id).map(Repr::Forward),
-                    };
-                    (m, repr)
-                })
+                .map(|m| (m, m.path()))
+                .filter(|(_, path)| self.observers.count(path) > 0)
+                .map(|(m, path)| (path, Repr::monitor(&core, m)))
                 .collect()
         };
-        for (monitor, repr) in changed {
-            let render = repr.map(|r| move |json: bool| r.render(json));
-            match &render {
-                Some(f) => self
-                    .observers
-                    .notify(monitor, Some(f), now, &mut self.ids, &mut out),
-                None => self
-                    .observers
-                    .notify(monitor, None, now, &mut self.ids, &mut out),
-            }
+        let mut out = Vec::new();
+        for (path, repr) in changed {
+            out.extend(match repr {
+                Some(r) => {
+                    self.observers
+                        .notify(&path, now, &mut self.ids, DEFAULT_SZX, |accept| {
+                            let format = if accept == Some(CONTENT_FORMAT_JSON) {
+                                CONTENT_FORMAT_JSON
+                            } else {
+                                CONTENT_FORMAT_CBOR
+                            };
+                            (r.render(format == CONTENT_FORMAT_JSON), Some(format))
+                        })
+                }
+                None => self.observers.end(
+                    &path,
+                    ResponseType::NotFound,
+                    "monitor deleted",
+                    &mut self.ids,
+                ),
+            });
         }
-        self.observers.retransmit(now, &mut out);
-        out
+        out.extend(self.observers.poll(now));
+        out.into_iter()
+            .filter_map(|(peer, p)| Some((peer, encode(&p)?)))
+            .collect()
     }
 
     fn on_datagram(&mut self, peer: SocketAddr, bytes: &[u8]) -> Vec<Outgoing> {
@@ -393,30 +401,17 @@ impl Server {
             Ok(f) => f,
             Err(r) => return Handled::Now(r),
         };
-        let json = format == CONTENT_FORMAT_JSON;
-        let repr = {
-            let core = self.shared.core();
-            match monitor {
-                MonitorId::Storage(id) => core.storage_monitor(id).map(Repr::Storage),
-                MonitorId::Forward(id) => core.forward_monitor(id).map(Repr::Forward),
-            }
-        };
-        let token = req.get_token();
-        let Some(repr) = repr else {
-            self.observers.deregister(peer, token);
+        let Some(repr) = Repr::monitor(&self.shared.core(), monitor) else {
+            self.observers.remove(peer, req.get_token());
             return not_found();
         };
-        let mut response = Response::content(repr.render(json), format);
-        match uint_option(req, CoapOption::Observe) {
-            Some(0) => {
-                if let Registered::Yes(n) = self.observers.register(peer, token, monitor, json, now)
-                {
-                    response = response.with_uint(CoapOption::Observe, n);
-                }
-            }
-            _ => self.observers.deregister(peer, token),
-        }
-        Handled::Now(response)
+        let response = Response::content(repr.render(format == CONTENT_FORMAT_JSON), format);
+        Handled::Now(
+            match self.observers.on_get(peer, req, &monitor.path(), now) {
+                Some(n) => response.with_uint(CoapOption::Observe, n),
+                None => response,
+            },
+        )
     }
 
     /// A relay message POSTed to a storage, or to its source's storage with Proxy-Uri.

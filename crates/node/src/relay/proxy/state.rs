@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use m2msec_crypto::sig::VerifyingKey;
 use m2msec_store::QueueStats;
-use m2msec_wire::relay::api::{ForwardMonitor, Info, SinkProgress, StorageMonitor};
+use m2msec_wire::relay::api::{ForwardMonitor, Info, SinkProgress, StorageMonitor, path};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
@@ -26,6 +26,16 @@ pub(crate) enum MonitorId {
     Storage(u32),
     /// `forward/{id}/monitor`.
     Forward(u32),
+}
+
+impl MonitorId {
+    /// The resource's path, the observers' key.
+    pub(crate) fn path(self) -> String {
+        match self {
+            Self::Storage(id) => path::storage_monitor(id),
+            Self::Forward(id) => path::forward_monitor(id),
+        }
+    }
 }
 
 /// Why a message was not admitted to the ingest queue.
