@@ -13,16 +13,7 @@ fn provision_then_daemons_establish_keys() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let d = dir.path();
     let port = free_port().to_string();
-    let out = m2msec(&[
-        "provision",
-        &d.to_string_lossy(),
-        "--port",
-        &port,
-        "--protocol",
-        "collab",
-    ]);
-    assert!(out.status.success(), "provision: {}", text(&out.stderr));
-    let listing = text(&out.stdout);
+    let listing = provision(d, &["--port", &port, "--protocol", "collab"]);
     assert!(
         listing.contains("m2msec run collab-client --config"),
         "{listing}"
@@ -276,8 +267,7 @@ fn bad_config_and_key_files_give_clear_errors() {
     let e = text(&missing.stderr);
     assert!(e.contains("nope.toml") && e.contains("no such file"), "{e}");
 
-    let out = m2msec(&["provision", &d.to_string_lossy(), "--protocol", "collab"]);
-    assert!(out.status.success());
+    provision(d, &["--protocol", "collab"]);
     let config = d.join("collab-proxy-1.toml");
     let original = std::fs::read_to_string(&config).unwrap_or_default();
     std::fs::write(&config, format!("{original}\nfoo = 1\n")).unwrap_or_default();

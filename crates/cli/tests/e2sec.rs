@@ -96,20 +96,19 @@ fn provisioned_daemons_establish_sk() {
     let d = dir.path();
     // A port of its own so that parallel tests and demos do not collide.
     let port = (20_000 + std::process::id() % 20_000).to_string();
-    let out = m2msec(&[
-        "provision",
-        d.to_str().unwrap(),
-        "--protocol",
-        "e2sec",
-        "--e2sec-port",
-        &port,
-        "--e2sec-group",
-        "ffdh1024",
-        "--variant",
-        "schnorr",
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let stdout = text(&out.stdout);
+    let stdout = provision(
+        d,
+        &[
+            "--protocol",
+            "e2sec",
+            "--e2sec-port",
+            &port,
+            "--e2sec-group",
+            "ffdh1024",
+            "--variant",
+            "schnorr",
+        ],
+    );
     assert!(
         stdout.contains("m2msec run e2sec-server --config"),
         "{stdout}"
@@ -136,18 +135,15 @@ fn provisioned_daemons_establish_sk() {
 
 #[test]
 fn bench_json_has_the_cost_table() {
-    let out = m2msec(&["bench", "--protocol", "e2sec", "--json", "--sessions", "1"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let figures: Vec<serde_json::Value> = text(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let find = |name: &str| {
-        figures
-            .iter()
-            .find(|f| f["name"] == name)
-            .unwrap_or_else(|| panic!("no {name}"))
-    };
+    let figures = json_lines(&m2msec(&[
+        "bench",
+        "--protocol",
+        "e2sec",
+        "--json",
+        "--sessions",
+        "1",
+    ]));
+    let find = |name: &str| figure(&figures, name);
     for g in ["ffdh1024", "ffdh2048", "ristretto"] {
         assert!(
             find(&format!("e2sec.{g}.t_e_us"))["value"]
@@ -193,8 +189,7 @@ fn keygen_and_config_errors_are_clear() {
     assert!(public.starts_with("-----BEGIN M2MSEC E2SEC PUBLIC KEY-----"));
 
     // A provisioned ristretto deployment, then a device key of another group.
-    let out = m2msec(&["provision", d.to_str().unwrap(), "--protocol", "e2sec"]);
-    assert!(out.status.success());
+    provision(d, &["--protocol", "e2sec"]);
     std::fs::copy(&key, d.join("keys/e2sec-device.key")).unwrap();
     let out = m2msec(&[
         "run",

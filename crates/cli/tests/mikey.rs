@@ -16,17 +16,11 @@ use m2msec_protocol::mikey::Initiator;
 mod common;
 use common::*;
 
-fn provision(dir: &Path, port: u16) {
-    let out = m2msec(&[
-        "provision",
-        &dir.to_string_lossy(),
-        "--protocol",
-        "mikey",
-        "--mikey-port",
-        &port.to_string(),
-    ]);
-    assert!(out.status.success(), "provision: {}", text(&out.stderr));
-    let listing = text(&out.stdout);
+fn provision_mikey(dir: &Path, port: u16) {
+    let listing = provision(
+        dir,
+        &["--protocol", "mikey", "--mikey-port", &port.to_string()],
+    );
     for expected in [
         "m2msec run mikey-responder --config",
         "m2msec run mikey-third-party --config",
@@ -42,7 +36,7 @@ fn provision(dir: &Path, port: u16) {
 fn provision_then_daemon_processes_establish_keys_in_distributed_mode() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let d = dir.path();
-    provision(d, free_port());
+    provision_mikey(d, free_port());
     let mut daemons = Daemons(Vec::new());
     start(
         &mut daemons,
@@ -87,7 +81,7 @@ fn provision_then_daemon_processes_establish_keys_in_distributed_mode() {
 fn initiator_exits_nonzero_when_its_exchange_fails() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let d = dir.path();
-    provision(d, free_port());
+    provision_mikey(d, free_port());
     // Nobody listens: the exchange times out (a short session keeps the test quick).
     let config = d.join("mikey-initiator.toml");
     let text_config = std::fs::read_to_string(&config).unwrap_or_default();
@@ -128,7 +122,7 @@ const ERROR_MESSAGE: u8 = 6;
 fn restarted_responder_refuses_a_replayed_i_message() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let d = dir.path();
-    provision(d, free_port());
+    provision_mikey(d, free_port());
     let original = std::fs::read_to_string(d.join("mikey-initiator.toml")).unwrap_or_default();
     let psk_config = d.join("mikey-initiator-psk.toml");
     std::fs::write(
@@ -338,18 +332,15 @@ fn trace_reproduces_the_committed_mikey_vectors() {
 
 #[test]
 fn bench_json_has_mikey_figures_against_public_key_mode() {
-    let out = m2msec(&["bench", "--json", "--protocol", "mikey", "--sessions", "3"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let figures: Vec<serde_json::Value> = text(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
-    let find = |name: &str| {
-        figures
-            .iter()
-            .find(|f| f["name"] == name)
-            .unwrap_or_else(|| panic!("no figure {name}"))
-    };
+    let figures = json_lines(&m2msec(&[
+        "bench",
+        "--json",
+        "--protocol",
+        "mikey",
+        "--sessions",
+        "3",
+    ]));
+    let find = |name: &str| figure(&figures, name);
     let t = find("mikey.distributed.initiator.time_per_exchange");
     assert_eq!(t["unit"], "us");
     assert!(t["baseline"].as_f64().is_some_and(|b| b > 0.0));
@@ -369,7 +360,7 @@ fn bench_json_has_mikey_figures_against_public_key_mode() {
 fn bad_mikey_files_give_clear_errors() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let d = dir.path();
-    provision(d, free_port());
+    provision_mikey(d, free_port());
     let config = d.join("mikey-responder.toml");
     let original = std::fs::read_to_string(&config).unwrap_or_default();
 

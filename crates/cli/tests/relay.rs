@@ -7,8 +7,25 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Daemons, free_port, m2msec, start, text};
+use common::{Daemons, figure, free_port, json, json_lines, m2msec, provision, start, text};
 use serde_json::Value;
+
+/// Provisions a relay deployment in `dir` on free ports; its CoAP and UDP ports.
+fn provision_relay(dir: &Path) -> (String, String) {
+    let (port, udp_port) = (free_port().to_string(), free_port().to_string());
+    provision(
+        dir,
+        &[
+            "--protocol",
+            "relay",
+            "--relay-port",
+            &port,
+            "--relay-udp-port",
+            &udp_port,
+        ],
+    );
+    (port, udp_port)
+}
 
 /// `m2msec relay ARGS --config CONFIG --json`, which must succeed; its JSON answer.
 fn relay(config: &Path, args: &[&str]) -> Value {
@@ -16,15 +33,7 @@ fn relay(config: &Path, args: &[&str]) -> Value {
     all.extend_from_slice(args);
     let config = config.to_string_lossy().into_owned();
     all.extend_from_slice(&["--config", &config, "--json"]);
-    let out = m2msec(&all);
-    assert!(
-        out.status.success(),
-        "m2msec {all:?} failed:\n{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    serde_json::from_str(&text(&out.stdout))
-        .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))
+    json(&m2msec(&all))
 }
 
 /// The sink's output lines (JSON objects), once it has at least `n` (or after 20 s).
@@ -54,18 +63,7 @@ fn ids(lines: &[Value]) -> BTreeSet<u64> {
 fn provisioned_proxy_and_sinks_driven_by_relay_commands() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let d = dir.path();
-    let (port, udp_port) = (free_port().to_string(), free_port().to_string());
-    let out = m2msec(&[
-        "provision",
-        &d.to_string_lossy(),
-        "--protocol",
-        "relay",
-        "--relay-port",
-        &port,
-        "--relay-udp-port",
-        &udp_port,
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (port, udp_port) = provision_relay(d);
     let source = d.join("relay-source.toml");
 
     // Sending before a storage exists is a clear error.
@@ -232,16 +230,7 @@ fn provisioned_proxy_and_sinks_driven_by_relay_commands() {
 fn relay_commands_name_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let d = dir.path();
-    let port = free_port().to_string();
-    let out = m2msec(&[
-        "provision",
-        &d.to_string_lossy(),
-        "--protocol",
-        "relay",
-        "--relay-port",
-        &port,
-    ]);
-    assert!(out.status.success());
+    provision_relay(d);
     let source = d.join("relay-source.toml").to_string_lossy().into_owned();
     // A bad sink URL is refused before anything is sent.
     let out = m2msec(&[
@@ -317,11 +306,17 @@ fn keygen_writes_relay_keys() {
 
 #[test]
 fn demo_runs_the_papers_scenario() {
-    let out = m2msec(&["demo", "--protocol", "relay", "--json", "--seed", "5"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let stdout = text(&out.stdout);
-    assert_eq!(stdout.lines().count(), 1, "{stdout}");
-    let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let runs = json_lines(&m2msec(&[
+        "demo",
+        "--protocol",
+        "relay",
+        "--json",
+        "--seed",
+        "5",
+    ]));
+    let [v] = &runs[..] else {
+        panic!("one JSON object: {runs:?}")
+    };
     assert_eq!(v["protocol"], "relay");
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["session_key_match"], true, "{v}");
@@ -366,18 +361,7 @@ fn demo_runs_the_papers_scenario() {
 fn a_full_proxy_answers_5_03_and_send_waits_its_max_age() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let d = dir.path();
-    let (port, udp_port) = (free_port().to_string(), free_port().to_string());
-    let out = m2msec(&[
-        "provision",
-        &d.to_string_lossy(),
-        "--protocol",
-        "relay",
-        "--relay-port",
-        &port,
-        "--relay-udp-port",
-        &udp_port,
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (port, _) = provision_relay(d);
     // A proxy that holds about 15 messages and asks to come back after one second.
     let proxy = d.join("relay-proxy.toml");
     let config = std::fs::read_to_string(&proxy)
@@ -429,7 +413,7 @@ fn a_full_proxy_answers_5_03_and_send_waits_its_max_age() {
 
 #[test]
 fn bench_reports_afgh_rates_stream_throughput_and_proxy_memory() {
-    let out = m2msec(&[
+    let figures = json_lines(&m2msec(&[
         "bench",
         "--protocol",
         "relay",
@@ -438,19 +422,8 @@ fn bench_reports_afgh_rates_stream_throughput_and_proxy_memory() {
         "100",
         "--relay-size",
         "256",
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let stdout = text(&out.stdout);
-    let figures: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
-    let get = |name: &str| -> &Value {
-        figures
-            .iter()
-            .find(|f| f["name"] == name)
-            .unwrap_or_else(|| panic!("no {name} in {stdout}"))
-    };
+    ]));
+    let get = |name: &str| figure(&figures, name);
     for name in [
         "relay.afgh.encrypt_per_s",
         "relay.afgh.reencrypt_per_s",
@@ -458,7 +431,7 @@ fn bench_reports_afgh_rates_stream_throughput_and_proxy_memory() {
     ] {
         assert!(
             get(name)["value"].as_f64().is_some_and(|v| v > 0.0),
-            "{stdout}"
+            "{figures:?}"
         );
         assert_eq!(get(name)["unit"], "op/s");
     }
@@ -469,11 +442,11 @@ fn bench_reports_afgh_rates_stream_throughput_and_proxy_memory() {
     assert_eq!(stream["unit"], "Mbit/s");
     assert!(
         stream["value"].as_f64().is_some_and(|v| v > 0.0),
-        "{stdout}"
+        "{figures:?}"
     );
     assert!(
         stream["baseline"].as_f64().is_some_and(|v| v > 0.0),
-        "{stdout}"
+        "{figures:?}"
     );
     assert_eq!(get("relay.stream.delivered")["value"], 100.0);
     if cfg!(target_os = "linux") {
@@ -482,7 +455,7 @@ fn bench_reports_afgh_rates_stream_throughput_and_proxy_memory() {
         assert_eq!(mem["unit"], "MiB");
         assert!(
             mem["value"].as_f64().is_some_and(|m| m > 1.0 && m < 1024.0),
-            "{stdout}"
+            "{figures:?}"
         );
     }
 }

@@ -49,17 +49,11 @@ fn start(daemons: &mut Daemons, role: &str, config: &Path) -> (usize, Arc<Mutex<
     (daemons.0.len() - 1, log)
 }
 
-fn provision(dir: &Path) {
-    let out = m2msec(&[
-        "provision",
-        &dir.to_string_lossy(),
-        "--protocol",
-        "sga",
-        "--sga-port",
-        &free_port().to_string(),
-    ]);
-    assert!(out.status.success(), "provision: {}", text(&out.stderr));
-    let listing = text(&out.stdout);
+fn provision_sga(dir: &Path) {
+    let listing = provision(
+        dir,
+        &["--protocol", "sga", "--sga-port", &free_port().to_string()],
+    );
     for expected in [
         "m2msec run sga-server --config",
         "m2msec run sga-device --config",
@@ -80,16 +74,6 @@ fn sga(config: &Path, args: &[&str]) -> Output {
         .env_remove("RUST_LOG")
         .output()
         .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"))
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))
 }
 
 fn inbox(config: &Path) -> Vec<(String, u64, String)> {
@@ -114,7 +98,7 @@ fn inbox(config: &Path) -> Vec<(String, u64, String)> {
 fn daemons_driven_from_a_shell_deliver_three_messages_once_in_order() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let d = dir.path();
-    provision(d);
+    provision_sga(d);
     let (i, j) = (d.join("sga-device-i.toml"), d.join("sga-device-j.toml"));
     let mut daemons = Daemons(Vec::new());
     start(&mut daemons, "sga-server", &d.join("sga-server.toml"));
@@ -275,7 +259,7 @@ fn received(d: &Dev) -> Vec<(u64, Vec<u8>)> {
 fn a_stored_message_survives_sigkill_of_the_server_and_arrives_once() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let d = dir.path();
-    provision(d);
+    provision_sga(d);
     let server_config = d.join("sga-server.toml");
     let mut daemons = Daemons(Vec::new());
     let (server, _) = start(&mut daemons, "sga-server", &server_config);
@@ -434,18 +418,18 @@ fn demo_json_runs_sga_with_a_gateway_restart_and_either_group() {
 
 #[test]
 fn bench_reports_device_and_server_cost_for_both_groups() {
-    let out = m2msec(&["bench", "--json", "--protocol", "sga", "--sessions", "2"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let figures: Vec<serde_json::Value> = text(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
+    let figures = json_lines(&m2msec(&[
+        "bench",
+        "--json",
+        "--protocol",
+        "sga",
+        "--sessions",
+        "2",
+    ]));
     let value = |name: &str| {
-        figures
-            .iter()
-            .find(|f| f["name"] == name)
-            .and_then(|f| f["value"].as_f64())
-            .unwrap_or_else(|| panic!("{name} missing"))
+        figure(&figures, name)["value"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{name} has no value"))
     };
     for g in ["modp2048", "ristretto255"] {
         for role in ["device", "peer_device", "server"] {
@@ -471,7 +455,7 @@ fn sga_commands_fail_clearly() {
         "{}",
         text(&out.stderr)
     );
-    provision(d);
+    provision_sga(d);
     // No daemon runs for this device.
     let out = sga(&d.join("sga-device-i.toml"), &["inbox", "--timeout", "2"]);
     assert_eq!(out.status.code(), Some(2));

@@ -25,6 +25,44 @@ pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Runs `m2msec provision DIR ARGS`, which must succeed; its listing of what it wrote.
+pub(crate) fn provision(dir: &Path, args: &[&str]) -> String {
+    let dir = dir.to_string_lossy();
+    let mut all = vec!["provision", &*dir];
+    all.extend_from_slice(args);
+    let out = m2msec(&all);
+    assert!(out.status.success(), "provision: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// The JSON answer of a command that must have succeeded.
+pub(crate) fn json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))
+}
+
+/// The JSON lines of a command that must have succeeded (`bench --json`, `demo --json`).
+pub(crate) fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// The bench figure called `name`.
+pub(crate) fn figure<'a>(figures: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
+    figures
+        .iter()
+        .find(|f| f["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {figures:?}"))
+}
+
 /// Daemons killed when the test ends, however it ends.
 pub(crate) struct Daemons(pub(crate) Vec<Child>);
 
