@@ -12,7 +12,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use m2msec_crypto::rng::CryptoRng;
+use m2msec_crypto::rng::{CryptoRng, OsRng, SeededRng};
 use m2msec_protocol::{Endpoint, Millis};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
@@ -22,6 +22,19 @@ use crate::tap::Wiretap;
 
 /// The largest datagram the driver receives (the UDP maximum).
 const MAX_DATAGRAM: usize = 65_535;
+
+/// The RNG of one role in a demo run: with a seed, a stream of its own for each `role` (a
+/// number distinct per protocol and role), so that a run repeats; without, the operating
+/// system's.
+#[must_use]
+pub fn role_rng(seed: Option<u64>, role: u64) -> Box<dyn CryptoRng + Send> {
+    match seed {
+        Some(s) => Box::new(SeededRng::from_seed_u64(
+            s.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(role),
+        )),
+        None => Box::new(OsRng),
+    }
+}
 
 /// Milliseconds since the UNIX epoch, the time the daemons feed their roles.
 #[must_use]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use m2msec_crypto::rng::{CryptoRng, OsRng, SeededRng};
+use m2msec_crypto::rng::CryptoRng;
 use m2msec_protocol::collab::{Client, Proxy, ProxyFault, Server, Trusted};
 use m2msec_protocol::{Endpoint, OpCounts};
 use m2msec_store::MemoryStore;
@@ -60,12 +60,7 @@ pub fn fault_name(f: ProxyFault) -> &'static str {
 }
 
 fn rng_for(seed: Option<u64>, role: u64) -> Box<dyn CryptoRng + Send> {
-    match seed {
-        Some(s) => Box::new(SeededRng::from_seed_u64(
-            s.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(role + 1),
-        )),
-        None => Box::new(OsRng),
-    }
+    crate::driver::role_rng(seed, 1 + role)
 }
 
 async fn bind_loopback() -> Result<tokio::net::UdpSocket> {

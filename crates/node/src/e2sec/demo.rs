@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use m2msec_crypto::group::{GroupId, OpTally};
-use m2msec_crypto::rng::{CryptoRng, OsRng, SeededRng};
+use m2msec_crypto::rng::CryptoRng;
 use m2msec_protocol::e2sec::sim::{Configs, DEVICE, SERVER, Spec, addresses};
 use m2msec_protocol::e2sec::{Epc, Error as E2secError, Party, PartyEvent, Variant};
 use m2msec_protocol::{Endpoint, Millis};
@@ -65,13 +65,7 @@ impl Default for DemoOptions {
 }
 
 fn rng_for(seed: Option<u64>, role: u64) -> Box<dyn CryptoRng + Send> {
-    match seed {
-        Some(s) => Box::new(SeededRng::from_seed_u64(
-            s.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-                .wrapping_add(0x4532_5345_4300 + role),
-        )),
-        None => Box::new(OsRng),
-    }
+    crate::driver::role_rng(seed, 0x4532_5345_4300 + role)
 }
 
 /// Sockets of EPC, device, server; their addresses; the pcap aliases.

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use m2msec_crypto::rng::{CryptoRng, OsRng, SeededRng, random_array};
+use m2msec_crypto::rng::{CryptoRng, OsRng, random_array};
 use m2msec_crypto::split::SharingScheme;
 use m2msec_protocol::mikey::{Initiator, ModeName, PORT, Responder, ThirdParty};
 use m2msec_protocol::{Endpoint, OpCounts};
@@ -59,13 +59,7 @@ impl Default for DemoOptions {
 }
 
 fn rng_for(seed: Option<u64>, role: u64) -> Box<dyn CryptoRng + Send> {
-    match seed {
-        Some(s) => Box::new(SeededRng::from_seed_u64(
-            s.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-                .wrapping_add(0x4d49_4b45_5900 + role),
-        )),
-        None => Box::new(OsRng),
-    }
+    crate::driver::role_rng(seed, 0x4d49_4b45_5900 + role)
 }
 
 /// Sockets of every role (I, R, then the third parties), the addresses they are bound to, and

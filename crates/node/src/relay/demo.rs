@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use m2msec_crypto::aead::AeadSuite;
 use m2msec_crypto::pre;
-use m2msec_crypto::rng::{CryptoRng, OsRng, SeededRng, random_array};
+use m2msec_crypto::rng::{CryptoRng, random_array};
 use m2msec_crypto::sig::{SigSuite, SigningKey};
 use m2msec_protocol::relay::{Delivered, Sink, SinkConfig, TrustedSource};
 use m2msec_store::{MemoryStore, RedbStore, Store};
@@ -114,13 +114,7 @@ pub struct RelayReport {
 }
 
 fn rng_for(seed: Option<u64>, role: u64) -> Box<dyn CryptoRng + Send> {
-    match seed {
-        Some(s) => Box::new(SeededRng::from_seed_u64(
-            s.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-                .wrapping_add(0x5245_4c00 + role),
-        )),
-        None => Box::new(OsRng),
-    }
+    crate::driver::role_rng(seed, 0x5245_4c00 + role)
 }
 
 /// The plaintext of message `k`.
@@ -198,39 +192,57 @@ impl DemoSink {
 /// Sent data messages: message id → (key index, plaintext).
 type Sent = BTreeMap<u32, (u16, Vec<u8>)>;
 
-/// Seals and sends `payloads`, recording each data message's id and key index; returns the
-/// key index of the section the last message went into.
-async fn stream(
-    source: &mut SourceNode,
-    client: &ProxyClient,
-    storage: &StorageRecord,
-    payloads: Vec<Vec<u8>>,
-    rng: &mut dyn CryptoRng,
-    sent: &mut Sent,
-    sections: &mut u32,
-) -> Result<()> {
-    let mut queue = payloads.clone().into_iter();
-    let mut sealed = |m: &RelayMessage| {
-        if m.header.flags.contains(Flags::MANAGEMENT) {
-            *sections += 1;
-        } else if let Some(p) = queue.next() {
-            sent.insert(m.header.message_id, (m.header.key_index, p));
-        }
-    };
-    client::send_stream(
-        source,
-        client,
-        storage,
-        payloads,
-        SendOptions::default(),
-        rng,
-        &mut SendHooks {
-            sealed: &mut sealed,
-            acked: &mut |_| {},
-        },
-    )
-    .await?;
-    Ok(())
+/// What the source has streamed so far.
+#[derive(Default)]
+struct Streamed {
+    /// Data messages sent.
+    sent: Sent,
+    /// Sections (management messages) sealed.
+    sections: u32,
+    /// The number of the next message.
+    next: u32,
+}
+
+impl Streamed {
+    /// Seals and sends the next `n` messages of `size` bytes, recording each data message's id
+    /// and key index.
+    async fn more(
+        &mut self,
+        n: u32,
+        size: usize,
+        source: &mut SourceNode,
+        client: &ProxyClient,
+        storage: &StorageRecord,
+        rng: &mut dyn CryptoRng,
+    ) -> Result<()> {
+        let payloads: Vec<Vec<u8>> = (self.next..self.next + n)
+            .map(|k| message(k, size))
+            .collect();
+        self.next += n;
+        let mut queue = payloads.clone().into_iter();
+        let (sent, sections) = (&mut self.sent, &mut self.sections);
+        let mut sealed = |m: &RelayMessage| {
+            if m.header.flags.contains(Flags::MANAGEMENT) {
+                *sections += 1;
+            } else if let Some(p) = queue.next() {
+                sent.insert(m.header.message_id, (m.header.key_index, p));
+            }
+        };
+        client::send_stream(
+            source,
+            client,
+            storage,
+            payloads,
+            SendOptions::default(),
+            rng,
+            &mut SendHooks {
+                sealed: &mut sealed,
+                acked: &mut |_| {},
+            },
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 /// Waits until every sink delivered what it expects (or `limit` passes), then a little longer
@@ -340,9 +352,8 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RelayRep
     let client = ProxyClient::connect(proxy_addr, client::streaming_config()).await?;
 
     let start = Instant::now();
-    let mut sent: Sent = BTreeMap::new();
+    let mut streamed = Streamed::default();
     let mut storage_id = 0;
-    let mut sections = 0u32;
     let mut designated = [(0u32, 0u16); 2];
     let mut done = None;
     let [n1, n2, n3] = opts.phases;
@@ -350,32 +361,25 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RelayRep
         progress.stage("creating the storage");
         let storage = client.store(&source).await?;
         storage_id = storage.storage_id;
-        let mut next = 0u32;
-        let mut batch = |n: u32| {
-            let p: Vec<Vec<u8>> = (next..next + n).map(|k| message(k, opts.size)).collect();
-            next += n;
-            p
-        };
 
         progress.stage(&format!("streaming {n1} messages, no sink known yet"));
-        let p = batch(n1);
-        stream(
-            &mut source,
-            &client,
-            &storage,
-            p,
-            &mut *source_rng,
-            &mut sent,
-            &mut sections,
-        )
-        .await?;
+        streamed
+            .more(
+                n1,
+                opts.size,
+                &mut source,
+                &client,
+                &storage,
+                &mut *source_rng,
+            )
+            .await?;
 
         progress.stage("designating sink 1: forward from the beginning");
         let now = wall_clock();
         let epoch = source.epoch_at(now)?;
         let first = source.first_epoch()?.unwrap_or(epoch);
         let grant = source.grant(&sinks[0].url, &public[0], first..=epoch.saturating_add(1))?;
-        designated[0] = (count(sent.len()), 0);
+        designated[0] = (count(streamed.sent.len()), 0);
         let forward = client
             .forward(
                 &source,
@@ -388,24 +392,23 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RelayRep
             .await?;
 
         progress.stage(&format!("streaming {n2} more messages"));
-        let p = batch(n2);
-        stream(
-            &mut source,
-            &client,
-            &storage,
-            p,
-            &mut *source_rng,
-            &mut sent,
-            &mut sections,
-        )
-        .await?;
+        streamed
+            .more(
+                n2,
+                opts.size,
+                &mut source,
+                &client,
+                &storage,
+                &mut *source_rng,
+            )
+            .await?;
 
         progress.stage("adding sink 2 mid-stream");
         let epoch = source.epoch_at(wall_clock())?;
         let grant = source.grant(&sinks[1].url, &public[1], epoch..=epoch.saturating_add(1))?;
         // The proxy starts a sink added with Start::Now at the section in progress.
         let in_progress = source.position().next_key_index().wrapping_sub(1);
-        designated[1] = (count(sent.len()), in_progress);
+        designated[1] = (count(streamed.sent.len()), in_progress);
         client
             .control(
                 &source,
@@ -416,22 +419,21 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RelayRep
             .await?;
 
         progress.stage(&format!("streaming {n3} more messages to both sinks"));
-        let p = batch(n3);
-        stream(
-            &mut source,
-            &client,
-            &storage,
-            p,
-            &mut *source_rng,
-            &mut sent,
-            &mut sections,
-        )
-        .await?;
+        streamed
+            .more(
+                n3,
+                opts.size,
+                &mut source,
+                &client,
+                &storage,
+                &mut *source_rng,
+            )
+            .await?;
 
         progress.stage("waiting for the sinks");
         let expected = [
-            matches(&sinks[0], &sent, 0).0,
-            matches(&sinks[1], &sent, designated[1].1).0,
+            matches(&sinks[0], &streamed.sent, 0).0,
+            matches(&sinks[1], &streamed.sent, designated[1].1).0,
         ];
         let wanted: Vec<usize> = expected.iter().map(|&n| n as usize).collect();
         settle(&mut sinks, &wanted, Duration::from_secs(20)).await;
@@ -463,7 +465,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RelayRep
     let mut outcomes = Vec::new();
     for (i, s) in sinks.iter().enumerate() {
         let from = if i == 0 { 0 } else { designated[1].1 };
-        let (expected, exact) = matches(s, &sent, from);
+        let (expected, exact) = matches(s, &streamed.sent, from);
         outcomes.push(SinkOutcome {
             url: s.url.clone(),
             designated_after: designated[i].0,
@@ -507,7 +509,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RelayRep
     let (messages, bytes) = load.map_or((0, 0), |l| {
         (l.messages_in + l.messages_out, l.bytes_in + l.bytes_out)
     });
-    let total = count(sent.len());
+    let total = count(streamed.sent.len());
     let delivered = outcomes.iter().map(|o| o.delivered).sum();
     Ok(RelayReport {
         run: RunReport {
@@ -544,7 +546,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RelayRep
             restarted_gateway: None,
         },
         storage_id,
-        sections,
+        sections: streamed.sections,
         stored_before_sink: designated[0].0,
         rotate_messages: opts.rotate_messages,
         reencrypted,

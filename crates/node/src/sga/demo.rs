@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use m2msec_crypto::aead::AeadSuite;
 use m2msec_crypto::group::GroupId;
 use m2msec_crypto::pke::{PkeSecretKey, PkeSuite};
-use m2msec_crypto::rng::{CryptoRng, OsRng, SeededRng, random_array};
+use m2msec_crypto::rng::{CryptoRng, random_array};
 use m2msec_protocol::sga::{
     Device, DeviceConfig, DeviceKey, LIGHTWEIGHT_SUITES, Server, ServerConfig, Timeouts,
 };
@@ -78,13 +78,7 @@ impl Default for DemoOptions {
 }
 
 fn rng_for(seed: Option<u64>, role: u64) -> Box<dyn CryptoRng + Send> {
-    match seed {
-        Some(s) => Box::new(SeededRng::from_seed_u64(
-            s.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-                .wrapping_add(0x5347_4100 + role),
-        )),
-        None => Box::new(OsRng),
-    }
+    crate::driver::role_rng(seed, 0x5347_4100 + role)
 }
 
 /// The text of message `k`.
