@@ -283,15 +283,21 @@ fn print_summary(r: &RunReport) {
     if let Some(p) = &r.pcap {
         println!("  capture          {p}");
     }
-    let verdict = match (r.ok, r.expected_ok) {
+    let verdict = verdict(
+        r,
+        "failed as expected: more proxies misbehaved than the threshold tolerates",
+    );
+    println!("  outcome          {verdict}");
+}
+
+/// The outcome line's verdict on a run; `failed_as_expected` says why a run meant to fail did.
+fn verdict(r: &RunReport, failed_as_expected: &'static str) -> &'static str {
+    match (r.ok, r.expected_ok) {
         (true, true) => "as expected",
-        (false, false) => {
-            "failed as expected: more proxies misbehaved than the threshold tolerates"
-        }
+        (false, false) => failed_as_expected,
         (false, true) => "UNEXPECTED FAILURE",
         (true, false) => "UNEXPECTED SUCCESS",
-    };
-    println!("  outcome          {verdict}");
+    }
 }
 
 fn print_mikey_summary(r: &RunReport) {
@@ -356,14 +362,10 @@ fn print_mikey_summary(r: &RunReport) {
     if let Some(p) = &r.pcap {
         println!("  capture          {p}");
     }
-    let verdict = match (r.ok, r.expected_ok) {
-        (true, true) => "as expected",
-        (false, false) => {
-            "failed as expected: more third parties misbehaved than the threshold tolerates"
-        }
-        (false, true) => "UNEXPECTED FAILURE",
-        (true, false) => "UNEXPECTED SUCCESS",
-    };
+    let verdict = verdict(
+        r,
+        "failed as expected: more third parties misbehaved than the threshold tolerates",
+    );
     println!("  outcome          {verdict}");
 }
 
@@ -421,14 +423,7 @@ fn print_sga_summary(r: &RunReport) {
     if let Some(p) = &r.pcap {
         println!("  capture          {p}");
     }
-    println!(
-        "  outcome          {}",
-        if r.ok {
-            "as expected"
-        } else {
-            "UNEXPECTED FAILURE"
-        }
-    );
+    println!("  outcome          {}", verdict(r, "failed as expected"));
 }
 
 fn print_e2sec_summary(r: &RunReport) {
@@ -544,12 +539,5 @@ fn print_relay_summary(report: &RelayReport) {
         "  source ops       symmetric {}, hash {}, asymmetric {}  (sinks: asymmetric {})",
         o.symmetric, o.hash, o.asymmetric, report.sink_asymmetric_ops
     );
-    println!(
-        "  outcome          {}",
-        if r.ok {
-            "as expected"
-        } else {
-            "UNEXPECTED FAILURE"
-        }
-    );
+    println!("  outcome          {}", verdict(r, "failed as expected"));
 }
