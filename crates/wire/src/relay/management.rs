@@ -72,21 +72,46 @@ cbor_struct! {
     }
 }
 
+/// `to_bytes` and `from_bytes` of an AFGH plaintext, which holds a secret: its encoding is
+/// zeroized on drop.
+macro_rules! secret_plaintext {
+    ($ty:ident, $what:literal) => {
+        impl $ty {
+            #[doc = concat!(
+                        "The deterministic CBOR encoding; zeroized on drop since it holds the ",
+                        $what,
+                        "."
+                    )]
+            #[must_use]
+            pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+                Zeroizing::new(cbor::to_vec(self))
+            }
+
+            /// Decodes it, refusing anything but its one deterministic encoding.
+            ///
+            /// # Errors
+            /// Whatever is wrong with the bytes; never panics.
+            pub fn from_bytes(bytes: &[u8]) -> crate::Result<Self> {
+                cbor::from_slice(bytes)
+            }
+        }
+    };
+}
+
+/// The start of an owner-signed input, `[context, header_aad, epoch, ...]`, an array of `len`
+/// items.
+fn signed_input_start(len: usize, context: &str, header_aad: &[u8], epoch: u32) -> cbor::Writer {
+    let mut w = cbor::Writer::new();
+    w.array(len);
+    w.text(context);
+    w.bytes(header_aad);
+    w.uint(u64::from(epoch));
+    w
+}
+
+secret_plaintext!(SectionKey, "key");
+
 impl SectionKey {
-    /// The deterministic CBOR encoding; zeroized on drop since it holds the key.
-    #[must_use]
-    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        Zeroizing::new(cbor::to_vec(self))
-    }
-
-    /// Decodes a section key, refusing anything but its one deterministic encoding.
-    ///
-    /// # Errors
-    /// Whatever is wrong with the bytes; never panics.
-    pub fn from_bytes(bytes: &[u8]) -> crate::Result<Self> {
-        cbor::from_slice(bytes)
-    }
-
     /// What the owner signs: the CBOR array
     /// `[SIGNATURE_CONTEXT, header_aad, epoch, stream_id, key_index, suite, key, not_before_ms,
     /// not_after_ms]`.
@@ -97,11 +122,7 @@ impl SectionKey {
     /// binds it to the AFGH key pair that sealed it. Zeroized on drop since it holds the key.
     #[must_use]
     pub fn signed_input(&self, header_aad: &[u8], epoch: u32) -> Zeroizing<Vec<u8>> {
-        let mut w = cbor::Writer::new();
-        w.array(9);
-        w.text(SIGNATURE_CONTEXT);
-        w.bytes(header_aad);
-        w.uint(u64::from(epoch));
+        let mut w = signed_input_start(9, SIGNATURE_CONTEXT, header_aad, epoch);
         w.uint(u64::from(self.stream_id));
         w.uint(u64::from(self.key_index));
         w.uint(u64::from(self.suite));
@@ -129,30 +150,14 @@ cbor_struct! {
     }
 }
 
+secret_plaintext!(Individual, "data");
+
 impl Individual {
-    /// The deterministic CBOR encoding; zeroized on drop since it holds the data.
-    #[must_use]
-    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
-        Zeroizing::new(cbor::to_vec(self))
-    }
-
-    /// Decodes an individual message's plaintext, refusing any other encoding.
-    ///
-    /// # Errors
-    /// Whatever is wrong with the bytes; never panics.
-    pub fn from_bytes(bytes: &[u8]) -> crate::Result<Self> {
-        cbor::from_slice(bytes)
-    }
-
     /// What the owner signs: `[INDIVIDUAL_SIGNATURE_CONTEXT, header_aad, epoch, data]`, binding
     /// the data to the header's 64-bit id and source and to the sealing epoch.
     #[must_use]
     pub fn signed_input(&self, header_aad: &[u8], epoch: u32) -> Zeroizing<Vec<u8>> {
-        let mut w = cbor::Writer::new();
-        w.array(4);
-        w.text(INDIVIDUAL_SIGNATURE_CONTEXT);
-        w.bytes(header_aad);
-        w.uint(u64::from(epoch));
+        let mut w = signed_input_start(4, INDIVIDUAL_SIGNATURE_CONTEXT, header_aad, epoch);
         w.bytes(self.data.expose());
         Zeroizing::new(w.into_bytes())
     }
