@@ -36,6 +36,45 @@ pub struct Provisioned {
     pub commands: Vec<String>,
 }
 
+impl Provisioned {
+    /// Writes the secret key file `keys_dir/NAME` and records it; its path as configs name it,
+    /// `keys/NAME`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file.
+    pub(crate) fn secret(&mut self, keys_dir: &Path, name: &str, pem: &str) -> Result<PathBuf> {
+        let p = keys_dir.join(name);
+        write_secret(&p, pem)?;
+        self.files.push(p);
+        Ok(PathBuf::from("keys").join(name))
+    }
+
+    /// Writes the public key file `keys_dir/NAME` and records it; its path as configs name it,
+    /// `keys/NAME`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file.
+    pub(crate) fn public(&mut self, keys_dir: &Path, name: &str, pem: &str) -> Result<PathBuf> {
+        let p = keys_dir.join(name);
+        write_public(&p, pem)?;
+        self.files.push(p);
+        Ok(PathBuf::from("keys").join(name))
+    }
+}
+
+/// Creates a deployment's directory `dir` and its `keys` and `state` directories; the keys'.
+///
+/// # Errors
+/// [`Error::Io`] naming the directory.
+pub(crate) fn deployment_dirs(dir: &Path) -> Result<PathBuf> {
+    let keys_dir = dir.join("keys");
+    let state_dir = dir.join("state");
+    for d in [dir, &keys_dir, &state_dir] {
+        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+    }
+    Ok(keys_dir)
+}
+
 /// Options of `provision`.
 #[derive(Clone, Debug)]
 pub struct ProvisionOptions {
@@ -103,21 +142,12 @@ pub fn provision(
             dir.display()
         )));
     }
-    let keys_dir = dir.join("keys");
-    let state_dir = dir.join("state");
-    for d in [dir, &keys_dir, &state_dir] {
-        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
-    }
+    let keys_dir = deployment_dirs(dir)?;
     let mut out = Provisioned::default();
     let keys = DeploymentKeys::generate(params.suite, params.aead, params.proxies, rng)?;
     let topology = Topology::loopback(opts.port, params.proxies);
 
-    let secret = |name: &str, pem: &str, out: &mut Provisioned| -> Result<PathBuf> {
-        let p = keys_dir.join(name);
-        write_secret(&p, pem)?;
-        out.files.push(p);
-        Ok(PathBuf::from("keys").join(name))
-    };
+    let secret = |name: &str, pem: &str, out: &mut Provisioned| out.secret(&keys_dir, name, pem);
     let ca_key = secret("ca.key", &keys.ca.to_pem()?, &mut out)?;
     let _ = ca_key;
     let trusted_key = secret("trusted.key", &keys.trusted.to_pem()?, &mut out)?;
@@ -143,12 +173,7 @@ pub fn provision(
             &mut out,
         )?);
     }
-    let public = |name: &str, pem: &str, out: &mut Provisioned| -> Result<PathBuf> {
-        let p = keys_dir.join(name);
-        write_public(&p, pem)?;
-        out.files.push(p);
-        Ok(PathBuf::from("keys").join(name))
-    };
+    let public = |name: &str, pem: &str, out: &mut Provisioned| out.public(&keys_dir, name, pem);
     let ca_pub = public("ca.pub", &keys.ca.verifying_key().to_pem()?, &mut out)?;
     let trusted_pub = public(
         "trusted.pub",

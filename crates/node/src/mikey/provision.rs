@@ -29,9 +29,9 @@ use super::config::{
 };
 use super::deployment::{INITIATOR, Params, RESPONDER, addresses, third_party_name};
 use crate::collab::config::SharingName;
-use crate::collab::provision::{Provisioned, role_config, write_toml};
+use crate::collab::provision::{Provisioned, deployment_dirs, role_config, write_toml};
 use crate::error::{Error, Result};
-use crate::keyfile::{self, write_public, write_secret};
+use crate::keyfile;
 
 /// Options of `provision` for MIKEY.
 #[derive(Clone, Debug)]
@@ -77,11 +77,7 @@ pub fn provision(
             dir.display()
         )));
     }
-    let keys_dir = dir.join("keys");
-    let state_dir = dir.join("state");
-    for d in [dir, &keys_dir, &state_dir] {
-        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
-    }
+    let keys_dir = deployment_dirs(dir)?;
     let n = usize::from(params.third_parties);
     let at = |a: SocketAddr| SocketAddr::new(a.ip(), opts.port);
     let addrs: Vec<SocketAddr> = addresses(params.third_parties)
@@ -91,18 +87,8 @@ pub fn provision(
     let (i_addr, r_addr, tp_addrs) = (addrs[0], addrs[1], &addrs[2..]);
 
     let mut out = Provisioned::default();
-    let secret = |name: &str, pem: &str, out: &mut Provisioned| -> Result<PathBuf> {
-        let p = keys_dir.join(name);
-        write_secret(&p, pem)?;
-        out.files.push(p);
-        Ok(PathBuf::from("keys").join(name))
-    };
-    let public = |name: &str, pem: &str, out: &mut Provisioned| -> Result<PathBuf> {
-        let p = keys_dir.join(name);
-        write_public(&p, pem)?;
-        out.files.push(p);
-        Ok(PathBuf::from("keys").join(name))
-    };
+    let secret = |name: &str, pem: &str, out: &mut Provisioned| out.secret(&keys_dir, name, pem);
+    let public = |name: &str, pem: &str, out: &mut Provisioned| out.public(&keys_dir, name, pem);
     let psk = |name: &str, rng: &mut dyn CryptoRng, out: &mut Provisioned| -> Result<PathBuf> {
         let key = zeroize::Zeroizing::new(random_array::<32>(rng));
         secret(name, &keyfile::mikey_psk_pem(&key[..])?, out)

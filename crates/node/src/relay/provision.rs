@@ -27,9 +27,9 @@ use super::config::{
     COAP_PORT, DataEncoding, SinkFile, SourceFile, SuiteName, TrustedSourceFile, source_seed_pem,
 };
 use super::proxy::ProxyConfig;
-use crate::collab::provision::{Provisioned, write_config};
+use crate::collab::provision::{Provisioned, deployment_dirs, write_config};
 use crate::error::{Error, Result};
-use crate::keyfile::{write_public, write_secret};
+use crate::keyfile::write_public;
 
 /// The sinks of a provisioned deployment.
 pub const SINKS: [&str; 2] = ["sink-1", "sink-2"];
@@ -94,27 +94,19 @@ pub fn provision(
             "the relay's CoAP and UDP ports must differ (each sink listens on both)".into(),
         ));
     }
-    let keys_dir = dir.join("keys");
-    let state_dir = dir.join("state");
-    for d in [dir, &keys_dir, &state_dir] {
-        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
-    }
+    let keys_dir = deployment_dirs(dir)?;
     let mut out = Provisioned::default();
-    let secret = |name: &str, pem: &str, out: &mut Provisioned| -> Result<PathBuf> {
-        let p = keys_dir.join(name);
-        write_secret(&p, pem)?;
-        out.files.push(p);
-        Ok(PathBuf::from("keys").join(name))
-    };
+    let secret = |name: &str, pem: &str, out: &mut Provisioned| out.secret(&keys_dir, name, pem);
 
     let seed = Zeroizing::new(random_array::<32>(rng));
     let seed_path = secret("relay-source.seed", &source_seed_pem(&seed)?, &mut out)?;
     let owner = SigningKey::generate(SigSuite::Ed25519, rng)?;
     let owner_path = secret("relay-source-owner.key", &owner.to_pem()?, &mut out)?;
-    let owner_pub = PathBuf::from("keys/relay-source-owner.key.pub");
-    let p = dir.join(&owner_pub);
-    write_public(&p, &owner.verifying_key().to_pem()?)?;
-    out.files.push(p);
+    let owner_pub = out.public(
+        &keys_dir,
+        "relay-source-owner.key.pub",
+        &owner.verifying_key().to_pem()?,
+    )?;
 
     let proxy = SocketAddr::from((PROXY_HOST, opts.port));
     let proxy_toml = dir.join("relay-proxy.toml");

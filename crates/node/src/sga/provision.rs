@@ -21,7 +21,7 @@ use m2msec_crypto::pke::{PkeSecretKey, PkeSuite};
 use m2msec_crypto::rng::{CryptoRng, random_array};
 
 use super::config::{DeviceFile, GatewayFile, GroupName, ServerFile, SuiteName, TimeoutsFile};
-use crate::collab::provision::{Provisioned, write_config as write_toml};
+use crate::collab::provision::{Provisioned, deployment_dirs, write_config as write_toml};
 use crate::error::{Error, Result};
 use crate::keyfile::{sga_device_key_pem, write_public, write_secret};
 
@@ -76,11 +76,7 @@ pub fn provision(
     let control_port = opts.port.checked_add(1).ok_or_else(|| {
         Error::Usage("the SGA port must leave room for the control port (port + 1)".into())
     })?;
-    let keys_dir = dir.join("keys");
-    let state_dir = dir.join("state");
-    for d in [dir, &keys_dir, &state_dir] {
-        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
-    }
+    let keys_dir = deployment_dirs(dir)?;
     let mut out = Provisioned::default();
     let server_addr = SocketAddr::from((Ipv4Addr::new(127, 0, 0, 2), opts.port));
 
