@@ -182,15 +182,7 @@ impl<'t> QueueMut<'t> {
             .map(|v| v.value());
         let bytes = match known {
             Some(bytes) => bytes,
-            // Written before totals were kept: count once.
-            None => {
-                let mut sum = 0u64;
-                for entry in entries.iter().map_err(|e| backend("scan", e))? {
-                    let (_, v) = entry.map_err(|e| backend("scan", e))?;
-                    sum = sum.saturating_add(len_u64(v.value()));
-                }
-                sum
-            }
+            None => value_bytes(&entries)?,
         };
         Ok(Self {
             name,
@@ -239,6 +231,16 @@ impl<'t> QueueMut<'t> {
     }
 }
 
+/// The bytes a queue written before totals were kept holds: counted once, by a scan.
+fn value_bytes(queue: &impl ReadableTable<u64, &'static [u8]>) -> Result<u64> {
+    let mut sum = 0u64;
+    for entry in queue.iter().map_err(|e| backend("scan", e))? {
+        let (_, v) = entry.map_err(|e| backend("scan", e))?;
+        sum = sum.saturating_add(len_u64(v.value()));
+    }
+    Ok(sum)
+}
+
 fn len_u64(value: &[u8]) -> u64 {
     u64::try_from(value.len()).unwrap_or(u64::MAX)
 }
@@ -285,6 +287,21 @@ fn open_read<K: redb::Key + 'static, V: redb::Value + 'static>(
         Ok(table) => Ok(Some(table)),
         Err(TableError::TableDoesNotExist(_)) => Ok(None),
         Err(e) => Err(backend("open table", e)),
+    }
+}
+
+/// A queue's entry in a counter table (`QUEUE_NEXT`, `QUEUE_BYTES`), `None` when it has none.
+fn queue_counter(
+    txn: &ReadTransaction,
+    def: TableDefinition<'_, &'static str, u64>,
+    table: &str,
+) -> Result<Option<u64>> {
+    match open_read(txn, def)? {
+        Some(t) => Ok(t
+            .get(table)
+            .map_err(|e| backend("get", e))?
+            .map(|v| v.value())),
+        None => Ok(None),
     }
 }
 
@@ -542,13 +559,7 @@ impl Store for RedbStore {
     fn queue_stats(&self, table: &str) -> Result<QueueStats> {
         let name = queue_name(table)?;
         let txn = self.read()?;
-        let next_seq = match open_read(&txn, QUEUE_NEXT)? {
-            Some(t) => t
-                .get(table)
-                .map_err(|e| backend("get", e))?
-                .map_or(0, |v| v.value()),
-            None => 0,
-        };
+        let next_seq = queue_counter(&txn, QUEUE_NEXT, table)?.unwrap_or(0);
         let Some(q) = open_read(&txn, QueueTable::new(&name))? else {
             return Ok(QueueStats {
                 next_seq,
@@ -560,23 +571,9 @@ impl Store for RedbStore {
             .first()
             .map_err(|e| backend("first", e))?
             .map(|(k, _)| k.value());
-        let known = match open_read(&txn, QUEUE_BYTES)? {
-            Some(t) => t
-                .get(table)
-                .map_err(|e| backend("get", e))?
-                .map(|v| v.value()),
-            None => None,
-        };
-        let bytes = match known {
+        let bytes = match queue_counter(&txn, QUEUE_BYTES, table)? {
             Some(bytes) => bytes,
-            None => {
-                let mut sum = 0u64;
-                for entry in q.iter().map_err(|e| backend("scan", e))? {
-                    let (_, v) = entry.map_err(|e| backend("scan", e))?;
-                    sum = sum.saturating_add(len_u64(v.value()));
-                }
-                sum
-            }
+            None => value_bytes(&q)?,
         };
         Ok(QueueStats {
             len,

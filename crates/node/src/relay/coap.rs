@@ -198,6 +198,14 @@ impl BlockOpt {
         block_size(self.szx)
     }
 
+    /// The number of the block of size exponent `szx` that starts at `offset`; `None` past
+    /// [`BlockOpt::MAX_NUM`].
+    fn number_at(offset: usize, szx: u8) -> Option<u32> {
+        u32::try_from(offset / block_size(szx))
+            .ok()
+            .filter(|n| *n <= Self::MAX_NUM)
+    }
+
     /// Offset of this block's first byte in the body.
     #[must_use]
     pub fn offset(self) -> usize {
@@ -561,12 +569,8 @@ impl CoapClient {
         payload: Vec<u8>,
         content_format: Option<u16>,
     ) -> Result<Packet> {
-        let mut req = new_request(RequestType::Post, path, true)?;
-        if let Some(cf) = content_format {
-            set_uint_option(&mut req, CoapOption::ContentFormat, u32::from(cf));
-        }
-        req.payload = payload;
-        self.request(peer, req).await
+        self.with_body(RequestType::Post, peer, path, payload, content_format)
+            .await
     }
 
     /// `DELETE path` (CON) with a body (the owner's `api::Signed`).
@@ -580,7 +584,19 @@ impl CoapClient {
         payload: Vec<u8>,
         content_format: Option<u16>,
     ) -> Result<Packet> {
-        let mut req = new_request(RequestType::Delete, path, true)?;
+        self.with_body(RequestType::Delete, peer, path, payload, content_format)
+            .await
+    }
+
+    async fn with_body(
+        &self,
+        method: RequestType,
+        peer: SocketAddr,
+        path: &str,
+        payload: Vec<u8>,
+        content_format: Option<u16>,
+    ) -> Result<Packet> {
+        let mut req = new_request(method, path, true)?;
         if let Some(cf) = content_format {
             set_uint_option(&mut req, CoapOption::ContentFormat, u32::from(cf));
         }
@@ -756,13 +772,10 @@ impl CoapClient {
         let mut offset = 0usize;
         loop {
             let size = block_size(szx);
-            let num = u32::try_from(offset / size)
-                .ok()
-                .filter(|n| *n <= BlockOpt::MAX_NUM)
-                .ok_or(Error::TooLarge {
-                    size: body.len(),
-                    max: self.shared.config.max_body,
-                })?;
+            let num = BlockOpt::number_at(offset, szx).ok_or(Error::TooLarge {
+                size: body.len(),
+                max: self.shared.config.max_body,
+            })?;
             let end = offset.saturating_add(size).min(body.len());
             let more = end < body.len();
             let mut block = template.clone();
@@ -805,12 +818,7 @@ impl CoapClient {
     /// Fetches the remaining Block2 blocks of `first` (RFC 7959 §2.4), each with a fresh
     /// token, restarting if the representation's ETag changes underneath.
     async fn download_rest(&self, peer: SocketAddr, req: &Packet, first: Packet) -> Result<Packet> {
-        let Some(block) =
-            BlockOpt::of(&first, CoapOption::Block2).map_err(|()| Error::Blockwise {
-                peer,
-                reason: "malformed Block2 option",
-            })?
-        else {
+        let Some(block) = block2_of(peer, &first)? else {
             return Ok(first);
         };
         if !block.more {
@@ -852,26 +860,13 @@ impl CoapClient {
                         reason: "Block2 block shorter than its size",
                     });
                 }
-                let num = u32::try_from(body.len() / block_size(szx))
-                    .ok()
-                    .filter(|n| *n <= BlockOpt::MAX_NUM)
-                    .ok_or(Error::TooLarge {
-                        size: body.len(),
-                        max,
-                    })?;
-                let mut next = template.clone();
-                next.set_token(random_token());
-                next.clear_option(CoapOption::Block2);
-                next.add_option(
-                    CoapOption::Block2,
-                    BlockOpt {
-                        num,
-                        more: false,
-                        szx,
-                    }
-                    .to_bytes(),
-                );
-                let response = self.exchange(peer, next).await?;
+                let num = BlockOpt::number_at(body.len(), szx).ok_or(Error::TooLarge {
+                    size: body.len(),
+                    max,
+                })?;
+                let response = self
+                    .exchange(peer, block2_request(&template, num, szx))
+                    .await?;
                 if !is_success(&response) {
                     return Err(Error::Status {
                         peer,
@@ -886,28 +881,12 @@ impl CoapClient {
                             reason: "representation kept changing during the transfer",
                         });
                     }
-                    let mut again = template.clone();
-                    again.set_token(random_token());
-                    again.clear_option(CoapOption::Block2);
-                    again.add_option(
-                        CoapOption::Block2,
-                        BlockOpt {
-                            num: 0,
-                            more: false,
-                            szx,
-                        }
-                        .to_bytes(),
-                    );
-                    current = self.exchange(peer, again).await?;
-                    current_block = match BlockOpt::of(&current, CoapOption::Block2) {
-                        Ok(Some(b)) => b,
-                        Ok(None) => return Ok(current),
-                        Err(()) => {
-                            return Err(Error::Blockwise {
-                                peer,
-                                reason: "malformed Block2 option",
-                            });
-                        }
+                    current = self
+                        .exchange(peer, block2_request(&template, 0, szx))
+                        .await?;
+                    current_block = match block2_of(peer, &current)? {
+                        Some(b) => b,
+                        None => return Ok(current),
                     };
                     continue 'restart;
                 }
@@ -936,6 +915,28 @@ impl CoapClient {
             return Ok(current);
         }
     }
+}
+
+/// The request for Block2 block `num` of size exponent `szx`: `template` with a fresh token.
+fn block2_request(template: &Packet, num: u32, szx: u8) -> Packet {
+    let mut p = template.clone();
+    p.set_token(random_token());
+    p.clear_option(CoapOption::Block2);
+    let block = BlockOpt {
+        num,
+        more: false,
+        szx,
+    };
+    p.add_option(CoapOption::Block2, block.to_bytes());
+    p
+}
+
+/// The Block2 option of a response from `peer`.
+fn block2_of(peer: SocketAddr, p: &Packet) -> Result<Option<BlockOpt>> {
+    BlockOpt::of(p, CoapOption::Block2).map_err(|()| Error::Blockwise {
+        peer,
+        reason: "malformed Block2 option",
+    })
 }
 
 impl Shared {
@@ -1656,14 +1657,13 @@ fn upload_key(req: &Packet) -> Vec<u8> {
 /// the response has one) so a client notices a change between blocks. A block past the end
 /// turns the response into 4.02 Bad Option.
 pub fn slice_block2(req: &Packet, response: &mut Packet, max_szx: u8) {
+    fn bad_option(response: &mut Packet) {
+        response.header.code = MessageClass::Response(ResponseType::BadOption);
+        response.payload.clear();
+    }
     let max_szx = max_szx.min(6);
-    let requested = match BlockOpt::of(req, CoapOption::Block2) {
-        Ok(b) => b,
-        Err(()) => {
-            response.header.code = MessageClass::Response(ResponseType::BadOption);
-            response.payload.clear();
-            return;
-        }
+    let Ok(requested) = BlockOpt::of(req, CoapOption::Block2) else {
+        return bad_option(response);
     };
     let len = response.payload.len();
     let (szx, offset) = match requested {
@@ -1671,16 +1671,11 @@ pub fn slice_block2(req: &Packet, response: &mut Packet, max_szx: u8) {
         None => (max_szx, 0),
         Some(b) => (b.szx.min(max_szx), b.offset()),
     };
-    let size = block_size(szx);
     if offset >= len && !(offset == 0 && len == 0) {
-        response.header.code = MessageClass::Response(ResponseType::BadOption);
-        response.payload.clear();
-        return;
+        return bad_option(response);
     }
-    let Ok(num) = u32::try_from(offset / size) else {
-        response.header.code = MessageClass::Response(ResponseType::BadOption);
-        response.payload.clear();
-        return;
+    let Some(num) = BlockOpt::number_at(offset, szx) else {
+        return bad_option(response);
     };
     if response
         .get_option(CoapOption::ETag)
@@ -1688,7 +1683,7 @@ pub fn slice_block2(req: &Packet, response: &mut Packet, max_szx: u8) {
     {
         response.add_option(CoapOption::ETag, etag(&response.payload).to_vec());
     }
-    let end = offset.saturating_add(size).min(len);
+    let end = offset.saturating_add(block_size(szx)).min(len);
     let more = end < len;
     if num == 0 {
         set_uint_option(

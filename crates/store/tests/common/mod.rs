@@ -386,31 +386,44 @@ fn works_through_dyn<S: Store>(s: &S) {
     assert_eq!(s.get("dyn", b"k").unwrap().as_deref(), Some(&b"v"[..]));
 }
 
+/// Runs `f(store, id)` on `threads` threads released at once; their results, by id.
+fn race<S, T, F>(store: &Arc<S>, threads: usize, f: F) -> Vec<T>
+where
+    S: Store + 'static,
+    T: Send + 'static,
+    F: Fn(&S, usize) -> T + Send + Sync + 'static,
+{
+    let barrier = Arc::new(Barrier::new(threads));
+    let f = Arc::new(f);
+    let handles: Vec<_> = (0..threads)
+        .map(|id| {
+            let (store, barrier, f) = (Arc::clone(store), Arc::clone(&barrier), Arc::clone(&f));
+            thread::spawn(move || {
+                barrier.wait();
+                f(&store, id)
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
 /// Many threads race `insert_if_absent` on the same keys; exactly one wins each key, and the
 /// stored value is the winner's.
 pub fn insert_if_absent_is_atomic<S: Store + 'static>(store: Arc<S>) {
     const THREADS: usize = 16;
     const KEYS: usize = 20;
-    let barrier = Arc::new(Barrier::new(THREADS));
-    let handles: Vec<_> = (0..THREADS)
-        .map(|id| {
-            let store = Arc::clone(&store);
-            let barrier = Arc::clone(&barrier);
-            thread::spawn(move || {
-                barrier.wait();
-                (0..KEYS)
-                    .filter(|k| {
-                        store
-                            .insert_if_absent("race", &k.to_be_bytes(), &id.to_be_bytes())
-                            .unwrap()
-                    })
-                    .collect::<Vec<usize>>()
+    let won = race(&store, THREADS, |store, id| {
+        (0..KEYS)
+            .filter(|k| {
+                store
+                    .insert_if_absent("race", &k.to_be_bytes(), &id.to_be_bytes())
+                    .unwrap()
             })
-        })
-        .collect();
+            .collect::<Vec<usize>>()
+    });
     let mut winners = vec![Vec::new(); KEYS];
-    for (id, h) in handles.into_iter().enumerate() {
-        for k in h.join().unwrap() {
+    for (id, keys) in won.into_iter().enumerate() {
+        for k in keys {
             winners[k].push(id);
         }
     }
@@ -426,36 +439,24 @@ pub fn insert_if_absent_is_atomic<S: Store + 'static>(store: Arc<S>) {
 pub fn queue_push_unique_is_atomic<S: Store + 'static>(store: Arc<S>) {
     const THREADS: usize = 8;
     const KEYS: u32 = 40;
-    let barrier = Arc::new(Barrier::new(THREADS));
-    let handles: Vec<_> = (0..THREADS)
-        .map(|id| {
-            let store = Arc::clone(&store);
-            let barrier = Arc::clone(&barrier);
-            thread::spawn(move || {
-                barrier.wait();
-                let mut seen = Vec::new();
-                // Batches of 5 keys, each thread starting at a different offset.
-                for chunk in 0..KEYS / 5 {
-                    let keys: Vec<[u8; 4]> = (0..5)
-                        .map(|i| {
-                            ((chunk * 5 + i + u32::try_from(id).unwrap() * 5) % KEYS).to_be_bytes()
-                        })
-                        .collect();
-                    let items: Vec<(&[u8], &[u8])> =
-                        keys.iter().map(|k| (&k[..], &k[..])).collect();
-                    let out = store
-                        .queue_push_unique("race-q", "race-seen", &items)
-                        .unwrap();
-                    seen.extend(keys.iter().zip(out).map(|(k, o)| (*k, o)));
-                }
-                seen
-            })
-        })
-        .collect();
-    let results: Vec<_> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
+    let results: Vec<_> = race(&store, THREADS, |store, id| {
+        let mut seen = Vec::new();
+        // Batches of 5 keys, each thread starting at a different offset.
+        for chunk in 0..KEYS / 5 {
+            let keys: Vec<[u8; 4]> = (0..5)
+                .map(|i| ((chunk * 5 + i + u32::try_from(id).unwrap() * 5) % KEYS).to_be_bytes())
+                .collect();
+            let items: Vec<(&[u8], &[u8])> = keys.iter().map(|k| (&k[..], &k[..])).collect();
+            let out = store
+                .queue_push_unique("race-q", "race-seen", &items)
+                .unwrap();
+            seen.extend(keys.iter().zip(out).map(|(k, o)| (*k, o)));
+        }
+        seen
+    })
+    .into_iter()
+    .flatten()
+    .collect();
     let queue = store.queue_range("race-q", 0, usize::MAX).unwrap();
     assert_eq!(queue.len(), usize::try_from(KEYS).unwrap());
     let mut values: Vec<Vec<u8>> = queue.iter().map(|(_, v)| v.clone()).collect();
