@@ -106,6 +106,18 @@ impl ProxyClient {
         T::from_bytes(&p.payload).map_err(wire)
     }
 
+    /// POSTs a CBOR `body` to `path`; the answer's payload once the proxy accepted it.
+    async fn post_cbor(&self, path: &str, body: Vec<u8>, what: &str) -> Result<Vec<u8>> {
+        let p = self
+            .coap
+            .post(self.proxy, path, body, Some(CONTENT_FORMAT_CBOR))
+            .await?;
+        if !is_success(&p) {
+            return Err(refused(self.proxy, &p, what));
+        }
+        Ok(p.payload)
+    }
+
     /// `GET /info`.
     ///
     /// # Errors
@@ -161,19 +173,10 @@ impl ProxyClient {
     /// As [`ProxyClient::info`]; [`Error::Store`] if the record cannot be written.
     pub async fn store(&self, source: &SourceNode) -> Result<StorageRecord> {
         let req = source.store_request();
-        let p = self
-            .coap
-            .post(
-                self.proxy,
-                api::path::STORE,
-                req.to_bytes(),
-                Some(CONTENT_FORMAT_CBOR),
-            )
+        let answer = self
+            .post_cbor(api::path::STORE, req.to_bytes(), "store")
             .await?;
-        if !is_success(&p) {
-            return Err(refused(self.proxy, &p, "store"));
-        }
-        let answer = StoreResponse::from_bytes(&p.payload).map_err(wire)?;
+        let answer = StoreResponse::from_bytes(&answer).map_err(wire)?;
         let record = StorageRecord {
             proxy: self.proxy,
             storage_id: answer.storage_id,
@@ -263,19 +266,10 @@ impl ProxyClient {
             start,
         };
         let signed = source.sign(api::path::FORWARD, req.to_bytes(), now(), rng);
-        let p = self
-            .coap
-            .post(
-                self.proxy,
-                api::path::FORWARD,
-                signed.to_bytes(),
-                Some(CONTENT_FORMAT_CBOR),
-            )
+        let answer = self
+            .post_cbor(api::path::FORWARD, signed.to_bytes(), "forward")
             .await?;
-        if !is_success(&p) {
-            return Err(refused(self.proxy, &p, "forward"));
-        }
-        let answer = ForwardResponse::from_bytes(&p.payload).map_err(wire)?;
+        let answer = ForwardResponse::from_bytes(&answer).map_err(wire)?;
         let record = ForwardRecord {
             forward_id: answer.forward_id,
             storage_id,
@@ -299,18 +293,7 @@ impl ProxyClient {
     ) -> Result<()> {
         let path = api::path::forward_control(forward_id);
         let signed = source.sign(&path, control.to_bytes(), now(), rng);
-        let p = self
-            .coap
-            .post(
-                self.proxy,
-                &path,
-                signed.to_bytes(),
-                Some(CONTENT_FORMAT_CBOR),
-            )
-            .await?;
-        if !is_success(&p) {
-            return Err(refused(self.proxy, &p, "control"));
-        }
+        self.post_cbor(&path, signed.to_bytes(), "control").await?;
         Ok(())
     }
 

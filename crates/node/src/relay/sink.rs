@@ -938,6 +938,15 @@ mod tests {
         assert_eq!(base64_decode("Z!=="), None);
     }
 
+    /// The JSON lines of an output file.
+    fn output_lines(path: &Path) -> Result<Vec<OutputLine>> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        text.lines()
+            .map(serde_json::from_str)
+            .collect::<core::result::Result<_, _>>()
+            .map_err(|e| Error::Usage(e.to_string()))
+    }
+
     #[test]
     fn output_lines_are_appended() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
@@ -947,12 +956,7 @@ mod tests {
             let line = w.line("coap://s/", 1, 2, 3, 4, b"\x01\xff");
             w.write(&[line])?;
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let lines: Vec<OutputLine> = text
-            .lines()
-            .map(serde_json::from_str)
-            .collect::<core::result::Result<_, _>>()
-            .map_err(|e| Error::Usage(e.to_string()))?;
+        let lines = output_lines(&path)?;
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[1].data, "01ff");
         assert_eq!(lines[1].message_id, 3);
@@ -1042,12 +1046,7 @@ mod tests {
                 .iter()
                 .all(|v| matches!(v, Verdict::Duplicate | Verdict::Delivered(0)))
         );
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let lines: Vec<OutputLine> = text
-            .lines()
-            .map(serde_json::from_str)
-            .collect::<core::result::Result<_, _>>()
-            .map_err(|e| Error::Usage(e.to_string()))?;
+        let lines = output_lines(&path)?;
         let data: Vec<String> = lines.iter().map(|l| l.data.clone()).collect();
         assert_eq!(data, ["000000", "010101", "020202", "030303", "040404"]);
         assert!(
