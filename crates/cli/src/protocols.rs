@@ -127,6 +127,20 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the tokio runtime")
 }
 
+/// The exit of a daemon that serves until a signal stops it.
+fn served(result: m2msec_node::error::Result<()>) -> Result<ExitCode> {
+    result.map(|()| ExitCode::SUCCESS).map_err(Into::into)
+}
+
+/// Success only if each of the `count` runs (`outcomes` of them ran) established a key.
+fn all_established(ok: usize, outcomes: usize, count: u32) -> ExitCode {
+    if ok == outcomes && ok == usize::try_from(count).unwrap_or(usize::MAX) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 pub(crate) fn run(args: &RunArgs) -> Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async {
@@ -148,28 +162,11 @@ pub(crate) fn run(args: &RunArgs) -> Result<ExitCode> {
                     .filter(|o| matches!(o, daemon::Outcome::Established(_)))
                     .count();
                 tracing::info!(established = ok, runs = outcomes.len(), "client done");
-                Ok(
-                    if ok == outcomes.len()
-                        && ok == usize::try_from(runs.count).unwrap_or(usize::MAX)
-                    {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::FAILURE
-                    },
-                )
+                Ok(all_established(ok, outcomes.len(), runs.count))
             }
-            Role::CollabProxy => daemon::run_proxy(&args.config, shutdown)
-                .await
-                .map(|()| ExitCode::SUCCESS)
-                .map_err(Into::into),
-            Role::CollabTrusted => daemon::run_trusted(&args.config, shutdown)
-                .await
-                .map(|()| ExitCode::SUCCESS)
-                .map_err(Into::into),
-            Role::CollabServer => daemon::run_server(&args.config, shutdown)
-                .await
-                .map(|()| ExitCode::SUCCESS)
-                .map_err(Into::into),
+            Role::CollabProxy => served(daemon::run_proxy(&args.config, shutdown).await),
+            Role::CollabTrusted => served(daemon::run_trusted(&args.config, shutdown).await),
+            Role::CollabServer => served(daemon::run_server(&args.config, shutdown).await),
             Role::MikeyInitiator => {
                 let runs = mikey_daemon::InitiatorRuns {
                     count: args.count.max(1),
@@ -185,44 +182,19 @@ pub(crate) fn run(args: &RunArgs) -> Result<ExitCode> {
                     exchanges = outcomes.len(),
                     "initiator done"
                 );
-                Ok(
-                    if ok == outcomes.len()
-                        && ok == usize::try_from(runs.count).unwrap_or(usize::MAX)
-                    {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::FAILURE
-                    },
-                )
+                Ok(all_established(ok, outcomes.len(), runs.count))
             }
-            Role::MikeyThirdParty => mikey_daemon::run_third_party(&args.config, shutdown)
-                .await
-                .map(|()| ExitCode::SUCCESS)
-                .map_err(Into::into),
-            Role::MikeyResponder => mikey_daemon::run_responder(&args.config, shutdown)
-                .await
-                .map(|()| ExitCode::SUCCESS)
-                .map_err(Into::into),
-            Role::SgaServer => sga_daemon::run_server(&args.config, shutdown)
-                .await
-                .map(|()| ExitCode::SUCCESS)
-                .map_err(Into::into),
-            Role::SgaDevice => sga_daemon::run_device(&args.config, shutdown)
-                .await
-                .map(|()| ExitCode::SUCCESS)
-                .map_err(Into::into),
-            Role::E2secEpc => e2sec_daemon::run_epc(&args.config, shutdown)
-                .await
-                .map(|()| ExitCode::SUCCESS)
-                .map_err(Into::into),
-            Role::RelayProxy => relay_proxy::run_file(&args.config, shutdown)
-                .await
-                .map(|()| ExitCode::SUCCESS)
-                .map_err(Into::into),
-            Role::RelaySink => relay_sink::run_file(&args.config, shutdown)
-                .await
-                .map(|()| ExitCode::SUCCESS)
-                .map_err(Into::into),
+            Role::MikeyThirdParty => {
+                served(mikey_daemon::run_third_party(&args.config, shutdown).await)
+            }
+            Role::MikeyResponder => {
+                served(mikey_daemon::run_responder(&args.config, shutdown).await)
+            }
+            Role::SgaServer => served(sga_daemon::run_server(&args.config, shutdown).await),
+            Role::SgaDevice => served(sga_daemon::run_device(&args.config, shutdown).await),
+            Role::E2secEpc => served(e2sec_daemon::run_epc(&args.config, shutdown).await),
+            Role::RelayProxy => served(relay_proxy::run_file(&args.config, shutdown).await),
+            Role::RelaySink => served(relay_sink::run_file(&args.config, shutdown).await),
             Role::E2secDevice | Role::E2secServer => {
                 let role = if args.role == Role::E2secDevice {
                     m2msec_protocol::e2sec::Role::Device
