@@ -23,6 +23,8 @@ use m2msec_wire::relay::{Flags, Header, RelayMessage};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+mod common;
+
 const BIG: usize = 5000;
 
 fn big_body() -> Vec<u8> {
@@ -585,37 +587,12 @@ async fn same_token_twice_is_refused() {
 // ---------------------------------------------------------------------------------------------
 // libcoap interop (skipped when the tools are not installed)
 
-fn tool(name: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| std::path::Path::new(d).join(name))
-        .find(|p| p.is_file())
-}
-
 async fn libcoap_client(args: &[&str]) -> Option<Vec<u8>> {
-    let Some(bin) = tool("coap-client-notls") else {
+    let Some(bin) = common::tool(&["coap-client-notls"]) else {
         eprintln!("coap-client-notls not installed: interop check skipped");
         return None;
     };
-    // -B bounds how long libcoap waits, so a broken exchange fails instead of hanging.
-    let mut argv = vec!["-B".to_owned(), "10".to_owned()];
-    argv.extend(args.iter().map(|a| (*a).to_owned()));
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(bin)
-            .args(argv)
-            .stdin(Stdio::null())
-            .output()
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(out.stdout)
+    Some(common::run_libcoap(&bin, args).await)
 }
 
 #[tokio::test]
@@ -664,7 +641,7 @@ impl Drop for Child {
 }
 
 async fn libcoap_server(extra: &[&str]) -> Option<(Child, SocketAddr)> {
-    let Some(bin) = tool("coap-server-notls") else {
+    let Some(bin) = common::tool(&["coap-server-notls"]) else {
         eprintln!("coap-server-notls not installed: interop check skipped");
         return None;
     };

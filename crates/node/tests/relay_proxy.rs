@@ -23,8 +23,8 @@ use m2msec_node::relay::proxy::{Proxy, ProxyConfig};
 use m2msec_protocol::relay::{Sink, SinkConfig, Source, SourceConfig, SourceSeed, TrustedSource};
 use m2msec_wire::cbor::Bytes;
 use m2msec_wire::relay::api::{
-    Body, Control, ForwardMonitor, ForwardRequest, ForwardResponse, Info, Load, Signed, SinkGrant,
-    Start, StorageMonitor, StoreRequest, StoreResponse, Throughput, signed_input,
+    Body, Control, EpochRekey, ForwardMonitor, ForwardRequest, ForwardResponse, Info, Load, Signed,
+    SinkGrant, Start, StorageMonitor, StoreRequest, StoreResponse, Throughput, signed_input,
 };
 use m2msec_wire::relay::coap::coap_lite::{
     CoapOption, MessageClass, Packet, RequestType, ResponseType,
@@ -33,6 +33,8 @@ use m2msec_wire::relay::coap::{self as mapping, Target};
 use m2msec_wire::relay::{Flags, Header, RelayMessage};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
+
+mod common;
 
 const SOURCE: &str = "coap://127.0.0.1:9/source";
 
@@ -146,6 +148,29 @@ fn signed_at(key: &SigningKey, path: &str, ts: u64, payload: Vec<u8>) -> Vec<u8>
 
 fn signed(key: &SigningKey, path: &str, payload: Vec<u8>) -> Vec<u8> {
     signed_at(key, path, wall_clock().0, payload)
+}
+
+/// POSTs `payload` to `path` in an envelope signed by `key`, as an owner's client does.
+async fn signed_post(
+    c: &CoapClient,
+    proxy: SocketAddr,
+    key: &SigningKey,
+    path: &str,
+    payload: Vec<u8>,
+) -> Packet {
+    c.post(proxy, path, signed(key, path, payload), Some(60))
+        .await
+        .unwrap()
+}
+
+/// A forward of a storage from its beginning.
+fn forward_request(storage_id: u32, sinks: Vec<SinkGrant>, rate: u32) -> ForwardRequest {
+    ForwardRequest {
+        storage_id,
+        sinks,
+        rate,
+        start: Start::Beginning,
+    }
 }
 
 /// A stream data message with an opaque body (the proxy never looks inside).
@@ -431,13 +456,7 @@ async fn only_the_owner_may_forward_control_or_delete() {
     let c = client().await;
     let (alice, mallory) = (owner(), owner());
     let s = store(&c, proxy.addr, &alice, SOURCE, 0, false).await;
-    let request = ForwardRequest {
-        storage_id: s.storage_id,
-        sinks: vec![],
-        rate: 0,
-        start: Start::Beginning,
-    }
-    .to_bytes();
+    let request = forward_request(s.storage_id, vec![], 0).to_bytes();
     let try_forward = |body: Vec<u8>| {
         let c = c.clone();
         let to = proxy.addr;
@@ -492,25 +511,9 @@ async fn only_the_owner_may_forward_control_or_delete() {
     // Control and delete follow the same rules.
     let control = format!("forward/{fid}/control");
     let pause = Control::Pause.to_bytes();
-    let p = c
-        .post(
-            proxy.addr,
-            &control,
-            signed(&mallory, &control, pause.clone()),
-            Some(60),
-        )
-        .await
-        .unwrap();
+    let p = signed_post(&c, proxy.addr, &mallory, &control, pause.clone()).await;
     assert_eq!(code(&p), ResponseType::Forbidden);
-    let p = c
-        .post(
-            proxy.addr,
-            &control,
-            signed(&alice, &control, Control::Pause.to_bytes()),
-            Some(60),
-        )
-        .await
-        .unwrap();
+    let p = signed_post(&c, proxy.addr, &alice, &control, pause).await;
     assert_eq!(code(&p), ResponseType::Changed);
     assert!(forward_monitor(&c, proxy.addr, fid).await.paused);
     let path = format!("storage/{}", s.storage_id);
@@ -685,6 +688,36 @@ async fn the_forward_proxy_form_and_plain_udp_ingestion() {
 // ---------------------------------------------------------------------------------------------
 // Forwarding through the protocol's Source and Sink
 
+/// A stream of `owner`'s, one section per `rotate` messages.
+fn stream_source(owner: &SigningKey, url: &str, rotate: u32) -> Source {
+    Source::new(
+        SourceConfig {
+            rotate_messages: rotate,
+            ..SourceConfig::new(url, 1)
+        },
+        SourceSeed::generate(&mut OsRng),
+        SigningKey::from_pem(&owner.to_pem().unwrap()).unwrap(),
+        None,
+        &mut OsRng,
+    )
+    .unwrap()
+}
+
+/// A sink trusting `owner`'s source at `url`, and the re-encryption keys `source` grants it
+/// for this epoch and the next.
+fn sink_for(source: &mut Source, owner: &SigningKey, url: &str) -> (Sink, Vec<EpochRekey>) {
+    let key = pre::SecretKey::generate(&mut OsRng);
+    let epoch = source.epoch_at(wall_clock()).unwrap();
+    let rekeys = source
+        .rekeys_for(&key.public_key(), epoch..=epoch + 1)
+        .unwrap();
+    let trusted = vec![TrustedSource {
+        url: url.into(),
+        owner: owner.verifying_key(),
+    }];
+    (Sink::new(key, trusted, SinkConfig::default()), rekeys)
+}
+
 /// A CoAP sink: opens what it is POSTed with the protocol's `Sink` and reports the plaintexts.
 async fn coap_sink(
     sink: Sink,
@@ -793,23 +826,7 @@ async fn forwarding_reencrypts_to_sinks_pauses_resumes_and_frees_storage() {
     let alice = owner();
     let source_url = "coap://127.0.0.1:9/gateway";
     let s = store(&c, proxy.addr, &alice, source_url, 0, false).await;
-    let mut source = Source::new(
-        SourceConfig {
-            rotate_messages: 4,
-            ..SourceConfig::new(source_url, 3)
-        },
-        SourceSeed::generate(&mut OsRng),
-        SigningKey::from_pem(&alice.to_pem().unwrap()).unwrap(),
-        None,
-        &mut OsRng,
-    )
-    .unwrap();
-    let trusted = || {
-        vec![TrustedSource {
-            url: source_url.into(),
-            owner: alice.verifying_key(),
-        }]
-    };
+    let mut source = stream_source(&alice, source_url, 4);
     let send = |source: &mut Source, from: usize, to: usize| {
         let mut msgs = Vec::new();
         let mut plain = Vec::new();
@@ -829,32 +846,14 @@ async fn forwarding_reencrypts_to_sinks_pauses_resumes_and_frees_storage() {
         );
     }
     // A sink is designated: the backlog is re-encrypted to it.
-    let key1 = pre::SecretKey::generate(&mut OsRng);
-    let epoch = source.epoch_at(wall_clock()).unwrap();
-    let rekeys1 = source
-        .rekeys_for(&key1.public_key(), epoch..=epoch + 1)
-        .unwrap();
-    let (sink1, mut rx1, reencrypted) =
-        coap_sink(Sink::new(key1, trusted(), SinkConfig::default())).await;
+    let (sink1, rekeys1) = sink_for(&mut source, &alice, source_url);
+    let (sink1, mut rx1, reencrypted) = coap_sink(sink1).await;
     let grant = SinkGrant {
         url: format!("coap://{sink1}/sink"),
         rekeys: rekeys1,
     };
-    let req = ForwardRequest {
-        storage_id: s.storage_id,
-        sinks: vec![grant],
-        rate: 0,
-        start: Start::Beginning,
-    };
-    let p = c
-        .post(
-            proxy.addr,
-            "forward",
-            signed(&alice, "forward", req.to_bytes()),
-            Some(60),
-        )
-        .await
-        .unwrap();
+    let req = forward_request(s.storage_id, vec![grant], 0);
+    let p = signed_post(&c, proxy.addr, &alice, "forward", req.to_bytes()).await;
     assert_eq!(
         code(&p),
         ResponseType::Created,
@@ -889,15 +888,7 @@ async fn forwarding_reencrypts_to_sinks_pauses_resumes_and_frees_storage() {
 
     // Paused: stored, not forwarded; resumed: forwarded.
     let control = format!("forward/{fid}/control");
-    let p = c
-        .post(
-            proxy.addr,
-            &control,
-            signed(&alice, &control, Control::Pause.to_bytes()),
-            Some(60),
-        )
-        .await
-        .unwrap();
+    let p = signed_post(&c, proxy.addr, &alice, &control, Control::Pause.to_bytes()).await;
     assert_eq!(code(&p), ResponseType::Changed);
     let (msgs, plain2) = send(&mut source, 10, 13);
     for m in &msgs {
@@ -913,26 +904,15 @@ async fn forwarding_reencrypts_to_sinks_pauses_resumes_and_frees_storage() {
             .stored_messages,
         msgs.len() as u64
     );
-    let p = c
-        .post(
-            proxy.addr,
-            &control,
-            signed(&alice, &control, Control::Resume.to_bytes()),
-            Some(60),
-        )
-        .await
-        .unwrap();
+    let p = signed_post(&c, proxy.addr, &alice, &control, Control::Resume.to_bytes()).await;
     assert_eq!(code(&p), ResponseType::Changed);
     expect(&mut rx1, &plain2).await;
     plain1.extend(plain2);
 
     // A second sink, over plain UDP, added mid-stream from now: it gets the section in
     // progress and what follows, and the first sink keeps going.
-    let key2 = pre::SecretKey::generate(&mut OsRng);
-    let rekeys2 = source
-        .rekeys_for(&key2.public_key(), epoch..=epoch + 1)
-        .unwrap();
-    let (sink2, mut rx2) = udp_sink(Sink::new(key2, trusted(), SinkConfig::default())).await;
+    let (sink2, rekeys2) = sink_for(&mut source, &alice, source_url);
+    let (sink2, mut rx2) = udp_sink(sink2).await;
     let add = Control::AddSink(
         SinkGrant {
             url: format!("udp://{sink2}"),
@@ -940,15 +920,7 @@ async fn forwarding_reencrypts_to_sinks_pauses_resumes_and_frees_storage() {
         },
         Start::Now,
     );
-    let p = c
-        .post(
-            proxy.addr,
-            &control,
-            signed(&alice, &control, add.to_bytes()),
-            Some(60),
-        )
-        .await
-        .unwrap();
+    let p = signed_post(&c, proxy.addr, &alice, &control, add.to_bytes()).await;
     assert_eq!(
         code(&p),
         ResponseType::Changed,
@@ -970,15 +942,7 @@ async fn forwarding_reencrypts_to_sinks_pauses_resumes_and_frees_storage() {
 
     // Removing a sink stops it; the other carries on.
     let remove = Control::RemoveSink(format!("coap://{sink1}/sink"));
-    let p = c
-        .post(
-            proxy.addr,
-            &control,
-            signed(&alice, &control, remove.to_bytes()),
-            Some(60),
-        )
-        .await
-        .unwrap();
+    let p = signed_post(&c, proxy.addr, &alice, &control, remove.to_bytes()).await;
     assert_eq!(code(&p), ResponseType::Changed);
     let (msgs, plain4) = send(&mut source, 20, 22);
     for m in &msgs {
@@ -1004,17 +968,7 @@ async fn a_sink_that_is_down_gets_everything_once_it_is_up() {
     let c = client().await;
     let alice = owner();
     let s = store(&c, proxy.addr, &alice, SOURCE, 0, false).await;
-    let mut source = Source::new(
-        SourceConfig {
-            rotate_messages: 4,
-            ..SourceConfig::new(SOURCE, 1)
-        },
-        SourceSeed::generate(&mut OsRng),
-        SigningKey::from_pem(&alice.to_pem().unwrap()).unwrap(),
-        None,
-        &mut OsRng,
-    )
-    .unwrap();
+    let mut source = stream_source(&alice, SOURCE, 4);
     let mut plain = Vec::new();
     for i in 0..6 {
         let text = format!("while down {i}").into_bytes();
@@ -1032,26 +986,13 @@ async fn a_sink_that_is_down_gets_everything_once_it_is_up() {
         .local_addr()
         .unwrap()
         .port();
-    let key = pre::SecretKey::generate(&mut OsRng);
-    let epoch = source.epoch_at(wall_clock()).unwrap();
-    let req = ForwardRequest {
-        storage_id: s.storage_id,
-        sinks: vec![SinkGrant {
-            url: format!("coap://127.0.0.1:{port}/sink"),
-            rekeys: source.rekeys_for(&key.public_key(), epoch..=epoch).unwrap(),
-        }],
-        rate: 0,
-        start: Start::Beginning,
+    let (sink, rekeys) = sink_for(&mut source, &alice, SOURCE);
+    let grant = SinkGrant {
+        url: format!("coap://127.0.0.1:{port}/sink"),
+        rekeys,
     };
-    let p = c
-        .post(
-            proxy.addr,
-            "forward",
-            signed(&alice, "forward", req.to_bytes()),
-            Some(60),
-        )
-        .await
-        .unwrap();
+    let req = forward_request(s.storage_id, vec![grant], 0);
+    let p = signed_post(&c, proxy.addr, &alice, "forward", req.to_bytes()).await;
     assert_eq!(code(&p), ResponseType::Created);
     tokio::time::sleep(Duration::from_millis(800)).await;
     let f = forward_monitor(&c, proxy.addr, 1).await;
@@ -1066,12 +1007,8 @@ async fn a_sink_that_is_down_gets_everything_once_it_is_up() {
         8
     );
     // The sink comes up on that port: the retransmissions reach it, nothing was skipped.
-    let trusted = vec![TrustedSource {
-        url: SOURCE.into(),
-        owner: alice.verifying_key(),
-    }];
     let socket = sink_socket(&format!("127.0.0.1:{port}")).await;
-    let (_, mut rx, _) = coap_sink_at(socket, Sink::new(key, trusted, SinkConfig::default()));
+    let (_, mut rx, _) = coap_sink_at(socket, sink);
     expect(&mut rx, &plain).await;
     eventually(5, || async {
         storage_monitor(&c, proxy.addr, s.storage_id)
@@ -1081,20 +1018,6 @@ async fn a_sink_that_is_down_gets_everything_once_it_is_up() {
     })
     .await;
     proxy.stop().await;
-}
-
-fn stream_source(owner: &SigningKey, url: &str, rotate: u32) -> Source {
-    Source::new(
-        SourceConfig {
-            rotate_messages: rotate,
-            ..SourceConfig::new(url, 1)
-        },
-        SourceSeed::generate(&mut OsRng),
-        SigningKey::from_pem(&owner.to_pem().unwrap()).unwrap(),
-        None,
-        &mut OsRng,
-    )
-    .unwrap()
 }
 
 /// Seals `texts` and POSTs the messages in order; returns the plaintexts.
@@ -1132,34 +1055,14 @@ async fn forwards_resume_where_they_were_after_a_restart() {
     let alice = owner();
     let s = store(&c, proxy.addr, &alice, SOURCE, 0, false).await;
     let mut source = stream_source(&alice, SOURCE, 3);
-    let key = pre::SecretKey::generate(&mut OsRng);
-    let epoch = source.epoch_at(wall_clock()).unwrap();
-    let rekeys = source
-        .rekeys_for(&key.public_key(), epoch..=epoch + 1)
-        .unwrap();
-    let trusted = vec![TrustedSource {
-        url: SOURCE.into(),
-        owner: alice.verifying_key(),
-    }];
-    let (sink, mut rx) = udp_sink(Sink::new(key, trusted, SinkConfig::default())).await;
-    let req = ForwardRequest {
-        storage_id: s.storage_id,
-        sinks: vec![SinkGrant {
-            url: format!("udp://{sink}"),
-            rekeys,
-        }],
-        rate: 0,
-        start: Start::Beginning,
+    let (sink, rekeys) = sink_for(&mut source, &alice, SOURCE);
+    let (sink, mut rx) = udp_sink(sink).await;
+    let grant = SinkGrant {
+        url: format!("udp://{sink}"),
+        rekeys,
     };
-    let p = c
-        .post(
-            proxy.addr,
-            "forward",
-            signed(&alice, "forward", req.to_bytes()),
-            Some(60),
-        )
-        .await
-        .unwrap();
+    let req = forward_request(s.storage_id, vec![grant], 0);
+    let p = signed_post(&c, proxy.addr, &alice, "forward", req.to_bytes()).await;
     assert_eq!(code(&p), ResponseType::Created);
     let first = send_stream(&c, proxy.addr, s.storage_id, &mut source, 0..5).await;
     expect(&mut rx, &first).await;
@@ -1188,35 +1091,15 @@ async fn the_forward_rate_paces_delivery() {
     let s = store(&c, proxy.addr, &alice, SOURCE, 0, false).await;
     let mut source = stream_source(&alice, SOURCE, 100);
     let plain = send_stream(&c, proxy.addr, s.storage_id, &mut source, 0..9).await;
-    let key = pre::SecretKey::generate(&mut OsRng);
-    let epoch = source.epoch_at(wall_clock()).unwrap();
-    let rekeys = source
-        .rekeys_for(&key.public_key(), epoch..=epoch + 1)
-        .unwrap();
-    let trusted = vec![TrustedSource {
-        url: SOURCE.into(),
-        owner: alice.verifying_key(),
-    }];
-    let (sink, mut rx) = udp_sink(Sink::new(key, trusted, SinkConfig::default())).await;
-    let req = ForwardRequest {
-        storage_id: s.storage_id,
-        sinks: vec![SinkGrant {
-            url: format!("udp://{sink}"),
-            rekeys,
-        }],
-        rate: 20,
-        start: Start::Beginning,
+    let (sink, rekeys) = sink_for(&mut source, &alice, SOURCE);
+    let (sink, mut rx) = udp_sink(sink).await;
+    let grant = SinkGrant {
+        url: format!("udp://{sink}"),
+        rekeys,
     };
+    let req = forward_request(s.storage_id, vec![grant], 20);
     let started = std::time::Instant::now();
-    let p = c
-        .post(
-            proxy.addr,
-            "forward",
-            signed(&alice, "forward", req.to_bytes()),
-            Some(60),
-        )
-        .await
-        .unwrap();
+    let p = signed_post(&c, proxy.addr, &alice, "forward", req.to_bytes()).await;
     assert_eq!(code(&p), ResponseType::Created);
     expect(&mut rx, &plain).await;
     // Ten messages (a management message and nine data) at 20 per second: at least 450 ms.
@@ -1286,42 +1169,14 @@ async fn a_flood_is_refused_at_once_when_the_ingest_queue_is_full() {
 // ---------------------------------------------------------------------------------------------
 // libcoap
 
-fn libcoap_client() -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    for name in ["coap-client-notls", "coap-client"] {
-        for dir in std::env::split_paths(&path) {
-            let p = dir.join(name);
-            if p.is_file() {
-                return Some(p);
-            }
-        }
-    }
-    None
-}
-
-async fn run_libcoap(bin: &std::path::Path, args: Vec<String>) -> String {
-    let bin = bin.to_path_buf();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(bin)
-            .args(["-B", "10"])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// What libcoap's client printed, as text.
+async fn libcoap(bin: &std::path::Path, args: &[&str]) -> String {
+    String::from_utf8(common::run_libcoap(bin, args).await).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn libcoap_client_discovers_reads_and_observes() {
-    let Some(bin) = libcoap_client() else {
+    let Some(bin) = common::tool(&["coap-client-notls", "coap-client"]) else {
         eprintln!("neither coap-client-notls nor coap-client installed: interop test skipped");
         return;
     };
@@ -1329,7 +1184,7 @@ async fn libcoap_client_discovers_reads_and_observes() {
     let c = client().await;
     let s = store(&c, proxy.addr, &owner(), SOURCE, 0, false).await;
     let base = format!("coap://{}", proxy.addr);
-    let links = run_libcoap(&bin, vec![format!("{base}/.well-known/core")]).await;
+    let links = libcoap(&bin, &[&format!("{base}/.well-known/core")]).await;
     for r in [
         "</info>",
         "</load>",
@@ -1341,15 +1196,11 @@ async fn libcoap_client_discovers_reads_and_observes() {
         assert!(links.contains(r), "{links}");
     }
     assert!(links.contains("obs"), "{links}");
-    let info = run_libcoap(&bin, vec!["-A".into(), "50".into(), format!("{base}/info")]).await;
+    let info = libcoap(&bin, &["-A", "50", &format!("{base}/info")]).await;
     let info: serde_json::Value = serde_json::from_str(info.trim()).unwrap();
     assert_eq!(info["capacity"], 256 << 20);
     assert_eq!(info["storages"], 1);
-    let load = run_libcoap(
-        &bin,
-        vec!["-A".into(), "50".into(), format!("{base}/load?window=30")],
-    )
-    .await;
+    let load = libcoap(&bin, &["-A", "50", &format!("{base}/load?window=30")]).await;
     let load: serde_json::Value = serde_json::from_str(load.trim()).unwrap();
     assert_eq!(load["window_s"], 30);
     // Observe the storage's monitor for 3 s while messages arrive.
@@ -1364,18 +1215,8 @@ async fn libcoap_client_discovers_reads_and_observes() {
             }
         })
     };
-    let out = run_libcoap(
-        &bin,
-        vec![
-            "-s".into(),
-            "3".into(),
-            "-A".into(),
-            "50".into(),
-            "-w".into(),
-            format!("{base}/storage/{}/monitor", s.storage_id),
-        ],
-    )
-    .await;
+    let monitor = format!("{base}/storage/{}/monitor", s.storage_id);
+    let out = libcoap(&bin, &["-s", "3", "-A", "50", "-w", &monitor]).await;
     poster.await.unwrap();
     let counts: Vec<u64> = out
         .lines()
