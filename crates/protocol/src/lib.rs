@@ -91,8 +91,8 @@ pub mod e2sec;
 mod endpoint;
 pub mod mikey;
 pub mod network;
-pub mod relay;
 mod outbox;
+pub mod relay;
 pub mod sga;
 
 pub use endpoint::{Endpoint, Millis, OpCounts, Transmit};
