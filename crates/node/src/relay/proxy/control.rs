@@ -36,10 +36,30 @@ use super::records::{
 };
 use super::state::{ForwardState, MonitorId, SinkState, StorageState};
 use super::writer::{Op, blocking};
-use super::{Shared, ingest};
+use super::{ProxyConfig, Shared, ingest};
 use crate::driver::wall_clock;
 
 type Reply = Result<Response, Response>;
+
+/// The writes that create record `id` in `table` and move the id counter `next_key` past it;
+/// 5.03 when the ids are exhausted.
+fn new_record(
+    config: &ProxyConfig,
+    table: &'static str,
+    next_key: &[u8],
+    id: u32,
+    record: &impl serde::Serialize,
+) -> Result<[Op; 2], Response> {
+    let json =
+        records::json(record).map_err(|_| Response::code(ResponseType::InternalServerError))?;
+    let next = id
+        .checked_add(1)
+        .ok_or_else(|| Response::unavailable(config.max_age_when_full_s, "ids exhausted"))?;
+    Ok([
+        Op::Put(table, id_key(id).to_vec(), json),
+        Op::Put(META_TABLE, next_key.to_vec(), next.to_be_bytes().to_vec()),
+    ])
+}
 
 fn bad(diagnostic: &str) -> Response {
     Response::error(ResponseType::BadRequest, diagnostic)
@@ -202,21 +222,8 @@ async fn store_inner(shared: &Arc<Shared>, payload: &[u8]) -> Reply {
         udp: req.udp,
         udp_port,
     };
-    let json =
-        records::json(&record).map_err(|_| Response::code(ResponseType::InternalServerError))?;
-    let next = id.checked_add(1).ok_or_else(|| {
-        Response::unavailable(config.max_age_when_full_s, "storage ids exhausted")
-    })?;
-    shared
-        .write(vec![
-            Op::Put(STORAGES_TABLE, id_key(id).to_vec(), json),
-            Op::Put(
-                META_TABLE,
-                NEXT_STORAGE.to_vec(),
-                next.to_be_bytes().to_vec(),
-            ),
-        ])
-        .await?;
+    let [put, next] = new_record(config, STORAGES_TABLE, NEXT_STORAGE, id, &record)?;
+    shared.write(vec![put, next]).await?;
     let store = Arc::clone(&shared.store);
     let stats = blocking(move || store.queue_stats(&queue_table(id)))
         .await
@@ -377,22 +384,8 @@ async fn forward_inner(shared: &Arc<Shared>, payload: &[u8]) -> Reply {
             })
             .collect(),
     };
-    let json =
-        records::json(&record).map_err(|_| Response::code(ResponseType::InternalServerError))?;
-    let next = id.checked_add(1).ok_or_else(|| {
-        Response::unavailable(config.max_age_when_full_s, "forward ids exhausted")
-    })?;
-    shared
-        .write(vec![
-            replay,
-            Op::Put(FORWARDS_TABLE, id_key(id).to_vec(), json),
-            Op::Put(
-                META_TABLE,
-                NEXT_FORWARD.to_vec(),
-                next.to_be_bytes().to_vec(),
-            ),
-        ])
-        .await?;
+    let [put, next] = new_record(config, FORWARDS_TABLE, NEXT_FORWARD, id, &record)?;
+    shared.write(vec![replay, put, next]).await?;
     install_forward(shared, record, &[]);
     tracing::info!(
         forward = id,
