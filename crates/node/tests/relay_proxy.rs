@@ -642,28 +642,17 @@ async fn the_forward_proxy_form_and_plain_udp_ingestion() {
     let s = store(&c, proxy.addr, &owner(), SOURCE, 0, true).await;
     let port = s.udp_port.expect("a UDP port");
     // Proxy-Uri names the sink; Relay-Source picks the storage.
-    let m = message(SOURCE, 1, 20);
-    let p = c
-        .post_relay(
-            proxy.addr,
-            &m,
-            &Target::ProxyUri("coap://127.0.0.1:7/sink"),
-            true,
-        )
-        .await
-        .unwrap();
-    assert_eq!(code(&p), ResponseType::Changed);
-    let stranger = message("coap://127.0.0.1:9/nobody", 1, 20);
-    let p = c
-        .post_relay(
-            proxy.addr,
-            &stranger,
-            &Target::ProxyUri("coap://127.0.0.1:7/sink"),
-            true,
-        )
-        .await
-        .unwrap();
-    assert_eq!(code(&p), ResponseType::NotFound);
+    for (m, want) in [
+        (message(SOURCE, 1, 20), ResponseType::Changed),
+        (
+            message("coap://127.0.0.1:9/nobody", 1, 20),
+            ResponseType::NotFound,
+        ),
+    ] {
+        let to = Target::ProxyUri("coap://127.0.0.1:7/sink");
+        let p = c.post_relay(proxy.addr, &m, &to, true).await.unwrap();
+        assert_eq!(code(&p), want);
+    }
     // Binary-header datagrams on the storage's own port (no answers); junk is dropped.
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let to = SocketAddr::from(([127, 0, 0, 1], port));
