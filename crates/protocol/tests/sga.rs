@@ -7,7 +7,7 @@ use std::time::Duration;
 use m2msec_crypto::aead::AeadSuite;
 use m2msec_crypto::group::GroupId;
 use m2msec_crypto::rng::SeededRng;
-use m2msec_protocol::sga::sim::{DeviceSpec, Spec, World};
+use m2msec_protocol::sga::sim::{Datagram, DeviceSpec, Spec, World};
 use m2msec_protocol::sga::{DeviceEvent, Error, RefusalCode, ServerEvent, ServerFault, SessionId};
 use m2msec_wire::sga::Message;
 
@@ -287,6 +287,134 @@ fn replayed_invitations_and_key_shares_are_refused() {
         2
     );
     assert!(established(&w, 0).is_some());
+}
+
+/// The A2 (Negotiate) the server sent d_j during `connect`, as it went on the wire.
+fn captured_negotiate(w: &World) -> Datagram {
+    let negotiates: Vec<&Datagram> = w
+        .net
+        .log
+        .iter()
+        .filter(|d| matches!(Message::decode(&d.payload), Ok(Message::Negotiate(_))))
+        .collect();
+    assert_eq!(negotiates.len(), 1, "{negotiates:?}");
+    negotiates[0].clone()
+}
+
+/// Delivers `d` again now, from the server's address (a spoofed UDP source passes d_j's
+/// source check), and runs the world to rest.
+fn replay(w: &mut World, rng: &mut SeededRng, d: &Datagram) {
+    w.net.inject(Datagram {
+        at: w.net.now,
+        ..d.clone()
+    });
+    w.run_honest(rng);
+}
+
+fn rejections(w: &World, device: usize) -> Vec<&Error> {
+    w.events.devices[device]
+        .iter()
+        .filter_map(|e| match e {
+            DeviceEvent::Rejected { error, .. } => Some(error),
+            _ => None,
+        })
+        .collect()
+}
+
+fn negotiate_responses(w: &World) -> usize {
+    w.net
+        .log
+        .iter()
+        .filter(|d| {
+            matches!(
+                Message::decode(&d.payload),
+                Ok(Message::NegotiateResponse(_))
+            )
+        })
+        .count()
+}
+
+/// d_j is free: it can invite d_i, and the two agree on a second session.
+fn assert_free(w: &mut World, rng: &mut SeededRng, first: SessionId) {
+    let now = w.net.now;
+    w.devices[1]
+        .invite(now, rng, "device-i", AeadSuite::ChaCha20Poly1305)
+        .expect("d_j is not held in an exchange");
+    w.run_honest(rng);
+    let second = |device: usize| {
+        w.events.devices[device]
+            .iter()
+            .filter_map(|e| match e {
+                DeviceEvent::Established { session, .. } if *session != first => Some(*session),
+                _ => None,
+            })
+            .next()
+    };
+    assert!(second(0).is_some() && second(0) == second(1));
+}
+
+#[test]
+fn a_replayed_negotiate_is_refused_and_the_device_stays_free() {
+    let (mut w, mut rng) = world(&Spec::default(), 12);
+    let session = connect(&mut w, &mut rng, AeadSuite::Aes128Ccm8);
+    let a2 = captured_negotiate(&w);
+    let answers = negotiate_responses(&w);
+    w.advance(Duration::from_secs(1), &mut rng);
+    // The same bytes, inside the clock window: the session was accepted already.
+    replay(&mut w, &mut rng, &a2);
+    assert_eq!(rejections(&w, 1), [&Error::Replayed]);
+    assert_eq!(negotiate_responses(&w), answers, "no A3 for a replayed A2");
+    assert!(server_rejections(&w).is_empty());
+    assert_free(&mut w, &mut rng, session);
+}
+
+#[test]
+fn a_negotiate_older_than_the_clock_window_is_refused() {
+    let (mut w, mut rng) = world(&Spec::default(), 13);
+    let session = connect(&mut w, &mut rng, AeadSuite::Ascon128);
+    let a2 = captured_negotiate(&w);
+    let skew = Spec::default().timeouts.clock_skew;
+    // The cache has forgotten the session by now; the timestamp alone refuses it.
+    w.advance(skew + Duration::from_millis(1), &mut rng);
+    replay(&mut w, &mut rng, &a2);
+    assert_eq!(rejections(&w, 1), [&Error::Replayed]);
+    assert_free(&mut w, &mut rng, session);
+}
+
+#[test]
+fn a_negotiate_with_a_rewritten_session_fails_authentication() {
+    let (mut w, mut rng) = world(&Spec::default(), 14);
+    let session = connect(&mut w, &mut rng, AeadSuite::Aes128Ccm8);
+    let mut a2 = captured_negotiate(&w);
+    // A fresh session id would slip past the cache, were it not under the seal.
+    let Ok(Message::Negotiate(mut m)) = Message::decode(&a2.payload) else {
+        unreachable!("captured_negotiate returns a Negotiate")
+    };
+    m.session[0] ^= 1;
+    a2.payload = Message::Negotiate(m).to_bytes();
+    w.advance(Duration::from_secs(1), &mut rng);
+    replay(&mut w, &mut rng, &a2);
+    assert_eq!(rejections(&w, 1), [&Error::Authentication]);
+    assert_free(&mut w, &mut rng, session);
+
+    // Rewritten on its way during an exchange: d_j refuses it and d_i gives up.
+    let (mut w, mut rng) = world(&Spec::default(), 15);
+    register_all(&mut w, &mut rng);
+    let now = w.net.now;
+    w.devices[0]
+        .invite(now, &mut rng, "device-j", AeadSuite::Aes128Ccm8)
+        .unwrap();
+    w.run(&mut rng, &mut |d| {
+        let mut d = d.clone();
+        if let Ok(Message::Negotiate(mut m)) = Message::decode(&d.payload) {
+            m.session[15] ^= 0x80;
+            d.payload = Message::Negotiate(m).to_bytes();
+        }
+        vec![d]
+    });
+    assert_eq!(rejections(&w, 1), [&Error::Authentication]);
+    assert!(matches!(failure(&w, 0), Some(Error::Timeout(_))));
+    assert!(established(&w, 0).is_none() && established(&w, 1).is_none());
 }
 
 #[test]

@@ -47,7 +47,8 @@ cbor_struct! {
 }
 
 cbor_struct! {
-    /// Plaintext of [`Negotiate::sealed`], under k_dj with d_j's initial suite (step A2).
+    /// Plaintext of [`Negotiate::sealed`], under k_dj with d_j's initial suite (step A2), with
+    /// [`Negotiate::session`] as associated data.
     pub struct NegotiateBody {
         /// k_t^i ⊕ expand(k_dj).
         pub masked_temp_key: SecretBytes,
@@ -59,6 +60,9 @@ cbor_struct! {
         pub to: String,
         /// The suite, in both devices' sets.
         pub suite: u8,
+        /// Freshness: S's clock, milliseconds since the UNIX epoch. d_j takes an A2 only within
+        /// its clock skew and once per session, so a recorded one cannot be replayed.
+        pub timestamp: u64,
     }
 }
 
@@ -193,7 +197,7 @@ cbor_messages! {
             pub session: SessionBytes,
             /// ID_dj.
             pub to: String,
-            /// [`NegotiateBody`] under k_dj.
+            /// [`NegotiateBody`] under k_dj, bound to `session`.
             pub sealed: Bytes,
         },
         /// d_j → S: step A3.

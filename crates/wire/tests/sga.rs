@@ -2,8 +2,10 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use m2msec_wire::Error;
-use m2msec_wire::cbor::{self, Bytes};
-use m2msec_wire::sga::{Deliver, KeyShareBody, Message, Poll, StoredMessage};
+use m2msec_wire::cbor::{self, Bytes, SecretBytes};
+use m2msec_wire::sga::{
+    Deliver, KeyShareBody, Message, Negotiate, NegotiateBody, Poll, StoredMessage,
+};
 use proptest::prelude::*;
 
 proptest! {
@@ -14,6 +16,7 @@ proptest! {
         let _ = Message::decode(&bytes);
         let _ = cbor::from_slice::<KeyShareBody>(&bytes);
         let _ = cbor::from_slice::<StoredMessage>(&bytes);
+        let _ = cbor::from_slice::<NegotiateBody>(&bytes);
     }
 
     #[test]
@@ -24,12 +27,25 @@ proptest! {
         mac in any::<[u8; 32]>(),
     ) {
         let messages: Vec<Message> = vec![
-            Deliver { session, from: "a".into(), to: "b".into(), message_id: id, ciphertext: Bytes(text) }.into(),
+            Deliver { session, from: "a".into(), to: "b".into(), message_id: id, ciphertext: Bytes(text.clone()) }.into(),
             Poll { device: "a".into(), timestamp: id, mac }.into(),
+            Negotiate { session, to: "b".into(), sealed: Bytes(text.clone()) }.into(),
         ];
         for m in messages {
             prop_assert_eq!(Message::decode(&m.to_bytes()).unwrap(), m);
         }
+        // A2's body carries the server's timestamp, which d_j checks against its window.
+        let body = NegotiateBody {
+            masked_temp_key: SecretBytes::new(text),
+            from: "a".into(),
+            gateway: "g".into(),
+            to: "b".into(),
+            suite: 3,
+            timestamp: id,
+        };
+        let back: NegotiateBody = cbor::from_slice(&cbor::to_vec(&body)).unwrap();
+        prop_assert_eq!(back.timestamp, id);
+        prop_assert_eq!(cbor::to_vec(&back), cbor::to_vec(&body));
     }
 
     #[test]

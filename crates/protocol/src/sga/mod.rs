@@ -18,6 +18,9 @@
 //! - A1 and A3 carry an HMAC under the sender's registered key, since the paper's check
 //!   "(k_t ⊕ k_d) ⊕ k_d = k_t" verifies nothing; A1 also carries a nonce and a timestamp for the
 //!   replay cache.
+//! - A2, sealed under the long-term k_dj, binds its session id as associated data and carries
+//!   the server's timestamp; d_j refuses one outside its clock skew or for a session it accepted
+//!   already, so a recorded A2 cannot hold it in a dead exchange.
 //! - The server never learns K (it would have to solve CDH on g^Ri, g^Rj), but it authenticates
 //!   both devices and so could impersonate one to the other: the paper's trust model.
 
@@ -355,27 +358,32 @@ fn f_k(ops: &mut OpCounts, k: &Element, purpose: &[u8], fields: &[&[u8]]) -> [u8
     kdf::hmac_sha256(&k.to_bytes(), &[&labelled(purpose, fields)])
 }
 
-/// Seals a body under a symmetric key, bound to the message's purpose.
+/// Seals a body under a symmetric key, bound to the message's purpose and to `bound`, the
+/// fields outside the seal the receiver must not see rewritten (A2's session: it is under the
+/// long-term k_dj, so nothing else ties it to one exchange).
 fn seal<T: Cbor>(
     ops: &mut OpCounts,
     key: &AeadKey,
     rng: &mut dyn CryptoRng,
     purpose: &[u8],
+    bound: &[&[u8]],
     body: &T,
 ) -> m2msec_wire::cbor::Bytes {
     ops.symmetric += 1;
-    key.seal_random_nonce(rng, &labelled(purpose, &[]), &cbor::to_vec(body))
+    key.seal_random_nonce(rng, &labelled(purpose, bound), &cbor::to_vec(body))
         .into()
 }
 
+/// Opens what [`seal`] sealed with the same purpose and `bound` fields.
 fn open<T: Cbor>(
     ops: &mut OpCounts,
     key: &AeadKey,
     purpose: &[u8],
+    bound: &[&[u8]],
     sealed: &[u8],
 ) -> Result<T, Error> {
     ops.symmetric += 1;
-    let plain = key.open_with_nonce_prefix(&labelled(purpose, &[]), sealed)?;
+    let plain = key.open_with_nonce_prefix(&labelled(purpose, bound), sealed)?;
     Ok(cbor::from_slice(&plain)?)
 }
 

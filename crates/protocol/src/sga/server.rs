@@ -415,9 +415,12 @@ impl Server {
             gateway: cfg.identity.clone(),
             to: body.to.clone(),
             suite: body.suite,
+            timestamp: now.0,
         };
         let key_j = device_aead(&to.key, to.initial_suite, b"negotiate")?;
-        let sealed = seal(ops, &key_j, rng, b"negotiate", &negotiate);
+        // k_dj outlives the exchange: the session under the seal and the timestamp let d_j
+        // refuse a recorded A2 (device.rs on_negotiate()).
+        let sealed = seal(ops, &key_j, rng, b"negotiate", &[&session.0], &negotiate);
         self.out.send(
             to_addr,
             Negotiate {
@@ -502,7 +505,7 @@ impl Server {
             peer: x.responder.clone(),
             suite: body.suite,
         };
-        let sealed = seal(ops, &x.temp_i, rng, b"invite accepted", &accepted);
+        let sealed = seal(ops, &x.temp_i, rng, b"invite accepted", &[], &accepted);
         let i_addr = self
             .devices
             .get(&x.initiator)
@@ -558,7 +561,7 @@ impl Server {
         if (initiator && x.share_i.is_some()) || (!initiator && x.share_j.is_some()) {
             return Err(Error::Replayed);
         }
-        let body: KeyShareBody = open(ops, temp, b"key share", sealed)?;
+        let body: KeyShareBody = open(ops, temp, b"key share", &[], sealed)?;
         if body.initiator != x.initiator
             || body.responder != x.responder
             || body.gateway != cfg.identity
@@ -682,8 +685,8 @@ impl Server {
         let Some((temp_j, _)) = &x.temp_j else {
             return Ok(());
         };
-        let sealed_i = seal(ops, &x.temp_i, rng, b"key result", &to_i);
-        let sealed_j = seal(ops, temp_j, rng, b"key result", &to_j);
+        let sealed_i = seal(ops, &x.temp_i, rng, b"key result", &[], &to_i);
+        let sealed_j = seal(ops, temp_j, rng, b"key result", &[], &to_j);
         let addr = |name: &str| self.devices.get(name).and_then(|d| d.addr);
         let (Some(a_i), Some(a_j)) = (addr(&x.initiator), addr(&x.responder)) else {
             return Err(Error::Unreachable(x.initiator.clone()));
