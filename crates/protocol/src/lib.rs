@@ -93,6 +93,7 @@ pub mod mikey;
 pub mod network;
 mod outbox;
 pub mod relay;
+mod replay;
 pub mod sga;
 
 pub use endpoint::{Endpoint, Millis, OpCounts, Transmit};

@@ -42,7 +42,6 @@ mod third_party;
 use core::fmt;
 use core::net::SocketAddr;
 use core::time::Duration;
-use std::collections::BTreeMap;
 
 use m2msec_crypto::hash;
 use m2msec_crypto::mikey::{
@@ -430,11 +429,16 @@ pub fn millis_of_ntp(ntp: u64) -> Millis {
     Millis(secs * 1000 + frac)
 }
 
-/// Replay protection of §5.4: a timestamp window and a cache of what was accepted inside it.
-#[derive(Debug, Default)]
-struct ReplayCache {
-    /// Digest of each accepted message → when it leaves the window.
-    seen: BTreeMap<[u8; 32], Millis>,
+/// Replay protection of §5.4: a timestamp window and a cache of what was accepted inside it
+/// ([`crate::replay`], keyed by a digest of the whole message). Unbounded, as before the cache
+/// was shared: only authenticated messages enter it and each leaves after the clock skew.
+#[derive(Debug)]
+struct ReplayCache(crate::replay::ReplayCache);
+
+impl Default for ReplayCache {
+    fn default() -> Self {
+        Self(crate::replay::ReplayCache::with_capacity(usize::MAX))
+    }
 }
 
 impl ReplayCache {
@@ -447,22 +451,20 @@ impl ReplayCache {
         ts: u64,
         authenticated: &[u8],
     ) -> Result<[u8; 32], Error> {
-        let sent = millis_of_ntp(ts);
-        let skew_ms = u64::try_from(skew.as_millis()).unwrap_or(u64::MAX);
-        if sent.0.abs_diff(now.0) > skew_ms {
-            return Err(Error::TimestampOutsideWindow);
-        }
-        self.seen.retain(|_, until| *until > now);
+        use crate::replay::Refusal;
         let digest = hash::sha256_length_prefixed(&[b"m2msec mikey replay", authenticated]);
-        if self.seen.contains_key(&digest) {
-            return Err(Error::Replayed);
-        }
-        self.seen.insert(digest, sent.after(skew));
+        self.0
+            .admit(now, skew, millis_of_ntp(ts), digest)
+            .map_err(|r| match r {
+                Refusal::OutsideWindow => Error::TimestampOutsideWindow,
+                // `Full` cannot happen with an unbounded cache; refusing is the safe answer.
+                Refusal::Replayed | Refusal::Full => Error::Replayed,
+            })?;
         Ok(digest)
     }
 
     fn restore(&mut self, entries: impl IntoIterator<Item = ([u8; 32], Millis)>) {
-        self.seen.extend(entries);
+        self.0.restore(entries);
     }
 }
 
