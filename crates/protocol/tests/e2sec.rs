@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use m2msec_crypto::group::GroupId;
 use m2msec_crypto::rng::SeededRng;
+use m2msec_protocol::Millis;
 use m2msec_protocol::e2sec::sim::{DEVICE, SERVER, Spec, World};
-use m2msec_protocol::e2sec::{Error, PartyEvent, Variant};
+use m2msec_protocol::e2sec::{DEFAULT_REPLAY_WINDOW, EpcEvent, Error, PartyEvent, Variant};
 use m2msec_wire::cbor::Bytes;
 use m2msec_wire::e2sec::Message;
 
@@ -41,6 +42,30 @@ fn rejections(events: &[PartyEvent]) -> Vec<&Error> {
             _ => None,
         })
         .collect()
+}
+
+fn issued(events: &[EpcEvent]) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e, EpcEvent::Issued { .. }))
+        .count()
+}
+
+fn epc_rejections(events: &[EpcEvent]) -> Vec<&Error> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            EpcEvent::Rejected { error, .. } => Some(error),
+            _ => None,
+        })
+        .collect()
+}
+
+fn stored(events: &[PartyEvent]) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e, PartyEvent::WarrantStored { .. }))
+        .count()
 }
 
 fn failure(events: &[PartyEvent]) -> Option<&Error> {
@@ -94,7 +119,7 @@ fn an_expired_warrant_is_refused() {
         Error::NoWarrant
     );
     // A fresh warrant for the server, the device's stays expired.
-    w.server.request_warrant(&mut rng).unwrap();
+    w.server.request_warrant(w.net.now, &mut rng).unwrap();
     w.run(&mut rng, &mut |d| vec![d.clone()]);
     let now = w.net.now;
     w.server.connect(now, &mut rng, DEVICE).unwrap();
@@ -106,7 +131,7 @@ fn an_expired_warrant_is_refused() {
     // Device fetches a fresh warrant; now the server's is the one that expires.
     let (mut w, mut rng) = world(&spec, 3);
     w.advance(Duration::from_secs(120), &mut rng);
-    w.device.request_warrant(&mut rng).unwrap();
+    w.device.request_warrant(w.net.now, &mut rng).unwrap();
     w.run(&mut rng, &mut |d| vec![d.clone()]);
     // Replay the server's old (expired) credential by forging an AuthInit is covered below;
     // here the device initiates and the server, holding an expired warrant, refuses.
@@ -302,4 +327,88 @@ fn a_replayed_auth_init_yields_no_key() {
         .count();
     assert_eq!(established_before, established_after);
     assert!(matches!(failure(&w.events.device), Some(Error::Timeout(_))));
+}
+
+#[test]
+fn a_replayed_warrant_request_gets_one_grant() {
+    let mut rng = SeededRng::from_seed_u64(13);
+    let mut w = World::generate(&Spec::default(), &mut rng).unwrap();
+    w.device.request_warrant(w.net.now, &mut rng).unwrap();
+    // The network delivers the very same request bytes twice.
+    w.run(&mut rng, &mut |d| {
+        if matches!(Message::decode(&d.payload), Ok(Message::WarrantRequest(_))) {
+            vec![d.clone(), d.clone()]
+        } else {
+            vec![d.clone()]
+        }
+    });
+    assert_eq!(issued(&w.events.epc), 1);
+    assert_eq!(epc_rejections(&w.events.epc), [&Error::Replayed]);
+    let grants = w
+        .net
+        .log
+        .iter()
+        .filter(|d| matches!(Message::decode(&d.payload), Ok(Message::WarrantGrant(_))))
+        .count();
+    assert_eq!(grants, 1);
+    assert_eq!(stored(&w.events.device), 1);
+
+    // Replayed again later, still inside the window: the cache refuses it.
+    let request = w
+        .net
+        .log
+        .iter()
+        .find(|d| matches!(Message::decode(&d.payload), Ok(Message::WarrantRequest(_))))
+        .cloned()
+        .unwrap();
+    w.advance(DEFAULT_REPLAY_WINDOW / 2, &mut rng);
+    w.net.inject(request.clone());
+    w.run(&mut rng, &mut |d| vec![d.clone()]);
+    assert_eq!(issued(&w.events.epc), 1);
+    assert_eq!(
+        epc_rejections(&w.events.epc).last(),
+        Some(&&Error::Replayed)
+    );
+
+    // Past the window (and so out of the cache): its timestamp refuses it.
+    w.advance(DEFAULT_REPLAY_WINDOW, &mut rng);
+    w.net.inject(request);
+    w.run(&mut rng, &mut |d| vec![d.clone()]);
+    assert_eq!(issued(&w.events.epc), 1);
+    assert!(matches!(
+        epc_rejections(&w.events.epc).last(),
+        Some(Error::StaleRequest { .. })
+    ));
+}
+
+#[test]
+fn a_warrant_request_outside_the_window_is_refused_then_a_fresh_one_works() {
+    let mut rng = SeededRng::from_seed_u64(14);
+    let mut w = World::generate(&Spec::default(), &mut rng).unwrap();
+    let now = w.net.now;
+    let window = u64::try_from(DEFAULT_REPLAY_WINDOW.as_millis()).unwrap();
+    // The device's clock is too far behind, then too far ahead.
+    for skewed in [Millis(now.0 - window - 1), Millis(now.0 + window + 1)] {
+        w.device.request_warrant(skewed, &mut rng).unwrap();
+        w.run(&mut rng, &mut |d| vec![d.clone()]);
+        assert_eq!(
+            epc_rejections(&w.events.epc).last(),
+            Some(&&Error::StaleRequest {
+                sent: skewed.0,
+                now: now.0
+            })
+        );
+    }
+    assert_eq!(issued(&w.events.epc), 0);
+    assert_eq!(stored(&w.events.device), 0);
+    // Right at the window's edge, and with a correct clock: both are admitted.
+    w.device
+        .request_warrant(Millis(now.0 - window), &mut rng)
+        .unwrap();
+    w.run(&mut rng, &mut |d| vec![d.clone()]);
+    w.device.request_warrant(now, &mut rng).unwrap();
+    w.run(&mut rng, &mut |d| vec![d.clone()]);
+    assert_eq!(issued(&w.events.epc), 2);
+    assert_eq!(stored(&w.events.device), 2);
+    assert_eq!(epc_rejections(&w.events.epc).len(), 2);
 }

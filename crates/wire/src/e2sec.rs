@@ -60,8 +60,12 @@ cbor_messages! {
         WarrantRequest = 1 => {
             /// The holder.
             pub holder: String,
-            /// Freshness.
+            /// Names the request; the grant echoes it.
             pub nonce: [u8; 16],
+            /// The holder's clock (ms since the UNIX epoch): the EPC admits the request only
+            /// within its replay window of its own clock, so a recorded request cannot be
+            /// replayed later.
+            pub timestamp_ms: u64,
             /// The holder's public key v (it is bound into the warrant).
             pub holder_key: Bytes,
             /// HMAC under the pre-shared key over the fields above.
@@ -127,5 +131,48 @@ cbor_messages! {
             /// Reason code.
             pub code: u8,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> WarrantRequest {
+        WarrantRequest {
+            holder: "mtcd-0001".into(),
+            nonce: [7; 16],
+            timestamp_ms: 1_700_000_000_123,
+            holder_key: Bytes(vec![9; 32]),
+            mac: [3; 32],
+        }
+    }
+
+    #[test]
+    fn warrant_request_round_trips_with_its_timestamp() {
+        let m = Message::from(request());
+        assert_eq!(Message::decode(&m.to_bytes()), Ok(m));
+    }
+
+    #[test]
+    fn a_warrant_request_without_timestamp_is_refused() {
+        // The pre-timestamp layout: type, version, holder, nonce, holder_key, mac.
+        let mut w = crate::cbor::Writer::new();
+        w.array(6);
+        w.uint(u64::from(WarrantRequest::TYPE));
+        w.uint(u64::from(VERSION));
+        let r = request();
+        w.text(&r.holder);
+        w.bytes(&r.nonce);
+        w.bytes(&r.holder_key.0);
+        w.bytes(&r.mac);
+        assert!(matches!(
+            Message::decode(&w.into_bytes()),
+            Err(crate::Error::WrongArity {
+                found: 6,
+                expected: 7,
+                ..
+            })
+        ));
     }
 }

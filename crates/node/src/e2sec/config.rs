@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use m2msec_crypto::group::GroupId;
-use m2msec_protocol::e2sec::{EpcConfig, PartyConfig, PeerEntry, Role, Subscriber, Variant};
+use m2msec_protocol::e2sec::{
+    DEFAULT_REPLAY_WINDOW, EpcConfig, PartyConfig, PeerEntry, Role, Subscriber, Variant,
+};
 use serde::{Deserialize, Serialize};
 
 use super::group_name;
@@ -129,6 +131,10 @@ pub struct EpcFile {
     /// How long a warrant is valid, in seconds (default 3600).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validity_s: Option<u64>,
+    /// How far a warrant request's timestamp may lie from the EPC's clock, in milliseconds, and
+    /// how long it is remembered against replay (default 30000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_window_ms: Option<u64>,
     /// The devices and servers served.
     pub subscribers: Vec<SubscriberFile>,
 }
@@ -244,6 +250,12 @@ pub fn load_epc(file: &Path) -> Result<Setup<EpcConfig>> {
             "field `validity_s`: must be at least 1",
         ));
     }
+    if f.replay_window_ms == Some(0) {
+        return Err(Error::config(
+            file,
+            "field `replay_window_ms`: must be at least 1",
+        ));
+    }
     let secret_key = keyfile::load_e2sec_secret_key(&resolve(file, &f.secret_key))?;
     let subscribers = f
         .subscribers
@@ -265,6 +277,9 @@ pub fn load_epc(file: &Path) -> Result<Setup<EpcConfig>> {
             secret_key,
             subscribers,
             validity: Duration::from_secs(f.validity_s.unwrap_or(3600)),
+            replay_window: f
+                .replay_window_ms
+                .map_or(DEFAULT_REPLAY_WINDOW, Duration::from_millis),
         },
         connect: Vec::new(),
     })

@@ -328,7 +328,7 @@ impl Handler<Party> for PartyHandler {
     fn on_wakeup(&mut self, cx: &mut Context<'_, Party>) -> Result<Flow> {
         if self.next_fetch.is_some_and(|t| t <= cx.now) {
             tracing::debug!("asking the EPC for a warrant");
-            cx.endpoint.request_warrant(cx.rng)?;
+            cx.endpoint.request_warrant(cx.now, cx.rng)?;
             self.next_fetch = Some(cx.now.after(WARRANT_RETRY));
         }
         if self.next_connect.is_some_and(|t| t <= cx.now) {
@@ -396,7 +396,7 @@ pub async fn run_party(
     };
     tracing::info!(role = role_name, %identity, variant, group = super::group_name(group), listen = %driver.local_addr(), "started");
     let (party, rng) = driver.endpoint_mut();
-    party.request_warrant(rng)?;
+    party.request_warrant(driver::wall_clock(), rng)?;
     let mut handler = PartyHandler::new(identity, &connects, driver::wall_clock(), None);
     driver.run(&mut handler, shutdown).await?;
     Ok(handler.into_outcomes())

@@ -185,7 +185,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         )?
         .with_tap(tap.clone());
         let (party, rng) = d.endpoint_mut();
-        party.request_warrant(rng)?;
+        party.request_warrant(driver::wall_clock(), rng)?;
         let sd = shutdown.clone();
         let mut h = PartyHandler::new(
             DEVICE,
@@ -217,7 +217,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         )?
         .with_tap(tap.clone());
         let (party, rng) = d.endpoint_mut();
-        party.request_warrant(rng)?;
+        party.request_warrant(driver::wall_clock(), rng)?;
         let connects = Connects {
             peers: vec![DEVICE.into()],
             count: 1,
@@ -356,7 +356,7 @@ async fn stale_server(
     let mut party = Party::new(config)?;
     let mut buf = vec![0u8; 65_535];
     // Until the warrant is stored (asking again every second).
-    party.request_warrant(&mut *rng)?;
+    party.request_warrant(driver::wall_clock(), &mut *rng)?;
     let valid_until = loop {
         send_all(&mut party, &socket, tap, local).await;
         let mut stored = None;
@@ -373,7 +373,7 @@ async fn stale_server(
                 party.handle_datagram(driver::wall_clock(), from, &buf[..len], &mut *rng);
             }
             Ok(Err(e)) => return Err(Error::Socket(e)),
-            Err(_) => party.request_warrant(&mut *rng)?,
+            Err(_) => party.request_warrant(driver::wall_clock(), &mut *rng)?,
         }
     };
     party.connect(driver::wall_clock(), &mut *rng, DEVICE)?;

@@ -118,6 +118,7 @@ pub fn provision(
             listen: addrs[EPC_ROLE],
             secret_key: epc_secret,
             validity_s: Some(3600),
+            replay_window_ms: None,
             subscribers: vec![
                 SubscriberFile {
                     id: DEVICE.into(),

@@ -18,6 +18,10 @@
 //!   holds b; the initiator's message 1 cannot. A third message, an HMAC under a key derived from
 //!   SK over the transcript, gives the responder the same assurance — what SIGMA requires.
 //! - **Variants**: the paper's ElGamal form, and Schnorr and DSA forms over the same proxy key.
+//! - **Replayed warrant requests** (our addition): the request carries the holder's clock under
+//!   its MAC, and the EPC admits it only within [`EpcConfig::replay_window`] of its own clock and
+//!   once per (holder, nonce) — MIKEY's window + cache (`crate::replay`). Without it a recorded
+//!   request makes the EPC issue again (`models/e2sec_warrant.vp`).
 
 mod proxy_sig;
 pub mod sim;
@@ -40,8 +44,18 @@ use m2msec_wire::e2sec::{
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::Millis;
+use crate::replay::{Refusal, ReplayCache};
 
 const LABEL: &[u8] = b"m2msec e2sec v1 ";
+
+/// How far a warrant request's timestamp may lie from the EPC's clock, either way, and how long
+/// the EPC remembers it: loose enough for unsynchronised device clocks, short enough to keep the
+/// cache small.
+pub const DEFAULT_REPLAY_WINDOW: Duration = Duration::from_secs(30);
+
+/// Most warrant requests the EPC remembers at once; when full it refuses new ones
+/// ([`Error::ReplayCacheFull`]) rather than grow or forget one still inside the window.
+pub const REPLAY_CACHE_CAPACITY: usize = 65_536;
 
 /// The proxy signature's form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -226,6 +240,18 @@ pub enum Error {
     /// The peer refused (its code).
     #[error("peer refused the exchange (code {0})")]
     Refused(u8),
+    /// A warrant request's timestamp lies outside the EPC's replay window (a replay, or a holder
+    /// whose clock is off).
+    #[error("warrant request timestamp {sent} outside the replay window (now {now})")]
+    StaleRequest {
+        /// The request's timestamp (ms since the UNIX epoch).
+        sent: u64,
+        /// The EPC's clock.
+        now: u64,
+    },
+    /// This warrant request (holder and nonce) was already admitted inside the window.
+    #[error("replayed warrant request")]
+    Replayed,
 
     // Outcomes / local.
     /// A wait ran out.
@@ -234,6 +260,10 @@ pub enum Error {
     /// No valid warrant is held.
     #[error("no valid warrant: ask the EPC first")]
     NoWarrant,
+    /// The EPC's replay cache is full of requests still inside the window: it refuses new ones
+    /// until some expire.
+    #[error("replay cache full: try again later")]
+    ReplayCacheFull,
     /// The configuration is unusable.
     #[error("configuration: {0}")]
     Config(String),
@@ -279,6 +309,9 @@ pub struct EpcConfig {
     pub subscribers: Vec<Subscriber>,
     /// How long a warrant is valid.
     pub validity: Duration,
+    /// How far a warrant request's timestamp may lie from our clock, and how long it is
+    /// remembered against replay (usually [`DEFAULT_REPLAY_WINDOW`]).
+    pub replay_window: Duration,
 }
 
 /// What the EPC reports.
@@ -306,6 +339,8 @@ pub enum EpcEvent {
 pub struct Epc {
     config: EpcConfig,
     group: Group,
+    /// Warrant requests admitted inside the replay window.
+    replay: ReplayCache,
     out: Outbox<EpcEvent>,
 }
 
@@ -321,14 +356,18 @@ impl Epc {
     /// The EPC.
     ///
     /// # Errors
-    /// [`Error::Config`] without subscribers.
+    /// [`Error::Config`] without subscribers or with a zero replay window.
     pub fn new(config: EpcConfig) -> Result<Self, Error> {
         if config.subscribers.is_empty() {
             return Err(Error::Config("the EPC needs subscribers".into()));
         }
+        if config.replay_window.is_zero() {
+            return Err(Error::Config("the replay window must not be zero".into()));
+        }
         Ok(Self {
             group: Group::new(config.secret_key.group),
             config,
+            replay: ReplayCache::with_capacity(REPLAY_CACHE_CAPACITY),
             out: Outbox::default(),
         })
     }
@@ -370,6 +409,7 @@ impl Epc {
                 b"warrant request",
                 m.holder.as_bytes(),
                 &m.nonce,
+                &m.timestamp_ms.to_be_bytes(),
                 &m.holder_key.0,
             ],
             &m.mac,
@@ -377,6 +417,23 @@ impl Epc {
         .map_err(|_| Error::Authentication)?;
         let g = &self.group;
         g.element_from_bytes(&m.holder_key.0)?;
+        // Only now, with the request authenticated and usable, may it take a cache entry.
+        let key = hash::sha256_length_prefixed(&[
+            LABEL,
+            b"warrant request replay",
+            m.holder.as_bytes(),
+            &m.nonce,
+        ]);
+        self.replay
+            .admit(now, cfg.replay_window, Millis(m.timestamp_ms), key)
+            .map_err(|r| match r {
+                Refusal::OutsideWindow => Error::StaleRequest {
+                    sent: m.timestamp_ms,
+                    now: now.0,
+                },
+                Refusal::Replayed => Error::Replayed,
+                Refusal::Full => Error::ReplayCacheFull,
+            })?;
         let warrant = Warrant {
             issuer: cfg.identity.clone(),
             holder: m.holder.clone(),
@@ -573,11 +630,12 @@ impl Party {
         self.group.take_tally()
     }
 
-    /// Asks the EPC for a warrant over the pre-shared-key channel.
+    /// Asks the EPC for a warrant over the pre-shared-key channel. `now` is our clock (ms since
+    /// the UNIX epoch): the EPC refuses the request unless it is within its replay window.
     ///
     /// # Errors
     /// If the public key cannot be computed.
-    pub fn request_warrant(&mut self, rng: &mut dyn CryptoRng) -> Result<(), Error> {
+    pub fn request_warrant(&mut self, now: Millis, rng: &mut dyn CryptoRng) -> Result<(), Error> {
         let cfg = &self.config;
         let nonce: [u8; 16] = random_array(rng);
         let key = cfg.secret_key.public_key()?;
@@ -588,6 +646,7 @@ impl Party {
                 b"warrant request",
                 cfg.identity.as_bytes(),
                 &nonce,
+                &now.0.to_be_bytes(),
                 &key,
             ],
         );
@@ -596,6 +655,7 @@ impl Party {
             WarrantRequest {
                 holder: cfg.identity.clone(),
                 nonce,
+                timestamp_ms: now.0,
                 holder_key: Bytes(key),
                 mac,
             },

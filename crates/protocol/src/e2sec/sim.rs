@@ -9,8 +9,8 @@ use m2msec_crypto::group::GroupId;
 use m2msec_crypto::rng::CryptoRng;
 
 use super::{
-    Epc, EpcConfig, EpcEvent, Error, Party, PartyConfig, PartyEvent, PeerEntry, Role, SecretKey,
-    Subscriber, Variant,
+    DEFAULT_REPLAY_WINDOW, Epc, EpcConfig, EpcEvent, Error, Party, PartyConfig, PartyEvent,
+    PeerEntry, Role, SecretKey, Subscriber, Variant,
 };
 use crate::network::{self, Deployment, Network, Node};
 use crate::{Endpoint, Millis};
@@ -165,6 +165,7 @@ impl Configs {
                     },
                 ],
                 validity: spec.validity,
+                replay_window: DEFAULT_REPLAY_WINDOW,
             },
             device,
             server,
@@ -208,8 +209,9 @@ impl World {
     /// # Errors
     /// If a request cannot be built.
     pub fn fetch_warrants(&mut self, rng: &mut dyn CryptoRng) -> Result<(), Error> {
-        self.device.request_warrant(rng)?;
-        self.server.request_warrant(rng)?;
+        let now = self.net.now;
+        self.device.request_warrant(now, rng)?;
+        self.server.request_warrant(now, rng)?;
         self.run(rng, &mut |d| vec![d.clone()]);
         Ok(())
     }
