@@ -94,6 +94,28 @@ fn send(w: &mut World, rng: &mut SeededRng, session: SessionId, texts: &[&str]) 
     }
 }
 
+/// d_i invites d_j (AES-128-CCM-8).
+fn invite_j(w: &mut World, rng: &mut SeededRng) {
+    let now = w.net.now;
+    w.devices[0]
+        .invite(now, rng, "device-j", AeadSuite::Aes128Ccm8)
+        .unwrap();
+}
+
+/// Runs the world to rest with `tamper` applied on the wire to every message it decodes; a
+/// message is re-encoded only when `tamper` says it changed it.
+fn run_tampered(w: &mut World, rng: &mut SeededRng, tamper: impl Fn(&mut Message) -> bool) {
+    w.run(rng, &mut |d| {
+        let mut d = d.clone();
+        if let Ok(mut m) = Message::decode(&d.payload)
+            && tamper(&mut m)
+        {
+            d.payload = m.to_bytes();
+        }
+        vec![d]
+    });
+}
+
 #[test]
 fn both_groups_and_every_suite_agree_and_deliver() {
     for group in [GroupId::Ristretto255, GroupId::Modp2048] {
@@ -207,10 +229,7 @@ fn an_unregistered_device_is_refused() {
     let now = w.net.now;
     w.devices[1].register(now, &mut rng).unwrap();
     w.run_honest(&mut rng);
-    let now = w.net.now;
-    w.devices[0]
-        .invite(now, &mut rng, "device-j", AeadSuite::Aes128Ccm8)
-        .unwrap();
+    invite_j(&mut w, &mut rng);
     w.run_honest(&mut rng);
     assert!(matches!(
         failure(&w, 0),
@@ -225,10 +244,7 @@ fn a_wrong_device_key_is_refused() {
     register_all(&mut w, &mut rng);
     let (mut other, _) = world(&Spec::default(), 60);
     std::mem::swap(&mut w.devices[0], &mut other.devices[0]);
-    let now = w.net.now;
-    w.devices[0]
-        .invite(now, &mut rng, "device-j", AeadSuite::Aes128Ccm8)
-        .unwrap();
+    invite_j(&mut w, &mut rng);
     w.run_honest(&mut rng);
     assert!(server_rejections(&w).contains(&&Error::Authentication));
     assert!(matches!(
@@ -241,18 +257,14 @@ fn a_wrong_device_key_is_refused() {
 fn a_tampered_key_share_is_refused() {
     let (mut w, mut rng) = world(&Spec::default(), 7);
     register_all(&mut w, &mut rng);
-    let now = w.net.now;
-    w.devices[0]
-        .invite(now, &mut rng, "device-j", AeadSuite::Aes128Ccm8)
-        .unwrap();
-    w.run(&mut rng, &mut |d| {
-        let mut d = d.clone();
-        if let Ok(Message::KeyShare(mut m)) = Message::decode(&d.payload) {
-            let last = m.sealed.0.len() - 20;
-            m.sealed.0[last] ^= 1; // inside N_i's encoding under the temporary key
-            d.payload = Message::KeyShare(m).to_bytes();
-        }
-        vec![d]
+    invite_j(&mut w, &mut rng);
+    run_tampered(&mut w, &mut rng, |m| {
+        let Message::KeyShare(m) = m else {
+            return false;
+        };
+        let last = m.sealed.0.len() - 20;
+        m.sealed.0[last] ^= 1; // inside N_i's encoding under the temporary key
+        true
     });
     assert!(server_rejections(&w).contains(&&Error::Authentication));
     assert!(established(&w, 0).is_none() && established(&w, 1).is_none());
@@ -262,10 +274,7 @@ fn a_tampered_key_share_is_refused() {
 fn replayed_invitations_and_key_shares_are_refused() {
     let (mut w, mut rng) = world(&Spec::default(), 8);
     register_all(&mut w, &mut rng);
-    let now = w.net.now;
-    w.devices[0]
-        .invite(now, &mut rng, "device-j", AeadSuite::Aes128Ccm8)
-        .unwrap();
+    invite_j(&mut w, &mut rng);
     w.run(&mut rng, &mut |d| match Message::decode(&d.payload) {
         Ok(Message::Invite(_) | Message::KeyShare(_)) => vec![d.clone(), d.clone()],
         _ => vec![d.clone()],
@@ -400,17 +409,13 @@ fn a_negotiate_with_a_rewritten_session_fails_authentication() {
     // Rewritten on its way during an exchange: d_j refuses it and d_i gives up.
     let (mut w, mut rng) = world(&Spec::default(), 15);
     register_all(&mut w, &mut rng);
-    let now = w.net.now;
-    w.devices[0]
-        .invite(now, &mut rng, "device-j", AeadSuite::Aes128Ccm8)
-        .unwrap();
-    w.run(&mut rng, &mut |d| {
-        let mut d = d.clone();
-        if let Ok(Message::Negotiate(mut m)) = Message::decode(&d.payload) {
-            m.session[15] ^= 0x80;
-            d.payload = Message::Negotiate(m).to_bytes();
-        }
-        vec![d]
+    invite_j(&mut w, &mut rng);
+    run_tampered(&mut w, &mut rng, |m| {
+        let Message::Negotiate(m) = m else {
+            return false;
+        };
+        m.session[15] ^= 0x80;
+        true
     });
     assert_eq!(rejections(&w, 1), [&Error::Authentication]);
     assert!(matches!(failure(&w, 0), Some(Error::Timeout(_))));
@@ -425,10 +430,7 @@ fn a_swapped_element_is_detected_through_f_k() {
     };
     let (mut w, mut rng) = world(&spec, 9);
     register_all(&mut w, &mut rng);
-    let now = w.net.now;
-    w.devices[0]
-        .invite(now, &mut rng, "device-j", AeadSuite::Aes128Ccm8)
-        .unwrap();
+    invite_j(&mut w, &mut rng);
     w.run_honest(&mut rng);
     assert!(
         established(&w, 0).is_none(),
