@@ -1,6 +1,7 @@
 //! Replay protection shared by the protocols whose receiver keeps no per-peer session: a
 //! timestamp window around the receiver's clock and a cache of what it admitted inside that
-//! window (RFC 3830 §5.4 for MIKEY; the E2SEC EPC's warrant requests). The window bounds how long
+//! window (RFC 3830 §5.4 for MIKEY; the E2SEC EPC's warrant requests; SGA's invitations at the
+//! gateway and negotiations at the invited device). The window bounds how long
 //! an entry must be kept; the cache makes "inside the window" mean "at most once".
 
 use core::time::Duration;
@@ -19,14 +20,15 @@ pub(crate) enum Refusal {
     Full,
 }
 
-/// What was admitted inside the window: a key (a digest naming the message) → when it leaves.
+/// What was admitted inside the window: a key naming the message (a digest, a nonce, a session
+/// id) → when it leaves.
 #[derive(Debug)]
-pub(crate) struct ReplayCache {
-    seen: BTreeMap<[u8; 32], Millis>,
+pub(crate) struct ReplayCache<K = [u8; 32]> {
+    seen: BTreeMap<K, Millis>,
     capacity: usize,
 }
 
-impl ReplayCache {
+impl<K: Ord> ReplayCache<K> {
     /// A cache that refuses new entries beyond `capacity` instead of growing.
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         Self {
@@ -44,15 +46,13 @@ impl ReplayCache {
         now: Millis,
         window: Duration,
         sent: Millis,
-        key: [u8; 32],
+        key: K,
     ) -> Result<(), Refusal> {
         let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
         if sent.0.abs_diff(now.0) > window_ms {
             return Err(Refusal::OutsideWindow);
         }
-        // Kept while `until >= now`: at `now == sent + window` the window check still admits,
-        // so the entry must still be there.
-        self.seen.retain(|_, until| *until >= now);
+        self.prune(now);
         if self.seen.contains_key(&key) {
             return Err(Refusal::Replayed);
         }
@@ -63,8 +63,15 @@ impl ReplayCache {
         Ok(())
     }
 
+    /// Forgets the entries whose window has passed, so an idle receiver does not hold them.
+    pub(crate) fn prune(&mut self, now: Millis) {
+        // Kept while `until >= now`: at `now == sent + window` the window check still admits,
+        // so the entry must still be there.
+        self.seen.retain(|_, until| *until >= now);
+    }
+
     /// Adds entries persisted by an earlier run (they expire as usual).
-    pub(crate) fn restore(&mut self, entries: impl IntoIterator<Item = ([u8; 32], Millis)>) {
+    pub(crate) fn restore(&mut self, entries: impl IntoIterator<Item = (K, Millis)>) {
         self.seen.extend(entries);
     }
 

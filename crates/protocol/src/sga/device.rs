@@ -2,7 +2,6 @@
 //! and sends and receives messages through the server. One type plays d_i and d_j.
 
 use core::net::SocketAddr;
-use core::time::Duration;
 use std::collections::BTreeMap;
 
 use m2msec_crypto::aead::{AeadKey, AeadSuite};
@@ -18,11 +17,12 @@ use m2msec_wire::sga::{
 use zeroize::Zeroizing;
 
 use super::{
-    DeviceKey, Error, Outbox, RefusalCode, SessionId, SessionKey, Timeouts, check_device_mac,
-    count_group, device_aead, device_mac, expand, f_k, labelled, message_aad, open, seal,
-    session_key, xor,
+    DeviceKey, Error, Outbox, RefusalCode, SessionId, SessionKey, Timeouts, admit_fresh,
+    check_device_mac, count_group, device_aead, device_mac, expand, f_k, labelled, message_aad,
+    open, seal, session_key, xor,
 };
 use crate::Millis;
+use crate::replay::ReplayCache;
 
 /// A device's configuration.
 #[derive(Debug)]
@@ -108,7 +108,8 @@ pub struct Device {
     /// Sent, not yet stored: (session, id) → (when to send again, message).
     unacked: BTreeMap<(SessionId, u64), (Millis, Deliver)>,
     /// The A2s accepted inside the clock window, so that none is accepted twice.
-    negotiations: NegotiationCache,
+    /// Sessions of the A2s accepted inside the clock window.
+    negotiations: ReplayCache<SessionId>,
     out: Outbox<DeviceEvent>,
 }
 
@@ -170,7 +171,7 @@ impl Device {
             registering: None,
             sessions: BTreeMap::new(),
             unacked: BTreeMap::new(),
-            negotiations: NegotiationCache::default(),
+            negotiations: ReplayCache::with_capacity(NEGOTIATIONS_REMEMBERED),
             out: Outbox::default(),
         })
     }
@@ -448,8 +449,13 @@ impl Device {
         if !cfg.suites.contains(&suite) || body.to != cfg.identity || body.gateway != cfg.gateway {
             return Err(Error::UnsupportedSuite(body.suite));
         }
-        self.negotiations
-            .admit(now, cfg.timeouts.clock_skew, session, body.timestamp)?;
+        admit_fresh(
+            &mut self.negotiations,
+            cfg.timeouts,
+            now,
+            body.timestamp,
+            session,
+        )?;
         let peer_temp = xor(
             body.masked_temp_key.expose(),
             &expand(cfg.device_key.as_bytes(), b"temp key mask", suite.key_len()),
@@ -789,88 +795,3 @@ endpoint_impl!(Device, DeviceEvent, Message);
 /// server invites a device one exchange at a time, so far fewer arrive in that time. Bounded so
 /// that the device's memory is.
 const NEGOTIATIONS_REMEMBERED: usize = 128;
-
-/// The sessions of the A2s this device accepted, each with the instant after which the window
-/// check alone refuses it again (its timestamp plus the skew), when it is forgotten.
-#[derive(Debug, Default)]
-struct NegotiationCache(BTreeMap<SessionId, Millis>);
-
-impl NegotiationCache {
-    /// Admits an authenticated A2 for `session` stamped `sent` by the server if `sent` is within
-    /// `skew` of `now` and the session was not admitted before; expired entries go first.
-    ///
-    /// # Errors
-    /// [`Error::Replayed`] for a stale timestamp or a session seen before;
-    /// [`Error::NotReady`] when the cache is full of live entries (it refuses, never grows).
-    fn admit(
-        &mut self,
-        now: Millis,
-        skew: Duration,
-        session: SessionId,
-        sent: u64,
-    ) -> Result<(), Error> {
-        let skew_ms = u64::try_from(skew.as_millis()).unwrap_or(u64::MAX);
-        if sent.abs_diff(now.0) > skew_ms {
-            return Err(Error::Replayed);
-        }
-        // Kept while `until >= now`: up to `sent + skew` the window still admits it.
-        self.0.retain(|_, until| *until >= now);
-        if self.0.contains_key(&session) {
-            return Err(Error::Replayed);
-        }
-        if self.0.len() >= NEGOTIATIONS_REMEMBERED {
-            return Err(Error::NotReady("too many recent negotiations to remember"));
-        }
-        self.0.insert(session, Millis(sent).after(skew));
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SKEW: Duration = Duration::from_secs(60);
-
-    #[test]
-    fn the_negotiation_cache_admits_a_session_once_inside_the_window() {
-        let mut c = NegotiationCache::default();
-        let t = Millis(1_700_000_000_000);
-        let s = SessionId([7; 16]);
-        assert_eq!(c.admit(t, SKEW, s, t.0), Ok(()));
-        assert_eq!(c.admit(t, SKEW, s, t.0), Err(Error::Replayed));
-        // The last instant the window admits it: still remembered.
-        let edge = t.after(SKEW);
-        assert_eq!(c.admit(edge, SKEW, s, t.0), Err(Error::Replayed));
-        // Past it, the timestamp refuses it; the entry is gone on the next admit.
-        let past = Millis(edge.0 + 1);
-        assert_eq!(c.admit(past, SKEW, s, t.0), Err(Error::Replayed));
-        assert_eq!(c.admit(past, SKEW, SessionId([8; 16]), past.0), Ok(()));
-        assert_eq!(c.0.len(), 1);
-        // A timestamp too far ahead is as stale as one too far behind.
-        assert_eq!(
-            c.admit(past, SKEW, SessionId([9; 16]), past.after(SKEW).0 + 1),
-            Err(Error::Replayed)
-        );
-    }
-
-    #[test]
-    fn the_negotiation_cache_refuses_rather_than_grows_when_full() {
-        let mut c = NegotiationCache::default();
-        let t = Millis(1_700_000_000_000);
-        for i in 0..NEGOTIATIONS_REMEMBERED {
-            let mut id = [0; 16];
-            id[..8].copy_from_slice(&(i as u64).to_be_bytes());
-            assert_eq!(c.admit(t, SKEW, SessionId(id), t.0), Ok(()));
-        }
-        assert!(matches!(
-            c.admit(t, SKEW, SessionId([0xff; 16]), t.0),
-            Err(Error::NotReady(_))
-        ));
-        assert_eq!(c.0.len(), NEGOTIATIONS_REMEMBERED);
-        // Once the entries expire there is room again.
-        let later = Millis(t.after(SKEW).0 + 1);
-        assert_eq!(c.admit(later, SKEW, SessionId([0xff; 16]), later.0), Ok(()));
-        assert_eq!(c.0.len(), 1);
-    }
-}

@@ -38,7 +38,8 @@ use m2msec_crypto::rng::CryptoRng;
 use m2msec_wire::cbor::{self, Cbor};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::OpCounts;
+use crate::replay::{Refusal, ReplayCache};
+use crate::{Millis, OpCounts};
 
 pub use device::{Device, DeviceConfig, DeviceEvent};
 pub use server::{
@@ -435,3 +436,24 @@ fn count_group(ops: &mut OpCounts, group: &Group) {
 
 /// The SGA roles' queues: events `E`, SGA messages.
 type Outbox<E> = crate::outbox::Outbox<E, m2msec_wire::sga::Message>;
+
+/// Admits an authenticated message stamped `sent` into `cache` (see [`ReplayCache::admit`]),
+/// with the clock skew as the window. SGA answers a stale timestamp and a repeat alike.
+///
+/// # Errors
+/// [`Error::Replayed`] for either; [`Error::NotReady`] when the cache is full of live entries
+/// (it refuses, never grows).
+fn admit_fresh<K: Ord>(
+    cache: &mut ReplayCache<K>,
+    timeouts: Timeouts,
+    now: Millis,
+    sent: u64,
+    key: K,
+) -> Result<(), Error> {
+    cache
+        .admit(now, timeouts.clock_skew, Millis(sent), key)
+        .map_err(|refusal| match refusal {
+            Refusal::OutsideWindow | Refusal::Replayed => Error::Replayed,
+            Refusal::Full => Error::NotReady("too many recent messages to remember"),
+        })
+}

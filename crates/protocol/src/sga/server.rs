@@ -22,10 +22,15 @@ use m2msec_wire::sga::{
 use zeroize::Zeroizing;
 
 use super::{
-    DeviceKey, Error, Outbox, RefusalCode, SessionId, Timeouts, check_device_mac, count_group,
-    device_aead, device_mac, expand, f_k, labelled, open, seal, xor,
+    DeviceKey, Error, Outbox, RefusalCode, SessionId, Timeouts, admit_fresh, check_device_mac,
+    count_group, device_aead, device_mac, expand, f_k, labelled, open, seal, xor,
 };
 use crate::Millis;
+use crate::replay::ReplayCache;
+
+/// How many invitation nonces the gateway remembers inside the clock window; beyond that it
+/// refuses invitations (NotReady) rather than grow, until entries expire.
+const INVITATIONS_REMEMBERED: usize = 65_536;
 
 /// Store table of registrations.
 pub const DEVICES_TABLE: &str = "sga_devices";
@@ -149,8 +154,8 @@ pub struct Server {
     config: ServerConfig,
     devices: BTreeMap<String, Registered>,
     exchanges: BTreeMap<SessionId, Exchange>,
-    /// Invitation nonces seen inside the clock window, with their timestamp.
-    seen: BTreeMap<[u8; 16], u64>,
+    /// Invitation nonces seen inside the clock window.
+    seen: ReplayCache<[u8; 16]>,
     /// Held messages by store key (recipient, session, sender, id: delivery order).
     held: BTreeMap<Vec<u8>, Held>,
     out: Outbox<ServerEvent>,
@@ -197,7 +202,7 @@ impl Server {
             config,
             devices: registered,
             exchanges: BTreeMap::new(),
-            seen: BTreeMap::new(),
+            seen: ReplayCache::with_capacity(INVITATIONS_REMEMBERED),
             held,
             out: Outbox::default(),
         })
@@ -377,12 +382,12 @@ impl Server {
         if body.from != m.from || body.gateway != cfg.identity {
             return Err(Error::Authentication);
         }
-        fresh(
+        admit_fresh(
             &mut self.seen,
             cfg.timeouts,
             now,
-            body.nonce,
             body.timestamp,
+            body.nonce,
         )?;
         let suite =
             AeadSuite::try_from(body.suite).map_err(|_| Error::UnsupportedSuite(body.suite))?;
@@ -859,8 +864,7 @@ impl Server {
     /// What [`crate::Endpoint::handle_timeout`] does for this role.
     fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
         self.exchanges.retain(|_, x| x.deadline > now);
-        let skew = u64::try_from(self.config.timeouts.clock_skew.as_millis()).unwrap_or(u64::MAX);
-        self.seen.retain(|_, ts| ts.saturating_add(skew) > now.0);
+        self.seen.prune(now);
         self.flush(now, None);
     }
 
@@ -889,22 +893,6 @@ fn suites_of(ids: &[u8]) -> Vec<AeadSuite> {
     ids.iter()
         .filter_map(|s| AeadSuite::try_from(*s).ok())
         .collect()
-}
-
-/// Refuses a repeated nonce or a timestamp outside the window (A1's replay protection).
-fn fresh(
-    seen: &mut BTreeMap<[u8; 16], u64>,
-    t: Timeouts,
-    now: Millis,
-    nonce: [u8; 16],
-    timestamp: u64,
-) -> Result<(), Error> {
-    let skew = u64::try_from(t.clock_skew.as_millis()).unwrap_or(u64::MAX);
-    if timestamp.abs_diff(now.0) > skew || seen.contains_key(&nonce) {
-        return Err(Error::Replayed);
-    }
-    seen.insert(nonce, timestamp);
-    Ok(())
 }
 
 fn recipient_prefix(to: &str) -> Vec<u8> {
