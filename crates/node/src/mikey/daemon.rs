@@ -43,6 +43,13 @@ pub enum Report {
     },
     /// The responder established a TGK.
     ResponderEstablished(Summary),
+    /// The responder found a third party's part fits the TGK it rebuilt.
+    PartAccepted {
+        /// The crypto session bundle.
+        csb_id: u32,
+        /// The third party.
+        third_party: String,
+    },
     /// The responder refused a third party's part (it did not fit the TGK's commitment).
     PartRejected {
         /// The crypto session bundle.
@@ -303,6 +310,19 @@ impl Handler<Responder> for ResponderHandler {
                 );
                 if let Some(r) = &self.report {
                     let _ = r.send(Report::ResponderEstablished(s));
+                }
+            }
+            ResponderEvent::PartAccepted {
+                initiator,
+                csb_id,
+                third_party,
+            } => {
+                tracing::debug!(%initiator, csb_id = %format_args!("{csb_id:#010x}"), %third_party, "TGK part fits");
+                if let Some(r) = &self.report {
+                    let _ = r.send(Report::PartAccepted {
+                        csb_id,
+                        third_party,
+                    });
                 }
             }
             ResponderEvent::PartRejected {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use m2msec_crypto::rng::{CryptoRng, OsRng, random_array};
 use m2msec_crypto::split::SharingScheme;
-use m2msec_protocol::mikey::{Initiator, ModeName, PORT, Responder, ThirdParty};
+use m2msec_protocol::mikey::{Initiator, ModeName, PORT, Responder, ThirdParty, ThirdPartyFault};
 use m2msec_protocol::{Endpoint, OpCounts};
 use m2msec_store::MemoryStore;
 use tokio::net::UdpSocket;
@@ -243,31 +243,20 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         ),
     };
 
-    // R established before it sent its verification; give its report a moment to arrive.
-    let mut responder: Option<Summary> = None;
-    let mut forwarded = BTreeSet::new();
-    let mut rejected = BTreeSet::new();
-    let mut take = |r: Report, responder: &mut Option<Summary>| match r {
-        Report::ResponderEstablished(s) if s.csb_id == csb_id => *responder = Some(s),
-        Report::Forwarded {
-            csb_id: c,
-            third_party,
-        } if c == csb_id => {
-            forwarded.insert(third_party);
-        }
-        Report::PartRejected {
-            csb_id: c,
-            third_party,
-        } if c == csb_id => {
-            rejected.insert(third_party);
-        }
-        _ => {}
+    // R established before it sent its verification; give its report a moment to arrive, and
+    // R a moment to judge every part still on its way (a part that arrives after the TGK was
+    // rebuilt is judged too): a third party counts as a participant once R accepted its part.
+    let silent = match params.fault {
+        Some(ThirdPartyFault::Silent) => params.faulty,
+        _ => 0,
     };
+    let forwarding = usize::from(params.deployed_third_parties().saturating_sub(silent));
+    let mut verdicts = Verdicts::new(csb_id);
     if outcome.is_some() {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        while responder.is_none() {
+        while !verdicts.settled(forwarding) {
             match tokio::time::timeout_at(deadline, reports.recv()).await {
-                Ok(Some(r)) => take(r, &mut responder),
+                Ok(Some(r)) => verdicts.take(r),
                 Ok(None) | Err(_) => break,
             }
         }
@@ -282,8 +271,14 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
     }
     serving.abort_all();
     while let Ok(r) = reports.try_recv() {
-        take(r, &mut responder);
+        verdicts.take(r);
     }
+    let Verdicts {
+        responder,
+        accepted,
+        rejected,
+        ..
+    } = verdicts;
     tap.flush()?;
 
     let wire = tap.totals();
@@ -316,7 +311,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         device_ops: device_ops.into(),
         wall_ms,
         participants: if ok {
-            forwarded.difference(&rejected).cloned().collect()
+            accepted.difference(&rejected).cloned().collect()
         } else {
             Vec::new()
         },
@@ -348,4 +343,47 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         restarted_gateway: None,
         variant: None,
     })
+}
+
+/// What the reports say of one exchange: R's key and its judgement of each third party's part.
+struct Verdicts {
+    csb_id: u32,
+    responder: Option<Summary>,
+    accepted: BTreeSet<String>,
+    rejected: BTreeSet<String>,
+}
+
+impl Verdicts {
+    fn new(csb_id: u32) -> Self {
+        Self {
+            csb_id,
+            responder: None,
+            accepted: BTreeSet::new(),
+            rejected: BTreeSet::new(),
+        }
+    }
+
+    fn take(&mut self, report: Report) {
+        match report {
+            Report::ResponderEstablished(s) if s.csb_id == self.csb_id => self.responder = Some(s),
+            Report::PartAccepted {
+                csb_id,
+                third_party,
+            } if csb_id == self.csb_id => {
+                self.accepted.insert(third_party);
+            }
+            Report::PartRejected {
+                csb_id,
+                third_party,
+            } if csb_id == self.csb_id => {
+                self.rejected.insert(third_party);
+            }
+            _ => {}
+        }
+    }
+
+    /// R has its key and has judged the parts of all `forwarding` third parties.
+    fn settled(&self, forwarding: usize) -> bool {
+        self.responder.is_some() && self.accepted.len() + self.rejected.len() >= forwarding
+    }
 }

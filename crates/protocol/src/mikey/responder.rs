@@ -44,6 +44,15 @@ pub struct ResponderConfig {
 pub enum ResponderEvent {
     /// A TGK is in place.
     Established(Established),
+    /// A third party's part fits the rebuilt TGK: that third party took part faithfully.
+    PartAccepted {
+        /// The original initiator.
+        initiator: String,
+        /// The crypto session bundle.
+        csb_id: u32,
+        /// The third party.
+        third_party: String,
+    },
     /// A third party's part was refused because the rebuilt TGK did not match the initiator's
     /// commitment with it: that third party altered its part.
     PartRejected {
@@ -333,13 +342,27 @@ impl Responder {
             index: params.index,
             data: part,
         };
-        if a.done && !a.fits(&mut self.out.ops, &share, &params.commitment) {
+        if a.done {
             // Too late to matter, not too late to name.
-            self.out.event(ResponderEvent::PartRejected {
-                initiator: params.initiator.clone(),
-                csb_id: r.header.csb_id,
-                third_party: third_party.to_owned(),
-            });
+            let fits = a.fits(&mut self.out.ops, &share, &params.commitment);
+            let (initiator, csb_id, third_party) = (
+                params.initiator.clone(),
+                r.header.csb_id,
+                third_party.to_owned(),
+            );
+            if !fits {
+                self.out.event(ResponderEvent::PartRejected {
+                    initiator,
+                    csb_id,
+                    third_party,
+                });
+            } else if a.rebuilt.is_some() {
+                self.out.event(ResponderEvent::PartAccepted {
+                    initiator,
+                    csb_id,
+                    third_party,
+                });
+            }
         }
         a.parts.insert(
             params.index,
@@ -416,17 +439,25 @@ impl Responder {
                 .map(|&i| candidates[i].1.clone())
                 .collect(),
         });
-        let mut altered = Vec::new();
+        let mut judged = Vec::new();
         for (third_party, share, c) in a.parts.values() {
-            if !used.contains(&share.index) && !a.fits(ops, share, c) {
-                altered.push(third_party.clone());
-            }
+            let fits = used.contains(&share.index) || a.fits(ops, share, c);
+            judged.push((third_party.clone(), fits));
         }
-        for third_party in altered {
-            events.push(ResponderEvent::PartRejected {
-                initiator: key.0.clone(),
-                csb_id: key.1,
-                third_party,
+        for (third_party, fits) in judged {
+            let (initiator, csb_id) = (key.0.clone(), key.1);
+            events.push(if fits {
+                ResponderEvent::PartAccepted {
+                    initiator,
+                    csb_id,
+                    third_party,
+                }
+            } else {
+                ResponderEvent::PartRejected {
+                    initiator,
+                    csb_id,
+                    third_party,
+                }
             });
         }
         let keys = TrafficKeys::derive(ops, &tgk, key.1, &a.rand)?;
