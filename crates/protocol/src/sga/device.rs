@@ -445,8 +445,12 @@ impl Device {
         let ops = &mut self.out.ops;
         let key = device_aead(&cfg.device_key, cfg.initial_suite, b"negotiate")?;
         let body: NegotiateBody = open(ops, &key, b"negotiate", &[&session.0], sealed)?;
+        // Sealed under our own key yet naming another device or gateway: not meant for us.
+        if body.to != cfg.identity || body.gateway != cfg.gateway {
+            return Err(Error::Authentication);
+        }
         let suite = AeadSuite::try_from(body.suite)?;
-        if !cfg.suites.contains(&suite) || body.to != cfg.identity || body.gateway != cfg.gateway {
+        if !cfg.suites.contains(&suite) {
             return Err(Error::UnsupportedSuite(body.suite));
         }
         admit_fresh(

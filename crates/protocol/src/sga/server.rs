@@ -434,12 +434,9 @@ impl Server {
                 sealed,
             },
         );
-        let mut from_entry_addr = remote;
         if let Some(d) = self.devices.get_mut(&body.from) {
             d.addr = Some(remote);
-            from_entry_addr = remote;
         }
-        let _ = from_entry_addr;
         self.exchanges.insert(
             session,
             Exchange {
