@@ -33,6 +33,10 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A file that holds secrets or decrypted data could not be created owner-only, or exists
+    /// and group or others may access it (the message names the `chmod` that fixes it).
+    #[error(transparent)]
+    Private(#[from] m2msec_store::private::PrivateError),
     /// A UDP socket could not be bound.
     #[error("cannot bind UDP socket {addr}: {source}")]
     Bind {

@@ -26,7 +26,9 @@
 //! AEAD: its own label says so. A `M2MSEC SYMMETRIC KEY` file (`m2msec keygen --kind symmetric`)
 //! is accepted as a MIKEY pre-shared key too; its suite byte is then ignored.
 //!
-//! Secret files are created with mode 0600 on Unix.
+//! Secret files are created with mode 0600 on Unix, public ones 0644 (see [`crate::private`]).
+//! Reading refuses a secret file that group or others may access, and a public one (a key or
+//! certificate that is trusted) that they may change, naming the `chmod` that fixes it.
 
 use std::fs;
 use std::io::Write;
@@ -42,6 +44,7 @@ use pem_rfc7468::LineEnding;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
+use crate::private::{self, Secrecy};
 
 /// PEM label of a pre-shared symmetric key.
 pub const SYMMETRIC_KEY_LABEL: &str = "M2MSEC SYMMETRIC KEY";
@@ -62,8 +65,22 @@ pub const PRIVATE_KEY_LABEL: &str = "PRIVATE KEY";
 /// PEM label of a SubjectPublicKeyInfo public key.
 pub const PUBLIC_KEY_LABEL: &str = "PUBLIC KEY";
 
-/// Reads a file as text, naming it when it is missing or unreadable.
-fn read_text(path: &Path) -> Result<Zeroizing<String>> {
+/// Whether the key in a PEM block labelled `label` is secret.
+fn secrecy_of(label: &str) -> Secrecy {
+    if matches!(
+        label,
+        PUBLIC_KEY_LABEL | CERTIFICATE_LABEL | E2SEC_PUBLIC_KEY_LABEL
+    ) {
+        Secrecy::Public
+    } else {
+        Secrecy::Secret
+    }
+}
+
+/// Reads a key file as text, naming it when it is missing or unreadable, after checking that
+/// group and others have no more access to it than `secrecy` allows.
+pub(crate) fn read_key_text(path: &Path, secrecy: Secrecy) -> Result<Zeroizing<String>> {
+    private::check(path, secrecy)?;
     match fs::read_to_string(path) {
         Ok(s) => Ok(Zeroizing::new(s)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::key(path, "no such file")),
@@ -76,7 +93,7 @@ fn read_text(path: &Path) -> Result<Zeroizing<String>> {
 
 /// Reads a PEM file and checks its label; returns the text (for decoders that want PEM).
 fn read_labelled(path: &Path, expected: &str) -> Result<Zeroizing<String>> {
-    let text = read_text(path)?;
+    let text = read_key_text(path, secrecy_of(expected))?;
     let label = pem_label(&text).map_err(|m| Error::key(path, m))?;
     if label != expected {
         return Err(Error::key(
@@ -122,27 +139,24 @@ fn encode_block(label: &str, body: &[u8]) -> Result<Zeroizing<String>> {
 ///
 /// # Errors
 ///
-/// [`Error::Io`] naming the file.
+/// [`Error::Private`] naming the file, also when it exists and others may access it.
 pub fn write_secret(path: &Path, contents: &str) -> Result<()> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path).map_err(|e| Error::io(path, e))?;
+    write_file(path, contents, Secrecy::Secret)
+}
+
+fn write_file(path: &Path, contents: &str, secrecy: Secrecy) -> Result<()> {
+    let mut file = private::open_with(path, private::Write::Truncate, secrecy)?;
     file.write_all(contents.as_bytes())
         .map_err(|e| Error::io(path, e))
 }
 
-/// Writes a public file, replacing any previous one.
+/// Writes a public file (mode 0644), replacing any previous one.
 ///
 /// # Errors
 ///
-/// [`Error::Io`] naming the file.
+/// [`Error::Private`] naming the file, also when it exists and others may change it.
 pub fn write_public(path: &Path, contents: &str) -> Result<()> {
-    fs::write(path, contents).map_err(|e| Error::io(path, e))
+    write_file(path, contents, Secrecy::Public)
 }
 
 /// PEM text of a pre-shared symmetric key.
@@ -208,7 +222,7 @@ pub fn mikey_psk_pem(key: &[u8]) -> Result<Zeroizing<String>> {
 ///
 /// [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_mikey_psk(path: &Path) -> Result<Psk> {
-    let text = read_text(path)?;
+    let text = read_key_text(path, Secrecy::Secret)?;
     let label = pem_label(&text).map_err(|m| Error::key(path, m))?;
     let body = match label.as_str() {
         MIKEY_PSK_LABEL => decode_block(path, &text, MIKEY_PSK_LABEL)?,

@@ -23,6 +23,8 @@ pub mod sga;
 pub mod tap;
 
 pub use error::{Error, Result};
+/// Owner-only files and directories: every writer of secrets or decrypted data goes through it.
+pub use m2msec_store::private;
 
 /// Lower-case hex of `bytes`.
 #[must_use]

@@ -57,13 +57,15 @@ impl Wiretap {
         Self::default()
     }
 
-    /// A tap that also writes every datagram to a pcap file at `path` (created or truncated).
+    /// A tap that also writes every datagram to a pcap file at `path` (created or truncated,
+    /// owner-only: a capture may hold what a protocol sends in clear, such as identities).
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if the file cannot be created or its header written.
+    /// [`Error::Private`] if the file cannot be created or others may read an existing one;
+    /// [`Error::Io`] if its header cannot be written.
     pub fn with_pcap(path: &Path) -> Result<Self> {
-        let file = File::create(path).map_err(|e| Error::io(path, e))?;
+        let file = crate::private::open(path, crate::private::Write::Truncate)?;
         let writer = PcapWriter::new(BufWriter::new(file)).map_err(|e| Error::io(path, e))?;
         let tap = Self::new();
         tap.lock().pcap = Some((path.to_path_buf(), writer));

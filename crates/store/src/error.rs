@@ -8,7 +8,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Why a store operation failed.
 ///
 /// Grouped by whose fault it is: the caller (a bad table name), the environment (the database
-/// file cannot be created or is held by another process), or the backend (I/O or corruption
+/// file cannot be created, is exposed to other users, or is held by another process), or the backend (I/O or corruption
 /// while reading or committing). After a backend error on a write, the write may or may not
 /// have happened; callers enforcing single use must assume it did.
 #[derive(Debug, thiserror::Error)]
@@ -23,15 +23,10 @@ pub enum Error {
         reason: &'static str,
     },
 
-    /// The directory that should hold the database could not be created.
-    #[error("cannot create directory {}: {source}", path.display())]
-    CreateDir {
-        /// The directory.
-        path: PathBuf,
-        /// The underlying I/O error.
-        #[source]
-        source: std::io::Error,
-    },
+    /// The database file cannot be created owner-only, or exists and group or others may
+    /// access it (the error names the file and the `chmod` that fixes it).
+    #[error(transparent)]
+    Private(#[from] crate::private::PrivateError),
 
     /// The database file is already open, in this process or another one.
     ///

@@ -64,6 +64,7 @@
 
 mod error;
 mod memory;
+pub mod private;
 mod redb_store;
 mod table;
 

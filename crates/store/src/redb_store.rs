@@ -61,24 +61,28 @@ impl RedbStore {
     ///
     /// # Errors
     ///
-    /// [`Error::CreateDir`] if a parent directory cannot be created; [`Error::AlreadyOpen`] if
+    /// [`Error::Private`] if the file exists and group or others may access it, or it or a
+    /// parent directory cannot be created; [`Error::AlreadyOpen`] if
     /// another store (in this process or another) holds the file; [`Error::Open`] if the file
     /// is not a redb database of a supported format or cannot be read.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| Error::CreateDir {
-                path: parent.to_path_buf(),
-                source,
-            })?;
-        }
-        let db = Database::create(&path).map_err(|e| match e {
-            DatabaseError::DatabaseAlreadyOpen => Error::AlreadyOpen { path: path.clone() },
-            other => Error::Open {
-                path: path.clone(),
-                source: Box::new(other),
-            },
+        // The file (and its missing directories) are created owner-only, and an existing file
+        // that others may read is refused: the database holds keys and messages.
+        let file = crate::private::open(&path, crate::private::Write::InPlace)?;
+        let backend = redb::backends::FileBackend::new(file).map_err(|e| Error::Open {
+            path: path.clone(),
+            source: Box::new(e),
         })?;
+        let db = Database::builder()
+            .create_with_backend(backend)
+            .map_err(|e| match e {
+                DatabaseError::DatabaseAlreadyOpen => Error::AlreadyOpen { path: path.clone() },
+                other => Error::Open {
+                    path: path.clone(),
+                    source: Box::new(other),
+                },
+            })?;
         Ok(Self { db, path })
     }
 

@@ -7,6 +7,7 @@ mod common;
 
 use std::sync::Arc;
 
+use m2msec_store::private::PrivateError;
 use m2msec_store::{Error, RedbStore, Store};
 
 fn temp_store() -> (tempfile::TempDir, RedbStore) {
@@ -130,7 +131,11 @@ fn a_second_open_of_the_same_file_is_refused() {
 fn a_file_that_is_not_a_database_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("garbage.redb");
-    std::fs::write(&path, vec![0x42; 8192]).unwrap();
+    // Written owner-only, so that the refusal is about the contents, not the mode.
+    let mut file =
+        m2msec_store::private::open(&path, m2msec_store::private::Write::Truncate).unwrap();
+    std::io::Write::write_all(&mut file, &[0x42; 8192]).unwrap();
+    drop(file);
     let err = RedbStore::open(&path).unwrap_err();
     assert!(matches!(err, Error::Open { .. }), "{err:?}");
     assert!(err.to_string().contains("garbage.redb"), "{err}");
@@ -142,7 +147,37 @@ fn a_parent_that_is_a_file_is_reported() {
     let blocker = dir.path().join("not-a-dir");
     std::fs::write(&blocker, b"").unwrap();
     let err = RedbStore::open(blocker.join("store.redb")).unwrap_err();
-    assert!(matches!(err, Error::CreateDir { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::Private(PrivateError::Io { .. })),
+        "{err:?}"
+    );
+}
+
+/// A new database is owner-only whatever the umask; one that others may read is refused with
+/// the `chmod` that fixes it, and opens again once fixed.
+#[cfg(unix)]
+#[test]
+fn the_database_file_is_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state/store.redb");
+    drop(RedbStore::open(&path).unwrap());
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = RedbStore::open(&path).unwrap_err();
+    assert!(
+        matches!(err, Error::Private(PrivateError::Exposed(_))),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains(&format!("chmod 600 {}", path.display())),
+        "{err}"
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    drop(RedbStore::open(&path).unwrap());
 }
 
 /// Crash consistency: a child process writes records through `RedbStore`, printing an

@@ -26,6 +26,7 @@ use super::config::{
 use super::deployment::{CLIENT, DeploymentKeys, Params, SERVER, TRUSTED, Topology, proxy_name};
 use crate::error::{Error, Result};
 use crate::keyfile::{self, write_public, write_secret};
+use crate::private;
 
 /// What `provision` wrote.
 #[derive(Clone, Debug, Default)]
@@ -62,7 +63,8 @@ impl Provisioned {
     }
 }
 
-/// Creates a deployment's directory `dir` and its `keys` and `state` directories; the keys'.
+/// Creates a deployment's directory `dir` and its `keys` and `state` directories (those it
+/// creates owner-only); returns the keys'.
 ///
 /// # Errors
 /// [`Error::Io`] naming the directory.
@@ -70,7 +72,7 @@ pub(crate) fn deployment_dirs(dir: &Path) -> Result<PathBuf> {
     let keys_dir = dir.join("keys");
     let state_dir = dir.join("state");
     for d in [dir, &keys_dir, &state_dir] {
-        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+        private::create_dir_all(d)?;
     }
     Ok(keys_dir)
 }

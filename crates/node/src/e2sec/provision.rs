@@ -77,7 +77,7 @@ pub fn provision(
     }
     let keys_dir = dir.join("keys");
     for d in [dir, &keys_dir] {
-        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+        crate::private::create_dir_all(d)?;
     }
     let addrs = addresses().map(|a| SocketAddr::new(a.ip(), opts.port));
     let mut out = Provisioned::default();

@@ -333,10 +333,7 @@ fn rsa_verifying_key(file: &Path, key: &Path) -> Result<VerifyingKey> {
 
 fn rsa_encryption_key(file: &Path, key: &Path) -> Result<PkePublicKey> {
     let path = resolve(file, key);
-    let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::key(&path, "no such file"),
-        _ => Error::io(&path, e),
-    })?;
+    let text = crate::keyfile::read_key_text(&path, crate::private::Secrecy::Public)?;
     let k = PkePublicKey::from_pem(&text)
         .map_err(|e| Error::key(&path, format!("not an RSA-2048 public key: {e}")))?;
     if k.suite() != PkeSuite::RsaOaep2048 {

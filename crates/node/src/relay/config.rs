@@ -25,7 +25,8 @@ use zeroize::Zeroizing;
 
 use crate::config::{load_toml, resolve};
 use crate::error::{Error, Result};
-use crate::keyfile;
+use crate::keyfile::{self, read_key_text};
+use crate::private::Secrecy;
 
 /// The protocol's name in commands and reports.
 pub const PROTOCOL: &str = "relay";
@@ -410,17 +411,6 @@ fn check_url(file: &Path, field: &str, url: &str) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Key files
 
-fn read_key_text(path: &Path) -> Result<Zeroizing<String>> {
-    match std::fs::read_to_string(path) {
-        Ok(s) => Ok(Zeroizing::new(s)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::key(path, "no such file")),
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-            Err(Error::key(path, "not a PEM file (not text)"))
-        }
-        Err(e) => Err(Error::io(path, e)),
-    }
-}
-
 /// PEM text of a source seed.
 ///
 /// # Errors
@@ -438,7 +428,7 @@ pub fn source_seed_pem(seed: &[u8; SOURCE_SEED_LEN]) -> Result<Zeroizing<String>
 ///
 /// [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_source_seed(path: &Path) -> Result<Zeroizing<[u8; SOURCE_SEED_LEN]>> {
-    let text = read_key_text(path)?;
+    let text = read_key_text(path, Secrecy::Secret)?;
     let (label, body) = pem_rfc7468::decode_vec(text.trim().as_bytes())
         .map_err(|e| Error::key(path, format!("malformed PEM: {e}")))?;
     let body = Zeroizing::new(body);
@@ -468,7 +458,7 @@ pub fn load_source_seed(path: &Path) -> Result<Zeroizing<[u8; SOURCE_SEED_LEN]>>
 ///
 /// [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_afgh_secret_key(path: &Path) -> Result<pre::SecretKey> {
-    let text = read_key_text(path)?;
+    let text = read_key_text(path, Secrecy::Secret)?;
     pre::SecretKey::from_pem(text.trim())
         .map_err(|e| Error::key(path, format!("not an AFGH secret key: {e}")))
 }
@@ -479,7 +469,7 @@ pub fn load_afgh_secret_key(path: &Path) -> Result<pre::SecretKey> {
 ///
 /// [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_afgh_public_key(path: &Path) -> Result<pre::PublicKey> {
-    let text = read_key_text(path)?;
+    let text = read_key_text(path, Secrecy::Public)?;
     pre::PublicKey::from_pem(text.trim())
         .map_err(|e| Error::key(path, format!("not an AFGH public key: {e}")))
 }

@@ -37,6 +37,7 @@ use super::config::{DataEncoding, Output, SinkSetup, load_sink};
 use crate::collab::daemon::open_store;
 use crate::driver::{self, Shutdown, wall_clock};
 use crate::error::{Error, Result};
+use crate::private;
 
 /// One delivered message as the sink writes it: one JSON object per line.
 #[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -68,23 +69,17 @@ enum Target {
 }
 
 impl OutputWriter {
-    /// Opens `output` for appending (creating it and its directory).
+    /// Opens `output` for appending (creating it `0600` and its directory `0700`).
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] naming the file.
+    /// [`Error::Private`] naming the file (with the `chmod` that fixes an exposed one).
     pub fn open(output: &Output, encoding: DataEncoding) -> Result<Self> {
         let target = match output {
             Output::Stdout => Target::Stdout,
             Output::File(path) => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-                }
-                let file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|e| Error::io(path, e))?;
+                // Decrypted data: owner-only, like the state it comes from.
+                let file = private::open(path, private::Write::Append)?;
                 let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
                 Target::File {
                     path: path.clone(),
@@ -767,9 +762,6 @@ fn try_recv(socket: Option<&UdpSocket>, buf: &mut [u8]) -> Option<(usize, Socket
 pub fn node_from_setup(
     setup: SinkSetup,
 ) -> Result<(SinkNode, Option<SocketAddr>, Option<SocketAddr>, String)> {
-    if let Some(dir) = setup.state.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
     let store = open_store(Some(&setup.state))?;
     let output = OutputWriter::open(&setup.output, setup.encoding)?;
     let mut config = SinkConfig::default();

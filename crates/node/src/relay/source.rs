@@ -87,9 +87,6 @@ impl SourceNode {
     ///
     /// Store errors; [`Error::Control`] for a position of another stream or an unusable config.
     pub fn open(setup: SourceSetup, rng: &mut dyn CryptoRng) -> Result<Self> {
-        if let Some(dir) = setup.state.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        }
         let store = open_store(Some(&setup.state))?;
         Self::with_store(setup, store, rng)
     }

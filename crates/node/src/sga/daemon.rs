@@ -161,9 +161,6 @@ pub fn server_from_store(config: ServerConfig, store: &dyn Store) -> Result<Serv
 /// (nothing that depended on the failed write was sent).
 pub async fn run_server(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let setup = config::load_server(config_file)?;
-    if let Some(dir) = setup.state.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
     let store = open_store(Some(&setup.state))?;
     let identity = setup.config.identity.clone();
     let server = server_from_store(setup.config, &*store)?;
@@ -743,9 +740,6 @@ pub async fn serve_control(
 /// Config, key file, store and bind errors; a store error while serving stops the daemon.
 pub async fn run_device(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let setup = config::load_device(config_file)?;
-    if let Some(dir) = setup.state.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
     let store = open_store(Some(&setup.state))?;
     let identity = setup.config.identity.clone();
     let suites = setup.config.suites.clone();
