@@ -242,7 +242,7 @@ pub(crate) struct ProvisionArgs {
     /// UDP port of every MIKEY role (default: the IANA MIKEY port).
     #[arg(long, default_value_t = mikey::PORT)]
     mikey_port: u16,
-    /// UDP port of the SGA server and devices (their control sockets on port + 1).
+    /// UDP port of the SGA server and devices.
     #[arg(long, default_value_t = sga::PORT)]
     sga_port: u16,
     /// SGA: the group of the devices' key exchanges (ristretto, modp2048).

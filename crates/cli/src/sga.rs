@@ -1,6 +1,6 @@
 //! `m2msec sga register|invite|send|inbox|status`: commands to a running `sga-device` daemon,
-//! over its loopback control socket (see `m2msec_node::sga::control`). The device config names
-//! the socket (`control`); the daemon does the protocol work and answers once it is done: once
+//! over its owner-only Unix control socket (see `m2msec_node::sga::control`). The device config
+//! names the socket (`control`, by default beside its state file); the daemon does the protocol work and answers once it is done: once
 //! registered, once the session key is in place, once the server holds the message durably.
 //!
 //! Exit status: 0 on success, 1 when the daemon reports a failure, 2 when no daemon answers or
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use m2msec_node::sga::config::control_address;
+use m2msec_node::sga::config::control_socket;
 use m2msec_node::sga::control::{self, Request, Response};
 
 use crate::options::SgaSuiteArg;
@@ -64,7 +64,7 @@ enum SgaCommand {
 }
 
 pub(crate) fn sga(args: &SgaArgs) -> Result<ExitCode> {
-    let addr = control_address(&args.config)?;
+    let socket = control_socket(&args.config)?;
     let request = match &args.command {
         SgaCommand::Register => Request::Register,
         SgaCommand::Invite { peer, suite } => Request::Invite {
@@ -78,7 +78,7 @@ pub(crate) fn sga(args: &SgaArgs) -> Result<ExitCode> {
         SgaCommand::Inbox => Request::Inbox,
         SgaCommand::Status => Request::Status,
     };
-    let answer = control::request(addr, &request, Duration::from_secs(args.timeout.max(1)))?;
+    let answer = control::request(&socket, &request, Duration::from_secs(args.timeout.max(1)))?;
     if args.json {
         println!("{}", serde_json::to_string(&answer)?);
         return Ok(if matches!(answer, Response::Error { .. }) {

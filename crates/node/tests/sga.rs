@@ -10,7 +10,7 @@ use m2msec_crypto::rng::SeededRng;
 use m2msec_node::config::load_toml;
 use m2msec_node::report::{NoProgress, RunReport};
 use m2msec_node::sga::config::{
-    DeviceFile, GroupName, ServerFile, SuiteName, control_address, load_device, load_server,
+    DeviceFile, GroupName, ServerFile, SuiteName, control_socket, load_device, load_server,
 };
 use m2msec_node::sga::demo::{DemoOptions, run};
 use m2msec_node::sga::provision::{ProvisionOptions, provision};
@@ -121,8 +121,9 @@ fn example_configs_parse() {
         load_toml(&examples().join("sga-device.toml")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(d.gateway.identity, s.identity);
     assert_eq!(d.gateway.addr, s.listen);
-    assert!(
-        control_address(&examples().join("sga-device.toml")).is_ok_and(|a| a.ip().is_loopback())
+    assert_eq!(
+        control_socket(&examples().join("sga-device.toml")).unwrap_or_else(|e| panic!("{e}")),
+        examples().join("state/sga-device-i.sock")
     );
 }
 
@@ -149,7 +150,7 @@ fn provisioned_configs_load_and_a_second_provision_needs_force() {
             load_device(&d.join(format!("sga-{name}.toml"))).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(dev.config.identity, name);
         assert_eq!(dev.config.server, server.listen);
-        assert!(dev.control.ip().is_loopback());
+        assert_eq!(dev.control, d.join(format!("state/sga-{name}.sock")));
     }
     let again = provision(
         d,
@@ -184,14 +185,15 @@ fn config_and_key_errors_name_the_file_and_the_problem() {
     let dev = d.join("sga-device-i.toml");
     let srv = d.join("sga-server.toml");
 
+    // A config from before the control channel became a Unix socket says what changed.
     let e = error_after(
         &dev,
+        "control = \"state/sga-device-i.sock\"",
         "control = \"127.0.0.10:5685\"",
-        "control = \"192.0.2.1:5685\"",
         true,
     );
     assert!(
-        e.contains("field `control`") && e.contains("loopback"),
+        e.contains("field `control`") && e.contains("Unix socket"),
         "{e}"
     );
 

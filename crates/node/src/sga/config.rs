@@ -192,8 +192,10 @@ pub struct DeviceFile {
     pub identity: String,
     /// Local UDP address to bind.
     pub listen: SocketAddr,
-    /// Loopback UDP address of the control socket of the `m2msec sga` commands.
-    pub control: SocketAddr,
+    /// The Unix socket of the `m2msec sga` commands (default: the state file with the
+    /// extension `.sock`); only the daemon's user may use it (see [`super::control`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<PathBuf>,
     /// The device key k_d (PEM "M2MSEC SGA DEVICE KEY").
     pub device_key: PathBuf,
     /// Supported suites, in order of preference.
@@ -287,8 +289,8 @@ pub fn load_server(file: &Path) -> Result<ServerSetup> {
 pub struct DeviceSetup {
     /// Address to bind.
     pub listen: SocketAddr,
-    /// The control socket's address.
-    pub control: SocketAddr,
+    /// The control socket, resolved.
+    pub control: PathBuf,
     /// The store, resolved.
     pub state: PathBuf,
     /// How often to poll the server.
@@ -297,28 +299,32 @@ pub struct DeviceSetup {
     pub config: DeviceConfig,
 }
 
-/// Reads only the control address of an `sga-device` config (what the `m2msec sga` commands
+/// Reads only the control socket of an `sga-device` config (what the `m2msec sga` commands
 /// need), without the key files.
 ///
 /// # Errors
 ///
 /// [`Error::Config`] naming the file and what is wrong.
-pub fn control_address(file: &Path) -> Result<SocketAddr> {
+pub fn control_socket(file: &Path) -> Result<PathBuf> {
     let f: DeviceFile = load_toml(file)?;
-    check_control(file, f.control)?;
-    Ok(f.control)
+    control_path(file, &f)
 }
 
-fn check_control(file: &Path, control: SocketAddr) -> Result<()> {
-    if !control.ip().is_loopback() {
-        return Err(Error::config(
-            file,
-            format!(
-                "field `control`: must be a loopback address (the channel is not authenticated), is {control}"
-            ),
-        ));
+/// The control socket a device config names, or its default beside the state file.
+fn control_path(file: &Path, f: &DeviceFile) -> Result<PathBuf> {
+    match &f.control {
+        None => Ok(super::control::default_socket(&resolve(file, &f.state))),
+        Some(p) if p.to_str().is_some_and(|s| s.parse::<SocketAddr>().is_ok()) => {
+            Err(Error::config(
+                file,
+                format!(
+                    "field `control`: {} is a UDP address; the control channel is now an owner-only Unix socket: remove the field (the default is the state file with `.sock`) or give a path",
+                    p.display()
+                ),
+            ))
+        }
+        Some(p) => Ok(resolve(file, p)),
     }
-    Ok(())
 }
 
 /// Loads an `sga-device` config file and its key files.
@@ -330,7 +336,7 @@ pub fn load_device(file: &Path) -> Result<DeviceSetup> {
     let f: DeviceFile = load_toml(file)?;
     check_identity(file, "identity", &f.identity)?;
     check_identity(file, "gateway.identity", &f.gateway.identity)?;
-    check_control(file, f.control)?;
+    let control = control_path(file, &f)?;
     if f.suites.is_empty() {
         return Err(Error::config(
             file,
@@ -352,7 +358,7 @@ pub fn load_device(file: &Path) -> Result<DeviceSetup> {
     debug_assert!(LIGHTWEIGHT_SUITES.len() == SuiteName::ALL.len());
     Ok(DeviceSetup {
         listen: f.listen,
-        control: f.control,
+        control,
         state: resolve(file, &f.state),
         poll: Duration::from_millis(f.poll_ms.max(100)),
         config: DeviceConfig {

@@ -34,7 +34,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use super::config::{self, SuiteName};
-use super::control::{InboxEntry, MAX_CONTROL_DATAGRAM, Request, Response, SessionInfo};
+use super::control::{ControlSocket, InboxEntry, Request, Response, SessionInfo};
 use crate::collab::daemon::open_store;
 use crate::driver::{self, Context, Driver, Flow, Handler, Shutdown, wall_clock};
 use crate::error::{Error, Result};
@@ -672,65 +672,6 @@ async fn sleep_for(d: Option<Duration>) {
     }
 }
 
-/// Serves the control socket: each datagram one JSON [`Request`] from a loopback address, each
-/// answered by one JSON [`Response`] once the device node has an answer.
-pub async fn serve_control(
-    socket: UdpSocket,
-    commands: mpsc::Sender<Command>,
-    mut shutdown: Shutdown,
-) {
-    let socket = Arc::new(socket);
-    let mut buf = vec![0u8; MAX_CONTROL_DATAGRAM];
-    loop {
-        let (len, from) = tokio::select! {
-            () = shutdown.wait() => return,
-            r = socket.recv_from(&mut buf) => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::debug!(error = %e, "control receive failed");
-                    continue;
-                }
-            },
-        };
-        if !from.ip().is_loopback() {
-            tracing::warn!(%from, "control request from outside loopback ignored");
-            continue;
-        }
-        let request: core::result::Result<Request, _> =
-            serde_json::from_slice(buf.get(..len).unwrap_or_default());
-        let socket = Arc::clone(&socket);
-        let commands = commands.clone();
-        tokio::spawn(async move {
-            let answer = match request {
-                Err(e) => Response::Error {
-                    error: format!("malformed request: {e}"),
-                },
-                Ok(request) => {
-                    tracing::debug!(?request, %from, "control request");
-                    let (tx, rx) = oneshot::channel();
-                    if commands.send(Command::Request(request, tx)).await.is_err() {
-                        Response::Error {
-                            error: "the device is stopping".into(),
-                        }
-                    } else {
-                        rx.await.unwrap_or_else(|_| Response::Error {
-                            error: "the device stopped".into(),
-                        })
-                    }
-                }
-            };
-            match serde_json::to_vec(&answer) {
-                Ok(bytes) => {
-                    if let Err(e) = socket.send_to(&bytes, from).await {
-                        tracing::debug!(%from, error = %e, "control answer not sent");
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "control answer not encoded"),
-            }
-        });
-    }
-}
-
 /// Runs the device daemon of `config_file` until `shutdown`: registers if its store says it
 /// never did, polls the server, accepts invitations, logs and keeps what it receives, and
 /// serves the `m2msec sga` commands on its control socket.
@@ -746,18 +687,18 @@ pub async fn run_device(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let device = Device::new(setup.config)?;
     let socket = driver::bind(setup.listen).await?;
     let local = socket.local_addr().map_err(Error::Socket)?;
-    let control = driver::bind(setup.control).await?;
+    let control = ControlSocket::bind(&setup.control)?;
     let node = DeviceNode::new(device, local, suites, store, setup.poll, Box::new(OsRng))?;
     tracing::info!(
         role = "sga-device",
         %identity,
         listen = %local,
-        control = %setup.control,
+        control = %setup.control.display(),
         registered = node.registered(),
         "serving"
     );
     let (tx, rx) = mpsc::channel(64);
-    let control_task = tokio::spawn(serve_control(control, tx, shutdown.clone()));
+    let control_task = tokio::spawn(control.serve(tx, shutdown.clone()));
     let result = node.run(socket, rx, shutdown, true).await;
     control_task.abort();
     result.map(|_| ())

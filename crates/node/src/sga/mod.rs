@@ -8,7 +8,7 @@
 //! sessions in memory and its received messages in its own store). Both listen on UDP
 //! [`PORT`] (5684, the port of the in-memory deployment; CoAP's 5683 is left to CoAP), each on
 //! its own address. A device daemon takes commands (`m2msec sga register|invite|send|inbox`)
-//! on a loopback control socket, by default [`CONTROL_PORT`]; see [`control`].
+//! on an owner-only Unix socket beside its state; see [`control`].
 
 pub mod bench;
 pub mod config;
@@ -25,6 +25,3 @@ pub const ROLES: [&str; 2] = ["sga-server", "sga-device"];
 
 /// UDP port of the server and the devices.
 pub const PORT: u16 = m2msec_protocol::sga::sim::PORT;
-
-/// Default UDP port of a device daemon's control socket (on loopback).
-pub const CONTROL_PORT: u16 = 5685;

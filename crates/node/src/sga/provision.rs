@@ -9,10 +9,10 @@
 //! DIR/keys/sga-device-j.key            device-j's
 //! DIR/state/sga-*.redb                 the server's registrations and held messages; each
 //!                                      device's registration flag and inbox
+//! DIR/state/sga-device-*.sock          each device daemon's control socket (while it runs)
 //! ```
 //! Addresses: the server on 127.0.0.2, device-i on 127.0.0.10, device-j on 127.0.0.11, all on
-//! one port (5684 unless told otherwise); each device's control socket on its own address,
-//! port + 1.
+//! one port (5684 unless told otherwise).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -33,7 +33,7 @@ pub const GATEWAY: &str = "sga-gateway";
 /// Options of `provision` for SGA.
 #[derive(Clone, Debug)]
 pub struct ProvisionOptions {
-    /// UDP port of the server and the devices (control sockets on port + 1).
+    /// UDP port of the server and the devices.
     pub port: u16,
     /// The server's public-key encryption.
     pub pke: PkeSuite,
@@ -73,9 +73,6 @@ pub fn provision(
             dir.display()
         )));
     }
-    let control_port = opts.port.checked_add(1).ok_or_else(|| {
-        Error::Usage("the SGA port must leave room for the control port (port + 1)".into())
-    })?;
     let keys_dir = deployment_dirs(dir)?;
     let mut out = Provisioned::default();
     let server_addr = SocketAddr::from((Ipv4Addr::new(127, 0, 0, 2), opts.port));
@@ -122,7 +119,7 @@ pub fn provision(
             &DeviceFile {
                 identity: name.into(),
                 listen: SocketAddr::from((host, opts.port)),
-                control: SocketAddr::from((host, control_port)),
+                control: Some(PathBuf::from(format!("state/sga-{name}.sock"))),
                 device_key: PathBuf::from("keys").join(&key_name),
                 suites: SuiteName::ALL.to_vec(),
                 initial_suite: Some(SuiteName::Aes128Ccm8),
