@@ -78,6 +78,18 @@ fn main() -> ExitCode {
         _ => "off",
     };
     init_logging(cli.verbose, default_level);
+    match m2msec_node::keylog::install_from_env() {
+        Ok(None) => {}
+        Ok(Some(path)) => eprintln!(
+            "warning: {} is set: every secret of this run is written to {}",
+            m2msec_node::keylog::ENV,
+            path.display()
+        ),
+        Err(e) => {
+            eprintln!("error: {}: {e}", m2msec_node::keylog::ENV);
+            return ExitCode::from(2);
+        }
+    }
     let result = match cli.command {
         Command::Run(args) => protocols::run(&args),
         Command::Keygen(args) => keygen::keygen(&args),

@@ -56,6 +56,19 @@ fn provision_then_daemons_establish_keys() {
     // The client persisted its trust records, the server its used one-time keys.
     assert!(d.join("state/client.redb").exists());
     assert!(d.join("state/server.redb").exists());
+    // What they wrote is the owner's alone, and they refuse state or keys others may read.
+    assert_owner_only(d);
+    drop(daemons);
+    assert_exposed_file_refused(
+        "collab-server",
+        &d.join("collab-server.toml"),
+        &d.join("state/server.redb"),
+    );
+    assert_exposed_file_refused(
+        "collab-proxy",
+        &d.join("collab-proxy-1.toml"),
+        &d.join("keys/psk-proxy-1-trusted.key"),
+    );
 }
 
 #[test]

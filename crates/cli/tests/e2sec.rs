@@ -131,6 +131,7 @@ fn provisioned_daemons_establish_sk() {
     assert!(out.status.success(), "{log}");
     assert_eq!(log.matches("e2sec SK established").count(), 2, "{log}");
     assert!(started.elapsed() < Duration::from_secs(20));
+    assert_owner_only(d);
 }
 
 #[test]

@@ -75,6 +75,7 @@ fn provision_then_daemon_processes_establish_keys_in_distributed_mode() {
     assert!(started.elapsed() < Duration::from_secs(30));
     assert!(d.join("state/mikey-responder.redb").exists());
     assert!(d.join("state/mikey-tp-1.redb").exists());
+    assert_owner_only(d);
 }
 
 #[test]

@@ -7,7 +7,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Daemons, figure, free_port, json, json_lines, m2msec, provision, start, text};
+use common::{
+    Daemons, assert_owner_only, figure, free_port, json, json_lines, m2msec, provision, start, text,
+};
 use serde_json::Value;
 
 /// Provisions a relay deployment in `dir` on free ports; its CoAP and UDP ports.
@@ -224,6 +226,8 @@ fn provisioned_proxy_and_sinks_driven_by_relay_commands() {
     let s = text(&out.stdout);
     assert!(s.contains("forward 1 (storage 1): running"), "{s}");
     assert!(s.contains(&sink1_url), "{s}");
+    // The sinks' outputs (decrypted data) and every store are the owner's alone.
+    assert_owner_only(d);
 }
 
 #[test]

@@ -475,3 +475,123 @@ fn sga_commands_fail_clearly() {
     let err = text(&out.stderr);
     assert!(err.contains("sga-device-j.key: no such file"), "{err}");
 }
+
+/// Runs `m2msec sga inbox` as the user `nobody` against `socket`: a copy of the binary and a
+/// config naming the socket, in a directory that user may read. `None` when this test cannot
+/// switch users (not root, or no `setpriv`).
+fn inbox_as_nobody(socket: &Path) -> Option<Output> {
+    use std::os::unix::fs::PermissionsExt;
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| text(&o.stdout).trim() == "0");
+    if !is_root || Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("skipped: switching to another user needs root and setpriv");
+        return None;
+    }
+    let probe = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = probe.path();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let bin = dir.join("m2msec");
+    std::fs::copy(BIN, &bin).unwrap_or_else(|e| panic!("{e}"));
+    let config = dir.join("device.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "identity = \"x\"\nlisten = \"127.0.0.1:1\"\ncontrol = {:?}\ndevice_key = \"k\"\nstate = \"s\"\n\
+             [gateway]\nidentity = \"g\"\naddr = \"127.0.0.1:2\"\npublic_key = \"p\"\n",
+            socket.display().to_string()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["sga", "inbox", "--timeout", "3", "--config"])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap_or_else(|e| panic!("setpriv: {e}"));
+    Some(out)
+}
+
+/// Issue 18: the device's control channel answers its own user only. Another local user cannot
+/// connect to the owner-only socket, and when the socket and its directory are opened to
+/// everyone by hand, the daemon still checks the caller's user id and answers nothing; the
+/// old UDP control port answers nothing. Everything the daemons wrote is owner-only, and a
+/// device refuses to start on a state file others may read.
+#[test]
+fn the_control_channel_and_the_state_are_the_owners_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let d = dir.path();
+    provision_sga(d);
+    let j = d.join("sga-device-j.toml");
+    let mut daemons = Daemons(Vec::new());
+    start(&mut daemons, "sga-server", &d.join("sga-server.toml"));
+    let (_, log) = start(&mut daemons, "sga-device", &j);
+    let socket = d.join("state/sga-device-j.sock");
+    let mode = std::fs::metadata(&socket)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // The owner is answered.
+    assert!(sga(&j, &["status", "--json"]).status.success());
+
+    if let Some(out) = inbox_as_nobody(&socket) {
+        assert_eq!(out.status.code(), Some(2));
+        let e = text(&out.stderr);
+        assert!(e.contains("permission denied"), "{e}");
+        assert!(out.stdout.is_empty());
+        // Wide open by hand: the peer's user id is still checked.
+        for p in [d, &d.join("state"), &socket] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let out = inbox_as_nobody(&socket).unwrap_or_else(|| unreachable!());
+        assert_eq!(out.status.code(), Some(2));
+        assert!(out.stdout.is_empty());
+        let e = text(&out.stderr);
+        assert!(e.contains("without an answer"), "{e}");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !log
+            .lock()
+            .is_ok_and(|l| l.iter().any(|l| l.contains("another user refused")))
+        {
+            assert!(Instant::now() < deadline, "refusal not logged");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for p in [d, &d.join("state")] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    // The UDP control port of earlier versions (the device's address, port + 1) is silent.
+    let setup = load_device(&j).unwrap_or_else(|e| panic!("{e}"));
+    let old = SocketAddr::new(setup.listen.ip(), setup.listen.port() + 1);
+    let probe = UdpSocket::bind((setup.listen.ip(), 0)).unwrap_or_else(|e| panic!("{e}"));
+    probe
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = probe.send_to(br#"{"op":"inbox"}"#, old);
+    let mut buf = [0u8; 2048];
+    assert!(
+        probe.recv_from(&mut buf).is_err(),
+        "the old control port answered"
+    );
+
+    assert_owner_only(d);
+    drop(daemons);
+    assert_exposed_file_refused("sga-device", &j, &d.join("state/sga-device-j.redb"));
+    // The socket a SIGKILLed daemon left behind is replaced by the next one.
+    let mut daemons = Daemons(Vec::new());
+    start(&mut daemons, "sga-device", &j);
+    assert!(sga(&j, &["status", "--json"]).status.success());
+}

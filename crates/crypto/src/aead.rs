@@ -140,6 +140,7 @@ impl AeadKey {
         if key.len() != suite.key_len() {
             return Err(Error::InvalidParameter("AEAD key length"));
         }
+        crate::keylog::log("aead key", key);
         Ok(Self {
             suite,
             key: Zeroizing::new(key.to_vec()),
@@ -150,6 +151,7 @@ impl AeadKey {
     pub fn generate(suite: AeadSuite, rng: &mut dyn CryptoRng) -> Self {
         let mut key = Zeroizing::new(vec![0u8; suite.key_len()]);
         rng.fill_bytes(&mut key);
+        crate::keylog::log("aead key", &key);
         Self { suite, key }
     }
 

@@ -446,18 +446,22 @@ impl Group {
 
     /// A uniformly random scalar in \[1, q − 1\].
     pub fn random_scalar(&self, rng: &mut dyn CryptoRng) -> Scalar {
-        match ff(self.id) {
+        let scalar = match ff(self.id) {
             Some(ff) => self.ff_scalar(ff.random_scalar(rng)),
             None => {
                 let mut rng = rng;
                 loop {
                     let s = DalekScalar::random(&mut rng);
                     if s != DalekScalar::ZERO {
-                        return self.ristretto_scalar(s);
+                        break self.ristretto_scalar(s);
                     }
                 }
             }
+        };
+        if crate::keylog::enabled() {
+            crate::keylog::log("group scalar", &scalar.to_bytes());
         }
+        scalar
     }
 
     /// The scalar n mod q (for tests, small constants and counters).

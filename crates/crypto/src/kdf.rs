@@ -16,7 +16,9 @@ pub const HMAC_SHA256_LEN: usize = 32;
 pub fn hkdf_sha256(salt: &[u8], ikm: &[u8], info: &[u8], out: &mut [u8]) -> Result<()> {
     hkdf::Hkdf::<sha2::Sha256>::new(Some(salt), ikm)
         .expand(info, out)
-        .map_err(|_| Error::InvalidParameter("HKDF output longer than 8160 bytes"))
+        .map_err(|_| Error::InvalidParameter("HKDF output longer than 8160 bytes"))?;
+    crate::keylog::log("hkdf output", out);
+    Ok(())
 }
 
 /// HMAC-SHA-256 of the concatenation of `data`'s slices under `key`.

@@ -53,6 +53,7 @@ mod error;
 pub mod group;
 pub mod hash;
 pub mod kdf;
+pub mod keylog;
 pub mod merkle;
 pub mod mikey;
 pub mod ots;

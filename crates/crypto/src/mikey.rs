@@ -95,6 +95,7 @@ pub fn prf(inkey: &[u8], label: &[u8], out: &mut [u8]) -> Result<()> {
     for s in inkey.chunks(PRF_CHUNK) {
         p_sha1_xor(s, label, out);
     }
+    crate::keylog::log("mikey prf output", out);
     Ok(())
 }
 

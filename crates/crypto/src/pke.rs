@@ -128,12 +128,14 @@ impl PkeSecretKey {
     }
 
     fn from_x25519(secret: x25519_dalek::StaticSecret) -> Self {
+        crate::keylog::log("x25519 secret key", secret.as_bytes());
         let public = x25519_dalek::PublicKey::from(&secret);
         Self(SecretInner::X25519 { secret, public })
     }
 
     fn from_rsa(key: rsa::RsaPrivateKey) -> Self {
         let d = Zeroizing::new(rsa::traits::PrivateKeyParts::d(&key).to_bytes_be());
+        crate::keylog::log("rsa private exponent", &d);
         let blinding = Zeroizing::new(crate::hash::sha256_length_prefixed(&[
             b"m2msec/pke/rsa-blinding",
             &d,

@@ -86,6 +86,23 @@ impl core::fmt::Debug for SigningKey {
 }
 
 impl SigningKey {
+    /// Hands the secret to the key log ([`crate::keylog`]) on its way out of a constructor.
+    fn logged(self) -> Self {
+        if crate::keylog::enabled() {
+            match &self.0 {
+                SigningInner::Ed25519(sk) => {
+                    crate::keylog::log("ed25519 secret key", sk.as_bytes())
+                }
+                SigningInner::Rsa(sk) => {
+                    let private: &rsa::RsaPrivateKey = (**sk).as_ref();
+                    let d = Zeroizing::new(rsa::traits::PrivateKeyParts::d(private).to_bytes_be());
+                    crate::keylog::log("rsa private exponent", &d);
+                }
+            }
+        }
+        self
+    }
+
     /// A fresh key pair.
     ///
     /// # Errors
@@ -95,11 +112,12 @@ impl SigningKey {
         match suite {
             SigSuite::Ed25519 => Ok(Self(SigningInner::Ed25519(Box::new(
                 ed25519_dalek::SigningKey::generate(&mut rng),
-            )))),
+            )))
+            .logged()),
             SigSuite::RsaPss2048 => {
                 let key = rsa::RsaPrivateKey::new(&mut rng, RSA_BYTES * 8)
                     .map_err(|_| Error::InvalidParameter("RSA key generation failed"))?;
-                Ok(Self(SigningInner::Rsa(Box::new(key.into()))))
+                Ok(Self(SigningInner::Rsa(Box::new(key.into()))).logged())
             }
         }
     }
@@ -163,7 +181,7 @@ impl SigningKey {
         match pem::pkcs8_algorithm(&der)? {
             oid if oid == pem::OID_ED25519 => {
                 let sk = ed25519_dalek::SigningKey::from_pkcs8_der(&der).map_err(pem::pem_error)?;
-                Ok(Self(SigningInner::Ed25519(Box::new(sk))))
+                Ok(Self(SigningInner::Ed25519(Box::new(sk))).logged())
             }
             oid if oid == pem::OID_RSA => {
                 let key =
@@ -172,7 +190,7 @@ impl SigningKey {
                 if key.size() != RSA_BYTES {
                     return Err(Error::Pem("RSA key is not 2048 bits".into()));
                 }
-                Ok(Self(SigningInner::Rsa(Box::new(key.into()))))
+                Ok(Self(SigningInner::Rsa(Box::new(key.into()))).logged())
             }
             oid => Err(Error::Pem(format!("unsupported key algorithm {oid}"))),
         }

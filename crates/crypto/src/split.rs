@@ -106,10 +106,14 @@ pub fn split(
     rng: &mut dyn CryptoRng,
 ) -> Result<Vec<Share>> {
     check_params(secret.len(), k, n)?;
-    match scheme {
-        SharingScheme::ReedSolomon => rs_split(secret, k, n),
-        SharingScheme::Shamir => Ok(shamir_split(secret, k, n, rng)),
+    let shares = match scheme {
+        SharingScheme::ReedSolomon => rs_split(secret, k, n)?,
+        SharingScheme::Shamir => shamir_split(secret, k, n, rng),
+    };
+    for share in &shares {
+        crate::keylog::log("share", &share.data);
     }
+    Ok(shares)
 }
 
 /// Rebuilds a secret of `secret_len` bytes from any `k` distinct shares of `n` (extra shares are

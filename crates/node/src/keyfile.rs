@@ -77,10 +77,15 @@ fn secrecy_of(label: &str) -> Secrecy {
     }
 }
 
-/// Reads a key file as text, naming it when it is missing or unreadable, after checking that
+/// Reads a key file as text, naming it when it is missing or unreadable, and checks that
 /// group and others have no more access to it than `secrecy` allows.
 pub(crate) fn read_key_text(path: &Path, secrecy: Secrecy) -> Result<Zeroizing<String>> {
+    let text = read_text(path)?;
     private::check(path, secrecy)?;
+    Ok(text)
+}
+
+fn read_text(path: &Path) -> Result<Zeroizing<String>> {
     match fs::read_to_string(path) {
         Ok(s) => Ok(Zeroizing::new(s)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::key(path, "no such file")),
@@ -92,8 +97,11 @@ pub(crate) fn read_key_text(path: &Path, secrecy: Secrecy) -> Result<Zeroizing<S
 }
 
 /// Reads a PEM file and checks its label; returns the text (for decoders that want PEM).
+///
+/// The label is checked before the file's mode, so that a public key given where a secret one
+/// belongs is reported as such rather than as a readable secret.
 fn read_labelled(path: &Path, expected: &str) -> Result<Zeroizing<String>> {
-    let text = read_key_text(path, secrecy_of(expected))?;
+    let text = read_text(path)?;
     let label = pem_label(&text).map_err(|m| Error::key(path, m))?;
     if label != expected {
         return Err(Error::key(
@@ -101,6 +109,7 @@ fn read_labelled(path: &Path, expected: &str) -> Result<Zeroizing<String>> {
             format!("PEM label is \"{label}\", expected \"{expected}\""),
         ));
     }
+    private::check(path, secrecy_of(expected))?;
     Ok(text)
 }
 

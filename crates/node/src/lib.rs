@@ -15,6 +15,7 @@ pub mod driver;
 pub mod e2sec;
 pub mod error;
 pub mod keyfile;
+pub mod keylog;
 pub mod mikey;
 pub mod pcap;
 pub mod relay;

@@ -214,6 +214,7 @@ fn check_metadata(_: &Path, _: &std::fs::Metadata, _: Secrecy) -> Result<(), Exp
 
 #[cfg(all(test, unix))]
 mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;

@@ -107,3 +107,57 @@ pub(crate) fn free_port() -> u16 {
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
     sock.local_addr().map(|a| a.port()).unwrap_or(47_400)
 }
+
+/// Asserts what issue 18 asks of a deployment after its daemons ran: no file under `dir` that
+/// group or others may change, and none they may read but configs (`.toml`), public keys
+/// (`.pub`) and certificates (`.cert`); every directory m2msec created owner-only.
+pub(crate) fn assert_owner_only(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut checked = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
+            let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
+            let meta = std::fs::metadata(&path).unwrap_or_else(|e| panic!("{e}"));
+            let mode = meta.permissions().mode() & 0o777;
+            let public = path
+                .extension()
+                .is_some_and(|e| e == "toml" || e == "pub" || e == "cert");
+            let forbidden = if meta.is_dir() || !public {
+                0o077
+            } else {
+                0o022
+            };
+            assert_eq!(mode & forbidden, 0, "{} has mode {mode:o}", path.display());
+            checked += 1;
+            if meta.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    assert!(checked > 0, "nothing under {}", dir.display());
+}
+
+/// Makes `file` readable by everyone, runs `m2msec run ROLE --config CONFIG`, which must refuse
+/// to start naming the file and the `chmod` that fixes it, and restores the mode.
+pub(crate) fn assert_exposed_file_refused(role: &str, config: &Path, file: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let set = |mode| {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(mode))
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    };
+    set(0o644);
+    let out = m2msec(&["run", role, "--config", &config.to_string_lossy()]);
+    set(0o600);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{role} started on {}",
+        file.display()
+    );
+    let e = text(&out.stderr);
+    assert!(
+        e.contains(&format!("chmod 600 {}", file.display())) && e.contains("mode 0644"),
+        "{e}"
+    );
+}

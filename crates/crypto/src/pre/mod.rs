@@ -224,6 +224,16 @@ impl<B: PairingBackend> SecretKeyOf<B> {
             a1: B::random_scalar(rng),
             a2: B::random_scalar(rng),
         }
+        .logged()
+    }
+
+    /// Hands the scalars to the key log ([`crate::keylog`]) on their way out of a constructor.
+    fn logged(self) -> Self {
+        if crate::keylog::enabled() {
+            crate::keylog::log("afgh secret a1", &B::scalar_to_bytes(&self.a1));
+            crate::keylog::log("afgh secret a2", &B::scalar_to_bytes(&self.a2));
+        }
+        self
     }
 
     /// A secret key derived deterministically from input keying material, for key pairs that
@@ -264,7 +274,8 @@ impl<B: PairingBackend> SecretKeyOf<B> {
         Ok(Self {
             a1: scalar(1)?,
             a2: scalar(2)?,
-        })
+        }
+        .logged())
     }
 
     /// The public key `(Z^{a1}, g2^{a2})`. `Z^{a1}` is computed as `e(g1^{a1}, g2)`, keeping the
@@ -307,7 +318,8 @@ impl<B: PairingBackend> SecretKeyOf<B> {
         Ok(Self {
             a1: B::scalar_from_bytes(a1).ok_or(Error::Decode { what: WHAT })?,
             a2: B::scalar_from_bytes(a2).ok_or(Error::Decode { what: WHAT })?,
-        })
+        }
+        .logged())
     }
 
     /// PEM with label [`SECRET_KEY_PEM_LABEL`].

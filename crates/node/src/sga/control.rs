@@ -184,22 +184,33 @@ pub fn request(socket: &Path, request: &Request, timeout: Duration) -> Result<Re
             ),
         })
     })?;
-    let timeout = Some(timeout.max(Duration::from_millis(1)));
-    stream.set_read_timeout(timeout).map_err(Error::Socket)?;
-    stream.set_write_timeout(timeout).map_err(Error::Socket)?;
+    let timeout = timeout.max(Duration::from_millis(1));
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(Error::Socket)?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(Error::Socket)?;
     let mut bytes = serde_json::to_vec(request)
         .map_err(|e| Error::Control(format!("cannot encode the request: {e}")))?;
     bytes.push(b'\n');
-    stream
-        .write_all(&bytes)
-        .map_err(|e| Error::Control(format!("cannot send to {shown}: {e}")))?;
+    let unanswered = || {
+        Error::Control(format!(
+            "the sga-device daemon on {shown} closed the connection without an answer (it answers only the user it runs as)"
+        ))
+    };
+    if let Err(e) = stream.write_all(&bytes) {
+        return Err(match e.kind() {
+            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => unanswered(),
+            _ => Error::Control(format!("cannot send to {shown}: {e}")),
+        });
+    }
     let mut answer = Vec::new();
     let read =
         std::io::BufReader::new(stream.take(MAX_CONTROL_MESSAGE)).read_until(b'\n', &mut answer);
     match read {
-        Ok(0) => Err(Error::Control(format!(
-            "the sga-device daemon on {shown} closed the connection without an answer"
-        ))),
+        Ok(0) => Err(unanswered()),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Err(unanswered()),
         Ok(_) => serde_json::from_slice(&answer)
             .map_err(|e| Error::Control(format!("malformed answer from {shown}: {e}"))),
         Err(e)
@@ -210,7 +221,7 @@ pub fn request(socket: &Path, request: &Request, timeout: Duration) -> Result<Re
         {
             Err(Error::Control(format!(
                 "the sga-device daemon on {shown} did not answer within {:?}",
-                timeout.unwrap_or_default()
+                timeout
             )))
         }
         Err(e) => Err(Error::Control(format!("cannot read from {shown}: {e}"))),

@@ -601,7 +601,8 @@ impl DeviceNode {
                     .map_err(|e| Error::Control(format!("cannot encode an inbox entry: {e}")))?;
                 // In the inbox before the delivery acknowledgement of the same call leaves.
                 self.store.queue_push(INBOX_QUEUE, &json)?;
-                tracing::info!(device = %me, from = %entry.from, session = %entry.session, message_id, text = %entry.text, "message received");
+                // The plaintext stays out of logs (`m2msec sga inbox` reads it, owner-only).
+                tracing::info!(device = %me, from = %entry.from, session = %entry.session, message_id, bytes = plaintext.len(), "message received");
                 self.report(NodeEvent::Received(entry));
             }
             DeviceEvent::Failed { what, error } => {

@@ -244,6 +244,7 @@ impl Client {
         let id = SessionId(random(rng));
         let client_nonce = random(rng);
         let x = Zeroizing::new(random::<SECRET_LEN>(rng).to_vec());
+        m2msec_crypto::keylog::log("collab x", &x);
         self.out.ops.redundancy += 1;
         let shares = split::split(cfg.sharing, &x, cfg.k, n, rng)?;
         let mut commitments = Vec::with_capacity(shares.len());

@@ -45,8 +45,8 @@ use core::net::SocketAddr;
 use core::time::Duration;
 
 use m2msec_crypto::aead::{AeadKey, AeadSuite};
-use m2msec_crypto::hash;
 use m2msec_crypto::rng::CryptoRng;
+use m2msec_crypto::{hash, keylog};
 use m2msec_wire::cbor::{self, Cbor};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -411,14 +411,18 @@ impl Binding {
     /// MK = H(A | B | NA | NB | x | y), equation (1), with length-prefixed fields.
     fn master_key(&self, ops: &mut OpCounts, x: &[u8], y: &[u8]) -> SessionKey {
         ops.hash += 1;
-        SessionKey(hash::sha256_length_prefixed(&[
+        keylog::log("collab x", x);
+        keylog::log("collab y", y);
+        let key = SessionKey(hash::sha256_length_prefixed(&[
             self.client.as_bytes(),
             self.server.as_bytes(),
             &self.client_nonce,
             &self.server_nonce,
             x,
             y,
-        ]))
+        ]));
+        keylog::log("collab MK", &key.0);
+        key
     }
 }
 

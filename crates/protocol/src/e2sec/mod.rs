@@ -130,6 +130,7 @@ impl SecretKey {
     /// If the bytes are not a scalar of `group`.
     pub fn from_bytes(group: GroupId, bytes: &[u8]) -> Result<Self, Error> {
         Group::new(group).scalar_from_bytes(bytes)?;
+        m2msec_crypto::keylog::log("e2sec secret key", bytes);
         Ok(Self {
             group,
             bytes: Zeroizing::new(bytes.to_vec()),
@@ -1042,13 +1043,17 @@ impl Party {
             Role::Device => (mine, theirs, cfg.identity.as_str(), peer),
             Role::Server => (theirs, mine, peer, cfg.identity.as_str()),
         };
-        SessionKey(hash::sha256_length_prefixed(&[
-            &shared.to_bytes(),
+        let shared = Zeroizing::new(shared.to_bytes());
+        m2msec_crypto::keylog::log("e2sec g^ab", &shared);
+        let key = SessionKey(hash::sha256_length_prefixed(&[
+            &shared,
             &g_s.to_bytes(),
             &g_d.to_bytes(),
             id_d.as_bytes(),
             id_s.as_bytes(),
-        ]))
+        ]));
+        m2msec_crypto::keylog::log("e2sec SK", &key.0);
+        key
     }
 
     fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {

@@ -117,6 +117,7 @@ impl Psk {
                 "a MIKEY pre-shared key has at least 16 bytes".into(),
             ));
         }
+        m2msec_crypto::keylog::log("mikey psk", bytes);
         Ok(Self(bytes.to_vec()))
     }
 
@@ -181,6 +182,7 @@ pub struct TrafficKeys {
 impl TrafficKeys {
     fn derive(ops: &mut OpCounts, tgk: &[u8], csb_id: u32, rand: &[u8]) -> Result<Self, Error> {
         ops.hash += 2;
+        m2msec_crypto::keylog::log("mikey TGK", tgk);
         Ok(Self {
             tek: mk::derive_tgk_key(tgk, TgkKey::Tek, 1, csb_id, rand, 16)?.to_vec(),
             salt: mk::derive_tgk_key(tgk, TgkKey::Salt, 1, csb_id, rand, 14)?.to_vec(),

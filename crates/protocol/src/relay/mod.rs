@@ -159,13 +159,14 @@ impl SourceSeed {
     /// Wraps seed bytes (32 random bytes, kept secret like a private key).
     #[must_use]
     pub fn new(bytes: [u8; 32]) -> Self {
+        m2msec_crypto::keylog::log("relay source seed", &bytes);
         Self(bytes)
     }
 
     /// A fresh random seed.
     #[must_use]
     pub fn generate(rng: &mut dyn m2msec_crypto::rng::CryptoRng) -> Self {
-        Self(m2msec_crypto::rng::random_array(rng))
+        Self::new(m2msec_crypto::rng::random_array(rng))
     }
 
     /// The seed bytes, for writing a key file.
@@ -188,7 +189,7 @@ impl SourceSeed {
 
 impl From<zeroize::Zeroizing<[u8; 32]>> for SourceSeed {
     fn from(bytes: zeroize::Zeroizing<[u8; 32]>) -> Self {
-        Self(*bytes)
+        Self::new(*bytes)
     }
 }
 

@@ -263,6 +263,7 @@ impl Source {
         plaintext: &[u8],
         rng: &mut dyn CryptoRng,
     ) -> Result<Vec<RelayMessage>, Error> {
+        m2msec_crypto::keylog::log("plaintext", plaintext);
         let mut t = now.0.max(self.clock_ms);
         let epoch = epoch_of(t, self.epoch_len_ms)?;
         let rotate = match &self.section {
@@ -320,6 +321,7 @@ impl Source {
         plaintext: &[u8],
         rng: &mut dyn CryptoRng,
     ) -> Result<RelayMessage, Error> {
+        m2msec_crypto::keylog::log("plaintext", plaintext);
         let t = now.0.max(self.clock_ms);
         let epoch = epoch_of(t, self.epoch_len_ms)?;
         let header = Header::individual(
@@ -502,6 +504,7 @@ impl Source {
             .saturating_add(self.rotate_after_ms - 1)
             .min(epoch_end.saturating_sub(1));
         let key = AeadKey::generate(suite, rng);
+        m2msec_crypto::keylog::log("relay section key", key.as_bytes());
         let header = self.header(
             Flags::STREAM.with(Flags::MANAGEMENT),
             message_id,

@@ -327,6 +327,7 @@ impl Device {
         s.next_send += 1;
         let aad = message_aad(session, &cfg.identity, &s.peer, id);
         self.out.ops.symmetric += 1;
+        m2msec_crypto::keylog::log("plaintext", plaintext);
         let ciphertext = s.key.key.seal_random_nonce(rng, &aad, plaintext);
         let m = Deliver {
             session: session.0,

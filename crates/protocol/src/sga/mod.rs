@@ -85,6 +85,7 @@ impl DeviceKey {
         if bytes.len() < 16 {
             return Err(Error::Config("a device key has at least 16 bytes".into()));
         }
+        m2msec_crypto::keylog::log("sga device key", bytes);
         Ok(Self(bytes.to_vec()))
     }
 
@@ -403,7 +404,9 @@ fn session_key(
         &[initiator.as_bytes(), responder.as_bytes(), &[suite.id()]],
     );
     let mut bytes = Zeroizing::new(vec![0; suite.key_len()]);
-    kdf::hkdf_sha256(&session.0, &k.to_bytes(), &info, &mut bytes)?;
+    let k = Zeroizing::new(k.to_bytes());
+    m2msec_crypto::keylog::log("sga K", &k);
+    kdf::hkdf_sha256(&session.0, &k, &info, &mut bytes)?;
     let fp = kdf::hmac_sha256(&bytes, &[b"m2msec sga fingerprint"]);
     let mut fingerprint = [0; 8];
     fingerprint.copy_from_slice(&fp[..8]);
