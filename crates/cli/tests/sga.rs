@@ -461,7 +461,7 @@ fn sga_commands_fail_clearly() {
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(
-        err.contains("no sga-device daemon answers on") || err.contains("did not answer"),
+        err.contains("no sga-device daemon listens on") && err.contains("sga-device-i.sock"),
         "{err}"
     );
     // A daemon whose key file is missing says which.

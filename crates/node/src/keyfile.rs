@@ -65,43 +65,36 @@ pub const PRIVATE_KEY_LABEL: &str = "PRIVATE KEY";
 /// PEM label of a SubjectPublicKeyInfo public key.
 pub const PUBLIC_KEY_LABEL: &str = "PUBLIC KEY";
 
-/// Whether the key in a PEM block labelled `label` is secret.
-fn secrecy_of(label: &str) -> Secrecy {
-    if matches!(
-        label,
-        PUBLIC_KEY_LABEL | CERTIFICATE_LABEL | E2SEC_PUBLIC_KEY_LABEL
-    ) {
-        Secrecy::Public
-    } else {
-        Secrecy::Secret
+/// Whether a key file holds a secret, judged by what it holds (its first PEM label), not by
+/// what the caller expected: a secret is held to `0600` wherever it was given, a public key or
+/// certificate only to "not writable by others". Anything that is not PEM counts as secret.
+fn secrecy_of(text: &str) -> Secrecy {
+    match pem_label(text) {
+        Ok(label) if label.contains("PUBLIC KEY") || label == CERTIFICATE_LABEL => Secrecy::Public,
+        _ => Secrecy::Secret,
     }
 }
 
 /// Reads a key file as text, naming it when it is missing or unreadable, and checks that
-/// group and others have no more access to it than `secrecy` allows.
-pub(crate) fn read_key_text(path: &Path, secrecy: Secrecy) -> Result<Zeroizing<String>> {
-    let text = read_text(path)?;
-    private::check(path, secrecy)?;
+/// group and others have no more access to it than what it holds allows ([`secrecy_of`]).
+pub(crate) fn read_key_text(path: &Path) -> Result<Zeroizing<String>> {
+    let text = match fs::read_to_string(path) {
+        Ok(s) => Zeroizing::new(s),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::key(path, "no such file"));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            return Err(Error::key(path, "not a PEM file (not text)"));
+        }
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    private::check(path, secrecy_of(&text))?;
     Ok(text)
 }
 
-fn read_text(path: &Path) -> Result<Zeroizing<String>> {
-    match fs::read_to_string(path) {
-        Ok(s) => Ok(Zeroizing::new(s)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::key(path, "no such file")),
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-            Err(Error::key(path, "not a PEM file (not text)"))
-        }
-        Err(e) => Err(Error::io(path, e)),
-    }
-}
-
 /// Reads a PEM file and checks its label; returns the text (for decoders that want PEM).
-///
-/// The label is checked before the file's mode, so that a public key given where a secret one
-/// belongs is reported as such rather than as a readable secret.
 fn read_labelled(path: &Path, expected: &str) -> Result<Zeroizing<String>> {
-    let text = read_text(path)?;
+    let text = read_key_text(path)?;
     let label = pem_label(&text).map_err(|m| Error::key(path, m))?;
     if label != expected {
         return Err(Error::key(
@@ -109,7 +102,6 @@ fn read_labelled(path: &Path, expected: &str) -> Result<Zeroizing<String>> {
             format!("PEM label is \"{label}\", expected \"{expected}\""),
         ));
     }
-    private::check(path, secrecy_of(expected))?;
     Ok(text)
 }
 
@@ -231,7 +223,7 @@ pub fn mikey_psk_pem(key: &[u8]) -> Result<Zeroizing<String>> {
 ///
 /// [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_mikey_psk(path: &Path) -> Result<Psk> {
-    let text = read_key_text(path, Secrecy::Secret)?;
+    let text = read_key_text(path)?;
     let label = pem_label(&text).map_err(|m| Error::key(path, m))?;
     let body = match label.as_str() {
         MIKEY_PSK_LABEL => decode_block(path, &text, MIKEY_PSK_LABEL)?,

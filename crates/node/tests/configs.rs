@@ -72,8 +72,12 @@ fn error_of<T: std::fmt::Debug>(r: m2msec_node::Result<T>) -> String {
 fn bad_files_are_named_with_what_is_wrong() -> m2msec_node::Result<()> {
     let dir = provisioned()?;
     let d = dir.path();
+    // Owner-only, as m2msec writes them: the errors checked here are about the contents.
     let write = |name: &str, text: &str| {
-        std::fs::write(d.join(name), text).unwrap_or_else(|e| panic!("write: {e}"));
+        let mut f =
+            m2msec_node::private::open(&d.join(name), m2msec_node::private::Write::Truncate)
+                .unwrap_or_else(|e| panic!("write: {e}"));
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap_or_else(|e| panic!("write: {e}"));
         d.join(name)
     };
     let server = std::fs::read_to_string(d.join("collab-server.toml")).unwrap_or_default();

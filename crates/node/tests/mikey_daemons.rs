@@ -252,7 +252,7 @@ fn provisioned_configs_load_and_bad_ones_are_named() -> m2msec_node::Result<()> 
         m2msec_crypto::sig::SigSuite::Ed25519,
         &mut SeededRng::from_seed_u64(5),
     )?;
-    std::fs::write(d.join("keys/ed.key"), ed.to_pem()?.as_bytes())
+    m2msec_node::keyfile::write_secret(&d.join("keys/ed.key"), &ed.to_pem()?)
         .unwrap_or_else(|e| panic!("{e}"));
     let tp = std::fs::read_to_string(d.join("mikey-third-party-1.toml")).unwrap_or_default();
     let f = write(

@@ -333,7 +333,7 @@ fn rsa_verifying_key(file: &Path, key: &Path) -> Result<VerifyingKey> {
 
 fn rsa_encryption_key(file: &Path, key: &Path) -> Result<PkePublicKey> {
     let path = resolve(file, key);
-    let text = crate::keyfile::read_key_text(&path, crate::private::Secrecy::Public)?;
+    let text = crate::keyfile::read_key_text(&path)?;
     let k = PkePublicKey::from_pem(&text)
         .map_err(|e| Error::key(&path, format!("not an RSA-2048 public key: {e}")))?;
     if k.suite() != PkeSuite::RsaOaep2048 {

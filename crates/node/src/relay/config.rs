@@ -26,7 +26,6 @@ use zeroize::Zeroizing;
 use crate::config::{load_toml, resolve};
 use crate::error::{Error, Result};
 use crate::keyfile::{self, read_key_text};
-use crate::private::Secrecy;
 
 /// The protocol's name in commands and reports.
 pub const PROTOCOL: &str = "relay";
@@ -428,7 +427,7 @@ pub fn source_seed_pem(seed: &[u8; SOURCE_SEED_LEN]) -> Result<Zeroizing<String>
 ///
 /// [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_source_seed(path: &Path) -> Result<Zeroizing<[u8; SOURCE_SEED_LEN]>> {
-    let text = read_key_text(path, Secrecy::Secret)?;
+    let text = read_key_text(path)?;
     let (label, body) = pem_rfc7468::decode_vec(text.trim().as_bytes())
         .map_err(|e| Error::key(path, format!("malformed PEM: {e}")))?;
     let body = Zeroizing::new(body);
@@ -458,7 +457,7 @@ pub fn load_source_seed(path: &Path) -> Result<Zeroizing<[u8; SOURCE_SEED_LEN]>>
 ///
 /// [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_afgh_secret_key(path: &Path) -> Result<pre::SecretKey> {
-    let text = read_key_text(path, Secrecy::Secret)?;
+    let text = read_key_text(path)?;
     pre::SecretKey::from_pem(text.trim())
         .map_err(|e| Error::key(path, format!("not an AFGH secret key: {e}")))
 }
@@ -469,7 +468,7 @@ pub fn load_afgh_secret_key(path: &Path) -> Result<pre::SecretKey> {
 ///
 /// [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_afgh_public_key(path: &Path) -> Result<pre::PublicKey> {
-    let text = read_key_text(path, Secrecy::Public)?;
+    let text = read_key_text(path)?;
     pre::PublicKey::from_pem(text.trim())
         .map_err(|e| Error::key(path, format!("not an AFGH public key: {e}")))
 }
