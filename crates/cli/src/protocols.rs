@@ -118,6 +118,11 @@ pub(crate) struct RunArgs {
     /// the next.
     #[arg(long, default_value_t = 1000)]
     interval: u64,
+    /// Client, initiator and E2SEC initiating party: tries per key establishment before it
+    /// counts as failed (a timeout on a bad link or a refusal by a peer that was not ready is
+    /// tried again after a backoff of 0.5 s, doubled each time).
+    #[arg(long, default_value_t = 5)]
+    attempts: u32,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -154,6 +159,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<ExitCode> {
             Role::CollabClient => {
                 let runs = daemon::ClientRuns {
                     count: args.count.max(1),
+                    attempts: args.attempts.max(1),
                     interval: Duration::from_millis(args.interval),
                 };
                 let outcomes = daemon::run_client(&args.config, runs, shutdown).await?;
@@ -170,6 +176,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<ExitCode> {
             Role::MikeyInitiator => {
                 let runs = mikey_daemon::InitiatorRuns {
                     count: args.count.max(1),
+                    attempts: args.attempts.max(1),
                     interval: Duration::from_millis(args.interval),
                 };
                 let outcomes = mikey_daemon::run_initiator(&args.config, runs, shutdown).await?;
@@ -205,6 +212,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<ExitCode> {
                     peers: args.connect.clone(),
                     count: args.count.max(1),
                     interval: Duration::from_millis(args.interval),
+                    attempts: args.attempts.max(1),
                 };
                 let outcomes =
                     e2sec_daemon::run_party(&args.config, role, connects, shutdown).await?;

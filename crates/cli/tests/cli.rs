@@ -166,7 +166,8 @@ fn demo_with_too_many_faulty_helpers_fails_cleanly_with_status_zero() {
         assert_eq!(v["expected_ok"], false, "{line}");
         assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{line}");
     }
-    assert!(started.elapsed() < Duration::from_secs(30));
+    // The failures come at the helpers' deadlines, sized for lossy links (seconds, not a hang).
+    assert!(started.elapsed() < Duration::from_secs(90));
 }
 
 fn u16_be(b: &[u8], at: usize) -> u16 {
@@ -322,4 +323,46 @@ fn trace_reproduces_the_committed_vectors() {
             args.join(" ")
         );
     }
+}
+
+/// Issue 19: the demo over a bad link (seeded loss, duplication, reordering at every role's
+/// send path) still establishes every key and delivers every SGA message; the relay, whose CoAP
+/// sockets the faults do not reach yet, refuses the options rather than ignore them.
+#[test]
+fn demo_completes_on_a_lossy_link() {
+    for seed in ["3", "4"] {
+        let out = m2msec(&[
+            "demo",
+            "--json",
+            "--protocol",
+            "collab",
+            "--protocol",
+            "mikey",
+            "--protocol",
+            "sga",
+            "--protocol",
+            "e2sec",
+            "--loss",
+            "0.1",
+            "--duplicate",
+            "0.02",
+            "--reorder",
+            "3",
+            "--seed",
+            seed,
+        ]);
+        for v in json_lines(&out) {
+            assert_eq!(v["ok"], true, "seed {seed}: {v}");
+            assert_eq!(v["session_key_match"], true, "seed {seed}: {v}");
+            if v["protocol"] == "sga" {
+                assert_eq!(v["delivered"], v["sent"], "seed {seed}: {v}");
+            }
+        }
+    }
+    let out = m2msec(&["demo", "--protocol", "relay", "--loss", "0.1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("relay"), "{}", text(&out.stderr));
+    let out = m2msec(&["demo", "--protocol", "collab", "--loss", "1.5"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("loss"), "{}", text(&out.stderr));
 }

@@ -36,3 +36,21 @@ pub fn resolve(config: &Path, relative: &Path) -> PathBuf {
         _ => relative.to_path_buf(),
     }
 }
+
+/// The retransmission of requests a config asks for (`first_retransmit_ms`, the wait before
+/// the first retransmission, doubled after each; `max_retransmit`, how many): absent values
+/// take [`RetransmitPolicy::default`] (500 ms, 4: 15.5 s in all).
+#[must_use]
+pub fn retransmit_policy(
+    first_retransmit_ms: Option<u64>,
+    max_retransmit: Option<u32>,
+) -> m2msec_protocol::RetransmitPolicy {
+    let mut policy = m2msec_protocol::RetransmitPolicy::default();
+    if let Some(ms) = first_retransmit_ms {
+        policy.initial = std::time::Duration::from_millis(ms.max(1));
+    }
+    if let Some(n) = max_retransmit {
+        policy.max_retransmit = n;
+    }
+    policy
+}

@@ -10,6 +10,7 @@
 //! trust records are stored in.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use m2msec_crypto::rng::{CryptoRng, OsRng, SeededRng};
@@ -33,6 +34,50 @@ pub fn role_rng(seed: Option<u64>, role: u64) -> Box<dyn CryptoRng + Send> {
             s.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(role),
         )),
         None => Box::new(OsRng),
+    }
+}
+
+/// The tries of one key establishment a daemon runs (collab client, MIKEY initiator, E2SEC
+/// initiating party): a failed one — a timeout on a bad link, a refusal by a peer that was not
+/// ready — is started again after a backoff (0.5 s, doubled each time), until `attempts` tries
+/// have failed; only then does the failure count.
+#[derive(Clone, Copy, Debug)]
+pub struct Retries {
+    attempts: u32,
+    failed: u32,
+}
+
+impl Retries {
+    /// Wait before the first try again.
+    const BACKOFF: Duration = Duration::from_millis(500);
+
+    /// `attempts` tries in all (at least 1).
+    #[must_use]
+    pub fn new(attempts: u32) -> Self {
+        Self {
+            attempts: attempts.max(1),
+            failed: 0,
+        }
+    }
+
+    /// A try failed at `now`: when to start the next one, or `None` when none is left.
+    pub fn again(&mut self, now: Millis) -> Option<Millis> {
+        self.failed += 1;
+        if self.failed >= self.attempts {
+            self.failed = 0;
+            return None;
+        }
+        tracing::info!(
+            attempt = self.failed + 1,
+            of = self.attempts,
+            "trying the establishment again"
+        );
+        Some(now.after(Self::BACKOFF * (1u32 << (self.failed - 1).min(8))))
+    }
+
+    /// The establishment ended (established, or out of tries): the next one starts afresh.
+    pub fn reset(&mut self) {
+        self.failed = 0;
     }
 }
 
@@ -133,7 +178,7 @@ impl Shutdown {
 /// One role bound to one UDP socket.
 pub struct Driver<E> {
     name: String,
-    socket: UdpSocket,
+    socket: Arc<UdpSocket>,
     local: SocketAddr,
     endpoint: E,
     rng: Box<dyn CryptoRng + Send>,
@@ -155,7 +200,7 @@ impl<E: Endpoint> Driver<E> {
         let local = socket.local_addr().map_err(Error::Socket)?;
         Ok(Self {
             name: name.into(),
-            socket,
+            socket: Arc::new(socket),
             local,
             endpoint,
             rng,
@@ -257,23 +302,57 @@ impl<E: Endpoint> Driver<E> {
             }
         }
         while let Some(transmit) = self.endpoint.poll_transmit() {
-            match self
-                .socket
-                .send_to(&transmit.payload, transmit.destination)
-                .await
-            {
-                Ok(_) => {
-                    tracing::trace!(role = %self.name, to = %transmit.destination, len = transmit.payload.len(), "datagram out");
-                    if let Some(tap) = &self.tap {
-                        tap.record(self.local, transmit.destination, &transmit.payload);
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(role = %self.name, to = %transmit.destination, error = %e, "send failed")
-                }
-            }
+            send(
+                &self.name,
+                &self.socket,
+                self.local,
+                self.tap.as_ref(),
+                transmit,
+            )
+            .await;
         }
         Ok(flow)
+    }
+}
+
+/// How long a datagram that a bad link holds back waits per later datagram allowed to
+/// overtake it: on loopback the next datagram follows within this.
+const REORDER_STEP: Duration = Duration::from_millis(3);
+
+/// Sends `transmit` from `socket` (bound on `local`), the one send path of every role: the tap
+/// records it and, when it stands for a bad link ([`Wiretap::with_faults`]), decides whether it
+/// is lost, sent twice, or delayed so that later datagrams overtake it.
+pub async fn send(
+    role: &str,
+    socket: &Arc<UdpSocket>,
+    local: SocketAddr,
+    tap: Option<&Wiretap>,
+    transmit: m2msec_protocol::Transmit,
+) {
+    let (to, payload) = (transmit.destination, transmit.payload);
+    tracing::trace!(role, %to, len = payload.len(), "datagram out");
+    let fate = match tap {
+        Some(tap) => {
+            tap.record(local, to, &payload);
+            tap.fate(local)
+        }
+        None => vec![0],
+    };
+    if fate.is_empty() {
+        tracing::trace!(role, %to, "datagram lost on the bad link");
+    }
+    for hold in fate {
+        if hold == 0 {
+            if let Err(e) = socket.send_to(&payload, to).await {
+                tracing::warn!(role, %to, error = %e, "send failed");
+            }
+        } else {
+            let (socket, payload) = (Arc::clone(socket), payload.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(REORDER_STEP * u32::from(hold)).await;
+                let _ = socket.send_to(&payload, to).await;
+            });
+        }
     }
 }
 

@@ -1,7 +1,12 @@
 //! What went on the wire: datagram and byte counts of a run, and optionally a pcap file.
 //!
 //! Every driver of a run shares one [`Wiretap`] and records each datagram it *sends* (once, at
-//! the sender), so the counts are what actually crossed the network, retransmissions included.
+//! the sender), so the counts are what the roles sent, retransmissions included.
+//!
+//! A tap can also stand for a bad link ([`Wiretap::with_faults`]): each sender then draws the
+//! fate of each datagram it sends (lost, duplicated, delayed behind later ones) from its own
+//! seeded stream ([`m2msec_protocol::link::Impairment`], the model the in-memory network uses),
+//! and [`send`](crate::driver::send) carries it out.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -9,6 +14,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
+
+use m2msec_protocol::link::{Fate, FaultCounts, Impairment, LinkFaults};
 
 use crate::error::{Error, Result};
 use crate::pcap::PcapWriter;
@@ -42,7 +49,12 @@ struct Inner {
     /// [`Wiretap::with_pcap_aliases`]).
     pcap_aliases: Vec<(SocketAddr, SocketAddr)>,
     log: Option<Vec<Captured>>,
+    /// The bad link: its faults, its seed, and each sender's stream of fates.
+    faults: Option<BadLink>,
 }
+
+/// A [`Wiretap`]'s bad link: faults, seed, and each sender's stream of fates.
+type BadLink = (LinkFaults, u64, Vec<(SocketAddr, Impairment)>);
 
 /// A shared, cheaply cloned recorder of sent datagrams.
 #[derive(Clone, Debug, Default)]
@@ -80,6 +92,51 @@ impl Wiretap {
     pub fn with_pcap_aliases(self, aliases: Vec<(SocketAddr, SocketAddr)>) -> Self {
         self.lock().pcap_aliases = aliases;
         self
+    }
+
+    /// Makes the network between the roles lose, duplicate and reorder datagrams as `faults`
+    /// says, each sender's draws seeded from `seed` and its address.
+    #[must_use]
+    pub fn with_faults(self, faults: LinkFaults, seed: u64) -> Self {
+        if !faults.is_perfect() {
+            self.lock().faults = Some((faults, seed, Vec::new()));
+        }
+        self
+    }
+
+    /// The fate of the next datagram `from` sends: one copy at once on a perfect link.
+    #[must_use]
+    pub fn fate(&self, from: SocketAddr) -> Fate {
+        let mut inner = self.lock();
+        let Some((faults, seed, links)) = inner.faults.as_mut() else {
+            return vec![0];
+        };
+        if let Some((_, link)) = links.iter_mut().find(|(a, _)| *a == from) {
+            return link.fate();
+        }
+        let stream = from
+            .to_string()
+            .bytes()
+            .fold(*seed, |h, b| h.rotate_left(5) ^ u64::from(b));
+        let mut link = Impairment::new(*faults, stream);
+        let fate = link.fate();
+        links.push((from, link));
+        fate
+    }
+
+    /// What the bad link did so far, all senders together (zero on a perfect link).
+    #[must_use]
+    pub fn fault_counts(&self) -> FaultCounts {
+        let inner = self.lock();
+        let mut total = FaultCounts::default();
+        for (_, link) in inner.faults.iter().flat_map(|(_, _, l)| l.iter()) {
+            let c = link.counts();
+            total.offered += c.offered;
+            total.lost += c.lost;
+            total.duplicated += c.duplicated;
+            total.reordered += c.reordered;
+        }
+        total
     }
 
     /// Also keeps a copy of every datagram (for tests and traces).
@@ -164,6 +221,20 @@ impl Wiretap {
         }
         Ok(())
     }
+}
+
+/// The seed of a demo's bad link: from the run's seed, so that a seeded run meets the same
+/// faults again; from the operating system otherwise.
+#[must_use]
+pub fn link_seed(seed: Option<u64>) -> u64 {
+    seed.map_or_else(
+        || {
+            u64::from_le_bytes(m2msec_crypto::rng::random_array(
+                &mut m2msec_crypto::rng::OsRng,
+            ))
+        },
+        |s| s ^ 0x6c69_6e6b_6661_756c,
+    )
 }
 
 #[cfg(test)]

@@ -39,6 +39,7 @@ async fn deployment(dir: &Path) -> Vec<Outcome> {
     // Let every daemon bind before the client's first datagram.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let runs = ClientRuns {
+        attempts: 1,
         count: 2,
         interval: Duration::from_millis(50),
     };

@@ -66,6 +66,7 @@ async fn deployment(dir: &Path, initiator: &Path, count: u32) -> Vec<Outcome> {
     // Let every daemon bind before the initiator's first datagram.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let runs = InitiatorRuns {
+        attempts: 1,
         count,
         interval: Duration::from_millis(50),
     };

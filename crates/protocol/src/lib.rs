@@ -10,8 +10,11 @@
 /// The [`Endpoint`] impl every role of every protocol shares: decode the datagram with
 /// `$message::decode`, hand it to the role's
 /// `handle(now, remote, message, rng)`, report a refusal as the role's `Rejected` event (the
-/// session stays as it was), and serve the role's `out` queues. Each role supplies `handle`,
-/// `on_timeout` and `next_timeout`.
+/// session stays as it was), and serve the role's `out` queues. It also makes every role
+/// reliable on a lossy link ([`reliable`]): a copy of a datagram already accepted is answered
+/// with what was sent for it instead of being handled again, an accepted datagram answers the
+/// requests that waited for its sender, and requests are retransmitted when due. Each role
+/// supplies `handle`, `on_timeout` and `next_timeout`.
 macro_rules! endpoint_impl {
     ($role:ty, $event:ident, $message:path) => {
         impl crate::Endpoint for $role {
@@ -24,11 +27,24 @@ macro_rules! endpoint_impl {
                 datagram: &[u8],
                 rng: &mut dyn m2msec_crypto::rng::CryptoRng,
             ) {
+                // A copy of a datagram already accepted: send again what was sent for it.
+                let digest = crate::reliable::AnswerCache::digest(remote, datagram);
+                if let Some(again) = self.out.answers.lookup(now, &digest) {
+                    self.out.transmits.extend(again);
+                    return;
+                }
+                let before = self.out.transmits.len();
+                let waiting = self.out.retransmits.waiting();
                 let result = <$message>::decode(datagram)
                     .map_err(Error::from)
                     .and_then(|msg| self.handle(now, remote, msg, rng));
-                if let Err(error) = result {
-                    self.out.event($event::Rejected { remote, error });
+                match result {
+                    Ok(()) => {
+                        self.out.retransmits.answered_by(remote, waiting);
+                        let sent = self.out.transmits.iter().skip(before).cloned().collect();
+                        self.out.answers.remember(now, digest, remote, sent);
+                    }
+                    Err(error) => self.out.event($event::Rejected { remote, error }),
                 }
             }
 
@@ -37,6 +53,9 @@ macro_rules! endpoint_impl {
                 now: crate::Millis,
                 rng: &mut dyn m2msec_crypto::rng::CryptoRng,
             ) {
+                self.out
+                    .retransmits
+                    .on_timeout(now, &mut self.out.transmits);
                 self.on_timeout(now, rng);
             }
 
@@ -45,7 +64,10 @@ macro_rules! endpoint_impl {
             }
 
             fn poll_timeout(&self) -> Option<crate::Millis> {
-                self.next_timeout()
+                match (self.next_timeout(), self.out.retransmits.next_timeout()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
             }
 
             fn poll_event(&mut self) -> Option<$event> {
@@ -89,11 +111,14 @@ mod annotate;
 pub mod collab;
 pub mod e2sec;
 mod endpoint;
+pub mod link;
 pub mod mikey;
 pub mod network;
 mod outbox;
 pub mod relay;
+pub mod reliable;
 mod replay;
 pub mod sga;
 
 pub use endpoint::{Endpoint, Millis, OpCounts, Transmit};
+pub use reliable::RetransmitPolicy;

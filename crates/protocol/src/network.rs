@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 
 use m2msec_crypto::rng::CryptoRng;
 
+use crate::link::{FaultCounts, Impairment, LinkFaults};
 use crate::{Endpoint, Millis, Transmit};
 
 /// One datagram in flight or delivered.
@@ -67,6 +68,9 @@ pub struct Network {
     /// Every datagram handed to the network, in order, before the adversary saw it.
     pub log: Vec<Datagram>,
     queue: VecDeque<Datagram>,
+    /// A bad link between all roles, if one was set, and the datagrams it holds back behind
+    /// later ones (with how many more must pass them).
+    link: Option<(Impairment, Vec<(Datagram, u16)>)>,
 }
 
 impl Network {
@@ -77,7 +81,59 @@ impl Network {
             now,
             log: Vec::new(),
             queue: VecDeque::new(),
+            link: None,
         }
+    }
+
+    /// Makes every wire lose, duplicate and reorder datagrams as `faults` says, drawn from
+    /// `seed` (after the adversary: the attacker sees what was sent).
+    pub fn set_faults(&mut self, faults: LinkFaults, seed: u64) {
+        self.link = (!faults.is_perfect()).then(|| (Impairment::new(faults, seed), Vec::new()));
+    }
+
+    /// What the bad link did so far (zero without one).
+    #[must_use]
+    pub fn fault_counts(&self) -> FaultCounts {
+        self.link
+            .as_ref()
+            .map(|(i, _)| i.counts())
+            .unwrap_or_default()
+    }
+
+    /// Puts `dg` on the wire: into the queue, or through the bad link.
+    fn carry(&mut self, dg: Datagram) {
+        let Some((link, held)) = &mut self.link else {
+            self.queue.push_back(dg);
+            return;
+        };
+        for hold in link.fate() {
+            if hold > 0 {
+                held.push((dg.clone(), hold));
+                continue;
+            }
+            self.queue.push_back(dg.clone());
+            // It overtook every datagram held back; those it was the last to pass go now.
+            let mut i = 0;
+            while i < held.len() {
+                held[i].1 -= 1;
+                if held[i].1 == 0 {
+                    let (late, _) = held.remove(i);
+                    self.queue.push_back(late);
+                } else {
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    /// Releases whatever the bad link still holds back (nothing more will overtake it).
+    fn release_held(&mut self) -> bool {
+        let Some((_, held)) = &mut self.link else {
+            return false;
+        };
+        let released = !held.is_empty();
+        self.queue.extend(held.drain(..).map(|(d, _)| d));
+        released
     }
 
     /// Queues a datagram as if its sender had sent it (an adversary's injection).
@@ -119,6 +175,9 @@ pub fn run<D: Deployment>(
                     meter(i, &mut || node.datagram(now, dg.from, &dg.payload, rng));
                 }
             }
+            continue;
+        }
+        if d.network().release_held() {
             continue;
         }
         if d.finished() {
@@ -180,7 +239,9 @@ fn collect<D: Deployment>(d: &mut D, adversary: &mut dyn FnMut(&Datagram) -> Vec
     }
     let net = d.network();
     for dg in sent {
-        net.queue.extend(adversary(&dg));
+        for delivered in adversary(&dg) {
+            net.carry(delivered);
+        }
         net.log.push(dg);
     }
     d.collect_events();

@@ -3,7 +3,8 @@
 use core::net::SocketAddr;
 use std::collections::VecDeque;
 
-use crate::{OpCounts, Transmit};
+use crate::reliable::{AnswerCache, RetransmitPolicy, Retransmits};
+use crate::{Millis, OpCounts, Transmit};
 
 /// A message type that can be put on the wire.
 pub(crate) trait WireMessage {
@@ -34,6 +35,10 @@ pub(crate) struct Outbox<E, M> {
     pub(crate) transmits: VecDeque<Transmit>,
     pub(crate) events: VecDeque<E>,
     pub(crate) ops: OpCounts,
+    /// Requests waiting for an answer (see [`crate::reliable`]).
+    pub(crate) retransmits: Retransmits,
+    /// What was sent for each accepted datagram (see [`crate::reliable`]).
+    pub(crate) answers: AnswerCache,
     _messages: core::marker::PhantomData<fn(M)>,
 }
 
@@ -43,6 +48,8 @@ impl<E, M> Default for Outbox<E, M> {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             ops: OpCounts::default(),
+            retransmits: Retransmits::default(),
+            answers: AnswerCache::default(),
             _messages: core::marker::PhantomData,
         }
     }
@@ -51,10 +58,52 @@ impl<E, M> Default for Outbox<E, M> {
 impl<E, M: WireMessage> Outbox<E, M> {
     /// Queues a datagram.
     pub(crate) fn send(&mut self, destination: SocketAddr, message: impl Into<M>) {
-        self.transmits.push_back(Transmit {
+        let transmit = Transmit {
             destination,
             payload: message.into().into_bytes(),
-        });
+        };
+        self.answers.sent_later(&transmit);
+        self.transmits.push_back(transmit);
+    }
+
+    /// Queues a request: sent again, byte for byte, until a datagram from `destination` is
+    /// accepted or the retransmission policy gives up.
+    pub(crate) fn send_reliable(
+        &mut self,
+        now: Millis,
+        destination: SocketAddr,
+        message: impl Into<M>,
+    ) {
+        self.send_tracked(now, destination, message.into(), false);
+    }
+
+    /// Queues a request whose answer comes from someone else: sent again until the role
+    /// clears its retransmissions (its exchange ended) or the policy gives up.
+    pub(crate) fn send_until_cleared(
+        &mut self,
+        now: Millis,
+        destination: SocketAddr,
+        message: impl Into<M>,
+    ) {
+        self.send_tracked(now, destination, message.into(), true);
+    }
+
+    fn send_tracked(
+        &mut self,
+        now: Millis,
+        destination: SocketAddr,
+        message: M,
+        until_cleared: bool,
+    ) {
+        self.send(destination, message);
+        if let Some(t) = self.transmits.back() {
+            self.retransmits.track(now, t.clone(), until_cleared);
+        }
+    }
+
+    /// How requests are retransmitted.
+    pub(crate) fn set_retransmit_policy(&mut self, policy: RetransmitPolicy) {
+        self.retransmits.set_policy(policy);
     }
 
     /// Queues an event.

@@ -69,6 +69,11 @@ pub struct TimeoutsFile {
     pub answer_grace_ms: Option<u64>,
     /// Server only: how long it waits for k valid shares before aborting the session.
     pub fragments_ms: Option<u64>,
+    /// Wait before the first retransmission of an unanswered request, in milliseconds (doubled
+    /// after each; default 500).
+    pub first_retransmit_ms: Option<u64>,
+    /// Retransmissions of an unanswered request before giving up (default 4).
+    pub max_retransmit: Option<u32>,
 }
 
 impl TimeoutsFile {
@@ -86,6 +91,8 @@ impl TimeoutsFile {
         if let Some(ms) = self.fragments_ms {
             t.fragments = Duration::from_millis(ms);
         }
+        t.retransmit =
+            crate::config::retransmit_policy(self.first_retransmit_ms, self.max_retransmit);
         t
     }
 }

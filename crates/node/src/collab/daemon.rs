@@ -118,6 +118,9 @@ pub fn load_used_one_time_keys(store: &dyn Store) -> Result<Vec<[u8; 32]>> {
 pub struct ClientRuns {
     /// Number of runs (at least 1).
     pub count: u32,
+    /// Tries per establishment before it counts as failed (at least 1; see
+    /// [`crate::driver::Retries`]).
+    pub attempts: u32,
     /// Pause between the end of one run and the start of the next.
     pub interval: Duration,
 }
@@ -126,6 +129,7 @@ impl Default for ClientRuns {
     fn default() -> Self {
         Self {
             count: 1,
+            attempts: 1,
             interval: Duration::from_secs(1),
         }
     }
@@ -151,6 +155,9 @@ pub struct ClientHandler {
     runs: ClientRuns,
     started: u32,
     next_start: Option<Millis>,
+    retries: crate::driver::Retries,
+    /// Whether `next_start` tries the last establishment again (it does not count as a run).
+    retrying: bool,
     outcomes: Vec<Outcome>,
     report: Option<mpsc::UnboundedSender<Report>>,
 }
@@ -169,6 +176,8 @@ impl ClientHandler {
             runs,
             started: 1,
             next_start: None,
+            retries: crate::driver::Retries::new(runs.attempts),
+            retrying: false,
             outcomes: Vec::new(),
             report,
         }
@@ -187,6 +196,7 @@ impl ClientHandler {
     }
 
     fn finished_one(&mut self, now: Millis) -> Flow {
+        self.retries.reset();
         if self.started >= self.runs.count.max(1) {
             return Flow::Stop;
         }
@@ -236,6 +246,11 @@ impl Handler<Client> for ClientHandler {
                         error: error.to_string(),
                     });
                 }
+                if let Some(at) = self.retries.again(cx.now) {
+                    self.next_start = Some(at);
+                    self.retrying = true;
+                    return Ok(Flow::Continue);
+                }
                 self.outcomes.push(Outcome::Failed { session, error });
                 Ok(self.finished_one(cx.now))
             }
@@ -265,7 +280,9 @@ impl Handler<Client> for ClientHandler {
 
     fn on_wakeup(&mut self, cx: &mut Context<'_, Client>) -> Result<Flow> {
         self.next_start = None;
-        self.started += 1;
+        if !core::mem::take(&mut self.retrying) {
+            self.started += 1;
+        }
         start_session(cx.endpoint, cx.now, cx.rng)?;
         Ok(Flow::Continue)
     }

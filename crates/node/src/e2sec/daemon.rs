@@ -22,8 +22,9 @@ use crate::driver::{self, Context, Driver, Flow, Handler, Shutdown};
 use crate::error::Result;
 use crate::hex;
 
-/// How long a party waits for a warrant before asking again.
-pub const WARRANT_RETRY: Duration = Duration::from_millis(250);
+/// How long a party waits for a warrant before asking again with a new request: after the
+/// protocol's own retransmissions of the last one have given up.
+pub const WARRANT_RETRY: Duration = Duration::from_millis(16_000);
 
 /// What the E2SEC daemons of a demo tell the orchestrator.
 #[derive(Debug)]
@@ -141,6 +142,9 @@ pub struct Connects {
     pub count: u32,
     /// Pause between the end of one and the start of the next.
     pub interval: Duration,
+    /// Tries per authentication before it counts as failed (at least 1; see
+    /// [`crate::driver::Retries`]).
+    pub attempts: u32,
 }
 
 /// A device or server daemon's handler: keeps a warrant, runs the authentications of
@@ -150,6 +154,7 @@ pub struct PartyHandler {
     queue: VecDeque<String>,
     exits: bool,
     interval: Duration,
+    retries: driver::Retries,
     in_flight: Option<String>,
     warrant_until: Option<Millis>,
     next_fetch: Option<Millis>,
@@ -177,6 +182,7 @@ impl PartyHandler {
             exits: !queue.is_empty(),
             queue,
             interval: connects.interval,
+            retries: driver::Retries::new(connects.attempts),
             in_flight: None,
             warrant_until: None,
             next_fetch: Some(now.after(WARRANT_RETRY)),
@@ -208,6 +214,7 @@ impl PartyHandler {
 
     fn finished_one(&mut self, now: Millis) -> Flow {
         self.in_flight = None;
+        self.retries.reset();
         if self.queue.is_empty() {
             return if self.exits {
                 Flow::Stop
@@ -297,6 +304,12 @@ impl Handler<Party> for PartyHandler {
                     error: error.clone(),
                 });
                 if self.in_flight.as_deref() == Some(peer.as_str()) {
+                    if let Some(at) = self.retries.again(cx.now) {
+                        self.in_flight = None;
+                        self.queue.push_front(peer);
+                        self.next_connect = Some(at);
+                        return Ok(Flow::Continue);
+                    }
                     self.outcomes.push(Outcome::Failed { peer, error });
                     return Ok(self.finished_one(cx.now));
                 }

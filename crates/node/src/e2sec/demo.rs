@@ -13,6 +13,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use m2msec_crypto::group::{GroupId, OpTally};
@@ -25,11 +26,13 @@ use tokio::sync::mpsc;
 
 use super::daemon::{Connects, EpcHandler, Outcome, PartyHandler, Report, Summary};
 use super::{PROTOCOL, device_ops, group_name};
+use m2msec_protocol::link::LinkFaults;
+
 use crate::driver::{self, Driver, shutdown_channel};
 use crate::error::{Error, Result};
 use crate::hex;
 use crate::report::{Progress, RunReport};
-use crate::tap::Wiretap;
+use crate::tap::{Wiretap, link_seed};
 
 /// Warrant validity in the expired-warrant run.
 pub const SHORT_VALIDITY: Duration = Duration::from_secs(1);
@@ -49,6 +52,8 @@ pub struct DemoOptions {
     pub pcap: Option<PathBuf>,
     /// Overall limit.
     pub timeout: Duration,
+    /// The link between the roles: loss, duplication and reordering (default: perfect).
+    pub faults: LinkFaults,
 }
 
 impl Default for DemoOptions {
@@ -60,6 +65,7 @@ impl Default for DemoOptions {
             seed: None,
             pcap: None,
             timeout: Duration::from_secs(30),
+            faults: LinkFaults::default(),
         }
     }
 }
@@ -152,13 +158,14 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         } else {
             Duration::from_secs(3600)
         },
-        timeout: Duration::from_secs(5),
+        timeout: m2msec_protocol::e2sec::sim::Spec::default().timeout,
     };
     let configs = Configs::generate(&spec, &addrs, &mut *rng_for(opts.seed, 100))?;
     let tap = match &opts.pcap {
         Some(path) => Wiretap::with_pcap(path)?.with_pcap_aliases(aliases),
         None => Wiretap::new(),
     };
+    let tap = tap.with_faults(opts.faults, link_seed(opts.seed));
     let (stop, shutdown) = shutdown_channel();
     let (report_tx, mut reports) = mpsc::unbounded_channel();
 
@@ -222,6 +229,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
             peers: vec![DEVICE.into()],
             count: 1,
             interval: Duration::ZERO,
+            attempts: 5,
         };
         let sd = shutdown.clone();
         let tx = report_tx.clone();
@@ -251,8 +259,12 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
     // The device established before it could see the confirmation's effect on the server,
     // or refused; give its report a moment to arrive.
     let mut seen = Seen::default();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    while seen.device.is_none() && seen.device_refusal.is_none() {
+    // On a bad link its confirmation may need every retransmission.
+    let deadline =
+        tokio::time::Instant::now() + m2msec_protocol::RetransmitPolicy::default().span();
+    // (A refusal ends the wait only when the server has no key: a try it refused may have
+    // been followed by one that worked.)
+    while seen.device.is_none() && (server.is_some() || seen.device_refusal.is_none()) {
         match tokio::time::timeout_at(deadline, reports.recv()).await {
             Ok(Some(r)) => seen.take(r),
             Ok(None) | Err(_) => break,
@@ -278,7 +290,9 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         _ => false,
     };
     let ok = server.is_some() && session_key_match;
-    let error = if let Some(refusal) = &seen.device_refusal {
+    let error = if ok {
+        None
+    } else if let Some(refusal) = &seen.device_refusal {
         Some(format!(
             "refused: {refusal}{}",
             server_error
@@ -353,6 +367,7 @@ async fn stale_server(
     mut rng: Box<dyn CryptoRng + Send>,
 ) -> Result<Vec<Outcome>> {
     let local = socket.local_addr().map_err(Error::Socket)?;
+    let socket = Arc::new(socket);
     let mut party = Party::new(config)?;
     let mut buf = vec![0u8; 65_535];
     // Until the warrant is stored (asking again every second).
@@ -420,10 +435,8 @@ async fn stale_server(
     }
 }
 
-async fn send_all(party: &mut Party, socket: &UdpSocket, tap: &Wiretap, local: SocketAddr) {
+async fn send_all(party: &mut Party, socket: &Arc<UdpSocket>, tap: &Wiretap, local: SocketAddr) {
     while let Some(t) = party.poll_transmit() {
-        if socket.send_to(&t.payload, t.destination).await.is_ok() {
-            tap.record(local, t.destination, &t.payload);
-        }
+        crate::driver::send("e2sec-server", socket, local, Some(tap), t).await;
     }
 }

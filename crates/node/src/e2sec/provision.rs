@@ -140,7 +140,9 @@ pub fn provision(
         secret_key,
         group: Some(group_file),
         variant: Some(VariantName::from(opts.variant)),
-        timeout_ms: Some(5000),
+        timeout_ms: None,
+        first_retransmit_ms: None,
+        max_retransmit: None,
         connect,
         epc: EpcPeerFile {
             identity: EPC.into(),

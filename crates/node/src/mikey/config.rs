@@ -132,6 +132,11 @@ pub struct PolicyFile {
     pub envelope: Option<EnvelopeName>,
     /// SIGN scheme: `pkcs1v15-sha1`, `pss-sha1`, `pkcs1v15-sha256` or `pss-sha256`.
     pub signature: Option<SignatureName>,
+    /// Wait before the first retransmission of an unanswered request, in milliseconds (doubled
+    /// after each; default 500).
+    pub first_retransmit_ms: Option<u64>,
+    /// Retransmissions of an unanswered request before giving up (default 4).
+    pub max_retransmit: Option<u32>,
 }
 
 impl PolicyFile {
@@ -157,6 +162,8 @@ impl PolicyFile {
         if let Some(s) = self.signature {
             p.signature = s.into();
         }
+        p.retransmit =
+            crate::config::retransmit_policy(self.first_retransmit_ms, self.max_retransmit);
         p
     }
 }

@@ -136,6 +136,9 @@ fn record_replay(store: &dyn Store, digest: &[u8; 32], until: Millis) -> Result<
 pub struct InitiatorRuns {
     /// Number of exchanges (at least 1).
     pub count: u32,
+    /// Tries per establishment before it counts as failed (at least 1; see
+    /// [`crate::driver::Retries`]).
+    pub attempts: u32,
     /// Pause between the end of one exchange and the start of the next.
     pub interval: Duration,
 }
@@ -144,6 +147,7 @@ impl Default for InitiatorRuns {
     fn default() -> Self {
         Self {
             count: 1,
+            attempts: 1,
             interval: Duration::from_secs(1),
         }
     }
@@ -183,6 +187,9 @@ pub struct InitiatorHandler {
     runs: InitiatorRuns,
     started: u32,
     next_start: Option<Millis>,
+    retries: crate::driver::Retries,
+    /// Whether `next_start` tries the last establishment again (it does not count as a run).
+    retrying: bool,
     outcomes: Vec<Outcome>,
     report: Option<mpsc::UnboundedSender<Report>>,
 }
@@ -196,6 +203,8 @@ impl InitiatorHandler {
             runs,
             started: 1,
             next_start: None,
+            retries: crate::driver::Retries::new(runs.attempts),
+            retrying: false,
             outcomes: Vec::new(),
             report,
         }
@@ -208,6 +217,7 @@ impl InitiatorHandler {
     }
 
     fn finished_one(&mut self, now: Millis) -> Flow {
+        self.retries.reset();
         if self.started >= self.runs.count.max(1) {
             return Flow::Stop;
         }
@@ -243,6 +253,11 @@ impl Handler<Initiator> for InitiatorHandler {
                         error: error.to_string(),
                     });
                 }
+                if let Some(at) = self.retries.again(cx.now) {
+                    self.next_start = Some(at);
+                    self.retrying = true;
+                    return Ok(Flow::Continue);
+                }
                 self.outcomes.push(Outcome::Failed { csb_id, error });
                 Ok(self.finished_one(cx.now))
             }
@@ -268,7 +283,9 @@ impl Handler<Initiator> for InitiatorHandler {
 
     fn on_wakeup(&mut self, cx: &mut Context<'_, Initiator>) -> Result<Flow> {
         self.next_start = None;
-        self.started += 1;
+        if !core::mem::take(&mut self.retrying) {
+            self.started += 1;
+        }
         start_exchange(cx.endpoint, cx.now, cx.rng)?;
         Ok(Flow::Continue)
     }

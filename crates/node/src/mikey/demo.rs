@@ -28,11 +28,13 @@ use super::daemon::{
     start_exchange,
 };
 use super::deployment::{Configs, Params, addresses, fault_name};
+use m2msec_protocol::link::LinkFaults;
+
 use crate::driver::{self, Driver, shutdown_channel};
 use crate::error::{Error, Result};
 use crate::hex;
 use crate::report::{Progress, RunReport};
-use crate::tap::Wiretap;
+use crate::tap::{Wiretap, link_seed};
 
 /// Options of one MIKEY demo run.
 #[derive(Clone, Debug)]
@@ -45,6 +47,8 @@ pub struct DemoOptions {
     pub pcap: Option<PathBuf>,
     /// Overall limit: the run is abandoned (and reported failed) after this long.
     pub timeout: Duration,
+    /// The link between the roles: loss, duplication and reordering (default: perfect).
+    pub faults: LinkFaults,
 }
 
 impl Default for DemoOptions {
@@ -54,6 +58,7 @@ impl Default for DemoOptions {
             seed: None,
             pcap: None,
             timeout: Duration::from_secs(30),
+            faults: LinkFaults::default(),
         }
     }
 }
@@ -159,6 +164,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         Some(path) => Wiretap::with_pcap(path)?.with_pcap_aliases(aliases),
         None => Wiretap::new(),
     };
+    let tap = tap.with_faults(opts.faults, link_seed(opts.seed));
     let (stop, shutdown) = shutdown_channel();
     let (report_tx, mut reports) = mpsc::unbounded_channel();
 

@@ -303,7 +303,7 @@ impl DeviceNode {
         mut shutdown: Shutdown,
         auto_register: bool,
     ) -> Result<Device> {
-        let mut socket = Some(socket);
+        let mut socket = Some(Arc::new(socket));
         let now = wall_clock();
         if self.registered {
             self.device.poll(now);
@@ -331,7 +331,7 @@ impl DeviceNode {
                         let _ = done.send(());
                     }
                     Some(Command::Wake(done)) => {
-                        socket = Some(driver::bind(self.local).await?);
+                        socket = Some(Arc::new(driver::bind(self.local).await?));
                         let now = wall_clock();
                         self.device.poll(now);
                         self.next_poll = Some(now.after(self.poll_every));
@@ -339,7 +339,7 @@ impl DeviceNode {
                         let _ = done.send(());
                     }
                 },
-                received = recv(socket.as_ref(), &mut buf) => match received {
+                received = recv(socket.as_deref(), &mut buf) => match received {
                     Ok((len, from)) => {
                         let datagram = buf.get(..len).unwrap_or_default();
                         self.device.handle_datagram(wall_clock(), from, datagram, &mut *self.rng);
@@ -640,20 +640,13 @@ impl DeviceNode {
 
     /// Handles every pending event (persisting), then sends every pending datagram (dropped
     /// while offline).
-    async fn drain(&mut self, socket: Option<&UdpSocket>) -> Result<()> {
+    async fn drain(&mut self, socket: Option<&Arc<UdpSocket>>) -> Result<()> {
         while let Some(event) = self.device.poll_event() {
             self.on_event(event)?;
         }
         while let Some(t) = self.device.poll_transmit() {
             let Some(socket) = socket else { continue };
-            match socket.send_to(&t.payload, t.destination).await {
-                Ok(_) => {
-                    if let Some(tap) = &self.tap {
-                        tap.record(self.local, t.destination, &t.payload);
-                    }
-                }
-                Err(e) => tracing::warn!(to = %t.destination, error = %e, "send failed"),
-            }
+            driver::send("sga-device", socket, self.local, self.tap.as_ref(), t).await;
         }
         Ok(())
     }

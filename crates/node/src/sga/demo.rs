@@ -29,10 +29,12 @@ use tokio::task::JoinHandle;
 use super::config::{GroupName, SuiteName};
 use super::control::{Request, Response};
 use super::daemon::{Command, DeviceNode, NodeEvent, ServerHandler, server_from_store};
+use m2msec_protocol::link::LinkFaults;
+
 use crate::driver::{self, Driver, Shutdown, shutdown_channel};
 use crate::error::{Error, Result};
 use crate::report::{Progress, RunReport};
-use crate::tap::Wiretap;
+use crate::tap::{Wiretap, link_seed};
 
 /// The gateway's identity in the demo.
 pub const GATEWAY: &str = "sga-gateway";
@@ -60,6 +62,8 @@ pub struct DemoOptions {
     pub pcap: Option<PathBuf>,
     /// Overall limit: the run is abandoned (and reported failed) after this long.
     pub timeout: Duration,
+    /// The link between the roles: loss, duplication and reordering (default: perfect).
+    pub faults: LinkFaults,
 }
 
 impl Default for DemoOptions {
@@ -73,6 +77,7 @@ impl Default for DemoOptions {
             seed: None,
             pcap: None,
             timeout: Duration::from_secs(60),
+            faults: LinkFaults::default(),
         }
     }
 }
@@ -203,6 +208,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         Some(path) => Wiretap::with_pcap(path)?,
         None => Wiretap::new(),
     };
+    let tap = tap.with_faults(opts.faults, link_seed(opts.seed));
     let (stop, shutdown) = shutdown_channel();
     progress.stage("starting the server");
     let mut gateway = start_gateway(

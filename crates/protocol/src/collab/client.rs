@@ -188,12 +188,15 @@ impl Client {
         if config.answer_quorum == 0 {
             return Err(Error::Config("answer quorum must be at least 1".into()));
         }
-        Ok(Self {
+        let mut role = Self {
             config,
             trust: TrustBook::new(trust),
             session: None,
             out: Outbox::default(),
-        })
+        };
+        role.out
+            .set_retransmit_policy(role.config.timeouts.retransmit);
+        Ok(role)
     }
 
     /// The trust records as they stand.
@@ -268,7 +271,8 @@ impl Client {
             one_time_scheme: cfg.ots.id(),
             commitments,
         };
-        self.out.send(
+        self.out.send_reliable(
+            now,
             cfg.server.addr,
             ClientHello {
                 session: id.0,
@@ -277,7 +281,8 @@ impl Client {
                 aead: cfg.aead.id(),
             },
         );
-        self.out.send(
+        self.out.send_reliable(
+            now,
             cfg.trusted.addr,
             TrustedHello {
                 session: id.0,
@@ -343,7 +348,7 @@ impl Client {
                     Err(e @ Error::NotEnoughProxies { .. }) => Step::Fail(e),
                     Err(e) => return Err(e),
                     Ok(()) => {
-                        send_fragments(session, cfg, out, rng);
+                        send_fragments(now, session, cfg, out, rng);
                         session.phase = Phase::AwaitAnswers {
                             binding,
                             refuted: Vec::new(),
@@ -434,7 +439,8 @@ impl Client {
                     params: session.params.clone(),
                 };
                 let sealed = out.seal(&cfg.trusted.key, rng, 5, &session.id, &body);
-                out.send(
+                out.send_reliable(
+                    now,
                     cfg.trusted.addr,
                     KeyRequest {
                         session: session.id.0,
@@ -492,7 +498,8 @@ impl Client {
                             &session.id,
                             &FinishedBody { proxies: faithful },
                         );
-                        out.send(
+                        out.send_reliable(
+                            now,
                             cfg.server.addr,
                             ClientFinished {
                                 session: session.id.0,
@@ -517,6 +524,8 @@ impl Client {
         let Some(session) = self.session.take() else {
             return;
         };
+        // Whatever still waited for an answer belongs to this, the client's one session.
+        self.out.retransmits.clear();
         let mut updated = Vec::new();
         match result {
             Ok(ids) => {
@@ -587,6 +596,7 @@ fn accept_tickets(session: &mut Session, body: &ProxyListBody) -> Result<(), Err
 
 /// Sends { NPi, xi }_kAPi to every listed proxy.
 fn send_fragments(
+    now: Millis,
     session: &Session,
     cfg: &ClientConfig,
     out: &mut Outbox<ClientEvent>,
@@ -603,7 +613,8 @@ fn send_fragments(
             blinding: SecretBytes::new(blinding.to_vec()),
         };
         let sealed = out.seal(&chosen.key, rng, 12, &session.id, &body);
-        out.send(
+        out.send_reliable(
+            now,
             chosen.addr,
             Fragment {
                 session: session.id.0,

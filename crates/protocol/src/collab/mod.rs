@@ -113,15 +113,21 @@ pub struct Timeouts {
     /// How long B waits for k valid shares before it aborts the session and tells A why
     /// (shorter than `session`, so that A hears the reason before its own wait ends).
     pub fragments: Duration,
+    /// How requests are retransmitted until answered (see [`crate::reliable`]).
+    pub retransmit: crate::RetransmitPolicy,
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
         Self {
-            session: Duration::from_secs(5),
-            proxy_hello: Duration::from_millis(1000),
+            // Long enough for every retransmission of a request (`RetransmitPolicy`'s span,
+            // 15.5 s by default) on a lossy link.
+            session: Duration::from_secs(20),
+            // Two retransmissions of a summons fit in it.
+            proxy_hello: Duration::from_millis(2000),
             answer_grace: Duration::from_millis(150),
-            fragments: Duration::from_secs(3),
+            fragments: Duration::from_secs(16),
+            retransmit: crate::RetransmitPolicy::default(),
         }
     }
 }

@@ -131,11 +131,14 @@ impl Proxy {
         if config.clients.is_empty() {
             return Err(Error::Config("a proxy needs at least one client".into()));
         }
-        Ok(Self {
+        let mut role = Self {
             config,
             sessions: BTreeMap::new(),
             out: Outbox::default(),
-        })
+        };
+        role.out
+            .set_retransmit_policy(role.config.timeouts.retransmit);
+        Ok(role)
     }
 
     fn handle(
@@ -161,7 +164,8 @@ impl Proxy {
                 .position(|c| c.name == m.client)
                 .ok_or_else(|| Error::UnknownPeer(m.client.clone()))?;
             let nonce = random(rng);
-            out.send(
+            out.send_reliable(
+                now,
                 cfg.trusted.addr,
                 ProxyHello {
                     session: id.0,
@@ -197,7 +201,8 @@ impl Proxy {
                     .parse()
                     .map_err(|_| Error::InvalidParameters("server address"))?;
                 let server_side_nonce = random(rng);
-                out.send(
+                out.send_reliable(
+                    now,
                     server,
                     CertRequest {
                         session: id.0,
@@ -291,11 +296,16 @@ impl Proxy {
             }
             (_, other) => return Err(Error::UnexpectedMessage(other.name())),
         }
-        self.forward_share(id, rng)
+        self.forward_share(now, id, rng)
     }
 
     /// Once both B's certificate and A's share are in: [xi]_KB signed with the one-time key.
-    fn forward_share(&mut self, id: SessionId, rng: &mut dyn CryptoRng) -> Result<(), Error> {
+    fn forward_share(
+        &mut self,
+        now: Millis,
+        id: SessionId,
+        rng: &mut dyn CryptoRng,
+    ) -> Result<(), Error> {
         let Some(session) = self.sessions.get_mut(&id) else {
             return Ok(());
         };
@@ -351,7 +361,8 @@ impl Proxy {
         out.ops.asymmetric += 1;
         // `sign` consumes the one-time key: it cannot sign again.
         let signature: OtsSignature = key.sign(&signed_bytes(b"fragment", &signed));
-        out.send(
+        out.send_reliable(
+            now,
             server,
             SealedFragment {
                 session: id.0,

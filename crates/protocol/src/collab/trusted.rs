@@ -115,11 +115,14 @@ impl Trusted {
         if config.clients.is_empty() || config.proxies.is_empty() {
             return Err(Error::Config("T needs clients and proxies".into()));
         }
-        Ok(Self {
+        let mut role = Self {
             config,
             sessions: BTreeMap::new(),
             out: Outbox::default(),
-        })
+        };
+        role.out
+            .set_retransmit_policy(role.config.timeouts.retransmit);
+        Ok(role)
     }
 
     fn handle(
@@ -201,7 +204,8 @@ impl Trusted {
                 out.ops.asymmetric += 1;
                 let signature = cfg.signing_key.sign(rng, &signed_bytes(b"grant", &grant));
                 for p in &pending {
-                    out.send(
+                    out.send_reliable(
+                        now,
                         cfg.proxies[p.proxy].addr,
                         ProxySummon {
                             session: id.0,

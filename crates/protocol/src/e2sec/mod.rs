@@ -518,6 +518,9 @@ pub struct PartyConfig {
     pub variant: Variant,
     /// How long it waits.
     pub timeout: Duration,
+    /// How its requests (warrant request, AuthInit, AuthReply) are retransmitted until
+    /// answered (see [`crate::reliable`]).
+    pub retransmit: crate::RetransmitPolicy,
 }
 
 /// What a party reports.
@@ -610,14 +613,16 @@ impl Party {
             .element_from_bytes(&config.epc_key)
             .map_err(|_| Error::Config("the EPC key is not in the party's group".into()))?;
         group.take_tally();
-        Ok(Self {
+        let mut role = Self {
             config,
             group,
             held: None,
             warrant_nonce: None,
             exchanges: BTreeMap::new(),
             out: Outbox::default(),
-        })
+        };
+        role.out.set_retransmit_policy(role.config.retransmit);
+        Ok(role)
     }
 
     /// Operation counts of this party's group arithmetic (T_E, T_M, T_H, T_A).
@@ -651,7 +656,8 @@ impl Party {
                 &key,
             ],
         );
-        self.out.send(
+        self.out.send_reliable(
+            now,
             cfg.epc_addr,
             WarrantRequest {
                 holder: cfg.identity.clone(),
@@ -704,7 +710,7 @@ impl Party {
             },
         };
         let init_bytes = Message::from(init.clone()).to_bytes();
-        self.out.send(entry.addr, init);
+        self.out.send_reliable(now, entry.addr, init);
         self.exchanges.insert(
             exchange,
             Pending::Initiated {
@@ -923,7 +929,7 @@ impl Party {
             &Message::from(reply.clone()).to_bytes(),
         );
         let sk = self.session_key(&shared, &share, &their_share, &m.from);
-        self.out.send(remote, reply);
+        self.out.send_reliable(now, remote, reply);
         self.exchanges.insert(
             m.exchange,
             Pending::Replied {

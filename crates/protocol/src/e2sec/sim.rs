@@ -53,7 +53,7 @@ impl Default for Spec {
             group: GroupId::Ristretto255,
             variant: Variant::ElGamal,
             validity: Duration::from_secs(3600),
-            timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(20),
         }
     }
 }
@@ -123,6 +123,7 @@ impl Configs {
                     epc_psk: psk,
                     peers: vec![peer],
                     variant: spec.variant,
+                    retransmit: crate::RetransmitPolicy::default(),
                     timeout: spec.timeout,
                 }
             };

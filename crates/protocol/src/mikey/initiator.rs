@@ -141,11 +141,14 @@ impl Initiator {
             }
             _ => {}
         }
-        Ok(Self {
+        let mut role = Self {
             config,
             exchange: None,
             out: Outbox::default(),
-        })
+        };
+        role.out
+            .set_retransmit_policy(role.config.policy.retransmit);
+        Ok(role)
     }
 
     /// Starts an exchange: a fresh TGK, CSB ID and RAND, sent as the mode says. Returns the CSB ID.
@@ -272,7 +275,14 @@ impl Initiator {
             }
         };
         for (addr, bytes) in sends {
-            self.out.send(addr, bytes);
+            if v {
+                // Retransmitted until the exchange ends: the verification comes from R, not
+                // from a third party the message went to, and a copy makes a third party
+                // send again what it forwarded (and so R its verification).
+                self.out.send_until_cleared(now, addr, bytes);
+            } else {
+                self.out.send(addr, bytes);
+            }
         }
         let exchange = Exchange {
             csb_id,
@@ -360,6 +370,7 @@ impl Initiator {
                 let Some(x) = self.exchange.take() else {
                     return Ok(());
                 };
+                self.out.retransmits.clear();
                 self.out.event(InitiatorEvent::Established(Established {
                     csb_id: x.csb_id,
                     peer: x.peer.clone(),
@@ -375,6 +386,7 @@ impl Initiator {
 
     fn fail(&mut self, error: Error) {
         if let Some(x) = self.exchange.take() {
+            self.out.retransmits.clear();
             self.out.event(InitiatorEvent::Failed {
                 csb_id: x.csb_id,
                 error,

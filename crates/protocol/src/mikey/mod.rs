@@ -156,18 +156,22 @@ pub struct Policy {
     pub envelope: EnvelopeScheme,
     /// SIGN payload scheme of public-key mode.
     pub signature: SignScheme,
+    /// How an initiator retransmits its I_MESSAGEs until verified (see [`crate::reliable`]).
+    pub retransmit: crate::RetransmitPolicy,
 }
 
 impl Default for Policy {
     fn default() -> Self {
         Self {
             clock_skew: Duration::from_secs(60),
-            session: Duration::from_secs(5),
+            // Long enough for every retransmission of the I_MESSAGE on a lossy link.
+            session: Duration::from_secs(20),
             verification: true,
             kemac_encryption: KemacEncryption::AesCm128,
             // The RFC's mandatory envelope encryption (see the crypto crate on RUSTSEC-2023-0071).
             envelope: EnvelopeScheme::RsaPkcs1v15,
             signature: SignScheme::Pkcs1v15Sha256,
+            retransmit: crate::RetransmitPolicy::default(),
         }
     }
 }

@@ -165,7 +165,7 @@ impl Device {
                 "the initial suite must be among the device's suites".into(),
             ));
         }
-        Ok(Self {
+        let mut role = Self {
             config,
             pending: None,
             registering: None,
@@ -173,7 +173,10 @@ impl Device {
             unacked: BTreeMap::new(),
             negotiations: ReplayCache::with_capacity(NEGOTIATIONS_REMEMBERED),
             out: Outbox::default(),
-        })
+        };
+        role.out
+            .set_retransmit_policy(role.config.timeouts.requests);
+        Ok(role)
     }
 
     /// The device's identity.
@@ -208,7 +211,8 @@ impl Device {
             &labelled(b"register proof", &[]),
             cfg.identity.as_bytes(),
         );
-        self.out.send(
+        self.out.send_reliable(
+            now,
             cfg.server,
             RegisterRequest {
                 device: cfg.identity.clone(),
@@ -288,7 +292,8 @@ impl Device {
             &cbor::to_vec(&body),
         )?;
         let mac = device_mac(ops, &cfg.device_key, b"invite", &[&sealed]);
-        self.out.send(
+        self.out.send_reliable(
+            now,
             cfg.server,
             Invite {
                 from: cfg.identity.clone(),
@@ -379,6 +384,7 @@ impl Device {
                         error,
                     });
                 } else if self.pending.take().is_some() {
+                    self.out.retransmits.clear();
                     self.out.event(DeviceEvent::Failed {
                         what: "negotiating with the peer",
                         error,
@@ -490,7 +496,8 @@ impl Device {
             b"negotiate response",
             &[&session.0, &sealed],
         );
-        self.out.send(
+        self.out.send_reliable(
+            now,
             cfg.server,
             NegotiateResponse {
                 session: session.0,
@@ -630,7 +637,8 @@ impl Device {
             check,
         };
         let sealed = seal(ops, &temp_key, rng, b"key share", &[], &body);
-        self.out.send(
+        self.out.send_reliable(
+            now,
             cfg.server,
             KeyShare {
                 session: session.0,
@@ -690,6 +698,7 @@ impl Device {
         let key = session_key(ops, &k, session, i, j, x.suite)?;
         let peer = x.peer.clone();
         self.pending = None;
+        self.out.retransmits.clear();
         self.sessions.insert(
             session,
             Session {
@@ -766,6 +775,8 @@ impl Device {
         }
         if self.pending.as_ref().is_some_and(|(_, t)| now >= *t) {
             self.pending = None;
+            self.out.retransmits.clear();
+            self.out.retransmits.clear();
             self.out.event(DeviceEvent::Failed {
                 what: "negotiating with the peer",
                 error: Error::Timeout("waiting for the server"),

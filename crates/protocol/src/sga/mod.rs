@@ -111,14 +111,19 @@ pub struct Timeouts {
     pub retransmit: Duration,
     /// Largest accepted difference between a timestamp and the local clock.
     pub clock_skew: Duration,
+    /// How requests (registration, invitation, negotiation, key shares) are retransmitted until
+    /// answered (see [`crate::reliable`]); delivered messages use `retransmit` until stored.
+    pub requests: crate::RetransmitPolicy,
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
         Self {
-            exchange: Duration::from_secs(5),
+            // Long enough for every retransmission of a request on a lossy link.
+            exchange: Duration::from_secs(20),
             retransmit: Duration::from_millis(500),
             clock_skew: Duration::from_secs(60),
+            requests: crate::RetransmitPolicy::default(),
         }
     }
 }

@@ -198,14 +198,17 @@ impl Server {
                 },
             );
         }
-        Ok(Self {
+        let mut role = Self {
             config,
             devices: registered,
             exchanges: BTreeMap::new(),
             seen: ReplayCache::with_capacity(INVITATIONS_REMEMBERED),
             held,
             out: Outbox::default(),
-        })
+        };
+        role.out
+            .set_retransmit_policy(role.config.timeouts.requests);
+        Ok(role)
     }
 
     /// Messages held for delivery.
@@ -426,7 +429,8 @@ impl Server {
         // k_dj outlives the exchange: the session under the seal and the timestamp let d_j
         // refuse a recorded A2 (device.rs on_negotiate()).
         let sealed = seal(ops, &key_j, rng, b"negotiate", &[&session.0], &negotiate);
-        self.out.send(
+        self.out.send_reliable(
+            now,
             to_addr,
             Negotiate {
                 session: session.0,
@@ -621,7 +625,8 @@ impl Server {
                 .get(&x.responder)
                 .and_then(|d| d.addr)
                 .ok_or_else(|| Error::Unreachable(x.responder.clone()))?;
-            self.out.send(
+            self.out.send_reliable(
+                now,
                 j_addr,
                 KeyShareInvite {
                     session: session.0,
