@@ -45,6 +45,10 @@ pub(crate) struct BenchArgs {
     /// Relay: plaintext bytes per streamed message.
     #[arg(long, default_value_t = 1024)]
     relay_size: usize,
+    /// Runs per loss rate of the completion-against-loss table (0 to 30 % loss, in memory;
+    /// 0 leaves the table out).
+    #[arg(long, default_value_t = 10)]
+    loss_runs: u32,
 }
 
 pub(crate) fn bench(args: &BenchArgs) -> Result<ExitCode> {
@@ -117,6 +121,18 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<ExitCode> {
                         opts.size
                     );
                 }
+            }
+        }
+        let name = protocol.name();
+        if args.loss_runs > 0 && m2msec_node::loss_bench::PROTOCOLS.contains(&name) {
+            let table = m2msec_node::loss_bench::figures(name, args.loss_runs, args.seed);
+            print_figures(&table, args.json)?;
+            if !args.json {
+                println!(
+                    "  ({name} against loss: completed runs and their mean virtual time, {} runs \
+                     per rate on the in-memory network; see docs/lossy-links.md)",
+                    args.loss_runs
+                );
             }
         }
     }

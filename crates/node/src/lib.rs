@@ -16,6 +16,7 @@ pub mod e2sec;
 pub mod error;
 pub mod keyfile;
 pub mod keylog;
+pub mod loss_bench;
 pub mod mikey;
 pub mod pcap;
 pub mod relay;

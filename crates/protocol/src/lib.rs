@@ -119,6 +119,7 @@ pub mod relay;
 pub mod reliable;
 mod replay;
 pub mod sga;
+pub mod trial;
 
 pub use endpoint::{Endpoint, Millis, OpCounts, Transmit};
 pub use reliable::RetransmitPolicy;
