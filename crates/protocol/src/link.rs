@@ -16,7 +16,8 @@ pub struct LinkFaults {
     pub loss: f64,
     /// Probability that a datagram that is not lost arrives twice, in `[0, 1)`.
     pub duplicate: f64,
-    /// Up to this many later datagrams may overtake a datagram (0: order kept).
+    /// Up to this many later datagrams may overtake a datagram (0: order kept; at most
+    /// [`MAX_REORDER`]).
     pub reorder: u16,
 }
 
@@ -38,9 +39,18 @@ impl LinkFaults {
                 return Err(format!("{name} must be a probability in [0, 1), is {p}"));
             }
         }
+        if self.reorder > MAX_REORDER {
+            return Err(format!(
+                "reorder must be at most {MAX_REORDER}, is {}",
+                self.reorder
+            ));
+        }
         Ok(())
     }
 }
+
+/// The largest reordering window [`LinkFaults::check`] accepts.
+pub const MAX_REORDER: u16 = 16;
 
 /// What becomes of one datagram: each copy that arrives, with how many later datagrams may
 /// overtake it. Empty when it is lost.

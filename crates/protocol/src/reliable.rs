@@ -150,6 +150,9 @@ impl Retransmits {
 pub const ANSWER_LIFETIME: Duration = Duration::from_secs(62);
 /// At most this many datagrams are kept as one request's deferred answer.
 const MAX_DEFERRED: usize = 8;
+/// Copies of one datagram answered again at most: an honest peer's retransmissions (4 by
+/// default) and a few duplicates.
+const MAX_REANSWERS: u32 = 6;
 /// At most this many answers are kept (oldest forgotten first), bounding memory under a flood.
 const MAX_ANSWERS: usize = 1024;
 
@@ -157,6 +160,9 @@ const MAX_ANSWERS: usize = 1024;
 struct Answer {
     from: SocketAddr,
     sent: Vec<Transmit>,
+    /// Copies answered so far: after [`MAX_REANSWERS`], copies are dropped unanswered, so that
+    /// replaying one datagram cannot make a role send without bound.
+    reanswered: u32,
     /// Whether the role answered at once; if not, the first datagrams to `from` are kept.
     deferred: bool,
     expires: Millis,
@@ -176,11 +182,17 @@ impl AnswerCache {
         hash::sha256_length_prefixed(&[from.to_string().as_bytes(), datagram])
     }
 
-    /// What to send again for a duplicate of an accepted datagram, or `None` for a datagram
-    /// not accepted before.
+    /// What to send again for a duplicate of an accepted datagram (nothing once it was
+    /// answered [`MAX_REANSWERS`] times), or `None` for a datagram not accepted before.
     pub(crate) fn lookup(&mut self, now: Millis, digest: &[u8; 32]) -> Option<Vec<Transmit>> {
-        match self.answers.get(digest) {
-            Some(a) if a.expires > now => Some(a.sent.clone()),
+        match self.answers.get_mut(digest) {
+            Some(a) if a.expires > now => {
+                if a.reanswered >= MAX_REANSWERS {
+                    return Some(Vec::new());
+                }
+                a.reanswered += 1;
+                Some(a.sent.clone())
+            }
             Some(_) => {
                 self.answers.remove(digest);
                 None
@@ -217,6 +229,7 @@ impl AnswerCache {
             Answer {
                 from,
                 sent,
+                reanswered: 0,
                 deferred,
                 expires: now.after(ANSWER_LIFETIME),
                 order: self.order,
@@ -298,6 +311,12 @@ mod tests {
         c.sent_later(&t(9, 3));
         c.sent_later(&t(7, 4));
         assert_eq!(c.lookup(Millis(4), &d2).unwrap(), vec![t(9, 3)]);
+        // A datagram replayed over and over is answered a bounded number of times.
+        let again = (0..20)
+            .filter(|_| c.lookup(Millis(5), &d1).is_some_and(|t| !t.is_empty()))
+            .count();
+        assert_eq!(again, usize::try_from(MAX_REANSWERS).unwrap() - 1);
+        assert_eq!(c.lookup(Millis(6), &d1), Some(Vec::new()));
         // Expired entries are gone.
         assert!(c.lookup(Millis(100_000), &d1).is_none());
     }

@@ -286,7 +286,12 @@ impl ThirdParty {
         let ops = &mut self.out.ops;
         let (message, keys) =
             offer.pk_message(ops, &cfg.policy, rng, recipient, &cfg.signing_key)?;
-        self.out.send(responder.addr, message);
+        if v {
+            // It waits for R's verification: retransmitted until R answers.
+            self.out.send_reliable(now, responder.addr, message);
+        } else {
+            self.out.send(responder.addr, message);
+        }
         if v {
             self.pending.insert(
                 r.header.csb_id,

@@ -389,17 +389,23 @@ impl Device {
                         what: "negotiating with the peer",
                         error,
                     });
+                } else {
+                    // Unauthenticated, and for nothing under way: refused, so that it neither
+                    // counts as an answer nor is remembered as one (`crate::reliable`).
+                    return Err(Error::UnexpectedMessage("Refused with nothing under way"));
                 }
                 Ok(())
             }
             Message::Stored(m) => {
                 let key = (SessionId(m.session), m.message_id);
-                if self.unacked.remove(&key).is_some() {
-                    self.out.event(DeviceEvent::Stored {
-                        session: key.0,
-                        message_id: m.message_id,
-                    });
+                if self.unacked.remove(&key).is_none() {
+                    // Unauthenticated, and for no message waiting: see `Refused`.
+                    return Err(Error::UnexpectedMessage("Stored for no message waiting"));
                 }
+                self.out.event(DeviceEvent::Stored {
+                    session: key.0,
+                    message_id: m.message_id,
+                });
                 Ok(())
             }
             Message::Forward(m) => self.on_forward(&m),
