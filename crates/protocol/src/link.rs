@@ -185,5 +185,10 @@ mod tests {
             ..LinkFaults::default()
         };
         assert!(bad.check().is_err_and(|e| e.contains("loss")));
+        let wide = LinkFaults {
+            reorder: MAX_REORDER + 1,
+            ..LinkFaults::default()
+        };
+        assert!(wide.check().is_err_and(|e| e.contains("reorder")));
     }
 }
