@@ -547,8 +547,28 @@ fn the_control_channel_and_the_state_are_the_owners_alone() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
-    // The owner is answered.
+    // The owner is answered; bytes that are not a request get a typed error, not silence.
     assert!(sga(&j, &["status", "--json"]).status.success());
+    for garbage in [
+        &b"\xff\xfe not json\n"[..],
+        b"{\"op\":\"format-disk\"}\n",
+        b"\n",
+    ] {
+        let mut s =
+            std::os::unix::net::UnixStream::connect(&socket).unwrap_or_else(|e| panic!("{e}"));
+        std::io::Write::write_all(&mut s, garbage).unwrap_or_else(|e| panic!("{e}"));
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut s, &mut answer).unwrap_or_else(|e| panic!("{e}"));
+        let v: serde_json::Value =
+            serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer}"));
+        assert_eq!(v["result"], "error", "{answer}");
+        assert!(
+            v["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("malformed request")),
+            "{answer}"
+        );
+    }
 
     if let Some(out) = inbox_as_nobody(&socket) {
         assert_eq!(out.status.code(), Some(2));

@@ -38,14 +38,12 @@ impl KeyLogFile {
 
 impl KeyLog for KeyLogFile {
     fn log(&self, label: &'static str, secret: &[u8]) {
-        let mut line =
-            zeroize::Zeroizing::new(String::with_capacity(label.len() + 2 + 2 * secret.len()));
+        // `hex` fills a string of the right capacity, so wrapping it wipes the only copy.
+        let hex = zeroize::Zeroizing::new(crate::hex(secret));
+        let mut line = zeroize::Zeroizing::new(String::with_capacity(label.len() + 2 + hex.len()));
         line.extend(label.chars().map(|c| if c == ' ' { '_' } else { c }));
         line.push(' ');
-        for b in secret {
-            line.push(char::from(HEX[usize::from(b >> 4)]));
-            line.push(char::from(HEX[usize::from(b & 15)]));
-        }
+        line.push_str(&hex);
         line.push('\n');
         if let Ok(mut f) = self.file.lock() {
             // A key log is a debugging aid: a failed write must not stop the protocol.
@@ -53,8 +51,6 @@ impl KeyLog for KeyLogFile {
         }
     }
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Installs the key log file named by [`ENV`], if set; returns its path.
 ///

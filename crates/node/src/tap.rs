@@ -130,11 +130,7 @@ impl Wiretap {
         let inner = self.lock();
         let mut total = FaultCounts::default();
         for (_, link) in inner.faults.iter().flat_map(|(_, _, l)| l.iter()) {
-            let c = link.counts();
-            total.offered += c.offered;
-            total.lost += c.lost;
-            total.duplicated += c.duplicated;
-            total.reordered += c.reordered;
+            total += link.counts();
         }
         total
     }

@@ -69,6 +69,15 @@ pub struct FaultCounts {
     pub reordered: u64,
 }
 
+impl core::ops::AddAssign for FaultCounts {
+    fn add_assign(&mut self, other: Self) {
+        self.offered += other.offered;
+        self.lost += other.lost;
+        self.duplicated += other.duplicated;
+        self.reordered += other.reordered;
+    }
+}
+
 /// Draws the fate of each datagram of one sender (or one network) from a seeded stream, so
 /// that a run with the same seed and the same traffic meets the same faults.
 #[derive(Debug)]
