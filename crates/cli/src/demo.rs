@@ -115,11 +115,6 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<ExitCode> {
         None
     };
     let faults = args.link.faults()?;
-    if !faults.is_perfect() && protocols.contains(&ProtocolArg::Relay) {
-        anyhow::bail!(
-            "--loss, --duplicate and --reorder are not applied to the relay's CoAP sockets yet; run the relay without them (--protocol collab|mikey|sga|e2sec)"
-        );
-    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -194,17 +189,14 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<ExitCode> {
             }
             ProtocolArg::Relay => {
                 bar.set_prefix("relay");
-                if pcap.is_some() && !args.json {
-                    eprintln!(
-                        "note: the relay runs over CoAP sockets of its own; no capture is written for it"
-                    );
-                }
                 let opts = relay_demo::DemoOptions {
                     phases: args.relay.phases(),
                     size: args.relay.relay_size,
                     rotate_messages: args.relay.relay_rotate,
                     seed: args.seed,
                     timeout: Duration::from_secs(args.timeout.max(1)),
+                    pcap,
+                    faults,
                 };
                 let report = rt.block_on(relay_demo::run(&opts, &Bar(bar.clone())))?;
                 bar.finish_and_clear();

@@ -342,6 +342,8 @@ fn demo_completes_on_a_lossy_link() {
             "sga",
             "--protocol",
             "e2sec",
+            "--protocol",
+            "relay",
             "--loss",
             "0.1",
             "--duplicate",
@@ -351,17 +353,23 @@ fn demo_completes_on_a_lossy_link() {
             "--seed",
             seed,
         ]);
-        for v in json_lines(&out) {
+        let lines = json_lines(&out);
+        assert_eq!(lines.len(), 5, "seed {seed}: {}", text(&out.stderr));
+        for v in lines {
             assert_eq!(v["ok"], true, "seed {seed}: {v}");
             assert_eq!(v["session_key_match"], true, "seed {seed}: {v}");
             if v["protocol"] == "sga" {
                 assert_eq!(v["delivered"], v["sent"], "seed {seed}: {v}");
             }
+            if v["protocol"] == "relay" {
+                // Every sink got each message of its window exactly once.
+                for sink in v["sinks"].as_array().expect("sinks") {
+                    assert_eq!(sink["matches"], true, "seed {seed}: {v}");
+                    assert_eq!(sink["delivered"], sink["expected"], "seed {seed}: {v}");
+                }
+            }
         }
     }
-    let out = m2msec(&["demo", "--protocol", "relay", "--loss", "0.1"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("relay"), "{}", text(&out.stderr));
     let out = m2msec(&["demo", "--protocol", "collab", "--loss", "1.5"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("loss"), "{}", text(&out.stderr));

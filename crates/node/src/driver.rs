@@ -319,9 +319,9 @@ impl<E: Endpoint> Driver<E> {
 /// overtake it: on loopback the next datagram follows within this.
 const REORDER_STEP: Duration = Duration::from_millis(3);
 
-/// Sends `transmit` from `socket` (bound on `local`), the one send path of every role: the tap
-/// records it and, when it stands for a bad link ([`Wiretap::with_faults`]), decides whether it
-/// is lost, sent twice, or delayed so that later datagrams overtake it.
+/// Sends `transmit` from `socket` (bound on `local`), the one send path of every role's
+/// driver; see [`Egress`]. A send error is logged: a peer that went away must not take the role
+/// down.
 pub async fn send(
     role: &str,
     socket: &Arc<UdpSocket>,
@@ -331,28 +331,93 @@ pub async fn send(
 ) {
     let (to, payload) = (transmit.destination, transmit.payload);
     tracing::trace!(role, %to, len = payload.len(), "datagram out");
+    if let Err(e) = send_datagram(socket, local, tap, &payload, to).await {
+        tracing::warn!(role, %to, error = %e, "send failed");
+    }
+}
+
+/// The tap records the datagram and, when it stands for a bad link ([`Wiretap::with_faults`]),
+/// decides whether it is lost, sent twice, or delayed so that later datagrams overtake it.
+async fn send_datagram(
+    socket: &Arc<UdpSocket>,
+    local: SocketAddr,
+    tap: Option<&Wiretap>,
+    payload: &[u8],
+    to: SocketAddr,
+) -> std::io::Result<()> {
     let fate = match tap {
         Some(tap) => {
-            tap.record(local, to, &payload);
+            tap.record(local, to, payload);
             tap.fate(local)
         }
         None => vec![0],
     };
     if fate.is_empty() {
-        tracing::trace!(role, %to, "datagram lost on the bad link");
+        tracing::trace!(%local, %to, "datagram lost on the bad link");
     }
     for hold in fate {
         if hold == 0 {
-            if let Err(e) = socket.send_to(&payload, to).await {
-                tracing::warn!(role, %to, error = %e, "send failed");
-            }
+            socket.send_to(payload, to).await?;
         } else {
-            let (socket, payload) = (Arc::clone(socket), payload.clone());
+            let (socket, payload) = (Arc::clone(socket), payload.to_vec());
             tokio::spawn(async move {
                 tokio::time::sleep(REORDER_STEP * u32::from(hold)).await;
                 let _ = socket.send_to(&payload, to).await;
             });
         }
+    }
+    Ok(())
+}
+
+/// A UDP socket's way out for code that owns its socket instead of running a [`Driver`] (the
+/// relay's CoAP endpoints): every datagram goes through the same tap and bad link as a
+/// driver's, so a lossy run treats every protocol alike.
+#[derive(Clone, Debug)]
+pub struct Egress {
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    tap: Option<Wiretap>,
+}
+
+impl Egress {
+    /// Sends from `socket`, through `tap` when there is one.
+    ///
+    /// # Errors
+    ///
+    /// The socket's, if its local address cannot be read.
+    pub fn new(socket: Arc<UdpSocket>, tap: Option<Wiretap>) -> std::io::Result<Self> {
+        let local = socket.local_addr()?;
+        Ok(Self { socket, local, tap })
+    }
+
+    /// The same socket, sending through `tap` from now on.
+    #[must_use]
+    pub fn with_tap(self, tap: Wiretap) -> Self {
+        Self {
+            tap: Some(tap),
+            ..self
+        }
+    }
+
+    /// The socket, to receive on.
+    #[must_use]
+    pub fn socket(&self) -> &Arc<UdpSocket> {
+        &self.socket
+    }
+
+    /// The socket's local address.
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Sends `payload` to `to` (or, on a bad link, loses, doubles or delays it).
+    ///
+    /// # Errors
+    ///
+    /// The socket's.
+    pub async fn send_to(&self, payload: &[u8], to: SocketAddr) -> std::io::Result<()> {
+        send_datagram(&self.socket, self.local, self.tap.as_ref(), payload, to).await
     }
 }
 

@@ -303,6 +303,7 @@ pub async fn stream_throughput(opts: &StreamOptions) -> Result<StreamFigures> {
     use zeroize::Zeroizing;
 
     use super::client::{self, ProxyClient, SendHooks, SendOptions};
+    use super::coap::Transmission;
     use super::config::{DataEncoding, Output, SourceSetup};
     use super::proxy::{Proxy, ProxyConfig};
     use super::sink::{OutputWriter, SinkNode, SinkServer};
@@ -382,11 +383,12 @@ pub async fn stream_throughput(opts: &StreamOptions) -> Result<StreamFigures> {
             state: dir.path().join("source"),
             capacity: 0,
             udp: false,
+            coap: Transmission::default(),
         },
         Arc::new(MemoryStore::new()),
         &mut rng,
     )?;
-    let client = ProxyClient::connect(config.listen, client::streaming_config()).await?;
+    let client = ProxyClient::connect(config.listen, source.client_config()).await?;
     let storage = client.store(&source).await?;
     let epoch = source.epoch_at(wall_clock())?;
     let grant = source.grant(&sink_url, &sink_public, epoch..=epoch.saturating_add(1))?;

@@ -208,13 +208,15 @@ impl ProxyClient {
         Err(refused(self.proxy, &p, "storage POST"))
     }
 
-    /// POSTs `msg` until the proxy stores it, waiting out every 5.03's Max-Age; returns the
-    /// 5.03 answers met and the time waited.
+    /// POSTs `msg` until the proxy stores it, waiting out every 5.03's Max-Age and posting
+    /// again after an exchange that went unanswered (CoAP's own retransmissions exhausted, as
+    /// on a very lossy link); returns the 5.03 answers met and the time waited. Posting again
+    /// is safe: the proxy stores a message id once and acknowledges its copies.
     ///
     /// # Errors
     ///
-    /// As [`ProxyClient::post`]; [`Error::Timeout`] when the proxy stays busy longer than
-    /// `patience`.
+    /// As [`ProxyClient::post`]; [`Error::Timeout`] when the proxy stays busy or silent longer
+    /// than `patience`.
     pub async fn post_until_stored(
         &self,
         storage_id: u32,
@@ -224,9 +226,10 @@ impl ProxyClient {
         let mut busy = 0;
         let mut waited = Duration::ZERO;
         loop {
-            match self.post(storage_id, msg).await? {
-                Posted::Stored => return Ok((busy, waited)),
-                Posted::Busy(age) => {
+            let started = Instant::now();
+            match self.post(storage_id, msg).await {
+                Ok(Posted::Stored) => return Ok((busy, waited)),
+                Ok(Posted::Busy(age)) => {
                     busy += 1;
                     if waited + age > patience {
                         return Err(Error::Timeout(patience));
@@ -239,6 +242,18 @@ impl ProxyClient {
                     tokio::time::sleep(age).await;
                     waited += age;
                 }
+                Err(Error::Coap(e @ coap::Error::Timeout { .. })) => {
+                    waited += started.elapsed();
+                    if waited > patience {
+                        return Err(Error::Coap(e));
+                    }
+                    tracing::warn!(
+                        message_id = msg.header.message_id,
+                        error = %e,
+                        "proxy did not answer: posting again"
+                    );
+                }
+                Err(e) => return Err(e),
             }
         }
     }

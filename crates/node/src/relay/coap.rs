@@ -29,9 +29,13 @@ use m2msec_wire::relay::coap::coap_lite::{
     CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType,
 };
 use m2msec_wire::relay::coap::{self as mapping, Target};
+use serde::{Deserialize, Serialize};
 use tokio::net::UdpSocket;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
+
+use crate::driver::Egress;
+use crate::tap::Wiretap;
 
 /// RFC 7252 §4.8 ACK_TIMEOUT.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -157,6 +161,9 @@ pub struct Config {
     pub nstart: usize,
     /// Largest datagram the client sends.
     pub max_datagram: usize,
+    /// Records every datagram the client sends and, when it stands for a bad link, loses,
+    /// doubles or delays them (`m2msec demo --loss`, tests).
+    pub tap: Option<Wiretap>,
 }
 
 impl Default for Config {
@@ -170,6 +177,63 @@ impl Default for Config {
             max_body: 1 << 20,
             nstart: 1,
             max_datagram: 4096,
+            tap: None,
+        }
+    }
+}
+
+/// The two RFC 7252 §4.8 transmission parameters a deployment tunes to its link, as the
+/// relay's config files give them (a `[coap]` table). The defaults are the RFC's, made for
+/// lossy low-rate links; RFC 7252 §4.8.1 allows shorter ones where the round trip is known to
+/// be short (the demo, on loopback).
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Transmission {
+    /// ACK_TIMEOUT, milliseconds: the first wait for an acknowledgement, doubled after each
+    /// retransmission.
+    pub ack_timeout_ms: u32,
+    /// MAX_RETRANSMIT: retransmissions of a confirmable message before the exchange fails.
+    pub max_retransmit: u32,
+}
+
+impl Default for Transmission {
+    fn default() -> Self {
+        Self {
+            ack_timeout_ms: 2_000,
+            max_retransmit: MAX_RETRANSMIT,
+        }
+    }
+}
+
+impl Transmission {
+    /// Checks the values; the message names the field.
+    ///
+    /// # Errors
+    ///
+    /// What is out of range.
+    pub fn check(&self) -> core::result::Result<(), String> {
+        if !(10..=60_000).contains(&self.ack_timeout_ms) {
+            return Err("coap.ack_timeout_ms must be in 10..=60000".into());
+        }
+        if self.max_retransmit > 10 {
+            return Err("coap.max_retransmit must be at most 10".into());
+        }
+        Ok(())
+    }
+
+    /// `config` with these parameters, and MAX_TRANSMIT_WAIT (the wait for a response that
+    /// comes separately) derived from them as RFC 7252 §4.8.2 does.
+    #[must_use]
+    pub fn apply(self, config: Config) -> Config {
+        let ack_timeout = Duration::from_millis(self.ack_timeout_ms.into());
+        let span = (1u32 << (self.max_retransmit.min(10) + 1)) - 1;
+        Config {
+            ack_timeout,
+            max_retransmit: self.max_retransmit,
+            response_timeout: ack_timeout
+                .saturating_mul(span)
+                .mul_f64(config.ack_random_factor.max(1.0)),
+            ..config
         }
     }
 }
@@ -413,7 +477,7 @@ struct ClientState {
 }
 
 struct Shared {
-    socket: UdpSocket,
+    socket: Egress,
     config: Config,
     state: Mutex<ClientState>,
 }
@@ -451,7 +515,7 @@ pub struct CoapClient {
 impl core::fmt::Debug for CoapClient {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("CoapClient")
-            .field("local", &self.shared.socket.local_addr().ok())
+            .field("local", &self.shared.socket.local_addr())
             .finish_non_exhaustive()
     }
 }
@@ -478,6 +542,7 @@ impl CoapClient {
         if config.block_szx > 6 {
             return Err(Error::InvalidRequest("block size exponent above 6"));
         }
+        let socket = Egress::new(Arc::new(socket), config.tap.clone())?;
         let shared = Arc::new(Shared {
             socket,
             config,
@@ -502,7 +567,7 @@ impl CoapClient {
     /// # Errors
     /// [`Error::Io`] if the socket cannot say.
     pub fn local_addr(&self) -> Result<SocketAddr> {
-        Ok(self.shared.socket.local_addr()?)
+        Ok(self.shared.socket.local_addr())
     }
 
     /// Sends `req` to `peer` and returns the complete response.
@@ -1018,7 +1083,7 @@ impl Shared {
 async fn receive_loop(shared: Arc<Shared>) {
     let mut buf = vec![0u8; RECV_BUFFER];
     loop {
-        let (n, peer) = match shared.socket.recv_from(&mut buf).await {
+        let (n, peer) = match shared.socket.socket().recv_from(&mut buf).await {
             Ok(x) => x,
             Err(e) => {
                 // ICMP errors of earlier sends surface here on some systems; keep serving.

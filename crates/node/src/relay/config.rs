@@ -26,6 +26,7 @@ use zeroize::Zeroizing;
 use crate::config::{load_toml, resolve};
 use crate::error::{Error, Result};
 use crate::keyfile::{self, read_key_text};
+use crate::relay::coap::Transmission;
 
 /// The protocol's name in commands and reports.
 pub const PROTOCOL: &str = "relay";
@@ -297,6 +298,9 @@ pub struct SourceFile {
     /// Whether `store` asks the proxy for a plain-UDP ingestion port too.
     #[serde(default = "default_true")]
     pub udp: bool,
+    /// CoAP transmission parameters of the source's requests to the proxy.
+    #[serde(default)]
+    pub coap: Transmission,
 }
 
 /// A loaded source config. `Debug` shows neither the seed nor the owner key.
@@ -325,6 +329,8 @@ pub struct SourceSetup {
     pub capacity: u64,
     /// Whether `store` asks for a UDP port.
     pub udp: bool,
+    /// CoAP transmission parameters towards the proxy.
+    pub coap: Transmission,
 }
 
 impl core::fmt::Debug for SourceSetup {
@@ -380,6 +386,7 @@ pub fn load_source(file: &Path) -> Result<SourceSetup> {
             "field `epoch_length_s`: must be at least 1",
         ));
     }
+    f.coap.check().map_err(|e| Error::config(file, e))?;
     Ok(SourceSetup {
         url: f.url,
         proxy: f.proxy,
@@ -393,6 +400,7 @@ pub fn load_source(file: &Path) -> Result<SourceSetup> {
         state: resolve(file, &f.state),
         capacity: f.capacity,
         udp: f.udp,
+        coap: f.coap,
     })
 }
 

@@ -20,6 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,7 @@ use m2msec_crypto::aead::AeadSuite;
 use m2msec_crypto::pre;
 use m2msec_crypto::rng::{CryptoRng, random_array};
 use m2msec_crypto::sig::{SigSuite, SigningKey};
+use m2msec_protocol::link::LinkFaults;
 use m2msec_protocol::relay::{Delivered, Sink, SinkConfig, TrustedSource};
 use m2msec_store::{MemoryStore, RedbStore, Store};
 use m2msec_wire::relay::api::{Control, Start};
@@ -36,6 +38,7 @@ use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
 use super::client::{self, ProxyClient, SendHooks, SendOptions};
+use super::coap::{self, Transmission};
 use super::config::{DataEncoding, Output, SourceSetup};
 use super::proxy::{Proxy, ProxyConfig};
 use super::sink::{OutputWriter, SinkNode, SinkServer};
@@ -43,9 +46,19 @@ use super::source::{SourceNode, StorageRecord};
 use crate::driver::{Shutdown, shutdown_channel, wall_clock};
 use crate::error::{Error, Result};
 use crate::report::{Progress, RunReport};
+use crate::tap::{Wiretap, link_seed};
 
 /// The source's URL in the demo.
 pub const SOURCE_URL: &str = "coap://127.0.0.1/demo-source";
+
+/// CoAP's first wait for an acknowledgement in the demo. Loopback's round trip is far below a
+/// millisecond, and RFC 7252 §4.8.1 lets an endpoint shorten ACK_TIMEOUT where the round trip
+/// is known: with the RFC's 2 s (the daemons' default, for real links), each datagram a
+/// `--loss` run drops would hold a section up for seconds in a run that takes half a second.
+pub const LOOPBACK: Transmission = Transmission {
+    ack_timeout_ms: 200,
+    max_retransmit: coap::MAX_RETRANSMIT,
+};
 
 /// Options of one relay demo run.
 #[derive(Clone, Debug)]
@@ -60,6 +73,10 @@ pub struct DemoOptions {
     pub seed: Option<u64>,
     /// Overall limit: the run is abandoned (and reported failed) after this long.
     pub timeout: Duration,
+    /// Write every datagram of the run (source, proxy and sinks) to this pcap file.
+    pub pcap: Option<PathBuf>,
+    /// How bad the link between the roles is (each role's sends are impaired).
+    pub faults: LinkFaults,
 }
 
 impl Default for DemoOptions {
@@ -70,6 +87,8 @@ impl Default for DemoOptions {
             rotate_messages: 20,
             seed: None,
             timeout: Duration::from_secs(60),
+            pcap: None,
+            faults: LinkFaults::default(),
         }
     }
 }
@@ -139,6 +158,7 @@ impl DemoSink {
         name: &str,
         key: pre::SecretKey,
         owner: m2msec_crypto::sig::VerifyingKey,
+        tap: &Wiretap,
         shutdown: Shutdown,
     ) -> Result<Self> {
         let store: Arc<dyn Store> = Arc::new(RedbStore::open(dir.join(format!("{name}.redb")))?);
@@ -162,7 +182,8 @@ impl DemoSink {
             None,
             "sink",
         )
-        .await?;
+        .await?
+        .with_tap(tap.clone());
         let url = server
             .coap_url()
             .ok_or_else(|| Error::Control("sink without a CoAP address".into()))?;
@@ -309,13 +330,22 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RelayRep
     let public = [k1.public_key(), k2.public_key()];
     let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
 
+    let tap = match &opts.pcap {
+        Some(path) => Wiretap::with_pcap(path)?,
+        None => Wiretap::new(),
+    };
+    let tap = tap.with_faults(opts.faults, link_seed(opts.seed));
     let (stop, shutdown) = shutdown_channel();
     progress.stage("starting the proxy and the sinks");
-    let proxy = Proxy::bind(ProxyConfig {
-        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        state: Some(dir.path().join("relay-proxy.redb")),
-        ..ProxyConfig::default()
-    })
+    let proxy = Proxy::bind_tapped(
+        ProxyConfig {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            state: Some(dir.path().join("relay-proxy.redb")),
+            coap: LOOPBACK,
+            ..ProxyConfig::default()
+        },
+        Some(tap.clone()),
+    )
     .await?;
     let proxy_addr = proxy.local_addr();
     let proxy_task = tokio::spawn(proxy.run(shutdown.clone()));
@@ -325,10 +355,11 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RelayRep
             "sink-1",
             k1,
             owner_pub.clone(),
+            &tap,
             shutdown.clone(),
         )
         .await?,
-        DemoSink::start(dir.path(), "sink-2", k2, owner_pub, shutdown.clone()).await?,
+        DemoSink::start(dir.path(), "sink-2", k2, owner_pub, &tap, shutdown.clone()).await?,
     ];
     let mut source_rng = rng_for(opts.seed, 1);
     let mut source = SourceNode::with_store(
@@ -345,11 +376,19 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RelayRep
             state: dir.path().join("relay-source"),
             capacity: 0,
             udp: false,
+            coap: LOOPBACK,
         },
         Arc::new(MemoryStore::new()),
         &mut *source_rng,
     )?;
-    let client = ProxyClient::connect(proxy_addr, client::streaming_config()).await?;
+    let client = ProxyClient::connect(
+        proxy_addr,
+        coap::Config {
+            tap: Some(tap.clone()),
+            ..source.client_config()
+        },
+    )
+    .await?;
 
     let start = Instant::now();
     let mut streamed = Streamed::default();
@@ -436,7 +475,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RelayRep
             matches(&sinks[1], &streamed.sent, designated[1].1).0,
         ];
         let wanted: Vec<usize> = expected.iter().map(|&n| n as usize).collect();
-        settle(&mut sinks, &wanted, Duration::from_secs(20)).await;
+        settle(&mut sinks, &wanted, opts.timeout).await;
         done = Some(Instant::now());
         Ok::<(), Error>(())
     };
@@ -489,6 +528,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RelayRep
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), proxy_task).await {
         error.get_or_insert_with(|| format!("proxy task: {e}"));
     }
+    tap.flush()?;
     let all_match = outcomes.iter().all(|o| o.matches);
     if error.is_none() && !all_match {
         error = Some(
@@ -536,7 +576,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RelayRep
             mode: None,
             verified: None,
             seed: opts.seed,
-            pcap: None,
+            pcap: opts.pcap.as_ref().map(|p| p.display().to_string()),
             group: Some("bls12-381"),
             pke: Some("afgh"),
             variant: None,

@@ -23,6 +23,7 @@ use m2msec_crypto::rng::{CryptoRng, random_array};
 use m2msec_crypto::sig::{SigSuite, SigningKey};
 use zeroize::Zeroizing;
 
+use super::coap::Transmission;
 use super::config::{
     COAP_PORT, DataEncoding, SinkFile, SourceFile, SuiteName, TrustedSourceFile, source_seed_pem,
 };
@@ -177,6 +178,7 @@ pub fn provision(
             state: PathBuf::from("state/relay-source.redb"),
             capacity: 0,
             udp: true,
+            coap: Transmission::default(),
         },
         &mut out,
     )?;

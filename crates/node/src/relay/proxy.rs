@@ -68,8 +68,9 @@ use self::coap_msg::Response;
 use self::state::Core;
 use self::writer::{Deferred, Ingest, Op, WriterCmd};
 use crate::collab::daemon::open_store;
-use crate::driver::{self, Shutdown};
+use crate::driver::{self, Egress, Shutdown};
 use crate::error::{Error, Result};
+use crate::tap::Wiretap;
 
 /// Control calls (store, forward, control, delete) running at once, at most.
 const CONTROL_SLOTS: usize = 64;
@@ -91,6 +92,9 @@ pub(crate) struct Shared {
     pub(crate) control_slots: Arc<Semaphore>,
     /// Fires when the proxy stops.
     pub(crate) stop: watch::Receiver<bool>,
+    /// What every datagram the proxy sends goes through (answers and forwards): a demo's bad
+    /// link.
+    pub(crate) tap: Option<Wiretap>,
 }
 
 impl Shared {
@@ -134,7 +138,7 @@ impl Shared {
 /// A bound proxy, ready to [`run`](Proxy::run).
 pub struct Proxy {
     shared: Arc<Shared>,
-    socket: Arc<UdpSocket>,
+    socket: Egress,
     local: SocketAddr,
     ingest: mpsc::Receiver<Ingest>,
     commands: mpsc::Receiver<WriterCmd>,
@@ -179,16 +183,30 @@ impl Proxy {
     /// [`Error::Config`]-like usage errors for invalid values, [`Error::Store`] if the database
     /// cannot be opened or read, [`Error::Bind`] if the address is taken.
     pub async fn bind(config: ProxyConfig) -> Result<Self> {
-        let store = open_store(config.state.as_deref())?;
-        Self::bind_with_store(config, store).await
+        Self::bind_tapped(config, None).await
     }
 
-    /// As [`Proxy::bind`], on a store the caller opened.
+    /// As [`Proxy::bind`], every datagram the proxy sends (its answers and its forwards to
+    /// the sinks) recorded by `tap` and, when it stands for a bad link, impaired by it.
     ///
     /// # Errors
     ///
     /// As [`Proxy::bind`].
-    pub async fn bind_with_store(config: ProxyConfig, store: Arc<dyn Store>) -> Result<Self> {
+    pub async fn bind_tapped(config: ProxyConfig, tap: Option<Wiretap>) -> Result<Self> {
+        let store = open_store(config.state.as_deref())?;
+        Self::bind_with_store(config, store, tap).await
+    }
+
+    /// As [`Proxy::bind_tapped`], on a store the caller opened.
+    ///
+    /// # Errors
+    ///
+    /// As [`Proxy::bind`].
+    pub async fn bind_with_store(
+        config: ProxyConfig,
+        store: Arc<dyn Store>,
+        tap: Option<Wiretap>,
+    ) -> Result<Self> {
         config.check().map_err(Error::Usage)?;
         let socket = driver::bind(config.listen).await?;
         let local = socket.local_addr().map_err(Error::Socket)?;
@@ -212,11 +230,12 @@ impl Proxy {
             control: tokio::sync::Mutex::new(()),
             control_slots: Arc::new(Semaphore::new(CONTROL_SLOTS)),
             stop: stop_rx,
+            tap: tap.clone(),
         });
         recover(&shared).await?;
         Ok(Self {
             shared,
-            socket: Arc::new(socket),
+            socket: Egress::new(Arc::new(socket), tap).map_err(Error::Socket)?,
             local,
             ingest,
             commands,

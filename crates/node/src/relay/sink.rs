@@ -35,9 +35,10 @@ use super::coap::{
 };
 use super::config::{DataEncoding, Output, SinkSetup, load_sink};
 use crate::collab::daemon::open_store;
-use crate::driver::{self, Shutdown, wall_clock};
+use crate::driver::{self, Egress, Shutdown, wall_clock};
 use crate::error::{Error, Result};
 use crate::private;
+use crate::tap::Wiretap;
 
 /// One delivered message as the sink writes it: one JSON object per line.
 #[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -507,7 +508,7 @@ struct Incoming {
 /// The `relay-sink` daemon: a [`SinkNode`] behind a CoAP socket and a plain-UDP socket.
 pub struct SinkServer {
     node: SinkNode,
-    coap: Option<UdpSocket>,
+    coap: Option<Egress>,
     udp: Option<UdpSocket>,
     path: String,
     ids: MessageIds,
@@ -529,7 +530,10 @@ impl SinkServer {
         path: &str,
     ) -> Result<Self> {
         let coap = match coap {
-            Some(a) => Some(driver::bind(a).await?),
+            Some(a) => {
+                let socket = Arc::new(driver::bind(a).await?);
+                Some(Egress::new(socket, None).map_err(Error::Socket)?)
+            }
             None => None,
         };
         let udp = match udp {
@@ -548,10 +552,17 @@ impl SinkServer {
         })
     }
 
+    /// Sends its CoAP answers through `tap` (a demo's bad link).
+    #[must_use]
+    pub fn with_tap(mut self, tap: Wiretap) -> Self {
+        self.coap = self.coap.map(|e| e.with_tap(tap));
+        self
+    }
+
     /// The sink's CoAP URL (`coap://ADDR/PATH`), if it serves CoAP.
     #[must_use]
     pub fn coap_url(&self) -> Option<String> {
-        let a = self.coap.as_ref()?.local_addr().ok()?;
+        let a = self.coap.as_ref()?.local_addr();
         Some(format!("coap://{a}/{}", self.path))
     }
 
@@ -581,7 +592,7 @@ impl SinkServer {
             let mut batch = Vec::new();
             tokio::select! {
                 () = shutdown.wait() => break,
-                r = recv(self.coap.as_ref(), &mut coap_buf) => {
+                r = recv(self.coap.as_ref().map(|e| &**e.socket()), &mut coap_buf) => {
                     let (n, from) = r.map_err(Error::Socket)?;
                     self.on_coap(&coap_buf[..n], from, &mut batch).await?;
                 }
@@ -593,7 +604,9 @@ impl SinkServer {
             // Whatever else is waiting joins the batch.
             for _ in 1..MAX_BATCH {
                 let mut progressed = false;
-                if let Some((n, from)) = try_recv(self.coap.as_ref(), &mut coap_buf) {
+                if let Some((n, from)) =
+                    try_recv(self.coap.as_ref().map(|e| &**e.socket()), &mut coap_buf)
+                {
                     self.on_coap(&coap_buf[..n], from, &mut batch).await?;
                     progressed = true;
                 }

@@ -23,6 +23,7 @@ use m2msec_wire::relay::RelayMessage;
 use m2msec_wire::relay::api::{self, SinkGrant};
 use serde::{Deserialize, Serialize};
 
+use super::coap::Transmission;
 use super::config::SourceSetup;
 use crate::collab::daemon::open_store;
 use crate::error::{Error, Result};
@@ -69,6 +70,7 @@ pub struct SourceNode {
     proxy: SocketAddr,
     capacity: u64,
     udp: bool,
+    coap: Transmission,
 }
 
 impl core::fmt::Debug for SourceNode {
@@ -130,6 +132,7 @@ impl SourceNode {
             proxy: setup.proxy,
             capacity: setup.capacity,
             udp: setup.udp,
+            coap: setup.coap,
         })
     }
 
@@ -137,6 +140,13 @@ impl SourceNode {
     #[must_use]
     pub fn proxy(&self) -> SocketAddr {
         self.proxy
+    }
+
+    /// The CoAP client settings for talking to the proxy: the config's transmission
+    /// parameters on [`super::client::streaming_config`].
+    #[must_use]
+    pub fn client_config(&self) -> super::coap::Config {
+        self.coap.apply(super::client::streaming_config())
     }
 
     /// The source's URL.

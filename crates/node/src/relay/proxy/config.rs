@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{load_toml, resolve};
 use crate::error::{Error, Result};
+use crate::relay::coap::Transmission;
 
 /// CoAP's port (RFC 7252 §6.1), the proxy's default.
 pub const DEFAULT_PORT: u16 = 5683;
@@ -77,6 +78,8 @@ pub struct ProxyConfig {
     /// A notification is sent confirmable at least this often, in seconds (and at least every
     /// 16th one), so that observers that went away are found and dropped.
     pub notify_con_interval_s: u32,
+    /// CoAP transmission parameters of the proxy's own requests (its forwards to the sinks).
+    pub coap: Transmission,
 }
 
 impl Default for ProxyConfig {
@@ -103,6 +106,7 @@ impl Default for ProxyConfig {
             dedup_grace_s: 300,
             notify_interval_ms: 200,
             notify_con_interval_s: 30,
+            coap: Transmission::default(),
         }
     }
 }
@@ -160,7 +164,7 @@ impl ProxyConfig {
         if u64::from(self.max_message_bytes) > self.capacity_bytes {
             return Err("max_message_bytes must not exceed capacity_bytes".into());
         }
-        Ok(())
+        self.coap.check()
     }
 
     /// How long a full storage tells its sources to wait.

@@ -11,7 +11,8 @@ use m2msec_wire::relay::{RelayMessage, SinkUrl};
 use tokio::net::UdpSocket;
 
 use super::coap_msg::show;
-use crate::relay::coap::{self, CoapClient, Config};
+use crate::relay::coap::{self, CoapClient, Config, Transmission};
+use crate::tap::Wiretap;
 
 /// What became of one delivery attempt.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,11 +51,20 @@ impl Transport {
     /// # Errors
     ///
     /// The socket's, if it cannot be bound (or, for UDP, connected).
-    pub(crate) async fn open(url: &SinkUrl) -> Result<Self, String> {
+    pub(crate) async fn open(
+        url: &SinkUrl,
+        transmission: Transmission,
+        tap: Option<&Wiretap>,
+    ) -> Result<Self, String> {
         let addr = url.addr();
         match url {
             SinkUrl::Coap { path, .. } => {
-                let client = CoapClient::bind(unspecified(addr), Config::default())
+                let config = transmission.apply(Config {
+                    tap: tap.cloned(),
+                    nstart: super::forward::WINDOW,
+                    ..Config::default()
+                });
+                let client = CoapClient::bind(unspecified(addr), config)
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok(Self::Coap {
@@ -84,7 +94,7 @@ impl Transport {
     }
 
     /// One delivery attempt of `msg` (the forwarder's output, sink URL set).
-    pub(crate) async fn send(&mut self, msg: &RelayMessage) -> Outcome {
+    pub(crate) async fn send(&self, msg: &RelayMessage) -> Outcome {
         match self {
             Self::Udp(socket) => match msg.encode() {
                 Ok(bytes) => match socket.send(&bytes).await {

@@ -3,8 +3,9 @@
 //! A pump reads its storage's queue from the sink's position (`queue_range`), gives each
 //! message to its [`Forwarder`] (which re-encrypts management and individual messages to the
 //! sink and passes the data of the sections it re-encrypted), and delivers the result — a CoAP
-//! confirmable POST to a `coap://` sink, a datagram to a `udp://` one — at the forward's rate.
-//! The position advances only once the sink has the message (a 2.xx; a 4.xx, by which the sink
+//! confirmable POST to a `coap://` sink, a datagram to a `udp://` one — at the forward's rate,
+//! up to [`WINDOW`] at once so that a lost datagram delays one message, not the stream.
+//! The position advances, in storage order, only once the sink has the message (a 2.xx; a 4.xx, by which the sink
 //! says it will never take it, is logged and passed) or the forwarder skipped it (outside the
 //! sink's epochs). When the sink is down the same message is retried with exponential back-off,
 //! for as long as it takes: nothing is ever skipped for lack of an answer.
@@ -14,9 +15,10 @@
 //! receive again what it acknowledged in the last moments before it; the sink's durable seen set
 //! drops those copies.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use m2msec_protocol::relay::{EpochRekey, Forwarded, Forwarder};
 use m2msec_wire::relay::{Flags, RelayMessage, parse_sink_url};
 use tokio::task::AbortHandle;
@@ -34,6 +36,11 @@ use super::writer::{blocking, now_s};
 const READ_BATCH: usize = 64;
 /// First pause after a failed delivery; doubled up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// Deliveries under way at once to one sink. RFC 7252 §4.7 lets an endpoint raise NSTART
+/// (default 1) when it knows the path; the proxy–sink path is the proxy's own, and with one
+/// message at a time every lost datagram would stall the whole stream for a CoAP
+/// retransmission timeout (2–3 s) instead of delaying one message.
+pub(crate) const WINDOW: usize = 16;
 /// Longest pause between two attempts at one message.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A pump with nothing to do looks again at least this often.
@@ -126,7 +133,7 @@ fn standing(shared: &Shared, spec: &PumpSpec) -> Standing {
 
 async fn pump(shared: Arc<Shared>, spec: PumpSpec) {
     let mut stop = shared.stop.clone();
-    let mut log = LogLimit::new("forwarding");
+    let log = Mutex::new(LogLimit::new("forwarding"));
     let Ok(url) = parse_sink_url(&spec.url) else {
         tracing::warn!(sink = %spec.url, "sink URL does not parse: not forwarding");
         return;
@@ -154,11 +161,12 @@ async fn pump(shared: Arc<Shared>, spec: PumpSpec) {
         };
         (Arc::clone(&s.arrived), Arc::clone(&f.control))
     };
-    let mut transport = loop {
-        match Transport::open(&url).await {
+    let transport = loop {
+        match Transport::open(&url, shared.config.coap, shared.tap.as_ref()).await {
             Ok(t) => break t,
             Err(e) => {
-                log.warn(
+                warn(
+                    &log,
                     url.addr(),
                     &format!("cannot open a socket to the sink: {e}"),
                 );
@@ -218,23 +226,19 @@ async fn pump(shared: Arc<Shared>, spec: PumpSpec) {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         }
-        for (seq, value) in batch {
-            match step(
-                &shared,
-                &spec,
-                &mut forwarder,
-                &mut transport,
-                &mut pace,
-                &mut log,
-                seq,
-                &value,
-            )
-            .await
-            {
-                Step::Next => {}
-                Step::Interrupted => break,
-                Step::Gone => return,
-            }
+        match deliver_batch(
+            &shared,
+            &spec,
+            &mut forwarder,
+            &transport,
+            &mut pace,
+            &log,
+            batch,
+        )
+        .await
+        {
+            Step::Next | Step::Interrupted => {}
+            Step::Gone => return,
         }
     }
 }
@@ -245,50 +249,140 @@ enum Step {
     Gone,
 }
 
-#[allow(clippy::too_many_arguments)] // one message through the pump's parts
-async fn step(
-    shared: &Arc<Shared>,
+/// One stored message, made ready for the sink in storage order.
+struct Prepared {
+    seq: u64,
+    /// What goes to the sink, if anything (`None`: skipped).
+    out: Option<RelayMessage>,
+    reencrypted: bool,
+    management: bool,
+    /// The forwarder's sections after this message, recorded with the position once it is
+    /// delivered (a later message's may already be ahead).
+    snapshot: Option<Vec<u8>>,
+}
+
+fn prepare(
     spec: &PumpSpec,
     forwarder: &mut Forwarder,
-    transport: &mut Transport,
-    pace: &mut Pace,
-    log: &mut LogLimit,
+    log: &Mutex<LogLimit>,
+    addr: std::net::SocketAddr,
     seq: u64,
     value: &[u8],
-) -> Step {
-    match standing(shared, spec) {
-        Standing::Gone => return Step::Gone,
-        Standing::Paused => return Step::Interrupted,
-        Standing::Run { .. } => {}
-    }
-    let (sent, reencrypted, management) = match RelayMessage::decode(value) {
+) -> Prepared {
+    let skipped = Prepared {
+        seq,
+        out: None,
+        reencrypted: false,
+        management: false,
+        snapshot: None,
+    };
+    match RelayMessage::decode(value) {
         Err(e) => {
-            log.warn(
-                sink_addr(transport),
+            warn(
+                log,
+                addr,
                 &format!("stored message {seq} does not decode: {e}"),
             );
-            (None, false, false)
+            skipped
         }
         Ok(msg) => match forwarder.transform(&msg) {
             Forwarded::Skip(reason) => {
                 tracing::debug!(sink = %spec.url, seq, %reason, "skipped");
-                (None, false, false)
+                skipped
             }
             Forwarded::Send(out) => {
-                pace.wait().await;
-                match deliver(shared, spec, transport, log, &out).await {
-                    Step::Next => {}
-                    other => return other,
+                let reencrypted = out.header.flags.contains(Flags::REENCRYPTED);
+                let management = msg.header.flags.contains(Flags::MANAGEMENT);
+                Prepared {
+                    seq,
+                    snapshot: (reencrypted && management).then(|| forwarder.snapshot()),
+                    out: Some(out),
+                    reencrypted,
+                    management,
                 }
-                let len = out.encode().map_or(value.len(), |b| b.len());
-                (
-                    Some(len),
-                    out.header.flags.contains(Flags::REENCRYPTED),
-                    msg.header.flags.contains(Flags::MANAGEMENT),
-                )
             }
         },
+    }
+}
+
+/// Delivers `batch` with up to [`WINDOW`] messages under way at once, and advances the
+/// sink's position in storage order: a message's delivery counts only once every earlier
+/// one's did, so the position never passes a message the sink does not have. A management
+/// message (a section key) goes alone, after everything before it, so the sink never holds
+/// data it cannot open yet.
+async fn deliver_batch(
+    shared: &Arc<Shared>,
+    spec: &PumpSpec,
+    forwarder: &mut Forwarder,
+    transport: &Transport,
+    pace: &mut Pace,
+    log: &Mutex<LogLimit>,
+    batch: Vec<(u64, Vec<u8>)>,
+) -> Step {
+    let mut in_flight = FuturesOrdered::new();
+    for (seq, value) in batch {
+        match standing(shared, spec) {
+            Standing::Gone => return Step::Gone,
+            Standing::Paused => return Step::Interrupted,
+            Standing::Run { .. } => {}
+        }
+        let item = prepare(spec, forwarder, log, transport.addr(), seq, &value);
+        let alone = item.management;
+        let limit = if alone { 1 } else { WINDOW };
+        while in_flight.len() >= limit {
+            match settle(shared, spec, &mut in_flight).await {
+                Step::Next => {}
+                other => return other,
+            }
+        }
+        if item.out.is_some() {
+            pace.wait().await;
+        }
+        in_flight.push_back(send(shared, spec, transport, log, item));
+        if alone {
+            match settle(shared, spec, &mut in_flight).await {
+                Step::Next => {}
+                other => return other,
+            }
+        }
+    }
+    while !in_flight.is_empty() {
+        match settle(shared, spec, &mut in_flight).await {
+            Step::Next => {}
+            other => return other,
+        }
+    }
+    Step::Next
+}
+
+/// Waits for the oldest delivery under way and records it.
+async fn settle<F>(shared: &Arc<Shared>, spec: &PumpSpec, in_flight: &mut FuturesOrdered<F>) -> Step
+where
+    F: std::future::Future<Output = (Step, Prepared)>,
+{
+    match in_flight.next().await {
+        Some((Step::Next, item)) => record(shared, spec, &item),
+        Some((other, _)) => other,
+        None => Step::Next,
+    }
+}
+
+async fn send(
+    shared: &Arc<Shared>,
+    spec: &PumpSpec,
+    transport: &Transport,
+    log: &Mutex<LogLimit>,
+    item: Prepared,
+) -> (Step, Prepared) {
+    let step = match &item.out {
+        Some(out) => deliver(shared, spec, transport, log, out).await,
+        None => Step::Next,
     };
+    (step, item)
+}
+
+/// Moves the sink's position past `item`, delivered or skipped.
+fn record(shared: &Shared, spec: &PumpSpec, item: &Prepared) -> Step {
     let mut core = shared.core();
     let Some(sink) = core
         .forwards
@@ -298,20 +392,21 @@ async fn step(
     else {
         return Step::Gone;
     };
-    sink.pos.cursor = seq.saturating_add(1).max(sink.pos.cursor);
-    match sent {
+    sink.pos.cursor = item.seq.saturating_add(1).max(sink.pos.cursor);
+    match &item.out {
         Some(_) => sink.pos.delivered = sink.pos.delivered.saturating_add(1),
         None => sink.pos.skipped = sink.pos.skipped.saturating_add(1),
     }
-    if reencrypted {
+    if item.reencrypted {
         sink.pos.reencrypted = sink.pos.reencrypted.saturating_add(1);
-        if management {
-            sink.pos.snapshot = forwarder.snapshot();
+        if let Some(snapshot) = &item.snapshot {
+            sink.pos.snapshot.clone_from(snapshot);
         }
     }
     sink.dirty = true;
     core.dirty.insert(MonitorId::Forward(spec.forward_id));
-    if let Some(len) = sent {
+    if let Some(out) = &item.out {
+        let len = out.encode().map_or(0, |b| b.len());
         core.metrics.record(
             now_s(),
             Slot {
@@ -324,13 +419,19 @@ async fn step(
     Step::Next
 }
 
+fn warn(log: &Mutex<LogLimit>, addr: std::net::SocketAddr, detail: &str) {
+    log.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .warn(addr, &detail);
+}
+
 /// Delivers `out` until the sink has it; `Interrupted` when the forward was paused meanwhile,
 /// `Gone` when it or the sink was removed or the proxy stops.
 async fn deliver(
     shared: &Arc<Shared>,
     spec: &PumpSpec,
-    transport: &mut Transport,
-    log: &mut LogLimit,
+    transport: &Transport,
+    log: &Mutex<LogLimit>,
     out: &RelayMessage,
 ) -> Step {
     let mut stop = shared.stop.clone();
@@ -339,8 +440,9 @@ async fn deliver(
         match transport.send(out).await {
             Outcome::Accepted => return Step::Next,
             Outcome::Refused(c) => {
-                log.warn(
-                    sink_addr(transport),
+                warn(
+                    log,
+                    transport.addr(),
                     &format!(
                         "sink {} refused message {} ({}): passed",
                         spec.url,
@@ -351,8 +453,9 @@ async fn deliver(
                 return Step::Next;
             }
             Outcome::Failed(e) => {
-                log.warn(
-                    sink_addr(transport),
+                warn(
+                    log,
+                    transport.addr(),
                     &format!(
                         "sink {} unreachable ({e}): retrying in {backoff:?}",
                         spec.url
@@ -371,8 +474,4 @@ async fn deliver(
             Standing::Run { .. } => {}
         }
     }
-}
-
-fn sink_addr(transport: &Transport) -> std::net::SocketAddr {
-    transport.addr()
 }

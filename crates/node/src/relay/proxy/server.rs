@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::driver::Egress;
 use m2msec_wire::relay::api::{
     CONTENT_FORMAT_CBOR, CONTENT_FORMAT_LINK_FORMAT, DEFAULT_WINDOW_S, Load, Throughput,
 };
@@ -15,7 +16,6 @@ use m2msec_wire::relay::coap::coap_lite::{
     CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType,
 };
 use m2msec_wire::relay::coap::{from_request, reset, uri_path, uri_query};
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use super::Shared;
@@ -54,7 +54,7 @@ enum Handled {
 /// The CoAP server task's state.
 pub(crate) struct Server {
     shared: Arc<Shared>,
-    socket: Arc<UdpSocket>,
+    socket: Egress,
     deferred: mpsc::UnboundedReceiver<Deferred>,
     dedup: DedupCache,
     uploads: Block1Assembler,
@@ -66,7 +66,7 @@ pub(crate) struct Server {
 impl Server {
     pub(crate) fn new(
         shared: Arc<Shared>,
-        socket: Arc<UdpSocket>,
+        socket: Egress,
         deferred: mpsc::UnboundedReceiver<Deferred>,
     ) -> Self {
         let config = &shared.config;
@@ -98,11 +98,11 @@ impl Server {
         let interval = Duration::from_millis(self.shared.config.notify_interval_ms.max(10).into());
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let socket = Arc::clone(&self.socket);
+        let socket = self.socket.clone();
         loop {
             let out = tokio::select! {
                 _ = stop.changed() => break,
-                r = socket.recv_from(&mut buf) => match r {
+                r = socket.socket().recv_from(&mut buf) => match r {
                     Ok((n, peer)) => match buf.get(..n) {
                         Some(bytes) => self.on_datagram(peer, bytes),
                         None => Vec::new(),

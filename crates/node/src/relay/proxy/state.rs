@@ -270,9 +270,6 @@ impl Core {
         })
     }
 
-    /// Where the messages of storage `id` may be removed from: the lowest position of any sink
-    /// of any of its forwards. `None` (keep everything) when the storage has no forward, or a
-    /// forward without sinks.
     /// Where a sink added with `Start::Now` begins in storage `id`: at the current section of
     /// every stream (its newest management message still stored), else at the next message.
     pub(crate) fn now_position(&self, id: u32) -> u64 {
@@ -289,6 +286,11 @@ impl Core {
             .min(s.stats.next_seq)
     }
 
+    /// Below which the messages of storage `id` may be removed: the lowest position of any
+    /// sink of any of its forwards, and never past a stream's current section (its newest
+    /// management message), which a sink added later with `Start::Now` begins with: without
+    /// its key, the rest of the section would be useless to that sink. `None` (keep
+    /// everything) when the storage has no forward, or a forward without sinks.
     pub(crate) fn retention_watermark(&self, id: u32) -> Option<u64> {
         let s = self.storages.get(&id)?;
         if s.forwards.is_empty() {
@@ -304,7 +306,8 @@ impl Core {
                 low = Some(low.map_or(sink.pos.cursor, |l| l.min(sink.pos.cursor)));
             }
         }
-        low
+        let section = s.counters.sections.values().copied().min();
+        low.map(|l| section.map_or(l, |seq| l.min(seq)))
     }
 }
 
@@ -443,5 +446,11 @@ mod tests {
             );
         }
         assert_eq!(core.retention_watermark(1), Some(3));
+        // The current section's key stays for a sink added later.
+        for (section, watermark) in [(2, 2), (9, 3)] {
+            let counters = &mut core.storages.get_mut(&1).unwrap().counters;
+            counters.sections.insert(1, section);
+            assert_eq!(core.retention_watermark(1), Some(watermark));
+        }
     }
 }
