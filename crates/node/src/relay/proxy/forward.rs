@@ -5,9 +5,9 @@
 //! sink and passes the data of the sections it re-encrypted), and delivers the result — a CoAP
 //! confirmable POST to a `coap://` sink, a datagram to a `udp://` one — at the forward's rate,
 //! up to [`WINDOW`] at once so that a lost datagram delays one message, not the stream.
-//! The position advances, in storage order, only once the sink has the message (a 2.xx; a 4.xx, by which the sink
-//! says it will never take it, is logged and passed) or the forwarder skipped it (outside the
-//! sink's epochs). When the sink is down the same message is retried with exponential back-off,
+//! The position advances, in storage order, only once the sink has the message (a 2.xx; a
+//! 4.xx, by which the sink says it will never take it, is logged and passed) or the forwarder
+//! skipped it (outside the sink's epochs). When the sink is down the same message is retried with exponential back-off,
 //! for as long as it takes: nothing is ever skipped for lack of an answer.
 //!
 //! Positions live in `Core` and are written by the writer's housekeeping every 100 ms, with the
