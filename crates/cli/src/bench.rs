@@ -133,7 +133,8 @@ pub(crate) fn bench(args: &BenchArgs) -> Result<ExitCode> {
                 print!("{}", loss_bench::render(&table));
                 println!(
                     "  (virtual time of the completed runs; within 10x: share of all runs that \
-                     completed within 10 times the lossless time; see docs/lossy-links.md)"
+                     completed within 10 times the lossless time; datagrams: sent per run, \
+                     lost ones and retransmissions included; see docs/lossy-links.md)"
                 );
             }
         }

@@ -36,6 +36,8 @@ pub struct Row {
     pub p95: f64,
     /// Share of the runs that completed within [`GOAL_FACTOR`] × the lossless time, in %.
     pub within_goal: f64,
+    /// Mean datagrams sent per run (retransmissions and answers to copies included).
+    pub datagrams: f64,
 }
 
 /// One protocol's completion against loss.
@@ -82,8 +84,9 @@ pub fn measure(protocol: &str, runs: u32, seed: u64) -> Table {
 }
 
 /// Figures `PROTOCOL.loss.PCT.completed` (%), `….virtual_time` (s, mean of the completed runs,
-/// against the lossless time), `….p95_time` (s), `….ratio` (mean time / lossless time) and
-/// `….within_10x` (%) for `protocol`, `runs` trials per loss rate, seeds from `seed` on.
+/// against the lossless time), `….p95_time` (s), `….ratio` (mean time / lossless time),
+/// `….within_10x` (%) and `….datagrams` (mean sent per run) for `protocol`, `runs` trials per
+/// loss rate, seeds from `seed` on.
 #[must_use]
 pub fn figures(protocol: &str, runs: u32, seed: u64) -> Vec<Figure> {
     figures_of(&measure(protocol, runs, seed))
@@ -113,6 +116,7 @@ pub fn figures_of(table: &Table) -> Vec<Figure> {
             "%",
             r.within_goal,
         ));
+        out.push(Figure::plain(name("datagrams"), "msgs", r.datagrams));
     }
     out
 }
@@ -130,29 +134,32 @@ pub fn render(table: &Table) -> String {
     );
     let _ = writeln!(
         s,
-        "  {:>5}  {:>9}  {:>9}  {:>8}  {:>14}  {:>11}",
+        "  {:>5}  {:>9}  {:>9}  {:>8}  {:>14}  {:>11}  {:>9}",
         "loss",
         "completed",
         "mean (s)",
         "p95 (s)",
         "mean/lossless",
-        format!("within {GOAL_FACTOR}x")
+        format!("within {GOAL_FACTOR}x"),
+        "datagrams"
     );
     for r in &table.rows {
         let _ = writeln!(
             s,
-            "  {:>3} %  {:>7.1} %  {:>9.3}  {:>8.3}  {:>14.1}  {:>9.1} %",
+            "  {:>3} %  {:>7.1} %  {:>9.3}  {:>8.3}  {:>14.1}  {:>9.1} %  {:>9.1}",
             percent(r.loss),
             r.completed,
             r.mean,
             r.p95,
             ratio(r.mean, table.lossless),
-            r.within_goal
+            r.within_goal,
+            r.datagrams
         );
     }
     s
 }
 
+#[allow(clippy::cast_precision_loss)] // counts of datagrams
 fn row(loss: f64, trials: &[Trial], lossless: f64) -> Row {
     let mut times = completed_times(trials);
     times.sort_by(f64::total_cmp);
@@ -165,6 +172,7 @@ fn row(loss: f64, trials: &[Trial], lossless: f64) -> Row {
         mean: mean(&times),
         p95: percentile(&times, 95),
         within_goal: share(within, trials.len()),
+        datagrams: mean(&trials.iter().map(|t| t.sent as f64).collect::<Vec<_>>()),
     }
 }
 
@@ -218,6 +226,7 @@ fn not_started(error: &m2msec_protocol::mikey::Error) -> Trial {
         completed: false,
         took: core::time::Duration::ZERO,
         error: Some(error.to_string()),
+        sent: 0,
     }
 }
 
@@ -234,7 +243,7 @@ mod tests {
         assert!((table.rows[0].completed - 100.0).abs() < 1e-9);
         assert!((table.rows[0].within_goal - 100.0).abs() < 1e-9);
         let figures = figures_of(&table);
-        assert_eq!(figures.len(), 5 * LOSS_RATES.len());
+        assert_eq!(figures.len(), 6 * LOSS_RATES.len());
         for name in [
             "e2sec.loss.00.completed",
             "e2sec.loss.05.virtual_time",

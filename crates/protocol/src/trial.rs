@@ -71,14 +71,32 @@ pub struct Trial {
     pub took: Duration,
     /// What a role reported when the run did not complete (the first failure), if anything.
     pub error: Option<String>,
+    /// Datagrams the roles sent until then (retransmissions and answers to copies included,
+    /// lost ones too): what the link's losses cost in traffic.
+    pub sent: usize,
 }
 
-impl Trial {
-    fn ended(completed: bool, start: Millis, end: Millis, error: Option<String>) -> Self {
+/// Where a trial began: the time, and how many datagrams the network had carried.
+#[derive(Clone, Copy)]
+struct Start {
+    at: Millis,
+    logged: usize,
+}
+
+impl Start {
+    fn of(net: &Network) -> Self {
         Self {
+            at: net.now,
+            logged: net.log.len(),
+        }
+    }
+
+    fn ended(self, completed: bool, end: Millis, net: &Network, error: Option<String>) -> Trial {
+        Trial {
             completed,
-            took: Duration::from_millis(end.0.saturating_sub(start.0)),
+            took: Duration::from_millis(end.0.saturating_sub(self.at.0)),
             error: if completed { None } else { error },
+            sent: net.log.len().saturating_sub(self.logged),
         }
     }
 }
@@ -143,8 +161,8 @@ pub fn collab(link: &Link, seed: u64) -> Trial {
         Err(e) => return not_started(&e),
     };
     link.apply(&mut w.net, seed);
-    let start = w.net.now;
-    if let Err(e) = w.client.connect(start, &mut rng) {
+    let start = Start::of(&w.net);
+    if let Err(e) = w.client.connect(start.at, &mut rng) {
         return not_started(&e);
     }
     let keys = |w: &World| {
@@ -173,10 +191,10 @@ pub fn collab(link: &Link, seed: u64) -> Trial {
             _ => None,
         })
     });
-    Trial::ended(
+    start.ended(
         client.is_some() && client == server,
-        start,
         at.unwrap_or(w.net.now),
+        &w.net,
         error,
     )
 }
@@ -224,8 +242,8 @@ impl Mikey {
         let (w, rng) = (&mut self.world, &mut self.rng);
         link.apply(&mut w.net, seed);
         let (i0, r0) = (w.events.initiator.len(), w.events.responder.len());
-        let start = w.net.now;
-        if let Err(e) = w.initiator.connect(start, rng) {
+        let start = Start::of(&w.net);
+        if let Err(e) = w.initiator.connect(start.at, rng) {
             return not_started(&e);
         }
         let keys = |w: &World| {
@@ -256,10 +274,10 @@ impl Mikey {
                 _ => None,
             })
         });
-        Trial::ended(
+        start.ended(
             initiator.is_some() && initiator == responder,
-            start,
             at.unwrap_or(w.net.now),
+            &w.net,
             error,
         )
     }
@@ -278,7 +296,7 @@ pub fn sga(link: &Link, seed: u64, messages: usize) -> Trial {
         Err(e) => return not_started(&e),
     };
     link.apply(&mut w.net, seed);
-    let start = w.net.now;
+    let start = Start::of(&w.net);
     let failure = |w: &World| {
         w.events.devices.iter().find_map(|events| {
             first_failure(events, |e| match e {
@@ -287,9 +305,9 @@ pub fn sga(link: &Link, seed: u64, messages: usize) -> Trial {
             })
         })
     };
-    let ended = |w: &World| Trial::ended(false, start, w.net.now, failure(w));
+    let ended = |w: &World| start.ended(false, w.net.now, &w.net, failure(w));
     for d in &mut w.devices {
-        if let Err(e) = d.register(start, &mut rng) {
+        if let Err(e) = d.register(start.at, &mut rng) {
             return not_started(&e);
         }
     }
@@ -347,10 +365,10 @@ pub fn sga(link: &Link, seed: u64, messages: usize) -> Trial {
         &mut |d| vec![d.clone()],
         &mut |_, call| call(),
     );
-    Trial::ended(
+    start.ended(
         received(&w) == texts,
-        start,
         delivered.unwrap_or(w.net.now),
+        &w.net,
         failure(&w),
     )
 }
@@ -366,7 +384,7 @@ pub fn e2sec(link: &Link, seed: u64) -> Trial {
         Err(e) => return not_started(&e),
     };
     link.apply(&mut w.net, seed);
-    let start = w.net.now;
+    let start = Start::of(&w.net);
     let failure = |w: &World| {
         [&w.events.server, &w.events.device]
             .into_iter()
@@ -381,8 +399,8 @@ pub fn e2sec(link: &Link, seed: u64) -> Trial {
     };
     if let Err(e) = w
         .device
-        .request_warrant(start, &mut rng)
-        .and_then(|()| w.server.request_warrant(start, &mut rng))
+        .request_warrant(start.at, &mut rng)
+        .and_then(|()| w.server.request_warrant(start.at, &mut rng))
     {
         return not_started(&e);
     }
@@ -395,11 +413,11 @@ pub fn e2sec(link: &Link, seed: u64) -> Trial {
         stored(&w.events.device) && stored(&w.events.server)
     });
     if warrants.is_none() {
-        return Trial::ended(false, start, w.net.now, failure(&w));
+        return start.ended(false, w.net.now, &w.net, failure(&w));
     }
     let now = w.net.now;
     if let Err(e) = w.server.connect(now, &mut rng, DEVICE) {
-        return Trial::ended(false, start, now, Some(e.to_string()));
+        return start.ended(false, now, &w.net, Some(e.to_string()));
     }
     let key = |events: &[PartyEvent]| {
         events.iter().find_map(|e| match e {
@@ -411,10 +429,10 @@ pub fn e2sec(link: &Link, seed: u64) -> Trial {
         key(&w.events.device).is_some() && key(&w.events.server).is_some()
     });
     let device = key(&w.events.device);
-    Trial::ended(
+    start.ended(
         device.is_some() && device == key(&w.events.server),
-        start,
         at.unwrap_or(w.net.now),
+        &w.net,
         failure(&w),
     )
 }
@@ -425,5 +443,6 @@ fn not_started(error: &impl core::fmt::Display) -> Trial {
         completed: false,
         took: Duration::ZERO,
         error: Some(error.to_string()),
+        sent: 0,
     }
 }
