@@ -183,3 +183,17 @@ fn a_lossless_run_takes_its_one_way_trips() {
         .count();
     assert!(slower > 0);
 }
+
+/// The invariant the waits keep (docs/lossy-links.md): every deadline of an exchange outlasts
+/// one request's retransmissions, so a request is never abandoned by its session while its
+/// tries are still running.
+#[test]
+fn deadlines_outlast_a_requests_retransmissions() {
+    let span = m2msec_protocol::RetransmitPolicy::default().span();
+    let collab = m2msec_protocol::collab::Timeouts::default();
+    assert!(collab.session > span && collab.fragments > span);
+    assert!(collab.fragments < collab.session);
+    assert!(m2msec_protocol::mikey::Policy::default().session > span);
+    assert!(m2msec_protocol::sga::Timeouts::default().exchange > span);
+    assert!(m2msec_protocol::e2sec::sim::Spec::default().timeout > span);
+}
