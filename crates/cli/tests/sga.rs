@@ -431,14 +431,23 @@ fn bench_reports_device_and_server_cost_for_both_groups() {
             .as_f64()
             .unwrap_or_else(|| panic!("{name} has no value"))
     };
-    // The table against loss (issue 19): every run completes up to 10 %, and a lossy run costs
-    // retransmission time a lossless one does not.
+    // The table against loss (issue 19): every run completes up to 10 %, a lossless run takes
+    // the link's latency (the baseline of the others), and a lossy run costs retransmission
+    // time a lossless one does not.
     for pct in ["00", "05", "10"] {
         assert_eq!(value(&format!("sga.loss.{pct}.completed")), 100.0);
     }
-    assert_eq!(value("sga.loss.00.virtual_time"), 0.0);
-    assert!(value("sga.loss.10.virtual_time") > 0.0);
+    let lossless = value("sga.loss.00.virtual_time");
+    assert!(lossless > 0.0);
+    assert_eq!(value("sga.loss.00.ratio"), 1.0);
+    assert_eq!(value("sga.loss.00.within_10x"), 100.0);
+    assert_eq!(
+        figure(&figures, "sga.loss.10.virtual_time")["baseline"].as_f64(),
+        Some(lossless)
+    );
+    assert!(value("sga.loss.10.virtual_time") > lossless);
     assert!((0.0..=100.0).contains(&value("sga.loss.30.completed")));
+    assert!(value("sga.loss.30.within_10x") <= value("sga.loss.30.completed"));
     for g in ["modp2048", "ristretto255"] {
         for role in ["device", "peer_device", "server"] {
             assert!(value(&format!("sga.{g}.{role}.time_per_exchange")) > 0.0);

@@ -2,6 +2,10 @@
 //! roles, virtual time, an adversary who sees every datagram, and a meter around every call
 //! into a role (quinn-proto's test `Pair` is the model). Each protocol's `sim` module builds its
 //! roles and implements [`Deployment`]; [`run`] does the rest.
+//!
+//! By default a datagram arrives the moment it is sent, so a run's virtual time is only what
+//! its timers cost. [`Network::set_latency`] gives every datagram the same one-way delay, so
+//! that a run on a lossy link can be compared with the same run on a perfect one (issue 19).
 
 use core::net::SocketAddr;
 use core::time::Duration;
@@ -67,7 +71,10 @@ pub struct Network {
     pub now: Millis,
     /// Every datagram handed to the network, in order, before the adversary saw it.
     pub log: Vec<Datagram>,
-    queue: VecDeque<Datagram>,
+    /// Datagrams in flight with when each arrives, in order of arrival.
+    queue: VecDeque<(Millis, Datagram)>,
+    /// One-way delay of every datagram.
+    latency: Duration,
     /// A bad link between all roles, if one was set, and the datagrams it holds back behind
     /// later ones (with how many more must pass them).
     link: Option<(Impairment, Vec<(Datagram, u16)>)>,
@@ -81,8 +88,36 @@ impl Network {
             now,
             log: Vec::new(),
             queue: VecDeque::new(),
+            latency: Duration::ZERO,
             link: None,
         }
+    }
+
+    /// Makes every datagram arrive `latency` after it is sent (zero by default). The delay is
+    /// the same for all, so it keeps their order; reordering is [`Network::set_faults`]'.
+    pub fn set_latency(&mut self, latency: Duration) {
+        self.latency = latency;
+    }
+
+    /// The one-way delay of every datagram.
+    #[must_use]
+    pub fn latency(&self) -> Duration {
+        self.latency
+    }
+
+    /// Queues `dg` to arrive at `due`, or with the datagram ahead of it if that one is due
+    /// later (so that the queue stays in order of arrival).
+    fn enqueue(&mut self, due: Millis, dg: Datagram) {
+        let due = self.queue.back().map_or(due, |(last, _)| due.max(*last));
+        self.queue.push_back((due, dg));
+    }
+
+    /// The next datagram that has arrived by now.
+    fn arrived(&mut self) -> Option<Datagram> {
+        if self.queue.front().is_some_and(|(due, _)| *due <= self.now) {
+            return self.queue.pop_front().map(|(_, dg)| dg);
+        }
+        None
     }
 
     /// Makes every wire lose, duplicate and reorder datagrams as `faults` says, drawn from
@@ -102,43 +137,53 @@ impl Network {
 
     /// Puts `dg` on the wire: into the queue, or through the bad link.
     fn carry(&mut self, dg: Datagram) {
+        let due = self.now.after(self.latency);
         let Some((link, held)) = &mut self.link else {
-            self.queue.push_back(dg);
+            self.enqueue(due, dg);
             return;
         };
+        let mut late = Vec::new();
         for hold in link.fate() {
             if hold > 0 {
                 held.push((dg.clone(), hold));
                 continue;
             }
-            self.queue.push_back(dg.clone());
-            // It overtook every datagram held back; those it was the last to pass go now.
+            late.push(dg.clone());
+            // It overtook every datagram held back; those it was the last to pass arrive
+            // right after it.
             let mut i = 0;
             while i < held.len() {
                 held[i].1 -= 1;
                 if held[i].1 == 0 {
-                    let (late, _) = held.remove(i);
-                    self.queue.push_back(late);
+                    late.push(held.remove(i).0);
                 } else {
                     i += 1;
                 }
             }
         }
+        for dg in late {
+            self.enqueue(due, dg);
+        }
     }
 
-    /// Releases whatever the bad link still holds back (nothing more will overtake it).
+    /// Releases whatever the bad link still holds back (nothing more will overtake it): each
+    /// arrives one latency after it was sent, or now if that has passed.
     fn release_held(&mut self) -> bool {
         let Some((_, held)) = &mut self.link else {
             return false;
         };
-        let released = !held.is_empty();
-        self.queue.extend(held.drain(..).map(|(d, _)| d));
-        released
+        let released: Vec<Datagram> = held.drain(..).map(|(d, _)| d).collect();
+        for dg in &released {
+            let due = dg.at.after(self.latency).max(self.now);
+            self.enqueue(due, dg.clone());
+        }
+        !released.is_empty()
     }
 
-    /// Queues a datagram as if its sender had sent it (an adversary's injection).
+    /// Queues a datagram as if its sender had just sent it (an adversary's injection).
     pub fn inject(&mut self, datagram: Datagram) {
-        self.queue.push_back(datagram);
+        let due = self.now.after(self.latency);
+        self.enqueue(due, datagram);
     }
 }
 
@@ -167,8 +212,7 @@ pub fn run<D: Deployment>(
     let horizon = d.network().now.after(HORIZON);
     loop {
         collect(d, adversary);
-        let next = d.network().queue.pop_front();
-        if let Some(dg) = next {
+        if let Some(dg) = d.network().arrived() {
             let now = d.network().now;
             for (i, (addr, node)) in d.nodes().into_iter().enumerate() {
                 if addr == dg.to {
@@ -177,13 +221,17 @@ pub fn run<D: Deployment>(
             }
             continue;
         }
-        if d.network().release_held() {
-            continue;
+        let in_flight = d.network().queue.front().map(|(due, _)| *due);
+        if in_flight.is_none() {
+            if d.network().release_held() {
+                continue;
+            }
+            if d.finished() {
+                return;
+            }
         }
-        if d.finished() {
-            return;
-        }
-        let Some(next) = d.nodes().iter().filter_map(|(_, n)| n.deadline()).min() else {
+        let timer = d.nodes().iter().filter_map(|(_, n)| n.deadline()).min();
+        let Some(next) = [in_flight, timer].into_iter().flatten().min() else {
             return;
         };
         if next > horizon {
@@ -191,7 +239,10 @@ pub fn run<D: Deployment>(
         }
         let now = d.network().now.max(next);
         d.network().now = now;
-        fire_timers(d, rng, meter);
+        // A datagram that arrives when a timer fires is handled first.
+        if in_flight.is_none_or(|due| due > now) {
+            fire_timers(d, rng, meter);
+        }
     }
 }
 

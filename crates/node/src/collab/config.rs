@@ -69,10 +69,13 @@ pub struct TimeoutsFile {
     pub answer_grace_ms: Option<u64>,
     /// Server only: how long it waits for k valid shares before aborting the session.
     pub fragments_ms: Option<u64>,
-    /// Wait before the first retransmission of an unanswered request, in milliseconds (doubled
-    /// after each; default 500).
+    /// Wait before the first retransmission of an unanswered request, in milliseconds (default
+    /// 500).
     pub first_retransmit_ms: Option<u64>,
-    /// Retransmissions of an unanswered request before giving up (default 4).
+    /// Longest wait between two retransmissions, in milliseconds: the wait doubles after each
+    /// up to it, and never drops below the first (default 500).
+    pub max_retransmit_interval_ms: Option<u64>,
+    /// Retransmissions of an unanswered request before giving up (default 30).
     pub max_retransmit: Option<u32>,
 }
 
@@ -91,8 +94,11 @@ impl TimeoutsFile {
         if let Some(ms) = self.fragments_ms {
             t.fragments = Duration::from_millis(ms);
         }
-        t.retransmit =
-            crate::config::retransmit_policy(self.first_retransmit_ms, self.max_retransmit);
+        t.retransmit = crate::config::retransmit_policy(
+            self.first_retransmit_ms,
+            self.max_retransmit_interval_ms,
+            self.max_retransmit,
+        );
         t
     }
 }

@@ -184,11 +184,15 @@ pub struct PartyFile {
     /// How long an exchange may wait for the peer, in milliseconds (default 20000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
-    /// Wait before the first retransmission of an unanswered request, in milliseconds (doubled
-    /// after each; default 500).
+    /// Wait before the first retransmission of an unanswered request, in milliseconds (default
+    /// 500).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_retransmit_ms: Option<u64>,
-    /// Retransmissions of an unanswered request before giving up (default 4).
+    /// Longest wait between two retransmissions, in milliseconds: the wait doubles after each
+    /// up to it, and never drops below the first (default 500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retransmit_interval_ms: Option<u64>,
+    /// Retransmissions of an unanswered request before giving up (default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_retransmit: Option<u32>,
     /// Peers to authenticate with once a warrant is held (then the daemon exits).
@@ -367,7 +371,11 @@ pub fn load_party(file: &Path, role: Role) -> Result<Setup<PartyConfig>> {
                 .collect(),
             variant: f.variant.unwrap_or(VariantName::Elgamal).into(),
             timeout: Duration::from_millis(f.timeout_ms.unwrap_or(20_000).max(1)),
-            retransmit: crate::config::retransmit_policy(f.first_retransmit_ms, f.max_retransmit),
+            retransmit: crate::config::retransmit_policy(
+                f.first_retransmit_ms,
+                f.max_retransmit_interval_ms,
+                f.max_retransmit,
+            ),
         },
         connect: f.connect,
     })

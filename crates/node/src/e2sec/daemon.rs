@@ -315,6 +315,11 @@ impl Handler<Party> for PartyHandler {
                 }
                 Ok(Flow::Continue)
             }
+            PartyEvent::WarrantFailed { error } => {
+                // A new request follows at `next_fetch`.
+                tracing::warn!(%error, "no warrant from the EPC");
+                Ok(Flow::Continue)
+            }
             PartyEvent::Rejected { remote, error } => {
                 tracing::warn!(%remote, %error, "refused");
                 self.send(Report::Rejected {

@@ -132,10 +132,13 @@ pub struct PolicyFile {
     pub envelope: Option<EnvelopeName>,
     /// SIGN scheme: `pkcs1v15-sha1`, `pss-sha1`, `pkcs1v15-sha256` or `pss-sha256`.
     pub signature: Option<SignatureName>,
-    /// Wait before the first retransmission of an unanswered request, in milliseconds (doubled
-    /// after each; default 500).
+    /// Wait before the first retransmission of an unanswered request, in milliseconds (default
+    /// 500).
     pub first_retransmit_ms: Option<u64>,
-    /// Retransmissions of an unanswered request before giving up (default 4).
+    /// Longest wait between two retransmissions, in milliseconds: the wait doubles after each
+    /// up to it, and never drops below the first (default 500).
+    pub max_retransmit_interval_ms: Option<u64>,
+    /// Retransmissions of an unanswered request before giving up (default 30).
     pub max_retransmit: Option<u32>,
 }
 
@@ -162,8 +165,11 @@ impl PolicyFile {
         if let Some(s) = self.signature {
             p.signature = s.into();
         }
-        p.retransmit =
-            crate::config::retransmit_policy(self.first_retransmit_ms, self.max_retransmit);
+        p.retransmit = crate::config::retransmit_policy(
+            self.first_retransmit_ms,
+            self.max_retransmit_interval_ms,
+            self.max_retransmit,
+        );
         p
     }
 }

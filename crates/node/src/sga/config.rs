@@ -117,10 +117,13 @@ pub struct TimeoutsFile {
     pub retransmit_ms: Option<u64>,
     /// Largest accepted difference between a timestamp and the local clock.
     pub clock_skew_ms: Option<u64>,
-    /// Wait before the first retransmission of an unanswered request, in milliseconds (doubled
-    /// after each; default 500).
+    /// Wait before the first retransmission of an unanswered request, in milliseconds (default
+    /// 500).
     pub first_retransmit_ms: Option<u64>,
-    /// Retransmissions of an unanswered request before giving up (default 4).
+    /// Longest wait between two retransmissions, in milliseconds: the wait doubles after each
+    /// up to it, and never drops below the first (default 500).
+    pub max_retransmit_interval_ms: Option<u64>,
+    /// Retransmissions of an unanswered request before giving up (default 30).
     pub max_retransmit: Option<u32>,
 }
 
@@ -138,8 +141,11 @@ impl TimeoutsFile {
         if let Some(ms) = self.clock_skew_ms {
             t.clock_skew = Duration::from_millis(ms);
         }
-        t.requests =
-            crate::config::retransmit_policy(self.first_retransmit_ms, self.max_retransmit);
+        t.requests = crate::config::retransmit_policy(
+            self.first_retransmit_ms,
+            self.max_retransmit_interval_ms,
+            self.max_retransmit,
+        );
         t
     }
 }

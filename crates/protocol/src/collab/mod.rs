@@ -123,7 +123,7 @@ impl Default for Timeouts {
             // Long enough for every retransmission of a request (`RetransmitPolicy`'s span,
             // 15.5 s by default) on a lossy link.
             session: Duration::from_secs(20),
-            // Two retransmissions of a summons fit in it.
+            // Three retransmissions of a summons (at 0.5, 1 and 1.5 s) fit in it.
             proxy_hello: Duration::from_millis(2000),
             answer_grace: Duration::from_millis(150),
             fragments: Duration::from_secs(16),

@@ -548,6 +548,12 @@ pub enum PartyEvent {
         /// Why.
         error: Error,
     },
+    /// No warrant came for the last request within the party's timeout (the request was
+    /// retransmitted until then); a new request starts again.
+    WarrantFailed {
+        /// Why.
+        error: Error,
+    },
     /// A datagram was refused.
     Rejected {
         /// Its source.
@@ -598,6 +604,8 @@ pub struct Party {
     group: Group,
     held: Option<Held>,
     warrant_nonce: Option<[u8; 16]>,
+    /// When the warrant request under way is given up.
+    warrant_deadline: Option<Millis>,
     exchanges: BTreeMap<[u8; 16], Pending>,
     out: Outbox<PartyEvent>,
 }
@@ -618,6 +626,7 @@ impl Party {
             group,
             held: None,
             warrant_nonce: None,
+            warrant_deadline: None,
             exchanges: BTreeMap::new(),
             out: Outbox::default(),
         };
@@ -668,6 +677,7 @@ impl Party {
             },
         );
         self.warrant_nonce = Some(nonce);
+        self.warrant_deadline = Some(now.after(cfg.timeout));
         Ok(())
     }
 
@@ -854,6 +864,7 @@ impl Party {
             e,
         });
         self.warrant_nonce = None;
+        self.warrant_deadline = None;
         self.out.event(PartyEvent::WarrantStored { valid_until });
         Ok(())
     }
@@ -1063,6 +1074,13 @@ impl Party {
     }
 
     fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
+        if self.warrant_deadline.is_some_and(|d| now >= d) {
+            self.warrant_deadline = None;
+            self.warrant_nonce = None;
+            self.out.event(PartyEvent::WarrantFailed {
+                error: Error::Timeout("waiting for a warrant"),
+            });
+        }
         let expired: Vec<[u8; 16]> = self
             .exchanges
             .iter()
@@ -1093,6 +1111,7 @@ impl Party {
                     *deadline
                 }
             })
+            .chain(self.warrant_deadline)
             .min()
     }
 }

@@ -117,6 +117,11 @@ struct Rebuilt {
     tgk: Zeroizing<Vec<u8>>,
     commitment: [u8; 32],
     base: Vec<Share>,
+    /// The verification message sent to the initiator, and where: sent again, byte for byte,
+    /// when a late part arrives (the initiator retransmits its parts until it has it).
+    verification: Option<(SocketAddr, Vec<u8>)>,
+    /// When it was sent.
+    verified_at: Millis,
 }
 
 impl Assembly {
@@ -356,7 +361,15 @@ impl Responder {
                     csb_id,
                     third_party,
                 });
-            } else if a.rebuilt.is_some() {
+            } else if let Some(r) = &a.rebuilt {
+                // A part that comes a retransmission wait after the verification was sent
+                // comes from the initiator's retransmission: the verification may have been
+                // lost, and only a copy of the part that completed the TGK would bring it
+                // again. Parts that merely trail the others on a good link send nothing more.
+                let late = now >= r.verified_at.after(self.config.policy.retransmit.initial);
+                if let (true, Some((to, message))) = (late, &r.verification) {
+                    self.out.send(*to, message.clone());
+                }
                 self.out.event(ResponderEvent::PartAccepted {
                     initiator,
                     csb_id,
@@ -438,6 +451,8 @@ impl Responder {
                 .iter()
                 .map(|&i| candidates[i].1.clone())
                 .collect(),
+            verification: None,
+            verified_at: now,
         });
         let mut judged = Vec::new();
         for (third_party, share, c) in a.parts.values() {
@@ -485,6 +500,9 @@ impl Responder {
             verified: true,
         }));
         if let Some((to, message)) = answer {
+            if let Some(r) = &mut a.rebuilt {
+                r.verification = Some((to, message.clone()));
+            }
             self.out.send(to, message);
         }
         for e in events {
