@@ -38,20 +38,25 @@ pub fn resolve(config: &Path, relative: &Path) -> PathBuf {
 }
 
 /// The retransmission of requests a config asks for (`first_retransmit_ms`, the wait before
-/// the first retransmission, doubled after each up to `max_retransmit_interval_ms`;
-/// `max_retransmit`, how many): absent values take [`RetransmitPolicy::default`] (every
-/// 500 ms, 30 times: 15.5 s in all).
+/// the first retransmission, kept for `steady_retransmits` retransmissions and then doubled
+/// after each up to `max_retransmit_interval_ms`; `max_retransmit`, how many): absent values
+/// take [`RetransmitPolicy::default`] (8 times every 500 ms, then after 1, 2, 4 and 4 s: 15 s
+/// in all).
 ///
 /// [`RetransmitPolicy::default`]: m2msec_protocol::RetransmitPolicy
 #[must_use]
 pub fn retransmit_policy(
     first_retransmit_ms: Option<u64>,
+    steady_retransmits: Option<u32>,
     max_retransmit_interval_ms: Option<u64>,
     max_retransmit: Option<u32>,
 ) -> m2msec_protocol::RetransmitPolicy {
     let mut policy = m2msec_protocol::RetransmitPolicy::default();
     if let Some(ms) = first_retransmit_ms {
         policy.initial = std::time::Duration::from_millis(ms.max(1));
+    }
+    if let Some(n) = steady_retransmits {
+        policy.steady = n.max(1);
     }
     if let Some(ms) = max_retransmit_interval_ms {
         policy.max_interval = std::time::Duration::from_millis(ms.max(1));
@@ -70,16 +75,19 @@ mod tests {
 
     #[test]
     fn retransmission_fields_build_the_policy() {
-        let default = retransmit_policy(None, None, None);
+        let default = retransmit_policy(None, None, None, None);
         assert_eq!(default, m2msec_protocol::RetransmitPolicy::default());
-        assert_eq!(default.span(), Duration::from_millis(15_500));
-        // The doubling of old: 0.5, 1, 2, 4, 8 s.
-        let doubling = retransmit_policy(Some(500), Some(8000), Some(4));
+        assert_eq!(default.span(), Duration::from_millis(15_000));
+        // Doubling from the first wait: 0.5, 1, 2, 4, 8 s.
+        let doubling = retransmit_policy(Some(500), Some(1), Some(8000), Some(4));
         assert_eq!(doubling.span(), Duration::from_millis(15_500));
-        // A first wait longer than the default cap does not grow; a shorter one grows to it.
-        let constant = retransmit_policy(Some(1000), None, Some(3));
-        assert_eq!(constant.span(), Duration::from_millis(4000));
-        let growing = retransmit_policy(Some(200), None, Some(3));
-        assert_eq!(growing.span(), Duration::from_millis(200 + 400 + 500 + 500));
+        // Every 500 ms: a cap no longer than the first wait.
+        let constant = retransmit_policy(None, None, Some(500), Some(30));
+        assert_eq!(constant.span(), Duration::from_millis(15_500));
+        // A first wait longer than the cap does not grow; a shorter one grows to it.
+        let long = retransmit_policy(Some(5000), Some(1), None, Some(3));
+        assert_eq!(long.span(), Duration::from_millis(20_000));
+        let growing = retransmit_policy(Some(200), Some(2), Some(500), Some(3));
+        assert_eq!(growing.span(), Duration::from_millis(200 + 200 + 400 + 500));
     }
 }

@@ -29,23 +29,25 @@ use m2msec_crypto::hash;
 
 use crate::{Millis, Transmit};
 
-/// How requests are retransmitted: the first retransmission `initial` after the send, each
-/// wait twice the one before up to `max_interval`, `max_retransmit` retransmissions in all.
+/// How requests are retransmitted: `steady` retransmissions `initial` apart, then each wait
+/// twice the one before up to `max_interval`, `max_retransmit` retransmissions in all.
 ///
 /// The defaults suit a lossy low-rate link (a few 802.15.4 hops, 100 ms one way; see
-/// `docs/lossy-links.md`): every 500 ms, 30 times, so that no answer 15.5 s after the first
-/// send means none is coming, inside every role's default session deadline of 20 s. 500 ms is
-/// longer than the slowest answer of a lossless exchange on such a link (an SGA invitation is
-/// answered after four one-way trips), so a good link sees no retransmission. The wait does
-/// not grow by default: at 30 % loss in each direction a round trip fails half the time, and
-/// a request whose next try waits 1, 2, 4 s takes far longer than the 10× its lossless time
-/// that issue 19 allows (uncapped doubling fit only 4 retransmissions in the same 15.5 s).
-/// A deployment where many devices share a channel and a silent peer is likelier than a lost
-/// datagram can let the wait grow (`max_retransmit_interval_ms`).
+/// `docs/lossy-links.md`): 8 retransmissions every 500 ms, then waits of 1, 2, 4 and 4 s, so
+/// that no answer 15 s after the first send means none is coming, inside every role's default
+/// session deadline of 20 s. 500 ms is longer than the slowest answer of a lossless exchange on
+/// such a link (an SGA invitation is answered after four one-way trips), so a good link sees no
+/// retransmission. The wait stays short at first because at 30 % loss in each direction a round
+/// trip fails half the time: a request whose next try waited 1, 2, 4 s at once takes far longer
+/// than the 10× its lossless time that issue 19 allows. It grows after 4 s of silence, when a
+/// peer that is gone becomes likelier than a run of losses (8 failed round trips in a row at
+/// 30 % loss: 0.5 %), so that a dead peer costs 12 datagrams per request, not a steady stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetransmitPolicy {
-    /// Wait before the first retransmission; doubled after each, up to `max_interval`.
+    /// Wait before the first retransmission.
     pub initial: Duration,
+    /// Retransmissions `initial` apart before the wait starts to double.
+    pub steady: u32,
     /// Longest wait between two sends (taken as `initial` when shorter).
     pub max_interval: Duration,
     /// Retransmissions after the first send (0: send once).
@@ -56,8 +58,9 @@ impl RetransmitPolicy {
     /// The default policy, as a constant (what an honest peer's copies are counted against).
     pub const DEFAULT: Self = Self {
         initial: Duration::from_millis(500),
-        max_interval: Duration::from_millis(500),
-        max_retransmit: 30,
+        steady: 8,
+        max_interval: Duration::from_secs(4),
+        max_retransmit: 11,
     };
 }
 
@@ -68,8 +71,8 @@ impl Default for RetransmitPolicy {
 }
 
 impl RetransmitPolicy {
-    /// From the first send to giving up: the wait after each of the `max_retransmit + 1`
-    /// sends, each twice the one before, capped at `max_interval`.
+    /// From the first send to giving up: the sum of the wait after each of the
+    /// `max_retransmit + 1` sends.
     #[must_use]
     pub fn span(&self) -> Duration {
         (0..=self.max_retransmit.min(1024))
@@ -80,7 +83,8 @@ impl RetransmitPolicy {
     /// The wait after the send numbered `n` (0: the first send).
     #[must_use]
     pub fn interval(&self, n: u32) -> Duration {
-        let doubled = self.initial.saturating_mul(1u32 << n.min(31));
+        let doublings = (n + 1).saturating_sub(self.steady.max(1));
+        let doubled = self.initial.saturating_mul(1u32 << doublings.min(31));
         doubled.min(self.max_interval.max(self.initial))
     }
 
@@ -89,6 +93,7 @@ impl RetransmitPolicy {
     pub const fn never() -> Self {
         Self {
             initial: Duration::from_secs(1),
+            steady: 1,
             max_interval: Duration::from_secs(1),
             max_retransmit: 0,
         }
@@ -308,6 +313,7 @@ mod tests {
         let mut r = Retransmits::default();
         r.set_policy(RetransmitPolicy {
             initial: Duration::from_millis(500),
+            steady: 1,
             max_interval: Duration::from_secs(2),
             max_retransmit: 5,
         });
@@ -333,12 +339,21 @@ mod tests {
     }
 
     #[test]
-    fn the_default_retransmits_every_half_second_for_the_old_span() {
+    fn the_default_retransmits_every_half_second_then_backs_off() {
         let p = RetransmitPolicy::default();
-        assert!((0..=p.max_retransmit).all(|n| p.interval(n) == Duration::from_millis(500)));
-        assert_eq!(p.span(), Duration::from_millis(15_500));
-        // Uncapped doubling: 0.5, 1, 2, 4, 8 s.
+        let waits: Vec<u64> = (0..=p.max_retransmit)
+            .map(|n| u64::try_from(p.interval(n).as_millis()).unwrap())
+            .collect();
+        assert_eq!(
+            waits,
+            [
+                500, 500, 500, 500, 500, 500, 500, 500, 1000, 2000, 4000, 4000
+            ]
+        );
+        assert_eq!(p.span(), Duration::from_millis(15_000));
+        // Doubling from the first wait: 0.5, 1, 2, 4, 8 s.
         let doubling = RetransmitPolicy {
+            steady: 1,
             max_interval: Duration::MAX,
             max_retransmit: 4,
             ..p

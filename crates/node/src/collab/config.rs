@@ -72,10 +72,12 @@ pub struct TimeoutsFile {
     /// Wait before the first retransmission of an unanswered request, in milliseconds (default
     /// 500).
     pub first_retransmit_ms: Option<u64>,
+    /// Retransmissions at the first wait before the wait starts to double (default 8).
+    pub steady_retransmits: Option<u32>,
     /// Longest wait between two retransmissions, in milliseconds: the wait doubles after each
-    /// up to it, and never drops below the first (default 500).
+    /// up to it, and never drops below the first (default 4000).
     pub max_retransmit_interval_ms: Option<u64>,
-    /// Retransmissions of an unanswered request before giving up (default 30).
+    /// Retransmissions of an unanswered request before giving up (default 11).
     pub max_retransmit: Option<u32>,
 }
 
@@ -96,6 +98,7 @@ impl TimeoutsFile {
         }
         t.retransmit = crate::config::retransmit_policy(
             self.first_retransmit_ms,
+            self.steady_retransmits,
             self.max_retransmit_interval_ms,
             self.max_retransmit,
         );

@@ -188,11 +188,14 @@ pub struct PartyFile {
     /// 500).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_retransmit_ms: Option<u64>,
+    /// Retransmissions at the first wait before the wait starts to double (default 8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steady_retransmits: Option<u32>,
     /// Longest wait between two retransmissions, in milliseconds: the wait doubles after each
-    /// up to it, and never drops below the first (default 500).
+    /// up to it, and never drops below the first (default 4000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_retransmit_interval_ms: Option<u64>,
-    /// Retransmissions of an unanswered request before giving up (default 30).
+    /// Retransmissions of an unanswered request before giving up (default 11).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_retransmit: Option<u32>,
     /// Peers to authenticate with once a warrant is held (then the daemon exits).
@@ -373,6 +376,7 @@ pub fn load_party(file: &Path, role: Role) -> Result<Setup<PartyConfig>> {
             timeout: Duration::from_millis(f.timeout_ms.unwrap_or(20_000).max(1)),
             retransmit: crate::config::retransmit_policy(
                 f.first_retransmit_ms,
+                f.steady_retransmits,
                 f.max_retransmit_interval_ms,
                 f.max_retransmit,
             ),

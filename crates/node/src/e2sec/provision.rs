@@ -142,6 +142,7 @@ pub fn provision(
         variant: Some(VariantName::from(opts.variant)),
         timeout_ms: None,
         first_retransmit_ms: None,
+        steady_retransmits: None,
         max_retransmit_interval_ms: None,
         max_retransmit: None,
         connect,

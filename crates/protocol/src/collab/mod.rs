@@ -121,7 +121,7 @@ impl Default for Timeouts {
     fn default() -> Self {
         Self {
             // Long enough for every retransmission of a request (`RetransmitPolicy`'s span,
-            // 15.5 s by default) on a lossy link.
+            // 15 s by default) on a lossy link.
             session: Duration::from_secs(20),
             // Three retransmissions of a summons (at 0.5, 1 and 1.5 s) fit in it.
             proxy_hello: Duration::from_millis(2000),
