@@ -13,6 +13,9 @@ use m2msec_protocol::reliable::ANSWER_LIFETIME;
 use m2msec_wire::cbor::Bytes;
 use m2msec_wire::e2sec::Message;
 
+mod common;
+use common::e2sec::{epc_rejections, failure, issued, rejections, stored};
+
 fn world(spec: &Spec, seed: u64) -> (World, SeededRng) {
     let mut rng = SeededRng::from_seed_u64(seed);
     let mut w = World::generate(spec, &mut rng).unwrap();
@@ -31,47 +34,6 @@ fn world(spec: &Spec, seed: u64) -> (World, SeededRng) {
 fn key(events: &[PartyEvent]) -> Option<[u8; 32]> {
     events.iter().find_map(|e| match e {
         PartyEvent::Established { key, .. } => Some(*key.expose_for_testing_only()),
-        _ => None,
-    })
-}
-
-fn rejections(events: &[PartyEvent]) -> Vec<&Error> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            PartyEvent::Rejected { error, .. } => Some(error),
-            _ => None,
-        })
-        .collect()
-}
-
-fn issued(events: &[EpcEvent]) -> usize {
-    events
-        .iter()
-        .filter(|e| matches!(e, EpcEvent::Issued { .. }))
-        .count()
-}
-
-fn epc_rejections(events: &[EpcEvent]) -> Vec<&Error> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            EpcEvent::Rejected { error, .. } => Some(error),
-            _ => None,
-        })
-        .collect()
-}
-
-fn stored(events: &[PartyEvent]) -> usize {
-    events
-        .iter()
-        .filter(|e| matches!(e, PartyEvent::WarrantStored { .. }))
-        .count()
-}
-
-fn failure(events: &[PartyEvent]) -> Option<&Error> {
-    events.iter().find_map(|e| match e {
-        PartyEvent::Failed { error, .. } => Some(error),
         _ => None,
     })
 }

@@ -23,6 +23,8 @@ use std::net::SocketAddr;
 
 use m2msec_protocol::link::LinkFaults;
 
+mod common;
+
 /// The bad link of the goal (the one `lossy.rs` shows every protocol completes on).
 const LOSSY: LinkFaults = LinkFaults {
     loss: 0.10,
@@ -846,9 +848,10 @@ mod sga {
     use m2msec_crypto::rng::SeededRng;
     use m2msec_protocol::reliable::ANSWER_LIFETIME;
     use m2msec_protocol::sga::sim::{Datagram, Spec, World};
-    use m2msec_protocol::sga::{DeviceEvent, Error, ServerEvent, ServerFault, SessionId};
+    use m2msec_protocol::sga::{DeviceEvent, Error, ServerFault, SessionId};
     use m2msec_wire::sga::Message;
 
+    use super::common::sga::{failure, received, rejections, server_rejections};
     use super::{LOSSY, SEEDS, attacker};
 
     fn world(spec: &Spec, seed: u64) -> (World, SeededRng) {
@@ -893,48 +896,6 @@ mod sga {
             DeviceEvent::Established { session, key, .. } => Some((*session, key.fingerprint())),
             _ => None,
         })
-    }
-
-    fn failure(w: &World, device: usize) -> Option<&Error> {
-        w.events.devices[device].iter().find_map(|e| match e {
-            DeviceEvent::Failed { error, .. } => Some(error),
-            _ => None,
-        })
-    }
-
-    fn rejections(w: &World, device: usize) -> Vec<&Error> {
-        w.events.devices[device]
-            .iter()
-            .filter_map(|e| match e {
-                DeviceEvent::Rejected { error, .. } => Some(error),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn server_rejections(w: &World) -> Vec<&Error> {
-        w.events
-            .server
-            .iter()
-            .filter_map(|e| match e {
-                ServerEvent::Rejected { error, .. } => Some(error),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn received(w: &World, device: usize) -> Vec<(u64, Vec<u8>)> {
-        w.events.devices[device]
-            .iter()
-            .filter_map(|e| match e {
-                DeviceEvent::Received {
-                    message_id,
-                    plaintext,
-                    ..
-                } => Some((*message_id, plaintext.to_vec())),
-                _ => None,
-            })
-            .collect()
     }
 
     /// Runs to rest with `tamper` applied to every message it changes, each altered copy
@@ -1258,11 +1219,12 @@ mod e2sec {
     use m2msec_crypto::group::{Group, GroupId};
     use m2msec_crypto::rng::SeededRng;
     use m2msec_protocol::e2sec::sim::{DEVICE, Datagram, Spec, World};
-    use m2msec_protocol::e2sec::{DEFAULT_REPLAY_WINDOW, EpcEvent, Error, PartyEvent};
+    use m2msec_protocol::e2sec::{DEFAULT_REPLAY_WINDOW, Error, PartyEvent};
     use m2msec_protocol::reliable::ANSWER_LIFETIME;
     use m2msec_wire::cbor::Bytes;
     use m2msec_wire::e2sec::Message;
 
+    use super::common::e2sec::{epc_rejections, failure, issued, rejections, stored};
     use super::{LOSSY, SEEDS, attacker};
 
     /// A deployment on the lossy link seeded by `seed`, both parties holding a warrant.
@@ -1289,47 +1251,6 @@ mod e2sec {
             .iter()
             .filter(|e| matches!(e, PartyEvent::Established { .. }))
             .count()
-    }
-
-    fn stored(events: &[PartyEvent]) -> usize {
-        events
-            .iter()
-            .filter(|e| matches!(e, PartyEvent::WarrantStored { .. }))
-            .count()
-    }
-
-    fn rejections(events: &[PartyEvent]) -> Vec<&Error> {
-        events
-            .iter()
-            .filter_map(|e| match e {
-                PartyEvent::Rejected { error, .. } => Some(error),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn failure(events: &[PartyEvent]) -> Option<&Error> {
-        events.iter().find_map(|e| match e {
-            PartyEvent::Failed { error, .. } => Some(error),
-            _ => None,
-        })
-    }
-
-    fn issued(events: &[EpcEvent]) -> usize {
-        events
-            .iter()
-            .filter(|e| matches!(e, EpcEvent::Issued { .. }))
-            .count()
-    }
-
-    fn epc_rejections(events: &[EpcEvent]) -> Vec<&Error> {
-        events
-            .iter()
-            .filter_map(|e| match e {
-                EpcEvent::Rejected { error, .. } => Some(error),
-                _ => None,
-            })
-            .collect()
     }
 
     /// The server's AuthInit is altered on every copy, twice over: a man in the middle swaps

@@ -9,8 +9,11 @@ use m2msec_crypto::group::GroupId;
 use m2msec_crypto::rng::SeededRng;
 use m2msec_protocol::reliable::ANSWER_LIFETIME;
 use m2msec_protocol::sga::sim::{Datagram, DeviceSpec, Spec, World};
-use m2msec_protocol::sga::{DeviceEvent, Error, RefusalCode, ServerEvent, ServerFault, SessionId};
+use m2msec_protocol::sga::{DeviceEvent, Error, RefusalCode, ServerFault, SessionId};
 use m2msec_wire::sga::Message;
+
+mod common;
+use common::sga::{failure, received, rejections, server_rejections};
 
 fn world(spec: &Spec, seed: u64) -> (World, SeededRng) {
     let mut rng = SeededRng::from_seed_u64(seed);
@@ -39,38 +42,6 @@ fn established(w: &World, device: usize) -> Option<(SessionId, [u8; 8], AeadSuit
         }
         _ => None,
     })
-}
-
-fn failure(w: &World, device: usize) -> Option<&Error> {
-    w.events.devices[device].iter().find_map(|e| match e {
-        DeviceEvent::Failed { error, .. } => Some(error),
-        _ => None,
-    })
-}
-
-fn server_rejections(w: &World) -> Vec<&Error> {
-    w.events
-        .server
-        .iter()
-        .filter_map(|e| match e {
-            ServerEvent::Rejected { error, .. } => Some(error),
-            _ => None,
-        })
-        .collect()
-}
-
-fn received(w: &World, device: usize) -> Vec<(u64, Vec<u8>)> {
-    w.events.devices[device]
-        .iter()
-        .filter_map(|e| match e {
-            DeviceEvent::Received {
-                message_id,
-                plaintext,
-                ..
-            } => Some((*message_id, plaintext.to_vec())),
-            _ => None,
-        })
-        .collect()
 }
 
 /// Registers both, negotiates `suite`, exchanges keys.
@@ -312,16 +283,6 @@ fn replay(w: &mut World, rng: &mut SeededRng, d: &Datagram) {
         ..d.clone()
     });
     w.run_honest(rng);
-}
-
-fn rejections(w: &World, device: usize) -> Vec<&Error> {
-    w.events.devices[device]
-        .iter()
-        .filter_map(|e| match e {
-            DeviceEvent::Rejected { error, .. } => Some(error),
-            _ => None,
-        })
-        .collect()
 }
 
 fn negotiate_responses(w: &World) -> usize {

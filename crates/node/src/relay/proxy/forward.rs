@@ -336,7 +336,20 @@ async fn deliver_batch(
             }
         }
         if item.out.is_some() {
-            pace.wait().await;
+            // The deliveries under way go on while the forward's rate holds this one back.
+            let wait = pace.wait();
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    () = &mut wait => break,
+                    step = settle(shared, spec, &mut in_flight), if !in_flight.is_empty() => {
+                        match step {
+                            Step::Next => {}
+                            other => return other,
+                        }
+                    }
+                }
+            }
         }
         in_flight.push_back(send(shared, spec, transport, log, item));
         if alone {
