@@ -537,7 +537,7 @@ fn print_relay_summary(report: &RelayReport) {
             )
         } else {
             format!(
-                "added after {} messages, from the section in progress (key index {})",
+                "added after {} messages, from section {} on (the one in progress, or the next if its key was gone)",
                 s.designated_after, s.first_key_index
             )
         };

@@ -32,6 +32,10 @@ use super::coap::{self, CoapClient, code_string, is_success, response_code, uint
 use super::source::{ForwardRecord, SourceNode, StorageRecord, now};
 use crate::error::{Error, Result};
 
+/// How long a message goes on being posted again while the proxy does not answer: less than
+/// the proxy's default `dedup_grace_s` (300 s), for which it remembers the id of a message it
+/// forwarded and removed, so that a late copy is never stored a second time.
+pub const REPOST_LIMIT: Duration = Duration::from_secs(240);
 /// Default Max-Age of a 5.03 without one (RFC 7252 §5.10.5).
 const DEFAULT_MAX_AGE: Duration = Duration::from_secs(60);
 
@@ -215,8 +219,9 @@ impl ProxyClient {
     ///
     /// # Errors
     ///
-    /// As [`ProxyClient::post`]; [`Error::Timeout`] when the proxy stays busy or silent longer
-    /// than `patience`.
+    /// As [`ProxyClient::post`]; [`Error::Timeout`] when the proxy stays busy longer than
+    /// `patience`; the CoAP timeout when it stays silent longer than that or than
+    /// [`REPOST_LIMIT`].
     pub async fn post_until_stored(
         &self,
         storage_id: u32,
@@ -225,6 +230,7 @@ impl ProxyClient {
     ) -> Result<(u32, Duration)> {
         let mut busy = 0;
         let mut waited = Duration::ZERO;
+        let mut unanswered = Duration::ZERO;
         loop {
             let started = Instant::now();
             match self.post(storage_id, msg).await {
@@ -244,7 +250,8 @@ impl ProxyClient {
                 }
                 Err(Error::Coap(e @ coap::Error::Timeout { .. })) => {
                     waited += started.elapsed();
-                    if waited > patience {
+                    unanswered += started.elapsed();
+                    if waited > patience || unanswered > REPOST_LIMIT {
                         return Err(Error::Coap(e));
                     }
                     tracing::warn!(

@@ -138,13 +138,7 @@ async fn pump(shared: Arc<Shared>, spec: PumpSpec) {
         tracing::warn!(sink = %spec.url, "sink URL does not parse: not forwarding");
         return;
     };
-    let restored = if spec.snapshot.is_empty() {
-        Forwarder::new(spec.url.clone(), spec.rekeys.clone())
-    } else {
-        Forwarder::restore(spec.url.clone(), spec.rekeys.clone(), &spec.snapshot)
-            .or_else(|_| Forwarder::new(spec.url.clone(), spec.rekeys.clone()))
-    };
-    let mut forwarder = match restored {
+    let mut forwarder = match forwarder_at(&spec, &spec.snapshot) {
         Ok(f) => f,
         Err(e) => {
             tracing::warn!(sink = %spec.url, error = %e, "sink's grant refused: not forwarding");
@@ -237,9 +231,37 @@ async fn pump(shared: Arc<Shared>, spec: PumpSpec) {
         )
         .await
         {
-            Step::Next | Step::Interrupted => {}
+            Step::Next => {}
+            Step::Interrupted => {
+                // The forwarder may have seen messages past the position (those under way
+                // were dropped): back to what was recorded with the position, as a restart.
+                let snapshot = {
+                    let core = shared.core();
+                    core.forwards
+                        .get(&spec.forward_id)
+                        .and_then(|f| f.sinks.get(&spec.url))
+                        .map(|s| s.pos.snapshot.clone())
+                        .unwrap_or_default()
+                };
+                if let Ok(f) = forwarder_at(&spec, &snapshot) {
+                    forwarder = f;
+                }
+            }
             Step::Gone => return,
         }
+    }
+}
+
+/// The sink's forwarder with the sections of `snapshot` (`Forwarder::snapshot`; empty: none).
+fn forwarder_at(
+    spec: &PumpSpec,
+    snapshot: &[u8],
+) -> Result<Forwarder, m2msec_protocol::relay::Error> {
+    if snapshot.is_empty() {
+        Forwarder::new(spec.url.clone(), spec.rekeys.clone())
+    } else {
+        Forwarder::restore(spec.url.clone(), spec.rekeys.clone(), snapshot)
+            .or_else(|_| Forwarder::new(spec.url.clone(), spec.rekeys.clone()))
     }
 }
 

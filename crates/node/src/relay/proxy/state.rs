@@ -287,10 +287,10 @@ impl Core {
     }
 
     /// Below which the messages of storage `id` may be removed: the lowest position of any
-    /// sink of any of its forwards, and never past a stream's current section (its newest
-    /// management message), which a sink added later with `Start::Now` begins with: without
-    /// its key, the rest of the section would be useless to that sink. `None` (keep
-    /// everything) when the storage has no forward, or a forward without sinks.
+    /// sink of any of its forwards. `None` (keep everything) when the storage has no forward,
+    /// or a forward without sinks. A section's key is not kept back for a sink added later:
+    /// a pin on each stream's newest key would hold everything after it while that stream is
+    /// silent, and anyone can send a management message for a stream id nobody uses.
     pub(crate) fn retention_watermark(&self, id: u32) -> Option<u64> {
         let s = self.storages.get(&id)?;
         if s.forwards.is_empty() {
@@ -306,8 +306,7 @@ impl Core {
                 low = Some(low.map_or(sink.pos.cursor, |l| l.min(sink.pos.cursor)));
             }
         }
-        let section = s.counters.sections.values().copied().min();
-        low.map(|l| section.map_or(l, |seq| l.min(seq)))
+        low
     }
 }
 
@@ -446,11 +445,9 @@ mod tests {
             );
         }
         assert_eq!(core.retention_watermark(1), Some(3));
-        // The current section's key stays for a sink added later.
-        for (section, watermark) in [(2, 2), (9, 3)] {
-            let counters = &mut core.storages.get_mut(&1).unwrap().counters;
-            counters.sections.insert(1, section);
-            assert_eq!(core.retention_watermark(1), Some(watermark));
-        }
+        // A stream's newest key does not hold the storage back.
+        let counters = &mut core.storages.get_mut(&1).unwrap().counters;
+        counters.sections.insert(1, 2);
+        assert_eq!(core.retention_watermark(1), Some(3));
     }
 }
