@@ -7,9 +7,6 @@
 //! the other answers. Datagrams that arrive together are handled as one batch: one output sync
 //! and one store transaction for all of them.
 
-use std::fs::File;
-use std::io::Write as _;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use std::collections::HashMap;
@@ -25,7 +22,6 @@ use m2msec_wire::relay::coap::coap_lite::{
     CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType,
 };
 use m2msec_wire::relay::{Flags, Header, RelayMessage};
-use serde::Serialize;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -33,155 +29,14 @@ use super::coap::{
     Assembled, Block1Assembler, DEFAULT_SZX, Dedup, DedupCache, MessageIds, parse_datagram,
     response, set_uint_option,
 };
-use super::config::{DataEncoding, Output, SinkSetup, load_sink};
+use super::config::{SinkSetup, load_sink};
 use crate::collab::daemon::open_store;
 use crate::driver::{self, Egress, Shutdown, wall_clock};
 use crate::error::{Error, Result};
-use crate::private;
 use crate::tap::Wiretap;
 
-/// One delivered message as the sink writes it: one JSON object per line.
-#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct OutputLine {
-    /// The source's URL.
-    pub source: String,
-    /// The stream id.
-    pub stream: u16,
-    /// The key index of the message's section.
-    pub key_index: u16,
-    /// The message id.
-    pub message_id: u32,
-    /// The epoch of the section.
-    pub epoch: u32,
-    /// The data, in the sink's encoding.
-    pub data: String,
-}
-
-/// Writes delivered messages to a file (appended to, synced before the sink acknowledges) or
-/// to standard output.
-pub struct OutputWriter {
-    target: Target,
-    encoding: DataEncoding,
-}
-
-enum Target {
-    Stdout,
-    File { path: PathBuf, file: File, len: u64 },
-}
-
-impl OutputWriter {
-    /// Opens `output` for appending (creating it `0600` and its directory `0700`).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Private`] naming the file (with the `chmod` that fixes an exposed one).
-    pub fn open(output: &Output, encoding: DataEncoding) -> Result<Self> {
-        let target = match output {
-            Output::Stdout => Target::Stdout,
-            Output::File(path) => {
-                // Decrypted data: owner-only, like the state it comes from.
-                let file = private::open(path, private::Write::Append)?;
-                let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-                Target::File {
-                    path: path.clone(),
-                    file,
-                    len,
-                }
-            }
-        };
-        Ok(Self { target, encoding })
-    }
-
-    /// The line of one delivered message.
-    #[must_use]
-    pub fn line(
-        &self,
-        source: &str,
-        stream: u16,
-        key_index: u16,
-        message_id: u32,
-        epoch: u32,
-        data: &[u8],
-    ) -> OutputLine {
-        OutputLine {
-            source: source.to_owned(),
-            stream,
-            key_index,
-            message_id,
-            epoch,
-            data: match self.encoding {
-                DataEncoding::Base64 => base64(data),
-                DataEncoding::Hex => crate::hex(data),
-            },
-        }
-    }
-
-    /// Writes `lines` and makes them durable (a file is synced; standard output flushed).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Io`] naming the file.
-    pub fn write(&mut self, lines: &[OutputLine]) -> Result<()> {
-        if lines.is_empty() {
-            return Ok(());
-        }
-        let mut text = String::new();
-        for l in lines {
-            // Serialising a struct of strings and integers cannot fail.
-            text.push_str(&serde_json::to_string(l).unwrap_or_default());
-            text.push('\n');
-        }
-        match &mut self.target {
-            Target::Stdout => {
-                let mut out = std::io::stdout().lock();
-                out.write_all(text.as_bytes())
-                    .and_then(|()| out.flush())
-                    .map_err(|e| Error::io("standard output", e))
-            }
-            Target::File { path, file, len } => {
-                file.write_all(text.as_bytes())
-                    .and_then(|()| file.sync_data())
-                    .map_err(|e| Error::io(&*path, e))?;
-                *len += text.len() as u64;
-                Ok(())
-            }
-        }
-    }
-
-    /// The output file's length (`None` for standard output).
-    #[must_use]
-    pub fn file_len(&self) -> Option<u64> {
-        match &self.target {
-            Target::Stdout => None,
-            Target::File { len, .. } => Some(*len),
-        }
-    }
-
-    /// Cuts what a sink killed mid-batch wrote beyond `committed` (the length recorded with the
-    /// seen set): those messages were not acknowledged, and the proxy delivers them again.
-    ///
-    /// A file shorter than `committed` was rotated or truncated by someone else: it is kept as
-    /// it is and written on from its end.
-    fn reconcile(&mut self, committed: Option<u64>) -> Result<()> {
-        let (Target::File { path, file, len }, Some(committed)) = (&mut self.target, committed)
-        else {
-            return Ok(());
-        };
-        if *len > committed {
-            tracing::warn!(
-                output = %path.display(),
-                from = *len,
-                to = committed,
-                "output cut back to its last committed length (a batch was written but not acknowledged)"
-            );
-            file.set_len(committed)
-                .and_then(|()| file.sync_all())
-                .map_err(|e| Error::io(&*path, e))?;
-            *len = committed;
-        }
-        Ok(())
-    }
-}
+mod output;
+pub use output::{OutputLine, OutputWriter};
 
 /// The sink's table of delivered messages (the durable seen set): key
 /// [`seen_key`]`(source, stream, message id)`, empty value; and [`KEY_OUTPUT_LEN`].
@@ -807,64 +662,6 @@ pub async fn run_file(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     Ok(())
 }
 
-/// Standard base64 with padding (RFC 4648 §4).
-#[must_use]
-pub fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> shift) & 0x3f) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Decodes standard base64 with padding; `None` if `text` is not that.
-#[must_use]
-pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    fn value(c: u8) -> Option<u32> {
-        match c {
-            b'A'..=b'Z' => Some(u32::from(c - b'A')),
-            b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
-            b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
-            b'+' => Some(62),
-            b'/' => Some(63),
-            _ => None,
-        }
-    }
-    let bytes = text.as_bytes();
-    if !bytes.len().is_multiple_of(4) {
-        return None;
-    }
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
-    for (k, chunk) in bytes.chunks(4).enumerate() {
-        let last = k + 1 == bytes.len() / 4;
-        let pad = chunk.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && !last) {
-            return None;
-        }
-        let mut n = 0u32;
-        for (k, &c) in chunk.iter().enumerate() {
-            let v = if k < 4 - pad { value(c)? } else { 0 };
-            n = (n << 6) | v;
-        }
-        let b = n.to_be_bytes();
-        out.extend_from_slice(&b[1..4 - pad]);
-    }
-    Some(out)
-}
-
 /// Counts rejected messages and logs them at most `per_second` times a second, then a summary
 /// of how many were not logged: a flood of bad datagrams cannot flood the log.
 pub struct RejectLog {
@@ -922,28 +719,10 @@ impl RejectLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write as _;
 
-    #[test]
-    fn base64_rfc4648_vectors() {
-        // RFC 4648 §10.
-        for (plain, encoded) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(plain.as_bytes()), encoded);
-            assert_eq!(base64_decode(encoded).as_deref(), Some(plain.as_bytes()));
-        }
-        assert_eq!(base64_decode("Zg="), None);
-        assert_eq!(base64_decode("Zg==Zg=="), None);
-        assert_eq!(base64_decode("Z!=="), None);
-    }
+    use crate::relay::config::{DataEncoding, Output};
 
-    /// The JSON lines of an output file.
     fn output_lines(path: &Path) -> Result<Vec<OutputLine>> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         text.lines()
