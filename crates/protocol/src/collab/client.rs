@@ -10,8 +10,9 @@ use m2msec_crypto::rng::CryptoRng;
 use m2msec_crypto::split::{self, SharingScheme};
 use m2msec_wire::cbor::SecretBytes;
 use m2msec_wire::collab::{
-    ClientFinished, ClientHello, FinishedBody, Fragment, FragmentBody, KeyRequest, KeyRequestBody,
-    Message, ProxyListBody, ReconstructionParams, RelayBody, TrustedHello,
+    AnswerRelay, ClientFinished, ClientHello, FinishedBody, Fragment, FragmentBody, KeyRequest,
+    KeyRequestBody, Message, ProxyList, ProxyListBody, ReconstructionParams, RelayBody,
+    ServerFinished, TrustedHello,
 };
 use zeroize::Zeroizing;
 
@@ -338,7 +339,7 @@ impl Client {
                 if m.session == session.id.0 =>
             {
                 let body: ProxyListBody =
-                    out.open(&cfg.trusted.key, 9, &session.id, &m.sealed.0)?;
+                    out.open(&cfg.trusted.key, ProxyList::TYPE, &session.id, &m.sealed.0)?;
                 if body.client_nonce != session.client_nonce {
                     return Err(Error::NonceMismatch);
                 }
@@ -368,7 +369,8 @@ impl Client {
                 let Some((_, proxy_nonce)) = chosen.ticket else {
                     return Err(Error::UnexpectedMessage("AnswerRelay"));
                 };
-                let body: RelayBody = out.open(&chosen.key, 15, &session.id, &m.sealed.0)?;
+                let body: RelayBody =
+                    out.open(&chosen.key, AnswerRelay::TYPE, &session.id, &m.sealed.0)?;
                 if body.proxy_nonce != proxy_nonce {
                     return Err(Error::NonceMismatch);
                 }
@@ -388,7 +390,8 @@ impl Client {
                 if m.session == session.id.0 =>
             {
                 let keys = FinishedKeys::derive(&mut out.ops, cfg.aead, &session.id, key)?;
-                let body: FinishedBody = out.open(&keys.server, 17, &session.id, &m.sealed.0)?;
+                let body: FinishedBody =
+                    out.open(&keys.server, ServerFinished::TYPE, &session.id, &m.sealed.0)?;
                 Step::Done(body.proxies)
             }
             (_, Message::Abort(m)) if m.session == session.id.0 && remote == cfg.server.addr => {
@@ -438,7 +441,7 @@ impl Client {
                     trusted_nonce: *nt,
                     params: session.params.clone(),
                 };
-                let sealed = out.seal(&cfg.trusted.key, rng, 5, &session.id, &body);
+                let sealed = out.seal(&cfg.trusted.key, rng, KeyRequest::TYPE, &session.id, &body);
                 out.send_reliable(
                     now,
                     cfg.trusted.addr,
@@ -494,7 +497,7 @@ impl Client {
                         let sealed = out.seal(
                             &keys.client,
                             rng,
-                            16,
+                            ClientFinished::TYPE,
                             &session.id,
                             &FinishedBody { proxies: faithful },
                         );
@@ -612,7 +615,7 @@ fn send_fragments(
             share: SecretBytes::new(share.data.to_vec()),
             blinding: SecretBytes::new(blinding.to_vec()),
         };
-        let sealed = out.seal(&chosen.key, rng, 12, &session.id, &body);
+        let sealed = out.seal(&chosen.key, rng, Fragment::TYPE, &session.id, &body);
         out.send_reliable(
             now,
             chosen.addr,

@@ -9,8 +9,8 @@ use m2msec_crypto::rng::CryptoRng;
 use m2msec_crypto::sig::VerifyingKey;
 use m2msec_wire::cbor::{self, Bytes, SecretBytes};
 use m2msec_wire::collab::{
-    AnswerRelay, AnswerSigned, CertRequest, FragmentBody, FragmentPayload, FragmentSigned,
-    KeyMaterialBody, Message, ProxyHello, RelayBody, SealedFragment,
+    AnswerRelay, AnswerSigned, CertRequest, Fragment, FragmentBody, FragmentPayload,
+    FragmentSigned, KeyMaterial, KeyMaterialBody, Message, ProxyHello, RelayBody, SealedFragment,
 };
 
 use super::cert::CertifiedKeys;
@@ -189,7 +189,8 @@ impl Proxy {
         let client = &cfg.clients[session.client];
         match (&mut session.phase, msg) {
             (Phase::AwaitKeyMaterial, Message::KeyMaterial(m)) => {
-                let body: KeyMaterialBody = out.open(&cfg.trusted.key, 8, &id, &m.sealed.0)?;
+                let body: KeyMaterialBody =
+                    out.open(&cfg.trusted.key, KeyMaterial::TYPE, &id, &m.sealed.0)?;
                 if body.proxy_nonce != session.nonce {
                     return Err(Error::NonceMismatch);
                 }
@@ -238,7 +239,7 @@ impl Proxy {
                 c.certified = Some((keys, m.server_nonce));
             }
             (Phase::Collecting(c), Message::Fragment(m)) if m.client == client.name => {
-                let body: FragmentBody = out.open(&client.key, 12, &id, &m.sealed.0)?;
+                let body: FragmentBody = out.open(&client.key, Fragment::TYPE, &id, &m.sealed.0)?;
                 if body.proxy_nonce != session.nonce {
                     return Err(Error::NonceMismatch);
                 }
@@ -275,7 +276,7 @@ impl Proxy {
                 let sealed = out.seal(
                     &client.key,
                     rng,
-                    15,
+                    AnswerRelay::TYPE,
                     &id,
                     &RelayBody {
                         proxy_nonce: session.nonce,

@@ -14,8 +14,8 @@ use m2msec_crypto::sig::{SigningKey, VerifyingKey};
 use m2msec_crypto::split::{self, Share, SharingScheme};
 use m2msec_wire::cbor::{self, Bytes};
 use m2msec_wire::collab::{
-    Abort, Answer, AnswerSigned, CertResponse, FinishedBody, FragmentPayload, FragmentSigned,
-    Grant, Message, SealedFragment, ServerFinished, ServerHello, SignedGrant,
+    Abort, Answer, AnswerSigned, CertResponse, ClientFinished, FinishedBody, FragmentPayload,
+    FragmentSigned, Grant, Message, SealedFragment, ServerFinished, ServerHello, SignedGrant,
 };
 use zeroize::Zeroizing;
 
@@ -269,7 +269,8 @@ impl Server {
                     .as_ref()
                     .ok_or(Error::UnexpectedMessage("ClientFinished before the answer"))?;
                 let keys = FinishedKeys::derive(&mut out.ops, session.aead, &id, &answered.key)?;
-                let body: FinishedBody = out.open(&keys.client, 16, &id, &m.sealed.0)?;
+                let body: FinishedBody =
+                    out.open(&keys.client, ClientFinished::TYPE, &id, &m.sealed.0)?;
                 // Listed in share order, so both ends report the same sequence.
                 let mut taking_part: Vec<(&[u8; 32], &Slot)> = session
                     .slots
@@ -282,7 +283,7 @@ impl Server {
                 let sealed = out.seal(
                     &keys.server,
                     rng,
-                    17,
+                    ServerFinished::TYPE,
                     &id,
                     &FinishedBody {
                         proxies: participants,

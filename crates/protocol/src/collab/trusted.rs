@@ -11,8 +11,8 @@ use m2msec_crypto::sig::SigningKey;
 use m2msec_crypto::split::SharingScheme;
 use m2msec_wire::cbor::{Bytes, SecretBytes};
 use m2msec_wire::collab::{
-    Grant, KeyMaterial, KeyMaterialBody, KeyRequestBody, Message, ProxyList, ProxyListBody,
-    ProxySummon, ProxyTicket, ReconstructionParams, SignedGrant, TrustedHelloReply,
+    Grant, KeyMaterial, KeyMaterialBody, KeyRequest, KeyRequestBody, Message, ProxyList,
+    ProxyListBody, ProxySummon, ProxyTicket, ReconstructionParams, SignedGrant, TrustedHelloReply,
 };
 
 use super::{Error, KeyedPeer, Outbox, SECRET_LEN, SessionId, Timeouts, random, signed_bytes};
@@ -172,7 +172,8 @@ impl Trusted {
         let client = &cfg.clients[session.client];
         match (&mut session.phase, msg) {
             (Phase::AwaitRequest, Message::KeyRequest(m)) if m.client == client.name => {
-                let body: KeyRequestBody = out.open(&client.key, 5, &id, &m.sealed.0)?;
+                let body: KeyRequestBody =
+                    out.open(&client.key, KeyRequest::TYPE, &id, &m.sealed.0)?;
                 if body.trusted_nonce != session.nonce {
                     return Err(Error::NonceMismatch);
                 }
@@ -257,7 +258,7 @@ impl Trusted {
                     server_addr: server_addr.clone(),
                     grant: grant.clone(),
                 };
-                let sealed = out.seal(&proxy.key, rng, 8, &id, &body);
+                let sealed = out.seal(&proxy.key, rng, KeyMaterial::TYPE, &id, &body);
                 out.send(
                     proxy.addr,
                     KeyMaterial {
@@ -307,7 +308,7 @@ impl Trusted {
             tickets,
             client_nonce: session.client_nonce,
         };
-        let sealed = self.out.seal(&client.key, rng, 9, &id, &body);
+        let sealed = self.out.seal(&client.key, rng, ProxyList::TYPE, &id, &body);
         self.out.send(
             client.addr,
             ProxyList {
