@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
-use m2msec_node::collab::bench::{Figure, figures};
+use m2msec_node::collab::bench::figures;
 use m2msec_node::collab::deployment::{Params, Suite};
 use m2msec_node::e2sec::bench as e2sec_bench;
+use m2msec_node::figure::Figure;
 use m2msec_node::loss_bench;
 use m2msec_node::mikey::bench as mikey_bench;
 use m2msec_node::mikey::deployment::Params as MikeyParams;

@@ -10,11 +10,13 @@
 //! trust records are stored in.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use m2msec_crypto::rng::{CryptoRng, OsRng, SeededRng};
 use m2msec_protocol::{Endpoint, Millis};
+use m2msec_store::{MemoryStore, RedbStore, Store};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
@@ -425,6 +427,18 @@ async fn sleep_for(d: Option<Duration>) {
     match d {
         Some(d) => tokio::time::sleep(d).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Opens the state database named by a config, or an in-memory store when none is.
+///
+/// # Errors
+///
+/// [`Error::Store`] if the database cannot be opened.
+pub fn open_store(path: Option<&Path>) -> Result<Arc<dyn Store>> {
+    match path {
+        Some(p) => Ok(Arc::new(RedbStore::open(p)?)),
+        None => Ok(Arc::new(MemoryStore::new())),
     }
 }
 

@@ -14,6 +14,7 @@ pub mod config;
 pub mod driver;
 pub mod e2sec;
 pub mod error;
+pub mod figure;
 pub mod keyfile;
 pub mod keylog;
 pub mod loss_bench;

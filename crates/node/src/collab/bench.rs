@@ -14,7 +14,6 @@ use m2msec_crypto::pke::PkeSecretKey;
 use m2msec_crypto::rng::{CryptoRng, SeededRng, random_array};
 use m2msec_crypto::sig::SigningKey;
 use m2msec_protocol::OpCounts;
-use serde::Serialize;
 
 use m2msec_protocol::Endpoint;
 use m2msec_protocol::collab::ServerEvent;
@@ -22,54 +21,7 @@ use m2msec_protocol::collab::sim::{CLIENT_ROLE, SERVER_ROLE, World};
 
 use super::deployment::{Params, Suite};
 use crate::error::{Error, Result};
-
-/// One measured figure: a JSON line of `m2msec bench --json`.
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct Figure {
-    /// What is measured.
-    pub name: String,
-    /// Its unit.
-    pub unit: &'static str,
-    /// The measurement.
-    pub value: f64,
-    /// What it compares against, if anything.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub baseline: Option<f64>,
-    /// `value / baseline`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ratio: Option<f64>,
-}
-
-impl Figure {
-    /// A figure without a baseline.
-    #[must_use]
-    pub fn plain(name: String, unit: &'static str, value: f64) -> Self {
-        Self {
-            name,
-            unit,
-            value,
-            baseline: None,
-            ratio: None,
-        }
-    }
-
-    /// A figure compared with `baseline` (the ratio is absent when the baseline is zero).
-    #[must_use]
-    pub fn against(name: String, unit: &'static str, value: f64, baseline: f64) -> Self {
-        let ratio = if baseline == 0.0 {
-            None
-        } else {
-            Some(value / baseline)
-        };
-        Self {
-            name,
-            unit,
-            value,
-            baseline: Some(baseline),
-            ratio,
-        }
-    }
-}
+use crate::figure::Figure;
 
 /// Public-key operations of the simple scheme on the client: encrypt x, sign, verify, decrypt y.
 pub const SIMPLE_SCHEME_ASYMMETRIC_OPS: u64 = 4;

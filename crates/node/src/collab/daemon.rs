@@ -16,11 +16,11 @@ use m2msec_protocol::collab::{
     Client, ClientEvent, Established, Proxy, ProxyEvent, Server, ServerEvent, SessionId,
     TrustRecord, Trusted, TrustedEvent,
 };
-use m2msec_store::{MemoryStore, RedbStore, Store};
+use m2msec_store::Store;
 use tokio::sync::mpsc;
 
 use super::config;
-use crate::driver::{self, Context, Driver, Flow, Handler, Shutdown};
+use crate::driver::{self, Context, Driver, Flow, Handler, Shutdown, open_store};
 use crate::error::Result;
 use crate::hex;
 
@@ -66,18 +66,6 @@ impl Summary {
             fingerprint: e.key.fingerprint(),
             participants: e.participants.clone(),
         }
-    }
-}
-
-/// Opens the state database named by a config, or an in-memory store when none is.
-///
-/// # Errors
-///
-/// [`Error::Store`] if the database cannot be opened.
-pub fn open_store(path: Option<&Path>) -> Result<Arc<dyn Store>> {
-    match path {
-        Some(p) => Ok(Arc::new(RedbStore::open(p)?)),
-        None => Ok(Arc::new(MemoryStore::new())),
     }
 }
 

@@ -25,8 +25,8 @@ use m2msec_protocol::e2sec::sim::{DEVICE, DEVICE_ROLE, SERVER_ROLE, Spec, World}
 use m2msec_protocol::e2sec::{PartyEvent, Variant};
 
 use super::{GROUPS, group_name, group_ops};
-use crate::collab::bench::Figure;
 use crate::error::{Error, Result};
+use crate::figure::Figure;
 use crate::report::GroupOps;
 
 /// Time of each primitive on this machine, in microseconds.

@@ -16,8 +16,8 @@ use m2msec_protocol::mikey::{InitiatorEvent, ModeName};
 use m2msec_protocol::{Endpoint, OpCounts};
 
 use super::deployment::Params;
-use crate::collab::bench::Figure;
 use crate::error::{Error, Result};
+use crate::figure::Figure;
 
 /// What one mode costs per exchange.
 #[derive(Clone, Copy, Debug)]

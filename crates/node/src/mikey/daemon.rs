@@ -21,7 +21,7 @@ use m2msec_store::Store;
 use tokio::sync::mpsc;
 
 use super::config;
-use crate::collab::daemon::open_store;
+use crate::driver::open_store;
 use crate::driver::{self, Context, Driver, Flow, Handler, Shutdown};
 use crate::error::Result;
 use crate::hex;

@@ -27,8 +27,8 @@ use m2msec_crypto::aead::AeadSuite;
 use m2msec_crypto::pre;
 use m2msec_crypto::rng::SeededRng;
 
-use crate::collab::bench::Figure;
 use crate::error::{Error, Result};
+use crate::figure::Figure;
 
 /// Size of the AFGH plaintext measured: about a signed section key in CBOR (stream id, key
 /// index, suite, a 32-byte key, validity, a 64-byte Ed25519 signature).

@@ -67,7 +67,7 @@ use m2msec_wire::relay::coap::coap_lite::ResponseType;
 use self::coap_msg::Response;
 use self::state::Core;
 use self::writer::{Deferred, Ingest, Op, WriterCmd};
-use crate::collab::daemon::open_store;
+use crate::driver::open_store;
 use crate::driver::{self, Egress, Shutdown};
 use crate::error::{Error, Result};
 use crate::tap::Wiretap;

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::coap::Transmission;
 use super::config::SourceSetup;
-use crate::collab::daemon::open_store;
+use crate::driver::open_store;
 use crate::error::{Error, Result};
 
 /// The source's table: [`KEY_POSITION`], [`KEY_STORAGE`], and one `forward/{id}` entry per

@@ -16,8 +16,8 @@ use m2msec_protocol::sga::sim::{SERVER_ROLE, Spec, World};
 use m2msec_protocol::{Endpoint, OpCounts};
 
 use super::config::GroupName;
-use crate::collab::bench::Figure;
 use crate::error::{Error, Result};
+use crate::figure::Figure;
 
 /// What one group costs per key exchange.
 #[derive(Clone, Copy, Debug)]

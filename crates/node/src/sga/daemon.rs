@@ -35,7 +35,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::config::{self, SuiteName};
 use super::control::{ControlSocket, InboxEntry, Request, Response, SessionInfo};
-use crate::collab::daemon::open_store;
+use crate::driver::open_store;
 use crate::driver::{self, Context, Driver, Flow, Handler, Shutdown, wall_clock};
 use crate::error::{Error, Result};
 use crate::hex;

@@ -30,7 +30,7 @@ use super::coap::{
     response, set_uint_option,
 };
 use super::config::{SinkSetup, load_sink};
-use crate::collab::daemon::open_store;
+use crate::driver::open_store;
 use crate::driver::{self, Egress, Shutdown, wall_clock};
 use crate::error::{Error, Result};
 use crate::tap::Wiretap;
