@@ -1,12 +1,14 @@
 //! The m2msec daemons: a tokio runtime around the I/O-free roles of `m2msec-protocol`.
 //!
 //! - [`driver`]: one role, one UDP socket, one task — datagrams and timers in, events
-//!   persisted, datagrams out;
+//!   persisted, datagrams out; the shared send path ([`driver::Egress`]) and store opening;
 //! - [`config`] and [`keyfile`]: TOML config files and PEM key files, with errors that name
 //!   the file, the field and what is wrong;
 //! - [`tap`] and [`pcap`]: what went on the wire, counted and captured;
-//! - one module per protocol ([`collab`], [`mikey`], [`sga`], [`e2sec`]) with its daemons, its demo deployment, its
-//!   provisioning, its annotated trace and its benchmark.
+//! - [`provision`], [`figure`], [`report`], [`loss_bench`]: what provisioning, benches and
+//!   demos do alike for every protocol;
+//! - one module per protocol ([`collab`], [`mikey`], [`sga`], [`e2sec`], [`relay`]) with its
+//!   daemons, its demo deployment, its provisioning, its annotated trace and its benchmark.
 #![forbid(unsafe_code)]
 
 pub mod collab;
@@ -20,6 +22,7 @@ pub mod keylog;
 pub mod loss_bench;
 pub mod mikey;
 pub mod pcap;
+pub mod provision;
 pub mod relay;
 pub mod report;
 pub mod sga;

@@ -25,57 +25,8 @@ use super::config::{
 };
 use super::deployment::{CLIENT, DeploymentKeys, Params, SERVER, TRUSTED, Topology, proxy_name};
 use crate::error::{Error, Result};
-use crate::keyfile::{self, write_public, write_secret};
-use crate::private;
-
-/// What `provision` wrote.
-#[derive(Clone, Debug, Default)]
-pub struct Provisioned {
-    /// Every file written, in order.
-    pub files: Vec<PathBuf>,
-    /// The commands that start the daemons, servers first, the client last.
-    pub commands: Vec<String>,
-}
-
-impl Provisioned {
-    /// Writes the secret key file `keys_dir/NAME` and records it; its path as configs name it,
-    /// `keys/NAME`.
-    ///
-    /// # Errors
-    /// [`Error::Io`] naming the file.
-    pub(crate) fn secret(&mut self, keys_dir: &Path, name: &str, pem: &str) -> Result<PathBuf> {
-        let p = keys_dir.join(name);
-        write_secret(&p, pem)?;
-        self.files.push(p);
-        Ok(PathBuf::from("keys").join(name))
-    }
-
-    /// Writes the public key file `keys_dir/NAME` and records it; its path as configs name it,
-    /// `keys/NAME`.
-    ///
-    /// # Errors
-    /// [`Error::Io`] naming the file.
-    pub(crate) fn public(&mut self, keys_dir: &Path, name: &str, pem: &str) -> Result<PathBuf> {
-        let p = keys_dir.join(name);
-        write_public(&p, pem)?;
-        self.files.push(p);
-        Ok(PathBuf::from("keys").join(name))
-    }
-}
-
-/// Creates a deployment's directory `dir` and its `keys` and `state` directories (those it
-/// creates owner-only); returns the keys'.
-///
-/// # Errors
-/// [`Error::Io`] naming the directory.
-pub(crate) fn deployment_dirs(dir: &Path) -> Result<PathBuf> {
-    let keys_dir = dir.join("keys");
-    let state_dir = dir.join("state");
-    for d in [dir, &keys_dir, &state_dir] {
-        private::create_dir_all(d)?;
-    }
-    Ok(keys_dir)
-}
+use crate::keyfile;
+use crate::provision::{Provisioned, deployment_dirs, role_config, write_toml};
 
 /// Options of `provision`.
 #[derive(Clone, Debug)]
@@ -86,43 +37,6 @@ pub struct ProvisionOptions {
     pub port: u16,
     /// Replace existing files.
     pub force: bool,
-}
-
-/// Where a role's config goes in a provisioned directory.
-pub(crate) fn role_config(dir: &Path, role: &str) -> PathBuf {
-    dir.join(format!("{role}.toml"))
-}
-
-/// Writes a role's config at `path` with a header naming its documented example
-/// (`examples/{example}.toml`), and records it in `out`.
-pub(crate) fn write_config<T: serde::Serialize>(
-    path: &Path,
-    role: &str,
-    example: &str,
-    value: &T,
-    out: &mut Provisioned,
-) -> Result<()> {
-    let body = toml::to_string(value)
-        .map_err(|e| Error::Usage(format!("cannot write {role} config: {e}")))?;
-    let text = format!(
-        "# {role} config written by `m2msec provision`.\n\
-         # Every field is explained in examples/{example}.toml. Paths are relative to this file.\n\
-         # Start with: m2msec run {example} --config {}\n\n{body}",
-        path.display()
-    );
-    write_public(path, &text)?;
-    out.files.push(path.to_path_buf());
-    Ok(())
-}
-
-/// [`write_config`] for a role whose example is named after it.
-pub(crate) fn write_toml<T: serde::Serialize>(
-    path: &Path,
-    role: &str,
-    value: &T,
-    out: &mut Provisioned,
-) -> Result<()> {
-    write_config(path, role, role, value, out)
 }
 
 /// Writes the key material and configs of a whole local collab deployment into `dir`.

@@ -27,9 +27,9 @@ use m2msec_protocol::e2sec::{SecretKey, Variant};
 use super::config::{
     EpcFile, EpcPeerFile, GroupFile, PartyFile, PeerFile, RoleName, SubscriberFile, VariantName,
 };
-use crate::collab::provision::{Provisioned, write_toml};
 use crate::error::{Error, Result};
 use crate::keyfile::{self, write_public, write_secret};
+use crate::provision::{Provisioned, write_toml};
 
 /// Options of `provision` for E2SEC.
 #[derive(Clone, Debug)]

@@ -29,9 +29,9 @@ use super::config::{
 };
 use super::deployment::{INITIATOR, Params, RESPONDER, addresses, third_party_name};
 use crate::collab::config::SharingName;
-use crate::collab::provision::{Provisioned, deployment_dirs, role_config, write_toml};
 use crate::error::{Error, Result};
 use crate::keyfile;
+use crate::provision::{Provisioned, deployment_dirs, role_config, write_toml};
 
 /// Options of `provision` for MIKEY.
 #[derive(Clone, Debug)]

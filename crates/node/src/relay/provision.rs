@@ -28,9 +28,9 @@ use super::config::{
     COAP_PORT, DataEncoding, SinkFile, SourceFile, SuiteName, TrustedSourceFile, source_seed_pem,
 };
 use super::proxy::ProxyConfig;
-use crate::collab::provision::{Provisioned, deployment_dirs, write_config};
 use crate::error::{Error, Result};
 use crate::keyfile::write_public;
+use crate::provision::{Provisioned, deployment_dirs, write_config};
 
 /// The sinks of a provisioned deployment.
 pub const SINKS: [&str; 2] = ["sink-1", "sink-2"];
