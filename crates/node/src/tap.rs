@@ -84,6 +84,20 @@ impl Wiretap {
         Ok(tap)
     }
 
+    /// A demo's tap: it writes a pcap file when asked for one, and stands for the link the
+    /// demo was asked to run on, its draws seeded from the demo's seed ([`link_seed`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Wiretap::with_pcap`].
+    pub fn for_demo(pcap: Option<&Path>, faults: LinkFaults, seed: Option<u64>) -> Result<Self> {
+        let tap = match pcap {
+            Some(path) => Self::with_pcap(path)?,
+            None => Self::new(),
+        };
+        Ok(tap.with_faults(faults, link_seed(seed)))
+    }
+
     /// Writes `alias` into the pcap file wherever a datagram's address is `real`: a demo that
     /// had to fall back to ephemeral ports still shows each role on its standard port, so a
     /// dissector picks the protocol by port as it would on a real network. Counts and kept

@@ -23,7 +23,7 @@ use crate::driver::{self, Driver, shutdown_channel};
 use crate::error::{Error, Result};
 use crate::hex;
 use crate::report::{Progress, RunReport};
-use crate::tap::{Wiretap, link_seed};
+use crate::tap::Wiretap;
 
 /// Options of one collab demo run.
 #[derive(Clone, Debug)]
@@ -103,11 +103,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
     let keys = DeploymentKeys::generate(params.suite, params.aead, params.proxies, &mut *key_rng)?;
     let configs = keys.into_configs(&params.spec(), &topology)?;
 
-    let tap = match &opts.pcap {
-        Some(path) => Wiretap::with_pcap(path)?,
-        None => Wiretap::new(),
-    };
-    let tap = tap.with_faults(opts.faults, link_seed(opts.seed));
+    let tap = Wiretap::for_demo(opts.pcap.as_deref(), opts.faults, opts.seed)?;
     let (stop, shutdown) = shutdown_channel();
     let (report_tx, mut reports) = mpsc::unbounded_channel();
 

@@ -34,7 +34,7 @@ use crate::driver::{self, Driver, shutdown_channel};
 use crate::error::{Error, Result};
 use crate::hex;
 use crate::report::{Progress, RunReport};
-use crate::tap::{Wiretap, link_seed};
+use crate::tap::Wiretap;
 
 /// Options of one MIKEY demo run.
 #[derive(Clone, Debug)]
@@ -160,11 +160,8 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
     let mut key_rng = rng_for(opts.seed, 100);
     let configs = Configs::generate(&params.spec(), &addrs, &mut *key_rng)?;
 
-    let tap = match &opts.pcap {
-        Some(path) => Wiretap::with_pcap(path)?.with_pcap_aliases(aliases),
-        None => Wiretap::new(),
-    };
-    let tap = tap.with_faults(opts.faults, link_seed(opts.seed));
+    let tap =
+        Wiretap::for_demo(opts.pcap.as_deref(), opts.faults, opts.seed)?.with_pcap_aliases(aliases);
     let (stop, shutdown) = shutdown_channel();
     let (report_tx, mut reports) = mpsc::unbounded_channel();
 

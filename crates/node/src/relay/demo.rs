@@ -48,7 +48,7 @@ use super::source::{SourceNode, StorageRecord};
 use crate::driver::{Shutdown, shutdown_channel, wall_clock};
 use crate::error::{Error, Result};
 use crate::report::{Progress, RunReport};
-use crate::tap::{Wiretap, link_seed};
+use crate::tap::Wiretap;
 
 /// The source's URL in the demo.
 pub const SOURCE_URL: &str = "coap://127.0.0.1/demo-source";
@@ -350,11 +350,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RelayRep
     let public = [k1.public_key(), k2.public_key()];
     let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
 
-    let tap = match &opts.pcap {
-        Some(path) => Wiretap::with_pcap(path)?,
-        None => Wiretap::new(),
-    };
-    let tap = tap.with_faults(opts.faults, link_seed(opts.seed));
+    let tap = Wiretap::for_demo(opts.pcap.as_deref(), opts.faults, opts.seed)?;
     let (stop, shutdown) = shutdown_channel();
     progress.stage("starting the proxy and the sinks");
     let proxy = Proxy::bind_tapped(

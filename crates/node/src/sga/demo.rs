@@ -34,7 +34,7 @@ use m2msec_protocol::link::LinkFaults;
 use crate::driver::{self, Driver, Shutdown, shutdown_channel};
 use crate::error::{Error, Result};
 use crate::report::{Progress, RunReport};
-use crate::tap::{Wiretap, link_seed};
+use crate::tap::Wiretap;
 
 /// The gateway's identity in the demo.
 pub const GATEWAY: &str = "sga-gateway";
@@ -204,11 +204,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
     let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let store_path = dir.path().join("sga-server.redb");
 
-    let tap = match &opts.pcap {
-        Some(path) => Wiretap::with_pcap(path)?,
-        None => Wiretap::new(),
-    };
-    let tap = tap.with_faults(opts.faults, link_seed(opts.seed));
+    let tap = Wiretap::for_demo(opts.pcap.as_deref(), opts.faults, opts.seed)?;
     let (stop, shutdown) = shutdown_channel();
     progress.stage("starting the server");
     let mut gateway = start_gateway(
