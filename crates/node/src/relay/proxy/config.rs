@@ -218,4 +218,23 @@ mod tests {
         let e = ProxyConfig::from_file(&file).unwrap_err().to_string();
         assert!(e.contains("capacity_bytes"), "{e}");
     }
+
+    #[test]
+    fn coap_transmission_parameters_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.toml");
+        std::fs::write(&file, "[coap]\nack_timeout_ms = 250\nmax_retransmit = 6\n").unwrap();
+        let coap = ProxyConfig::from_file(&file).unwrap().coap;
+        assert_eq!((coap.ack_timeout_ms, coap.max_retransmit), (250, 6));
+        for (text, field) in [
+            ("[coap]\nack_timeout_ms = 5\n", "coap.ack_timeout_ms"),
+            ("[coap]\nmax_retransmit = 11\n", "coap.max_retransmit"),
+            ("[coap]\nack_timeout = 200\n", "ack_timeout"),
+            ("[coap]\nack_timeout_ms = -1\n", "ack_timeout_ms"),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let e = ProxyConfig::from_file(&file).unwrap_err().to_string();
+            assert!(e.contains(field) && e.contains("p.toml"), "{text}: {e}");
+        }
+    }
 }
