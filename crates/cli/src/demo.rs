@@ -14,10 +14,11 @@ use anyhow::{Context as _, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use m2msec_node::collab::demo as collab_demo;
+use m2msec_node::demo::RunOptions;
 use m2msec_node::e2sec::demo as e2sec_demo;
 use m2msec_node::mikey::demo as mikey_demo;
-use m2msec_node::relay::demo::{self as relay_demo, RelayReport};
-use m2msec_node::report::{Progress, RunReport};
+use m2msec_node::relay::demo as relay_demo;
+use m2msec_node::report::Progress;
 use m2msec_node::sga::demo as sga_demo;
 use m2msec_protocol::link::LinkFaults;
 
@@ -121,7 +122,12 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<ExitCode> {
         .context("cannot start the tokio runtime")?;
     let mut all_as_expected = true;
     for (index, protocol) in protocols.into_iter().enumerate() {
-        let pcap = args.pcap.as_ref().map(|p| pcap_path(p, index, protocol));
+        let run = RunOptions {
+            seed: args.seed,
+            pcap: args.pcap.as_ref().map(|p| pcap_path(p, index, protocol)),
+            timeout: Duration::from_secs(args.timeout.max(1)),
+            faults,
+        };
         let bar = if args.json || !std::io::stderr().is_terminal() {
             ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden())
         } else {
@@ -138,10 +144,7 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<ExitCode> {
                 bar.set_prefix("collab");
                 let opts = collab_demo::DemoOptions {
                     params: args.shape.params(Some(&args.faults)),
-                    seed: args.seed,
-                    pcap,
-                    timeout: Duration::from_secs(args.timeout.max(1)),
-                    faults,
+                    run,
                 };
                 rt.block_on(collab_demo::run(&opts, &Bar(bar.clone())))?
             }
@@ -149,10 +152,7 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<ExitCode> {
                 bar.set_prefix("mikey");
                 let opts = mikey_demo::DemoOptions {
                     params: mikey_params.clone().unwrap_or_default(),
-                    seed: args.seed,
-                    pcap,
-                    timeout: Duration::from_secs(args.timeout.max(1)),
-                    faults,
+                    run,
                 };
                 rt.block_on(mikey_demo::run(&opts, &Bar(bar.clone())))?
             }
@@ -167,10 +167,7 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<ExitCode> {
                     },
                     messages: args.sga.messages,
                     restart_gateway: args.sga.restart_gateway,
-                    seed: args.seed,
-                    pcap,
-                    timeout: Duration::from_secs(args.timeout.max(1)),
-                    faults,
+                    run,
                 };
                 rt.block_on(sga_demo::run(&opts, &Bar(bar.clone())))?
             }
@@ -180,10 +177,7 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<ExitCode> {
                     group: e2sec_group.unwrap_or(m2msec_crypto::group::GroupId::Ristretto255),
                     variant: args.e2sec.variant.into(),
                     expired_warrant: args.e2sec.expired_warrant,
-                    seed: args.seed,
-                    pcap,
-                    timeout: Duration::from_secs(args.timeout.max(1)),
-                    faults,
+                    run,
                 };
                 rt.block_on(e2sec_demo::run(&opts, &Bar(bar.clone())))?
             }
@@ -193,20 +187,9 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<ExitCode> {
                     phases: args.relay.phases(),
                     size: args.relay.relay_size,
                     rotate_messages: args.relay.relay_rotate,
-                    seed: args.seed,
-                    timeout: Duration::from_secs(args.timeout.max(1)),
-                    pcap,
-                    faults,
+                    run,
                 };
-                let report = rt.block_on(relay_demo::run(&opts, &Bar(bar.clone())))?;
-                bar.finish_and_clear();
-                all_as_expected &= report.run.as_expected;
-                if args.json {
-                    println!("{}", serde_json::to_string(&report)?);
-                } else {
-                    print_relay_summary(&report);
-                }
-                continue;
+                rt.block_on(relay_demo::run(&opts, &Bar(bar.clone())))?
             }
         };
         bar.finish_and_clear();
@@ -214,7 +197,7 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<ExitCode> {
         if args.json {
             println!("{}", serde_json::to_string(&report)?);
         } else {
-            print_summary(&report);
+            print!("{report}");
         }
     }
     Ok(if all_as_expected {
@@ -239,336 +222,4 @@ fn pcap_path(file: &Path, index: usize, protocol: ProtocolArg) -> PathBuf {
         .extension()
         .map_or_else(|| "pcap".to_owned(), |e| e.to_string_lossy().into_owned());
     file.with_file_name(format!("{stem}-{name}.{ext}"))
-}
-
-fn print_summary(r: &RunReport) {
-    if r.protocol == "mikey" {
-        print_mikey_summary(r);
-        return;
-    }
-    if r.protocol == "sga" {
-        print_sga_summary(r);
-        return;
-    }
-    if r.protocol == "e2sec" {
-        print_e2sec_summary(r);
-        return;
-    }
-    let sharing = if r.sharing == "shamir" {
-        "Shamir"
-    } else {
-        "Reed-Solomon"
-    };
-    let head = if r.ok {
-        format!("key established in {:.1} ms", r.wall_ms)
-    } else {
-        "no key established".to_owned()
-    };
-    println!(
-        "{}: {head}  ({} suite, {} proxies, threshold {}, {sharing})",
-        r.protocol, r.suite, r.proxies, r.threshold
-    );
-    if let Some(s) = &r.session {
-        println!("  session          {s}");
-    }
-    if let Some(f) = &r.key_fingerprint {
-        let agree = if r.session_key_match {
-            "client and server agree"
-        } else {
-            "SERVER DIFFERS"
-        };
-        println!("  key fingerprint  {f} ({agree})");
-    }
-    if !r.participants.is_empty() {
-        println!("  participants     {}", r.participants.join(", "));
-    }
-    if r.faulty > 0 {
-        let fault = r.fault.unwrap_or("?");
-        let among = r
-            .faulty_proxies
-            .iter()
-            .filter(|p| r.participants.contains(p))
-            .count();
-        let note = if r.ok && among == 0 {
-            " - none of them took part"
-        } else {
-            ""
-        };
-        println!(
-            "  faulty           {} ({fault}){note}",
-            r.faulty_proxies.join(", ")
-        );
-    }
-    if let Some(e) = &r.error {
-        println!("  error            {e}");
-    }
-    println!(
-        "  wire             {} datagrams, {} bytes",
-        r.messages, r.bytes
-    );
-    let o = &r.device_ops;
-    println!(
-        "  client ops       symmetric {}, hash {}, redundancy {}, asymmetric {}",
-        o.symmetric, o.hash, o.redundancy, o.asymmetric
-    );
-    if let Some(p) = &r.pcap {
-        println!("  capture          {p}");
-    }
-    let verdict = verdict(
-        r,
-        "failed as expected: more proxies misbehaved than the threshold tolerates",
-    );
-    println!("  outcome          {verdict}");
-}
-
-/// The outcome line's verdict on a run; `failed_as_expected` says why a run meant to fail did.
-fn verdict(r: &RunReport, failed_as_expected: &'static str) -> &'static str {
-    match (r.ok, r.expected_ok) {
-        (true, true) => "as expected",
-        (false, false) => failed_as_expected,
-        (false, true) => "UNEXPECTED FAILURE",
-        (true, false) => "UNEXPECTED SUCCESS",
-    }
-}
-
-fn print_mikey_summary(r: &RunReport) {
-    let mode = r.mode.unwrap_or("?");
-    let head = if r.ok {
-        format!("key established in {:.1} ms", r.wall_ms)
-    } else {
-        "no key established".to_owned()
-    };
-    let shape = if mode == "distributed" {
-        let sharing = if r.sharing == "shamir" {
-            "Shamir"
-        } else {
-            "Reed-Solomon"
-        };
-        format!(
-            "distributed mode, {} third parties, threshold {}, {sharing}",
-            r.proxies, r.threshold
-        )
-    } else {
-        format!("{mode} mode")
-    };
-    println!("{}: {head}  ({shape})", r.protocol);
-    if let Some(s) = &r.session {
-        println!("  CSB ID           {s}");
-    }
-    if let Some(f) = &r.key_fingerprint {
-        let agree = if r.session_key_match {
-            "initiator and responder agree"
-        } else {
-            "RESPONDER DIFFERS"
-        };
-        let verified = if r.verified == Some(true) {
-            ", verified by the responder"
-        } else {
-            ""
-        };
-        println!("  TEK fingerprint  {f} ({agree}{verified})");
-    }
-    if !r.participants.is_empty() {
-        println!("  parts accepted   {}", r.participants.join(", "));
-    }
-    if r.faulty > 0 {
-        println!(
-            "  faulty           {} ({})",
-            r.faulty_proxies.join(", "),
-            r.fault.unwrap_or("?")
-        );
-    }
-    if let Some(e) = &r.error {
-        println!("  error            {e}");
-    }
-    println!(
-        "  wire             {} datagrams, {} bytes (UDP port 2269)",
-        r.messages, r.bytes
-    );
-    let o = &r.device_ops;
-    println!(
-        "  initiator ops    symmetric {}, hash {}, redundancy {}, asymmetric {}",
-        o.symmetric, o.hash, o.redundancy, o.asymmetric
-    );
-    if let Some(p) = &r.pcap {
-        println!("  capture          {p}");
-    }
-    let verdict = verdict(
-        r,
-        "failed as expected: more third parties misbehaved than the threshold tolerates",
-    );
-    println!("  outcome          {verdict}");
-}
-
-fn print_sga_summary(r: &RunReport) {
-    let head = if r.ok {
-        format!(
-            "key established and {} messages delivered in {:.1} ms",
-            r.delivered.unwrap_or(0),
-            r.wall_ms
-        )
-    } else {
-        "failed".to_owned()
-    };
-    println!(
-        "{}: {head}  ({}, {}, server key {})",
-        r.protocol,
-        r.group.unwrap_or("?"),
-        r.suite,
-        r.pke.unwrap_or("?")
-    );
-    if let Some(s) = &r.session {
-        println!("  session          {s}");
-    }
-    if let Some(f) = &r.key_fingerprint {
-        let agree = if r.session_key_match {
-            "device-i and device-j agree"
-        } else {
-            "DEVICE-J DIFFERS"
-        };
-        println!("  key fingerprint  {f} ({agree})");
-    }
-    println!(
-        "  messages         {} sent, {} stored by the server, {} delivered{}",
-        r.sent.unwrap_or(0),
-        r.stored.unwrap_or(0),
-        r.delivered.unwrap_or(0),
-        match r.restarted_gateway {
-            Some(true) => " (server killed and restarted in between)",
-            Some(false) => " (server restart NOT done)",
-            None => "",
-        }
-    );
-    if let Some(e) = &r.error {
-        println!("  error            {e}");
-    }
-    println!(
-        "  wire             {} datagrams, {} bytes",
-        r.messages, r.bytes
-    );
-    let o = &r.device_ops;
-    println!(
-        "  device-i ops     symmetric {}, hash {}, redundancy {}, asymmetric {}",
-        o.symmetric, o.hash, o.redundancy, o.asymmetric
-    );
-    if let Some(p) = &r.pcap {
-        println!("  capture          {p}");
-    }
-    println!("  outcome          {}", verdict(r, "failed as expected"));
-}
-
-fn print_e2sec_summary(r: &RunReport) {
-    let head = if r.ok {
-        format!("SK agreed in {:.1} ms", r.wall_ms)
-    } else {
-        "no session key".to_owned()
-    };
-    println!(
-        "{}: {head}  ({} proxy signatures, {}; warrants from the EPC, server initiates)",
-        r.protocol,
-        r.variant.unwrap_or("?"),
-        r.group.unwrap_or("?"),
-    );
-    if let Some(f) = &r.key_fingerprint {
-        let agree = if r.session_key_match {
-            "device and server agree"
-        } else {
-            "DEVICE DIFFERS"
-        };
-        println!("  SK fingerprint   {f} ({agree})");
-    }
-    if let Some(e) = &r.error {
-        println!("  error            {e}");
-    }
-    println!(
-        "  wire             {} datagrams, {} bytes",
-        r.messages, r.bytes
-    );
-    let o = &r.device_ops;
-    print!(
-        "  device ops       symmetric {}, hash {}, redundancy {}, asymmetric {}",
-        o.symmetric, o.hash, o.redundancy, o.asymmetric
-    );
-    match o.group {
-        Some(g) => println!("  (T_E {}, T_M {}, T_H {}, T_A {})", g.te, g.tm, g.th, g.ta),
-        None => println!(),
-    }
-    if let Some(p) = &r.pcap {
-        println!("  capture          {p}");
-    }
-    let verdict = match (r.ok, r.expected_ok, r.as_expected) {
-        (true, true, _) => "as expected",
-        (false, false, true) => "refused as expected: the warrant had expired",
-        (false, false, false) => "UNEXPECTED: failed, but not for the expired warrant",
-        (false, true, _) => "UNEXPECTED FAILURE",
-        (true, false, _) => "UNEXPECTED SUCCESS",
-    };
-    println!("  outcome          {verdict}");
-}
-
-fn print_relay_summary(report: &RelayReport) {
-    let r = &report.run;
-    let head = if r.ok {
-        format!(
-            "{} messages streamed through the proxy, every sink got exactly its window, in {:.1} ms",
-            r.sent.unwrap_or(0),
-            r.wall_ms
-        )
-    } else {
-        "failed".to_owned()
-    };
-    println!(
-        "{}: {head}  (AFGH on BLS12-381, {}, {} messages per section)",
-        r.protocol, r.suite, report.rotate_messages
-    );
-    println!(
-        "  storage {}        {} messages stored while no sink was known",
-        report.storage_id, report.stored_before_sink
-    );
-    println!(
-        "  sections         {} section keys, each signed by the source and sealed to its epoch key",
-        report.sections
-    );
-    for (i, s) in report.sinks.iter().enumerate() {
-        let when = if i == 0 {
-            format!(
-                "designated after {} messages, forwarded from the beginning",
-                s.designated_after
-            )
-        } else {
-            format!(
-                "added after {} messages, from section {} on (the one in progress, or the next if its key was gone)",
-                s.designated_after, s.first_key_index
-            )
-        };
-        let verdict = if s.matches {
-            "each once, as sent"
-        } else {
-            "NOT WHAT WAS SENT"
-        };
-        println!(
-            "  sink {}           {}: {when}: {} of {} delivered, {verdict}",
-            i + 1,
-            s.url,
-            s.delivered,
-            s.expected
-        );
-    }
-    println!(
-        "  proxy            {} management messages re-encrypted (AFGH eq. 3); it holds no key that opens them",
-        report.reencrypted
-    );
-    if let Some(e) = &r.error {
-        println!("  error            {e}");
-    }
-    println!(
-        "  wire             {} relay messages in and out of the proxy, {} bytes",
-        r.messages, r.bytes
-    );
-    let o = &r.device_ops;
-    println!(
-        "  source ops       symmetric {}, hash {}, asymmetric {}  (sinks: asymmetric {})",
-        o.symmetric, o.hash, o.asymmetric, report.sink_asymmetric_ops
-    );
-    println!("  outcome          {}", verdict(r, "failed as expected"));
 }

@@ -32,9 +32,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run one daemon: collab-client, collab-proxy, collab-trusted, collab-server,
-    /// mikey-initiator, mikey-third-party, mikey-responder, sga-server, sga-device, e2sec-epc,
-    /// e2sec-device, e2sec-server, relay-proxy or relay-sink.
+    /// Run one daemon (`m2msec run --help` lists the roles of every protocol).
     ///
     /// The collab client and the MIKEY initiator run their key establishments and exit (status 0
     /// only if all succeeded); the others serve until SIGINT or SIGTERM.

@@ -8,16 +8,17 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
+use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::{Args, ValueEnum};
 use m2msec_crypto::rng::OsRng;
-use m2msec_node::collab::{self, daemon, provision as collab_provision};
+use m2msec_node::collab::{self, provision as collab_provision};
+use m2msec_node::daemon::RoleArgs;
 use m2msec_node::driver::{self, shutdown_channel};
-use m2msec_node::e2sec::{self, daemon as e2sec_daemon, provision as e2sec_provision};
-use m2msec_node::mikey::{self, daemon as mikey_daemon, provision as mikey_provision};
-use m2msec_node::relay::{
-    config as relay_config, provision as relay_provision, proxy as relay_proxy, sink as relay_sink,
-};
-use m2msec_node::sga::{self, daemon as sga_daemon, provision as sga_provision};
+use m2msec_node::e2sec::{self, provision as e2sec_provision};
+use m2msec_node::mikey::{self, provision as mikey_provision};
+use m2msec_node::protocols;
+use m2msec_node::relay::{config as relay_config, provision as relay_provision};
+use m2msec_node::sga::{self, provision as sga_provision};
 
 use crate::options::{FaultArgs, GroupArg, MikeyArgs, ShapeArgs, SuiteArg, VariantArg};
 
@@ -62,48 +63,12 @@ impl ProtocolArg {
     }
 }
 
-/// Every daemon role.
-// The names carry the protocol on purpose: `m2msec run collab-client`, later `mikey-…`.
-#[allow(clippy::enum_variant_names)]
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub(crate) enum Role {
-    /// The constrained client A: runs key establishments, then exits.
-    CollabClient,
-    /// A helper proxy Pi.
-    CollabProxy,
-    /// The trusted entity T.
-    CollabTrusted,
-    /// The server B.
-    CollabServer,
-    /// The MIKEY initiator I (constrained device): runs its exchanges, then exits.
-    MikeyInitiator,
-    /// A MIKEY third party TPi of the distributed mode.
-    MikeyThirdParty,
-    /// The MIKEY responder R.
-    MikeyResponder,
-    /// The SGA server (gateway): registrations, key exchanges, durable store-and-forward.
-    SgaServer,
-    /// An SGA smart device: registers, polls, accepts invitations, serves `m2msec sga`.
-    SgaDevice,
-    /// The E2SEC EPC: issues warrants to its subscribers.
-    E2secEpc,
-    /// An E2SEC MTC device: keeps a warrant, answers (or, with --connect, runs) authentications.
-    E2secDevice,
-    /// An E2SEC MTC server: keeps a warrant, answers (or, with --connect, runs) authentications.
-    E2secServer,
-    /// The relay's secure store-and-forward proxy: stores what sources send, re-encrypts
-    /// section keys to the sinks their owners designate.
-    RelayProxy,
-    /// A relay data sink: opens what the proxy forwards and writes it out.
-    RelaySink,
-}
-
 /// `m2msec run`.
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
     /// The role to run.
-    #[arg(value_enum)]
-    role: Role,
+    #[arg(value_parser = role_parser())]
+    role: String,
     /// The role's config file (see examples/ROLE.toml).
     #[arg(long, short)]
     config: PathBuf,
@@ -132,18 +97,11 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the tokio runtime")
 }
 
-/// The exit of a daemon that serves until a signal stops it.
-fn served(result: m2msec_node::error::Result<()>) -> Result<ExitCode> {
-    result.map(|()| ExitCode::SUCCESS).map_err(Into::into)
-}
-
-/// Success only if each of the `count` runs (`outcomes` of them ran) established a key.
-fn all_established(ok: usize, outcomes: usize, count: u32) -> ExitCode {
-    if ok == outcomes && ok == usize::try_from(count).unwrap_or(usize::MAX) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+/// The roles of every protocol, each with its line of help.
+fn role_parser() -> PossibleValuesParser {
+    PossibleValuesParser::new(
+        protocols::roles().map(|(_, r)| PossibleValue::new(r.name).help(r.about)),
+    )
 }
 
 pub(crate) fn run(args: &RunArgs) -> Result<ExitCode> {
@@ -155,87 +113,19 @@ pub(crate) fn run(args: &RunArgs) -> Result<ExitCode> {
             tracing::info!("signal received, stopping");
             stop.shutdown();
         });
-        match args.role {
-            Role::CollabClient => {
-                let runs = daemon::ClientRuns {
-                    count: args.count.max(1),
-                    attempts: args.attempts.max(1),
-                    interval: Duration::from_millis(args.interval),
-                };
-                let outcomes = daemon::run_client(&args.config, runs, shutdown).await?;
-                let ok = outcomes
-                    .iter()
-                    .filter(|o| matches!(o, daemon::Outcome::Established(_)))
-                    .count();
-                tracing::info!(established = ok, runs = outcomes.len(), "client done");
-                Ok(all_established(ok, outcomes.len(), runs.count))
-            }
-            Role::CollabProxy => served(daemon::run_proxy(&args.config, shutdown).await),
-            Role::CollabTrusted => served(daemon::run_trusted(&args.config, shutdown).await),
-            Role::CollabServer => served(daemon::run_server(&args.config, shutdown).await),
-            Role::MikeyInitiator => {
-                let runs = mikey_daemon::InitiatorRuns {
-                    count: args.count.max(1),
-                    attempts: args.attempts.max(1),
-                    interval: Duration::from_millis(args.interval),
-                };
-                let outcomes = mikey_daemon::run_initiator(&args.config, runs, shutdown).await?;
-                let ok = outcomes
-                    .iter()
-                    .filter(|o| matches!(o, mikey_daemon::Outcome::Established(_)))
-                    .count();
-                tracing::info!(
-                    established = ok,
-                    exchanges = outcomes.len(),
-                    "initiator done"
-                );
-                Ok(all_established(ok, outcomes.len(), runs.count))
-            }
-            Role::MikeyThirdParty => {
-                served(mikey_daemon::run_third_party(&args.config, shutdown).await)
-            }
-            Role::MikeyResponder => {
-                served(mikey_daemon::run_responder(&args.config, shutdown).await)
-            }
-            Role::SgaServer => served(sga_daemon::run_server(&args.config, shutdown).await),
-            Role::SgaDevice => served(sga_daemon::run_device(&args.config, shutdown).await),
-            Role::E2secEpc => served(e2sec_daemon::run_epc(&args.config, shutdown).await),
-            Role::RelayProxy => served(relay_proxy::run_file(&args.config, shutdown).await),
-            Role::RelaySink => served(relay_sink::run_file(&args.config, shutdown).await),
-            Role::E2secDevice | Role::E2secServer => {
-                let role = if args.role == Role::E2secDevice {
-                    m2msec_protocol::e2sec::Role::Device
-                } else {
-                    m2msec_protocol::e2sec::Role::Server
-                };
-                let connects = e2sec_daemon::Connects {
-                    peers: args.connect.clone(),
-                    count: args.count.max(1),
-                    interval: Duration::from_millis(args.interval),
-                    attempts: args.attempts.max(1),
-                };
-                let outcomes =
-                    e2sec_daemon::run_party(&args.config, role, connects, shutdown).await?;
-                if outcomes.is_empty() {
-                    // Served until stopped; nothing was asked of it.
-                    return Ok(ExitCode::SUCCESS);
-                }
-                let ok = outcomes
-                    .iter()
-                    .filter(|o| matches!(o, e2sec_daemon::Outcome::Established(_)))
-                    .count();
-                tracing::info!(
-                    established = ok,
-                    authentications = outcomes.len(),
-                    "authentications done"
-                );
-                Ok(if ok == outcomes.len() {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                })
-            }
-        }
+        let role_args = RoleArgs {
+            config: args.config.clone(),
+            connect: args.connect.clone(),
+            count: args.count,
+            interval: Duration::from_millis(args.interval),
+            attempts: args.attempts,
+        };
+        let exit = protocols::run_role(&args.role, &role_args, shutdown).await?;
+        Ok(if exit.success() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
     })
 }
 

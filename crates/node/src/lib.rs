@@ -13,6 +13,8 @@
 
 pub mod collab;
 pub mod config;
+pub mod daemon;
+pub mod demo;
 pub mod driver;
 pub mod e2sec;
 pub mod error;
@@ -22,6 +24,7 @@ pub mod keylog;
 pub mod loss_bench;
 pub mod mikey;
 pub mod pcap;
+pub mod protocols;
 pub mod provision;
 pub mod relay;
 pub mod report;

@@ -1,10 +1,15 @@
 //! What a demo run reports, the same shape for every protocol (DESIGN.md, "Interfaces the
 //! project keeps stable": one JSON object per protocol run).
 
+use core::fmt;
+
 use m2msec_protocol::OpCounts;
 use serde::Serialize;
 
-/// The result of one protocol run of `m2msec demo`.
+pub use crate::protocols::Detail;
+
+/// The result of one protocol run of `m2msec demo`: what every protocol reports, then the
+/// protocol's own [`Detail`], serialised beside the common fields as one flat JSON object.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunReport {
     /// The protocol ("collab", "mikey", …).
@@ -21,9 +26,6 @@ pub struct RunReport {
     pub device_ops: DeviceOps,
     /// Wall-clock time of the key establishment, in milliseconds (key generation excluded).
     pub wall_ms: f64,
-    /// The helpers that took part: for collab as the server listed them; for MIKEY the third
-    /// parties that forwarded a part the responder did not reject (empty when no key was established).
-    pub participants: Vec<String>,
     /// Why the run failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -42,6 +44,28 @@ pub struct RunReport {
     /// Public-key suite ("modern" or "classic"; MIKEY is RSA-2048, "classic"); for SGA the
     /// negotiated AEAD ("aes-128-ccm8", "chacha20-poly1305" or "ascon-128").
     pub suite: &'static str,
+    /// The seed, if one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// The capture file, if one was written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pcap: Option<String>,
+    /// The helpers between the two ends.
+    #[serde(flatten)]
+    pub helpers: Helpers,
+    /// What only this protocol reports; it also writes the run's human summary.
+    #[serde(flatten)]
+    pub detail: Detail,
+}
+
+/// The helpers of a run (collab proxies, MIKEY third parties, the relay proxy) and how many of
+/// them misbehaved; every report carries these keys, zero where a protocol has no helpers.
+#[derive(Clone, Debug, Serialize)]
+pub struct Helpers {
+    /// The helpers that took part: for collab as the server listed them; for MIKEY the third
+    /// parties that forwarded a part the responder did not reject (empty when no key was
+    /// established); for the relay the sinks.
+    pub participants: Vec<String>,
     /// Number of helpers (collab proxies, MIKEY third parties).
     pub proxies: u8,
     /// Helpers needed.
@@ -50,44 +74,166 @@ pub struct RunReport {
     pub sharing: &'static str,
     /// Misbehaving helpers.
     pub faulty: u8,
-    /// How they misbehave.
+    /// How they misbehave (for E2SEC, the expired warrant the demo was asked for).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fault: Option<&'static str>,
     /// Their names.
     pub faulty_proxies: Vec<String>,
-    /// How the key travelled, for protocols with modes (MIKEY: "psk", "pk", "distributed").
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mode: Option<&'static str>,
-    /// Whether the responder proved it holds the key (MIKEY's verification message).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub verified: Option<bool>,
-    /// The seed, if one was given.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub seed: Option<u64>,
-    /// The capture file, if one was written.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pcap: Option<String>,
-    /// The key-exchange group, for protocols that choose one (SGA: "ristretto255", "modp2048").
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub group: Option<&'static str>,
-    /// The gateway's public-key encryption, for SGA ("x25519" or "rsa-oaep-2048").
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pke: Option<&'static str>,
-    /// The signature variant, for E2SEC ("elgamal", "schnorr", "dsa").
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub variant: Option<&'static str>,
-    /// Application messages sent through a store-and-forward server (SGA).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sent: Option<u32>,
-    /// How many of them the server acknowledged as durably stored.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stored: Option<u32>,
-    /// How many the recipient received (each once, in order, when the run is ok).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub delivered: Option<u32>,
-    /// Whether the server was killed and restarted between sending and delivery.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub restarted_gateway: Option<bool>,
+}
+
+impl Default for Helpers {
+    fn default() -> Self {
+        Self {
+            participants: Vec::new(),
+            proxies: 0,
+            threshold: 0,
+            sharing: "none",
+            faulty: 0,
+            fault: None,
+            faulty_proxies: Vec::new(),
+        }
+    }
+}
+
+impl Helpers {
+    /// The sharing scheme as a summary names it.
+    #[must_use]
+    pub fn sharing_name(&self) -> &'static str {
+        if self.sharing == "shamir" {
+            "Shamir"
+        } else {
+            "Reed-Solomon"
+        }
+    }
+}
+
+/// A protocol's own part of a [`RunReport`]: it writes the human summary of the run, so that
+/// `m2msec demo` prints each protocol's lines without knowing which protocol it ran.
+pub trait Summary {
+    /// The summary of `run`, one line per fact, each ending in a newline.
+    ///
+    /// # Errors
+    ///
+    /// Only the formatter's.
+    fn summary(&self, run: &RunReport, f: &mut fmt::Formatter<'_>) -> fmt::Result;
+}
+
+impl fmt::Display for RunReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.detail.summary(self, f)
+    }
+}
+
+/// One labelled line of a summary, the labels aligned.
+///
+/// # Errors
+///
+/// Only the formatter's.
+pub fn line(f: &mut fmt::Formatter<'_>, label: &str, value: impl fmt::Display) -> fmt::Result {
+    writeln!(f, "  {label:<17}{value}")
+}
+
+impl RunReport {
+    /// "key established in … ms" or `failed`.
+    #[must_use]
+    pub fn head(&self, established: &str, failed: &str) -> String {
+        if self.ok {
+            format!("{established} in {:.1} ms", self.wall_ms)
+        } else {
+            failed.to_owned()
+        }
+    }
+
+    /// The key fingerprint line, if there is a fingerprint: `agree` when both ends hold the
+    /// same key, `differs` when they do not, then `extra` inside the parentheses.
+    ///
+    /// # Errors
+    ///
+    /// Only the formatter's.
+    pub fn write_fingerprint(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        label: &str,
+        [agree, differs]: [&str; 2],
+        extra: &str,
+    ) -> fmt::Result {
+        match &self.key_fingerprint {
+            Some(fp) => {
+                let agreement = if self.session_key_match {
+                    agree
+                } else {
+                    differs
+                };
+                line(f, label, format_args!("{fp} ({agreement}{extra})"))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The lines every summary ends with: the error, if any; the wire (`what` says what was
+    /// counted); the device's operations under `device`; the capture file; the verdict
+    /// ([`Self::write_outcome`]).
+    ///
+    /// # Errors
+    ///
+    /// Only the formatter's.
+    pub fn write_tail(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        what: &str,
+        device: &str,
+        failed: [&str; 2],
+    ) -> fmt::Result {
+        self.write_error(f)?;
+        line(f, "wire", format_args!("{what}"))?;
+        let o = &self.device_ops;
+        write!(
+            f,
+            "  {device:<17}symmetric {}, hash {}, redundancy {}, asymmetric {}",
+            o.symmetric, o.hash, o.redundancy, o.asymmetric
+        )?;
+        match o.group {
+            Some(g) => writeln!(
+                f,
+                "  (T_E {}, T_M {}, T_H {}, T_A {})",
+                g.te, g.tm, g.th, g.ta
+            )?,
+            None => writeln!(f)?,
+        }
+        if let Some(p) = &self.pcap {
+            line(f, "capture", p)?;
+        }
+        self.write_outcome(f, failed)
+    }
+
+    /// The error line, if the run failed.
+    ///
+    /// # Errors
+    ///
+    /// Only the formatter's.
+    pub fn write_error(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.error {
+            Some(e) => line(f, "error", e),
+            None => Ok(()),
+        }
+    }
+
+    /// The verdict line; `failed` says why a run meant to fail did, and what it says when
+    /// such a run failed otherwise.
+    ///
+    /// # Errors
+    ///
+    /// Only the formatter's.
+    pub fn write_outcome(&self, f: &mut fmt::Formatter<'_>, failed: [&str; 2]) -> fmt::Result {
+        let verdict = match (self.ok, self.expected_ok, self.as_expected) {
+            (true, true, _) => "as expected",
+            (false, false, true) => failed[0],
+            (false, false, false) => failed[1],
+            (false, true, _) => "UNEXPECTED FAILURE",
+            (true, false, _) => "UNEXPECTED SUCCESS",
+        };
+        line(f, "outcome", verdict)
+    }
 }
 
 /// The constrained device's operations: the four counts every protocol reports and, for the

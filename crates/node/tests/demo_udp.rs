@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use m2msec_node::collab::demo::{DemoOptions, run};
 use m2msec_node::collab::deployment::Params;
+use m2msec_node::demo::RunOptions;
 use m2msec_node::report::{NoProgress, RunReport};
 use m2msec_protocol::collab::ProxyFault;
 
@@ -17,8 +18,10 @@ fn demo(faulty: u8, fault: Option<ProxyFault>) -> RunReport {
     params.timeouts.session = Duration::from_secs(2);
     let opts = DemoOptions {
         params,
-        timeout: Duration::from_secs(20),
-        ..DemoOptions::default()
+        run: RunOptions {
+            timeout: Duration::from_secs(20),
+            ..RunOptions::default()
+        },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -33,7 +36,7 @@ fn honest_run_establishes_matching_keys() {
     let r = demo(0, None);
     assert!(r.ok, "{r:?}");
     assert!(r.session_key_match);
-    assert_eq!(r.participants.len(), 5);
+    assert_eq!(r.helpers.participants.len(), 5);
     assert_eq!(
         r.device_ops.asymmetric, 0,
         "the client does no public-key operation"
@@ -46,10 +49,10 @@ fn tolerated(fault: ProxyFault) {
     let r = demo(2, Some(fault));
     assert!(r.ok, "{fault:?}: {r:?}");
     assert!(r.session_key_match);
-    assert_eq!(r.faulty_proxies, ["proxy-4", "proxy-5"]);
-    for p in &r.faulty_proxies {
+    assert_eq!(r.helpers.faulty_proxies, ["proxy-4", "proxy-5"]);
+    for p in &r.helpers.faulty_proxies {
         assert!(
-            !r.participants.contains(p),
+            !r.helpers.participants.contains(p),
             "{fault:?}: faulty {p} listed as participant"
         );
     }

@@ -3,9 +3,10 @@
 
 use std::time::{Duration, Instant};
 
+use m2msec_node::demo::RunOptions;
 use m2msec_node::mikey::demo::{DemoOptions, run};
 use m2msec_node::mikey::deployment::Params;
-use m2msec_node::report::{NoProgress, RunReport};
+use m2msec_node::report::{Detail, NoProgress, RunReport};
 use m2msec_protocol::mikey::{ModeName, ThirdPartyFault};
 
 fn demo(mode: ModeName, faulty: u8, fault: Option<ThirdPartyFault>) -> RunReport {
@@ -19,8 +20,10 @@ fn demo(mode: ModeName, faulty: u8, fault: Option<ThirdPartyFault>) -> RunReport
     params.policy.session = Duration::from_secs(2);
     let opts = DemoOptions {
         params,
-        timeout: Duration::from_secs(20),
-        ..DemoOptions::default()
+        run: RunOptions {
+            timeout: Duration::from_secs(20),
+            ..RunOptions::default()
+        },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -33,8 +36,11 @@ fn demo(mode: ModeName, faulty: u8, fault: Option<ThirdPartyFault>) -> RunReport
 fn established(r: &RunReport, mode: ModeName) {
     assert!(r.ok, "{r:?}");
     assert!(r.session_key_match, "{r:?}");
-    assert_eq!(r.verified, Some(true));
-    assert_eq!(r.mode, Some(mode.name()));
+    let Detail::Mikey(d) = &r.detail else {
+        panic!("not a MIKEY report: {r:?}")
+    };
+    assert!(d.verified);
+    assert_eq!(d.mode, mode.name());
     assert_eq!(r.protocol, "mikey");
     assert!(r.messages > 0 && r.bytes > 0);
     assert!(r.error.is_none());
@@ -66,21 +72,21 @@ fn distributed_mode_establishes_matching_keys_without_public_key_work() {
     established(&r, ModeName::Distributed);
     assert_eq!(r.device_ops.asymmetric, 0, "the initiator does no RSA");
     assert!(r.device_ops.symmetric >= 5, "one KEMAC per third party");
-    assert_eq!(r.participants.len(), 5);
-    assert_eq!(r.proxies, 5);
-    assert_eq!(r.threshold, 3);
+    assert_eq!(r.helpers.participants.len(), 5);
+    assert_eq!(r.helpers.proxies, 5);
+    assert_eq!(r.helpers.threshold, 3);
 }
 
 fn tolerated(fault: ThirdPartyFault) {
     let r = demo(ModeName::Distributed, 2, Some(fault));
     established(&r, ModeName::Distributed);
     assert_eq!(
-        r.faulty_proxies,
+        r.helpers.faulty_proxies,
         ["tp4@m2msec.example", "tp5@m2msec.example"]
     );
-    for p in &r.faulty_proxies {
+    for p in &r.helpers.faulty_proxies {
         assert!(
-            !r.participants.contains(p),
+            !r.helpers.participants.contains(p),
             "{fault:?}: faulty {p} listed as participant: {r:?}"
         );
     }

@@ -8,7 +8,8 @@ use std::time::Duration;
 use m2msec_crypto::pke::PkeSuite;
 use m2msec_crypto::rng::SeededRng;
 use m2msec_node::config::load_toml;
-use m2msec_node::report::{NoProgress, RunReport};
+use m2msec_node::demo::RunOptions;
+use m2msec_node::report::{Detail, NoProgress, RunReport};
 use m2msec_node::sga::config::{
     DeviceFile, GroupName, ServerFile, SuiteName, control_socket, load_device, load_server,
 };
@@ -28,11 +29,14 @@ fn delivered(r: &RunReport, group: GroupName, suite: SuiteName, messages: u32) {
     assert!(r.ok, "{r:?}");
     assert!(r.session_key_match, "{r:?}");
     assert_eq!(r.protocol, "sga");
-    assert_eq!(r.group, Some(group.name()));
+    let Detail::Sga(d) = &r.detail else {
+        panic!("not an SGA report: {r:?}")
+    };
+    assert_eq!(d.group, group.name());
     assert_eq!(r.suite, suite.name());
-    assert_eq!(r.sent, Some(messages));
-    assert_eq!(r.stored, Some(messages));
-    assert_eq!(r.delivered, Some(messages));
+    assert_eq!(d.sent, messages);
+    assert_eq!(d.stored, messages);
+    assert_eq!(d.delivered, messages);
     assert!(r.error.is_none(), "{r:?}");
     assert!(r.messages > 0 && r.bytes > 0);
     // The device encrypts to the server and exponentiates (B1: N = g^R, K_s = N^r; B7: K).
@@ -48,8 +52,11 @@ fn demo_delivers_for_both_groups_and_every_suite() {
                 group,
                 suite,
                 messages: 3,
-                seed: Some(5),
-                timeout: Duration::from_secs(60),
+                run: RunOptions {
+                    seed: Some(5),
+                    timeout: Duration::from_secs(60),
+                    ..RunOptions::default()
+                },
                 ..DemoOptions::default()
             };
             delivered(&demo(&opts), group, suite, 3);
@@ -64,12 +71,14 @@ fn demo_restarting_the_gateway_still_delivers_everything_once_in_order() {
             messages: 5,
             restart_gateway: true,
             pke,
-            timeout: Duration::from_secs(60),
             ..DemoOptions::default()
         };
         let r = demo(&opts);
         delivered(&r, GroupName::Ristretto255, SuiteName::Aes128Ccm8, 5);
-        assert_eq!(r.restarted_gateway, Some(true));
+        let Detail::Sga(d) = &r.detail else {
+            panic!("not an SGA report: {r:?}")
+        };
+        assert_eq!(d.restarted_gateway, Some(true));
     }
 }
 
@@ -78,7 +87,10 @@ fn demo_writes_a_pcap_of_every_datagram() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let pcap = dir.path().join("sga.pcap");
     let r = demo(&DemoOptions {
-        pcap: Some(pcap.clone()),
+        run: RunOptions {
+            pcap: Some(pcap.clone()),
+            ..DemoOptions::default().run
+        },
         ..DemoOptions::default()
     });
     assert!(r.ok, "{r:?}");

@@ -10,7 +10,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use m2msec_crypto::rng::OsRng;
 use m2msec_protocol::Millis;
 use m2msec_protocol::collab::{
     Client, ClientEvent, Established, Proxy, ProxyEvent, Server, ServerEvent, SessionId,
@@ -20,8 +19,9 @@ use m2msec_store::Store;
 use tokio::sync::mpsc;
 
 use super::config;
-use crate::driver::{self, Context, Driver, Flow, Handler, Shutdown, open_store};
-use crate::error::Result;
+use crate::daemon::{Daemon, Exit, RoleArgs};
+use crate::driver::{self, Context, Flow, Handler, Shutdown, open_store};
+use crate::error::{Error, Result};
 use crate::hex;
 
 /// Store table of the one-time key ids the server has accepted (key: the 32-byte id).
@@ -389,13 +389,11 @@ pub async fn run_client(
     let trust = load_trust(&*store)?;
     let identity = setup.config.identity.clone();
     let client = Client::new(setup.config, trust)?;
-    let socket = driver::bind(setup.listen).await?;
-    let mut driver = Driver::new(identity.clone(), socket, client, Box::new(OsRng))?;
-    tracing::info!(role = "collab-client", %identity, listen = %driver.local_addr(), "started");
-    let (client, rng) = driver.endpoint_mut();
+    let mut daemon = Daemon::bind("collab-client", identity, setup.listen, client).await?;
+    let (client, rng) = daemon.endpoint_mut();
     start_session(client, driver::wall_clock(), rng)?;
     let mut handler = ClientHandler::new(store, runs, None);
-    driver.run(&mut handler, shutdown).await?;
+    daemon.start(&mut handler, shutdown).await?;
     Ok(handler.into_outcomes())
 }
 
@@ -408,10 +406,8 @@ pub async fn run_proxy(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let setup = config::load_proxy(config_file)?;
     let identity = setup.config.identity.clone();
     let proxy = Proxy::new(setup.config)?;
-    let socket = driver::bind(setup.listen).await?;
-    let driver = Driver::new(identity.clone(), socket, proxy, Box::new(OsRng))?;
-    tracing::info!(role = "collab-proxy", %identity, listen = %driver.local_addr(), "serving");
-    driver.run(&mut ProxyHandler, shutdown).await?;
+    let daemon = Daemon::bind("collab-proxy", identity, setup.listen, proxy).await?;
+    daemon.serve(&mut ProxyHandler, shutdown).await?;
     Ok(())
 }
 
@@ -424,10 +420,8 @@ pub async fn run_trusted(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let setup = config::load_trusted(config_file)?;
     let identity = setup.config.identity.clone();
     let trusted = Trusted::new(setup.config)?;
-    let socket = driver::bind(setup.listen).await?;
-    let driver = Driver::new(identity.clone(), socket, trusted, Box::new(OsRng))?;
-    tracing::info!(role = "collab-trusted", %identity, listen = %driver.local_addr(), "serving");
-    driver.run(&mut TrustedHandler, shutdown).await?;
+    let daemon = Daemon::bind("collab-trusted", identity, setup.listen, trusted).await?;
+    daemon.serve(&mut TrustedHandler, shutdown).await?;
     Ok(())
 }
 
@@ -444,11 +438,38 @@ pub async fn run_server(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let identity = setup.config.identity.clone();
     tracing::info!(used_one_time_keys = used.len(), "state loaded");
     let server = Server::new(setup.config, used)?;
-    let socket = driver::bind(setup.listen).await?;
-    let driver = Driver::new(identity.clone(), socket, server, Box::new(OsRng))?;
-    tracing::info!(role = "collab-server", %identity, listen = %driver.local_addr(), "serving");
-    driver
-        .run(&mut ServerHandler::new(store, None), shutdown)
+    let daemon = Daemon::bind("collab-server", identity, setup.listen, server).await?;
+    daemon
+        .serve(&mut ServerHandler::new(store, None), shutdown)
         .await?;
     Ok(())
+}
+
+/// Runs the collab daemon `role` as `m2msec run` asks.
+///
+/// # Errors
+///
+/// As the role's runner; [`Error::Usage`] for a role that is not collab's.
+pub async fn run_role(role: &str, args: &RoleArgs, shutdown: Shutdown) -> Result<Exit> {
+    let config = args.config.as_path();
+    match role {
+        "collab-client" => {
+            let runs = ClientRuns {
+                count: args.count.max(1),
+                attempts: args.attempts.max(1),
+                interval: args.interval,
+            };
+            let outcomes = run_client(config, runs, shutdown).await?;
+            let ok = outcomes
+                .iter()
+                .filter(|o| matches!(o, Outcome::Established(_)))
+                .count();
+            tracing::info!(established = ok, runs = outcomes.len(), "client done");
+            Ok(Exit::ran(ok, outcomes.len(), runs.count))
+        }
+        "collab-proxy" => run_proxy(config, shutdown).await.map(|()| Exit::Served),
+        "collab-trusted" => run_trusted(config, shutdown).await.map(|()| Exit::Served),
+        "collab-server" => run_server(config, shutdown).await.map(|()| Exit::Served),
+        other => Err(Error::Usage(format!("{other}: not a collab role"))),
+    }
 }

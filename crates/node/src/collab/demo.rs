@@ -1,12 +1,9 @@
 //! `m2msec demo` for collab: the whole deployment on 127.0.0.1, each role a tokio task with its
 //! own UDP socket, keys generated in memory, one key establishment, one [`RunReport`].
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use m2msec_crypto::rng::CryptoRng;
 use m2msec_protocol::collab::{Client, Proxy, ProxyFault, Server, Trusted};
 use m2msec_protocol::{Endpoint, OpCounts};
 use m2msec_store::MemoryStore;
@@ -17,39 +14,20 @@ use super::daemon::{
     TrustedHandler, start_session,
 };
 use super::deployment::{DeploymentKeys, Params, Topology};
-use m2msec_protocol::link::LinkFaults;
 
-use crate::driver::{self, Driver, shutdown_channel};
+use crate::demo::{Deployment, RunOptions, bind_loopback};
+use crate::driver;
 use crate::error::{Error, Result};
 use crate::hex;
-use crate::report::{Progress, RunReport};
-use crate::tap::Wiretap;
+use crate::report::{Detail, Helpers, Progress, RunReport};
 
 /// Options of one collab demo run.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct DemoOptions {
     /// Shape of the deployment.
     pub params: Params,
-    /// Seed for every key and every role's RNG; absent: the operating system's RNG.
-    pub seed: Option<u64>,
-    /// Write every datagram of the run to this pcap file.
-    pub pcap: Option<PathBuf>,
-    /// Overall limit: the run is abandoned (and reported failed) after this long.
-    pub timeout: Duration,
-    /// The link between the roles: loss, duplication and reordering (default: perfect).
-    pub faults: LinkFaults,
-}
-
-impl Default for DemoOptions {
-    fn default() -> Self {
-        Self {
-            params: Params::default(),
-            seed: None,
-            pcap: None,
-            timeout: Duration::from_secs(30),
-            faults: LinkFaults::default(),
-        }
-    }
+    /// Seed, capture, time limit and link of the run.
+    pub run: RunOptions,
 }
 
 /// The name of a fault on the command line and in reports.
@@ -64,13 +42,8 @@ pub fn fault_name(f: ProxyFault) -> &'static str {
     }
 }
 
-fn rng_for(seed: Option<u64>, role: u64) -> Box<dyn CryptoRng + Send> {
-    crate::driver::role_rng(seed, 1 + role)
-}
-
-async fn bind_loopback() -> Result<tokio::net::UdpSocket> {
-    driver::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await
-}
+/// Seeded RNG streams of this demo's roles: 1 + the role's number.
+const RNG_DOMAIN: u64 = 1;
 
 /// Runs one collab key establishment over real UDP on 127.0.0.1.
 ///
@@ -98,63 +71,41 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         proxies: proxy_sockets.iter().map(addr).collect::<Result<_>>()?,
     };
 
+    let mut run = Deployment::new(&opts.run, RNG_DOMAIN, Vec::new())?;
     progress.stage(&format!("generating {} keys", params.suite.name()));
-    let mut key_rng = rng_for(opts.seed, 100);
-    let keys = DeploymentKeys::generate(params.suite, params.aead, params.proxies, &mut *key_rng)?;
+    let keys = DeploymentKeys::generate(
+        params.suite,
+        params.aead,
+        params.proxies,
+        &mut *run.rng(100),
+    )?;
     let configs = keys.into_configs(&params.spec(), &topology)?;
-
-    let tap = Wiretap::for_demo(opts.pcap.as_deref(), opts.faults, opts.seed)?;
-    let (stop, shutdown) = shutdown_channel();
     let (report_tx, mut reports) = mpsc::unbounded_channel();
 
     progress.stage("starting trusted entity, server and proxies");
-    let mut serving = tokio::task::JoinSet::new();
-    {
-        let d = Driver::new(
-            "trusted",
-            trusted_socket,
-            Trusted::new(configs.trusted)?,
-            rng_for(opts.seed, 2),
-        )?
-        .with_tap(tap.clone());
-        let sd = shutdown.clone();
-        serving.spawn(async move { d.run(&mut TrustedHandler, sd).await.map(|_| ()) });
-    }
-    {
-        let server = Server::new(configs.server, Vec::<[u8; 32]>::new())?;
-        let d = Driver::new("server", server_socket, server, rng_for(opts.seed, 3))?
-            .with_tap(tap.clone());
-        let sd = shutdown.clone();
-        let mut h = ServerHandler::new(Arc::new(MemoryStore::new()), Some(report_tx.clone()));
-        serving.spawn(async move { d.run(&mut h, sd).await.map(|_| ()) });
-    }
+    let trusted = run.driver("trusted", trusted_socket, Trusted::new(configs.trusted)?, 2)?;
+    run.serve(trusted, TrustedHandler);
+    let server = Server::new(configs.server, Vec::<[u8; 32]>::new())?;
+    let server = run.driver("server", server_socket, server, 3)?;
+    run.serve(
+        server,
+        ServerHandler::new(Arc::new(MemoryStore::new()), Some(report_tx.clone())),
+    );
     for (i, (config, socket)) in configs.proxies.into_iter().zip(proxy_sockets).enumerate() {
         let name = config.identity.clone();
-        let d = Driver::new(
-            name,
-            socket,
-            Proxy::new(config)?,
-            rng_for(opts.seed, 10 + i as u64),
-        )?
-        .with_tap(tap.clone());
-        let sd = shutdown.clone();
-        serving.spawn(async move { d.run(&mut ProxyHandler, sd).await.map(|_| ()) });
+        let proxy = run.driver(name, socket, Proxy::new(config)?, 10 + i as u64)?;
+        run.serve(proxy, ProxyHandler);
     }
 
     progress.stage("key establishment");
-    let mut client_driver = Driver::new(
-        "client",
-        client_socket,
-        Client::new(configs.client, Vec::new())?,
-        rng_for(opts.seed, 1),
-    )?
-    .with_tap(tap.clone());
+    let client = Client::new(configs.client, Vec::new())?;
+    let mut client_driver = run.driver("client", client_socket, client, 1)?;
     let start = Instant::now();
     {
         let (client, rng) = client_driver.endpoint_mut();
         start_session(client, driver::wall_clock(), rng)?;
     }
-    let client_shutdown = shutdown.clone();
+    let client_shutdown = run.shutdown.clone();
     let client_report = report_tx.clone();
     drop(report_tx);
     let client_task = tokio::spawn(async move {
@@ -167,7 +118,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         Ok::<(OpCounts, Vec<Outcome>), Error>((client.op_counts(), h.into_outcomes()))
     });
 
-    let client_result = tokio::time::timeout(opts.timeout, client_task).await;
+    let client_result = tokio::time::timeout(opts.run.timeout, client_task).await;
     let (device_ops, outcome, error) = match client_result {
         Ok(Ok(Ok((ops, mut outcomes)))) => match outcomes.pop() {
             Some(Outcome::Established(s)) => (ops, Some(s), None),
@@ -187,7 +138,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         Err(_) => (
             OpCounts::default(),
             None,
-            Some(Error::Timeout(opts.timeout).to_string()),
+            Some(Error::Timeout(opts.run.timeout).to_string()),
         ),
     };
 
@@ -204,18 +155,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
             }
         }
     }
-    stop.shutdown();
-    while let Ok(Some(joined)) =
-        tokio::time::timeout(Duration::from_secs(2), serving.join_next()).await
-    {
-        if let Ok(Err(e)) = joined {
-            tracing::warn!(error = %e, "a role stopped with an error");
-        }
-    }
-    serving.abort_all();
-    tap.flush()?;
-
-    let wire = tap.totals();
+    let wire = run.finish().await?;
     let session_key_match = outcome.as_ref().is_some_and(|c| {
         server_summaries
             .iter()
@@ -234,46 +174,40 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
     });
     let expected_ok = params.expect_success();
     Ok(RunReport {
-        protocol: "collab",
+        protocol: super::PROTOCOL,
         ok,
         session_key_match,
         messages: wire.messages,
         bytes: wire.bytes,
         device_ops: device_ops.into(),
         wall_ms: start.elapsed().as_secs_f64() * 1000.0,
-        participants: outcome
-            .as_ref()
-            .map(|o| o.participants.clone())
-            .unwrap_or_default(),
         error,
         expected_ok,
         as_expected: ok == expected_ok,
         session: outcome.as_ref().map(|o| o.session.to_string()),
         key_fingerprint: outcome.as_ref().map(|o| hex(&o.fingerprint)),
         suite: params.suite.name(),
-        proxies: params.proxies,
-        threshold: params.threshold,
-        sharing: match params.sharing {
-            m2msec_crypto::split::SharingScheme::Shamir => "shamir",
-            _ => "rs",
+        seed: opts.run.seed,
+        pcap: opts.run.pcap_name(),
+        helpers: Helpers {
+            participants: outcome
+                .as_ref()
+                .map(|o| o.participants.clone())
+                .unwrap_or_default(),
+            proxies: params.proxies,
+            threshold: params.threshold,
+            sharing: match params.sharing {
+                m2msec_crypto::split::SharingScheme::Shamir => "shamir",
+                _ => "rs",
+            },
+            faulty: params.faulty,
+            fault: params.fault.filter(|_| params.faulty > 0).map(fault_name),
+            faulty_proxies: if params.fault.is_some() {
+                params.faulty_names()
+            } else {
+                Vec::new()
+            },
         },
-        faulty: params.faulty,
-        fault: params.fault.filter(|_| params.faulty > 0).map(fault_name),
-        faulty_proxies: if params.fault.is_some() {
-            params.faulty_names()
-        } else {
-            Vec::new()
-        },
-        mode: None,
-        verified: None,
-        seed: opts.seed,
-        pcap: opts.pcap.as_ref().map(|p| p.display().to_string()),
-        group: None,
-        pke: None,
-        sent: None,
-        stored: None,
-        delivered: None,
-        restarted_gateway: None,
-        variant: None,
+        detail: Detail::Collab(super::report::Detail {}),
     })
 }

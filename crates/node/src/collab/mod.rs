@@ -10,15 +10,33 @@ pub mod daemon;
 pub mod demo;
 pub mod deployment;
 pub mod provision;
+pub mod report;
 pub mod trace;
+
+use crate::daemon::RoleInfo;
 
 /// The protocol's name in commands and reports.
 pub const PROTOCOL: &str = "collab";
 
+/// What the protocol is, in one line of `--help`.
+pub const ABOUT: &str = "Collaborative key establishment through helper proxies (paper 000)";
+
 /// The roles `m2msec run` knows for collab.
-pub const ROLES: [&str; 4] = [
-    "collab-client",
-    "collab-proxy",
-    "collab-trusted",
-    "collab-server",
+pub const ROLES: &[RoleInfo] = &[
+    RoleInfo {
+        name: "collab-client",
+        about: "The constrained client A: runs key establishments, then exits",
+    },
+    RoleInfo {
+        name: "collab-proxy",
+        about: "A helper proxy Pi",
+    },
+    RoleInfo {
+        name: "collab-trusted",
+        about: "The trusted entity T",
+    },
+    RoleInfo {
+        name: "collab-server",
+        about: "The server B",
+    },
 ];

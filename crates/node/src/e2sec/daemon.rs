@@ -12,14 +12,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use m2msec_crypto::group::OpTally;
-use m2msec_crypto::rng::OsRng;
 use m2msec_protocol::Millis;
 use m2msec_protocol::e2sec::{Epc, EpcEvent, Error as E2secError, Party, PartyEvent, Role};
 use tokio::sync::mpsc;
 
 use super::config;
-use crate::driver::{self, Context, Driver, Flow, Handler, Shutdown};
-use crate::error::Result;
+use crate::daemon::{Daemon, Exit, RoleArgs};
+use crate::driver::{self, Context, Flow, Handler, Shutdown};
+use crate::error::{Error, Result};
 use crate::hex;
 
 /// How long a party waits for a warrant before asking again with a new request: after the
@@ -369,10 +369,8 @@ pub async fn run_epc(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let setup = config::load_epc(config_file)?;
     let identity = setup.config.identity.clone();
     let epc = Epc::new(setup.config)?;
-    let socket = driver::bind(setup.listen).await?;
-    let driver = Driver::new(identity.clone(), socket, epc, Box::new(OsRng))?;
-    tracing::info!(role = "e2sec-epc", %identity, listen = %driver.local_addr(), "serving");
-    driver.run(&mut EpcHandler::new(None), shutdown).await?;
+    let daemon = Daemon::bind("e2sec-epc", identity, setup.listen, epc).await?;
+    daemon.serve(&mut EpcHandler::new(None), shutdown).await?;
     Ok(())
 }
 
@@ -395,7 +393,7 @@ pub async fn run_party(
     }
     for p in &connects.peers {
         if !setup.config.peers.iter().any(|e| &e.id == p) {
-            return Err(crate::Error::Usage(format!(
+            return Err(Error::Usage(format!(
                 "--connect {p}: not one of the peers of {}",
                 config_file.display()
             )));
@@ -405,17 +403,57 @@ pub async fn run_party(
     let variant = setup.config.variant.name();
     let group = setup.config.secret_key.group();
     let party = Party::new(setup.config)?;
-    let socket = driver::bind(setup.listen).await?;
-    let mut driver = Driver::new(identity.clone(), socket, party, Box::new(OsRng))?;
     let role_name = if role == Role::Device {
         "e2sec-device"
     } else {
         "e2sec-server"
     };
-    tracing::info!(role = role_name, %identity, variant, group = super::group_name(group), listen = %driver.local_addr(), "started");
-    let (party, rng) = driver.endpoint_mut();
+    tracing::info!(variant, group = super::group_name(group), "party keys");
+    let mut daemon = Daemon::bind(role_name, identity.clone(), setup.listen, party).await?;
+    let (party, rng) = daemon.endpoint_mut();
     party.request_warrant(driver::wall_clock(), rng)?;
     let mut handler = PartyHandler::new(identity, &connects, driver::wall_clock(), None);
-    driver.run(&mut handler, shutdown).await?;
+    daemon.start(&mut handler, shutdown).await?;
     Ok(handler.into_outcomes())
+}
+
+/// Runs the E2SEC daemon `role` as `m2msec run` asks.
+///
+/// # Errors
+///
+/// As the role's runner; [`Error::Usage`] for a role that is not E2SEC's.
+pub async fn run_role(role: &str, args: &RoleArgs, shutdown: Shutdown) -> Result<Exit> {
+    let party = match role {
+        "e2sec-epc" => {
+            return run_epc(&args.config, shutdown).await.map(|()| Exit::Served);
+        }
+        "e2sec-device" => Role::Device,
+        "e2sec-server" => Role::Server,
+        other => return Err(Error::Usage(format!("{other}: not an E2SEC role"))),
+    };
+    let connects = Connects {
+        peers: args.connect.clone(),
+        count: args.count.max(1),
+        interval: args.interval,
+        attempts: args.attempts.max(1),
+    };
+    let outcomes = run_party(&args.config, party, connects, shutdown).await?;
+    if outcomes.is_empty() {
+        // Served until stopped; nothing was asked of it.
+        return Ok(Exit::Served);
+    }
+    let ok = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Established(_)))
+        .count();
+    tracing::info!(
+        established = ok,
+        authentications = outcomes.len(),
+        "authentications done"
+    );
+    Ok(Exit::Ran {
+        established: ok,
+        runs: outcomes.len(),
+        asked: outcomes.len(),
+    })
 }

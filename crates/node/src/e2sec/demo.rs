@@ -11,8 +11,7 @@
 //! its end. The device refuses it with the typed error ([`E2secError::WarrantExpired`]) and
 //! answers with a refusal (code 2), which the server reports. The run is expected to fail so.
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,12 +25,12 @@ use tokio::sync::mpsc;
 
 use super::daemon::{Connects, EpcHandler, Outcome, PartyHandler, Report, Summary};
 use super::{PROTOCOL, device_ops, group_name};
-use m2msec_protocol::link::LinkFaults;
 
-use crate::driver::{self, Driver, shutdown_channel};
+use crate::demo::{Bound, Deployment, RunOptions, bind_layout};
+use crate::driver;
 use crate::error::{Error, Result};
 use crate::hex;
-use crate::report::{Progress, RunReport};
+use crate::report::{Detail, Helpers, Progress, RunReport};
 use crate::tap::Wiretap;
 
 /// Warrant validity in the expired-warrant run.
@@ -46,14 +45,8 @@ pub struct DemoOptions {
     pub variant: Variant,
     /// Let the server's warrant expire before its AuthInit reaches the device.
     pub expired_warrant: bool,
-    /// Seed for every key and every role's RNG; absent: the operating system's RNG.
-    pub seed: Option<u64>,
-    /// Write every datagram of the run to this pcap file.
-    pub pcap: Option<PathBuf>,
-    /// Overall limit.
-    pub timeout: Duration,
-    /// The link between the roles: loss, duplication and reordering (default: perfect).
-    pub faults: LinkFaults,
+    /// Seed, capture, time limit and link of the run.
+    pub run: RunOptions,
 }
 
 impl Default for DemoOptions {
@@ -62,48 +55,13 @@ impl Default for DemoOptions {
             group: GroupId::Ristretto255,
             variant: Variant::ElGamal,
             expired_warrant: false,
-            seed: None,
-            pcap: None,
-            timeout: Duration::from_secs(30),
-            faults: LinkFaults::default(),
+            run: RunOptions::default(),
         }
     }
 }
 
-fn rng_for(seed: Option<u64>, role: u64) -> Box<dyn CryptoRng + Send> {
-    crate::driver::role_rng(seed, 0x4532_5345_4300 + role)
-}
-
-/// Sockets of EPC, device, server; their addresses; the pcap aliases.
-async fn bind_roles() -> Result<(
-    Vec<UdpSocket>,
-    [SocketAddr; 3],
-    Vec<(SocketAddr, SocketAddr)>,
-)> {
-    let standard = addresses();
-    let mut sockets = Vec::new();
-    for a in standard {
-        match UdpSocket::bind(a).await {
-            Ok(s) => sockets.push(s),
-            Err(e) => {
-                tracing::debug!(addr = %a, error = %e, "standard layout unavailable; using ephemeral ports");
-                sockets.clear();
-                break;
-            }
-        }
-    }
-    if sockets.len() == 3 {
-        return Ok((sockets, standard, Vec::new()));
-    }
-    let mut addrs = standard;
-    for a in &mut addrs {
-        let s = driver::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
-        *a = s.local_addr().map_err(Error::Socket)?;
-        sockets.push(s);
-    }
-    let aliases = addrs.iter().copied().zip(standard).collect();
-    Ok((sockets, addrs, aliases))
-}
+/// Seeded RNG streams of this demo's roles ("E2SEC" and the role's number).
+const RNG_DOMAIN: u64 = 0x4532_5345_4300;
 
 /// What the orchestrator gathered from the reports.
 #[derive(Default)]
@@ -141,7 +99,11 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         ));
     }
     progress.stage("binding sockets");
-    let (sockets, addrs, aliases) = bind_roles().await?;
+    let Bound {
+        sockets,
+        addrs,
+        aliases,
+    } = bind_layout(&addresses(), false).await?;
     let mut sockets = sockets.into_iter();
     let (Some(epc_socket), Some(device_socket), Some(server_socket)) =
         (sockets.next(), sockets.next(), sockets.next())
@@ -160,66 +122,41 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         },
         timeout: m2msec_protocol::e2sec::sim::Spec::default().timeout,
     };
-    let configs = Configs::generate(&spec, &addrs, &mut *rng_for(opts.seed, 100))?;
-    let tap =
-        Wiretap::for_demo(opts.pcap.as_deref(), opts.faults, opts.seed)?.with_pcap_aliases(aliases);
-    let (stop, shutdown) = shutdown_channel();
+    let mut run = Deployment::new(&opts.run, RNG_DOMAIN, aliases)?;
+    let addrs: [SocketAddr; 3] = addrs
+        .try_into()
+        .map_err(|_| Error::Usage("no socket for a role".into()))?;
+    let configs = Configs::generate(&spec, &addrs, &mut *run.rng(100))?;
     let (report_tx, mut reports) = mpsc::unbounded_channel();
 
     progress.stage("starting the EPC and the device");
-    let mut serving = tokio::task::JoinSet::new();
-    {
-        let d = Driver::new(
-            "epc",
-            epc_socket,
-            Epc::new(configs.epc)?,
-            rng_for(opts.seed, 0),
-        )?
-        .with_tap(tap.clone());
-        let sd = shutdown.clone();
-        let mut h = EpcHandler::new(Some(report_tx.clone()));
-        serving.spawn(async move { d.run(&mut h, sd).await.map(|_| ()) });
-    }
-    {
-        let mut d = Driver::new(
-            "device",
-            device_socket,
-            Party::new(configs.device)?,
-            rng_for(opts.seed, 1),
-        )?
-        .with_tap(tap.clone());
-        let (party, rng) = d.endpoint_mut();
-        party.request_warrant(driver::wall_clock(), rng)?;
-        let sd = shutdown.clone();
-        let mut h = PartyHandler::new(
-            DEVICE,
-            &Connects::default(),
-            driver::wall_clock(),
-            Some(report_tx.clone()),
-        );
-        serving.spawn(async move { d.run(&mut h, sd).await.map(|_| ()) });
-    }
+    let epc = run.driver("epc", epc_socket, Epc::new(configs.epc)?, 0)?;
+    run.serve(epc, EpcHandler::new(Some(report_tx.clone())));
+    let mut device = run.driver("device", device_socket, Party::new(configs.device)?, 1)?;
+    let (party, rng) = device.endpoint_mut();
+    party.request_warrant(driver::wall_clock(), rng)?;
+    let handler = PartyHandler::new(
+        DEVICE,
+        &Connects::default(),
+        driver::wall_clock(),
+        Some(report_tx.clone()),
+    );
+    run.serve(device, handler);
 
     progress.stage("server: warrant, then authentication");
     let start = Instant::now();
     let server_result = if opts.expired_warrant {
         let held = tokio::time::timeout(
-            opts.timeout,
-            stale_server(configs.server, server_socket, &tap, rng_for(opts.seed, 2)),
+            opts.run.timeout,
+            stale_server(configs.server, server_socket, &run.tap, run.rng(2)),
         )
         .await;
         match held {
             Ok(r) => r,
-            Err(_) => Err(Error::Timeout(opts.timeout)),
+            Err(_) => Err(Error::Timeout(opts.run.timeout)),
         }
     } else {
-        let mut d = Driver::new(
-            "server",
-            server_socket,
-            Party::new(configs.server)?,
-            rng_for(opts.seed, 2),
-        )?
-        .with_tap(tap.clone());
+        let mut d = run.driver("server", server_socket, Party::new(configs.server)?, 2)?;
         let (party, rng) = d.endpoint_mut();
         party.request_warrant(driver::wall_clock(), rng)?;
         let connects = Connects {
@@ -228,17 +165,17 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
             interval: Duration::ZERO,
             attempts: 5,
         };
-        let sd = shutdown.clone();
+        let sd = run.shutdown.clone();
         let tx = report_tx.clone();
         let task = tokio::spawn(async move {
             let mut h = PartyHandler::new(SERVER, &connects, driver::wall_clock(), Some(tx));
             d.run(&mut h, sd).await?;
             Ok::<_, Error>(h.into_outcomes())
         });
-        match tokio::time::timeout(opts.timeout, task).await {
+        match tokio::time::timeout(opts.run.timeout, task).await {
             Ok(Ok(r)) => r,
             Ok(Err(join)) => Err(Error::Usage(format!("server task: {join}"))),
-            Err(_) => Err(Error::Timeout(opts.timeout)),
+            Err(_) => Err(Error::Timeout(opts.run.timeout)),
         }
     };
     let wall_ms = start.elapsed().as_secs_f64() * 1000.0;
@@ -267,21 +204,10 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
             Ok(None) | Err(_) => break,
         }
     }
-    stop.shutdown();
-    while let Ok(Some(joined)) =
-        tokio::time::timeout(Duration::from_secs(2), serving.join_next()).await
-    {
-        if let Ok(Err(e)) = joined {
-            tracing::warn!(error = %e, "a role stopped with an error");
-        }
-    }
-    serving.abort_all();
+    let wire = run.finish().await?;
     while let Ok(r) = reports.try_recv() {
         seen.take(r);
     }
-    tap.flush()?;
-
-    let wire = tap.totals();
     let session_key_match = match (&server, &seen.device) {
         (Some(s), Some((d, _))) => s.fingerprint == d.fingerprint,
         _ => false,
@@ -328,30 +254,22 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         bytes: wire.bytes,
         device_ops,
         wall_ms,
-        participants: Vec::new(),
         error,
         expected_ok,
         as_expected,
         session: None,
         key_fingerprint: server.as_ref().map(|s| hex(&s.fingerprint)),
         suite: "proxy-signature",
-        proxies: 0,
-        threshold: 0,
-        sharing: "none",
-        faulty: 0,
-        fault: opts.expired_warrant.then_some("expired-warrant"),
-        faulty_proxies: Vec::new(),
-        mode: None,
-        verified: None,
-        seed: opts.seed,
-        pcap: opts.pcap.as_ref().map(|p| p.display().to_string()),
-        group: Some(group_name(opts.group)),
-        pke: None,
-        sent: None,
-        stored: None,
-        delivered: None,
-        restarted_gateway: None,
-        variant: Some(opts.variant.name()),
+        seed: opts.run.seed,
+        pcap: opts.run.pcap_name(),
+        helpers: Helpers {
+            fault: opts.expired_warrant.then_some("expired-warrant"),
+            ..Helpers::default()
+        },
+        detail: Detail::E2sec(super::report::Detail {
+            group: group_name(opts.group),
+            variant: opts.variant.name(),
+        }),
     })
 }
 

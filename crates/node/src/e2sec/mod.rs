@@ -12,6 +12,9 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod provision;
+pub mod report;
+
+use crate::daemon::RoleInfo;
 
 use m2msec_crypto::group::GroupId;
 use m2msec_protocol::e2sec::Variant;
@@ -22,7 +25,26 @@ use crate::report::GroupOps;
 pub const PROTOCOL: &str = "e2sec";
 
 /// The roles `m2msec run` knows for E2SEC.
-pub const ROLES: [&str; 3] = ["e2sec-epc", "e2sec-device", "e2sec-server"];
+pub const ROLES: &[RoleInfo] = &[
+    RoleInfo {
+        name: "e2sec-epc",
+        about: "The E2SEC EPC: issues warrants to its subscribers",
+    },
+    RoleInfo {
+        name: "e2sec-device",
+        about: "An E2SEC MTC device: keeps a warrant, answers (or, with --connect, runs) \
+                authentications",
+    },
+    RoleInfo {
+        name: "e2sec-server",
+        about: "An E2SEC MTC server: keeps a warrant, answers (or, with --connect, runs) \
+                authentications",
+    },
+];
+
+/// What the protocol is, in one line of `--help`.
+pub const ABOUT: &str = "E2SEC: proxy-signature mutual authentication of an MTC device and an \
+                         MTC server with warrants from the EPC (paper 003)";
 
 /// UDP port of every role.
 pub const PORT: u16 = m2msec_protocol::e2sec::sim::PORT;

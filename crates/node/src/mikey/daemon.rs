@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use m2msec_crypto::rng::{CryptoRng, OsRng};
+use m2msec_crypto::rng::CryptoRng;
 use m2msec_protocol::Millis;
 use m2msec_protocol::mikey::{
     Established, Initiator, InitiatorEvent, Mode, ModeName, Responder, ResponderEvent, ThirdParty,
@@ -21,9 +21,10 @@ use m2msec_store::Store;
 use tokio::sync::mpsc;
 
 use super::config;
+use crate::daemon::{Daemon, Exit, RoleArgs};
 use crate::driver::open_store;
-use crate::driver::{self, Context, Driver, Flow, Handler, Shutdown};
-use crate::error::Result;
+use crate::driver::{self, Context, Flow, Handler, Shutdown};
+use crate::error::{Error, Result};
 use crate::hex;
 
 /// Store table of a replay cache (key: message digest, value: end of its window, ms BE).
@@ -454,15 +455,27 @@ pub async fn run_initiator(
         Mode::Pk { .. } => ModeName::Pk,
         Mode::Distributed { .. } => ModeName::Distributed,
     };
+    tracing::info!(mode = mode.name(), "initiator mode");
     let initiator = Initiator::new(setup.config)?;
-    let socket = driver::bind(setup.listen).await?;
-    let mut driver = Driver::new(identity.clone(), socket, initiator, Box::new(OsRng))?;
-    tracing::info!(role = "mikey-initiator", %identity, mode = mode.name(), listen = %driver.local_addr(), "started");
-    let (initiator, rng) = driver.endpoint_mut();
+    let mut daemon = Daemon::bind("mikey-initiator", identity, setup.listen, initiator).await?;
+    let (initiator, rng) = daemon.endpoint_mut();
     start_exchange(initiator, driver::wall_clock(), rng)?;
     let mut handler = InitiatorHandler::new(runs, None);
-    driver.run(&mut handler, shutdown).await?;
+    daemon.start(&mut handler, shutdown).await?;
     Ok(handler.into_outcomes())
+}
+
+/// A replay cache as the roles take it: digests and when each may be forgotten.
+type ReplayEntries = Vec<([u8; 32], Millis)>;
+
+/// The replay cache of a third party's or the responder's store.
+fn replay_cache(state: Option<&Path>) -> Result<(Arc<dyn Store>, ReplayEntries)> {
+    if state.is_none() {
+        tracing::warn!("no `state` database: the replay cache is lost on restart");
+    }
+    let store = open_store(state)?;
+    let cache = load_replay_cache(&*store, driver::wall_clock())?;
+    Ok((store, cache))
 }
 
 /// Runs a third party daemon of `config_file` until `shutdown`.
@@ -473,18 +486,12 @@ pub async fn run_initiator(
 /// (nothing that depended on the failed write was sent).
 pub async fn run_third_party(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let setup = config::load_third_party(config_file)?;
-    if setup.state.is_none() {
-        tracing::warn!("no `state` database: the replay cache is lost on restart");
-    }
-    let store = open_store(setup.state.as_deref())?;
-    let cache = load_replay_cache(&*store, driver::wall_clock())?;
+    let (store, cache) = replay_cache(setup.state.as_deref())?;
     let identity = setup.config.identity.clone();
     let tp = ThirdParty::new(setup.config, cache)?;
-    let socket = driver::bind(setup.listen).await?;
-    let driver = Driver::new(identity.clone(), socket, tp, Box::new(OsRng))?;
-    tracing::info!(role = "mikey-third-party", %identity, listen = %driver.local_addr(), "serving");
-    driver
-        .run(&mut ThirdPartyHandler::new(identity, store, None), shutdown)
+    let daemon = Daemon::bind("mikey-third-party", identity.clone(), setup.listen, tp).await?;
+    daemon
+        .serve(&mut ThirdPartyHandler::new(identity, store, None), shutdown)
         .await?;
     Ok(())
 }
@@ -496,18 +503,46 @@ pub async fn run_third_party(config_file: &Path, shutdown: Shutdown) -> Result<(
 /// Config, key file, store and bind errors; a store error while serving stops the daemon.
 pub async fn run_responder(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let setup = config::load_responder(config_file)?;
-    if setup.state.is_none() {
-        tracing::warn!("no `state` database: the replay cache is lost on restart");
-    }
-    let store = open_store(setup.state.as_deref())?;
-    let cache = load_replay_cache(&*store, driver::wall_clock())?;
+    let (store, cache) = replay_cache(setup.state.as_deref())?;
     let identity = setup.config.identity.clone();
     let responder = Responder::new(setup.config, cache)?;
-    let socket = driver::bind(setup.listen).await?;
-    let driver = Driver::new(identity.clone(), socket, responder, Box::new(OsRng))?;
-    tracing::info!(role = "mikey-responder", %identity, listen = %driver.local_addr(), "serving");
-    driver
-        .run(&mut ResponderHandler::new(store, None), shutdown)
+    let daemon = Daemon::bind("mikey-responder", identity, setup.listen, responder).await?;
+    daemon
+        .serve(&mut ResponderHandler::new(store, None), shutdown)
         .await?;
     Ok(())
+}
+
+/// Runs the MIKEY daemon `role` as `m2msec run` asks.
+///
+/// # Errors
+///
+/// As the role's runner; [`Error::Usage`] for a role that is not MIKEY's.
+pub async fn run_role(role: &str, args: &RoleArgs, shutdown: Shutdown) -> Result<Exit> {
+    let config = args.config.as_path();
+    match role {
+        "mikey-initiator" => {
+            let runs = InitiatorRuns {
+                count: args.count.max(1),
+                attempts: args.attempts.max(1),
+                interval: args.interval,
+            };
+            let outcomes = run_initiator(config, runs, shutdown).await?;
+            let ok = outcomes
+                .iter()
+                .filter(|o| matches!(o, Outcome::Established(_)))
+                .count();
+            tracing::info!(
+                established = ok,
+                exchanges = outcomes.len(),
+                "initiator done"
+            );
+            Ok(Exit::ran(ok, outcomes.len(), runs.count))
+        }
+        "mikey-third-party" => run_third_party(config, shutdown)
+            .await
+            .map(|()| Exit::Served),
+        "mikey-responder" => run_responder(config, shutdown).await.map(|()| Exit::Served),
+        other => Err(Error::Usage(format!("{other}: not a MIKEY role"))),
+    }
 }

@@ -11,7 +11,10 @@ pub mod daemon;
 pub mod demo;
 pub mod deployment;
 pub mod provision;
+pub mod report;
 pub mod trace;
+
+use crate::daemon::RoleInfo;
 
 pub use m2msec_protocol::mikey::PORT;
 
@@ -19,4 +22,20 @@ pub use m2msec_protocol::mikey::PORT;
 pub const PROTOCOL: &str = "mikey";
 
 /// The roles `m2msec run` knows for MIKEY.
-pub const ROLES: [&str; 3] = ["mikey-initiator", "mikey-third-party", "mikey-responder"];
+pub const ROLES: &[RoleInfo] = &[
+    RoleInfo {
+        name: "mikey-initiator",
+        about: "The MIKEY initiator I (constrained device): runs its exchanges, then exits",
+    },
+    RoleInfo {
+        name: "mikey-third-party",
+        about: "A MIKEY third party TPi of the distributed mode",
+    },
+    RoleInfo {
+        name: "mikey-responder",
+        about: "The MIKEY responder R",
+    },
+];
+
+/// What the protocol is, in one line of `--help`.
+pub const ABOUT: &str = "MIKEY (RFC 3830) and its distributed mode over third parties (paper 001)";

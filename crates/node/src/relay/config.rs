@@ -32,7 +32,22 @@ use crate::relay::coap::Transmission;
 pub const PROTOCOL: &str = "relay";
 
 /// The roles `m2msec run` knows for the relay.
-pub const ROLES: [&str; 2] = ["relay-proxy", "relay-sink"];
+pub const ROLES: &[crate::daemon::RoleInfo] = &[
+    crate::daemon::RoleInfo {
+        name: "relay-proxy",
+        about: "The relay's secure store-and-forward proxy: stores what sources send, \
+                re-encrypts section keys to the sinks their owners designate",
+    },
+    crate::daemon::RoleInfo {
+        name: "relay-sink",
+        about: "A relay data sink: opens what the proxy forwards and writes it out",
+    },
+];
+
+/// What the protocol is, in one line of `--help`.
+pub const ABOUT: &str = "The secure store-and-forward relay: key streams, AFGH proxy \
+                         re-encryption, a CoAP proxy that stores what it cannot read until a \
+                         sink is designated (paper 004)";
 
 /// CoAP's default port (RFC 7252 §6.1): the proxy's, and each sink's on its own address.
 pub const COAP_PORT: u16 = 5683;

@@ -22,7 +22,6 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,12 +29,10 @@ use m2msec_crypto::aead::AeadSuite;
 use m2msec_crypto::pre;
 use m2msec_crypto::rng::{CryptoRng, random_array};
 use m2msec_crypto::sig::{SigSuite, SigningKey};
-use m2msec_protocol::link::LinkFaults;
 use m2msec_protocol::relay::{Delivered, Sink, SinkConfig, TrustedSource};
 use m2msec_store::{MemoryStore, RedbStore, Store};
 use m2msec_wire::relay::api::{Control, Start};
 use m2msec_wire::relay::{Flags, RelayMessage};
-use serde::Serialize;
 use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
@@ -43,11 +40,13 @@ use super::client::{self, ProxyClient, SendHooks, SendOptions};
 use super::coap::{self, Transmission};
 use super::config::{DataEncoding, Output, SourceSetup};
 use super::proxy::{Proxy, ProxyConfig};
+use super::report::SinkOutcome;
 use super::sink::{OutputWriter, SinkNode, SinkServer};
 use super::source::{SourceNode, StorageRecord};
-use crate::driver::{Shutdown, shutdown_channel, wall_clock};
+use crate::demo::{Deployment, RunOptions};
+use crate::driver::{Shutdown, wall_clock};
 use crate::error::{Error, Result};
-use crate::report::{Progress, RunReport};
+use crate::report::{Detail, Helpers, Progress, RunReport};
 use crate::tap::Wiretap;
 
 /// The source's URL in the demo.
@@ -71,14 +70,8 @@ pub struct DemoOptions {
     pub size: usize,
     /// A new section key after this many data messages.
     pub rotate_messages: u32,
-    /// Seed for every key and every role's RNG; absent: the operating system's RNG.
-    pub seed: Option<u64>,
-    /// Overall limit: the run is abandoned (and reported failed) after this long.
-    pub timeout: Duration,
-    /// Write every datagram of the run (source, proxy and sinks) to this pcap file.
-    pub pcap: Option<PathBuf>,
-    /// How bad the link between the roles is (each role's sends are impaired).
-    pub faults: LinkFaults,
+    /// Seed, capture (source, proxy and sinks), time limit (default 60 s) and link of the run.
+    pub run: RunOptions,
 }
 
 impl Default for DemoOptions {
@@ -87,56 +80,16 @@ impl Default for DemoOptions {
             phases: [60, 40, 60],
             size: 48,
             rotate_messages: 20,
-            seed: None,
-            timeout: Duration::from_secs(60),
-            pcap: None,
-            faults: LinkFaults::default(),
+            run: RunOptions {
+                timeout: Duration::from_secs(60),
+                ..RunOptions::default()
+            },
         }
     }
 }
 
-/// What one sink received.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
-pub struct SinkOutcome {
-    /// The sink's URL.
-    pub url: String,
-    /// Data messages the source had sent when the sink was designated.
-    pub designated_after: u32,
-    /// The key index of the first section it may read.
-    pub first_key_index: u16,
-    /// Messages it should deliver: every message of its window.
-    pub expected: u32,
-    /// Messages it delivered.
-    pub delivered: u32,
-    /// Whether it delivered exactly the expected plaintexts, each once.
-    pub matches: bool,
-}
-
-/// The relay's demo report: the common fields, then the relay's own.
-#[derive(Clone, Debug, Serialize)]
-pub struct RelayReport {
-    /// The fields every protocol reports.
-    #[serde(flatten)]
-    pub run: RunReport,
-    /// The storage the proxy created.
-    pub storage_id: u32,
-    /// Sections (section keys, one management message each) the source sealed.
-    pub sections: u32,
-    /// Data messages the proxy held before any sink was known.
-    pub stored_before_sink: u32,
-    /// Data messages per section.
-    pub rotate_messages: u32,
-    /// Management messages the proxy re-encrypted (AFGH eq. (3)), over both sinks.
-    pub reencrypted: u64,
-    /// Asymmetric operations of both sinks (AFGH first-level decryptions, signature checks).
-    pub sink_asymmetric_ops: u64,
-    /// Each sink's outcome.
-    pub sinks: Vec<SinkOutcome>,
-}
-
-fn rng_for(seed: Option<u64>, role: u64) -> Box<dyn CryptoRng + Send> {
-    crate::driver::role_rng(seed, 0x5245_4c00 + role)
-}
+/// Seeded RNG streams of this demo's roles ("REL" and the role's number).
+const RNG_DOMAIN: u64 = 0x5245_4c00;
 
 /// The plaintext of message `k`.
 #[must_use]
@@ -332,14 +285,16 @@ fn count(n: usize) -> u32 {
 /// Set-up errors only (sockets, keys, stores); a run that fails is a report with `ok: false`
 /// and its `error`.
 #[allow(clippy::too_many_lines)] // one linear script: set-up, the four steps, the report
-pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RelayReport> {
+pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunReport> {
     if opts.phases.contains(&0) || opts.rotate_messages == 0 {
         return Err(Error::Usage(
             "every phase needs at least one message, and rotation at least one".into(),
         ));
     }
+    let run = Deployment::new(&opts.run, RNG_DOMAIN, Vec::new())?;
+    let tap = &run.tap;
     progress.stage("generating keys");
-    let mut key_rng = rng_for(opts.seed, 100);
+    let mut key_rng = run.rng(100);
     let owner = SigningKey::generate(SigSuite::Ed25519, &mut *key_rng)?;
     let owner_pub = owner.verifying_key();
     let seed = Zeroizing::new(random_array::<32>(&mut *key_rng));
@@ -350,8 +305,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RelayRep
     let public = [k1.public_key(), k2.public_key()];
     let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
 
-    let tap = Wiretap::for_demo(opts.pcap.as_deref(), opts.faults, opts.seed)?;
-    let (stop, shutdown) = shutdown_channel();
+    let shutdown = run.shutdown.clone();
     progress.stage("starting the proxy and the sinks");
     let proxy = Proxy::bind_tapped(
         ProxyConfig {
@@ -371,13 +325,13 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RelayRep
             "sink-1",
             k1,
             owner_pub.clone(),
-            &tap,
+            tap,
             shutdown.clone(),
         )
         .await?,
-        DemoSink::start(dir.path(), "sink-2", k2, owner_pub, &tap, shutdown.clone()).await?,
+        DemoSink::start(dir.path(), "sink-2", k2, owner_pub, tap, shutdown.clone()).await?,
     ];
-    let mut source_rng = rng_for(opts.seed, 1);
+    let mut source_rng = run.rng(1);
     let mut source = SourceNode::with_store(
         SourceSetup {
             url: SOURCE_URL.into(),
@@ -487,11 +441,11 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RelayRep
 
         progress.stage("waiting for the sinks");
         let firsts = [None, Some(designated[1].1)];
-        settle(&mut sinks, &firsts, &streamed.sent, opts.timeout).await;
+        settle(&mut sinks, &firsts, &streamed.sent, opts.run.timeout).await;
         done = Some(Instant::now());
         Ok::<(), Error>(())
     };
-    let result = tokio::time::timeout(opts.timeout, script).await;
+    let result = tokio::time::timeout(opts.run.timeout, script).await;
     let wall_ms = done
         .unwrap_or_else(Instant::now)
         .duration_since(start)
@@ -500,7 +454,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RelayRep
     let mut error = match result {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(e.to_string()),
-        Err(_) => Some(Error::Timeout(opts.timeout).to_string()),
+        Err(_) => Some(Error::Timeout(opts.run.timeout).to_string()),
     };
     for s in &mut sinks {
         s.drain();
@@ -526,7 +480,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RelayRep
             matches: exact,
         });
     }
-    stop.shutdown();
+    run.stop();
     let mut sink_asymmetric = 0u64;
     for s in sinks {
         match tokio::time::timeout(Duration::from_secs(5), s.task).await {
@@ -540,7 +494,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RelayRep
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), proxy_task).await {
         error.get_or_insert_with(|| format!("proxy task: {e}"));
     }
-    tap.flush()?;
+    run.finish().await?;
     let all_match = outcomes.iter().all(|o| o.matches);
     if error.is_none() && !all_match {
         error = Some(
@@ -563,46 +517,41 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RelayRep
     });
     let total = count(streamed.sent.len());
     let delivered = outcomes.iter().map(|o| o.delivered).sum();
-    Ok(RelayReport {
-        run: RunReport {
-            protocol: super::config::PROTOCOL,
-            ok,
-            session_key_match: all_match,
-            messages,
-            bytes,
-            device_ops: source.op_counts().into(),
-            wall_ms,
+    Ok(RunReport {
+        protocol: super::PROTOCOL,
+        ok,
+        session_key_match: all_match,
+        messages,
+        bytes,
+        device_ops: source.op_counts().into(),
+        wall_ms,
+        error,
+        expected_ok: true,
+        as_expected: ok,
+        session: Some(format!("storage {storage_id}")),
+        key_fingerprint: None,
+        suite: "chacha20-poly1305",
+        seed: opts.run.seed,
+        pcap: opts.run.pcap_name(),
+        helpers: Helpers {
             participants: outcomes.iter().map(|o| o.url.clone()).collect(),
-            error,
-            expected_ok: true,
-            as_expected: ok,
-            session: Some(format!("storage {storage_id}")),
-            key_fingerprint: None,
-            suite: "chacha20-poly1305",
             proxies: 1,
             threshold: 1,
-            sharing: "none",
-            faulty: 0,
-            fault: None,
-            faulty_proxies: Vec::new(),
-            mode: None,
-            verified: None,
-            seed: opts.seed,
-            pcap: opts.pcap.as_ref().map(|p| p.display().to_string()),
-            group: Some("bls12-381"),
-            pke: Some("afgh"),
-            variant: None,
-            sent: Some(total),
-            stored: Some(total),
-            delivered: Some(delivered),
-            restarted_gateway: None,
+            ..Helpers::default()
         },
-        storage_id,
-        sections: streamed.sections,
-        stored_before_sink: designated[0].0,
-        rotate_messages: opts.rotate_messages,
-        reencrypted,
-        sink_asymmetric_ops: sink_asymmetric,
-        sinks: outcomes,
+        detail: Detail::Relay(super::report::Detail {
+            group: "bls12-381",
+            pke: "afgh",
+            sent: total,
+            stored: total,
+            delivered,
+            storage_id,
+            sections: streamed.sections,
+            stored_before_sink: designated[0].0,
+            rotate_messages: opts.rotate_messages,
+            reencrypted,
+            sink_asymmetric_ops: sink_asymmetric,
+            sinks: outcomes,
+        }),
     })
 }

@@ -1,6 +1,6 @@
 //! The two SGA daemons.
 //!
-//! **Server.** The generic [`Driver`] around [`Server`], with a handler that writes every
+//! **Server.** The generic [`Driver`](crate::driver::Driver) around [`Server`], with a handler that writes every
 //! [`ServerEvent::Persist`] to the store as the event is drained — and the driver drains every
 //! event before it sends the datagrams of the same call, so a `Stored` acknowledgement never
 //! leaves before the message is durable. At start the registrations
@@ -35,8 +35,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::config::{self, SuiteName};
 use super::control::{ControlSocket, InboxEntry, Request, Response, SessionInfo};
+use crate::daemon::{Daemon, Exit, RoleArgs};
 use crate::driver::open_store;
-use crate::driver::{self, Context, Driver, Flow, Handler, Shutdown, wall_clock};
+use crate::driver::{self, Context, Flow, Handler, Shutdown, wall_clock};
 use crate::error::{Error, Result};
 use crate::hex;
 use crate::tap::Wiretap;
@@ -164,11 +165,10 @@ pub async fn run_server(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let store = open_store(Some(&setup.state))?;
     let identity = setup.config.identity.clone();
     let server = server_from_store(setup.config, &*store)?;
-    let socket = driver::bind(setup.listen).await?;
-    let driver = Driver::new(identity.clone(), socket, server, Box::new(OsRng))?;
-    tracing::info!(role = "sga-server", %identity, listen = %driver.local_addr(), state = %setup.state.display(), "serving");
-    driver
-        .run(&mut ServerHandler::new(store, None), shutdown)
+    tracing::info!(state = %setup.state.display(), "server state");
+    let daemon = Daemon::bind("sga-server", identity, setup.listen, server).await?;
+    daemon
+        .serve(&mut ServerHandler::new(store, None), shutdown)
         .await?;
     Ok(())
 }
@@ -696,4 +696,18 @@ pub async fn run_device(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let result = node.run(socket, rx, shutdown, true).await;
     control_task.abort();
     result.map(|_| ())
+}
+
+/// Runs the SGA daemon `role` as `m2msec run` asks.
+///
+/// # Errors
+///
+/// As the role's runner; [`Error::Usage`] for a role that is not SGA's.
+pub async fn run_role(role: &str, args: &RoleArgs, shutdown: Shutdown) -> Result<Exit> {
+    match role {
+        "sga-server" => run_server(&args.config, shutdown).await,
+        "sga-device" => run_device(&args.config, shutdown).await,
+        other => return Err(Error::Usage(format!("{other}: not an SGA role"))),
+    }
+    .map(|()| Exit::Served)
 }

@@ -10,7 +10,6 @@
 //! must receive every message exactly once and in order.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,11 +28,11 @@ use tokio::task::JoinHandle;
 use super::config::{GroupName, SuiteName};
 use super::control::{Request, Response};
 use super::daemon::{Command, DeviceNode, NodeEvent, ServerHandler, server_from_store};
-use m2msec_protocol::link::LinkFaults;
 
-use crate::driver::{self, Driver, Shutdown, shutdown_channel};
+use crate::demo::{Deployment, RunOptions};
+use crate::driver::{self, Driver, Shutdown};
 use crate::error::{Error, Result};
-use crate::report::{Progress, RunReport};
+use crate::report::{Detail, Helpers, Progress, RunReport};
 use crate::tap::Wiretap;
 
 /// The gateway's identity in the demo.
@@ -56,14 +55,8 @@ pub struct DemoOptions {
     pub messages: u32,
     /// Kill and restart the server between sending and delivery.
     pub restart_gateway: bool,
-    /// Seed for every key and every role's RNG; absent: the operating system's RNG.
-    pub seed: Option<u64>,
-    /// Write every datagram of the run to this pcap file.
-    pub pcap: Option<PathBuf>,
-    /// Overall limit: the run is abandoned (and reported failed) after this long.
-    pub timeout: Duration,
-    /// The link between the roles: loss, duplication and reordering (default: perfect).
-    pub faults: LinkFaults,
+    /// Seed, capture, time limit (default 60 s) and link of the run.
+    pub run: RunOptions,
 }
 
 impl Default for DemoOptions {
@@ -74,17 +67,16 @@ impl Default for DemoOptions {
             pke: PkeSuite::X25519Ecies,
             messages: 3,
             restart_gateway: false,
-            seed: None,
-            pcap: None,
-            timeout: Duration::from_secs(60),
-            faults: LinkFaults::default(),
+            run: RunOptions {
+                timeout: Duration::from_secs(60),
+                ..RunOptions::default()
+            },
         }
     }
 }
 
-fn rng_for(seed: Option<u64>, role: u64) -> Box<dyn CryptoRng + Send> {
-    crate::driver::role_rng(seed, 0x5347_4100 + role)
-}
+/// Seeded RNG streams of this demo's roles ("SGA" and the role's number).
+const RNG_DOMAIN: u64 = 0x5347_4100;
 
 /// The text of message `k`.
 #[must_use]
@@ -196,24 +188,23 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
     if opts.messages == 0 {
         return Err(Error::Usage("--messages must be at least 1".into()));
     }
+    let run = Deployment::new(&opts.run, RNG_DOMAIN, Vec::new())?;
     progress.stage("generating keys");
-    let mut key_rng = rng_for(opts.seed, 100);
+    let mut key_rng = run.rng(100);
     let server_key = PkeSecretKey::generate(opts.pke, &mut *key_rng)?;
     let pem = server_key.to_pem()?;
     let public = server_key.public_key();
     let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let store_path = dir.path().join("sga-server.redb");
 
-    let tap = Wiretap::for_demo(opts.pcap.as_deref(), opts.faults, opts.seed)?;
-    let (stop, shutdown) = shutdown_channel();
     progress.stage("starting the server");
     let mut gateway = start_gateway(
         SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         &store_path,
         &pem,
-        rng_for(opts.seed, 1),
-        &tap,
-        shutdown.clone(),
+        run.rng(1),
+        &run.tap,
+        run.shutdown.clone(),
     )
     .await?;
 
@@ -242,15 +233,15 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
             suites.clone(),
             Arc::new(MemoryStore::new()),
             Duration::from_millis(500),
-            rng_for(opts.seed, 10 + i as u64),
+            run.rng(10 + i as u64),
         )?
-        .with_tap(tap.clone());
+        .with_tap(run.tap.clone());
         if i == 1 {
             node = node.with_events(events_tx.clone());
         }
         let (tx, rx) = mpsc::channel(16);
         commands.push(tx);
-        let sd = shutdown.clone();
+        let sd = run.shutdown.clone();
         device_tasks.push(tokio::spawn(async move {
             node.run(socket, rx, sd, false).await
         }));
@@ -334,9 +325,9 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
                 gateway.addr,
                 &store_path,
                 &pem,
-                rng_for(opts.seed, 2),
-                &tap,
-                shutdown.clone(),
+                run.rng(2),
+                &run.tap,
+                run.shutdown.clone(),
             )
             .await?;
             outcome.restarted = true;
@@ -368,7 +359,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         }
         Ok::<(), Error>(())
     };
-    let result = tokio::time::timeout(opts.timeout, script).await;
+    let result = tokio::time::timeout(opts.run.timeout, script).await;
     let wall_ms = outcome
         .done
         .unwrap_or_else(Instant::now)
@@ -378,10 +369,10 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
     let mut error = match result {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(e.to_string()),
-        Err(_) => Some(Error::Timeout(opts.timeout).to_string()),
+        Err(_) => Some(Error::Timeout(opts.run.timeout).to_string()),
     };
 
-    stop.shutdown();
+    run.stop();
     let mut device_ops = OpCounts::default();
     for (i, task) in device_tasks.into_iter().enumerate() {
         match tokio::time::timeout(Duration::from_secs(2), task).await {
@@ -395,10 +386,9 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(2), gateway.task).await {
         error.get_or_insert_with(|| format!("server task: {e}"));
     }
-    tap.flush()?;
+    let wire = run.finish().await?;
     drop(dir);
 
-    let wire = tap.totals();
     let session_key_match = matches!(&outcome.fingerprints, (Some(a), Some(b)) if a == b);
     let expected: Vec<(u64, String)> = (0..opts.messages)
         .map(|k| (u64::from(k), message_text(k)))
@@ -432,32 +422,25 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         bytes: wire.bytes,
         device_ops: device_ops.into(),
         wall_ms,
-        participants: Vec::new(),
         error,
         expected_ok: true,
         as_expected: ok,
         session: outcome.session,
         key_fingerprint: outcome.fingerprints.0,
         suite: opts.suite.name(),
-        proxies: 0,
-        threshold: 0,
-        sharing: "none",
-        faulty: 0,
-        fault: None,
-        faulty_proxies: Vec::new(),
-        mode: None,
-        verified: None,
-        seed: opts.seed,
-        pcap: opts.pcap.as_ref().map(|p| p.display().to_string()),
-        group: Some(opts.group.name()),
-        pke: Some(match opts.pke {
-            PkeSuite::RsaOaep2048 => "rsa-oaep-2048",
-            _ => "x25519",
+        seed: opts.run.seed,
+        pcap: opts.run.pcap_name(),
+        helpers: Helpers::default(),
+        detail: Detail::Sga(super::report::Detail {
+            group: opts.group.name(),
+            pke: match opts.pke {
+                PkeSuite::RsaOaep2048 => "rsa-oaep-2048",
+                _ => "x25519",
+            },
+            sent: opts.messages,
+            stored: outcome.stored,
+            delivered: u32::try_from(outcome.delivered.len()).unwrap_or(u32::MAX),
+            restarted_gateway: opts.restart_gateway.then_some(outcome.restarted),
         }),
-        sent: Some(opts.messages),
-        stored: Some(outcome.stored),
-        delivered: Some(u32::try_from(outcome.delivered.len()).unwrap_or(u32::MAX)),
-        restarted_gateway: opts.restart_gateway.then_some(outcome.restarted),
-        variant: None,
     })
 }

@@ -16,12 +16,28 @@ pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod provision;
+pub mod report;
+
+use crate::daemon::RoleInfo;
 
 /// The protocol's name in commands and reports.
 pub const PROTOCOL: &str = "sga";
 
 /// The roles `m2msec run` knows for SGA.
-pub const ROLES: [&str; 2] = ["sga-server", "sga-device"];
+pub const ROLES: &[RoleInfo] = &[
+    RoleInfo {
+        name: "sga-server",
+        about: "The SGA server (gateway): registrations, key exchanges, durable store-and-forward",
+    },
+    RoleInfo {
+        name: "sga-device",
+        about: "An SGA smart device: registers, polls, accepts invitations, serves `m2msec sga`",
+    },
+];
+
+/// What the protocol is, in one line of `--help`.
+pub const ABOUT: &str = "The security gateway application: key exchange and store-and-forward \
+                         through a server (paper 002)";
 
 /// UDP port of the server and the devices.
 pub const PORT: u16 = m2msec_protocol::sga::sim::PORT;

@@ -1,0 +1,67 @@
+//! What a collab demo run says: nothing beyond the common fields and its proxies.
+
+use core::fmt;
+
+use serde::Serialize;
+
+use crate::report::{RunReport, Summary, line};
+
+/// collab's own part of a [`RunReport`]: empty, its proxies are the report's helpers.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Detail {}
+
+impl Summary for Detail {
+    fn summary(&self, r: &RunReport, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let h = &r.helpers;
+        writeln!(
+            f,
+            "{}: {}  ({} suite, {} proxies, threshold {}, {})",
+            r.protocol,
+            r.head("key established", "no key established"),
+            r.suite,
+            h.proxies,
+            h.threshold,
+            h.sharing_name()
+        )?;
+        if let Some(s) = &r.session {
+            line(f, "session", s)?;
+        }
+        r.write_fingerprint(
+            f,
+            "key fingerprint",
+            ["client and server agree", "SERVER DIFFERS"],
+            "",
+        )?;
+        if !h.participants.is_empty() {
+            line(f, "participants", h.participants.join(", "))?;
+        }
+        if h.faulty > 0 {
+            let among = h
+                .faulty_proxies
+                .iter()
+                .filter(|p| h.participants.contains(p))
+                .count();
+            let note = if r.ok && among == 0 {
+                " - none of them took part"
+            } else {
+                ""
+            };
+            line(
+                f,
+                "faulty",
+                format_args!(
+                    "{} ({}){note}",
+                    h.faulty_proxies.join(", "),
+                    h.fault.unwrap_or("?")
+                ),
+            )?;
+        }
+        let failed = "failed as expected: more proxies misbehaved than the threshold tolerates";
+        r.write_tail(
+            f,
+            &format!("{} datagrams, {} bytes", r.messages, r.bytes),
+            "client ops",
+            [failed, failed],
+        )
+    }
+}
