@@ -13,38 +13,21 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use m2msec_node::collab::demo as collab_demo;
 use m2msec_node::demo::RunOptions;
-use m2msec_node::e2sec::demo as e2sec_demo;
-use m2msec_node::mikey::demo as mikey_demo;
-use m2msec_node::relay::demo as relay_demo;
+use m2msec_node::protocols::{self, DemoFlags};
 use m2msec_node::report::Progress;
-use m2msec_node::sga::demo as sga_demo;
 use m2msec_protocol::link::LinkFaults;
 
-use crate::options::{
-    E2secArgs, FaultArgs, MikeyArgs, RelayDemoArgs, SgaArgs, ShapeArgs, SuiteArg,
-};
-use crate::protocols::ProtocolArg;
+use crate::protocols::{chosen, protocol_parser};
 
 /// `m2msec demo`.
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
     /// Protocols to run (repeatable; default: every implemented one).
-    #[arg(long, value_enum)]
-    protocol: Vec<ProtocolArg>,
+    #[arg(long, value_parser = protocol_parser())]
+    protocol: Vec<String>,
     #[command(flatten)]
-    shape: ShapeArgs,
-    #[command(flatten)]
-    mikey: MikeyArgs,
-    #[command(flatten)]
-    sga: SgaArgs,
-    #[command(flatten)]
-    e2sec: E2secArgs,
-    #[command(flatten)]
-    relay: RelayDemoArgs,
-    #[command(flatten)]
-    faults: FaultArgs,
+    flags: DemoFlags,
     /// Seed of every key and role RNG (default: the operating system's RNG).
     #[arg(long)]
     seed: Option<u64>,
@@ -97,31 +80,18 @@ impl Progress for Bar {
 }
 
 pub(crate) fn demo(args: &DemoArgs) -> Result<ExitCode> {
-    let protocols = if args.protocol.is_empty() {
-        ProtocolArg::all()
-    } else {
-        args.protocol.clone()
-    };
+    let names = chosen(&args.protocol);
     // Options are checked for every protocol before any runs.
-    let mikey_params = if protocols.contains(&ProtocolArg::Mikey) {
-        let p = args.mikey.params(&args.shape, Some(&args.faults))?;
-        p.check()?;
-        Some(p)
-    } else {
-        None
-    };
-    let e2sec_group = if protocols.contains(&ProtocolArg::E2sec) {
-        Some(args.sga.group.e2sec()?)
-    } else {
-        None
-    };
+    for name in &names {
+        protocols::check_demo(name, &args.flags)?;
+    }
     let faults = args.link.faults()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
     let mut all_as_expected = true;
-    for (index, protocol) in protocols.into_iter().enumerate() {
+    for (index, protocol) in names.into_iter().enumerate() {
         let run = RunOptions {
             seed: args.seed,
             pcap: args.pcap.as_ref().map(|p| pcap_path(p, index, protocol)),
@@ -139,59 +109,13 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<ExitCode> {
             b.enable_steady_tick(Duration::from_millis(80));
             b
         };
-        let report = match protocol {
-            ProtocolArg::Collab => {
-                bar.set_prefix("collab");
-                let opts = collab_demo::DemoOptions {
-                    params: args.shape.params(Some(&args.faults)),
-                    run,
-                };
-                rt.block_on(collab_demo::run(&opts, &Bar(bar.clone())))?
-            }
-            ProtocolArg::Mikey => {
-                bar.set_prefix("mikey");
-                let opts = mikey_demo::DemoOptions {
-                    params: mikey_params.clone().unwrap_or_default(),
-                    run,
-                };
-                rt.block_on(mikey_demo::run(&opts, &Bar(bar.clone())))?
-            }
-            ProtocolArg::Sga => {
-                bar.set_prefix("sga");
-                let opts = sga_demo::DemoOptions {
-                    group: args.sga.group.sga()?,
-                    suite: args.sga.sga_suite.into(),
-                    pke: match args.shape.suite {
-                        SuiteArg::Modern => m2msec_crypto::pke::PkeSuite::X25519Ecies,
-                        SuiteArg::Classic => m2msec_crypto::pke::PkeSuite::RsaOaep2048,
-                    },
-                    messages: args.sga.messages,
-                    restart_gateway: args.sga.restart_gateway,
-                    run,
-                };
-                rt.block_on(sga_demo::run(&opts, &Bar(bar.clone())))?
-            }
-            ProtocolArg::E2sec => {
-                bar.set_prefix("e2sec");
-                let opts = e2sec_demo::DemoOptions {
-                    group: e2sec_group.unwrap_or(m2msec_crypto::group::GroupId::Ristretto255),
-                    variant: args.e2sec.variant.into(),
-                    expired_warrant: args.e2sec.expired_warrant,
-                    run,
-                };
-                rt.block_on(e2sec_demo::run(&opts, &Bar(bar.clone())))?
-            }
-            ProtocolArg::Relay => {
-                bar.set_prefix("relay");
-                let opts = relay_demo::DemoOptions {
-                    phases: args.relay.phases(),
-                    size: args.relay.relay_size,
-                    rotate_messages: args.relay.relay_rotate,
-                    run,
-                };
-                rt.block_on(relay_demo::run(&opts, &Bar(bar.clone())))?
-            }
-        };
+        bar.set_prefix(protocol.to_owned());
+        let report = rt.block_on(protocols::demo(
+            protocol,
+            &args.flags,
+            run,
+            &Bar(bar.clone()),
+        ))?;
         bar.finish_and_clear();
         all_as_expected &= report.as_expected;
         if args.json {
@@ -209,11 +133,10 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<ExitCode> {
 
 /// The capture file of the `index`-th protocol run: FILE itself for the first, then
 /// FILE's stem with `-PROTOCOL` appended.
-fn pcap_path(file: &Path, index: usize, protocol: ProtocolArg) -> PathBuf {
+fn pcap_path(file: &Path, index: usize, protocol: &str) -> PathBuf {
     if index == 0 {
         return file.to_path_buf();
     }
-    let name = protocol.name();
     let stem = file.file_stem().map_or_else(
         || "capture".to_owned(),
         |s| s.to_string_lossy().into_owned(),
@@ -221,5 +144,5 @@ fn pcap_path(file: &Path, index: usize, protocol: ProtocolArg) -> PathBuf {
     let ext = file
         .extension()
         .map_or_else(|| "pcap".to_owned(), |e| e.to_string_lossy().into_owned());
-    file.with_file_name(format!("{stem}-{name}.{ext}"))
+    file.with_file_name(format!("{stem}-{protocol}.{ext}"))
 }

@@ -12,7 +12,7 @@ use m2msec_crypto::sig::{SigSuite, SigningKey};
 use m2msec_node::keyfile;
 use m2msec_node::relay::config as relay_config;
 
-use crate::options::{AeadArg, GroupArg};
+use m2msec_node::flags::{AeadArg, GroupArg};
 
 /// Kinds of key.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -116,7 +116,7 @@ pub(crate) fn keygen(args: &KeygenArgs) -> Result<ExitCode> {
             (keyfile::sga_device_key_pem(&key[..])?, None)
         }
         Kind::E2sec => {
-            let group = args.group.e2sec()?;
+            let group = m2msec_node::e2sec::plug::group(args.group)?;
             let key = m2msec_protocol::e2sec::SecretKey::generate(group, &mut rng);
             let public = keyfile::e2sec_public_key_pem(group, &key.public_key()?)?;
             (keyfile::e2sec_secret_key_pem(&key)?, Some(public))

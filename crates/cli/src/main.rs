@@ -8,7 +8,6 @@
 mod bench;
 mod demo;
 mod keygen;
-mod options;
 mod protocols;
 mod relay;
 mod sga;

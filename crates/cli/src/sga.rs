@@ -15,7 +15,7 @@ use clap::{Args, Subcommand};
 use m2msec_node::sga::config::control_socket;
 use m2msec_node::sga::control::{self, Request, Response};
 
-use crate::options::SgaSuiteArg;
+use m2msec_node::sga::plug::SgaSuiteArg;
 
 /// `m2msec sga`.
 #[derive(Debug, Args)]

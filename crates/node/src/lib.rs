@@ -19,6 +19,7 @@ pub mod driver;
 pub mod e2sec;
 pub mod error;
 pub mod figure;
+pub mod flags;
 pub mod keyfile;
 pub mod keylog;
 pub mod loss_bench;

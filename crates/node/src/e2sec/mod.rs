@@ -11,6 +11,7 @@ pub mod bench;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod plug;
 pub mod provision;
 pub mod report;
 

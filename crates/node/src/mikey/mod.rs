@@ -10,6 +10,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod deployment;
+pub mod plug;
 pub mod provision;
 pub mod report;
 pub mod trace;

@@ -4,6 +4,7 @@ pub mod client;
 pub mod coap;
 pub mod config;
 pub mod demo;
+pub mod plug;
 pub mod provision;
 pub mod proxy;
 pub mod report;

@@ -1,0 +1,170 @@
+//! Command-line flags more than one protocol reads: the helpers' shape (n, k, sharing, suite),
+//! misbehaving helpers, the group. Each protocol's own flags live in its plug; the registry puts
+//! them together for each command.
+
+use clap::{Args, ValueEnum};
+use m2msec_crypto::aead::AeadSuite;
+use m2msec_crypto::ots::OtsScheme;
+use m2msec_crypto::split::SharingScheme;
+
+/// Secret sharing on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum SharingArg {
+    /// Reed-Solomon erasure coding.
+    Rs,
+    /// Shamir sharing (fewer than k colluding proxies learn nothing).
+    Shamir,
+}
+
+impl From<SharingArg> for SharingScheme {
+    fn from(s: SharingArg) -> Self {
+        match s {
+            SharingArg::Rs => Self::ReedSolomon,
+            SharingArg::Shamir => Self::Shamir,
+        }
+    }
+}
+
+/// Public-key suite on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum SuiteArg {
+    /// X25519 ECIES and Ed25519.
+    Modern,
+    /// RSA-OAEP-2048 and RSA-PSS-2048.
+    Classic,
+}
+
+impl SuiteArg {
+    /// The public-key encryption of the suite.
+    #[must_use]
+    pub fn pke(self) -> m2msec_crypto::pke::PkeSuite {
+        match self {
+            Self::Modern => m2msec_crypto::pke::PkeSuite::X25519Ecies,
+            Self::Classic => m2msec_crypto::pke::PkeSuite::RsaOaep2048,
+        }
+    }
+}
+
+/// Helper misbehaviour on the command line (collab proxies, MIKEY third parties).
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum FaultArg {
+    /// Never answers (collab proxy) / forwards nothing (MIKEY third party).
+    Silent,
+    /// Collab: forges the fragment it passes to the server (MIKEY: as `alter`).
+    Forge,
+    /// Collab only: corrupts the answer it passes to the client.
+    Corrupt,
+    /// MIKEY: forwards an altered TGK part, correctly signed (collab: as `forge`).
+    Alter,
+}
+
+/// AEAD of pre-shared keys on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum AeadArg {
+    /// AES-128-CCM with an 8-byte tag.
+    #[value(name = "aes-128-ccm8")]
+    Aes128Ccm8,
+    /// AES-128-GCM.
+    #[value(name = "aes-128-gcm")]
+    Aes128Gcm,
+    /// ChaCha20-Poly1305.
+    #[value(name = "chacha20-poly1305")]
+    ChaCha20Poly1305,
+}
+
+impl From<AeadArg> for AeadSuite {
+    fn from(a: AeadArg) -> Self {
+        match a {
+            AeadArg::Aes128Ccm8 => Self::Aes128Ccm8,
+            AeadArg::Aes128Gcm => Self::Aes128Gcm,
+            AeadArg::ChaCha20Poly1305 => Self::ChaCha20Poly1305,
+        }
+    }
+}
+
+/// One-time signatures on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum OtsArg {
+    /// Lamport over SHA-256 (the paper's choice).
+    Lamport,
+    /// LM-OTS SHA-256 n=32 w=4 (RFC 8554).
+    Lmots,
+}
+
+impl From<OtsArg> for OtsScheme {
+    fn from(o: OtsArg) -> Self {
+        match o {
+            OtsArg::Lamport => Self::Lamport,
+            OtsArg::Lmots => Self::LmotsSha256N32W4,
+        }
+    }
+}
+
+/// The shape of a deployment with helpers (collab's, and MIKEY's `--threshold` and
+/// `--sharing`; SGA's server key follows `--suite`).
+#[derive(Clone, Debug, Args)]
+pub struct ShapeArgs {
+    /// Number of proxies (n).
+    #[arg(long, default_value_t = 5)]
+    pub proxies: u8,
+    /// Fragments needed to rebuild the secret (k).
+    #[arg(long, default_value_t = 3)]
+    pub threshold: u8,
+    /// Secret sharing scheme.
+    #[arg(long, value_enum, default_value_t = SharingArg::Rs)]
+    pub sharing: SharingArg,
+    /// Public-key suite: modern = X25519 ECIES + Ed25519, classic = RSA-OAEP-2048 + RSA-PSS-2048.
+    #[arg(long, value_enum, default_value_t = SuiteArg::Modern)]
+    pub suite: SuiteArg,
+    /// AEAD of the pre-shared keys and of the session's derived keys.
+    #[arg(long, value_enum, default_value_t = AeadArg::Aes128Ccm8)]
+    pub aead: AeadArg,
+    /// One-time signature scheme of the proxies' keys.
+    #[arg(long, value_enum, default_value_t = OtsArg::Lamport)]
+    pub ots: OtsArg,
+}
+
+/// Misbehaving helpers (demo and trace only).
+#[derive(Clone, Debug, Args)]
+pub struct FaultArgs {
+    /// How many helpers misbehave (the last ones: proxy-n or tpn, then n-1, …).
+    #[arg(long, default_value_t = 0)]
+    pub faulty: u8,
+    /// How they misbehave.
+    #[arg(long, value_enum, requires = "faulty")]
+    pub fault: Option<FaultArg>,
+}
+
+impl FaultArgs {
+    /// How many misbehave and how (silent unless said), or none.
+    #[must_use]
+    pub fn chosen(&self) -> Option<(u8, FaultArg)> {
+        (self.faulty > 0).then(|| (self.faulty, self.fault.unwrap_or(FaultArg::Silent)))
+    }
+}
+
+/// Groups on the command line: SGA's key exchange (ristretto, modp2048) and E2SEC's
+/// (ristretto, ffdh1024, ffdh2048).
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum GroupArg {
+    /// Ristretto255 (RFC 9496).
+    #[value(name = "ristretto", alias = "ristretto255")]
+    Ristretto,
+    /// SGA: the 2048-bit MODP group of RFC 3526 (the SGA paper's setting).
+    #[value(name = "modp2048", alias = "modp")]
+    Modp2048,
+    /// E2SEC: RFC 5114 §2.1, 1024-bit p, 160-bit q (legacy; the E2SEC paper's cost table).
+    #[value(name = "ffdh1024", alias = "dsa1024")]
+    Ffdh1024,
+    /// E2SEC: RFC 5114 §2.3, 2048-bit p, 256-bit q.
+    #[value(name = "ffdh2048", alias = "dsa2048")]
+    Ffdh2048,
+}
+
+/// The group of a demo (SGA's and E2SEC's).
+#[derive(Clone, Debug, Args)]
+pub struct GroupArgs {
+    /// SGA and E2SEC: the group (SGA: ristretto, modp2048; E2SEC: ristretto, ffdh1024, ffdh2048).
+    #[arg(long, value_enum, default_value_t = GroupArg::Ristretto)]
+    pub group: GroupArg,
+}

@@ -1,0 +1,169 @@
+//! What the `m2msec` commands do for MIKEY: its own flags, and the options its demo,
+//! provisioning, bench and trace take from the flags of every command.
+
+use std::path::Path;
+
+use clap::{Args, ValueEnum};
+use m2msec_crypto::rng::CryptoRng;
+use m2msec_protocol::mikey::{ModeName, ThirdPartyFault};
+
+use super::deployment::Params;
+use crate::demo::RunOptions;
+use crate::error::{Error, Result};
+use crate::flags::{FaultArg, FaultArgs, ShapeArgs};
+use crate::protocols::{BenchFlags, BenchOutput, DemoFlags, ProvisionFlags, TraceFlags};
+use crate::provision::Provisioned;
+use crate::report::{Progress, RunReport};
+
+/// MIKEY exchange modes on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum ModeArg {
+    /// RFC 3830 pre-shared-key mode, straight to the responder.
+    Psk,
+    /// RFC 3830 public-key mode (RSA), straight to the responder.
+    Pk,
+    /// The distributed mode: the TGK split k-of-n over third parties (paper 001).
+    Distributed,
+}
+
+impl From<ModeArg> for ModeName {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Psk => Self::Psk,
+            ModeArg::Pk => Self::Pk,
+            ModeArg::Distributed => Self::Distributed,
+        }
+    }
+}
+
+/// The shape of a MIKEY deployment (with `--threshold` and `--sharing` of [`ShapeArgs`]).
+#[derive(Clone, Debug, Args)]
+pub struct MikeyArgs {
+    /// MIKEY: how the initiator sends its TGK.
+    #[arg(long, value_enum, default_value_t = ModeArg::Distributed)]
+    pub mode: ModeArg,
+    /// MIKEY distributed mode: number of third parties (n); `--threshold` is k.
+    #[arg(long, default_value_t = 5)]
+    pub third_parties: u8,
+}
+
+/// MIKEY's flags of `m2msec provision`.
+#[derive(Clone, Debug, Args)]
+pub struct ProvisionArgs {
+    /// UDP port of every MIKEY role (default: the IANA MIKEY port).
+    #[arg(long, default_value_t = super::PORT)]
+    pub mikey_port: u16,
+}
+
+impl MikeyArgs {
+    /// The MIKEY deployment of these flags.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Usage`] for a fault third parties cannot have.
+    pub fn params(&self, shape: &ShapeArgs, faults: Option<&FaultArgs>) -> Result<Params> {
+        let (faulty, fault) = match faults.and_then(FaultArgs::chosen) {
+            Some((n, f)) => {
+                let fault = match f {
+                    FaultArg::Silent => ThirdPartyFault::Silent,
+                    FaultArg::Alter | FaultArg::Forge => ThirdPartyFault::AlterPart,
+                    FaultArg::Corrupt => {
+                        return Err(Error::Usage(
+                            "--fault corrupt is a collab fault; MIKEY third parties are silent \
+                             or alter"
+                                .into(),
+                        ));
+                    }
+                };
+                (n, Some(fault))
+            }
+            None => (0, None),
+        };
+        Ok(Params {
+            mode: self.mode.into(),
+            third_parties: self.third_parties,
+            threshold: shape.threshold,
+            sharing: shape.sharing.into(),
+            faulty,
+            fault,
+            ..Params::default()
+        })
+    }
+}
+
+fn demo_params(flags: &DemoFlags) -> Result<Params> {
+    let params = flags.mikey.params(&flags.shape, Some(&flags.faults))?;
+    params.check()?;
+    Ok(params)
+}
+
+/// Refuses flags the demo cannot run with, before any protocol runs.
+///
+/// # Errors
+///
+/// [`Error::Usage`] and the deployment's own checks.
+pub fn check_demo(flags: &DemoFlags) -> Result<()> {
+    demo_params(flags).map(|_| ())
+}
+
+/// One demo run.
+///
+/// # Errors
+///
+/// As [`super::demo::run`].
+pub async fn demo(
+    flags: &DemoFlags,
+    run: RunOptions,
+    progress: &dyn Progress,
+) -> Result<RunReport> {
+    let opts = super::demo::DemoOptions {
+        params: demo_params(flags)?,
+        run,
+    };
+    super::demo::run(&opts, progress).await
+}
+
+/// What `m2msec provision` says to do next.
+pub const NEXT_STEPS: &str = "mikey: start the daemons, each in its own terminal (the initiator \
+                              last; its `mode` line picks psk, pk or distributed):";
+
+/// Writes a local deployment into `dir`.
+///
+/// # Errors
+///
+/// As [`super::provision::provision`].
+pub fn provision(
+    dir: &Path,
+    flags: &ProvisionFlags,
+    force: bool,
+    rng: &mut dyn CryptoRng,
+) -> Result<Provisioned> {
+    let opts = super::provision::ProvisionOptions {
+        params: flags.mikey_shape.params(&flags.shape, None)?,
+        port: flags.mikey.mikey_port,
+        force,
+    };
+    super::provision::provision(dir, &opts, rng)
+}
+
+/// The figures of `m2msec bench`.
+///
+/// # Errors
+///
+/// As [`super::bench::figures`].
+pub fn bench(flags: &BenchFlags) -> Result<BenchOutput> {
+    let figures = super::bench::figures(&Params::default(), flags.sessions, flags.seed)?;
+    Ok(BenchOutput::figures(figures))
+}
+
+/// The annotated trace of one seeded run.
+///
+/// # Errors
+///
+/// As [`super::trace::trace`].
+pub fn trace(flags: &TraceFlags, seed: u64) -> Result<String> {
+    super::trace::trace(
+        &flags.mikey.params(&flags.shape, Some(&flags.faults))?,
+        seed,
+    )
+}
