@@ -21,7 +21,7 @@ use super::{
     SECRET_LEN, SessionId, SessionKey, Timeouts, TrustBook, TrustRecord, answer_key, random,
     share_commitment,
 };
-use crate::Millis;
+use crate::{Millis, Role};
 
 /// A proxy the client may choose, with the key it shares with it.
 #[derive(Clone, Debug)]
@@ -306,6 +306,21 @@ impl Client {
         }));
         Ok(id)
     }
+}
+
+impl Role for Client {
+    type Message = Message;
+    type Event = ClientEvent;
+    type Error = Error;
+    type Wire = m2msec_wire::collab::Message;
+
+    fn decode(datagram: &[u8]) -> Result<Self::Message, Error> {
+        Ok(Message::decode(datagram)?)
+    }
+
+    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
+        ClientEvent::Rejected { remote, error }
+    }
 
     fn handle(
         &mut self,
@@ -403,6 +418,45 @@ impl Client {
         Ok(())
     }
 
+    fn on_timeout(&mut self, now: Millis, rng: &mut dyn CryptoRng) {
+        let Some(session) = self.session.as_deref() else {
+            return;
+        };
+        if now >= session.deadline {
+            let phase = match session.phase {
+                Phase::AwaitHellos { .. } => "waiting for the hellos of B and T",
+                Phase::AwaitProxyList { .. } => "waiting for T's proxy list",
+                Phase::AwaitAnswers { .. } => "waiting for y through the proxies",
+                Phase::AwaitServerFinished { .. } => "waiting for B's Finished",
+            };
+            self.finish(now, Err(Error::Timeout(phase)));
+        } else {
+            self.advance(now, Step::Continue, rng);
+        }
+    }
+
+    fn next_timeout(&self) -> Option<Millis> {
+        let session = self.session.as_deref()?;
+        let grace = match &session.phase {
+            Phase::AwaitAnswers {
+                accepted: Some((_, _, end)),
+                ..
+            } => Some(*end),
+            _ => None,
+        };
+        Some(grace.map_or(session.deadline, |g| g.min(session.deadline)))
+    }
+
+    fn outbox(&self) -> &Outbox<ClientEvent> {
+        &self.out
+    }
+
+    fn outbox_mut(&mut self) -> &mut Outbox<ClientEvent> {
+        &mut self.out
+    }
+}
+
+impl Client {
     /// Moves the session on after a message or a timer.
     fn advance(&mut self, now: Millis, step: Step, rng: &mut dyn CryptoRng) {
         let step = match step {
@@ -663,38 +717,3 @@ fn try_accept(
     }
     None
 }
-
-impl Client {
-    /// What [`Endpoint::handle_timeout`] does for this role.
-    fn on_timeout(&mut self, now: Millis, rng: &mut dyn CryptoRng) {
-        let Some(session) = self.session.as_deref() else {
-            return;
-        };
-        if now >= session.deadline {
-            let phase = match session.phase {
-                Phase::AwaitHellos { .. } => "waiting for the hellos of B and T",
-                Phase::AwaitProxyList { .. } => "waiting for T's proxy list",
-                Phase::AwaitAnswers { .. } => "waiting for y through the proxies",
-                Phase::AwaitServerFinished { .. } => "waiting for B's Finished",
-            };
-            self.finish(now, Err(Error::Timeout(phase)));
-        } else {
-            self.advance(now, Step::Continue, rng);
-        }
-    }
-
-    /// What [`Endpoint::poll_timeout`] answers for this role.
-    fn next_timeout(&self) -> Option<Millis> {
-        let session = self.session.as_deref()?;
-        let grace = match &session.phase {
-            Phase::AwaitAnswers {
-                accepted: Some((_, _, end)),
-                ..
-            } => Some(*end),
-            _ => None,
-        };
-        Some(grace.map_or(session.deadline, |g| g.min(session.deadline)))
-    }
-}
-
-endpoint_impl!(Client, ClientEvent, m2msec_wire::collab::Message);

@@ -321,6 +321,21 @@ impl Party {
         let e = proxy_sig::warrant_hash(g, &cbor::to_vec(w), &k);
         proxy_sig::verification_key(g, &v_epc, &v, &e, &k)
     }
+}
+
+impl crate::Role for Party {
+    type Message = Message;
+    type Event = PartyEvent;
+    type Error = Error;
+    type Wire = Message;
+
+    fn decode(datagram: &[u8]) -> Result<Self::Message, Error> {
+        Ok(Message::decode(datagram)?)
+    }
+
+    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
+        PartyEvent::Rejected { remote, error }
+    }
 
     fn handle(
         &mut self,
@@ -361,6 +376,58 @@ impl Party {
         }
     }
 
+    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
+        if self.warrant_deadline.is_some_and(|d| now >= d) {
+            self.warrant_deadline = None;
+            self.warrant_nonce = None;
+            self.out.event(PartyEvent::WarrantFailed {
+                error: Error::Timeout("waiting for a warrant"),
+            });
+        }
+        let expired: Vec<[u8; 16]> = self
+            .exchanges
+            .iter()
+            .filter(|(_, p)| match p {
+                Pending::Initiated { deadline, .. } | Pending::Replied { deadline, .. } => {
+                    now >= *deadline
+                }
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for k in expired {
+            if let Some(Pending::Initiated { peer, .. } | Pending::Replied { peer, .. }) =
+                self.exchanges.remove(&k)
+            {
+                self.out.event(PartyEvent::Failed {
+                    peer,
+                    error: Error::Timeout("waiting for the peer"),
+                });
+            }
+        }
+    }
+
+    fn next_timeout(&self) -> Option<Millis> {
+        self.exchanges
+            .values()
+            .map(|p| match p {
+                Pending::Initiated { deadline, .. } | Pending::Replied { deadline, .. } => {
+                    *deadline
+                }
+            })
+            .chain(self.warrant_deadline)
+            .min()
+    }
+
+    fn outbox(&self) -> &Outbox<PartyEvent> {
+        &self.out
+    }
+
+    fn outbox_mut(&mut self) -> &mut Outbox<PartyEvent> {
+        &mut self.out
+    }
+}
+
+impl Party {
     /// Equation (2)/(4): g^σ = v_EPC^e · K, and the warrant is ours.
     fn on_grant(&mut self, m: &WarrantGrant) -> Result<(), Error> {
         let cfg = &self.config;
@@ -609,48 +676,6 @@ impl Party {
         m2msec_crypto::keylog::log("e2sec SK", &key.0);
         key
     }
-
-    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
-        if self.warrant_deadline.is_some_and(|d| now >= d) {
-            self.warrant_deadline = None;
-            self.warrant_nonce = None;
-            self.out.event(PartyEvent::WarrantFailed {
-                error: Error::Timeout("waiting for a warrant"),
-            });
-        }
-        let expired: Vec<[u8; 16]> = self
-            .exchanges
-            .iter()
-            .filter(|(_, p)| match p {
-                Pending::Initiated { deadline, .. } | Pending::Replied { deadline, .. } => {
-                    now >= *deadline
-                }
-            })
-            .map(|(k, _)| *k)
-            .collect();
-        for k in expired {
-            if let Some(Pending::Initiated { peer, .. } | Pending::Replied { peer, .. }) =
-                self.exchanges.remove(&k)
-            {
-                self.out.event(PartyEvent::Failed {
-                    peer,
-                    error: Error::Timeout("waiting for the peer"),
-                });
-            }
-        }
-    }
-
-    fn next_timeout(&self) -> Option<Millis> {
-        self.exchanges
-            .values()
-            .map(|p| match p {
-                Pending::Initiated { deadline, .. } | Pending::Replied { deadline, .. } => {
-                    *deadline
-                }
-            })
-            .chain(self.warrant_deadline)
-            .min()
-    }
 }
 
 fn transcript(init: &[u8], reply: &[u8]) -> [u8; 32] {
@@ -664,5 +689,3 @@ fn confirm_mac(sk: &SessionKey, transcript: &[u8; 32]) -> [u8; 32] {
     let _ = kdf::hkdf_sha256(LABEL, &sk.0, b"key confirmation", &mut k[..]);
     kdf::hmac_sha256(&k[..], &[transcript])
 }
-
-endpoint_impl!(Party, PartyEvent, Message);

@@ -15,7 +15,7 @@ use super::{
     PskPeer, RAND_LEN, Received, TGK_LEN, TrafficKeys, check_verification, header, millis_of_ntp,
     ntp_of, tgk_commitment, tgk_key_data, tgk_verification_keys,
 };
-use crate::{Millis, OpCounts};
+use crate::{Millis, OpCounts, Role};
 
 /// How the initiator sends its TGK.
 // One value per initiator: boxing the RSA key of the public-key mode buys nothing.
@@ -311,6 +311,21 @@ impl Initiator {
         }
         Ok(csb_id)
     }
+}
+
+impl Role for Initiator {
+    type Message = Datagram;
+    type Event = InitiatorEvent;
+    type Error = Error;
+    type Wire = Vec<u8>;
+
+    fn decode(datagram: &[u8]) -> Result<Self::Message, Error> {
+        Ok(Datagram::decode(datagram)?)
+    }
+
+    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
+        InitiatorEvent::Rejected { remote, error }
+    }
 
     fn handle(
         &mut self,
@@ -384,6 +399,26 @@ impl Initiator {
         }
     }
 
+    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
+        if self.exchange.as_ref().is_some_and(|x| now >= x.deadline) {
+            self.fail(Error::Timeout("waiting for the responder's verification"));
+        }
+    }
+
+    fn next_timeout(&self) -> Option<Millis> {
+        self.exchange.as_ref().map(|x| x.deadline)
+    }
+
+    fn outbox(&self) -> &Outbox<InitiatorEvent> {
+        &self.out
+    }
+
+    fn outbox_mut(&mut self) -> &mut Outbox<InitiatorEvent> {
+        &mut self.out
+    }
+}
+
+impl Initiator {
     fn fail(&mut self, error: Error) {
         if let Some(x) = self.exchange.take() {
             self.out.retransmits.clear();
@@ -392,18 +427,6 @@ impl Initiator {
                 error,
             });
         }
-    }
-
-    /// What [`crate::Endpoint::handle_timeout`] does for this role.
-    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
-        if self.exchange.as_ref().is_some_and(|x| now >= x.deadline) {
-            self.fail(Error::Timeout("waiting for the responder's verification"));
-        }
-    }
-
-    /// What [`crate::Endpoint::poll_timeout`] answers for this role.
-    fn next_timeout(&self) -> Option<Millis> {
-        self.exchange.as_ref().map(|x| x.deadline)
     }
 
     /// Operation counts so far (also through [`crate::Endpoint::op_counts`]).
@@ -429,5 +452,3 @@ fn check_fresh(now: Millis, policy: Policy, ts: u64) -> Result<(), Error> {
     }
     Ok(())
 }
-
-endpoint_impl!(Initiator, InitiatorEvent, Datagram);
