@@ -115,6 +115,50 @@ impl fmt::Debug for Held {
     }
 }
 
+/// Where the party stands with its warrant (§3.3).
+#[derive(Debug)]
+enum WarrantState {
+    /// Never asked for one.
+    None,
+    /// A request is out; only a grant that returns `nonce` is taken. A warrant held from
+    /// before stays usable meanwhile.
+    AwaitGrant {
+        nonce: [u8; 16],
+        /// When the request is given up.
+        deadline: Millis,
+        held: Option<Held>,
+    },
+    /// A verified warrant, and no request out.
+    Held(Held),
+}
+
+impl WarrantState {
+    /// The warrant in hand, whether or not a new one is asked for.
+    fn held(&self) -> Option<&Held> {
+        match self {
+            Self::None => None,
+            Self::AwaitGrant { held, .. } => held.as_ref(),
+            Self::Held(held) => Some(held),
+        }
+    }
+
+    /// Takes the warrant in hand, leaving [`WarrantState::None`].
+    fn take_held(&mut self) -> Option<Held> {
+        match core::mem::replace(self, Self::None) {
+            Self::None => None,
+            Self::AwaitGrant { held, .. } => held,
+            Self::Held(held) => Some(held),
+        }
+    }
+
+    /// Drops the request under way, keeping the warrant in hand.
+    fn give_up(&mut self) {
+        if let Some(held) = self.take_held() {
+            *self = Self::Held(held);
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Pending {
     /// Sent AuthInit; awaiting AuthReply.
@@ -139,10 +183,7 @@ enum Pending {
 pub struct Party {
     config: PartyConfig,
     group: Group,
-    held: Option<Held>,
-    warrant_nonce: Option<[u8; 16]>,
-    /// When the warrant request under way is given up.
-    warrant_deadline: Option<Millis>,
+    warrant: WarrantState,
     exchanges: BTreeMap<[u8; 16], Pending>,
     out: Outbox<PartyEvent>,
 }
@@ -161,9 +202,7 @@ impl Party {
         let mut role = Self {
             config,
             group,
-            held: None,
-            warrant_nonce: None,
-            warrant_deadline: None,
+            warrant: WarrantState::None,
             exchanges: BTreeMap::new(),
             out: Outbox::default(),
         };
@@ -213,8 +252,12 @@ impl Party {
                 mac,
             },
         );
-        self.warrant_nonce = Some(nonce);
-        self.warrant_deadline = Some(now.after(cfg.timeout));
+        // A request already out is replaced: only the new nonce is taken from now on.
+        self.warrant = WarrantState::AwaitGrant {
+            nonce,
+            deadline: now.after(cfg.timeout),
+            held: self.warrant.take_held(),
+        };
         Ok(())
     }
 
@@ -272,7 +315,7 @@ impl Party {
     }
 
     fn valid_warrant(&self, now: Millis) -> Result<&Held, Error> {
-        let h = self.held.as_ref().ok_or(Error::NoWarrant)?;
+        let h = self.warrant.held().ok_or(Error::NoWarrant)?;
         if now.0 < h.warrant.valid_from || now.0 > h.warrant.valid_until {
             return Err(Error::NoWarrant);
         }
@@ -377,9 +420,8 @@ impl crate::Role for Party {
     }
 
     fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
-        if self.warrant_deadline.is_some_and(|d| now >= d) {
-            self.warrant_deadline = None;
-            self.warrant_nonce = None;
+        if matches!(self.warrant, WarrantState::AwaitGrant { deadline, .. } if now >= deadline) {
+            self.warrant.give_up();
             self.out.event(PartyEvent::WarrantFailed {
                 error: Error::Timeout("waiting for a warrant"),
             });
@@ -414,7 +456,10 @@ impl crate::Role for Party {
                     *deadline
                 }
             })
-            .chain(self.warrant_deadline)
+            .chain(match self.warrant {
+                WarrantState::AwaitGrant { deadline, .. } => Some(deadline),
+                WarrantState::None | WarrantState::Held(_) => None,
+            })
             .min()
     }
 
@@ -431,9 +476,9 @@ impl Party {
     /// Equation (2)/(4): g^σ = v_EPC^e · K, and the warrant is ours.
     fn on_grant(&mut self, m: &WarrantGrant) -> Result<(), Error> {
         let cfg = &self.config;
-        let nonce = self
-            .warrant_nonce
-            .ok_or(Error::UnexpectedMessage("WarrantGrant"))?;
+        let WarrantState::AwaitGrant { nonce, .. } = self.warrant else {
+            return Err(Error::UnexpectedMessage("WarrantGrant"));
+        };
         let plain = cfg.epc_psk.open_with_nonce_prefix(
             &[LABEL, b"warrant", cfg.identity.as_bytes()].concat(),
             &m.sealed.0,
@@ -461,14 +506,12 @@ impl Party {
         let e = proxy_sig::warrant_hash(g, &cbor::to_vec(w), &k);
         proxy_sig::check_warrant(g, &sigma, &g.element_from_bytes(&cfg.epc_key)?, &e, &k)?;
         let valid_until = w.valid_until;
-        self.held = Some(Held {
+        self.warrant = WarrantState::Held(Held {
             sigma,
             warrant: body.warrant.clone(),
             k: body.commitment.0.clone(),
             e,
         });
-        self.warrant_nonce = None;
-        self.warrant_deadline = None;
         self.out.event(PartyEvent::WarrantStored { valid_until });
         Ok(())
     }
