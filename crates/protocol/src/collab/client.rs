@@ -829,7 +829,8 @@ fn send_fragments(
     }
 }
 
-/// Looks for `answer_quorum` identical relays that open under the x-derived key.
+/// Looks for `answer_quorum` identical relays that open under the x-derived key: A trusts y
+/// only as several proxies relayed it (paper 000, "Secret Key Exchange").
 fn try_accept(
     id: SessionId,
     x: &[u8],
@@ -856,6 +857,7 @@ fn try_accept(
             });
         match opened {
             Some(y) => {
+                // paper 000 eq. (1)
                 let key = binding.master_key(&mut out.ops, x, &y);
                 return Some((wrapped.to_vec(), key));
             }

@@ -115,7 +115,7 @@ impl fmt::Debug for Held {
     }
 }
 
-/// Where the party stands with its warrant (§3.3).
+/// Where the party stands with its warrant (paper 003 §3.3 for a device, §3.4 for a server).
 #[derive(Debug)]
 enum WarrantState {
     /// Never asked for one.
