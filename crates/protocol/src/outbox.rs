@@ -29,9 +29,11 @@ impl WireMessage for m2msec_wire::sga::Message {
     }
 }
 
-/// Queues and counters of a role whose events are `E` and whose messages are `M`.
+/// Queues and counters of a role whose events are `E` and whose messages are `M`: what a
+/// [`Role`](crate::Role) fills and its [`Endpoint`](crate::Endpoint) impl drains. Only this
+/// crate's roles can fill one.
 #[derive(Debug)]
-pub(crate) struct Outbox<E, M> {
+pub struct Outbox<E, M> {
     pub(crate) transmits: VecDeque<Transmit>,
     pub(crate) events: VecDeque<E>,
     pub(crate) ops: OpCounts,
@@ -55,9 +57,13 @@ impl<E, M> Default for Outbox<E, M> {
     }
 }
 
-impl<E, M: WireMessage> Outbox<E, M> {
+// The bounds are on the methods: `WireMessage` is this crate's own, `Outbox` is not.
+impl<E, M> Outbox<E, M> {
     /// Queues a datagram.
-    pub(crate) fn send(&mut self, destination: SocketAddr, message: impl Into<M>) {
+    pub(crate) fn send(&mut self, destination: SocketAddr, message: impl Into<M>)
+    where
+        M: WireMessage,
+    {
         let transmit = Transmit {
             destination,
             payload: message.into().into_bytes(),
@@ -73,7 +79,9 @@ impl<E, M: WireMessage> Outbox<E, M> {
         now: Millis,
         destination: SocketAddr,
         message: impl Into<M>,
-    ) {
+    ) where
+        M: WireMessage,
+    {
         self.send_tracked(now, destination, message.into(), false);
     }
 
@@ -84,7 +92,9 @@ impl<E, M: WireMessage> Outbox<E, M> {
         now: Millis,
         destination: SocketAddr,
         message: impl Into<M>,
-    ) {
+    ) where
+        M: WireMessage,
+    {
         self.send_tracked(now, destination, message.into(), true);
     }
 
@@ -94,7 +104,9 @@ impl<E, M: WireMessage> Outbox<E, M> {
         destination: SocketAddr,
         message: M,
         until_cleared: bool,
-    ) {
+    ) where
+        M: WireMessage,
+    {
         self.send(destination, message);
         if let Some(t) = self.transmits.back() {
             self.retransmits.track(now, t.clone(), until_cleared);

@@ -1,8 +1,9 @@
 //! Lossy links, handled once for every role: requests are retransmitted until answered, and a
 //! request received twice is answered twice but processed once.
 //!
-//! Two halves, both kept in the role's [`Outbox`](crate::outbox) and run by `endpoint_impl!`,
-//! so that no role writes retransmission or duplicate handling of its own:
+//! Two halves, both kept in the role's [`Outbox`](crate::Outbox) and run by the one
+//! [`Endpoint`](crate::Endpoint) impl over every [`Role`](crate::Role), so that no role writes
+//! retransmission or duplicate handling of its own:
 //!
 //! - [`Retransmits`]: a datagram a role sends with `send_reliable` is sent again, byte for byte,
 //!   with a capped backoff ([`RetransmitPolicy`], RFC 7252 §4.8 in spirit), until a datagram

@@ -21,7 +21,7 @@ use super::{
     SECRET_LEN, SessionId, SessionKey, Timeouts, TrustBook, TrustRecord, answer_key, random,
     share_commitment,
 };
-use crate::Millis;
+use crate::{Millis, Role};
 
 /// A proxy the client may choose, with the key it shares with it.
 #[derive(Clone, Debug)]
@@ -125,17 +125,43 @@ pub struct Client {
     out: Outbox<ClientEvent>,
 }
 
-/// One chosen proxy, by share index.
+/// One chosen proxy, by share index: fixed for the session's life.
 #[derive(Debug)]
 struct Chosen {
     name: String,
     addr: SocketAddr,
     key: AeadKey,
     capability: u8,
-    /// (ID_i, NPi) once T has listed the proxy.
-    ticket: Option<([u8; 32], [u8; 16])>,
-    /// What the proxy relayed as B's answer.
-    relay: Option<Vec<u8>>,
+}
+
+/// T's ticket for a proxy it listed: (ID_i, NP_i).
+#[derive(Clone, Copy, Debug)]
+struct Ticket {
+    key_id: [u8; 32],
+    proxy_nonce: [u8; 16],
+}
+
+/// The proxies T listed, by share index, and what each relayed as B's answer (the first
+/// relay of each counts).
+#[derive(Debug)]
+struct Relays {
+    tickets: BTreeMap<usize, Ticket>,
+    relayed: BTreeMap<usize, Vec<u8>>,
+}
+
+impl Relays {
+    /// Every listed proxy has relayed something.
+    fn all_in(&self) -> bool {
+        self.tickets.keys().all(|i| self.relayed.contains_key(i))
+    }
+}
+
+/// x, its blinded shares, and the parameters T is told: needed until the fragments are sent.
+#[derive(Debug)]
+struct Split {
+    x: Zeroizing<Vec<u8>>,
+    shares: Vec<(split::Share, [u8; 16])>,
+    params: ReconstructionParams,
 }
 
 #[derive(Debug)]
@@ -143,34 +169,48 @@ struct Session {
     id: SessionId,
     deadline: Millis,
     client_nonce: [u8; 16],
-    x: Zeroizing<Vec<u8>>,
-    shares: Vec<(split::Share, [u8; 16])>,
-    params: ReconstructionParams,
     chosen: Vec<Chosen>,
     phase: Phase,
+}
+
+/// The hellos of B and T, which may come in either order.
+#[derive(Debug)]
+enum Hellos {
+    Neither,
+    Server([u8; 16]),
+    Trusted([u8; 16]),
 }
 
 // Named after what each state waits for, as rustls names its states.
 #[allow(clippy::enum_variant_names)]
 #[derive(Debug)]
 enum Phase {
-    AwaitHellos {
-        server_nonce: Option<[u8; 16]>,
-        trusted_nonce: Option<[u8; 16]>,
-    },
-    AwaitProxyList {
-        binding: Binding,
-    },
+    /// The hellos went to B and T.
+    AwaitHellos { split: Split, hellos: Hellos },
+    /// The key request went to T.
+    AwaitProxyList { binding: Binding, split: Split },
+    /// The fragments went to the listed proxies; y comes back through them.
     AwaitAnswers {
         binding: Binding,
+        x: Zeroizing<Vec<u8>>,
+        relays: Relays,
         /// Relayed byte strings that failed to open: never tried twice.
         refuted: Vec<Vec<u8>>,
-        /// y's sealed form once accepted, with MK and the end of the grace period.
-        accepted: Option<(Vec<u8>, SessionKey, Millis)>,
     },
+    /// y accepted as `wrapped` (MK derived): the other listed proxies may still relay until
+    /// `grace_end`, so that they are judged on what they relayed.
+    AwaitLateRelays {
+        binding: Binding,
+        relays: Relays,
+        wrapped: Vec<u8>,
+        key: SessionKey,
+        grace_end: Millis,
+    },
+    /// ClientFinished went to B.
     AwaitServerFinished {
         binding: Binding,
         key: SessionKey,
+        relays: Relays,
     },
 }
 
@@ -240,8 +280,6 @@ impl Client {
                 addr: p.addr,
                 key: p.key.clone(),
                 capability: p.capability,
-                ticket: None,
-                relay: None,
             })
             .collect();
 
@@ -295,16 +333,32 @@ impl Client {
             id,
             deadline: now.after(cfg.timeouts.session),
             client_nonce,
-            x,
-            shares: blinded,
-            params,
             chosen,
             phase: Phase::AwaitHellos {
-                server_nonce: None,
-                trusted_nonce: None,
+                split: Split {
+                    x,
+                    shares: blinded,
+                    params,
+                },
+                hellos: Hellos::Neither,
             },
         }));
         Ok(id)
+    }
+}
+
+impl Role for Client {
+    type Message = Message;
+    type Event = ClientEvent;
+    type Error = Error;
+    type Wire = m2msec_wire::collab::Message;
+
+    fn decode(datagram: &[u8]) -> Result<Self::Message, Error> {
+        Ok(Message::decode(datagram)?)
+    }
+
+    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
+        ClientEvent::Rejected { remote, error }
     }
 
     fn handle(
@@ -314,28 +368,27 @@ impl Client {
         msg: Message,
         rng: &mut dyn CryptoRng,
     ) -> Result<(), Error> {
-        let Some(session) = self.session.as_deref_mut() else {
+        let Some(session) = self.session.as_deref() else {
             return Err(Error::UnknownSession);
         };
         let cfg = &self.config;
         let out = &mut self.out;
-        let outcome = match (&mut session.phase, msg) {
-            (Phase::AwaitHellos { server_nonce, .. }, Message::ServerHello(m))
+        // What the message brings, checked against the state; nothing changes on an error.
+        let input = match (&session.phase, msg) {
+            (Phase::AwaitHellos { .. }, Message::ServerHello(m))
                 if m.session == session.id.0 && remote == cfg.server.addr =>
             {
                 if m.server != cfg.server.name {
                     return Err(Error::UnknownPeer(m.server));
                 }
-                *server_nonce = Some(m.server_nonce);
-                Step::Continue
+                Input::ServerHello(m.server_nonce)
             }
-            (Phase::AwaitHellos { trusted_nonce, .. }, Message::TrustedHelloReply(m))
+            (Phase::AwaitHellos { .. }, Message::TrustedHelloReply(m))
                 if m.session == session.id.0 && remote == cfg.trusted.addr =>
             {
-                *trusted_nonce = Some(m.trusted_nonce);
-                Step::Continue
+                Input::TrustedHello(m.trusted_nonce)
             }
-            (Phase::AwaitProxyList { binding }, Message::ProxyList(m))
+            (Phase::AwaitProxyList { split, .. }, Message::ProxyList(m))
                 if m.session == session.id.0 =>
             {
                 let body: ProxyListBody =
@@ -343,41 +396,35 @@ impl Client {
                 if body.client_nonce != session.client_nonce {
                     return Err(Error::NonceMismatch);
                 }
-                let binding = binding.clone();
-                match accept_tickets(session, &body) {
+                match accept_tickets(&session.chosen, &split.params, &body) {
                     // T vouched for fewer than k proxies: the session cannot succeed.
-                    Err(e @ Error::NotEnoughProxies { .. }) => Step::Fail(e),
+                    Err(e @ Error::NotEnoughProxies { .. }) => Input::Fail(e),
                     Err(e) => return Err(e),
-                    Ok(()) => {
-                        send_fragments(now, session, cfg, out, rng);
-                        session.phase = Phase::AwaitAnswers {
-                            binding,
-                            refuted: Vec::new(),
-                            accepted: None,
-                        };
-                        Step::Continue
-                    }
+                    Ok(tickets) => Input::Tickets(tickets),
                 }
             }
-            (Phase::AwaitAnswers { .. }, Message::AnswerRelay(m)) if m.session == session.id.0 => {
+            (
+                Phase::AwaitAnswers { relays, .. } | Phase::AwaitLateRelays { relays, .. },
+                Message::AnswerRelay(m),
+            ) if m.session == session.id.0 => {
                 let idx = session
                     .chosen
                     .iter()
                     .position(|c| c.name == m.proxy)
                     .ok_or_else(|| Error::UnknownPeer(m.proxy.clone()))?;
-                let chosen = &session.chosen[idx];
-                let Some((_, proxy_nonce)) = chosen.ticket else {
+                let Some(ticket) = relays.tickets.get(&idx) else {
                     return Err(Error::UnexpectedMessage("AnswerRelay"));
                 };
-                let body: RelayBody =
-                    out.open(&chosen.key, AnswerRelay::TYPE, &session.id, &m.sealed.0)?;
-                if body.proxy_nonce != proxy_nonce {
+                let body: RelayBody = out.open(
+                    &session.chosen[idx].key,
+                    AnswerRelay::TYPE,
+                    &session.id,
+                    &m.sealed.0,
+                )?;
+                if body.proxy_nonce != ticket.proxy_nonce {
                     return Err(Error::NonceMismatch);
                 }
-                if chosen.relay.is_none() {
-                    session.chosen[idx].relay = Some(body.wrapped_secret.0);
-                }
-                Step::Continue
+                Input::Relay(idx, body.wrapped_secret.0)
             }
             (Phase::AwaitServerFinished { .. }, Message::AnswerRelay(m))
                 if m.session == session.id.0 =>
@@ -392,105 +439,188 @@ impl Client {
                 let keys = FinishedKeys::derive(&mut out.ops, cfg.aead, &session.id, key)?;
                 let body: FinishedBody =
                     out.open(&keys.server, ServerFinished::TYPE, &session.id, &m.sealed.0)?;
-                Step::Done(body.proxies)
+                Input::Finished(body.proxies)
             }
             (_, Message::Abort(m)) if m.session == session.id.0 && remote == cfg.server.addr => {
-                Step::Fail(Error::Aborted(AbortReason::from_code(m.reason)))
+                Input::Fail(Error::Aborted(AbortReason::from_code(m.reason)))
             }
             (_, other) => return Err(Error::UnexpectedMessage(other.name())),
         };
-        self.advance(now, outcome, rng);
+        self.apply(now, input, rng);
         Ok(())
     }
 
-    /// Moves the session on after a message or a timer.
-    fn advance(&mut self, now: Millis, step: Step, rng: &mut dyn CryptoRng) {
-        let step = match step {
-            Step::Continue => self.progress(now, rng),
-            other => other,
+    fn on_timeout(&mut self, now: Millis, rng: &mut dyn CryptoRng) {
+        let Some(session) = self.session.as_deref() else {
+            return;
         };
-        match step {
-            Step::Continue => {}
-            Step::Done(participants) => self.finish(now, Ok(participants)),
-            Step::Fail(error) => self.finish(now, Err(error)),
+        if now >= session.deadline {
+            let phase = match session.phase {
+                Phase::AwaitHellos { .. } => "waiting for the hellos of B and T",
+                Phase::AwaitProxyList { .. } => "waiting for T's proxy list",
+                Phase::AwaitAnswers { .. } | Phase::AwaitLateRelays { .. } => {
+                    "waiting for y through the proxies"
+                }
+                Phase::AwaitServerFinished { .. } => "waiting for B's Finished",
+            };
+            self.finish(now, Err(Error::Timeout(phase)));
+        } else {
+            self.progress(now, rng);
         }
     }
 
-    /// Takes whatever step the session's state now allows.
-    fn progress(&mut self, now: Millis, rng: &mut dyn CryptoRng) -> Step {
-        let Some(session) = self.session.as_deref_mut() else {
-            return Step::Continue;
+    fn next_timeout(&self) -> Option<Millis> {
+        let session = self.session.as_deref()?;
+        let grace = match &session.phase {
+            Phase::AwaitLateRelays { grace_end, .. } => Some(*grace_end),
+            _ => None,
+        };
+        Some(grace.map_or(session.deadline, |g| g.min(session.deadline)))
+    }
+
+    fn outbox(&self) -> &Outbox<ClientEvent> {
+        &self.out
+    }
+
+    fn outbox_mut(&mut self) -> &mut Outbox<ClientEvent> {
+        &mut self.out
+    }
+}
+
+/// What an accepted message brings to the session.
+enum Input {
+    ServerHello([u8; 16]),
+    TrustedHello([u8; 16]),
+    Tickets(BTreeMap<usize, Ticket>),
+    Relay(usize, Vec<u8>),
+    Finished(Vec<[u8; 32]>),
+    Fail(Error),
+}
+
+impl Client {
+    /// Moves the session on with what a message brought: each state is consumed and the next
+    /// one built from it.
+    fn apply(&mut self, now: Millis, input: Input, rng: &mut dyn CryptoRng) {
+        let input = match input {
+            Input::Finished(ids) => return self.finish(now, Ok(ids)),
+            Input::Fail(error) => return self.finish(now, Err(error)),
+            other => other,
+        };
+        let Some(session) = self.session.take() else {
+            return;
+        };
+        let Session {
+            id,
+            deadline,
+            client_nonce,
+            chosen,
+            phase,
+        } = *session;
+        let ids = Ids {
+            id,
+            client_nonce,
+            chosen: &chosen,
         };
         let cfg = &self.config;
         let out = &mut self.out;
-        match &mut session.phase {
-            Phase::AwaitHellos {
-                server_nonce: Some(nb),
-                trusted_nonce: Some(nt),
-            } => {
-                let binding = Binding {
-                    client: cfg.identity.clone(),
-                    server: cfg.server.name.clone(),
-                    client_nonce: session.client_nonce,
-                    server_nonce: *nb,
-                };
-                let body = KeyRequestBody {
-                    server: cfg.server.name.clone(),
-                    server_addr: cfg.server.addr.to_string(),
-                    proxies: session.chosen.iter().map(|c| c.name.clone()).collect(),
-                    trusted_nonce: *nt,
-                    params: session.params.clone(),
-                };
-                let sealed = out.seal(&cfg.trusted.key, rng, KeyRequest::TYPE, &session.id, &body);
-                out.send_reliable(
-                    now,
-                    cfg.trusted.addr,
-                    KeyRequest {
-                        session: session.id.0,
-                        client: cfg.identity.clone(),
-                        sealed,
+        let phase = match (phase, input) {
+            (Phase::AwaitHellos { split, hellos }, Input::ServerHello(nb)) => match hellos {
+                Hellos::Trusted(nt) => key_request(now, &ids, cfg, out, rng, split, nb, nt),
+                Hellos::Neither | Hellos::Server(_) => Phase::AwaitHellos {
+                    split,
+                    hellos: Hellos::Server(nb),
+                },
+            },
+            (Phase::AwaitHellos { split, hellos }, Input::TrustedHello(nt)) => match hellos {
+                Hellos::Server(nb) => key_request(now, &ids, cfg, out, rng, split, nb, nt),
+                Hellos::Neither | Hellos::Trusted(_) => Phase::AwaitHellos {
+                    split,
+                    hellos: Hellos::Trusted(nt),
+                },
+            },
+            (Phase::AwaitProxyList { binding, split }, Input::Tickets(tickets)) => {
+                send_fragments(now, &ids, &tickets, &split, cfg, out, rng);
+                Phase::AwaitAnswers {
+                    binding,
+                    x: split.x,
+                    relays: Relays {
+                        tickets,
+                        relayed: BTreeMap::new(),
                     },
-                );
-                session.phase = Phase::AwaitProxyList { binding };
-                Step::Continue
+                    refuted: Vec::new(),
+                }
             }
+            (
+                mut phase @ (Phase::AwaitAnswers { .. } | Phase::AwaitLateRelays { .. }),
+                Input::Relay(idx, wrapped),
+            ) => {
+                if let Phase::AwaitAnswers { relays, .. } | Phase::AwaitLateRelays { relays, .. } =
+                    &mut phase
+                {
+                    relays.relayed.entry(idx).or_insert(wrapped);
+                }
+                phase
+            }
+            // `handle` builds each input from the state it fits.
+            (phase, _) => phase,
+        };
+        self.session = Some(Box::new(Session {
+            id,
+            deadline,
+            client_nonce,
+            chosen,
+            phase,
+        }));
+        self.progress(now, rng);
+    }
+
+    /// Takes whatever step the session's state now allows without a message: accepting y once
+    /// enough relays agree, and sending ClientFinished once every listed proxy relayed or the
+    /// grace period ended.
+    fn progress(&mut self, now: Millis, rng: &mut dyn CryptoRng) {
+        let Some(session) = self.session.take() else {
+            return;
+        };
+        let mut session = *session;
+        let cfg = &self.config;
+        let out = &mut self.out;
+        let mut failed = None;
+        session.phase = match session.phase {
             Phase::AwaitAnswers {
                 binding,
-                refuted,
-                accepted,
-            } => {
-                if accepted.is_none() {
-                    match try_accept(
-                        session.id,
-                        &session.x,
-                        &session.chosen,
-                        cfg,
-                        binding,
-                        refuted,
-                        out,
-                    ) {
-                        Some((wrapped, key)) => {
-                            *accepted = Some((wrapped, key, now.after(cfg.timeouts.answer_grace)));
-                        }
-                        None => return Step::Continue,
-                    }
-                }
-                let all_in = session
-                    .chosen
+                x,
+                relays,
+                mut refuted,
+            } => match try_accept(session.id, &x, &relays, cfg, &binding, &mut refuted, out) {
+                Some((wrapped, key)) => Phase::AwaitLateRelays {
+                    binding,
+                    relays,
+                    wrapped,
+                    key,
+                    grace_end: now.after(cfg.timeouts.answer_grace),
+                },
+                None => Phase::AwaitAnswers {
+                    binding,
+                    x,
+                    relays,
+                    refuted,
+                },
+            },
+            other => other,
+        };
+        session.phase = match session.phase {
+            Phase::AwaitLateRelays {
+                binding,
+                relays,
+                wrapped,
+                key,
+                grace_end,
+            } if relays.all_in() || now >= grace_end => {
+                let faithful: Vec<[u8; 32]> = relays
+                    .tickets
                     .iter()
-                    .all(|c| c.ticket.is_none() || c.relay.is_some());
-                match accepted {
-                    Some((_, _, grace_end)) if all_in || now >= *grace_end => {}
-                    _ => return Step::Continue,
-                }
-                let Some((wrapped, key, _)) = accepted.take() else {
-                    return Step::Continue;
-                };
-                let faithful: Vec<[u8; 32]> = session
-                    .chosen
-                    .iter()
-                    .filter(|c| c.relay.as_deref() == Some(&wrapped[..]))
-                    .filter_map(|c| c.ticket.map(|(id, _)| id))
+                    .filter(|(i, _)| relays.relayed.get(*i) == Some(&wrapped))
+                    .map(|(_, t)| t.key_id)
                     .collect();
                 match FinishedKeys::derive(&mut out.ops, cfg.aead, &session.id, &key) {
                     Ok(keys) => {
@@ -510,15 +640,19 @@ impl Client {
                             },
                         );
                     }
-                    Err(e) => return Step::Fail(e),
+                    Err(e) => failed = Some(e),
                 }
-                session.phase = Phase::AwaitServerFinished {
-                    binding: binding.clone(),
+                Phase::AwaitServerFinished {
+                    binding,
                     key,
-                };
-                Step::Continue
+                    relays,
+                }
             }
-            _ => Step::Continue,
+            other => other,
+        };
+        self.session = Some(Box::new(session));
+        if let Some(error) = failed {
+            self.finish(now, Err(error));
         }
     }
 
@@ -532,12 +666,20 @@ impl Client {
         let mut updated = Vec::new();
         match result {
             Ok(ids) => {
-                let Phase::AwaitServerFinished { binding, key, .. } = session.phase else {
+                let Phase::AwaitServerFinished {
+                    binding,
+                    key,
+                    relays,
+                } = session.phase
+                else {
                     return;
                 };
                 let mut participants = Vec::new();
-                for c in &session.chosen {
-                    let took_part = c.ticket.is_some_and(|(id, _)| ids.contains(&id));
+                for (i, c) in session.chosen.iter().enumerate() {
+                    let took_part = relays
+                        .tickets
+                        .get(&i)
+                        .is_some_and(|t| ids.contains(&t.key_id));
                     if took_part {
                         participants.push(c.name.clone());
                     }
@@ -553,8 +695,16 @@ impl Client {
             Err(error) => {
                 // Without y nobody can tell an honest relay from a lying one; only the proxies
                 // that never delivered anything are blamed.
-                for c in session.chosen.iter().filter(|c| c.relay.is_none()) {
-                    updated.push(self.trust.judge(now, &c.name, c.capability, false));
+                let relayed = match &session.phase {
+                    Phase::AwaitAnswers { relays, .. }
+                    | Phase::AwaitLateRelays { relays, .. }
+                    | Phase::AwaitServerFinished { relays, .. } => Some(&relays.relayed),
+                    Phase::AwaitHellos { .. } | Phase::AwaitProxyList { .. } => None,
+                };
+                for (i, c) in session.chosen.iter().enumerate() {
+                    if relayed.is_none_or(|r| !r.contains_key(&i)) {
+                        updated.push(self.trust.judge(now, &c.name, c.capability, false));
+                    }
                 }
                 self.out.event(ClientEvent::Failed {
                     session: session.id,
@@ -568,49 +718,100 @@ impl Client {
     }
 }
 
-enum Step {
-    Continue,
-    Done(Vec<[u8; 32]>),
-    Fail(Error),
+/// What the messages of a session carry whatever its state.
+struct Ids<'a> {
+    id: SessionId,
+    client_nonce: [u8; 16],
+    chosen: &'a [Chosen],
 }
 
-/// Records T's (Pi, IDi, NPi) triples against the chosen proxies.
-fn accept_tickets(session: &mut Session, body: &ProxyListBody) -> Result<(), Error> {
+/// Both hellos are in: sends { B, proxies, NT, RP }_kAT to T.
+#[allow(clippy::too_many_arguments)]
+fn key_request(
+    now: Millis,
+    session: &Ids<'_>,
+    cfg: &ClientConfig,
+    out: &mut Outbox<ClientEvent>,
+    rng: &mut dyn CryptoRng,
+    split: Split,
+    server_nonce: [u8; 16],
+    trusted_nonce: [u8; 16],
+) -> Phase {
+    let binding = Binding {
+        client: cfg.identity.clone(),
+        server: cfg.server.name.clone(),
+        client_nonce: session.client_nonce,
+        server_nonce,
+    };
+    let body = KeyRequestBody {
+        server: cfg.server.name.clone(),
+        server_addr: cfg.server.addr.to_string(),
+        proxies: session.chosen.iter().map(|c| c.name.clone()).collect(),
+        trusted_nonce,
+        params: split.params.clone(),
+    };
+    let sealed = out.seal(&cfg.trusted.key, rng, KeyRequest::TYPE, &session.id, &body);
+    out.send_reliable(
+        now,
+        cfg.trusted.addr,
+        KeyRequest {
+            session: session.id.0,
+            client: cfg.identity.clone(),
+            sealed,
+        },
+    );
+    Phase::AwaitProxyList { binding, split }
+}
+
+/// Matches T's (Pi, IDi, NPi) triples to the chosen proxies.
+fn accept_tickets(
+    chosen: &[Chosen],
+    params: &ReconstructionParams,
+    body: &ProxyListBody,
+) -> Result<BTreeMap<usize, Ticket>, Error> {
+    let mut tickets = BTreeMap::new();
     for t in &body.tickets {
-        let chosen = session
-            .chosen
-            .get_mut(usize::from(t.leaf_index))
+        let index = usize::from(t.leaf_index);
+        chosen
+            .get(index)
             .filter(|c| c.name == t.proxy)
             .ok_or(Error::InvalidParameters(
                 "ticket for a proxy A did not choose",
             ))?;
-        chosen.ticket = Some((t.key_id, t.proxy_nonce));
+        tickets.insert(
+            index,
+            Ticket {
+                key_id: t.key_id,
+                proxy_nonce: t.proxy_nonce,
+            },
+        );
     }
-    let listed = session.chosen.iter().filter(|c| c.ticket.is_some()).count();
-    let needed = usize::from(session.params.threshold);
-    if listed < needed {
+    let needed = usize::from(params.threshold);
+    if tickets.len() < needed {
         return Err(Error::NotEnoughProxies {
-            available: listed,
+            available: tickets.len(),
             needed,
         });
     }
-    Ok(())
+    Ok(tickets)
 }
 
 /// Sends { NPi, xi }_kAPi to every listed proxy.
 fn send_fragments(
     now: Millis,
-    session: &Session,
+    session: &Ids<'_>,
+    tickets: &BTreeMap<usize, Ticket>,
+    split: &Split,
     cfg: &ClientConfig,
     out: &mut Outbox<ClientEvent>,
     rng: &mut dyn CryptoRng,
 ) {
-    for (chosen, (share, blinding)) in session.chosen.iter().zip(&session.shares) {
-        let Some((_, proxy_nonce)) = chosen.ticket else {
+    for (i, (chosen, (share, blinding))) in session.chosen.iter().zip(&split.shares).enumerate() {
+        let Some(ticket) = tickets.get(&i) else {
             continue;
         };
         let body = FragmentBody {
-            proxy_nonce,
+            proxy_nonce: ticket.proxy_nonce,
             share_index: share.index,
             share: SecretBytes::new(share.data.to_vec()),
             blinding: SecretBytes::new(blinding.to_vec()),
@@ -628,11 +829,12 @@ fn send_fragments(
     }
 }
 
-/// Looks for `answer_quorum` identical relays that open under the x-derived key.
+/// Looks for `answer_quorum` identical relays that open under the x-derived key: A trusts y
+/// only as several proxies relayed it (paper 000, "Secret Key Exchange").
 fn try_accept(
     id: SessionId,
     x: &[u8],
-    chosen: &[Chosen],
+    relays: &Relays,
     cfg: &ClientConfig,
     binding: &Binding,
     refuted: &mut Vec<Vec<u8>>,
@@ -640,7 +842,7 @@ fn try_accept(
 ) -> Option<(Vec<u8>, SessionKey)> {
     let quorum = usize::from(cfg.answer_quorum.min(cfg.k));
     let mut tally: BTreeMap<&[u8], usize> = BTreeMap::new();
-    for relay in chosen.iter().filter_map(|c| c.relay.as_deref()) {
+    for relay in relays.relayed.values() {
         *tally.entry(relay).or_default() += 1;
     }
     for (wrapped, count) in tally {
@@ -655,6 +857,7 @@ fn try_accept(
             });
         match opened {
             Some(y) => {
+                // paper 000 eq. (1)
                 let key = binding.master_key(&mut out.ops, x, &y);
                 return Some((wrapped.to_vec(), key));
             }
@@ -663,38 +866,3 @@ fn try_accept(
     }
     None
 }
-
-impl Client {
-    /// What [`Endpoint::handle_timeout`] does for this role.
-    fn on_timeout(&mut self, now: Millis, rng: &mut dyn CryptoRng) {
-        let Some(session) = self.session.as_deref() else {
-            return;
-        };
-        if now >= session.deadline {
-            let phase = match session.phase {
-                Phase::AwaitHellos { .. } => "waiting for the hellos of B and T",
-                Phase::AwaitProxyList { .. } => "waiting for T's proxy list",
-                Phase::AwaitAnswers { .. } => "waiting for y through the proxies",
-                Phase::AwaitServerFinished { .. } => "waiting for B's Finished",
-            };
-            self.finish(now, Err(Error::Timeout(phase)));
-        } else {
-            self.advance(now, Step::Continue, rng);
-        }
-    }
-
-    /// What [`Endpoint::poll_timeout`] answers for this role.
-    fn next_timeout(&self) -> Option<Millis> {
-        let session = self.session.as_deref()?;
-        let grace = match &session.phase {
-            Phase::AwaitAnswers {
-                accepted: Some((_, _, end)),
-                ..
-            } => Some(*end),
-            _ => None,
-        };
-        Some(grace.map_or(session.deadline, |g| g.min(session.deadline)))
-    }
-}
-
-endpoint_impl!(Client, ClientEvent, m2msec_wire::collab::Message);

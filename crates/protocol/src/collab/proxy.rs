@@ -15,7 +15,7 @@ use m2msec_wire::collab::{
 
 use super::cert::CertifiedKeys;
 use super::{Certificate, Error, KeyedPeer, Outbox, SessionId, Timeouts, random, signed_bytes};
-use crate::Millis;
+use crate::{Millis, Role};
 
 /// Most sessions a proxy serves at once; summons beyond it are refused (they cost T nothing,
 /// so they must not cost the proxy unbounded memory).
@@ -139,6 +139,21 @@ impl Proxy {
         role.out
             .set_retransmit_policy(role.config.timeouts.retransmit);
         Ok(role)
+    }
+}
+
+impl Role for Proxy {
+    type Message = Message;
+    type Event = ProxyEvent;
+    type Error = Error;
+    type Wire = m2msec_wire::collab::Message;
+
+    fn decode(datagram: &[u8]) -> Result<Self::Message, Error> {
+        Ok(Message::decode(datagram)?)
+    }
+
+    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
+        ProxyEvent::Rejected { remote, error }
     }
 
     fn handle(
@@ -300,6 +315,48 @@ impl Proxy {
         self.forward_share(now, id, rng)
     }
 
+    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
+        let expired: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| now >= s.deadline)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(session) = self.sessions.remove(&id) {
+                let waiting = match session.phase {
+                    Phase::Done => None,
+                    Phase::AwaitKeyMaterial => Some("waiting for T's key material"),
+                    Phase::Collecting(c) if c.certified.is_none() => {
+                        Some("waiting for B's certificate")
+                    }
+                    Phase::Collecting(_) => Some("waiting for A's share"),
+                    Phase::AwaitAnswer { .. } => Some("waiting for B's answer"),
+                };
+                if let Some(what) = waiting {
+                    self.out.event(ProxyEvent::Failed {
+                        session: id,
+                        error: Error::Timeout(what),
+                    });
+                }
+            }
+        }
+    }
+
+    fn next_timeout(&self) -> Option<Millis> {
+        self.sessions.values().map(|s| s.deadline).min()
+    }
+
+    fn outbox(&self) -> &Outbox<ProxyEvent> {
+        &self.out
+    }
+
+    fn outbox_mut(&mut self) -> &mut Outbox<ProxyEvent> {
+        &mut self.out
+    }
+}
+
+impl Proxy {
     /// Once both B's certificate and A's share are in: [xi]_KB signed with the one-time key.
     fn forward_share(
         &mut self,
@@ -381,41 +438,3 @@ impl Proxy {
         Ok(())
     }
 }
-
-impl Proxy {
-    /// What [`Endpoint::handle_timeout`] does for this role.
-    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
-        let expired: Vec<SessionId> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| now >= s.deadline)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in expired {
-            if let Some(session) = self.sessions.remove(&id) {
-                let waiting = match session.phase {
-                    Phase::Done => None,
-                    Phase::AwaitKeyMaterial => Some("waiting for T's key material"),
-                    Phase::Collecting(c) if c.certified.is_none() => {
-                        Some("waiting for B's certificate")
-                    }
-                    Phase::Collecting(_) => Some("waiting for A's share"),
-                    Phase::AwaitAnswer { .. } => Some("waiting for B's answer"),
-                };
-                if let Some(what) = waiting {
-                    self.out.event(ProxyEvent::Failed {
-                        session: id,
-                        error: Error::Timeout(what),
-                    });
-                }
-            }
-        }
-    }
-
-    /// What [`Endpoint::poll_timeout`] answers for this role.
-    fn next_timeout(&self) -> Option<Millis> {
-        self.sessions.values().map(|s| s.deadline).min()
-    }
-}
-
-endpoint_impl!(Proxy, ProxyEvent, m2msec_wire::collab::Message);

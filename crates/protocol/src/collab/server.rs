@@ -24,7 +24,7 @@ use super::{
     AbortReason, Binding, Certificate, Error, Established, FinishedKeys, Outbox, SessionId,
     SessionKey, Timeouts, answer_key, random, share_commitment, signed_bytes,
 };
-use crate::{Millis, OpCounts};
+use crate::{Millis, OpCounts, Role};
 
 /// Most sessions B serves at once.
 const MAX_SESSIONS: usize = 16384;
@@ -155,6 +155,21 @@ impl Server {
             used_keys: used_one_time_keys.into_iter().collect(),
             out: Outbox::default(),
         })
+    }
+}
+
+impl Role for Server {
+    type Message = Message;
+    type Event = ServerEvent;
+    type Error = Error;
+    type Wire = m2msec_wire::collab::Message;
+
+    fn decode(datagram: &[u8]) -> Result<Self::Message, Error> {
+        Ok(Message::decode(datagram)?)
+    }
+
+    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
+        ServerEvent::Rejected { remote, error }
     }
 
     fn handle(
@@ -309,6 +324,67 @@ impl Server {
         }
     }
 
+    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
+        for (id, session) in &mut self.sessions {
+            if session.done || session.answered.is_some() || now < session.collect_deadline {
+                continue;
+            }
+            let valid = session
+                .slots
+                .values()
+                .filter(|s| s.state.is_valid())
+                .count();
+            let needed = session
+                .grant
+                .as_ref()
+                .map_or(0, |g| usize::from(g.params.threshold));
+            fail(
+                &mut self.out,
+                session,
+                *id,
+                Error::NotEnoughFragments { valid, needed },
+            );
+        }
+        let expired: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| now >= s.deadline)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            let Some(mut session) = self.sessions.remove(&id) else {
+                continue;
+            };
+            if !session.done {
+                let error = Error::Timeout("waiting for A's key confirmation");
+                fail(&mut self.out, &mut session, id, error);
+            }
+        }
+    }
+
+    fn next_timeout(&self) -> Option<Millis> {
+        self.sessions
+            .values()
+            .map(|s| {
+                if s.done || s.answered.is_some() {
+                    s.deadline
+                } else {
+                    s.collect_deadline.min(s.deadline)
+                }
+            })
+            .min()
+    }
+
+    fn outbox(&self) -> &Outbox<ServerEvent> {
+        &self.out
+    }
+
+    fn outbox_mut(&mut self) -> &mut Outbox<ServerEvent> {
+        &mut self.out
+    }
+}
+
+impl Server {
     fn handle_fragment(
         &mut self,
         id: SessionId,
@@ -519,60 +595,3 @@ fn fail(out: &mut Outbox<ServerEvent>, session: &mut Session, id: SessionId, err
     session.done = true;
     out.event(ServerEvent::Failed { session: id, error });
 }
-
-impl Server {
-    /// What [`Endpoint::handle_timeout`] does for this role.
-    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
-        for (id, session) in &mut self.sessions {
-            if session.done || session.answered.is_some() || now < session.collect_deadline {
-                continue;
-            }
-            let valid = session
-                .slots
-                .values()
-                .filter(|s| s.state.is_valid())
-                .count();
-            let needed = session
-                .grant
-                .as_ref()
-                .map_or(0, |g| usize::from(g.params.threshold));
-            fail(
-                &mut self.out,
-                session,
-                *id,
-                Error::NotEnoughFragments { valid, needed },
-            );
-        }
-        let expired: Vec<SessionId> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| now >= s.deadline)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in expired {
-            let Some(mut session) = self.sessions.remove(&id) else {
-                continue;
-            };
-            if !session.done {
-                let error = Error::Timeout("waiting for A's key confirmation");
-                fail(&mut self.out, &mut session, id, error);
-            }
-        }
-    }
-
-    /// What [`Endpoint::poll_timeout`] answers for this role.
-    fn next_timeout(&self) -> Option<Millis> {
-        self.sessions
-            .values()
-            .map(|s| {
-                if s.done || s.answered.is_some() {
-                    s.deadline
-                } else {
-                    s.collect_deadline.min(s.deadline)
-                }
-            })
-            .min()
-    }
-}
-
-endpoint_impl!(Server, ServerEvent, m2msec_wire::collab::Message);

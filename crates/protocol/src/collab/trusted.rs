@@ -16,7 +16,7 @@ use m2msec_wire::collab::{
 };
 
 use super::{Error, KeyedPeer, Outbox, SECRET_LEN, SessionId, Timeouts, random, signed_bytes};
-use crate::Millis;
+use crate::{Millis, Role};
 
 /// Most sessions T serves at once.
 const MAX_SESSIONS: usize = 4096;
@@ -123,6 +123,21 @@ impl Trusted {
         role.out
             .set_retransmit_policy(role.config.timeouts.retransmit);
         Ok(role)
+    }
+}
+
+impl Role for Trusted {
+    type Message = Message;
+    type Event = TrustedEvent;
+    type Error = Error;
+    type Wire = m2msec_wire::collab::Message;
+
+    fn decode(datagram: &[u8]) -> Result<Self::Message, Error> {
+        Ok(Message::decode(datagram)?)
+    }
+
+    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
+        TrustedEvent::Rejected { remote, error }
     }
 
     fn handle(
@@ -273,6 +288,43 @@ impl Trusted {
         Ok(())
     }
 
+    fn on_timeout(&mut self, now: Millis, rng: &mut dyn CryptoRng) {
+        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        for id in ids {
+            self.maybe_list(id, now, rng);
+            if self.sessions.get(&id).is_some_and(|s| now >= s.deadline) {
+                if let Some(s) = self.sessions.remove(&id) {
+                    if matches!(s.phase, Phase::AwaitRequest) {
+                        self.out.event(TrustedEvent::Failed {
+                            session: id,
+                            error: Error::Timeout("waiting for A's key request"),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn next_timeout(&self) -> Option<Millis> {
+        self.sessions
+            .values()
+            .map(|s| match &s.phase {
+                Phase::AwaitProxies { hello_deadline, .. } => (*hello_deadline).min(s.deadline),
+                _ => s.deadline,
+            })
+            .min()
+    }
+
+    fn outbox(&self) -> &Outbox<TrustedEvent> {
+        &self.out
+    }
+
+    fn outbox_mut(&mut self) -> &mut Outbox<TrustedEvent> {
+        &mut self.out
+    }
+}
+
+impl Trusted {
     /// Answers A with the (Pi, IDi, NPi) triples once every proxy said hello or the wait ended.
     fn maybe_list(&mut self, id: SessionId, now: Millis, rng: &mut dyn CryptoRng) {
         let cfg = &self.config;
@@ -359,36 +411,3 @@ pub(super) fn check_params(params: &ReconstructionParams, proxies: usize) -> Res
     }
     Ok(())
 }
-
-impl Trusted {
-    /// What [`Endpoint::handle_timeout`] does for this role.
-    fn on_timeout(&mut self, now: Millis, rng: &mut dyn CryptoRng) {
-        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
-        for id in ids {
-            self.maybe_list(id, now, rng);
-            if self.sessions.get(&id).is_some_and(|s| now >= s.deadline) {
-                if let Some(s) = self.sessions.remove(&id) {
-                    if matches!(s.phase, Phase::AwaitRequest) {
-                        self.out.event(TrustedEvent::Failed {
-                            session: id,
-                            error: Error::Timeout("waiting for A's key request"),
-                        });
-                    }
-                }
-            }
-        }
-    }
-
-    /// What [`Endpoint::poll_timeout`] answers for this role.
-    fn next_timeout(&self) -> Option<Millis> {
-        self.sessions
-            .values()
-            .map(|s| match &s.phase {
-                Phase::AwaitProxies { hello_deadline, .. } => (*hello_deadline).min(s.deadline),
-                _ => s.deadline,
-            })
-            .min()
-    }
-}
-
-endpoint_impl!(Trusted, TrustedEvent, m2msec_wire::collab::Message);

@@ -106,6 +106,21 @@ impl Epc {
     pub fn tally(&self) -> OpTally {
         self.group.tally()
     }
+}
+
+impl crate::Role for Epc {
+    type Message = Message;
+    type Event = EpcEvent;
+    type Error = Error;
+    type Wire = Message;
+
+    fn decode(datagram: &[u8]) -> Result<Self::Message, Error> {
+        Ok(Message::decode(datagram)?)
+    }
+
+    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
+        EpcEvent::Rejected { remote, error }
+    }
 
     fn handle(
         &mut self,
@@ -200,6 +215,12 @@ impl Epc {
     fn next_timeout(&self) -> Option<Millis> {
         None
     }
-}
 
-endpoint_impl!(Epc, EpcEvent, Message);
+    fn outbox(&self) -> &Outbox<EpcEvent> {
+        &self.out
+    }
+
+    fn outbox_mut(&mut self) -> &mut Outbox<EpcEvent> {
+        &mut self.out
+    }
+}

@@ -115,6 +115,50 @@ impl fmt::Debug for Held {
     }
 }
 
+/// Where the party stands with its warrant (paper 003 §3.3 for a device, §3.4 for a server).
+#[derive(Debug)]
+enum WarrantState {
+    /// Never asked for one.
+    None,
+    /// A request is out; only a grant that returns `nonce` is taken. A warrant held from
+    /// before stays usable meanwhile.
+    AwaitGrant {
+        nonce: [u8; 16],
+        /// When the request is given up.
+        deadline: Millis,
+        held: Option<Held>,
+    },
+    /// A verified warrant, and no request out.
+    Held(Held),
+}
+
+impl WarrantState {
+    /// The warrant in hand, whether or not a new one is asked for.
+    fn held(&self) -> Option<&Held> {
+        match self {
+            Self::None => None,
+            Self::AwaitGrant { held, .. } => held.as_ref(),
+            Self::Held(held) => Some(held),
+        }
+    }
+
+    /// Takes the warrant in hand, leaving [`WarrantState::None`].
+    fn take_held(&mut self) -> Option<Held> {
+        match core::mem::replace(self, Self::None) {
+            Self::None => None,
+            Self::AwaitGrant { held, .. } => held,
+            Self::Held(held) => Some(held),
+        }
+    }
+
+    /// Drops the request under way, keeping the warrant in hand.
+    fn give_up(&mut self) {
+        if let Some(held) = self.take_held() {
+            *self = Self::Held(held);
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Pending {
     /// Sent AuthInit; awaiting AuthReply.
@@ -139,10 +183,7 @@ enum Pending {
 pub struct Party {
     config: PartyConfig,
     group: Group,
-    held: Option<Held>,
-    warrant_nonce: Option<[u8; 16]>,
-    /// When the warrant request under way is given up.
-    warrant_deadline: Option<Millis>,
+    warrant: WarrantState,
     exchanges: BTreeMap<[u8; 16], Pending>,
     out: Outbox<PartyEvent>,
 }
@@ -161,9 +202,7 @@ impl Party {
         let mut role = Self {
             config,
             group,
-            held: None,
-            warrant_nonce: None,
-            warrant_deadline: None,
+            warrant: WarrantState::None,
             exchanges: BTreeMap::new(),
             out: Outbox::default(),
         };
@@ -213,8 +252,12 @@ impl Party {
                 mac,
             },
         );
-        self.warrant_nonce = Some(nonce);
-        self.warrant_deadline = Some(now.after(cfg.timeout));
+        // A request already out is replaced: only the new nonce is taken from now on.
+        self.warrant = WarrantState::AwaitGrant {
+            nonce,
+            deadline: now.after(cfg.timeout),
+            held: self.warrant.take_held(),
+        };
         Ok(())
     }
 
@@ -272,7 +315,7 @@ impl Party {
     }
 
     fn valid_warrant(&self, now: Millis) -> Result<&Held, Error> {
-        let h = self.held.as_ref().ok_or(Error::NoWarrant)?;
+        let h = self.warrant.held().ok_or(Error::NoWarrant)?;
         if now.0 < h.warrant.valid_from || now.0 > h.warrant.valid_until {
             return Err(Error::NoWarrant);
         }
@@ -321,6 +364,21 @@ impl Party {
         let e = proxy_sig::warrant_hash(g, &cbor::to_vec(w), &k);
         proxy_sig::verification_key(g, &v_epc, &v, &e, &k)
     }
+}
+
+impl crate::Role for Party {
+    type Message = Message;
+    type Event = PartyEvent;
+    type Error = Error;
+    type Wire = Message;
+
+    fn decode(datagram: &[u8]) -> Result<Self::Message, Error> {
+        Ok(Message::decode(datagram)?)
+    }
+
+    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
+        PartyEvent::Rejected { remote, error }
+    }
 
     fn handle(
         &mut self,
@@ -361,12 +419,66 @@ impl Party {
         }
     }
 
+    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
+        if matches!(self.warrant, WarrantState::AwaitGrant { deadline, .. } if now >= deadline) {
+            self.warrant.give_up();
+            self.out.event(PartyEvent::WarrantFailed {
+                error: Error::Timeout("waiting for a warrant"),
+            });
+        }
+        let expired: Vec<[u8; 16]> = self
+            .exchanges
+            .iter()
+            .filter(|(_, p)| match p {
+                Pending::Initiated { deadline, .. } | Pending::Replied { deadline, .. } => {
+                    now >= *deadline
+                }
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for k in expired {
+            if let Some(Pending::Initiated { peer, .. } | Pending::Replied { peer, .. }) =
+                self.exchanges.remove(&k)
+            {
+                self.out.event(PartyEvent::Failed {
+                    peer,
+                    error: Error::Timeout("waiting for the peer"),
+                });
+            }
+        }
+    }
+
+    fn next_timeout(&self) -> Option<Millis> {
+        self.exchanges
+            .values()
+            .map(|p| match p {
+                Pending::Initiated { deadline, .. } | Pending::Replied { deadline, .. } => {
+                    *deadline
+                }
+            })
+            .chain(match self.warrant {
+                WarrantState::AwaitGrant { deadline, .. } => Some(deadline),
+                WarrantState::None | WarrantState::Held(_) => None,
+            })
+            .min()
+    }
+
+    fn outbox(&self) -> &Outbox<PartyEvent> {
+        &self.out
+    }
+
+    fn outbox_mut(&mut self) -> &mut Outbox<PartyEvent> {
+        &mut self.out
+    }
+}
+
+impl Party {
     /// Equation (2)/(4): g^σ = v_EPC^e · K, and the warrant is ours.
     fn on_grant(&mut self, m: &WarrantGrant) -> Result<(), Error> {
         let cfg = &self.config;
-        let nonce = self
-            .warrant_nonce
-            .ok_or(Error::UnexpectedMessage("WarrantGrant"))?;
+        let WarrantState::AwaitGrant { nonce, .. } = self.warrant else {
+            return Err(Error::UnexpectedMessage("WarrantGrant"));
+        };
         let plain = cfg.epc_psk.open_with_nonce_prefix(
             &[LABEL, b"warrant", cfg.identity.as_bytes()].concat(),
             &m.sealed.0,
@@ -394,14 +506,12 @@ impl Party {
         let e = proxy_sig::warrant_hash(g, &cbor::to_vec(w), &k);
         proxy_sig::check_warrant(g, &sigma, &g.element_from_bytes(&cfg.epc_key)?, &e, &k)?;
         let valid_until = w.valid_until;
-        self.held = Some(Held {
+        self.warrant = WarrantState::Held(Held {
             sigma,
             warrant: body.warrant.clone(),
             k: body.commitment.0.clone(),
             e,
         });
-        self.warrant_nonce = None;
-        self.warrant_deadline = None;
         self.out.event(PartyEvent::WarrantStored { valid_until });
         Ok(())
     }
@@ -609,48 +719,6 @@ impl Party {
         m2msec_crypto::keylog::log("e2sec SK", &key.0);
         key
     }
-
-    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
-        if self.warrant_deadline.is_some_and(|d| now >= d) {
-            self.warrant_deadline = None;
-            self.warrant_nonce = None;
-            self.out.event(PartyEvent::WarrantFailed {
-                error: Error::Timeout("waiting for a warrant"),
-            });
-        }
-        let expired: Vec<[u8; 16]> = self
-            .exchanges
-            .iter()
-            .filter(|(_, p)| match p {
-                Pending::Initiated { deadline, .. } | Pending::Replied { deadline, .. } => {
-                    now >= *deadline
-                }
-            })
-            .map(|(k, _)| *k)
-            .collect();
-        for k in expired {
-            if let Some(Pending::Initiated { peer, .. } | Pending::Replied { peer, .. }) =
-                self.exchanges.remove(&k)
-            {
-                self.out.event(PartyEvent::Failed {
-                    peer,
-                    error: Error::Timeout("waiting for the peer"),
-                });
-            }
-        }
-    }
-
-    fn next_timeout(&self) -> Option<Millis> {
-        self.exchanges
-            .values()
-            .map(|p| match p {
-                Pending::Initiated { deadline, .. } | Pending::Replied { deadline, .. } => {
-                    *deadline
-                }
-            })
-            .chain(self.warrant_deadline)
-            .min()
-    }
 }
 
 fn transcript(init: &[u8], reply: &[u8]) -> [u8; 32] {
@@ -664,5 +732,3 @@ fn confirm_mac(sk: &SessionKey, transcript: &[u8; 32]) -> [u8; 32] {
     let _ = kdf::hkdf_sha256(LABEL, &sk.0, b"key confirmation", &mut k[..]);
     kdf::hmac_sha256(&k[..], &[transcript])
 }
-
-endpoint_impl!(Party, PartyEvent, Message);

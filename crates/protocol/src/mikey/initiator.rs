@@ -15,7 +15,7 @@ use super::{
     PskPeer, RAND_LEN, Received, TGK_LEN, TrafficKeys, check_verification, header, millis_of_ntp,
     ntp_of, tgk_commitment, tgk_key_data, tgk_verification_keys,
 };
-use crate::{Millis, OpCounts};
+use crate::{Millis, OpCounts, Role};
 
 /// How the initiator sends its TGK.
 // One value per initiator: boxing the RSA key of the public-key mode buys nothing.
@@ -101,16 +101,35 @@ struct Exchange {
     rand: [u8; RAND_LEN],
     ts: u64,
     deadline: Millis,
-    mode: ModeName,
     peer: String,
-    /// Where the responder's verification comes from (None in the distributed mode, where R
-    /// answers from its own address, which I need not know).
-    responder_addr: Option<SocketAddr>,
     /// Keys that check the responder's verification.
     verify_keys: MessageKeys,
-    /// Third parties whose verification is awaited: address, identity, keys.
-    third_parties: Vec<(SocketAddr, String, MessageKeys)>,
+    route: Route,
     keys: TrafficKeys,
+}
+
+/// Whose verifications the exchange awaits.
+#[derive(Debug)]
+enum Route {
+    /// Pre-shared-key or public-key mode: the responder's, from its address.
+    Direct {
+        mode: ModeName,
+        responder: SocketAddr,
+    },
+    /// Distributed mode: each third party's (address, identity, keys) until it confirms, and
+    /// the responder's from its own address, which I need not know.
+    Distributed {
+        third_parties: Vec<(SocketAddr, String, MessageKeys)>,
+    },
+}
+
+impl Route {
+    fn mode(&self) -> ModeName {
+        match self {
+            Self::Direct { mode, .. } => *mode,
+            Self::Distributed { .. } => ModeName::Distributed,
+        }
+    }
 }
 
 impl Initiator {
@@ -173,7 +192,7 @@ impl Initiator {
         let v = cfg.policy.verification;
         let keys = TrafficKeys::derive(ops, &tgk[..], csb_id, &rand)?;
         let mut sends = Vec::new();
-        let (mode, peer, responder_addr, verify_keys, third_parties) = match &cfg.mode {
+        let (peer, verify_keys, route) = match &cfg.mode {
             Mode::Psk { responder } => {
                 let offer = Offer {
                     header: header(DataType::PreShared, v, csb_id, cs_map.clone()),
@@ -190,13 +209,11 @@ impl Initiator {
                 ));
                 ops.hash += 3;
                 let verify = MessageKeys::derive(responder.psk.as_bytes(), csb_id, &rand)?;
-                (
-                    ModeName::Psk,
-                    responder.id.clone(),
-                    Some(responder.addr),
-                    verify,
-                    Vec::new(),
-                )
+                let route = Route::Direct {
+                    mode: ModeName::Psk,
+                    responder: responder.addr,
+                };
+                (responder.id.clone(), verify, route)
             }
             Mode::Pk {
                 responder,
@@ -218,13 +235,11 @@ impl Initiator {
                 let (bytes, verify) =
                     offer.pk_message(ops, &cfg.policy, rng, recipient, signing_key)?;
                 sends.push((responder.addr, bytes));
-                (
-                    ModeName::Pk,
-                    responder.id.clone(),
-                    Some(responder.addr),
-                    verify,
-                    Vec::new(),
-                )
+                let route = Route::Direct {
+                    mode: ModeName::Pk,
+                    responder: responder.addr,
+                };
+                (responder.id.clone(), verify, route)
             }
             Mode::Distributed {
                 responder,
@@ -265,13 +280,10 @@ impl Initiator {
                     tp_keys.push((tp.addr, tp.id.clone(), keys));
                 }
                 let verify = tgk_verification_keys(ops, &tgk[..], csb_id, &rand)?;
-                (
-                    ModeName::Distributed,
-                    responder.clone(),
-                    None,
-                    verify,
-                    tp_keys,
-                )
+                let route = Route::Distributed {
+                    third_parties: tp_keys,
+                };
+                (responder.clone(), verify, route)
             }
         };
         for (addr, bytes) in sends {
@@ -290,11 +302,9 @@ impl Initiator {
             rand,
             ts,
             deadline: now.after(cfg.policy.session),
-            mode,
             peer,
-            responder_addr,
             verify_keys,
-            third_parties,
+            route,
             keys,
         };
         if v {
@@ -304,12 +314,27 @@ impl Initiator {
             self.out.event(InitiatorEvent::Established(Established {
                 csb_id,
                 peer: exchange.peer.clone(),
-                mode,
+                mode: exchange.route.mode(),
                 keys: exchange.keys,
                 verified: false,
             }));
         }
         Ok(csb_id)
+    }
+}
+
+impl Role for Initiator {
+    type Message = Datagram;
+    type Event = InitiatorEvent;
+    type Error = Error;
+    type Wire = Vec<u8>;
+
+    fn decode(datagram: &[u8]) -> Result<Self::Message, Error> {
+        Ok(Datagram::decode(datagram)?)
+    }
+
+    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
+        InitiatorEvent::Rejected { remote, error }
     }
 
     fn handle(
@@ -329,34 +354,43 @@ impl Initiator {
             return Err(Error::UnexpectedMessage("MIKEY for another CSB ID"));
         }
         let r = Received::read(&msg)?;
-        let from_responder = x.responder_addr.is_none_or(|a| a == remote);
-        let tp = x.third_parties.iter().position(|(a, _, _)| *a == remote);
+        let from_responder = match &x.route {
+            Route::Direct { responder, .. } => *responder == remote,
+            Route::Distributed { .. } => true,
+        };
+        let tp = match &mut x.route {
+            Route::Distributed { third_parties } => third_parties
+                .iter()
+                .position(|(a, _, _)| *a == remote)
+                .map(|i| (third_parties, i)),
+            Route::Direct { .. } => None,
+        };
         match msg.header.data_type {
             DataType::Error => {
                 let code = r
                     .error
                     .ok_or(Error::Malformed("error message without ERR"))?;
-                if let Some(i) = tp {
+                if let Some((third_parties, i)) = tp {
                     // One third party refused its part: the others may still carry enough, so
                     // the exchange goes on and the refusal is reported as this datagram's.
-                    x.third_parties.remove(i);
+                    third_parties.remove(i);
                     return Err(Error::PeerError(code));
                 }
-                if x.responder_addr == Some(remote) {
+                if matches!(x.route, Route::Direct { responder, .. } if responder == remote) {
                     self.fail(Error::PeerError(code));
                     return Ok(());
                 }
                 Err(Error::UnexpectedMessage("error message from a stranger"))
             }
-            DataType::PskVerify if tp.is_some() && x.mode == ModeName::Distributed => {
-                let Some(i) = tp else {
+            DataType::PskVerify if tp.is_some() => {
+                let Some((third_parties, i)) = tp else {
                     return Ok(());
                 };
-                let (_, name, keys) = &x.third_parties[i];
+                let (_, name, keys) = &third_parties[i];
                 check_verification(ops, keys, &bytes, &r, &cfg.identity, x.ts)?;
                 check_fresh(now, cfg.policy, r.ts)?;
                 let third_party = name.clone();
-                x.third_parties.remove(i);
+                third_parties.remove(i);
                 self.out
                     .event(InitiatorEvent::ThirdPartyConfirmed { third_party });
                 Ok(())
@@ -374,7 +408,7 @@ impl Initiator {
                 self.out.event(InitiatorEvent::Established(Established {
                     csb_id: x.csb_id,
                     peer: x.peer.clone(),
-                    mode: x.mode,
+                    mode: x.route.mode(),
                     keys: x.keys.clone(),
                     verified: true,
                 }));
@@ -384,6 +418,26 @@ impl Initiator {
         }
     }
 
+    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
+        if self.exchange.as_ref().is_some_and(|x| now >= x.deadline) {
+            self.fail(Error::Timeout("waiting for the responder's verification"));
+        }
+    }
+
+    fn next_timeout(&self) -> Option<Millis> {
+        self.exchange.as_ref().map(|x| x.deadline)
+    }
+
+    fn outbox(&self) -> &Outbox<InitiatorEvent> {
+        &self.out
+    }
+
+    fn outbox_mut(&mut self) -> &mut Outbox<InitiatorEvent> {
+        &mut self.out
+    }
+}
+
+impl Initiator {
     fn fail(&mut self, error: Error) {
         if let Some(x) = self.exchange.take() {
             self.out.retransmits.clear();
@@ -392,18 +446,6 @@ impl Initiator {
                 error,
             });
         }
-    }
-
-    /// What [`crate::Endpoint::handle_timeout`] does for this role.
-    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
-        if self.exchange.as_ref().is_some_and(|x| now >= x.deadline) {
-            self.fail(Error::Timeout("waiting for the responder's verification"));
-        }
-    }
-
-    /// What [`crate::Endpoint::poll_timeout`] answers for this role.
-    fn next_timeout(&self) -> Option<Millis> {
-        self.exchange.as_ref().map(|x| x.deadline)
     }
 
     /// Operation counts so far (also through [`crate::Endpoint::op_counts`]).
@@ -429,5 +471,3 @@ fn check_fresh(now: Millis, policy: Policy, ts: u64) -> Result<(), Error> {
     }
     Ok(())
 }
-
-endpoint_impl!(Initiator, InitiatorEvent, Datagram);

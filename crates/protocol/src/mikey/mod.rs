@@ -936,15 +936,20 @@ fn tgk_verification_keys(
     Ok(MessageKeys::derive(tgk, csb_id, rand)?)
 }
 
-/// A decoded message with the bytes it arrived as: MACs and signatures cover those bytes.
+/// A decoded MIKEY message with the bytes it arrived as (MACs and signatures cover those
+/// bytes): what the MIKEY roles' [`Role::handle`](crate::Role::handle) reads.
 #[derive(Debug)]
-struct Datagram {
+pub struct Datagram {
     msg: Message,
     bytes: Vec<u8>,
 }
 
 impl Datagram {
-    fn decode(bytes: &[u8]) -> Result<Self, m2msec_wire::Error> {
+    /// Parses RFC 3830 bytes, keeping them.
+    ///
+    /// # Errors
+    /// Bytes that are not a MIKEY message.
+    pub fn decode(bytes: &[u8]) -> Result<Self, m2msec_wire::Error> {
         Ok(Self {
             msg: Message::decode(bytes)?,
             bytes: bytes.to_vec(),

@@ -17,7 +17,7 @@ use super::{
     Received, ReplayCache, TrafficKeys, error_message, millis_of_ntp, open_pk, open_psk,
     tgk_commitment, tgk_verification_keys, verification_message,
 };
-use crate::Millis;
+use crate::{Millis, Role};
 
 /// Most k-subsets R tries when parts disagree, so that a flood of bad parts costs bounded work.
 const MAX_COMBINATIONS: usize = 1024;
@@ -169,6 +169,21 @@ impl Responder {
             out: Outbox::default(),
         })
     }
+}
+
+impl Role for Responder {
+    type Message = Datagram;
+    type Event = ResponderEvent;
+    type Error = Error;
+    type Wire = Vec<u8>;
+
+    fn decode(datagram: &[u8]) -> Result<Self::Message, Error> {
+        Ok(Datagram::decode(datagram)?)
+    }
+
+    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
+        ResponderEvent::Rejected { remote, error }
+    }
 
     fn handle(
         &mut self,
@@ -194,6 +209,43 @@ impl Responder {
         result
     }
 
+    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
+        let expired: Vec<(String, u32)> = self
+            .assemblies
+            .iter()
+            .filter(|(_, a)| now >= a.deadline)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in expired {
+            if let Some(a) = self.assemblies.remove(&key) {
+                if !a.done {
+                    self.out.event(ResponderEvent::Failed {
+                        initiator: key.0,
+                        csb_id: key.1,
+                        error: Error::NotEnoughParts {
+                            valid: a.parts.len(),
+                            needed: usize::from(a.params.k),
+                        },
+                    });
+                }
+            }
+        }
+    }
+
+    fn next_timeout(&self) -> Option<Millis> {
+        self.assemblies.values().map(|a| a.deadline).min()
+    }
+
+    fn outbox(&self) -> &Outbox<ResponderEvent> {
+        &self.out
+    }
+
+    fn outbox_mut(&mut self) -> &mut Outbox<ResponderEvent> {
+        &mut self.out
+    }
+}
+
+impl Responder {
     fn record(&mut self, digest: [u8; 32], ts: u64) {
         self.out.event(ResponderEvent::ReplayRecorded {
             digest,
@@ -510,35 +562,6 @@ impl Responder {
         }
         Ok(())
     }
-
-    /// What [`crate::Endpoint::handle_timeout`] does for this role.
-    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
-        let expired: Vec<(String, u32)> = self
-            .assemblies
-            .iter()
-            .filter(|(_, a)| now >= a.deadline)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in expired {
-            if let Some(a) = self.assemblies.remove(&key) {
-                if !a.done {
-                    self.out.event(ResponderEvent::Failed {
-                        initiator: key.0,
-                        csb_id: key.1,
-                        error: Error::NotEnoughParts {
-                            valid: a.parts.len(),
-                            needed: usize::from(a.params.k),
-                        },
-                    });
-                }
-            }
-        }
-    }
-
-    /// What [`crate::Endpoint::poll_timeout`] answers for this role.
-    fn next_timeout(&self) -> Option<Millis> {
-        self.assemblies.values().map(|a| a.deadline).min()
-    }
 }
 
 /// The k-subsets of 0..m in lexicographic order.
@@ -563,8 +586,6 @@ fn combinations(m: usize, k: usize) -> impl Iterator<Item = Vec<usize>> {
         Some(current)
     })
 }
-
-endpoint_impl!(Responder, ResponderEvent, Datagram);
 
 #[cfg(test)]
 mod tests {

@@ -14,7 +14,7 @@ use super::{
     check_verification, error_message, header, ntp_of, open_psk, tgk_key_data,
     verification_message,
 };
-use crate::Millis;
+use crate::{Millis, Role};
 
 /// Ways a third party can misbehave, for demonstrations and adversarial tests: the honest path
 /// with one step replaced.
@@ -126,6 +126,21 @@ impl ThirdParty {
             out: Outbox::default(),
         })
     }
+}
+
+impl Role for ThirdParty {
+    type Message = Datagram;
+    type Event = ThirdPartyEvent;
+    type Error = Error;
+    type Wire = Vec<u8>;
+
+    fn decode(datagram: &[u8]) -> Result<Self::Message, Error> {
+        Ok(Datagram::decode(datagram)?)
+    }
+
+    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
+        ThirdPartyEvent::Rejected { remote, error }
+    }
 
     fn handle(
         &mut self,
@@ -192,6 +207,36 @@ impl ThirdParty {
         }
     }
 
+    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
+        let expired: Vec<u32> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now >= p.deadline)
+            .map(|(id, _)| *id)
+            .collect();
+        for csb_id in expired {
+            self.pending.remove(&csb_id);
+            self.out.event(ThirdPartyEvent::Failed {
+                csb_id,
+                error: Error::Timeout("waiting for the responder's verification"),
+            });
+        }
+    }
+
+    fn next_timeout(&self) -> Option<Millis> {
+        self.pending.values().map(|p| p.deadline).min()
+    }
+
+    fn outbox(&self) -> &Outbox<ThirdPartyEvent> {
+        &self.out
+    }
+
+    fn outbox_mut(&mut self) -> &mut Outbox<ThirdPartyEvent> {
+        &mut self.out
+    }
+}
+
+impl ThirdParty {
     /// I_TPi → (TPi_I) → TPi_R.
     fn relay(
         &mut self,
@@ -310,28 +355,4 @@ impl ThirdParty {
         });
         Ok(())
     }
-
-    /// What [`crate::Endpoint::handle_timeout`] does for this role.
-    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
-        let expired: Vec<u32> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| now >= p.deadline)
-            .map(|(id, _)| *id)
-            .collect();
-        for csb_id in expired {
-            self.pending.remove(&csb_id);
-            self.out.event(ThirdPartyEvent::Failed {
-                csb_id,
-                error: Error::Timeout("waiting for the responder's verification"),
-            });
-        }
-    }
-
-    /// What [`crate::Endpoint::poll_timeout`] answers for this role.
-    fn next_timeout(&self) -> Option<Millis> {
-        self.pending.values().map(|p| p.deadline).min()
-    }
 }
-
-endpoint_impl!(ThirdParty, ThirdPartyEvent, Datagram);

@@ -21,8 +21,8 @@ use super::{
     check_device_mac, count_group, device_aead, device_mac, expand, f_k, labelled, message_aad,
     open, seal, session_key, xor,
 };
-use crate::Millis;
 use crate::replay::ReplayCache;
+use crate::{Millis, Role};
 
 /// A device's configuration.
 #[derive(Debug)]
@@ -352,6 +352,21 @@ impl Device {
     pub fn unacknowledged(&self) -> usize {
         self.unacked.len()
     }
+}
+
+impl Role for Device {
+    type Message = Message;
+    type Event = DeviceEvent;
+    type Error = Error;
+    type Wire = Message;
+
+    fn decode(datagram: &[u8]) -> Result<Self::Message, Error> {
+        Ok(Message::decode(datagram)?)
+    }
+
+    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
+        DeviceEvent::Rejected { remote, error }
+    }
 
     fn handle(
         &mut self,
@@ -413,6 +428,54 @@ impl Device {
         }
     }
 
+    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
+        if self.registering.is_some_and(|t| now >= t) {
+            self.registering = None;
+            self.out.event(DeviceEvent::Failed {
+                what: "registering",
+                error: Error::Timeout("waiting for the server's answer"),
+            });
+        }
+        if self.pending.as_ref().is_some_and(|(_, t)| now >= *t) {
+            self.pending = None;
+            self.out.retransmits.clear();
+            self.out.retransmits.clear();
+            self.out.event(DeviceEvent::Failed {
+                what: "negotiating with the peer",
+                error: Error::Timeout("waiting for the server"),
+            });
+        }
+        let server = self.config.server;
+        let every = self.config.timeouts.retransmit;
+        for (due, m) in self.unacked.values_mut() {
+            if now >= *due {
+                *due = now.after(every);
+                self.out.send(server, m.clone());
+            }
+        }
+    }
+
+    fn next_timeout(&self) -> Option<Millis> {
+        [
+            self.registering,
+            self.pending.as_ref().map(|(_, t)| *t),
+            self.unacked.values().map(|(t, _)| *t).min(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn outbox(&self) -> &Outbox<DeviceEvent> {
+        &self.out
+    }
+
+    fn outbox_mut(&mut self) -> &mut Outbox<DeviceEvent> {
+        &mut self.out
+    }
+}
+
+impl Device {
     fn on_registered(&mut self, m: &m2msec_wire::sga::RegisterResponse) -> Result<(), Error> {
         if self.registering.is_none() {
             return Err(Error::UnexpectedMessage("RegisterResponse"));
@@ -769,49 +832,7 @@ impl Device {
         }
         Ok(())
     }
-
-    /// What [`crate::Endpoint::handle_timeout`] does for this role.
-    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
-        if self.registering.is_some_and(|t| now >= t) {
-            self.registering = None;
-            self.out.event(DeviceEvent::Failed {
-                what: "registering",
-                error: Error::Timeout("waiting for the server's answer"),
-            });
-        }
-        if self.pending.as_ref().is_some_and(|(_, t)| now >= *t) {
-            self.pending = None;
-            self.out.retransmits.clear();
-            self.out.retransmits.clear();
-            self.out.event(DeviceEvent::Failed {
-                what: "negotiating with the peer",
-                error: Error::Timeout("waiting for the server"),
-            });
-        }
-        let server = self.config.server;
-        let every = self.config.timeouts.retransmit;
-        for (due, m) in self.unacked.values_mut() {
-            if now >= *due {
-                *due = now.after(every);
-                self.out.send(server, m.clone());
-            }
-        }
-    }
-
-    /// What [`crate::Endpoint::poll_timeout`] answers for this role.
-    fn next_timeout(&self) -> Option<Millis> {
-        [
-            self.registering,
-            self.pending.as_ref().map(|(_, t)| *t),
-            self.unacked.values().map(|(t, _)| *t).min(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-    }
 }
-
-endpoint_impl!(Device, DeviceEvent, Message);
 
 /// How many accepted A2s a device remembers: an A2 stays for up to twice the clock skew, and a
 /// server invites a device one exchange at a time, so far fewer arrive in that time. Bounded so

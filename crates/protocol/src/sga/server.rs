@@ -25,8 +25,8 @@ use super::{
     DeviceKey, Error, Outbox, RefusalCode, SessionId, Timeouts, admit_fresh, check_device_mac,
     count_group, device_aead, device_mac, expand, f_k, labelled, open, seal, xor,
 };
-use crate::Millis;
 use crate::replay::ReplayCache;
+use crate::{Millis, Role};
 
 /// How many invitation nonces the gateway remembers inside the clock window; beyond that it
 /// refuses invitations (NotReady) rather than grow, until entries expire.
@@ -216,6 +216,21 @@ impl Server {
     pub fn held(&self) -> usize {
         self.held.len()
     }
+}
+
+impl Role for Server {
+    type Message = Message;
+    type Event = ServerEvent;
+    type Error = Error;
+    type Wire = Message;
+
+    fn decode(datagram: &[u8]) -> Result<Self::Message, Error> {
+        Ok(Message::decode(datagram)?)
+    }
+
+    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
+        ServerEvent::Rejected { remote, error }
+    }
 
     fn handle(
         &mut self,
@@ -262,6 +277,41 @@ impl Server {
         result
     }
 
+    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
+        self.exchanges.retain(|_, x| x.deadline > now);
+        self.seen.prune(now);
+        self.flush(now, None);
+    }
+
+    fn next_timeout(&self) -> Option<Millis> {
+        let reachable = |h: &Held| {
+            self.devices
+                .get(&h.message.to)
+                .is_some_and(|d| d.addr.is_some())
+        };
+        [
+            self.exchanges.values().map(|x| x.deadline).min(),
+            self.held
+                .values()
+                .filter(|h| reachable(h))
+                .map(|h| h.next_send)
+                .min(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn outbox(&self) -> &Outbox<ServerEvent> {
+        &self.out
+    }
+
+    fn outbox_mut(&mut self) -> &mut Outbox<ServerEvent> {
+        &mut self.out
+    }
+}
+
+impl Server {
     /// §4.1: decrypt k_d, check the proof and the suites, store, acknowledge.
     fn register(
         &mut self,
@@ -862,33 +912,6 @@ impl Server {
             );
         }
     }
-
-    /// What [`crate::Endpoint::handle_timeout`] does for this role.
-    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
-        self.exchanges.retain(|_, x| x.deadline > now);
-        self.seen.prune(now);
-        self.flush(now, None);
-    }
-
-    /// What [`crate::Endpoint::poll_timeout`] answers for this role.
-    fn next_timeout(&self) -> Option<Millis> {
-        let reachable = |h: &Held| {
-            self.devices
-                .get(&h.message.to)
-                .is_some_and(|d| d.addr.is_some())
-        };
-        [
-            self.exchanges.values().map(|x| x.deadline).min(),
-            self.held
-                .values()
-                .filter(|h| reachable(h))
-                .map(|h| h.next_send)
-                .min(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-    }
 }
 
 fn suites_of(ids: &[u8]) -> Vec<AeadSuite> {
@@ -921,5 +944,3 @@ fn message_key(to: &str, session: &[u8; 16], from: &str, id: u64) -> Vec<u8> {
     k.extend_from_slice(&id.to_be_bytes());
     k
 }
-
-endpoint_impl!(Server, ServerEvent, Message);

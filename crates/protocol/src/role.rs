@@ -1,0 +1,125 @@
+//! What each role writes by hand ([`Role`]), and the one [`Endpoint`] impl that turns any role
+//! into what a driver runs.
+//!
+//! A role only decodes, handles a message, handles its own deadlines and queues what it sends in
+//! its [`Outbox`]. What every role does alike around that (copies of accepted datagrams, answered
+//! retransmissions, refusals reported as events, see [`crate::reliable`]) lives here, once.
+
+use core::net::SocketAddr;
+
+use m2msec_crypto::rng::CryptoRng;
+
+use crate::outbox::Outbox;
+use crate::reliable::AnswerCache;
+use crate::{Endpoint, Millis, OpCounts, Transmit};
+
+/// One role of one protocol: its messages, its events and its state machine, with time and the
+/// RNG passed in. Every role of this crate implements it; drivers run it as an [`Endpoint`],
+/// which adds what every role shares (copies, retransmissions, refusals as events).
+pub trait Role {
+    /// A datagram as the role reads it.
+    type Message;
+    /// What the role reports.
+    type Event;
+    /// Why the role refuses a datagram.
+    type Error;
+    /// What the role's [`Outbox`] puts on the wire.
+    type Wire;
+
+    /// Parses a datagram; nothing about the role's state is known yet.
+    ///
+    /// # Errors
+    /// Bytes that are not a message of the protocol.
+    fn decode(datagram: &[u8]) -> Result<Self::Message, Self::Error>;
+
+    /// The event that reports a refused datagram (the session stays as it was).
+    fn rejected(remote: SocketAddr, error: Self::Error) -> Self::Event;
+
+    /// Handles a decoded message from `remote`, queueing answers and events in the outbox.
+    ///
+    /// # Errors
+    /// Why the message is refused; the driver reports it as [`Role::rejected`].
+    fn handle(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        msg: Self::Message,
+        rng: &mut dyn CryptoRng,
+    ) -> Result<(), Self::Error>;
+
+    /// Time has reached `now`: sessions past their deadline fail.
+    fn on_timeout(&mut self, now: Millis, rng: &mut dyn CryptoRng);
+
+    /// The role's own earliest deadline (retransmissions are added by the [`Endpoint`] impl).
+    fn next_timeout(&self) -> Option<Millis>;
+
+    /// The role's queues and counters.
+    fn outbox(&self) -> &Outbox<Self::Event, Self::Wire>;
+
+    /// The role's queues and counters, to change.
+    fn outbox_mut(&mut self) -> &mut Outbox<Self::Event, Self::Wire>;
+}
+
+/// Every role is reliable on a lossy link ([`crate::reliable`]): a copy of a datagram already
+/// accepted is answered with what was sent for it instead of being handled again, an accepted
+/// datagram answers the requests that waited for its sender, and requests are retransmitted
+/// when due.
+impl<R: Role> Endpoint for R {
+    type Event = R::Event;
+
+    fn handle_datagram(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        datagram: &[u8],
+        rng: &mut dyn CryptoRng,
+    ) {
+        // A copy of a datagram already accepted: send again what was sent for it.
+        let digest = AnswerCache::digest(remote, datagram);
+        let out = self.outbox_mut();
+        if let Some(again) = out.answers.lookup(now, &digest) {
+            out.transmits.extend(again);
+            return;
+        }
+        let before = out.transmits.len();
+        let waiting = out.retransmits.waiting();
+        let result = R::decode(datagram).and_then(|msg| self.handle(now, remote, msg, rng));
+        let out = self.outbox_mut();
+        match result {
+            Ok(()) => {
+                out.retransmits.answered_by(remote, waiting);
+                let sent = out.transmits.iter().skip(before).cloned().collect();
+                out.answers.remember(now, digest, remote, sent);
+            }
+            Err(error) => out.event(R::rejected(remote, error)),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Millis, rng: &mut dyn CryptoRng) {
+        let out = self.outbox_mut();
+        out.retransmits.on_timeout(now, &mut out.transmits);
+        self.on_timeout(now, rng);
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.outbox_mut().transmits.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Millis> {
+        match (
+            self.next_timeout(),
+            self.outbox().retransmits.next_timeout(),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn poll_event(&mut self) -> Option<Self::Event> {
+        self.outbox_mut().events.pop_front()
+    }
+
+    fn op_counts(&self) -> OpCounts {
+        self.outbox().ops
+    }
+}
