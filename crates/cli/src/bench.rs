@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use m2msec_node::figure::Figure;
-use m2msec_node::loss_bench;
+use m2msec_node::harness::figure::Figure;
+use m2msec_node::harness::loss_bench;
 use m2msec_node::protocols::{self, BenchFlags};
 
 use crate::protocols::{chosen, protocol_parser};

@@ -13,9 +13,9 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use m2msec_node::demo::RunOptions;
+use m2msec_node::harness::demo::RunOptions;
+use m2msec_node::harness::report::Progress;
 use m2msec_node::protocols::{self, DemoFlags};
-use m2msec_node::report::Progress;
 use m2msec_protocol::link::LinkFaults;
 
 use crate::protocols::{chosen, protocol_parser};

@@ -9,10 +9,10 @@ use m2msec_crypto::aead::AeadKey;
 use m2msec_crypto::pke::{PkeSecretKey, PkeSuite};
 use m2msec_crypto::rng::OsRng;
 use m2msec_crypto::sig::{SigSuite, SigningKey};
-use m2msec_node::keyfile;
 use m2msec_node::relay::config as relay_config;
+use m2msec_node::runtime::keyfile;
 
-use m2msec_node::flags::{AeadArg, GroupArg};
+use m2msec_node::harness::flags::{AeadArg, GroupArg};
 
 /// Kinds of key.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]

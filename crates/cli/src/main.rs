@@ -75,15 +75,15 @@ fn main() -> ExitCode {
         _ => "off",
     };
     init_logging(cli.verbose, default_level);
-    match m2msec_node::keylog::install_from_env() {
+    match m2msec_node::runtime::keylog::install_from_env() {
         Ok(None) => {}
         Ok(Some(path)) => eprintln!(
             "warning: {} is set: every secret of this run is written to {}",
-            m2msec_node::keylog::ENV,
+            m2msec_node::runtime::keylog::ENV,
             path.display()
         ),
         Err(e) => {
-            eprintln!("error: {}: {e}", m2msec_node::keylog::ENV);
+            eprintln!("error: {}: {e}", m2msec_node::runtime::keylog::ENV);
             return ExitCode::from(2);
         }
     }

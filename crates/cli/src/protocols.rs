@@ -9,9 +9,9 @@ use anyhow::{Context as _, Result};
 use clap::Args;
 use clap::builder::{PossibleValue, PossibleValuesParser};
 use m2msec_crypto::rng::OsRng;
-use m2msec_node::daemon::RoleArgs;
-use m2msec_node::driver::{self, shutdown_channel};
+use m2msec_node::harness::daemon::RoleArgs;
 use m2msec_node::protocols::{self, ProvisionFlags, TraceFlags};
+use m2msec_node::runtime::driver::{self, shutdown_channel};
 
 /// The implemented protocols, each with its line of help.
 pub(crate) fn protocol_parser() -> PossibleValuesParser {

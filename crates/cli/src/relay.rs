@@ -369,7 +369,7 @@ async fn forward(
 ) -> Result<ExitCode> {
     parse_sink_url(grant.sink).map_err(|e| anyhow::anyhow!("--sink {}: {e}", grant.sink))?;
     let key = load_afgh_public_key(grant.sink_key)?;
-    let now = m2msec_node::driver::wall_clock();
+    let now = m2msec_node::runtime::driver::wall_clock();
     let current = source.epoch_at(now)?;
     let from = match grant.from_epoch {
         Some(e) => e,
@@ -493,7 +493,7 @@ async fn status(
         }
     }
     let position = source.position();
-    let epoch = source.epoch_at(m2msec_node::driver::wall_clock())?;
+    let epoch = source.epoch_at(m2msec_node::runtime::driver::wall_clock())?;
     if args.json {
         let forwards: Vec<_> = forwards
             .iter()

@@ -136,7 +136,7 @@ fn restarted_responder_refuses_a_replayed_i_message() {
     let setup = load_initiator(&psk_config).unwrap_or_else(|e| panic!("{e}"));
     let mut initiator = Initiator::new(setup.config).unwrap_or_else(|e| panic!("{e}"));
     initiator
-        .connect(m2msec_node::driver::wall_clock(), &mut OsRng)
+        .connect(m2msec_node::runtime::driver::wall_clock(), &mut OsRng)
         .unwrap_or_else(|e| panic!("{e}"));
     let i_message = initiator
         .poll_transmit()
@@ -198,7 +198,8 @@ fn tshark(args: &[&str]) -> String {
 /// their empty output on our captures means something.
 fn check_filters_catch_a_malformed_message(dir: &Path) {
     let file = dir.join("malformed.pcap");
-    let mut w = m2msec_node::pcap::PcapWriter::new(Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+    let mut w =
+        m2msec_node::runtime::pcap::PcapWriter::new(Vec::new()).unwrap_or_else(|e| panic!("{e}"));
     let at = |last: u8| SocketAddr::from(([127, 0, 0, last], 2269));
     // A common header announcing a payload that is not there.
     w.write_datagram(

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use m2msec_crypto::rng::OsRng;
-use m2msec_node::driver::wall_clock;
+use m2msec_node::runtime::driver::wall_clock;
 use m2msec_node::sga::config::load_device;
 use m2msec_protocol::Endpoint;
 use m2msec_protocol::sga::{Device, DeviceEvent, Error, RefusalCode, SessionId};

@@ -9,14 +9,14 @@ use clap::Args;
 use m2msec_crypto::rng::CryptoRng;
 use serde::Serialize;
 
-use crate::daemon::{Exit, RoleArgs, RoleInfo};
-use crate::demo::RunOptions;
-use crate::driver::Shutdown;
 use crate::error::{Error, Result};
-use crate::figure::Figure;
-use crate::flags::{FaultArgs, GroupArgs, ShapeArgs};
-use crate::provision::Provisioned;
-use crate::report::{Progress, RunReport, Summary};
+use crate::harness::daemon::{Exit, RoleArgs, RoleInfo};
+use crate::harness::demo::RunOptions;
+use crate::harness::figure::Figure;
+use crate::harness::flags::{FaultArgs, GroupArgs, ShapeArgs};
+use crate::harness::provision::Provisioned;
+use crate::harness::report::{Progress, RunReport, Summary};
+use crate::runtime::driver::Shutdown;
 use crate::{collab, e2sec, mikey, relay, sga};
 
 /// One protocol as the commands see it.

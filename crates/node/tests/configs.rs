@@ -9,7 +9,7 @@ use m2msec_node::collab::config::{
 };
 use m2msec_node::collab::deployment::Params;
 use m2msec_node::collab::provision::{ProvisionOptions, provision};
-use m2msec_node::config::load_toml;
+use m2msec_node::runtime::config::load_toml;
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")

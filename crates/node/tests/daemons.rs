@@ -11,7 +11,7 @@ use m2msec_node::collab::daemon::{
 };
 use m2msec_node::collab::deployment::Params;
 use m2msec_node::collab::provision::{ProvisionOptions, provision};
-use m2msec_node::driver::shutdown_channel;
+use m2msec_node::runtime::driver::shutdown_channel;
 use m2msec_store::{RedbStore, Store};
 
 fn free_port() -> u16 {

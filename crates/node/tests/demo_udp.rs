@@ -4,8 +4,8 @@ use std::time::{Duration, Instant};
 
 use m2msec_node::collab::demo::{DemoOptions, run};
 use m2msec_node::collab::deployment::Params;
-use m2msec_node::demo::RunOptions;
-use m2msec_node::report::{NoProgress, RunReport};
+use m2msec_node::harness::demo::RunOptions;
+use m2msec_node::harness::report::{NoProgress, RunReport};
 use m2msec_protocol::collab::ProxyFault;
 
 fn demo(faulty: u8, fault: Option<ProxyFault>) -> RunReport {

@@ -4,9 +4,9 @@
 use std::path::Path;
 
 use m2msec_crypto::group::GroupId;
-use m2msec_node::config::load_toml;
 use m2msec_node::e2sec::bench;
 use m2msec_node::e2sec::config::{EpcFile, PartyFile};
+use m2msec_node::runtime::config::load_toml;
 use m2msec_protocol::e2sec::Variant;
 
 #[test]

@@ -6,8 +6,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use m2msec_crypto::rng::SeededRng;
-use m2msec_node::config::load_toml;
-use m2msec_node::driver::shutdown_channel;
 use m2msec_node::mikey::config::{
     InitiatorFile, ResponderFile, ThirdPartyFile, load_initiator, load_responder, load_third_party,
 };
@@ -16,6 +14,8 @@ use m2msec_node::mikey::daemon::{
     run_third_party,
 };
 use m2msec_node::mikey::provision::{ProvisionOptions, provision};
+use m2msec_node::runtime::config::load_toml;
+use m2msec_node::runtime::driver::shutdown_channel;
 use m2msec_protocol::Millis;
 use m2msec_protocol::mikey::ModeName;
 use m2msec_store::{RedbStore, Store};
@@ -253,7 +253,7 @@ fn provisioned_configs_load_and_bad_ones_are_named() -> m2msec_node::Result<()> 
         m2msec_crypto::sig::SigSuite::Ed25519,
         &mut SeededRng::from_seed_u64(5),
     )?;
-    m2msec_node::keyfile::write_secret(&d.join("keys/ed.key"), &ed.to_pem()?)
+    m2msec_node::runtime::keyfile::write_secret(&d.join("keys/ed.key"), &ed.to_pem()?)
         .unwrap_or_else(|e| panic!("{e}"));
     let tp = std::fs::read_to_string(d.join("mikey-third-party-1.toml")).unwrap_or_default();
     let f = write(

@@ -3,10 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use m2msec_node::demo::RunOptions;
+use m2msec_node::harness::demo::RunOptions;
+use m2msec_node::harness::report::{Detail, NoProgress, RunReport};
 use m2msec_node::mikey::demo::{DemoOptions, run};
 use m2msec_node::mikey::deployment::Params;
-use m2msec_node::report::{Detail, NoProgress, RunReport};
 use m2msec_protocol::mikey::{ModeName, ThirdPartyFault};
 
 fn demo(mode: ModeName, faulty: u8, fault: Option<ThirdPartyFault>) -> RunReport {

@@ -14,12 +14,12 @@ use std::time::Duration;
 use m2msec_crypto::pre;
 use m2msec_crypto::rng::OsRng;
 use m2msec_crypto::sig::{SigSuite, SigningKey};
-use m2msec_node::driver::{ShutdownSender, shutdown_channel, wall_clock};
 use m2msec_node::relay::coap::{
     CoapClient, Config, MessageIds, new_request, parse_datagram, response, response_code,
     uint_option,
 };
 use m2msec_node::relay::proxy::{Proxy, ProxyConfig};
+use m2msec_node::runtime::driver::{ShutdownSender, shutdown_channel, wall_clock};
 use m2msec_protocol::relay::{Sink, SinkConfig, Source, SourceConfig, SourceSeed, TrustedSource};
 use m2msec_wire::cbor::Bytes;
 use m2msec_wire::relay::api::{

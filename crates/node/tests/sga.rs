@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use m2msec_crypto::pke::PkeSuite;
 use m2msec_crypto::rng::SeededRng;
-use m2msec_node::config::load_toml;
-use m2msec_node::demo::RunOptions;
-use m2msec_node::report::{Detail, NoProgress, RunReport};
+use m2msec_node::harness::demo::RunOptions;
+use m2msec_node::harness::report::{Detail, NoProgress, RunReport};
+use m2msec_node::runtime::config::load_toml;
 use m2msec_node::sga::config::{
     DeviceFile, GroupName, ServerFile, SuiteName, control_socket, load_device, load_server,
 };

@@ -21,7 +21,7 @@ use m2msec_protocol::collab::sim::{CLIENT_ROLE, SERVER_ROLE, World};
 
 use super::deployment::{Params, Suite};
 use crate::error::{Error, Result};
-use crate::figure::Figure;
+use crate::harness::figure::Figure;
 
 /// Public-key operations of the simple scheme on the client: encrypt x, sign, verify, decrypt y.
 pub const SIMPLE_SCHEME_ASYMMETRIC_OPS: u64 = 4;

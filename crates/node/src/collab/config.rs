@@ -16,9 +16,9 @@ use m2msec_protocol::collab::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::config::{load_toml, resolve};
 use crate::error::{Error, Result};
-use crate::keyfile;
+use crate::runtime::config::{load_toml, resolve};
+use crate::runtime::keyfile;
 
 /// A peer known by name and address.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -96,7 +96,7 @@ impl TimeoutsFile {
         if let Some(ms) = self.fragments_ms {
             t.fragments = Duration::from_millis(ms);
         }
-        t.retransmit = crate::config::retransmit_policy(
+        t.retransmit = crate::runtime::config::retransmit_policy(
             self.first_retransmit_ms,
             self.steady_retransmits,
             self.max_retransmit_interval_ms,

@@ -19,10 +19,10 @@ use m2msec_store::Store;
 use tokio::sync::mpsc;
 
 use super::config;
-use crate::daemon::{Daemon, Exit, RoleArgs};
-use crate::driver::{self, Context, Flow, Handler, Shutdown, open_store};
 use crate::error::{Error, Result};
+use crate::harness::daemon::{Daemon, Exit, RoleArgs};
 use crate::hex;
+use crate::runtime::driver::{self, Context, Flow, Handler, Shutdown, open_store};
 
 /// Store table of the one-time key ids the server has accepted (key: the 32-byte id).
 pub const USED_OTS_TABLE: &str = "collab-used-ots";
@@ -107,7 +107,7 @@ pub struct ClientRuns {
     /// Number of runs (at least 1).
     pub count: u32,
     /// Tries per establishment before it counts as failed (at least 1; see
-    /// [`crate::driver::Retries`]).
+    /// [`crate::runtime::driver::Retries`]).
     pub attempts: u32,
     /// Pause between the end of one run and the start of the next.
     pub interval: Duration,
@@ -143,7 +143,7 @@ pub struct ClientHandler {
     runs: ClientRuns,
     started: u32,
     next_start: Option<Millis>,
-    retries: crate::driver::Retries,
+    retries: crate::runtime::driver::Retries,
     /// Whether `next_start` tries the last establishment again (it does not count as a run).
     retrying: bool,
     outcomes: Vec<Outcome>,
@@ -164,7 +164,7 @@ impl ClientHandler {
             runs,
             started: 1,
             next_start: None,
-            retries: crate::driver::Retries::new(runs.attempts),
+            retries: crate::runtime::driver::Retries::new(runs.attempts),
             retrying: false,
             outcomes: Vec::new(),
             report,

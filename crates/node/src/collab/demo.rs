@@ -15,11 +15,11 @@ use super::daemon::{
 };
 use super::deployment::{DeploymentKeys, Params, Topology};
 
-use crate::demo::{Deployment, RunOptions, bind_loopback};
-use crate::driver;
 use crate::error::{Error, Result};
+use crate::harness::demo::{Deployment, RunOptions, bind_loopback};
+use crate::harness::report::{Detail, Helpers, Progress, RunReport};
 use crate::hex;
-use crate::report::{Detail, Helpers, Progress, RunReport};
+use crate::runtime::driver;
 
 /// Options of one collab demo run.
 #[derive(Clone, Debug, Default)]

@@ -14,7 +14,7 @@ pub mod provision;
 pub mod report;
 pub mod trace;
 
-use crate::daemon::RoleInfo;
+use crate::harness::daemon::RoleInfo;
 
 /// The protocol's name in commands and reports.
 pub const PROTOCOL: &str = "collab";

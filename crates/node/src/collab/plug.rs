@@ -8,12 +8,12 @@ use m2msec_crypto::rng::CryptoRng;
 use m2msec_protocol::collab::ProxyFault;
 
 use super::deployment::{Params, Suite};
-use crate::demo::RunOptions;
 use crate::error::Result;
-use crate::flags::{FaultArg, FaultArgs, ShapeArgs, SuiteArg};
+use crate::harness::demo::RunOptions;
+use crate::harness::flags::{FaultArg, FaultArgs, ShapeArgs, SuiteArg};
+use crate::harness::provision::Provisioned;
+use crate::harness::report::{Progress, RunReport};
 use crate::protocols::{BenchFlags, BenchOutput, DemoFlags, ProvisionFlags, TraceFlags};
-use crate::provision::Provisioned;
-use crate::report::{Progress, RunReport};
 
 /// collab's flags of `m2msec provision`.
 #[derive(Clone, Debug, Args)]

@@ -25,8 +25,8 @@ use super::config::{
 };
 use super::deployment::{CLIENT, DeploymentKeys, Params, SERVER, TRUSTED, Topology, proxy_name};
 use crate::error::{Error, Result};
-use crate::keyfile;
-use crate::provision::{Provisioned, deployment_dirs, role_config, write_toml};
+use crate::harness::provision::{Provisioned, deployment_dirs, role_config, write_toml};
+use crate::runtime::keyfile;
 
 /// Options of `provision`.
 #[derive(Clone, Debug)]

@@ -4,7 +4,7 @@ use core::fmt;
 
 use serde::Serialize;
 
-use crate::report::{RunReport, Summary, line};
+use crate::harness::report::{RunReport, Summary, line};
 
 /// collab's own part of a [`RunReport`]: empty, its proxies are the report's helpers.
 #[derive(Clone, Debug, Default, Serialize)]

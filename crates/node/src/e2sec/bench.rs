@@ -26,8 +26,8 @@ use m2msec_protocol::e2sec::{PartyEvent, Variant};
 
 use super::{GROUPS, group_name, group_ops};
 use crate::error::{Error, Result};
-use crate::figure::Figure;
-use crate::report::GroupOps;
+use crate::harness::figure::Figure;
+use crate::harness::report::GroupOps;
 
 /// Time of each primitive on this machine, in microseconds.
 #[derive(Clone, Copy, Debug)]

@@ -2,7 +2,7 @@
 //!
 //! Every field is documented in `examples/e2sec-*.toml`. Key paths are relative to the config
 //! file's directory. Secret and public keys are `M2MSEC E2SEC SECRET KEY` / `… PUBLIC KEY`
-//! files (see [`crate::keyfile`]), whose first byte names the group: every key of a deployment
+//! files (see [`crate::runtime::keyfile`]), whose first byte names the group: every key of a deployment
 //! must be in the same group, and a party's `group` line, when present, must name it too.
 
 use std::net::SocketAddr;
@@ -16,9 +16,9 @@ use m2msec_protocol::e2sec::{
 use serde::{Deserialize, Serialize};
 
 use super::group_name;
-use crate::config::{load_toml, resolve};
 use crate::error::{Error, Result};
-use crate::keyfile;
+use crate::runtime::config::{load_toml, resolve};
+use crate::runtime::keyfile;
 
 /// Signature variants in config files.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -374,7 +374,7 @@ pub fn load_party(file: &Path, role: Role) -> Result<Setup<PartyConfig>> {
                 .collect(),
             variant: f.variant.unwrap_or(VariantName::Elgamal).into(),
             timeout: Duration::from_millis(f.timeout_ms.unwrap_or(20_000).max(1)),
-            retransmit: crate::config::retransmit_policy(
+            retransmit: crate::runtime::config::retransmit_policy(
                 f.first_retransmit_ms,
                 f.steady_retransmits,
                 f.max_retransmit_interval_ms,

@@ -17,10 +17,10 @@ use m2msec_protocol::e2sec::{Epc, EpcEvent, Error as E2secError, Party, PartyEve
 use tokio::sync::mpsc;
 
 use super::config;
-use crate::daemon::{Daemon, Exit, RoleArgs};
-use crate::driver::{self, Context, Flow, Handler, Shutdown};
 use crate::error::{Error, Result};
+use crate::harness::daemon::{Daemon, Exit, RoleArgs};
 use crate::hex;
+use crate::runtime::driver::{self, Context, Flow, Handler, Shutdown};
 
 /// How long a party waits for a warrant before asking again with a new request: after the
 /// protocol's own retransmissions of the last one have given up.
@@ -143,7 +143,7 @@ pub struct Connects {
     /// Pause between the end of one and the start of the next.
     pub interval: Duration,
     /// Tries per authentication before it counts as failed (at least 1; see
-    /// [`crate::driver::Retries`]).
+    /// [`crate::runtime::driver::Retries`]).
     pub attempts: u32,
 }
 

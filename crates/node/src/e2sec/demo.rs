@@ -26,12 +26,12 @@ use tokio::sync::mpsc;
 use super::daemon::{Connects, EpcHandler, Outcome, PartyHandler, Report, Summary};
 use super::{PROTOCOL, device_ops, group_name};
 
-use crate::demo::{Bound, Deployment, RunOptions, bind_layout};
-use crate::driver;
 use crate::error::{Error, Result};
+use crate::harness::demo::{Bound, Deployment, RunOptions, bind_layout};
+use crate::harness::report::{Detail, Helpers, Progress, RunReport};
 use crate::hex;
-use crate::report::{Detail, Helpers, Progress, RunReport};
-use crate::tap::Wiretap;
+use crate::runtime::driver;
+use crate::runtime::tap::Wiretap;
 
 /// Warrant validity in the expired-warrant run.
 pub const SHORT_VALIDITY: Duration = Duration::from_secs(1);
@@ -352,6 +352,6 @@ async fn stale_server(
 
 async fn send_all(party: &mut Party, socket: &Arc<UdpSocket>, tap: &Wiretap, local: SocketAddr) {
     while let Some(t) = party.poll_transmit() {
-        crate::driver::send("e2sec-server", socket, local, Some(tap), t).await;
+        crate::runtime::driver::send("e2sec-server", socket, local, Some(tap), t).await;
     }
 }

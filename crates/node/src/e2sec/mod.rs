@@ -15,12 +15,12 @@ pub mod plug;
 pub mod provision;
 pub mod report;
 
-use crate::daemon::RoleInfo;
+use crate::harness::daemon::RoleInfo;
 
 use m2msec_crypto::group::GroupId;
 use m2msec_protocol::e2sec::Variant;
 
-use crate::report::GroupOps;
+use crate::harness::report::GroupOps;
 
 /// The protocol's name in commands and reports.
 pub const PROTOCOL: &str = "e2sec";
@@ -108,8 +108,8 @@ pub fn device_ops(
     t: &m2msec_crypto::group::OpTally,
     hmacs: u64,
     aeads: u64,
-) -> crate::report::DeviceOps {
-    crate::report::DeviceOps {
+) -> crate::harness::report::DeviceOps {
+    crate::harness::report::DeviceOps {
         counts: m2msec_protocol::OpCounts {
             symmetric: aeads,
             hash: t.hash + hmacs,

@@ -8,12 +8,12 @@ use m2msec_crypto::group::GroupId;
 use m2msec_crypto::rng::CryptoRng;
 use m2msec_protocol::e2sec::Variant;
 
-use crate::demo::RunOptions;
 use crate::error::{Error, Result};
-use crate::flags::GroupArg;
+use crate::harness::demo::RunOptions;
+use crate::harness::flags::GroupArg;
+use crate::harness::provision::Provisioned;
+use crate::harness::report::{Progress, RunReport};
 use crate::protocols::{BenchFlags, BenchOutput, DemoFlags, ProvisionFlags};
-use crate::provision::Provisioned;
-use crate::report::{Progress, RunReport};
 
 /// E2SEC proxy-signature variants on the command line.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]

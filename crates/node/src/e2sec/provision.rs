@@ -28,8 +28,8 @@ use super::config::{
     EpcFile, EpcPeerFile, GroupFile, PartyFile, PeerFile, RoleName, SubscriberFile, VariantName,
 };
 use crate::error::{Error, Result};
-use crate::keyfile::{self, write_public, write_secret};
-use crate::provision::{Provisioned, write_toml};
+use crate::harness::provision::{Provisioned, write_toml};
+use crate::runtime::keyfile::{self, write_public, write_secret};
 
 /// Options of `provision` for E2SEC.
 #[derive(Clone, Debug)]

@@ -4,7 +4,7 @@ use core::fmt;
 
 use serde::Serialize;
 
-use crate::report::{RunReport, Summary};
+use crate::harness::report::{RunReport, Summary};
 
 /// E2SEC's own part of a [`RunReport`].
 #[derive(Clone, Debug, Serialize)]

@@ -17,7 +17,7 @@ use m2msec_protocol::{Endpoint, OpCounts};
 
 use super::deployment::Params;
 use crate::error::{Error, Result};
-use crate::figure::Figure;
+use crate::harness::figure::Figure;
 
 /// What one mode costs per exchange.
 #[derive(Clone, Copy, Debug)]

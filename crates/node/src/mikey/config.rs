@@ -17,9 +17,9 @@ use m2msec_protocol::mikey::{
 use serde::{Deserialize, Serialize};
 
 use crate::collab::config::SharingName;
-use crate::config::{load_toml, resolve};
 use crate::error::{Error, Result};
-use crate::keyfile;
+use crate::runtime::config::{load_toml, resolve};
+use crate::runtime::keyfile;
 
 /// The exchange modes in config files and on the command line.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -167,7 +167,7 @@ impl PolicyFile {
         if let Some(s) = self.signature {
             p.signature = s.into();
         }
-        p.retransmit = crate::config::retransmit_policy(
+        p.retransmit = crate::runtime::config::retransmit_policy(
             self.first_retransmit_ms,
             self.steady_retransmits,
             self.max_retransmit_interval_ms,
@@ -349,7 +349,7 @@ fn rsa_verifying_key(file: &Path, key: &Path) -> Result<VerifyingKey> {
 
 fn rsa_encryption_key(file: &Path, key: &Path) -> Result<PkePublicKey> {
     let path = resolve(file, key);
-    let text = crate::keyfile::read_key_text(&path)?;
+    let text = crate::runtime::keyfile::read_key_text(&path)?;
     let k = PkePublicKey::from_pem(&text)
         .map_err(|e| Error::key(&path, format!("not an RSA-2048 public key: {e}")))?;
     if k.suite() != PkeSuite::RsaOaep2048 {

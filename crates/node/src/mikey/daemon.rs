@@ -21,11 +21,11 @@ use m2msec_store::Store;
 use tokio::sync::mpsc;
 
 use super::config;
-use crate::daemon::{Daemon, Exit, RoleArgs};
-use crate::driver::open_store;
-use crate::driver::{self, Context, Flow, Handler, Shutdown};
 use crate::error::{Error, Result};
+use crate::harness::daemon::{Daemon, Exit, RoleArgs};
 use crate::hex;
+use crate::runtime::driver::open_store;
+use crate::runtime::driver::{self, Context, Flow, Handler, Shutdown};
 
 /// Store table of a replay cache (key: message digest, value: end of its window, ms BE).
 pub const REPLAY_TABLE: &str = "mikey-replay";
@@ -138,7 +138,7 @@ pub struct InitiatorRuns {
     /// Number of exchanges (at least 1).
     pub count: u32,
     /// Tries per establishment before it counts as failed (at least 1; see
-    /// [`crate::driver::Retries`]).
+    /// [`crate::runtime::driver::Retries`]).
     pub attempts: u32,
     /// Pause between the end of one exchange and the start of the next.
     pub interval: Duration,
@@ -188,7 +188,7 @@ pub struct InitiatorHandler {
     runs: InitiatorRuns,
     started: u32,
     next_start: Option<Millis>,
-    retries: crate::driver::Retries,
+    retries: crate::runtime::driver::Retries,
     /// Whether `next_start` tries the last establishment again (it does not count as a run).
     retrying: bool,
     outcomes: Vec<Outcome>,
@@ -204,7 +204,7 @@ impl InitiatorHandler {
             runs,
             started: 1,
             next_start: None,
-            retries: crate::driver::Retries::new(runs.attempts),
+            retries: crate::runtime::driver::Retries::new(runs.attempts),
             retrying: false,
             outcomes: Vec::new(),
             report,

@@ -23,11 +23,11 @@ use super::daemon::{
 };
 use super::deployment::{Configs, Params, addresses, fault_name};
 
-use crate::demo::{Bound, Deployment, RunOptions, bind_layout};
-use crate::driver;
 use crate::error::{Error, Result};
+use crate::harness::demo::{Bound, Deployment, RunOptions, bind_layout};
+use crate::harness::report::{Detail, Helpers, Progress, RunReport};
 use crate::hex;
-use crate::report::{Detail, Helpers, Progress, RunReport};
+use crate::runtime::driver;
 
 /// Options of one MIKEY demo run.
 #[derive(Clone, Debug, Default)]

@@ -15,7 +15,7 @@ pub mod provision;
 pub mod report;
 pub mod trace;
 
-use crate::daemon::RoleInfo;
+use crate::harness::daemon::RoleInfo;
 
 pub use m2msec_protocol::mikey::PORT;
 

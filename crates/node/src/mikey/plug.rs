@@ -8,12 +8,12 @@ use m2msec_crypto::rng::CryptoRng;
 use m2msec_protocol::mikey::{ModeName, ThirdPartyFault};
 
 use super::deployment::Params;
-use crate::demo::RunOptions;
 use crate::error::{Error, Result};
-use crate::flags::{FaultArg, FaultArgs, ShapeArgs};
+use crate::harness::demo::RunOptions;
+use crate::harness::flags::{FaultArg, FaultArgs, ShapeArgs};
+use crate::harness::provision::Provisioned;
+use crate::harness::report::{Progress, RunReport};
 use crate::protocols::{BenchFlags, BenchOutput, DemoFlags, ProvisionFlags, TraceFlags};
-use crate::provision::Provisioned;
-use crate::report::{Progress, RunReport};
 
 /// MIKEY exchange modes on the command line.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]

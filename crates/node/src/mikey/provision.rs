@@ -30,8 +30,8 @@ use super::config::{
 use super::deployment::{INITIATOR, Params, RESPONDER, addresses, third_party_name};
 use crate::collab::config::SharingName;
 use crate::error::{Error, Result};
-use crate::keyfile;
-use crate::provision::{Provisioned, deployment_dirs, role_config, write_toml};
+use crate::harness::provision::{Provisioned, deployment_dirs, role_config, write_toml};
+use crate::runtime::keyfile;
 
 /// Options of `provision` for MIKEY.
 #[derive(Clone, Debug)]

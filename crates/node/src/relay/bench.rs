@@ -28,7 +28,7 @@ use m2msec_crypto::pre;
 use m2msec_crypto::rng::SeededRng;
 
 use crate::error::{Error, Result};
-use crate::figure::Figure;
+use crate::harness::figure::Figure;
 
 /// Size of the AFGH plaintext measured: about a signed section key in CBOR (stream id, key
 /// index, suite, a 32-byte key, validity, a 64-byte Ed25519 signature).
@@ -226,7 +226,7 @@ enum BenchProxy {
     Child(ChildProxy),
     Task(
         tokio::task::JoinHandle<Result<()>>,
-        crate::driver::ShutdownSender,
+        crate::runtime::driver::ShutdownSender,
     ),
 }
 
@@ -308,7 +308,7 @@ pub async fn stream_throughput(opts: &StreamOptions) -> Result<StreamFigures> {
     use super::proxy::{Proxy, ProxyConfig};
     use super::sink::{OutputWriter, SinkNode, SinkServer};
     use super::source::SourceNode;
-    use crate::driver::{shutdown_channel, wall_clock};
+    use crate::runtime::driver::{shutdown_channel, wall_clock};
 
     let messages = opts.messages.max(1);
     let mut rng = SeededRng::from_seed_u64(opts.seed);
@@ -324,7 +324,7 @@ pub async fn stream_throughput(opts: &StreamOptions) -> Result<StreamFigures> {
             let file = dir.path().join("relay-proxy.toml");
             let text = toml::to_string(&config)
                 .map_err(|e| Error::Usage(format!("cannot write the proxy config: {e}")))?;
-            crate::keyfile::write_public(&file, &text)?;
+            crate::runtime::keyfile::write_public(&file, &text)?;
             BenchProxy::Child(ChildProxy::start(exe, &file)?)
         }
         None => {

@@ -34,8 +34,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::driver::Egress;
-use crate::tap::Wiretap;
+use crate::runtime::driver::Egress;
+use crate::runtime::tap::Wiretap;
 
 /// RFC 7252 §4.8 ACK_TIMEOUT.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(2);

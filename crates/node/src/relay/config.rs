@@ -23,22 +23,22 @@ use m2msec_crypto::sig::{SigSuite, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::config::{load_toml, resolve};
 use crate::error::{Error, Result};
-use crate::keyfile::{self, read_key_text};
 use crate::relay::coap::Transmission;
+use crate::runtime::config::{load_toml, resolve};
+use crate::runtime::keyfile::{self, read_key_text};
 
 /// The protocol's name in commands and reports.
 pub const PROTOCOL: &str = "relay";
 
 /// The roles `m2msec run` knows for the relay.
-pub const ROLES: &[crate::daemon::RoleInfo] = &[
-    crate::daemon::RoleInfo {
+pub const ROLES: &[crate::harness::daemon::RoleInfo] = &[
+    crate::harness::daemon::RoleInfo {
         name: "relay-proxy",
         about: "The relay's secure store-and-forward proxy: stores what sources send, \
                 re-encrypts section keys to the sinks their owners designate",
     },
-    crate::daemon::RoleInfo {
+    crate::harness::daemon::RoleInfo {
         name: "relay-sink",
         about: "A relay data sink: opens what the proxy forwards and writes it out",
     },

@@ -43,11 +43,11 @@ use super::proxy::{Proxy, ProxyConfig};
 use super::report::SinkOutcome;
 use super::sink::{OutputWriter, SinkNode, SinkServer};
 use super::source::{SourceNode, StorageRecord};
-use crate::demo::{Deployment, RunOptions};
-use crate::driver::{Shutdown, wall_clock};
 use crate::error::{Error, Result};
-use crate::report::{Detail, Helpers, Progress, RunReport};
-use crate::tap::Wiretap;
+use crate::harness::demo::{Deployment, RunOptions};
+use crate::harness::report::{Detail, Helpers, Progress, RunReport};
+use crate::runtime::driver::{Shutdown, wall_clock};
+use crate::runtime::tap::Wiretap;
 
 /// The source's URL in the demo.
 pub const SOURCE_URL: &str = "coap://127.0.0.1/demo-source";

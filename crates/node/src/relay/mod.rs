@@ -20,9 +20,9 @@ pub use config::{ABOUT, PROTOCOL, ROLES};
 /// As the role's runner; [`crate::Error::Usage`] for a role that is not the relay's.
 pub async fn run_role(
     role: &str,
-    args: &crate::daemon::RoleArgs,
-    shutdown: crate::driver::Shutdown,
-) -> crate::Result<crate::daemon::Exit> {
+    args: &crate::harness::daemon::RoleArgs,
+    shutdown: crate::runtime::driver::Shutdown,
+) -> crate::Result<crate::harness::daemon::Exit> {
     match role {
         "relay-proxy" => proxy::run_file(&args.config, shutdown).await,
         "relay-sink" => sink::run_file(&args.config, shutdown).await,
@@ -30,5 +30,5 @@ pub async fn run_role(
             return Err(crate::Error::Usage(format!("{other}: not a relay role")));
         }
     }
-    .map(|()| crate::daemon::Exit::Served)
+    .map(|()| crate::harness::daemon::Exit::Served)
 }

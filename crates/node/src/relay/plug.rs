@@ -8,11 +8,11 @@ use clap::Args;
 use m2msec_crypto::rng::CryptoRng;
 
 use super::bench as relay_bench;
-use crate::demo::RunOptions;
 use crate::error::{Error, Result};
+use crate::harness::demo::RunOptions;
+use crate::harness::provision::Provisioned;
+use crate::harness::report::{Progress, RunReport};
 use crate::protocols::{BenchFlags, BenchOutput, DemoFlags, ProvisionFlags};
-use crate::provision::Provisioned;
-use crate::report::{Progress, RunReport};
 
 /// The relay demo's flags.
 #[derive(Clone, Debug, Args)]

@@ -29,8 +29,8 @@ use super::config::{
 };
 use super::proxy::ProxyConfig;
 use crate::error::{Error, Result};
-use crate::keyfile::write_public;
-use crate::provision::{Provisioned, deployment_dirs, write_config};
+use crate::harness::provision::{Provisioned, deployment_dirs, write_config};
+use crate::runtime::keyfile::write_public;
 
 /// The sinks of a provisioned deployment.
 pub const SINKS: [&str; 2] = ["sink-1", "sink-2"];

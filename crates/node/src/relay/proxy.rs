@@ -67,10 +67,10 @@ use m2msec_wire::relay::coap::coap_lite::ResponseType;
 use self::coap_msg::Response;
 use self::state::Core;
 use self::writer::{Deferred, Ingest, Op, WriterCmd};
-use crate::driver::open_store;
-use crate::driver::{self, Egress, Shutdown};
 use crate::error::{Error, Result};
-use crate::tap::Wiretap;
+use crate::runtime::driver::open_store;
+use crate::runtime::driver::{self, Egress, Shutdown};
+use crate::runtime::tap::Wiretap;
 
 /// Control calls (store, forward, control, delete) running at once, at most.
 const CONTROL_SLOTS: usize = 64;

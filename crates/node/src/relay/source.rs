@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 
 use super::coap::Transmission;
 use super::config::SourceSetup;
-use crate::driver::open_store;
 use crate::error::{Error, Result};
+use crate::runtime::driver::open_store;
 
 /// The source's table: [`KEY_POSITION`], [`KEY_STORAGE`], and one `forward/{id}` entry per
 /// forward it created.
@@ -354,5 +354,5 @@ impl SourceNode {
 
 /// The current wall-clock time.
 pub(crate) fn now() -> Millis {
-    crate::driver::wall_clock()
+    crate::runtime::driver::wall_clock()
 }

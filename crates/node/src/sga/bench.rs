@@ -17,7 +17,7 @@ use m2msec_protocol::{Endpoint, OpCounts};
 
 use super::config::GroupName;
 use crate::error::{Error, Result};
-use crate::figure::Figure;
+use crate::harness::figure::Figure;
 
 /// What one group costs per key exchange.
 #[derive(Clone, Copy, Debug)]

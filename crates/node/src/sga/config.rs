@@ -12,9 +12,9 @@ use m2msec_crypto::group::GroupId;
 use m2msec_protocol::sga::{DeviceConfig, LIGHTWEIGHT_SUITES, ServerConfig, Timeouts};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{load_toml, resolve};
 use crate::error::{Error, Result};
-use crate::keyfile;
+use crate::runtime::config::{load_toml, resolve};
+use crate::runtime::keyfile;
 
 /// The lightweight AEAD suites in config files and on the command line.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -143,7 +143,7 @@ impl TimeoutsFile {
         if let Some(ms) = self.clock_skew_ms {
             t.clock_skew = Duration::from_millis(ms);
         }
-        t.requests = crate::config::retransmit_policy(
+        t.requests = crate::runtime::config::retransmit_policy(
             self.first_retransmit_ms,
             self.steady_retransmits,
             self.max_retransmit_interval_ms,

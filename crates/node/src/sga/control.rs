@@ -35,9 +35,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::config::SuiteName;
 use super::daemon::Command;
-use crate::driver::Shutdown;
 use crate::error::{Error, Result};
 use crate::private;
+use crate::runtime::driver::Shutdown;
 
 /// The largest request or answer, in bytes (an answer holds the whole inbox).
 pub const MAX_CONTROL_MESSAGE: u64 = 16 * 1024 * 1024;

@@ -1,6 +1,6 @@
 //! The two SGA daemons.
 //!
-//! **Server.** The generic [`Driver`](crate::driver::Driver) around [`Server`], with a handler that writes every
+//! **Server.** The generic [`Driver`](crate::runtime::driver::Driver) around [`Server`], with a handler that writes every
 //! [`ServerEvent::Persist`] to the store as the event is drained — and the driver drains every
 //! event before it sends the datagrams of the same call, so a `Stored` acknowledgement never
 //! leaves before the message is durable. At start the registrations
@@ -35,12 +35,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::config::{self, SuiteName};
 use super::control::{ControlSocket, InboxEntry, Request, Response, SessionInfo};
-use crate::daemon::{Daemon, Exit, RoleArgs};
-use crate::driver::open_store;
-use crate::driver::{self, Context, Flow, Handler, Shutdown, wall_clock};
 use crate::error::{Error, Result};
+use crate::harness::daemon::{Daemon, Exit, RoleArgs};
 use crate::hex;
-use crate::tap::Wiretap;
+use crate::runtime::driver::open_store;
+use crate::runtime::driver::{self, Context, Flow, Handler, Shutdown, wall_clock};
+use crate::runtime::tap::Wiretap;
 
 /// Device store table of its own state (key `registered`: the identity it registered as).
 pub const DEVICE_TABLE: &str = "sga_device";

@@ -29,11 +29,11 @@ use super::config::{GroupName, SuiteName};
 use super::control::{Request, Response};
 use super::daemon::{Command, DeviceNode, NodeEvent, ServerHandler, server_from_store};
 
-use crate::demo::{Deployment, RunOptions};
-use crate::driver::{self, Driver, Shutdown};
 use crate::error::{Error, Result};
-use crate::report::{Detail, Helpers, Progress, RunReport};
-use crate::tap::Wiretap;
+use crate::harness::demo::{Deployment, RunOptions};
+use crate::harness::report::{Detail, Helpers, Progress, RunReport};
+use crate::runtime::driver::{self, Driver, Shutdown};
+use crate::runtime::tap::Wiretap;
 
 /// The gateway's identity in the demo.
 pub const GATEWAY: &str = "sga-gateway";

@@ -19,7 +19,7 @@ pub mod plug;
 pub mod provision;
 pub mod report;
 
-use crate::daemon::RoleInfo;
+use crate::harness::daemon::RoleInfo;
 
 /// The protocol's name in commands and reports.
 pub const PROTOCOL: &str = "sga";

@@ -7,12 +7,12 @@ use clap::{Args, ValueEnum};
 use m2msec_crypto::rng::CryptoRng;
 
 use super::config::{GroupName, SuiteName};
-use crate::demo::RunOptions;
 use crate::error::{Error, Result};
-use crate::flags::GroupArg;
+use crate::harness::demo::RunOptions;
+use crate::harness::flags::GroupArg;
+use crate::harness::provision::Provisioned;
+use crate::harness::report::{Progress, RunReport};
 use crate::protocols::{BenchFlags, BenchOutput, DemoFlags, ProvisionFlags};
-use crate::provision::Provisioned;
-use crate::report::{Progress, RunReport};
 
 /// SGA lightweight suites on the command line.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]

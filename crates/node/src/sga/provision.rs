@@ -22,8 +22,8 @@ use m2msec_crypto::rng::{CryptoRng, random_array};
 
 use super::config::{DeviceFile, GatewayFile, GroupName, ServerFile, SuiteName, TimeoutsFile};
 use crate::error::{Error, Result};
-use crate::keyfile::{sga_device_key_pem, write_public, write_secret};
-use crate::provision::{Provisioned, deployment_dirs, write_config as write_toml};
+use crate::harness::provision::{Provisioned, deployment_dirs, write_config as write_toml};
+use crate::runtime::keyfile::{sga_device_key_pem, write_public, write_secret};
 
 /// The devices of a provisioned deployment.
 pub const DEVICES: [&str; 2] = ["device-i", "device-j"];

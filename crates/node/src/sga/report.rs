@@ -4,7 +4,7 @@ use core::fmt;
 
 use serde::Serialize;
 
-use crate::report::{RunReport, Summary, line};
+use crate::harness::report::{RunReport, Summary, line};
 
 /// SGA's own part of a [`RunReport`].
 #[derive(Clone, Debug, Serialize)]

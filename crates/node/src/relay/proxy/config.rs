@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{load_toml, resolve};
 use crate::error::{Error, Result};
 use crate::relay::coap::Transmission;
+use crate::runtime::config::{load_toml, resolve};
 
 /// CoAP's port (RFC 7252 §6.1), the proxy's default.
 pub const DEFAULT_PORT: u16 = 5683;

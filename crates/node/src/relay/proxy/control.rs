@@ -37,7 +37,7 @@ use super::records::{
 use super::state::{ForwardState, MonitorId, SinkState, StorageState};
 use super::writer::{Op, blocking};
 use super::{ProxyConfig, Shared, ingest};
-use crate::driver::wall_clock;
+use crate::runtime::driver::wall_clock;
 
 type Reply = Result<Response, Response>;
 

@@ -12,7 +12,7 @@ use tokio::net::UdpSocket;
 
 use super::coap_msg::show;
 use crate::relay::coap::{self, CoapClient, Config, Transmission};
-use crate::tap::Wiretap;
+use crate::runtime::tap::Wiretap;
 
 /// What became of one delivery attempt.
 #[derive(Debug, Clone, PartialEq)]

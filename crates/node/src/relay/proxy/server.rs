@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::driver::Egress;
+use crate::runtime::driver::Egress;
 use m2msec_wire::relay::api::{
     CONTENT_FORMAT_CBOR, CONTENT_FORMAT_LINK_FORMAT, DEFAULT_WINDOW_S, Load, Throughput,
 };

@@ -38,8 +38,8 @@ use super::records::{
     self, COUNTERS_TABLE, CURSORS_TABLE, SIGNED_TABLE, cursor_key, dedup_table, id_key, queue_table,
 };
 use super::state::{MonitorId, Written};
-use crate::driver::wall_clock;
 use crate::error::{Error, Result};
+use crate::runtime::driver::wall_clock;
 
 /// How often positions are written and delivered messages removed.
 pub(crate) const HOUSEKEEP_INTERVAL: Duration = Duration::from_millis(100);

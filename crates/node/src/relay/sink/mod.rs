@@ -30,10 +30,10 @@ use super::coap::{
     response, set_uint_option,
 };
 use super::config::{SinkSetup, load_sink};
-use crate::driver::open_store;
-use crate::driver::{self, Egress, Shutdown, wall_clock};
 use crate::error::{Error, Result};
-use crate::tap::Wiretap;
+use crate::runtime::driver::open_store;
+use crate::runtime::driver::{self, Egress, Shutdown, wall_clock};
+use crate::runtime::tap::Wiretap;
 
 mod output;
 pub use output::{OutputLine, OutputWriter};

@@ -8,8 +8,8 @@ use std::time::Duration;
 use m2msec_crypto::rng::{CryptoRng, OsRng};
 use m2msec_protocol::Endpoint;
 
-use crate::driver::{self, Driver, Handler, Shutdown};
 use crate::error::Result;
+use crate::runtime::driver::{self, Driver, Handler, Shutdown};
 
 /// A daemon role as `m2msec run` lists it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use m2msec_protocol::mikey::ModeName;
 use m2msec_protocol::trial::{self, LATENCY, Link, Trial};
 
-use crate::figure::Figure;
+use crate::harness::figure::Figure;
 
 /// The loss rates of the table.
 pub const LOSS_RATES: [f64; 7] = [0.0, 0.05, 0.10, 0.15, 0.20, 0.25, 0.30];

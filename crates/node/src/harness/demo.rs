@@ -13,9 +13,9 @@ use m2msec_protocol::link::LinkFaults;
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 
-use crate::driver::{self, Driver, Handler, Shutdown, ShutdownSender, shutdown_channel};
 use crate::error::{Error, Result};
-use crate::tap::{WireTotals, Wiretap};
+use crate::runtime::driver::{self, Driver, Handler, Shutdown, ShutdownSender, shutdown_channel};
+use crate::runtime::tap::{WireTotals, Wiretap};
 
 /// The options every demo run takes besides its protocol's own.
 #[derive(Clone, Debug)]

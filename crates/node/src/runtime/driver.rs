@@ -21,7 +21,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
-use crate::tap::Wiretap;
+use crate::runtime::tap::Wiretap;
 
 /// The largest datagram the driver receives (the UDP maximum).
 const MAX_DATAGRAM: usize = 65_535;

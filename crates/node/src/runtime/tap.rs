@@ -6,7 +6,7 @@
 //! A tap can also stand for a bad link ([`Wiretap::with_faults`]): each sender then draws the
 //! fate of each datagram it sends (lost, duplicated, delayed behind later ones) from its own
 //! seeded stream ([`m2msec_protocol::link::Impairment`], the model the in-memory network uses),
-//! and [`send`](crate::driver::send) carries it out.
+//! and [`send`](crate::runtime::driver::send) carries it out.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -18,7 +18,7 @@ use std::time::SystemTime;
 use m2msec_protocol::link::{Fate, FaultCounts, Impairment, LinkFaults};
 
 use crate::error::{Error, Result};
-use crate::pcap::PcapWriter;
+use crate::runtime::pcap::PcapWriter;
 
 /// One datagram as the tap saw it (kept only when the tap records datagrams).
 #[derive(Clone, Debug, PartialEq, Eq)]

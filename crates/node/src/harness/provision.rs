@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::keyfile::{write_public, write_secret};
 use crate::private;
+use crate::runtime::keyfile::{write_public, write_secret};
 
 /// What `provision` wrote.
 #[derive(Clone, Debug, Default)]

@@ -1,0 +1,8 @@
+//! What runs a role on the network, for every protocol alike.
+
+pub mod config;
+pub mod driver;
+pub mod keyfile;
+pub mod keylog;
+pub mod pcap;
+pub mod tap;
