@@ -93,8 +93,7 @@ impl State {
                         // The reader is gone: its next notification gets a Reset.
                         Err(mpsc::error::TrySendError::Closed(_)) => {
                             self.observations.remove(&observation);
-                            self.engine
-                                .forget_observation(now, observation, &mut OsRng);
+                            self.engine.forget_observation(now, observation, &mut OsRng);
                         }
                     }
                 }

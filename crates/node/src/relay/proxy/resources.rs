@@ -2,8 +2,8 @@
 //! (Content-Format 60, the contract's) or JSON (50, offered for people and shell tools such as
 //! `coap-client -A 50`).
 
-use m2msec_wire::relay::api::{Body, ForwardMonitor, Info, Load, StorageMonitor, Throughput, path};
 use m2msec_coap::link_format::{self, Link};
+use m2msec_wire::relay::api::{Body, ForwardMonitor, Info, Load, StorageMonitor, Throughput, path};
 use serde_json::json;
 
 use super::state::{Core, MonitorId};
