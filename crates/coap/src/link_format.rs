@@ -226,7 +226,7 @@ mod tests {
             content_format: None,
             observable: false,
         };
-        assert_eq!(encode(&[bare.clone()], &[]), "</x>");
+        assert_eq!(encode(core::slice::from_ref(&bare), &[]), "</x>");
         assert!(!bare.matches(&q("rt=*")), "an attribute the link lacks");
     }
 
