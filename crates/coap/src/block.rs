@@ -97,7 +97,7 @@ impl Block1Assembler {
         };
         let key = (peer, upload_key(&req));
         let size = block.size();
-        // §2.3: every block but the last is exactly the block size.
+        // RFC 7959 §2.3: every block but the last is exactly the block size.
         if (block.more && req.payload.len() != size) || req.payload.len() > size {
             self.partials.remove(&key);
             return Assembled::Respond(response(&req, ResponseType::BadRequest, ids));
@@ -161,7 +161,7 @@ impl Block1Assembler {
         Assembled::Complete(whole)
     }
 
-    /// 2.31 Continue echoing the block, with our preferred size if smaller (§2.3).
+    /// 2.31 Continue echoing the block, with our preferred size if smaller (RFC 7959 §2.3).
     fn continue_response(&self, req: &Packet, block: BlockOpt, ids: &mut MessageIds) -> Packet {
         let mut p = response(req, ResponseType::Continue, ids);
         p.clear_option(CoapOption::Block1);
@@ -176,7 +176,7 @@ impl Block1Assembler {
         p
     }
 
-    /// 4.13 with Size1 = the limit (§2.9.3).
+    /// 4.13 with Size1 = the limit (RFC 7959 §2.9.3).
     fn too_large(&self, req: &Packet, ids: &mut MessageIds) -> Packet {
         let mut p = response(req, ResponseType::RequestEntityTooLarge, ids);
         p.clear_option(CoapOption::Block1);

@@ -209,8 +209,10 @@ impl Observers {
                 }
             };
             let (_, payload, format) = &rendered[index];
+            // RFC 7641 §4.4: per-observer sequence numbers, 24 bits, increasing.
             o.observe = (o.observe + 1) & OBSERVE_MASK;
             o.since_con += 1;
+            // RFC 7641 §4.5: CON at least every CON_EVERY notifications and every con_interval.
             let confirmable = o.since_con >= CON_EVERY
                 || elapsed(o.last_con, now) >= self.con_interval
                 || o.outstanding.is_some();
