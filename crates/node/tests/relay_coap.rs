@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use m2msec_node::relay::coap::{
     Assembled, Block1Assembler, CoapClient, Config, DEFAULT_SZX, Dedup, DedupCache, Error,
-    MessageIds, Observers, is_success, observe_value, parse_datagram, response, response_code,
-    separate_response, set_uint_option, slice_block2,
+    MessageIds, Observers, is_success, monotonic_now, observe_value, parse_datagram, response,
+    response_code, separate_response, set_uint_option, slice_block2,
 };
 use m2msec_wire::relay::coap::coap_lite::{
     CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType,
@@ -123,7 +123,7 @@ impl TestServer {
 }
 
 async fn serve(socket: UdpSocket, stats: Arc<Mutex<Stats>>, mut notify: mpsc::Receiver<Vec<u8>>) {
-    let mut ids = MessageIds::random();
+    let mut ids = MessageIds::random(&mut m2msec_crypto::rng::OsRng);
     let mut dedup = DedupCache::default();
     let mut asm = Block1Assembler::new(64 * 1024, 16, Duration::from_secs(30), DEFAULT_SZX);
     let mut observers = Observers::new(8, Duration::from_secs(60));
@@ -133,7 +133,7 @@ async fn serve(socket: UdpSocket, stats: Arc<Mutex<Stats>>, mut notify: mpsc::Re
         let (n, peer) = tokio::select! {
             r = socket.recv_from(&mut buf) => r.unwrap(),
             Some(payload) = notify.recv() => {
-                let notifications = observers.notify("obs", Instant::now(), &mut ids, DEFAULT_SZX, |_| {
+                let notifications = observers.notify("obs", monotonic_now(), &mut ids, DEFAULT_SZX, |_| {
                     (payload.clone(), Some(0))
                 });
                 for (to, p) in notifications {
@@ -186,7 +186,7 @@ async fn serve(socket: UdpSocket, stats: Arc<Mutex<Stats>>, mut notify: mpsc::Re
                 .unwrap();
             continue;
         }
-        match dedup.check(peer, &req, Instant::now()) {
+        match dedup.check(peer, &req, monotonic_now()) {
             Dedup::Replay(bytes) => {
                 stats.lock().unwrap().replays += 1;
                 socket.send_to(&bytes, peer).await.unwrap();
@@ -199,7 +199,7 @@ async fn serve(socket: UdpSocket, stats: Arc<Mutex<Stats>>, mut notify: mpsc::Re
         if req.get_option(CoapOption::Block1).is_some() {
             stats.lock().unwrap().blocks += 1;
         }
-        let whole = match asm.accept(peer, req, Instant::now(), &mut ids) {
+        let whole = match asm.accept(peer, req, monotonic_now(), &mut ids) {
             Assembled::Respond(p) => {
                 let bytes = p.to_bytes_with_limit(4096).unwrap();
                 socket.send_to(&bytes, peer).await.unwrap();
@@ -252,7 +252,7 @@ async fn serve(socket: UdpSocket, stats: Arc<Mutex<Stats>>, mut notify: mpsc::Re
             }
             "obs" => {
                 let mut r = response(&whole, ResponseType::Content, &mut ids);
-                if let Some(seq) = observers.on_get(peer, &whole, "obs", Instant::now()) {
+                if let Some(seq) = observers.on_get(peer, &whole, "obs", monotonic_now()) {
                     set_uint_option(&mut r, CoapOption::Observe, seq);
                 }
                 stats.lock().unwrap().observers = observers.count("obs");

@@ -735,7 +735,7 @@ fn coap_sink_at(
     let reencrypted = Arc::new(Mutex::new(0u32));
     let counter = Arc::clone(&reencrypted);
     tokio::spawn(async move {
-        let mut ids = MessageIds::random();
+        let mut ids = MessageIds::random(&mut OsRng);
         let mut buf = vec![0u8; 65_535];
         loop {
             let Ok((n, peer)) = socket.recv_from(&mut buf).await else {

@@ -31,6 +31,7 @@ use tokio::task::JoinSet;
 use super::coap::{self, CoapClient, code_string, is_success, response_code, uint_option};
 use super::source::{ForwardRecord, SourceNode, StorageRecord, now};
 use crate::error::{Error, Result};
+use crate::tap::Wiretap;
 
 /// How long a message goes on being posted again while the proxy does not answer: less than
 /// the proxy's default `dedup_grace_s` (300 s), for which it remembers the id of a message it
@@ -85,13 +86,27 @@ impl ProxyClient {
     ///
     /// [`Error::Coap`] if the socket cannot be bound.
     pub async fn connect(proxy: SocketAddr, config: coap::Config) -> Result<Self> {
+        Self::connect_tapped(proxy, config, None).await
+    }
+
+    /// As [`ProxyClient::connect`], every datagram sent going through `tap` (the demo's pcap
+    /// and bad link).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Coap`] if the socket cannot be bound.
+    pub async fn connect_tapped(
+        proxy: SocketAddr,
+        config: coap::Config,
+        tap: Option<Wiretap>,
+    ) -> Result<Self> {
         let local: SocketAddr = if proxy.is_ipv4() {
             SocketAddr::from(([0, 0, 0, 0], 0))
         } else {
             SocketAddr::from(([0u16; 8], 0))
         };
         Ok(Self {
-            coap: CoapClient::bind(local, config).await?,
+            coap: CoapClient::bind_tapped(local, config, tap).await?,
             proxy,
         })
     }

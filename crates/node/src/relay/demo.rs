@@ -351,14 +351,8 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         Arc::new(MemoryStore::new()),
         &mut *source_rng,
     )?;
-    let client = ProxyClient::connect(
-        proxy_addr,
-        coap::Config {
-            tap: Some(tap.clone()),
-            ..source.client_config()
-        },
-    )
-    .await?;
+    let client =
+        ProxyClient::connect_tapped(proxy_addr, source.client_config(), Some(tap.clone())).await?;
 
     let start = Instant::now();
     let mut streamed = Streamed::default();

@@ -60,11 +60,10 @@ impl Transport {
         match url {
             SinkUrl::Coap { path, .. } => {
                 let config = transmission.apply(Config {
-                    tap: tap.cloned(),
                     nstart: super::forward::WINDOW,
                     ..Config::default()
                 });
-                let client = CoapClient::bind(unspecified(addr), config)
+                let client = CoapClient::bind_tapped(unspecified(addr), config, tap.cloned())
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok(Self::Coap {

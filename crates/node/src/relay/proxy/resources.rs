@@ -2,10 +2,14 @@
 //! (Content-Format 60, the contract's) or JSON (50, offered for people and shell tools such as
 //! `coap-client -A 50`).
 
+use m2msec_coap::link_format::{self, Link};
 use m2msec_wire::relay::api::{Body, ForwardMonitor, Info, Load, StorageMonitor, Throughput, path};
 use serde_json::json;
 
 use super::state::{Core, MonitorId};
+
+/// Content-Format of every resource's default representation: CBOR (RFC 8949).
+const CBOR: u16 = 60;
 
 /// Resource type of each kind of resource (RFC 6690 `rt`).
 pub(crate) mod rt {
@@ -19,71 +23,25 @@ pub(crate) mod rt {
     pub(crate) const CONTROL: &str = "m2msec.relay.control";
 }
 
-/// One link: target path (without the leading `/`), resource type, observable.
-struct Link {
-    href: String,
-    rt: &'static str,
-    obs: bool,
-}
-
-impl Link {
-    fn new(href: String, rt: &'static str, obs: bool) -> Self {
-        Self { href, rt, obs }
-    }
-
-    fn render(&self) -> String {
-        let mut s = format!("</{}>;rt=\"{}\";ct=60", self.href, self.rt);
-        if self.obs {
-            s.push_str(";obs");
-        }
-        s
-    }
-
-    /// RFC 6690 §4.1 filtering: `href=`, `rt=` or `ct=`, a trailing `*` matching a prefix;
-    /// an unknown attribute matches nothing, no query matches everything.
-    fn matches(&self, query: &[String]) -> bool {
-        let Some(q) = query.first() else {
-            return true;
-        };
-        let Some((name, value)) = q.split_once('=') else {
-            return false;
-        };
-        let href = format!("/{}", self.href);
-        let candidate = match name {
-            "href" => href.as_str(),
-            "rt" => self.rt,
-            "ct" => "60",
-            _ => return false,
-        };
-        match value.strip_suffix('*') {
-            Some(prefix) => candidate.starts_with(prefix),
-            None => candidate == value,
-        }
-    }
-}
-
-/// `/.well-known/core`: every resource, those of each storage and forward included.
+/// `/.well-known/core`: every resource, those of each storage and forward included, filtered
+/// by `query` (RFC 6690 §4.1).
 pub(crate) fn links(core: &Core, query: &[String]) -> String {
     let mut all = vec![
-        Link::new(path::INFO.into(), rt::INFO, false),
-        Link::new(path::LOAD.into(), rt::LOAD, false),
-        Link::new(path::THROUGHPUT.into(), rt::THROUGHPUT, false),
-        Link::new(path::STORE.into(), rt::STORE, false),
-        Link::new(path::FORWARD.into(), rt::FORWARD, false),
+        Link::new(path::INFO, rt::INFO, CBOR),
+        Link::new(path::LOAD, rt::LOAD, CBOR),
+        Link::new(path::THROUGHPUT, rt::THROUGHPUT, CBOR),
+        Link::new(path::STORE, rt::STORE, CBOR),
+        Link::new(path::FORWARD, rt::FORWARD, CBOR),
     ];
     for id in core.storages.keys() {
-        all.push(Link::new(path::storage(*id), rt::STORAGE, false));
-        all.push(Link::new(path::storage_monitor(*id), rt::MONITOR, true));
+        all.push(Link::new(path::storage(*id), rt::STORAGE, CBOR));
+        all.push(Link::new(path::storage_monitor(*id), rt::MONITOR, CBOR).observable());
     }
     for id in core.forwards.keys() {
-        all.push(Link::new(path::forward_monitor(*id), rt::MONITOR, true));
-        all.push(Link::new(path::forward_control(*id), rt::CONTROL, false));
+        all.push(Link::new(path::forward_monitor(*id), rt::MONITOR, CBOR).observable());
+        all.push(Link::new(path::forward_control(*id), rt::CONTROL, CBOR));
     }
-    all.iter()
-        .filter(|l| l.matches(query))
-        .map(Link::render)
-        .collect::<Vec<_>>()
-        .join(",")
+    link_format::encode(&all, query)
 }
 
 /// A representation to send, rendered per observer (CBOR or JSON).

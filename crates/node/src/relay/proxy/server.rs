@@ -6,7 +6,10 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use m2msec_crypto::rng::OsRng;
+use m2msec_protocol::Millis;
 
 use crate::runtime::driver::Egress;
 use m2msec_wire::relay::api::{
@@ -28,7 +31,7 @@ use super::state::MonitorId;
 use super::writer::{Deferred, now_s};
 use crate::relay::coap::{
     Assembled, Block1Assembler, DEFAULT_SZX, Dedup, DedupCache, EXCHANGE_LIFETIME, MessageIds,
-    Observers, parse_datagram, slice_block2, uint_option,
+    Observers, monotonic_now, parse_datagram, slice_block2, uint_option,
 };
 
 /// Answers kept for retransmitted requests, at most (mostly the few bytes of a 2.04).
@@ -87,7 +90,7 @@ impl Server {
             dedup: DedupCache::new(MAX_EXCHANGES, EXCHANGE_LIFETIME),
             uploads,
             observers,
-            ids: MessageIds::random(),
+            ids: MessageIds::random(&mut OsRng),
             junk: LogLimit::new("coap"),
         }
     }
@@ -114,7 +117,7 @@ impl Server {
                     }
                 },
                 Some(d) = self.deferred.recv() => self.on_deferred(d),
-                _ = tick.tick() => self.on_tick(Instant::now()),
+                _ = tick.tick() => self.on_tick(monotonic_now()),
             };
             for (peer, bytes) in out {
                 if let Err(e) = socket.send_to(&bytes, peer).await {
@@ -138,7 +141,7 @@ impl Server {
         vec![(d.reply.peer, bytes)]
     }
 
-    fn on_tick(&mut self, now: Instant) -> Vec<Outgoing> {
+    fn on_tick(&mut self, now: Millis) -> Vec<Outgoing> {
         let changed: Vec<(String, Option<Repr>)> = {
             let mut core = self.shared.core();
             let dirty = std::mem::take(&mut core.dirty);
@@ -211,7 +214,7 @@ impl Server {
     }
 
     fn on_request(&mut self, peer: SocketAddr, req: Packet, method: RequestType) -> Vec<Outgoing> {
-        let now = Instant::now();
+        let now = monotonic_now();
         match self.dedup.check(peer, &req, now) {
             // A retransmission: the same answer again, or nothing while it is being made.
             Dedup::Replay(bytes) => return vec![(peer, bytes)],
@@ -254,7 +257,7 @@ impl Server {
         req: &Packet,
         method: RequestType,
         reply: &ReplyTo,
-        now: Instant,
+        now: Millis,
     ) -> Handled {
         use RequestType::{Delete, Get, Post};
         if req.get_first_option(CoapOption::ProxyUri).is_some() {
@@ -395,7 +398,7 @@ impl Server {
         peer: SocketAddr,
         req: &Packet,
         monitor: MonitorId,
-        now: Instant,
+        now: Millis,
     ) -> Handled {
         let format = match accept(req, &[CONTENT_FORMAT_CBOR, CONTENT_FORMAT_JSON]) {
             Ok(f) => f,

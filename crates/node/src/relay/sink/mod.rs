@@ -26,8 +26,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use super::coap::{
-    Assembled, Block1Assembler, DEFAULT_SZX, Dedup, DedupCache, MessageIds, parse_datagram,
-    response, set_uint_option,
+    Assembled, Block1Assembler, DEFAULT_SZX, Dedup, DedupCache, MessageIds, monotonic_now,
+    parse_datagram, response, set_uint_option,
 };
 use super::config::{SinkSetup, load_sink};
 use crate::error::{Error, Result};
@@ -400,7 +400,7 @@ impl SinkServer {
             coap,
             udp,
             path: path.trim_matches('/').to_owned(),
-            ids: MessageIds::random(),
+            ids: MessageIds::random(&mut m2msec_crypto::rng::OsRng),
             dedup: DedupCache::default(),
             blocks: Block1Assembler::new(1 << 20, 64, Duration::from_secs(60), DEFAULT_SZX),
             pending: HashMap::new(),
@@ -515,7 +515,7 @@ impl SinkServer {
         if !matches!(req.header.code, MessageClass::Request(_)) {
             return Ok(());
         }
-        let now = Instant::now();
+        let now = monotonic_now();
         match self.dedup.check(from, &req, now) {
             Dedup::Replay(bytes) => {
                 self.send_coap(&bytes, from).await;
