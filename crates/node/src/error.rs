@@ -71,7 +71,7 @@ pub enum Error {
     Relay(#[from] m2msec_protocol::relay::Error),
     /// A CoAP exchange failed (timeout, reset, malformed or unexpected response).
     #[error("coap: {0}")]
-    Coap(#[from] crate::relay::coap::Error),
+    Coap(#[from] crate::runtime::coap::Error),
     /// A device daemon's control channel failed or the daemon refused a command.
     #[error("{0}")]
     Control(String),

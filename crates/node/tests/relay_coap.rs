@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use m2msec_node::relay::coap::{
+use m2msec_node::runtime::coap::{
     Assembled, Block1Assembler, CoapClient, Config, DEFAULT_SZX, Dedup, DedupCache, Error,
     MessageIds, Observers, is_success, monotonic_now, observe_value, parse_datagram, response,
     response_code, separate_response, set_uint_option, slice_block2,
@@ -296,7 +296,8 @@ async fn piggybacked_con_and_non_requests() {
     assert_eq!(response_code(&r), Some(ResponseType::Changed));
     assert_eq!(r.payload, b"hello");
 
-    let mut non = m2msec_node::relay::coap::new_request(RequestType::Post, "echo", false).unwrap();
+    let mut non =
+        m2msec_node::runtime::coap::new_request(RequestType::Post, "echo", false).unwrap();
     non.payload = b"x".to_vec();
     let r = c.request(server.addr, non).await.unwrap();
     assert_eq!(r.header.get_type(), MessageType::NonConfirmable);
@@ -570,7 +571,7 @@ async fn same_token_twice_is_refused() {
         ..fast()
     })
     .await;
-    let mut a = m2msec_node::relay::coap::new_request(RequestType::Post, "slow", true).unwrap();
+    let mut a = m2msec_node::runtime::coap::new_request(RequestType::Post, "slow", true).unwrap();
     a.set_token(vec![1, 2, 3, 4]);
     let b = a.clone();
     let c2 = c.clone();
@@ -685,7 +686,7 @@ async fn client_against_libcoap_server() {
     // Block1 PUT then Block2 GET of a 3000-byte body.
     let body: Vec<u8> = (0..3000).map(|i| b'A' + (i % 26) as u8).collect();
     let mut put =
-        m2msec_node::relay::coap::new_request(RequestType::Put, "example_data", true).unwrap();
+        m2msec_node::runtime::coap::new_request(RequestType::Put, "example_data", true).unwrap();
     put.payload = body.clone();
     let r = c.request(addr, put).await.unwrap();
     assert!(is_success(&r), "{:?}", response_code(&r));

@@ -14,11 +14,11 @@ use std::time::Duration;
 use m2msec_crypto::pre;
 use m2msec_crypto::rng::OsRng;
 use m2msec_crypto::sig::{SigSuite, SigningKey};
-use m2msec_node::relay::coap::{
+use m2msec_node::relay::proxy::{Proxy, ProxyConfig};
+use m2msec_node::runtime::coap::{
     CoapClient, Config, MessageIds, new_request, parse_datagram, response, response_code,
     uint_option,
 };
-use m2msec_node::relay::proxy::{Proxy, ProxyConfig};
 use m2msec_node::runtime::driver::{ShutdownSender, shutdown_channel, wall_clock};
 use m2msec_protocol::relay::{Sink, SinkConfig, Source, SourceConfig, SourceSeed, TrustedSource};
 use m2msec_wire::cbor::Bytes;
@@ -303,12 +303,12 @@ async fn discovery_info_load_and_throughput() {
         ResponseType::BadRequest
     );
     let mut req = new_request(RequestType::Get, "info", true).unwrap();
-    m2msec_node::relay::coap::set_uint_option(&mut req, CoapOption::Accept, 50);
+    m2msec_node::runtime::coap::set_uint_option(&mut req, CoapOption::Accept, 50);
     let p = c.request(proxy.addr, req).await.unwrap();
     let json: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
     assert_eq!(json["storages"], 1);
     let mut req = new_request(RequestType::Get, "info", true).unwrap();
-    m2msec_node::relay::coap::set_uint_option(&mut req, CoapOption::Accept, 0);
+    m2msec_node::runtime::coap::set_uint_option(&mut req, CoapOption::Accept, 0);
     assert_eq!(
         code(&c.request(proxy.addr, req).await.unwrap()),
         ResponseType::NotAcceptable
@@ -547,7 +547,7 @@ async fn monitors_notify_their_observers() {
         .await
         .unwrap();
     let first = obs.next().await.unwrap().unwrap();
-    let mut last_observe = m2msec_node::relay::coap::observe_value(&first).unwrap();
+    let mut last_observe = m2msec_node::runtime::coap::observe_value(&first).unwrap();
     assert_eq!(
         StorageMonitor::from_bytes(&first.payload)
             .unwrap()
@@ -572,7 +572,7 @@ async fn monitors_notify_their_observers() {
             .unwrap()
             .unwrap()
             .unwrap();
-        let observe = m2msec_node::relay::coap::observe_value(&n).unwrap();
+        let observe = m2msec_node::runtime::coap::observe_value(&n).unwrap();
         assert!(observe > last_observe, "Observe numbers increase");
         last_observe = observe;
         let m = StorageMonitor::from_bytes(&n.payload).unwrap();

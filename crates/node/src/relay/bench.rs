@@ -303,11 +303,11 @@ pub async fn stream_throughput(opts: &StreamOptions) -> Result<StreamFigures> {
     use zeroize::Zeroizing;
 
     use super::client::{self, ProxyClient, SendHooks, SendOptions};
-    use super::coap::Transmission;
     use super::config::{DataEncoding, Output, SourceSetup};
     use super::proxy::{Proxy, ProxyConfig};
     use super::sink::{OutputWriter, SinkNode, SinkServer};
     use super::source::SourceNode;
+    use crate::runtime::coap::Transmission;
     use crate::runtime::driver::{shutdown_channel, wall_clock};
 
     let messages = opts.messages.max(1);

@@ -1,6 +1,6 @@
 //! The relay proxy's API from the source's side: what `m2msec relay
 //! store|send|forward|pause|resume|status` and the demo do, over the CoAP client of
-//! [`super::coap`].
+//! [`crate::runtime::coap`].
 //!
 //! **Ordering.** The proxy forwards a section's data to a sink only after it re-encrypted the
 //! section's management message for that sink, in storage order. So [`send_stream`] posts each
@@ -28,10 +28,10 @@ use m2msec_wire::relay::{Flags, coap::coap_lite};
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 
-use super::coap::{self, CoapClient, code_string, is_success, response_code, uint_option};
 use super::source::{ForwardRecord, SourceNode, StorageRecord, now};
 use crate::error::{Error, Result};
-use crate::tap::Wiretap;
+use crate::runtime::coap::{self, CoapClient, code_string, is_success, response_code, uint_option};
+use crate::runtime::tap::Wiretap;
 
 /// How long a message goes on being posted again while the proxy does not answer: less than
 /// the proxy's default `dedup_grace_s` (300 s), for which it remembers the id of a message it

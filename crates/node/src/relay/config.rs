@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
-use crate::relay::coap::Transmission;
+use crate::runtime::coap::Transmission;
 use crate::runtime::config::{load_toml, resolve};
 use crate::runtime::keyfile::{self, read_key_text};
 

@@ -37,7 +37,6 @@ use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
 use super::client::{self, ProxyClient, SendHooks, SendOptions};
-use super::coap::{self, Transmission};
 use super::config::{DataEncoding, Output, SourceSetup};
 use super::proxy::{Proxy, ProxyConfig};
 use super::report::SinkOutcome;
@@ -46,6 +45,7 @@ use super::source::{SourceNode, StorageRecord};
 use crate::error::{Error, Result};
 use crate::harness::demo::{Deployment, RunOptions};
 use crate::harness::report::{Detail, Helpers, Progress, RunReport};
+use crate::runtime::coap::{self, Transmission};
 use crate::runtime::driver::{Shutdown, wall_clock};
 use crate::runtime::tap::Wiretap;
 

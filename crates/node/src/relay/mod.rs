@@ -1,7 +1,6 @@
 //! The relay's daemons: the CoAP proxy, the sink, and the client commands.
 pub mod bench;
 pub mod client;
-pub mod coap;
 pub mod config;
 pub mod demo;
 pub mod plug;

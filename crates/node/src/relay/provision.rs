@@ -23,13 +23,13 @@ use m2msec_crypto::rng::{CryptoRng, random_array};
 use m2msec_crypto::sig::{SigSuite, SigningKey};
 use zeroize::Zeroizing;
 
-use super::coap::Transmission;
 use super::config::{
     COAP_PORT, DataEncoding, SinkFile, SourceFile, SuiteName, TrustedSourceFile, source_seed_pem,
 };
 use super::proxy::ProxyConfig;
 use crate::error::{Error, Result};
 use crate::harness::provision::{Provisioned, deployment_dirs, write_config};
+use crate::runtime::coap::Transmission;
 use crate::runtime::keyfile::write_public;
 
 /// The sinks of a provisioned deployment.

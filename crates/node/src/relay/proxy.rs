@@ -8,7 +8,7 @@
 //!
 //! # Structure
 //! - `server`: one task owns the CoAP socket: parses, deduplicates, reassembles block-wise
-//!   uploads, routes, answers, notifies observers (`relay::coap::Observers`).
+//!   uploads, routes, answers, notifies observers (`runtime::coap::Observers`).
 //! - `ingest`: admission of messages into a bounded queue (5.03 + Max-Age when full, so memory
 //!   stays bounded under a flood), and the plain-UDP ingestion sockets.
 //! - `writer`: the only task that writes queues — group commits (one transaction per batch;

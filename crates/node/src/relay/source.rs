@@ -23,9 +23,9 @@ use m2msec_wire::relay::RelayMessage;
 use m2msec_wire::relay::api::{self, SinkGrant};
 use serde::{Deserialize, Serialize};
 
-use super::coap::Transmission;
 use super::config::SourceSetup;
 use crate::error::{Error, Result};
+use crate::runtime::coap::Transmission;
 use crate::runtime::driver::open_store;
 
 /// The source's table: [`KEY_POSITION`], [`KEY_STORAGE`], and one `forward/{id}` entry per
@@ -145,7 +145,7 @@ impl SourceNode {
     /// The CoAP client settings for talking to the proxy: the config's transmission
     /// parameters on [`super::client::streaming_config`].
     #[must_use]
-    pub fn client_config(&self) -> super::coap::Config {
+    pub fn client_config(&self) -> crate::runtime::coap::Config {
         self.coap.apply(super::client::streaming_config())
     }
 

@@ -1,5 +1,6 @@
 //! What runs a role on the network, for every protocol alike.
 
+pub mod coap;
 pub mod config;
 pub mod driver;
 pub mod keyfile;

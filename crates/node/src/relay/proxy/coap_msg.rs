@@ -1,12 +1,12 @@
 //! Responses as the proxy's handlers describe them, turned into packets with the node's CoAP
-//! transport (`relay::coap`: piggy-backed in the ACK of a CON request, a NON for a NON, Block1
+//! transport (`runtime::coap`: piggy-backed in the ACK of a CON request, a NON for a NON, Block1
 //! echoed).
 
 use std::net::SocketAddr;
 
 use m2msec_wire::relay::coap::coap_lite::{CoapOption, MessageClass, Packet, ResponseType};
 
-use crate::relay::coap::{MessageIds, response, set_uint_option};
+use crate::runtime::coap::{MessageIds, response, set_uint_option};
 
 /// Content-Format `application/json`, offered besides CBOR to people and shell tools.
 pub(crate) const CONTENT_FORMAT_JSON: u16 = 50;
@@ -138,7 +138,7 @@ mod tests {
     use m2msec_wire::relay::coap::coap_lite::MessageType;
 
     use super::*;
-    use crate::relay::coap::uint_option;
+    use crate::runtime::coap::uint_option;
 
     #[test]
     fn responses_are_piggybacked_or_non() {

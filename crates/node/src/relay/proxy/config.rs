@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::relay::coap::Transmission;
+use crate::runtime::coap::Transmission;
 use crate::runtime::config::{load_toml, resolve};
 
 /// CoAP's port (RFC 7252 §6.1), the proxy's default.

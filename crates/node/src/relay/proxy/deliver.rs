@@ -1,4 +1,4 @@
-//! Delivery to one sink: the node's CoAP client (`relay::coap::CoapClient`: confirmable POSTs
+//! Delivery to one sink: the node's CoAP client (`runtime::coap::CoapClient`: confirmable POSTs
 //! with RFC 7252 retransmission, separate responses, Block1 for messages over one block) for
 //! `coap://` sinks, or a socket connected to the sink for `udp://` ones (binary-header
 //! datagrams, no answer).
@@ -11,7 +11,7 @@ use m2msec_wire::relay::{RelayMessage, SinkUrl};
 use tokio::net::UdpSocket;
 
 use super::coap_msg::show;
-use crate::relay::coap::{self, CoapClient, Config, Transmission};
+use crate::runtime::coap::{self, CoapClient, Config, Transmission};
 use crate::runtime::tap::Wiretap;
 
 /// What became of one delivery attempt.

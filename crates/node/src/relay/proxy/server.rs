@@ -29,7 +29,7 @@ use super::metrics::bits_per_second;
 use super::resources::{Repr, links};
 use super::state::MonitorId;
 use super::writer::{Deferred, now_s};
-use crate::relay::coap::{
+use crate::runtime::coap::{
     Assembled, Block1Assembler, DEFAULT_SZX, Dedup, DedupCache, EXCHANGE_LIFETIME, MessageIds,
     Observers, monotonic_now, parse_datagram, slice_block2, uint_option,
 };

@@ -25,12 +25,12 @@ use m2msec_wire::relay::{Flags, Header, RelayMessage};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use super::coap::{
+use super::config::{SinkSetup, load_sink};
+use crate::error::{Error, Result};
+use crate::runtime::coap::{
     Assembled, Block1Assembler, DEFAULT_SZX, Dedup, DedupCache, MessageIds, monotonic_now,
     parse_datagram, response, set_uint_option,
 };
-use super::config::{SinkSetup, load_sink};
-use crate::error::{Error, Result};
 use crate::runtime::driver::open_store;
 use crate::runtime::driver::{self, Egress, Shutdown, wall_clock};
 use crate::runtime::tap::Wiretap;

@@ -208,8 +208,8 @@ impl Drop for TaskGuard {
 /// [`Observation`]) is dropped.
 ///
 /// ```no_run
-/// # async fn demo() -> m2msec_node::relay::coap::Result<()> {
-/// use m2msec_node::relay::coap::{CoapClient, Config};
+/// # async fn demo() -> m2msec_node::runtime::coap::Result<()> {
+/// use m2msec_node::runtime::coap::{CoapClient, Config};
 /// let client = CoapClient::bind("0.0.0.0:0".parse().unwrap(), Config::default()).await?;
 /// let proxy = "127.0.0.1:5683".parse().unwrap();
 /// let info = client.get(proxy, "info").await?;          // 2.05, payload = api::Info CBOR
