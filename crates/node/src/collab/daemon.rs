@@ -8,7 +8,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use m2msec_protocol::Millis;
 use m2msec_protocol::collab::{
@@ -20,7 +19,7 @@ use tokio::sync::mpsc;
 
 use super::config;
 use crate::error::{Error, Result};
-use crate::harness::daemon::{Daemon, Exit, RoleArgs};
+use crate::harness::daemon::{Daemon, Exit, RoleArgs, Schedule};
 use crate::hex;
 use crate::runtime::driver::{self, Context, Flow, Handler, Shutdown, open_store};
 
@@ -102,26 +101,7 @@ pub fn load_used_one_time_keys(store: &dyn Store) -> Result<Vec<[u8; 32]>> {
 }
 
 /// How many key establishments the client daemon runs, and how far apart.
-#[derive(Clone, Copy, Debug)]
-pub struct ClientRuns {
-    /// Number of runs (at least 1).
-    pub count: u32,
-    /// Tries per establishment before it counts as failed (at least 1; see
-    /// [`crate::runtime::driver::Retries`]).
-    pub attempts: u32,
-    /// Pause between the end of one run and the start of the next.
-    pub interval: Duration,
-}
-
-impl Default for ClientRuns {
-    fn default() -> Self {
-        Self {
-            count: 1,
-            attempts: 1,
-            interval: Duration::from_secs(1),
-        }
-    }
-}
+pub type ClientRuns = crate::harness::daemon::Runs;
 
 /// The result of one client run.
 #[derive(Debug)]
@@ -140,12 +120,7 @@ pub enum Outcome {
 /// The client daemon's handler: persists trust, counts runs, starts the next one.
 pub struct ClientHandler {
     store: Arc<dyn Store>,
-    runs: ClientRuns,
-    started: u32,
-    next_start: Option<Millis>,
-    retries: crate::runtime::driver::Retries,
-    /// Whether `next_start` tries the last establishment again (it does not count as a run).
-    retrying: bool,
+    schedule: Schedule,
     outcomes: Vec<Outcome>,
     report: Option<mpsc::UnboundedSender<Report>>,
 }
@@ -161,11 +136,7 @@ impl ClientHandler {
     ) -> Self {
         Self {
             store,
-            runs,
-            started: 1,
-            next_start: None,
-            retries: crate::runtime::driver::Retries::new(runs.attempts),
-            retrying: false,
+            schedule: Schedule::new(runs),
             outcomes: Vec::new(),
             report,
         }
@@ -181,15 +152,6 @@ impl ClientHandler {
     #[must_use]
     pub fn into_outcomes(self) -> Vec<Outcome> {
         self.outcomes
-    }
-
-    fn finished_one(&mut self, now: Millis) -> Flow {
-        self.retries.reset();
-        if self.started >= self.runs.count.max(1) {
-            return Flow::Stop;
-        }
-        self.next_start = Some(now.after(self.runs.interval));
-        Flow::Continue
     }
 }
 
@@ -224,7 +186,7 @@ impl Handler<Client> for ClientHandler {
                     let _ = r.send(Report::ClientEstablished(summary.clone()));
                 }
                 self.outcomes.push(Outcome::Established(summary));
-                Ok(self.finished_one(cx.now))
+                Ok(self.schedule.finished_one(cx.now))
             }
             ClientEvent::Failed { session, error } => {
                 tracing::error!(%session, %error, "collab key establishment failed");
@@ -234,13 +196,11 @@ impl Handler<Client> for ClientHandler {
                         error: error.to_string(),
                     });
                 }
-                if let Some(at) = self.retries.again(cx.now) {
-                    self.next_start = Some(at);
-                    self.retrying = true;
+                if self.schedule.try_again(cx.now) {
                     return Ok(Flow::Continue);
                 }
                 self.outcomes.push(Outcome::Failed { session, error });
-                Ok(self.finished_one(cx.now))
+                Ok(self.schedule.finished_one(cx.now))
             }
             ClientEvent::TrustUpdated(records) => {
                 for r in &records {
@@ -263,14 +223,11 @@ impl Handler<Client> for ClientHandler {
     }
 
     fn next_wakeup(&self) -> Option<Millis> {
-        self.next_start
+        self.schedule.next_start()
     }
 
     fn on_wakeup(&mut self, cx: &mut Context<'_, Client>) -> Result<Flow> {
-        self.next_start = None;
-        if !core::mem::take(&mut self.retrying) {
-            self.started += 1;
-        }
+        self.schedule.starting();
         start_session(cx.endpoint, cx.now, cx.rng)?;
         Ok(Flow::Continue)
     }

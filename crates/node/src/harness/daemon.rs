@@ -1,15 +1,16 @@
 //! What every daemon of `m2msec run` does alike: bind its role to the configured address, say
-//! so in the log, serve until stopped; and how a daemon that runs sessions reports its end.
+//! so in the log, serve until stopped; when a daemon that runs key establishments starts the
+//! next one, and how it reports its end.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use m2msec_crypto::rng::{CryptoRng, OsRng};
-use m2msec_protocol::Endpoint;
+use m2msec_protocol::{Endpoint, Millis};
 
 use crate::error::Result;
-use crate::runtime::driver::{self, Driver, Handler, Shutdown};
+use crate::runtime::driver::{self, Driver, Flow, Handler, Retries, Shutdown};
 
 /// A daemon role as `m2msec run` lists it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,5 +141,91 @@ impl<E: Endpoint> Daemon<E> {
             listen = %self.driver.local_addr(),
             "{what}"
         );
+    }
+}
+
+/// How many key establishments a daemon that runs them (collab client, MIKEY initiator) runs,
+/// and how far apart.
+#[derive(Clone, Copy, Debug)]
+pub struct Runs {
+    /// Number of runs (at least 1).
+    pub count: u32,
+    /// Tries per establishment before it counts as failed (at least 1; see
+    /// [`Retries`]).
+    pub attempts: u32,
+    /// Pause between the end of one run and the start of the next.
+    pub interval: Duration,
+}
+
+impl Default for Runs {
+    fn default() -> Self {
+        Self {
+            count: 1,
+            attempts: 1,
+            interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Where a daemon is in its [`Runs`]: the handler of a running role asks it when to start the
+/// next run, or the failed one again.
+#[derive(Debug)]
+pub struct Schedule {
+    runs: Runs,
+    started: u32,
+    next_start: Option<Millis>,
+    retries: Retries,
+    /// Whether `next_start` tries the last establishment again (it does not count as a run).
+    retrying: bool,
+}
+
+impl Schedule {
+    /// The schedule of `runs`, the first of which is already started.
+    #[must_use]
+    pub fn new(runs: Runs) -> Self {
+        Self {
+            runs,
+            started: 1,
+            next_start: None,
+            retries: Retries::new(runs.attempts),
+            retrying: false,
+        }
+    }
+
+    /// A run ended (with a key, or failed for good): stop after the last, else start the next
+    /// after the interval.
+    pub fn finished_one(&mut self, now: Millis) -> Flow {
+        self.retries.reset();
+        if self.started >= self.runs.count.max(1) {
+            return Flow::Stop;
+        }
+        self.next_start = Some(now.after(self.runs.interval));
+        Flow::Continue
+    }
+
+    /// A run failed: whether it is tried again (after a backoff) rather than counted.
+    pub fn try_again(&mut self, now: Millis) -> bool {
+        match self.retries.again(now) {
+            Some(at) => {
+                self.next_start = Some(at);
+                self.retrying = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// When the next run, or the next try, starts.
+    #[must_use]
+    pub fn next_start(&self) -> Option<Millis> {
+        self.next_start
+    }
+
+    /// That time has come: the caller starts a run now.
+    pub fn starting(&mut self) {
+        self.next_start = None;
+        if !core::mem::take(&mut self.retrying) {
+            self.started += 1;
+        }
     }
 }

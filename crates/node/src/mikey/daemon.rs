@@ -9,7 +9,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use m2msec_crypto::rng::CryptoRng;
 use m2msec_protocol::Millis;
@@ -22,7 +21,7 @@ use tokio::sync::mpsc;
 
 use super::config;
 use crate::error::{Error, Result};
-use crate::harness::daemon::{Daemon, Exit, RoleArgs};
+use crate::harness::daemon::{Daemon, Exit, RoleArgs, Schedule};
 use crate::hex;
 use crate::runtime::driver::open_store;
 use crate::runtime::driver::{self, Context, Flow, Handler, Shutdown};
@@ -133,26 +132,7 @@ fn record_replay(store: &dyn Store, digest: &[u8; 32], until: Millis) -> Result<
 }
 
 /// How many exchanges the initiator daemon runs, and how far apart.
-#[derive(Clone, Copy, Debug)]
-pub struct InitiatorRuns {
-    /// Number of exchanges (at least 1).
-    pub count: u32,
-    /// Tries per establishment before it counts as failed (at least 1; see
-    /// [`crate::runtime::driver::Retries`]).
-    pub attempts: u32,
-    /// Pause between the end of one exchange and the start of the next.
-    pub interval: Duration,
-}
-
-impl Default for InitiatorRuns {
-    fn default() -> Self {
-        Self {
-            count: 1,
-            attempts: 1,
-            interval: Duration::from_secs(1),
-        }
-    }
-}
+pub type InitiatorRuns = crate::harness::daemon::Runs;
 
 /// The result of one exchange of the initiator.
 #[derive(Debug)]
@@ -185,12 +165,7 @@ pub fn start_exchange(
 
 /// The initiator daemon's handler: counts exchanges, starts the next one, reports.
 pub struct InitiatorHandler {
-    runs: InitiatorRuns,
-    started: u32,
-    next_start: Option<Millis>,
-    retries: crate::runtime::driver::Retries,
-    /// Whether `next_start` tries the last establishment again (it does not count as a run).
-    retrying: bool,
+    schedule: Schedule,
     outcomes: Vec<Outcome>,
     report: Option<mpsc::UnboundedSender<Report>>,
 }
@@ -201,11 +176,7 @@ impl InitiatorHandler {
     #[must_use]
     pub fn new(runs: InitiatorRuns, report: Option<mpsc::UnboundedSender<Report>>) -> Self {
         Self {
-            runs,
-            started: 1,
-            next_start: None,
-            retries: crate::runtime::driver::Retries::new(runs.attempts),
-            retrying: false,
+            schedule: Schedule::new(runs),
             outcomes: Vec::new(),
             report,
         }
@@ -215,15 +186,6 @@ impl InitiatorHandler {
     #[must_use]
     pub fn into_outcomes(self) -> Vec<Outcome> {
         self.outcomes
-    }
-
-    fn finished_one(&mut self, now: Millis) -> Flow {
-        self.retries.reset();
-        if self.started >= self.runs.count.max(1) {
-            return Flow::Stop;
-        }
-        self.next_start = Some(now.after(self.runs.interval));
-        Flow::Continue
     }
 }
 
@@ -244,7 +206,7 @@ impl Handler<Initiator> for InitiatorHandler {
                     let _ = r.send(Report::InitiatorEstablished(s.clone()));
                 }
                 self.outcomes.push(Outcome::Established(s));
-                Ok(self.finished_one(cx.now))
+                Ok(self.schedule.finished_one(cx.now))
             }
             InitiatorEvent::Failed { csb_id, error } => {
                 tracing::error!(csb_id = %format_args!("{csb_id:#010x}"), %error, "mikey exchange failed");
@@ -254,13 +216,11 @@ impl Handler<Initiator> for InitiatorHandler {
                         error: error.to_string(),
                     });
                 }
-                if let Some(at) = self.retries.again(cx.now) {
-                    self.next_start = Some(at);
-                    self.retrying = true;
+                if self.schedule.try_again(cx.now) {
                     return Ok(Flow::Continue);
                 }
                 self.outcomes.push(Outcome::Failed { csb_id, error });
-                Ok(self.finished_one(cx.now))
+                Ok(self.schedule.finished_one(cx.now))
             }
             InitiatorEvent::ThirdPartyConfirmed { third_party } => {
                 tracing::debug!(%third_party, "third party confirmed its part");
@@ -279,14 +239,11 @@ impl Handler<Initiator> for InitiatorHandler {
     }
 
     fn next_wakeup(&self) -> Option<Millis> {
-        self.next_start
+        self.schedule.next_start()
     }
 
     fn on_wakeup(&mut self, cx: &mut Context<'_, Initiator>) -> Result<Flow> {
-        self.next_start = None;
-        if !core::mem::take(&mut self.retrying) {
-            self.started += 1;
-        }
+        self.schedule.starting();
         start_exchange(cx.endpoint, cx.now, cx.rng)?;
         Ok(Flow::Continue)
     }
