@@ -102,9 +102,11 @@ impl Proxy {
         let mut admitted = 0;
         for (_, v) in &pairs {
             let len = v.len() as u64;
-            if let Err(e) = self.core.admit(STORAGE, len) {
+            if let Err(e) = self.core.offer(STORAGE, &msgs[0].header.source, len) {
                 self.core.release(STORAGE, admitted);
-                self.core.count_refused(STORAGE, T0 / 1000);
+                if e == Refusal::Full {
+                    self.core.count_refused(STORAGE, T0 / 1000);
+                }
                 return Err(e);
             }
             admitted += len;
@@ -557,4 +559,8 @@ fn back_pressure_refuses_what_does_not_fit_and_counts_it() {
     assert_eq!(proxy.core.metrics.sum(T0 / 1000, 1).rejected_full, 1);
     // Nothing reserved is left behind by the refusal.
     assert_eq!(proxy.core.info().free, 1);
+    // Another source's message is refused whatever the space.
+    let mut foreign = msgs[2].clone();
+    foreign.header.source = "coap://192.0.2.99/x".into();
+    assert_eq!(proxy.ingest(&[foreign]), Err(Refusal::WrongSource));
 }

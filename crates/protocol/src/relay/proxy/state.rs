@@ -58,6 +58,9 @@ impl MonitorId {
 pub enum Refusal {
     /// No such storage.
     UnknownStorage,
+    /// The message names another source than the storage's (paper 004 §IV: a storage holds one
+    /// source's stream).
+    WrongSource,
     /// The message does not fit the storage's capacity or the proxy's.
     Full,
 }
@@ -201,6 +204,20 @@ impl<H: Handles> Core<H> {
         }
         s.pending_bytes = s.pending_bytes.saturating_add(len);
         Ok(())
+    }
+
+    /// Admission of a message of `len` bytes from `source` into storage `id`: the storage's
+    /// source only, within its capacity and the proxy's.
+    ///
+    /// # Errors
+    ///
+    /// [`Refusal`]: no such storage, another source, or it does not fit.
+    pub fn offer(&mut self, id: u32, source: &str, len: u64) -> Result<(), Refusal> {
+        match self.storages.get(&id) {
+            None => Err(Refusal::UnknownStorage),
+            Some(s) if s.record.source != source => Err(Refusal::WrongSource),
+            Some(_) => self.admit(id, len),
+        }
     }
 
     /// Counts a retransmission of a stored message, acknowledged without being admitted.
@@ -400,6 +417,15 @@ mod tests {
         core.storages.insert(1, storage(1, 60));
         core.storages.insert(2, storage(2, 1000));
         assert_eq!(core.admit(9, 1), Err(Refusal::UnknownStorage));
+        assert_eq!(
+            core.offer(9, "coap://127.0.0.1/9", 1),
+            Err(Refusal::UnknownStorage)
+        );
+        assert_eq!(
+            core.offer(1, "coap://127.0.0.1/2", 1),
+            Err(Refusal::WrongSource)
+        );
+        assert_eq!(core.offer(1, "coap://127.0.0.1/1", 61), Err(Refusal::Full));
         core.admit(1, 50).unwrap();
         // The storage's own quota.
         assert_eq!(core.admit(1, 11), Err(Refusal::Full));
