@@ -307,13 +307,13 @@ impl Proxy {
 fn stop_tasks(shared: &Shared) {
     let core = shared.core();
     for s in core.storages.values() {
-        if let Some(t) = &s.udp_task {
+        if let Some(t) = &s.handles.udp_task {
             t.abort();
         }
     }
     for f in core.forwards.values() {
         for sink in f.sinks.values() {
-            if let Some(t) = &sink.task {
+            if let Some(t) = &sink.handles {
                 t.abort();
             }
         }

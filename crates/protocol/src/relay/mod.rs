@@ -60,6 +60,7 @@
 //!   each data message was sealed; store-and-forward delivery may come long after.
 
 mod forwarder;
+pub mod proxy;
 mod sink;
 mod source;
 

@@ -34,7 +34,7 @@ use super::records::{
     NEXT_FORWARD, NEXT_STORAGE, RekeyRecord, SIGNED_TABLE, STORAGES_TABLE, SinkRecord,
     StorageCounters, StorageRecord, cursor_key, dedup_table, id_key, queue_table, to_hex, unhex,
 };
-use super::state::{ForwardState, MonitorId, SinkState, StorageState};
+use super::state::{ForwardState, ForwardTasks, MonitorId, SinkState, StorageState, StorageTasks};
 use super::writer::{Op, blocking};
 use super::{ProxyConfig, Shared, ingest};
 use crate::runtime::driver::wall_clock;
@@ -273,8 +273,10 @@ pub(crate) fn install_storage(
             counters,
             counters_dirty: false,
             forwards: BTreeSet::new(),
-            arrived: Arc::new(Notify::new()),
-            udp_task,
+            handles: StorageTasks {
+                arrived: Arc::new(Notify::new()),
+                udp_task,
+            },
         },
     );
 }
@@ -299,7 +301,7 @@ async fn delete_inner(shared: &Arc<Shared>, id: u32, payload: &[u8]) -> Reply {
         let Some(s) = core.storages.remove(&id) else {
             return Err(Response::error(ResponseType::NotFound, "no such storage"));
         };
-        if let Some(t) = &s.udp_task {
+        if let Some(t) = &s.handles.udp_task {
             t.abort();
         }
         if core.by_source.get(&s.record.source) == Some(&id) {
@@ -308,12 +310,12 @@ async fn delete_inner(shared: &Arc<Shared>, id: u32, payload: &[u8]) -> Reply {
         for fid in &s.forwards {
             if let Some(f) = core.forwards.remove(fid) {
                 for (url, sink) in &f.sinks {
-                    if let Some(t) = &sink.task {
+                    if let Some(t) = &sink.handles {
                         t.abort();
                     }
                     ops.push(Op::Remove(CURSORS_TABLE, cursor_key(*fid, url)));
                 }
-                f.control.notify_waiters();
+                f.handles.control.notify_waiters();
             }
             ops.push(Op::Remove(FORWARDS_TABLE, id_key(*fid).to_vec()));
             core.dirty.insert(MonitorId::Forward(*fid));
@@ -438,7 +440,7 @@ pub(crate) fn install_forward(
                 SinkState {
                     pos,
                     dirty: false,
-                    task: None,
+                    handles: None,
                     generation: 0,
                 },
             );
@@ -453,7 +455,9 @@ pub(crate) fn install_forward(
             ForwardState {
                 record,
                 sinks,
-                control: Arc::new(Notify::new()),
+                handles: ForwardTasks {
+                    control: Arc::new(Notify::new()),
+                },
             },
         );
     }
@@ -473,7 +477,7 @@ fn start_pump(shared: &Arc<Shared>, spec: PumpSpec) {
         .filter(|s| s.generation == generation)
     {
         Some(sink) => {
-            if let Some(old) = sink.task.replace(handle) {
+            if let Some(old) = sink.handles.replace(handle) {
                 old.abort();
             }
         }
@@ -623,7 +627,7 @@ fn apply_control(
         };
         for url in removed {
             if let Some(s) = f.sinks.remove(url)
-                && let Some(t) = s.task
+                && let Some(t) = s.handles
             {
                 t.abort();
             }
@@ -639,7 +643,7 @@ fn apply_control(
                             ..CursorRecord::default()
                         },
                         dirty: true,
-                        task: None,
+                        handles: None,
                         generation: 0,
                     },
                 );
@@ -664,7 +668,7 @@ fn apply_control(
             }
         }
         f.record = record;
-        f.control.notify_waiters();
+        f.handles.control.notify_waiters();
         core.dirty.insert(MonitorId::Forward(id));
     }
     for spec in specs {

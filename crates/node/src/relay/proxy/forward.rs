@@ -153,7 +153,10 @@ async fn pump(shared: Arc<Shared>, spec: PumpSpec) {
         let Some(f) = core.forwards.get(&spec.forward_id) else {
             return;
         };
-        (Arc::clone(&s.arrived), Arc::clone(&f.control))
+        (
+            Arc::clone(&s.handles.arrived),
+            Arc::clone(&f.handles.control),
+        )
     };
     let transport = loop {
         match Transport::open(&url, shared.config.coap, shared.tap.as_ref()).await {

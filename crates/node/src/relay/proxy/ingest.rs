@@ -65,26 +65,17 @@ pub(crate) fn submit(
     let len = u64::try_from(value.len()).unwrap_or(u64::MAX);
     let key = dedup_key(&msg.header);
     let now = now_s();
-    let admitted = {
-        let mut core = shared.core();
-        match core.storages.get(&id) {
-            None => {
-                return Submitted::Now(Response::error(ResponseType::NotFound, "no such storage"));
-            }
-            Some(s) if s.record.source != msg.header.source => {
-                return Submitted::Now(Response::error(
-                    ResponseType::BadRequest,
-                    "the message's source is not the storage's",
-                ));
-            }
-            Some(_) => {}
-        }
-        core.admit(id, len)
-    };
+    let admitted = shared.core().offer(id, &msg.header.source, len);
     match admitted {
         Ok(()) => {}
         Err(Refusal::UnknownStorage) => {
             return Submitted::Now(Response::error(ResponseType::NotFound, "no such storage"));
+        }
+        Err(Refusal::WrongSource) => {
+            return Submitted::Now(Response::error(
+                ResponseType::BadRequest,
+                "the message's source is not the storage's",
+            ));
         }
         Err(Refusal::Full) => {
             // A retransmission of what is already stored is acknowledged even when full.

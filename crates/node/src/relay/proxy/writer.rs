@@ -15,38 +15,35 @@
 //! changes are sent here too ([`WriterCmd::Run`]), so a storage deleted or a sink removed is
 //! never written again by a housekeeping round that started before.
 //!
-//! **Housekeeping** (every [`HOUSEKEEP_INTERVAL`], one `write_batch`): the sinks' positions that
-//! moved, the storages' counters, the removal of every message all sinks of all forwards of its
-//! storage have passed (see `Core::retention_watermark`), and the pruning of dedup keys of
-//! messages removed more than `dedup_grace_s` ago. Dedup keys outlive their message by that grace
-//! so that a retransmission arriving after delivery (the source missed the 2.04 and the proxy
-//! meanwhile forwarded and removed the message) is still acknowledged instead of stored again.
+//! **Housekeeping** (every [`HOUSEKEEP_INTERVAL`], one `write_batch`): what to write is the
+//! engine's decision (`Core::housekeeping` in `m2msec_protocol::relay::proxy::retention`: the
+//! sinks' positions that moved, the storages' counters, retention, and the pruning of dedup keys
+//! of messages removed more than `dedup_grace_s` ago); this task adds the expired entries of the
+//! replay cache of signed requests, commits, and reads the shrunk queues' totals back.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use m2msec_store::{PushOutcome, QueueStats, Store, WriteOp};
-use m2msec_wire::relay::Flags;
+use m2msec_protocol::relay::proxy::retention::{Checkpoints, Housekeeping, management_stream};
+pub(crate) use m2msec_protocol::relay::proxy::retention::{Op, apply, dedup_key};
+use m2msec_store::{PushOutcome, QueueStats};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::Shared;
 use m2msec_wire::relay::coap::coap_lite::ResponseType;
 
 use super::coap_msg::{ReplyTo, Response};
-use super::records::{
-    self, COUNTERS_TABLE, CURSORS_TABLE, SIGNED_TABLE, cursor_key, dedup_table, id_key, queue_table,
-};
+use super::records::{SIGNED_TABLE, dedup_table, queue_table};
 use super::state::{MonitorId, Written};
 use crate::error::{Error, Result};
+use crate::runtime::coap::monotonic_now;
 use crate::runtime::driver::wall_clock;
 
 /// How often positions are written and delivered messages removed.
 pub(crate) const HOUSEKEEP_INTERVAL: Duration = Duration::from_millis(100);
 /// How often the replay cache of signed requests is pruned.
 const SIGNED_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
-/// Dedup checkpoints closer together than this are merged (bounds their number).
-const CHECKPOINT_SPACING: Duration = Duration::from_secs(1);
 
 /// A message on its way to the store.
 #[derive(Debug)]
@@ -58,39 +55,6 @@ pub(crate) struct Ingest {
     pub(crate) value: Vec<u8>,
     /// Where the CoAP acknowledgement goes (none for plain UDP).
     pub(crate) reply: Option<ReplyTo>,
-}
-
-/// An owned store write, for sending to the writer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Op {
-    Put(&'static str, Vec<u8>, Vec<u8>),
-    Remove(&'static str, Vec<u8>),
-    QueueRemoveBelow(String, u64),
-    DedupForgetBelow(String, u64),
-}
-
-impl Op {
-    fn as_write_op(&self) -> WriteOp<'_> {
-        match self {
-            Self::Put(table, key, value) => WriteOp::Put { table, key, value },
-            Self::Remove(table, key) => WriteOp::Remove { table, key },
-            Self::QueueRemoveBelow(table, seq) => WriteOp::QueueRemoveBelow { table, seq: *seq },
-            Self::DedupForgetBelow(table, seq) => WriteOp::DedupForgetBelow {
-                dedup_table: table,
-                seq: *seq,
-            },
-        }
-    }
-}
-
-/// Applies `ops` in one transaction.
-///
-/// # Errors
-///
-/// The store's.
-pub(crate) fn apply(store: &dyn Store, ops: &[Op]) -> m2msec_store::Result<()> {
-    let ops: Vec<WriteOp<'_>> = ops.iter().map(Op::as_write_op).collect();
-    store.write_batch(&ops)
 }
 
 /// A control-plane request to the writer.
@@ -107,62 +71,6 @@ pub(crate) struct Deferred {
     pub(crate) response: Response,
 }
 
-/// The dedup key of a message: its flags without REENCRYPTED and header bytes 2..10 — message
-/// id, stream id and key index of a stream message, the 64-bit random id of an individual one.
-/// Scoped to one storage (one dedup table each), whose messages all come from its source.
-pub(crate) fn dedup_key(header: &m2msec_wire::relay::Header) -> [u8; 9] {
-    let flags = header.flags.without(Flags::REENCRYPTED).bits();
-    let [m0, m1, m2, m3] = header.message_id.to_be_bytes();
-    let [s0, s1] = header.stream_id.to_be_bytes();
-    let [k0, k1] = header.key_index.to_be_bytes();
-    [flags, m0, m1, m2, m3, s0, s1, k0, k1]
-}
-
-/// The stream id of a management message, from its dedup key (flags, message id, stream id,
-/// key index); `None` for other messages.
-fn management_stream(key: &[u8; 9]) -> Option<u16> {
-    let management = Flags::STREAM.with(Flags::MANAGEMENT).bits();
-    (key[0] & management == management).then(|| u16::from_be_bytes([key[5], key[6]]))
-}
-
-/// Per storage: (when, queue position) of removals, to forget dedup keys a grace period later.
-#[derive(Debug, Default)]
-struct Checkpoints(HashMap<u32, VecDeque<(Instant, u64)>>);
-
-impl Checkpoints {
-    fn push(&mut self, id: u32, now: Instant, below: u64) {
-        let q = self.0.entry(id).or_default();
-        if let Some(last) = q.back_mut()
-            && now.saturating_duration_since(last.0) < CHECKPOINT_SPACING
-        {
-            // Merging moves the time forward too: a key is kept at least the grace period.
-            *last = (now, last.1.max(below));
-            return;
-        }
-        q.push_back((now, below));
-    }
-
-    /// The highest position whose removal is older than `grace`, per storage.
-    fn matured(&mut self, now: Instant, grace: Duration) -> Vec<(u32, u64)> {
-        let mut out = Vec::new();
-        for (id, q) in &mut self.0 {
-            let mut below = None;
-            while let Some(&(t, seq)) = q.front() {
-                if now.saturating_duration_since(t) < grace {
-                    break;
-                }
-                below = Some(seq);
-                q.pop_front();
-            }
-            if let Some(seq) = below {
-                out.push((*id, seq));
-            }
-        }
-        self.0.retain(|_, q| !q.is_empty());
-        out
-    }
-}
-
 /// The writer task; returns when `stop` fires (after committing what was queued), or with an
 /// error when the store fails (nothing depending on the failed write was acknowledged).
 pub(crate) async fn run(
@@ -171,16 +79,7 @@ pub(crate) async fn run(
     mut commands: mpsc::Receiver<WriterCmd>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
-    let mut checkpoints = Checkpoints::default();
-    {
-        // Whatever is below a queue's first entry at start was removed at some unknown time:
-        // its dedup keys are kept one more grace period from now.
-        let core = shared.core();
-        let now = Instant::now();
-        for (id, s) in &core.storages {
-            checkpoints.push(*id, now, s.stats.first_seq.unwrap_or(s.stats.next_seq));
-        }
-    }
+    let mut checkpoints = shared.core().startup_checkpoints(monotonic_now());
     let mut tick = tokio::time::interval(HOUSEKEEP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_signed_prune = Instant::now();
@@ -315,7 +214,14 @@ async fn commit(shared: &Arc<Shared>, batch: Vec<Ingest>) -> Result<()> {
                 PushOutcome::Duplicate(_) => written.duplicates += 1,
             }
         }
-        shared.core().on_written(id, written, now_s());
+        let arrived = written.stored > 0;
+        {
+            let mut core = shared.core();
+            core.on_written(id, written, now_s());
+            if arrived && let Some(s) = core.storages.get(&id) {
+                s.handles.arrived.notify_waiters();
+            }
+        }
         for r in replies {
             reply(shared, r, Response::code(ResponseType::Changed));
         }
@@ -337,50 +243,11 @@ async fn housekeep(
     last_signed_prune: &mut Instant,
 ) -> Result<()> {
     let now = Instant::now();
-    let mut ops = Vec::new();
-    let mut emptied = Vec::new();
-    {
-        let mut core = shared.core();
-        let core = &mut *core;
-        for (fid, f) in &mut core.forwards {
-            for (url, sink) in &mut f.sinks {
-                if sink.dirty {
-                    sink.dirty = false;
-                    ops.push(Op::Put(
-                        CURSORS_TABLE,
-                        cursor_key(*fid, url),
-                        sink.pos.to_bytes(),
-                    ));
-                }
-            }
-        }
-        let ids: Vec<u32> = core.storages.keys().copied().collect();
-        for id in ids {
-            let watermark = core.retention_watermark(id);
-            let Some(s) = core.storages.get_mut(&id) else {
-                continue;
-            };
-            if s.counters_dirty {
-                s.counters_dirty = false;
-                ops.push(Op::Put(
-                    COUNTERS_TABLE,
-                    id_key(id).to_vec(),
-                    records::json(&s.counters)?,
-                ));
-            }
-            if let (Some(w), Some(first)) = (watermark, s.stats.first_seq)
-                && first < w
-            {
-                ops.push(Op::QueueRemoveBelow(queue_table(id), w));
-                checkpoints.push(id, now, w);
-                emptied.push(id);
-            }
-        }
-    }
     let grace = Duration::from_secs(shared.config.dedup_grace_s.into());
-    for (id, below) in checkpoints.matured(now, grace) {
-        ops.push(Op::DedupForgetBelow(dedup_table(id), below));
-    }
+    let Housekeeping { mut ops, emptied } = shared
+        .core()
+        .housekeeping(monotonic_now(), checkpoints, grace)
+        .map_err(|e| Error::Control(format!("relay proxy record: {e}")))?;
     let prune_signed = now.saturating_duration_since(*last_signed_prune) >= SIGNED_PRUNE_INTERVAL;
     if prune_signed {
         *last_signed_prune = now;
@@ -437,55 +304,4 @@ fn len_u64(v: &[u8]) -> u64 {
 /// Seconds of the wall clock, for the load counters.
 pub(crate) fn now_s() -> u64 {
     wall_clock().0 / 1000
-}
-
-#[cfg(test)]
-mod tests {
-    use m2msec_wire::relay::{Flags, Header};
-
-    use super::*;
-
-    #[test]
-    fn dedup_keys_ignore_reencryption_and_the_sink() {
-        let h = Header {
-            flags: Flags::STREAM.with(Flags::MANAGEMENT),
-            message_id: 0x0102_0304,
-            stream_id: 5,
-            key_index: 6,
-            source: "coap://127.0.0.1/s".into(),
-            sink: String::new(),
-        };
-        let mut again = h.clone();
-        again.flags = again.flags.with(Flags::REENCRYPTED);
-        again.sink = "udp://127.0.0.1:9".into();
-        assert_eq!(dedup_key(&h), dedup_key(&again));
-        assert_eq!(dedup_key(&h), [3, 1, 2, 3, 4, 0, 5, 0, 6]);
-        assert_eq!(management_stream(&dedup_key(&h)), Some(5));
-        let mut data = h;
-        data.flags = Flags::STREAM;
-        assert_ne!(dedup_key(&data), dedup_key(&again));
-        assert_eq!(management_stream(&dedup_key(&data)), None);
-    }
-
-    #[test]
-    fn checkpoints_mature_after_the_grace() {
-        let t = Instant::now();
-        let mut c = Checkpoints::default();
-        c.push(1, t, 10);
-        c.push(1, t + Duration::from_millis(10), 12); // merged
-        c.push(1, t + Duration::from_secs(5), 20);
-        assert!(
-            c.matured(t + Duration::from_secs(3), Duration::from_secs(5))
-                .is_empty()
-        );
-        assert_eq!(
-            c.matured(t + Duration::from_secs(6), Duration::from_secs(5)),
-            vec![(1, 12)]
-        );
-        assert_eq!(
-            c.matured(t + Duration::from_secs(11), Duration::from_secs(5)),
-            vec![(1, 20)]
-        );
-        assert!(c.0.is_empty());
-    }
 }
