@@ -411,11 +411,7 @@ pub async fn run_role(role: &str, args: &RoleArgs, shutdown: Shutdown) -> Result
     let config = args.config.as_path();
     match role {
         "collab-client" => {
-            let runs = ClientRuns {
-                count: args.count.max(1),
-                attempts: args.attempts.max(1),
-                interval: args.interval,
-            };
+            let runs = args.runs();
             let outcomes = run_client(config, runs, shutdown).await?;
             let ok = outcomes
                 .iter()

@@ -36,6 +36,18 @@ pub struct RoleArgs {
     pub attempts: u32,
 }
 
+impl RoleArgs {
+    /// The key establishments asked for (at least one run, one try each).
+    #[must_use]
+    pub fn runs(&self) -> Runs {
+        Runs {
+            count: self.count.max(1),
+            attempts: self.attempts.max(1),
+            interval: self.interval,
+        }
+    }
+}
+
 /// How a daemon ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {

@@ -479,11 +479,7 @@ pub async fn run_role(role: &str, args: &RoleArgs, shutdown: Shutdown) -> Result
     let config = args.config.as_path();
     match role {
         "mikey-initiator" => {
-            let runs = InitiatorRuns {
-                count: args.count.max(1),
-                attempts: args.attempts.max(1),
-                interval: args.interval,
-            };
+            let runs = args.runs();
             let outcomes = run_initiator(config, runs, shutdown).await?;
             let ok = outcomes
                 .iter()
