@@ -1119,3 +1119,29 @@ mod never_panics {
         }
     }
 }
+
+#[test]
+fn a_refused_seal_changes_nothing() {
+    let mut cfg = config();
+    cfg.suite = AeadSuite::Aes128Ccm8; // CCM-8 seals at most 65 535 bytes
+    let mut w = world(cfg, 41);
+    let first = w.source.seal(Millis(T0), b"one", &mut w.rng).unwrap();
+    assert_eq!(
+        first.len(),
+        2,
+        "a management message opens the first section"
+    );
+    let before = w.source.position().to_bytes();
+    // Over the suite's plaintext limit, within the open section: refused.
+    let huge = vec![0u8; 70_000];
+    assert!(w.source.seal(Millis(T0 + 1), &huge, &mut w.rng).is_err());
+    assert_eq!(w.source.position().to_bytes(), before);
+    // The section is still current: no new management message, the next message id.
+    let next = w.source.seal(Millis(T0 + 2), b"two", &mut w.rng).unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(
+        next[0].header.message_id,
+        first[1].header.message_id.wrapping_add(1)
+    );
+    assert_eq!(next[0].header.key_index, first[1].header.key_index);
+}

@@ -266,44 +266,48 @@ impl Source {
         m2msec_crypto::keylog::log("plaintext", plaintext);
         let mut t = now.0.max(self.clock_ms);
         let epoch = epoch_of(t, self.epoch_len_ms)?;
-        let rotate = match &self.section {
-            None => true,
-            Some(s) => {
-                s.used >= self.config.rotate_messages || t > s.not_after_ms || epoch != s.epoch
-            }
-        };
+        // The current section, unless a rotation is due (by count, by time, at an epoch change);
+        // `None` before the first seal.
+        let current = self.section.take().filter(|s| {
+            s.used < self.config.rotate_messages && t <= s.not_after_ms && epoch == s.epoch
+        });
         let mut message_id = self.next_message_id;
         let mut out = Vec::with_capacity(2);
-        let new_section = if rotate {
-            t = t.max(self.section_floor_ms);
-            let epoch = epoch_of(t, self.epoch_len_ms)?;
-            let (section, management) = self.open_section(t, epoch, message_id, rng)?;
-            out.push(management);
-            message_id = message_id.wrapping_add(1);
-            Some(section)
-        } else {
-            None
-        };
-        let Some(section) = new_section.as_ref().or(self.section.as_ref()) else {
-            // `rotate` is true whenever there is no current section.
-            return Err(Error::Config("no section".into()));
+        let (mut section, opened) = match current {
+            Some(section) => (section, false),
+            None => {
+                t = t.max(self.section_floor_ms);
+                let epoch = epoch_of(t, self.epoch_len_ms)?;
+                let (section, management) = self.open_section(t, epoch, message_id, rng)?;
+                out.push(management);
+                message_id = message_id.wrapping_add(1);
+                (section, true)
+            }
         };
         let header = self.header(Flags::STREAM, message_id, section.key_index, String::new());
-        let body = section
+        let body = match section
             .key
-            .try_seal_random_nonce(rng, &header.aad(), plaintext)?;
+            .try_seal_random_nonce(rng, &header.aad(), plaintext)
+        {
+            Ok(body) => body,
+            Err(e) => {
+                // Nothing changed: a section still current stays; a new one was never used.
+                if !opened {
+                    self.section = Some(section);
+                }
+                return Err(e.into());
+            }
+        };
         out.push(RelayMessage { header, body });
         self.ops.symmetric += 1;
 
         // Commit.
-        if let Some(section) = new_section {
+        if opened {
             self.next_key_index = section.key_index.wrapping_add(1);
             self.section_floor_ms = t.saturating_add(1);
-            self.section = Some(section);
         }
-        if let Some(section) = self.section.as_mut() {
-            section.used += 1;
-        }
+        section.used += 1;
+        self.section = Some(section);
         self.next_message_id = message_id.wrapping_add(1);
         self.clock_ms = t;
         Ok(out)
