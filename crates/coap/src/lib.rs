@@ -9,7 +9,9 @@
 //!
 //! - [`client::Client`]: the client engine — retransmission (RFC 7252 §4.2), separate responses,
 //!   NSTART, Block1 and Block2, observations.
-//! - the server's parts, used by daemons that own their socket: [`DedupCache`] answers a
+//! - [`Server`]: a server's message layer, written once for the daemons that own their
+//!   socket: it sorts datagrams, answers copies from the cache and reassembles uploads, and
+//!   hands the daemon whole, new requests. Its parts, also usable alone: [`DedupCache`] answers a
 //!   retransmitted CON with the cached response instead of processing it twice (RFC 7252 §4.5),
 //!   [`response`] / [`piggybacked_response`] / [`separate_response`] build a response matching
 //!   a request, [`Block1Assembler`] reassembles a block-wise upload, [`slice_block2`] serves a
@@ -33,6 +35,7 @@ pub mod message;
 pub mod observe;
 pub mod options;
 mod params;
+pub mod server;
 mod time;
 
 pub use block::{Assembled, Block1Assembler, slice_block2};
@@ -50,3 +53,4 @@ pub use params::{
     ACK_RANDOM_FACTOR, ACK_TIMEOUT, Config, DEFAULT_SZX, EXCHANGE_LIFETIME, MAX_RETRANSMIT,
     MAX_TRANSMIT_WAIT, Transmission,
 };
+pub use server::{Received, ReplyTo, Request, Server};

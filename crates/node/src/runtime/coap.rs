@@ -30,9 +30,10 @@ use crate::runtime::tap::Wiretap;
 pub use m2msec_coap::{
     ACK_RANDOM_FACTOR, ACK_TIMEOUT, Assembled, Block1Assembler, BlockOpt, CON_EVERY, Config,
     DEFAULT_SZX, Dedup, DedupCache, EXCHANGE_LIFETIME, Error, MAX_RETRANSMIT, MAX_TRANSMIT_WAIT,
-    MessageIds, Observers, Result, Transmission, block_size, code_string, content_format,
-    is_success, new_request, observe_value, parse_datagram, piggybacked_response, response,
-    response_code, separate_response, set_uint_option, slice_block2, uint_option,
+    MessageIds, Observers, Received, ReplyTo, Result, Server, Transmission, block_size,
+    code_string, content_format, is_success, new_request, observe_value, parse_datagram,
+    piggybacked_response, response, response_code, separate_response, set_uint_option,
+    slice_block2, uint_option,
 };
 
 /// Largest datagram the receive loop accepts.

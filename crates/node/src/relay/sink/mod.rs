@@ -18,9 +18,7 @@ use m2msec_protocol::relay::{self as protocol, Delivered, Sink, SinkConfig, Trus
 use m2msec_protocol::{Millis, OpCounts};
 use m2msec_store::{Store, WriteOp};
 use m2msec_wire::relay::coap as wire_coap;
-use m2msec_wire::relay::coap::coap_lite::{
-    CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType,
-};
+use m2msec_wire::relay::coap::coap_lite::{CoapOption, RequestType, ResponseType};
 use m2msec_wire::relay::{Flags, Header, RelayMessage};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -28,8 +26,8 @@ use tokio::sync::mpsc;
 use super::config::{SinkSetup, load_sink};
 use crate::error::{Error, Result};
 use crate::runtime::coap::{
-    Assembled, Block1Assembler, DEFAULT_SZX, Dedup, DedupCache, MessageIds, monotonic_now,
-    parse_datagram, response, set_uint_option,
+    self, Block1Assembler, DEFAULT_SZX, DedupCache, MessageIds, Received, ReplyTo, monotonic_now,
+    response, set_uint_option,
 };
 use crate::runtime::driver::open_store;
 use crate::runtime::driver::{self, Egress, Shutdown, wall_clock};
@@ -354,9 +352,8 @@ const MAX_PENDING: usize = 65_536;
 /// One relay message received, and how to answer it.
 struct Incoming {
     from: SocketAddr,
-    /// For CoAP: the datagram's request (for the dedup cache) and the whole request (after
-    /// Block1 reassembly), to answer.
-    coap: Option<(Packet, Packet)>,
+    /// For CoAP: where the answer goes.
+    coap: Option<ReplyTo>,
     msg: RelayMessage,
 }
 
@@ -366,9 +363,7 @@ pub struct SinkServer {
     coap: Option<Egress>,
     udp: Option<UdpSocket>,
     path: String,
-    ids: MessageIds,
-    dedup: DedupCache,
-    blocks: Block1Assembler,
+    server: coap::Server,
     pending: HashMap<(String, u16, u32), Instant>,
 }
 
@@ -400,9 +395,11 @@ impl SinkServer {
             coap,
             udp,
             path: path.trim_matches('/').to_owned(),
-            ids: MessageIds::random(&mut m2msec_crypto::rng::OsRng),
-            dedup: DedupCache::default(),
-            blocks: Block1Assembler::new(1 << 20, 64, Duration::from_secs(60), DEFAULT_SZX),
+            server: coap::Server::new(
+                MessageIds::random(&mut m2msec_crypto::rng::OsRng),
+                DedupCache::default(),
+                Block1Assembler::new(1 << 20, 64, Duration::from_secs(60), DEFAULT_SZX),
+            ),
             pending: HashMap::new(),
         })
     }
@@ -504,55 +501,38 @@ impl SinkServer {
         from: SocketAddr,
         batch: &mut Vec<Incoming>,
     ) -> Result<()> {
-        let Some(req) = parse_datagram(datagram) else {
-            self.node.rejects.reject(&from, &"not a CoAP message");
-            return Ok(());
-        };
-        match req.header.get_type() {
-            MessageType::Reset | MessageType::Acknowledgement => return Ok(()),
-            _ => {}
-        }
-        if !matches!(req.header.code, MessageClass::Request(_)) {
-            return Ok(());
-        }
-        let now = monotonic_now();
-        match self.dedup.check(from, &req, now) {
-            Dedup::Replay(bytes) => {
+        let r = match self.server.receive(from, datagram, monotonic_now()) {
+            Received::Request(r) => r,
+            Received::Reply(bytes) => {
                 self.send_coap(&bytes, from).await;
                 return Ok(());
             }
-            Dedup::InProgress => return Ok(()),
-            Dedup::New => {}
-        }
-        let whole = match self.blocks.accept(from, req.clone(), now, &mut self.ids) {
-            Assembled::Respond(p) => {
-                self.answer(&req, &p, from).await;
+            Received::Junk => {
+                self.node.rejects.reject(&from, &"not a CoAP message");
                 return Ok(());
             }
-            Assembled::Complete(whole) => whole,
+            Received::Ack(_) | Received::Reset(_) | Received::Nothing => return Ok(()),
         };
-        let refuse = if whole.header.code != MessageClass::Request(RequestType::Post) {
+        let refuse = if r.method != RequestType::Post {
             Some(ResponseType::MethodNotAllowed)
-        } else if wire_coap::uri_path(&whole) != self.path {
+        } else if wire_coap::uri_path(&r.whole) != self.path {
             Some(ResponseType::NotFound)
         } else {
             None
         };
         if let Some(code) = refuse {
-            let p = response(&whole, code, &mut self.ids);
-            self.answer(&req, &p, from).await;
+            self.answer(&r.reply, code).await;
             return Ok(());
         }
-        match wire_coap::from_request(&whole) {
+        match wire_coap::from_request(&r.whole) {
             Ok(msg) => batch.push(Incoming {
                 from,
-                coap: Some((req, whole)),
+                coap: Some(r.reply),
                 msg,
             }),
             Err(e) => {
                 self.node.rejects.reject(&from, &e);
-                let p = response(&whole, ResponseType::BadRequest, &mut self.ids);
-                self.answer(&req, &p, from).await;
+                self.answer(&r.reply, ResponseType::BadRequest).await;
             }
         }
         Ok(())
@@ -578,27 +558,24 @@ impl SinkServer {
                     Duration::ZERO
                 }
             };
-            let Some((req, whole)) = incoming.coap else {
+            let Some(reply) = incoming.coap else {
                 continue;
             };
-            let code = verdict.response_code(pending_for);
-            let mut p = response(&whole, code, &mut self.ids);
-            if code == ResponseType::ServiceUnavailable {
-                set_uint_option(&mut p, CoapOption::MaxAge, 1);
-            }
-            self.answer(&req, &p, incoming.from).await;
+            self.answer(&reply, verdict.response_code(pending_for))
+                .await;
         }
         Ok(())
     }
 
-    /// Sends `response` to the request `req` and remembers it for copies of `req`.
-    async fn answer(&mut self, req: &Packet, response: &Packet, to: SocketAddr) {
-        match response.to_bytes_with_limit(4096) {
-            Ok(bytes) => {
-                self.send_coap(&bytes, to).await;
-                self.dedup.complete(to, req, &bytes);
-            }
-            Err(e) => tracing::warn!(%to, error = ?e, "response not encodable"),
+    /// Answers a request with `code` (5.03 with Max-Age 1 s), remembered for its copies.
+    async fn answer(&mut self, to: &ReplyTo, code: ResponseType) {
+        let mut p = response(&to.request, code, self.server.ids());
+        if code == ResponseType::ServiceUnavailable {
+            set_uint_option(&mut p, CoapOption::MaxAge, 1);
+        }
+        match self.server.answer(to, &p) {
+            Some(bytes) => self.send_coap(&bytes, to.peer).await,
+            None => tracing::warn!(to = %to.peer, "response not encodable"),
         }
     }
 
