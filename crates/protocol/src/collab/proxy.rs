@@ -1,5 +1,5 @@
 //! Proxy Pi: signs and encrypts one share of x to B on A's behalf with a one-time key from T,
-//! then checks B's signed answer and relays it to A.
+//! then checks B's signed answer and relays it to A (paper 000 §III-B.1–2, Figs. 1–2).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

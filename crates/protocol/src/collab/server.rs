@@ -225,6 +225,8 @@ impl Role for Server {
             return Err(Error::UnexpectedMessage(msg.name()));
         }
         match msg {
+            // paper 000 §III-B.1 and Fig. 2: a proxy presents its one-time public key, its
+            // Merkle path and T's signed root; B answers with its certificate and a nonce.
             Message::CertRequest(m) => {
                 let cfg = &self.config;
                 let out = &mut self.out;
@@ -277,6 +279,8 @@ impl Role for Server {
                 Ok(())
             }
             Message::SealedFragment(m) => self.handle_fragment(id, m, rng),
+            // paper 000 §III-B.3: the closing exchange under MK; B lists the proxies that
+            // took part, so that A can judge the others (its trust model).
             Message::ClientFinished(m) => {
                 let out = &mut self.out;
                 let answered = session
@@ -385,6 +389,8 @@ impl Role for Server {
 }
 
 impl Server {
+    /// paper 000 §III-B.2: a proxy's share x_i, encrypted to B and signed with its one-time
+    /// key; checked against A's commitment before it counts.
     fn handle_fragment(
         &mut self,
         id: SessionId,
@@ -453,7 +459,8 @@ impl Server {
     }
 
     /// Rebuilds x once k shares are valid, answers every valid proxy, or gives up once too many
-    /// shares are invalid.
+    /// shares are invalid (paper 000 §III-B.2: any k of the n parts suffice, so silent or
+    /// lying proxies up to n − k cost nothing; y goes back sealed and MACed under x, signed by B).
     fn check_progress(&mut self, id: SessionId, rng: &mut dyn CryptoRng) -> Result<(), Error> {
         let out = &mut self.out;
         let cfg = &self.config;
@@ -502,6 +509,7 @@ impl Server {
             let wrap = answer_key(&mut out.ops, session.aead, &id, &x, &session.binding)?;
             out.ops.symmetric += 1;
             let wrapped = wrap.seal_random_nonce(rng, &id.0, &y[..]);
+            // paper 000 eq. (1): MK = H(A | B | NA | NB | x | y).
             let key = session.binding.master_key(&mut out.ops, &x, &y[..]);
             session.answered = Some(Answered { wrapped, key });
         }
@@ -536,7 +544,8 @@ impl Server {
 }
 
 /// The grant must carry T's signature and name this session, its client and this server; every
-/// proxy of a session must present the same grant.
+/// proxy of a session must present the same grant. (paper 000 §III-B.1: one signature over the
+/// Merkle root authenticates every proxy's one-time key, so B verifies one signature, not n.)
 fn check_grant(
     session: &mut Session,
     cfg: &ServerConfig,

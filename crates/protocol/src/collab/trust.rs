@@ -1,7 +1,8 @@
 //! The client's trust model: a durable record per proxy, decayed over time, used to choose
 //! the proxies of the next session.
 //!
-//! The paper asks for a trust model that tracks reputation and capability without fixing one.
+//! The paper asks for a trust model that tracks reputation and capability without fixing one
+//! (paper 000 §III-B.1; B's closing list of participants, §III-B.3, is the evidence).
 //! Ours: each session's outcome moves a proxy's score towards 1 (it did its part) or 0 (silent
 //! or lying) by a fixed weight; between sessions the score relaxes towards the neutral 0.5 with
 //! a half-life, so old evidence fades and a proxy that misbehaved long ago can be tried again.

@@ -1,5 +1,6 @@
 //! The sink: opens re-encrypted management messages, checks the owner's signature, installs
-//! section keys, opens data, and refuses replays — with bounded memory throughout.
+//! section keys, opens data, and refuses replays — with bounded memory throughout (paper 004
+//! §III-B for individual messages, §III-C and Fig. 2 for streams, Fig. 4 for a sink added later).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -330,7 +331,9 @@ impl Sink {
         self.ops
     }
 
-    /// Opens the AFGH part of a management or individual body.
+    /// Opens the AFGH part of a management or individual body (paper 004 §III-A): a first-level
+    /// ciphertext the proxy re-encrypted for this sink, or a second-level one for the source's
+    /// own reader.
     fn open_afgh(&mut self, header: &Header, body: &Body) -> Result<Zeroizing<Vec<u8>>, Error> {
         let aad = header.aad();
         let reencrypted = header.flags.contains(Flags::REENCRYPTED);
@@ -365,6 +368,8 @@ impl Sink {
         opened.map_err(|_| Error::Authentication)
     }
 
+    /// A management message (paper 004 §III-C): the section key, signed by the owner, installed
+    /// once the signature and validity check out.
     fn management(
         &mut self,
         now: Millis,
@@ -557,6 +562,8 @@ impl Sink {
         Ok(())
     }
 
+    /// An individually protected message (paper 004 §III-B): data and owner signature in one
+    /// AFGH ciphertext.
     fn individual(&mut self, msg: &RelayMessage, owner: &VerifyingKey) -> Result<Delivered, Error> {
         let header = &msg.header;
         let id = (header.source.clone(), header.individual_id());
