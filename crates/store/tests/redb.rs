@@ -257,6 +257,10 @@ mod crash {
         let path = dir.path().join("crash.redb");
         let mut start = 0u64;
         let mut acked_total = 0u64;
+        // The records each round's child acknowledged. Between two rounds lies the record the
+        // kill interrupted: its map entry may be written (the next round starts after it) while
+        // its other writes are not, and it was never acknowledged, so it is not checked.
+        let mut acked: Vec<core::ops::RangeInclusive<u64>> = Vec::new();
         for round in 0..3u64 {
             let kill_after = 40 + round * 25;
             let mut child = Command::new(std::env::current_exe().unwrap())
@@ -296,9 +300,10 @@ mod crash {
             );
             let last_ack = last_ack.unwrap();
             acked_total += acks;
+            acked.push(start..=last_ack);
 
             let s = RedbStore::open(&path).unwrap();
-            for i in 0..=last_ack {
+            for i in acked.iter().cloned().flatten() {
                 assert_eq!(
                     s.get("crash-map", &i.to_be_bytes()).unwrap(),
                     Some(record(i)),
@@ -316,7 +321,7 @@ mod crash {
                 .into_iter()
                 .map(|(_, v)| v)
                 .collect();
-            for i in 0..=last_ack {
+            for i in acked.iter().cloned().flatten() {
                 assert!(
                     queued.contains(&record(i)),
                     "round {round}: queued {i} lost"
@@ -338,7 +343,11 @@ mod crash {
             items.sort_unstable();
             items.dedup();
             assert_eq!(items.len(), len, "round {round}: a batch item stored twice");
-            for k in 0..(last_ack + 1) * BATCH {
+            // Record i's group commit holds batches i - 1 and i.
+            let acked_items = acked
+                .iter()
+                .flat_map(|r| r.start().saturating_sub(1) * BATCH..(r.end() + 1) * BATCH);
+            for k in acked_items {
                 assert!(
                     items.binary_search(&k).is_ok(),
                     "round {round}: acknowledged batch item {k} lost"
