@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::stream::{FuturesOrdered, StreamExt};
-use m2msec_protocol::relay::{EpochRekey, Forwarded, Forwarder};
+use m2msec_protocol::relay::proxy::PumpSpec;
+use m2msec_protocol::relay::{Forwarded, Forwarder};
 use m2msec_wire::relay::{Flags, RelayMessage, parse_sink_url};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
@@ -45,21 +46,6 @@ pub(crate) const WINDOW: usize = 16;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A pump with nothing to do looks again at least this often.
 const IDLE_RECHECK: Duration = Duration::from_secs(1);
-
-/// What a pump needs to start.
-#[derive(Clone, Debug)]
-pub(crate) struct PumpSpec {
-    pub(crate) forward_id: u32,
-    pub(crate) storage_id: u32,
-    pub(crate) url: String,
-    pub(crate) rekeys: Vec<EpochRekey>,
-    /// `Forwarder::snapshot` of its sections, empty for none.
-    pub(crate) snapshot: Vec<u8>,
-    /// Messages per second, 0 = unlimited.
-    pub(crate) rate: u32,
-    /// The sink's generation this pump serves (see `SinkState::generation`).
-    pub(crate) generation: u64,
-}
 
 /// Starts the pump of `spec`.
 pub(crate) fn spawn(shared: &Arc<Shared>, spec: PumpSpec) -> AbortHandle {

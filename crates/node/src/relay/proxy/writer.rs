@@ -25,8 +25,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use m2msec_protocol::relay::proxy::Ticket;
 use m2msec_protocol::relay::proxy::retention::{Checkpoints, Housekeeping, management_stream};
-pub(crate) use m2msec_protocol::relay::proxy::retention::{Op, apply, dedup_key};
+pub(crate) use m2msec_protocol::relay::proxy::retention::{Op, apply};
 use m2msec_store::{PushOutcome, QueueStats};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -64,11 +65,15 @@ pub(crate) enum WriterCmd {
     Run(Vec<Op>, oneshot::Sender<std::result::Result<(), String>>),
 }
 
-/// A response computed away from the CoAP server's task.
+/// What comes back to the CoAP server's task from elsewhere.
 #[derive(Debug)]
-pub(crate) struct Deferred {
-    pub(crate) reply: ReplyTo,
-    pub(crate) response: Response,
+pub(crate) enum Deferred {
+    /// A message's answer, once its group commit is done (or failed).
+    Answer { reply: ReplyTo, response: Response },
+    /// A control call's writes were committed (or the answer to give).
+    Committed(Ticket, std::result::Result<(), Response>),
+    /// A control call's plain-UDP socket was bound.
+    Bound(Ticket, std::io::Result<tokio::net::UdpSocket>),
 }
 
 /// The writer task; returns when `stop` fires (after committing what was queued), or with an
@@ -232,7 +237,7 @@ async fn commit(shared: &Arc<Shared>, batch: Vec<Ingest>) -> Result<()> {
 fn reply(shared: &Shared, to: Option<ReplyTo>, response: Response) {
     if let Some(reply) = to {
         // The server is gone only when the proxy stops; nobody is left to answer then.
-        let _ = shared.deferred.send(Deferred { reply, response });
+        let _ = shared.deferred.send(Deferred::Answer { reply, response });
     }
 }
 

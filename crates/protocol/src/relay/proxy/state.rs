@@ -20,18 +20,22 @@ use super::records::{CursorRecord, ForwardRecord, StorageCounters, StorageRecord
 /// What a shell attaches to each storage, forward and sink (its tasks and wake-ups), so the
 /// state stays free of any runtime. `()` attaches nothing.
 pub trait Handles {
-    /// Per storage (node: the plain-UDP ingestion task, the pumps' wake-up).
-    type Storage: Debug;
+    /// Per storage (node: the plain-UDP ingestion task, the pumps' wake-up). The engine makes
+    /// the default; the shell fills it in.
+    type Storage: Debug + Default;
     /// Per forward (node: the pumps' wake-up on resume and shutdown).
-    type Forward: Debug;
+    type Forward: Debug + Default;
     /// Per sink (node: its pump).
-    type Sink: Debug;
+    type Sink: Debug + Default;
+    /// Where a late answer goes (node: the CoAP request's addressing), given back with it.
+    type Reply: Debug;
 }
 
 impl Handles for () {
     type Storage = ();
     type Forward = ();
     type Sink = ();
+    type Reply = ();
 }
 
 /// An observable resource.
