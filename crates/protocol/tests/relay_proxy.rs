@@ -576,12 +576,14 @@ mod api {
     use m2msec_crypto::pre;
     use m2msec_crypto::sig::{SigSuite, SigningKey};
     use m2msec_protocol::Millis;
+    use m2msec_protocol::relay::Forwarder;
+    use m2msec_protocol::relay::proxy::pump::{self, Standing};
     use m2msec_protocol::relay::proxy::records::{dedup_table, queue_table};
     use m2msec_protocol::relay::proxy::retention::{self, management_stream};
     use m2msec_protocol::relay::proxy::{
-        Action, Event, Handled, Handles, Limits, OptionValue, Proxy, Request, Response, Written,
+        Action, Event, Handled, Handles, Limits, OptionValue, Proxy, PumpSpec, Request, Response,
+        Written,
     };
-    use m2msec_protocol::relay::{Forwarded, Forwarder};
     use m2msec_store::{MemoryStore, PushOutcome, Store};
     use m2msec_wire::cbor::Bytes;
     use m2msec_wire::relay::RelayMessage;
@@ -626,6 +628,7 @@ mod api {
         store: Arc<MemoryStore>,
         next_reply: u64,
         forwarders: BTreeMap<String, Forwarder>,
+        specs: BTreeMap<String, PumpSpec>,
         commits: usize,
     }
 
@@ -638,6 +641,7 @@ mod api {
                 store,
                 next_reply: 0,
                 forwarders: BTreeMap::new(),
+                specs: BTreeMap::new(),
                 commits: 0,
             }
         }
@@ -693,8 +697,9 @@ mod api {
             while let Some(e) = self.proxy.poll_event() {
                 match e {
                     Event::StartPump(spec) => {
-                        let f = Forwarder::new(spec.url.clone(), spec.rekeys).unwrap();
-                        self.forwarders.insert(spec.url, f);
+                        let f = pump::forwarder_at(&spec, &spec.snapshot).unwrap();
+                        self.forwarders.insert(spec.url.clone(), f);
+                        self.specs.insert(spec.url.clone(), spec);
                     }
                     Event::StopPump(()) => {}
                     Event::StorageRemoved { .. } => self.forwarders.clear(),
@@ -742,39 +747,29 @@ mod api {
             Response::code(ResponseType::Changed)
         }
 
-        /// Sink `url`'s pump, until nothing is left: what it delivers, positions advanced.
+        /// Sink `url`'s pump, until nothing is left, with the engine's pump decisions
+        /// (every delivery succeeds at once here): what it delivers, positions advanced.
         fn pump(&mut self, url: &str) -> Vec<RelayMessage> {
+            let spec = self.specs[url].clone();
             let mut out = Vec::new();
             loop {
-                let Some(f) = self.proxy.forwards.get(&1) else {
-                    return out;
+                let cursor = match self.proxy.standing(&spec) {
+                    Standing::Run { cursor, next } if cursor < next => cursor,
+                    _ => return out,
                 };
-                if f.record.paused {
-                    return out;
-                }
-                let cursor = f.sinks[url].pos.cursor;
-                let batch = self.store.queue_range(&queue_table(1), cursor, 16).unwrap();
+                let batch = self
+                    .store
+                    .queue_range(&queue_table(spec.storage_id), cursor, pump::READ_BATCH)
+                    .unwrap();
                 if batch.is_empty() {
                     return out;
                 }
                 let fwd = self.forwarders.get_mut(url).unwrap();
-                let sink = self
-                    .proxy
-                    .forwards
-                    .get_mut(&1)
-                    .unwrap()
-                    .sinks
-                    .get_mut(url)
-                    .unwrap();
                 for (seq, bytes) in batch {
-                    match fwd.transform(&RelayMessage::decode(&bytes).unwrap()) {
-                        Forwarded::Send(m) => {
-                            sink.pos.delivered += 1;
-                            out.push(m);
-                        }
-                        Forwarded::Skip(_) => sink.pos.skipped += 1,
-                    }
-                    sink.pos.cursor = seq + 1;
+                    let item = pump::prepare(fwd, seq, &bytes);
+                    assert!(item.window() == 1 || !item.management);
+                    assert!(self.proxy.record_delivery(&spec, &item, T0 / 1000));
+                    out.extend(item.out);
                 }
             }
         }
@@ -940,6 +935,14 @@ mod api {
         assert_eq!(shell.call(T0 + 6, req).code, ResponseType::Changed);
         let fm = ForwardMonitor::from_bytes(&shell.get("forward/1/monitor")).unwrap();
         assert!(fm.paused);
+        assert_eq!(shell.proxy.standing(&shell.specs[SINK1]), Standing::Paused);
+        let delivered: Vec<u64> = fm.sinks.iter().map(|s| s.delivered).collect();
+        // Sections of 5: 40 data messages and 8 section keys; 20 and 4 from the section of 20.
+        assert_eq!(
+            delivered,
+            [48, 24],
+            "each data message and each section key, once"
+        );
         assert_eq!(fm.sinks.len(), 2);
         let info = Info::from_bytes(&shell.get("info")).unwrap();
         assert_eq!((info.storages, info.forwards), (1, 1));
@@ -949,6 +952,7 @@ mod api {
         let req = shell.request(RequestType::Delete, "storage/1", delete);
         assert_eq!(shell.call(T0 + 7, req).code, ResponseType::Deleted);
         assert!(shell.proxy.storages.is_empty() && shell.proxy.forwards.is_empty());
+        assert_eq!(shell.proxy.standing(&shell.specs[SINK1]), Standing::Gone);
         assert_eq!(shell.store.queue_stats(&queue_table(1)).unwrap().len, 0);
         let req = shell.request(RequestType::Get, "storage/1/monitor", Vec::new());
         assert!(matches!(

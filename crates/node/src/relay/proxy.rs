@@ -43,14 +43,12 @@
 //! - **Bounded**: the ingest queue, storages, forwards, sinks per forward, observers, block-wise
 //!   uploads, cached answers and concurrent control calls all have limits.
 
-pub(crate) mod authz;
 pub(crate) mod coap_msg;
 pub mod config;
 pub(crate) mod control;
 pub(crate) mod deliver;
 pub(crate) mod forward;
 pub(crate) mod ingest;
-pub(crate) mod metrics;
 pub(crate) mod records;
 pub(crate) mod server;
 pub(crate) mod state;
@@ -60,6 +58,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use m2msec_protocol::relay::proxy::authz::owner_key;
 use m2msec_store::Store;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -346,8 +345,7 @@ async fn recover(shared: &Arc<Shared>) -> Result<()> {
     }
     let mut orphans = Vec::new();
     for ((record, counters), stats) in loaded.storages.into_iter().zip(stats) {
-        let Some(owner) = records::unhex(&record.owner_key).and_then(|b| authz::owner_key(&b))
-        else {
+        let Some(owner) = records::unhex(&record.owner_key).and_then(|b| owner_key(&b)) else {
             tracing::warn!(
                 storage = record.id,
                 "storage skipped: owner key does not decode"

@@ -8,6 +8,8 @@
 //! - [`routing`]: the [`Proxy`] role, its routes, reads and admission (back-pressure).
 //! - `control`: store, forward, control and delete, one at a time.
 //! - [`api`]: requests, responses, actions and events.
+//! - [`pump`]: a sink's pump — its standing, what each stored message becomes, how its
+//!   position advances, pacing and back-off.
 //! - [`resources`]: discovery and the representations (CBOR, JSON).
 //! - [`state`]: storages with exact byte accounting and admission, forwards with each sink's
 //!   position, monitors that changed, the retention watermark.
@@ -22,6 +24,7 @@ pub mod api;
 pub mod authz;
 mod control;
 pub mod metrics;
+pub mod pump;
 pub mod records;
 pub mod resources;
 pub mod retention;
