@@ -579,12 +579,12 @@ mod api {
     use m2msec_protocol::relay::Forwarder;
     use m2msec_protocol::relay::proxy::pump::{self, Standing};
     use m2msec_protocol::relay::proxy::records::{dedup_table, queue_table};
-    use m2msec_protocol::relay::proxy::retention::{self, management_stream};
+    use m2msec_protocol::relay::proxy::retention;
     use m2msec_protocol::relay::proxy::{
-        Action, Event, Handled, Handles, Limits, OptionValue, Proxy, PumpSpec, Request, Response,
-        Written,
+        Action, Event, Handled, Handles, Limits, Notification, OptionValue, Proxy, PumpSpec,
+        Request, Response, Written, notification_format,
     };
-    use m2msec_store::{MemoryStore, PushOutcome, Store};
+    use m2msec_store::{MemoryStore, Store};
     use m2msec_wire::cbor::Bytes;
     use m2msec_wire::relay::RelayMessage;
     use m2msec_wire::relay::api::{
@@ -727,22 +727,11 @@ mod api {
                     &[(&admitted.key[..], &admitted.value[..])],
                 )
                 .unwrap();
-            let len = admitted.value.len() as u64;
-            let mut written = Written {
-                admitted: len,
-                stats: self.store.queue_stats(&table).unwrap(),
-                ..Written::default()
-            };
-            match outcomes[0] {
-                PushOutcome::Stored(seq) => {
-                    written.stored = 1;
-                    written.stored_bytes = len;
-                    if let Some(stream) = management_stream(&admitted.key) {
-                        written.sections.push((stream, seq));
-                    }
-                }
-                PushOutcome::Duplicate(_) => written.duplicates = 1,
-            }
+            let written = Written::tally(
+                &[(admitted.key, admitted.value.clone())],
+                &outcomes,
+                self.store.queue_stats(&table).unwrap(),
+            );
             self.proxy.on_written(admitted.storage, written, T0 / 1000);
             Response::code(ResponseType::Changed)
         }
@@ -870,6 +859,18 @@ mod api {
             assert_eq!(shell.post(m).code, ResponseType::Changed);
         }
         assert_eq!(shell.post(&first[3]).code, ResponseType::Changed);
+        // Its observers are notified once of all that, with the latest state (RFC 7641 §4.2);
+        // nobody observes the forward monitors.
+        let observed = |path: &str| path == "storage/1/monitor";
+        match &shell.proxy.notifications(observed)[..] {
+            [Notification::Changed { path, repr }] => {
+                assert_eq!(path, "storage/1/monitor");
+                let m = StorageMonitor::from_bytes(&repr.render(notification_format(None)));
+                assert_eq!(m.unwrap().received, first.len() as u64 + 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(shell.proxy.notifications(observed).is_empty());
         let m = StorageMonitor::from_bytes(&shell.get("storage/1/monitor")).unwrap();
         assert_eq!((m.stored_messages, m.duplicates), (first.len() as u64, 1));
 
@@ -953,6 +954,13 @@ mod api {
         assert_eq!(shell.call(T0 + 7, req).code, ResponseType::Deleted);
         assert!(shell.proxy.storages.is_empty() && shell.proxy.forwards.is_empty());
         assert_eq!(shell.proxy.standing(&shell.specs[SINK1]), Standing::Gone);
+        assert!(matches!(
+            &shell.proxy.notifications(observed)[..],
+            [Notification::Ended {
+                code: ResponseType::NotFound,
+                ..
+            }]
+        ));
         assert_eq!(shell.store.queue_stats(&queue_table(1)).unwrap().len, 0);
         let req = shell.request(RequestType::Get, "storage/1/monitor", Vec::new());
         assert!(matches!(

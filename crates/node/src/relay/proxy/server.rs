@@ -11,9 +11,11 @@ use std::time::Duration;
 use m2msec_coap::link_format::{self, Link};
 use m2msec_crypto::rng::OsRng;
 use m2msec_protocol::Millis;
-use m2msec_protocol::relay::proxy::resources::{CONTENT_FORMAT_JSON, Repr, Resource};
-use m2msec_protocol::relay::proxy::{Action, Handled, Request, Ticket};
-use m2msec_wire::relay::api::{CONTENT_FORMAT_CBOR, CONTENT_FORMAT_LINK_FORMAT};
+use m2msec_protocol::relay::proxy::resources::Resource;
+use m2msec_protocol::relay::proxy::{
+    Action, Handled, Notification, Request, Ticket, notification_format,
+};
+use m2msec_wire::relay::api::CONTENT_FORMAT_LINK_FORMAT;
 use m2msec_wire::relay::coap::coap_lite::{
     CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType,
 };
@@ -183,36 +185,26 @@ impl Server {
     }
 
     fn on_tick(&mut self, now: Millis) -> Vec<Outgoing> {
-        let changed: Vec<(String, Option<Repr>)> = {
-            let mut core = self.shared.core();
-            let dirty = std::mem::take(&mut core.dirty);
-            dirty
-                .into_iter()
-                .map(|m| (m, m.path()))
-                .filter(|(_, path)| self.observers.count(path) > 0)
-                .map(|(m, path)| (path, Repr::monitor(&core, m)))
-                .collect()
-        };
+        let observers = &self.observers;
+        let changed = self
+            .shared
+            .core()
+            .notifications(|path| observers.count(path) > 0);
         let mut out = Vec::new();
-        for (path, repr) in changed {
-            out.extend(match repr {
-                Some(r) => {
+        for notification in changed {
+            out.extend(match notification {
+                Notification::Changed { path, repr } => {
                     self.observers
                         .notify(&path, now, &mut self.ids, DEFAULT_SZX, |accept| {
-                            let format = if accept == Some(CONTENT_FORMAT_JSON) {
-                                CONTENT_FORMAT_JSON
-                            } else {
-                                CONTENT_FORMAT_CBOR
-                            };
-                            (r.render(format), Some(format))
+                            let format = notification_format(accept);
+                            (repr.render(format), Some(format))
                         })
                 }
-                None => self.observers.end(
-                    &path,
-                    ResponseType::NotFound,
-                    "monitor deleted",
-                    &mut self.ids,
-                ),
+                Notification::Ended {
+                    path,
+                    code,
+                    diagnostic,
+                } => self.observers.end(&path, code, diagnostic, &mut self.ids),
             });
         }
         out.extend(self.observers.poll(now));

@@ -34,5 +34,5 @@ pub mod state;
 pub use api::{
     Action, Admitted, Event, Handled, Limits, OptionValue, PumpSpec, Request, Response, Ticket,
 };
-pub use routing::Proxy;
+pub use routing::{Notification, Proxy, notification_format};
 pub use state::{Core, Handles, MonitorId, Refusal, Written};

@@ -216,11 +216,26 @@ impl<H: Handles> Proxy<H> {
         }
     }
 
-    /// The current representation of a monitor in `format`, for its observers; `None` when its
-    /// storage or forward is gone.
-    #[must_use]
-    pub fn render_monitor(&self, monitor: MonitorId, format: u16) -> Option<Vec<u8>> {
-        Repr::monitor(&self.core, monitor).map(|r| r.render(format))
+    /// What the observers of the monitors that changed since the last call must be sent
+    /// (RFC 7641 §4.2), for those monitors `observed` says someone observes: their new
+    /// representation, or the end of the observation when the storage or forward is gone. A
+    /// change nobody observes is dropped; a monitor that changes again before the shell asks
+    /// is notified once, with its latest state.
+    pub fn notifications(&mut self, observed: impl Fn(&str) -> bool) -> Vec<Notification> {
+        let dirty = std::mem::take(&mut self.core.dirty);
+        dirty
+            .into_iter()
+            .map(|m| (m, m.path()))
+            .filter(|(_, path)| observed(path))
+            .map(|(m, path)| match Repr::monitor(&self.core, m) {
+                Some(repr) => Notification::Changed { path, repr },
+                None => Notification::Ended {
+                    path,
+                    code: ResponseType::NotFound,
+                    diagnostic: "monitor deleted",
+                },
+            })
+            .collect()
     }
 
     /// `?window=S` (seconds, 1..=max_load_window_s), else the configured default.
@@ -348,6 +363,38 @@ impl<H: Handles> Proxy<H> {
         self.core.release(admitted.storage, len);
         self.core.count_refused(admitted.storage, now.0 / 1000);
         Response::unavailable(self.limits.max_age_when_busy_s, "busy: ingest queue full")
+    }
+}
+
+/// What one monitor's observers are sent.
+#[derive(Debug)]
+pub enum Notification {
+    /// Its new representation, in each observer's format ([`notification_format`]).
+    Changed {
+        /// The monitor's path, the observers' key.
+        path: String,
+        /// Its representation.
+        repr: Repr,
+    },
+    /// The observation ends with this error: the monitor is gone.
+    Ended {
+        /// The monitor's path.
+        path: String,
+        /// The final response's code.
+        code: ResponseType,
+        /// Its diagnostic.
+        diagnostic: &'static str,
+    },
+}
+
+/// The Content-Format of a notification for an observer that registered with `accept`: JSON
+/// when it asked for JSON, CBOR otherwise.
+#[must_use]
+pub fn notification_format(accept: Option<u16>) -> u16 {
+    if accept == Some(CONTENT_FORMAT_JSON) {
+        CONTENT_FORMAT_JSON
+    } else {
+        CONTENT_FORMAT_CBOR
     }
 }
 
