@@ -564,3 +564,602 @@ fn back_pressure_refuses_what_does_not_fit_and_counts_it() {
     foreign.header.source = "coap://192.0.2.99/x".into();
     assert_eq!(proxy.ingest(&[foreign]), Err(Refusal::WrongSource));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The same scenario through the API role (`relay::proxy::Proxy`): requests in, answers, commits
+// and events out, the commits applied to a `MemoryStore` as node's writer applies them.
+
+mod api {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use m2msec_crypto::pre;
+    use m2msec_crypto::sig::{SigSuite, SigningKey};
+    use m2msec_protocol::Millis;
+    use m2msec_protocol::relay::Forwarder;
+    use m2msec_protocol::relay::proxy::pump::{self, Standing};
+    use m2msec_protocol::relay::proxy::records::{dedup_table, queue_table};
+    use m2msec_protocol::relay::proxy::retention;
+    use m2msec_protocol::relay::proxy::{
+        Action, Event, Handled, Handles, Limits, Notification, OptionValue, Proxy, PumpSpec,
+        Request, Response, Written, notification_format,
+    };
+    use m2msec_store::{MemoryStore, Store};
+    use m2msec_wire::cbor::Bytes;
+    use m2msec_wire::relay::RelayMessage;
+    use m2msec_wire::relay::api::{
+        Body, Control, ForwardMonitor, ForwardRequest, ForwardResponse, Info, Signed, SinkGrant,
+        Start, StorageMonitor, StoreRequest, StoreResponse, signed_input,
+    };
+    use m2msec_wire::relay::coap::coap_lite::{CoapOption, RequestType, ResponseType};
+
+    use super::{SINK1, SINK2, SKEW_MS, SOURCE_URL, T0, World, names, texts, world};
+
+    /// Replies are numbered; nothing else is attached.
+    #[derive(Debug)]
+    struct Test;
+
+    impl Handles for Test {
+        type Storage = ();
+        type Forward = ();
+        type Sink = ();
+        type Reply = u64;
+    }
+
+    fn limits(capacity: u64) -> Limits {
+        Limits {
+            capacity_bytes: capacity,
+            max_message_bytes: 4096,
+            load_window_s: 60,
+            max_load_window_s: 600,
+            max_age_when_full_s: 7,
+            max_age_when_busy_s: 2,
+            max_storages: 4,
+            max_forwards: 4,
+            max_sinks_per_forward: 4,
+            signed_max_skew_s: 30,
+            max_control_calls: 8,
+        }
+    }
+
+    /// The role, its store, and what node's shell would run for it (pumps as forwarders).
+    struct Shell {
+        proxy: Proxy<Test>,
+        store: Arc<MemoryStore>,
+        next_reply: u64,
+        forwarders: BTreeMap<String, Forwarder>,
+        specs: BTreeMap<String, PumpSpec>,
+        commits: usize,
+    }
+
+    impl Shell {
+        fn new(capacity: u64) -> Self {
+            let store = Arc::new(MemoryStore::new());
+            let dyn_store: Arc<dyn Store> = store.clone();
+            Self {
+                proxy: Proxy::new(limits(capacity), dyn_store, Millis(T0)),
+                store,
+                next_reply: 0,
+                forwarders: BTreeMap::new(),
+                specs: BTreeMap::new(),
+                commits: 0,
+            }
+        }
+
+        fn request(&mut self, method: RequestType, path: &str, payload: Vec<u8>) -> Request<u64> {
+            self.next_reply += 1;
+            Request {
+                peer: "192.0.2.50:5683".parse().unwrap(),
+                method,
+                path: path.split('/').map(str::to_owned).collect(),
+                query: Vec::new(),
+                accept: None,
+                proxy_uri: false,
+                payload,
+                message: None,
+                reply: self.next_reply,
+            }
+        }
+
+        /// One request at `now`, driven to its answer: commits applied, sockets "bound".
+        fn call(&mut self, now: u64, req: Request<u64>) -> Response {
+            let reply = req.reply;
+            match self.proxy.handle_request(Millis(now), req) {
+                Handled::Respond(r) => {
+                    self.events();
+                    return r;
+                }
+                Handled::Later => {}
+                other => panic!("unexpected {other:?}"),
+            }
+            loop {
+                let action = self.proxy.poll_action().expect("an answer comes");
+                match action {
+                    Action::Commit { ticket, ops } => {
+                        retention::apply(&*self.store, &ops).unwrap();
+                        self.commits += 1;
+                        self.proxy.on_committed(ticket, Ok(()), Millis(now));
+                    }
+                    Action::BindUdp { ticket } => {
+                        self.proxy
+                            .on_udp_bound(ticket, Ok(Some(40_000)), Millis(now))
+                    }
+                    Action::Respond(to, r) => {
+                        assert_eq!(to, reply);
+                        self.events();
+                        return r;
+                    }
+                }
+            }
+        }
+
+        fn events(&mut self) {
+            while let Some(e) = self.proxy.poll_event() {
+                match e {
+                    Event::StartPump(spec) => {
+                        let f = pump::forwarder_at(&spec, &spec.snapshot).unwrap();
+                        self.forwarders.insert(spec.url.clone(), f);
+                        self.specs.insert(spec.url.clone(), spec);
+                    }
+                    Event::StopPump(()) => {}
+                    Event::StorageRemoved { .. } => self.forwarders.clear(),
+                    _ => {}
+                }
+            }
+        }
+
+        /// A relay message POSTed to storage 1, and (when admitted) one group commit as node's
+        /// writer makes it.
+        fn post(&mut self, msg: &RelayMessage) -> Response {
+            let mut req = self.request(RequestType::Post, "storage/1", Vec::new());
+            req.message = Some(Ok(msg.clone()));
+            let admitted = match self.proxy.handle_request(Millis(T0), req) {
+                Handled::Store(a) => a,
+                Handled::Respond(r) => return r,
+                other => panic!("unexpected {other:?}"),
+            };
+            let table = queue_table(admitted.storage);
+            let outcomes = self
+                .store
+                .queue_push_unique(
+                    &table,
+                    &dedup_table(admitted.storage),
+                    &[(&admitted.key[..], &admitted.value[..])],
+                )
+                .unwrap();
+            let written = Written::tally(
+                &[(admitted.key, admitted.value.clone())],
+                &outcomes,
+                self.store.queue_stats(&table).unwrap(),
+            );
+            self.proxy.on_written(admitted.storage, written, T0 / 1000);
+            Response::code(ResponseType::Changed)
+        }
+
+        /// Sink `url`'s pump, until nothing is left, with the engine's pump decisions
+        /// (every delivery succeeds at once here): what it delivers, positions advanced.
+        fn pump(&mut self, url: &str) -> Vec<RelayMessage> {
+            let spec = self.specs[url].clone();
+            let mut out = Vec::new();
+            loop {
+                let cursor = match self.proxy.standing(&spec) {
+                    Standing::Run { cursor, next } if cursor < next => cursor,
+                    _ => return out,
+                };
+                let batch = self
+                    .store
+                    .queue_range(&queue_table(spec.storage_id), cursor, pump::READ_BATCH)
+                    .unwrap();
+                if batch.is_empty() {
+                    return out;
+                }
+                let fwd = self.forwarders.get_mut(url).unwrap();
+                for (seq, bytes) in batch {
+                    let item = pump::prepare(fwd, seq, &bytes);
+                    assert!(item.window() == 1 || !item.management);
+                    assert!(self.proxy.record_delivery(&spec, &item, T0 / 1000));
+                    out.extend(item.out);
+                }
+            }
+        }
+
+        fn get(&mut self, path: &str) -> Vec<u8> {
+            let req = self.request(RequestType::Get, path, Vec::new());
+            match self.proxy.handle_request(Millis(T0), req) {
+                Handled::Respond(r)
+                | Handled::Monitor {
+                    response: Some(r), ..
+                } => {
+                    assert_eq!(r.code, ResponseType::Content, "{path}");
+                    r.payload
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    fn signed(
+        w: &mut World,
+        key: Option<&SigningKey>,
+        path: &str,
+        ts: u64,
+        body: Vec<u8>,
+    ) -> Vec<u8> {
+        let key = key.unwrap_or(&w.owner);
+        Signed {
+            signature: Bytes(key.sign(&mut w.rng, &signed_input(path, ts, &body))),
+            payload: Bytes(body),
+            timestamp_ms: ts,
+            key: Bytes(key.verifying_key().to_bytes()),
+        }
+        .to_bytes()
+    }
+
+    fn grant(w: &mut World, sink: &pre::SecretKey, url: &str) -> SinkGrant {
+        let epoch = w.source.epoch_at(Millis(T0)).unwrap();
+        SinkGrant {
+            url: url.into(),
+            rekeys: w
+                .source
+                .rekeys_for(&sink.public_key(), epoch..=epoch)
+                .unwrap(),
+        }
+    }
+
+    fn diagnostic(r: &Response) -> (ResponseType, String) {
+        (r.code, r.text())
+    }
+
+    fn uint(r: &Response, option: CoapOption) -> Option<u32> {
+        r.options.iter().find_map(|(o, v)| match v {
+            OptionValue::Uint(n) if *o == option => Some(*n),
+            _ => None,
+        })
+    }
+
+    fn create_storage(shell: &mut Shell, w: &World, capacity: u64) -> Response {
+        let body = StoreRequest {
+            owner_key: Bytes(w.owner.verifying_key().to_bytes()),
+            source: SOURCE_URL.into(),
+            capacity,
+            udp: true,
+        };
+        let req = shell.request(RequestType::Post, "store", body.to_bytes());
+        shell.call(T0, req)
+    }
+
+    #[test]
+    fn the_papers_scenario_through_the_api() {
+        let mut w = world();
+        let mut shell = Shell::new(1 << 20);
+
+        // `store`: 2.01 with its Location, the UDP port bound for it, committed before.
+        let r = create_storage(&mut shell, &w, 0);
+        assert_eq!(r.code, ResponseType::Created);
+        let created = StoreResponse::from_bytes(&r.payload).unwrap();
+        assert_eq!((created.storage_id, created.udp_port), (1, Some(40_000)));
+        let location: Vec<&OptionValue> = r
+            .options
+            .iter()
+            .filter(|(o, _)| *o == CoapOption::LocationPath)
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(
+            location,
+            [
+                &OptionValue::Bytes(b"storage".to_vec()),
+                &OptionValue::Bytes(b"1".to_vec())
+            ]
+        );
+        assert_eq!(shell.commits, 1);
+
+        // No sink known: messages are stored, a retransmission is acknowledged once stored.
+        let first = w.seal(0..12);
+        for m in &first {
+            assert_eq!(shell.post(m).code, ResponseType::Changed);
+        }
+        assert_eq!(shell.post(&first[3]).code, ResponseType::Changed);
+        // Its observers are notified once of all that, with the latest state (RFC 7641 §4.2);
+        // nobody observes the forward monitors.
+        let observed = |path: &str| path == "storage/1/monitor";
+        match &shell.proxy.notifications(observed)[..] {
+            [Notification::Changed { path, repr }] => {
+                assert_eq!(path, "storage/1/monitor");
+                let m = StorageMonitor::from_bytes(&repr.render(notification_format(None)));
+                assert_eq!(m.unwrap().received, first.len() as u64 + 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(shell.proxy.notifications(observed).is_empty());
+        let m = StorageMonitor::from_bytes(&shell.get("storage/1/monitor")).unwrap();
+        assert_eq!((m.stored_messages, m.duplicates), (first.len() as u64, 1));
+
+        // The owner forwards to sink 1 from the beginning.
+        let key = w.sink1.clone();
+        let g1 = grant(&mut w, &key, SINK1);
+        let body = ForwardRequest {
+            storage_id: 1,
+            sinks: vec![g1],
+            rate: 0,
+            start: Start::Beginning,
+        };
+        let payload = signed(&mut w, None, "forward", T0, body.to_bytes());
+        let req = shell.request(RequestType::Post, "forward", payload.clone());
+        let r = shell.call(T0, req);
+        assert_eq!(r.code, ResponseType::Created);
+        assert_eq!(
+            ForwardResponse::from_bytes(&r.payload).unwrap().forward_id,
+            1
+        );
+        let mut sink1 = w.sink(&w.sink1.clone());
+        let mut got1 = texts(&mut sink1, &shell.pump(SINK1));
+        assert_eq!(got1, names(0..12));
+
+        // The same signed request again: refused as a replay, nothing written.
+        let commits = shell.commits;
+        let req = shell.request(RequestType::Post, "forward", payload);
+        assert_eq!(
+            diagnostic(&shell.call(T0 + 1, req)),
+            (ResponseType::Unauthorized, "replayed request".into())
+        );
+        assert_eq!(shell.commits, commits);
+
+        // Sink 2 is added from the section in progress, through the forward's control.
+        let second = w.seal(12..23);
+        for m in &second {
+            shell.post(m);
+        }
+        let key = w.sink2.clone();
+        let g2 = grant(&mut w, &key, SINK2);
+        let add = Control::AddSink(g2, Start::Now).to_bytes();
+        let payload = signed(&mut w, None, "forward/1/control", T0 + 5, add);
+        let req = shell.request(RequestType::Post, "forward/1/control", payload);
+        assert_eq!(shell.call(T0 + 5, req).code, ResponseType::Changed);
+        for m in &w.seal(23..40) {
+            shell.post(m);
+        }
+        let mut sink2 = w.sink(&w.sink2.clone());
+        got1.extend(texts(&mut sink1, &shell.pump(SINK1)));
+        let got2 = texts(&mut sink2, &shell.pump(SINK2));
+        assert_eq!(got1, names(0..40), "sink 1: everything, once, in order");
+        assert_eq!(got2, names(20..40), "sink 2: from the section in progress");
+
+        // Pause: the forward's monitor says so; a pump finds nothing to do.
+        let pause = signed(
+            &mut w,
+            None,
+            "forward/1/control",
+            T0 + 6,
+            Control::Pause.to_bytes(),
+        );
+        let req = shell.request(RequestType::Post, "forward/1/control", pause);
+        assert_eq!(shell.call(T0 + 6, req).code, ResponseType::Changed);
+        let fm = ForwardMonitor::from_bytes(&shell.get("forward/1/monitor")).unwrap();
+        assert!(fm.paused);
+        assert_eq!(shell.proxy.standing(&shell.specs[SINK1]), Standing::Paused);
+        let delivered: Vec<u64> = fm.sinks.iter().map(|s| s.delivered).collect();
+        // Sections of 5: 40 data messages and 8 section keys; 20 and 4 from the section of 20.
+        assert_eq!(
+            delivered,
+            [48, 24],
+            "each data message and each section key, once"
+        );
+        assert_eq!(fm.sinks.len(), 2);
+        let info = Info::from_bytes(&shell.get("info")).unwrap();
+        assert_eq!((info.storages, info.forwards), (1, 1));
+
+        // Delete: the storage, its forward and its messages go.
+        let delete = signed(&mut w, None, "storage/1", T0 + 7, Vec::new());
+        let req = shell.request(RequestType::Delete, "storage/1", delete);
+        assert_eq!(shell.call(T0 + 7, req).code, ResponseType::Deleted);
+        assert!(shell.proxy.storages.is_empty() && shell.proxy.forwards.is_empty());
+        assert_eq!(shell.proxy.standing(&shell.specs[SINK1]), Standing::Gone);
+        assert!(matches!(
+            &shell.proxy.notifications(observed)[..],
+            [Notification::Ended {
+                code: ResponseType::NotFound,
+                ..
+            }]
+        ));
+        assert_eq!(shell.store.queue_stats(&queue_table(1)).unwrap().len, 0);
+        let req = shell.request(RequestType::Get, "storage/1/monitor", Vec::new());
+        assert!(matches!(
+            shell.proxy.handle_request(Millis(T0), req),
+            Handled::Monitor { response: None, .. }
+        ));
+    }
+
+    #[test]
+    fn unauthorised_tampered_stale_and_replayed_control_is_refused() {
+        let mut w = world();
+        let mut shell = Shell::new(1 << 20);
+        assert_eq!(
+            create_storage(&mut shell, &w, 0).code,
+            ResponseType::Created
+        );
+        let key = w.sink1.clone();
+        let g1 = grant(&mut w, &key, SINK1);
+        let body = ForwardRequest {
+            storage_id: 1,
+            sinks: vec![g1.clone()],
+            rate: 0,
+            start: Start::Beginning,
+        }
+        .to_bytes();
+
+        // Not signed at all.
+        let req = shell.request(RequestType::Post, "forward", body.clone());
+        assert_eq!(
+            diagnostic(&shell.call(T0, req)),
+            (
+                ResponseType::Unauthorized,
+                "no owner signature (api::Signed)".into()
+            )
+        );
+        // Validly signed by a stranger: 4.03.
+        let stranger = SigningKey::generate(SigSuite::Ed25519, &mut w.rng).unwrap();
+        let payload = signed(&mut w, Some(&stranger), "forward", T0, body.clone());
+        let req = shell.request(RequestType::Post, "forward", payload);
+        assert_eq!(shell.call(T0, req).code, ResponseType::Forbidden);
+        // Tampered: the grant changed after signing.
+        let mut tampered =
+            Signed::from_bytes(&signed(&mut w, None, "forward", T0, body.clone())).unwrap();
+        tampered.payload = Bytes(
+            ForwardRequest {
+                storage_id: 1,
+                sinks: vec![g1],
+                rate: 1,
+                start: Start::Beginning,
+            }
+            .to_bytes(),
+        );
+        let req = shell.request(RequestType::Post, "forward", tampered.to_bytes());
+        assert_eq!(
+            diagnostic(&shell.call(T0, req)),
+            (ResponseType::Unauthorized, "invalid signature".into())
+        );
+        // Stale.
+        let payload = signed(&mut w, None, "forward", T0 - 2 * SKEW_MS, body.clone());
+        let req = shell.request(RequestType::Post, "forward", payload);
+        assert_eq!(
+            diagnostic(&shell.call(T0, req)),
+            (ResponseType::Unauthorized, "stale timestamp".into())
+        );
+        assert!(shell.proxy.forwards.is_empty());
+        assert_eq!(shell.commits, 1, "only the storage was written");
+
+        // The owner's: accepted; its replay on control and delete refused.
+        let payload = signed(&mut w, None, "forward", T0, body);
+        let req = shell.request(RequestType::Post, "forward", payload);
+        assert_eq!(shell.call(T0, req).code, ResponseType::Created);
+        let pause = signed(
+            &mut w,
+            None,
+            "forward/1/control",
+            T0,
+            Control::Pause.to_bytes(),
+        );
+        let req = shell.request(RequestType::Post, "forward/1/control", pause.clone());
+        assert_eq!(shell.call(T0, req).code, ResponseType::Changed);
+        let req = shell.request(RequestType::Post, "forward/1/control", pause);
+        assert_eq!(
+            diagnostic(&shell.call(T0, req)),
+            (ResponseType::Unauthorized, "replayed request".into())
+        );
+        // A control signed for another forward's path does not verify here.
+        let other = signed(
+            &mut w,
+            None,
+            "forward/2/control",
+            T0,
+            Control::Resume.to_bytes(),
+        );
+        let req = shell.request(RequestType::Post, "forward/1/control", other);
+        assert_eq!(shell.call(T0, req).code, ResponseType::Unauthorized);
+        assert!(shell.proxy.forwards[&1].record.paused);
+        // A stranger may not delete.
+        let delete = signed(&mut w, Some(&stranger), "storage/1", T0, Vec::new());
+        let req = shell.request(RequestType::Delete, "storage/1", delete);
+        assert_eq!(shell.call(T0, req).code, ResponseType::Forbidden);
+        assert_eq!(shell.proxy.storages.len(), 1);
+    }
+
+    #[test]
+    fn a_full_storage_answers_503_with_max_age_and_acknowledges_copies() {
+        let mut w = world();
+        let msgs = w.seal(0..3);
+        let one = msgs[0].encode().unwrap().len() as u64;
+        let mut shell = Shell::new(1 << 20);
+        assert_eq!(
+            create_storage(&mut shell, &w, one + 1).code,
+            ResponseType::Created
+        );
+        assert_eq!(shell.post(&msgs[0]).code, ResponseType::Changed);
+        let full = shell.post(&msgs[1]);
+        assert_eq!(
+            diagnostic(&full),
+            (ResponseType::ServiceUnavailable, "storage full".into())
+        );
+        assert_eq!(uint(&full, CoapOption::MaxAge), Some(7));
+        // A copy of what is stored is acknowledged even when full.
+        assert_eq!(shell.post(&msgs[0]).code, ResponseType::Changed);
+        let m = StorageMonitor::from_bytes(&shell.get("storage/1/monitor")).unwrap();
+        assert_eq!(
+            (m.stored_messages, m.rejected_full, m.duplicates),
+            (1, 1, 1)
+        );
+        // Another source's message: 4.00, whatever the space.
+        let mut foreign = msgs[2].clone();
+        foreign.header.source = "coap://192.0.2.99/x".into();
+        assert_eq!(shell.post(&foreign).code, ResponseType::BadRequest);
+        // Too many storages: 5.03 with Max-Age too.
+        for _ in 0..3 {
+            assert_eq!(
+                create_storage(&mut shell, &w, 0).code,
+                ResponseType::Created
+            );
+        }
+        let r = create_storage(&mut shell, &w, 0);
+        assert_eq!(
+            diagnostic(&r),
+            (ResponseType::ServiceUnavailable, "no more storages".into())
+        );
+        assert_eq!(uint(&r, CoapOption::MaxAge), Some(7));
+    }
+
+    #[test]
+    fn routes_methods_and_formats() {
+        let mut shell = Shell::new(1 << 20);
+        let mut req = shell.request(RequestType::Get, "info", Vec::new());
+        req.accept = Some(50);
+        let Handled::Respond(r) = shell.proxy.handle_request(Millis(T0), req) else {
+            panic!("info answers at once");
+        };
+        assert_eq!(uint(&r, CoapOption::ContentFormat), Some(50));
+        assert!(
+            r.text().starts_with("{\"capacity\":1048576"),
+            "{}",
+            r.text()
+        );
+        let mut req = shell.request(RequestType::Get, "info", Vec::new());
+        req.accept = Some(0);
+        assert!(matches!(
+            shell.proxy.handle_request(Millis(T0), req),
+            Handled::Respond(Response {
+                code: ResponseType::NotAcceptable,
+                ..
+            })
+        ));
+        for (method, path, code) in [
+            (RequestType::Delete, "info", ResponseType::MethodNotAllowed),
+            (RequestType::Get, "nothing", ResponseType::NotFound),
+            (
+                RequestType::Get,
+                "storage/x/monitor",
+                ResponseType::NotFound,
+            ),
+            (RequestType::Post, "storage/1", ResponseType::BadRequest),
+        ] {
+            let req = shell.request(method, path, Vec::new());
+            match shell.proxy.handle_request(Millis(T0), req) {
+                Handled::Respond(r) => assert_eq!(r.code, code, "{path}"),
+                other => panic!("{path}: {other:?}"),
+            }
+        }
+        let mut req = shell.request(RequestType::Get, "load", Vec::new());
+        req.query = vec!["window=0".into()];
+        assert!(matches!(
+            shell.proxy.handle_request(Millis(T0), req),
+            Handled::Respond(Response {
+                code: ResponseType::BadRequest,
+                ..
+            })
+        ));
+        let req = shell.request(RequestType::Get, ".well-known/core", Vec::new());
+        let Handled::Discovery { resources, .. } = shell.proxy.handle_request(Millis(T0), req)
+        else {
+            panic!("discovery");
+        };
+        assert_eq!(resources.len(), 5);
+    }
+}

@@ -7,15 +7,20 @@
 //! every field of its config file are described in `examples/relay-proxy.toml`.
 //!
 //! # Structure
+//! The API's decisions — routing, reads, admission, the control calls with owner
+//! authorisation, positions, retention — are the engine's, one sans-IO role
+//! (`m2msec_protocol::relay::proxy::Proxy`); this module is its tokio shell.
+//!
 //! - `server`: one task owns the CoAP socket: parses, deduplicates, reassembles block-wise
-//!   uploads, routes, answers, notifies observers (`runtime::coap::Observers`).
+//!   uploads, hands the decoded request to the engine, does what it asks (commits through the
+//!   writer, sockets, tasks), answers, notifies observers (`runtime::coap::Observers`).
 //! - `ingest`: admission of messages into a bounded queue (5.03 + Max-Age when full, so memory
 //!   stays bounded under a flood), and the plain-UDP ingestion sockets.
 //! - `writer`: the only task that writes queues — group commits (one transaction per batch;
 //!   a message is acknowledged only after it), housekeeping (positions, retention, dedup
 //!   pruning) and the control plane's writes.
-//! - `control`: `store`, `forward`, `control` and `DELETE`, with owner authorisation
-//!   (`authz`).
+//! - `control`: what the shell does for the engine's `store`, `forward`, `control` and
+//!   `DELETE` calls (commits, UDP sockets, tasks, logs).
 //! - `forward`: one pump per sink, delivering through `deliver`.
 //! - `state`: what all of them share in memory; `records`: what is kept in the store.
 //!
@@ -38,16 +43,13 @@
 //! - **Bounded**: the ingest queue, storages, forwards, sinks per forward, observers, block-wise
 //!   uploads, cached answers and concurrent control calls all have limits.
 
-pub(crate) mod authz;
 pub(crate) mod coap_msg;
 pub mod config;
 pub(crate) mod control;
 pub(crate) mod deliver;
 pub(crate) mod forward;
 pub(crate) mod ingest;
-pub(crate) mod metrics;
 pub(crate) mod records;
-pub(crate) mod resources;
 pub(crate) mod server;
 pub(crate) mod state;
 pub(crate) mod writer;
@@ -56,40 +58,37 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use m2msec_protocol::relay::proxy::authz::owner_key;
 use m2msec_store::Store;
 use tokio::net::UdpSocket;
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub use config::ProxyConfig;
 
 use m2msec_wire::relay::coap::coap_lite::ResponseType;
 
 use self::coap_msg::Response;
-use self::state::Core;
+use self::state::Engine;
 use self::writer::{Deferred, Ingest, Op, WriterCmd};
 use crate::error::{Error, Result};
 use crate::runtime::driver::open_store;
-use crate::runtime::driver::{self, Egress, Shutdown};
+use crate::runtime::driver::{self, Egress, Shutdown, wall_clock};
 use crate::runtime::tap::Wiretap;
 
-/// Control calls (store, forward, control, delete) running at once, at most.
+/// Control calls (store, forward, control, delete) waiting or running at once, at most.
 const CONTROL_SLOTS: usize = 64;
 
 /// What the proxy's tasks share.
 pub(crate) struct Shared {
     pub(crate) config: ProxyConfig,
     pub(crate) store: Arc<dyn Store>,
-    core: Mutex<Core>,
+    core: Mutex<Engine>,
     /// Admitted messages on their way to the writer (bounded: `ingest_queue`).
     pub(crate) ingest: mpsc::Sender<Ingest>,
     /// Control-plane writes for the writer.
     pub(crate) writer: mpsc::Sender<WriterCmd>,
-    /// Answers computed away from the server's task.
+    /// Answers and results computed away from the server's task.
     pub(crate) deferred: mpsc::UnboundedSender<Deferred>,
-    /// Serialises the control calls.
-    pub(crate) control: tokio::sync::Mutex<()>,
-    /// Bounds the control calls in progress.
-    pub(crate) control_slots: Arc<Semaphore>,
     /// Fires when the proxy stops.
     pub(crate) stop: watch::Receiver<bool>,
     /// What every datagram the proxy sends goes through (answers and forwards): a demo's bad
@@ -98,10 +97,10 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// The in-memory state. Critical sections never await and never call the store, and leave
+    /// The engine and its state. Critical sections never await and never call the store, and leave
     /// the state consistent at every step, so a poisoned lock (a panic elsewhere) is carried on
     /// from rather than propagated.
-    pub(crate) fn core(&self) -> MutexGuard<'_, Core> {
+    pub(crate) fn core(&self) -> MutexGuard<'_, Engine> {
         self.core.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -215,10 +214,10 @@ impl Proxy {
         let (writer_tx, commands) = mpsc::channel(CONTROL_SLOTS);
         let (deferred_tx, deferred) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(false);
-        let core = Core::new(
-            config.capacity_bytes,
-            config.max_load_window_s,
-            writer::now_s(),
+        let core = Engine::new(
+            config.limits(CONTROL_SLOTS),
+            Arc::clone(&store),
+            wall_clock(),
         );
         let shared = Arc::new(Shared {
             config,
@@ -227,8 +226,6 @@ impl Proxy {
             ingest: ingest_tx,
             writer: writer_tx,
             deferred: deferred_tx,
-            control: tokio::sync::Mutex::new(()),
-            control_slots: Arc::new(Semaphore::new(CONTROL_SLOTS)),
             stop: stop_rx,
             tap: tap.clone(),
         });
@@ -348,8 +345,7 @@ async fn recover(shared: &Arc<Shared>) -> Result<()> {
     }
     let mut orphans = Vec::new();
     for ((record, counters), stats) in loaded.storages.into_iter().zip(stats) {
-        let Some(owner) = records::unhex(&record.owner_key).and_then(|b| authz::owner_key(&b))
-        else {
+        let Some(owner) = records::unhex(&record.owner_key).and_then(|b| owner_key(&b)) else {
             tracing::warn!(
                 storage = record.id,
                 "storage skipped: owner key does not decode"
@@ -361,7 +357,13 @@ async fn recover(shared: &Arc<Shared>) -> Result<()> {
         } else {
             None
         };
-        control::install_storage(shared, record, owner, counters, stats, socket);
+        let id = record.id;
+        shared
+            .core()
+            .install_storage(record, owner, counters, stats);
+        if let Some(socket) = socket {
+            control::start_udp(shared, id, socket);
+        }
     }
     for record in loaded.forwards {
         if !shared.core().storages.contains_key(&record.storage_id) {
@@ -374,7 +376,16 @@ async fn recover(shared: &Arc<Shared>) -> Result<()> {
             .filter(|((f, _), _)| *f == record.id)
             .map(|((_, url), c)| (url.clone(), c.clone()))
             .collect();
-        control::install_forward(shared, record, &cursors);
+        shared.core().install_forward(record, &cursors);
+    }
+    // The pumps of the forwards read back.
+    let events: Vec<_> = {
+        let mut core = shared.core();
+        std::iter::from_fn(|| core.poll_event()).collect()
+    };
+    let mut junk = ingest::LogLimit::new("recovery");
+    for event in events {
+        control::on_event(shared, event, &mut None, &mut junk);
     }
     {
         let core = shared.core();

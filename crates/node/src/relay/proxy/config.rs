@@ -127,6 +127,24 @@ impl ProxyConfig {
         Ok(config)
     }
 
+    /// What the engine applies of it; `max_control_calls` control calls wait or run at once.
+    #[must_use]
+    pub fn limits(&self, max_control_calls: usize) -> m2msec_protocol::relay::proxy::Limits {
+        m2msec_protocol::relay::proxy::Limits {
+            capacity_bytes: self.capacity_bytes,
+            max_message_bytes: self.max_message_bytes,
+            load_window_s: self.load_window_s,
+            max_load_window_s: self.max_load_window_s,
+            max_age_when_full_s: self.max_age_when_full_s,
+            max_age_when_busy_s: self.max_age_when_busy_s,
+            max_storages: self.max_storages,
+            max_forwards: self.max_forwards,
+            max_sinks_per_forward: self.max_sinks_per_forward,
+            signed_max_skew_s: self.signed_max_skew_s,
+            max_control_calls,
+        }
+    }
+
     /// Checks the values that must be non-zero or consistent; the message names the field.
     ///
     /// # Errors

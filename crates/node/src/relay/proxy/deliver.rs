@@ -60,7 +60,7 @@ impl Transport {
         match url {
             SinkUrl::Coap { path, .. } => {
                 let config = transmission.apply(Config {
-                    nstart: super::forward::WINDOW,
+                    nstart: m2msec_protocol::relay::proxy::pump::WINDOW,
                     ..Config::default()
                 });
                 let client = CoapClient::bind_tapped(unspecified(addr), config, tap.cloned())

@@ -1,10 +1,13 @@
-//! The forward engine: one pump per sink of each forward.
+//! The forward engine: one pump per sink of each forward, the tokio side of it. What a pump
+//! decides — where it stands, what each stored message becomes for the sink, how its position
+//! advances, its pacing and back-off — is the engine's (`m2msec_protocol::relay::proxy::pump`);
+//! here are the store reads, the window of deliveries under way, and the sleeps.
 //!
 //! A pump reads its storage's queue from the sink's position (`queue_range`), gives each
 //! message to its [`Forwarder`] (which re-encrypts management and individual messages to the
 //! sink and passes the data of the sections it re-encrypted), and delivers the result — a CoAP
 //! confirmable POST to a `coap://` sink, a datagram to a `udp://` one — at the forward's rate,
-//! up to [`WINDOW`] at once so that a lost datagram delays one message, not the stream.
+//! up to `pump::WINDOW` at once so that a lost datagram delays one message, not the stream.
 //! The position advances, in storage order, only once the sink has the message (a 2.xx; a
 //! 4.xx, by which the sink says it will never take it, is logged and passed) or the forwarder
 //! skipped it (outside the sink's epochs). When the sink is down the same message is retried with exponential back-off,
@@ -19,47 +22,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::stream::{FuturesOrdered, StreamExt};
-use m2msec_protocol::relay::{EpochRekey, Forwarded, Forwarder};
-use m2msec_wire::relay::{Flags, RelayMessage, parse_sink_url};
+use m2msec_protocol::relay::Forwarder;
+use m2msec_protocol::relay::proxy::PumpSpec;
+use m2msec_protocol::relay::proxy::pump::{
+    self, Backoff, IDLE_RECHECK, Pace, Prepared, READ_BATCH, Skipped, Standing, forwarder_at,
+};
+use m2msec_wire::relay::{RelayMessage, parse_sink_url};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::Shared;
 use super::deliver::{Outcome, Transport};
 use super::ingest::LogLimit;
-use super::metrics::Slot;
 use super::records::queue_table;
-use super::state::MonitorId;
 use super::writer::{blocking, now_s};
-
-/// Messages read from the store at a time.
-const READ_BATCH: usize = 64;
-/// First pause after a failed delivery; doubled up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
-/// Deliveries under way at once to one sink. RFC 7252 §4.7 lets an endpoint raise NSTART
-/// (default 1) when it knows the path; the proxy–sink path is the proxy's own, and with one
-/// message at a time every lost datagram would stall the whole stream for a CoAP
-/// retransmission timeout (2–3 s) instead of delaying one message.
-pub(crate) const WINDOW: usize = 16;
-/// Longest pause between two attempts at one message.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// A pump with nothing to do looks again at least this often.
-const IDLE_RECHECK: Duration = Duration::from_secs(1);
-
-/// What a pump needs to start.
-#[derive(Clone, Debug)]
-pub(crate) struct PumpSpec {
-    pub(crate) forward_id: u32,
-    pub(crate) storage_id: u32,
-    pub(crate) url: String,
-    pub(crate) rekeys: Vec<EpochRekey>,
-    /// `Forwarder::snapshot` of its sections, empty for none.
-    pub(crate) snapshot: Vec<u8>,
-    /// Messages per second, 0 = unlimited.
-    pub(crate) rate: u32,
-    /// The sink's generation this pump serves (see `SinkState::generation`).
-    pub(crate) generation: u64,
-}
 
 /// Starts the pump of `spec`.
 pub(crate) fn spawn(shared: &Arc<Shared>, spec: PumpSpec) -> AbortHandle {
@@ -67,68 +43,31 @@ pub(crate) fn spawn(shared: &Arc<Shared>, spec: PumpSpec) -> AbortHandle {
     tokio::spawn(async move { pump(shared, spec).await }).abort_handle()
 }
 
-/// The forward's rate as pacing: at most one message per `1/rate` seconds.
+/// The engine's pacing on tokio's clock.
 #[derive(Debug)]
-struct Pace {
-    interval: Option<Duration>,
-    next: Instant,
+struct Pacer {
+    pace: Pace,
+    origin: Instant,
 }
 
-impl Pace {
+impl Pacer {
     fn new(rate: u32) -> Self {
         Self {
-            interval: (rate > 0).then(|| Duration::from_secs(1) / rate),
-            next: Instant::now(),
+            pace: Pace::new(rate),
+            origin: Instant::now(),
         }
     }
 
     async fn wait(&mut self) {
-        let Some(interval) = self.interval else {
-            return;
-        };
-        let now = Instant::now();
-        if self.next > now {
-            tokio::time::sleep_until(self.next).await;
+        let at = self.origin + self.pace.take(self.origin.elapsed());
+        if at > Instant::now() {
+            tokio::time::sleep_until(at).await;
         }
-        self.next = self.next.max(now) + interval;
     }
-}
-
-/// Where the pump stands, read from `Core`.
-enum Standing {
-    /// The forward or the sink is gone (deleted, removed): the pump ends.
-    Gone,
-    Paused,
-    /// Deliver from `cursor`; the storage's next sequence number is `next`.
-    Run {
-        cursor: u64,
-        next: u64,
-    },
 }
 
 fn standing(shared: &Shared, spec: &PumpSpec) -> Standing {
-    let core = shared.core();
-    let Some(f) = core.forwards.get(&spec.forward_id) else {
-        return Standing::Gone;
-    };
-    let Some(sink) = f
-        .sinks
-        .get(&spec.url)
-        .filter(|s| s.generation == spec.generation)
-    else {
-        return Standing::Gone;
-    };
-    if f.record.paused {
-        return Standing::Paused;
-    }
-    let next = core
-        .storages
-        .get(&spec.storage_id)
-        .map_or(0, |s| s.stats.next_seq);
-    Standing::Run {
-        cursor: sink.pos.cursor,
-        next,
-    }
+    shared.core().standing(spec)
 }
 
 async fn pump(shared: Arc<Shared>, spec: PumpSpec) {
@@ -174,7 +113,7 @@ async fn pump(shared: Arc<Shared>, spec: PumpSpec) {
             }
         }
     };
-    let mut pace = Pace::new(spec.rate);
+    let mut pace = Pacer::new(spec.rate);
     let table = queue_table(spec.storage_id);
     tracing::info!(forward = spec.forward_id, sink = %spec.url, epochs = ?forwarder.epochs(), "forwarding");
     loop {
@@ -238,14 +177,7 @@ async fn pump(shared: Arc<Shared>, spec: PumpSpec) {
             Step::Interrupted => {
                 // The forwarder may have seen messages past the position (those under way
                 // were dropped): back to what was recorded with the position, as a restart.
-                let snapshot = {
-                    let core = shared.core();
-                    core.forwards
-                        .get(&spec.forward_id)
-                        .and_then(|f| f.sinks.get(&spec.url))
-                        .map(|s| s.pos.snapshot.clone())
-                        .unwrap_or_default()
-                };
+                let snapshot = shared.core().recorded_snapshot(&spec);
                 if let Ok(f) = forwarder_at(&spec, &snapshot) {
                     forwarder = f;
                 }
@@ -255,37 +187,13 @@ async fn pump(shared: Arc<Shared>, spec: PumpSpec) {
     }
 }
 
-/// The sink's forwarder with the sections of `snapshot` (`Forwarder::snapshot`; empty: none).
-fn forwarder_at(
-    spec: &PumpSpec,
-    snapshot: &[u8],
-) -> Result<Forwarder, m2msec_protocol::relay::Error> {
-    if snapshot.is_empty() {
-        Forwarder::new(spec.url.clone(), spec.rekeys.clone())
-    } else {
-        Forwarder::restore(spec.url.clone(), spec.rekeys.clone(), snapshot)
-            .or_else(|_| Forwarder::new(spec.url.clone(), spec.rekeys.clone()))
-    }
-}
-
 enum Step {
     Next,
     Interrupted,
     Gone,
 }
 
-/// One stored message, made ready for the sink in storage order.
-struct Prepared {
-    seq: u64,
-    /// What goes to the sink, if anything (`None`: skipped).
-    out: Option<RelayMessage>,
-    reencrypted: bool,
-    management: bool,
-    /// The forwarder's sections after this message, recorded with the position once it is
-    /// delivered (a later message's may already be ahead).
-    snapshot: Option<Vec<u8>>,
-}
-
+/// The engine's `pump::prepare`, its refusals logged.
 fn prepare(
     spec: &PumpSpec,
     forwarder: &mut Forwarder,
@@ -294,43 +202,22 @@ fn prepare(
     seq: u64,
     value: &[u8],
 ) -> Prepared {
-    let skipped = Prepared {
-        seq,
-        out: None,
-        reencrypted: false,
-        management: false,
-        snapshot: None,
-    };
-    match RelayMessage::decode(value) {
-        Err(e) => {
-            warn(
-                log,
-                addr,
-                &format!("stored message {seq} does not decode: {e}"),
-            );
-            skipped
+    let item = pump::prepare(forwarder, seq, value);
+    match &item.skipped {
+        Some(Skipped::Undecodable(e)) => warn(
+            log,
+            addr,
+            &format!("stored message {seq} does not decode: {e}"),
+        ),
+        Some(Skipped::Forwarder(reason)) => {
+            tracing::debug!(sink = %spec.url, seq, %reason, "skipped");
         }
-        Ok(msg) => match forwarder.transform(&msg) {
-            Forwarded::Skip(reason) => {
-                tracing::debug!(sink = %spec.url, seq, %reason, "skipped");
-                skipped
-            }
-            Forwarded::Send(out) => {
-                let reencrypted = out.header.flags.contains(Flags::REENCRYPTED);
-                let management = msg.header.flags.contains(Flags::MANAGEMENT);
-                Prepared {
-                    seq,
-                    snapshot: (reencrypted && management).then(|| forwarder.snapshot()),
-                    out: Some(out),
-                    reencrypted,
-                    management,
-                }
-            }
-        },
+        None => {}
     }
+    item
 }
 
-/// Delivers `batch` with up to [`WINDOW`] messages under way at once, and advances the
+/// Delivers `batch` with up to `pump::WINDOW` messages under way at once, and advances the
 /// sink's position in storage order: a message's delivery counts only once every earlier
 /// one's did, so the position never passes a message the sink does not have. A management
 /// message (a section key) goes alone, after everything before it, so the sink never holds
@@ -340,7 +227,7 @@ async fn deliver_batch(
     spec: &PumpSpec,
     forwarder: &mut Forwarder,
     transport: &Transport,
-    pace: &mut Pace,
+    pace: &mut Pacer,
     log: &Mutex<LogLimit>,
     batch: Vec<(u64, Vec<u8>)>,
 ) -> Step {
@@ -353,7 +240,7 @@ async fn deliver_batch(
         }
         let item = prepare(spec, forwarder, log, transport.addr(), seq, &value);
         let alone = item.management;
-        let limit = if alone { 1 } else { WINDOW };
+        let limit = item.window();
         while in_flight.len() >= limit {
             match settle(shared, spec, &mut in_flight).await {
                 Step::Next => {}
@@ -419,42 +306,13 @@ async fn send(
     (step, item)
 }
 
-/// Moves the sink's position past `item`, delivered or skipped.
+/// Moves the sink's position past `item`, delivered or skipped (`Core::record_delivery`).
 fn record(shared: &Shared, spec: &PumpSpec, item: &Prepared) -> Step {
-    let mut core = shared.core();
-    let Some(sink) = core
-        .forwards
-        .get_mut(&spec.forward_id)
-        .and_then(|f| f.sinks.get_mut(&spec.url))
-        .filter(|s| s.generation == spec.generation)
-    else {
-        return Step::Gone;
-    };
-    sink.pos.cursor = item.seq.saturating_add(1).max(sink.pos.cursor);
-    match &item.out {
-        Some(_) => sink.pos.delivered = sink.pos.delivered.saturating_add(1),
-        None => sink.pos.skipped = sink.pos.skipped.saturating_add(1),
+    if shared.core().record_delivery(spec, item, now_s()) {
+        Step::Next
+    } else {
+        Step::Gone
     }
-    if item.reencrypted {
-        sink.pos.reencrypted = sink.pos.reencrypted.saturating_add(1);
-        if let Some(snapshot) = &item.snapshot {
-            sink.pos.snapshot.clone_from(snapshot);
-        }
-    }
-    sink.dirty = true;
-    core.dirty.insert(MonitorId::Forward(spec.forward_id));
-    if let Some(out) = &item.out {
-        let len = out.encode().map_or(0, |b| b.len());
-        core.metrics.record(
-            now_s(),
-            Slot {
-                messages_out: 1,
-                bytes_out: u64::try_from(len).unwrap_or(u64::MAX),
-                ..Slot::default()
-            },
-        );
-    }
-    Step::Next
 }
 
 fn warn(log: &Mutex<LogLimit>, addr: std::net::SocketAddr, detail: &str) {
@@ -473,9 +331,9 @@ async fn deliver(
     out: &RelayMessage,
 ) -> Step {
     let mut stop = shared.stop.clone();
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = Backoff::default();
     loop {
-        match transport.send(out).await {
+        let pause = match transport.send(out).await {
             Outcome::Accepted => return Step::Next,
             Outcome::Refused(c) => {
                 warn(
@@ -491,21 +349,19 @@ async fn deliver(
                 return Step::Next;
             }
             Outcome::Failed(e) => {
+                let pause = backoff.next_pause();
                 warn(
                     log,
                     transport.addr(),
-                    &format!(
-                        "sink {} unreachable ({e}): retrying in {backoff:?}",
-                        spec.url
-                    ),
+                    &format!("sink {} unreachable ({e}): retrying in {pause:?}", spec.url),
                 );
+                pause
             }
-        }
+        };
         tokio::select! {
             _ = stop.changed() => return Step::Gone,
-            () = tokio::time::sleep(backoff) => {}
+            () = tokio::time::sleep(pause) => {}
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
         match standing(shared, spec) {
             Standing::Gone => return Step::Gone,
             Standing::Paused => return Step::Interrupted,

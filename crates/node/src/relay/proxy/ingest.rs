@@ -1,8 +1,9 @@
 //! Admission of relay messages, from CoAP and from the plain-UDP sockets, into the writer's
 //! bounded queue — and the plain-UDP ingestion sockets themselves.
 //!
-//! Admission decides at once, without waiting on anything: a message that is too large, from
-//! another source than the storage's, or for an unknown storage is refused (4.13, 4.00, 4.04);
+//! Admission is the engine's (`Proxy::offer_message`) and decides at once: a message that is
+//! too large, from another source than the storage's, or for an unknown storage is refused
+//! (4.13, 4.00, 4.04);
 //! one that does not fit the storage's or the proxy's capacity is answered 5.03 with Max-Age
 //! `max_age_when_full_s` (unless it is a retransmission of a message already stored, which is
 //! acknowledged); and when the ingest queue itself is full, 5.03 with Max-Age
@@ -17,13 +18,13 @@ use m2msec_wire::relay::RelayMessage;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::error::TrySendError;
 
+use m2msec_protocol::relay::proxy::Admitted;
+use m2msec_wire::relay::coap::coap_lite::ResponseType;
+
 use super::Shared;
 use super::coap_msg::{ReplyTo, Response, show};
-use super::records::dedup_table;
-use super::state::Refusal;
-use super::writer::{Ingest, dedup_key, now_s};
-use m2msec_wire::relay::coap::coap_lite::CoapOption;
-use m2msec_wire::relay::coap::coap_lite::ResponseType;
+use super::writer::Ingest;
+use crate::runtime::driver::wall_clock;
 
 /// The result of offering a message.
 #[derive(Debug)]
@@ -34,7 +35,8 @@ pub(crate) enum Submitted {
     Now(Response),
 }
 
-/// Offers `msg` (whose binary form is `raw`, when it arrived as one) for storage `id`.
+/// Offers `msg` (whose binary form is `raw`, when it arrived as one) for storage `id`: the
+/// engine's admission (`Proxy::offer_message`), then the writer's bounded queue.
 pub(crate) fn submit(
     shared: &Shared,
     id: u32,
@@ -42,70 +44,32 @@ pub(crate) fn submit(
     raw: Option<Vec<u8>>,
     reply: Option<ReplyTo>,
 ) -> Submitted {
-    let config = &shared.config;
-    let value = match raw {
-        Some(v) => v,
-        None => match msg.encode() {
-            Ok(v) => v,
-            Err(e) => {
-                return Submitted::Now(Response::error(ResponseType::BadRequest, &e.to_string()));
-            }
-        },
-    };
-    let max = usize::try_from(config.max_message_bytes).unwrap_or(usize::MAX);
-    if value.len() > max {
-        return Submitted::Now(
-            Response::error(
-                ResponseType::RequestEntityTooLarge,
-                "message larger than max_message_bytes",
-            )
-            .with_uint(CoapOption::Size1, config.max_message_bytes),
-        );
-    }
-    let len = u64::try_from(value.len()).unwrap_or(u64::MAX);
-    let key = dedup_key(&msg.header);
-    let now = now_s();
-    let admitted = shared.core().offer(id, &msg.header.source, len);
+    let now = wall_clock();
+    let admitted = shared.core().offer_message(id, msg, raw, now);
     match admitted {
-        Ok(()) => {}
-        Err(Refusal::UnknownStorage) => {
-            return Submitted::Now(Response::error(ResponseType::NotFound, "no such storage"));
-        }
-        Err(Refusal::WrongSource) => {
-            return Submitted::Now(Response::error(
-                ResponseType::BadRequest,
-                "the message's source is not the storage's",
-            ));
-        }
-        Err(Refusal::Full) => {
-            // A retransmission of what is already stored is acknowledged even when full.
-            if matches!(shared.store.get(&dedup_table(id), &key), Ok(Some(_))) {
-                shared.core().count_duplicate(id);
-                return Submitted::Now(Response::code(ResponseType::Changed));
-            }
-            shared.core().count_refused(id, now);
-            return Submitted::Now(Response::unavailable(
-                config.max_age_when_full_s,
-                "storage full",
-            ));
-        }
+        Ok(admitted) => queue(shared, admitted, reply),
+        Err(r) => Submitted::Now(r),
     }
+}
+
+/// Hands an admitted message to the writer, or gives its reservation back when the ingest
+/// queue is full.
+pub(crate) fn queue(shared: &Shared, admitted: Admitted, reply: Option<ReplyTo>) -> Submitted {
     let item = Ingest {
-        storage: id,
-        key,
-        value,
+        storage: admitted.storage,
+        key: admitted.key,
+        value: admitted.value,
         reply,
     };
     match shared.ingest.try_send(item) {
         Ok(()) => Submitted::Queued,
-        Err(TrySendError::Full(_) | TrySendError::Closed(_)) => {
-            let mut core = shared.core();
-            core.release(id, len);
-            core.count_refused(id, now);
-            Submitted::Now(Response::unavailable(
-                config.max_age_when_busy_s,
-                "busy: ingest queue full",
-            ))
+        Err(TrySendError::Full(item) | TrySendError::Closed(item)) => {
+            let admitted = Admitted {
+                storage: item.storage,
+                key: item.key,
+                value: item.value,
+            };
+            Submitted::Now(shared.core().busy(&admitted, wall_clock()))
         }
     }
 }

@@ -8,31 +8,31 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use m2msec_coap::link_format::{self, Link};
 use m2msec_crypto::rng::OsRng;
 use m2msec_protocol::Millis;
-
-use crate::runtime::driver::Egress;
-use m2msec_wire::relay::api::{
-    CONTENT_FORMAT_CBOR, CONTENT_FORMAT_LINK_FORMAT, DEFAULT_WINDOW_S, Load, Throughput,
+use m2msec_protocol::relay::proxy::resources::Resource;
+use m2msec_protocol::relay::proxy::{
+    Action, Handled, Notification, Request, Ticket, notification_format,
 };
+use m2msec_wire::relay::api::CONTENT_FORMAT_LINK_FORMAT;
 use m2msec_wire::relay::coap::coap_lite::{
     CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType,
 };
 use m2msec_wire::relay::coap::{from_request, reset, uri_path, uri_query};
+use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use super::Shared;
-use super::coap_msg::{CONTENT_FORMAT_JSON, ReplyTo, Response, encode};
+use super::coap_msg::{ReplyTo, Response, encode, to_packet};
 use super::control;
-use super::ingest::{LogLimit, Submitted, submit};
-use super::metrics::bits_per_second;
-use super::resources::{Repr, links};
-use super::state::MonitorId;
-use super::writer::{Deferred, now_s};
+use super::ingest::{self, LogLimit, Submitted};
+use super::writer::Deferred;
 use crate::runtime::coap::{
     Assembled, Block1Assembler, DEFAULT_SZX, Dedup, DedupCache, EXCHANGE_LIFETIME, MessageIds,
     Observers, monotonic_now, parse_datagram, slice_block2, uint_option,
 };
+use crate::runtime::driver::{Egress, wall_clock};
 
 /// Answers kept for retransmitted requests, at most (mostly the few bytes of a 2.04).
 const MAX_EXCHANGES: usize = 65_536;
@@ -46,14 +46,6 @@ const KNOWN_CRITICAL: [u16; 8] = [3, 7, 11, 15, 17, 23, 27, 35];
 /// A datagram to send.
 type Outgoing = (SocketAddr, Vec<u8>);
 
-/// What the routing of a request produced.
-enum Handled {
-    /// Answer now.
-    Now(Response),
-    /// Someone else answers later (the writer, a control task).
-    Later,
-}
-
 /// The CoAP server task's state.
 pub(crate) struct Server {
     shared: Arc<Shared>,
@@ -64,6 +56,8 @@ pub(crate) struct Server {
     observers: Observers,
     ids: MessageIds,
     junk: LogLimit,
+    /// The plain-UDP socket bound for the storage being created, until it is.
+    udp: Option<(Ticket, UdpSocket)>,
 }
 
 impl Server {
@@ -92,6 +86,7 @@ impl Server {
             observers,
             ids: MessageIds::random(&mut OsRng),
             junk: LogLimit::new("coap"),
+            udp: None,
         }
     }
 
@@ -134,44 +129,82 @@ impl Server {
     }
 
     fn on_deferred(&mut self, d: Deferred) -> Vec<Outgoing> {
-        let Some(bytes) = encode(&d.response.to_packet(&d.reply, &mut self.ids)) else {
+        match d {
+            Deferred::Answer { reply, response } => self.answer(&reply, &response),
+            Deferred::Committed(ticket, result) => {
+                self.shared
+                    .core()
+                    .on_committed(ticket, result, wall_clock());
+                self.drive()
+            }
+            Deferred::Bound(ticket, result) => {
+                let port = match result {
+                    Ok(socket) => {
+                        let port = socket.local_addr().ok().map(|a| a.port());
+                        self.udp = Some((ticket, socket));
+                        Ok(port)
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                self.shared.core().on_udp_bound(ticket, port, wall_clock());
+                self.drive()
+            }
+        }
+    }
+
+    /// Does what the engine asks for its control calls: their events, commits, sockets and
+    /// answers.
+    fn drive(&mut self) -> Vec<Outgoing> {
+        let (actions, events) = {
+            let mut core = self.shared.core();
+            let actions: Vec<_> = std::iter::from_fn(|| core.poll_action()).collect();
+            let events: Vec<_> = std::iter::from_fn(|| core.poll_event()).collect();
+            (actions, events)
+        };
+        for event in events {
+            control::on_event(&self.shared, event, &mut self.udp, &mut self.junk);
+        }
+        let mut out = Vec::new();
+        for action in actions {
+            match action {
+                Action::Respond(reply, response) => out.extend(self.answer(&reply, &response)),
+                Action::Commit { ticket, ops } => control::commit(&self.shared, ticket, ops),
+                Action::BindUdp { ticket } => control::bind_udp(&self.shared, ticket),
+            }
+        }
+        out
+    }
+
+    /// Encodes a late answer, remembers it for retransmissions of the request, and sends it.
+    fn answer(&mut self, reply: &ReplyTo, response: &Response) -> Vec<Outgoing> {
+        let Some(bytes) = encode(&to_packet(response, reply, &mut self.ids)) else {
             return Vec::new();
         };
-        self.dedup.complete(d.reply.peer, &d.reply.request, &bytes);
-        vec![(d.reply.peer, bytes)]
+        self.dedup.complete(reply.peer, &reply.request, &bytes);
+        vec![(reply.peer, bytes)]
     }
 
     fn on_tick(&mut self, now: Millis) -> Vec<Outgoing> {
-        let changed: Vec<(String, Option<Repr>)> = {
-            let mut core = self.shared.core();
-            let dirty = std::mem::take(&mut core.dirty);
-            dirty
-                .into_iter()
-                .map(|m| (m, m.path()))
-                .filter(|(_, path)| self.observers.count(path) > 0)
-                .map(|(m, path)| (path, Repr::monitor(&core, m)))
-                .collect()
-        };
+        let observers = &self.observers;
+        let changed = self
+            .shared
+            .core()
+            .notifications(|path| observers.count(path) > 0);
         let mut out = Vec::new();
-        for (path, repr) in changed {
-            out.extend(match repr {
-                Some(r) => {
+        for notification in changed {
+            out.extend(match notification {
+                Notification::Changed { path, repr } => {
                     self.observers
                         .notify(&path, now, &mut self.ids, DEFAULT_SZX, |accept| {
-                            let format = if accept == Some(CONTENT_FORMAT_JSON) {
-                                CONTENT_FORMAT_JSON
-                            } else {
-                                CONTENT_FORMAT_CBOR
-                            };
-                            (r.render(format == CONTENT_FORMAT_JSON), Some(format))
+                            let format = notification_format(accept);
+                            (repr.render(format), Some(format))
                         })
                 }
-                None => self.observers.end(
-                    &path,
-                    ResponseType::NotFound,
-                    "monitor deleted",
-                    &mut self.ids,
-                ),
+                Notification::Ended {
+                    path,
+                    code,
+                    diagnostic,
+                } => self.observers.end(&path, code, diagnostic, &mut self.ids),
             });
         }
         out.extend(self.observers.poll(now));
@@ -222,24 +255,24 @@ impl Server {
             Dedup::New => {}
         }
         let reply = ReplyTo::new(peer, &req);
-        let handled = match self.uploads.accept(peer, req, now, &mut self.ids) {
+        let response = match self.uploads.accept(peer, req, now, &mut self.ids) {
             // 2.31 Continue, or the upload's refusal.
             Assembled::Respond(p) => return self.send_reply(&reply, p),
             Assembled::Complete(whole) => match critical_option(&whole) {
-                Some(r) => Handled::Now(r),
-                None => self.route(peer, &whole, method, &reply, now),
+                Some(r) => r,
+                None => match self.route(peer, &whole, method, &reply, now) {
+                    Some(r) => r,
+                    None => return self.drive(),
+                },
             },
         };
-        match handled {
-            Handled::Later => Vec::new(),
-            Handled::Now(response) => {
-                let mut p = response.to_packet(&reply, &mut self.ids);
-                if method == RequestType::Get {
-                    slice_block2(&reply.request, &mut p, DEFAULT_SZX);
-                }
-                self.send_reply(&reply, p)
-            }
+        let mut p = to_packet(&response, &reply, &mut self.ids);
+        if method == RequestType::Get {
+            slice_block2(&reply.request, &mut p, DEFAULT_SZX);
         }
+        let mut out = self.send_reply(&reply, p);
+        out.extend(self.drive());
+        out
     }
 
     /// Encodes an answer, remembers it for retransmissions of the request, and sends it.
@@ -251,6 +284,8 @@ impl Server {
         vec![(reply.peer, bytes)]
     }
 
+    /// Has the engine route the request; `None` when the answer comes later (the writer's, or
+    /// a control call's).
     fn route(
         &mut self,
         peer: SocketAddr,
@@ -258,219 +293,49 @@ impl Server {
         method: RequestType,
         reply: &ReplyTo,
         now: Millis,
-    ) -> Handled {
-        use RequestType::{Delete, Get, Post};
-        if req.get_first_option(CoapOption::ProxyUri).is_some() {
-            return match method {
-                Post => self.relay_post(None, req, reply),
-                _ => Handled::Now(Response::error(
-                    ResponseType::MethodNotAllowed,
-                    "Proxy-Uri takes POST",
-                )),
-            };
-        }
-        let path = uri_path(req);
-        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        let id = |s: &str| -> Option<u32> {
-            (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| s.parse().ok())
-                .flatten()
+    ) -> Option<Response> {
+        let request = Request {
+            peer,
+            method,
+            path: uri_path(req)
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            query: uri_query(req),
+            accept: uint_option(req, CoapOption::Accept),
+            proxy_uri: req.get_first_option(CoapOption::ProxyUri).is_some(),
+            payload: req.payload.clone(),
+            message: (method == RequestType::Post)
+                .then(|| from_request(req).map_err(|e| e.to_string())),
+            reply: reply.clone(),
         };
-        match (segments.as_slice(), method) {
-            ([".well-known", "core"], Get) => {
-                let query = uri_query(req);
-                let body = links(&self.shared.core(), &query);
-                match accept(req, &[CONTENT_FORMAT_LINK_FORMAT]) {
-                    Ok(_) => Handled::Now(Response::content(
-                        body.into_bytes(),
-                        CONTENT_FORMAT_LINK_FORMAT,
-                    )),
-                    Err(r) => Handled::Now(r),
-                }
-            }
-            (["info"], Get) => self.get(req, |s, _| Some(Repr::Info(s.core().info()))),
-            (["load"] | ["throughput"], Get) => {
-                let window = match window(req, &self.shared) {
-                    Ok(w) => w,
-                    Err(r) => return Handled::Now(r),
-                };
-                let load = segments.first() == Some(&"load");
-                self.get(req, move |s, _| {
-                    let sum = s.core().metrics.sum(now_s(), window);
-                    Some(if load {
-                        Repr::Load(Load {
-                            window_s: window,
-                            messages_in: sum.messages_in,
-                            bytes_in: sum.bytes_in,
-                            messages_out: sum.messages_out,
-                            bytes_out: sum.bytes_out,
-                            rejected_full: sum.rejected_full,
-                        })
-                    } else {
-                        Repr::Throughput(Throughput {
-                            window_s: window,
-                            in_bps: bits_per_second(sum.bytes_in, window),
-                            out_bps: bits_per_second(sum.bytes_out, window),
-                        })
-                    })
-                })
-            }
-            (["store"], Post) => {
-                let payload = req.payload.clone();
-                self.later(reply, move |shared| {
-                    control::create_storage(shared, payload)
-                })
-            }
-            (["forward"], Post) => {
-                let payload = req.payload.clone();
-                self.later(reply, move |shared| {
-                    control::create_forward(shared, payload)
-                })
-            }
-            (["storage", s], Post) => match id(s) {
-                Some(id) => self.relay_post(Some(id), req, reply),
-                None => not_found(),
-            },
-            (["storage", s], Delete) => match id(s) {
-                Some(id) => {
-                    let payload = req.payload.clone();
-                    self.later(reply, move |shared| {
-                        control::delete_storage(shared, id, payload)
-                    })
-                }
-                None => not_found(),
-            },
-            (["forward", s, "control"], Post) => match id(s) {
-                Some(id) => {
-                    let payload = req.payload.clone();
-                    self.later(reply, move |shared| {
-                        control::control_forward(shared, id, payload)
-                    })
-                }
-                None => not_found(),
-            },
-            (["storage", s, "monitor"], Get) => match id(s) {
-                Some(id) => self.monitor(peer, req, MonitorId::Storage(id), now),
-                None => not_found(),
-            },
-            (["forward", s, "monitor"], Get) => match id(s) {
-                Some(id) => self.monitor(peer, req, MonitorId::Forward(id), now),
-                None => not_found(),
-            },
-            (
-                [".well-known", "core"]
-                | ["info"]
-                | ["load"]
-                | ["throughput"]
-                | ["store"]
-                | ["forward"]
-                | ["storage", _]
-                | ["storage", _, "monitor"]
-                | ["forward", _, "monitor"]
-                | ["forward", _, "control"],
-                _,
-            ) => Handled::Now(Response::error(
-                ResponseType::MethodNotAllowed,
-                "method not allowed",
+        let handled = self.shared.core().handle_request(wall_clock(), request);
+        match handled {
+            Handled::Respond(r) => Some(r),
+            Handled::Later => None,
+            Handled::Discovery { resources, query } => Some(Response::content(
+                links(&resources, &query).into_bytes(),
+                CONTENT_FORMAT_LINK_FORMAT,
             )),
-            _ => not_found(),
-        }
-    }
-
-    /// A GET of a CBOR/JSON representation.
-    fn get(&self, req: &Packet, repr: impl FnOnce(&Shared, ()) -> Option<Repr>) -> Handled {
-        let format = match accept(req, &[CONTENT_FORMAT_CBOR, CONTENT_FORMAT_JSON]) {
-            Ok(f) => f,
-            Err(r) => return Handled::Now(r),
-        };
-        match repr(&self.shared, ()) {
-            Some(r) => Handled::Now(Response::content(
-                r.render(format == CONTENT_FORMAT_JSON),
-                format,
-            )),
-            None => not_found(),
-        }
-    }
-
-    /// A GET of a monitor, with Observe registration or deregistration (RFC 7641).
-    fn monitor(
-        &mut self,
-        peer: SocketAddr,
-        req: &Packet,
-        monitor: MonitorId,
-        now: Millis,
-    ) -> Handled {
-        let format = match accept(req, &[CONTENT_FORMAT_CBOR, CONTENT_FORMAT_JSON]) {
-            Ok(f) => f,
-            Err(r) => return Handled::Now(r),
-        };
-        let Some(repr) = Repr::monitor(&self.shared.core(), monitor) else {
-            self.observers.remove(peer, req.get_token());
-            return not_found();
-        };
-        let response = Response::content(repr.render(format == CONTENT_FORMAT_JSON), format);
-        Handled::Now(
-            match self.observers.on_get(peer, req, &monitor.path(), now) {
-                Some(n) => response.with_uint(CoapOption::Observe, n),
-                None => response,
-            },
-        )
-    }
-
-    /// A relay message POSTed to a storage, or to its source's storage with Proxy-Uri.
-    fn relay_post(&mut self, id: Option<u32>, req: &Packet, reply: &ReplyTo) -> Handled {
-        let msg = match from_request(req) {
-            Ok(m) => m,
-            Err(e) => {
-                self.junk
-                    .warn(reply.peer, &format!("relay message refused: {e}"));
-                return Handled::Now(Response::error(ResponseType::BadRequest, &e.to_string()));
-            }
-        };
-        let id = match id {
-            Some(id) => id,
-            None => match self.shared.core().by_source.get(&msg.header.source) {
-                Some(id) => *id,
+            Handled::Monitor { path, response } => match response {
                 None => {
-                    return Handled::Now(Response::error(
-                        ResponseType::NotFound,
-                        "no storage for this source",
-                    ));
+                    self.observers.remove(peer, req.get_token());
+                    Some(Response::error(ResponseType::NotFound, "no such resource"))
                 }
+                Some(r) => Some(match self.observers.on_get(peer, req, &path, now) {
+                    Some(n) => r.with_uint(CoapOption::Observe, n),
+                    None => r,
+                }),
             },
-        };
-        match submit(&self.shared, id, &msg, None, Some(reply.clone())) {
-            Submitted::Queued => Handled::Later,
-            Submitted::Now(r) => Handled::Now(r),
+            Handled::Store(admitted) => {
+                match ingest::queue(&self.shared, admitted, Some(reply.clone())) {
+                    Submitted::Queued => None,
+                    Submitted::Now(r) => Some(r),
+                }
+            }
         }
     }
-
-    /// Runs a state-changing call in its own task (bounded in number), answered later.
-    fn later<F, Fut>(&self, reply: &ReplyTo, call: F) -> Handled
-    where
-        F: FnOnce(Arc<Shared>) -> Fut,
-        Fut: std::future::Future<Output = Response> + Send + 'static,
-    {
-        let Ok(permit) = Arc::clone(&self.shared.control_slots).try_acquire_owned() else {
-            return Handled::Now(Response::unavailable(
-                self.shared.config.max_age_when_busy_s,
-                "busy: too many calls in progress",
-            ));
-        };
-        let fut = call(Arc::clone(&self.shared));
-        let shared = Arc::clone(&self.shared);
-        let reply = reply.clone();
-        tokio::spawn(async move {
-            let response = fut.await;
-            drop(permit);
-            let _ = shared.deferred.send(Deferred { reply, response });
-        });
-        Handled::Later
-    }
-}
-
-fn not_found() -> Handled {
-    Handled::Now(Response::error(ResponseType::NotFound, "no such resource"))
 }
 
 fn rst(peer: SocketAddr, p: &Packet) -> Vec<Outgoing> {
@@ -479,41 +344,20 @@ fn rst(peer: SocketAddr, p: &Packet) -> Vec<Outgoing> {
         .unwrap_or_default()
 }
 
-/// The Content-Format to answer in: the Accept option's if offered, else the first.
-fn accept(req: &Packet, offered: &[u16]) -> Result<u16, Response> {
-    let first = offered.first().copied().unwrap_or(CONTENT_FORMAT_CBOR);
-    match uint_option(req, CoapOption::Accept) {
-        None => Ok(first),
-        Some(f) => match u16::try_from(f).ok().filter(|f| offered.contains(f)) {
-            Some(f) => Ok(f),
-            None => Err(Response::error(
-                ResponseType::NotAcceptable,
-                "content format not offered",
-            )),
-        },
-    }
-}
-
-/// `?window=S` (seconds, 1..=max_load_window_s), else the configured default.
-fn window(req: &Packet, shared: &Shared) -> Result<u32, Response> {
-    let config = &shared.config;
-    let default = if config.load_window_s == 0 {
-        DEFAULT_WINDOW_S
-    } else {
-        config.load_window_s
-    };
-    for q in uri_query(req) {
-        if let Some(v) = q.strip_prefix("window=") {
-            return match v.parse::<u32>() {
-                Ok(w) if w >= 1 && w <= config.max_load_window_s => Ok(w),
-                _ => Err(Response::error(
-                    ResponseType::BadRequest,
-                    &format!("window must be 1..={} seconds", config.max_load_window_s),
-                )),
-            };
-        }
-    }
-    Ok(default)
+/// `/.well-known/core` in the RFC 6690 link format, filtered by `query` (RFC 6690 §4.1).
+fn links(resources: &[Resource], query: &[String]) -> String {
+    let all: Vec<Link> = resources
+        .iter()
+        .map(|r| {
+            let link = Link::new(r.target.clone(), r.resource_type, r.content_format);
+            if r.observable {
+                link.observable()
+            } else {
+                link
+            }
+        })
+        .collect();
+    link_format::encode(&all, query)
 }
 
 /// An unknown critical option (odd number, RFC 7252 §5.4.1): answered 4.02 Bad Option.
@@ -528,4 +372,35 @@ fn critical_option(req: &Packet) -> Option<Response> {
                 &format!("critical option {n} not supported"),
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use m2msec_protocol::relay::proxy::Core;
+    use m2msec_protocol::relay::proxy::resources::resources;
+
+    use super::*;
+
+    #[test]
+    fn link_format_and_filters() {
+        let core: Core = Core::new(1, 60, 0);
+        let all = links(&resources(&core), &[]);
+        assert!(
+            all.starts_with("</info>;rt=\"m2msec.relay.info\";ct=60,"),
+            "{all}"
+        );
+        assert!(
+            all.contains("</store>") && all.contains("</forward>"),
+            "{all}"
+        );
+        assert_eq!(
+            links(&resources(&core), &["rt=m2msec.relay.load".into()]),
+            "</load>;rt=\"m2msec.relay.load\";ct=60"
+        );
+        assert_eq!(
+            links(&resources(&core), &["href=/th*".into()]),
+            "</throughput>;rt=\"m2msec.relay.throughput\";ct=60"
+        );
+        assert_eq!(links(&resources(&core), &["if=x".into()]), "");
+    }
 }

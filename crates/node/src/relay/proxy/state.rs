@@ -1,15 +1,17 @@
-//! The proxy's in-memory state: the engine's `Core` (`m2msec_protocol::relay::proxy::state`)
-//! with this shell's tasks and wake-ups attached.
+//! The proxy's in-memory state: the engine's role (`m2msec_protocol::relay::proxy::Proxy`, its
+//! `Core` behind it) with this shell's tasks and wake-ups attached.
 //!
-//! One `Mutex<Core>` shared by the tasks; every critical section is a few map operations, never
-//! an await or a store call.
+//! One `Mutex<Engine>` shared by the tasks; every critical section is a few map operations or
+//! one call into the engine, never an await.
 
 use std::sync::Arc;
 
 use m2msec_protocol::relay::proxy::state as engine;
-pub(crate) use m2msec_protocol::relay::proxy::state::{MonitorId, Refusal, Written};
+pub(crate) use m2msec_protocol::relay::proxy::state::{MonitorId, Written};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
+
+use super::coap_msg::ReplyTo;
 
 /// What the tokio shell attaches to the engine's state.
 #[derive(Debug)]
@@ -20,10 +22,11 @@ impl engine::Handles for Tokio {
     type Forward = ForwardTasks;
     /// The pump delivering to the sink.
     type Sink = Option<AbortHandle>;
+    type Reply = ReplyTo;
 }
 
 /// A storage's tasks.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct StorageTasks {
     /// Wakes the storage's pumps when messages were stored.
     pub(crate) arrived: Arc<Notify>,
@@ -32,13 +35,13 @@ pub(crate) struct StorageTasks {
 }
 
 /// A forward's wake-up.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct ForwardTasks {
     /// Wakes its pumps on resume and on shutdown.
     pub(crate) control: Arc<Notify>,
 }
 
-pub(crate) type Core = engine::Core<Tokio>;
-pub(crate) type StorageState = engine::StorageState<Tokio>;
-pub(crate) type ForwardState = engine::ForwardState<Tokio>;
-pub(crate) type SinkState = engine::SinkState<Tokio>;
+/// The engine, with this shell's handles.
+pub(crate) type Engine = m2msec_protocol::relay::proxy::Proxy<Tokio>;
+/// What the engine asks of this shell.
+pub(crate) type Event = m2msec_protocol::relay::proxy::Event<Tokio>;

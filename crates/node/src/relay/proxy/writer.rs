@@ -10,6 +10,9 @@
 //! it but before the answers leaves stored messages whose retransmissions are recognised by
 //! their dedup key and acknowledged without a second copy.
 //!
+//! What a commit did to a storage (stored, recognised, sections started) is the engine's
+//! tally (`Written::tally`), recorded with `Core::on_written`.
+//!
 //! **One writer.** Queue writes and the byte totals read back after them (`queue_stats`) happen
 //! here only, in order, so the in-memory accounting mirrors the store exactly; control-plane
 //! changes are sent here too ([`WriterCmd::Run`]), so a storage deleted or a sink removed is
@@ -25,8 +28,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use m2msec_protocol::relay::proxy::retention::{Checkpoints, Housekeeping, management_stream};
-pub(crate) use m2msec_protocol::relay::proxy::retention::{Op, apply, dedup_key};
+use m2msec_protocol::relay::proxy::Ticket;
+use m2msec_protocol::relay::proxy::retention::{Checkpoints, Housekeeping};
+pub(crate) use m2msec_protocol::relay::proxy::retention::{Op, apply};
 use m2msec_store::{PushOutcome, QueueStats};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -57,6 +61,9 @@ pub(crate) struct Ingest {
     pub(crate) reply: Option<ReplyTo>,
 }
 
+/// A message as pushed: its dedup key and its binary form.
+type Pair = ([u8; 9], Vec<u8>);
+
 /// A control-plane request to the writer.
 #[derive(Debug)]
 pub(crate) enum WriterCmd {
@@ -64,11 +71,15 @@ pub(crate) enum WriterCmd {
     Run(Vec<Op>, oneshot::Sender<std::result::Result<(), String>>),
 }
 
-/// A response computed away from the CoAP server's task.
+/// What comes back to the CoAP server's task from elsewhere.
 #[derive(Debug)]
-pub(crate) struct Deferred {
-    pub(crate) reply: ReplyTo,
-    pub(crate) response: Response,
+pub(crate) enum Deferred {
+    /// A message's answer, once its group commit is done (or failed).
+    Answer { reply: ReplyTo, response: Response },
+    /// A control call's writes were committed (or the answer to give).
+    Committed(Ticket, std::result::Result<(), Response>),
+    /// A control call's plain-UDP socket was bound.
+    Bound(Ticket, std::io::Result<tokio::net::UdpSocket>),
 }
 
 /// The writer task; returns when `stop` fires (after committing what was queued), or with an
@@ -164,26 +175,24 @@ async fn commit(shared: &Arc<Shared>, batch: Vec<Ingest>) -> Result<()> {
             continue;
         }
         let store = Arc::clone(&shared.store);
-        let mut pairs: Vec<([u8; 9], Vec<u8>)> = Vec::with_capacity(items.len());
+        let mut pairs: Vec<Pair> = Vec::with_capacity(items.len());
         let mut replies: Vec<Option<ReplyTo>> = Vec::with_capacity(items.len());
         for i in items {
             pairs.push((i.key, i.value));
             replies.push(i.reply);
         }
-        let lens: Vec<u64> = pairs.iter().map(|(_, v)| len_u64(v)).collect();
-        let sections: Vec<Option<u16>> = pairs.iter().map(|(k, _)| management_stream(k)).collect();
         let result = blocking(
-            move || -> m2msec_store::Result<(Vec<PushOutcome>, QueueStats)> {
+            move || -> m2msec_store::Result<(Vec<PushOutcome>, QueueStats, Vec<Pair>)> {
                 let refs: Vec<(&[u8], &[u8])> =
                     pairs.iter().map(|(k, v)| (&k[..], v.as_slice())).collect();
                 let table = queue_table(id);
                 let outcomes = store.queue_push_unique(&table, &dedup_table(id), &refs)?;
                 let stats = store.queue_stats(&table)?;
-                Ok((outcomes, stats))
+                Ok((outcomes, stats, pairs))
             },
         )
         .await;
-        let (outcomes, stats) = match result {
+        let (outcomes, stats, pairs) = match result {
             Ok(r) => r,
             Err(e) => {
                 shared.core().release(id, admitted);
@@ -197,23 +206,7 @@ async fn commit(shared: &Arc<Shared>, batch: Vec<Ingest>) -> Result<()> {
                 return Err(Error::Store(e));
             }
         };
-        let mut written = Written {
-            admitted,
-            stats,
-            ..Written::default()
-        };
-        for ((outcome, len), section) in outcomes.iter().zip(&lens).zip(&sections) {
-            match outcome {
-                PushOutcome::Stored(seq) => {
-                    written.stored += 1;
-                    written.stored_bytes = written.stored_bytes.saturating_add(*len);
-                    if let Some(stream) = section {
-                        written.sections.push((*stream, *seq));
-                    }
-                }
-                PushOutcome::Duplicate(_) => written.duplicates += 1,
-            }
-        }
+        let written = Written::tally(&pairs, &outcomes, stats);
         let arrived = written.stored > 0;
         {
             let mut core = shared.core();
@@ -232,7 +225,7 @@ async fn commit(shared: &Arc<Shared>, batch: Vec<Ingest>) -> Result<()> {
 fn reply(shared: &Shared, to: Option<ReplyTo>, response: Response) {
     if let Some(reply) = to {
         // The server is gone only when the proxy stops; nobody is left to answer then.
-        let _ = shared.deferred.send(Deferred { reply, response });
+        let _ = shared.deferred.send(Deferred::Answer { reply, response });
     }
 }
 

@@ -1,11 +1,18 @@
-//! The relay proxy's engine (paper 004 §IV, the untrusted store-and-forward proxy P): what it
-//! knows about storages, forwards and their sinks, how it decides, and what it keeps in the
-//! store. No sockets, tasks or clocks: time comes in as [`Millis`](crate::Millis) (or wall-clock
-//! seconds for the load counters), durable state goes through the `m2msec_store::Store` trait,
-//! and a shell (node's tokio proxy) attaches its own handles through [`state::Handles`].
+//! The relay proxy (paper 004 §IV, the untrusted store-and-forward proxy P) as one sans-IO
+//! role, [`Proxy`]: its API, what it knows about storages, forwards and their sinks, how it
+//! decides, and what it keeps in the store. No sockets, tasks or clocks: requests come in
+//! decoded with the time as [`Millis`](crate::Millis), durable state is read through the
+//! `m2msec_store::Store` trait and written by the shell from the [`Action::Commit`]s it hands
+//! out, and a shell (node's tokio proxy) attaches its own handles through [`state::Handles`].
 //!
-//! - [`state`]: storages with exact byte accounting and admission (back-pressure), forwards
-//!   with each sink's position, monitors that changed, the retention watermark.
+//! - [`routing`]: the [`Proxy`] role, its routes, reads and admission (back-pressure).
+//! - `control`: store, forward, control and delete, one at a time.
+//! - [`api`]: requests, responses, actions and events.
+//! - [`pump`]: a sink's pump — its standing, what each stored message becomes, how its
+//!   position advances, pacing and back-off.
+//! - [`resources`]: discovery and the representations (CBOR, JSON).
+//! - [`state`]: storages with exact byte accounting and admission, forwards with each sink's
+//!   position, monitors that changed, the retention watermark.
 //! - [`authz`]: the owner's signed requests (4.01/4.03).
 //! - [`records`]: the tables and their encodings; reading them back after a restart.
 //! - [`retention`]: dedup keys, owned writes and the housekeeping round's decisions.
@@ -13,10 +20,19 @@
 //!
 //! The cryptography the proxy applies to what it forwards is [`Forwarder`](super::Forwarder).
 
+pub mod api;
 pub mod authz;
+mod control;
 pub mod metrics;
+pub mod pump;
 pub mod records;
+pub mod resources;
 pub mod retention;
+pub mod routing;
 pub mod state;
 
+pub use api::{
+    Action, Admitted, Event, Handled, Limits, OptionValue, PumpSpec, Request, Response, Ticket,
+};
+pub use routing::{Notification, Proxy, notification_format};
 pub use state::{Core, Handles, MonitorId, Refusal, Written};

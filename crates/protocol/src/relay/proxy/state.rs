@@ -11,27 +11,32 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
 
 use m2msec_crypto::sig::VerifyingKey;
-use m2msec_store::QueueStats;
+use m2msec_store::{PushOutcome, QueueStats};
 use m2msec_wire::relay::api::{ForwardMonitor, Info, SinkProgress, StorageMonitor, path};
 
 use super::metrics::{Metrics, Slot};
 use super::records::{CursorRecord, ForwardRecord, StorageCounters, StorageRecord};
+use super::retention::management_stream;
 
 /// What a shell attaches to each storage, forward and sink (its tasks and wake-ups), so the
 /// state stays free of any runtime. `()` attaches nothing.
 pub trait Handles {
-    /// Per storage (node: the plain-UDP ingestion task, the pumps' wake-up).
-    type Storage: Debug;
+    /// Per storage (node: the plain-UDP ingestion task, the pumps' wake-up). The engine makes
+    /// the default; the shell fills it in.
+    type Storage: Debug + Default;
     /// Per forward (node: the pumps' wake-up on resume and shutdown).
-    type Forward: Debug;
+    type Forward: Debug + Default;
     /// Per sink (node: its pump).
-    type Sink: Debug;
+    type Sink: Debug + Default;
+    /// Where a late answer goes (node: the CoAP request's addressing), given back with it.
+    type Reply: Debug;
 }
 
 impl Handles for () {
     type Storage = ();
     type Forward = ();
     type Sink = ();
+    type Reply = ();
 }
 
 /// An observable resource.
@@ -379,6 +384,44 @@ pub struct Written {
     pub stats: QueueStats,
     /// (stream id, sequence number) of the management messages stored.
     pub sections: Vec<(u16, u64)>,
+}
+
+impl Written {
+    /// What one storage's share of a group commit did: `items` (dedup key, message in binary
+    /// form), as pushed in one `Store::queue_push_unique`, its `outcomes` in the same order,
+    /// and what the queue holds after (`stats`). Every item's bytes were reserved at admission
+    /// and are released; a stored management message starts a section of its stream.
+    #[must_use]
+    pub fn tally(
+        items: &[([u8; 9], Vec<u8>)],
+        outcomes: &[PushOutcome],
+        stats: QueueStats,
+    ) -> Self {
+        let len = |v: &Vec<u8>| u64::try_from(v.len()).unwrap_or(u64::MAX);
+        let mut written = Self {
+            admitted: items
+                .iter()
+                .map(|(_, v)| len(v))
+                .fold(0, u64::saturating_add),
+            stats,
+            ..Self::default()
+        };
+        for ((key, value), outcome) in items.iter().zip(outcomes) {
+            match outcome {
+                PushOutcome::Stored(seq) => {
+                    written.stored = written.stored.saturating_add(1);
+                    written.stored_bytes = written.stored_bytes.saturating_add(len(value));
+                    if let Some(stream) = management_stream(key) {
+                        written.sections.push((stream, *seq));
+                    }
+                }
+                PushOutcome::Duplicate(_) => {
+                    written.duplicates = written.duplicates.saturating_add(1);
+                }
+            }
+        }
+        written
+    }
 }
 
 #[cfg(test)]
