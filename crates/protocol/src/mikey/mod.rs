@@ -937,7 +937,7 @@ fn tgk_verification_keys(
 }
 
 /// A decoded MIKEY message with the bytes it arrived as (MACs and signatures cover those
-/// bytes): what the MIKEY roles' [`Role::handle`](crate::Role::handle) reads.
+/// bytes): what the MIKEY roles' [`ProtocolRole::handle`](crate::ProtocolRole::handle) reads.
 #[derive(Debug)]
 pub struct Datagram {
     msg: Message,
@@ -957,5 +957,20 @@ impl Datagram {
     }
 }
 
-/// The MIKEY roles' queues: events `E`, RFC 3830 bytes.
-type Outbox<E> = crate::outbox::Outbox<E, Vec<u8>>;
+/// The MIKEY protocol as its roles share it ([`crate::Protocol`]): RFC 3830 messages kept with
+/// their bytes, and this module's [`Error`].
+#[derive(Debug)]
+pub enum Mikey {}
+
+impl crate::Protocol for Mikey {
+    type Message = Datagram;
+    type Error = Error;
+    type Wire = Vec<u8>;
+
+    fn decode(datagram: &[u8]) -> Result<Datagram, Error> {
+        Ok(Datagram::decode(datagram)?)
+    }
+}
+
+/// The MIKEY roles' queues: events `E`, the protocol's wire messages.
+type Outbox<E> = crate::outbox::Outbox<E, <Mikey as crate::Protocol>::Wire>;

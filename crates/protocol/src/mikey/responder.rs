@@ -13,11 +13,11 @@ use m2msec_wire::mikey::{DataType, SrtpCs};
 use zeroize::Zeroizing;
 
 use super::{
-    Datagram, DistributedParams, Error, Established, ModeName, Outbox, PkPeer, Policy, PskPeer,
-    Received, ReplayCache, TrafficKeys, error_message, millis_of_ntp, open_pk, open_psk,
+    Datagram, DistributedParams, Error, Established, Mikey, ModeName, Outbox, PkPeer, Policy,
+    PskPeer, Received, ReplayCache, TrafficKeys, error_message, millis_of_ntp, open_pk, open_psk,
     tgk_commitment, tgk_verification_keys, verification_message,
 };
-use crate::{Millis, Role};
+use crate::{Millis, ProtocolRole};
 
 /// Most k-subsets R tries when parts disagree, so that a flood of bad parts costs bounded work.
 const MAX_COMBINATIONS: usize = 1024;
@@ -168,80 +168,6 @@ impl Responder {
             assemblies: BTreeMap::new(),
             out: Outbox::default(),
         })
-    }
-}
-
-impl Role for Responder {
-    type Message = Datagram;
-    type Event = ResponderEvent;
-    type Error = Error;
-    type Wire = Vec<u8>;
-
-    fn decode(datagram: &[u8]) -> Result<Self::Message, Error> {
-        Ok(Datagram::decode(datagram)?)
-    }
-
-    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
-        ResponderEvent::Rejected { remote, error }
-    }
-
-    fn handle(
-        &mut self,
-        now: Millis,
-        remote: SocketAddr,
-        d: Datagram,
-        rng: &mut dyn CryptoRng,
-    ) -> Result<(), Error> {
-        let r = Received::read(&d.msg)?;
-        let result = match d.msg.header.data_type {
-            DataType::PreShared => self.accept_psk(now, remote, &d.bytes, &r),
-            DataType::PublicKey => self.accept_pk(now, remote, &d.bytes, &r, rng),
-            _ => return Err(Error::UnexpectedMessage("MIKEY message of this data type")),
-        };
-        if let Err(e) = &result {
-            // §5.1.2: tell the sender why (unauthenticated, see the module docs).
-            if let Some(bytes) =
-                error_message(r.header.csb_id, r.header.cs_map.clone(), now, e.code())
-            {
-                self.out.send(remote, bytes);
-            }
-        }
-        result
-    }
-
-    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
-        let expired: Vec<(String, u32)> = self
-            .assemblies
-            .iter()
-            .filter(|(_, a)| now >= a.deadline)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in expired {
-            if let Some(a) = self.assemblies.remove(&key) {
-                if !a.done {
-                    self.out.event(ResponderEvent::Failed {
-                        initiator: key.0,
-                        csb_id: key.1,
-                        error: Error::NotEnoughParts {
-                            valid: a.parts.len(),
-                            needed: usize::from(a.params.k),
-                        },
-                    });
-                }
-            }
-        }
-    }
-
-    fn next_timeout(&self) -> Option<Millis> {
-        self.assemblies.values().map(|a| a.deadline).min()
-    }
-
-    fn outbox(&self) -> &Outbox<ResponderEvent> {
-        &self.out
-    }
-
-    fn outbox_mut(&mut self) -> &mut Outbox<ResponderEvent> {
-        &mut self.out
     }
 }
 
@@ -561,6 +487,74 @@ impl Responder {
             self.out.event(e);
         }
         Ok(())
+    }
+}
+
+impl ProtocolRole for Responder {
+    type Protocol = Mikey;
+    type Event = ResponderEvent;
+
+    fn handle(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        d: Datagram,
+        rng: &mut dyn CryptoRng,
+    ) -> Result<(), Error> {
+        let r = Received::read(&d.msg)?;
+        let result = match d.msg.header.data_type {
+            DataType::PreShared => self.accept_psk(now, remote, &d.bytes, &r),
+            DataType::PublicKey => self.accept_pk(now, remote, &d.bytes, &r, rng),
+            _ => return Err(Error::UnexpectedMessage("MIKEY message of this data type")),
+        };
+        if let Err(e) = &result {
+            // §5.1.2: tell the sender why (unauthenticated, see the module docs).
+            if let Some(bytes) =
+                error_message(r.header.csb_id, r.header.cs_map.clone(), now, e.code())
+            {
+                self.out.send(remote, bytes);
+            }
+        }
+        result
+    }
+
+    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
+        let expired: Vec<(String, u32)> = self
+            .assemblies
+            .iter()
+            .filter(|(_, a)| now >= a.deadline)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in expired {
+            if let Some(a) = self.assemblies.remove(&key) {
+                if !a.done {
+                    self.out.event(ResponderEvent::Failed {
+                        initiator: key.0,
+                        csb_id: key.1,
+                        error: Error::NotEnoughParts {
+                            valid: a.parts.len(),
+                            needed: usize::from(a.params.k),
+                        },
+                    });
+                }
+            }
+        }
+    }
+
+    fn next_timeout(&self) -> Option<Millis> {
+        self.assemblies.values().map(|a| a.deadline).min()
+    }
+
+    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
+        ResponderEvent::Rejected { remote, error }
+    }
+
+    fn outbox(&self) -> &Outbox<ResponderEvent> {
+        &self.out
+    }
+
+    fn outbox_mut(&mut self) -> &mut Outbox<ResponderEvent> {
+        &mut self.out
     }
 }
 
