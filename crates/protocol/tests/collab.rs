@@ -46,14 +46,16 @@ fn with_faults(faults: &[(usize, ProxyFault)]) -> Spec {
 
 /// (client key, server key, participants) of an established session.
 fn established(w: &World) -> ([u8; 32], [u8; 32], Vec<String>) {
-    let client = common::first(&w.events.client, "client did not establish", |e| match e {
-        ClientEvent::Established(est) => Some(est),
-        _ => None,
-    });
-    let server = common::first(&w.events.server, "server did not establish", |e| match e {
-        ServerEvent::Established(est) => Some(est),
-        _ => None,
-    });
+    let client = common::first(
+        &w.events.client,
+        "client did not establish",
+        ClientEvent::established,
+    );
+    let server = common::first(
+        &w.events.server,
+        "server did not establish",
+        ServerEvent::established,
+    );
     assert_eq!(client.session, server.session);
     assert_eq!(client.participants, server.participants);
     (

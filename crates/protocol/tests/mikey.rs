@@ -38,18 +38,12 @@ fn established(w: &World) -> (Vec<u8>, Vec<u8>, bool) {
     let i = common::first(
         &w.events.initiator,
         "initiator did not establish",
-        |e| match e {
-            InitiatorEvent::Established(x) => Some(x),
-            _ => None,
-        },
+        InitiatorEvent::established,
     );
     let r = common::first(
         &w.events.responder,
         "responder did not establish",
-        |e| match e {
-            ResponderEvent::Established(x) => Some(x),
-            _ => None,
-        },
+        ResponderEvent::established,
     );
     assert_eq!(i.csb_id, r.csb_id);
     assert_eq!(i.mode, r.mode);

@@ -116,6 +116,17 @@ pub enum ClientEvent {
     },
 }
 
+impl ClientEvent {
+    /// The keys the client established, if this reports them.
+    #[must_use]
+    pub fn established(&self) -> Option<&Established> {
+        match self {
+            Self::Established(est) => Some(est),
+            _ => None,
+        }
+    }
+}
+
 /// Client A.
 #[derive(Debug)]
 pub struct Client {

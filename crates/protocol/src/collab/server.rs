@@ -71,6 +71,17 @@ pub enum ServerEvent {
     },
 }
 
+impl ServerEvent {
+    /// The keys the server established, if this reports them.
+    #[must_use]
+    pub fn established(&self) -> Option<&Established> {
+        match self {
+            Self::Established(est) => Some(est),
+            _ => None,
+        }
+    }
+}
+
 /// Server B.
 #[derive(Debug)]
 pub struct Server {

@@ -86,6 +86,17 @@ pub enum InitiatorEvent {
     },
 }
 
+impl InitiatorEvent {
+    /// The keys the initiator established, if this reports them.
+    #[must_use]
+    pub fn established(&self) -> Option<&Established> {
+        match self {
+            Self::Established(est) => Some(est),
+            _ => None,
+        }
+    }
+}
+
 /// Initiator I.
 #[derive(Debug)]
 pub struct Initiator {

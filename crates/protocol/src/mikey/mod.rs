@@ -903,6 +903,24 @@ fn check_verification(
     Ok(())
 }
 
+/// Tells `remote`, whose I_MESSAGE `r` was refused with `result`, why in an error message
+/// (§5.1.2; unauthenticated, see the module docs), and passes `result` on.
+fn answer_refusal<E>(
+    out: &mut Outbox<E>,
+    remote: SocketAddr,
+    r: &Received,
+    now: Millis,
+    result: Result<(), Error>,
+) -> Result<(), Error> {
+    if let Err(e) = &result {
+        if let Some(bytes) = error_message(r.header.csb_id, r.header.cs_map.clone(), now, e.code())
+        {
+            out.send(remote, bytes);
+        }
+    }
+    result
+}
+
 /// An RFC 3830 error message (§5.1.2): HDR (data type Error), T, ERR.
 fn error_message(
     csb_id: u32,

@@ -11,7 +11,7 @@ use m2msec_wire::mikey::DataType;
 
 use super::{
     Datagram, Error, Mikey, Offer, Outbox, PkPeer, Policy, PskPeer, Received, ReplayCache,
-    check_verification, error_message, header, ntp_of, open_psk, tgk_key_data,
+    answer_refusal, check_verification, header, ntp_of, open_psk, tgk_key_data,
     verification_message,
 };
 use crate::{Millis, ProtocolRole};
@@ -264,15 +264,7 @@ impl ProtocolRole for ThirdParty {
         match d.msg.header.data_type {
             DataType::PreShared => {
                 let result = self.relay(now, remote, &d.bytes, &r, rng);
-                if let Err(e) = &result {
-                    // §5.1.2: tell the initiator why (unauthenticated, see the module docs).
-                    if let Some(bytes) =
-                        error_message(r.header.csb_id, r.header.cs_map.clone(), now, e.code())
-                    {
-                        self.out.send(remote, bytes);
-                    }
-                }
-                result
+                answer_refusal(&mut self.out, remote, &r, now, result)
             }
             DataType::PkVerify => {
                 let csb_id = r.header.csb_id;
