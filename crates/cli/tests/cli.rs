@@ -2,7 +2,6 @@
 //! processes, the demo's JSON and pcap output, keygen, and clear errors for bad input.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -27,28 +26,9 @@ fn provision_then_daemons_establish_keys() {
         &d.join("collab-trusted.toml"),
     );
     start(&mut daemons, "collab-server", &d.join("collab-server.toml"));
-    for i in 1..=5 {
-        start(
-            &mut daemons,
-            "collab-proxy",
-            &d.join(format!("collab-proxy-{i}.toml")),
-        );
-    }
+    start_numbered(&mut daemons, "collab-proxy", d, 5);
     let started = Instant::now();
-    let client = Command::new(BIN)
-        .args([
-            "run",
-            "collab-client",
-            "--count",
-            "2",
-            "--interval",
-            "100",
-            "--config",
-        ])
-        .arg(d.join("collab-client.toml"))
-        .env("RUST_LOG", "info")
-        .output()
-        .unwrap_or_else(|e| panic!("client: {e}"));
+    let client = run_client("collab-client", &d.join("collab-client.toml"), 2, 100);
     let log = text(&client.stderr);
     assert!(client.status.success(), "client failed:\n{log}");
     assert_eq!(log.matches("collab key established").count(), 2, "{log}");

@@ -43,28 +43,9 @@ fn provision_then_daemon_processes_establish_keys_in_distributed_mode() {
         "mikey-responder",
         &d.join("mikey-responder.toml"),
     );
-    for i in 1..=5 {
-        start(
-            &mut daemons,
-            "mikey-third-party",
-            &d.join(format!("mikey-third-party-{i}.toml")),
-        );
-    }
+    start_numbered(&mut daemons, "mikey-third-party", d, 5);
     let started = Instant::now();
-    let initiator = Command::new(BIN)
-        .args([
-            "run",
-            "mikey-initiator",
-            "--count",
-            "2",
-            "--interval",
-            "100",
-            "--config",
-        ])
-        .arg(d.join("mikey-initiator.toml"))
-        .env("RUST_LOG", "info")
-        .output()
-        .unwrap_or_else(|e| panic!("initiator: {e}"));
+    let initiator = run_client("mikey-initiator", &d.join("mikey-initiator.toml"), 2, 100);
     let log = text(&initiator.stderr);
     assert!(initiator.status.success(), "initiator failed:\n{log}");
     assert_eq!(log.matches("mikey key established").count(), 2, "{log}");

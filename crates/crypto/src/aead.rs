@@ -24,40 +24,29 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use zeroize::{ZeroizeOnDrop, Zeroizing};
 
 use crate::rng::CryptoRng;
+use crate::suite::wire_ids;
 use crate::{Error, Result};
 
 type Aes128Ccm8 = ccm::Ccm<aes::Aes128, ccm::consts::U8, ccm::consts::U13>;
 
-/// An AEAD algorithm with its wire identifier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum AeadSuite {
-    /// AES-128 in CCM mode with an 8-byte tag and a 13-byte nonce (RFC 3610; CoAP/OSCORE's default,
-    /// cheap on devices with an AES block engine).
-    Aes128Ccm8 = 1,
-    /// AES-128-GCM with a 12-byte nonce and a 16-byte tag.
-    Aes128Gcm = 2,
-    /// ChaCha20-Poly1305 (RFC 8439), fast in software on devices without AES hardware.
-    ChaCha20Poly1305 = 3,
-    /// Ascon-AEAD128 (NIST SP 800-232): 16-byte key, nonce and tag; the lightweight standard for
-    /// constrained devices without AES hardware.
-    Ascon128 = 4,
+wire_ids! {
+    /// An AEAD algorithm with its wire identifier.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum AeadSuite {
+        /// AES-128 in CCM mode with an 8-byte tag and a 13-byte nonce (RFC 3610; CoAP/OSCORE's default,
+        /// cheap on devices with an AES block engine).
+        Aes128Ccm8 = 1,
+        /// AES-128-GCM with a 12-byte nonce and a 16-byte tag.
+        Aes128Gcm = 2,
+        /// ChaCha20-Poly1305 (RFC 8439), fast in software on devices without AES hardware.
+        ChaCha20Poly1305 = 3,
+        /// Ascon-AEAD128 (NIST SP 800-232): 16-byte key, nonce and tag; the lightweight standard for
+        /// constrained devices without AES hardware.
+        Ascon128 = 4,
+    }
 }
 
 impl AeadSuite {
-    /// All suites, in identifier order.
-    pub const ALL: [Self; 4] = [
-        Self::Aes128Ccm8,
-        Self::Aes128Gcm,
-        Self::ChaCha20Poly1305,
-        Self::Ascon128,
-    ];
-
-    /// The identifier byte on the wire.
-    pub const fn id(self) -> u8 {
-        self as u8
-    }
-
     /// Key length in bytes.
     pub const fn key_len(self) -> usize {
         match self {
@@ -91,26 +80,6 @@ impl AeadSuite {
             Self::ChaCha20Poly1305 => "ChaCha20-Poly1305",
             Self::Ascon128 => "Ascon-AEAD128",
         }
-    }
-}
-
-impl TryFrom<u8> for AeadSuite {
-    type Error = Error;
-
-    fn try_from(id: u8) -> Result<Self> {
-        match id {
-            1 => Ok(Self::Aes128Ccm8),
-            2 => Ok(Self::Aes128Gcm),
-            3 => Ok(Self::ChaCha20Poly1305),
-            4 => Ok(Self::Ascon128),
-            other => Err(Error::UnknownSuite(other)),
-        }
-    }
-}
-
-impl From<AeadSuite> for u8 {
-    fn from(suite: AeadSuite) -> Self {
-        suite.id()
     }
 }
 
@@ -196,15 +165,8 @@ impl AeadKey {
             msg: plaintext,
             aad,
         };
-        let sealed = match self.suite {
-            AeadSuite::Aes128Ccm8 => seal_with::<Aes128Ccm8>(&self.key, nonce, payload),
-            AeadSuite::Aes128Gcm => seal_with::<aes_gcm::Aes128Gcm>(&self.key, nonce, payload),
-            AeadSuite::ChaCha20Poly1305 => {
-                seal_with::<chacha20poly1305::ChaCha20Poly1305>(&self.key, nonce, payload)
-            }
-            AeadSuite::Ascon128 => seal_with::<ascon_aead::AsconAead128>(&self.key, nonce, payload),
-        };
-        sealed.ok_or(Error::InvalidParameter("AEAD plaintext too long"))
+        self.run(Direction::Seal, nonce, payload)
+            .ok_or(Error::InvalidParameter("AEAD plaintext too long"))
     }
 
     /// Checks and decrypts ciphertext || tag.
@@ -220,15 +182,24 @@ impl AeadKey {
             msg: ciphertext,
             aad,
         };
-        let opened = match self.suite {
-            AeadSuite::Aes128Ccm8 => open_with::<Aes128Ccm8>(&self.key, nonce, payload),
-            AeadSuite::Aes128Gcm => open_with::<aes_gcm::Aes128Gcm>(&self.key, nonce, payload),
+        self.run(Direction::Open, nonce, payload)
+            .map(Zeroizing::new)
+            .ok_or(Error::Authentication)
+    }
+
+    /// Runs the suite's cipher `direction`-wards; `None` when it refuses.
+    fn run(&self, direction: Direction, nonce: &[u8], payload: Payload<'_, '_>) -> Option<Vec<u8>> {
+        let key = &self.key;
+        match self.suite {
+            AeadSuite::Aes128Ccm8 => run_with::<Aes128Ccm8>(key, direction, nonce, payload),
+            AeadSuite::Aes128Gcm => run_with::<aes_gcm::Aes128Gcm>(key, direction, nonce, payload),
             AeadSuite::ChaCha20Poly1305 => {
-                open_with::<chacha20poly1305::ChaCha20Poly1305>(&self.key, nonce, payload)
+                run_with::<chacha20poly1305::ChaCha20Poly1305>(key, direction, nonce, payload)
             }
-            AeadSuite::Ascon128 => open_with::<ascon_aead::AsconAead128>(&self.key, nonce, payload),
-        };
-        opened.map(Zeroizing::new).ok_or(Error::Authentication)
+            AeadSuite::Ascon128 => {
+                run_with::<ascon_aead::AsconAead128>(key, direction, nonce, payload)
+            }
+        }
     }
 
     /// Seals under a fresh random nonce and returns nonce || ciphertext || tag.
@@ -286,40 +257,32 @@ impl AeadKey {
     }
 }
 
-fn seal_with<C: Aead + KeyInit>(
-    key: &[u8],
-    nonce: &[u8],
-    payload: Payload<'_, '_>,
-) -> Option<Vec<u8>> {
-    let cipher = C::new_from_slice(key).ok()?;
-    // `from_slice` would panic on a wrong length; `seal` checked it against the suite, and the suite
-    // fixes `C`'s nonce size, but we compare again rather than rely on that at a distance.
-    if nonce.len() != <C as aes_gcm::aead::AeadCore>::NonceSize::to_usize() {
-        return None;
-    }
-    cipher
-        .encrypt(
-            aes_gcm::aead::generic_array::GenericArray::from_slice(nonce),
-            payload,
-        )
-        .ok()
+/// Which way [`AeadKey::run`] runs a cipher.
+#[derive(Clone, Copy)]
+enum Direction {
+    Seal,
+    Open,
 }
 
-fn open_with<C: Aead + KeyInit>(
+fn run_with<C: Aead + KeyInit>(
     key: &[u8],
+    direction: Direction,
     nonce: &[u8],
     payload: Payload<'_, '_>,
 ) -> Option<Vec<u8>> {
     let cipher = C::new_from_slice(key).ok()?;
+    // `from_slice` would panic on a wrong length; `seal` and `open` checked it against the suite,
+    // and the suite fixes `C`'s nonce size, but we compare again rather than rely on that at a
+    // distance.
     if nonce.len() != <C as aes_gcm::aead::AeadCore>::NonceSize::to_usize() {
         return None;
     }
-    cipher
-        .decrypt(
-            aes_gcm::aead::generic_array::GenericArray::from_slice(nonce),
-            payload,
-        )
-        .ok()
+    let nonce = aes_gcm::aead::generic_array::GenericArray::from_slice(nonce);
+    match direction {
+        Direction::Seal => cipher.encrypt(nonce, payload),
+        Direction::Open => cipher.decrypt(nonce, payload),
+    }
+    .ok()
 }
 
 use aes_gcm::aead::generic_array::typenum::Unsigned as _;

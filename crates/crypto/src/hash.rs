@@ -58,6 +58,47 @@ impl core::fmt::Debug for Sha256 {
     }
 }
 
+/// The first four bytes of a digest or key id, shown by `Debug` as `0a1b2c3d..`: enough to tell
+/// public values apart in logs without printing them whole.
+pub(crate) struct Fingerprint([u8; 4]);
+
+impl Fingerprint {
+    /// The start of `id`, which is already a digest.
+    pub(crate) fn of(id: &[u8]) -> Self {
+        let mut start = [0; 4];
+        for (to, from) in start.iter_mut().zip(id) {
+            *to = *from;
+        }
+        Self(start)
+    }
+
+    /// The start of the SHA-256 digest of `bytes`.
+    pub(crate) fn sha256(bytes: &[u8]) -> Self {
+        Self::of(&sha256(bytes))
+    }
+}
+
+/// `Debug` for a public value named `name`: its `kind` (a suite or group) and a [`Fingerprint`]
+/// of its bytes, so logs tell keys apart without carrying them.
+pub(crate) fn debug_public(
+    f: &mut core::fmt::Formatter<'_>,
+    name: &str,
+    kind: (&str, &dyn core::fmt::Debug),
+    bytes: &[u8],
+) -> core::fmt::Result {
+    f.debug_struct(name)
+        .field(kind.0, kind.1)
+        .field("sha256", &Fingerprint::sha256(bytes))
+        .finish()
+}
+
+impl core::fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let [a, b, c, d] = self.0;
+        write!(f, "{a:02x}{b:02x}{c:02x}{d:02x}..")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,6 +63,7 @@ pub mod pre;
 pub mod rng;
 pub mod sig;
 pub mod split;
+mod suite;
 
 pub use error::{Error, Result};
 pub use zeroize::Zeroizing;

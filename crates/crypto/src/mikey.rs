@@ -50,6 +50,7 @@ use zeroize::{ZeroizeOnDrop, Zeroizing};
 use crate::pke::{PkePublicKey, PkeSecretKey};
 use crate::rng::{CryptoRng, SeededRng};
 use crate::sig::{SigningKey, VerifyingKey};
+use crate::suite::wire_ids;
 use crate::{Error, Result};
 
 type HmacSha1 = hmac::Hmac<sha1::Sha1>;
@@ -252,82 +253,41 @@ fn derive(
 // KEMAC transforms
 // ---------------------------------------------------------------------------------------------
 
-/// The KEMAC payload's "Encr alg" (RFC 3830 §6.2), with its wire value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum KemacEncryption {
-    /// No encryption. The RFC marks it "very restricted usage" (§6.2, §4.2.3): only where the key
-    /// data needs no confidentiality from this layer (it travels over an already secure channel).
-    /// Never a default; name it explicitly.
-    Null = 0,
-    /// AES in counter mode with a 128-bit key (§4.2.3, mandatory to implement): the default.
-    AesCm128 = 1,
-    /// AES key wrap (RFC 3394) with a 128-bit key (§4.2.3). The key data must be a multiple of 8
-    /// bytes, at least 16; the output is 8 bytes longer.
-    AesKw128 = 2,
-}
-
-impl KemacEncryption {
-    /// The three, in wire order.
-    pub const ALL: [Self; 3] = [Self::Null, Self::AesCm128, Self::AesKw128];
-
-    /// The wire value.
-    pub const fn id(self) -> u8 {
-        self as u8
+wire_ids! {
+    /// The KEMAC payload's "Encr alg" (RFC 3830 §6.2), with its wire value.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum KemacEncryption {
+        /// No encryption. The RFC marks it "very restricted usage" (§6.2, §4.2.3): only where the key
+        /// data needs no confidentiality from this layer (it travels over an already secure channel).
+        /// Never a default; name it explicitly.
+        Null = 0,
+        /// AES in counter mode with a 128-bit key (§4.2.3, mandatory to implement): the default.
+        AesCm128 = 1,
+        /// AES key wrap (RFC 3394) with a 128-bit key (§4.2.3). The key data must be a multiple of 8
+        /// bytes, at least 16; the output is 8 bytes longer.
+        AesKw128 = 2,
     }
 }
 
-impl TryFrom<u8> for KemacEncryption {
-    type Error = Error;
-
-    fn try_from(id: u8) -> Result<Self> {
-        match id {
-            0 => Ok(Self::Null),
-            1 => Ok(Self::AesCm128),
-            2 => Ok(Self::AesKw128),
-            other => Err(Error::UnknownSuite(other)),
-        }
+wire_ids! {
+    /// The KEMAC payload's "MAC alg" (RFC 3830 §6.2), also the V payload's "Auth alg" (§6.9).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum KemacMac {
+        /// No MAC. The RFC marks it "very restricted usage" (§6.2, §4.2.4): only where the message is
+        /// authenticated otherwise — in public-key mode the SIGN payload covers the whole message.
+        /// Never a default; name it explicitly.
+        Null = 0,
+        /// HMAC-SHA-1 with the full 160-bit output and a 160-bit key (§4.2.4, mandatory): the default.
+        HmacSha1_160 = 1,
     }
-}
-
-/// The KEMAC payload's "MAC alg" (RFC 3830 §6.2), also the V payload's "Auth alg" (§6.9).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum KemacMac {
-    /// No MAC. The RFC marks it "very restricted usage" (§6.2, §4.2.4): only where the message is
-    /// authenticated otherwise — in public-key mode the SIGN payload covers the whole message.
-    /// Never a default; name it explicitly.
-    Null = 0,
-    /// HMAC-SHA-1 with the full 160-bit output and a 160-bit key (§4.2.4, mandatory): the default.
-    HmacSha1_160 = 1,
 }
 
 impl KemacMac {
-    /// The two, in wire order.
-    pub const ALL: [Self; 2] = [Self::Null, Self::HmacSha1_160];
-
-    /// The wire value.
-    pub const fn id(self) -> u8 {
-        self as u8
-    }
-
     /// Length of the MAC field on the wire: 0 or 20.
     pub const fn tag_len(self) -> usize {
         match self {
             Self::Null => 0,
             Self::HmacSha1_160 => HMAC_SHA1_160_LEN,
-        }
-    }
-}
-
-impl TryFrom<u8> for KemacMac {
-    type Error = Error;
-
-    fn try_from(id: u8) -> Result<Self> {
-        match id {
-            0 => Ok(Self::Null),
-            1 => Ok(Self::HmacSha1_160),
-            other => Err(Error::UnknownSuite(other)),
         }
     }
 }

@@ -52,39 +52,27 @@ use zeroize::{ZeroizeOnDrop, Zeroizing};
 
 use crate::hash::{Sha256, sha256, sha256_length_prefixed};
 use crate::rng::{CryptoRng, random_array};
+use crate::suite::wire_ids;
 use crate::{Error, Result};
 
-/// A one-time signature scheme with its wire identifier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum OtsScheme {
-    /// Lamport over SHA-256: the paper's choice; large keys, cheapest signing.
-    Lamport = 1,
-    /// LM-OTS, SHA-256, n = 32, w = 4 (RFC 8554 type 3): the compact default.
-    LmotsSha256N32W4 = 2,
-    /// LM-OTS, SHA-256, n = 32, w = 1 (RFC 8554 type 1).
-    LmotsSha256N32W1 = 3,
-    /// LM-OTS, SHA-256, n = 32, w = 2 (RFC 8554 type 2).
-    LmotsSha256N32W2 = 4,
-    /// LM-OTS, SHA-256, n = 32, w = 8 (RFC 8554 type 4): smallest signatures, slowest.
-    LmotsSha256N32W8 = 5,
+wire_ids! {
+    /// A one-time signature scheme with its wire identifier.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum OtsScheme {
+        /// Lamport over SHA-256: the paper's choice; large keys, cheapest signing.
+        Lamport = 1,
+        /// LM-OTS, SHA-256, n = 32, w = 4 (RFC 8554 type 3): the compact default.
+        LmotsSha256N32W4 = 2,
+        /// LM-OTS, SHA-256, n = 32, w = 1 (RFC 8554 type 1).
+        LmotsSha256N32W1 = 3,
+        /// LM-OTS, SHA-256, n = 32, w = 2 (RFC 8554 type 2).
+        LmotsSha256N32W2 = 4,
+        /// LM-OTS, SHA-256, n = 32, w = 8 (RFC 8554 type 4): smallest signatures, slowest.
+        LmotsSha256N32W8 = 5,
+    }
 }
 
 impl OtsScheme {
-    /// All schemes, in identifier order.
-    pub const ALL: [Self; 5] = [
-        Self::Lamport,
-        Self::LmotsSha256N32W4,
-        Self::LmotsSha256N32W1,
-        Self::LmotsSha256N32W2,
-        Self::LmotsSha256N32W8,
-    ];
-
-    /// The identifier byte on the wire.
-    pub const fn id(self) -> u8 {
-        self as u8
-    }
-
     /// A human-readable name.
     pub const fn name(self) -> &'static str {
         match self {
@@ -165,27 +153,6 @@ impl OtsScheme {
                 typecode: 4,
             }),
         }
-    }
-}
-
-impl TryFrom<u8> for OtsScheme {
-    type Error = Error;
-
-    fn try_from(id: u8) -> Result<Self> {
-        match id {
-            1 => Ok(Self::Lamport),
-            2 => Ok(Self::LmotsSha256N32W4),
-            3 => Ok(Self::LmotsSha256N32W1),
-            4 => Ok(Self::LmotsSha256N32W2),
-            5 => Ok(Self::LmotsSha256N32W8),
-            other => Err(Error::UnknownSuite(other)),
-        }
-    }
-}
-
-impl From<OtsScheme> for u8 {
-    fn from(scheme: OtsScheme) -> Self {
-        scheme.id()
     }
 }
 
@@ -459,13 +426,9 @@ enum PublicInner {
 
 impl core::fmt::Debug for OtsPublicKey {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let id = self.id();
         f.debug_struct("OtsPublicKey")
             .field("scheme", &self.scheme())
-            .field(
-                "id",
-                &format_args!("{:02x}{:02x}{:02x}{:02x}..", id[0], id[1], id[2], id[3]),
-            )
+            .field("id", &crate::hash::Fingerprint::of(&self.id()))
             .finish()
     }
 }
@@ -504,17 +467,9 @@ impl OtsPublicKey {
         const WHAT: Error = Error::Decode {
             what: "one-time public key",
         };
-        let (&id, rest) = bytes.split_first().ok_or(WHAT)?;
-        let scheme = OtsScheme::try_from(id)?;
-        if bytes.len() != scheme.public_key_len() {
-            return Err(WHAT);
-        }
+        let (scheme, rest) = read_head(bytes, OtsScheme::public_key_len, WHAT)?;
         if scheme.lmots().is_none() {
             return Ok(Self(PublicInner::Lamport(hashes(rest))));
-        }
-        let (typecode, rest) = split_array::<4>(rest).ok_or(WHAT)?;
-        if OtsScheme::from_lmots_typecode(u32::from_be_bytes(typecode)) != Ok(scheme) {
-            return Err(WHAT);
         }
         let (i, rest) = split_array::<16>(rest).ok_or(WHAT)?;
         let (q, rest) = split_array::<4>(rest).ok_or(WHAT)?;
@@ -638,17 +593,9 @@ impl OtsSignature {
         const WHAT: Error = Error::Decode {
             what: "one-time signature",
         };
-        let (&id, rest) = bytes.split_first().ok_or(WHAT)?;
-        let scheme = OtsScheme::try_from(id)?;
-        if bytes.len() != scheme.signature_len() {
-            return Err(WHAT);
-        }
+        let (scheme, rest) = read_head(bytes, OtsScheme::signature_len, WHAT)?;
         if scheme.lmots().is_none() {
             return Ok(Self(SignatureInner::Lamport(hashes(rest))));
-        }
-        let (typecode, rest) = split_array::<4>(rest).ok_or(WHAT)?;
-        if OtsScheme::from_lmots_typecode(u32::from_be_bytes(typecode)) != Ok(scheme) {
-            return Err(WHAT);
         }
         let (c, rest) = split_array::<32>(rest).ok_or(WHAT)?;
         Ok(Self(SignatureInner::Lmots {
@@ -744,6 +691,30 @@ fn coef(s: &[u8], i: usize, w: u8) -> u8 {
     let shift = 8 - (w * (i % digits_per_byte) + w);
     let mask = u8::try_from((1u16 << w) - 1).unwrap_or(u8::MAX);
     (byte >> shift) & mask
+}
+
+/// Reads what every encoding of a one-time public key or signature starts with: the scheme
+/// byte, checked against the whole length (`len_of` the scheme), and for LM-OTS the RFC 8554
+/// type code, which must agree with it. Returns the scheme and what follows: the hashes for
+/// Lamport, the rest after the type code for LM-OTS.
+fn read_head(
+    bytes: &[u8],
+    len_of: fn(OtsScheme) -> usize,
+    what: Error,
+) -> Result<(OtsScheme, &[u8])> {
+    let (&id, rest) = bytes.split_first().ok_or(what.clone())?;
+    let scheme = OtsScheme::try_from(id)?;
+    if bytes.len() != len_of(scheme) {
+        return Err(what);
+    }
+    if scheme.lmots().is_none() {
+        return Ok((scheme, rest));
+    }
+    let (typecode, rest) = split_array::<4>(rest).ok_or(what.clone())?;
+    if OtsScheme::from_lmots_typecode(u32::from_be_bytes(typecode)) != Ok(scheme) {
+        return Err(what);
+    }
+    Ok((scheme, rest))
 }
 
 /// RFC 8554 section 4.4: Cksm(S) = (sum of (2^w - 1 - coef(S, i, w)) over the n·8/w digits of S)

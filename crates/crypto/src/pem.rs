@@ -23,6 +23,59 @@ pub(crate) const OID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1
 /// rsaEncryption, RFC 8017 appendix C.
 pub(crate) const OID_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 
+/// Bytes in the modulus of every RSA key here: the classic suites are RSA-2048 only.
+pub(crate) const RSA_BYTES: usize = 256;
+
+/// A PKCS#8 RSA private key, refused unless its modulus is 2048 bits.
+pub(crate) fn rsa_private_from_der(der: &[u8]) -> Result<rsa::RsaPrivateKey> {
+    use rsa::pkcs8::DecodePrivateKey as _;
+    rsa_2048(rsa::RsaPrivateKey::from_pkcs8_der(der).map_err(pem_error)?)
+}
+
+/// A SubjectPublicKeyInfo RSA public key, refused unless its modulus is 2048 bits.
+pub(crate) fn rsa_public_from_der(der: &[u8]) -> Result<rsa::RsaPublicKey> {
+    use rsa::pkcs8::DecodePublicKey as _;
+    rsa_2048(rsa::RsaPublicKey::from_public_key_der(der).map_err(pem_error)?)
+}
+
+fn rsa_2048<K: rsa::traits::PublicKeyParts>(key: K) -> Result<K> {
+    if key.size() != RSA_BYTES {
+        return Err(Error::Pem("RSA key is not 2048 bits".into()));
+    }
+    Ok(key)
+}
+
+/// How a key of one algorithm is read from its DER: what [`read_private`] and [`read_public`]
+/// choose from by the document's algorithm identifier.
+pub(crate) type Reader<K> = (ObjectIdentifier, fn(&[u8]) -> Result<K>);
+
+/// Reads a PKCS#8 PEM private key with the reader of its algorithm.
+///
+/// # Errors
+/// [`Error::Pem`] for a malformed document or an algorithm `readers` does not name, and what
+/// the reader refuses.
+pub(crate) fn read_private<K>(pem: &str, readers: &[Reader<K>]) -> Result<K> {
+    let der = decode(pem, PRIVATE_KEY_LABEL)?;
+    read_with(pkcs8_algorithm(&der)?, &der, readers)
+}
+
+/// Reads a SubjectPublicKeyInfo PEM public key with the reader of its algorithm.
+///
+/// # Errors
+/// As [`read_private`].
+pub(crate) fn read_public<K>(pem: &str, readers: &[Reader<K>]) -> Result<K> {
+    let der = decode(pem, PUBLIC_KEY_LABEL)?;
+    read_with(spki_algorithm(&der)?, &der, readers)
+}
+
+fn read_with<K>(oid: ObjectIdentifier, der: &[u8], readers: &[Reader<K>]) -> Result<K> {
+    let (_, read) = readers
+        .iter()
+        .find(|(known, _)| *known == oid)
+        .ok_or_else(|| Error::Pem(format!("unsupported key algorithm {oid}")))?;
+    read(der)
+}
+
 pub(crate) fn pem_error(e: impl core::fmt::Display) -> Error {
     Error::Pem(e.to_string())
 }

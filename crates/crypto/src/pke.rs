@@ -17,14 +17,14 @@
 //!
 //! Every failure to decrypt is [`Error::Authentication`], whatever the reason.
 
-use rsa::pkcs8::{
-    DecodePrivateKey as _, DecodePublicKey as _, EncodePrivateKey as _, EncodePublicKey as _,
-};
-use rsa::traits::PublicKeyParts as _;
+use rsa::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _};
 use zeroize::{ZeroizeOnDrop, Zeroizing};
 
 use crate::aead::{AeadKey, AeadSuite};
+use crate::hash::debug_public;
+use crate::pem::RSA_BYTES;
 use crate::rng::{CryptoRng, SeededRng};
+use crate::suite::wire_ids;
 use crate::{Error, Result, pem};
 
 /// HKDF salt of X25519-ECIES.
@@ -34,52 +34,26 @@ pub const ECIES_INFO: &[u8] = b"m2msec/pke/x25519-ecies/chacha20poly1305";
 
 const DEM: AeadSuite = AeadSuite::ChaCha20Poly1305;
 const DEM_NONCE: [u8; 12] = [0u8; 12];
-const RSA_BYTES: usize = 256;
 
-/// A public-key encryption suite with its wire identifier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum PkeSuite {
-    /// ECIES over X25519 with HKDF-SHA-256 and ChaCha20-Poly1305: the default.
-    X25519Ecies = 1,
-    /// RSA-OAEP-SHA-256 with a 2048-bit modulus wrapping a ChaCha20-Poly1305 key: classic, opt-in
-    /// (RUSTSEC-2023-0071, see the module docs).
-    RsaOaep2048 = 2,
+wire_ids! {
+    /// A public-key encryption suite with its wire identifier.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum PkeSuite {
+        /// ECIES over X25519 with HKDF-SHA-256 and ChaCha20-Poly1305: the default.
+        X25519Ecies = 1,
+        /// RSA-OAEP-SHA-256 with a 2048-bit modulus wrapping a ChaCha20-Poly1305 key: classic, opt-in
+        /// (RUSTSEC-2023-0071, see the module docs).
+        RsaOaep2048 = 2,
+    }
 }
 
 impl PkeSuite {
-    /// Both suites, in identifier order.
-    pub const ALL: [Self; 2] = [Self::X25519Ecies, Self::RsaOaep2048];
-
-    /// The identifier byte on the wire.
-    pub const fn id(self) -> u8 {
-        self as u8
-    }
-
     /// Bytes a ciphertext adds to its plaintext.
     pub const fn overhead(self) -> usize {
         match self {
             Self::X25519Ecies => 1 + 32 + 16,
             Self::RsaOaep2048 => 1 + RSA_BYTES + 16,
         }
-    }
-}
-
-impl TryFrom<u8> for PkeSuite {
-    type Error = Error;
-
-    fn try_from(id: u8) -> Result<Self> {
-        match id {
-            1 => Ok(Self::X25519Ecies),
-            2 => Ok(Self::RsaOaep2048),
-            other => Err(Error::UnknownSuite(other)),
-        }
-    }
-}
-
-impl From<PkeSuite> for u8 {
-    fn from(suite: PkeSuite) -> Self {
-        suite.id()
     }
 }
 
@@ -230,21 +204,18 @@ impl PkeSecretKey {
     /// [`Error::Pem`] if the document is malformed, of another algorithm, or an RSA key not of 2048
     /// bits.
     pub fn from_pem(pem_text: &str) -> Result<Self> {
-        let der = pem::decode(pem_text, pem::PRIVATE_KEY_LABEL)?;
-        match pem::pkcs8_algorithm(&der)? {
-            oid if oid == pem::OID_X25519 => {
-                let bytes = pem::x25519_private_from_der(&der)?;
-                Ok(Self::from_x25519(x25519_dalek::StaticSecret::from(*bytes)))
-            }
-            oid if oid == pem::OID_RSA => {
-                let key = rsa::RsaPrivateKey::from_pkcs8_der(&der).map_err(pem::pem_error)?;
-                if key.size() != RSA_BYTES {
-                    return Err(Error::Pem("RSA key is not 2048 bits".into()));
-                }
-                Ok(Self::from_rsa(key))
-            }
-            oid => Err(Error::Pem(format!("unsupported key algorithm {oid}"))),
-        }
+        pem::read_private(
+            pem_text,
+            &[
+                (pem::OID_X25519, |der| {
+                    let bytes = pem::x25519_private_from_der(der)?;
+                    Ok(Self::from_x25519(x25519_dalek::StaticSecret::from(*bytes)))
+                }),
+                (pem::OID_RSA, |der| {
+                    Ok(Self::from_rsa(pem::rsa_private_from_der(der)?))
+                }),
+            ],
+        )
     }
 }
 
@@ -256,19 +227,6 @@ pub struct PkePublicKey(PublicInner);
 enum PublicInner {
     X25519(x25519_dalek::PublicKey),
     Rsa(Box<rsa::RsaPublicKey>),
-}
-
-impl core::fmt::Debug for PkePublicKey {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let fp = crate::hash::sha256(&self.to_bytes());
-        f.debug_struct("PkePublicKey")
-            .field("suite", &self.suite())
-            .field(
-                "sha256",
-                &format_args!("{:02x}{:02x}{:02x}{:02x}..", fp[0], fp[1], fp[2], fp[3]),
-            )
-            .finish()
-    }
 }
 
 impl PkePublicKey {
@@ -352,10 +310,7 @@ impl PkePublicKey {
                 ))))
             }
             PkeSuite::RsaOaep2048 => {
-                let pk = rsa::RsaPublicKey::from_public_key_der(rest).map_err(|_| WHAT)?;
-                if pk.size() != RSA_BYTES {
-                    return Err(WHAT);
-                }
+                let pk = pem::rsa_public_from_der(rest).map_err(|_| WHAT)?;
                 Ok(Self(PublicInner::Rsa(Box::new(pk))))
             }
         }
@@ -378,23 +333,30 @@ impl PkePublicKey {
     /// # Errors
     /// [`Error::Pem`] if the document is malformed, of another algorithm, or not 2048-bit RSA.
     pub fn from_pem(pem_text: &str) -> Result<Self> {
-        let der = pem::decode(pem_text, pem::PUBLIC_KEY_LABEL)?;
-        match pem::spki_algorithm(&der)? {
-            oid if oid == pem::OID_X25519 => {
-                let raw = pem::x25519_public_from_der(&der)?;
-                Ok(Self(PublicInner::X25519(x25519_dalek::PublicKey::from(
-                    raw,
-                ))))
-            }
-            oid if oid == pem::OID_RSA => {
-                let pk = rsa::RsaPublicKey::from_public_key_der(&der).map_err(pem::pem_error)?;
-                if pk.size() != RSA_BYTES {
-                    return Err(Error::Pem("RSA key is not 2048 bits".into()));
-                }
-                Ok(Self(PublicInner::Rsa(Box::new(pk))))
-            }
-            oid => Err(Error::Pem(format!("unsupported key algorithm {oid}"))),
-        }
+        pem::read_public(
+            pem_text,
+            &[
+                (pem::OID_X25519, |der| {
+                    let raw = pem::x25519_public_from_der(der)?;
+                    Ok(Self(PublicInner::X25519(raw.into())))
+                }),
+                (pem::OID_RSA, |der| {
+                    let pk = pem::rsa_public_from_der(der)?;
+                    Ok(Self(PublicInner::Rsa(Box::new(pk))))
+                }),
+            ],
+        )
+    }
+}
+
+impl core::fmt::Debug for PkePublicKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        debug_public(
+            f,
+            "PkePublicKey",
+            ("suite", &self.suite()),
+            &self.to_bytes(),
+        )
     }
 }
 

@@ -12,57 +12,32 @@
 use ed25519_dalek::pkcs8::{DecodePrivateKey as _, DecodePublicKey as _};
 use ed25519_dalek::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _};
 use rsa::signature::{RandomizedSigner as _, SignatureEncoding as _, Verifier as _};
-use rsa::traits::PublicKeyParts as _;
 use zeroize::{ZeroizeOnDrop, Zeroizing};
 
+use crate::hash::debug_public;
+use crate::pem::RSA_BYTES;
 use crate::rng::CryptoRng;
+use crate::suite::wire_ids;
 use crate::{Error, Result, pem};
 
-const RSA_BYTES: usize = 256;
-
-/// A signature suite with its wire identifier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum SigSuite {
-    /// Ed25519 (RFC 8032): the default.
-    Ed25519 = 1,
-    /// RSA-PSS with SHA-256 and a 2048-bit modulus: classic, opt-in (RUSTSEC-2023-0071).
-    RsaPss2048 = 2,
+wire_ids! {
+    /// A signature suite with its wire identifier.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum SigSuite {
+        /// Ed25519 (RFC 8032): the default.
+        Ed25519 = 1,
+        /// RSA-PSS with SHA-256 and a 2048-bit modulus: classic, opt-in (RUSTSEC-2023-0071).
+        RsaPss2048 = 2,
+    }
 }
 
 impl SigSuite {
-    /// Both suites, in identifier order.
-    pub const ALL: [Self; 2] = [Self::Ed25519, Self::RsaPss2048];
-
-    /// The identifier byte on the wire.
-    pub const fn id(self) -> u8 {
-        self as u8
-    }
-
     /// Length of a signature in bytes.
     pub const fn signature_len(self) -> usize {
         match self {
             Self::Ed25519 => 64,
             Self::RsaPss2048 => RSA_BYTES,
         }
-    }
-}
-
-impl TryFrom<u8> for SigSuite {
-    type Error = Error;
-
-    fn try_from(id: u8) -> Result<Self> {
-        match id {
-            1 => Ok(Self::Ed25519),
-            2 => Ok(Self::RsaPss2048),
-            other => Err(Error::UnknownSuite(other)),
-        }
-    }
-}
-
-impl From<SigSuite> for u8 {
-    fn from(suite: SigSuite) -> Self {
-        suite.id()
     }
 }
 
@@ -177,23 +152,20 @@ impl SigningKey {
     /// # Errors
     /// [`Error::Pem`] if the document is malformed, of another algorithm, or not 2048-bit RSA.
     pub fn from_pem(pem_text: &str) -> Result<Self> {
-        let der = pem::decode(pem_text, pem::PRIVATE_KEY_LABEL)?;
-        match pem::pkcs8_algorithm(&der)? {
-            oid if oid == pem::OID_ED25519 => {
-                let sk = ed25519_dalek::SigningKey::from_pkcs8_der(&der).map_err(pem::pem_error)?;
-                Ok(Self(SigningInner::Ed25519(Box::new(sk))).logged())
-            }
-            oid if oid == pem::OID_RSA => {
-                let key =
-                    <rsa::RsaPrivateKey as rsa::pkcs8::DecodePrivateKey>::from_pkcs8_der(&der)
-                        .map_err(pem::pem_error)?;
-                if key.size() != RSA_BYTES {
-                    return Err(Error::Pem("RSA key is not 2048 bits".into()));
-                }
-                Ok(Self(SigningInner::Rsa(Box::new(key.into()))).logged())
-            }
-            oid => Err(Error::Pem(format!("unsupported key algorithm {oid}"))),
-        }
+        pem::read_private(
+            pem_text,
+            &[
+                (pem::OID_ED25519, |der| {
+                    let sk =
+                        ed25519_dalek::SigningKey::from_pkcs8_der(der).map_err(pem::pem_error)?;
+                    Ok(Self(SigningInner::Ed25519(Box::new(sk))).logged())
+                }),
+                (pem::OID_RSA, |der| {
+                    let key = pem::rsa_private_from_der(der)?;
+                    Ok(Self(SigningInner::Rsa(Box::new(key.into()))).logged())
+                }),
+            ],
+        )
     }
 }
 
@@ -205,19 +177,6 @@ pub struct VerifyingKey(VerifyingInner);
 enum VerifyingInner {
     Ed25519(ed25519_dalek::VerifyingKey),
     Rsa(Box<rsa::RsaPublicKey>),
-}
-
-impl core::fmt::Debug for VerifyingKey {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let fp = crate::hash::sha256(&self.to_bytes());
-        f.debug_struct("VerifyingKey")
-            .field("suite", &self.suite())
-            .field(
-                "sha256",
-                &format_args!("{:02x}{:02x}{:02x}{:02x}..", fp[0], fp[1], fp[2], fp[3]),
-            )
-            .finish()
-    }
 }
 
 impl VerifyingKey {
@@ -285,12 +244,7 @@ impl VerifyingKey {
                 Ok(Self(VerifyingInner::Ed25519(pk)))
             }
             SigSuite::RsaPss2048 => {
-                let pk =
-                    <rsa::RsaPublicKey as rsa::pkcs8::DecodePublicKey>::from_public_key_der(rest)
-                        .map_err(|_| WHAT)?;
-                if pk.size() != RSA_BYTES {
-                    return Err(WHAT);
-                }
+                let pk = pem::rsa_public_from_der(rest).map_err(|_| WHAT)?;
                 Ok(Self(VerifyingInner::Rsa(Box::new(pk))))
             }
         }
@@ -315,24 +269,31 @@ impl VerifyingKey {
     /// # Errors
     /// [`Error::Pem`] if the document is malformed, of another algorithm, or not 2048-bit RSA.
     pub fn from_pem(pem_text: &str) -> Result<Self> {
-        let der = pem::decode(pem_text, pem::PUBLIC_KEY_LABEL)?;
-        match pem::spki_algorithm(&der)? {
-            oid if oid == pem::OID_ED25519 => {
-                let pk = ed25519_dalek::VerifyingKey::from_public_key_der(&der)
-                    .map_err(pem::pem_error)?;
-                Ok(Self(VerifyingInner::Ed25519(pk)))
-            }
-            oid if oid == pem::OID_RSA => {
-                let pk =
-                    <rsa::RsaPublicKey as rsa::pkcs8::DecodePublicKey>::from_public_key_der(&der)
+        pem::read_public(
+            pem_text,
+            &[
+                (pem::OID_ED25519, |der| {
+                    let pk = ed25519_dalek::VerifyingKey::from_public_key_der(der)
                         .map_err(pem::pem_error)?;
-                if pk.size() != RSA_BYTES {
-                    return Err(Error::Pem("RSA key is not 2048 bits".into()));
-                }
-                Ok(Self(VerifyingInner::Rsa(Box::new(pk))))
-            }
-            oid => Err(Error::Pem(format!("unsupported key algorithm {oid}"))),
-        }
+                    Ok(Self(VerifyingInner::Ed25519(pk)))
+                }),
+                (pem::OID_RSA, |der| {
+                    let pk = pem::rsa_public_from_der(der)?;
+                    Ok(Self(VerifyingInner::Rsa(Box::new(pk))))
+                }),
+            ],
+        )
+    }
+}
+
+impl core::fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        debug_public(
+            f,
+            "VerifyingKey",
+            ("suite", &self.suite()),
+            &self.to_bytes(),
+        )
     }
 }
 

@@ -16,51 +16,27 @@
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::rng::CryptoRng;
+use crate::suite::wire_ids;
 use crate::{Error, Result};
 
-/// A secret-splitting scheme with its wire identifier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum SharingScheme {
-    /// Reed-Solomon erasure coding (`reed-solomon-simd`, GF(2^16) Leopard codes).
-    ReedSolomon = 1,
-    /// Shamir secret sharing over GF(2^8), byte by byte.
-    Shamir = 2,
+wire_ids! {
+    /// A secret-splitting scheme with its wire identifier.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum SharingScheme {
+        /// Reed-Solomon erasure coding (`reed-solomon-simd`, GF(2^16) Leopard codes).
+        ReedSolomon = 1,
+        /// Shamir secret sharing over GF(2^8), byte by byte.
+        Shamir = 2,
+    }
 }
 
 impl SharingScheme {
-    /// Both schemes, in identifier order.
-    pub const ALL: [Self; 2] = [Self::ReedSolomon, Self::Shamir];
-
-    /// The identifier byte on the wire.
-    pub const fn id(self) -> u8 {
-        self as u8
-    }
-
     /// Length of each share for a secret of `secret_len` bytes split with threshold `k` (k ≥ 1).
     pub fn share_len(self, secret_len: usize, k: u8) -> usize {
         match self {
             Self::ReedSolomon => rs_shard_len(secret_len, k),
             Self::Shamir => secret_len,
         }
-    }
-}
-
-impl TryFrom<u8> for SharingScheme {
-    type Error = Error;
-
-    fn try_from(id: u8) -> Result<Self> {
-        match id {
-            1 => Ok(Self::ReedSolomon),
-            2 => Ok(Self::Shamir),
-            other => Err(Error::UnknownSuite(other)),
-        }
-    }
-}
-
-impl From<SharingScheme> for u8 {
-    fn from(scheme: SharingScheme) -> Self {
-        scheme.id()
     }
 }
 

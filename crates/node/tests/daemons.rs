@@ -14,6 +14,8 @@ use m2msec_node::collab::provision::{ProvisionOptions, provision};
 use m2msec_node::runtime::driver::shutdown_channel;
 use m2msec_store::{RedbStore, Store};
 
+mod runtime;
+
 fn free_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
@@ -71,10 +73,7 @@ fn provisioned_daemons_establish_keys_and_persist_state() {
     };
     provision(dir.path(), &opts, &mut SeededRng::from_seed_u64(9))
         .unwrap_or_else(|e| panic!("{e}"));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build();
-    let rt = rt.unwrap_or_else(|e| panic!("runtime: {e}"));
+    let rt = runtime::runtime();
 
     let outcomes = rt.block_on(deployment(dir.path()));
     assert_eq!(outcomes.len(), 2);

@@ -4,9 +4,10 @@ use std::time::{Duration, Instant};
 
 use m2msec_node::collab::demo::{DemoOptions, run};
 use m2msec_node::collab::deployment::Params;
-use m2msec_node::harness::demo::RunOptions;
 use m2msec_node::harness::report::{NoProgress, RunReport};
 use m2msec_protocol::collab::ProxyFault;
+
+mod runtime;
 
 fn demo(faulty: u8, fault: Option<ProxyFault>) -> RunReport {
     let mut params = Params {
@@ -18,17 +19,9 @@ fn demo(faulty: u8, fault: Option<ProxyFault>) -> RunReport {
     params.timeouts.session = Duration::from_secs(2);
     let opts = DemoOptions {
         params,
-        run: RunOptions {
-            timeout: Duration::from_secs(20),
-            ..RunOptions::default()
-        },
+        run: runtime::run_options(),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build();
-    let rt = rt.unwrap_or_else(|e| panic!("runtime: {e}"));
-    rt.block_on(run(&opts, &NoProgress))
-        .unwrap_or_else(|e| panic!("demo set-up failed: {e}"))
+    runtime::demo(run(&opts, &NoProgress))
 }
 
 #[test]

@@ -20,6 +20,8 @@ use m2msec_protocol::Millis;
 use m2msec_protocol::mikey::ModeName;
 use m2msec_store::{RedbStore, Store};
 
+mod runtime;
+
 fn free_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
@@ -88,13 +90,6 @@ async fn deployment(dir: &Path, initiator: &Path, count: u32) -> Vec<Outcome> {
     outcomes
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("runtime: {e}"))
-}
-
 fn replay_entries(path: &Path) -> usize {
     let store = RedbStore::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     store.scan(REPLAY_TABLE).map(|t| t.len()).unwrap_or(0)
@@ -104,7 +99,7 @@ fn replay_entries(path: &Path) -> usize {
 fn provisioned_daemons_run_every_mode_and_persist_replay_caches() {
     let dir = provisioned(free_port());
     let d = dir.path();
-    let rt = runtime();
+    let rt = runtime::runtime();
 
     let outcomes = rt.block_on(deployment(d, &d.join("mikey-initiator.toml"), 2));
     assert_eq!(outcomes.len(), 2);

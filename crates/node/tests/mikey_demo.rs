@@ -3,11 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use m2msec_node::harness::demo::RunOptions;
 use m2msec_node::harness::report::{Detail, NoProgress, RunReport};
 use m2msec_node::mikey::demo::{DemoOptions, run};
 use m2msec_node::mikey::deployment::Params;
 use m2msec_protocol::mikey::{ModeName, ThirdPartyFault};
+
+mod runtime;
 
 fn demo(mode: ModeName, faulty: u8, fault: Option<ThirdPartyFault>) -> RunReport {
     let mut params = Params {
@@ -20,17 +21,9 @@ fn demo(mode: ModeName, faulty: u8, fault: Option<ThirdPartyFault>) -> RunReport
     params.policy.session = Duration::from_secs(2);
     let opts = DemoOptions {
         params,
-        run: RunOptions {
-            timeout: Duration::from_secs(20),
-            ..RunOptions::default()
-        },
+        run: runtime::run_options(),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build();
-    let rt = rt.unwrap_or_else(|e| panic!("runtime: {e}"));
-    rt.block_on(run(&opts, &NoProgress))
-        .unwrap_or_else(|e| panic!("demo set-up failed: {e}"))
+    runtime::demo(run(&opts, &NoProgress))
 }
 
 fn established(r: &RunReport, mode: ModeName) {

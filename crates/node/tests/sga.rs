@@ -16,13 +16,10 @@ use m2msec_node::sga::config::{
 use m2msec_node::sga::demo::{DemoOptions, run};
 use m2msec_node::sga::provision::{ProvisionOptions, provision};
 
+mod runtime;
+
 fn demo(opts: &DemoOptions) -> RunReport {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build();
-    let rt = rt.unwrap_or_else(|e| panic!("runtime: {e}"));
-    rt.block_on(run(opts, &NoProgress))
-        .unwrap_or_else(|e| panic!("demo set-up failed: {e}"))
+    runtime::demo(run(opts, &NoProgress))
 }
 
 fn delivered(r: &RunReport, group: GroupName, suite: SuiteName, messages: u32) {
@@ -197,83 +194,76 @@ fn config_and_key_errors_name_the_file_and_the_problem() {
     let dev = d.join("sga-device-i.toml");
     let srv = d.join("sga-server.toml");
 
-    // A config from before the control channel became a Unix socket says what changed.
-    let e = error_after(
-        &dev,
-        "control = \"state/sga-device-i.sock\"",
-        "control = \"127.0.0.10:5685\"",
-        true,
-    );
-    assert!(
-        e.contains("field `control`") && e.contains("Unix socket"),
-        "{e}"
-    );
+    // Each edit of the device's config, and what the error must say.
+    let device: [(&str, &str, &[&str]); 7] = [
+        // A config from before the control channel became a Unix socket says what changed.
+        (
+            "control = \"state/sga-device-i.sock\"",
+            "control = \"127.0.0.10:5685\"",
+            &["field `control`", "Unix socket"],
+        ),
+        (
+            "suites = [\"aes-128-ccm8\", \"chacha20-poly1305\", \"ascon-128\"]",
+            "suites = [\"chacha20-poly1305\"]",
+            &["field `initial_suite`", "aes-128-ccm8"],
+        ),
+        (
+            "poll_ms = 2000",
+            "poll_ms = 2000\ncolour = \"blue\"",
+            &["unknown field", "colour"],
+        ),
+        (
+            "group = \"ristretto255\"",
+            "group = \"p256\"",
+            &["p256", "group"],
+        ),
+        (
+            "keys/sga-device-i.key",
+            "keys/missing.key",
+            &["missing.key", "no such file"],
+        ),
+        // A device key where the server's public key belongs: wrong PEM label.
+        (
+            "keys/sga-server-pke.key.pub",
+            "keys/sga-device-j.key",
+            &["sga-device-j.key", "expected \"PUBLIC KEY\""],
+        ),
+        // The server's private key where the device key belongs.
+        (
+            "keys/sga-device-i.key",
+            "keys/sga-server-pke.key",
+            &["expected \"M2MSEC SGA DEVICE KEY\""],
+        ),
+    ];
+    for (from, to, expected) in device {
+        assert_refused(&dev, from, to, true, expected);
+    }
+    // The same for the server's.
+    let server: [(&str, &str, &[&str]); 3] = [
+        (
+            "state = \"state/sga-server.redb\"\n",
+            "",
+            &["missing field `state`"],
+        ),
+        (
+            "groups = [\"ristretto255\", \"modp2048\"]",
+            "groups = []",
+            &["field `groups`"],
+        ),
+        (
+            "keys/sga-server-pke.key",
+            "keys/sga-device-i.key",
+            &["expected \"PRIVATE KEY\""],
+        ),
+    ];
+    for (from, to, expected) in server {
+        assert_refused(&srv, from, to, false, expected);
+    }
+}
 
-    let e = error_after(
-        &dev,
-        "suites = [\"aes-128-ccm8\", \"chacha20-poly1305\", \"ascon-128\"]",
-        "suites = [\"chacha20-poly1305\"]",
-        true,
-    );
-    assert!(
-        e.contains("field `initial_suite`") && e.contains("aes-128-ccm8"),
-        "{e}"
-    );
-
-    let e = error_after(
-        &dev,
-        "poll_ms = 2000",
-        "poll_ms = 2000\ncolour = \"blue\"",
-        true,
-    );
-    assert!(e.contains("unknown field") && e.contains("colour"), "{e}");
-
-    let e = error_after(&dev, "group = \"ristretto255\"", "group = \"p256\"", true);
-    assert!(e.contains("p256") && e.contains("group"), "{e}");
-
-    let e = error_after(&dev, "keys/sga-device-i.key", "keys/missing.key", true);
-    assert!(
-        e.contains("missing.key") && e.contains("no such file"),
-        "{e}"
-    );
-
-    // A device key where the server's public key belongs: wrong PEM label.
-    let e = error_after(
-        &dev,
-        "keys/sga-server-pke.key.pub",
-        "keys/sga-device-j.key",
-        true,
-    );
-    assert!(
-        e.contains("sga-device-j.key") && e.contains("expected \"PUBLIC KEY\""),
-        "{e}"
-    );
-
-    // The server's private key where the device key belongs.
-    let e = error_after(
-        &dev,
-        "keys/sga-device-i.key",
-        "keys/sga-server-pke.key",
-        true,
-    );
-    assert!(e.contains("expected \"M2MSEC SGA DEVICE KEY\""), "{e}");
-
-    let e = error_after(&srv, "state = \"state/sga-server.redb\"\n", "", false);
-    assert!(e.contains("missing field `state`"), "{e}");
-
-    let e = error_after(
-        &srv,
-        "groups = [\"ristretto255\", \"modp2048\"]",
-        "groups = []",
-        false,
-    );
-    assert!(e.contains("field `groups`"), "{e}");
-
-    let e = error_after(
-        &srv,
-        "keys/sga-server-pke.key",
-        "keys/sga-device-i.key",
-        false,
-    );
-    assert!(e.contains("expected \"PRIVATE KEY\""), "{e}");
+/// Asserts that `file` with `from` replaced by `to` is refused with an error that says every
+/// one of `expected`.
+fn assert_refused(file: &Path, from: &str, to: &str, device: bool, expected: &[&str]) {
+    let e = error_after(file, from, to, device);
+    assert!(expected.iter().all(|x| e.contains(x)), "{e}");
 }

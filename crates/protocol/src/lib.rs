@@ -54,4 +54,4 @@ pub mod trial;
 pub use endpoint::{Endpoint, Millis, OpCounts, Transmit};
 pub use outbox::Outbox;
 pub use reliable::RetransmitPolicy;
-pub use role::Role;
+pub use role::{Protocol, ProtocolRole, Role};

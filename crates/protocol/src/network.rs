@@ -34,6 +34,21 @@ pub struct Datagram {
 /// clocks out of this crate.
 pub type Meter<'a> = &'a mut dyn FnMut(usize, &mut dyn FnMut());
 
+/// Calls `call` through `meter` as role `role`, and returns what it returned (`Ok` if the meter
+/// did not call it): how a deployment starts its first session, metered like everything else.
+///
+/// # Errors
+/// What `call` returned.
+pub fn metered<E>(
+    meter: Meter<'_>,
+    role: usize,
+    mut call: impl FnMut() -> Result<(), E>,
+) -> Result<(), E> {
+    let mut result = Ok(());
+    meter(role, &mut || result = call());
+    result
+}
+
 /// Longest a run may take in virtual time before [`run`] stops.
 pub const HORIZON: Duration = Duration::from_secs(120);
 

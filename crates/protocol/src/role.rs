@@ -4,6 +4,10 @@
 //! A role only decodes, handles a message, handles its own deadlines and queues what it sends in
 //! its [`Outbox`]. What every role does alike around that (copies of accepted datagrams, answered
 //! retransmissions, refusals reported as events, see [`crate::reliable`]) lives here, once.
+//!
+//! The roles of one protocol share their messages, errors and wire form: they implement
+//! [`ProtocolRole`] and name their [`Protocol`], which says those once; the blanket impl below
+//! makes each of them a [`Role`].
 
 use core::net::SocketAddr;
 
@@ -58,6 +62,110 @@ pub trait Role {
 
     /// The role's queues and counters, to change.
     fn outbox_mut(&mut self) -> &mut Outbox<Self::Event, Self::Wire>;
+}
+
+/// What every role of one protocol shares: how a datagram reads, why one is refused and what
+/// goes on the wire. A protocol names it once, on an uninhabited marker type, so that its roles
+/// ([`ProtocolRole`]) do not repeat it.
+pub trait Protocol {
+    /// A datagram as the protocol's roles read it.
+    type Message;
+    /// Why a role of the protocol refuses a datagram.
+    type Error;
+    /// What the roles' [`Outbox`]es put on the wire.
+    type Wire;
+
+    /// Parses a datagram; nothing about a role's state is known yet.
+    ///
+    /// # Errors
+    /// Bytes that are not a message of the protocol.
+    fn decode(datagram: &[u8]) -> Result<Self::Message, Self::Error>;
+}
+
+/// A [`Role`] written against its [`Protocol`]: it names only its own events and state machine,
+/// and the blanket impl below takes messages, errors, wire form and decoding from the protocol.
+pub trait ProtocolRole {
+    /// The protocol the role belongs to.
+    type Protocol: Protocol;
+    /// What the role reports.
+    type Event;
+
+    /// Handles a decoded message from `remote`, queueing answers and events in the outbox.
+    ///
+    /// # Errors
+    /// Why the message is refused; the driver reports it as [`ProtocolRole::rejected`].
+    fn handle(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        msg: Message<Self>,
+        rng: &mut dyn CryptoRng,
+    ) -> Result<(), Error<Self>>;
+
+    /// Time has reached `now`: sessions past their deadline fail.
+    fn on_timeout(&mut self, now: Millis, rng: &mut dyn CryptoRng);
+
+    /// The role's own earliest deadline (retransmissions are added by the [`Endpoint`] impl).
+    fn next_timeout(&self) -> Option<Millis>;
+
+    /// The event that reports a refused datagram (the session stays as it was): the variant is
+    /// the role's own, so the role names it.
+    fn rejected(remote: SocketAddr, error: Error<Self>) -> Self::Event;
+
+    /// The role's queues and counters.
+    fn outbox(&self) -> &Outbox<Self::Event, Wire<Self>>;
+
+    /// The role's queues and counters, to change.
+    fn outbox_mut(&mut self) -> &mut Outbox<Self::Event, Wire<Self>>;
+}
+
+/// The message type of a [`ProtocolRole`]'s protocol.
+type Message<R> = <<R as ProtocolRole>::Protocol as Protocol>::Message;
+/// The error type of a [`ProtocolRole`]'s protocol.
+type Error<R> = <<R as ProtocolRole>::Protocol as Protocol>::Error;
+/// The wire type of a [`ProtocolRole`]'s protocol.
+type Wire<R> = <<R as ProtocolRole>::Protocol as Protocol>::Wire;
+
+/// A role of a protocol is a [`Role`] with the protocol's messages, errors and decoder.
+impl<R: ProtocolRole> Role for R {
+    type Message = Message<R>;
+    type Event = R::Event;
+    type Error = Error<R>;
+    type Wire = Wire<R>;
+
+    fn decode(datagram: &[u8]) -> Result<Self::Message, Self::Error> {
+        R::Protocol::decode(datagram)
+    }
+
+    fn rejected(remote: SocketAddr, error: Self::Error) -> Self::Event {
+        <R as ProtocolRole>::rejected(remote, error)
+    }
+
+    fn handle(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        msg: Self::Message,
+        rng: &mut dyn CryptoRng,
+    ) -> Result<(), Self::Error> {
+        ProtocolRole::handle(self, now, remote, msg, rng)
+    }
+
+    fn on_timeout(&mut self, now: Millis, rng: &mut dyn CryptoRng) {
+        ProtocolRole::on_timeout(self, now, rng);
+    }
+
+    fn next_timeout(&self) -> Option<Millis> {
+        ProtocolRole::next_timeout(self)
+    }
+
+    fn outbox(&self) -> &Outbox<Self::Event, Self::Wire> {
+        ProtocolRole::outbox(self)
+    }
+
+    fn outbox_mut(&mut self) -> &mut Outbox<Self::Event, Self::Wire> {
+        ProtocolRole::outbox_mut(self)
+    }
 }
 
 /// Every role is reliable on a lossy link ([`crate::reliable`]): a copy of a datagram already

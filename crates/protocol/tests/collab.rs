@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+mod common;
+
 use m2msec_crypto::ots::OtsScheme;
 use m2msec_crypto::rng::SeededRng;
 use m2msec_crypto::sig::{SigSuite, SigningKey};
@@ -38,33 +40,22 @@ fn world(spec: &Spec, seed: u64) -> (World, SeededRng) {
 
 fn with_faults(faults: &[(usize, ProxyFault)]) -> Spec {
     let mut s = spec();
-    s.faults = vec![None; usize::from(s.proxies)];
-    for (i, f) in faults {
-        s.faults[*i] = Some(*f);
-    }
+    s.faults = common::faults_at(s.proxies, faults);
     s
 }
 
 /// (client key, server key, participants) of an established session.
 fn established(w: &World) -> ([u8; 32], [u8; 32], Vec<String>) {
-    let client = w
-        .events
-        .client
-        .iter()
-        .find_map(|e| match e {
-            ClientEvent::Established(est) => Some(est),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("client did not establish: {:?}", w.events.client));
-    let server = w
-        .events
-        .server
-        .iter()
-        .find_map(|e| match e {
-            ServerEvent::Established(est) => Some(est),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("server did not establish: {:?}", w.events.server));
+    let client = common::first(
+        &w.events.client,
+        "client did not establish",
+        ClientEvent::established,
+    );
+    let server = common::first(
+        &w.events.server,
+        "server did not establish",
+        ServerEvent::established,
+    );
     assert_eq!(client.session, server.session);
     assert_eq!(client.participants, server.participants);
     (
@@ -75,36 +66,24 @@ fn established(w: &World) -> ([u8; 32], [u8; 32], Vec<String>) {
 }
 
 fn client_error(w: &World) -> &Error {
-    w.events
-        .client
-        .iter()
-        .find_map(|e| match e {
-            ClientEvent::Failed { error, .. } => Some(error),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("client did not fail: {:?}", w.events.client))
+    common::first(&w.events.client, "client did not fail", |e| match e {
+        ClientEvent::Failed { error, .. } => Some(error),
+        _ => None,
+    })
 }
 
 fn server_error(w: &World) -> &Error {
-    w.events
-        .server
-        .iter()
-        .find_map(|e| match e {
-            ServerEvent::Failed { error, .. } => Some(error),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("server did not fail: {:?}", w.events.server))
+    common::first(&w.events.server, "server did not fail", |e| match e {
+        ServerEvent::Failed { error, .. } => Some(error),
+        _ => None,
+    })
 }
 
 fn server_rejections(w: &World) -> Vec<&Error> {
-    w.events
-        .server
-        .iter()
-        .filter_map(|e| match e {
-            ServerEvent::Rejected { error, .. } => Some(error),
-            _ => None,
-        })
-        .collect()
+    common::picked(&w.events.server, |e| match e {
+        ServerEvent::Rejected { error, .. } => Some(error),
+        _ => None,
+    })
 }
 
 fn trust_of(w: &World, proxy: &str) -> TrustRecord {

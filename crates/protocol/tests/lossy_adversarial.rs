@@ -56,10 +56,7 @@ mod collab {
     /// a request's retransmission span) with `faults`, on the lossy link seeded by `seed`.
     fn world(faults: &[(usize, ProxyFault)], seed: u64) -> (World, SeededRng) {
         let mut spec = Spec::default();
-        spec.faults = vec![None; usize::from(spec.proxies)];
-        for (i, f) in faults {
-            spec.faults[*i] = Some(*f);
-        }
+        spec.faults = crate::common::faults_at(spec.proxies, faults);
         let mut rng = SeededRng::from_seed_u64(seed);
         let mut w = World::generate(&spec, &mut rng).unwrap();
         w.net.set_faults(LOSSY, seed);
@@ -129,14 +126,10 @@ mod collab {
 
     /// Every one-time key B saw sign, in order.
     fn used_keys(w: &World) -> Vec<[u8; 32]> {
-        w.events
-            .server
-            .iter()
-            .filter_map(|e| match e {
-                ServerEvent::OneTimeKeyUsed(id) => Some(*id),
-                _ => None,
-            })
-            .collect()
+        crate::common::picked(&w.events.server, |e| match e {
+            ServerEvent::OneTimeKeyUsed(id) => Some(*id),
+            _ => None,
+        })
     }
 
     /// No one-time key signed twice, and no more keys than proxies.
@@ -148,14 +141,10 @@ mod collab {
     }
 
     fn server_rejections_from(w: &World, from: SocketAddr) -> Vec<&Error> {
-        w.events
-            .server
-            .iter()
-            .filter_map(|e| match e {
-                ServerEvent::Rejected { remote, error } if *remote == from => Some(error),
-                _ => None,
-            })
-            .collect()
+        crate::common::picked(&w.events.server, |e| match e {
+            ServerEvent::Rejected { remote, error } if *remote == from => Some(error),
+            _ => None,
+        })
     }
 
     fn established_at_server(w: &World) -> usize {
@@ -393,10 +382,7 @@ mod mikey {
             mode,
             ..Spec::default()
         };
-        s.faults = vec![None; usize::from(s.third_parties)];
-        for (i, f) in faults {
-            s.faults[*i] = Some(*f);
-        }
+        s.faults = crate::common::faults_at(s.third_parties, faults);
         s
     }
 
@@ -450,14 +436,10 @@ mod mikey {
     }
 
     fn responder_rejections_from(w: &World, from: std::net::SocketAddr) -> Vec<&Error> {
-        w.events
-            .responder
-            .iter()
-            .filter_map(|e| match e {
-                ResponderEvent::Rejected { remote, error } if *remote == from => Some(error),
-                _ => None,
-            })
-            .collect()
+        crate::common::picked(&w.events.responder, |e| match e {
+            ResponderEvent::Rejected { remote, error } if *remote == from => Some(error),
+            _ => None,
+        })
     }
 
     /// Whether both ends hold the TEK; panics if they hold different ones, or if the initiator

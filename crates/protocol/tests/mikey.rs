@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+mod common;
+
 use m2msec_crypto::rng::SeededRng;
 use m2msec_crypto::split::SharingScheme;
 use m2msec_protocol::Endpoint;
@@ -27,33 +29,22 @@ fn mode(mode: ModeName) -> Spec {
 
 fn faulty(faults: &[(usize, ThirdPartyFault)]) -> Spec {
     let mut s = Spec::default();
-    s.faults = vec![None; usize::from(s.third_parties)];
-    for (i, f) in faults {
-        s.faults[*i] = Some(*f);
-    }
+    s.faults = common::faults_at(s.third_parties, faults);
     s
 }
 
 /// (initiator TEK, responder TEK, initiator verified).
 fn established(w: &World) -> (Vec<u8>, Vec<u8>, bool) {
-    let i = w
-        .events
-        .initiator
-        .iter()
-        .find_map(|e| match e {
-            InitiatorEvent::Established(x) => Some(x),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("initiator did not establish: {:?}", w.events.initiator));
-    let r = w
-        .events
-        .responder
-        .iter()
-        .find_map(|e| match e {
-            ResponderEvent::Established(x) => Some(x),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("responder did not establish: {:?}", w.events.responder));
+    let i = common::first(
+        &w.events.initiator,
+        "initiator did not establish",
+        InitiatorEvent::established,
+    );
+    let r = common::first(
+        &w.events.responder,
+        "responder did not establish",
+        ResponderEvent::established,
+    );
     assert_eq!(i.csb_id, r.csb_id);
     assert_eq!(i.mode, r.mode);
     let (tek_i, salt_i) = i.keys.expose_for_testing_only();
@@ -63,25 +54,17 @@ fn established(w: &World) -> (Vec<u8>, Vec<u8>, bool) {
 }
 
 fn initiator_error(w: &World) -> &Error {
-    w.events
-        .initiator
-        .iter()
-        .find_map(|e| match e {
-            InitiatorEvent::Failed { error, .. } => Some(error),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("initiator did not fail: {:?}", w.events.initiator))
+    common::first(&w.events.initiator, "initiator did not fail", |e| match e {
+        InitiatorEvent::Failed { error, .. } => Some(error),
+        _ => None,
+    })
 }
 
 fn responder_rejections(w: &World) -> Vec<&Error> {
-    w.events
-        .responder
-        .iter()
-        .filter_map(|e| match e {
-            ResponderEvent::Rejected { error, .. } => Some(error),
-            _ => None,
-        })
-        .collect()
+    common::picked(&w.events.responder, |e| match e {
+        ResponderEvent::Rejected { error, .. } => Some(error),
+        _ => None,
+    })
 }
 
 fn is_type(d: &Datagram, t: DataType) -> bool {

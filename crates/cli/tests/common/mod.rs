@@ -102,6 +102,25 @@ pub(crate) fn start(daemons: &mut Daemons, role: &str, config: &Path) -> usize {
     daemons.0.len() - 1
 }
 
+/// Starts the helpers `ROLE-1` … `ROLE-n` of a provisioned deployment in `dir`, as [`start`] does.
+pub(crate) fn start_numbered(daemons: &mut Daemons, role: &str, dir: &Path, n: usize) {
+    for i in 1..=n {
+        start(daemons, role, &dir.join(format!("{role}-{i}.toml")));
+    }
+}
+
+/// Runs the client role `role` with `config` to completion: `count` sessions `interval_ms`
+/// apart, logging at info level.
+pub(crate) fn run_client(role: &str, config: &Path, count: u32, interval_ms: u32) -> Output {
+    Command::new(BIN)
+        .args(["run", role, "--count", &count.to_string()])
+        .args(["--interval", &interval_ms.to_string(), "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap_or_else(|e| panic!("{role}: {e}"))
+}
+
 /// A UDP port free on loopback now (the roles bind 127.0.0.x addresses nothing else uses).
 pub(crate) fn free_port() -> u16 {
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));

@@ -57,6 +57,7 @@ use curve25519_dalek::traits::Identity as _;
 use subtle::ConstantTimeEq as _;
 use zeroize::{Zeroize as _, ZeroizeOnDrop, Zeroizing};
 
+use crate::hash::debug_public;
 use crate::rng::CryptoRng;
 use crate::{Error, Result};
 
@@ -64,37 +65,26 @@ type DalekScalar = curve25519_dalek::scalar::Scalar;
 
 mod ff;
 
+use crate::suite::wire_ids;
 use ff::ff;
 
-/// A prime-order group with its wire identifier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum GroupId {
-    /// The 2048-bit MODP group of RFC 3526 (IKE group 14), subgroup of quadratic residues.
-    Modp2048 = 1,
-    /// RFC 5114 §2.1, 1024-bit p with a 160-bit prime-order subgroup. **Legacy** (about 80-bit
-    /// security): only to reproduce the e2sec paper's 1024-bit cost table.
-    Dsa1024_160 = 2,
-    /// RFC 5114 §2.3, 2048-bit p with a 256-bit prime-order subgroup.
-    Dsa2048_256 = 3,
-    /// Ristretto255 (RFC 9496) over Curve25519.
-    Ristretto255 = 4,
+wire_ids! {
+    /// A prime-order group with its wire identifier.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum GroupId {
+        /// The 2048-bit MODP group of RFC 3526 (IKE group 14), subgroup of quadratic residues.
+        Modp2048 = 1,
+        /// RFC 5114 §2.1, 1024-bit p with a 160-bit prime-order subgroup. **Legacy** (about 80-bit
+        /// security): only to reproduce the e2sec paper's 1024-bit cost table.
+        Dsa1024_160 = 2,
+        /// RFC 5114 §2.3, 2048-bit p with a 256-bit prime-order subgroup.
+        Dsa2048_256 = 3,
+        /// Ristretto255 (RFC 9496) over Curve25519.
+        Ristretto255 = 4,
+    }
 }
 
 impl GroupId {
-    /// All groups, in identifier order.
-    pub const ALL: [Self; 4] = [
-        Self::Modp2048,
-        Self::Dsa1024_160,
-        Self::Dsa2048_256,
-        Self::Ristretto255,
-    ];
-
-    /// The identifier byte on the wire.
-    pub const fn id(self) -> u8 {
-        self as u8
-    }
-
     /// A human-readable name, for logs and benchmark labels.
     pub const fn name(self) -> &'static str {
         match self {
@@ -126,26 +116,6 @@ impl GroupId {
     /// Whether the group is below today's security level (kept only to reproduce published costs).
     pub const fn is_legacy(self) -> bool {
         matches!(self, Self::Dsa1024_160)
-    }
-}
-
-impl TryFrom<u8> for GroupId {
-    type Error = Error;
-
-    fn try_from(id: u8) -> Result<Self> {
-        match id {
-            1 => Ok(Self::Modp2048),
-            2 => Ok(Self::Dsa1024_160),
-            3 => Ok(Self::Dsa2048_256),
-            4 => Ok(Self::Ristretto255),
-            other => Err(Error::UnknownSuite(other)),
-        }
-    }
-}
-
-impl From<GroupId> for u8 {
-    fn from(id: GroupId) -> Self {
-        id.id()
     }
 }
 
@@ -293,14 +263,7 @@ impl core::hash::Hash for Element {
 
 impl fmt::Debug for Element {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let fp = crate::hash::sha256(&self.to_bytes());
-        f.debug_struct("Element")
-            .field("group", &self.group)
-            .field(
-                "sha256",
-                &format_args!("{:02x}{:02x}{:02x}{:02x}..", fp[0], fp[1], fp[2], fp[3]),
-            )
-            .finish()
+        debug_public(f, "Element", ("group", &self.group), &self.to_bytes())
     }
 }
 

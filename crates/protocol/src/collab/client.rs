@@ -17,11 +17,11 @@ use m2msec_wire::collab::{
 use zeroize::Zeroizing;
 
 use super::{
-    AbortReason, Binding, Error, Established, FinishedKeys, KeyedPeer, Outbox, PeerAddr,
+    AbortReason, Binding, Collab, Error, Established, FinishedKeys, KeyedPeer, Outbox, PeerAddr,
     SECRET_LEN, SessionId, SessionKey, Timeouts, TrustBook, TrustRecord, answer_key, random,
     share_commitment,
 };
-use crate::{Millis, Role};
+use crate::{Millis, ProtocolRole};
 
 /// A proxy the client may choose, with the key it shares with it.
 #[derive(Clone, Debug)]
@@ -114,6 +114,17 @@ pub enum ClientEvent {
         /// Why.
         error: Error,
     },
+}
+
+impl ClientEvent {
+    /// The keys the client established, if this reports them.
+    #[must_use]
+    pub fn established(&self) -> Option<&Established> {
+        match self {
+            Self::Established(est) => Some(est),
+            _ => None,
+        }
+    }
 }
 
 /// Client A.
@@ -347,146 +358,6 @@ impl Client {
     }
 }
 
-impl Role for Client {
-    type Message = Message;
-    type Event = ClientEvent;
-    type Error = Error;
-    type Wire = m2msec_wire::collab::Message;
-
-    fn decode(datagram: &[u8]) -> Result<Self::Message, Error> {
-        Ok(Message::decode(datagram)?)
-    }
-
-    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
-        ClientEvent::Rejected { remote, error }
-    }
-
-    fn handle(
-        &mut self,
-        now: Millis,
-        remote: SocketAddr,
-        msg: Message,
-        rng: &mut dyn CryptoRng,
-    ) -> Result<(), Error> {
-        let Some(session) = self.session.as_deref() else {
-            return Err(Error::UnknownSession);
-        };
-        let cfg = &self.config;
-        let out = &mut self.out;
-        // What the message brings, checked against the state; nothing changes on an error.
-        let input = match (&session.phase, msg) {
-            (Phase::AwaitHellos { .. }, Message::ServerHello(m))
-                if m.session == session.id.0 && remote == cfg.server.addr =>
-            {
-                if m.server != cfg.server.name {
-                    return Err(Error::UnknownPeer(m.server));
-                }
-                Input::ServerHello(m.server_nonce)
-            }
-            (Phase::AwaitHellos { .. }, Message::TrustedHelloReply(m))
-                if m.session == session.id.0 && remote == cfg.trusted.addr =>
-            {
-                Input::TrustedHello(m.trusted_nonce)
-            }
-            (Phase::AwaitProxyList { split, .. }, Message::ProxyList(m))
-                if m.session == session.id.0 =>
-            {
-                let body: ProxyListBody =
-                    out.open(&cfg.trusted.key, ProxyList::TYPE, &session.id, &m.sealed.0)?;
-                if body.client_nonce != session.client_nonce {
-                    return Err(Error::NonceMismatch);
-                }
-                match accept_tickets(&session.chosen, &split.params, &body) {
-                    // T vouched for fewer than k proxies: the session cannot succeed.
-                    Err(e @ Error::NotEnoughProxies { .. }) => Input::Fail(e),
-                    Err(e) => return Err(e),
-                    Ok(tickets) => Input::Tickets(tickets),
-                }
-            }
-            (
-                Phase::AwaitAnswers { relays, .. } | Phase::AwaitLateRelays { relays, .. },
-                Message::AnswerRelay(m),
-            ) if m.session == session.id.0 => {
-                let idx = session
-                    .chosen
-                    .iter()
-                    .position(|c| c.name == m.proxy)
-                    .ok_or_else(|| Error::UnknownPeer(m.proxy.clone()))?;
-                let Some(ticket) = relays.tickets.get(&idx) else {
-                    return Err(Error::UnexpectedMessage("AnswerRelay"));
-                };
-                let body: RelayBody = out.open(
-                    &session.chosen[idx].key,
-                    AnswerRelay::TYPE,
-                    &session.id,
-                    &m.sealed.0,
-                )?;
-                if body.proxy_nonce != ticket.proxy_nonce {
-                    return Err(Error::NonceMismatch);
-                }
-                Input::Relay(idx, body.wrapped_secret.0)
-            }
-            (Phase::AwaitServerFinished { .. }, Message::AnswerRelay(m))
-                if m.session == session.id.0 =>
-            {
-                // Too late to count; the proxy is judged by B's list.
-                let _ = m;
-                return Err(Error::UnexpectedMessage("late AnswerRelay"));
-            }
-            (Phase::AwaitServerFinished { key, .. }, Message::ServerFinished(m))
-                if m.session == session.id.0 =>
-            {
-                let keys = FinishedKeys::derive(&mut out.ops, cfg.aead, &session.id, key)?;
-                let body: FinishedBody =
-                    out.open(&keys.server, ServerFinished::TYPE, &session.id, &m.sealed.0)?;
-                Input::Finished(body.proxies)
-            }
-            (_, Message::Abort(m)) if m.session == session.id.0 && remote == cfg.server.addr => {
-                Input::Fail(Error::Aborted(AbortReason::from_code(m.reason)))
-            }
-            (_, other) => return Err(Error::UnexpectedMessage(other.name())),
-        };
-        self.apply(now, input, rng);
-        Ok(())
-    }
-
-    fn on_timeout(&mut self, now: Millis, rng: &mut dyn CryptoRng) {
-        let Some(session) = self.session.as_deref() else {
-            return;
-        };
-        if now >= session.deadline {
-            let phase = match session.phase {
-                Phase::AwaitHellos { .. } => "waiting for the hellos of B and T",
-                Phase::AwaitProxyList { .. } => "waiting for T's proxy list",
-                Phase::AwaitAnswers { .. } | Phase::AwaitLateRelays { .. } => {
-                    "waiting for y through the proxies"
-                }
-                Phase::AwaitServerFinished { .. } => "waiting for B's Finished",
-            };
-            self.finish(now, Err(Error::Timeout(phase)));
-        } else {
-            self.progress(now, rng);
-        }
-    }
-
-    fn next_timeout(&self) -> Option<Millis> {
-        let session = self.session.as_deref()?;
-        let grace = match &session.phase {
-            Phase::AwaitLateRelays { grace_end, .. } => Some(*grace_end),
-            _ => None,
-        };
-        Some(grace.map_or(session.deadline, |g| g.min(session.deadline)))
-    }
-
-    fn outbox(&self) -> &Outbox<ClientEvent> {
-        &self.out
-    }
-
-    fn outbox_mut(&mut self) -> &mut Outbox<ClientEvent> {
-        &mut self.out
-    }
-}
-
 /// What an accepted message brings to the session.
 enum Input {
     ServerHello([u8; 16]),
@@ -715,6 +586,140 @@ impl Client {
         if !updated.is_empty() {
             self.out.event(ClientEvent::TrustUpdated(updated));
         }
+    }
+}
+
+impl ProtocolRole for Client {
+    type Protocol = Collab;
+    type Event = ClientEvent;
+
+    fn handle(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        msg: Message,
+        rng: &mut dyn CryptoRng,
+    ) -> Result<(), Error> {
+        let Some(session) = self.session.as_deref() else {
+            return Err(Error::UnknownSession);
+        };
+        let cfg = &self.config;
+        let out = &mut self.out;
+        // What the message brings, checked against the state; nothing changes on an error.
+        let input = match (&session.phase, msg) {
+            (Phase::AwaitHellos { .. }, Message::ServerHello(m))
+                if m.session == session.id.0 && remote == cfg.server.addr =>
+            {
+                if m.server != cfg.server.name {
+                    return Err(Error::UnknownPeer(m.server));
+                }
+                Input::ServerHello(m.server_nonce)
+            }
+            (Phase::AwaitHellos { .. }, Message::TrustedHelloReply(m))
+                if m.session == session.id.0 && remote == cfg.trusted.addr =>
+            {
+                Input::TrustedHello(m.trusted_nonce)
+            }
+            (Phase::AwaitProxyList { split, .. }, Message::ProxyList(m))
+                if m.session == session.id.0 =>
+            {
+                let body: ProxyListBody =
+                    out.open(&cfg.trusted.key, ProxyList::TYPE, &session.id, &m.sealed.0)?;
+                if body.client_nonce != session.client_nonce {
+                    return Err(Error::NonceMismatch);
+                }
+                match accept_tickets(&session.chosen, &split.params, &body) {
+                    // T vouched for fewer than k proxies: the session cannot succeed.
+                    Err(e @ Error::NotEnoughProxies { .. }) => Input::Fail(e),
+                    Err(e) => return Err(e),
+                    Ok(tickets) => Input::Tickets(tickets),
+                }
+            }
+            (
+                Phase::AwaitAnswers { relays, .. } | Phase::AwaitLateRelays { relays, .. },
+                Message::AnswerRelay(m),
+            ) if m.session == session.id.0 => {
+                let idx = session
+                    .chosen
+                    .iter()
+                    .position(|c| c.name == m.proxy)
+                    .ok_or_else(|| Error::UnknownPeer(m.proxy.clone()))?;
+                let Some(ticket) = relays.tickets.get(&idx) else {
+                    return Err(Error::UnexpectedMessage("AnswerRelay"));
+                };
+                let body: RelayBody = out.open(
+                    &session.chosen[idx].key,
+                    AnswerRelay::TYPE,
+                    &session.id,
+                    &m.sealed.0,
+                )?;
+                if body.proxy_nonce != ticket.proxy_nonce {
+                    return Err(Error::NonceMismatch);
+                }
+                Input::Relay(idx, body.wrapped_secret.0)
+            }
+            (Phase::AwaitServerFinished { .. }, Message::AnswerRelay(m))
+                if m.session == session.id.0 =>
+            {
+                // Too late to count; the proxy is judged by B's list.
+                let _ = m;
+                return Err(Error::UnexpectedMessage("late AnswerRelay"));
+            }
+            (Phase::AwaitServerFinished { key, .. }, Message::ServerFinished(m))
+                if m.session == session.id.0 =>
+            {
+                let keys = FinishedKeys::derive(&mut out.ops, cfg.aead, &session.id, key)?;
+                let body: FinishedBody =
+                    out.open(&keys.server, ServerFinished::TYPE, &session.id, &m.sealed.0)?;
+                Input::Finished(body.proxies)
+            }
+            (_, Message::Abort(m)) if m.session == session.id.0 && remote == cfg.server.addr => {
+                Input::Fail(Error::Aborted(AbortReason::from_code(m.reason)))
+            }
+            (_, other) => return Err(Error::UnexpectedMessage(other.name())),
+        };
+        self.apply(now, input, rng);
+        Ok(())
+    }
+
+    fn on_timeout(&mut self, now: Millis, rng: &mut dyn CryptoRng) {
+        let Some(session) = self.session.as_deref() else {
+            return;
+        };
+        if now >= session.deadline {
+            let phase = match session.phase {
+                Phase::AwaitHellos { .. } => "waiting for the hellos of B and T",
+                Phase::AwaitProxyList { .. } => "waiting for T's proxy list",
+                Phase::AwaitAnswers { .. } | Phase::AwaitLateRelays { .. } => {
+                    "waiting for y through the proxies"
+                }
+                Phase::AwaitServerFinished { .. } => "waiting for B's Finished",
+            };
+            self.finish(now, Err(Error::Timeout(phase)));
+        } else {
+            self.progress(now, rng);
+        }
+    }
+
+    fn next_timeout(&self) -> Option<Millis> {
+        let session = self.session.as_deref()?;
+        let grace = match &session.phase {
+            Phase::AwaitLateRelays { grace_end, .. } => Some(*grace_end),
+            _ => None,
+        };
+        Some(grace.map_or(session.deadline, |g| g.min(session.deadline)))
+    }
+
+    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
+        ClientEvent::Rejected { remote, error }
+    }
+
+    fn outbox(&self) -> &Outbox<ClientEvent> {
+        &self.out
+    }
+
+    fn outbox_mut(&mut self) -> &mut Outbox<ClientEvent> {
+        &mut self.out
     }
 }
 

@@ -43,6 +43,7 @@ mod trusted;
 use core::fmt;
 use core::net::SocketAddr;
 use core::time::Duration;
+use std::collections::BTreeMap;
 
 use m2msec_crypto::aead::{AeadKey, AeadSuite};
 use m2msec_crypto::rng::CryptoRng;
@@ -64,6 +65,23 @@ const LABEL: &[u8] = b"m2msec collab v1 ";
 
 /// Length of x, the client's secret (the paper's s).
 pub const SECRET_LEN: usize = 32;
+
+/// Whether a message that opens session `id` may open it in `sessions` of at most `max`: refused
+/// as a replay when the session is open already, with `beyond_capacity` when the table is full.
+fn admit_session<S>(
+    sessions: &BTreeMap<SessionId, S>,
+    id: SessionId,
+    max: usize,
+    beyond_capacity: &'static str,
+) -> Result<(), Error> {
+    if sessions.contains_key(&id) {
+        return Err(Error::ReplayedSession);
+    }
+    if sessions.len() >= max {
+        return Err(Error::UnexpectedMessage(beyond_capacity));
+    }
+    Ok(())
+}
 
 /// A session identifier, chosen at random by the client.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -99,6 +117,19 @@ pub struct KeyedPeer {
     pub addr: SocketAddr,
     /// The pre-shared key (kAT, kAPi or kPiT).
     pub key: AeadKey,
+}
+
+impl KeyedPeer {
+    /// The index of the peer named `name` in `peers`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownPeer`] when none is.
+    fn index_of(peers: &[Self], name: &str) -> Result<usize, Error> {
+        peers
+            .iter()
+            .position(|c| c.name == name)
+            .ok_or_else(|| Error::UnknownPeer(name.to_owned()))
+    }
 }
 
 /// How long each role waits; every wait ends in a typed error, never a hang.
@@ -313,8 +344,23 @@ impl fmt::Display for AbortReason {
     }
 }
 
-/// The collab roles' queues: events `E`, collab messages.
-type Outbox<E> = crate::outbox::Outbox<E, m2msec_wire::collab::Message>;
+/// The collab protocol as its roles share it ([`crate::Protocol`]): CBOR messages and this
+/// module's [`Error`].
+#[derive(Debug)]
+pub enum Collab {}
+
+impl crate::Protocol for Collab {
+    type Message = m2msec_wire::collab::Message;
+    type Error = Error;
+    type Wire = m2msec_wire::collab::Message;
+
+    fn decode(datagram: &[u8]) -> Result<m2msec_wire::collab::Message, Error> {
+        Ok(m2msec_wire::collab::Message::decode(datagram)?)
+    }
+}
+
+/// The collab roles' queues: events `E`, the protocol's wire messages.
+type Outbox<E> = crate::outbox::Outbox<E, <Collab as crate::Protocol>::Wire>;
 
 impl<E> Outbox<E> {
     /// Seals `body` under a pre-shared or derived key, bound to the message type and session.

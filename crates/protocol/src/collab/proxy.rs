@@ -14,8 +14,11 @@ use m2msec_wire::collab::{
 };
 
 use super::cert::CertifiedKeys;
-use super::{Certificate, Error, KeyedPeer, Outbox, SessionId, Timeouts, random, signed_bytes};
-use crate::{Millis, Role};
+use super::{
+    Certificate, Collab, Error, KeyedPeer, Outbox, SessionId, Timeouts, admit_session, random,
+    signed_bytes,
+};
+use crate::{Millis, ProtocolRole};
 
 /// Most sessions a proxy serves at once; summons beyond it are refused (they cost T nothing,
 /// so they must not cost the proxy unbounded memory).
@@ -142,19 +145,92 @@ impl Proxy {
     }
 }
 
-impl Role for Proxy {
-    type Message = Message;
+impl Proxy {
+    /// Once both B's certificate and A's share are in: [xi]_KB signed with the one-time key.
+    fn forward_share(
+        &mut self,
+        now: Millis,
+        id: SessionId,
+        rng: &mut dyn CryptoRng,
+    ) -> Result<(), Error> {
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return Ok(());
+        };
+        let Phase::Collecting(c) = &mut session.phase else {
+            return Ok(());
+        };
+        if c.certified.is_none() || c.fragment.is_none() {
+            return Ok(());
+        }
+        let fault = self.config.fault_for_testing_only;
+        if fault == Some(ProxyFault::Silent) {
+            session.phase = Phase::Done;
+            return Ok(());
+        }
+        let Phase::Collecting(c) = std::mem::replace(&mut session.phase, Phase::Done) else {
+            return Ok(());
+        };
+        let Collecting {
+            key,
+            key_id,
+            server,
+            server_side_nonce,
+            certified: Some((keys, server_nonce)),
+            fragment: Some(fragment),
+            ..
+        } = *c
+        else {
+            return Ok(());
+        };
+        let share = if fault == Some(ProxyFault::ForgeFragment) {
+            let mut forged = fragment.share.expose().to_vec();
+            rng.fill_bytes(&mut forged);
+            SecretBytes::new(forged)
+        } else {
+            fragment.share.clone()
+        };
+        let payload = FragmentPayload {
+            share_index: fragment.share_index,
+            share,
+            blinding: fragment.blinding,
+        };
+        let out = &mut self.out;
+        out.ops.asymmetric += 1;
+        let encrypted = keys
+            .encryption
+            .encrypt(rng, &id.0, &cbor::to_vec(&payload))?;
+        let signed = FragmentSigned {
+            session: id.0,
+            key_id,
+            encrypted_share: Bytes(encrypted),
+            server_nonce,
+        };
+        out.ops.asymmetric += 1;
+        // `sign` consumes the one-time key: it cannot sign again.
+        let signature: OtsSignature = key.sign(&signed_bytes(b"fragment", &signed));
+        out.send_reliable(
+            now,
+            server,
+            SealedFragment {
+                session: id.0,
+                key_id,
+                encrypted_share: signed.encrypted_share,
+                signature: Bytes(signature.to_bytes()),
+            },
+        );
+        session.phase = Phase::AwaitAnswer {
+            key_id,
+            server,
+            server_key: keys.signature,
+            server_side_nonce,
+        };
+        Ok(())
+    }
+}
+
+impl ProtocolRole for Proxy {
+    type Protocol = Collab;
     type Event = ProxyEvent;
-    type Error = Error;
-    type Wire = m2msec_wire::collab::Message;
-
-    fn decode(datagram: &[u8]) -> Result<Self::Message, Error> {
-        Ok(Message::decode(datagram)?)
-    }
-
-    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
-        ProxyEvent::Rejected { remote, error }
-    }
 
     fn handle(
         &mut self,
@@ -167,17 +243,13 @@ impl Role for Proxy {
         let out = &mut self.out;
         if let Message::ProxySummon(m) = &msg {
             let id = SessionId(m.session);
-            if self.sessions.contains_key(&id) {
-                return Err(Error::ReplayedSession);
-            }
-            if self.sessions.len() >= MAX_SESSIONS {
-                return Err(Error::UnexpectedMessage("ProxySummon beyond capacity"));
-            }
-            let client = cfg
-                .clients
-                .iter()
-                .position(|c| c.name == m.client)
-                .ok_or_else(|| Error::UnknownPeer(m.client.clone()))?;
+            admit_session(
+                &self.sessions,
+                id,
+                MAX_SESSIONS,
+                "ProxySummon beyond capacity",
+            )?;
+            let client = KeyedPeer::index_of(&cfg.clients, &m.client)?;
             let nonce = random(rng);
             out.send_reliable(
                 now,
@@ -347,94 +419,15 @@ impl Role for Proxy {
         self.sessions.values().map(|s| s.deadline).min()
     }
 
+    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
+        ProxyEvent::Rejected { remote, error }
+    }
+
     fn outbox(&self) -> &Outbox<ProxyEvent> {
         &self.out
     }
 
     fn outbox_mut(&mut self) -> &mut Outbox<ProxyEvent> {
         &mut self.out
-    }
-}
-
-impl Proxy {
-    /// Once both B's certificate and A's share are in: [xi]_KB signed with the one-time key.
-    fn forward_share(
-        &mut self,
-        now: Millis,
-        id: SessionId,
-        rng: &mut dyn CryptoRng,
-    ) -> Result<(), Error> {
-        let Some(session) = self.sessions.get_mut(&id) else {
-            return Ok(());
-        };
-        let Phase::Collecting(c) = &mut session.phase else {
-            return Ok(());
-        };
-        if c.certified.is_none() || c.fragment.is_none() {
-            return Ok(());
-        }
-        let fault = self.config.fault_for_testing_only;
-        if fault == Some(ProxyFault::Silent) {
-            session.phase = Phase::Done;
-            return Ok(());
-        }
-        let Phase::Collecting(c) = std::mem::replace(&mut session.phase, Phase::Done) else {
-            return Ok(());
-        };
-        let Collecting {
-            key,
-            key_id,
-            server,
-            server_side_nonce,
-            certified: Some((keys, server_nonce)),
-            fragment: Some(fragment),
-            ..
-        } = *c
-        else {
-            return Ok(());
-        };
-        let share = if fault == Some(ProxyFault::ForgeFragment) {
-            let mut forged = fragment.share.expose().to_vec();
-            rng.fill_bytes(&mut forged);
-            SecretBytes::new(forged)
-        } else {
-            fragment.share.clone()
-        };
-        let payload = FragmentPayload {
-            share_index: fragment.share_index,
-            share,
-            blinding: fragment.blinding,
-        };
-        let out = &mut self.out;
-        out.ops.asymmetric += 1;
-        let encrypted = keys
-            .encryption
-            .encrypt(rng, &id.0, &cbor::to_vec(&payload))?;
-        let signed = FragmentSigned {
-            session: id.0,
-            key_id,
-            encrypted_share: Bytes(encrypted),
-            server_nonce,
-        };
-        out.ops.asymmetric += 1;
-        // `sign` consumes the one-time key: it cannot sign again.
-        let signature: OtsSignature = key.sign(&signed_bytes(b"fragment", &signed));
-        out.send_reliable(
-            now,
-            server,
-            SealedFragment {
-                session: id.0,
-                key_id,
-                encrypted_share: signed.encrypted_share,
-                signature: Bytes(signature.to_bytes()),
-            },
-        );
-        session.phase = Phase::AwaitAnswer {
-            key_id,
-            server,
-            server_key: keys.signature,
-            server_side_nonce,
-        };
-        Ok(())
     }
 }

@@ -21,10 +21,10 @@ use zeroize::Zeroizing;
 
 use super::trusted::check_params;
 use super::{
-    AbortReason, Binding, Certificate, Error, Established, FinishedKeys, Outbox, SessionId,
-    SessionKey, Timeouts, answer_key, random, share_commitment, signed_bytes,
+    AbortReason, Binding, Certificate, Collab, Error, Established, FinishedKeys, Outbox, SessionId,
+    SessionKey, Timeouts, admit_session, answer_key, random, share_commitment, signed_bytes,
 };
-use crate::{Millis, OpCounts, Role};
+use crate::{Millis, OpCounts, ProtocolRole};
 
 /// Most sessions B serves at once.
 const MAX_SESSIONS: usize = 16384;
@@ -69,6 +69,17 @@ pub enum ServerEvent {
         /// Why.
         error: Error,
     },
+}
+
+impl ServerEvent {
+    /// The keys the server established, if this reports them.
+    #[must_use]
+    pub fn established(&self) -> Option<&Established> {
+        match self {
+            Self::Established(est) => Some(est),
+            _ => None,
+        }
+    }
 }
 
 /// Server B.
@@ -158,19 +169,164 @@ impl Server {
     }
 }
 
-impl Role for Server {
-    type Message = Message;
+impl Server {
+    /// paper 000 §III-B.2: a proxy's share x_i, encrypted to B and signed with its one-time
+    /// key; checked against A's commitment before it counts.
+    fn handle_fragment(
+        &mut self,
+        id: SessionId,
+        m: SealedFragment,
+        rng: &mut dyn CryptoRng,
+    ) -> Result<(), Error> {
+        let out = &mut self.out;
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return Err(Error::UnknownSession);
+        };
+        let slot = session
+            .slots
+            .get_mut(&m.key_id)
+            .ok_or(Error::UnexpectedMessage(
+                "SealedFragment without CertRequest",
+            ))?;
+        if self.used_keys.contains(&m.key_id) || !matches!(slot.state, SlotState::Pending) {
+            return Err(Error::OneTimeKeyReused);
+        }
+        let signed = FragmentSigned {
+            session: id.0,
+            key_id: m.key_id,
+            encrypted_share: m.encrypted_share,
+            server_nonce: slot.server_nonce,
+        };
+        let signature = OtsSignature::from_bytes(&m.signature.0)?;
+        out.ops.asymmetric += 1;
+        // A bad signature is an outsider's forgery: refuse it and leave the slot to its owner.
+        slot.public_key
+            .verify(&signed_bytes(b"fragment", &signed), &signature)?;
+        self.used_keys.insert(m.key_id);
+        out.event(ServerEvent::OneTimeKeyUsed(m.key_id));
+
+        out.ops.asymmetric += 1;
+        let grant = session.grant.as_ref().ok_or(Error::GrantMismatch)?;
+        let share = self
+            .config
+            .pke_key
+            .decrypt(&id.0, &signed.encrypted_share.0)
+            .ok()
+            .and_then(|plain| cbor::from_slice::<FragmentPayload>(&plain).ok())
+            .filter(|p| p.share_index == slot.leaf_index)
+            .filter(|p| {
+                let expected = grant.params.commitments.get(usize::from(p.share_index));
+                let actual = share_commitment(
+                    &mut out.ops,
+                    &id,
+                    p.share_index,
+                    p.blinding.expose(),
+                    p.share.expose(),
+                );
+                expected.is_some_and(|e| m2msec_crypto::ct::eq(e, &actual))
+            });
+        let Some(payload) = share else {
+            // The proxy signed something that is not A's share: an erasure, and no answer.
+            slot.state = SlotState::Invalid;
+            return self
+                .check_progress(id, rng)
+                .and(Err(Error::CommitmentMismatch));
+        };
+        slot.state = SlotState::Valid(Share {
+            index: payload.share_index,
+            data: Zeroizing::new(payload.share.expose().to_vec()),
+        });
+        self.check_progress(id, rng)
+    }
+
+    /// Rebuilds x once k shares are valid, answers every valid proxy, or gives up once too many
+    /// shares are invalid (paper 000 §III-B.2: any k of the n parts suffice, so silent or
+    /// lying proxies up to n − k cost nothing; y goes back sealed and MACed under x, signed by B).
+    fn check_progress(&mut self, id: SessionId, rng: &mut dyn CryptoRng) -> Result<(), Error> {
+        let out = &mut self.out;
+        let cfg = &self.config;
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return Ok(());
+        };
+        let Some(grant) = session.grant.as_ref() else {
+            return Ok(());
+        };
+        let k = usize::from(grant.params.threshold);
+        let n = usize::from(grant.params.shares);
+        let valid: Vec<Share> = session
+            .slots
+            .values()
+            .filter_map(|s| match &s.state {
+                SlotState::Valid(share) => Some(share.clone()),
+                _ => None,
+            })
+            .collect();
+        let invalid = session
+            .slots
+            .values()
+            .filter(|s| matches!(s.state, SlotState::Invalid))
+            .count();
+        if session.answered.is_none() {
+            if valid.len() < k {
+                if invalid > n - k {
+                    let error = Error::NotEnoughFragments {
+                        valid: valid.len(),
+                        needed: k,
+                    };
+                    fail(out, session, id, error);
+                }
+                return Ok(());
+            }
+            let scheme = SharingScheme::try_from(grant.params.sharing)?;
+            out.ops.redundancy += 1;
+            let x = split::combine(
+                scheme,
+                usize::from(grant.params.secret_len),
+                grant.params.threshold,
+                grant.params.shares,
+                &valid[..k],
+            )?;
+            let y: Zeroizing<[u8; 32]> = Zeroizing::new(random(rng));
+            let wrap = answer_key(&mut out.ops, session.aead, &id, &x, &session.binding)?;
+            out.ops.symmetric += 1;
+            let wrapped = wrap.seal_random_nonce(rng, &id.0, &y[..]);
+            // paper 000 eq. (1): MK = H(A | B | NA | NB | x | y).
+            let key = session.binding.master_key(&mut out.ops, &x, &y[..]);
+            session.answered = Some(Answered { wrapped, key });
+        }
+        // Answer every valid proxy not answered yet (late ones included).
+        let Some(answered) = session.answered.as_ref() else {
+            return Ok(());
+        };
+        for (key_id, slot) in &mut session.slots {
+            if let SlotState::Valid(_) = &slot.state {
+                let signed = AnswerSigned {
+                    session: id.0,
+                    key_id: *key_id,
+                    wrapped_secret: Bytes(answered.wrapped.clone()),
+                    proxy_nonce: slot.proxy_nonce,
+                };
+                out.ops.asymmetric += 1;
+                let signature = cfg.signing_key.sign(rng, &signed_bytes(b"answer", &signed));
+                out.send(
+                    slot.addr,
+                    Answer {
+                        session: id.0,
+                        key_id: *key_id,
+                        wrapped_secret: signed.wrapped_secret,
+                        signature: Bytes(signature),
+                    },
+                );
+                slot.state = SlotState::Answered;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ProtocolRole for Server {
+    type Protocol = Collab;
     type Event = ServerEvent;
-    type Error = Error;
-    type Wire = m2msec_wire::collab::Message;
-
-    fn decode(datagram: &[u8]) -> Result<Self::Message, Error> {
-        Ok(Message::decode(datagram)?)
-    }
-
-    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
-        ServerEvent::Rejected { remote, error }
-    }
 
     fn handle(
         &mut self,
@@ -181,12 +337,12 @@ impl Role for Server {
     ) -> Result<(), Error> {
         if let Message::ClientHello(m) = &msg {
             let id = SessionId(m.session);
-            if self.sessions.contains_key(&id) {
-                return Err(Error::ReplayedSession);
-            }
-            if self.sessions.len() >= MAX_SESSIONS {
-                return Err(Error::UnexpectedMessage("ClientHello beyond capacity"));
-            }
+            admit_session(
+                &self.sessions,
+                id,
+                MAX_SESSIONS,
+                "ClientHello beyond capacity",
+            )?;
             let aead = AeadSuite::try_from(m.aead)?;
             let server_nonce = random(rng);
             self.out.send(
@@ -379,167 +535,16 @@ impl Role for Server {
             .min()
     }
 
+    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
+        ServerEvent::Rejected { remote, error }
+    }
+
     fn outbox(&self) -> &Outbox<ServerEvent> {
         &self.out
     }
 
     fn outbox_mut(&mut self) -> &mut Outbox<ServerEvent> {
         &mut self.out
-    }
-}
-
-impl Server {
-    /// paper 000 §III-B.2: a proxy's share x_i, encrypted to B and signed with its one-time
-    /// key; checked against A's commitment before it counts.
-    fn handle_fragment(
-        &mut self,
-        id: SessionId,
-        m: SealedFragment,
-        rng: &mut dyn CryptoRng,
-    ) -> Result<(), Error> {
-        let out = &mut self.out;
-        let Some(session) = self.sessions.get_mut(&id) else {
-            return Err(Error::UnknownSession);
-        };
-        let slot = session
-            .slots
-            .get_mut(&m.key_id)
-            .ok_or(Error::UnexpectedMessage(
-                "SealedFragment without CertRequest",
-            ))?;
-        if self.used_keys.contains(&m.key_id) || !matches!(slot.state, SlotState::Pending) {
-            return Err(Error::OneTimeKeyReused);
-        }
-        let signed = FragmentSigned {
-            session: id.0,
-            key_id: m.key_id,
-            encrypted_share: m.encrypted_share,
-            server_nonce: slot.server_nonce,
-        };
-        let signature = OtsSignature::from_bytes(&m.signature.0)?;
-        out.ops.asymmetric += 1;
-        // A bad signature is an outsider's forgery: refuse it and leave the slot to its owner.
-        slot.public_key
-            .verify(&signed_bytes(b"fragment", &signed), &signature)?;
-        self.used_keys.insert(m.key_id);
-        out.event(ServerEvent::OneTimeKeyUsed(m.key_id));
-
-        out.ops.asymmetric += 1;
-        let grant = session.grant.as_ref().ok_or(Error::GrantMismatch)?;
-        let share = self
-            .config
-            .pke_key
-            .decrypt(&id.0, &signed.encrypted_share.0)
-            .ok()
-            .and_then(|plain| cbor::from_slice::<FragmentPayload>(&plain).ok())
-            .filter(|p| p.share_index == slot.leaf_index)
-            .filter(|p| {
-                let expected = grant.params.commitments.get(usize::from(p.share_index));
-                let actual = share_commitment(
-                    &mut out.ops,
-                    &id,
-                    p.share_index,
-                    p.blinding.expose(),
-                    p.share.expose(),
-                );
-                expected.is_some_and(|e| m2msec_crypto::ct::eq(e, &actual))
-            });
-        let Some(payload) = share else {
-            // The proxy signed something that is not A's share: an erasure, and no answer.
-            slot.state = SlotState::Invalid;
-            return self
-                .check_progress(id, rng)
-                .and(Err(Error::CommitmentMismatch));
-        };
-        slot.state = SlotState::Valid(Share {
-            index: payload.share_index,
-            data: Zeroizing::new(payload.share.expose().to_vec()),
-        });
-        self.check_progress(id, rng)
-    }
-
-    /// Rebuilds x once k shares are valid, answers every valid proxy, or gives up once too many
-    /// shares are invalid (paper 000 §III-B.2: any k of the n parts suffice, so silent or
-    /// lying proxies up to n − k cost nothing; y goes back sealed and MACed under x, signed by B).
-    fn check_progress(&mut self, id: SessionId, rng: &mut dyn CryptoRng) -> Result<(), Error> {
-        let out = &mut self.out;
-        let cfg = &self.config;
-        let Some(session) = self.sessions.get_mut(&id) else {
-            return Ok(());
-        };
-        let Some(grant) = session.grant.as_ref() else {
-            return Ok(());
-        };
-        let k = usize::from(grant.params.threshold);
-        let n = usize::from(grant.params.shares);
-        let valid: Vec<Share> = session
-            .slots
-            .values()
-            .filter_map(|s| match &s.state {
-                SlotState::Valid(share) => Some(share.clone()),
-                _ => None,
-            })
-            .collect();
-        let invalid = session
-            .slots
-            .values()
-            .filter(|s| matches!(s.state, SlotState::Invalid))
-            .count();
-        if session.answered.is_none() {
-            if valid.len() < k {
-                if invalid > n - k {
-                    let error = Error::NotEnoughFragments {
-                        valid: valid.len(),
-                        needed: k,
-                    };
-                    fail(out, session, id, error);
-                }
-                return Ok(());
-            }
-            let scheme = SharingScheme::try_from(grant.params.sharing)?;
-            out.ops.redundancy += 1;
-            let x = split::combine(
-                scheme,
-                usize::from(grant.params.secret_len),
-                grant.params.threshold,
-                grant.params.shares,
-                &valid[..k],
-            )?;
-            let y: Zeroizing<[u8; 32]> = Zeroizing::new(random(rng));
-            let wrap = answer_key(&mut out.ops, session.aead, &id, &x, &session.binding)?;
-            out.ops.symmetric += 1;
-            let wrapped = wrap.seal_random_nonce(rng, &id.0, &y[..]);
-            // paper 000 eq. (1): MK = H(A | B | NA | NB | x | y).
-            let key = session.binding.master_key(&mut out.ops, &x, &y[..]);
-            session.answered = Some(Answered { wrapped, key });
-        }
-        // Answer every valid proxy not answered yet (late ones included).
-        let Some(answered) = session.answered.as_ref() else {
-            return Ok(());
-        };
-        for (key_id, slot) in &mut session.slots {
-            if let SlotState::Valid(_) = &slot.state {
-                let signed = AnswerSigned {
-                    session: id.0,
-                    key_id: *key_id,
-                    wrapped_secret: Bytes(answered.wrapped.clone()),
-                    proxy_nonce: slot.proxy_nonce,
-                };
-                out.ops.asymmetric += 1;
-                let signature = cfg.signing_key.sign(rng, &signed_bytes(b"answer", &signed));
-                out.send(
-                    slot.addr,
-                    Answer {
-                        session: id.0,
-                        key_id: *key_id,
-                        wrapped_secret: signed.wrapped_secret,
-                        signature: Bytes(signature),
-                    },
-                );
-                slot.state = SlotState::Answered;
-            }
-        }
-        Ok(())
     }
 }
 

@@ -486,11 +486,9 @@ impl World {
         meter: Meter<'_>,
     ) -> Result<(), Error> {
         let now = self.net.now;
-        let mut started = Ok(());
-        meter(CLIENT_ROLE, &mut || {
-            started = self.client.connect(now, rng).map(|_| ());
-        });
-        started?;
+        network::metered(meter, CLIENT_ROLE, || {
+            self.client.connect(now, rng).map(|_| ())
+        })?;
         self.run_metered(rng, &mut |d| vec![d.clone()], meter);
         Ok(())
     }

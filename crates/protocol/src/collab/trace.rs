@@ -42,14 +42,8 @@ pub fn render(spec: &Spec, seed: u64) -> Result<String, Error> {
     let start = w.net.now;
     w.run_honest(&mut rng)?;
 
-    let client = w.events.client.iter().find_map(|e| match e {
-        ClientEvent::Established(est) => Some(est),
-        _ => None,
-    });
-    let server = w.events.server.iter().find_map(|e| match e {
-        ServerEvent::Established(est) => Some(est),
-        _ => None,
-    });
+    let client = w.events.client.iter().find_map(ClientEvent::established);
+    let server = w.events.server.iter().find_map(ServerEvent::established);
     let (Some(client), Some(server)) = (client, server) else {
         return Err(Error::Config(format!(
             "the traced run did not establish a key: {:?}",

@@ -17,8 +17,11 @@ use m2msec_wire::collab::{
     ProxyListBody, ProxySummon, ProxyTicket, ReconstructionParams, SignedGrant, TrustedHelloReply,
 };
 
-use super::{Error, KeyedPeer, Outbox, SECRET_LEN, SessionId, Timeouts, random, signed_bytes};
-use crate::{Millis, Role};
+use super::{
+    Collab, Error, KeyedPeer, Outbox, SECRET_LEN, SessionId, Timeouts, admit_session, random,
+    signed_bytes,
+};
+use crate::{Millis, ProtocolRole};
 
 /// Most sessions T serves at once.
 const MAX_SESSIONS: usize = 4096;
@@ -128,19 +131,62 @@ impl Trusted {
     }
 }
 
-impl Role for Trusted {
-    type Message = Message;
+impl Trusted {
+    /// Answers A with the (Pi, IDi, NPi) triples once every proxy said hello or the wait ended.
+    fn maybe_list(&mut self, id: SessionId, now: Millis, rng: &mut dyn CryptoRng) {
+        let cfg = &self.config;
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let Phase::AwaitProxies {
+            hello_deadline,
+            pending,
+            ..
+        } = &session.phase
+        else {
+            return;
+        };
+        if now < *hello_deadline && pending.iter().any(|p| p.nonce.is_none()) {
+            return;
+        }
+        let mut tickets = Vec::new();
+        for (leaf, p) in pending.iter().enumerate() {
+            let (Some(nonce), Ok(leaf_index)) = (p.nonce, u8::try_from(leaf)) else {
+                continue;
+            };
+            tickets.push(ProxyTicket {
+                proxy: cfg.proxies[p.proxy].name.clone(),
+                key_id: p.key_id,
+                proxy_nonce: nonce,
+                leaf_index,
+            });
+        }
+        let proxies = tickets.iter().map(|t| t.proxy.clone()).collect();
+        let client = &cfg.clients[session.client];
+        let body = ProxyListBody {
+            tickets,
+            client_nonce: session.client_nonce,
+        };
+        let sealed = self.out.seal(&client.key, rng, ProxyList::TYPE, &id, &body);
+        self.out.send(
+            client.addr,
+            ProxyList {
+                session: id.0,
+                sealed,
+            },
+        );
+        // The secret keys are dropped (and zeroized) here: T keeps no signing power.
+        session.phase = Phase::Done;
+        self.out.event(TrustedEvent::Provisioned {
+            session: id,
+            proxies,
+        });
+    }
+}
+
+impl ProtocolRole for Trusted {
+    type Protocol = Collab;
     type Event = TrustedEvent;
-    type Error = Error;
-    type Wire = m2msec_wire::collab::Message;
-
-    fn decode(datagram: &[u8]) -> Result<Self::Message, Error> {
-        Ok(Message::decode(datagram)?)
-    }
-
-    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
-        TrustedEvent::Rejected { remote, error }
-    }
 
     fn handle(
         &mut self,
@@ -153,17 +199,13 @@ impl Role for Trusted {
         let out = &mut self.out;
         if let Message::TrustedHello(m) = &msg {
             let id = SessionId(m.session);
-            if self.sessions.contains_key(&id) {
-                return Err(Error::ReplayedSession);
-            }
-            if self.sessions.len() >= MAX_SESSIONS {
-                return Err(Error::UnexpectedMessage("TrustedHello beyond capacity"));
-            }
-            let client = cfg
-                .clients
-                .iter()
-                .position(|c| c.name == m.client)
-                .ok_or_else(|| Error::UnknownPeer(m.client.clone()))?;
+            admit_session(
+                &self.sessions,
+                id,
+                MAX_SESSIONS,
+                "TrustedHello beyond capacity",
+            )?;
+            let client = KeyedPeer::index_of(&cfg.clients, &m.client)?;
             let nonce = random(rng);
             out.send(
                 cfg.clients[client].addr,
@@ -317,65 +359,16 @@ impl Role for Trusted {
             .min()
     }
 
+    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
+        TrustedEvent::Rejected { remote, error }
+    }
+
     fn outbox(&self) -> &Outbox<TrustedEvent> {
         &self.out
     }
 
     fn outbox_mut(&mut self) -> &mut Outbox<TrustedEvent> {
         &mut self.out
-    }
-}
-
-impl Trusted {
-    /// Answers A with the (Pi, IDi, NPi) triples once every proxy said hello or the wait ended.
-    fn maybe_list(&mut self, id: SessionId, now: Millis, rng: &mut dyn CryptoRng) {
-        let cfg = &self.config;
-        let Some(session) = self.sessions.get_mut(&id) else {
-            return;
-        };
-        let Phase::AwaitProxies {
-            hello_deadline,
-            pending,
-            ..
-        } = &session.phase
-        else {
-            return;
-        };
-        if now < *hello_deadline && pending.iter().any(|p| p.nonce.is_none()) {
-            return;
-        }
-        let mut tickets = Vec::new();
-        for (leaf, p) in pending.iter().enumerate() {
-            let (Some(nonce), Ok(leaf_index)) = (p.nonce, u8::try_from(leaf)) else {
-                continue;
-            };
-            tickets.push(ProxyTicket {
-                proxy: cfg.proxies[p.proxy].name.clone(),
-                key_id: p.key_id,
-                proxy_nonce: nonce,
-                leaf_index,
-            });
-        }
-        let proxies = tickets.iter().map(|t| t.proxy.clone()).collect();
-        let client = &cfg.clients[session.client];
-        let body = ProxyListBody {
-            tickets,
-            client_nonce: session.client_nonce,
-        };
-        let sealed = self.out.seal(&client.key, rng, ProxyList::TYPE, &id, &body);
-        self.out.send(
-            client.addr,
-            ProxyList {
-                session: id.0,
-                sealed,
-            },
-        );
-        // The secret keys are dropped (and zeroized) here: T keeps no signing power.
-        session.phase = Phase::Done;
-        self.out.event(TrustedEvent::Provisioned {
-            session: id,
-            proxies,
-        });
     }
 }
 

@@ -11,8 +11,8 @@ use m2msec_crypto::rng::CryptoRng;
 use m2msec_wire::cbor::{self, Bytes, SecretBytes};
 use m2msec_wire::e2sec::{Message, Warrant, WarrantBody, WarrantGrant};
 
-use crate::Millis;
 use crate::replay::{Refusal, ReplayCache};
+use crate::{Millis, ProtocolRole};
 
 use super::*;
 
@@ -108,19 +108,9 @@ impl Epc {
     }
 }
 
-impl crate::Role for Epc {
-    type Message = Message;
+impl ProtocolRole for Epc {
+    type Protocol = E2sec;
     type Event = EpcEvent;
-    type Error = Error;
-    type Wire = Message;
-
-    fn decode(datagram: &[u8]) -> Result<Self::Message, Error> {
-        Ok(Message::decode(datagram)?)
-    }
-
-    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
-        EpcEvent::Rejected { remote, error }
-    }
 
     fn handle(
         &mut self,
@@ -214,6 +204,10 @@ impl crate::Role for Epc {
 
     fn next_timeout(&self) -> Option<Millis> {
         None
+    }
+
+    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
+        EpcEvent::Rejected { remote, error }
     }
 
     fn outbox(&self) -> &Outbox<EpcEvent> {

@@ -288,4 +288,20 @@ impl crate::outbox::WireMessage for Message {
     }
 }
 
-type Outbox<E> = crate::outbox::Outbox<E, Message>;
+/// The E2SEC protocol as its roles share it ([`crate::Protocol`]): CBOR messages and this
+/// module's [`Error`].
+#[derive(Debug)]
+pub enum E2sec {}
+
+impl crate::Protocol for E2sec {
+    type Message = Message;
+    type Error = Error;
+    type Wire = Message;
+
+    fn decode(datagram: &[u8]) -> Result<Message, Error> {
+        Ok(Message::decode(datagram)?)
+    }
+}
+
+/// The E2SEC roles' queues: events `E`, the protocol's wire messages.
+type Outbox<E> = crate::outbox::Outbox<E, <E2sec as crate::Protocol>::Wire>;

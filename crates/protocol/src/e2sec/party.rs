@@ -17,7 +17,7 @@ use m2msec_wire::e2sec::{
 };
 use zeroize::Zeroizing;
 
-use crate::Millis;
+use crate::{Millis, ProtocolRole};
 
 use super::*;
 
@@ -366,112 +366,6 @@ impl Party {
     }
 }
 
-impl crate::Role for Party {
-    type Message = Message;
-    type Event = PartyEvent;
-    type Error = Error;
-    type Wire = Message;
-
-    fn decode(datagram: &[u8]) -> Result<Self::Message, Error> {
-        Ok(Message::decode(datagram)?)
-    }
-
-    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
-        PartyEvent::Rejected { remote, error }
-    }
-
-    fn handle(
-        &mut self,
-        now: Millis,
-        remote: SocketAddr,
-        msg: Message,
-        rng: &mut dyn CryptoRng,
-    ) -> Result<(), Error> {
-        match msg {
-            Message::WarrantGrant(m) => self.on_grant(&m),
-            Message::AuthInit(m) => {
-                let exchange = m.exchange;
-                let result = self.on_init(now, remote, m, rng);
-                if let Err(e) = &result {
-                    self.out.send(
-                        remote,
-                        Refuse {
-                            exchange,
-                            code: e.code(),
-                        },
-                    );
-                }
-                result
-            }
-            Message::AuthReply(m) => self.on_reply(now, remote, m, rng),
-            Message::Confirm(m) => self.on_confirm(&m),
-            Message::Refuse(m) => match self.exchanges.remove(&m.exchange) {
-                Some(Pending::Initiated { peer, .. } | Pending::Replied { peer, .. }) => {
-                    self.out.event(PartyEvent::Failed {
-                        peer,
-                        error: Error::Refused(m.code),
-                    });
-                    Ok(())
-                }
-                None => Err(Error::UnexpectedMessage("Refuse")),
-            },
-            other => Err(Error::UnexpectedMessage(other.name())),
-        }
-    }
-
-    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
-        if matches!(self.warrant, WarrantState::AwaitGrant { deadline, .. } if now >= deadline) {
-            self.warrant.give_up();
-            self.out.event(PartyEvent::WarrantFailed {
-                error: Error::Timeout("waiting for a warrant"),
-            });
-        }
-        let expired: Vec<[u8; 16]> = self
-            .exchanges
-            .iter()
-            .filter(|(_, p)| match p {
-                Pending::Initiated { deadline, .. } | Pending::Replied { deadline, .. } => {
-                    now >= *deadline
-                }
-            })
-            .map(|(k, _)| *k)
-            .collect();
-        for k in expired {
-            if let Some(Pending::Initiated { peer, .. } | Pending::Replied { peer, .. }) =
-                self.exchanges.remove(&k)
-            {
-                self.out.event(PartyEvent::Failed {
-                    peer,
-                    error: Error::Timeout("waiting for the peer"),
-                });
-            }
-        }
-    }
-
-    fn next_timeout(&self) -> Option<Millis> {
-        self.exchanges
-            .values()
-            .map(|p| match p {
-                Pending::Initiated { deadline, .. } | Pending::Replied { deadline, .. } => {
-                    *deadline
-                }
-            })
-            .chain(match self.warrant {
-                WarrantState::AwaitGrant { deadline, .. } => Some(deadline),
-                WarrantState::None | WarrantState::Held(_) => None,
-            })
-            .min()
-    }
-
-    fn outbox(&self) -> &Outbox<PartyEvent> {
-        &self.out
-    }
-
-    fn outbox_mut(&mut self) -> &mut Outbox<PartyEvent> {
-        &mut self.out
-    }
-}
-
 impl Party {
     /// Equation (2)/(4): g^σ = v_EPC^e · K, and the warrant is ours.
     fn on_grant(&mut self, m: &WarrantGrant) -> Result<(), Error> {
@@ -718,6 +612,106 @@ impl Party {
         ]));
         m2msec_crypto::keylog::log("e2sec SK", &key.0);
         key
+    }
+}
+
+impl ProtocolRole for Party {
+    type Protocol = E2sec;
+    type Event = PartyEvent;
+
+    fn handle(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        msg: Message,
+        rng: &mut dyn CryptoRng,
+    ) -> Result<(), Error> {
+        match msg {
+            Message::WarrantGrant(m) => self.on_grant(&m),
+            Message::AuthInit(m) => {
+                let exchange = m.exchange;
+                let result = self.on_init(now, remote, m, rng);
+                if let Err(e) = &result {
+                    self.out.send(
+                        remote,
+                        Refuse {
+                            exchange,
+                            code: e.code(),
+                        },
+                    );
+                }
+                result
+            }
+            Message::AuthReply(m) => self.on_reply(now, remote, m, rng),
+            Message::Confirm(m) => self.on_confirm(&m),
+            Message::Refuse(m) => match self.exchanges.remove(&m.exchange) {
+                Some(Pending::Initiated { peer, .. } | Pending::Replied { peer, .. }) => {
+                    self.out.event(PartyEvent::Failed {
+                        peer,
+                        error: Error::Refused(m.code),
+                    });
+                    Ok(())
+                }
+                None => Err(Error::UnexpectedMessage("Refuse")),
+            },
+            other => Err(Error::UnexpectedMessage(other.name())),
+        }
+    }
+
+    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
+        if matches!(self.warrant, WarrantState::AwaitGrant { deadline, .. } if now >= deadline) {
+            self.warrant.give_up();
+            self.out.event(PartyEvent::WarrantFailed {
+                error: Error::Timeout("waiting for a warrant"),
+            });
+        }
+        let expired: Vec<[u8; 16]> = self
+            .exchanges
+            .iter()
+            .filter(|(_, p)| match p {
+                Pending::Initiated { deadline, .. } | Pending::Replied { deadline, .. } => {
+                    now >= *deadline
+                }
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for k in expired {
+            if let Some(Pending::Initiated { peer, .. } | Pending::Replied { peer, .. }) =
+                self.exchanges.remove(&k)
+            {
+                self.out.event(PartyEvent::Failed {
+                    peer,
+                    error: Error::Timeout("waiting for the peer"),
+                });
+            }
+        }
+    }
+
+    fn next_timeout(&self) -> Option<Millis> {
+        self.exchanges
+            .values()
+            .map(|p| match p {
+                Pending::Initiated { deadline, .. } | Pending::Replied { deadline, .. } => {
+                    *deadline
+                }
+            })
+            .chain(match self.warrant {
+                WarrantState::AwaitGrant { deadline, .. } => Some(deadline),
+                WarrantState::None | WarrantState::Held(_) => None,
+            })
+            .min()
+    }
+
+    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
+        PartyEvent::Rejected { remote, error }
+    }
+
+    fn outbox(&self) -> &Outbox<PartyEvent> {
+        &self.out
+    }
+
+    fn outbox_mut(&mut self) -> &mut Outbox<PartyEvent> {
+        &mut self.out
     }
 }
 

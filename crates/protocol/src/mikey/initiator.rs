@@ -11,11 +11,11 @@ use m2msec_wire::mikey::{DataType, SrtpCs};
 use zeroize::Zeroizing;
 
 use super::{
-    Datagram, DistributedParams, Error, Established, ModeName, Offer, Outbox, PkPeer, Policy,
-    PskPeer, RAND_LEN, Received, TGK_LEN, TrafficKeys, check_verification, header, millis_of_ntp,
-    ntp_of, tgk_commitment, tgk_key_data, tgk_verification_keys,
+    Datagram, DistributedParams, Error, Established, Mikey, ModeName, Offer, Outbox, PkPeer,
+    Policy, PskPeer, RAND_LEN, Received, TGK_LEN, TrafficKeys, check_verification, header,
+    millis_of_ntp, ntp_of, tgk_commitment, tgk_key_data, tgk_verification_keys,
 };
-use crate::{Millis, OpCounts, Role};
+use crate::{Millis, OpCounts, ProtocolRole};
 
 /// How the initiator sends its TGK.
 // One value per initiator: boxing the RSA key of the public-key mode buys nothing.
@@ -84,6 +84,17 @@ pub enum InitiatorEvent {
         /// Why.
         error: Error,
     },
+}
+
+impl InitiatorEvent {
+    /// The keys the initiator established, if this reports them.
+    #[must_use]
+    pub fn established(&self) -> Option<&Established> {
+        match self {
+            Self::Established(est) => Some(est),
+            _ => None,
+        }
+    }
 }
 
 /// Initiator I.
@@ -323,19 +334,35 @@ impl Initiator {
     }
 }
 
-impl Role for Initiator {
-    type Message = Datagram;
+impl Initiator {
+    fn fail(&mut self, error: Error) {
+        if let Some(x) = self.exchange.take() {
+            self.out.retransmits.clear();
+            self.out.event(InitiatorEvent::Failed {
+                csb_id: x.csb_id,
+                error,
+            });
+        }
+    }
+
+    /// Operation counts so far (also through [`crate::Endpoint::op_counts`]).
+    #[must_use]
+    pub fn ops(&self) -> OpCounts {
+        self.out.ops
+    }
+
+    /// The exchange's CSB ID, RAND and cs map, for traces.
+    #[must_use]
+    pub fn current(&self) -> Option<(u32, [u8; RAND_LEN], Vec<SrtpCs>)> {
+        self.exchange
+            .as_ref()
+            .map(|x| (x.csb_id, x.rand, x.cs_map.clone()))
+    }
+}
+
+impl ProtocolRole for Initiator {
+    type Protocol = Mikey;
     type Event = InitiatorEvent;
-    type Error = Error;
-    type Wire = Vec<u8>;
-
-    fn decode(datagram: &[u8]) -> Result<Self::Message, Error> {
-        Ok(Datagram::decode(datagram)?)
-    }
-
-    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
-        InitiatorEvent::Rejected { remote, error }
-    }
 
     fn handle(
         &mut self,
@@ -428,38 +455,16 @@ impl Role for Initiator {
         self.exchange.as_ref().map(|x| x.deadline)
     }
 
+    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
+        InitiatorEvent::Rejected { remote, error }
+    }
+
     fn outbox(&self) -> &Outbox<InitiatorEvent> {
         &self.out
     }
 
     fn outbox_mut(&mut self) -> &mut Outbox<InitiatorEvent> {
         &mut self.out
-    }
-}
-
-impl Initiator {
-    fn fail(&mut self, error: Error) {
-        if let Some(x) = self.exchange.take() {
-            self.out.retransmits.clear();
-            self.out.event(InitiatorEvent::Failed {
-                csb_id: x.csb_id,
-                error,
-            });
-        }
-    }
-
-    /// Operation counts so far (also through [`crate::Endpoint::op_counts`]).
-    #[must_use]
-    pub fn ops(&self) -> OpCounts {
-        self.out.ops
-    }
-
-    /// The exchange's CSB ID, RAND and cs map, for traces.
-    #[must_use]
-    pub fn current(&self) -> Option<(u32, [u8; RAND_LEN], Vec<SrtpCs>)> {
-        self.exchange
-            .as_ref()
-            .map(|x| (x.csb_id, x.rand, x.cs_map.clone()))
     }
 }
 

@@ -903,6 +903,24 @@ fn check_verification(
     Ok(())
 }
 
+/// Tells `remote`, whose I_MESSAGE `r` was refused with `result`, why in an error message
+/// (§5.1.2; unauthenticated, see the module docs), and passes `result` on.
+fn answer_refusal<E>(
+    out: &mut Outbox<E>,
+    remote: SocketAddr,
+    r: &Received,
+    now: Millis,
+    result: Result<(), Error>,
+) -> Result<(), Error> {
+    if let Err(e) = &result {
+        if let Some(bytes) = error_message(r.header.csb_id, r.header.cs_map.clone(), now, e.code())
+        {
+            out.send(remote, bytes);
+        }
+    }
+    result
+}
+
 /// An RFC 3830 error message (§5.1.2): HDR (data type Error), T, ERR.
 fn error_message(
     csb_id: u32,
@@ -937,7 +955,7 @@ fn tgk_verification_keys(
 }
 
 /// A decoded MIKEY message with the bytes it arrived as (MACs and signatures cover those
-/// bytes): what the MIKEY roles' [`Role::handle`](crate::Role::handle) reads.
+/// bytes): what the MIKEY roles' [`ProtocolRole::handle`](crate::ProtocolRole::handle) reads.
 #[derive(Debug)]
 pub struct Datagram {
     msg: Message,
@@ -957,5 +975,20 @@ impl Datagram {
     }
 }
 
-/// The MIKEY roles' queues: events `E`, RFC 3830 bytes.
-type Outbox<E> = crate::outbox::Outbox<E, Vec<u8>>;
+/// The MIKEY protocol as its roles share it ([`crate::Protocol`]): RFC 3830 messages kept with
+/// their bytes, and this module's [`Error`].
+#[derive(Debug)]
+pub enum Mikey {}
+
+impl crate::Protocol for Mikey {
+    type Message = Datagram;
+    type Error = Error;
+    type Wire = Vec<u8>;
+
+    fn decode(datagram: &[u8]) -> Result<Datagram, Error> {
+        Ok(Datagram::decode(datagram)?)
+    }
+}
+
+/// The MIKEY roles' queues: events `E`, the protocol's wire messages.
+type Outbox<E> = crate::outbox::Outbox<E, <Mikey as crate::Protocol>::Wire>;

@@ -13,11 +13,11 @@ use m2msec_wire::mikey::{DataType, SrtpCs};
 use zeroize::Zeroizing;
 
 use super::{
-    Datagram, DistributedParams, Error, Established, ModeName, Outbox, PkPeer, Policy, PskPeer,
-    Received, ReplayCache, TrafficKeys, error_message, millis_of_ntp, open_pk, open_psk,
+    Datagram, DistributedParams, Error, Established, Mikey, ModeName, Outbox, PkPeer, Policy,
+    PskPeer, Received, ReplayCache, TrafficKeys, answer_refusal, millis_of_ntp, open_pk, open_psk,
     tgk_commitment, tgk_verification_keys, verification_message,
 };
-use crate::{Millis, Role};
+use crate::{Millis, ProtocolRole};
 
 /// Most k-subsets R tries when parts disagree, so that a flood of bad parts costs bounded work.
 const MAX_COMBINATIONS: usize = 1024;
@@ -86,6 +86,17 @@ pub enum ResponderEvent {
         /// Why.
         error: Error,
     },
+}
+
+impl ResponderEvent {
+    /// The keys the responder established, if this reports them.
+    #[must_use]
+    pub fn established(&self) -> Option<&Established> {
+        match self {
+            Self::Established(est) => Some(est),
+            _ => None,
+        }
+    }
 }
 
 /// Responder R.
@@ -171,80 +182,6 @@ impl Responder {
     }
 }
 
-impl Role for Responder {
-    type Message = Datagram;
-    type Event = ResponderEvent;
-    type Error = Error;
-    type Wire = Vec<u8>;
-
-    fn decode(datagram: &[u8]) -> Result<Self::Message, Error> {
-        Ok(Datagram::decode(datagram)?)
-    }
-
-    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
-        ResponderEvent::Rejected { remote, error }
-    }
-
-    fn handle(
-        &mut self,
-        now: Millis,
-        remote: SocketAddr,
-        d: Datagram,
-        rng: &mut dyn CryptoRng,
-    ) -> Result<(), Error> {
-        let r = Received::read(&d.msg)?;
-        let result = match d.msg.header.data_type {
-            DataType::PreShared => self.accept_psk(now, remote, &d.bytes, &r),
-            DataType::PublicKey => self.accept_pk(now, remote, &d.bytes, &r, rng),
-            _ => return Err(Error::UnexpectedMessage("MIKEY message of this data type")),
-        };
-        if let Err(e) = &result {
-            // §5.1.2: tell the sender why (unauthenticated, see the module docs).
-            if let Some(bytes) =
-                error_message(r.header.csb_id, r.header.cs_map.clone(), now, e.code())
-            {
-                self.out.send(remote, bytes);
-            }
-        }
-        result
-    }
-
-    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
-        let expired: Vec<(String, u32)> = self
-            .assemblies
-            .iter()
-            .filter(|(_, a)| now >= a.deadline)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in expired {
-            if let Some(a) = self.assemblies.remove(&key) {
-                if !a.done {
-                    self.out.event(ResponderEvent::Failed {
-                        initiator: key.0,
-                        csb_id: key.1,
-                        error: Error::NotEnoughParts {
-                            valid: a.parts.len(),
-                            needed: usize::from(a.params.k),
-                        },
-                    });
-                }
-            }
-        }
-    }
-
-    fn next_timeout(&self) -> Option<Millis> {
-        self.assemblies.values().map(|a| a.deadline).min()
-    }
-
-    fn outbox(&self) -> &Outbox<ResponderEvent> {
-        &self.out
-    }
-
-    fn outbox_mut(&mut self) -> &mut Outbox<ResponderEvent> {
-        &mut self.out
-    }
-}
-
 impl Responder {
     fn record(&mut self, digest: [u8; 32], ts: u64) {
         self.out.event(ResponderEvent::ReplayRecorded {
@@ -275,23 +212,20 @@ impl Responder {
         let ops = &mut self.out.ops;
         let (tgk, digest) = open_psk(ops, &mut self.replay, now, &cfg.policy, bytes, r, &peer.psk)?;
         let keys = TrafficKeys::derive(ops, &tgk, r.header.csb_id, &r.rand)?;
-        if r.header.v {
+        let mkeys = if r.header.v {
             ops.hash += 3;
-            let mkeys = MessageKeys::derive(peer.psk.as_bytes(), r.header.csb_id, &r.rand)?;
-            let answer = verification_message(
-                ops,
-                &mkeys,
-                DataType::PskVerify,
+            Some(MessageKeys::derive(
+                peer.psk.as_bytes(),
                 r.header.csb_id,
-                r.header.cs_map.clone(),
-                now,
-                id_i,
-                &cfg.identity,
-                r.ts,
-            )?;
-            self.out.send(remote, answer);
-        }
+                &r.rand,
+            )?)
+        } else {
+            None
+        };
         let peer = peer.id.clone();
+        if let Some(mkeys) = mkeys {
+            self.verify_to(remote, &mkeys, DataType::PskVerify, r, now, id_i)?;
+        }
         self.record(digest, r.ts);
         self.out.event(ResponderEvent::Established(Established {
             csb_id: r.header.csb_id,
@@ -334,18 +268,7 @@ impl Responder {
             &cfg.decryption_key,
         )?;
         if r.header.v {
-            let answer = verification_message(
-                ops,
-                &mkeys,
-                DataType::PkVerify,
-                r.header.csb_id,
-                r.header.cs_map.clone(),
-                now,
-                id_i,
-                &cfg.identity,
-                r.ts,
-            )?;
-            self.out.send(remote, answer);
+            self.verify_to(remote, &mkeys, DataType::PkVerify, r, now, id_i)?;
         }
         self.record(digest, r.ts);
         match &r.distributed {
@@ -365,6 +288,32 @@ impl Responder {
                 self.try_rebuild(now, &(params.initiator.clone(), r.header.csb_id), rng)
             }
         }
+    }
+
+    /// Answers the I_MESSAGE `r` from `remote`, which asked for it (its V flag), with a
+    /// verification message of `data_type` under `mkeys` (RFC 3830 §5.2, §5.3).
+    fn verify_to(
+        &mut self,
+        remote: SocketAddr,
+        mkeys: &MessageKeys,
+        data_type: DataType,
+        r: &Received,
+        now: Millis,
+        id_i: &str,
+    ) -> Result<(), Error> {
+        let answer = verification_message(
+            &mut self.out.ops,
+            mkeys,
+            data_type,
+            r.header.csb_id,
+            r.header.cs_map.clone(),
+            now,
+            id_i,
+            &self.config.identity,
+            r.ts,
+        )?;
+        self.out.send(remote, answer);
+        Ok(())
     }
 
     /// Files a third party's part with the others of the same TGK.
@@ -561,6 +510,66 @@ impl Responder {
             self.out.event(e);
         }
         Ok(())
+    }
+}
+
+impl ProtocolRole for Responder {
+    type Protocol = Mikey;
+    type Event = ResponderEvent;
+
+    fn handle(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        d: Datagram,
+        rng: &mut dyn CryptoRng,
+    ) -> Result<(), Error> {
+        let r = Received::read(&d.msg)?;
+        let result = match d.msg.header.data_type {
+            DataType::PreShared => self.accept_psk(now, remote, &d.bytes, &r),
+            DataType::PublicKey => self.accept_pk(now, remote, &d.bytes, &r, rng),
+            _ => return Err(Error::UnexpectedMessage("MIKEY message of this data type")),
+        };
+        answer_refusal(&mut self.out, remote, &r, now, result)
+    }
+
+    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
+        let expired: Vec<(String, u32)> = self
+            .assemblies
+            .iter()
+            .filter(|(_, a)| now >= a.deadline)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in expired {
+            if let Some(a) = self.assemblies.remove(&key) {
+                if !a.done {
+                    self.out.event(ResponderEvent::Failed {
+                        initiator: key.0,
+                        csb_id: key.1,
+                        error: Error::NotEnoughParts {
+                            valid: a.parts.len(),
+                            needed: usize::from(a.params.k),
+                        },
+                    });
+                }
+            }
+        }
+    }
+
+    fn next_timeout(&self) -> Option<Millis> {
+        self.assemblies.values().map(|a| a.deadline).min()
+    }
+
+    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
+        ResponderEvent::Rejected { remote, error }
+    }
+
+    fn outbox(&self) -> &Outbox<ResponderEvent> {
+        &self.out
+    }
+
+    fn outbox_mut(&mut self) -> &mut Outbox<ResponderEvent> {
+        &mut self.out
     }
 }
 

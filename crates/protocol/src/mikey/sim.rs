@@ -296,11 +296,9 @@ impl World {
         meter: Meter<'_>,
     ) -> Result<(), Error> {
         let now = self.net.now;
-        let mut started = Ok(());
-        meter(INITIATOR_ROLE, &mut || {
-            started = self.initiator.connect(now, rng).map(|_| ());
-        });
-        started?;
+        network::metered(meter, INITIATOR_ROLE, || {
+            self.initiator.connect(now, rng).map(|_| ())
+        })?;
         network::run(self, rng, &mut |d| vec![d.clone()], meter);
         Ok(())
     }

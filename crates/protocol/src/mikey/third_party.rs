@@ -10,11 +10,11 @@ use m2msec_crypto::sig::SigningKey;
 use m2msec_wire::mikey::DataType;
 
 use super::{
-    Datagram, Error, Offer, Outbox, PkPeer, Policy, PskPeer, Received, ReplayCache,
-    check_verification, error_message, header, ntp_of, open_psk, tgk_key_data,
+    Datagram, Error, Mikey, Offer, Outbox, PkPeer, Policy, PskPeer, Received, ReplayCache,
+    answer_refusal, check_verification, header, ntp_of, open_psk, tgk_key_data,
     verification_message,
 };
-use crate::{Millis, Role};
+use crate::{Millis, ProtocolRole};
 
 /// Ways a third party can misbehave, for demonstrations and adversarial tests: the honest path
 /// with one step replaced.
@@ -125,114 +125,6 @@ impl ThirdParty {
             pending: BTreeMap::new(),
             out: Outbox::default(),
         })
-    }
-}
-
-impl Role for ThirdParty {
-    type Message = Datagram;
-    type Event = ThirdPartyEvent;
-    type Error = Error;
-    type Wire = Vec<u8>;
-
-    fn decode(datagram: &[u8]) -> Result<Self::Message, Error> {
-        Ok(Datagram::decode(datagram)?)
-    }
-
-    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
-        ThirdPartyEvent::Rejected { remote, error }
-    }
-
-    fn handle(
-        &mut self,
-        now: Millis,
-        remote: SocketAddr,
-        d: Datagram,
-        rng: &mut dyn CryptoRng,
-    ) -> Result<(), Error> {
-        let r = Received::read(&d.msg)?;
-        match d.msg.header.data_type {
-            DataType::PreShared => {
-                let result = self.relay(now, remote, &d.bytes, &r, rng);
-                if let Err(e) = &result {
-                    // §5.1.2: tell the initiator why (unauthenticated, see the module docs).
-                    if let Some(bytes) =
-                        error_message(r.header.csb_id, r.header.cs_map.clone(), now, e.code())
-                    {
-                        self.out.send(remote, bytes);
-                    }
-                }
-                result
-            }
-            DataType::PkVerify => {
-                let csb_id = r.header.csb_id;
-                let p = self
-                    .pending
-                    .get(&csb_id)
-                    .filter(|p| p.responder == remote)
-                    .ok_or(Error::UnexpectedMessage(
-                        "verification for no forwarded part",
-                    ))?;
-                check_verification(
-                    &mut self.out.ops,
-                    &p.keys,
-                    &d.bytes,
-                    &r,
-                    &self.config.identity,
-                    p.ts,
-                )?;
-                self.pending.remove(&csb_id);
-                self.out.event(ThirdPartyEvent::Confirmed { csb_id });
-                Ok(())
-            }
-            DataType::Error => {
-                let csb_id = r.header.csb_id;
-                if self
-                    .pending
-                    .get(&csb_id)
-                    .is_some_and(|p| p.responder == remote)
-                {
-                    self.pending.remove(&csb_id);
-                    let code = r
-                        .error
-                        .ok_or(Error::Malformed("error message without ERR"))?;
-                    self.out.event(ThirdPartyEvent::Failed {
-                        csb_id,
-                        error: Error::PeerError(code),
-                    });
-                    return Ok(());
-                }
-                Err(Error::UnexpectedMessage("error message"))
-            }
-            _ => Err(Error::UnexpectedMessage("MIKEY message of this data type")),
-        }
-    }
-
-    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
-        let expired: Vec<u32> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| now >= p.deadline)
-            .map(|(id, _)| *id)
-            .collect();
-        for csb_id in expired {
-            self.pending.remove(&csb_id);
-            self.out.event(ThirdPartyEvent::Failed {
-                csb_id,
-                error: Error::Timeout("waiting for the responder's verification"),
-            });
-        }
-    }
-
-    fn next_timeout(&self) -> Option<Millis> {
-        self.pending.values().map(|p| p.deadline).min()
-    }
-
-    fn outbox(&self) -> &Outbox<ThirdPartyEvent> {
-        &self.out
-    }
-
-    fn outbox_mut(&mut self) -> &mut Outbox<ThirdPartyEvent> {
-        &mut self.out
     }
 }
 
@@ -354,5 +246,99 @@ impl ThirdParty {
             responder: id_r.to_owned(),
         });
         Ok(())
+    }
+}
+
+impl ProtocolRole for ThirdParty {
+    type Protocol = Mikey;
+    type Event = ThirdPartyEvent;
+
+    fn handle(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        d: Datagram,
+        rng: &mut dyn CryptoRng,
+    ) -> Result<(), Error> {
+        let r = Received::read(&d.msg)?;
+        match d.msg.header.data_type {
+            DataType::PreShared => {
+                let result = self.relay(now, remote, &d.bytes, &r, rng);
+                answer_refusal(&mut self.out, remote, &r, now, result)
+            }
+            DataType::PkVerify => {
+                let csb_id = r.header.csb_id;
+                let p = self
+                    .pending
+                    .get(&csb_id)
+                    .filter(|p| p.responder == remote)
+                    .ok_or(Error::UnexpectedMessage(
+                        "verification for no forwarded part",
+                    ))?;
+                check_verification(
+                    &mut self.out.ops,
+                    &p.keys,
+                    &d.bytes,
+                    &r,
+                    &self.config.identity,
+                    p.ts,
+                )?;
+                self.pending.remove(&csb_id);
+                self.out.event(ThirdPartyEvent::Confirmed { csb_id });
+                Ok(())
+            }
+            DataType::Error => {
+                let csb_id = r.header.csb_id;
+                if self
+                    .pending
+                    .get(&csb_id)
+                    .is_some_and(|p| p.responder == remote)
+                {
+                    self.pending.remove(&csb_id);
+                    let code = r
+                        .error
+                        .ok_or(Error::Malformed("error message without ERR"))?;
+                    self.out.event(ThirdPartyEvent::Failed {
+                        csb_id,
+                        error: Error::PeerError(code),
+                    });
+                    return Ok(());
+                }
+                Err(Error::UnexpectedMessage("error message"))
+            }
+            _ => Err(Error::UnexpectedMessage("MIKEY message of this data type")),
+        }
+    }
+
+    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
+        let expired: Vec<u32> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now >= p.deadline)
+            .map(|(id, _)| *id)
+            .collect();
+        for csb_id in expired {
+            self.pending.remove(&csb_id);
+            self.out.event(ThirdPartyEvent::Failed {
+                csb_id,
+                error: Error::Timeout("waiting for the responder's verification"),
+            });
+        }
+    }
+
+    fn next_timeout(&self) -> Option<Millis> {
+        self.pending.values().map(|p| p.deadline).min()
+    }
+
+    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
+        ThirdPartyEvent::Rejected { remote, error }
+    }
+
+    fn outbox(&self) -> &Outbox<ThirdPartyEvent> {
+        &self.out
+    }
+
+    fn outbox_mut(&mut self) -> &mut Outbox<ThirdPartyEvent> {
+        &mut self.out
     }
 }

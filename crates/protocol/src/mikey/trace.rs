@@ -34,14 +34,16 @@ pub fn render(spec: &Spec, seed: u64) -> Result<String, Error> {
     let start = w.net.now;
     w.run_honest(&mut rng)?;
 
-    let at_i = w.events.initiator.iter().find_map(|e| match e {
-        InitiatorEvent::Established(x) => Some(x),
-        _ => None,
-    });
-    let at_r = w.events.responder.iter().find_map(|e| match e {
-        ResponderEvent::Established(x) => Some(x),
-        _ => None,
-    });
+    let at_i = w
+        .events
+        .initiator
+        .iter()
+        .find_map(InitiatorEvent::established);
+    let at_r = w
+        .events
+        .responder
+        .iter()
+        .find_map(ResponderEvent::established);
     let (Some(at_i), Some(at_r)) = (at_i, at_r) else {
         return Err(Error::Config(format!(
             "the traced exchange did not establish a key: {:?}",

@@ -17,12 +17,12 @@ use m2msec_wire::sga::{
 use zeroize::Zeroizing;
 
 use super::{
-    DeviceKey, Error, Outbox, RefusalCode, SessionId, SessionKey, Timeouts, admit_fresh,
+    DeviceKey, Error, Outbox, RefusalCode, SessionId, SessionKey, Sga, Timeouts, admit_fresh,
     check_device_mac, count_group, device_aead, device_mac, expand, f_k, labelled, message_aad,
     open, seal, session_key, xor,
 };
 use crate::replay::ReplayCache;
-use crate::{Millis, Role};
+use crate::{Millis, ProtocolRole};
 
 /// A device's configuration.
 #[derive(Debug)]
@@ -351,127 +351,6 @@ impl Device {
     #[must_use]
     pub fn unacknowledged(&self) -> usize {
         self.unacked.len()
-    }
-}
-
-impl Role for Device {
-    type Message = Message;
-    type Event = DeviceEvent;
-    type Error = Error;
-    type Wire = Message;
-
-    fn decode(datagram: &[u8]) -> Result<Self::Message, Error> {
-        Ok(Message::decode(datagram)?)
-    }
-
-    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
-        DeviceEvent::Rejected { remote, error }
-    }
-
-    fn handle(
-        &mut self,
-        now: Millis,
-        remote: SocketAddr,
-        msg: Message,
-        rng: &mut dyn CryptoRng,
-    ) -> Result<(), Error> {
-        if remote != self.config.server {
-            return Err(Error::UnexpectedMessage("message not from the server"));
-        }
-        if msg.device() != self.config.identity && !matches!(msg, Message::Stored(_)) {
-            return Err(Error::UnexpectedMessage("message for another device"));
-        }
-        match msg {
-            Message::RegisterResponse(m) => self.on_registered(&m),
-            Message::Negotiate(m) => self.on_negotiate(now, rng, SessionId(m.session), &m.sealed.0),
-            Message::InviteAccepted(m) => {
-                self.on_accepted(now, rng, SessionId(m.session), &m.sealed.0)
-            }
-            Message::KeyShareInvite(m) => {
-                self.on_key_invite(now, rng, SessionId(m.session), m.group, &m.mac)
-            }
-            Message::KeyResult(m) => self.on_result(SessionId(m.session), &m.sealed.0),
-            Message::Refused(m) => {
-                let error = Error::Refused(RefusalCode::from_code(m.code));
-                if self.registering.take().is_some() {
-                    self.out.event(DeviceEvent::Failed {
-                        what: "registering",
-                        error,
-                    });
-                } else if self.pending.take().is_some() {
-                    self.out.retransmits.clear();
-                    self.out.event(DeviceEvent::Failed {
-                        what: "negotiating with the peer",
-                        error,
-                    });
-                } else {
-                    // Unauthenticated, and for nothing under way: refused, so that it neither
-                    // counts as an answer nor is remembered as one (`crate::reliable`).
-                    return Err(Error::UnexpectedMessage("Refused with nothing under way"));
-                }
-                Ok(())
-            }
-            Message::Stored(m) => {
-                let key = (SessionId(m.session), m.message_id);
-                if self.unacked.remove(&key).is_none() {
-                    // Unauthenticated, and for no message waiting: see `Refused`.
-                    return Err(Error::UnexpectedMessage("Stored for no message waiting"));
-                }
-                self.out.event(DeviceEvent::Stored {
-                    session: key.0,
-                    message_id: m.message_id,
-                });
-                Ok(())
-            }
-            Message::Forward(m) => self.on_forward(&m),
-            other => Err(Error::UnexpectedMessage(other.name())),
-        }
-    }
-
-    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
-        if self.registering.is_some_and(|t| now >= t) {
-            self.registering = None;
-            self.out.event(DeviceEvent::Failed {
-                what: "registering",
-                error: Error::Timeout("waiting for the server's answer"),
-            });
-        }
-        if self.pending.as_ref().is_some_and(|(_, t)| now >= *t) {
-            self.pending = None;
-            self.out.retransmits.clear();
-            self.out.retransmits.clear();
-            self.out.event(DeviceEvent::Failed {
-                what: "negotiating with the peer",
-                error: Error::Timeout("waiting for the server"),
-            });
-        }
-        let server = self.config.server;
-        let every = self.config.timeouts.retransmit;
-        for (due, m) in self.unacked.values_mut() {
-            if now >= *due {
-                *due = now.after(every);
-                self.out.send(server, m.clone());
-            }
-        }
-    }
-
-    fn next_timeout(&self) -> Option<Millis> {
-        [
-            self.registering,
-            self.pending.as_ref().map(|(_, t)| *t),
-            self.unacked.values().map(|(t, _)| *t).min(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-    }
-
-    fn outbox(&self) -> &Outbox<DeviceEvent> {
-        &self.out
-    }
-
-    fn outbox_mut(&mut self) -> &mut Outbox<DeviceEvent> {
-        &mut self.out
     }
 }
 
@@ -831,6 +710,121 @@ impl Device {
             s.next_receive += 1;
         }
         Ok(())
+    }
+}
+
+impl ProtocolRole for Device {
+    type Protocol = Sga;
+    type Event = DeviceEvent;
+
+    fn handle(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        msg: Message,
+        rng: &mut dyn CryptoRng,
+    ) -> Result<(), Error> {
+        if remote != self.config.server {
+            return Err(Error::UnexpectedMessage("message not from the server"));
+        }
+        if msg.device() != self.config.identity && !matches!(msg, Message::Stored(_)) {
+            return Err(Error::UnexpectedMessage("message for another device"));
+        }
+        match msg {
+            Message::RegisterResponse(m) => self.on_registered(&m),
+            Message::Negotiate(m) => self.on_negotiate(now, rng, SessionId(m.session), &m.sealed.0),
+            Message::InviteAccepted(m) => {
+                self.on_accepted(now, rng, SessionId(m.session), &m.sealed.0)
+            }
+            Message::KeyShareInvite(m) => {
+                self.on_key_invite(now, rng, SessionId(m.session), m.group, &m.mac)
+            }
+            Message::KeyResult(m) => self.on_result(SessionId(m.session), &m.sealed.0),
+            Message::Refused(m) => {
+                let error = Error::Refused(RefusalCode::from_code(m.code));
+                if self.registering.take().is_some() {
+                    self.out.event(DeviceEvent::Failed {
+                        what: "registering",
+                        error,
+                    });
+                } else if self.pending.take().is_some() {
+                    self.out.retransmits.clear();
+                    self.out.event(DeviceEvent::Failed {
+                        what: "negotiating with the peer",
+                        error,
+                    });
+                } else {
+                    // Unauthenticated, and for nothing under way: refused, so that it neither
+                    // counts as an answer nor is remembered as one (`crate::reliable`).
+                    return Err(Error::UnexpectedMessage("Refused with nothing under way"));
+                }
+                Ok(())
+            }
+            Message::Stored(m) => {
+                let key = (SessionId(m.session), m.message_id);
+                if self.unacked.remove(&key).is_none() {
+                    // Unauthenticated, and for no message waiting: see `Refused`.
+                    return Err(Error::UnexpectedMessage("Stored for no message waiting"));
+                }
+                self.out.event(DeviceEvent::Stored {
+                    session: key.0,
+                    message_id: m.message_id,
+                });
+                Ok(())
+            }
+            Message::Forward(m) => self.on_forward(&m),
+            other => Err(Error::UnexpectedMessage(other.name())),
+        }
+    }
+
+    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
+        if self.registering.is_some_and(|t| now >= t) {
+            self.registering = None;
+            self.out.event(DeviceEvent::Failed {
+                what: "registering",
+                error: Error::Timeout("waiting for the server's answer"),
+            });
+        }
+        if self.pending.as_ref().is_some_and(|(_, t)| now >= *t) {
+            self.pending = None;
+            self.out.retransmits.clear();
+            self.out.retransmits.clear();
+            self.out.event(DeviceEvent::Failed {
+                what: "negotiating with the peer",
+                error: Error::Timeout("waiting for the server"),
+            });
+        }
+        let server = self.config.server;
+        let every = self.config.timeouts.retransmit;
+        for (due, m) in self.unacked.values_mut() {
+            if now >= *due {
+                *due = now.after(every);
+                self.out.send(server, m.clone());
+            }
+        }
+    }
+
+    fn next_timeout(&self) -> Option<Millis> {
+        [
+            self.registering,
+            self.pending.as_ref().map(|(_, t)| *t),
+            self.unacked.values().map(|(t, _)| *t).min(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
+        DeviceEvent::Rejected { remote, error }
+    }
+
+    fn outbox(&self) -> &Outbox<DeviceEvent> {
+        &self.out
+    }
+
+    fn outbox_mut(&mut self) -> &mut Outbox<DeviceEvent> {
+        &mut self.out
     }
 }
 

@@ -442,8 +442,23 @@ fn count_group(ops: &mut OpCounts, group: &Group) {
     ops.hash += t.hash;
 }
 
-/// The SGA roles' queues: events `E`, SGA messages.
-type Outbox<E> = crate::outbox::Outbox<E, m2msec_wire::sga::Message>;
+/// The SGA protocol as its roles share it ([`crate::Protocol`]): CBOR messages and this
+/// module's [`Error`].
+#[derive(Debug)]
+pub enum Sga {}
+
+impl crate::Protocol for Sga {
+    type Message = m2msec_wire::sga::Message;
+    type Error = Error;
+    type Wire = m2msec_wire::sga::Message;
+
+    fn decode(datagram: &[u8]) -> Result<m2msec_wire::sga::Message, Error> {
+        Ok(m2msec_wire::sga::Message::decode(datagram)?)
+    }
+}
+
+/// The SGA roles' queues: events `E`, the protocol's wire messages.
+type Outbox<E> = crate::outbox::Outbox<E, <Sga as crate::Protocol>::Wire>;
 
 /// Admits an authenticated message stamped `sent` into `cache` (see [`ReplayCache::admit`]),
 /// with the clock skew as the window. SGA answers a stale timestamp and a repeat alike.

@@ -22,11 +22,11 @@ use m2msec_wire::sga::{
 use zeroize::Zeroizing;
 
 use super::{
-    DeviceKey, Error, Outbox, RefusalCode, SessionId, Timeouts, admit_fresh, check_device_mac,
+    DeviceKey, Error, Outbox, RefusalCode, SessionId, Sga, Timeouts, admit_fresh, check_device_mac,
     count_group, device_aead, device_mac, expand, f_k, labelled, open, seal, xor,
 };
 use crate::replay::ReplayCache;
-use crate::{Millis, Role};
+use crate::{Millis, ProtocolRole};
 
 /// How many invitation nonces the gateway remembers inside the clock window; beyond that it
 /// refuses invitations (NotReady) rather than grow, until entries expire.
@@ -215,99 +215,6 @@ impl Server {
     #[must_use]
     pub fn held(&self) -> usize {
         self.held.len()
-    }
-}
-
-impl Role for Server {
-    type Message = Message;
-    type Event = ServerEvent;
-    type Error = Error;
-    type Wire = Message;
-
-    fn decode(datagram: &[u8]) -> Result<Self::Message, Error> {
-        Ok(Message::decode(datagram)?)
-    }
-
-    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
-        ServerEvent::Rejected { remote, error }
-    }
-
-    fn handle(
-        &mut self,
-        now: Millis,
-        remote: SocketAddr,
-        msg: Message,
-        rng: &mut dyn CryptoRng,
-    ) -> Result<(), Error> {
-        let device = msg.device().to_owned();
-        let result = match msg {
-            Message::RegisterRequest(m) => return self.register(remote, &m, rng),
-            Message::Invite(m) => self.invite(now, remote, &m, rng),
-            Message::NegotiateResponse(m) => self.negotiated(now, remote, &m, rng),
-            Message::KeyShare(m) => {
-                self.key_share(now, remote, SessionId(m.session), &m.from, &m.sealed.0, rng)
-            }
-            Message::Deliver(m) => self.deliver(now, remote, m),
-            Message::Delivered(m) => self.delivered(remote, &m),
-            Message::Poll(m) => self.polled(now, remote, &m),
-            other => Err(Error::UnexpectedMessage(other.name())),
-        };
-        if let Err(e) = &result {
-            if matches!(
-                e,
-                Error::UnsupportedSuite(_)
-                    | Error::Unreachable(_)
-                    | Error::UnknownDevice(_)
-                    | Error::UnsupportedGroup(_)
-            ) {
-                self.out.send(
-                    remote,
-                    Refused {
-                        session: [0; 16],
-                        to: device.clone(),
-                        code: RefusalCode::of(e).code(),
-                    },
-                );
-                self.out.event(ServerEvent::Refusal {
-                    device,
-                    error: e.clone(),
-                });
-            }
-        }
-        result
-    }
-
-    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
-        self.exchanges.retain(|_, x| x.deadline > now);
-        self.seen.prune(now);
-        self.flush(now, None);
-    }
-
-    fn next_timeout(&self) -> Option<Millis> {
-        let reachable = |h: &Held| {
-            self.devices
-                .get(&h.message.to)
-                .is_some_and(|d| d.addr.is_some())
-        };
-        [
-            self.exchanges.values().map(|x| x.deadline).min(),
-            self.held
-                .values()
-                .filter(|h| reachable(h))
-                .map(|h| h.next_send)
-                .min(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-    }
-
-    fn outbox(&self) -> &Outbox<ServerEvent> {
-        &self.out
-    }
-
-    fn outbox_mut(&mut self) -> &mut Outbox<ServerEvent> {
-        &mut self.out
     }
 }
 
@@ -911,6 +818,93 @@ impl Server {
                 },
             );
         }
+    }
+}
+
+impl ProtocolRole for Server {
+    type Protocol = Sga;
+    type Event = ServerEvent;
+
+    fn handle(
+        &mut self,
+        now: Millis,
+        remote: SocketAddr,
+        msg: Message,
+        rng: &mut dyn CryptoRng,
+    ) -> Result<(), Error> {
+        let device = msg.device().to_owned();
+        let result = match msg {
+            Message::RegisterRequest(m) => return self.register(remote, &m, rng),
+            Message::Invite(m) => self.invite(now, remote, &m, rng),
+            Message::NegotiateResponse(m) => self.negotiated(now, remote, &m, rng),
+            Message::KeyShare(m) => {
+                self.key_share(now, remote, SessionId(m.session), &m.from, &m.sealed.0, rng)
+            }
+            Message::Deliver(m) => self.deliver(now, remote, m),
+            Message::Delivered(m) => self.delivered(remote, &m),
+            Message::Poll(m) => self.polled(now, remote, &m),
+            other => Err(Error::UnexpectedMessage(other.name())),
+        };
+        if let Err(e) = &result {
+            if matches!(
+                e,
+                Error::UnsupportedSuite(_)
+                    | Error::Unreachable(_)
+                    | Error::UnknownDevice(_)
+                    | Error::UnsupportedGroup(_)
+            ) {
+                self.out.send(
+                    remote,
+                    Refused {
+                        session: [0; 16],
+                        to: device.clone(),
+                        code: RefusalCode::of(e).code(),
+                    },
+                );
+                self.out.event(ServerEvent::Refusal {
+                    device,
+                    error: e.clone(),
+                });
+            }
+        }
+        result
+    }
+
+    fn on_timeout(&mut self, now: Millis, _rng: &mut dyn CryptoRng) {
+        self.exchanges.retain(|_, x| x.deadline > now);
+        self.seen.prune(now);
+        self.flush(now, None);
+    }
+
+    fn next_timeout(&self) -> Option<Millis> {
+        let reachable = |h: &Held| {
+            self.devices
+                .get(&h.message.to)
+                .is_some_and(|d| d.addr.is_some())
+        };
+        [
+            self.exchanges.values().map(|x| x.deadline).min(),
+            self.held
+                .values()
+                .filter(|h| reachable(h))
+                .map(|h| h.next_send)
+                .min(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn rejected(remote: SocketAddr, error: Error) -> Self::Event {
+        ServerEvent::Rejected { remote, error }
+    }
+
+    fn outbox(&self) -> &Outbox<ServerEvent> {
+        &self.out
+    }
+
+    fn outbox_mut(&mut self) -> &mut Outbox<ServerEvent> {
+        &mut self.out
     }
 }
 
