@@ -17,7 +17,7 @@ use m2msec_protocol::collab::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::runtime::config::{load_toml, resolve};
+use crate::runtime::config::{load_toml, resolve, with_retransmit_fields};
 use crate::runtime::keyfile;
 
 /// A peer known by name and address.
@@ -57,6 +57,7 @@ pub struct ProxyFile {
     pub capability: u8,
 }
 
+with_retransmit_fields! {
 /// Timeouts, in milliseconds; absent values take the protocol's defaults.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -69,16 +70,7 @@ pub struct TimeoutsFile {
     pub answer_grace_ms: Option<u64>,
     /// Server only: how long it waits for k valid shares before aborting the session.
     pub fragments_ms: Option<u64>,
-    /// Wait before the first retransmission of an unanswered request, in milliseconds (default
-    /// 500).
-    pub first_retransmit_ms: Option<u64>,
-    /// Retransmissions at the first wait before the wait starts to double (default 8).
-    pub steady_retransmits: Option<u32>,
-    /// Longest wait between two retransmissions, in milliseconds: the wait doubles after each
-    /// up to it, and never drops below the first (default 4000).
-    pub max_retransmit_interval_ms: Option<u64>,
-    /// Retransmissions of an unanswered request before giving up (default 11).
-    pub max_retransmit: Option<u32>,
+}
 }
 
 impl TimeoutsFile {
@@ -96,12 +88,7 @@ impl TimeoutsFile {
         if let Some(ms) = self.fragments_ms {
             t.fragments = Duration::from_millis(ms);
         }
-        t.retransmit = crate::runtime::config::retransmit_policy(
-            self.first_retransmit_ms,
-            self.steady_retransmits,
-            self.max_retransmit_interval_ms,
-            self.max_retransmit,
-        );
+        t.retransmit = self.retransmit_policy();
         t
     }
 }

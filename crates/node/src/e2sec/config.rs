@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::group_name;
 use crate::error::{Error, Result};
-use crate::runtime::config::{load_toml, resolve};
+use crate::runtime::config::{load_toml, resolve, with_retransmit_fields};
 use crate::runtime::keyfile;
 
 /// Signature variants in config files.
@@ -165,6 +165,7 @@ pub struct PeerFile {
     pub addr: SocketAddr,
 }
 
+with_retransmit_fields! {
 /// `e2sec-device` and `e2sec-server` config file.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -184,20 +185,8 @@ pub struct PartyFile {
     /// How long an exchange may wait for the peer, in milliseconds (default 20000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
-    /// Wait before the first retransmission of an unanswered request, in milliseconds (default
-    /// 500).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub first_retransmit_ms: Option<u64>,
-    /// Retransmissions at the first wait before the wait starts to double (default 8).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub steady_retransmits: Option<u32>,
-    /// Longest wait between two retransmissions, in milliseconds: the wait doubles after each
-    /// up to it, and never drops below the first (default 4000).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_retransmit_interval_ms: Option<u64>,
-    /// Retransmissions of an unanswered request before giving up (default 11).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_retransmit: Option<u32>,
+}
+after {
     /// Peers to authenticate with once a warrant is held (then the daemon exits).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub connect: Vec<String>,
@@ -205,6 +194,7 @@ pub struct PartyFile {
     pub epc: EpcPeerFile,
     /// The peers.
     pub peers: Vec<PeerFile>,
+}
 }
 
 /// A loaded daemon config.
@@ -353,6 +343,7 @@ pub fn load_party(file: &Path, role: Role) -> Result<Setup<PartyConfig>> {
     let (epc_group, epc_key) = keyfile::load_e2sec_public_key(&resolve(file, &f.epc.public_key))?;
     check_group(file, &f.epc.public_key, group, epc_group)?;
     let epc_psk = keyfile::load_symmetric_key(&resolve(file, &f.epc.psk))?;
+    let retransmit = f.retransmit_policy();
     Ok(Setup {
         listen: f.listen,
         config: PartyConfig {
@@ -374,12 +365,7 @@ pub fn load_party(file: &Path, role: Role) -> Result<Setup<PartyConfig>> {
                 .collect(),
             variant: f.variant.unwrap_or(VariantName::Elgamal).into(),
             timeout: Duration::from_millis(f.timeout_ms.unwrap_or(20_000).max(1)),
-            retransmit: crate::runtime::config::retransmit_policy(
-                f.first_retransmit_ms,
-                f.steady_retransmits,
-                f.max_retransmit_interval_ms,
-                f.max_retransmit,
-            ),
+            retransmit,
         },
         connect: f.connect,
     })

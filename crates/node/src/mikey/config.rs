@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::collab::config::SharingName;
 use crate::error::{Error, Result};
-use crate::runtime::config::{load_toml, resolve};
+use crate::runtime::config::{load_toml, resolve, with_retransmit_fields};
 use crate::runtime::keyfile;
 
 /// The exchange modes in config files and on the command line.
@@ -116,6 +116,7 @@ impl From<SignatureName> for SignScheme {
     }
 }
 
+with_retransmit_fields! {
 /// Choices every role shares; absent values take the protocol's defaults.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -132,16 +133,7 @@ pub struct PolicyFile {
     pub envelope: Option<EnvelopeName>,
     /// SIGN scheme: `pkcs1v15-sha1`, `pss-sha1`, `pkcs1v15-sha256` or `pss-sha256`.
     pub signature: Option<SignatureName>,
-    /// Wait before the first retransmission of an unanswered request, in milliseconds (default
-    /// 500).
-    pub first_retransmit_ms: Option<u64>,
-    /// Retransmissions at the first wait before the wait starts to double (default 8).
-    pub steady_retransmits: Option<u32>,
-    /// Longest wait between two retransmissions, in milliseconds: the wait doubles after each
-    /// up to it, and never drops below the first (default 4000).
-    pub max_retransmit_interval_ms: Option<u64>,
-    /// Retransmissions of an unanswered request before giving up (default 11).
-    pub max_retransmit: Option<u32>,
+}
 }
 
 impl PolicyFile {
@@ -167,12 +159,7 @@ impl PolicyFile {
         if let Some(s) = self.signature {
             p.signature = s.into();
         }
-        p.retransmit = crate::runtime::config::retransmit_policy(
-            self.first_retransmit_ms,
-            self.steady_retransmits,
-            self.max_retransmit_interval_ms,
-            self.max_retransmit,
-        );
+        p.retransmit = self.retransmit_policy();
         p
     }
 }
@@ -390,6 +377,27 @@ fn pk_peer(file: &Path, p: &PkPeerFile) -> Result<PkPeer> {
     })
 }
 
+fn psk_peers(file: &Path, peers: &[PskPeerFile]) -> Result<Vec<PskPeer>> {
+    peers.iter().map(|p| psk_peer(file, p)).collect()
+}
+
+/// The public-key peers of a list, each first checked by `missing` (given its index), which
+/// names the key the list needs and the peer lacks.
+fn pk_peers(
+    file: &Path,
+    peers: &[PkPeerFile],
+    missing: impl Fn(usize, &PkPeerFile) -> Option<String>,
+) -> Result<Vec<PkPeer>> {
+    peers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| match missing(i, p) {
+            Some(error) => Err(Error::config(file, error)),
+            None => pk_peer(file, p),
+        })
+        .collect()
+}
+
 /// A loaded daemon config: where to listen, the store, the role's config.
 #[derive(Debug)]
 pub struct Setup<C> {
@@ -479,11 +487,7 @@ pub fn load_initiator(file: &Path) -> Result<Setup<InitiatorConfig>> {
             }
             Mode::Distributed {
                 responder: r.name.clone(),
-                third_parties: f
-                    .third_parties
-                    .iter()
-                    .map(|p| psk_peer(file, p))
-                    .collect::<Result<_>>()?,
+                third_parties: psk_peers(file, &f.third_parties)?,
                 k,
                 sharing: f
                     .distributed
@@ -524,33 +528,20 @@ pub fn load_third_party(file: &Path) -> Result<Setup<ThirdPartyConfig>> {
             "field `responders`: at least one responder is needed",
         ));
     }
-    let responders = f
-        .responders
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            if p.encryption_key.is_none() {
-                return Err(Error::config(
-                    file,
-                    format!(
-                        "field `responders[{i}].encryption_key`: the responder's RSA public key is needed"
-                    ),
-                ));
-            }
-            pk_peer(file, p)
+    let responders = pk_peers(file, &f.responders, |i, p| {
+        p.encryption_key.is_none().then(|| {
+            format!(
+                "field `responders[{i}].encryption_key`: the responder's RSA public key is needed"
+            )
         })
-        .collect::<Result<_>>()?;
+    })?;
     Ok(Setup {
         listen: f.listen,
         state: f.state.map(|s| resolve(file, &s)),
         config: ThirdPartyConfig {
             identity: f.identity.clone(),
             signing_key: rsa_signing_key(file, &f.signing_key)?,
-            initiators: f
-                .initiators
-                .iter()
-                .map(|p| psk_peer(file, p))
-                .collect::<Result<_>>()?,
+            initiators: psk_peers(file, &f.initiators)?,
             responders,
             policy: f.policy.build(),
             fault_for_testing_only: None,
@@ -572,33 +563,20 @@ pub fn load_responder(file: &Path) -> Result<Setup<ResponderConfig>> {
             "fields `psk_initiators` and `pk_initiators`: at least one peer is needed",
         ));
     }
-    let pk_initiators = f
-        .pk_initiators
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            if p.verifying_key.is_none() {
-                return Err(Error::config(
-                    file,
-                    format!(
-                        "field `pk_initiators[{i}].verifying_key`: the signer's RSA public key is needed"
-                    ),
-                ));
-            }
-            pk_peer(file, p)
+    let pk_initiators = pk_peers(file, &f.pk_initiators, |i, p| {
+        p.verifying_key.is_none().then(|| {
+            format!(
+                "field `pk_initiators[{i}].verifying_key`: the signer's RSA public key is needed"
+            )
         })
-        .collect::<Result<_>>()?;
+    })?;
     Ok(Setup {
         listen: f.listen,
         state: f.state.map(|s| resolve(file, &s)),
         config: ResponderConfig {
             identity: f.identity.clone(),
             decryption_key: rsa_decryption_key(file, &f.decryption_key)?,
-            psk_initiators: f
-                .psk_initiators
-                .iter()
-                .map(|p| psk_peer(file, p))
-                .collect::<Result<_>>()?,
+            psk_initiators: psk_peers(file, &f.psk_initiators)?,
             pk_initiators,
             policy: f.policy.build(),
         },

@@ -67,6 +67,61 @@ pub fn retransmit_policy(
     policy
 }
 
+/// Declares a config-file table with the four retransmission fields of [`retransmit_policy`]
+/// spliced in after its own fields (and before those of an `after { … }` block), plus a
+/// `retransmit_policy()` method that reads them.
+///
+/// The fields are written once here rather than as a shared struct under
+/// `#[serde(flatten)]`, which serde cannot combine with `deny_unknown_fields`: generated into
+/// each table, they keep toml's own errors for an unknown field — its line, column and the
+/// list of every field in file order — exactly as a hand-written table has them.
+macro_rules! with_retransmit_fields {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $( $(#[$fmeta:meta])* $fvis:vis $field:ident : $ty:ty ),* $(,)?
+        }
+        $( after {
+            $( $(#[$ameta:meta])* $avis:vis $afield:ident : $aty:ty ),* $(,)?
+        } )?
+    ) => {
+        $(#[$meta])*
+        $vis struct $name {
+            $( $(#[$fmeta])* $fvis $field: $ty, )*
+            /// Wait before the first retransmission of an unanswered request, in milliseconds
+            /// (default 500).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub first_retransmit_ms: Option<u64>,
+            /// Retransmissions at the first wait before the wait starts to double (default 8).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub steady_retransmits: Option<u32>,
+            /// Longest wait between two retransmissions, in milliseconds: the wait doubles after
+            /// each up to it, and never drops below the first (default 4000).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub max_retransmit_interval_ms: Option<u64>,
+            /// Retransmissions of an unanswered request before giving up (default 11).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub max_retransmit: Option<u32>,
+            $($( $(#[$ameta])* $avis $afield: $aty, )*)?
+        }
+
+        impl $name {
+            /// The retransmission policy of the fields `first_retransmit_ms`,
+            /// `steady_retransmits`, `max_retransmit_interval_ms` and `max_retransmit`.
+            #[must_use]
+            pub fn retransmit_policy(&self) -> m2msec_protocol::RetransmitPolicy {
+                $crate::runtime::config::retransmit_policy(
+                    self.first_retransmit_ms,
+                    self.steady_retransmits,
+                    self.max_retransmit_interval_ms,
+                    self.max_retransmit,
+                )
+            }
+        }
+    };
+}
+pub(crate) use with_retransmit_fields;
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

@@ -13,7 +13,7 @@ use m2msec_protocol::sga::{DeviceConfig, LIGHTWEIGHT_SUITES, ServerConfig, Timeo
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::runtime::config::{load_toml, resolve};
+use crate::runtime::config::{load_toml, resolve, with_retransmit_fields};
 use crate::runtime::keyfile;
 
 /// The lightweight AEAD suites in config files and on the command line.
@@ -107,6 +107,7 @@ impl From<GroupName> for GroupId {
     }
 }
 
+with_retransmit_fields! {
 /// Waits, in milliseconds; absent values take the protocol's defaults.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -117,16 +118,7 @@ pub struct TimeoutsFile {
     pub retransmit_ms: Option<u64>,
     /// Largest accepted difference between a timestamp and the local clock.
     pub clock_skew_ms: Option<u64>,
-    /// Wait before the first retransmission of an unanswered request, in milliseconds (default
-    /// 500).
-    pub first_retransmit_ms: Option<u64>,
-    /// Retransmissions at the first wait before the wait starts to double (default 8).
-    pub steady_retransmits: Option<u32>,
-    /// Longest wait between two retransmissions, in milliseconds: the wait doubles after each
-    /// up to it, and never drops below the first (default 4000).
-    pub max_retransmit_interval_ms: Option<u64>,
-    /// Retransmissions of an unanswered request before giving up (default 11).
-    pub max_retransmit: Option<u32>,
+}
 }
 
 impl TimeoutsFile {
@@ -143,12 +135,7 @@ impl TimeoutsFile {
         if let Some(ms) = self.clock_skew_ms {
             t.clock_skew = Duration::from_millis(ms);
         }
-        t.requests = crate::runtime::config::retransmit_policy(
-            self.first_retransmit_ms,
-            self.steady_retransmits,
-            self.max_retransmit_interval_ms,
-            self.max_retransmit,
-        );
+        t.requests = self.retransmit_policy();
         t
     }
 }
