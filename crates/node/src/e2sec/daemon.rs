@@ -206,6 +206,18 @@ impl PartyHandler {
         self.outcomes
     }
 
+    /// Whether an authentication this party initiated is under way.
+    #[must_use]
+    pub fn authenticating(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// The end of the warrant held, if one is.
+    #[must_use]
+    pub fn warrant_until(&self) -> Option<Millis> {
+        self.warrant_until
+    }
+
     fn send(&self, r: Report) {
         self.report.send(r);
     }

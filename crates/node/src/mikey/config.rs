@@ -310,54 +310,66 @@ fn psk_peer(file: &Path, p: &PskPeerFile) -> Result<PskPeer> {
     })
 }
 
-fn rsa_signing_key(file: &Path, key: &Path) -> Result<SigningKey> {
+/// Loads the key file `key` (relative to `file`) with `load`, and refuses it unless `is_rsa`:
+/// RFC 3830's public-key mode knows RSA only; `refusal` says so.
+fn rsa_key<K>(
+    file: &Path,
+    key: &Path,
+    load: impl FnOnce(&Path) -> Result<K>,
+    is_rsa: impl FnOnce(&K) -> bool,
+    refusal: &str,
+) -> Result<K> {
     let path = resolve(file, key);
-    let k = keyfile::load_signing_key(&path)?;
-    if k.suite() != SigSuite::RsaPss2048 {
-        return Err(Error::key(
-            &path,
-            "MIKEY signs with RSA-2048 (RFC 3830); this is not an RSA key (`m2msec keygen --kind rsa-sign`)",
-        ));
+    let k = load(&path)?;
+    if !is_rsa(&k) {
+        return Err(Error::key(&path, refusal));
     }
     Ok(k)
+}
+
+fn rsa_signing_key(file: &Path, key: &Path) -> Result<SigningKey> {
+    rsa_key(
+        file,
+        key,
+        keyfile::load_signing_key,
+        |k| k.suite() == SigSuite::RsaPss2048,
+        "MIKEY signs with RSA-2048 (RFC 3830); this is not an RSA key (`m2msec keygen --kind rsa-sign`)",
+    )
 }
 
 fn rsa_verifying_key(file: &Path, key: &Path) -> Result<VerifyingKey> {
-    let path = resolve(file, key);
-    let k = keyfile::load_verifying_key(&path)?;
-    if k.suite() != SigSuite::RsaPss2048 {
-        return Err(Error::key(
-            &path,
-            "MIKEY signatures are RSA-2048 (RFC 3830); this is not an RSA public key",
-        ));
-    }
-    Ok(k)
+    rsa_key(
+        file,
+        key,
+        keyfile::load_verifying_key,
+        |k| k.suite() == SigSuite::RsaPss2048,
+        "MIKEY signatures are RSA-2048 (RFC 3830); this is not an RSA public key",
+    )
 }
 
 fn rsa_encryption_key(file: &Path, key: &Path) -> Result<PkePublicKey> {
-    let path = resolve(file, key);
-    let text = crate::runtime::keyfile::read_key_text(&path)?;
-    let k = PkePublicKey::from_pem(&text)
-        .map_err(|e| Error::key(&path, format!("not an RSA-2048 public key: {e}")))?;
-    if k.suite() != PkeSuite::RsaOaep2048 {
-        return Err(Error::key(
-            &path,
-            "MIKEY envelope keys are RSA-2048 (RFC 3830); this is not an RSA public key",
-        ));
-    }
-    Ok(k)
+    let load = |path: &Path| {
+        let text = keyfile::read_key_text(path)?;
+        PkePublicKey::from_pem(&text)
+            .map_err(|e| Error::key(path, format!("not an RSA-2048 public key: {e}")))
+    };
+    rsa_key(
+        file,
+        key,
+        load,
+        |k| k.suite() == PkeSuite::RsaOaep2048,
+        "MIKEY envelope keys are RSA-2048 (RFC 3830); this is not an RSA public key",
+    )
 }
 
 fn rsa_decryption_key(file: &Path, key: &Path) -> Result<PkeSecretKey> {
-    let path = resolve(file, key);
-    let k = keyfile::load_pke_secret_key(&path)?;
-    if k.suite() != PkeSuite::RsaOaep2048 {
-        return Err(Error::key(
-            &path,
-            "MIKEY envelope keys are RSA-2048 (RFC 3830); this is not an RSA key (`m2msec keygen --kind rsa-pke`)",
-        ));
-    }
-    Ok(k)
+    rsa_key(
+        file,
+        key,
+        keyfile::load_pke_secret_key,
+        |k| k.suite() == PkeSuite::RsaOaep2048,
+        "MIKEY envelope keys are RSA-2048 (RFC 3830); this is not an RSA key (`m2msec keygen --kind rsa-pke`)",
+    )
 }
 
 fn pk_peer(file: &Path, p: &PkPeerFile) -> Result<PkPeer> {
