@@ -17,7 +17,7 @@ use m2msec_protocol::collab::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::runtime::config::{load_toml, resolve, with_retransmit_fields};
+use crate::runtime::config::{config_names, load_toml, resolve, with_retransmit_fields};
 use crate::runtime::keyfile;
 
 /// A peer known by name and address.
@@ -93,66 +93,38 @@ impl TimeoutsFile {
     }
 }
 
-/// AEAD suite names in config files.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum AeadName {
-    /// AES-128-CCM with an 8-byte tag.
-    #[serde(rename = "aes-128-ccm8")]
-    Aes128Ccm8,
-    /// AES-128-GCM.
-    #[serde(rename = "aes-128-gcm")]
-    Aes128Gcm,
-    /// ChaCha20-Poly1305.
-    #[serde(rename = "chacha20-poly1305")]
-    ChaCha20Poly1305,
-}
-
-impl From<AeadName> for AeadSuite {
-    fn from(a: AeadName) -> Self {
-        match a {
-            AeadName::Aes128Ccm8 => Self::Aes128Ccm8,
-            AeadName::Aes128Gcm => Self::Aes128Gcm,
-            AeadName::ChaCha20Poly1305 => Self::ChaCha20Poly1305,
-        }
+config_names! {
+    /// AEAD suite names in config files.
+    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+    pub enum AeadName for AeadSuite {
+        /// AES-128-CCM with an 8-byte tag.
+        "aes-128-ccm8" => Aes128Ccm8 = Aes128Ccm8,
+        /// AES-128-GCM.
+        "aes-128-gcm" => Aes128Gcm = Aes128Gcm,
+        /// ChaCha20-Poly1305.
+        "chacha20-poly1305" => ChaCha20Poly1305 = ChaCha20Poly1305,
     }
 }
 
-/// Sharing scheme names in config files.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum SharingName {
-    /// Reed-Solomon erasure coding (any k of n fragments rebuild x).
-    ReedSolomon,
-    /// Shamir sharing over GF(256) (fewer than k colluding proxies learn nothing about x).
-    Shamir,
-}
-
-impl From<SharingName> for SharingScheme {
-    fn from(s: SharingName) -> Self {
-        match s {
-            SharingName::ReedSolomon => Self::ReedSolomon,
-            SharingName::Shamir => Self::Shamir,
-        }
+config_names! {
+    /// Sharing scheme names in config files.
+    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+    pub enum SharingName for SharingScheme {
+        /// Reed-Solomon erasure coding (any k of n fragments rebuild x).
+        "reed-solomon" => ReedSolomon = ReedSolomon,
+        /// Shamir sharing over GF(256) (fewer than k colluding proxies learn nothing about x).
+        "shamir" => Shamir = Shamir,
     }
 }
 
-/// One-time signature scheme names in config files.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum OtsName {
-    /// Lamport signatures over SHA-256 (the paper's choice).
-    Lamport,
-    /// LM-OTS SHA-256, n = 32, w = 4 (RFC 8554).
-    Lmots,
-}
-
-impl From<OtsName> for OtsScheme {
-    fn from(s: OtsName) -> Self {
-        match s {
-            OtsName::Lamport => Self::Lamport,
-            OtsName::Lmots => Self::LmotsSha256N32W4,
-        }
+config_names! {
+    /// One-time signature scheme names in config files.
+    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+    pub enum OtsName for OtsScheme {
+        /// Lamport signatures over SHA-256 (the paper's choice).
+        "lamport" => Lamport = Lamport,
+        /// LM-OTS SHA-256, n = 32, w = 4 (RFC 8554).
+        "lmots" => Lmots = LmotsSha256N32W4,
     }
 }
 

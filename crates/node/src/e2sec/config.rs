@@ -17,28 +17,19 @@ use serde::{Deserialize, Serialize};
 
 use super::group_name;
 use crate::error::{Error, Result};
-use crate::runtime::config::{load_toml, resolve, with_retransmit_fields};
+use crate::runtime::config::{config_names, load_toml, resolve, with_retransmit_fields};
 use crate::runtime::keyfile;
 
-/// Signature variants in config files.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum VariantName {
-    /// The paper's ElGamal-type proxy signature.
-    Elgamal,
-    /// Schnorr over the same proxy key.
-    Schnorr,
-    /// DSA over the same proxy key.
-    Dsa,
-}
-
-impl From<VariantName> for Variant {
-    fn from(v: VariantName) -> Self {
-        match v {
-            VariantName::Elgamal => Self::ElGamal,
-            VariantName::Schnorr => Self::Schnorr,
-            VariantName::Dsa => Self::Dsa,
-        }
+config_names! {
+    /// Signature variants in config files.
+    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+    pub enum VariantName for Variant {
+        /// The paper's ElGamal-type proxy signature.
+        "elgamal" => Elgamal = ElGamal,
+        /// Schnorr over the same proxy key.
+        "schnorr" => Schnorr = Schnorr,
+        /// DSA over the same proxy key.
+        "dsa" => Dsa = Dsa,
     }
 }
 
@@ -52,25 +43,16 @@ impl From<Variant> for VariantName {
     }
 }
 
-/// Groups in config files.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum GroupFile {
-    /// RFC 5114 §2.1, 1024-bit p, 160-bit q (legacy: the paper's cost table).
-    Ffdh1024,
-    /// RFC 5114 §2.3, 2048-bit p, 256-bit q.
-    Ffdh2048,
-    /// Ristretto255.
-    Ristretto,
-}
-
-impl From<GroupFile> for GroupId {
-    fn from(g: GroupFile) -> Self {
-        match g {
-            GroupFile::Ffdh1024 => Self::Dsa1024_160,
-            GroupFile::Ffdh2048 => Self::Dsa2048_256,
-            GroupFile::Ristretto => Self::Ristretto255,
-        }
+config_names! {
+    /// Groups in config files.
+    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+    pub enum GroupFile for GroupId {
+        /// RFC 5114 §2.1, 1024-bit p, 160-bit q (legacy: the paper's cost table).
+        "ffdh1024" => Ffdh1024 = Dsa1024_160,
+        /// RFC 5114 §2.3, 2048-bit p, 256-bit q.
+        "ffdh2048" => Ffdh2048 = Dsa2048_256,
+        /// Ristretto255.
+        "ristretto" => Ristretto = Ristretto255,
     }
 }
 
@@ -87,22 +69,14 @@ impl GroupFile {
     }
 }
 
-/// Roles of warrants in config files.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum RoleName {
-    /// An MTC device.
-    Device,
-    /// An MTC server.
-    Server,
-}
-
-impl From<RoleName> for Role {
-    fn from(r: RoleName) -> Self {
-        match r {
-            RoleName::Device => Self::Device,
-            RoleName::Server => Self::Server,
-        }
+config_names! {
+    /// Roles of warrants in config files.
+    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+    pub enum RoleName for Role {
+        /// An MTC device.
+        "device" => Device = Device,
+        /// An MTC server.
+        "server" => Server = Server,
     }
 }
 

@@ -18,101 +18,58 @@ use serde::{Deserialize, Serialize};
 
 use crate::collab::config::SharingName;
 use crate::error::{Error, Result};
-use crate::runtime::config::{load_toml, resolve, with_retransmit_fields};
+use crate::runtime::config::{config_names, load_toml, resolve, with_retransmit_fields};
 use crate::runtime::keyfile;
 
-/// The exchange modes in config files and on the command line.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum ModeFile {
-    /// RFC 3830 pre-shared-key mode, straight to the responder.
-    Psk,
-    /// RFC 3830 public-key mode, straight to the responder.
-    Pk,
-    /// The distributed hybrid mode over third parties.
-    Distributed,
-}
-
-impl From<ModeFile> for ModeName {
-    fn from(m: ModeFile) -> Self {
-        match m {
-            ModeFile::Psk => Self::Psk,
-            ModeFile::Pk => Self::Pk,
-            ModeFile::Distributed => Self::Distributed,
-        }
+config_names! {
+    /// The exchange modes in config files and on the command line.
+    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+    pub enum ModeFile for ModeName {
+        /// RFC 3830 pre-shared-key mode, straight to the responder.
+        "psk" => Psk = Psk,
+        /// RFC 3830 public-key mode, straight to the responder.
+        "pk" => Pk = Pk,
+        /// The distributed hybrid mode over third parties.
+        "distributed" => Distributed = Distributed,
     }
 }
 
-/// KEMAC encryption names in config files.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum KemacEncryptionName {
-    /// AES-CM-128 (RFC 3830 §4.2.3, mandatory).
-    #[serde(rename = "aes-cm-128")]
-    AesCm128,
-    /// AES key wrap with a 128-bit key (RFC 3394).
-    #[serde(rename = "aes-kw-128")]
-    AesKw128,
-    /// No encryption ("very restricted usage", §6.2).
-    Null,
-}
-
-impl From<KemacEncryptionName> for KemacEncryption {
-    fn from(k: KemacEncryptionName) -> Self {
-        match k {
-            KemacEncryptionName::AesCm128 => Self::AesCm128,
-            KemacEncryptionName::AesKw128 => Self::AesKw128,
-            KemacEncryptionName::Null => Self::Null,
-        }
+config_names! {
+    /// KEMAC encryption names in config files.
+    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+    pub enum KemacEncryptionName for KemacEncryption {
+        /// AES-CM-128 (RFC 3830 §4.2.3, mandatory).
+        "aes-cm-128" => AesCm128 = AesCm128,
+        /// AES key wrap with a 128-bit key (RFC 3394).
+        "aes-kw-128" => AesKw128 = AesKw128,
+        /// No encryption ("very restricted usage", §6.2).
+        "null" => Null = Null,
     }
 }
 
-/// Envelope-key encryption names in config files.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum EnvelopeName {
-    /// RSAES-PKCS1-v1_5, RFC 3830's mandatory scheme.
-    #[serde(rename = "rsa-pkcs1v15")]
-    RsaPkcs1v15,
-    /// RSAES-OAEP with SHA-256 (both ends must be m2msec).
-    RsaOaepSha256,
-}
-
-impl From<EnvelopeName> for EnvelopeScheme {
-    fn from(e: EnvelopeName) -> Self {
-        match e {
-            EnvelopeName::RsaPkcs1v15 => Self::RsaPkcs1v15,
-            EnvelopeName::RsaOaepSha256 => Self::RsaOaepSha256,
-        }
+config_names! {
+    /// Envelope-key encryption names in config files.
+    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+    pub enum EnvelopeName for EnvelopeScheme {
+        /// RSAES-PKCS1-v1_5, RFC 3830's mandatory scheme.
+        "rsa-pkcs1v15" => RsaPkcs1v15 = RsaPkcs1v15,
+        /// RSAES-OAEP with SHA-256 (both ends must be m2msec).
+        "rsa-oaep-sha256" => RsaOaepSha256 = RsaOaepSha256,
     }
 }
 
-/// SIGN payload scheme names in config files.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum SignatureName {
-    /// RSASSA-PKCS1-v1_5 with SHA-1 (RFC 3830's mandatory scheme).
-    #[serde(rename = "pkcs1v15-sha1")]
-    Pkcs1v15Sha1,
-    /// RSASSA-PSS with SHA-1.
-    #[serde(rename = "pss-sha1")]
-    PssSha1,
-    /// RSASSA-PKCS1-v1_5 with SHA-256.
-    #[serde(rename = "pkcs1v15-sha256")]
-    Pkcs1v15Sha256,
-    /// RSASSA-PSS with SHA-256.
-    #[serde(rename = "pss-sha256")]
-    PssSha256,
-}
-
-impl From<SignatureName> for SignScheme {
-    fn from(s: SignatureName) -> Self {
-        match s {
-            SignatureName::Pkcs1v15Sha1 => Self::Pkcs1v15Sha1,
-            SignatureName::PssSha1 => Self::PssSha1,
-            SignatureName::Pkcs1v15Sha256 => Self::Pkcs1v15Sha256,
-            SignatureName::PssSha256 => Self::PssSha256,
-        }
+config_names! {
+    /// SIGN payload scheme names in config files.
+    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+    pub enum SignatureName for SignScheme {
+        /// RSASSA-PKCS1-v1_5 with SHA-1 (RFC 3830's mandatory scheme).
+        "pkcs1v15-sha1" => Pkcs1v15Sha1 = Pkcs1v15Sha1,
+        /// RSASSA-PSS with SHA-1.
+        "pss-sha1" => PssSha1 = PssSha1,
+        /// RSASSA-PKCS1-v1_5 with SHA-256.
+        "pkcs1v15-sha256" => Pkcs1v15Sha256 = Pkcs1v15Sha256,
+        /// RSASSA-PSS with SHA-256.
+        "pss-sha256" => PssSha256 = PssSha256,
     }
 }
 

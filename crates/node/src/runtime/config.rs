@@ -122,6 +122,32 @@ macro_rules! with_retransmit_fields {
 }
 pub(crate) use with_retransmit_fields;
 
+/// Declares the names a config file gives the values of `$target` (an enum of the protocol or
+/// crypto crate): one variant per name, in the order toml's errors list them, and the
+/// conversion to `$target`. The caller derives what it needs (`Deserialize` at least).
+macro_rules! config_names {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident for $target:ident {
+            $( $(#[$vmeta:meta])* $file:literal => $variant:ident = $to:ident ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        $vis enum $name {
+            $( $(#[$vmeta])* #[serde(rename = $file)] $variant, )*
+        }
+
+        impl From<$name> for $target {
+            fn from(name: $name) -> Self {
+                match name {
+                    $( $name::$variant => Self::$to, )*
+                }
+            }
+        }
+    };
+}
+pub(crate) use config_names;
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

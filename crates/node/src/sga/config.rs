@@ -13,21 +13,20 @@ use m2msec_protocol::sga::{DeviceConfig, LIGHTWEIGHT_SUITES, ServerConfig, Timeo
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::runtime::config::{load_toml, resolve, with_retransmit_fields};
+use crate::runtime::config::{config_names, load_toml, resolve, with_retransmit_fields};
 use crate::runtime::keyfile;
 
-/// The lightweight AEAD suites in config files and on the command line.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
-pub enum SuiteName {
-    /// AES-128-CCM with an 8-byte tag.
-    #[serde(rename = "aes-128-ccm8")]
-    Aes128Ccm8,
-    /// ChaCha20-Poly1305.
-    #[serde(rename = "chacha20-poly1305")]
-    ChaCha20Poly1305,
-    /// Ascon-AEAD128.
-    #[serde(rename = "ascon-128")]
-    Ascon128,
+config_names! {
+    /// The lightweight AEAD suites in config files and on the command line.
+    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+    pub enum SuiteName for AeadSuite {
+        /// AES-128-CCM with an 8-byte tag.
+        "aes-128-ccm8" => Aes128Ccm8 = Aes128Ccm8,
+        /// ChaCha20-Poly1305.
+        "chacha20-poly1305" => ChaCha20Poly1305 = ChaCha20Poly1305,
+        /// Ascon-AEAD128.
+        "ascon-128" => Ascon128 = Ascon128,
+    }
 }
 
 impl SuiteName {
@@ -67,24 +66,15 @@ impl SuiteName {
     }
 }
 
-impl From<SuiteName> for AeadSuite {
-    fn from(s: SuiteName) -> Self {
-        match s {
-            SuiteName::Aes128Ccm8 => Self::Aes128Ccm8,
-            SuiteName::ChaCha20Poly1305 => Self::ChaCha20Poly1305,
-            SuiteName::Ascon128 => Self::Ascon128,
-        }
+config_names! {
+    /// The key-exchange groups in config files and on the command line.
+    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+    pub enum GroupName for GroupId {
+        /// Ristretto255 (RFC 9496).
+        "ristretto255" => Ristretto255 = Ristretto255,
+        /// The 2048-bit MODP group of RFC 3526 (the paper's setting).
+        "modp2048" => Modp2048 = Modp2048,
     }
-}
-
-/// The key-exchange groups in config files and on the command line.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum GroupName {
-    /// Ristretto255 (RFC 9496).
-    Ristretto255,
-    /// The 2048-bit MODP group of RFC 3526 (the paper's setting).
-    Modp2048,
 }
 
 impl GroupName {
@@ -94,15 +84,6 @@ impl GroupName {
         match self {
             Self::Ristretto255 => "ristretto255",
             Self::Modp2048 => "modp2048",
-        }
-    }
-}
-
-impl From<GroupName> for GroupId {
-    fn from(g: GroupName) -> Self {
-        match g {
-            GroupName::Ristretto255 => Self::Ristretto255,
-            GroupName::Modp2048 => Self::Modp2048,
         }
     }
 }
