@@ -17,7 +17,9 @@ use m2msec_protocol::collab::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::runtime::config::{config_names, load_toml, resolve, with_retransmit_fields};
+use crate::runtime::config::{
+    check_identity, config_names, load_toml, non_empty, resolve, with_retransmit_fields,
+};
 use crate::runtime::keyfile;
 
 /// A peer known by name and address.
@@ -242,13 +244,6 @@ fn keyed(file: &Path, p: &KeyedPeerFile) -> Result<KeyedPeer> {
     })
 }
 
-fn check_identity(file: &Path, identity: &str) -> Result<()> {
-    if identity.is_empty() {
-        return Err(Error::config(file, "field `identity`: must not be empty"));
-    }
-    Ok(())
-}
-
 /// A loaded client daemon config.
 #[derive(Debug)]
 pub struct ClientSetup {
@@ -267,13 +262,8 @@ pub struct ClientSetup {
 /// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_client(file: &Path) -> Result<ClientSetup> {
     let f: ClientFile = load_toml(file)?;
-    check_identity(file, &f.identity)?;
-    if f.proxies.is_empty() {
-        return Err(Error::config(
-            file,
-            "field `proxies`: at least one proxy is needed",
-        ));
-    }
+    check_identity(file, "identity", &f.identity, None)?;
+    non_empty(file, "proxies", &f.proxies, "proxy")?;
     let proxies = f
         .proxies
         .iter()
@@ -360,7 +350,7 @@ pub struct ProxySetup {
 /// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_proxy(file: &Path) -> Result<ProxySetup> {
     let f: ProxyFileConfig = load_toml(file)?;
-    check_identity(file, &f.identity)?;
+    check_identity(file, "identity", &f.identity, None)?;
     let clients = f
         .clients
         .iter()
@@ -396,7 +386,7 @@ pub struct TrustedSetup {
 /// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_trusted(file: &Path) -> Result<TrustedSetup> {
     let f: TrustedFile = load_toml(file)?;
-    check_identity(file, &f.identity)?;
+    check_identity(file, "identity", &f.identity, None)?;
     let config = TrustedConfig {
         identity: f.identity.clone(),
         signing_key: keyfile::load_signing_key(&resolve(file, &f.signing_key))?,
@@ -436,7 +426,7 @@ pub struct ServerSetup {
 /// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_server(file: &Path) -> Result<ServerSetup> {
     let f: ServerFile = load_toml(file)?;
-    check_identity(file, &f.identity)?;
+    check_identity(file, "identity", &f.identity, None)?;
     let config = ServerConfig {
         identity: f.identity.clone(),
         pke_key: keyfile::load_pke_secret_key(&resolve(file, &f.pke_key))?,

@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use super::group_name;
 use crate::error::{Error, Result};
-use crate::runtime::config::{config_names, load_toml, resolve, with_retransmit_fields};
+use crate::runtime::config::{
+    check_identity, config_names, load_toml, non_empty, resolve, with_retransmit_fields,
+};
 use crate::runtime::keyfile;
 
 config_names! {
@@ -182,16 +184,6 @@ pub struct Setup<C> {
     pub connect: Vec<String>,
 }
 
-fn check_identity(file: &Path, field: &str, identity: &str) -> Result<()> {
-    if identity.is_empty() {
-        return Err(Error::config(
-            file,
-            format!("field `{field}`: must not be empty"),
-        ));
-    }
-    Ok(())
-}
-
 fn check_group(file: &Path, key: &Path, expected: GroupId, found: GroupId) -> Result<()> {
     if expected != found {
         return Err(Error::key(
@@ -215,13 +207,8 @@ fn check_group(file: &Path, key: &Path, expected: GroupId, found: GroupId) -> Re
 /// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_epc(file: &Path) -> Result<Setup<EpcConfig>> {
     let f: EpcFile = load_toml(file)?;
-    check_identity(file, "identity", &f.identity)?;
-    if f.subscribers.is_empty() {
-        return Err(Error::config(
-            file,
-            "field `subscribers`: at least one device or server is needed",
-        ));
-    }
+    check_identity(file, "identity", &f.identity, None)?;
+    non_empty(file, "subscribers", &f.subscribers, "device or server")?;
     if f.validity_s == Some(0) {
         return Err(Error::config(
             file,
@@ -240,7 +227,7 @@ pub fn load_epc(file: &Path) -> Result<Setup<EpcConfig>> {
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            check_identity(file, &format!("subscribers[{i}].id"), &s.id)?;
+            check_identity(file, &format!("subscribers[{i}].id"), &s.id, None)?;
             Ok(Subscriber {
                 id: s.id.clone(),
                 role: s.role.into(),
@@ -270,20 +257,15 @@ pub fn load_epc(file: &Path) -> Result<Setup<EpcConfig>> {
 /// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_party(file: &Path, role: Role) -> Result<Setup<PartyConfig>> {
     let f: PartyFile = load_toml(file)?;
-    check_identity(file, "identity", &f.identity)?;
-    check_identity(file, "epc.identity", &f.epc.identity)?;
-    if f.peers.is_empty() {
-        return Err(Error::config(
-            file,
-            "field `peers`: at least one peer is needed",
-        ));
-    }
+    check_identity(file, "identity", &f.identity, None)?;
+    check_identity(file, "epc.identity", &f.epc.identity, None)?;
+    non_empty(file, "peers", &f.peers, "peer")?;
     let other = match role {
         Role::Device => Role::Server,
         Role::Server => Role::Device,
     };
     for (i, p) in f.peers.iter().enumerate() {
-        check_identity(file, &format!("peers[{i}].id"), &p.id)?;
+        check_identity(file, &format!("peers[{i}].id"), &p.id, None)?;
         if Role::from(p.role) != other {
             return Err(Error::config(
                 file,

@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::collab::config::SharingName;
 use crate::error::{Error, Result};
-use crate::runtime::config::{config_names, load_toml, resolve, with_retransmit_fields};
+use crate::runtime::config::{
+    check_identity, config_names, load_toml, non_empty, resolve, with_retransmit_fields,
+};
 use crate::runtime::keyfile;
 
 config_names! {
@@ -246,18 +248,8 @@ pub struct ResponderFile {
     pub policy: PolicyFile,
 }
 
-fn check_identity(file: &Path, identity: &str) -> Result<()> {
-    if identity.is_empty() {
-        return Err(Error::config(file, "field `identity`: must not be empty"));
-    }
-    if identity.len() > 255 {
-        return Err(Error::config(
-            file,
-            "field `identity`: at most 255 bytes (it travels in ID payloads)",
-        ));
-    }
-    Ok(())
-}
+/// Why an identity may not pass 255 bytes.
+const ID_LIMIT: Option<&str> = Some("at most 255 bytes (it travels in ID payloads)");
 
 fn psk_peer(file: &Path, p: &PskPeerFile) -> Result<PskPeer> {
     Ok(PskPeer {
@@ -386,7 +378,7 @@ pub struct Setup<C> {
 /// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_initiator(file: &Path) -> Result<Setup<InitiatorConfig>> {
     let f: InitiatorFile = load_toml(file)?;
-    check_identity(file, &f.identity)?;
+    check_identity(file, "identity", &f.identity, ID_LIMIT)?;
     let r = &f.responder;
     let mode = match f.mode {
         ModeFile::Psk => {
@@ -484,19 +476,9 @@ pub fn load_initiator(file: &Path) -> Result<Setup<InitiatorConfig>> {
 /// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_third_party(file: &Path) -> Result<Setup<ThirdPartyConfig>> {
     let f: ThirdPartyFile = load_toml(file)?;
-    check_identity(file, &f.identity)?;
-    if f.initiators.is_empty() {
-        return Err(Error::config(
-            file,
-            "field `initiators`: at least one initiator is needed",
-        ));
-    }
-    if f.responders.is_empty() {
-        return Err(Error::config(
-            file,
-            "field `responders`: at least one responder is needed",
-        ));
-    }
+    check_identity(file, "identity", &f.identity, ID_LIMIT)?;
+    non_empty(file, "initiators", &f.initiators, "initiator")?;
+    non_empty(file, "responders", &f.responders, "responder")?;
     let responders = pk_peers(file, &f.responders, |i, p| {
         p.encryption_key.is_none().then(|| {
             format!(
@@ -525,7 +507,7 @@ pub fn load_third_party(file: &Path) -> Result<Setup<ThirdPartyConfig>> {
 /// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_responder(file: &Path) -> Result<Setup<ResponderConfig>> {
     let f: ResponderFile = load_toml(file)?;
-    check_identity(file, &f.identity)?;
+    check_identity(file, "identity", &f.identity, ID_LIMIT)?;
     if f.psk_initiators.is_empty() && f.pk_initiators.is_empty() {
         return Err(Error::config(
             file,

@@ -25,6 +25,45 @@ pub fn load_toml<T: DeserializeOwned>(path: &Path) -> Result<T> {
     toml::from_str(&text).map_err(|e| Error::config(path, e.to_string().trim_end().to_owned()))
 }
 
+/// Refuses an empty identity in `field`, and one over 255 bytes where `too_long` says why
+/// that is too long (the identity travels in a length-prefixed field).
+///
+/// # Errors
+///
+/// [`Error::Config`] naming the file and the field.
+pub fn check_identity(
+    file: &Path,
+    field: &str,
+    identity: &str,
+    too_long: Option<&str>,
+) -> Result<()> {
+    if identity.is_empty() {
+        return Err(Error::config(
+            file,
+            format!("field `{field}`: must not be empty"),
+        ));
+    }
+    match too_long {
+        Some(why) if identity.len() > 255 => {
+            Err(Error::config(file, format!("field `{field}`: {why}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Refuses an empty list `field` of a config, one entry of which is `what`.
+///
+/// # Errors
+///
+/// [`Error::Config`] naming the file and the field.
+pub fn non_empty<T>(file: &Path, field: &str, list: &[T], what: &str) -> Result<()> {
+    if list.is_empty() {
+        let error = format!("field `{field}`: at least one {what} is needed");
+        return Err(Error::config(file, error));
+    }
+    Ok(())
+}
+
 /// Resolves `relative` against the directory of the config file `config`.
 #[must_use]
 pub fn resolve(config: &Path, relative: &Path) -> PathBuf {
@@ -153,6 +192,28 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn identity_and_list_checks_name_the_field() {
+        let f = Path::new("x.toml");
+        let says =
+            |r: Result<()>, what: &str| r.err().is_some_and(|e| e.to_string().contains(what));
+        assert!(says(
+            check_identity(f, "identity", "", None),
+            "field `identity`: must not be empty"
+        ));
+        let long = "a".repeat(256);
+        assert!(check_identity(f, "identity", &long, None).is_ok());
+        assert!(says(
+            check_identity(f, "gateway.identity", &long, Some("at most 255 bytes")),
+            "field `gateway.identity`: at most 255 bytes"
+        ));
+        assert!(says(
+            non_empty::<u8>(f, "peers", &[], "peer"),
+            "field `peers`: at least one peer is needed"
+        ));
+        assert!(non_empty(f, "peers", &[1], "peer").is_ok());
+    }
 
     #[test]
     fn retransmission_fields_build_the_policy() {

@@ -13,7 +13,9 @@ use m2msec_protocol::sga::{DeviceConfig, LIGHTWEIGHT_SUITES, ServerConfig, Timeo
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::runtime::config::{config_names, load_toml, resolve, with_retransmit_fields};
+use crate::runtime::config::{
+    check_identity, config_names, load_toml, non_empty, resolve, with_retransmit_fields,
+};
 use crate::runtime::keyfile;
 
 config_names! {
@@ -206,21 +208,8 @@ fn default_group() -> GroupName {
     GroupName::Ristretto255
 }
 
-fn check_identity(file: &Path, field: &str, identity: &str) -> Result<()> {
-    if identity.is_empty() {
-        return Err(Error::config(
-            file,
-            format!("field `{field}`: must not be empty"),
-        ));
-    }
-    if identity.len() > 255 {
-        return Err(Error::config(
-            file,
-            format!("field `{field}`: at most 255 bytes"),
-        ));
-    }
-    Ok(())
-}
+/// Why an identity may not pass 255 bytes.
+const ID_LIMIT: Option<&str> = Some("at most 255 bytes");
 
 /// A loaded server config.
 #[derive(Debug)]
@@ -240,19 +229,9 @@ pub struct ServerSetup {
 /// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_server(file: &Path) -> Result<ServerSetup> {
     let f: ServerFile = load_toml(file)?;
-    check_identity(file, "identity", &f.identity)?;
-    if f.suites.is_empty() {
-        return Err(Error::config(
-            file,
-            "field `suites`: at least one suite is needed",
-        ));
-    }
-    if f.groups.is_empty() {
-        return Err(Error::config(
-            file,
-            "field `groups`: at least one group is needed",
-        ));
-    }
+    check_identity(file, "identity", &f.identity, ID_LIMIT)?;
+    non_empty(file, "suites", &f.suites, "suite")?;
+    non_empty(file, "groups", &f.groups, "group")?;
     let pke_key = keyfile::load_pke_secret_key(&resolve(file, &f.pke_key))?;
     Ok(ServerSetup {
         listen: f.listen,
@@ -318,15 +297,10 @@ fn control_path(file: &Path, f: &DeviceFile) -> Result<PathBuf> {
 /// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_device(file: &Path) -> Result<DeviceSetup> {
     let f: DeviceFile = load_toml(file)?;
-    check_identity(file, "identity", &f.identity)?;
-    check_identity(file, "gateway.identity", &f.gateway.identity)?;
+    check_identity(file, "identity", &f.identity, ID_LIMIT)?;
+    check_identity(file, "gateway.identity", &f.gateway.identity, ID_LIMIT)?;
     let control = control_path(file, &f)?;
-    if f.suites.is_empty() {
-        return Err(Error::config(
-            file,
-            "field `suites`: at least one suite is needed",
-        ));
-    }
+    non_empty(file, "suites", &f.suites, "suite")?;
     let initial = f.initial_suite.unwrap_or(f.suites[0]);
     if !f.suites.contains(&initial) {
         return Err(Error::config(
