@@ -133,8 +133,8 @@ pub struct DemoFlags {
 pub fn check_demo(protocol: &str, flags: &DemoFlags) -> Result<()> {
     match protocol {
         mikey::PROTOCOL => mikey::plug::check_demo(flags),
-        sga::PROTOCOL => sga::plug::check_demo(flags),
-        e2sec::PROTOCOL => e2sec::plug::check_demo(flags),
+        sga::PROTOCOL => flags.group.check(sga::plug::group),
+        e2sec::PROTOCOL => flags.group.check(e2sec::plug::group),
         _ => Ok(()),
     }
 }

@@ -21,7 +21,7 @@ use m2msec_protocol::collab::sim::{CLIENT_ROLE, SERVER_ROLE, World};
 
 use super::deployment::{Params, Suite};
 use crate::error::{Error, Result};
-use crate::harness::figure::Figure;
+use crate::harness::figure::{Figure, busy_meter};
 
 /// Public-key operations of the simple scheme on the client: encrypt x, sign, verify, decrypt y.
 pub const SIMPLE_SCHEME_ASYMMETRIC_OPS: u64 = 4;
@@ -79,15 +79,7 @@ pub fn figures(params: &Params, sessions: u32, seed: u64) -> Result<Vec<Figure>>
     let mut busy = [Duration::ZERO; 2];
     let mut session = |world: &mut World, busy: &mut [Duration; 2]| -> Result<()> {
         let established = world.events.server.len();
-        world.run_honest_metered(&mut rng, &mut |role, call| {
-            let start = Instant::now();
-            call();
-            match role {
-                CLIENT_ROLE => busy[0] += start.elapsed(),
-                SERVER_ROLE => busy[1] += start.elapsed(),
-                _ => {}
-            }
-        })?;
+        world.run_honest_metered(&mut rng, &mut busy_meter(busy, [CLIENT_ROLE, SERVER_ROLE]))?;
         let ok = world.events.server[established..]
             .iter()
             .any(|e| matches!(e, ServerEvent::Established(_)));

@@ -17,7 +17,9 @@ use m2msec_protocol::collab::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::runtime::config::{load_toml, resolve};
+use crate::runtime::config::{
+    check_identity, config_names, load_toml, non_empty, resolve, with_retransmit_fields,
+};
 use crate::runtime::keyfile;
 
 /// A peer known by name and address.
@@ -57,6 +59,7 @@ pub struct ProxyFile {
     pub capability: u8,
 }
 
+with_retransmit_fields! {
 /// Timeouts, in milliseconds; absent values take the protocol's defaults.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -69,16 +72,7 @@ pub struct TimeoutsFile {
     pub answer_grace_ms: Option<u64>,
     /// Server only: how long it waits for k valid shares before aborting the session.
     pub fragments_ms: Option<u64>,
-    /// Wait before the first retransmission of an unanswered request, in milliseconds (default
-    /// 500).
-    pub first_retransmit_ms: Option<u64>,
-    /// Retransmissions at the first wait before the wait starts to double (default 8).
-    pub steady_retransmits: Option<u32>,
-    /// Longest wait between two retransmissions, in milliseconds: the wait doubles after each
-    /// up to it, and never drops below the first (default 4000).
-    pub max_retransmit_interval_ms: Option<u64>,
-    /// Retransmissions of an unanswered request before giving up (default 11).
-    pub max_retransmit: Option<u32>,
+}
 }
 
 impl TimeoutsFile {
@@ -96,76 +90,43 @@ impl TimeoutsFile {
         if let Some(ms) = self.fragments_ms {
             t.fragments = Duration::from_millis(ms);
         }
-        t.retransmit = crate::runtime::config::retransmit_policy(
-            self.first_retransmit_ms,
-            self.steady_retransmits,
-            self.max_retransmit_interval_ms,
-            self.max_retransmit,
-        );
+        t.retransmit = self.retransmit_policy();
         t
     }
 }
 
-/// AEAD suite names in config files.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum AeadName {
-    /// AES-128-CCM with an 8-byte tag.
-    #[serde(rename = "aes-128-ccm8")]
-    Aes128Ccm8,
-    /// AES-128-GCM.
-    #[serde(rename = "aes-128-gcm")]
-    Aes128Gcm,
-    /// ChaCha20-Poly1305.
-    #[serde(rename = "chacha20-poly1305")]
-    ChaCha20Poly1305,
-}
-
-impl From<AeadName> for AeadSuite {
-    fn from(a: AeadName) -> Self {
-        match a {
-            AeadName::Aes128Ccm8 => Self::Aes128Ccm8,
-            AeadName::Aes128Gcm => Self::Aes128Gcm,
-            AeadName::ChaCha20Poly1305 => Self::ChaCha20Poly1305,
-        }
+config_names! {
+    /// AEAD suite names in config files.
+    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+    pub enum AeadName for AeadSuite {
+        /// AES-128-CCM with an 8-byte tag.
+        "aes-128-ccm8" => Aes128Ccm8 = Aes128Ccm8,
+        /// AES-128-GCM.
+        "aes-128-gcm" => Aes128Gcm = Aes128Gcm,
+        /// ChaCha20-Poly1305.
+        "chacha20-poly1305" => ChaCha20Poly1305 = ChaCha20Poly1305,
     }
 }
 
-/// Sharing scheme names in config files.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum SharingName {
-    /// Reed-Solomon erasure coding (any k of n fragments rebuild x).
-    ReedSolomon,
-    /// Shamir sharing over GF(256) (fewer than k colluding proxies learn nothing about x).
-    Shamir,
-}
-
-impl From<SharingName> for SharingScheme {
-    fn from(s: SharingName) -> Self {
-        match s {
-            SharingName::ReedSolomon => Self::ReedSolomon,
-            SharingName::Shamir => Self::Shamir,
-        }
+config_names! {
+    /// Sharing scheme names in config files.
+    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+    pub enum SharingName for SharingScheme {
+        /// Reed-Solomon erasure coding (any k of n fragments rebuild x).
+        "reed-solomon" => ReedSolomon = ReedSolomon,
+        /// Shamir sharing over GF(256) (fewer than k colluding proxies learn nothing about x).
+        "shamir" => Shamir = Shamir,
     }
 }
 
-/// One-time signature scheme names in config files.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum OtsName {
-    /// Lamport signatures over SHA-256 (the paper's choice).
-    Lamport,
-    /// LM-OTS SHA-256, n = 32, w = 4 (RFC 8554).
-    Lmots,
-}
-
-impl From<OtsName> for OtsScheme {
-    fn from(s: OtsName) -> Self {
-        match s {
-            OtsName::Lamport => Self::Lamport,
-            OtsName::Lmots => Self::LmotsSha256N32W4,
-        }
+config_names! {
+    /// One-time signature scheme names in config files.
+    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+    pub enum OtsName for OtsScheme {
+        /// Lamport signatures over SHA-256 (the paper's choice).
+        "lamport" => Lamport = Lamport,
+        /// LM-OTS SHA-256, n = 32, w = 4 (RFC 8554).
+        "lmots" => Lmots = LmotsSha256N32W4,
     }
 }
 
@@ -283,13 +244,6 @@ fn keyed(file: &Path, p: &KeyedPeerFile) -> Result<KeyedPeer> {
     })
 }
 
-fn check_identity(file: &Path, identity: &str) -> Result<()> {
-    if identity.is_empty() {
-        return Err(Error::config(file, "field `identity`: must not be empty"));
-    }
-    Ok(())
-}
-
 /// A loaded client daemon config.
 #[derive(Debug)]
 pub struct ClientSetup {
@@ -308,13 +262,8 @@ pub struct ClientSetup {
 /// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_client(file: &Path) -> Result<ClientSetup> {
     let f: ClientFile = load_toml(file)?;
-    check_identity(file, &f.identity)?;
-    if f.proxies.is_empty() {
-        return Err(Error::config(
-            file,
-            "field `proxies`: at least one proxy is needed",
-        ));
-    }
+    check_identity(file, "identity", &f.identity, None)?;
+    non_empty(file, "proxies", &f.proxies, "proxy")?;
     let proxies = f
         .proxies
         .iter()
@@ -401,7 +350,7 @@ pub struct ProxySetup {
 /// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_proxy(file: &Path) -> Result<ProxySetup> {
     let f: ProxyFileConfig = load_toml(file)?;
-    check_identity(file, &f.identity)?;
+    check_identity(file, "identity", &f.identity, None)?;
     let clients = f
         .clients
         .iter()
@@ -437,7 +386,7 @@ pub struct TrustedSetup {
 /// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_trusted(file: &Path) -> Result<TrustedSetup> {
     let f: TrustedFile = load_toml(file)?;
-    check_identity(file, &f.identity)?;
+    check_identity(file, "identity", &f.identity, None)?;
     let config = TrustedConfig {
         identity: f.identity.clone(),
         signing_key: keyfile::load_signing_key(&resolve(file, &f.signing_key))?,
@@ -477,7 +426,7 @@ pub struct ServerSetup {
 /// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_server(file: &Path) -> Result<ServerSetup> {
     let f: ServerFile = load_toml(file)?;
-    check_identity(file, &f.identity)?;
+    check_identity(file, "identity", &f.identity, None)?;
     let config = ServerConfig {
         identity: f.identity.clone(),
         pke_key: keyfile::load_pke_secret_key(&resolve(file, &f.pke_key))?,

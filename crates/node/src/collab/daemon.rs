@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use super::config;
 use crate::error::{Error, Result};
-use crate::harness::daemon::{Daemon, Exit, RoleArgs, Schedule};
+use crate::harness::daemon::{Daemon, Exit, Persisting, RoleArgs, RunLog};
 use crate::hex;
 use crate::runtime::driver::{self, Context, Flow, Handler, Shutdown, open_store};
 
@@ -120,9 +120,7 @@ pub enum Outcome {
 /// The client daemon's handler: persists trust, counts runs, starts the next one.
 pub struct ClientHandler {
     store: Arc<dyn Store>,
-    schedule: Schedule,
-    outcomes: Vec<Outcome>,
-    report: Option<mpsc::UnboundedSender<Report>>,
+    runs: RunLog<Outcome, Report>,
 }
 
 impl ClientHandler {
@@ -136,22 +134,14 @@ impl ClientHandler {
     ) -> Self {
         Self {
             store,
-            schedule: Schedule::new(runs),
-            outcomes: Vec::new(),
-            report,
+            runs: RunLog::new(runs, report),
         }
-    }
-
-    /// The runs' results so far.
-    #[must_use]
-    pub fn outcomes(&self) -> &[Outcome] {
-        &self.outcomes
     }
 
     /// The runs' results.
     #[must_use]
     pub fn into_outcomes(self) -> Vec<Outcome> {
-        self.outcomes
+        self.runs.into_outcomes()
     }
 }
 
@@ -182,25 +172,18 @@ impl Handler<Client> for ClientHandler {
                     participants = %summary.participants.join(","),
                     "collab key established"
                 );
-                if let Some(r) = &self.report {
-                    let _ = r.send(Report::ClientEstablished(summary.clone()));
-                }
-                self.outcomes.push(Outcome::Established(summary));
-                Ok(self.schedule.finished_one(cx.now))
+                self.runs
+                    .report
+                    .send(Report::ClientEstablished(summary.clone()));
+                Ok(self.runs.established(cx.now, Outcome::Established(summary)))
             }
             ClientEvent::Failed { session, error } => {
                 tracing::error!(%session, %error, "collab key establishment failed");
-                if let Some(r) = &self.report {
-                    let _ = r.send(Report::ClientFailed {
-                        session,
-                        error: error.to_string(),
-                    });
-                }
-                if self.schedule.try_again(cx.now) {
-                    return Ok(Flow::Continue);
-                }
-                self.outcomes.push(Outcome::Failed { session, error });
-                Ok(self.schedule.finished_one(cx.now))
+                self.runs.report.send(Report::ClientFailed {
+                    session,
+                    error: error.to_string(),
+                });
+                Ok(self.runs.failed(cx.now, Outcome::Failed { session, error }))
             }
             ClientEvent::TrustUpdated(records) => {
                 for r in &records {
@@ -223,29 +206,17 @@ impl Handler<Client> for ClientHandler {
     }
 
     fn next_wakeup(&self) -> Option<Millis> {
-        self.schedule.next_start()
+        self.runs.next_start()
     }
 
     fn on_wakeup(&mut self, cx: &mut Context<'_, Client>) -> Result<Flow> {
-        self.schedule.starting();
-        start_session(cx.endpoint, cx.now, cx.rng)?;
-        Ok(Flow::Continue)
+        self.runs
+            .start(|| start_session(cx.endpoint, cx.now, cx.rng).map(|_| ()))
     }
 }
 
 /// The server daemon's handler: persists used one-time keys before anything is sent.
-pub struct ServerHandler {
-    store: Arc<dyn Store>,
-    report: Option<mpsc::UnboundedSender<Report>>,
-}
-
-impl ServerHandler {
-    /// A handler persisting into `store`.
-    #[must_use]
-    pub fn new(store: Arc<dyn Store>, report: Option<mpsc::UnboundedSender<Report>>) -> Self {
-        Self { store, report }
-    }
-}
+pub type ServerHandler = Persisting<Report>;
 
 impl Handler<Server> for ServerHandler {
     fn on_event(&mut self, cx: &mut Context<'_, Server>, event: ServerEvent) -> Result<Flow> {
@@ -268,9 +239,7 @@ impl Handler<Server> for ServerHandler {
                     participants = %summary.participants.join(","),
                     "collab key established"
                 );
-                if let Some(r) = &self.report {
-                    let _ = r.send(Report::ServerEstablished(summary));
-                }
+                self.report.send(Report::ServerEstablished(summary));
             }
             ServerEvent::Failed { session, error } => {
                 tracing::warn!(%session, %error, "session failed")

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use m2msec_protocol::Endpoint;
 use m2msec_protocol::collab::{Client, Proxy, ProxyFault, Server, Trusted};
-use m2msec_protocol::{Endpoint, OpCounts};
 use m2msec_store::MemoryStore;
 use tokio::sync::mpsc;
 
@@ -16,7 +16,7 @@ use super::daemon::{
 use super::deployment::{DeploymentKeys, Params, Topology};
 
 use crate::error::{Error, Result};
-use crate::harness::demo::{Deployment, RunOptions, bind_loopback};
+use crate::harness::demo::{Deployment, RunOptions, bind_loopback, run_device};
 use crate::harness::report::{Detail, Helpers, Progress, RunReport};
 use crate::hex;
 use crate::runtime::driver;
@@ -105,42 +105,26 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         let (client, rng) = client_driver.endpoint_mut();
         start_session(client, driver::wall_clock(), rng)?;
     }
-    let client_shutdown = run.shutdown.clone();
-    let client_report = report_tx.clone();
-    drop(report_tx);
-    let client_task = tokio::spawn(async move {
-        let mut h = ClientHandler::new(
-            Arc::new(MemoryStore::new()),
-            ClientRuns::default(),
-            Some(client_report),
-        );
-        let client = client_driver.run(&mut h, client_shutdown).await?;
-        Ok::<(OpCounts, Vec<Outcome>), Error>((client.op_counts(), h.into_outcomes()))
-    });
-
-    let client_result = tokio::time::timeout(opts.run.timeout, client_task).await;
-    let (device_ops, outcome, error) = match client_result {
-        Ok(Ok(Ok((ops, mut outcomes)))) => match outcomes.pop() {
-            Some(Outcome::Established(s)) => (ops, Some(s), None),
-            Some(Outcome::Failed { error, .. }) => (ops, None, Some(error.to_string())),
-            None => (
-                ops,
-                None,
-                Some("the client stopped without a result".into()),
-            ),
+    let handler = ClientHandler::new(
+        Arc::new(MemoryStore::new()),
+        ClientRuns::default(),
+        Some(report_tx),
+    );
+    let (device_ops, outcome, error) = run_device(
+        "client",
+        client_driver,
+        handler,
+        run.shutdown.clone(),
+        opts.run.timeout,
+        |client: &Client, h: ClientHandler| {
+            let last = h.into_outcomes().pop().map(|o| match o {
+                Outcome::Established(s) => Ok(s),
+                Outcome::Failed { error, .. } => Err(error.to_string()),
+            });
+            (client.op_counts(), last)
         },
-        Ok(Ok(Err(e))) => (OpCounts::default(), None, Some(e.to_string())),
-        Ok(Err(join)) => (
-            OpCounts::default(),
-            None,
-            Some(format!("client task: {join}")),
-        ),
-        Err(_) => (
-            OpCounts::default(),
-            None,
-            Some(Error::Timeout(opts.run.timeout).to_string()),
-        ),
-    };
+    )
+    .await;
 
     // The server established before it sent its last message; give its report a moment to
     // arrive through the channel if it has not yet.

@@ -24,8 +24,10 @@ use super::config::{
     ProxyFileConfig, ServerFile, SharingName, TimeoutsFile, TrustedFile,
 };
 use super::deployment::{CLIENT, DeploymentKeys, Params, SERVER, TRUSTED, Topology, proxy_name};
-use crate::error::{Error, Result};
-use crate::harness::provision::{Provisioned, deployment_dirs, role_config, write_toml};
+use crate::error::Result;
+use crate::harness::provision::{
+    Provisioned, deployment_dirs, refuse_existing, role_config, write_toml,
+};
 use crate::runtime::keyfile;
 
 /// Options of `provision`.
@@ -43,7 +45,7 @@ pub struct ProvisionOptions {
 ///
 /// # Errors
 ///
-/// [`Error::Usage`] if `dir` already holds a deployment and `force` is not set; I/O errors
+/// [`crate::Error::Usage`] if `dir` already holds a deployment and `force` is not set; I/O errors
 /// naming the file; key generation errors.
 pub fn provision(
     dir: &Path,
@@ -52,12 +54,7 @@ pub fn provision(
 ) -> Result<Provisioned> {
     let params = &opts.params;
     params.check()?;
-    if !opts.force && role_config(dir, "collab-client").exists() {
-        return Err(Error::Usage(format!(
-            "{} already holds a deployment (use --force to overwrite it)",
-            dir.display()
-        )));
-    }
+    refuse_existing(dir, "collab-client", "a deployment", opts.force)?;
     let keys_dir = deployment_dirs(dir)?;
     let mut out = Provisioned::default();
     let keys = DeploymentKeys::generate(params.suite, params.aead, params.proxies, rng)?;

@@ -26,7 +26,7 @@ use m2msec_protocol::e2sec::{PartyEvent, Variant};
 
 use super::{GROUPS, group_name, group_ops};
 use crate::error::{Error, Result};
-use crate::harness::figure::Figure;
+use crate::harness::figure::{Figure, busy_meter};
 use crate::harness::report::GroupOps;
 
 /// Time of each primitive on this machine, in microseconds.
@@ -147,15 +147,7 @@ pub fn measure(group: GroupId, variant: Variant, exchanges: u32, seed: u64) -> R
             let start = Instant::now();
             w.server.connect(now, &mut rng, DEVICE)?;
             busy[1] += start.elapsed();
-            w.run_metered(&mut rng, &mut |role, call| {
-                let start = Instant::now();
-                call();
-                match role {
-                    DEVICE_ROLE => busy[0] += start.elapsed(),
-                    SERVER_ROLE => busy[1] += start.elapsed(),
-                    _ => {}
-                }
-            });
+            w.run_metered(&mut rng, &mut busy_meter(busy, [DEVICE_ROLE, SERVER_ROLE]));
             tally[0] += w.device.take_tally();
             tally[1] += w.server.take_tally();
             let ok = w.events.server[seen..]

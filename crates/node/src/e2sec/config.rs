@@ -17,28 +17,21 @@ use serde::{Deserialize, Serialize};
 
 use super::group_name;
 use crate::error::{Error, Result};
-use crate::runtime::config::{load_toml, resolve};
+use crate::runtime::config::{
+    check_identity, config_names, load_toml, non_empty, resolve, with_retransmit_fields,
+};
 use crate::runtime::keyfile;
 
-/// Signature variants in config files.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum VariantName {
-    /// The paper's ElGamal-type proxy signature.
-    Elgamal,
-    /// Schnorr over the same proxy key.
-    Schnorr,
-    /// DSA over the same proxy key.
-    Dsa,
-}
-
-impl From<VariantName> for Variant {
-    fn from(v: VariantName) -> Self {
-        match v {
-            VariantName::Elgamal => Self::ElGamal,
-            VariantName::Schnorr => Self::Schnorr,
-            VariantName::Dsa => Self::Dsa,
-        }
+config_names! {
+    /// Signature variants in config files.
+    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+    pub enum VariantName for Variant {
+        /// The paper's ElGamal-type proxy signature.
+        "elgamal" => Elgamal = ElGamal,
+        /// Schnorr over the same proxy key.
+        "schnorr" => Schnorr = Schnorr,
+        /// DSA over the same proxy key.
+        "dsa" => Dsa = Dsa,
     }
 }
 
@@ -52,25 +45,16 @@ impl From<Variant> for VariantName {
     }
 }
 
-/// Groups in config files.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum GroupFile {
-    /// RFC 5114 §2.1, 1024-bit p, 160-bit q (legacy: the paper's cost table).
-    Ffdh1024,
-    /// RFC 5114 §2.3, 2048-bit p, 256-bit q.
-    Ffdh2048,
-    /// Ristretto255.
-    Ristretto,
-}
-
-impl From<GroupFile> for GroupId {
-    fn from(g: GroupFile) -> Self {
-        match g {
-            GroupFile::Ffdh1024 => Self::Dsa1024_160,
-            GroupFile::Ffdh2048 => Self::Dsa2048_256,
-            GroupFile::Ristretto => Self::Ristretto255,
-        }
+config_names! {
+    /// Groups in config files.
+    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+    pub enum GroupFile for GroupId {
+        /// RFC 5114 §2.1, 1024-bit p, 160-bit q (legacy: the paper's cost table).
+        "ffdh1024" => Ffdh1024 = Dsa1024_160,
+        /// RFC 5114 §2.3, 2048-bit p, 256-bit q.
+        "ffdh2048" => Ffdh2048 = Dsa2048_256,
+        /// Ristretto255.
+        "ristretto" => Ristretto = Ristretto255,
     }
 }
 
@@ -87,22 +71,14 @@ impl GroupFile {
     }
 }
 
-/// Roles of warrants in config files.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum RoleName {
-    /// An MTC device.
-    Device,
-    /// An MTC server.
-    Server,
-}
-
-impl From<RoleName> for Role {
-    fn from(r: RoleName) -> Self {
-        match r {
-            RoleName::Device => Self::Device,
-            RoleName::Server => Self::Server,
-        }
+config_names! {
+    /// Roles of warrants in config files.
+    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+    pub enum RoleName for Role {
+        /// An MTC device.
+        "device" => Device = Device,
+        /// An MTC server.
+        "server" => Server = Server,
     }
 }
 
@@ -165,6 +141,7 @@ pub struct PeerFile {
     pub addr: SocketAddr,
 }
 
+with_retransmit_fields! {
 /// `e2sec-device` and `e2sec-server` config file.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -184,20 +161,8 @@ pub struct PartyFile {
     /// How long an exchange may wait for the peer, in milliseconds (default 20000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
-    /// Wait before the first retransmission of an unanswered request, in milliseconds (default
-    /// 500).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub first_retransmit_ms: Option<u64>,
-    /// Retransmissions at the first wait before the wait starts to double (default 8).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub steady_retransmits: Option<u32>,
-    /// Longest wait between two retransmissions, in milliseconds: the wait doubles after each
-    /// up to it, and never drops below the first (default 4000).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_retransmit_interval_ms: Option<u64>,
-    /// Retransmissions of an unanswered request before giving up (default 11).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_retransmit: Option<u32>,
+}
+after {
     /// Peers to authenticate with once a warrant is held (then the daemon exits).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub connect: Vec<String>,
@@ -205,6 +170,7 @@ pub struct PartyFile {
     pub epc: EpcPeerFile,
     /// The peers.
     pub peers: Vec<PeerFile>,
+}
 }
 
 /// A loaded daemon config.
@@ -216,16 +182,6 @@ pub struct Setup<C> {
     pub config: C,
     /// Peers to authenticate with (parties only).
     pub connect: Vec<String>,
-}
-
-fn check_identity(file: &Path, field: &str, identity: &str) -> Result<()> {
-    if identity.is_empty() {
-        return Err(Error::config(
-            file,
-            format!("field `{field}`: must not be empty"),
-        ));
-    }
-    Ok(())
 }
 
 fn check_group(file: &Path, key: &Path, expected: GroupId, found: GroupId) -> Result<()> {
@@ -251,13 +207,8 @@ fn check_group(file: &Path, key: &Path, expected: GroupId, found: GroupId) -> Re
 /// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_epc(file: &Path) -> Result<Setup<EpcConfig>> {
     let f: EpcFile = load_toml(file)?;
-    check_identity(file, "identity", &f.identity)?;
-    if f.subscribers.is_empty() {
-        return Err(Error::config(
-            file,
-            "field `subscribers`: at least one device or server is needed",
-        ));
-    }
+    check_identity(file, "identity", &f.identity, None)?;
+    non_empty(file, "subscribers", &f.subscribers, "device or server")?;
     if f.validity_s == Some(0) {
         return Err(Error::config(
             file,
@@ -276,7 +227,7 @@ pub fn load_epc(file: &Path) -> Result<Setup<EpcConfig>> {
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            check_identity(file, &format!("subscribers[{i}].id"), &s.id)?;
+            check_identity(file, &format!("subscribers[{i}].id"), &s.id, None)?;
             Ok(Subscriber {
                 id: s.id.clone(),
                 role: s.role.into(),
@@ -306,20 +257,15 @@ pub fn load_epc(file: &Path) -> Result<Setup<EpcConfig>> {
 /// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_party(file: &Path, role: Role) -> Result<Setup<PartyConfig>> {
     let f: PartyFile = load_toml(file)?;
-    check_identity(file, "identity", &f.identity)?;
-    check_identity(file, "epc.identity", &f.epc.identity)?;
-    if f.peers.is_empty() {
-        return Err(Error::config(
-            file,
-            "field `peers`: at least one peer is needed",
-        ));
-    }
+    check_identity(file, "identity", &f.identity, None)?;
+    check_identity(file, "epc.identity", &f.epc.identity, None)?;
+    non_empty(file, "peers", &f.peers, "peer")?;
     let other = match role {
         Role::Device => Role::Server,
         Role::Server => Role::Device,
     };
     for (i, p) in f.peers.iter().enumerate() {
-        check_identity(file, &format!("peers[{i}].id"), &p.id)?;
+        check_identity(file, &format!("peers[{i}].id"), &p.id, None)?;
         if Role::from(p.role) != other {
             return Err(Error::config(
                 file,
@@ -353,6 +299,7 @@ pub fn load_party(file: &Path, role: Role) -> Result<Setup<PartyConfig>> {
     let (epc_group, epc_key) = keyfile::load_e2sec_public_key(&resolve(file, &f.epc.public_key))?;
     check_group(file, &f.epc.public_key, group, epc_group)?;
     let epc_psk = keyfile::load_symmetric_key(&resolve(file, &f.epc.psk))?;
+    let retransmit = f.retransmit_policy();
     Ok(Setup {
         listen: f.listen,
         config: PartyConfig {
@@ -374,12 +321,7 @@ pub fn load_party(file: &Path, role: Role) -> Result<Setup<PartyConfig>> {
                 .collect(),
             variant: f.variant.unwrap_or(VariantName::Elgamal).into(),
             timeout: Duration::from_millis(f.timeout_ms.unwrap_or(20_000).max(1)),
-            retransmit: crate::runtime::config::retransmit_policy(
-                f.first_retransmit_ms,
-                f.steady_retransmits,
-                f.max_retransmit_interval_ms,
-                f.max_retransmit,
-            ),
+            retransmit,
         },
         connect: f.connect,
     })

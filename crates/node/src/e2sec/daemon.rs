@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use super::config;
 use crate::error::{Error, Result};
-use crate::harness::daemon::{Daemon, Exit, RoleArgs};
+use crate::harness::daemon::{Daemon, Exit, Reporter, RoleArgs};
 use crate::hex;
 use crate::runtime::driver::{self, Context, Flow, Handler, Shutdown};
 
@@ -97,14 +97,16 @@ pub enum Outcome {
 
 /// The EPC daemon's handler: logs, and reports to a demo.
 pub struct EpcHandler {
-    report: Option<mpsc::UnboundedSender<Report>>,
+    report: Reporter<Report>,
 }
 
 impl EpcHandler {
     /// A handler reporting to `report`, if any.
     #[must_use]
     pub fn new(report: Option<mpsc::UnboundedSender<Report>>) -> Self {
-        Self { report }
+        Self {
+            report: Reporter::new(report),
+        }
     }
 }
 
@@ -116,12 +118,10 @@ impl Handler<Epc> for EpcHandler {
                 valid_until,
             } => {
                 tracing::info!(%holder, valid_until, "warrant issued");
-                if let Some(r) = &self.report {
-                    let _ = r.send(Report::Issued {
-                        holder,
-                        valid_until,
-                    });
-                }
+                self.report.send(Report::Issued {
+                    holder,
+                    valid_until,
+                });
             }
             EpcEvent::Rejected { remote, error } => {
                 tracing::warn!(%remote, %error, "warrant request refused");
@@ -161,7 +161,7 @@ pub struct PartyHandler {
     next_connect: Option<Millis>,
     refresh: bool,
     outcomes: Vec<Outcome>,
-    report: Option<mpsc::UnboundedSender<Report>>,
+    report: Reporter<Report>,
 }
 
 impl PartyHandler {
@@ -189,7 +189,7 @@ impl PartyHandler {
             next_connect: None,
             refresh: true,
             outcomes: Vec::new(),
-            report,
+            report: Reporter::new(report),
         }
     }
 
@@ -206,10 +206,20 @@ impl PartyHandler {
         self.outcomes
     }
 
+    /// Whether an authentication this party initiated is under way.
+    #[must_use]
+    pub fn authenticating(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// The end of the warrant held, if one is.
+    #[must_use]
+    pub fn warrant_until(&self) -> Option<Millis> {
+        self.warrant_until
+    }
+
     fn send(&self, r: Report) {
-        if let Some(tx) = &self.report {
-            let _ = tx.send(r);
-        }
+        self.report.send(r);
     }
 
     fn finished_one(&mut self, now: Millis) -> Flow {

@@ -12,15 +12,12 @@
 //! answers with a refusal (code 2), which the server reports. The run is expected to fail so.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use m2msec_crypto::group::{GroupId, OpTally};
-use m2msec_crypto::rng::CryptoRng;
+use m2msec_protocol::Millis;
 use m2msec_protocol::e2sec::sim::{Configs, DEVICE, SERVER, Spec, addresses};
 use m2msec_protocol::e2sec::{Epc, Error as E2secError, Party, PartyEvent, Variant};
-use m2msec_protocol::{Endpoint, Millis};
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use super::daemon::{Connects, EpcHandler, Outcome, PartyHandler, Report, Summary};
@@ -30,8 +27,7 @@ use crate::error::{Error, Result};
 use crate::harness::demo::{Bound, Deployment, RunOptions, bind_layout};
 use crate::harness::report::{Detail, Helpers, Progress, RunReport};
 use crate::hex;
-use crate::runtime::driver;
-use crate::runtime::tap::Wiretap;
+use crate::runtime::driver::{self, Context, Flow, Handler};
 
 /// Warrant validity in the expired-warrant run.
 pub const SHORT_VALIDITY: Duration = Duration::from_secs(1);
@@ -145,38 +141,37 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
 
     progress.stage("server: warrant, then authentication");
     let start = Instant::now();
-    let server_result = if opts.expired_warrant {
-        let held = tokio::time::timeout(
-            opts.run.timeout,
-            stale_server(configs.server, server_socket, &run.tap, run.rng(2)),
-        )
-        .await;
-        match held {
-            Ok(r) => r,
-            Err(_) => Err(Error::Timeout(opts.run.timeout)),
-        }
-    } else {
-        let mut d = run.driver("server", server_socket, Party::new(configs.server)?, 2)?;
-        let (party, rng) = d.endpoint_mut();
-        party.request_warrant(driver::wall_clock(), rng)?;
-        let connects = Connects {
-            peers: vec![DEVICE.into()],
-            count: 1,
-            interval: Duration::ZERO,
-            attempts: 5,
+    let mut d = run.driver("server", server_socket, Party::new(configs.server)?, 2)?;
+    let (party, rng) = d.endpoint_mut();
+    party.request_warrant(driver::wall_clock(), rng)?;
+    let connects = Connects {
+        peers: vec![DEVICE.into()],
+        count: 1,
+        interval: Duration::ZERO,
+        // The expired-warrant run's one try is meant to fail.
+        attempts: if opts.expired_warrant { 1 } else { 5 },
+    };
+    let sd = run.shutdown.clone();
+    let tx = report_tx.clone();
+    let expired_warrant = opts.expired_warrant;
+    let task = tokio::spawn(async move {
+        let party = PartyHandler::new(SERVER, &connects, driver::wall_clock(), Some(tx));
+        let mut h = DemoServer {
+            hold: None,
+            stale: expired_warrant,
+            party: if expired_warrant {
+                party.without_refresh()
+            } else {
+                party
+            },
         };
-        let sd = run.shutdown.clone();
-        let tx = report_tx.clone();
-        let task = tokio::spawn(async move {
-            let mut h = PartyHandler::new(SERVER, &connects, driver::wall_clock(), Some(tx));
-            d.run(&mut h, sd).await?;
-            Ok::<_, Error>(h.into_outcomes())
-        });
-        match tokio::time::timeout(opts.run.timeout, task).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(join)) => Err(Error::Usage(format!("server task: {join}"))),
-            Err(_) => Err(Error::Timeout(opts.run.timeout)),
-        }
+        d.run(&mut h, sd).await?;
+        Ok::<_, Error>(h.party.into_outcomes())
+    });
+    let server_result = match tokio::time::timeout(opts.run.timeout, task).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(join)) => Err(Error::Usage(format!("server task: {join}"))),
+        Err(_) => Err(Error::Timeout(opts.run.timeout)),
     };
     let wall_ms = start.elapsed().as_secs_f64() * 1000.0;
     drop(report_tx);
@@ -273,85 +268,39 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
     })
 }
 
-/// The server of the expired-warrant run, driven by hand: fetch a warrant, build the AuthInit,
-/// hold it until the warrant has expired, send it, and return the server's outcome.
-async fn stale_server(
-    config: m2msec_protocol::e2sec::PartyConfig,
-    socket: UdpSocket,
-    tap: &Wiretap,
-    mut rng: Box<dyn CryptoRng + Send>,
-) -> Result<Vec<Outcome>> {
-    let local = socket.local_addr().map_err(Error::Socket)?;
-    let socket = Arc::new(socket);
-    let mut party = Party::new(config)?;
-    let mut buf = vec![0u8; 65_535];
-    // Until the warrant is stored (asking again every second).
-    party.request_warrant(driver::wall_clock(), &mut *rng)?;
-    let valid_until = loop {
-        send_all(&mut party, &socket, tap, local).await;
-        let mut stored = None;
-        while let Some(e) = party.poll_event() {
-            if let PartyEvent::WarrantStored { valid_until } = e {
-                stored = Some(valid_until);
-            }
-        }
-        if let Some(v) = stored {
-            break v;
-        }
-        match tokio::time::timeout(Duration::from_secs(1), socket.recv_from(&mut buf)).await {
-            Ok(Ok((len, from))) => {
-                party.handle_datagram(driver::wall_clock(), from, &buf[..len], &mut *rng);
-            }
-            Ok(Err(e)) => return Err(Error::Socket(e)),
-            Err(_) => party.request_warrant(driver::wall_clock(), &mut *rng)?,
-        }
-    };
-    party.connect(driver::wall_clock(), &mut *rng, DEVICE)?;
-    // The network holds the AuthInit until the warrant has expired.
-    let wait = valid_until.saturating_sub(driver::wall_clock().0) + 300;
-    tracing::info!(
-        held_ms = wait,
-        "holding the server's AuthInit past its warrant's end"
-    );
-    tokio::time::sleep(Duration::from_millis(wait)).await;
-    send_all(&mut party, &socket, tap, local).await;
-    loop {
-        let next = party
-            .poll_timeout()
-            .unwrap_or(Millis(driver::wall_clock().0 + 5000));
-        let sleep = Duration::from_millis(next.0.saturating_sub(driver::wall_clock().0));
-        match tokio::time::timeout(sleep, socket.recv_from(&mut buf)).await {
-            Ok(Ok((len, from))) => {
-                party.handle_datagram(driver::wall_clock(), from, &buf[..len], &mut *rng);
-            }
-            Ok(Err(e)) => return Err(Error::Socket(e)),
-            Err(_) => party.handle_timeout(driver::wall_clock(), &mut *rng),
-        }
-        send_all(&mut party, &socket, tap, local).await;
-        while let Some(e) = party.poll_event() {
-            match e {
-                PartyEvent::Established {
-                    peer,
-                    key,
-                    initiator,
-                } => {
-                    return Ok(vec![Outcome::Established(Summary {
-                        peer,
-                        fingerprint: key.fingerprint(),
-                        initiator,
-                    })]);
-                }
-                PartyEvent::Failed { peer, error } => {
-                    return Ok(vec![Outcome::Failed { peer, error }]);
-                }
-                _ => {}
-            }
-        }
-    }
+/// The demo's server: a [`PartyHandler`] that authenticates once with the device. In the
+/// expired-warrant run (`stale`) it fetches one warrant, and the network holds its AuthInit
+/// until that warrant has expired.
+struct DemoServer {
+    party: PartyHandler,
+    stale: bool,
+    hold: Option<Millis>,
 }
 
-async fn send_all(party: &mut Party, socket: &Arc<UdpSocket>, tap: &Wiretap, local: SocketAddr) {
-    while let Some(t) = party.poll_transmit() {
-        crate::runtime::driver::send("e2sec-server", socket, local, Some(tap), t).await;
+impl Handler<Party> for DemoServer {
+    fn on_event(&mut self, cx: &mut Context<'_, Party>, event: PartyEvent) -> Result<Flow> {
+        self.party.on_event(cx, event)
+    }
+
+    fn next_wakeup(&self) -> Option<Millis> {
+        self.party.next_wakeup()
+    }
+
+    fn on_wakeup(&mut self, cx: &mut Context<'_, Party>) -> Result<Flow> {
+        let flow = self.party.on_wakeup(cx)?;
+        if self.stale && self.hold.is_none() && self.party.authenticating() {
+            let until = self.party.warrant_until().unwrap_or(cx.now);
+            let wait = until.0.saturating_sub(driver::wall_clock().0) + 300;
+            tracing::info!(
+                held_ms = wait,
+                "holding the server's AuthInit past its warrant's end"
+            );
+            self.hold = Some(driver::wall_clock().after(Duration::from_millis(wait)));
+        }
+        Ok(flow)
+    }
+
+    fn held_until(&self) -> Option<Millis> {
+        self.hold
     }
 }

@@ -78,15 +78,6 @@ pub fn group(group: GroupArg) -> Result<GroupId> {
     }
 }
 
-/// Refuses flags the demo cannot run with, before any protocol runs.
-///
-/// # Errors
-///
-/// [`Error::Usage`].
-pub fn check_demo(flags: &DemoFlags) -> Result<()> {
-    group(flags.group.group).map(|_| ())
-}
-
 /// One demo run.
 ///
 /// # Errors

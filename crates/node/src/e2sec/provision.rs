@@ -28,8 +28,8 @@ use super::config::{
     EpcFile, EpcPeerFile, GroupFile, PartyFile, PeerFile, RoleName, SubscriberFile, VariantName,
 };
 use crate::error::{Error, Result};
-use crate::harness::provision::{Provisioned, write_toml};
-use crate::runtime::keyfile::{self, write_public, write_secret};
+use crate::harness::provision::{Provisioned, refuse_existing, role_config, write_toml};
+use crate::runtime::keyfile;
 
 /// Options of `provision` for E2SEC.
 #[derive(Clone, Debug)]
@@ -68,13 +68,8 @@ pub fn provision(
 ) -> Result<Provisioned> {
     let group_file = GroupFile::of(opts.group)
         .ok_or_else(|| Error::Usage("E2SEC runs over ffdh1024, ffdh2048 or ristretto".into()))?;
-    let config = |role: &str| dir.join(format!("{role}.toml"));
-    if !opts.force && config("e2sec-epc").exists() {
-        return Err(Error::Usage(format!(
-            "{} already holds an E2SEC deployment (use --force to overwrite it)",
-            dir.display()
-        )));
-    }
+    let config = |role: &str| role_config(dir, role);
+    refuse_existing(dir, "e2sec-epc", "an E2SEC deployment", opts.force)?;
     let keys_dir = dir.join("keys");
     for d in [dir, &keys_dir] {
         crate::private::create_dir_all(d)?;
@@ -83,29 +78,19 @@ pub fn provision(
     let mut out = Provisioned::default();
     let mut key_pair = |name: &str, out: &mut Provisioned| -> Result<(PathBuf, PathBuf)> {
         let key = SecretKey::generate(opts.group, rng);
-        let secret = keys_dir.join(format!("{name}.key"));
-        write_secret(&secret, &keyfile::e2sec_secret_key_pem(&key)?)?;
-        let public = keys_dir.join(format!("{name}.key.pub"));
-        write_public(
-            &public,
-            &keyfile::e2sec_public_key_pem(opts.group, &key.public_key()?)?,
-        )?;
-        out.files.push(secret);
-        out.files.push(public);
+        let secret_pem = keyfile::e2sec_secret_key_pem(&key)?;
+        let public_pem = keyfile::e2sec_public_key_pem(opts.group, &key.public_key()?)?;
         Ok((
-            PathBuf::from("keys").join(format!("{name}.key")),
-            PathBuf::from("keys").join(format!("{name}.key.pub")),
+            out.secret(&keys_dir, &format!("{name}.key"), &secret_pem)?,
+            out.public(&keys_dir, &format!("{name}.key.pub"), &public_pem)?,
         ))
     };
     let (epc_secret, epc_public) = key_pair("e2sec-epc", &mut out)?;
     let (device_secret, _) = key_pair("e2sec-device", &mut out)?;
     let (server_secret, _) = key_pair("e2sec-server", &mut out)?;
     let mut psk = |name: &str, out: &mut Provisioned| -> Result<PathBuf> {
-        let p = keys_dir.join(name);
         let key = AeadKey::generate(AeadSuite::ChaCha20Poly1305, rng);
-        write_secret(&p, &keyfile::symmetric_key_pem(&key)?)?;
-        out.files.push(p);
-        Ok(PathBuf::from("keys").join(name))
+        out.secret(&keys_dir, name, &keyfile::symmetric_key_pem(&key)?)
     };
     let psk_device = psk("e2sec-psk-device.key", &mut out)?;
     let psk_server = psk("e2sec-psk-server.key", &mut out)?;

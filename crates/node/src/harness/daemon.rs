@@ -4,10 +4,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use m2msec_crypto::rng::{CryptoRng, OsRng};
 use m2msec_protocol::{Endpoint, Millis};
+use m2msec_store::Store;
+use tokio::sync::mpsc;
 
 use crate::error::Result;
 use crate::runtime::driver::{self, Driver, Flow, Handler, Retries, Shutdown};
@@ -239,5 +242,105 @@ impl Schedule {
         if !core::mem::take(&mut self.retrying) {
             self.started += 1;
         }
+    }
+}
+
+/// Where a role of a demo sends what the orchestrator waits for; a daemon has no orchestrator.
+#[derive(Debug)]
+pub struct Reporter<R>(Option<mpsc::UnboundedSender<R>>);
+
+impl<R> Reporter<R> {
+    /// Reports to `to`, if there is one.
+    #[must_use]
+    pub fn new(to: Option<mpsc::UnboundedSender<R>>) -> Self {
+        Self(to)
+    }
+
+    /// Sends `report`; an orchestrator that stopped listening is no error of the role's.
+    pub fn send(&self, report: R) {
+        if let Some(to) = &self.0 {
+            let _ = to.send(report);
+        }
+    }
+}
+
+/// The state of a serving role's handler that persists: the store every write goes to before
+/// the driver sends, and the demo's reports. Each protocol implements [`Handler`] on it for
+/// its role (`Persisting<ItsReport>`, named by an alias).
+pub struct Persisting<R> {
+    /// The role's store.
+    pub store: Arc<dyn Store>,
+    /// The demo's reports.
+    pub report: Reporter<R>,
+}
+
+impl<R> Persisting<R> {
+    /// A handler persisting into `store`.
+    #[must_use]
+    pub fn new(store: Arc<dyn Store>, report: Option<mpsc::UnboundedSender<R>>) -> Self {
+        Self {
+            store,
+            report: Reporter::new(report),
+        }
+    }
+}
+
+/// What the handler of a daemon that runs key establishments (collab client, MIKEY
+/// initiator) keeps of its [`Runs`]: the schedule, the outcomes so far, and the demo's
+/// reports.
+pub struct RunLog<O, R> {
+    schedule: Schedule,
+    outcomes: Vec<O>,
+    /// The demo's reports.
+    pub report: Reporter<R>,
+}
+
+impl<O, R> RunLog<O, R> {
+    /// The log of `runs`, the first of which is already started.
+    #[must_use]
+    pub fn new(runs: Runs, report: Option<mpsc::UnboundedSender<R>>) -> Self {
+        Self {
+            schedule: Schedule::new(runs),
+            outcomes: Vec::new(),
+            report: Reporter::new(report),
+        }
+    }
+
+    /// A run ended with a key: whether the daemon goes on.
+    pub fn established(&mut self, now: Millis, outcome: O) -> Flow {
+        self.outcomes.push(outcome);
+        self.schedule.finished_one(now)
+    }
+
+    /// A run failed: it is tried again after a backoff while tries are left; only then does
+    /// `outcome` count.
+    pub fn failed(&mut self, now: Millis, outcome: O) -> Flow {
+        if self.schedule.try_again(now) {
+            return Flow::Continue;
+        }
+        self.established(now, outcome)
+    }
+
+    /// When the next run, or the next try, starts ([`Handler::next_wakeup`]).
+    #[must_use]
+    pub fn next_start(&self) -> Option<Millis> {
+        self.schedule.next_start()
+    }
+
+    /// That time has come ([`Handler::on_wakeup`]): `start` starts the run.
+    ///
+    /// # Errors
+    ///
+    /// `start`'s.
+    pub fn start(&mut self, start: impl FnOnce() -> Result<()>) -> Result<Flow> {
+        self.schedule.starting();
+        start()?;
+        Ok(Flow::Continue)
+    }
+
+    /// The runs' results.
+    #[must_use]
+    pub fn into_outcomes(self) -> Vec<O> {
+        self.outcomes
     }
 }

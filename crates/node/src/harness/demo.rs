@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use m2msec_crypto::rng::{CryptoRng, OsRng, random_array};
-use m2msec_protocol::Endpoint;
 use m2msec_protocol::link::LinkFaults;
+use m2msec_protocol::{Endpoint, OpCounts};
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 
@@ -149,6 +149,52 @@ impl Deployment {
         self.serving.abort_all();
         self.tap.flush()?;
         Ok(self.tap.totals())
+    }
+}
+
+/// Runs the constrained device of a demo (`who`: "client", "initiator") on `driver` with
+/// `handler`, in a task of its own and under the run's `timeout`; `finish` reads the role's
+/// operation counts and the handler's last run (`Ok` its summary, `Err` why it failed; `None`
+/// when it stopped without one). Returns the counts, the summary, or what went wrong.
+pub async fn run_device<E, H, S>(
+    who: &str,
+    driver: Driver<E>,
+    mut handler: H,
+    shutdown: Shutdown,
+    timeout: Duration,
+    finish: impl FnOnce(&E, H) -> (OpCounts, Option<std::result::Result<S, String>>) + Send + 'static,
+) -> (OpCounts, Option<S>, Option<String>)
+where
+    E: Endpoint + Send + 'static,
+    E::Event: Send,
+    H: Handler<E> + Send + 'static,
+    S: Send + 'static,
+{
+    let task = tokio::spawn(async move {
+        let endpoint = driver.run(&mut handler, shutdown).await?;
+        Ok::<_, Error>(finish(&endpoint, handler))
+    });
+    match tokio::time::timeout(timeout, task).await {
+        Ok(Ok(Ok((ops, last)))) => match last {
+            Some(Ok(summary)) => (ops, Some(summary), None),
+            Some(Err(error)) => (ops, None, Some(error)),
+            None => (
+                ops,
+                None,
+                Some(format!("the {who} stopped without a result")),
+            ),
+        },
+        Ok(Ok(Err(e))) => (OpCounts::default(), None, Some(e.to_string())),
+        Ok(Err(join)) => (
+            OpCounts::default(),
+            None,
+            Some(format!("{who} task: {join}")),
+        ),
+        Err(_) => (
+            OpCounts::default(),
+            None,
+            Some(Error::Timeout(timeout).to_string()),
+        ),
     }
 }
 

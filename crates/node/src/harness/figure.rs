@@ -1,6 +1,8 @@
 //! What `m2msec bench` measures, one figure at a time, for every protocol: a value, and where
 //! it compares, the baseline measured in the same run and the ratio.
 
+use std::time::{Duration, Instant};
+
 use serde::Serialize;
 
 /// One measured figure: a JSON line of `m2msec bench --json`.
@@ -47,6 +49,22 @@ impl Figure {
             value,
             baseline: Some(baseline),
             ratio,
+        }
+    }
+}
+
+/// The meter of a metered in-memory run (`World::run_metered` and the like): the time spent in
+/// each call of role `roles[i]` adds to `busy[i]`; the network's and the other roles' count
+/// nowhere, so a figure is the cost of one role's own work.
+pub fn busy_meter<const N: usize>(
+    busy: &mut [Duration; N],
+    roles: [usize; N],
+) -> impl FnMut(usize, &mut dyn FnMut()) + '_ {
+    move |role, call| {
+        let start = Instant::now();
+        call();
+        if let Some(i) = roles.iter().position(|r| *r == role) {
+            busy[i] += start.elapsed();
         }
     }
 }

@@ -168,3 +168,15 @@ pub struct GroupArgs {
     #[arg(long, value_enum, default_value_t = GroupArg::Ristretto)]
     pub group: GroupArg,
 }
+
+impl GroupArgs {
+    /// Refuses, before any protocol runs, a group the protocol does not run over: `pick` is
+    /// the protocol's own reading of the flag (SGA's and E2SEC's `plug::group`).
+    ///
+    /// # Errors
+    ///
+    /// `pick`'s [`crate::Error::Usage`].
+    pub fn check<G>(&self, pick: fn(GroupArg) -> crate::Result<G>) -> crate::Result<()> {
+        pick(self.group).map(|_| ())
+    }
+}

@@ -57,6 +57,21 @@ pub(crate) fn deployment_dirs(dir: &Path) -> Result<PathBuf> {
     Ok(keys_dir)
 }
 
+/// Refuses to provision over `what` ("a MIKEY deployment") already in `dir`, which its role
+/// `marker`'s config shows, unless `force` is set.
+///
+/// # Errors
+/// [`Error::Usage`] naming the directory.
+pub(crate) fn refuse_existing(dir: &Path, marker: &str, what: &str, force: bool) -> Result<()> {
+    if !force && role_config(dir, marker).exists() {
+        return Err(Error::Usage(format!(
+            "{} already holds {what} (use --force to overwrite it)",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Where a role's config goes in a provisioned directory.
 pub(crate) fn role_config(dir: &Path, role: &str) -> PathBuf {
     dir.join(format!("{role}.toml"))

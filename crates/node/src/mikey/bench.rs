@@ -17,7 +17,7 @@ use m2msec_protocol::{Endpoint, OpCounts};
 
 use super::deployment::Params;
 use crate::error::{Error, Result};
-use crate::harness::figure::Figure;
+use crate::harness::figure::{Figure, busy_meter};
 
 /// What one mode costs per exchange.
 #[derive(Clone, Copy, Debug)]
@@ -45,15 +45,10 @@ pub fn measure(params: &Params, exchanges: u32, seed: u64) -> Result<ModeCost> {
     let mut world = World::generate(&params.spec(), &mut rng)?;
     let mut exchange = |world: &mut World, busy: &mut [Duration; 2]| -> Result<()> {
         let seen = world.events.initiator.len();
-        world.run_honest_metered(&mut rng, &mut |role, call| {
-            let start = Instant::now();
-            call();
-            match role {
-                INITIATOR_ROLE => busy[0] += start.elapsed(),
-                RESPONDER_ROLE => busy[1] += start.elapsed(),
-                _ => {}
-            }
-        })?;
+        world.run_honest_metered(
+            &mut rng,
+            &mut busy_meter(busy, [INITIATOR_ROLE, RESPONDER_ROLE]),
+        )?;
         let ok = world.events.initiator[seen..]
             .iter()
             .any(|e| matches!(e, InitiatorEvent::Established(_)));

@@ -18,104 +18,64 @@ use serde::{Deserialize, Serialize};
 
 use crate::collab::config::SharingName;
 use crate::error::{Error, Result};
-use crate::runtime::config::{load_toml, resolve};
+use crate::runtime::config::{
+    check_identity, config_names, load_toml, non_empty, resolve, with_retransmit_fields,
+};
 use crate::runtime::keyfile;
 
-/// The exchange modes in config files and on the command line.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum ModeFile {
-    /// RFC 3830 pre-shared-key mode, straight to the responder.
-    Psk,
-    /// RFC 3830 public-key mode, straight to the responder.
-    Pk,
-    /// The distributed hybrid mode over third parties.
-    Distributed,
-}
-
-impl From<ModeFile> for ModeName {
-    fn from(m: ModeFile) -> Self {
-        match m {
-            ModeFile::Psk => Self::Psk,
-            ModeFile::Pk => Self::Pk,
-            ModeFile::Distributed => Self::Distributed,
-        }
+config_names! {
+    /// The exchange modes in config files and on the command line.
+    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+    pub enum ModeFile for ModeName {
+        /// RFC 3830 pre-shared-key mode, straight to the responder.
+        "psk" => Psk = Psk,
+        /// RFC 3830 public-key mode, straight to the responder.
+        "pk" => Pk = Pk,
+        /// The distributed hybrid mode over third parties.
+        "distributed" => Distributed = Distributed,
     }
 }
 
-/// KEMAC encryption names in config files.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum KemacEncryptionName {
-    /// AES-CM-128 (RFC 3830 §4.2.3, mandatory).
-    #[serde(rename = "aes-cm-128")]
-    AesCm128,
-    /// AES key wrap with a 128-bit key (RFC 3394).
-    #[serde(rename = "aes-kw-128")]
-    AesKw128,
-    /// No encryption ("very restricted usage", §6.2).
-    Null,
-}
-
-impl From<KemacEncryptionName> for KemacEncryption {
-    fn from(k: KemacEncryptionName) -> Self {
-        match k {
-            KemacEncryptionName::AesCm128 => Self::AesCm128,
-            KemacEncryptionName::AesKw128 => Self::AesKw128,
-            KemacEncryptionName::Null => Self::Null,
-        }
+config_names! {
+    /// KEMAC encryption names in config files.
+    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+    pub enum KemacEncryptionName for KemacEncryption {
+        /// AES-CM-128 (RFC 3830 §4.2.3, mandatory).
+        "aes-cm-128" => AesCm128 = AesCm128,
+        /// AES key wrap with a 128-bit key (RFC 3394).
+        "aes-kw-128" => AesKw128 = AesKw128,
+        /// No encryption ("very restricted usage", §6.2).
+        "null" => Null = Null,
     }
 }
 
-/// Envelope-key encryption names in config files.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum EnvelopeName {
-    /// RSAES-PKCS1-v1_5, RFC 3830's mandatory scheme.
-    #[serde(rename = "rsa-pkcs1v15")]
-    RsaPkcs1v15,
-    /// RSAES-OAEP with SHA-256 (both ends must be m2msec).
-    RsaOaepSha256,
-}
-
-impl From<EnvelopeName> for EnvelopeScheme {
-    fn from(e: EnvelopeName) -> Self {
-        match e {
-            EnvelopeName::RsaPkcs1v15 => Self::RsaPkcs1v15,
-            EnvelopeName::RsaOaepSha256 => Self::RsaOaepSha256,
-        }
+config_names! {
+    /// Envelope-key encryption names in config files.
+    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+    pub enum EnvelopeName for EnvelopeScheme {
+        /// RSAES-PKCS1-v1_5, RFC 3830's mandatory scheme.
+        "rsa-pkcs1v15" => RsaPkcs1v15 = RsaPkcs1v15,
+        /// RSAES-OAEP with SHA-256 (both ends must be m2msec).
+        "rsa-oaep-sha256" => RsaOaepSha256 = RsaOaepSha256,
     }
 }
 
-/// SIGN payload scheme names in config files.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum SignatureName {
-    /// RSASSA-PKCS1-v1_5 with SHA-1 (RFC 3830's mandatory scheme).
-    #[serde(rename = "pkcs1v15-sha1")]
-    Pkcs1v15Sha1,
-    /// RSASSA-PSS with SHA-1.
-    #[serde(rename = "pss-sha1")]
-    PssSha1,
-    /// RSASSA-PKCS1-v1_5 with SHA-256.
-    #[serde(rename = "pkcs1v15-sha256")]
-    Pkcs1v15Sha256,
-    /// RSASSA-PSS with SHA-256.
-    #[serde(rename = "pss-sha256")]
-    PssSha256,
-}
-
-impl From<SignatureName> for SignScheme {
-    fn from(s: SignatureName) -> Self {
-        match s {
-            SignatureName::Pkcs1v15Sha1 => Self::Pkcs1v15Sha1,
-            SignatureName::PssSha1 => Self::PssSha1,
-            SignatureName::Pkcs1v15Sha256 => Self::Pkcs1v15Sha256,
-            SignatureName::PssSha256 => Self::PssSha256,
-        }
+config_names! {
+    /// SIGN payload scheme names in config files.
+    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+    pub enum SignatureName for SignScheme {
+        /// RSASSA-PKCS1-v1_5 with SHA-1 (RFC 3830's mandatory scheme).
+        "pkcs1v15-sha1" => Pkcs1v15Sha1 = Pkcs1v15Sha1,
+        /// RSASSA-PSS with SHA-1.
+        "pss-sha1" => PssSha1 = PssSha1,
+        /// RSASSA-PKCS1-v1_5 with SHA-256.
+        "pkcs1v15-sha256" => Pkcs1v15Sha256 = Pkcs1v15Sha256,
+        /// RSASSA-PSS with SHA-256.
+        "pss-sha256" => PssSha256 = PssSha256,
     }
 }
 
+with_retransmit_fields! {
 /// Choices every role shares; absent values take the protocol's defaults.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -132,16 +92,7 @@ pub struct PolicyFile {
     pub envelope: Option<EnvelopeName>,
     /// SIGN scheme: `pkcs1v15-sha1`, `pss-sha1`, `pkcs1v15-sha256` or `pss-sha256`.
     pub signature: Option<SignatureName>,
-    /// Wait before the first retransmission of an unanswered request, in milliseconds (default
-    /// 500).
-    pub first_retransmit_ms: Option<u64>,
-    /// Retransmissions at the first wait before the wait starts to double (default 8).
-    pub steady_retransmits: Option<u32>,
-    /// Longest wait between two retransmissions, in milliseconds: the wait doubles after each
-    /// up to it, and never drops below the first (default 4000).
-    pub max_retransmit_interval_ms: Option<u64>,
-    /// Retransmissions of an unanswered request before giving up (default 11).
-    pub max_retransmit: Option<u32>,
+}
 }
 
 impl PolicyFile {
@@ -167,12 +118,7 @@ impl PolicyFile {
         if let Some(s) = self.signature {
             p.signature = s.into();
         }
-        p.retransmit = crate::runtime::config::retransmit_policy(
-            self.first_retransmit_ms,
-            self.steady_retransmits,
-            self.max_retransmit_interval_ms,
-            self.max_retransmit,
-        );
+        p.retransmit = self.retransmit_policy();
         p
     }
 }
@@ -302,18 +248,8 @@ pub struct ResponderFile {
     pub policy: PolicyFile,
 }
 
-fn check_identity(file: &Path, identity: &str) -> Result<()> {
-    if identity.is_empty() {
-        return Err(Error::config(file, "field `identity`: must not be empty"));
-    }
-    if identity.len() > 255 {
-        return Err(Error::config(
-            file,
-            "field `identity`: at most 255 bytes (it travels in ID payloads)",
-        ));
-    }
-    Ok(())
-}
+/// Why an identity may not pass 255 bytes.
+const ID_LIMIT: Option<&str> = Some("at most 255 bytes (it travels in ID payloads)");
 
 fn psk_peer(file: &Path, p: &PskPeerFile) -> Result<PskPeer> {
     Ok(PskPeer {
@@ -323,54 +259,66 @@ fn psk_peer(file: &Path, p: &PskPeerFile) -> Result<PskPeer> {
     })
 }
 
-fn rsa_signing_key(file: &Path, key: &Path) -> Result<SigningKey> {
+/// Loads the key file `key` (relative to `file`) with `load`, and refuses it unless `is_rsa`:
+/// RFC 3830's public-key mode knows RSA only; `refusal` says so.
+fn rsa_key<K>(
+    file: &Path,
+    key: &Path,
+    load: impl FnOnce(&Path) -> Result<K>,
+    is_rsa: impl FnOnce(&K) -> bool,
+    refusal: &str,
+) -> Result<K> {
     let path = resolve(file, key);
-    let k = keyfile::load_signing_key(&path)?;
-    if k.suite() != SigSuite::RsaPss2048 {
-        return Err(Error::key(
-            &path,
-            "MIKEY signs with RSA-2048 (RFC 3830); this is not an RSA key (`m2msec keygen --kind rsa-sign`)",
-        ));
+    let k = load(&path)?;
+    if !is_rsa(&k) {
+        return Err(Error::key(&path, refusal));
     }
     Ok(k)
+}
+
+fn rsa_signing_key(file: &Path, key: &Path) -> Result<SigningKey> {
+    rsa_key(
+        file,
+        key,
+        keyfile::load_signing_key,
+        |k| k.suite() == SigSuite::RsaPss2048,
+        "MIKEY signs with RSA-2048 (RFC 3830); this is not an RSA key (`m2msec keygen --kind rsa-sign`)",
+    )
 }
 
 fn rsa_verifying_key(file: &Path, key: &Path) -> Result<VerifyingKey> {
-    let path = resolve(file, key);
-    let k = keyfile::load_verifying_key(&path)?;
-    if k.suite() != SigSuite::RsaPss2048 {
-        return Err(Error::key(
-            &path,
-            "MIKEY signatures are RSA-2048 (RFC 3830); this is not an RSA public key",
-        ));
-    }
-    Ok(k)
+    rsa_key(
+        file,
+        key,
+        keyfile::load_verifying_key,
+        |k| k.suite() == SigSuite::RsaPss2048,
+        "MIKEY signatures are RSA-2048 (RFC 3830); this is not an RSA public key",
+    )
 }
 
 fn rsa_encryption_key(file: &Path, key: &Path) -> Result<PkePublicKey> {
-    let path = resolve(file, key);
-    let text = crate::runtime::keyfile::read_key_text(&path)?;
-    let k = PkePublicKey::from_pem(&text)
-        .map_err(|e| Error::key(&path, format!("not an RSA-2048 public key: {e}")))?;
-    if k.suite() != PkeSuite::RsaOaep2048 {
-        return Err(Error::key(
-            &path,
-            "MIKEY envelope keys are RSA-2048 (RFC 3830); this is not an RSA public key",
-        ));
-    }
-    Ok(k)
+    let load = |path: &Path| {
+        let text = keyfile::read_key_text(path)?;
+        PkePublicKey::from_pem(&text)
+            .map_err(|e| Error::key(path, format!("not an RSA-2048 public key: {e}")))
+    };
+    rsa_key(
+        file,
+        key,
+        load,
+        |k| k.suite() == PkeSuite::RsaOaep2048,
+        "MIKEY envelope keys are RSA-2048 (RFC 3830); this is not an RSA public key",
+    )
 }
 
 fn rsa_decryption_key(file: &Path, key: &Path) -> Result<PkeSecretKey> {
-    let path = resolve(file, key);
-    let k = keyfile::load_pke_secret_key(&path)?;
-    if k.suite() != PkeSuite::RsaOaep2048 {
-        return Err(Error::key(
-            &path,
-            "MIKEY envelope keys are RSA-2048 (RFC 3830); this is not an RSA key (`m2msec keygen --kind rsa-pke`)",
-        ));
-    }
-    Ok(k)
+    rsa_key(
+        file,
+        key,
+        keyfile::load_pke_secret_key,
+        |k| k.suite() == PkeSuite::RsaOaep2048,
+        "MIKEY envelope keys are RSA-2048 (RFC 3830); this is not an RSA key (`m2msec keygen --kind rsa-pke`)",
+    )
 }
 
 fn pk_peer(file: &Path, p: &PkPeerFile) -> Result<PkPeer> {
@@ -388,6 +336,27 @@ fn pk_peer(file: &Path, p: &PkPeerFile) -> Result<PkPeer> {
             .map(|k| rsa_verifying_key(file, k))
             .transpose()?,
     })
+}
+
+fn psk_peers(file: &Path, peers: &[PskPeerFile]) -> Result<Vec<PskPeer>> {
+    peers.iter().map(|p| psk_peer(file, p)).collect()
+}
+
+/// The public-key peers of a list, each first checked by `missing` (given its index), which
+/// names the key the list needs and the peer lacks.
+fn pk_peers(
+    file: &Path,
+    peers: &[PkPeerFile],
+    missing: impl Fn(usize, &PkPeerFile) -> Option<String>,
+) -> Result<Vec<PkPeer>> {
+    peers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| match missing(i, p) {
+            Some(error) => Err(Error::config(file, error)),
+            None => pk_peer(file, p),
+        })
+        .collect()
 }
 
 /// A loaded daemon config: where to listen, the store, the role's config.
@@ -409,7 +378,7 @@ pub struct Setup<C> {
 /// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_initiator(file: &Path) -> Result<Setup<InitiatorConfig>> {
     let f: InitiatorFile = load_toml(file)?;
-    check_identity(file, &f.identity)?;
+    check_identity(file, "identity", &f.identity, ID_LIMIT)?;
     let r = &f.responder;
     let mode = match f.mode {
         ModeFile::Psk => {
@@ -479,11 +448,7 @@ pub fn load_initiator(file: &Path) -> Result<Setup<InitiatorConfig>> {
             }
             Mode::Distributed {
                 responder: r.name.clone(),
-                third_parties: f
-                    .third_parties
-                    .iter()
-                    .map(|p| psk_peer(file, p))
-                    .collect::<Result<_>>()?,
+                third_parties: psk_peers(file, &f.third_parties)?,
                 k,
                 sharing: f
                     .distributed
@@ -511,46 +476,23 @@ pub fn load_initiator(file: &Path) -> Result<Setup<InitiatorConfig>> {
 /// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_third_party(file: &Path) -> Result<Setup<ThirdPartyConfig>> {
     let f: ThirdPartyFile = load_toml(file)?;
-    check_identity(file, &f.identity)?;
-    if f.initiators.is_empty() {
-        return Err(Error::config(
-            file,
-            "field `initiators`: at least one initiator is needed",
-        ));
-    }
-    if f.responders.is_empty() {
-        return Err(Error::config(
-            file,
-            "field `responders`: at least one responder is needed",
-        ));
-    }
-    let responders = f
-        .responders
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            if p.encryption_key.is_none() {
-                return Err(Error::config(
-                    file,
-                    format!(
-                        "field `responders[{i}].encryption_key`: the responder's RSA public key is needed"
-                    ),
-                ));
-            }
-            pk_peer(file, p)
+    check_identity(file, "identity", &f.identity, ID_LIMIT)?;
+    non_empty(file, "initiators", &f.initiators, "initiator")?;
+    non_empty(file, "responders", &f.responders, "responder")?;
+    let responders = pk_peers(file, &f.responders, |i, p| {
+        p.encryption_key.is_none().then(|| {
+            format!(
+                "field `responders[{i}].encryption_key`: the responder's RSA public key is needed"
+            )
         })
-        .collect::<Result<_>>()?;
+    })?;
     Ok(Setup {
         listen: f.listen,
         state: f.state.map(|s| resolve(file, &s)),
         config: ThirdPartyConfig {
             identity: f.identity.clone(),
             signing_key: rsa_signing_key(file, &f.signing_key)?,
-            initiators: f
-                .initiators
-                .iter()
-                .map(|p| psk_peer(file, p))
-                .collect::<Result<_>>()?,
+            initiators: psk_peers(file, &f.initiators)?,
             responders,
             policy: f.policy.build(),
             fault_for_testing_only: None,
@@ -565,40 +507,27 @@ pub fn load_third_party(file: &Path) -> Result<Setup<ThirdPartyConfig>> {
 /// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_responder(file: &Path) -> Result<Setup<ResponderConfig>> {
     let f: ResponderFile = load_toml(file)?;
-    check_identity(file, &f.identity)?;
+    check_identity(file, "identity", &f.identity, ID_LIMIT)?;
     if f.psk_initiators.is_empty() && f.pk_initiators.is_empty() {
         return Err(Error::config(
             file,
             "fields `psk_initiators` and `pk_initiators`: at least one peer is needed",
         ));
     }
-    let pk_initiators = f
-        .pk_initiators
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            if p.verifying_key.is_none() {
-                return Err(Error::config(
-                    file,
-                    format!(
-                        "field `pk_initiators[{i}].verifying_key`: the signer's RSA public key is needed"
-                    ),
-                ));
-            }
-            pk_peer(file, p)
+    let pk_initiators = pk_peers(file, &f.pk_initiators, |i, p| {
+        p.verifying_key.is_none().then(|| {
+            format!(
+                "field `pk_initiators[{i}].verifying_key`: the signer's RSA public key is needed"
+            )
         })
-        .collect::<Result<_>>()?;
+    })?;
     Ok(Setup {
         listen: f.listen,
         state: f.state.map(|s| resolve(file, &s)),
         config: ResponderConfig {
             identity: f.identity.clone(),
             decryption_key: rsa_decryption_key(file, &f.decryption_key)?,
-            psk_initiators: f
-                .psk_initiators
-                .iter()
-                .map(|p| psk_peer(file, p))
-                .collect::<Result<_>>()?,
+            psk_initiators: psk_peers(file, &f.psk_initiators)?,
             pk_initiators,
             policy: f.policy.build(),
         },

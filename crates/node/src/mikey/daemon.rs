@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use super::config;
 use crate::error::{Error, Result};
-use crate::harness::daemon::{Daemon, Exit, RoleArgs, Schedule};
+use crate::harness::daemon::{Daemon, Exit, Persisting, Reporter, RoleArgs, RunLog};
 use crate::hex;
 use crate::runtime::driver::open_store;
 use crate::runtime::driver::{self, Context, Flow, Handler, Shutdown};
@@ -165,9 +165,7 @@ pub fn start_exchange(
 
 /// The initiator daemon's handler: counts exchanges, starts the next one, reports.
 pub struct InitiatorHandler {
-    schedule: Schedule,
-    outcomes: Vec<Outcome>,
-    report: Option<mpsc::UnboundedSender<Report>>,
+    runs: RunLog<Outcome, Report>,
 }
 
 impl InitiatorHandler {
@@ -176,16 +174,14 @@ impl InitiatorHandler {
     #[must_use]
     pub fn new(runs: InitiatorRuns, report: Option<mpsc::UnboundedSender<Report>>) -> Self {
         Self {
-            schedule: Schedule::new(runs),
-            outcomes: Vec::new(),
-            report,
+            runs: RunLog::new(runs, report),
         }
     }
 
     /// The exchanges' results.
     #[must_use]
     pub fn into_outcomes(self) -> Vec<Outcome> {
-        self.outcomes
+        self.runs.into_outcomes()
     }
 }
 
@@ -202,25 +198,18 @@ impl Handler<Initiator> for InitiatorHandler {
                     tek_fingerprint = %hex(&s.fingerprint),
                     "mikey key established"
                 );
-                if let Some(r) = &self.report {
-                    let _ = r.send(Report::InitiatorEstablished(s.clone()));
-                }
-                self.outcomes.push(Outcome::Established(s));
-                Ok(self.schedule.finished_one(cx.now))
+                self.runs
+                    .report
+                    .send(Report::InitiatorEstablished(s.clone()));
+                Ok(self.runs.established(cx.now, Outcome::Established(s)))
             }
             InitiatorEvent::Failed { csb_id, error } => {
                 tracing::error!(csb_id = %format_args!("{csb_id:#010x}"), %error, "mikey exchange failed");
-                if let Some(r) = &self.report {
-                    let _ = r.send(Report::InitiatorFailed {
-                        csb_id,
-                        error: error.to_string(),
-                    });
-                }
-                if self.schedule.try_again(cx.now) {
-                    return Ok(Flow::Continue);
-                }
-                self.outcomes.push(Outcome::Failed { csb_id, error });
-                Ok(self.schedule.finished_one(cx.now))
+                self.runs.report.send(Report::InitiatorFailed {
+                    csb_id,
+                    error: error.to_string(),
+                });
+                Ok(self.runs.failed(cx.now, Outcome::Failed { csb_id, error }))
             }
             InitiatorEvent::ThirdPartyConfirmed { third_party } => {
                 tracing::debug!(%third_party, "third party confirmed its part");
@@ -239,29 +228,17 @@ impl Handler<Initiator> for InitiatorHandler {
     }
 
     fn next_wakeup(&self) -> Option<Millis> {
-        self.schedule.next_start()
+        self.runs.next_start()
     }
 
     fn on_wakeup(&mut self, cx: &mut Context<'_, Initiator>) -> Result<Flow> {
-        self.schedule.starting();
-        start_exchange(cx.endpoint, cx.now, cx.rng)?;
-        Ok(Flow::Continue)
+        self.runs
+            .start(|| start_exchange(cx.endpoint, cx.now, cx.rng).map(|_| ()))
     }
 }
 
 /// The responder daemon's handler: persists its replay cache before anything is sent.
-pub struct ResponderHandler {
-    store: Arc<dyn Store>,
-    report: Option<mpsc::UnboundedSender<Report>>,
-}
-
-impl ResponderHandler {
-    /// A handler persisting into `store`.
-    #[must_use]
-    pub fn new(store: Arc<dyn Store>, report: Option<mpsc::UnboundedSender<Report>>) -> Self {
-        Self { store, report }
-    }
-}
+pub type ResponderHandler = Persisting<Report>;
 
 impl Handler<Responder> for ResponderHandler {
     fn on_event(
@@ -283,9 +260,7 @@ impl Handler<Responder> for ResponderHandler {
                     tek_fingerprint = %hex(&s.fingerprint),
                     "mikey key established"
                 );
-                if let Some(r) = &self.report {
-                    let _ = r.send(Report::ResponderEstablished(s));
-                }
+                self.report.send(Report::ResponderEstablished(s));
             }
             ResponderEvent::PartAccepted {
                 initiator,
@@ -293,12 +268,10 @@ impl Handler<Responder> for ResponderHandler {
                 third_party,
             } => {
                 tracing::debug!(%initiator, csb_id = %format_args!("{csb_id:#010x}"), %third_party, "TGK part fits");
-                if let Some(r) = &self.report {
-                    let _ = r.send(Report::PartAccepted {
-                        csb_id,
-                        third_party,
-                    });
-                }
+                self.report.send(Report::PartAccepted {
+                    csb_id,
+                    third_party,
+                });
             }
             ResponderEvent::PartRejected {
                 initiator,
@@ -306,12 +279,10 @@ impl Handler<Responder> for ResponderHandler {
                 third_party,
             } => {
                 tracing::warn!(%initiator, csb_id = %format_args!("{csb_id:#010x}"), %third_party, "TGK part refused: it does not fit the commitment");
-                if let Some(r) = &self.report {
-                    let _ = r.send(Report::PartRejected {
-                        csb_id,
-                        third_party,
-                    });
-                }
+                self.report.send(Report::PartRejected {
+                    csb_id,
+                    third_party,
+                });
             }
             ResponderEvent::Failed {
                 initiator,
@@ -334,7 +305,7 @@ impl Handler<Responder> for ResponderHandler {
 pub struct ThirdPartyHandler {
     name: String,
     store: Arc<dyn Store>,
-    report: Option<mpsc::UnboundedSender<Report>>,
+    report: Reporter<Report>,
 }
 
 impl ThirdPartyHandler {
@@ -348,7 +319,7 @@ impl ThirdPartyHandler {
         Self {
             name: name.into(),
             store,
-            report,
+            report: Reporter::new(report),
         }
     }
 }
@@ -370,12 +341,10 @@ impl Handler<ThirdParty> for ThirdPartyHandler {
                 responder,
             } => {
                 tracing::info!(%initiator, csb_id = %format_args!("{csb_id:#010x}"), %responder, "forwarded a TGK part");
-                if let Some(r) = &self.report {
-                    let _ = r.send(Report::Forwarded {
-                        csb_id,
-                        third_party: self.name.clone(),
-                    });
-                }
+                self.report.send(Report::Forwarded {
+                    csb_id,
+                    third_party: self.name.clone(),
+                });
             }
             ThirdPartyEvent::Confirmed { csb_id } => {
                 tracing::debug!(csb_id = %format_args!("{csb_id:#010x}"), "responder confirmed the part");

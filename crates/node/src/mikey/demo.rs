@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use m2msec_crypto::split::SharingScheme;
+use m2msec_protocol::Endpoint;
 use m2msec_protocol::mikey::{Initiator, ModeName, Responder, ThirdParty, ThirdPartyFault};
-use m2msec_protocol::{Endpoint, OpCounts};
 use m2msec_store::MemoryStore;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -24,7 +24,7 @@ use super::daemon::{
 use super::deployment::{Configs, Params, addresses, fault_name};
 
 use crate::error::{Error, Result};
-use crate::harness::demo::{Bound, Deployment, RunOptions, bind_layout};
+use crate::harness::demo::{Bound, Deployment, RunOptions, bind_layout, run_device};
 use crate::harness::report::{Detail, Helpers, Progress, RunReport};
 use crate::hex;
 use crate::runtime::driver;
@@ -102,39 +102,23 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         let (initiator, rng) = i_driver.endpoint_mut();
         start_exchange(initiator, driver::wall_clock(), rng)?
     };
-    let i_shutdown = run.shutdown.clone();
-    let i_report = report_tx.clone();
-    drop(report_tx);
-    let i_task = tokio::spawn(async move {
-        let mut h = InitiatorHandler::new(InitiatorRuns::default(), Some(i_report));
-        let initiator = i_driver.run(&mut h, i_shutdown).await?;
-        Ok::<(OpCounts, Vec<Outcome>), Error>((initiator.op_counts(), h.into_outcomes()))
-    });
-
-    let result = tokio::time::timeout(opts.run.timeout, i_task).await;
-    let wall_ms = start.elapsed().as_secs_f64() * 1000.0;
-    let (device_ops, outcome, error) = match result {
-        Ok(Ok(Ok((ops, mut outcomes)))) => match outcomes.pop() {
-            Some(Outcome::Established(s)) => (ops, Some(s), None),
-            Some(Outcome::Failed { error, .. }) => (ops, None, Some(error.to_string())),
-            None => (
-                ops,
-                None,
-                Some("the initiator stopped without a result".into()),
-            ),
+    let handler = InitiatorHandler::new(InitiatorRuns::default(), Some(report_tx));
+    let (device_ops, outcome, error) = run_device(
+        "initiator",
+        i_driver,
+        handler,
+        run.shutdown.clone(),
+        opts.run.timeout,
+        |initiator: &Initiator, h: InitiatorHandler| {
+            let last = h.into_outcomes().pop().map(|o| match o {
+                Outcome::Established(s) => Ok(s),
+                Outcome::Failed { error, .. } => Err(error.to_string()),
+            });
+            (initiator.op_counts(), last)
         },
-        Ok(Ok(Err(e))) => (OpCounts::default(), None, Some(e.to_string())),
-        Ok(Err(join)) => (
-            OpCounts::default(),
-            None,
-            Some(format!("initiator task: {join}")),
-        ),
-        Err(_) => (
-            OpCounts::default(),
-            None,
-            Some(Error::Timeout(opts.run.timeout).to_string()),
-        ),
-    };
+    )
+    .await;
+    let wall_ms = start.elapsed().as_secs_f64() * 1000.0;
 
     // R established before it sent its verification; give its report a moment to arrive, and
     // R a moment to judge every part still on its way (a part that arrives after the TGK was

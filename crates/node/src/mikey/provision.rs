@@ -29,8 +29,10 @@ use super::config::{
 };
 use super::deployment::{INITIATOR, Params, RESPONDER, addresses, third_party_name};
 use crate::collab::config::SharingName;
-use crate::error::{Error, Result};
-use crate::harness::provision::{Provisioned, deployment_dirs, role_config, write_toml};
+use crate::error::Result;
+use crate::harness::provision::{
+    Provisioned, deployment_dirs, refuse_existing, role_config, write_toml,
+};
 use crate::runtime::keyfile;
 
 /// Options of `provision` for MIKEY.
@@ -59,7 +61,7 @@ impl Default for ProvisionOptions {
 ///
 /// # Errors
 ///
-/// [`Error::Usage`] if `dir` already holds a MIKEY deployment and `force` is not set; I/O
+/// [`crate::Error::Usage`] if `dir` already holds a MIKEY deployment and `force` is not set; I/O
 /// errors naming the file; key generation errors.
 pub fn provision(
     dir: &Path,
@@ -71,12 +73,7 @@ pub fn provision(
         ..opts.params.clone()
     };
     params.check()?;
-    if !opts.force && role_config(dir, "mikey-initiator").exists() {
-        return Err(Error::Usage(format!(
-            "{} already holds a MIKEY deployment (use --force to overwrite it)",
-            dir.display()
-        )));
-    }
+    refuse_existing(dir, "mikey-initiator", "a MIKEY deployment", opts.force)?;
     let keys_dir = deployment_dirs(dir)?;
     let n = usize::from(params.third_parties);
     let at = |a: SocketAddr| SocketAddr::new(a.ip(), opts.port);

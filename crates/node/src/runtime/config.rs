@@ -25,6 +25,45 @@ pub fn load_toml<T: DeserializeOwned>(path: &Path) -> Result<T> {
     toml::from_str(&text).map_err(|e| Error::config(path, e.to_string().trim_end().to_owned()))
 }
 
+/// Refuses an empty identity in `field`, and one over 255 bytes where `too_long` says why
+/// that is too long (the identity travels in a length-prefixed field).
+///
+/// # Errors
+///
+/// [`Error::Config`] naming the file and the field.
+pub fn check_identity(
+    file: &Path,
+    field: &str,
+    identity: &str,
+    too_long: Option<&str>,
+) -> Result<()> {
+    if identity.is_empty() {
+        return Err(Error::config(
+            file,
+            format!("field `{field}`: must not be empty"),
+        ));
+    }
+    match too_long {
+        Some(why) if identity.len() > 255 => {
+            Err(Error::config(file, format!("field `{field}`: {why}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Refuses an empty list `field` of a config, one entry of which is `what`.
+///
+/// # Errors
+///
+/// [`Error::Config`] naming the file and the field.
+pub fn non_empty<T>(file: &Path, field: &str, list: &[T], what: &str) -> Result<()> {
+    if list.is_empty() {
+        let error = format!("field `{field}`: at least one {what} is needed");
+        return Err(Error::config(file, error));
+    }
+    Ok(())
+}
+
 /// Resolves `relative` against the directory of the config file `config`.
 #[must_use]
 pub fn resolve(config: &Path, relative: &Path) -> PathBuf {
@@ -67,11 +106,114 @@ pub fn retransmit_policy(
     policy
 }
 
+/// Declares a config-file table with the four retransmission fields of [`retransmit_policy`]
+/// spliced in after its own fields (and before those of an `after { … }` block), plus a
+/// `retransmit_policy()` method that reads them.
+///
+/// The fields are written once here rather than as a shared struct under
+/// `#[serde(flatten)]`, which serde cannot combine with `deny_unknown_fields`: generated into
+/// each table, they keep toml's own errors for an unknown field — its line, column and the
+/// list of every field in file order — exactly as a hand-written table has them.
+macro_rules! with_retransmit_fields {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $( $(#[$fmeta:meta])* $fvis:vis $field:ident : $ty:ty ),* $(,)?
+        }
+        $( after {
+            $( $(#[$ameta:meta])* $avis:vis $afield:ident : $aty:ty ),* $(,)?
+        } )?
+    ) => {
+        $(#[$meta])*
+        $vis struct $name {
+            $( $(#[$fmeta])* $fvis $field: $ty, )*
+            /// Wait before the first retransmission of an unanswered request, in milliseconds
+            /// (default 500).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub first_retransmit_ms: Option<u64>,
+            /// Retransmissions at the first wait before the wait starts to double (default 8).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub steady_retransmits: Option<u32>,
+            /// Longest wait between two retransmissions, in milliseconds: the wait doubles after
+            /// each up to it, and never drops below the first (default 4000).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub max_retransmit_interval_ms: Option<u64>,
+            /// Retransmissions of an unanswered request before giving up (default 11).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub max_retransmit: Option<u32>,
+            $($( $(#[$ameta])* $avis $afield: $aty, )*)?
+        }
+
+        impl $name {
+            /// The retransmission policy of the fields `first_retransmit_ms`,
+            /// `steady_retransmits`, `max_retransmit_interval_ms` and `max_retransmit`.
+            #[must_use]
+            pub fn retransmit_policy(&self) -> m2msec_protocol::RetransmitPolicy {
+                $crate::runtime::config::retransmit_policy(
+                    self.first_retransmit_ms,
+                    self.steady_retransmits,
+                    self.max_retransmit_interval_ms,
+                    self.max_retransmit,
+                )
+            }
+        }
+    };
+}
+pub(crate) use with_retransmit_fields;
+
+/// Declares the names a config file gives the values of `$target` (an enum of the protocol or
+/// crypto crate): one variant per name, in the order toml's errors list them, and the
+/// conversion to `$target`. The caller derives what it needs (`Deserialize` at least).
+macro_rules! config_names {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident for $target:ident {
+            $( $(#[$vmeta:meta])* $file:literal => $variant:ident = $to:ident ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        $vis enum $name {
+            $( $(#[$vmeta])* #[serde(rename = $file)] $variant, )*
+        }
+
+        impl From<$name> for $target {
+            fn from(name: $name) -> Self {
+                match name {
+                    $( $name::$variant => Self::$to, )*
+                }
+            }
+        }
+    };
+}
+pub(crate) use config_names;
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn identity_and_list_checks_name_the_field() {
+        let f = Path::new("x.toml");
+        let says =
+            |r: Result<()>, what: &str| r.err().is_some_and(|e| e.to_string().contains(what));
+        assert!(says(
+            check_identity(f, "identity", "", None),
+            "field `identity`: must not be empty"
+        ));
+        let long = "a".repeat(256);
+        assert!(check_identity(f, "identity", &long, None).is_ok());
+        assert!(says(
+            check_identity(f, "gateway.identity", &long, Some("at most 255 bytes")),
+            "field `gateway.identity`: at most 255 bytes"
+        ));
+        assert!(says(
+            non_empty::<u8>(f, "peers", &[], "peer"),
+            "field `peers`: at least one peer is needed"
+        ));
+        assert!(non_empty(f, "peers", &[1], "peer").is_ok());
+    }
 
     #[test]
     fn retransmission_fields_build_the_policy() {

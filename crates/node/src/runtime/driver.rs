@@ -134,6 +134,13 @@ pub trait Handler<E: Endpoint> {
         let _ = cx;
         Ok(Flow::Continue)
     }
+
+    /// Until when the network holds the role, if it does (a demo's adversary delaying a
+    /// message past its validity): the driver then neither sends, receives nor runs the
+    /// role's timers, and what the role queued leaves once the time has come.
+    fn held_until(&self) -> Option<Millis> {
+        None
+    }
 }
 
 /// A signal telling every driver of a deployment to stop.
@@ -244,6 +251,18 @@ impl<E: Endpoint> Driver<E> {
             return Ok(self.endpoint);
         }
         loop {
+            if let Some(until) = held(handler) {
+                let wait = Duration::from_millis(until.0.saturating_sub(wall_clock().0));
+                tokio::select! {
+                    biased;
+                    () = shutdown.wait() => break,
+                    () = tokio::time::sleep(wait) => {}
+                }
+                if self.drain(handler).await? == Flow::Stop {
+                    break;
+                }
+                continue;
+            }
             let deadline = match (self.endpoint.poll_timeout(), handler.next_wakeup()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -303,6 +322,9 @@ impl<E: Endpoint> Driver<E> {
                 flow = Flow::Stop;
             }
         }
+        if held(handler).is_some() {
+            return Ok(flow);
+        }
         while let Some(transmit) = self.endpoint.poll_transmit() {
             send(
                 &self.name,
@@ -315,6 +337,11 @@ impl<E: Endpoint> Driver<E> {
         }
         Ok(flow)
     }
+}
+
+/// The end of the handler's hold on the role, while it lasts.
+fn held<E: Endpoint, H: Handler<E>>(handler: &H) -> Option<Millis> {
+    handler.held_until().filter(|until| *until > wall_clock())
 }
 
 /// How long a datagram that a bad link holds back waits per later datagram allowed to

@@ -6,7 +6,7 @@
 //! The deployment (keys, registrations) is generated once per group; then many exchanges run on
 //! it in memory (`sga::sim::World::run_metered`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use m2msec_crypto::aead::AeadSuite;
 use m2msec_crypto::group::GroupId;
@@ -17,7 +17,7 @@ use m2msec_protocol::{Endpoint, OpCounts};
 
 use super::config::GroupName;
 use crate::error::{Error, Result};
-use crate::harness::figure::Figure;
+use crate::harness::figure::{Figure, busy_meter};
 
 /// What one group costs per key exchange.
 #[derive(Clone, Copy, Debug)]
@@ -71,16 +71,7 @@ pub fn measure(group: GroupId, exchanges: u32, seed: u64) -> Result<ExchangeCost
         world.events.server.clear();
         let now = world.net.now;
         world.devices[0].invite(now, &mut rng, &peer, AeadSuite::Aes128Ccm8)?;
-        world.run_metered(&mut rng, &mut |role, call| {
-            let start = Instant::now();
-            call();
-            match role {
-                SERVER_ROLE => busy[2] += start.elapsed(),
-                1 => busy[0] += start.elapsed(),
-                2 => busy[1] += start.elapsed(),
-                _ => {}
-            }
-        });
+        world.run_metered(&mut rng, &mut busy_meter(busy, [1, 2, SERVER_ROLE]));
         let ok = world.events.devices.iter().all(|events| {
             events
                 .iter()

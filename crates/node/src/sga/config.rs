@@ -13,21 +13,22 @@ use m2msec_protocol::sga::{DeviceConfig, LIGHTWEIGHT_SUITES, ServerConfig, Timeo
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::runtime::config::{load_toml, resolve};
+use crate::runtime::config::{
+    check_identity, config_names, load_toml, non_empty, resolve, with_retransmit_fields,
+};
 use crate::runtime::keyfile;
 
-/// The lightweight AEAD suites in config files and on the command line.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
-pub enum SuiteName {
-    /// AES-128-CCM with an 8-byte tag.
-    #[serde(rename = "aes-128-ccm8")]
-    Aes128Ccm8,
-    /// ChaCha20-Poly1305.
-    #[serde(rename = "chacha20-poly1305")]
-    ChaCha20Poly1305,
-    /// Ascon-AEAD128.
-    #[serde(rename = "ascon-128")]
-    Ascon128,
+config_names! {
+    /// The lightweight AEAD suites in config files and on the command line.
+    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+    pub enum SuiteName for AeadSuite {
+        /// AES-128-CCM with an 8-byte tag.
+        "aes-128-ccm8" => Aes128Ccm8 = Aes128Ccm8,
+        /// ChaCha20-Poly1305.
+        "chacha20-poly1305" => ChaCha20Poly1305 = ChaCha20Poly1305,
+        /// Ascon-AEAD128.
+        "ascon-128" => Ascon128 = Ascon128,
+    }
 }
 
 impl SuiteName {
@@ -67,24 +68,15 @@ impl SuiteName {
     }
 }
 
-impl From<SuiteName> for AeadSuite {
-    fn from(s: SuiteName) -> Self {
-        match s {
-            SuiteName::Aes128Ccm8 => Self::Aes128Ccm8,
-            SuiteName::ChaCha20Poly1305 => Self::ChaCha20Poly1305,
-            SuiteName::Ascon128 => Self::Ascon128,
-        }
+config_names! {
+    /// The key-exchange groups in config files and on the command line.
+    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+    pub enum GroupName for GroupId {
+        /// Ristretto255 (RFC 9496).
+        "ristretto255" => Ristretto255 = Ristretto255,
+        /// The 2048-bit MODP group of RFC 3526 (the paper's setting).
+        "modp2048" => Modp2048 = Modp2048,
     }
-}
-
-/// The key-exchange groups in config files and on the command line.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum GroupName {
-    /// Ristretto255 (RFC 9496).
-    Ristretto255,
-    /// The 2048-bit MODP group of RFC 3526 (the paper's setting).
-    Modp2048,
 }
 
 impl GroupName {
@@ -98,15 +90,7 @@ impl GroupName {
     }
 }
 
-impl From<GroupName> for GroupId {
-    fn from(g: GroupName) -> Self {
-        match g {
-            GroupName::Ristretto255 => Self::Ristretto255,
-            GroupName::Modp2048 => Self::Modp2048,
-        }
-    }
-}
-
+with_retransmit_fields! {
 /// Waits, in milliseconds; absent values take the protocol's defaults.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -117,16 +101,7 @@ pub struct TimeoutsFile {
     pub retransmit_ms: Option<u64>,
     /// Largest accepted difference between a timestamp and the local clock.
     pub clock_skew_ms: Option<u64>,
-    /// Wait before the first retransmission of an unanswered request, in milliseconds (default
-    /// 500).
-    pub first_retransmit_ms: Option<u64>,
-    /// Retransmissions at the first wait before the wait starts to double (default 8).
-    pub steady_retransmits: Option<u32>,
-    /// Longest wait between two retransmissions, in milliseconds: the wait doubles after each
-    /// up to it, and never drops below the first (default 4000).
-    pub max_retransmit_interval_ms: Option<u64>,
-    /// Retransmissions of an unanswered request before giving up (default 11).
-    pub max_retransmit: Option<u32>,
+}
 }
 
 impl TimeoutsFile {
@@ -143,12 +118,7 @@ impl TimeoutsFile {
         if let Some(ms) = self.clock_skew_ms {
             t.clock_skew = Duration::from_millis(ms);
         }
-        t.requests = crate::runtime::config::retransmit_policy(
-            self.first_retransmit_ms,
-            self.steady_retransmits,
-            self.max_retransmit_interval_ms,
-            self.max_retransmit,
-        );
+        t.requests = self.retransmit_policy();
         t
     }
 }
@@ -238,21 +208,8 @@ fn default_group() -> GroupName {
     GroupName::Ristretto255
 }
 
-fn check_identity(file: &Path, field: &str, identity: &str) -> Result<()> {
-    if identity.is_empty() {
-        return Err(Error::config(
-            file,
-            format!("field `{field}`: must not be empty"),
-        ));
-    }
-    if identity.len() > 255 {
-        return Err(Error::config(
-            file,
-            format!("field `{field}`: at most 255 bytes"),
-        ));
-    }
-    Ok(())
-}
+/// Why an identity may not pass 255 bytes.
+const ID_LIMIT: Option<&str> = Some("at most 255 bytes");
 
 /// A loaded server config.
 #[derive(Debug)]
@@ -272,19 +229,9 @@ pub struct ServerSetup {
 /// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_server(file: &Path) -> Result<ServerSetup> {
     let f: ServerFile = load_toml(file)?;
-    check_identity(file, "identity", &f.identity)?;
-    if f.suites.is_empty() {
-        return Err(Error::config(
-            file,
-            "field `suites`: at least one suite is needed",
-        ));
-    }
-    if f.groups.is_empty() {
-        return Err(Error::config(
-            file,
-            "field `groups`: at least one group is needed",
-        ));
-    }
+    check_identity(file, "identity", &f.identity, ID_LIMIT)?;
+    non_empty(file, "suites", &f.suites, "suite")?;
+    non_empty(file, "groups", &f.groups, "group")?;
     let pke_key = keyfile::load_pke_secret_key(&resolve(file, &f.pke_key))?;
     Ok(ServerSetup {
         listen: f.listen,
@@ -350,15 +297,10 @@ fn control_path(file: &Path, f: &DeviceFile) -> Result<PathBuf> {
 /// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_device(file: &Path) -> Result<DeviceSetup> {
     let f: DeviceFile = load_toml(file)?;
-    check_identity(file, "identity", &f.identity)?;
-    check_identity(file, "gateway.identity", &f.gateway.identity)?;
+    check_identity(file, "identity", &f.identity, ID_LIMIT)?;
+    check_identity(file, "gateway.identity", &f.gateway.identity, ID_LIMIT)?;
     let control = control_path(file, &f)?;
-    if f.suites.is_empty() {
-        return Err(Error::config(
-            file,
-            "field `suites`: at least one suite is needed",
-        ));
-    }
+    non_empty(file, "suites", &f.suites, "suite")?;
     let initial = f.initial_suite.unwrap_or(f.suites[0]);
     if !f.suites.contains(&initial) {
         return Err(Error::config(

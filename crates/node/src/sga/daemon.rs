@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::config::{self, SuiteName};
 use super::control::{ControlSocket, InboxEntry, Request, Response, SessionInfo};
 use crate::error::{Error, Result};
-use crate::harness::daemon::{Daemon, Exit, RoleArgs};
+use crate::harness::daemon::{Daemon, Exit, Persisting, RoleArgs};
 use crate::hex;
 use crate::runtime::driver::open_store;
 use crate::runtime::driver::{self, Context, Flow, Handler, Shutdown, wall_clock};
@@ -68,18 +68,7 @@ pub enum ServerReport {
 }
 
 /// The server daemon's handler: writes every [`StoreOp`] before the driver sends anything.
-pub struct ServerHandler {
-    store: Arc<dyn Store>,
-    report: Option<mpsc::UnboundedSender<ServerReport>>,
-}
-
-impl ServerHandler {
-    /// A handler persisting into `store`.
-    #[must_use]
-    pub fn new(store: Arc<dyn Store>, report: Option<mpsc::UnboundedSender<ServerReport>>) -> Self {
-        Self { store, report }
-    }
-}
+pub type ServerHandler = Persisting<ServerReport>;
 
 /// Applies one durable change to `store`.
 ///
@@ -103,9 +92,7 @@ impl Handler<Server> for ServerHandler {
             ServerEvent::Persist(op) => apply(&*self.store, &op)?,
             ServerEvent::Registered { device } => {
                 tracing::info!(%device, "device registered");
-                if let Some(r) = &self.report {
-                    let _ = r.send(ServerReport::Registered(device));
-                }
+                self.report.send(ServerReport::Registered(device));
             }
             ServerEvent::Exchanged {
                 session,
@@ -113,12 +100,10 @@ impl Handler<Server> for ServerHandler {
                 responder,
             } => {
                 tracing::info!(%session, %initiator, %responder, "key exchange relayed");
-                if let Some(r) = &self.report {
-                    let _ = r.send(ServerReport::Exchanged {
-                        initiator,
-                        responder,
-                    });
-                }
+                self.report.send(ServerReport::Exchanged {
+                    initiator,
+                    responder,
+                });
             }
             ServerEvent::Refusal { device, error } => {
                 tracing::warn!(%device, %error, "request refused");

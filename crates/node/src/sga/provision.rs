@@ -21,9 +21,11 @@ use m2msec_crypto::pke::{PkeSecretKey, PkeSuite};
 use m2msec_crypto::rng::{CryptoRng, random_array};
 
 use super::config::{DeviceFile, GatewayFile, GroupName, ServerFile, SuiteName, TimeoutsFile};
-use crate::error::{Error, Result};
-use crate::harness::provision::{Provisioned, deployment_dirs, write_config as write_toml};
-use crate::runtime::keyfile::{sga_device_key_pem, write_public, write_secret};
+use crate::error::Result;
+use crate::harness::provision::{
+    Provisioned, deployment_dirs, refuse_existing, role_config, write_config as write_toml,
+};
+use crate::runtime::keyfile::sga_device_key_pem;
 
 /// The devices of a provisioned deployment.
 pub const DEVICES: [&str; 2] = ["device-i", "device-j"];
@@ -59,31 +61,26 @@ impl Default for ProvisionOptions {
 ///
 /// # Errors
 ///
-/// [`Error::Usage`] if `dir` already holds an SGA deployment and `force` is not set; I/O
+/// [`crate::Error::Usage`] if `dir` already holds an SGA deployment and `force` is not set; I/O
 /// errors naming the file; key generation errors.
 pub fn provision(
     dir: &Path,
     opts: &ProvisionOptions,
     rng: &mut dyn CryptoRng,
 ) -> Result<Provisioned> {
-    let server_toml = dir.join("sga-server.toml");
-    if !opts.force && server_toml.exists() {
-        return Err(Error::Usage(format!(
-            "{} already holds an SGA deployment (use --force to overwrite it)",
-            dir.display()
-        )));
-    }
+    let server_toml = role_config(dir, "sga-server");
+    refuse_existing(dir, "sga-server", "an SGA deployment", opts.force)?;
     let keys_dir = deployment_dirs(dir)?;
     let mut out = Provisioned::default();
     let server_addr = SocketAddr::from((Ipv4Addr::new(127, 0, 0, 2), opts.port));
 
     let server_key = PkeSecretKey::generate(opts.pke, rng)?;
-    let key_path = keys_dir.join("sga-server-pke.key");
-    write_secret(&key_path, &server_key.to_pem()?)?;
-    out.files.push(key_path);
-    let pub_path = keys_dir.join("sga-server-pke.key.pub");
-    write_public(&pub_path, &server_key.public_key().to_pem()?)?;
-    out.files.push(pub_path);
+    let pke_key = out.secret(&keys_dir, "sga-server-pke.key", &server_key.to_pem()?)?;
+    out.public(
+        &keys_dir,
+        "sga-server-pke.key.pub",
+        &server_key.public_key().to_pem()?,
+    )?;
 
     write_toml(
         &server_toml,
@@ -92,7 +89,7 @@ pub fn provision(
         &ServerFile {
             identity: GATEWAY.into(),
             listen: server_addr,
-            pke_key: PathBuf::from("keys/sga-server-pke.key"),
+            pke_key,
             state: PathBuf::from("state/sga-server.redb"),
             suites: SuiteName::ALL.to_vec(),
             groups: vec![GroupName::Ristretto255, GroupName::Modp2048],
@@ -106,10 +103,11 @@ pub fn provision(
     ));
 
     for (i, name) in DEVICES.into_iter().enumerate() {
-        let key_name = format!("sga-{name}.key");
-        let key_path = keys_dir.join(&key_name);
-        write_secret(&key_path, &sga_device_key_pem(&random_array::<32>(rng))?)?;
-        out.files.push(key_path);
+        let device_key = out.secret(
+            &keys_dir,
+            &format!("sga-{name}.key"),
+            &sga_device_key_pem(&random_array::<32>(rng))?,
+        )?;
         let host = Ipv4Addr::new(127, 0, 0, 10 + u8::try_from(i).unwrap_or(0));
         let config = dir.join(format!("sga-{name}.toml"));
         write_toml(
@@ -120,7 +118,7 @@ pub fn provision(
                 identity: name.into(),
                 listen: SocketAddr::from((host, opts.port)),
                 control: Some(PathBuf::from(format!("state/sga-{name}.sock"))),
-                device_key: PathBuf::from("keys").join(&key_name),
+                device_key,
                 suites: SuiteName::ALL.to_vec(),
                 initial_suite: Some(SuiteName::Aes128Ccm8),
                 group: opts.group,
