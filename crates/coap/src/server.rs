@@ -7,26 +7,47 @@ use core::net::SocketAddr;
 
 use m2msec_protocol::Millis;
 use m2msec_wire::relay::coap::coap_lite::{
-    MessageClass, MessageType, Packet, RequestType, ResponseType,
+    CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType,
 };
 
-use crate::block::{Assembled, Block1Assembler};
+use crate::block::{Assembled, Block1Assembler, slice_block2};
 use crate::dedup::{Dedup, DedupCache};
 use crate::message::{MessageIds, response};
 use crate::options::parse_datagram;
 
-/// The largest response a server sends in one datagram; larger ones go block-wise.
+/// The largest response a server sends in one datagram unless told otherwise
+/// ([`Server::with_max_answer`]); larger ones go block-wise.
 const MAX_RESPONSE: usize = 4096;
 
-/// Where the answer to a request goes: the peer and the request as it arrived in its last
-/// datagram (for a block-wise upload, its last block), which the answer must match (message
-/// id, token, Block1) and under which it is cached for copies.
+/// Where the answer to a request goes: the peer and the request's last datagram (for a
+/// block-wise upload, its last block) without its payload or other options — its type, message
+/// id and token, which the answer matches and under which it is cached for copies, its Block1,
+/// which the answer echoes, and its Block2, which says what part of a representation to send.
+/// Small, so that an answer that waits (for a commit) keeps no copy of the request's body.
 #[derive(Clone, Debug)]
 pub struct ReplyTo {
     /// The requesting endpoint.
     pub peer: SocketAddr,
-    /// The request's last datagram.
+    /// The request's header, token, Block1 and Block2.
     pub request: Packet,
+}
+
+impl ReplyTo {
+    /// Where the answer to `req` from `peer` goes.
+    #[must_use]
+    pub fn new(peer: SocketAddr, req: &Packet) -> Self {
+        let mut request = Packet::new();
+        request.header = req.header.clone();
+        request.set_token(req.get_token().to_vec());
+        for option in [CoapOption::Block1, CoapOption::Block2] {
+            if let Some(values) = req.get_option(option) {
+                for v in values {
+                    request.add_option(option, v.clone());
+                }
+            }
+        }
+        Self { peer, request }
+    }
 }
 
 /// A whole, new request.
@@ -60,14 +81,18 @@ pub enum Received {
     Junk,
 }
 
-/// A server's message layer: duplicate detection with cached answers, Block1 reassembly, and
-/// the message ids of its non-piggy-backed answers. Capped as [`DedupCache`] and
-/// [`Block1Assembler`] are.
+/// A server's message layer: duplicate detection with cached answers, Block1 reassembly,
+/// Block2 slicing of GET answers if asked for, and the message ids of its non-piggy-backed
+/// answers. Capped as [`DedupCache`] and [`Block1Assembler`] are.
 #[derive(Debug)]
 pub struct Server {
     ids: MessageIds,
     dedup: DedupCache,
     uploads: Block1Assembler,
+    /// The largest answer encoded, in bytes.
+    max_answer: usize,
+    /// The largest block (SZX) a GET's answer is cut into, if this server serves Block2.
+    block2: Option<u8>,
 }
 
 impl Server {
@@ -79,7 +104,25 @@ impl Server {
             ids,
             dedup,
             uploads,
+            max_answer: MAX_RESPONSE,
+            block2: None,
         }
+    }
+
+    /// Encodes answers of up to `bytes` (4096 by default), for a server whose answers or
+    /// diagnostics may be longer and that would rather send them whole than fail.
+    #[must_use]
+    pub fn with_max_answer(mut self, bytes: usize) -> Self {
+        self.max_answer = bytes;
+        self
+    }
+
+    /// Cuts the answer to a GET into blocks of at most SZX `szx` when it is larger than one
+    /// or the request asks for a block (RFC 7959 §2.4), each block a request of its own.
+    #[must_use]
+    pub fn with_block2(mut self, szx: u8) -> Self {
+        self.block2 = Some(szx);
+        self
     }
 
     /// The message ids of this server's own messages (notifications, NON answers).
@@ -105,7 +148,7 @@ impl Server {
             // A ping (RFC 7252 §4.3), or a response on a socket that sends no requests: a
             // confirmable one is rejected with a Reset (§4.2), anything else ignored.
             (_, MessageType::Confirmable) => {
-                encode(&reset(&p)).map_or(Received::Nothing, Received::Reply)
+                encode(&reset(&p), self.max_answer).map_or(Received::Nothing, Received::Reply)
             }
             _ => Received::Nothing,
         }
@@ -123,13 +166,10 @@ impl Server {
             Dedup::InProgress => return Received::Nothing,
             Dedup::New => {}
         }
-        let reply = ReplyTo {
-            peer,
-            request: p.clone(),
-        };
+        let reply = ReplyTo::new(peer, &p);
         match self.uploads.accept(peer, p, now, &mut self.ids) {
             Assembled::Respond(answer) => self
-                .answer(&reply, &answer)
+                .answer(&reply, answer)
                 .map_or(Received::Nothing, Received::Reply),
             Assembled::Complete(whole) => Received::Request(Request {
                 reply,
@@ -139,11 +179,17 @@ impl Server {
         }
     }
 
-    /// Encodes the answer to a request, and remembers it so that a copy of the request gets
-    /// it again instead of being handled twice. `None` when it cannot be encoded (larger than
-    /// 4096 bytes: serve it block-wise).
-    pub fn answer(&mut self, to: &ReplyTo, answer: &Packet) -> Option<Vec<u8>> {
-        let bytes = encode(answer)?;
+    /// Encodes the answer to a request (the block asked for, if this server serves Block2 and
+    /// the request is a GET), and remembers it so that a copy of the request gets it again
+    /// instead of being handled twice. `None` when it cannot be encoded (larger than the
+    /// server's limit: serve it block-wise).
+    pub fn answer(&mut self, to: &ReplyTo, mut answer: Packet) -> Option<Vec<u8>> {
+        if let Some(szx) = self.block2
+            && to.request.header.code == MessageClass::Request(RequestType::Get)
+        {
+            slice_block2(&to.request, &mut answer, szx);
+        }
+        let bytes = encode(&answer, self.max_answer)?;
         self.dedup.complete(to.peer, &to.request, &bytes);
         Some(bytes)
     }
@@ -151,7 +197,7 @@ impl Server {
     /// [`Server::answer`] with an answer of only a code, matching the request.
     pub fn answer_code(&mut self, to: &ReplyTo, code: ResponseType) -> Option<Vec<u8>> {
         let p = response(&to.request, code, &mut self.ids);
-        self.answer(to, &p)
+        self.answer(to, p)
     }
 }
 
@@ -164,8 +210,8 @@ fn reset(p: &Packet) -> Packet {
     r
 }
 
-fn encode(p: &Packet) -> Option<Vec<u8>> {
-    p.to_bytes_with_limit(MAX_RESPONSE).ok()
+fn encode(p: &Packet, limit: usize) -> Option<Vec<u8>> {
+    p.to_bytes_with_limit(limit).ok()
 }
 
 #[cfg(test)]
@@ -174,6 +220,7 @@ mod tests {
 
     use super::*;
     use crate::message::tests::{con_request, peer};
+    use crate::options::{BlockOpt, block_size, uint_option};
     use crate::params::DEFAULT_SZX;
 
     fn server() -> Server {
@@ -229,5 +276,87 @@ mod tests {
             s.receive(peer(), &[0x50, 0, 0, 1], t),
             Received::Nothing
         ));
+    }
+
+    fn get(mid: u16, block2: Option<BlockOpt>) -> Vec<u8> {
+        let mut p = crate::options::new_request(RequestType::Get, "info", true).expect("path");
+        p.header.message_id = mid;
+        p.set_token(vec![3]);
+        if let Some(b) = block2 {
+            p.add_option(CoapOption::Block2, b.to_bytes());
+        }
+        p.to_bytes().expect("encodable")
+    }
+
+    fn content(to: &ReplyTo, len: usize, ids: &mut MessageIds) -> Packet {
+        let mut p = response(&to.request, ResponseType::Content, ids);
+        p.payload = vec![7; len];
+        p
+    }
+
+    #[test]
+    fn a_get_answer_is_cut_into_the_block_asked_for_and_replayed_as_cut() {
+        let mut s = server().with_block2(DEFAULT_SZX);
+        let mut ids = MessageIds::starting_at(9);
+        let t = Millis(1);
+        let size = block_size(DEFAULT_SZX);
+        // No Block2 asked for, larger than a block: the first block, with Size2.
+        let first = get(1, None);
+        let Received::Request(r) = s.receive(peer(), &first, t) else {
+            panic!("a new request")
+        };
+        let bytes = s.answer(&r.reply, content(&r.reply, size + 10, &mut ids));
+        let p = Packet::from_bytes(&bytes.clone().expect("encodable")).expect("parses");
+        assert_eq!(p.payload.len(), size);
+        let b = BlockOpt::of(&p, CoapOption::Block2)
+            .expect("valid")
+            .expect("set");
+        assert!(b.more && b.num == 0);
+        assert_eq!(uint_option(&p, CoapOption::Size2), Some(size as u32 + 10));
+        // Its copy gets the same block, not the whole.
+        assert!(
+            matches!(s.receive(peer(), &first, t), Received::Reply(b) if Some(&b) == bytes.as_ref())
+        );
+        // The second block, asked for.
+        let block = BlockOpt {
+            num: 1,
+            more: false,
+            szx: DEFAULT_SZX,
+        };
+        let Received::Request(r) = s.receive(peer(), &get(2, Some(block)), t) else {
+            panic!("a new request")
+        };
+        let bytes = s.answer(&r.reply, content(&r.reply, size + 10, &mut ids));
+        let p = Packet::from_bytes(&bytes.expect("encodable")).expect("parses");
+        assert_eq!(p.payload.len(), 10);
+        // A server that does not serve Block2 sends it whole, within its limit.
+        let mut plain = server();
+        let Received::Request(r) = plain.receive(peer(), &get(3, None), t) else {
+            panic!("a new request")
+        };
+        let p = content(&r.reply, MAX_RESPONSE, &mut ids);
+        assert!(
+            plain.answer(&r.reply, p.clone()).is_none(),
+            "over 4096 bytes"
+        );
+        let mut lifted = server().with_max_answer(65_507);
+        let Received::Request(r) = lifted.receive(peer(), &get(3, None), t) else {
+            panic!("a new request")
+        };
+        let whole = lifted.answer(&r.reply, p).expect("under the lifted limit");
+        assert!(whole.len() > MAX_RESPONSE);
+    }
+
+    #[test]
+    fn a_reply_to_keeps_no_body() {
+        let mut req = con_request(77, &[1, 2]);
+        req.payload = vec![9; 10];
+        req.add_option(CoapOption::Block1, vec![0x0e]);
+        let to = ReplyTo::new(peer(), &req);
+        assert!(to.request.payload.is_empty());
+        assert_eq!(to.request.header.message_id, 77);
+        assert_eq!(to.request.get_token(), &[1, 2]);
+        assert!(to.request.get_option(CoapOption::UriPath).is_none());
+        assert!(to.request.get_option(CoapOption::Block1).is_some());
     }
 }

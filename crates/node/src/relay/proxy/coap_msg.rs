@@ -2,43 +2,17 @@
 //! into packets with the node's CoAP transport (`runtime::coap`: piggy-backed in the ACK of a
 //! CON request, a NON for a NON, Block1 echoed).
 
-use std::net::SocketAddr;
-
-use m2msec_wire::relay::coap::coap_lite::{CoapOption, MessageClass, Packet, ResponseType};
+use m2msec_wire::relay::coap::coap_lite::{MessageClass, Packet, ResponseType};
 
 use m2msec_protocol::relay::proxy::OptionValue;
 pub(crate) use m2msec_protocol::relay::proxy::Response;
 
+pub(crate) use crate::runtime::coap::ReplyTo;
 use crate::runtime::coap::{MessageIds, set_uint_option};
 
 /// "c.dd" of a response code, for logs and diagnostics.
 pub(crate) fn show(code: ResponseType) -> String {
     MessageClass::Response(code).to_string()
-}
-
-/// Where a response goes: the requesting endpoint and the request itself without its payload —
-/// its type, message id and token, which the response answers, its Block1 option, which the
-/// response echoes, and its Block2 option, which says what part of a representation to send.
-#[derive(Clone, Debug)]
-pub(crate) struct ReplyTo {
-    pub(crate) peer: SocketAddr,
-    pub(crate) request: Packet,
-}
-
-impl ReplyTo {
-    pub(crate) fn new(peer: SocketAddr, req: &Packet) -> Self {
-        let mut request = Packet::new();
-        request.header = req.header.clone();
-        request.set_token(req.get_token().to_vec());
-        for option in [CoapOption::Block1, CoapOption::Block2] {
-            if let Some(values) = req.get_option(option) {
-                for v in values {
-                    request.add_option(option, v.clone());
-                }
-            }
-        }
-        Self { peer, request }
-    }
 }
 
 /// The packet answering `to` with `response` (piggy-backed in the ACK of a CON request, a NON
@@ -64,14 +38,17 @@ fn apply(response: &Response, p: &mut Packet) {
 /// diagnostic or a notification may be longer than coap-lite's 1280-byte default: the limit is
 /// lifted to what one UDP datagram can carry rather than fail.
 pub(crate) fn encode(packet: &Packet) -> Option<Vec<u8>> {
-    packet.to_bytes_with_limit(65_507).ok()
+    packet.to_bytes_with_limit(MAX_DATAGRAM).ok()
 }
+
+/// What one UDP datagram can carry: the proxy's limit on what it encodes.
+pub(crate) const MAX_DATAGRAM: usize = 65_507;
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-    use m2msec_wire::relay::coap::coap_lite::MessageType;
+    use m2msec_wire::relay::coap::coap_lite::{CoapOption, MessageType};
 
     use super::*;
     use crate::runtime::coap::uint_option;
@@ -85,7 +62,6 @@ mod tests {
         req.set_token(vec![1, 2]);
         req.payload = vec![9; 10];
         let to = ReplyTo::new("127.0.0.1:9".parse().unwrap(), &req);
-        assert!(to.request.payload.is_empty());
         let p = to_packet(&Response::code(ResponseType::Changed), &to, &mut ids);
         assert_eq!(p.header.get_type(), MessageType::Acknowledgement);
         assert_eq!(p.header.message_id, 77);

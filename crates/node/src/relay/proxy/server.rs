@@ -1,8 +1,9 @@
-//! The CoAP server: one task owning the API socket. It parses every datagram (a datagram that
-//! does not parse is dropped and logged, rate-limited), deduplicates retransmitted requests
-//! (RFC 7252 §4.5), reassembles Block1 uploads and cuts Block2 downloads (RFC 7959), routes the
-//! request, answers what it can at once, hands messages to the writer and calls that change
-//! state to their own tasks, sends their answers when they come back, and notifies observers.
+//! The CoAP server: one task owning the API socket. The message layer is `m2msec_coap::Server`
+//! (a datagram that does not parse is dropped and logged, rate-limited; retransmitted requests
+//! are answered from its cache, RFC 7252 §4.5; Block1 uploads are reassembled and GET answers
+//! cut block-wise, RFC 7959); this task routes each whole request, answers what it can at
+//! once, hands messages to the writer and calls that change state to their own tasks, sends
+//! their answers when they come back, and notifies observers.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,21 +17,19 @@ use m2msec_protocol::relay::proxy::{
     Action, Handled, Notification, Request, Ticket, notification_format,
 };
 use m2msec_wire::relay::api::CONTENT_FORMAT_LINK_FORMAT;
-use m2msec_wire::relay::coap::coap_lite::{
-    CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType,
-};
-use m2msec_wire::relay::coap::{from_request, reset, uri_path, uri_query};
+use m2msec_wire::relay::coap::coap_lite::{CoapOption, Packet, RequestType, ResponseType};
+use m2msec_wire::relay::coap::{from_request, uri_path, uri_query};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use super::Shared;
-use super::coap_msg::{ReplyTo, Response, encode, to_packet};
+use super::coap_msg::{MAX_DATAGRAM, Response, encode, to_packet};
 use super::control;
 use super::ingest::{self, LogLimit, Submitted};
 use super::writer::Deferred;
 use crate::runtime::coap::{
-    Assembled, Block1Assembler, DEFAULT_SZX, Dedup, DedupCache, EXCHANGE_LIFETIME, MessageIds,
-    Observers, monotonic_now, parse_datagram, slice_block2, uint_option,
+    self, Block1Assembler, DEFAULT_SZX, DedupCache, EXCHANGE_LIFETIME, MessageIds, Observers,
+    Received, ReplyTo, monotonic_now, uint_option,
 };
 use crate::runtime::driver::{Egress, wall_clock};
 
@@ -51,10 +50,9 @@ pub(crate) struct Server {
     shared: Arc<Shared>,
     socket: Egress,
     deferred: mpsc::UnboundedReceiver<Deferred>,
-    dedup: DedupCache,
-    uploads: Block1Assembler,
+    /// The message layer: copies, uploads, Block2, and the ids of our own messages.
+    server: coap::Server,
     observers: Observers,
-    ids: MessageIds,
     junk: LogLimit,
     /// The plain-UDP socket bound for the storage being created, until it is.
     udp: Option<(Ticket, UdpSocket)>,
@@ -81,10 +79,14 @@ impl Server {
             shared,
             socket,
             deferred,
-            dedup: DedupCache::new(MAX_EXCHANGES, EXCHANGE_LIFETIME),
-            uploads,
+            server: coap::Server::new(
+                MessageIds::random(&mut OsRng),
+                DedupCache::new(MAX_EXCHANGES, EXCHANGE_LIFETIME),
+                uploads,
+            )
+            .with_max_answer(MAX_DATAGRAM)
+            .with_block2(DEFAULT_SZX),
             observers,
-            ids: MessageIds::random(&mut OsRng),
             junk: LogLimit::new("coap"),
             udp: None,
         }
@@ -175,13 +177,14 @@ impl Server {
         out
     }
 
-    /// Encodes a late answer, remembers it for retransmissions of the request, and sends it.
+    /// Encodes an answer (a GET's cut block-wise), remembers it for retransmissions of the
+    /// request, and sends it.
     fn answer(&mut self, reply: &ReplyTo, response: &Response) -> Vec<Outgoing> {
-        let Some(bytes) = encode(&to_packet(response, reply, &mut self.ids)) else {
-            return Vec::new();
-        };
-        self.dedup.complete(reply.peer, &reply.request, &bytes);
-        vec![(reply.peer, bytes)]
+        let p = to_packet(response, reply, self.server.ids());
+        self.server
+            .answer(reply, p)
+            .map(|bytes| vec![(reply.peer, bytes)])
+            .unwrap_or_default()
     }
 
     fn on_tick(&mut self, now: Millis) -> Vec<Outgoing> {
@@ -195,7 +198,7 @@ impl Server {
             out.extend(match notification {
                 Notification::Changed { path, repr } => {
                     self.observers
-                        .notify(&path, now, &mut self.ids, DEFAULT_SZX, |accept| {
+                        .notify(&path, now, self.server.ids(), DEFAULT_SZX, |accept| {
                             let format = notification_format(accept);
                             (repr.render(format), Some(format))
                         })
@@ -204,7 +207,9 @@ impl Server {
                     path,
                     code,
                     diagnostic,
-                } => self.observers.end(&path, code, diagnostic, &mut self.ids),
+                } => self
+                    .observers
+                    .end(&path, code, diagnostic, self.server.ids()),
             });
         }
         out.extend(self.observers.poll(now));
@@ -214,74 +219,44 @@ impl Server {
     }
 
     fn on_datagram(&mut self, peer: SocketAddr, bytes: &[u8]) -> Vec<Outgoing> {
-        let Some(p) = parse_datagram(bytes) else {
-            self.junk
-                .warn(peer, &"datagram is not a CoAP message: dropped");
-            return Vec::new();
-        };
-        let kind = p.header.get_type();
-        match p.header.code {
-            MessageClass::Empty => match kind {
-                MessageType::Acknowledgement => {
-                    self.observers.on_ack(peer, p.header.message_id);
-                    Vec::new()
-                }
-                MessageType::Reset => {
-                    self.observers.on_reset(peer, p.header.message_id);
-                    Vec::new()
-                }
-                // A CoAP ping (RFC 7252 §4.3) is answered with a Reset.
-                MessageType::Confirmable => rst(peer, &p),
-                MessageType::NonConfirmable => Vec::new(),
-            },
-            MessageClass::Request(method) => match kind {
-                MessageType::Confirmable | MessageType::NonConfirmable => {
-                    self.on_request(peer, p, method)
-                }
-                _ => Vec::new(),
-            },
-            // Responses and reserved codes: this endpoint sends no requests from this socket.
-            _ if kind == MessageType::Confirmable => rst(peer, &p),
-            _ => Vec::new(),
+        let now = monotonic_now();
+        match self.server.receive(peer, bytes, now) {
+            Received::Request(r) => self.on_request(peer, r, now),
+            // A copy's cached answer, an upload's 2.31 Continue or refusal, or a Reset.
+            Received::Reply(bytes) => vec![(peer, bytes)],
+            Received::Ack(id) => {
+                self.observers.on_ack(peer, id);
+                Vec::new()
+            }
+            Received::Reset(id) => {
+                self.observers.on_reset(peer, id);
+                Vec::new()
+            }
+            Received::Nothing => Vec::new(),
+            Received::Junk => {
+                self.junk
+                    .warn(peer, &"datagram is not a CoAP message: dropped");
+                Vec::new()
+            }
         }
     }
 
-    fn on_request(&mut self, peer: SocketAddr, req: Packet, method: RequestType) -> Vec<Outgoing> {
-        let now = monotonic_now();
-        match self.dedup.check(peer, &req, now) {
-            // A retransmission: the same answer again, or nothing while it is being made.
-            Dedup::Replay(bytes) => return vec![(peer, bytes)],
-            Dedup::InProgress => return Vec::new(),
-            Dedup::New => {}
-        }
-        let reply = ReplyTo::new(peer, &req);
-        let response = match self.uploads.accept(peer, req, now, &mut self.ids) {
-            // 2.31 Continue, or the upload's refusal.
-            Assembled::Respond(p) => return self.send_reply(&reply, p),
-            Assembled::Complete(whole) => match critical_option(&whole) {
-                Some(r) => r,
-                None => match self.route(peer, &whole, method, &reply, now) {
-                    Some(r) => r,
-                    None => return self.drive(),
-                },
+    fn on_request(
+        &mut self,
+        peer: SocketAddr,
+        r: m2msec_coap::Request,
+        now: Millis,
+    ) -> Vec<Outgoing> {
+        let response = match critical_option(&r.whole) {
+            Some(response) => response,
+            None => match self.route(peer, &r.whole, r.method, &r.reply, now) {
+                Some(response) => response,
+                None => return self.drive(),
             },
         };
-        let mut p = to_packet(&response, &reply, &mut self.ids);
-        if method == RequestType::Get {
-            slice_block2(&reply.request, &mut p, DEFAULT_SZX);
-        }
-        let mut out = self.send_reply(&reply, p);
+        let mut out = self.answer(&r.reply, &response);
         out.extend(self.drive());
         out
-    }
-
-    /// Encodes an answer, remembers it for retransmissions of the request, and sends it.
-    fn send_reply(&mut self, reply: &ReplyTo, p: Packet) -> Vec<Outgoing> {
-        let Some(bytes) = encode(&p) else {
-            return Vec::new();
-        };
-        self.dedup.complete(reply.peer, &reply.request, &bytes);
-        vec![(reply.peer, bytes)]
     }
 
     /// Has the engine route the request; `None` when the answer comes later (the writer's, or
@@ -336,12 +311,6 @@ impl Server {
             }
         }
     }
-}
-
-fn rst(peer: SocketAddr, p: &Packet) -> Vec<Outgoing> {
-    encode(&reset(p))
-        .map(|b| vec![(peer, b)])
-        .unwrap_or_default()
 }
 
 /// `/.well-known/core` in the RFC 6690 link format, filtered by `query` (RFC 6690 §4.1).

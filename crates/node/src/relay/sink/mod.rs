@@ -573,7 +573,7 @@ impl SinkServer {
         if code == ResponseType::ServiceUnavailable {
             set_uint_option(&mut p, CoapOption::MaxAge, 1);
         }
-        match self.server.answer(to, &p) {
+        match self.server.answer(to, p) {
             Some(bytes) => self.send_coap(&bytes, to.peer).await,
             None => tracing::warn!(to = %to.peer, "response not encodable"),
         }
