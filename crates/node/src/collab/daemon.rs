@@ -21,7 +21,7 @@ use super::config;
 use crate::error::{Error, Result};
 use crate::harness::daemon::{Daemon, Exit, Persisting, RoleArgs, RunLog};
 use crate::hex;
-use crate::runtime::driver::{self, Context, Flow, Handler, Shutdown, open_store};
+use crate::runtime::driver::{self, Context, Flow, Handler, Logged, Logs, Shutdown, open_store};
 
 /// Store table of the one-time key ids the server has accepted (key: the 32-byte id).
 pub const USED_OTS_TABLE: &str = "collab-used-ots";
@@ -104,18 +104,8 @@ pub fn load_used_one_time_keys(store: &dyn Store) -> Result<Vec<[u8; 32]>> {
 pub type ClientRuns = crate::harness::daemon::Runs;
 
 /// The result of one client run.
-#[derive(Debug)]
-pub enum Outcome {
-    /// A key was established.
-    Established(Summary),
-    /// The session failed with a typed error.
-    Failed {
-        /// The session.
-        session: SessionId,
-        /// The error.
-        error: m2msec_protocol::collab::Error,
-    },
-}
+pub type Outcome =
+    crate::harness::daemon::Outcome<Summary, SessionId, m2msec_protocol::collab::Error>;
 
 /// The client daemon's handler: persists trust, counts runs, starts the next one.
 pub struct ClientHandler {
@@ -175,7 +165,7 @@ impl Handler<Client> for ClientHandler {
                 self.runs
                     .report
                     .send(Report::ClientEstablished(summary.clone()));
-                Ok(self.runs.established(cx.now, Outcome::Established(summary)))
+                return Ok(self.runs.established(cx.now, Outcome::Established(summary)));
             }
             ClientEvent::Failed { session, error } => {
                 tracing::error!(%session, %error, "collab key establishment failed");
@@ -183,7 +173,8 @@ impl Handler<Client> for ClientHandler {
                     session,
                     error: error.to_string(),
                 });
-                Ok(self.runs.failed(cx.now, Outcome::Failed { session, error }))
+                let failed = Outcome::Failed { id: session, error };
+                return Ok(self.runs.failed(cx.now, failed));
             }
             ClientEvent::TrustUpdated(records) => {
                 for r in &records {
@@ -191,18 +182,14 @@ impl Handler<Client> for ClientHandler {
                         .put(TRUST_TABLE, r.proxy.as_bytes(), &r.to_bytes())?;
                     tracing::debug!(proxy = %r.proxy, score = r.score, successes = r.successes, failures = r.failures, "trust updated");
                 }
-                Ok(Flow::Continue)
             }
             ClientEvent::Rejected { remote, error } => {
                 tracing::warn!(%remote, %error, "datagram rejected");
-                Ok(Flow::Continue)
             }
             #[allow(unreachable_patterns)]
-            other => {
-                tracing::debug!(event = ?other, "client event");
-                Ok(Flow::Continue)
-            }
+            other => tracing::debug!(event = ?other, "client event"),
         }
+        Ok(Flow::Continue)
     }
 
     fn next_wakeup(&self) -> Option<Millis> {
@@ -254,47 +241,35 @@ impl Handler<Server> for ServerHandler {
     }
 }
 
-/// The proxy daemon's handler: logs.
-#[derive(Debug, Default)]
-pub struct ProxyHandler;
-
-impl Handler<Proxy> for ProxyHandler {
-    fn on_event(&mut self, _cx: &mut Context<'_, Proxy>, event: ProxyEvent) -> Result<Flow> {
-        match event {
-            ProxyEvent::Relayed { session } => tracing::info!(%session, "relayed a session"),
-            ProxyEvent::Failed { session, error } => {
-                tracing::warn!(%session, %error, "session failed")
-            }
-            ProxyEvent::Rejected { remote, error } => {
+/// The proxy daemon only logs its events ([`Logs`]).
+impl Logged for ProxyEvent {
+    fn log(self) {
+        match self {
+            Self::Relayed { session } => tracing::info!(%session, "relayed a session"),
+            Self::Failed { session, error } => tracing::warn!(%session, %error, "session failed"),
+            Self::Rejected { remote, error } => {
                 tracing::warn!(%remote, %error, "datagram rejected")
             }
             #[allow(unreachable_patterns)]
             other => tracing::debug!(event = ?other, "proxy event"),
         }
-        Ok(Flow::Continue)
     }
 }
 
-/// The trusted entity daemon's handler: logs.
-#[derive(Debug, Default)]
-pub struct TrustedHandler;
-
-impl Handler<Trusted> for TrustedHandler {
-    fn on_event(&mut self, _cx: &mut Context<'_, Trusted>, event: TrustedEvent) -> Result<Flow> {
-        match event {
-            TrustedEvent::Provisioned { session, proxies } => {
+/// The trusted entity daemon only logs its events ([`Logs`]).
+impl Logged for TrustedEvent {
+    fn log(self) {
+        match self {
+            Self::Provisioned { session, proxies } => {
                 tracing::info!(%session, proxies = %proxies.join(","), "provisioned one-time keys");
             }
-            TrustedEvent::Failed { session, error } => {
-                tracing::warn!(%session, %error, "session failed")
-            }
-            TrustedEvent::Rejected { remote, error } => {
+            Self::Failed { session, error } => tracing::warn!(%session, %error, "session failed"),
+            Self::Rejected { remote, error } => {
                 tracing::warn!(%remote, %error, "datagram rejected")
             }
             #[allow(unreachable_patterns)]
             other => tracing::debug!(event = ?other, "trusted event"),
         }
-        Ok(Flow::Continue)
     }
 }
 
@@ -333,7 +308,7 @@ pub async fn run_proxy(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let identity = setup.config.identity.clone();
     let proxy = Proxy::new(setup.config)?;
     let daemon = Daemon::bind("collab-proxy", identity, setup.listen, proxy).await?;
-    daemon.serve(&mut ProxyHandler, shutdown).await?;
+    daemon.serve(&mut Logs, shutdown).await?;
     Ok(())
 }
 
@@ -347,7 +322,7 @@ pub async fn run_trusted(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let identity = setup.config.identity.clone();
     let trusted = Trusted::new(setup.config)?;
     let daemon = Daemon::bind("collab-trusted", identity, setup.listen, trusted).await?;
-    daemon.serve(&mut TrustedHandler, shutdown).await?;
+    daemon.serve(&mut Logs, shutdown).await?;
     Ok(())
 }
 
@@ -382,10 +357,7 @@ pub async fn run_role(role: &str, args: &RoleArgs, shutdown: Shutdown) -> Result
         "collab-client" => {
             let runs = args.runs();
             let outcomes = run_client(config, runs, shutdown).await?;
-            let ok = outcomes
-                .iter()
-                .filter(|o| matches!(o, Outcome::Established(_)))
-                .count();
+            let ok = outcomes.iter().filter(|o| o.is_established()).count();
             tracing::info!(established = ok, runs = outcomes.len(), "client done");
             Ok(Exit::ran(ok, outcomes.len(), runs.count))
         }

@@ -10,8 +10,7 @@ use m2msec_store::MemoryStore;
 use tokio::sync::mpsc;
 
 use super::daemon::{
-    ClientHandler, ClientRuns, Outcome, ProxyHandler, Report, ServerHandler, Summary,
-    TrustedHandler, start_session,
+    ClientHandler, ClientRuns, Outcome, Report, ServerHandler, Summary, start_session,
 };
 use super::deployment::{DeploymentKeys, Params, Topology};
 
@@ -19,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::harness::demo::{Deployment, RunOptions, bind_loopback, run_device};
 use crate::harness::report::{Detail, Helpers, Progress, RunReport};
 use crate::hex;
-use crate::runtime::driver;
+use crate::runtime::driver::{self, Logs};
 
 /// Options of one collab demo run.
 #[derive(Clone, Debug, Default)]
@@ -84,7 +83,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
 
     progress.stage("starting trusted entity, server and proxies");
     let trusted = run.driver("trusted", trusted_socket, Trusted::new(configs.trusted)?, 2)?;
-    run.serve(trusted, TrustedHandler);
+    run.serve(trusted, Logs);
     let server = Server::new(configs.server, Vec::<[u8; 32]>::new())?;
     let server = run.driver("server", server_socket, server, 3)?;
     run.serve(
@@ -94,7 +93,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
     for (i, (config, socket)) in configs.proxies.into_iter().zip(proxy_sockets).enumerate() {
         let name = config.identity.clone();
         let proxy = run.driver(name, socket, Proxy::new(config)?, 10 + i as u64)?;
-        run.serve(proxy, ProxyHandler);
+        run.serve(proxy, Logs);
     }
 
     progress.stage("key establishment");
@@ -117,11 +116,10 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         run.shutdown.clone(),
         opts.run.timeout,
         |client: &Client, h: ClientHandler| {
-            let last = h.into_outcomes().pop().map(|o| match o {
-                Outcome::Established(s) => Ok(s),
-                Outcome::Failed { error, .. } => Err(error.to_string()),
-            });
-            (client.op_counts(), last)
+            (
+                client.op_counts(),
+                h.into_outcomes().pop().map(Outcome::into_result),
+            )
         },
     )
     .await;

@@ -82,18 +82,7 @@ pub struct Summary {
 }
 
 /// The result of one authentication a party initiated.
-#[derive(Debug)]
-pub enum Outcome {
-    /// SK was agreed and confirmed.
-    Established(Summary),
-    /// The exchange failed with a typed error.
-    Failed {
-        /// The peer.
-        peer: String,
-        /// The error.
-        error: E2secError,
-    },
-}
+pub type Outcome = crate::harness::daemon::Outcome<Summary, String, E2secError>;
 
 /// The EPC daemon's handler: logs, and reports to a demo.
 pub struct EpcHandler {
@@ -253,7 +242,7 @@ impl PartyHandler {
                     peer: peer.clone(),
                     error: error.clone(),
                 });
-                self.outcomes.push(Outcome::Failed { peer, error });
+                self.outcomes.push(Outcome::Failed { id: peer, error });
                 self.finished_one(cx.now)
             }
         }
@@ -320,7 +309,7 @@ impl Handler<Party> for PartyHandler {
                         self.next_connect = Some(at);
                         return Ok(Flow::Continue);
                     }
-                    self.outcomes.push(Outcome::Failed { peer, error });
+                    self.outcomes.push(Outcome::Failed { id: peer, error });
                     return Ok(self.finished_one(cx.now));
                 }
                 Ok(Flow::Continue)
@@ -452,10 +441,7 @@ pub async fn run_role(role: &str, args: &RoleArgs, shutdown: Shutdown) -> Result
         // Served until stopped; nothing was asked of it.
         return Ok(Exit::Served);
     }
-    let ok = outcomes
-        .iter()
-        .filter(|o| matches!(o, Outcome::Established(_)))
-        .count();
+    let ok = outcomes.iter().filter(|o| o.is_established()).count();
     tracing::info!(
         established = ok,
         authentications = outcomes.len(),

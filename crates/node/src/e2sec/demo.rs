@@ -177,9 +177,9 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
     drop(report_tx);
 
     let (server, server_error) = match server_result {
-        Ok(mut outcomes) => match outcomes.pop() {
-            Some(Outcome::Established(s)) => (Some(s), None),
-            Some(Outcome::Failed { error, .. }) => (None, Some(error.to_string())),
+        Ok(mut outcomes) => match outcomes.pop().map(Outcome::into_result) {
+            Some(Ok(s)) => (Some(s), None),
+            Some(Err(error)) => (None, Some(error)),
             None => (None, Some("the server stopped without a result".into())),
         },
         Err(e) => (None, Some(e.to_string())),

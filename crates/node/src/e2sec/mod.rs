@@ -68,23 +68,6 @@ pub fn group_name(g: GroupId) -> &'static str {
     }
 }
 
-/// The group of a name of [`group_name`] (also "ristretto255", "dsa1024", "dsa2048").
-#[must_use]
-pub fn group_by_name(name: &str) -> Option<GroupId> {
-    match name {
-        "ffdh1024" | "dsa1024" => Some(GroupId::Dsa1024_160),
-        "ffdh2048" | "dsa2048" => Some(GroupId::Dsa2048_256),
-        "ristretto" | "ristretto255" => Some(GroupId::Ristretto255),
-        _ => None,
-    }
-}
-
-/// The variant of a name of [`Variant::name`].
-#[must_use]
-pub fn variant_by_name(name: &str) -> Option<Variant> {
-    Variant::ALL.into_iter().find(|v| v.name() == name)
-}
-
 /// The paper's counts of an [`m2msec_crypto::group::OpTally`]: T_E exponentiations, T_M
 /// multiplications, T_H hashes to a scalar, T_A other scalar arithmetic (inversions counted
 /// with T_A, as the paper has no column for them).

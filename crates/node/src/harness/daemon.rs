@@ -285,6 +285,41 @@ impl<R> Persisting<R> {
     }
 }
 
+/// How one key establishment of a device ended: its summary, or the typed error of the run
+/// `id` names (a collab session, a MIKEY CSB id, an E2SEC peer).
+#[derive(Debug)]
+pub enum Outcome<S, Id, E> {
+    /// A key was established.
+    Established(S),
+    /// The run failed with a typed error.
+    Failed {
+        /// The run.
+        id: Id,
+        /// The error.
+        error: E,
+    },
+}
+
+impl<S, Id, E: core::fmt::Display> Outcome<S, Id, E> {
+    /// Whether a key was established.
+    #[must_use]
+    pub fn is_established(&self) -> bool {
+        matches!(self, Self::Established(_))
+    }
+
+    /// The summary, or why the run failed.
+    ///
+    /// # Errors
+    ///
+    /// The run's error, as text.
+    pub fn into_result(self) -> std::result::Result<S, String> {
+        match self {
+            Self::Established(s) => Ok(s),
+            Self::Failed { error, .. } => Err(error.to_string()),
+        }
+    }
+}
+
 /// What the handler of a daemon that runs key establishments (collab client, MIKEY
 /// initiator) keeps of its [`Runs`]: the schedule, the outcomes so far, and the demo's
 /// reports.

@@ -342,21 +342,35 @@ fn psk_peers(file: &Path, peers: &[PskPeerFile]) -> Result<Vec<PskPeer>> {
     peers.iter().map(|p| psk_peer(file, p)).collect()
 }
 
-/// The public-key peers of a list, each first checked by `missing` (given its index), which
-/// names the key the list needs and the peer lacks.
-fn pk_peers(
-    file: &Path,
-    peers: &[PkPeerFile],
-    missing: impl Fn(usize, &PkPeerFile) -> Option<String>,
-) -> Result<Vec<PkPeer>> {
-    peers
-        .iter()
-        .enumerate()
-        .map(|(i, p)| match missing(i, p) {
-            Some(error) => Err(Error::config(file, error)),
-            None => pk_peer(file, p),
-        })
-        .collect()
+/// The key a list of public-key peers needs each peer to have.
+#[derive(Clone, Copy)]
+enum Needs {
+    /// The responder's RSA public key, to encrypt the envelope key to.
+    EncryptionKey,
+    /// The signer's RSA public key, to verify its SIGN payload with.
+    VerifyingKey,
+}
+
+/// The public-key peers of the list `field`, each refused if it lacks the key it `needs`.
+fn pk_peers(file: &Path, field: &str, peers: &[PkPeerFile], needs: Needs) -> Result<Vec<PkPeer>> {
+    let missing = |p: &PkPeerFile| match needs {
+        Needs::EncryptionKey => p
+            .encryption_key
+            .is_none()
+            .then_some(("encryption_key", "responder")),
+        Needs::VerifyingKey => p
+            .verifying_key
+            .is_none()
+            .then_some(("verifying_key", "signer")),
+    };
+    let check = |(i, p): (usize, &PkPeerFile)| match missing(p) {
+        Some((key, whose)) => Err(Error::config(
+            file,
+            format!("field `{field}[{i}].{key}`: the {whose}'s RSA public key is needed"),
+        )),
+        None => pk_peer(file, p),
+    };
+    peers.iter().enumerate().map(check).collect()
 }
 
 /// A loaded daemon config: where to listen, the store, the role's config.
@@ -479,13 +493,7 @@ pub fn load_third_party(file: &Path) -> Result<Setup<ThirdPartyConfig>> {
     check_identity(file, "identity", &f.identity, ID_LIMIT)?;
     non_empty(file, "initiators", &f.initiators, "initiator")?;
     non_empty(file, "responders", &f.responders, "responder")?;
-    let responders = pk_peers(file, &f.responders, |i, p| {
-        p.encryption_key.is_none().then(|| {
-            format!(
-                "field `responders[{i}].encryption_key`: the responder's RSA public key is needed"
-            )
-        })
-    })?;
+    let responders = pk_peers(file, "responders", &f.responders, Needs::EncryptionKey)?;
     Ok(Setup {
         listen: f.listen,
         state: f.state.map(|s| resolve(file, &s)),
@@ -514,13 +522,7 @@ pub fn load_responder(file: &Path) -> Result<Setup<ResponderConfig>> {
             "fields `psk_initiators` and `pk_initiators`: at least one peer is needed",
         ));
     }
-    let pk_initiators = pk_peers(file, &f.pk_initiators, |i, p| {
-        p.verifying_key.is_none().then(|| {
-            format!(
-                "field `pk_initiators[{i}].verifying_key`: the signer's RSA public key is needed"
-            )
-        })
-    })?;
+    let pk_initiators = pk_peers(file, "pk_initiators", &f.pk_initiators, Needs::VerifyingKey)?;
     Ok(Setup {
         listen: f.listen,
         state: f.state.map(|s| resolve(file, &s)),

@@ -135,18 +135,7 @@ fn record_replay(store: &dyn Store, digest: &[u8; 32], until: Millis) -> Result<
 pub type InitiatorRuns = crate::harness::daemon::Runs;
 
 /// The result of one exchange of the initiator.
-#[derive(Debug)]
-pub enum Outcome {
-    /// A TGK was established.
-    Established(Summary),
-    /// The exchange failed with a typed error.
-    Failed {
-        /// The crypto session bundle.
-        csb_id: u32,
-        /// The error.
-        error: m2msec_protocol::mikey::Error,
-    },
-}
+pub type Outcome = crate::harness::daemon::Outcome<Summary, u32, m2msec_protocol::mikey::Error>;
 
 /// Starts one exchange on the initiator, logging it.
 ///
@@ -201,7 +190,7 @@ impl Handler<Initiator> for InitiatorHandler {
                 self.runs
                     .report
                     .send(Report::InitiatorEstablished(s.clone()));
-                Ok(self.runs.established(cx.now, Outcome::Established(s)))
+                return Ok(self.runs.established(cx.now, Outcome::Established(s)));
             }
             InitiatorEvent::Failed { csb_id, error } => {
                 tracing::error!(csb_id = %format_args!("{csb_id:#010x}"), %error, "mikey exchange failed");
@@ -209,22 +198,19 @@ impl Handler<Initiator> for InitiatorHandler {
                     csb_id,
                     error: error.to_string(),
                 });
-                Ok(self.runs.failed(cx.now, Outcome::Failed { csb_id, error }))
+                let failed = Outcome::Failed { id: csb_id, error };
+                return Ok(self.runs.failed(cx.now, failed));
             }
             InitiatorEvent::ThirdPartyConfirmed { third_party } => {
                 tracing::debug!(%third_party, "third party confirmed its part");
-                Ok(Flow::Continue)
             }
             InitiatorEvent::Rejected { remote, error } => {
                 tracing::warn!(%remote, %error, "datagram rejected");
-                Ok(Flow::Continue)
             }
             #[allow(unreachable_patterns)]
-            other => {
-                tracing::debug!(event = ?other, "initiator event");
-                Ok(Flow::Continue)
-            }
+            other => tracing::debug!(event = ?other, "initiator event"),
         }
+        Ok(Flow::Continue)
     }
 
     fn next_wakeup(&self) -> Option<Millis> {
@@ -450,10 +436,7 @@ pub async fn run_role(role: &str, args: &RoleArgs, shutdown: Shutdown) -> Result
         "mikey-initiator" => {
             let runs = args.runs();
             let outcomes = run_initiator(config, runs, shutdown).await?;
-            let ok = outcomes
-                .iter()
-                .filter(|o| matches!(o, Outcome::Established(_)))
-                .count();
+            let ok = outcomes.iter().filter(|o| o.is_established()).count();
             tracing::info!(
                 established = ok,
                 exchanges = outcomes.len(),

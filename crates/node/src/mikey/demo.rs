@@ -110,11 +110,10 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         run.shutdown.clone(),
         opts.run.timeout,
         |initiator: &Initiator, h: InitiatorHandler| {
-            let last = h.into_outcomes().pop().map(|o| match o {
-                Outcome::Established(s) => Ok(s),
-                Outcome::Failed { error, .. } => Err(error.to_string()),
-            });
-            (initiator.op_counts(), last)
+            (
+                initiator.op_counts(),
+                h.into_outcomes().pop().map(Outcome::into_result),
+            )
         },
     )
     .await;

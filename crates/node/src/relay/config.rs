@@ -364,17 +364,6 @@ impl core::fmt::Debug for SourceSetup {
     }
 }
 
-/// Reads only the proxy address of a source config (what `m2msec relay status` needs), without
-/// the key files.
-///
-/// # Errors
-///
-/// [`Error::Config`] naming the file and what is wrong.
-pub fn proxy_address(file: &Path) -> Result<SocketAddr> {
-    let f: SourceFile = load_toml(file)?;
-    Ok(f.proxy)
-}
-
 /// Loads a source config file and its key files.
 ///
 /// # Errors

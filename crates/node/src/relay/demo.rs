@@ -171,6 +171,8 @@ type Sent = BTreeMap<u32, (u16, Vec<u8>)>;
 /// What the source has streamed so far.
 #[derive(Default)]
 struct Streamed {
+    /// Bytes per message.
+    size: usize,
     /// Data messages sent.
     sent: Sent,
     /// Sections (management messages) sealed.
@@ -180,19 +182,17 @@ struct Streamed {
 }
 
 impl Streamed {
-    /// Seals and sends the next `n` messages of `size` bytes, recording each data message's id
-    /// and key index.
+    /// Seals and sends the next `n` messages, recording each data message's id and key index.
     async fn more(
         &mut self,
         n: u32,
-        size: usize,
         source: &mut SourceNode,
         client: &ProxyClient,
         storage: &StorageRecord,
         rng: &mut dyn CryptoRng,
     ) -> Result<()> {
         let payloads: Vec<Vec<u8>> = (self.next..self.next + n)
-            .map(|k| message(k, size))
+            .map(|k| message(k, self.size))
             .collect();
         self.next += n;
         let mut queue = payloads.clone().into_iter();
@@ -355,7 +355,10 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         ProxyClient::connect_tapped(proxy_addr, source.client_config(), Some(tap.clone())).await?;
 
     let start = Instant::now();
-    let mut streamed = Streamed::default();
+    let mut streamed = Streamed {
+        size: opts.size,
+        ..Streamed::default()
+    };
     let mut storage_id = 0;
     let mut designated = [(0u32, 0u16); 2];
     let mut done = None;
@@ -367,14 +370,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
 
         progress.stage(&format!("streaming {n1} messages, no sink known yet"));
         streamed
-            .more(
-                n1,
-                opts.size,
-                &mut source,
-                &client,
-                &storage,
-                &mut *source_rng,
-            )
+            .more(n1, &mut source, &client, &storage, &mut *source_rng)
             .await?;
 
         progress.stage("designating sink 1: forward from the beginning");
@@ -396,14 +392,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
 
         progress.stage(&format!("streaming {n2} more messages"));
         streamed
-            .more(
-                n2,
-                opts.size,
-                &mut source,
-                &client,
-                &storage,
-                &mut *source_rng,
-            )
+            .more(n2, &mut source, &client, &storage, &mut *source_rng)
             .await?;
 
         progress.stage("adding sink 2 mid-stream");
@@ -423,14 +412,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
 
         progress.stage(&format!("streaming {n3} more messages to both sinks"));
         streamed
-            .more(
-                n3,
-                opts.size,
-                &mut source,
-                &client,
-                &storage,
-                &mut *source_rng,
-            )
+            .more(n3, &mut source, &client, &storage, &mut *source_rng)
             .await?;
 
         progress.stage("waiting for the sinks");

@@ -73,6 +73,7 @@ use self::writer::{Deferred, Ingest, Op, WriterCmd};
 use crate::error::{Error, Result};
 use crate::runtime::driver::open_store;
 use crate::runtime::driver::{self, Egress, Shutdown, wall_clock};
+use crate::runtime::log_limit::LogLimit;
 use crate::runtime::tap::Wiretap;
 
 /// Control calls (store, forward, control, delete) waiting or running at once, at most.
@@ -383,7 +384,7 @@ async fn recover(shared: &Arc<Shared>) -> Result<()> {
         let mut core = shared.core();
         std::iter::from_fn(|| core.poll_event()).collect()
     };
-    let mut junk = ingest::LogLimit::new("recovery");
+    let mut junk = LogLimit::new("recovery");
     for event in events {
         control::on_event(shared, event, &mut None, &mut junk);
     }

@@ -224,20 +224,6 @@ impl SourceNode {
         Ok(out)
     }
 
-    /// Writes the stream position.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Store`].
-    pub fn save_position(&self) -> Result<()> {
-        self.store.put(
-            SOURCE_TABLE,
-            KEY_POSITION,
-            &self.source.position().to_bytes(),
-        )?;
-        Ok(())
-    }
-
     /// The grant of `sink_url` for `epochs`: one re-encryption key per epoch to `sink_key`.
     ///
     /// # Errors

@@ -143,6 +143,26 @@ pub trait Handler<E: Endpoint> {
     }
 }
 
+/// An event a role's daemon only logs (see [`Logs`]).
+pub trait Logged {
+    /// Writes the event to the log.
+    fn log(self);
+}
+
+/// The handler of a role whose events are only logged: nothing to persist, nothing to report.
+#[derive(Debug, Default)]
+pub struct Logs;
+
+impl<E: Endpoint> Handler<E> for Logs
+where
+    E::Event: Logged,
+{
+    fn on_event(&mut self, _cx: &mut Context<'_, E>, event: E::Event) -> Result<Flow> {
+        event.log();
+        Ok(Flow::Continue)
+    }
+}
+
 /// A signal telling every driver of a deployment to stop.
 #[derive(Debug)]
 pub struct ShutdownSender(watch::Sender<bool>);

@@ -5,5 +5,6 @@ pub mod config;
 pub mod driver;
 pub mod keyfile;
 pub mod keylog;
+pub mod log_limit;
 pub mod pcap;
 pub mod tap;

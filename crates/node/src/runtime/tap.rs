@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
-use m2msec_protocol::link::{Fate, FaultCounts, Impairment, LinkFaults};
+use m2msec_protocol::link::{Fate, Impairment, LinkFaults};
 
 use crate::error::{Error, Result};
 use crate::runtime::pcap::PcapWriter;
@@ -138,17 +138,6 @@ impl Wiretap {
         fate
     }
 
-    /// What the bad link did so far, all senders together (zero on a perfect link).
-    #[must_use]
-    pub fn fault_counts(&self) -> FaultCounts {
-        let inner = self.lock();
-        let mut total = FaultCounts::default();
-        for (_, link) in inner.faults.iter().flat_map(|(_, _, l)| l.iter()) {
-            total += link.counts();
-        }
-        total
-    }
-
     /// Also keeps a copy of every datagram (for tests and traces).
     #[must_use]
     pub fn keeping_datagrams(self) -> Self {
@@ -200,11 +189,6 @@ impl Wiretap {
     #[must_use]
     pub fn totals(&self) -> WireTotals {
         self.lock().totals
-    }
-
-    /// Returns the totals so far and starts counting from zero (one run after another).
-    pub fn take_totals(&self) -> WireTotals {
-        core::mem::take(&mut self.lock().totals)
     }
 
     /// The datagrams kept so far, if the tap keeps them.

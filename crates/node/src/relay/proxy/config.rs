@@ -184,12 +184,6 @@ impl ProxyConfig {
         }
         self.coap.check()
     }
-
-    /// How long a full storage tells its sources to wait.
-    #[must_use]
-    pub fn max_age_when_full(&self) -> Duration {
-        Duration::from_secs(self.max_age_when_full_s.into())
-    }
 }
 
 #[cfg(test)]

@@ -11,9 +11,10 @@ use tokio::net::UdpSocket;
 
 use super::Shared;
 use super::forward;
-use super::ingest::{self, LogLimit};
+use super::ingest;
 use super::state::Event;
 use super::writer::{Deferred, Op};
+use crate::runtime::log_limit::LogLimit;
 
 /// Commits `ops` for call `ticket` and reports back to the server (which tells the engine).
 pub(crate) fn commit(shared: &Arc<Shared>, ticket: Ticket, ops: Vec<Op>) {

@@ -33,9 +33,9 @@ use tokio::time::Instant;
 
 use super::Shared;
 use super::deliver::{Outcome, Transport};
-use super::ingest::LogLimit;
 use super::records::queue_table;
 use super::writer::{blocking, now_s};
+use crate::runtime::log_limit::LogLimit;
 
 /// Starts the pump of `spec`.
 pub(crate) fn spawn(shared: &Arc<Shared>, spec: PumpSpec) -> AbortHandle {

@@ -12,7 +12,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use m2msec_wire::relay::RelayMessage;
 use tokio::net::UdpSocket;
@@ -25,6 +25,7 @@ use super::Shared;
 use super::coap_msg::{ReplyTo, Response, show};
 use super::writer::Ingest;
 use crate::runtime::driver::wall_clock;
+use crate::runtime::log_limit::LogLimit;
 
 /// The result of offering a message.
 #[derive(Debug)]
@@ -70,53 +71,6 @@ pub(crate) fn queue(shared: &Shared, admitted: Admitted, reply: Option<ReplyTo>)
                 value: item.value,
             };
             Submitted::Now(shared.core().busy(&admitted, wall_clock()))
-        }
-    }
-}
-
-/// At most this many warnings per second about one kind of bad input; the rest are counted and
-/// summarised.
-const WARNINGS_PER_SECOND: u32 = 5;
-
-/// Rate-limited warnings for input from the network (junk must not flood the log).
-#[derive(Debug)]
-pub(crate) struct LogLimit {
-    what: &'static str,
-    window: Instant,
-    count: u32,
-    suppressed: u64,
-}
-
-impl LogLimit {
-    pub(crate) fn new(what: &'static str) -> Self {
-        Self {
-            what,
-            window: Instant::now(),
-            count: 0,
-            suppressed: 0,
-        }
-    }
-
-    /// Logs `detail` about `peer` unless this second's budget is spent.
-    pub(crate) fn warn(&mut self, peer: SocketAddr, detail: &dyn std::fmt::Display) {
-        let now = Instant::now();
-        if now.saturating_duration_since(self.window) >= Duration::from_secs(1) {
-            if self.suppressed > 0 {
-                tracing::warn!(
-                    what = self.what,
-                    suppressed = self.suppressed,
-                    "more of the same not logged"
-                );
-            }
-            self.window = now;
-            self.count = 0;
-            self.suppressed = 0;
-        }
-        if self.count < WARNINGS_PER_SECOND {
-            self.count += 1;
-            tracing::warn!(what = self.what, %peer, "{detail}");
-        } else {
-            self.suppressed += 1;
         }
     }
 }

@@ -25,13 +25,14 @@ use tokio::sync::{mpsc, watch};
 use super::Shared;
 use super::coap_msg::{MAX_DATAGRAM, Response, encode, to_packet};
 use super::control;
-use super::ingest::{self, LogLimit, Submitted};
+use super::ingest::{self, Submitted};
 use super::writer::Deferred;
 use crate::runtime::coap::{
     self, Block1Assembler, DEFAULT_SZX, DedupCache, EXCHANGE_LIFETIME, MessageIds, Observers,
     Received, ReplyTo, monotonic_now, uint_option,
 };
 use crate::runtime::driver::{Egress, wall_clock};
+use crate::runtime::log_limit::LogLimit;
 
 /// Answers kept for retransmitted requests, at most (mostly the few bytes of a 2.04).
 const MAX_EXCHANGES: usize = 65_536;

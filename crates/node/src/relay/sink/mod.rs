@@ -31,6 +31,7 @@ use crate::runtime::coap::{
 };
 use crate::runtime::driver::open_store;
 use crate::runtime::driver::{self, Egress, Shutdown, wall_clock};
+use crate::runtime::log_limit::LogLimit;
 use crate::runtime::tap::Wiretap;
 
 mod output;
@@ -136,7 +137,7 @@ pub struct SinkNode {
     sink: Sink,
     store: Arc<dyn Store>,
     output: OutputWriter,
-    rejects: RejectLog,
+    rejects: LogLimit,
     events: Option<mpsc::UnboundedSender<Delivered>>,
     delivered: u64,
     duplicates: u64,
@@ -195,7 +196,7 @@ impl SinkNode {
             sink,
             store,
             output,
-            rejects: RejectLog::new(5),
+            rejects: LogLimit::new("rejected message"),
             events: None,
             delivered: 0,
             duplicates: 0,
@@ -219,7 +220,7 @@ impl SinkNode {
     /// Messages refused since the start.
     #[must_use]
     pub fn rejected(&self) -> u64 {
-        self.rejects.rejected()
+        self.rejects.total()
     }
 
     /// Duplicates acknowledged without output since the start.
@@ -288,7 +289,7 @@ impl SinkNode {
                     Verdict::Duplicate
                 }
                 Err(e) => {
-                    self.rejects.reject(from, &e);
+                    self.rejects.warn(from, &e);
                     Verdict::Rejected(e)
                 }
             };
@@ -491,7 +492,7 @@ impl SinkServer {
                 coap: None,
                 msg,
             }),
-            Err(e) => self.node.rejects.reject(&from, &e),
+            Err(e) => self.node.rejects.warn(&from, &e),
         }
     }
 
@@ -508,7 +509,7 @@ impl SinkServer {
                 return Ok(());
             }
             Received::Junk => {
-                self.node.rejects.reject(&from, &"not a CoAP message");
+                self.node.rejects.warn(&from, &"not a CoAP message");
                 return Ok(());
             }
             Received::Ack(_) | Received::Reset(_) | Received::Nothing => return Ok(()),
@@ -531,7 +532,7 @@ impl SinkServer {
                 msg,
             }),
             Err(e) => {
-                self.node.rejects.reject(&from, &e);
+                self.node.rejects.warn(&from, &e);
                 self.answer(&r.reply, ResponseType::BadRequest).await;
             }
         }
@@ -637,60 +638,6 @@ pub async fn run_file(config_file: &Path, shutdown: Shutdown) -> Result<()> {
         .run(shutdown)
         .await?;
     Ok(())
-}
-
-/// Counts rejected messages and logs them at most `per_second` times a second, then a summary
-/// of how many were not logged: a flood of bad datagrams cannot flood the log.
-pub struct RejectLog {
-    rejected: u64,
-    window_start: Instant,
-    in_window: u32,
-    suppressed: u64,
-    per_second: u32,
-}
-
-impl RejectLog {
-    /// A log of at most `per_second` lines a second.
-    #[must_use]
-    pub fn new(per_second: u32) -> Self {
-        Self {
-            rejected: 0,
-            window_start: Instant::now(),
-            in_window: 0,
-            suppressed: 0,
-            per_second,
-        }
-    }
-
-    /// Every rejection so far.
-    #[must_use]
-    pub fn rejected(&self) -> u64 {
-        self.rejected
-    }
-
-    /// Counts one rejection from `from` for `why`, and logs it unless the rate is exceeded.
-    pub fn reject(&mut self, from: &dyn core::fmt::Display, why: &dyn core::fmt::Display) {
-        self.rejected += 1;
-        let now = Instant::now();
-        if now.duration_since(self.window_start) >= Duration::from_secs(1) {
-            if self.suppressed > 0 {
-                tracing::warn!(
-                    suppressed = self.suppressed,
-                    total = self.rejected,
-                    "more messages rejected (not logged one by one)"
-                );
-            }
-            self.window_start = now;
-            self.in_window = 0;
-            self.suppressed = 0;
-        }
-        if self.in_window < self.per_second {
-            self.in_window += 1;
-            tracing::warn!(%from, reason = %why, total = self.rejected, "message rejected");
-        } else {
-            self.suppressed += 1;
-        }
-    }
 }
 
 #[cfg(test)]
