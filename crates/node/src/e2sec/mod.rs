@@ -18,7 +18,6 @@ pub mod report;
 use crate::harness::daemon::RoleInfo;
 
 use m2msec_crypto::group::GroupId;
-use m2msec_protocol::e2sec::Variant;
 
 use crate::harness::report::GroupOps;
 

@@ -492,7 +492,7 @@ impl SinkServer {
                 coap: None,
                 msg,
             }),
-            Err(e) => self.node.rejects.warn(&from, &e),
+            Err(e) => self.node.rejects.warn(from, &e),
         }
     }
 
@@ -509,7 +509,7 @@ impl SinkServer {
                 return Ok(());
             }
             Received::Junk => {
-                self.node.rejects.warn(&from, &"not a CoAP message");
+                self.node.rejects.warn(from, &"not a CoAP message");
                 return Ok(());
             }
             Received::Ack(_) | Received::Reset(_) | Received::Nothing => return Ok(()),
@@ -532,7 +532,7 @@ impl SinkServer {
                 msg,
             }),
             Err(e) => {
-                self.node.rejects.warn(&from, &e);
+                self.node.rejects.warn(from, &e);
                 self.answer(&r.reply, ResponseType::BadRequest).await;
             }
         }
