@@ -1,7 +1,8 @@
 //! The forward engine: one pump per sink of each forward, the tokio side of it. What a pump
 //! decides — where it stands, what each stored message becomes for the sink, how its position
-//! advances, its pacing and back-off — is the engine's (`m2msec_protocol::relay::proxy::pump`);
-//! here are the store reads, the window of deliveries under way, and the sleeps.
+//! advances, which deliveries may be under way (`Window`), its pacing and back-off — is the
+//! engine's (`m2msec_protocol::relay::proxy::pump`); here are the store reads, the sends, and
+//! the sleeps.
 //!
 //! A pump reads its storage's queue from the sink's position (`queue_range`), gives each
 //! message to its [`Forwarder`] (which re-encrypts management and individual messages to the
@@ -21,11 +22,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::stream::{FuturesOrdered, StreamExt};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use m2msec_protocol::relay::Forwarder;
 use m2msec_protocol::relay::proxy::PumpSpec;
 use m2msec_protocol::relay::proxy::pump::{
-    self, Backoff, IDLE_RECHECK, Pace, Prepared, READ_BATCH, Skipped, Standing, forwarder_at,
+    self, Backoff, IDLE_RECHECK, Pace, Place, Prepared, READ_BATCH, Skipped, Standing, Window,
+    forwarder_at,
 };
 use m2msec_wire::relay::{RelayMessage, parse_sink_url};
 use tokio::task::AbortHandle;
@@ -64,10 +66,6 @@ impl Pacer {
             tokio::time::sleep_until(at).await;
         }
     }
-}
-
-fn standing(shared: &Shared, spec: &PumpSpec) -> Standing {
-    shared.core().standing(spec)
 }
 
 async fn pump(shared: Arc<Shared>, spec: PumpSpec) {
@@ -126,7 +124,8 @@ async fn pump(shared: Arc<Shared>, spec: PumpSpec) {
         tokio::pin!(arrived_wait, control_wait);
         arrived_wait.as_mut().enable();
         control_wait.as_mut().enable();
-        let cursor = match standing(&shared, &spec) {
+        let standing = shared.core().standing(&spec);
+        let cursor = match standing {
             Standing::Gone => return,
             Standing::Paused => {
                 tokio::select! {
@@ -173,8 +172,8 @@ async fn pump(shared: Arc<Shared>, spec: PumpSpec) {
         )
         .await
         {
-            Step::Next => {}
-            Step::Interrupted => {
+            Ok(()) => {}
+            Err(Stop::Interrupted) => {
                 // The forwarder may have seen messages past the position (those under way
                 // were dropped): back to what was recorded with the position, as a restart.
                 let snapshot = shared.core().recorded_snapshot(&spec);
@@ -182,15 +181,30 @@ async fn pump(shared: Arc<Shared>, spec: PumpSpec) {
                     forwarder = f;
                 }
             }
-            Step::Gone => return,
+            Err(Stop::Gone) => return,
         }
     }
 }
 
-enum Step {
-    Next,
+/// Why a pump stops delivering.
+enum Stop {
+    /// The forward was paused: back to the recorded position.
     Interrupted,
+    /// The forward or its sink was removed, or the proxy stops.
     Gone,
+}
+
+/// A finished delivery: how it ended, and the message for `record`.
+type Done = (Result<(), Stop>, Prepared);
+
+/// `Ok` while the pump of `spec` is to run.
+fn running(shared: &Shared, spec: &PumpSpec) -> Result<(), Stop> {
+    let standing = shared.core().standing(spec);
+    match standing {
+        Standing::Gone => Err(Stop::Gone),
+        Standing::Paused => Err(Stop::Interrupted),
+        Standing::Run { .. } => Ok(()),
+    }
 }
 
 /// The engine's `pump::prepare`, its refusals logged.
@@ -217,11 +231,8 @@ fn prepare(
     item
 }
 
-/// Delivers `batch` with up to `pump::WINDOW` messages under way at once, and advances the
-/// sink's position in storage order: a message's delivery counts only once every earlier
-/// one's did, so the position never passes a message the sink does not have. A management
-/// message (a section key) goes alone, after everything before it, so the sink never holds
-/// data it cannot open yet.
+/// Delivers `batch`; the engine's [`Window`] says what may be under way at once and when
+/// the sink's position may advance (storage order, a management message alone).
 async fn deliver_batch(
     shared: &Arc<Shared>,
     spec: &PumpSpec,
@@ -230,22 +241,14 @@ async fn deliver_batch(
     pace: &mut Pacer,
     log: &Mutex<LogLimit>,
     batch: Vec<(u64, Vec<u8>)>,
-) -> Step {
-    let mut in_flight = FuturesOrdered::new();
+) -> Result<(), Stop> {
+    let mut window = Window::default();
+    let mut sends = FuturesUnordered::new();
     for (seq, value) in batch {
-        match standing(shared, spec) {
-            Standing::Gone => return Step::Gone,
-            Standing::Paused => return Step::Interrupted,
-            Standing::Run { .. } => {}
-        }
+        running(shared, spec)?;
         let item = prepare(spec, forwarder, log, transport.addr(), seq, &value);
-        let alone = item.management;
-        let limit = item.window();
-        while in_flight.len() >= limit {
-            match settle(shared, spec, &mut in_flight).await {
-                Step::Next => {}
-                other => return other,
-            }
+        while !window.may_send(&item) {
+            settle(shared, spec, &mut window, &mut sends).await?;
         }
         if item.out.is_some() {
             // The deliveries under way go on while the forward's rate holds this one back.
@@ -254,64 +257,56 @@ async fn deliver_batch(
             loop {
                 tokio::select! {
                     () = &mut wait => break,
-                    step = settle(shared, spec, &mut in_flight), if !in_flight.is_empty() => {
-                        match step {
-                            Step::Next => {}
-                            other => return other,
-                        }
-                    }
+                    step = settle(shared, spec, &mut window, &mut sends), if !window.is_empty() => step?,
                 }
             }
         }
-        in_flight.push_back(send(shared, spec, transport, log, item));
-        if alone {
-            match settle(shared, spec, &mut in_flight).await {
-                Step::Next => {}
-                other => return other,
-            }
+        let place = window.push(&item);
+        sends.push(async move {
+            let step = match &item.out {
+                Some(out) => deliver(shared, spec, transport, log, out).await,
+                None => Ok(()),
+            };
+            (place, (step, item))
+        });
+        while window.must_drain() {
+            settle(shared, spec, &mut window, &mut sends).await?;
         }
     }
-    while !in_flight.is_empty() {
-        match settle(shared, spec, &mut in_flight).await {
-            Step::Next => {}
-            other => return other,
-        }
+    while !window.is_empty() {
+        settle(shared, spec, &mut window, &mut sends).await?;
     }
-    Step::Next
+    Ok(())
 }
 
-/// Waits for the oldest delivery under way and records it.
-async fn settle<F>(shared: &Arc<Shared>, spec: &PumpSpec, in_flight: &mut FuturesOrdered<F>) -> Step
-where
-    F: std::future::Future<Output = (Step, Prepared)>,
-{
-    match in_flight.next().await {
-        Some((Step::Next, item)) => record(shared, spec, &item),
-        Some((other, _)) => other,
-        None => Step::Next,
-    }
-}
-
-async fn send(
-    shared: &Arc<Shared>,
+/// Waits until the oldest delivery is settled (it and every earlier one done) and records it.
+async fn settle<F>(
+    shared: &Shared,
     spec: &PumpSpec,
-    transport: &Transport,
-    log: &Mutex<LogLimit>,
-    item: Prepared,
-) -> (Step, Prepared) {
-    let step = match &item.out {
-        Some(out) => deliver(shared, spec, transport, log, out).await,
-        None => Step::Next,
-    };
-    (step, item)
+    window: &mut Window<Done>,
+    sends: &mut FuturesUnordered<F>,
+) -> Result<(), Stop>
+where
+    F: std::future::Future<Output = (Place, Done)>,
+{
+    loop {
+        if let Some((step, item)) = window.pop_settled() {
+            step?;
+            return record(shared, spec, &item);
+        }
+        match sends.next().await {
+            Some((place, done)) => window.complete(place, done),
+            None => return Ok(()),
+        }
+    }
 }
 
 /// Moves the sink's position past `item`, delivered or skipped (`Core::record_delivery`).
-fn record(shared: &Shared, spec: &PumpSpec, item: &Prepared) -> Step {
+fn record(shared: &Shared, spec: &PumpSpec, item: &Prepared) -> Result<(), Stop> {
     if shared.core().record_delivery(spec, item, now_s()) {
-        Step::Next
+        Ok(())
     } else {
-        Step::Gone
+        Err(Stop::Gone)
     }
 }
 
@@ -321,20 +316,19 @@ fn warn(log: &Mutex<LogLimit>, addr: std::net::SocketAddr, detail: &str) {
         .warn(addr, &detail);
 }
 
-/// Delivers `out` until the sink has it; `Interrupted` when the forward was paused meanwhile,
-/// `Gone` when it or the sink was removed or the proxy stops.
+/// Delivers `out` until the sink has it, or the pump stops.
 async fn deliver(
     shared: &Arc<Shared>,
     spec: &PumpSpec,
     transport: &Transport,
     log: &Mutex<LogLimit>,
     out: &RelayMessage,
-) -> Step {
+) -> Result<(), Stop> {
     let mut stop = shared.stop.clone();
     let mut backoff = Backoff::default();
     loop {
         let pause = match transport.send(out).await {
-            Outcome::Accepted => return Step::Next,
+            Outcome::Accepted => return Ok(()),
             Outcome::Refused(c) => {
                 warn(
                     log,
@@ -346,7 +340,7 @@ async fn deliver(
                         super::coap_msg::show(c)
                     ),
                 );
-                return Step::Next;
+                return Ok(());
             }
             Outcome::Failed(e) => {
                 let pause = backoff.next_pause();
@@ -359,13 +353,9 @@ async fn deliver(
             }
         };
         tokio::select! {
-            _ = stop.changed() => return Step::Gone,
+            _ = stop.changed() => return Err(Stop::Gone),
             () = tokio::time::sleep(pause) => {}
         }
-        match standing(shared, spec) {
-            Standing::Gone => return Step::Gone,
-            Standing::Paused => return Step::Interrupted,
-            Standing::Run { .. } => {}
-        }
+        running(shared, spec)?;
     }
 }

@@ -133,6 +133,8 @@ async fn run_command(shared: &Arc<Shared>, cmd: WriterCmd) {
 }
 
 /// Takes `first` and what else is queued, waiting up to `group_commit_wait_us` for more.
+/// Not a sans-IO policy in the engine: its one decision is "below `group_commit_max` and
+/// before the deadline"; the rest is the channel's `try_recv` and `timeout_at`.
 async fn collect(
     shared: &Shared,
     first: Ingest,

@@ -1,10 +1,12 @@
 //! A sink's pump, its decisions without the network (paper 004 §IV-C: the proxy forwards each
 //! stored message to each sink its owner granted): where it stands, what each stored message
 //! becomes for the sink, how its position advances, how fast it may send (the forward's rate)
-//! and how long it waits before trying a sink that did not answer again. The shell (node's
-//! `forward.rs`) reads the store, keeps up to [`WINDOW`] deliveries under way, and sleeps.
+//! and how long it waits before trying a sink that did not answer again, and which deliveries
+//! may be under way at once ([`Window`]). The shell (node's `forward.rs`) reads the store,
+//! sends, and sleeps.
 
 use core::time::Duration;
+use std::collections::VecDeque;
 
 use m2msec_wire::relay::{Flags, RelayMessage};
 
@@ -255,9 +257,209 @@ impl Backoff {
     }
 }
 
+/// The deliveries under way to one sink. Up to [`WINDOW`] go at once, so that a lost datagram
+/// delays one message, not the stream; they finish in any order, but the sink's position may
+/// only pass a message once it and every earlier one are done, so [`pop_settled`](Self::pop_settled)
+/// hands them back in storage order. A management message (a section key) goes alone, after
+/// everything before it, so the sink never holds data it cannot open yet. `T` is what the shell
+/// keeps of a finished delivery.
+#[derive(Debug)]
+pub struct Window<T> {
+    /// The place of `entries[0]`.
+    first: u64,
+    /// In storage order: whether it is a management message, and its outcome once done.
+    entries: VecDeque<(bool, Option<T>)>,
+}
+
+/// A delivery's place in its [`Window`], handed back with its outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Place(u64);
+
+impl<T> Default for Window<T> {
+    fn default() -> Self {
+        Self {
+            first: 0,
+            entries: VecDeque::new(),
+        }
+    }
+}
+
+impl<T> Window<T> {
+    /// Whether `item` may start now: never beside a management message, and only while fewer
+    /// than its [`Prepared::window`] are under way.
+    #[must_use]
+    pub fn may_send(&self, item: &Prepared) -> bool {
+        !self.must_drain() && self.entries.len() < item.window()
+    }
+
+    /// Takes `item`'s place, after every earlier one (the shell asked [`may_send`](Self::may_send)).
+    pub fn push(&mut self, item: &Prepared) -> Place {
+        let place = Place(
+            self.first
+                .saturating_add(u64::try_from(self.entries.len()).unwrap_or(u64::MAX)),
+        );
+        self.entries.push_back((item.management, None));
+        place
+    }
+
+    /// The delivery at `place` finished with `outcome`, in whatever order; a place not under
+    /// way is ignored.
+    pub fn complete(&mut self, place: Place, outcome: T) {
+        let index = place
+            .0
+            .checked_sub(self.first)
+            .and_then(|i| usize::try_from(i).ok());
+        if let Some(entry) = index.and_then(|i| self.entries.get_mut(i)) {
+            entry.1 = Some(outcome);
+        }
+    }
+
+    /// The oldest delivery's outcome, once it and every earlier one are done: the sink's
+    /// position may pass it.
+    pub fn pop_settled(&mut self) -> Option<T> {
+        self.entries.front()?.1.as_ref()?;
+        self.first = self.first.saturating_add(1);
+        self.entries.pop_front()?.1
+    }
+
+    /// A management message is under way: it settles before anything else starts.
+    #[must_use]
+    pub fn must_drain(&self) -> bool {
+        self.entries.iter().any(|(management, _)| *management)
+    }
+
+    /// Deliveries under way or done but not yet settled.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Nothing under way and nothing left to settle.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn item(seq: u64, management: bool) -> Prepared {
+        Prepared {
+            seq,
+            out: None,
+            skipped: None,
+            reencrypted: false,
+            management,
+            snapshot: None,
+        }
+    }
+
+    #[test]
+    fn out_of_order_completions_settle_in_storage_order() {
+        let mut w = Window::default();
+        let places: Vec<Place> = (0..3).map(|seq| w.push(&item(seq, false))).collect();
+        w.complete(places[2], 2);
+        assert_eq!(w.pop_settled(), None, "the oldest is still under way");
+        w.complete(places[0], 0);
+        assert_eq!(w.pop_settled(), Some(0));
+        assert_eq!(
+            w.pop_settled(),
+            None,
+            "1 is still under way, 2 waits for it"
+        );
+        w.complete(places[1], 1);
+        assert_eq!(w.pop_settled(), Some(1));
+        assert_eq!(w.pop_settled(), Some(2));
+        assert!(w.is_empty());
+        // A place already settled, or never given, changes nothing.
+        w.complete(places[0], 9);
+        w.complete(Place(7), 9);
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn the_window_holds_its_limit() {
+        let mut w = Window::default();
+        let places: Vec<Place> = (0..WINDOW as u64)
+            .map(|seq| {
+                let next = item(seq, false);
+                assert!(w.may_send(&next));
+                w.push(&next)
+            })
+            .collect();
+        let next = item(WINDOW as u64, false);
+        assert!(!w.may_send(&next));
+        // A later delivery done does not free a place: the oldest still holds the position.
+        w.complete(places[WINDOW - 1], ());
+        assert_eq!(w.pop_settled(), None);
+        assert!(!w.may_send(&next));
+        w.complete(places[0], ());
+        assert_eq!(w.pop_settled(), Some(()));
+        assert!(w.may_send(&next));
+        assert_eq!(w.len(), WINDOW - 1);
+    }
+
+    #[test]
+    fn a_management_message_waits_for_everything_before_it_and_goes_alone() {
+        let mut w = Window::default();
+        let a = w.push(&item(0, false));
+        let b = w.push(&item(1, false));
+        let key = item(2, true);
+        assert!(!w.may_send(&key));
+        w.complete(b, 1);
+        assert!(!w.may_send(&key), "0 is still under way");
+        w.complete(a, 0);
+        assert_eq!((w.pop_settled(), w.pop_settled()), (Some(0), Some(1)));
+        assert!(w.may_send(&key));
+        let k = w.push(&key);
+        assert!(w.must_drain());
+        assert!(!w.may_send(&item(3, false)), "nothing goes beside it");
+        assert!(!w.may_send(&item(3, true)));
+        w.complete(k, 2);
+        assert!(w.must_drain(), "done is not settled");
+        assert_eq!(w.pop_settled(), Some(2));
+        assert!(!w.must_drain());
+        assert!(w.may_send(&item(3, false)));
+    }
+
+    #[test]
+    fn nothing_is_skipped_whatever_the_order_of_completions() {
+        // A shell in miniature: deliveries finish in a pseudo-random order (xorshift).
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut random = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            usize::try_from(state % n as u64).unwrap_or(0)
+        };
+        let items: Vec<Prepared> = (0..500).map(|seq| item(seq, seq % 37 == 5)).collect();
+        let mut w = Window::default();
+        let mut under_way: Vec<(Place, u64)> = Vec::new();
+        let mut settled = Vec::new();
+        let mut next = items.iter().peekable();
+        while next.peek().is_some() || !w.is_empty() {
+            while let Some(i) = next.next_if(|i| w.may_send(i)) {
+                under_way.push((w.push(i), i.seq));
+                assert!(w.len() <= WINDOW);
+                if w.must_drain() {
+                    assert!(
+                        i.management && w.len() == 1,
+                        "a management message goes alone"
+                    );
+                }
+            }
+            if !under_way.is_empty() {
+                let (place, seq) = under_way.swap_remove(random(under_way.len()));
+                w.complete(place, seq);
+            }
+            while let Some(seq) = w.pop_settled() {
+                settled.push(seq);
+            }
+        }
+        assert_eq!(settled, (0..500).collect::<Vec<u64>>());
+    }
 
     #[test]
     fn pacing_spaces_messages_and_never_runs_behind() {
