@@ -164,9 +164,10 @@ pub async fn run_server(config_file: &Path, shutdown: Shutdown) -> Result<()> {
 pub enum Command {
     /// A control request; the answer goes to the sender.
     Request(Request, oneshot::Sender<Response>),
-    /// Close the socket: the device is offline (its radio sleeps); what it would send is lost.
+    /// Go offline (the radio sleeps): the driver closes the socket; what it would send is lost.
     Sleep(oneshot::Sender<()>),
-    /// Bind the socket again on the same address and poll the server at once.
+    /// Come back online (the driver binds the socket again on the same address) and poll the
+    /// server at once.
     Wake(oneshot::Sender<()>),
 }
 
@@ -186,6 +187,7 @@ pub enum NodeEvent {
     },
 }
 
+/// What a control request's answer waits for.
 #[derive(Debug)]
 enum Wait {
     Registered,
