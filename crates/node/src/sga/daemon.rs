@@ -218,7 +218,8 @@ fn session_hex(s: SessionId) -> String {
 
 impl DeviceNode {
     /// The node of `device`, keeping its state in `store`; `suites` are the device's (the
-    /// first is the default of an invitation).
+    /// first is the default of an invitation). Established sessions, received messages and
+    /// failures are reported on `report` (a demo's).
     ///
     /// # Errors
     ///
@@ -228,6 +229,7 @@ impl DeviceNode {
         suites: Vec<AeadSuite>,
         store: Arc<dyn Store>,
         poll_every: Duration,
+        report: Option<mpsc::UnboundedSender<NodeEvent>>,
     ) -> Result<Self> {
         let registered = store
             .get(DEVICE_TABLE, b"registered")?
@@ -242,15 +244,8 @@ impl DeviceNode {
             registering: false,
             sessions: BTreeMap::new(),
             waiting: Vec::new(),
-            report: Reporter::new(None),
+            report: Reporter::new(report),
         })
-    }
-
-    /// Reports established sessions, received messages and failures on `events`.
-    #[must_use]
-    pub fn with_events(mut self, events: mpsc::UnboundedSender<NodeEvent>) -> Self {
-        self.report = Reporter::new(Some(events));
-        self
     }
 
     /// Whether the store says this device registered.
@@ -587,7 +582,7 @@ pub async fn run_device(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let device = Device::new(setup.config)?;
     let socket = driver::bind(setup.listen).await?;
     let control = ControlSocket::bind(&setup.control)?;
-    let node = DeviceNode::new(&device, suites, store, setup.poll)?;
+    let node = DeviceNode::new(&device, suites, store, setup.poll, None)?;
     let driver = Driver::new("sga-device", socket, device, Box::new(OsRng))?;
     tracing::info!(
         role = "sga-device",

@@ -206,11 +206,12 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
             server_key: public.clone(),
             timeouts: demo_timeouts(),
         })?;
-        let mut node = DeviceNode::new(
+        let node = DeviceNode::new(
             &device,
             suites.clone(),
             Arc::new(MemoryStore::new()),
             Duration::from_millis(500),
+            (i == 1).then(|| events_tx.clone()),
         )?;
         let driver = run.driver(
             "sga-device",
@@ -218,9 +219,6 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
             device,
             10 + i as u64,
         )?;
-        if i == 1 {
-            node = node.with_events(events_tx.clone());
-        }
         let (tx, rx) = mpsc::channel(16);
         commands.push(tx);
         let sd = run.shutdown.clone();
