@@ -6,9 +6,14 @@
 //! role's datagrams. A handler error stops the loop *before* anything is sent, so a datagram
 //! never leaves that depends on state the store failed to record.
 //!
+//! Besides datagrams and timers, a handler may take commands from outside the network (a
+//! device's control socket, a demo's script: [`Driver::run_with`]) and take the role off the
+//! network ([`Handler::online`]).
+//!
 //! Time given to the role is [`wall_clock`]: milliseconds since the UNIX epoch, the time base
 //! trust records are stored in.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -18,7 +23,7 @@ use m2msec_crypto::rng::{CryptoRng, OsRng, SeededRng};
 use m2msec_protocol::{Endpoint, Millis};
 use m2msec_store::{MemoryStore, RedbStore, Store};
 use tokio::net::UdpSocket;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::error::{Error, Result};
 use crate::runtime::tap::Wiretap;
@@ -111,8 +116,9 @@ pub struct Context<'a, E> {
     pub rng: &'a mut dyn CryptoRng,
 }
 
-/// The application side of a driver: what to do with the role's events.
-pub trait Handler<E: Endpoint> {
+/// The application side of a driver: what to do with the role's events, and with the commands
+/// `C` of [`Driver::run_with`] (none by default).
+pub trait Handler<E: Endpoint, C = Infallible> {
     /// Handles one event. Persisting happens here, synchronously, before the driver sends.
     ///
     /// # Errors
@@ -140,6 +146,24 @@ pub trait Handler<E: Endpoint> {
     /// role's timers, and what the role queued leaves once the time has come.
     fn held_until(&self) -> Option<Millis> {
         None
+    }
+
+    /// Handles one command of [`Driver::run_with`]; what the role queues leaves as after an
+    /// event.
+    ///
+    /// # Errors
+    ///
+    /// An error stops the driver.
+    fn on_command(&mut self, cx: &mut Context<'_, E>, command: C) -> Result<Flow> {
+        let _ = (cx, command);
+        Ok(Flow::Continue)
+    }
+
+    /// Whether the role is on the network. While it is not (a device whose radio sleeps), its
+    /// socket is closed: nothing arrives, what it sends is lost, its timers still run; the
+    /// socket is bound again on the same address once it is back.
+    fn online(&self) -> bool {
+        true
     }
 }
 
@@ -207,7 +231,8 @@ impl Shutdown {
 /// One role bound to one UDP socket.
 pub struct Driver<E> {
     name: String,
-    socket: Arc<UdpSocket>,
+    /// `None` while the handler keeps the role offline.
+    socket: Option<Arc<UdpSocket>>,
     local: SocketAddr,
     endpoint: E,
     rng: Box<dyn CryptoRng + Send>,
@@ -229,7 +254,7 @@ impl<E: Endpoint> Driver<E> {
         let local = socket.local_addr().map_err(Error::Socket)?;
         Ok(Self {
             name: name.into(),
-            socket: Arc::new(socket),
+            socket: Some(Arc::new(socket)),
             local,
             endpoint,
             rng,
@@ -261,12 +286,26 @@ impl<E: Endpoint> Driver<E> {
     ///
     /// The first error of the handler; socket errors on receive or send are logged and the
     /// loop goes on (a peer that went away must not take the role down).
-    pub async fn run<H: Handler<E>>(
+    pub async fn run<H: Handler<E>>(self, handler: &mut H, shutdown: Shutdown) -> Result<E> {
+        let (_, none) = mpsc::channel::<Infallible>(1);
+        self.run_with(handler, none, shutdown).await
+    }
+
+    /// As [`Driver::run`], also handing the handler each of `commands` until that channel
+    /// closes.
+    ///
+    /// # Errors
+    ///
+    /// As [`Driver::run`]; [`Error::Bind`] if the socket cannot be bound again when the
+    /// handler brings the role back online.
+    pub async fn run_with<C, H: Handler<E, C>>(
         mut self,
         handler: &mut H,
+        mut commands: mpsc::Receiver<C>,
         mut shutdown: Shutdown,
     ) -> Result<E> {
         let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut commands_open = true;
         if self.drain(handler).await? == Flow::Stop {
             return Ok(self.endpoint);
         }
@@ -288,46 +327,56 @@ impl<E: Endpoint> Driver<E> {
                 (a, b) => a.or(b),
             };
             let sleep = deadline.map(|d| Duration::from_millis(d.0.saturating_sub(wall_clock().0)));
-            tokio::select! {
+            let flow = tokio::select! {
                 biased;
                 () = shutdown.wait() => {
                     tracing::debug!(role = %self.name, "shutting down");
                     break;
                 }
-                received = self.socket.recv_from(&mut buf) => match received {
-                    Ok((len, from)) => {
-                        tracing::trace!(role = %self.name, %from, len, "datagram in");
-                        let datagram = buf.get(..len).unwrap_or_default();
-                        self.endpoint.handle_datagram(wall_clock(), from, datagram, &mut *self.rng);
+                command = commands.recv(), if commands_open => match command {
+                    Some(command) => {
+                        let mut cx = Context { endpoint: &mut self.endpoint, now: wall_clock(), rng: &mut *self.rng };
+                        handler.on_command(&mut cx, command)?
                     }
-                    Err(e) => tracing::debug!(role = %self.name, error = %e, "receive failed"),
+                    None => {
+                        commands_open = false;
+                        Flow::Continue
+                    }
                 },
+                received = recv(self.socket.as_deref(), &mut buf) => {
+                    match received {
+                        Ok((len, from)) => {
+                            tracing::trace!(role = %self.name, %from, len, "datagram in");
+                            let datagram = buf.get(..len).unwrap_or_default();
+                            self.endpoint.handle_datagram(wall_clock(), from, datagram, &mut *self.rng);
+                        }
+                        Err(e) => tracing::debug!(role = %self.name, error = %e, "receive failed"),
+                    }
+                    Flow::Continue
+                }
                 () = sleep_for(sleep) => {
                     let now = wall_clock();
                     if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
                         self.endpoint.handle_timeout(now, &mut *self.rng);
                     }
-                    let woken = if handler.next_wakeup().is_some_and(|t| t <= now) {
+                    if handler.next_wakeup().is_some_and(|t| t <= now) {
                         let mut cx = Context { endpoint: &mut self.endpoint, now, rng: &mut *self.rng };
                         handler.on_wakeup(&mut cx)?
                     } else {
                         Flow::Continue
-                    };
-                    if woken == Flow::Stop {
-                        self.drain(handler).await?;
-                        break;
                     }
                 }
-            }
-            if self.drain(handler).await? == Flow::Stop {
+            };
+            if self.drain(handler).await? == Flow::Stop || flow == Flow::Stop {
                 break;
             }
         }
         Ok(self.endpoint)
     }
 
-    /// Hands every pending event to the handler, then sends every pending datagram.
-    async fn drain<H: Handler<E>>(&mut self, handler: &mut H) -> Result<Flow> {
+    /// Hands every pending event to the handler, then sends every pending datagram (lost
+    /// while the role is offline).
+    async fn drain<C, H: Handler<E, C>>(&mut self, handler: &mut H) -> Result<Flow> {
         let mut flow = Flow::Continue;
         while let Some(event) = self.endpoint.poll_event() {
             let stop = {
@@ -342,25 +391,24 @@ impl<E: Endpoint> Driver<E> {
                 flow = Flow::Stop;
             }
         }
+        match (handler.online(), self.socket.is_some()) {
+            (false, true) => self.socket = None,
+            (true, false) => self.socket = Some(Arc::new(bind(self.local).await?)),
+            _ => {}
+        }
         if held(handler).is_some() {
             return Ok(flow);
         }
         while let Some(transmit) = self.endpoint.poll_transmit() {
-            send(
-                &self.name,
-                &self.socket,
-                self.local,
-                self.tap.as_ref(),
-                transmit,
-            )
-            .await;
+            let Some(socket) = &self.socket else { continue };
+            send(&self.name, socket, self.local, self.tap.as_ref(), transmit).await;
         }
         Ok(flow)
     }
 }
 
 /// The end of the handler's hold on the role, while it lasts.
-fn held<E: Endpoint, H: Handler<E>>(handler: &H) -> Option<Millis> {
+fn held<E: Endpoint, C, H: Handler<E, C>>(handler: &H) -> Option<Millis> {
     handler.held_until().filter(|until| *until > wall_clock())
 }
 
@@ -467,6 +515,13 @@ impl Egress {
     /// The socket's.
     pub async fn send_to(&self, payload: &[u8], to: SocketAddr) -> std::io::Result<()> {
         send_datagram(&self.socket, self.local, self.tap.as_ref(), payload, to).await
+    }
+}
+
+async fn recv(socket: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    match socket {
+        Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
     }
 }
 

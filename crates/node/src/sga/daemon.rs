@@ -8,39 +8,37 @@
 //! [`Server::new`]: a server killed at any point (SIGKILL) and restarted on the same store
 //! still knows every device and forwards every message it had acknowledged.
 //!
-//! **Device.** A [`DeviceNode`]: the device's own loop over its UDP socket, its timers, a
-//! periodic poll of the server (so that the server knows where to forward), and a command
-//! channel ([`Command`]) fed by the control socket of the `m2msec sga` commands
-//! ([`super::control`]) or by the demo. Its store keeps whether the device registered
+//! **Device.** The generic driver around [`Device`], with a [`DeviceNode`] handler: a
+//! periodic poll of the server (so that the server knows where to forward), and the driver's
+//! command channel ([`Command`]) fed by the control socket of the `m2msec sga` commands
+//! ([`super::control`]) or by the demo; asleep, the device is offline and has no socket. Its store keeps whether the device registered
 //! ([`DEVICE_TABLE`]) and its inbox ([`INBOX_QUEUE`], written before the delivery is
 //! acknowledged). Sessions and their keys live in memory only (the protocol's `Device` has no
 //! way to export them): a restarted device daemon must be invited again.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use m2msec_crypto::aead::AeadSuite;
-use m2msec_crypto::rng::{CryptoRng, OsRng};
+use m2msec_crypto::rng::OsRng;
+use m2msec_protocol::Millis;
 use m2msec_protocol::sga::{
     DEVICES_TABLE, Device, DeviceEvent, Error as SgaError, MESSAGES_TABLE, RefusalCode, Server,
     ServerConfig, ServerEvent, SessionId, StoreOp,
 };
-use m2msec_protocol::{Endpoint, Millis};
 use m2msec_store::Store;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use super::config::{self, SuiteName};
 use super::control::{ControlSocket, InboxEntry, Request, Response, SessionInfo};
 use crate::error::{Error, Result};
-use crate::harness::daemon::{Daemon, Exit, Persisting, RoleArgs};
+use crate::harness::daemon::{Daemon, Exit, Persisting, Reporter, RoleArgs};
 use crate::hex;
-use crate::runtime::driver::open_store;
-use crate::runtime::driver::{self, Context, Flow, Handler, Shutdown, wall_clock};
-use crate::runtime::tap::Wiretap;
+use crate::runtime::driver::{
+    self, Context, Driver, Flow, Handler, Shutdown, open_store, wall_clock,
+};
 
 /// Device store table of its own state (key `registered`: the identity it registered as).
 pub const DEVICE_TABLE: &str = "sga_device";
@@ -166,9 +164,10 @@ pub async fn run_server(config_file: &Path, shutdown: Shutdown) -> Result<()> {
 pub enum Command {
     /// A control request; the answer goes to the sender.
     Request(Request, oneshot::Sender<Response>),
-    /// Close the socket: the device is offline (its radio sleeps); what it would send is lost.
+    /// Go offline (the radio sleeps): the driver closes the socket; what it would send is lost.
     Sleep(oneshot::Sender<()>),
-    /// Bind the socket again on the same address and poll the server at once.
+    /// Come back online (the driver binds the socket again on the same address) and poll the
+    /// server at once.
     Wake(oneshot::Sender<()>),
 }
 
@@ -188,6 +187,7 @@ pub enum NodeEvent {
     },
 }
 
+/// What a control request's answer waits for.
 #[derive(Debug)]
 enum Wait {
     Registered,
@@ -195,22 +195,20 @@ enum Wait {
     Stored { session: SessionId, message_id: u64 },
 }
 
-/// One smart device on a UDP socket, with its command channel.
+/// The device's side of its [`Driver`]: how commands become the device's calls and their
+/// answers, the periodic poll of the server, and what is kept and reported.
 pub struct DeviceNode {
-    device: Device,
-    local: SocketAddr,
     suites: Vec<AeadSuite>,
-    rng: Box<dyn CryptoRng + Send>,
-    tap: Option<Wiretap>,
     store: Arc<dyn Store>,
     poll_every: Duration,
     next_poll: Option<Millis>,
+    online: bool,
     registered: bool,
     /// A registration is under way.
     registering: bool,
     sessions: BTreeMap<String, (SessionId, SessionInfo)>,
     waiting: Vec<(Wait, Millis, oneshot::Sender<Response>)>,
-    events: Option<mpsc::UnboundedSender<NodeEvent>>,
+    report: Reporter<NodeEvent>,
 }
 
 /// Hex of a session id.
@@ -219,52 +217,35 @@ fn session_hex(s: SessionId) -> String {
 }
 
 impl DeviceNode {
-    /// A node for `device`, bound to `local`, keeping its state in `store`; `suites` are the
-    /// device's (the first is the default of an invitation).
+    /// The node of `device`, keeping its state in `store`; `suites` are the device's (the
+    /// first is the default of an invitation). Established sessions, received messages and
+    /// failures are reported on `report` (a demo's).
     ///
     /// # Errors
     ///
     /// [`Error::Store`] if the store cannot be read.
     pub fn new(
-        device: Device,
-        local: SocketAddr,
+        device: &Device,
         suites: Vec<AeadSuite>,
         store: Arc<dyn Store>,
         poll_every: Duration,
-        rng: Box<dyn CryptoRng + Send>,
+        report: Option<mpsc::UnboundedSender<NodeEvent>>,
     ) -> Result<Self> {
         let registered = store
             .get(DEVICE_TABLE, b"registered")?
             .is_some_and(|v| v == device.identity().as_bytes());
         Ok(Self {
-            device,
-            local,
             suites,
-            rng,
-            tap: None,
             store,
             poll_every,
             next_poll: None,
+            online: true,
             registered,
             registering: false,
             sessions: BTreeMap::new(),
             waiting: Vec::new(),
-            events: None,
+            report: Reporter::new(report),
         })
-    }
-
-    /// Records every sent datagram in `tap`.
-    #[must_use]
-    pub fn with_tap(mut self, tap: Wiretap) -> Self {
-        self.tap = Some(tap);
-        self
-    }
-
-    /// Reports established sessions, received messages and failures on `events`.
-    #[must_use]
-    pub fn with_events(mut self, events: mpsc::UnboundedSender<NodeEvent>) -> Self {
-        self.events = Some(events);
-        self
     }
 
     /// Whether the store says this device registered.
@@ -273,9 +254,9 @@ impl DeviceNode {
         self.registered
     }
 
-    /// Serves `commands` on `socket` until `shutdown` (or until the command channel closes
-    /// and `stop_without_commands` is set); registers first if the store says it never did,
-    /// else polls the server at once. Returns the device (its counters).
+    /// Serves `commands` on `driver` until `shutdown`; registers first if the store says it
+    /// never did (and `auto_register`), else polls the server at once. Returns the device
+    /// (its counters).
     ///
     /// # Errors
     ///
@@ -283,194 +264,95 @@ impl DeviceNode {
     /// that depended on it is not acknowledged); [`Error::Bind`] if waking fails.
     pub async fn run(
         mut self,
-        socket: UdpSocket,
-        mut commands: mpsc::Receiver<Command>,
-        mut shutdown: Shutdown,
+        mut driver: Driver<Device>,
+        commands: mpsc::Receiver<Command>,
+        shutdown: Shutdown,
         auto_register: bool,
     ) -> Result<Device> {
-        let mut socket = Some(Arc::new(socket));
+        let (device, rng) = driver.endpoint_mut();
         let now = wall_clock();
         if self.registered {
-            self.device.poll(now);
-            self.next_poll = Some(now.after(self.poll_every));
+            self.poll(device, now);
         } else if auto_register {
-            self.device.register(now, &mut *self.rng)?;
+            device.register(now, rng)?;
             self.registering = true;
         }
-        let mut buf = vec![0u8; 65_535];
-        let mut commands_open = true;
-        loop {
-            self.drain(socket.as_ref()).await?;
-            let sleep = self
-                .deadline(socket.is_some())
-                .map(|d| Duration::from_millis(d.0.saturating_sub(wall_clock().0)));
-            tokio::select! {
-                biased;
-                () = shutdown.wait() => break,
-                command = commands.recv(), if commands_open => match command {
-                    None => commands_open = false,
-                    Some(Command::Request(request, reply)) => self.request(request, reply),
-                    Some(Command::Sleep(done)) => {
-                        socket = None;
-                        tracing::info!(device = %self.device.identity(), "offline");
-                        let _ = done.send(());
-                    }
-                    Some(Command::Wake(done)) => {
-                        socket = Some(Arc::new(driver::bind(self.local).await?));
-                        let now = wall_clock();
-                        self.device.poll(now);
-                        self.next_poll = Some(now.after(self.poll_every));
-                        tracing::info!(device = %self.device.identity(), "online");
-                        let _ = done.send(());
-                    }
-                },
-                received = recv(socket.as_deref(), &mut buf) => match received {
-                    Ok((len, from)) => {
-                        let datagram = buf.get(..len).unwrap_or_default();
-                        self.device.handle_datagram(wall_clock(), from, datagram, &mut *self.rng);
-                    }
-                    Err(e) => tracing::debug!(error = %e, "receive failed"),
-                },
-                () = sleep_for(sleep) => self.on_timer(socket.is_some()),
-            }
-        }
-        Ok(self.device)
+        driver.run_with(&mut self, commands, shutdown).await
     }
 
-    fn deadline(&self, online: bool) -> Option<Millis> {
-        [
-            self.device.poll_timeout(),
-            self.next_poll.filter(|_| online && self.registered),
-            self.waiting.iter().map(|(_, t, _)| *t).min(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+    fn poll(&mut self, device: &mut Device, now: Millis) {
+        device.poll(now);
+        self.next_poll = Some(now.after(self.poll_every));
     }
 
-    fn on_timer(&mut self, online: bool) {
-        let now = wall_clock();
-        if self.device.poll_timeout().is_some_and(|t| t <= now) {
-            self.device.handle_timeout(now, &mut *self.rng);
-        }
-        if online && self.registered && self.next_poll.is_some_and(|t| t <= now) {
-            self.device.poll(now);
-            self.next_poll = Some(now.after(self.poll_every));
-        }
-        let (expired, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
-            .into_iter()
-            .partition(|(_, t, _)| *t <= now);
-        self.waiting = kept;
-        for (wait, _, reply) in expired {
-            let error = match wait {
-                Wait::Stored { .. } => {
-                    "the server has not acknowledged the message yet; the device keeps sending it"
-                }
-                Wait::Registered => {
-                    self.registering = false;
-                    "no answer from the server to the registration"
-                }
-                Wait::Established { .. } => "no session key within the wait",
-            };
-            let _ = reply.send(Response::Error {
-                error: error.into(),
-            });
-        }
-    }
-
-    fn request(&mut self, request: Request, reply: oneshot::Sender<Response>) {
-        let now = wall_clock();
+    /// A control request's answer, or (`Err`) what the answer waits for.
+    fn request(
+        &mut self,
+        cx: &mut Context<'_, Device>,
+        request: Request,
+    ) -> std::result::Result<Response, Wait> {
+        let (device, now) = (&mut *cx.endpoint, cx.now);
         let failed = |e: &dyn std::fmt::Display| Response::Error {
             error: e.to_string(),
         };
-        match request {
+        Ok(match request {
+            Request::Register if self.registered => Response::Registered {
+                device: device.identity().to_owned(),
+            },
             Request::Register => {
-                if self.registered {
-                    let _ = reply.send(Response::Registered {
-                        device: self.device.identity().to_owned(),
-                    });
-                    return;
-                }
                 if !self.registering {
-                    if let Err(e) = self.device.register(now, &mut *self.rng) {
-                        let _ = reply.send(failed(&e));
-                        return;
+                    if let Err(e) = device.register(now, cx.rng) {
+                        return Ok(failed(&e));
                     }
                     self.registering = true;
                 }
-                self.waiting
-                    .push((Wait::Registered, now.after(Duration::from_secs(30)), reply));
+                return Err(Wait::Registered);
             }
+            Request::Invite { .. } if !self.registered => Response::Error {
+                error: "the device is not registered yet (`m2msec sga register`)".into(),
+            },
             Request::Invite { peer, suite } => {
-                if !self.registered {
-                    let _ = reply.send(Response::Error {
-                        error: "the device is not registered yet (`m2msec sga register`)".into(),
-                    });
-                    return;
-                }
-                let suite = suite.map_or_else(
-                    || {
-                        self.suites
-                            .first()
-                            .copied()
-                            .unwrap_or(AeadSuite::Aes128Ccm8)
-                    },
-                    AeadSuite::from,
-                );
-                match self.device.invite(now, &mut *self.rng, &peer, suite) {
-                    Ok(()) => self.waiting.push((
-                        Wait::Established { peer },
-                        now.after(Duration::from_secs(60)),
-                        reply,
-                    )),
-                    Err(e) => {
-                        let _ = reply.send(failed(&e));
-                    }
+                let default = || {
+                    self.suites
+                        .first()
+                        .copied()
+                        .unwrap_or(AeadSuite::Aes128Ccm8)
+                };
+                let suite = suite.map_or_else(default, AeadSuite::from);
+                match device.invite(now, cx.rng, &peer, suite) {
+                    Ok(()) => return Err(Wait::Established { peer }),
+                    Err(e) => failed(&e),
                 }
             }
             Request::Send { to, text } => {
-                let Some((session, _)) = self.sessions.get(&to) else {
-                    let _ = reply.send(Response::Error {
+                let Some(&(session, _)) = self.sessions.get(&to) else {
+                    return Ok(Response::Error {
                         error: format!(
                             "no session with {to:?}: invite it first (`m2msec sga invite {to}`)"
                         ),
                     });
-                    return;
                 };
-                let session = *session;
-                match self
-                    .device
-                    .send(now, &mut *self.rng, session, text.as_bytes())
-                {
-                    Ok(message_id) => self.waiting.push((
-                        Wait::Stored {
+                match device.send(now, cx.rng, session, text.as_bytes()) {
+                    Ok(message_id) => {
+                        return Err(Wait::Stored {
                             session,
                             message_id,
-                        },
-                        now.after(SEND_WAIT),
-                        reply,
-                    )),
-                    Err(e) => {
-                        let _ = reply.send(failed(&e));
+                        });
                     }
+                    Err(e) => failed(&e),
                 }
             }
-            Request::Inbox => {
-                let answer = match self.inbox() {
-                    Ok(messages) => Response::Inbox { messages },
-                    Err(e) => failed(&e),
-                };
-                let _ = reply.send(answer);
-            }
-            Request::Status => {
-                let _ = reply.send(Response::Status {
-                    device: self.device.identity().to_owned(),
-                    registered: self.registered,
-                    sessions: self.sessions.values().map(|(_, i)| i.clone()).collect(),
-                    unacknowledged: self.device.unacknowledged(),
-                });
-            }
-        }
+            Request::Inbox => match self.inbox() {
+                Ok(messages) => Response::Inbox { messages },
+                Err(e) => failed(&e),
+            },
+            Request::Status => Response::Status {
+                device: device.identity().to_owned(),
+                registered: self.registered,
+                sessions: self.sessions.values().map(|(_, i)| i.clone()).collect(),
+                unacknowledged: device.unacknowledged(),
+            },
+        })
     }
 
     /// Every message received so far, from the store.
@@ -505,34 +387,27 @@ impl DeviceNode {
         }
     }
 
-    fn report(&self, event: NodeEvent) {
-        if let Some(tx) = &self.events {
-            let _ = tx.send(event);
-        }
-    }
-
-    fn mark_registered(&mut self) -> Result<()> {
-        self.store.put(
-            DEVICE_TABLE,
-            b"registered",
-            self.device.identity().as_bytes(),
-        )?;
+    fn mark_registered(&mut self, device: &Device, now: Millis) -> Result<()> {
+        self.store
+            .put(DEVICE_TABLE, b"registered", device.identity().as_bytes())?;
         self.registered = true;
         self.registering = false;
-        self.next_poll = Some(wall_clock().after(self.poll_every));
+        self.next_poll = Some(now.after(self.poll_every));
         let answer = Response::Registered {
-            device: self.device.identity().to_owned(),
+            device: device.identity().to_owned(),
         };
         self.resolve(|w| matches!(w, Wait::Registered), &answer);
         Ok(())
     }
+}
 
-    fn on_event(&mut self, event: DeviceEvent) -> Result<()> {
-        let me = self.device.identity().to_owned();
+impl Handler<Device, Command> for DeviceNode {
+    fn on_event(&mut self, cx: &mut Context<'_, Device>, event: DeviceEvent) -> Result<Flow> {
+        let me = cx.endpoint.identity().to_owned();
         match event {
             DeviceEvent::Registered => {
                 tracing::info!(device = %me, "registered");
-                self.mark_registered()?;
+                self.mark_registered(cx.endpoint, cx.now)?;
             }
             DeviceEvent::Established { session, peer, key } => {
                 let info = SessionInfo {
@@ -548,7 +423,7 @@ impl DeviceNode {
                     |w| matches!(w, Wait::Established { peer: p } if *p == peer),
                     &Response::Established(info.clone()),
                 );
-                self.report(NodeEvent::Established(info));
+                self.report.send(NodeEvent::Established(info));
             }
             DeviceEvent::Stored {
                 session,
@@ -588,7 +463,7 @@ impl DeviceNode {
                 self.store.queue_push(INBOX_QUEUE, &json)?;
                 // The plaintext stays out of logs (`m2msec sga inbox` reads it, owner-only).
                 tracing::info!(device = %me, from = %entry.from, session = %entry.session, message_id, bytes = plaintext.len(), "message received");
-                self.report(NodeEvent::Received(entry));
+                self.report.send(NodeEvent::Received(entry));
             }
             DeviceEvent::Failed { what, error } => {
                 tracing::warn!(device = %me, what, %error, "failed");
@@ -596,7 +471,7 @@ impl DeviceNode {
                     self.registering = false;
                     if matches!(error, SgaError::Refused(RefusalCode::AlreadyRegistered)) {
                         tracing::warn!(device = %me, "the server knows this device already: taken as registered");
-                        self.mark_registered()?;
+                        self.mark_registered(cx.endpoint, cx.now)?;
                     } else {
                         let answer = Response::Error {
                             error: format!("registration failed: {error}"),
@@ -609,7 +484,7 @@ impl DeviceNode {
                     };
                     self.resolve(|w| matches!(w, Wait::Established { .. }), &answer);
                 }
-                self.report(NodeEvent::Failed {
+                self.report.send(NodeEvent::Failed {
                     what,
                     error: error.to_string(),
                 });
@@ -620,34 +495,75 @@ impl DeviceNode {
             #[allow(unreachable_patterns)]
             other => tracing::debug!(device = %me, event = ?other, "device event"),
         }
-        Ok(())
+        Ok(Flow::Continue)
     }
 
-    /// Handles every pending event (persisting), then sends every pending datagram (dropped
-    /// while offline).
-    async fn drain(&mut self, socket: Option<&Arc<UdpSocket>>) -> Result<()> {
-        while let Some(event) = self.device.poll_event() {
-            self.on_event(event)?;
+    fn on_command(&mut self, cx: &mut Context<'_, Device>, command: Command) -> Result<Flow> {
+        match command {
+            Command::Request(request, reply) => match self.request(cx, request) {
+                Ok(answer) => {
+                    let _ = reply.send(answer);
+                }
+                Err(wait) => {
+                    let within = match wait {
+                        Wait::Registered => Duration::from_secs(30),
+                        Wait::Established { .. } => Duration::from_secs(60),
+                        Wait::Stored { .. } => SEND_WAIT,
+                    };
+                    self.waiting.push((wait, cx.now.after(within), reply));
+                }
+            },
+            Command::Sleep(done) => {
+                self.online = false;
+                tracing::info!(device = %cx.endpoint.identity(), "offline");
+                let _ = done.send(());
+            }
+            Command::Wake(done) => {
+                self.online = true;
+                self.poll(cx.endpoint, cx.now);
+                tracing::info!(device = %cx.endpoint.identity(), "online");
+                let _ = done.send(());
+            }
         }
-        while let Some(t) = self.device.poll_transmit() {
-            let Some(socket) = socket else { continue };
-            driver::send("sga-device", socket, self.local, self.tap.as_ref(), t).await;
+        Ok(Flow::Continue)
+    }
+
+    fn online(&self) -> bool {
+        self.online
+    }
+
+    /// The next poll (online and registered only) or the end of a command's wait.
+    fn next_wakeup(&self) -> Option<Millis> {
+        let poll = self.next_poll.filter(|_| self.online && self.registered);
+        let waits = self.waiting.iter().map(|(_, t, _)| *t).min();
+        poll.into_iter().chain(waits).min()
+    }
+
+    fn on_wakeup(&mut self, cx: &mut Context<'_, Device>) -> Result<Flow> {
+        let now = cx.now;
+        if self.online && self.registered && self.next_poll.is_some_and(|t| t <= now) {
+            self.poll(cx.endpoint, now);
         }
-        Ok(())
-    }
-}
-
-async fn recv(socket: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
-    match socket {
-        Some(s) => s.recv_from(buf).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_for(d: Option<Duration>) {
-    match d {
-        Some(d) => tokio::time::sleep(d).await,
-        None => std::future::pending().await,
+        let (expired, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|(_, t, _)| *t <= now);
+        self.waiting = kept;
+        for (wait, _, reply) in expired {
+            let error = match wait {
+                Wait::Stored { .. } => {
+                    "the server has not acknowledged the message yet; the device keeps sending it"
+                }
+                Wait::Registered => {
+                    self.registering = false;
+                    "no answer from the server to the registration"
+                }
+                Wait::Established { .. } => "no session key within the wait",
+            };
+            let _ = reply.send(Response::Error {
+                error: error.into(),
+            });
+        }
+        Ok(Flow::Continue)
     }
 }
 
@@ -665,20 +581,20 @@ pub async fn run_device(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let suites = setup.config.suites.clone();
     let device = Device::new(setup.config)?;
     let socket = driver::bind(setup.listen).await?;
-    let local = socket.local_addr().map_err(Error::Socket)?;
     let control = ControlSocket::bind(&setup.control)?;
-    let node = DeviceNode::new(device, local, suites, store, setup.poll, Box::new(OsRng))?;
+    let node = DeviceNode::new(&device, suites, store, setup.poll, None)?;
+    let driver = Driver::new("sga-device", socket, device, Box::new(OsRng))?;
     tracing::info!(
         role = "sga-device",
         %identity,
-        listen = %local,
+        listen = %driver.local_addr(),
         control = %setup.control.display(),
         registered = node.registered(),
         "serving"
     );
     let (tx, rx) = mpsc::channel(64);
     let control_task = tokio::spawn(control.serve(tx, shutdown.clone()));
-    let result = node.run(socket, rx, shutdown, true).await;
+    let result = node.run(driver, rx, shutdown, true).await;
     control_task.abort();
     result.map(|_| ())
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use m2msec_crypto::aead::AeadSuite;
 use m2msec_crypto::group::GroupId;
 use m2msec_crypto::pke::{PkeSecretKey, PkeSuite};
-use m2msec_crypto::rng::{CryptoRng, random_array};
+use m2msec_crypto::rng::random_array;
 use m2msec_protocol::sga::{
     Device, DeviceConfig, DeviceKey, LIGHTWEIGHT_SUITES, Server, ServerConfig, Timeouts,
 };
@@ -32,8 +32,7 @@ use super::daemon::{Command, DeviceNode, NodeEvent, ServerHandler, server_from_s
 use crate::error::{Error, Result};
 use crate::harness::demo::{Deployment, RunOptions};
 use crate::harness::report::{Detail, Helpers, Progress, RunReport};
-use crate::runtime::driver::{self, Driver, Shutdown};
-use crate::runtime::tap::Wiretap;
+use crate::runtime::driver;
 
 /// The gateway's identity in the demo.
 pub const GATEWAY: &str = "sga-gateway";
@@ -112,18 +111,16 @@ fn demo_timeouts() -> Timeouts {
 /// Starts a server task on `addr` from the store at `path` (opened here and owned by the task,
 /// so that aborting the task closes it).
 async fn start_gateway(
+    run: &Deployment,
     addr: SocketAddr,
     path: &std::path::Path,
     pem: &str,
-    rng: Box<dyn CryptoRng + Send>,
-    tap: &Wiretap,
-    shutdown: Shutdown,
+    role: u64,
 ) -> Result<Gateway> {
     let store: Arc<dyn Store> = Arc::new(RedbStore::open(path)?);
     let server: Server = server_from_store(server_config(pem)?, &*store)?;
-    let socket = driver::bind(addr).await?;
-    let addr = socket.local_addr().map_err(Error::Socket)?;
-    let d = Driver::new("sga-server", socket, server, rng)?.with_tap(tap.clone());
+    let d = run.driver("sga-server", driver::bind(addr).await?, server, role)?;
+    let (addr, shutdown) = (d.local_addr(), run.shutdown.clone());
     let task = tokio::spawn(async move {
         let mut h = ServerHandler::new(store, None);
         d.run(&mut h, shutdown).await.map(|_| ())
@@ -131,29 +128,20 @@ async fn start_gateway(
     Ok(Gateway { task, addr })
 }
 
-async fn ask(commands: &mpsc::Sender<Command>, request: Request) -> Result<Response> {
+/// Gives a device task the command `make` builds around a reply channel, and waits for the
+/// reply.
+async fn command<T>(
+    commands: &mpsc::Sender<Command>,
+    make: impl FnOnce(oneshot::Sender<T>) -> Command,
+) -> Result<T> {
+    let stopped = || Error::Control("the device task stopped".into());
     let (tx, rx) = oneshot::channel();
-    commands
-        .send(Command::Request(request, tx))
-        .await
-        .map_err(|_| Error::Control("the device task stopped".into()))?;
-    rx.await
-        .map_err(|_| Error::Control("the device task stopped".into()))
+    commands.send(make(tx)).await.map_err(|_| stopped())?;
+    rx.await.map_err(|_| stopped())
 }
 
-async fn toggle(commands: &mpsc::Sender<Command>, wake: bool) -> Result<()> {
-    let (tx, rx) = oneshot::channel();
-    let c = if wake {
-        Command::Wake(tx)
-    } else {
-        Command::Sleep(tx)
-    };
-    commands
-        .send(c)
-        .await
-        .map_err(|_| Error::Control("the device task stopped".into()))?;
-    rx.await
-        .map_err(|_| Error::Control("the device task stopped".into()))
+async fn ask(commands: &mpsc::Sender<Command>, request: Request) -> Result<Response> {
+    command(commands, |reply| Command::Request(request, reply)).await
 }
 
 fn expect(answer: Response, what: &str) -> Result<Response> {
@@ -198,15 +186,8 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
     let store_path = dir.path().join("sga-server.redb");
 
     progress.stage("starting the server");
-    let mut gateway = start_gateway(
-        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        &store_path,
-        &pem,
-        run.rng(1),
-        &run.tap,
-        run.shutdown.clone(),
-    )
-    .await?;
+    let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let mut gateway = start_gateway(&run, any, &store_path, &pem, 1).await?;
 
     progress.stage("starting the devices");
     let suites: Vec<AeadSuite> = LIGHTWEIGHT_SUITES.to_vec();
@@ -225,25 +206,24 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
             server_key: public.clone(),
             timeouts: demo_timeouts(),
         })?;
-        let socket = driver::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
-        let local = socket.local_addr().map_err(Error::Socket)?;
-        let mut node = DeviceNode::new(
-            device,
-            local,
+        let node = DeviceNode::new(
+            &device,
             suites.clone(),
             Arc::new(MemoryStore::new()),
             Duration::from_millis(500),
-            run.rng(10 + i as u64),
-        )?
-        .with_tap(run.tap.clone());
-        if i == 1 {
-            node = node.with_events(events_tx.clone());
-        }
+            (i == 1).then(|| events_tx.clone()),
+        )?;
+        let driver = run.driver(
+            "sga-device",
+            driver::bind(any).await?,
+            device,
+            10 + i as u64,
+        )?;
         let (tx, rx) = mpsc::channel(16);
         commands.push(tx);
         let sd = run.shutdown.clone();
         device_tasks.push(tokio::spawn(async move {
-            node.run(socket, rx, sd, false).await
+            node.run(driver, rx, sd, false).await
         }));
     }
     drop(events_tx);
@@ -299,7 +279,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
 
         if opts.restart_gateway {
             progress.stage("device-j goes offline");
-            toggle(&j_cmd, false).await?;
+            command(&j_cmd, Command::Sleep).await?;
         }
         progress.stage(&format!("sending {} messages", opts.messages));
         for k in 0..opts.messages {
@@ -321,18 +301,10 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
             gateway.task.abort();
             // Wait until the task's future (its socket and its store) is dropped.
             let _ = (&mut gateway.task).await;
-            gateway = start_gateway(
-                gateway.addr,
-                &store_path,
-                &pem,
-                run.rng(2),
-                &run.tap,
-                run.shutdown.clone(),
-            )
-            .await?;
+            gateway = start_gateway(&run, gateway.addr, &store_path, &pem, 2).await?;
             outcome.restarted = true;
             progress.stage("device-j comes back online");
-            toggle(&j_cmd, true).await?;
+            command(&j_cmd, Command::Wake).await?;
         }
         progress.stage("delivering");
         let want = usize::try_from(opts.messages).unwrap_or(usize::MAX);
