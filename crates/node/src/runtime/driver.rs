@@ -518,7 +518,12 @@ impl Egress {
     }
 }
 
-async fn recv(socket: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+/// A datagram from `socket`, or never when there is none (a role offline, a sink without that
+/// transport).
+pub(crate) async fn recv(
+    socket: Option<&UdpSocket>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr)> {
     match socket {
         Some(s) => s.recv_from(buf).await,
         None => std::future::pending().await,

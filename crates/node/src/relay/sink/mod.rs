@@ -30,7 +30,7 @@ use crate::runtime::coap::{
     response, set_uint_option,
 };
 use crate::runtime::driver::open_store;
-use crate::runtime::driver::{self, Egress, Shutdown, wall_clock};
+use crate::runtime::driver::{self, Egress, Shutdown, recv, wall_clock};
 use crate::runtime::log_limit::LogLimit;
 use crate::runtime::tap::Wiretap;
 
@@ -586,13 +586,6 @@ impl SinkServer {
         {
             tracing::debug!(%to, error = %e, "response not sent");
         }
-    }
-}
-
-async fn recv(socket: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
-    match socket {
-        Some(s) => s.recv_from(buf).await,
-        None => std::future::pending().await,
     }
 }
 
