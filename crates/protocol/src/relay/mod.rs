@@ -62,6 +62,7 @@
 mod forwarder;
 pub mod proxy;
 mod sink;
+pub mod sink_store;
 mod source;
 
 use core::fmt;

@@ -7,19 +7,18 @@
 //! the other answers. Datagrams that arrive together are handled as one batch: one output sync
 //! and one store transaction for all of them.
 
-use std::time::{Duration, Instant};
-
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
-use m2msec_protocol::relay::{self as protocol, Delivered, Sink, SinkConfig, TrustedSource};
+use m2msec_protocol::relay::sink_store::{self, Batch, KEY_OUTPUT_LEN, Pending, SINK_TABLE};
+use m2msec_protocol::relay::{Delivered, Sink, SinkConfig, TrustedSource};
 use m2msec_protocol::{Millis, OpCounts};
-use m2msec_store::{Store, WriteOp};
+use m2msec_store::Store;
+use m2msec_wire::relay::RelayMessage;
 use m2msec_wire::relay::coap as wire_coap;
 use m2msec_wire::relay::coap::coap_lite::{CoapOption, RequestType, ResponseType};
-use m2msec_wire::relay::{Flags, Header, RelayMessage};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -35,94 +34,8 @@ use crate::runtime::log_limit::LogLimit;
 use crate::runtime::tap::Wiretap;
 
 mod output;
+pub use m2msec_protocol::relay::sink_store::Verdict;
 pub use output::{OutputLine, OutputWriter};
-
-/// The sink's table of delivered messages (the durable seen set): key
-/// [`seen_key`]`(source, stream, message id)`, empty value; and [`KEY_OUTPUT_LEN`].
-pub const SEEN_TABLE: &str = "relay_sink_seen";
-/// The sink's own state table: [`KEY_OUTPUT_LEN`].
-pub const SINK_TABLE: &str = "relay_sink";
-/// The management messages the sink accepted (as forwarded, re-encrypted to it), by source,
-/// stream and key index: a restarted sink installs its section keys again from them, since the
-/// proxy does not repeat what was acknowledged. They are first-level ciphertexts that only the
-/// sink's key opens.
-pub const SECTIONS_TABLE: &str = "relay_sink_sections";
-/// Key of the output file's length after the last committed batch (u64 big endian).
-pub const KEY_OUTPUT_LEN: &[u8] = b"output_len";
-
-/// How long a data message that waits for its section key is answered "later" (5.03) before it
-/// is answered "never" (4.04), so that a proxy retries it while its key may still come but does
-/// not retry forever a message whose section the sink refused.
-pub const PENDING_GRACE: Duration = Duration::from_secs(30);
-
-/// The key of a delivered message in [`SEEN_TABLE`]: the source URL's length (one byte), the
-/// URL, the stream id and the message id (big endian). An individual message uses its 64-bit
-/// id with the flag byte 0xff in place of the stream id.
-#[must_use]
-pub fn seen_key(d: &Delivered) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + d.source.len() + 11);
-    k.push(u8::try_from(d.source.len()).unwrap_or(u8::MAX));
-    k.extend_from_slice(d.source.as_bytes());
-    if d.individual {
-        k.push(0xff);
-        k.extend_from_slice(&d.individual_id().to_be_bytes());
-    } else {
-        k.push(0);
-        k.extend_from_slice(&d.stream_id.to_be_bytes());
-        k.extend_from_slice(&d.message_id.to_be_bytes());
-    }
-    k
-}
-
-/// The key of a section in [`SECTIONS_TABLE`]: the source URL's length, the URL, the stream
-/// id and the key index.
-fn section_key(h: &Header) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + h.source.len() + 4);
-    k.push(u8::try_from(h.source.len()).unwrap_or(u8::MAX));
-    k.extend_from_slice(h.source.as_bytes());
-    k.extend_from_slice(&h.stream_id.to_be_bytes());
-    k.extend_from_slice(&h.key_index.to_be_bytes());
-    k
-}
-
-/// What became of one received message.
-#[derive(Debug)]
-pub enum Verdict {
-    /// Opened: the messages it delivered (a management message may release buffered data) are
-    /// written to the output and recorded as seen.
-    Delivered(usize),
-    /// Delivered before (the protocol's or the durable seen set): acknowledge, write nothing.
-    Duplicate,
-    /// Data waiting for its section key: not acknowledged yet (a CoAP sink answers 5.03 so that
-    /// the proxy repeats it; the repetition is a duplicate once the key arrived).
-    Pending,
-    /// Refused for good.
-    Rejected(protocol::Error),
-}
-
-impl Verdict {
-    /// The CoAP response code of this verdict for a message that has been pending since
-    /// `pending_for` (for [`Verdict::Pending`]).
-    #[must_use]
-    pub fn response_code(&self, pending_for: Duration) -> ResponseType {
-        match self {
-            Self::Delivered(_) | Self::Duplicate => ResponseType::Changed,
-            Self::Pending if pending_for < PENDING_GRACE => ResponseType::ServiceUnavailable,
-            Self::Pending => ResponseType::NotFound,
-            Self::Rejected(e) => match e {
-                protocol::Error::UnknownSource(_) => ResponseType::Forbidden,
-                protocol::Error::Authentication
-                | protocol::Error::BadSignature
-                | protocol::Error::HeaderMismatch => ResponseType::Unauthorized,
-                protocol::Error::OutsideValidity => ResponseType::Forbidden,
-                protocol::Error::BufferFull | protocol::Error::SectionFull => {
-                    ResponseType::ServiceUnavailable
-                }
-                _ => ResponseType::BadRequest,
-            },
-        }
-    }
-}
 
 /// The sink's engine, whatever the transport: the protocol's sink, the durable seen set, the
 /// output, and the rejection log.
@@ -161,30 +74,9 @@ impl SinkNode {
             .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
             .map(u64::from_be_bytes);
         output.reconcile(committed)?;
-        let sections = store.scan(SECTIONS_TABLE)?;
-        let mut installed = 0usize;
-        let mut stale = Vec::new();
-        for (key, bytes) in sections {
-            match RelayMessage::decode(&bytes)
-                .map_err(protocol::Error::from)
-                .and_then(|m| sink.receive(now, &m))
-            {
-                Ok(_) => installed += 1,
-                Err(e) => {
-                    tracing::debug!(error = %e, "stored section key no longer accepted, forgotten");
-                    stale.push(key);
-                }
-            }
-        }
-        if !stale.is_empty() {
-            let ops: Vec<WriteOp<'_>> = stale
-                .iter()
-                .map(|key| WriteOp::Remove {
-                    table: SECTIONS_TABLE,
-                    key,
-                })
-                .collect();
-            store.write_batch(&ops)?;
+        let (installed, forgotten) = sink_store::reinstall(&mut sink, &*store, now)?;
+        for e in forgotten {
+            tracing::debug!(error = %e, "stored section key no longer accepted, forgotten");
         }
         if installed > 0 {
             tracing::info!(
@@ -246,109 +138,37 @@ impl SinkNode {
         now: Millis,
         messages: &[(SocketAddr, RelayMessage)],
     ) -> Result<Vec<Verdict>> {
-        let mut verdicts = Vec::with_capacity(messages.len());
-        let mut fresh: Vec<(Vec<u8>, Delivered)> = Vec::new();
-        let mut sections: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        for (from, msg) in messages {
-            let received = self.sink.receive(now, msg);
-            if received.is_ok() && msg.header.flags.contains(Flags::MANAGEMENT) {
-                sections.push((
-                    section_key(&msg.header),
-                    msg.encode().map_err(super::client::wire)?,
-                ));
+        let msgs = messages.iter().map(|(_, m)| m);
+        let batch = Batch::receive(&mut self.sink, &*self.store, now, msgs)?;
+        self.duplicates += batch.duplicates;
+        for ((from, _), verdict) in messages.iter().zip(&batch.verdicts) {
+            if let Verdict::Rejected(e) = verdict {
+                self.rejects.warn(from, e);
             }
-            let verdict = match received {
-                Ok(delivered) if delivered.is_empty() => {
-                    if msg.header.flags.contains(Flags::MANAGEMENT) {
-                        Verdict::Delivered(0)
-                    } else {
-                        Verdict::Pending
-                    }
-                }
-                Ok(delivered) => {
-                    let mut n = 0;
-                    for d in delivered {
-                        let key = seen_key(&d);
-                        let again = fresh.iter().any(|(k, _)| *k == key)
-                            || self.store.get(SEEN_TABLE, &key)?.is_some();
-                        if again {
-                            self.duplicates += 1;
-                        } else {
-                            fresh.push((key, d));
-                            n += 1;
-                        }
-                    }
-                    if n == 0 {
-                        Verdict::Duplicate
-                    } else {
-                        Verdict::Delivered(n)
-                    }
-                }
-                Err(protocol::Error::Replay) => {
-                    self.duplicates += 1;
-                    Verdict::Duplicate
-                }
-                Err(e) => {
-                    self.rejects.warn(from, &e);
-                    Verdict::Rejected(e)
-                }
-            };
-            verdicts.push(verdict);
         }
-        if fresh.is_empty() && sections.is_empty() {
-            return Ok(verdicts);
+        if batch.is_empty() {
+            return Ok(batch.verdicts);
         }
-        let lines: Vec<OutputLine> = fresh
+        let lines: Vec<OutputLine> = batch
+            .fresh
             .iter()
-            .map(|(_, d)| {
-                self.output.line(
-                    &d.source,
-                    d.stream_id,
-                    d.key_index,
-                    d.message_id,
-                    d.epoch,
-                    &d.plaintext,
-                )
-            })
+            .map(|(_, d)| self.output.line(d))
             .collect();
         self.output.write(&lines)?;
         let len = self.output.file_len().map(u64::to_be_bytes);
-        let mut ops: Vec<WriteOp<'_>> = fresh
-            .iter()
-            .map(|(key, _)| WriteOp::Put {
-                table: SEEN_TABLE,
-                key,
-                value: &[],
-            })
-            .collect();
-        if let Some(len) = &len {
-            ops.push(WriteOp::Put {
-                table: SINK_TABLE,
-                key: KEY_OUTPUT_LEN,
-                value: len,
-            });
-        }
-        ops.extend(sections.iter().map(|(key, value)| WriteOp::Put {
-            table: SECTIONS_TABLE,
-            key,
-            value,
-        }));
-        self.store.write_batch(&ops)?;
-        self.delivered += fresh.len() as u64;
+        self.store.write_batch(&batch.commit_ops(len.as_ref()))?;
+        self.delivered += batch.fresh.len() as u64;
         if let Some(events) = &self.events {
-            for (_, d) in fresh {
+            for (_, d) in batch.fresh {
                 let _ = events.send(d);
             }
         }
-        Ok(verdicts)
+        Ok(batch.verdicts)
     }
 }
 
 /// Datagrams handled in one batch at most (one output sync and one store commit per batch).
 const MAX_BATCH: usize = 64;
-
-/// Pending data messages remembered at most (for the 5.03-then-4.04 rule).
-const MAX_PENDING: usize = 65_536;
 
 /// One relay message received, and how to answer it.
 struct Incoming {
@@ -365,7 +185,7 @@ pub struct SinkServer {
     udp: Option<UdpSocket>,
     path: String,
     server: coap::Server,
-    pending: HashMap<(String, u16, u32), Instant>,
+    pending: Pending,
 }
 
 impl SinkServer {
@@ -401,7 +221,7 @@ impl SinkServer {
                 DedupCache::default(),
                 Block1Assembler::new(1 << 20, 64, Duration::from_secs(60), DEFAULT_SZX),
             ),
-            pending: HashMap::new(),
+            pending: Pending::default(),
         })
     }
 
@@ -543,27 +363,14 @@ impl SinkServer {
         let messages: Vec<(SocketAddr, RelayMessage)> =
             batch.iter().map(|i| (i.from, i.msg.clone())).collect();
         let verdicts = self.node.receive_batch(wall_clock(), &messages)?;
-        let now = Instant::now();
+        let now = monotonic_now();
         for (incoming, verdict) in batch.into_iter().zip(verdicts) {
-            let h = &incoming.msg.header;
-            let key = (h.source.clone(), h.stream_id, h.message_id);
-            let pending_for = match verdict {
-                Verdict::Pending => {
-                    if self.pending.len() >= MAX_PENDING {
-                        self.pending.clear();
-                    }
-                    now.saturating_duration_since(*self.pending.entry(key).or_insert(now))
-                }
-                _ => {
-                    self.pending.remove(&key);
-                    Duration::ZERO
-                }
-            };
-            let Some(reply) = incoming.coap else {
-                continue;
-            };
-            self.answer(&reply, verdict.response_code(pending_for))
-                .await;
+            let code = self
+                .pending
+                .response_code(&incoming.msg.header, &verdict, now);
+            if let Some(reply) = incoming.coap {
+                self.answer(&reply, code).await;
+            }
         }
         Ok(())
     }
@@ -654,7 +461,15 @@ mod tests {
         let path = dir.path().join("out/sink.jsonl");
         for _ in 0..2 {
             let mut w = OutputWriter::open(&Output::File(path.clone()), DataEncoding::Hex)?;
-            let line = w.line("coap://s/", 1, 2, 3, 4, b"\x01\xff");
+            let line = w.line(&Delivered {
+                source: "coap://s/".into(),
+                stream_id: 1,
+                key_index: 2,
+                message_id: 3,
+                epoch: 4,
+                individual: false,
+                plaintext: vec![0x01, 0xff].into(),
+            });
             w.write(&[line])?;
         }
         let lines = output_lines(&path)?;

@@ -7,6 +7,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use base64ct::{Base64, Encoding as _};
+use m2msec_protocol::relay::Delivered;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -67,24 +68,16 @@ impl OutputWriter {
 
     /// The line of one delivered message.
     #[must_use]
-    pub fn line(
-        &self,
-        source: &str,
-        stream: u16,
-        key_index: u16,
-        message_id: u32,
-        epoch: u32,
-        data: &[u8],
-    ) -> OutputLine {
+    pub fn line(&self, d: &Delivered) -> OutputLine {
         OutputLine {
-            source: source.to_owned(),
-            stream,
-            key_index,
-            message_id,
-            epoch,
+            source: d.source.clone(),
+            stream: d.stream_id,
+            key_index: d.key_index,
+            message_id: d.message_id,
+            epoch: d.epoch,
             data: match self.encoding {
-                DataEncoding::Base64 => Base64::encode_string(data),
-                DataEncoding::Hex => crate::hex(data),
+                DataEncoding::Base64 => Base64::encode_string(&d.plaintext),
+                DataEncoding::Hex => crate::hex(&d.plaintext),
             },
         }
     }

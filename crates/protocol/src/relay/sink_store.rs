@@ -1,0 +1,395 @@
+//! What a sink keeps in its store and how it answers: the durable seen set (a message the proxy
+//! delivers again after a crash is written once), the section keys it accepted (a restarted
+//! sink installs them again, since the proxy does not repeat what was acknowledged) and the
+//! CoAP code of each verdict. The shell writes the output and commits [`Batch::commit_ops`].
+
+use core::time::Duration;
+use std::collections::HashMap;
+
+use m2msec_store::{Result, Store, WriteOp};
+use m2msec_wire::relay::coap::coap_lite::ResponseType;
+use m2msec_wire::relay::{Flags, Header, RelayMessage};
+
+use super::{Delivered, Error, Sink};
+use crate::Millis;
+
+/// The sink's table of delivered messages (the durable seen set): key
+/// [`seen_key`]`(source, stream, message id)`, empty value.
+pub const SEEN_TABLE: &str = "relay_sink_seen";
+/// The sink's own state table: [`KEY_OUTPUT_LEN`].
+pub const SINK_TABLE: &str = "relay_sink";
+/// The management messages the sink accepted (as forwarded, re-encrypted to it), by source,
+/// stream and key index. They are first-level ciphertexts that only the sink's key opens.
+pub const SECTIONS_TABLE: &str = "relay_sink_sections";
+/// Key of the output file's length after the last committed batch (u64 big endian).
+pub const KEY_OUTPUT_LEN: &[u8] = b"output_len";
+
+/// How long a data message that waits for its section key is answered "later" (5.03) before it
+/// is answered "never" (4.04), so that a proxy retries it while its key may still come but does
+/// not retry forever a message whose section the sink refused.
+pub const PENDING_GRACE: Duration = Duration::from_secs(30);
+
+/// Pending data messages remembered at most (for the 5.03-then-4.04 rule).
+const MAX_PENDING: usize = 65_536;
+
+/// The key of a delivered message in [`SEEN_TABLE`]: the source URL's length (one byte), the
+/// URL, the stream id and the message id (big endian). An individual message uses its 64-bit
+/// id with the flag byte 0xff in place of the stream id.
+#[must_use]
+pub fn seen_key(d: &Delivered) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + d.source.len() + 11);
+    k.push(u8::try_from(d.source.len()).unwrap_or(u8::MAX));
+    k.extend_from_slice(d.source.as_bytes());
+    if d.individual {
+        k.push(0xff);
+        k.extend_from_slice(&d.individual_id().to_be_bytes());
+    } else {
+        k.push(0);
+        k.extend_from_slice(&d.stream_id.to_be_bytes());
+        k.extend_from_slice(&d.message_id.to_be_bytes());
+    }
+    k
+}
+
+/// The key of a section in [`SECTIONS_TABLE`]: the source URL's length, the URL, the stream
+/// id and the key index.
+fn section_key(h: &Header) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + h.source.len() + 4);
+    k.push(u8::try_from(h.source.len()).unwrap_or(u8::MAX));
+    k.extend_from_slice(h.source.as_bytes());
+    k.extend_from_slice(&h.stream_id.to_be_bytes());
+    k.extend_from_slice(&h.key_index.to_be_bytes());
+    k
+}
+
+/// What became of one received message.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Opened: the messages it delivered (a management message may release buffered data) are
+    /// written to the output and recorded as seen.
+    Delivered(usize),
+    /// Delivered before (the protocol's or the durable seen set): acknowledge, write nothing.
+    Duplicate,
+    /// Data waiting for its section key: not acknowledged yet (a CoAP sink answers 5.03 so that
+    /// the proxy repeats it; the repetition is a duplicate once the key arrived).
+    Pending,
+    /// Refused for good.
+    Rejected(Error),
+}
+
+impl Verdict {
+    /// The CoAP response code of this verdict for a message that has been pending since
+    /// `pending_for` (for [`Verdict::Pending`]).
+    #[must_use]
+    pub fn response_code(&self, pending_for: Duration) -> ResponseType {
+        match self {
+            Self::Delivered(_) | Self::Duplicate => ResponseType::Changed,
+            Self::Pending if pending_for < PENDING_GRACE => ResponseType::ServiceUnavailable,
+            Self::Pending => ResponseType::NotFound,
+            Self::Rejected(e) => match e {
+                Error::UnknownSource(_) | Error::OutsideValidity => ResponseType::Forbidden,
+                Error::Authentication | Error::BadSignature | Error::HeaderMismatch => {
+                    ResponseType::Unauthorized
+                }
+                Error::BufferFull | Error::SectionFull => ResponseType::ServiceUnavailable,
+                _ => ResponseType::BadRequest,
+            },
+        }
+    }
+}
+
+/// Installs again the section keys `store` holds into `sink` (at `now`), and forgets those it
+/// no longer accepts: returns how many were installed and why the others were forgotten.
+///
+/// # Errors
+///
+/// Store errors.
+pub fn reinstall(sink: &mut Sink, store: &dyn Store, now: Millis) -> Result<(usize, Vec<Error>)> {
+    let mut installed = 0;
+    let (mut stale, mut why) = (Vec::new(), Vec::new());
+    for (key, bytes) in store.scan(SECTIONS_TABLE)? {
+        match RelayMessage::decode(&bytes)
+            .map_err(Error::from)
+            .and_then(|m| sink.receive(now, &m))
+        {
+            Ok(_) => installed += 1,
+            Err(e) => {
+                why.push(e);
+                stale.push(key);
+            }
+        }
+    }
+    if !stale.is_empty() {
+        let ops: Vec<WriteOp<'_>> = stale
+            .iter()
+            .map(|key| WriteOp::Remove {
+                table: SECTIONS_TABLE,
+                key,
+            })
+            .collect();
+        store.write_batch(&ops)?;
+    }
+    Ok((installed, why))
+}
+
+/// What a batch of messages that arrived together did.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// One verdict per message, in order.
+    pub verdicts: Vec<Verdict>,
+    /// The deliveries new to the seen set, with their [`seen_key`]s.
+    pub fresh: Vec<(Vec<u8>, Delivered)>,
+    /// Deliveries that were duplicates (of the protocol's or of the durable seen set).
+    pub duplicates: u64,
+    /// The accepted management messages, by [`section_key`].
+    sections: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Batch {
+    /// Passes `messages` to `sink` at `now` and judges each against the seen set in `store`.
+    ///
+    /// # Errors
+    ///
+    /// Store errors: then nothing of the batch may be acknowledged.
+    pub fn receive<'m>(
+        sink: &mut Sink,
+        store: &dyn Store,
+        now: Millis,
+        messages: impl IntoIterator<Item = &'m RelayMessage>,
+    ) -> Result<Self> {
+        let mut batch = Self::default();
+        for msg in messages {
+            let management = msg.header.flags.contains(Flags::MANAGEMENT);
+            let received = sink.receive(now, msg).and_then(|delivered| {
+                if management {
+                    // Decoded from the wire, it encodes again.
+                    let bytes = msg.encode()?;
+                    batch.sections.push((section_key(&msg.header), bytes));
+                }
+                Ok(delivered)
+            });
+            let verdict = match received {
+                Ok(delivered) if delivered.is_empty() && management => Verdict::Delivered(0),
+                Ok(delivered) if delivered.is_empty() => Verdict::Pending,
+                Ok(delivered) => {
+                    let mut n = 0;
+                    for d in delivered {
+                        let key = seen_key(&d);
+                        if batch.fresh.iter().any(|(k, _)| *k == key)
+                            || store.get(SEEN_TABLE, &key)?.is_some()
+                        {
+                            batch.duplicates += 1;
+                        } else {
+                            batch.fresh.push((key, d));
+                            n += 1;
+                        }
+                    }
+                    if n == 0 {
+                        Verdict::Duplicate
+                    } else {
+                        Verdict::Delivered(n)
+                    }
+                }
+                Err(Error::Replay) => {
+                    batch.duplicates += 1;
+                    Verdict::Duplicate
+                }
+                Err(e) => Verdict::Rejected(e),
+            };
+            batch.verdicts.push(verdict);
+        }
+        Ok(batch)
+    }
+
+    /// Whether the batch has nothing to commit.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.fresh.is_empty() && self.sections.is_empty()
+    }
+
+    /// The writes that commit the batch in one transaction: its deliveries into the seen set,
+    /// the output file's length after them (none for standard output), its section keys.
+    #[must_use]
+    pub fn commit_ops<'a>(&'a self, output_len: Option<&'a [u8; 8]>) -> Vec<WriteOp<'a>> {
+        let seen = self.fresh.iter().map(|(key, _)| WriteOp::Put {
+            table: SEEN_TABLE,
+            key,
+            value: &[],
+        });
+        let len = output_len.map(|len| WriteOp::Put {
+            table: SINK_TABLE,
+            key: KEY_OUTPUT_LEN,
+            value: len,
+        });
+        let sections = self.sections.iter().map(|(key, value)| WriteOp::Put {
+            table: SECTIONS_TABLE,
+            key,
+            value,
+        });
+        seen.chain(len).chain(sections).collect()
+    }
+}
+
+/// The data messages waiting for their section key, by source, stream and message id, with
+/// when each was first answered "later".
+#[derive(Debug, Default)]
+pub struct Pending(HashMap<(String, u16, u32), Millis>);
+
+impl Pending {
+    /// The CoAP code of the message with `header` judged `verdict` at `now`: 5.03 while it has
+    /// been pending for less than [`PENDING_GRACE`], then 4.04.
+    pub fn response_code(
+        &mut self,
+        header: &Header,
+        verdict: &Verdict,
+        now: Millis,
+    ) -> ResponseType {
+        let key = (header.source.clone(), header.stream_id, header.message_id);
+        let pending_for = if matches!(verdict, Verdict::Pending) {
+            if self.0.len() >= MAX_PENDING {
+                self.0.clear();
+            }
+            let since = *self.0.entry(key).or_insert(now);
+            Duration::from_millis(now.0.saturating_sub(since.0))
+        } else {
+            self.0.remove(&key);
+            Duration::ZERO
+        };
+        verdict.response_code(pending_for)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use m2msec_crypto::pre;
+    use m2msec_crypto::rng::SeededRng;
+    use m2msec_crypto::sig::{SigSuite, SigningKey};
+    use m2msec_store::MemoryStore;
+
+    use super::*;
+    use crate::relay::{
+        Forwarded, Forwarder, SinkConfig, Source, SourceConfig, SourceSeed, TrustedSource,
+    };
+
+    #[test]
+    fn verdicts_answer_with_their_codes() {
+        let code = |v: Verdict| v.response_code(Duration::ZERO);
+        assert_eq!(code(Verdict::Delivered(0)), ResponseType::Changed);
+        assert_eq!(code(Verdict::Duplicate), ResponseType::Changed);
+        assert_eq!(code(Verdict::Pending), ResponseType::ServiceUnavailable);
+        assert_eq!(
+            Verdict::Pending.response_code(PENDING_GRACE),
+            ResponseType::NotFound
+        );
+        let rejected = |e| code(Verdict::Rejected(e));
+        assert_eq!(
+            rejected(Error::UnknownSource("x".into())),
+            ResponseType::Forbidden
+        );
+        assert_eq!(rejected(Error::OutsideValidity), ResponseType::Forbidden);
+        assert_eq!(rejected(Error::Authentication), ResponseType::Unauthorized);
+        assert_eq!(rejected(Error::HeaderMismatch), ResponseType::Unauthorized);
+        assert_eq!(
+            rejected(Error::BufferFull),
+            ResponseType::ServiceUnavailable
+        );
+        assert_eq!(rejected(Error::Malformed("x")), ResponseType::BadRequest);
+    }
+
+    #[test]
+    fn a_pending_message_is_answered_later_then_never() {
+        let header = Header {
+            source: "coap://s/".into(),
+            ..Header::default()
+        };
+        let mut pending = Pending::default();
+        let at = |s: u64| Millis(1000 * s);
+        let code = |p: &mut Pending, v, t| p.response_code(&header, &v, t);
+        assert_eq!(
+            code(&mut pending, Verdict::Pending, at(1)),
+            ResponseType::ServiceUnavailable
+        );
+        assert_eq!(
+            code(&mut pending, Verdict::Pending, at(30)),
+            ResponseType::ServiceUnavailable
+        );
+        assert_eq!(
+            code(&mut pending, Verdict::Pending, at(31)),
+            ResponseType::NotFound
+        );
+        // Delivered at last: forgotten, so a later wait starts again.
+        assert_eq!(
+            code(&mut pending, Verdict::Duplicate, at(32)),
+            ResponseType::Changed
+        );
+        assert_eq!(
+            code(&mut pending, Verdict::Pending, at(40)),
+            ResponseType::ServiceUnavailable
+        );
+    }
+
+    /// A stream through a forwarder into a sink over one store: each message is fresh once, a
+    /// second sink over the same store installs the section keys again and finds every message
+    /// seen.
+    #[test]
+    fn the_seen_set_and_sections_survive_a_restart()
+    -> core::result::Result<(), Box<dyn std::error::Error>> {
+        let mut rng = SeededRng::from_seed_u64(3);
+        let owner = SigningKey::generate(SigSuite::Ed25519, &mut rng)?;
+        let trusted = vec![TrustedSource {
+            url: "coap://127.0.0.9/source".into(),
+            owner: owner.verifying_key(),
+        }];
+        let mut config = SourceConfig::new("coap://127.0.0.9/source", 1);
+        config.rotate_messages = 2;
+        let seed = SourceSeed::generate(&mut rng);
+        let mut source = Source::new(config, seed, owner, None, &mut rng)?;
+        let now = Millis(1_700_000_000_000);
+        let epoch = source.epoch_at(now)?;
+        let key = pre::SecretKey::generate(&mut rng);
+        let rekeys = source.rekeys_for(&key.public_key(), epoch..=epoch)?;
+        let mut forwarder = Forwarder::new("udp://127.0.0.1:1".into(), rekeys)?;
+        let mut stream = Vec::new();
+        for k in 0..5u8 {
+            for m in source.seal(now, &[k; 3], &mut rng)? {
+                if let Forwarded::Send(m) = forwarder.transform(&m) {
+                    stream.push(m);
+                }
+            }
+        }
+        let store = MemoryStore::new();
+        let key_bytes = key.to_bytes();
+        let new_sink = || -> core::result::Result<Sink, m2msec_crypto::Error> {
+            let secret = pre::SecretKey::from_bytes(&key_bytes)?;
+            Ok(Sink::new(secret, trusted.clone(), SinkConfig::default()))
+        };
+        let mut sink = new_sink()?;
+        let batch = Batch::receive(&mut sink, &store, now, &stream)?;
+        assert_eq!(batch.fresh.len(), 5);
+        assert!(
+            batch
+                .verdicts
+                .iter()
+                .all(|v| matches!(v, Verdict::Delivered(_)))
+        );
+        let len = 42u64.to_be_bytes();
+        store.write_batch(&batch.commit_ops(Some(&len)))?;
+        assert_eq!(
+            store.get(SINK_TABLE, KEY_OUTPUT_LEN).ok().flatten(),
+            Some(len.to_vec())
+        );
+
+        let mut restarted = new_sink()?;
+        let (installed, forgotten) = reinstall(&mut restarted, &store, now)?;
+        assert_eq!((installed, forgotten.len()), (3, 0));
+        let again = Batch::receive(&mut restarted, &store, now, &stream)?;
+        assert!(again.fresh.is_empty());
+        assert!(
+            again
+                .verdicts
+                .iter()
+                .all(|v| matches!(v, Verdict::Duplicate | Verdict::Delivered(0)))
+        );
+        Ok(())
+    }
+}
