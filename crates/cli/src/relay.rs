@@ -151,7 +151,7 @@ pub(crate) fn relay(args: &RelayArgs) -> Result<ExitCode> {
     rt.block_on(async {
         let mut source = SourceNode::open(setup, &mut rng)?;
         let proxy = args.proxy.unwrap_or_else(|| source.proxy());
-        let client = ProxyClient::connect(proxy, source.client_config()).await?;
+        let client = ProxyClient::connect(proxy, source.client_config(), None).await?;
         match &args.command {
             RelayCommand::Store => store(args, &source, &client).await,
             RelayCommand::Send {

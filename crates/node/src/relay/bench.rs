@@ -297,10 +297,9 @@ fn free_port() -> Result<u16> {
 #[allow(clippy::too_many_lines)] // one linear script: set-up, stream, measure, tear down
 pub async fn stream_throughput(opts: &StreamOptions) -> Result<StreamFigures> {
     use m2msec_crypto::sig::{SigSuite, SigningKey};
-    use m2msec_protocol::relay::{Sink, SinkConfig, TrustedSource};
+    use m2msec_protocol::relay::{Sink, SinkConfig, SourceConfig, SourceSeed, TrustedSource};
     use m2msec_store::MemoryStore;
     use tokio::sync::mpsc;
-    use zeroize::Zeroizing;
 
     use super::client::{self, ProxyClient, SendHooks, SendOptions};
     use super::config::{DataEncoding, Output, SourceSetup};
@@ -371,14 +370,9 @@ pub async fn stream_throughput(opts: &StreamOptions) -> Result<StreamFigures> {
 
     let mut source = SourceNode::with_store(
         SourceSetup {
-            url: url.into(),
+            config: SourceConfig::new(url, 1),
             proxy: config.listen,
-            stream_id: 1,
-            suite: AeadSuite::ChaCha20Poly1305,
-            rotate_messages: 1000,
-            rotate_after: Duration::from_secs(60),
-            epoch_length: m2msec_protocol::relay::DEFAULT_EPOCH_LENGTH,
-            seed: Zeroizing::new(m2msec_crypto::rng::random_array(&mut rng)),
+            seed: SourceSeed::generate(&mut rng),
             owner,
             state: dir.path().join("source"),
             capacity: 0,
@@ -388,7 +382,7 @@ pub async fn stream_throughput(opts: &StreamOptions) -> Result<StreamFigures> {
         Arc::new(MemoryStore::new()),
         &mut rng,
     )?;
-    let client = ProxyClient::connect(config.listen, source.client_config()).await?;
+    let client = ProxyClient::connect(config.listen, source.client_config(), None).await?;
     let storage = client.store(&source).await?;
     let epoch = source.epoch_at(wall_clock())?;
     let grant = source.grant(&sink_url, &sink_public, epoch..=epoch.saturating_add(1))?;

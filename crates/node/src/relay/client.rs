@@ -12,11 +12,12 @@
 //! message is sent again, with the same token and so the same relay message id, after the
 //! answer's Max-Age (RFC 7252 §5.10.5, default 60 s).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use m2msec_crypto::rng::CryptoRng;
+use m2msec_wire::relay::Flags;
 use m2msec_wire::relay::RelayMessage;
 use m2msec_wire::relay::api::{
     self, Body as _, CONTENT_FORMAT_CBOR, Control, ForwardMonitor, ForwardRequest, ForwardResponse,
@@ -24,13 +25,13 @@ use m2msec_wire::relay::api::{
 };
 use m2msec_wire::relay::coap::Target;
 use m2msec_wire::relay::coap::coap_lite::{CoapOption, Packet, ResponseType};
-use m2msec_wire::relay::{Flags, coap::coap_lite};
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 
-use super::source::{ForwardRecord, SourceNode, StorageRecord, now};
+use super::source::{ForwardRecord, SourceNode, StorageRecord};
 use crate::error::{Error, Result};
 use crate::runtime::coap::{self, CoapClient, code_string, is_success, response_code, uint_option};
+use crate::runtime::driver::wall_clock;
 use crate::runtime::tap::Wiretap;
 
 /// How long a message goes on being posted again while the proxy does not answer: less than
@@ -80,35 +81,19 @@ fn refused(proxy: SocketAddr, p: &Packet, what: &str) -> Error {
 }
 
 impl ProxyClient {
-    /// A client of the proxy at `proxy`, on an ephemeral local port.
+    /// A client of the proxy at `proxy`, on an ephemeral local port; every datagram sent goes
+    /// through `tap` if given (the demo's pcap and bad link).
     ///
     /// # Errors
     ///
     /// [`Error::Coap`] if the socket cannot be bound.
-    pub async fn connect(proxy: SocketAddr, config: coap::Config) -> Result<Self> {
-        Self::connect_tapped(proxy, config, None).await
-    }
-
-    /// As [`ProxyClient::connect`], every datagram sent going through `tap` (the demo's pcap
-    /// and bad link).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Coap`] if the socket cannot be bound.
-    pub async fn connect_tapped(
+    pub async fn connect(
         proxy: SocketAddr,
         config: coap::Config,
         tap: Option<Wiretap>,
     ) -> Result<Self> {
-        let local: SocketAddr = if proxy.is_ipv4() {
-            SocketAddr::from(([0, 0, 0, 0], 0))
-        } else {
-            SocketAddr::from(([0u16; 8], 0))
-        };
-        Ok(Self {
-            coap: CoapClient::bind_tapped(local, config, tap).await?,
-            proxy,
-        })
+        let coap = CoapClient::bind_tapped(any_port(proxy), config, tap).await?;
+        Ok(Self { coap, proxy })
     }
 
     /// The proxy's address.
@@ -302,7 +287,7 @@ impl ProxyClient {
             rate,
             start,
         };
-        let signed = source.sign(api::path::FORWARD, req.to_bytes(), now(), rng);
+        let signed = source.sign(api::path::FORWARD, req.to_bytes(), wall_clock(), rng);
         let answer = self
             .post_cbor(api::path::FORWARD, signed.to_bytes(), "forward")
             .await?;
@@ -329,7 +314,7 @@ impl ProxyClient {
         rng: &mut dyn CryptoRng,
     ) -> Result<()> {
         let path = api::path::forward_control(forward_id);
-        let signed = source.sign(&path, control.to_bytes(), now(), rng);
+        let signed = source.sign(&path, control.to_bytes(), wall_clock(), rng);
         self.post_cbor(&path, signed.to_bytes(), "control").await?;
         Ok(())
     }
@@ -442,11 +427,7 @@ pub async fn send_stream(
             ))
         })?;
         let target = SocketAddr::new(client.proxy().ip(), port);
-        let local: SocketAddr = if target.is_ipv4() {
-            SocketAddr::from(([0, 0, 0, 0], 0))
-        } else {
-            SocketAddr::from(([0u16; 8], 0))
-        };
+        let local = any_port(target);
         let socket = UdpSocket::bind(local).await.map_err(|source| Error::Bind {
             addr: local,
             source,
@@ -462,14 +443,14 @@ pub async fn send_stream(
         report.data += batch.len() as u64;
         report.data_bytes += batch.iter().map(|p| p.len() as u64).sum::<u64>();
         // The position is durable before any of these leaves.
-        let sealed = source.seal_batch(now(), &batch, rng)?;
+        let sealed = source.seal_batch(wall_clock(), &batch, rng)?;
         for msg in &sealed {
             (hooks.sealed)(msg);
         }
         for msg in sealed {
             if msg.header.flags.contains(Flags::MANAGEMENT) {
                 // Everything before it first, then it alone: stored before its section's data.
-                drain(&mut in_flight, &mut report, on_ack).await?;
+                join_down_to(0, &mut in_flight, &mut report, on_ack).await?;
                 let (busy, waited) = client
                     .post_until_stored(storage.storage_id, &msg, opts.patience)
                     .await?;
@@ -492,9 +473,8 @@ pub async fn send_stream(
                 }
                 on_ack(&report);
             } else {
-                while in_flight.len() >= opts.window.max(1) {
-                    join_one(&mut in_flight, &mut report, on_ack).await?;
-                }
+                let keep = opts.window.max(1) - 1;
+                join_down_to(keep, &mut in_flight, &mut report, on_ack).await?;
                 let client = client.clone();
                 let id = storage.storage_id;
                 let patience = opts.patience;
@@ -502,7 +482,7 @@ pub async fn send_stream(
             }
         }
     }
-    drain(&mut in_flight, &mut report, on_ack).await?;
+    join_down_to(0, &mut in_flight, &mut report, on_ack).await?;
     report.elapsed_ms = millis(start.elapsed());
     let position = source.position();
     report.next_message_id = position.next_message_id();
@@ -510,12 +490,16 @@ pub async fn send_stream(
     Ok(report)
 }
 
-async fn join_one(
+/// Waits for posts in flight, counting each acknowledgement, until at most `keep` remain.
+async fn join_down_to(
+    keep: usize,
     in_flight: &mut JoinSet<Result<(u32, Duration)>>,
     report: &mut SendReport,
     on_ack: &mut dyn FnMut(&SendReport),
 ) -> Result<()> {
-    if let Some(joined) = in_flight.join_next().await {
+    while in_flight.len() > keep
+        && let Some(joined) = in_flight.join_next().await
+    {
         let (busy, waited) =
             joined.map_err(|e| Error::Control(format!("relay send task: {e}")))??;
         report.acknowledged += 1;
@@ -526,15 +510,14 @@ async fn join_one(
     Ok(())
 }
 
-async fn drain(
-    in_flight: &mut JoinSet<Result<(u32, Duration)>>,
-    report: &mut SendReport,
-    on_ack: &mut dyn FnMut(&SendReport),
-) -> Result<()> {
-    while !in_flight.is_empty() {
-        join_one(in_flight, report, on_ack).await?;
-    }
-    Ok(())
+/// An ephemeral port on the unspecified address of `peer`'s family.
+fn any_port(peer: SocketAddr) -> SocketAddr {
+    let ip: IpAddr = if peer.is_ipv4() {
+        Ipv4Addr::UNSPECIFIED.into()
+    } else {
+        Ipv6Addr::UNSPECIFIED.into()
+    };
+    SocketAddr::new(ip, 0)
 }
 
 /// A wire error (a body that does not decode, a URL too long) as the node's error.
@@ -553,13 +536,4 @@ pub fn streaming_config() -> coap::Config {
         nstart: 32,
         ..coap::Config::default()
     }
-}
-
-/// Decodes a notification of an observed monitor.
-///
-/// # Errors
-///
-/// [`Error::Relay`] when the body does not decode.
-pub fn decode<T: api::Body>(p: &coap_lite::Packet) -> Result<T> {
-    T::from_bytes(&p.payload).map_err(wire)
 }

@@ -20,12 +20,13 @@ use std::time::Duration;
 use m2msec_crypto::aead::AeadSuite;
 use m2msec_crypto::pre;
 use m2msec_crypto::sig::{SigSuite, SigningKey, VerifyingKey};
+use m2msec_protocol::relay::{SourceConfig, SourceSeed};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::runtime::coap::Transmission;
-use crate::runtime::config::{load_toml, resolve};
+use crate::runtime::config::{config_names, load_toml, resolve};
 use crate::runtime::keyfile::{self, read_key_text};
 
 /// The protocol's name in commands and reports.
@@ -58,44 +59,18 @@ pub const SOURCE_SEED_LABEL: &str = "M2MSEC RELAY SOURCE SEED";
 /// Length of a source seed.
 pub const SOURCE_SEED_LEN: usize = 32;
 
-/// The data AEAD suites in config files.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-pub enum SuiteName {
-    /// AES-128-CCM with an 8-byte tag.
-    #[serde(rename = "aes-128-ccm8")]
-    Aes128Ccm8,
-    /// AES-128-GCM.
-    #[serde(rename = "aes-128-gcm")]
-    Aes128Gcm,
-    /// ChaCha20-Poly1305.
-    #[serde(rename = "chacha20-poly1305")]
-    ChaCha20Poly1305,
-    /// Ascon-AEAD128.
-    #[serde(rename = "ascon-128")]
-    Ascon128,
-}
-
-impl SuiteName {
-    /// The name in files and reports.
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Aes128Ccm8 => "aes-128-ccm8",
-            Self::Aes128Gcm => "aes-128-gcm",
-            Self::ChaCha20Poly1305 => "chacha20-poly1305",
-            Self::Ascon128 => "ascon-128",
-        }
-    }
-}
-
-impl From<SuiteName> for AeadSuite {
-    fn from(s: SuiteName) -> Self {
-        match s {
-            SuiteName::Aes128Ccm8 => Self::Aes128Ccm8,
-            SuiteName::Aes128Gcm => Self::Aes128Gcm,
-            SuiteName::ChaCha20Poly1305 => Self::ChaCha20Poly1305,
-            SuiteName::Ascon128 => Self::Ascon128,
-        }
+config_names! {
+    /// The data AEAD suites in config files.
+    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+    pub enum SuiteName for AeadSuite {
+        /// AES-128-CCM with an 8-byte tag.
+        "aes-128-ccm8" => Aes128Ccm8 = Aes128Ccm8,
+        /// AES-128-GCM.
+        "aes-128-gcm" => Aes128Gcm = Aes128Gcm,
+        /// ChaCha20-Poly1305.
+        "chacha20-poly1305" => ChaCha20Poly1305 = ChaCha20Poly1305,
+        /// Ascon-AEAD128.
+        "ascon-128" => Ascon128 = Ascon128,
     }
 }
 
@@ -319,23 +294,14 @@ pub struct SourceFile {
 }
 
 /// A loaded source config. `Debug` shows neither the seed nor the owner key.
+#[derive(Debug)]
 pub struct SourceSetup {
-    /// The source's URL.
-    pub url: String,
+    /// The stream: the source's URL, stream id, data AEAD, rotation and epoch length.
+    pub config: SourceConfig,
     /// The proxy's CoAP address.
     pub proxy: SocketAddr,
-    /// The stream id.
-    pub stream_id: u16,
-    /// The data AEAD.
-    pub suite: AeadSuite,
-    /// Rotation by count.
-    pub rotate_messages: u32,
-    /// Rotation by time.
-    pub rotate_after: Duration,
-    /// Length of an epoch.
-    pub epoch_length: Duration,
     /// The seed of the source's epoch keys.
-    pub seed: Zeroizing<[u8; SOURCE_SEED_LEN]>,
+    pub seed: SourceSeed,
     /// The owner key.
     pub owner: SigningKey,
     /// The store, resolved.
@@ -346,22 +312,6 @@ pub struct SourceSetup {
     pub udp: bool,
     /// CoAP transmission parameters towards the proxy.
     pub coap: Transmission,
-}
-
-impl core::fmt::Debug for SourceSetup {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("SourceSetup")
-            .field("url", &self.url)
-            .field("proxy", &self.proxy)
-            .field("stream_id", &self.stream_id)
-            .field("suite", &self.suite)
-            .field("rotate_messages", &self.rotate_messages)
-            .field("rotate_after", &self.rotate_after)
-            .field("epoch_length", &self.epoch_length)
-            .field("owner", &self.owner)
-            .field("state", &self.state)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Loads a source config file and its key files.
@@ -392,14 +342,16 @@ pub fn load_source(file: &Path) -> Result<SourceSetup> {
     }
     f.coap.check().map_err(|e| Error::config(file, e))?;
     Ok(SourceSetup {
-        url: f.url,
+        config: SourceConfig {
+            source_url: f.url,
+            stream_id: f.stream_id,
+            suite: f.suite.into(),
+            rotate_messages: f.rotate_messages,
+            rotate_after: Duration::from_secs(f.rotate_after_s),
+            epoch_length: Duration::from_secs(f.epoch_length_s),
+        },
         proxy: f.proxy,
-        stream_id: f.stream_id,
-        suite: f.suite.into(),
-        rotate_messages: f.rotate_messages,
-        rotate_after: Duration::from_secs(f.rotate_after_s),
-        epoch_length: Duration::from_secs(f.epoch_length_s),
-        seed: load_source_seed(&resolve(file, &f.seed))?,
+        seed: load_source_seed(&resolve(file, &f.seed))?.into(),
         owner: load_owner_key(&resolve(file, &f.owner_key))?,
         state: resolve(file, &f.state),
         capacity: f.capacity,
@@ -428,9 +380,7 @@ fn check_url(file: &Path, field: &str, url: &str) -> Result<()> {
 ///
 /// Only if PEM encoding fails, which it does not for 32 bytes.
 pub fn source_seed_pem(seed: &[u8; SOURCE_SEED_LEN]) -> Result<Zeroizing<String>> {
-    pem_rfc7468::encode_string(SOURCE_SEED_LABEL, pem_rfc7468::LineEnding::LF, seed)
-        .map(Zeroizing::new)
-        .map_err(|e| Error::Usage(format!("cannot encode PEM: {e}")))
+    keyfile::encode_block(SOURCE_SEED_LABEL, seed)
 }
 
 /// Reads a source seed file (PEM "M2MSEC RELAY SOURCE SEED", 32 bytes).
@@ -439,26 +389,13 @@ pub fn source_seed_pem(seed: &[u8; SOURCE_SEED_LEN]) -> Result<Zeroizing<String>
 ///
 /// [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_source_seed(path: &Path) -> Result<Zeroizing<[u8; SOURCE_SEED_LEN]>> {
-    let text = read_key_text(path)?;
-    let (label, body) = pem_rfc7468::decode_vec(text.trim().as_bytes())
-        .map_err(|e| Error::key(path, format!("malformed PEM: {e}")))?;
-    let body = Zeroizing::new(body);
-    if label != SOURCE_SEED_LABEL {
-        return Err(Error::key(
-            path,
-            format!("PEM label is \"{label}\", expected \"{SOURCE_SEED_LABEL}\""),
-        ));
+    let body = keyfile::decode_block(path, &read_key_text(path)?, SOURCE_SEED_LABEL)?;
+    if body.len() != SOURCE_SEED_LEN {
+        let n = body.len();
+        let error = format!("a source seed has {SOURCE_SEED_LEN} bytes, this one {n}");
+        return Err(Error::key(path, error));
     }
     let mut seed = Zeroizing::new([0u8; SOURCE_SEED_LEN]);
-    if body.len() != SOURCE_SEED_LEN {
-        return Err(Error::key(
-            path,
-            format!(
-                "a source seed has {SOURCE_SEED_LEN} bytes, this one {}",
-                body.len()
-            ),
-        ));
-    }
     seed.copy_from_slice(&body);
     Ok(seed)
 }
@@ -539,9 +476,9 @@ mod tests {
             &mut rng,
         )?;
         let setup = load_source(&dir.path().join("relay-source.toml"))?;
-        let seed_hex = crate::hex(&*setup.seed);
+        let seed = load_source_seed(&dir.path().join("keys/relay-source.seed"))?;
         let shown = format!("{setup:?}");
-        assert!(!shown.contains(&seed_hex) && !shown.contains(&format!("{:?}", *setup.seed)));
+        assert!(!shown.contains(&crate::hex(&*seed)) && !shown.contains(&format!("{:?}", *seed)));
         Ok(())
     }
 

@@ -25,16 +25,16 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use m2msec_crypto::aead::AeadSuite;
 use m2msec_crypto::pre;
-use m2msec_crypto::rng::{CryptoRng, random_array};
+use m2msec_crypto::rng::CryptoRng;
 use m2msec_crypto::sig::{SigSuite, SigningKey};
-use m2msec_protocol::relay::{Delivered, Sink, SinkConfig, TrustedSource};
+use m2msec_protocol::relay::{
+    Delivered, Sink, SinkConfig, SourceConfig, SourceSeed, TrustedSource,
+};
 use m2msec_store::{MemoryStore, RedbStore, Store};
 use m2msec_wire::relay::api::{Control, Start};
 use m2msec_wire::relay::{Flags, RelayMessage};
 use tokio::sync::mpsc;
-use zeroize::Zeroizing;
 
 use super::client::{self, ProxyClient, SendHooks, SendOptions};
 use super::config::{DataEncoding, Output, SourceSetup};
@@ -297,7 +297,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
     let mut key_rng = run.rng(100);
     let owner = SigningKey::generate(SigSuite::Ed25519, &mut *key_rng)?;
     let owner_pub = owner.verifying_key();
-    let seed = Zeroizing::new(random_array::<32>(&mut *key_rng));
+    let seed = SourceSeed::generate(&mut *key_rng);
     let [k1, k2] = [
         pre::SecretKey::generate(&mut *key_rng),
         pre::SecretKey::generate(&mut *key_rng),
@@ -334,13 +334,12 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
     let mut source_rng = run.rng(1);
     let mut source = SourceNode::with_store(
         SourceSetup {
-            url: SOURCE_URL.into(),
+            config: SourceConfig {
+                rotate_messages: opts.rotate_messages,
+                rotate_after: Duration::from_secs(3600),
+                ..SourceConfig::new(SOURCE_URL, 1)
+            },
             proxy: proxy_addr,
-            stream_id: 1,
-            suite: AeadSuite::ChaCha20Poly1305,
-            rotate_messages: opts.rotate_messages,
-            rotate_after: Duration::from_secs(3600),
-            epoch_length: m2msec_protocol::relay::DEFAULT_EPOCH_LENGTH,
             seed,
             owner,
             state: dir.path().join("relay-source"),
@@ -352,7 +351,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         &mut *source_rng,
     )?;
     let client =
-        ProxyClient::connect_tapped(proxy_addr, source.client_config(), Some(tap.clone())).await?;
+        ProxyClient::connect(proxy_addr, source.client_config(), Some(tap.clone())).await?;
 
     let start = Instant::now();
     let mut streamed = Streamed {

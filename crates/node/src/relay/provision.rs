@@ -243,7 +243,7 @@ mod tests {
         assert_eq!(source.proxy, SocketAddr::from((PROXY_HOST, COAP_PORT)));
         for name in SINKS {
             let sink = load_sink(&dir.path().join(format!("relay-{name}.toml")))?;
-            assert_eq!(sink.sources[0].0, source.url);
+            assert_eq!(sink.sources[0].0, source.config.source_url);
             assert_eq!(
                 sink.sources[0].1.to_bytes(),
                 source.owner.verifying_key().to_bytes()

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use m2msec_crypto::pre;
 use m2msec_crypto::rng::CryptoRng;
 use m2msec_crypto::sig::SigningKey;
-use m2msec_protocol::relay::{Source, SourceConfig, SourceSeed, StreamPosition};
+use m2msec_protocol::relay::{Source, StreamPosition};
 use m2msec_protocol::{Millis, OpCounts};
 use m2msec_store::{Store, WriteOp};
 use m2msec_wire::cbor::Bytes;
@@ -110,21 +110,7 @@ impl SourceNode {
             None => None,
         };
         let signer = SigningKey::from_pem(&setup.owner.to_pem()?)?;
-        let config = SourceConfig {
-            source_url: setup.url.clone(),
-            stream_id: setup.stream_id,
-            suite: setup.suite,
-            rotate_messages: setup.rotate_messages,
-            rotate_after: setup.rotate_after,
-            epoch_length: setup.epoch_length,
-        };
-        let source = Source::new(
-            config,
-            SourceSeed::from(setup.seed),
-            setup.owner,
-            resume,
-            rng,
-        )?;
+        let source = Source::new(setup.config, setup.seed, setup.owner, resume, rng)?;
         Ok(Self {
             source,
             signer,
@@ -336,9 +322,4 @@ impl SourceNode {
             .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
             .collect())
     }
-}
-
-/// The current wall-clock time.
-pub(crate) fn now() -> Millis {
-    crate::runtime::driver::wall_clock()
 }

@@ -272,15 +272,6 @@ impl CoapClient {
         tap: Option<Wiretap>,
     ) -> Result<Self> {
         let socket = UdpSocket::bind(addr).await?;
-        Self::from_socket(socket, config, tap)
-    }
-
-    /// A client on an already bound socket, sending through `tap` if given. Must be called
-    /// within a tokio runtime.
-    ///
-    /// # Errors
-    /// [`Error::InvalidRequest`] for a config with `nstart` 0 or a block size exponent above 6.
-    pub fn from_socket(socket: UdpSocket, config: Config, tap: Option<Wiretap>) -> Result<Self> {
         let engine = Client::new(config, &mut OsRng)?;
         let socket = Egress::new(Arc::new(socket), tap)?;
         let shared = Arc::new(Shared {
@@ -406,17 +397,6 @@ impl CoapClient {
     ) -> Result<Packet> {
         let req = mapping::to_request(msg, target, 0, confirmable)?;
         self.request(peer, req).await
-    }
-
-    /// Sends one NON message without waiting for anything: for traffic whose responses do not
-    /// matter (a response that comes anyway is answered with a Reset, RFC 7252 §4.3).
-    ///
-    /// # Errors
-    /// [`Error::InvalidRequest`] for a CON message, [`Error::Encode`], [`Error::Io`].
-    pub async fn send_non(&self, peer: SocketAddr, packet: Packet) -> Result<()> {
-        let bytes = lock(&self.shared.state).engine.encode_non(packet)?;
-        self.shared.socket.send_to(&bytes, peer).await?;
-        Ok(())
     }
 
     /// Registers as an observer of `path` (RFC 7641) and returns the observation, whose first

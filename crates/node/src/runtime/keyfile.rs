@@ -118,7 +118,7 @@ fn pem_label(text: &str) -> core::result::Result<String, String> {
 }
 
 /// Decodes the first PEM block of `text`, which must carry `label`.
-fn decode_block(path: &Path, text: &str, label: &str) -> Result<Zeroizing<Vec<u8>>> {
+pub(crate) fn decode_block(path: &Path, text: &str, label: &str) -> Result<Zeroizing<Vec<u8>>> {
     let (found, body) = pem_rfc7468::decode_vec(text.trim().as_bytes())
         .map_err(|e| Error::key(path, format!("malformed PEM: {e}")))?;
     if found != label {
@@ -130,7 +130,8 @@ fn decode_block(path: &Path, text: &str, label: &str) -> Result<Zeroizing<Vec<u8
     Ok(Zeroizing::new(body))
 }
 
-fn encode_block(label: &str, body: &[u8]) -> Result<Zeroizing<String>> {
+/// PEM text of `body` under `label`.
+pub(crate) fn encode_block(label: &str, body: &[u8]) -> Result<Zeroizing<String>> {
     pem_rfc7468::encode_string(label, LineEnding::LF, body)
         .map(Zeroizing::new)
         .map_err(|e| Error::Usage(format!("cannot encode PEM: {e}")))
