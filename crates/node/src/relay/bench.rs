@@ -299,12 +299,11 @@ pub async fn stream_throughput(opts: &StreamOptions) -> Result<StreamFigures> {
     use m2msec_crypto::sig::{SigSuite, SigningKey};
     use m2msec_protocol::relay::{Sink, SinkConfig, SourceConfig, SourceSeed, TrustedSource};
     use m2msec_store::MemoryStore;
-    use tokio::sync::mpsc;
 
     use super::client::{self, ProxyClient, SendHooks, SendOptions};
     use super::config::{DataEncoding, Output, SourceSetup};
     use super::proxy::{Proxy, ProxyConfig};
-    use super::sink::{OutputWriter, SinkNode, SinkServer};
+    use super::sink::{OutputWriter, SinkNode, spawn_local};
     use super::source::SourceNode;
     use crate::runtime::coap::Transmission;
     use crate::runtime::driver::{shutdown_channel, wall_clock};
@@ -337,36 +336,18 @@ pub async fn stream_throughput(opts: &StreamOptions) -> Result<StreamFigures> {
     let sink_key = pre::SecretKey::generate(&mut rng);
     let sink_public = sink_key.public_key();
     let url = "coap://127.0.0.1/bench-source";
-    let sink = Sink::new(
-        sink_key,
-        vec![TrustedSource {
-            url: url.into(),
-            owner: owner.verifying_key(),
-        }],
-        SinkConfig::default(),
-    );
-    let (events_tx, mut events) = mpsc::unbounded_channel();
-    let node = SinkNode::new(
-        sink,
-        Arc::new(MemoryStore::new()),
-        OutputWriter::open(
-            &Output::File(dir.path().join("sink.jsonl")),
-            DataEncoding::Base64,
-        )?,
-        wall_clock(),
-    )?
-    .with_events(events_tx);
-    let server = SinkServer::bind(
-        node,
-        None,
-        Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),
-        "sink",
-    )
-    .await?;
-    let sink_url = server
-        .udp_url()
-        .ok_or_else(|| Error::Control("sink without a UDP address".into()))?;
-    let sink_task = tokio::spawn(server.run(shutdown.clone()));
+    let trusted = vec![TrustedSource {
+        url: url.into(),
+        owner: owner.verifying_key(),
+    }];
+    let output = OutputWriter::open(
+        &Output::File(dir.path().join("sink.jsonl")),
+        DataEncoding::Base64,
+    )?;
+    let sink = Sink::new(sink_key, trusted, SinkConfig::default());
+    let node = SinkNode::new(sink, Arc::new(MemoryStore::new()), output, wall_clock())?;
+    let (sink_url, mut events, sink_task) =
+        spawn_local(node, false, None, shutdown.clone()).await?;
 
     let mut source = SourceNode::with_store(
         SourceSetup {

@@ -51,15 +51,6 @@ pub struct ProxyClient {
     proxy: SocketAddr,
 }
 
-/// What became of one message posted to a storage.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Posted {
-    /// 2.xx: the proxy holds it durably (or held it already: a duplicate is acknowledged too).
-    Stored,
-    /// 5.03: full or busy; try again after this long.
-    Busy(Duration),
-}
-
 fn refused(proxy: SocketAddr, p: &Packet, what: &str) -> Error {
     let diagnostic = String::from_utf8(p.payload.clone())
         .ok()
@@ -190,28 +181,6 @@ impl ProxyClient {
         Ok(record)
     }
 
-    /// POSTs one relay message to `storage/{id}`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Coap`] when the proxy does not answer or refuses the message for good (4.xx).
-    pub async fn post(&self, storage_id: u32, msg: &RelayMessage) -> Result<Posted> {
-        let path = api::path::storage(storage_id);
-        let p = self
-            .coap
-            .post_relay(self.proxy, msg, &Target::Path(&path), true)
-            .await?;
-        if is_success(&p) {
-            return Ok(Posted::Stored);
-        }
-        if response_code(&p) == Some(ResponseType::ServiceUnavailable) {
-            let age = uint_option(&p, CoapOption::MaxAge)
-                .map_or(DEFAULT_MAX_AGE, |s| Duration::from_secs(u64::from(s)));
-            return Ok(Posted::Busy(age));
-        }
-        Err(refused(self.proxy, &p, "storage POST"))
-    }
-
     /// POSTs `msg` until the proxy stores it, waiting out every 5.03's Max-Age and posting
     /// again after an exchange that went unanswered (CoAP's own retransmissions exhausted, as
     /// on a very lossy link); returns the 5.03 answers met and the time waited. Posting again
@@ -219,7 +188,8 @@ impl ProxyClient {
     ///
     /// # Errors
     ///
-    /// As [`ProxyClient::post`]; [`Error::Timeout`] when the proxy stays busy longer than
+    /// [`Error::Coap`] when the proxy refuses the message for good (4.xx);
+    /// [`Error::Timeout`] when the proxy stays busy longer than
     /// `patience`; the CoAP timeout when it stays silent longer than that or than
     /// [`REPOST_LIMIT`].
     pub async fn post_until_stored(
@@ -228,14 +198,18 @@ impl ProxyClient {
         msg: &RelayMessage,
         patience: Duration,
     ) -> Result<(u32, Duration)> {
+        let path = api::path::storage(storage_id);
+        let target = Target::Path(&path);
         let mut busy = 0;
         let mut waited = Duration::ZERO;
         let mut unanswered = Duration::ZERO;
         loop {
             let started = Instant::now();
-            match self.post(storage_id, msg).await {
-                Ok(Posted::Stored) => return Ok((busy, waited)),
-                Ok(Posted::Busy(age)) => {
+            match self.coap.post_relay(self.proxy, msg, &target, true).await {
+                Ok(p) if is_success(&p) => return Ok((busy, waited)),
+                Ok(p) if response_code(&p) == Some(ResponseType::ServiceUnavailable) => {
+                    let age = uint_option(&p, CoapOption::MaxAge)
+                        .map_or(DEFAULT_MAX_AGE, |s| Duration::from_secs(u64::from(s)));
                     busy += 1;
                     if waited + age > patience {
                         return Err(Error::Timeout(patience));
@@ -248,7 +222,8 @@ impl ProxyClient {
                     tokio::time::sleep(age).await;
                     waited += age;
                 }
-                Err(Error::Coap(e @ coap::Error::Timeout { .. })) => {
+                Ok(p) => return Err(refused(self.proxy, &p, "storage POST")),
+                Err(e @ coap::Error::Timeout { .. }) => {
                     waited += started.elapsed();
                     unanswered += started.elapsed();
                     if waited > patience || unanswered > REPOST_LIMIT {
@@ -260,7 +235,7 @@ impl ProxyClient {
                         "proxy did not answer: posting again"
                     );
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
     }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use m2msec_crypto::aead::AeadSuite;
 use m2msec_crypto::pre;
 use m2msec_crypto::sig::{SigSuite, SigningKey, VerifyingKey};
-use m2msec_protocol::relay::{SourceConfig, SourceSeed};
+use m2msec_protocol::relay::{SinkConfig, SourceConfig, SourceSeed, TrustedSource};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -167,15 +167,15 @@ pub struct SinkSetup {
     /// The sink's AFGH secret key.
     pub secret: pre::SecretKey,
     /// The trusted sources: URL and owner key.
-    pub sources: Vec<(String, VerifyingKey)>,
+    pub sources: Vec<TrustedSource>,
     /// The store, resolved.
     pub state: PathBuf,
     /// The output.
     pub output: Output,
     /// The data's encoding in the output.
     pub encoding: DataEncoding,
-    /// Most data messages buffered while waiting for their section key.
-    pub buffer: Option<usize>,
+    /// The protocol sink's limits (`buffer`: most data messages waiting for their key).
+    pub config: SinkConfig,
 }
 
 /// Loads a `relay-sink` config file and its key files.
@@ -207,8 +207,11 @@ pub fn load_sink(file: &Path) -> Result<SinkSetup> {
     let mut sources = Vec::with_capacity(f.sources.len());
     for (i, s) in f.sources.iter().enumerate() {
         check_url(file, &format!("sources[{i}].url"), &s.url)?;
-        let key = load_owner_public(&resolve(file, &s.owner_key))?;
-        sources.push((s.url.clone(), key));
+        let owner = load_owner_public(&resolve(file, &s.owner_key))?;
+        sources.push(TrustedSource {
+            url: s.url.clone(),
+            owner,
+        });
     }
     let output = match f.output.as_str() {
         "" => return Err(Error::config(file, "field `output`: must not be empty")),
@@ -224,7 +227,10 @@ pub fn load_sink(file: &Path) -> Result<SinkSetup> {
         state: resolve(file, &f.state),
         output,
         encoding: f.encoding,
-        buffer: f.buffer,
+        config: SinkConfig {
+            buffer_messages: f.buffer.unwrap_or(SinkConfig::default().buffer_messages),
+            ..SinkConfig::default()
+        },
     })
 }
 

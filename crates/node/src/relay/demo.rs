@@ -31,7 +31,7 @@ use m2msec_crypto::sig::{SigSuite, SigningKey};
 use m2msec_protocol::relay::{
     Delivered, Sink, SinkConfig, SourceConfig, SourceSeed, TrustedSource,
 };
-use m2msec_store::{MemoryStore, RedbStore, Store};
+use m2msec_store::{MemoryStore, RedbStore};
 use m2msec_wire::relay::api::{Control, Start};
 use m2msec_wire::relay::{Flags, RelayMessage};
 use tokio::sync::mpsc;
@@ -40,7 +40,7 @@ use super::client::{self, ProxyClient, SendHooks, SendOptions};
 use super::config::{DataEncoding, Output, SourceSetup};
 use super::proxy::{Proxy, ProxyConfig};
 use super::report::SinkOutcome;
-use super::sink::{OutputWriter, SinkNode, SinkServer};
+use super::sink::{OutputWriter, SinkNode, spawn_local};
 use super::source::{SourceNode, StorageRecord};
 use crate::error::{Error, Result};
 use crate::harness::demo::{Deployment, RunOptions};
@@ -116,33 +116,18 @@ impl DemoSink {
         tap: &Wiretap,
         shutdown: Shutdown,
     ) -> Result<Self> {
-        let store: Arc<dyn Store> = Arc::new(RedbStore::open(dir.join(format!("{name}.redb")))?);
+        let store = Arc::new(RedbStore::open(dir.join(format!("{name}.redb")))?);
         let output = OutputWriter::open(
             &Output::File(dir.join(format!("{name}.jsonl"))),
             DataEncoding::Base64,
         )?;
-        let sink = Sink::new(
-            key,
-            vec![TrustedSource {
-                url: SOURCE_URL.into(),
-                owner,
-            }],
-            SinkConfig::default(),
-        );
-        let (tx, events) = mpsc::unbounded_channel();
-        let node = SinkNode::new(sink, store, output, wall_clock())?.with_events(tx);
-        let server = SinkServer::bind(
-            node,
-            Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),
-            None,
-            "sink",
-        )
-        .await?
-        .with_tap(tap.clone());
-        let url = server
-            .coap_url()
-            .ok_or_else(|| Error::Control("sink without a CoAP address".into()))?;
-        let task = tokio::spawn(server.run(shutdown));
+        let trusted = vec![TrustedSource {
+            url: SOURCE_URL.into(),
+            owner,
+        }];
+        let sink = Sink::new(key, trusted, SinkConfig::default());
+        let node = SinkNode::new(sink, store, output, wall_clock())?;
+        let (url, events, task) = spawn_local(node, true, Some(tap.clone()), shutdown).await?;
         Ok(Self {
             url,
             events,

@@ -131,10 +131,8 @@ pub fn provision(
         let key = pre::SecretKey::generate(rng);
         let key_name = format!("relay-{name}.key");
         let key_path = secret(&key_name, &key.to_pem()?, &mut out)?;
-        let pub_path = PathBuf::from(format!("keys/relay-{name}.key.pub"));
-        let p = dir.join(&pub_path);
-        write_public(&p, &key.public_key().to_pem()?)?;
-        out.files.push(p);
+        let public = key.public_key().to_pem()?;
+        let pub_path = out.public(&keys_dir, &format!("{key_name}.pub"), &public)?;
         let host = Ipv4Addr::new(127, 0, 0, 41 + u8::try_from(i).unwrap_or(0));
         let file = SinkFile {
             coap: Some(SocketAddr::from((host, opts.port))),
@@ -243,9 +241,9 @@ mod tests {
         assert_eq!(source.proxy, SocketAddr::from((PROXY_HOST, COAP_PORT)));
         for name in SINKS {
             let sink = load_sink(&dir.path().join(format!("relay-{name}.toml")))?;
-            assert_eq!(sink.sources[0].0, source.config.source_url);
+            assert_eq!(sink.sources[0].url, source.config.source_url);
             assert_eq!(
-                sink.sources[0].1.to_bytes(),
+                sink.sources[0].owner.to_bytes(),
                 source.owner.verifying_key().to_bytes()
             );
         }

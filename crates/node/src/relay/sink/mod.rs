@@ -7,13 +7,13 @@
 //! the other answers. Datagrams that arrive together are handled as one batch: one output sync
 //! and one store transaction for all of them.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use m2msec_protocol::relay::sink_store::{self, Batch, KEY_OUTPUT_LEN, Pending, SINK_TABLE};
-use m2msec_protocol::relay::{Delivered, Sink, SinkConfig, TrustedSource};
+use m2msec_protocol::relay::{Delivered, Sink};
 use m2msec_protocol::{Millis, OpCounts};
 use m2msec_store::Store;
 use m2msec_wire::relay::RelayMessage;
@@ -21,8 +21,9 @@ use m2msec_wire::relay::coap as wire_coap;
 use m2msec_wire::relay::coap::coap_lite::{CoapOption, RequestType, ResponseType};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
-use super::config::{SinkSetup, load_sink};
+use super::config::load_sink;
 use crate::error::{Error, Result};
 use crate::runtime::coap::{
     self, Block1Assembler, DEFAULT_SZX, DedupCache, MessageIds, Received, ReplyTo, monotonic_now,
@@ -400,30 +401,6 @@ fn try_recv(socket: Option<&UdpSocket>, buf: &mut [u8]) -> Option<(usize, Socket
     socket?.try_recv_from(buf).ok()
 }
 
-/// Builds the sink node of a loaded config: its store, its output, the protocol sink.
-///
-/// # Errors
-///
-/// Store and output errors.
-pub fn node_from_setup(
-    setup: SinkSetup,
-) -> Result<(SinkNode, Option<SocketAddr>, Option<SocketAddr>, String)> {
-    let store = open_store(Some(&setup.state))?;
-    let output = OutputWriter::open(&setup.output, setup.encoding)?;
-    let mut config = SinkConfig::default();
-    if let Some(b) = setup.buffer {
-        config.buffer_messages = b;
-    }
-    let trusted = setup
-        .sources
-        .into_iter()
-        .map(|(url, owner)| TrustedSource { url, owner })
-        .collect();
-    let sink = Sink::new(setup.secret, trusted, config);
-    let node = SinkNode::new(sink, store, output, wall_clock())?;
-    Ok((node, setup.coap, setup.udp, setup.path))
-}
-
 /// Runs the `relay-sink` daemon of `config_file` until `shutdown`.
 ///
 /// # Errors
@@ -431,13 +408,46 @@ pub fn node_from_setup(
 /// Config, key file, store, output and bind errors; a store or output error while serving
 /// stops the daemon.
 pub async fn run_file(config_file: &Path, shutdown: Shutdown) -> Result<()> {
-    let setup = load_sink(config_file)?;
-    let (node, coap, udp, path) = node_from_setup(setup)?;
-    SinkServer::bind(node, coap, udp, &path)
-        .await?
-        .run(shutdown)
-        .await?;
+    let s = load_sink(config_file)?;
+    let store = open_store(Some(&s.state))?;
+    let output = OutputWriter::open(&s.output, s.encoding)?;
+    let sink = Sink::new(s.secret, s.sources, s.config);
+    let node = SinkNode::new(sink, store, output, wall_clock())?;
+    let server = SinkServer::bind(node, s.coap, s.udp, &s.path).await?;
+    server.run(shutdown).await?;
     Ok(())
+}
+
+/// A sink on loopback for the demo or the bench, serving CoAP (or else plain UDP) until
+/// `shutdown` and reporting every delivery: its URL, its deliveries and its task.
+///
+/// # Errors
+///
+/// Bind errors.
+pub(crate) async fn spawn_local(
+    node: SinkNode,
+    coap: bool,
+    tap: Option<Wiretap>,
+    shutdown: Shutdown,
+) -> Result<(
+    String,
+    mpsc::UnboundedReceiver<Delivered>,
+    JoinHandle<Result<SinkNode>>,
+)> {
+    let (tx, events) = mpsc::unbounded_channel();
+    let any = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+    let (c, u) = if coap { (any, None) } else { (None, any) };
+    let mut server = SinkServer::bind(node.with_events(tx), c, u, "sink").await?;
+    if let Some(tap) = tap {
+        server = server.with_tap(tap);
+    }
+    let url = if coap {
+        server.coap_url()
+    } else {
+        server.udp_url()
+    };
+    let url = url.ok_or_else(|| Error::Control("sink without an address".into()))?;
+    Ok((url, events, tokio::spawn(server.run(shutdown))))
 }
 
 #[cfg(test)]
