@@ -265,12 +265,6 @@ impl SourceNode {
             .map(u32::from_be_bytes))
     }
 
-    /// The length of an epoch.
-    #[must_use]
-    pub fn epoch_length(&self) -> core::time::Duration {
-        self.source.config().epoch_length
-    }
-
     /// The storage recorded by `store`, if any.
     ///
     /// # Errors

@@ -487,15 +487,6 @@ impl Egress {
         Ok(Self { socket, local, tap })
     }
 
-    /// The same socket, sending through `tap` from now on.
-    #[must_use]
-    pub fn with_tap(self, tap: Wiretap) -> Self {
-        Self {
-            tap: Some(tap),
-            ..self
-        }
-    }
-
     /// The socket, to receive on.
     #[must_use]
     pub fn socket(&self) -> &Arc<UdpSocket> {

@@ -104,24 +104,6 @@ impl SinkNode {
         self
     }
 
-    /// Messages delivered since the start.
-    #[must_use]
-    pub fn delivered(&self) -> u64 {
-        self.delivered
-    }
-
-    /// Messages refused since the start.
-    #[must_use]
-    pub fn rejected(&self) -> u64 {
-        self.rejects.total()
-    }
-
-    /// Duplicates acknowledged without output since the start.
-    #[must_use]
-    pub fn duplicates(&self) -> u64 {
-        self.duplicates
-    }
-
     /// The protocol sink's cryptographic operations.
     #[must_use]
     pub fn op_counts(&self) -> OpCounts {
@@ -190,7 +172,8 @@ pub struct SinkServer {
 }
 
 impl SinkServer {
-    /// Binds the sockets (either may be absent; port 0 picks one).
+    /// Binds the sockets (either may be absent; port 0 picks one); CoAP answers go through
+    /// `tap` if given (a demo's bad link).
     ///
     /// # Errors
     ///
@@ -200,11 +183,12 @@ impl SinkServer {
         coap: Option<SocketAddr>,
         udp: Option<SocketAddr>,
         path: &str,
+        tap: Option<Wiretap>,
     ) -> Result<Self> {
         let coap = match coap {
             Some(a) => {
                 let socket = Arc::new(driver::bind(a).await?);
-                Some(Egress::new(socket, None).map_err(Error::Socket)?)
+                Some(Egress::new(socket, tap).map_err(Error::Socket)?)
             }
             None => None,
         };
@@ -224,13 +208,6 @@ impl SinkServer {
             ),
             pending: Pending::default(),
         })
-    }
-
-    /// Sends its CoAP answers through `tap` (a demo's bad link).
-    #[must_use]
-    pub fn with_tap(mut self, tap: Wiretap) -> Self {
-        self.coap = self.coap.map(|e| e.with_tap(tap));
-        self
     }
 
     /// The sink's CoAP URL (`coap://ADDR/PATH`), if it serves CoAP.
@@ -298,9 +275,9 @@ impl SinkServer {
         }
         tracing::info!(
             role = "relay-sink",
-            delivered = self.node.delivered(),
-            duplicates = self.node.duplicates(),
-            rejected = self.node.rejected(),
+            delivered = self.node.delivered,
+            duplicates = self.node.duplicates,
+            rejected = self.node.rejects.total(),
             "stopped"
         );
         Ok(self.node)
@@ -413,7 +390,7 @@ pub async fn run_file(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let output = OutputWriter::open(&s.output, s.encoding)?;
     let sink = Sink::new(s.secret, s.sources, s.config);
     let node = SinkNode::new(sink, store, output, wall_clock())?;
-    let server = SinkServer::bind(node, s.coap, s.udp, &s.path).await?;
+    let server = SinkServer::bind(node, s.coap, s.udp, &s.path, None).await?;
     server.run(shutdown).await?;
     Ok(())
 }
@@ -437,10 +414,7 @@ pub(crate) async fn spawn_local(
     let (tx, events) = mpsc::unbounded_channel();
     let any = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
     let (c, u) = if coap { (any, None) } else { (None, any) };
-    let mut server = SinkServer::bind(node.with_events(tx), c, u, "sink").await?;
-    if let Some(tap) = tap {
-        server = server.with_tap(tap);
-    }
+    let server = SinkServer::bind(node.with_events(tx), c, u, "sink", tap).await?;
     let url = if coap {
         server.coap_url()
     } else {
