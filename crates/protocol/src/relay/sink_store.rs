@@ -150,7 +150,8 @@ impl Batch {
     ///
     /// # Errors
     ///
-    /// Store errors: then nothing of the batch may be acknowledged.
+    /// Store errors, and an accepted section key that does not encode: then nothing of the
+    /// batch may be acknowledged.
     pub fn receive<'m>(
         sink: &mut Sink,
         store: &dyn Store,
@@ -160,14 +161,15 @@ impl Batch {
         let mut batch = Self::default();
         for msg in messages {
             let management = msg.header.flags.contains(Flags::MANAGEMENT);
-            let received = sink.receive(now, msg).and_then(|delivered| {
-                if management {
-                    // Decoded from the wire, it encodes again.
-                    let bytes = msg.encode()?;
-                    batch.sections.push((section_key(&msg.header), bytes));
-                }
-                Ok(delivered)
-            });
+            let received = sink.receive(now, msg);
+            if received.is_ok() && management {
+                // A section key that cannot be recorded fails the batch: none is acknowledged.
+                let bytes = msg.encode().map_err(|e| m2msec_store::Error::Backend {
+                    operation: "recording a section key",
+                    source: Box::new(e),
+                })?;
+                batch.sections.push((section_key(&msg.header), bytes));
+            }
             let verdict = match received {
                 Ok(delivered) if delivered.is_empty() && management => Verdict::Delivered(0),
                 Ok(delivered) if delivered.is_empty() => Verdict::Pending,
