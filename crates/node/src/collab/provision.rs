@@ -141,7 +141,6 @@ pub fn provision(
         &mut out,
     )?;
 
-    let mut proxy_configs = Vec::new();
     for i in 0..usize::from(params.proxies) {
         let name = proxy_name(i + 1);
         let file = ProxyFileConfig {
@@ -162,7 +161,6 @@ pub fn provision(
         };
         let path = dir.join(format!("collab-{name}.toml"));
         write_toml(&path, "collab-proxy", &file, &mut out)?;
-        proxy_configs.push(path);
     }
 
     let client_file = ClientFile {
@@ -213,16 +211,5 @@ pub fn provision(
         &client_file,
         &mut out,
     )?;
-
-    let cmd = |role: &str, path: &Path| format!("m2msec run {role} --config {}", path.display());
-    out.commands
-        .push(cmd("collab-trusted", &role_config(dir, "collab-trusted")));
-    out.commands
-        .push(cmd("collab-server", &role_config(dir, "collab-server")));
-    for p in &proxy_configs {
-        out.commands.push(cmd("collab-proxy", p));
-    }
-    out.commands
-        .push(cmd("collab-client", &role_config(dir, "collab-client")));
     Ok(out)
 }

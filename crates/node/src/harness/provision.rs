@@ -99,12 +99,27 @@ pub(crate) fn write_config<T: serde::Serialize>(
     Ok(())
 }
 
-/// [`write_config`] for a role whose example is named after it.
+/// [`write_config`] for a daemon, started by `m2msec run {example}`, and records that command
+/// in `out` (the daemons are written in the order they are to be started).
+pub(crate) fn write_daemon_config<T: serde::Serialize>(
+    path: &Path,
+    role: &str,
+    example: &str,
+    value: &T,
+    out: &mut Provisioned,
+) -> Result<()> {
+    write_config(path, role, example, value, out)?;
+    out.commands
+        .push(format!("m2msec run {example} --config {}", path.display()));
+    Ok(())
+}
+
+/// [`write_daemon_config`] for a daemon whose example is named after it.
 pub(crate) fn write_toml<T: serde::Serialize>(
     path: &Path,
     role: &str,
     value: &T,
     out: &mut Provisioned,
 ) -> Result<()> {
-    write_config(path, role, role, value, out)
+    write_daemon_config(path, role, role, value, out)
 }

@@ -151,7 +151,6 @@ pub fn provision(
         &mut out,
     )?;
 
-    let mut tp_configs = Vec::with_capacity(n);
     for (i, (s, _, shared)) in tp_keys.iter().enumerate() {
         let file = ThirdPartyFile {
             identity: third_party_name(i + 1),
@@ -173,7 +172,6 @@ pub fn provision(
         };
         let path = dir.join(format!("mikey-third-party-{}.toml", i + 1));
         write_toml(&path, "mikey-third-party", &file, &mut out)?;
-        tp_configs.push(path);
     }
 
     let initiator = InitiatorFile {
@@ -211,14 +209,5 @@ pub fn provision(
         &initiator,
         &mut out,
     )?;
-
-    let cmd = |role: &str, path: &Path| format!("m2msec run {role} --config {}", path.display());
-    out.commands
-        .push(cmd("mikey-responder", &role_config(dir, "mikey-responder")));
-    for p in &tp_configs {
-        out.commands.push(cmd("mikey-third-party", p));
-    }
-    out.commands
-        .push(cmd("mikey-initiator", &role_config(dir, "mikey-initiator")));
     Ok(out)
 }
