@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use m2msec_crypto::pke::PkeSecretKey;
 use m2msec_crypto::rng::{CryptoRng, SeededRng, random_array};
 use m2msec_crypto::sig::SigningKey;
-use m2msec_protocol::OpCounts;
 
 use m2msec_protocol::Endpoint;
 use m2msec_protocol::collab::ServerEvent;
@@ -102,13 +101,7 @@ pub fn figures(params: &Params, sessions: u32, seed: u64) -> Result<Vec<Figure>>
     }
     let total = start.elapsed();
     let n = f64::from(sessions);
-    let end = world.client.op_counts();
-    let ops = OpCounts {
-        symmetric: end.symmetric - ops0.symmetric,
-        hash: end.hash - ops0.hash,
-        redundancy: end.redundancy - ops0.redundancy,
-        asymmetric: end.asymmetric - ops0.asymmetric,
-    };
+    let ops = world.client.op_counts() - ops0;
     let prefix = format!("collab.{}", params.suite.name());
     let client_us = busy[0].as_secs_f64() * 1e6 / n;
     let mut rng = SeededRng::from_seed_u64(seed ^ 0x5eed);
