@@ -53,6 +53,11 @@ impl Figure {
     }
 }
 
+/// The operation counts a device's figures name, in the order they are listed: each with its
+/// index in [`OpCounts::per_run`](m2msec_protocol::OpCounts::per_run) (redundancy only where a
+/// protocol splits a secret).
+pub const OPS_FIGURES: [(usize, &str); 3] = [(3, "asymmetric"), (0, "symmetric"), (1, "hash")];
+
 /// `d` in microseconds, the unit of the benches' time figures.
 #[must_use]
 pub fn micros(d: Duration) -> f64 {

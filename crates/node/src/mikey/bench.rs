@@ -17,7 +17,7 @@ use m2msec_protocol::mikey::{InitiatorEvent, ModeName};
 
 use super::deployment::Params;
 use crate::error::{Error, Result};
-use crate::harness::figure::{Figure, busy_meter, micros, per_sec};
+use crate::harness::figure::{Figure, OPS_FIGURES, busy_meter, micros, per_sec};
 
 /// What one mode costs per exchange.
 #[derive(Clone, Copy, Debug)]
@@ -109,24 +109,14 @@ pub fn figures(params: &Params, exchanges: u32, seed: u64) -> Result<Vec<Figure>
             micros(cost.initiator),
             micros(pk.initiator),
         ));
-        out.push(Figure::against(
-            format!("{p}.initiator.asymmetric_ops_per_exchange"),
-            "ops",
-            cost.ops[3],
-            pk.ops[3],
-        ));
-        out.push(Figure::against(
-            format!("{p}.initiator.symmetric_ops_per_exchange"),
-            "ops",
-            cost.ops[0],
-            pk.ops[0],
-        ));
-        out.push(Figure::against(
-            format!("{p}.initiator.hash_ops_per_exchange"),
-            "ops",
-            cost.ops[1],
-            pk.ops[1],
-        ));
+        for (k, name) in OPS_FIGURES {
+            out.push(Figure::against(
+                format!("{p}.initiator.{name}_ops_per_exchange"),
+                "ops",
+                cost.ops[k],
+                pk.ops[k],
+            ));
+        }
     }
     out.push(Figure::plain(
         "mikey.distributed.initiator.redundancy_ops_per_exchange".into(),

@@ -17,7 +17,7 @@ use m2msec_protocol::sga::sim::{SERVER_ROLE, Spec, World};
 
 use super::config::GroupName;
 use crate::error::{Error, Result};
-use crate::harness::figure::{Figure, busy_meter, micros};
+use crate::harness::figure::{Figure, OPS_FIGURES, busy_meter, micros};
 
 /// What one group costs per key exchange.
 #[derive(Clone, Copy, Debug)]
@@ -121,7 +121,7 @@ pub fn figures(exchanges: u32, seed: u64) -> Result<Vec<Figure>> {
                 "us",
                 micros(time),
             ));
-            for (k, name) in [(3, "asymmetric"), (0, "symmetric"), (1, "hash")] {
+            for (k, name) in OPS_FIGURES {
                 out.push(Figure::plain(
                     format!("{p}.{role}.{name}_ops_per_exchange"),
                     "ops",
