@@ -26,20 +26,12 @@ use super::config::{
 use super::deployment::{CLIENT, DeploymentKeys, Params, SERVER, TRUSTED, Topology, proxy_name};
 use crate::error::Result;
 use crate::harness::provision::{
-    Provisioned, deployment_dirs, refuse_existing, role_config, write_toml,
+    Options, Provisioned, deployment_dirs, refuse_existing, role_config, write_toml,
 };
 use crate::runtime::keyfile;
 
-/// Options of `provision`.
-#[derive(Clone, Debug)]
-pub struct ProvisionOptions {
-    /// Deployment shape (proxies, threshold, sharing, suite).
-    pub params: Params,
-    /// UDP port every role listens on, each on its own 127.0.0.x address.
-    pub port: u16,
-    /// Replace existing files.
-    pub force: bool,
-}
+/// Options of `provision` for collab.
+pub type ProvisionOptions = Options<Params>;
 
 /// Writes the key material and configs of a whole local collab deployment into `dir`.
 ///

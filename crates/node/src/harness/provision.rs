@@ -8,6 +8,17 @@ use crate::error::{Error, Result};
 use crate::private;
 use crate::runtime::keyfile::{write_public, write_secret};
 
+/// The options of `provision` for a protocol whose deployment's shape is a `P` (its `Params`).
+#[derive(Clone, Debug)]
+pub struct Options<P> {
+    /// Shape of the deployment.
+    pub params: P,
+    /// UDP port every role listens on, each on its own 127.0.0.x address.
+    pub port: u16,
+    /// Replace existing files.
+    pub force: bool,
+}
+
 /// What `provision` wrote.
 #[derive(Clone, Debug, Default)]
 pub struct Provisioned {

@@ -31,21 +31,13 @@ use super::deployment::{INITIATOR, Params, RESPONDER, addresses, third_party_nam
 use crate::collab::config::SharingName;
 use crate::error::Result;
 use crate::harness::provision::{
-    Provisioned, deployment_dirs, refuse_existing, role_config, write_toml,
+    Options, Provisioned, deployment_dirs, refuse_existing, role_config, write_toml,
 };
 use crate::runtime::keyfile;
 
-/// Options of `provision` for MIKEY.
-#[derive(Clone, Debug)]
-pub struct ProvisionOptions {
-    /// Deployment shape (mode written into the initiator's config, third parties, threshold,
-    /// sharing).
-    pub params: Params,
-    /// UDP port every role listens on, each on its own 127.0.0.x address.
-    pub port: u16,
-    /// Replace existing files.
-    pub force: bool,
-}
+/// Options of `provision` for MIKEY: the shape's third parties, threshold and sharing (its
+/// mode is not used: the initiator's config says `distributed`).
+pub type ProvisionOptions = Options<Params>;
 
 impl Default for ProvisionOptions {
     fn default() -> Self {
