@@ -216,17 +216,17 @@ impl Verdicts {
     fn take(&mut self, report: Report) {
         match report {
             Report::ResponderEstablished(s) if s.csb_id == self.csb_id => self.responder = Some(s),
-            Report::PartAccepted {
+            Report::Part {
                 csb_id,
                 third_party,
+                fits,
             } if csb_id == self.csb_id => {
-                self.accepted.insert(third_party);
-            }
-            Report::PartRejected {
-                csb_id,
-                third_party,
-            } if csb_id == self.csb_id => {
-                self.rejected.insert(third_party);
+                let judged = if fits {
+                    &mut self.accepted
+                } else {
+                    &mut self.rejected
+                };
+                judged.insert(third_party);
             }
             _ => {}
         }
