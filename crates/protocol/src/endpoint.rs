@@ -57,6 +57,31 @@ impl core::ops::AddAssign for OpCounts {
     }
 }
 
+/// What a role counted between two readings (`later - earlier`; a count never goes back, so
+/// the difference saturates at zero rather than wrap).
+impl core::ops::Sub for OpCounts {
+    type Output = Self;
+
+    fn sub(self, earlier: Self) -> Self {
+        Self {
+            symmetric: self.symmetric.saturating_sub(earlier.symmetric),
+            hash: self.hash.saturating_sub(earlier.hash),
+            redundancy: self.redundancy.saturating_sub(earlier.redundancy),
+            asymmetric: self.asymmetric.saturating_sub(earlier.asymmetric),
+        }
+    }
+}
+
+impl OpCounts {
+    /// The counts of `runs` runs as the mean of one, in the order symmetric, hash,
+    /// redundancy, asymmetric (the benches' figures per run).
+    #[must_use]
+    pub fn per_run(self, runs: u32) -> [f64; 4] {
+        let n = f64::from(runs.max(1));
+        [self.symmetric, self.hash, self.redundancy, self.asymmetric].map(|c| c as f64 / n)
+    }
+}
+
 /// A protocol role as its I/O shell sees it.
 ///
 /// The driver loop is: feed every received datagram to [`Endpoint::handle_datagram`], call
@@ -91,4 +116,29 @@ pub trait Endpoint {
 
     /// Cryptographic operations performed so far by this role.
     fn op_counts(&self) -> OpCounts;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OpCounts;
+
+    #[test]
+    fn op_counts_between_readings_and_per_run() {
+        let earlier = OpCounts {
+            symmetric: 2,
+            hash: 10,
+            redundancy: 0,
+            asymmetric: 1,
+        };
+        let later = OpCounts {
+            symmetric: 8,
+            hash: 30,
+            redundancy: 4,
+            asymmetric: 1,
+        };
+        let d = later - earlier;
+        assert_eq!(d.per_run(2), [3.0, 10.0, 2.0, 0.0]);
+        assert_eq!((earlier - later).hash, 0, "saturates, never wraps");
+        assert_eq!(d.per_run(0), d.per_run(1), "no division by zero");
+    }
 }

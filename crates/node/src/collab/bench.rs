@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use m2msec_crypto::pke::PkeSecretKey;
 use m2msec_crypto::rng::{CryptoRng, SeededRng, random_array};
 use m2msec_crypto::sig::SigningKey;
-use m2msec_protocol::OpCounts;
 
 use m2msec_protocol::Endpoint;
 use m2msec_protocol::collab::ServerEvent;
@@ -102,19 +101,13 @@ pub fn figures(params: &Params, sessions: u32, seed: u64) -> Result<Vec<Figure>>
     }
     let total = start.elapsed();
     let n = f64::from(sessions);
-    let end = world.client.op_counts();
-    let ops = OpCounts {
-        symmetric: end.symmetric - ops0.symmetric,
-        hash: end.hash - ops0.hash,
-        redundancy: end.redundancy - ops0.redundancy,
-        asymmetric: end.asymmetric - ops0.asymmetric,
-    };
+    let ops = (world.client.op_counts() - ops0).per_run(sessions);
     let prefix = format!("collab.{}", params.suite.name());
     let client_us = busy[0].as_secs_f64() * 1e6 / n;
     let mut rng = SeededRng::from_seed_u64(seed ^ 0x5eed);
     let baseline_us =
         simple_scheme_client_time(params.suite, sessions, &mut rng)?.as_secs_f64() * 1e6;
-    Ok(vec![
+    let mut figures = vec![
         Figure::against(
             format!("{prefix}.client.time_per_run"),
             "us",
@@ -124,33 +117,23 @@ pub fn figures(params: &Params, sessions: u32, seed: u64) -> Result<Vec<Figure>>
         Figure::against(
             format!("{prefix}.client.asymmetric_ops_per_run"),
             "ops",
-            ops.asymmetric as f64 / n,
+            ops[3],
             SIMPLE_SCHEME_ASYMMETRIC_OPS as f64,
         ),
-        Figure::plain(
-            format!("{prefix}.client.symmetric_ops_per_run"),
-            "ops",
-            ops.symmetric as f64 / n,
-        ),
-        Figure::plain(
-            format!("{prefix}.client.hash_ops_per_run"),
-            "ops",
-            ops.hash as f64 / n,
-        ),
-        Figure::plain(
-            format!("{prefix}.client.redundancy_ops_per_run"),
-            "ops",
-            ops.redundancy as f64 / n,
-        ),
-        Figure::plain(
-            format!("{prefix}.server.handshakes_per_sec"),
-            "1/s",
-            n / busy[1].as_secs_f64().max(1e-9),
-        ),
-        Figure::plain(
-            format!("{prefix}.in_memory.runs_per_sec"),
-            "1/s",
-            n / total.as_secs_f64().max(1e-9),
-        ),
-    ])
+    ];
+    for (k, name) in [(0, "symmetric"), (1, "hash"), (2, "redundancy")] {
+        let name = format!("{prefix}.client.{name}_ops_per_run");
+        figures.push(Figure::plain(name, "ops", ops[k]));
+    }
+    figures.push(Figure::plain(
+        format!("{prefix}.server.handshakes_per_sec"),
+        "1/s",
+        n / busy[1].as_secs_f64().max(1e-9),
+    ));
+    figures.push(Figure::plain(
+        format!("{prefix}.in_memory.runs_per_sec"),
+        "1/s",
+        n / total.as_secs_f64().max(1e-9),
+    ));
+    Ok(figures)
 }

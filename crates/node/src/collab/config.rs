@@ -17,6 +17,7 @@ use m2msec_protocol::collab::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::harness::daemon::Setup;
 use crate::runtime::config::{
     check_identity, config_names, load_toml, non_empty, resolve, with_retransmit_fields,
 };
@@ -244,15 +245,8 @@ fn keyed(file: &Path, p: &KeyedPeerFile) -> Result<KeyedPeer> {
     })
 }
 
-/// A loaded client daemon config.
-#[derive(Debug)]
-pub struct ClientSetup {
-    /// Address to bind.
-    pub listen: SocketAddr,
-    /// State database, resolved.
-    pub state: Option<PathBuf>,
-    /// The role's config.
-    pub config: ClientConfig,
+fn keyed_peers(file: &Path, peers: &[KeyedPeerFile]) -> Result<Vec<KeyedPeer>> {
+    peers.iter().map(|p| keyed(file, p)).collect()
 }
 
 /// Loads a `collab-client` config file and its key files.
@@ -260,7 +254,7 @@ pub struct ClientSetup {
 /// # Errors
 ///
 /// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
-pub fn load_client(file: &Path) -> Result<ClientSetup> {
+pub fn load_client(file: &Path) -> Result<Setup<ClientConfig>> {
     let f: ClientFile = load_toml(file)?;
     check_identity(file, "identity", &f.identity, None)?;
     non_empty(file, "proxies", &f.proxies, "proxy")?;
@@ -327,20 +321,11 @@ pub fn load_client(file: &Path) -> Result<ClientSetup> {
         ));
     }
     config.timeouts = f.timeouts.build();
-    Ok(ClientSetup {
+    Ok(Setup {
         listen: f.listen,
         state: f.state.map(|s| resolve(file, &s)),
         config,
     })
-}
-
-/// A loaded proxy daemon config.
-#[derive(Debug)]
-pub struct ProxySetup {
-    /// Address to bind.
-    pub listen: SocketAddr,
-    /// The role's config.
-    pub config: ProxyConfig,
 }
 
 /// Loads a `collab-proxy` config file and its key files.
@@ -348,35 +333,22 @@ pub struct ProxySetup {
 /// # Errors
 ///
 /// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
-pub fn load_proxy(file: &Path) -> Result<ProxySetup> {
+pub fn load_proxy(file: &Path) -> Result<Setup<ProxyConfig>> {
     let f: ProxyFileConfig = load_toml(file)?;
     check_identity(file, "identity", &f.identity, None)?;
-    let clients = f
-        .clients
-        .iter()
-        .map(|c| keyed(file, c))
-        .collect::<Result<Vec<_>>>()?;
     let config = ProxyConfig {
         identity: f.identity.clone(),
+        clients: keyed_peers(file, &f.clients)?,
         trusted: keyed(file, &f.trusted)?,
-        clients,
         ca: keyfile::load_verifying_key(&resolve(file, &f.ca))?,
         timeouts: f.timeouts.build(),
         fault_for_testing_only: None,
     };
-    Ok(ProxySetup {
+    Ok(Setup {
         listen: f.listen,
+        state: None,
         config,
     })
-}
-
-/// A loaded trusted-entity daemon config.
-#[derive(Debug)]
-pub struct TrustedSetup {
-    /// Address to bind.
-    pub listen: SocketAddr,
-    /// The role's config.
-    pub config: TrustedConfig,
 }
 
 /// Loads a `collab-trusted` config file and its key files.
@@ -384,39 +356,21 @@ pub struct TrustedSetup {
 /// # Errors
 ///
 /// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
-pub fn load_trusted(file: &Path) -> Result<TrustedSetup> {
+pub fn load_trusted(file: &Path) -> Result<Setup<TrustedConfig>> {
     let f: TrustedFile = load_toml(file)?;
     check_identity(file, "identity", &f.identity, None)?;
     let config = TrustedConfig {
         identity: f.identity.clone(),
         signing_key: keyfile::load_signing_key(&resolve(file, &f.signing_key))?,
-        clients: f
-            .clients
-            .iter()
-            .map(|c| keyed(file, c))
-            .collect::<Result<Vec<_>>>()?,
-        proxies: f
-            .proxies
-            .iter()
-            .map(|c| keyed(file, c))
-            .collect::<Result<Vec<_>>>()?,
+        clients: keyed_peers(file, &f.clients)?,
+        proxies: keyed_peers(file, &f.proxies)?,
         timeouts: f.timeouts.build(),
     };
-    Ok(TrustedSetup {
+    Ok(Setup {
         listen: f.listen,
+        state: None,
         config,
     })
-}
-
-/// A loaded server daemon config.
-#[derive(Debug)]
-pub struct ServerSetup {
-    /// Address to bind.
-    pub listen: SocketAddr,
-    /// State database, resolved.
-    pub state: Option<PathBuf>,
-    /// The role's config.
-    pub config: ServerConfig,
 }
 
 /// Loads a `collab-server` config file and its key files.
@@ -424,7 +378,7 @@ pub struct ServerSetup {
 /// # Errors
 ///
 /// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
-pub fn load_server(file: &Path) -> Result<ServerSetup> {
+pub fn load_server(file: &Path) -> Result<Setup<ServerConfig>> {
     let f: ServerFile = load_toml(file)?;
     check_identity(file, "identity", &f.identity, None)?;
     let config = ServerConfig {
@@ -435,7 +389,7 @@ pub fn load_server(file: &Path) -> Result<ServerSetup> {
         trusted_key: keyfile::load_verifying_key(&resolve(file, &f.trusted_key))?,
         timeouts: f.timeouts.build(),
     };
-    Ok(ServerSetup {
+    Ok(Setup {
         listen: f.listen,
         state: f.state.map(|s| resolve(file, &s)),
         config,

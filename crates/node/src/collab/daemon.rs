@@ -58,13 +58,22 @@ pub struct Summary {
 }
 
 impl Summary {
-    fn of(e: &Established) -> Self {
-        Self {
+    /// The summary of `e`, logged (the client's and the server's alike).
+    fn logged(e: &Established) -> Self {
+        let summary = Self {
             session: e.session,
             peer: e.peer.clone(),
             fingerprint: e.key.fingerprint(),
             participants: e.participants.clone(),
-        }
+        };
+        tracing::info!(
+            session = %summary.session,
+            peer = %summary.peer,
+            key_fingerprint = %hex(&summary.fingerprint),
+            participants = %summary.participants.join(","),
+            "collab key established"
+        );
+        summary
     }
 }
 
@@ -154,14 +163,7 @@ impl Handler<Client> for ClientHandler {
     fn on_event(&mut self, cx: &mut Context<'_, Client>, event: ClientEvent) -> Result<Flow> {
         match event {
             ClientEvent::Established(e) => {
-                let summary = Summary::of(&e);
-                tracing::info!(
-                    session = %summary.session,
-                    peer = %summary.peer,
-                    key_fingerprint = %hex(&summary.fingerprint),
-                    participants = %summary.participants.join(","),
-                    "collab key established"
-                );
+                let summary = Summary::logged(&e);
                 self.runs
                     .report
                     .send(Report::ClientEstablished(summary.clone()));
@@ -218,14 +220,7 @@ impl Handler<Server> for ServerHandler {
                 }
             }
             ServerEvent::Established(e) => {
-                let summary = Summary::of(&e);
-                tracing::info!(
-                    session = %summary.session,
-                    peer = %summary.peer,
-                    key_fingerprint = %hex(&summary.fingerprint),
-                    participants = %summary.participants.join(","),
-                    "collab key established"
-                );
+                let summary = Summary::logged(&e);
                 self.report.send(Report::ServerEstablished(summary));
             }
             ServerEvent::Failed { session, error } => {

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use m2msec_protocol::Endpoint;
 use m2msec_protocol::collab::{Client, Proxy, ProxyFault, Server, Trusted};
 use m2msec_store::MemoryStore;
 use tokio::sync::mpsc;
@@ -15,19 +14,13 @@ use super::daemon::{
 use super::deployment::{DeploymentKeys, Params, Topology};
 
 use crate::error::{Error, Result};
-use crate::harness::demo::{Deployment, RunOptions, bind_loopback, run_device};
+use crate::harness::demo::{Deployment, Options, bind_loopback, run_device};
 use crate::harness::report::{Detail, Helpers, Progress, RunReport};
 use crate::hex;
 use crate::runtime::driver::{self, Logs};
 
 /// Options of one collab demo run.
-#[derive(Clone, Debug, Default)]
-pub struct DemoOptions {
-    /// Shape of the deployment.
-    pub params: Params,
-    /// Seed, capture, time limit and link of the run.
-    pub run: RunOptions,
-}
+pub type DemoOptions = Options<Params>;
 
 /// The name of a fault on the command line and in reports.
 #[must_use]
@@ -115,12 +108,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         handler,
         run.shutdown.clone(),
         opts.run.timeout,
-        |client: &Client, h: ClientHandler| {
-            (
-                client.op_counts(),
-                h.into_outcomes().pop().map(Outcome::into_result),
-            )
-        },
+        |h: ClientHandler| h.into_outcomes().pop().map(Outcome::into_result),
     )
     .await;
 

@@ -12,7 +12,8 @@ pub use m2msec_protocol::collab::sim::{
     CLIENT, Configs, Keys as DeploymentKeys, SERVER, Suite, TRUSTED, Topology, proxy_name,
 };
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::harness::flags::check_helpers;
 
 /// Shape of a deployment.
 #[derive(Clone, Debug)]
@@ -60,27 +61,13 @@ impl Params {
     ///
     /// [`Error::Usage`] naming the option that is wrong.
     pub fn check(&self) -> Result<()> {
-        if self.proxies == 0 {
-            return Err(Error::Usage("--proxies must be at least 1".into()));
-        }
-        if self.threshold == 0 || self.threshold > self.proxies {
-            return Err(Error::Usage(format!(
-                "--threshold must be between 1 and --proxies ({}), is {}",
-                self.proxies, self.threshold
-            )));
-        }
-        if self.faulty > self.proxies {
-            return Err(Error::Usage(format!(
-                "--faulty ({}) is more than --proxies ({})",
-                self.faulty, self.proxies
-            )));
-        }
-        if self.faulty > 0 && self.fault.is_none() {
-            return Err(Error::Usage(
-                "--faulty needs --fault silent|forge|corrupt".into(),
-            ));
-        }
-        Ok(())
+        let shape = [self.proxies, self.threshold, self.faulty];
+        check_helpers(
+            "proxies",
+            shape,
+            self.fault.is_some(),
+            "silent|forge|corrupt",
+        )
     }
 
     /// Whether a run with these parameters is expected to establish a key: at most n − k

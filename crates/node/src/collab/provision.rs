@@ -26,20 +26,12 @@ use super::config::{
 use super::deployment::{CLIENT, DeploymentKeys, Params, SERVER, TRUSTED, Topology, proxy_name};
 use crate::error::Result;
 use crate::harness::provision::{
-    Provisioned, deployment_dirs, refuse_existing, role_config, write_toml,
+    Options, Provisioned, deployment_dirs, refuse_existing, role_config, write_toml,
 };
 use crate::runtime::keyfile;
 
-/// Options of `provision`.
-#[derive(Clone, Debug)]
-pub struct ProvisionOptions {
-    /// Deployment shape (proxies, threshold, sharing, suite).
-    pub params: Params,
-    /// UDP port every role listens on, each on its own 127.0.0.x address.
-    pub port: u16,
-    /// Replace existing files.
-    pub force: bool,
-}
+/// Options of `provision` for collab.
+pub type ProvisionOptions = Options<Params>;
 
 /// Writes the key material and configs of a whole local collab deployment into `dir`.
 ///
@@ -141,7 +133,6 @@ pub fn provision(
         &mut out,
     )?;
 
-    let mut proxy_configs = Vec::new();
     for i in 0..usize::from(params.proxies) {
         let name = proxy_name(i + 1);
         let file = ProxyFileConfig {
@@ -162,7 +153,6 @@ pub fn provision(
         };
         let path = dir.join(format!("collab-{name}.toml"));
         write_toml(&path, "collab-proxy", &file, &mut out)?;
-        proxy_configs.push(path);
     }
 
     let client_file = ClientFile {
@@ -213,16 +203,5 @@ pub fn provision(
         &client_file,
         &mut out,
     )?;
-
-    let cmd = |role: &str, path: &Path| format!("m2msec run {role} --config {}", path.display());
-    out.commands
-        .push(cmd("collab-trusted", &role_config(dir, "collab-trusted")));
-    out.commands
-        .push(cmd("collab-server", &role_config(dir, "collab-server")));
-    for p in &proxy_configs {
-        out.commands.push(cmd("collab-proxy", p));
-    }
-    out.commands
-        .push(cmd("collab-client", &role_config(dir, "collab-client")));
     Ok(out)
 }

@@ -26,7 +26,7 @@ use m2msec_protocol::e2sec::{PartyEvent, Variant};
 
 use super::{GROUPS, group_name, group_ops};
 use crate::error::{Error, Result};
-use crate::harness::figure::{Figure, busy_meter};
+use crate::harness::figure::{Figure, busy_meter, micros};
 use crate::harness::report::GroupOps;
 
 /// Time of each primitive on this machine, in microseconds.
@@ -232,10 +232,6 @@ pub fn cost_table(exchanges: u32, seed: u64) -> Result<CostTable> {
     Ok(CostTable { groups })
 }
 
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
 /// The table as figures: per group `e2sec.GROUP.t_e_us` … `t_a_us`; per variant and side
 /// `e2sec.GROUP.VARIANT.SIDE.{te,tm,th,ta}` (ops per authentication),
 /// `….estimate_us` (baseline: the measured time), `….measured_us`, and `….paper_estimate_us`
@@ -264,12 +260,12 @@ pub fn figures_of(table: &CostTable) -> Vec<Figure> {
                     format!("{prefix}.estimate_us"),
                     "us",
                     estimate,
-                    us(c.measured),
+                    micros(c.measured),
                 ));
                 out.push(Figure::plain(
                     format!("{prefix}.measured_us"),
                     "us",
-                    us(c.measured),
+                    micros(c.measured),
                 ));
                 out.push(Figure::against(
                     format!("{prefix}.paper_estimate_us"),
@@ -327,7 +323,7 @@ pub fn render(table: &CostTable) -> String {
                     c.ops.th,
                     c.ops.ta,
                     p.estimate(&c.ops),
-                    us(c.measured),
+                    micros(c.measured),
                     p.estimate(&paper_ops(*variant)),
                 );
             }

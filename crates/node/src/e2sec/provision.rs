@@ -173,11 +173,5 @@ pub fn provision(
         ),
         &mut out,
     )?;
-    for role in ["e2sec-epc", "e2sec-device", "e2sec-server"] {
-        out.commands.push(format!(
-            "m2msec run {role} --config {}",
-            config(role).display()
-        ));
-    }
     Ok(out)
 }

@@ -15,6 +15,17 @@ use tokio::sync::mpsc;
 use crate::error::Result;
 use crate::runtime::driver::{self, Driver, Flow, Handler, Retries, Shutdown};
 
+/// A loaded daemon config: where to listen, the store, the role's config.
+#[derive(Debug)]
+pub struct Setup<C> {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// The state database, resolved; none where the role keeps no state or only in memory.
+    pub state: Option<PathBuf>,
+    /// The role's config.
+    pub config: C,
+}
+
 /// A daemon role as `m2msec run` lists it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RoleInfo {

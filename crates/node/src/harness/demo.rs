@@ -49,6 +49,15 @@ impl RunOptions {
     }
 }
 
+/// The options of a demo run of a protocol whose deployment's shape is a `P` (its `Params`).
+#[derive(Clone, Debug, Default)]
+pub struct Options<P> {
+    /// Shape of the deployment.
+    pub params: P,
+    /// Seed, capture, time limit and link of the run.
+    pub run: RunOptions,
+}
+
 /// A demo deployment under way: the tap every role sends through, the signal that stops them,
 /// and the roles that serve until then.
 pub struct Deployment {
@@ -153,16 +162,16 @@ impl Deployment {
 }
 
 /// Runs the constrained device of a demo (`who`: "client", "initiator") on `driver` with
-/// `handler`, in a task of its own and under the run's `timeout`; `finish` reads the role's
-/// operation counts and the handler's last run (`Ok` its summary, `Err` why it failed; `None`
-/// when it stopped without one). Returns the counts, the summary, or what went wrong.
+/// `handler`, in a task of its own and under the run's `timeout`; `last` reads the handler's
+/// last run (`Ok` its summary, `Err` why it failed; `None` when it stopped without one).
+/// Returns the device's operation counts, the summary, or what went wrong.
 pub async fn run_device<E, H, S>(
     who: &str,
     driver: Driver<E>,
     mut handler: H,
     shutdown: Shutdown,
     timeout: Duration,
-    finish: impl FnOnce(&E, H) -> (OpCounts, Option<std::result::Result<S, String>>) + Send + 'static,
+    last: impl FnOnce(H) -> Option<std::result::Result<S, String>> + Send + 'static,
 ) -> (OpCounts, Option<S>, Option<String>)
 where
     E: Endpoint + Send + 'static,
@@ -172,7 +181,7 @@ where
 {
     let task = tokio::spawn(async move {
         let endpoint = driver.run(&mut handler, shutdown).await?;
-        Ok::<_, Error>(finish(&endpoint, handler))
+        Ok::<_, Error>((endpoint.op_counts(), last(handler)))
     });
     match tokio::time::timeout(timeout, task).await {
         Ok(Ok(Ok((ops, last)))) => match last {

@@ -53,6 +53,23 @@ impl Figure {
     }
 }
 
+/// The operation counts a device's figures name, in the order they are listed: each with its
+/// index in [`OpCounts::per_run`](m2msec_protocol::OpCounts::per_run) (redundancy only where a
+/// protocol splits a secret).
+pub const OPS_FIGURES: [(usize, &str); 3] = [(3, "asymmetric"), (0, "symmetric"), (1, "hash")];
+
+/// `d` in microseconds, the unit of the benches' time figures.
+#[must_use]
+pub fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// How many per second, each taking `d` (a zero `d` counts as a nanosecond).
+#[must_use]
+pub fn per_sec(d: Duration) -> f64 {
+    1.0 / d.as_secs_f64().max(1e-9)
+}
+
 /// The meter of a metered in-memory run (`World::run_metered` and the like): the time spent in
 /// each call of role `roles[i]` adds to `busy[i]`; the network's and the other roles' count
 /// nowhere, so a figure is the cost of one role's own work.

@@ -45,6 +45,39 @@ impl SuiteArg {
     }
 }
 
+/// Refuses helpers (collab proxies, MIKEY third parties: `n` of them, counted by the flag
+/// `--{helpers}`) whose threshold or misbehaving ones do not fit together; `faults` lists the
+/// values of `--fault`.
+///
+/// # Errors
+///
+/// [`crate::Error::Usage`] naming the flag that is wrong.
+pub fn check_helpers(
+    helpers: &str,
+    [n, threshold, faulty]: [u8; 3],
+    fault: bool,
+    faults: &str,
+) -> crate::Result<()> {
+    let usage = |e: String| Err(crate::Error::Usage(e));
+    if n == 0 {
+        return usage(format!("--{helpers} must be at least 1"));
+    }
+    if threshold == 0 || threshold > n {
+        return usage(format!(
+            "--threshold must be between 1 and --{helpers} ({n}), is {threshold}"
+        ));
+    }
+    if faulty > n {
+        return usage(format!(
+            "--faulty ({faulty}) is more than --{helpers} ({n})"
+        ));
+    }
+    if faulty > 0 && !fault {
+        return usage(format!("--faulty needs --fault {faults}"));
+    }
+    Ok(())
+}
+
 /// Helper misbehaviour on the command line (collab proxies, MIKEY third parties).
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum FaultArg {

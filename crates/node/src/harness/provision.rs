@@ -8,6 +8,17 @@ use crate::error::{Error, Result};
 use crate::private;
 use crate::runtime::keyfile::{write_public, write_secret};
 
+/// The options of `provision` for a protocol whose deployment's shape is a `P` (its `Params`).
+#[derive(Clone, Debug)]
+pub struct Options<P> {
+    /// Shape of the deployment.
+    pub params: P,
+    /// UDP port every role listens on, each on its own 127.0.0.x address.
+    pub port: u16,
+    /// Replace existing files.
+    pub force: bool,
+}
+
 /// What `provision` wrote.
 #[derive(Clone, Debug, Default)]
 pub struct Provisioned {
@@ -99,12 +110,27 @@ pub(crate) fn write_config<T: serde::Serialize>(
     Ok(())
 }
 
-/// [`write_config`] for a role whose example is named after it.
+/// [`write_config`] for a daemon, started by `m2msec run {example}`, and records that command
+/// in `out` (the daemons are written in the order they are to be started).
+pub(crate) fn write_daemon_config<T: serde::Serialize>(
+    path: &Path,
+    role: &str,
+    example: &str,
+    value: &T,
+    out: &mut Provisioned,
+) -> Result<()> {
+    write_config(path, role, example, value, out)?;
+    out.commands
+        .push(format!("m2msec run {example} --config {}", path.display()));
+    Ok(())
+}
+
+/// [`write_daemon_config`] for a daemon whose example is named after it.
 pub(crate) fn write_toml<T: serde::Serialize>(
     path: &Path,
     role: &str,
     value: &T,
     out: &mut Provisioned,
 ) -> Result<()> {
-    write_config(path, role, role, value, out)
+    write_daemon_config(path, role, role, value, out)
 }

@@ -11,13 +11,13 @@
 use std::time::{Duration, Instant};
 
 use m2msec_crypto::rng::SeededRng;
+use m2msec_protocol::Endpoint;
 use m2msec_protocol::mikey::sim::{INITIATOR_ROLE, RESPONDER_ROLE, World};
 use m2msec_protocol::mikey::{InitiatorEvent, ModeName};
-use m2msec_protocol::{Endpoint, OpCounts};
 
 use super::deployment::Params;
 use crate::error::{Error, Result};
-use crate::harness::figure::{Figure, busy_meter};
+use crate::harness::figure::{Figure, OPS_FIGURES, busy_meter, micros, per_sec};
 
 /// What one mode costs per exchange.
 #[derive(Clone, Copy, Debug)]
@@ -76,33 +76,12 @@ pub fn measure(params: &Params, exchanges: u32, seed: u64) -> Result<ModeCost> {
         }
     }
     let total = start.elapsed() / exchanges;
-    let end = world.initiator.op_counts();
-    let n = f64::from(exchanges);
-    let d = OpCounts {
-        symmetric: end.symmetric - ops0.symmetric,
-        hash: end.hash - ops0.hash,
-        redundancy: end.redundancy - ops0.redundancy,
-        asymmetric: end.asymmetric - ops0.asymmetric,
-    };
     Ok(ModeCost {
         initiator: busy[0] / exchanges,
         responder: busy[1] / exchanges,
         total,
-        ops: [
-            d.symmetric as f64 / n,
-            d.hash as f64 / n,
-            d.redundancy as f64 / n,
-            d.asymmetric as f64 / n,
-        ],
+        ops: (world.initiator.op_counts() - ops0).per_run(exchanges),
     })
-}
-
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
-fn per_sec(d: Duration) -> f64 {
-    1.0 / d.as_secs_f64().max(1e-9)
 }
 
 /// The MIKEY figures: the distributed mode (shape of `params`) and pre-shared-key mode against
@@ -127,27 +106,17 @@ pub fn figures(params: &Params, exchanges: u32, seed: u64) -> Result<Vec<Figure>
         out.push(Figure::against(
             format!("{p}.initiator.time_per_exchange"),
             "us",
-            us(cost.initiator),
-            us(pk.initiator),
+            micros(cost.initiator),
+            micros(pk.initiator),
         ));
-        out.push(Figure::against(
-            format!("{p}.initiator.asymmetric_ops_per_exchange"),
-            "ops",
-            cost.ops[3],
-            pk.ops[3],
-        ));
-        out.push(Figure::against(
-            format!("{p}.initiator.symmetric_ops_per_exchange"),
-            "ops",
-            cost.ops[0],
-            pk.ops[0],
-        ));
-        out.push(Figure::against(
-            format!("{p}.initiator.hash_ops_per_exchange"),
-            "ops",
-            cost.ops[1],
-            pk.ops[1],
-        ));
+        for (k, name) in OPS_FIGURES {
+            out.push(Figure::against(
+                format!("{p}.initiator.{name}_ops_per_exchange"),
+                "ops",
+                cost.ops[k],
+                pk.ops[k],
+            ));
+        }
     }
     out.push(Figure::plain(
         "mikey.distributed.initiator.redundancy_ops_per_exchange".into(),
@@ -157,7 +126,7 @@ pub fn figures(params: &Params, exchanges: u32, seed: u64) -> Result<Vec<Figure>
     out.push(Figure::plain(
         "mikey.pk.initiator.time_per_exchange".into(),
         "us",
-        us(pk.initiator),
+        micros(pk.initiator),
     ));
     out.push(Figure::plain(
         "mikey.pk.initiator.asymmetric_ops_per_exchange".into(),

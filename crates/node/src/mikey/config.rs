@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::collab::config::SharingName;
 use crate::error::{Error, Result};
+use crate::harness::daemon::Setup;
 use crate::runtime::config::{
     check_identity, config_names, load_toml, non_empty, resolve, with_retransmit_fields,
 };
@@ -371,17 +372,6 @@ fn pk_peers(file: &Path, field: &str, peers: &[PkPeerFile], needs: Needs) -> Res
         None => pk_peer(file, p),
     };
     peers.iter().enumerate().map(check).collect()
-}
-
-/// A loaded daemon config: where to listen, the store, the role's config.
-#[derive(Debug)]
-pub struct Setup<C> {
-    /// Address to bind.
-    pub listen: SocketAddr,
-    /// Replay-cache database, resolved (none for the initiator).
-    pub state: Option<PathBuf>,
-    /// The role's config.
-    pub config: C,
 }
 
 /// Loads a `mikey-initiator` config file and the key files its mode needs (those of the other

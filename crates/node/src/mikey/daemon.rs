@@ -43,19 +43,14 @@ pub enum Report {
     },
     /// The responder established a TGK.
     ResponderEstablished(Summary),
-    /// The responder found a third party's part fits the TGK it rebuilt.
-    PartAccepted {
+    /// The responder judged a third party's part against the TGK it rebuilt.
+    Part {
         /// The crypto session bundle.
         csb_id: u32,
         /// The third party.
         third_party: String,
-    },
-    /// The responder refused a third party's part (it did not fit the TGK's commitment).
-    PartRejected {
-        /// The crypto session bundle.
-        csb_id: u32,
-        /// The third party.
-        third_party: String,
+        /// Whether the part fits the TGK's commitment (else the responder refused it).
+        fits: bool,
     },
     /// A third party forwarded a part to the responder.
     Forwarded {
@@ -254,9 +249,10 @@ impl Handler<Responder> for ResponderHandler {
                 third_party,
             } => {
                 tracing::debug!(%initiator, csb_id = %format_args!("{csb_id:#010x}"), %third_party, "TGK part fits");
-                self.report.send(Report::PartAccepted {
+                self.report.send(Report::Part {
                     csb_id,
                     third_party,
+                    fits: true,
                 });
             }
             ResponderEvent::PartRejected {
@@ -265,9 +261,10 @@ impl Handler<Responder> for ResponderHandler {
                 third_party,
             } => {
                 tracing::warn!(%initiator, csb_id = %format_args!("{csb_id:#010x}"), %third_party, "TGK part refused: it does not fit the commitment");
-                self.report.send(Report::PartRejected {
+                self.report.send(Report::Part {
                     csb_id,
                     third_party,
+                    fits: false,
                 });
             }
             ResponderEvent::Failed {

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use m2msec_crypto::split::SharingScheme;
-use m2msec_protocol::Endpoint;
 use m2msec_protocol::mikey::{Initiator, ModeName, Responder, ThirdParty, ThirdPartyFault};
 use m2msec_store::MemoryStore;
 use tokio::net::UdpSocket;
@@ -24,19 +23,13 @@ use super::daemon::{
 use super::deployment::{Configs, Params, addresses, fault_name};
 
 use crate::error::{Error, Result};
-use crate::harness::demo::{Bound, Deployment, RunOptions, bind_layout, run_device};
+use crate::harness::demo::{Bound, Deployment, Options, bind_layout, run_device};
 use crate::harness::report::{Detail, Helpers, Progress, RunReport};
 use crate::hex;
 use crate::runtime::driver;
 
 /// Options of one MIKEY demo run.
-#[derive(Clone, Debug, Default)]
-pub struct DemoOptions {
-    /// Shape of the deployment.
-    pub params: Params,
-    /// Seed, capture, time limit and link of the run.
-    pub run: RunOptions,
-}
+pub type DemoOptions = Options<Params>;
 
 /// Seeded RNG streams of this demo's roles ("MIKEY" and the role's number).
 const RNG_DOMAIN: u64 = 0x4d49_4b45_5900;
@@ -109,12 +102,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         handler,
         run.shutdown.clone(),
         opts.run.timeout,
-        |initiator: &Initiator, h: InitiatorHandler| {
-            (
-                initiator.op_counts(),
-                h.into_outcomes().pop().map(Outcome::into_result),
-            )
-        },
+        |h: InitiatorHandler| h.into_outcomes().pop().map(Outcome::into_result),
     )
     .await;
     let wall_ms = start.elapsed().as_secs_f64() * 1000.0;
@@ -228,17 +216,17 @@ impl Verdicts {
     fn take(&mut self, report: Report) {
         match report {
             Report::ResponderEstablished(s) if s.csb_id == self.csb_id => self.responder = Some(s),
-            Report::PartAccepted {
+            Report::Part {
                 csb_id,
                 third_party,
+                fits,
             } if csb_id == self.csb_id => {
-                self.accepted.insert(third_party);
-            }
-            Report::PartRejected {
-                csb_id,
-                third_party,
-            } if csb_id == self.csb_id => {
-                self.rejected.insert(third_party);
+                let judged = if fits {
+                    &mut self.accepted
+                } else {
+                    &mut self.rejected
+                };
+                judged.insert(third_party);
             }
             _ => {}
         }

@@ -12,6 +12,7 @@ pub use m2msec_protocol::mikey::sim::{
 };
 
 use crate::error::{Error, Result};
+use crate::harness::flags::check_helpers;
 
 /// Shape of a deployment.
 #[derive(Clone, Debug)]
@@ -72,25 +73,8 @@ impl Params {
             }
             return Ok(());
         }
-        if self.third_parties == 0 {
-            return Err(Error::Usage("--third-parties must be at least 1".into()));
-        }
-        if self.threshold == 0 || self.threshold > self.third_parties {
-            return Err(Error::Usage(format!(
-                "--threshold must be between 1 and --third-parties ({}), is {}",
-                self.third_parties, self.threshold
-            )));
-        }
-        if self.faulty > self.third_parties {
-            return Err(Error::Usage(format!(
-                "--faulty ({}) is more than --third-parties ({})",
-                self.faulty, self.third_parties
-            )));
-        }
-        if self.faulty > 0 && self.fault.is_none() {
-            return Err(Error::Usage("--faulty needs --fault silent|alter".into()));
-        }
-        Ok(())
+        let shape = [self.third_parties, self.threshold, self.faulty];
+        check_helpers("third-parties", shape, self.fault.is_some(), "silent|alter")
     }
 
     /// Third parties actually deployed (none outside the distributed mode).

@@ -31,21 +31,13 @@ use super::deployment::{INITIATOR, Params, RESPONDER, addresses, third_party_nam
 use crate::collab::config::SharingName;
 use crate::error::Result;
 use crate::harness::provision::{
-    Provisioned, deployment_dirs, refuse_existing, role_config, write_toml,
+    Options, Provisioned, deployment_dirs, refuse_existing, role_config, write_toml,
 };
 use crate::runtime::keyfile;
 
-/// Options of `provision` for MIKEY.
-#[derive(Clone, Debug)]
-pub struct ProvisionOptions {
-    /// Deployment shape (mode written into the initiator's config, third parties, threshold,
-    /// sharing).
-    pub params: Params,
-    /// UDP port every role listens on, each on its own 127.0.0.x address.
-    pub port: u16,
-    /// Replace existing files.
-    pub force: bool,
-}
+/// Options of `provision` for MIKEY: the shape's third parties, threshold and sharing (its
+/// mode is not used: the initiator's config says `distributed`).
+pub type ProvisionOptions = Options<Params>;
 
 impl Default for ProvisionOptions {
     fn default() -> Self {
@@ -151,7 +143,6 @@ pub fn provision(
         &mut out,
     )?;
 
-    let mut tp_configs = Vec::with_capacity(n);
     for (i, (s, _, shared)) in tp_keys.iter().enumerate() {
         let file = ThirdPartyFile {
             identity: third_party_name(i + 1),
@@ -173,7 +164,6 @@ pub fn provision(
         };
         let path = dir.join(format!("mikey-third-party-{}.toml", i + 1));
         write_toml(&path, "mikey-third-party", &file, &mut out)?;
-        tp_configs.push(path);
     }
 
     let initiator = InitiatorFile {
@@ -211,14 +201,5 @@ pub fn provision(
         &initiator,
         &mut out,
     )?;
-
-    let cmd = |role: &str, path: &Path| format!("m2msec run {role} --config {}", path.display());
-    out.commands
-        .push(cmd("mikey-responder", &role_config(dir, "mikey-responder")));
-    for p in &tp_configs {
-        out.commands.push(cmd("mikey-third-party", p));
-    }
-    out.commands
-        .push(cmd("mikey-initiator", &role_config(dir, "mikey-initiator")));
     Ok(out)
 }

@@ -11,13 +11,13 @@ use std::time::Duration;
 use m2msec_crypto::aead::AeadSuite;
 use m2msec_crypto::group::GroupId;
 use m2msec_crypto::rng::SeededRng;
+use m2msec_protocol::Endpoint;
 use m2msec_protocol::sga::DeviceEvent;
 use m2msec_protocol::sga::sim::{SERVER_ROLE, Spec, World};
-use m2msec_protocol::{Endpoint, OpCounts};
 
 use super::config::GroupName;
 use crate::error::{Error, Result};
-use crate::harness::figure::{Figure, busy_meter};
+use crate::harness::figure::{Figure, OPS_FIGURES, busy_meter, micros};
 
 /// What one group costs per key exchange.
 #[derive(Clone, Copy, Debug)]
@@ -34,15 +34,6 @@ pub struct ExchangeCost {
     pub responder_ops: [f64; 4],
     /// The server's.
     pub server_ops: [f64; 4],
-}
-
-fn delta(a: OpCounts, b: OpCounts, n: f64) -> [f64; 4] {
-    [
-        (b.symmetric - a.symmetric) as f64 / n,
-        (b.hash - a.hash) as f64 / n,
-        (b.redundancy - a.redundancy) as f64 / n,
-        (b.asymmetric - a.asymmetric) as f64 / n,
-    ]
 }
 
 /// Runs `exchanges` key exchanges over `group` (after registration and one warm-up) and
@@ -97,19 +88,14 @@ pub fn measure(group: GroupId, exchanges: u32, seed: u64) -> Result<ExchangeCost
     for _ in 0..exchanges {
         exchange(&mut world, &mut busy)?;
     }
-    let n = f64::from(exchanges);
     Ok(ExchangeCost {
         initiator: busy[0] / exchanges,
         responder: busy[1] / exchanges,
         server: busy[2] / exchanges,
-        initiator_ops: delta(before[0], world.devices[0].op_counts(), n),
-        responder_ops: delta(before[1], world.devices[1].op_counts(), n),
-        server_ops: delta(before[2], world.server.op_counts(), n),
+        initiator_ops: (world.devices[0].op_counts() - before[0]).per_run(exchanges),
+        responder_ops: (world.devices[1].op_counts() - before[1]).per_run(exchanges),
+        server_ops: (world.server.op_counts() - before[2]).per_run(exchanges),
     })
-}
-
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
 }
 
 /// The SGA figures for both groups, `exchanges` key exchanges each.
@@ -133,9 +119,9 @@ pub fn figures(exchanges: u32, seed: u64) -> Result<Vec<Figure>> {
             out.push(Figure::plain(
                 format!("{p}.{role}.time_per_exchange"),
                 "us",
-                us(time),
+                micros(time),
             ));
-            for (k, name) in [(3, "asymmetric"), (0, "symmetric"), (1, "hash")] {
+            for (k, name) in OPS_FIGURES {
                 out.push(Figure::plain(
                     format!("{p}.{role}.{name}_ops_per_exchange"),
                     "ops",

@@ -23,7 +23,7 @@ use m2msec_crypto::rng::{CryptoRng, random_array};
 use super::config::{DeviceFile, GatewayFile, GroupName, ServerFile, SuiteName, TimeoutsFile};
 use crate::error::Result;
 use crate::harness::provision::{
-    Provisioned, deployment_dirs, refuse_existing, role_config, write_config as write_toml,
+    Provisioned, deployment_dirs, refuse_existing, role_config, write_daemon_config,
 };
 use crate::runtime::keyfile::sga_device_key_pem;
 
@@ -82,7 +82,7 @@ pub fn provision(
         &server_key.public_key().to_pem()?,
     )?;
 
-    write_toml(
+    write_daemon_config(
         &server_toml,
         "sga-server",
         "sga-server",
@@ -97,10 +97,6 @@ pub fn provision(
         },
         &mut out,
     )?;
-    out.commands.push(format!(
-        "m2msec run sga-server --config {}",
-        server_toml.display()
-    ));
 
     for (i, name) in DEVICES.into_iter().enumerate() {
         let device_key = out.secret(
@@ -110,7 +106,7 @@ pub fn provision(
         )?;
         let host = Ipv4Addr::new(127, 0, 0, 10 + u8::try_from(i).unwrap_or(0));
         let config = dir.join(format!("sga-{name}.toml"));
-        write_toml(
+        write_daemon_config(
             &config,
             &format!("sga-device ({name})"),
             "sga-device",
@@ -133,10 +129,6 @@ pub fn provision(
             },
             &mut out,
         )?;
-        out.commands.push(format!(
-            "m2msec run sga-device --config {}",
-            config.display()
-        ));
     }
     let i = dir.join("sga-device-i.toml");
     let j = dir.join("sga-device-j.toml");
