@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use m2msec_node::harness::demo::RunOptions;
@@ -86,10 +86,7 @@ pub(crate) fn demo(args: &DemoArgs) -> Result<ExitCode> {
         protocols::check_demo(name, &args.flags)?;
     }
     let faults = args.link.faults()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
+    let rt = crate::protocols::runtime()?;
     let mut all_as_expected = true;
     for (index, protocol) in names.into_iter().enumerate() {
         let run = RunOptions {

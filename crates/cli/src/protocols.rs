@@ -58,7 +58,8 @@ pub(crate) struct RunArgs {
     attempts: u32,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+/// The runtime of a command that runs roles or talks to daemons (every core).
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -137,17 +137,10 @@ enum RelayCommand {
     },
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")
-}
-
 pub(crate) fn relay(args: &RelayArgs) -> Result<ExitCode> {
     let setup = load_source(&args.config)?;
     let mut rng = OsRng;
-    let rt = runtime()?;
+    let rt = crate::protocols::runtime()?;
     rt.block_on(async {
         let mut source = SourceNode::open(setup, &mut rng)?;
         let proxy = args.proxy.unwrap_or_else(|| source.proxy());

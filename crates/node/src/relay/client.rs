@@ -486,7 +486,7 @@ async fn join_down_to(
 }
 
 /// An ephemeral port on the unspecified address of `peer`'s family.
-fn any_port(peer: SocketAddr) -> SocketAddr {
+pub(crate) fn any_port(peer: SocketAddr) -> SocketAddr {
     let ip: IpAddr = if peer.is_ipv4() {
         Ipv4Addr::UNSPECIFIED.into()
     } else {

@@ -3,7 +3,7 @@
 //! `coap://` sinks, or a socket connected to the sink for `udp://` ones (binary-header
 //! datagrams, no answer).
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use m2msec_wire::relay::coap::Target;
 use m2msec_wire::relay::coap::coap_lite::{MessageClass, ResponseType};
@@ -11,6 +11,7 @@ use m2msec_wire::relay::{RelayMessage, SinkUrl};
 use tokio::net::UdpSocket;
 
 use super::coap_msg::show;
+use crate::relay::client::any_port;
 use crate::runtime::coap::{self, CoapClient, Config, Transmission};
 use crate::runtime::tap::Wiretap;
 
@@ -37,14 +38,6 @@ pub(crate) enum Transport {
     Udp(UdpSocket),
 }
 
-fn unspecified(addr: SocketAddr) -> SocketAddr {
-    if addr.is_ipv4() {
-        SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
-    } else {
-        SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))
-    }
-}
-
 impl Transport {
     /// A client (or socket) for the sink of `url`.
     ///
@@ -63,7 +56,7 @@ impl Transport {
                     nstart: m2msec_protocol::relay::proxy::pump::WINDOW,
                     ..Config::default()
                 });
-                let client = CoapClient::bind_tapped(unspecified(addr), config, tap.cloned())
+                let client = CoapClient::bind_tapped(any_port(addr), config, tap.cloned())
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok(Self::Coap {
@@ -73,7 +66,7 @@ impl Transport {
                 })
             }
             SinkUrl::Udp(_) => {
-                let socket = UdpSocket::bind(unspecified(addr))
+                let socket = UdpSocket::bind(any_port(addr))
                     .await
                     .map_err(|e| e.to_string())?;
                 socket.connect(addr).await.map_err(|e| e.to_string())?;
