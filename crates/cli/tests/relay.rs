@@ -336,7 +336,11 @@ fn demo_runs_the_papers_scenario() {
     assert_eq!(v["session_key_match"], true, "{v}");
     assert_eq!(v["sent"], 160);
     assert_eq!(v["stored_before_sink"], 60);
-    assert_eq!(v["sections"], 8, "20 messages per section: {v}");
+    // 20 messages per section, and one more section if the run crossed the hour's epoch boundary.
+    assert!(
+        v["sections"].as_u64().is_some_and(|n| (8..=9).contains(&n)),
+        "20 messages per section: {v}"
+    );
     assert!(v["messages"].as_u64().is_some_and(|m| m > 0));
     assert!(v["bytes"].as_u64().is_some_and(|b| b > 0));
     assert!(v["wall_ms"].as_f64().is_some());
@@ -367,7 +371,10 @@ fn demo_runs_the_papers_scenario() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let s = text(&out.stdout);
     assert!(s.starts_with("relay: 160 messages streamed"), "{s}");
-    assert!(s.contains("16 section keys"), "{s}");
+    assert!(
+        s.contains("16 section keys") || s.contains("17 section keys"),
+        "10 messages per section (one more across an epoch boundary): {s}"
+    );
     assert!(s.contains("outcome          as expected"), "{s}");
 }
 
