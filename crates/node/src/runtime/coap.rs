@@ -24,7 +24,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::runtime::driver::Egress;
+use crate::runtime::driver::{self, Egress};
 use crate::runtime::tap::Wiretap;
 
 pub use m2msec_coap::{
@@ -162,12 +162,9 @@ async fn drive(shared: Arc<Shared>) {
             .engine
             .poll_timeout()
             .map(|at| shared.instant(at));
-        let timer = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
+        let timer = driver::sleep_for(
+            deadline.map(|at| at.saturating_duration_since(tokio::time::Instant::now())),
+        );
         tokio::select! {
             received = shared.socket.socket().recv_from(&mut buf) => match received {
                 Ok((n, peer)) => {

@@ -521,7 +521,8 @@ pub(crate) async fn recv(
     }
 }
 
-async fn sleep_for(d: Option<Duration>) {
+/// Sleeps for `d`, or forever when there is nothing to wait for.
+pub(crate) async fn sleep_for(d: Option<Duration>) {
     match d {
         Some(d) => tokio::time::sleep(d).await,
         None => std::future::pending().await,
