@@ -179,8 +179,7 @@ fn tshark(args: &[&str]) -> String {
 /// their empty output on our captures means something.
 fn check_filters_catch_a_malformed_message(dir: &Path) {
     let file = dir.join("malformed.pcap");
-    let mut w =
-        m2msec_node::runtime::pcap::PcapWriter::new(Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+    let mut w = m2msec_wire::pcap::PcapWriter::new(Vec::new()).unwrap_or_else(|e| panic!("{e}"));
     let at = |last: u8| SocketAddr::from(([127, 0, 0, last], 2269));
     // A common header announcing a payload that is not there.
     w.write_datagram(

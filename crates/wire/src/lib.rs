@@ -11,6 +11,7 @@ pub mod cbor;
 pub mod collab;
 pub mod e2sec;
 pub mod mikey;
+pub mod pcap;
 pub mod relay;
 pub mod sga;
 

@@ -6,5 +6,4 @@ pub mod driver;
 pub mod keyfile;
 pub mod keylog;
 pub mod log_limit;
-pub mod pcap;
 pub mod tap;

@@ -18,7 +18,7 @@ use std::time::SystemTime;
 use m2msec_protocol::link::{Fate, Impairment, LinkFaults};
 
 use crate::error::{Error, Result};
-use crate::runtime::pcap::PcapWriter;
+use m2msec_wire::pcap::PcapWriter;
 
 /// One datagram as the tap saw it (kept only when the tap records datagrams).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,4 +1,6 @@
-//! A capture file writer: every datagram of a run, as Wireshark and tshark open it.
+//! The capture file format: every datagram of a run, as Wireshark and tshark open it. The
+//! node's wire tap writes it, and anything that runs roles without sockets can write it the same
+//! way (it takes the time of each datagram; it reads no clock).
 //!
 //! Written by hand on purpose: the classic libpcap format is a 24-byte file header followed by
 //! 16-byte record headers (<https://wiki.wireshark.org/Development/LibpcapFileFormat>), and the
