@@ -122,3 +122,27 @@ fn error_chain(error: &anyhow::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap refuses a command whose flattened flag structs share a group name, but only in
+    /// debug builds (a panic at parse time) and the tests run in release: checked here instead.
+    #[test]
+    fn argument_groups_are_unique_in_every_command() {
+        fn check(cmd: &clap::Command) {
+            let mut seen = std::collections::HashSet::new();
+            for group in cmd.get_groups() {
+                let id = group.get_id();
+                assert!(
+                    seen.insert(id.clone()),
+                    "{}: group {id} twice",
+                    cmd.get_name()
+                );
+            }
+            cmd.get_subcommands().for_each(check);
+        }
+        check(&super::Cli::command());
+    }
+}

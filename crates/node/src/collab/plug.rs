@@ -17,6 +17,7 @@ use crate::protocols::{BenchFlags, BenchOutput, DemoFlags, ProvisionFlags, Trace
 
 /// collab's flags of `m2msec provision`.
 #[derive(Clone, Debug, Args)]
+#[group(skip)]
 pub struct ProvisionArgs {
     /// UDP port of every collab role (each role has its own 127.0.0.x address).
     #[arg(long, default_value_t = 7400)]
@@ -25,6 +26,7 @@ pub struct ProvisionArgs {
 
 /// collab's flags of `m2msec bench`.
 #[derive(Clone, Debug, Args)]
+#[group(skip)]
 pub struct BenchArgs {
     /// Collab suites to measure (repeatable; default: modern and classic).
     #[arg(long, value_enum)]

@@ -38,6 +38,7 @@ impl From<VariantArg> for Variant {
 
 /// The E2SEC demo's flags (the group is `--group`).
 #[derive(Clone, Debug, Args)]
+#[group(skip)]
 pub struct DemoArgs {
     /// E2SEC: the proxy-signature variant of both parties.
     #[arg(long, value_enum, default_value_t = VariantArg::Elgamal)]
@@ -50,6 +51,7 @@ pub struct DemoArgs {
 
 /// E2SEC's flags of `m2msec provision`.
 #[derive(Clone, Debug, Args)]
+#[group(skip)]
 pub struct ProvisionArgs {
     /// UDP port of every E2SEC role.
     #[arg(long, default_value_t = super::PORT)]

@@ -38,6 +38,7 @@ impl From<ModeArg> for ModeName {
 
 /// The shape of a MIKEY deployment (with `--threshold` and `--sharing` of [`ShapeArgs`]).
 #[derive(Clone, Debug, Args)]
+#[group(skip)]
 pub struct MikeyArgs {
     /// MIKEY: how the initiator sends its TGK.
     #[arg(long, value_enum, default_value_t = ModeArg::Distributed)]
@@ -49,6 +50,7 @@ pub struct MikeyArgs {
 
 /// MIKEY's flags of `m2msec provision`.
 #[derive(Clone, Debug, Args)]
+#[group(skip)]
 pub struct ProvisionArgs {
     /// UDP port of every MIKEY role (default: the IANA MIKEY port).
     #[arg(long, default_value_t = super::PORT)]

@@ -16,6 +16,7 @@ use crate::protocols::{BenchFlags, BenchOutput, DemoFlags, ProvisionFlags};
 
 /// The relay demo's flags.
 #[derive(Clone, Debug, Args)]
+#[group(skip)]
 pub struct DemoArgs {
     /// Relay: data messages per section (a new section key after this many).
     #[arg(long, default_value_t = 20)]
@@ -39,6 +40,7 @@ impl DemoArgs {
 
 /// The relay's flags of `m2msec provision`.
 #[derive(Clone, Debug, Args)]
+#[group(skip)]
 pub struct ProvisionArgs {
     /// Relay: CoAP port of the proxy and the sinks (each on its own 127.0.0.x address).
     #[arg(long, default_value_t = super::config::COAP_PORT)]
@@ -50,6 +52,7 @@ pub struct ProvisionArgs {
 
 /// The relay's flags of `m2msec bench`.
 #[derive(Clone, Debug, Args)]
+#[group(skip)]
 pub struct BenchArgs {
     /// Relay: messages streamed through the proxy.
     #[arg(long, default_value_t = 2000)]

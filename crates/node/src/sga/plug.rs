@@ -41,6 +41,7 @@ impl From<SgaSuiteArg> for SuiteName {
 /// The SGA demo's flags (the group is `--group`; the server's public-key encryption follows
 /// `--suite`: modern = X25519, classic = RSA-OAEP-2048).
 #[derive(Clone, Debug, Args)]
+#[group(skip)]
 pub struct DemoArgs {
     /// SGA: the lightweight suite the devices negotiate.
     #[arg(long, value_enum, default_value_t = SgaSuiteArg::Ccm)]
@@ -56,6 +57,7 @@ pub struct DemoArgs {
 
 /// SGA's flags of `m2msec provision`.
 #[derive(Clone, Debug, Args)]
+#[group(skip)]
 pub struct ProvisionArgs {
     /// UDP port of the SGA server and devices.
     #[arg(long, default_value_t = super::PORT)]
