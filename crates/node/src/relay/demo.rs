@@ -298,18 +298,11 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
     .await?;
     let proxy_addr = proxy.local_addr();
     let proxy_task = tokio::spawn(proxy.run(shutdown.clone()));
-    let mut sinks = vec![
-        DemoSink::start(
-            dir.path(),
-            "sink-1",
-            k1,
-            owner_pub.clone(),
-            tap,
-            shutdown.clone(),
-        )
-        .await?,
-        DemoSink::start(dir.path(), "sink-2", k2, owner_pub, tap, shutdown.clone()).await?,
-    ];
+    let mut sinks = Vec::new();
+    for (name, key) in ["sink-1", "sink-2"].into_iter().zip([k1, k2]) {
+        let owner = owner_pub.clone();
+        sinks.push(DemoSink::start(dir.path(), name, key, owner, tap, shutdown.clone()).await?);
+    }
     let mut source_rng = run.rng(1);
     let params = SourceParams {
         config: SourceConfig {
@@ -408,12 +401,11 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         s.drain();
     }
     let load = client.load(3600).await.ok();
-    let mut reencrypted = 0;
-    for f in 1..=1u32 {
-        if let Ok(m) = client.forward_monitor(f).await {
-            reencrypted += m.sinks.iter().map(|s| s.reencrypted).sum::<u64>();
-        }
-    }
+    // The one forward of the run.
+    let reencrypted = client
+        .forward_monitor(1)
+        .await
+        .map_or(0, |m| m.sinks.iter().map(|s| s.reencrypted).sum::<u64>());
 
     let mut outcomes = Vec::new();
     for (i, s) in sinks.iter().enumerate() {
