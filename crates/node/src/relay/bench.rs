@@ -28,6 +28,7 @@ use m2msec_crypto::pre;
 use m2msec_crypto::rng::SeededRng;
 
 use crate::error::{Error, Result};
+use crate::harness::demo::bind_loopback;
 use crate::harness::figure::Figure;
 
 /// Size of the AFGH plaintext measured: about a signed section key in CBOR (stream id, key
@@ -122,15 +123,9 @@ pub fn afgh_figures(r: &AfghRates) -> Vec<Figure> {
 ///
 /// Socket errors; [`Error::Timeout`] if the datagrams do not all arrive within 30 s.
 pub async fn raw_udp_forwarding(messages: u32, size: usize, window: u32) -> Result<f64> {
-    let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-    let bind = |a| async move {
-        tokio::net::UdpSocket::bind(a)
-            .await
-            .map_err(|source| Error::Bind { addr: a, source })
-    };
-    let sender = bind(any).await?;
-    let forwarder = bind(any).await?;
-    let receiver = bind(any).await?;
+    let sender = bind_loopback().await?;
+    let forwarder = bind_loopback().await?;
+    let receiver = bind_loopback().await?;
     let forwarder_addr = forwarder.local_addr().map_err(Error::Socket)?;
     let receiver_addr = receiver.local_addr().map_err(Error::Socket)?;
     let received = Arc::new(AtomicU64::new(0));
@@ -297,15 +292,13 @@ fn free_port() -> Result<u16> {
 #[allow(clippy::too_many_lines)] // one linear script: set-up, stream, measure, tear down
 pub async fn stream_throughput(opts: &StreamOptions) -> Result<StreamFigures> {
     use m2msec_crypto::sig::{SigSuite, SigningKey};
-    use m2msec_protocol::relay::{Sink, SinkConfig, SourceConfig, SourceSeed, TrustedSource};
+    use m2msec_protocol::relay::source_store::{SourceParams, StoredSource};
+    use m2msec_protocol::relay::{SourceConfig, SourceSeed, TrustedSource};
     use m2msec_store::MemoryStore;
 
     use super::client::{self, ProxyClient, SendHooks, SendOptions};
-    use super::config::{DataEncoding, Output, SourceSetup};
     use super::proxy::{Proxy, ProxyConfig};
-    use super::sink::{OutputWriter, SinkNode, spawn_local};
-    use super::source::SourceNode;
-    use crate::runtime::coap::Transmission;
+    use super::sink::spawn_local;
     use crate::runtime::driver::{shutdown_channel, wall_clock};
 
     let messages = opts.messages.max(1);
@@ -336,34 +329,30 @@ pub async fn stream_throughput(opts: &StreamOptions) -> Result<StreamFigures> {
     let sink_key = pre::SecretKey::generate(&mut rng);
     let sink_public = sink_key.public_key();
     let url = "coap://127.0.0.1/bench-source";
-    let trusted = vec![TrustedSource {
+    let trusted = TrustedSource {
         url: url.into(),
         owner: owner.verifying_key(),
-    }];
-    let output = OutputWriter::open(
-        &Output::File(dir.path().join("sink.jsonl")),
-        DataEncoding::Base64,
-    )?;
-    let sink = Sink::new(sink_key, trusted, SinkConfig::default());
-    let node = SinkNode::new(sink, Arc::new(MemoryStore::new()), output, wall_clock())?;
-    let (sink_url, mut events, sink_task) =
-        spawn_local(node, false, None, shutdown.clone()).await?;
-
-    let mut source = SourceNode::with_store(
-        SourceSetup {
-            config: SourceConfig::new(url, 1),
-            proxy: config.listen,
-            seed: SourceSeed::generate(&mut rng),
-            owner,
-            state: dir.path().join("source"),
-            capacity: 0,
-            udp: false,
-            coap: Transmission::default(),
-        },
+    };
+    let (sink_url, mut events, sink_task) = spawn_local(
+        sink_key,
+        trusted,
         Arc::new(MemoryStore::new()),
-        &mut rng,
-    )?;
-    let client = ProxyClient::connect(config.listen, source.client_config(), None).await?;
+        dir.path().join("sink.jsonl"),
+        false,
+        None,
+        shutdown.clone(),
+    )
+    .await?;
+
+    let params = SourceParams {
+        config: SourceConfig::new(url, 1),
+        seed: SourceSeed::generate(&mut rng),
+        owner,
+        capacity: 0,
+        udp: false,
+    };
+    let mut source = StoredSource::open(params, Arc::new(MemoryStore::new()), &mut rng)?;
+    let client = ProxyClient::connect(config.listen, client::streaming_config(), None).await?;
     let storage = client.store(&source).await?;
     let epoch = source.epoch_at(wall_clock())?;
     let grant = source.grant(&sink_url, &sink_public, epoch..=epoch.saturating_add(1))?;

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use m2msec_crypto::rng::CryptoRng;
+use m2msec_protocol::relay::source_store::{ForwardRecord, StorageRecord, StoredSource};
 use m2msec_wire::relay::Flags;
 use m2msec_wire::relay::RelayMessage;
 use m2msec_wire::relay::api::{
@@ -28,7 +29,6 @@ use m2msec_wire::relay::coap::coap_lite::{CoapOption, Packet, ResponseType};
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 
-use super::source::{ForwardRecord, SourceNode, StorageRecord};
 use crate::error::{Error, Result};
 use crate::runtime::coap::{self, CoapClient, code_string, is_success, response_code, uint_option};
 use crate::runtime::driver::wall_clock;
@@ -166,7 +166,7 @@ impl ProxyClient {
     /// # Errors
     ///
     /// As [`ProxyClient::info`]; [`Error::Store`] if the record cannot be written.
-    pub async fn store(&self, source: &SourceNode) -> Result<StorageRecord> {
+    pub async fn store(&self, source: &StoredSource) -> Result<StorageRecord> {
         let req = source.store_request();
         let answer = self
             .post_cbor(api::path::STORE, req.to_bytes(), "store")
@@ -248,7 +248,7 @@ impl ProxyClient {
     /// As [`ProxyClient::info`] (4.01: signature refused; 4.03: not the owner).
     pub async fn forward(
         &self,
-        source: &SourceNode,
+        source: &StoredSource,
         storage_id: u32,
         sinks: Vec<SinkGrant>,
         rate: u32,
@@ -283,7 +283,7 @@ impl ProxyClient {
     /// As [`ProxyClient::forward`].
     pub async fn control(
         &self,
-        source: &SourceNode,
+        source: &StoredSource,
         forward_id: u32,
         control: &Control,
         rng: &mut dyn CryptoRng,
@@ -383,7 +383,7 @@ impl Default for SendOptions {
 /// Sealing errors, store errors (the position could not be persisted: nothing of that batch
 /// was sent), proxy errors.
 pub async fn send_stream(
-    source: &mut SourceNode,
+    source: &mut StoredSource,
     client: &ProxyClient,
     storage: &StorageRecord,
     payloads: impl IntoIterator<Item = Vec<u8>>,

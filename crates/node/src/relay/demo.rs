@@ -28,20 +28,17 @@ use std::time::{Duration, Instant};
 use m2msec_crypto::pre;
 use m2msec_crypto::rng::CryptoRng;
 use m2msec_crypto::sig::{SigSuite, SigningKey};
-use m2msec_protocol::relay::{
-    Delivered, Sink, SinkConfig, SourceConfig, SourceSeed, TrustedSource,
-};
+use m2msec_protocol::relay::source_store::{SourceParams, StorageRecord, StoredSource};
+use m2msec_protocol::relay::{Delivered, SourceConfig, SourceSeed, TrustedSource};
 use m2msec_store::{MemoryStore, RedbStore};
 use m2msec_wire::relay::api::{Control, Start};
 use m2msec_wire::relay::{Flags, RelayMessage};
 use tokio::sync::mpsc;
 
 use super::client::{self, ProxyClient, SendHooks, SendOptions};
-use super::config::{DataEncoding, Output, SourceSetup};
 use super::proxy::{Proxy, ProxyConfig};
 use super::report::SinkOutcome;
-use super::sink::{OutputWriter, SinkNode, spawn_local};
-use super::source::{SourceNode, StorageRecord};
+use super::sink::{SinkNode, spawn_local};
 use crate::error::{Error, Result};
 use crate::harness::demo::{Deployment, RunOptions};
 use crate::harness::report::{Detail, Helpers, Progress, RunReport};
@@ -117,17 +114,14 @@ impl DemoSink {
         shutdown: Shutdown,
     ) -> Result<Self> {
         let store = Arc::new(RedbStore::open(dir.join(format!("{name}.redb")))?);
-        let output = OutputWriter::open(
-            &Output::File(dir.join(format!("{name}.jsonl"))),
-            DataEncoding::Base64,
-        )?;
-        let trusted = vec![TrustedSource {
+        let trusted = TrustedSource {
             url: SOURCE_URL.into(),
             owner,
-        }];
-        let sink = Sink::new(key, trusted, SinkConfig::default());
-        let node = SinkNode::new(sink, store, output, wall_clock())?;
-        let (url, events, task) = spawn_local(node, true, Some(tap.clone()), shutdown).await?;
+        };
+        let output = dir.join(format!("{name}.jsonl"));
+        let tap = Some(tap.clone());
+        let (url, events, task) =
+            spawn_local(key, trusted, store, output, true, tap, shutdown).await?;
         Ok(Self {
             url,
             events,
@@ -171,7 +165,7 @@ impl Streamed {
     async fn more(
         &mut self,
         n: u32,
-        source: &mut SourceNode,
+        source: &mut StoredSource,
         client: &ProxyClient,
         storage: &StorageRecord,
         rng: &mut dyn CryptoRng,
@@ -304,39 +298,26 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
     .await?;
     let proxy_addr = proxy.local_addr();
     let proxy_task = tokio::spawn(proxy.run(shutdown.clone()));
-    let mut sinks = vec![
-        DemoSink::start(
-            dir.path(),
-            "sink-1",
-            k1,
-            owner_pub.clone(),
-            tap,
-            shutdown.clone(),
-        )
-        .await?,
-        DemoSink::start(dir.path(), "sink-2", k2, owner_pub, tap, shutdown.clone()).await?,
-    ];
+    let mut sinks = Vec::new();
+    for (name, key) in ["sink-1", "sink-2"].into_iter().zip([k1, k2]) {
+        let owner = owner_pub.clone();
+        sinks.push(DemoSink::start(dir.path(), name, key, owner, tap, shutdown.clone()).await?);
+    }
     let mut source_rng = run.rng(1);
-    let mut source = SourceNode::with_store(
-        SourceSetup {
-            config: SourceConfig {
-                rotate_messages: opts.rotate_messages,
-                rotate_after: Duration::from_secs(3600),
-                ..SourceConfig::new(SOURCE_URL, 1)
-            },
-            proxy: proxy_addr,
-            seed,
-            owner,
-            state: dir.path().join("relay-source"),
-            capacity: 0,
-            udp: false,
-            coap: LOOPBACK,
+    let params = SourceParams {
+        config: SourceConfig {
+            rotate_messages: opts.rotate_messages,
+            rotate_after: Duration::from_secs(3600),
+            ..SourceConfig::new(SOURCE_URL, 1)
         },
-        Arc::new(MemoryStore::new()),
-        &mut *source_rng,
-    )?;
-    let client =
-        ProxyClient::connect(proxy_addr, source.client_config(), Some(tap.clone())).await?;
+        seed,
+        owner,
+        capacity: 0,
+        udp: false,
+    };
+    let mut source = StoredSource::open(params, Arc::new(MemoryStore::new()), &mut *source_rng)?;
+    let config = LOOPBACK.apply(client::streaming_config());
+    let client = ProxyClient::connect(proxy_addr, config, Some(tap.clone())).await?;
 
     let start = Instant::now();
     let mut streamed = Streamed {
@@ -420,12 +401,11 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         s.drain();
     }
     let load = client.load(3600).await.ok();
-    let mut reencrypted = 0;
-    for f in 1..=1u32 {
-        if let Ok(m) = client.forward_monitor(f).await {
-            reencrypted += m.sinks.iter().map(|s| s.reencrypted).sum::<u64>();
-        }
-    }
+    // The one forward of the run.
+    let reencrypted = client
+        .forward_monitor(1)
+        .await
+        .map_or(0, |m| m.sinks.iter().map(|s| s.reencrypted).sum::<u64>());
 
     let mut outcomes = Vec::new();
     for (i, s) in sinks.iter().enumerate() {

@@ -28,7 +28,9 @@ use super::config::{
 };
 use super::proxy::ProxyConfig;
 use crate::error::{Error, Result};
-use crate::harness::provision::{Provisioned, deployment_dirs, write_config};
+use crate::harness::provision::{
+    Provisioned, deployment_dirs, refuse_existing, role_config, write_daemon_config, write_toml,
+};
 use crate::runtime::coap::Transmission;
 use crate::runtime::keyfile::write_public;
 
@@ -83,13 +85,8 @@ pub fn provision(
     opts: &ProvisionOptions,
     rng: &mut dyn CryptoRng,
 ) -> Result<Provisioned> {
-    let source_toml = dir.join("relay-source.toml");
-    if !opts.force && source_toml.exists() {
-        return Err(Error::Usage(format!(
-            "{} already holds a relay deployment (use --force to overwrite it)",
-            dir.display()
-        )));
-    }
+    let source_toml = role_config(dir, "relay-source");
+    refuse_existing(dir, "relay-source", "a relay deployment", opts.force)?;
     if opts.port == opts.udp_port {
         return Err(Error::Usage(
             "the relay's CoAP and UDP ports must differ (each sink listens on both)".into(),
@@ -110,10 +107,8 @@ pub fn provision(
     )?;
 
     let proxy = SocketAddr::from((PROXY_HOST, opts.port));
-    let proxy_toml = dir.join("relay-proxy.toml");
-    write_config(
-        &proxy_toml,
-        "relay-proxy",
+    write_toml(
+        &role_config(dir, "relay-proxy"),
         "relay-proxy",
         &ProxyConfig {
             listen: proxy,
@@ -125,7 +120,6 @@ pub fn provision(
         &mut out,
     )?;
     let source = source_url(opts.port);
-    let mut sink_configs = Vec::new();
     let mut grants = Vec::new();
     for (i, name) in SINKS.into_iter().enumerate() {
         let key = pre::SecretKey::generate(rng);
@@ -149,16 +143,14 @@ pub fn provision(
             }],
         };
         let url = file.urls().into_iter().next().unwrap_or_default();
-        let config = dir.join(format!("relay-{name}.toml"));
-        write_config(
-            &config,
+        write_daemon_config(
+            &role_config(dir, &format!("relay-{name}")),
             &format!("relay-sink ({name})"),
             "relay-sink",
             &file,
             &mut out,
         )?;
         grants.push((url, dir.join(pub_path)));
-        sink_configs.push(config);
     }
 
     write_source(
@@ -181,14 +173,6 @@ pub fn provision(
         &mut out,
     )?;
 
-    out.commands.push(format!(
-        "m2msec run relay-proxy --config {}",
-        proxy_toml.display()
-    ));
-    for c in &sink_configs {
-        out.commands
-            .push(format!("m2msec run relay-sink --config {}", c.display()));
-    }
     let src = source_toml.display();
     out.commands
         .push(format!("m2msec relay store --config {src}"));

@@ -112,22 +112,21 @@ impl Shared {
     /// A 5.00 response when the store failed or the writer is gone.
     pub(crate) async fn write(&self, ops: Vec<Op>) -> std::result::Result<(), Response> {
         let (tx, rx) = oneshot::channel();
-        if self.writer.send(WriterCmd::Run(ops, tx)).await.is_err() {
-            return Err(Response::error(
-                ResponseType::ServiceUnavailable,
-                "stopping",
-            ));
-        }
-        match rx.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
+        // No writer to send to or to answer: the proxy is stopping.
+        let answer = match self.writer.send(WriterCmd::Run(ops, tx)).await {
+            Ok(()) => rx.await.ok(),
+            Err(_) => None,
+        };
+        match answer {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => {
                 tracing::error!(error = %e, "store write failed");
                 Err(Response::error(
                     ResponseType::InternalServerError,
                     "store failed",
                 ))
             }
-            Err(_) => Err(Response::error(
+            None => Err(Response::error(
                 ResponseType::ServiceUnavailable,
                 "stopping",
             )),
@@ -323,13 +322,7 @@ fn stop_tasks(shared: &Shared) {
 async fn recover(shared: &Arc<Shared>) -> Result<()> {
     let store = Arc::clone(&shared.store);
     let loaded = writer::blocking(move || {
-        let loaded = records::load(&*store).map_err(|e| match e {
-            Error::Store(e) => e,
-            other => m2msec_store::Error::Backend {
-                operation: "load",
-                source: other.to_string().into(),
-            },
-        })?;
+        let loaded = records::load(&*store)?;
         let stats = loaded
             .storages
             .iter()
@@ -339,6 +332,9 @@ async fn recover(shared: &Arc<Shared>) -> Result<()> {
     })
     .await?;
     let (loaded, stats) = loaded;
+    for (table, key) in &loaded.skipped {
+        tracing::warn!(table, key = %crate::hex(key), "record skipped: does not decode");
+    }
     {
         let mut core = shared.core();
         core.next_storage = loaded.next_storage;

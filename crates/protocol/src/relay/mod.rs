@@ -64,6 +64,7 @@ pub mod proxy;
 mod sink;
 pub mod sink_store;
 mod source;
+pub mod source_store;
 
 use core::fmt;
 use core::time::Duration;

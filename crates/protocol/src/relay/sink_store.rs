@@ -1,17 +1,19 @@
 //! What a sink keeps in its store and how it answers: the durable seen set (a message the proxy
 //! delivers again after a crash is written once), the section keys it accepted (a restarted
 //! sink installs them again, since the proxy does not repeat what was acknowledged) and the
-//! CoAP code of each verdict. The shell writes the output and commits [`Batch::commit_ops`].
+//! CoAP code of each verdict. [`StoredSink`] is the sink over its store; the shell writes the
+//! output between [`StoredSink::receive`] and [`StoredSink::commit`].
 
 use core::time::Duration;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use m2msec_store::{Result, Store, WriteOp};
 use m2msec_wire::relay::coap::coap_lite::ResponseType;
 use m2msec_wire::relay::{Flags, Header, RelayMessage};
 
 use super::{Delivered, Error, Sink};
-use crate::Millis;
+use crate::{Millis, OpCounts};
 
 /// The sink's table of delivered messages (the durable seen set): key
 /// [`seen_key`]`(source, stream, message id)`, empty value.
@@ -229,6 +231,108 @@ impl Batch {
             value,
         });
         seen.chain(len).chain(sections).collect()
+    }
+}
+
+/// A [`Sink`] over its store: the durable seen set, the section keys it accepted and the
+/// output length committed with them, and what it delivered and dropped as a duplicate.
+///
+/// [`StoredSink::receive`] judges what arrived together; the shell writes the batch's fresh
+/// deliveries to its output and makes them durable, then [`StoredSink::commit`]s the seen set
+/// and the output's new length in one transaction, and only then acknowledges. A sink killed
+/// between the two steps cuts its output back to [`Reopened::output_len`] when it starts again,
+/// and the proxy, which had no acknowledgement, delivers those messages again: each appears in
+/// the output once.
+pub struct StoredSink {
+    sink: Sink,
+    store: Arc<dyn Store>,
+    delivered: u64,
+    duplicates: u64,
+}
+
+/// What a sink found in its store when it opened.
+#[derive(Debug)]
+pub struct Reopened {
+    /// The output's length after the last committed batch (none before the first, or for
+    /// standard output).
+    pub output_len: Option<u64>,
+    /// Section keys installed again.
+    pub installed: usize,
+    /// Why the stored section keys no longer accepted were forgotten.
+    pub forgotten: Vec<Error>,
+}
+
+impl StoredSink {
+    /// `sink` over `store`, with the section keys accepted before a restart installed again
+    /// (at `now`).
+    ///
+    /// # Errors
+    ///
+    /// Store errors.
+    pub fn open(mut sink: Sink, store: Arc<dyn Store>, now: Millis) -> Result<(Self, Reopened)> {
+        let output_len = store
+            .get(SINK_TABLE, KEY_OUTPUT_LEN)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map(u64::from_be_bytes);
+        let (installed, forgotten) = reinstall(&mut sink, &*store, now)?;
+        let stored = Self {
+            sink,
+            store,
+            delivered: 0,
+            duplicates: 0,
+        };
+        let reopened = Reopened {
+            output_len,
+            installed,
+            forgotten,
+        };
+        Ok((stored, reopened))
+    }
+
+    /// Judges `messages` that arrived together at `now` ([`Batch::receive`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Batch::receive`]: then nothing of the batch may be acknowledged.
+    pub fn receive<'m>(
+        &mut self,
+        now: Millis,
+        messages: impl IntoIterator<Item = &'m RelayMessage>,
+    ) -> Result<Batch> {
+        let batch = Batch::receive(&mut self.sink, &*self.store, now, messages)?;
+        self.duplicates += batch.duplicates;
+        Ok(batch)
+    }
+
+    /// Commits `batch` once its deliveries are durable in the output, whose length is now
+    /// `output_len` (none for standard output).
+    ///
+    /// # Errors
+    ///
+    /// Store errors: then nothing of the batch may be acknowledged.
+    pub fn commit(&mut self, batch: &Batch, output_len: Option<u64>) -> Result<()> {
+        let len = output_len.map(u64::to_be_bytes);
+        self.store.write_batch(&batch.commit_ops(len.as_ref()))?;
+        self.delivered += batch.fresh.len() as u64;
+        Ok(())
+    }
+
+    /// The protocol sink's cryptographic operations.
+    #[must_use]
+    pub fn op_counts(&self) -> OpCounts {
+        self.sink.op_counts()
+    }
+
+    /// Messages delivered and committed so far.
+    #[must_use]
+    pub fn delivered(&self) -> u64 {
+        self.delivered
+    }
+
+    /// Deliveries dropped as duplicates so far.
+    #[must_use]
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates
     }
 }
 

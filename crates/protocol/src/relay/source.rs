@@ -247,6 +247,11 @@ impl Source {
         &self.config
     }
 
+    /// The owner key, for the proxy API calls only the owner may make.
+    pub(super) fn owner(&self) -> &SigningKey {
+        &self.owner
+    }
+
     /// Seals one data message: returns the management message of a new section first when a
     /// rotation is due (by count, by time, at an epoch change, or the first seal after
     /// [`Source::new`]), then the data message. Send them in this order, after persisting

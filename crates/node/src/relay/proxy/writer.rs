@@ -11,7 +11,7 @@
 //! their dedup key and acknowledged without a second copy.
 //!
 //! What a commit did to a storage (stored, recognised, sections started) is the engine's
-//! tally (`Written::tally`), recorded with `Core::on_written`.
+//! tally (`Written::push`), recorded with `Core::on_written`.
 //!
 //! **One writer.** Queue writes and the byte totals read back after them (`queue_stats`) happen
 //! here only, in order, so the in-memory accounting mirrors the store exactly; control-plane
@@ -29,16 +29,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use m2msec_protocol::relay::proxy::Ticket;
-use m2msec_protocol::relay::proxy::retention::{Checkpoints, Housekeeping};
+use m2msec_protocol::relay::proxy::retention::{Checkpoints, Housekeeping, expired_signed};
 pub(crate) use m2msec_protocol::relay::proxy::retention::{Op, apply};
-use m2msec_store::{PushOutcome, QueueStats};
+use m2msec_store::QueueStats;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::Shared;
 use m2msec_wire::relay::coap::coap_lite::ResponseType;
 
 use super::coap_msg::{ReplyTo, Response};
-use super::records::{SIGNED_TABLE, dedup_table, queue_table};
+use super::records::queue_table;
 use super::state::{MonitorId, Written};
 use crate::error::{Error, Result};
 use crate::runtime::coap::monotonic_now;
@@ -60,9 +60,6 @@ pub(crate) struct Ingest {
     /// Where the CoAP acknowledgement goes (none for plain UDP).
     pub(crate) reply: Option<ReplyTo>,
 }
-
-/// A message as pushed: its dedup key and its binary form.
-type Pair = ([u8; 9], Vec<u8>);
 
 /// A control-plane request to the writer.
 #[derive(Debug)]
@@ -177,25 +174,12 @@ async fn commit(shared: &Arc<Shared>, batch: Vec<Ingest>) -> Result<()> {
             continue;
         }
         let store = Arc::clone(&shared.store);
-        let mut pairs: Vec<Pair> = Vec::with_capacity(items.len());
-        let mut replies: Vec<Option<ReplyTo>> = Vec::with_capacity(items.len());
-        for i in items {
-            pairs.push((i.key, i.value));
-            replies.push(i.reply);
-        }
-        let result = blocking(
-            move || -> m2msec_store::Result<(Vec<PushOutcome>, QueueStats, Vec<Pair>)> {
-                let refs: Vec<(&[u8], &[u8])> =
-                    pairs.iter().map(|(k, v)| (&k[..], v.as_slice())).collect();
-                let table = queue_table(id);
-                let outcomes = store.queue_push_unique(&table, &dedup_table(id), &refs)?;
-                let stats = store.queue_stats(&table)?;
-                Ok((outcomes, stats, pairs))
-            },
-        )
-        .await;
-        let (outcomes, stats, pairs) = match result {
-            Ok(r) => r,
+        let (pairs, replies): (Vec<_>, Vec<_>) = items
+            .into_iter()
+            .map(|i| ((i.key, i.value), i.reply))
+            .unzip();
+        let written = match blocking(move || Written::push(&*store, id, &pairs)).await {
+            Ok(w) => w,
             Err(e) => {
                 shared.core().release(id, admitted);
                 for r in replies {
@@ -208,7 +192,6 @@ async fn commit(shared: &Arc<Shared>, batch: Vec<Ingest>) -> Result<()> {
                 return Err(Error::Store(e));
             }
         };
-        let written = Written::tally(&pairs, &outcomes, stats);
         let arrived = written.stored > 0;
         {
             let mut core = shared.core();
@@ -254,12 +237,7 @@ async fn housekeep(
     let now_ms = wall_clock().0;
     let stats = blocking(move || -> m2msec_store::Result<Vec<(u32, QueueStats)>> {
         if prune_signed {
-            for (key, value) in store.scan(SIGNED_TABLE)? {
-                let until = <[u8; 8]>::try_from(value.as_slice()).map_or(0, u64::from_be_bytes);
-                if until < now_ms {
-                    ops.push(Op::Remove(SIGNED_TABLE, key));
-                }
-            }
+            ops.extend(expired_signed(&*store, now_ms)?);
         }
         apply(&*store, &ops)?;
         emptied

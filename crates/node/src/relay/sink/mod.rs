@@ -8,12 +8,13 @@
 //! and one store transaction for all of them.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use m2msec_protocol::relay::sink_store::{self, Batch, KEY_OUTPUT_LEN, Pending, SINK_TABLE};
-use m2msec_protocol::relay::{Delivered, Sink};
+use m2msec_crypto::pre;
+use m2msec_protocol::relay::sink_store::{Pending, StoredSink};
+use m2msec_protocol::relay::{Delivered, Sink, SinkConfig, TrustedSource};
 use m2msec_protocol::{Millis, OpCounts};
 use m2msec_store::Store;
 use m2msec_wire::relay::RelayMessage;
@@ -23,7 +24,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::config::load_sink;
+use super::config::{DataEncoding, Output, load_sink};
 use crate::error::{Error, Result};
 use crate::runtime::coap::{
     self, Block1Assembler, DEFAULT_SZX, DedupCache, MessageIds, Received, ReplyTo, monotonic_now,
@@ -38,61 +39,49 @@ mod output;
 pub use m2msec_protocol::relay::sink_store::Verdict;
 pub use output::{OutputLine, OutputWriter};
 
-/// The sink's engine, whatever the transport: the protocol's sink, the durable seen set, the
-/// output, and the rejection log.
+/// The sink's engine, whatever the transport: the protocol's sink over its store
+/// ([`StoredSink`]: the durable seen set and section keys), the output, and the rejection log.
 ///
 /// [`SinkNode::receive_batch`] takes what arrived together: every delivered message of the
-/// batch is written to the output and synced, then the seen set and the output's length are
-/// committed in one transaction, and only then does it return (and the caller acknowledge). A
-/// sink killed between the two steps truncates its output back to the committed length when it
-/// starts again, and the proxy, which had no acknowledgement, delivers those messages again:
-/// each appears in the output once.
+/// batch is written to the output and synced, then committed ([`StoredSink::commit`]), and only
+/// then does it return (and the caller acknowledge).
 pub struct SinkNode {
-    sink: Sink,
-    store: Arc<dyn Store>,
+    stored: StoredSink,
     output: OutputWriter,
     rejects: LogLimit,
     events: Option<mpsc::UnboundedSender<Delivered>>,
-    delivered: u64,
-    duplicates: u64,
 }
 
 impl SinkNode {
-    /// A sink node over `sink`, `store` and `output`: the output is cut back to its committed
-    /// length, and the section keys accepted before a restart are installed again (at `now`).
+    /// A sink node over `sink`, `store` and `output`: the section keys accepted before a
+    /// restart are installed again (at `now`), and the output is cut back to its committed
+    /// length.
     ///
     /// # Errors
     ///
     /// Store and output errors.
     pub fn new(
-        mut sink: Sink,
+        sink: Sink,
         store: Arc<dyn Store>,
         mut output: OutputWriter,
         now: Millis,
     ) -> Result<Self> {
-        let committed = store
-            .get(SINK_TABLE, KEY_OUTPUT_LEN)?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
-            .map(u64::from_be_bytes);
-        output.reconcile(committed)?;
-        let (installed, forgotten) = sink_store::reinstall(&mut sink, &*store, now)?;
-        for e in forgotten {
+        let (stored, reopened) = StoredSink::open(sink, store, now)?;
+        output.reconcile(reopened.output_len)?;
+        for e in reopened.forgotten {
             tracing::debug!(error = %e, "stored section key no longer accepted, forgotten");
         }
-        if installed > 0 {
+        if reopened.installed > 0 {
             tracing::info!(
-                sections = installed,
+                sections = reopened.installed,
                 "section keys installed again from the store"
             );
         }
         Ok(Self {
-            sink,
-            store,
+            stored,
             output,
             rejects: LogLimit::new("rejected message"),
             events: None,
-            delivered: 0,
-            duplicates: 0,
         })
     }
 
@@ -107,7 +96,7 @@ impl SinkNode {
     /// The protocol sink's cryptographic operations.
     #[must_use]
     pub fn op_counts(&self) -> OpCounts {
-        self.sink.op_counts()
+        self.stored.op_counts()
     }
 
     /// Processes messages that arrived together; one verdict per message, in order. Returns
@@ -121,9 +110,7 @@ impl SinkNode {
         now: Millis,
         messages: &[(SocketAddr, RelayMessage)],
     ) -> Result<Vec<Verdict>> {
-        let msgs = messages.iter().map(|(_, m)| m);
-        let batch = Batch::receive(&mut self.sink, &*self.store, now, msgs)?;
-        self.duplicates += batch.duplicates;
+        let batch = self.stored.receive(now, messages.iter().map(|(_, m)| m))?;
         for ((from, _), verdict) in messages.iter().zip(&batch.verdicts) {
             if let Verdict::Rejected(e) = verdict {
                 self.rejects.warn(from, e);
@@ -138,9 +125,7 @@ impl SinkNode {
             .map(|(_, d)| self.output.line(d))
             .collect();
         self.output.write(&lines)?;
-        let len = self.output.file_len().map(u64::to_be_bytes);
-        self.store.write_batch(&batch.commit_ops(len.as_ref()))?;
-        self.delivered += batch.fresh.len() as u64;
+        self.stored.commit(&batch, self.output.file_len())?;
         if let Some(events) = &self.events {
             for (_, d) in batch.fresh {
                 let _ = events.send(d);
@@ -275,8 +260,8 @@ impl SinkServer {
         }
         tracing::info!(
             role = "relay-sink",
-            delivered = self.node.delivered,
-            duplicates = self.node.duplicates,
+            delivered = self.node.stored.delivered(),
+            duplicates = self.node.stored.duplicates(),
             rejected = self.node.rejects.total(),
             "stopped"
         );
@@ -395,14 +380,18 @@ pub async fn run_file(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     Ok(())
 }
 
-/// A sink on loopback for the demo or the bench, serving CoAP (or else plain UDP) until
-/// `shutdown` and reporting every delivery: its URL, its deliveries and its task.
+/// A sink on loopback for the demo or the bench: it trusts `source`, keeps its seen set in
+/// `store`, appends base64 lines to the file `output`, serves CoAP (or else plain UDP) until
+/// `shutdown` and reports every delivery: its URL, its deliveries and its task.
 ///
 /// # Errors
 ///
-/// Bind errors.
+/// Store, output and bind errors.
 pub(crate) async fn spawn_local(
-    node: SinkNode,
+    key: pre::SecretKey,
+    source: TrustedSource,
+    store: Arc<dyn Store>,
+    output: PathBuf,
     coap: bool,
     tap: Option<Wiretap>,
     shutdown: Shutdown,
@@ -411,6 +400,9 @@ pub(crate) async fn spawn_local(
     mpsc::UnboundedReceiver<Delivered>,
     JoinHandle<Result<SinkNode>>,
 )> {
+    let output = OutputWriter::open(&Output::File(output), DataEncoding::Base64)?;
+    let sink = Sink::new(key, vec![source], SinkConfig::default());
+    let node = SinkNode::new(sink, store, output, wall_clock())?;
     let (tx, events) = mpsc::unbounded_channel();
     let any = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
     let (c, u) = if coap { (any, None) } else { (None, any) };
@@ -428,8 +420,6 @@ pub(crate) async fn spawn_local(
 mod tests {
     use super::*;
     use std::io::Write as _;
-
-    use crate::relay::config::{DataEncoding, Output};
 
     fn output_lines(path: &Path) -> Result<Vec<OutputLine>> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -468,12 +458,9 @@ mod tests {
     /// once.
     #[test]
     fn stream_through_forwarder_once_across_restart() -> Result<()> {
-        use m2msec_crypto::pre;
         use m2msec_crypto::rng::SeededRng;
         use m2msec_crypto::sig::{SigSuite, SigningKey};
-        use m2msec_protocol::relay::{
-            Forwarded, Forwarder, SinkConfig, Source, SourceConfig, SourceSeed, TrustedSource,
-        };
+        use m2msec_protocol::relay::{Forwarded, Forwarder, Source, SourceConfig, SourceSeed};
         use m2msec_store::MemoryStore;
 
         let mut rng = SeededRng::from_seed_u64(3);

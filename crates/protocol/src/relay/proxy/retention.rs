@@ -65,6 +65,24 @@ pub fn apply(store: &dyn Store, ops: &[Op]) -> m2msec_store::Result<()> {
     store.write_batch(&ops)
 }
 
+/// The removals of the entries of the replay cache of signed requests
+/// ([`records::SIGNED_TABLE`], each valued until when it is kept, ms since the epoch, u64 BE)
+/// that expired before `now_ms`.
+///
+/// # Errors
+///
+/// The store's.
+pub fn expired_signed(store: &dyn Store, now_ms: u64) -> m2msec_store::Result<Vec<Op>> {
+    let mut ops = Vec::new();
+    for (key, value) in store.scan(records::SIGNED_TABLE)? {
+        let until = <[u8; 8]>::try_from(value.as_slice()).map_or(0, u64::from_be_bytes);
+        if until < now_ms {
+            ops.push(Op::Remove(records::SIGNED_TABLE, key));
+        }
+    }
+    Ok(ops)
+}
+
 /// The dedup key of a message: its flags without REENCRYPTED and header bytes 2..10 — message
 /// id, stream id and key index of a stream message, the 64-bit random id of an individual one
 /// (paper 004 §III-D, the header). Scoped to one storage (one dedup table each), whose messages

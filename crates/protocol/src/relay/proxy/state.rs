@@ -11,11 +11,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
 
 use m2msec_crypto::sig::VerifyingKey;
-use m2msec_store::{PushOutcome, QueueStats};
+use m2msec_store::{PushOutcome, QueueStats, Store};
 use m2msec_wire::relay::api::{ForwardMonitor, Info, SinkProgress, StorageMonitor, path};
 
 use super::metrics::{Metrics, Slot};
-use super::records::{CursorRecord, ForwardRecord, StorageCounters, StorageRecord};
+use super::records::{
+    CursorRecord, ForwardRecord, StorageCounters, StorageRecord, dedup_table, queue_table,
+};
 use super::retention::management_stream;
 
 /// What a shell attaches to each storage, forward and sink (its tasks and wake-ups), so the
@@ -387,6 +389,25 @@ pub struct Written {
 }
 
 impl Written {
+    /// One storage's share of a group commit: pushes `items` (dedup key, message in binary
+    /// form) into storage `id`'s queue in one `Store::queue_push_unique`, reads back what the
+    /// queue holds, and [`tallies`](Self::tally) it.
+    ///
+    /// # Errors
+    ///
+    /// The store's: then nothing of the share may be acknowledged.
+    pub fn push(
+        store: &dyn Store,
+        id: u32,
+        items: &[([u8; 9], Vec<u8>)],
+    ) -> m2msec_store::Result<Self> {
+        let refs: Vec<(&[u8], &[u8])> = items.iter().map(|(k, v)| (&k[..], v.as_slice())).collect();
+        let table = queue_table(id);
+        let outcomes = store.queue_push_unique(&table, &dedup_table(id), &refs)?;
+        let stats = store.queue_stats(&table)?;
+        Ok(Self::tally(items, &outcomes, stats))
+    }
+
     /// What one storage's share of a group commit did: `items` (dedup key, message in binary
     /// form), as pushed in one `Store::queue_push_unique`, its `outcomes` in the same order,
     /// and what the queue holds after (`stats`). Every item's bytes were reserved at admission
