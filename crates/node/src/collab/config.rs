@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use m2msec_crypto::aead::AeadSuite;
 use m2msec_crypto::ots::OtsScheme;
@@ -19,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::harness::daemon::Setup;
 use crate::runtime::config::{
-    check_identity, config_names, load_toml, non_empty, resolve, with_retransmit_fields,
+    check_identity, config_names, load_toml, millis, non_empty, overlay, resolve,
+    with_retransmit_fields,
 };
 use crate::runtime::keyfile;
 
@@ -78,21 +78,13 @@ pub struct TimeoutsFile {
 
 impl TimeoutsFile {
     fn build(&self) -> Timeouts {
-        let mut t = Timeouts::default();
-        if let Some(ms) = self.session_ms {
-            t.session = Duration::from_millis(ms);
-        }
-        if let Some(ms) = self.proxy_hello_ms {
-            t.proxy_hello = Duration::from_millis(ms);
-        }
-        if let Some(ms) = self.answer_grace_ms {
-            t.answer_grace = Duration::from_millis(ms);
-        }
-        if let Some(ms) = self.fragments_ms {
-            t.fragments = Duration::from_millis(ms);
-        }
-        t.retransmit = self.retransmit_policy();
-        t
+        let retransmit = self.retransmit_policy();
+        overlay!(Timeouts { retransmit, ..Timeouts::default() }, {
+            self.session_ms => session (millis),
+            self.proxy_hello_ms => proxy_hello (millis),
+            self.answer_grace_ms => answer_grace (millis),
+            self.fragments_ms => fragments (millis),
+        })
     }
 }
 
@@ -270,37 +262,21 @@ pub fn load_client(file: &Path) -> Result<Setup<ClientConfig>> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut config = ClientConfig::new(
-        &f.identity,
-        keyed(file, &f.trusted)?,
-        PeerAddr {
-            name: f.server.name.clone(),
-            addr: f.server.addr,
-        },
-        proxies,
-    );
+    let trusted = keyed(file, &f.trusted)?;
+    let server = PeerAddr {
+        name: f.server.name.clone(),
+        addr: f.server.addr,
+    };
     let p = &f.params;
-    if let Some(n) = p.n {
-        config.n = n;
-    }
-    if let Some(k) = p.k {
-        config.k = k;
-    }
-    if let Some(s) = p.sharing {
-        config.sharing = s.into();
-    }
-    if let Some(o) = p.ots {
-        config.ots = o.into();
-    }
-    if let Some(a) = p.aead {
-        config.aead = a.into();
-    }
-    if let Some(q) = p.answer_quorum {
-        config.answer_quorum = q;
-    }
-    if let Some(c) = p.min_capability {
-        config.min_capability = c;
-    }
+    let mut config = overlay!(ClientConfig::new(&f.identity, trusted, server, proxies), {
+        p.n => n,
+        p.k => k,
+        p.sharing => sharing,
+        p.ots => ots,
+        p.aead => aead,
+        p.answer_quorum => answer_quorum,
+        p.min_capability => min_capability,
+    });
     if config.k == 0 || config.k > config.n {
         return Err(Error::config(
             file,

@@ -35,16 +35,6 @@ config_names! {
     }
 }
 
-impl From<Variant> for VariantName {
-    fn from(v: Variant) -> Self {
-        match v {
-            Variant::ElGamal => Self::Elgamal,
-            Variant::Schnorr => Self::Schnorr,
-            Variant::Dsa => Self::Dsa,
-        }
-    }
-}
-
 config_names! {
     /// Groups in config files.
     #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -55,19 +45,6 @@ config_names! {
         "ffdh2048" => Ffdh2048 = Dsa2048_256,
         /// Ristretto255.
         "ristretto" => Ristretto = Ristretto255,
-    }
-}
-
-impl GroupFile {
-    /// The config name of `g` (none for groups E2SEC does not use).
-    #[must_use]
-    pub fn of(g: GroupId) -> Option<Self> {
-        match g {
-            GroupId::Dsa1024_160 => Some(Self::Ffdh1024),
-            GroupId::Dsa2048_256 => Some(Self::Ffdh2048),
-            GroupId::Ristretto255 => Some(Self::Ristretto),
-            GroupId::Modp2048 => None,
-        }
     }
 }
 
@@ -260,28 +237,17 @@ pub fn load_party(file: &Path, role: Role) -> Result<Setup<PartyConfig>> {
     check_identity(file, "identity", &f.identity, None)?;
     check_identity(file, "epc.identity", &f.epc.identity, None)?;
     non_empty(file, "peers", &f.peers, "peer")?;
-    let other = match role {
-        Role::Device => Role::Server,
-        Role::Server => Role::Device,
+    let (other, names) = match role {
+        Role::Device => (Role::Server, ("device", "server")),
+        Role::Server => (Role::Device, ("server", "device")),
     };
     for (i, p) in f.peers.iter().enumerate() {
         check_identity(file, &format!("peers[{i}].id"), &p.id, None)?;
         if Role::from(p.role) != other {
+            let (me, them) = names;
             return Err(Error::config(
                 file,
-                format!(
-                    "field `peers[{i}].role`: a {} authenticates with {}s only",
-                    if role == Role::Device {
-                        "device"
-                    } else {
-                        "server"
-                    },
-                    if other == Role::Device {
-                        "device"
-                    } else {
-                        "server"
-                    },
-                ),
+                format!("field `peers[{i}].role`: a {me} authenticates with {them}s only"),
             ));
         }
     }

@@ -6,7 +6,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use m2msec_crypto::mikey::{EnvelopeScheme, KemacEncryption, SignScheme};
 use m2msec_crypto::pke::{PkePublicKey, PkeSecretKey, PkeSuite};
@@ -20,7 +19,8 @@ use crate::collab::config::SharingName;
 use crate::error::{Error, Result};
 use crate::harness::daemon::Setup;
 use crate::runtime::config::{
-    check_identity, config_names, load_toml, non_empty, resolve, with_retransmit_fields,
+    check_identity, config_names, load_toml, millis, non_empty, overlay, resolve,
+    with_retransmit_fields,
 };
 use crate::runtime::keyfile;
 
@@ -100,27 +100,15 @@ impl PolicyFile {
     /// The policy these values describe.
     #[must_use]
     pub fn build(&self) -> Policy {
-        let mut p = Policy::default();
-        if let Some(ms) = self.clock_skew_ms {
-            p.clock_skew = Duration::from_millis(ms);
-        }
-        if let Some(ms) = self.session_ms {
-            p.session = Duration::from_millis(ms);
-        }
-        if let Some(v) = self.verification {
-            p.verification = v;
-        }
-        if let Some(k) = self.kemac_encryption {
-            p.kemac_encryption = k.into();
-        }
-        if let Some(e) = self.envelope {
-            p.envelope = e.into();
-        }
-        if let Some(s) = self.signature {
-            p.signature = s.into();
-        }
-        p.retransmit = self.retransmit_policy();
-        p
+        let retransmit = self.retransmit_policy();
+        overlay!(Policy { retransmit, ..Policy::default() }, {
+            self.clock_skew_ms => clock_skew (millis),
+            self.session_ms => session (millis),
+            self.verification => verification,
+            self.kemac_encryption => kemac_encryption,
+            self.envelope => envelope,
+            self.signature => signature,
+        })
     }
 }
 

@@ -5,7 +5,9 @@
 //! of the config file, so a provisioned deployment directory can be moved as a whole.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use m2msec_protocol::RetransmitPolicy;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
@@ -76,34 +78,52 @@ pub fn resolve(config: &Path, relative: &Path) -> PathBuf {
     }
 }
 
+/// Overlays the values a config file gives on a protocol's default: `overlay!(DEFAULT, {
+/// FILE_VALUE => FIELD, … })` starts from DEFAULT and sets each FIELD whose FILE_VALUE (an
+/// `Option`) is `Some`, converted by `Into`, or by the function written after it in
+/// parentheses (`session_ms => session (millis)`); absent values keep the default's.
+macro_rules! overlay {
+    (@convert $v:ident) => { ::core::convert::Into::into($v) };
+    (@convert $v:ident, $convert:expr) => { ($convert)($v) };
+    ($default:expr, { $( $value:expr => $field:ident $(($convert:expr))? ),* $(,)? }) => {{
+        let mut target = $default;
+        $( if let Some(v) = $value {
+            target.$field = $crate::runtime::config::overlay!(@convert v $(, $convert)?);
+        } )*
+        target
+    }};
+}
+pub(crate) use overlay;
+
+/// A duration of `ms` milliseconds, for `overlay!`.
+pub(crate) const fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+/// A duration of `ms` milliseconds but at least one, for `overlay!`: a wait that must not be
+/// zero.
+pub(crate) fn millis_at_least_1(ms: u64) -> Duration {
+    Duration::from_millis(ms.max(1))
+}
+
 /// The retransmission of requests a config asks for (`first_retransmit_ms`, the wait before
 /// the first retransmission, kept for `steady_retransmits` retransmissions and then doubled
 /// after each up to `max_retransmit_interval_ms`; `max_retransmit`, how many): absent values
 /// take [`RetransmitPolicy::default`] (8 times every 500 ms, then after 1, 2, 4 and 4 s: 15 s
 /// in all).
-///
-/// [`RetransmitPolicy::default`]: m2msec_protocol::RetransmitPolicy
 #[must_use]
 pub fn retransmit_policy(
     first_retransmit_ms: Option<u64>,
     steady_retransmits: Option<u32>,
     max_retransmit_interval_ms: Option<u64>,
     max_retransmit: Option<u32>,
-) -> m2msec_protocol::RetransmitPolicy {
-    let mut policy = m2msec_protocol::RetransmitPolicy::default();
-    if let Some(ms) = first_retransmit_ms {
-        policy.initial = std::time::Duration::from_millis(ms.max(1));
-    }
-    if let Some(n) = steady_retransmits {
-        policy.steady = n.max(1);
-    }
-    if let Some(ms) = max_retransmit_interval_ms {
-        policy.max_interval = std::time::Duration::from_millis(ms.max(1));
-    }
-    if let Some(n) = max_retransmit {
-        policy.max_retransmit = n;
-    }
-    policy
+) -> RetransmitPolicy {
+    overlay!(RetransmitPolicy::default(), {
+        first_retransmit_ms => initial (millis_at_least_1),
+        steady_retransmits => steady (|n: u32| n.max(1)),
+        max_retransmit_interval_ms => max_interval (millis_at_least_1),
+        max_retransmit => max_retransmit,
+    })
 }
 
 /// Declares a config-file table with the four retransmission fields of [`retransmit_policy`]
@@ -148,7 +168,7 @@ macro_rules! with_retransmit_fields {
             /// The retransmission policy of the fields `first_retransmit_ms`,
             /// `steady_retransmits`, `max_retransmit_interval_ms` and `max_retransmit`.
             #[must_use]
-            pub fn retransmit_policy(&self) -> m2msec_protocol::RetransmitPolicy {
+            pub fn retransmit_policy(&self) -> ::m2msec_protocol::RetransmitPolicy {
                 $crate::runtime::config::retransmit_policy(
                     self.first_retransmit_ms,
                     self.steady_retransmits,
@@ -162,8 +182,9 @@ macro_rules! with_retransmit_fields {
 pub(crate) use with_retransmit_fields;
 
 /// Declares the names a config file gives the values of `$target` (an enum of the protocol or
-/// crypto crate): one variant per name, in the order toml's errors list them, and the
-/// conversion to `$target`. The caller derives what it needs (`Deserialize` at least).
+/// crypto crate): one variant per name, in the order toml's errors list them, the conversion to
+/// `$target`, the way back (`of`, none for a value without a name here) and the name itself
+/// (`name`). The caller derives what it needs (`Deserialize` at least).
 macro_rules! config_names {
     (
         $(#[$meta:meta])*
@@ -180,6 +201,26 @@ macro_rules! config_names {
             fn from(name: $name) -> Self {
                 match name {
                     $( $name::$variant => Self::$to, )*
+                }
+            }
+        }
+
+        impl $name {
+            /// The name of `value` in config files, if it has one.
+            #[must_use]
+            #[allow(unreachable_patterns)]
+            pub const fn of(value: $target) -> Option<Self> {
+                match value {
+                    $( $target::$to => Some(Self::$variant), )*
+                    _ => None,
+                }
+            }
+
+            /// The name in config files (and on the command line and in reports).
+            #[must_use]
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $( Self::$variant => $file, )*
                 }
             }
         }

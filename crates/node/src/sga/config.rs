@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::runtime::config::{
-    check_identity, config_names, load_toml, non_empty, resolve, with_retransmit_fields,
+    check_identity, config_names, load_toml, millis, millis_at_least_1, non_empty, overlay,
+    resolve, with_retransmit_fields,
 };
 use crate::runtime::keyfile;
 
@@ -35,16 +36,6 @@ impl SuiteName {
     /// Every suite, in the order the server offers them by default.
     pub const ALL: [Self; 3] = [Self::Aes128Ccm8, Self::ChaCha20Poly1305, Self::Ascon128];
 
-    /// The name in files, on the command line and in reports.
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Aes128Ccm8 => "aes-128-ccm8",
-            Self::ChaCha20Poly1305 => "chacha20-poly1305",
-            Self::Ascon128 => "ascon-128",
-        }
-    }
-
     /// The suite of `name` (see [`SuiteName::name`]; `ccm`, `chacha` and `ascon` too).
     #[must_use]
     pub fn parse(name: &str) -> Option<Self> {
@@ -52,17 +43,6 @@ impl SuiteName {
             "aes-128-ccm8" | "ccm" => Some(Self::Aes128Ccm8),
             "chacha20-poly1305" | "chacha" => Some(Self::ChaCha20Poly1305),
             "ascon-128" | "ascon" => Some(Self::Ascon128),
-            _ => None,
-        }
-    }
-
-    /// The name of a lightweight suite.
-    #[must_use]
-    pub fn of(suite: AeadSuite) -> Option<Self> {
-        match suite {
-            AeadSuite::Aes128Ccm8 => Some(Self::Aes128Ccm8),
-            AeadSuite::ChaCha20Poly1305 => Some(Self::ChaCha20Poly1305),
-            AeadSuite::Ascon128 => Some(Self::Ascon128),
             _ => None,
         }
     }
@@ -76,17 +56,6 @@ config_names! {
         "ristretto255" => Ristretto255 = Ristretto255,
         /// The 2048-bit MODP group of RFC 3526 (the paper's setting).
         "modp2048" => Modp2048 = Modp2048,
-    }
-}
-
-impl GroupName {
-    /// The name in files, on the command line and in reports.
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Ristretto255 => "ristretto255",
-            Self::Modp2048 => "modp2048",
-        }
     }
 }
 
@@ -108,18 +77,12 @@ impl TimeoutsFile {
     /// The timeouts these values describe.
     #[must_use]
     pub fn build(&self) -> Timeouts {
-        let mut t = Timeouts::default();
-        if let Some(ms) = self.exchange_ms {
-            t.exchange = Duration::from_millis(ms);
-        }
-        if let Some(ms) = self.retransmit_ms {
-            t.retransmit = Duration::from_millis(ms.max(1));
-        }
-        if let Some(ms) = self.clock_skew_ms {
-            t.clock_skew = Duration::from_millis(ms);
-        }
-        t.requests = self.retransmit_policy();
-        t
+        let requests = self.retransmit_policy();
+        overlay!(Timeouts { requests, ..Timeouts::default() }, {
+            self.exchange_ms => exchange (millis),
+            self.retransmit_ms => retransmit (millis_at_least_1),
+            self.clock_skew_ms => clock_skew (millis),
+        })
     }
 }
 
