@@ -8,18 +8,17 @@ use std::path::{Path, PathBuf};
 
 use m2msec_crypto::aead::AeadSuite;
 use m2msec_crypto::ots::OtsScheme;
-use m2msec_crypto::split::SharingScheme;
 use m2msec_protocol::collab::{
     ClientConfig, KeyedPeer, PeerAddr, ProxyConfig, ProxyEntry, ServerConfig, Timeouts,
     TrustedConfig,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::harness::daemon::Setup;
 use crate::runtime::config::{
-    check_identity, config_names, load_toml, millis, non_empty, overlay, resolve,
-    with_retransmit_fields,
+    SharingName, check_identity, config_names, field_error, load_toml, millis, non_empty, overlay,
+    resolve, with_retransmit_fields,
 };
 use crate::runtime::keyfile;
 
@@ -98,17 +97,6 @@ config_names! {
         "aes-128-gcm" => Aes128Gcm = Aes128Gcm,
         /// ChaCha20-Poly1305.
         "chacha20-poly1305" => ChaCha20Poly1305 = ChaCha20Poly1305,
-    }
-}
-
-config_names! {
-    /// Sharing scheme names in config files.
-    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-    pub enum SharingName for SharingScheme {
-        /// Reed-Solomon erasure coding (any k of n fragments rebuild x).
-        "reed-solomon" => ReedSolomon = ReedSolomon,
-        /// Shamir sharing over GF(256) (fewer than k colluding proxies learn nothing about x).
-        "shamir" => Shamir = Shamir,
     }
 }
 
@@ -245,7 +233,7 @@ fn keyed_peers(file: &Path, peers: &[KeyedPeerFile]) -> Result<Vec<KeyedPeer>> {
 ///
 /// # Errors
 ///
-/// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
+/// [`crate::Error::Config`] or [`crate::Error::KeyFile`] naming the file and what is wrong.
 pub fn load_client(file: &Path) -> Result<Setup<ClientConfig>> {
     let f: ClientFile = load_toml(file)?;
     check_identity(file, "identity", &f.identity, None)?;
@@ -277,24 +265,14 @@ pub fn load_client(file: &Path) -> Result<Setup<ClientConfig>> {
         p.answer_quorum => answer_quorum,
         p.min_capability => min_capability,
     });
-    if config.k == 0 || config.k > config.n {
-        return Err(Error::config(
-            file,
-            format!(
-                "field `params.k`: must be between 1 and n = {}, is {}",
-                config.n, config.k
-            ),
-        ));
+    let (n, k, listed) = (config.n, config.k, f.proxies.len());
+    if k == 0 || k > n {
+        let what = format!("must be between 1 and n = {n}, is {k}");
+        return Err(field_error(file, "params.k", what));
     }
-    if usize::from(config.n) > f.proxies.len() {
-        return Err(Error::config(
-            file,
-            format!(
-                "field `params.n`: {} proxies per session, but only {} listed in `proxies`",
-                config.n,
-                f.proxies.len()
-            ),
-        ));
+    if usize::from(n) > listed {
+        let what = format!("{n} proxies per session, but only {listed} listed in `proxies`");
+        return Err(field_error(file, "params.n", what));
     }
     config.timeouts = f.timeouts.build();
     Ok(Setup {
@@ -308,7 +286,7 @@ pub fn load_client(file: &Path) -> Result<Setup<ClientConfig>> {
 ///
 /// # Errors
 ///
-/// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
+/// [`crate::Error::Config`] or [`crate::Error::KeyFile`] naming the file and what is wrong.
 pub fn load_proxy(file: &Path) -> Result<Setup<ProxyConfig>> {
     let f: ProxyFileConfig = load_toml(file)?;
     check_identity(file, "identity", &f.identity, None)?;
@@ -331,7 +309,7 @@ pub fn load_proxy(file: &Path) -> Result<Setup<ProxyConfig>> {
 ///
 /// # Errors
 ///
-/// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
+/// [`crate::Error::Config`] or [`crate::Error::KeyFile`] naming the file and what is wrong.
 pub fn load_trusted(file: &Path) -> Result<Setup<TrustedConfig>> {
     let f: TrustedFile = load_toml(file)?;
     check_identity(file, "identity", &f.identity, None)?;
@@ -353,7 +331,7 @@ pub fn load_trusted(file: &Path) -> Result<Setup<TrustedConfig>> {
 ///
 /// # Errors
 ///
-/// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
+/// [`crate::Error::Config`] or [`crate::Error::KeyFile`] naming the file and what is wrong.
 pub fn load_server(file: &Path) -> Result<Setup<ServerConfig>> {
     let f: ServerFile = load_toml(file)?;
     check_identity(file, "identity", &f.identity, None)?;

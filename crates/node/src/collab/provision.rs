@@ -18,11 +18,12 @@ use m2msec_crypto::rng::CryptoRng;
 
 use super::config::{
     AeadName, ClientFile, ClientParamsFile, KeyedPeerFile, OtsName, PeerFile, ProxyFile,
-    ProxyFileConfig, ServerFile, SharingName, TimeoutsFile, TrustedFile,
+    ProxyFileConfig, ServerFile, TimeoutsFile, TrustedFile,
 };
 use super::deployment::{CLIENT, DeploymentKeys, Params, SERVER, TRUSTED, Topology, proxy_name};
 use crate::error::Result;
 use crate::harness::provision::{Options, Provisioned, Writer};
+use crate::runtime::config::SharingName;
 use crate::runtime::keyfile::{certificate_pem, symmetric_key_pem};
 
 /// Options of `provision` for collab.

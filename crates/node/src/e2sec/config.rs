@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use super::group_name;
 use crate::error::{Error, Result};
 use crate::runtime::config::{
-    check_identity, config_names, load_toml, non_empty, resolve, with_retransmit_fields,
+    check_identity, config_names, field_error, load_toml, non_empty, resolve,
+    with_retransmit_fields,
 };
 use crate::runtime::keyfile;
 
@@ -187,16 +188,10 @@ pub fn load_epc(file: &Path) -> Result<Setup<EpcConfig>> {
     check_identity(file, "identity", &f.identity, None)?;
     non_empty(file, "subscribers", &f.subscribers, "device or server")?;
     if f.validity_s == Some(0) {
-        return Err(Error::config(
-            file,
-            "field `validity_s`: must be at least 1",
-        ));
+        return Err(field_error(file, "validity_s", "must be at least 1"));
     }
     if f.replay_window_ms == Some(0) {
-        return Err(Error::config(
-            file,
-            "field `replay_window_ms`: must be at least 1",
-        ));
+        return Err(field_error(file, "replay_window_ms", "must be at least 1"));
     }
     let secret_key = keyfile::load_e2sec_secret_key(&resolve(file, &f.secret_key))?;
     let subscribers = f
@@ -245,18 +240,14 @@ pub fn load_party(file: &Path, role: Role) -> Result<Setup<PartyConfig>> {
         check_identity(file, &format!("peers[{i}].id"), &p.id, None)?;
         if Role::from(p.role) != other {
             let (me, them) = names;
-            return Err(Error::config(
-                file,
-                format!("field `peers[{i}].role`: a {me} authenticates with {them}s only"),
-            ));
+            let what = format!("a {me} authenticates with {them}s only");
+            return Err(field_error(file, &format!("peers[{i}].role"), what));
         }
     }
     for (i, c) in f.connect.iter().enumerate() {
         if !f.peers.iter().any(|p| &p.id == c) {
-            return Err(Error::config(
-                file,
-                format!("field `connect[{i}]`: {c:?} is not one of `peers`"),
-            ));
+            let what = format!("{c:?} is not one of `peers`");
+            return Err(field_error(file, &format!("connect[{i}]"), what));
         }
     }
     let secret_key = keyfile::load_e2sec_secret_key(&resolve(file, &f.secret_key))?;

@@ -60,32 +60,18 @@ impl Provisioned {
 /// # Errors
 /// [`Error::Io`] naming the directory.
 pub(crate) fn deployment_dirs(dir: &Path) -> Result<PathBuf> {
+    create_dirs(dir, true)
+}
+
+/// [`deployment_dirs`], the `state` directory only if its daemons keep `state`.
+fn create_dirs(dir: &Path, state: bool) -> Result<PathBuf> {
     let keys_dir = dir.join("keys");
     let state_dir = dir.join("state");
-    for d in [dir, &keys_dir, &state_dir] {
+    let state_dir = state.then_some(state_dir.as_path());
+    for d in [dir, &keys_dir].into_iter().chain(state_dir) {
         private::create_dir_all(d)?;
     }
     Ok(keys_dir)
-}
-
-/// Refuses to provision over `what` ("a MIKEY deployment") already in `dir`, which its role
-/// `marker`'s config shows, unless `force` is set.
-///
-/// # Errors
-/// [`Error::Usage`] naming the directory.
-fn refuse_existing(dir: &Path, marker: &str, what: &str, force: bool) -> Result<()> {
-    if !force && role_config(dir, marker).exists() {
-        return Err(Error::Usage(format!(
-            "{} already holds {what} (use --force to overwrite it)",
-            dir.display()
-        )));
-    }
-    Ok(())
-}
-
-/// Where a role's config goes in a provisioned directory.
-fn role_config(dir: &Path, role: &str) -> PathBuf {
-    dir.join(format!("{role}.toml"))
 }
 
 /// Writes a role's config at `path` with a header naming its documented example
@@ -107,21 +93,6 @@ pub(crate) fn write_config<T: serde::Serialize>(
     );
     write_public(path, &text)?;
     out.files.push(path.to_path_buf());
-    Ok(())
-}
-
-/// [`write_config`] for a daemon, started by `m2msec run {example}`, and records that command
-/// in `out` (the daemons are written in the order they are to be started).
-fn write_daemon_config<T: serde::Serialize>(
-    path: &Path,
-    role: &str,
-    example: &str,
-    value: &T,
-    out: &mut Provisioned,
-) -> Result<()> {
-    write_config(path, role, example, value, out)?;
-    out.commands
-        .push(format!("m2msec run {example} --config {}", path.display()));
     Ok(())
 }
 
@@ -148,19 +119,14 @@ impl<'a> Writer<'a> {
         force: bool,
         state: bool,
     ) -> Result<Self> {
-        refuse_existing(dir, marker, what, force)?;
-        let keys_dir = if state {
-            deployment_dirs(dir)?
-        } else {
-            let keys_dir = dir.join("keys");
-            for d in [dir, &keys_dir] {
-                private::create_dir_all(d)?;
-            }
-            keys_dir
-        };
+        if !force && dir.join(format!("{marker}.toml")).exists() {
+            let dir = dir.display();
+            let refusal = format!("{dir} already holds {what} (use --force to overwrite it)");
+            return Err(Error::Usage(refusal));
+        }
         Ok(Self {
             dir,
-            keys_dir,
+            keys_dir: create_dirs(dir, state)?,
             out: Provisioned::default(),
         })
     }
@@ -206,7 +172,8 @@ impl<'a> Writer<'a> {
     }
 
     /// Writes the config `DIR/FILE.toml` of one daemon `role` ("sga-device (device-i)") of the
-    /// kind `example` (its documented example and `m2msec run` role); its path.
+    /// kind `example` (its documented example and `m2msec run` role), and records the command
+    /// that starts it (the daemons are written in the order they are to be started); its path.
     ///
     /// # Errors
     /// [`Error::Io`] naming the file; [`Error::Usage`] if `value` cannot be written as TOML.
@@ -217,8 +184,10 @@ impl<'a> Writer<'a> {
         example: &str,
         value: &T,
     ) -> Result<PathBuf> {
-        let path = role_config(self.dir, file);
-        write_daemon_config(&path, role, example, value, &mut self.out)?;
+        let path = self.dir.join(format!("{file}.toml"));
+        write_config(&path, role, example, value, &mut self.out)?;
+        let command = format!("m2msec run {example} --config {}", path.display());
+        self.out.commands.push(command);
         Ok(path)
     }
 

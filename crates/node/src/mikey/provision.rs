@@ -27,9 +27,9 @@ use super::config::{
     PskPeerFile, ResponderFile, ThirdPartyFile,
 };
 use super::deployment::{INITIATOR, Params, RESPONDER, addresses, third_party_name};
-use crate::collab::config::SharingName;
 use crate::error::Result;
 use crate::harness::provision::{Options, Provisioned, Writer};
+use crate::runtime::config::SharingName;
 use crate::runtime::keyfile;
 
 /// Options of `provision` for MIKEY: the shape's third parties, threshold and sharing (its

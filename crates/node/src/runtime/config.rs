@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use m2msec_crypto::split::SharingScheme;
 use m2msec_protocol::RetransmitPolicy;
 use serde::de::DeserializeOwned;
 
@@ -27,6 +28,11 @@ pub fn load_toml<T: DeserializeOwned>(path: &Path) -> Result<T> {
     toml::from_str(&text).map_err(|e| Error::config(path, e.to_string().trim_end().to_owned()))
 }
 
+/// The error of a config `file` whose `field` is wrong: "field `FIELD`: WHAT".
+pub(crate) fn field_error(file: &Path, field: &str, what: impl std::fmt::Display) -> Error {
+    Error::config(file, format!("field `{field}`: {what}"))
+}
+
 /// Refuses an empty identity in `field`, and one over 255 bytes where `too_long` says why
 /// that is too long (the identity travels in a length-prefixed field).
 ///
@@ -40,15 +46,10 @@ pub fn check_identity(
     too_long: Option<&str>,
 ) -> Result<()> {
     if identity.is_empty() {
-        return Err(Error::config(
-            file,
-            format!("field `{field}`: must not be empty"),
-        ));
+        return Err(field_error(file, field, "must not be empty"));
     }
     match too_long {
-        Some(why) if identity.len() > 255 => {
-            Err(Error::config(file, format!("field `{field}`: {why}")))
-        }
+        Some(why) if identity.len() > 255 => Err(field_error(file, field, why)),
         _ => Ok(()),
     }
 }
@@ -60,8 +61,11 @@ pub fn check_identity(
 /// [`Error::Config`] naming the file and the field.
 pub fn non_empty<T>(file: &Path, field: &str, list: &[T], what: &str) -> Result<()> {
     if list.is_empty() {
-        let error = format!("field `{field}`: at least one {what} is needed");
-        return Err(Error::config(file, error));
+        return Err(field_error(
+            file,
+            field,
+            format!("at least one {what} is needed"),
+        ));
     }
     Ok(())
 }
@@ -227,6 +231,18 @@ macro_rules! config_names {
     };
 }
 pub(crate) use config_names;
+
+config_names! {
+    /// The names of secret-sharing schemes in config files (collab's client, MIKEY's
+    /// distributed mode).
+    #[derive(Clone, Copy, Debug, serde::Deserialize, serde::Serialize, PartialEq, Eq)]
+    pub enum SharingName for SharingScheme {
+        /// Reed-Solomon erasure coding (any k of n fragments rebuild x).
+        "reed-solomon" => ReedSolomon = ReedSolomon,
+        /// Shamir sharing over GF(256) (fewer than k colluding proxies learn nothing about x).
+        "shamir" => Shamir = Shamir,
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -12,10 +12,10 @@ use m2msec_crypto::group::GroupId;
 use m2msec_protocol::sga::{DeviceConfig, LIGHTWEIGHT_SUITES, ServerConfig, Timeouts};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::runtime::config::{
-    check_identity, config_names, load_toml, millis, millis_at_least_1, non_empty, overlay,
-    resolve, with_retransmit_fields,
+    check_identity, config_names, field_error, load_toml, millis, millis_at_least_1, non_empty,
+    overlay, resolve, with_retransmit_fields,
 };
 use crate::runtime::keyfile;
 
@@ -189,7 +189,7 @@ pub struct ServerSetup {
 ///
 /// # Errors
 ///
-/// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
+/// [`crate::Error::Config`] or [`crate::Error::KeyFile`] naming the file and what is wrong.
 pub fn load_server(file: &Path) -> Result<ServerSetup> {
     let f: ServerFile = load_toml(file)?;
     check_identity(file, "identity", &f.identity, ID_LIMIT)?;
@@ -230,7 +230,7 @@ pub struct DeviceSetup {
 ///
 /// # Errors
 ///
-/// [`Error::Config`] naming the file and what is wrong.
+/// [`crate::Error::Config`] naming the file and what is wrong.
 pub fn control_socket(file: &Path) -> Result<PathBuf> {
     let f: DeviceFile = load_toml(file)?;
     control_path(file, &f)
@@ -240,15 +240,14 @@ pub fn control_socket(file: &Path) -> Result<PathBuf> {
 fn control_path(file: &Path, f: &DeviceFile) -> Result<PathBuf> {
     match &f.control {
         None => Ok(super::control::default_socket(&resolve(file, &f.state))),
-        Some(p) if p.to_str().is_some_and(|s| s.parse::<SocketAddr>().is_ok()) => {
-            Err(Error::config(
-                file,
-                format!(
-                    "field `control`: {} is a UDP address; the control channel is now an owner-only Unix socket: remove the field (the default is the state file with `.sock`) or give a path",
-                    p.display()
-                ),
-            ))
-        }
+        Some(p) if p.to_str().is_some_and(|s| s.parse::<SocketAddr>().is_ok()) => Err(field_error(
+            file,
+            "control",
+            format!(
+                "{} is a UDP address; the control channel is now an owner-only Unix socket: remove the field (the default is the state file with `.sock`) or give a path",
+                p.display()
+            ),
+        )),
         Some(p) => Ok(resolve(file, p)),
     }
 }
@@ -257,7 +256,7 @@ fn control_path(file: &Path, f: &DeviceFile) -> Result<PathBuf> {
 ///
 /// # Errors
 ///
-/// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
+/// [`crate::Error::Config`] or [`crate::Error::KeyFile`] naming the file and what is wrong.
 pub fn load_device(file: &Path) -> Result<DeviceSetup> {
     let f: DeviceFile = load_toml(file)?;
     check_identity(file, "identity", &f.identity, ID_LIMIT)?;
@@ -266,13 +265,8 @@ pub fn load_device(file: &Path) -> Result<DeviceSetup> {
     non_empty(file, "suites", &f.suites, "suite")?;
     let initial = f.initial_suite.unwrap_or(f.suites[0]);
     if !f.suites.contains(&initial) {
-        return Err(Error::config(
-            file,
-            format!(
-                "field `initial_suite`: \"{}\" is not among `suites`",
-                initial.name()
-            ),
-        ));
+        let what = format!("\"{}\" is not among `suites`", initial.name());
+        return Err(field_error(file, "initial_suite", what));
     }
     let device_key = keyfile::load_sga_device_key(&resolve(file, &f.device_key))?;
     let server_key = keyfile::load_pke_public_key(&resolve(file, &f.gateway.public_key))?;
