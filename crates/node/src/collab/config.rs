@@ -290,18 +290,17 @@ pub fn load_client(file: &Path) -> Result<Setup<ClientConfig>> {
 pub fn load_proxy(file: &Path) -> Result<Setup<ProxyConfig>> {
     let f: ProxyFileConfig = load_toml(file)?;
     check_identity(file, "identity", &f.identity, None)?;
-    let config = ProxyConfig {
-        identity: f.identity.clone(),
-        clients: keyed_peers(file, &f.clients)?,
-        trusted: keyed(file, &f.trusted)?,
-        ca: keyfile::load_verifying_key(&resolve(file, &f.ca))?,
-        timeouts: f.timeouts.build(),
-        fault_for_testing_only: None,
-    };
     Ok(Setup {
         listen: f.listen,
         state: None,
-        config,
+        config: ProxyConfig {
+            identity: f.identity.clone(),
+            clients: keyed_peers(file, &f.clients)?,
+            trusted: keyed(file, &f.trusted)?,
+            ca: keyfile::load_verifying_key(&resolve(file, &f.ca))?,
+            timeouts: f.timeouts.build(),
+            fault_for_testing_only: None,
+        },
     })
 }
 
@@ -313,17 +312,16 @@ pub fn load_proxy(file: &Path) -> Result<Setup<ProxyConfig>> {
 pub fn load_trusted(file: &Path) -> Result<Setup<TrustedConfig>> {
     let f: TrustedFile = load_toml(file)?;
     check_identity(file, "identity", &f.identity, None)?;
-    let config = TrustedConfig {
-        identity: f.identity.clone(),
-        signing_key: keyfile::load_signing_key(&resolve(file, &f.signing_key))?,
-        clients: keyed_peers(file, &f.clients)?,
-        proxies: keyed_peers(file, &f.proxies)?,
-        timeouts: f.timeouts.build(),
-    };
     Ok(Setup {
         listen: f.listen,
         state: None,
-        config,
+        config: TrustedConfig {
+            identity: f.identity.clone(),
+            signing_key: keyfile::load_signing_key(&resolve(file, &f.signing_key))?,
+            clients: keyed_peers(file, &f.clients)?,
+            proxies: keyed_peers(file, &f.proxies)?,
+            timeouts: f.timeouts.build(),
+        },
     })
 }
 
@@ -335,17 +333,16 @@ pub fn load_trusted(file: &Path) -> Result<Setup<TrustedConfig>> {
 pub fn load_server(file: &Path) -> Result<Setup<ServerConfig>> {
     let f: ServerFile = load_toml(file)?;
     check_identity(file, "identity", &f.identity, None)?;
-    let config = ServerConfig {
-        identity: f.identity.clone(),
-        pke_key: keyfile::load_pke_secret_key(&resolve(file, &f.pke_key))?,
-        signing_key: keyfile::load_signing_key(&resolve(file, &f.signing_key))?,
-        certificate: keyfile::load_certificate(&resolve(file, &f.certificate))?,
-        trusted_key: keyfile::load_verifying_key(&resolve(file, &f.trusted_key))?,
-        timeouts: f.timeouts.build(),
-    };
     Ok(Setup {
         listen: f.listen,
         state: f.state.map(|s| resolve(file, &s)),
-        config,
+        config: ServerConfig {
+            identity: f.identity.clone(),
+            pke_key: keyfile::load_pke_secret_key(&resolve(file, &f.pke_key))?,
+            signing_key: keyfile::load_signing_key(&resolve(file, &f.signing_key))?,
+            certificate: keyfile::load_certificate(&resolve(file, &f.certificate))?,
+            trusted_key: keyfile::load_verifying_key(&resolve(file, &f.trusted_key))?,
+            timeouts: f.timeouts.build(),
+        },
     })
 }

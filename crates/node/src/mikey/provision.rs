@@ -62,13 +62,8 @@ pub fn provision(
         ..opts.params.clone()
     };
     params.check()?;
-    let mut w = Writer::start(
-        dir,
-        "mikey-initiator",
-        "a MIKEY deployment",
-        opts.force,
-        true,
-    )?;
+    let marker = "mikey-initiator";
+    let mut w = Writer::start(dir, marker, "a MIKEY deployment", opts.force, true)?;
     let at = |a: SocketAddr| SocketAddr::new(a.ip(), opts.port);
     let addrs: Vec<SocketAddr> = addresses(params.third_parties)
         .into_iter()
@@ -106,11 +101,19 @@ pub fn provision(
         addr,
         psk: psk.clone(),
     };
-    let pk_peer = |name: String, addr, encryption_key, verifying_key| PkPeerFile {
+    // A peer known by the RSA key that verifies its signatures, or that envelope keys for it
+    // are encrypted to.
+    let signer = |name: String, addr, key: &PathBuf| PkPeerFile {
         name,
         addr,
-        encryption_key,
-        verifying_key,
+        encryption_key: None,
+        verifying_key: Some(key.clone()),
+    };
+    let recipient = |name: String, addr, key: &PathBuf| PkPeerFile {
+        name,
+        addr,
+        encryption_key: Some(key.clone()),
+        verifying_key: None,
     };
 
     w.config(
@@ -121,10 +124,13 @@ pub fn provision(
             state: Some(PathBuf::from("state/mikey-responder.redb")),
             decryption_key: r_secret,
             psk_initiators: vec![psk_peer(INITIATOR.into(), i_addr, &psk_ir)],
-            pk_initiators: std::iter::once(pk_peer(INITIATOR.into(), i_addr, None, Some(i_public)))
-                .chain(tp_keys.iter().enumerate().map(|(i, (_, p, _))| {
-                    pk_peer(third_party_name(i + 1), tp_addrs[i], None, Some(p.clone()))
-                }))
+            pk_initiators: std::iter::once(signer(INITIATOR.into(), i_addr, &i_public))
+                .chain(
+                    tp_keys
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (_, p, _))| signer(third_party_name(i + 1), tp_addrs[i], p)),
+                )
                 .collect(),
             policy: PolicyFile::default(),
         },
@@ -136,12 +142,7 @@ pub fn provision(
             state: Some(PathBuf::from(format!("state/mikey-tp-{}.redb", i + 1))),
             signing_key: s.clone(),
             initiators: vec![psk_peer(INITIATOR.into(), i_addr, shared)],
-            responders: vec![pk_peer(
-                RESPONDER.into(),
-                r_addr,
-                Some(r_public.clone()),
-                None,
-            )],
+            responders: vec![recipient(RESPONDER.into(), r_addr, &r_public)],
             policy: PolicyFile::default(),
         };
         let name = format!("mikey-third-party-{}", i + 1);

@@ -61,11 +61,8 @@ pub fn check_identity(
 /// [`Error::Config`] naming the file and the field.
 pub fn non_empty<T>(file: &Path, field: &str, list: &[T], what: &str) -> Result<()> {
     if list.is_empty() {
-        return Err(field_error(
-            file,
-            field,
-            format!("at least one {what} is needed"),
-        ));
+        let what = format!("at least one {what} is needed");
+        return Err(field_error(file, field, what));
     }
     Ok(())
 }
@@ -172,7 +169,7 @@ macro_rules! with_retransmit_fields {
             /// The retransmission policy of the fields `first_retransmit_ms`,
             /// `steady_retransmits`, `max_retransmit_interval_ms` and `max_retransmit`.
             #[must_use]
-            pub fn retransmit_policy(&self) -> ::m2msec_protocol::RetransmitPolicy {
+            pub fn retransmit_policy(&self) -> m2msec_protocol::RetransmitPolicy {
                 $crate::runtime::config::retransmit_policy(
                     self.first_retransmit_ms,
                     self.steady_retransmits,
@@ -270,6 +267,16 @@ mod tests {
             "field `peers`: at least one peer is needed"
         ));
         assert!(non_empty(f, "peers", &[1], "peer").is_ok());
+    }
+
+    #[test]
+    fn config_names_convert_both_ways() {
+        for scheme in SharingScheme::ALL {
+            let name = SharingName::of(scheme).unwrap_or_else(|| panic!("{scheme:?} unnamed"));
+            assert_eq!(SharingScheme::from(name), scheme);
+        }
+        assert_eq!(SharingName::Shamir.name(), "shamir");
+        assert_eq!(SharingName::ReedSolomon.name(), "reed-solomon");
     }
 
     #[test]
