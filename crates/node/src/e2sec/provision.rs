@@ -133,13 +133,8 @@ pub fn provision(
     };
     let device_file = party(device, server, device_secret, psk_device, Vec::new());
     w.config("e2sec-device", &device_file)?;
-    let server_file = party(
-        server,
-        device,
-        server_secret,
-        psk_server,
-        vec![DEVICE.into()],
-    );
+    let connect = vec![DEVICE.into()];
+    let server_file = party(server, device, server_secret, psk_server, connect);
     w.config("e2sec-server", &server_file)?;
     Ok(w.finish())
 }
