@@ -5,21 +5,20 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use m2msec_crypto::aead::AeadSuite;
 use m2msec_crypto::ots::OtsScheme;
-use m2msec_crypto::split::SharingScheme;
 use m2msec_protocol::collab::{
     ClientConfig, KeyedPeer, PeerAddr, ProxyConfig, ProxyEntry, ServerConfig, Timeouts,
     TrustedConfig,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::harness::daemon::Setup;
 use crate::runtime::config::{
-    check_identity, config_names, load_toml, non_empty, resolve, with_retransmit_fields,
+    SharingName, check_identity, config_names, field_error, load_toml, millis, non_empty, overlay,
+    resolve, with_retransmit_fields,
 };
 use crate::runtime::keyfile;
 
@@ -78,21 +77,13 @@ pub struct TimeoutsFile {
 
 impl TimeoutsFile {
     fn build(&self) -> Timeouts {
-        let mut t = Timeouts::default();
-        if let Some(ms) = self.session_ms {
-            t.session = Duration::from_millis(ms);
-        }
-        if let Some(ms) = self.proxy_hello_ms {
-            t.proxy_hello = Duration::from_millis(ms);
-        }
-        if let Some(ms) = self.answer_grace_ms {
-            t.answer_grace = Duration::from_millis(ms);
-        }
-        if let Some(ms) = self.fragments_ms {
-            t.fragments = Duration::from_millis(ms);
-        }
-        t.retransmit = self.retransmit_policy();
-        t
+        let retransmit = self.retransmit_policy();
+        overlay!(Timeouts { retransmit, ..Timeouts::default() }, {
+            self.session_ms => session (millis),
+            self.proxy_hello_ms => proxy_hello (millis),
+            self.answer_grace_ms => answer_grace (millis),
+            self.fragments_ms => fragments (millis),
+        })
     }
 }
 
@@ -106,17 +97,6 @@ config_names! {
         "aes-128-gcm" => Aes128Gcm = Aes128Gcm,
         /// ChaCha20-Poly1305.
         "chacha20-poly1305" => ChaCha20Poly1305 = ChaCha20Poly1305,
-    }
-}
-
-config_names! {
-    /// Sharing scheme names in config files.
-    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-    pub enum SharingName for SharingScheme {
-        /// Reed-Solomon erasure coding (any k of n fragments rebuild x).
-        "reed-solomon" => ReedSolomon = ReedSolomon,
-        /// Shamir sharing over GF(256) (fewer than k colluding proxies learn nothing about x).
-        "shamir" => Shamir = Shamir,
     }
 }
 
@@ -253,7 +233,7 @@ fn keyed_peers(file: &Path, peers: &[KeyedPeerFile]) -> Result<Vec<KeyedPeer>> {
 ///
 /// # Errors
 ///
-/// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
+/// [`crate::Error::Config`] or [`crate::Error::KeyFile`] naming the file and what is wrong.
 pub fn load_client(file: &Path) -> Result<Setup<ClientConfig>> {
     let f: ClientFile = load_toml(file)?;
     check_identity(file, "identity", &f.identity, None)?;
@@ -270,55 +250,29 @@ pub fn load_client(file: &Path) -> Result<Setup<ClientConfig>> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut config = ClientConfig::new(
-        &f.identity,
-        keyed(file, &f.trusted)?,
-        PeerAddr {
-            name: f.server.name.clone(),
-            addr: f.server.addr,
-        },
-        proxies,
-    );
+    let trusted = keyed(file, &f.trusted)?;
+    let server = PeerAddr {
+        name: f.server.name.clone(),
+        addr: f.server.addr,
+    };
     let p = &f.params;
-    if let Some(n) = p.n {
-        config.n = n;
+    let mut config = overlay!(ClientConfig::new(&f.identity, trusted, server, proxies), {
+        p.n => n,
+        p.k => k,
+        p.sharing => sharing,
+        p.ots => ots,
+        p.aead => aead,
+        p.answer_quorum => answer_quorum,
+        p.min_capability => min_capability,
+    });
+    let (n, k, listed) = (config.n, config.k, f.proxies.len());
+    if k == 0 || k > n {
+        let what = format!("must be between 1 and n = {n}, is {k}");
+        return Err(field_error(file, "params.k", what));
     }
-    if let Some(k) = p.k {
-        config.k = k;
-    }
-    if let Some(s) = p.sharing {
-        config.sharing = s.into();
-    }
-    if let Some(o) = p.ots {
-        config.ots = o.into();
-    }
-    if let Some(a) = p.aead {
-        config.aead = a.into();
-    }
-    if let Some(q) = p.answer_quorum {
-        config.answer_quorum = q;
-    }
-    if let Some(c) = p.min_capability {
-        config.min_capability = c;
-    }
-    if config.k == 0 || config.k > config.n {
-        return Err(Error::config(
-            file,
-            format!(
-                "field `params.k`: must be between 1 and n = {}, is {}",
-                config.n, config.k
-            ),
-        ));
-    }
-    if usize::from(config.n) > f.proxies.len() {
-        return Err(Error::config(
-            file,
-            format!(
-                "field `params.n`: {} proxies per session, but only {} listed in `proxies`",
-                config.n,
-                f.proxies.len()
-            ),
-        ));
+    if usize::from(n) > listed {
+        let what = format!("{n} proxies per session, but only {listed} listed in `proxies`");
+        return Err(field_error(file, "params.n", what));
     }
     config.timeouts = f.timeouts.build();
     Ok(Setup {
@@ -332,22 +286,21 @@ pub fn load_client(file: &Path) -> Result<Setup<ClientConfig>> {
 ///
 /// # Errors
 ///
-/// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
+/// [`crate::Error::Config`] or [`crate::Error::KeyFile`] naming the file and what is wrong.
 pub fn load_proxy(file: &Path) -> Result<Setup<ProxyConfig>> {
     let f: ProxyFileConfig = load_toml(file)?;
     check_identity(file, "identity", &f.identity, None)?;
-    let config = ProxyConfig {
-        identity: f.identity.clone(),
-        clients: keyed_peers(file, &f.clients)?,
-        trusted: keyed(file, &f.trusted)?,
-        ca: keyfile::load_verifying_key(&resolve(file, &f.ca))?,
-        timeouts: f.timeouts.build(),
-        fault_for_testing_only: None,
-    };
     Ok(Setup {
         listen: f.listen,
         state: None,
-        config,
+        config: ProxyConfig {
+            identity: f.identity.clone(),
+            clients: keyed_peers(file, &f.clients)?,
+            trusted: keyed(file, &f.trusted)?,
+            ca: keyfile::load_verifying_key(&resolve(file, &f.ca))?,
+            timeouts: f.timeouts.build(),
+            fault_for_testing_only: None,
+        },
     })
 }
 
@@ -355,21 +308,20 @@ pub fn load_proxy(file: &Path) -> Result<Setup<ProxyConfig>> {
 ///
 /// # Errors
 ///
-/// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
+/// [`crate::Error::Config`] or [`crate::Error::KeyFile`] naming the file and what is wrong.
 pub fn load_trusted(file: &Path) -> Result<Setup<TrustedConfig>> {
     let f: TrustedFile = load_toml(file)?;
     check_identity(file, "identity", &f.identity, None)?;
-    let config = TrustedConfig {
-        identity: f.identity.clone(),
-        signing_key: keyfile::load_signing_key(&resolve(file, &f.signing_key))?,
-        clients: keyed_peers(file, &f.clients)?,
-        proxies: keyed_peers(file, &f.proxies)?,
-        timeouts: f.timeouts.build(),
-    };
     Ok(Setup {
         listen: f.listen,
         state: None,
-        config,
+        config: TrustedConfig {
+            identity: f.identity.clone(),
+            signing_key: keyfile::load_signing_key(&resolve(file, &f.signing_key))?,
+            clients: keyed_peers(file, &f.clients)?,
+            proxies: keyed_peers(file, &f.proxies)?,
+            timeouts: f.timeouts.build(),
+        },
     })
 }
 
@@ -377,21 +329,20 @@ pub fn load_trusted(file: &Path) -> Result<Setup<TrustedConfig>> {
 ///
 /// # Errors
 ///
-/// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
+/// [`crate::Error::Config`] or [`crate::Error::KeyFile`] naming the file and what is wrong.
 pub fn load_server(file: &Path) -> Result<Setup<ServerConfig>> {
     let f: ServerFile = load_toml(file)?;
     check_identity(file, "identity", &f.identity, None)?;
-    let config = ServerConfig {
-        identity: f.identity.clone(),
-        pke_key: keyfile::load_pke_secret_key(&resolve(file, &f.pke_key))?,
-        signing_key: keyfile::load_signing_key(&resolve(file, &f.signing_key))?,
-        certificate: keyfile::load_certificate(&resolve(file, &f.certificate))?,
-        trusted_key: keyfile::load_verifying_key(&resolve(file, &f.trusted_key))?,
-        timeouts: f.timeouts.build(),
-    };
     Ok(Setup {
         listen: f.listen,
         state: f.state.map(|s| resolve(file, &s)),
-        config,
+        config: ServerConfig {
+            identity: f.identity.clone(),
+            pke_key: keyfile::load_pke_secret_key(&resolve(file, &f.pke_key))?,
+            signing_key: keyfile::load_signing_key(&resolve(file, &f.signing_key))?,
+            certificate: keyfile::load_certificate(&resolve(file, &f.certificate))?,
+            trusted_key: keyfile::load_verifying_key(&resolve(file, &f.trusted_key))?,
+            timeouts: f.timeouts.build(),
+        },
     })
 }

@@ -14,21 +14,17 @@
 
 use std::path::{Path, PathBuf};
 
-use m2msec_crypto::aead::AeadSuite;
-use m2msec_crypto::ots::OtsScheme;
 use m2msec_crypto::rng::CryptoRng;
-use m2msec_crypto::split::SharingScheme;
 
 use super::config::{
     AeadName, ClientFile, ClientParamsFile, KeyedPeerFile, OtsName, PeerFile, ProxyFile,
-    ProxyFileConfig, ServerFile, SharingName, TimeoutsFile, TrustedFile,
+    ProxyFileConfig, ServerFile, TimeoutsFile, TrustedFile,
 };
 use super::deployment::{CLIENT, DeploymentKeys, Params, SERVER, TRUSTED, Topology, proxy_name};
 use crate::error::Result;
-use crate::harness::provision::{
-    Options, Provisioned, deployment_dirs, refuse_existing, role_config, write_toml,
-};
-use crate::runtime::keyfile;
+use crate::harness::provision::{Options, Provisioned, Writer};
+use crate::runtime::config::SharingName;
+use crate::runtime::keyfile::{certificate_pem, symmetric_key_pem};
 
 /// Options of `provision` for collab.
 pub type ProvisionOptions = Options<Params>;
@@ -46,162 +42,116 @@ pub fn provision(
 ) -> Result<Provisioned> {
     let params = &opts.params;
     params.check()?;
-    refuse_existing(dir, "collab-client", "a deployment", opts.force)?;
-    let keys_dir = deployment_dirs(dir)?;
-    let mut out = Provisioned::default();
+    let mut w = Writer::start(dir, "collab-client", "a deployment", opts.force, true)?;
     let keys = DeploymentKeys::generate(params.suite, params.aead, params.proxies, rng)?;
     let topology = Topology::loopback(opts.port, params.proxies);
 
-    let secret = |name: &str, pem: &str, out: &mut Provisioned| out.secret(&keys_dir, name, pem);
-    let ca_key = secret("ca.key", &keys.ca.to_pem()?, &mut out)?;
-    let _ = ca_key;
-    let trusted_key = secret("trusted.key", &keys.trusted.to_pem()?, &mut out)?;
-    let server_pke = secret("server-pke.key", &keys.server_pke.to_pem()?, &mut out)?;
-    let server_sig = secret("server-sig.key", &keys.server_sig.to_pem()?, &mut out)?;
-    let k_at = secret(
+    w.secret("ca.key", &keys.ca.to_pem()?)?;
+    let trusted_key = w.secret("trusted.key", &keys.trusted.to_pem()?)?;
+    let server_pke = w.secret("server-pke.key", &keys.server_pke.to_pem()?)?;
+    let server_sig = w.secret("server-sig.key", &keys.server_sig.to_pem()?)?;
+    let k_at = w.secret(
         "psk-client-trusted.key",
-        &keyfile::symmetric_key_pem(&keys.client_trusted)?,
-        &mut out,
+        &symmetric_key_pem(&keys.client_trusted)?,
     )?;
     let mut k_ap = Vec::new();
     let mut k_pt = Vec::new();
     for i in 0..usize::from(params.proxies) {
         let n = i + 1;
-        k_ap.push(secret(
+        let (ap, pt) = (&keys.client_proxy[i], &keys.proxy_trusted[i]);
+        k_ap.push(w.secret(
             &format!("psk-client-proxy-{n}.key"),
-            &keyfile::symmetric_key_pem(&keys.client_proxy[i])?,
-            &mut out,
+            &symmetric_key_pem(ap)?,
         )?);
-        k_pt.push(secret(
+        k_pt.push(w.secret(
             &format!("psk-proxy-{n}-trusted.key"),
-            &keyfile::symmetric_key_pem(&keys.proxy_trusted[i])?,
-            &mut out,
+            &symmetric_key_pem(pt)?,
         )?);
     }
-    let public = |name: &str, pem: &str, out: &mut Provisioned| out.public(&keys_dir, name, pem);
-    let ca_pub = public("ca.pub", &keys.ca.verifying_key().to_pem()?, &mut out)?;
-    let trusted_pub = public(
-        "trusted.pub",
-        &keys.trusted.verifying_key().to_pem()?,
-        &mut out,
-    )?;
-    let certificate = public(
-        "server.cert",
-        &keyfile::certificate_pem(&keys.certificate)?,
-        &mut out,
-    )?;
-
-    let trusted_file = TrustedFile {
-        identity: TRUSTED.into(),
-        listen: topology.trusted,
-        signing_key: trusted_key,
-        clients: vec![KeyedPeerFile {
-            name: CLIENT.into(),
-            addr: topology.client,
-            key: k_at.clone(),
-        }],
-        proxies: (0..usize::from(params.proxies))
-            .map(|i| KeyedPeerFile {
-                name: proxy_name(i + 1),
-                addr: topology.proxies[i],
-                key: k_pt[i].clone(),
-            })
-            .collect(),
-        timeouts: TimeoutsFile::default(),
+    let ca_pub = w.public("ca.pub", &keys.ca.verifying_key().to_pem()?)?;
+    let trusted_pub = w.public("trusted.pub", &keys.trusted.verifying_key().to_pem()?)?;
+    let certificate = w.public("server.cert", &certificate_pem(&keys.certificate)?)?;
+    let keyed = |name: &str, addr, key: &PathBuf| KeyedPeerFile {
+        name: name.into(),
+        addr,
+        key: key.clone(),
     };
-    write_toml(
-        &role_config(dir, "collab-trusted"),
+
+    let proxies = 0..usize::from(params.proxies);
+    w.config(
         "collab-trusted",
-        &trusted_file,
-        &mut out,
+        &TrustedFile {
+            identity: TRUSTED.into(),
+            listen: topology.trusted,
+            signing_key: trusted_key,
+            clients: vec![keyed(CLIENT, topology.client, &k_at)],
+            proxies: proxies
+                .clone()
+                .map(|i| keyed(&proxy_name(i + 1), topology.proxies[i], &k_pt[i]))
+                .collect(),
+            timeouts: TimeoutsFile::default(),
+        },
     )?;
-
-    let server_file = ServerFile {
-        identity: SERVER.into(),
-        listen: topology.server,
-        state: Some(PathBuf::from("state/server.redb")),
-        pke_key: server_pke,
-        signing_key: server_sig,
-        certificate,
-        trusted_key: trusted_pub,
-        timeouts: TimeoutsFile::default(),
-    };
-    write_toml(
-        &role_config(dir, "collab-server"),
+    w.config(
         "collab-server",
-        &server_file,
-        &mut out,
+        &ServerFile {
+            identity: SERVER.into(),
+            listen: topology.server,
+            state: Some(PathBuf::from("state/server.redb")),
+            pke_key: server_pke,
+            signing_key: server_sig,
+            certificate,
+            trusted_key: trusted_pub,
+            timeouts: TimeoutsFile::default(),
+        },
     )?;
-
-    for i in 0..usize::from(params.proxies) {
+    for i in proxies.clone() {
         let name = proxy_name(i + 1);
         let file = ProxyFileConfig {
             identity: name.clone(),
             listen: topology.proxies[i],
-            trusted: KeyedPeerFile {
-                name: TRUSTED.into(),
-                addr: topology.trusted,
-                key: k_pt[i].clone(),
-            },
-            clients: vec![KeyedPeerFile {
-                name: CLIENT.into(),
-                addr: topology.client,
-                key: k_ap[i].clone(),
-            }],
+            trusted: keyed(TRUSTED, topology.trusted, &k_pt[i]),
+            clients: vec![keyed(CLIENT, topology.client, &k_ap[i])],
             ca: ca_pub.clone(),
             timeouts: TimeoutsFile::default(),
         };
-        let path = dir.join(format!("collab-{name}.toml"));
-        write_toml(&path, "collab-proxy", &file, &mut out)?;
+        w.instance(
+            &format!("collab-{name}"),
+            "collab-proxy",
+            "collab-proxy",
+            &file,
+        )?;
     }
-
-    let client_file = ClientFile {
-        identity: CLIENT.into(),
-        listen: topology.client,
-        state: Some(PathBuf::from("state/client.redb")),
-        trusted: KeyedPeerFile {
-            name: TRUSTED.into(),
-            addr: topology.trusted,
-            key: k_at,
-        },
-        server: PeerFile {
-            name: SERVER.into(),
-            addr: topology.server,
-        },
-        proxies: (0..usize::from(params.proxies))
-            .map(|i| ProxyFile {
-                name: proxy_name(i + 1),
-                addr: topology.proxies[i],
-                key: k_ap[i].clone(),
-                capability: 1,
-            })
-            .collect(),
-        params: ClientParamsFile {
-            n: Some(params.proxies),
-            k: Some(params.threshold),
-            sharing: Some(match params.sharing {
-                SharingScheme::Shamir => SharingName::Shamir,
-                _ => SharingName::ReedSolomon,
-            }),
-            ots: Some(match params.ots {
-                OtsScheme::LmotsSha256N32W4 => OtsName::Lmots,
-                _ => OtsName::Lamport,
-            }),
-            aead: Some(match params.aead {
-                AeadSuite::Aes128Gcm => AeadName::Aes128Gcm,
-                AeadSuite::ChaCha20Poly1305 => AeadName::ChaCha20Poly1305,
-                _ => AeadName::Aes128Ccm8,
-            }),
-            answer_quorum: None,
-            min_capability: None,
-        },
-        timeouts: TimeoutsFile::default(),
-    };
-    write_toml(
-        &role_config(dir, "collab-client"),
+    w.config(
         "collab-client",
-        &client_file,
-        &mut out,
+        &ClientFile {
+            identity: CLIENT.into(),
+            listen: topology.client,
+            state: Some(PathBuf::from("state/client.redb")),
+            trusted: keyed(TRUSTED, topology.trusted, &k_at),
+            server: PeerFile {
+                name: SERVER.into(),
+                addr: topology.server,
+            },
+            proxies: proxies
+                .map(|i| ProxyFile {
+                    name: proxy_name(i + 1),
+                    addr: topology.proxies[i],
+                    key: k_ap[i].clone(),
+                    capability: 1,
+                })
+                .collect(),
+            params: ClientParamsFile {
+                n: Some(params.proxies),
+                k: Some(params.threshold),
+                sharing: SharingName::of(params.sharing).or(Some(SharingName::ReedSolomon)),
+                ots: OtsName::of(params.ots).or(Some(OtsName::Lamport)),
+                aead: AeadName::of(params.aead).or(Some(AeadName::Aes128Ccm8)),
+                answer_quorum: None,
+                min_capability: None,
+            },
+            timeouts: TimeoutsFile::default(),
+        },
     )?;
-    Ok(out)
+    Ok(w.finish())
 }

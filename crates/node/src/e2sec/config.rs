@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use super::group_name;
 use crate::error::{Error, Result};
 use crate::runtime::config::{
-    check_identity, config_names, load_toml, non_empty, resolve, with_retransmit_fields,
+    check_identity, config_names, field_error, load_toml, non_empty, resolve,
+    with_retransmit_fields,
 };
 use crate::runtime::keyfile;
 
@@ -35,16 +36,6 @@ config_names! {
     }
 }
 
-impl From<Variant> for VariantName {
-    fn from(v: Variant) -> Self {
-        match v {
-            Variant::ElGamal => Self::Elgamal,
-            Variant::Schnorr => Self::Schnorr,
-            Variant::Dsa => Self::Dsa,
-        }
-    }
-}
-
 config_names! {
     /// Groups in config files.
     #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -55,19 +46,6 @@ config_names! {
         "ffdh2048" => Ffdh2048 = Dsa2048_256,
         /// Ristretto255.
         "ristretto" => Ristretto = Ristretto255,
-    }
-}
-
-impl GroupFile {
-    /// The config name of `g` (none for groups E2SEC does not use).
-    #[must_use]
-    pub fn of(g: GroupId) -> Option<Self> {
-        match g {
-            GroupId::Dsa1024_160 => Some(Self::Ffdh1024),
-            GroupId::Dsa2048_256 => Some(Self::Ffdh2048),
-            GroupId::Ristretto255 => Some(Self::Ristretto),
-            GroupId::Modp2048 => None,
-        }
     }
 }
 
@@ -210,16 +188,10 @@ pub fn load_epc(file: &Path) -> Result<Setup<EpcConfig>> {
     check_identity(file, "identity", &f.identity, None)?;
     non_empty(file, "subscribers", &f.subscribers, "device or server")?;
     if f.validity_s == Some(0) {
-        return Err(Error::config(
-            file,
-            "field `validity_s`: must be at least 1",
-        ));
+        return Err(field_error(file, "validity_s", "must be at least 1"));
     }
     if f.replay_window_ms == Some(0) {
-        return Err(Error::config(
-            file,
-            "field `replay_window_ms`: must be at least 1",
-        ));
+        return Err(field_error(file, "replay_window_ms", "must be at least 1"));
     }
     let secret_key = keyfile::load_e2sec_secret_key(&resolve(file, &f.secret_key))?;
     let subscribers = f
@@ -260,37 +232,22 @@ pub fn load_party(file: &Path, role: Role) -> Result<Setup<PartyConfig>> {
     check_identity(file, "identity", &f.identity, None)?;
     check_identity(file, "epc.identity", &f.epc.identity, None)?;
     non_empty(file, "peers", &f.peers, "peer")?;
-    let other = match role {
-        Role::Device => Role::Server,
-        Role::Server => Role::Device,
+    let (other, names) = match role {
+        Role::Device => (Role::Server, ("device", "server")),
+        Role::Server => (Role::Device, ("server", "device")),
     };
     for (i, p) in f.peers.iter().enumerate() {
         check_identity(file, &format!("peers[{i}].id"), &p.id, None)?;
         if Role::from(p.role) != other {
-            return Err(Error::config(
-                file,
-                format!(
-                    "field `peers[{i}].role`: a {} authenticates with {}s only",
-                    if role == Role::Device {
-                        "device"
-                    } else {
-                        "server"
-                    },
-                    if other == Role::Device {
-                        "device"
-                    } else {
-                        "server"
-                    },
-                ),
-            ));
+            let (me, them) = names;
+            let what = format!("a {me} authenticates with {them}s only");
+            return Err(field_error(file, &format!("peers[{i}].role"), what));
         }
     }
     for (i, c) in f.connect.iter().enumerate() {
         if !f.peers.iter().any(|p| &p.id == c) {
-            return Err(Error::config(
-                file,
-                format!("field `connect[{i}]`: {c:?} is not one of `peers`"),
-            ));
+            let what = format!("{c:?} is not one of `peers`");
+            return Err(field_error(file, &format!("connect[{i}]"), what));
         }
     }
     let secret_key = keyfile::load_e2sec_secret_key(&resolve(file, &f.secret_key))?;

@@ -28,7 +28,7 @@ use super::config::{
     EpcFile, EpcPeerFile, GroupFile, PartyFile, PeerFile, RoleName, SubscriberFile, VariantName,
 };
 use crate::error::{Error, Result};
-use crate::harness::provision::{Provisioned, refuse_existing, role_config, write_toml};
+use crate::harness::provision::{Provisioned, Writer};
 use crate::runtime::keyfile;
 
 /// Options of `provision` for E2SEC.
@@ -68,35 +68,32 @@ pub fn provision(
 ) -> Result<Provisioned> {
     let group_file = GroupFile::of(opts.group)
         .ok_or_else(|| Error::Usage("E2SEC runs over ffdh1024, ffdh2048 or ristretto".into()))?;
-    let config = |role: &str| role_config(dir, role);
-    refuse_existing(dir, "e2sec-epc", "an E2SEC deployment", opts.force)?;
-    let keys_dir = dir.join("keys");
-    for d in [dir, &keys_dir] {
-        crate::private::create_dir_all(d)?;
-    }
+    let mut w = Writer::start(dir, "e2sec-epc", "an E2SEC deployment", opts.force, false)?;
     let addrs = addresses().map(|a| SocketAddr::new(a.ip(), opts.port));
-    let mut out = Provisioned::default();
-    let mut key_pair = |name: &str, out: &mut Provisioned| -> Result<(PathBuf, PathBuf)> {
+    let mut key_pair = |name: &str, w: &mut Writer| -> Result<(PathBuf, PathBuf)> {
         let key = SecretKey::generate(opts.group, rng);
         let secret_pem = keyfile::e2sec_secret_key_pem(&key)?;
         let public_pem = keyfile::e2sec_public_key_pem(opts.group, &key.public_key()?)?;
-        Ok((
-            out.secret(&keys_dir, &format!("{name}.key"), &secret_pem)?,
-            out.public(&keys_dir, &format!("{name}.key.pub"), &public_pem)?,
-        ))
+        w.key_pair(&format!("{name}.key"), &secret_pem, &public_pem)
     };
-    let (epc_secret, epc_public) = key_pair("e2sec-epc", &mut out)?;
-    let (device_secret, _) = key_pair("e2sec-device", &mut out)?;
-    let (server_secret, _) = key_pair("e2sec-server", &mut out)?;
-    let mut psk = |name: &str, out: &mut Provisioned| -> Result<PathBuf> {
+    let (epc_secret, epc_public) = key_pair("e2sec-epc", &mut w)?;
+    let (device_secret, _) = key_pair("e2sec-device", &mut w)?;
+    let (server_secret, _) = key_pair("e2sec-server", &mut w)?;
+    let mut psk = |name: &str, w: &mut Writer| -> Result<PathBuf> {
         let key = AeadKey::generate(AeadSuite::ChaCha20Poly1305, rng);
-        out.secret(&keys_dir, name, &keyfile::symmetric_key_pem(&key)?)
+        w.secret(name, &keyfile::symmetric_key_pem(&key)?)
     };
-    let psk_device = psk("e2sec-psk-device.key", &mut out)?;
-    let psk_server = psk("e2sec-psk-server.key", &mut out)?;
-
-    write_toml(
-        &config("e2sec-epc"),
+    let psk_device = psk("e2sec-psk-device.key", &mut w)?;
+    let psk_server = psk("e2sec-psk-server.key", &mut w)?;
+    // Each party: its identity, its address's index and its role's name.
+    let device = (DEVICE, DEVICE_ROLE, RoleName::Device);
+    let server = (SERVER, SERVER_ROLE, RoleName::Server);
+    let subscriber = |(id, _, role): (&str, usize, RoleName), psk: &PathBuf| SubscriberFile {
+        id: id.into(),
+        role,
+        psk: psk.clone(),
+    };
+    w.config(
         "e2sec-epc",
         &EpcFile {
             identity: EPC.into(),
@@ -105,26 +102,17 @@ pub fn provision(
             validity_s: Some(3600),
             replay_window_ms: None,
             subscribers: vec![
-                SubscriberFile {
-                    id: DEVICE.into(),
-                    role: RoleName::Device,
-                    psk: psk_device.clone(),
-                },
-                SubscriberFile {
-                    id: SERVER.into(),
-                    role: RoleName::Server,
-                    psk: psk_server.clone(),
-                },
+                subscriber(device, &psk_device),
+                subscriber(server, &psk_server),
             ],
         },
-        &mut out,
     )?;
-    let party = |identity: &str, listen, secret_key, psk, peer: PeerFile, connect| PartyFile {
-        identity: identity.into(),
-        listen,
+    let party = |(identity, at, _), (peer, peer_at, role), secret_key, psk, connect| PartyFile {
+        identity: String::from(identity),
+        listen: addrs[at],
         secret_key,
         group: Some(group_file),
-        variant: Some(VariantName::from(opts.variant)),
+        variant: VariantName::of(opts.variant),
         timeout_ms: None,
         first_retransmit_ms: None,
         steady_retransmits: None,
@@ -137,41 +125,16 @@ pub fn provision(
             public_key: epc_public.clone(),
             psk,
         },
-        peers: vec![peer],
+        peers: vec![PeerFile {
+            id: String::from(peer),
+            role,
+            addr: addrs[peer_at],
+        }],
     };
-    write_toml(
-        &config("e2sec-device"),
-        "e2sec-device",
-        &party(
-            DEVICE,
-            addrs[DEVICE_ROLE],
-            device_secret,
-            psk_device,
-            PeerFile {
-                id: SERVER.into(),
-                role: RoleName::Server,
-                addr: addrs[SERVER_ROLE],
-            },
-            Vec::new(),
-        ),
-        &mut out,
-    )?;
-    write_toml(
-        &config("e2sec-server"),
-        "e2sec-server",
-        &party(
-            SERVER,
-            addrs[SERVER_ROLE],
-            server_secret,
-            psk_server,
-            PeerFile {
-                id: DEVICE.into(),
-                role: RoleName::Device,
-                addr: addrs[DEVICE_ROLE],
-            },
-            vec![DEVICE.into()],
-        ),
-        &mut out,
-    )?;
-    Ok(out)
+    let device_file = party(device, server, device_secret, psk_device, Vec::new());
+    w.config("e2sec-device", &device_file)?;
+    let connect = vec![DEVICE.into()];
+    let server_file = party(server, device, server_secret, psk_server, connect);
+    w.config("e2sec-server", &server_file)?;
+    Ok(w.finish())
 }

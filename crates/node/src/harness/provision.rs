@@ -60,32 +60,18 @@ impl Provisioned {
 /// # Errors
 /// [`Error::Io`] naming the directory.
 pub(crate) fn deployment_dirs(dir: &Path) -> Result<PathBuf> {
+    create_dirs(dir, true)
+}
+
+/// [`deployment_dirs`], the `state` directory only if its daemons keep `state`.
+fn create_dirs(dir: &Path, state: bool) -> Result<PathBuf> {
     let keys_dir = dir.join("keys");
     let state_dir = dir.join("state");
-    for d in [dir, &keys_dir, &state_dir] {
+    let state_dir = state.then_some(state_dir.as_path());
+    for d in [dir, &keys_dir].into_iter().chain(state_dir) {
         private::create_dir_all(d)?;
     }
     Ok(keys_dir)
-}
-
-/// Refuses to provision over `what` ("a MIKEY deployment") already in `dir`, which its role
-/// `marker`'s config shows, unless `force` is set.
-///
-/// # Errors
-/// [`Error::Usage`] naming the directory.
-pub(crate) fn refuse_existing(dir: &Path, marker: &str, what: &str, force: bool) -> Result<()> {
-    if !force && role_config(dir, marker).exists() {
-        return Err(Error::Usage(format!(
-            "{} already holds {what} (use --force to overwrite it)",
-            dir.display()
-        )));
-    }
-    Ok(())
-}
-
-/// Where a role's config goes in a provisioned directory.
-pub(crate) fn role_config(dir: &Path, role: &str) -> PathBuf {
-    dir.join(format!("{role}.toml"))
 }
 
 /// Writes a role's config at `path` with a header naming its documented example
@@ -110,27 +96,103 @@ pub(crate) fn write_config<T: serde::Serialize>(
     Ok(())
 }
 
-/// [`write_config`] for a daemon, started by `m2msec run {example}`, and records that command
-/// in `out` (the daemons are written in the order they are to be started).
-pub(crate) fn write_daemon_config<T: serde::Serialize>(
-    path: &Path,
-    role: &str,
-    example: &str,
-    value: &T,
-    out: &mut Provisioned,
-) -> Result<()> {
-    write_config(path, role, example, value, out)?;
-    out.commands
-        .push(format!("m2msec run {example} --config {}", path.display()));
-    Ok(())
+/// A deployment being written into its directory: key files in `keys/`, role configs beside
+/// them, each recorded as it is written (see [`Provisioned`]).
+pub(crate) struct Writer<'a> {
+    dir: &'a Path,
+    keys_dir: PathBuf,
+    out: Provisioned,
 }
 
-/// [`write_daemon_config`] for a daemon whose example is named after it.
-pub(crate) fn write_toml<T: serde::Serialize>(
-    path: &Path,
-    role: &str,
-    value: &T,
-    out: &mut Provisioned,
-) -> Result<()> {
-    write_daemon_config(path, role, role, value, out)
+impl<'a> Writer<'a> {
+    /// Starts a deployment in `dir`: refused, unless `force` is set, if `dir` already holds
+    /// `what` ("a MIKEY deployment"), which the config of its role `marker` shows; creates `dir`,
+    /// its `keys` and, if its daemons keep `state`, its `state` directory (those it creates
+    /// owner-only).
+    ///
+    /// # Errors
+    /// [`Error::Usage`] naming the directory; [`Error::Io`] naming a directory not created.
+    pub(crate) fn start(
+        dir: &'a Path,
+        marker: &str,
+        what: &str,
+        force: bool,
+        state: bool,
+    ) -> Result<Self> {
+        if !force && dir.join(format!("{marker}.toml")).exists() {
+            let dir = dir.display();
+            let refusal = format!("{dir} already holds {what} (use --force to overwrite it)");
+            return Err(Error::Usage(refusal));
+        }
+        Ok(Self {
+            dir,
+            keys_dir: create_dirs(dir, state)?,
+            out: Provisioned::default(),
+        })
+    }
+
+    /// Writes the secret key file `keys/NAME`; its path as configs name it.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file.
+    pub(crate) fn secret(&mut self, name: &str, pem: &str) -> Result<PathBuf> {
+        self.out.secret(&self.keys_dir, name, pem)
+    }
+
+    /// Writes the public key file `keys/NAME`; its path as configs name it.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file.
+    pub(crate) fn public(&mut self, name: &str, pem: &str) -> Result<PathBuf> {
+        self.out.public(&self.keys_dir, name, pem)
+    }
+
+    /// Writes a key pair, the secret key `keys/NAME` and the public key `keys/NAME.pub`; their
+    /// paths as configs name them.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file.
+    pub(crate) fn key_pair(
+        &mut self,
+        name: &str,
+        secret_pem: &str,
+        public_pem: &str,
+    ) -> Result<(PathBuf, PathBuf)> {
+        let secret = self.secret(name, secret_pem)?;
+        Ok((secret, self.public(&format!("{name}.pub"), public_pem)?))
+    }
+
+    /// Writes the config `DIR/ROLE.toml` of the daemon `role`, documented in
+    /// `examples/ROLE.toml` and started by `m2msec run ROLE`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file; [`Error::Usage`] if `value` cannot be written as TOML.
+    pub(crate) fn config<T: serde::Serialize>(&mut self, role: &str, value: &T) -> Result<()> {
+        self.instance(role, role, role, value).map(drop)
+    }
+
+    /// Writes the config `DIR/FILE.toml` of one daemon `role` ("sga-device (device-i)") of the
+    /// kind `example` (its documented example and `m2msec run` role), and records the command
+    /// that starts it (the daemons are written in the order they are to be started); its path.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file; [`Error::Usage`] if `value` cannot be written as TOML.
+    pub(crate) fn instance<T: serde::Serialize>(
+        &mut self,
+        file: &str,
+        role: &str,
+        example: &str,
+        value: &T,
+    ) -> Result<PathBuf> {
+        let path = self.dir.join(format!("{file}.toml"));
+        write_config(&path, role, example, value, &mut self.out)?;
+        let command = format!("m2msec run {example} --config {}", path.display());
+        self.out.commands.push(command);
+        Ok(path)
+    }
+
+    /// What was written.
+    pub(crate) fn finish(self) -> Provisioned {
+        self.out
+    }
 }

@@ -6,7 +6,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use m2msec_crypto::mikey::{EnvelopeScheme, KemacEncryption, SignScheme};
 use m2msec_crypto::pke::{PkePublicKey, PkeSecretKey, PkeSuite};
@@ -16,11 +15,11 @@ use m2msec_protocol::mikey::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::collab::config::SharingName;
 use crate::error::{Error, Result};
 use crate::harness::daemon::Setup;
 use crate::runtime::config::{
-    check_identity, config_names, load_toml, non_empty, resolve, with_retransmit_fields,
+    SharingName, check_identity, config_names, field_error, load_toml, millis, non_empty, overlay,
+    resolve, with_retransmit_fields,
 };
 use crate::runtime::keyfile;
 
@@ -100,27 +99,15 @@ impl PolicyFile {
     /// The policy these values describe.
     #[must_use]
     pub fn build(&self) -> Policy {
-        let mut p = Policy::default();
-        if let Some(ms) = self.clock_skew_ms {
-            p.clock_skew = Duration::from_millis(ms);
-        }
-        if let Some(ms) = self.session_ms {
-            p.session = Duration::from_millis(ms);
-        }
-        if let Some(v) = self.verification {
-            p.verification = v;
-        }
-        if let Some(k) = self.kemac_encryption {
-            p.kemac_encryption = k.into();
-        }
-        if let Some(e) = self.envelope {
-            p.envelope = e.into();
-        }
-        if let Some(s) = self.signature {
-            p.signature = s.into();
-        }
-        p.retransmit = self.retransmit_policy();
-        p
+        let retransmit = self.retransmit_policy();
+        overlay!(Policy { retransmit, ..Policy::default() }, {
+            self.clock_skew_ms => clock_skew (millis),
+            self.session_ms => session (millis),
+            self.verification => verification,
+            self.kemac_encryption => kemac_encryption,
+            self.envelope => envelope,
+            self.signature => signature,
+        })
     }
 }
 
@@ -252,11 +239,11 @@ pub struct ResponderFile {
 /// Why an identity may not pass 255 bytes.
 const ID_LIMIT: Option<&str> = Some("at most 255 bytes (it travels in ID payloads)");
 
-fn psk_peer(file: &Path, p: &PskPeerFile) -> Result<PskPeer> {
+fn psk_peer(file: &Path, name: &str, addr: SocketAddr, psk: &Path) -> Result<PskPeer> {
     Ok(PskPeer {
-        id: p.name.clone(),
-        addr: p.addr,
-        psk: keyfile::load_mikey_psk(&resolve(file, &p.psk))?,
+        id: name.into(),
+        addr,
+        psk: keyfile::load_mikey_psk(&resolve(file, psk))?,
     })
 }
 
@@ -340,7 +327,8 @@ fn pk_peer(file: &Path, p: &PkPeerFile) -> Result<PkPeer> {
 }
 
 fn psk_peers(file: &Path, peers: &[PskPeerFile]) -> Result<Vec<PskPeer>> {
-    peers.iter().map(|p| psk_peer(file, p)).collect()
+    let peer = |p: &PskPeerFile| psk_peer(file, &p.name, p.addr, &p.psk);
+    peers.iter().map(peer).collect()
 }
 
 /// The key a list of public-key peers needs each peer to have.
@@ -354,22 +342,20 @@ enum Needs {
 
 /// The public-key peers of the list `field`, each refused if it lacks the key it `needs`.
 fn pk_peers(file: &Path, field: &str, peers: &[PkPeerFile], needs: Needs) -> Result<Vec<PkPeer>> {
-    let missing = |p: &PkPeerFile| match needs {
-        Needs::EncryptionKey => p
-            .encryption_key
-            .is_none()
-            .then_some(("encryption_key", "responder")),
-        Needs::VerifyingKey => p
-            .verifying_key
-            .is_none()
-            .then_some(("verifying_key", "signer")),
+    let (key, whose) = match needs {
+        Needs::EncryptionKey => ("encryption_key", "responder"),
+        Needs::VerifyingKey => ("verifying_key", "signer"),
     };
-    let check = |(i, p): (usize, &PkPeerFile)| match missing(p) {
-        Some((key, whose)) => Err(Error::config(
-            file,
-            format!("field `{field}[{i}].{key}`: the {whose}'s RSA public key is needed"),
-        )),
-        None => pk_peer(file, p),
+    let check = |(i, p): (usize, &PkPeerFile)| {
+        let has = match needs {
+            Needs::EncryptionKey => p.encryption_key.is_some(),
+            Needs::VerifyingKey => p.verifying_key.is_some(),
+        };
+        if !has {
+            let what = format!("the {whose}'s RSA public key is needed");
+            return Err(field_error(file, &format!("{field}[{i}].{key}"), what));
+        }
+        pk_peer(file, p)
     };
     peers.iter().enumerate().map(check).collect()
 }
@@ -387,34 +373,23 @@ pub fn load_initiator(file: &Path) -> Result<Setup<InitiatorConfig>> {
     let mode = match f.mode {
         ModeFile::Psk => {
             let psk = r.psk.as_ref().ok_or_else(|| {
-                Error::config(
+                field_error(
                     file,
-                    "field `responder.psk`: psk mode needs the key shared with R",
+                    "responder.psk",
+                    "psk mode needs the key shared with R",
                 )
             })?;
             Mode::Psk {
-                responder: psk_peer(
-                    file,
-                    &PskPeerFile {
-                        name: r.name.clone(),
-                        addr: r.addr,
-                        psk: psk.clone(),
-                    },
-                )?,
+                responder: psk_peer(file, &r.name, r.addr, psk)?,
             }
         }
         ModeFile::Pk => {
             let key = r.encryption_key.as_ref().ok_or_else(|| {
-                Error::config(
-                    file,
-                    "field `responder.encryption_key`: pk mode needs R's RSA public key",
-                )
+                let what = "pk mode needs R's RSA public key";
+                field_error(file, "responder.encryption_key", what)
             })?;
             let signing = f.signing_key.as_ref().ok_or_else(|| {
-                Error::config(
-                    file,
-                    "field `signing_key`: pk mode needs I's RSA signing key",
-                )
+                field_error(file, "signing_key", "pk mode needs I's RSA signing key")
             })?;
             Mode::Pk {
                 responder: PkPeer {
@@ -429,26 +404,21 @@ pub fn load_initiator(file: &Path) -> Result<Setup<InitiatorConfig>> {
         ModeFile::Distributed => {
             let n = f.third_parties.len();
             if n == 0 {
-                return Err(Error::config(
-                    file,
-                    "field `third_parties`: distributed mode needs at least one third party",
-                ));
+                let what = "distributed mode needs at least one third party";
+                return Err(field_error(file, "third_parties", what));
             }
             if n > 255 {
-                return Err(Error::config(
+                return Err(field_error(
                     file,
-                    "field `third_parties`: at most 255 third parties",
+                    "third_parties",
+                    "at most 255 third parties",
                 ));
             }
             let default_k = u8::try_from(n.min(3)).unwrap_or(3);
             let k = f.distributed.k.unwrap_or(default_k);
             if k == 0 || usize::from(k) > n {
-                return Err(Error::config(
-                    file,
-                    format!(
-                        "field `distributed.k`: must be between 1 and {n} (the third parties listed), is {k}"
-                    ),
-                ));
+                let what = format!("must be between 1 and {n} (the third parties listed), is {k}");
+                return Err(field_error(file, "distributed.k", what));
             }
             Mode::Distributed {
                 responder: r.name.clone(),

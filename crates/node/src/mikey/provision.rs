@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use m2msec_crypto::pke::{PkeSecretKey, PkeSuite};
 use m2msec_crypto::rng::{CryptoRng, random_array};
 use m2msec_crypto::sig::{SigSuite, SigningKey};
-use m2msec_crypto::split::SharingScheme;
 use m2msec_protocol::mikey::ModeName;
 
 use super::config::{
@@ -28,11 +27,9 @@ use super::config::{
     PskPeerFile, ResponderFile, ThirdPartyFile,
 };
 use super::deployment::{INITIATOR, Params, RESPONDER, addresses, third_party_name};
-use crate::collab::config::SharingName;
 use crate::error::Result;
-use crate::harness::provision::{
-    Options, Provisioned, deployment_dirs, refuse_existing, role_config, write_toml,
-};
+use crate::harness::provision::{Options, Provisioned, Writer};
+use crate::runtime::config::SharingName;
 use crate::runtime::keyfile;
 
 /// Options of `provision` for MIKEY: the shape's third parties, threshold and sharing (its
@@ -65,141 +62,116 @@ pub fn provision(
         ..opts.params.clone()
     };
     params.check()?;
-    refuse_existing(dir, "mikey-initiator", "a MIKEY deployment", opts.force)?;
-    let keys_dir = deployment_dirs(dir)?;
-    let n = usize::from(params.third_parties);
+    let marker = "mikey-initiator";
+    let mut w = Writer::start(dir, marker, "a MIKEY deployment", opts.force, true)?;
     let at = |a: SocketAddr| SocketAddr::new(a.ip(), opts.port);
     let addrs: Vec<SocketAddr> = addresses(params.third_parties)
         .into_iter()
         .map(at)
         .collect();
     let (i_addr, r_addr, tp_addrs) = (addrs[0], addrs[1], &addrs[2..]);
-
-    let mut out = Provisioned::default();
-    let secret = |name: &str, pem: &str, out: &mut Provisioned| out.secret(&keys_dir, name, pem);
-    let public = |name: &str, pem: &str, out: &mut Provisioned| out.public(&keys_dir, name, pem);
-    let psk = |name: &str, rng: &mut dyn CryptoRng, out: &mut Provisioned| -> Result<PathBuf> {
+    let psk = |name: &str, rng: &mut dyn CryptoRng, w: &mut Writer| -> Result<PathBuf> {
         let key = zeroize::Zeroizing::new(random_array::<32>(rng));
-        secret(name, &keyfile::mikey_psk_pem(&key[..])?, out)
+        w.secret(name, &keyfile::mikey_psk_pem(&key[..])?)
     };
 
     let r_key = PkeSecretKey::generate(PkeSuite::RsaOaep2048, rng)?;
-    let r_secret = secret("mikey-responder-pke.key", &r_key.to_pem()?, &mut out)?;
-    let r_public = public(
-        "mikey-responder-pke.key.pub",
+    let (r_secret, r_public) = w.key_pair(
+        "mikey-responder-pke.key",
+        &r_key.to_pem()?,
         &r_key.public_key().to_pem()?,
-        &mut out,
     )?;
     let i_key = SigningKey::generate(SigSuite::RsaPss2048, rng)?;
-    let i_secret = secret("mikey-initiator-sig.key", &i_key.to_pem()?, &mut out)?;
-    let i_public = public(
-        "mikey-initiator-sig.key.pub",
+    let (i_secret, i_public) = w.key_pair(
+        "mikey-initiator-sig.key",
+        &i_key.to_pem()?,
         &i_key.verifying_key().to_pem()?,
-        &mut out,
     )?;
-    let psk_ir = psk("mikey-psk-initiator-responder.key", rng, &mut out)?;
-    let mut tp_keys = Vec::with_capacity(n);
-    for i in 1..=n {
+    let psk_ir = psk("mikey-psk-initiator-responder.key", rng, &mut w)?;
+    let mut tp_keys = Vec::with_capacity(usize::from(params.third_parties));
+    for i in 1..=params.third_parties {
         let k = SigningKey::generate(SigSuite::RsaPss2048, rng)?;
-        let s = secret(&format!("mikey-tp-{i}-sig.key"), &k.to_pem()?, &mut out)?;
-        let p = public(
-            &format!("mikey-tp-{i}-sig.key.pub"),
-            &k.verifying_key().to_pem()?,
-            &mut out,
-        )?;
-        let shared = psk(&format!("mikey-psk-initiator-tp-{i}.key"), rng, &mut out)?;
+        let name = format!("mikey-tp-{i}-sig.key");
+        let (s, p) = w.key_pair(&name, &k.to_pem()?, &k.verifying_key().to_pem()?)?;
+        let shared = psk(&format!("mikey-psk-initiator-tp-{i}.key"), rng, &mut w)?;
         tp_keys.push((s, p, shared));
     }
-
-    let responder = ResponderFile {
-        identity: RESPONDER.into(),
-        listen: r_addr,
-        state: Some(PathBuf::from("state/mikey-responder.redb")),
-        decryption_key: r_secret,
-        psk_initiators: vec![PskPeerFile {
-            name: INITIATOR.into(),
-            addr: i_addr,
-            psk: psk_ir.clone(),
-        }],
-        pk_initiators: std::iter::once(PkPeerFile {
-            name: INITIATOR.into(),
-            addr: i_addr,
-            encryption_key: None,
-            verifying_key: Some(i_public),
-        })
-        .chain(tp_keys.iter().enumerate().map(|(i, (_, p, _))| PkPeerFile {
-            name: third_party_name(i + 1),
-            addr: tp_addrs[i],
-            encryption_key: None,
-            verifying_key: Some(p.clone()),
-        }))
-        .collect(),
-        policy: PolicyFile::default(),
+    let psk_peer = |name: String, addr, psk: &PathBuf| PskPeerFile {
+        name,
+        addr,
+        psk: psk.clone(),
     };
-    write_toml(
-        &role_config(dir, "mikey-responder"),
-        "mikey-responder",
-        &responder,
-        &mut out,
-    )?;
+    // A peer known by the RSA key that verifies its signatures, or that envelope keys for it
+    // are encrypted to.
+    let signer = |name: String, addr, key: &PathBuf| PkPeerFile {
+        name,
+        addr,
+        encryption_key: None,
+        verifying_key: Some(key.clone()),
+    };
+    let recipient = |name: String, addr, key: &PathBuf| PkPeerFile {
+        name,
+        addr,
+        encryption_key: Some(key.clone()),
+        verifying_key: None,
+    };
 
+    w.config(
+        "mikey-responder",
+        &ResponderFile {
+            identity: RESPONDER.into(),
+            listen: r_addr,
+            state: Some(PathBuf::from("state/mikey-responder.redb")),
+            decryption_key: r_secret,
+            psk_initiators: vec![psk_peer(INITIATOR.into(), i_addr, &psk_ir)],
+            pk_initiators: std::iter::once(signer(INITIATOR.into(), i_addr, &i_public))
+                .chain(
+                    tp_keys
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (_, p, _))| signer(third_party_name(i + 1), tp_addrs[i], p)),
+                )
+                .collect(),
+            policy: PolicyFile::default(),
+        },
+    )?;
     for (i, (s, _, shared)) in tp_keys.iter().enumerate() {
         let file = ThirdPartyFile {
             identity: third_party_name(i + 1),
             listen: tp_addrs[i],
             state: Some(PathBuf::from(format!("state/mikey-tp-{}.redb", i + 1))),
             signing_key: s.clone(),
-            initiators: vec![PskPeerFile {
-                name: INITIATOR.into(),
-                addr: i_addr,
-                psk: shared.clone(),
-            }],
-            responders: vec![PkPeerFile {
-                name: RESPONDER.into(),
-                addr: r_addr,
-                encryption_key: Some(r_public.clone()),
-                verifying_key: None,
-            }],
+            initiators: vec![psk_peer(INITIATOR.into(), i_addr, shared)],
+            responders: vec![recipient(RESPONDER.into(), r_addr, &r_public)],
             policy: PolicyFile::default(),
         };
-        let path = dir.join(format!("mikey-third-party-{}.toml", i + 1));
-        write_toml(&path, "mikey-third-party", &file, &mut out)?;
+        let name = format!("mikey-third-party-{}", i + 1);
+        w.instance(&name, "mikey-third-party", "mikey-third-party", &file)?;
     }
-
-    let initiator = InitiatorFile {
-        identity: INITIATOR.into(),
-        listen: i_addr,
-        mode: ModeFile::Distributed,
-        signing_key: Some(i_secret),
-        responder: InitiatorResponderFile {
-            name: RESPONDER.into(),
-            addr: r_addr,
-            psk: Some(psk_ir),
-            encryption_key: Some(r_public),
-        },
-        third_parties: tp_keys
-            .iter()
-            .enumerate()
-            .map(|(i, (_, _, shared))| PskPeerFile {
-                name: third_party_name(i + 1),
-                addr: tp_addrs[i],
-                psk: shared.clone(),
-            })
-            .collect(),
-        distributed: DistributedFile {
-            k: Some(params.threshold),
-            sharing: Some(match params.sharing {
-                SharingScheme::Shamir => SharingName::Shamir,
-                _ => SharingName::ReedSolomon,
-            }),
-        },
-        policy: PolicyFile::default(),
-    };
-    write_toml(
-        &role_config(dir, "mikey-initiator"),
+    w.config(
         "mikey-initiator",
-        &initiator,
-        &mut out,
+        &InitiatorFile {
+            identity: INITIATOR.into(),
+            listen: i_addr,
+            mode: ModeFile::Distributed,
+            signing_key: Some(i_secret),
+            responder: InitiatorResponderFile {
+                name: RESPONDER.into(),
+                addr: r_addr,
+                psk: Some(psk_ir),
+                encryption_key: Some(r_public),
+            },
+            third_parties: tp_keys
+                .iter()
+                .enumerate()
+                .map(|(i, (_, _, shared))| psk_peer(third_party_name(i + 1), tp_addrs[i], shared))
+                .collect(),
+            distributed: DistributedFile {
+                k: Some(params.threshold),
+                sharing: SharingName::of(params.sharing).or(Some(SharingName::ReedSolomon)),
+            },
+            policy: PolicyFile::default(),
+        },
     )?;
-    Ok(out)
+    Ok(w.finish())
 }

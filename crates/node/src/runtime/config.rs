@@ -5,7 +5,10 @@
 //! of the config file, so a provisioned deployment directory can be moved as a whole.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use m2msec_crypto::split::SharingScheme;
+use m2msec_protocol::RetransmitPolicy;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
@@ -25,6 +28,11 @@ pub fn load_toml<T: DeserializeOwned>(path: &Path) -> Result<T> {
     toml::from_str(&text).map_err(|e| Error::config(path, e.to_string().trim_end().to_owned()))
 }
 
+/// The error of a config `file` whose `field` is wrong: "field `FIELD`: WHAT".
+pub(crate) fn field_error(file: &Path, field: &str, what: impl std::fmt::Display) -> Error {
+    Error::config(file, format!("field `{field}`: {what}"))
+}
+
 /// Refuses an empty identity in `field`, and one over 255 bytes where `too_long` says why
 /// that is too long (the identity travels in a length-prefixed field).
 ///
@@ -38,15 +46,10 @@ pub fn check_identity(
     too_long: Option<&str>,
 ) -> Result<()> {
     if identity.is_empty() {
-        return Err(Error::config(
-            file,
-            format!("field `{field}`: must not be empty"),
-        ));
+        return Err(field_error(file, field, "must not be empty"));
     }
     match too_long {
-        Some(why) if identity.len() > 255 => {
-            Err(Error::config(file, format!("field `{field}`: {why}")))
-        }
+        Some(why) if identity.len() > 255 => Err(field_error(file, field, why)),
         _ => Ok(()),
     }
 }
@@ -58,8 +61,8 @@ pub fn check_identity(
 /// [`Error::Config`] naming the file and the field.
 pub fn non_empty<T>(file: &Path, field: &str, list: &[T], what: &str) -> Result<()> {
     if list.is_empty() {
-        let error = format!("field `{field}`: at least one {what} is needed");
-        return Err(Error::config(file, error));
+        let what = format!("at least one {what} is needed");
+        return Err(field_error(file, field, what));
     }
     Ok(())
 }
@@ -76,34 +79,52 @@ pub fn resolve(config: &Path, relative: &Path) -> PathBuf {
     }
 }
 
+/// Overlays the values a config file gives on a protocol's default: `overlay!(DEFAULT, {
+/// FILE_VALUE => FIELD, … })` starts from DEFAULT and sets each FIELD whose FILE_VALUE (an
+/// `Option`) is `Some`, converted by `Into`, or by the function written after it in
+/// parentheses (`session_ms => session (millis)`); absent values keep the default's.
+macro_rules! overlay {
+    (@convert $v:ident) => { ::core::convert::Into::into($v) };
+    (@convert $v:ident, $convert:expr) => { ($convert)($v) };
+    ($default:expr, { $( $value:expr => $field:ident $(($convert:expr))? ),* $(,)? }) => {{
+        let mut target = $default;
+        $( if let Some(v) = $value {
+            target.$field = $crate::runtime::config::overlay!(@convert v $(, $convert)?);
+        } )*
+        target
+    }};
+}
+pub(crate) use overlay;
+
+/// A duration of `ms` milliseconds, for `overlay!`.
+pub(crate) const fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+/// A duration of `ms` milliseconds but at least one, for `overlay!`: a wait that must not be
+/// zero.
+pub(crate) fn millis_at_least_1(ms: u64) -> Duration {
+    Duration::from_millis(ms.max(1))
+}
+
 /// The retransmission of requests a config asks for (`first_retransmit_ms`, the wait before
 /// the first retransmission, kept for `steady_retransmits` retransmissions and then doubled
 /// after each up to `max_retransmit_interval_ms`; `max_retransmit`, how many): absent values
 /// take [`RetransmitPolicy::default`] (8 times every 500 ms, then after 1, 2, 4 and 4 s: 15 s
 /// in all).
-///
-/// [`RetransmitPolicy::default`]: m2msec_protocol::RetransmitPolicy
 #[must_use]
 pub fn retransmit_policy(
     first_retransmit_ms: Option<u64>,
     steady_retransmits: Option<u32>,
     max_retransmit_interval_ms: Option<u64>,
     max_retransmit: Option<u32>,
-) -> m2msec_protocol::RetransmitPolicy {
-    let mut policy = m2msec_protocol::RetransmitPolicy::default();
-    if let Some(ms) = first_retransmit_ms {
-        policy.initial = std::time::Duration::from_millis(ms.max(1));
-    }
-    if let Some(n) = steady_retransmits {
-        policy.steady = n.max(1);
-    }
-    if let Some(ms) = max_retransmit_interval_ms {
-        policy.max_interval = std::time::Duration::from_millis(ms.max(1));
-    }
-    if let Some(n) = max_retransmit {
-        policy.max_retransmit = n;
-    }
-    policy
+) -> RetransmitPolicy {
+    overlay!(RetransmitPolicy::default(), {
+        first_retransmit_ms => initial (millis_at_least_1),
+        steady_retransmits => steady (|n: u32| n.max(1)),
+        max_retransmit_interval_ms => max_interval (millis_at_least_1),
+        max_retransmit => max_retransmit,
+    })
 }
 
 /// Declares a config-file table with the four retransmission fields of [`retransmit_policy`]
@@ -162,8 +183,9 @@ macro_rules! with_retransmit_fields {
 pub(crate) use with_retransmit_fields;
 
 /// Declares the names a config file gives the values of `$target` (an enum of the protocol or
-/// crypto crate): one variant per name, in the order toml's errors list them, and the
-/// conversion to `$target`. The caller derives what it needs (`Deserialize` at least).
+/// crypto crate): one variant per name, in the order toml's errors list them, the conversion to
+/// `$target`, the way back (`of`, none for a value without a name here) and the name itself
+/// (`name`). The caller derives what it needs (`Deserialize` at least).
 macro_rules! config_names {
     (
         $(#[$meta:meta])*
@@ -183,9 +205,41 @@ macro_rules! config_names {
                 }
             }
         }
+
+        impl $name {
+            /// The name of `value` in config files, if it has one.
+            #[must_use]
+            #[allow(unreachable_patterns)]
+            pub const fn of(value: $target) -> Option<Self> {
+                match value {
+                    $( $target::$to => Some(Self::$variant), )*
+                    _ => None,
+                }
+            }
+
+            /// The name in config files (and on the command line and in reports).
+            #[must_use]
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $( Self::$variant => $file, )*
+                }
+            }
+        }
     };
 }
 pub(crate) use config_names;
+
+config_names! {
+    /// The names of secret-sharing schemes in config files (collab's client, MIKEY's
+    /// distributed mode).
+    #[derive(Clone, Copy, Debug, serde::Deserialize, serde::Serialize, PartialEq, Eq)]
+    pub enum SharingName for SharingScheme {
+        /// Reed-Solomon erasure coding (any k of n fragments rebuild x).
+        "reed-solomon" => ReedSolomon = ReedSolomon,
+        /// Shamir sharing over GF(256) (fewer than k colluding proxies learn nothing about x).
+        "shamir" => Shamir = Shamir,
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -213,6 +267,16 @@ mod tests {
             "field `peers`: at least one peer is needed"
         ));
         assert!(non_empty(f, "peers", &[1], "peer").is_ok());
+    }
+
+    #[test]
+    fn config_names_convert_both_ways() {
+        for scheme in SharingScheme::ALL {
+            let name = SharingName::of(scheme).unwrap_or_else(|| panic!("{scheme:?} unnamed"));
+            assert_eq!(SharingScheme::from(name), scheme);
+        }
+        assert_eq!(SharingName::Shamir.name(), "shamir");
+        assert_eq!(SharingName::ReedSolomon.name(), "reed-solomon");
     }
 
     #[test]

@@ -12,9 +12,10 @@ use m2msec_crypto::group::GroupId;
 use m2msec_protocol::sga::{DeviceConfig, LIGHTWEIGHT_SUITES, ServerConfig, Timeouts};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::runtime::config::{
-    check_identity, config_names, load_toml, non_empty, resolve, with_retransmit_fields,
+    check_identity, config_names, field_error, load_toml, millis, millis_at_least_1, non_empty,
+    overlay, resolve, with_retransmit_fields,
 };
 use crate::runtime::keyfile;
 
@@ -35,16 +36,6 @@ impl SuiteName {
     /// Every suite, in the order the server offers them by default.
     pub const ALL: [Self; 3] = [Self::Aes128Ccm8, Self::ChaCha20Poly1305, Self::Ascon128];
 
-    /// The name in files, on the command line and in reports.
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Aes128Ccm8 => "aes-128-ccm8",
-            Self::ChaCha20Poly1305 => "chacha20-poly1305",
-            Self::Ascon128 => "ascon-128",
-        }
-    }
-
     /// The suite of `name` (see [`SuiteName::name`]; `ccm`, `chacha` and `ascon` too).
     #[must_use]
     pub fn parse(name: &str) -> Option<Self> {
@@ -52,17 +43,6 @@ impl SuiteName {
             "aes-128-ccm8" | "ccm" => Some(Self::Aes128Ccm8),
             "chacha20-poly1305" | "chacha" => Some(Self::ChaCha20Poly1305),
             "ascon-128" | "ascon" => Some(Self::Ascon128),
-            _ => None,
-        }
-    }
-
-    /// The name of a lightweight suite.
-    #[must_use]
-    pub fn of(suite: AeadSuite) -> Option<Self> {
-        match suite {
-            AeadSuite::Aes128Ccm8 => Some(Self::Aes128Ccm8),
-            AeadSuite::ChaCha20Poly1305 => Some(Self::ChaCha20Poly1305),
-            AeadSuite::Ascon128 => Some(Self::Ascon128),
             _ => None,
         }
     }
@@ -76,17 +56,6 @@ config_names! {
         "ristretto255" => Ristretto255 = Ristretto255,
         /// The 2048-bit MODP group of RFC 3526 (the paper's setting).
         "modp2048" => Modp2048 = Modp2048,
-    }
-}
-
-impl GroupName {
-    /// The name in files, on the command line and in reports.
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Ristretto255 => "ristretto255",
-            Self::Modp2048 => "modp2048",
-        }
     }
 }
 
@@ -108,18 +77,12 @@ impl TimeoutsFile {
     /// The timeouts these values describe.
     #[must_use]
     pub fn build(&self) -> Timeouts {
-        let mut t = Timeouts::default();
-        if let Some(ms) = self.exchange_ms {
-            t.exchange = Duration::from_millis(ms);
-        }
-        if let Some(ms) = self.retransmit_ms {
-            t.retransmit = Duration::from_millis(ms.max(1));
-        }
-        if let Some(ms) = self.clock_skew_ms {
-            t.clock_skew = Duration::from_millis(ms);
-        }
-        t.requests = self.retransmit_policy();
-        t
+        let requests = self.retransmit_policy();
+        overlay!(Timeouts { requests, ..Timeouts::default() }, {
+            self.exchange_ms => exchange (millis),
+            self.retransmit_ms => retransmit (millis_at_least_1),
+            self.clock_skew_ms => clock_skew (millis),
+        })
     }
 }
 
@@ -226,7 +189,7 @@ pub struct ServerSetup {
 ///
 /// # Errors
 ///
-/// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
+/// [`crate::Error::Config`] or [`crate::Error::KeyFile`] naming the file and what is wrong.
 pub fn load_server(file: &Path) -> Result<ServerSetup> {
     let f: ServerFile = load_toml(file)?;
     check_identity(file, "identity", &f.identity, ID_LIMIT)?;
@@ -267,7 +230,7 @@ pub struct DeviceSetup {
 ///
 /// # Errors
 ///
-/// [`Error::Config`] naming the file and what is wrong.
+/// [`crate::Error::Config`] naming the file and what is wrong.
 pub fn control_socket(file: &Path) -> Result<PathBuf> {
     let f: DeviceFile = load_toml(file)?;
     control_path(file, &f)
@@ -277,15 +240,14 @@ pub fn control_socket(file: &Path) -> Result<PathBuf> {
 fn control_path(file: &Path, f: &DeviceFile) -> Result<PathBuf> {
     match &f.control {
         None => Ok(super::control::default_socket(&resolve(file, &f.state))),
-        Some(p) if p.to_str().is_some_and(|s| s.parse::<SocketAddr>().is_ok()) => {
-            Err(Error::config(
-                file,
-                format!(
-                    "field `control`: {} is a UDP address; the control channel is now an owner-only Unix socket: remove the field (the default is the state file with `.sock`) or give a path",
-                    p.display()
-                ),
-            ))
-        }
+        Some(p) if p.to_str().is_some_and(|s| s.parse::<SocketAddr>().is_ok()) => Err(field_error(
+            file,
+            "control",
+            format!(
+                "{} is a UDP address; the control channel is now an owner-only Unix socket: remove the field (the default is the state file with `.sock`) or give a path",
+                p.display()
+            ),
+        )),
         Some(p) => Ok(resolve(file, p)),
     }
 }
@@ -294,7 +256,7 @@ fn control_path(file: &Path, f: &DeviceFile) -> Result<PathBuf> {
 ///
 /// # Errors
 ///
-/// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
+/// [`crate::Error::Config`] or [`crate::Error::KeyFile`] naming the file and what is wrong.
 pub fn load_device(file: &Path) -> Result<DeviceSetup> {
     let f: DeviceFile = load_toml(file)?;
     check_identity(file, "identity", &f.identity, ID_LIMIT)?;
@@ -303,13 +265,8 @@ pub fn load_device(file: &Path) -> Result<DeviceSetup> {
     non_empty(file, "suites", &f.suites, "suite")?;
     let initial = f.initial_suite.unwrap_or(f.suites[0]);
     if !f.suites.contains(&initial) {
-        return Err(Error::config(
-            file,
-            format!(
-                "field `initial_suite`: \"{}\" is not among `suites`",
-                initial.name()
-            ),
-        ));
+        let what = format!("\"{}\" is not among `suites`", initial.name());
+        return Err(field_error(file, "initial_suite", what));
     }
     let device_key = keyfile::load_sga_device_key(&resolve(file, &f.device_key))?;
     let server_key = keyfile::load_pke_public_key(&resolve(file, &f.gateway.public_key))?;

@@ -22,9 +22,7 @@ use m2msec_crypto::rng::{CryptoRng, random_array};
 
 use super::config::{DeviceFile, GatewayFile, GroupName, ServerFile, SuiteName, TimeoutsFile};
 use crate::error::Result;
-use crate::harness::provision::{
-    Provisioned, deployment_dirs, refuse_existing, role_config, write_daemon_config,
-};
+use crate::harness::provision::{Provisioned, Writer};
 use crate::runtime::keyfile::sga_device_key_pem;
 
 /// The devices of a provisioned deployment.
@@ -68,23 +66,15 @@ pub fn provision(
     opts: &ProvisionOptions,
     rng: &mut dyn CryptoRng,
 ) -> Result<Provisioned> {
-    let server_toml = role_config(dir, "sga-server");
-    refuse_existing(dir, "sga-server", "an SGA deployment", opts.force)?;
-    let keys_dir = deployment_dirs(dir)?;
-    let mut out = Provisioned::default();
+    let mut w = Writer::start(dir, "sga-server", "an SGA deployment", opts.force, true)?;
     let server_addr = SocketAddr::from((Ipv4Addr::new(127, 0, 0, 2), opts.port));
-
     let server_key = PkeSecretKey::generate(opts.pke, rng)?;
-    let pke_key = out.secret(&keys_dir, "sga-server-pke.key", &server_key.to_pem()?)?;
-    out.public(
-        &keys_dir,
-        "sga-server-pke.key.pub",
+    let (pke_key, public_key) = w.key_pair(
+        "sga-server-pke.key",
+        &server_key.to_pem()?,
         &server_key.public_key().to_pem()?,
     )?;
-
-    write_daemon_config(
-        &server_toml,
-        "sga-server",
+    w.config(
         "sga-server",
         &ServerFile {
             identity: GATEWAY.into(),
@@ -95,52 +85,38 @@ pub fn provision(
             groups: vec![GroupName::Ristretto255, GroupName::Modp2048],
             timeouts: TimeoutsFile::default(),
         },
-        &mut out,
     )?;
-
+    let mut configs = Vec::new();
     for (i, name) in DEVICES.into_iter().enumerate() {
-        let device_key = out.secret(
-            &keys_dir,
-            &format!("sga-{name}.key"),
-            &sga_device_key_pem(&random_array::<32>(rng))?,
-        )?;
+        let key = sga_device_key_pem(&random_array::<32>(rng))?;
+        let device_key = w.secret(&format!("sga-{name}.key"), &key)?;
         let host = Ipv4Addr::new(127, 0, 0, 10 + u8::try_from(i).unwrap_or(0));
-        let config = dir.join(format!("sga-{name}.toml"));
-        write_daemon_config(
-            &config,
-            &format!("sga-device ({name})"),
-            "sga-device",
-            &DeviceFile {
-                identity: name.into(),
-                listen: SocketAddr::from((host, opts.port)),
-                control: Some(PathBuf::from(format!("state/sga-{name}.sock"))),
-                device_key,
-                suites: SuiteName::ALL.to_vec(),
-                initial_suite: Some(SuiteName::Aes128Ccm8),
-                group: opts.group,
-                state: PathBuf::from(format!("state/sga-{name}.redb")),
-                poll_ms: 2000,
-                gateway: GatewayFile {
-                    identity: GATEWAY.into(),
-                    addr: server_addr,
-                    public_key: PathBuf::from("keys/sga-server-pke.key.pub"),
-                },
-                timeouts: TimeoutsFile::default(),
+        let file = DeviceFile {
+            identity: name.into(),
+            listen: SocketAddr::from((host, opts.port)),
+            control: Some(PathBuf::from(format!("state/sga-{name}.sock"))),
+            device_key,
+            suites: SuiteName::ALL.to_vec(),
+            initial_suite: Some(SuiteName::Aes128Ccm8),
+            group: opts.group,
+            state: PathBuf::from(format!("state/sga-{name}.redb")),
+            poll_ms: 2000,
+            gateway: GatewayFile {
+                identity: GATEWAY.into(),
+                addr: server_addr,
+                public_key: public_key.clone(),
             },
-            &mut out,
-        )?;
+            timeouts: TimeoutsFile::default(),
+        };
+        let role = format!("sga-device ({name})");
+        configs.push(w.instance(&format!("sga-{name}"), &role, "sga-device", &file)?);
     }
-    let i = dir.join("sga-device-i.toml");
-    let j = dir.join("sga-device-j.toml");
-    out.commands.push(format!(
-        "m2msec sga invite --config {} device-j",
-        i.display()
-    ));
-    out.commands.push(format!(
-        "m2msec sga send --config {} --to device-j \"hello\"",
-        i.display()
-    ));
-    out.commands
-        .push(format!("m2msec sga inbox --config {}", j.display()));
+    let (i, j) = (configs[0].display(), configs[1].display());
+    let mut out = w.finish();
+    out.commands.extend([
+        format!("m2msec sga invite --config {i} device-j"),
+        format!("m2msec sga send --config {i} --to device-j \"hello\""),
+        format!("m2msec sga inbox --config {j}"),
+    ]);
     Ok(out)
 }
