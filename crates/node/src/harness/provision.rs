@@ -54,16 +54,8 @@ impl Provisioned {
     }
 }
 
-/// Creates a deployment's directory `dir` and its `keys` and `state` directories (those it
-/// creates owner-only); returns the keys'.
-///
-/// # Errors
-/// [`Error::Io`] naming the directory.
-pub(crate) fn deployment_dirs(dir: &Path) -> Result<PathBuf> {
-    create_dirs(dir, true)
-}
-
-/// [`deployment_dirs`], the `state` directory only if its daemons keep `state`.
+/// Creates `dir`, its `keys` and, if its daemons keep `state`, its `state` directory (those
+/// it creates owner-only); returns the keys'.
 fn create_dirs(dir: &Path, state: bool) -> Result<PathBuf> {
     let keys_dir = dir.join("keys");
     let state_dir = dir.join("state");
@@ -72,28 +64,6 @@ fn create_dirs(dir: &Path, state: bool) -> Result<PathBuf> {
         private::create_dir_all(d)?;
     }
     Ok(keys_dir)
-}
-
-/// Writes a role's config at `path` with a header naming its documented example
-/// (`examples/{example}.toml`), and records it in `out`.
-pub(crate) fn write_config<T: serde::Serialize>(
-    path: &Path,
-    role: &str,
-    example: &str,
-    value: &T,
-    out: &mut Provisioned,
-) -> Result<()> {
-    let body = toml::to_string(value)
-        .map_err(|e| Error::Usage(format!("cannot write {role} config: {e}")))?;
-    let text = format!(
-        "# {role} config written by `m2msec provision`.\n\
-         # Every field is explained in examples/{example}.toml. Paths are relative to this file.\n\
-         # Start with: m2msec run {example} --config {}\n\n{body}",
-        path.display()
-    );
-    write_public(path, &text)?;
-    out.files.push(path.to_path_buf());
-    Ok(())
 }
 
 /// A deployment being written into its directory: key files in `keys/`, role configs beside
@@ -185,10 +155,60 @@ impl<'a> Writer<'a> {
         value: &T,
     ) -> Result<PathBuf> {
         let path = self.dir.join(format!("{file}.toml"));
-        write_config(&path, role, example, value, &mut self.out)?;
         let command = format!("m2msec run {example} --config {}", path.display());
+        self.write_config(
+            &path,
+            role,
+            example,
+            value,
+            &format!("Start with: {command}"),
+        )?;
         self.out.commands.push(command);
         Ok(path)
+    }
+
+    /// Writes the config `DIR/ROLE.toml` of `role`, which no daemon runs: `use_with` is the
+    /// command that reads it, without its `--config`; its path.
+    ///
+    /// # Errors
+    /// As [`Writer::instance`].
+    pub(crate) fn tool_config<T: serde::Serialize>(
+        &mut self,
+        role: &str,
+        value: &T,
+        use_with: &str,
+    ) -> Result<PathBuf> {
+        let path = self.dir.join(format!("{role}.toml"));
+        let usage = format!("Use with: {use_with} --config {}", path.display());
+        self.write_config(&path, role, role, value, &usage)?;
+        Ok(path)
+    }
+
+    /// Records a command to run after the daemons have started.
+    pub(crate) fn command(&mut self, command: String) {
+        self.out.commands.push(command);
+    }
+
+    /// Writes a role's config at `path` with a header naming its documented example
+    /// (`examples/{example}.toml`) and how it is used, and records it.
+    fn write_config<T: serde::Serialize>(
+        &mut self,
+        path: &Path,
+        role: &str,
+        example: &str,
+        value: &T,
+        usage: &str,
+    ) -> Result<()> {
+        let body = toml::to_string(value)
+            .map_err(|e| Error::Usage(format!("cannot write {role} config: {e}")))?;
+        let text = format!(
+            "# {role} config written by `m2msec provision`.\n\
+             # Every field is explained in examples/{example}.toml. Paths are relative to this file.\n\
+             # {usage}\n\n{body}"
+        );
+        write_public(path, &text)?;
+        self.out.files.push(path.to_path_buf());
+        Ok(())
     }
 
     /// What was written.

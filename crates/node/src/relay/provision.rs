@@ -28,11 +28,8 @@ use super::config::{
 };
 use super::proxy::ProxyConfig;
 use crate::error::{Error, Result};
-use crate::harness::provision::{
-    Provisioned, deployment_dirs, refuse_existing, role_config, write_daemon_config, write_toml,
-};
+use crate::harness::provision::{Provisioned, Writer};
 use crate::runtime::coap::Transmission;
-use crate::runtime::keyfile::write_public;
 
 /// The sinks of a provisioned deployment.
 pub const SINKS: [&str; 2] = ["sink-1", "sink-2"];
@@ -85,30 +82,23 @@ pub fn provision(
     opts: &ProvisionOptions,
     rng: &mut dyn CryptoRng,
 ) -> Result<Provisioned> {
-    let source_toml = role_config(dir, "relay-source");
-    refuse_existing(dir, "relay-source", "a relay deployment", opts.force)?;
     if opts.port == opts.udp_port {
         return Err(Error::Usage(
             "the relay's CoAP and UDP ports must differ (each sink listens on both)".into(),
         ));
     }
-    let keys_dir = deployment_dirs(dir)?;
-    let mut out = Provisioned::default();
-    let secret = |name: &str, pem: &str, out: &mut Provisioned| out.secret(&keys_dir, name, pem);
-
+    let mut w = Writer::start(dir, "relay-source", "a relay deployment", opts.force, true)?;
     let seed = Zeroizing::new(random_array::<32>(rng));
-    let seed_path = secret("relay-source.seed", &source_seed_pem(&seed)?, &mut out)?;
+    let seed_path = w.secret("relay-source.seed", &source_seed_pem(&seed)?)?;
     let owner = SigningKey::generate(SigSuite::Ed25519, rng)?;
-    let owner_path = secret("relay-source-owner.key", &owner.to_pem()?, &mut out)?;
-    let owner_pub = out.public(
-        &keys_dir,
-        "relay-source-owner.key.pub",
+    let (owner_path, owner_pub) = w.key_pair(
+        "relay-source-owner.key",
+        &owner.to_pem()?,
         &owner.verifying_key().to_pem()?,
     )?;
 
     let proxy = SocketAddr::from((PROXY_HOST, opts.port));
-    write_toml(
-        &role_config(dir, "relay-proxy"),
+    w.config(
         "relay-proxy",
         &ProxyConfig {
             listen: proxy,
@@ -117,16 +107,14 @@ pub fn provision(
             udp_bind: PROXY_HOST.into(),
             ..ProxyConfig::default()
         },
-        &mut out,
     )?;
     let source = source_url(opts.port);
     let mut grants = Vec::new();
     for (i, name) in SINKS.into_iter().enumerate() {
         let key = pre::SecretKey::generate(rng);
-        let key_name = format!("relay-{name}.key");
-        let key_path = secret(&key_name, &key.to_pem()?, &mut out)?;
         let public = key.public_key().to_pem()?;
-        let pub_path = out.public(&keys_dir, &format!("{key_name}.pub"), &public)?;
+        let (key_path, pub_path) =
+            w.key_pair(&format!("relay-{name}.key"), &key.to_pem()?, &public)?;
         let host = Ipv4Addr::new(127, 0, 0, 41 + u8::try_from(i).unwrap_or(0));
         let file = SinkFile {
             coap: Some(SocketAddr::from((host, opts.port))),
@@ -143,67 +131,42 @@ pub fn provision(
             }],
         };
         let url = file.urls().into_iter().next().unwrap_or_default();
-        write_daemon_config(
-            &role_config(dir, &format!("relay-{name}")),
-            &format!("relay-sink ({name})"),
-            "relay-sink",
-            &file,
-            &mut out,
-        )?;
+        let role = format!("relay-sink ({name})");
+        w.instance(&format!("relay-{name}"), &role, "relay-sink", &file)?;
         grants.push((url, dir.join(pub_path)));
     }
 
-    write_source(
-        &source_toml,
-        &SourceFile {
-            url: source,
-            proxy,
-            stream_id: 1,
-            suite: SuiteName::ChaCha20Poly1305,
-            rotate_messages: 1000,
-            rotate_after_s: 60,
-            epoch_length_s: 3600,
-            seed: seed_path,
-            owner_key: owner_path,
-            state: PathBuf::from("state/relay-source.redb"),
-            capacity: 0,
-            udp: true,
-            coap: Transmission::default(),
-        },
-        &mut out,
-    )?;
-
+    let source_file = SourceFile {
+        url: source,
+        proxy,
+        stream_id: 1,
+        suite: SuiteName::ChaCha20Poly1305,
+        rotate_messages: 1000,
+        rotate_after_s: 60,
+        epoch_length_s: 3600,
+        seed: seed_path,
+        owner_key: owner_path,
+        state: PathBuf::from("state/relay-source.redb"),
+        capacity: 0,
+        udp: true,
+        coap: Transmission::default(),
+    };
+    // The source is driven by the `m2msec relay` commands rather than run.
+    let uses = "m2msec relay store|send|forward|pause|resume|status";
+    let source_toml = w.tool_config("relay-source", &source_file, uses)?;
     let src = source_toml.display();
-    out.commands
-        .push(format!("m2msec relay store --config {src}"));
-    out.commands.push(format!(
+    w.command(format!("m2msec relay store --config {src}"));
+    w.command(format!(
         "m2msec relay send --config {src} --count 100 --size 64"
     ));
     for (url, key) in &grants {
-        out.commands.push(format!(
+        w.command(format!(
             "m2msec relay forward --config {src} --sink {url} --sink-key {}",
             key.display()
         ));
     }
-    out.commands
-        .push(format!("m2msec relay status --config {src}"));
-    Ok(out)
-}
-
-/// Writes the source's config: like the daemons' (`write_config`), but the source is driven by
-/// the `m2msec relay` commands rather than run.
-fn write_source(path: &Path, file: &SourceFile, out: &mut Provisioned) -> Result<()> {
-    let body = toml::to_string(file)
-        .map_err(|e| Error::Usage(format!("cannot write relay-source config: {e}")))?;
-    let text = format!(
-        "# relay-source config written by `m2msec provision`.\n\
-         # Every field is explained in examples/relay-source.toml. Paths are relative to this file.\n\
-         # Use with: m2msec relay store|send|forward|pause|resume|status --config {}\n\n{body}",
-        path.display()
-    );
-    write_public(path, &text)?;
-    out.files.push(path.to_path_buf());
-    Ok(())
+    w.command(format!("m2msec relay status --config {src}"));
+    Ok(w.finish())
 }
 
 #[cfg(test)]
