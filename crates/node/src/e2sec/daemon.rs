@@ -20,54 +20,24 @@ use super::config;
 use crate::error::{Error, Result};
 use crate::harness::daemon::{Daemon, Exit, Reporter, RoleArgs};
 use crate::hex;
-use crate::runtime::driver::{self, Context, Flow, Handler, Shutdown};
+use crate::runtime::driver::{self, Context, Flow, Handler, Logged, Logs, Shutdown};
 
 /// How long a party waits for a warrant before asking again with a new request: after the
 /// protocol's own retransmissions of the last one have given up.
 pub const WARRANT_RETRY: Duration = Duration::from_millis(16_000);
 
-/// What the E2SEC daemons of a demo tell the orchestrator.
+/// What an E2SEC party of a demo tells the orchestrator.
 #[derive(Debug)]
 pub enum Report {
-    /// The EPC issued a warrant.
-    Issued {
-        /// Its holder.
-        holder: String,
-        /// End of its validity (ms since the UNIX epoch).
-        valid_until: u64,
-    },
-    /// A party stored a warrant.
-    WarrantStored {
-        /// The party.
-        party: String,
-        /// End of its validity.
-        valid_until: u64,
-    },
-    /// A party established SK.
+    /// The party established SK.
     Established {
-        /// The party.
-        party: String,
         /// Its result.
         summary: Summary,
         /// The party's group operations since its warrant was stored.
         tally: OpTally,
     },
-    /// A party's exchange failed.
-    Failed {
-        /// The party.
-        party: String,
-        /// The peer.
-        peer: String,
-        /// The typed error.
-        error: E2secError,
-    },
-    /// A party refused a datagram.
-    Rejected {
-        /// The party.
-        party: String,
-        /// The typed error.
-        error: E2secError,
-    },
+    /// The party refused a datagram.
+    Rejected(E2secError),
 }
 
 /// An established SK, without the key itself.
@@ -84,41 +54,20 @@ pub struct Summary {
 /// The result of one authentication a party initiated.
 pub type Outcome = crate::harness::daemon::Outcome<Summary, String, E2secError>;
 
-/// The EPC daemon's handler: logs, and reports to a demo.
-pub struct EpcHandler {
-    report: Reporter<Report>,
-}
-
-impl EpcHandler {
-    /// A handler reporting to `report`, if any.
-    #[must_use]
-    pub fn new(report: Option<mpsc::UnboundedSender<Report>>) -> Self {
-        Self {
-            report: Reporter::new(report),
-        }
-    }
-}
-
-impl Handler<Epc> for EpcHandler {
-    fn on_event(&mut self, _cx: &mut Context<'_, Epc>, event: EpcEvent) -> Result<Flow> {
-        match event {
-            EpcEvent::Issued {
+/// The EPC daemon only logs its events ([`Logs`]).
+impl Logged for EpcEvent {
+    fn log(self) {
+        match self {
+            Self::Issued {
                 holder,
                 valid_until,
-            } => {
-                tracing::info!(%holder, valid_until, "warrant issued");
-                self.report.send(Report::Issued {
-                    holder,
-                    valid_until,
-                });
-            }
-            EpcEvent::Rejected { remote, error } => {
+            } => tracing::info!(%holder, valid_until, "warrant issued"),
+            Self::Rejected { remote, error } => {
                 tracing::warn!(%remote, %error, "warrant request refused");
             }
             #[allow(unreachable_patterns)]
             other => tracing::debug!(event = ?other, "epc event"),
         }
-        Ok(Flow::Continue)
     }
 }
 
@@ -139,7 +88,6 @@ pub struct Connects {
 /// A device or server daemon's handler: keeps a warrant, runs the authentications of
 /// [`Connects`], reports.
 pub struct PartyHandler {
-    name: String,
     queue: VecDeque<String>,
     exits: bool,
     interval: Duration,
@@ -154,10 +102,9 @@ pub struct PartyHandler {
 }
 
 impl PartyHandler {
-    /// A handler for the party `name` whose first warrant request was sent at `now`.
+    /// A handler for a party whose first warrant request was sent at `now`.
     #[must_use]
     pub fn new(
-        name: impl Into<String>,
         connects: &Connects,
         now: Millis,
         report: Option<mpsc::UnboundedSender<Report>>,
@@ -167,7 +114,6 @@ impl PartyHandler {
             queue.extend(connects.peers.iter().cloned());
         }
         Self {
-            name: name.into(),
             exits: !queue.is_empty(),
             queue,
             interval: connects.interval,
@@ -207,10 +153,6 @@ impl PartyHandler {
         self.warrant_until
     }
 
-    fn send(&self, r: Report) {
-        self.report.send(r);
-    }
-
     fn finished_one(&mut self, now: Millis) -> Flow {
         self.in_flight = None;
         self.retries.reset();
@@ -237,11 +179,6 @@ impl PartyHandler {
             }
             Err(error) => {
                 tracing::error!(%peer, %error, "cannot start the authentication");
-                self.send(Report::Failed {
-                    party: self.name.clone(),
-                    peer: peer.clone(),
-                    error: error.clone(),
-                });
                 self.outcomes.push(Outcome::Failed { id: peer, error });
                 self.finished_one(cx.now)
             }
@@ -267,10 +204,6 @@ impl Handler<Party> for PartyHandler {
                 {
                     self.next_connect = Some(cx.now);
                 }
-                self.send(Report::WarrantStored {
-                    party: self.name.clone(),
-                    valid_until,
-                });
                 Ok(Flow::Continue)
             }
             PartyEvent::Established {
@@ -284,8 +217,7 @@ impl Handler<Party> for PartyHandler {
                     initiator,
                 };
                 tracing::info!(peer = %summary.peer, initiator, sk_fingerprint = %hex(&summary.fingerprint), "e2sec SK established");
-                self.send(Report::Established {
-                    party: self.name.clone(),
+                self.report.send(Report::Established {
                     summary: summary.clone(),
                     tally: cx.endpoint.tally(),
                 });
@@ -297,11 +229,6 @@ impl Handler<Party> for PartyHandler {
             }
             PartyEvent::Failed { peer, error } => {
                 tracing::error!(%peer, %error, "e2sec authentication failed");
-                self.send(Report::Failed {
-                    party: self.name.clone(),
-                    peer: peer.clone(),
-                    error: error.clone(),
-                });
                 if self.in_flight.as_deref() == Some(peer.as_str()) {
                     if let Some(at) = self.retries.again(cx.now) {
                         self.in_flight = None;
@@ -321,10 +248,7 @@ impl Handler<Party> for PartyHandler {
             }
             PartyEvent::Rejected { remote, error } => {
                 tracing::warn!(%remote, %error, "refused");
-                self.send(Report::Rejected {
-                    party: self.name.clone(),
-                    error,
-                });
+                self.report.send(Report::Rejected(error));
                 Ok(Flow::Continue)
             }
             #[allow(unreachable_patterns)]
@@ -369,8 +293,7 @@ pub async fn run_epc(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let identity = setup.config.identity.clone();
     let epc = Epc::new(setup.config)?;
     let daemon = Daemon::bind("e2sec-epc", identity, setup.listen, epc).await?;
-    daemon.serve(&mut EpcHandler::new(None), shutdown).await?;
-    Ok(())
+    daemon.serve(Logs, shutdown).await
 }
 
 /// Runs a device (`role` Device) or server daemon of `config_file`. With peers to connect to
@@ -408,12 +331,12 @@ pub async fn run_party(
         "e2sec-server"
     };
     tracing::info!(variant, group = super::group_name(group), "party keys");
-    let mut daemon = Daemon::bind(role_name, identity.clone(), setup.listen, party).await?;
-    let (party, rng) = daemon.endpoint_mut();
-    party.request_warrant(driver::wall_clock(), rng)?;
-    let mut handler = PartyHandler::new(identity, &connects, driver::wall_clock(), None);
-    daemon.start(&mut handler, shutdown).await?;
-    Ok(handler.into_outcomes())
+    let daemon = Daemon::bind(role_name, identity, setup.listen, party).await?;
+    let handler = PartyHandler::new(&connects, driver::wall_clock(), None);
+    Ok(daemon
+        .start(Party::request_warrant, handler, shutdown)
+        .await?
+        .into_outcomes())
 }
 
 /// Runs the E2SEC daemon `role` as `m2msec run` asks.
@@ -441,15 +364,6 @@ pub async fn run_role(role: &str, args: &RoleArgs, shutdown: Shutdown) -> Result
         // Served until stopped; nothing was asked of it.
         return Ok(Exit::Served);
     }
-    let ok = outcomes.iter().filter(|o| o.is_established()).count();
-    tracing::info!(
-        established = ok,
-        authentications = outcomes.len(),
-        "authentications done"
-    );
-    Ok(Exit::Ran {
-        established: ok,
-        runs: outcomes.len(),
-        asked: outcomes.len(),
-    })
+    let asked = u32::try_from(outcomes.len()).unwrap_or(u32::MAX);
+    Ok(Exit::ran(&outcomes, asked, "authentications"))
 }

@@ -12,7 +12,7 @@ use m2msec_protocol::{Endpoint, Millis};
 use m2msec_store::Store;
 use tokio::sync::mpsc;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::runtime::driver::{self, Driver, Flow, Handler, Retries, Shutdown};
 
 /// A loaded daemon config: where to listen, the store, the role's config.
@@ -79,10 +79,16 @@ pub enum Exit {
 }
 
 impl Exit {
-    /// The end of a daemon that ran `runs` key establishments of which `established`
-    /// succeeded, `asked` having been asked for.
+    /// The end of a daemon that ran `outcomes`, `asked` having been asked for; logs
+    /// "`what` done".
     #[must_use]
-    pub fn ran(established: usize, runs: usize, asked: u32) -> Self {
+    pub fn ran<S, Id, E>(outcomes: &[Outcome<S, Id, E>], asked: u32, what: &str) -> Self {
+        let established = outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Established(_)))
+            .count();
+        let runs = outcomes.len();
+        tracing::info!(established, runs, "{what} done");
         Self::Ran {
             established,
             runs,
@@ -134,30 +140,34 @@ impl<E: Endpoint> Daemon<E> {
         })
     }
 
-    /// The role and its RNG, to start a session before serving.
-    pub fn endpoint_mut(&mut self) -> (&mut E, &mut dyn CryptoRng) {
-        self.driver.endpoint_mut()
-    }
-
     /// Serves until `handler` says stop or `shutdown` fires, after logging "serving" (the line
     /// scripts wait for).
     ///
     /// # Errors
     ///
     /// The handler's first error.
-    pub async fn serve<H: Handler<E>>(self, handler: &mut H, shutdown: Shutdown) -> Result<E> {
+    pub async fn serve<H: Handler<E>>(self, mut handler: H, shutdown: Shutdown) -> Result<()> {
         self.log("serving");
-        self.driver.run(handler, shutdown).await
+        self.driver.run(&mut handler, shutdown).await.map(drop)
     }
 
-    /// As [`Self::serve`] for a daemon that runs sessions and then exits: logs "started".
+    /// As [`Self::serve`] for a daemon that runs sessions and then exits: `first` starts the
+    /// first on the role, "started" is logged; returns the handler (its outcomes).
     ///
     /// # Errors
     ///
-    /// The handler's first error.
-    pub async fn start<H: Handler<E>>(self, handler: &mut H, shutdown: Shutdown) -> Result<E> {
+    /// `first`'s error, the handler's first error.
+    pub async fn start<H: Handler<E>, T, X: Into<Error>>(
+        mut self,
+        first: impl FnOnce(&mut E, Millis, &mut dyn CryptoRng) -> std::result::Result<T, X>,
+        mut handler: H,
+        shutdown: Shutdown,
+    ) -> Result<H> {
+        let (endpoint, rng) = self.driver.endpoint_mut();
+        first(endpoint, driver::wall_clock(), rng).map_err(Into::into)?;
         self.log("started");
-        self.driver.run(handler, shutdown).await
+        self.driver.run(&mut handler, shutdown).await?;
+        Ok(handler)
     }
 
     fn log(&self, what: &'static str) {
@@ -278,7 +288,7 @@ impl<R> Reporter<R> {
 /// The state of a serving role's handler that persists: the store every write goes to before
 /// the driver sends, and the demo's reports. Each protocol implements [`Handler`] on it for
 /// its role (`Persisting<ItsReport>`, named by an alias).
-pub struct Persisting<R> {
+pub struct Persisting<R = ()> {
     /// The role's store.
     pub store: Arc<dyn Store>,
     /// The demo's reports.
@@ -332,23 +342,19 @@ impl<S, Id, E: core::fmt::Display> Outcome<S, Id, E> {
 }
 
 /// What the handler of a daemon that runs key establishments (collab client, MIKEY
-/// initiator) keeps of its [`Runs`]: the schedule, the outcomes so far, and the demo's
-/// reports.
-pub struct RunLog<O, R> {
+/// initiator) keeps of its [`Runs`]: the schedule and the outcomes so far.
+pub struct RunLog<O> {
     schedule: Schedule,
     outcomes: Vec<O>,
-    /// The demo's reports.
-    pub report: Reporter<R>,
 }
 
-impl<O, R> RunLog<O, R> {
+impl<O> RunLog<O> {
     /// The log of `runs`, the first of which is already started.
     #[must_use]
-    pub fn new(runs: Runs, report: Option<mpsc::UnboundedSender<R>>) -> Self {
+    pub fn new(runs: Runs) -> Self {
         Self {
             schedule: Schedule::new(runs),
             outcomes: Vec::new(),
-            report: Reporter::new(report),
         }
     }
 

@@ -51,22 +51,8 @@ const SEND_WAIT: Duration = Duration::from_secs(10);
 // ---------------------------------------------------------------------------------------------
 // Server
 
-/// What an SGA server of a demo tells the orchestrator.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServerReport {
-    /// A device registered.
-    Registered(String),
-    /// Two devices completed a key exchange.
-    Exchanged {
-        /// d_i.
-        initiator: String,
-        /// d_j.
-        responder: String,
-    },
-}
-
 /// The server daemon's handler: writes every [`StoreOp`] before the driver sends anything.
-pub type ServerHandler = Persisting<ServerReport>;
+pub type ServerHandler = Persisting;
 
 /// Applies one durable change to `store`.
 ///
@@ -88,21 +74,12 @@ impl Handler<Server> for ServerHandler {
         match event {
             // Durable before the transmits of the same call leave (see the driver).
             ServerEvent::Persist(op) => apply(&*self.store, &op)?,
-            ServerEvent::Registered { device } => {
-                tracing::info!(%device, "device registered");
-                self.report.send(ServerReport::Registered(device));
-            }
+            ServerEvent::Registered { device } => tracing::info!(%device, "device registered"),
             ServerEvent::Exchanged {
                 session,
                 initiator,
                 responder,
-            } => {
-                tracing::info!(%session, %initiator, %responder, "key exchange relayed");
-                self.report.send(ServerReport::Exchanged {
-                    initiator,
-                    responder,
-                });
-            }
+            } => tracing::info!(%session, %initiator, %responder, "key exchange relayed"),
             ServerEvent::Refusal { device, error } => {
                 tracing::warn!(%device, %error, "request refused");
             }
@@ -151,9 +128,8 @@ pub async fn run_server(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     tracing::info!(state = %setup.state.display(), "server state");
     let daemon = Daemon::bind("sga-server", identity, setup.listen, server).await?;
     daemon
-        .serve(&mut ServerHandler::new(store, None), shutdown)
-        .await?;
-    Ok(())
+        .serve(ServerHandler::new(store, None), shutdown)
+        .await
 }
 
 // ---------------------------------------------------------------------------------------------
