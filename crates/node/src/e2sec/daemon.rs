@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use super::config;
 use crate::error::{Error, Result};
-use crate::harness::daemon::{Daemon, Exit, Reporter, RoleArgs};
+use crate::harness::daemon::{Daemon, Exit, Reporter, RoleArgs, Runs};
 use crate::hex;
 use crate::runtime::driver::{self, Context, Flow, Handler, Logged, Logs, Shutdown};
 
@@ -74,15 +74,10 @@ impl Logged for EpcEvent {
 /// Which authentications a party daemon initiates.
 #[derive(Clone, Debug, Default)]
 pub struct Connects {
-    /// Peers, in order; each is authenticated with `count` times.
+    /// Peers, in order.
     pub peers: Vec<String>,
-    /// Authentications per peer (at least 1).
-    pub count: u32,
-    /// Pause between the end of one and the start of the next.
-    pub interval: Duration,
-    /// Tries per authentication before it counts as failed (at least 1; see
-    /// [`crate::runtime::driver::Retries`]).
-    pub attempts: u32,
+    /// Authentications per peer (`count`), how far apart, and tries for each.
+    pub runs: Runs,
 }
 
 /// A device or server daemon's handler: keeps a warrant, runs the authentications of
@@ -96,7 +91,9 @@ pub struct PartyHandler {
     warrant_until: Option<Millis>,
     next_fetch: Option<Millis>,
     next_connect: Option<Millis>,
-    refresh: bool,
+    /// The demo's expired-warrant run ([`Self::held_past_warrant`]).
+    stale: bool,
+    hold: Option<Millis>,
     outcomes: Vec<Outcome>,
     report: Reporter<Report>,
 }
@@ -110,28 +107,31 @@ impl PartyHandler {
         report: Option<mpsc::UnboundedSender<Report>>,
     ) -> Self {
         let mut queue = VecDeque::new();
-        for _ in 0..connects.count.max(1) {
+        for _ in 0..connects.runs.count.max(1) {
             queue.extend(connects.peers.iter().cloned());
         }
         Self {
             exits: !queue.is_empty(),
             queue,
-            interval: connects.interval,
-            retries: driver::Retries::new(connects.attempts),
+            interval: connects.runs.interval,
+            retries: driver::Retries::new(connects.runs.attempts),
             in_flight: None,
             warrant_until: None,
             next_fetch: Some(now.after(WARRANT_RETRY)),
             next_connect: None,
-            refresh: true,
+            stale: false,
+            hold: None,
             outcomes: Vec::new(),
             report: Reporter::new(report),
         }
     }
 
-    /// Fetches no new warrant once one is held (the demo's expired-warrant run).
+    /// Fetches no new warrant once one is held, and holds the party off the network from its
+    /// first authentication's start until that warrant has expired (the demo's
+    /// expired-warrant run: its AuthInit arrives late).
     #[must_use]
-    pub fn without_refresh(mut self) -> Self {
-        self.refresh = false;
+    pub fn held_past_warrant(mut self) -> Self {
+        self.stale = true;
         self
     }
 
@@ -139,18 +139,6 @@ impl PartyHandler {
     #[must_use]
     pub fn into_outcomes(self) -> Vec<Outcome> {
         self.outcomes
-    }
-
-    /// Whether an authentication this party initiated is under way.
-    #[must_use]
-    pub fn authenticating(&self) -> bool {
-        self.in_flight.is_some()
-    }
-
-    /// The end of the warrant held, if one is.
-    #[must_use]
-    pub fn warrant_until(&self) -> Option<Millis> {
-        self.warrant_until
     }
 
     fn finished_one(&mut self, now: Millis) -> Flow {
@@ -197,9 +185,7 @@ impl Handler<Party> for PartyHandler {
                 let until = Millis(valid_until);
                 self.warrant_until = Some(until);
                 let left = valid_until.saturating_sub(cx.now.0);
-                self.next_fetch = self
-                    .refresh
-                    .then(|| Millis(cx.now.0 + (left * 3 / 4).max(500)));
+                self.next_fetch = (!self.stale).then(|| Millis(cx.now.0 + (left * 3 / 4).max(500)));
                 if self.in_flight.is_none() && !self.queue.is_empty() && self.next_connect.is_none()
                 {
                     self.next_connect = Some(cx.now);
@@ -266,6 +252,10 @@ impl Handler<Party> for PartyHandler {
         }
     }
 
+    fn held_until(&self) -> Option<Millis> {
+        self.hold
+    }
+
     fn on_wakeup(&mut self, cx: &mut Context<'_, Party>) -> Result<Flow> {
         if self.next_fetch.is_some_and(|t| t <= cx.now) {
             tracing::debug!("asking the EPC for a warrant");
@@ -274,8 +264,17 @@ impl Handler<Party> for PartyHandler {
         }
         if self.next_connect.is_some_and(|t| t <= cx.now) {
             self.next_connect = None;
-            if self.warrant_until.is_some_and(|u| u >= cx.now) {
-                return Ok(self.start(cx));
+            if let Some(until) = self.warrant_until.filter(|u| *u >= cx.now) {
+                let flow = self.start(cx);
+                if self.stale && self.hold.is_none() && self.in_flight.is_some() {
+                    let wait = until.0.saturating_sub(driver::wall_clock().0) + 300;
+                    tracing::info!(
+                        held_ms = wait,
+                        "holding the server's AuthInit past its warrant's end"
+                    );
+                    self.hold = Some(driver::wall_clock().after(Duration::from_millis(wait)));
+                }
+                return Ok(flow);
             }
             // The warrant ran out: the next one starts it (see `WarrantStored`).
         }
@@ -355,9 +354,7 @@ pub async fn run_role(role: &str, args: &RoleArgs, shutdown: Shutdown) -> Result
     };
     let connects = Connects {
         peers: args.connect.clone(),
-        count: args.count.max(1),
-        interval: args.interval,
-        attempts: args.attempts.max(1),
+        runs: args.runs(),
     };
     let outcomes = run_party(&args.config, party, connects, shutdown).await?;
     if outcomes.is_empty() {

@@ -15,18 +15,18 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use m2msec_crypto::group::{GroupId, OpTally};
-use m2msec_protocol::Millis;
 use m2msec_protocol::e2sec::sim::{Configs, DEVICE, Spec, addresses};
-use m2msec_protocol::e2sec::{Epc, Error as E2secError, Party, PartyEvent, Variant};
+use m2msec_protocol::e2sec::{Epc, Error as E2secError, Party, Variant};
 
 use super::daemon::{Connects, Outcome, PartyHandler, Report, Summary};
 use super::{PROTOCOL, device_ops, group_name};
 
 use crate::error::{Error, Result};
+use crate::harness::daemon::Runs;
 use crate::harness::demo::{Deployment, Gather, Reports, RunOptions, bind_layout};
 use crate::harness::report::{Detail, Helpers, Progress, RunReport};
 use crate::hex;
-use crate::runtime::driver::{self, Context, Flow, Handler, Logs};
+use crate::runtime::driver::{self, Logs};
 
 /// Warrant validity in the expired-warrant run.
 pub const SHORT_VALIDITY: Duration = Duration::from_secs(1);
@@ -134,24 +134,20 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
     party.request_warrant(driver::wall_clock(), rng)?;
     let connects = Connects {
         peers: vec![DEVICE.into()],
-        count: 1,
-        interval: Duration::ZERO,
-        // The expired-warrant run's one try is meant to fail.
-        attempts: if opts.expired_warrant { 1 } else { 5 },
-    };
-    let party = PartyHandler::new(&connects, driver::wall_clock(), None);
-    let server = DemoServer {
-        hold: None,
-        stale: opts.expired_warrant,
-        party: if opts.expired_warrant {
-            party.without_refresh()
-        } else {
-            party
+        runs: Runs {
+            count: 1,
+            interval: Duration::ZERO,
+            // The expired-warrant run's one try is meant to fail.
+            attempts: if opts.expired_warrant { 1 } else { 5 },
         },
     };
+    let mut server = PartyHandler::new(&connects, driver::wall_clock(), None);
+    if opts.expired_warrant {
+        server = server.held_past_warrant();
+    }
     let (_, server) = run
-        .device("server", d, server, |h: DemoServer| {
-            h.party.into_outcomes().pop().map(Outcome::into_result)
+        .device("server", d, server, |h: PartyHandler| {
+            h.into_outcomes().pop().map(Outcome::into_result)
         })
         .await;
     let wall_ms = start.elapsed().as_secs_f64() * 1000.0;
@@ -209,41 +205,4 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         },
         ..RunReport::new(PROTOCOL, &opts.run, wire, wall_ms, detail)
     })
-}
-
-/// The demo's server: a [`PartyHandler`] that authenticates once with the device. In the
-/// expired-warrant run (`stale`) it fetches one warrant, and the network holds its AuthInit
-/// until that warrant has expired.
-struct DemoServer {
-    party: PartyHandler,
-    stale: bool,
-    hold: Option<Millis>,
-}
-
-impl Handler<Party> for DemoServer {
-    fn on_event(&mut self, cx: &mut Context<'_, Party>, event: PartyEvent) -> Result<Flow> {
-        self.party.on_event(cx, event)
-    }
-
-    fn next_wakeup(&self) -> Option<Millis> {
-        self.party.next_wakeup()
-    }
-
-    fn on_wakeup(&mut self, cx: &mut Context<'_, Party>) -> Result<Flow> {
-        let flow = self.party.on_wakeup(cx)?;
-        if self.stale && self.hold.is_none() && self.party.authenticating() {
-            let until = self.party.warrant_until().unwrap_or(cx.now);
-            let wait = until.0.saturating_sub(driver::wall_clock().0) + 300;
-            tracing::info!(
-                held_ms = wait,
-                "holding the server's AuthInit past its warrant's end"
-            );
-            self.hold = Some(driver::wall_clock().after(Duration::from_millis(wait)));
-        }
-        Ok(flow)
-    }
-
-    fn held_until(&self) -> Option<Millis> {
-        self.hold
-    }
 }

@@ -170,6 +170,14 @@ impl<E: Endpoint> Daemon<E> {
         Ok(handler)
     }
 
+    /// Logs "serving" and hands the bound role over, for a handler that drives it itself (one
+    /// that takes commands, through [`Driver::run_with`]).
+    #[must_use]
+    pub fn serving(self) -> Driver<E> {
+        self.log("serving");
+        self.driver
+    }
+
     fn log(&self, what: &'static str) {
         tracing::info!(
             role = self.role,
@@ -199,69 +207,6 @@ impl Default for Runs {
             count: 1,
             attempts: 1,
             interval: Duration::from_secs(1),
-        }
-    }
-}
-
-/// Where a daemon is in its [`Runs`]: the handler of a running role asks it when to start the
-/// next run, or the failed one again.
-#[derive(Debug)]
-pub struct Schedule {
-    runs: Runs,
-    started: u32,
-    next_start: Option<Millis>,
-    retries: Retries,
-    /// Whether `next_start` tries the last establishment again (it does not count as a run).
-    retrying: bool,
-}
-
-impl Schedule {
-    /// The schedule of `runs`, the first of which is already started.
-    #[must_use]
-    pub fn new(runs: Runs) -> Self {
-        Self {
-            runs,
-            started: 1,
-            next_start: None,
-            retries: Retries::new(runs.attempts),
-            retrying: false,
-        }
-    }
-
-    /// A run ended (with a key, or failed for good): stop after the last, else start the next
-    /// after the interval.
-    pub fn finished_one(&mut self, now: Millis) -> Flow {
-        self.retries.reset();
-        if self.started >= self.runs.count.max(1) {
-            return Flow::Stop;
-        }
-        self.next_start = Some(now.after(self.runs.interval));
-        Flow::Continue
-    }
-
-    /// A run failed: whether it is tried again (after a backoff) rather than counted.
-    pub fn try_again(&mut self, now: Millis) -> bool {
-        match self.retries.again(now) {
-            Some(at) => {
-                self.next_start = Some(at);
-                self.retrying = true;
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// When the next run, or the next try, starts.
-    #[must_use]
-    pub fn next_start(&self) -> Option<Millis> {
-        self.next_start
-    }
-
-    /// That time has come: the caller starts a run now.
-    pub fn starting(&mut self) {
-        self.next_start = None;
-        if !core::mem::take(&mut self.retrying) {
-            self.started += 1;
         }
     }
 }
@@ -342,9 +287,16 @@ impl<S, Id, E: core::fmt::Display> Outcome<S, Id, E> {
 }
 
 /// What the handler of a daemon that runs key establishments (collab client, MIKEY
-/// initiator) keeps of its [`Runs`]: the schedule and the outcomes so far.
+/// initiator) keeps of its [`Runs`]: where it is in them (when to start the next run, or the
+/// failed one again) and the outcomes so far.
+#[derive(Debug)]
 pub struct RunLog<O> {
-    schedule: Schedule,
+    runs: Runs,
+    started: u32,
+    next_start: Option<Millis>,
+    retries: Retries,
+    /// Whether `next_start` tries the last establishment again (it does not count as a run).
+    retrying: bool,
     outcomes: Vec<O>,
 }
 
@@ -353,21 +305,33 @@ impl<O> RunLog<O> {
     #[must_use]
     pub fn new(runs: Runs) -> Self {
         Self {
-            schedule: Schedule::new(runs),
+            runs,
+            started: 1,
+            next_start: None,
+            retries: Retries::new(runs.attempts),
+            retrying: false,
             outcomes: Vec::new(),
         }
     }
 
-    /// A run ended with a key: whether the daemon goes on.
+    /// A run ended (with a key, or failed for good): whether the daemon goes on (it stops
+    /// after the last run, else starts the next after the interval).
     pub fn established(&mut self, now: Millis, outcome: O) -> Flow {
         self.outcomes.push(outcome);
-        self.schedule.finished_one(now)
+        self.retries.reset();
+        if self.started >= self.runs.count.max(1) {
+            return Flow::Stop;
+        }
+        self.next_start = Some(now.after(self.runs.interval));
+        Flow::Continue
     }
 
     /// A run failed: it is tried again after a backoff while tries are left; only then does
     /// `outcome` count.
     pub fn failed(&mut self, now: Millis, outcome: O) -> Flow {
-        if self.schedule.try_again(now) {
+        if let Some(at) = self.retries.again(now) {
+            self.next_start = Some(at);
+            self.retrying = true;
             return Flow::Continue;
         }
         self.established(now, outcome)
@@ -376,7 +340,7 @@ impl<O> RunLog<O> {
     /// When the next run, or the next try, starts ([`Handler::next_wakeup`]).
     #[must_use]
     pub fn next_start(&self) -> Option<Millis> {
-        self.schedule.next_start()
+        self.next_start
     }
 
     /// That time has come ([`Handler::on_wakeup`]): `start` starts the run.
@@ -385,7 +349,10 @@ impl<O> RunLog<O> {
     ///
     /// `start`'s.
     pub fn start(&mut self, start: impl FnOnce() -> Result<()>) -> Result<Flow> {
-        self.schedule.starting();
+        self.next_start = None;
+        if !core::mem::take(&mut self.retrying) {
+            self.started += 1;
+        }
         start()?;
         Ok(Flow::Continue)
     }

@@ -60,14 +60,24 @@ pub struct Summary {
 }
 
 impl Summary {
-    fn of(e: &Established) -> Self {
-        Self {
+    /// The summary of `e`, logged (the initiator's and the responder's alike).
+    fn logged(e: &Established) -> Self {
+        let s = Self {
             csb_id: e.csb_id,
             peer: e.peer.clone(),
             mode: e.mode,
             fingerprint: e.keys.fingerprint(),
             verified: e.verified,
-        }
+        };
+        tracing::info!(
+            csb_id = %format_args!("{:#010x}", s.csb_id),
+            peer = %s.peer,
+            mode = s.mode.name(),
+            verified = s.verified,
+            tek_fingerprint = %hex(&s.fingerprint),
+            "mikey key established"
+        );
+        s
     }
 }
 
@@ -156,15 +166,7 @@ impl Handler<Initiator> for InitiatorHandler {
     fn on_event(&mut self, cx: &mut Context<'_, Initiator>, event: InitiatorEvent) -> Result<Flow> {
         match event {
             InitiatorEvent::Established(e) => {
-                let s = Summary::of(&e);
-                tracing::info!(
-                    csb_id = %format_args!("{:#010x}", s.csb_id),
-                    peer = %s.peer,
-                    mode = s.mode.name(),
-                    verified = s.verified,
-                    tek_fingerprint = %hex(&s.fingerprint),
-                    "mikey key established"
-                );
+                let s = Summary::logged(&e);
                 return Ok(self.runs.established(cx.now, Outcome::Established(s)));
             }
             InitiatorEvent::Failed { csb_id, error } => {
@@ -209,15 +211,8 @@ impl Handler<Responder> for ResponderHandler {
                 record_replay(&*self.store, &digest, until)?;
             }
             ResponderEvent::Established(e) => {
-                let s = Summary::of(&e);
-                tracing::info!(
-                    csb_id = %format_args!("{:#010x}", s.csb_id),
-                    peer = %s.peer,
-                    mode = s.mode.name(),
-                    tek_fingerprint = %hex(&s.fingerprint),
-                    "mikey key established"
-                );
-                self.report.send(Report::ResponderEstablished(s));
+                self.report
+                    .send(Report::ResponderEstablished(Summary::logged(&e)));
             }
             ResponderEvent::PartAccepted {
                 initiator,

@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use m2msec_crypto::aead::AeadSuite;
-use m2msec_crypto::rng::OsRng;
 use m2msec_protocol::Millis;
 use m2msec_protocol::sga::{
     DEVICES_TABLE, Device, DeviceEvent, Error as SgaError, MESSAGES_TABLE, RefusalCode, Server,
@@ -36,9 +35,7 @@ use super::control::{ControlSocket, InboxEntry, Request, Response, SessionInfo};
 use crate::error::{Error, Result};
 use crate::harness::daemon::{Daemon, Exit, Persisting, Reporter, RoleArgs};
 use crate::hex;
-use crate::runtime::driver::{
-    self, Context, Driver, Flow, Handler, Shutdown, open_store, wall_clock,
-};
+use crate::runtime::driver::{Context, Driver, Flow, Handler, Shutdown, open_store, wall_clock};
 
 /// Device store table of its own state (key `registered`: the identity it registered as).
 pub const DEVICE_TABLE: &str = "sga_device";
@@ -556,21 +553,14 @@ pub async fn run_device(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let identity = setup.config.identity.clone();
     let suites = setup.config.suites.clone();
     let device = Device::new(setup.config)?;
-    let socket = driver::bind(setup.listen).await?;
-    let control = ControlSocket::bind(&setup.control)?;
     let node = DeviceNode::new(&device, suites, store, setup.poll, None)?;
-    let driver = Driver::new("sga-device", socket, device, Box::new(OsRng))?;
-    tracing::info!(
-        role = "sga-device",
-        %identity,
-        listen = %driver.local_addr(),
-        control = %setup.control.display(),
-        registered = node.registered(),
-        "serving"
-    );
+    let daemon = Daemon::bind("sga-device", identity, setup.listen, device).await?;
+    let control = ControlSocket::bind(&setup.control)?;
+    let registered = node.registered();
+    tracing::info!(control = %setup.control.display(), registered, "control socket");
     let (tx, rx) = mpsc::channel(64);
     let control_task = tokio::spawn(control.serve(tx, shutdown.clone()));
-    let result = node.run(driver, rx, shutdown, true).await;
+    let result = node.run(daemon.serving(), rx, shutdown, true).await;
     control_task.abort();
     result.map(|_| ())
 }

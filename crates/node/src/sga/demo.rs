@@ -308,16 +308,10 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         }
         outcome.done = Some(Instant::now());
         // Anything delivered twice would show up now.
-        let grace = tokio::time::sleep(Duration::from_millis(300));
-        tokio::pin!(grace);
-        loop {
-            tokio::select! {
-                () = &mut grace => break,
-                e = events.recv() => match e {
-                    Some(NodeEvent::Received(e)) => outcome.delivered.push((e.message_id, e.text)),
-                    Some(_) => {}
-                    None => break,
-                },
+        let grace = tokio::time::Instant::now() + Duration::from_millis(300);
+        while let Ok(Some(e)) = tokio::time::timeout_at(grace, events.recv()).await {
+            if let NodeEvent::Received(e) = e {
+                outcome.delivered.push((e.message_id, e.text));
             }
         }
         Ok::<(), Error>(())
