@@ -15,34 +15,17 @@ use m2msec_protocol::collab::{
     TrustRecord, Trusted, TrustedEvent,
 };
 use m2msec_store::Store;
-use tokio::sync::mpsc;
 
 use super::config;
 use crate::error::{Error, Result};
 use crate::harness::daemon::{Daemon, Exit, Persisting, RoleArgs, RunLog};
 use crate::hex;
-use crate::runtime::driver::{self, Context, Flow, Handler, Logged, Logs, Shutdown, open_store};
+use crate::runtime::driver::{Context, Flow, Handler, Logged, Logs, Shutdown, open_store};
 
 /// Store table of the one-time key ids the server has accepted (key: the 32-byte id).
 pub const USED_OTS_TABLE: &str = "collab-used-ots";
 /// Store table of the client's trust records (key: proxy name, value: `TrustRecord` bytes).
 pub const TRUST_TABLE: &str = "collab-trust";
-
-/// What the daemons of a demo tell the orchestrator.
-#[derive(Debug)]
-pub enum Report {
-    /// The client established a key.
-    ClientEstablished(Summary),
-    /// The client's session failed.
-    ClientFailed {
-        /// The session.
-        session: SessionId,
-        /// The typed error, rendered.
-        error: String,
-    },
-    /// The server established a key.
-    ServerEstablished(Summary),
-}
 
 /// An established session, without the key itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,21 +102,17 @@ pub type Outcome =
 /// The client daemon's handler: persists trust, counts runs, starts the next one.
 pub struct ClientHandler {
     store: Arc<dyn Store>,
-    runs: RunLog<Outcome, Report>,
+    runs: RunLog<Outcome>,
 }
 
 impl ClientHandler {
     /// A handler for `runs` runs, persisting trust in `store`. The first run must already be
     /// started on the role (see [`start_session`]).
     #[must_use]
-    pub fn new(
-        store: Arc<dyn Store>,
-        runs: ClientRuns,
-        report: Option<mpsc::UnboundedSender<Report>>,
-    ) -> Self {
+    pub fn new(store: Arc<dyn Store>, runs: ClientRuns) -> Self {
         Self {
             store,
-            runs: RunLog::new(runs, report),
+            runs: RunLog::new(runs),
         }
     }
 
@@ -164,17 +143,10 @@ impl Handler<Client> for ClientHandler {
         match event {
             ClientEvent::Established(e) => {
                 let summary = Summary::logged(&e);
-                self.runs
-                    .report
-                    .send(Report::ClientEstablished(summary.clone()));
                 return Ok(self.runs.established(cx.now, Outcome::Established(summary)));
             }
             ClientEvent::Failed { session, error } => {
                 tracing::error!(%session, %error, "collab key establishment failed");
-                self.runs.report.send(Report::ClientFailed {
-                    session,
-                    error: error.to_string(),
-                });
                 let failed = Outcome::Failed { id: session, error };
                 return Ok(self.runs.failed(cx.now, failed));
             }
@@ -204,8 +176,9 @@ impl Handler<Client> for ClientHandler {
     }
 }
 
-/// The server daemon's handler: persists used one-time keys before anything is sent.
-pub type ServerHandler = Persisting<Report>;
+/// The server daemon's handler: persists used one-time keys before anything is sent, reports
+/// each key it establishes to a demo.
+pub type ServerHandler = Persisting<Summary>;
 
 impl Handler<Server> for ServerHandler {
     fn on_event(&mut self, cx: &mut Context<'_, Server>, event: ServerEvent) -> Result<Flow> {
@@ -220,8 +193,7 @@ impl Handler<Server> for ServerHandler {
                 }
             }
             ServerEvent::Established(e) => {
-                let summary = Summary::logged(&e);
-                self.report.send(Report::ServerEstablished(summary));
+                self.report.send(Summary::logged(&e));
             }
             ServerEvent::Failed { session, error } => {
                 tracing::warn!(%session, %error, "session failed")
@@ -285,12 +257,12 @@ pub async fn run_client(
     let trust = load_trust(&*store)?;
     let identity = setup.config.identity.clone();
     let client = Client::new(setup.config, trust)?;
-    let mut daemon = Daemon::bind("collab-client", identity, setup.listen, client).await?;
-    let (client, rng) = daemon.endpoint_mut();
-    start_session(client, driver::wall_clock(), rng)?;
-    let mut handler = ClientHandler::new(store, runs, None);
-    daemon.start(&mut handler, shutdown).await?;
-    Ok(handler.into_outcomes())
+    let daemon = Daemon::bind("collab-client", identity, setup.listen, client).await?;
+    let handler = ClientHandler::new(store, runs);
+    Ok(daemon
+        .start(start_session, handler, shutdown)
+        .await?
+        .into_outcomes())
 }
 
 /// Runs the proxy daemon of `config_file` until `shutdown`.
@@ -303,8 +275,7 @@ pub async fn run_proxy(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let identity = setup.config.identity.clone();
     let proxy = Proxy::new(setup.config)?;
     let daemon = Daemon::bind("collab-proxy", identity, setup.listen, proxy).await?;
-    daemon.serve(&mut Logs, shutdown).await?;
-    Ok(())
+    daemon.serve(Logs, shutdown).await
 }
 
 /// Runs the trusted entity daemon of `config_file` until `shutdown`.
@@ -317,8 +288,7 @@ pub async fn run_trusted(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let identity = setup.config.identity.clone();
     let trusted = Trusted::new(setup.config)?;
     let daemon = Daemon::bind("collab-trusted", identity, setup.listen, trusted).await?;
-    daemon.serve(&mut Logs, shutdown).await?;
-    Ok(())
+    daemon.serve(Logs, shutdown).await
 }
 
 /// Runs the server daemon of `config_file` until `shutdown`.
@@ -336,9 +306,8 @@ pub async fn run_server(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let server = Server::new(setup.config, used)?;
     let daemon = Daemon::bind("collab-server", identity, setup.listen, server).await?;
     daemon
-        .serve(&mut ServerHandler::new(store, None), shutdown)
-        .await?;
-    Ok(())
+        .serve(ServerHandler::new(store, None), shutdown)
+        .await
 }
 
 /// Runs the collab daemon `role` as `m2msec run` asks.
@@ -350,15 +319,13 @@ pub async fn run_role(role: &str, args: &RoleArgs, shutdown: Shutdown) -> Result
     let config = args.config.as_path();
     match role {
         "collab-client" => {
-            let runs = args.runs();
-            let outcomes = run_client(config, runs, shutdown).await?;
-            let ok = outcomes.iter().filter(|o| o.is_established()).count();
-            tracing::info!(established = ok, runs = outcomes.len(), "client done");
-            Ok(Exit::ran(ok, outcomes.len(), runs.count))
+            let outcomes = run_client(config, args.runs(), shutdown).await?;
+            return Ok(Exit::ran(&outcomes, args.runs().count, "client"));
         }
-        "collab-proxy" => run_proxy(config, shutdown).await.map(|()| Exit::Served),
-        "collab-trusted" => run_trusted(config, shutdown).await.map(|()| Exit::Served),
-        "collab-server" => run_server(config, shutdown).await.map(|()| Exit::Served),
+        "collab-proxy" => run_proxy(config, shutdown).await,
+        "collab-trusted" => run_trusted(config, shutdown).await,
+        "collab-server" => run_server(config, shutdown).await,
         other => Err(Error::Usage(format!("{other}: not a collab role"))),
     }
+    .map(|()| Exit::Served)
 }

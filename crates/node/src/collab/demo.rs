@@ -4,17 +4,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use m2msec_protocol::collab::{Client, Proxy, ProxyFault, Server, Trusted};
+use m2msec_protocol::collab::{Client, Proxy, ProxyFault, Server, SessionId, Trusted};
 use m2msec_store::MemoryStore;
-use tokio::sync::mpsc;
 
-use super::daemon::{
-    ClientHandler, ClientRuns, Outcome, Report, ServerHandler, Summary, start_session,
-};
+use super::daemon::{ClientHandler, ClientRuns, Outcome, ServerHandler, Summary, start_session};
 use super::deployment::{DeploymentKeys, Params, Topology};
 
-use crate::error::{Error, Result};
-use crate::harness::demo::{Deployment, Options, bind_loopback, run_device};
+use crate::error::Result;
+use crate::harness::demo::{Bound, Deployment, Gather, Options, Reports};
 use crate::harness::report::{Detail, Helpers, Progress, RunReport};
 use crate::hex;
 use crate::runtime::driver::{self, Logs};
@@ -48,19 +45,13 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
     params.check()?;
 
     progress.stage("binding sockets");
-    let client_socket = bind_loopback().await?;
-    let trusted_socket = bind_loopback().await?;
-    let server_socket = bind_loopback().await?;
-    let mut proxy_sockets = Vec::new();
-    for _ in 0..params.proxies {
-        proxy_sockets.push(bind_loopback().await?);
-    }
-    let addr = |s: &tokio::net::UdpSocket| s.local_addr().map_err(Error::Socket);
+    let mut bound = Bound::ephemeral(3 + usize::from(params.proxies)).await?;
+    let [client_socket, trusted_socket, server_socket] = bound.take()?;
     let topology = Topology {
-        client: addr(&client_socket)?,
-        trusted: addr(&trusted_socket)?,
-        server: addr(&server_socket)?,
-        proxies: proxy_sockets.iter().map(addr).collect::<Result<_>>()?,
+        client: bound.addrs[0],
+        trusted: bound.addrs[1],
+        server: bound.addrs[2],
+        proxies: bound.addrs[3..].to_vec(),
     };
 
     let mut run = Deployment::new(&opts.run, RNG_DOMAIN, Vec::new())?;
@@ -72,18 +63,16 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         &mut *run.rng(100),
     )?;
     let configs = keys.into_configs(&params.spec(), &topology)?;
-    let (report_tx, mut reports) = mpsc::unbounded_channel();
+    let reports = Reports::new();
 
     progress.stage("starting trusted entity, server and proxies");
     let trusted = run.driver("trusted", trusted_socket, Trusted::new(configs.trusted)?, 2)?;
     run.serve(trusted, Logs);
     let server = Server::new(configs.server, Vec::<[u8; 32]>::new())?;
     let server = run.driver("server", server_socket, server, 3)?;
-    run.serve(
-        server,
-        ServerHandler::new(Arc::new(MemoryStore::new()), Some(report_tx.clone())),
-    );
-    for (i, (config, socket)) in configs.proxies.into_iter().zip(proxy_sockets).enumerate() {
+    let store = Arc::new(MemoryStore::new());
+    run.serve(server, ServerHandler::new(store, reports.to()));
+    for (i, (config, socket)) in configs.proxies.into_iter().zip(bound.sockets).enumerate() {
         let name = config.identity.clone();
         let proxy = run.driver(name, socket, Proxy::new(config)?, 10 + i as u64)?;
         run.serve(proxy, Logs);
@@ -97,73 +86,49 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         let (client, rng) = client_driver.endpoint_mut();
         start_session(client, driver::wall_clock(), rng)?;
     }
-    let handler = ClientHandler::new(
-        Arc::new(MemoryStore::new()),
-        ClientRuns::default(),
-        Some(report_tx),
-    );
-    let (device_ops, outcome, error) = run_device(
-        "client",
-        client_driver,
-        handler,
-        run.shutdown.clone(),
-        opts.run.timeout,
-        |h: ClientHandler| h.into_outcomes().pop().map(Outcome::into_result),
-    )
-    .await;
+    let handler = ClientHandler::new(Arc::new(MemoryStore::new()), ClientRuns::default());
+    let (device_ops, client) = run
+        .device("client", client_driver, handler, |h: ClientHandler| {
+            h.into_outcomes().pop().map(Outcome::into_result)
+        })
+        .await;
 
     // The server established before it sent its last message; give its report a moment to
     // arrive through the channel if it has not yet.
-    let mut server_summaries: Vec<Summary> = Vec::new();
-    if let Some(client) = &outcome {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        while !server_summaries.iter().any(|s| s.session == client.session) {
-            match tokio::time::timeout_at(deadline, reports.recv()).await {
-                Ok(Some(Report::ServerEstablished(s))) => server_summaries.push(s),
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => break,
-            }
-        }
-    }
-    let wire = run.finish().await?;
-    let session_key_match = outcome.as_ref().is_some_and(|c| {
-        server_summaries
+    let mut server = ServerKeys {
+        client: client.as_ref().ok().map(|c| c.session),
+        seen: Vec::new(),
+    };
+    let within = client.is_ok().then_some(Duration::from_secs(2));
+    let wire = run.finish_gathering(reports, within, &mut server).await?;
+    let wall_ms = start.elapsed().as_secs_f64() * 1000.0;
+    let session_key_match = client.as_ref().is_ok_and(|c| {
+        server
+            .seen
             .iter()
             .any(|s| s.session == c.session && s.fingerprint == c.fingerprint)
     });
-    let ok = outcome.is_some() && session_key_match;
-    let error = match (&outcome, error) {
-        (_, Some(e)) => Some(e),
-        (Some(_), None) if !session_key_match => Some("client and server keys differ".into()),
-        _ => None,
+    let ok = client.is_ok() && session_key_match;
+    let error = match &client {
+        Err(e) => Some(e.clone()),
+        Ok(_) if !session_key_match => Some("client and server keys differ".into()),
+        Ok(_) => None,
     };
-    progress.stage(if ok {
-        "done: key established"
-    } else {
-        "done: failed"
-    });
+    progress.done(ok, "key established");
     let expected_ok = params.expect_success();
+    let client = client.ok();
     Ok(RunReport {
-        protocol: super::PROTOCOL,
         ok,
         session_key_match,
-        messages: wire.messages,
-        bytes: wire.bytes,
         device_ops: device_ops.into(),
-        wall_ms: start.elapsed().as_secs_f64() * 1000.0,
         error,
         expected_ok,
         as_expected: ok == expected_ok,
-        session: outcome.as_ref().map(|o| o.session.to_string()),
-        key_fingerprint: outcome.as_ref().map(|o| hex(&o.fingerprint)),
+        session: client.as_ref().map(|o| o.session.to_string()),
+        key_fingerprint: client.as_ref().map(|o| hex(&o.fingerprint)),
         suite: params.suite.name(),
-        seed: opts.run.seed,
-        pcap: opts.run.pcap_name(),
         helpers: Helpers {
-            participants: outcome
-                .as_ref()
-                .map(|o| o.participants.clone())
-                .unwrap_or_default(),
+            participants: client.map(|o| o.participants).unwrap_or_default(),
             proxies: params.proxies,
             threshold: params.threshold,
             sharing: match params.sharing {
@@ -178,6 +143,28 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
                 Vec::new()
             },
         },
-        detail: Detail::Collab(super::report::Detail {}),
+        ..RunReport::new(
+            super::PROTOCOL,
+            &opts.run,
+            wire,
+            wall_ms,
+            Detail::Collab(super::report::Detail {}),
+        )
     })
+}
+
+/// The keys the server reported, until one is the client's session's.
+struct ServerKeys {
+    client: Option<SessionId>,
+    seen: Vec<Summary>,
+}
+
+impl Gather<Summary> for ServerKeys {
+    fn take(&mut self, report: Summary) {
+        self.seen.push(report);
+    }
+
+    fn settled(&self) -> bool {
+        self.seen.iter().any(|s| Some(s.session) == self.client)
+    }
 }

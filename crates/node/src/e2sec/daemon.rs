@@ -18,56 +18,26 @@ use tokio::sync::mpsc;
 
 use super::config;
 use crate::error::{Error, Result};
-use crate::harness::daemon::{Daemon, Exit, Reporter, RoleArgs};
+use crate::harness::daemon::{Daemon, Exit, Reporter, RoleArgs, Runs};
 use crate::hex;
-use crate::runtime::driver::{self, Context, Flow, Handler, Shutdown};
+use crate::runtime::driver::{self, Context, Flow, Handler, Logged, Logs, Shutdown};
 
 /// How long a party waits for a warrant before asking again with a new request: after the
 /// protocol's own retransmissions of the last one have given up.
 pub const WARRANT_RETRY: Duration = Duration::from_millis(16_000);
 
-/// What the E2SEC daemons of a demo tell the orchestrator.
+/// What an E2SEC party of a demo tells the orchestrator.
 #[derive(Debug)]
 pub enum Report {
-    /// The EPC issued a warrant.
-    Issued {
-        /// Its holder.
-        holder: String,
-        /// End of its validity (ms since the UNIX epoch).
-        valid_until: u64,
-    },
-    /// A party stored a warrant.
-    WarrantStored {
-        /// The party.
-        party: String,
-        /// End of its validity.
-        valid_until: u64,
-    },
-    /// A party established SK.
+    /// The party established SK.
     Established {
-        /// The party.
-        party: String,
         /// Its result.
         summary: Summary,
         /// The party's group operations since its warrant was stored.
         tally: OpTally,
     },
-    /// A party's exchange failed.
-    Failed {
-        /// The party.
-        party: String,
-        /// The peer.
-        peer: String,
-        /// The typed error.
-        error: E2secError,
-    },
-    /// A party refused a datagram.
-    Rejected {
-        /// The party.
-        party: String,
-        /// The typed error.
-        error: E2secError,
-    },
+    /// The party refused a datagram.
+    Rejected(E2secError),
 }
 
 /// An established SK, without the key itself.
@@ -84,62 +54,35 @@ pub struct Summary {
 /// The result of one authentication a party initiated.
 pub type Outcome = crate::harness::daemon::Outcome<Summary, String, E2secError>;
 
-/// The EPC daemon's handler: logs, and reports to a demo.
-pub struct EpcHandler {
-    report: Reporter<Report>,
-}
-
-impl EpcHandler {
-    /// A handler reporting to `report`, if any.
-    #[must_use]
-    pub fn new(report: Option<mpsc::UnboundedSender<Report>>) -> Self {
-        Self {
-            report: Reporter::new(report),
-        }
-    }
-}
-
-impl Handler<Epc> for EpcHandler {
-    fn on_event(&mut self, _cx: &mut Context<'_, Epc>, event: EpcEvent) -> Result<Flow> {
-        match event {
-            EpcEvent::Issued {
+/// The EPC daemon only logs its events ([`Logs`]).
+impl Logged for EpcEvent {
+    fn log(self) {
+        match self {
+            Self::Issued {
                 holder,
                 valid_until,
-            } => {
-                tracing::info!(%holder, valid_until, "warrant issued");
-                self.report.send(Report::Issued {
-                    holder,
-                    valid_until,
-                });
-            }
-            EpcEvent::Rejected { remote, error } => {
+            } => tracing::info!(%holder, valid_until, "warrant issued"),
+            Self::Rejected { remote, error } => {
                 tracing::warn!(%remote, %error, "warrant request refused");
             }
             #[allow(unreachable_patterns)]
             other => tracing::debug!(event = ?other, "epc event"),
         }
-        Ok(Flow::Continue)
     }
 }
 
 /// Which authentications a party daemon initiates.
 #[derive(Clone, Debug, Default)]
 pub struct Connects {
-    /// Peers, in order; each is authenticated with `count` times.
+    /// Peers, in order.
     pub peers: Vec<String>,
-    /// Authentications per peer (at least 1).
-    pub count: u32,
-    /// Pause between the end of one and the start of the next.
-    pub interval: Duration,
-    /// Tries per authentication before it counts as failed (at least 1; see
-    /// [`crate::runtime::driver::Retries`]).
-    pub attempts: u32,
+    /// Authentications per peer (`count`), how far apart, and tries for each.
+    pub runs: Runs,
 }
 
 /// A device or server daemon's handler: keeps a warrant, runs the authentications of
 /// [`Connects`], reports.
 pub struct PartyHandler {
-    name: String,
     queue: VecDeque<String>,
     exits: bool,
     interval: Duration,
@@ -148,44 +91,47 @@ pub struct PartyHandler {
     warrant_until: Option<Millis>,
     next_fetch: Option<Millis>,
     next_connect: Option<Millis>,
-    refresh: bool,
+    /// The demo's expired-warrant run ([`Self::held_past_warrant`]).
+    stale: bool,
+    hold: Option<Millis>,
     outcomes: Vec<Outcome>,
     report: Reporter<Report>,
 }
 
 impl PartyHandler {
-    /// A handler for the party `name` whose first warrant request was sent at `now`.
+    /// A handler for a party whose first warrant request was sent at `now`.
     #[must_use]
     pub fn new(
-        name: impl Into<String>,
         connects: &Connects,
         now: Millis,
         report: Option<mpsc::UnboundedSender<Report>>,
     ) -> Self {
         let mut queue = VecDeque::new();
-        for _ in 0..connects.count.max(1) {
+        for _ in 0..connects.runs.count.max(1) {
             queue.extend(connects.peers.iter().cloned());
         }
         Self {
-            name: name.into(),
             exits: !queue.is_empty(),
             queue,
-            interval: connects.interval,
-            retries: driver::Retries::new(connects.attempts),
+            interval: connects.runs.interval,
+            retries: driver::Retries::new(connects.runs.attempts),
             in_flight: None,
             warrant_until: None,
             next_fetch: Some(now.after(WARRANT_RETRY)),
             next_connect: None,
-            refresh: true,
+            stale: false,
+            hold: None,
             outcomes: Vec::new(),
             report: Reporter::new(report),
         }
     }
 
-    /// Fetches no new warrant once one is held (the demo's expired-warrant run).
+    /// Fetches no new warrant once one is held, and holds the party off the network from its
+    /// first authentication's start until that warrant has expired (the demo's
+    /// expired-warrant run: its AuthInit arrives late).
     #[must_use]
-    pub fn without_refresh(mut self) -> Self {
-        self.refresh = false;
+    pub fn held_past_warrant(mut self) -> Self {
+        self.stale = true;
         self
     }
 
@@ -193,22 +139,6 @@ impl PartyHandler {
     #[must_use]
     pub fn into_outcomes(self) -> Vec<Outcome> {
         self.outcomes
-    }
-
-    /// Whether an authentication this party initiated is under way.
-    #[must_use]
-    pub fn authenticating(&self) -> bool {
-        self.in_flight.is_some()
-    }
-
-    /// The end of the warrant held, if one is.
-    #[must_use]
-    pub fn warrant_until(&self) -> Option<Millis> {
-        self.warrant_until
-    }
-
-    fn send(&self, r: Report) {
-        self.report.send(r);
     }
 
     fn finished_one(&mut self, now: Millis) -> Flow {
@@ -237,11 +167,6 @@ impl PartyHandler {
             }
             Err(error) => {
                 tracing::error!(%peer, %error, "cannot start the authentication");
-                self.send(Report::Failed {
-                    party: self.name.clone(),
-                    peer: peer.clone(),
-                    error: error.clone(),
-                });
                 self.outcomes.push(Outcome::Failed { id: peer, error });
                 self.finished_one(cx.now)
             }
@@ -260,17 +185,11 @@ impl Handler<Party> for PartyHandler {
                 let until = Millis(valid_until);
                 self.warrant_until = Some(until);
                 let left = valid_until.saturating_sub(cx.now.0);
-                self.next_fetch = self
-                    .refresh
-                    .then(|| Millis(cx.now.0 + (left * 3 / 4).max(500)));
+                self.next_fetch = (!self.stale).then(|| Millis(cx.now.0 + (left * 3 / 4).max(500)));
                 if self.in_flight.is_none() && !self.queue.is_empty() && self.next_connect.is_none()
                 {
                     self.next_connect = Some(cx.now);
                 }
-                self.send(Report::WarrantStored {
-                    party: self.name.clone(),
-                    valid_until,
-                });
                 Ok(Flow::Continue)
             }
             PartyEvent::Established {
@@ -284,8 +203,7 @@ impl Handler<Party> for PartyHandler {
                     initiator,
                 };
                 tracing::info!(peer = %summary.peer, initiator, sk_fingerprint = %hex(&summary.fingerprint), "e2sec SK established");
-                self.send(Report::Established {
-                    party: self.name.clone(),
+                self.report.send(Report::Established {
                     summary: summary.clone(),
                     tally: cx.endpoint.tally(),
                 });
@@ -297,11 +215,6 @@ impl Handler<Party> for PartyHandler {
             }
             PartyEvent::Failed { peer, error } => {
                 tracing::error!(%peer, %error, "e2sec authentication failed");
-                self.send(Report::Failed {
-                    party: self.name.clone(),
-                    peer: peer.clone(),
-                    error: error.clone(),
-                });
                 if self.in_flight.as_deref() == Some(peer.as_str()) {
                     if let Some(at) = self.retries.again(cx.now) {
                         self.in_flight = None;
@@ -321,10 +234,7 @@ impl Handler<Party> for PartyHandler {
             }
             PartyEvent::Rejected { remote, error } => {
                 tracing::warn!(%remote, %error, "refused");
-                self.send(Report::Rejected {
-                    party: self.name.clone(),
-                    error,
-                });
+                self.report.send(Report::Rejected(error));
                 Ok(Flow::Continue)
             }
             #[allow(unreachable_patterns)]
@@ -342,6 +252,10 @@ impl Handler<Party> for PartyHandler {
         }
     }
 
+    fn held_until(&self) -> Option<Millis> {
+        self.hold
+    }
+
     fn on_wakeup(&mut self, cx: &mut Context<'_, Party>) -> Result<Flow> {
         if self.next_fetch.is_some_and(|t| t <= cx.now) {
             tracing::debug!("asking the EPC for a warrant");
@@ -350,8 +264,17 @@ impl Handler<Party> for PartyHandler {
         }
         if self.next_connect.is_some_and(|t| t <= cx.now) {
             self.next_connect = None;
-            if self.warrant_until.is_some_and(|u| u >= cx.now) {
-                return Ok(self.start(cx));
+            if let Some(until) = self.warrant_until.filter(|u| *u >= cx.now) {
+                let flow = self.start(cx);
+                if self.stale && self.hold.is_none() && self.in_flight.is_some() {
+                    let wait = until.0.saturating_sub(driver::wall_clock().0) + 300;
+                    tracing::info!(
+                        held_ms = wait,
+                        "holding the server's AuthInit past its warrant's end"
+                    );
+                    self.hold = Some(driver::wall_clock().after(Duration::from_millis(wait)));
+                }
+                return Ok(flow);
             }
             // The warrant ran out: the next one starts it (see `WarrantStored`).
         }
@@ -369,8 +292,7 @@ pub async fn run_epc(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let identity = setup.config.identity.clone();
     let epc = Epc::new(setup.config)?;
     let daemon = Daemon::bind("e2sec-epc", identity, setup.listen, epc).await?;
-    daemon.serve(&mut EpcHandler::new(None), shutdown).await?;
-    Ok(())
+    daemon.serve(Logs, shutdown).await
 }
 
 /// Runs a device (`role` Device) or server daemon of `config_file`. With peers to connect to
@@ -408,12 +330,12 @@ pub async fn run_party(
         "e2sec-server"
     };
     tracing::info!(variant, group = super::group_name(group), "party keys");
-    let mut daemon = Daemon::bind(role_name, identity.clone(), setup.listen, party).await?;
-    let (party, rng) = daemon.endpoint_mut();
-    party.request_warrant(driver::wall_clock(), rng)?;
-    let mut handler = PartyHandler::new(identity, &connects, driver::wall_clock(), None);
-    daemon.start(&mut handler, shutdown).await?;
-    Ok(handler.into_outcomes())
+    let daemon = Daemon::bind(role_name, identity, setup.listen, party).await?;
+    let handler = PartyHandler::new(&connects, driver::wall_clock(), None);
+    Ok(daemon
+        .start(Party::request_warrant, handler, shutdown)
+        .await?
+        .into_outcomes())
 }
 
 /// Runs the E2SEC daemon `role` as `m2msec run` asks.
@@ -432,24 +354,13 @@ pub async fn run_role(role: &str, args: &RoleArgs, shutdown: Shutdown) -> Result
     };
     let connects = Connects {
         peers: args.connect.clone(),
-        count: args.count.max(1),
-        interval: args.interval,
-        attempts: args.attempts.max(1),
+        runs: args.runs(),
     };
     let outcomes = run_party(&args.config, party, connects, shutdown).await?;
     if outcomes.is_empty() {
         // Served until stopped; nothing was asked of it.
         return Ok(Exit::Served);
     }
-    let ok = outcomes.iter().filter(|o| o.is_established()).count();
-    tracing::info!(
-        established = ok,
-        authentications = outcomes.len(),
-        "authentications done"
-    );
-    Ok(Exit::Ran {
-        established: ok,
-        runs: outcomes.len(),
-        asked: outcomes.len(),
-    })
+    let asked = u32::try_from(outcomes.len()).unwrap_or(u32::MAX);
+    Ok(Exit::ran(&outcomes, asked, "authentications"))
 }

@@ -12,7 +12,7 @@ use m2msec_protocol::{Endpoint, Millis};
 use m2msec_store::Store;
 use tokio::sync::mpsc;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::runtime::driver::{self, Driver, Flow, Handler, Retries, Shutdown};
 
 /// A loaded daemon config: where to listen, the store, the role's config.
@@ -79,10 +79,16 @@ pub enum Exit {
 }
 
 impl Exit {
-    /// The end of a daemon that ran `runs` key establishments of which `established`
-    /// succeeded, `asked` having been asked for.
+    /// The end of a daemon that ran `outcomes`, `asked` having been asked for; logs
+    /// "`what` done".
     #[must_use]
-    pub fn ran(established: usize, runs: usize, asked: u32) -> Self {
+    pub fn ran<S, Id, E>(outcomes: &[Outcome<S, Id, E>], asked: u32, what: &str) -> Self {
+        let established = outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Established(_)))
+            .count();
+        let runs = outcomes.len();
+        tracing::info!(established, runs, "{what} done");
         Self::Ran {
             established,
             runs,
@@ -134,30 +140,42 @@ impl<E: Endpoint> Daemon<E> {
         })
     }
 
-    /// The role and its RNG, to start a session before serving.
-    pub fn endpoint_mut(&mut self) -> (&mut E, &mut dyn CryptoRng) {
-        self.driver.endpoint_mut()
-    }
-
     /// Serves until `handler` says stop or `shutdown` fires, after logging "serving" (the line
     /// scripts wait for).
     ///
     /// # Errors
     ///
     /// The handler's first error.
-    pub async fn serve<H: Handler<E>>(self, handler: &mut H, shutdown: Shutdown) -> Result<E> {
+    pub async fn serve<H: Handler<E>>(self, mut handler: H, shutdown: Shutdown) -> Result<()> {
         self.log("serving");
-        self.driver.run(handler, shutdown).await
+        self.driver.run(&mut handler, shutdown).await.map(drop)
     }
 
-    /// As [`Self::serve`] for a daemon that runs sessions and then exits: logs "started".
+    /// As [`Self::serve`] for a daemon that runs sessions and then exits: `first` starts the
+    /// first on the role, "started" is logged; returns the handler (its outcomes).
     ///
     /// # Errors
     ///
-    /// The handler's first error.
-    pub async fn start<H: Handler<E>>(self, handler: &mut H, shutdown: Shutdown) -> Result<E> {
+    /// `first`'s error, the handler's first error.
+    pub async fn start<H: Handler<E>, T, X: Into<Error>>(
+        mut self,
+        first: impl FnOnce(&mut E, Millis, &mut dyn CryptoRng) -> std::result::Result<T, X>,
+        mut handler: H,
+        shutdown: Shutdown,
+    ) -> Result<H> {
+        let (endpoint, rng) = self.driver.endpoint_mut();
+        first(endpoint, driver::wall_clock(), rng).map_err(Into::into)?;
         self.log("started");
-        self.driver.run(handler, shutdown).await
+        self.driver.run(&mut handler, shutdown).await?;
+        Ok(handler)
+    }
+
+    /// Logs "serving" and hands the bound role over, for a handler that drives it itself (one
+    /// that takes commands, through [`Driver::run_with`]).
+    #[must_use]
+    pub fn serving(self) -> Driver<E> {
+        self.log("serving");
+        self.driver
     }
 
     fn log(&self, what: &'static str) {
@@ -193,69 +211,6 @@ impl Default for Runs {
     }
 }
 
-/// Where a daemon is in its [`Runs`]: the handler of a running role asks it when to start the
-/// next run, or the failed one again.
-#[derive(Debug)]
-pub struct Schedule {
-    runs: Runs,
-    started: u32,
-    next_start: Option<Millis>,
-    retries: Retries,
-    /// Whether `next_start` tries the last establishment again (it does not count as a run).
-    retrying: bool,
-}
-
-impl Schedule {
-    /// The schedule of `runs`, the first of which is already started.
-    #[must_use]
-    pub fn new(runs: Runs) -> Self {
-        Self {
-            runs,
-            started: 1,
-            next_start: None,
-            retries: Retries::new(runs.attempts),
-            retrying: false,
-        }
-    }
-
-    /// A run ended (with a key, or failed for good): stop after the last, else start the next
-    /// after the interval.
-    pub fn finished_one(&mut self, now: Millis) -> Flow {
-        self.retries.reset();
-        if self.started >= self.runs.count.max(1) {
-            return Flow::Stop;
-        }
-        self.next_start = Some(now.after(self.runs.interval));
-        Flow::Continue
-    }
-
-    /// A run failed: whether it is tried again (after a backoff) rather than counted.
-    pub fn try_again(&mut self, now: Millis) -> bool {
-        match self.retries.again(now) {
-            Some(at) => {
-                self.next_start = Some(at);
-                self.retrying = true;
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// When the next run, or the next try, starts.
-    #[must_use]
-    pub fn next_start(&self) -> Option<Millis> {
-        self.next_start
-    }
-
-    /// That time has come: the caller starts a run now.
-    pub fn starting(&mut self) {
-        self.next_start = None;
-        if !core::mem::take(&mut self.retrying) {
-            self.started += 1;
-        }
-    }
-}
-
 /// Where a role of a demo sends what the orchestrator waits for; a daemon has no orchestrator.
 #[derive(Debug)]
 pub struct Reporter<R>(Option<mpsc::UnboundedSender<R>>);
@@ -278,7 +233,7 @@ impl<R> Reporter<R> {
 /// The state of a serving role's handler that persists: the store every write goes to before
 /// the driver sends, and the demo's reports. Each protocol implements [`Handler`] on it for
 /// its role (`Persisting<ItsReport>`, named by an alias).
-pub struct Persisting<R> {
+pub struct Persisting<R = ()> {
     /// The role's store.
     pub store: Arc<dyn Store>,
     /// The demo's reports.
@@ -332,36 +287,51 @@ impl<S, Id, E: core::fmt::Display> Outcome<S, Id, E> {
 }
 
 /// What the handler of a daemon that runs key establishments (collab client, MIKEY
-/// initiator) keeps of its [`Runs`]: the schedule, the outcomes so far, and the demo's
-/// reports.
-pub struct RunLog<O, R> {
-    schedule: Schedule,
+/// initiator) keeps of its [`Runs`]: where it is in them (when to start the next run, or the
+/// failed one again) and the outcomes so far.
+#[derive(Debug)]
+pub struct RunLog<O> {
+    runs: Runs,
+    started: u32,
+    next_start: Option<Millis>,
+    retries: Retries,
+    /// Whether `next_start` tries the last establishment again (it does not count as a run).
+    retrying: bool,
     outcomes: Vec<O>,
-    /// The demo's reports.
-    pub report: Reporter<R>,
 }
 
-impl<O, R> RunLog<O, R> {
+impl<O> RunLog<O> {
     /// The log of `runs`, the first of which is already started.
     #[must_use]
-    pub fn new(runs: Runs, report: Option<mpsc::UnboundedSender<R>>) -> Self {
+    pub fn new(runs: Runs) -> Self {
         Self {
-            schedule: Schedule::new(runs),
+            runs,
+            started: 1,
+            next_start: None,
+            retries: Retries::new(runs.attempts),
+            retrying: false,
             outcomes: Vec::new(),
-            report: Reporter::new(report),
         }
     }
 
-    /// A run ended with a key: whether the daemon goes on.
+    /// A run ended (with a key, or failed for good): whether the daemon goes on (it stops
+    /// after the last run, else starts the next after the interval).
     pub fn established(&mut self, now: Millis, outcome: O) -> Flow {
         self.outcomes.push(outcome);
-        self.schedule.finished_one(now)
+        self.retries.reset();
+        if self.started >= self.runs.count.max(1) {
+            return Flow::Stop;
+        }
+        self.next_start = Some(now.after(self.runs.interval));
+        Flow::Continue
     }
 
     /// A run failed: it is tried again after a backoff while tries are left; only then does
     /// `outcome` count.
     pub fn failed(&mut self, now: Millis, outcome: O) -> Flow {
-        if self.schedule.try_again(now) {
+        if let Some(at) = self.retries.again(now) {
+            self.next_start = Some(at);
+            self.retrying = true;
             return Flow::Continue;
         }
         self.established(now, outcome)
@@ -370,7 +340,7 @@ impl<O, R> RunLog<O, R> {
     /// When the next run, or the next try, starts ([`Handler::next_wakeup`]).
     #[must_use]
     pub fn next_start(&self) -> Option<Millis> {
-        self.schedule.next_start()
+        self.next_start
     }
 
     /// That time has come ([`Handler::on_wakeup`]): `start` starts the run.
@@ -379,7 +349,10 @@ impl<O, R> RunLog<O, R> {
     ///
     /// `start`'s.
     pub fn start(&mut self, start: impl FnOnce() -> Result<()>) -> Result<Flow> {
-        self.schedule.starting();
+        self.next_start = None;
+        if !core::mem::take(&mut self.retrying) {
+            self.started += 1;
+        }
         start()?;
         Ok(Flow::Continue)
     }

@@ -11,6 +11,7 @@ use m2msec_crypto::rng::{CryptoRng, OsRng, random_array};
 use m2msec_protocol::link::LinkFaults;
 use m2msec_protocol::{Endpoint, OpCounts};
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::error::{Error, Result};
@@ -69,6 +70,7 @@ pub struct Deployment {
     serving: JoinSet<Result<()>>,
     seed: Option<u64>,
     domain: u64,
+    timeout: Duration,
 }
 
 impl Deployment {
@@ -93,6 +95,7 @@ impl Deployment {
             serving: JoinSet::new(),
             seed: opts.seed,
             domain,
+            timeout: opts.timeout,
         })
     }
 
@@ -159,52 +162,103 @@ impl Deployment {
         self.tap.flush()?;
         Ok(self.tap.totals())
     }
+
+    /// As [`Self::finish`], after taking what the roles report into `seen` until it is
+    /// settled or `within` has passed (no wait without `within`), and what arrived meanwhile.
+    ///
+    /// # Errors
+    ///
+    /// The pcap file cannot be written.
+    pub async fn finish_gathering<R>(
+        self,
+        mut reports: Reports<R>,
+        within: Option<Duration>,
+        seen: &mut impl Gather<R>,
+    ) -> Result<WireTotals> {
+        reports.to = None;
+        if let Some(within) = within {
+            let deadline = tokio::time::Instant::now() + within;
+            while !seen.settled() {
+                match tokio::time::timeout_at(deadline, reports.from.recv()).await {
+                    Ok(Some(r)) => seen.take(r),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+        let wire = self.finish().await?;
+        while let Ok(r) = reports.from.try_recv() {
+            seen.take(r);
+        }
+        Ok(wire)
+    }
+
+    /// Runs the constrained device of the run (`who`: "client", "initiator") on `driver` with
+    /// `handler`, in a task of its own and under the run's time limit; `last` reads the
+    /// handler's last run (`Ok` its summary, `Err` why it failed; `None` when it stopped
+    /// without one). Returns the device's operation counts and the summary or what went wrong.
+    pub async fn device<E, H, S>(
+        &self,
+        who: &str,
+        driver: Driver<E>,
+        mut handler: H,
+        last: impl FnOnce(H) -> Option<std::result::Result<S, String>> + Send + 'static,
+    ) -> (OpCounts, std::result::Result<S, String>)
+    where
+        E: Endpoint + Send + 'static,
+        E::Event: Send,
+        H: Handler<E> + Send + 'static,
+        S: Send + 'static,
+    {
+        let shutdown = self.shutdown.clone();
+        let task = tokio::spawn(async move {
+            let endpoint = driver.run(&mut handler, shutdown).await?;
+            Ok::<_, Error>((endpoint.op_counts(), last(handler)))
+        });
+        let failed = |e: String| (OpCounts::default(), Err(e));
+        match tokio::time::timeout(self.timeout, task).await {
+            Ok(Ok(Ok((ops, Some(last))))) => (ops, last),
+            Ok(Ok(Ok((ops, None)))) => (ops, Err(format!("the {who} stopped without a result"))),
+            Ok(Ok(Err(e))) => failed(e.to_string()),
+            Ok(Err(join)) => failed(format!("{who} task: {join}")),
+            Err(_) => failed(Error::Timeout(self.timeout).to_string()),
+        }
+    }
 }
 
-/// Runs the constrained device of a demo (`who`: "client", "initiator") on `driver` with
-/// `handler`, in a task of its own and under the run's `timeout`; `last` reads the handler's
-/// last run (`Ok` its summary, `Err` why it failed; `None` when it stopped without one).
-/// Returns the device's operation counts, the summary, or what went wrong.
-pub async fn run_device<E, H, S>(
-    who: &str,
-    driver: Driver<E>,
-    mut handler: H,
-    shutdown: Shutdown,
-    timeout: Duration,
-    last: impl FnOnce(H) -> Option<std::result::Result<S, String>> + Send + 'static,
-) -> (OpCounts, Option<S>, Option<String>)
-where
-    E: Endpoint + Send + 'static,
-    E::Event: Send,
-    H: Handler<E> + Send + 'static,
-    S: Send + 'static,
-{
-    let task = tokio::spawn(async move {
-        let endpoint = driver.run(&mut handler, shutdown).await?;
-        Ok::<_, Error>((endpoint.op_counts(), last(handler)))
-    });
-    match tokio::time::timeout(timeout, task).await {
-        Ok(Ok(Ok((ops, last)))) => match last {
-            Some(Ok(summary)) => (ops, Some(summary), None),
-            Some(Err(error)) => (ops, None, Some(error)),
-            None => (
-                ops,
-                None,
-                Some(format!("the {who} stopped without a result")),
-            ),
-        },
-        Ok(Ok(Err(e))) => (OpCounts::default(), None, Some(e.to_string())),
-        Ok(Err(join)) => (
-            OpCounts::default(),
-            None,
-            Some(format!("{who} task: {join}")),
-        ),
-        Err(_) => (
-            OpCounts::default(),
-            None,
-            Some(Error::Timeout(timeout).to_string()),
-        ),
+/// The channel on which the roles of a demo report (`R`) to it.
+pub struct Reports<R> {
+    to: Option<mpsc::UnboundedSender<R>>,
+    from: mpsc::UnboundedReceiver<R>,
+}
+
+impl<R> Reports<R> {
+    /// A new channel.
+    #[must_use]
+    pub fn new() -> Self {
+        let (to, from) = mpsc::unbounded_channel();
+        Self { to: Some(to), from }
     }
+
+    /// Where a role reports.
+    #[must_use]
+    pub fn to(&self) -> Option<mpsc::UnboundedSender<R>> {
+        self.to.clone()
+    }
+}
+
+impl<R> Default for Reports<R> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What a demo keeps of its roles' reports ([`Deployment::finish_gathering`]).
+pub trait Gather<R> {
+    /// Takes one report.
+    fn take(&mut self, report: R);
+
+    /// Whether the run waits for no more reports.
+    fn settled(&self) -> bool;
 }
 
 /// Sockets bound for every role of a standard layout, the addresses they are bound to, and the
@@ -257,23 +311,47 @@ pub async fn bind_layout(standard: &[SocketAddr], move_network: bool) -> Result<
             }
         }
     }
-    let mut sockets = Vec::new();
-    let mut addrs = Vec::new();
-    for _ in standard {
-        let s = driver::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
-        addrs.push(s.local_addr().map_err(Error::Socket)?);
-        sockets.push(s);
+    let mut bound = Bound::ephemeral(standard.len()).await?;
+    bound.aliases = bound.addrs.iter().copied().zip(standard.to_vec()).collect();
+    Ok(bound)
+}
+
+impl Bound {
+    /// `n` sockets on ephemeral ports of 127.0.0.1, with no pcap aliases.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Socket`] if one cannot be bound.
+    pub async fn ephemeral(n: usize) -> Result<Self> {
+        let mut sockets = Vec::new();
+        let mut addrs = Vec::new();
+        for _ in 0..n {
+            let s = driver::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+            addrs.push(s.local_addr().map_err(Error::Socket)?);
+            sockets.push(s);
+        }
+        Ok(Self {
+            sockets,
+            addrs,
+            aliases: Vec::new(),
+        })
     }
-    let aliases = addrs
-        .iter()
-        .copied()
-        .zip(standard.iter().copied())
-        .collect();
-    Ok(Bound {
-        sockets,
-        addrs,
-        aliases,
-    })
+
+    /// The first `N` sockets, in the layout's order (those left stay in `sockets`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Usage`] if fewer are bound.
+    pub fn take<const N: usize>(&mut self) -> Result<[UdpSocket; N]> {
+        if self.sockets.len() < N {
+            return Err(Error::Usage("no socket for a role".into()));
+        }
+        let rest = self.sockets.split_off(N);
+        let first = std::mem::replace(&mut self.sockets, rest);
+        first
+            .try_into()
+            .map_err(|_| Error::Usage("no socket for a role".into()))
+    }
 }
 
 async fn bind_all(addrs: &[SocketAddr]) -> std::io::Result<Vec<UdpSocket>> {
@@ -282,13 +360,4 @@ async fn bind_all(addrs: &[SocketAddr]) -> std::io::Result<Vec<UdpSocket>> {
         sockets.push(UdpSocket::bind(a).await?);
     }
     Ok(sockets)
-}
-
-/// Binds one socket on an ephemeral port of 127.0.0.1.
-///
-/// # Errors
-///
-/// [`Error::Socket`] if it cannot be bound.
-pub async fn bind_loopback() -> Result<UdpSocket> {
-    driver::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await
 }

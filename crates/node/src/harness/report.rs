@@ -6,7 +6,9 @@ use core::fmt;
 use m2msec_protocol::OpCounts;
 use serde::Serialize;
 
+use crate::harness::demo::RunOptions;
 pub use crate::protocols::Detail;
+use crate::runtime::tap::WireTotals;
 
 /// The result of one protocol run of `m2msec demo`: what every protocol reports, then the
 /// protocol's own [`Detail`], serialised beside the common fields as one flat JSON object.
@@ -134,6 +136,37 @@ pub fn line(f: &mut fmt::Formatter<'_>, label: &str, value: impl fmt::Display) -
 }
 
 impl RunReport {
+    /// The report of a `protocol` run with `opts` that put `wire` on the wire in `wall_ms`:
+    /// failed, expected to succeed, without helpers, for the protocol to fill in the rest.
+    #[must_use]
+    pub fn new(
+        protocol: &'static str,
+        opts: &RunOptions,
+        wire: WireTotals,
+        wall_ms: f64,
+        detail: Detail,
+    ) -> Self {
+        Self {
+            protocol,
+            ok: false,
+            session_key_match: false,
+            messages: wire.messages,
+            bytes: wire.bytes,
+            device_ops: DeviceOps::default(),
+            wall_ms,
+            error: None,
+            expected_ok: true,
+            as_expected: false,
+            session: None,
+            key_fingerprint: None,
+            suite: "",
+            seed: opts.seed,
+            pcap: opts.pcap_name(),
+            helpers: Helpers::default(),
+            detail,
+        }
+    }
+
     /// "key established in … ms" or `failed`.
     #[must_use]
     pub fn head(&self, established: &str, failed: &str) -> String {
@@ -283,6 +316,15 @@ pub struct GroupOps {
 pub trait Progress: Sync {
     /// A new stage has begun.
     fn stage(&self, what: &str);
+
+    /// The run ended: "done: `what`" if `ok`, else "done: failed".
+    fn done(&self, ok: bool, what: &str) {
+        self.stage(&if ok {
+            format!("done: {what}")
+        } else {
+            "done: failed".to_owned()
+        });
+    }
 }
 
 /// Reports nothing.

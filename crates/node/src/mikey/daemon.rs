@@ -17,11 +17,10 @@ use m2msec_protocol::mikey::{
     ThirdPartyEvent,
 };
 use m2msec_store::Store;
-use tokio::sync::mpsc;
 
 use super::config;
 use crate::error::{Error, Result};
-use crate::harness::daemon::{Daemon, Exit, Persisting, Reporter, RoleArgs, RunLog};
+use crate::harness::daemon::{Daemon, Exit, Persisting, RoleArgs, RunLog};
 use crate::hex;
 use crate::runtime::driver::open_store;
 use crate::runtime::driver::{self, Context, Flow, Handler, Shutdown};
@@ -29,18 +28,9 @@ use crate::runtime::driver::{self, Context, Flow, Handler, Shutdown};
 /// Store table of a replay cache (key: message digest, value: end of its window, ms BE).
 pub const REPLAY_TABLE: &str = "mikey-replay";
 
-/// What the MIKEY daemons of a demo tell the orchestrator.
+/// What the MIKEY responder of a demo tells the orchestrator.
 #[derive(Debug)]
 pub enum Report {
-    /// The initiator established a TGK.
-    InitiatorEstablished(Summary),
-    /// The initiator's exchange failed.
-    InitiatorFailed {
-        /// The crypto session bundle.
-        csb_id: u32,
-        /// The typed error, rendered.
-        error: String,
-    },
     /// The responder established a TGK.
     ResponderEstablished(Summary),
     /// The responder judged a third party's part against the TGK it rebuilt.
@@ -51,13 +41,6 @@ pub enum Report {
         third_party: String,
         /// Whether the part fits the TGK's commitment (else the responder refused it).
         fits: bool,
-    },
-    /// A third party forwarded a part to the responder.
-    Forwarded {
-        /// The crypto session bundle.
-        csb_id: u32,
-        /// The third party.
-        third_party: String,
     },
 }
 
@@ -77,14 +60,24 @@ pub struct Summary {
 }
 
 impl Summary {
-    fn of(e: &Established) -> Self {
-        Self {
+    /// The summary of `e`, logged (the initiator's and the responder's alike).
+    fn logged(e: &Established) -> Self {
+        let s = Self {
             csb_id: e.csb_id,
             peer: e.peer.clone(),
             mode: e.mode,
             fingerprint: e.keys.fingerprint(),
             verified: e.verified,
-        }
+        };
+        tracing::info!(
+            csb_id = %format_args!("{:#010x}", s.csb_id),
+            peer = %s.peer,
+            mode = s.mode.name(),
+            verified = s.verified,
+            tek_fingerprint = %hex(&s.fingerprint),
+            "mikey key established"
+        );
+        s
     }
 }
 
@@ -147,18 +140,18 @@ pub fn start_exchange(
     Ok(csb_id)
 }
 
-/// The initiator daemon's handler: counts exchanges, starts the next one, reports.
+/// The initiator daemon's handler: counts exchanges, starts the next one.
 pub struct InitiatorHandler {
-    runs: RunLog<Outcome, Report>,
+    runs: RunLog<Outcome>,
 }
 
 impl InitiatorHandler {
     /// A handler for `runs` exchanges; the first must already be started on the role (see
     /// [`start_exchange`]).
     #[must_use]
-    pub fn new(runs: InitiatorRuns, report: Option<mpsc::UnboundedSender<Report>>) -> Self {
+    pub fn new(runs: InitiatorRuns) -> Self {
         Self {
-            runs: RunLog::new(runs, report),
+            runs: RunLog::new(runs),
         }
     }
 
@@ -173,26 +166,11 @@ impl Handler<Initiator> for InitiatorHandler {
     fn on_event(&mut self, cx: &mut Context<'_, Initiator>, event: InitiatorEvent) -> Result<Flow> {
         match event {
             InitiatorEvent::Established(e) => {
-                let s = Summary::of(&e);
-                tracing::info!(
-                    csb_id = %format_args!("{:#010x}", s.csb_id),
-                    peer = %s.peer,
-                    mode = s.mode.name(),
-                    verified = s.verified,
-                    tek_fingerprint = %hex(&s.fingerprint),
-                    "mikey key established"
-                );
-                self.runs
-                    .report
-                    .send(Report::InitiatorEstablished(s.clone()));
+                let s = Summary::logged(&e);
                 return Ok(self.runs.established(cx.now, Outcome::Established(s)));
             }
             InitiatorEvent::Failed { csb_id, error } => {
                 tracing::error!(csb_id = %format_args!("{csb_id:#010x}"), %error, "mikey exchange failed");
-                self.runs.report.send(Report::InitiatorFailed {
-                    csb_id,
-                    error: error.to_string(),
-                });
                 let failed = Outcome::Failed { id: csb_id, error };
                 return Ok(self.runs.failed(cx.now, failed));
             }
@@ -233,15 +211,8 @@ impl Handler<Responder> for ResponderHandler {
                 record_replay(&*self.store, &digest, until)?;
             }
             ResponderEvent::Established(e) => {
-                let s = Summary::of(&e);
-                tracing::info!(
-                    csb_id = %format_args!("{:#010x}", s.csb_id),
-                    peer = %s.peer,
-                    mode = s.mode.name(),
-                    tek_fingerprint = %hex(&s.fingerprint),
-                    "mikey key established"
-                );
-                self.report.send(Report::ResponderEstablished(s));
+                self.report
+                    .send(Report::ResponderEstablished(Summary::logged(&e)));
             }
             ResponderEvent::PartAccepted {
                 initiator,
@@ -285,27 +256,7 @@ impl Handler<Responder> for ResponderHandler {
 }
 
 /// A third party daemon's handler: persists its replay cache before anything is sent.
-pub struct ThirdPartyHandler {
-    name: String,
-    store: Arc<dyn Store>,
-    report: Reporter<Report>,
-}
-
-impl ThirdPartyHandler {
-    /// A handler for the third party `name`, persisting into `store`.
-    #[must_use]
-    pub fn new(
-        name: impl Into<String>,
-        store: Arc<dyn Store>,
-        report: Option<mpsc::UnboundedSender<Report>>,
-    ) -> Self {
-        Self {
-            name: name.into(),
-            store,
-            report: Reporter::new(report),
-        }
-    }
-}
+pub type ThirdPartyHandler = Persisting<Report>;
 
 impl Handler<ThirdParty> for ThirdPartyHandler {
     fn on_event(
@@ -324,10 +275,6 @@ impl Handler<ThirdParty> for ThirdPartyHandler {
                 responder,
             } => {
                 tracing::info!(%initiator, csb_id = %format_args!("{csb_id:#010x}"), %responder, "forwarded a TGK part");
-                self.report.send(Report::Forwarded {
-                    csb_id,
-                    third_party: self.name.clone(),
-                });
             }
             ThirdPartyEvent::Confirmed { csb_id } => {
                 tracing::debug!(csb_id = %format_args!("{csb_id:#010x}"), "responder confirmed the part");
@@ -366,12 +313,12 @@ pub async fn run_initiator(
     };
     tracing::info!(mode = mode.name(), "initiator mode");
     let initiator = Initiator::new(setup.config)?;
-    let mut daemon = Daemon::bind("mikey-initiator", identity, setup.listen, initiator).await?;
-    let (initiator, rng) = daemon.endpoint_mut();
-    start_exchange(initiator, driver::wall_clock(), rng)?;
-    let mut handler = InitiatorHandler::new(runs, None);
-    daemon.start(&mut handler, shutdown).await?;
-    Ok(handler.into_outcomes())
+    let daemon = Daemon::bind("mikey-initiator", identity, setup.listen, initiator).await?;
+    let handler = InitiatorHandler::new(runs);
+    Ok(daemon
+        .start(start_exchange, handler, shutdown)
+        .await?
+        .into_outcomes())
 }
 
 /// A replay cache as the roles take it: digests and when each may be forgotten.
@@ -398,11 +345,10 @@ pub async fn run_third_party(config_file: &Path, shutdown: Shutdown) -> Result<(
     let (store, cache) = replay_cache(setup.state.as_deref())?;
     let identity = setup.config.identity.clone();
     let tp = ThirdParty::new(setup.config, cache)?;
-    let daemon = Daemon::bind("mikey-third-party", identity.clone(), setup.listen, tp).await?;
+    let daemon = Daemon::bind("mikey-third-party", identity, setup.listen, tp).await?;
     daemon
-        .serve(&mut ThirdPartyHandler::new(identity, store, None), shutdown)
-        .await?;
-    Ok(())
+        .serve(ThirdPartyHandler::new(store, None), shutdown)
+        .await
 }
 
 /// Runs the responder daemon of `config_file` until `shutdown`.
@@ -417,9 +363,8 @@ pub async fn run_responder(config_file: &Path, shutdown: Shutdown) -> Result<()>
     let responder = Responder::new(setup.config, cache)?;
     let daemon = Daemon::bind("mikey-responder", identity, setup.listen, responder).await?;
     daemon
-        .serve(&mut ResponderHandler::new(store, None), shutdown)
-        .await?;
-    Ok(())
+        .serve(ResponderHandler::new(store, None), shutdown)
+        .await
 }
 
 /// Runs the MIKEY daemon `role` as `m2msec run` asks.
@@ -431,20 +376,12 @@ pub async fn run_role(role: &str, args: &RoleArgs, shutdown: Shutdown) -> Result
     let config = args.config.as_path();
     match role {
         "mikey-initiator" => {
-            let runs = args.runs();
-            let outcomes = run_initiator(config, runs, shutdown).await?;
-            let ok = outcomes.iter().filter(|o| o.is_established()).count();
-            tracing::info!(
-                established = ok,
-                exchanges = outcomes.len(),
-                "initiator done"
-            );
-            Ok(Exit::ran(ok, outcomes.len(), runs.count))
+            let outcomes = run_initiator(config, args.runs(), shutdown).await?;
+            return Ok(Exit::ran(&outcomes, args.runs().count, "initiator"));
         }
-        "mikey-third-party" => run_third_party(config, shutdown)
-            .await
-            .map(|()| Exit::Served),
-        "mikey-responder" => run_responder(config, shutdown).await.map(|()| Exit::Served),
+        "mikey-third-party" => run_third_party(config, shutdown).await,
+        "mikey-responder" => run_responder(config, shutdown).await,
         other => Err(Error::Usage(format!("{other}: not a MIKEY role"))),
     }
+    .map(|()| Exit::Served)
 }

@@ -13,8 +13,6 @@ use std::time::{Duration, Instant};
 use m2msec_crypto::split::SharingScheme;
 use m2msec_protocol::mikey::{Initiator, ModeName, Responder, ThirdParty, ThirdPartyFault};
 use m2msec_store::MemoryStore;
-use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
 
 use super::daemon::{
     InitiatorHandler, InitiatorRuns, Outcome, Report, ResponderHandler, Summary, ThirdPartyHandler,
@@ -22,8 +20,8 @@ use super::daemon::{
 };
 use super::deployment::{Configs, Params, addresses, fault_name};
 
-use crate::error::{Error, Result};
-use crate::harness::demo::{Bound, Deployment, Options, bind_layout, run_device};
+use crate::error::Result;
+use crate::harness::demo::{Deployment, Gather, Options, Reports, bind_layout};
 use crate::harness::report::{Detail, Helpers, Progress, RunReport};
 use crate::hex;
 use crate::runtime::driver;
@@ -46,44 +44,27 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
     let n = params.deployed_third_parties();
 
     progress.stage("binding sockets");
-    let Bound {
-        sockets,
-        addrs,
-        aliases,
-    } = bind_layout(&addresses(n), true).await?;
-    let mut sockets = sockets.into_iter();
-    let (Some(i_socket), Some(r_socket)) = (sockets.next(), sockets.next()) else {
-        return Err(Error::Usage(
-            "no socket for the initiator or responder".into(),
-        ));
-    };
-    let tp_sockets: Vec<UdpSocket> = sockets.collect();
+    let mut bound = bind_layout(&addresses(n), true).await?;
+    let [i_socket, r_socket] = bound.take()?;
 
-    let mut run = Deployment::new(&opts.run, RNG_DOMAIN, aliases)?;
+    let mut run = Deployment::new(&opts.run, RNG_DOMAIN, bound.aliases)?;
     progress.stage("generating RSA-2048 keys");
-    let configs = Configs::generate(&params.spec(), &addrs, &mut *run.rng(100))?;
-    let (report_tx, mut reports) = mpsc::unbounded_channel();
+    let configs = Configs::generate(&params.spec(), &bound.addrs, &mut *run.rng(100))?;
+    let reports = Reports::new();
 
     progress.stage("starting responder and third parties");
     let responder = Responder::new(configs.responder, [])?;
     let responder = run.driver("responder", r_socket, responder, 2)?;
-    run.serve(
-        responder,
-        ResponderHandler::new(Arc::new(MemoryStore::new()), Some(report_tx.clone())),
-    );
-    for (i, (config, socket)) in configs
-        .third_parties
-        .into_iter()
-        .zip(tp_sockets)
-        .enumerate()
-    {
+    let store = Arc::new(MemoryStore::new());
+    run.serve(responder, ResponderHandler::new(store, reports.to()));
+    let third_parties = configs.third_parties.into_iter().zip(bound.sockets);
+    for (i, (config, socket)) in third_parties.enumerate() {
         let name = config.identity.clone();
         let tp = ThirdParty::new(config, [])?;
-        let tp = run.driver(name.clone(), socket, tp, 10 + i as u64)?;
-        let store = Arc::new(MemoryStore::new());
+        let tp = run.driver(name, socket, tp, 10 + i as u64)?;
         run.serve(
             tp,
-            ThirdPartyHandler::new(name, store, Some(report_tx.clone())),
+            ThirdPartyHandler::new(Arc::new(MemoryStore::new()), None),
         );
     }
 
@@ -95,16 +76,12 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         let (initiator, rng) = i_driver.endpoint_mut();
         start_exchange(initiator, driver::wall_clock(), rng)?
     };
-    let handler = InitiatorHandler::new(InitiatorRuns::default(), Some(report_tx));
-    let (device_ops, outcome, error) = run_device(
-        "initiator",
-        i_driver,
-        handler,
-        run.shutdown.clone(),
-        opts.run.timeout,
-        |h: InitiatorHandler| h.into_outcomes().pop().map(Outcome::into_result),
-    )
-    .await;
+    let handler = InitiatorHandler::new(InitiatorRuns::default());
+    let (device_ops, outcome) = run
+        .device("initiator", i_driver, handler, |h: InitiatorHandler| {
+            h.into_outcomes().pop().map(Outcome::into_result)
+        })
+        .await;
     let wall_ms = start.elapsed().as_secs_f64() * 1000.0;
 
     // R established before it sent its verification; give its report a moment to arrive, and
@@ -114,21 +91,15 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         Some(ThirdPartyFault::Silent) => params.faulty,
         _ => 0,
     };
-    let forwarding = usize::from(params.deployed_third_parties().saturating_sub(silent));
-    let mut verdicts = Verdicts::new(csb_id);
-    if outcome.is_some() {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        while !verdicts.settled(forwarding) {
-            match tokio::time::timeout_at(deadline, reports.recv()).await {
-                Ok(Some(r)) => verdicts.take(r),
-                Ok(None) | Err(_) => break,
-            }
-        }
-    }
-    let wire = run.finish().await?;
-    while let Ok(r) = reports.try_recv() {
-        verdicts.take(r);
-    }
+    let mut verdicts = Verdicts {
+        csb_id,
+        forwarding: usize::from(n.saturating_sub(silent)),
+        responder: None,
+        accepted: BTreeSet::new(),
+        rejected: BTreeSet::new(),
+    };
+    let within = outcome.is_ok().then_some(Duration::from_secs(2));
+    let wire = run.finish_gathering(reports, within, &mut verdicts).await?;
     let Verdicts {
         responder,
         accepted,
@@ -136,41 +107,35 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         ..
     } = verdicts;
     let session_key_match = match (&outcome, &responder) {
-        (Some(i), Some(r)) => i.fingerprint == r.fingerprint,
+        (Ok(i), Some(r)) => i.fingerprint == r.fingerprint,
         _ => false,
     };
-    let ok = outcome.is_some() && session_key_match;
-    let error = match (&outcome, error) {
-        (_, Some(e)) => Some(e),
-        (Some(_), None) if responder.is_none() => {
+    let ok = outcome.is_ok() && session_key_match;
+    let error = match &outcome {
+        Err(e) => Some(e.clone()),
+        Ok(_) if responder.is_none() => {
             Some("the responder reported no key for this exchange".into())
         }
-        (Some(_), None) if !session_key_match => Some("initiator and responder keys differ".into()),
-        _ => None,
+        Ok(_) if !session_key_match => Some("initiator and responder keys differ".into()),
+        Ok(_) => None,
     };
-    progress.stage(if ok {
-        "done: key established"
-    } else {
-        "done: failed"
-    });
+    progress.done(ok, "key established");
     let expected_ok = params.expect_success();
     let distributed = params.mode == ModeName::Distributed;
+    let detail = Detail::Mikey(super::report::Detail {
+        mode: params.mode.name(),
+        verified: outcome.as_ref().is_ok_and(|o| o.verified),
+    });
     Ok(RunReport {
-        protocol: super::PROTOCOL,
         ok,
         session_key_match,
-        messages: wire.messages,
-        bytes: wire.bytes,
         device_ops: device_ops.into(),
-        wall_ms,
         error,
         expected_ok,
         as_expected: ok == expected_ok,
         session: Some(format!("{csb_id:#010x}")),
-        key_fingerprint: outcome.as_ref().map(|o| hex(&o.fingerprint)),
+        key_fingerprint: outcome.ok().map(|o| hex(&o.fingerprint)),
         suite: "classic",
-        seed: opts.run.seed,
-        pcap: opts.run.pcap_name(),
         helpers: Helpers {
             participants: if ok {
                 accepted.difference(&rejected).cloned().collect()
@@ -188,31 +153,21 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
             fault: params.fault.filter(|_| params.faulty > 0).map(fault_name),
             faulty_proxies: params.faulty_names(),
         },
-        detail: Detail::Mikey(super::report::Detail {
-            mode: params.mode.name(),
-            verified: outcome.as_ref().is_some_and(|o| o.verified),
-        }),
+        ..RunReport::new(super::PROTOCOL, &opts.run, wire, wall_ms, detail)
     })
 }
 
-/// What the reports say of one exchange: R's key and its judgement of each third party's part.
+/// What the reports say of one exchange: R's key and its judgement of each of the
+/// `forwarding` third parties' parts.
 struct Verdicts {
     csb_id: u32,
+    forwarding: usize,
     responder: Option<Summary>,
     accepted: BTreeSet<String>,
     rejected: BTreeSet<String>,
 }
 
-impl Verdicts {
-    fn new(csb_id: u32) -> Self {
-        Self {
-            csb_id,
-            responder: None,
-            accepted: BTreeSet::new(),
-            rejected: BTreeSet::new(),
-        }
-    }
-
+impl Gather<Report> for Verdicts {
     fn take(&mut self, report: Report) {
         match report {
             Report::ResponderEstablished(s) if s.csb_id == self.csb_id => self.responder = Some(s),
@@ -232,8 +187,8 @@ impl Verdicts {
         }
     }
 
-    /// R has its key and has judged the parts of all `forwarding` third parties.
-    fn settled(&self, forwarding: usize) -> bool {
-        self.responder.is_some() && self.accepted.len() + self.rejected.len() >= forwarding
+    /// R has its key and has judged the parts of all third parties that forward.
+    fn settled(&self) -> bool {
+        self.responder.is_some() && self.accepted.len() + self.rejected.len() >= self.forwarding
     }
 }

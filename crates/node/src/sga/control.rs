@@ -330,6 +330,19 @@ impl Drop for ControlSocket {
     }
 }
 
+/// Has the device node behind `commands` answer `request`.
+pub async fn ask(commands: &mpsc::Sender<Command>, request: Request) -> Response {
+    let (tx, rx) = oneshot::channel();
+    if commands.send(Command::Request(request, tx)).await.is_err() {
+        return Response::Error {
+            error: "the device is stopping".into(),
+        };
+    }
+    rx.await.unwrap_or_else(|_| Response::Error {
+        error: "the device stopped".into(),
+    })
+}
+
 /// Reads one request from `stream`, has the device answer it, writes the answer.
 async fn answer(stream: UnixStream, commands: mpsc::Sender<Command>) {
     let (read, mut write) = stream.into_split();
@@ -349,16 +362,7 @@ async fn answer(stream: UnixStream, commands: mpsc::Sender<Command>) {
                 },
                 Ok(request) => {
                     tracing::debug!(op = request.op(), "control request");
-                    let (tx, rx) = oneshot::channel();
-                    if commands.send(Command::Request(request, tx)).await.is_err() {
-                        Response::Error {
-                            error: "the device is stopping".into(),
-                        }
-                    } else {
-                        rx.await.unwrap_or_else(|_| Response::Error {
-                            error: "the device stopped".into(),
-                        })
-                    }
+                    ask(&commands, request).await
                 }
             },
         };

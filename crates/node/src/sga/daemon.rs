@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use m2msec_crypto::aead::AeadSuite;
-use m2msec_crypto::rng::OsRng;
 use m2msec_protocol::Millis;
 use m2msec_protocol::sga::{
     DEVICES_TABLE, Device, DeviceEvent, Error as SgaError, MESSAGES_TABLE, RefusalCode, Server,
@@ -36,9 +35,7 @@ use super::control::{ControlSocket, InboxEntry, Request, Response, SessionInfo};
 use crate::error::{Error, Result};
 use crate::harness::daemon::{Daemon, Exit, Persisting, Reporter, RoleArgs};
 use crate::hex;
-use crate::runtime::driver::{
-    self, Context, Driver, Flow, Handler, Shutdown, open_store, wall_clock,
-};
+use crate::runtime::driver::{Context, Driver, Flow, Handler, Shutdown, open_store, wall_clock};
 
 /// Device store table of its own state (key `registered`: the identity it registered as).
 pub const DEVICE_TABLE: &str = "sga_device";
@@ -51,22 +48,8 @@ const SEND_WAIT: Duration = Duration::from_secs(10);
 // ---------------------------------------------------------------------------------------------
 // Server
 
-/// What an SGA server of a demo tells the orchestrator.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServerReport {
-    /// A device registered.
-    Registered(String),
-    /// Two devices completed a key exchange.
-    Exchanged {
-        /// d_i.
-        initiator: String,
-        /// d_j.
-        responder: String,
-    },
-}
-
 /// The server daemon's handler: writes every [`StoreOp`] before the driver sends anything.
-pub type ServerHandler = Persisting<ServerReport>;
+pub type ServerHandler = Persisting;
 
 /// Applies one durable change to `store`.
 ///
@@ -88,21 +71,12 @@ impl Handler<Server> for ServerHandler {
         match event {
             // Durable before the transmits of the same call leave (see the driver).
             ServerEvent::Persist(op) => apply(&*self.store, &op)?,
-            ServerEvent::Registered { device } => {
-                tracing::info!(%device, "device registered");
-                self.report.send(ServerReport::Registered(device));
-            }
+            ServerEvent::Registered { device } => tracing::info!(%device, "device registered"),
             ServerEvent::Exchanged {
                 session,
                 initiator,
                 responder,
-            } => {
-                tracing::info!(%session, %initiator, %responder, "key exchange relayed");
-                self.report.send(ServerReport::Exchanged {
-                    initiator,
-                    responder,
-                });
-            }
+            } => tracing::info!(%session, %initiator, %responder, "key exchange relayed"),
             ServerEvent::Refusal { device, error } => {
                 tracing::warn!(%device, %error, "request refused");
             }
@@ -151,9 +125,8 @@ pub async fn run_server(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     tracing::info!(state = %setup.state.display(), "server state");
     let daemon = Daemon::bind("sga-server", identity, setup.listen, server).await?;
     daemon
-        .serve(&mut ServerHandler::new(store, None), shutdown)
-        .await?;
-    Ok(())
+        .serve(ServerHandler::new(store, None), shutdown)
+        .await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -580,21 +553,14 @@ pub async fn run_device(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let identity = setup.config.identity.clone();
     let suites = setup.config.suites.clone();
     let device = Device::new(setup.config)?;
-    let socket = driver::bind(setup.listen).await?;
-    let control = ControlSocket::bind(&setup.control)?;
     let node = DeviceNode::new(&device, suites, store, setup.poll, None)?;
-    let driver = Driver::new("sga-device", socket, device, Box::new(OsRng))?;
-    tracing::info!(
-        role = "sga-device",
-        %identity,
-        listen = %driver.local_addr(),
-        control = %setup.control.display(),
-        registered = node.registered(),
-        "serving"
-    );
+    let daemon = Daemon::bind("sga-device", identity, setup.listen, device).await?;
+    let control = ControlSocket::bind(&setup.control)?;
+    let registered = node.registered();
+    tracing::info!(control = %setup.control.display(), registered, "control socket");
     let (tx, rx) = mpsc::channel(64);
     let control_task = tokio::spawn(control.serve(tx, shutdown.clone()));
-    let result = node.run(driver, rx, shutdown, true).await;
+    let result = node.run(daemon.serving(), rx, shutdown, true).await;
     control_task.abort();
     result.map(|_| ())
 }

@@ -26,12 +26,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::config::{GroupName, SuiteName};
-use super::control::{Request, Response};
+use super::control::{Request, Response, ask};
 use super::daemon::{Command, DeviceNode, NodeEvent, ServerHandler, server_from_store};
 
 use crate::error::{Error, Result};
 use crate::harness::demo::{Deployment, RunOptions};
-use crate::harness::report::{Detail, Helpers, Progress, RunReport};
+use crate::harness::report::{Detail, Progress, RunReport};
 use crate::runtime::driver;
 
 /// The gateway's identity in the demo.
@@ -140,11 +140,13 @@ async fn command<T>(
     rx.await.map_err(|_| stopped())
 }
 
-async fn ask(commands: &mpsc::Sender<Command>, request: Request) -> Result<Response> {
-    command(commands, |reply| Command::Request(request, reply)).await
-}
-
-fn expect(answer: Response, what: &str) -> Result<Response> {
+/// `request`'s answer from the device behind `commands`, or (`Err`) its error.
+async fn expect(
+    commands: &mpsc::Sender<Command>,
+    request: Request,
+    what: &str,
+) -> Result<Response> {
+    let answer = ask(commands, request).await;
     match answer {
         Response::Error { error } => Err(Error::Control(format!("{what}: {error}"))),
         other => Ok(other),
@@ -234,28 +236,22 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
     let script = async {
         progress.stage("registering both devices");
         let (a, b) = tokio::join!(
-            ask(&i_cmd, Request::Register),
-            ask(&j_cmd, Request::Register)
+            expect(&i_cmd, Request::Register, "registering device-i"),
+            expect(&j_cmd, Request::Register, "registering device-j")
         );
-        expect(a?, "registering device-i")?;
-        expect(b?, "registering device-j")?;
+        a?;
+        b?;
 
         progress.stage(&format!(
             "negotiation and key exchange ({}, {})",
             opts.group.name(),
             opts.suite.name()
         ));
-        let invited = expect(
-            ask(
-                &i_cmd,
-                Request::Invite {
-                    peer: DEVICE_J.into(),
-                    suite: Some(opts.suite),
-                },
-            )
-            .await?,
-            "inviting device-j",
-        )?;
+        let invite = Request::Invite {
+            peer: DEVICE_J.into(),
+            suite: Some(opts.suite),
+        };
+        let invited = expect(&i_cmd, invite, "inviting device-j").await?;
         if let Response::Established(info) = invited {
             outcome.fingerprints.0 = Some(info.fingerprint);
             outcome.session = Some(info.session);
@@ -283,17 +279,12 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         }
         progress.stage(&format!("sending {} messages", opts.messages));
         for k in 0..opts.messages {
-            expect(
-                ask(
-                    &i_cmd,
-                    Request::Send {
-                        to: DEVICE_J.into(),
-                        text: message_text(k),
-                    },
-                )
-                .await?,
-                "sending",
-            )?;
+            let text = message_text(k);
+            let send = Request::Send {
+                to: DEVICE_J.into(),
+                text,
+            };
+            expect(&i_cmd, send, "sending").await?;
             outcome.stored += 1;
         }
         if opts.restart_gateway {
@@ -317,16 +308,10 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         }
         outcome.done = Some(Instant::now());
         // Anything delivered twice would show up now.
-        let grace = tokio::time::sleep(Duration::from_millis(300));
-        tokio::pin!(grace);
-        loop {
-            tokio::select! {
-                () = &mut grace => break,
-                e = events.recv() => match e {
-                    Some(NodeEvent::Received(e)) => outcome.delivered.push((e.message_id, e.text)),
-                    Some(_) => {}
-                    None => break,
-                },
+        let grace = tokio::time::Instant::now() + Duration::from_millis(300);
+        while let Ok(Some(e)) = tokio::time::timeout_at(grace, events.recv()).await {
+            if let NodeEvent::Received(e) = e {
+                outcome.delivered.push((e.message_id, e.text));
             }
         }
         Ok::<(), Error>(())
@@ -381,38 +366,27 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         ));
     }
     let ok = error.is_none();
-    progress.stage(if ok {
-        "done: every message delivered"
-    } else {
-        "done: failed"
+    progress.done(ok, "every message delivered");
+    let detail = Detail::Sga(super::report::Detail {
+        group: opts.group.name(),
+        pke: match opts.pke {
+            PkeSuite::RsaOaep2048 => "rsa-oaep-2048",
+            _ => "x25519",
+        },
+        sent: opts.messages,
+        stored: outcome.stored,
+        delivered: u32::try_from(outcome.delivered.len()).unwrap_or(u32::MAX),
+        restarted_gateway: opts.restart_gateway.then_some(outcome.restarted),
     });
     Ok(RunReport {
-        protocol: super::PROTOCOL,
         ok,
         session_key_match,
-        messages: wire.messages,
-        bytes: wire.bytes,
         device_ops: device_ops.into(),
-        wall_ms,
         error,
-        expected_ok: true,
         as_expected: ok,
         session: outcome.session,
         key_fingerprint: outcome.fingerprints.0,
         suite: opts.suite.name(),
-        seed: opts.run.seed,
-        pcap: opts.run.pcap_name(),
-        helpers: Helpers::default(),
-        detail: Detail::Sga(super::report::Detail {
-            group: opts.group.name(),
-            pke: match opts.pke {
-                PkeSuite::RsaOaep2048 => "rsa-oaep-2048",
-                _ => "x25519",
-            },
-            sent: opts.messages,
-            stored: outcome.stored,
-            delivered: u32::try_from(outcome.delivered.len()).unwrap_or(u32::MAX),
-            restarted_gateway: opts.restart_gateway.then_some(outcome.restarted),
-        }),
+        ..RunReport::new(super::PROTOCOL, &opts.run, wire, wall_ms, detail)
     })
 }
