@@ -28,7 +28,7 @@ use m2msec_crypto::pre;
 use m2msec_crypto::rng::SeededRng;
 
 use crate::error::{Error, Result};
-use crate::harness::demo::bind_loopback;
+use crate::harness::demo::Bound;
 use crate::harness::figure::Figure;
 
 /// Size of the AFGH plaintext measured: about a signed section key in CBOR (stream id, key
@@ -123,9 +123,7 @@ pub fn afgh_figures(r: &AfghRates) -> Vec<Figure> {
 ///
 /// Socket errors; [`Error::Timeout`] if the datagrams do not all arrive within 30 s.
 pub async fn raw_udp_forwarding(messages: u32, size: usize, window: u32) -> Result<f64> {
-    let sender = bind_loopback().await?;
-    let forwarder = bind_loopback().await?;
-    let receiver = bind_loopback().await?;
+    let [sender, forwarder, receiver] = Bound::ephemeral(3).await?.take()?;
     let forwarder_addr = forwarder.local_addr().map_err(Error::Socket)?;
     let receiver_addr = receiver.local_addr().map_err(Error::Socket)?;
     let received = Arc::new(AtomicU64::new(0));
