@@ -28,6 +28,7 @@ use std::io::{BufRead as _, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use m2msec_protocol::sga::{InboxEntry, SessionInfo};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -137,32 +138,6 @@ pub enum Response {
         /// Why.
         error: String,
     },
-}
-
-/// A session, without its key.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-pub struct SessionInfo {
-    /// The other device.
-    pub peer: String,
-    /// The session id, hex.
-    pub session: String,
-    /// The session key's fingerprint, hex.
-    pub fingerprint: String,
-    /// The negotiated suite.
-    pub suite: String,
-}
-
-/// A received message, as the inbox keeps it.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-pub struct InboxEntry {
-    /// The sender.
-    pub from: String,
-    /// The session, hex.
-    pub session: String,
-    /// The sender's message id (0, 1, … per session).
-    pub message_id: u64,
-    /// The plaintext (lossy UTF-8).
-    pub text: String,
 }
 
 /// Sends `request` to the daemon listening on `socket` and waits up to `timeout` for its answer.

@@ -16,16 +16,16 @@
 //! acknowledged). Sessions and their keys live in memory only (the protocol's `Device` has no
 //! way to export them): a restarted device daemon must be invited again.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use m2msec_crypto::aead::AeadSuite;
 use m2msec_protocol::Millis;
+pub use m2msec_protocol::sga::device_store::{DEVICE_TABLE, INBOX_QUEUE};
 use m2msec_protocol::sga::{
-    DEVICES_TABLE, Device, DeviceEvent, Error as SgaError, MESSAGES_TABLE, RefusalCode, Server,
-    ServerConfig, ServerEvent, SessionId, StoreOp,
+    DEVICES_TABLE, Device, DeviceEvent, DeviceRecords, Error as SgaError, MESSAGES_TABLE,
+    RefusalCode, Server, ServerConfig, ServerEvent, StoreOp, Wait,
 };
 use m2msec_store::Store;
 use tokio::sync::{mpsc, oneshot};
@@ -36,14 +36,6 @@ use crate::error::{Error, Result};
 use crate::harness::daemon::{Daemon, Exit, Persisting, Reporter, RoleArgs};
 use crate::hex;
 use crate::runtime::driver::{Context, Driver, Flow, Handler, Shutdown, open_store, wall_clock};
-
-/// Device store table of its own state (key `registered`: the identity it registered as).
-pub const DEVICE_TABLE: &str = "sga_device";
-/// Device store queue of received messages (JSON [`InboxEntry`] values, in order of arrival).
-pub const INBOX_QUEUE: &str = "sga_inbox";
-
-/// How long a `send` command waits for the server's acknowledgement.
-const SEND_WAIT: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------------------------
 // Server
@@ -160,33 +152,27 @@ pub enum NodeEvent {
     },
 }
 
-/// What a control request's answer waits for.
-#[derive(Debug)]
-enum Wait {
-    Registered,
-    Established { peer: String },
-    Stored { session: SessionId, message_id: u64 },
-}
+/// A waiting control request's reply channel.
+type Reply = oneshot::Sender<Response>;
 
-/// The device's side of its [`Driver`]: how commands become the device's calls and their
-/// answers, the periodic poll of the server, and what is kept and reported.
+/// The device's side of its [`Driver`]: how commands become the device's calls, the
+/// [`DeviceRecords`] that answer them, the periodic poll of the server, and what is reported.
 pub struct DeviceNode {
     suites: Vec<AeadSuite>,
-    store: Arc<dyn Store>,
+    records: DeviceRecords<Reply>,
     poll_every: Duration,
     next_poll: Option<Millis>,
     online: bool,
-    registered: bool,
     /// A registration is under way.
     registering: bool,
-    sessions: BTreeMap<String, (SessionId, SessionInfo)>,
-    waiting: Vec<(Wait, Millis, oneshot::Sender<Response>)>,
     report: Reporter<NodeEvent>,
 }
 
-/// Hex of a session id.
-fn session_hex(s: SessionId) -> String {
-    hex(&s.0)
+/// Sends `answer` to each of `replies`.
+fn answer_all(replies: Vec<Reply>, answer: &Response) {
+    for reply in replies {
+        let _ = reply.send(answer.clone());
+    }
 }
 
 impl DeviceNode {
@@ -204,19 +190,13 @@ impl DeviceNode {
         poll_every: Duration,
         report: Option<mpsc::UnboundedSender<NodeEvent>>,
     ) -> Result<Self> {
-        let registered = store
-            .get(DEVICE_TABLE, b"registered")?
-            .is_some_and(|v| v == device.identity().as_bytes());
         Ok(Self {
             suites,
-            store,
+            records: DeviceRecords::open(store, device.identity())?,
             poll_every,
             next_poll: None,
             online: true,
-            registered,
             registering: false,
-            sessions: BTreeMap::new(),
-            waiting: Vec::new(),
             report: Reporter::new(report),
         })
     }
@@ -224,7 +204,7 @@ impl DeviceNode {
     /// Whether the store says this device registered.
     #[must_use]
     pub fn registered(&self) -> bool {
-        self.registered
+        self.records.registered()
     }
 
     /// Serves `commands` on `driver` until `shutdown`; registers first if the store says it
@@ -244,7 +224,7 @@ impl DeviceNode {
     ) -> Result<Device> {
         let (device, rng) = driver.endpoint_mut();
         let now = wall_clock();
-        if self.registered {
+        if self.registered() {
             self.poll(device, now);
         } else if auto_register {
             device.register(now, rng)?;
@@ -269,7 +249,7 @@ impl DeviceNode {
             error: e.to_string(),
         };
         Ok(match request {
-            Request::Register if self.registered => Response::Registered {
+            Request::Register if self.registered() => Response::Registered {
                 device: device.identity().to_owned(),
             },
             Request::Register => {
@@ -281,7 +261,7 @@ impl DeviceNode {
                 }
                 return Err(Wait::Registered);
             }
-            Request::Invite { .. } if !self.registered => Response::Error {
+            Request::Invite { .. } if !self.registered() => Response::Error {
                 error: "the device is not registered yet (`m2msec sga register`)".into(),
             },
             Request::Invite { peer, suite } => {
@@ -298,7 +278,7 @@ impl DeviceNode {
                 }
             }
             Request::Send { to, text } => {
-                let Some(&(session, _)) = self.sessions.get(&to) else {
+                let Some(session) = self.records.session_with(&to) else {
                     return Ok(Response::Error {
                         error: format!(
                             "no session with {to:?}: invite it first (`m2msec sga invite {to}`)"
@@ -321,8 +301,8 @@ impl DeviceNode {
             },
             Request::Status => Response::Status {
                 device: device.identity().to_owned(),
-                registered: self.registered,
-                sessions: self.sessions.values().map(|(_, i)| i.clone()).collect(),
+                registered: self.registered(),
+                sessions: self.records.sessions(),
                 unacknowledged: device.unacknowledged(),
             },
         })
@@ -334,42 +314,20 @@ impl DeviceNode {
     ///
     /// [`Error::Store`] if the store cannot be read.
     pub fn inbox(&self) -> Result<Vec<InboxEntry>> {
-        let mut out = Vec::new();
-        let mut from = 0;
-        loop {
-            let batch = self.store.queue_range(INBOX_QUEUE, from, 256)?;
-            let Some((last, _)) = batch.last() else { break };
-            from = last.saturating_add(1);
-            for (seq, value) in batch {
-                match serde_json::from_slice(&value) {
-                    Ok(e) => out.push(e),
-                    Err(e) => tracing::warn!(seq, error = %e, "malformed inbox entry skipped"),
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    fn resolve(&mut self, matches: impl Fn(&Wait) -> bool, answer: &Response) {
-        let (done, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
-            .into_iter()
-            .partition(|(w, _, _)| matches(w));
-        self.waiting = kept;
-        for (_, _, reply) in done {
-            let _ = reply.send(answer.clone());
-        }
+        let skipped = |seq, e: &serde_json::Error| {
+            tracing::warn!(seq, error = %e, "malformed inbox entry skipped");
+        };
+        Ok(self.records.inbox(skipped)?)
     }
 
     fn mark_registered(&mut self, device: &Device, now: Millis) -> Result<()> {
-        self.store
-            .put(DEVICE_TABLE, b"registered", device.identity().as_bytes())?;
-        self.registered = true;
+        let waiting = self.records.mark_registered(device.identity())?;
         self.registering = false;
         self.next_poll = Some(now.after(self.poll_every));
         let answer = Response::Registered {
             device: device.identity().to_owned(),
         };
-        self.resolve(|w| matches!(w, Wait::Registered), &answer);
+        answer_all(waiting, &answer);
         Ok(())
     }
 }
@@ -385,35 +343,28 @@ impl Handler<Device, Command> for DeviceNode {
             DeviceEvent::Established { session, peer, key } => {
                 let info = SessionInfo {
                     peer: peer.clone(),
-                    session: session_hex(session),
+                    session: session.to_string(),
                     fingerprint: hex(&key.fingerprint()),
                     suite: SuiteName::of(key.suite())
                         .map_or_else(|| key.suite().name().to_owned(), |s| s.name().to_owned()),
                 };
                 tracing::info!(device = %me, %peer, %session, fingerprint = %info.fingerprint, suite = %info.suite, "session established");
-                self.sessions.insert(peer.clone(), (session, info.clone()));
-                self.resolve(
-                    |w| matches!(w, Wait::Established { peer: p } if *p == peer),
-                    &Response::Established(info.clone()),
-                );
+                let waiting = self.records.established(session, info.clone());
+                answer_all(waiting, &Response::Established(info.clone()));
                 self.report.send(NodeEvent::Established(info));
             }
             DeviceEvent::Stored {
                 session,
                 message_id,
             } => {
-                let to = self
-                    .sessions
-                    .values()
-                    .find(|(s, _)| *s == session)
-                    .map(|(_, i)| i.peer.clone())
-                    .unwrap_or_default();
+                let (to, waiting) = self.records.stored(session, message_id);
                 tracing::info!(device = %me, %to, %session, message_id, "message stored by the server");
-                self.resolve(
-                    |w| matches!(w, Wait::Stored { session: s, message_id: m } if *s == session && *m == message_id),
+                let session = session.to_string();
+                answer_all(
+                    waiting,
                     &Response::Stored {
                         to,
-                        session: session_hex(session),
+                        session,
                         message_id,
                     },
                 );
@@ -424,16 +375,10 @@ impl Handler<Device, Command> for DeviceNode {
                 message_id,
                 plaintext,
             } => {
-                let entry = InboxEntry {
-                    from,
-                    session: session_hex(session),
-                    message_id,
-                    text: String::from_utf8_lossy(&plaintext).into_owned(),
-                };
-                let json = serde_json::to_vec(&entry)
-                    .map_err(|e| Error::Control(format!("cannot encode an inbox entry: {e}")))?;
                 // In the inbox before the delivery acknowledgement of the same call leaves.
-                self.store.queue_push(INBOX_QUEUE, &json)?;
+                let entry = self
+                    .records
+                    .receive(session, from, message_id, &plaintext)?;
                 // The plaintext stays out of logs (`m2msec sga inbox` reads it, owner-only).
                 tracing::info!(device = %me, from = %entry.from, session = %entry.session, message_id, bytes = plaintext.len(), "message received");
                 self.report.send(NodeEvent::Received(entry));
@@ -446,16 +391,16 @@ impl Handler<Device, Command> for DeviceNode {
                         tracing::warn!(device = %me, "the server knows this device already: taken as registered");
                         self.mark_registered(cx.endpoint, cx.now)?;
                     } else {
-                        let answer = Response::Error {
-                            error: format!("registration failed: {error}"),
-                        };
-                        self.resolve(|w| matches!(w, Wait::Registered), &answer);
+                        let waiting = self.records.resolve(|w| matches!(w, Wait::Registered));
+                        let error = format!("registration failed: {error}");
+                        answer_all(waiting, &Response::Error { error });
                     }
                 } else {
-                    let answer = Response::Error {
-                        error: format!("{what}: {error}"),
-                    };
-                    self.resolve(|w| matches!(w, Wait::Established { .. }), &answer);
+                    let waiting = self
+                        .records
+                        .resolve(|w| matches!(w, Wait::Established { .. }));
+                    let error = format!("{what}: {error}");
+                    answer_all(waiting, &Response::Error { error });
                 }
                 self.report.send(NodeEvent::Failed {
                     what,
@@ -477,14 +422,7 @@ impl Handler<Device, Command> for DeviceNode {
                 Ok(answer) => {
                     let _ = reply.send(answer);
                 }
-                Err(wait) => {
-                    let within = match wait {
-                        Wait::Registered => Duration::from_secs(30),
-                        Wait::Established { .. } => Duration::from_secs(60),
-                        Wait::Stored { .. } => SEND_WAIT,
-                    };
-                    self.waiting.push((wait, cx.now.after(within), reply));
-                }
+                Err(wait) => self.records.wait(wait, cx.now, reply),
             },
             Command::Sleep(done) => {
                 self.online = false;
@@ -507,34 +445,19 @@ impl Handler<Device, Command> for DeviceNode {
 
     /// The next poll (online and registered only) or the end of a command's wait.
     fn next_wakeup(&self) -> Option<Millis> {
-        let poll = self.next_poll.filter(|_| self.online && self.registered);
-        let waits = self.waiting.iter().map(|(_, t, _)| *t).min();
-        poll.into_iter().chain(waits).min()
+        let poll = self.next_poll.filter(|_| self.online && self.registered());
+        poll.into_iter().chain(self.records.next_deadline()).min()
     }
 
     fn on_wakeup(&mut self, cx: &mut Context<'_, Device>) -> Result<Flow> {
         let now = cx.now;
-        if self.online && self.registered && self.next_poll.is_some_and(|t| t <= now) {
+        if self.online && self.registered() && self.next_poll.is_some_and(|t| t <= now) {
             self.poll(cx.endpoint, now);
         }
-        let (expired, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
-            .into_iter()
-            .partition(|(_, t, _)| *t <= now);
-        self.waiting = kept;
-        for (wait, _, reply) in expired {
-            let error = match wait {
-                Wait::Stored { .. } => {
-                    "the server has not acknowledged the message yet; the device keeps sending it"
-                }
-                Wait::Registered => {
-                    self.registering = false;
-                    "no answer from the server to the registration"
-                }
-                Wait::Established { .. } => "no session key within the wait",
-            };
-            let _ = reply.send(Response::Error {
-                error: error.into(),
-            });
+        for (wait, reply) in self.records.expire(now) {
+            self.registering &= wait != Wait::Registered;
+            let error = wait.expired().into();
+            let _ = reply.send(Response::Error { error });
         }
         Ok(Flow::Continue)
     }

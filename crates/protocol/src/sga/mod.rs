@@ -25,6 +25,7 @@
 //!   both devices and so could impersonate one to the other: the paper's trust model.
 
 mod device;
+pub mod device_store;
 mod server;
 pub mod sim;
 
@@ -42,6 +43,7 @@ use crate::replay::{Refusal, ReplayCache};
 use crate::{Millis, OpCounts};
 
 pub use device::{Device, DeviceConfig, DeviceEvent};
+pub use device_store::{DeviceRecords, InboxEntry, SessionInfo, Wait};
 pub use server::{
     DEVICES_TABLE, MESSAGES_TABLE, Server, ServerConfig, ServerEvent, ServerFault, StoreOp,
 };

@@ -1,0 +1,301 @@
+//! What a device daemon keeps beside its [`Device`](super::Device), without I/O: whether it
+//! registered and its inbox (over the [`Store`] trait), its sessions (in memory: the `Device`
+//! cannot export their keys), and the commands whose answers wait for an event of the device.
+//! [`DeviceRecords`] holds them; the daemon's shell feeds it the device's events and sends the
+//! answers it hands back.
+
+use core::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use m2msec_store::{Result, Store};
+use serde::{Deserialize, Serialize};
+
+use super::SessionId;
+use crate::Millis;
+
+/// Device store table of its own state (key `registered`: the identity it registered as).
+pub const DEVICE_TABLE: &str = "sga_device";
+/// Device store queue of received messages (JSON [`InboxEntry`] values, in order of arrival).
+pub const INBOX_QUEUE: &str = "sga_inbox";
+
+/// How long a `send` command waits for the server's acknowledgement.
+pub const SEND_WAIT: Duration = Duration::from_secs(10);
+
+/// A session, without its key.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The other device.
+    pub peer: String,
+    /// The session id, hex.
+    pub session: String,
+    /// The session key's fingerprint, hex.
+    pub fingerprint: String,
+    /// The negotiated suite.
+    pub suite: String,
+}
+
+/// A received message, as the inbox keeps it.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct InboxEntry {
+    /// The sender.
+    pub from: String,
+    /// The session, hex.
+    pub session: String,
+    /// The sender's message id (0, 1, … per session).
+    pub message_id: u64,
+    /// The plaintext (lossy UTF-8).
+    pub text: String,
+}
+
+/// What a command's answer waits for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// The server's registration answer.
+    Registered,
+    /// A session key with `peer`.
+    Established {
+        /// The invited device.
+        peer: String,
+    },
+    /// The server's acknowledgement of a message.
+    Stored {
+        /// Its session.
+        session: SessionId,
+        /// Its id.
+        message_id: u64,
+    },
+}
+
+impl Wait {
+    /// How long the answer waits.
+    #[must_use]
+    pub const fn within(&self) -> Duration {
+        match self {
+            Self::Registered => Duration::from_secs(30),
+            Self::Established { .. } => Duration::from_secs(60),
+            Self::Stored { .. } => SEND_WAIT,
+        }
+    }
+
+    /// The error answered when the wait runs out.
+    #[must_use]
+    pub const fn expired(&self) -> &'static str {
+        match self {
+            Self::Stored { .. } => {
+                "the server has not acknowledged the message yet; the device keeps sending it"
+            }
+            Self::Registered => "no answer from the server to the registration",
+            Self::Established { .. } => "no session key within the wait",
+        }
+    }
+}
+
+/// A device's records over its store, and the answers (each an `R`: a reply channel in the
+/// daemon) waiting for its events.
+pub struct DeviceRecords<R> {
+    store: Arc<dyn Store>,
+    registered: bool,
+    /// The latest session with each peer.
+    sessions: BTreeMap<String, (SessionId, SessionInfo)>,
+    waiting: Vec<(Wait, Millis, R)>,
+}
+
+impl<R> DeviceRecords<R> {
+    /// The records of device `identity` in `store`.
+    ///
+    /// # Errors
+    ///
+    /// A store error if the store cannot be read.
+    pub fn open(store: Arc<dyn Store>, identity: &str) -> Result<Self> {
+        let registered = store
+            .get(DEVICE_TABLE, b"registered")?
+            .is_some_and(|v| v == identity.as_bytes());
+        Ok(Self {
+            store,
+            registered,
+            sessions: BTreeMap::new(),
+            waiting: Vec::new(),
+        })
+    }
+
+    /// Whether the device registered.
+    #[must_use]
+    pub const fn registered(&self) -> bool {
+        self.registered
+    }
+
+    /// Records that `identity` registered; returns the answers that waited for it.
+    ///
+    /// # Errors
+    ///
+    /// A store error if the record could not be made durable.
+    pub fn mark_registered(&mut self, identity: &str) -> Result<Vec<R>> {
+        self.store
+            .put(DEVICE_TABLE, b"registered", identity.as_bytes())?;
+        self.registered = true;
+        Ok(self.resolve(|w| matches!(w, Wait::Registered)))
+    }
+
+    /// Keeps `session` with `info.peer` (replacing an older one); returns the answers that
+    /// waited for it.
+    pub fn established(&mut self, session: SessionId, info: SessionInfo) -> Vec<R> {
+        let peer = info.peer.clone();
+        self.sessions.insert(peer.clone(), (session, info));
+        self.resolve(|w| matches!(w, Wait::Established { peer: p } if *p == peer))
+    }
+
+    /// The peer of `session` (empty if unknown) and the answers that waited for the
+    /// acknowledgement of its `message_id`.
+    pub fn stored(&mut self, session: SessionId, message_id: u64) -> (String, Vec<R>) {
+        let to = self
+            .sessions
+            .values()
+            .find(|(s, _)| *s == session)
+            .map(|(_, i)| i.peer.clone())
+            .unwrap_or_default();
+        let waiting = self.resolve(
+            |w| matches!(w, Wait::Stored { session: s, message_id: m } if *s == session && *m == message_id),
+        );
+        (to, waiting)
+    }
+
+    /// The latest session with `peer`.
+    #[must_use]
+    pub fn session_with(&self, peer: &str) -> Option<SessionId> {
+        self.sessions.get(peer).map(|(s, _)| *s)
+    }
+
+    /// Every session, one per peer.
+    #[must_use]
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        self.sessions.values().map(|(_, i)| i.clone()).collect()
+    }
+
+    /// Appends a received message to the inbox (before its delivery is acknowledged) and
+    /// returns its entry.
+    ///
+    /// # Errors
+    ///
+    /// A store error if the entry could not be made durable.
+    pub fn receive(
+        &self,
+        session: SessionId,
+        from: String,
+        message_id: u64,
+        plaintext: &[u8],
+    ) -> Result<InboxEntry> {
+        let entry = InboxEntry {
+            from,
+            session: session.to_string(),
+            message_id,
+            text: String::from_utf8_lossy(plaintext).into_owned(),
+        };
+        // Strings and a number: encoding cannot fail.
+        let json = serde_json::to_vec(&entry).unwrap_or_default();
+        self.store.queue_push(INBOX_QUEUE, &json)?;
+        Ok(entry)
+    }
+
+    /// Every message received so far, in order of arrival; a malformed entry is skipped and
+    /// shown to `skipped` with its sequence number.
+    ///
+    /// # Errors
+    ///
+    /// A store error if the store cannot be read.
+    pub fn inbox(
+        &self,
+        mut skipped: impl FnMut(u64, &serde_json::Error),
+    ) -> Result<Vec<InboxEntry>> {
+        let mut out = Vec::new();
+        let mut from = 0;
+        loop {
+            let batch = self.store.queue_range(INBOX_QUEUE, from, 256)?;
+            let Some((last, _)) = batch.last() else { break };
+            from = last.saturating_add(1);
+            for (seq, value) in batch {
+                match serde_json::from_slice(&value) {
+                    Ok(e) => out.push(e),
+                    Err(e) => skipped(seq, &e),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Keeps `reply` until the event `wait` names, or until its time ([`Wait::within`]) from
+    /// `now` runs out.
+    pub fn wait(&mut self, wait: Wait, now: Millis, reply: R) {
+        let until = now.after(wait.within());
+        self.waiting.push((wait, until, reply));
+    }
+
+    /// Takes the answers whose wait `matches`.
+    pub fn resolve(&mut self, matches: impl Fn(&Wait) -> bool) -> Vec<R> {
+        self.take(|w, _| matches(w))
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect()
+    }
+
+    /// Takes the answers whose wait ran out at `now`.
+    pub fn expire(&mut self, now: Millis) -> Vec<(Wait, R)> {
+        self.take(|_, until| until <= now)
+    }
+
+    /// When the first wait runs out.
+    #[must_use]
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.waiting.iter().map(|(_, t, _)| *t).min()
+    }
+
+    fn take(&mut self, pick: impl Fn(&Wait, Millis) -> bool) -> Vec<(Wait, R)> {
+        let (done, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|(w, t, _)| pick(w, *t));
+        self.waiting = kept;
+        done.into_iter().map(|(w, _, r)| (w, r)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use m2msec_store::MemoryStore;
+
+    use super::*;
+
+    #[test]
+    fn answers_wait_for_their_event_or_their_time() -> Result<()> {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let mut r = DeviceRecords::<u8>::open(store.clone(), "d")?;
+        assert!(!r.registered());
+        let now = Millis(0);
+        r.wait(Wait::Registered, now, 1);
+        r.wait(Wait::Established { peer: "j".into() }, now, 2);
+        assert_eq!(r.next_deadline(), Some(now.after(SEND_WAIT * 3)));
+        assert_eq!(r.mark_registered("d")?, vec![1]);
+        assert!(DeviceRecords::<u8>::open(store, "d")?.registered());
+        assert!(r.expire(now.after(Duration::from_secs(59))).is_empty());
+        let expired = r.expire(now.after(Duration::from_secs(60)));
+        assert_eq!(expired, vec![(Wait::Established { peer: "j".into() }, 2)]);
+        Ok(())
+    }
+
+    #[test]
+    fn the_inbox_keeps_messages_in_order() -> Result<()> {
+        let r = DeviceRecords::<()>::open(Arc::new(MemoryStore::new()), "d")?;
+        let s = SessionId([7; 16]);
+        r.receive(s, "i".into(), 0, b"a")?;
+        r.receive(s, "i".into(), 1, b"b")?;
+        let mut skipped = 0;
+        let inbox = r.inbox(|_, _| skipped += 1)?;
+        assert_eq!(skipped, 0);
+        let texts: Vec<_> = inbox
+            .iter()
+            .map(|e| (e.message_id, e.text.as_str()))
+            .collect();
+        assert_eq!(texts, [(0, "a"), (1, "b")]);
+        assert_eq!(inbox[0].session, "07".repeat(16));
+        Ok(())
+    }
+}
