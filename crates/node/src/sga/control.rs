@@ -28,7 +28,7 @@ use std::io::{BufRead as _, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use m2msec_protocol::sga::{InboxEntry, SessionInfo};
+pub use m2msec_protocol::sga::{InboxEntry, Response, SessionInfo};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -97,47 +97,11 @@ impl Request {
     }
 }
 
-/// A device daemon's answer.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(tag = "result", rename_all = "kebab-case")]
-pub enum Response {
-    /// The device is registered.
-    Registered {
-        /// Its identity.
-        device: String,
-    },
-    /// A session key is in place.
-    Established(SessionInfo),
-    /// The server holds the message (durably).
-    Stored {
-        /// The recipient.
-        to: String,
-        /// The session, hex.
-        session: String,
-        /// The message id.
-        message_id: u64,
-    },
-    /// Received messages.
-    Inbox {
-        /// In the order of arrival.
-        messages: Vec<InboxEntry>,
-    },
-    /// The device's state.
-    Status {
-        /// Its identity.
-        device: String,
-        /// Whether it is registered.
-        registered: bool,
-        /// Its sessions, one per peer (the latest).
-        sessions: Vec<SessionInfo>,
-        /// Messages sent and not yet acknowledged by the server.
-        unacknowledged: usize,
-    },
-    /// The command failed.
-    Error {
-        /// Why.
-        error: String,
-    },
+/// `value` as one JSON line, the framing of both directions.
+fn json_line(value: &impl Serialize) -> serde_json::Result<Vec<u8>> {
+    let mut bytes = serde_json::to_vec(value)?;
+    bytes.push(b'\n');
+    Ok(bytes)
 }
 
 /// Sends `request` to the daemon listening on `socket` and waits up to `timeout` for its answer.
@@ -166,9 +130,8 @@ pub fn request(socket: &Path, request: &Request, timeout: Duration) -> Result<Re
     stream
         .set_write_timeout(Some(timeout))
         .map_err(Error::Socket)?;
-    let mut bytes = serde_json::to_vec(request)
+    let bytes = json_line(request)
         .map_err(|e| Error::Control(format!("cannot encode the request: {e}")))?;
-    bytes.push(b'\n');
     let unanswered = || {
         Error::Control(format!(
             "the sga-device daemon on {shown} closed the connection without an answer (it answers only the user it runs as)"
@@ -305,17 +268,29 @@ impl Drop for ControlSocket {
     }
 }
 
+/// Gives the device node behind `commands` the command `make` builds around a reply channel,
+/// and waits for the reply; `Err` says why none came.
+///
+/// # Errors
+///
+/// The node is stopping (the command was not taken) or stopped (it never answered).
+pub async fn command<T>(
+    commands: &mpsc::Sender<Command>,
+    make: impl FnOnce(oneshot::Sender<T>) -> Command,
+) -> std::result::Result<T, &'static str> {
+    let (tx, rx) = oneshot::channel();
+    let sent = commands.send(make(tx)).await;
+    sent.map_err(|_| "the device is stopping")?;
+    rx.await.map_err(|_| "the device stopped")
+}
+
 /// Has the device node behind `commands` answer `request`.
 pub async fn ask(commands: &mpsc::Sender<Command>, request: Request) -> Response {
-    let (tx, rx) = oneshot::channel();
-    if commands.send(Command::Request(request, tx)).await.is_err() {
-        return Response::Error {
-            error: "the device is stopping".into(),
-        };
-    }
-    rx.await.unwrap_or_else(|_| Response::Error {
-        error: "the device stopped".into(),
-    })
+    command(commands, |tx| Command::Request(request, tx))
+        .await
+        .unwrap_or_else(|error| Response::Error {
+            error: error.into(),
+        })
 }
 
 /// Reads one request from `stream`, has the device answer it, writes the answer.
@@ -341,9 +316,8 @@ async fn answer(stream: UnixStream, commands: mpsc::Sender<Command>) {
                 }
             },
         };
-    match serde_json::to_vec(&answer) {
-        Ok(mut bytes) => {
-            bytes.push(b'\n');
+    match json_line(&answer) {
+        Ok(bytes) => {
             if let Err(e) = write.write_all(&bytes).await {
                 tracing::debug!(error = %e, "control answer not sent");
             }

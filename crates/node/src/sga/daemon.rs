@@ -25,7 +25,7 @@ use m2msec_protocol::Millis;
 pub use m2msec_protocol::sga::device_store::{DEVICE_TABLE, INBOX_QUEUE};
 use m2msec_protocol::sga::{
     DEVICES_TABLE, Device, DeviceEvent, DeviceRecords, Error as SgaError, MESSAGES_TABLE,
-    RefusalCode, Server, ServerConfig, ServerEvent, StoreOp, Wait,
+    RefusalCode, Server, ServerConfig, ServerEvent, Wait,
 };
 use m2msec_store::Store;
 use tokio::sync::{mpsc, oneshot};
@@ -40,29 +40,14 @@ use crate::runtime::driver::{Context, Driver, Flow, Handler, Shutdown, open_stor
 // ---------------------------------------------------------------------------------------------
 // Server
 
-/// The server daemon's handler: writes every [`StoreOp`] before the driver sends anything.
+/// The server daemon's handler: writes every [`StoreOp`](m2msec_protocol::sga::StoreOp) before the driver sends anything.
 pub type ServerHandler = Persisting;
-
-/// Applies one durable change to `store`.
-///
-/// # Errors
-///
-/// [`Error::Store`] if the write could not be made durable.
-pub fn apply(store: &dyn Store, op: &StoreOp) -> Result<()> {
-    match op {
-        StoreOp::Put { table, key, value } => store.put(table, key, value)?,
-        StoreOp::Remove { table, key } => {
-            store.remove(table, key)?;
-        }
-    }
-    Ok(())
-}
 
 impl Handler<Server> for ServerHandler {
     fn on_event(&mut self, _cx: &mut Context<'_, Server>, event: ServerEvent) -> Result<Flow> {
         match event {
             // Durable before the transmits of the same call leave (see the driver).
-            ServerEvent::Persist(op) => apply(&*self.store, &op)?,
+            ServerEvent::Persist(op) => op.apply(&*self.store)?,
             ServerEvent::Registered { device } => tracing::info!(%device, "device registered"),
             ServerEvent::Exchanged {
                 session,

@@ -22,11 +22,11 @@ use m2msec_protocol::sga::{
 };
 use m2msec_protocol::{Endpoint, OpCounts};
 use m2msec_store::{MemoryStore, RedbStore, Store};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::config::{GroupName, SuiteName};
-use super::control::{Request, Response, ask};
+use super::control::{Request, Response, ask, command};
 use super::daemon::{Command, DeviceNode, NodeEvent, ServerHandler, server_from_store};
 
 use crate::error::{Error, Result};
@@ -128,16 +128,9 @@ async fn start_gateway(
     Ok(Gateway { task, addr })
 }
 
-/// Gives a device task the command `make` builds around a reply channel, and waits for the
-/// reply.
-async fn command<T>(
-    commands: &mpsc::Sender<Command>,
-    make: impl FnOnce(oneshot::Sender<T>) -> Command,
-) -> Result<T> {
-    let stopped = || Error::Control("the device task stopped".into());
-    let (tx, rx) = oneshot::channel();
-    commands.send(make(tx)).await.map_err(|_| stopped())?;
-    rx.await.map_err(|_| stopped())
+/// The error of a device task that stopped.
+fn stopped(_: &str) -> Error {
+    Error::Control("the device task stopped".into())
 }
 
 /// `request`'s answer from the device behind `commands`, or (`Err`) its error.
@@ -275,7 +268,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
 
         if opts.restart_gateway {
             progress.stage("device-j goes offline");
-            command(&j_cmd, Command::Sleep).await?;
+            command(&j_cmd, Command::Sleep).await.map_err(stopped)?;
         }
         progress.stage(&format!("sending {} messages", opts.messages));
         for k in 0..opts.messages {
@@ -295,7 +288,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
             gateway = start_gateway(&run, gateway.addr, &store_path, &pem, 2).await?;
             outcome.restarted = true;
             progress.stage("device-j comes back online");
-            command(&j_cmd, Command::Wake).await?;
+            command(&j_cmd, Command::Wake).await.map_err(stopped)?;
         }
         progress.stage("delivering");
         let want = usize::try_from(opts.messages).unwrap_or(usize::MAX);

@@ -48,6 +48,49 @@ pub struct InboxEntry {
     pub text: String,
 }
 
+/// A device daemon's answer.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum Response {
+    /// The device is registered.
+    Registered {
+        /// Its identity.
+        device: String,
+    },
+    /// A session key is in place.
+    Established(SessionInfo),
+    /// The server holds the message (durably).
+    Stored {
+        /// The recipient.
+        to: String,
+        /// The session, hex.
+        session: String,
+        /// The message id.
+        message_id: u64,
+    },
+    /// Received messages.
+    Inbox {
+        /// In the order of arrival.
+        messages: Vec<InboxEntry>,
+    },
+    /// The device's state.
+    Status {
+        /// Its identity.
+        device: String,
+        /// Whether it is registered.
+        registered: bool,
+        /// Its sessions, one per peer (the latest).
+        sessions: Vec<SessionInfo>,
+        /// Messages sent and not yet acknowledged by the server.
+        unacknowledged: usize,
+    },
+    /// The command failed.
+    Error {
+        /// Why.
+        error: String,
+    },
+}
+
 /// What a command's answer waits for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Wait {

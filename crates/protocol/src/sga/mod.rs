@@ -43,7 +43,7 @@ use crate::replay::{Refusal, ReplayCache};
 use crate::{Millis, OpCounts};
 
 pub use device::{Device, DeviceConfig, DeviceEvent};
-pub use device_store::{DeviceRecords, InboxEntry, SessionInfo, Wait};
+pub use device_store::{DeviceRecords, InboxEntry, Response, SessionInfo, Wait};
 pub use server::{
     DEVICES_TABLE, MESSAGES_TABLE, Server, ServerConfig, ServerEvent, ServerFault, StoreOp,
 };

@@ -83,6 +83,20 @@ pub enum StoreOp {
     },
 }
 
+impl StoreOp {
+    /// Writes the change to `store`.
+    ///
+    /// # Errors
+    ///
+    /// A store error if the write could not be made durable.
+    pub fn apply(&self, store: &dyn m2msec_store::Store) -> m2msec_store::Result<()> {
+        match self {
+            Self::Put { table, key, value } => store.put(table, key, value),
+            Self::Remove { table, key } => store.remove(table, key).map(|_| ()),
+        }
+    }
+}
+
 /// What the server reports.
 #[derive(Debug)]
 #[non_exhaustive]
