@@ -3,9 +3,9 @@
 //! them together for each command.
 
 use clap::{Args, ValueEnum};
-use m2msec_crypto::aead::AeadSuite;
-use m2msec_crypto::ots::OtsScheme;
 use m2msec_crypto::split::SharingScheme;
+
+pub use crate::runtime::config::{AeadName, OtsName};
 
 /// Secret sharing on the command line.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -91,48 +91,6 @@ pub enum FaultArg {
     Alter,
 }
 
-/// AEAD of pre-shared keys on the command line.
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub enum AeadArg {
-    /// AES-128-CCM with an 8-byte tag.
-    #[value(name = "aes-128-ccm8")]
-    Aes128Ccm8,
-    /// AES-128-GCM.
-    #[value(name = "aes-128-gcm")]
-    Aes128Gcm,
-    /// ChaCha20-Poly1305.
-    #[value(name = "chacha20-poly1305")]
-    ChaCha20Poly1305,
-}
-
-impl From<AeadArg> for AeadSuite {
-    fn from(a: AeadArg) -> Self {
-        match a {
-            AeadArg::Aes128Ccm8 => Self::Aes128Ccm8,
-            AeadArg::Aes128Gcm => Self::Aes128Gcm,
-            AeadArg::ChaCha20Poly1305 => Self::ChaCha20Poly1305,
-        }
-    }
-}
-
-/// One-time signatures on the command line.
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub enum OtsArg {
-    /// Lamport over SHA-256 (the paper's choice).
-    Lamport,
-    /// LM-OTS SHA-256 n=32 w=4 (RFC 8554).
-    Lmots,
-}
-
-impl From<OtsArg> for OtsScheme {
-    fn from(o: OtsArg) -> Self {
-        match o {
-            OtsArg::Lamport => Self::Lamport,
-            OtsArg::Lmots => Self::LmotsSha256N32W4,
-        }
-    }
-}
-
 /// The shape of a deployment with helpers (collab's, and MIKEY's `--threshold` and
 /// `--sharing`; SGA's server key follows `--suite`).
 #[derive(Clone, Debug, Args)]
@@ -150,11 +108,11 @@ pub struct ShapeArgs {
     #[arg(long, value_enum, default_value_t = SuiteArg::Modern)]
     pub suite: SuiteArg,
     /// AEAD of the pre-shared keys and of the session's derived keys.
-    #[arg(long, value_enum, default_value_t = AeadArg::Aes128Ccm8)]
-    pub aead: AeadArg,
+    #[arg(long, value_enum, default_value_t = AeadName::Aes128Ccm8)]
+    pub aead: AeadName,
     /// One-time signature scheme of the proxies' keys.
-    #[arg(long, value_enum, default_value_t = OtsArg::Lamport)]
-    pub ots: OtsArg,
+    #[arg(long, value_enum, default_value_t = OtsName::Lamport)]
+    pub ots: OtsName,
 }
 
 /// Misbehaving helpers (demo and trace only).
