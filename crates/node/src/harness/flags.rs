@@ -78,6 +78,20 @@ pub fn check_helpers(
     Ok(())
 }
 
+/// The fault of each of `n` helpers whose last `faulty` misbehave as `fault`.
+#[must_use]
+pub fn helper_faults<F: Copy>(n: u8, faulty: u8, fault: Option<F>) -> Vec<Option<F>> {
+    let honest = usize::from(n.saturating_sub(faulty));
+    let of = |i| if i < honest { None } else { fault };
+    (0..usize::from(n)).map(of).collect()
+}
+
+/// The numbers (from 1) of the last `faulty` of `n` helpers: the misbehaving ones.
+#[must_use]
+pub fn faulty_helpers(n: u8, faulty: u8) -> std::ops::RangeInclusive<usize> {
+    usize::from(n.saturating_sub(faulty)) + 1..=usize::from(n)
+}
+
 /// Helper misbehaviour on the command line (collab proxies, MIKEY third parties).
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum FaultArg {
