@@ -12,7 +12,7 @@ use m2msec_crypto::sig::{SigSuite, SigningKey};
 use m2msec_node::relay::config as relay_config;
 use m2msec_node::runtime::keyfile;
 
-use m2msec_node::harness::flags::{AeadArg, GroupArg};
+use m2msec_node::harness::flags::{AeadName, GroupArg};
 
 /// Kinds of key.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -53,8 +53,8 @@ pub(crate) struct KeygenArgs {
     #[arg(long)]
     out: PathBuf,
     /// Symmetric keys only: the AEAD the key is for.
-    #[arg(long, value_enum, default_value_t = AeadArg::Aes128Ccm8)]
-    aead: AeadArg,
+    #[arg(long, value_enum, default_value_t = AeadName::Aes128Ccm8)]
+    aead: AeadName,
     /// E2SEC keys only: the group (ristretto, ffdh1024, ffdh2048).
     #[arg(long, value_enum, default_value_t = GroupArg::Ristretto)]
     group: GroupArg,

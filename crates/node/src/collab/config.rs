@@ -6,8 +6,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use m2msec_crypto::aead::AeadSuite;
-use m2msec_crypto::ots::OtsScheme;
 use m2msec_protocol::collab::{
     ClientConfig, KeyedPeer, PeerAddr, ProxyConfig, ProxyEntry, ServerConfig, Timeouts,
     TrustedConfig,
@@ -16,9 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::harness::daemon::Setup;
+pub use crate::runtime::config::{AeadName, OtsName};
 use crate::runtime::config::{
-    SharingName, check_identity, config_names, field_error, load_toml, millis, non_empty, overlay,
-    resolve, with_retransmit_fields,
+    SharingName, check_identity, field_error, load_toml, millis, non_empty, overlay, resolve,
+    with_retransmit_fields,
 };
 use crate::runtime::keyfile;
 
@@ -84,30 +83,6 @@ impl TimeoutsFile {
             self.answer_grace_ms => answer_grace (millis),
             self.fragments_ms => fragments (millis),
         })
-    }
-}
-
-config_names! {
-    /// AEAD suite names in config files.
-    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-    pub enum AeadName for AeadSuite {
-        /// AES-128-CCM with an 8-byte tag.
-        "aes-128-ccm8" => Aes128Ccm8 = Aes128Ccm8,
-        /// AES-128-GCM.
-        "aes-128-gcm" => Aes128Gcm = Aes128Gcm,
-        /// ChaCha20-Poly1305.
-        "chacha20-poly1305" => ChaCha20Poly1305 = ChaCha20Poly1305,
-    }
-}
-
-config_names! {
-    /// One-time signature scheme names in config files.
-    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-    pub enum OtsName for OtsScheme {
-        /// Lamport signatures over SHA-256 (the paper's choice).
-        "lamport" => Lamport = Lamport,
-        /// LM-OTS SHA-256, n = 32, w = 4 (RFC 8554).
-        "lmots" => Lmots = LmotsSha256N32W4,
     }
 }
 

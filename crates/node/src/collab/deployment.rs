@@ -13,7 +13,7 @@ pub use m2msec_protocol::collab::sim::{
 };
 
 use crate::error::Result;
-use crate::harness::flags::check_helpers;
+use crate::harness::flags::{check_helpers, faulty_helpers, helper_faults};
 
 /// Shape of a deployment.
 #[derive(Clone, Debug)]
@@ -80,8 +80,7 @@ impl Params {
     /// Names of the misbehaving proxies (the last `faulty` ones).
     #[must_use]
     pub fn faulty_names(&self) -> Vec<String> {
-        let first = usize::from(self.proxies - self.faulty) + 1;
-        (first..=usize::from(self.proxies))
+        faulty_helpers(self.proxies, self.faulty)
             .map(proxy_name)
             .collect()
     }
@@ -89,7 +88,6 @@ impl Params {
     /// The deployment these parameters describe (the last `faulty` proxies misbehave).
     #[must_use]
     pub fn spec(&self) -> Spec {
-        let honest = usize::from(self.proxies.saturating_sub(self.faulty));
         Spec {
             proxies: self.proxies,
             threshold: self.threshold,
@@ -97,9 +95,7 @@ impl Params {
             ots: self.ots,
             suite: self.suite,
             aead: self.aead,
-            faults: (0..usize::from(self.proxies))
-                .map(|i| if i < honest { None } else { self.fault })
-                .collect(),
+            faults: helper_faults(self.proxies, self.faulty, self.fault),
             timeouts: self.timeouts,
         }
     }

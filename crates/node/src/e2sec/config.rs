@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::group_name;
 use crate::error::{Error, Result};
+use crate::harness::daemon::Setup;
 use crate::runtime::config::{
     check_identity, config_names, field_error, load_toml, non_empty, resolve,
     with_retransmit_fields,
@@ -151,17 +152,6 @@ after {
 }
 }
 
-/// A loaded daemon config.
-#[derive(Debug)]
-pub struct Setup<C> {
-    /// Address to bind.
-    pub listen: SocketAddr,
-    /// The role's config.
-    pub config: C,
-    /// Peers to authenticate with (parties only).
-    pub connect: Vec<String>,
-}
-
 fn check_group(file: &Path, key: &Path, expected: GroupId, found: GroupId) -> Result<()> {
     if expected != found {
         return Err(Error::key(
@@ -218,16 +208,17 @@ pub fn load_epc(file: &Path) -> Result<Setup<EpcConfig>> {
                 .replay_window_ms
                 .map_or(DEFAULT_REPLAY_WINDOW, Duration::from_millis),
         },
-        connect: Vec::new(),
+        state: None,
     })
 }
 
-/// Loads an `e2sec-device` (`role` Device) or `e2sec-server` config file and its key files.
+/// Loads an `e2sec-device` (`role` Device) or `e2sec-server` config file and its key files,
+/// with the peers of its `connect` line.
 ///
 /// # Errors
 ///
 /// [`Error::Config`] or [`Error::KeyFile`] naming the file and what is wrong.
-pub fn load_party(file: &Path, role: Role) -> Result<Setup<PartyConfig>> {
+pub fn load_party(file: &Path, role: Role) -> Result<(Setup<PartyConfig>, Vec<String>)> {
     let f: PartyFile = load_toml(file)?;
     check_identity(file, "identity", &f.identity, None)?;
     check_identity(file, "epc.identity", &f.epc.identity, None)?;
@@ -257,8 +248,9 @@ pub fn load_party(file: &Path, role: Role) -> Result<Setup<PartyConfig>> {
     check_group(file, &f.epc.public_key, group, epc_group)?;
     let epc_psk = keyfile::load_symmetric_key(&resolve(file, &f.epc.psk))?;
     let retransmit = f.retransmit_policy();
-    Ok(Setup {
+    let setup = Setup {
         listen: f.listen,
+        state: None,
         config: PartyConfig {
             identity: f.identity,
             role,
@@ -280,6 +272,6 @@ pub fn load_party(file: &Path, role: Role) -> Result<Setup<PartyConfig>> {
             timeout: Duration::from_millis(f.timeout_ms.unwrap_or(20_000).max(1)),
             retransmit,
         },
-        connect: f.connect,
-    })
+    };
+    Ok((setup, f.connect))
 }

@@ -7,7 +7,6 @@
 //! or `--connect`), one after the other; once those are done it exits. Nothing of E2SEC must
 //! survive a restart (a warrant is simply fetched again), so these daemons have no store.
 
-use std::collections::VecDeque;
 use std::path::Path;
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::config;
 use crate::error::{Error, Result};
-use crate::harness::daemon::{Daemon, Exit, Reporter, RoleArgs, Runs};
+use crate::harness::daemon::{Daemon, Exit, Reporter, RoleArgs, RunLog, Runs};
 use crate::hex;
 use crate::runtime::driver::{self, Context, Flow, Handler, Logged, Logs, Shutdown};
 
@@ -81,20 +80,16 @@ pub struct Connects {
 }
 
 /// A device or server daemon's handler: keeps a warrant, runs the authentications of
-/// [`Connects`], reports.
+/// [`Connects`] (each peer in turn, `count` times) as a [`RunLog`], reports.
 pub struct PartyHandler {
-    queue: VecDeque<String>,
-    exits: bool,
-    interval: Duration,
-    retries: driver::Retries,
+    peers: Vec<String>,
+    runs: RunLog<Outcome>,
     in_flight: Option<String>,
     warrant_until: Option<Millis>,
     next_fetch: Option<Millis>,
-    next_connect: Option<Millis>,
     /// The demo's expired-warrant run ([`Self::held_past_warrant`]).
     stale: bool,
     hold: Option<Millis>,
-    outcomes: Vec<Outcome>,
     report: Reporter<Report>,
 }
 
@@ -106,22 +101,19 @@ impl PartyHandler {
         now: Millis,
         report: Option<mpsc::UnboundedSender<Report>>,
     ) -> Self {
-        let mut queue = VecDeque::new();
-        for _ in 0..connects.runs.count.max(1) {
-            queue.extend(connects.peers.iter().cloned());
-        }
+        let peers = u32::try_from(connects.peers.len()).unwrap_or(u32::MAX);
+        let runs = Runs {
+            count: connects.runs.count.max(1).saturating_mul(peers),
+            ..connects.runs
+        };
         Self {
-            exits: !queue.is_empty(),
-            queue,
-            interval: connects.runs.interval,
-            retries: driver::Retries::new(connects.runs.attempts),
+            peers: connects.peers.clone(),
+            runs: RunLog::waiting(runs),
             in_flight: None,
             warrant_until: None,
             next_fetch: Some(now.after(WARRANT_RETRY)),
-            next_connect: None,
             stale: false,
             hold: None,
-            outcomes: Vec::new(),
             report: Reporter::new(report),
         }
     }
@@ -138,38 +130,42 @@ impl PartyHandler {
     /// The initiated authentications' results.
     #[must_use]
     pub fn into_outcomes(self) -> Vec<Outcome> {
-        self.outcomes
+        self.runs.into_outcomes()
     }
 
-    fn finished_one(&mut self, now: Millis) -> Flow {
-        self.in_flight = None;
-        self.retries.reset();
-        if self.queue.is_empty() {
-            return if self.exits {
-                Flow::Stop
-            } else {
-                Flow::Continue
-            };
-        }
-        self.next_connect = Some(now.after(self.interval));
-        Flow::Continue
-    }
-
-    fn start(&mut self, cx: &mut Context<'_, Party>) -> Flow {
-        let Some(peer) = self.queue.pop_front() else {
-            return Flow::Continue;
+    /// Starts the due run: an authentication with the next peer in turn.
+    fn start(&mut self, cx: &mut Context<'_, Party>) -> Result<Flow> {
+        self.runs.start(|| Ok(()))?;
+        let turn = usize::try_from(self.runs.started().saturating_sub(1)).unwrap_or(0);
+        let next = turn.checked_rem(self.peers.len());
+        let Some(peer) = next.and_then(|i| self.peers.get(i)).cloned() else {
+            return Ok(Flow::Continue);
         };
         match cx.endpoint.connect(cx.now, cx.rng, &peer) {
             Ok(()) => {
                 tracing::info!(%peer, "e2sec authentication started");
                 self.in_flight = Some(peer);
-                Flow::Continue
+                Ok(Flow::Continue)
             }
             Err(error) => {
                 tracing::error!(%peer, %error, "cannot start the authentication");
-                self.outcomes.push(Outcome::Failed { id: peer, error });
-                self.finished_one(cx.now)
+                Ok(self
+                    .runs
+                    .established(cx.now, Outcome::Failed { id: peer, error }))
             }
+        }
+    }
+
+    /// The authentication with `peer` ended, if it is the one under way.
+    fn ended(&mut self, now: Millis, peer: &str, outcome: Outcome, retry: bool) -> Flow {
+        if self.in_flight.as_deref() != Some(peer) {
+            return Flow::Continue;
+        }
+        self.in_flight = None;
+        if retry {
+            self.runs.failed(now, outcome)
+        } else {
+            self.runs.established(now, outcome)
         }
     }
 }
@@ -186,9 +182,8 @@ impl Handler<Party> for PartyHandler {
                 self.warrant_until = Some(until);
                 let left = valid_until.saturating_sub(cx.now.0);
                 self.next_fetch = (!self.stale).then(|| Millis(cx.now.0 + (left * 3 / 4).max(500)));
-                if self.in_flight.is_none() && !self.queue.is_empty() && self.next_connect.is_none()
-                {
-                    self.next_connect = Some(cx.now);
+                if self.in_flight.is_none() && !self.peers.is_empty() {
+                    self.runs.resume(cx.now);
                 }
                 Ok(Flow::Continue)
             }
@@ -207,25 +202,16 @@ impl Handler<Party> for PartyHandler {
                     summary: summary.clone(),
                     tally: cx.endpoint.tally(),
                 });
-                if initiator && self.in_flight.as_deref() == Some(summary.peer.as_str()) {
-                    self.outcomes.push(Outcome::Established(summary));
-                    return Ok(self.finished_one(cx.now));
+                if !initiator {
+                    return Ok(Flow::Continue);
                 }
-                Ok(Flow::Continue)
+                let peer = summary.peer.clone();
+                Ok(self.ended(cx.now, &peer, Outcome::Established(summary), false))
             }
             PartyEvent::Failed { peer, error } => {
                 tracing::error!(%peer, %error, "e2sec authentication failed");
-                if self.in_flight.as_deref() == Some(peer.as_str()) {
-                    if let Some(at) = self.retries.again(cx.now) {
-                        self.in_flight = None;
-                        self.queue.push_front(peer);
-                        self.next_connect = Some(at);
-                        return Ok(Flow::Continue);
-                    }
-                    self.outcomes.push(Outcome::Failed { id: peer, error });
-                    return Ok(self.finished_one(cx.now));
-                }
-                Ok(Flow::Continue)
+                let id = peer.clone();
+                Ok(self.ended(cx.now, &peer, Outcome::Failed { id, error }, true))
             }
             PartyEvent::WarrantFailed { error } => {
                 // A new request follows at `next_fetch`.
@@ -246,7 +232,7 @@ impl Handler<Party> for PartyHandler {
     }
 
     fn next_wakeup(&self) -> Option<Millis> {
-        match (self.next_fetch, self.next_connect) {
+        match (self.next_fetch, self.runs.next_start()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -262,10 +248,9 @@ impl Handler<Party> for PartyHandler {
             cx.endpoint.request_warrant(cx.now, cx.rng)?;
             self.next_fetch = Some(cx.now.after(WARRANT_RETRY));
         }
-        if self.next_connect.is_some_and(|t| t <= cx.now) {
-            self.next_connect = None;
+        if self.runs.next_start().is_some_and(|t| t <= cx.now) {
             if let Some(until) = self.warrant_until.filter(|u| *u >= cx.now) {
-                let flow = self.start(cx);
+                let flow = self.start(cx)?;
                 if self.stale && self.hold.is_none() && self.in_flight.is_some() {
                     let wait = until.0.saturating_sub(driver::wall_clock().0) + 300;
                     tracing::info!(
@@ -277,6 +262,7 @@ impl Handler<Party> for PartyHandler {
                 return Ok(flow);
             }
             // The warrant ran out: the next one starts it (see `WarrantStored`).
+            self.runs.defer();
         }
         Ok(Flow::Continue)
     }
@@ -308,9 +294,9 @@ pub async fn run_party(
     mut connects: Connects,
     shutdown: Shutdown,
 ) -> Result<Vec<Outcome>> {
-    let setup = config::load_party(config_file, role)?;
+    let (setup, connect) = config::load_party(config_file, role)?;
     if connects.peers.is_empty() {
-        connects.peers = setup.connect.clone();
+        connects.peers = connect;
     }
     for p in &connects.peers {
         if !setup.config.peers.iter().any(|e| &e.id == p) {

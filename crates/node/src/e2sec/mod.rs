@@ -59,12 +59,7 @@ pub const GROUPS: [GroupId; 3] = [
 /// A group's name in config files, options and reports.
 #[must_use]
 pub fn group_name(g: GroupId) -> &'static str {
-    match g {
-        GroupId::Dsa1024_160 => "ffdh1024",
-        GroupId::Dsa2048_256 => "ffdh2048",
-        GroupId::Ristretto255 => "ristretto",
-        GroupId::Modp2048 => "modp2048",
-    }
+    config::GroupFile::of(g).map_or("modp2048", config::GroupFile::name)
 }
 
 /// The paper's counts of an [`m2msec_crypto::group::OpTally`]: T_E exponentiations, T_M

@@ -3,11 +3,11 @@
 
 use std::path::Path;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use m2msec_crypto::group::GroupId;
 use m2msec_crypto::rng::CryptoRng;
-use m2msec_protocol::e2sec::Variant;
 
+use super::config::VariantName;
 use crate::error::{Error, Result};
 use crate::harness::demo::RunOptions;
 use crate::harness::flags::GroupArg;
@@ -15,34 +15,13 @@ use crate::harness::provision::Provisioned;
 use crate::harness::report::{Progress, RunReport};
 use crate::protocols::{BenchFlags, BenchOutput, DemoFlags, ProvisionFlags};
 
-/// E2SEC proxy-signature variants on the command line.
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub enum VariantArg {
-    /// The paper's ElGamal-type proxy signature.
-    Elgamal,
-    /// Schnorr over the same proxy key.
-    Schnorr,
-    /// DSA over the same proxy key.
-    Dsa,
-}
-
-impl From<VariantArg> for Variant {
-    fn from(v: VariantArg) -> Self {
-        match v {
-            VariantArg::Elgamal => Self::ElGamal,
-            VariantArg::Schnorr => Self::Schnorr,
-            VariantArg::Dsa => Self::Dsa,
-        }
-    }
-}
-
 /// The E2SEC demo's flags (the group is `--group`).
 #[derive(Clone, Debug, Args)]
 #[group(skip)]
 pub struct DemoArgs {
     /// E2SEC: the proxy-signature variant of both parties.
-    #[arg(long, value_enum, default_value_t = VariantArg::Elgamal)]
-    pub variant: VariantArg,
+    #[arg(long, value_enum, default_value_t = VariantName::Elgamal)]
+    pub variant: VariantName,
     /// E2SEC: let the server's warrant (valid for one second) expire while its AuthInit is on
     /// the way; the device's refusal is the expected outcome.
     #[arg(long)]
@@ -60,8 +39,8 @@ pub struct ProvisionArgs {
     #[arg(long, value_enum, default_value_t = GroupArg::Ristretto)]
     pub e2sec_group: GroupArg,
     /// E2SEC: the proxy-signature variant written into both parties' configs.
-    #[arg(long, value_enum, default_value_t = VariantArg::Elgamal)]
-    pub variant: VariantArg,
+    #[arg(long, value_enum, default_value_t = VariantName::Elgamal)]
+    pub variant: VariantName,
 }
 
 /// E2SEC's group of `group`.

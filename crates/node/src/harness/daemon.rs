@@ -314,6 +314,35 @@ impl<O> RunLog<O> {
         }
     }
 
+    /// The log of `runs`, none started yet: the first starts after [`Self::resume`].
+    #[must_use]
+    pub fn waiting(runs: Runs) -> Self {
+        Self {
+            started: 0,
+            ..Self::new(runs)
+        }
+    }
+
+    /// Runs started so far, from 1 (a try again is part of its run).
+    #[must_use]
+    pub const fn started(&self) -> u32 {
+        self.started
+    }
+
+    /// Sets the next run, if one is left and none is set, to start at `now`; the caller knows
+    /// none is under way.
+    pub fn resume(&mut self, now: Millis) {
+        let left = self.retrying || self.started < self.runs.count.max(1);
+        if left && self.next_start.is_none() {
+            self.next_start = Some(now);
+        }
+    }
+
+    /// The run that is due cannot start yet: it waits for [`Self::resume`].
+    pub fn defer(&mut self) {
+        self.next_start = None;
+    }
+
     /// A run ended (with a key, or failed for good): whether the daemon goes on (it stops
     /// after the last run, else starts the next after the interval).
     pub fn established(&mut self, now: Millis, outcome: O) -> Flow {

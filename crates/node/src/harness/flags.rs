@@ -3,9 +3,9 @@
 //! them together for each command.
 
 use clap::{Args, ValueEnum};
-use m2msec_crypto::aead::AeadSuite;
-use m2msec_crypto::ots::OtsScheme;
 use m2msec_crypto::split::SharingScheme;
+
+pub use crate::runtime::config::{AeadName, OtsName};
 
 /// Secret sharing on the command line.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -78,6 +78,20 @@ pub fn check_helpers(
     Ok(())
 }
 
+/// The fault of each of `n` helpers whose last `faulty` misbehave as `fault`.
+#[must_use]
+pub fn helper_faults<F: Copy>(n: u8, faulty: u8, fault: Option<F>) -> Vec<Option<F>> {
+    let honest = usize::from(n.saturating_sub(faulty));
+    let of = |i| if i < honest { None } else { fault };
+    (0..usize::from(n)).map(of).collect()
+}
+
+/// The numbers (from 1) of the last `faulty` of `n` helpers: the misbehaving ones.
+#[must_use]
+pub fn faulty_helpers(n: u8, faulty: u8) -> std::ops::RangeInclusive<usize> {
+    usize::from(n.saturating_sub(faulty)) + 1..=usize::from(n)
+}
+
 /// Helper misbehaviour on the command line (collab proxies, MIKEY third parties).
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum FaultArg {
@@ -89,48 +103,6 @@ pub enum FaultArg {
     Corrupt,
     /// MIKEY: forwards an altered TGK part, correctly signed (collab: as `forge`).
     Alter,
-}
-
-/// AEAD of pre-shared keys on the command line.
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub enum AeadArg {
-    /// AES-128-CCM with an 8-byte tag.
-    #[value(name = "aes-128-ccm8")]
-    Aes128Ccm8,
-    /// AES-128-GCM.
-    #[value(name = "aes-128-gcm")]
-    Aes128Gcm,
-    /// ChaCha20-Poly1305.
-    #[value(name = "chacha20-poly1305")]
-    ChaCha20Poly1305,
-}
-
-impl From<AeadArg> for AeadSuite {
-    fn from(a: AeadArg) -> Self {
-        match a {
-            AeadArg::Aes128Ccm8 => Self::Aes128Ccm8,
-            AeadArg::Aes128Gcm => Self::Aes128Gcm,
-            AeadArg::ChaCha20Poly1305 => Self::ChaCha20Poly1305,
-        }
-    }
-}
-
-/// One-time signatures on the command line.
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub enum OtsArg {
-    /// Lamport over SHA-256 (the paper's choice).
-    Lamport,
-    /// LM-OTS SHA-256 n=32 w=4 (RFC 8554).
-    Lmots,
-}
-
-impl From<OtsArg> for OtsScheme {
-    fn from(o: OtsArg) -> Self {
-        match o {
-            OtsArg::Lamport => Self::Lamport,
-            OtsArg::Lmots => Self::LmotsSha256N32W4,
-        }
-    }
 }
 
 /// The shape of a deployment with helpers (collab's, and MIKEY's `--threshold` and
@@ -150,11 +122,11 @@ pub struct ShapeArgs {
     #[arg(long, value_enum, default_value_t = SuiteArg::Modern)]
     pub suite: SuiteArg,
     /// AEAD of the pre-shared keys and of the session's derived keys.
-    #[arg(long, value_enum, default_value_t = AeadArg::Aes128Ccm8)]
-    pub aead: AeadArg,
+    #[arg(long, value_enum, default_value_t = AeadName::Aes128Ccm8)]
+    pub aead: AeadName,
     /// One-time signature scheme of the proxies' keys.
-    #[arg(long, value_enum, default_value_t = OtsArg::Lamport)]
-    pub ots: OtsArg,
+    #[arg(long, value_enum, default_value_t = OtsName::Lamport)]
+    pub ots: OtsName,
 }
 
 /// Misbehaving helpers (demo and trace only).

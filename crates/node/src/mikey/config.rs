@@ -29,9 +29,9 @@ config_names! {
     pub enum ModeFile for ModeName {
         /// RFC 3830 pre-shared-key mode, straight to the responder.
         "psk" => Psk = Psk,
-        /// RFC 3830 public-key mode, straight to the responder.
+        /// RFC 3830 public-key mode (RSA), straight to the responder.
         "pk" => Pk = Pk,
-        /// The distributed hybrid mode over third parties.
+        /// The distributed mode: the TGK split k-of-n over third parties (paper 001).
         "distributed" => Distributed = Distributed,
     }
 }

@@ -12,7 +12,7 @@ pub use m2msec_protocol::mikey::sim::{
 };
 
 use crate::error::{Error, Result};
-use crate::harness::flags::check_helpers;
+use crate::harness::flags::{check_helpers, faulty_helpers, helper_faults};
 
 /// Shape of a deployment.
 #[derive(Clone, Debug)]
@@ -102,8 +102,7 @@ impl Params {
         if self.fault.is_none() || self.mode != ModeName::Distributed {
             return Vec::new();
         }
-        let first = usize::from(self.third_parties.saturating_sub(self.faulty)) + 1;
-        (first..=usize::from(self.third_parties))
+        faulty_helpers(self.third_parties, self.faulty)
             .map(third_party_name)
             .collect()
     }
@@ -111,15 +110,12 @@ impl Params {
     /// The deployment these parameters describe (the last `faulty` third parties misbehave).
     #[must_use]
     pub fn spec(&self) -> Spec {
-        let honest = usize::from(self.third_parties.saturating_sub(self.faulty));
         Spec {
             mode: self.mode,
             third_parties: self.third_parties,
             threshold: self.threshold,
             sharing: self.sharing,
-            faults: (0..usize::from(self.third_parties))
-                .map(|i| if i < honest { None } else { self.fault })
-                .collect(),
+            faults: helper_faults(self.third_parties, self.faulty, self.fault),
             policy: self.policy,
         }
     }

@@ -3,10 +3,11 @@
 
 use std::path::Path;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use m2msec_crypto::rng::CryptoRng;
-use m2msec_protocol::mikey::{ModeName, ThirdPartyFault};
+use m2msec_protocol::mikey::ThirdPartyFault;
 
+use super::config::ModeFile;
 use super::deployment::Params;
 use crate::error::{Error, Result};
 use crate::harness::demo::RunOptions;
@@ -15,34 +16,13 @@ use crate::harness::provision::Provisioned;
 use crate::harness::report::{Progress, RunReport};
 use crate::protocols::{BenchFlags, BenchOutput, DemoFlags, ProvisionFlags, TraceFlags};
 
-/// MIKEY exchange modes on the command line.
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub enum ModeArg {
-    /// RFC 3830 pre-shared-key mode, straight to the responder.
-    Psk,
-    /// RFC 3830 public-key mode (RSA), straight to the responder.
-    Pk,
-    /// The distributed mode: the TGK split k-of-n over third parties (paper 001).
-    Distributed,
-}
-
-impl From<ModeArg> for ModeName {
-    fn from(m: ModeArg) -> Self {
-        match m {
-            ModeArg::Psk => Self::Psk,
-            ModeArg::Pk => Self::Pk,
-            ModeArg::Distributed => Self::Distributed,
-        }
-    }
-}
-
 /// The shape of a MIKEY deployment (with `--threshold` and `--sharing` of [`ShapeArgs`]).
 #[derive(Clone, Debug, Args)]
 #[group(skip)]
 pub struct MikeyArgs {
     /// MIKEY: how the initiator sends its TGK.
-    #[arg(long, value_enum, default_value_t = ModeArg::Distributed)]
-    pub mode: ModeArg,
+    #[arg(long, value_enum, default_value_t = ModeFile::Distributed)]
+    pub mode: ModeFile,
     /// MIKEY distributed mode: number of third parties (n); `--threshold` is k.
     #[arg(long, default_value_t = 5)]
     pub third_parties: u8,

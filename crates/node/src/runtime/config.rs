@@ -7,6 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use m2msec_crypto::aead::AeadSuite;
+use m2msec_crypto::ots::OtsScheme;
 use m2msec_crypto::split::SharingScheme;
 use m2msec_protocol::RetransmitPolicy;
 use serde::de::DeserializeOwned;
@@ -185,7 +187,8 @@ pub(crate) use with_retransmit_fields;
 /// Declares the names a config file gives the values of `$target` (an enum of the protocol or
 /// crypto crate): one variant per name, in the order toml's errors list them, the conversion to
 /// `$target`, the way back (`of`, none for a value without a name here) and the name itself
-/// (`name`). The caller derives what it needs (`Deserialize` at least).
+/// (`name`). Each is also a clap `ValueEnum` of the same names, so a flag takes the values a
+/// config file does; the caller derives the rest (`Clone` and `Deserialize` at least).
 macro_rules! config_names {
     (
         $(#[$meta:meta])*
@@ -194,8 +197,9 @@ macro_rules! config_names {
         }
     ) => {
         $(#[$meta])*
+        #[derive(::clap::ValueEnum)]
         $vis enum $name {
-            $( $(#[$vmeta])* #[serde(rename = $file)] $variant, )*
+            $( $(#[$vmeta])* #[serde(rename = $file)] #[value(name = $file)] $variant, )*
         }
 
         impl From<$name> for $target {
@@ -238,6 +242,30 @@ config_names! {
         "reed-solomon" => ReedSolomon = ReedSolomon,
         /// Shamir sharing over GF(256) (fewer than k colluding proxies learn nothing about x).
         "shamir" => Shamir = Shamir,
+    }
+}
+
+config_names! {
+    /// The names of AEAD suites in config files and flags.
+    #[derive(Clone, Copy, Debug, serde::Deserialize, serde::Serialize, PartialEq, Eq)]
+    pub enum AeadName for AeadSuite {
+        /// AES-128-CCM with an 8-byte tag.
+        "aes-128-ccm8" => Aes128Ccm8 = Aes128Ccm8,
+        /// AES-128-GCM.
+        "aes-128-gcm" => Aes128Gcm = Aes128Gcm,
+        /// ChaCha20-Poly1305.
+        "chacha20-poly1305" => ChaCha20Poly1305 = ChaCha20Poly1305,
+    }
+}
+
+config_names! {
+    /// The names of one-time signature schemes in config files and flags.
+    #[derive(Clone, Copy, Debug, serde::Deserialize, serde::Serialize, PartialEq, Eq)]
+    pub enum OtsName for OtsScheme {
+        /// Lamport signatures over SHA-256 (the paper's choice).
+        "lamport" => Lamport = Lamport,
+        /// LM-OTS SHA-256, n = 32, w = 4 (RFC 8554).
+        "lmots" => Lmots = LmotsSha256N32W4,
     }
 }
 
