@@ -15,6 +15,7 @@
 //!   position, monitors that changed, the retention watermark.
 //! - [`authz`]: the owner's signed requests (4.01/4.03).
 //! - [`records`]: the tables and their encodings; reading them back after a restart.
+//! - [`restore`]: a restart's records put back, and what the shell does about them.
 //! - [`retention`]: dedup keys, owned writes and the housekeeping round's decisions.
 //! - [`metrics`]: the per-second load counters.
 //!
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod pump;
 pub mod records;
 pub mod resources;
+pub mod restore;
 pub mod retention;
 pub mod routing;
 pub mod state;
