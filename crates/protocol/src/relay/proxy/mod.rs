@@ -6,6 +6,7 @@
 //! out, and a shell (node's tokio proxy) attaches its own handles through [`state::Handles`].
 //!
 //! - [`routing`]: the [`Proxy`] role, its routes, reads and admission (back-pressure).
+//! - [`commit`]: a group commit's shares and what each one's write means.
 //! - `control`: store, forward, control and delete, one at a time.
 //! - [`api`]: requests, responses, actions and events.
 //! - [`pump`]: a sink's pump — its standing, what each stored message becomes, how its
@@ -23,6 +24,7 @@
 
 pub mod api;
 pub mod authz;
+pub mod commit;
 mod control;
 pub mod metrics;
 pub mod pump;
