@@ -22,7 +22,8 @@
 //! - `control`: what the shell does for the engine's `store`, `forward`, `control` and
 //!   `DELETE` calls (commits, UDP sockets, tasks, logs).
 //! - `forward`: one pump per sink, delivering through `deliver`.
-//! - `state`: what all of them share in memory; `records`: what is kept in the store.
+//! - `state`: what all of them share in memory; `records` (the engine's): what is kept in the
+//!   store.
 //!
 //! # Guarantees
 //! - **Durability**: a 2.04 for a message leaves only after the transaction holding it
@@ -49,7 +50,6 @@ pub(crate) mod control;
 pub(crate) mod deliver;
 pub(crate) mod forward;
 pub(crate) mod ingest;
-pub(crate) mod records;
 pub(crate) mod server;
 pub(crate) mod state;
 pub(crate) mod writer;
@@ -58,7 +58,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use m2msec_protocol::relay::proxy::authz::owner_key;
+pub(crate) use m2msec_protocol::relay::proxy::records;
 use m2msec_store::Store;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -317,11 +317,11 @@ fn stop_tasks(shared: &Shared) {
     }
 }
 
-/// Reads back storages, forwards and positions, re-binds the UDP ingestion ports and starts
-/// the pumps.
+/// Reads back storages, forwards and positions into the engine (`Proxy::restore`), re-binds
+/// the UDP ingestion ports and starts the pumps.
 async fn recover(shared: &Arc<Shared>) -> Result<()> {
     let store = Arc::clone(&shared.store);
-    let loaded = writer::blocking(move || {
+    let (loaded, stats) = writer::blocking(move || {
         let loaded = records::load(&*store)?;
         let stats = loaded
             .storages
@@ -331,49 +331,20 @@ async fn recover(shared: &Arc<Shared>) -> Result<()> {
         Ok((loaded, stats))
     })
     .await?;
-    let (loaded, stats) = loaded;
-    for (table, key) in &loaded.skipped {
-        tracing::warn!(table, key = %crate::hex(key), "record skipped: does not decode");
+    let restored = shared.core().restore(loaded, stats);
+    for warning in &restored.warnings {
+        tracing::warn!("{warning}");
     }
-    {
-        let mut core = shared.core();
-        core.next_storage = loaded.next_storage;
-        core.next_forward = loaded.next_forward;
-    }
-    let mut orphans = Vec::new();
-    for ((record, counters), stats) in loaded.storages.into_iter().zip(stats) {
-        let Some(owner) = records::unhex(&record.owner_key).and_then(|b| owner_key(&b)) else {
-            tracing::warn!(
-                storage = record.id,
-                "storage skipped: owner key does not decode"
-            );
-            continue;
-        };
-        let socket = if record.udp {
-            Some(rebind(shared, &record).await?)
-        } else {
-            None
-        };
-        let id = record.id;
-        shared
-            .core()
-            .install_storage(record, owner, counters, stats);
-        if let Some(socket) = socket {
-            control::start_udp(shared, id, socket);
+    let mut ops = restored.orphans;
+    for (id, port) in restored.udp {
+        let socket = rebind(shared, port).await?;
+        let bound = socket.local_addr().map_err(Error::Socket)?.port();
+        if port != Some(bound) {
+            tracing::warn!(storage = id, old = ?port, new = bound, "UDP ingestion port changed");
+            let moved = shared.core().udp_moved(id, bound);
+            ops.extend(moved.map_err(|e| Error::Control(format!("relay proxy record: {e}")))?);
         }
-    }
-    for record in loaded.forwards {
-        if !shared.core().storages.contains_key(&record.storage_id) {
-            tracing::warn!(forward = record.id, "forward skipped: its storage is gone");
-            continue;
-        }
-        let cursors: Vec<(String, records::CursorRecord)> = loaded
-            .cursors
-            .iter()
-            .filter(|((f, _), _)| *f == record.id)
-            .map(|((_, url), c)| (url.clone(), c.clone()))
-            .collect();
-        shared.core().install_forward(record, &cursors);
+        control::start_udp(shared, id, socket);
     }
     // The pumps of the forwards read back.
     let events: Vec<_> = {
@@ -384,48 +355,24 @@ async fn recover(shared: &Arc<Shared>) -> Result<()> {
     for event in events {
         control::on_event(shared, event, &mut None, &mut junk);
     }
-    {
-        let core = shared.core();
-        for ((fid, url), _) in &loaded.cursors {
-            let known = core
-                .forwards
-                .get(fid)
-                .is_some_and(|f| f.sinks.contains_key(url));
-            if !known {
-                orphans.push(Op::Remove(
-                    records::CURSORS_TABLE,
-                    records::cursor_key(*fid, url),
-                ));
-            }
-        }
-    }
-    if !orphans.is_empty() {
+    if !ops.is_empty() {
         let store = Arc::clone(&shared.store);
-        writer::blocking(move || writer::apply(&*store, &orphans)).await?;
+        writer::blocking(move || writer::apply(&*store, &ops)).await?;
     }
     Ok(())
 }
 
-/// Binds a restored storage's UDP port again (the same one if it is free, so sources keep
-/// working), recording a new one if it is not.
-async fn rebind(shared: &Arc<Shared>, record: &records::StorageRecord) -> Result<UdpSocket> {
+/// Binds a restored storage's UDP port again: `port` if it is free, so sources keep working,
+/// else a new one.
+async fn rebind(shared: &Shared, port: Option<u16>) -> Result<UdpSocket> {
     let ip = shared.config.udp_bind;
-    if let Some(port) = record.udp_port
+    if let Some(port) = port
         && let Ok(s) = UdpSocket::bind(SocketAddr::new(ip, port)).await
     {
         return Ok(s);
     }
     let addr = SocketAddr::new(ip, 0);
-    let s = UdpSocket::bind(addr)
+    UdpSocket::bind(addr)
         .await
-        .map_err(|source| Error::Bind { addr, source })?;
-    let port = s.local_addr().map_err(Error::Socket)?.port();
-    tracing::warn!(storage = record.id, old = ?record.udp_port, new = port, "UDP ingestion port changed");
-    let mut updated = record.clone();
-    updated.udp_port = Some(port);
-    let json = records::json(&updated)?;
-    let store = Arc::clone(&shared.store);
-    let key = records::id_key(record.id);
-    writer::blocking(move || store.put(records::STORAGES_TABLE, &key, &json)).await?;
-    Ok(s)
+        .map_err(|source| Error::Bind { addr, source })
 }

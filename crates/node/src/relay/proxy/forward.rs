@@ -26,8 +26,8 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use m2msec_protocol::relay::Forwarder;
 use m2msec_protocol::relay::proxy::PumpSpec;
 use m2msec_protocol::relay::proxy::pump::{
-    self, Backoff, IDLE_RECHECK, Pace, Place, Prepared, READ_BATCH, Skipped, Standing, Window,
-    forwarder_at,
+    self, Backoff, IDLE_RECHECK, Pace, Place, Prepared, READ_BATCH, Skipped, Standing, Stop,
+    Window, forwarder_at,
 };
 use m2msec_wire::relay::{RelayMessage, parse_sink_url};
 use tokio::task::AbortHandle;
@@ -53,18 +53,9 @@ struct Pacer {
 }
 
 impl Pacer {
-    fn new(rate: u32) -> Self {
-        Self {
-            pace: Pace::new(rate),
-            origin: Instant::now(),
-        }
-    }
-
-    async fn wait(&mut self) {
-        let at = self.origin + self.pace.take(self.origin.elapsed());
-        if at > Instant::now() {
-            tokio::time::sleep_until(at).await;
-        }
+    /// When the next message may go.
+    fn slot(&mut self) -> Instant {
+        self.origin + self.pace.take(self.origin.elapsed())
     }
 }
 
@@ -111,7 +102,10 @@ async fn pump(shared: Arc<Shared>, spec: PumpSpec) {
             }
         }
     };
-    let mut pace = Pacer::new(spec.rate);
+    let mut pace = Pacer {
+        pace: Pace::new(spec.rate),
+        origin: Instant::now(),
+    };
     let table = queue_table(spec.storage_id);
     tracing::info!(forward = spec.forward_id, sink = %spec.url, epochs = ?forwarder.epochs(), "forwarding");
     loop {
@@ -174,8 +168,6 @@ async fn pump(shared: Arc<Shared>, spec: PumpSpec) {
         {
             Ok(()) => {}
             Err(Stop::Interrupted) => {
-                // The forwarder may have seen messages past the position (those under way
-                // were dropped): back to what was recorded with the position, as a restart.
                 let snapshot = shared.core().recorded_snapshot(&spec);
                 if let Ok(f) = forwarder_at(&spec, &snapshot) {
                     forwarder = f;
@@ -186,49 +178,12 @@ async fn pump(shared: Arc<Shared>, spec: PumpSpec) {
     }
 }
 
-/// Why a pump stops delivering.
-enum Stop {
-    /// The forward was paused: back to the recorded position.
-    Interrupted,
-    /// The forward or its sink was removed, or the proxy stops.
-    Gone,
-}
-
 /// A finished delivery: how it ended, and the message for `record`.
 type Done = (Result<(), Stop>, Prepared);
 
 /// `Ok` while the pump of `spec` is to run.
 fn running(shared: &Shared, spec: &PumpSpec) -> Result<(), Stop> {
-    let standing = shared.core().standing(spec);
-    match standing {
-        Standing::Gone => Err(Stop::Gone),
-        Standing::Paused => Err(Stop::Interrupted),
-        Standing::Run { .. } => Ok(()),
-    }
-}
-
-/// The engine's `pump::prepare`, its refusals logged.
-fn prepare(
-    spec: &PumpSpec,
-    forwarder: &mut Forwarder,
-    log: &Mutex<LogLimit>,
-    addr: std::net::SocketAddr,
-    seq: u64,
-    value: &[u8],
-) -> Prepared {
-    let item = pump::prepare(forwarder, seq, value);
-    match &item.skipped {
-        Some(Skipped::Undecodable(e)) => warn(
-            log,
-            addr,
-            &format!("stored message {seq} does not decode: {e}"),
-        ),
-        Some(Skipped::Forwarder(reason)) => {
-            tracing::debug!(sink = %spec.url, seq, %reason, "skipped");
-        }
-        None => {}
-    }
-    item
+    shared.core().standing(spec).running()
 }
 
 /// Delivers `batch`; the engine's [`Window`] says what may be under way at once and when
@@ -246,13 +201,24 @@ async fn deliver_batch(
     let mut sends = FuturesUnordered::new();
     for (seq, value) in batch {
         running(shared, spec)?;
-        let item = prepare(spec, forwarder, log, transport.addr(), seq, &value);
+        let item = pump::prepare(forwarder, seq, &value);
+        match &item.skipped {
+            Some(Skipped::Undecodable(e)) => warn(
+                log,
+                transport.addr(),
+                &format!("stored message {seq} does not decode: {e}"),
+            ),
+            Some(Skipped::Forwarder(reason)) => {
+                tracing::debug!(sink = %spec.url, seq, %reason, "skipped");
+            }
+            None => {}
+        }
         while !window.may_send(&item) {
             settle(shared, spec, &mut window, &mut sends).await?;
         }
         if item.out.is_some() {
             // The deliveries under way go on while the forward's rate holds this one back.
-            let wait = pace.wait();
+            let wait = tokio::time::sleep_until(pace.slot());
             tokio::pin!(wait);
             loop {
                 tokio::select! {

@@ -23,7 +23,6 @@ use m2msec_wire::relay::coap::coap_lite::ResponseType;
 
 use super::Shared;
 use super::coap_msg::{ReplyTo, Response, show};
-use super::writer::Ingest;
 use crate::runtime::driver::wall_clock;
 use crate::runtime::log_limit::LogLimit;
 
@@ -56,20 +55,9 @@ pub(crate) fn submit(
 /// Hands an admitted message to the writer, or gives its reservation back when the ingest
 /// queue is full.
 pub(crate) fn queue(shared: &Shared, admitted: Admitted, reply: Option<ReplyTo>) -> Submitted {
-    let item = Ingest {
-        storage: admitted.storage,
-        key: admitted.key,
-        value: admitted.value,
-        reply,
-    };
-    match shared.ingest.try_send(item) {
+    match shared.ingest.try_send((admitted, reply)) {
         Ok(()) => Submitted::Queued,
-        Err(TrySendError::Full(item) | TrySendError::Closed(item)) => {
-            let admitted = Admitted {
-                storage: item.storage,
-                key: item.key,
-                value: item.value,
-            };
+        Err(TrySendError::Full((admitted, _)) | TrySendError::Closed((admitted, _))) => {
             Submitted::Now(shared.core().busy(&admitted, wall_clock()))
         }
     }

@@ -10,8 +10,9 @@
 //! it but before the answers leaves stored messages whose retransmissions are recognised by
 //! their dedup key and acknowledged without a second copy.
 //!
-//! What a commit did to a storage (stored, recognised, sections started) is the engine's
-//! tally (`Written::push`), recorded with `Core::on_written`.
+//! The batch's shares, one per storage, what each one's write did (stored, recognised,
+//! sections started) and the answer it earns are the engine's (`commit::Share`,
+//! `Written::push`, `Core::committed`).
 //!
 //! **One writer.** Queue writes and the byte totals read back after them (`queue_stats`) happen
 //! here only, in order, so the in-memory accounting mirrors the store exactly; control-plane
@@ -24,19 +25,17 @@
 //! of messages removed more than `dedup_grace_s` ago); this task adds the expired entries of the
 //! replay cache of signed requests, commits, and reads the shrunk queues' totals back.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use m2msec_protocol::relay::proxy::Ticket;
+use m2msec_protocol::relay::proxy::commit::Share;
 use m2msec_protocol::relay::proxy::retention::{Checkpoints, Housekeeping, expired_signed};
 pub(crate) use m2msec_protocol::relay::proxy::retention::{Op, apply};
+use m2msec_protocol::relay::proxy::{Admitted, Ticket};
 use m2msec_store::QueueStats;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::Shared;
-use m2msec_wire::relay::coap::coap_lite::ResponseType;
-
 use super::coap_msg::{ReplyTo, Response};
 use super::records::queue_table;
 use super::state::{MonitorId, Written};
@@ -49,17 +48,9 @@ pub(crate) const HOUSEKEEP_INTERVAL: Duration = Duration::from_millis(100);
 /// How often the replay cache of signed requests is pruned.
 const SIGNED_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
-/// A message on its way to the store.
-#[derive(Debug)]
-pub(crate) struct Ingest {
-    pub(crate) storage: u32,
-    /// (flags without REENCRYPTED, header bytes 2..10): see `dedup_key`.
-    pub(crate) key: [u8; 9],
-    /// The message in binary-header form.
-    pub(crate) value: Vec<u8>,
-    /// Where the CoAP acknowledgement goes (none for plain UDP).
-    pub(crate) reply: Option<ReplyTo>,
-}
+/// A message on its way to the store, and where its CoAP acknowledgement goes (none for plain
+/// UDP).
+pub(crate) type Ingest = (Admitted, Option<ReplyTo>);
 
 /// A control-plane request to the writer.
 #[derive(Debug)]
@@ -154,64 +145,41 @@ async fn collect(
     batch
 }
 
-/// Writes one batch: one transaction per storage, then the answers.
+/// Writes one batch: one transaction per storage (`Share`), then the answers.
 async fn commit(shared: &Arc<Shared>, batch: Vec<Ingest>) -> Result<()> {
-    let mut by_storage: BTreeMap<u32, Vec<Ingest>> = BTreeMap::new();
-    for i in batch {
-        by_storage.entry(i.storage).or_default().push(i);
-    }
-    for (id, items) in by_storage {
-        let admitted: u64 = items.iter().map(|i| len_u64(&i.value)).sum();
-        if !shared.core().storages.contains_key(&id) {
-            // Deleted while its messages waited: they are not stored.
-            for i in items {
-                reply(
-                    shared,
-                    i.reply,
-                    Response::error(ResponseType::NotFound, "storage deleted"),
-                );
-            }
-            continue;
-        }
-        let store = Arc::clone(&shared.store);
-        let (pairs, replies): (Vec<_>, Vec<_>) = items
-            .into_iter()
-            .map(|i| ((i.key, i.value), i.reply))
-            .unzip();
-        let written = match blocking(move || Written::push(&*store, id, &pairs)).await {
-            Ok(w) => w,
-            Err(e) => {
-                shared.core().release(id, admitted);
-                for r in replies {
-                    reply(
-                        shared,
-                        r,
-                        Response::error(ResponseType::InternalServerError, "store failed"),
-                    );
-                }
-                return Err(Error::Store(e));
-            }
+    for share in Share::group(batch) {
+        let Share {
+            storage: id,
+            items,
+            replies,
+            admitted,
+        } = share;
+        let pushed = if shared.core().storages.contains_key(&id) {
+            let store = Arc::clone(&shared.store);
+            Some(blocking(move || Written::push(&*store, id, &items)).await)
+        } else {
+            None
         };
-        let arrived = written.stored > 0;
-        {
+        let done = {
             let mut core = shared.core();
-            core.on_written(id, written, now_s());
-            if arrived && let Some(s) = core.storages.get(&id) {
+            let done = core.committed(id, admitted, pushed, now_s());
+            if done.arrived
+                && let Some(s) = core.storages.get(&id)
+            {
                 s.handles.arrived.notify_waiters();
             }
+            done
+        };
+        for reply in replies.into_iter().flatten() {
+            // The server is gone only when the proxy stops; nobody is left to answer then.
+            let response = done.answer.clone();
+            let _ = shared.deferred.send(Deferred::Answer { reply, response });
         }
-        for r in replies {
-            reply(shared, r, Response::code(ResponseType::Changed));
+        if let Some(e) = done.error {
+            return Err(Error::Store(e));
         }
     }
     Ok(())
-}
-
-fn reply(shared: &Shared, to: Option<ReplyTo>, response: Response) {
-    if let Some(reply) = to {
-        // The server is gone only when the proxy stops; nobody is left to answer then.
-        let _ = shared.deferred.send(Deferred::Answer { reply, response });
-    }
 }
 
 /// One housekeeping round (see the module documentation).
@@ -268,10 +236,6 @@ pub(crate) async fn blocking<T: Send + 'static>(
             source: Box::new(e),
         }),
     }
-}
-
-fn len_u64(v: &[u8]) -> u64 {
-    u64::try_from(v.len()).unwrap_or(u64::MAX)
 }
 
 /// Seconds of the wall clock, for the load counters.

@@ -6,6 +6,7 @@
 //! out, and a shell (node's tokio proxy) attaches its own handles through [`state::Handles`].
 //!
 //! - [`routing`]: the [`Proxy`] role, its routes, reads and admission (back-pressure).
+//! - [`commit`]: a group commit's shares and what each one's write means.
 //! - `control`: store, forward, control and delete, one at a time.
 //! - [`api`]: requests, responses, actions and events.
 //! - [`pump`]: a sink's pump — its standing, what each stored message becomes, how its
@@ -15,6 +16,7 @@
 //!   position, monitors that changed, the retention watermark.
 //! - [`authz`]: the owner's signed requests (4.01/4.03).
 //! - [`records`]: the tables and their encodings; reading them back after a restart.
+//! - [`restore`]: a restart's records put back, and what the shell does about them.
 //! - [`retention`]: dedup keys, owned writes and the housekeeping round's decisions.
 //! - [`metrics`]: the per-second load counters.
 //!
@@ -22,11 +24,13 @@
 
 pub mod api;
 pub mod authz;
+pub mod commit;
 mod control;
 pub mod metrics;
 pub mod pump;
 pub mod records;
 pub mod resources;
+pub mod restore;
 pub mod retention;
 pub mod routing;
 pub mod state;

@@ -45,6 +45,33 @@ pub enum Standing {
     },
 }
 
+impl Standing {
+    /// `Ok` while the pump is to run; else why it stops delivering.
+    ///
+    /// # Errors
+    ///
+    /// [`Stop::Gone`] when the forward or the sink is gone, [`Stop::Interrupted`] when the
+    /// forward is paused.
+    pub fn running(self) -> Result<(), Stop> {
+        match self {
+            Self::Gone => Err(Stop::Gone),
+            Self::Paused => Err(Stop::Interrupted),
+            Self::Run { .. } => Ok(()),
+        }
+    }
+}
+
+/// Why a pump stops delivering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// The forward was paused: the deliveries under way are dropped and the pump goes back to
+    /// the recorded position and its sections, as after a restart (the forwarder may have seen
+    /// messages past it).
+    Interrupted,
+    /// The forward or its sink was removed, or the proxy stops.
+    Gone,
+}
+
 /// One stored message, made ready for the sink in storage order.
 #[derive(Debug)]
 pub struct Prepared {
@@ -459,6 +486,14 @@ mod tests {
             }
         }
         assert_eq!(settled, (0..500).collect::<Vec<u64>>());
+    }
+
+    #[test]
+    fn only_a_running_pump_delivers() {
+        assert_eq!(Standing::Gone.running(), Err(Stop::Gone));
+        assert_eq!(Standing::Paused.running(), Err(Stop::Interrupted));
+        let run = Standing::Run { cursor: 3, next: 3 };
+        assert_eq!(run.running(), Ok(()));
     }
 
     #[test]
