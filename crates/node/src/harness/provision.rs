@@ -28,32 +28,6 @@ pub struct Provisioned {
     pub commands: Vec<String>,
 }
 
-impl Provisioned {
-    /// Writes the secret key file `keys_dir/NAME` and records it; its path as configs name it,
-    /// `keys/NAME`.
-    ///
-    /// # Errors
-    /// [`Error::Io`] naming the file.
-    pub(crate) fn secret(&mut self, keys_dir: &Path, name: &str, pem: &str) -> Result<PathBuf> {
-        let p = keys_dir.join(name);
-        write_secret(&p, pem)?;
-        self.files.push(p);
-        Ok(PathBuf::from("keys").join(name))
-    }
-
-    /// Writes the public key file `keys_dir/NAME` and records it; its path as configs name it,
-    /// `keys/NAME`.
-    ///
-    /// # Errors
-    /// [`Error::Io`] naming the file.
-    pub(crate) fn public(&mut self, keys_dir: &Path, name: &str, pem: &str) -> Result<PathBuf> {
-        let p = keys_dir.join(name);
-        write_public(&p, pem)?;
-        self.files.push(p);
-        Ok(PathBuf::from("keys").join(name))
-    }
-}
-
 /// Creates `dir`, its `keys` and, if its daemons keep `state`, its `state` directory (those
 /// it creates owner-only); returns the keys'.
 fn create_dirs(dir: &Path, state: bool) -> Result<PathBuf> {
@@ -106,7 +80,7 @@ impl<'a> Writer<'a> {
     /// # Errors
     /// [`Error::Io`] naming the file.
     pub(crate) fn secret(&mut self, name: &str, pem: &str) -> Result<PathBuf> {
-        self.out.secret(&self.keys_dir, name, pem)
+        self.key_file(name, pem, write_secret)
     }
 
     /// Writes the public key file `keys/NAME`; its path as configs name it.
@@ -114,7 +88,19 @@ impl<'a> Writer<'a> {
     /// # Errors
     /// [`Error::Io`] naming the file.
     pub(crate) fn public(&mut self, name: &str, pem: &str) -> Result<PathBuf> {
-        self.out.public(&self.keys_dir, name, pem)
+        self.key_file(name, pem, write_public)
+    }
+
+    fn key_file(
+        &mut self,
+        name: &str,
+        pem: &str,
+        write: fn(&Path, &str) -> Result<()>,
+    ) -> Result<PathBuf> {
+        let path = self.keys_dir.join(name);
+        write(&path, pem)?;
+        self.out.files.push(path);
+        Ok(PathBuf::from("keys").join(name))
     }
 
     /// Writes a key pair, the secret key `keys/NAME` and the public key `keys/NAME.pub`; their

@@ -24,6 +24,7 @@ use super::config::{DeviceFile, GatewayFile, GroupName, ServerFile, SuiteName, T
 use crate::error::Result;
 use crate::harness::provision::{Provisioned, Writer};
 use crate::runtime::keyfile::sga_device_key_pem;
+use zeroize::Zeroizing;
 
 /// The devices of a provisioned deployment.
 pub const DEVICES: [&str; 2] = ["device-i", "device-j"];
@@ -88,7 +89,7 @@ pub fn provision(
     )?;
     let mut configs = Vec::new();
     for (i, name) in DEVICES.into_iter().enumerate() {
-        let key = sga_device_key_pem(&random_array::<32>(rng))?;
+        let key = sga_device_key_pem(&*Zeroizing::new(random_array::<32>(rng)))?;
         let device_key = w.secret(&format!("sga-{name}.key"), &key)?;
         let host = Ipv4Addr::new(127, 0, 0, 10 + u8::try_from(i).unwrap_or(0));
         let file = DeviceFile {
