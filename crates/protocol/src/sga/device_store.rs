@@ -341,4 +341,22 @@ mod tests {
         assert_eq!(inbox[0].session, "07".repeat(16));
         Ok(())
     }
+
+    /// An inbox entry that does not decode is skipped and named by its sequence number; the
+    /// entries around it are still read.
+    #[test]
+    fn a_malformed_inbox_entry_is_skipped_and_named() -> Result<()> {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let r = DeviceRecords::<()>::open(store.clone(), "d")?;
+        let s = SessionId([7; 16]);
+        r.receive(s, "i".into(), 0, b"a")?;
+        let bad = store.queue_push(INBOX_QUEUE, b"\xff{ not json")?;
+        r.receive(s, "i".into(), 1, b"b")?;
+        let mut skipped = Vec::new();
+        let inbox = r.inbox(|seq, _| skipped.push(seq))?;
+        assert_eq!(skipped, [bad]);
+        let ids: Vec<_> = inbox.iter().map(|e| e.message_id).collect();
+        assert_eq!(ids, [0, 1]);
+        Ok(())
+    }
 }
