@@ -268,11 +268,19 @@ impl StoredSink {
     ///
     /// # Errors
     ///
-    /// Store errors.
+    /// Store errors, and a stored output length that is not 8 bytes.
     pub fn open(mut sink: Sink, store: Arc<dyn Store>, now: Millis) -> Result<(Self, Reopened)> {
+        // A length that does not decode is corruption: read as none, the output's tail that
+        // was never acknowledged would be kept and then written a second time.
         let output_len = store
             .get(SINK_TABLE, KEY_OUTPUT_LEN)?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map(|v| {
+                <[u8; 8]>::try_from(v.as_slice()).map_err(|_| m2msec_store::Error::Backend {
+                    operation: "reading the sink's output length",
+                    source: format!("{} bytes, not 8", v.len()).into(),
+                })
+            })
+            .transpose()?
             .map(u64::from_be_bytes);
         let (installed, forgotten) = reinstall(&mut sink, &*store, now)?;
         let stored = Self {
@@ -496,6 +504,31 @@ mod tests {
                 .iter()
                 .all(|v| matches!(v, Verdict::Duplicate | Verdict::Delivered(0)))
         );
+        Ok(())
+    }
+
+    /// What a restart reads that is not what the sink wrote: a section record that does not
+    /// decode is forgotten (and removed), an output length that is not 8 bytes refuses the
+    /// open rather than keep an unacknowledged tail that would be written twice.
+    #[test]
+    fn damaged_records_are_forgotten_or_refused()
+    -> core::result::Result<(), Box<dyn std::error::Error>> {
+        let mut rng = SeededRng::from_seed_u64(4);
+        let mut new_sink = || {
+            Sink::new(
+                pre::SecretKey::generate(&mut rng),
+                Vec::new(),
+                SinkConfig::default(),
+            )
+        };
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        store.put(SECTIONS_TABLE, b"bad", b"\xff\x00 not a relay message")?;
+        let (_, reopened) = StoredSink::open(new_sink(), store.clone(), Millis(0))?;
+        assert_eq!((reopened.installed, reopened.forgotten.len()), (0, 1));
+        assert_eq!(store.get(SECTIONS_TABLE, b"bad")?, None);
+        store.put(SINK_TABLE, KEY_OUTPUT_LEN, &[1, 2, 3])?;
+        let opened = StoredSink::open(new_sink(), store, Millis(0));
+        assert!(opened.is_err_and(|e| e.to_string().contains("3 bytes, not 8")));
         Ok(())
     }
 }
