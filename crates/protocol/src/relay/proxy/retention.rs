@@ -238,6 +238,26 @@ mod tests {
 
     use super::*;
 
+    /// An entry of the signed-request replay cache goes once its time has passed; a value that
+    /// is not 8 bytes (not what the proxy writes) counts as expired rather than kept forever.
+    #[test]
+    fn expired_signed_requests_are_removed() -> m2msec_store::Result<()> {
+        let store = m2msec_store::MemoryStore::new();
+        store.put(records::SIGNED_TABLE, b"old", &999u64.to_be_bytes())?;
+        store.put(records::SIGNED_TABLE, b"live", &1000u64.to_be_bytes())?;
+        store.put(records::SIGNED_TABLE, b"bad", &[1, 2, 3])?;
+        let mut removed: Vec<Vec<u8>> = expired_signed(&store, 1000)?
+            .into_iter()
+            .filter_map(|op| match op {
+                Op::Remove(_, key) => Some(key),
+                _ => None,
+            })
+            .collect();
+        removed.sort();
+        assert_eq!(removed, [b"bad".to_vec(), b"old".to_vec()]);
+        Ok(())
+    }
+
     #[test]
     fn dedup_keys_ignore_reencryption_and_the_sink() {
         let h = Header {
