@@ -216,9 +216,13 @@ async fn deliver_batch(
         while !window.may_send(&item) {
             settle(shared, spec, &mut window, &mut sends).await?;
         }
-        if item.out.is_some() {
+        // Only a slot still to come is waited for: a timer, even one already due, rounds up
+        // to tokio's next millisecond tick, which at no rate limit capped a pump at about one
+        // message per millisecond.
+        let slot = item.out.is_some().then(|| pace.slot());
+        if let Some(slot) = slot.filter(|at| *at > Instant::now()) {
             // The deliveries under way go on while the forward's rate holds this one back.
-            let wait = tokio::time::sleep_until(pace.slot());
+            let wait = tokio::time::sleep_until(slot);
             tokio::pin!(wait);
             loop {
                 tokio::select! {
