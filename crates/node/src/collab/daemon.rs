@@ -9,6 +9,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use m2msec_crypto::rng::CryptoRng;
 use m2msec_protocol::Millis;
 use m2msec_protocol::collab::{
     Client, ClientEvent, Established, Proxy, ProxyEvent, Server, ServerEvent, SessionId,
@@ -18,7 +19,7 @@ use m2msec_store::Store;
 
 use super::config;
 use crate::error::{Error, Result};
-use crate::harness::daemon::{Daemon, Exit, Persisting, RoleArgs, RunLog};
+use crate::harness::daemon::{Daemon, Exit, Persisting, RoleArgs, SessionRuns, Sessions};
 use crate::hex;
 use crate::runtime::driver::{Context, Flow, Handler, Logged, Logs, Shutdown, open_store};
 
@@ -100,28 +101,7 @@ pub type Outcome =
     crate::harness::daemon::Outcome<Summary, SessionId, m2msec_protocol::collab::Error>;
 
 /// The client daemon's handler: persists trust, counts runs, starts the next one.
-pub struct ClientHandler {
-    store: Arc<dyn Store>,
-    runs: RunLog<Outcome>,
-}
-
-impl ClientHandler {
-    /// A handler for `runs` runs, persisting trust in `store`. The first run must already be
-    /// started on the role (see [`start_session`]).
-    #[must_use]
-    pub fn new(store: Arc<dyn Store>, runs: ClientRuns) -> Self {
-        Self {
-            store,
-            runs: RunLog::new(runs),
-        }
-    }
-
-    /// The runs' results.
-    #[must_use]
-    pub fn into_outcomes(self) -> Vec<Outcome> {
-        self.runs.into_outcomes()
-    }
-}
+pub type ClientHandler = SessionRuns<Client>;
 
 /// Starts one client session, logging it.
 ///
@@ -138,22 +118,29 @@ pub fn start_session(
     Ok(session)
 }
 
-impl Handler<Client> for ClientHandler {
-    fn on_event(&mut self, cx: &mut Context<'_, Client>, event: ClientEvent) -> Result<Flow> {
+impl Sessions for Client {
+    type Summary = Summary;
+    type Id = SessionId;
+    type Error = m2msec_protocol::collab::Error;
+    /// The store of the trust records.
+    type Keeps = Arc<dyn Store>;
+
+    fn start_run(&mut self, now: Millis, rng: &mut dyn CryptoRng) -> Result<()> {
+        start_session(self, now, rng).map(drop)
+    }
+
+    fn ended(store: &mut Arc<dyn Store>, event: ClientEvent) -> Result<Option<Outcome>> {
         match event {
             ClientEvent::Established(e) => {
-                let summary = Summary::logged(&e);
-                return Ok(self.runs.established(cx.now, Outcome::Established(summary)));
+                return Ok(Some(Outcome::Established(Summary::logged(&e))));
             }
             ClientEvent::Failed { session, error } => {
                 tracing::error!(%session, %error, "collab key establishment failed");
-                let failed = Outcome::Failed { id: session, error };
-                return Ok(self.runs.failed(cx.now, failed));
+                return Ok(Some(Outcome::Failed { id: session, error }));
             }
             ClientEvent::TrustUpdated(records) => {
                 for r in &records {
-                    self.store
-                        .put(TRUST_TABLE, r.proxy.as_bytes(), &r.to_bytes())?;
+                    store.put(TRUST_TABLE, r.proxy.as_bytes(), &r.to_bytes())?;
                     tracing::debug!(proxy = %r.proxy, score = r.score, successes = r.successes, failures = r.failures, "trust updated");
                 }
             }
@@ -163,16 +150,7 @@ impl Handler<Client> for ClientHandler {
             #[allow(unreachable_patterns)]
             other => tracing::debug!(event = ?other, "client event"),
         }
-        Ok(Flow::Continue)
-    }
-
-    fn next_wakeup(&self) -> Option<Millis> {
-        self.runs.next_start()
-    }
-
-    fn on_wakeup(&mut self, cx: &mut Context<'_, Client>) -> Result<Flow> {
-        self.runs
-            .start(|| start_session(cx.endpoint, cx.now, cx.rng).map(|_| ()))
+        Ok(None)
     }
 }
 
@@ -258,11 +236,7 @@ pub async fn run_client(
     let identity = setup.config.identity.clone();
     let client = Client::new(setup.config, trust)?;
     let daemon = Daemon::bind("collab-client", identity, setup.listen, client).await?;
-    let handler = ClientHandler::new(store, runs);
-    Ok(daemon
-        .start(start_session, handler, shutdown)
-        .await?
-        .into_outcomes())
+    daemon.run_sessions(runs, store, shutdown).await
 }
 
 /// Runs the proxy daemon of `config_file` until `shutdown`.

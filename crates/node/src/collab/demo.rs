@@ -86,7 +86,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         let (client, rng) = client_driver.endpoint_mut();
         start_session(client, driver::wall_clock(), rng)?;
     }
-    let handler = ClientHandler::new(Arc::new(MemoryStore::new()), ClientRuns::default());
+    let handler = ClientHandler::new(ClientRuns::default(), Arc::new(MemoryStore::new()));
     let (device_ops, client) = run
         .device("client", client_driver, handler, |h: ClientHandler| {
             h.into_outcomes().pop().map(Outcome::into_result)

@@ -26,7 +26,6 @@ use crate::runtime::keyfile;
 
 config_names! {
     /// Signature variants in config files.
-    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
     pub enum VariantName for Variant {
         /// The paper's ElGamal-type proxy signature.
         "elgamal" => Elgamal = ElGamal,
@@ -35,11 +34,8 @@ config_names! {
         /// DSA over the same proxy key.
         "dsa" => Dsa = Dsa,
     }
-}
 
-config_names! {
     /// Groups in config files.
-    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
     pub enum GroupFile for GroupId {
         /// RFC 5114 §2.1, 1024-bit p, 160-bit q (legacy: the paper's cost table).
         "ffdh1024" => Ffdh1024 = Dsa1024_160,
@@ -48,11 +44,8 @@ config_names! {
         /// Ristretto255.
         "ristretto" => Ristretto = Ristretto255,
     }
-}
 
-config_names! {
     /// Roles of warrants in config files.
-    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
     pub enum RoleName for Role {
         /// An MTC device.
         "device" => Device = Device,

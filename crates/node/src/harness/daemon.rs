@@ -13,7 +13,7 @@ use m2msec_store::Store;
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
-use crate::runtime::driver::{self, Driver, Flow, Handler, Retries, Shutdown};
+use crate::runtime::driver::{self, Context, Driver, Flow, Handler, Retries, Shutdown};
 
 /// A loaded daemon config: where to listen, the store, the role's config.
 #[derive(Debug)]
@@ -168,6 +168,26 @@ impl<E: Endpoint> Daemon<E> {
         self.log("started");
         self.driver.run(&mut handler, shutdown).await?;
         Ok(handler)
+    }
+
+    /// Runs `runs` key establishments of a [`Sessions`] role, the first started at once, and
+    /// returns their outcomes (also on `shutdown`).
+    ///
+    /// # Errors
+    ///
+    /// The first run cannot start; the handler's first error.
+    pub async fn run_sessions(
+        self,
+        runs: Runs,
+        keeps: E::Keeps,
+        shutdown: Shutdown,
+    ) -> Result<Vec<Outcome<E::Summary, E::Id, E::Error>>>
+    where
+        E: Sessions,
+    {
+        let handler = SessionRuns::new(runs, keeps);
+        let handler = self.start(E::start_run, handler, shutdown).await?;
+        Ok(handler.into_outcomes())
     }
 
     /// Logs "serving" and hands the bound role over, for a handler that drives it itself (one
@@ -390,5 +410,90 @@ impl<O> RunLog<O> {
     #[must_use]
     pub fn into_outcomes(self) -> Vec<O> {
         self.outcomes
+    }
+}
+
+impl<S, Id, E> RunLog<Outcome<S, Id, E>> {
+    /// A run ended with `outcome`: counted if it established a key, tried again while tries
+    /// are left if it failed ([`Self::established`], [`Self::failed`]).
+    pub fn ended(&mut self, now: Millis, outcome: Outcome<S, Id, E>) -> Flow {
+        if matches!(outcome, Outcome::Established(_)) {
+            self.established(now, outcome)
+        } else {
+            self.failed(now, outcome)
+        }
+    }
+}
+
+/// A role that runs key establishments one after another and then ends (the collab client,
+/// the MIKEY initiator): how one starts and which of its events ends one. Its daemon's handler
+/// is then [`SessionRuns`].
+pub trait Sessions: Endpoint {
+    /// What an established run leaves, keys excluded.
+    type Summary;
+    /// What names a run in its failure.
+    type Id;
+    /// Why a run failed.
+    type Error;
+    /// What the handler keeps beside the runs and hands to [`Self::ended`] (the collab
+    /// client's trust store).
+    type Keeps;
+
+    /// Starts a run, logging it.
+    ///
+    /// # Errors
+    ///
+    /// The role cannot start one (no usable peer…).
+    fn start_run(&mut self, now: Millis, rng: &mut dyn CryptoRng) -> Result<()>;
+
+    /// The outcome of the run `event` ends, if it ends one; any other event is logged, or kept
+    /// in `keeps`, here.
+    ///
+    /// # Errors
+    ///
+    /// What keeping it failed with (a store error stops the daemon).
+    fn ended(
+        keeps: &mut Self::Keeps,
+        event: Self::Event,
+    ) -> Result<Option<Outcome<Self::Summary, Self::Id, Self::Error>>>;
+}
+
+/// The handler of a [`Sessions`] role's daemon: its [`RunLog`], and what it keeps.
+pub struct SessionRuns<R: Sessions> {
+    runs: RunLog<Outcome<R::Summary, R::Id, R::Error>>,
+    keeps: R::Keeps,
+}
+
+impl<R: Sessions> SessionRuns<R> {
+    /// A handler for `runs`, the first of which must already be started on the role.
+    #[must_use]
+    pub fn new(runs: Runs, keeps: R::Keeps) -> Self {
+        Self {
+            runs: RunLog::new(runs),
+            keeps,
+        }
+    }
+
+    /// The runs' results.
+    #[must_use]
+    pub fn into_outcomes(self) -> Vec<Outcome<R::Summary, R::Id, R::Error>> {
+        self.runs.into_outcomes()
+    }
+}
+
+impl<R: Sessions> Handler<R> for SessionRuns<R> {
+    fn on_event(&mut self, cx: &mut Context<'_, R>, event: R::Event) -> Result<Flow> {
+        Ok(match R::ended(&mut self.keeps, event)? {
+            Some(outcome) => self.runs.ended(cx.now, outcome),
+            None => Flow::Continue,
+        })
+    }
+
+    fn next_wakeup(&self) -> Option<Millis> {
+        self.runs.next_start()
+    }
+
+    fn on_wakeup(&mut self, cx: &mut Context<'_, R>) -> Result<Flow> {
+        self.runs.start(|| cx.endpoint.start_run(cx.now, cx.rng))
     }
 }

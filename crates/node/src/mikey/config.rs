@@ -25,7 +25,6 @@ use crate::runtime::keyfile;
 
 config_names! {
     /// The exchange modes in config files and on the command line.
-    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
     pub enum ModeFile for ModeName {
         /// RFC 3830 pre-shared-key mode, straight to the responder.
         "psk" => Psk = Psk,
@@ -34,11 +33,8 @@ config_names! {
         /// The distributed mode: the TGK split k-of-n over third parties (paper 001).
         "distributed" => Distributed = Distributed,
     }
-}
 
-config_names! {
     /// KEMAC encryption names in config files.
-    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
     pub enum KemacEncryptionName for KemacEncryption {
         /// AES-CM-128 (RFC 3830 §4.2.3, mandatory).
         "aes-cm-128" => AesCm128 = AesCm128,
@@ -47,22 +43,16 @@ config_names! {
         /// No encryption ("very restricted usage", §6.2).
         "null" => Null = Null,
     }
-}
 
-config_names! {
     /// Envelope-key encryption names in config files.
-    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
     pub enum EnvelopeName for EnvelopeScheme {
         /// RSAES-PKCS1-v1_5, RFC 3830's mandatory scheme.
         "rsa-pkcs1v15" => RsaPkcs1v15 = RsaPkcs1v15,
         /// RSAES-OAEP with SHA-256 (both ends must be m2msec).
         "rsa-oaep-sha256" => RsaOaepSha256 = RsaOaepSha256,
     }
-}
 
-config_names! {
     /// SIGN payload scheme names in config files.
-    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
     pub enum SignatureName for SignScheme {
         /// RSASSA-PKCS1-v1_5 with SHA-1 (RFC 3830's mandatory scheme).
         "pkcs1v15-sha1" => Pkcs1v15Sha1 = Pkcs1v15Sha1,

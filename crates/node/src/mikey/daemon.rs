@@ -20,7 +20,7 @@ use m2msec_store::Store;
 
 use super::config;
 use crate::error::{Error, Result};
-use crate::harness::daemon::{Daemon, Exit, Persisting, RoleArgs, RunLog};
+use crate::harness::daemon::{Daemon, Exit, Persisting, RoleArgs, SessionRuns, Sessions};
 use crate::hex;
 use crate::runtime::driver::open_store;
 use crate::runtime::driver::{self, Context, Flow, Handler, Shutdown};
@@ -141,38 +141,26 @@ pub fn start_exchange(
 }
 
 /// The initiator daemon's handler: counts exchanges, starts the next one.
-pub struct InitiatorHandler {
-    runs: RunLog<Outcome>,
-}
+pub type InitiatorHandler = SessionRuns<Initiator>;
 
-impl InitiatorHandler {
-    /// A handler for `runs` exchanges; the first must already be started on the role (see
-    /// [`start_exchange`]).
-    #[must_use]
-    pub fn new(runs: InitiatorRuns) -> Self {
-        Self {
-            runs: RunLog::new(runs),
-        }
+impl Sessions for Initiator {
+    type Summary = Summary;
+    type Id = u32;
+    type Error = m2msec_protocol::mikey::Error;
+    type Keeps = ();
+
+    fn start_run(&mut self, now: Millis, rng: &mut dyn CryptoRng) -> Result<()> {
+        start_exchange(self, now, rng).map(drop)
     }
 
-    /// The exchanges' results.
-    #[must_use]
-    pub fn into_outcomes(self) -> Vec<Outcome> {
-        self.runs.into_outcomes()
-    }
-}
-
-impl Handler<Initiator> for InitiatorHandler {
-    fn on_event(&mut self, cx: &mut Context<'_, Initiator>, event: InitiatorEvent) -> Result<Flow> {
+    fn ended((): &mut (), event: InitiatorEvent) -> Result<Option<Outcome>> {
         match event {
             InitiatorEvent::Established(e) => {
-                let s = Summary::logged(&e);
-                return Ok(self.runs.established(cx.now, Outcome::Established(s)));
+                return Ok(Some(Outcome::Established(Summary::logged(&e))));
             }
             InitiatorEvent::Failed { csb_id, error } => {
                 tracing::error!(csb_id = %format_args!("{csb_id:#010x}"), %error, "mikey exchange failed");
-                let failed = Outcome::Failed { id: csb_id, error };
-                return Ok(self.runs.failed(cx.now, failed));
+                return Ok(Some(Outcome::Failed { id: csb_id, error }));
             }
             InitiatorEvent::ThirdPartyConfirmed { third_party } => {
                 tracing::debug!(%third_party, "third party confirmed its part");
@@ -183,16 +171,7 @@ impl Handler<Initiator> for InitiatorHandler {
             #[allow(unreachable_patterns)]
             other => tracing::debug!(event = ?other, "initiator event"),
         }
-        Ok(Flow::Continue)
-    }
-
-    fn next_wakeup(&self) -> Option<Millis> {
-        self.runs.next_start()
-    }
-
-    fn on_wakeup(&mut self, cx: &mut Context<'_, Initiator>) -> Result<Flow> {
-        self.runs
-            .start(|| start_exchange(cx.endpoint, cx.now, cx.rng).map(|_| ()))
+        Ok(None)
     }
 }
 
@@ -314,11 +293,7 @@ pub async fn run_initiator(
     tracing::info!(mode = mode.name(), "initiator mode");
     let initiator = Initiator::new(setup.config)?;
     let daemon = Daemon::bind("mikey-initiator", identity, setup.listen, initiator).await?;
-    let handler = InitiatorHandler::new(runs);
-    Ok(daemon
-        .start(start_exchange, handler, shutdown)
-        .await?
-        .into_outcomes())
+    daemon.run_sessions(runs, (), shutdown).await
 }
 
 /// A replay cache as the roles take it: digests and when each may be forgotten.

@@ -76,7 +76,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         let (initiator, rng) = i_driver.endpoint_mut();
         start_exchange(initiator, driver::wall_clock(), rng)?
     };
-    let handler = InitiatorHandler::new(InitiatorRuns::default());
+    let handler = InitiatorHandler::new(InitiatorRuns::default(), ());
     let (device_ops, outcome) = run
         .device("initiator", i_driver, handler, |h: InitiatorHandler| {
             h.into_outcomes().pop().map(Outcome::into_result)

@@ -61,7 +61,6 @@ pub const SOURCE_SEED_LEN: usize = 32;
 
 config_names! {
     /// The data AEAD suites in config files.
-    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
     pub enum SuiteName for AeadSuite {
         /// AES-128-CCM with an 8-byte tag.
         "aes-128-ccm8" => Aes128Ccm8 = Aes128Ccm8,

@@ -185,19 +185,23 @@ macro_rules! with_retransmit_fields {
 pub(crate) use with_retransmit_fields;
 
 /// Declares the names a config file gives the values of `$target` (an enum of the protocol or
-/// crypto crate): one variant per name, in the order toml's errors list them, the conversion to
-/// `$target`, the way back (`of`, none for a value without a name here) and the name itself
-/// (`name`). Each is also a clap `ValueEnum` of the same names, so a flag takes the values a
-/// config file does; the caller derives the rest (`Clone` and `Deserialize` at least).
+/// crypto crate), for one or more such enums: one variant per name, in the order toml's errors
+/// list them, the conversion to `$target`, the way back (`of`, none for a value without a name
+/// here) and the name itself (`name`). Each is also a clap `ValueEnum` of the same names, so a
+/// flag takes the values a config file does, and a small `Copy` value that serde reads and
+/// writes by its name.
 macro_rules! config_names {
-    (
+    ($(
         $(#[$meta:meta])*
         $vis:vis enum $name:ident for $target:ident {
             $( $(#[$vmeta:meta])* $file:literal => $variant:ident = $to:ident ),* $(,)?
         }
-    ) => {
+    )+) => {$(
         $(#[$meta])*
-        #[derive(::clap::ValueEnum)]
+        #[derive(
+            Clone, Copy, Debug, PartialEq, Eq, ::clap::ValueEnum, ::serde::Deserialize,
+            ::serde::Serialize,
+        )]
         $vis enum $name {
             $( $(#[$vmeta])* #[serde(rename = $file)] #[value(name = $file)] $variant, )*
         }
@@ -229,25 +233,21 @@ macro_rules! config_names {
                 }
             }
         }
-    };
+    )+};
 }
 pub(crate) use config_names;
 
 config_names! {
     /// The names of secret-sharing schemes in config files (collab's client, MIKEY's
     /// distributed mode).
-    #[derive(Clone, Copy, Debug, serde::Deserialize, serde::Serialize, PartialEq, Eq)]
     pub enum SharingName for SharingScheme {
         /// Reed-Solomon erasure coding (any k of n fragments rebuild x).
         "reed-solomon" => ReedSolomon = ReedSolomon,
         /// Shamir sharing over GF(256) (fewer than k colluding proxies learn nothing about x).
         "shamir" => Shamir = Shamir,
     }
-}
 
-config_names! {
     /// The names of AEAD suites in config files and flags.
-    #[derive(Clone, Copy, Debug, serde::Deserialize, serde::Serialize, PartialEq, Eq)]
     pub enum AeadName for AeadSuite {
         /// AES-128-CCM with an 8-byte tag.
         "aes-128-ccm8" => Aes128Ccm8 = Aes128Ccm8,
@@ -256,11 +256,8 @@ config_names! {
         /// ChaCha20-Poly1305.
         "chacha20-poly1305" => ChaCha20Poly1305 = ChaCha20Poly1305,
     }
-}
 
-config_names! {
     /// The names of one-time signature schemes in config files and flags.
-    #[derive(Clone, Copy, Debug, serde::Deserialize, serde::Serialize, PartialEq, Eq)]
     pub enum OtsName for OtsScheme {
         /// Lamport signatures over SHA-256 (the paper's choice).
         "lamport" => Lamport = Lamport,

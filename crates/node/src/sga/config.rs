@@ -21,7 +21,7 @@ use crate::runtime::keyfile;
 
 config_names! {
     /// The lightweight AEAD suites in config files and on the command line.
-    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+    #[derive(PartialOrd, Ord)]
     pub enum SuiteName for AeadSuite {
         /// AES-128-CCM with an 8-byte tag.
         "aes-128-ccm8" => Aes128Ccm8 = Aes128Ccm8,
@@ -50,7 +50,6 @@ impl SuiteName {
 
 config_names! {
     /// The key-exchange groups in config files and on the command line.
-    #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
     pub enum GroupName for GroupId {
         /// Ristretto255 (RFC 9496).
         "ristretto255" => Ristretto255 = Ristretto255,
