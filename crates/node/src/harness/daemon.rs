@@ -181,7 +181,7 @@ impl<E: Endpoint> Daemon<E> {
         runs: Runs,
         keeps: E::Keeps,
         shutdown: Shutdown,
-    ) -> Result<Vec<Outcome<E::Summary, E::Id, E::Error>>>
+    ) -> Result<Vec<RunOutcome<E>>>
     where
         E: Sessions,
     {
@@ -452,15 +452,16 @@ pub trait Sessions: Endpoint {
     /// # Errors
     ///
     /// What keeping it failed with (a store error stops the daemon).
-    fn ended(
-        keeps: &mut Self::Keeps,
-        event: Self::Event,
-    ) -> Result<Option<Outcome<Self::Summary, Self::Id, Self::Error>>>;
+    fn ended(keeps: &mut Self::Keeps, event: Self::Event) -> Result<Option<RunOutcome<Self>>>;
 }
+
+/// How one run of the [`Sessions`] role `R` ended.
+pub type RunOutcome<R> =
+    Outcome<<R as Sessions>::Summary, <R as Sessions>::Id, <R as Sessions>::Error>;
 
 /// The handler of a [`Sessions`] role's daemon: its [`RunLog`], and what it keeps.
 pub struct SessionRuns<R: Sessions> {
-    runs: RunLog<Outcome<R::Summary, R::Id, R::Error>>,
+    runs: RunLog<RunOutcome<R>>,
     keeps: R::Keeps,
 }
 
@@ -476,7 +477,7 @@ impl<R: Sessions> SessionRuns<R> {
 
     /// The runs' results.
     #[must_use]
-    pub fn into_outcomes(self) -> Vec<Outcome<R::Summary, R::Id, R::Error>> {
+    pub fn into_outcomes(self) -> Vec<RunOutcome<R>> {
         self.runs.into_outcomes()
     }
 }
