@@ -93,10 +93,13 @@ pub fn provision(
     force: bool,
     rng: &mut dyn CryptoRng,
 ) -> Result<Provisioned> {
-    let opts = super::provision::ProvisionOptions {
-        port: flags.e2sec.e2sec_port,
+    let keys = super::provision::Keys {
         group: group(flags.e2sec.e2sec_group)?,
         variant: flags.e2sec.variant.into(),
+    };
+    let opts = super::provision::ProvisionOptions {
+        params: keys,
+        port: flags.e2sec.e2sec_port,
         force,
     };
     super::provision::provision(dir, &opts, rng)

@@ -28,28 +28,30 @@ use super::config::{
     EpcFile, EpcPeerFile, GroupFile, PartyFile, PeerFile, RoleName, SubscriberFile, VariantName,
 };
 use crate::error::{Error, Result};
-use crate::harness::provision::{Provisioned, Writer};
+use crate::harness::provision::{Options, Provisioned, Writer};
 use crate::runtime::keyfile;
 
-/// Options of `provision` for E2SEC.
-#[derive(Clone, Debug)]
-pub struct ProvisionOptions {
-    /// UDP port of every role, each on its own 127.0.0.x address.
-    pub port: u16,
+/// The keys of a provisioned E2SEC deployment.
+#[derive(Clone, Copy, Debug)]
+pub struct Keys {
     /// The group of every key.
     pub group: GroupId,
     /// The proxy-signature variant of both parties.
     pub variant: Variant,
-    /// Replace existing files.
-    pub force: bool,
 }
+
+/// Options of `provision` for E2SEC.
+pub type ProvisionOptions = Options<Keys>;
 
 impl Default for ProvisionOptions {
     fn default() -> Self {
-        Self {
-            port: super::PORT,
+        let keys = Keys {
             group: GroupId::Ristretto255,
             variant: Variant::ElGamal,
+        };
+        Self {
+            params: keys,
+            port: super::PORT,
             force: false,
         }
     }
@@ -66,14 +68,14 @@ pub fn provision(
     opts: &ProvisionOptions,
     rng: &mut dyn CryptoRng,
 ) -> Result<Provisioned> {
-    let group_file = GroupFile::of(opts.group)
+    let group_file = GroupFile::of(opts.params.group)
         .ok_or_else(|| Error::Usage("E2SEC runs over ffdh1024, ffdh2048 or ristretto".into()))?;
     let mut w = Writer::start(dir, "e2sec-epc", "an E2SEC deployment", opts.force, false)?;
     let addrs = addresses().map(|a| SocketAddr::new(a.ip(), opts.port));
     let mut key_pair = |name: &str, w: &mut Writer| -> Result<(PathBuf, PathBuf)> {
-        let key = SecretKey::generate(opts.group, rng);
+        let key = SecretKey::generate(opts.params.group, rng);
         let secret_pem = keyfile::e2sec_secret_key_pem(&key)?;
-        let public_pem = keyfile::e2sec_public_key_pem(opts.group, &key.public_key()?)?;
+        let public_pem = keyfile::e2sec_public_key_pem(opts.params.group, &key.public_key()?)?;
         w.key_pair(&format!("{name}.key"), &secret_pem, &public_pem)
     };
     let (epc_secret, epc_public) = key_pair("e2sec-epc", &mut w)?;
@@ -112,7 +114,7 @@ pub fn provision(
         listen: addrs[at],
         secret_key,
         group: Some(group_file),
-        variant: VariantName::of(opts.variant),
+        variant: VariantName::of(opts.params.variant),
         timeout_ms: None,
         first_retransmit_ms: None,
         steady_retransmits: None,
