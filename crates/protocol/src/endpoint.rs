@@ -82,6 +82,69 @@ impl OpCounts {
     }
 }
 
+/// Group arithmetic as the E2SEC paper counts it (its Tables V and VI, paper 003): the
+/// device's public-key work in the units its cost model prices.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GroupOps {
+    /// Modular exponentiations (T_E).
+    pub te: u64,
+    /// Multiplications of group elements and of scalars (T_M).
+    pub tm: u64,
+    /// Hashes to a scalar (T_H).
+    pub th: u64,
+    /// Other scalar arithmetic: additions, subtractions, reductions (T_A).
+    pub ta: u64,
+}
+
+/// The paper's counts of a tally: inversions go with T_A, as the paper has no column for
+/// them; membership checks are not counted (the paper does not price them).
+impl From<&m2msec_crypto::group::OpTally> for GroupOps {
+    fn from(t: &m2msec_crypto::group::OpTally) -> Self {
+        Self {
+            te: t.exp,
+            tm: t.mul,
+            th: t.hash,
+            ta: t.arith + t.inv,
+        }
+    }
+}
+
+impl GroupOps {
+    /// The counts with their column names, T_E to T_A.
+    #[must_use]
+    pub const fn columns(self) -> [(&'static str, u64); 4] {
+        [
+            ("te", self.te),
+            ("tm", self.tm),
+            ("th", self.th),
+            ("ta", self.ta),
+        ]
+    }
+
+    /// The counts of `runs` runs as those of one (rounded down).
+    #[must_use]
+    pub fn per_run(self, runs: u64) -> Self {
+        let n = runs.max(1);
+        Self {
+            te: self.te / n,
+            tm: self.tm / n,
+            th: self.th / n,
+            ta: self.ta / n,
+        }
+    }
+
+    /// What the counts cost when one of each column costs `prices` (T_E, T_M, T_H, T_A).
+    #[must_use]
+    pub fn priced(self, prices: [f64; 4]) -> f64 {
+        let counts = self.columns().map(|(_, count)| count as f64);
+        counts
+            .iter()
+            .zip(prices)
+            .map(|(count, price)| count * price)
+            .sum()
+    }
+}
+
 /// A protocol role as its I/O shell sees it.
 ///
 /// The driver loop is: feed every received datagram to [`Endpoint::handle_datagram`], call
@@ -120,7 +183,44 @@ pub trait Endpoint {
 
 #[cfg(test)]
 mod tests {
-    use super::OpCounts;
+    use super::{GroupOps, OpCounts};
+
+    #[test]
+    fn group_ops_as_the_paper_counts_and_prices_them() {
+        let tally = m2msec_crypto::group::OpTally {
+            exp: 10,
+            mul: 14,
+            hash: 4,
+            arith: 3,
+            inv: 1,
+            check: 7,
+        };
+        // Inversions count with T_A; membership checks are not counted.
+        let ops = GroupOps::from(&tally);
+        assert_eq!(
+            ops,
+            GroupOps {
+                te: 10,
+                tm: 14,
+                th: 4,
+                ta: 4
+            }
+        );
+        let one = ops.per_run(2);
+        assert_eq!(
+            one,
+            GroupOps {
+                te: 5,
+                tm: 7,
+                th: 2,
+                ta: 2
+            }
+        );
+        assert_eq!(ops.per_run(0), ops, "no run counts as one");
+        let names = one.columns().map(|(name, _)| name);
+        assert_eq!(names, ["te", "tm", "th", "ta"]);
+        assert!((one.priced([100.0, 1.0, 2.0, 0.5]) - 512.0).abs() < 1e-9);
+    }
 
     #[test]
     fn op_counts_between_readings_and_per_run() {

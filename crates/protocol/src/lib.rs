@@ -51,7 +51,7 @@ mod role;
 pub mod sga;
 pub mod trial;
 
-pub use endpoint::{Endpoint, Millis, OpCounts, Transmit};
+pub use endpoint::{Endpoint, GroupOps, Millis, OpCounts, Transmit};
 pub use outbox::Outbox;
 pub use reliable::RetransmitPolicy;
 pub use role::{Protocol, ProtocolRole, Role};

@@ -24,10 +24,10 @@ use m2msec_crypto::rng::SeededRng;
 use m2msec_protocol::e2sec::sim::{DEVICE, DEVICE_ROLE, SERVER_ROLE, Spec, World};
 use m2msec_protocol::e2sec::{PartyEvent, Variant};
 
-use super::{GROUPS, group_name, group_ops};
+use super::{GROUPS, group_name};
 use crate::error::{Error, Result};
 use crate::harness::figure::{Figure, busy_meter, micros};
-use crate::harness::report::GroupOps;
+use m2msec_protocol::GroupOps;
 
 /// Time of each primitive on this machine, in microseconds.
 #[derive(Clone, Copy, Debug)]
@@ -46,10 +46,7 @@ impl Primitives {
     /// te·T_E + tm·T_M + th·T_H + ta·T_A, in microseconds.
     #[must_use]
     pub fn estimate(&self, ops: &GroupOps) -> f64 {
-        ops.te as f64 * self.te
-            + ops.tm as f64 * self.tm
-            + ops.th as f64 * self.th
-            + ops.ta as f64 * self.ta
+        ops.priced([self.te, self.tm, self.th, self.ta])
     }
 }
 
@@ -112,16 +109,6 @@ pub struct Cell {
     pub server: SideCost,
 }
 
-fn per(t: &OpTally, n: u64) -> GroupOps {
-    let o = group_ops(t);
-    GroupOps {
-        te: o.te / n,
-        tm: o.tm / n,
-        th: o.th / n,
-        ta: o.ta / n,
-    }
-}
-
 /// Runs `exchanges` authentications of `variant` over `group` (after one warm-up) and reads
 /// each side's counts and time.
 ///
@@ -179,11 +166,11 @@ pub fn measure(group: GroupId, variant: Variant, exchanges: u32, seed: u64) -> R
     let n = u64::from(exchanges);
     Ok(Cell {
         device: SideCost {
-            ops: per(&tally[0], n),
+            ops: GroupOps::from(&tally[0]).per_run(n),
             measured: busy[0] / exchanges,
         },
         server: SideCost {
-            ops: per(&tally[1], n),
+            ops: GroupOps::from(&tally[1]).per_run(n),
             measured: busy[1] / exchanges,
         },
     })
@@ -247,12 +234,7 @@ pub fn figures_of(table: &CostTable) -> Vec<Figure> {
         for (variant, cell) in cells {
             for (side, c) in [("device", &cell.device), ("server", &cell.server)] {
                 let prefix = format!("e2sec.{g}.{}.{side}", variant.name());
-                for (name, v) in [
-                    ("te", c.ops.te),
-                    ("tm", c.ops.tm),
-                    ("th", c.ops.th),
-                    ("ta", c.ops.ta),
-                ] {
+                for (name, v) in c.ops.columns() {
                     out.push(Figure::plain(format!("{prefix}.{name}"), "ops", v as f64));
                 }
                 let estimate = p.estimate(&c.ops);

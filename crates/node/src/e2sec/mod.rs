@@ -19,7 +19,7 @@ use crate::harness::daemon::RoleInfo;
 
 use m2msec_crypto::group::GroupId;
 
-use crate::harness::report::GroupOps;
+use m2msec_protocol::GroupOps;
 
 /// The protocol's name in commands and reports.
 pub const PROTOCOL: &str = "e2sec";
@@ -62,19 +62,6 @@ pub fn group_name(g: GroupId) -> &'static str {
     config::GroupFile::of(g).map_or("modp2048", config::GroupFile::name)
 }
 
-/// The paper's counts of an [`m2msec_crypto::group::OpTally`]: T_E exponentiations, T_M
-/// multiplications, T_H hashes to a scalar, T_A other scalar arithmetic (inversions counted
-/// with T_A, as the paper has no column for them).
-#[must_use]
-pub fn group_ops(t: &m2msec_crypto::group::OpTally) -> GroupOps {
-    GroupOps {
-        te: t.exp,
-        tm: t.mul,
-        th: t.hash,
-        ta: t.arith + t.inv,
-    }
-}
-
 /// The device's operations in the four counts every protocol reports, from its group
 /// arithmetic: `asymmetric` = T_E + T_M (exponentiations and multiplications of group
 /// elements and scalars: the public-key work), `hash` = T_H plus the HMACs of the exchange
@@ -93,6 +80,6 @@ pub fn device_ops(
             redundancy: 0,
             asymmetric: t.exp + t.mul,
         },
-        group: Some(group_ops(t)),
+        group: Some(GroupOps::from(t)),
     }
 }

@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use m2msec_protocol::OpCounts;
+use m2msec_protocol::{GroupOps, OpCounts};
 use serde::Serialize;
 
 use crate::harness::demo::RunOptions;
@@ -297,19 +297,6 @@ impl From<OpCounts> for DeviceOps {
             group: None,
         }
     }
-}
-
-/// Group arithmetic as the E2SEC paper counts it (its Tables V and VI).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct GroupOps {
-    /// Modular exponentiations (T_E).
-    pub te: u64,
-    /// Multiplications of group elements and of scalars (T_M).
-    pub tm: u64,
-    /// Hashes to a scalar (T_H).
-    pub th: u64,
-    /// Other scalar arithmetic: additions, subtractions, reductions (T_A).
-    pub ta: u64,
 }
 
 /// Where a run reports its progress (a progress bar, a log, nothing).
