@@ -65,7 +65,7 @@ impl Summary {
 ///
 /// # Errors
 ///
-/// [`Error::Store`](crate::error::Error::Store) if the store cannot be read. Records that do not decode are skipped with
+/// [`Error::Store`] if the store cannot be read. Records that do not decode are skipped with
 /// a warning (a newer format, a damaged entry): the proxy then starts from neutral trust.
 pub fn load_trust(store: &dyn Store) -> Result<Vec<TrustRecord>> {
     let mut records = Vec::new();
@@ -84,7 +84,7 @@ pub fn load_trust(store: &dyn Store) -> Result<Vec<TrustRecord>> {
 ///
 /// # Errors
 ///
-/// [`Error::Store`](crate::error::Error::Store) if the store cannot be read.
+/// [`Error::Store`] if the store cannot be read.
 pub fn load_used_one_time_keys(store: &dyn Store) -> Result<Vec<[u8; 32]>> {
     Ok(store
         .scan(USED_OTS_TABLE)?

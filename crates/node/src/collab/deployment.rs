@@ -59,7 +59,7 @@ impl Params {
     ///
     /// # Errors
     ///
-    /// [`Error::Usage`] naming the option that is wrong.
+    /// [`crate::Error::Usage`] naming the option that is wrong.
     pub fn check(&self) -> Result<()> {
         let shape = [self.proxies, self.threshold, self.faulty];
         check_helpers(

@@ -3,7 +3,7 @@
 //!
 //! Three roles: `mikey-initiator` (the constrained device I, runs its exchanges and exits),
 //! `mikey-third-party` (TPi) and `mikey-responder` (R), on the IANA MIKEY port
-//! [`PORT`](m2msec_protocol::mikey::PORT) (UDP 2269), each on its own address.
+//! [`PORT`] (UDP 2269), each on its own address.
 
 pub mod bench;
 pub mod config;

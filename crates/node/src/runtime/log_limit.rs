@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 /// At most this many warnings per second about one kind of bad input; the rest are counted and
 /// summarised.
-const WARNINGS_PER_SECOND: u32 = 5;
+pub const WARNINGS_PER_SECOND: u32 = 5;
 
 /// Logs at most [`WARNINGS_PER_SECOND`] warnings a second about one kind of input, then how
 /// many it did not log; counts every one.
