@@ -1,87 +1,13 @@
-//! `m2msec bench`'s table of completion against loss (issue 19): for each protocol and each
-//! loss rate from 0 to 30 % (in each direction), the share of runs that completed, their
-//! virtual time, and the share that completed within 10× the lossless time, from trials on
-//! the in-memory network with a one-way delay ([`m2msec_protocol::trial`]). Times are
-//! virtual: what the link and the retransmissions cost, not what a machine takes. The
-//! lossless time is the 0 % row of the same table.
+//! `m2msec bench`'s table of completion against loss (issue 19), measured by
+//! [`m2msec_protocol::trial::table`] on the in-memory network with a one-way delay, as figures
+//! and as text.
 
 use std::fmt::Write as _;
 
-use m2msec_protocol::mikey::ModeName;
-use m2msec_protocol::trial::{self, LATENCY, Link, Trial};
+use m2msec_protocol::trial::LATENCY;
+pub use m2msec_protocol::trial::table::{GOAL_FACTOR, LOSS_RATES, PROTOCOLS, Row, Table, measure};
 
 use crate::harness::figure::Figure;
-
-/// The loss rates of the table.
-pub const LOSS_RATES: [f64; 7] = [0.0, 0.05, 0.10, 0.15, 0.20, 0.25, 0.30];
-
-/// The protocols the table covers (the relay has no in-memory network yet).
-pub const PROTOCOLS: [&str; 4] = ["collab", "mikey", "sga", "e2sec"];
-
-/// The goal of issue 19: complete within this many times the lossless time.
-pub const GOAL_FACTOR: u32 = 10;
-
-/// One loss rate of a [`Table`].
-#[derive(Clone, Debug, PartialEq)]
-pub struct Row {
-    /// Probability that a datagram is lost.
-    pub loss: f64,
-    /// Runs.
-    pub runs: usize,
-    /// Share of the runs that completed, in %.
-    pub completed: f64,
-    /// Mean virtual time of the completed runs, in s.
-    pub mean: f64,
-    /// 95th percentile of the virtual time of the completed runs, in s.
-    pub p95: f64,
-    /// Share of the runs that completed within [`GOAL_FACTOR`] × the lossless time, in %.
-    pub within_goal: f64,
-    /// Mean datagrams sent per run (retransmissions and answers to copies included).
-    pub datagrams: f64,
-}
-
-/// One protocol's completion against loss.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Table {
-    /// The protocol.
-    pub protocol: String,
-    /// Mean virtual time of the lossless runs (the 0 % row), in s.
-    pub lossless: f64,
-    /// One row per loss rate, [`LOSS_RATES`] in order.
-    pub rows: Vec<Row>,
-}
-
-/// Runs `runs` trials of `protocol` per loss rate, seeds from `seed` on.
-#[must_use]
-pub fn measure(protocol: &str, runs: u32, seed: u64) -> Table {
-    let seeds = seed..seed.saturating_add(u64::from(runs.max(1)));
-    // One MIKEY deployment for the whole table: its RSA keys take longer than all its runs.
-    let mut mikey = (protocol == "mikey").then(|| trial::Mikey::new(ModeName::Distributed, seed));
-    let mut per_rate = Vec::new();
-    for loss in LOSS_RATES {
-        let link = Link::lossy(loss);
-        let trials: Vec<Trial> = match (protocol, &mut mikey) {
-            (_, Some(Ok(m))) => seeds.clone().map(|s| m.run(&link, s)).collect(),
-            (_, Some(Err(e))) => seeds.clone().map(|_| not_started(e)).collect(),
-            ("collab", None) => seeds.clone().map(|s| trial::collab(&link, s)).collect(),
-            ("sga", None) => seeds.clone().map(|s| trial::sga(&link, s, 3)).collect(),
-            _ => seeds.clone().map(|s| trial::e2sec(&link, s)).collect(),
-        };
-        per_rate.push((loss, trials));
-    }
-    let lossless = per_rate
-        .first()
-        .map_or(0.0, |(_, trials)| mean(&completed_times(trials)));
-    let rows = per_rate
-        .iter()
-        .map(|(loss, trials)| row(*loss, trials, lossless))
-        .collect();
-    Table {
-        protocol: protocol.to_owned(),
-        lossless,
-        rows,
-    }
-}
 
 /// Figures `PROTOCOL.loss.PCT.completed` (%), `….virtual_time` (s, mean of the completed runs,
 /// against the lossless time), `….p95_time` (s), `….ratio` (mean time / lossless time),
@@ -97,7 +23,7 @@ pub fn figures(protocol: &str, runs: u32, seed: u64) -> Vec<Figure> {
 pub fn figures_of(table: &Table) -> Vec<Figure> {
     let mut out = Vec::new();
     for r in &table.rows {
-        let name = |what: &str| format!("{}.loss.{:02}.{what}", table.protocol, percent(r.loss));
+        let name = |what: &str| format!("{}.loss.{:02}.{what}", table.protocol, r.loss_percent());
         out.push(Figure::plain(name("completed"), "%", r.completed));
         out.push(Figure::against(
             name("virtual_time"),
@@ -106,11 +32,7 @@ pub fn figures_of(table: &Table) -> Vec<Figure> {
             table.lossless,
         ));
         out.push(Figure::plain(name("p95_time"), "s", r.p95));
-        out.push(Figure::plain(
-            name("ratio"),
-            "x",
-            ratio(r.mean, table.lossless),
-        ));
+        out.push(Figure::plain(name("ratio"), "x", table.ratio(r)));
         out.push(Figure::plain(
             name(&format!("within_{GOAL_FACTOR}x")),
             "%",
@@ -147,11 +69,11 @@ pub fn render(table: &Table) -> String {
         let _ = writeln!(
             s,
             "  {:>3} %  {:>7.1} %  {:>9.3}  {:>8.3}  {:>14.1}  {:>9.1} %  {:>9.1}",
-            percent(r.loss),
+            r.loss_percent(),
             r.completed,
             r.mean,
             r.p95,
-            ratio(r.mean, table.lossless),
+            table.ratio(r),
             r.within_goal,
             r.datagrams
         );
@@ -159,89 +81,13 @@ pub fn render(table: &Table) -> String {
     s
 }
 
-#[allow(clippy::cast_precision_loss)] // counts of datagrams
-fn row(loss: f64, trials: &[Trial], lossless: f64) -> Row {
-    let mut times = completed_times(trials);
-    times.sort_by(f64::total_cmp);
-    let budget = lossless * f64::from(GOAL_FACTOR);
-    let within = times.iter().filter(|t| **t <= budget).count();
-    Row {
-        loss,
-        runs: trials.len(),
-        completed: share(times.len(), trials.len()),
-        mean: mean(&times),
-        p95: percentile(&times, 95),
-        within_goal: share(within, trials.len()),
-        datagrams: mean(&trials.iter().map(|t| t.sent as f64).collect::<Vec<_>>()),
-    }
-}
-
-fn completed_times(trials: &[Trial]) -> Vec<f64> {
-    trials
-        .iter()
-        .filter(|t| t.completed)
-        .map(|t| t.took.as_secs_f64())
-        .collect()
-}
-
-#[allow(clippy::cast_precision_loss)] // counts of runs
-fn share(part: usize, all: usize) -> f64 {
-    if all == 0 {
-        0.0
-    } else {
-        100.0 * part as f64 / all as f64
-    }
-}
-
-#[allow(clippy::cast_precision_loss)] // counts of runs
-fn mean(values: &[f64]) -> f64 {
-    if values.is_empty() {
-        0.0
-    } else {
-        values.iter().sum::<f64>() / values.len() as f64
-    }
-}
-
-/// The nearest-rank percentile of sorted `values`.
-fn percentile(sorted: &[f64], pct: usize) -> f64 {
-    let rank = (sorted.len() * pct).div_ceil(100).max(1);
-    sorted.get(rank - 1).copied().unwrap_or(0.0)
-}
-
-fn ratio(value: f64, baseline: f64) -> f64 {
-    if baseline > 0.0 {
-        value / baseline
-    } else {
-        0.0
-    }
-}
-
-#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // rates in [0, 1)
-fn percent(loss: f64) -> u32 {
-    (loss * 100.0).round() as u32
-}
-
-fn not_started(error: &m2msec_protocol::mikey::Error) -> Trial {
-    Trial {
-        completed: false,
-        took: core::time::Duration::ZERO,
-        error: Some(error.to_string()),
-        sent: 0,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn the_table_has_every_rate_and_its_goal_column() {
+    fn the_figures_and_the_text_have_every_rate_and_its_goal_column() {
         let table = measure("e2sec", 3, 1);
-        assert_eq!(table.rows.len(), LOSS_RATES.len());
-        // A lossless E2SEC run: warrant request and grant, AuthInit, AuthReply, Confirm.
-        assert!((table.lossless - 5.0 * LATENCY.as_secs_f64()).abs() < 1e-9);
-        assert!((table.rows[0].completed - 100.0).abs() < 1e-9);
-        assert!((table.rows[0].within_goal - 100.0).abs() < 1e-9);
         let figures = figures_of(&table);
         assert_eq!(figures.len(), 6 * LOSS_RATES.len());
         for name in [
@@ -254,13 +100,5 @@ mod tests {
         }
         let text = render(&table);
         assert!(text.contains("within 10x") && text.lines().count() == 2 + LOSS_RATES.len());
-    }
-
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let v: Vec<f64> = (1..=20).map(f64::from).collect();
-        assert!((percentile(&v, 95) - 19.0).abs() < 1e-9);
-        assert!((percentile(&v[..1], 95) - 1.0).abs() < 1e-9);
-        assert!(percentile(&[], 95).abs() < 1e-9);
     }
 }

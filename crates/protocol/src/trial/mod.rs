@@ -18,6 +18,8 @@ use crate::Millis;
 use crate::link::LinkFaults;
 use crate::network::{self, Deployment, Network, Node};
 
+pub mod table;
+
 /// One-way delay of the trials' link: a constrained low-rate link, a datagram of a few
 /// hundred bytes crossing two or three 6LoWPAN hops (3–4 frames per hop, each about 4 ms on
 /// air at 250 kbit/s plus channel access and link-layer acknowledgement), or an LTE-M device
