@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use m2msec_crypto::pre;
-use m2msec_protocol::relay::sink_store::{Pending, StoredSink};
+use m2msec_protocol::relay::sink_store::{Pending, StoreError, StoredSink};
 use m2msec_protocol::relay::{Delivered, Sink, SinkConfig, TrustedSource};
 use m2msec_protocol::{Millis, OpCounts};
 use m2msec_store::Store;
@@ -38,6 +38,15 @@ use crate::runtime::tap::Wiretap;
 mod output;
 pub use m2msec_protocol::relay::sink_store::Verdict;
 pub use output::{OutputLine, OutputWriter};
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Store(e) => Self::Store(e),
+            e => Self::Control(e.to_string()),
+        }
+    }
+}
 
 /// The sink's engine, whatever the transport: the protocol's sink over its store
 /// ([`StoredSink`]: the durable seen set and section keys), the output, and the rejection log.
