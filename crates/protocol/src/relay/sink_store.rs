@@ -496,35 +496,50 @@ mod tests {
         );
     }
 
+    const NOW: Millis = Millis(1_700_000_000_000);
+
+    type TestResult<T> = core::result::Result<T, Box<dyn std::error::Error>>;
+    /// A sink's trusted sources, its key, and a stream forwarded to it.
+    type ForwardedStream = (Vec<TrustedSource>, pre::SecretKey, Vec<RelayMessage>);
+
+    /// `messages` data messages of a source (a new section every two), sealed at [`NOW`] and
+    /// re-encrypted by a forwarder for a sink: the sink's trusted sources, its key, and the
+    /// stream as it receives it.
+    fn forwarded_stream(seed: u64, messages: u8) -> TestResult<ForwardedStream> {
+        let mut rng = SeededRng::from_seed_u64(seed);
+        let owner = SigningKey::generate(SigSuite::Ed25519, &mut rng)?;
+        let url = "coap://127.0.0.9/source";
+        let trusted = vec![TrustedSource {
+            url: url.into(),
+            owner: owner.verifying_key(),
+        }];
+        let mut config = SourceConfig::new(url, 1);
+        config.rotate_messages = 2;
+        let seed = SourceSeed::generate(&mut rng);
+        let mut source = Source::new(config, seed, owner, None, &mut rng)?;
+        let epoch = source.epoch_at(NOW)?;
+        let key = pre::SecretKey::generate(&mut rng);
+        let rekeys = source.rekeys_for(&key.public_key(), epoch..=epoch)?;
+        let mut forwarder = Forwarder::new("udp://127.0.0.1:1".into(), rekeys)?;
+        let mut stream = Vec::new();
+        for k in 0..messages {
+            for m in source.seal(NOW, &[k; 3], &mut rng)? {
+                if let Forwarded::Send(m) = forwarder.transform(&m) {
+                    stream.push(m);
+                }
+            }
+        }
+        Ok((trusted, key, stream))
+    }
+
     /// A stream through a forwarder into a sink over one store: each message is fresh once, a
     /// second sink over the same store installs the section keys again and finds every message
     /// seen.
     #[test]
     fn the_seen_set_and_sections_survive_a_restart()
     -> core::result::Result<(), Box<dyn std::error::Error>> {
-        let mut rng = SeededRng::from_seed_u64(3);
-        let owner = SigningKey::generate(SigSuite::Ed25519, &mut rng)?;
-        let trusted = vec![TrustedSource {
-            url: "coap://127.0.0.9/source".into(),
-            owner: owner.verifying_key(),
-        }];
-        let mut config = SourceConfig::new("coap://127.0.0.9/source", 1);
-        config.rotate_messages = 2;
-        let seed = SourceSeed::generate(&mut rng);
-        let mut source = Source::new(config, seed, owner, None, &mut rng)?;
-        let now = Millis(1_700_000_000_000);
-        let epoch = source.epoch_at(now)?;
-        let key = pre::SecretKey::generate(&mut rng);
-        let rekeys = source.rekeys_for(&key.public_key(), epoch..=epoch)?;
-        let mut forwarder = Forwarder::new("udp://127.0.0.1:1".into(), rekeys)?;
-        let mut stream = Vec::new();
-        for k in 0..5u8 {
-            for m in source.seal(now, &[k; 3], &mut rng)? {
-                if let Forwarded::Send(m) = forwarder.transform(&m) {
-                    stream.push(m);
-                }
-            }
-        }
+        let (trusted, key, stream) = forwarded_stream(3, 5)?;
+        let now = NOW;
         let store = MemoryStore::new();
         let key_bytes = key.to_bytes();
         let new_sink = || -> core::result::Result<Sink, m2msec_crypto::Error> {
@@ -650,33 +665,8 @@ mod tests {
     /// until opened again, and the store still holds none of the batch.
     #[test]
     fn a_failed_commit_poisons_the_sink() -> core::result::Result<(), Box<dyn std::error::Error>> {
-        let mut rng = SeededRng::from_seed_u64(5);
-        let owner = SigningKey::generate(SigSuite::Ed25519, &mut rng)?;
-        let url = "coap://127.0.0.9/source";
-        let trusted = vec![TrustedSource {
-            url: url.into(),
-            owner: owner.verifying_key(),
-        }];
-        let mut source = Source::new(
-            SourceConfig::new(url, 1),
-            SourceSeed::generate(&mut rng),
-            owner,
-            None,
-            &mut rng,
-        )?;
-        let now = Millis(1_700_000_000_000);
-        let epoch = source.epoch_at(now)?;
-        let key = pre::SecretKey::generate(&mut rng);
-        let rekeys = source.rekeys_for(&key.public_key(), epoch..=epoch)?;
-        let mut forwarder = Forwarder::new("udp://127.0.0.1:1".into(), rekeys)?;
-        let stream: Vec<RelayMessage> = source
-            .seal(now, b"one", &mut rng)?
-            .iter()
-            .filter_map(|m| match forwarder.transform(m) {
-                Forwarded::Send(m) => Some(m),
-                _ => None,
-            })
-            .collect();
+        let (trusted, key, stream) = forwarded_stream(5, 1)?;
+        let now = NOW;
         let store = Arc::new(FailingWrites::default());
         let sink = Sink::new(key, trusted, SinkConfig::default());
         let (mut stored, _) = StoredSink::open(sink, store.clone(), now)?;
