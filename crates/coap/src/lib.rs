@@ -17,6 +17,8 @@
 //!   a request, [`Block1Assembler`] reassembles a block-wise upload, [`slice_block2`] serves a
 //!   large representation block by block, [`Observers`] keeps a resource's observers and builds
 //!   their notifications, and [`link_format`] writes `/.well-known/core`.
+//! - [`Repost`]: when to post a request again that a busy server refused (5.03 and its
+//!   Max-Age) or that went unanswered, and when to give up.
 //!
 //! Every cache, table and reassembly buffer here is capped and expires, so a peer that sends
 //! garbage, never finishes an upload or vanishes costs bounded memory; nothing received from
@@ -35,6 +37,7 @@ pub mod message;
 pub mod observe;
 pub mod options;
 mod params;
+pub mod repost;
 pub mod server;
 mod time;
 
@@ -53,4 +56,5 @@ pub use params::{
     ACK_RANDOM_FACTOR, ACK_TIMEOUT, Config, DEFAULT_SZX, EXCHANGE_LIFETIME, MAX_RETRANSMIT,
     MAX_TRANSMIT_WAIT, Transmission,
 };
+pub use repost::Repost;
 pub use server::{Received, ReplyTo, Request, Server};

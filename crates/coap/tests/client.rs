@@ -275,6 +275,62 @@ fn nstart_holds_back_the_second_request() {
     assert_eq!(c.poll_timeout(), None);
 }
 
+#[test]
+fn a_send_error_fails_only_the_request_whose_datagram_it_was() {
+    let mut rng = SeededRng::from_seed_u64(5);
+    let config = Config {
+        nstart: 2,
+        ..Config::default()
+    };
+    let mut c = client(config, &mut rng);
+    let [a, b, later] = ["a", "b", "c"].map(|path| {
+        c.request(Millis(0), server(), get(path), &mut rng)
+            .expect("valid")
+    });
+    let transmits: Vec<_> = core::iter::from_fn(|| c.poll_transmit()).collect();
+    assert_eq!(transmits.len(), 2, "NSTART 2");
+    let io = || Error::Io(std::io::Error::other("no route"));
+    // An empty ACK this client sent, or a datagram to another peer, fails nothing.
+    let mut ack = transmits[0].clone();
+    ack.payload = empty(MessageType::Acknowledgement, 1)
+        .to_bytes()
+        .expect("encodable");
+    c.fail_transmit(Millis(1), &ack, io(), &mut rng);
+    let mut elsewhere = transmits[0].clone();
+    elsewhere.destination = SocketAddr::from(([192, 0, 2, 9], 5683));
+    c.fail_transmit(Millis(1), &elsewhere, io(), &mut rng);
+    assert!(events(&mut c).is_empty());
+    // The first request's datagram was not sent: it fails, and the request waiting for a slot
+    // goes out.
+    c.fail_transmit(Millis(1), &transmits[0], io(), &mut rng);
+    match events(&mut c).as_slice() {
+        [
+            Event::Failed {
+                request,
+                error: Error::Io(_),
+            },
+        ] => assert_eq!(*request, a),
+        other => panic!("{other:?}"),
+    }
+    let third = one_sent(&mut c);
+    // The second request, to the same peer, still completes, and so does the one after it.
+    let second = Packet::from_bytes(&transmits[1].payload).expect("CoAP");
+    deliver(
+        &mut c,
+        Millis(2),
+        &piggybacked_response(&second, ResponseType::Content),
+        &mut rng,
+    );
+    response_of(events(&mut c), b);
+    deliver(
+        &mut c,
+        Millis(3),
+        &piggybacked_response(&third, ResponseType::Content),
+        &mut rng,
+    );
+    response_of(events(&mut c), later);
+}
+
 /// A server holding a `size`-byte representation, serving it in 16-byte blocks.
 fn block2_answer(req: &Packet, body: &[u8]) -> Packet {
     let mut r = piggybacked_response(req, ResponseType::Content);

@@ -309,25 +309,31 @@ impl Client {
         }
     }
 
-    /// Fails every request in flight towards `peer` with `error()`: the shell's way to report
-    /// that sending to it failed.
-    pub fn fail_peer(
+    /// Fails the request whose datagram `unsent` could not be sent, with `error`: the shell's
+    /// way to report a send error. Only that request fails: the other requests towards the same
+    /// peer (whose datagrams may not even have been tried yet) go on, and a datagram that is
+    /// not one of this client's requests (an ACK, a Reset, a stale copy) fails nothing.
+    pub fn fail_transmit(
         &mut self,
         now: Millis,
-        peer: SocketAddr,
-        mut error: impl FnMut() -> Error,
+        unsent: &Transmit,
+        error: Error,
         rng: &mut dyn CryptoRng,
     ) {
-        let ids: Vec<RequestId> = self
-            .active
-            .iter()
-            .filter(|(_, r)| r.peer == peer)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in ids {
-            if let Some(request) = self.active.remove(&id) {
-                self.finish(now, id, request, Err(error()), rng);
-            }
+        // RFC 7252 §3: the code in byte 1 (a request is class 0 and not 0.00, Empty), the
+        // message id in bytes 2 and 3.
+        let [_, code, high, low, ..] = unsent.payload[..] else {
+            return;
+        };
+        if code == 0 || code >> 5 != 0 {
+            return;
+        }
+        let mid = u16::from_be_bytes([high, low]);
+        let Some(&id) = self.by_mid.get(&(unsent.destination, mid)) else {
+            return;
+        };
+        if let Some(request) = self.active.remove(&id) {
+            self.finish(now, id, request, Err(error), rng);
         }
     }
 

@@ -331,7 +331,7 @@ pub async fn stream_throughput(opts: &StreamOptions) -> Result<StreamFigures> {
         url: url.into(),
         owner: owner.verifying_key(),
     };
-    let (sink_url, mut events, sink_task) = spawn_local(
+    let mut sink = spawn_local(
         sink_key,
         trusted,
         Arc::new(MemoryStore::new()),
@@ -353,7 +353,7 @@ pub async fn stream_throughput(opts: &StreamOptions) -> Result<StreamFigures> {
     let client = ProxyClient::connect(config.listen, client::streaming_config(), None).await?;
     let storage = client.store(&source).await?;
     let epoch = source.epoch_at(wall_clock())?;
-    let grant = source.grant(&sink_url, &sink_public, epoch..=epoch.saturating_add(1))?;
+    let grant = source.grant(&sink.url, &sink_public, epoch..=epoch.saturating_add(1))?;
     client
         .forward(
             &source,
@@ -392,7 +392,7 @@ pub async fn stream_throughput(opts: &StreamOptions) -> Result<StreamFigures> {
     let mut delivered = 0u32;
     let deadline = tokio::time::Instant::now() + opts.timeout;
     while delivered < messages {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
+        match tokio::time::timeout_at(deadline, sink.events.recv()).await {
             Ok(Some(_)) => delivered += 1,
             Ok(None) | Err(_) => break,
         }
@@ -403,7 +403,7 @@ pub async fn stream_throughput(opts: &StreamOptions) -> Result<StreamFigures> {
         BenchProxy::Task(..) => None,
     };
     stop.shutdown();
-    let _ = tokio::time::timeout(Duration::from_secs(2), sink_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), sink.task).await;
     match proxy {
         BenchProxy::Child(c) => drop(c),
         BenchProxy::Task(task, proxy_stop) => {

@@ -25,12 +25,12 @@ use m2msec_wire::relay::api::{
     Info, Load, SinkGrant, Start, StorageMonitor, StoreResponse, Throughput,
 };
 use m2msec_wire::relay::coap::Target;
-use m2msec_wire::relay::coap::coap_lite::{CoapOption, Packet, ResponseType};
+use m2msec_wire::relay::coap::coap_lite::{Packet, ResponseType};
 use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 
 use crate::error::{Error, Result};
-use crate::runtime::coap::{self, CoapClient, code_string, is_success, response_code, uint_option};
+use crate::runtime::coap::{self, CoapClient, Repost, code_string, is_success, response_code};
 use crate::runtime::driver::wall_clock;
 use crate::runtime::tap::Wiretap;
 
@@ -38,8 +38,6 @@ use crate::runtime::tap::Wiretap;
 /// the proxy's default `dedup_grace_s` (300 s), for which it remembers the id of a message it
 /// forwarded and removed, so that a late copy is never stored a second time.
 pub const REPOST_LIMIT: Duration = Duration::from_secs(240);
-/// Default Max-Age of a 5.03 without one (RFC 7252 §5.10.5).
-const DEFAULT_MAX_AGE: Duration = Duration::from_secs(60);
 
 /// Messages sealed (and their position persisted) at a time by [`send_stream`].
 const SEAL_BATCH: usize = 32;
@@ -200,33 +198,23 @@ impl ProxyClient {
     ) -> Result<(u32, Duration)> {
         let path = api::path::storage(storage_id);
         let target = Target::Path(&path);
-        let mut busy = 0;
-        let mut waited = Duration::ZERO;
-        let mut unanswered = Duration::ZERO;
+        let mut repost = Repost::new(patience, REPOST_LIMIT);
         loop {
             let started = Instant::now();
             match self.coap.post_relay(self.proxy, msg, &target, true).await {
-                Ok(p) if is_success(&p) => return Ok((busy, waited)),
+                Ok(p) if is_success(&p) => return Ok(repost.spent()),
                 Ok(p) if response_code(&p) == Some(ResponseType::ServiceUnavailable) => {
-                    let age = uint_option(&p, CoapOption::MaxAge)
-                        .map_or(DEFAULT_MAX_AGE, |s| Duration::from_secs(u64::from(s)));
-                    busy += 1;
-                    if waited + age > patience {
-                        return Err(Error::Timeout(patience));
-                    }
+                    let age = repost.busy(&p).ok_or(Error::Timeout(patience))?;
                     tracing::info!(
                         message_id = msg.header.message_id,
                         retry_in = ?age,
                         "proxy busy (5.03), waiting its Max-Age"
                     );
                     tokio::time::sleep(age).await;
-                    waited += age;
                 }
                 Ok(p) => return Err(refused(self.proxy, &p, "storage POST")),
                 Err(e @ coap::Error::Timeout { .. }) => {
-                    waited += started.elapsed();
-                    unanswered += started.elapsed();
-                    if waited > patience || unanswered > REPOST_LIMIT {
+                    if !repost.unanswered(started.elapsed()) {
                         return Err(Error::Coap(e));
                     }
                     tracing::warn!(
@@ -337,6 +325,15 @@ pub struct SendReport {
     pub next_key_index: u16,
 }
 
+impl SendReport {
+    /// One more message acknowledged, after `busy` 5.03 answers and a wait of `waited`.
+    fn count_ack(&mut self, (busy, waited): (u32, Duration)) {
+        self.acknowledged += 1;
+        self.busy += u64::from(busy);
+        self.waited_ms += millis(waited);
+    }
+}
+
 /// What [`send_stream`] tells its caller while it runs.
 pub struct SendHooks<'a> {
     /// Every message sealed, before it is sent.
@@ -426,13 +423,11 @@ pub async fn send_stream(
             if msg.header.flags.contains(Flags::MANAGEMENT) {
                 // Everything before it first, then it alone: stored before its section's data.
                 join_down_to(0, &mut in_flight, &mut report, on_ack).await?;
-                let (busy, waited) = client
+                let spent = client
                     .post_until_stored(storage.storage_id, &msg, opts.patience)
                     .await?;
                 report.management += 1;
-                report.acknowledged += 1;
-                report.busy += u64::from(busy);
-                report.waited_ms += millis(waited);
+                report.count_ack(spent);
                 on_ack(&report);
             } else if let Some((socket, target)) = &udp {
                 let bytes = msg.encode().map_err(wire)?;
@@ -475,11 +470,7 @@ async fn join_down_to(
     while in_flight.len() > keep
         && let Some(joined) = in_flight.join_next().await
     {
-        let (busy, waited) =
-            joined.map_err(|e| Error::Control(format!("relay send task: {e}")))??;
-        report.acknowledged += 1;
-        report.busy += u64::from(busy);
-        report.waited_ms += millis(waited);
+        report.count_ack(joined.map_err(|e| Error::Control(format!("relay send task: {e}")))??);
         on_ack(report);
     }
     Ok(())

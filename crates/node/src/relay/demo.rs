@@ -29,22 +29,21 @@ use m2msec_crypto::pre;
 use m2msec_crypto::rng::CryptoRng;
 use m2msec_crypto::sig::{SigSuite, SigningKey};
 use m2msec_protocol::relay::source_store::{SourceParams, StorageRecord, StoredSource};
-use m2msec_protocol::relay::{Delivered, SourceConfig, SourceSeed, TrustedSource};
+use m2msec_protocol::relay::{SourceConfig, SourceSeed, TrustedSource};
 use m2msec_store::{MemoryStore, RedbStore};
 use m2msec_wire::relay::api::{Control, Start};
 use m2msec_wire::relay::{Flags, RelayMessage};
-use tokio::sync::mpsc;
 
 use super::client::{self, ProxyClient, SendHooks, SendOptions};
 use super::proxy::{Proxy, ProxyConfig};
 use super::report::SinkOutcome;
-use super::sink::{SinkNode, spawn_local};
+use super::sink::{LocalSink, spawn_local};
 use crate::error::{Error, Result};
 use crate::harness::demo::{Deployment, RunOptions};
 use crate::harness::report::{Detail, Helpers, Progress, RunReport};
 use crate::runtime::coap::{self, Transmission};
 use crate::runtime::driver::{Shutdown, wall_clock};
-use crate::runtime::tap::Wiretap;
+use crate::runtime::tap::{WireTotals, Wiretap};
 
 /// The source's URL in the demo.
 pub const SOURCE_URL: &str = "coap://127.0.0.1/demo-source";
@@ -98,9 +97,7 @@ pub fn message(k: u32, size: usize) -> Vec<u8> {
 
 /// One sink of the demo: its task and its deliveries.
 struct DemoSink {
-    url: String,
-    events: mpsc::UnboundedReceiver<Delivered>,
-    task: tokio::task::JoinHandle<Result<SinkNode>>,
+    sink: LocalSink,
     received: BTreeMap<u32, Vec<Vec<u8>>>,
 }
 
@@ -120,18 +117,15 @@ impl DemoSink {
         };
         let output = dir.join(format!("{name}.jsonl"));
         let tap = Some(tap.clone());
-        let (url, events, task) =
-            spawn_local(key, trusted, store, output, true, tap, shutdown).await?;
+        let sink = spawn_local(key, trusted, store, output, true, tap, shutdown).await?;
         Ok(Self {
-            url,
-            events,
-            task,
+            sink,
             received: BTreeMap::new(),
         })
     }
 
     fn drain(&mut self) {
-        while let Ok(d) = self.events.try_recv() {
+        while let Ok(d) = self.sink.events.try_recv() {
             self.received
                 .entry(d.message_id)
                 .or_default()
@@ -342,7 +336,11 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         let now = wall_clock();
         let epoch = source.epoch_at(now)?;
         let first = source.first_epoch()?.unwrap_or(epoch);
-        let grant = source.grant(&sinks[0].url, &public[0], first..=epoch.saturating_add(1))?;
+        let grant = source.grant(
+            &sinks[0].sink.url,
+            &public[0],
+            first..=epoch.saturating_add(1),
+        )?;
         designated[0] = (count(streamed.sent.len()), 0);
         let forward = client
             .forward(
@@ -362,7 +360,11 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
 
         progress.stage("adding sink 2 mid-stream");
         let epoch = source.epoch_at(wall_clock())?;
-        let grant = source.grant(&sinks[1].url, &public[1], epoch..=epoch.saturating_add(1))?;
+        let grant = source.grant(
+            &sinks[1].sink.url,
+            &public[1],
+            epoch..=epoch.saturating_add(1),
+        )?;
         // The proxy starts a sink added with Start::Now at the section in progress.
         let in_progress = source.position().next_key_index().wrapping_sub(1);
         designated[1] = (count(streamed.sent.len()), in_progress);
@@ -412,7 +414,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         let from = first_section(s, &streamed.sent, (i == 1).then_some(designated[1].1));
         let (expected, exact) = matches(s, &streamed.sent, from);
         outcomes.push(SinkOutcome {
-            url: s.url.clone(),
+            url: s.sink.url.clone(),
             designated_after: designated[i].0,
             first_key_index: from,
             expected,
@@ -423,7 +425,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
     run.stop();
     let mut sink_asymmetric = 0u64;
     for s in sinks {
-        match tokio::time::timeout(Duration::from_secs(5), s.task).await {
+        match tokio::time::timeout(Duration::from_secs(5), s.sink.task).await {
             Ok(Ok(Ok(node))) => sink_asymmetric += node.op_counts().asymmetric,
             Ok(Ok(Err(e))) => {
                 error.get_or_insert_with(|| format!("sink task: {e}"));
@@ -452,46 +454,40 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         );
     }
     let ok = error.is_none() && all_match;
-    let (messages, bytes) = load.map_or((0, 0), |l| {
-        (l.messages_in + l.messages_out, l.bytes_in + l.bytes_out)
+    let wire = load.map_or_else(WireTotals::default, |l| WireTotals {
+        messages: l.messages_in + l.messages_out,
+        bytes: l.bytes_in + l.bytes_out,
     });
     let total = count(streamed.sent.len());
-    let delivered = outcomes.iter().map(|o| o.delivered).sum();
+    let participants = outcomes.iter().map(|o| o.url.clone()).collect();
+    let detail = Detail::Relay(super::report::Detail {
+        group: "bls12-381",
+        pke: "afgh",
+        sent: total,
+        stored: total,
+        delivered: outcomes.iter().map(|o| o.delivered).sum(),
+        storage_id,
+        sections: streamed.sections,
+        stored_before_sink: designated[0].0,
+        rotate_messages: opts.rotate_messages,
+        reencrypted,
+        sink_asymmetric_ops: sink_asymmetric,
+        sinks: outcomes,
+    });
     Ok(RunReport {
-        protocol: super::PROTOCOL,
         ok,
         session_key_match: all_match,
-        messages,
-        bytes,
         device_ops: source.op_counts().into(),
-        wall_ms,
         error,
-        expected_ok: true,
         as_expected: ok,
         session: Some(format!("storage {storage_id}")),
-        key_fingerprint: None,
         suite: "chacha20-poly1305",
-        seed: opts.run.seed,
-        pcap: opts.run.pcap_name(),
         helpers: Helpers {
-            participants: outcomes.iter().map(|o| o.url.clone()).collect(),
+            participants,
             proxies: 1,
             threshold: 1,
             ..Helpers::default()
         },
-        detail: Detail::Relay(super::report::Detail {
-            group: "bls12-381",
-            pke: "afgh",
-            sent: total,
-            stored: total,
-            delivered,
-            storage_id,
-            sections: streamed.sections,
-            stored_before_sink: designated[0].0,
-            rotate_messages: opts.rotate_messages,
-            reencrypted,
-            sink_asymmetric_ops: sink_asymmetric,
-            sinks: outcomes,
-        }),
+        ..RunReport::new(super::PROTOCOL, &opts.run, wire, wall_ms, detail)
     })
 }

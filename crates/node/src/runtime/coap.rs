@@ -30,7 +30,7 @@ use crate::runtime::tap::Wiretap;
 pub use m2msec_coap::{
     ACK_RANDOM_FACTOR, ACK_TIMEOUT, Assembled, Block1Assembler, BlockOpt, CON_EVERY, Config,
     DEFAULT_SZX, Dedup, DedupCache, EXCHANGE_LIFETIME, Error, MAX_RETRANSMIT, MAX_TRANSMIT_WAIT,
-    MessageIds, Observers, Received, ReplyTo, Result, Server, Transmission, block_size,
+    MessageIds, Observers, Received, ReplyTo, Repost, Result, Server, Transmission, block_size,
     code_string, content_format, is_success, new_request, observe_value, parse_datagram,
     piggybacked_response, response, response_code, separate_response, set_uint_option,
     slice_block2, uint_option,
@@ -127,7 +127,7 @@ impl Shared {
     }
 
     /// Sends what the engine queued and routes its events; a send that fails fails the
-    /// requests in flight to that peer with the socket's error.
+    /// request whose datagram it was with the socket's error, and no other.
     async fn flush(&self) {
         loop {
             let transmits: Vec<_> = {
@@ -142,12 +142,9 @@ impl Shared {
                 if let Err(e) = self.socket.send_to(&t.payload, t.destination).await {
                     tracing::debug!(error = %e, to = %t.destination, "CoAP client send");
                     let now = self.now();
-                    lock(&self.state).engine.fail_peer(
-                        now,
-                        t.destination,
-                        || Error::Io(std::io::Error::new(e.kind(), e.to_string())),
-                        &mut OsRng,
-                    );
+                    lock(&self.state)
+                        .engine
+                        .fail_transmit(now, &t, Error::Io(e), &mut OsRng);
                 }
             }
         }

@@ -8,7 +8,7 @@ use core::time::Duration;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use m2msec_store::{Result, Store, WriteOp};
+use m2msec_store::{Store, WriteOp};
 use m2msec_wire::relay::coap::coap_lite::ResponseType;
 use m2msec_wire::relay::{Flags, Header, RelayMessage};
 
@@ -33,6 +33,32 @@ pub const PENDING_GRACE: Duration = Duration::from_secs(30);
 
 /// Pending data messages remembered at most (for the 5.03-then-4.04 rule).
 const MAX_PENDING: usize = 65_536;
+
+/// Why the sink over its store could not judge or commit a batch: then nothing of the batch
+/// may be acknowledged.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] m2msec_store::Error),
+    /// A record in the store is not what the sink wrote, or an accepted section key does not
+    /// encode to be recorded.
+    #[error("stored {what}: {error}")]
+    Record {
+        /// Which record.
+        what: &'static str,
+        /// Why.
+        error: String,
+    },
+    /// An earlier error left the sink ahead of its store (messages judged, not recorded):
+    /// it judges nothing more until it is opened again.
+    #[error("the sink stopped after an earlier store error")]
+    Poisoned,
+}
+
+/// The sink store's results.
+pub type Result<T, E = StoreError> = core::result::Result<T, E>;
 
 /// The key of a delivered message in [`SEEN_TABLE`]: the source URL's length (one byte), the
 /// URL, the stream id and the message id (big endian). An individual message uses its 64-bit
@@ -106,7 +132,11 @@ impl Verdict {
 /// # Errors
 ///
 /// Store errors.
-pub fn reinstall(sink: &mut Sink, store: &dyn Store, now: Millis) -> Result<(usize, Vec<Error>)> {
+pub fn reinstall(
+    sink: &mut Sink,
+    store: &dyn Store,
+    now: Millis,
+) -> m2msec_store::Result<(usize, Vec<Error>)> {
     let mut installed = 0;
     let (mut stale, mut why) = (Vec::new(), Vec::new());
     for (key, bytes) in store.scan(SECTIONS_TABLE)? {
@@ -166,9 +196,9 @@ impl Batch {
             let received = sink.receive(now, msg);
             if received.is_ok() && management {
                 // A section key that cannot be recorded fails the batch: none is acknowledged.
-                let bytes = msg.encode().map_err(|e| m2msec_store::Error::Backend {
-                    operation: "recording a section key",
-                    source: Box::new(e),
+                let bytes = msg.encode().map_err(|e| StoreError::Record {
+                    what: "section key",
+                    error: e.to_string(),
                 })?;
                 batch.sections.push((section_key(&msg.header), bytes));
             }
@@ -243,11 +273,16 @@ impl Batch {
 /// between the two steps cuts its output back to [`Reopened::output_len`] when it starts again,
 /// and the proxy, which had no acknowledgement, delivers those messages again: each appears in
 /// the output once.
+///
+/// After an error it judges nothing more ([`StoreError::Poisoned`]): its protocol sink has
+/// taken messages its store did not record, and a copy of one would be judged a duplicate and
+/// acknowledged although it was never written.
 pub struct StoredSink {
     sink: Sink,
     store: Arc<dyn Store>,
     delivered: u64,
     duplicates: u64,
+    poisoned: bool,
 }
 
 /// What a sink found in its store when it opened.
@@ -275,9 +310,9 @@ impl StoredSink {
         let output_len = store
             .get(SINK_TABLE, KEY_OUTPUT_LEN)?
             .map(|v| {
-                <[u8; 8]>::try_from(v.as_slice()).map_err(|_| m2msec_store::Error::Backend {
-                    operation: "reading the sink's output length",
-                    source: format!("{} bytes, not 8", v.len()).into(),
+                <[u8; 8]>::try_from(v.as_slice()).map_err(|_| StoreError::Record {
+                    what: "output length",
+                    error: format!("{} bytes, not 8", v.len()),
                 })
             })
             .transpose()?
@@ -288,6 +323,7 @@ impl StoredSink {
             store,
             delivered: 0,
             duplicates: 0,
+            poisoned: false,
         };
         let reopened = Reopened {
             output_len,
@@ -301,13 +337,16 @@ impl StoredSink {
     ///
     /// # Errors
     ///
-    /// As [`Batch::receive`]: then nothing of the batch may be acknowledged.
+    /// As [`Batch::receive`]: then nothing of the batch may be acknowledged, and the sink is
+    /// poisoned; [`StoreError::Poisoned`] after an earlier error.
     pub fn receive<'m>(
         &mut self,
         now: Millis,
         messages: impl IntoIterator<Item = &'m RelayMessage>,
     ) -> Result<Batch> {
-        let batch = Batch::receive(&mut self.sink, &*self.store, now, messages)?;
+        self.unpoisoned()?;
+        let batch = Batch::receive(&mut self.sink, &*self.store, now, messages);
+        let batch = self.poison_on_error(batch)?;
         self.duplicates += batch.duplicates;
         Ok(batch)
     }
@@ -317,12 +356,27 @@ impl StoredSink {
     ///
     /// # Errors
     ///
-    /// Store errors: then nothing of the batch may be acknowledged.
+    /// Store errors: then nothing of the batch may be acknowledged, and the sink is poisoned;
+    /// [`StoreError::Poisoned`] after an earlier error.
     pub fn commit(&mut self, batch: &Batch, output_len: Option<u64>) -> Result<()> {
+        self.unpoisoned()?;
         let len = output_len.map(u64::to_be_bytes);
-        self.store.write_batch(&batch.commit_ops(len.as_ref()))?;
+        let written = self.store.write_batch(&batch.commit_ops(len.as_ref()));
+        self.poison_on_error(written.map_err(StoreError::from))?;
         self.delivered += batch.fresh.len() as u64;
         Ok(())
+    }
+
+    fn unpoisoned(&self) -> Result<()> {
+        if self.poisoned {
+            return Err(StoreError::Poisoned);
+        }
+        Ok(())
+    }
+
+    fn poison_on_error<T>(&mut self, r: Result<T>) -> Result<T> {
+        self.poisoned |= r.is_err();
+        r
     }
 
     /// The protocol sink's cryptographic operations.
@@ -442,35 +496,50 @@ mod tests {
         );
     }
 
+    const NOW: Millis = Millis(1_700_000_000_000);
+
+    type TestResult<T> = core::result::Result<T, Box<dyn std::error::Error>>;
+    /// A sink's trusted sources, its key, and a stream forwarded to it.
+    type ForwardedStream = (Vec<TrustedSource>, pre::SecretKey, Vec<RelayMessage>);
+
+    /// `messages` data messages of a source (a new section every two), sealed at [`NOW`] and
+    /// re-encrypted by a forwarder for a sink: the sink's trusted sources, its key, and the
+    /// stream as it receives it.
+    fn forwarded_stream(seed: u64, messages: u8) -> TestResult<ForwardedStream> {
+        let mut rng = SeededRng::from_seed_u64(seed);
+        let owner = SigningKey::generate(SigSuite::Ed25519, &mut rng)?;
+        let url = "coap://127.0.0.9/source";
+        let trusted = vec![TrustedSource {
+            url: url.into(),
+            owner: owner.verifying_key(),
+        }];
+        let mut config = SourceConfig::new(url, 1);
+        config.rotate_messages = 2;
+        let seed = SourceSeed::generate(&mut rng);
+        let mut source = Source::new(config, seed, owner, None, &mut rng)?;
+        let epoch = source.epoch_at(NOW)?;
+        let key = pre::SecretKey::generate(&mut rng);
+        let rekeys = source.rekeys_for(&key.public_key(), epoch..=epoch)?;
+        let mut forwarder = Forwarder::new("udp://127.0.0.1:1".into(), rekeys)?;
+        let mut stream = Vec::new();
+        for k in 0..messages {
+            for m in source.seal(NOW, &[k; 3], &mut rng)? {
+                if let Forwarded::Send(m) = forwarder.transform(&m) {
+                    stream.push(m);
+                }
+            }
+        }
+        Ok((trusted, key, stream))
+    }
+
     /// A stream through a forwarder into a sink over one store: each message is fresh once, a
     /// second sink over the same store installs the section keys again and finds every message
     /// seen.
     #[test]
     fn the_seen_set_and_sections_survive_a_restart()
     -> core::result::Result<(), Box<dyn std::error::Error>> {
-        let mut rng = SeededRng::from_seed_u64(3);
-        let owner = SigningKey::generate(SigSuite::Ed25519, &mut rng)?;
-        let trusted = vec![TrustedSource {
-            url: "coap://127.0.0.9/source".into(),
-            owner: owner.verifying_key(),
-        }];
-        let mut config = SourceConfig::new("coap://127.0.0.9/source", 1);
-        config.rotate_messages = 2;
-        let seed = SourceSeed::generate(&mut rng);
-        let mut source = Source::new(config, seed, owner, None, &mut rng)?;
-        let now = Millis(1_700_000_000_000);
-        let epoch = source.epoch_at(now)?;
-        let key = pre::SecretKey::generate(&mut rng);
-        let rekeys = source.rekeys_for(&key.public_key(), epoch..=epoch)?;
-        let mut forwarder = Forwarder::new("udp://127.0.0.1:1".into(), rekeys)?;
-        let mut stream = Vec::new();
-        for k in 0..5u8 {
-            for m in source.seal(now, &[k; 3], &mut rng)? {
-                if let Forwarded::Send(m) = forwarder.transform(&m) {
-                    stream.push(m);
-                }
-            }
-        }
+        let (trusted, key, stream) = forwarded_stream(3, 5)?;
+        let now = NOW;
         let store = MemoryStore::new();
         let key_bytes = key.to_bytes();
         let new_sink = || -> core::result::Result<Sink, m2msec_crypto::Error> {
@@ -529,6 +598,98 @@ mod tests {
         store.put(SINK_TABLE, KEY_OUTPUT_LEN, &[1, 2, 3])?;
         let opened = StoredSink::open(new_sink(), store, Millis(0));
         assert!(opened.is_err_and(|e| e.to_string().contains("3 bytes, not 8")));
+        Ok(())
+    }
+
+    /// A store whose batch writes fail once told to; everything else is a memory store's.
+    #[derive(Default)]
+    struct FailingWrites {
+        inner: MemoryStore,
+        fail: std::sync::atomic::AtomicBool,
+    }
+
+    impl Store for FailingWrites {
+        fn put(&self, table: &str, key: &[u8], value: &[u8]) -> m2msec_store::Result<()> {
+            self.inner.put(table, key, value)
+        }
+        fn get(&self, table: &str, key: &[u8]) -> m2msec_store::Result<Option<Vec<u8>>> {
+            self.inner.get(table, key)
+        }
+        fn remove(&self, table: &str, key: &[u8]) -> m2msec_store::Result<bool> {
+            self.inner.remove(table, key)
+        }
+        fn insert_if_absent(&self, t: &str, k: &[u8], v: &[u8]) -> m2msec_store::Result<bool> {
+            self.inner.insert_if_absent(t, k, v)
+        }
+        fn scan(&self, table: &str) -> m2msec_store::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+            self.inner.scan(table)
+        }
+        fn queue_push(&self, table: &str, value: &[u8]) -> m2msec_store::Result<u64> {
+            self.inner.queue_push(table, value)
+        }
+        fn queue_range(
+            &self,
+            table: &str,
+            from: u64,
+            max: usize,
+        ) -> m2msec_store::Result<Vec<(u64, Vec<u8>)>> {
+            self.inner.queue_range(table, from, max)
+        }
+        fn queue_remove(&self, table: &str, seq: u64) -> m2msec_store::Result<bool> {
+            self.inner.queue_remove(table, seq)
+        }
+        fn queue_push_unique(
+            &self,
+            table: &str,
+            dedup: &str,
+            items: &[(&[u8], &[u8])],
+        ) -> m2msec_store::Result<Vec<m2msec_store::PushOutcome>> {
+            self.inner.queue_push_unique(table, dedup, items)
+        }
+        fn write_batch(&self, ops: &[WriteOp<'_>]) -> m2msec_store::Result<()> {
+            if self.fail.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(m2msec_store::Error::Backend {
+                    operation: "write_batch",
+                    source: "disk full".into(),
+                });
+            }
+            self.inner.write_batch(ops)
+        }
+        fn queue_stats(&self, table: &str) -> m2msec_store::Result<m2msec_store::QueueStats> {
+            self.inner.queue_stats(table)
+        }
+    }
+
+    /// A commit that fails poisons the sink: it had taken the batch's messages, so a copy of
+    /// one would pass as a duplicate and be acknowledged unwritten. It judges nothing more
+    /// until opened again, and the store still holds none of the batch.
+    #[test]
+    fn a_failed_commit_poisons_the_sink() -> core::result::Result<(), Box<dyn std::error::Error>> {
+        let (trusted, key, stream) = forwarded_stream(5, 1)?;
+        let now = NOW;
+        let store = Arc::new(FailingWrites::default());
+        let sink = Sink::new(key, trusted, SinkConfig::default());
+        let (mut stored, _) = StoredSink::open(sink, store.clone(), now)?;
+        let batch = stored.receive(now, &stream)?;
+        assert_eq!(batch.fresh.len(), 1);
+        store.fail.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(matches!(
+            stored.commit(&batch, Some(3)),
+            Err(StoreError::Store(_))
+        ));
+        store
+            .fail
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        assert!(matches!(
+            stored.receive(now, &stream),
+            Err(StoreError::Poisoned)
+        ));
+        assert!(matches!(
+            stored.commit(&batch, Some(3)),
+            Err(StoreError::Poisoned)
+        ));
+        assert!(store.scan(SEEN_TABLE)?.is_empty());
+        assert_eq!(stored.delivered(), 0);
         Ok(())
     }
 }

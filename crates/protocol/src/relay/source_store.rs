@@ -103,6 +103,9 @@ pub struct StoredSource {
     store: Arc<dyn Store>,
     capacity: u64,
     udp: bool,
+    /// Whether [`KEY_FIRST_EPOCH`] is in the store: looked up once when opened and set with
+    /// the first batch, so that later batches need not read it again.
+    first_epoch_recorded: bool,
 }
 
 impl core::fmt::Debug for StoredSource {
@@ -143,6 +146,7 @@ impl StoredSource {
         } = params;
         Ok(Self {
             source: Source::new(config, seed, owner, resume, rng)?,
+            first_epoch_recorded: store.get(SOURCE_TABLE, KEY_FIRST_EPOCH)?.is_some(),
             store,
             capacity,
             udp,
@@ -213,7 +217,7 @@ impl StoredSource {
             value: &position,
         }];
         let first = self.epoch_at(now)?.to_be_bytes();
-        if self.first_epoch()?.is_none() {
+        if !self.first_epoch_recorded {
             ops.push(WriteOp::Put {
                 table: SOURCE_TABLE,
                 key: KEY_FIRST_EPOCH,
@@ -221,6 +225,7 @@ impl StoredSource {
             });
         }
         self.store.write_batch(&ops)?;
+        self.first_epoch_recorded = true;
         Ok(out)
     }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use m2msec_crypto::pre;
-use m2msec_protocol::relay::sink_store::{Pending, StoredSink};
+use m2msec_protocol::relay::sink_store::{Pending, StoreError, StoredSink};
 use m2msec_protocol::relay::{Delivered, Sink, SinkConfig, TrustedSource};
 use m2msec_protocol::{Millis, OpCounts};
 use m2msec_store::Store;
@@ -31,13 +31,22 @@ use crate::runtime::coap::{
     response, set_uint_option,
 };
 use crate::runtime::driver::open_store;
-use crate::runtime::driver::{self, Egress, Shutdown, recv, wall_clock};
+use crate::runtime::driver::{self, Egress, Shutdown, wall_clock};
 use crate::runtime::log_limit::LogLimit;
 use crate::runtime::tap::Wiretap;
 
 mod output;
 pub use m2msec_protocol::relay::sink_store::Verdict;
 pub use output::{OutputLine, OutputWriter};
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Store(e) => Self::Store(e),
+            e => Self::Control(e.to_string()),
+        }
+    }
+}
 
 /// The sink's engine, whatever the transport: the protocol's sink over its store
 /// ([`StoredSink`]: the durable seen set and section keys), the output, and the rejection log.
@@ -225,24 +234,17 @@ impl SinkServer {
         let mut coap_buf = vec![0u8; 65_535];
         let mut udp_buf = vec![0u8; 65_535];
         loop {
-            let mut batch = Vec::new();
+            let coap = self.coap.as_ref().map(|e| Arc::clone(e.socket()));
             tokio::select! {
                 () = shutdown.wait() => break,
-                r = recv(self.coap.as_ref().map(|e| &**e.socket()), &mut coap_buf) => {
-                    let (n, from) = r.map_err(Error::Socket)?;
-                    self.on_coap(&coap_buf[..n], from, &mut batch).await?;
-                }
-                r = recv(self.udp.as_ref(), &mut udp_buf) => {
-                    let (n, from) = r.map_err(Error::Socket)?;
-                    self.on_udp(&udp_buf[..n], from, &mut batch);
-                }
+                r = readable(coap.as_deref()) => r.map_err(Error::Socket)?,
+                r = readable(self.udp.as_ref()) => r.map_err(Error::Socket)?,
             }
-            // Whatever else is waiting joins the batch.
-            for _ in 1..MAX_BATCH {
+            // What is waiting on either socket, up to a batch.
+            let mut batch = Vec::new();
+            for _ in 0..MAX_BATCH {
                 let mut progressed = false;
-                if let Some((n, from)) =
-                    try_recv(self.coap.as_ref().map(|e| &**e.socket()), &mut coap_buf)
-                {
+                if let Some((n, from)) = try_recv(coap.as_deref(), &mut coap_buf) {
                     self.on_coap(&coap_buf[..n], from, &mut batch).await?;
                     progressed = true;
                 }
@@ -359,6 +361,14 @@ impl SinkServer {
     }
 }
 
+/// Waits until `socket` has a datagram, or forever without a socket.
+async fn readable(socket: Option<&UdpSocket>) -> std::io::Result<()> {
+    match socket {
+        Some(s) => s.readable().await,
+        None => std::future::pending().await,
+    }
+}
+
 fn try_recv(socket: Option<&UdpSocket>, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
     socket?.try_recv_from(buf).ok()
 }
@@ -380,9 +390,19 @@ pub async fn run_file(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     Ok(())
 }
 
+/// A sink on loopback for the demo or the bench, as [`spawn_local`] started it.
+pub(crate) struct LocalSink {
+    /// Where it takes messages: `coap://…/sink` or `udp://…`.
+    pub url: String,
+    /// Every message it delivered.
+    pub events: mpsc::UnboundedReceiver<Delivered>,
+    /// Its server, which returns the node when stopped.
+    pub task: JoinHandle<Result<SinkNode>>,
+}
+
 /// A sink on loopback for the demo or the bench: it trusts `source`, keeps its seen set in
 /// `store`, appends base64 lines to the file `output`, serves CoAP (or else plain UDP) until
-/// `shutdown` and reports every delivery: its URL, its deliveries and its task.
+/// `shutdown` and reports every delivery.
 ///
 /// # Errors
 ///
@@ -395,11 +415,7 @@ pub(crate) async fn spawn_local(
     coap: bool,
     tap: Option<Wiretap>,
     shutdown: Shutdown,
-) -> Result<(
-    String,
-    mpsc::UnboundedReceiver<Delivered>,
-    JoinHandle<Result<SinkNode>>,
-)> {
+) -> Result<LocalSink> {
     let output = OutputWriter::open(&Output::File(output), DataEncoding::Base64)?;
     let sink = Sink::new(key, vec![source], SinkConfig::default());
     let node = SinkNode::new(sink, store, output, wall_clock())?;
@@ -413,7 +429,8 @@ pub(crate) async fn spawn_local(
         server.udp_url()
     };
     let url = url.ok_or_else(|| Error::Control("sink without an address".into()))?;
-    Ok((url, events, tokio::spawn(server.run(shutdown))))
+    let task = tokio::spawn(server.run(shutdown));
+    Ok(LocalSink { url, events, task })
 }
 
 #[cfg(test)]
