@@ -203,7 +203,6 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         })?;
         let node = DeviceNode::new(
             &device,
-            suites.clone(),
             Arc::new(MemoryStore::new()),
             Duration::from_millis(500),
             (i == 1).then(|| events_tx.clone()),
@@ -259,7 +258,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
                 Ok(Some(NodeEvent::Failed { what, error })) => {
                     return Err(Error::Control(format!("device-j: {what}: {error}")));
                 }
-                Ok(Some(NodeEvent::Received(_))) => {}
+                Ok(Some(_)) => {}
                 Ok(None) | Err(_) => {
                     return Err(Error::Control("device-j reported no session key".into()));
                 }
@@ -294,7 +293,9 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         let want = usize::try_from(opts.messages).unwrap_or(usize::MAX);
         while outcome.delivered.len() < want {
             match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
-                Ok(Some(NodeEvent::Received(e))) => outcome.delivered.push((e.message_id, e.text)),
+                Ok(Some(NodeEvent::Received { entry: e, .. })) => {
+                    outcome.delivered.push((e.message_id, e.text));
+                }
                 Ok(Some(_)) => {}
                 Ok(None) | Err(_) => break,
             }
@@ -303,7 +304,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         // Anything delivered twice would show up now.
         let grace = tokio::time::Instant::now() + Duration::from_millis(300);
         while let Ok(Some(e)) = tokio::time::timeout_at(grace, events.recv()).await {
-            if let NodeEvent::Received(e) = e {
+            if let NodeEvent::Received { entry: e, .. } = e {
                 outcome.delivered.push((e.message_id, e.text));
             }
         }

@@ -1,17 +1,22 @@
-//! What a device daemon keeps beside its [`Device`](super::Device), without I/O: whether it
-//! registered and its inbox (over the [`Store`] trait), its sessions (in memory: the `Device`
-//! cannot export their keys), and the commands whose answers wait for an event of the device.
-//! [`DeviceRecords`] holds them; the daemon's shell feeds it the device's events and sends the
-//! answers it hands back.
+//! What a device daemon keeps beside its [`Device`], without I/O: whether it registered and
+//! its inbox (over the [`Store`] trait), its sessions (in memory: the `Device` cannot export
+//! their keys), and the commands whose answers wait for an event of the device.
+//! [`DeviceRecords`] holds them; [`DeviceAgent`] decides around them — what each control
+//! [`Request`] does, what each [`DeviceEvent`] answers, when the server is polled — and the
+//! daemon's shell sends the answers and logs the [`Noted`] it hands back.
 
+use core::net::SocketAddr;
 use core::time::Duration;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+use m2msec_crypto::aead::AeadSuite;
+use m2msec_crypto::rng::CryptoRng;
 use m2msec_store::{Result, Store};
+use m2msec_wire::cbor::hex;
 use serde::{Deserialize, Serialize};
 
-use super::SessionId;
+use super::{Device, DeviceEvent, Error as SgaError, RefusalCode, SessionId};
 use crate::Millis;
 
 /// Device store table of its own state (key `registered`: the identity it registered as).
@@ -21,6 +26,109 @@ pub const INBOX_QUEUE: &str = "sga_inbox";
 
 /// How long a `send` command waits for the server's acknowledgement.
 pub const SEND_WAIT: Duration = Duration::from_secs(10);
+
+/// The lightweight suites by the names config files, control requests and reports give them.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SuiteName {
+    /// AES-128-CCM with an 8-byte tag.
+    #[serde(rename = "aes-128-ccm8")]
+    Aes128Ccm8,
+    /// ChaCha20-Poly1305.
+    #[serde(rename = "chacha20-poly1305")]
+    ChaCha20Poly1305,
+    /// Ascon-AEAD128.
+    #[serde(rename = "ascon-128")]
+    Ascon128,
+}
+
+impl SuiteName {
+    /// Every suite, in the order the server offers them by default.
+    pub const ALL: [Self; 3] = [Self::Aes128Ccm8, Self::ChaCha20Poly1305, Self::Ascon128];
+
+    /// The name in config files, control requests and reports.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Aes128Ccm8 => "aes-128-ccm8",
+            Self::ChaCha20Poly1305 => "chacha20-poly1305",
+            Self::Ascon128 => "ascon-128",
+        }
+    }
+
+    /// The name of `suite`, if it is a lightweight one.
+    #[must_use]
+    pub const fn of(suite: AeadSuite) -> Option<Self> {
+        match suite {
+            AeadSuite::Aes128Ccm8 => Some(Self::Aes128Ccm8),
+            AeadSuite::ChaCha20Poly1305 => Some(Self::ChaCha20Poly1305),
+            AeadSuite::Ascon128 => Some(Self::Ascon128),
+            _ => None,
+        }
+    }
+
+    /// The suite of `name` (see [`SuiteName::name`]; `ccm`, `chacha` and `ascon` too).
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "aes-128-ccm8" | "ccm" => Some(Self::Aes128Ccm8),
+            "chacha20-poly1305" | "chacha" => Some(Self::ChaCha20Poly1305),
+            "ascon-128" | "ascon" => Some(Self::Ascon128),
+            _ => None,
+        }
+    }
+}
+
+impl From<SuiteName> for AeadSuite {
+    fn from(name: SuiteName) -> Self {
+        match name {
+            SuiteName::Aes128Ccm8 => Self::Aes128Ccm8,
+            SuiteName::ChaCha20Poly1305 => Self::ChaCha20Poly1305,
+            SuiteName::Ascon128 => Self::Ascon128,
+        }
+    }
+}
+
+/// A command to a device daemon (a JSON line on its control channel).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Request {
+    /// Register with the server (if not registered yet) and answer once registered.
+    Register,
+    /// Invite `peer` (negotiation and key exchange); answers once a session key is in place.
+    Invite {
+        /// The other device's identity.
+        peer: String,
+        /// The suite to negotiate (default: the device's first suite).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        suite: Option<SuiteName>,
+    },
+    /// Send `text` to `to` under the latest session with it; answers once the server holds it
+    /// durably.
+    Send {
+        /// The recipient.
+        to: String,
+        /// The message.
+        text: String,
+    },
+    /// Every message received so far, in the order of arrival.
+    Inbox,
+    /// The device's registration and sessions.
+    Status,
+}
+
+impl Request {
+    /// The operation's name, for logs: a request's fields (peers, plaintext) stay out of them.
+    #[must_use]
+    pub const fn op(&self) -> &'static str {
+        match self {
+            Self::Register => "register",
+            Self::Invite { .. } => "invite",
+            Self::Send { .. } => "send",
+            Self::Inbox => "inbox",
+            Self::Status => "status",
+        }
+    }
+}
 
 /// A session, without its key.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -234,8 +342,12 @@ impl<R> DeviceRecords<R> {
             message_id,
             text: String::from_utf8_lossy(plaintext).into_owned(),
         };
-        // Strings and a number: encoding cannot fail.
-        let json = serde_json::to_vec(&entry).unwrap_or_default();
+        // Strings and a number do not fail to encode; were one to, nothing is written and the
+        // delivery stays unacknowledged.
+        let json = serde_json::to_vec(&entry).map_err(|e| m2msec_store::Error::Backend {
+            operation: "encoding an inbox entry",
+            source: Box::new(e),
+        })?;
         self.store.queue_push(INBOX_QUEUE, &json)?;
         Ok(entry)
     }
@@ -298,6 +410,375 @@ impl<R> DeviceRecords<R> {
             .partition(|(w, t, _)| pick(w, *t));
         self.waiting = kept;
         done.into_iter().map(|(w, _, r)| (w, r)).collect()
+    }
+}
+
+/// What a device daemon makes of its device's events and of its own steps, in order: for its
+/// log, and for a demo that waits on them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Noted {
+    /// The device is registered; `known`: the server refused the registration because it knows
+    /// the device already, which is taken as registered.
+    Registered {
+        /// Taken as registered after a refusal.
+        known: bool,
+    },
+    /// A session key is in place.
+    Established(SessionInfo),
+    /// The server holds a message this device sent (durably).
+    Stored {
+        /// The recipient (empty if the session is unknown).
+        to: String,
+        /// Its session.
+        session: SessionId,
+        /// Its id.
+        message_id: u64,
+    },
+    /// A message arrived (once, in order) and is in the inbox.
+    Received {
+        /// As the inbox keeps it.
+        entry: InboxEntry,
+        /// The plaintext's length.
+        bytes: usize,
+    },
+    /// A step failed.
+    Failed {
+        /// What was under way.
+        what: &'static str,
+        /// Why.
+        error: String,
+    },
+    /// A datagram was refused and ignored.
+    Rejected {
+        /// Its source.
+        remote: SocketAddr,
+        /// Why.
+        error: String,
+    },
+    /// An inbox entry that does not decode was skipped.
+    Skipped {
+        /// Its sequence number in the inbox.
+        seq: u64,
+        /// Why.
+        error: String,
+    },
+}
+
+/// A device daemon's decisions beside its [`Device`]: control [`Request`]s become the
+/// device's calls, its events answer the requests waiting for them (each answer to its `R`, a
+/// reply channel in the daemon), and the server is polled while the device is online and
+/// registered, so that it knows where to forward. The shell takes the answers
+/// ([`Self::poll_answer`]) and what to log or report ([`Self::poll_note`]) after each call.
+pub struct DeviceAgent<R> {
+    records: DeviceRecords<R>,
+    poll_every: Duration,
+    next_poll: Option<Millis>,
+    online: bool,
+    /// A registration is under way.
+    registering: bool,
+    answers: VecDeque<(R, Response)>,
+    notes: VecDeque<Noted>,
+}
+
+impl<R> DeviceAgent<R> {
+    /// The agent over `records`, polling the server every `poll_every`.
+    #[must_use]
+    pub fn new(records: DeviceRecords<R>, poll_every: Duration) -> Self {
+        Self {
+            records,
+            poll_every,
+            next_poll: None,
+            online: true,
+            registering: false,
+            answers: VecDeque::new(),
+            notes: VecDeque::new(),
+        }
+    }
+
+    /// Whether the store says the device registered.
+    #[must_use]
+    pub const fn registered(&self) -> bool {
+        self.records.registered()
+    }
+
+    /// Starts the device at `now`: polls the server at once if it registered, else registers
+    /// it when `register`.
+    ///
+    /// # Errors
+    ///
+    /// If the registration cannot be encrypted to the server.
+    pub fn start(
+        &mut self,
+        device: &mut Device,
+        now: Millis,
+        rng: &mut dyn CryptoRng,
+        register: bool,
+    ) -> core::result::Result<(), SgaError> {
+        if self.registered() {
+            self.poll(device, now);
+        } else if register {
+            device.register(now, rng)?;
+            self.registering = true;
+        }
+        Ok(())
+    }
+
+    fn poll(&mut self, device: &mut Device, now: Millis) {
+        device.poll(now);
+        self.next_poll = Some(now.after(self.poll_every));
+    }
+
+    /// Handles `request`: its answer goes to `reply` now, or once the event it waits for has
+    /// come (or its wait has run out).
+    pub fn request(
+        &mut self,
+        device: &mut Device,
+        now: Millis,
+        rng: &mut dyn CryptoRng,
+        request: Request,
+        reply: R,
+    ) {
+        match self.answer(device, now, rng, request) {
+            Ok(answer) => self.answers.push_back((reply, answer)),
+            Err(wait) => self.records.wait(wait, now, reply),
+        }
+    }
+
+    /// A request's answer, or (`Err`) what the answer waits for.
+    fn answer(
+        &mut self,
+        device: &mut Device,
+        now: Millis,
+        rng: &mut dyn CryptoRng,
+        request: Request,
+    ) -> core::result::Result<Response, Wait> {
+        let failed = |e: &dyn core::fmt::Display| Response::Error {
+            error: e.to_string(),
+        };
+        Ok(match request {
+            Request::Register if self.registered() => Response::Registered {
+                device: device.identity().to_owned(),
+            },
+            Request::Register => {
+                if !self.registering {
+                    if let Err(e) = device.register(now, rng) {
+                        return Ok(failed(&e));
+                    }
+                    self.registering = true;
+                }
+                return Err(Wait::Registered);
+            }
+            Request::Invite { .. } if !self.registered() => Response::Error {
+                error: "the device is not registered yet (`m2msec sga register`)".into(),
+            },
+            Request::Invite { peer, suite } => {
+                let suite = suite
+                    .map(AeadSuite::from)
+                    .or_else(|| device.suites().first().copied())
+                    .unwrap_or(AeadSuite::Aes128Ccm8);
+                match device.invite(now, rng, &peer, suite) {
+                    Ok(()) => return Err(Wait::Established { peer }),
+                    Err(e) => failed(&e),
+                }
+            }
+            Request::Send { to, text } => {
+                let Some(session) = self.records.session_with(&to) else {
+                    return Ok(Response::Error {
+                        error: format!(
+                            "no session with {to:?}: invite it first (`m2msec sga invite {to}`)"
+                        ),
+                    });
+                };
+                match device.send(now, rng, session, text.as_bytes()) {
+                    Ok(message_id) => {
+                        return Err(Wait::Stored {
+                            session,
+                            message_id,
+                        });
+                    }
+                    Err(e) => failed(&e),
+                }
+            }
+            Request::Inbox => match self.inbox() {
+                Ok(messages) => Response::Inbox { messages },
+                Err(e) => failed(&e),
+            },
+            Request::Status => Response::Status {
+                device: device.identity().to_owned(),
+                registered: self.registered(),
+                sessions: self.records.sessions(),
+                unacknowledged: device.unacknowledged(),
+            },
+        })
+    }
+
+    /// Every message received so far, from the store; a malformed entry is skipped and noted.
+    ///
+    /// # Errors
+    ///
+    /// A store error if the store cannot be read.
+    pub fn inbox(&mut self) -> Result<Vec<InboxEntry>> {
+        let notes = &mut self.notes;
+        self.records.inbox(|seq, e| {
+            notes.push_back(Noted::Skipped {
+                seq,
+                error: e.to_string(),
+            });
+        })
+    }
+
+    /// Takes the device off the network (its radio sleeps) or, `online`, back on it and polls
+    /// the server at once.
+    pub fn set_online(&mut self, online: bool, device: &mut Device, now: Millis) {
+        self.online = online;
+        if online {
+            self.poll(device, now);
+        }
+    }
+
+    /// Whether the device is on the network.
+    #[must_use]
+    pub const fn online(&self) -> bool {
+        self.online
+    }
+
+    /// The next poll (online and registered only) or the end of a request's wait.
+    #[must_use]
+    pub fn next_wakeup(&self) -> Option<Millis> {
+        let poll = self.next_poll.filter(|_| self.online && self.registered());
+        poll.into_iter().chain(self.records.next_deadline()).min()
+    }
+
+    /// Polls the server if that is due at `now`, and answers the requests whose wait ran out.
+    pub fn on_wakeup(&mut self, device: &mut Device, now: Millis) {
+        if self.online && self.registered() && self.next_poll.is_some_and(|t| t <= now) {
+            self.poll(device, now);
+        }
+        for (wait, reply) in self.records.expire(now) {
+            self.registering &= wait != Wait::Registered;
+            let error = wait.expired().into();
+            self.answers.push_back((reply, Response::Error { error }));
+        }
+    }
+
+    /// Handles one event of `device` at `now`.
+    ///
+    /// # Errors
+    ///
+    /// A store error if the registration or the inbox could not be written: the shell stops
+    /// before the delivery that depended on it is acknowledged.
+    pub fn on_event(&mut self, device: &Device, now: Millis, event: DeviceEvent) -> Result<()> {
+        match event {
+            DeviceEvent::Registered => self.mark_registered(device, now, false)?,
+            DeviceEvent::Established { session, peer, key } => {
+                let suite = key.suite();
+                let info = SessionInfo {
+                    peer,
+                    session: session.to_string(),
+                    fingerprint: hex(&key.fingerprint()),
+                    suite: SuiteName::of(suite)
+                        .map_or(suite.name(), SuiteName::name)
+                        .into(),
+                };
+                let waiting = self.records.established(session, info.clone());
+                self.answer_all(waiting, &Response::Established(info.clone()));
+                self.notes.push_back(Noted::Established(info));
+            }
+            DeviceEvent::Stored {
+                session,
+                message_id,
+            } => {
+                let (to, waiting) = self.records.stored(session, message_id);
+                let answer = Response::Stored {
+                    to: to.clone(),
+                    session: session.to_string(),
+                    message_id,
+                };
+                self.answer_all(waiting, &answer);
+                self.notes.push_back(Noted::Stored {
+                    to,
+                    session,
+                    message_id,
+                });
+            }
+            DeviceEvent::Received {
+                session,
+                from,
+                message_id,
+                plaintext,
+            } => {
+                // In the inbox before the delivery acknowledgement of the same call leaves.
+                let entry = self
+                    .records
+                    .receive(session, from, message_id, &plaintext)?;
+                let bytes = plaintext.len();
+                self.notes.push_back(Noted::Received { entry, bytes });
+            }
+            DeviceEvent::Failed { what, error } => self.failed(device, now, what, &error)?,
+            DeviceEvent::Rejected { remote, error } => {
+                let error = error.to_string();
+                self.notes.push_back(Noted::Rejected { remote, error });
+            }
+        }
+        Ok(())
+    }
+
+    /// A failed registration answers the requests waiting for it, unless the server knows the
+    /// device already (taken as registered); any other failure answers the invitations.
+    fn failed(
+        &mut self,
+        device: &Device,
+        now: Millis,
+        what: &'static str,
+        error: &SgaError,
+    ) -> Result<()> {
+        self.notes.push_back(Noted::Failed {
+            what,
+            error: error.to_string(),
+        });
+        if what != "registering" {
+            let waiting = self
+                .records
+                .resolve(|w| matches!(w, Wait::Established { .. }));
+            let error = format!("{what}: {error}");
+            self.answer_all(waiting, &Response::Error { error });
+            return Ok(());
+        }
+        self.registering = false;
+        if matches!(error, SgaError::Refused(RefusalCode::AlreadyRegistered)) {
+            return self.mark_registered(device, now, true);
+        }
+        let waiting = self.records.resolve(|w| matches!(w, Wait::Registered));
+        let error = format!("registration failed: {error}");
+        self.answer_all(waiting, &Response::Error { error });
+        Ok(())
+    }
+
+    fn mark_registered(&mut self, device: &Device, now: Millis, known: bool) -> Result<()> {
+        let waiting = self.records.mark_registered(device.identity())?;
+        self.registering = false;
+        self.next_poll = Some(now.after(self.poll_every));
+        let answer = Response::Registered {
+            device: device.identity().to_owned(),
+        };
+        self.answer_all(waiting, &answer);
+        self.notes.push_back(Noted::Registered { known });
+        Ok(())
+    }
+
+    fn answer_all(&mut self, replies: Vec<R>, answer: &Response) {
+        let answers = replies.into_iter().map(|r| (r, answer.clone()));
+        self.answers.extend(answers);
+    }
+
+    /// The next answer to send, with where it goes.
+    pub fn poll_answer(&mut self) -> Option<(R, Response)> {
+        self.answers.pop_front()
+    }
+
+    /// The next thing to log or report.
+    pub fn poll_note(&mut self) -> Option<Noted> {
+        self.notes.pop_front()
     }
 }
 

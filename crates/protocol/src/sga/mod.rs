@@ -43,7 +43,9 @@ use crate::replay::{Refusal, ReplayCache};
 use crate::{Millis, OpCounts};
 
 pub use device::{Device, DeviceConfig, DeviceEvent};
-pub use device_store::{DeviceRecords, InboxEntry, Response, SessionInfo, Wait};
+pub use device_store::{
+    DeviceAgent, DeviceRecords, InboxEntry, Noted, Request, Response, SessionInfo, SuiteName, Wait,
+};
 pub use server::{
     DEVICES_TABLE, MESSAGES_TABLE, Server, ServerConfig, ServerEvent, ServerFault, StoreOp,
 };
