@@ -784,9 +784,214 @@ impl<R> DeviceAgent<R> {
 
 #[cfg(test)]
 mod tests {
+    use m2msec_crypto::rng::SeededRng;
     use m2msec_store::MemoryStore;
 
     use super::*;
+    use crate::sga::sim::{Spec, World};
+
+    type TestResult = core::result::Result<(), Box<dyn std::error::Error>>;
+
+    /// A deployment of two devices in memory, an agent (polling every second) for each, and
+    /// the seeded RNG of the run.
+    fn deployment()
+    -> core::result::Result<(World, [DeviceAgent<u8>; 2], SeededRng), Box<dyn std::error::Error>>
+    {
+        let mut rng = SeededRng::from_seed_u64(5);
+        let world = World::generate(&Spec::default(), &mut rng)?;
+        let agent = |d: &Device| -> Result<DeviceAgent<u8>> {
+            let records = DeviceRecords::open(Arc::new(MemoryStore::new()), d.identity())?;
+            Ok(DeviceAgent::new(records, Duration::from_secs(1)))
+        };
+        let agents = [agent(&world.devices[0])?, agent(&world.devices[1])?];
+        Ok((world, agents, rng))
+    }
+
+    /// Runs the network until idle and hands each device's events to its agent.
+    fn settle(w: &mut World, agents: &mut [DeviceAgent<u8>; 2], rng: &mut SeededRng) -> Result<()> {
+        w.run_honest(rng);
+        let now = w.net.now;
+        for (i, agent) in agents.iter_mut().enumerate() {
+            for event in std::mem::take(&mut w.events.devices[i]) {
+                agent.on_event(&w.devices[i], now, event)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn answers(agent: &mut DeviceAgent<u8>) -> Vec<(u8, Response)> {
+        core::iter::from_fn(|| agent.poll_answer()).collect()
+    }
+
+    fn notes(agent: &mut DeviceAgent<u8>) -> Vec<Noted> {
+        core::iter::from_fn(|| agent.poll_note()).collect()
+    }
+
+    /// Two `register` requests start one registration and are both answered once it is done;
+    /// the server is polled only from then on.
+    #[test]
+    fn register_requests_wait_for_the_registration() -> TestResult {
+        let (mut w, mut a, mut rng) = deployment()?;
+        let now = w.net.now;
+        a[0].request(&mut w.devices[0], now, &mut rng, Request::Register, 1);
+        a[0].request(&mut w.devices[0], now, &mut rng, Request::Register, 2);
+        assert!(answers(&mut a[0]).is_empty());
+        assert_eq!(
+            a[0].next_wakeup(),
+            Some(now.after(Wait::Registered.within()))
+        );
+        settle(&mut w, &mut a, &mut rng)?;
+        let registered = Response::Registered {
+            device: "device-i".into(),
+        };
+        assert_eq!(
+            answers(&mut a[0]),
+            [(1, registered.clone()), (2, registered.clone())]
+        );
+        assert_eq!(notes(&mut a[0]), [Noted::Registered { known: false }]);
+        assert!(a[0].registered());
+        assert_eq!(
+            a[0].next_wakeup(),
+            Some(w.net.now.after(Duration::from_secs(1)))
+        );
+        // Registered already: answered at once.
+        a[0].request(&mut w.devices[0], now, &mut rng, Request::Register, 3);
+        assert_eq!(answers(&mut a[0]), [(3, registered)]);
+        Ok(())
+    }
+
+    /// A device the server knows already is taken as registered; the failure is still noted.
+    #[test]
+    fn a_refusal_as_already_registered_counts_as_registered() -> TestResult {
+        let (mut w, mut a, mut rng) = deployment()?;
+        let now = w.net.now;
+        w.devices[0].register(now, &mut rng)?;
+        settle(&mut w, &mut a, &mut rng)?;
+        // The agent's store is new: it registers again, and the server refuses.
+        let records = DeviceRecords::open(Arc::new(MemoryStore::new()), "device-i")?;
+        a[0] = DeviceAgent::new(records, Duration::from_secs(1));
+        a[0].request(&mut w.devices[0], now, &mut rng, Request::Register, 1);
+        settle(&mut w, &mut a, &mut rng)?;
+        let noted = notes(&mut a[0]);
+        assert!(
+            matches!(
+                &noted[..],
+                [
+                    Noted::Failed {
+                        what: "registering",
+                        ..
+                    },
+                    Noted::Registered { known: true }
+                ]
+            ),
+            "{noted:?}"
+        );
+        let registered = Response::Registered {
+            device: "device-i".into(),
+        };
+        assert_eq!(answers(&mut a[0]), [(1, registered)]);
+        Ok(())
+    }
+
+    /// Invite and send are refused before what they need (a registration, a session); once
+    /// there, the invitation is answered with the session both sides hold, a message with the
+    /// server's acknowledgement, and the recipient's inbox keeps it.
+    #[test]
+    fn invite_and_send_answer_once_the_device_did_it() -> TestResult {
+        let (mut w, mut a, mut rng) = deployment()?;
+        let now = w.net.now;
+        let invite = Request::Invite {
+            peer: "device-j".into(),
+            suite: Some(SuiteName::ChaCha20Poly1305),
+        };
+        a[0].request(&mut w.devices[0], now, &mut rng, invite.clone(), 1);
+        let send = Request::Send {
+            to: "device-j".into(),
+            text: "hello".into(),
+        };
+        a[0].request(&mut w.devices[0], now, &mut rng, send.clone(), 2);
+        let refused = answers(&mut a[0]);
+        assert!(
+            matches!(&refused[..], [(1, Response::Error { error: e1 }), (2, Response::Error { error: e2 })]
+            if e1.contains("not registered") && e2.contains("invite it first")),
+            "{refused:?}"
+        );
+        for (i, agent) in a.iter_mut().enumerate() {
+            agent.start(&mut w.devices[i], now, &mut rng, true)?;
+        }
+        settle(&mut w, &mut a, &mut rng)?;
+        notes(&mut a[1]);
+        a[0].request(&mut w.devices[0], w.net.now, &mut rng, invite, 3);
+        settle(&mut w, &mut a, &mut rng)?;
+        let [(3, Response::Established(info))] = &answers(&mut a[0])[..] else {
+            panic!("no session answered");
+        };
+        assert_eq!(info.suite, "chacha20-poly1305");
+        assert_eq!(
+            notes(&mut a[1]),
+            [Noted::Established(SessionInfo {
+                peer: "device-i".into(),
+                ..info.clone()
+            })]
+        );
+        a[0].request(&mut w.devices[0], w.net.now, &mut rng, send, 4);
+        settle(&mut w, &mut a, &mut rng)?;
+        let stored = answers(&mut a[0]);
+        assert!(
+            matches!(&stored[..], [(4, Response::Stored { to, message_id: 0, .. })] if to == "device-j"),
+            "{stored:?}"
+        );
+        a[1].request(&mut w.devices[1], w.net.now, &mut rng, Request::Inbox, 5);
+        let [(5, Response::Inbox { messages })] = &answers(&mut a[1])[..] else {
+            panic!("no inbox answered");
+        };
+        assert_eq!(messages.len(), 1);
+        assert_eq!(
+            (messages[0].from.as_str(), messages[0].text.as_str()),
+            ("device-i", "hello")
+        );
+        Ok(())
+    }
+
+    /// A wait that runs out is answered with its error, and a registration that ran out may be
+    /// started again; an offline device is not polled.
+    #[test]
+    fn an_expired_wait_is_answered_and_an_offline_device_not_polled() -> TestResult {
+        let (mut w, mut a, mut rng) = deployment()?;
+        let now = w.net.now;
+        a[0].request(&mut w.devices[0], now, &mut rng, Request::Register, 1);
+        let late = now.after(Wait::Registered.within());
+        a[0].on_wakeup(&mut w.devices[0], late);
+        let error = Wait::Registered.expired().to_owned();
+        assert_eq!(answers(&mut a[0]), [(1, Response::Error { error })]);
+        a[0].request(&mut w.devices[0], late, &mut rng, Request::Register, 2);
+        settle(&mut w, &mut a, &mut rng)?;
+        assert!(matches!(
+            &answers(&mut a[0])[..],
+            [(2, Response::Registered { .. })]
+        ));
+        a[0].set_online(false, &mut w.devices[0], w.net.now);
+        assert!(!a[0].online());
+        assert_eq!(a[0].next_wakeup(), None);
+        a[0].set_online(true, &mut w.devices[0], w.net.now);
+        assert_eq!(
+            a[0].next_wakeup(),
+            Some(w.net.now.after(Duration::from_secs(1)))
+        );
+        Ok(())
+    }
+
+    /// The suites' names are those of config files and the control channel.
+    #[test]
+    fn suite_names_round_trip() {
+        for s in SuiteName::ALL {
+            assert_eq!(SuiteName::parse(s.name()), Some(s));
+            assert_eq!(SuiteName::of(s.into()), Some(s));
+            let json = serde_json::to_string(&s).unwrap_or_default();
+            assert_eq!(json, format!("\"{}\"", s.name()));
+        }
+        assert_eq!(SuiteName::of(AeadSuite::Aes128Gcm), None);
+    }
 
     #[test]
     fn answers_wait_for_their_event_or_their_time() -> Result<()> {
