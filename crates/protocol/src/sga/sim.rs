@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use m2msec_crypto::aead::AeadSuite;
 use m2msec_crypto::group::GroupId;
-use m2msec_crypto::pke::{PkeSecretKey, PkeSuite};
+use m2msec_crypto::pke::{PkePublicKey, PkeSecretKey, PkeSuite};
 use m2msec_crypto::rng::{CryptoRng, random_array};
 use zeroize::Zeroizing;
 
@@ -124,17 +124,8 @@ impl World {
                 PORT,
             ));
             addrs.push(addr);
-            devices.push(Device::new(DeviceConfig {
-                identity: d.name.clone(),
-                device_key: DeviceKey::new(&random_array::<32>(rng))?,
-                initial_suite: d.suites.first().copied().unwrap_or(AeadSuite::Aes128Ccm8),
-                suites: d.suites.clone(),
-                group: spec.group,
-                gateway: GATEWAY.into(),
-                server: addrs[SERVER_ROLE],
-                server_key: public.clone(),
-                timeouts: spec.timeouts,
-            })?);
+            let config = device_config(spec, d, addrs[SERVER_ROLE], &public, rng)?;
+            devices.push(Device::new(config)?);
         }
         let n = devices.len();
         Ok(Self {
@@ -200,7 +191,36 @@ impl World {
     }
 }
 
-fn server_config(spec: &Spec, pem: &str) -> Result<ServerConfig, Error> {
+/// The config of device `d` of `spec`, with a fresh device key, for the server at `server`
+/// whose public key is `server_key`.
+///
+/// # Errors
+/// If the device key is refused.
+pub fn device_config(
+    spec: &Spec,
+    d: &DeviceSpec,
+    server: SocketAddr,
+    server_key: &PkePublicKey,
+    rng: &mut dyn CryptoRng,
+) -> Result<DeviceConfig, Error> {
+    Ok(DeviceConfig {
+        identity: d.name.clone(),
+        device_key: DeviceKey::new(&random_array::<32>(rng))?,
+        initial_suite: d.suites.first().copied().unwrap_or(AeadSuite::Aes128Ccm8),
+        suites: d.suites.clone(),
+        group: spec.group,
+        gateway: GATEWAY.into(),
+        server,
+        server_key: server_key.clone(),
+        timeouts: spec.timeouts,
+    })
+}
+
+/// The config of the server of `spec`, its key the PEM `pem`.
+///
+/// # Errors
+/// If the key does not decode.
+pub fn server_config(spec: &Spec, pem: &str) -> Result<ServerConfig, Error> {
     Ok(ServerConfig {
         identity: GATEWAY.into(),
         pke_key: PkeSecretKey::from_pem(pem)?,
