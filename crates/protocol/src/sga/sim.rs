@@ -185,6 +185,45 @@ impl World {
         network::run(self, rng, &mut |d| vec![d.clone()], meter);
     }
 
+    /// Registers every device and runs until idle.
+    ///
+    /// # Errors
+    /// If a registration cannot be encrypted to the server.
+    pub fn register_all(&mut self, rng: &mut dyn CryptoRng) -> Result<(), Error> {
+        let now = self.net.now;
+        for d in &mut self.devices {
+            d.register(now, rng)?;
+        }
+        self.run_honest(rng);
+        Ok(())
+    }
+
+    /// The first device invites the second over `suite` (the events so far forgotten) and the
+    /// world runs until idle through `meter`: whether both devices then hold a session key.
+    ///
+    /// # Errors
+    /// [`Error::Config`] with fewer than two devices; if the invitation cannot be started.
+    pub fn exchange(
+        &mut self,
+        rng: &mut dyn CryptoRng,
+        suite: AeadSuite,
+        meter: Meter<'_>,
+    ) -> Result<bool, Error> {
+        let Some(peer) = self.devices.get(1).map(|d| d.identity().to_owned()) else {
+            return Err(Error::Config("an exchange needs two devices".into()));
+        };
+        self.events.devices.iter_mut().for_each(Vec::clear);
+        self.events.server.clear();
+        self.devices[0].invite(self.net.now, rng, &peer, suite)?;
+        self.run_metered(rng, meter);
+        let established = |e: &DeviceEvent| matches!(e, DeviceEvent::Established { .. });
+        Ok(self
+            .events
+            .devices
+            .iter()
+            .all(|e| e.iter().any(established)))
+    }
+
     /// Lets `by` of virtual time pass.
     pub fn advance(&mut self, by: Duration, rng: &mut dyn CryptoRng) {
         network::advance(self, by, rng);
