@@ -8,10 +8,12 @@
 //! [`Server::new`]: a server killed at any point (SIGKILL) and restarted on the same store
 //! still knows every device and forwards every message it had acknowledged.
 //!
-//! **Device.** The generic driver around [`Device`], with a [`DeviceNode`] handler: a
-//! periodic poll of the server (so that the server knows where to forward), and the driver's
-//! command channel ([`Command`]) fed by the control socket of the `m2msec sga` commands
-//! ([`super::control`]) or by the demo; asleep, the device is offline and has no socket. Its store keeps whether the device registered
+//! **Device.** The generic driver around [`Device`], with a [`DeviceNode`] handler around the
+//! protocol's [`DeviceAgent`], which decides what each command does, what each event of the
+//! device answers and when the server is polled (so that it knows where to forward); the
+//! node sends the answers and logs. Commands ([`Command`]) come on the driver's command
+//! channel, fed by the control socket of the `m2msec sga` commands ([`super::control`]) or by
+//! the demo; asleep, the device is offline and has no socket. Its store keeps whether the device registered
 //! ([`DEVICE_TABLE`]) and its inbox ([`INBOX_QUEUE`], written before the delivery is
 //! acknowledged). Sessions and their keys live in memory only (the protocol's `Device` has no
 //! way to export them): a restarted device daemon must be invited again.
