@@ -790,13 +790,11 @@ mod tests {
     use super::*;
     use crate::sga::sim::{Spec, World};
 
-    type TestResult = core::result::Result<(), Box<dyn std::error::Error>>;
+    type TestResult<T = ()> = core::result::Result<T, Box<dyn std::error::Error>>;
 
     /// A deployment of two devices in memory, an agent (polling every second) for each, and
     /// the seeded RNG of the run.
-    fn deployment()
-    -> core::result::Result<(World, [DeviceAgent<u8>; 2], SeededRng), Box<dyn std::error::Error>>
-    {
+    fn deployment() -> TestResult<(World, [DeviceAgent<u8>; 2], SeededRng)> {
         let mut rng = SeededRng::from_seed_u64(5);
         let world = World::generate(&Spec::default(), &mut rng)?;
         let agent = |d: &Device| -> Result<DeviceAgent<u8>> {
