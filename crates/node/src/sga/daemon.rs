@@ -13,9 +13,9 @@
 //! device answers and when the server is polled (so that it knows where to forward); the
 //! node sends the answers and logs. Commands ([`Command`]) come on the driver's command
 //! channel, fed by the control socket of the `m2msec sga` commands ([`super::control`]) or by
-//! the demo; asleep, the device is offline and has no socket. Its store keeps whether the device registered
-//! ([`DEVICE_TABLE`]) and its inbox ([`INBOX_QUEUE`], written before the delivery is
-//! acknowledged). Sessions and their keys live in memory only (the protocol's `Device` has no
+//! the demo; asleep, the device is offline and has no socket. Its store keeps whether the
+//! device registered ([`DEVICE_TABLE`]) and its inbox ([`INBOX_QUEUE`], written before the
+//! delivery is acknowledged). Sessions and their keys live in memory only (the protocol's `Device` has no
 //! way to export them): a restarted device daemon must be invited again.
 
 use std::path::Path;
@@ -121,15 +121,12 @@ pub enum Command {
     Wake(oneshot::Sender<()>),
 }
 
-/// What a device node reports (to a demo): what its agent noted.
-pub type NodeEvent = Noted;
-
 /// The device's side of its [`Driver`]: the [`DeviceAgent`] that turns commands into the
 /// device's calls and its events into answers, the replies it hands back, and what is logged
 /// and reported.
 pub struct DeviceNode {
     agent: DeviceAgent<oneshot::Sender<Response>>,
-    report: Reporter<NodeEvent>,
+    report: Reporter<Noted>,
 }
 
 impl DeviceNode {
@@ -143,7 +140,7 @@ impl DeviceNode {
         device: &Device,
         store: Arc<dyn Store>,
         poll_every: Duration,
-        report: Option<mpsc::UnboundedSender<NodeEvent>>,
+        report: Option<mpsc::UnboundedSender<Noted>>,
     ) -> Result<Self> {
         let records = DeviceRecords::open(store, device.identity())?;
         Ok(Self {

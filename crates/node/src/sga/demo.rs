@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use m2msec_crypto::pke::{PkeSecretKey, PkeSuite};
 use m2msec_protocol::sga::sim::{self, Spec};
-use m2msec_protocol::sga::{Device, Server, ServerConfig, Timeouts};
+use m2msec_protocol::sga::{Device, Noted, Server, ServerConfig, Timeouts};
 use m2msec_protocol::{Endpoint, OpCounts};
 use m2msec_store::{MemoryStore, RedbStore, Store};
 use tokio::sync::mpsc;
@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 
 use super::config::{GroupName, SuiteName};
 use super::control::{Request, Response, ask, command};
-use super::daemon::{Command, DeviceNode, NodeEvent, ServerHandler, server_from_store};
+use super::daemon::{Command, DeviceNode, ServerHandler, server_from_store};
 
 use crate::error::{Error, Result};
 use crate::harness::demo::{Deployment, RunOptions};
@@ -223,10 +223,10 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         // the channel already or very soon.
         while outcome.fingerprints.1.is_none() {
             match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
-                Ok(Some(NodeEvent::Established(info))) => {
+                Ok(Some(Noted::Established(info))) => {
                     outcome.fingerprints.1 = Some(info.fingerprint)
                 }
-                Ok(Some(NodeEvent::Failed { what, error })) => {
+                Ok(Some(Noted::Failed { what, error })) => {
                     return Err(Error::Control(format!("device-j: {what}: {error}")));
                 }
                 Ok(Some(_)) => {}
@@ -265,7 +265,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         let want = usize::try_from(opts.messages).unwrap_or(usize::MAX);
         while outcome.delivered.len() < want {
             match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
-                Ok(Some(NodeEvent::Received { entry: e, .. })) => {
+                Ok(Some(Noted::Received { entry: e, .. })) => {
                     outcome.delivered.push((e.message_id, e.text));
                 }
                 Ok(Some(_)) => {}
@@ -276,7 +276,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         // Anything delivered twice would show up now.
         let grace = tokio::time::Instant::now() + Duration::from_millis(300);
         while let Ok(Some(e)) = tokio::time::timeout_at(grace, events.recv()).await {
-            if let NodeEvent::Received { entry: e, .. } = e {
+            if let Noted::Received { entry: e, .. } = e {
                 outcome.delivered.push((e.message_id, e.text));
             }
         }
