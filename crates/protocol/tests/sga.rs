@@ -22,11 +22,7 @@ fn world(spec: &Spec, seed: u64) -> (World, SeededRng) {
 }
 
 fn register_all(w: &mut World, rng: &mut SeededRng) {
-    let now = w.net.now;
-    for d in &mut w.devices {
-        d.register(now, rng).unwrap();
-    }
-    w.run_honest(rng);
+    w.register_all(rng).unwrap();
     for (i, events) in w.events.devices.iter().enumerate() {
         assert!(
             events.iter().any(|e| matches!(e, DeviceEvent::Registered)),

@@ -12,7 +12,6 @@ use m2msec_crypto::aead::AeadSuite;
 use m2msec_crypto::group::GroupId;
 use m2msec_crypto::rng::SeededRng;
 use m2msec_protocol::Endpoint;
-use m2msec_protocol::sga::DeviceEvent;
 use m2msec_protocol::sga::sim::{SERVER_ROLE, Spec, World};
 
 use super::config::GroupName;
@@ -51,24 +50,10 @@ pub fn measure(group: GroupId, exchanges: u32, seed: u64) -> Result<ExchangeCost
         ..Spec::default()
     };
     let mut world = World::generate(&spec, &mut rng)?;
-    let now = world.net.now;
-    for d in &mut world.devices {
-        d.register(now, &mut rng)?;
-    }
-    world.run_honest(&mut rng);
-    let peer = world.devices[1].identity().to_owned();
+    world.register_all(&mut rng)?;
     let mut exchange = |world: &mut World, busy: &mut [Duration; 3]| -> Result<()> {
-        world.events.devices.iter_mut().for_each(Vec::clear);
-        world.events.server.clear();
-        let now = world.net.now;
-        world.devices[0].invite(now, &mut rng, &peer, AeadSuite::Aes128Ccm8)?;
-        world.run_metered(&mut rng, &mut busy_meter(busy, [1, 2, SERVER_ROLE]));
-        let ok = world.events.devices.iter().all(|events| {
-            events
-                .iter()
-                .any(|e| matches!(e, DeviceEvent::Established { .. }))
-        });
-        if ok {
+        let meter = &mut busy_meter(busy, [1, 2, SERVER_ROLE]);
+        if world.exchange(&mut rng, AeadSuite::Aes128Ccm8, meter)? {
             Ok(())
         } else {
             Err(Error::Usage(format!(

@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use m2msec_crypto::aead::AeadSuite;
 use m2msec_crypto::group::GroupId;
 use m2msec_protocol::sga::{DeviceConfig, LIGHTWEIGHT_SUITES, ServerConfig, Timeouts};
 use serde::{Deserialize, Serialize};
@@ -19,34 +18,8 @@ use crate::runtime::config::{
 };
 use crate::runtime::keyfile;
 
-config_names! {
-    /// The lightweight AEAD suites in config files and on the command line.
-    #[derive(PartialOrd, Ord)]
-    pub enum SuiteName for AeadSuite {
-        /// AES-128-CCM with an 8-byte tag.
-        "aes-128-ccm8" => Aes128Ccm8 = Aes128Ccm8,
-        /// ChaCha20-Poly1305.
-        "chacha20-poly1305" => ChaCha20Poly1305 = ChaCha20Poly1305,
-        /// Ascon-AEAD128.
-        "ascon-128" => Ascon128 = Ascon128,
-    }
-}
-
-impl SuiteName {
-    /// Every suite, in the order the server offers them by default.
-    pub const ALL: [Self; 3] = [Self::Aes128Ccm8, Self::ChaCha20Poly1305, Self::Ascon128];
-
-    /// The suite of `name` (see [`SuiteName::name`]; `ccm`, `chacha` and `ascon` too).
-    #[must_use]
-    pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "aes-128-ccm8" | "ccm" => Some(Self::Aes128Ccm8),
-            "chacha20-poly1305" | "chacha" => Some(Self::ChaCha20Poly1305),
-            "ascon-128" | "ascon" => Some(Self::Ascon128),
-            _ => None,
-        }
-    }
-}
+/// The lightweight AEAD suites in config files, named as the control channel names them.
+pub use m2msec_protocol::sga::SuiteName;
 
 config_names! {
     /// The key-exchange groups in config files and on the command line.

@@ -28,13 +28,12 @@ use std::io::{BufRead as _, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use m2msec_protocol::sga::{InboxEntry, Response, SessionInfo};
-use serde::{Deserialize, Serialize};
+pub use m2msec_protocol::sga::{InboxEntry, Request, Response, SessionInfo};
+use serde::Serialize;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
-use super::config::SuiteName;
 use super::daemon::Command;
 use crate::error::{Error, Result};
 use crate::private;
@@ -53,48 +52,6 @@ const MAX_SOCKET_PATH: usize = 107;
 #[must_use]
 pub fn default_socket(state: &Path) -> PathBuf {
     state.with_extension("sock")
-}
-
-/// A command to a device daemon.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(tag = "op", rename_all = "kebab-case")]
-pub enum Request {
-    /// Register with the server (if not registered yet) and answer once registered.
-    Register,
-    /// Invite `peer` (negotiation and key exchange); answers once a session key is in place.
-    Invite {
-        /// The other device's identity.
-        peer: String,
-        /// The suite to negotiate (default: the device's first suite).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        suite: Option<SuiteName>,
-    },
-    /// Send `text` to `to` under the latest session with it; answers once the server holds it
-    /// durably.
-    Send {
-        /// The recipient.
-        to: String,
-        /// The message.
-        text: String,
-    },
-    /// Every message received so far, in the order of arrival.
-    Inbox,
-    /// The device's registration and sessions.
-    Status,
-}
-
-impl Request {
-    /// The operation's name, for logs: a request's fields (peers, plaintext) stay out of them.
-    #[must_use]
-    pub const fn op(&self) -> &'static str {
-        match self {
-            Self::Register => "register",
-            Self::Invite { .. } => "invite",
-            Self::Send { .. } => "send",
-            Self::Inbox => "inbox",
-            Self::Status => "status",
-        }
-    }
 }
 
 /// `value` as one JSON line, the framing of both directions.

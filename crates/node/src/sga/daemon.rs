@@ -8,33 +8,33 @@
 //! [`Server::new`]: a server killed at any point (SIGKILL) and restarted on the same store
 //! still knows every device and forwards every message it had acknowledged.
 //!
-//! **Device.** The generic driver around [`Device`], with a [`DeviceNode`] handler: a
-//! periodic poll of the server (so that the server knows where to forward), and the driver's
-//! command channel ([`Command`]) fed by the control socket of the `m2msec sga` commands
-//! ([`super::control`]) or by the demo; asleep, the device is offline and has no socket. Its store keeps whether the device registered
-//! ([`DEVICE_TABLE`]) and its inbox ([`INBOX_QUEUE`], written before the delivery is
-//! acknowledged). Sessions and their keys live in memory only (the protocol's `Device` has no
+//! **Device.** The generic driver around [`Device`], with a [`DeviceNode`] handler around the
+//! protocol's [`DeviceAgent`], which decides what each command does, what each event of the
+//! device answers and when the server is polled (so that it knows where to forward); the
+//! node sends the answers and logs. Commands ([`Command`]) come on the driver's command
+//! channel, fed by the control socket of the `m2msec sga` commands ([`super::control`]) or by
+//! the demo; asleep, the device is offline and has no socket. Its store keeps whether the
+//! device registered ([`DEVICE_TABLE`]) and its inbox ([`INBOX_QUEUE`], written before the
+//! delivery is acknowledged). Sessions and their keys live in memory only (the protocol's `Device` has no
 //! way to export them): a restarted device daemon must be invited again.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use m2msec_crypto::aead::AeadSuite;
 use m2msec_protocol::Millis;
 pub use m2msec_protocol::sga::device_store::{DEVICE_TABLE, INBOX_QUEUE};
 use m2msec_protocol::sga::{
-    DEVICES_TABLE, Device, DeviceEvent, DeviceRecords, Error as SgaError, MESSAGES_TABLE,
-    RefusalCode, Server, ServerConfig, ServerEvent, Wait,
+    DEVICES_TABLE, Device, DeviceAgent, DeviceEvent, DeviceRecords, MESSAGES_TABLE, Noted, Server,
+    ServerConfig, ServerEvent,
 };
 use m2msec_store::Store;
 use tokio::sync::{mpsc, oneshot};
 
-use super::config::{self, SuiteName};
-use super::control::{ControlSocket, InboxEntry, Request, Response, SessionInfo};
+use super::config;
+use super::control::{ControlSocket, Request, Response};
 use crate::error::{Error, Result};
 use crate::harness::daemon::{Daemon, Exit, Persisting, Reporter, RoleArgs};
-use crate::hex;
 use crate::runtime::driver::{Context, Driver, Flow, Handler, Shutdown, open_store, wall_clock};
 
 // ---------------------------------------------------------------------------------------------
@@ -121,67 +121,30 @@ pub enum Command {
     Wake(oneshot::Sender<()>),
 }
 
-/// What a device node reports (to a demo).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NodeEvent {
-    /// A session key is in place.
-    Established(SessionInfo),
-    /// A message arrived (once, in order).
-    Received(InboxEntry),
-    /// A step failed.
-    Failed {
-        /// What was under way.
-        what: &'static str,
-        /// Why.
-        error: String,
-    },
-}
-
-/// A waiting control request's reply channel.
-type Reply = oneshot::Sender<Response>;
-
-/// The device's side of its [`Driver`]: how commands become the device's calls, the
-/// [`DeviceRecords`] that answer them, the periodic poll of the server, and what is reported.
+/// The device's side of its [`Driver`]: the [`DeviceAgent`] that turns commands into the
+/// device's calls and its events into answers, the replies it hands back, and what is logged
+/// and reported.
 pub struct DeviceNode {
-    suites: Vec<AeadSuite>,
-    records: DeviceRecords<Reply>,
-    poll_every: Duration,
-    next_poll: Option<Millis>,
-    online: bool,
-    /// A registration is under way.
-    registering: bool,
-    report: Reporter<NodeEvent>,
-}
-
-/// Sends `answer` to each of `replies`.
-fn answer_all(replies: Vec<Reply>, answer: &Response) {
-    for reply in replies {
-        let _ = reply.send(answer.clone());
-    }
+    agent: DeviceAgent<oneshot::Sender<Response>>,
+    report: Reporter<Noted>,
 }
 
 impl DeviceNode {
-    /// The node of `device`, keeping its state in `store`; `suites` are the device's (the
-    /// first is the default of an invitation). Established sessions, received messages and
-    /// failures are reported on `report` (a demo's).
+    /// The node of `device`, keeping its state in `store` and polling the server every
+    /// `poll_every`. What its agent notes is reported on `report` (a demo's).
     ///
     /// # Errors
     ///
     /// [`Error::Store`] if the store cannot be read.
     pub fn new(
         device: &Device,
-        suites: Vec<AeadSuite>,
         store: Arc<dyn Store>,
         poll_every: Duration,
-        report: Option<mpsc::UnboundedSender<NodeEvent>>,
+        report: Option<mpsc::UnboundedSender<Noted>>,
     ) -> Result<Self> {
+        let records = DeviceRecords::open(store, device.identity())?;
         Ok(Self {
-            suites,
-            records: DeviceRecords::open(store, device.identity())?,
-            poll_every,
-            next_poll: None,
-            online: true,
-            registering: false,
+            agent: DeviceAgent::new(records, poll_every),
             report: Reporter::new(report),
         })
     }
@@ -189,7 +152,7 @@ impl DeviceNode {
     /// Whether the store says this device registered.
     #[must_use]
     pub fn registered(&self) -> bool {
-        self.records.registered()
+        self.agent.registered()
     }
 
     /// Serves `commands` on `driver` until `shutdown`; registers first if the store says it
@@ -208,242 +171,90 @@ impl DeviceNode {
         auto_register: bool,
     ) -> Result<Device> {
         let (device, rng) = driver.endpoint_mut();
-        let now = wall_clock();
-        if self.registered() {
-            self.poll(device, now);
-        } else if auto_register {
-            device.register(now, rng)?;
-            self.registering = true;
-        }
+        self.agent.start(device, wall_clock(), rng, auto_register)?;
         driver.run_with(&mut self, commands, shutdown).await
     }
 
-    fn poll(&mut self, device: &mut Device, now: Millis) {
-        device.poll(now);
-        self.next_poll = Some(now.after(self.poll_every));
+    /// Sends the agent's answers, logs and reports what it noted.
+    fn flush(&mut self, me: &str) {
+        while let Some((reply, answer)) = self.agent.poll_answer() {
+            let _ = reply.send(answer);
+        }
+        while let Some(noted) = self.agent.poll_note() {
+            log(me, &noted);
+            self.report.send(noted);
+        }
     }
+}
 
-    /// A control request's answer, or (`Err`) what the answer waits for.
-    fn request(
-        &mut self,
-        cx: &mut Context<'_, Device>,
-        request: Request,
-    ) -> std::result::Result<Response, Wait> {
-        let (device, now) = (&mut *cx.endpoint, cx.now);
-        let failed = |e: &dyn std::fmt::Display| Response::Error {
-            error: e.to_string(),
-        };
-        Ok(match request {
-            Request::Register if self.registered() => Response::Registered {
-                device: device.identity().to_owned(),
-            },
-            Request::Register => {
-                if !self.registering {
-                    if let Err(e) = device.register(now, cx.rng) {
-                        return Ok(failed(&e));
-                    }
-                    self.registering = true;
-                }
-                return Err(Wait::Registered);
-            }
-            Request::Invite { .. } if !self.registered() => Response::Error {
-                error: "the device is not registered yet (`m2msec sga register`)".into(),
-            },
-            Request::Invite { peer, suite } => {
-                let default = || {
-                    self.suites
-                        .first()
-                        .copied()
-                        .unwrap_or(AeadSuite::Aes128Ccm8)
-                };
-                let suite = suite.map_or_else(default, AeadSuite::from);
-                match device.invite(now, cx.rng, &peer, suite) {
-                    Ok(()) => return Err(Wait::Established { peer }),
-                    Err(e) => failed(&e),
-                }
-            }
-            Request::Send { to, text } => {
-                let Some(session) = self.records.session_with(&to) else {
-                    return Ok(Response::Error {
-                        error: format!(
-                            "no session with {to:?}: invite it first (`m2msec sga invite {to}`)"
-                        ),
-                    });
-                };
-                match device.send(now, cx.rng, session, text.as_bytes()) {
-                    Ok(message_id) => {
-                        return Err(Wait::Stored {
-                            session,
-                            message_id,
-                        });
-                    }
-                    Err(e) => failed(&e),
-                }
-            }
-            Request::Inbox => match self.inbox() {
-                Ok(messages) => Response::Inbox { messages },
-                Err(e) => failed(&e),
-            },
-            Request::Status => Response::Status {
-                device: device.identity().to_owned(),
-                registered: self.registered(),
-                sessions: self.records.sessions(),
-                unacknowledged: device.unacknowledged(),
-            },
-        })
-    }
-
-    /// Every message received so far, from the store.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Store`] if the store cannot be read.
-    pub fn inbox(&self) -> Result<Vec<InboxEntry>> {
-        let skipped = |seq, e: &serde_json::Error| {
-            tracing::warn!(seq, error = %e, "malformed inbox entry skipped");
-        };
-        Ok(self.records.inbox(skipped)?)
-    }
-
-    fn mark_registered(&mut self, device: &Device, now: Millis) -> Result<()> {
-        let waiting = self.records.mark_registered(device.identity())?;
-        self.registering = false;
-        self.next_poll = Some(now.after(self.poll_every));
-        let answer = Response::Registered {
-            device: device.identity().to_owned(),
-        };
-        answer_all(waiting, &answer);
-        Ok(())
+/// Writes what a device's agent noted to the log; the plaintext of a received message stays
+/// out of it (`m2msec sga inbox` reads it, owner-only).
+fn log(me: &str, noted: &Noted) {
+    match noted {
+        Noted::Registered { known: false } => tracing::info!(device = %me, "registered"),
+        Noted::Registered { known: true } => {
+            tracing::warn!(device = %me, "the server knows this device already: taken as registered");
+        }
+        Noted::Established(i) => {
+            tracing::info!(device = %me, peer = %i.peer, session = %i.session, fingerprint = %i.fingerprint, suite = %i.suite, "session established");
+        }
+        Noted::Stored {
+            to,
+            session,
+            message_id,
+        } => {
+            tracing::info!(device = %me, %to, %session, message_id, "message stored by the server")
+        }
+        Noted::Received { entry, bytes } => {
+            tracing::info!(device = %me, from = %entry.from, session = %entry.session, message_id = entry.message_id, bytes, "message received");
+        }
+        Noted::Failed { what, error } => tracing::warn!(device = %me, what, %error, "failed"),
+        Noted::Rejected { remote, error } => {
+            tracing::debug!(device = %me, %remote, %error, "datagram rejected");
+        }
+        Noted::Skipped { seq, error } => {
+            tracing::warn!(seq, %error, "malformed inbox entry skipped");
+        }
     }
 }
 
 impl Handler<Device, Command> for DeviceNode {
     fn on_event(&mut self, cx: &mut Context<'_, Device>, event: DeviceEvent) -> Result<Flow> {
-        let me = cx.endpoint.identity().to_owned();
-        match event {
-            DeviceEvent::Registered => {
-                tracing::info!(device = %me, "registered");
-                self.mark_registered(cx.endpoint, cx.now)?;
-            }
-            DeviceEvent::Established { session, peer, key } => {
-                let info = SessionInfo {
-                    peer: peer.clone(),
-                    session: session.to_string(),
-                    fingerprint: hex(&key.fingerprint()),
-                    suite: SuiteName::of(key.suite())
-                        .map_or_else(|| key.suite().name().to_owned(), |s| s.name().to_owned()),
-                };
-                tracing::info!(device = %me, %peer, %session, fingerprint = %info.fingerprint, suite = %info.suite, "session established");
-                let waiting = self.records.established(session, info.clone());
-                answer_all(waiting, &Response::Established(info.clone()));
-                self.report.send(NodeEvent::Established(info));
-            }
-            DeviceEvent::Stored {
-                session,
-                message_id,
-            } => {
-                let (to, waiting) = self.records.stored(session, message_id);
-                tracing::info!(device = %me, %to, %session, message_id, "message stored by the server");
-                let session = session.to_string();
-                answer_all(
-                    waiting,
-                    &Response::Stored {
-                        to,
-                        session,
-                        message_id,
-                    },
-                );
-            }
-            DeviceEvent::Received {
-                session,
-                from,
-                message_id,
-                plaintext,
-            } => {
-                // In the inbox before the delivery acknowledgement of the same call leaves.
-                let entry = self
-                    .records
-                    .receive(session, from, message_id, &plaintext)?;
-                // The plaintext stays out of logs (`m2msec sga inbox` reads it, owner-only).
-                tracing::info!(device = %me, from = %entry.from, session = %entry.session, message_id, bytes = plaintext.len(), "message received");
-                self.report.send(NodeEvent::Received(entry));
-            }
-            DeviceEvent::Failed { what, error } => {
-                tracing::warn!(device = %me, what, %error, "failed");
-                if what == "registering" {
-                    self.registering = false;
-                    if matches!(error, SgaError::Refused(RefusalCode::AlreadyRegistered)) {
-                        tracing::warn!(device = %me, "the server knows this device already: taken as registered");
-                        self.mark_registered(cx.endpoint, cx.now)?;
-                    } else {
-                        let waiting = self.records.resolve(|w| matches!(w, Wait::Registered));
-                        let error = format!("registration failed: {error}");
-                        answer_all(waiting, &Response::Error { error });
-                    }
-                } else {
-                    let waiting = self
-                        .records
-                        .resolve(|w| matches!(w, Wait::Established { .. }));
-                    let error = format!("{what}: {error}");
-                    answer_all(waiting, &Response::Error { error });
-                }
-                self.report.send(NodeEvent::Failed {
-                    what,
-                    error: error.to_string(),
-                });
-            }
-            DeviceEvent::Rejected { remote, error } => {
-                tracing::debug!(device = %me, %remote, %error, "datagram rejected");
-            }
-            #[allow(unreachable_patterns)]
-            other => tracing::debug!(device = %me, event = ?other, "device event"),
-        }
+        self.agent.on_event(cx.endpoint, cx.now, event)?;
+        self.flush(cx.endpoint.identity());
         Ok(Flow::Continue)
     }
 
     fn on_command(&mut self, cx: &mut Context<'_, Device>, command: Command) -> Result<Flow> {
-        match command {
-            Command::Request(request, reply) => match self.request(cx, request) {
-                Ok(answer) => {
-                    let _ = reply.send(answer);
-                }
-                Err(wait) => self.records.wait(wait, cx.now, reply),
-            },
-            Command::Sleep(done) => {
-                self.online = false;
-                tracing::info!(device = %cx.endpoint.identity(), "offline");
-                let _ = done.send(());
+        let (device, now) = (&mut *cx.endpoint, cx.now);
+        let (online, done) = match command {
+            Command::Request(request, reply) => {
+                self.agent.request(device, now, cx.rng, request, reply);
+                self.flush(device.identity());
+                return Ok(Flow::Continue);
             }
-            Command::Wake(done) => {
-                self.online = true;
-                self.poll(cx.endpoint, cx.now);
-                tracing::info!(device = %cx.endpoint.identity(), "online");
-                let _ = done.send(());
-            }
-        }
+            Command::Sleep(done) => (false, done),
+            Command::Wake(done) => (true, done),
+        };
+        self.agent.set_online(online, device, now);
+        let state = if online { "online" } else { "offline" };
+        tracing::info!(device = %device.identity(), "{state}");
+        let _ = done.send(());
+        self.flush(device.identity());
         Ok(Flow::Continue)
     }
 
     fn online(&self) -> bool {
-        self.online
+        self.agent.online()
     }
 
-    /// The next poll (online and registered only) or the end of a command's wait.
     fn next_wakeup(&self) -> Option<Millis> {
-        let poll = self.next_poll.filter(|_| self.online && self.registered());
-        poll.into_iter().chain(self.records.next_deadline()).min()
+        self.agent.next_wakeup()
     }
 
     fn on_wakeup(&mut self, cx: &mut Context<'_, Device>) -> Result<Flow> {
-        let now = cx.now;
-        if self.online && self.registered() && self.next_poll.is_some_and(|t| t <= now) {
-            self.poll(cx.endpoint, now);
-        }
-        for (wait, reply) in self.records.expire(now) {
-            self.registering &= wait != Wait::Registered;
-            let error = wait.expired().into();
-            let _ = reply.send(Response::Error { error });
-        }
+        self.agent.on_wakeup(cx.endpoint, cx.now);
+        self.flush(cx.endpoint.identity());
         Ok(Flow::Continue)
     }
 }
@@ -459,9 +270,8 @@ pub async fn run_device(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let setup = config::load_device(config_file)?;
     let store = open_store(Some(&setup.state))?;
     let identity = setup.config.identity.clone();
-    let suites = setup.config.suites.clone();
     let device = Device::new(setup.config)?;
-    let node = DeviceNode::new(&device, suites, store, setup.poll, None)?;
+    let node = DeviceNode::new(&device, store, setup.poll, None)?;
     let daemon = Daemon::bind("sga-device", identity, setup.listen, device).await?;
     let control = ControlSocket::bind(&setup.control)?;
     let registered = node.registered();

@@ -13,13 +13,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use m2msec_crypto::aead::AeadSuite;
-use m2msec_crypto::group::GroupId;
 use m2msec_crypto::pke::{PkeSecretKey, PkeSuite};
-use m2msec_crypto::rng::random_array;
-use m2msec_protocol::sga::{
-    Device, DeviceConfig, DeviceKey, LIGHTWEIGHT_SUITES, Server, ServerConfig, Timeouts,
-};
+use m2msec_protocol::sga::sim::{self, Spec};
+use m2msec_protocol::sga::{Device, Noted, Server, ServerConfig, Timeouts};
 use m2msec_protocol::{Endpoint, OpCounts};
 use m2msec_store::{MemoryStore, RedbStore, Store};
 use tokio::sync::mpsc;
@@ -27,18 +23,14 @@ use tokio::task::JoinHandle;
 
 use super::config::{GroupName, SuiteName};
 use super::control::{Request, Response, ask, command};
-use super::daemon::{Command, DeviceNode, NodeEvent, ServerHandler, server_from_store};
+use super::daemon::{Command, DeviceNode, ServerHandler, server_from_store};
 
 use crate::error::{Error, Result};
 use crate::harness::demo::{Deployment, RunOptions};
 use crate::harness::report::{Detail, Progress, RunReport};
 use crate::runtime::driver;
 
-/// The gateway's identity in the demo.
-pub const GATEWAY: &str = "sga-gateway";
-/// The inviting device.
-pub const DEVICE_I: &str = "device-i";
-/// The invited device, recipient of the messages.
+/// The invited device (the second of the deployment), recipient of the messages.
 pub const DEVICE_J: &str = "device-j";
 
 /// Options of one SGA demo run.
@@ -89,22 +81,18 @@ struct Gateway {
     addr: SocketAddr,
 }
 
-fn server_config(pem: &str) -> Result<ServerConfig> {
-    Ok(ServerConfig {
-        identity: GATEWAY.into(),
-        pke_key: PkeSecretKey::from_pem(pem)?,
-        suites: LIGHTWEIGHT_SUITES.to_vec(),
-        groups: vec![GroupId::Ristretto255, GroupId::Modp2048],
-        timeouts: demo_timeouts(),
-        fault_for_testing_only: None,
-    })
-}
-
-fn demo_timeouts() -> Timeouts {
-    Timeouts {
-        exchange: Duration::from_secs(20),
-        retransmit: Duration::from_millis(300),
-        ..Timeouts::default()
+/// The deployment: the devices and the server as the in-memory one has them, over `opts`'
+/// group and the server's public-key suite, with waits for a loopback run.
+fn spec(opts: &DemoOptions) -> Spec {
+    Spec {
+        group: opts.group.into(),
+        pke: opts.pke,
+        timeouts: Timeouts {
+            exchange: Duration::from_secs(20),
+            retransmit: Duration::from_millis(300),
+            ..Timeouts::default()
+        },
+        ..Spec::default()
     }
 }
 
@@ -114,11 +102,11 @@ async fn start_gateway(
     run: &Deployment,
     addr: SocketAddr,
     path: &std::path::Path,
-    pem: &str,
+    config: ServerConfig,
     role: u64,
 ) -> Result<Gateway> {
     let store: Arc<dyn Store> = Arc::new(RedbStore::open(path)?);
-    let server: Server = server_from_store(server_config(pem)?, &*store)?;
+    let server: Server = server_from_store(config, &*store)?;
     let d = run.driver("sga-server", driver::bind(addr).await?, server, role)?;
     let (addr, shutdown) = (d.local_addr(), run.shutdown.clone());
     let task = tokio::spawn(async move {
@@ -173,6 +161,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
     }
     let run = Deployment::new(&opts.run, RNG_DOMAIN, Vec::new())?;
     progress.stage("generating keys");
+    let spec = spec(opts);
     let mut key_rng = run.rng(100);
     let server_key = PkeSecretKey::generate(opts.pke, &mut *key_rng)?;
     let pem = server_key.to_pem()?;
@@ -182,44 +171,25 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
 
     progress.stage("starting the server");
     let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-    let mut gateway = start_gateway(&run, any, &store_path, &pem, 1).await?;
+    let config = sim::server_config(&spec, &pem)?;
+    let mut gateway = start_gateway(&run, any, &store_path, config, 1).await?;
 
     progress.stage("starting the devices");
-    let suites: Vec<AeadSuite> = LIGHTWEIGHT_SUITES.to_vec();
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let mut commands = Vec::new();
     let mut device_tasks = Vec::new();
-    for (i, name) in [DEVICE_I, DEVICE_J].into_iter().enumerate() {
-        let device = Device::new(DeviceConfig {
-            identity: name.into(),
-            device_key: DeviceKey::new(&random_array::<32>(&mut *key_rng))?,
-            suites: suites.clone(),
-            initial_suite: suites[0],
-            group: opts.group.into(),
-            gateway: GATEWAY.into(),
-            server: gateway.addr,
-            server_key: public.clone(),
-            timeouts: demo_timeouts(),
-        })?;
-        let node = DeviceNode::new(
-            &device,
-            suites.clone(),
-            Arc::new(MemoryStore::new()),
-            Duration::from_millis(500),
-            (i == 1).then(|| events_tx.clone()),
-        )?;
-        let driver = run.driver(
-            "sga-device",
-            driver::bind(any).await?,
-            device,
-            10 + i as u64,
-        )?;
+    for (i, d) in spec.devices.iter().enumerate() {
+        let config = sim::device_config(&spec, d, gateway.addr, &public, &mut *key_rng)?;
+        let device = Device::new(config)?;
+        let report = (i == 1).then(|| events_tx.clone());
+        let poll = Duration::from_millis(500);
+        let node = DeviceNode::new(&device, Arc::new(MemoryStore::new()), poll, report)?;
+        let role = 10 + i as u64;
+        let driver = run.driver("sga-device", driver::bind(any).await?, device, role)?;
         let (tx, rx) = mpsc::channel(16);
         commands.push(tx);
         let sd = run.shutdown.clone();
-        device_tasks.push(tokio::spawn(async move {
-            node.run(driver, rx, sd, false).await
-        }));
+        device_tasks.push(tokio::spawn(node.run(driver, rx, sd, false)));
     }
     drop(events_tx);
     let (i_cmd, j_cmd) = (commands[0].clone(), commands[1].clone());
@@ -253,13 +223,13 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         // the channel already or very soon.
         while outcome.fingerprints.1.is_none() {
             match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
-                Ok(Some(NodeEvent::Established(info))) => {
+                Ok(Some(Noted::Established(info))) => {
                     outcome.fingerprints.1 = Some(info.fingerprint)
                 }
-                Ok(Some(NodeEvent::Failed { what, error })) => {
+                Ok(Some(Noted::Failed { what, error })) => {
                     return Err(Error::Control(format!("device-j: {what}: {error}")));
                 }
-                Ok(Some(NodeEvent::Received(_))) => {}
+                Ok(Some(_)) => {}
                 Ok(None) | Err(_) => {
                     return Err(Error::Control("device-j reported no session key".into()));
                 }
@@ -285,7 +255,8 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
             gateway.task.abort();
             // Wait until the task's future (its socket and its store) is dropped.
             let _ = (&mut gateway.task).await;
-            gateway = start_gateway(&run, gateway.addr, &store_path, &pem, 2).await?;
+            let config = sim::server_config(&spec, &pem)?;
+            gateway = start_gateway(&run, gateway.addr, &store_path, config, 2).await?;
             outcome.restarted = true;
             progress.stage("device-j comes back online");
             command(&j_cmd, Command::Wake).await.map_err(stopped)?;
@@ -294,7 +265,9 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         let want = usize::try_from(opts.messages).unwrap_or(usize::MAX);
         while outcome.delivered.len() < want {
             match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
-                Ok(Some(NodeEvent::Received(e))) => outcome.delivered.push((e.message_id, e.text)),
+                Ok(Some(Noted::Received { entry: e, .. })) => {
+                    outcome.delivered.push((e.message_id, e.text));
+                }
                 Ok(Some(_)) => {}
                 Ok(None) | Err(_) => break,
             }
@@ -303,7 +276,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         // Anything delivered twice would show up now.
         let grace = tokio::time::Instant::now() + Duration::from_millis(300);
         while let Ok(Some(e)) = tokio::time::timeout_at(grace, events.recv()).await {
-            if let NodeEvent::Received(e) = e {
+            if let Noted::Received { entry: e, .. } = e {
                 outcome.delivered.push((e.message_id, e.text));
             }
         }

@@ -185,6 +185,12 @@ impl Device {
         &self.config.identity
     }
 
+    /// The suites it supports, in order of preference (the first is an invitation's default).
+    #[must_use]
+    pub fn suites(&self) -> &[AeadSuite] {
+        &self.config.suites
+    }
+
     /// Registers with the server (§4.1): k_d encrypted to the server, the identity sealed under
     /// k_d as proof, and the supported suites.
     ///

@@ -1,13 +1,15 @@
 //! What a device daemon keeps beside its [`Device`](super::Device), without I/O: whether it
 //! registered and its inbox (over the [`Store`] trait), its sessions (in memory: the `Device`
 //! cannot export their keys), and the commands whose answers wait for an event of the device.
-//! [`DeviceRecords`] holds them; the daemon's shell feeds it the device's events and sends the
-//! answers it hands back.
+//! [`DeviceRecords`] holds them; [`DeviceAgent`](super::DeviceAgent) decides around them. The
+//! JSON types of a device daemon's control channel ([`Request`], [`Response`]) and the suites'
+//! names ([`SuiteName`]) are here too.
 
 use core::time::Duration;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use m2msec_crypto::aead::AeadSuite;
 use m2msec_store::{Result, Store};
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +23,109 @@ pub const INBOX_QUEUE: &str = "sga_inbox";
 
 /// How long a `send` command waits for the server's acknowledgement.
 pub const SEND_WAIT: Duration = Duration::from_secs(10);
+
+/// The lightweight suites by the names config files, control requests and reports give them.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SuiteName {
+    /// AES-128-CCM with an 8-byte tag.
+    #[serde(rename = "aes-128-ccm8")]
+    Aes128Ccm8,
+    /// ChaCha20-Poly1305.
+    #[serde(rename = "chacha20-poly1305")]
+    ChaCha20Poly1305,
+    /// Ascon-AEAD128.
+    #[serde(rename = "ascon-128")]
+    Ascon128,
+}
+
+impl SuiteName {
+    /// Every suite, in the order the server offers them by default.
+    pub const ALL: [Self; 3] = [Self::Aes128Ccm8, Self::ChaCha20Poly1305, Self::Ascon128];
+
+    /// The name in config files, control requests and reports.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Aes128Ccm8 => "aes-128-ccm8",
+            Self::ChaCha20Poly1305 => "chacha20-poly1305",
+            Self::Ascon128 => "ascon-128",
+        }
+    }
+
+    /// The name of `suite`, if it is a lightweight one.
+    #[must_use]
+    pub const fn of(suite: AeadSuite) -> Option<Self> {
+        match suite {
+            AeadSuite::Aes128Ccm8 => Some(Self::Aes128Ccm8),
+            AeadSuite::ChaCha20Poly1305 => Some(Self::ChaCha20Poly1305),
+            AeadSuite::Ascon128 => Some(Self::Ascon128),
+            _ => None,
+        }
+    }
+
+    /// The suite of `name` (see [`SuiteName::name`]; `ccm`, `chacha` and `ascon` too).
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "aes-128-ccm8" | "ccm" => Some(Self::Aes128Ccm8),
+            "chacha20-poly1305" | "chacha" => Some(Self::ChaCha20Poly1305),
+            "ascon-128" | "ascon" => Some(Self::Ascon128),
+            _ => None,
+        }
+    }
+}
+
+impl From<SuiteName> for AeadSuite {
+    fn from(name: SuiteName) -> Self {
+        match name {
+            SuiteName::Aes128Ccm8 => Self::Aes128Ccm8,
+            SuiteName::ChaCha20Poly1305 => Self::ChaCha20Poly1305,
+            SuiteName::Ascon128 => Self::Ascon128,
+        }
+    }
+}
+
+/// A command to a device daemon (a JSON line on its control channel).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Request {
+    /// Register with the server (if not registered yet) and answer once registered.
+    Register,
+    /// Invite `peer` (negotiation and key exchange); answers once a session key is in place.
+    Invite {
+        /// The other device's identity.
+        peer: String,
+        /// The suite to negotiate (default: the device's first suite).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        suite: Option<SuiteName>,
+    },
+    /// Send `text` to `to` under the latest session with it; answers once the server holds it
+    /// durably.
+    Send {
+        /// The recipient.
+        to: String,
+        /// The message.
+        text: String,
+    },
+    /// Every message received so far, in the order of arrival.
+    Inbox,
+    /// The device's registration and sessions.
+    Status,
+}
+
+impl Request {
+    /// The operation's name, for logs: a request's fields (peers, plaintext) stay out of them.
+    #[must_use]
+    pub const fn op(&self) -> &'static str {
+        match self {
+            Self::Register => "register",
+            Self::Invite { .. } => "invite",
+            Self::Send { .. } => "send",
+            Self::Inbox => "inbox",
+            Self::Status => "status",
+        }
+    }
+}
 
 /// A session, without its key.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -234,8 +339,12 @@ impl<R> DeviceRecords<R> {
             message_id,
             text: String::from_utf8_lossy(plaintext).into_owned(),
         };
-        // Strings and a number: encoding cannot fail.
-        let json = serde_json::to_vec(&entry).unwrap_or_default();
+        // Strings and a number do not fail to encode; were one to, nothing is written and the
+        // delivery stays unacknowledged.
+        let json = serde_json::to_vec(&entry).map_err(|e| m2msec_store::Error::Backend {
+            operation: "encoding an inbox entry",
+            source: Box::new(e),
+        })?;
         self.store.queue_push(INBOX_QUEUE, &json)?;
         Ok(entry)
     }
@@ -306,6 +415,18 @@ mod tests {
     use m2msec_store::MemoryStore;
 
     use super::*;
+
+    /// The suites' names are those of config files and the control channel.
+    #[test]
+    fn suite_names_round_trip() {
+        for s in SuiteName::ALL {
+            assert_eq!(SuiteName::parse(s.name()), Some(s));
+            assert_eq!(SuiteName::of(s.into()), Some(s));
+            let json = serde_json::to_string(&s).unwrap_or_default();
+            assert_eq!(json, format!("\"{}\"", s.name()));
+        }
+        assert_eq!(SuiteName::of(AeadSuite::Aes128Gcm), None);
+    }
 
     #[test]
     fn answers_wait_for_their_event_or_their_time() -> Result<()> {

@@ -25,6 +25,7 @@
 //!   both devices and so could impersonate one to the other: the paper's trust model.
 
 mod device;
+mod device_agent;
 pub mod device_store;
 mod server;
 pub mod sim;
@@ -43,7 +44,10 @@ use crate::replay::{Refusal, ReplayCache};
 use crate::{Millis, OpCounts};
 
 pub use device::{Device, DeviceConfig, DeviceEvent};
-pub use device_store::{DeviceRecords, InboxEntry, Response, SessionInfo, Wait};
+pub use device_agent::{DeviceAgent, Noted};
+pub use device_store::{
+    DeviceRecords, InboxEntry, Request, Response, SessionInfo, SuiteName, Wait,
+};
 pub use server::{
     DEVICES_TABLE, MESSAGES_TABLE, Server, ServerConfig, ServerEvent, ServerFault, StoreOp,
 };

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use m2msec_crypto::aead::AeadSuite;
 use m2msec_crypto::group::GroupId;
-use m2msec_crypto::pke::{PkeSecretKey, PkeSuite};
+use m2msec_crypto::pke::{PkePublicKey, PkeSecretKey, PkeSuite};
 use m2msec_crypto::rng::{CryptoRng, random_array};
 use zeroize::Zeroizing;
 
@@ -124,17 +124,8 @@ impl World {
                 PORT,
             ));
             addrs.push(addr);
-            devices.push(Device::new(DeviceConfig {
-                identity: d.name.clone(),
-                device_key: DeviceKey::new(&random_array::<32>(rng))?,
-                initial_suite: d.suites.first().copied().unwrap_or(AeadSuite::Aes128Ccm8),
-                suites: d.suites.clone(),
-                group: spec.group,
-                gateway: GATEWAY.into(),
-                server: addrs[SERVER_ROLE],
-                server_key: public.clone(),
-                timeouts: spec.timeouts,
-            })?);
+            let config = device_config(spec, d, addrs[SERVER_ROLE], &public, rng)?;
+            devices.push(Device::new(config)?);
         }
         let n = devices.len();
         Ok(Self {
@@ -194,13 +185,81 @@ impl World {
         network::run(self, rng, &mut |d| vec![d.clone()], meter);
     }
 
+    /// Registers every device and runs until idle.
+    ///
+    /// # Errors
+    /// If a registration cannot be encrypted to the server.
+    pub fn register_all(&mut self, rng: &mut dyn CryptoRng) -> Result<(), Error> {
+        let now = self.net.now;
+        for d in &mut self.devices {
+            d.register(now, rng)?;
+        }
+        self.run_honest(rng);
+        Ok(())
+    }
+
+    /// The first device invites the second over `suite` (the events so far forgotten) and the
+    /// world runs until idle through `meter`: whether both devices then hold a session key.
+    ///
+    /// # Errors
+    /// [`Error::Config`] with fewer than two devices; if the invitation cannot be started.
+    pub fn exchange(
+        &mut self,
+        rng: &mut dyn CryptoRng,
+        suite: AeadSuite,
+        meter: Meter<'_>,
+    ) -> Result<bool, Error> {
+        let Some(peer) = self.devices.get(1).map(|d| d.identity().to_owned()) else {
+            return Err(Error::Config("an exchange needs two devices".into()));
+        };
+        self.events.devices.iter_mut().for_each(Vec::clear);
+        self.events.server.clear();
+        self.devices[0].invite(self.net.now, rng, &peer, suite)?;
+        self.run_metered(rng, meter);
+        let established = |e: &DeviceEvent| matches!(e, DeviceEvent::Established { .. });
+        Ok(self
+            .events
+            .devices
+            .iter()
+            .all(|e| e.iter().any(established)))
+    }
+
     /// Lets `by` of virtual time pass.
     pub fn advance(&mut self, by: Duration, rng: &mut dyn CryptoRng) {
         network::advance(self, by, rng);
     }
 }
 
-fn server_config(spec: &Spec, pem: &str) -> Result<ServerConfig, Error> {
+/// The config of device `d` of `spec`, with a fresh device key, for the server at `server`
+/// whose public key is `server_key`.
+///
+/// # Errors
+/// If the device key is refused.
+pub fn device_config(
+    spec: &Spec,
+    d: &DeviceSpec,
+    server: SocketAddr,
+    server_key: &PkePublicKey,
+    rng: &mut dyn CryptoRng,
+) -> Result<DeviceConfig, Error> {
+    Ok(DeviceConfig {
+        identity: d.name.clone(),
+        device_key: DeviceKey::new(&random_array::<32>(rng))?,
+        initial_suite: d.suites.first().copied().unwrap_or(AeadSuite::Aes128Ccm8),
+        suites: d.suites.clone(),
+        group: spec.group,
+        gateway: GATEWAY.into(),
+        server,
+        server_key: server_key.clone(),
+        timeouts: spec.timeouts,
+    })
+}
+
+/// The config of the server of `spec`, its key the PEM `pem`.
+///
+/// # Errors
+/// If the key does not decode.
+pub fn server_config(spec: &Spec, pem: &str) -> Result<ServerConfig, Error> {
     Ok(ServerConfig {
         identity: GATEWAY.into(),
         pke_key: PkeSecretKey::from_pem(pem)?,
