@@ -1,6 +1,6 @@
 //! The two SGA daemons.
 //!
-//! **Server.** The generic [`Driver`](crate::runtime::driver::Driver) around [`Server`], with a handler that writes every
+//! **Server.** The generic [`Driver`] around [`Server`], with a handler that writes every
 //! [`ServerEvent::Persist`] to the store as the event is drained — and the driver drains every
 //! event before it sends the datagrams of the same call, so a `Stored` acknowledgement never
 //! leaves before the message is durable. At start the registrations
