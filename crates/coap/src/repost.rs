@@ -43,19 +43,20 @@ impl Repost {
     pub fn busy(&mut self, answer: &Packet) -> Option<Duration> {
         let age = uint_option(answer, CoapOption::MaxAge)
             .map_or(DEFAULT_MAX_AGE, |s| Duration::from_secs(u64::from(s)));
-        self.busy += 1;
-        if self.waited + age > self.patience {
+        self.busy = self.busy.saturating_add(1);
+        let waited = self.waited.saturating_add(age);
+        if waited > self.patience {
             return None;
         }
-        self.waited += age;
+        self.waited = waited;
         Some(age)
     }
 
     /// An exchange that went unanswered for `elapsed` (the client's retransmissions
     /// exhausted): whether to post again.
     pub fn unanswered(&mut self, elapsed: Duration) -> bool {
-        self.waited += elapsed;
-        self.unanswered += elapsed;
+        self.waited = self.waited.saturating_add(elapsed);
+        self.unanswered = self.unanswered.saturating_add(elapsed);
         self.waited <= self.patience && self.unanswered <= self.silence_limit
     }
 

@@ -220,8 +220,10 @@ fn log(me: &str, noted: &Noted) {
 
 impl Handler<Device, Command> for DeviceNode {
     fn on_event(&mut self, cx: &mut Context<'_, Device>, event: DeviceEvent) -> Result<Flow> {
-        self.agent.on_event(cx.endpoint, cx.now, event)?;
+        let handled = self.agent.on_event(cx.endpoint, cx.now, event);
+        // What the agent noted before a store error is logged and answered all the same.
         self.flush(cx.endpoint.identity());
+        handled?;
         Ok(Flow::Continue)
     }
 

@@ -44,9 +44,9 @@ pub enum StoreError {
     Store(#[from] m2msec_store::Error),
     /// A record in the store is not what the sink wrote, or an accepted section key does not
     /// encode to be recorded.
-    #[error("stored {what}: {error}")]
+    #[error("{what}: {error}")]
     Record {
-        /// Which record.
+        /// What the sink was doing with which record.
         what: &'static str,
         /// Why.
         error: String,
@@ -197,7 +197,7 @@ impl Batch {
             if received.is_ok() && management {
                 // A section key that cannot be recorded fails the batch: none is acknowledged.
                 let bytes = msg.encode().map_err(|e| StoreError::Record {
-                    what: "section key",
+                    what: "recording a section key",
                     error: e.to_string(),
                 })?;
                 batch.sections.push((section_key(&msg.header), bytes));
@@ -274,8 +274,9 @@ impl Batch {
 /// and the proxy, which had no acknowledgement, delivers those messages again: each appears in
 /// the output once.
 ///
-/// After an error it judges nothing more ([`StoreError::Poisoned`]): its protocol sink has
-/// taken messages its store did not record, and a copy of one would be judged a duplicate and
+/// After an error, or a batch to commit that was never committed (the shell failed to write
+/// its output), it judges nothing more ([`StoreError::Poisoned`]): its protocol sink has taken
+/// messages its store did not record, and a copy of one would be judged a duplicate and
 /// acknowledged although it was never written.
 pub struct StoredSink {
     sink: Sink,
@@ -283,6 +284,8 @@ pub struct StoredSink {
     delivered: u64,
     duplicates: u64,
     poisoned: bool,
+    /// A batch with something to commit was handed out and not committed yet.
+    uncommitted: bool,
 }
 
 /// What a sink found in its store when it opened.
@@ -311,7 +314,7 @@ impl StoredSink {
             .get(SINK_TABLE, KEY_OUTPUT_LEN)?
             .map(|v| {
                 <[u8; 8]>::try_from(v.as_slice()).map_err(|_| StoreError::Record {
-                    what: "output length",
+                    what: "reading the sink's output length",
                     error: format!("{} bytes, not 8", v.len()),
                 })
             })
@@ -324,6 +327,7 @@ impl StoredSink {
             delivered: 0,
             duplicates: 0,
             poisoned: false,
+            uncommitted: false,
         };
         let reopened = Reopened {
             output_len,
@@ -338,16 +342,19 @@ impl StoredSink {
     /// # Errors
     ///
     /// As [`Batch::receive`]: then nothing of the batch may be acknowledged, and the sink is
-    /// poisoned; [`StoreError::Poisoned`] after an earlier error.
+    /// poisoned; [`StoreError::Poisoned`] after an earlier error, or when the last batch with
+    /// something to commit was not committed (which poisons it too).
     pub fn receive<'m>(
         &mut self,
         now: Millis,
         messages: impl IntoIterator<Item = &'m RelayMessage>,
     ) -> Result<Batch> {
+        self.poisoned |= self.uncommitted;
         self.unpoisoned()?;
         let batch = Batch::receive(&mut self.sink, &*self.store, now, messages);
         let batch = self.poison_on_error(batch)?;
         self.duplicates += batch.duplicates;
+        self.uncommitted = !batch.is_empty();
         Ok(batch)
     }
 
@@ -363,6 +370,7 @@ impl StoredSink {
         let len = output_len.map(u64::to_be_bytes);
         let written = self.store.write_batch(&batch.commit_ops(len.as_ref()));
         self.poison_on_error(written.map_err(StoreError::from))?;
+        self.uncommitted = false;
         self.delivered += batch.fresh.len() as u64;
         Ok(())
     }
@@ -690,6 +698,29 @@ mod tests {
         ));
         assert!(store.scan(SEEN_TABLE)?.is_empty());
         assert_eq!(stored.delivered(), 0);
+        Ok(())
+    }
+
+    /// A batch the shell never committed (its output write failed) poisons the sink too: a
+    /// copy of one of its messages must not be judged a duplicate.
+    #[test]
+    fn a_batch_left_uncommitted_poisons_the_sink()
+    -> core::result::Result<(), Box<dyn std::error::Error>> {
+        let (trusted, key, stream) = forwarded_stream(5, 1)?;
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let sink = Sink::new(key, trusted, SinkConfig::default());
+        let (mut stored, _) = StoredSink::open(sink, store.clone(), NOW)?;
+        let batch = stored.receive(NOW, &stream)?;
+        assert!(!batch.is_empty());
+        assert!(matches!(
+            stored.receive(NOW, &stream),
+            Err(StoreError::Poisoned)
+        ));
+        assert!(matches!(
+            stored.commit(&batch, None),
+            Err(StoreError::Poisoned)
+        ));
+        assert!(store.scan(SEEN_TABLE)?.is_empty());
         Ok(())
     }
 }

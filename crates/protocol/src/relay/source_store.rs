@@ -146,7 +146,8 @@ impl StoredSource {
         } = params;
         Ok(Self {
             source: Source::new(config, seed, owner, resume, rng)?,
-            first_epoch_recorded: store.get(SOURCE_TABLE, KEY_FIRST_EPOCH)?.is_some(),
+            // Decoded, not only looked up: a record that does not decode refuses the open.
+            first_epoch_recorded: read_first_epoch(&*store)?.is_some(),
             store,
             capacity,
             udp,
@@ -276,17 +277,7 @@ impl StoredSource {
     ///
     /// Store errors, or a stored value that is not 4 bytes.
     pub fn first_epoch(&self) -> Result<Option<u32>, Error> {
-        Ok(self
-            .store
-            .get(SOURCE_TABLE, KEY_FIRST_EPOCH)?
-            .map(|v| {
-                <[u8; 4]>::try_from(v.as_slice()).map_err(|_| Error::Record {
-                    what: "first epoch",
-                    error: format!("{} bytes, not 4", v.len()),
-                })
-            })
-            .transpose()?
-            .map(u32::from_be_bytes))
+        read_first_epoch(&*self.store)
     }
 
     /// The storage recorded, if any.
@@ -348,6 +339,20 @@ fn record_error(what: &'static str, e: &serde_json::Error) -> Error {
         what,
         error: e.to_string(),
     }
+}
+
+/// The first epoch recorded in `store`, if any.
+fn read_first_epoch(store: &dyn Store) -> Result<Option<u32>, Error> {
+    Ok(store
+        .get(SOURCE_TABLE, KEY_FIRST_EPOCH)?
+        .map(|v| {
+            <[u8; 4]>::try_from(v.as_slice()).map_err(|_| Error::Record {
+                what: "first epoch",
+                error: format!("{} bytes, not 4", v.len()),
+            })
+        })
+        .transpose()?
+        .map(u32::from_be_bytes))
 }
 
 #[cfg(test)]
@@ -436,6 +441,11 @@ mod tests {
         assert!(refused(source.forwards().map(drop), "forward record"));
         store.put(SOURCE_TABLE, KEY_FIRST_EPOCH, &[1, 2, 3])?;
         assert!(refused(source.first_epoch().map(drop), "first epoch"));
+        let reopened = StoredSource::open(params(&mut rng)?, store.clone(), &mut rng);
+        assert!(
+            refused(reopened.map(drop), "first epoch"),
+            "refused at the open"
+        );
         store.put(SOURCE_TABLE, KEY_POSITION, b"\x00\x01")?;
         let reopened = StoredSource::open(params(&mut rng)?, store, &mut rng);
         assert!(matches!(reopened, Err(Error::Record { .. })));

@@ -4,7 +4,7 @@
 //! Times are virtual: what the link and the retransmissions cost, not what a machine takes. The
 //! lossless time is the 0 % row of the same table.
 
-use super::{Link, Trial};
+use super::{Link, Trial, not_started};
 use crate::mikey::ModeName;
 
 /// The loss rates of the table.
@@ -60,7 +60,12 @@ pub fn measure(protocol: &str, runs: u32, seed: u64) -> Table {
             (_, Some(Err(e))) => seeds.clone().map(|_| not_started(e)).collect(),
             ("collab", None) => seeds.clone().map(|s| super::collab(&link, s)).collect(),
             ("sga", None) => seeds.clone().map(|s| super::sga(&link, s, 3)).collect(),
-            _ => seeds.clone().map(|s| super::e2sec(&link, s)).collect(),
+            ("e2sec", None) => seeds.clone().map(|s| super::e2sec(&link, s)).collect(),
+            // Not one of [`PROTOCOLS`]: every run fails to start, saying why.
+            _ => {
+                let why = format!("no loss trials of {protocol}");
+                seeds.clone().map(|_| not_started(&why)).collect()
+            }
         };
         per_rate.push((loss, trials));
     }
@@ -146,15 +151,6 @@ fn mean(values: &[f64]) -> f64 {
 fn percentile(sorted: &[f64], pct: usize) -> f64 {
     let rank = (sorted.len() * pct).div_ceil(100).max(1);
     sorted.get(rank - 1).copied().unwrap_or(0.0)
-}
-
-fn not_started(error: &crate::mikey::Error) -> Trial {
-    Trial {
-        completed: false,
-        took: core::time::Duration::ZERO,
-        error: Some(error.to_string()),
-        sent: 0,
-    }
 }
 
 #[cfg(test)]

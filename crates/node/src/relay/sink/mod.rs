@@ -39,10 +39,16 @@ mod output;
 pub use m2msec_protocol::relay::sink_store::Verdict;
 pub use output::{OutputLine, OutputWriter};
 
+/// A record the sink cannot read or write is reported as the store's failure, as the sink's
+/// operators have always seen it.
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Store(e) => Self::Store(e),
+            StoreError::Record { what, error } => Self::Store(m2msec_store::Error::Backend {
+                operation: what,
+                source: error.into(),
+            }),
             e => Self::Control(e.to_string()),
         }
     }
@@ -369,8 +375,18 @@ async fn readable(socket: Option<&UdpSocket>) -> std::io::Result<()> {
     }
 }
 
+/// A datagram waiting on `socket`, if any. An error other than "nothing waiting" (an ICMP
+/// error reported on the socket, which the receive clears) is logged and skipped: one peer's
+/// unreachable port must not stop the sink.
 fn try_recv(socket: Option<&UdpSocket>, buf: &mut [u8]) -> Option<(usize, SocketAddr)> {
-    socket?.try_recv_from(buf).ok()
+    match socket?.try_recv_from(buf) {
+        Ok(got) => Some(got),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+        Err(e) => {
+            tracing::debug!(error = %e, "receive error skipped");
+            None
+        }
+    }
 }
 
 /// Runs the `relay-sink` daemon of `config_file` until `shutdown`.
