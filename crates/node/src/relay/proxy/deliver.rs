@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 
+use m2msec_protocol::relay::proxy::pump::Outcome;
 use m2msec_wire::relay::coap::Target;
 use m2msec_wire::relay::coap::coap_lite::{MessageClass, ResponseType};
 use m2msec_wire::relay::{RelayMessage, SinkUrl};
@@ -14,18 +15,6 @@ use super::coap_msg::show;
 use crate::relay::client::any_port;
 use crate::runtime::coap::{self, CoapClient, Config, Transmission};
 use crate::runtime::tap::Wiretap;
-
-/// What became of one delivery attempt.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Outcome {
-    /// The sink has it (a 2.xx, or a datagram sent to a UDP sink).
-    Accepted,
-    /// The sink answered with a client error (4.xx): it has seen the message and refused it;
-    /// sending it again would not change that.
-    Refused(ResponseType),
-    /// Not delivered (no answer, 5.xx): try again later.
-    Failed(String),
-}
 
 /// One sink's transport.
 #[derive(Debug)]

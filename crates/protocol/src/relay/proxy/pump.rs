@@ -15,6 +15,10 @@ use super::metrics::Slot;
 use super::state::{Core, Handles, MonitorId};
 use crate::relay::{Error, Forwarded, Forwarder, SkipReason};
 
+mod driver;
+
+pub use driver::{Delivery, Outcome, Pump, Step};
+
 /// Messages read from the store at a time.
 pub const READ_BATCH: usize = 64;
 /// Deliveries under way at once to one sink. RFC 7252 §4.7 lets an endpoint raise NSTART
