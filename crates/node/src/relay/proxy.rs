@@ -61,15 +61,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 pub(crate) use m2msec_protocol::relay::proxy::records;
 use m2msec_store::Store;
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 pub use config::ProxyConfig;
 
-use m2msec_wire::relay::coap::coap_lite::ResponseType;
-
-use self::coap_msg::Response;
 use self::state::Engine;
-use self::writer::{Deferred, Ingest, Op, WriterCmd};
+use self::writer::{Command, Deferred, Ingest};
 use crate::error::{Error, Result};
 use crate::runtime::driver::open_store;
 use crate::runtime::driver::{self, Egress, Shutdown, wall_clock};
@@ -87,7 +84,7 @@ pub(crate) struct Shared {
     /// Admitted messages on their way to the writer (bounded: `ingest_queue`).
     pub(crate) ingest: mpsc::Sender<Ingest>,
     /// Control-plane writes for the writer.
-    pub(crate) writer: mpsc::Sender<WriterCmd>,
+    pub(crate) writer: mpsc::Sender<Command>,
     /// Answers and results computed away from the server's task.
     pub(crate) deferred: mpsc::UnboundedSender<Deferred>,
     /// Fires when the proxy stops.
@@ -104,34 +101,6 @@ impl Shared {
     pub(crate) fn core(&self) -> MutexGuard<'_, Engine> {
         self.core.lock().unwrap_or_else(PoisonError::into_inner)
     }
-
-    /// Has the writer apply `ops` in one transaction.
-    ///
-    /// # Errors
-    ///
-    /// A 5.00 response when the store failed or the writer is gone.
-    pub(crate) async fn write(&self, ops: Vec<Op>) -> std::result::Result<(), Response> {
-        let (tx, rx) = oneshot::channel();
-        // No writer to send to or to answer: the proxy is stopping.
-        let answer = match self.writer.send(WriterCmd::Run(ops, tx)).await {
-            Ok(()) => rx.await.ok(),
-            Err(_) => None,
-        };
-        match answer {
-            Some(Ok(())) => Ok(()),
-            Some(Err(e)) => {
-                tracing::error!(error = %e, "store write failed");
-                Err(Response::error(
-                    ResponseType::InternalServerError,
-                    "store failed",
-                ))
-            }
-            None => Err(Response::error(
-                ResponseType::ServiceUnavailable,
-                "stopping",
-            )),
-        }
-    }
 }
 
 /// A bound proxy, ready to [`run`](Proxy::run).
@@ -140,7 +109,7 @@ pub struct Proxy {
     socket: Egress,
     local: SocketAddr,
     ingest: mpsc::Receiver<Ingest>,
-    commands: mpsc::Receiver<WriterCmd>,
+    commands: mpsc::Receiver<Command>,
     deferred: mpsc::UnboundedReceiver<Deferred>,
     stop: watch::Sender<bool>,
 }
@@ -321,17 +290,8 @@ fn stop_tasks(shared: &Shared) {
 /// the UDP ingestion ports and starts the pumps.
 async fn recover(shared: &Arc<Shared>) -> Result<()> {
     let store = Arc::clone(&shared.store);
-    let (loaded, stats) = writer::blocking(move || {
-        let loaded = records::load(&*store)?;
-        let stats = loaded
-            .storages
-            .iter()
-            .map(|(r, _)| store.queue_stats(&records::queue_table(r.id)))
-            .collect::<m2msec_store::Result<Vec<_>>>()?;
-        Ok((loaded, stats))
-    })
-    .await?;
-    let restored = shared.core().restore(loaded, stats);
+    let loaded = writer::blocking(move || records::load(&*store)).await?;
+    let restored = shared.core().restore(loaded);
     for warning in &restored.warnings {
         tracing::warn!("{warning}");
     }

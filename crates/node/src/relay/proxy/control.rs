@@ -7,22 +7,28 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use m2msec_protocol::relay::proxy::{PumpSpec, Ticket};
+use m2msec_wire::relay::coap::coap_lite::ResponseType;
 use tokio::net::UdpSocket;
 
 use super::Shared;
+use super::coap_msg::Response;
 use super::forward;
 use super::ingest;
 use super::state::Event;
 use super::writer::{Deferred, Op};
 use crate::runtime::log_limit::LogLimit;
 
-/// Commits `ops` for call `ticket` and reports back to the server (which tells the engine).
-pub(crate) fn commit(shared: &Arc<Shared>, ticket: Ticket, ops: Vec<Op>) {
-    let shared = Arc::clone(shared);
-    tokio::spawn(async move {
-        let result = shared.write(ops).await;
-        let _ = shared.deferred.send(Deferred::Committed(ticket, result));
-    });
+/// Has the writer commit `ops` for call `ticket`; it reports back to the server (which tells
+/// the engine).
+pub(crate) fn commit(shared: &Shared, ticket: Ticket, ops: Vec<Op>) {
+    if shared.writer.try_send((ticket, ops)).is_err() {
+        // The engine runs one control call at a time, so the queue has room: the writer is gone,
+        // the proxy is stopping.
+        let stopping = Response::error(ResponseType::ServiceUnavailable, "stopping");
+        let _ = shared
+            .deferred
+            .send(Deferred::Committed(ticket, Err(stopping)));
+    }
 }
 
 /// Binds a plain-UDP ingestion socket for call `ticket` and reports back to the server.

@@ -16,7 +16,7 @@
 //!
 //! **One writer.** Queue writes and the byte totals read back after them (`queue_stats`) happen
 //! here only, in order, so the in-memory accounting mirrors the store exactly; control-plane
-//! changes are sent here too ([`WriterCmd::Run`]), so a storage deleted or a sink removed is
+//! changes are sent here too ([`Command`]), so a storage deleted or a sink removed is
 //! never written again by a housekeeping round that started before.
 //!
 //! **Housekeeping** (every [`HOUSEKEEP_INTERVAL`], one `write_batch`): what to write is the
@@ -33,7 +33,7 @@ use m2msec_protocol::relay::proxy::retention::{Checkpoints, Housekeeping, expire
 pub(crate) use m2msec_protocol::relay::proxy::retention::{Op, apply};
 use m2msec_protocol::relay::proxy::{Admitted, Ticket};
 use m2msec_store::QueueStats;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use super::Shared;
 use super::coap_msg::{ReplyTo, Response};
@@ -52,12 +52,9 @@ const SIGNED_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 /// UDP).
 pub(crate) type Ingest = (Admitted, Option<ReplyTo>);
 
-/// A control-plane request to the writer.
-#[derive(Debug)]
-pub(crate) enum WriterCmd {
-    /// Apply these writes atomically, then answer.
-    Run(Vec<Op>, oneshot::Sender<std::result::Result<(), String>>),
-}
+/// A control call's writes, applied in one transaction; the result goes to the server
+/// ([`Deferred::Committed`]).
+pub(crate) type Command = (Ticket, Vec<Op>);
 
 /// What comes back to the CoAP server's task from elsewhere.
 #[derive(Debug)]
@@ -75,7 +72,7 @@ pub(crate) enum Deferred {
 pub(crate) async fn run(
     shared: Arc<Shared>,
     mut ingest: mpsc::Receiver<Ingest>,
-    mut commands: mpsc::Receiver<WriterCmd>,
+    mut commands: mpsc::Receiver<Command>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let mut checkpoints = shared.core().startup_checkpoints(monotonic_now());
@@ -110,14 +107,14 @@ pub(crate) async fn run(
     housekeep(&shared, &mut checkpoints, &mut last_signed_prune).await
 }
 
-async fn run_command(shared: &Arc<Shared>, cmd: WriterCmd) {
-    match cmd {
-        WriterCmd::Run(ops, answer) => {
-            let store = Arc::clone(&shared.store);
-            let result = blocking(move || apply(&*store, &ops)).await;
-            let _ = answer.send(result.map_err(|e| e.to_string()));
-        }
-    }
+async fn run_command(shared: &Arc<Shared>, (ticket, ops): Command) {
+    let store = Arc::clone(&shared.store);
+    let result = blocking(move || apply(&*store, &ops)).await.map_err(|e| {
+        tracing::error!(error = %e, "store write failed");
+        Response::store_failed()
+    });
+    // The server is gone only when the proxy stops; nobody is left to answer then.
+    let _ = shared.deferred.send(Deferred::Committed(ticket, result));
 }
 
 /// Takes `first` and what else is queued, waiting up to `group_commit_wait_us` for more.
@@ -148,11 +145,11 @@ async fn collect(
 /// Writes one batch: one transaction per storage (`Share`), then the answers.
 async fn commit(shared: &Arc<Shared>, batch: Vec<Ingest>) -> Result<()> {
     for share in Share::group(batch) {
+        let admitted = share.admitted();
         let Share {
             storage: id,
             items,
             replies,
-            admitted,
         } = share;
         let pushed = if shared.core().storages.contains_key(&id) {
             let store = Arc::clone(&shared.store);

@@ -120,6 +120,12 @@ impl Response {
             .with_uint(CoapOption::MaxAge, max_age_s)
     }
 
+    /// 5.00: the store failed, nothing was written (the shell logs why).
+    #[must_use]
+    pub fn store_failed() -> Self {
+        Self::error(ResponseType::InternalServerError, "store failed")
+    }
+
     /// Adds an unsigned option.
     #[must_use]
     pub fn with_uint(mut self, option: CoapOption, value: u32) -> Self {

@@ -371,6 +371,14 @@ impl<H: Handles> Core<H> {
     }
 }
 
+/// The bytes of `items` (dedup key, message in binary form), all reserved at admission.
+pub(crate) fn admitted_bytes(items: &[([u8; 9], Vec<u8>)]) -> u64 {
+    items
+        .iter()
+        .map(|(_, v)| u64::try_from(v.len()).unwrap_or(u64::MAX))
+        .fold(0, u64::saturating_add)
+}
+
 /// The result of one group commit for one storage.
 #[derive(Clone, Debug, Default)]
 pub struct Written {
@@ -420,10 +428,7 @@ impl Written {
     ) -> Self {
         let len = |v: &Vec<u8>| u64::try_from(v.len()).unwrap_or(u64::MAX);
         let mut written = Self {
-            admitted: items
-                .iter()
-                .map(|(_, v)| len(v))
-                .fold(0, u64::saturating_add),
+            admitted: admitted_bytes(items),
             stats,
             ..Self::default()
         };
