@@ -18,7 +18,6 @@ use m2msec_protocol::relay::proxy::{
 };
 use m2msec_wire::relay::api::CONTENT_FORMAT_LINK_FORMAT;
 use m2msec_wire::relay::coap::coap_lite::{CoapOption, Packet, RequestType, ResponseType};
-use m2msec_wire::relay::coap::{from_request, uri_path, uri_query};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
@@ -38,10 +37,6 @@ use crate::runtime::log_limit::LogLimit;
 const MAX_EXCHANGES: usize = 65_536;
 /// A block-wise upload that sees no block for this long is dropped.
 const UPLOAD_LIFETIME: Duration = Duration::from_secs(60);
-
-/// Options the proxy understands; an unknown critical (odd) option in a request is refused with
-/// 4.02 (RFC 7252 §5.4.1).
-const KNOWN_CRITICAL: [u16; 8] = [3, 7, 11, 15, 17, 23, 27, 35];
 
 /// A datagram to send.
 type Outgoing = (SocketAddr, Vec<u8>);
@@ -248,12 +243,8 @@ impl Server {
         r: m2msec_coap::Request,
         now: Millis,
     ) -> Vec<Outgoing> {
-        let response = match critical_option(&r.whole) {
-            Some(response) => response,
-            None => match self.route(peer, &r.whole, r.method, &r.reply, now) {
-                Some(response) => response,
-                None => return self.drive(),
-            },
+        let Some(response) = self.route(peer, &r.whole, r.method, &r.reply, now) else {
+            return self.drive();
         };
         let mut out = self.answer(&r.reply, &response);
         out.extend(self.drive());
@@ -270,21 +261,10 @@ impl Server {
         reply: &ReplyTo,
         now: Millis,
     ) -> Option<Response> {
-        let request = Request {
-            peer,
-            method,
-            path: uri_path(req)
-                .split('/')
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            query: uri_query(req),
-            accept: uint_option(req, CoapOption::Accept),
-            proxy_uri: req.get_first_option(CoapOption::ProxyUri).is_some(),
-            payload: req.payload.clone(),
-            message: (method == RequestType::Post)
-                .then(|| from_request(req).map_err(|e| e.to_string())),
-            reply: reply.clone(),
+        let accept = uint_option(req, CoapOption::Accept);
+        let request = match Request::from_packet(peer, req, method, accept, reply.clone()) {
+            Ok(request) => request,
+            Err(refused) => return Some(refused),
         };
         let handled = self.shared.core().handle_request(wall_clock(), request);
         match handled {
@@ -328,20 +308,6 @@ fn links(resources: &[Resource], query: &[String]) -> String {
         })
         .collect();
     link_format::encode(&all, query)
-}
-
-/// An unknown critical option (odd number, RFC 7252 §5.4.1): answered 4.02 Bad Option.
-fn critical_option(req: &Packet) -> Option<Response> {
-    req.options()
-        .find_map(|(n, v)| {
-            (n % 2 == 1 && !KNOWN_CRITICAL.contains(n) && !v.is_empty()).then_some(*n)
-        })
-        .map(|n| {
-            Response::error(
-                ResponseType::BadOption,
-                &format!("critical option {n} not supported"),
-            )
-        })
 }
 
 #[cfg(test)]

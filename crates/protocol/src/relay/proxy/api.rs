@@ -6,7 +6,8 @@ use core::net::SocketAddr;
 
 use m2msec_wire::relay::RelayMessage;
 use m2msec_wire::relay::api::EpochRekey;
-use m2msec_wire::relay::coap::coap_lite::{CoapOption, RequestType, ResponseType};
+use m2msec_wire::relay::coap::coap_lite::{CoapOption, Packet, RequestType, ResponseType};
+use m2msec_wire::relay::coap::{from_request, uri_path, uri_query};
 
 use super::retention::Op;
 use super::state::Handles;
@@ -61,6 +62,51 @@ pub struct Request<R> {
     pub message: Option<Result<RelayMessage, String>>,
     /// The shell's handle on where the answer goes, given back with a late answer.
     pub reply: R,
+}
+
+/// Options the proxy understands; an unknown critical (odd) option in a request is refused with
+/// 4.02 (RFC 7252 §5.4.1).
+const KNOWN_CRITICAL: [u16; 8] = [3, 7, 11, 15, 17, 23, 27, 35];
+
+impl<R> Request<R> {
+    /// The whole request `packet` (a Block1 upload reassembled) of `method` from `peer`;
+    /// `accept` is its Accept option as the shell's CoAP layer reads it, `reply` where the
+    /// answer goes.
+    ///
+    /// # Errors
+    ///
+    /// 4.02 Bad Option for an unknown critical option (RFC 7252 §5.4.1).
+    pub fn from_packet(
+        peer: SocketAddr,
+        packet: &Packet,
+        method: RequestType,
+        accept: Option<u32>,
+        reply: R,
+    ) -> Result<Self, Response> {
+        let critical = packet.options().find_map(|(n, v)| {
+            (n % 2 == 1 && !KNOWN_CRITICAL.contains(n) && !v.is_empty()).then_some(*n)
+        });
+        if let Some(n) = critical {
+            let diagnostic = format!("critical option {n} not supported");
+            return Err(Response::error(ResponseType::BadOption, &diagnostic));
+        }
+        Ok(Self {
+            peer,
+            method,
+            path: uri_path(packet)
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            query: uri_query(packet),
+            accept,
+            proxy_uri: packet.get_first_option(CoapOption::ProxyUri).is_some(),
+            payload: packet.payload.clone(),
+            message: (method == RequestType::Post)
+                .then(|| from_request(packet).map_err(|e| e.to_string())),
+            reply,
+        })
+    }
 }
 
 /// The value of an option of a [`Response`].
@@ -297,4 +343,46 @@ pub enum Event<H: Handles> {
     StartPump(PumpSpec),
     /// A sink was removed: stop its pump.
     StopPump(H::Sink),
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+    use super::*;
+
+    fn get(path: &[&str]) -> Packet {
+        let mut p = Packet::new();
+        for segment in path {
+            p.add_option(CoapOption::UriPath, segment.as_bytes().to_vec());
+        }
+        p.add_option(CoapOption::UriQuery, b"window=5".to_vec());
+        p
+    }
+
+    #[test]
+    fn a_request_is_decoded_once_and_an_unknown_critical_option_refused() {
+        let peer: SocketAddr = "192.0.2.1:5683".parse().unwrap();
+        let p = get(&["storage", "", "7", "monitor"]);
+        let r = Request::from_packet(peer, &p, RequestType::Get, Some(60), 9).unwrap();
+        assert_eq!(r.path, ["storage", "7", "monitor"]);
+        assert_eq!(r.query, ["window=5"]);
+        assert_eq!((r.accept, r.proxy_uri, r.reply), (Some(60), false, 9));
+        assert!(r.message.is_none(), "only a POST carries a relay message");
+        let post = Request::from_packet(peer, &p, RequestType::Post, None, 9).unwrap();
+        assert!(
+            matches!(post.message, Some(Err(_))),
+            "a POST without one says why"
+        );
+        // RFC 7252 §5.4.1: an odd option the proxy does not know is refused (If-None-Match,
+        // 5, is critical and unknown here); an elective one (even) is ignored.
+        let mut critical = get(&["info"]);
+        critical.add_option(CoapOption::Unknown(5), vec![1]);
+        let refused = Request::from_packet(peer, &critical, RequestType::Get, None, 9).unwrap_err();
+        assert_eq!(refused.code, ResponseType::BadOption);
+        assert_eq!(refused.text(), "critical option 5 not supported");
+        let mut elective = get(&["info"]);
+        elective.add_option(CoapOption::Unknown(2048), vec![1]);
+        assert!(Request::from_packet(peer, &elective, RequestType::Get, None, 9).is_ok());
+    }
 }
