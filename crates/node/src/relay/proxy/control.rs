@@ -9,6 +9,7 @@ use std::sync::Arc;
 use m2msec_protocol::relay::proxy::{PumpSpec, Ticket};
 use m2msec_wire::relay::coap::coap_lite::ResponseType;
 use tokio::net::UdpSocket;
+use tokio::task::AbortHandle;
 
 use super::Shared;
 use super::coap_msg::Response;
@@ -104,32 +105,29 @@ pub(crate) fn on_event(
 /// Starts the plain-UDP ingestion of storage `id` on `socket`.
 pub(crate) fn start_udp(shared: &Arc<Shared>, id: u32, socket: UdpSocket) {
     let task = tokio::spawn(ingest::udp_ingest(Arc::clone(shared), id, socket)).abort_handle();
-    match shared.core().storages.get_mut(&id) {
-        Some(s) => {
-            if let Some(old) = s.handles.udp_task.replace(task) {
-                old.abort();
-            }
-        }
-        None => task.abort(),
-    }
+    let mut core = shared.core();
+    attach(
+        core.storages.get_mut(&id).map(|s| &mut s.handles.udp_task),
+        task,
+    );
 }
 
 /// Starts a sink's pump and attaches it, unless the sink is gone or was replaced meanwhile.
 fn start_pump(shared: &Arc<Shared>, spec: PumpSpec) {
-    let (fid, url, generation) = (spec.forward_id, spec.url.clone(), spec.generation);
-    let handle = forward::spawn(shared, spec);
+    let task = forward::spawn(shared, spec.clone());
     let mut core = shared.core();
-    match core
-        .forwards
-        .get_mut(&fid)
-        .and_then(|f| f.sinks.get_mut(&url))
-        .filter(|s| s.generation == generation)
-    {
-        Some(sink) => {
-            if let Some(old) = sink.handles.replace(handle) {
+    attach(core.sink_mut(&spec).map(|s| &mut s.handles), task);
+}
+
+/// Puts `task` in `slot`, stopping the one it replaces; stops it when there is no slot (what
+/// it served is gone).
+fn attach(slot: Option<&mut Option<AbortHandle>>, task: AbortHandle) {
+    match slot {
+        Some(slot) => {
+            if let Some(old) = slot.replace(task) {
                 old.abort();
             }
         }
-        None => handle.abort(),
+        None => task.abort(),
     }
 }

@@ -41,18 +41,12 @@ async fn pump(shared: Arc<Shared>, spec: PumpSpec) {
             return;
         }
     };
-    let (arrived, control) = {
-        let core = shared.core();
-        let Some(s) = core.storages.get(&spec.storage_id) else {
-            return;
-        };
-        let Some(f) = core.forwards.get(&spec.forward_id) else {
-            return;
-        };
-        (
-            Arc::clone(&s.handles.arrived),
-            Arc::clone(&f.handles.control),
-        )
+    let Some((arrived, control)) = shared
+        .core()
+        .pump_handles(&spec)
+        .map(|(s, f)| (Arc::clone(&s.arrived), Arc::clone(&f.control)))
+    else {
+        return;
     };
     let transport = loop {
         match Transport::open(&url, shared.config.coap, shared.tap.as_ref()).await {

@@ -26,39 +26,17 @@ use super::coap_msg::{ReplyTo, Response, show};
 use crate::runtime::driver::wall_clock;
 use crate::runtime::log_limit::LogLimit;
 
-/// The result of offering a message.
-#[derive(Debug)]
-pub(crate) enum Submitted {
-    /// Queued: the writer answers once it is durable.
-    Queued,
-    /// Answered at once (refused, or a known duplicate acknowledged).
-    Now(Response),
-}
-
-/// Offers `msg` (whose binary form is `raw`, when it arrived as one) for storage `id`: the
-/// engine's admission (`Proxy::offer_message`), then the writer's bounded queue.
-pub(crate) fn submit(
+/// Hands an admitted message to the writer, which answers once it is durable (`None`), or
+/// gives its reservation back when the ingest queue is full and answers at once.
+pub(crate) fn queue(
     shared: &Shared,
-    id: u32,
-    msg: &RelayMessage,
-    raw: Option<Vec<u8>>,
+    admitted: Admitted,
     reply: Option<ReplyTo>,
-) -> Submitted {
-    let now = wall_clock();
-    let admitted = shared.core().offer_message(id, msg, raw, now);
-    match admitted {
-        Ok(admitted) => queue(shared, admitted, reply),
-        Err(r) => Submitted::Now(r),
-    }
-}
-
-/// Hands an admitted message to the writer, or gives its reservation back when the ingest
-/// queue is full.
-pub(crate) fn queue(shared: &Shared, admitted: Admitted, reply: Option<ReplyTo>) -> Submitted {
+) -> Option<Response> {
     match shared.ingest.try_send((admitted, reply)) {
-        Ok(()) => Submitted::Queued,
+        Ok(()) => None,
         Err(TrySendError::Full((admitted, _)) | TrySendError::Closed((admitted, _))) => {
-            Submitted::Now(shared.core().busy(&admitted, wall_clock()))
+            Some(shared.core().busy(&admitted, wall_clock()))
         }
     }
 }
@@ -90,7 +68,16 @@ pub(crate) async fn udp_ingest(shared: Arc<Shared>, id: u32, socket: UdpSocket) 
                 continue;
             }
         };
-        if let Submitted::Now(r) = submit(&shared, id, &msg, Some(bytes.to_vec()), None)
+        // The engine's admission (`Proxy::offer_message`), then the writer's bounded queue.
+        let offered = shared
+            .core()
+            .offer_message(id, &msg, Some(bytes.to_vec()), wall_clock());
+        let refused = match offered {
+            Ok(admitted) => queue(&shared, admitted, None),
+            Err(r) => Some(r),
+        };
+        // A 2.04 at once: a copy of a stored message, acknowledged.
+        if let Some(r) = refused
             && r.code != ResponseType::Changed
         {
             let why = r.text();

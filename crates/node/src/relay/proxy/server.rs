@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 use super::Shared;
 use super::coap_msg::{MAX_DATAGRAM, Response, encode, to_packet};
 use super::control;
-use super::ingest::{self, Submitted};
+use super::ingest;
 use super::writer::Deferred;
 use crate::runtime::coap::{
     self, Block1Assembler, DEFAULT_SZX, DedupCache, EXCHANGE_LIFETIME, MessageIds, Observers,
@@ -284,12 +284,7 @@ impl Server {
                     None => r,
                 }),
             },
-            Handled::Store(admitted) => {
-                match ingest::queue(&self.shared, admitted, Some(reply.clone())) {
-                    Submitted::Queued => None,
-                    Submitted::Now(r) => Some(r),
-                }
-            }
+            Handled::Store(admitted) => ingest::queue(&self.shared, admitted, Some(reply.clone())),
         }
     }
 }

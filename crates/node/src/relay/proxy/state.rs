@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use m2msec_protocol::relay::proxy::state as engine;
-pub(crate) use m2msec_protocol::relay::proxy::state::{MonitorId, Written};
+pub(crate) use m2msec_protocol::relay::proxy::state::Written;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 

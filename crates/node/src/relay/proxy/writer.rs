@@ -38,7 +38,7 @@ use tokio::sync::{mpsc, watch};
 use super::Shared;
 use super::coap_msg::{ReplyTo, Response};
 use super::records::queue_table;
-use super::state::{MonitorId, Written};
+use super::state::Written;
 use crate::error::{Error, Result};
 use crate::runtime::coap::monotonic_now;
 use crate::runtime::driver::wall_clock;
@@ -212,13 +212,7 @@ async fn housekeep(
     })
     .await
     .map_err(Error::Store)?;
-    let mut core = shared.core();
-    for (id, st) in stats {
-        if let Some(s) = core.storages.get_mut(&id) {
-            s.stats = st;
-            core.dirty.insert(MonitorId::Storage(id));
-        }
-    }
+    shared.core().refreshed(stats);
     Ok(())
 }
 

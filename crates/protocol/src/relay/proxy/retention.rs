@@ -14,13 +14,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use m2msec_store::{Store, WriteOp};
+use m2msec_store::{QueueStats, Store, WriteOp};
 use m2msec_wire::relay::{Flags, Header};
 
 use super::records::{
     self, COUNTERS_TABLE, CURSORS_TABLE, cursor_key, dedup_table, id_key, queue_table,
 };
-use super::state::{Core, Handles};
+use super::state::{Core, Handles, MonitorId};
 use crate::Millis;
 
 /// Dedup checkpoints closer together than this are merged (bounds their number).
@@ -218,6 +218,17 @@ impl<H: Handles> Core<H> {
             out.ops.push(Op::DedupForgetBelow(dedup_table(id), below));
         }
         Ok(out)
+    }
+
+    /// What the queues a housekeeping round shrank hold after its commit
+    /// ([`Housekeeping::emptied`], read back by the shell); their monitors changed.
+    pub fn refreshed(&mut self, stats: Vec<(u32, QueueStats)>) {
+        for (id, st) in stats {
+            if let Some(s) = self.storages.get_mut(&id) {
+                s.stats = st;
+                self.dirty.insert(MonitorId::Storage(id));
+            }
+        }
     }
 
     /// Checkpoints for a proxy starting at `now`: whatever is below a queue's first entry was

@@ -545,6 +545,25 @@ mod tests {
     }
 
     #[test]
+    fn what_a_shrunk_queue_holds_is_read_back_and_its_monitor_changed() {
+        let mut core: Core = Core::new(100, 60, 0);
+        core.storages.insert(1, storage(1, 60));
+        let stats = QueueStats {
+            len: 2,
+            bytes: 20,
+            first_seq: Some(5),
+            next_seq: 7,
+        };
+        core.refreshed(vec![(1, stats), (9, stats)]);
+        assert_eq!(core.storages[&1].stats, stats);
+        assert_eq!(
+            core.dirty.iter().copied().collect::<Vec<_>>(),
+            [MonitorId::Storage(1)],
+            "a storage that is gone is passed over"
+        );
+    }
+
+    #[test]
     fn retention_needs_a_forward_with_sinks() {
         let mut core: Core = Core::new(100, 60, 0);
         core.storages.insert(1, storage(1, 60));

@@ -604,7 +604,10 @@ mod tests {
             Step::Read(0)
         ));
         assert_eq!(cursor(&core), 0);
+        assert!(core.pump_handles(&pump.spec).is_some());
+        assert!(core.sink_mut(&pump.spec).is_some());
         core.forwards.get_mut(&1).unwrap().sinks.clear();
+        assert!(core.sink_mut(&pump.spec).is_none(), "removed");
         assert!(matches!(
             pump.poll(&mut core, Duration::ZERO, 0),
             Step::Gone
