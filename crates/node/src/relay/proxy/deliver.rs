@@ -7,11 +7,10 @@ use std::net::SocketAddr;
 
 use m2msec_protocol::relay::proxy::pump::Outcome;
 use m2msec_wire::relay::coap::Target;
-use m2msec_wire::relay::coap::coap_lite::{MessageClass, ResponseType};
+use m2msec_wire::relay::coap::coap_lite::ResponseType;
 use m2msec_wire::relay::{RelayMessage, SinkUrl};
 use tokio::net::UdpSocket;
 
-use super::coap_msg::show;
 use crate::relay::client::any_port;
 use crate::runtime::coap::{self, CoapClient, Config, Transmission};
 use crate::runtime::tap::Wiretap;
@@ -89,16 +88,7 @@ impl Transport {
                     .post_relay(*addr, msg, &Target::Path(path), true)
                     .await
                 {
-                    Ok(p) => match p.header.code {
-                        MessageClass::Response(_) if coap::is_success(&p) => Outcome::Accepted,
-                        MessageClass::Response(code) if u8::from(p.header.code) >> 5 == 4 => {
-                            Outcome::Refused(code)
-                        }
-                        MessageClass::Response(code) => {
-                            Outcome::Failed(format!("sink answered {}", show(code)))
-                        }
-                        _ => Outcome::Failed("sink answered with a non-response".into()),
-                    },
+                    Ok(p) => Outcome::of_answer(p.header.code),
                     Err(coap::Error::Wire(e)) => unencodable(&e),
                     Err(e) => Outcome::Failed(e.to_string()),
                 }

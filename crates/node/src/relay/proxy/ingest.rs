@@ -19,10 +19,10 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc::error::TrySendError;
 
 use m2msec_protocol::relay::proxy::Admitted;
-use m2msec_wire::relay::coap::coap_lite::ResponseType;
+use m2msec_wire::relay::coap::coap_lite::{MessageClass, ResponseType};
 
 use super::Shared;
-use super::coap_msg::{ReplyTo, Response, show};
+use super::coap_msg::{ReplyTo, Response};
 use crate::runtime::driver::wall_clock;
 use crate::runtime::log_limit::LogLimit;
 
@@ -80,10 +80,10 @@ pub(crate) async fn udp_ingest(shared: Arc<Shared>, id: u32, socket: UdpSocket) 
         if let Some(r) = refused
             && r.code != ResponseType::Changed
         {
-            let why = r.text();
+            let (code, why) = (MessageClass::Response(r.code), r.text());
             junk.warn(
                 peer,
-                &format!("storage {id}: datagram refused ({}): {why}", show(r.code)),
+                &format!("storage {id}: datagram refused ({code}): {why}"),
             );
         }
     }

@@ -41,6 +41,22 @@ pub enum Outcome {
     Failed(String),
 }
 
+impl Outcome {
+    /// What the code of a sink's answer to a delivery means: a 2.xx, the sink has it; a 4.xx,
+    /// it refused it for good; anything else (a 5.xx), try again.
+    #[must_use]
+    pub fn of_answer(code: MessageClass) -> Self {
+        match code {
+            MessageClass::Response(c) => match u8::from(code) >> 5 {
+                2 => Self::Accepted,
+                4 => Self::Refused(c),
+                _ => Self::Failed(format!("sink answered {code}")),
+            },
+            _ => Self::Failed("sink answered with a non-response".into()),
+        }
+    }
+}
+
 /// One delivery under way: the shell sends [`message`](Self::message) and hands it back with
 /// the [`Outcome`] ([`Pump::on_done`]).
 #[derive(Debug)]
@@ -571,6 +587,26 @@ mod tests {
             Step::Read(1)
         ));
         assert_eq!(cursor(&core), 1);
+    }
+
+    #[test]
+    fn a_sinks_answer_says_delivered_refused_or_again() {
+        use m2msec_wire::relay::coap::coap_lite::RequestType;
+        let answer = |code| Outcome::of_answer(MessageClass::Response(code));
+        assert_eq!(answer(ResponseType::Changed), Outcome::Accepted);
+        assert_eq!(answer(ResponseType::Created), Outcome::Accepted);
+        assert_eq!(
+            answer(ResponseType::Forbidden),
+            Outcome::Refused(ResponseType::Forbidden)
+        );
+        assert_eq!(
+            answer(ResponseType::ServiceUnavailable),
+            Outcome::Failed("sink answered 5.03".into())
+        );
+        assert_eq!(
+            Outcome::of_answer(MessageClass::Request(RequestType::Post)),
+            Outcome::Failed("sink answered with a non-response".into())
+        );
     }
 
     #[test]
