@@ -40,6 +40,43 @@ pub struct Limits {
     pub max_control_calls: usize,
 }
 
+impl Limits {
+    /// Checks the values that must be non-zero or consistent; the message names the field
+    /// as the shell's config does.
+    ///
+    /// # Errors
+    ///
+    /// What is wrong, naming the field.
+    pub fn check(&self) -> Result<(), String> {
+        let positive = [
+            ("capacity_bytes", self.capacity_bytes),
+            ("max_message_bytes", u64::from(self.max_message_bytes)),
+            ("load_window_s", u64::from(self.load_window_s)),
+            ("max_load_window_s", u64::from(self.max_load_window_s)),
+            ("max_storages", u64::from(self.max_storages)),
+            ("max_forwards", u64::from(self.max_forwards)),
+            (
+                "max_sinks_per_forward",
+                u64::from(self.max_sinks_per_forward),
+            ),
+            ("signed_max_skew_s", u64::from(self.signed_max_skew_s)),
+        ];
+        if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("{field} must be at least 1"));
+        }
+        if self.load_window_s > self.max_load_window_s {
+            return Err("load_window_s must not exceed max_load_window_s".into());
+        }
+        if self.max_load_window_s > 86_400 {
+            return Err("max_load_window_s must not exceed 86400 (one day)".into());
+        }
+        if u64::from(self.max_message_bytes) > self.capacity_bytes {
+            return Err("max_message_bytes must not exceed capacity_bytes".into());
+        }
+        Ok(())
+    }
+}
+
 /// A request to the proxy's API, decoded by the shell from CoAP (RFC 7252).
 #[derive(Clone, Debug)]
 pub struct Request<R> {
@@ -358,6 +395,36 @@ mod tests {
         }
         p.add_option(CoapOption::UriQuery, b"window=5".to_vec());
         p
+    }
+
+    #[test]
+    fn limits_must_be_positive_and_consistent() {
+        let limits = Limits {
+            capacity_bytes: 1000,
+            max_message_bytes: 100,
+            load_window_s: 60,
+            max_load_window_s: 3600,
+            max_age_when_full_s: 5,
+            max_age_when_busy_s: 1,
+            max_storages: 1,
+            max_forwards: 1,
+            max_sinks_per_forward: 1,
+            signed_max_skew_s: 300,
+            max_control_calls: 1,
+        };
+        assert_eq!(limits.check(), Ok(()));
+        let wrong = |change: fn(&mut Limits)| {
+            let mut l = limits.clone();
+            change(&mut l);
+            l.check().unwrap_err()
+        };
+        assert_eq!(
+            wrong(|l| l.max_forwards = 0),
+            "max_forwards must be at least 1"
+        );
+        assert!(wrong(|l| l.load_window_s = 3601).starts_with("load_window_s"));
+        assert!(wrong(|l| l.max_load_window_s = 86_401).starts_with("max_load_window_s"));
+        assert!(wrong(|l| l.max_message_bytes = 1001).starts_with("max_message_bytes"));
     }
 
     #[test]
