@@ -26,7 +26,7 @@
 //! replay cache of signed requests, commits, and reads the shrunk queues' totals back.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use m2msec_protocol::relay::proxy::commit::Share;
 use m2msec_protocol::relay::proxy::retention::{Checkpoints, Housekeeping, expired_signed};
@@ -45,8 +45,6 @@ use crate::runtime::driver::wall_clock;
 
 /// How often positions are written and delivered messages removed.
 pub(crate) const HOUSEKEEP_INTERVAL: Duration = Duration::from_millis(100);
-/// How often the replay cache of signed requests is pruned.
-const SIGNED_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// A message on its way to the store, and where its CoAP acknowledgement goes (none for plain
 /// UDP).
@@ -78,13 +76,12 @@ pub(crate) async fn run(
     let mut checkpoints = shared.core().startup_checkpoints(monotonic_now());
     let mut tick = tokio::time::interval(HOUSEKEEP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_signed_prune = Instant::now();
     loop {
         tokio::select! {
             biased;
             _ = stop.changed() => break,
             _ = tick.tick() => {
-                housekeep(&shared, &mut checkpoints, &mut last_signed_prune).await?;
+                housekeep(&shared, &mut checkpoints).await?;
             }
             Some(cmd) = commands.recv() => run_command(&shared, cmd).await,
             Some(first) = ingest.recv() => {
@@ -104,7 +101,7 @@ pub(crate) async fn run(
     while let Ok(cmd) = commands.try_recv() {
         run_command(&shared, cmd).await;
     }
-    housekeep(&shared, &mut checkpoints, &mut last_signed_prune).await
+    housekeep(&shared, &mut checkpoints).await
 }
 
 async fn run_command(shared: &Arc<Shared>, (ticket, ops): Command) {
@@ -180,21 +177,16 @@ async fn commit(shared: &Arc<Shared>, batch: Vec<Ingest>) -> Result<()> {
 }
 
 /// One housekeeping round (see the module documentation).
-async fn housekeep(
-    shared: &Arc<Shared>,
-    checkpoints: &mut Checkpoints,
-    last_signed_prune: &mut Instant,
-) -> Result<()> {
-    let now = Instant::now();
+async fn housekeep(shared: &Arc<Shared>, checkpoints: &mut Checkpoints) -> Result<()> {
     let grace = Duration::from_secs(shared.config.dedup_grace_s.into());
-    let Housekeeping { mut ops, emptied } = shared
+    let Housekeeping {
+        mut ops,
+        emptied,
+        prune_signed,
+    } = shared
         .core()
         .housekeeping(monotonic_now(), checkpoints, grace)
         .map_err(|e| Error::Control(format!("relay proxy record: {e}")))?;
-    let prune_signed = now.saturating_duration_since(*last_signed_prune) >= SIGNED_PRUNE_INTERVAL;
-    if prune_signed {
-        *last_signed_prune = now;
-    }
     if ops.is_empty() && !prune_signed {
         return Ok(());
     }
