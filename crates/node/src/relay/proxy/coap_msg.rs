@@ -14,19 +14,14 @@ use crate::runtime::coap::{MessageIds, set_uint_option};
 /// for a NON, Block1 echoed).
 pub(crate) fn to_packet(response: &Response, to: &ReplyTo, ids: &mut MessageIds) -> Packet {
     let mut p = crate::runtime::coap::response(&to.request, response.code, ids);
-    apply(response, &mut p);
-    p
-}
-
-/// Puts the options and payload of `response` into `p`.
-fn apply(response: &Response, p: &mut Packet) {
     for (option, value) in &response.options {
         match value {
-            OptionValue::Uint(v) => set_uint_option(p, *option, *v),
+            OptionValue::Uint(v) => set_uint_option(&mut p, *option, *v),
             OptionValue::Bytes(b) => p.add_option(*option, b.clone()),
         }
     }
     p.payload.clone_from(&response.payload);
+    p
 }
 
 /// Encodes a packet of the proxy's. Responses are at most a block plus options, but an error

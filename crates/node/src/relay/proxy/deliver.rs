@@ -23,7 +23,10 @@ pub(crate) enum Transport {
         addr: SocketAddr,
         path: String,
     },
-    Udp(UdpSocket),
+    Udp {
+        socket: UdpSocket,
+        addr: SocketAddr,
+    },
 }
 
 impl Transport {
@@ -58,7 +61,7 @@ impl Transport {
                     .await
                     .map_err(|e| e.to_string())?;
                 socket.connect(addr).await.map_err(|e| e.to_string())?;
-                Ok(Self::Udp(socket))
+                Ok(Self::Udp { socket, addr })
             }
         }
     }
@@ -66,17 +69,14 @@ impl Transport {
     /// The sink's address.
     pub(crate) fn addr(&self) -> SocketAddr {
         match self {
-            Self::Coap { addr, .. } => *addr,
-            Self::Udp(s) => s
-                .peer_addr()
-                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+            Self::Coap { addr, .. } | Self::Udp { addr, .. } => *addr,
         }
     }
 
     /// One delivery attempt of `msg` (the forwarder's output, sink URL set).
     pub(crate) async fn send(&self, msg: &RelayMessage) -> Outcome {
         match self {
-            Self::Udp(socket) => match msg.encode() {
+            Self::Udp { socket, .. } => match msg.encode() {
                 Ok(bytes) => match socket.send(&bytes).await {
                     Ok(_) => Outcome::Accepted,
                     Err(e) => Outcome::Failed(e.to_string()),

@@ -91,10 +91,7 @@ pub(crate) async fn run(
         }
     }
     // Stopping: answer what was admitted, then write the final positions.
-    let mut rest = Vec::new();
-    while let Ok(i) = ingest.try_recv() {
-        rest.push(i);
-    }
+    let rest: Vec<Ingest> = std::iter::from_fn(|| ingest.try_recv().ok()).collect();
     if !rest.is_empty() {
         commit(&shared, rest).await?;
     }
