@@ -21,7 +21,8 @@
 //!   pruning) and the control plane's writes.
 //! - `control`: what the shell does for the engine's `store`, `forward`, `control` and
 //!   `DELETE` calls (commits, UDP sockets, tasks, logs).
-//! - `forward`: one pump per sink, delivering through `deliver`.
+//! - `forward`: one task per sink driving the engine's pump (`pump::Pump`), delivering
+//!   through `deliver`.
 //! - `state`: what all of them share in memory; `records` (the engine's): what is kept in the
 //!   store.
 //!

@@ -2,8 +2,8 @@
 //! stored message to each sink its owner granted): where it stands, what each stored message
 //! becomes for the sink, how its position advances, how fast it may send (the forward's rate)
 //! and how long it waits before trying a sink that did not answer again, and which deliveries
-//! may be under way at once ([`Window`]). The shell (node's `forward.rs`) reads the store,
-//! sends, and sleeps.
+//! may be under way at once ([`Window`]); [`Pump`] puts them together for a shell (node's
+//! `forward.rs`), which reads the store, sends, and sleeps.
 
 use core::time::Duration;
 use std::collections::VecDeque;
