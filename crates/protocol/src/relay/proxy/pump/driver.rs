@@ -514,7 +514,7 @@ mod tests {
         let (mut core, stored, mut pump) = setup(2, 4);
         let ms = Duration::from_millis;
         assert!(matches!(pump.poll(&mut core, ms(0), 0), Step::Read(0)));
-        pump.on_read(stored.clone());
+        pump.on_read(stored);
         let Step::Send(first, _) = pump.poll(&mut core, ms(0), 0) else {
             panic!("the first slot is now");
         };
@@ -616,7 +616,7 @@ mod tests {
             pump.poll(&mut core, Duration::ZERO, 0),
             Step::Read(0)
         ));
-        pump.on_read(stored.clone());
+        pump.on_read(stored);
         let Step::Send(first, _) = pump.poll(&mut core, Duration::ZERO, 0) else {
             panic!("sent");
         };
