@@ -1,7 +1,8 @@
 //! Admission of relay messages, from CoAP and from the plain-UDP sockets, into the writer's
 //! bounded queue — and the plain-UDP ingestion sockets themselves.
 //!
-//! Admission is the engine's (`Proxy::offer_message`) and decides at once: a message that is
+//! Admission is the engine's (`Proxy::offer_message`; `Proxy::offer_datagram` for plain UDP,
+//! with what to log of a refusal) and decides at once: a message that is
 //! too large, from another source than the storage's, or for an unknown storage is refused
 //! (4.13, 4.00, 4.04);
 //! one that does not fit the storage's or the proxy's capacity is answered 5.03 with Max-Age
@@ -14,12 +15,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use m2msec_wire::relay::RelayMessage;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::error::TrySendError;
 
-use m2msec_protocol::relay::proxy::Admitted;
-use m2msec_wire::relay::coap::coap_lite::{MessageClass, ResponseType};
+use m2msec_protocol::relay::proxy::{Admitted, datagram_refused};
 
 use super::Shared;
 use super::coap_msg::{ReplyTo, Response};
@@ -61,30 +60,14 @@ pub(crate) async fn udp_ingest(shared: Arc<Shared>, id: u32, socket: UdpSocket) 
         let Some(bytes) = buf.get(..n) else {
             continue;
         };
-        let msg = match RelayMessage::decode(bytes) {
-            Ok(m) => m,
-            Err(e) => {
-                junk.warn(peer, &format!("storage {id}: datagram refused: {e}"));
-                continue;
-            }
-        };
-        // The engine's admission (`Proxy::offer_message`), then the writer's bounded queue.
-        let offered = shared
-            .core()
-            .offer_message(id, &msg, Some(bytes.to_vec()), wall_clock());
+        // The engine's admission (`Proxy::offer_datagram`), then the writer's bounded queue.
+        let offered = shared.core().offer_datagram(id, bytes, wall_clock());
         let refused = match offered {
-            Ok(admitted) => queue(&shared, admitted, None),
-            Err(r) => Some(r),
+            Ok(admitted) => queue(&shared, admitted, None).and_then(|r| datagram_refused(id, &r)),
+            Err(why) => why,
         };
-        // A 2.04 at once: a copy of a stored message, acknowledged.
-        if let Some(r) = refused
-            && r.code != ResponseType::Changed
-        {
-            let (code, why) = (MessageClass::Response(r.code), r.text());
-            junk.warn(
-                peer,
-                &format!("storage {id}: datagram refused ({code}): {why}"),
-            );
+        if let Some(why) = refused {
+            junk.warn(peer, &why);
         }
     }
 }

@@ -39,5 +39,5 @@ pub mod state;
 pub use api::{
     Action, Admitted, Event, Handled, Limits, OptionValue, PumpSpec, Request, Response, Ticket,
 };
-pub use routing::{Notification, Proxy, notification_format};
+pub use routing::{Notification, Proxy, datagram_refused, notification_format};
 pub use state::{Core, Handles, MonitorId, Refusal, Written};
