@@ -63,6 +63,7 @@ pub(crate) use m2msec_protocol::relay::proxy::records;
 use m2msec_store::Store;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
+use tokio::task::AbortHandle;
 
 pub use config::ProxyConfig;
 
@@ -273,18 +274,10 @@ impl Proxy {
 /// Aborts the pumps and ingestion sockets (they also stop on their own at `stop`).
 fn stop_tasks(shared: &Shared) {
     let core = shared.core();
-    for s in core.storages.values() {
-        if let Some(t) = &s.handles.udp_task {
-            t.abort();
-        }
-    }
-    for f in core.forwards.values() {
-        for sink in f.sinks.values() {
-            if let Some(t) = &sink.handles {
-                t.abort();
-            }
-        }
-    }
+    let udp = core.storages.values().map(|s| &s.handles.udp_task);
+    let pumps = core.forwards.values().flat_map(|f| f.sinks.values());
+    let tasks = udp.chain(pumps.map(|s| &s.handles)).flatten();
+    tasks.for_each(AbortHandle::abort);
 }
 
 /// Reads back storages, forwards and positions into the engine (`Proxy::restore`), re-binds
@@ -308,14 +301,7 @@ async fn recover(shared: &Arc<Shared>) -> Result<()> {
         control::start_udp(shared, id, socket);
     }
     // The pumps of the forwards read back.
-    let events: Vec<_> = {
-        let mut core = shared.core();
-        std::iter::from_fn(|| core.poll_event()).collect()
-    };
-    let mut junk = LogLimit::new("recovery");
-    for event in events {
-        control::on_event(shared, event, &mut None, &mut junk);
-    }
+    control::on_events(shared, &mut None, &mut LogLimit::new("recovery"));
     if !ops.is_empty() {
         let store = Arc::clone(&shared.store);
         writer::blocking(move || writer::apply(&*store, &ops)).await?;

@@ -41,9 +41,23 @@ pub(crate) fn bind_udp(shared: &Arc<Shared>, ticket: Ticket) {
     });
 }
 
-/// Acts on one of the engine's events: tasks started or stopped, wake-ups, logs. `udp` is the
-/// socket bound for the storage being created, if any.
-pub(crate) fn on_event(
+/// Acts on the engine's events: tasks started or stopped, wake-ups, logs. `udp` is the socket
+/// bound for the storage being created, if any.
+pub(crate) fn on_events(
+    shared: &Arc<Shared>,
+    udp: &mut Option<(Ticket, UdpSocket)>,
+    junk: &mut LogLimit,
+) {
+    let events: Vec<_> = {
+        let mut core = shared.core();
+        std::iter::from_fn(|| core.poll_event()).collect()
+    };
+    for event in events {
+        on_event(shared, event, udp, junk);
+    }
+}
+
+fn on_event(
     shared: &Arc<Shared>,
     event: Event,
     udp: &mut Option<(Ticket, UdpSocket)>,
@@ -69,12 +83,8 @@ pub(crate) fn on_event(
             forwards,
             sinks,
         } => {
-            if let Some(t) = &storage.udp_task {
-                t.abort();
-            }
-            for t in sinks.into_iter().flatten() {
-                t.abort();
-            }
+            let tasks = storage.udp_task.iter().chain(sinks.iter().flatten());
+            tasks.for_each(AbortHandle::abort);
             for f in forwards {
                 f.control.notify_waiters();
             }

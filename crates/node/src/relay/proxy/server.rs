@@ -153,15 +153,11 @@ impl Server {
     /// Does what the engine asks for its control calls: their events, commits, sockets and
     /// answers.
     fn drive(&mut self) -> Vec<Outgoing> {
-        let (actions, events) = {
+        let actions: Vec<_> = {
             let mut core = self.shared.core();
-            let actions: Vec<_> = std::iter::from_fn(|| core.poll_action()).collect();
-            let events: Vec<_> = std::iter::from_fn(|| core.poll_event()).collect();
-            (actions, events)
+            std::iter::from_fn(|| core.poll_action()).collect()
         };
-        for event in events {
-            control::on_event(&self.shared, event, &mut self.udp, &mut self.junk);
-        }
+        control::on_events(&self.shared, &mut self.udp, &mut self.junk);
         let mut out = Vec::new();
         for action in actions {
             match action {
