@@ -86,7 +86,7 @@ fn on_event(
             let tasks = storage.udp_task.iter().chain(sinks.iter().flatten());
             tasks.for_each(AbortHandle::abort);
             for f in forwards {
-                f.control.notify_waiters();
+                f.notify_waiters();
             }
         }
         Event::StorageDeleted { id } => tracing::info!(storage = id, "storage deleted"),
@@ -99,7 +99,7 @@ fn on_event(
         } => tracing::info!(forward = id, storage, sinks, rate, start, "forward created"),
         Event::ForwardChanged { id, control } => {
             if let Some(f) = shared.core().forwards.get(&id) {
-                f.handles.control.notify_waiters();
+                f.handles.notify_waiters();
             }
             tracing::info!(forward = id, control = ?control, "forward changed");
         }

@@ -44,7 +44,7 @@ async fn pump(shared: Arc<Shared>, spec: PumpSpec) {
     let Some((arrived, control)) = shared
         .core()
         .pump_handles(&spec)
-        .map(|(s, f)| (Arc::clone(&s.arrived), Arc::clone(&f.control)))
+        .map(|(s, f)| (Arc::clone(&s.arrived), Arc::clone(f)))
     else {
         return;
     };
