@@ -136,14 +136,11 @@ impl Server {
                 self.drive()
             }
             Deferred::Bound(ticket, result) => {
-                let port = match result {
-                    Ok(socket) => {
-                        let port = socket.local_addr().ok().map(|a| a.port());
-                        self.udp = Some((ticket, socket));
-                        Ok(port)
-                    }
-                    Err(e) => Err(e.to_string()),
-                };
+                let port = result.map_err(|e| e.to_string()).map(|socket| {
+                    let port = socket.local_addr().ok().map(|a| a.port());
+                    self.udp = Some((ticket, socket));
+                    port
+                });
                 self.shared.core().on_udp_bound(ticket, port, wall_clock());
                 self.drive()
             }

@@ -124,14 +124,16 @@ async fn collect(
     let deadline = tokio::time::Instant::now() + wait;
     let mut batch = vec![first];
     while batch.len() < max {
-        match ingest.try_recv() {
-            Ok(i) => batch.push(i),
-            Err(_) if wait.is_zero() => break,
-            Err(_) => match tokio::time::timeout_at(deadline, ingest.recv()).await {
-                Ok(Some(i)) => batch.push(i),
-                Ok(None) | Err(_) => break,
-            },
-        }
+        let next = match ingest.try_recv() {
+            Ok(i) => Some(i),
+            Err(_) if wait.is_zero() => None,
+            Err(_) => tokio::time::timeout_at(deadline, ingest.recv())
+                .await
+                .ok()
+                .flatten(),
+        };
+        let Some(i) = next else { break };
+        batch.push(i);
     }
     batch
 }
@@ -139,29 +141,20 @@ async fn collect(
 /// Writes one batch: one transaction per storage (`Share`), then the answers.
 async fn commit(shared: &Arc<Shared>, batch: Vec<Ingest>) -> Result<()> {
     for share in Share::group(batch) {
-        let admitted = share.admitted();
-        let Share {
-            storage: id,
-            items,
-            replies,
-        } = share;
+        let (id, admitted) = (share.storage, share.admitted());
         let pushed = if shared.core().storages.contains_key(&id) {
-            let store = Arc::clone(&shared.store);
+            let (store, items) = (Arc::clone(&shared.store), share.items);
             Some(blocking(move || Written::push(&*store, id, &items)).await)
         } else {
             None
         };
-        let done = {
-            let mut core = shared.core();
-            let done = core.committed(id, admitted, pushed, now_s());
-            if done.arrived
-                && let Some(s) = core.storages.get(&id)
-            {
-                s.handles.arrived.notify_waiters();
-            }
-            done
-        };
-        for reply in replies.into_iter().flatten() {
+        let mut core = shared.core();
+        let done = core.committed(id, admitted, pushed, now_s());
+        if let Some(s) = core.storages.get(&id).filter(|_| done.arrived) {
+            s.handles.arrived.notify_waiters();
+        }
+        drop(core);
+        for reply in share.replies.into_iter().flatten() {
             // The server is gone only when the proxy stops; nobody is left to answer then.
             let response = done.answer.clone();
             let _ = shared.deferred.send(Deferred::Answer { reply, response });
