@@ -17,7 +17,7 @@ use m2msec_protocol::relay::proxy::{
     Action, Handled, Notification, Request, Ticket, notification_format,
 };
 use m2msec_wire::relay::api::CONTENT_FORMAT_LINK_FORMAT;
-use m2msec_wire::relay::coap::coap_lite::{CoapOption, Packet, RequestType, ResponseType};
+use m2msec_wire::relay::coap::coap_lite::{CoapOption, ResponseType};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
@@ -236,7 +236,7 @@ impl Server {
         r: m2msec_coap::Request,
         now: Millis,
     ) -> Vec<Outgoing> {
-        let Some(response) = self.route(peer, &r.whole, r.method, &r.reply, now) else {
+        let Some(response) = self.route(peer, &r, now) else {
             return self.drive();
         };
         let mut out = self.answer(&r.reply, &response);
@@ -249,13 +249,12 @@ impl Server {
     fn route(
         &mut self,
         peer: SocketAddr,
-        req: &Packet,
-        method: RequestType,
-        reply: &ReplyTo,
+        r: &m2msec_coap::Request,
         now: Millis,
     ) -> Option<Response> {
+        let (req, reply) = (&r.whole, &r.reply);
         let accept = uint_option(req, CoapOption::Accept);
-        let request = match Request::from_packet(peer, req, method, accept, reply.clone()) {
+        let request = match Request::from_packet(peer, req, r.method, accept, reply.clone()) {
             Ok(request) => request,
             Err(refused) => return Some(refused),
         };
