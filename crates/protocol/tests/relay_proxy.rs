@@ -743,7 +743,7 @@ mod api {
             let pump = self.pumps.get_mut(url).unwrap();
             let mut out = Vec::new();
             loop {
-                match pump.poll(&mut self.proxy, Duration::ZERO, T0 / 1000) {
+                match pump.poll(&mut self.proxy, Duration::ZERO, Millis(T0)) {
                     Step::Read(cursor) => {
                         let batch = self
                             .store

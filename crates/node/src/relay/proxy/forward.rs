@@ -18,7 +18,8 @@ use tokio::time::Instant;
 use super::Shared;
 use super::deliver::Transport;
 use super::records::queue_table;
-use super::writer::{blocking, now_s};
+use super::writer::blocking;
+use crate::runtime::driver::wall_clock;
 use crate::runtime::log_limit::LogLimit;
 
 /// Starts the pump of `spec`.
@@ -71,7 +72,7 @@ async fn pump(shared: Arc<Shared>, spec: PumpSpec) {
         if *stop.borrow() {
             return;
         }
-        let step = pump.poll(&mut shared.core(), origin.elapsed(), now_s());
+        let step = pump.poll(&mut shared.core(), origin.elapsed(), wall_clock());
         match step {
             Step::Gone => return,
             Step::Interrupted => sends.clear(),

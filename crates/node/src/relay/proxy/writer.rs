@@ -149,7 +149,7 @@ async fn commit(shared: &Arc<Shared>, batch: Vec<Ingest>) -> Result<()> {
             None
         };
         let mut core = shared.core();
-        let done = core.committed(id, admitted, pushed, now_s());
+        let done = core.committed(id, admitted, pushed, wall_clock().0 / 1000);
         if let Some(s) = core.storages.get(&id).filter(|_| done.arrived) {
             s.handles.arrived.notify_waiters();
         }
@@ -209,9 +209,4 @@ pub(crate) async fn blocking<T: Send + 'static>(
             source: Box::new(e),
         }),
     }
-}
-
-/// Seconds of the wall clock, for the load counters.
-pub(crate) fn now_s() -> u64 {
-    wall_clock().0 / 1000
 }

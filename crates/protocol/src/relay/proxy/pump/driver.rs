@@ -25,6 +25,7 @@ use m2msec_wire::relay::RelayMessage;
 use m2msec_wire::relay::coap::coap_lite::{MessageClass, ResponseType};
 
 use super::{Backoff, Pace, Place, Prepared, Skipped, Standing, Window, forwarder_at, prepare};
+use crate::Millis;
 use crate::relay::proxy::api::PumpSpec;
 use crate::relay::proxy::state::{Core, Handles};
 use crate::relay::{Error, Forwarder, SkipReason};
@@ -159,10 +160,10 @@ impl Pump {
         self.forwarder.epochs()
     }
 
-    /// What to do next. `now` is the pump's clock (any origin the shell keeps fixed), `now_s`
+    /// What to do next. `now` is the pump's clock (any origin the shell keeps fixed), `wall`
     /// the wall clock's seconds for the load counters; the sink's position in `core` advances
     /// here, past what was delivered or skipped, in storage order.
-    pub fn poll<H: Handles>(&mut self, core: &mut Core<H>, now: Duration, now_s: u64) -> Step {
+    pub fn poll<H: Handles>(&mut self, core: &mut Core<H>, now: Duration, wall: Millis) -> Step {
         if let Some(note) = self.notes.pop_front() {
             return note;
         }
@@ -183,7 +184,7 @@ impl Pump {
         }
         loop {
             while let Some(item) = self.window.pop_settled() {
-                if !core.record_delivery(&self.spec, &item, now_s) {
+                if !core.record_delivery(&self.spec, &item, wall.0 / 1000) {
                     return Step::Gone;
                 }
             }
@@ -342,7 +343,6 @@ mod tests {
     use m2msec_wire::relay::Flags;
 
     use super::*;
-    use crate::Millis;
     use crate::relay::proxy::pump::{FIRST_BACKOFF, READ_BATCH, WINDOW};
     use crate::relay::proxy::records::{
         CursorRecord, ForwardRecord, StorageCounters, StorageRecord,
@@ -452,7 +452,7 @@ mod tests {
         let mut under_way: Vec<Delivery> = Vec::new();
         let mut sent = Vec::new();
         loop {
-            match pump.poll(core, now, 0) {
+            match pump.poll(core, now, Millis(0)) {
                 Step::Read(from) => pump.on_read(
                     stored
                         .iter()
@@ -513,22 +513,33 @@ mod tests {
     fn pacing_waits_only_for_a_slot_still_to_come() {
         let (mut core, stored, mut pump) = setup(2, 4);
         let ms = Duration::from_millis;
-        assert!(matches!(pump.poll(&mut core, ms(0), 0), Step::Read(0)));
+        assert!(matches!(
+            pump.poll(&mut core, ms(0), Millis(0)),
+            Step::Read(0)
+        ));
         pump.on_read(stored);
-        let Step::Send(first, _) = pump.poll(&mut core, ms(0), 0) else {
+        let Step::Send(first, _) = pump.poll(&mut core, ms(0), Millis(0)) else {
             panic!("the first slot is now");
         };
         pump.on_done(first, Outcome::Accepted);
-        assert!(matches!(pump.poll(&mut core, ms(10), 0), Step::Wait(at) if at == ms(250)));
-        assert!(matches!(pump.poll(&mut core, ms(100), 0), Step::Wait(at) if at == ms(250)));
-        assert!(matches!(pump.poll(&mut core, ms(250), 0), Step::Send(..)));
+        assert!(matches!(pump.poll(&mut core, ms(10), Millis(0)), Step::Wait(at) if at == ms(250)));
+        assert!(
+            matches!(pump.poll(&mut core, ms(100), Millis(0)), Step::Wait(at) if at == ms(250))
+        );
+        assert!(matches!(
+            pump.poll(&mut core, ms(250), Millis(0)),
+            Step::Send(..)
+        ));
         // Unlimited: never a wait, even at one instant.
         let (mut core, stored, mut pump) = setup(3, 0);
-        assert!(matches!(pump.poll(&mut core, ms(0), 0), Step::Read(0)));
+        assert!(matches!(
+            pump.poll(&mut core, ms(0), Millis(0)),
+            Step::Read(0)
+        ));
         pump.on_read(stored.clone());
         let mut sends = 0;
         loop {
-            match pump.poll(&mut core, ms(0), 0) {
+            match pump.poll(&mut core, ms(0), Millis(0)) {
                 Step::Send(d, _) => {
                     sends += 1;
                     pump.on_done(d, Outcome::Accepted);
@@ -545,37 +556,37 @@ mod tests {
     fn a_failed_delivery_is_sent_again_with_back_off_and_a_refusal_is_passed() {
         let (mut core, stored, mut pump) = setup(1, 0);
         assert!(matches!(
-            pump.poll(&mut core, Duration::ZERO, 0),
+            pump.poll(&mut core, Duration::ZERO, Millis(0)),
             Step::Read(0)
         ));
         pump.on_read(stored[..1].to_vec());
-        let Step::Send(d, _) = pump.poll(&mut core, Duration::ZERO, 0) else {
+        let Step::Send(d, _) = pump.poll(&mut core, Duration::ZERO, Millis(0)) else {
             panic!("sent");
         };
         pump.on_done(d, Outcome::Failed("timeout".into()));
-        let Step::Warn(w) = pump.poll(&mut core, Duration::ZERO, 0) else {
+        let Step::Warn(w) = pump.poll(&mut core, Duration::ZERO, Millis(0)) else {
             panic!("logged");
         };
         assert!(
             w.contains("unreachable (timeout): retrying in 200ms"),
             "{w}"
         );
-        let Step::Send(d, pause) = pump.poll(&mut core, Duration::ZERO, 0) else {
+        let Step::Send(d, pause) = pump.poll(&mut core, Duration::ZERO, Millis(0)) else {
             panic!("sent again");
         };
         assert_eq!(pause, FIRST_BACKOFF);
         pump.on_done(d, Outcome::Failed("timeout".into()));
         assert!(matches!(
-            pump.poll(&mut core, Duration::ZERO, 0),
+            pump.poll(&mut core, Duration::ZERO, Millis(0)),
             Step::Warn(_)
         ));
-        let Step::Send(d, pause) = pump.poll(&mut core, Duration::ZERO, 0) else {
+        let Step::Send(d, pause) = pump.poll(&mut core, Duration::ZERO, Millis(0)) else {
             panic!("sent again");
         };
         assert_eq!(pause, FIRST_BACKOFF * 2, "doubled");
         assert_eq!(cursor(&core), 0, "nothing is skipped for lack of an answer");
         pump.on_done(d, Outcome::Refused(ResponseType::BadRequest));
-        let Step::Warn(w) = pump.poll(&mut core, Duration::ZERO, 0) else {
+        let Step::Warn(w) = pump.poll(&mut core, Duration::ZERO, Millis(0)) else {
             panic!("logged");
         };
         assert!(
@@ -583,7 +594,7 @@ mod tests {
             "{w}"
         );
         assert!(matches!(
-            pump.poll(&mut core, Duration::ZERO, 0),
+            pump.poll(&mut core, Duration::ZERO, Millis(0)),
             Step::Read(1)
         ));
         assert_eq!(cursor(&core), 1);
@@ -613,20 +624,20 @@ mod tests {
     fn a_pause_drops_what_is_under_way_and_a_removed_sink_ends_the_pump() {
         let (mut core, stored, mut pump) = setup(3, 0);
         assert!(matches!(
-            pump.poll(&mut core, Duration::ZERO, 0),
+            pump.poll(&mut core, Duration::ZERO, Millis(0)),
             Step::Read(0)
         ));
         pump.on_read(stored);
-        let Step::Send(first, _) = pump.poll(&mut core, Duration::ZERO, 0) else {
+        let Step::Send(first, _) = pump.poll(&mut core, Duration::ZERO, Millis(0)) else {
             panic!("sent");
         };
         core.forwards.get_mut(&1).unwrap().record.paused = true;
         assert!(matches!(
-            pump.poll(&mut core, Duration::ZERO, 0),
+            pump.poll(&mut core, Duration::ZERO, Millis(0)),
             Step::Interrupted
         ));
         assert!(matches!(
-            pump.poll(&mut core, Duration::ZERO, 0),
+            pump.poll(&mut core, Duration::ZERO, Millis(0)),
             Step::Idle { arrivals: false }
         ));
         assert!(pump.idle(&core));
@@ -636,7 +647,7 @@ mod tests {
         core.forwards.get_mut(&1).unwrap().record.paused = false;
         assert!(!pump.idle(&core));
         assert!(matches!(
-            pump.poll(&mut core, Duration::ZERO, 0),
+            pump.poll(&mut core, Duration::ZERO, Millis(0)),
             Step::Read(0)
         ));
         assert_eq!(cursor(&core), 0);
@@ -645,7 +656,7 @@ mod tests {
         core.forwards.get_mut(&1).unwrap().sinks.clear();
         assert!(core.sink_mut(&pump.spec).is_none(), "removed");
         assert!(matches!(
-            pump.poll(&mut core, Duration::ZERO, 0),
+            pump.poll(&mut core, Duration::ZERO, Millis(0)),
             Step::Gone
         ));
     }
