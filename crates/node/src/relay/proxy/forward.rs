@@ -81,8 +81,7 @@ async fn pump(shared: Arc<Shared>, spec: PumpSpec) {
                 tracing::debug!(sink = %spec.url, seq, %reason, "skipped");
             }
             Step::Read(cursor) => {
-                let store = Arc::clone(&shared.store);
-                let t = table.clone();
+                let (store, t) = (Arc::clone(&shared.store), table.clone());
                 match blocking(move || store.queue_range(&t, cursor, READ_BATCH)).await {
                     // The rest was removed with its storage: the next look finds the forward gone.
                     Ok(batch) if batch.is_empty() => {

@@ -80,9 +80,7 @@ pub(crate) async fn run(
         tokio::select! {
             biased;
             _ = stop.changed() => break,
-            _ = tick.tick() => {
-                housekeep(&shared, &mut checkpoints).await?;
-            }
+            _ = tick.tick() => housekeep(&shared, &mut checkpoints).await?,
             Some(cmd) = commands.recv() => run_command(&shared, cmd).await,
             Some(first) = ingest.recv() => {
                 let batch = collect(&shared, first, &mut ingest).await;
@@ -180,8 +178,7 @@ async fn housekeep(shared: &Arc<Shared>, checkpoints: &mut Checkpoints) -> Resul
     if ops.is_empty() && !prune_signed {
         return Ok(());
     }
-    let store = Arc::clone(&shared.store);
-    let now_ms = wall_clock().0;
+    let (store, now_ms) = (Arc::clone(&shared.store), wall_clock().0);
     let stats = blocking(move || -> m2msec_store::Result<Vec<(u32, QueueStats)>> {
         if prune_signed {
             ops.extend(expired_signed(&*store, now_ms)?);
