@@ -77,6 +77,26 @@ impl Limits {
     }
 }
 
+#[cfg(test)]
+impl Limits {
+    /// Small limits for the engine's tests.
+    pub(crate) fn for_tests() -> Self {
+        Self {
+            capacity_bytes: 1 << 20,
+            max_message_bytes: 4096,
+            load_window_s: 60,
+            max_load_window_s: 600,
+            max_age_when_full_s: 7,
+            max_age_when_busy_s: 2,
+            max_storages: 4,
+            max_forwards: 4,
+            max_sinks_per_forward: 4,
+            signed_max_skew_s: 30,
+            max_control_calls: 8,
+        }
+    }
+}
+
 /// A request to the proxy's API, decoded by the shell from CoAP (RFC 7252).
 #[derive(Clone, Debug)]
 pub struct Request<R> {
@@ -399,19 +419,7 @@ mod tests {
 
     #[test]
     fn limits_must_be_positive_and_consistent() {
-        let limits = Limits {
-            capacity_bytes: 1000,
-            max_message_bytes: 100,
-            load_window_s: 60,
-            max_load_window_s: 3600,
-            max_age_when_full_s: 5,
-            max_age_when_busy_s: 1,
-            max_storages: 1,
-            max_forwards: 1,
-            max_sinks_per_forward: 1,
-            signed_max_skew_s: 300,
-            max_control_calls: 1,
-        };
+        let limits = Limits::for_tests();
         assert_eq!(limits.check(), Ok(()));
         let wrong = |change: fn(&mut Limits)| {
             let mut l = limits.clone();
@@ -422,9 +430,9 @@ mod tests {
             wrong(|l| l.max_forwards = 0),
             "max_forwards must be at least 1"
         );
-        assert!(wrong(|l| l.load_window_s = 3601).starts_with("load_window_s"));
+        assert!(wrong(|l| l.load_window_s = 601).starts_with("load_window_s"));
         assert!(wrong(|l| l.max_load_window_s = 86_401).starts_with("max_load_window_s"));
-        assert!(wrong(|l| l.max_message_bytes = 1001).starts_with("max_message_bytes"));
+        assert!(wrong(|l| l.max_message_bytes = (1 << 20) + 1).starts_with("max_message_bytes"));
     }
 
     #[test]

@@ -113,19 +113,7 @@ mod tests {
     use crate::relay::proxy::records::{CursorRecord, ForwardRecord, StorageRecord, to_hex};
 
     fn proxy() -> Proxy<()> {
-        let limits = Limits {
-            capacity_bytes: 1 << 20,
-            max_message_bytes: 4096,
-            load_window_s: 60,
-            max_load_window_s: 600,
-            max_age_when_full_s: 7,
-            max_age_when_busy_s: 2,
-            max_storages: 4,
-            max_forwards: 4,
-            max_sinks_per_forward: 4,
-            signed_max_skew_s: 30,
-            max_control_calls: 8,
-        };
+        let limits = Limits::for_tests();
         Proxy::new(limits, Arc::new(MemoryStore::new()), Millis(0))
     }
 
