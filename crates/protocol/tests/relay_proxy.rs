@@ -572,12 +572,12 @@ fn back_pressure_refuses_what_does_not_fit_and_counts_it() {
 mod api {
     use std::collections::BTreeMap;
     use std::sync::Arc;
+    use std::time::Duration;
 
     use m2msec_crypto::pre;
     use m2msec_crypto::sig::{SigSuite, SigningKey};
     use m2msec_protocol::Millis;
-    use m2msec_protocol::relay::Forwarder;
-    use m2msec_protocol::relay::proxy::pump::{self, Standing};
+    use m2msec_protocol::relay::proxy::pump::{self, Outcome, Pump, Standing, Step};
     use m2msec_protocol::relay::proxy::records::{dedup_table, queue_table};
     use m2msec_protocol::relay::proxy::retention;
     use m2msec_protocol::relay::proxy::{
@@ -622,12 +622,12 @@ mod api {
         }
     }
 
-    /// The role, its store, and what node's shell would run for it (pumps as forwarders).
+    /// The role, its store, and what node's shell would run for it (a `Pump` per sink).
     struct Shell {
         proxy: Proxy<Test>,
         store: Arc<MemoryStore>,
         next_reply: u64,
-        forwarders: BTreeMap<String, Forwarder>,
+        pumps: BTreeMap<String, Pump>,
         specs: BTreeMap<String, PumpSpec>,
         commits: usize,
     }
@@ -640,7 +640,7 @@ mod api {
                 proxy: Proxy::new(limits(capacity), dyn_store, Millis(T0)),
                 store,
                 next_reply: 0,
-                forwarders: BTreeMap::new(),
+                pumps: BTreeMap::new(),
                 specs: BTreeMap::new(),
                 commits: 0,
             }
@@ -697,12 +697,12 @@ mod api {
             while let Some(e) = self.proxy.poll_event() {
                 match e {
                     Event::StartPump(spec) => {
-                        let f = pump::forwarder_at(&spec, &spec.snapshot).unwrap();
-                        self.forwarders.insert(spec.url.clone(), f);
+                        let p = Pump::new(spec.clone()).unwrap();
+                        self.pumps.insert(spec.url.clone(), p);
                         self.specs.insert(spec.url.clone(), spec);
                     }
                     Event::StopPump(()) => {}
-                    Event::StorageRemoved { .. } => self.forwarders.clear(),
+                    Event::StorageRemoved { .. } => self.pumps.clear(),
                     _ => {}
                 }
             }
@@ -736,29 +736,32 @@ mod api {
             Response::code(ResponseType::Changed)
         }
 
-        /// Sink `url`'s pump, until nothing is left, with the engine's pump decisions
-        /// (every delivery succeeds at once here): what it delivers, positions advanced.
+        /// Sink `url`'s pump (the engine's `Pump`, as node's shell drives it) until it has
+        /// nothing left to do; every delivery succeeds at once here: what it delivers.
         fn pump(&mut self, url: &str) -> Vec<RelayMessage> {
-            let spec = self.specs[url].clone();
+            let storage = self.specs[url].storage_id;
+            let pump = self.pumps.get_mut(url).unwrap();
             let mut out = Vec::new();
             loop {
-                let cursor = match self.proxy.standing(&spec) {
-                    Standing::Run { cursor, next } if cursor < next => cursor,
-                    _ => return out,
-                };
-                let batch = self
-                    .store
-                    .queue_range(&queue_table(spec.storage_id), cursor, pump::READ_BATCH)
-                    .unwrap();
-                if batch.is_empty() {
-                    return out;
-                }
-                let fwd = self.forwarders.get_mut(url).unwrap();
-                for (seq, bytes) in batch {
-                    let item = pump::prepare(fwd, seq, &bytes);
-                    assert!(item.window() == 1 || !item.management);
-                    assert!(self.proxy.record_delivery(&spec, &item, T0 / 1000));
-                    out.extend(item.out);
+                match pump.poll(&mut self.proxy, Duration::ZERO, Millis(T0)) {
+                    Step::Read(cursor) => {
+                        let batch = self
+                            .store
+                            .queue_range(&queue_table(storage), cursor, pump::READ_BATCH)
+                            .unwrap();
+                        if batch.is_empty() {
+                            return out;
+                        }
+                        pump.on_read(batch);
+                    }
+                    Step::Send(delivery, pause) => {
+                        assert_eq!(pause, Duration::ZERO, "nothing failed");
+                        out.push(delivery.message().unwrap().clone());
+                        pump.on_done(delivery, Outcome::Accepted);
+                    }
+                    Step::Skipped { .. } => {}
+                    Step::Idle { .. } | Step::Gone => return out,
+                    step => panic!("unexpected {step:?}"),
                 }
             }
         }
@@ -937,6 +940,7 @@ mod api {
         let fm = ForwardMonitor::from_bytes(&shell.get("forward/1/monitor")).unwrap();
         assert!(fm.paused);
         assert_eq!(shell.proxy.standing(&shell.specs[SINK1]), Standing::Paused);
+        assert!(shell.pump(SINK1).is_empty());
         let delivered: Vec<u64> = fm.sinks.iter().map(|s| s.delivered).collect();
         // Sections of 5: 40 data messages and 8 section keys; 20 and 4 from the section of 20.
         assert_eq!(

@@ -21,7 +21,8 @@
 //!   pruning) and the control plane's writes.
 //! - `control`: what the shell does for the engine's `store`, `forward`, `control` and
 //!   `DELETE` calls (commits, UDP sockets, tasks, logs).
-//! - `forward`: one pump per sink, delivering through `deliver`.
+//! - `forward`: one task per sink driving the engine's pump (`pump::Pump`), delivering
+//!   through `deliver`.
 //! - `state`: what all of them share in memory; `records` (the engine's): what is kept in the
 //!   store.
 //!
@@ -61,15 +62,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 pub(crate) use m2msec_protocol::relay::proxy::records;
 use m2msec_store::Store;
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
+use tokio::task::AbortHandle;
 
 pub use config::ProxyConfig;
 
-use m2msec_wire::relay::coap::coap_lite::ResponseType;
-
-use self::coap_msg::Response;
 use self::state::Engine;
-use self::writer::{Deferred, Ingest, Op, WriterCmd};
+use self::writer::{Command, Deferred, Ingest};
 use crate::error::{Error, Result};
 use crate::runtime::driver::open_store;
 use crate::runtime::driver::{self, Egress, Shutdown, wall_clock};
@@ -87,7 +86,7 @@ pub(crate) struct Shared {
     /// Admitted messages on their way to the writer (bounded: `ingest_queue`).
     pub(crate) ingest: mpsc::Sender<Ingest>,
     /// Control-plane writes for the writer.
-    pub(crate) writer: mpsc::Sender<WriterCmd>,
+    pub(crate) writer: mpsc::Sender<Command>,
     /// Answers and results computed away from the server's task.
     pub(crate) deferred: mpsc::UnboundedSender<Deferred>,
     /// Fires when the proxy stops.
@@ -104,34 +103,6 @@ impl Shared {
     pub(crate) fn core(&self) -> MutexGuard<'_, Engine> {
         self.core.lock().unwrap_or_else(PoisonError::into_inner)
     }
-
-    /// Has the writer apply `ops` in one transaction.
-    ///
-    /// # Errors
-    ///
-    /// A 5.00 response when the store failed or the writer is gone.
-    pub(crate) async fn write(&self, ops: Vec<Op>) -> std::result::Result<(), Response> {
-        let (tx, rx) = oneshot::channel();
-        // No writer to send to or to answer: the proxy is stopping.
-        let answer = match self.writer.send(WriterCmd::Run(ops, tx)).await {
-            Ok(()) => rx.await.ok(),
-            Err(_) => None,
-        };
-        match answer {
-            Some(Ok(())) => Ok(()),
-            Some(Err(e)) => {
-                tracing::error!(error = %e, "store write failed");
-                Err(Response::error(
-                    ResponseType::InternalServerError,
-                    "store failed",
-                ))
-            }
-            None => Err(Response::error(
-                ResponseType::ServiceUnavailable,
-                "stopping",
-            )),
-        }
-    }
 }
 
 /// A bound proxy, ready to [`run`](Proxy::run).
@@ -140,7 +111,7 @@ pub struct Proxy {
     socket: Egress,
     local: SocketAddr,
     ingest: mpsc::Receiver<Ingest>,
-    commands: mpsc::Receiver<WriterCmd>,
+    commands: mpsc::Receiver<Command>,
     deferred: mpsc::UnboundedReceiver<Deferred>,
     stop: watch::Sender<bool>,
 }
@@ -303,35 +274,18 @@ impl Proxy {
 /// Aborts the pumps and ingestion sockets (they also stop on their own at `stop`).
 fn stop_tasks(shared: &Shared) {
     let core = shared.core();
-    for s in core.storages.values() {
-        if let Some(t) = &s.handles.udp_task {
-            t.abort();
-        }
-    }
-    for f in core.forwards.values() {
-        for sink in f.sinks.values() {
-            if let Some(t) = &sink.handles {
-                t.abort();
-            }
-        }
-    }
+    let udp = core.storages.values().map(|s| &s.handles.udp_task);
+    let pumps = core.forwards.values().flat_map(|f| f.sinks.values());
+    let tasks = udp.chain(pumps.map(|s| &s.handles)).flatten();
+    tasks.for_each(AbortHandle::abort);
 }
 
 /// Reads back storages, forwards and positions into the engine (`Proxy::restore`), re-binds
 /// the UDP ingestion ports and starts the pumps.
 async fn recover(shared: &Arc<Shared>) -> Result<()> {
     let store = Arc::clone(&shared.store);
-    let (loaded, stats) = writer::blocking(move || {
-        let loaded = records::load(&*store)?;
-        let stats = loaded
-            .storages
-            .iter()
-            .map(|(r, _)| store.queue_stats(&records::queue_table(r.id)))
-            .collect::<m2msec_store::Result<Vec<_>>>()?;
-        Ok((loaded, stats))
-    })
-    .await?;
-    let restored = shared.core().restore(loaded, stats);
+    let loaded = writer::blocking(move || records::load(&*store)).await?;
+    let restored = shared.core().restore(loaded);
     for warning in &restored.warnings {
         tracing::warn!("{warning}");
     }
@@ -347,14 +301,7 @@ async fn recover(shared: &Arc<Shared>) -> Result<()> {
         control::start_udp(shared, id, socket);
     }
     // The pumps of the forwards read back.
-    let events: Vec<_> = {
-        let mut core = shared.core();
-        std::iter::from_fn(|| core.poll_event()).collect()
-    };
-    let mut junk = LogLimit::new("recovery");
-    for event in events {
-        control::on_event(shared, event, &mut None, &mut junk);
-    }
+    control::on_events(shared, &mut None, &mut LogLimit::new("recovery"));
     if !ops.is_empty() {
         let store = Arc::clone(&shared.store);
         writer::blocking(move || writer::apply(&*store, &ops)).await?;

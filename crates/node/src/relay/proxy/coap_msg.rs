@@ -2,7 +2,7 @@
 //! into packets with the node's CoAP transport (`runtime::coap`: piggy-backed in the ACK of a
 //! CON request, a NON for a NON, Block1 echoed).
 
-use m2msec_wire::relay::coap::coap_lite::{MessageClass, Packet, ResponseType};
+use m2msec_wire::relay::coap::coap_lite::Packet;
 
 use m2msec_protocol::relay::proxy::OptionValue;
 pub(crate) use m2msec_protocol::relay::proxy::Response;
@@ -10,28 +10,18 @@ pub(crate) use m2msec_protocol::relay::proxy::Response;
 pub(crate) use crate::runtime::coap::ReplyTo;
 use crate::runtime::coap::{MessageIds, set_uint_option};
 
-/// "c.dd" of a response code, for logs and diagnostics.
-pub(crate) fn show(code: ResponseType) -> String {
-    MessageClass::Response(code).to_string()
-}
-
 /// The packet answering `to` with `response` (piggy-backed in the ACK of a CON request, a NON
 /// for a NON, Block1 echoed).
 pub(crate) fn to_packet(response: &Response, to: &ReplyTo, ids: &mut MessageIds) -> Packet {
     let mut p = crate::runtime::coap::response(&to.request, response.code, ids);
-    apply(response, &mut p);
-    p
-}
-
-/// Puts the options and payload of `response` into `p`.
-fn apply(response: &Response, p: &mut Packet) {
     for (option, value) in &response.options {
         match value {
-            OptionValue::Uint(v) => set_uint_option(p, *option, *v),
+            OptionValue::Uint(v) => set_uint_option(&mut p, *option, *v),
             OptionValue::Bytes(b) => p.add_option(*option, b.clone()),
         }
     }
     p.payload.clone_from(&response.payload);
+    p
 }
 
 /// Encodes a packet of the proxy's. Responses are at most a block plus options, but an error
@@ -48,7 +38,7 @@ pub(crate) const MAX_DATAGRAM: usize = 65_507;
 mod tests {
     #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-    use m2msec_wire::relay::coap::coap_lite::{CoapOption, MessageType};
+    use m2msec_wire::relay::coap::coap_lite::{CoapOption, MessageType, ResponseType};
 
     use super::*;
     use crate::runtime::coap::uint_option;
@@ -73,6 +63,5 @@ mod tests {
         assert_eq!(p.header.message_id, 5);
         assert_eq!(uint_option(&p, CoapOption::MaxAge), Some(5));
         assert_eq!(p.payload, b"full");
-        assert_eq!(show(ResponseType::ServiceUnavailable), "5.03");
     }
 }

@@ -151,36 +151,15 @@ impl ProxyConfig {
     /// What is wrong, naming the field.
     pub fn check(&self) -> core::result::Result<(), String> {
         let positive = [
-            ("capacity_bytes", self.capacity_bytes),
-            ("max_message_bytes", u64::from(self.max_message_bytes)),
-            ("load_window_s", u64::from(self.load_window_s)),
-            ("max_load_window_s", u64::from(self.max_load_window_s)),
-            ("ingest_queue", u64::from(self.ingest_queue)),
-            ("group_commit_max", u64::from(self.group_commit_max)),
-            ("max_storages", u64::from(self.max_storages)),
-            ("max_forwards", u64::from(self.max_forwards)),
-            (
-                "max_sinks_per_forward",
-                u64::from(self.max_sinks_per_forward),
-            ),
-            ("signed_max_skew_s", u64::from(self.signed_max_skew_s)),
-            (
-                "notify_con_interval_s",
-                u64::from(self.notify_con_interval_s),
-            ),
+            ("ingest_queue", self.ingest_queue),
+            ("group_commit_max", self.group_commit_max),
+            ("notify_con_interval_s", self.notify_con_interval_s),
         ];
         if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{field} must be at least 1"));
         }
-        if self.load_window_s > self.max_load_window_s {
-            return Err("load_window_s must not exceed max_load_window_s".into());
-        }
-        if self.max_load_window_s > 86_400 {
-            return Err("max_load_window_s must not exceed 86400 (one day)".into());
-        }
-        if u64::from(self.max_message_bytes) > self.capacity_bytes {
-            return Err("max_message_bytes must not exceed capacity_bytes".into());
-        }
+        // The engine's own limits (`Limits::check`).
+        self.limits(1).check()?;
         self.coap.check()
     }
 }

@@ -7,22 +7,29 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use m2msec_protocol::relay::proxy::{PumpSpec, Ticket};
+use m2msec_wire::relay::coap::coap_lite::ResponseType;
 use tokio::net::UdpSocket;
+use tokio::task::AbortHandle;
 
 use super::Shared;
+use super::coap_msg::Response;
 use super::forward;
 use super::ingest;
 use super::state::Event;
 use super::writer::{Deferred, Op};
 use crate::runtime::log_limit::LogLimit;
 
-/// Commits `ops` for call `ticket` and reports back to the server (which tells the engine).
-pub(crate) fn commit(shared: &Arc<Shared>, ticket: Ticket, ops: Vec<Op>) {
-    let shared = Arc::clone(shared);
-    tokio::spawn(async move {
-        let result = shared.write(ops).await;
-        let _ = shared.deferred.send(Deferred::Committed(ticket, result));
-    });
+/// Has the writer commit `ops` for call `ticket`; it reports back to the server (which tells
+/// the engine).
+pub(crate) fn commit(shared: &Shared, ticket: Ticket, ops: Vec<Op>) {
+    if shared.writer.try_send((ticket, ops)).is_err() {
+        // The engine runs one control call at a time, so the queue has room: the writer is gone,
+        // the proxy is stopping.
+        let stopping = Response::error(ResponseType::ServiceUnavailable, "stopping");
+        let _ = shared
+            .deferred
+            .send(Deferred::Committed(ticket, Err(stopping)));
+    }
 }
 
 /// Binds a plain-UDP ingestion socket for call `ticket` and reports back to the server.
@@ -34,9 +41,23 @@ pub(crate) fn bind_udp(shared: &Arc<Shared>, ticket: Ticket) {
     });
 }
 
-/// Acts on one of the engine's events: tasks started or stopped, wake-ups, logs. `udp` is the
-/// socket bound for the storage being created, if any.
-pub(crate) fn on_event(
+/// Acts on the engine's events: tasks started or stopped, wake-ups, logs. `udp` is the socket
+/// bound for the storage being created, if any.
+pub(crate) fn on_events(
+    shared: &Arc<Shared>,
+    udp: &mut Option<(Ticket, UdpSocket)>,
+    junk: &mut LogLimit,
+) {
+    let events: Vec<_> = {
+        let mut core = shared.core();
+        std::iter::from_fn(|| core.poll_event()).collect()
+    };
+    for event in events {
+        on_event(shared, event, udp, junk);
+    }
+}
+
+fn on_event(
     shared: &Arc<Shared>,
     event: Event,
     udp: &mut Option<(Ticket, UdpSocket)>,
@@ -62,14 +83,10 @@ pub(crate) fn on_event(
             forwards,
             sinks,
         } => {
-            if let Some(t) = &storage.udp_task {
-                t.abort();
-            }
-            for t in sinks.into_iter().flatten() {
-                t.abort();
-            }
+            let tasks = storage.udp_task.iter().chain(sinks.iter().flatten());
+            tasks.for_each(AbortHandle::abort);
             for f in forwards {
-                f.control.notify_waiters();
+                f.notify_waiters();
             }
         }
         Event::StorageDeleted { id } => tracing::info!(storage = id, "storage deleted"),
@@ -82,7 +99,7 @@ pub(crate) fn on_event(
         } => tracing::info!(forward = id, storage, sinks, rate, start, "forward created"),
         Event::ForwardChanged { id, control } => {
             if let Some(f) = shared.core().forwards.get(&id) {
-                f.handles.control.notify_waiters();
+                f.handles.notify_waiters();
             }
             tracing::info!(forward = id, control = ?control, "forward changed");
         }
@@ -98,32 +115,29 @@ pub(crate) fn on_event(
 /// Starts the plain-UDP ingestion of storage `id` on `socket`.
 pub(crate) fn start_udp(shared: &Arc<Shared>, id: u32, socket: UdpSocket) {
     let task = tokio::spawn(ingest::udp_ingest(Arc::clone(shared), id, socket)).abort_handle();
-    match shared.core().storages.get_mut(&id) {
-        Some(s) => {
-            if let Some(old) = s.handles.udp_task.replace(task) {
-                old.abort();
-            }
-        }
-        None => task.abort(),
-    }
+    let mut core = shared.core();
+    attach(
+        core.storages.get_mut(&id).map(|s| &mut s.handles.udp_task),
+        task,
+    );
 }
 
 /// Starts a sink's pump and attaches it, unless the sink is gone or was replaced meanwhile.
 fn start_pump(shared: &Arc<Shared>, spec: PumpSpec) {
-    let (fid, url, generation) = (spec.forward_id, spec.url.clone(), spec.generation);
-    let handle = forward::spawn(shared, spec);
+    let task = forward::spawn(shared, spec.clone());
     let mut core = shared.core();
-    match core
-        .forwards
-        .get_mut(&fid)
-        .and_then(|f| f.sinks.get_mut(&url))
-        .filter(|s| s.generation == generation)
-    {
-        Some(sink) => {
-            if let Some(old) = sink.handles.replace(handle) {
+    attach(core.sink_mut(&spec).map(|s| &mut s.handles), task);
+}
+
+/// Puts `task` in `slot`, stopping the one it replaces; stops it when there is no slot (what
+/// it served is gone).
+fn attach(slot: Option<&mut Option<AbortHandle>>, task: AbortHandle) {
+    match slot {
+        Some(slot) => {
+            if let Some(old) = slot.replace(task) {
                 old.abort();
             }
         }
-        None => handle.abort(),
+        None => task.abort(),
     }
 }

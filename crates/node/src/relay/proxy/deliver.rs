@@ -5,27 +5,15 @@
 
 use std::net::SocketAddr;
 
+use m2msec_protocol::relay::proxy::pump::Outcome;
 use m2msec_wire::relay::coap::Target;
-use m2msec_wire::relay::coap::coap_lite::{MessageClass, ResponseType};
+use m2msec_wire::relay::coap::coap_lite::ResponseType;
 use m2msec_wire::relay::{RelayMessage, SinkUrl};
 use tokio::net::UdpSocket;
 
-use super::coap_msg::show;
 use crate::relay::client::any_port;
 use crate::runtime::coap::{self, CoapClient, Config, Transmission};
 use crate::runtime::tap::Wiretap;
-
-/// What became of one delivery attempt.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Outcome {
-    /// The sink has it (a 2.xx, or a datagram sent to a UDP sink).
-    Accepted,
-    /// The sink answered with a client error (4.xx): it has seen the message and refused it;
-    /// sending it again would not change that.
-    Refused(ResponseType),
-    /// Not delivered (no answer, 5.xx): try again later.
-    Failed(String),
-}
 
 /// One sink's transport.
 #[derive(Debug)]
@@ -35,7 +23,10 @@ pub(crate) enum Transport {
         addr: SocketAddr,
         path: String,
     },
-    Udp(UdpSocket),
+    Udp {
+        socket: UdpSocket,
+        addr: SocketAddr,
+    },
 }
 
 impl Transport {
@@ -70,7 +61,7 @@ impl Transport {
                     .await
                     .map_err(|e| e.to_string())?;
                 socket.connect(addr).await.map_err(|e| e.to_string())?;
-                Ok(Self::Udp(socket))
+                Ok(Self::Udp { socket, addr })
             }
         }
     }
@@ -78,17 +69,14 @@ impl Transport {
     /// The sink's address.
     pub(crate) fn addr(&self) -> SocketAddr {
         match self {
-            Self::Coap { addr, .. } => *addr,
-            Self::Udp(s) => s
-                .peer_addr()
-                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+            Self::Coap { addr, .. } | Self::Udp { addr, .. } => *addr,
         }
     }
 
     /// One delivery attempt of `msg` (the forwarder's output, sink URL set).
     pub(crate) async fn send(&self, msg: &RelayMessage) -> Outcome {
         match self {
-            Self::Udp(socket) => match msg.encode() {
+            Self::Udp { socket, .. } => match msg.encode() {
                 Ok(bytes) => match socket.send(&bytes).await {
                     Ok(_) => Outcome::Accepted,
                     Err(e) => Outcome::Failed(e.to_string()),
@@ -100,16 +88,7 @@ impl Transport {
                     .post_relay(*addr, msg, &Target::Path(path), true)
                     .await
                 {
-                    Ok(p) => match p.header.code {
-                        MessageClass::Response(_) if coap::is_success(&p) => Outcome::Accepted,
-                        MessageClass::Response(code) if u8::from(p.header.code) >> 5 == 4 => {
-                            Outcome::Refused(code)
-                        }
-                        MessageClass::Response(code) => {
-                            Outcome::Failed(format!("sink answered {}", show(code)))
-                        }
-                        _ => Outcome::Failed("sink answered with a non-response".into()),
-                    },
+                    Ok(p) => Outcome::of_answer(p.header.code),
                     Err(coap::Error::Wire(e)) => unencodable(&e),
                     Err(e) => Outcome::Failed(e.to_string()),
                 }

@@ -1,7 +1,8 @@
 //! Admission of relay messages, from CoAP and from the plain-UDP sockets, into the writer's
 //! bounded queue — and the plain-UDP ingestion sockets themselves.
 //!
-//! Admission is the engine's (`Proxy::offer_message`) and decides at once: a message that is
+//! Admission is the engine's (`Proxy::offer_message`; `Proxy::offer_datagram` for plain UDP,
+//! with what to log of a refusal) and decides at once: a message that is
 //! too large, from another source than the storage's, or for an unknown storage is refused
 //! (4.13, 4.00, 4.04);
 //! one that does not fit the storage's or the proxy's capacity is answered 5.03 with Max-Age
@@ -14,51 +15,27 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use m2msec_wire::relay::RelayMessage;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::error::TrySendError;
 
-use m2msec_protocol::relay::proxy::Admitted;
-use m2msec_wire::relay::coap::coap_lite::ResponseType;
+use m2msec_protocol::relay::proxy::{Admitted, datagram_refused};
 
 use super::Shared;
-use super::coap_msg::{ReplyTo, Response, show};
+use super::coap_msg::{ReplyTo, Response};
 use crate::runtime::driver::wall_clock;
 use crate::runtime::log_limit::LogLimit;
 
-/// The result of offering a message.
-#[derive(Debug)]
-pub(crate) enum Submitted {
-    /// Queued: the writer answers once it is durable.
-    Queued,
-    /// Answered at once (refused, or a known duplicate acknowledged).
-    Now(Response),
-}
-
-/// Offers `msg` (whose binary form is `raw`, when it arrived as one) for storage `id`: the
-/// engine's admission (`Proxy::offer_message`), then the writer's bounded queue.
-pub(crate) fn submit(
+/// Hands an admitted message to the writer, which answers once it is durable (`None`), or
+/// gives its reservation back when the ingest queue is full and answers at once.
+pub(crate) fn queue(
     shared: &Shared,
-    id: u32,
-    msg: &RelayMessage,
-    raw: Option<Vec<u8>>,
+    admitted: Admitted,
     reply: Option<ReplyTo>,
-) -> Submitted {
-    let now = wall_clock();
-    let admitted = shared.core().offer_message(id, msg, raw, now);
-    match admitted {
-        Ok(admitted) => queue(shared, admitted, reply),
-        Err(r) => Submitted::Now(r),
-    }
-}
-
-/// Hands an admitted message to the writer, or gives its reservation back when the ingest
-/// queue is full.
-pub(crate) fn queue(shared: &Shared, admitted: Admitted, reply: Option<ReplyTo>) -> Submitted {
+) -> Option<Response> {
     match shared.ingest.try_send((admitted, reply)) {
-        Ok(()) => Submitted::Queued,
+        Ok(()) => None,
         Err(TrySendError::Full((admitted, _)) | TrySendError::Closed((admitted, _))) => {
-            Submitted::Now(shared.core().busy(&admitted, wall_clock()))
+            Some(shared.core().busy(&admitted, wall_clock()))
         }
     }
 }
@@ -83,21 +60,14 @@ pub(crate) async fn udp_ingest(shared: Arc<Shared>, id: u32, socket: UdpSocket) 
         let Some(bytes) = buf.get(..n) else {
             continue;
         };
-        let msg = match RelayMessage::decode(bytes) {
-            Ok(m) => m,
-            Err(e) => {
-                junk.warn(peer, &format!("storage {id}: datagram refused: {e}"));
-                continue;
-            }
+        // The engine's admission (`Proxy::offer_datagram`), then the writer's bounded queue.
+        let offered = shared.core().offer_datagram(id, bytes, wall_clock());
+        let refused = match offered {
+            Ok(admitted) => queue(&shared, admitted, None).and_then(|r| datagram_refused(id, &r)),
+            Err(why) => why,
         };
-        if let Submitted::Now(r) = submit(&shared, id, &msg, Some(bytes.to_vec()), None)
-            && r.code != ResponseType::Changed
-        {
-            let why = r.text();
-            junk.warn(
-                peer,
-                &format!("storage {id}: datagram refused ({}): {why}", show(r.code)),
-            );
+        if let Some(why) = refused {
+            junk.warn(peer, &why);
         }
     }
 }

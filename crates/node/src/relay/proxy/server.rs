@@ -17,15 +17,14 @@ use m2msec_protocol::relay::proxy::{
     Action, Handled, Notification, Request, Ticket, notification_format,
 };
 use m2msec_wire::relay::api::CONTENT_FORMAT_LINK_FORMAT;
-use m2msec_wire::relay::coap::coap_lite::{CoapOption, Packet, RequestType, ResponseType};
-use m2msec_wire::relay::coap::{from_request, uri_path, uri_query};
+use m2msec_wire::relay::coap::coap_lite::{CoapOption, ResponseType};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use super::Shared;
 use super::coap_msg::{MAX_DATAGRAM, Response, encode, to_packet};
 use super::control;
-use super::ingest::{self, Submitted};
+use super::ingest;
 use super::writer::Deferred;
 use crate::runtime::coap::{
     self, Block1Assembler, DEFAULT_SZX, DedupCache, EXCHANGE_LIFETIME, MessageIds, Observers,
@@ -38,10 +37,6 @@ use crate::runtime::log_limit::LogLimit;
 const MAX_EXCHANGES: usize = 65_536;
 /// A block-wise upload that sees no block for this long is dropped.
 const UPLOAD_LIFETIME: Duration = Duration::from_secs(60);
-
-/// Options the proxy understands; an unknown critical (odd) option in a request is refused with
-/// 4.02 (RFC 7252 §5.4.1).
-const KNOWN_CRITICAL: [u16; 8] = [3, 7, 11, 15, 17, 23, 27, 35];
 
 /// A datagram to send.
 type Outgoing = (SocketAddr, Vec<u8>);
@@ -141,14 +136,11 @@ impl Server {
                 self.drive()
             }
             Deferred::Bound(ticket, result) => {
-                let port = match result {
-                    Ok(socket) => {
-                        let port = socket.local_addr().ok().map(|a| a.port());
-                        self.udp = Some((ticket, socket));
-                        Ok(port)
-                    }
-                    Err(e) => Err(e.to_string()),
-                };
+                let port = result.map_err(|e| e.to_string()).map(|socket| {
+                    let port = socket.local_addr().ok().map(|a| a.port());
+                    self.udp = Some((ticket, socket));
+                    port
+                });
                 self.shared.core().on_udp_bound(ticket, port, wall_clock());
                 self.drive()
             }
@@ -158,15 +150,11 @@ impl Server {
     /// Does what the engine asks for its control calls: their events, commits, sockets and
     /// answers.
     fn drive(&mut self) -> Vec<Outgoing> {
-        let (actions, events) = {
+        let actions: Vec<_> = {
             let mut core = self.shared.core();
-            let actions: Vec<_> = std::iter::from_fn(|| core.poll_action()).collect();
-            let events: Vec<_> = std::iter::from_fn(|| core.poll_event()).collect();
-            (actions, events)
+            std::iter::from_fn(|| core.poll_action()).collect()
         };
-        for event in events {
-            control::on_event(&self.shared, event, &mut self.udp, &mut self.junk);
-        }
+        control::on_events(&self.shared, &mut self.udp, &mut self.junk);
         let mut out = Vec::new();
         for action in actions {
             match action {
@@ -248,12 +236,8 @@ impl Server {
         r: m2msec_coap::Request,
         now: Millis,
     ) -> Vec<Outgoing> {
-        let response = match critical_option(&r.whole) {
-            Some(response) => response,
-            None => match self.route(peer, &r.whole, r.method, &r.reply, now) {
-                Some(response) => response,
-                None => return self.drive(),
-            },
+        let Some(response) = self.route(peer, &r, now) else {
+            return self.drive();
         };
         let mut out = self.answer(&r.reply, &response);
         out.extend(self.drive());
@@ -265,26 +249,14 @@ impl Server {
     fn route(
         &mut self,
         peer: SocketAddr,
-        req: &Packet,
-        method: RequestType,
-        reply: &ReplyTo,
+        r: &m2msec_coap::Request,
         now: Millis,
     ) -> Option<Response> {
-        let request = Request {
-            peer,
-            method,
-            path: uri_path(req)
-                .split('/')
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            query: uri_query(req),
-            accept: uint_option(req, CoapOption::Accept),
-            proxy_uri: req.get_first_option(CoapOption::ProxyUri).is_some(),
-            payload: req.payload.clone(),
-            message: (method == RequestType::Post)
-                .then(|| from_request(req).map_err(|e| e.to_string())),
-            reply: reply.clone(),
+        let (req, reply) = (&r.whole, &r.reply);
+        let accept = uint_option(req, CoapOption::Accept);
+        let request = match Request::from_packet(peer, req, r.method, accept, reply.clone()) {
+            Ok(request) => request,
+            Err(refused) => return Some(refused),
         };
         let handled = self.shared.core().handle_request(wall_clock(), request);
         match handled {
@@ -304,12 +276,7 @@ impl Server {
                     None => r,
                 }),
             },
-            Handled::Store(admitted) => {
-                match ingest::queue(&self.shared, admitted, Some(reply.clone())) {
-                    Submitted::Queued => None,
-                    Submitted::Now(r) => Some(r),
-                }
-            }
+            Handled::Store(admitted) => ingest::queue(&self.shared, admitted, Some(reply.clone())),
         }
     }
 }
@@ -328,20 +295,6 @@ fn links(resources: &[Resource], query: &[String]) -> String {
         })
         .collect();
     link_format::encode(&all, query)
-}
-
-/// An unknown critical option (odd number, RFC 7252 §5.4.1): answered 4.02 Bad Option.
-fn critical_option(req: &Packet) -> Option<Response> {
-    req.options()
-        .find_map(|(n, v)| {
-            (n % 2 == 1 && !KNOWN_CRITICAL.contains(n) && !v.is_empty()).then_some(*n)
-        })
-        .map(|n| {
-            Response::error(
-                ResponseType::BadOption,
-                &format!("critical option {n} not supported"),
-            )
-        })
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use m2msec_protocol::relay::proxy::state as engine;
-pub(crate) use m2msec_protocol::relay::proxy::state::{MonitorId, Written};
+pub(crate) use m2msec_protocol::relay::proxy::state::Written;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
@@ -19,7 +19,8 @@ pub(crate) struct Tokio;
 
 impl engine::Handles for Tokio {
     type Storage = StorageTasks;
-    type Forward = ForwardTasks;
+    /// Wakes the forward's pumps on resume, pause and shutdown.
+    type Forward = Arc<Notify>;
     /// The pump delivering to the sink.
     type Sink = Option<AbortHandle>;
     type Reply = ReplyTo;
@@ -32,13 +33,6 @@ pub(crate) struct StorageTasks {
     pub(crate) arrived: Arc<Notify>,
     /// The plain-UDP ingestion task, if any.
     pub(crate) udp_task: Option<AbortHandle>,
-}
-
-/// A forward's wake-up.
-#[derive(Debug, Default)]
-pub(crate) struct ForwardTasks {
-    /// Wakes its pumps on resume and on shutdown.
-    pub(crate) control: Arc<Notify>,
 }
 
 /// The engine, with this shell's handles.

@@ -16,7 +16,7 @@
 //!
 //! **One writer.** Queue writes and the byte totals read back after them (`queue_stats`) happen
 //! here only, in order, so the in-memory accounting mirrors the store exactly; control-plane
-//! changes are sent here too ([`WriterCmd::Run`]), so a storage deleted or a sink removed is
+//! changes are sent here too ([`Command`]), so a storage deleted or a sink removed is
 //! never written again by a housekeeping round that started before.
 //!
 //! **Housekeeping** (every [`HOUSEKEEP_INTERVAL`], one `write_batch`): what to write is the
@@ -26,38 +26,33 @@
 //! replay cache of signed requests, commits, and reads the shrunk queues' totals back.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use m2msec_protocol::relay::proxy::commit::Share;
 use m2msec_protocol::relay::proxy::retention::{Checkpoints, Housekeeping, expired_signed};
 pub(crate) use m2msec_protocol::relay::proxy::retention::{Op, apply};
 use m2msec_protocol::relay::proxy::{Admitted, Ticket};
 use m2msec_store::QueueStats;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use super::Shared;
 use super::coap_msg::{ReplyTo, Response};
 use super::records::queue_table;
-use super::state::{MonitorId, Written};
+use super::state::Written;
 use crate::error::{Error, Result};
 use crate::runtime::coap::monotonic_now;
 use crate::runtime::driver::wall_clock;
 
 /// How often positions are written and delivered messages removed.
 pub(crate) const HOUSEKEEP_INTERVAL: Duration = Duration::from_millis(100);
-/// How often the replay cache of signed requests is pruned.
-const SIGNED_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// A message on its way to the store, and where its CoAP acknowledgement goes (none for plain
 /// UDP).
 pub(crate) type Ingest = (Admitted, Option<ReplyTo>);
 
-/// A control-plane request to the writer.
-#[derive(Debug)]
-pub(crate) enum WriterCmd {
-    /// Apply these writes atomically, then answer.
-    Run(Vec<Op>, oneshot::Sender<std::result::Result<(), String>>),
-}
+/// A control call's writes, applied in one transaction; the result goes to the server
+/// ([`Deferred::Committed`]).
+pub(crate) type Command = (Ticket, Vec<Op>);
 
 /// What comes back to the CoAP server's task from elsewhere.
 #[derive(Debug)]
@@ -75,20 +70,17 @@ pub(crate) enum Deferred {
 pub(crate) async fn run(
     shared: Arc<Shared>,
     mut ingest: mpsc::Receiver<Ingest>,
-    mut commands: mpsc::Receiver<WriterCmd>,
+    mut commands: mpsc::Receiver<Command>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let mut checkpoints = shared.core().startup_checkpoints(monotonic_now());
     let mut tick = tokio::time::interval(HOUSEKEEP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_signed_prune = Instant::now();
     loop {
         tokio::select! {
             biased;
             _ = stop.changed() => break,
-            _ = tick.tick() => {
-                housekeep(&shared, &mut checkpoints, &mut last_signed_prune).await?;
-            }
+            _ = tick.tick() => housekeep(&shared, &mut checkpoints).await?,
             Some(cmd) = commands.recv() => run_command(&shared, cmd).await,
             Some(first) = ingest.recv() => {
                 let batch = collect(&shared, first, &mut ingest).await;
@@ -97,27 +89,24 @@ pub(crate) async fn run(
         }
     }
     // Stopping: answer what was admitted, then write the final positions.
-    let mut rest = Vec::new();
-    while let Ok(i) = ingest.try_recv() {
-        rest.push(i);
-    }
+    let rest: Vec<Ingest> = std::iter::from_fn(|| ingest.try_recv().ok()).collect();
     if !rest.is_empty() {
         commit(&shared, rest).await?;
     }
     while let Ok(cmd) = commands.try_recv() {
         run_command(&shared, cmd).await;
     }
-    housekeep(&shared, &mut checkpoints, &mut last_signed_prune).await
+    housekeep(&shared, &mut checkpoints).await
 }
 
-async fn run_command(shared: &Arc<Shared>, cmd: WriterCmd) {
-    match cmd {
-        WriterCmd::Run(ops, answer) => {
-            let store = Arc::clone(&shared.store);
-            let result = blocking(move || apply(&*store, &ops)).await;
-            let _ = answer.send(result.map_err(|e| e.to_string()));
-        }
-    }
+async fn run_command(shared: &Arc<Shared>, (ticket, ops): Command) {
+    let store = Arc::clone(&shared.store);
+    let result = blocking(move || apply(&*store, &ops)).await.map_err(|e| {
+        tracing::error!(error = %e, "store write failed");
+        Response::store_failed()
+    });
+    // The server is gone only when the proxy stops; nobody is left to answer then.
+    let _ = shared.deferred.send(Deferred::Committed(ticket, result));
 }
 
 /// Takes `first` and what else is queued, waiting up to `group_commit_wait_us` for more.
@@ -133,14 +122,16 @@ async fn collect(
     let deadline = tokio::time::Instant::now() + wait;
     let mut batch = vec![first];
     while batch.len() < max {
-        match ingest.try_recv() {
-            Ok(i) => batch.push(i),
-            Err(_) if wait.is_zero() => break,
-            Err(_) => match tokio::time::timeout_at(deadline, ingest.recv()).await {
-                Ok(Some(i)) => batch.push(i),
-                Ok(None) | Err(_) => break,
-            },
-        }
+        let next = match ingest.try_recv() {
+            Ok(i) => Some(i),
+            Err(_) if wait.is_zero() => None,
+            Err(_) => tokio::time::timeout_at(deadline, ingest.recv())
+                .await
+                .ok()
+                .flatten(),
+        };
+        let Some(i) = next else { break };
+        batch.push(i);
     }
     batch
 }
@@ -148,29 +139,20 @@ async fn collect(
 /// Writes one batch: one transaction per storage (`Share`), then the answers.
 async fn commit(shared: &Arc<Shared>, batch: Vec<Ingest>) -> Result<()> {
     for share in Share::group(batch) {
-        let Share {
-            storage: id,
-            items,
-            replies,
-            admitted,
-        } = share;
+        let (id, admitted) = (share.storage, share.admitted());
         let pushed = if shared.core().storages.contains_key(&id) {
-            let store = Arc::clone(&shared.store);
+            let (store, items) = (Arc::clone(&shared.store), share.items);
             Some(blocking(move || Written::push(&*store, id, &items)).await)
         } else {
             None
         };
-        let done = {
-            let mut core = shared.core();
-            let done = core.committed(id, admitted, pushed, now_s());
-            if done.arrived
-                && let Some(s) = core.storages.get(&id)
-            {
-                s.handles.arrived.notify_waiters();
-            }
-            done
-        };
-        for reply in replies.into_iter().flatten() {
+        let mut core = shared.core();
+        let done = core.committed(id, admitted, pushed, wall_clock().0 / 1000);
+        if let Some(s) = core.storages.get(&id).filter(|_| done.arrived) {
+            s.handles.arrived.notify_waiters();
+        }
+        drop(core);
+        for reply in share.replies.into_iter().flatten() {
             // The server is gone only when the proxy stops; nobody is left to answer then.
             let response = done.answer.clone();
             let _ = shared.deferred.send(Deferred::Answer { reply, response });
@@ -183,26 +165,20 @@ async fn commit(shared: &Arc<Shared>, batch: Vec<Ingest>) -> Result<()> {
 }
 
 /// One housekeeping round (see the module documentation).
-async fn housekeep(
-    shared: &Arc<Shared>,
-    checkpoints: &mut Checkpoints,
-    last_signed_prune: &mut Instant,
-) -> Result<()> {
-    let now = Instant::now();
+async fn housekeep(shared: &Arc<Shared>, checkpoints: &mut Checkpoints) -> Result<()> {
     let grace = Duration::from_secs(shared.config.dedup_grace_s.into());
-    let Housekeeping { mut ops, emptied } = shared
+    let Housekeeping {
+        mut ops,
+        emptied,
+        prune_signed,
+    } = shared
         .core()
         .housekeeping(monotonic_now(), checkpoints, grace)
         .map_err(|e| Error::Control(format!("relay proxy record: {e}")))?;
-    let prune_signed = now.saturating_duration_since(*last_signed_prune) >= SIGNED_PRUNE_INTERVAL;
-    if prune_signed {
-        *last_signed_prune = now;
-    }
     if ops.is_empty() && !prune_signed {
         return Ok(());
     }
-    let store = Arc::clone(&shared.store);
-    let now_ms = wall_clock().0;
+    let (store, now_ms) = (Arc::clone(&shared.store), wall_clock().0);
     let stats = blocking(move || -> m2msec_store::Result<Vec<(u32, QueueStats)>> {
         if prune_signed {
             ops.extend(expired_signed(&*store, now_ms)?);
@@ -215,13 +191,7 @@ async fn housekeep(
     })
     .await
     .map_err(Error::Store)?;
-    let mut core = shared.core();
-    for (id, st) in stats {
-        if let Some(s) = core.storages.get_mut(&id) {
-            s.stats = st;
-            core.dirty.insert(MonitorId::Storage(id));
-        }
-    }
+    shared.core().refreshed(stats);
     Ok(())
 }
 
@@ -236,9 +206,4 @@ pub(crate) async fn blocking<T: Send + 'static>(
             source: Box::new(e),
         }),
     }
-}
-
-/// Seconds of the wall clock, for the load counters.
-pub(crate) fn now_s() -> u64 {
-    wall_clock().0 / 1000
 }

@@ -6,7 +6,8 @@ use core::net::SocketAddr;
 
 use m2msec_wire::relay::RelayMessage;
 use m2msec_wire::relay::api::EpochRekey;
-use m2msec_wire::relay::coap::coap_lite::{CoapOption, RequestType, ResponseType};
+use m2msec_wire::relay::coap::coap_lite::{CoapOption, Packet, RequestType, ResponseType};
+use m2msec_wire::relay::coap::{from_request, uri_path, uri_query};
 
 use super::retention::Op;
 use super::state::Handles;
@@ -39,6 +40,63 @@ pub struct Limits {
     pub max_control_calls: usize,
 }
 
+impl Limits {
+    /// Checks the values that must be non-zero or consistent; the message names the field
+    /// as the shell's config does.
+    ///
+    /// # Errors
+    ///
+    /// What is wrong, naming the field.
+    pub fn check(&self) -> Result<(), String> {
+        let positive = [
+            ("capacity_bytes", self.capacity_bytes),
+            ("max_message_bytes", u64::from(self.max_message_bytes)),
+            ("load_window_s", u64::from(self.load_window_s)),
+            ("max_load_window_s", u64::from(self.max_load_window_s)),
+            ("max_storages", u64::from(self.max_storages)),
+            ("max_forwards", u64::from(self.max_forwards)),
+            (
+                "max_sinks_per_forward",
+                u64::from(self.max_sinks_per_forward),
+            ),
+            ("signed_max_skew_s", u64::from(self.signed_max_skew_s)),
+        ];
+        if let Some((field, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("{field} must be at least 1"));
+        }
+        if self.load_window_s > self.max_load_window_s {
+            return Err("load_window_s must not exceed max_load_window_s".into());
+        }
+        if self.max_load_window_s > 86_400 {
+            return Err("max_load_window_s must not exceed 86400 (one day)".into());
+        }
+        if u64::from(self.max_message_bytes) > self.capacity_bytes {
+            return Err("max_message_bytes must not exceed capacity_bytes".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+impl Limits {
+    /// Small limits for the engine's tests.
+    pub(crate) fn for_tests() -> Self {
+        Self {
+            capacity_bytes: 1 << 20,
+            max_message_bytes: 4096,
+            load_window_s: 60,
+            max_load_window_s: 600,
+            max_age_when_full_s: 7,
+            max_age_when_busy_s: 2,
+            max_storages: 4,
+            max_forwards: 4,
+            max_sinks_per_forward: 4,
+            signed_max_skew_s: 30,
+            max_control_calls: 8,
+        }
+    }
+}
+
 /// A request to the proxy's API, decoded by the shell from CoAP (RFC 7252).
 #[derive(Clone, Debug)]
 pub struct Request<R> {
@@ -61,6 +119,51 @@ pub struct Request<R> {
     pub message: Option<Result<RelayMessage, String>>,
     /// The shell's handle on where the answer goes, given back with a late answer.
     pub reply: R,
+}
+
+/// Options the proxy understands; an unknown critical (odd) option in a request is refused with
+/// 4.02 (RFC 7252 §5.4.1).
+const KNOWN_CRITICAL: [u16; 8] = [3, 7, 11, 15, 17, 23, 27, 35];
+
+impl<R> Request<R> {
+    /// The whole request `packet` (a Block1 upload reassembled) of `method` from `peer`;
+    /// `accept` is its Accept option as the shell's CoAP layer reads it, `reply` where the
+    /// answer goes.
+    ///
+    /// # Errors
+    ///
+    /// 4.02 Bad Option for an unknown critical option (RFC 7252 §5.4.1).
+    pub fn from_packet(
+        peer: SocketAddr,
+        packet: &Packet,
+        method: RequestType,
+        accept: Option<u32>,
+        reply: R,
+    ) -> Result<Self, Response> {
+        let critical = packet.options().find_map(|(n, v)| {
+            (n % 2 == 1 && !KNOWN_CRITICAL.contains(n) && !v.is_empty()).then_some(*n)
+        });
+        if let Some(n) = critical {
+            let diagnostic = format!("critical option {n} not supported");
+            return Err(Response::error(ResponseType::BadOption, &diagnostic));
+        }
+        Ok(Self {
+            peer,
+            method,
+            path: uri_path(packet)
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            query: uri_query(packet),
+            accept,
+            proxy_uri: packet.get_first_option(CoapOption::ProxyUri).is_some(),
+            payload: packet.payload.clone(),
+            message: (method == RequestType::Post)
+                .then(|| from_request(packet).map_err(|e| e.to_string())),
+            reply,
+        })
+    }
 }
 
 /// The value of an option of a [`Response`].
@@ -118,6 +221,12 @@ impl Response {
     pub fn unavailable(max_age_s: u32, diagnostic: &str) -> Self {
         Self::error(ResponseType::ServiceUnavailable, diagnostic)
             .with_uint(CoapOption::MaxAge, max_age_s)
+    }
+
+    /// 5.00: the store failed, nothing was written (the shell logs why).
+    #[must_use]
+    pub fn store_failed() -> Self {
+        Self::error(ResponseType::InternalServerError, "store failed")
     }
 
     /// Adds an unsigned option.
@@ -291,4 +400,64 @@ pub enum Event<H: Handles> {
     StartPump(PumpSpec),
     /// A sink was removed: stop its pump.
     StopPump(H::Sink),
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+    use super::*;
+
+    fn get(path: &[&str]) -> Packet {
+        let mut p = Packet::new();
+        for segment in path {
+            p.add_option(CoapOption::UriPath, segment.as_bytes().to_vec());
+        }
+        p.add_option(CoapOption::UriQuery, b"window=5".to_vec());
+        p
+    }
+
+    #[test]
+    fn limits_must_be_positive_and_consistent() {
+        let limits = Limits::for_tests();
+        assert_eq!(limits.check(), Ok(()));
+        let wrong = |change: fn(&mut Limits)| {
+            let mut l = limits.clone();
+            change(&mut l);
+            l.check().unwrap_err()
+        };
+        assert_eq!(
+            wrong(|l| l.max_forwards = 0),
+            "max_forwards must be at least 1"
+        );
+        assert!(wrong(|l| l.load_window_s = 601).starts_with("load_window_s"));
+        assert!(wrong(|l| l.max_load_window_s = 86_401).starts_with("max_load_window_s"));
+        assert!(wrong(|l| l.max_message_bytes = (1 << 20) + 1).starts_with("max_message_bytes"));
+    }
+
+    #[test]
+    fn a_request_is_decoded_once_and_an_unknown_critical_option_refused() {
+        let peer: SocketAddr = "192.0.2.1:5683".parse().unwrap();
+        let p = get(&["storage", "", "7", "monitor"]);
+        let r = Request::from_packet(peer, &p, RequestType::Get, Some(60), 9).unwrap();
+        assert_eq!(r.path, ["storage", "7", "monitor"]);
+        assert_eq!(r.query, ["window=5"]);
+        assert_eq!((r.accept, r.proxy_uri, r.reply), (Some(60), false, 9));
+        assert!(r.message.is_none(), "only a POST carries a relay message");
+        let post = Request::from_packet(peer, &p, RequestType::Post, None, 9).unwrap();
+        assert!(
+            matches!(post.message, Some(Err(_))),
+            "a POST without one says why"
+        );
+        // RFC 7252 §5.4.1: an odd option the proxy does not know is refused (If-None-Match,
+        // 5, is critical and unknown here); an elective one (even) is ignored.
+        let mut critical = get(&["info"]);
+        critical.add_option(CoapOption::Unknown(5), vec![1]);
+        let refused = Request::from_packet(peer, &critical, RequestType::Get, None, 9).unwrap_err();
+        assert_eq!(refused.code, ResponseType::BadOption);
+        assert_eq!(refused.text(), "critical option 5 not supported");
+        let mut elective = get(&["info"]);
+        elective.add_option(CoapOption::Unknown(2048), vec![1]);
+        assert!(Request::from_packet(peer, &elective, RequestType::Get, None, 9).is_ok());
+    }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use m2msec_wire::relay::coap::coap_lite::ResponseType;
 
 use super::api::{Admitted, Response};
-use super::state::{Core, Handles, Written};
+use super::state::{Core, Handles, Written, admitted_bytes};
 
 /// One storage's share of a group commit.
 #[derive(Debug)]
@@ -18,8 +18,6 @@ pub struct Share<R> {
     pub items: Vec<([u8; 9], Vec<u8>)>,
     /// Where each message's answer goes (none for plain UDP).
     pub replies: Vec<Option<R>>,
-    /// Bytes reserved at admission.
-    pub admitted: u64,
 }
 
 impl<R> Share<R> {
@@ -32,14 +30,17 @@ impl<R> Share<R> {
                 storage: a.storage,
                 items: Vec::new(),
                 replies: Vec::new(),
-                admitted: 0,
             });
-            let len = u64::try_from(a.value.len()).unwrap_or(u64::MAX);
-            share.admitted = share.admitted.saturating_add(len);
             share.items.push((a.key, a.value));
             share.replies.push(reply);
         }
         shares.into_values().collect()
+    }
+
+    /// Bytes reserved at admission for its messages.
+    #[must_use]
+    pub fn admitted(&self) -> u64 {
+        admitted_bytes(&self.items)
     }
 }
 
@@ -74,8 +75,7 @@ impl<H: Handles> Core<H> {
             ),
             Some(Err(e)) => {
                 self.release(id, admitted);
-                let answer = Response::error(ResponseType::InternalServerError, "store failed");
-                (answer, false, Some(e))
+                (Response::store_failed(), false, Some(e))
             }
             Some(Ok(written)) => {
                 let arrived = written.stored > 0;
@@ -109,10 +109,10 @@ mod tests {
         let shares = Share::group([admitted(2, 0, 3), admitted(1, 1, 4), admitted(2, 2, 5)]);
         assert_eq!(shares.len(), 2);
         assert_eq!(shares[0].storage, 1);
-        assert_eq!(shares[0].admitted, 4);
+        assert_eq!(shares[0].admitted(), 4);
         assert_eq!(shares[0].replies, [None]);
         assert_eq!(shares[1].storage, 2);
-        assert_eq!(shares[1].admitted, 8);
+        assert_eq!(shares[1].admitted(), 8);
         assert_eq!(
             shares[1].items,
             [([0; 9], vec![0; 3]), ([2; 9], vec![2; 5])]

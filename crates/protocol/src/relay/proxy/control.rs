@@ -362,7 +362,7 @@ impl<H: Handles> Proxy<H> {
         let seen = self
             .store
             .get(SIGNED_TABLE, &key)
-            .map_err(|_| Response::error(ResponseType::InternalServerError, "store failed"))?;
+            .map_err(|_| Response::store_failed())?;
         if seen.is_some() {
             return Err(Response::error(
                 ResponseType::Unauthorized,

@@ -9,8 +9,9 @@
 //! - [`commit`]: a group commit's shares and what each one's write means.
 //! - `control`: store, forward, control and delete, one at a time.
 //! - [`api`]: requests, responses, actions and events.
-//! - [`pump`]: a sink's pump — its standing, what each stored message becomes, how its
-//!   position advances, the window of deliveries under way, pacing and back-off.
+//! - [`pump`]: a sink's pump ([`pump::Pump`], polled by the shell) — its standing, what each
+//!   stored message becomes, how its position advances, the window of deliveries under way,
+//!   pacing and back-off.
 //! - [`resources`]: discovery and the representations (CBOR, JSON).
 //! - [`state`]: storages with exact byte accounting and admission, forwards with each sink's
 //!   position, monitors that changed, the retention watermark.
@@ -38,5 +39,5 @@ pub mod state;
 pub use api::{
     Action, Admitted, Event, Handled, Limits, OptionValue, PumpSpec, Request, Response, Ticket,
 };
-pub use routing::{Notification, Proxy, notification_format};
+pub use routing::{Notification, Proxy, datagram_refused, notification_format};
 pub use state::{Core, Handles, MonitorId, Refusal, Written};

@@ -2,8 +2,8 @@
 //! stored message to each sink its owner granted): where it stands, what each stored message
 //! becomes for the sink, how its position advances, how fast it may send (the forward's rate)
 //! and how long it waits before trying a sink that did not answer again, and which deliveries
-//! may be under way at once ([`Window`]). The shell (node's `forward.rs`) reads the store,
-//! sends, and sleeps.
+//! may be under way at once ([`Window`]); [`Pump`] puts them together for a shell (node's
+//! `forward.rs`), which reads the store, sends, and sleeps.
 
 use core::time::Duration;
 use std::collections::VecDeque;
@@ -12,8 +12,12 @@ use m2msec_wire::relay::{Flags, RelayMessage};
 
 use super::api::PumpSpec;
 use super::metrics::Slot;
-use super::state::{Core, Handles, MonitorId};
+use super::state::{Core, Handles, MonitorId, SinkState};
 use crate::relay::{Error, Forwarded, Forwarder, SkipReason};
+
+mod driver;
+
+pub use driver::{Delivery, Outcome, Pump, Step};
 
 /// Messages read from the store at a time.
 pub const READ_BATCH: usize = 64;
@@ -182,6 +186,23 @@ impl<H: Handles> Core<H> {
         }
     }
 
+    /// The sink of `spec`, unless it was removed or replaced (a new pump serves it then).
+    pub fn sink_mut(&mut self, spec: &PumpSpec) -> Option<&mut SinkState<H>> {
+        self.forwards
+            .get_mut(&spec.forward_id)
+            .and_then(|f| f.sinks.get_mut(&spec.url))
+            .filter(|s| s.generation == spec.generation)
+    }
+
+    /// What the shell attached to the storage and the forward of `spec` (node: their pumps'
+    /// wake-ups); `None` when either is gone.
+    #[must_use]
+    pub fn pump_handles(&self, spec: &PumpSpec) -> Option<(&H::Storage, &H::Forward)> {
+        let storage = self.storages.get(&spec.storage_id)?;
+        let forward = self.forwards.get(&spec.forward_id)?;
+        Some((&storage.handles, &forward.handles))
+    }
+
     /// The sections recorded with the sink's position (`Forwarder::snapshot`), to start again
     /// from after an interruption; empty when none.
     #[must_use]
@@ -198,12 +219,7 @@ impl<H: Handles> Core<H> {
     /// shell records a message once every earlier one was, so the position never passes a
     /// message the sink does not have.
     pub fn record_delivery(&mut self, spec: &PumpSpec, item: &Prepared, now_s: u64) -> bool {
-        let Some(sink) = self
-            .forwards
-            .get_mut(&spec.forward_id)
-            .and_then(|f| f.sinks.get_mut(&spec.url))
-            .filter(|s| s.generation == spec.generation)
-        else {
+        let Some(sink) = self.sink_mut(spec) else {
             return false;
         };
         sink.pos.cursor = item.seq.saturating_add(1).max(sink.pos.cursor);

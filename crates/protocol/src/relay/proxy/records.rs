@@ -17,7 +17,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use m2msec_store::{Result, Store};
+use m2msec_store::{QueueStats, Result, Store};
 use m2msec_wire::cbor::hex;
 
 /// Ids handed out so far.
@@ -210,8 +210,8 @@ pub struct Loaded {
     pub next_storage: u32,
     /// The next forward id to hand out.
     pub next_forward: u32,
-    /// Storages and their counters.
-    pub storages: Vec<(StorageRecord, StorageCounters)>,
+    /// Storages, their counters, and what their queues hold.
+    pub storages: Vec<(StorageRecord, StorageCounters, QueueStats)>,
     /// Forwards.
     pub forwards: Vec<ForwardRecord>,
     /// (forward id, sink URL) → its position.
@@ -220,9 +220,9 @@ pub struct Loaded {
     pub skipped: Vec<(&'static str, Vec<u8>)>,
 }
 
-/// Reads the proxy's records. A record that does not decode is skipped and listed in
-/// [`Loaded::skipped`] (it can only come from a damaged or foreign file), so one bad entry does
-/// not keep the proxy down.
+/// Reads the proxy's records, and what each storage's queue holds. A record that does not
+/// decode is skipped and listed in [`Loaded::skipped`] (it can only come from a damaged or
+/// foreign file), so one bad entry does not keep the proxy down.
 ///
 /// # Errors
 ///
@@ -243,7 +243,8 @@ pub fn load(store: &dyn Store) -> Result<Loaded> {
                     .and_then(|(_, v)| serde_json::from_slice(v).ok())
                     .unwrap_or_default();
                 loaded.next_storage = loaded.next_storage.max(record.id.saturating_add(1));
-                loaded.storages.push((record, c));
+                let stats = store.queue_stats(&queue_table(record.id))?;
+                loaded.storages.push((record, c, stats));
             }
             _ => loaded.skipped.push((STORAGES_TABLE, key)),
         }
@@ -352,6 +353,11 @@ mod tests {
         store.put(CURSORS_TABLE, b"x", b"y").unwrap();
         let loaded = load(&store).unwrap();
         assert_eq!(loaded.storages.len(), 1);
+        assert_eq!(
+            loaded.storages[0].2,
+            QueueStats::default(),
+            "an empty queue"
+        );
         assert_eq!(loaded.next_storage, 4);
         assert_eq!(loaded.next_forward, 1);
         assert_eq!(loaded.cursors.len(), 1);

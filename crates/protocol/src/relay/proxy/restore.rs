@@ -2,7 +2,6 @@
 //! about it (log the records skipped, bind the plain-UDP ports again, remove the positions of
 //! sinks no forward knows).
 
-use m2msec_store::QueueStats;
 use m2msec_wire::cbor::hex;
 
 use super::authz::owner_key;
@@ -25,11 +24,11 @@ pub struct Restored {
 
 impl<H: Handles> Proxy<H> {
     /// Puts what a restart read back into the engine: storages whose owner key decodes, with
-    /// `stats[i]` what the queue of `loaded.storages[i]` holds; forwards whose storage was
+    /// what their queues hold; forwards whose storage was
     /// restored, at their positions, their pumps asked for ([`Event::StartPump`]).
     ///
     /// [`Event::StartPump`]: super::Event::StartPump
-    pub fn restore(&mut self, loaded: Loaded, stats: Vec<QueueStats>) -> Restored {
+    pub fn restore(&mut self, loaded: Loaded) -> Restored {
         let mut out = Restored::default();
         for (table, key) in &loaded.skipped {
             out.warnings.push(format!(
@@ -39,7 +38,7 @@ impl<H: Handles> Proxy<H> {
         }
         self.core.next_storage = loaded.next_storage;
         self.core.next_forward = loaded.next_forward;
-        for ((record, counters), stats) in loaded.storages.into_iter().zip(stats) {
+        for (record, counters, stats) in loaded.storages {
             let Some(owner) = unhex(&record.owner_key).and_then(|b| owner_key(&b)) else {
                 out.warnings.push(format!(
                     "storage {} skipped: owner key does not decode",
@@ -114,19 +113,7 @@ mod tests {
     use crate::relay::proxy::records::{CursorRecord, ForwardRecord, StorageRecord, to_hex};
 
     fn proxy() -> Proxy<()> {
-        let limits = Limits {
-            capacity_bytes: 1 << 20,
-            max_message_bytes: 4096,
-            load_window_s: 60,
-            max_load_window_s: 600,
-            max_age_when_full_s: 7,
-            max_age_when_busy_s: 2,
-            max_storages: 4,
-            max_forwards: 4,
-            max_sinks_per_forward: 4,
-            signed_max_skew_s: 30,
-            max_control_calls: 8,
-        };
+        let limits = Limits::for_tests();
         Proxy::new(limits, Arc::new(MemoryStore::new()), Millis(0))
     }
 
@@ -156,15 +143,23 @@ mod tests {
             next_storage: 9,
             next_forward: 7,
             storages: vec![
-                (storage(1, key.clone(), Some(5683)), Default::default()),
-                (storage(2, "zz".into(), None), Default::default()),
+                (
+                    storage(1, key.clone(), Some(5683)),
+                    Default::default(),
+                    Default::default(),
+                ),
+                (
+                    storage(2, "zz".into(), None),
+                    Default::default(),
+                    Default::default(),
+                ),
             ],
             forwards: vec![forward(3, 1), forward(4, 2)],
             cursors: vec![((3, "coap://127.0.0.1/gone".into()), CursorRecord::default())],
             skipped: vec![(STORAGES_TABLE, vec![0xab])],
         };
         let mut p = proxy();
-        let restored = p.restore(loaded, vec![QueueStats::default(); 2]);
+        let restored = p.restore(loaded);
         assert_eq!(restored.udp, vec![(1, Some(5683))]);
         assert_eq!(
             restored.warnings,

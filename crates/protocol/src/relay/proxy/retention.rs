@@ -14,17 +14,19 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use m2msec_store::{Store, WriteOp};
+use m2msec_store::{QueueStats, Store, WriteOp};
 use m2msec_wire::relay::{Flags, Header};
 
 use super::records::{
     self, COUNTERS_TABLE, CURSORS_TABLE, cursor_key, dedup_table, id_key, queue_table,
 };
-use super::state::{Core, Handles};
+use super::state::{Core, Handles, MonitorId};
 use crate::Millis;
 
 /// Dedup checkpoints closer together than this are merged (bounds their number).
 pub const CHECKPOINT_SPACING: Duration = Duration::from_secs(1);
+/// How often the replay cache of signed requests is pruned ([`expired_signed`]).
+pub const SIGNED_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// An owned store write, for a shell to apply in one transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,10 +106,11 @@ pub fn management_stream(key: &[u8; 9]) -> Option<u16> {
     (key[0] & management == management).then(|| u16::from_be_bytes([key[5], key[6]]))
 }
 
-/// Per storage: (when, queue position) of removals, to forget dedup keys a grace period later.
-/// Times are a monotonic [`Millis`].
+/// Per storage: (when, queue position) of removals, to forget dedup keys a grace period later;
+/// and when the replay cache of signed requests was last pruned. Times are a monotonic
+/// [`Millis`].
 #[derive(Debug, Default)]
-pub struct Checkpoints(HashMap<u32, VecDeque<(Millis, u64)>>);
+pub struct Checkpoints(HashMap<u32, VecDeque<(Millis, u64)>>, Millis);
 
 impl Checkpoints {
     /// Records that storage `id` removed its messages below `below` at `now`.
@@ -161,6 +164,9 @@ pub struct Housekeeping {
     pub ops: Vec<Op>,
     /// Storages whose queue shrank: their `QueueStats` are read back after the commit.
     pub emptied: Vec<u32>,
+    /// The shell adds the removal of the expired signed requests ([`expired_signed`]): the
+    /// last pruning is [`SIGNED_PRUNE_INTERVAL`] ago.
+    pub prune_signed: bool,
 }
 
 impl<H: Handles> Core<H> {
@@ -217,14 +223,29 @@ impl<H: Handles> Core<H> {
         for (id, below) in checkpoints.matured(now, dedup_grace) {
             out.ops.push(Op::DedupForgetBelow(dedup_table(id), below));
         }
+        out.prune_signed = elapsed(checkpoints.1, now) >= SIGNED_PRUNE_INTERVAL;
+        if out.prune_signed {
+            checkpoints.1 = now;
+        }
         Ok(out)
+    }
+
+    /// What the queues a housekeeping round shrank hold after its commit
+    /// ([`Housekeeping::emptied`], read back by the shell); their monitors changed.
+    pub fn refreshed(&mut self, stats: Vec<(u32, QueueStats)>) {
+        for (id, st) in stats {
+            if let Some(s) = self.storages.get_mut(&id) {
+                s.stats = st;
+                self.dirty.insert(MonitorId::Storage(id));
+            }
+        }
     }
 
     /// Checkpoints for a proxy starting at `now`: whatever is below a queue's first entry was
     /// removed at some unknown time, so its dedup keys are kept one more grace period.
     #[must_use]
     pub fn startup_checkpoints(&self, now: Millis) -> Checkpoints {
-        let mut c = Checkpoints::default();
+        let mut c = Checkpoints(HashMap::new(), now);
         for (id, s) in &self.storages {
             c.push(*id, now, s.stats.first_seq.unwrap_or(s.stats.next_seq));
         }
@@ -278,6 +299,23 @@ mod tests {
         data.flags = Flags::STREAM;
         assert_ne!(dedup_key(&data), dedup_key(&again));
         assert_eq!(management_stream(&dedup_key(&data)), None);
+    }
+
+    #[test]
+    fn signed_requests_are_pruned_once_a_minute() {
+        let core: Core = Core::new(100, 60, 0);
+        let start = Millis(5_000);
+        let mut c = core.startup_checkpoints(start);
+        let mut round = |ms: u64| {
+            let mut core: Core = Core::new(100, 60, 0);
+            let round = core.housekeeping(Millis(start.0 + ms), &mut c, Duration::from_secs(300));
+            matches!(round, Ok(h) if h.prune_signed)
+        };
+        assert!(!round(100), "not at startup");
+        assert!(!round(59_999));
+        assert!(round(60_000));
+        assert!(!round(60_100), "the interval starts again");
+        assert!(round(120_000));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use m2msec_wire::relay::RelayMessage;
 use m2msec_wire::relay::api::{
     CONTENT_FORMAT_CBOR, CONTENT_FORMAT_LINK_FORMAT, DEFAULT_WINDOW_S, Load, Throughput,
 };
-use m2msec_wire::relay::coap::coap_lite::{CoapOption, RequestType, ResponseType};
+use m2msec_wire::relay::coap::coap_lite::{CoapOption, MessageClass, RequestType, ResponseType};
 
 use super::api::{Action, Admitted, Event, Handled, Limits, Request, Response};
 use super::control::Calls;
@@ -356,6 +356,25 @@ impl<H: Handles> Proxy<H> {
         }
     }
 
+    /// A plain-UDP datagram for storage `id` (the binary header form): decoded, then admitted
+    /// as [`offer_message`](Self::offer_message) does. Nobody waits for an answer, so a
+    /// refusal is only what the shell logs (rate-limited), never silent.
+    ///
+    /// # Errors
+    ///
+    /// What to log, if anything ([`datagram_refused`]).
+    pub fn offer_datagram(
+        &mut self,
+        id: u32,
+        bytes: &[u8],
+        now: Millis,
+    ) -> Result<Admitted, Option<String>> {
+        let msg = RelayMessage::decode(bytes)
+            .map_err(|e| Some(format!("storage {id}: datagram refused: {e}")))?;
+        self.offer_message(id, &msg, Some(bytes.to_vec()), now)
+            .map_err(|r| datagram_refused(id, &r))
+    }
+
     /// The shell could not queue an admitted message (its ingest queue is full): the
     /// reservation is returned, the refusal counted, and the answer is 5.03 with Max-Age.
     pub fn busy(&mut self, admitted: &Admitted, now: Millis) -> Response {
@@ -364,6 +383,19 @@ impl<H: Handles> Proxy<H> {
         self.core.count_refused(admitted.storage, now.0 / 1000);
         Response::unavailable(self.limits.max_age_when_busy_s, "busy: ingest queue full")
     }
+}
+
+/// What the shell logs when a plain-UDP datagram for storage `id` is answered `response`
+/// (to nobody): nothing for a 2.04, a copy of a stored message acknowledged.
+#[must_use]
+pub fn datagram_refused(id: u32, response: &Response) -> Option<String> {
+    let code = MessageClass::Response(response.code);
+    (response.code != ResponseType::Changed).then(|| {
+        format!(
+            "storage {id}: datagram refused ({code}): {}",
+            response.text()
+        )
+    })
 }
 
 /// What one monitor's observers are sent.
@@ -431,5 +463,71 @@ fn accept(accept: Option<u32>, offered: &[u16]) -> Result<u16, Response> {
                 "content format not offered",
             )),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+    use m2msec_crypto::rng::OsRng;
+    use m2msec_crypto::sig::{SigSuite, SigningKey};
+    use m2msec_store::{MemoryStore, QueueStats};
+    use m2msec_wire::relay::{Flags, Header};
+
+    use super::*;
+    use crate::relay::proxy::records::{StorageCounters, StorageRecord};
+
+    const SOURCE: &str = "coap://127.0.0.1/s";
+
+    #[test]
+    fn a_datagram_is_admitted_or_refused_with_what_to_log() {
+        let limits = Limits::for_tests();
+        let mut p: Proxy<()> = Proxy::new(limits, Arc::new(MemoryStore::new()), Millis(0));
+        let owner = SigningKey::generate(SigSuite::Ed25519, &mut OsRng).unwrap();
+        let record = StorageRecord {
+            id: 1,
+            owner_key: String::new(),
+            source: SOURCE.into(),
+            capacity: 100,
+            udp: true,
+            udp_port: None,
+        };
+        let stats = QueueStats::default();
+        p.install_storage(
+            record,
+            owner.verifying_key(),
+            StorageCounters::default(),
+            stats,
+        );
+        let msg = RelayMessage {
+            header: Header {
+                flags: Flags::STREAM,
+                message_id: 1,
+                stream_id: 2,
+                key_index: 3,
+                source: SOURCE.into(),
+                sink: String::new(),
+            },
+            body: vec![7; 10],
+        };
+        let bytes = msg.encode().unwrap();
+        let admitted = p.offer_datagram(1, &bytes, Millis(0)).unwrap();
+        assert_eq!((admitted.storage, admitted.value), (1, bytes.clone()));
+        let unknown = p.offer_datagram(2, &bytes, Millis(0)).unwrap_err().unwrap();
+        assert_eq!(
+            unknown,
+            "storage 2: datagram refused (4.04): no such storage"
+        );
+        let junk = p
+            .offer_datagram(1, b"\xff", Millis(0))
+            .unwrap_err()
+            .unwrap();
+        assert!(junk.starts_with("storage 1: datagram refused: "), "{junk}");
+        // A copy acknowledged at once is nothing to log.
+        assert_eq!(
+            datagram_refused(1, &Response::code(ResponseType::Changed)),
+            None
+        );
     }
 }

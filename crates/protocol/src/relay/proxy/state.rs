@@ -371,6 +371,14 @@ impl<H: Handles> Core<H> {
     }
 }
 
+/// The bytes of `items` (dedup key, message in binary form), all reserved at admission.
+pub(crate) fn admitted_bytes(items: &[([u8; 9], Vec<u8>)]) -> u64 {
+    items
+        .iter()
+        .map(|(_, v)| u64::try_from(v.len()).unwrap_or(u64::MAX))
+        .fold(0, u64::saturating_add)
+}
+
 /// The result of one group commit for one storage.
 #[derive(Clone, Debug, Default)]
 pub struct Written {
@@ -420,10 +428,7 @@ impl Written {
     ) -> Self {
         let len = |v: &Vec<u8>| u64::try_from(v.len()).unwrap_or(u64::MAX);
         let mut written = Self {
-            admitted: items
-                .iter()
-                .map(|(_, v)| len(v))
-                .fold(0, u64::saturating_add),
+            admitted: admitted_bytes(items),
             stats,
             ..Self::default()
         };
@@ -537,6 +542,25 @@ mod tests {
         core.release(2, 40);
         assert_eq!(core.info().free, 50);
         assert_eq!(core.metrics.sum(0, 1).rejected_full, 2);
+    }
+
+    #[test]
+    fn what_a_shrunk_queue_holds_is_read_back_and_its_monitor_changed() {
+        let mut core: Core = Core::new(100, 60, 0);
+        core.storages.insert(1, storage(1, 60));
+        let stats = QueueStats {
+            len: 2,
+            bytes: 20,
+            first_seq: Some(5),
+            next_seq: 7,
+        };
+        core.refreshed(vec![(1, stats), (9, stats)]);
+        assert_eq!(core.storages[&1].stats, stats);
+        assert_eq!(
+            core.dirty.iter().copied().collect::<Vec<_>>(),
+            [MonitorId::Storage(1)],
+            "a storage that is gone is passed over"
+        );
     }
 
     #[test]
