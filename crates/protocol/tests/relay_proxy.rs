@@ -760,7 +760,13 @@ mod api {
                         pump.on_done(delivery, Outcome::Accepted);
                     }
                     Step::Skipped { .. } => {}
-                    Step::Idle { .. } | Step::Gone => return out,
+                    Step::Idle { .. } => return out,
+                    Step::Gone => {
+                        // Only a forward or sink the engine no longer has ends a pump.
+                        let standing = self.proxy.standing(&self.specs[url]);
+                        assert_eq!(standing, Standing::Gone, "a pump ended while it stands");
+                        return out;
+                    }
                     step => panic!("unexpected {step:?}"),
                 }
             }

@@ -25,11 +25,15 @@ pub(crate) fn commit(shared: &Shared, ticket: Ticket, ops: Vec<Op>) {
     if shared.writer.try_send((ticket, ops)).is_err() {
         // The engine runs one control call at a time, so the queue has room: the writer is gone,
         // the proxy is stopping.
-        let stopping = Response::error(ResponseType::ServiceUnavailable, "stopping");
         let _ = shared
             .deferred
-            .send(Deferred::Committed(ticket, Err(stopping)));
+            .send(Deferred::Committed(ticket, Err(stopping())));
     }
+}
+
+/// The answer to a control call when the proxy is stopping (its writer gone).
+pub(crate) fn stopping() -> Response {
+    Response::error(ResponseType::ServiceUnavailable, "stopping")
 }
 
 /// Binds a plain-UDP ingestion socket for call `ticket` and reports back to the server.

@@ -94,14 +94,16 @@ async fn pump(shared: Arc<Shared>, spec: PumpSpec) {
                     }
                 }
             }
-            Step::Idle { arrivals } => {
+            Step::Idle { .. } => {
                 let arrived_wait = arrived.notified();
                 let control_wait = control.notified();
                 tokio::pin!(arrived_wait, control_wait);
                 arrived_wait.as_mut().enable();
                 control_wait.as_mut().enable();
-                // Looked at again once registered, so a wake-up in between is not lost.
-                if pump.idle(&shared.core()) {
+                // Looked at again once registered, so a wake-up in between is not lost, and
+                // waited for as things stand now (a forward resumed meanwhile wants arrivals).
+                let idle = pump.idle(&shared.core());
+                if let Some(arrivals) = idle {
                     tokio::select! {
                         () = &mut arrived_wait, if arrivals => {}
                         () = &mut control_wait => {}

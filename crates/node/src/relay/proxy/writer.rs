@@ -71,8 +71,28 @@ pub(crate) async fn run(
     shared: Arc<Shared>,
     mut ingest: mpsc::Receiver<Ingest>,
     mut commands: mpsc::Receiver<Command>,
+    stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let result = serve(&shared, &mut ingest, &mut commands, stop).await;
+    if result.is_err() {
+        // The writer is gone: a control call still queued gets its answer all the same.
+        commands.close();
+        while let Ok((ticket, _)) = commands.try_recv() {
+            let _ = shared
+                .deferred
+                .send(Deferred::Committed(ticket, Err(super::control::stopping())));
+        }
+    }
+    result
+}
+
+async fn serve(
+    shared: &Arc<Shared>,
+    ingest: &mut mpsc::Receiver<Ingest>,
+    commands: &mut mpsc::Receiver<Command>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
+    let shared = Arc::clone(shared);
     let mut checkpoints = shared.core().startup_checkpoints(monotonic_now());
     let mut tick = tokio::time::interval(HOUSEKEEP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -83,7 +103,7 @@ pub(crate) async fn run(
             _ = tick.tick() => housekeep(&shared, &mut checkpoints).await?,
             Some(cmd) = commands.recv() => run_command(&shared, cmd).await,
             Some(first) = ingest.recv() => {
-                let batch = collect(&shared, first, &mut ingest).await;
+                let batch = collect(&shared, first, ingest).await;
                 commit(&shared, batch).await?;
             }
         }

@@ -124,8 +124,8 @@ pub struct Pump {
     window: Window<Prepared>,
     pace: Pace,
     round: u64,
-    /// Read from the store, not yet prepared.
-    batch: VecDeque<(u64, Vec<u8>)>,
+    /// Read from the store and prepared (re-encrypted where it must be), not yet taken.
+    batch: VecDeque<Prepared>,
     /// Prepared, waiting for room in the window, and its pacing slot once taken.
     next: Option<(Prepared, Option<Duration>)>,
     /// Logs for the shell, before anything else.
@@ -160,8 +160,9 @@ impl Pump {
         self.forwarder.epochs()
     }
 
-    /// What to do next. `now` is the pump's clock (any origin the shell keeps fixed), `wall`
-    /// the wall clock's seconds for the load counters; the sink's position in `core` advances
+    /// What to do next, without cryptography (see [`on_read`](Self::on_read)). `now` is the
+    /// pump's clock (any origin the shell keeps fixed), `wall` the wall clock, whose seconds
+    /// go to the load counters; the sink's position in `core` advances
     /// here, past what was delivered or skipped, in storage order.
     pub fn poll<H: Handles>(&mut self, core: &mut Core<H>, now: Duration, wall: Millis) -> Step {
         if let Some(note) = self.notes.pop_front() {
@@ -171,6 +172,13 @@ impl Pump {
         match standing {
             Standing::Gone => return Step::Gone,
             Standing::Paused if self.busy() => {
+                // What the sink already has moves the position first, as it would have
+                // without the pause.
+                while let Some(item) = self.window.pop_settled() {
+                    if !core.record_delivery(&self.spec, &item, wall.0 / 1000) {
+                        return Step::Gone;
+                    }
+                }
                 self.interrupt(&core.recorded_snapshot(&self.spec));
                 return Step::Interrupted;
             }
@@ -192,10 +200,10 @@ impl Pump {
                 return Step::Settle;
             }
             if self.next.is_none() {
-                let Some((seq, value)) = self.batch.pop_front() else {
+                let Some(mut item) = self.batch.pop_front() else {
                     break;
                 };
-                let mut item = prepare(&mut self.forwarder, seq, &value);
+                let seq = item.seq;
                 let note = item.skipped.take().map(|why| match why {
                     Skipped::Undecodable(e) => {
                         Step::Warn(format!("stored message {seq} does not decode: {e}"))
@@ -252,19 +260,32 @@ impl Pump {
         }
     }
 
-    /// Whether [`poll`](Self::poll) would say [`Step::Idle`] now: for the shell to look again
-    /// once its wake-ups are registered.
+    /// Whether [`poll`](Self::poll) would say [`Step::Idle`] now, and if so whether new
+    /// messages matter (its `arrivals`): for the shell to look again once its wake-ups are
+    /// registered, and wait as things stand then.
     #[must_use]
-    pub fn idle<H: Handles>(&self, core: &Core<H>) -> bool {
-        self.notes.is_empty()
-            && self.retry.is_empty()
-            && self.rest(core.standing(&self.spec)).is_some()
+    pub fn idle<H: Handles>(&self, core: &Core<H>) -> Option<bool> {
+        if !(self.notes.is_empty() && self.retry.is_empty()) {
+            return None;
+        }
+        match self.rest(core.standing(&self.spec)) {
+            Some(Step::Idle { arrivals }) => Some(arrivals),
+            _ => None,
+        }
     }
 
     /// What was read at the last [`Step::Read`]; empty when the storage holds nothing there
     /// (its messages were removed with it: the next look finds the forward gone).
+    ///
+    /// The messages are prepared here — decoded, and re-encrypted to the sink where they must
+    /// be — so that [`poll`](Self::poll), which the shell calls holding the engine's `Core`,
+    /// does no cryptography. Each keeps the forwarder's sections as they were after it, and a
+    /// pause rewinds the forwarder to the recorded ones, so preparing ahead changes nothing.
     pub fn on_read(&mut self, batch: Vec<(u64, Vec<u8>)>) {
-        self.batch.extend(batch);
+        for (seq, value) in batch {
+            let item = prepare(&mut self.forwarder, seq, &value);
+            self.batch.push_back(item);
+        }
     }
 
     /// What became of a delivery: passed once the sink has it or refused it, sent again after
@@ -489,7 +510,7 @@ mod tests {
                 Step::Skipped { .. } | Step::Warn(_) => {}
                 Step::Idle { arrivals } => {
                     assert!(arrivals && under_way.is_empty());
-                    assert!(pump.idle(core));
+                    assert_eq!(pump.idle(core), Some(true));
                     return sent;
                 }
                 step @ (Step::Gone | Step::Interrupted) => panic!("{step:?}"),
@@ -640,12 +661,12 @@ mod tests {
             pump.poll(&mut core, Duration::ZERO, Millis(0)),
             Step::Idle { arrivals: false }
         ));
-        assert!(pump.idle(&core));
+        assert_eq!(pump.idle(&core), Some(false));
         // A delivery of before the pause changes nothing.
         pump.on_done(first, Outcome::Accepted);
-        assert!(pump.idle(&core));
+        assert_eq!(pump.idle(&core), Some(false));
         core.forwards.get_mut(&1).unwrap().record.paused = false;
-        assert!(!pump.idle(&core));
+        assert_eq!(pump.idle(&core), None);
         assert!(matches!(
             pump.poll(&mut core, Duration::ZERO, Millis(0)),
             Step::Read(0)
