@@ -24,13 +24,5 @@ pub use error::{Error, Result};
 /// Owner-only files and directories: every writer of secrets or decrypted data goes through it.
 pub use m2msec_store::private;
 
-/// Lower-case hex of `bytes`.
-#[must_use]
-pub fn hex(bytes: &[u8]) -> String {
-    use core::fmt::Write as _;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
+/// Lower-case hex of `bytes` (fingerprints and ids in logs and reports).
+pub use m2msec_wire::cbor::hex;

@@ -18,7 +18,6 @@
 use serde::{Deserialize, Serialize};
 
 use m2msec_store::{QueueStats, Result, Store};
-use m2msec_wire::cbor::hex;
 
 /// Ids handed out so far.
 pub const META_TABLE: &str = "relay-proxy.meta";
@@ -193,10 +192,7 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
 }
 
 /// Hex, for records.
-#[must_use]
-pub fn to_hex(bytes: &[u8]) -> String {
-    hex(bytes)
-}
+pub use m2msec_wire::cbor::hex as to_hex;
 
 /// A u32 id as a store key.
 pub fn id_key(id: u32) -> [u8; 4] {
