@@ -5,12 +5,12 @@
 //! [`Endpoint`](crate::Endpoint) impl over every [`Role`](crate::Role), so that no role writes
 //! retransmission or duplicate handling of its own:
 //!
-//! - [`Retransmits`]: a datagram a role sends with `send_reliable` is sent again, byte for byte,
+//! - `Retransmits`: a datagram a role sends with `send_reliable` is sent again, byte for byte,
 //!   with a capped backoff ([`RetransmitPolicy`], RFC 7252 §4.8 in spirit), until a datagram
 //!   from its destination is accepted or the tries run out. Byte-identical copies matter: a
 //!   retransmission never draws a new nonce or signs again, so it never spends a one-time key,
 //!   and its receiver can recognise it.
-//! - [`AnswerCache`]: when a role accepts a datagram, what it sent while handling it (to anyone)
+//! - `AnswerCache`: when a role accepts a datagram, what it sent while handling it (to anyone)
 //!   is remembered under the datagram's digest; when it sent nothing to the requester at once,
 //!   the first datagrams it later sends to the requester are kept too (a deferred answer). A byte-identical copy of
 //!   an accepted datagram from the same address is then not handed to the role again: what

@@ -2,7 +2,7 @@
 //!
 //! A message is one CBOR array: `[type, version, field, …]` with the fields in the paper's order;
 //! nested structures are arrays of their fields. Structures are declared once with
-//! [`cbor_struct!`](crate::cbor_struct) and [`cbor_message!`](crate::cbor_message), which derive the
+//! [`cbor_struct!`](crate::cbor_struct) and [`cbor_messages!`](crate::cbor_messages), which derive the
 //! encoder, the total decoder and a field-by-field description for annotated traces. A decoded
 //! message is re-encoded and compared with its input, so a message has exactly one byte form:
 //! what a signature or MAC covers cannot be re-shaped by a relay.

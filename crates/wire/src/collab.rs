@@ -137,7 +137,7 @@ cbor_struct! {
 }
 
 cbor_struct! {
-    /// Plaintext encrypted to B's public key in [`SealedFragment`]: [xi]_KB.
+    /// Plaintext encrypted to B's public key in [`SealedFragment`]: \[xi\]_KB.
     pub struct FragmentPayload {
         /// Share index.
         pub share_index: u8,
@@ -149,7 +149,7 @@ cbor_struct! {
 }
 
 cbor_struct! {
-    /// What a proxy signs with its one-time key: [[xi]_KB, NBPi]_KPi⁻¹.
+    /// What a proxy signs with its one-time key: \[\[xi\]_KB, NBPi\]_KPi⁻¹.
     pub struct FragmentSigned {
         /// Session.
         pub session: SessionBytes,
@@ -350,7 +350,7 @@ cbor_messages! {
             /// [`FragmentBody`] under kAPi.
             pub sealed: Bytes,
         },
-        /// Pi → B: [xi]_KB, [[xi]_KB, NBPi]_KPi⁻¹.
+        /// Pi → B: \[xi\]_KB, \[\[xi\]_KB, NBPi\]_KPi⁻¹.
         SealedFragment = 13 => {
             /// Session.
             pub session: SessionBytes,
