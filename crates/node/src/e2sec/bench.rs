@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use m2msec_crypto::group::{Group, GroupId, OpTally};
 use m2msec_crypto::rng::SeededRng;
-use m2msec_protocol::e2sec::sim::{DEVICE, DEVICE_ROLE, SERVER_ROLE, Spec, World};
-use m2msec_protocol::e2sec::{PartyEvent, Variant};
+use m2msec_protocol::e2sec::Variant;
+use m2msec_protocol::e2sec::sim::{DEVICE_ROLE, SERVER_ROLE, Spec, World};
 
 use super::{GROUPS, group_name};
 use crate::error::{Error, Result};
@@ -125,54 +125,37 @@ pub fn measure(group: GroupId, variant: Variant, exchanges: u32, seed: u64) -> R
     let mut rng = SeededRng::from_seed_u64(seed);
     let mut w = World::generate(&spec, &mut rng)?;
     w.fetch_warrants(&mut rng)?;
-    let mut one =
-        |w: &mut World, busy: &mut [Duration; 2], tally: &mut [OpTally; 2]| -> Result<()> {
-            w.device.take_tally();
-            w.server.take_tally();
-            let seen = w.events.server.len();
-            let now = w.net.now;
-            let start = Instant::now();
-            w.server.connect(now, &mut rng, DEVICE)?;
-            busy[1] += start.elapsed();
-            w.run_metered(&mut rng, &mut busy_meter(busy, [DEVICE_ROLE, SERVER_ROLE]));
-            tally[0] += w.device.take_tally();
-            tally[1] += w.server.take_tally();
-            let ok = w.events.server[seen..]
-                .iter()
-                .any(|e| matches!(e, PartyEvent::Established { .. }));
-            w.events.device.clear();
-            w.events.server.clear();
-            w.events.epc.clear();
-            if ok {
-                Ok(())
-            } else {
-                Err(Error::Usage(format!(
-                    "benchmark authentication failed ({} {})",
-                    group.name(),
-                    variant.name()
-                )))
-            }
-        };
-    one(
-        &mut w,
-        &mut [Duration::ZERO; 2],
-        &mut [OpTally::default(); 2],
-    )?; // warm-up
     let mut busy = [Duration::ZERO; 2];
     let mut tally = [OpTally::default(); 2];
-    for _ in 0..exchanges {
-        one(&mut w, &mut busy, &mut tally)?;
+    // One warm-up, then the `exchanges` counted.
+    for run in 0..=exchanges {
+        w.device.take_tally();
+        w.server.take_tally();
+        let ok = w.authenticate_metered(
+            &mut rng,
+            &mut busy_meter(&mut busy, [DEVICE_ROLE, SERVER_ROLE]),
+        )?;
+        if !ok {
+            return Err(Error::Usage(format!(
+                "benchmark authentication failed ({} {})",
+                group.name(),
+                variant.name()
+            )));
+        }
+        if run == 0 {
+            busy = [Duration::ZERO; 2];
+        } else {
+            tally[0] += w.device.take_tally();
+            tally[1] += w.server.take_tally();
+        }
     }
-    let n = u64::from(exchanges);
+    let side = |i: usize| SideCost {
+        ops: GroupOps::from(&tally[i]).per_run(u64::from(exchanges)),
+        measured: busy[i] / exchanges,
+    };
     Ok(Cell {
-        device: SideCost {
-            ops: GroupOps::from(&tally[0]).per_run(n),
-            measured: busy[0] / exchanges,
-        },
-        server: SideCost {
-            ops: GroupOps::from(&tally[1]).per_run(n),
-            measured: busy[1] / exchanges,
-        },
+        device: side(0),
+        server: side(1),
     })
 }
 

@@ -8,11 +8,12 @@
 //! survive a restart (a warrant is simply fetched again), so these daemons have no store.
 
 use std::path::Path;
-use std::time::Duration;
 
 use m2msec_crypto::group::OpTally;
 use m2msec_protocol::Millis;
-use m2msec_protocol::e2sec::{Epc, EpcEvent, Error as E2secError, Party, PartyEvent, Role};
+use m2msec_protocol::e2sec::{
+    Epc, EpcEvent, Error as E2secError, Party, PartyAgent, PartyEvent, Role,
+};
 use tokio::sync::mpsc;
 
 use super::config;
@@ -20,10 +21,6 @@ use crate::error::{Error, Result};
 use crate::harness::daemon::{Daemon, Exit, Reporter, RoleArgs, RunLog, Runs};
 use crate::hex;
 use crate::runtime::driver::{self, Context, Flow, Handler, Logged, Logs, Shutdown};
-
-/// How long a party waits for a warrant before asking again with a new request: after the
-/// protocol's own retransmissions of the last one have given up.
-pub const WARRANT_RETRY: Duration = Duration::from_millis(16_000);
 
 /// What an E2SEC party of a demo tells the orchestrator.
 #[derive(Debug)]
@@ -79,17 +76,13 @@ pub struct Connects {
     pub runs: Runs,
 }
 
-/// A device or server daemon's handler: keeps a warrant, runs the authentications of
-/// [`Connects`] (each peer in turn, `count` times) as a [`RunLog`], reports.
+/// A device or server daemon's handler: keeps a warrant and runs the authentications of
+/// [`Connects`] (each peer in turn, `count` times) as a [`RunLog`], as its [`PartyAgent`]
+/// decides; acts, logs and reports.
 pub struct PartyHandler {
-    peers: Vec<String>,
+    agent: PartyAgent,
     runs: RunLog<Outcome>,
     in_flight: Option<String>,
-    warrant_until: Option<Millis>,
-    next_fetch: Option<Millis>,
-    /// The demo's expired-warrant run ([`Self::held_past_warrant`]).
-    stale: bool,
-    hold: Option<Millis>,
     report: Reporter<Report>,
 }
 
@@ -107,23 +100,17 @@ impl PartyHandler {
             ..connects.runs
         };
         Self {
-            peers: connects.peers.clone(),
+            agent: PartyAgent::new(connects.peers.clone(), now),
             runs: RunLog::waiting(runs),
             in_flight: None,
-            warrant_until: None,
-            next_fetch: Some(now.after(WARRANT_RETRY)),
-            stale: false,
-            hold: None,
             report: Reporter::new(report),
         }
     }
 
-    /// Fetches no new warrant once one is held, and holds the party off the network from its
-    /// first authentication's start until that warrant has expired (the demo's
-    /// expired-warrant run: its AuthInit arrives late).
+    /// The demo's expired-warrant run ([`PartyAgent::held_past_warrant`]).
     #[must_use]
     pub fn held_past_warrant(mut self) -> Self {
-        self.stale = true;
+        self.agent = self.agent.held_past_warrant();
         self
     }
 
@@ -136,9 +123,11 @@ impl PartyHandler {
     /// Starts the due run: an authentication with the next peer in turn.
     fn start(&mut self, cx: &mut Context<'_, Party>) -> Result<Flow> {
         self.runs.start(|| Ok(()))?;
-        let turn = usize::try_from(self.runs.started().saturating_sub(1)).unwrap_or(0);
-        let next = turn.checked_rem(self.peers.len());
-        let Some(peer) = next.and_then(|i| self.peers.get(i)).cloned() else {
+        let Some(peer) = self
+            .agent
+            .peer_of_run(self.runs.started())
+            .map(str::to_owned)
+        else {
             return Ok(Flow::Continue);
         };
         match cx.endpoint.connect(cx.now, cx.rng, &peer) {
@@ -178,11 +167,8 @@ impl Handler<Party> for PartyHandler {
                 // The operation counts of an authentication start here (the warrant check
                 // of equation (2)/(4) is not part of it).
                 cx.endpoint.take_tally();
-                let until = Millis(valid_until);
-                self.warrant_until = Some(until);
-                let left = valid_until.saturating_sub(cx.now.0);
-                self.next_fetch = (!self.stale).then(|| Millis(cx.now.0 + (left * 3 / 4).max(500)));
-                if self.in_flight.is_none() && !self.peers.is_empty() {
+                self.agent.stored(cx.now, valid_until);
+                if self.in_flight.is_none() && !self.agent.peers().is_empty() {
                     self.runs.resume(cx.now);
                 }
                 Ok(Flow::Continue)
@@ -232,32 +218,31 @@ impl Handler<Party> for PartyHandler {
     }
 
     fn next_wakeup(&self) -> Option<Millis> {
-        match (self.next_fetch, self.runs.next_start()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.agent.next_fetch(), self.runs.next_start()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn held_until(&self) -> Option<Millis> {
-        self.hold
+        self.agent.held_until()
     }
 
     fn on_wakeup(&mut self, cx: &mut Context<'_, Party>) -> Result<Flow> {
-        if self.next_fetch.is_some_and(|t| t <= cx.now) {
+        if self.agent.fetch_due(cx.now) {
             tracing::debug!("asking the EPC for a warrant");
             cx.endpoint.request_warrant(cx.now, cx.rng)?;
-            self.next_fetch = Some(cx.now.after(WARRANT_RETRY));
         }
         if self.runs.next_start().is_some_and(|t| t <= cx.now) {
-            if let Some(until) = self.warrant_until.filter(|u| *u >= cx.now) {
+            if self.agent.may_start(cx.now) {
                 let flow = self.start(cx)?;
-                if self.stale && self.hold.is_none() && self.in_flight.is_some() {
-                    let wait = until.0.saturating_sub(driver::wall_clock().0) + 300;
+                if self.in_flight.is_some()
+                    && let Some(held_ms) = self.agent.hold_from(driver::wall_clock())
+                {
                     tracing::info!(
-                        held_ms = wait,
+                        held_ms,
                         "holding the server's AuthInit past its warrant's end"
                     );
-                    self.hold = Some(driver::wall_clock().after(Duration::from_millis(wait)));
                 }
                 return Ok(flow);
             }

@@ -23,11 +23,13 @@
 //!   once per (holder, nonce) — MIKEY's window + cache (`crate::replay`). Without it a recorded
 //!   request makes the EPC issue again (`models/e2sec_warrant.vp`).
 
+mod agent;
 mod epc;
 mod party;
 mod proxy_sig;
 pub mod sim;
 
+pub use agent::{PartyAgent, WARRANT_RETRY};
 pub use epc::{Epc, EpcConfig, EpcEvent, Subscriber};
 pub use party::{Party, PartyConfig, PartyEvent, PeerEntry};
 

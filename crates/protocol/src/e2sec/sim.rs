@@ -231,6 +231,32 @@ impl World {
         network::run(self, rng, &mut |d| vec![d.clone()], meter);
     }
 
+    /// One authentication the server initiates with the device, every call into a role (the
+    /// server's `connect` too) through `meter`, the events dropped after; whether the server
+    /// established SK.
+    ///
+    /// # Errors
+    /// If the server cannot start it.
+    pub fn authenticate_metered(
+        &mut self,
+        rng: &mut dyn CryptoRng,
+        meter: Meter<'_>,
+    ) -> Result<bool, Error> {
+        let seen = self.events.server.len();
+        let now = self.net.now;
+        let mut started = Ok(());
+        meter(SERVER_ROLE, &mut || {
+            started = self.server.connect(now, rng, DEVICE);
+        });
+        started?;
+        self.run_metered(rng, meter);
+        let ok = self.events.server[seen..]
+            .iter()
+            .any(|e| matches!(e, PartyEvent::Established { .. }));
+        self.events = Events::default();
+        Ok(ok)
+    }
+
     /// Lets `by` of virtual time pass.
     pub fn advance(&mut self, by: Duration, rng: &mut dyn CryptoRng) {
         network::advance(self, by, rng);
