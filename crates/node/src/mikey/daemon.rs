@@ -10,7 +10,7 @@ use std::path::Path;
 use m2msec_crypto::rng::CryptoRng;
 use m2msec_protocol::mikey::replay_store::{self, ReplayEntries, record_replay};
 use m2msec_protocol::mikey::{
-    Established, Initiator, InitiatorEvent, Mode, ModeName, Responder, ResponderEvent, ThirdParty,
+    Established, Initiator, InitiatorEvent, ModeName, Responder, ResponderEvent, ThirdParty,
     ThirdPartyEvent,
 };
 use m2msec_protocol::{Endpoint, Millis};
@@ -261,11 +261,7 @@ pub async fn run_initiator(
 ) -> Result<Vec<Outcome>> {
     let setup = config::load_initiator(config_file)?;
     let identity = setup.config.identity.clone();
-    let mode = match &setup.config.mode {
-        Mode::Psk { .. } => ModeName::Psk,
-        Mode::Pk { .. } => ModeName::Pk,
-        Mode::Distributed { .. } => ModeName::Distributed,
-    };
+    let mode = ModeName::from(&setup.config.mode);
     tracing::info!(mode = mode.name(), "initiator mode");
     let initiator = Initiator::new(setup.config)?;
     let daemon = Daemon::bind("mikey-initiator", identity, setup.listen, initiator).await?;
