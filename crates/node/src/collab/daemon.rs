@@ -1,10 +1,8 @@
 //! The four collab daemons: a config file in, a role on a UDP socket out.
 //!
-//! What each handler persists before the driver sends anything:
-//! - the server records every one-time key it accepts (table [`USED_OTS_TABLE`]) so that,
-//!   after a restart, a second signature with the same one-time key is still rejected;
-//! - the client records its trust in each proxy (table [`TRUST_TABLE`], one
-//!   `TrustRecord::to_bytes` per proxy name) so that proxy selection survives restarts.
+//! What each handler persists before the driver sends anything (the records are
+//! [`m2msec_protocol::collab::records`]'): the server every one-time key it accepts (table
+//! [`USED_OTS_TABLE`]), the client its trust in each proxy (table [`TRUST_TABLE`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,7 +11,7 @@ use m2msec_crypto::rng::CryptoRng;
 use m2msec_protocol::Millis;
 use m2msec_protocol::collab::{
     Client, ClientEvent, Established, Proxy, ProxyEvent, Server, ServerEvent, SessionId,
-    TrustRecord, Trusted, TrustedEvent,
+    TrustRecord, Trusted, TrustedEvent, records,
 };
 use m2msec_store::Store;
 
@@ -23,10 +21,7 @@ use crate::harness::daemon::{Daemon, Exit, Persisting, RoleArgs, SessionRuns, Se
 use crate::hex;
 use crate::runtime::driver::{Context, Flow, Handler, Logged, Logs, Shutdown, open_store};
 
-/// Store table of the one-time key ids the server has accepted (key: the 32-byte id).
-pub const USED_OTS_TABLE: &str = "collab-used-ots";
-/// Store table of the client's trust records (key: proxy name, value: `TrustRecord` bytes).
-pub const TRUST_TABLE: &str = "collab-trust";
+pub use records::{TRUST_TABLE, USED_OTS_TABLE, load_used_one_time_keys};
 
 /// An established session, without the key itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,29 +63,11 @@ impl Summary {
 /// [`Error::Store`] if the store cannot be read. Records that do not decode are skipped with
 /// a warning (a newer format, a damaged entry): the proxy then starts from neutral trust.
 pub fn load_trust(store: &dyn Store) -> Result<Vec<TrustRecord>> {
-    let mut records = Vec::new();
-    for (key, value) in store.scan(TRUST_TABLE)? {
-        match TrustRecord::from_bytes(&value) {
-            Ok(r) => records.push(r),
-            Err(e) => {
-                tracing::warn!(proxy = %String::from_utf8_lossy(&key), error = %e, "trust record skipped")
-            }
-        }
+    let loaded = records::load_trust(store)?;
+    for (proxy, error) in &loaded.skipped {
+        tracing::warn!(%proxy, %error, "trust record skipped");
     }
-    Ok(records)
-}
-
-/// One-time key ids recorded in `store`.
-///
-/// # Errors
-///
-/// [`Error::Store`] if the store cannot be read.
-pub fn load_used_one_time_keys(store: &dyn Store) -> Result<Vec<[u8; 32]>> {
-    Ok(store
-        .scan(USED_OTS_TABLE)?
-        .into_iter()
-        .filter_map(|(k, _)| <[u8; 32]>::try_from(k.as_slice()).ok())
-        .collect())
+    Ok(loaded.records)
 }
 
 /// How many key establishments the client daemon runs, and how far apart.
@@ -140,7 +117,7 @@ impl Sessions for Client {
             }
             ClientEvent::TrustUpdated(records) => {
                 for r in &records {
-                    store.put(TRUST_TABLE, r.proxy.as_bytes(), &r.to_bytes())?;
+                    records::save_trust(&**store, r)?;
                     tracing::debug!(proxy = %r.proxy, score = r.score, successes = r.successes, failures = r.failures, "trust updated");
                 }
             }
@@ -163,10 +140,7 @@ impl Handler<Server> for ServerHandler {
         match event {
             ServerEvent::OneTimeKeyUsed(id) => {
                 // Durable before the answer that depends on it leaves (see the driver).
-                if !self
-                    .store
-                    .insert_if_absent(USED_OTS_TABLE, &id, &cx.now.0.to_be_bytes())?
-                {
+                if !records::record_one_time_key(&*self.store, &id, cx.now)? {
                     tracing::warn!(id = %hex(&id), "one-time key was already recorded as used");
                 }
             }

@@ -1,32 +1,29 @@
 //! The three MIKEY daemons: a config file in, a role on a UDP socket out.
 //!
 //! What the handlers persist before the driver sends anything: the responder and every third
-//! party record each message they accept into their replay cache (table [`REPLAY_TABLE`],
-//! key the 32-byte digest, value the 8-byte big-endian time in UNIX milliseconds after which
-//! the timestamp window alone refuses it, RFC 3830 §5.4). At start the cache is loaded and the
-//! entries already out of the window are deleted, so a restarted responder still refuses a
-//! replayed I_MESSAGE while the store does not grow without bound.
+//! party record each message they accept into their replay cache (table [`REPLAY_TABLE`], its
+//! format and expiry in [`m2msec_protocol::mikey::replay_store`]); at start the cache is loaded
+//! and the entries already out of the window are deleted.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use m2msec_crypto::rng::CryptoRng;
-use m2msec_protocol::Millis;
+use m2msec_protocol::mikey::replay_store::{self, ReplayEntries, record_replay};
 use m2msec_protocol::mikey::{
-    Established, Initiator, InitiatorEvent, Mode, ModeName, Responder, ResponderEvent, ThirdParty,
+    Established, Initiator, InitiatorEvent, ModeName, Responder, ResponderEvent, ThirdParty,
     ThirdPartyEvent,
 };
+use m2msec_protocol::{Endpoint, Millis};
 use m2msec_store::Store;
 
 use super::config;
 use crate::error::{Error, Result};
-use crate::harness::daemon::{Daemon, Exit, Persisting, RoleArgs, SessionRuns, Sessions};
+use crate::harness::daemon::{Daemon, Exit, Persisting, RoleArgs, SessionRuns, Sessions, Setup};
 use crate::hex;
 use crate::runtime::driver::open_store;
 use crate::runtime::driver::{self, Context, Flow, Handler, Shutdown};
 
-/// Store table of a replay cache (key: message digest, value: end of its window, ms BE).
-pub const REPLAY_TABLE: &str = "mikey-replay";
+pub use replay_store::REPLAY_TABLE;
 
 /// What the MIKEY responder of a demo tells the orchestrator.
 #[derive(Debug)]
@@ -87,36 +84,15 @@ impl Summary {
 /// # Errors
 ///
 /// [`m2msec_store::Error`] (as [`crate::Error::Store`]) if the store cannot be read or written.
-/// Entries that do not decode are skipped with a warning and deleted.
-pub fn load_replay_cache(store: &dyn Store, now: Millis) -> Result<Vec<([u8; 32], Millis)>> {
-    let mut kept = Vec::new();
-    let mut expired = 0usize;
-    for (key, value) in store.scan(REPLAY_TABLE)? {
-        let entry = <[u8; 32]>::try_from(key.as_slice())
-            .ok()
-            .zip(<[u8; 8]>::try_from(value.as_slice()).ok());
-        match entry {
-            Some((digest, until)) if Millis(u64::from_be_bytes(until)) > now => {
-                kept.push((digest, Millis(u64::from_be_bytes(until))));
-            }
-            Some(_) => {
-                store.remove(REPLAY_TABLE, &key)?;
-                expired += 1;
-            }
-            None => {
-                tracing::warn!(key = %hex(&key), "malformed replay-cache entry deleted");
-                store.remove(REPLAY_TABLE, &key)?;
-            }
-        }
+/// Entries that do not decode are deleted with a warning.
+pub fn load_replay_cache(store: &dyn Store, now: Millis) -> Result<ReplayEntries> {
+    let loaded = replay_store::load_replay_cache(store, now)?;
+    for key in &loaded.malformed {
+        tracing::warn!(key = %hex(key), "malformed replay-cache entry deleted");
     }
+    let (kept, expired) = (loaded.kept, loaded.expired);
     tracing::info!(replay_cache = kept.len(), expired, "replay cache loaded");
     Ok(kept)
-}
-
-/// Records one replay-cache entry, durably, before the answer that depends on it leaves.
-fn record_replay(store: &dyn Store, digest: &[u8; 32], until: Millis) -> Result<()> {
-    store.put(REPLAY_TABLE, digest, &until.0.to_be_bytes())?;
-    Ok(())
 }
 
 /// How many exchanges the initiator daemon runs, and how far apart.
@@ -285,28 +261,33 @@ pub async fn run_initiator(
 ) -> Result<Vec<Outcome>> {
     let setup = config::load_initiator(config_file)?;
     let identity = setup.config.identity.clone();
-    let mode = match &setup.config.mode {
-        Mode::Psk { .. } => ModeName::Psk,
-        Mode::Pk { .. } => ModeName::Pk,
-        Mode::Distributed { .. } => ModeName::Distributed,
-    };
+    let mode = ModeName::from(&setup.config.mode);
     tracing::info!(mode = mode.name(), "initiator mode");
     let initiator = Initiator::new(setup.config)?;
     let daemon = Daemon::bind("mikey-initiator", identity, setup.listen, initiator).await?;
     daemon.run_sessions(runs, (), shutdown).await
 }
 
-/// A replay cache as the roles take it: digests and when each may be forgotten.
-type ReplayEntries = Vec<([u8; 32], Millis)>;
-
-/// The replay cache of a third party's or the responder's store.
-fn replay_cache(state: Option<&Path>) -> Result<(Arc<dyn Store>, ReplayEntries)> {
-    if state.is_none() {
+/// Serves the daemon `role` of `identity` until `shutdown`: `new` builds it from the config of
+/// `setup` and the replay cache of its store.
+async fn serve_replaying<C, E>(
+    role: &'static str,
+    identity: String,
+    setup: Setup<C>,
+    new: impl FnOnce(C, ReplayEntries) -> std::result::Result<E, m2msec_protocol::mikey::Error>,
+    shutdown: Shutdown,
+) -> Result<()>
+where
+    E: Endpoint,
+    Persisting<Report>: Handler<E>,
+{
+    if setup.state.is_none() {
         tracing::warn!("no `state` database: the replay cache is lost on restart");
     }
-    let store = open_store(state)?;
+    let store = open_store(setup.state.as_deref())?;
     let cache = load_replay_cache(&*store, driver::wall_clock())?;
-    Ok((store, cache))
+    let daemon = Daemon::bind(role, identity, setup.listen, new(setup.config, cache)?).await?;
+    daemon.serve(Persisting::new(store, None), shutdown).await
 }
 
 /// Runs a third party daemon of `config_file` until `shutdown`.
@@ -317,13 +298,9 @@ fn replay_cache(state: Option<&Path>) -> Result<(Arc<dyn Store>, ReplayEntries)>
 /// (nothing that depended on the failed write was sent).
 pub async fn run_third_party(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let setup = config::load_third_party(config_file)?;
-    let (store, cache) = replay_cache(setup.state.as_deref())?;
     let identity = setup.config.identity.clone();
-    let tp = ThirdParty::new(setup.config, cache)?;
-    let daemon = Daemon::bind("mikey-third-party", identity, setup.listen, tp).await?;
-    daemon
-        .serve(ThirdPartyHandler::new(store, None), shutdown)
-        .await
+    let new = |config, cache| ThirdParty::new(config, cache);
+    serve_replaying("mikey-third-party", identity, setup, new, shutdown).await
 }
 
 /// Runs the responder daemon of `config_file` until `shutdown`.
@@ -333,13 +310,9 @@ pub async fn run_third_party(config_file: &Path, shutdown: Shutdown) -> Result<(
 /// Config, key file, store and bind errors; a store error while serving stops the daemon.
 pub async fn run_responder(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let setup = config::load_responder(config_file)?;
-    let (store, cache) = replay_cache(setup.state.as_deref())?;
     let identity = setup.config.identity.clone();
-    let responder = Responder::new(setup.config, cache)?;
-    let daemon = Daemon::bind("mikey-responder", identity, setup.listen, responder).await?;
-    daemon
-        .serve(ResponderHandler::new(store, None), shutdown)
-        .await
+    let new = |config, cache| Responder::new(config, cache);
+    serve_replaying("mikey-responder", identity, setup, new, shutdown).await
 }
 
 /// Runs the MIKEY daemon `role` as `m2msec run` asks.

@@ -34,6 +34,7 @@
 mod cert;
 mod client;
 mod proxy;
+pub mod records;
 mod server;
 pub mod sim;
 pub mod trace;

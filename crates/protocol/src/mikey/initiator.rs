@@ -48,6 +48,17 @@ pub enum Mode {
     },
 }
 
+/// Which mode a [`Mode`] is, without its peers and keys (for logs and reports).
+impl From<&Mode> for ModeName {
+    fn from(mode: &Mode) -> Self {
+        match mode {
+            Mode::Psk { .. } => Self::Psk,
+            Mode::Pk { .. } => Self::Pk,
+            Mode::Distributed { .. } => Self::Distributed,
+        }
+    }
+}
+
 /// The initiator's configuration.
 #[derive(Debug)]
 pub struct InitiatorConfig {
