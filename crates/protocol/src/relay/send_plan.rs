@@ -20,7 +20,7 @@ use super::StreamPosition;
 /// Messages sealed (and their position persisted) at a time.
 pub const SEAL_BATCH: usize = 32;
 
-/// UDP datagrams sent between two short breaths ([`Step::Datagram::breathe`]).
+/// UDP datagrams sent between two short breaths (`breathe` in [`Step::Datagram`]).
 const DATAGRAMS_PER_BREATH: u64 = 64;
 
 /// How the source delivers.
@@ -142,10 +142,7 @@ impl Sending {
         };
         if !management && self.opts.udp {
             self.report.udp_datagrams += 1;
-            let breathe = self
-                .report
-                .udp_datagrams
-                .is_multiple_of(DATAGRAMS_PER_BREATH);
+            let breathe = self.report.udp_datagrams % DATAGRAMS_PER_BREATH == 0;
             return Step::Datagram { msg, breathe };
         }
         self.in_flight += 1;
