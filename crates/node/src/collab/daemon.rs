@@ -1,7 +1,7 @@
 //! The four collab daemons: a config file in, a role on a UDP socket out.
 //!
 //! What each handler persists before the driver sends anything (the records are
-//! [`m2msec_protocol::collab::records`]'): the server every one-time key it accepts (table
+//! [`m2msec_protocol::collab::records`]): the server every one-time key it accepts (table
 //! [`USED_OTS_TABLE`]), the client its trust in each proxy (table [`TRUST_TABLE`]).
 
 use std::path::Path;
@@ -115,8 +115,8 @@ impl Sessions for Client {
                 tracing::error!(%session, %error, "collab key establishment failed");
                 return Ok(Some(Outcome::Failed { id: session, error }));
             }
-            ClientEvent::TrustUpdated(records) => {
-                for r in &records {
+            ClientEvent::TrustUpdated(updated) => {
+                for r in &updated {
                     records::save_trust(&**store, r)?;
                     tracing::debug!(proxy = %r.proxy, score = r.score, successes = r.successes, failures = r.failures, "trust updated");
                 }

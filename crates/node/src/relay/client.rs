@@ -2,23 +2,21 @@
 //! store|send|forward|pause|resume|status` and the demo do, over the CoAP client of
 //! [`crate::runtime::coap`].
 //!
-//! **Ordering.** The proxy forwards a section's data to a sink only after it re-encrypted the
-//! section's management message for that sink, in storage order. So [`send_stream`] posts each
-//! management message alone and waits until the proxy acknowledged it (durable) before any data
-//! of its section leaves; data messages of a section then travel concurrently (up to the
-//! client's NSTART), over CoAP or, with `udp`, as plain datagrams to the storage's UDP port.
+//! **Ordering.** [`send_stream`] sends as the protocol's [`Sending`] says: each management
+//! message alone, acknowledged before its section's data; data concurrently over CoAP or, with
+//! `udp`, as plain datagrams to the storage's UDP port.
 //!
 //! **Back-pressure.** A 5.03 answer (storage or proxy full, ingest queue busy) is honoured: the
 //! message is sent again, with the same token and so the same relay message id, after the
 //! answer's Max-Age (RFC 7252 §5.10.5, default 60 s).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use m2msec_crypto::rng::CryptoRng;
+use m2msec_protocol::relay::send_plan::{self, Sending, Step};
+pub use m2msec_protocol::relay::send_plan::{SendOptions, SendReport, grant_summary};
 use m2msec_protocol::relay::source_store::{ForwardRecord, StorageRecord, StoredSource};
-use m2msec_wire::relay::Flags;
 use m2msec_wire::relay::RelayMessage;
 use m2msec_wire::relay::api::{
     self, Body as _, CONTENT_FORMAT_CBOR, Control, ForwardMonitor, ForwardRequest, ForwardResponse,
@@ -30,7 +28,7 @@ use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 
 use crate::error::{Error, Result};
-use crate::runtime::coap::{self, CoapClient, Repost, code_string, is_success, response_code};
+use crate::runtime::coap::{self, CoapClient, Repost, is_success, response_code};
 use crate::runtime::driver::wall_clock;
 use crate::runtime::tap::Wiretap;
 
@@ -39,9 +37,6 @@ use crate::runtime::tap::Wiretap;
 /// forwarded and removed, so that a late copy is never stored a second time.
 pub const REPOST_LIMIT: Duration = Duration::from_secs(240);
 
-/// Messages sealed (and their position persisted) at a time by [`send_stream`].
-const SEAL_BATCH: usize = 32;
-
 /// A client of one relay proxy.
 #[derive(Clone, Debug)]
 pub struct ProxyClient {
@@ -49,22 +44,9 @@ pub struct ProxyClient {
     proxy: SocketAddr,
 }
 
+/// A refusal from the proxy as the node's error.
 fn refused(proxy: SocketAddr, p: &Packet, what: &str) -> Error {
-    let diagnostic = String::from_utf8(p.payload.clone())
-        .ok()
-        .filter(|t| !t.is_empty() && t.chars().all(|c| !c.is_control()));
-    let meaning = match response_code(p) {
-        Some(ResponseType::Unauthorized) => " (the proxy refused the owner signature)",
-        Some(ResponseType::Forbidden) => " (the owner key does not own this storage)",
-        Some(ResponseType::NotFound) => " (no such resource on the proxy)",
-        Some(ResponseType::BadRequest) => " (the proxy could not parse the request)",
-        Some(ResponseType::RequestEntityTooLarge) => " (message too large for the proxy)",
-        _ => "",
-    };
-    let code = match diagnostic {
-        Some(d) => format!("{}{meaning}: {d}", code_string(p)),
-        None => format!("{}{meaning}", code_string(p)),
-    };
+    let code = send_plan::refusal(p);
     tracing::debug!(%proxy, what, %code, "request refused");
     Error::Coap(coap::Error::Status { peer: proxy, code })
 }
@@ -292,48 +274,6 @@ impl ProxyClient {
     }
 }
 
-/// The URL and first and last epoch of a grant.
-#[must_use]
-pub fn grant_summary(g: &SinkGrant) -> (String, u32, u32) {
-    let first = g.rekeys.iter().map(|r| r.epoch).min().unwrap_or(0);
-    let last = g.rekeys.iter().map(|r| r.epoch).max().unwrap_or(0);
-    (g.url.clone(), first, last)
-}
-
-/// What [`send_stream`] did.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct SendReport {
-    /// Data messages sent (one per payload).
-    pub data: u64,
-    /// Management messages sent (one per section).
-    pub management: u64,
-    /// Data bytes (plaintext) sent.
-    pub data_bytes: u64,
-    /// Messages the proxy acknowledged (CoAP); UDP datagrams are not acknowledged.
-    pub acknowledged: u64,
-    /// Data messages sent as plain UDP datagrams.
-    pub udp_datagrams: u64,
-    /// 5.03 answers met (each followed by a wait of its Max-Age).
-    pub busy: u64,
-    /// Milliseconds waited because of them.
-    pub waited_ms: u64,
-    /// Milliseconds from the first seal to the last acknowledgement.
-    pub elapsed_ms: u64,
-    /// The stream's next message id after the run (persisted).
-    pub next_message_id: u32,
-    /// The key index the next section will use (persisted).
-    pub next_key_index: u16,
-}
-
-impl SendReport {
-    /// One more message acknowledged, after `busy` 5.03 answers and a wait of `waited`.
-    fn count_ack(&mut self, (busy, waited): (u32, Duration)) {
-        self.acknowledged += 1;
-        self.busy += u64::from(busy);
-        self.waited_ms += millis(waited);
-    }
-}
-
 /// What [`send_stream`] tells its caller while it runs.
 pub struct SendHooks<'a> {
     /// Every message sealed, before it is sent.
@@ -348,32 +288,11 @@ impl core::fmt::Debug for SendHooks<'_> {
     }
 }
 
-/// How [`send_stream`] delivers.
-#[derive(Clone, Copy, Debug)]
-pub struct SendOptions {
-    /// Data messages as plain UDP datagrams to the storage's UDP port (management messages
-    /// still over CoAP, acknowledged before their section's data).
-    pub udp: bool,
-    /// CoAP data messages in flight at a time (at most the client's NSTART is useful).
-    pub window: usize,
-    /// How long one message may be refused with 5.03 before the run gives up.
-    pub patience: Duration,
-}
-
-impl Default for SendOptions {
-    fn default() -> Self {
-        Self {
-            udp: false,
-            window: 16,
-            patience: Duration::from_secs(600),
-        }
-    }
-}
-
-/// Seals `payloads` with `source` and sends them to `storage` through `client`; see the module
-/// documentation for the ordering and back-pressure rules. `hooks.sealed` sees every message
-/// sealed (management and data, in stream order) before it is sent, `hooks.acked` the report
-/// after each acknowledged or sent message (for progress output).
+/// Seals `payloads` with `source` and sends them to `storage` through `client`, as
+/// [`Sending`] says; see the module documentation for the ordering and back-pressure rules.
+/// `hooks.sealed` sees every message sealed (management and data, in stream order) before it
+/// is sent, `hooks.acked` the report after each acknowledged or sent message (for progress
+/// output).
 ///
 /// # Errors
 ///
@@ -388,9 +307,7 @@ pub async fn send_stream(
     rng: &mut dyn CryptoRng,
     hooks: &mut SendHooks<'_>,
 ) -> Result<SendReport> {
-    let on_ack = &mut *hooks.acked;
     let start = Instant::now();
-    let mut report = SendReport::default();
     let udp = if opts.udp {
         let port = storage.udp_port.ok_or_else(|| {
             Error::Usage(format!(
@@ -404,76 +321,59 @@ pub async fn send_stream(
             addr: local,
             source,
         })?;
-        Some((Arc::new(socket), target))
+        Some((socket, target))
     } else {
         None
     };
+    let mut plan = Sending::new(opts);
     let mut in_flight: JoinSet<Result<(u32, Duration)>> = JoinSet::new();
-    let mut payloads = payloads.into_iter().peekable();
-    while payloads.peek().is_some() {
-        let batch: Vec<Vec<u8>> = payloads.by_ref().take(SEAL_BATCH).collect();
-        report.data += batch.len() as u64;
-        report.data_bytes += batch.iter().map(|p| p.len() as u64).sum::<u64>();
-        // The position is durable before any of these leaves.
-        let sealed = source.seal_batch(wall_clock(), &batch, rng)?;
-        for msg in &sealed {
-            (hooks.sealed)(msg);
-        }
-        for msg in sealed {
-            if msg.header.flags.contains(Flags::MANAGEMENT) {
-                // Everything before it first, then it alone: stored before its section's data.
-                join_down_to(0, &mut in_flight, &mut report, on_ack).await?;
-                let spent = client
-                    .post_until_stored(storage.storage_id, &msg, opts.patience)
-                    .await?;
-                report.management += 1;
-                report.count_ack(spent);
-                on_ack(&report);
-            } else if let Some((socket, target)) = &udp {
+    let mut payloads = payloads.into_iter();
+    loop {
+        match plan.poll() {
+            Step::Seal(max) => {
+                let batch: Vec<Vec<u8>> = payloads.by_ref().take(max).collect();
+                // The position is durable before any of these leaves.
+                let sealed = if batch.is_empty() {
+                    Vec::new()
+                } else {
+                    source.seal_batch(wall_clock(), &batch, rng)?
+                };
+                sealed.iter().for_each(&mut *hooks.sealed);
+                plan.sealed(&batch, sealed);
+            }
+            Step::Post(msg) => {
+                let (client, id) = (client.clone(), storage.storage_id);
+                in_flight
+                    .spawn(async move { client.post_until_stored(id, &msg, opts.patience).await });
+            }
+            Step::Datagram { msg, breathe } => {
+                let Some((socket, target)) = &udp else {
+                    return Err(Error::Control(
+                        "relay send: a datagram without a UDP socket".into(),
+                    ));
+                };
                 let bytes = msg.encode().map_err(wire)?;
                 socket
                     .send_to(&bytes, target)
                     .await
                     .map_err(Error::Socket)?;
-                report.udp_datagrams += 1;
-                // A short breath now and then: the proxy's ingestion queue is bounded, and what
-                // overflows it is dropped (and counted) there.
-                if report.udp_datagrams.is_multiple_of(64) {
+                if breathe {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
-                on_ack(&report);
-            } else {
-                let keep = opts.window.max(1) - 1;
-                join_down_to(keep, &mut in_flight, &mut report, on_ack).await?;
-                let client = client.clone();
-                let id = storage.storage_id;
-                let patience = opts.patience;
-                in_flight.spawn(async move { client.post_until_stored(id, &msg, patience).await });
+                (hooks.acked)(plan.report());
             }
+            Step::Wait => {
+                let joined = in_flight.join_next().await.ok_or_else(|| {
+                    Error::Control("relay send: waiting with nothing in flight".into())
+                })?;
+                plan.acknowledged(
+                    joined.map_err(|e| Error::Control(format!("relay send task: {e}")))??,
+                );
+                (hooks.acked)(plan.report());
+            }
+            Step::Done => return Ok(plan.finish(start.elapsed(), &source.position())),
         }
     }
-    join_down_to(0, &mut in_flight, &mut report, on_ack).await?;
-    report.elapsed_ms = millis(start.elapsed());
-    let position = source.position();
-    report.next_message_id = position.next_message_id();
-    report.next_key_index = position.next_key_index();
-    Ok(report)
-}
-
-/// Waits for posts in flight, counting each acknowledgement, until at most `keep` remain.
-async fn join_down_to(
-    keep: usize,
-    in_flight: &mut JoinSet<Result<(u32, Duration)>>,
-    report: &mut SendReport,
-    on_ack: &mut dyn FnMut(&SendReport),
-) -> Result<()> {
-    while in_flight.len() > keep
-        && let Some(joined) = in_flight.join_next().await
-    {
-        report.count_ack(joined.map_err(|e| Error::Control(format!("relay send task: {e}")))??);
-        on_ack(report);
-    }
-    Ok(())
 }
 
 /// An ephemeral port on the unspecified address of `peer`'s family.
@@ -489,10 +389,6 @@ pub(crate) fn any_port(peer: SocketAddr) -> SocketAddr {
 /// A wire error (a body that does not decode, a URL too long) as the node's error.
 pub(crate) fn wire(e: m2msec_wire::Error) -> Error {
     Error::Relay(e.into())
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The CoAP client settings of the source: NSTART raised for streaming.

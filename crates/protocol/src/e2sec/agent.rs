@@ -63,7 +63,8 @@ impl PartyAgent {
     pub fn stored(&mut self, now: Millis, valid_until: u64) {
         self.valid_until = Some(Millis(valid_until));
         let left = valid_until.saturating_sub(now.0);
-        self.next_fetch = (!self.stale).then(|| Millis(now.0 + (left * 3 / 4).max(MIN_REFRESH)));
+        let wait = (left.saturating_mul(3) / 4).max(MIN_REFRESH);
+        self.next_fetch = (!self.stale).then(|| Millis(now.0.saturating_add(wait)));
     }
 
     /// When the next warrant request is due, if one is.
@@ -104,7 +105,7 @@ impl PartyAgent {
             return None;
         }
         let until = self.valid_until?;
-        let wait = until.0.saturating_sub(now.0) + HOLD_PAST_END;
+        let wait = until.0.saturating_sub(now.0).saturating_add(HOLD_PAST_END);
         self.hold = Some(now.after(Duration::from_millis(wait)));
         Some(wait)
     }
@@ -176,5 +177,18 @@ mod tests {
         assert_eq!(a.held_until(), Some(Millis(3300)));
         assert_eq!(a.hold_from(Millis(2200)), None);
         assert_eq!(a.held_until(), Some(Millis(3300)));
+    }
+
+    /// A warrant's end comes from the network (signed by the EPC, but still input): the
+    /// furthest one saturates rather than overflow.
+    #[test]
+    fn e2sec_agent_saturates_at_the_furthest_warrant_end() {
+        let mut a = agent(&["d"]);
+        a.stored(Millis(2000), u64::MAX);
+        assert!(a.next_fetch().is_some_and(|t| t > Millis(2000)));
+        let mut held = agent(&["d"]).held_past_warrant();
+        held.stored(Millis(2000), u64::MAX);
+        assert_eq!(held.hold_from(Millis(2000)), Some(u64::MAX - 2000 + 300));
+        assert_eq!(held.held_until(), Some(Millis(u64::MAX)));
     }
 }

@@ -61,6 +61,7 @@
 
 mod forwarder;
 pub mod proxy;
+pub mod send_plan;
 mod sink;
 pub mod sink_store;
 mod source;
