@@ -216,6 +216,12 @@ fn epoch_of(t_ms: u64, len_ms: u64) -> Result<u32, Error> {
     u32::try_from(t_ms / len_ms).map_err(|_| Error::ClockOutOfRange(t_ms))
 }
 
+/// A fixed-size record read back from a store (the source's first epoch, the sink's output
+/// length): its `N` bytes, or why they are not (a record's error says which record).
+fn fixed_record<const N: usize>(value: &[u8]) -> Result<[u8; N], String> {
+    <[u8; N]>::try_from(value).map_err(|_| format!("{} bytes, not {N}", value.len()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

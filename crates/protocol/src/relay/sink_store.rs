@@ -313,9 +313,9 @@ impl StoredSink {
         let output_len = store
             .get(SINK_TABLE, KEY_OUTPUT_LEN)?
             .map(|v| {
-                <[u8; 8]>::try_from(v.as_slice()).map_err(|_| StoreError::Record {
+                super::fixed_record(&v).map_err(|error| StoreError::Record {
                     what: "reading the sink's output length",
-                    error: format!("{} bytes, not 8", v.len()),
+                    error,
                 })
             })
             .transpose()?

@@ -346,9 +346,9 @@ fn read_first_epoch(store: &dyn Store) -> Result<Option<u32>, Error> {
     Ok(store
         .get(SOURCE_TABLE, KEY_FIRST_EPOCH)?
         .map(|v| {
-            <[u8; 4]>::try_from(v.as_slice()).map_err(|_| Error::Record {
+            super::fixed_record(&v).map_err(|error| Error::Record {
                 what: "first epoch",
-                error: format!("{} bytes, not 4", v.len()),
+                error,
             })
         })
         .transpose()?
