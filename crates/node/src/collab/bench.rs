@@ -20,7 +20,7 @@ use m2msec_protocol::collab::sim::{CLIENT_ROLE, SERVER_ROLE, World};
 
 use super::deployment::{Params, Suite};
 use crate::error::{Error, Result};
-use crate::harness::figure::{Figure, busy_meter};
+use crate::harness::figure::{Figure, metered_runs, micros, per_sec};
 
 /// Public-key operations of the simple scheme on the client: encrypt x, sign, verify, decrypt y.
 pub const SIMPLE_SCHEME_ASYMMETRIC_OPS: u64 = 4;
@@ -75,44 +75,36 @@ pub fn figures(params: &Params, sessions: u32, seed: u64) -> Result<Vec<Figure>>
     let mut rng = SeededRng::from_seed_u64(seed);
     let mut world = World::generate(&params.spec(), &mut rng)?;
     // Time spent inside A's and B's calls: the network and the other roles are excluded.
-    let mut busy = [Duration::ZERO; 2];
-    let mut session = |world: &mut World, busy: &mut [Duration; 2]| -> Result<()> {
-        let established = world.events.server.len();
-        world.run_honest_metered(&mut rng, &mut busy_meter(busy, [CLIENT_ROLE, SERVER_ROLE]))?;
-        let ok = world.events.server[established..]
-            .iter()
-            .any(|e| matches!(e, ServerEvent::Established(_)));
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::Usage(format!(
-                "benchmark session failed: {:?}",
-                world.events.client.last()
-            )))
-        }
-    };
-    // One warm-up session (caches, lazy tables), excluded from every figure.
-    session(&mut world, &mut busy)?;
-    let ops0 = world.client.op_counts();
-    let mut busy = [Duration::ZERO; 2];
-    let start = Instant::now();
-    for _ in 0..sessions {
-        session(&mut world, &mut busy)?;
-    }
-    let total = start.elapsed();
-    let n = f64::from(sessions);
-    let ops = (world.client.op_counts() - ops0).per_run(sessions);
+    let roles = [CLIENT_ROLE, SERVER_ROLE];
+    let cost = metered_runs(
+        &mut world,
+        sessions,
+        roles,
+        |w| [w.client.op_counts()],
+        |w, meter| {
+            let established = w.events.server.len();
+            w.run_honest_metered(&mut rng, meter)?;
+            let ok = w.events.server[established..]
+                .iter()
+                .any(|e| matches!(e, ServerEvent::Established(_)));
+            ok.then_some(()).ok_or_else(|| {
+                Error::Usage(format!(
+                    "benchmark session failed: {:?}",
+                    w.events.client.last()
+                ))
+            })
+        },
+    )?;
+    let [ops] = cost.ops;
     let prefix = format!("collab.{}", params.suite.name());
-    let client_us = busy[0].as_secs_f64() * 1e6 / n;
     let mut rng = SeededRng::from_seed_u64(seed ^ 0x5eed);
-    let baseline_us =
-        simple_scheme_client_time(params.suite, sessions, &mut rng)?.as_secs_f64() * 1e6;
+    let baseline = simple_scheme_client_time(params.suite, sessions, &mut rng)?;
     let mut figures = vec![
         Figure::against(
             format!("{prefix}.client.time_per_run"),
             "us",
-            client_us,
-            baseline_us,
+            micros(cost.busy[0]),
+            micros(baseline),
         ),
         Figure::against(
             format!("{prefix}.client.asymmetric_ops_per_run"),
@@ -128,12 +120,12 @@ pub fn figures(params: &Params, sessions: u32, seed: u64) -> Result<Vec<Figure>>
     figures.push(Figure::plain(
         format!("{prefix}.server.handshakes_per_sec"),
         "1/s",
-        n / busy[1].as_secs_f64().max(1e-9),
+        per_sec(cost.busy[1]),
     ));
     figures.push(Figure::plain(
         format!("{prefix}.in_memory.runs_per_sec"),
         "1/s",
-        n / total.as_secs_f64().max(1e-9),
+        per_sec(cost.total),
     ));
     Ok(figures)
 }
