@@ -167,6 +167,21 @@ impl RunReport {
         }
     }
 
+    /// The report with the run's verdict: ok exactly when nothing went wrong (no `error`), as
+    /// expected when that is what `expected_ok` says.
+    #[must_use]
+    pub fn judged(self, session_key_match: bool, error: Option<String>, expected_ok: bool) -> Self {
+        let ok = error.is_none();
+        Self {
+            ok,
+            session_key_match,
+            error,
+            expected_ok,
+            as_expected: ok == expected_ok,
+            ..self
+        }
+    }
+
     /// "key established in … ms" or `failed`.
     #[must_use]
     pub fn head(&self, established: &str, failed: &str) -> String {
