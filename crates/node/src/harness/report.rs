@@ -192,19 +192,23 @@ impl RunReport {
         }
     }
 
-    /// The key fingerprint line, if there is a fingerprint: `agree` when both ends hold the
-    /// same key, `differs` when they do not, then `extra` inside the parentheses.
+    /// The session line, if there is a session, and the key fingerprint line, if there is a
+    /// fingerprint (under their `labels`): `agree` when both ends hold the same key, `differs`
+    /// when they do not, then `extra` inside the parentheses.
     ///
     /// # Errors
     ///
     /// Only the formatter's.
-    pub fn write_fingerprint(
+    pub fn write_keys(
         &self,
         f: &mut fmt::Formatter<'_>,
-        label: &str,
+        [session, label]: [&str; 2],
         [agree, differs]: [&str; 2],
         extra: &str,
     ) -> fmt::Result {
+        if let Some(s) = &self.session {
+            line(f, session, s)?;
+        }
         match &self.key_fingerprint {
             Some(fp) => {
                 let agreement = if self.session_key_match {
@@ -218,9 +222,9 @@ impl RunReport {
         }
     }
 
-    /// The lines every summary ends with: the error, if any; the wire (`what` says what was
-    /// counted); the device's operations under `device`; the capture file; the verdict
-    /// ([`Self::write_outcome`]).
+    /// The lines every summary ends with: the error, if any; the datagrams and bytes on the
+    /// wire (`note` after them); the device's operations under `device`; the capture file; the
+    /// verdict ([`Self::write_outcome`]).
     ///
     /// # Errors
     ///
@@ -228,12 +232,17 @@ impl RunReport {
     pub fn write_tail(
         &self,
         f: &mut fmt::Formatter<'_>,
-        what: &str,
+        note: &str,
         device: &str,
         failed: [&str; 2],
     ) -> fmt::Result {
         self.write_error(f)?;
-        line(f, "wire", format_args!("{what}"))?;
+        let (messages, bytes) = (self.messages, self.bytes);
+        line(
+            f,
+            "wire",
+            format_args!("{messages} datagrams, {bytes} bytes{note}"),
+        )?;
         let o = &self.device_ops;
         write!(
             f,

@@ -30,17 +30,14 @@ impl Summary for Detail {
         };
         let head = r.head("key established", "no key established");
         writeln!(f, "{}: {head}  ({shape})", r.protocol)?;
-        if let Some(s) = &r.session {
-            line(f, "CSB ID", s)?;
-        }
         let verified = if self.verified {
             ", verified by the responder"
         } else {
             ""
         };
-        r.write_fingerprint(
+        r.write_keys(
             f,
-            "TEK fingerprint",
+            ["CSB ID", "TEK fingerprint"],
             ["initiator and responder agree", "RESPONDER DIFFERS"],
             verified,
         )?;
@@ -57,14 +54,6 @@ impl Summary for Detail {
         }
         let failed =
             "failed as expected: more third parties misbehaved than the threshold tolerates";
-        r.write_tail(
-            f,
-            &format!(
-                "{} datagrams, {} bytes (UDP port 2269)",
-                r.messages, r.bytes
-            ),
-            "initiator ops",
-            [failed, failed],
-        )
+        r.write_tail(f, " (UDP port 2269)", "initiator ops", [failed, failed])
     }
 }
