@@ -23,7 +23,7 @@ use m2msec_crypto::group::{Group, GroupId, OpTally};
 use m2msec_crypto::rng::SeededRng;
 use m2msec_protocol::GroupOps;
 use m2msec_protocol::e2sec::Variant;
-use m2msec_protocol::e2sec::cost::{Primitives, paper_ops};
+use m2msec_protocol::e2sec::cost::{Cell, CostTable, Primitives, SideCost, paper_ops};
 use m2msec_protocol::e2sec::sim::{DEVICE_ROLE, SERVER_ROLE, Spec, World};
 
 use super::{GROUPS, group_name};
@@ -69,24 +69,6 @@ pub fn primitives(group: GroupId, seed: u64) -> Result<Primitives> {
         let _ = black_box(g.scalar_add(black_box(&a), black_box(&b)));
     });
     Ok(Primitives { te, tm, th, ta })
-}
-
-/// One side's row of Table VI.
-#[derive(Clone, Copy, Debug)]
-pub struct SideCost {
-    /// Operations per authentication.
-    pub ops: GroupOps,
-    /// Mean measured time inside the side's calls, per authentication.
-    pub measured: Duration,
-}
-
-/// The device's and the server's rows for one variant over one group.
-#[derive(Clone, Copy, Debug)]
-pub struct Cell {
-    /// MTCD.
-    pub device: SideCost,
-    /// MTCS.
-    pub server: SideCost,
 }
 
 /// Runs `exchanges` authentications of `variant` over `group` (after one warm-up) and reads
@@ -137,16 +119,6 @@ pub fn measure(group: GroupId, variant: Variant, exchanges: u32, seed: u64) -> R
         device: side(0),
         server: side(1),
     })
-}
-
-/// One group's part of the table: the group, its primitives and, per variant, the cell.
-pub type GroupRow = (GroupId, Primitives, Vec<(Variant, Cell)>);
-
-/// The whole cost table.
-#[derive(Clone, Debug)]
-pub struct CostTable {
-    /// Per group: its primitives and, per variant, the cell.
-    pub groups: Vec<GroupRow>,
 }
 
 /// Measures the cost table, `exchanges` authentications per cell.
@@ -210,16 +182,6 @@ pub fn figures_of(table: &CostTable) -> Vec<Figure> {
         }
     }
     out
-}
-
-/// The E2SEC figures of `m2msec bench` (`exchanges` authentications per cell, at most a few
-/// are needed: the counts do not vary).
-///
-/// # Errors
-///
-/// As [`measure`].
-pub fn figures(exchanges: u32, seed: u64) -> Result<Vec<Figure>> {
-    Ok(figures_of(&cost_table(exchanges, seed)?))
 }
 
 /// The table in the shape of the paper's Tables V and VI, as text.

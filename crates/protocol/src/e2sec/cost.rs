@@ -1,6 +1,10 @@
-//! The paper's cost model (its Tables V and VI): one authentication costs te·T_E + tm·T_M +
-//! th·T_H + ta·T_A, the counts taken from a run ([`GroupOps`]) or from the paper
-//! ([`paper_ops`]), the primitive times measured by whoever prices them (no clock here).
+//! The paper's cost model and its Tables V and VI ([`CostTable`]): one authentication costs
+//! te·T_E + tm·T_M + th·T_H + ta·T_A, the counts taken from a run ([`GroupOps`]) or from the
+//! paper ([`paper_ops`]), the times measured by whoever fills the table (no clock here).
+
+use core::time::Duration;
+
+use m2msec_crypto::group::GroupId;
 
 use super::Variant;
 use crate::GroupOps;
@@ -36,6 +40,34 @@ pub fn paper_ops(variant: Variant) -> GroupOps {
         Variant::Dsa => (6, 5, 2, 1),
     };
     GroupOps { te, tm, th, ta }
+}
+
+/// One side's row of Table VI.
+#[derive(Clone, Copy, Debug)]
+pub struct SideCost {
+    /// Operations per authentication.
+    pub ops: GroupOps,
+    /// Mean measured time inside the side's calls, per authentication.
+    pub measured: Duration,
+}
+
+/// The device's and the server's rows for one variant over one group.
+#[derive(Clone, Copy, Debug)]
+pub struct Cell {
+    /// MTCD.
+    pub device: SideCost,
+    /// MTCS.
+    pub server: SideCost,
+}
+
+/// One group's part of the table: the group, its primitives and, per variant, the cell.
+pub type GroupRow = (GroupId, Primitives, Vec<(Variant, Cell)>);
+
+/// The whole cost table.
+#[derive(Clone, Debug)]
+pub struct CostTable {
+    /// Per group: its primitives and, per variant, the cell.
+    pub groups: Vec<GroupRow>,
 }
 
 #[cfg(test)]
