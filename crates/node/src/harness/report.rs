@@ -107,6 +107,23 @@ impl Helpers {
             "Reed-Solomon"
         }
     }
+
+    /// The helpers' lines of a summary: those that took part (under `label`) and those that
+    /// misbehaved and how (`note` after them), each if there are any.
+    ///
+    /// # Errors
+    ///
+    /// Only the formatter's.
+    pub fn write(&self, f: &mut fmt::Formatter<'_>, label: &str, note: &str) -> fmt::Result {
+        if !self.participants.is_empty() {
+            line(f, label, self.participants.join(", "))?;
+        }
+        if self.faulty == 0 {
+            return Ok(());
+        }
+        let (names, fault) = (self.faulty_proxies.join(", "), self.fault.unwrap_or("?"));
+        line(f, "faulty", format_args!("{names} ({fault}){note}"))
+    }
 }
 
 /// A protocol's own part of a [`RunReport`]: it writes the human summary of the run, so that
