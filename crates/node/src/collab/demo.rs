@@ -130,11 +130,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
             },
             faulty: params.faulty,
             fault: params.fault.filter(|_| params.faulty > 0).map(fault_name),
-            faulty_proxies: if params.fault.is_some() {
-                params.faulty_names()
-            } else {
-                Vec::new()
-            },
+            faulty_proxies: params.faulty_names(),
         },
         ..RunReport::new(
             super::PROTOCOL,
