@@ -2,28 +2,24 @@
 //!
 //! - The client's cost of a collab run (time inside the client's calls, and its operation
 //!   counts) against the paper's "simple scheme" baseline (section IV): the client itself
-//!   encrypts x to B, signs it, verifies B's signature and decrypts y — measured here with the
-//!   crypto crate directly, with the same public-key suite.
+//!   encrypts x to B, signs it, verifies B's signature and decrypts y
+//!   (`m2msec_protocol::collab::simple_scheme`), timed here with the same public-key suite.
 //! - The server's handshakes per second: sessions divided by the time spent inside the
 //!   server's calls over many in-memory sessions (network and other roles excluded).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use m2msec_crypto::pke::PkeSecretKey;
-use m2msec_crypto::rng::{CryptoRng, SeededRng, random_array};
-use m2msec_crypto::sig::SigningKey;
+use m2msec_crypto::rng::{CryptoRng, SeededRng};
 
 use m2msec_protocol::Endpoint;
 use m2msec_protocol::collab::ServerEvent;
 use m2msec_protocol::collab::sim::{CLIENT_ROLE, SERVER_ROLE, World};
+use m2msec_protocol::collab::simple_scheme::{self, SimpleScheme};
 
 use super::deployment::{Params, Suite};
 use crate::error::{Error, Result};
-use crate::harness::figure::{Figure, busy_meter};
-
-/// Public-key operations of the simple scheme on the client: encrypt x, sign, verify, decrypt y.
-pub const SIMPLE_SCHEME_ASYMMETRIC_OPS: u64 = 4;
+use crate::harness::figure::{Figure, metered_runs, micros, per_sec};
 
 /// Mean time of the client's side of the simple scheme with `suite`, over `iterations`.
 ///
@@ -35,29 +31,12 @@ pub fn simple_scheme_client_time(
     iterations: u32,
     rng: &mut dyn CryptoRng,
 ) -> Result<Duration> {
-    let b_pke = PkeSecretKey::generate(suite.pke(), rng)?;
-    let b_sig = SigningKey::generate(suite.sig(), rng)?;
-    let a_pke = PkeSecretKey::generate(suite.pke(), rng)?;
-    let a_sig = SigningKey::generate(suite.sig(), rng)?;
-    let b_public = b_pke.public_key();
-    let b_verify = b_sig.verifying_key();
-    // What B sends back, prepared outside the timed loop: y encrypted to A, signed by B.
-    let y: [u8; 32] = random_array(rng);
-    let y_sealed = a_pke.public_key().encrypt(rng, b"simple-scheme", &y)?;
-    let b_signature = b_sig.sign(rng, &y_sealed);
-    let client_side = |rng: &mut dyn CryptoRng| -> Result<()> {
-        let x: [u8; 32] = random_array(rng);
-        let x_sealed = b_public.encrypt(rng, b"simple-scheme", &x)?;
-        black_box(a_sig.sign(rng, &x_sealed));
-        b_verify.verify(&y_sealed, &b_signature)?;
-        black_box(a_pke.decrypt(b"simple-scheme", &y_sealed)?);
-        Ok(())
-    };
-    client_side(rng)?; // warm-up, not timed
+    let scheme = SimpleScheme::generate(suite, rng)?;
+    black_box(scheme.client_side(rng)?); // warm-up, not timed
     let iterations = iterations.max(1);
     let start = Instant::now();
     for _ in 0..iterations {
-        client_side(rng)?;
+        black_box(scheme.client_side(rng)?);
     }
     Ok(start.elapsed() / iterations)
 }
@@ -75,50 +54,42 @@ pub fn figures(params: &Params, sessions: u32, seed: u64) -> Result<Vec<Figure>>
     let mut rng = SeededRng::from_seed_u64(seed);
     let mut world = World::generate(&params.spec(), &mut rng)?;
     // Time spent inside A's and B's calls: the network and the other roles are excluded.
-    let mut busy = [Duration::ZERO; 2];
-    let mut session = |world: &mut World, busy: &mut [Duration; 2]| -> Result<()> {
-        let established = world.events.server.len();
-        world.run_honest_metered(&mut rng, &mut busy_meter(busy, [CLIENT_ROLE, SERVER_ROLE]))?;
-        let ok = world.events.server[established..]
-            .iter()
-            .any(|e| matches!(e, ServerEvent::Established(_)));
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::Usage(format!(
-                "benchmark session failed: {:?}",
-                world.events.client.last()
-            )))
-        }
-    };
-    // One warm-up session (caches, lazy tables), excluded from every figure.
-    session(&mut world, &mut busy)?;
-    let ops0 = world.client.op_counts();
-    let mut busy = [Duration::ZERO; 2];
-    let start = Instant::now();
-    for _ in 0..sessions {
-        session(&mut world, &mut busy)?;
-    }
-    let total = start.elapsed();
-    let n = f64::from(sessions);
-    let ops = (world.client.op_counts() - ops0).per_run(sessions);
+    let roles = [CLIENT_ROLE, SERVER_ROLE];
+    let cost = metered_runs(
+        &mut world,
+        sessions,
+        roles,
+        |w| [w.client.op_counts()],
+        |w, meter| {
+            let established = w.events.server.len();
+            w.run_honest_metered(&mut rng, meter)?;
+            let ok = w.events.server[established..]
+                .iter()
+                .any(|e| matches!(e, ServerEvent::Established(_)));
+            ok.then_some(()).ok_or_else(|| {
+                Error::Usage(format!(
+                    "benchmark session failed: {:?}",
+                    w.events.client.last()
+                ))
+            })
+        },
+    )?;
+    let [ops] = cost.ops;
     let prefix = format!("collab.{}", params.suite.name());
-    let client_us = busy[0].as_secs_f64() * 1e6 / n;
     let mut rng = SeededRng::from_seed_u64(seed ^ 0x5eed);
-    let baseline_us =
-        simple_scheme_client_time(params.suite, sessions, &mut rng)?.as_secs_f64() * 1e6;
+    let baseline = simple_scheme_client_time(params.suite, sessions, &mut rng)?;
     let mut figures = vec![
         Figure::against(
             format!("{prefix}.client.time_per_run"),
             "us",
-            client_us,
-            baseline_us,
+            micros(cost.busy[0]),
+            micros(baseline),
         ),
         Figure::against(
             format!("{prefix}.client.asymmetric_ops_per_run"),
             "ops",
             ops[3],
-            SIMPLE_SCHEME_ASYMMETRIC_OPS as f64,
+            simple_scheme::ASYMMETRIC_OPS as f64,
         ),
     ];
     for (k, name) in [(0, "symmetric"), (1, "hash"), (2, "redundancy")] {
@@ -128,12 +99,12 @@ pub fn figures(params: &Params, sessions: u32, seed: u64) -> Result<Vec<Figure>>
     figures.push(Figure::plain(
         format!("{prefix}.server.handshakes_per_sec"),
         "1/s",
-        n / busy[1].as_secs_f64().max(1e-9),
+        per_sec(cost.busy[1]),
     ));
     figures.push(Figure::plain(
         format!("{prefix}.in_memory.runs_per_sec"),
         "1/s",
-        n / total.as_secs_f64().max(1e-9),
+        per_sec(cost.total),
     ));
     Ok(figures)
 }

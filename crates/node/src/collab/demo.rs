@@ -108,22 +108,15 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
             .iter()
             .any(|s| s.session == c.session && s.fingerprint == c.fingerprint)
     });
-    let ok = client.is_ok() && session_key_match;
     let error = match &client {
         Err(e) => Some(e.clone()),
         Ok(_) if !session_key_match => Some("client and server keys differ".into()),
         Ok(_) => None,
     };
-    progress.done(ok, "key established");
-    let expected_ok = params.expect_success();
+    progress.done(error.is_none(), "key established");
     let client = client.ok();
     Ok(RunReport {
-        ok,
-        session_key_match,
         device_ops: device_ops.into(),
-        error,
-        expected_ok,
-        as_expected: ok == expected_ok,
         session: client.as_ref().map(|o| o.session.to_string()),
         key_fingerprint: client.as_ref().map(|o| hex(&o.fingerprint)),
         suite: params.suite.name(),
@@ -137,11 +130,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
             },
             faulty: params.faulty,
             fault: params.fault.filter(|_| params.faulty > 0).map(fault_name),
-            faulty_proxies: if params.fault.is_some() {
-                params.faulty_names()
-            } else {
-                Vec::new()
-            },
+            faulty_proxies: params.faulty_names(),
         },
         ..RunReport::new(
             super::PROTOCOL,
@@ -150,6 +139,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
             wall_ms,
             Detail::Collab(super::report::Detail {}),
         )
+        .judged(session_key_match, error, params.expect_success())
     })
 }
 

@@ -77,10 +77,11 @@ impl Params {
         self.faulty == 0 || self.fault.is_none() || self.faulty <= self.proxies - self.threshold
     }
 
-    /// Names of the misbehaving proxies (the last `faulty` ones).
+    /// Names of the misbehaving proxies (the last `faulty` ones; none without a fault).
     #[must_use]
     pub fn faulty_names(&self) -> Vec<String> {
-        faulty_helpers(self.proxies, self.faulty)
+        let faulty = if self.fault.is_some() { self.faulty } else { 0 };
+        faulty_helpers(self.proxies, faulty)
             .map(proxy_name)
             .collect()
     }

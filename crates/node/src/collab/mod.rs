@@ -12,7 +12,6 @@ pub mod deployment;
 pub mod plug;
 pub mod provision;
 pub mod report;
-pub mod trace;
 
 use crate::harness::daemon::RoleInfo;
 

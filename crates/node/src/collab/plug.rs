@@ -131,11 +131,20 @@ pub fn bench(flags: &BenchFlags) -> Result<BenchOutput> {
     Ok(BenchOutput::figures(figures))
 }
 
-/// The annotated trace of one seeded run.
+/// `m2msec trace collab`: one in-memory session with `seed`, annotated by the protocol crate
+/// (`m2msec_protocol::collab::trace`, the generator of the committed `vectors/collab/`) for the
+/// shape on the command line: every datagram in order with sender, receiver, named fields, the
+/// plaintext of sealed bodies and hex, then the keys both ends derived. Same seed and shape,
+/// same bytes.
 ///
 /// # Errors
 ///
-/// As [`super::trace::trace`].
+/// Parameter and key generation errors, or a run that does not establish a key.
 pub fn trace(flags: &TraceFlags, seed: u64) -> Result<String> {
-    super::trace::trace(&params(&flags.shape, Some(&flags.faults)), seed)
+    let params = params(&flags.shape, Some(&flags.faults));
+    params.check()?;
+    Ok(m2msec_protocol::collab::trace::render(
+        &params.spec(),
+        seed,
+    )?)
 }

@@ -4,7 +4,7 @@ use core::fmt;
 
 use serde::Serialize;
 
-use crate::harness::report::{RunReport, Summary, line};
+use crate::harness::report::{RunReport, Summary};
 
 /// collab's own part of a [`RunReport`]: empty, its proxies are the report's helpers.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -23,45 +23,20 @@ impl Summary for Detail {
             h.threshold,
             h.sharing_name()
         )?;
-        if let Some(s) = &r.session {
-            line(f, "session", s)?;
-        }
-        r.write_fingerprint(
+        r.write_keys(
             f,
-            "key fingerprint",
+            ["session", "key fingerprint"],
             ["client and server agree", "SERVER DIFFERS"],
             "",
         )?;
-        if !h.participants.is_empty() {
-            line(f, "participants", h.participants.join(", "))?;
-        }
-        if h.faulty > 0 {
-            let among = h
-                .faulty_proxies
-                .iter()
-                .filter(|p| h.participants.contains(p))
-                .count();
-            let note = if r.ok && among == 0 {
-                " - none of them took part"
-            } else {
-                ""
-            };
-            line(
-                f,
-                "faulty",
-                format_args!(
-                    "{} ({}){note}",
-                    h.faulty_proxies.join(", "),
-                    h.fault.unwrap_or("?")
-                ),
-            )?;
-        }
+        let took_part = h.faulty_proxies.iter().any(|p| h.participants.contains(p));
+        let note = if r.ok && !took_part {
+            " - none of them took part"
+        } else {
+            ""
+        };
+        h.write(f, "participants", note)?;
         let failed = "failed as expected: more proxies misbehaved than the threshold tolerates";
-        r.write_tail(
-            f,
-            &format!("{} datagrams, {} bytes", r.messages, r.bytes),
-            "client ops",
-            [failed, failed],
-        )
+        r.write_tail(f, "", "client ops", [failed, failed])
     }
 }

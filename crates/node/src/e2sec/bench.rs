@@ -21,34 +21,14 @@ use std::time::{Duration, Instant};
 
 use m2msec_crypto::group::{Group, GroupId, OpTally};
 use m2msec_crypto::rng::SeededRng;
+use m2msec_protocol::GroupOps;
 use m2msec_protocol::e2sec::Variant;
+use m2msec_protocol::e2sec::cost::{Cell, CostTable, Primitives, SideCost, paper_ops};
 use m2msec_protocol::e2sec::sim::{DEVICE_ROLE, SERVER_ROLE, Spec, World};
 
 use super::{GROUPS, group_name};
 use crate::error::{Error, Result};
 use crate::harness::figure::{Figure, busy_meter, micros};
-use m2msec_protocol::GroupOps;
-
-/// Time of each primitive on this machine, in microseconds.
-#[derive(Clone, Copy, Debug)]
-pub struct Primitives {
-    /// T_E.
-    pub te: f64,
-    /// T_M.
-    pub tm: f64,
-    /// T_H.
-    pub th: f64,
-    /// T_A.
-    pub ta: f64,
-}
-
-impl Primitives {
-    /// te·T_E + tm·T_M + th·T_H + ta·T_A, in microseconds.
-    #[must_use]
-    pub fn estimate(&self, ops: &GroupOps) -> f64 {
-        ops.priced([self.te, self.tm, self.th, self.ta])
-    }
-}
 
 fn mean_us(iterations: u32, mut f: impl FnMut()) -> f64 {
     f(); // warm-up
@@ -59,7 +39,7 @@ fn mean_us(iterations: u32, mut f: impl FnMut()) -> f64 {
     start.elapsed().as_secs_f64() * 1e6 / f64::from(iterations)
 }
 
-/// Times the four primitives of `group`.
+/// Times the four primitives of `group` on this machine.
 ///
 /// # Errors
 ///
@@ -89,24 +69,6 @@ pub fn primitives(group: GroupId, seed: u64) -> Result<Primitives> {
         let _ = black_box(g.scalar_add(black_box(&a), black_box(&b)));
     });
     Ok(Primitives { te, tm, th, ta })
-}
-
-/// One side's row of Table VI.
-#[derive(Clone, Copy, Debug)]
-pub struct SideCost {
-    /// Operations per authentication.
-    pub ops: GroupOps,
-    /// Mean measured time inside the side's calls, per authentication.
-    pub measured: Duration,
-}
-
-/// The device's and the server's rows for one variant over one group.
-#[derive(Clone, Copy, Debug)]
-pub struct Cell {
-    /// MTCD.
-    pub device: SideCost,
-    /// MTCS.
-    pub server: SideCost,
 }
 
 /// Runs `exchanges` authentications of `variant` over `group` (after one warm-up) and reads
@@ -157,28 +119,6 @@ pub fn measure(group: GroupId, variant: Variant, exchanges: u32, seed: u64) -> R
         device: side(0),
         server: side(1),
     })
-}
-
-/// The paper's operation counts of one authentication (Table VI and §5.2), the same on both
-/// sides; E-ElGamal's includes the precomputed alternative proxy key (T_M + T_A).
-#[must_use]
-pub fn paper_ops(variant: Variant) -> GroupOps {
-    let (te, tm, th, ta) = match variant {
-        Variant::ElGamal => (5, 7, 2, 2),
-        Variant::Schnorr => (4, 3, 2, 1),
-        Variant::Dsa => (6, 5, 2, 1),
-    };
-    GroupOps { te, tm, th, ta }
-}
-
-/// One group's part of the table: the group, its primitives and, per variant, the cell.
-pub type GroupRow = (GroupId, Primitives, Vec<(Variant, Cell)>);
-
-/// The whole cost table.
-#[derive(Clone, Debug)]
-pub struct CostTable {
-    /// Per group: its primitives and, per variant, the cell.
-    pub groups: Vec<GroupRow>,
 }
 
 /// Measures the cost table, `exchanges` authentications per cell.
@@ -242,16 +182,6 @@ pub fn figures_of(table: &CostTable) -> Vec<Figure> {
         }
     }
     out
-}
-
-/// The E2SEC figures of `m2msec bench` (`exchanges` authentications per cell, at most a few
-/// are needed: the counts do not vary).
-///
-/// # Errors
-///
-/// As [`measure`].
-pub fn figures(exchanges: u32, seed: u64) -> Result<Vec<Figure>> {
-    Ok(figures_of(&cost_table(exchanges, seed)?))
 }
 
 /// The table in the shape of the paper's Tables V and VI, as text.

@@ -176,33 +176,34 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         (None, Err(e)) => Some(e.clone()),
         (None, Ok(_)) => Some("the device reported no key, or a different one".into()),
     };
-    let as_expected = if opts.expired_warrant {
-        !ok && matches!(seen.device_refusal, Some(E2secError::WarrantExpired { .. }))
-    } else {
-        ok
-    };
+    // The expired-warrant run fails as expected only for the expired warrant.
+    let failed_right = !opts.expired_warrant
+        || matches!(seen.device_refusal, Some(E2secError::WarrantExpired { .. }));
     progress.done(ok, "SK agreed");
     let detail = Detail::E2sec(super::report::Detail {
         group: group_name(opts.group),
         variant: opts.variant.name(),
     });
-    Ok(RunReport {
-        ok,
-        session_key_match,
+    let report = RunReport {
         device_ops: seen
             .device
             .as_ref()
             .map(|(_, t)| device_ops(t, 1, 0))
             .unwrap_or_default(),
-        error,
-        expected_ok: !opts.expired_warrant,
-        as_expected,
         key_fingerprint: server.ok().map(|s| hex(&s.fingerprint)),
         suite: "proxy-signature",
         helpers: Helpers {
             fault: opts.expired_warrant.then_some("expired-warrant"),
             ..Helpers::default()
         },
-        ..RunReport::new(PROTOCOL, &opts.run, wire, wall_ms, detail)
+        ..RunReport::new(PROTOCOL, &opts.run, wire, wall_ms, detail).judged(
+            session_key_match,
+            error,
+            !opts.expired_warrant,
+        )
+    };
+    Ok(RunReport {
+        as_expected: report.as_expected && failed_right,
+        ..report
     })
 }

@@ -25,15 +25,15 @@ impl Summary for Detail {
             self.variant,
             self.group,
         )?;
-        r.write_fingerprint(
+        r.write_keys(
             f,
-            "SK fingerprint",
+            ["session", "SK fingerprint"],
             ["device and server agree", "DEVICE DIFFERS"],
             "",
         )?;
         r.write_tail(
             f,
-            &format!("{} datagrams, {} bytes", r.messages, r.bytes),
+            "",
             "device ops",
             [
                 "refused as expected: the warrant had expired",

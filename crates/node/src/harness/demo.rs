@@ -5,14 +5,14 @@ use std::future::Future;
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use m2msec_crypto::rng::{CryptoRng, OsRng, random_array};
 use m2msec_protocol::link::LinkFaults;
 use m2msec_protocol::{Endpoint, OpCounts};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::error::{Error, Result};
 use crate::runtime::driver::{self, Driver, Handler, Shutdown, ShutdownSender, shutdown_channel};
@@ -192,6 +192,16 @@ impl Deployment {
         Ok(wire)
     }
 
+    /// Runs a demo's own `script` of steps under the run's time limit: why it failed, as the
+    /// report says it, or `None`.
+    pub async fn script(&self, script: impl Future<Output = Result<()>>) -> Option<String> {
+        match tokio::time::timeout(self.timeout, script).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(Error::Timeout(self.timeout).to_string()),
+        }
+    }
+
     /// Runs the constrained device of the run (`who`: "client", "initiator") on `driver` with
     /// `handler`, in a task of its own and under the run's time limit; `last` reads the
     /// handler's last run (`Ok` its summary, `Err` why it failed; `None` when it stopped
@@ -222,6 +232,34 @@ impl Deployment {
             Ok(Err(join)) => failed(format!("{who} task: {join}")),
             Err(_) => failed(Error::Timeout(self.timeout).to_string()),
         }
+    }
+}
+
+/// Milliseconds from `start` to `end` (to now without one): a report's `wall_ms`.
+#[must_use]
+pub fn millis(start: Instant, end: Option<Instant>) -> f64 {
+    end.unwrap_or_else(Instant::now)
+        .duration_since(start)
+        .as_secs_f64()
+        * 1000.0
+}
+
+/// Waits up to `within` for the role `task` (`what`: "sink", "server") to end and returns what
+/// it returned; if it failed, `error` (unless it says why already) says so. A task that does
+/// not end in time is left to the deployment's end.
+pub async fn joined<T>(
+    task: JoinHandle<Result<T>>,
+    within: Duration,
+    what: &str,
+    error: &mut Option<String>,
+) -> Option<T> {
+    match tokio::time::timeout(within, task).await {
+        Ok(Ok(Ok(value))) => Some(value),
+        Ok(Ok(Err(e))) => {
+            error.get_or_insert_with(|| format!("{what} task: {e}"));
+            None
+        }
+        Ok(Err(_)) | Err(_) => None,
     }
 }
 

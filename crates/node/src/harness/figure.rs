@@ -3,7 +3,11 @@
 
 use std::time::{Duration, Instant};
 
+use m2msec_protocol::OpCounts;
+use m2msec_protocol::network::Meter;
 use serde::Serialize;
+
+use crate::error::Result;
 
 /// One measured figure: a JSON line of `m2msec bench --json`.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -84,4 +88,50 @@ pub fn busy_meter<const N: usize>(
             busy[i] += start.elapsed();
         }
     }
+}
+
+/// What [`metered_runs`] measured, each a mean per run: the time inside the calls of each
+/// metered role, the wall-clock time of a whole run (every role) and each counted role's
+/// operations (symmetric, hash, redundancy, asymmetric).
+#[derive(Clone, Copy, Debug)]
+pub struct Metered<const N: usize, const M: usize> {
+    /// Time inside the calls of `roles[i]`.
+    pub busy: [Duration; N],
+    /// Wall-clock time of a whole in-memory run.
+    pub total: Duration,
+    /// Operations of the `i`-th role `ops` counts.
+    pub ops: [[f64; 4]; M],
+}
+
+/// The loop of every in-memory bench: `run` once to warm up (caches, lazy tables; excluded from
+/// every figure), then `runs` times (at least once) with a meter that adds the time inside
+/// each call of role `roles[i]` to `busy[i]`; `ops` reads the counted roles' operations
+/// before and after.
+///
+/// # Errors
+///
+/// What `run` returned: set-up errors, or a run that failed (a benchmark of failures means
+/// nothing).
+pub fn metered_runs<W, const N: usize, const M: usize>(
+    world: &mut W,
+    runs: u32,
+    roles: [usize; N],
+    ops: impl Fn(&W) -> [OpCounts; M],
+    mut run: impl FnMut(&mut W, Meter<'_>) -> Result<()>,
+) -> Result<Metered<N, M>> {
+    let runs = runs.max(1);
+    run(world, &mut |_, call| call())?;
+    let before = ops(world);
+    let mut busy = [Duration::ZERO; N];
+    let start = Instant::now();
+    for _ in 0..runs {
+        run(world, &mut busy_meter(&mut busy, roles))?;
+    }
+    let total = start.elapsed() / runs;
+    let after = ops(world);
+    Ok(Metered {
+        busy: busy.map(|b| b / runs),
+        total,
+        ops: core::array::from_fn(|i| (after[i] - before[i]).per_run(runs)),
+    })
 }

@@ -107,6 +107,23 @@ impl Helpers {
             "Reed-Solomon"
         }
     }
+
+    /// The helpers' lines of a summary: those that took part (under `label`) and those that
+    /// misbehaved and how (`note` after them), each if there are any.
+    ///
+    /// # Errors
+    ///
+    /// Only the formatter's.
+    pub fn write(&self, f: &mut fmt::Formatter<'_>, label: &str, note: &str) -> fmt::Result {
+        if !self.participants.is_empty() {
+            line(f, label, self.participants.join(", "))?;
+        }
+        if self.faulty == 0 {
+            return Ok(());
+        }
+        let (names, fault) = (self.faulty_proxies.join(", "), self.fault.unwrap_or("?"));
+        line(f, "faulty", format_args!("{names} ({fault}){note}"))
+    }
 }
 
 /// A protocol's own part of a [`RunReport`]: it writes the human summary of the run, so that
@@ -167,6 +184,21 @@ impl RunReport {
         }
     }
 
+    /// The report with the run's verdict: ok exactly when nothing went wrong (no `error`), as
+    /// expected when that is what `expected_ok` says.
+    #[must_use]
+    pub fn judged(self, session_key_match: bool, error: Option<String>, expected_ok: bool) -> Self {
+        let ok = error.is_none();
+        Self {
+            ok,
+            session_key_match,
+            error,
+            expected_ok,
+            as_expected: ok == expected_ok,
+            ..self
+        }
+    }
+
     /// "key established in … ms" or `failed`.
     #[must_use]
     pub fn head(&self, established: &str, failed: &str) -> String {
@@ -177,19 +209,23 @@ impl RunReport {
         }
     }
 
-    /// The key fingerprint line, if there is a fingerprint: `agree` when both ends hold the
-    /// same key, `differs` when they do not, then `extra` inside the parentheses.
+    /// The session line, if there is a session, and the key fingerprint line, if there is a
+    /// fingerprint (under their `labels`): `agree` when both ends hold the same key, `differs`
+    /// when they do not, then `extra` inside the parentheses.
     ///
     /// # Errors
     ///
     /// Only the formatter's.
-    pub fn write_fingerprint(
+    pub fn write_keys(
         &self,
         f: &mut fmt::Formatter<'_>,
-        label: &str,
+        [session, label]: [&str; 2],
         [agree, differs]: [&str; 2],
         extra: &str,
     ) -> fmt::Result {
+        if let Some(s) = &self.session {
+            line(f, session, s)?;
+        }
         match &self.key_fingerprint {
             Some(fp) => {
                 let agreement = if self.session_key_match {
@@ -203,9 +239,9 @@ impl RunReport {
         }
     }
 
-    /// The lines every summary ends with: the error, if any; the wire (`what` says what was
-    /// counted); the device's operations under `device`; the capture file; the verdict
-    /// ([`Self::write_outcome`]).
+    /// The lines every summary ends with: the error, if any; the datagrams and bytes on the
+    /// wire (`note` after them); the device's operations under `device`; the capture file; the
+    /// verdict ([`Self::write_outcome`]).
     ///
     /// # Errors
     ///
@@ -213,12 +249,17 @@ impl RunReport {
     pub fn write_tail(
         &self,
         f: &mut fmt::Formatter<'_>,
-        what: &str,
+        note: &str,
         device: &str,
         failed: [&str; 2],
     ) -> fmt::Result {
         self.write_error(f)?;
-        line(f, "wire", format_args!("{what}"))?;
+        let (messages, bytes) = (self.messages, self.bytes);
+        line(
+            f,
+            "wire",
+            format_args!("{messages} datagrams, {bytes} bytes{note}"),
+        )?;
         let o = &self.device_ops;
         write!(
             f,

@@ -8,8 +8,6 @@
 //!
 //! Every deployment's RSA keys are generated once; then many exchanges run on it.
 
-use std::time::{Duration, Instant};
-
 use m2msec_crypto::rng::SeededRng;
 use m2msec_protocol::Endpoint;
 use m2msec_protocol::mikey::sim::{INITIATOR_ROLE, RESPONDER_ROLE, World};
@@ -17,20 +15,11 @@ use m2msec_protocol::mikey::{InitiatorEvent, ModeName};
 
 use super::deployment::Params;
 use crate::error::{Error, Result};
-use crate::harness::figure::{Figure, OPS_FIGURES, busy_meter, micros, per_sec};
+use crate::harness::figure::{Figure, Metered, OPS_FIGURES, metered_runs, micros, per_sec};
 
-/// What one mode costs per exchange.
-#[derive(Clone, Copy, Debug)]
-pub struct ModeCost {
-    /// Mean time inside the initiator's calls.
-    pub initiator: Duration,
-    /// Mean time inside the responder's calls.
-    pub responder: Duration,
-    /// Mean wall-clock time of a whole in-memory exchange (every role).
-    pub total: Duration,
-    /// The initiator's operations per exchange (means, as reals).
-    pub ops: [f64; 4],
-}
+/// What one mode costs per exchange: the time inside the initiator's and the responder's
+/// calls, and the initiator's operations.
+pub type ModeCost = Metered<2, 1>;
 
 /// Runs `exchanges` honest exchanges of `params` (after one warm-up) and measures them.
 ///
@@ -40,48 +29,34 @@ pub struct ModeCost {
 /// nothing).
 pub fn measure(params: &Params, exchanges: u32, seed: u64) -> Result<ModeCost> {
     params.check()?;
-    let exchanges = exchanges.max(1);
     let mut rng = SeededRng::from_seed_u64(seed);
     let mut world = World::generate(&params.spec(), &mut rng)?;
-    let mut exchange = |world: &mut World, busy: &mut [Duration; 2]| -> Result<()> {
-        let seen = world.events.initiator.len();
-        world.run_honest_metered(
-            &mut rng,
-            &mut busy_meter(busy, [INITIATOR_ROLE, RESPONDER_ROLE]),
-        )?;
-        let ok = world.events.initiator[seen..]
-            .iter()
-            .any(|e| matches!(e, InitiatorEvent::Established(_)));
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::Usage(format!(
-                "benchmark exchange failed: {:?}",
-                world.events.initiator.last()
-            )))
-        }
-    };
-    let mut busy = [Duration::ZERO; 2];
-    exchange(&mut world, &mut busy)?; // warm-up, excluded
-    let ops0 = world.initiator.op_counts();
-    let mut busy = [Duration::ZERO; 2];
-    let start = Instant::now();
-    for _ in 0..exchanges {
-        exchange(&mut world, &mut busy)?;
-        // Keep the event logs short over long runs.
-        world.events.initiator.clear();
-        world.events.responder.clear();
-        for e in &mut world.events.third_parties {
-            e.clear();
-        }
-    }
-    let total = start.elapsed() / exchanges;
-    Ok(ModeCost {
-        initiator: busy[0] / exchanges,
-        responder: busy[1] / exchanges,
-        total,
-        ops: (world.initiator.op_counts() - ops0).per_run(exchanges),
-    })
+    let roles = [INITIATOR_ROLE, RESPONDER_ROLE];
+    metered_runs(
+        &mut world,
+        exchanges,
+        roles,
+        |w| [w.initiator.op_counts()],
+        |w, meter| {
+            w.run_honest_metered(&mut rng, meter)?;
+            let ok = w
+                .events
+                .initiator
+                .iter()
+                .any(|e| matches!(e, InitiatorEvent::Established(_)));
+            let failed = (!ok).then(|| {
+                let last = w.events.initiator.last();
+                Error::Usage(format!("benchmark exchange failed: {last:?}"))
+            });
+            // Keep the event logs short over long runs.
+            w.events.initiator.clear();
+            w.events.responder.clear();
+            for e in &mut w.events.third_parties {
+                e.clear();
+            }
+            failed.map_or(Ok(()), Err)
+        },
+    )
 }
 
 /// The MIKEY figures: the distributed mode (shape of `params`) and pre-shared-key mode against
@@ -106,32 +81,32 @@ pub fn figures(params: &Params, exchanges: u32, seed: u64) -> Result<Vec<Figure>
         out.push(Figure::against(
             format!("{p}.initiator.time_per_exchange"),
             "us",
-            micros(cost.initiator),
-            micros(pk.initiator),
+            micros(cost.busy[0]),
+            micros(pk.busy[0]),
         ));
         for (k, name) in OPS_FIGURES {
             out.push(Figure::against(
                 format!("{p}.initiator.{name}_ops_per_exchange"),
                 "ops",
-                cost.ops[k],
-                pk.ops[k],
+                cost.ops[0][k],
+                pk.ops[0][k],
             ));
         }
     }
     out.push(Figure::plain(
         "mikey.distributed.initiator.redundancy_ops_per_exchange".into(),
         "ops",
-        distributed.ops[2],
+        distributed.ops[0][2],
     ));
     out.push(Figure::plain(
         "mikey.pk.initiator.time_per_exchange".into(),
         "us",
-        micros(pk.initiator),
+        micros(pk.busy[0]),
     ));
     out.push(Figure::plain(
         "mikey.pk.initiator.asymmetric_ops_per_exchange".into(),
         "ops",
-        pk.ops[3],
+        pk.ops[0][3],
     ));
     for (mode, cost) in [
         (ModeName::Distributed, &distributed),
@@ -141,7 +116,7 @@ pub fn figures(params: &Params, exchanges: u32, seed: u64) -> Result<Vec<Figure>
         out.push(Figure::plain(
             format!("mikey.{}.responder.exchanges_per_sec", mode.name()),
             "1/s",
-            per_sec(cost.responder),
+            per_sec(cost.busy[1]),
         ));
         out.push(Figure::plain(
             format!("mikey.{}.in_memory.exchanges_per_sec", mode.name()),

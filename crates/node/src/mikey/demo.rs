@@ -110,7 +110,6 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         (Ok(i), Some(r)) => i.fingerprint == r.fingerprint,
         _ => false,
     };
-    let ok = outcome.is_ok() && session_key_match;
     let error = match &outcome {
         Err(e) => Some(e.clone()),
         Ok(_) if responder.is_none() => {
@@ -119,20 +118,15 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         Ok(_) if !session_key_match => Some("initiator and responder keys differ".into()),
         Ok(_) => None,
     };
+    let ok = error.is_none();
     progress.done(ok, "key established");
-    let expected_ok = params.expect_success();
     let distributed = params.mode == ModeName::Distributed;
     let detail = Detail::Mikey(super::report::Detail {
         mode: params.mode.name(),
         verified: outcome.as_ref().is_ok_and(|o| o.verified),
     });
     Ok(RunReport {
-        ok,
-        session_key_match,
         device_ops: device_ops.into(),
-        error,
-        expected_ok,
-        as_expected: ok == expected_ok,
         session: Some(format!("{csb_id:#010x}")),
         key_fingerprint: outcome.ok().map(|o| hex(&o.fingerprint)),
         suite: "classic",
@@ -153,7 +147,11 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
             fault: params.fault.filter(|_| params.faulty > 0).map(fault_name),
             faulty_proxies: params.faulty_names(),
         },
-        ..RunReport::new(super::PROTOCOL, &opts.run, wire, wall_ms, detail)
+        ..RunReport::new(super::PROTOCOL, &opts.run, wire, wall_ms, detail).judged(
+            session_key_match,
+            error,
+            params.expect_success(),
+        )
     })
 }
 

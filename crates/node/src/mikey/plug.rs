@@ -138,14 +138,21 @@ pub fn bench(flags: &BenchFlags) -> Result<BenchOutput> {
     Ok(BenchOutput::figures(figures))
 }
 
-/// The annotated trace of one seeded run.
+/// `m2msec trace mikey`: one honest in-memory exchange with `seed`, annotated by the protocol
+/// crate (`m2msec_protocol::mikey::trace`, the generator of the committed `vectors/mikey/`) for
+/// the mode and shape on the command line: every datagram in hex with its header and payloads
+/// named, the opened KEMACs, and the keys both ends derived. Same seed and shape, same bytes.
 ///
 /// # Errors
 ///
-/// As [`super::trace::trace`].
+/// Parameter and key generation errors, or an exchange that does not establish a key.
 pub fn trace(flags: &TraceFlags, seed: u64) -> Result<String> {
-    super::trace::trace(
-        &flags.mikey.params(&flags.shape, Some(&flags.faults))?,
-        seed,
-    )
+    let params = flags.mikey.params(&flags.shape, Some(&flags.faults))?;
+    params.check()?;
+    if params.faulty > 0 {
+        return Err(Error::Usage(
+            "a trace shows an honest exchange; leave out --faulty".into(),
+        ));
+    }
+    Ok(m2msec_protocol::mikey::trace::render(&params.spec(), seed)?)
 }

@@ -4,7 +4,7 @@ use core::fmt;
 
 use serde::Serialize;
 
-use crate::harness::report::{RunReport, Summary, line};
+use crate::harness::report::{RunReport, Summary};
 
 /// MIKEY's own part of a [`RunReport`].
 #[derive(Clone, Debug, Serialize)]
@@ -30,41 +30,20 @@ impl Summary for Detail {
         };
         let head = r.head("key established", "no key established");
         writeln!(f, "{}: {head}  ({shape})", r.protocol)?;
-        if let Some(s) = &r.session {
-            line(f, "CSB ID", s)?;
-        }
         let verified = if self.verified {
             ", verified by the responder"
         } else {
             ""
         };
-        r.write_fingerprint(
+        r.write_keys(
             f,
-            "TEK fingerprint",
+            ["CSB ID", "TEK fingerprint"],
             ["initiator and responder agree", "RESPONDER DIFFERS"],
             verified,
         )?;
-        if !h.participants.is_empty() {
-            line(f, "parts accepted", h.participants.join(", "))?;
-        }
-        if h.faulty > 0 {
-            let names = h.faulty_proxies.join(", ");
-            line(
-                f,
-                "faulty",
-                format_args!("{names} ({})", h.fault.unwrap_or("?")),
-            )?;
-        }
+        h.write(f, "parts accepted", "")?;
         let failed =
             "failed as expected: more third parties misbehaved than the threshold tolerates";
-        r.write_tail(
-            f,
-            &format!(
-                "{} datagrams, {} bytes (UDP port 2269)",
-                r.messages, r.bytes
-            ),
-            "initiator ops",
-            [failed, failed],
-        )
+        r.write_tail(f, " (UDP port 2269)", "initiator ops", [failed, failed])
     }
 }

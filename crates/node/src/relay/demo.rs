@@ -39,7 +39,7 @@ use super::proxy::{Proxy, ProxyConfig};
 use super::report::SinkOutcome;
 use super::sink::{LocalSink, spawn_local};
 use crate::error::{Error, Result};
-use crate::harness::demo::{Deployment, RunOptions};
+use crate::harness::demo::{Deployment, RunOptions, joined, millis};
 use crate::harness::report::{Detail, Helpers, Progress, RunReport};
 use crate::runtime::coap::{self, Transmission};
 use crate::runtime::driver::{Shutdown, wall_clock};
@@ -388,17 +388,8 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         done = Some(Instant::now());
         Ok::<(), Error>(())
     };
-    let result = tokio::time::timeout(opts.run.timeout, script).await;
-    let wall_ms = done
-        .unwrap_or_else(Instant::now)
-        .duration_since(start)
-        .as_secs_f64()
-        * 1000.0;
-    let mut error = match result {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(_) => Some(Error::Timeout(opts.run.timeout).to_string()),
-    };
+    let mut error = run.script(script).await;
+    let wall_ms = millis(start, done);
     for s in &mut sinks {
         s.drain();
     }
@@ -424,18 +415,13 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
     }
     run.stop();
     let mut sink_asymmetric = 0u64;
+    let within = Duration::from_secs(5);
     for s in sinks {
-        match tokio::time::timeout(Duration::from_secs(5), s.sink.task).await {
-            Ok(Ok(Ok(node))) => sink_asymmetric += node.op_counts().asymmetric,
-            Ok(Ok(Err(e))) => {
-                error.get_or_insert_with(|| format!("sink task: {e}"));
-            }
-            _ => {}
+        if let Some(node) = joined(s.sink.task, within, "sink", &mut error).await {
+            sink_asymmetric += node.op_counts().asymmetric;
         }
     }
-    if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(5), proxy_task).await {
-        error.get_or_insert_with(|| format!("proxy task: {e}"));
-    }
+    joined(proxy_task, within, "proxy", &mut error).await;
     run.finish().await?;
     let all_match = outcomes.iter().all(|o| o.matches);
     if error.is_none() && !all_match {
@@ -453,7 +439,6 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
                 .join("; "),
         );
     }
-    let ok = error.is_none() && all_match;
     let wire = load.map_or_else(WireTotals::default, |l| WireTotals {
         messages: l.messages_in + l.messages_out,
         bytes: l.bytes_in + l.bytes_out,
@@ -475,11 +460,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         sinks: outcomes,
     });
     Ok(RunReport {
-        ok,
-        session_key_match: all_match,
         device_ops: source.op_counts().into(),
-        error,
-        as_expected: ok,
         session: Some(format!("storage {storage_id}")),
         suite: "chacha20-poly1305",
         helpers: Helpers {
@@ -489,5 +470,6 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
             ..Helpers::default()
         },
         ..RunReport::new(super::PROTOCOL, &opts.run, wire, wall_ms, detail)
+            .judged(all_match, error, true)
     })
 }

@@ -26,7 +26,7 @@ use super::control::{Request, Response, ask, command};
 use super::daemon::{Command, DeviceNode, ServerHandler, server_from_store};
 
 use crate::error::{Error, Result};
-use crate::harness::demo::{Deployment, RunOptions};
+use crate::harness::demo::{Deployment, RunOptions, joined, millis};
 use crate::harness::report::{Detail, Progress, RunReport};
 use crate::runtime::driver;
 
@@ -282,33 +282,17 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         }
         Ok::<(), Error>(())
     };
-    let result = tokio::time::timeout(opts.run.timeout, script).await;
-    let wall_ms = outcome
-        .done
-        .unwrap_or_else(Instant::now)
-        .duration_since(start)
-        .as_secs_f64()
-        * 1000.0;
-    let mut error = match result {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(_) => Some(Error::Timeout(opts.run.timeout).to_string()),
-    };
-
+    let mut error = run.script(script).await;
+    let wall_ms = millis(start, outcome.done);
     run.stop();
     let mut device_ops = OpCounts::default();
     for (i, task) in device_tasks.into_iter().enumerate() {
-        match tokio::time::timeout(Duration::from_secs(2), task).await {
-            Ok(Ok(Ok(device))) if i == 0 => device_ops = device.op_counts(),
-            Ok(Ok(Err(e))) => {
-                error.get_or_insert_with(|| format!("device task: {e}"));
-            }
-            _ => {}
+        let device = joined(task, Duration::from_secs(2), "device", &mut error).await;
+        if let (0, Some(device)) = (i, device) {
+            device_ops = device.op_counts();
         }
     }
-    if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(2), gateway.task).await {
-        error.get_or_insert_with(|| format!("server task: {e}"));
-    }
+    joined(gateway.task, Duration::from_secs(2), "server", &mut error).await;
     let wire = run.finish().await?;
     drop(dir);
 
@@ -331,8 +315,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
             opts.messages
         ));
     }
-    let ok = error.is_none();
-    progress.done(ok, "every message delivered");
+    progress.done(error.is_none(), "every message delivered");
     let detail = Detail::Sga(super::report::Detail {
         group: opts.group.name(),
         pke: match opts.pke {
@@ -345,14 +328,14 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         restarted_gateway: opts.restart_gateway.then_some(outcome.restarted),
     });
     Ok(RunReport {
-        ok,
-        session_key_match,
         device_ops: device_ops.into(),
-        error,
-        as_expected: ok,
         session: outcome.session,
         key_fingerprint: outcome.fingerprints.0,
         suite: opts.suite.name(),
-        ..RunReport::new(super::PROTOCOL, &opts.run, wire, wall_ms, detail)
+        ..RunReport::new(super::PROTOCOL, &opts.run, wire, wall_ms, detail).judged(
+            session_key_match,
+            error,
+            true,
+        )
     })
 }

@@ -37,6 +37,7 @@ mod proxy;
 pub mod records;
 mod server;
 pub mod sim;
+pub mod simple_scheme;
 pub mod trace;
 mod trust;
 mod trusted;

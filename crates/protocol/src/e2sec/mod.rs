@@ -24,6 +24,7 @@
 //!   request makes the EPC issue again (`models/e2sec_warrant.vp`).
 
 mod agent;
+pub mod cost;
 mod epc;
 mod party;
 mod proxy_sig;
