@@ -41,6 +41,7 @@ pub mod collab;
 pub mod e2sec;
 mod endpoint;
 pub mod link;
+mod log;
 pub mod mikey;
 pub mod network;
 mod outbox;
@@ -52,6 +53,7 @@ pub mod sga;
 pub mod trial;
 
 pub use endpoint::{Endpoint, GroupOps, Millis, OpCounts, Transmit};
+pub use log::{Level, Logged};
 pub use outbox::Outbox;
 pub use reliable::RetransmitPolicy;
 pub use role::{Protocol, ProtocolRole, Role};

@@ -11,16 +11,13 @@ use std::path::Path;
 
 use m2msec_crypto::group::OpTally;
 use m2msec_protocol::Millis;
-use m2msec_protocol::e2sec::{
-    Epc, EpcEvent, Error as E2secError, Party, PartyAgent, PartyEvent, Role,
-};
+use m2msec_protocol::e2sec::{Epc, Error as E2secError, Party, PartyAgent, PartyEvent, Role};
 use tokio::sync::mpsc;
 
 use super::config;
 use crate::error::{Error, Result};
 use crate::harness::daemon::{Daemon, Exit, Reporter, RoleArgs, RunLog, Runs};
-use crate::hex;
-use crate::runtime::driver::{self, Context, Flow, Handler, Logged, Logs, Shutdown};
+use crate::runtime::driver::{self, Context, Flow, Handler, Logs, Shutdown, log_event};
 
 /// What an E2SEC party of a demo tells the orchestrator.
 #[derive(Debug)]
@@ -49,23 +46,6 @@ pub struct Summary {
 
 /// The result of one authentication a party initiated.
 pub type Outcome = crate::harness::daemon::Outcome<Summary, String, E2secError>;
-
-/// The EPC daemon only logs its events ([`Logs`]).
-impl Logged for EpcEvent {
-    fn log(self) {
-        match self {
-            Self::Issued {
-                holder,
-                valid_until,
-            } => tracing::info!(%holder, valid_until, "warrant issued"),
-            Self::Rejected { remote, error } => {
-                tracing::warn!(%remote, %error, "warrant request refused");
-            }
-            #[allow(unreachable_patterns)]
-            other => tracing::debug!(event = ?other, "epc event"),
-        }
-    }
-}
 
 /// Which authentications a party daemon initiates.
 #[derive(Clone, Debug, Default)]
@@ -161,9 +141,9 @@ impl PartyHandler {
 
 impl Handler<Party> for PartyHandler {
     fn on_event(&mut self, cx: &mut Context<'_, Party>, event: PartyEvent) -> Result<Flow> {
-        match event {
+        log_event(&event);
+        Ok(match event {
             PartyEvent::WarrantStored { valid_until } => {
-                tracing::info!(valid_until, "warrant stored");
                 // The operation counts of an authentication start here (the warrant check
                 // of equation (2)/(4) is not part of it).
                 cx.endpoint.take_tally();
@@ -171,7 +151,7 @@ impl Handler<Party> for PartyHandler {
                 if self.in_flight.is_none() && !self.agent.peers().is_empty() {
                     self.runs.resume(cx.now);
                 }
-                Ok(Flow::Continue)
+                Flow::Continue
             }
             PartyEvent::Established {
                 peer,
@@ -183,7 +163,6 @@ impl Handler<Party> for PartyHandler {
                     fingerprint: key.fingerprint(),
                     initiator,
                 };
-                tracing::info!(peer = %summary.peer, initiator, sk_fingerprint = %hex(&summary.fingerprint), "e2sec SK established");
                 self.report.send(Report::Established {
                     summary: summary.clone(),
                     tally: cx.endpoint.tally(),
@@ -192,29 +171,19 @@ impl Handler<Party> for PartyHandler {
                     return Ok(Flow::Continue);
                 }
                 let peer = summary.peer.clone();
-                Ok(self.ended(cx.now, &peer, Outcome::Established(summary), false))
+                self.ended(cx.now, &peer, Outcome::Established(summary), false)
             }
             PartyEvent::Failed { peer, error } => {
-                tracing::error!(%peer, %error, "e2sec authentication failed");
                 let id = peer.clone();
-                Ok(self.ended(cx.now, &peer, Outcome::Failed { id, error }, true))
+                self.ended(cx.now, &peer, Outcome::Failed { id, error }, true)
             }
-            PartyEvent::WarrantFailed { error } => {
-                // A new request follows at `next_fetch`.
-                tracing::warn!(%error, "no warrant from the EPC");
-                Ok(Flow::Continue)
-            }
-            PartyEvent::Rejected { remote, error } => {
-                tracing::warn!(%remote, %error, "refused");
+            PartyEvent::Rejected { error, .. } => {
                 self.report.send(Report::Rejected(error));
-                Ok(Flow::Continue)
+                Flow::Continue
             }
-            #[allow(unreachable_patterns)]
-            other => {
-                tracing::debug!(event = ?other, "party event");
-                Ok(Flow::Continue)
-            }
-        }
+            // A new warrant request follows at `next_fetch`.
+            _ => Flow::Continue,
+        })
     }
 
     fn next_wakeup(&self) -> Option<Millis> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use m2msec_crypto::rng::{CryptoRng, OsRng};
-use m2msec_protocol::{Endpoint, Millis};
+use m2msec_protocol::{Endpoint, Logged, Millis};
 use m2msec_store::Store;
 use tokio::sync::mpsc;
 
@@ -428,7 +428,7 @@ impl<S, Id, E> RunLog<Outcome<S, Id, E>> {
 /// A role that runs key establishments one after another and then ends (the collab client,
 /// the MIKEY initiator): how one starts and which of its events ends one. Its daemon's handler
 /// is then [`SessionRuns`].
-pub trait Sessions: Endpoint {
+pub trait Sessions: Endpoint<Event: Logged> {
     /// What an established run leaves, keys excluded.
     type Summary;
     /// What names a run in its failure.
@@ -446,8 +446,8 @@ pub trait Sessions: Endpoint {
     /// The role cannot start one (no usable peer…).
     fn start_run(&mut self, now: Millis, rng: &mut dyn CryptoRng) -> Result<()>;
 
-    /// The outcome of the run `event` ends, if it ends one; any other event is logged, or kept
-    /// in `keeps`, here.
+    /// The outcome of the run `event` ends, if it ends one; any other event may be kept in
+    /// `keeps` here (each is logged before).
     ///
     /// # Errors
     ///
@@ -484,6 +484,7 @@ impl<R: Sessions> SessionRuns<R> {
 
 impl<R: Sessions> Handler<R> for SessionRuns<R> {
     fn on_event(&mut self, cx: &mut Context<'_, R>, event: R::Event) -> Result<Flow> {
+        driver::log_event(&event);
         Ok(match R::ended(&mut self.keeps, event)? {
             Some(outcome) => self.runs.ended(cx.now, outcome),
             None => Flow::Continue,

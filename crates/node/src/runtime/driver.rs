@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use m2msec_crypto::rng::{CryptoRng, OsRng, SeededRng};
-use m2msec_protocol::{Endpoint, Millis};
+use m2msec_protocol::{Endpoint, Logged, Millis};
 use m2msec_store::{MemoryStore, RedbStore, Store};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
@@ -167,22 +167,33 @@ pub trait Handler<E: Endpoint, C = Infallible> {
     }
 }
 
-/// An event a role's daemon only logs (see [`Logs`]).
-pub trait Logged {
-    /// Writes the event to the log.
-    fn log(self);
+/// Writes a log line at `level`, a [`m2msec_protocol::Level`] known only at run time (`tracing` fixes each
+/// line's level where it is written).
+macro_rules! log_at {
+    ($level:expr, $($line:tt)+) => {
+        match $level {
+            m2msec_protocol::Level::Error => tracing::error!($($line)+),
+            m2msec_protocol::Level::Warn => tracing::warn!($($line)+),
+            m2msec_protocol::Level::Info => tracing::info!($($line)+),
+            m2msec_protocol::Level::Debug => tracing::debug!($($line)+),
+            m2msec_protocol::Level::Trace => tracing::trace!($($line)+),
+        }
+    };
+}
+pub(crate) use log_at;
+
+/// Writes `event` to the log at its level, as it reads ([`Logged`]).
+pub fn log_event(event: &impl Logged) {
+    log_at!(event.level(), "{event}");
 }
 
 /// The handler of a role whose events are only logged: nothing to persist, nothing to report.
 #[derive(Debug, Default)]
 pub struct Logs;
 
-impl<E: Endpoint> Handler<E> for Logs
-where
-    E::Event: Logged,
-{
+impl<E: Endpoint<Event: Logged>> Handler<E> for Logs {
     fn on_event(&mut self, _cx: &mut Context<'_, E>, event: E::Event) -> Result<Flow> {
-        event.log();
+        log_event(&event);
         Ok(Flow::Continue)
     }
 }

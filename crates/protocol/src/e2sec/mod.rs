@@ -25,6 +25,7 @@
 
 mod agent;
 mod epc;
+mod log;
 mod party;
 mod proxy_sig;
 pub mod sim;

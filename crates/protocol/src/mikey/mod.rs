@@ -33,6 +33,7 @@
 //!   an initiator treats it only as the reason to stop waiting.
 
 mod initiator;
+mod log;
 pub mod replay_store;
 mod responder;
 pub mod sim;
