@@ -49,6 +49,7 @@ pub mod relay;
 pub mod reliable;
 mod replay;
 mod role;
+pub mod runs;
 pub mod sga;
 pub mod trial;
 

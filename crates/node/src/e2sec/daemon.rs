@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use super::config;
 use crate::error::{Error, Result};
-use crate::harness::daemon::{Daemon, Exit, Reporter, RoleArgs, RunLog, Runs};
+use crate::harness::daemon::{Daemon, Exit, Reporter, RoleArgs, RunLog, Runs, after_run};
 use crate::runtime::driver::{self, Context, Flow, Handler, Logs, Shutdown, log_event};
 
 /// What an E2SEC party of a demo tells the orchestrator.
@@ -102,7 +102,7 @@ impl PartyHandler {
 
     /// Starts the due run: an authentication with the next peer in turn.
     fn start(&mut self, cx: &mut Context<'_, Party>) -> Result<Flow> {
-        self.runs.start(|| Ok(()))?;
+        self.runs.start();
         let Some(peer) = self
             .agent
             .peer_of_run(self.runs.started())
@@ -118,24 +118,19 @@ impl PartyHandler {
             }
             Err(error) => {
                 tracing::error!(%peer, %error, "cannot start the authentication");
-                Ok(self
-                    .runs
-                    .established(cx.now, Outcome::Failed { id: peer, error }))
+                let outcome = Outcome::Failed { id: peer, error };
+                Ok(after_run(self.runs.established(cx.now, outcome)))
             }
         }
     }
 
     /// The authentication with `peer` ended, if it is the one under way.
-    fn ended(&mut self, now: Millis, peer: &str, outcome: Outcome, retry: bool) -> Flow {
+    fn ended(&mut self, now: Millis, peer: &str, outcome: Outcome) -> Flow {
         if self.in_flight.as_deref() != Some(peer) {
             return Flow::Continue;
         }
         self.in_flight = None;
-        if retry {
-            self.runs.failed(now, outcome)
-        } else {
-            self.runs.established(now, outcome)
-        }
+        after_run(self.runs.ended(now, outcome))
     }
 }
 
@@ -171,11 +166,11 @@ impl Handler<Party> for PartyHandler {
                     return Ok(Flow::Continue);
                 }
                 let peer = summary.peer.clone();
-                self.ended(cx.now, &peer, Outcome::Established(summary), false)
+                self.ended(cx.now, &peer, Outcome::Established(summary))
             }
             PartyEvent::Failed { peer, error } => {
                 let id = peer.clone();
-                self.ended(cx.now, &peer, Outcome::Failed { id, error }, true)
+                self.ended(cx.now, &peer, Outcome::Failed { id, error })
             }
             PartyEvent::Rejected { error, .. } => {
                 self.report.send(Report::Rejected(error));

@@ -44,50 +44,6 @@ pub fn role_rng(seed: Option<u64>, role: u64) -> Box<dyn CryptoRng + Send> {
     }
 }
 
-/// The tries of one key establishment a daemon runs (collab client, MIKEY initiator, E2SEC
-/// initiating party): a failed one — a timeout on a bad link, a refusal by a peer that was not
-/// ready — is started again after a backoff (0.5 s, doubled each time), until `attempts` tries
-/// have failed; only then does the failure count.
-#[derive(Clone, Copy, Debug)]
-pub struct Retries {
-    attempts: u32,
-    failed: u32,
-}
-
-impl Retries {
-    /// Wait before the first try again.
-    const BACKOFF: Duration = Duration::from_millis(500);
-
-    /// `attempts` tries in all (at least 1).
-    #[must_use]
-    pub fn new(attempts: u32) -> Self {
-        Self {
-            attempts: attempts.max(1),
-            failed: 0,
-        }
-    }
-
-    /// A try failed at `now`: when to start the next one, or `None` when none is left.
-    pub fn again(&mut self, now: Millis) -> Option<Millis> {
-        self.failed += 1;
-        if self.failed >= self.attempts {
-            self.failed = 0;
-            return None;
-        }
-        tracing::info!(
-            attempt = self.failed + 1,
-            of = self.attempts,
-            "trying the establishment again"
-        );
-        Some(now.after(Self::BACKOFF * (1u32 << (self.failed - 1).min(8))))
-    }
-
-    /// The establishment ended (established, or out of tries): the next one starts afresh.
-    pub fn reset(&mut self) {
-        self.failed = 0;
-    }
-}
-
 /// Milliseconds since the UNIX epoch, the time the daemons feed their roles.
 #[must_use]
 pub fn wall_clock() -> Millis {
