@@ -101,25 +101,25 @@ impl PartyHandler {
     }
 
     /// Starts the due run: an authentication with the next peer in turn.
-    fn start(&mut self, cx: &mut Context<'_, Party>) -> Result<Flow> {
+    fn start(&mut self, cx: &mut Context<'_, Party>) -> Flow {
         self.runs.start();
         let Some(peer) = self
             .agent
             .peer_of_run(self.runs.started())
             .map(str::to_owned)
         else {
-            return Ok(Flow::Continue);
+            return Flow::Continue;
         };
         match cx.endpoint.connect(cx.now, cx.rng, &peer) {
             Ok(()) => {
                 tracing::info!(%peer, "e2sec authentication started");
                 self.in_flight = Some(peer);
-                Ok(Flow::Continue)
+                Flow::Continue
             }
             Err(error) => {
                 tracing::error!(%peer, %error, "cannot start the authentication");
                 let outcome = Outcome::Failed { id: peer, error };
-                Ok(after_run(self.runs.established(cx.now, outcome)))
+                after_run(self.runs.established(cx.now, outcome))
             }
         }
     }
@@ -199,7 +199,7 @@ impl Handler<Party> for PartyHandler {
         }
         if self.runs.next_start().is_some_and(|t| t <= cx.now) {
             if self.agent.may_start(cx.now) {
-                let flow = self.start(cx)?;
+                let flow = self.start(cx);
                 if self.in_flight.is_some()
                     && let Some(held_ms) = self.agent.hold_from(driver::wall_clock())
                 {
@@ -230,9 +230,9 @@ pub async fn run_epc(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     daemon.serve(Logs, shutdown).await
 }
 
-/// Runs a device (`role` Device) or server daemon of `config_file`. With peers to connect to
-/// (`connect`, else the config's `connect` line), returns their outcomes once all are done;
-/// otherwise serves until `shutdown` and returns none.
+/// Runs the device (`role` Device) or server daemon `name` of `config_file`. With peers to
+/// connect to (`connect`, else the config's `connect` line), returns their outcomes once all
+/// are done; otherwise serves until `shutdown` and returns none.
 ///
 /// # Errors
 ///
@@ -240,6 +240,7 @@ pub async fn run_epc(config_file: &Path, shutdown: Shutdown) -> Result<()> {
 pub async fn run_party(
     config_file: &Path,
     role: Role,
+    name: &'static str,
     mut connects: Connects,
     shutdown: Shutdown,
 ) -> Result<Vec<Outcome>> {
@@ -247,25 +248,19 @@ pub async fn run_party(
     if connects.peers.is_empty() {
         connects.peers = connect;
     }
-    for p in &connects.peers {
-        if !setup.config.peers.iter().any(|e| &e.id == p) {
-            return Err(Error::Usage(format!(
-                "--connect {p}: not one of the peers of {}",
-                config_file.display()
-            )));
-        }
+    let known = |p: &String| setup.config.peers.iter().any(|e| &e.id == p);
+    if let Some(p) = connects.peers.iter().find(|p| !known(p)) {
+        let file = config_file.display();
+        return Err(Error::Usage(format!(
+            "--connect {p}: not one of the peers of {file}"
+        )));
     }
     let identity = setup.config.identity.clone();
     let variant = setup.config.variant.name();
     let group = setup.config.secret_key.group();
     let party = Party::new(setup.config)?;
-    let role_name = if role == Role::Device {
-        "e2sec-device"
-    } else {
-        "e2sec-server"
-    };
     tracing::info!(variant, group = super::group_name(group), "party keys");
-    let daemon = Daemon::bind(role_name, identity, setup.listen, party).await?;
+    let daemon = Daemon::bind(name, identity, setup.listen, party).await?;
     let handler = PartyHandler::new(&connects, driver::wall_clock(), None);
     Ok(daemon
         .start(Party::request_warrant, handler, shutdown)
@@ -279,19 +274,19 @@ pub async fn run_party(
 ///
 /// As the role's runner; [`Error::Usage`] for a role that is not E2SEC's.
 pub async fn run_role(role: &str, args: &RoleArgs, shutdown: Shutdown) -> Result<Exit> {
-    let party = match role {
+    let (party, name) = match role {
         "e2sec-epc" => {
             return run_epc(&args.config, shutdown).await.map(|()| Exit::Served);
         }
-        "e2sec-device" => Role::Device,
-        "e2sec-server" => Role::Server,
+        "e2sec-device" => (Role::Device, "e2sec-device"),
+        "e2sec-server" => (Role::Server, "e2sec-server"),
         other => return Err(Error::Usage(format!("{other}: not an E2SEC role"))),
     };
     let connects = Connects {
         peers: args.connect.clone(),
         runs: args.runs(),
     };
-    let outcomes = run_party(&args.config, party, connects, shutdown).await?;
+    let outcomes = run_party(&args.config, party, name, connects, shutdown).await?;
     if outcomes.is_empty() {
         // Served until stopped; nothing was asked of it.
         return Ok(Exit::Served);

@@ -301,10 +301,7 @@ impl<E: Endpoint> Driver<E> {
                     break;
                 }
                 command = commands.recv(), if commands_open => match command {
-                    Some(command) => {
-                        let mut cx = Context { endpoint: &mut self.endpoint, now: wall_clock(), rng: &mut *self.rng };
-                        handler.on_command(&mut cx, command)?
-                    }
+                    Some(command) => handler.on_command(&mut self.context(wall_clock()), command)?,
                     None => {
                         commands_open = false;
                         Flow::Continue
@@ -327,8 +324,7 @@ impl<E: Endpoint> Driver<E> {
                         self.endpoint.handle_timeout(now, &mut *self.rng);
                     }
                     if handler.next_wakeup().is_some_and(|t| t <= now) {
-                        let mut cx = Context { endpoint: &mut self.endpoint, now, rng: &mut *self.rng };
-                        handler.on_wakeup(&mut cx)?
+                        handler.on_wakeup(&mut self.context(now))?
                     } else {
                         Flow::Continue
                     }
@@ -341,20 +337,21 @@ impl<E: Endpoint> Driver<E> {
         Ok(self.endpoint)
     }
 
+    /// What the handler may touch at `now`.
+    fn context(&mut self, now: Millis) -> Context<'_, E> {
+        Context {
+            endpoint: &mut self.endpoint,
+            now,
+            rng: &mut *self.rng,
+        }
+    }
+
     /// Hands every pending event to the handler, then sends every pending datagram (lost
     /// while the role is offline).
     async fn drain<C, H: Handler<E, C>>(&mut self, handler: &mut H) -> Result<Flow> {
         let mut flow = Flow::Continue;
         while let Some(event) = self.endpoint.poll_event() {
-            let stop = {
-                let mut cx = Context {
-                    endpoint: &mut self.endpoint,
-                    now: wall_clock(),
-                    rng: &mut *self.rng,
-                };
-                handler.on_event(&mut cx, event)? == Flow::Stop
-            };
-            if stop {
+            if handler.on_event(&mut self.context(wall_clock()), event)? == Flow::Stop {
                 flow = Flow::Stop;
             }
         }
@@ -519,25 +516,16 @@ pub async fn bind(addr: SocketAddr) -> Result<UdpSocket> {
         .map_err(|source| Error::Bind { addr, source })
 }
 
-/// Waits for SIGINT (Ctrl-C) or, on Unix, SIGTERM.
+/// Waits for SIGINT (Ctrl-C) or SIGTERM.
 pub async fn termination_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
+    // Unix only, as the node is (the SGA device's control socket is a Unix socket).
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
         let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }
