@@ -123,7 +123,8 @@ impl Handler<Server> for ServerHandler {
         match event {
             ServerEvent::OneTimeKeyUsed(id) => {
                 // Durable before the answer that depends on it leaves (see the driver).
-                if !records::record_one_time_key(&*self.store, &id, cx.now)? {
+                let first = records::record_one_time_key(&*self.store, &id, cx.now)?;
+                if !first {
                     tracing::warn!(id = %hex(&id), "one-time key was already recorded as used");
                 }
             }

@@ -132,3 +132,24 @@ impl Logged for TrustedEvent {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collab::Error;
+
+    #[test]
+    fn an_event_reads_as_what_happened_then_its_fields() {
+        let remote = "127.0.0.1:5683".parse().unwrap_or_else(|e| panic!("{e}"));
+        let event = ProxyEvent::Rejected {
+            remote,
+            error: Error::Authentication,
+        };
+        let expected = format!(
+            "datagram rejected remote=127.0.0.1:5683 error={}",
+            Error::Authentication
+        );
+        assert_eq!(event.to_string(), expected);
+        assert_eq!(event.level(), Level::Warn);
+    }
+}

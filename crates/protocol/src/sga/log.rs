@@ -92,3 +92,25 @@ impl Logged for Noted {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sga::InboxEntry;
+
+    #[test]
+    fn a_received_message_is_logged_without_its_plaintext() {
+        let entry = InboxEntry {
+            from: "device-i".into(),
+            session: "0a0b".into(),
+            message_id: 3,
+            text: "temperature 21.5".into(),
+        };
+        let noted = Noted::Received { entry, bytes: 16 };
+        assert_eq!(
+            noted.to_string(),
+            "message received from=device-i session=0a0b message_id=3 bytes=16"
+        );
+        assert_eq!(noted.level(), Level::Info);
+    }
+}
