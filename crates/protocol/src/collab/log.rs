@@ -31,11 +31,15 @@ impl fmt::Display for ClientEvent {
             }
             Self::TrustUpdated(records) => {
                 f.write_str("trust updated")?;
-                for r in records {
+                for (i, r) in records.iter().enumerate() {
                     write!(
                         f,
-                        " proxy={} score={:?} successes={} failures={}",
-                        r.proxy, r.score, r.successes, r.failures
+                        "{} proxy={} score={:?} successes={} failures={}",
+                        if i == 0 { "" } else { ";" },
+                        r.proxy,
+                        r.score,
+                        r.successes,
+                        r.failures
                     )?;
                 }
                 Ok(())
