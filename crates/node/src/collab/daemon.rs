@@ -153,7 +153,9 @@ pub async fn run_client(
     let identity = setup.config.identity.clone();
     let client = Client::new(setup.config, trust)?;
     let daemon = Daemon::bind("collab-client", identity, setup.listen, client).await?;
-    daemon.run_sessions(runs, store, shutdown).await
+    let handler = ClientHandler::new(runs, store);
+    let handler = daemon.start(Client::start_run, handler, shutdown).await?;
+    Ok(handler.into_outcomes())
 }
 
 /// Runs the proxy daemon of `config_file` until `shutdown`.

@@ -172,26 +172,6 @@ impl<E: Endpoint> Daemon<E> {
         Ok(handler)
     }
 
-    /// Runs `runs` key establishments of a [`Sessions`] role, the first started at once, and
-    /// returns their outcomes (also on `shutdown`).
-    ///
-    /// # Errors
-    ///
-    /// The first run cannot start; the handler's first error.
-    pub async fn run_sessions(
-        self,
-        runs: Runs,
-        keeps: E::Keeps,
-        shutdown: Shutdown,
-    ) -> Result<Vec<RunOutcome<E>>>
-    where
-        E: Sessions,
-    {
-        let handler = SessionRuns::new(runs, keeps);
-        let handler = self.start(E::start_run, handler, shutdown).await?;
-        Ok(handler.into_outcomes())
-    }
-
     /// Logs "serving" and hands the bound role over, for a handler that drives it itself (one
     /// that takes commands, through [`Driver::run_with`]).
     #[must_use]

@@ -207,7 +207,11 @@ pub async fn run_initiator(
     tracing::info!(mode = mode.name(), "initiator mode");
     let initiator = Initiator::new(setup.config)?;
     let daemon = Daemon::bind("mikey-initiator", identity, setup.listen, initiator).await?;
-    daemon.run_sessions(runs, (), shutdown).await
+    let handler = InitiatorHandler::new(runs, ());
+    let handler = daemon
+        .start(Initiator::start_run, handler, shutdown)
+        .await?;
+    Ok(handler.into_outcomes())
 }
 
 /// Serves the daemon `role` of `identity` until `shutdown`: `new` builds it from the config of
