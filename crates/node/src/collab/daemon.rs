@@ -10,8 +10,8 @@ use std::sync::Arc;
 use m2msec_crypto::rng::CryptoRng;
 use m2msec_protocol::Millis;
 use m2msec_protocol::collab::{
-    Client, ClientEvent, Established, Proxy, ProxyEvent, Server, ServerEvent, SessionId,
-    TrustRecord, Trusted, TrustedEvent, records,
+    Client, ClientEvent, Established, Proxy, Server, ServerEvent, SessionId, TrustRecord, Trusted,
+    records,
 };
 use m2msec_store::Store;
 
@@ -19,7 +19,7 @@ use super::config;
 use crate::error::{Error, Result};
 use crate::harness::daemon::{Daemon, Exit, Persisting, RoleArgs, SessionRuns, Sessions};
 use crate::hex;
-use crate::runtime::driver::{Context, Flow, Handler, Logged, Logs, Shutdown, open_store};
+use crate::runtime::driver::{Context, Flow, Handler, Logs, Shutdown, log_event, open_store};
 
 pub use records::{TRUST_TABLE, USED_OTS_TABLE, load_used_one_time_keys};
 
@@ -36,23 +36,15 @@ pub struct Summary {
     pub participants: Vec<String>,
 }
 
-impl Summary {
-    /// The summary of `e`, logged (the client's and the server's alike).
-    fn logged(e: &Established) -> Self {
-        let summary = Self {
+/// The client's and the server's alike.
+impl From<&Established> for Summary {
+    fn from(e: &Established) -> Self {
+        Self {
             session: e.session,
             peer: e.peer.clone(),
             fingerprint: e.key.fingerprint(),
             participants: e.participants.clone(),
-        };
-        tracing::info!(
-            session = %summary.session,
-            peer = %summary.peer,
-            key_fingerprint = %hex(&summary.fingerprint),
-            participants = %summary.participants.join(","),
-            "collab key established"
-        );
-        summary
+        }
     }
 }
 
@@ -107,27 +99,17 @@ impl Sessions for Client {
     }
 
     fn ended(store: &mut Arc<dyn Store>, event: ClientEvent) -> Result<Option<Outcome>> {
-        match event {
-            ClientEvent::Established(e) => {
-                return Ok(Some(Outcome::Established(Summary::logged(&e))));
-            }
-            ClientEvent::Failed { session, error } => {
-                tracing::error!(%session, %error, "collab key establishment failed");
-                return Ok(Some(Outcome::Failed { id: session, error }));
-            }
+        Ok(match event {
+            ClientEvent::Established(e) => Some(Outcome::Established(Summary::from(&e))),
+            ClientEvent::Failed { session, error } => Some(Outcome::Failed { id: session, error }),
             ClientEvent::TrustUpdated(updated) => {
                 for r in &updated {
                     records::save_trust(&**store, r)?;
-                    tracing::debug!(proxy = %r.proxy, score = r.score, successes = r.successes, failures = r.failures, "trust updated");
                 }
+                None
             }
-            ClientEvent::Rejected { remote, error } => {
-                tracing::warn!(%remote, %error, "datagram rejected");
-            }
-            #[allow(unreachable_patterns)]
-            other => tracing::debug!(event = ?other, "client event"),
-        }
-        Ok(None)
+            _ => None,
+        })
     }
 }
 
@@ -137,58 +119,19 @@ pub type ServerHandler = Persisting<Summary>;
 
 impl Handler<Server> for ServerHandler {
     fn on_event(&mut self, cx: &mut Context<'_, Server>, event: ServerEvent) -> Result<Flow> {
+        log_event(&event);
         match event {
             ServerEvent::OneTimeKeyUsed(id) => {
                 // Durable before the answer that depends on it leaves (see the driver).
-                if !records::record_one_time_key(&*self.store, &id, cx.now)? {
+                let first = records::record_one_time_key(&*self.store, &id, cx.now)?;
+                if !first {
                     tracing::warn!(id = %hex(&id), "one-time key was already recorded as used");
                 }
             }
-            ServerEvent::Established(e) => {
-                self.report.send(Summary::logged(&e));
-            }
-            ServerEvent::Failed { session, error } => {
-                tracing::warn!(%session, %error, "session failed")
-            }
-            ServerEvent::Rejected { remote, error } => {
-                tracing::warn!(%remote, %error, "datagram rejected")
-            }
-            #[allow(unreachable_patterns)]
-            other => tracing::debug!(event = ?other, "server event"),
+            ServerEvent::Established(e) => self.report.send(Summary::from(&e)),
+            _ => {}
         }
         Ok(Flow::Continue)
-    }
-}
-
-/// The proxy daemon only logs its events ([`Logs`]).
-impl Logged for ProxyEvent {
-    fn log(self) {
-        match self {
-            Self::Relayed { session } => tracing::info!(%session, "relayed a session"),
-            Self::Failed { session, error } => tracing::warn!(%session, %error, "session failed"),
-            Self::Rejected { remote, error } => {
-                tracing::warn!(%remote, %error, "datagram rejected")
-            }
-            #[allow(unreachable_patterns)]
-            other => tracing::debug!(event = ?other, "proxy event"),
-        }
-    }
-}
-
-/// The trusted entity daemon only logs its events ([`Logs`]).
-impl Logged for TrustedEvent {
-    fn log(self) {
-        match self {
-            Self::Provisioned { session, proxies } => {
-                tracing::info!(%session, proxies = %proxies.join(","), "provisioned one-time keys");
-            }
-            Self::Failed { session, error } => tracing::warn!(%session, %error, "session failed"),
-            Self::Rejected { remote, error } => {
-                tracing::warn!(%remote, %error, "datagram rejected")
-            }
-            #[allow(unreachable_patterns)]
-            other => tracing::debug!(event = ?other, "trusted event"),
-        }
     }
 }
 
@@ -210,7 +153,9 @@ pub async fn run_client(
     let identity = setup.config.identity.clone();
     let client = Client::new(setup.config, trust)?;
     let daemon = Daemon::bind("collab-client", identity, setup.listen, client).await?;
-    daemon.run_sessions(runs, store, shutdown).await
+    let handler = ClientHandler::new(runs, store);
+    let handler = daemon.start(Client::start_run, handler, shutdown).await?;
+    Ok(handler.into_outcomes())
 }
 
 /// Runs the proxy daemon of `config_file` until `shutdown`.

@@ -11,16 +11,13 @@ use std::path::Path;
 
 use m2msec_crypto::group::OpTally;
 use m2msec_protocol::Millis;
-use m2msec_protocol::e2sec::{
-    Epc, EpcEvent, Error as E2secError, Party, PartyAgent, PartyEvent, Role,
-};
+use m2msec_protocol::e2sec::{Epc, Error as E2secError, Party, PartyAgent, PartyEvent, Role};
 use tokio::sync::mpsc;
 
 use super::config;
 use crate::error::{Error, Result};
-use crate::harness::daemon::{Daemon, Exit, Reporter, RoleArgs, RunLog, Runs};
-use crate::hex;
-use crate::runtime::driver::{self, Context, Flow, Handler, Logged, Logs, Shutdown};
+use crate::harness::daemon::{Daemon, Exit, Reporter, RoleArgs, RunLog, Runs, after_run};
+use crate::runtime::driver::{self, Context, Flow, Handler, Logs, Shutdown, log_event};
 
 /// What an E2SEC party of a demo tells the orchestrator.
 #[derive(Debug)]
@@ -49,23 +46,6 @@ pub struct Summary {
 
 /// The result of one authentication a party initiated.
 pub type Outcome = crate::harness::daemon::Outcome<Summary, String, E2secError>;
-
-/// The EPC daemon only logs its events ([`Logs`]).
-impl Logged for EpcEvent {
-    fn log(self) {
-        match self {
-            Self::Issued {
-                holder,
-                valid_until,
-            } => tracing::info!(%holder, valid_until, "warrant issued"),
-            Self::Rejected { remote, error } => {
-                tracing::warn!(%remote, %error, "warrant request refused");
-            }
-            #[allow(unreachable_patterns)]
-            other => tracing::debug!(event = ?other, "epc event"),
-        }
-    }
-}
 
 /// Which authentications a party daemon initiates.
 #[derive(Clone, Debug, Default)]
@@ -121,49 +101,44 @@ impl PartyHandler {
     }
 
     /// Starts the due run: an authentication with the next peer in turn.
-    fn start(&mut self, cx: &mut Context<'_, Party>) -> Result<Flow> {
-        self.runs.start(|| Ok(()))?;
+    fn start(&mut self, cx: &mut Context<'_, Party>) -> Flow {
+        self.runs.start();
         let Some(peer) = self
             .agent
             .peer_of_run(self.runs.started())
             .map(str::to_owned)
         else {
-            return Ok(Flow::Continue);
+            return Flow::Continue;
         };
         match cx.endpoint.connect(cx.now, cx.rng, &peer) {
             Ok(()) => {
                 tracing::info!(%peer, "e2sec authentication started");
                 self.in_flight = Some(peer);
-                Ok(Flow::Continue)
+                Flow::Continue
             }
             Err(error) => {
                 tracing::error!(%peer, %error, "cannot start the authentication");
-                Ok(self
-                    .runs
-                    .established(cx.now, Outcome::Failed { id: peer, error }))
+                let outcome = Outcome::Failed { id: peer, error };
+                after_run(self.runs.established(cx.now, outcome))
             }
         }
     }
 
     /// The authentication with `peer` ended, if it is the one under way.
-    fn ended(&mut self, now: Millis, peer: &str, outcome: Outcome, retry: bool) -> Flow {
+    fn ended(&mut self, now: Millis, peer: &str, outcome: Outcome) -> Flow {
         if self.in_flight.as_deref() != Some(peer) {
             return Flow::Continue;
         }
         self.in_flight = None;
-        if retry {
-            self.runs.failed(now, outcome)
-        } else {
-            self.runs.established(now, outcome)
-        }
+        after_run(self.runs.ended(now, outcome))
     }
 }
 
 impl Handler<Party> for PartyHandler {
     fn on_event(&mut self, cx: &mut Context<'_, Party>, event: PartyEvent) -> Result<Flow> {
-        match event {
+        log_event(&event);
+        Ok(match event {
             PartyEvent::WarrantStored { valid_until } => {
-                tracing::info!(valid_until, "warrant stored");
                 // The operation counts of an authentication start here (the warrant check
                 // of equation (2)/(4) is not part of it).
                 cx.endpoint.take_tally();
@@ -171,7 +146,7 @@ impl Handler<Party> for PartyHandler {
                 if self.in_flight.is_none() && !self.agent.peers().is_empty() {
                     self.runs.resume(cx.now);
                 }
-                Ok(Flow::Continue)
+                Flow::Continue
             }
             PartyEvent::Established {
                 peer,
@@ -183,7 +158,6 @@ impl Handler<Party> for PartyHandler {
                     fingerprint: key.fingerprint(),
                     initiator,
                 };
-                tracing::info!(peer = %summary.peer, initiator, sk_fingerprint = %hex(&summary.fingerprint), "e2sec SK established");
                 self.report.send(Report::Established {
                     summary: summary.clone(),
                     tally: cx.endpoint.tally(),
@@ -192,29 +166,19 @@ impl Handler<Party> for PartyHandler {
                     return Ok(Flow::Continue);
                 }
                 let peer = summary.peer.clone();
-                Ok(self.ended(cx.now, &peer, Outcome::Established(summary), false))
+                self.ended(cx.now, &peer, Outcome::Established(summary))
             }
             PartyEvent::Failed { peer, error } => {
-                tracing::error!(%peer, %error, "e2sec authentication failed");
                 let id = peer.clone();
-                Ok(self.ended(cx.now, &peer, Outcome::Failed { id, error }, true))
+                self.ended(cx.now, &peer, Outcome::Failed { id, error })
             }
-            PartyEvent::WarrantFailed { error } => {
-                // A new request follows at `next_fetch`.
-                tracing::warn!(%error, "no warrant from the EPC");
-                Ok(Flow::Continue)
-            }
-            PartyEvent::Rejected { remote, error } => {
-                tracing::warn!(%remote, %error, "refused");
+            PartyEvent::Rejected { error, .. } => {
                 self.report.send(Report::Rejected(error));
-                Ok(Flow::Continue)
+                Flow::Continue
             }
-            #[allow(unreachable_patterns)]
-            other => {
-                tracing::debug!(event = ?other, "party event");
-                Ok(Flow::Continue)
-            }
-        }
+            // A new warrant request follows at `next_fetch`.
+            _ => Flow::Continue,
+        })
     }
 
     fn next_wakeup(&self) -> Option<Millis> {
@@ -235,7 +199,7 @@ impl Handler<Party> for PartyHandler {
         }
         if self.runs.next_start().is_some_and(|t| t <= cx.now) {
             if self.agent.may_start(cx.now) {
-                let flow = self.start(cx)?;
+                let flow = self.start(cx);
                 if self.in_flight.is_some()
                     && let Some(held_ms) = self.agent.hold_from(driver::wall_clock())
                 {
@@ -266,9 +230,9 @@ pub async fn run_epc(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     daemon.serve(Logs, shutdown).await
 }
 
-/// Runs a device (`role` Device) or server daemon of `config_file`. With peers to connect to
-/// (`connect`, else the config's `connect` line), returns their outcomes once all are done;
-/// otherwise serves until `shutdown` and returns none.
+/// Runs the device (`role` Device) or server daemon `name` of `config_file`. With peers to
+/// connect to (`connect`, else the config's `connect` line), returns their outcomes once all
+/// are done; otherwise serves until `shutdown` and returns none.
 ///
 /// # Errors
 ///
@@ -276,6 +240,7 @@ pub async fn run_epc(config_file: &Path, shutdown: Shutdown) -> Result<()> {
 pub async fn run_party(
     config_file: &Path,
     role: Role,
+    name: &'static str,
     mut connects: Connects,
     shutdown: Shutdown,
 ) -> Result<Vec<Outcome>> {
@@ -283,25 +248,19 @@ pub async fn run_party(
     if connects.peers.is_empty() {
         connects.peers = connect;
     }
-    for p in &connects.peers {
-        if !setup.config.peers.iter().any(|e| &e.id == p) {
-            return Err(Error::Usage(format!(
-                "--connect {p}: not one of the peers of {}",
-                config_file.display()
-            )));
-        }
+    let known = |p: &String| setup.config.peers.iter().any(|e| &e.id == p);
+    if let Some(p) = connects.peers.iter().find(|p| !known(p)) {
+        let file = config_file.display();
+        return Err(Error::Usage(format!(
+            "--connect {p}: not one of the peers of {file}"
+        )));
     }
     let identity = setup.config.identity.clone();
     let variant = setup.config.variant.name();
     let group = setup.config.secret_key.group();
     let party = Party::new(setup.config)?;
-    let role_name = if role == Role::Device {
-        "e2sec-device"
-    } else {
-        "e2sec-server"
-    };
     tracing::info!(variant, group = super::group_name(group), "party keys");
-    let daemon = Daemon::bind(role_name, identity, setup.listen, party).await?;
+    let daemon = Daemon::bind(name, identity, setup.listen, party).await?;
     let handler = PartyHandler::new(&connects, driver::wall_clock(), None);
     Ok(daemon
         .start(Party::request_warrant, handler, shutdown)
@@ -315,19 +274,19 @@ pub async fn run_party(
 ///
 /// As the role's runner; [`Error::Usage`] for a role that is not E2SEC's.
 pub async fn run_role(role: &str, args: &RoleArgs, shutdown: Shutdown) -> Result<Exit> {
-    let party = match role {
+    let (party, name) = match role {
         "e2sec-epc" => {
             return run_epc(&args.config, shutdown).await.map(|()| Exit::Served);
         }
-        "e2sec-device" => Role::Device,
-        "e2sec-server" => Role::Server,
+        "e2sec-device" => (Role::Device, "e2sec-device"),
+        "e2sec-server" => (Role::Server, "e2sec-server"),
         other => return Err(Error::Usage(format!("{other}: not an E2SEC role"))),
     };
     let connects = Connects {
         peers: args.connect.clone(),
         runs: args.runs(),
     };
-    let outcomes = run_party(&args.config, party, connects, shutdown).await?;
+    let outcomes = run_party(&args.config, party, name, connects, shutdown).await?;
     if outcomes.is_empty() {
         // Served until stopped; nothing was asked of it.
         return Ok(Exit::Served);

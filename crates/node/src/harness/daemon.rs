@@ -8,12 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use m2msec_crypto::rng::{CryptoRng, OsRng};
-use m2msec_protocol::{Endpoint, Millis};
+use m2msec_protocol::runs::AfterRun;
+pub use m2msec_protocol::runs::{Outcome, RunLog, Runs};
+use m2msec_protocol::{Endpoint, Logged, Millis};
 use m2msec_store::Store;
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
-use crate::runtime::driver::{self, Context, Driver, Flow, Handler, Retries, Shutdown};
+use crate::runtime::driver::{self, Context, Driver, Flow, Handler, Shutdown};
 
 /// A loaded daemon config: where to listen, the store, the role's config.
 #[derive(Debug)]
@@ -170,26 +172,6 @@ impl<E: Endpoint> Daemon<E> {
         Ok(handler)
     }
 
-    /// Runs `runs` key establishments of a [`Sessions`] role, the first started at once, and
-    /// returns their outcomes (also on `shutdown`).
-    ///
-    /// # Errors
-    ///
-    /// The first run cannot start; the handler's first error.
-    pub async fn run_sessions(
-        self,
-        runs: Runs,
-        keeps: E::Keeps,
-        shutdown: Shutdown,
-    ) -> Result<Vec<RunOutcome<E>>>
-    where
-        E: Sessions,
-    {
-        let handler = SessionRuns::new(runs, keeps);
-        let handler = self.start(E::start_run, handler, shutdown).await?;
-        Ok(handler.into_outcomes())
-    }
-
     /// Logs "serving" and hands the bound role over, for a handler that drives it itself (one
     /// that takes commands, through [`Driver::run_with`]).
     #[must_use]
@@ -205,29 +187,6 @@ impl<E: Endpoint> Daemon<E> {
             listen = %self.driver.local_addr(),
             "{what}"
         );
-    }
-}
-
-/// How many key establishments a daemon that runs them (collab client, MIKEY initiator) runs,
-/// and how far apart.
-#[derive(Clone, Copy, Debug)]
-pub struct Runs {
-    /// Number of runs (at least 1).
-    pub count: u32,
-    /// Tries per establishment before it counts as failed (at least 1; see
-    /// [`Retries`]).
-    pub attempts: u32,
-    /// Pause between the end of one run and the start of the next.
-    pub interval: Duration,
-}
-
-impl Default for Runs {
-    fn default() -> Self {
-        Self {
-            count: 1,
-            attempts: 1,
-            interval: Duration::from_secs(1),
-        }
     }
 }
 
@@ -271,164 +230,24 @@ impl<R> Persisting<R> {
     }
 }
 
-/// How one key establishment of a device ended: its summary, or the typed error of the run
-/// `id` names (a collab session, a MIKEY CSB id, an E2SEC peer).
-#[derive(Debug)]
-pub enum Outcome<S, Id, E> {
-    /// A key was established.
-    Established(S),
-    /// The run failed with a typed error.
-    Failed {
-        /// The run.
-        id: Id,
-        /// The error.
-        error: E,
-    },
-}
-
-impl<S, Id, E: core::fmt::Display> Outcome<S, Id, E> {
-    /// Whether a key was established.
-    #[must_use]
-    pub fn is_established(&self) -> bool {
-        matches!(self, Self::Established(_))
-    }
-
-    /// The summary, or why the run failed.
-    ///
-    /// # Errors
-    ///
-    /// The run's error, as text.
-    pub fn into_result(self) -> std::result::Result<S, String> {
-        match self {
-            Self::Established(s) => Ok(s),
-            Self::Failed { error, .. } => Err(error.to_string()),
+/// What the end of a run means for a daemon that runs them: it stops after the last; a run
+/// tried again is logged.
+#[must_use]
+pub fn after_run(after: AfterRun) -> Flow {
+    match after {
+        AfterRun::Retry { attempt, of } => {
+            tracing::info!(attempt, of, "trying the establishment again");
+            Flow::Continue
         }
-    }
-}
-
-/// What the handler of a daemon that runs key establishments (collab client, MIKEY
-/// initiator) keeps of its [`Runs`]: where it is in them (when to start the next run, or the
-/// failed one again) and the outcomes so far.
-#[derive(Debug)]
-pub struct RunLog<O> {
-    runs: Runs,
-    started: u32,
-    next_start: Option<Millis>,
-    retries: Retries,
-    /// Whether `next_start` tries the last establishment again (it does not count as a run).
-    retrying: bool,
-    outcomes: Vec<O>,
-}
-
-impl<O> RunLog<O> {
-    /// The log of `runs`, the first of which is already started.
-    #[must_use]
-    pub fn new(runs: Runs) -> Self {
-        Self {
-            runs,
-            started: 1,
-            next_start: None,
-            retries: Retries::new(runs.attempts),
-            retrying: false,
-            outcomes: Vec::new(),
-        }
-    }
-
-    /// The log of `runs`, none started yet: the first starts after [`Self::resume`].
-    #[must_use]
-    pub fn waiting(runs: Runs) -> Self {
-        Self {
-            started: 0,
-            ..Self::new(runs)
-        }
-    }
-
-    /// Runs started so far, from 1 (a try again is part of its run).
-    #[must_use]
-    pub const fn started(&self) -> u32 {
-        self.started
-    }
-
-    /// Sets the next run, if one is left and none is set, to start at `now`; the caller knows
-    /// none is under way.
-    pub fn resume(&mut self, now: Millis) {
-        let left = self.retrying || self.started < self.runs.count.max(1);
-        if left && self.next_start.is_none() {
-            self.next_start = Some(now);
-        }
-    }
-
-    /// The run that is due cannot start yet: it waits for [`Self::resume`].
-    pub fn defer(&mut self) {
-        self.next_start = None;
-    }
-
-    /// A run ended (with a key, or failed for good): whether the daemon goes on (it stops
-    /// after the last run, else starts the next after the interval).
-    pub fn established(&mut self, now: Millis, outcome: O) -> Flow {
-        self.outcomes.push(outcome);
-        self.retries.reset();
-        if self.started >= self.runs.count.max(1) {
-            return Flow::Stop;
-        }
-        self.next_start = Some(now.after(self.runs.interval));
-        Flow::Continue
-    }
-
-    /// A run failed: it is tried again after a backoff while tries are left; only then does
-    /// `outcome` count.
-    pub fn failed(&mut self, now: Millis, outcome: O) -> Flow {
-        if let Some(at) = self.retries.again(now) {
-            self.next_start = Some(at);
-            self.retrying = true;
-            return Flow::Continue;
-        }
-        self.established(now, outcome)
-    }
-
-    /// When the next run, or the next try, starts ([`Handler::next_wakeup`]).
-    #[must_use]
-    pub fn next_start(&self) -> Option<Millis> {
-        self.next_start
-    }
-
-    /// That time has come ([`Handler::on_wakeup`]): `start` starts the run.
-    ///
-    /// # Errors
-    ///
-    /// `start`'s.
-    pub fn start(&mut self, start: impl FnOnce() -> Result<()>) -> Result<Flow> {
-        self.next_start = None;
-        if !core::mem::take(&mut self.retrying) {
-            self.started += 1;
-        }
-        start()?;
-        Ok(Flow::Continue)
-    }
-
-    /// The runs' results.
-    #[must_use]
-    pub fn into_outcomes(self) -> Vec<O> {
-        self.outcomes
-    }
-}
-
-impl<S, Id, E> RunLog<Outcome<S, Id, E>> {
-    /// A run ended with `outcome`: counted if it established a key, tried again while tries
-    /// are left if it failed ([`Self::established`], [`Self::failed`]).
-    pub fn ended(&mut self, now: Millis, outcome: Outcome<S, Id, E>) -> Flow {
-        if matches!(outcome, Outcome::Established(_)) {
-            self.established(now, outcome)
-        } else {
-            self.failed(now, outcome)
-        }
+        AfterRun::Next => Flow::Continue,
+        AfterRun::Done => Flow::Stop,
     }
 }
 
 /// A role that runs key establishments one after another and then ends (the collab client,
 /// the MIKEY initiator): how one starts and which of its events ends one. Its daemon's handler
 /// is then [`SessionRuns`].
-pub trait Sessions: Endpoint {
+pub trait Sessions: Endpoint<Event: Logged> {
     /// What an established run leaves, keys excluded.
     type Summary;
     /// What names a run in its failure.
@@ -446,8 +265,8 @@ pub trait Sessions: Endpoint {
     /// The role cannot start one (no usable peer…).
     fn start_run(&mut self, now: Millis, rng: &mut dyn CryptoRng) -> Result<()>;
 
-    /// The outcome of the run `event` ends, if it ends one; any other event is logged, or kept
-    /// in `keeps`, here.
+    /// The outcome of the run `event` ends, if it ends one; any other event may be kept in
+    /// `keeps` here (each is logged before).
     ///
     /// # Errors
     ///
@@ -484,8 +303,9 @@ impl<R: Sessions> SessionRuns<R> {
 
 impl<R: Sessions> Handler<R> for SessionRuns<R> {
     fn on_event(&mut self, cx: &mut Context<'_, R>, event: R::Event) -> Result<Flow> {
+        driver::log_event(&event);
         Ok(match R::ended(&mut self.keeps, event)? {
-            Some(outcome) => self.runs.ended(cx.now, outcome),
+            Some(outcome) => after_run(self.runs.ended(cx.now, outcome)),
             None => Flow::Continue,
         })
     }
@@ -495,6 +315,8 @@ impl<R: Sessions> Handler<R> for SessionRuns<R> {
     }
 
     fn on_wakeup(&mut self, cx: &mut Context<'_, R>) -> Result<Flow> {
-        self.runs.start(|| cx.endpoint.start_run(cx.now, cx.rng))
+        self.runs.start();
+        cx.endpoint.start_run(cx.now, cx.rng)?;
+        Ok(Flow::Continue)
     }
 }

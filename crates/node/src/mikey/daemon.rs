@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::harness::daemon::{Daemon, Exit, Persisting, RoleArgs, SessionRuns, Sessions, Setup};
 use crate::hex;
 use crate::runtime::driver::open_store;
-use crate::runtime::driver::{self, Context, Flow, Handler, Shutdown};
+use crate::runtime::driver::{self, Context, Flow, Handler, Shutdown, log_event};
 
 pub use replay_store::REPLAY_TABLE;
 
@@ -56,25 +56,16 @@ pub struct Summary {
     pub verified: bool,
 }
 
-impl Summary {
-    /// The summary of `e`, logged (the initiator's and the responder's alike).
-    fn logged(e: &Established) -> Self {
-        let s = Self {
+/// The initiator's and the responder's alike.
+impl From<&Established> for Summary {
+    fn from(e: &Established) -> Self {
+        Self {
             csb_id: e.csb_id,
             peer: e.peer.clone(),
             mode: e.mode,
             fingerprint: e.keys.fingerprint(),
             verified: e.verified,
-        };
-        tracing::info!(
-            csb_id = %format_args!("{:#010x}", s.csb_id),
-            peer = %s.peer,
-            mode = s.mode.name(),
-            verified = s.verified,
-            tek_fingerprint = %hex(&s.fingerprint),
-            "mikey key established"
-        );
-        s
+        }
     }
 }
 
@@ -130,24 +121,11 @@ impl Sessions for Initiator {
     }
 
     fn ended((): &mut (), event: InitiatorEvent) -> Result<Option<Outcome>> {
-        match event {
-            InitiatorEvent::Established(e) => {
-                return Ok(Some(Outcome::Established(Summary::logged(&e))));
-            }
-            InitiatorEvent::Failed { csb_id, error } => {
-                tracing::error!(csb_id = %format_args!("{csb_id:#010x}"), %error, "mikey exchange failed");
-                return Ok(Some(Outcome::Failed { id: csb_id, error }));
-            }
-            InitiatorEvent::ThirdPartyConfirmed { third_party } => {
-                tracing::debug!(%third_party, "third party confirmed its part");
-            }
-            InitiatorEvent::Rejected { remote, error } => {
-                tracing::warn!(%remote, %error, "datagram rejected");
-            }
-            #[allow(unreachable_patterns)]
-            other => tracing::debug!(event = ?other, "initiator event"),
-        }
-        Ok(None)
+        Ok(match event {
+            InitiatorEvent::Established(e) => Some(Outcome::Established(Summary::from(&e))),
+            InitiatorEvent::Failed { csb_id, error } => Some(Outcome::Failed { id: csb_id, error }),
+            _ => None,
+        })
     }
 }
 
@@ -160,51 +138,34 @@ impl Handler<Responder> for ResponderHandler {
         _cx: &mut Context<'_, Responder>,
         event: ResponderEvent,
     ) -> Result<Flow> {
+        log_event(&event);
+        let fits = matches!(event, ResponderEvent::PartAccepted { .. });
         match event {
             ResponderEvent::ReplayRecorded { digest, until } => {
                 // Durable before the verification that depends on it leaves (see the driver).
                 record_replay(&*self.store, &digest, until)?;
             }
             ResponderEvent::Established(e) => {
-                self.report
-                    .send(Report::ResponderEstablished(Summary::logged(&e)));
+                let summary = Summary::from(&e);
+                self.report.send(Report::ResponderEstablished(summary));
             }
             ResponderEvent::PartAccepted {
-                initiator,
                 csb_id,
                 third_party,
+                ..
+            }
+            | ResponderEvent::PartRejected {
+                csb_id,
+                third_party,
+                ..
             } => {
-                tracing::debug!(%initiator, csb_id = %format_args!("{csb_id:#010x}"), %third_party, "TGK part fits");
                 self.report.send(Report::Part {
                     csb_id,
                     third_party,
-                    fits: true,
+                    fits,
                 });
             }
-            ResponderEvent::PartRejected {
-                initiator,
-                csb_id,
-                third_party,
-            } => {
-                tracing::warn!(%initiator, csb_id = %format_args!("{csb_id:#010x}"), %third_party, "TGK part refused: it does not fit the commitment");
-                self.report.send(Report::Part {
-                    csb_id,
-                    third_party,
-                    fits: false,
-                });
-            }
-            ResponderEvent::Failed {
-                initiator,
-                csb_id,
-                error,
-            } => {
-                tracing::warn!(%initiator, csb_id = %format_args!("{csb_id:#010x}"), %error, "exchange failed");
-            }
-            ResponderEvent::Rejected { remote, error } => {
-                tracing::warn!(%remote, %error, "datagram rejected");
-            }
-            #[allow(unreachable_patterns)]
-            other => tracing::debug!(event = ?other, "responder event"),
+            _ => {}
         }
         Ok(Flow::Continue)
     }
@@ -219,29 +180,10 @@ impl Handler<ThirdParty> for ThirdPartyHandler {
         _cx: &mut Context<'_, ThirdParty>,
         event: ThirdPartyEvent,
     ) -> Result<Flow> {
-        match event {
-            ThirdPartyEvent::ReplayRecorded { digest, until } => {
-                // Durable before the forwarded part and the verification leave.
-                record_replay(&*self.store, &digest, until)?;
-            }
-            ThirdPartyEvent::Forwarded {
-                initiator,
-                csb_id,
-                responder,
-            } => {
-                tracing::info!(%initiator, csb_id = %format_args!("{csb_id:#010x}"), %responder, "forwarded a TGK part");
-            }
-            ThirdPartyEvent::Confirmed { csb_id } => {
-                tracing::debug!(csb_id = %format_args!("{csb_id:#010x}"), "responder confirmed the part");
-            }
-            ThirdPartyEvent::Failed { csb_id, error } => {
-                tracing::warn!(csb_id = %format_args!("{csb_id:#010x}"), %error, "exchange failed");
-            }
-            ThirdPartyEvent::Rejected { remote, error } => {
-                tracing::warn!(%remote, %error, "datagram rejected");
-            }
-            #[allow(unreachable_patterns)]
-            other => tracing::debug!(event = ?other, "third party event"),
+        log_event(&event);
+        if let ThirdPartyEvent::ReplayRecorded { digest, until } = event {
+            // Durable before the forwarded part and the verification leave.
+            record_replay(&*self.store, &digest, until)?;
         }
         Ok(Flow::Continue)
     }
@@ -265,7 +207,11 @@ pub async fn run_initiator(
     tracing::info!(mode = mode.name(), "initiator mode");
     let initiator = Initiator::new(setup.config)?;
     let daemon = Daemon::bind("mikey-initiator", identity, setup.listen, initiator).await?;
-    daemon.run_sessions(runs, (), shutdown).await
+    let handler = InitiatorHandler::new(runs, ());
+    let handler = daemon
+        .start(Initiator::start_run, handler, shutdown)
+        .await?;
+    Ok(handler.into_outcomes())
 }
 
 /// Serves the daemon `role` of `identity` until `shutdown`: `new` builds it from the config of

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use m2msec_crypto::rng::{CryptoRng, OsRng, SeededRng};
-use m2msec_protocol::{Endpoint, Millis};
+use m2msec_protocol::{Endpoint, Logged, Millis};
 use m2msec_store::{MemoryStore, RedbStore, Store};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
@@ -41,50 +41,6 @@ pub fn role_rng(seed: Option<u64>, role: u64) -> Box<dyn CryptoRng + Send> {
             s.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(role),
         )),
         None => Box::new(OsRng),
-    }
-}
-
-/// The tries of one key establishment a daemon runs (collab client, MIKEY initiator, E2SEC
-/// initiating party): a failed one — a timeout on a bad link, a refusal by a peer that was not
-/// ready — is started again after a backoff (0.5 s, doubled each time), until `attempts` tries
-/// have failed; only then does the failure count.
-#[derive(Clone, Copy, Debug)]
-pub struct Retries {
-    attempts: u32,
-    failed: u32,
-}
-
-impl Retries {
-    /// Wait before the first try again.
-    const BACKOFF: Duration = Duration::from_millis(500);
-
-    /// `attempts` tries in all (at least 1).
-    #[must_use]
-    pub fn new(attempts: u32) -> Self {
-        Self {
-            attempts: attempts.max(1),
-            failed: 0,
-        }
-    }
-
-    /// A try failed at `now`: when to start the next one, or `None` when none is left.
-    pub fn again(&mut self, now: Millis) -> Option<Millis> {
-        self.failed += 1;
-        if self.failed >= self.attempts {
-            self.failed = 0;
-            return None;
-        }
-        tracing::info!(
-            attempt = self.failed + 1,
-            of = self.attempts,
-            "trying the establishment again"
-        );
-        Some(now.after(Self::BACKOFF * (1u32 << (self.failed - 1).min(8))))
-    }
-
-    /// The establishment ended (established, or out of tries): the next one starts afresh.
-    pub fn reset(&mut self) {
-        self.failed = 0;
     }
 }
 
@@ -167,22 +123,33 @@ pub trait Handler<E: Endpoint, C = Infallible> {
     }
 }
 
-/// An event a role's daemon only logs (see [`Logs`]).
-pub trait Logged {
-    /// Writes the event to the log.
-    fn log(self);
+/// Writes a log line at `level`, a [`m2msec_protocol::Level`] known only at run time (`tracing` fixes each
+/// line's level where it is written).
+macro_rules! log_at {
+    ($level:expr, $($line:tt)+) => {
+        match $level {
+            m2msec_protocol::Level::Error => tracing::error!($($line)+),
+            m2msec_protocol::Level::Warn => tracing::warn!($($line)+),
+            m2msec_protocol::Level::Info => tracing::info!($($line)+),
+            m2msec_protocol::Level::Debug => tracing::debug!($($line)+),
+            m2msec_protocol::Level::Trace => tracing::trace!($($line)+),
+        }
+    };
+}
+pub(crate) use log_at;
+
+/// Writes `event` to the log at its level, as it reads ([`Logged`]).
+pub fn log_event(event: &impl Logged) {
+    log_at!(event.level(), "{event}");
 }
 
 /// The handler of a role whose events are only logged: nothing to persist, nothing to report.
 #[derive(Debug, Default)]
 pub struct Logs;
 
-impl<E: Endpoint> Handler<E> for Logs
-where
-    E::Event: Logged,
-{
+impl<E: Endpoint<Event: Logged>> Handler<E> for Logs {
     fn on_event(&mut self, _cx: &mut Context<'_, E>, event: E::Event) -> Result<Flow> {
-        event.log();
+        log_event(&event);
         Ok(Flow::Continue)
     }
 }
@@ -334,10 +301,7 @@ impl<E: Endpoint> Driver<E> {
                     break;
                 }
                 command = commands.recv(), if commands_open => match command {
-                    Some(command) => {
-                        let mut cx = Context { endpoint: &mut self.endpoint, now: wall_clock(), rng: &mut *self.rng };
-                        handler.on_command(&mut cx, command)?
-                    }
+                    Some(command) => handler.on_command(&mut self.context(wall_clock()), command)?,
                     None => {
                         commands_open = false;
                         Flow::Continue
@@ -360,8 +324,7 @@ impl<E: Endpoint> Driver<E> {
                         self.endpoint.handle_timeout(now, &mut *self.rng);
                     }
                     if handler.next_wakeup().is_some_and(|t| t <= now) {
-                        let mut cx = Context { endpoint: &mut self.endpoint, now, rng: &mut *self.rng };
-                        handler.on_wakeup(&mut cx)?
+                        handler.on_wakeup(&mut self.context(now))?
                     } else {
                         Flow::Continue
                     }
@@ -374,20 +337,21 @@ impl<E: Endpoint> Driver<E> {
         Ok(self.endpoint)
     }
 
+    /// What the handler may touch at `now`.
+    fn context(&mut self, now: Millis) -> Context<'_, E> {
+        Context {
+            endpoint: &mut self.endpoint,
+            now,
+            rng: &mut *self.rng,
+        }
+    }
+
     /// Hands every pending event to the handler, then sends every pending datagram (lost
     /// while the role is offline).
     async fn drain<C, H: Handler<E, C>>(&mut self, handler: &mut H) -> Result<Flow> {
         let mut flow = Flow::Continue;
         while let Some(event) = self.endpoint.poll_event() {
-            let stop = {
-                let mut cx = Context {
-                    endpoint: &mut self.endpoint,
-                    now: wall_clock(),
-                    rng: &mut *self.rng,
-                };
-                handler.on_event(&mut cx, event)? == Flow::Stop
-            };
-            if stop {
+            if handler.on_event(&mut self.context(wall_clock()), event)? == Flow::Stop {
                 flow = Flow::Stop;
             }
         }
@@ -552,25 +516,16 @@ pub async fn bind(addr: SocketAddr) -> Result<UdpSocket> {
         .map_err(|source| Error::Bind { addr, source })
 }
 
-/// Waits for SIGINT (Ctrl-C) or, on Unix, SIGTERM.
+/// Waits for SIGINT (Ctrl-C) or SIGTERM.
 pub async fn termination_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
+    // Unix only, as the node is (the SGA device's control socket is a Unix socket).
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
         let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }

@@ -22,12 +22,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use m2msec_protocol::Millis;
 pub use m2msec_protocol::sga::device_store::{DEVICE_TABLE, INBOX_QUEUE};
 use m2msec_protocol::sga::{
     DEVICES_TABLE, Device, DeviceAgent, DeviceEvent, DeviceRecords, MESSAGES_TABLE, Noted, Server,
     ServerConfig, ServerEvent,
 };
+use m2msec_protocol::{Logged as _, Millis};
 use m2msec_store::Store;
 use tokio::sync::{mpsc, oneshot};
 
@@ -35,7 +35,9 @@ use super::config;
 use super::control::{ControlSocket, Request, Response};
 use crate::error::{Error, Result};
 use crate::harness::daemon::{Daemon, Exit, Persisting, Reporter, RoleArgs};
-use crate::runtime::driver::{Context, Driver, Flow, Handler, Shutdown, open_store, wall_clock};
+use crate::runtime::driver::{
+    Context, Driver, Flow, Handler, Shutdown, log_at, log_event, open_store, wall_clock,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Server
@@ -45,23 +47,10 @@ pub type ServerHandler = Persisting;
 
 impl Handler<Server> for ServerHandler {
     fn on_event(&mut self, _cx: &mut Context<'_, Server>, event: ServerEvent) -> Result<Flow> {
-        match event {
+        log_event(&event);
+        if let ServerEvent::Persist(op) = event {
             // Durable before the transmits of the same call leave (see the driver).
-            ServerEvent::Persist(op) => op.apply(&*self.store)?,
-            ServerEvent::Registered { device } => tracing::info!(%device, "device registered"),
-            ServerEvent::Exchanged {
-                session,
-                initiator,
-                responder,
-            } => tracing::info!(%session, %initiator, %responder, "key exchange relayed"),
-            ServerEvent::Refusal { device, error } => {
-                tracing::warn!(%device, %error, "request refused");
-            }
-            ServerEvent::Rejected { remote, error } => {
-                tracing::warn!(%remote, %error, "datagram rejected");
-            }
-            #[allow(unreachable_patterns)]
-            other => tracing::debug!(event = ?other, "server event"),
+            op.apply(&*self.store)?;
         }
         Ok(Flow::Continue)
     }
@@ -181,39 +170,8 @@ impl DeviceNode {
             let _ = reply.send(answer);
         }
         while let Some(noted) = self.agent.poll_note() {
-            log(me, &noted);
+            log_at!(noted.level(), device = %me, "{noted}");
             self.report.send(noted);
-        }
-    }
-}
-
-/// Writes what a device's agent noted to the log; the plaintext of a received message stays
-/// out of it (`m2msec sga inbox` reads it, owner-only).
-fn log(me: &str, noted: &Noted) {
-    match noted {
-        Noted::Registered { known: false } => tracing::info!(device = %me, "registered"),
-        Noted::Registered { known: true } => {
-            tracing::warn!(device = %me, "the server knows this device already: taken as registered");
-        }
-        Noted::Established(i) => {
-            tracing::info!(device = %me, peer = %i.peer, session = %i.session, fingerprint = %i.fingerprint, suite = %i.suite, "session established");
-        }
-        Noted::Stored {
-            to,
-            session,
-            message_id,
-        } => {
-            tracing::info!(device = %me, %to, %session, message_id, "message stored by the server")
-        }
-        Noted::Received { entry, bytes } => {
-            tracing::info!(device = %me, from = %entry.from, session = %entry.session, message_id = entry.message_id, bytes, "message received");
-        }
-        Noted::Failed { what, error } => tracing::warn!(device = %me, what, %error, "failed"),
-        Noted::Rejected { remote, error } => {
-            tracing::debug!(device = %me, %remote, %error, "datagram rejected");
-        }
-        Noted::Skipped { seq, error } => {
-            tracing::warn!(seq, %error, "malformed inbox entry skipped");
         }
     }
 }

@@ -33,6 +33,7 @@
 
 mod cert;
 mod client;
+mod log;
 mod proxy;
 pub mod records;
 mod server;

@@ -26,6 +26,7 @@
 mod agent;
 pub mod cost;
 mod epc;
+mod log;
 mod party;
 mod proxy_sig;
 pub mod sim;

@@ -33,6 +33,7 @@
 //!   an initiator treats it only as the reason to stop waiting.
 
 mod initiator;
+mod log;
 mod message;
 pub mod replay_store;
 mod responder;

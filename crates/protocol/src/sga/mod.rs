@@ -27,6 +27,7 @@
 mod device;
 mod device_agent;
 pub mod device_store;
+mod log;
 mod server;
 pub mod sim;
 
