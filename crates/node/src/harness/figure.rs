@@ -103,7 +103,8 @@ pub struct Metered<const N: usize, const M: usize> {
     pub ops: [[f64; 4]; M],
 }
 
-/// The loop of every in-memory bench: `run` once to warm up (caches, lazy tables; excluded from
+/// The loop of the collab, MIKEY and SGA in-memory benches (E2SEC's cost table measures
+/// each cell its own way): `run` once to warm up (caches, lazy tables; excluded from
 /// every figure), then `runs` times (at least once) with a meter that adds the time inside
 /// each call of role `roles[i]` to `busy[i]`; `ops` reads the counted roles' operations
 /// before and after.

@@ -239,7 +239,7 @@ impl RunReport {
         }
     }
 
-    /// The lines every summary ends with: the error, if any; the datagrams and bytes on the
+    /// The lines every summary but the relay's (its wire is the proxy's messages) ends with: the error, if any; the datagrams and bytes on the
     /// wire (`note` after them); the device's operations under `device`; the capture file; the
     /// verdict ([`Self::write_outcome`]).
     ///
