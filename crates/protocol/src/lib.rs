@@ -44,6 +44,7 @@ pub mod link;
 pub mod mikey;
 pub mod network;
 mod outbox;
+pub mod pem_key;
 pub mod relay;
 pub mod reliable;
 mod replay;

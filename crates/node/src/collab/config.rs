@@ -196,7 +196,7 @@ fn keyed(file: &Path, p: &KeyedPeerFile) -> Result<KeyedPeer> {
     Ok(KeyedPeer {
         name: p.name.clone(),
         addr: p.addr,
-        key: keyfile::load_symmetric_key(&resolve(file, &p.key))?,
+        key: keyfile::load(&resolve(file, &p.key))?,
     })
 }
 
@@ -220,7 +220,7 @@ pub fn load_client(file: &Path) -> Result<Setup<ClientConfig>> {
             Ok(ProxyEntry {
                 name: p.name.clone(),
                 addr: p.addr,
-                key: keyfile::load_symmetric_key(&resolve(file, &p.key))?,
+                key: keyfile::load(&resolve(file, &p.key))?,
                 capability: p.capability,
             })
         })
@@ -315,7 +315,7 @@ pub fn load_server(file: &Path) -> Result<Setup<ServerConfig>> {
             identity: f.identity.clone(),
             pke_key: keyfile::load_pke_secret_key(&resolve(file, &f.pke_key))?,
             signing_key: keyfile::load_signing_key(&resolve(file, &f.signing_key))?,
-            certificate: keyfile::load_certificate(&resolve(file, &f.certificate))?,
+            certificate: keyfile::load(&resolve(file, &f.certificate))?,
             trusted_key: keyfile::load_verifying_key(&resolve(file, &f.trusted_key))?,
             timeouts: f.timeouts.build(),
         },

@@ -24,7 +24,7 @@ use super::deployment::{CLIENT, DeploymentKeys, Params, SERVER, TRUSTED, Topolog
 use crate::error::Result;
 use crate::harness::provision::{Options, Provisioned, Writer};
 use crate::runtime::config::SharingName;
-use crate::runtime::keyfile::{certificate_pem, symmetric_key_pem};
+use crate::runtime::keyfile::pem;
 
 /// Options of `provision` for collab.
 pub type ProvisionOptions = Options<Params>;
@@ -50,27 +50,18 @@ pub fn provision(
     let trusted_key = w.secret("trusted.key", &keys.trusted.to_pem()?)?;
     let server_pke = w.secret("server-pke.key", &keys.server_pke.to_pem()?)?;
     let server_sig = w.secret("server-sig.key", &keys.server_sig.to_pem()?)?;
-    let k_at = w.secret(
-        "psk-client-trusted.key",
-        &symmetric_key_pem(&keys.client_trusted)?,
-    )?;
+    let k_at = w.secret("psk-client-trusted.key", &pem(&keys.client_trusted)?)?;
     let mut k_ap = Vec::new();
     let mut k_pt = Vec::new();
     for i in 0..usize::from(params.proxies) {
         let n = i + 1;
         let (ap, pt) = (&keys.client_proxy[i], &keys.proxy_trusted[i]);
-        k_ap.push(w.secret(
-            &format!("psk-client-proxy-{n}.key"),
-            &symmetric_key_pem(ap)?,
-        )?);
-        k_pt.push(w.secret(
-            &format!("psk-proxy-{n}-trusted.key"),
-            &symmetric_key_pem(pt)?,
-        )?);
+        k_ap.push(w.secret(&format!("psk-client-proxy-{n}.key"), &pem(ap)?)?);
+        k_pt.push(w.secret(&format!("psk-proxy-{n}-trusted.key"), &pem(pt)?)?);
     }
     let ca_pub = w.public("ca.pub", &keys.ca.verifying_key().to_pem()?)?;
     let trusted_pub = w.public("trusted.pub", &keys.trusted.verifying_key().to_pem()?)?;
-    let certificate = w.public("server.cert", &certificate_pem(&keys.certificate)?)?;
+    let certificate = w.public("server.cert", &pem(&keys.certificate)?)?;
     let keyed = |name: &str, addr, key: &PathBuf| KeyedPeerFile {
         name: name.into(),
         addr,

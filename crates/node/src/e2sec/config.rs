@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use m2msec_crypto::group::GroupId;
 use m2msec_protocol::e2sec::{
-    DEFAULT_REPLAY_WINDOW, EpcConfig, PartyConfig, PeerEntry, Role, Subscriber, Variant,
+    DEFAULT_REPLAY_WINDOW, EpcConfig, PartyConfig, PeerEntry, PublicKey, Role, SecretKey,
+    Subscriber, Variant,
 };
 use serde::{Deserialize, Serialize};
 
@@ -176,7 +177,7 @@ pub fn load_epc(file: &Path) -> Result<Setup<EpcConfig>> {
     if f.replay_window_ms == Some(0) {
         return Err(field_error(file, "replay_window_ms", "must be at least 1"));
     }
-    let secret_key = keyfile::load_e2sec_secret_key(&resolve(file, &f.secret_key))?;
+    let secret_key = keyfile::load(&resolve(file, &f.secret_key))?;
     let subscribers = f
         .subscribers
         .iter()
@@ -186,7 +187,7 @@ pub fn load_epc(file: &Path) -> Result<Setup<EpcConfig>> {
             Ok(Subscriber {
                 id: s.id.clone(),
                 role: s.role.into(),
-                key: keyfile::load_symmetric_key(&resolve(file, &s.psk))?,
+                key: keyfile::load(&resolve(file, &s.psk))?,
             })
         })
         .collect::<Result<_>>()?;
@@ -234,12 +235,12 @@ pub fn load_party(file: &Path, role: Role) -> Result<(Setup<PartyConfig>, Vec<St
             return Err(field_error(file, &format!("connect[{i}]"), what));
         }
     }
-    let secret_key = keyfile::load_e2sec_secret_key(&resolve(file, &f.secret_key))?;
+    let secret_key: SecretKey = keyfile::load(&resolve(file, &f.secret_key))?;
     let group = f.group.map_or(secret_key.group(), GroupId::from);
     check_group(file, &f.secret_key, group, secret_key.group())?;
-    let (epc_group, epc_key) = keyfile::load_e2sec_public_key(&resolve(file, &f.epc.public_key))?;
-    check_group(file, &f.epc.public_key, group, epc_group)?;
-    let epc_psk = keyfile::load_symmetric_key(&resolve(file, &f.epc.psk))?;
+    let epc_key: PublicKey = keyfile::load(&resolve(file, &f.epc.public_key))?;
+    check_group(file, &f.epc.public_key, group, epc_key.group)?;
+    let epc_psk = keyfile::load(&resolve(file, &f.epc.psk))?;
     let retransmit = f.retransmit_policy();
     let setup = Setup {
         listen: f.listen,
@@ -250,7 +251,7 @@ pub fn load_party(file: &Path, role: Role) -> Result<(Setup<PartyConfig>, Vec<St
             secret_key,
             epc: f.epc.identity,
             epc_addr: f.epc.addr,
-            epc_key,
+            epc_key: epc_key.element,
             epc_psk,
             peers: f
                 .peers

@@ -22,7 +22,7 @@ use m2msec_crypto::rng::CryptoRng;
 use m2msec_protocol::e2sec::sim::{
     DEVICE, DEVICE_ROLE, EPC, EPC_ROLE, SERVER, SERVER_ROLE, addresses,
 };
-use m2msec_protocol::e2sec::{SecretKey, Variant};
+use m2msec_protocol::e2sec::{PublicKey, SecretKey, Variant};
 
 use super::config::{
     EpcFile, EpcPeerFile, GroupFile, PartyFile, PeerFile, RoleName, SubscriberFile, VariantName,
@@ -74,8 +74,11 @@ pub fn provision(
     let addrs = addresses().map(|a| SocketAddr::new(a.ip(), opts.port));
     let mut key_pair = |name: &str, w: &mut Writer| -> Result<(PathBuf, PathBuf)> {
         let key = SecretKey::generate(opts.params.group, rng);
-        let secret_pem = keyfile::e2sec_secret_key_pem(&key)?;
-        let public_pem = keyfile::e2sec_public_key_pem(opts.params.group, &key.public_key()?)?;
+        let public = PublicKey {
+            group: opts.params.group,
+            element: key.public_key()?,
+        };
+        let (secret_pem, public_pem) = (keyfile::pem(&key)?, keyfile::pem(&public)?);
         w.key_pair(&format!("{name}.key"), &secret_pem, &public_pem)
     };
     let (epc_secret, epc_public) = key_pair("e2sec-epc", &mut w)?;
@@ -83,7 +86,7 @@ pub fn provision(
     let (server_secret, _) = key_pair("e2sec-server", &mut w)?;
     let mut psk = |name: &str, w: &mut Writer| -> Result<PathBuf> {
         let key = AeadKey::generate(AeadSuite::ChaCha20Poly1305, rng);
-        w.secret(name, &keyfile::symmetric_key_pem(&key)?)
+        w.secret(name, &keyfile::pem(&key)?)
     };
     let psk_device = psk("e2sec-psk-device.key", &mut w)?;
     let psk_server = psk("e2sec-psk-server.key", &mut w)?;

@@ -233,7 +233,7 @@ fn psk_peer(file: &Path, name: &str, addr: SocketAddr, psk: &Path) -> Result<Psk
     Ok(PskPeer {
         id: name.into(),
         addr,
-        psk: keyfile::load_mikey_psk(&resolve(file, psk))?,
+        psk: keyfile::load(&resolve(file, psk))?,
     })
 }
 
@@ -275,15 +275,10 @@ fn rsa_verifying_key(file: &Path, key: &Path) -> Result<VerifyingKey> {
 }
 
 fn rsa_encryption_key(file: &Path, key: &Path) -> Result<PkePublicKey> {
-    let load = |path: &Path| {
-        let text = keyfile::read_key_text(path)?;
-        PkePublicKey::from_pem(&text)
-            .map_err(|e| Error::key(path, format!("not an RSA-2048 public key: {e}")))
-    };
     rsa_key(
         file,
         key,
-        load,
+        keyfile::load_pke_public_key,
         |k| k.suite() == PkeSuite::RsaOaep2048,
         "MIKEY envelope keys are RSA-2048 (RFC 3830); this is not an RSA public key",
     )

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use m2msec_crypto::pke::{PkeSecretKey, PkeSuite};
 use m2msec_crypto::rng::{CryptoRng, random_array};
 use m2msec_crypto::sig::{SigSuite, SigningKey};
-use m2msec_protocol::mikey::ModeName;
+use m2msec_protocol::mikey::{ModeName, Psk};
 
 use super::config::{
     DistributedFile, InitiatorFile, InitiatorResponderFile, ModeFile, PkPeerFile, PolicyFile,
@@ -71,8 +71,8 @@ pub fn provision(
         .collect();
     let (i_addr, r_addr, tp_addrs) = (addrs[0], addrs[1], &addrs[2..]);
     let psk = |name: &str, rng: &mut dyn CryptoRng, w: &mut Writer| -> Result<PathBuf> {
-        let key = zeroize::Zeroizing::new(random_array::<32>(rng));
-        w.secret(name, &keyfile::mikey_psk_pem(&key[..])?)
+        let key = Psk::new(&*zeroize::Zeroizing::new(random_array::<32>(rng)))?;
+        w.secret(name, &keyfile::pem(&key)?)
     };
 
     let r_key = PkeSecretKey::generate(PkeSuite::RsaOaep2048, rng)?;

@@ -19,17 +19,16 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use m2msec_crypto::pre;
-use m2msec_crypto::rng::{CryptoRng, random_array};
+use m2msec_crypto::rng::CryptoRng;
 use m2msec_crypto::sig::{SigSuite, SigningKey};
-use zeroize::Zeroizing;
+use m2msec_protocol::relay::SourceSeed;
 
-use super::config::{
-    COAP_PORT, DataEncoding, SinkFile, SourceFile, SuiteName, TrustedSourceFile, source_seed_pem,
-};
+use super::config::{COAP_PORT, DataEncoding, SinkFile, SourceFile, SuiteName, TrustedSourceFile};
 use super::proxy::ProxyConfig;
 use crate::error::{Error, Result};
 use crate::harness::provision::{Provisioned, Writer};
 use crate::runtime::coap::Transmission;
+use crate::runtime::keyfile;
 
 /// The sinks of a provisioned deployment.
 pub const SINKS: [&str; 2] = ["sink-1", "sink-2"];
@@ -88,8 +87,8 @@ pub fn provision(
         ));
     }
     let mut w = Writer::start(dir, "relay-source", "a relay deployment", opts.force, true)?;
-    let seed = Zeroizing::new(random_array::<32>(rng));
-    let seed_path = w.secret("relay-source.seed", &source_seed_pem(&seed)?)?;
+    let seed = SourceSeed::generate(rng);
+    let seed_path = w.secret("relay-source.seed", &keyfile::pem(&seed)?)?;
     let owner = SigningKey::generate(SigSuite::Ed25519, rng)?;
     let (owner_path, owner_pub) = w.key_pair(
         "relay-source-owner.key",

@@ -240,7 +240,7 @@ pub fn load_device(file: &Path) -> Result<DeviceSetup> {
         let what = format!("\"{}\" is not among `suites`", initial.name());
         return Err(field_error(file, "initial_suite", what));
     }
-    let device_key = keyfile::load_sga_device_key(&resolve(file, &f.device_key))?;
+    let device_key = keyfile::load(&resolve(file, &f.device_key))?;
     let server_key = keyfile::load_pke_public_key(&resolve(file, &f.gateway.public_key))?;
     debug_assert!(LIGHTWEIGHT_SUITES.len() == SuiteName::ALL.len());
     Ok(DeviceSetup {

@@ -19,11 +19,12 @@ use std::path::{Path, PathBuf};
 
 use m2msec_crypto::pke::{PkeSecretKey, PkeSuite};
 use m2msec_crypto::rng::{CryptoRng, random_array};
+use m2msec_protocol::sga::DeviceKey;
 
 use super::config::{DeviceFile, GatewayFile, GroupName, ServerFile, SuiteName, TimeoutsFile};
 use crate::error::Result;
 use crate::harness::provision::{Provisioned, Writer};
-use crate::runtime::keyfile::sga_device_key_pem;
+use crate::runtime::keyfile::pem;
 use zeroize::Zeroizing;
 
 /// The devices of a provisioned deployment.
@@ -89,7 +90,7 @@ pub fn provision(
     )?;
     let mut configs = Vec::new();
     for (i, name) in DEVICES.into_iter().enumerate() {
-        let key = sga_device_key_pem(&*Zeroizing::new(random_array::<32>(rng)))?;
+        let key = pem(&DeviceKey::new(&*Zeroizing::new(random_array::<32>(rng)))?)?;
         let device_key = w.secret(&format!("sga-{name}.key"), &key)?;
         let host = Ipv4Addr::new(127, 0, 0, 10 + u8::try_from(i).unwrap_or(0));
         let file = DeviceFile {

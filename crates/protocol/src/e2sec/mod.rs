@@ -166,6 +166,15 @@ impl fmt::Debug for SecretKey {
     }
 }
 
+/// A public key v = g^x with its group, as a key file holds it (see [`crate::pem_key`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicKey {
+    /// The group.
+    pub group: GroupId,
+    /// The element's encoding in the group.
+    pub element: Vec<u8>,
+}
+
 /// The session key SK.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct SessionKey([u8; 32]);

@@ -1,0 +1,118 @@
+//! Keys with a PEM form of our own: a label that names what the block holds, and a body that
+//! encodes it.
+//!
+//! What the bytes under a label mean is the key type's business, so each type says it here
+//! beside its other encodings ([`PemKey`] for [`AeadKey`] and the AFGH keys of [`crate::pre`];
+//! `m2msec-protocol` implements it for its own keys). Reading and writing the files, with their
+//! permission checks and errors that name the file, is the node's (`runtime::keyfile`).
+//!
+//! Standard PKCS#8 and SubjectPublicKeyInfo keys keep their own `to_pem` / `from_pem`: their
+//! label is shared by every algorithm, so the label alone does not say what they are.
+
+use zeroize::Zeroizing;
+
+use crate::aead::{AeadKey, AeadSuite};
+use crate::pre::{self, PairingBackend};
+
+/// A key whose PEM block carries [`PemKey::LABEL`] over [`PemKey::to_body`].
+pub trait PemKey: Sized {
+    /// The label of its PEM block.
+    const LABEL: &'static str;
+    /// Further labels whose blocks [`PemKey::from_body`] reads as this key too.
+    const ALSO_READS: &'static [&'static str] = &[];
+
+    /// The body of its PEM block.
+    fn to_body(&self) -> Zeroizing<Vec<u8>>;
+
+    /// Reads the body of a block labelled `label` ([`PemKey::LABEL`] or one of
+    /// [`PemKey::ALSO_READS`]).
+    ///
+    /// # Errors
+    /// [`BodyError`] saying what is wrong with the bytes.
+    fn from_body(label: &str, body: &[u8]) -> Result<Self, BodyError>;
+}
+
+/// What is wrong with the body of a key's PEM block, said for the person who gave the file
+/// ("an SGA device key has at least 16 bytes, this one 8").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BodyError(pub String);
+
+/// A pre-shared symmetric key: `M2MSEC SYMMETRIC KEY`, one byte [`AeadSuite`] id, then the key.
+///
+/// No standard PEM encoding exists for a bare symmetric key (RFC 7468 defines none), hence our
+/// own label; the suite travels with the key so that both ends of a pre-shared key always agree
+/// on the algorithm.
+impl PemKey for AeadKey {
+    const LABEL: &'static str = "M2MSEC SYMMETRIC KEY";
+
+    fn to_body(&self) -> Zeroizing<Vec<u8>> {
+        let mut body = Zeroizing::new(Vec::with_capacity(1 + self.as_bytes().len()));
+        body.push(self.suite().id());
+        body.extend_from_slice(self.as_bytes());
+        body
+    }
+
+    fn from_body(_: &str, body: &[u8]) -> Result<Self, BodyError> {
+        let (&suite, key) = body
+            .split_first()
+            .ok_or_else(|| BodyError("empty symmetric key".into()))?;
+        let suite = AeadSuite::try_from(suite)
+            .map_err(|_| BodyError(format!("unknown AEAD suite id {suite}")))?;
+        Self::new(suite, key).map_err(|e| {
+            BodyError(format!(
+                "malformed {suite:?} key of {} bytes: {e}",
+                key.len()
+            ))
+        })
+    }
+}
+
+/// An AFGH secret key: [`pre::SECRET_KEY_PEM_LABEL`] over [`pre::SecretKeyOf::to_bytes`].
+impl<B: PairingBackend> PemKey for pre::SecretKeyOf<B> {
+    const LABEL: &'static str = pre::SECRET_KEY_PEM_LABEL;
+
+    fn to_body(&self) -> Zeroizing<Vec<u8>> {
+        self.to_bytes()
+    }
+
+    fn from_body(_: &str, body: &[u8]) -> Result<Self, BodyError> {
+        Self::from_bytes(body).map_err(|e| BodyError(format!("not an AFGH secret key: {e}")))
+    }
+}
+
+/// An AFGH public key: [`pre::PUBLIC_KEY_PEM_LABEL`] over [`pre::PublicKeyOf::to_bytes`].
+impl<B: PairingBackend> PemKey for pre::PublicKeyOf<B> {
+    const LABEL: &'static str = pre::PUBLIC_KEY_PEM_LABEL;
+
+    fn to_body(&self) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(self.to_bytes())
+    }
+
+    fn from_body(_: &str, body: &[u8]) -> Result<Self, BodyError> {
+        Self::from_bytes(body).map_err(|e| BodyError(format!("not an AFGH public key: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SeededRng;
+
+    #[test]
+    fn symmetric_body_round_trip_and_errors() {
+        let mut rng = SeededRng::from_seed_u64(1);
+        let key = AeadKey::generate(AeadSuite::ChaCha20Poly1305, &mut rng);
+        let back = AeadKey::from_body(AeadKey::LABEL, &key.to_body());
+        assert!(back.is_ok_and(|b| b.as_bytes() == key.as_bytes()));
+        let says = |body: &[u8], what: &str| {
+            AeadKey::from_body(AeadKey::LABEL, body).is_err_and(|e| e.0.starts_with(what))
+        };
+        assert!(says(&[], "empty symmetric key"));
+        assert!(says(&[99, 1], "unknown AEAD suite id 99"));
+        assert!(says(
+            &[3, 1, 2, 3],
+            "malformed ChaCha20Poly1305 key of 3 bytes"
+        ));
+    }
+}
