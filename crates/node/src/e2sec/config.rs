@@ -20,7 +20,7 @@ use super::group_name;
 use crate::error::{Error, Result};
 use crate::harness::daemon::Setup;
 use crate::runtime::config::{
-    check_identity, config_names, field_error, load_toml, non_empty, resolve,
+    at_least_1, check_identity, config_names, field_error, load_toml, non_empty, resolve,
     with_retransmit_fields,
 };
 use crate::runtime::keyfile;
@@ -171,12 +171,11 @@ pub fn load_epc(file: &Path) -> Result<Setup<EpcConfig>> {
     let f: EpcFile = load_toml(file)?;
     check_identity(file, "identity", &f.identity, None)?;
     non_empty(file, "subscribers", &f.subscribers, "device or server")?;
-    if f.validity_s == Some(0) {
-        return Err(field_error(file, "validity_s", "must be at least 1"));
-    }
-    if f.replay_window_ms == Some(0) {
-        return Err(field_error(file, "replay_window_ms", "must be at least 1"));
-    }
+    let zero = [
+        ("validity_s", f.validity_s == Some(0)),
+        ("replay_window_ms", f.replay_window_ms == Some(0)),
+    ];
+    at_least_1(file, &zero)?;
     let secret_key = keyfile::load(&resolve(file, &f.secret_key))?;
     let subscribers = f
         .subscribers

@@ -25,7 +25,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::runtime::coap::Transmission;
-use crate::runtime::config::{config_names, load_toml, resolve};
+use crate::runtime::config::{
+    at_least_1, config_names, field_error, load_toml, non_empty, resolve,
+};
 use crate::runtime::keyfile;
 
 /// The protocol's name in commands and reports.
@@ -185,17 +187,10 @@ pub fn load_sink(file: &Path) -> Result<SinkSetup> {
     }
     let path = f.path.trim_matches('/').to_owned();
     if path.is_empty() {
-        return Err(Error::config(file, "field `path`: must not be empty"));
+        return Err(field_error(file, "path", "must not be empty"));
     }
-    if f.sources.is_empty() {
-        return Err(Error::config(
-            file,
-            "field `sources`: at least one trusted source is needed",
-        ));
-    }
-    if f.buffer == Some(0) {
-        return Err(Error::config(file, "field `buffer`: must be at least 1"));
-    }
+    non_empty(file, "sources", &f.sources, "trusted source")?;
+    at_least_1(file, &[("buffer", f.buffer == Some(0))])?;
     let mut sources = Vec::with_capacity(f.sources.len());
     for (i, s) in f.sources.iter().enumerate() {
         check_url(file, &format!("sources[{i}].url"), &s.url)?;
@@ -206,7 +201,7 @@ pub fn load_sink(file: &Path) -> Result<SinkSetup> {
         });
     }
     let output = match f.output.as_str() {
-        "" => return Err(Error::config(file, "field `output`: must not be empty")),
+        "" => return Err(field_error(file, "output", "must not be empty")),
         "-" => Output::Stdout,
         p => Output::File(resolve(file, Path::new(p))),
     };
@@ -320,24 +315,12 @@ pub struct SourceSetup {
 pub fn load_source(file: &Path) -> Result<SourceSetup> {
     let f: SourceFile = load_toml(file)?;
     check_url(file, "url", &f.url)?;
-    if f.rotate_messages == 0 {
-        return Err(Error::config(
-            file,
-            "field `rotate_messages`: must be at least 1",
-        ));
-    }
-    if f.rotate_after_s == 0 {
-        return Err(Error::config(
-            file,
-            "field `rotate_after_s`: must be at least 1",
-        ));
-    }
-    if f.epoch_length_s == 0 {
-        return Err(Error::config(
-            file,
-            "field `epoch_length_s`: must be at least 1",
-        ));
-    }
+    let zero = [
+        ("rotate_messages", f.rotate_messages == 0),
+        ("rotate_after_s", f.rotate_after_s == 0),
+        ("epoch_length_s", f.epoch_length_s == 0),
+    ];
+    at_least_1(file, &zero)?;
     f.coap.check().map_err(|e| Error::config(file, e))?;
     Ok(SourceSetup {
         config: SourceConfig {
@@ -361,9 +344,10 @@ pub fn load_source(file: &Path) -> Result<SourceSetup> {
 /// A URL in a header: 1..=255 bytes (the header's length byte).
 fn check_url(file: &Path, field: &str, url: &str) -> Result<()> {
     if url.is_empty() || url.len() > 255 {
-        return Err(Error::config(
+        return Err(field_error(
             file,
-            format!("field `{field}`: a URL of 1 to 255 bytes is needed"),
+            field,
+            "a URL of 1 to 255 bytes is needed",
         ));
     }
     Ok(())
@@ -372,18 +356,18 @@ fn check_url(file: &Path, field: &str, url: &str) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Key files
 
-/// Reads the source's owner key: an Ed25519 signing key (PKCS#8). The proxy registers the
-/// 32-byte Ed25519 public key, so RSA keys are refused.
+/// Why an owner key other than Ed25519 is refused: the proxy registers the 32-byte Ed25519
+/// public key.
+const OWNER_REFUSAL: &str = "the owner key must be Ed25519, not RSA";
+
+/// Reads the source's owner key: an Ed25519 signing key (PKCS#8).
 ///
 /// # Errors
 ///
 /// [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_owner_key(path: &Path) -> Result<SigningKey> {
-    let key = keyfile::load_signing_key(path)?;
-    if key.suite() != SigSuite::Ed25519 {
-        return Err(Error::key(path, "the owner key must be Ed25519, not RSA"));
-    }
-    Ok(key)
+    let ed25519 = |k: &SigningKey| k.suite() == SigSuite::Ed25519;
+    keyfile::load_accepted(path, keyfile::load_signing_key, ed25519, OWNER_REFUSAL)
 }
 
 /// Reads a source's owner public key: Ed25519 (SubjectPublicKeyInfo).
@@ -392,11 +376,8 @@ pub fn load_owner_key(path: &Path) -> Result<SigningKey> {
 ///
 /// [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_owner_public(path: &Path) -> Result<VerifyingKey> {
-    let key = keyfile::load_verifying_key(path)?;
-    if key.suite() != SigSuite::Ed25519 {
-        return Err(Error::key(path, "the owner key must be Ed25519, not RSA"));
-    }
-    Ok(key)
+    let ed25519 = |k: &VerifyingKey| k.suite() == SigSuite::Ed25519;
+    keyfile::load_accepted(path, keyfile::load_verifying_key, ed25519, OWNER_REFUSAL)
 }
 
 #[cfg(test)]

@@ -152,6 +152,25 @@ fn load_standard<K>(
     from_pem(&text).map_err(|e| Error::key(path, format!("not {what}: {e}")))
 }
 
+/// Reads `path` with `load` and refuses the key unless `accept` takes it (a protocol that
+/// knows one algorithm only); `refusal` says why.
+///
+/// # Errors
+///
+/// `load`'s; [`Error::KeyFile`] naming the file with `refusal`.
+pub(crate) fn load_accepted<K>(
+    path: &Path,
+    load: fn(&Path) -> Result<K>,
+    accept: fn(&K) -> bool,
+    refusal: &str,
+) -> Result<K> {
+    let key = load(path)?;
+    if !accept(&key) {
+        return Err(Error::key(path, refusal));
+    }
+    Ok(key)
+}
+
 /// Reads a public encryption key (SubjectPublicKeyInfo: X25519 or RSA).
 ///
 /// # Errors
