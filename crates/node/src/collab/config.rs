@@ -272,7 +272,7 @@ pub fn load_proxy(file: &Path) -> Result<Setup<ProxyConfig>> {
             identity: f.identity.clone(),
             clients: keyed_peers(file, &f.clients)?,
             trusted: keyed(file, &f.trusted)?,
-            ca: keyfile::load_verifying_key(&resolve(file, &f.ca))?,
+            ca: keyfile::load(&resolve(file, &f.ca))?,
             timeouts: f.timeouts.build(),
             fault_for_testing_only: None,
         },
@@ -292,7 +292,7 @@ pub fn load_trusted(file: &Path) -> Result<Setup<TrustedConfig>> {
         state: None,
         config: TrustedConfig {
             identity: f.identity.clone(),
-            signing_key: keyfile::load_signing_key(&resolve(file, &f.signing_key))?,
+            signing_key: keyfile::load(&resolve(file, &f.signing_key))?,
             clients: keyed_peers(file, &f.clients)?,
             proxies: keyed_peers(file, &f.proxies)?,
             timeouts: f.timeouts.build(),
@@ -313,10 +313,10 @@ pub fn load_server(file: &Path) -> Result<Setup<ServerConfig>> {
         state: f.state.map(|s| resolve(file, &s)),
         config: ServerConfig {
             identity: f.identity.clone(),
-            pke_key: keyfile::load_pke_secret_key(&resolve(file, &f.pke_key))?,
-            signing_key: keyfile::load_signing_key(&resolve(file, &f.signing_key))?,
+            pke_key: keyfile::load(&resolve(file, &f.pke_key))?,
+            signing_key: keyfile::load(&resolve(file, &f.signing_key))?,
             certificate: keyfile::load(&resolve(file, &f.certificate))?,
-            trusted_key: keyfile::load_verifying_key(&resolve(file, &f.trusted_key))?,
+            trusted_key: keyfile::load(&resolve(file, &f.trusted_key))?,
             timeouts: f.timeouts.build(),
         },
     })

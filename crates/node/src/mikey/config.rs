@@ -242,29 +242,25 @@ fn psk_peer(file: &Path, name: &str, addr: SocketAddr, psk: &Path) -> Result<Psk
 fn rsa_signing_key(file: &Path, key: &Path) -> Result<SigningKey> {
     let refusal = "MIKEY signs with RSA-2048 (RFC 3830); this is not an RSA key (`m2msec keygen --kind rsa-sign`)";
     let rsa = |k: &SigningKey| k.suite() == SigSuite::RsaPss2048;
-    let path = resolve(file, key);
-    keyfile::load_accepted(&path, keyfile::load_signing_key, rsa, refusal)
+    keyfile::load_accepted(&resolve(file, key), rsa, refusal)
 }
 
 fn rsa_verifying_key(file: &Path, key: &Path) -> Result<VerifyingKey> {
     let refusal = "MIKEY signatures are RSA-2048 (RFC 3830); this is not an RSA public key";
     let rsa = |k: &VerifyingKey| k.suite() == SigSuite::RsaPss2048;
-    let path = resolve(file, key);
-    keyfile::load_accepted(&path, keyfile::load_verifying_key, rsa, refusal)
+    keyfile::load_accepted(&resolve(file, key), rsa, refusal)
 }
 
 fn rsa_encryption_key(file: &Path, key: &Path) -> Result<PkePublicKey> {
     let refusal = "MIKEY envelope keys are RSA-2048 (RFC 3830); this is not an RSA public key";
     let rsa = |k: &PkePublicKey| k.suite() == PkeSuite::RsaOaep2048;
-    let path = resolve(file, key);
-    keyfile::load_accepted(&path, keyfile::load_pke_public_key, rsa, refusal)
+    keyfile::load_accepted(&resolve(file, key), rsa, refusal)
 }
 
 fn rsa_decryption_key(file: &Path, key: &Path) -> Result<PkeSecretKey> {
     let refusal = "MIKEY envelope keys are RSA-2048 (RFC 3830); this is not an RSA key (`m2msec keygen --kind rsa-pke`)";
     let rsa = |k: &PkeSecretKey| k.suite() == PkeSuite::RsaOaep2048;
-    let path = resolve(file, key);
-    keyfile::load_accepted(&path, keyfile::load_pke_secret_key, rsa, refusal)
+    keyfile::load_accepted(&resolve(file, key), rsa, refusal)
 }
 
 fn pk_peer(file: &Path, p: &PkPeerFile) -> Result<PkPeer> {

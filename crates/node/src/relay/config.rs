@@ -367,7 +367,7 @@ const OWNER_REFUSAL: &str = "the owner key must be Ed25519, not RSA";
 /// [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_owner_key(path: &Path) -> Result<SigningKey> {
     let ed25519 = |k: &SigningKey| k.suite() == SigSuite::Ed25519;
-    keyfile::load_accepted(path, keyfile::load_signing_key, ed25519, OWNER_REFUSAL)
+    keyfile::load_accepted(path, ed25519, OWNER_REFUSAL)
 }
 
 /// Reads a source's owner public key: Ed25519 (SubjectPublicKeyInfo).
@@ -377,7 +377,7 @@ pub fn load_owner_key(path: &Path) -> Result<SigningKey> {
 /// [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_owner_public(path: &Path) -> Result<VerifyingKey> {
     let ed25519 = |k: &VerifyingKey| k.suite() == SigSuite::Ed25519;
-    keyfile::load_accepted(path, keyfile::load_verifying_key, ed25519, OWNER_REFUSAL)
+    keyfile::load_accepted(path, ed25519, OWNER_REFUSAL)
 }
 
 #[cfg(test)]

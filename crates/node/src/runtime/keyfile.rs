@@ -9,9 +9,8 @@
 //! | AFGH (relay) key pair        | `M2MSEC AFGH SECRET KEY` / `… PUBLIC KEY` | `m2msec_crypto::pre`'s encodings |
 //! | the protocols' own keys      | `M2MSEC CERTIFICATE`, `M2MSEC MIKEY PSK`, … | see `m2msec_protocol::pem_key` |
 //!
-//! A key with a label of its own implements [`PemKey`] beside its type (the crypto crate's
-//! `pem_key` says what the bytes mean); here are only the files: [`load`] and [`pem`] for those,
-//! a `load_*` function for each standard PKCS#8 / SubjectPublicKeyInfo key.
+//! Every key implements [`PemKey`] beside its type (`m2msec_crypto::pem_key` says what the
+//! bytes under each label mean); here are only the files: [`load`] and [`pem`].
 //!
 //! The AEAD suite ids are those of `m2msec_crypto::aead::AeadSuite`: 1 AES-128-CCM (8-byte
 //! tag), 2 AES-128-GCM, 3 ChaCha20-Poly1305.
@@ -24,8 +23,6 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-use m2msec_crypto::pke::{PkePublicKey, PkeSecretKey};
-use m2msec_crypto::sig::{SigningKey, VerifyingKey};
 use m2msec_protocol::collab::Certificate;
 pub use m2msec_protocol::pem_key::PemKey;
 use pem_rfc7468::LineEnding;
@@ -33,11 +30,6 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::private::{self, Secrecy};
-
-/// PEM label of a PKCS#8 private key.
-pub const PRIVATE_KEY_LABEL: &str = "PRIVATE KEY";
-/// PEM label of a SubjectPublicKeyInfo public key.
-pub const PUBLIC_KEY_LABEL: &str = "PUBLIC KEY";
 
 /// Whether a key file holds a secret, judged by what it holds (its first PEM label), not by
 /// what the caller expected: a secret is held to `0600` wherever it was given, a public key or
@@ -112,7 +104,7 @@ pub fn load<K: PemKey>(path: &Path) -> Result<K> {
 ///
 /// Only if PEM encoding fails, which it does not for key-sized inputs.
 pub fn pem<K: PemKey>(key: &K) -> Result<Zeroizing<String>> {
-    pem_rfc7468::encode_string(K::LABEL, LineEnding::LF, &key.to_body())
+    pem_rfc7468::encode_string(K::LABEL, LineEnding::LF, &key.to_body()?)
         .map(Zeroizing::new)
         .map_err(|e| Error::Usage(format!("cannot encode PEM: {e}")))
 }
@@ -141,26 +133,14 @@ pub fn write_public(path: &Path, contents: &str) -> Result<()> {
     write_file(path, contents, Secrecy::Public)
 }
 
-/// Reads a standard key file under `label` with `from_pem`; a key it refuses is "not `what`".
-fn load_standard<K>(
-    path: &Path,
-    label: &str,
-    from_pem: fn(&str) -> m2msec_crypto::Result<K>,
-    what: &str,
-) -> Result<K> {
-    let (text, _) = read_labelled(path, &[label])?;
-    from_pem(&text).map_err(|e| Error::key(path, format!("not {what}: {e}")))
-}
-
-/// Reads `path` with `load` and refuses the key unless `accept` takes it (a protocol that
+/// Reads the key file `path` and refuses the key unless `accept` takes it (a protocol that
 /// knows one algorithm only); `refusal` says why.
 ///
 /// # Errors
 ///
-/// `load`'s; [`Error::KeyFile`] naming the file with `refusal`.
-pub(crate) fn load_accepted<K>(
+/// As [`load`]; [`Error::KeyFile`] naming the file with `refusal`.
+pub(crate) fn load_accepted<K: PemKey>(
     path: &Path,
-    load: fn(&Path) -> Result<K>,
     accept: fn(&K) -> bool,
     refusal: &str,
 ) -> Result<K> {
@@ -169,46 +149,6 @@ pub(crate) fn load_accepted<K>(
         return Err(Error::key(path, refusal));
     }
     Ok(key)
-}
-
-/// Reads a public encryption key (SubjectPublicKeyInfo: X25519 or RSA).
-///
-/// # Errors
-///
-/// [`Error::KeyFile`] naming the file and what is wrong.
-pub fn load_pke_public_key(path: &Path) -> Result<PkePublicKey> {
-    let what = "an X25519 or RSA encryption key";
-    load_standard(path, PUBLIC_KEY_LABEL, PkePublicKey::from_pem, what)
-}
-
-/// Reads a signing key (PKCS#8: Ed25519 or RSA).
-///
-/// # Errors
-///
-/// [`Error::KeyFile`] naming the file and what is wrong.
-pub fn load_signing_key(path: &Path) -> Result<SigningKey> {
-    let what = "an Ed25519 or RSA signing key";
-    load_standard(path, PRIVATE_KEY_LABEL, SigningKey::from_pem, what)
-}
-
-/// Reads a signature verification key (SubjectPublicKeyInfo: Ed25519 or RSA).
-///
-/// # Errors
-///
-/// [`Error::KeyFile`] naming the file and what is wrong.
-pub fn load_verifying_key(path: &Path) -> Result<VerifyingKey> {
-    let what = "an Ed25519 or RSA public key";
-    load_standard(path, PUBLIC_KEY_LABEL, VerifyingKey::from_pem, what)
-}
-
-/// Reads a decryption key (PKCS#8: X25519 or RSA).
-///
-/// # Errors
-///
-/// [`Error::KeyFile`] naming the file and what is wrong.
-pub fn load_pke_secret_key(path: &Path) -> Result<PkeSecretKey> {
-    let what = "an X25519 or RSA decryption key";
-    load_standard(path, PRIVATE_KEY_LABEL, PkeSecretKey::from_pem, what)
 }
 
 #[cfg(test)]
