@@ -106,56 +106,34 @@ impl<B: PairingBackend> PemKey for pre::PublicKeyOf<B> {
     }
 }
 
-/// Ed25519 or RSA-2048, PKCS#8.
-impl PemKey for SigningKey {
-    const LABEL: &'static str = pem::PRIVATE_KEY_LABEL;
+/// Implements [`PemKey`] for standard keys: `KEY: LABEL, "what it is"`, the body the key's
+/// DER (`to_der` / `from_der`); a body that is none refused as "not what it is".
+macro_rules! standard_keys {
+    ($( $(#[$doc:meta])* $key:ty: $label:expr, $what:literal; )*) => {$(
+        $(#[$doc])*
+        impl PemKey for $key {
+            const LABEL: &'static str = $label;
 
-    fn to_body(&self) -> Result<Zeroizing<Vec<u8>>> {
-        self.to_der()
-    }
+            fn to_body(&self) -> Result<Zeroizing<Vec<u8>>> {
+                self.to_der().map(Into::into)
+            }
 
-    fn from_body(_: &str, der: &[u8]) -> core::result::Result<Self, BodyError> {
-        Self::from_der(der).map_err(|e| not("an Ed25519 or RSA signing key", &e))
-    }
+            fn from_body(_: &str, der: &[u8]) -> core::result::Result<Self, BodyError> {
+                Self::from_der(der).map_err(|e| not($what, &e))
+            }
+        }
+    )*};
 }
 
-/// Ed25519 or RSA-2048, SubjectPublicKeyInfo.
-impl PemKey for VerifyingKey {
-    const LABEL: &'static str = pem::PUBLIC_KEY_LABEL;
-
-    fn to_body(&self) -> Result<Zeroizing<Vec<u8>>> {
-        self.to_der().map(Zeroizing::new)
-    }
-
-    fn from_body(_: &str, der: &[u8]) -> core::result::Result<Self, BodyError> {
-        Self::from_der(der).map_err(|e| not("an Ed25519 or RSA public key", &e))
-    }
-}
-
-/// X25519 or RSA-2048, PKCS#8.
-impl PemKey for PkeSecretKey {
-    const LABEL: &'static str = pem::PRIVATE_KEY_LABEL;
-
-    fn to_body(&self) -> Result<Zeroizing<Vec<u8>>> {
-        self.to_der()
-    }
-
-    fn from_body(_: &str, der: &[u8]) -> core::result::Result<Self, BodyError> {
-        Self::from_der(der).map_err(|e| not("an X25519 or RSA decryption key", &e))
-    }
-}
-
-/// X25519 or RSA-2048, SubjectPublicKeyInfo.
-impl PemKey for PkePublicKey {
-    const LABEL: &'static str = pem::PUBLIC_KEY_LABEL;
-
-    fn to_body(&self) -> Result<Zeroizing<Vec<u8>>> {
-        self.to_der().map(Zeroizing::new)
-    }
-
-    fn from_body(_: &str, der: &[u8]) -> core::result::Result<Self, BodyError> {
-        Self::from_der(der).map_err(|e| not("an X25519 or RSA encryption key", &e))
-    }
+standard_keys! {
+    /// Ed25519 or RSA-2048, PKCS#8.
+    SigningKey: pem::PRIVATE_KEY_LABEL, "an Ed25519 or RSA signing key";
+    /// Ed25519 or RSA-2048, SubjectPublicKeyInfo.
+    VerifyingKey: pem::PUBLIC_KEY_LABEL, "an Ed25519 or RSA public key";
+    /// X25519 or RSA-2048, PKCS#8.
+    PkeSecretKey: pem::PRIVATE_KEY_LABEL, "an X25519 or RSA decryption key";
+    /// X25519 or RSA-2048, SubjectPublicKeyInfo.
+    PkePublicKey: pem::PUBLIC_KEY_LABEL, "an X25519 or RSA encryption key";
 }
 
 #[cfg(test)]
