@@ -29,7 +29,6 @@ use super::config::{
 };
 use crate::error::{Error, Result};
 use crate::harness::provision::{Options, Provisioned, Writer};
-use crate::runtime::keyfile;
 
 /// The keys of a provisioned E2SEC deployment.
 #[derive(Clone, Copy, Debug)]
@@ -78,15 +77,14 @@ pub fn provision(
             group: opts.params.group,
             element: key.public_key()?,
         };
-        let (secret_pem, public_pem) = (keyfile::pem(&key)?, keyfile::pem(&public)?);
-        w.key_pair(&format!("{name}.key"), &secret_pem, &public_pem)
+        w.key_pair(&format!("{name}.key"), &key, &public)
     };
     let (epc_secret, epc_public) = key_pair("e2sec-epc", &mut w)?;
     let (device_secret, _) = key_pair("e2sec-device", &mut w)?;
     let (server_secret, _) = key_pair("e2sec-server", &mut w)?;
     let mut psk = |name: &str, w: &mut Writer| -> Result<PathBuf> {
         let key = AeadKey::generate(AeadSuite::ChaCha20Poly1305, rng);
-        w.secret(name, &keyfile::pem(&key)?)
+        w.secret(name, &key)
     };
     let psk_device = psk("e2sec-psk-device.key", &mut w)?;
     let psk_server = psk("e2sec-psk-server.key", &mut w)?;

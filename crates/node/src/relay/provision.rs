@@ -28,7 +28,6 @@ use super::proxy::ProxyConfig;
 use crate::error::{Error, Result};
 use crate::harness::provision::{Provisioned, Writer};
 use crate::runtime::coap::Transmission;
-use crate::runtime::keyfile;
 
 /// The sinks of a provisioned deployment.
 pub const SINKS: [&str; 2] = ["sink-1", "sink-2"];
@@ -88,13 +87,10 @@ pub fn provision(
     }
     let mut w = Writer::start(dir, "relay-source", "a relay deployment", opts.force, true)?;
     let seed = SourceSeed::generate(rng);
-    let seed_path = w.secret("relay-source.seed", &keyfile::pem(&seed)?)?;
+    let seed_path = w.secret("relay-source.seed", &seed)?;
     let owner = SigningKey::generate(SigSuite::Ed25519, rng)?;
-    let (owner_path, owner_pub) = w.key_pair(
-        "relay-source-owner.key",
-        &owner.to_pem()?,
-        &owner.verifying_key().to_pem()?,
-    )?;
+    let (owner_path, owner_pub) =
+        w.key_pair("relay-source-owner.key", &owner, &owner.verifying_key())?;
 
     let proxy = SocketAddr::from((PROXY_HOST, opts.port));
     w.config(
@@ -111,9 +107,8 @@ pub fn provision(
     let mut grants = Vec::new();
     for (i, name) in SINKS.into_iter().enumerate() {
         let key = pre::SecretKey::generate(rng);
-        let public = key.public_key().to_pem()?;
         let (key_path, pub_path) =
-            w.key_pair(&format!("relay-{name}.key"), &key.to_pem()?, &public)?;
+            w.key_pair(&format!("relay-{name}.key"), &key, &key.public_key())?;
         let host = Ipv4Addr::new(127, 0, 0, 41 + u8::try_from(i).unwrap_or(0));
         let file = SinkFile {
             coap: Some(SocketAddr::from((host, opts.port))),
