@@ -123,8 +123,7 @@ pub(crate) fn keygen(args: &KeygenArgs) -> Result<ExitCode> {
         Kind::E2sec => {
             let group = m2msec_node::e2sec::plug::group(args.group)?;
             let key = e2sec::SecretKey::generate(group, &mut rng);
-            let element = key.public_key()?;
-            let public = keyfile::pem(&e2sec::PublicKey { group, element })?;
+            let public = keyfile::pem(&key.public()?)?;
             (keyfile::pem(&key)?, Some(public.to_string()))
         }
         Kind::RelayAfgh => {

@@ -207,10 +207,7 @@ mod tests {
         let x = SecretKey::generate(GroupId::Ristretto255, &mut rng);
         let back = SecretKey::from_body(SecretKey::LABEL, &x.to_body()?);
         assert!(back.is_ok_and(|b| b.to_bytes() == x.to_bytes()));
-        let v = PublicKey {
-            group: x.group(),
-            element: x.public_key()?,
-        };
+        let v = x.public()?;
         assert_eq!(
             PublicKey::from_body(PublicKey::LABEL, &v.to_body()?).ok(),
             Some(v)

@@ -22,7 +22,7 @@ use m2msec_crypto::rng::CryptoRng;
 use m2msec_protocol::e2sec::sim::{
     DEVICE, DEVICE_ROLE, EPC, EPC_ROLE, SERVER, SERVER_ROLE, addresses,
 };
-use m2msec_protocol::e2sec::{PublicKey, SecretKey, Variant};
+use m2msec_protocol::e2sec::{SecretKey, Variant};
 
 use super::config::{
     EpcFile, EpcPeerFile, GroupFile, PartyFile, PeerFile, RoleName, SubscriberFile, VariantName,
@@ -73,11 +73,7 @@ pub fn provision(
     let addrs = addresses().map(|a| SocketAddr::new(a.ip(), opts.port));
     let mut key_pair = |name: &str, w: &mut Writer| -> Result<(PathBuf, PathBuf)> {
         let key = SecretKey::generate(opts.params.group, rng);
-        let public = PublicKey {
-            group: opts.params.group,
-            element: key.public_key()?,
-        };
-        w.key_pair(&format!("{name}.key"), &key, &public)
+        w.key_pair(&format!("{name}.key"), &key, &key.public()?)
     };
     let (epc_secret, epc_public) = key_pair("e2sec-epc", &mut w)?;
     let (device_secret, _) = key_pair("e2sec-device", &mut w)?;

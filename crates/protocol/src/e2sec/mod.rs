@@ -155,6 +155,18 @@ impl SecretKey {
             .to_bytes())
     }
 
+    /// The public key v = g^x with its group, as a key file holds it.
+    ///
+    /// # Errors
+    /// Never for a key made by this type.
+    pub fn public(&self) -> Result<PublicKey, Error> {
+        let element = self.public_key()?;
+        Ok(PublicKey {
+            group: self.group,
+            element,
+        })
+    }
+
     fn scalar(&self, g: &Group) -> Result<Scalar, Error> {
         Ok(g.scalar_from_bytes(&self.bytes)?)
     }
