@@ -43,7 +43,7 @@ fn secrecy_of(text: &str) -> Secrecy {
 
 /// Reads a key file as text, naming it when it is missing or unreadable, and checks that
 /// group and others have no more access to it than what it holds allows ([`secrecy_of`]).
-pub(crate) fn read_key_text(path: &Path) -> Result<Zeroizing<String>> {
+fn read_key_text(path: &Path) -> Result<Zeroizing<String>> {
     let text = match fs::read_to_string(path) {
         Ok(s) => Zeroizing::new(s),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
