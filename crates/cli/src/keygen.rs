@@ -9,8 +9,11 @@ use m2msec_crypto::aead::AeadKey;
 use m2msec_crypto::pke::{PkeSecretKey, PkeSuite};
 use m2msec_crypto::rng::OsRng;
 use m2msec_crypto::sig::{SigSuite, SigningKey};
-use m2msec_node::relay::config as relay_config;
 use m2msec_node::runtime::keyfile;
+use m2msec_protocol::e2sec;
+use m2msec_protocol::mikey::Psk;
+use m2msec_protocol::relay::SourceSeed;
+use m2msec_protocol::sga::DeviceKey;
 
 use m2msec_node::harness::flags::{AeadName, GroupArg};
 
@@ -63,6 +66,11 @@ pub(crate) struct KeygenArgs {
     force: bool,
 }
 
+/// 32 random bytes: a MIKEY pre-shared key's or an SGA device key's.
+fn random_key(rng: &mut OsRng) -> zeroize::Zeroizing<[u8; 32]> {
+    zeroize::Zeroizing::new(m2msec_crypto::rng::random_array(rng))
+}
+
 fn public_path(out: &Path) -> PathBuf {
     let mut s = out.as_os_str().to_owned();
     s.push(".pub");
@@ -103,32 +111,26 @@ pub(crate) fn keygen(args: &KeygenArgs) -> Result<ExitCode> {
             let key = PkeSecretKey::generate(suite, &mut rng)?;
             (key.to_pem()?, Some(key.public_key().to_pem()?))
         }
-        Kind::Symmetric => {
-            let key = AeadKey::generate(args.aead.into(), &mut rng);
-            (keyfile::symmetric_key_pem(&key)?, None)
-        }
-        Kind::MikeyPsk => {
-            let key = zeroize::Zeroizing::new(m2msec_crypto::rng::random_array::<32>(&mut rng));
-            (keyfile::mikey_psk_pem(&key[..])?, None)
-        }
-        Kind::SgaDevice => {
-            let key = zeroize::Zeroizing::new(m2msec_crypto::rng::random_array::<32>(&mut rng));
-            (keyfile::sga_device_key_pem(&key[..])?, None)
-        }
+        Kind::Symmetric => (
+            keyfile::pem(&AeadKey::generate(args.aead.into(), &mut rng))?,
+            None,
+        ),
+        Kind::MikeyPsk => (keyfile::pem(&Psk::new(&*random_key(&mut rng))?)?, None),
+        Kind::SgaDevice => (
+            keyfile::pem(&DeviceKey::new(&*random_key(&mut rng))?)?,
+            None,
+        ),
         Kind::E2sec => {
             let group = m2msec_node::e2sec::plug::group(args.group)?;
-            let key = m2msec_protocol::e2sec::SecretKey::generate(group, &mut rng);
-            let public = keyfile::e2sec_public_key_pem(group, &key.public_key()?)?;
-            (keyfile::e2sec_secret_key_pem(&key)?, Some(public))
+            let key = e2sec::SecretKey::generate(group, &mut rng);
+            let public = keyfile::pem(&key.public()?)?;
+            (keyfile::pem(&key)?, Some(public.to_string()))
         }
         Kind::RelayAfgh => {
             let key = m2msec_crypto::pre::SecretKey::generate(&mut rng);
             (key.to_pem()?, Some(key.public_key().to_pem()?))
         }
-        Kind::RelaySource => {
-            let seed = zeroize::Zeroizing::new(m2msec_crypto::rng::random_array::<32>(&mut rng));
-            (relay_config::source_seed_pem(&seed)?, None)
-        }
+        Kind::RelaySource => (keyfile::pem(&SourceSeed::generate(&mut rng))?, None),
     };
     keyfile::write_secret(&args.out, &secret)?;
     println!("wrote {}", args.out.display());

@@ -17,8 +17,9 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use m2msec_crypto::rng::OsRng;
 use m2msec_node::relay::client::{self, ProxyClient, SendOptions, grant_summary};
-use m2msec_node::relay::config::{load_afgh_public_key, load_source};
+use m2msec_node::relay::config::load_source;
 use m2msec_node::relay::source::SourceNode;
+use m2msec_node::runtime::keyfile;
 use m2msec_protocol::Millis;
 use m2msec_wire::relay::api::{self, Body as _, Control, ForwardMonitor, Start, StorageMonitor};
 use m2msec_wire::relay::parse_sink_url;
@@ -361,7 +362,7 @@ async fn forward(
     add_to: Option<u32>,
 ) -> Result<ExitCode> {
     parse_sink_url(grant.sink).map_err(|e| anyhow::anyhow!("--sink {}: {e}", grant.sink))?;
-    let key = load_afgh_public_key(grant.sink_key)?;
+    let key: m2msec_crypto::pre::PublicKey = keyfile::load(grant.sink_key)?;
     let now = m2msec_node::runtime::driver::wall_clock();
     let current = source.epoch_at(now)?;
     let from = match grant.from_epoch {

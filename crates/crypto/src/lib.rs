@@ -17,6 +17,7 @@
 //! | [`ct`]     | constant-time comparison                                                                 |
 //! | [`group`]  | prime-order groups: MODP-2048 (RFC 3526), DSA-style 1024/160 and 2048/256 (RFC 5114), Ristretto255, with operation counts |
 //! | [`mikey`]  | MIKEY (RFC 3830): its PRF and key derivation, AES-CM-128 / AES-KW-128, HMAC-SHA-1-160, RSA |
+//! | [`pem_key`] | the PEM form of keys without a standard one: a label of our own over the key's encoding |
 //! | [`pre`]    | AFGH proxy re-encryption on BLS12-381 (blstrs behind [`pre::PairingBackend`]) as a KEM + AEAD |
 //!
 //! # Crate generation
@@ -58,6 +59,7 @@ pub mod merkle;
 pub mod mikey;
 pub mod ots;
 mod pem;
+pub mod pem_key;
 pub mod pke;
 pub mod pre;
 pub mod rng;

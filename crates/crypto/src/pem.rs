@@ -49,23 +49,21 @@ fn rsa_2048<K: rsa::traits::PublicKeyParts>(key: K) -> Result<K> {
 /// choose from by the document's algorithm identifier.
 pub(crate) type Reader<K> = (ObjectIdentifier, fn(&[u8]) -> Result<K>);
 
-/// Reads a PKCS#8 PEM private key with the reader of its algorithm.
+/// Reads a PKCS#8 private key (DER) with the reader of its algorithm.
 ///
 /// # Errors
 /// [`Error::Pem`] for a malformed document or an algorithm `readers` does not name, and what
 /// the reader refuses.
-pub(crate) fn read_private<K>(pem: &str, readers: &[Reader<K>]) -> Result<K> {
-    let der = decode(pem, PRIVATE_KEY_LABEL)?;
-    read_with(pkcs8_algorithm(&der)?, &der, readers)
+pub(crate) fn read_private<K>(der: &[u8], readers: &[Reader<K>]) -> Result<K> {
+    read_with(pkcs8_algorithm(der)?, der, readers)
 }
 
-/// Reads a SubjectPublicKeyInfo PEM public key with the reader of its algorithm.
+/// Reads a SubjectPublicKeyInfo public key (DER) with the reader of its algorithm.
 ///
 /// # Errors
 /// As [`read_private`].
-pub(crate) fn read_public<K>(pem: &str, readers: &[Reader<K>]) -> Result<K> {
-    let der = decode(pem, PUBLIC_KEY_LABEL)?;
-    read_with(spki_algorithm(&der)?, &der, readers)
+pub(crate) fn read_public<K>(der: &[u8], readers: &[Reader<K>]) -> Result<K> {
+    read_with(spki_algorithm(der)?, der, readers)
 }
 
 fn read_with<K>(oid: ObjectIdentifier, der: &[u8], readers: &[Reader<K>]) -> Result<K> {

@@ -187,14 +187,16 @@ impl PkeSecretKey {
     /// # Errors
     /// [`Error::Pem`] if encoding fails.
     pub fn to_pem(&self) -> Result<Zeroizing<String>> {
+        pem::encode(pem::PRIVATE_KEY_LABEL, &self.to_der()?)
+    }
+
+    /// The key's PKCS#8 DER.
+    pub(crate) fn to_der(&self) -> Result<Zeroizing<Vec<u8>>> {
         match &self.0 {
-            SecretInner::X25519 { secret, .. } => {
-                let der = pem::x25519_private_to_der(&secret.to_bytes())?;
-                pem::encode(pem::PRIVATE_KEY_LABEL, &der)
+            SecretInner::X25519 { secret, .. } => pem::x25519_private_to_der(&secret.to_bytes()),
+            SecretInner::Rsa { key, .. } => {
+                Ok(key.to_pkcs8_der().map_err(pem::pem_error)?.to_bytes())
             }
-            SecretInner::Rsa { key, .. } => key
-                .to_pkcs8_pem(der::pem::LineEnding::LF)
-                .map_err(pem::pem_error),
         }
     }
 
@@ -204,8 +206,13 @@ impl PkeSecretKey {
     /// [`Error::Pem`] if the document is malformed, of another algorithm, or an RSA key not of 2048
     /// bits.
     pub fn from_pem(pem_text: &str) -> Result<Self> {
+        Self::from_der(&pem::decode(pem_text, pem::PRIVATE_KEY_LABEL)?)
+    }
+
+    /// Reads PKCS#8 DER, as [`PkeSecretKey::from_pem`].
+    pub(crate) fn from_der(der: &[u8]) -> Result<Self> {
         pem::read_private(
-            pem_text,
+            der,
             &[
                 (pem::OID_X25519, |der| {
                     let bytes = pem::x25519_private_from_der(der)?;
@@ -321,11 +328,15 @@ impl PkePublicKey {
     /// # Errors
     /// [`Error::Pem`] if encoding fails.
     pub fn to_pem(&self) -> Result<String> {
-        let der = match &self.0 {
-            PublicInner::X25519(pk) => pem::x25519_public_to_der(pk.as_bytes())?,
-            PublicInner::Rsa(pk) => pk.to_public_key_der().map_err(pem::pem_error)?.into_vec(),
-        };
-        pem::encode(pem::PUBLIC_KEY_LABEL, &der).map(|s| s.to_string())
+        pem::encode(pem::PUBLIC_KEY_LABEL, &self.to_der()?).map(|s| s.to_string())
+    }
+
+    /// The key's SubjectPublicKeyInfo DER.
+    pub(crate) fn to_der(&self) -> Result<Vec<u8>> {
+        match &self.0 {
+            PublicInner::X25519(pk) => pem::x25519_public_to_der(pk.as_bytes()),
+            PublicInner::Rsa(pk) => Ok(pk.to_public_key_der().map_err(pem::pem_error)?.into_vec()),
+        }
     }
 
     /// Reads a SubjectPublicKeyInfo PEM document holding an X25519 or RSA-2048 public key.
@@ -333,8 +344,13 @@ impl PkePublicKey {
     /// # Errors
     /// [`Error::Pem`] if the document is malformed, of another algorithm, or not 2048-bit RSA.
     pub fn from_pem(pem_text: &str) -> Result<Self> {
+        Self::from_der(&pem::decode(pem_text, pem::PUBLIC_KEY_LABEL)?)
+    }
+
+    /// Reads SubjectPublicKeyInfo DER, as [`PkePublicKey::from_pem`].
+    pub(crate) fn from_der(der: &[u8]) -> Result<Self> {
         pem::read_public(
-            pem_text,
+            der,
             &[
                 (pem::OID_X25519, |der| {
                     let raw = pem::x25519_public_from_der(der)?;

@@ -137,14 +137,19 @@ impl SigningKey {
     /// # Errors
     /// [`Error::Pem`] if encoding fails.
     pub fn to_pem(&self) -> Result<Zeroizing<String>> {
-        let le = der::pem::LineEnding::LF;
-        match &self.0 {
-            SigningInner::Ed25519(sk) => sk.to_pkcs8_pem(le).map_err(pem::pem_error),
+        pem::encode(pem::PRIVATE_KEY_LABEL, &self.to_der()?)
+    }
+
+    /// The key's PKCS#8 DER.
+    pub(crate) fn to_der(&self) -> Result<Zeroizing<Vec<u8>>> {
+        let document = match &self.0 {
+            SigningInner::Ed25519(sk) => sk.to_pkcs8_der(),
             SigningInner::Rsa(sk) => {
                 let private: &rsa::RsaPrivateKey = (**sk).as_ref();
-                rsa::pkcs8::EncodePrivateKey::to_pkcs8_pem(private, le).map_err(pem::pem_error)
+                rsa::pkcs8::EncodePrivateKey::to_pkcs8_der(private)
             }
-        }
+        };
+        Ok(document.map_err(pem::pem_error)?.to_bytes())
     }
 
     /// Reads a PKCS#8 PEM document holding an Ed25519 or RSA-2048 private key.
@@ -152,8 +157,13 @@ impl SigningKey {
     /// # Errors
     /// [`Error::Pem`] if the document is malformed, of another algorithm, or not 2048-bit RSA.
     pub fn from_pem(pem_text: &str) -> Result<Self> {
+        Self::from_der(&pem::decode(pem_text, pem::PRIVATE_KEY_LABEL)?)
+    }
+
+    /// Reads PKCS#8 DER, as [`SigningKey::from_pem`].
+    pub(crate) fn from_der(der: &[u8]) -> Result<Self> {
         pem::read_private(
-            pem_text,
+            der,
             &[
                 (pem::OID_ED25519, |der| {
                     let sk =
@@ -255,13 +265,16 @@ impl VerifyingKey {
     /// # Errors
     /// [`Error::Pem`] if encoding fails.
     pub fn to_pem(&self) -> Result<String> {
-        let le = der::pem::LineEnding::LF;
-        match &self.0 {
-            VerifyingInner::Ed25519(pk) => pk.to_public_key_pem(le).map_err(pem::pem_error),
-            VerifyingInner::Rsa(pk) => {
-                rsa::pkcs8::EncodePublicKey::to_public_key_pem(&**pk, le).map_err(pem::pem_error)
-            }
-        }
+        pem::encode(pem::PUBLIC_KEY_LABEL, &self.to_der()?).map(|s| s.to_string())
+    }
+
+    /// The key's SubjectPublicKeyInfo DER.
+    pub(crate) fn to_der(&self) -> Result<Vec<u8>> {
+        let document = match &self.0 {
+            VerifyingInner::Ed25519(pk) => pk.to_public_key_der(),
+            VerifyingInner::Rsa(pk) => rsa::pkcs8::EncodePublicKey::to_public_key_der(&**pk),
+        };
+        Ok(document.map_err(pem::pem_error)?.into_vec())
     }
 
     /// Reads a SubjectPublicKeyInfo PEM document holding an Ed25519 or RSA-2048 public key.
@@ -269,8 +282,13 @@ impl VerifyingKey {
     /// # Errors
     /// [`Error::Pem`] if the document is malformed, of another algorithm, or not 2048-bit RSA.
     pub fn from_pem(pem_text: &str) -> Result<Self> {
+        Self::from_der(&pem::decode(pem_text, pem::PUBLIC_KEY_LABEL)?)
+    }
+
+    /// Reads SubjectPublicKeyInfo DER, as [`VerifyingKey::from_pem`].
+    pub(crate) fn from_der(der: &[u8]) -> Result<Self> {
         pem::read_public(
-            pem_text,
+            der,
             &[
                 (pem::OID_ED25519, |der| {
                     let pk = ed25519_dalek::VerifyingKey::from_public_key_der(der)

@@ -45,6 +45,7 @@ mod log;
 pub mod mikey;
 pub mod network;
 mod outbox;
+pub mod pem_key;
 pub mod relay;
 pub mod reliable;
 mod replay;

@@ -196,7 +196,7 @@ fn keyed(file: &Path, p: &KeyedPeerFile) -> Result<KeyedPeer> {
     Ok(KeyedPeer {
         name: p.name.clone(),
         addr: p.addr,
-        key: keyfile::load_symmetric_key(&resolve(file, &p.key))?,
+        key: keyfile::load(&resolve(file, &p.key))?,
     })
 }
 
@@ -220,7 +220,7 @@ pub fn load_client(file: &Path) -> Result<Setup<ClientConfig>> {
             Ok(ProxyEntry {
                 name: p.name.clone(),
                 addr: p.addr,
-                key: keyfile::load_symmetric_key(&resolve(file, &p.key))?,
+                key: keyfile::load(&resolve(file, &p.key))?,
                 capability: p.capability,
             })
         })
@@ -272,7 +272,7 @@ pub fn load_proxy(file: &Path) -> Result<Setup<ProxyConfig>> {
             identity: f.identity.clone(),
             clients: keyed_peers(file, &f.clients)?,
             trusted: keyed(file, &f.trusted)?,
-            ca: keyfile::load_verifying_key(&resolve(file, &f.ca))?,
+            ca: keyfile::load(&resolve(file, &f.ca))?,
             timeouts: f.timeouts.build(),
             fault_for_testing_only: None,
         },
@@ -292,7 +292,7 @@ pub fn load_trusted(file: &Path) -> Result<Setup<TrustedConfig>> {
         state: None,
         config: TrustedConfig {
             identity: f.identity.clone(),
-            signing_key: keyfile::load_signing_key(&resolve(file, &f.signing_key))?,
+            signing_key: keyfile::load(&resolve(file, &f.signing_key))?,
             clients: keyed_peers(file, &f.clients)?,
             proxies: keyed_peers(file, &f.proxies)?,
             timeouts: f.timeouts.build(),
@@ -313,10 +313,10 @@ pub fn load_server(file: &Path) -> Result<Setup<ServerConfig>> {
         state: f.state.map(|s| resolve(file, &s)),
         config: ServerConfig {
             identity: f.identity.clone(),
-            pke_key: keyfile::load_pke_secret_key(&resolve(file, &f.pke_key))?,
-            signing_key: keyfile::load_signing_key(&resolve(file, &f.signing_key))?,
-            certificate: keyfile::load_certificate(&resolve(file, &f.certificate))?,
-            trusted_key: keyfile::load_verifying_key(&resolve(file, &f.trusted_key))?,
+            pke_key: keyfile::load(&resolve(file, &f.pke_key))?,
+            signing_key: keyfile::load(&resolve(file, &f.signing_key))?,
+            certificate: keyfile::load(&resolve(file, &f.certificate))?,
+            trusted_key: keyfile::load(&resolve(file, &f.trusted_key))?,
             timeouts: f.timeouts.build(),
         },
     })

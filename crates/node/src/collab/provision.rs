@@ -24,7 +24,6 @@ use super::deployment::{CLIENT, DeploymentKeys, Params, SERVER, TRUSTED, Topolog
 use crate::error::Result;
 use crate::harness::provision::{Options, Provisioned, Writer};
 use crate::runtime::config::SharingName;
-use crate::runtime::keyfile::{certificate_pem, symmetric_key_pem};
 
 /// Options of `provision` for collab.
 pub type ProvisionOptions = Options<Params>;
@@ -46,31 +45,22 @@ pub fn provision(
     let keys = DeploymentKeys::generate(params.suite, params.aead, params.proxies, rng)?;
     let topology = Topology::loopback(opts.port, params.proxies);
 
-    w.secret("ca.key", &keys.ca.to_pem()?)?;
-    let trusted_key = w.secret("trusted.key", &keys.trusted.to_pem()?)?;
-    let server_pke = w.secret("server-pke.key", &keys.server_pke.to_pem()?)?;
-    let server_sig = w.secret("server-sig.key", &keys.server_sig.to_pem()?)?;
-    let k_at = w.secret(
-        "psk-client-trusted.key",
-        &symmetric_key_pem(&keys.client_trusted)?,
-    )?;
+    w.secret("ca.key", &keys.ca)?;
+    let trusted_key = w.secret("trusted.key", &keys.trusted)?;
+    let server_pke = w.secret("server-pke.key", &keys.server_pke)?;
+    let server_sig = w.secret("server-sig.key", &keys.server_sig)?;
+    let k_at = w.secret("psk-client-trusted.key", &keys.client_trusted)?;
     let mut k_ap = Vec::new();
     let mut k_pt = Vec::new();
     for i in 0..usize::from(params.proxies) {
         let n = i + 1;
         let (ap, pt) = (&keys.client_proxy[i], &keys.proxy_trusted[i]);
-        k_ap.push(w.secret(
-            &format!("psk-client-proxy-{n}.key"),
-            &symmetric_key_pem(ap)?,
-        )?);
-        k_pt.push(w.secret(
-            &format!("psk-proxy-{n}-trusted.key"),
-            &symmetric_key_pem(pt)?,
-        )?);
+        k_ap.push(w.secret(&format!("psk-client-proxy-{n}.key"), ap)?);
+        k_pt.push(w.secret(&format!("psk-proxy-{n}-trusted.key"), pt)?);
     }
-    let ca_pub = w.public("ca.pub", &keys.ca.verifying_key().to_pem()?)?;
-    let trusted_pub = w.public("trusted.pub", &keys.trusted.verifying_key().to_pem()?)?;
-    let certificate = w.public("server.cert", &certificate_pem(&keys.certificate)?)?;
+    let ca_pub = w.public("ca.pub", &keys.ca.verifying_key())?;
+    let trusted_pub = w.public("trusted.pub", &keys.trusted.verifying_key())?;
+    let certificate = w.public("server.cert", &keys.certificate)?;
     let keyed = |name: &str, addr, key: &PathBuf| KeyedPeerFile {
         name: name.into(),
         addr,

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use m2msec_crypto::group::GroupId;
 use m2msec_protocol::e2sec::{
-    DEFAULT_REPLAY_WINDOW, EpcConfig, PartyConfig, PeerEntry, Role, Subscriber, Variant,
+    DEFAULT_REPLAY_WINDOW, EpcConfig, PartyConfig, PeerEntry, PublicKey, Role, SecretKey,
+    Subscriber, Variant,
 };
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +20,7 @@ use super::group_name;
 use crate::error::{Error, Result};
 use crate::harness::daemon::Setup;
 use crate::runtime::config::{
-    check_identity, config_names, field_error, load_toml, non_empty, resolve,
+    at_least_1, check_identity, config_names, field_error, load_toml, non_empty, resolve,
     with_retransmit_fields,
 };
 use crate::runtime::keyfile;
@@ -170,13 +171,12 @@ pub fn load_epc(file: &Path) -> Result<Setup<EpcConfig>> {
     let f: EpcFile = load_toml(file)?;
     check_identity(file, "identity", &f.identity, None)?;
     non_empty(file, "subscribers", &f.subscribers, "device or server")?;
-    if f.validity_s == Some(0) {
-        return Err(field_error(file, "validity_s", "must be at least 1"));
-    }
-    if f.replay_window_ms == Some(0) {
-        return Err(field_error(file, "replay_window_ms", "must be at least 1"));
-    }
-    let secret_key = keyfile::load_e2sec_secret_key(&resolve(file, &f.secret_key))?;
+    let zero = [
+        ("validity_s", f.validity_s == Some(0)),
+        ("replay_window_ms", f.replay_window_ms == Some(0)),
+    ];
+    at_least_1(file, &zero)?;
+    let secret_key = keyfile::load(&resolve(file, &f.secret_key))?;
     let subscribers = f
         .subscribers
         .iter()
@@ -186,7 +186,7 @@ pub fn load_epc(file: &Path) -> Result<Setup<EpcConfig>> {
             Ok(Subscriber {
                 id: s.id.clone(),
                 role: s.role.into(),
-                key: keyfile::load_symmetric_key(&resolve(file, &s.psk))?,
+                key: keyfile::load(&resolve(file, &s.psk))?,
             })
         })
         .collect::<Result<_>>()?;
@@ -234,12 +234,12 @@ pub fn load_party(file: &Path, role: Role) -> Result<(Setup<PartyConfig>, Vec<St
             return Err(field_error(file, &format!("connect[{i}]"), what));
         }
     }
-    let secret_key = keyfile::load_e2sec_secret_key(&resolve(file, &f.secret_key))?;
+    let secret_key: SecretKey = keyfile::load(&resolve(file, &f.secret_key))?;
     let group = f.group.map_or(secret_key.group(), GroupId::from);
     check_group(file, &f.secret_key, group, secret_key.group())?;
-    let (epc_group, epc_key) = keyfile::load_e2sec_public_key(&resolve(file, &f.epc.public_key))?;
-    check_group(file, &f.epc.public_key, group, epc_group)?;
-    let epc_psk = keyfile::load_symmetric_key(&resolve(file, &f.epc.psk))?;
+    let epc_key: PublicKey = keyfile::load(&resolve(file, &f.epc.public_key))?;
+    check_group(file, &f.epc.public_key, group, epc_key.group)?;
+    let epc_psk = keyfile::load(&resolve(file, &f.epc.psk))?;
     let retransmit = f.retransmit_policy();
     let setup = Setup {
         listen: f.listen,
@@ -250,7 +250,7 @@ pub fn load_party(file: &Path, role: Role) -> Result<(Setup<PartyConfig>, Vec<St
             secret_key,
             epc: f.epc.identity,
             epc_addr: f.epc.addr,
-            epc_key,
+            epc_key: epc_key.element,
             epc_psk,
             peers: f
                 .peers

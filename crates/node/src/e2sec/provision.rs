@@ -29,7 +29,6 @@ use super::config::{
 };
 use crate::error::{Error, Result};
 use crate::harness::provision::{Options, Provisioned, Writer};
-use crate::runtime::keyfile;
 
 /// The keys of a provisioned E2SEC deployment.
 #[derive(Clone, Copy, Debug)]
@@ -74,16 +73,14 @@ pub fn provision(
     let addrs = addresses().map(|a| SocketAddr::new(a.ip(), opts.port));
     let mut key_pair = |name: &str, w: &mut Writer| -> Result<(PathBuf, PathBuf)> {
         let key = SecretKey::generate(opts.params.group, rng);
-        let secret_pem = keyfile::e2sec_secret_key_pem(&key)?;
-        let public_pem = keyfile::e2sec_public_key_pem(opts.params.group, &key.public_key()?)?;
-        w.key_pair(&format!("{name}.key"), &secret_pem, &public_pem)
+        w.key_pair(&format!("{name}.key"), &key, &key.public()?)
     };
     let (epc_secret, epc_public) = key_pair("e2sec-epc", &mut w)?;
     let (device_secret, _) = key_pair("e2sec-device", &mut w)?;
     let (server_secret, _) = key_pair("e2sec-server", &mut w)?;
     let mut psk = |name: &str, w: &mut Writer| -> Result<PathBuf> {
         let key = AeadKey::generate(AeadSuite::ChaCha20Poly1305, rng);
-        w.secret(name, &keyfile::symmetric_key_pem(&key)?)
+        w.secret(name, &key)
     };
     let psk_device = psk("e2sec-psk-device.key", &mut w)?;
     let psk_server = psk("e2sec-psk-server.key", &mut w)?;

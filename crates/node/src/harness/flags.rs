@@ -7,21 +7,13 @@ use m2msec_crypto::split::SharingScheme;
 
 pub use crate::runtime::config::{AeadName, OtsName};
 
-/// Secret sharing on the command line.
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub enum SharingArg {
-    /// Reed-Solomon erasure coding.
-    Rs,
-    /// Shamir sharing (fewer than k colluding proxies learn nothing).
-    Shamir,
-}
-
-impl From<SharingArg> for SharingScheme {
-    fn from(s: SharingArg) -> Self {
-        match s {
-            SharingArg::Rs => Self::ReedSolomon,
-            SharingArg::Shamir => Self::Shamir,
-        }
+crate::runtime::config::config_names! {
+    /// Secret sharing on the command line.
+    pub enum SharingArg for SharingScheme {
+        /// Reed-Solomon erasure coding.
+        "rs" => Rs = ReedSolomon,
+        /// Shamir sharing (fewer than k colluding proxies learn nothing).
+        "shamir" => Shamir = Shamir,
     }
 }
 

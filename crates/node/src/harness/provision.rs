@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::private;
-use crate::runtime::keyfile::{write_public, write_secret};
+use crate::runtime::keyfile::{self, PemKey, write_public, write_secret};
 
 /// The options of `provision` for a protocol whose deployment's shape is a `P` (its `Params`).
 #[derive(Clone, Debug)]
@@ -75,20 +75,21 @@ impl<'a> Writer<'a> {
         })
     }
 
-    /// Writes the secret key file `keys/NAME`; its path as configs name it.
+    /// Writes the secret key file `keys/NAME` of `key`; its path as configs name it.
     ///
     /// # Errors
     /// [`Error::Io`] naming the file.
-    pub(crate) fn secret(&mut self, name: &str, pem: &str) -> Result<PathBuf> {
-        self.key_file(name, pem, write_secret)
+    pub(crate) fn secret(&mut self, name: &str, key: &impl PemKey) -> Result<PathBuf> {
+        self.key_file(name, &keyfile::pem(key)?, write_secret)
     }
 
-    /// Writes the public key file `keys/NAME`; its path as configs name it.
+    /// Writes the public key (or certificate) file `keys/NAME` of `key`; its path as configs
+    /// name it.
     ///
     /// # Errors
     /// [`Error::Io`] naming the file.
-    pub(crate) fn public(&mut self, name: &str, pem: &str) -> Result<PathBuf> {
-        self.key_file(name, pem, write_public)
+    pub(crate) fn public(&mut self, name: &str, key: &impl PemKey) -> Result<PathBuf> {
+        self.key_file(name, &keyfile::pem(key)?, write_public)
     }
 
     fn key_file(
@@ -111,11 +112,11 @@ impl<'a> Writer<'a> {
     pub(crate) fn key_pair(
         &mut self,
         name: &str,
-        secret_pem: &str,
-        public_pem: &str,
+        secret: &impl PemKey,
+        public: &impl PemKey,
     ) -> Result<(PathBuf, PathBuf)> {
-        let secret = self.secret(name, secret_pem)?;
-        Ok((secret, self.public(&format!("{name}.pub"), public_pem)?))
+        let secret = self.secret(name, secret)?;
+        Ok((secret, self.public(&format!("{name}.pub"), public)?))
     }
 
     /// Writes the config `DIR/ROLE.toml` of the daemon `role`, documented in

@@ -233,70 +233,34 @@ fn psk_peer(file: &Path, name: &str, addr: SocketAddr, psk: &Path) -> Result<Psk
     Ok(PskPeer {
         id: name.into(),
         addr,
-        psk: keyfile::load_mikey_psk(&resolve(file, psk))?,
+        psk: keyfile::load(&resolve(file, psk))?,
     })
 }
 
-/// Loads the key file `key` (relative to `file`) with `load`, and refuses it unless `is_rsa`:
-/// RFC 3830's public-key mode knows RSA only; `refusal` says so.
-fn rsa_key<K>(
-    file: &Path,
-    key: &Path,
-    load: impl FnOnce(&Path) -> Result<K>,
-    is_rsa: impl FnOnce(&K) -> bool,
-    refusal: &str,
-) -> Result<K> {
-    let path = resolve(file, key);
-    let k = load(&path)?;
-    if !is_rsa(&k) {
-        return Err(Error::key(&path, refusal));
-    }
-    Ok(k)
-}
+// RFC 3830's public-key mode knows RSA only: each key file of it is refused unless RSA-2048.
 
 fn rsa_signing_key(file: &Path, key: &Path) -> Result<SigningKey> {
-    rsa_key(
-        file,
-        key,
-        keyfile::load_signing_key,
-        |k| k.suite() == SigSuite::RsaPss2048,
-        "MIKEY signs with RSA-2048 (RFC 3830); this is not an RSA key (`m2msec keygen --kind rsa-sign`)",
-    )
+    let refusal = "MIKEY signs with RSA-2048 (RFC 3830); this is not an RSA key (`m2msec keygen --kind rsa-sign`)";
+    let rsa = |k: &SigningKey| k.suite() == SigSuite::RsaPss2048;
+    keyfile::load_accepted(&resolve(file, key), rsa, refusal)
 }
 
 fn rsa_verifying_key(file: &Path, key: &Path) -> Result<VerifyingKey> {
-    rsa_key(
-        file,
-        key,
-        keyfile::load_verifying_key,
-        |k| k.suite() == SigSuite::RsaPss2048,
-        "MIKEY signatures are RSA-2048 (RFC 3830); this is not an RSA public key",
-    )
+    let refusal = "MIKEY signatures are RSA-2048 (RFC 3830); this is not an RSA public key";
+    let rsa = |k: &VerifyingKey| k.suite() == SigSuite::RsaPss2048;
+    keyfile::load_accepted(&resolve(file, key), rsa, refusal)
 }
 
 fn rsa_encryption_key(file: &Path, key: &Path) -> Result<PkePublicKey> {
-    let load = |path: &Path| {
-        let text = keyfile::read_key_text(path)?;
-        PkePublicKey::from_pem(&text)
-            .map_err(|e| Error::key(path, format!("not an RSA-2048 public key: {e}")))
-    };
-    rsa_key(
-        file,
-        key,
-        load,
-        |k| k.suite() == PkeSuite::RsaOaep2048,
-        "MIKEY envelope keys are RSA-2048 (RFC 3830); this is not an RSA public key",
-    )
+    let refusal = "MIKEY envelope keys are RSA-2048 (RFC 3830); this is not an RSA public key";
+    let rsa = |k: &PkePublicKey| k.suite() == PkeSuite::RsaOaep2048;
+    keyfile::load_accepted(&resolve(file, key), rsa, refusal)
 }
 
 fn rsa_decryption_key(file: &Path, key: &Path) -> Result<PkeSecretKey> {
-    rsa_key(
-        file,
-        key,
-        keyfile::load_pke_secret_key,
-        |k| k.suite() == PkeSuite::RsaOaep2048,
-        "MIKEY envelope keys are RSA-2048 (RFC 3830); this is not an RSA key (`m2msec keygen --kind rsa-pke`)",
-    )
+    let refusal = "MIKEY envelope keys are RSA-2048 (RFC 3830); this is not an RSA key (`m2msec keygen --kind rsa-pke`)";
+    let rsa = |k: &PkeSecretKey| k.suite() == PkeSuite::RsaOaep2048;
+    keyfile::load_accepted(&resolve(file, key), rsa, refusal)
 }
 
 fn pk_peer(file: &Path, p: &PkPeerFile) -> Result<PkPeer> {

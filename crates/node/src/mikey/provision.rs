@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use m2msec_crypto::pke::{PkeSecretKey, PkeSuite};
 use m2msec_crypto::rng::{CryptoRng, random_array};
 use m2msec_crypto::sig::{SigSuite, SigningKey};
-use m2msec_protocol::mikey::ModeName;
+use m2msec_protocol::mikey::{ModeName, Psk};
 
 use super::config::{
     DistributedFile, InitiatorFile, InitiatorResponderFile, ModeFile, PkPeerFile, PolicyFile,
@@ -30,7 +30,6 @@ use super::deployment::{INITIATOR, Params, RESPONDER, addresses, third_party_nam
 use crate::error::Result;
 use crate::harness::provision::{Options, Provisioned, Writer};
 use crate::runtime::config::SharingName;
-use crate::runtime::keyfile;
 
 /// Options of `provision` for MIKEY: the shape's third parties, threshold and sharing (its
 /// mode is not used: the initiator's config says `distributed`).
@@ -71,28 +70,22 @@ pub fn provision(
         .collect();
     let (i_addr, r_addr, tp_addrs) = (addrs[0], addrs[1], &addrs[2..]);
     let psk = |name: &str, rng: &mut dyn CryptoRng, w: &mut Writer| -> Result<PathBuf> {
-        let key = zeroize::Zeroizing::new(random_array::<32>(rng));
-        w.secret(name, &keyfile::mikey_psk_pem(&key[..])?)
+        let key = Psk::new(&*zeroize::Zeroizing::new(random_array::<32>(rng)))?;
+        w.secret(name, &key)
     };
 
     let r_key = PkeSecretKey::generate(PkeSuite::RsaOaep2048, rng)?;
-    let (r_secret, r_public) = w.key_pair(
-        "mikey-responder-pke.key",
-        &r_key.to_pem()?,
-        &r_key.public_key().to_pem()?,
-    )?;
+    let (r_secret, r_public) =
+        w.key_pair("mikey-responder-pke.key", &r_key, &r_key.public_key())?;
     let i_key = SigningKey::generate(SigSuite::RsaPss2048, rng)?;
-    let (i_secret, i_public) = w.key_pair(
-        "mikey-initiator-sig.key",
-        &i_key.to_pem()?,
-        &i_key.verifying_key().to_pem()?,
-    )?;
+    let (i_secret, i_public) =
+        w.key_pair("mikey-initiator-sig.key", &i_key, &i_key.verifying_key())?;
     let psk_ir = psk("mikey-psk-initiator-responder.key", rng, &mut w)?;
     let mut tp_keys = Vec::with_capacity(usize::from(params.third_parties));
     for i in 1..=params.third_parties {
         let k = SigningKey::generate(SigSuite::RsaPss2048, rng)?;
         let name = format!("mikey-tp-{i}-sig.key");
-        let (s, p) = w.key_pair(&name, &k.to_pem()?, &k.verifying_key().to_pem()?)?;
+        let (s, p) = w.key_pair(&name, &k, &k.verifying_key())?;
         let shared = psk(&format!("mikey-psk-initiator-tp-{i}.key"), rng, &mut w)?;
         tp_keys.push((s, p, shared));
     }

@@ -22,12 +22,13 @@ use m2msec_crypto::pre;
 use m2msec_crypto::sig::{SigSuite, SigningKey, VerifyingKey};
 use m2msec_protocol::relay::{SinkConfig, SourceConfig, SourceSeed, TrustedSource};
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::runtime::coap::Transmission;
-use crate::runtime::config::{config_names, load_toml, resolve};
-use crate::runtime::keyfile::{self, read_key_text};
+use crate::runtime::config::{
+    at_least_1, config_names, field_error, load_toml, non_empty, resolve,
+};
+use crate::runtime::keyfile;
 
 /// The protocol's name in commands and reports.
 pub const PROTOCOL: &str = "relay";
@@ -52,12 +53,6 @@ pub const ABOUT: &str = "The secure store-and-forward relay: key streams, AFGH p
 
 /// CoAP's default port (RFC 7252 §6.1): the proxy's, and each sink's on its own address.
 pub const COAP_PORT: u16 = 5683;
-
-/// PEM label of a relay source seed (32 bytes).
-pub const SOURCE_SEED_LABEL: &str = "M2MSEC RELAY SOURCE SEED";
-
-/// Length of a source seed.
-pub const SOURCE_SEED_LEN: usize = 32;
 
 config_names! {
     /// The data AEAD suites in config files.
@@ -192,17 +187,10 @@ pub fn load_sink(file: &Path) -> Result<SinkSetup> {
     }
     let path = f.path.trim_matches('/').to_owned();
     if path.is_empty() {
-        return Err(Error::config(file, "field `path`: must not be empty"));
+        return Err(field_error(file, "path", "must not be empty"));
     }
-    if f.sources.is_empty() {
-        return Err(Error::config(
-            file,
-            "field `sources`: at least one trusted source is needed",
-        ));
-    }
-    if f.buffer == Some(0) {
-        return Err(Error::config(file, "field `buffer`: must be at least 1"));
-    }
+    non_empty(file, "sources", &f.sources, "trusted source")?;
+    at_least_1(file, &[("buffer", f.buffer == Some(0))])?;
     let mut sources = Vec::with_capacity(f.sources.len());
     for (i, s) in f.sources.iter().enumerate() {
         check_url(file, &format!("sources[{i}].url"), &s.url)?;
@@ -213,7 +201,7 @@ pub fn load_sink(file: &Path) -> Result<SinkSetup> {
         });
     }
     let output = match f.output.as_str() {
-        "" => return Err(Error::config(file, "field `output`: must not be empty")),
+        "" => return Err(field_error(file, "output", "must not be empty")),
         "-" => Output::Stdout,
         p => Output::File(resolve(file, Path::new(p))),
     };
@@ -221,7 +209,7 @@ pub fn load_sink(file: &Path) -> Result<SinkSetup> {
         coap: f.coap,
         path,
         udp: f.udp,
-        secret: load_afgh_secret_key(&resolve(file, &f.secret_key))?,
+        secret: keyfile::load(&resolve(file, &f.secret_key))?,
         sources,
         state: resolve(file, &f.state),
         output,
@@ -327,24 +315,12 @@ pub struct SourceSetup {
 pub fn load_source(file: &Path) -> Result<SourceSetup> {
     let f: SourceFile = load_toml(file)?;
     check_url(file, "url", &f.url)?;
-    if f.rotate_messages == 0 {
-        return Err(Error::config(
-            file,
-            "field `rotate_messages`: must be at least 1",
-        ));
-    }
-    if f.rotate_after_s == 0 {
-        return Err(Error::config(
-            file,
-            "field `rotate_after_s`: must be at least 1",
-        ));
-    }
-    if f.epoch_length_s == 0 {
-        return Err(Error::config(
-            file,
-            "field `epoch_length_s`: must be at least 1",
-        ));
-    }
+    let zero = [
+        ("rotate_messages", f.rotate_messages == 0),
+        ("rotate_after_s", f.rotate_after_s == 0),
+        ("epoch_length_s", f.epoch_length_s == 0),
+    ];
+    at_least_1(file, &zero)?;
     f.coap.check().map_err(|e| Error::config(file, e))?;
     Ok(SourceSetup {
         config: SourceConfig {
@@ -356,7 +332,7 @@ pub fn load_source(file: &Path) -> Result<SourceSetup> {
             epoch_length: Duration::from_secs(f.epoch_length_s),
         },
         proxy: f.proxy,
-        seed: load_source_seed(&resolve(file, &f.seed))?.into(),
+        seed: keyfile::load(&resolve(file, &f.seed))?,
         owner: load_owner_key(&resolve(file, &f.owner_key))?,
         state: resolve(file, &f.state),
         capacity: f.capacity,
@@ -368,9 +344,10 @@ pub fn load_source(file: &Path) -> Result<SourceSetup> {
 /// A URL in a header: 1..=255 bytes (the header's length byte).
 fn check_url(file: &Path, field: &str, url: &str) -> Result<()> {
     if url.is_empty() || url.len() > 255 {
-        return Err(Error::config(
+        return Err(field_error(
             file,
-            format!("field `{field}`: a URL of 1 to 255 bytes is needed"),
+            field,
+            "a URL of 1 to 255 bytes is needed",
         ));
     }
     Ok(())
@@ -379,66 +356,18 @@ fn check_url(file: &Path, field: &str, url: &str) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Key files
 
-/// PEM text of a source seed.
-///
-/// # Errors
-///
-/// Only if PEM encoding fails, which it does not for 32 bytes.
-pub fn source_seed_pem(seed: &[u8; SOURCE_SEED_LEN]) -> Result<Zeroizing<String>> {
-    keyfile::encode_block(SOURCE_SEED_LABEL, seed)
-}
+/// Why an owner key other than Ed25519 is refused: the proxy registers the 32-byte Ed25519
+/// public key.
+const OWNER_REFUSAL: &str = "the owner key must be Ed25519, not RSA";
 
-/// Reads a source seed file (PEM "M2MSEC RELAY SOURCE SEED", 32 bytes).
-///
-/// # Errors
-///
-/// [`Error::KeyFile`] naming the file and what is wrong.
-pub fn load_source_seed(path: &Path) -> Result<Zeroizing<[u8; SOURCE_SEED_LEN]>> {
-    let body = keyfile::decode_block(path, &read_key_text(path)?, SOURCE_SEED_LABEL)?;
-    if body.len() != SOURCE_SEED_LEN {
-        let n = body.len();
-        let error = format!("a source seed has {SOURCE_SEED_LEN} bytes, this one {n}");
-        return Err(Error::key(path, error));
-    }
-    let mut seed = Zeroizing::new([0u8; SOURCE_SEED_LEN]);
-    seed.copy_from_slice(&body);
-    Ok(seed)
-}
-
-/// Reads an AFGH secret key (PEM "M2MSEC AFGH SECRET KEY").
-///
-/// # Errors
-///
-/// [`Error::KeyFile`] naming the file and what is wrong.
-pub fn load_afgh_secret_key(path: &Path) -> Result<pre::SecretKey> {
-    let text = read_key_text(path)?;
-    pre::SecretKey::from_pem(text.trim())
-        .map_err(|e| Error::key(path, format!("not an AFGH secret key: {e}")))
-}
-
-/// Reads an AFGH public key (PEM "M2MSEC AFGH PUBLIC KEY").
-///
-/// # Errors
-///
-/// [`Error::KeyFile`] naming the file and what is wrong.
-pub fn load_afgh_public_key(path: &Path) -> Result<pre::PublicKey> {
-    let text = read_key_text(path)?;
-    pre::PublicKey::from_pem(text.trim())
-        .map_err(|e| Error::key(path, format!("not an AFGH public key: {e}")))
-}
-
-/// Reads the source's owner key: an Ed25519 signing key (PKCS#8). The proxy registers the
-/// 32-byte Ed25519 public key, so RSA keys are refused.
+/// Reads the source's owner key: an Ed25519 signing key (PKCS#8).
 ///
 /// # Errors
 ///
 /// [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_owner_key(path: &Path) -> Result<SigningKey> {
-    let key = keyfile::load_signing_key(path)?;
-    if key.suite() != SigSuite::Ed25519 {
-        return Err(Error::key(path, "the owner key must be Ed25519, not RSA"));
-    }
-    Ok(key)
+    let ed25519 = |k: &SigningKey| k.suite() == SigSuite::Ed25519;
+    keyfile::load_accepted(path, ed25519, OWNER_REFUSAL)
 }
 
 /// Reads a source's owner public key: Ed25519 (SubjectPublicKeyInfo).
@@ -447,16 +376,14 @@ pub fn load_owner_key(path: &Path) -> Result<SigningKey> {
 ///
 /// [`Error::KeyFile`] naming the file and what is wrong.
 pub fn load_owner_public(path: &Path) -> Result<VerifyingKey> {
-    let key = keyfile::load_verifying_key(path)?;
-    if key.suite() != SigSuite::Ed25519 {
-        return Err(Error::key(path, "the owner key must be Ed25519, not RSA"));
-    }
-    Ok(key)
+    let ed25519 = |k: &VerifyingKey| k.suite() == SigSuite::Ed25519;
+    keyfile::load_accepted(path, ed25519, OWNER_REFUSAL)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::keyfile::PemKey;
 
     fn examples() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
@@ -481,9 +408,10 @@ mod tests {
             &mut rng,
         )?;
         let setup = load_source(&dir.path().join("relay-source.toml"))?;
-        let seed = load_source_seed(&dir.path().join("keys/relay-source.seed"))?;
+        let seed: SourceSeed = keyfile::load(&dir.path().join("keys/relay-source.seed"))?;
         let shown = format!("{setup:?}");
-        assert!(!shown.contains(&crate::hex(&*seed)) && !shown.contains(&format!("{:?}", *seed)));
+        let seed = seed.expose();
+        assert!(!shown.contains(&crate::hex(seed)) && !shown.contains(&format!("{seed:?}")));
         Ok(())
     }
 
@@ -491,15 +419,15 @@ mod tests {
     fn seed_round_trip_and_errors() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
         let p = dir.path().join("seed.pem");
-        keyfile::write_secret(&p, &source_seed_pem(&[9; 32])?)?;
-        assert_eq!(*load_source_seed(&p)?, [9; 32]);
+        keyfile::write_secret(&p, &keyfile::pem(&SourceSeed::new([9; 32]))?)?;
+        assert_eq!(*keyfile::load::<SourceSeed>(&p)?.expose(), [9; 32]);
         let short =
-            pem_rfc7468::encode_string(SOURCE_SEED_LABEL, pem_rfc7468::LineEnding::LF, &[1; 8])
+            pem_rfc7468::encode_string(SourceSeed::LABEL, pem_rfc7468::LineEnding::LF, &[1; 8])
                 .map_err(|e| Error::Usage(e.to_string()))?;
         keyfile::write_secret(&p, &short)?;
-        let e = load_source_seed(&p).err();
+        let e = keyfile::load::<SourceSeed>(&p).err();
         assert!(e.is_some_and(|e| e.to_string().contains("has 32 bytes, this one 8")));
-        let e = load_afgh_secret_key(&dir.path().join("missing.key")).err();
+        let e = keyfile::load::<pre::SecretKey>(&dir.path().join("missing.key")).err();
         assert!(e.is_some_and(|e| e.to_string().ends_with("no such file")));
         Ok(())
     }

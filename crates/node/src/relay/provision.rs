@@ -19,13 +19,11 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use m2msec_crypto::pre;
-use m2msec_crypto::rng::{CryptoRng, random_array};
+use m2msec_crypto::rng::CryptoRng;
 use m2msec_crypto::sig::{SigSuite, SigningKey};
-use zeroize::Zeroizing;
+use m2msec_protocol::relay::SourceSeed;
 
-use super::config::{
-    COAP_PORT, DataEncoding, SinkFile, SourceFile, SuiteName, TrustedSourceFile, source_seed_pem,
-};
+use super::config::{COAP_PORT, DataEncoding, SinkFile, SourceFile, SuiteName, TrustedSourceFile};
 use super::proxy::ProxyConfig;
 use crate::error::{Error, Result};
 use crate::harness::provision::{Provisioned, Writer};
@@ -88,14 +86,11 @@ pub fn provision(
         ));
     }
     let mut w = Writer::start(dir, "relay-source", "a relay deployment", opts.force, true)?;
-    let seed = Zeroizing::new(random_array::<32>(rng));
-    let seed_path = w.secret("relay-source.seed", &source_seed_pem(&seed)?)?;
+    let seed = SourceSeed::generate(rng);
+    let seed_path = w.secret("relay-source.seed", &seed)?;
     let owner = SigningKey::generate(SigSuite::Ed25519, rng)?;
-    let (owner_path, owner_pub) = w.key_pair(
-        "relay-source-owner.key",
-        &owner.to_pem()?,
-        &owner.verifying_key().to_pem()?,
-    )?;
+    let (owner_path, owner_pub) =
+        w.key_pair("relay-source-owner.key", &owner, &owner.verifying_key())?;
 
     let proxy = SocketAddr::from((PROXY_HOST, opts.port));
     w.config(
@@ -112,9 +107,8 @@ pub fn provision(
     let mut grants = Vec::new();
     for (i, name) in SINKS.into_iter().enumerate() {
         let key = pre::SecretKey::generate(rng);
-        let public = key.public_key().to_pem()?;
         let (key_path, pub_path) =
-            w.key_pair(&format!("relay-{name}.key"), &key.to_pem()?, &public)?;
+            w.key_pair(&format!("relay-{name}.key"), &key, &key.public_key())?;
         let host = Ipv4Addr::new(127, 0, 0, 41 + u8::try_from(i).unwrap_or(0));
         let file = SinkFile {
             coap: Some(SocketAddr::from((host, opts.port))),

@@ -69,6 +69,18 @@ pub fn non_empty<T>(file: &Path, field: &str, list: &[T], what: &str) -> Result<
     Ok(())
 }
 
+/// Refuses a zero in any of `fields` of a config (each its name and whether it is zero).
+///
+/// # Errors
+///
+/// [`Error::Config`] naming the file and the first field that is zero.
+pub fn at_least_1(file: &Path, fields: &[(&str, bool)]) -> Result<()> {
+    match fields.iter().find(|(_, zero)| *zero) {
+        Some((field, _)) => Err(field_error(file, field, "must be at least 1")),
+        None => Ok(()),
+    }
+}
+
 /// Resolves `relative` against the directory of the config file `config`.
 #[must_use]
 pub fn resolve(config: &Path, relative: &Path) -> PathBuf {
@@ -292,6 +304,12 @@ mod tests {
             "field `peers`: at least one peer is needed"
         ));
         assert!(non_empty(f, "peers", &[1], "peer").is_ok());
+        let fields = [("a", false), ("b", true), ("c", true)];
+        assert!(says(
+            at_least_1(f, &fields),
+            "field `b`: must be at least 1"
+        ));
+        assert!(at_least_1(f, &[("a", false)]).is_ok());
     }
 
     #[test]

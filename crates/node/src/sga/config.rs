@@ -167,7 +167,7 @@ pub fn load_server(file: &Path) -> Result<ServerSetup> {
     check_identity(file, "identity", &f.identity, ID_LIMIT)?;
     non_empty(file, "suites", &f.suites, "suite")?;
     non_empty(file, "groups", &f.groups, "group")?;
-    let pke_key = keyfile::load_pke_secret_key(&resolve(file, &f.pke_key))?;
+    let pke_key = keyfile::load(&resolve(file, &f.pke_key))?;
     Ok(ServerSetup {
         listen: f.listen,
         state: resolve(file, &f.state),
@@ -240,8 +240,8 @@ pub fn load_device(file: &Path) -> Result<DeviceSetup> {
         let what = format!("\"{}\" is not among `suites`", initial.name());
         return Err(field_error(file, "initial_suite", what));
     }
-    let device_key = keyfile::load_sga_device_key(&resolve(file, &f.device_key))?;
-    let server_key = keyfile::load_pke_public_key(&resolve(file, &f.gateway.public_key))?;
+    let device_key = keyfile::load(&resolve(file, &f.device_key))?;
+    let server_key = keyfile::load(&resolve(file, &f.gateway.public_key))?;
     debug_assert!(LIGHTWEIGHT_SUITES.len() == SuiteName::ALL.len());
     Ok(DeviceSetup {
         listen: f.listen,

@@ -19,11 +19,11 @@ use std::path::{Path, PathBuf};
 
 use m2msec_crypto::pke::{PkeSecretKey, PkeSuite};
 use m2msec_crypto::rng::{CryptoRng, random_array};
+use m2msec_protocol::sga::DeviceKey;
 
 use super::config::{DeviceFile, GatewayFile, GroupName, ServerFile, SuiteName, TimeoutsFile};
 use crate::error::Result;
 use crate::harness::provision::{Provisioned, Writer};
-use crate::runtime::keyfile::sga_device_key_pem;
 use zeroize::Zeroizing;
 
 /// The devices of a provisioned deployment.
@@ -70,11 +70,8 @@ pub fn provision(
     let mut w = Writer::start(dir, "sga-server", "an SGA deployment", opts.force, true)?;
     let server_addr = SocketAddr::from((Ipv4Addr::new(127, 0, 0, 2), opts.port));
     let server_key = PkeSecretKey::generate(opts.pke, rng)?;
-    let (pke_key, public_key) = w.key_pair(
-        "sga-server-pke.key",
-        &server_key.to_pem()?,
-        &server_key.public_key().to_pem()?,
-    )?;
+    let (pke_key, public_key) =
+        w.key_pair("sga-server-pke.key", &server_key, &server_key.public_key())?;
     w.config(
         "sga-server",
         &ServerFile {
@@ -89,7 +86,7 @@ pub fn provision(
     )?;
     let mut configs = Vec::new();
     for (i, name) in DEVICES.into_iter().enumerate() {
-        let key = sga_device_key_pem(&*Zeroizing::new(random_array::<32>(rng)))?;
+        let key = DeviceKey::new(&*Zeroizing::new(random_array::<32>(rng)))?;
         let device_key = w.secret(&format!("sga-{name}.key"), &key)?;
         let host = Ipv4Addr::new(127, 0, 0, 10 + u8::try_from(i).unwrap_or(0));
         let file = DeviceFile {

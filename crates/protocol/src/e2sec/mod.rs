@@ -157,6 +157,18 @@ impl SecretKey {
             .to_bytes())
     }
 
+    /// The public key v = g^x with its group, as a key file holds it.
+    ///
+    /// # Errors
+    /// Never for a key made by this type.
+    pub fn public(&self) -> Result<PublicKey, Error> {
+        let element = self.public_key()?;
+        Ok(PublicKey {
+            group: self.group,
+            element,
+        })
+    }
+
     fn scalar(&self, g: &Group) -> Result<Scalar, Error> {
         Ok(g.scalar_from_bytes(&self.bytes)?)
     }
@@ -166,6 +178,15 @@ impl fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SecretKey({:?})", self.group)
     }
+}
+
+/// A public key v = g^x with its group, as a key file holds it (see [`crate::pem_key`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicKey {
+    /// The group.
+    pub group: GroupId,
+    /// The element's encoding in the group.
+    pub element: Vec<u8>,
 }
 
 /// The session key SK.
