@@ -16,7 +16,7 @@ pub enum Level {
     Info,
     /// Detail.
     Debug,
-    /// What only a trace shows (the records a daemon persists, which it logs otherwise).
+    /// What only a trace shows (the records a daemon persists).
     Trace,
 }
 

@@ -230,7 +230,7 @@ pub async fn run_epc(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     daemon.serve(Logs, shutdown).await
 }
 
-/// Runs the device (`role` Device) or server daemon `name` of `config_file`. With peers to
+/// Runs the device or server daemon (`role`) of `config_file`. With peers to
 /// connect to (`connect`, else the config's `connect` line), returns their outcomes once all
 /// are done; otherwise serves until `shutdown` and returns none.
 ///
@@ -240,10 +240,13 @@ pub async fn run_epc(config_file: &Path, shutdown: Shutdown) -> Result<()> {
 pub async fn run_party(
     config_file: &Path,
     role: Role,
-    name: &'static str,
     mut connects: Connects,
     shutdown: Shutdown,
 ) -> Result<Vec<Outcome>> {
+    let name = match role {
+        Role::Device => "e2sec-device",
+        Role::Server => "e2sec-server",
+    };
     let (setup, connect) = config::load_party(config_file, role)?;
     if connects.peers.is_empty() {
         connects.peers = connect;
@@ -274,19 +277,19 @@ pub async fn run_party(
 ///
 /// As the role's runner; [`Error::Usage`] for a role that is not E2SEC's.
 pub async fn run_role(role: &str, args: &RoleArgs, shutdown: Shutdown) -> Result<Exit> {
-    let (party, name) = match role {
+    let party = match role {
         "e2sec-epc" => {
             return run_epc(&args.config, shutdown).await.map(|()| Exit::Served);
         }
-        "e2sec-device" => (Role::Device, "e2sec-device"),
-        "e2sec-server" => (Role::Server, "e2sec-server"),
+        "e2sec-device" => Role::Device,
+        "e2sec-server" => Role::Server,
         other => return Err(Error::Usage(format!("{other}: not an E2SEC role"))),
     };
     let connects = Connects {
         peers: args.connect.clone(),
         runs: args.runs(),
     };
-    let outcomes = run_party(&args.config, party, name, connects, shutdown).await?;
+    let outcomes = run_party(&args.config, party, connects, shutdown).await?;
     if outcomes.is_empty() {
         // Served until stopped; nothing was asked of it.
         return Ok(Exit::Served);
