@@ -17,7 +17,7 @@
 //! | [`ct`]     | constant-time comparison                                                                 |
 //! | [`group`]  | prime-order groups: MODP-2048 (RFC 3526), DSA-style 1024/160 and 2048/256 (RFC 5114), Ristretto255, with operation counts |
 //! | [`mikey`]  | MIKEY (RFC 3830): its PRF and key derivation, AES-CM-128 / AES-KW-128, HMAC-SHA-1-160, RSA |
-//! | [`pem_key`] | the PEM form of keys without a standard one: a label of our own over the key's encoding |
+//! | [`pem_key`] | the PEM form of every key: PKCS#8 / SubjectPublicKeyInfo for the standard ones, a label of our own over the key's encoding for the rest |
 //! | [`pre`]    | AFGH proxy re-encryption on BLS12-381 (blstrs behind [`pre::PairingBackend`]) as a KEM + AEAD |
 //!
 //! # Crate generation

@@ -10,7 +10,9 @@
 //! | the protocols' own keys      | `M2MSEC CERTIFICATE`, `M2MSEC MIKEY PSK`, … | see `m2msec_protocol::pem_key` |
 //!
 //! Every key implements [`PemKey`] beside its type (`m2msec_crypto::pem_key` says what the
-//! bytes under each label mean); here are only the files: [`load`] and [`pem`].
+//! bytes under each label mean); here are only the files: [`load`] reads one with the
+//! permission checks, [`write_secret`] and [`write_public`] write one, and [`pem`] is the text
+//! of any key.
 //!
 //! The AEAD suite ids are those of `m2msec_crypto::aead::AeadSuite`: 1 AES-128-CCM (8-byte
 //! tag), 2 AES-128-GCM, 3 ChaCha20-Poly1305.
@@ -92,8 +94,15 @@ fn pem_label(text: &str) -> core::result::Result<String, String> {
 pub fn load<K: PemKey>(path: &Path) -> Result<K> {
     let labels = [&[K::LABEL], K::ALSO_READS].concat();
     let (text, label) = read_labelled(path, &labels)?;
-    let (_, body) = pem_rfc7468::decode_vec(text.trim().as_bytes())
+    let (decoded, body) = pem_rfc7468::decode_vec(text.trim().as_bytes())
         .map_err(|e| Error::key(path, format!("malformed PEM: {e}")))?;
+    // The label checked above is the first "-----BEGIN" anywhere; the block decoded is the
+    // first at the start of a line. Both must be the same block, else the body would be read
+    // under another label's meaning.
+    if decoded != label {
+        let what = format!("PEM label is \"{decoded}\", expected \"{label}\"");
+        return Err(Error::key(path, what));
+    }
     let body = Zeroizing::new(body);
     K::from_body(&label, &body).map_err(|e| Error::key(path, e.0))
 }
@@ -213,6 +222,20 @@ mod tests {
         let both = "expected \"M2MSEC MIKEY PSK\" or \"M2MSEC SYMMETRIC KEY\"";
         assert!(e.as_ref().is_some_and(|e| e.contains(both)), "{e:?}");
         assert!(Psk::new(&[1; 15]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn the_block_decoded_is_the_label_checked() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let mut rng = SeededRng::from_seed_u64(3);
+        let aead = pem(&AeadKey::generate(AeadSuite::Aes128Ccm8, &mut rng))?;
+        // A MIKEY PSK label mid-line, then a symmetric key's block: not read as a PSK.
+        let text = format!("x -----BEGIN M2MSEC MIKEY PSK-----\n{}", *aead);
+        let mixed = secret_file(dir.path(), "mixed.key", &text)?;
+        let e = load::<Psk>(&mixed).err().map(|e| e.to_string());
+        let says = "PEM label is \"M2MSEC SYMMETRIC KEY\", expected \"M2MSEC MIKEY PSK\"";
+        assert!(e.as_ref().is_some_and(|e| e.contains(says)), "{e:?}");
         Ok(())
     }
 
