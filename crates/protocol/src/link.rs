@@ -2,10 +2,10 @@
 //!
 //! The protocols must work on the links their devices live on (802.15.4 loses 1–20 % of
 //! frames). [`LinkFaults`] says how bad a link is; [`Impairment`] draws, for each datagram a
-//! sender hands to the link, what becomes of it ([`Fate`]). It decides and nothing else, so that
-//! the in-memory network ([`crate::network`]) and the daemons' UDP send paths apply the same
-//! model each in its own way: the network holds a datagram back behind later ones, a daemon
-//! delays it.
+//! sender hands to the link, what becomes of it ([`Fate`]); [`PerSender`] keeps one for each
+//! sender of a daemon's link. They decide and nothing else, so that the in-memory network
+//! ([`crate::network`]) and the daemons' UDP send paths apply the same model each in its own
+//! way: the network holds a datagram back behind later ones, a daemon delays it.
 
 use core::net::SocketAddr;
 
