@@ -2,10 +2,12 @@
 //!
 //! The protocols must work on the links their devices live on (802.15.4 loses 1–20 % of
 //! frames). [`LinkFaults`] says how bad a link is; [`Impairment`] draws, for each datagram a
-//! sender hands to the link, what becomes of it ([`Fate`]). It decides and nothing else, so that
-//! the in-memory network ([`crate::network`]) and the daemons' UDP send paths apply the same
-//! model each in its own way: the network holds a datagram back behind later ones, a daemon
-//! delays it.
+//! sender hands to the link, what becomes of it ([`Fate`]); [`PerSender`] keeps one for each
+//! sender of a daemon's link. They decide and nothing else, so that the in-memory network
+//! ([`crate::network`]) and the daemons' UDP send paths apply the same model each in its own
+//! way: the network holds a datagram back behind later ones, a daemon delays it.
+
+use core::net::SocketAddr;
 
 use m2msec_crypto::rng::{SeededRng, random_array};
 
@@ -152,6 +154,44 @@ impl Impairment {
     }
 }
 
+/// A bad link between many senders, as the daemons' UDP send paths meet it: each sender draws
+/// the fates of its datagrams from an [`Impairment`] of its own, seeded from the link's seed and
+/// its address at its first datagram, so that one role's traffic does not shift the faults
+/// another meets.
+#[derive(Debug)]
+pub struct PerSender {
+    faults: LinkFaults,
+    seed: u64,
+    senders: Vec<(SocketAddr, Impairment)>,
+}
+
+impl PerSender {
+    /// A link with `faults` whose senders' draws are seeded from `seed`.
+    #[must_use]
+    pub fn new(faults: LinkFaults, seed: u64) -> Self {
+        Self {
+            faults,
+            seed,
+            senders: Vec::new(),
+        }
+    }
+
+    /// The fate of the next datagram `from` sends.
+    pub fn fate(&mut self, from: SocketAddr) -> Fate {
+        if let Some((_, link)) = self.senders.iter_mut().find(|(a, _)| *a == from) {
+            return link.fate();
+        }
+        let stream = from
+            .to_string()
+            .bytes()
+            .fold(self.seed, |h, b| h.rotate_left(5) ^ u64::from(b));
+        let mut link = Impairment::new(self.faults, stream);
+        let fate = link.fate();
+        self.senders.push((from, link));
+        fate
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,5 +239,36 @@ mod tests {
             ..LinkFaults::default()
         };
         assert!(wide.check().is_err_and(|e| e.contains("reorder")));
+    }
+
+    #[test]
+    fn each_sender_draws_its_own_stream() {
+        let faults = LinkFaults {
+            loss: 0.3,
+            duplicate: 0.1,
+            reorder: 2,
+        };
+        let (a, b) = (
+            SocketAddr::from(([127, 0, 0, 2], 7400)),
+            SocketAddr::from(([127, 0, 0, 3], 7400)),
+        );
+        let alone: Vec<Fate> = {
+            let mut link = PerSender::new(faults, 9);
+            (0..200).map(|_| link.fate(a)).collect()
+        };
+        // Another sender's datagrams in between do not change what `a` meets.
+        let mut link = PerSender::new(faults, 9);
+        let mixed: Vec<Fate> = (0..200)
+            .map(|_| {
+                let _ = link.fate(b);
+                link.fate(a)
+            })
+            .collect();
+        assert_eq!(alone, mixed);
+        let theirs: Vec<Fate> = (0..200).map(|_| link.fate(b)).collect();
+        assert_ne!(alone, theirs, "each sender has a stream of its own");
+        let mut reseeded = PerSender::new(faults, 10);
+        let other: Vec<Fate> = (0..200).map(|_| reseeded.fate(a)).collect();
+        assert_ne!(alone, other);
     }
 }

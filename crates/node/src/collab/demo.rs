@@ -12,6 +12,7 @@ use super::deployment::{DeploymentKeys, Params, Topology};
 
 use crate::error::Result;
 use crate::harness::demo::{Bound, Deployment, Gather, Options, Reports};
+use crate::harness::flags::SharingArg;
 use crate::harness::report::{Detail, Helpers, Progress, RunReport};
 use crate::hex;
 use crate::runtime::driver::{self, Logs};
@@ -124,10 +125,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
             participants: client.map(|o| o.participants).unwrap_or_default(),
             proxies: params.proxies,
             threshold: params.threshold,
-            sharing: match params.sharing {
-                m2msec_crypto::split::SharingScheme::Shamir => "shamir",
-                _ => "rs",
-            },
+            sharing: SharingArg::of(params.sharing).map_or("rs", SharingArg::name),
             faulty: params.faulty,
             fault: params.fault.filter(|_| params.faulty > 0).map(fault_name),
             faulty_proxies: params.faulty_names(),

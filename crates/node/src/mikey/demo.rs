@@ -10,7 +10,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use m2msec_crypto::split::SharingScheme;
 use m2msec_protocol::mikey::{Initiator, ModeName, Responder, ThirdParty, ThirdPartyFault};
 use m2msec_store::MemoryStore;
 
@@ -22,6 +21,7 @@ use super::deployment::{Configs, Params, addresses, fault_name};
 
 use crate::error::Result;
 use crate::harness::demo::{Deployment, Gather, Options, Reports, bind_layout};
+use crate::harness::flags::SharingArg;
 use crate::harness::report::{Detail, Helpers, Progress, RunReport};
 use crate::hex;
 use crate::runtime::driver;
@@ -138,10 +138,9 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
             },
             proxies: n,
             threshold: if distributed { params.threshold } else { 0 },
-            sharing: match (distributed, params.sharing) {
-                (false, _) => "none",
-                (true, SharingScheme::Shamir) => "shamir",
-                (true, _) => "rs",
+            sharing: match SharingArg::of(params.sharing) {
+                Some(name) if distributed => name.name(),
+                _ => "none",
             },
             faulty: params.faulty,
             fault: params.fault.filter(|_| params.faulty > 0).map(fault_name),

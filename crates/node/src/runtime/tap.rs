@@ -5,7 +5,7 @@
 //!
 //! A tap can also stand for a bad link ([`Wiretap::with_faults`]): each sender then draws the
 //! fate of each datagram it sends (lost, duplicated, delayed behind later ones) from its own
-//! seeded stream ([`m2msec_protocol::link::Impairment`], the model the in-memory network uses),
+//! seeded stream ([`m2msec_protocol::link::PerSender`], the model the in-memory network uses),
 //! and [`send`](crate::runtime::driver::send) carries it out.
 
 use std::fs::File;
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
-use m2msec_protocol::link::{Fate, Impairment, LinkFaults};
+use m2msec_protocol::link::{Fate, LinkFaults, PerSender};
 
 use crate::error::{Error, Result};
 use m2msec_wire::pcap::PcapWriter;
@@ -49,12 +49,9 @@ struct Inner {
     /// [`Wiretap::with_pcap_aliases`]).
     pcap_aliases: Vec<(SocketAddr, SocketAddr)>,
     log: Option<Vec<Captured>>,
-    /// The bad link: its faults, its seed, and each sender's stream of fates.
-    faults: Option<BadLink>,
+    /// The bad link, with each sender's stream of fates.
+    faults: Option<PerSender>,
 }
-
-/// A [`Wiretap`]'s bad link: faults, seed, and each sender's stream of fates.
-type BadLink = (LinkFaults, u64, Vec<(SocketAddr, Impairment)>);
 
 /// A shared, cheaply cloned recorder of sent datagrams.
 #[derive(Clone, Debug, Default)]
@@ -113,7 +110,7 @@ impl Wiretap {
     #[must_use]
     pub fn with_faults(self, faults: LinkFaults, seed: u64) -> Self {
         if !faults.is_perfect() {
-            self.lock().faults = Some((faults, seed, Vec::new()));
+            self.lock().faults = Some(PerSender::new(faults, seed));
         }
         self
     }
@@ -121,21 +118,10 @@ impl Wiretap {
     /// The fate of the next datagram `from` sends: one copy at once on a perfect link.
     #[must_use]
     pub fn fate(&self, from: SocketAddr) -> Fate {
-        let mut inner = self.lock();
-        let Some((faults, seed, links)) = inner.faults.as_mut() else {
-            return vec![0];
-        };
-        if let Some((_, link)) = links.iter_mut().find(|(a, _)| *a == from) {
-            return link.fate();
+        match self.lock().faults.as_mut() {
+            Some(link) => link.fate(from),
+            None => vec![0],
         }
-        let stream = from
-            .to_string()
-            .bytes()
-            .fold(*seed, |h, b| h.rotate_left(5) ^ u64::from(b));
-        let mut link = Impairment::new(*faults, stream);
-        let fate = link.fate();
-        links.push((from, link));
-        fate
     }
 
     /// Also keeps a copy of every datagram (for tests and traces).
