@@ -155,6 +155,27 @@ struct Outcome {
 }
 
 impl Outcome {
+    /// Whether both devices hold the same session key.
+    fn keys_agree(&self) -> bool {
+        matches!(&self.fingerprints, (Some(a), Some(b)) if a == b)
+    }
+
+    /// What is wrong with a run that ended, if anything: the keys differ, or device-j did not
+    /// receive each of the `messages` once and in order.
+    fn fault(&self, messages: u32) -> Option<String> {
+        if !self.keys_agree() {
+            return Some("device-i and device-j keys differ".into());
+        }
+        let expected = (0..messages).map(|k| (u64::from(k), message_text(k)));
+        if self.delivered.iter().cloned().eq(expected) {
+            return None;
+        }
+        let ids: Vec<u64> = self.delivered.iter().map(|(id, _)| *id).collect();
+        Some(format!(
+            "device-j received {ids:?}, expected message ids 0..{messages} once each, in order"
+        ))
+    }
+
     /// Keeps a message device-j noted it received.
     fn take(&mut self, note: Noted) {
         if let Noted::Received { entry: e, .. } = note {
@@ -304,25 +325,8 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
     let wire = run.finish().await?;
     drop(dir);
 
-    let session_key_match = matches!(&outcome.fingerprints, (Some(a), Some(b)) if a == b);
-    let expected: Vec<(u64, String)> = (0..opts.messages)
-        .map(|k| (u64::from(k), message_text(k)))
-        .collect();
-    let delivered_ok = outcome.delivered == expected;
-    if error.is_none() && !session_key_match {
-        error = Some("device-i and device-j keys differ".into());
-    }
-    if error.is_none() && !delivered_ok {
-        error = Some(format!(
-            "device-j received {:?}, expected message ids 0..{} once each, in order",
-            outcome
-                .delivered
-                .iter()
-                .map(|(id, _)| *id)
-                .collect::<Vec<_>>(),
-            opts.messages
-        ));
-    }
+    let session_key_match = outcome.keys_agree();
+    let error = error.or_else(|| outcome.fault(opts.messages));
     progress.done(error.is_none(), "every message delivered");
     let detail = Detail::Sga(super::report::Detail {
         group: opts.group.name(),
