@@ -28,8 +28,8 @@ use std::io::{BufRead as _, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use m2msec_protocol::sga::control_line;
 pub use m2msec_protocol::sga::{InboxEntry, Request, Response, SessionInfo};
-use serde::Serialize;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
@@ -52,13 +52,6 @@ const MAX_SOCKET_PATH: usize = 107;
 #[must_use]
 pub fn default_socket(state: &Path) -> PathBuf {
     state.with_extension("sock")
-}
-
-/// `value` as one JSON line, the framing of both directions.
-fn json_line(value: &impl Serialize) -> serde_json::Result<Vec<u8>> {
-    let mut bytes = serde_json::to_vec(value)?;
-    bytes.push(b'\n');
-    Ok(bytes)
 }
 
 /// Sends `request` to the daemon listening on `socket` and waits up to `timeout` for its answer.
@@ -87,7 +80,7 @@ pub fn request(socket: &Path, request: &Request, timeout: Duration) -> Result<Re
     stream
         .set_write_timeout(Some(timeout))
         .map_err(Error::Socket)?;
-    let bytes = json_line(request)
+    let bytes = control_line(request)
         .map_err(|e| Error::Control(format!("cannot encode the request: {e}")))?;
     let unanswered = || {
         Error::Control(format!(
@@ -262,18 +255,15 @@ async fn answer(stream: UnixStream, commands: mpsc::Sender<Command>) {
                 tracing::debug!(error = %e, "control request not read");
                 return;
             }
-            Ok(Ok(_)) => match serde_json::from_slice::<Request>(&line) {
-                // serde's message names what was malformed, never the request's contents.
-                Err(e) => Response::Error {
-                    error: format!("malformed request: {e}"),
-                },
+            Ok(Ok(_)) => match Request::from_line(&line) {
+                Err(refused) => refused,
                 Ok(request) => {
                     tracing::debug!(op = request.op(), "control request");
                     ask(&commands, request).await
                 }
             },
         };
-    match json_line(&answer) {
+    match control_line(&answer) {
         Ok(bytes) => {
             if let Err(e) = write.write_all(&bytes).await {
                 tracing::debug!(error = %e, "control answer not sent");

@@ -3,10 +3,10 @@
 //! **Server.** The generic [`Driver`] around [`Server`], with a handler that writes every
 //! [`ServerEvent::Persist`] to the store as the event is drained — and the driver drains every
 //! event before it sends the datagrams of the same call, so a `Stored` acknowledgement never
-//! leaves before the message is durable. At start the registrations
-//! ([`DEVICES_TABLE`]) and held messages ([`MESSAGES_TABLE`]) are loaded into
-//! [`Server::new`]: a server killed at any point (SIGKILL) and restarted on the same store
-//! still knows every device and forwards every message it had acknowledged.
+//! leaves before the message is durable. At start the registrations and held messages
+//! ([`ServerState`]) are loaded into [`Server::new`]: a server killed at any point (SIGKILL)
+//! and restarted on the same store still knows every device and forwards every message it had
+//! acknowledged.
 //!
 //! **Device.** The generic driver around [`Device`], with a [`DeviceNode`] handler around the
 //! protocol's [`DeviceAgent`], which decides what each command does, what each event of the
@@ -24,8 +24,8 @@ use std::time::Duration;
 
 pub use m2msec_protocol::sga::device_store::{DEVICE_TABLE, INBOX_QUEUE};
 use m2msec_protocol::sga::{
-    DEVICES_TABLE, Device, DeviceAgent, DeviceEvent, DeviceRecords, MESSAGES_TABLE, Noted, Server,
-    ServerConfig, ServerEvent,
+    Device, DeviceAgent, DeviceEvent, DeviceRecords, Noted, Server, ServerConfig, ServerEvent,
+    ServerState,
 };
 use m2msec_protocol::{Logged as _, Millis};
 use m2msec_store::Store;
@@ -63,18 +63,10 @@ impl Handler<Server> for ServerHandler {
 /// [`Error::Store`] if the store cannot be read; [`Error::Sga`] for a corrupt record or a
 /// config without suites or groups.
 pub fn server_from_store(config: ServerConfig, store: &dyn Store) -> Result<Server> {
-    let devices: Vec<Vec<u8>> = store
-        .scan(DEVICES_TABLE)?
-        .into_iter()
-        .map(|(_, v)| v)
-        .collect();
-    let messages = store.scan(MESSAGES_TABLE)?;
-    tracing::info!(
-        devices = devices.len(),
-        held = messages.len(),
-        "server state loaded"
-    );
-    Ok(Server::new(config, devices, messages)?)
+    let state = ServerState::load(store)?;
+    let (devices, held) = (state.devices.len(), state.messages.len());
+    tracing::info!(devices, held, "server state loaded");
+    Ok(Server::new(config, state)?)
 }
 
 /// Runs the server daemon of `config_file` until `shutdown`.

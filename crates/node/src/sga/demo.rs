@@ -134,6 +134,14 @@ async fn expect(
     }
 }
 
+/// What device-j reports next within `within`; `None` if nothing comes in time.
+async fn next_note(events: &mut mpsc::UnboundedReceiver<Noted>, within: Duration) -> Option<Noted> {
+    tokio::time::timeout(within, events.recv())
+        .await
+        .ok()
+        .flatten()
+}
+
 /// What the orchestration found.
 #[derive(Default)]
 struct Outcome {
@@ -144,6 +152,36 @@ struct Outcome {
     restarted: bool,
     /// When the last expected message arrived.
     done: Option<Instant>,
+}
+
+impl Outcome {
+    /// Whether both devices hold the same session key.
+    fn keys_agree(&self) -> bool {
+        matches!(&self.fingerprints, (Some(a), Some(b)) if a == b)
+    }
+
+    /// What is wrong with a run that ended, if anything: the keys differ, or device-j did not
+    /// receive each of the `messages` once and in order.
+    fn fault(&self, messages: u32) -> Option<String> {
+        if !self.keys_agree() {
+            return Some("device-i and device-j keys differ".into());
+        }
+        let expected = (0..messages).map(|k| (u64::from(k), message_text(k)));
+        if self.delivered.iter().cloned().eq(expected) {
+            return None;
+        }
+        let ids: Vec<u64> = self.delivered.iter().map(|(id, _)| *id).collect();
+        Some(format!(
+            "device-j received {ids:?}, expected message ids 0..{messages} once each, in order"
+        ))
+    }
+
+    /// Keeps a message device-j noted it received.
+    fn take(&mut self, note: Noted) {
+        if let Noted::Received { entry: e, .. } = note {
+            self.delivered.push((e.message_id, e.text));
+        }
+    }
 }
 
 /// Runs the SGA demo over real UDP on loopback. `wall_ms` runs from the first registration
@@ -222,17 +260,13 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         // device-j established before it sent B3's answer's acknowledgement; its report is on
         // the channel already or very soon.
         while outcome.fingerprints.1.is_none() {
-            match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
-                Ok(Some(Noted::Established(info))) => {
-                    outcome.fingerprints.1 = Some(info.fingerprint)
-                }
-                Ok(Some(Noted::Failed { what, error })) => {
+            match next_note(&mut events, Duration::from_secs(5)).await {
+                Some(Noted::Established(info)) => outcome.fingerprints.1 = Some(info.fingerprint),
+                Some(Noted::Failed { what, error }) => {
                     return Err(Error::Control(format!("device-j: {what}: {error}")));
                 }
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => {
-                    return Err(Error::Control("device-j reported no session key".into()));
-                }
+                Some(_) => {}
+                None => return Err(Error::Control("device-j reported no session key".into())),
             }
         }
 
@@ -264,21 +298,16 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         progress.stage("delivering");
         let want = usize::try_from(opts.messages).unwrap_or(usize::MAX);
         while outcome.delivered.len() < want {
-            match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
-                Ok(Some(Noted::Received { entry: e, .. })) => {
-                    outcome.delivered.push((e.message_id, e.text));
-                }
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => break,
-            }
+            let Some(note) = next_note(&mut events, Duration::from_secs(10)).await else {
+                break;
+            };
+            outcome.take(note);
         }
         outcome.done = Some(Instant::now());
         // Anything delivered twice would show up now.
         let grace = tokio::time::Instant::now() + Duration::from_millis(300);
-        while let Ok(Some(e)) = tokio::time::timeout_at(grace, events.recv()).await {
-            if let Noted::Received { entry: e, .. } = e {
-                outcome.delivered.push((e.message_id, e.text));
-            }
+        while let Ok(Some(note)) = tokio::time::timeout_at(grace, events.recv()).await {
+            outcome.take(note);
         }
         Ok::<(), Error>(())
     };
@@ -296,25 +325,8 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
     let wire = run.finish().await?;
     drop(dir);
 
-    let session_key_match = matches!(&outcome.fingerprints, (Some(a), Some(b)) if a == b);
-    let expected: Vec<(u64, String)> = (0..opts.messages)
-        .map(|k| (u64::from(k), message_text(k)))
-        .collect();
-    let delivered_ok = outcome.delivered == expected;
-    if error.is_none() && !session_key_match {
-        error = Some("device-i and device-j keys differ".into());
-    }
-    if error.is_none() && !delivered_ok {
-        error = Some(format!(
-            "device-j received {:?}, expected message ids 0..{} once each, in order",
-            outcome
-                .delivered
-                .iter()
-                .map(|(id, _)| *id)
-                .collect::<Vec<_>>(),
-            opts.messages
-        ));
-    }
+    let session_key_match = outcome.keys_agree();
+    let error = error.or_else(|| outcome.fault(opts.messages));
     progress.done(error.is_none(), "every message delivered");
     let detail = Detail::Sga(super::report::Detail {
         group: opts.group.name(),

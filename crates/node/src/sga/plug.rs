@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use m2msec_crypto::rng::CryptoRng;
 
 use super::config::{GroupName, SuiteName};
@@ -14,27 +14,18 @@ use crate::harness::provision::Provisioned;
 use crate::harness::report::{Progress, RunReport};
 use crate::protocols::{BenchFlags, BenchOutput, DemoFlags, ProvisionFlags};
 
-/// SGA lightweight suites on the command line.
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub enum SgaSuiteArg {
-    /// AES-128-CCM with an 8-byte tag.
-    #[value(name = "ccm", alias = "aes-128-ccm8")]
-    Ccm,
-    /// ChaCha20-Poly1305.
-    #[value(name = "chacha", alias = "chacha20-poly1305")]
-    Chacha,
-    /// Ascon-AEAD128.
-    #[value(name = "ascon", alias = "ascon-128")]
-    Ascon,
-}
-
-impl From<SgaSuiteArg> for SuiteName {
-    fn from(s: SgaSuiteArg) -> Self {
-        match s {
-            SgaSuiteArg::Ccm => Self::Aes128Ccm8,
-            SgaSuiteArg::Chacha => Self::ChaCha20Poly1305,
-            SgaSuiteArg::Ascon => Self::Ascon128,
-        }
+crate::runtime::config::config_names! {
+    /// SGA lightweight suites on the command line (their config names are aliases).
+    pub enum SgaSuiteArg for SuiteName {
+        /// AES-128-CCM with an 8-byte tag.
+        #[value(alias = "aes-128-ccm8")]
+        "ccm" => Ccm = Aes128Ccm8,
+        /// ChaCha20-Poly1305.
+        #[value(alias = "chacha20-poly1305")]
+        "chacha" => Chacha = ChaCha20Poly1305,
+        /// Ascon-AEAD128.
+        #[value(alias = "ascon-128")]
+        "ascon" => Ascon = Ascon128,
     }
 }
 

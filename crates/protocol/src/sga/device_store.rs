@@ -196,6 +196,32 @@ pub enum Response {
     },
 }
 
+/// `message` (a [`Request`] or a [`Response`]) as one line of the control channel, the framing
+/// of both directions: its JSON object and a newline.
+///
+/// # Errors
+///
+/// What serde refuses to encode.
+pub fn control_line(message: &impl Serialize) -> serde_json::Result<Vec<u8>> {
+    let mut bytes = serde_json::to_vec(message)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+impl Request {
+    /// The request a control line carries.
+    ///
+    /// # Errors
+    ///
+    /// The answer that refuses a malformed line: serde's message names what was malformed,
+    /// never the request's contents.
+    pub fn from_line(line: &[u8]) -> core::result::Result<Self, Response> {
+        serde_json::from_slice(line).map_err(|e| Response::Error {
+            error: format!("malformed request: {e}"),
+        })
+    }
+}
+
 /// What a command's answer waits for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Wait {
@@ -426,6 +452,29 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", s.name()));
         }
         assert_eq!(SuiteName::of(AeadSuite::Aes128Gcm), None);
+    }
+
+    /// One JSON object a line, both ways; a malformed request is answered, not echoed.
+    #[test]
+    fn control_lines_frame_requests_and_refuse_malformed_ones() {
+        let send = Request::Send {
+            to: "device-j".into(),
+            text: "secret text".into(),
+        };
+        let line = control_line(&send).unwrap_or_default();
+        assert_eq!(
+            line,
+            b"{\"op\":\"send\",\"to\":\"device-j\",\"text\":\"secret text\"}\n"
+        );
+        assert_eq!(Request::from_line(&line), Ok(send));
+        let bad = br#"{"op":"send","to":"device-j","text":"secret text","x":1"#;
+        let Err(Response::Error { error }) = Request::from_line(bad) else {
+            panic!("a malformed request is refused with an error answer");
+        };
+        assert!(error.starts_with("malformed request: "), "{error}");
+        assert!(!error.contains("secret"), "{error}");
+        let unknown = Request::from_line(br#"{"op":"reboot"}"#);
+        assert!(matches!(unknown, Err(Response::Error { .. })));
     }
 
     #[test]

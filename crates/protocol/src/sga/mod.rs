@@ -47,10 +47,11 @@ use crate::{Millis, OpCounts};
 pub use device::{Device, DeviceConfig, DeviceEvent};
 pub use device_agent::{DeviceAgent, Noted};
 pub use device_store::{
-    DeviceRecords, InboxEntry, Request, Response, SessionInfo, SuiteName, Wait,
+    DeviceRecords, InboxEntry, Request, Response, SessionInfo, SuiteName, Wait, control_line,
 };
 pub use server::{
-    DEVICES_TABLE, MESSAGES_TABLE, Server, ServerConfig, ServerEvent, ServerFault, StoreOp,
+    DEVICES_TABLE, MESSAGES_TABLE, Server, ServerConfig, ServerEvent, ServerFault, ServerState,
+    StoreOp,
 };
 
 /// Domain-separation prefix of every label.

@@ -97,6 +97,32 @@ impl StoreOp {
     }
 }
 
+/// The server's durable state as its store holds it, for [`Server::new`]: what a server killed
+/// at any point (SIGKILL) had made durable, so that its successor knows every device and
+/// forwards every message it acknowledged.
+#[derive(Debug, Default)]
+pub struct ServerState {
+    /// The registrations: the values of [`DEVICES_TABLE`].
+    pub devices: Vec<Vec<u8>>,
+    /// The held messages: the (key, value) pairs of [`MESSAGES_TABLE`].
+    pub messages: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl ServerState {
+    /// What `store` holds.
+    ///
+    /// # Errors
+    ///
+    /// A store error if the store cannot be read.
+    pub fn load(store: &dyn m2msec_store::Store) -> m2msec_store::Result<Self> {
+        let devices = store.scan(DEVICES_TABLE)?.into_iter().map(|(_, v)| v);
+        Ok(Self {
+            devices: devices.collect(),
+            messages: store.scan(MESSAGES_TABLE)?,
+        })
+    }
+}
+
 /// What the server reports.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -176,21 +202,16 @@ pub struct Server {
 }
 
 impl Server {
-    /// A server holding the registrations and messages loaded from its store (the values of
-    /// [`DEVICES_TABLE`] and the (key, value) pairs of [`MESSAGES_TABLE`]).
+    /// A server holding the registrations and messages `state` loaded from its store.
     ///
     /// # Errors
     /// [`Error::Config`] without suites or groups; [`Error::Decode`] for a corrupt record.
-    pub fn new(
-        config: ServerConfig,
-        devices: impl IntoIterator<Item = Vec<u8>>,
-        messages: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
-    ) -> Result<Self, Error> {
+    pub fn new(config: ServerConfig, state: ServerState) -> Result<Self, Error> {
         if config.suites.is_empty() || config.groups.is_empty() {
             return Err(Error::Config("the server needs suites and groups".into()));
         }
         let mut registered = BTreeMap::new();
-        for bytes in devices {
+        for bytes in state.devices {
             let r: DeviceRecord = cbor::from_slice(&bytes)?;
             registered.insert(
                 r.device.clone(),
@@ -203,7 +224,7 @@ impl Server {
             );
         }
         let mut held = BTreeMap::new();
-        for (key, value) in messages {
+        for (key, value) in state.messages {
             held.insert(
                 key,
                 Held {

@@ -1,20 +1,20 @@
 //! An SGA deployment in memory: the server and any number of devices on the shared
-//! [`crate::network`], with a store the server's [`StoreOp`]s are applied to, so that
-//! a test can kill the server and build a new one from what it had made durable.
+//! [`crate::network`], with a [`MemoryStore`] the server's [`StoreOp`](super::StoreOp)s are applied to, so
+//! that a test can kill the server and build a new one from what it had made durable, as the
+//! daemon does ([`ServerState::load`]).
 
 use core::net::SocketAddr;
 use core::time::Duration;
-use std::collections::BTreeMap;
-
 use m2msec_crypto::aead::AeadSuite;
 use m2msec_crypto::group::GroupId;
 use m2msec_crypto::pke::{PkePublicKey, PkeSecretKey, PkeSuite};
 use m2msec_crypto::rng::{CryptoRng, random_array};
+use m2msec_store::MemoryStore;
 use zeroize::Zeroizing;
 
 use super::{
-    DEVICES_TABLE, Device, DeviceConfig, DeviceEvent, DeviceKey, Error, LIGHTWEIGHT_SUITES,
-    MESSAGES_TABLE, Server, ServerConfig, ServerEvent, ServerFault, StoreOp, Timeouts,
+    Device, DeviceConfig, DeviceEvent, DeviceKey, Error, LIGHTWEIGHT_SUITES, Server, ServerConfig,
+    ServerEvent, ServerFault, ServerState, Timeouts,
 };
 use crate::network::{self, Deployment, Network, Node};
 use crate::{Endpoint, Millis};
@@ -96,8 +96,8 @@ pub struct World {
     pub net: Network,
     /// Every event so far.
     pub events: Events,
-    /// What the server made durable: (table, key) → value.
-    pub store: BTreeMap<(&'static str, Vec<u8>), Vec<u8>>,
+    /// What the server made durable.
+    pub store: MemoryStore,
     server_key: Zeroizing<String>,
     spec: Spec,
 }
@@ -129,7 +129,7 @@ impl World {
         }
         let n = devices.len();
         Ok(Self {
-            server: Server::new(server_config(spec, &pem)?, [], [])?,
+            server: Server::new(server_config(spec, &pem)?, ServerState::default())?,
             devices,
             addrs,
             net: Network::new(EPOCH),
@@ -137,7 +137,7 @@ impl World {
                 devices: (0..n).map(|_| Vec::new()).collect(),
                 ..Events::default()
             },
-            store: BTreeMap::new(),
+            store: MemoryStore::new(),
             server_key: pem,
             spec: spec.clone(),
         })
@@ -148,21 +148,9 @@ impl World {
     /// # Errors
     /// If the stored state does not decode.
     pub fn restart_server(&mut self) -> Result<(), Error> {
-        let devices = self
-            .store
-            .iter()
-            .filter(|((t, _), _)| *t == DEVICES_TABLE)
-            .map(|(_, v)| v.clone());
-        let messages = self
-            .store
-            .iter()
-            .filter(|((t, _), _)| *t == MESSAGES_TABLE)
-            .map(|((_, k), v)| (k.clone(), v.clone()));
-        self.server = Server::new(
-            server_config(&self.spec, &self.server_key)?,
-            devices,
-            messages,
-        )?;
+        // A MemoryStore cannot fail to read.
+        let state = ServerState::load(&self.store).unwrap_or_default();
+        self.server = Server::new(server_config(&self.spec, &self.server_key)?, state)?;
         Ok(())
     }
 
@@ -287,14 +275,8 @@ impl Deployment for World {
     fn collect_events(&mut self) {
         while let Some(e) = self.server.poll_event() {
             if let ServerEvent::Persist(op) = &e {
-                match op {
-                    StoreOp::Put { table, key, value } => {
-                        self.store.insert((table, key.clone()), value.clone());
-                    }
-                    StoreOp::Remove { table, key } => {
-                        self.store.remove(&(*table, key.clone()));
-                    }
-                }
+                // A MemoryStore cannot fail to write.
+                let _ = op.apply(&self.store);
             }
             self.events.server.push(e);
         }
