@@ -213,8 +213,9 @@ impl Request {
     ///
     /// # Errors
     ///
-    /// The answer that refuses a malformed line: serde's message names what was malformed,
-    /// never the request's contents.
+    /// The answer that refuses a malformed line: serde's message, which says what was malformed
+    /// and may quote a value of the line (an unknown variant's name); it goes back only to the
+    /// local user who sent the line.
     pub fn from_line(line: &[u8]) -> core::result::Result<Self, Response> {
         serde_json::from_slice(line).map_err(|e| Response::Error {
             error: format!("malformed request: {e}"),
@@ -454,7 +455,7 @@ mod tests {
         assert_eq!(SuiteName::of(AeadSuite::Aes128Gcm), None);
     }
 
-    /// One JSON object a line, both ways; a malformed request is answered, not echoed.
+    /// One JSON object a line, both ways; a truncated request is answered without its text.
     #[test]
     fn control_lines_frame_requests_and_refuse_malformed_ones() {
         let send = Request::Send {

@@ -100,12 +100,22 @@ impl StoreOp {
 /// The server's durable state as its store holds it, for [`Server::new`]: what a server killed
 /// at any point (SIGKILL) had made durable, so that its successor knows every device and
 /// forwards every message it acknowledged.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct ServerState {
-    /// The registrations: the values of [`DEVICES_TABLE`].
-    pub devices: Vec<Vec<u8>>,
+    /// The registrations: the values of [`DEVICES_TABLE`] (each holds a device's key k_d).
+    pub devices: Vec<Zeroizing<Vec<u8>>>,
     /// The held messages: the (key, value) pairs of [`MESSAGES_TABLE`].
     pub messages: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl core::fmt::Debug for ServerState {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // Counts only: the registrations hold the devices' keys.
+        f.debug_struct("ServerState")
+            .field("devices", &self.devices.len())
+            .field("messages", &self.messages.len())
+            .finish()
+    }
 }
 
 impl ServerState {
@@ -115,7 +125,8 @@ impl ServerState {
     ///
     /// A store error if the store cannot be read.
     pub fn load(store: &dyn m2msec_store::Store) -> m2msec_store::Result<Self> {
-        let devices = store.scan(DEVICES_TABLE)?.into_iter().map(|(_, v)| v);
+        let devices = store.scan(DEVICES_TABLE)?.into_iter();
+        let devices = devices.map(|(_, v)| Zeroizing::new(v));
         Ok(Self {
             devices: devices.collect(),
             messages: store.scan(MESSAGES_TABLE)?,
