@@ -98,40 +98,26 @@ mod tests {
 
     use super::*;
 
-    /// Six data messages (ids 10..16) in sections 1, 1, 2, 2, 3, 3, after a management
-    /// message each section.
+    /// Six data messages (ids 10 to 15) in sections 1, 1, 2, 2, 3, 3, each section opened by
+    /// its management message.
     fn sent() -> Sent {
         let mut sent = Sent::default();
         let mut payloads = (0..6u8).map(|i| vec![i]);
+        let message = |flags, message_id, key_index| RelayMessage {
+            header: Header {
+                flags,
+                message_id,
+                key_index,
+                ..Header::default()
+            },
+            body: Vec::new(),
+        };
         for i in 0..6u32 {
             let key_index = u16::try_from(1 + i / 2).unwrap_or(0);
             if i % 2 == 0 {
-                let flags = Flags::MANAGEMENT;
-                let header = Header {
-                    flags,
-                    key_index,
-                    ..Header::default()
-                };
-                sent.sealed(
-                    &RelayMessage {
-                        header,
-                        body: vec![],
-                    },
-                    &mut payloads,
-                );
+                sent.sealed(&message(Flags::MANAGEMENT, 0, key_index), &mut payloads);
             }
-            let header = Header {
-                message_id: 10 + i,
-                key_index,
-                ..Header::default()
-            };
-            sent.sealed(
-                &RelayMessage {
-                    header,
-                    body: vec![],
-                },
-                &mut payloads,
-            );
+            sent.sealed(&message(Flags::default(), 10 + i, key_index), &mut payloads);
         }
         sent
     }
