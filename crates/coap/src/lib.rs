@@ -17,6 +17,7 @@
 //!   a request, [`Block1Assembler`] reassembles a block-wise upload, [`slice_block2`] serves a
 //!   large representation block by block, [`Observers`] keeps a resource's observers and builds
 //!   their notifications, and [`link_format`] writes `/.well-known/core`.
+//! - [`relay`]: the relay proxy engine's answers, notifications and resources as CoAP.
 //! - [`Repost`]: when to post a request again that a busy server refused (5.03 and its
 //!   Max-Age) or that went unanswered, and when to give up.
 //!
@@ -37,6 +38,7 @@ pub mod message;
 pub mod observe;
 pub mod options;
 mod params;
+pub mod relay;
 pub mod repost;
 pub mod server;
 mod time;

@@ -20,7 +20,6 @@
 //! durable); each sink keeps its seen set there too. Rotation is short (a new section key every
 //! `rotate_messages` messages) so that several sections appear.
 
-use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,10 +28,11 @@ use m2msec_crypto::pre;
 use m2msec_crypto::rng::CryptoRng;
 use m2msec_crypto::sig::{SigSuite, SigningKey};
 use m2msec_protocol::relay::source_store::{SourceParams, StorageRecord, StoredSource};
+use m2msec_protocol::relay::window::{Received, Sent};
 use m2msec_protocol::relay::{SourceConfig, SourceSeed, TrustedSource};
 use m2msec_store::{MemoryStore, RedbStore};
+use m2msec_wire::relay::RelayMessage;
 use m2msec_wire::relay::api::{Control, Start};
-use m2msec_wire::relay::{Flags, RelayMessage};
 
 use super::client::{self, ProxyClient, SendHooks, SendOptions};
 use super::proxy::{Proxy, ProxyConfig};
@@ -98,7 +98,7 @@ pub fn message(k: u32, size: usize) -> Vec<u8> {
 /// One sink of the demo: its task and its deliveries.
 struct DemoSink {
     sink: LocalSink,
-    received: BTreeMap<u32, Vec<Vec<u8>>>,
+    received: Received,
 }
 
 impl DemoSink {
@@ -120,36 +120,24 @@ impl DemoSink {
         let sink = spawn_local(key, trusted, store, output, true, tap, shutdown).await?;
         Ok(Self {
             sink,
-            received: BTreeMap::new(),
+            received: Received::default(),
         })
     }
 
     fn drain(&mut self) {
         while let Ok(d) = self.sink.events.try_recv() {
-            self.received
-                .entry(d.message_id)
-                .or_default()
-                .push(d.plaintext.to_vec());
+            self.received.add(&d);
         }
     }
-
-    fn count(&self) -> usize {
-        self.received.values().map(Vec::len).sum()
-    }
 }
-
-/// Sent data messages: message id → (key index, plaintext).
-type Sent = BTreeMap<u32, (u16, Vec<u8>)>;
 
 /// What the source has streamed so far.
 #[derive(Default)]
 struct Streamed {
     /// Bytes per message.
     size: usize,
-    /// Data messages sent.
+    /// Data messages and sections sent.
     sent: Sent,
-    /// Sections (management messages) sealed.
-    sections: u32,
     /// The number of the next message.
     next: u32,
 }
@@ -169,14 +157,8 @@ impl Streamed {
             .collect();
         self.next += n;
         let mut queue = payloads.clone().into_iter();
-        let (sent, sections) = (&mut self.sent, &mut self.sections);
-        let mut sealed = |m: &RelayMessage| {
-            if m.header.flags.contains(Flags::MANAGEMENT) {
-                *sections += 1;
-            } else if let Some(p) = queue.next() {
-                sent.insert(m.header.message_id, (m.header.key_index, p));
-            }
-        };
+        let sent = &mut self.sent;
+        let mut sealed = |m: &RelayMessage| sent.sealed(m, &mut queue);
         client::send_stream(
             source,
             client,
@@ -202,9 +184,10 @@ async fn settle(sinks: &mut [DemoSink], firsts: &[Option<u16>], sent: &Sent, lim
         for s in sinks.iter_mut() {
             s.drain();
         }
-        let reached = sinks.iter().zip(firsts).all(|(s, &first)| {
-            s.count() >= matches(s, sent, first_section(s, sent, first)).0 as usize
-        });
+        let reached = sinks
+            .iter()
+            .zip(firsts)
+            .all(|(s, &first)| s.received.reached(sent, first));
         if reached || Instant::now() >= deadline {
             break;
         }
@@ -214,36 +197,6 @@ async fn settle(sinks: &mut [DemoSink], firsts: &[Option<u16>], sent: &Sent, lim
     for s in sinks.iter_mut() {
         s.drain();
     }
-}
-
-/// The first section a sink may read: 0 for one forwarded from the beginning; for one added
-/// with `Start::Now` (`Some(k)`, the section in progress then), section `k` if the proxy still
-/// held its key, or else `k + 1`: a section's key is removed once every sink had it, and the
-/// proxy then starts the new sink at the next section (docs/relay.md). Sections go to a sink
-/// one after the other, so one that got nothing of `k` never will.
-fn first_section(sink: &DemoSink, sent: &Sent, in_progress: Option<u16>) -> u16 {
-    let Some(k) = in_progress else {
-        return 0;
-    };
-    let got_k = sink
-        .received
-        .keys()
-        .any(|id| sent.get(id).is_some_and(|(index, _)| *index == k));
-    if got_k { k } else { k.wrapping_add(1) }
-}
-
-/// Whether `sink` delivered exactly the messages of `sent` from key index `from` on, each once.
-fn matches(sink: &DemoSink, sent: &Sent, from: u16) -> (u32, bool) {
-    let expected: BTreeMap<u32, &Vec<u8>> = sent
-        .iter()
-        .filter(|(_, (k, _))| k.wrapping_sub(from) < 0x8000)
-        .map(|(id, (_, p))| (*id, p))
-        .collect();
-    let exact = sink.received.len() == expected.len()
-        && sink.received.iter().all(|(id, copies)| {
-            copies.len() == 1 && expected.get(id).is_some_and(|p| **p == copies[0])
-        });
-    (u32::try_from(expected.len()).unwrap_or(u32::MAX), exact)
 }
 
 fn count(n: usize) -> u32 {
@@ -341,7 +294,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
             &public[0],
             first..=epoch.saturating_add(1),
         )?;
-        designated[0] = (count(streamed.sent.len()), 0);
+        designated[0] = (count(streamed.sent.data.len()), 0);
         let forward = client
             .forward(
                 &source,
@@ -367,7 +320,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         )?;
         // The proxy starts a sink added with Start::Now at the section in progress.
         let in_progress = source.position().next_key_index().wrapping_sub(1);
-        designated[1] = (count(streamed.sent.len()), in_progress);
+        designated[1] = (count(streamed.sent.data.len()), in_progress);
         client
             .control(
                 &source,
@@ -402,14 +355,15 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
 
     let mut outcomes = Vec::new();
     for (i, s) in sinks.iter().enumerate() {
-        let from = first_section(s, &streamed.sent, (i == 1).then_some(designated[1].1));
-        let (expected, exact) = matches(s, &streamed.sent, from);
+        let received = &s.received;
+        let from = received.first_section(&streamed.sent, (i == 1).then_some(designated[1].1));
+        let (expected, exact) = received.matches(&streamed.sent, from);
         outcomes.push(SinkOutcome {
             url: s.sink.url.clone(),
             designated_after: designated[i].0,
             first_key_index: from,
             expected,
-            delivered: count(s.count()),
+            delivered: count(received.count()),
             matches: exact,
         });
     }
@@ -443,7 +397,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         messages: l.messages_in + l.messages_out,
         bytes: l.bytes_in + l.bytes_out,
     });
-    let total = count(streamed.sent.len());
+    let total = count(streamed.sent.data.len());
     let participants = outcomes.iter().map(|o| o.url.clone()).collect();
     let detail = Detail::Relay(super::report::Detail {
         group: "bls12-381",
@@ -452,7 +406,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<RunRepor
         stored: total,
         delivered: outcomes.iter().map(|o| o.delivered).sum(),
         storage_id,
-        sections: streamed.sections,
+        sections: streamed.sent.sections,
         stored_before_sink: designated[0].0,
         rotate_messages: opts.rotate_messages,
         reencrypted,

@@ -45,7 +45,6 @@
 //! - **Bounded**: the ingest queue, storages, forwards, sinks per forward, observers, block-wise
 //!   uploads, cached answers and concurrent control calls all have limits.
 
-pub(crate) mod coap_msg;
 pub mod config;
 pub(crate) mod control;
 pub(crate) mod deliver;

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use m2msec_store::{Store, WriteOp};
-use m2msec_wire::relay::coap::coap_lite::ResponseType;
+use m2msec_wire::relay::coap as wire_coap;
+use m2msec_wire::relay::coap::coap_lite::{Packet, RequestType, ResponseType};
 use m2msec_wire::relay::{Flags, Header, RelayMessage};
 
 use super::{Delivered, Error, Sink};
@@ -435,6 +436,38 @@ impl Pending {
     }
 }
 
+/// A CoAP request a sink does not take as a relay message: its answer's code and, for a body
+/// that is not a relay message, why (for the sink's log).
+#[derive(Debug)]
+pub struct Refused {
+    /// The answer's code.
+    pub code: ResponseType,
+    /// Why the body did not decode (4.00 only).
+    pub error: Option<m2msec_wire::Error>,
+}
+
+/// The relay message a CoAP request to a sink posts to its resource `path` (no leading `/`):
+/// refused with 4.05 for a method other than POST, 4.04 for another path, 4.00 for a body that
+/// is not a relay message.
+///
+/// # Errors
+///
+/// [`Refused`], with the code to answer.
+pub fn posted(
+    method: RequestType,
+    request: &Packet,
+    path: &str,
+) -> core::result::Result<RelayMessage, Refused> {
+    let refused = |code, error| Refused { code, error };
+    if method != RequestType::Post {
+        return Err(refused(ResponseType::MethodNotAllowed, None));
+    }
+    if wire_coap::uri_path(request) != path {
+        return Err(refused(ResponseType::NotFound, None));
+    }
+    wire_coap::from_request(request).map_err(|e| refused(ResponseType::BadRequest, Some(e)))
+}
+
 #[cfg(test)]
 mod tests {
     use m2msec_crypto::pre;
@@ -470,6 +503,55 @@ mod tests {
             ResponseType::ServiceUnavailable
         );
         assert_eq!(rejected(Error::Malformed("x")), ResponseType::BadRequest);
+    }
+
+    /// A POST to the sink's path is its relay message; anything else is refused with its code.
+    #[test]
+    fn only_a_post_to_the_sinks_path_is_taken() -> core::result::Result<(), m2msec_wire::Error> {
+        use m2msec_wire::relay::coap::Target;
+        use m2msec_wire::relay::coap::coap_lite::MessageClass;
+
+        let msg = RelayMessage {
+            header: Header {
+                source: "coap://s/".into(),
+                message_id: 7,
+                ..Header::default()
+            },
+            body: vec![1, 2, 3],
+        };
+        let request = wire_coap::to_request(&msg, &Target::Path("sink"), 1, true)?;
+        let code = |method, request: &Packet, path| match posted(method, request, path) {
+            Ok(m) => {
+                assert_eq!(m, msg);
+                ResponseType::Changed
+            }
+            Err(r) => {
+                assert_eq!(r.error.is_some(), r.code == ResponseType::BadRequest);
+                r.code
+            }
+        };
+        assert_eq!(
+            code(RequestType::Post, &request, "sink"),
+            ResponseType::Changed
+        );
+        assert_eq!(
+            code(RequestType::Post, &request, "other"),
+            ResponseType::NotFound
+        );
+        let mut get = request.clone();
+        get.header.code = MessageClass::Request(RequestType::Get);
+        assert_eq!(
+            code(RequestType::Get, &get, "sink"),
+            ResponseType::MethodNotAllowed
+        );
+        // Not a relay message: its token is not the 4-byte message id.
+        let mut junk = request;
+        junk.set_token(vec![1]);
+        assert_eq!(
+            code(RequestType::Post, &junk, "sink"),
+            ResponseType::BadRequest
+        );
+        Ok(())
     }
 
     #[test]

@@ -6,13 +6,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use m2msec_protocol::relay::proxy::{PumpSpec, Ticket};
+use m2msec_protocol::relay::proxy::{PumpSpec, Response, Ticket};
 use m2msec_wire::relay::coap::coap_lite::ResponseType;
 use tokio::net::UdpSocket;
 use tokio::task::AbortHandle;
 
 use super::Shared;
-use super::coap_msg::Response;
 use super::forward;
 use super::ingest;
 use super::state::Event;

@@ -18,10 +18,10 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::error::TrySendError;
 
-use m2msec_protocol::relay::proxy::{Admitted, datagram_refused};
+use m2msec_protocol::relay::proxy::{Admitted, Response, datagram_refused};
 
 use super::Shared;
-use super::coap_msg::{ReplyTo, Response};
+use crate::runtime::coap::ReplyTo;
 use crate::runtime::driver::wall_clock;
 use crate::runtime::log_limit::LogLimit;
 

@@ -9,20 +9,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use m2msec_coap::link_format::{self, Link};
+use m2msec_coap::relay::{MAX_DATAGRAM, links, notifications, to_packet};
 use m2msec_crypto::rng::OsRng;
 use m2msec_protocol::Millis;
-use m2msec_protocol::relay::proxy::resources::Resource;
-use m2msec_protocol::relay::proxy::{
-    Action, Handled, Notification, Request, Ticket, notification_format,
-};
+use m2msec_protocol::relay::proxy::{Action, Handled, Request, Response, Ticket};
 use m2msec_wire::relay::api::CONTENT_FORMAT_LINK_FORMAT;
 use m2msec_wire::relay::coap::coap_lite::{CoapOption, ResponseType};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use super::Shared;
-use super::coap_msg::{MAX_DATAGRAM, Response, encode, to_packet};
 use super::control;
 use super::ingest;
 use super::writer::Deferred;
@@ -176,35 +172,14 @@ impl Server {
             .unwrap_or_default()
     }
 
+    /// The notifications of the monitors that changed, and the retransmissions due.
     fn on_tick(&mut self, now: Millis) -> Vec<Outgoing> {
         let observers = &self.observers;
         let changed = self
             .shared
             .core()
             .notifications(|path| observers.count(path) > 0);
-        let mut out = Vec::new();
-        for notification in changed {
-            out.extend(match notification {
-                Notification::Changed { path, repr } => {
-                    self.observers
-                        .notify(&path, now, self.server.ids(), DEFAULT_SZX, |accept| {
-                            let format = notification_format(accept);
-                            (repr.render(format), Some(format))
-                        })
-                }
-                Notification::Ended {
-                    path,
-                    code,
-                    diagnostic,
-                } => self
-                    .observers
-                    .end(&path, code, diagnostic, self.server.ids()),
-            });
-        }
-        out.extend(self.observers.poll(now));
-        out.into_iter()
-            .filter_map(|(peer, p)| Some((peer, encode(&p)?)))
-            .collect()
+        notifications(&mut self.observers, changed, now, self.server.ids())
     }
 
     fn on_datagram(&mut self, peer: SocketAddr, bytes: &[u8]) -> Vec<Outgoing> {
@@ -278,52 +253,5 @@ impl Server {
             },
             Handled::Store(admitted) => ingest::queue(&self.shared, admitted, Some(reply.clone())),
         }
-    }
-}
-
-/// `/.well-known/core` in the RFC 6690 link format, filtered by `query` (RFC 6690 §4.1).
-fn links(resources: &[Resource], query: &[String]) -> String {
-    let all: Vec<Link> = resources
-        .iter()
-        .map(|r| {
-            let link = Link::new(r.target.clone(), r.resource_type, r.content_format);
-            if r.observable {
-                link.observable()
-            } else {
-                link
-            }
-        })
-        .collect();
-    link_format::encode(&all, query)
-}
-
-#[cfg(test)]
-mod tests {
-    use m2msec_protocol::relay::proxy::Core;
-    use m2msec_protocol::relay::proxy::resources::resources;
-
-    use super::*;
-
-    #[test]
-    fn link_format_and_filters() {
-        let core: Core = Core::new(1, 60, 0);
-        let all = links(&resources(&core), &[]);
-        assert!(
-            all.starts_with("</info>;rt=\"m2msec.relay.info\";ct=60,"),
-            "{all}"
-        );
-        assert!(
-            all.contains("</store>") && all.contains("</forward>"),
-            "{all}"
-        );
-        assert_eq!(
-            links(&resources(&core), &["rt=m2msec.relay.load".into()]),
-            "</load>;rt=\"m2msec.relay.load\";ct=60"
-        );
-        assert_eq!(
-            links(&resources(&core), &["href=/th*".into()]),
-            "</throughput>;rt=\"m2msec.relay.throughput\";ct=60"
-        );
-        assert_eq!(links(&resources(&core), &["if=x".into()]), "");
     }
 }

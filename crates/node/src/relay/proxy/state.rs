@@ -11,7 +11,7 @@ pub(crate) use m2msec_protocol::relay::proxy::state::Written;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
-use super::coap_msg::ReplyTo;
+use crate::runtime::coap::ReplyTo;
 
 /// What the tokio shell attaches to the engine's state.
 #[derive(Debug)]

@@ -31,16 +31,15 @@ use std::time::Duration;
 use m2msec_protocol::relay::proxy::commit::Share;
 use m2msec_protocol::relay::proxy::retention::{Checkpoints, Housekeeping, expired_signed};
 pub(crate) use m2msec_protocol::relay::proxy::retention::{Op, apply};
-use m2msec_protocol::relay::proxy::{Admitted, Ticket};
+use m2msec_protocol::relay::proxy::{Admitted, Response, Ticket};
 use m2msec_store::QueueStats;
 use tokio::sync::{mpsc, watch};
 
 use super::Shared;
-use super::coap_msg::{ReplyTo, Response};
 use super::records::queue_table;
 use super::state::Written;
 use crate::error::{Error, Result};
-use crate::runtime::coap::monotonic_now;
+use crate::runtime::coap::{ReplyTo, monotonic_now};
 use crate::runtime::driver::wall_clock;
 
 /// How often positions are written and delivered messages removed.

@@ -4,7 +4,7 @@
 //!
 //! A CoAP POST is acknowledged (2.04) only once what it delivered is written and synced and its
 //! id is in the durable seen set ([`SinkNode::receive_batch`]); see [`Verdict::response_code`] for
-//! the other answers. Datagrams that arrive together are handled as one batch: one output sync
+//! the other answers, and `sink_store::posted` for the requests that are not a relay message. Datagrams that arrive together are handled as one batch: one output sync
 //! and one store transaction for all of them.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -13,13 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use m2msec_crypto::pre;
-use m2msec_protocol::relay::sink_store::{Pending, StoreError, StoredSink};
+use m2msec_protocol::relay::sink_store::{Pending, Refused, StoreError, StoredSink, posted};
 use m2msec_protocol::relay::{Delivered, Sink, SinkConfig, TrustedSource};
 use m2msec_protocol::{Millis, OpCounts};
 use m2msec_store::Store;
 use m2msec_wire::relay::RelayMessage;
-use m2msec_wire::relay::coap as wire_coap;
-use m2msec_wire::relay::coap::coap_lite::{CoapOption, RequestType, ResponseType};
+use m2msec_wire::relay::coap::coap_lite::{CoapOption, ResponseType};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -305,26 +304,17 @@ impl SinkServer {
             }
             Received::Ack(_) | Received::Reset(_) | Received::Nothing => return Ok(()),
         };
-        let refuse = if r.method != RequestType::Post {
-            Some(ResponseType::MethodNotAllowed)
-        } else if wire_coap::uri_path(&r.whole) != self.path {
-            Some(ResponseType::NotFound)
-        } else {
-            None
-        };
-        if let Some(code) = refuse {
-            self.answer(&r.reply, code).await;
-            return Ok(());
-        }
-        match wire_coap::from_request(&r.whole) {
+        match posted(r.method, &r.whole, &self.path) {
             Ok(msg) => batch.push(Incoming {
                 from,
                 coap: Some(r.reply),
                 msg,
             }),
-            Err(e) => {
-                self.node.rejects.warn(from, &e);
-                self.answer(&r.reply, ResponseType::BadRequest).await;
+            Err(Refused { code, error }) => {
+                if let Some(e) = error {
+                    self.node.rejects.warn(from, &e);
+                }
+                self.answer(&r.reply, code).await;
             }
         }
         Ok(())
