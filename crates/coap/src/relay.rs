@@ -1,7 +1,9 @@
 //! The relay proxy's engine (`m2msec_protocol::relay::proxy`) in CoAP: its answers made packets,
 //! its monitors' changes made notifications, its resources made `/.well-known/core`. The
-//! engine decides in its own terms ([`Response`], [`Notification`], [`Resource`]); this is the
-//! pure half of the proxy's CoAP server, so the node keeps only the socket.
+//! engine decides in its own terms ([`Response`], [`Notification`], [`Resource`]); these are
+//! the pure parts of the proxy's CoAP server that render them (the node's server still routes
+//! requests and keeps the observers of its monitors). The one module of this crate that knows
+//! an application: it follows the relay proxy engine's types.
 
 use std::net::SocketAddr;
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use m2msec_store::{Store, WriteOp};
 use m2msec_wire::relay::coap as wire_coap;
-use m2msec_wire::relay::coap::coap_lite::{Packet, RequestType, ResponseType};
+use m2msec_wire::relay::coap::coap_lite::{MessageClass, Packet, RequestType, ResponseType};
 use m2msec_wire::relay::{Flags, Header, RelayMessage};
 
 use super::{Delivered, Error, Sink};
@@ -436,36 +436,42 @@ impl Pending {
     }
 }
 
-/// A CoAP request a sink does not take as a relay message: its answer's code and, for a body
-/// that is not a relay message, why (for the sink's log).
+/// A CoAP request a sink does not take as a relay message.
 #[derive(Debug)]
-pub struct Refused {
-    /// The answer's code.
-    pub code: ResponseType,
-    /// Why the body did not decode (4.00 only).
-    pub error: Option<m2msec_wire::Error>,
+pub enum Refused {
+    /// A method other than POST (4.05).
+    NotPost,
+    /// A POST to another resource (4.04).
+    OtherPath,
+    /// A body that is not a relay message (4.00), and why (for the sink's log).
+    NotRelayMessage(m2msec_wire::Error),
 }
 
-/// The relay message a CoAP request to a sink posts to its resource `path` (no leading `/`):
-/// refused with 4.05 for a method other than POST, 4.04 for another path, 4.00 for a body that
-/// is not a relay message.
+impl Refused {
+    /// The code the sink answers with.
+    #[must_use]
+    pub fn code(&self) -> ResponseType {
+        match self {
+            Self::NotPost => ResponseType::MethodNotAllowed,
+            Self::OtherPath => ResponseType::NotFound,
+            Self::NotRelayMessage(_) => ResponseType::BadRequest,
+        }
+    }
+}
+
+/// The relay message a CoAP request to a sink posts to its resource `path` (no leading `/`).
 ///
 /// # Errors
 ///
-/// [`Refused`], with the code to answer.
-pub fn posted(
-    method: RequestType,
-    request: &Packet,
-    path: &str,
-) -> core::result::Result<RelayMessage, Refused> {
-    let refused = |code, error| Refused { code, error };
-    if method != RequestType::Post {
-        return Err(refused(ResponseType::MethodNotAllowed, None));
+/// [`Refused`], in this order: not a POST, another path, a body that is not a relay message.
+pub fn posted(request: &Packet, path: &str) -> core::result::Result<RelayMessage, Refused> {
+    if request.header.code != MessageClass::Request(RequestType::Post) {
+        return Err(Refused::NotPost);
     }
     if wire_coap::uri_path(request) != path {
-        return Err(refused(ResponseType::NotFound, None));
+        return Err(Refused::OtherPath);
     }
-    wire_coap::from_request(request).map_err(|e| refused(ResponseType::BadRequest, Some(e)))
+    wire_coap::from_request(request).map_err(Refused::NotRelayMessage)
 }
 
 #[cfg(test)]
@@ -509,8 +515,6 @@ mod tests {
     #[test]
     fn only_a_post_to_the_sinks_path_is_taken() -> core::result::Result<(), m2msec_wire::Error> {
         use m2msec_wire::relay::coap::Target;
-        use m2msec_wire::relay::coap::coap_lite::MessageClass;
-
         let msg = RelayMessage {
             header: Header {
                 source: "coap://s/".into(),
@@ -520,37 +524,22 @@ mod tests {
             body: vec![1, 2, 3],
         };
         let request = wire_coap::to_request(&msg, &Target::Path("sink"), 1, true)?;
-        let code = |method, request: &Packet, path| match posted(method, request, path) {
+        let code = |request: &Packet, path| match posted(request, path) {
             Ok(m) => {
                 assert_eq!(m, msg);
                 ResponseType::Changed
             }
-            Err(r) => {
-                assert_eq!(r.error.is_some(), r.code == ResponseType::BadRequest);
-                r.code
-            }
+            Err(r) => r.code(),
         };
-        assert_eq!(
-            code(RequestType::Post, &request, "sink"),
-            ResponseType::Changed
-        );
-        assert_eq!(
-            code(RequestType::Post, &request, "other"),
-            ResponseType::NotFound
-        );
+        assert_eq!(code(&request, "sink"), ResponseType::Changed);
+        assert_eq!(code(&request, "other"), ResponseType::NotFound);
         let mut get = request.clone();
         get.header.code = MessageClass::Request(RequestType::Get);
-        assert_eq!(
-            code(RequestType::Get, &get, "sink"),
-            ResponseType::MethodNotAllowed
-        );
+        assert_eq!(code(&get, "sink"), ResponseType::MethodNotAllowed);
         // Not a relay message: its token is not the 4-byte message id.
         let mut junk = request;
         junk.set_token(vec![1]);
-        assert_eq!(
-            code(RequestType::Post, &junk, "sink"),
-            ResponseType::BadRequest
-        );
+        assert_eq!(code(&junk, "sink"), ResponseType::BadRequest);
         Ok(())
     }
 

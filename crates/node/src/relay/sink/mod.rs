@@ -4,8 +4,9 @@
 //!
 //! A CoAP POST is acknowledged (2.04) only once what it delivered is written and synced and its
 //! id is in the durable seen set ([`SinkNode::receive_batch`]); see [`Verdict::response_code`] for
-//! the other answers, and `sink_store::posted` for the requests that are not a relay message. Datagrams that arrive together are handled as one batch: one output sync
-//! and one store transaction for all of them.
+//! the other answers, and `sink_store::posted` for the requests that are not a relay message.
+//! Datagrams that arrive together are handled as one batch: one output sync and one store
+//! transaction for all of them.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -304,17 +305,17 @@ impl SinkServer {
             }
             Received::Ack(_) | Received::Reset(_) | Received::Nothing => return Ok(()),
         };
-        match posted(r.method, &r.whole, &self.path) {
+        match posted(&r.whole, &self.path) {
             Ok(msg) => batch.push(Incoming {
                 from,
                 coap: Some(r.reply),
                 msg,
             }),
-            Err(Refused { code, error }) => {
-                if let Some(e) = error {
-                    self.node.rejects.warn(from, &e);
+            Err(refused) => {
+                if let Refused::NotRelayMessage(e) = &refused {
+                    self.node.rejects.warn(from, e);
                 }
-                self.answer(&r.reply, code).await;
+                self.answer(&r.reply, refused.code()).await;
             }
         }
         Ok(())
