@@ -29,6 +29,7 @@ mod device_agent;
 pub mod device_store;
 mod log;
 mod server;
+mod server_store;
 pub mod sim;
 
 use core::fmt;
@@ -49,10 +50,8 @@ pub use device_agent::{DeviceAgent, Noted};
 pub use device_store::{
     DeviceRecords, InboxEntry, Request, Response, SessionInfo, SuiteName, Wait, control_line,
 };
-pub use server::{
-    DEVICES_TABLE, MESSAGES_TABLE, Server, ServerConfig, ServerEvent, ServerFault, ServerState,
-    StoreOp,
-};
+pub use server::{Server, ServerConfig, ServerEvent, ServerFault};
+pub use server_store::{DEVICES_TABLE, MESSAGES_TABLE, ServerState, StoreOp};
 
 /// Domain-separation prefix of every label.
 const LABEL: &[u8] = b"m2msec sga v1 ";
