@@ -39,6 +39,7 @@ fn fingerprint(label: &[u8], key: &[&[u8]]) -> [u8; 8] {
 mod annotate;
 pub mod collab;
 pub mod e2sec;
+pub mod drive;
 mod endpoint;
 pub mod link;
 mod log;
