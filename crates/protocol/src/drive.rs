@@ -281,11 +281,17 @@ mod tests {
     }
 
     fn drain_at(role: &mut Fake, handler: &mut Script, now: u64) -> Result<Drained, u8> {
-        drain(role, &mut SeededRng::from_seed_u64(1), handler, || Millis(now))
+        drain(role, &mut SeededRng::from_seed_u64(1), handler, || {
+            Millis(now)
+        })
     }
 
     fn payloads(drained: &Drained) -> Vec<u8> {
-        drained.transmits.iter().flat_map(|t| t.payload.clone()).collect()
+        drained
+            .transmits
+            .iter()
+            .flat_map(|t| t.payload.clone())
+            .collect()
     }
 
     #[test]
@@ -316,7 +322,13 @@ mod tests {
         assert_eq!(payloads(&drained), [7, 8]);
         assert_eq!(
             role.log,
-            ["event handled", "event handled", "event handled", "transmit taken", "transmit taken"]
+            [
+                "event handled",
+                "event handled",
+                "event handled",
+                "transmit taken",
+                "transmit taken"
+            ]
         );
     }
 
@@ -333,9 +345,15 @@ mod tests {
         assert_eq!(deadline(&role, &handler), Some(Millis(10)));
         let rng = &mut SeededRng::from_seed_u64(1);
         // Before either time nothing fires; at the later one both do, the role's first.
-        assert_eq!(on_timer(&mut role, rng, &mut handler, Millis(5)), Ok(Flow::Continue));
+        assert_eq!(
+            on_timer(&mut role, rng, &mut handler, Millis(5)),
+            Ok(Flow::Continue)
+        );
         assert!(role.log.is_empty());
-        assert_eq!(on_timer(&mut role, rng, &mut handler, Millis(20)), Ok(Flow::Continue));
+        assert_eq!(
+            on_timer(&mut role, rng, &mut handler, Millis(20)),
+            Ok(Flow::Continue)
+        );
         assert_eq!(role.log, ["role timeout", "handler wakeup"]);
         assert_eq!(deadline(&role, &handler), None);
     }
@@ -375,7 +393,12 @@ mod tests {
             held: Some(Millis(100)),
             ..Script::default()
         };
-        assert!(drain_at(&mut role, &mut handler, 50).unwrap().transmits.is_empty());
+        assert!(
+            drain_at(&mut role, &mut handler, 50)
+                .unwrap()
+                .transmits
+                .is_empty()
+        );
         assert_eq!(held(&handler, Millis(50)), Some(Millis(100)));
         assert_eq!(role.transmits, [7]);
         let drained = drain_at(&mut role, &mut handler, 100).unwrap();

@@ -38,8 +38,8 @@ fn fingerprint(label: &[u8], key: &[&[u8]]) -> [u8; 8] {
 
 mod annotate;
 pub mod collab;
-pub mod e2sec;
 pub mod drive;
+pub mod e2sec;
 mod endpoint;
 pub mod link;
 mod log;
