@@ -176,6 +176,7 @@ pub fn drain<E: Endpoint, C, H: Handler<E, C>>(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
     use core::net::SocketAddr;
 
     use m2msec_crypto::rng::SeededRng;
