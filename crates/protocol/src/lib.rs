@@ -38,6 +38,7 @@ fn fingerprint(label: &[u8], key: &[&[u8]]) -> [u8; 8] {
 
 mod annotate;
 pub mod collab;
+pub mod drive;
 pub mod e2sec;
 mod endpoint;
 pub mod link;

@@ -118,6 +118,8 @@ impl Sessions for Client {
 pub type ServerHandler = Persisting<Summary>;
 
 impl Handler<Server> for ServerHandler {
+    type Error = Error;
+
     fn on_event(&mut self, cx: &mut Context<'_, Server>, event: ServerEvent) -> Result<Flow> {
         log_event(&event);
         match event {

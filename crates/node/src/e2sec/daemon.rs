@@ -135,6 +135,8 @@ impl PartyHandler {
 }
 
 impl Handler<Party> for PartyHandler {
+    type Error = Error;
+
     fn on_event(&mut self, cx: &mut Context<'_, Party>, event: PartyEvent) -> Result<Flow> {
         log_event(&event);
         Ok(match event {

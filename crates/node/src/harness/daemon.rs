@@ -148,7 +148,11 @@ impl<E: Endpoint> Daemon<E> {
     /// # Errors
     ///
     /// The handler's first error.
-    pub async fn serve<H: Handler<E>>(self, mut handler: H, shutdown: Shutdown) -> Result<()> {
+    pub async fn serve<H: Handler<E, Error = Error>>(
+        self,
+        mut handler: H,
+        shutdown: Shutdown,
+    ) -> Result<()> {
         self.log("serving");
         self.driver.run(&mut handler, shutdown).await.map(drop)
     }
@@ -159,7 +163,7 @@ impl<E: Endpoint> Daemon<E> {
     /// # Errors
     ///
     /// `first`'s error, the handler's first error.
-    pub async fn start<H: Handler<E>, T, X: Into<Error>>(
+    pub async fn start<H: Handler<E, Error = Error>, T, X: Into<Error>>(
         mut self,
         first: impl FnOnce(&mut E, Millis, &mut dyn CryptoRng) -> std::result::Result<T, X>,
         mut handler: H,
@@ -302,6 +306,8 @@ impl<R: Sessions> SessionRuns<R> {
 }
 
 impl<R: Sessions> Handler<R> for SessionRuns<R> {
+    type Error = Error;
+
     fn on_event(&mut self, cx: &mut Context<'_, R>, event: R::Event) -> Result<Flow> {
         driver::log_event(&event);
         Ok(match R::ended(&mut self.keeps, event)? {

@@ -125,7 +125,7 @@ impl Deployment {
     where
         E: Endpoint + Send + 'static,
         E::Event: Send,
-        H: Handler<E> + Send + 'static,
+        H: Handler<E, Error = Error> + Send + 'static,
     {
         let shutdown = self.shutdown.clone();
         self.serving
@@ -216,7 +216,7 @@ impl Deployment {
     where
         E: Endpoint + Send + 'static,
         E::Event: Send,
-        H: Handler<E> + Send + 'static,
+        H: Handler<E, Error = Error> + Send + 'static,
         S: Send + 'static,
     {
         let shutdown = self.shutdown.clone();

@@ -133,6 +133,8 @@ impl Sessions for Initiator {
 pub type ResponderHandler = Persisting<Report>;
 
 impl Handler<Responder> for ResponderHandler {
+    type Error = Error;
+
     fn on_event(
         &mut self,
         _cx: &mut Context<'_, Responder>,
@@ -175,6 +177,8 @@ impl Handler<Responder> for ResponderHandler {
 pub type ThirdPartyHandler = Persisting<Report>;
 
 impl Handler<ThirdParty> for ThirdPartyHandler {
+    type Error = Error;
+
     fn on_event(
         &mut self,
         _cx: &mut Context<'_, ThirdParty>,
@@ -225,7 +229,7 @@ async fn serve_replaying<C, E>(
 ) -> Result<()>
 where
     E: Endpoint,
-    Persisting<Report>: Handler<E>,
+    Persisting<Report>: Handler<E, Error = Error>,
 {
     if setup.state.is_none() {
         tracing::warn!("no `state` database: the replay cache is lost on restart");

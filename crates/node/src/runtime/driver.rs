@@ -6,6 +6,10 @@
 //! role's datagrams. A handler error stops the loop *before* anything is sent, so a datagram
 //! never leaves that depends on state the store failed to record.
 //!
+//! What of that loop needs no I/O — the [`Handler`] trait, the deadline, the timer and the
+//! drain — is [`m2msec_protocol::drive`], tested there without sockets; this shell waits, owns
+//! the socket and the clock.
+//!
 //! Besides datagrams and timers, a handler may take commands from outside the network (a
 //! device's control socket, a demo's script: [`Driver::run_with`]) and take the role off the
 //! network ([`Handler::online`]).
@@ -20,6 +24,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use m2msec_crypto::rng::{CryptoRng, OsRng, SeededRng};
+use m2msec_protocol::drive::{self, Drained};
+pub use m2msec_protocol::drive::{Context, Flow, Handler};
 use m2msec_protocol::{Endpoint, Logged, Millis};
 use m2msec_store::{MemoryStore, RedbStore, Store};
 use tokio::net::UdpSocket;
@@ -53,76 +59,6 @@ pub fn wall_clock() -> Millis {
     Millis(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Whether the driver keeps going after a handler call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Flow {
-    /// Keep serving.
-    Continue,
-    /// Stop once the datagrams already queued are sent.
-    Stop,
-}
-
-/// What a handler may touch while it handles an event or a wake-up.
-pub struct Context<'a, E> {
-    /// The role (to start a new session, read its counters…).
-    pub endpoint: &'a mut E,
-    /// The current time.
-    pub now: Millis,
-    /// The driver's RNG.
-    pub rng: &'a mut dyn CryptoRng,
-}
-
-/// The application side of a driver: what to do with the role's events, and with the commands
-/// `C` of [`Driver::run_with`] (none by default).
-pub trait Handler<E: Endpoint, C = Infallible> {
-    /// Handles one event. Persisting happens here, synchronously, before the driver sends.
-    ///
-    /// # Errors
-    ///
-    /// An error stops the driver at once, without sending what the role has queued.
-    fn on_event(&mut self, cx: &mut Context<'_, E>, event: E::Event) -> Result<Flow>;
-
-    /// When the handler itself wants to be woken (the client daemon's next run), if ever.
-    fn next_wakeup(&self) -> Option<Millis> {
-        None
-    }
-
-    /// Called once the time from [`Handler::next_wakeup`] has come.
-    ///
-    /// # Errors
-    ///
-    /// An error stops the driver.
-    fn on_wakeup(&mut self, cx: &mut Context<'_, E>) -> Result<Flow> {
-        let _ = cx;
-        Ok(Flow::Continue)
-    }
-
-    /// Until when the network holds the role, if it does (a demo's adversary delaying a
-    /// message past its validity): the driver then neither sends, receives nor runs the
-    /// role's timers, and what the role queued leaves once the time has come.
-    fn held_until(&self) -> Option<Millis> {
-        None
-    }
-
-    /// Handles one command of [`Driver::run_with`]; what the role queues leaves as after an
-    /// event.
-    ///
-    /// # Errors
-    ///
-    /// An error stops the driver.
-    fn on_command(&mut self, cx: &mut Context<'_, E>, command: C) -> Result<Flow> {
-        let _ = (cx, command);
-        Ok(Flow::Continue)
-    }
-
-    /// Whether the role is on the network. While it is not (a device whose radio sleeps), its
-    /// socket is closed: nothing arrives, what it sends is lost, its timers still run; the
-    /// socket is bound again on the same address once it is back.
-    fn online(&self) -> bool {
-        true
-    }
-}
-
 /// Writes a log line at `level`, a [`m2msec_protocol::Level`] known only at run time (`tracing` fixes each
 /// line's level where it is written).
 macro_rules! log_at {
@@ -148,6 +84,8 @@ pub fn log_event(event: &impl Logged) {
 pub struct Logs;
 
 impl<E: Endpoint<Event: Logged>> Handler<E> for Logs {
+    type Error = Error;
+
     fn on_event(&mut self, _cx: &mut Context<'_, E>, event: E::Event) -> Result<Flow> {
         log_event(&event);
         Ok(Flow::Continue)
@@ -253,7 +191,11 @@ impl<E: Endpoint> Driver<E> {
     ///
     /// The first error of the handler; socket errors on receive or send are logged and the
     /// loop goes on (a peer that went away must not take the role down).
-    pub async fn run<H: Handler<E>>(self, handler: &mut H, shutdown: Shutdown) -> Result<E> {
+    pub async fn run<H: Handler<E, Error = Error>>(
+        self,
+        handler: &mut H,
+        shutdown: Shutdown,
+    ) -> Result<E> {
         let (_, none) = mpsc::channel::<Infallible>(1);
         self.run_with(handler, none, shutdown).await
     }
@@ -265,7 +207,7 @@ impl<E: Endpoint> Driver<E> {
     ///
     /// As [`Driver::run`]; [`Error::Bind`] if the socket cannot be bound again when the
     /// handler brings the role back online.
-    pub async fn run_with<C, H: Handler<E, C>>(
+    pub async fn run_with<C, H: Handler<E, C, Error = Error>>(
         mut self,
         handler: &mut H,
         mut commands: mpsc::Receiver<C>,
@@ -277,7 +219,7 @@ impl<E: Endpoint> Driver<E> {
             return Ok(self.endpoint);
         }
         loop {
-            if let Some(until) = held(handler) {
+            if let Some(until) = drive::held(handler, wall_clock()) {
                 let wait = Duration::from_millis(until.0.saturating_sub(wall_clock().0));
                 tokio::select! {
                     biased;
@@ -289,10 +231,7 @@ impl<E: Endpoint> Driver<E> {
                 }
                 continue;
             }
-            let deadline = match (self.endpoint.poll_timeout(), handler.next_wakeup()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let deadline = drive::deadline(&self.endpoint, handler);
             let sleep = deadline.map(|d| Duration::from_millis(d.0.saturating_sub(wall_clock().0)));
             let flow = tokio::select! {
                 biased;
@@ -319,15 +258,7 @@ impl<E: Endpoint> Driver<E> {
                     Flow::Continue
                 }
                 () = sleep_for(sleep) => {
-                    let now = wall_clock();
-                    if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
-                        self.endpoint.handle_timeout(now, &mut *self.rng);
-                    }
-                    if handler.next_wakeup().is_some_and(|t| t <= now) {
-                        handler.on_wakeup(&mut self.context(now))?
-                    } else {
-                        Flow::Continue
-                    }
+                    drive::on_timer(&mut self.endpoint, &mut *self.rng, handler, wall_clock())?
                 }
             };
             if self.drain(handler).await? == Flow::Stop || flow == Flow::Stop {
@@ -348,32 +279,23 @@ impl<E: Endpoint> Driver<E> {
 
     /// Hands every pending event to the handler, then sends every pending datagram (lost
     /// while the role is offline).
-    async fn drain<C, H: Handler<E, C>>(&mut self, handler: &mut H) -> Result<Flow> {
-        let mut flow = Flow::Continue;
-        while let Some(event) = self.endpoint.poll_event() {
-            if handler.on_event(&mut self.context(wall_clock()), event)? == Flow::Stop {
-                flow = Flow::Stop;
-            }
-        }
-        match (handler.online(), self.socket.is_some()) {
+    async fn drain<C, H: Handler<E, C, Error = Error>>(&mut self, handler: &mut H) -> Result<Flow> {
+        let Drained {
+            flow,
+            online,
+            transmits,
+        } = drive::drain(&mut self.endpoint, &mut *self.rng, handler, wall_clock)?;
+        match (online, self.socket.is_some()) {
             (false, true) => self.socket = None,
             (true, false) => self.socket = Some(Arc::new(bind(self.local).await?)),
             _ => {}
         }
-        if held(handler).is_some() {
-            return Ok(flow);
-        }
-        while let Some(transmit) = self.endpoint.poll_transmit() {
+        for transmit in transmits {
             let Some(socket) = &self.socket else { continue };
             send(&self.name, socket, self.local, self.tap.as_ref(), transmit).await;
         }
         Ok(flow)
     }
-}
-
-/// The end of the handler's hold on the role, while it lasts.
-fn held<E: Endpoint, C, H: Handler<E, C>>(handler: &H) -> Option<Millis> {
-    handler.held_until().filter(|until| *until > wall_clock())
 }
 
 /// How long a datagram that a bad link holds back waits per later datagram allowed to

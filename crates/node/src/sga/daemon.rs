@@ -46,6 +46,8 @@ use crate::runtime::driver::{
 pub type ServerHandler = Persisting;
 
 impl Handler<Server> for ServerHandler {
+    type Error = Error;
+
     fn on_event(&mut self, _cx: &mut Context<'_, Server>, event: ServerEvent) -> Result<Flow> {
         log_event(&event);
         if let ServerEvent::Persist(op) = event {
@@ -169,6 +171,8 @@ impl DeviceNode {
 }
 
 impl Handler<Device, Command> for DeviceNode {
+    type Error = Error;
+
     fn on_event(&mut self, cx: &mut Context<'_, Device>, event: DeviceEvent) -> Result<Flow> {
         let handled = self.agent.on_event(cx.endpoint, cx.now, event);
         // What the agent noted before a store error is logged and answered all the same.
