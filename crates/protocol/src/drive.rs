@@ -91,9 +91,13 @@ pub trait Handler<E: Endpoint, C = Infallible> {
     }
 }
 
-/// The end of the handler's hold on the role at `now`, while it lasts.
-pub fn held<E: Endpoint, C, H: Handler<E, C>>(handler: &H, now: Millis) -> Option<Millis> {
-    handler.held_until().filter(|until| *until > now)
+/// The end of the handler's hold on the role at the time `now` reads, while it lasts.
+pub fn held<E: Endpoint, C, H: Handler<E, C>>(
+    handler: &H,
+    now: impl FnOnce() -> Millis,
+) -> Option<Millis> {
+    // The clock is read only when a hold is set (a simulated clock may move on each read).
+    handler.held_until().filter(|until| *until > now())
 }
 
 /// When the driver must next wake: the role's deadline or the handler's, whichever is first.
@@ -160,7 +164,7 @@ pub fn drain<E: Endpoint, C, H: Handler<E, C>>(
     }
     let online = handler.online();
     let mut transmits = Vec::new();
-    if held(handler, clock()).is_none() {
+    if held(handler, &mut clock).is_none() {
         while let Some(transmit) = endpoint.poll_transmit() {
             if online {
                 transmits.push(transmit);
@@ -304,6 +308,8 @@ mod tests {
         };
         assert_eq!(drain_at(&mut role, &mut handler, 0).unwrap_err(), 2);
         assert_eq!(handler.seen, [1]);
+        // The events after the failing one stay queued.
+        assert_eq!(role.events, [3]);
         // Nothing taken: the datagrams stay with the role, which the shell then drops.
         assert_eq!(role.transmits.len(), 2);
         assert!(!role.log.contains(&"transmit taken"));
@@ -400,7 +406,7 @@ mod tests {
                 .transmits
                 .is_empty()
         );
-        assert_eq!(held(&handler, Millis(50)), Some(Millis(100)));
+        assert_eq!(held(&handler, || Millis(50)), Some(Millis(100)));
         assert_eq!(role.transmits, [7]);
         let drained = drain_at(&mut role, &mut handler, 100).unwrap();
         assert_eq!(payloads(&drained), [7]);

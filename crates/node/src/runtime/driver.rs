@@ -219,7 +219,7 @@ impl<E: Endpoint> Driver<E> {
             return Ok(self.endpoint);
         }
         loop {
-            if let Some(until) = drive::held(handler, wall_clock()) {
+            if let Some(until) = drive::held(handler, wall_clock) {
                 let wait = Duration::from_millis(until.0.saturating_sub(wall_clock().0));
                 tokio::select! {
                     biased;
@@ -290,9 +290,11 @@ impl<E: Endpoint> Driver<E> {
             (true, false) => self.socket = Some(Arc::new(bind(self.local).await?)),
             _ => {}
         }
-        for transmit in transmits {
-            let Some(socket) = &self.socket else { continue };
-            send(&self.name, socket, self.local, self.tap.as_ref(), transmit).await;
+        // Datagrams come only while online, and the socket is bound then.
+        if let Some(socket) = &self.socket {
+            for transmit in transmits {
+                send(&self.name, socket, self.local, self.tap.as_ref(), transmit).await;
+            }
         }
         Ok(flow)
     }
