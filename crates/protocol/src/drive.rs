@@ -229,6 +229,8 @@ mod tests {
         fn op_counts(&self) -> OpCounts {
             OpCounts::default()
         }
+
+        fn set_path_mtu(&mut self, _: u16) {}
     }
 
     /// A handler that fails on event `fail`, stops on event `stop`, and logs into the role.

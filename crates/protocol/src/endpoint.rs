@@ -179,6 +179,11 @@ pub trait Endpoint {
 
     /// Cryptographic operations performed so far by this role.
     fn op_counts(&self) -> OpCounts;
+
+    /// Sends no datagram larger than a path of this MTU carries from now on (bytes of an IP
+    /// packet; default [`crate::fragment::DEFAULT_PATH_MTU`]): larger messages leave as
+    /// fragments ([`crate::fragment`]).
+    fn set_path_mtu(&mut self, path_mtu: u16);
 }
 
 #[cfg(test)]

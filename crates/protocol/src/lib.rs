@@ -41,6 +41,7 @@ pub mod collab;
 pub mod drive;
 pub mod e2sec;
 mod endpoint;
+pub mod fragment;
 pub mod link;
 mod log;
 pub mod mikey;

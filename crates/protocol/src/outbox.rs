@@ -3,6 +3,7 @@
 use core::net::SocketAddr;
 use std::collections::VecDeque;
 
+use crate::fragment::Fragments;
 use crate::reliable::{AnswerCache, RetransmitPolicy, Retransmits};
 use crate::{Millis, OpCounts, Transmit};
 
@@ -41,6 +42,9 @@ pub struct Outbox<E, M> {
     pub(crate) retransmits: Retransmits,
     /// What was sent for each accepted datagram (see [`crate::reliable`]).
     pub(crate) answers: AnswerCache,
+    /// Messages above the path MTU split, and fragments put together (see
+    /// [`crate::fragment`]).
+    pub(crate) fragments: Fragments,
     _messages: core::marker::PhantomData<fn(M)>,
 }
 
@@ -52,6 +56,7 @@ impl<E, M> Default for Outbox<E, M> {
             ops: OpCounts::default(),
             retransmits: Retransmits::default(),
             answers: AnswerCache::default(),
+            fragments: Fragments::default(),
             _messages: core::marker::PhantomData,
         }
     }

@@ -13,6 +13,9 @@ use core::net::SocketAddr;
 
 use m2msec_crypto::rng::CryptoRng;
 
+use m2msec_wire::fragment::Fragment;
+
+use crate::fragment::Reassembly;
 use crate::outbox::Outbox;
 use crate::reliable::AnswerCache;
 use crate::{Endpoint, Millis, OpCounts, Transmit};
@@ -172,7 +175,14 @@ impl<R: ProtocolRole> Role for R {
 /// accepted is answered with what was sent for it instead of being handled again, an accepted
 /// datagram answers the requests that waited for its sender, and requests are retransmitted
 /// when due.
-impl<R: Role> Endpoint for R {
+///
+/// A message too large for the path leaves as fragments, and fragments are put together before
+/// anything else sees them ([`crate::fragment`]): copies, answers and the role all deal in whole
+/// messages.
+impl<R: Role> Endpoint for R
+where
+    R::Error: From<m2msec_wire::Error>,
+{
     type Event = R::Event;
 
     fn handle_datagram(
@@ -182,6 +192,22 @@ impl<R: Role> Endpoint for R {
         datagram: &[u8],
         rng: &mut dyn CryptoRng,
     ) {
+        let whole;
+        let datagram = if Fragment::is_fragment(datagram) {
+            match self.outbox_mut().fragments.receive(now, remote, datagram) {
+                Reassembly::Whole(message) => {
+                    whole = message;
+                    &whole[..]
+                }
+                Reassembly::Incomplete => return,
+                Reassembly::Refused(e) => {
+                    self.outbox_mut().event(R::rejected(remote, e.into()));
+                    return;
+                }
+            }
+        } else {
+            datagram
+        };
         // A copy of a datagram already accepted: send again what was sent for it.
         let digest = AnswerCache::digest(remote, datagram);
         let out = self.outbox_mut();
@@ -210,7 +236,18 @@ impl<R: Role> Endpoint for R {
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.outbox_mut().transmits.pop_front()
+        let out = self.outbox_mut();
+        loop {
+            let next = out.transmits.pop_front()?;
+            let mut datagrams = out.fragments.split(next).into_iter();
+            if let Some(first) = datagrams.next() {
+                // The other fragments go next, before anything queued after their message.
+                for rest in datagrams.rev() {
+                    out.transmits.push_front(rest);
+                }
+                return Some(first);
+            }
+        }
     }
 
     fn poll_timeout(&self) -> Option<Millis> {
@@ -229,5 +266,9 @@ impl<R: Role> Endpoint for R {
 
     fn op_counts(&self) -> OpCounts {
         self.outbox().ops
+    }
+
+    fn set_path_mtu(&mut self, path_mtu: u16) {
+        self.outbox_mut().fragments.set_path_mtu(path_mtu);
     }
 }

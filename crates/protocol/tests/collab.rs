@@ -94,9 +94,10 @@ fn names(range: std::ops::RangeInclusive<usize>) -> Vec<String> {
     range.map(|i| format!("proxy-{i}")).collect()
 }
 
-/// Rewrites every datagram of one message type with `f`.
+/// Rewrites every message of one type with `f`, as an attacker on the path who puts fragments
+/// together first.
 fn rewrite(mut f: impl FnMut(&mut Message) -> bool) -> impl FnMut(&Datagram) -> Vec<Datagram> {
-    move |d: &Datagram| {
+    m2msec_protocol::fragment::on_messages(move |d: &Datagram| {
         let mut d = d.clone();
         if let Ok(mut m) = Message::decode(&d.payload) {
             if f(&mut m) {
@@ -104,7 +105,7 @@ fn rewrite(mut f: impl FnMut(&mut Message) -> bool) -> impl FnMut(&Datagram) -> 
             }
         }
         vec![d]
-    }
+    })
 }
 
 #[test]

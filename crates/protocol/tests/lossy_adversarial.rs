@@ -218,6 +218,40 @@ mod collab {
         }
     }
 
+    /// Lamport's 16.8 KB CertRequests and 8.3 KB signed fragments cross a link that loses one
+    /// datagram in five as fragments no larger than the default path allows (1,232 bytes of
+    /// UDP payload): each retransmission fills the gaps the earlier ones left.
+    #[test]
+    fn large_messages_cross_a_lossy_link_in_fragments_within_the_path_mtu() {
+        use m2msec_protocol::fragment::OnPath;
+        use m2msec_protocol::link::LinkFaults;
+
+        let mut established = 0;
+        for seed in SEEDS {
+            let (mut w, mut rng) = world(&[], seed);
+            let faults = LinkFaults { loss: 0.2, ..LOSSY };
+            w.net.set_faults(faults, seed);
+            w.run_honest(&mut rng).unwrap();
+            assert!(
+                w.net.log.iter().all(|d| d.payload.len() <= 1232),
+                "seed {seed}"
+            );
+            let mut path = OnPath::default();
+            let fragmented = w
+                .net
+                .log
+                .iter()
+                .filter_map(|d| path.message(d))
+                .filter(|(m, n)| *n > 1 && Message::decode(m).is_ok())
+                .count();
+            assert!(fragmented > 0, "seed {seed}: no message was fragmented");
+            established += usize::from(agreed(&w).is_some());
+        }
+        // Each run is one try: at most one of the seeds may fail as a whole run at this loss.
+        let runs = usize::try_from(SEEDS.end - SEEDS.start).unwrap();
+        assert!(established + 1 >= runs, "{established} of {runs}");
+    }
+
     /// Every copy of proxy-2's signed fragment is altered on the way, each delivered twice: B
     /// refuses each copy it receives (a refused datagram is never remembered as answered), the
     /// one-time key of proxy-2 is never spent, and the four other proxies carry the session.
@@ -229,7 +263,8 @@ mod collab {
             let victim = w.addrs[FIRST_PROXY_ROLE + 1];
             let mut victim_key = None;
             w.client.connect(w.net.now, &mut rng).unwrap();
-            w.run(&mut rng, &mut |d| {
+            // The attacker puts the fragments of the 8 KB message together first.
+            let mut forge = m2msec_protocol::fragment::on_messages(|d: &Datagram| {
                 let Ok(Message::SealedFragment(mut f)) = Message::decode(&d.payload) else {
                     return vec![d.clone()];
                 };
@@ -245,6 +280,8 @@ mod collab {
                 };
                 vec![forged.clone(), forged]
             });
+            w.run(&mut rng, &mut forge);
+            drop(forge);
             // Copies that arrive once B's session is over are refused as out of place. (On
             // some loss patterns none arrives: A's fragment to proxy-2 was lost and the others
             // finished first.)

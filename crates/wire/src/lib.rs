@@ -10,6 +10,7 @@
 pub mod cbor;
 pub mod collab;
 pub mod e2sec;
+pub mod fragment;
 pub mod mikey;
 pub mod pcap;
 pub mod relay;
@@ -95,6 +96,10 @@ pub enum Error {
         /// The discriminant found.
         value: u64,
     },
+    /// A fragment of a message that cannot be one (see [`fragment`]), or fragments that do
+    /// not add up to their message.
+    #[error("invalid fragment: {0}")]
+    Fragment(&'static str),
     /// A MIKEY (RFC 3830) message was malformed or could not be encoded.
     #[error("MIKEY: {0}")]
     Mikey(#[from] mikey::MikeyError),

@@ -17,7 +17,7 @@ use crate::harness::daemon::Setup;
 pub use crate::runtime::config::{AeadName, OtsName};
 use crate::runtime::config::{
     SharingName, check_identity, field_error, load_toml, millis, non_empty, overlay, resolve,
-    with_retransmit_fields,
+    with_link_fields,
 };
 use crate::runtime::keyfile;
 
@@ -58,7 +58,7 @@ pub struct ProxyFile {
     pub capability: u8,
 }
 
-with_retransmit_fields! {
+with_link_fields! {
 /// Timeouts, in milliseconds; absent values take the protocol's defaults.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -252,6 +252,7 @@ pub fn load_client(file: &Path) -> Result<Setup<ClientConfig>> {
     config.timeouts = f.timeouts.build();
     Ok(Setup {
         listen: f.listen,
+        path_mtu: f.timeouts.path_mtu(file)?,
         state: f.state.map(|s| resolve(file, &s)),
         config,
     })
@@ -267,6 +268,7 @@ pub fn load_proxy(file: &Path) -> Result<Setup<ProxyConfig>> {
     check_identity(file, "identity", &f.identity, None)?;
     Ok(Setup {
         listen: f.listen,
+        path_mtu: f.timeouts.path_mtu(file)?,
         state: None,
         config: ProxyConfig {
             identity: f.identity.clone(),
@@ -289,6 +291,7 @@ pub fn load_trusted(file: &Path) -> Result<Setup<TrustedConfig>> {
     check_identity(file, "identity", &f.identity, None)?;
     Ok(Setup {
         listen: f.listen,
+        path_mtu: f.timeouts.path_mtu(file)?,
         state: None,
         config: TrustedConfig {
             identity: f.identity.clone(),
@@ -310,6 +313,7 @@ pub fn load_server(file: &Path) -> Result<Setup<ServerConfig>> {
     check_identity(file, "identity", &f.identity, None)?;
     Ok(Setup {
         listen: f.listen,
+        path_mtu: f.timeouts.path_mtu(file)?,
         state: f.state.map(|s| resolve(file, &s)),
         config: ServerConfig {
             identity: f.identity.clone(),

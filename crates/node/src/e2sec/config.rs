@@ -20,8 +20,8 @@ use super::group_name;
 use crate::error::{Error, Result};
 use crate::harness::daemon::Setup;
 use crate::runtime::config::{
-    at_least_1, check_identity, config_names, field_error, load_toml, non_empty, resolve,
-    with_retransmit_fields,
+    at_least_1, check_identity, config_names, field_error, load_toml, non_empty, path_mtu, resolve,
+    with_link_fields,
 };
 use crate::runtime::keyfile;
 
@@ -75,6 +75,10 @@ pub struct EpcFile {
     pub identity: String,
     /// Local UDP address to bind.
     pub listen: SocketAddr,
+    /// Largest IP packet the path to the subscribers carries, in bytes (default 1280; at least
+    /// 576): a larger answer is sent in fragments that fit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_mtu: Option<u16>,
     /// x_EPC (PEM "M2MSEC E2SEC SECRET KEY"); its group is the deployment's.
     pub secret_key: PathBuf,
     /// How long a warrant is valid, in seconds (default 3600).
@@ -114,7 +118,7 @@ pub struct PeerFile {
     pub addr: SocketAddr,
 }
 
-with_retransmit_fields! {
+with_link_fields! {
 /// `e2sec-device` and `e2sec-server` config file.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -192,6 +196,7 @@ pub fn load_epc(file: &Path) -> Result<Setup<EpcConfig>> {
         .collect::<Result<_>>()?;
     Ok(Setup {
         listen: f.listen,
+        path_mtu: path_mtu(file, f.path_mtu)?,
         config: EpcConfig {
             identity: f.identity,
             secret_key,
@@ -243,6 +248,7 @@ pub fn load_party(file: &Path, role: Role) -> Result<(Setup<PartyConfig>, Vec<St
     let retransmit = f.retransmit_policy();
     let setup = Setup {
         listen: f.listen,
+        path_mtu: f.path_mtu(file)?,
         state: None,
         config: PartyConfig {
             identity: f.identity,

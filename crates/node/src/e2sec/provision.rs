@@ -97,6 +97,7 @@ pub fn provision(
         &EpcFile {
             identity: EPC.into(),
             listen: addrs[EPC_ROLE],
+            path_mtu: None,
             secret_key: epc_secret,
             validity_s: Some(3600),
             replay_window_ms: None,
@@ -117,6 +118,7 @@ pub fn provision(
         steady_retransmits: None,
         max_retransmit_interval_ms: None,
         max_retransmit: None,
+        path_mtu: None,
         connect,
         epc: EpcPeerFile {
             identity: EPC.into(),

@@ -22,6 +22,8 @@ use crate::runtime::driver::{self, Context, Driver, Flow, Handler, Shutdown};
 pub struct Setup<C> {
     /// Address to bind.
     pub listen: SocketAddr,
+    /// Largest IP packet the path to the peers carries (config `path_mtu`).
+    pub path_mtu: u16,
     /// The state database, resolved; none where the role keeps no state or only in memory.
     pub state: Option<PathBuf>,
     /// The role's config.
@@ -121,7 +123,8 @@ pub struct Daemon<E> {
 }
 
 impl<E: Endpoint> Daemon<E> {
-    /// Binds `endpoint`, the daemon `role` ("collab-proxy", …) of `identity`, to `listen`.
+    /// Binds `endpoint`, the daemon `role` ("collab-proxy", …) of `identity`, to `listen`; it
+    /// sends no datagram larger than a path of `path_mtu` carries.
     ///
     /// # Errors
     ///
@@ -129,9 +132,10 @@ impl<E: Endpoint> Daemon<E> {
     pub async fn bind(
         role: &'static str,
         identity: impl Into<String>,
-        listen: SocketAddr,
-        endpoint: E,
+        (listen, path_mtu): (SocketAddr, u16),
+        mut endpoint: E,
     ) -> Result<Self> {
+        endpoint.set_path_mtu(path_mtu);
         let identity = identity.into();
         let socket = driver::bind(listen).await?;
         let driver = Driver::new(identity.clone(), socket, endpoint, Box::new(OsRng))?;

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::harness::daemon::Setup;
 use crate::runtime::config::{
     SharingName, check_identity, config_names, field_error, load_toml, millis, non_empty, overlay,
-    resolve, with_retransmit_fields,
+    resolve, with_link_fields,
 };
 use crate::runtime::keyfile;
 
@@ -65,7 +65,7 @@ config_names! {
     }
 }
 
-with_retransmit_fields! {
+with_link_fields! {
 /// Choices every role shares; absent values take the protocol's defaults.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -388,6 +388,7 @@ pub fn load_initiator(file: &Path) -> Result<Setup<InitiatorConfig>> {
     };
     Ok(Setup {
         listen: f.listen,
+        path_mtu: f.policy.path_mtu(file)?,
         state: None,
         config: InitiatorConfig {
             identity: f.identity,
@@ -410,6 +411,7 @@ pub fn load_third_party(file: &Path) -> Result<Setup<ThirdPartyConfig>> {
     let responders = pk_peers(file, "responders", &f.responders, Needs::EncryptionKey)?;
     Ok(Setup {
         listen: f.listen,
+        path_mtu: f.policy.path_mtu(file)?,
         state: f.state.map(|s| resolve(file, &s)),
         config: ThirdPartyConfig {
             identity: f.identity.clone(),
@@ -439,6 +441,7 @@ pub fn load_responder(file: &Path) -> Result<Setup<ResponderConfig>> {
     let pk_initiators = pk_peers(file, "pk_initiators", &f.pk_initiators, Needs::VerifyingKey)?;
     Ok(Setup {
         listen: f.listen,
+        path_mtu: f.policy.path_mtu(file)?,
         state: f.state.map(|s| resolve(file, &s)),
         config: ResponderConfig {
             identity: f.identity.clone(),

@@ -210,7 +210,13 @@ pub async fn run_initiator(
     let mode = ModeName::from(&setup.config.mode);
     tracing::info!(mode = mode.name(), "initiator mode");
     let initiator = Initiator::new(setup.config)?;
-    let daemon = Daemon::bind("mikey-initiator", identity, setup.listen, initiator).await?;
+    let daemon = Daemon::bind(
+        "mikey-initiator",
+        identity,
+        (setup.listen, setup.path_mtu),
+        initiator,
+    )
+    .await?;
     let handler = InitiatorHandler::new(runs, ());
     let handler = daemon
         .start(Initiator::start_run, handler, shutdown)
@@ -236,7 +242,13 @@ where
     }
     let store = open_store(setup.state.as_deref())?;
     let cache = load_replay_cache(&*store, driver::wall_clock())?;
-    let daemon = Daemon::bind(role, identity, setup.listen, new(setup.config, cache)?).await?;
+    let daemon = Daemon::bind(
+        role,
+        identity,
+        (setup.listen, setup.path_mtu),
+        new(setup.config, cache)?,
+    )
+    .await?;
     daemon.serve(Persisting::new(store, None), shutdown).await
 }
 

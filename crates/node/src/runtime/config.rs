@@ -11,6 +11,7 @@ use m2msec_crypto::aead::AeadSuite;
 use m2msec_crypto::ots::OtsScheme;
 use m2msec_crypto::split::SharingScheme;
 use m2msec_protocol::RetransmitPolicy;
+use m2msec_protocol::fragment::{DEFAULT_PATH_MTU, MIN_PATH_MTU};
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
@@ -141,15 +142,37 @@ pub fn retransmit_policy(
     })
 }
 
-/// Declares a config-file table with the four retransmission fields of [`retransmit_policy`]
-/// spliced in after its own fields (and before those of an `after { … }` block), plus a
-/// `retransmit_policy()` method that reads them.
+/// The path MTU a config's `path_mtu` field gives (absent:
+/// [`DEFAULT_PATH_MTU`](m2msec_protocol::fragment::DEFAULT_PATH_MTU)).
+///
+/// # Errors
+///
+/// [`Error::Config`] naming the file and the field, for one below
+/// [`MIN_PATH_MTU`](m2msec_protocol::fragment::MIN_PATH_MTU).
+pub fn path_mtu(file: &Path, path_mtu: Option<u16>) -> Result<u16> {
+    match path_mtu {
+        None => Ok(DEFAULT_PATH_MTU),
+        Some(mtu) if mtu >= MIN_PATH_MTU => Ok(mtu),
+        Some(mtu) => Err(field_error(
+            file,
+            "path_mtu",
+            format!(
+                "must be at least {MIN_PATH_MTU} (the datagram every IPv4 host accepts), is {mtu}"
+            ),
+        )),
+    }
+}
+
+/// Declares a config-file table with the fields that say how a role's datagrams cross its path
+/// spliced in after its own fields (and before those of an `after { … }` block): the four
+/// retransmission fields of [`retransmit_policy`], read by a `retransmit_policy()` method, and
+/// `path_mtu`, read by [`path_mtu`] through a `path_mtu(file)` method.
 ///
 /// The fields are written once here rather than as a shared struct under
 /// `#[serde(flatten)]`, which serde cannot combine with `deny_unknown_fields`: generated into
 /// each table, they keep toml's own errors for an unknown field — its line, column and the
 /// list of every field in file order — exactly as a hand-written table has them.
-macro_rules! with_retransmit_fields {
+macro_rules! with_link_fields {
     (
         $(#[$meta:meta])*
         $vis:vis struct $name:ident {
@@ -176,6 +199,10 @@ macro_rules! with_retransmit_fields {
             /// Retransmissions of an unanswered request before giving up (default 11).
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub max_retransmit: Option<u32>,
+            /// Largest IP packet the path to the peers carries, in bytes (default 1280, IPv6's
+            /// minimum; at least 576): a larger message is sent in fragments that fit.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub path_mtu: Option<u16>,
             $($( $(#[$ameta])* $avis $afield: $aty, )*)?
         }
 
@@ -191,10 +218,19 @@ macro_rules! with_retransmit_fields {
                     self.max_retransmit,
                 )
             }
+
+            /// The path MTU of the field `path_mtu` of the config file `file`.
+            ///
+            /// # Errors
+            ///
+            /// [`Error::Config`](crate::error::Error::Config) for one below 576.
+            pub fn path_mtu(&self, file: &::std::path::Path) -> $crate::error::Result<u16> {
+                $crate::runtime::config::path_mtu(file, self.path_mtu)
+            }
         }
     };
 }
-pub(crate) use with_retransmit_fields;
+pub(crate) use with_link_fields;
 
 /// Declares the names a config file gives the values of `$target` (an enum of the protocol or
 /// crypto crate), for one or more such enums: one variant per name, in the order toml's errors
@@ -310,6 +346,15 @@ mod tests {
             "field `b`: must be at least 1"
         ));
         assert!(at_least_1(f, &[("a", false)]).is_ok());
+    }
+
+    #[test]
+    fn path_mtu_defaults_to_ipv6_minimum_and_refuses_below_576() {
+        let f = Path::new("x.toml");
+        assert_eq!(path_mtu(f, None).ok(), Some(1280));
+        assert_eq!(path_mtu(f, Some(576)).ok(), Some(576));
+        let e = path_mtu(f, Some(575)).err().map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("field `path_mtu`: must be at least 576")));
     }
 
     #[test]

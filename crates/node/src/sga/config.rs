@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::runtime::config::{
     check_identity, config_names, field_error, load_toml, millis, millis_at_least_1, non_empty,
-    overlay, resolve, with_retransmit_fields,
+    overlay, resolve, with_link_fields,
 };
 use crate::runtime::keyfile;
 
@@ -31,7 +31,7 @@ config_names! {
     }
 }
 
-with_retransmit_fields! {
+with_link_fields! {
 /// Waits, in milliseconds; absent values take the protocol's defaults.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -151,6 +151,8 @@ const ID_LIMIT: Option<&str> = Some("at most 255 bytes");
 pub struct ServerSetup {
     /// Address to bind.
     pub listen: SocketAddr,
+    /// Largest IP packet the path to the peers carries (config `path_mtu`).
+    pub path_mtu: u16,
     /// The store, resolved.
     pub state: PathBuf,
     /// The role's config.
@@ -170,6 +172,7 @@ pub fn load_server(file: &Path) -> Result<ServerSetup> {
     let pke_key = keyfile::load(&resolve(file, &f.pke_key))?;
     Ok(ServerSetup {
         listen: f.listen,
+        path_mtu: f.timeouts.path_mtu(file)?,
         state: resolve(file, &f.state),
         config: ServerConfig {
             identity: f.identity,
@@ -187,6 +190,8 @@ pub fn load_server(file: &Path) -> Result<ServerSetup> {
 pub struct DeviceSetup {
     /// Address to bind.
     pub listen: SocketAddr,
+    /// Largest IP packet the path to the peers carries (config `path_mtu`).
+    pub path_mtu: u16,
     /// The control socket, resolved.
     pub control: PathBuf,
     /// The store, resolved.
@@ -245,6 +250,7 @@ pub fn load_device(file: &Path) -> Result<DeviceSetup> {
     debug_assert!(LIGHTWEIGHT_SUITES.len() == SuiteName::ALL.len());
     Ok(DeviceSetup {
         listen: f.listen,
+        path_mtu: f.timeouts.path_mtu(file)?,
         control,
         state: resolve(file, &f.state),
         poll: Duration::from_millis(f.poll_ms.max(100)),

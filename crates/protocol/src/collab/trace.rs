@@ -13,6 +13,7 @@ use m2msec_wire::collab::{
 };
 
 use crate::annotate::wrap_hex;
+use crate::fragment::OnPath;
 
 use super::sim::{Configs, PORT, Spec, Topology, World};
 use super::{ClientEvent, Error, FinishedKeys, ServerEvent, SessionId, sealing_aad};
@@ -82,21 +83,28 @@ pub fn render(spec: &Spec, seed: u64) -> Result<String, Error> {
         None => a.to_string(),
     };
     let _ = writeln!(o, "\n## messages");
-    for (n, d) in w.net.log.iter().enumerate() {
-        let Ok(msg) = Message::decode(&d.payload) else {
-            continue;
+    // A message sent in fragments is shown once, whole, when its last fragment arrives.
+    let mut path = OnPath::default();
+    let messages = w.net.log.iter().filter_map(|d| {
+        let (bytes, datagrams) = path.message(d)?;
+        Some((d, Message::decode(&bytes).ok()?, bytes, datagrams))
+    });
+    for (n, (d, msg, bytes, datagrams)) in messages.enumerate() {
+        let carried = match datagrams {
+            1 => String::new(),
+            n => format!(" in {n} fragments"),
         };
         let _ = writeln!(
             o,
-            "\n[{}] +{} ms  {} -> {}  {} ({} bytes)",
+            "\n[{}] +{} ms  {} -> {}  {} ({} bytes{carried})",
             n + 1,
             d.at.0 - start.0,
             role(&d.from),
             role(&d.to),
             msg.name(),
-            d.payload.len()
+            bytes.len()
         );
-        wrap_hex(o, "bytes", &d.payload);
+        wrap_hex(o, "bytes", &bytes);
         for (name, value) in msg.fields() {
             let _ = writeln!(o, "  {name}: {}", shorten(&value));
         }
