@@ -207,6 +207,7 @@ fn demo_pcap_is_a_valid_capture_of_every_datagram() {
     let mut at = 24;
     let mut records = 0u64;
     let mut payload_bytes = 0u64;
+    let mut fragments = 0u64;
     while at < bytes.len() {
         let incl = u32_le(&bytes, at + 8) as usize;
         let orig = u32_le(&bytes, at + 12) as usize;
@@ -222,10 +223,15 @@ fn demo_pcap_is_a_valid_capture_of_every_datagram() {
         );
         assert_eq!(usize::from(u16_be(ip, 24)), incl - 20, "UDP length");
         payload_bytes += (incl - 28) as u64;
+        // No datagram over the default path MTU (1280 less IPv6 and UDP headers); the
+        // one-time-signature messages go as fragments (first byte 0xfa).
+        assert!(incl - 28 <= 1232, "a datagram of {} bytes", incl - 28);
+        fragments += u64::from(ip[28] == 0xfa);
         records += 1;
         at += 16 + incl;
     }
     assert_eq!(at, bytes.len(), "no trailing bytes");
+    assert!(fragments > 0, "the Lamport messages were not fragmented");
     assert_eq!(
         Some(records),
         v["messages"].as_u64(),
