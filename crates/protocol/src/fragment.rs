@@ -1,9 +1,9 @@
 //! No datagram larger than the path carries: a message above the path MTU leaves as fragments
 //! (`m2msec_wire::fragment`) and is put together again before its role sees it.
 //!
-//! Every role that runs as an [`Endpoint`](crate::Endpoint) gets this in its [`Outbox`]
-//! (`crate::outbox::Outbox`), once for all protocols: today only collab sends messages that
-//! need it (a proxy's Lamport CertRequest is 16.8 KB, its signed answer 8.3 KB); MIKEY, SGA and
+//! Every role that runs as an [`Endpoint`](crate::Endpoint) gets this in its
+//! [`Outbox`](crate::Outbox), once for all protocols: today only collab sends messages that need
+//! it (a proxy's Lamport CertRequest is 16.8 KB, its signed answer 8.3 KB); MIKEY, SGA and
 //! E2SEC stay below 1,232 bytes in every mode, so their datagrams are unchanged.
 //!
 //! Lost fragments are not asked for again: the sender's request is retransmitted whole

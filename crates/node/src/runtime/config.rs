@@ -142,13 +142,11 @@ pub fn retransmit_policy(
     })
 }
 
-/// The path MTU a config's `path_mtu` field gives (absent:
-/// [`DEFAULT_PATH_MTU`](m2msec_protocol::fragment::DEFAULT_PATH_MTU)).
+/// The path MTU a config's `path_mtu` field gives (absent: [`DEFAULT_PATH_MTU`]).
 ///
 /// # Errors
 ///
-/// [`Error::Config`] naming the file and the field, for one below
-/// [`MIN_PATH_MTU`](m2msec_protocol::fragment::MIN_PATH_MTU).
+/// [`Error::Config`] naming the file and the field, for one below [`MIN_PATH_MTU`].
 pub fn path_mtu(file: &Path, path_mtu: Option<u16>) -> Result<u16> {
     match path_mtu {
         None => Ok(DEFAULT_PATH_MTU),
