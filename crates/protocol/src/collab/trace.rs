@@ -12,8 +12,7 @@ use m2msec_wire::collab::{
     FinishedBody, FragmentBody, KeyMaterialBody, KeyRequestBody, Message, ProxyListBody, RelayBody,
 };
 
-use crate::annotate::wrap_hex;
-use crate::fragment::OnPath;
+use crate::annotate::{self, shorten};
 
 use super::sim::{Configs, PORT, Spec, Topology, World};
 use super::{ClientEvent, Error, FinishedKeys, ServerEvent, SessionId, sealing_aad};
@@ -83,28 +82,11 @@ pub fn render(spec: &Spec, seed: u64) -> Result<String, Error> {
         None => a.to_string(),
     };
     let _ = writeln!(o, "\n## messages");
-    // A message sent in fragments is shown once, whole, when its last fragment arrives.
-    let mut path = OnPath::default();
-    let messages = w.net.log.iter().filter_map(|d| {
-        let (bytes, datagrams) = path.message(d)?;
-        Some((d, Message::decode(&bytes).ok()?, bytes, datagrams))
-    });
-    for (n, (d, msg, bytes, datagrams)) in messages.enumerate() {
-        let carried = match datagrams {
-            1 => String::new(),
-            n => format!(" in {n} fragments"),
-        };
-        let _ = writeln!(
-            o,
-            "\n[{}] +{} ms  {} -> {}  {} ({} bytes{carried})",
-            n + 1,
-            d.at.0 - start.0,
-            role(&d.from),
-            role(&d.to),
-            msg.name(),
-            bytes.len()
-        );
-        wrap_hex(o, "bytes", &bytes);
+    for (n, m) in annotate::messages(&w.net.log, |b| Message::decode(b).ok()).enumerate() {
+        let (d, msg) = (m.datagram, &m.message);
+        let (from, to) = (role(&d.from), role(&d.to));
+        let ends = (from.as_str(), to.as_str());
+        annotate::heading(o, n + 1, d.at.0 - start.0, ends, msg.name(), &m);
         for (name, value) in msg.fields() {
             let _ = writeln!(o, "  {name}: {}", shorten(&value));
         }
@@ -115,7 +97,7 @@ pub fn render(spec: &Spec, seed: u64) -> Result<String, Error> {
                 .and_then(|i| i.checked_sub(3))
         };
         let peer = proxy_of(&d.from).or_else(|| proxy_of(&d.to));
-        let opened = match &msg {
+        let opened = match msg {
             Message::KeyRequest(m) => open::<KeyRequestBody>(&k_at, 5, &session, &m.sealed.0),
             Message::ProxyList(m) => open::<ProxyListBody>(&k_at, 9, &session, &m.sealed.0),
             Message::KeyMaterial(m) => peer
@@ -136,11 +118,7 @@ pub fn render(spec: &Spec, seed: u64) -> Result<String, Error> {
             _ => None,
         };
         if let Some((plain, fields)) = opened {
-            let _ = writeln!(o, "  sealed body, opened:");
-            wrap_hex(o, "  plaintext", &plain);
-            for (name, value) in fields {
-                let _ = writeln!(o, "    {name}: {}", shorten(&value));
-            }
+            annotate::opened(o, &plain, &fields);
         }
     }
 
@@ -160,18 +138,8 @@ pub fn render(spec: &Spec, seed: u64) -> Result<String, Error> {
         hex(finished.server.as_bytes())
     );
     let _ = writeln!(o, "participants = {}", client.participants.join(", "));
-    let ops = w.client.op_counts();
-    let _ = writeln!(
-        o,
-        "client operations: symmetric {}, hash {}, redundancy {}, asymmetric {}",
-        ops.symmetric, ops.hash, ops.redundancy, ops.asymmetric
-    );
-    let ops = w.server.op_counts();
-    let _ = writeln!(
-        o,
-        "server operations: symmetric {}, hash {}, redundancy {}, asymmetric {}",
-        ops.symmetric, ops.hash, ops.redundancy, ops.asymmetric
-    );
+    annotate::operations(o, "client", w.client.op_counts());
+    annotate::operations(o, "server", w.server.op_counts());
     Ok(out)
 }
 
@@ -215,16 +183,3 @@ fields_impl!(
     RelayBody,
     FinishedBody
 );
-
-/// Long values (one-time keys run to kilobytes) are shown by their length and both ends; the
-/// full bytes are in the message's hex above.
-fn shorten(value: &str) -> String {
-    if value.chars().count() <= 160 {
-        value.to_owned()
-    } else {
-        let chars: Vec<char> = value.chars().collect();
-        let head: String = chars[..64].iter().collect();
-        let tail: String = chars[chars.len().saturating_sub(32)..].iter().collect();
-        format!("{head}…{tail} ({} chars; full bytes above)", chars.len())
-    }
-}

@@ -10,7 +10,7 @@ use m2msec_crypto::rng::SeededRng;
 use m2msec_wire::cbor::hex;
 use m2msec_wire::mikey::{DataType, KemacPlaintext, Message, Payload, Timestamp};
 
-use crate::annotate::wrap_hex;
+use crate::annotate::{self, wrap_hex};
 
 use super::sim::{Configs, Spec, World, addresses};
 use super::{DistributedParams, Error, InitiatorEvent, Mode, ModeName, ResponderEvent};
@@ -95,22 +95,13 @@ pub fn render(spec: &Spec, seed: u64) -> Result<String, Error> {
         None => a.to_string(),
     };
     let _ = writeln!(o, "\n## messages");
-    for (i, d) in w.net.log.iter().enumerate() {
-        let Ok(msg) = Message::decode(&d.payload) else {
-            continue;
-        };
+    for (i, m) in annotate::messages(&w.net.log, |b| Message::decode(b).ok()).enumerate() {
+        let (d, msg) = (m.datagram, &m.message);
         let h = &msg.header;
-        let _ = writeln!(
-            o,
-            "\n[{}] +{} ms  {} -> {}  {:?} ({} bytes)",
-            i + 1,
-            d.at.0 - start.0,
-            role(&d.from),
-            role(&d.to),
-            h.data_type,
-            d.payload.len()
-        );
-        wrap_hex(o, "bytes", &d.payload);
+        let (from, to) = (role(&d.from), role(&d.to));
+        let ends = (from.as_str(), to.as_str());
+        let name = format!("{:?}", h.data_type);
+        annotate::heading(o, i + 1, d.at.0 - start.0, ends, &name, &m);
         let _ = writeln!(
             o,
             "  HDR: version 1, data type {:?}, V {}, PRF {:?}, CSB ID {:#010x}, CS map SRTP-ID {:?}",
@@ -159,7 +150,7 @@ pub fn render(spec: &Spec, seed: u64) -> Result<String, Error> {
                     hex(&inkey)
                 );
             }
-            open_kemac(o, &msg, &inkey, h.csb_id, &rand, ts, h.data_type);
+            open_kemac(o, msg, &inkey, h.csb_id, &rand, ts, h.data_type);
         }
     }
 
@@ -173,12 +164,7 @@ pub fn render(spec: &Spec, seed: u64) -> Result<String, Error> {
     let _ = writeln!(o, "salt at R = {}", hex(salt_r));
     let _ = writeln!(o, "fingerprint = {}", hex(&at_i.keys.fingerprint()));
     let _ = writeln!(o, "verified by R = {}", at_i.verified);
-    let ops = w.initiator.ops();
-    let _ = writeln!(
-        o,
-        "initiator operations: symmetric {}, hash {}, redundancy {}, asymmetric {}",
-        ops.symmetric, ops.hash, ops.redundancy, ops.asymmetric
-    );
+    annotate::operations(o, "initiator", w.initiator.ops());
     Ok(out)
 }
 
