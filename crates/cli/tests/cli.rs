@@ -305,12 +305,23 @@ fn bad_config_and_key_files_give_clear_errors() {
 
 #[test]
 fn trace_reproduces_the_committed_vectors() {
-    let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../vectors/collab");
+    let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../vectors");
     for (args, file) in [
-        (vec!["trace", "collab", "--seed", "1"], "trace-seed-1.txt"),
+        (
+            vec!["trace", "collab", "--seed", "1"],
+            "collab/trace-seed-1.txt",
+        ),
         (
             vec!["trace", "collab", "--seed", "1", "--ots", "lmots"],
-            "trace-lmots-seed-1.txt",
+            "collab/trace-lmots-seed-1.txt",
+        ),
+        (
+            vec!["trace", "e2sec", "--seed", "1"],
+            "e2sec/trace-seed-1.txt",
+        ),
+        (
+            vec!["trace", "e2sec", "--seed", "1", "--group", "ffdh1024"],
+            "e2sec/trace-ffdh1024-seed-1.txt",
         ),
     ] {
         let Ok(expected) = std::fs::read_to_string(vectors.join(file)) else {
@@ -320,7 +331,7 @@ fn trace_reproduces_the_committed_vectors() {
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert!(
             text(&out.stdout) == expected,
-            "`m2msec {}` differs from vectors/collab/{file}",
+            "`m2msec {}` differs from vectors/{file}",
             args.join(" ")
         );
     }

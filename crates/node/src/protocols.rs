@@ -219,6 +219,12 @@ pub struct TraceFlags {
     pub mikey: mikey::plug::MikeyArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
+    pub group: GroupArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub e2sec: e2sec::plug::DemoArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
     pub faults: FaultArgs,
 }
 
@@ -231,7 +237,8 @@ pub fn trace(protocol: &str, flags: &TraceFlags, seed: u64) -> Result<String> {
     match protocol {
         collab::PROTOCOL => collab::plug::trace(flags, seed),
         mikey::PROTOCOL => mikey::plug::trace(flags, seed),
-        sga::PROTOCOL | e2sec::PROTOCOL => Err(Error::Usage(format!(
+        e2sec::PROTOCOL => e2sec::plug::trace(flags, seed),
+        sga::PROTOCOL => Err(Error::Usage(format!(
             "no annotated trace of {} yet (`m2msec demo --protocol {protocol}` runs it over UDP)",
             protocol.to_uppercase()
         ))),

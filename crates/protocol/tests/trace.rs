@@ -1,4 +1,5 @@
-//! The committed annotated traces under `vectors/collab/` are re-derived byte for byte.
+//! The committed annotated traces under `vectors/collab/` and `vectors/e2sec/` are re-derived
+//! byte for byte.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use m2msec_crypto::ots::OtsScheme;
@@ -6,10 +7,16 @@ use m2msec_protocol::collab::sim::Spec;
 use m2msec_protocol::collab::trace;
 
 fn check(file: &str, spec: &Spec, seed: u64) {
-    let path = format!("{}/../../vectors/collab/{file}", env!("CARGO_MANIFEST_DIR"));
-    let rendered = trace::render(spec, seed).unwrap();
+    check_rendered(
+        &format!("collab/{file}"),
+        &trace::render(spec, seed).unwrap(),
+    );
+}
+
+fn check_rendered(file: &str, rendered: &str) {
+    let path = format!("{}/../../vectors/{file}", env!("CARGO_MANIFEST_DIR"));
     if std::env::var_os("M2MSEC_BLESS").is_some() {
-        std::fs::write(&path, &rendered).unwrap();
+        std::fs::write(&path, rendered).unwrap();
     }
     let committed = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{path}: {e} (set M2MSEC_BLESS=1 to write it)"));
@@ -40,4 +47,25 @@ fn traces_are_deterministic_and_seed_dependent() {
     let c = trace::render(&Spec::default(), 8).unwrap();
     assert_eq!(a, b);
     assert_ne!(a, c);
+}
+
+#[test]
+fn e2sec_traces_are_reproduced() {
+    use m2msec_crypto::group::GroupId;
+    use m2msec_protocol::e2sec;
+
+    let default = e2sec::sim::Spec::default();
+    check_rendered(
+        "e2sec/trace-seed-1.txt",
+        &e2sec::trace::render(&default, 1).unwrap(),
+    );
+    // The paper's cost table is for 1024-bit p and 160-bit q.
+    let paper = e2sec::sim::Spec {
+        group: GroupId::Dsa1024_160,
+        ..default
+    };
+    check_rendered(
+        "e2sec/trace-ffdh1024-seed-1.txt",
+        &e2sec::trace::render(&paper, 1).unwrap(),
+    );
 }

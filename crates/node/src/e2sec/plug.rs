@@ -13,7 +13,7 @@ use crate::harness::demo::RunOptions;
 use crate::harness::flags::GroupArg;
 use crate::harness::provision::Provisioned;
 use crate::harness::report::{Progress, RunReport};
-use crate::protocols::{BenchFlags, BenchOutput, DemoFlags, ProvisionFlags};
+use crate::protocols::{BenchFlags, BenchOutput, DemoFlags, ProvisionFlags, TraceFlags};
 
 /// The E2SEC demo's flags (the group is `--group`).
 #[derive(Clone, Debug, Args)]
@@ -76,6 +76,27 @@ pub async fn demo(
         run,
     };
     super::demo::run(&opts, progress).await
+}
+
+/// The annotated trace of one seeded in-memory run (`m2msec_protocol::e2sec::trace`, the
+/// generator of the committed `vectors/e2sec/`).
+///
+/// # Errors
+///
+/// [`Error::Usage`] for a group E2SEC does not run over or `--expired-warrant` (a trace shows
+/// an honest run); the run's own errors.
+pub fn trace(flags: &TraceFlags, seed: u64) -> Result<String> {
+    if flags.e2sec.expired_warrant {
+        return Err(Error::Usage(
+            "a trace shows an honest run; leave out --expired-warrant".into(),
+        ));
+    }
+    let spec = m2msec_protocol::e2sec::sim::Spec {
+        group: group(flags.group.group)?,
+        variant: flags.e2sec.variant.into(),
+        ..Default::default()
+    };
+    Ok(m2msec_protocol::e2sec::trace::render(&spec, seed)?)
 }
 
 /// What `m2msec provision` says to do next.

@@ -30,6 +30,7 @@ mod log;
 mod party;
 mod proxy_sig;
 pub mod sim;
+pub mod trace;
 
 pub use agent::{PartyAgent, WARRANT_RETRY};
 pub use epc::{Epc, EpcConfig, EpcEvent, Subscriber};
