@@ -323,6 +323,10 @@ fn trace_reproduces_the_committed_vectors() {
             vec!["trace", "e2sec", "--seed", "1", "--group", "ffdh1024"],
             "e2sec/trace-ffdh1024-seed-1.txt",
         ),
+        (
+            vec!["trace", "relay", "--seed", "1"],
+            "relay/trace-seed-1.txt",
+        ),
     ] {
         let Ok(expected) = std::fs::read_to_string(vectors.join(file)) else {
             continue; // the protocol crate owns the vectors; nothing to compare yet

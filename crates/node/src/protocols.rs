@@ -242,10 +242,10 @@ pub fn trace(protocol: &str, flags: &TraceFlags, seed: u64) -> Result<String> {
             "no annotated trace of {} yet (`m2msec demo --protocol {protocol}` runs it over UDP)",
             protocol.to_uppercase()
         ))),
-        relay::PROTOCOL => Err(Error::Usage(
-            "no annotated trace of the relay yet (`m2msec demo --protocol relay` runs it over CoAP)"
-                .into(),
-        )),
+        relay::PROTOCOL => Ok(m2msec_protocol::relay::trace::render(
+            &m2msec_protocol::relay::trace::Spec::default(),
+            seed,
+        )?),
         other => Err(Error::Usage(format!("{other}: no such protocol"))),
     }
 }

@@ -59,20 +59,32 @@ pub(crate) fn heading<M>(
     o: &mut String,
     n: usize,
     after_ms: u64,
-    (from, to): (&str, &str),
+    ends: (&str, &str),
     name: &str,
     m: &Traced<'_, M>,
 ) {
-    let carried = match m.datagrams {
+    heading_of(o, (n, after_ms), ends, name, &m.bytes, m.datagrams);
+}
+
+/// [`heading`] of a message that `datagrams` datagrams carried, outside a network's log.
+pub(crate) fn heading_of(
+    o: &mut String,
+    (n, after_ms): (usize, u64),
+    (from, to): (&str, &str),
+    name: &str,
+    bytes: &[u8],
+    datagrams: usize,
+) {
+    let carried = match datagrams {
         1 => String::new(),
         k => format!(" in {k} fragments"),
     };
     let _ = writeln!(
         o,
         "\n[{n}] +{after_ms} ms  {from} -> {to}  {name} ({} bytes{carried})",
-        m.bytes.len()
+        bytes.len()
     );
-    wrap_hex(o, "bytes", &m.bytes);
+    wrap_hex(o, "bytes", bytes);
 }
 
 /// Writes a sealed body's plaintext and its named fields.

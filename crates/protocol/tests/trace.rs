@@ -1,5 +1,5 @@
-//! The committed annotated traces under `vectors/collab/` and `vectors/e2sec/` are re-derived
-//! byte for byte.
+//! The committed annotated traces under `vectors/collab/`, `vectors/e2sec/` and
+//! `vectors/relay/` are re-derived byte for byte.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use m2msec_crypto::ots::OtsScheme;
@@ -68,4 +68,12 @@ fn e2sec_traces_are_reproduced() {
         "e2sec/trace-ffdh1024-seed-1.txt",
         &e2sec::trace::render(&paper, 1).unwrap(),
     );
+}
+
+#[test]
+fn relay_trace_is_reproduced() {
+    use m2msec_protocol::relay::trace;
+    let rendered = trace::render(&trace::Spec::default(), 1).unwrap();
+    check_rendered("relay/trace-seed-1.txt", &rendered);
+    assert_ne!(rendered, trace::render(&trace::Spec::default(), 2).unwrap());
 }

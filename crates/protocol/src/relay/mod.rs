@@ -66,6 +66,7 @@ mod sink;
 pub mod sink_store;
 mod source;
 pub mod source_store;
+pub mod trace;
 pub mod window;
 
 use core::fmt;
