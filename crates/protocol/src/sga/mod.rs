@@ -21,6 +21,9 @@
 //! - A2, sealed under the long-term k_dj, binds its session id as associated data and carries
 //!   the server's timestamp; d_j refuses one outside its clock skew or for a session it accepted
 //!   already, so a recorded A2 cannot hold it in a dead exchange.
+//! - Identities never travel in clear (the paper encrypts ID_di): a device names itself by a
+//!   pseudonym that it and the server derive from k_d for each epoch ([`alias`]), so an observer
+//!   can neither name a device nor link its pseudonyms across epochs; see `docs/sga.md`.
 //! - The server never learns K (it would have to solve CDH on g^Ri, g^Rj), but it authenticates
 //!   both devices and so could impersonate one to the other: the paper's trust model.
 
@@ -40,6 +43,7 @@ use m2msec_crypto::group::{Element, Group};
 use m2msec_crypto::kdf;
 use m2msec_crypto::rng::CryptoRng;
 use m2msec_wire::cbor::{self, Cbor};
+use m2msec_wire::sga::AliasBytes;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::replay::{Refusal, ReplayCache};
@@ -55,6 +59,29 @@ pub use server_store::{DEVICES_TABLE, MESSAGES_TABLE, ServerState, StoreOp};
 
 /// Domain-separation prefix of every label.
 const LABEL: &[u8] = b"m2msec sga v1 ";
+
+/// How long a device keeps one pseudonym: it rotates at every multiple of this since the UNIX
+/// epoch. Shorter makes a device's messages linkable over a shorter time, at the cost of the
+/// server recomputing every device's pseudonyms more often.
+pub const ALIAS_EPOCH: Duration = Duration::from_secs(600);
+
+/// The epoch that `now` falls in.
+fn epoch_of(now: Millis) -> u64 {
+    let len = u64::try_from(ALIAS_EPOCH.as_millis()).unwrap_or(u64::MAX);
+    now.0 / len
+}
+
+/// A device's pseudonym for `epoch`: HMAC-SHA-256 under a key expanded from k_d, over the
+/// epoch, truncated to 16 bytes. Only a holder of k_d (the device and the server) can compute
+/// or recognise it; without k_d, two epochs' pseudonyms look unrelated.
+fn alias(ops: &mut OpCounts, device_key: &DeviceKey, epoch: u64) -> AliasBytes {
+    ops.hash += 1;
+    let k = expand(device_key.as_bytes(), b"alias", 32);
+    let tag = kdf::hmac_sha256(&k, &[&labelled(b"alias", &[&epoch.to_be_bytes()])]);
+    let mut out = [0; 16];
+    out.copy_from_slice(&tag[..16]);
+    out
+}
 
 /// Suites a device may negotiate, as the issue and the paper ask: lightweight AEADs.
 pub const LIGHTWEIGHT_SUITES: [AeadSuite; 3] = [
@@ -439,6 +466,13 @@ fn message_aad(session: SessionId, from: &str, to: &str, id: u64) -> Vec<u8> {
             &id.to_be_bytes(),
         ],
     )
+}
+
+/// What the recipient's name in a [`Deliver`](m2msec_wire::sga::Deliver) is bound to: the
+/// session, the message id and the ciphertext (not the sender's pseudonym, which a retry under a
+/// later epoch replaces).
+fn recipient_aad(session: SessionId, id: u64, ciphertext: &[u8]) -> Vec<u8> {
+    labelled(b"recipient", &[&session.0, &id.to_be_bytes(), ciphertext])
 }
 
 /// Folds a group's operation tally into the role's counters: every exponentiation and group
