@@ -16,10 +16,11 @@ use m2msec_wire::sga::{
 };
 use zeroize::Zeroizing;
 
+use super::pseudonym::{alias, epoch_of};
 use super::{
     DeviceKey, Error, Outbox, RefusalCode, SessionId, SessionKey, Sga, Timeouts, admit_fresh,
-    alias, check_device_mac, count_group, device_aead, device_mac, epoch_of, expand, f_k, labelled,
-    message_aad, open, recipient_aad, seal, session_key, xor,
+    check_device_mac, count_group, device_aead, device_mac, expand, f_k, labelled, message_aad,
+    open, recipient_aad, seal, session_key, xor,
 };
 use crate::replay::ReplayCache;
 use crate::{Millis, ProtocolRole};

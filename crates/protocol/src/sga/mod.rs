@@ -22,8 +22,8 @@
 //!   the server's timestamp; d_j refuses one outside its clock skew or for a session it accepted
 //!   already, so a recorded A2 cannot hold it in a dead exchange.
 //! - Identities never travel in clear (the paper encrypts ID_di): a device names itself by a
-//!   pseudonym that it and the server derive from k_d for each epoch ([`alias`]), so an observer
-//!   can neither name a device nor link its pseudonyms across epochs; see `docs/sga.md`.
+//!   pseudonym that it and the server derive from k_d for each epoch ([`ALIAS_EPOCH`]), so an
+//!   observer can neither name a device nor link its pseudonyms across epochs (`docs/sga.md`).
 //! - The server never learns K (it would have to solve CDH on g^Ri, g^Rj), but it authenticates
 //!   both devices and so could impersonate one to the other: the paper's trust model.
 
@@ -31,6 +31,7 @@ mod device;
 mod device_agent;
 pub mod device_store;
 mod log;
+mod pseudonym;
 mod server;
 mod server_store;
 pub mod sim;
@@ -43,7 +44,6 @@ use m2msec_crypto::group::{Element, Group};
 use m2msec_crypto::kdf;
 use m2msec_crypto::rng::CryptoRng;
 use m2msec_wire::cbor::{self, Cbor};
-use m2msec_wire::sga::AliasBytes;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::replay::{Refusal, ReplayCache};
@@ -54,34 +54,12 @@ pub use device_agent::{DeviceAgent, Noted};
 pub use device_store::{
     DeviceRecords, InboxEntry, Request, Response, SessionInfo, SuiteName, Wait, control_line,
 };
+pub use pseudonym::ALIAS_EPOCH;
 pub use server::{Server, ServerConfig, ServerEvent, ServerFault};
 pub use server_store::{DEVICES_TABLE, MESSAGES_TABLE, ServerState, StoreOp};
 
 /// Domain-separation prefix of every label.
 const LABEL: &[u8] = b"m2msec sga v1 ";
-
-/// How long a device keeps one pseudonym: it rotates at every multiple of this since the UNIX
-/// epoch. Shorter makes a device's messages linkable over a shorter time, at the cost of the
-/// server recomputing every device's pseudonyms more often.
-pub const ALIAS_EPOCH: Duration = Duration::from_secs(600);
-
-/// The epoch that `now` falls in.
-fn epoch_of(now: Millis) -> u64 {
-    let len = u64::try_from(ALIAS_EPOCH.as_millis()).unwrap_or(u64::MAX);
-    now.0 / len
-}
-
-/// A device's pseudonym for `epoch`: HMAC-SHA-256 under a key expanded from k_d, over the
-/// epoch, truncated to 16 bytes. Only a holder of k_d (the device and the server) can compute
-/// or recognise it; without k_d, two epochs' pseudonyms look unrelated.
-fn alias(ops: &mut OpCounts, device_key: &DeviceKey, epoch: u64) -> AliasBytes {
-    ops.hash += 1;
-    let k = expand(device_key.as_bytes(), b"alias", 32);
-    let tag = kdf::hmac_sha256(&k, &[&labelled(b"alias", &[&epoch.to_be_bytes()])]);
-    let mut out = [0; 16];
-    out.copy_from_slice(&tag[..16]);
-    out
-}
 
 /// Suites a device may negotiate, as the issue and the paper ask: lightweight AEADs.
 pub const LIGHTWEIGHT_SUITES: [AeadSuite; 3] = [

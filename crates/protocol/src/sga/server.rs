@@ -21,14 +21,14 @@ use m2msec_wire::sga::{
 };
 use zeroize::Zeroizing;
 
+use super::pseudonym::{AliasTable, unresolved};
 use super::server_store::{
     DEVICES_TABLE, MESSAGES_TABLE, ServerState, StoreOp, message_key, message_prefix,
     recipient_prefix,
 };
 use super::{
-    DeviceKey, Error, Outbox, RefusalCode, SessionId, Sga, Timeouts, admit_fresh, alias,
-    check_device_mac, count_group, device_aead, device_mac, epoch_of, expand, f_k, labelled, open,
-    recipient_aad, seal, xor,
+    DeviceKey, Error, Outbox, RefusalCode, SessionId, Sga, Timeouts, admit_fresh, check_device_mac,
+    count_group, device_aead, device_mac, expand, f_k, labelled, open, recipient_aad, seal, xor,
 };
 use crate::replay::ReplayCache;
 use crate::{Millis, ProtocolRole};
@@ -140,10 +140,8 @@ pub struct Server {
     seen: ReplayCache<[u8; 16]>,
     /// Held messages by store key (recipient, session, sender, id: delivery order).
     held: BTreeMap<Vec<u8>, Held>,
-    /// Every registered device's pseudonyms for the epochs a device clock inside the skew may be
-    /// in, and which epochs those are. Derived from the registrations, so nothing more is stored.
-    aliases: BTreeMap<AliasBytes, String>,
-    alias_epochs: Option<(u64, u64)>,
+    /// Every registered device's current pseudonyms.
+    aliases: AliasTable,
     out: Outbox<ServerEvent>,
 }
 
@@ -180,14 +178,14 @@ impl Server {
                 },
             );
         }
+        let aliases = AliasTable::new(config.timeouts.clock_skew);
         let mut role = Self {
             config,
             devices: registered,
             exchanges: BTreeMap::new(),
             seen: ReplayCache::with_capacity(INVITATIONS_REMEMBERED),
             held,
-            aliases: BTreeMap::new(),
-            alias_epochs: None,
+            aliases,
             out: Outbox::default(),
         };
         role.out
@@ -203,38 +201,9 @@ impl Server {
 }
 
 impl Server {
-    /// The epochs whose pseudonyms are taken at `now`: those of any clock within the skew.
-    fn alias_window(&self, now: Millis) -> (u64, u64) {
-        let skew = self.config.timeouts.clock_skew;
-        let earliest = Millis(
-            now.0
-                .saturating_sub(u64::try_from(skew.as_millis()).unwrap_or(u64::MAX)),
-        );
-        (epoch_of(earliest), epoch_of(now.after(skew)))
-    }
-
-    /// Recomputes every device's pseudonyms when the window of epochs has moved.
-    fn refresh_aliases(&mut self, now: Millis) {
-        let window = self.alias_window(now);
-        if self.alias_epochs == Some(window) {
-            return;
-        }
-        self.aliases.clear();
-        for (name, d) in &self.devices {
-            for epoch in window.0..=window.1 {
-                let a = alias(&mut self.out.ops, &d.key, epoch);
-                self.aliases.insert(a, name.clone());
-            }
-        }
-        self.alias_epochs = Some(window);
-    }
-
-    /// The registered device a pseudonym names in the current window.
+    /// The registered device a pseudonym names now.
     fn resolve(&self, a: &AliasBytes) -> Result<String, Error> {
-        self.aliases
-            .get(a)
-            .cloned()
-            .ok_or_else(|| Error::UnknownDevice(format!("pseudonym {}", cbor::hex(a))))
+        self.aliases.resolve(a)
     }
 
     /// Who a message concerns, for the refusal event (never sent).
@@ -250,10 +219,9 @@ impl Server {
                     x.responder.clone()
                 }
             }),
-            other => other.alias().map(|a| {
-                self.resolve(a)
-                    .unwrap_or_else(|_| format!("pseudonym {}", cbor::hex(a)))
-            }),
+            other => other
+                .alias()
+                .map(|a| self.resolve(a).unwrap_or_else(|_| unresolved(a))),
         }
         .unwrap_or_default()
     }
@@ -342,12 +310,7 @@ impl Server {
                 mac: Bytes(mac.to_vec()),
             },
         );
-        if let Some((first, last)) = self.alias_epochs {
-            for epoch in first..=last {
-                let a = alias(&mut self.out.ops, &key, epoch);
-                self.aliases.insert(a, device.clone());
-            }
-        }
+        self.aliases.insert(&mut self.out.ops, device, &key);
         self.devices.insert(
             device.clone(),
             Registered {
@@ -556,10 +519,11 @@ impl Server {
             (None, _) => open(ops, &x.temp_i, b"key share", &[], sealed).map(|b| (true, b)),
             (Some(_), Some((temp_j, _))) => open(ops, temp_j, b"key share", &[], sealed)
                 .map(|b| (false, b))
-                .or_else(|e| {
+                // d_i's share again (a retransmission): it was taken already.
+                .map_err(|e| {
                     match open::<KeyShareBody>(ops, &x.temp_i, b"key share", &[], sealed) {
-                        Ok(_) => Err(Error::Replayed),
-                        Err(_) => Err(e),
+                        Ok(_) => Error::Replayed,
+                        Err(_) => e,
                     }
                 }),
             (Some(_), None) => Err(Error::UnexpectedMessage("KeyShare before A3")),
@@ -876,7 +840,8 @@ impl ProtocolRole for Server {
         msg: Message,
         rng: &mut dyn CryptoRng,
     ) -> Result<(), Error> {
-        self.refresh_aliases(now);
+        let devices = self.devices.iter().map(|(name, d)| (name, &d.key));
+        self.aliases.refresh(&mut self.out.ops, now, devices);
         let device = self.subject(&msg);
         let result = match msg {
             Message::RegisterRequest(m) => return self.register(remote, &m, rng),
