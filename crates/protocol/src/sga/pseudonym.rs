@@ -17,6 +17,9 @@ use crate::{Millis, OpCounts};
 /// server recomputing every device's pseudonyms more often.
 pub const ALIAS_EPOCH: Duration = Duration::from_secs(600);
 
+/// The most epochs the server accepts on either side of its own (80 minutes).
+const EPOCHS_EITHER_SIDE: u64 = 8;
+
 /// The epoch that `now` falls in.
 pub(super) fn epoch_of(now: Millis) -> u64 {
     let len = u64::try_from(ALIAS_EPOCH.as_millis()).unwrap_or(u64::MAX);
@@ -34,21 +37,22 @@ pub(super) fn alias(ops: &mut OpCounts, device_key: &DeviceKey, epoch: u64) -> A
     out
 }
 
-/// The server's map from pseudonym to device, for the epochs that any clock within the skew of
-/// the server's may be in. Derived from the registrations (which are durable), so a restarted
+/// The server's map from pseudonym to device, for the epochs that any device clock within
+/// `reach` of the server's may be in (the clock skew, or a retransmission's lifetime when
+/// longer). Derived from the registrations (which are durable), so a restarted
 /// server has it at once and nothing more is stored.
 #[derive(Debug)]
 pub(super) struct AliasTable {
-    skew: Duration,
+    reach: Duration,
     names: BTreeMap<AliasBytes, String>,
     /// The first and last epoch `names` covers.
     window: Option<(u64, u64)>,
 }
 
 impl AliasTable {
-    pub(super) fn new(skew: Duration) -> Self {
+    pub(super) fn new(reach: Duration) -> Self {
         Self {
-            skew,
+            reach,
             names: BTreeMap::new(),
             window: None,
         }
@@ -61,10 +65,14 @@ impl AliasTable {
         now: Millis,
         devices: impl Iterator<Item = (&'a String, &'a DeviceKey)>,
     ) {
-        let skew = u64::try_from(self.skew.as_millis()).unwrap_or(u64::MAX);
+        let reach = u64::try_from(self.reach.as_millis()).unwrap_or(u64::MAX);
+        let current = epoch_of(now);
+        // Bounded whatever the configured skew, so that the table is.
         let window = (
-            epoch_of(Millis(now.0.saturating_sub(skew))),
-            epoch_of(Millis(now.0.saturating_add(skew))),
+            epoch_of(Millis(now.0.saturating_sub(reach)))
+                .max(current.saturating_sub(EPOCHS_EITHER_SIDE)),
+            epoch_of(Millis(now.0.saturating_add(reach)))
+                .min(current.saturating_add(EPOCHS_EITHER_SIDE)),
         );
         if self.window == Some(window) {
             return;

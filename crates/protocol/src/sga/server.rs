@@ -178,7 +178,10 @@ impl Server {
                 },
             );
         }
-        let aliases = AliasTable::new(config.timeouts.clock_skew);
+        // A request is retransmitted under the pseudonym it was first sent with, for up to the
+        // exchange timeout: that one must still resolve.
+        let t = config.timeouts;
+        let aliases = AliasTable::new(t.clock_skew.max(t.exchange));
         let mut role = Self {
             config,
             devices: registered,
