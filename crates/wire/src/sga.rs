@@ -13,7 +13,8 @@
 use crate::cbor::{Bytes, SecretBytes};
 use crate::{cbor_messages, cbor_struct};
 
-/// Protocol version carried in every message.
+/// Protocol version carried in every message. 2 since identities left the clear; a version-1
+/// peer's messages fail to decode with [`crate::Error::UnsupportedVersion`].
 pub const VERSION: u8 = 2;
 
 /// An exchange between two devices, named by S when it accepts an invitation.
