@@ -4,19 +4,32 @@
 //! fields hold a ciphertext whose plaintext is the `…Body` named in the field's doc: either an
 //! AEAD (nonce ‖ ciphertext ‖ tag) under a symmetric key, or a public-key ciphertext to S.
 //! Group elements and scalars travel in their canonical encodings.
+//!
+//! No device identity travels in clear (version 2): a device names itself to S by an
+//! [`AliasBytes`] pseudonym that rotates every epoch, S names nobody to a device, and identities
+//! travel only inside ciphertexts to S or under keys S shares with the device (`docs/sga.md`,
+//! "Identity privacy").
 
 use crate::cbor::{Bytes, SecretBytes};
 use crate::{cbor_messages, cbor_struct};
 
-/// Protocol version carried in every message.
-pub const VERSION: u8 = 1;
+/// Protocol version carried in every message. 2 since identities left the clear; a version-1
+/// peer's messages fail to decode with [`crate::Error::UnsupportedVersion`].
+pub const VERSION: u8 = 2;
 
 /// An exchange between two devices, named by S when it accepts an invitation.
 pub type SessionBytes = [u8; 16];
 
+/// A device's pseudonym for one epoch, derived under its key k_d: only S (which holds k_d) can
+/// tell whose it is, and the next epoch's cannot be linked to it without k_d.
+pub type AliasBytes = [u8; 16];
+
 cbor_struct! {
-    /// Plaintext of [`RegisterRequest::sealed_key`], encrypted to S: E_PK(k_di) and CidSet^i.
+    /// Plaintext of [`RegisterRequest::sealed_key`], encrypted to S: ID_di, E_PK(k_di) and
+    /// CidSet^i.
     pub struct RegistrationBody {
+        /// ID_d: only S learns it.
+        pub device: String,
         /// The device's long-term key k_di.
         pub device_key: SecretBytes,
         /// Suite ids the device supports (CidSet^i).
@@ -166,26 +179,23 @@ cbor_messages! {
     pub enum Message {
         /// d → S: registration (§4.1): E_PK(k_d) ‖ E^{x}(ID_d) ‖ CidSet.
         RegisterRequest = 1 => {
-            /// ID_d.
-            pub device: String,
-            /// [`RegistrationBody`] encrypted to S.
+            /// [`RegistrationBody`] (which names the device) encrypted to S.
             pub sealed_key: Bytes,
             /// ID_d sealed under k_d with the initial suite: proof of k_d.
             pub proof: Bytes,
         },
         /// S → d: registration accepted or refused.
         RegisterResponse = 2 => {
-            /// ID_d.
-            pub device: String,
             /// 0 = accepted, otherwise an error code.
             pub status: u8,
-            /// HMAC under k_d over the device and status (empty when S could not read k_d).
+            /// HMAC under k_d over ID_d and the status (empty when S could not read k_d); the
+            /// device has one registration under way, so nothing else says whose it is.
             pub mac: Bytes,
         },
         /// d_i → S: step A1.
         Invite = 3 => {
-            /// ID_di.
-            pub from: String,
+            /// d_i's pseudonym.
+            pub from: AliasBytes,
             /// [`InviteBody`] encrypted to S.
             pub sealed: Bytes,
             /// HMAC under k_di over `sealed`.
@@ -195,8 +205,6 @@ cbor_messages! {
         Negotiate = 4 => {
             /// The exchange.
             pub session: SessionBytes,
-            /// ID_dj.
-            pub to: String,
             /// [`NegotiateBody`] under k_dj, bound to `session`.
             pub sealed: Bytes,
         },
@@ -204,8 +212,6 @@ cbor_messages! {
         NegotiateResponse = 5 => {
             /// The exchange.
             pub session: SessionBytes,
-            /// ID_dj.
-            pub from: String,
             /// [`NegotiateResponseBody`] encrypted to S.
             pub sealed: Bytes,
             /// HMAC under k_dj over `sealed`.
@@ -215,8 +221,6 @@ cbor_messages! {
         InviteAccepted = 6 => {
             /// The exchange.
             pub session: SessionBytes,
-            /// ID_di.
-            pub to: String,
             /// [`InviteAcceptedBody`] under k_t^i.
             pub sealed: Bytes,
         },
@@ -224,28 +228,22 @@ cbor_messages! {
         KeyShare = 7 => {
             /// The exchange.
             pub session: SessionBytes,
-            /// The sending device.
-            pub from: String,
-            /// [`KeyShareBody`] under the sender's temporary key.
+            /// [`KeyShareBody`] under the sender's temporary key (which says whose it is).
             pub sealed: Bytes,
         },
         /// S → d_j: step B2, the invitation to the key exchange.
         KeyShareInvite = 8 => {
             /// The exchange.
             pub session: SessionBytes,
-            /// ID_dj.
-            pub to: String,
             /// Group id, sealed-free: the suite and peer are already bound to the session.
             pub group: u8,
-            /// HMAC under k_t^j over the session, ID_dj and the group.
+            /// HMAC under k_t^j over the session, ID_dj and the group (ID_dj is not sent).
             pub mac: [u8; 32],
         },
         /// S → d: step B6.
         KeyResult = 9 => {
             /// The exchange.
             pub session: SessionBytes,
-            /// The receiving device.
-            pub to: String,
             /// [`KeyResultBody`] under the receiver's temporary key.
             pub sealed: Bytes,
         },
@@ -253,8 +251,6 @@ cbor_messages! {
         Refused = 10 => {
             /// The exchange, or zeros for a refused invitation.
             pub session: SessionBytes,
-            /// The device addressed.
-            pub to: String,
             /// Error code.
             pub code: u8,
         },
@@ -262,12 +258,13 @@ cbor_messages! {
         Deliver = 11 => {
             /// The exchange whose key sealed it.
             pub session: SessionBytes,
-            /// Sender.
-            pub from: String,
-            /// Recipient.
-            pub to: String,
+            /// The sender's pseudonym.
+            pub from: AliasBytes,
             /// The sender's message id (increasing).
             pub message_id: u64,
+            /// ID_dj sealed under k_di for S, bound to the session, the message id and the
+            /// ciphertext: S learns the recipient and that the sender is who the alias says.
+            pub recipient: Bytes,
             /// nonce ‖ AEAD ciphertext ‖ tag under K.
             pub ciphertext: Bytes,
         },
@@ -282,58 +279,44 @@ cbor_messages! {
         Forward = 13 => {
             /// The exchange.
             pub session: SessionBytes,
-            /// Sender.
-            pub from: String,
-            /// Recipient.
-            pub to: String,
             /// Sender's message id.
             pub message_id: u64,
-            /// The ciphertext as the sender sent it.
+            /// The ciphertext as the sender sent it (the session names the sender).
             pub ciphertext: Bytes,
         },
         /// recipient → S: the message was received (S may drop it).
         Delivered = 14 => {
             /// The exchange.
             pub session: SessionBytes,
-            /// Recipient.
-            pub device: String,
+            /// The recipient's pseudonym.
+            pub device: AliasBytes,
             /// Sender's message id.
             pub message_id: u64,
-            /// HMAC under k_d of the recipient over the fields above.
+            /// HMAC under k_d of the recipient over the session, ID_d and the message id.
             pub mac: [u8; 32],
         },
         /// d → S: "I am reachable here; send me what you hold".
         Poll = 15 => {
-            /// ID_d.
-            pub device: String,
+            /// The device's pseudonym.
+            pub device: AliasBytes,
             /// Milliseconds since the UNIX epoch (freshness).
             pub timestamp: u64,
-            /// HMAC under k_d over the device and timestamp.
+            /// HMAC under k_d over ID_d and the timestamp.
             pub mac: [u8; 32],
         },
     }
 }
 
 impl Message {
-    /// The device a message is about (its sender or its addressee).
+    /// The pseudonym a device named itself by, in the messages that carry one.
     #[must_use]
-    pub fn device(&self) -> &str {
+    pub fn alias(&self) -> Option<&AliasBytes> {
         match self {
-            Self::RegisterRequest(m) => &m.device,
-            Self::RegisterResponse(m) => &m.device,
-            Self::Invite(m) => &m.from,
-            Self::Negotiate(m) => &m.to,
-            Self::NegotiateResponse(m) => &m.from,
-            Self::InviteAccepted(m) => &m.to,
-            Self::KeyShare(m) => &m.from,
-            Self::KeyShareInvite(m) => &m.to,
-            Self::KeyResult(m) => &m.to,
-            Self::Refused(m) => &m.to,
-            Self::Deliver(m) => &m.from,
-            Self::Stored(_) => "",
-            Self::Forward(m) => &m.to,
-            Self::Delivered(m) => &m.device,
-            Self::Poll(m) => &m.device,
+            Self::Invite(m) => Some(&m.from),
+            Self::Deliver(m) => Some(&m.from),
+            Self::Delivered(m) => Some(&m.device),
+            Self::Poll(m) => Some(&m.device),
+            _ => None,
         }
     }
 }

@@ -27,9 +27,9 @@ proptest! {
         mac in any::<[u8; 32]>(),
     ) {
         let messages: Vec<Message> = vec![
-            Deliver { session, from: "a".into(), to: "b".into(), message_id: id, ciphertext: Bytes(text.clone()) }.into(),
-            Poll { device: "a".into(), timestamp: id, mac }.into(),
-            Negotiate { session, to: "b".into(), sealed: Bytes(text.clone()) }.into(),
+            Deliver { session, from: session, message_id: id, recipient: Bytes(text.clone()), ciphertext: Bytes(text.clone()) }.into(),
+            Poll { device: session, timestamp: id, mac }.into(),
+            Negotiate { session, sealed: Bytes(text.clone()) }.into(),
         ];
         for m in messages {
             prop_assert_eq!(Message::decode(&m.to_bytes()).unwrap(), m);
@@ -52,7 +52,7 @@ proptest! {
     fn mutated_messages_never_panic(
         flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
     ) {
-        let mut bytes = Message::from(Poll { device: "device".into(), timestamp: 7, mac: [3; 32] }).to_bytes();
+        let mut bytes = Message::from(Poll { device: [5; 16], timestamp: 7, mac: [3; 32] }).to_bytes();
         for (pos, val) in flips {
             let i = pos % bytes.len();
             bytes[i] = val;
@@ -64,7 +64,7 @@ proptest! {
 #[test]
 fn malformed_cases_have_typed_errors() {
     let good = Message::from(Poll {
-        device: "d".into(),
+        device: [0; 16],
         timestamp: 1,
         mac: [0; 32],
     })
@@ -77,6 +77,9 @@ fn malformed_cases_have_typed_errors() {
     kind[1] = 0x17;
     assert_eq!(Message::decode(&kind), Err(Error::UnknownMessageType(23)));
     let mut version = good;
-    version[2] = 2;
-    assert_eq!(Message::decode(&version), Err(Error::UnsupportedVersion(2)));
+    version[2] = 3;
+    assert_eq!(Message::decode(&version), Err(Error::UnsupportedVersion(3)));
+    // A version-1 peer (identities in clear) is told so, not misread.
+    version[2] = 1;
+    assert_eq!(Message::decode(&version), Err(Error::UnsupportedVersion(1)));
 }

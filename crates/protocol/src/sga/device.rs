@@ -16,10 +16,11 @@ use m2msec_wire::sga::{
 };
 use zeroize::Zeroizing;
 
+use super::pseudonym::{alias, epoch_of};
 use super::{
     DeviceKey, Error, Outbox, RefusalCode, SessionId, SessionKey, Sga, Timeouts, admit_fresh,
     check_device_mac, count_group, device_aead, device_mac, expand, f_k, labelled, message_aad,
-    open, seal, session_key, xor,
+    open, recipient_aad, seal, session_key, xor,
 };
 use crate::replay::ReplayCache;
 use crate::{Millis, ProtocolRole};
@@ -110,6 +111,9 @@ pub struct Device {
     /// The A2s accepted inside the clock window, so that none is accepted twice.
     /// Sessions of the A2s accepted inside the clock window.
     negotiations: ReplayCache<SessionId>,
+    /// The timestamp of the last Poll: each is later than the one before, so that the server can
+    /// refuse a replayed one (it would move where the server forwards to).
+    last_poll: u64,
     out: Outbox<DeviceEvent>,
 }
 
@@ -172,6 +176,7 @@ impl Device {
             sessions: BTreeMap::new(),
             unacked: BTreeMap::new(),
             negotiations: ReplayCache::with_capacity(NEGOTIATIONS_REMEMBERED),
+            last_poll: 0,
             out: Outbox::default(),
         };
         role.out
@@ -191,8 +196,9 @@ impl Device {
         &self.config.suites
     }
 
-    /// Registers with the server (§4.1): k_d encrypted to the server, the identity sealed under
-    /// k_d as proof, and the supported suites.
+    /// Registers with the server (§4.1): the identity and k_d encrypted to the server, the
+    /// identity sealed under k_d as proof, and the supported suites. Nothing names the device in
+    /// clear.
     ///
     /// # Errors
     /// If encryption to the server fails.
@@ -200,16 +206,15 @@ impl Device {
         let cfg = &self.config;
         let ops = &mut self.out.ops;
         let body = RegistrationBody {
+            device: cfg.identity.clone(),
             device_key: SecretBytes::new(cfg.device_key.as_bytes().to_vec()),
             suites: cfg.suites.iter().map(|s| s.id()).collect(),
             initial_suite: cfg.initial_suite.id(),
         };
         ops.asymmetric += 1;
-        let sealed_key = cfg.server_key.encrypt(
-            rng,
-            &labelled(b"register", &[cfg.identity.as_bytes()]),
-            &cbor::to_vec(&body),
-        )?;
+        let sealed_key =
+            cfg.server_key
+                .encrypt(rng, &labelled(b"register", &[]), &cbor::to_vec(&body))?;
         let proof_key = device_aead(&cfg.device_key, cfg.initial_suite, b"register proof")?;
         ops.symmetric += 1;
         let proof = proof_key.seal_random_nonce(
@@ -221,7 +226,6 @@ impl Device {
             now,
             cfg.server,
             RegisterRequest {
-                device: cfg.identity.clone(),
                 sealed_key: Bytes(sealed_key),
                 proof: Bytes(proof),
             },
@@ -233,17 +237,22 @@ impl Device {
     /// Tells the server where this device is, so it forwards what it holds.
     pub fn poll(&mut self, now: Millis) {
         let cfg = &self.config;
+        // Strictly later than the last, even within one millisecond: the server refuses a
+        // timestamp it has seen.
+        let timestamp = now.0.max(self.last_poll.saturating_add(1));
+        self.last_poll = timestamp;
         let mac = device_mac(
             &mut self.out.ops,
             &cfg.device_key,
             b"poll",
-            &[cfg.identity.as_bytes(), &now.0.to_be_bytes()],
+            &[cfg.identity.as_bytes(), &timestamp.to_be_bytes()],
         );
+        let device = alias(&mut self.out.ops, &cfg.device_key, epoch_of(now));
         self.out.send(
             cfg.server,
             Poll {
-                device: cfg.identity.clone(),
-                timestamp: now.0,
+                device,
+                timestamp,
                 mac,
             },
         );
@@ -298,11 +307,12 @@ impl Device {
             &cbor::to_vec(&body),
         )?;
         let mac = device_mac(ops, &cfg.device_key, b"invite", &[&sealed]);
+        let from = alias(ops, &cfg.device_key, epoch_of(now));
         self.out.send_reliable(
             now,
             cfg.server,
             Invite {
-                from: cfg.identity.clone(),
+                from,
                 sealed: Bytes(sealed),
                 mac,
             },
@@ -321,7 +331,8 @@ impl Device {
     /// Sends `plaintext` to the peer of `session` through the server (§4.5). Returns its id.
     ///
     /// # Errors
-    /// [`Error::UnknownSession`] for a session without a key.
+    /// [`Error::UnknownSession`] for a session without a key; [`Error::Crypto`] if the
+    /// device's initial suite cannot key.
     pub fn send(
         &mut self,
         now: Millis,
@@ -340,11 +351,19 @@ impl Device {
         self.out.ops.symmetric += 1;
         m2msec_crypto::keylog::log("plaintext", plaintext);
         let ciphertext = s.key.key.seal_random_nonce(rng, &aad, plaintext);
+        // The recipient's name for the server only, under k_d, tied to this message.
+        let to_server = device_aead(&cfg.device_key, cfg.initial_suite, b"deliver")?;
+        self.out.ops.symmetric += 1;
+        let recipient = to_server.seal_random_nonce(
+            rng,
+            &recipient_aad(session, id, &ciphertext),
+            s.peer.as_bytes(),
+        );
         let m = Deliver {
             session: session.0,
-            from: cfg.identity.clone(),
-            to: s.peer.clone(),
+            from: alias(&mut self.out.ops, &cfg.device_key, epoch_of(now)),
             message_id: id,
+            recipient: Bytes(recipient),
             ciphertext: Bytes(ciphertext),
         };
         self.out.send(cfg.server, m.clone());
@@ -371,7 +390,7 @@ impl Device {
                 &mut self.out.ops,
                 &cfg.device_key,
                 b"register response",
-                &[m.device.as_bytes(), &[m.status]],
+                &[cfg.identity.as_bytes(), &[m.status]],
                 &m.mac.0,
             )?;
             self.registering = None;
@@ -455,7 +474,6 @@ impl Device {
             cfg.server,
             NegotiateResponse {
                 session: session.0,
-                from: cfg.identity.clone(),
                 sealed: Bytes(sealed),
                 mac,
             },
@@ -596,7 +614,6 @@ impl Device {
             cfg.server,
             KeyShare {
                 session: session.0,
-                from: cfg.identity.clone(),
                 sealed,
             },
         );
@@ -669,20 +686,17 @@ impl Device {
     }
 
     /// A forwarded message: acknowledge it (always, so the server stops sending), deliver it
-    /// once and in order.
-    fn on_forward(&mut self, m: &Forward) -> Result<(), Error> {
+    /// once and in order. The session names the sender; the AEAD binds both names.
+    fn on_forward(&mut self, now: Millis, m: &Forward) -> Result<(), Error> {
         let session = SessionId(m.session);
         let cfg = &self.config;
         let s = self
             .sessions
             .get_mut(&session)
             .ok_or(Error::UnknownSession)?;
-        if m.from != s.peer {
-            return Err(Error::Authentication);
-        }
         let fresh = m.message_id >= s.next_receive && !s.early.contains_key(&m.message_id);
         if fresh {
-            let aad = message_aad(session, &m.from, &cfg.identity, m.message_id);
+            let aad = message_aad(session, &s.peer, &cfg.identity, m.message_id);
             self.out.ops.symmetric += 1;
             let plain = s.key.key.open_with_nonce_prefix(&aad, &m.ciphertext.0)?;
             s.early.insert(m.message_id, plain);
@@ -697,11 +711,12 @@ impl Device {
                 &m.message_id.to_be_bytes(),
             ],
         );
+        let device = alias(&mut self.out.ops, &cfg.device_key, epoch_of(now));
         self.out.send(
             cfg.server,
             Delivered {
                 session: session.0,
-                device: cfg.identity.clone(),
+                device,
                 message_id: m.message_id,
                 mac,
             },
@@ -732,9 +747,6 @@ impl ProtocolRole for Device {
     ) -> Result<(), Error> {
         if remote != self.config.server {
             return Err(Error::UnexpectedMessage("message not from the server"));
-        }
-        if msg.device() != self.config.identity && !matches!(msg, Message::Stored(_)) {
-            return Err(Error::UnexpectedMessage("message for another device"));
         }
         match msg {
             Message::RegisterResponse(m) => self.on_registered(&m),
@@ -778,7 +790,7 @@ impl ProtocolRole for Device {
                 });
                 Ok(())
             }
-            Message::Forward(m) => self.on_forward(&m),
+            Message::Forward(m) => self.on_forward(now, &m),
             other => Err(Error::UnexpectedMessage(other.name())),
         }
     }
@@ -802,9 +814,15 @@ impl ProtocolRole for Device {
         }
         let server = self.config.server;
         let every = self.config.timeouts.retransmit;
+        let mut current = None;
         for (due, m) in self.unacked.values_mut() {
             if now >= *due {
                 *due = now.after(every);
+                // Under this epoch's pseudonym: the seal does not cover it, and a retry must
+                // still be recognised after the pseudonym rotates.
+                m.from = *current.get_or_insert_with(|| {
+                    alias(&mut self.out.ops, &self.config.device_key, epoch_of(now))
+                });
                 self.out.send(server, m.clone());
             }
         }

@@ -21,6 +21,9 @@
 //! - A2, sealed under the long-term k_dj, binds its session id as associated data and carries
 //!   the server's timestamp; d_j refuses one outside its clock skew or for a session it accepted
 //!   already, so a recorded A2 cannot hold it in a dead exchange.
+//! - Identities never travel in clear (the paper encrypts ID_di): a device names itself by a
+//!   pseudonym that it and the server derive from k_d for each epoch ([`ALIAS_EPOCH`]), so an
+//!   observer can neither name a device nor link its pseudonyms across epochs (`docs/sga.md`).
 //! - The server never learns K (it would have to solve CDH on g^Ri, g^Rj), but it authenticates
 //!   both devices and so could impersonate one to the other: the paper's trust model.
 
@@ -28,6 +31,7 @@ mod device;
 mod device_agent;
 pub mod device_store;
 mod log;
+mod pseudonym;
 mod server;
 mod server_store;
 pub mod sim;
@@ -50,6 +54,7 @@ pub use device_agent::{DeviceAgent, Noted};
 pub use device_store::{
     DeviceRecords, InboxEntry, Request, Response, SessionInfo, SuiteName, Wait, control_line,
 };
+pub use pseudonym::ALIAS_EPOCH;
 pub use server::{Server, ServerConfig, ServerEvent, ServerFault};
 pub use server_store::{DEVICES_TABLE, MESSAGES_TABLE, ServerState, StoreOp};
 
@@ -439,6 +444,13 @@ fn message_aad(session: SessionId, from: &str, to: &str, id: u64) -> Vec<u8> {
             &id.to_be_bytes(),
         ],
     )
+}
+
+/// What the recipient's name in a [`Deliver`](m2msec_wire::sga::Deliver) is bound to: the
+/// session, the message id and the ciphertext (not the sender's pseudonym, which a retry under a
+/// later epoch replaces).
+fn recipient_aad(session: SessionId, id: u64, ciphertext: &[u8]) -> Vec<u8> {
+    labelled(b"recipient", &[&session.0, &id.to_be_bytes(), ciphertext])
 }
 
 /// Folds a group's operation tally into the role's counters: every exponentiation and group

@@ -14,20 +14,21 @@ use m2msec_crypto::pke::PkeSecretKey;
 use m2msec_crypto::rng::{CryptoRng, random_array};
 use m2msec_wire::cbor::{self, Bytes, SecretBytes};
 use m2msec_wire::sga::{
-    DeviceRecord, Forward, Invite, InviteAccepted, InviteAcceptedBody, InviteBody, KeyResult,
-    KeyResultBody, KeyShareBody, KeyShareInvite, Message, Negotiate, NegotiateBody,
-    NegotiateResponse, NegotiateResponseBody, Refused, RegisterRequest, RegisterResponse,
-    RegistrationBody, Stored, StoredMessage,
+    AliasBytes, Deliver, Delivered, DeviceRecord, Forward, Invite, InviteAccepted,
+    InviteAcceptedBody, InviteBody, KeyResult, KeyResultBody, KeyShareBody, KeyShareInvite,
+    Message, Negotiate, NegotiateBody, NegotiateResponse, NegotiateResponseBody, Poll, Refused,
+    RegisterRequest, RegisterResponse, RegistrationBody, Stored, StoredMessage,
 };
 use zeroize::Zeroizing;
 
+use super::pseudonym::{AliasTable, unresolved};
 use super::server_store::{
     DEVICES_TABLE, MESSAGES_TABLE, ServerState, StoreOp, message_key, message_prefix,
     recipient_prefix,
 };
 use super::{
     DeviceKey, Error, Outbox, RefusalCode, SessionId, Sga, Timeouts, admit_fresh, check_device_mac,
-    count_group, device_aead, device_mac, expand, f_k, labelled, open, seal, xor,
+    count_group, device_aead, device_mac, expand, f_k, labelled, open, recipient_aad, seal, xor,
 };
 use crate::replay::ReplayCache;
 use crate::{Millis, ProtocolRole};
@@ -103,6 +104,9 @@ struct Registered {
     suites: Vec<AeadSuite>,
     initial_suite: AeadSuite,
     addr: Option<SocketAddr>,
+    /// The timestamp of the last Poll taken: a later one only, so a replayed Poll cannot move
+    /// `addr`.
+    last_poll: u64,
 }
 
 #[derive(Debug)]
@@ -136,6 +140,8 @@ pub struct Server {
     seen: ReplayCache<[u8; 16]>,
     /// Held messages by store key (recipient, session, sender, id: delivery order).
     held: BTreeMap<Vec<u8>, Held>,
+    /// Every registered device's current pseudonyms.
+    aliases: AliasTable,
     out: Outbox<ServerEvent>,
 }
 
@@ -158,6 +164,7 @@ impl Server {
                     suites: suites_of(&r.suites),
                     initial_suite: AeadSuite::try_from(r.initial_suite)?,
                     addr: None,
+                    last_poll: 0,
                 },
             );
         }
@@ -171,12 +178,17 @@ impl Server {
                 },
             );
         }
+        // A request is retransmitted under the pseudonym it was first sent with, for up to the
+        // exchange timeout: that one must still resolve.
+        let t = config.timeouts;
+        let aliases = AliasTable::new(t.clock_skew.max(t.exchange));
         let mut role = Self {
             config,
             devices: registered,
             exchanges: BTreeMap::new(),
             seen: ReplayCache::with_capacity(INVITATIONS_REMEMBERED),
             held,
+            aliases,
             out: Outbox::default(),
         };
         role.out
@@ -192,6 +204,31 @@ impl Server {
 }
 
 impl Server {
+    /// The registered device a pseudonym names now.
+    fn resolve(&self, a: &AliasBytes) -> Result<String, Error> {
+        self.aliases.resolve(a)
+    }
+
+    /// Who a message concerns, for the refusal event (never sent).
+    fn subject(&self, msg: &Message) -> String {
+        let exchange = |session| self.exchanges.get(&SessionId(session));
+        match msg {
+            Message::NegotiateResponse(m) => exchange(m.session).map(|x| x.responder.clone()),
+            // As key_share() reads it: d_i's share first, then d_j's.
+            Message::KeyShare(m) => exchange(m.session).map(|x| {
+                if x.share_i.is_none() {
+                    x.initiator.clone()
+                } else {
+                    x.responder.clone()
+                }
+            }),
+            other => other
+                .alias()
+                .map(|a| self.resolve(a).unwrap_or_else(|_| unresolved(a))),
+        }
+        .unwrap_or_default()
+    }
+
     /// §4.1: decrypt k_d, check the proof and the suites, store, acknowledge.
     fn register(
         &mut self,
@@ -201,11 +238,12 @@ impl Server {
     ) -> Result<(), Error> {
         let ops = &mut self.out.ops;
         ops.asymmetric += 1;
-        let plain = self.config.pke_key.decrypt(
-            &labelled(b"register", &[m.device.as_bytes()]),
-            &m.sealed_key.0,
-        )?;
+        let plain = self
+            .config
+            .pke_key
+            .decrypt(&labelled(b"register", &[]), &m.sealed_key.0)?;
         let body: RegistrationBody = cbor::from_slice(&plain)?;
+        let device = &body.device;
         let key = DeviceKey::new(body.device_key.expose())?;
         let initial = AeadSuite::try_from(body.initial_suite)
             .map_err(|_| Error::UnsupportedSuite(body.initial_suite))?;
@@ -213,7 +251,7 @@ impl Server {
         ops.symmetric += 1;
         let proven =
             proof_key.open_with_nonce_prefix(&labelled(b"register proof", &[]), &m.proof.0)?;
-        if proven.as_slice() != m.device.as_bytes() {
+        if proven.as_slice() != device.as_bytes() {
             return Err(Error::Authentication);
         }
         let refuse = |out: &mut Outbox<ServerEvent>, error: Error| {
@@ -222,20 +260,19 @@ impl Server {
                 &mut out.ops,
                 &key,
                 b"register response",
-                &[m.device.as_bytes(), &[status]],
+                &[device.as_bytes(), &[status]],
             );
             out.send(
                 remote,
                 RegisterResponse {
-                    device: m.device.clone(),
                     status,
                     mac: Bytes(mac.to_vec()),
                 },
             );
             Err(error)
         };
-        if self.devices.contains_key(&m.device) {
-            return refuse(&mut self.out, Error::AlreadyRegistered(m.device.clone()));
+        if self.devices.contains_key(device) {
+            return refuse(&mut self.out, Error::AlreadyRegistered(device.clone()));
         }
         let suites = suites_of(&body.suites);
         if suites.len() != body.suites.len()
@@ -253,41 +290,42 @@ impl Server {
             return refuse(&mut self.out, Error::UnsupportedSuite(unknown));
         }
         let record = DeviceRecord {
-            device: m.device.clone(),
+            device: device.clone(),
             device_key: SecretBytes::new(key.as_bytes().to_vec()),
             suites: body.suites.clone(),
             initial_suite: body.initial_suite,
         };
         self.out.event(ServerEvent::Persist(StoreOp::Put {
             table: DEVICES_TABLE,
-            key: m.device.as_bytes().to_vec(),
+            key: device.as_bytes().to_vec(),
             value: cbor::to_vec(&record),
         }));
         let mac = device_mac(
             &mut self.out.ops,
             &key,
             b"register response",
-            &[m.device.as_bytes(), &[0]],
+            &[device.as_bytes(), &[0]],
         );
         self.out.send(
             remote,
             RegisterResponse {
-                device: m.device.clone(),
                 status: 0,
                 mac: Bytes(mac.to_vec()),
             },
         );
+        self.aliases.insert(&mut self.out.ops, device, &key);
         self.devices.insert(
-            m.device.clone(),
+            device.clone(),
             Registered {
                 key,
                 suites,
                 initial_suite: initial,
                 addr: Some(remote),
+                last_poll: 0,
             },
         );
         self.out.event(ServerEvent::Registered {
-            device: m.device.clone(),
+            device: device.clone(),
         });
         Ok(())
     }
@@ -300,19 +338,20 @@ impl Server {
         m: &Invite,
         rng: &mut dyn CryptoRng,
     ) -> Result<(), Error> {
+        let name = self.resolve(&m.from)?;
         let cfg = &self.config;
         let ops = &mut self.out.ops;
         let from = self
             .devices
-            .get(&m.from)
-            .ok_or_else(|| Error::UnknownDevice(m.from.clone()))?;
+            .get(&name)
+            .ok_or_else(|| Error::UnknownDevice(name.clone()))?;
         check_device_mac(ops, &from.key, b"invite", &[&m.sealed.0], &m.mac)?;
         ops.asymmetric += 1;
         let plain = cfg
             .pke_key
-            .decrypt(&labelled(b"invite", &[m.from.as_bytes()]), &m.sealed.0)?;
+            .decrypt(&labelled(b"invite", &[name.as_bytes()]), &m.sealed.0)?;
         let body: InviteBody = cbor::from_slice(&plain)?;
-        if body.from != m.from || body.gateway != cfg.identity {
+        if body.from != name || body.gateway != cfg.identity {
             return Err(Error::Authentication);
         }
         admit_fresh(
@@ -364,7 +403,6 @@ impl Server {
             to_addr,
             Negotiate {
                 session: session.0,
-                to: body.to.clone(),
                 sealed,
             },
         );
@@ -403,13 +441,13 @@ impl Server {
             .exchanges
             .get_mut(&session)
             .ok_or(Error::UnknownSession)?;
-        if m.from != x.responder || x.temp_j.is_some() {
+        if x.temp_j.is_some() {
             return Err(Error::UnexpectedMessage("NegotiateResponse"));
         }
         let j = self
             .devices
-            .get(&m.from)
-            .ok_or_else(|| Error::UnknownDevice(m.from.clone()))?;
+            .get(&x.responder)
+            .ok_or_else(|| Error::UnknownDevice(x.responder.clone()))?;
         check_device_mac(
             ops,
             &j.key,
@@ -451,12 +489,11 @@ impl Server {
             i_addr,
             InviteAccepted {
                 session: session.0,
-                to: x.initiator.clone(),
                 sealed,
             },
         );
         x.temp_j = Some((AeadKey::new(x.suite, &temp_j)?, temp_j));
-        if let Some(d) = self.devices.get_mut(&m.from) {
+        if let Some(d) = self.devices.get_mut(&x.responder) {
             d.addr = Some(remote);
         }
         Ok(())
@@ -464,12 +501,14 @@ impl Server {
 
     /// B1/B3: open the share, check E_kd(N), recover r from F_G(r), recompute K_s = N^r and
     /// check f_Ks(N). After B1, invite d_j (B2); once both are in, B4–B6.
+    ///
+    /// The share does not say whose it is: the key it opens under does. d_i's comes first (d_j
+    /// is invited to the key exchange only after it), so until then only k_t^i is tried.
     fn key_share(
         &mut self,
         now: Millis,
         remote: SocketAddr,
         session: SessionId,
-        from: &str,
         sealed: &[u8],
         rng: &mut dyn CryptoRng,
     ) -> Result<(), Error> {
@@ -479,25 +518,28 @@ impl Server {
             .exchanges
             .get_mut(&session)
             .ok_or(Error::UnknownSession)?;
-        let initiator = if from == x.initiator {
-            true
-        } else if from == x.responder {
-            false
-        } else {
-            return Err(Error::UnexpectedMessage("KeyShare from a stranger"));
+        let opened = match (&x.share_i, &x.temp_j) {
+            (None, _) => open(ops, &x.temp_i, b"key share", &[], sealed).map(|b| (true, b)),
+            (Some(_), Some((temp_j, _))) => open(ops, temp_j, b"key share", &[], sealed)
+                .map(|b| (false, b))
+                // d_i's share again (a retransmission): it was taken already.
+                .map_err(|e| {
+                    match open::<KeyShareBody>(ops, &x.temp_i, b"key share", &[], sealed) {
+                        Ok(_) => Error::Replayed,
+                        Err(_) => e,
+                    }
+                }),
+            (Some(_), None) => Err(Error::UnexpectedMessage("KeyShare before A3")),
         };
-        let temp = if initiator {
-            &x.temp_i
-        } else {
-            &x.temp_j
-                .as_ref()
-                .ok_or(Error::UnexpectedMessage("KeyShare before A3"))?
-                .0
-        };
-        if (initiator && x.share_i.is_some()) || (!initiator && x.share_j.is_some()) {
+        let (initiator, body): (bool, KeyShareBody) = opened?;
+        if !initiator && x.share_j.is_some() {
             return Err(Error::Replayed);
         }
-        let body: KeyShareBody = open(ops, temp, b"key share", &[], sealed)?;
+        let from = if initiator {
+            x.initiator.clone()
+        } else {
+            x.responder.clone()
+        };
         if body.initiator != x.initiator
             || body.responder != x.responder
             || body.gateway != cfg.identity
@@ -513,8 +555,8 @@ impl Server {
         let n = group.element_from_bytes(&body.element.0)?;
         let device = self
             .devices
-            .get(from)
-            .ok_or_else(|| Error::UnknownDevice(from.to_owned()))?;
+            .get(&from)
+            .ok_or_else(|| Error::UnknownDevice(from.clone()))?;
         let element_key = device_aead(&device.key, x.suite, b"element")?;
         ops.symmetric += 1;
         let sealed_n = element_key
@@ -560,7 +602,6 @@ impl Server {
                 j_addr,
                 KeyShareInvite {
                     session: session.0,
-                    to: x.responder.clone(),
                     group: body.group,
                     mac,
                 },
@@ -568,7 +609,7 @@ impl Server {
         } else {
             x.share_j = Some((n, k_s));
         }
-        if let Some(d) = self.devices.get_mut(from) {
+        if let Some(d) = self.devices.get_mut(&from) {
             d.addr = Some(remote);
         }
         let _ = now;
@@ -632,7 +673,6 @@ impl Server {
             a_i,
             KeyResult {
                 session: session.0,
-                to: x.initiator.clone(),
                 sealed: sealed_i,
             },
         );
@@ -640,7 +680,6 @@ impl Server {
             a_j,
             KeyResult {
                 session: session.0,
-                to: x.responder.clone(),
                 sealed: sealed_j,
             },
         );
@@ -656,23 +695,30 @@ impl Server {
         Ok(())
     }
 
-    /// §4.5: store (durably, then acknowledge), forward when the recipient is reachable.
-    fn deliver(
-        &mut self,
-        now: Millis,
-        remote: SocketAddr,
-        m: m2msec_wire::sga::Deliver,
-    ) -> Result<(), Error> {
-        if !self.devices.contains_key(&m.from) {
-            return Err(Error::UnknownDevice(m.from));
+    /// §4.5: store (durably, then acknowledge), forward when the recipient is reachable. The
+    /// sender is the device whose key opens the recipient's name.
+    fn deliver(&mut self, now: Millis, remote: SocketAddr, m: Deliver) -> Result<(), Error> {
+        let from = self.resolve(&m.from)?;
+        let sender = self
+            .devices
+            .get(&from)
+            .ok_or_else(|| Error::UnknownDevice(from.clone()))?;
+        let opener = device_aead(&sender.key, sender.initial_suite, b"deliver")?;
+        self.out.ops.symmetric += 1;
+        let aad = recipient_aad(SessionId(m.session), m.message_id, &m.ciphertext.0);
+        let to = String::from_utf8(
+            opener
+                .open_with_nonce_prefix(&aad, &m.recipient.0)?
+                .to_vec(),
+        )
+        .map_err(|_| Error::Authentication)?;
+        if !self.devices.contains_key(&to) {
+            return Err(Error::UnknownDevice(to));
         }
-        if !self.devices.contains_key(&m.to) {
-            return Err(Error::UnknownDevice(m.to));
-        }
-        let key = message_key(&m.to, &m.session, &m.from, m.message_id);
+        let key = message_key(&to, &m.session, &from, m.message_id);
         let stored = StoredMessage {
-            from: m.from.clone(),
-            to: m.to.clone(),
+            from,
+            to,
             session: m.session,
             message_id: m.message_id,
             ciphertext: m.ciphertext,
@@ -705,23 +751,20 @@ impl Server {
         Ok(())
     }
 
-    fn delivered(
-        &mut self,
-        _remote: SocketAddr,
-        m: &m2msec_wire::sga::Delivered,
-    ) -> Result<(), Error> {
+    fn delivered(&mut self, _remote: SocketAddr, m: &Delivered) -> Result<(), Error> {
+        let name = self.resolve(&m.device)?;
         let device = self
             .devices
-            .get(&m.device)
-            .ok_or_else(|| Error::UnknownDevice(m.device.clone()))?;
+            .get(&name)
+            .ok_or_else(|| Error::UnknownDevice(name.clone()))?;
         check_device_mac(
             &mut self.out.ops,
             &device.key,
             b"delivered",
-            &[&m.session, m.device.as_bytes(), &m.message_id.to_be_bytes()],
+            &[&m.session, name.as_bytes(), &m.message_id.to_be_bytes()],
             &m.mac,
         )?;
-        let prefix = message_prefix(&m.device, &m.session);
+        let prefix = message_prefix(&name, &m.session);
         let found = self
             .held
             .keys()
@@ -737,30 +780,27 @@ impl Server {
         Ok(())
     }
 
-    fn polled(
-        &mut self,
-        now: Millis,
-        remote: SocketAddr,
-        m: &m2msec_wire::sga::Poll,
-    ) -> Result<(), Error> {
+    fn polled(&mut self, now: Millis, remote: SocketAddr, m: &Poll) -> Result<(), Error> {
+        let name = self.resolve(&m.device)?;
         let cfg = &self.config;
         let device = self
             .devices
-            .get_mut(&m.device)
-            .ok_or_else(|| Error::UnknownDevice(m.device.clone()))?;
+            .get_mut(&name)
+            .ok_or_else(|| Error::UnknownDevice(name.clone()))?;
         check_device_mac(
             &mut self.out.ops,
             &device.key,
             b"poll",
-            &[m.device.as_bytes(), &m.timestamp.to_be_bytes()],
+            &[name.as_bytes(), &m.timestamp.to_be_bytes()],
             &m.mac,
         )?;
         let skew = u64::try_from(cfg.timeouts.clock_skew.as_millis()).unwrap_or(u64::MAX);
-        if m.timestamp.abs_diff(now.0) > skew {
+        if m.timestamp.abs_diff(now.0) > skew || m.timestamp <= device.last_poll {
             return Err(Error::Replayed);
         }
+        device.last_poll = m.timestamp;
         device.addr = Some(remote);
-        let prefix = recipient_prefix(&m.device);
+        let prefix = recipient_prefix(&name);
         for h in self.held.iter_mut().filter(|(k, _)| k.starts_with(&prefix)) {
             h.1.next_send = now;
         }
@@ -784,8 +824,6 @@ impl Server {
                 addr,
                 Forward {
                     session: m.session,
-                    from: m.from.clone(),
-                    to: m.to.clone(),
                     message_id: m.message_id,
                     ciphertext: m.ciphertext.clone(),
                 },
@@ -805,13 +843,15 @@ impl ProtocolRole for Server {
         msg: Message,
         rng: &mut dyn CryptoRng,
     ) -> Result<(), Error> {
-        let device = msg.device().to_owned();
+        let devices = self.devices.iter().map(|(name, d)| (name, &d.key));
+        self.aliases.refresh(&mut self.out.ops, now, devices);
+        let device = self.subject(&msg);
         let result = match msg {
             Message::RegisterRequest(m) => return self.register(remote, &m, rng),
             Message::Invite(m) => self.invite(now, remote, &m, rng),
             Message::NegotiateResponse(m) => self.negotiated(now, remote, &m, rng),
             Message::KeyShare(m) => {
-                self.key_share(now, remote, SessionId(m.session), &m.from, &m.sealed.0, rng)
+                self.key_share(now, remote, SessionId(m.session), &m.sealed.0, rng)
             }
             Message::Deliver(m) => self.deliver(now, remote, m),
             Message::Delivered(m) => self.delivered(remote, &m),
@@ -830,7 +870,6 @@ impl ProtocolRole for Server {
                     remote,
                     Refused {
                         session: [0; 16],
-                        to: device.clone(),
                         code: RefusalCode::of(e).code(),
                     },
                 );
