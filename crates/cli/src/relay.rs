@@ -1,4 +1,4 @@
-//! `m2msec relay store|send|forward|pause|resume|status`: the source's commands against a
+//! `m2msec relay store|send|forward|rate|remove-sink|pause|resume|status`: the source's commands against a
 //! running relay proxy (`m2msec run relay-proxy`), over CoAP. The source's config
 //! (examples/relay-source.toml) names the proxy, the keys and the source's store, which keeps
 //! the stream position (so a later `send` never reuses a key index or a message id), the
@@ -84,6 +84,11 @@ enum RelayCommand {
         /// CoAP data messages in flight at a time.
         #[arg(long, default_value_t = 16)]
         window: usize,
+        /// Seal each message on its own (§III-B: the data and the owner's signature under the
+        /// source's AFGH key of the epoch, no section key, no stream position) and post it,
+        /// one at a time, over CoAP.
+        #[arg(long, conflicts_with = "udp")]
+        individual: bool,
     },
     /// Designate a sink: compute re-encryption keys to its AFGH public key for the epochs
     /// granted and hand them to the proxy (owner-signed), in a new forward or, with --add-to,
@@ -112,6 +117,24 @@ enum RelayCommand {
         /// Add the sink to this running forward instead of creating one.
         #[arg(long)]
         add_to: Option<u32>,
+    },
+    /// Change how many messages per second a forward delivers to each sink (0: unlimited).
+    Rate {
+        /// The forward's id.
+        #[arg(long)]
+        forward: u32,
+        /// Messages per second, 0 for no limit.
+        #[arg(long)]
+        rate: u32,
+    },
+    /// Remove a sink from a forward: the proxy stops delivering to it and forgets its position.
+    RemoveSink {
+        /// The forward's id.
+        #[arg(long)]
+        forward: u32,
+        /// The sink's URL, as it was designated.
+        #[arg(long)]
+        sink: String,
     },
     /// Pause a forward (the proxy keeps its position).
     Pause {
@@ -154,8 +177,12 @@ pub(crate) fn relay(args: &RelayArgs) -> Result<ExitCode> {
                 size,
                 udp,
                 window,
+                individual,
             } => {
                 let payloads = payloads(file.as_ref(), *count, *size)?;
+                if *individual {
+                    return send_individual(args, &mut source, &client, payloads).await;
+                }
                 send(args, &mut source, &client, payloads, *udp, *window).await
             }
             RelayCommand::Forward {
@@ -174,6 +201,13 @@ pub(crate) fn relay(args: &RelayArgs) -> Result<ExitCode> {
                     window: *window,
                 };
                 forward(args, &mut source, &client, &grant, *rate, *start, *add_to).await
+            }
+            RelayCommand::Rate { forward, rate } => {
+                control(args, &source, &client, *forward, &Control::SetRate(*rate)).await
+            }
+            RelayCommand::RemoveSink { forward, sink } => {
+                let remove = Control::RemoveSink(sink.clone());
+                control(args, &source, &client, *forward, &remove).await
             }
             RelayCommand::Pause { forward } => {
                 control(args, &source, &client, *forward, &Control::Pause).await
@@ -260,6 +294,45 @@ fn payloads(file: Option<&PathBuf>, count: Option<u32>, size: usize) -> Result<V
         bail!("nothing to send: no non-empty line (use --count N to generate messages)");
     }
     Ok(lines)
+}
+
+/// `send --individual`: each payload sealed on its own and posted until the proxy stores it.
+async fn send_individual(
+    args: &RelayArgs,
+    source: &mut SourceNode,
+    client: &ProxyClient,
+    payloads: Vec<Vec<u8>>,
+) -> Result<ExitCode> {
+    let Some(storage) = source.storage()? else {
+        bail!(
+            "no storage recorded for this source: run `m2msec relay store --config {}` first",
+            args.config.display()
+        );
+    };
+    let patience = SendOptions::default().patience;
+    let mut ids = Vec::with_capacity(payloads.len());
+    for p in &payloads {
+        let msg =
+            source.seal_individual(m2msec_node::runtime::driver::wall_clock(), p, &mut OsRng)?;
+        client
+            .post_until_stored(storage.storage_id, &msg, patience)
+            .await?;
+        ids.push(msg.header.individual_id());
+    }
+    if args.json {
+        println!(
+            "{}",
+            json!({"individual": ids.len(), "ids": ids, "storage_id": storage.storage_id})
+        );
+    } else {
+        println!(
+            "sent {} individually protected messages to storage {} on {}: all stored",
+            ids.len(),
+            storage.storage_id,
+            client.proxy()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn send(
@@ -430,15 +503,17 @@ async fn control(
     control: &Control,
 ) -> Result<ExitCode> {
     client.control(source, forward, control, &mut OsRng).await?;
-    let what = if matches!(control, Control::Pause) {
-        "paused"
-    } else {
-        "resumed"
+    let (field, what) = match control {
+        Control::Pause => ("state", "paused".to_owned()),
+        Control::SetRate(0) => ("rate", "unlimited".to_owned()),
+        Control::SetRate(rate) => ("rate", format!("{rate} messages/s per sink")),
+        Control::RemoveSink(url) => ("removed_sink", url.clone()),
+        _ => ("state", "resumed".to_owned()),
     };
     if args.json {
-        println!("{}", json!({"forward_id": forward, "state": what}));
+        println!("{}", json!({"forward_id": forward, field: what}));
     } else {
-        println!("forward {forward} {what}");
+        println!("forward {forward}: {} {what}", field.replace('_', " "));
     }
     Ok(ExitCode::SUCCESS)
 }

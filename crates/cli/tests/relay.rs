@@ -236,6 +236,46 @@ fn provisioned_proxy_and_sinks_driven_by_relay_commands() {
     let s = text(&out.stdout);
     assert!(s.contains("forward 1 (storage 1): running"), "{s}");
     assert!(s.contains(&sink1_url), "{s}");
+
+    // The owner changes the forward's rate, sends individually protected messages (§III-B),
+    // and removes sink 2: sink 1 gets each message once, marked individual where it is.
+    let rated = relay(&source, &["rate", "--forward", "1", "--rate", "200"]);
+    assert_eq!(rated["rate"], "200 messages/s per sink", "{rated}");
+    let sent = relay(
+        &source,
+        &["send", "--individual", "--count", "3", "--size", "20"],
+    );
+    assert_eq!(sent["individual"], 3, "{sent}");
+    let lines1 = output(&out1, 63);
+    assert_eq!(ids(&lines1).len(), 63, "each message once");
+    let individual = lines1.iter().filter(|l| l["individual"] == true).count();
+    assert_eq!(individual, 3, "{lines1:?}");
+    let removed = relay(
+        &source,
+        &["remove-sink", "--forward", "1", "--sink", &sink2_url],
+    );
+    assert_eq!(removed["removed_sink"], sink2_url.as_str(), "{removed}");
+    let status = relay(&source, &["status"]);
+    let sinks = status["forwards"][0]["sinks"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert_eq!(sinks, 1, "{status}");
+    let unknown = m2msec(&[
+        "relay",
+        "remove-sink",
+        "--config",
+        &source.to_string_lossy(),
+        "--forward",
+        "1",
+        "--sink",
+        &sink2_url,
+    ]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        text(&unknown.stderr).contains("no such sink"),
+        "{}",
+        text(&unknown.stderr)
+    );
     // The sinks' outputs (decrypted data) and every store are the owner's alone.
     assert_owner_only(d);
 }

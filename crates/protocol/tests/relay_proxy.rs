@@ -933,6 +933,14 @@ mod api {
         assert_eq!(got1, names(0..40), "sink 1: everything, once, in order");
         assert_eq!(got2, names(20..40), "sink 2: from the section in progress");
 
+        // A new rate: each pump starts again at it where it was, and nothing goes twice.
+        let set_rate = Control::SetRate(50).to_bytes();
+        let payload = signed(&mut w, None, "forward/1/control", T0 + 5, set_rate);
+        let req = shell.request(RequestType::Post, "forward/1/control", payload);
+        assert_eq!(shell.call(T0 + 5, req).code, ResponseType::Changed);
+        assert!(shell.specs.values().all(|spec| spec.rate == 50));
+        assert!(shell.pump(SINK1).is_empty() && shell.pump(SINK2).is_empty());
+
         // Pause: the forward's monitor says so; a pump finds nothing to do.
         let pause = signed(
             &mut w,

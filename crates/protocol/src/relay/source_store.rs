@@ -230,6 +230,32 @@ impl StoredSource {
         Ok(out)
     }
 
+    /// Seals one individually protected message (§III-B, `Source::seal_individual`): no stream
+    /// position moves, but its epoch counts as the stream's first if nothing came before, so
+    /// that a grant from the first epoch covers it.
+    ///
+    /// # Errors
+    ///
+    /// As `Source::seal_individual`; [`Error::Store`] if the first epoch could not be recorded.
+    pub fn seal_individual(
+        &mut self,
+        now: Millis,
+        plaintext: &[u8],
+        rng: &mut dyn CryptoRng,
+    ) -> Result<RelayMessage, Error> {
+        let msg = self.source.seal_individual(now, plaintext, rng)?;
+        if !self.first_epoch_recorded {
+            let first = self.epoch_at(now)?.to_be_bytes();
+            self.store.write_batch(&[WriteOp::Put {
+                table: SOURCE_TABLE,
+                key: KEY_FIRST_EPOCH,
+                value: &first,
+            }])?;
+            self.first_epoch_recorded = true;
+        }
+        Ok(msg)
+    }
+
     /// The grant of `sink_url` for `epochs`: one re-encryption key per epoch to `sink_key`.
     ///
     /// # Errors

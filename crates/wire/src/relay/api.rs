@@ -327,6 +327,9 @@ pub enum Control {
     AddSink(SinkGrant, Start),
     /// Remove the sink with this URL.
     RemoveSink(String),
+    /// Deliver at most this many messages per second to each sink (0: unlimited), from the
+    /// next message on.
+    SetRate(u32),
 }
 
 impl Control {
@@ -335,9 +338,10 @@ impl Control {
     const SET_SINKS: u64 = 2;
     const ADD_SINK: u64 = 3;
     const REMOVE_SINK: u64 = 4;
+    const SET_RATE: u64 = 5;
 }
 
-/// `[0]` pause, `[1]` resume, `[2, [grant…]]`, `[3, grant, start]`, `[4, url]`.
+/// `[0]` pause, `[1]` resume, `[2, [grant…]]`, `[3, grant, start]`, `[4, url]`, `[5, rate]`.
 impl Cbor for Control {
     fn encode(&self, w: &mut Writer) {
         match self {
@@ -365,6 +369,11 @@ impl Cbor for Control {
                 w.uint(Self::REMOVE_SINK);
                 w.text(url);
             }
+            Self::SetRate(rate) => {
+                w.array(2);
+                w.uint(Self::SET_RATE);
+                w.uint((*rate).into());
+            }
         }
     }
 
@@ -373,7 +382,7 @@ impl Cbor for Control {
         let tag = r.uint()?;
         let expected: u64 = match tag {
             Self::PAUSE | Self::RESUME => 1,
-            Self::SET_SINKS | Self::REMOVE_SINK => 2,
+            Self::SET_SINKS | Self::REMOVE_SINK | Self::SET_RATE => 2,
             Self::ADD_SINK => 3,
             value => {
                 return Err(Error::UnknownVariant {
@@ -394,6 +403,9 @@ impl Cbor for Control {
             Self::RESUME => Self::Resume,
             Self::SET_SINKS => Self::SetSinks(Vec::decode(r)?),
             Self::ADD_SINK => Self::AddSink(SinkGrant::decode(r)?, Start::decode(r)?),
+            Self::SET_RATE => {
+                Self::SetRate(u32::try_from(r.uint()?).map_err(|_| Error::IntegerRange)?)
+            }
             // The only tag left after the match above.
             _ => Self::RemoveSink(String::decode(r)?),
         })
@@ -406,6 +418,8 @@ impl Cbor for Control {
             Self::SetSinks(sinks) => format!("set sinks {}", sinks.describe()),
             Self::AddSink(grant, start) => format!("add sink {} from {start:?}", grant.describe()),
             Self::RemoveSink(url) => format!("remove sink {url:?}"),
+            Self::SetRate(0) => "set rate unlimited".into(),
+            Self::SetRate(rate) => format!("set rate {rate}/s"),
         }
     }
 }
@@ -616,16 +630,26 @@ mod tests {
         ));
         let remove = round_trip(&Control::RemoveSink("udp://127.0.0.1:9".into()));
         assert_eq!(&remove[..3], &[0x82, 0x04, 0x71]);
+        assert_eq!(
+            round_trip(&Control::SetRate(500)),
+            [0x82, 0x05, 0x19, 0x01, 0xf4]
+        );
+        round_trip(&Control::SetRate(0));
     }
 
     #[test]
     fn control_refusals_are_typed() {
         assert_eq!(
-            Control::from_bytes(&[0x81, 0x05]),
+            Control::from_bytes(&[0x81, 0x06]),
             Err(Error::UnknownVariant {
                 what: "control",
-                value: 5
+                value: 6
             })
+        );
+        // A rate beyond u32.
+        assert_eq!(
+            Control::from_bytes(&[0x82, 0x05, 0x1b, 0, 0, 0, 1, 0, 0, 0, 0]),
+            Err(Error::IntegerRange)
         );
         assert_eq!(
             Control::from_bytes(&[0x82, 0x00, 0x00]),

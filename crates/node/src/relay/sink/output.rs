@@ -29,6 +29,10 @@ pub struct OutputLine {
     pub epoch: u32,
     /// The data, in the sink's encoding.
     pub data: String,
+    /// An individually protected message (§III-B): `stream`, `key_index` and `message_id` are
+    /// then bytes of its random 64-bit id. Absent (false) for stream messages.
+    #[serde(default, skip_serializing_if = "core::ops::Not::not")]
+    pub individual: bool,
 }
 
 /// Writes delivered messages to a file (appended to, synced before the sink acknowledges) or
@@ -79,6 +83,7 @@ impl OutputWriter {
                 DataEncoding::Base64 => Base64::encode_string(&d.plaintext),
                 DataEncoding::Hex => crate::hex(&d.plaintext),
             },
+            individual: d.individual,
         }
     }
 

@@ -133,6 +133,7 @@ fn control_name(c: &Control) -> &'static str {
         Control::SetSinks(_) => "set sinks",
         Control::AddSink(..) => "add sink",
         Control::RemoveSink(_) => "remove sink",
+        Control::SetRate(_) => "set rate",
     }
 }
 
@@ -585,6 +586,11 @@ impl<H: Handles> Proxy<H> {
                 }
                 record.sinks.retain(|s| s.url != *url);
                 removed.push(url.clone());
+            }
+            // Each pump paces itself: they start again at the new rate, where they were.
+            Control::SetRate(rate) => {
+                record.rate = *rate;
+                restarted.extend(record.sinks.iter().map(|s| s.url.clone()));
             }
         }
         for url in &removed {
