@@ -579,9 +579,11 @@ async fn status(
                      "forwards": info.forwards},
             "load": {"window_s": load.window_s, "messages_in": load.messages_in,
                      "bytes_in": load.bytes_in, "messages_out": load.messages_out,
-                     "bytes_out": load.bytes_out, "rejected_full": load.rejected_full},
+                     "bytes_out": load.bytes_out, "rejected_full": load.rejected_full,
+                     "cpu_percent": load.cpu_percent},
             "throughput": {"window_s": throughput.window_s, "in_bps": throughput.in_bps,
-                           "out_bps": throughput.out_bps},
+                           "out_bps": throughput.out_bps,
+                           "capacity_bps": throughput.capacity_bps},
             "stream": {"source": source.url(), "stream_id": position.stream_id(),
                        "next_message_id": position.next_message_id(),
                        "next_key_index": position.next_key_index(), "epoch": epoch},
@@ -603,16 +605,21 @@ async fn status(
         info.forwards
     );
     println!(
-        "  load over {} s: in {} messages ({}), out {} messages ({}), {} refused when full",
+        "  load over {} s: CPU {}% of a core; in {} messages ({}), out {} messages ({}), {} refused when full",
         load.window_s,
+        load.cpu_percent,
         load.messages_in,
         size(load.bytes_in),
         load.messages_out,
         size(load.bytes_out),
         load.rejected_full
     );
+    let capacity = match throughput.capacity_bps {
+        0 => "not measured yet (nothing forwarded)".to_owned(),
+        c => format!("{} per core", rate(c)),
+    };
     println!(
-        "  throughput over {} s: in {}, out {}",
+        "  throughput over {} s: in {}, out {}; forwarding capacity {capacity}",
         throughput.window_s,
         rate(throughput.in_bps),
         rate(throughput.out_bps)

@@ -208,6 +208,15 @@ fn provisioned_proxy_and_sinks_driven_by_relay_commands() {
             .is_some_and(|n| n > 0)
     );
     assert!(status["info"]["capacity"].as_u64().is_some_and(|c| c > 0));
+    // The paper's load and throughput: the proxy's CPU use, and the rate it forwards at per
+    // second of CPU time (it has forwarded by now).
+    assert!(status["load"]["cpu_percent"].as_u64().is_some(), "{status}");
+    assert!(
+        status["throughput"]["capacity_bps"]
+            .as_u64()
+            .is_some_and(|c| c > 0),
+        "{status}"
+    );
 
     // Watching the monitors (RFC 7641): the status, then one line per notification.
     let out = m2msec(&[

@@ -173,6 +173,9 @@ cbor_struct! {
         pub bytes_out: u64,
         /// Messages refused because their storage was full.
         pub rejected_full: u64,
+        /// Percent of one core the proxy's process used over the window (above 100 when it
+        /// used several): the load the paper's API reports.
+        pub cpu_percent: u32,
     }
 }
 
@@ -185,6 +188,10 @@ cbor_struct! {
         pub in_bps: u64,
         /// Bits per second forwarded over the window.
         pub out_bps: u64,
+        /// The rate the proxy can forward at: bits it delivered per second of the CPU time it
+        /// used (over the window, or its longest window when it forwarded nothing in this
+        /// one); 0 before it has forwarded anything.
+        pub capacity_bps: u64,
     }
 }
 
@@ -549,11 +556,13 @@ mod tests {
             messages_out: 3,
             bytes_out: 4,
             rejected_full: 5,
+            cpu_percent: 150,
         });
         round_trip(&Throughput {
             window_s: 10,
             in_bps: u64::MAX,
             out_bps: 0,
+            capacity_bps: 8_000_000,
         });
         for last_seq in [None, Some(0), Some(u64::MAX)] {
             round_trip(&StorageMonitor {

@@ -95,11 +95,17 @@ async fn serve(
     let mut checkpoints = shared.core().startup_checkpoints(monotonic_now());
     let mut tick = tokio::time::interval(HOUSEKEEP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut cpu = process_cpu_us();
     loop {
         tokio::select! {
             biased;
             _ = stop.changed() => break,
-            _ = tick.tick() => housekeep(&shared, &mut checkpoints).await?,
+            _ = tick.tick() => {
+                let used = process_cpu_us();
+                shared.core().count_cpu(wall_clock().0 / 1000, used.saturating_sub(cpu));
+                cpu = used;
+                housekeep(&shared, &mut checkpoints).await?;
+            }
             Some(cmd) = commands.recv() => run_command(&shared, cmd).await,
             Some(first) = ingest.recv() => {
                 let batch = collect(&shared, first, ingest).await;
@@ -212,6 +218,15 @@ async fn housekeep(shared: &Arc<Shared>, checkpoints: &mut Checkpoints) -> Resul
     .map_err(Error::Store)?;
     shared.core().refreshed(stats);
     Ok(())
+}
+
+/// Microseconds of CPU time this process has used, all threads (the tokio workers and the
+/// blocking pool's commits alike).
+fn process_cpu_us() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    let secs = u64::try_from(t.tv_sec).unwrap_or(0);
+    let micros = u64::try_from(t.tv_nsec / 1000).unwrap_or(0);
+    secs.saturating_mul(1_000_000).saturating_add(micros)
 }
 
 /// Runs a store call on the blocking pool (a commit waits for an fsync).

@@ -16,6 +16,9 @@ pub struct Slot {
     pub bytes_out: u64,
     /// Messages refused because a storage, the proxy or the ingest queue was full.
     pub rejected_full: u64,
+    /// Microseconds of CPU time the proxy's process used (all its threads), as its shell
+    /// measured them.
+    pub cpu_us: u64,
 }
 
 impl Slot {
@@ -25,6 +28,27 @@ impl Slot {
         self.messages_out = self.messages_out.saturating_add(other.messages_out);
         self.bytes_out = self.bytes_out.saturating_add(other.bytes_out);
         self.rejected_full = self.rejected_full.saturating_add(other.rejected_full);
+        self.cpu_us = self.cpu_us.saturating_add(other.cpu_us);
+    }
+
+    /// Percent of one core the proxy used over `window_s` seconds (above 100 on several).
+    #[must_use]
+    pub fn cpu_percent(&self, window_s: u32) -> u32 {
+        let window_us = u64::from(window_s.max(1)).saturating_mul(1_000_000);
+        u32::try_from(self.cpu_us.saturating_mul(100) / window_us).unwrap_or(u32::MAX)
+    }
+
+    /// The rate at which the proxy forwards, in bits per second of its CPU time: what it
+    /// delivered divided by the processing it took (the paper's throughput, 004 Fig. 7), so the
+    /// rate it could sustain were its processor given to forwarding; 0 before it has forwarded
+    /// anything. A lower bound: the CPU time includes storing what came in.
+    #[must_use]
+    pub fn capacity_bps(&self) -> u64 {
+        if self.cpu_us == 0 {
+            return 0;
+        }
+        let bits = u128::from(self.bytes_out) * 8 * 1_000_000;
+        u64::try_from(bits / u128::from(self.cpu_us)).unwrap_or(u64::MAX)
     }
 }
 
@@ -121,6 +145,25 @@ mod tests {
         m.record(150, msgs(8));
         assert_eq!(m.sum(200, 1).messages_in, 8);
         assert_eq!(m.slots.len(), 5);
+    }
+
+    #[test]
+    fn cpu_load_and_forwarding_capacity() {
+        let mut m = Metrics::new(60, 0);
+        let used = |cpu_us, bytes_out| Slot {
+            cpu_us,
+            bytes_out,
+            ..Slot::default()
+        };
+        m.record(0, used(250_000, 0));
+        m.record(1, used(750_000, 1_000_000));
+        let sum = m.sum(1, 2);
+        // 1 s of CPU in 2 s: half a core.
+        assert_eq!(sum.cpu_percent(2), 50);
+        // 1 MB delivered in 1 s of CPU: 8 Mbit/s.
+        assert_eq!(sum.capacity_bps(), 8_000_000);
+        assert_eq!(Slot::default().capacity_bps(), 0);
+        assert_eq!(used(3_000_000, 0).cpu_percent(1), 300);
     }
 
     #[test]

@@ -142,7 +142,8 @@ impl<H: Handles> Proxy<H> {
                 };
                 let load = segments.first() == Some(&"load");
                 get(req.accept, || {
-                    let sum = self.core.metrics.sum(now.0 / 1000, window);
+                    let metrics = &mut self.core.metrics;
+                    let sum = metrics.sum(now.0 / 1000, window);
                     Some(if load {
                         Repr::Load(Load {
                             window_s: window,
@@ -151,12 +152,19 @@ impl<H: Handles> Proxy<H> {
                             messages_out: sum.messages_out,
                             bytes_out: sum.bytes_out,
                             rejected_full: sum.rejected_full,
+                            cpu_percent: sum.cpu_percent(window),
                         })
                     } else {
+                        // Nothing forwarded in this window: what the longest one shows.
+                        let capacity = match sum.capacity_bps() {
+                            0 => metrics.sum(now.0 / 1000, u32::MAX).capacity_bps(),
+                            c => c,
+                        };
                         Repr::Throughput(Throughput {
                             window_s: window,
                             in_bps: bits_per_second(sum.bytes_in, window),
                             out_bps: bits_per_second(sum.bytes_out, window),
+                            capacity_bps: capacity,
                         })
                     })
                 })

@@ -255,6 +255,16 @@ impl<H: Handles> Core<H> {
         );
     }
 
+    /// Counts `cpu_us` microseconds of CPU time the proxy's process used up to `now_s` (the
+    /// shell measures it; the load and the forwarding capacity are read from it).
+    pub fn count_cpu(&mut self, now_s: u64, cpu_us: u64) {
+        let used = Slot {
+            cpu_us,
+            ..Default::default()
+        };
+        self.metrics.record(now_s, used);
+    }
+
     /// Returns an admitted reservation (the write failed, or the storage went away).
     pub fn release(&mut self, id: u32, len: u64) {
         if let Some(s) = self.storages.get_mut(&id) {
