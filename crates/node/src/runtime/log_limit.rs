@@ -52,11 +52,11 @@ impl Summary {
     }
 }
 
-/// `reason=count` pairs, as one log field.
+/// `reason:count` pairs, as one log field.
 impl Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, (reason, n)) in self.suppressed.iter().enumerate() {
-            write!(f, "{}{reason}={n}", if i == 0 { "" } else { "," })?;
+            write!(f, "{}{reason}:{n}", if i == 0 { "" } else { "," })?;
         }
         Ok(())
     }
@@ -258,8 +258,11 @@ mod tests {
         let summary = verdict.ended.unwrap_or_else(|| panic!("no summary"));
         assert_eq!(summary.count(), 11);
         assert_eq!(summary.suppressed.get("Decode"), Some(&11));
-        assert_eq!(summary.total, 14, "the summary counts the refusal that ended it");
-        assert_eq!(summary.to_string(), "Decode=11");
+        assert_eq!(
+            summary.total, 14,
+            "the summary counts the refusal that ended it"
+        );
+        assert_eq!(summary.to_string(), "Decode:11");
         assert_eq!(l.due(), None, "nothing suppressed yet in this interval");
         assert!(!admit(&mut l, t1, "a", "Decode"));
         assert_eq!(l.total(), 16);
@@ -274,7 +277,9 @@ mod tests {
         assert!(admit(&mut l, t0 + INTERVAL, "a", "Decode"));
         assert!(!admit(&mut l, t0 + INTERVAL, "a", "Decode"));
         assert_eq!(l.tick(t0 + INTERVAL), None, "not over yet");
-        let summary = l.tick(t0 + INTERVAL * 2).unwrap_or_else(|| panic!("no summary"));
+        let summary = l
+            .tick(t0 + INTERVAL * 2)
+            .unwrap_or_else(|| panic!("no summary"));
         assert_eq!((summary.count(), summary.total), (1, 3));
     }
 

@@ -36,8 +36,7 @@ use super::control::{ControlSocket, Request, Response};
 use crate::error::{Error, Result};
 use crate::harness::daemon::{Daemon, Exit, Persisting, Reporter, RoleArgs};
 use crate::runtime::driver::{
-    Context, Driver, Flow, Handler, Shutdown, admitted, log_at, log_event, open_store,
-    wall_clock,
+    Context, Driver, Flow, Handler, Shutdown, admitted, log_at, log_event, open_store, wall_clock,
 };
 
 // ---------------------------------------------------------------------------------------------
