@@ -2,11 +2,9 @@
 //! `m2msec sga register|invite|send|inbox`, a server killed with SIGKILL and restarted on its
 //! store while the recipient is offline, the demo and bench output, and clear errors.
 
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use m2msec_crypto::rng::OsRng;
