@@ -260,7 +260,7 @@ mod tests {
         assert_eq!(summary.suppressed.get("Decode"), Some(&11));
         assert_eq!(
             summary.total, 14,
-            "the summary counts the refusal that ended it"
+            "the refusal that ended the interval counts in the next"
         );
         assert_eq!(summary.to_string(), "Decode:11");
         assert_eq!(l.due(), None, "nothing suppressed yet in this interval");
