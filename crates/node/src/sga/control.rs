@@ -202,11 +202,10 @@ impl ControlSocket {
             match stream.peer_cred() {
                 Ok(cred) if cred.uid() == self.owner => {}
                 Ok(cred) => {
-                    let detail = format!(
-                        "control connection from another user refused pid={:?}",
-                        cred.pid()
-                    );
-                    refused.warn(format_args!("uid {}", cred.uid()), &detail);
+                    let (uid, pid) = (cred.uid(), cred.pid().unwrap_or_default());
+                    let detail =
+                        format!("control connection from another user refused uid={uid} pid={pid}");
+                    refused.warn(format_args!("uid {uid}"), &detail);
                     continue;
                 }
                 Err(e) => {
