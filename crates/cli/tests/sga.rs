@@ -2,11 +2,9 @@
 //! `m2msec sga register|invite|send|inbox`, a server killed with SIGKILL and restarted on its
 //! store while the recipient is offline, the demo and bench output, and clear errors.
 
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use m2msec_crypto::rng::OsRng;
@@ -16,38 +14,8 @@ use m2msec_protocol::Endpoint;
 use m2msec_protocol::sga::{Device, DeviceEvent, Error, RefusalCode, SessionId};
 
 mod common;
+use common::start_logged as start;
 use common::*;
-
-/// Starts a daemon, waits until it logs that it serves; returns its index and its log lines.
-fn start(daemons: &mut Daemons, role: &str, config: &Path) -> (usize, Arc<Mutex<Vec<String>>>) {
-    let mut child = Command::new(BIN)
-        .args(["run", role, "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {role}: {e}"));
-    let stderr = child.stderr.take();
-    daemons.0.push(child);
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = mpsc::channel();
-    let lines = Arc::clone(&log);
-    std::thread::spawn(move || {
-        let Some(stderr) = stderr else { return };
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("serving") {
-                let _ = tx.send(());
-            }
-            if let Ok(mut l) = lines.lock() {
-                l.push(line);
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(20))
-        .unwrap_or_else(|_| panic!("{role} ({}) did not start", config.display()));
-    (daemons.0.len() - 1, log)
-}
 
 fn provision_sga(dir: &Path) {
     let listing = provision(

@@ -57,7 +57,7 @@ pub mod sga;
 pub mod trial;
 
 pub use endpoint::{Endpoint, GroupOps, Millis, OpCounts, Transmit};
-pub use log::{Level, Logged};
+pub use log::{Level, Logged, Rejection};
 pub use outbox::Outbox;
 pub use reliable::RetransmitPolicy;
 pub use role::{Protocol, ProtocolRole, Role};

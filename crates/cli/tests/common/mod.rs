@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 /// The binary under test.
@@ -78,6 +78,11 @@ impl Drop for Daemons {
 /// Starts `m2msec run ROLE --config CONFIG` and waits until it logs that it serves; returns its
 /// index in `daemons`.
 pub(crate) fn start(daemons: &mut Daemons, role: &str, config: &Path) -> usize {
+    start_logged(daemons, role, config).0
+}
+
+/// As [`start`], also returning the daemon's log lines, which grow as it writes them.
+pub(crate) fn start_logged(daemons: &mut Daemons, role: &str, config: &Path) -> (usize, Log) {
     let mut child = Command::new(BIN)
         .args(["run", role, "--config"])
         .arg(config)
@@ -88,18 +93,38 @@ pub(crate) fn start(daemons: &mut Daemons, role: &str, config: &Path) -> usize {
         .unwrap_or_else(|e| panic!("cannot start {role}: {e}"));
     let stderr = child.stderr.take();
     daemons.0.push(child);
+    let log = Log::default();
     let (tx, rx) = mpsc::channel();
+    let lines = Arc::clone(&log);
     std::thread::spawn(move || {
         let Some(stderr) = stderr else { return };
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if line.contains("serving") {
                 let _ = tx.send(());
             }
+            if let Ok(mut l) = lines.lock() {
+                l.push(line);
+            }
         }
     });
     rx.recv_timeout(Duration::from_secs(20))
         .unwrap_or_else(|_| panic!("{role} ({}) did not start", config.display()));
-    daemons.0.len() - 1
+    (daemons.0.len() - 1, log)
+}
+
+/// A daemon's log lines, as [`start_logged`] collects them.
+pub(crate) type Log = Arc<Mutex<Vec<String>>>;
+
+/// Stops daemon `index` as an operator does, with SIGTERM, and waits for it to exit.
+pub(crate) fn terminate(daemons: &mut Daemons, index: usize) {
+    let child = &mut daemons.0[index];
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap_or_else(|e| panic!("kill: {e}"));
+    assert!(killed.success(), "kill -TERM failed");
+    let status = child.wait().unwrap_or_else(|e| panic!("wait: {e}"));
+    assert!(status.success(), "the daemon stopped with {status}");
 }
 
 /// Starts the helpers `ROLE-1` … `ROLE-n` of a provisioned deployment in `dir`, as [`start`] does.

@@ -16,12 +16,16 @@
 //!
 //! Time given to the role is [`wall_clock`]: milliseconds since the UNIX epoch, the time base
 //! trust records are stored in.
+//!
+//! Refused input is logged through the running driver's [`LogLimit`] (see [`log_event`]): once
+//! per peer and reason in an interval, with a summary of the rest.
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use m2msec_crypto::rng::{CryptoRng, OsRng, SeededRng};
 use m2msec_protocol::drive::{self, Drained};
@@ -32,6 +36,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use crate::error::{Error, Result};
+use crate::runtime::log_limit::LogLimit;
 use crate::runtime::tap::Wiretap;
 
 /// The largest datagram the driver receives (the UDP maximum).
@@ -74,9 +79,37 @@ macro_rules! log_at {
 }
 pub(crate) use log_at;
 
-/// Writes `event` to the log at its level, as it reads ([`Logged`]).
+tokio::task_local! {
+    /// The log limit of the driver running on this task. Every handler of every protocol logs
+    /// with [`log_event`], and the limit must be one per daemon (a demo runs several in one
+    /// process), live as long as its driver runs and be summarised on the driver's timer: a
+    /// task-local of [`Driver::run_with`] is all of that without a limit in every handler.
+    static REJECTIONS: RefCell<LogLimit>;
+}
+
+/// Writes `event` to the log at its level, as it reads ([`Logged`]), if it is [`admitted`].
 pub fn log_event(event: &impl Logged) {
-    log_at!(event.level(), "{event}");
+    if admitted(event) {
+        log_at!(event.level(), "{event}");
+    }
+}
+
+/// Whether to log `event`: every event but refused input ([`Logged::rejection`]) whose peer
+/// had one refused for the same reason logged this interval by the running driver's
+/// [`LogLimit`], which counts it and summarises such refusals. Outside a driver, every event.
+pub fn admitted(event: &impl Logged) -> bool {
+    let Some(rejection) = event.rejection() else {
+        return true;
+    };
+    REJECTIONS
+        .try_with(|limit| limit.borrow_mut().admit(&rejection.peer, &rejection.reason))
+        .unwrap_or(true)
+}
+
+/// How long until the running driver's log limit has a summary to write, if it has one.
+fn summary_due() -> Option<Duration> {
+    let due = REJECTIONS.try_with(|limit| limit.borrow().due()).ok()??;
+    Some(due.saturating_duration_since(Instant::now()))
 }
 
 /// The handler of a role whose events are only logged: nothing to persist, nothing to report.
@@ -208,6 +241,20 @@ impl<E: Endpoint> Driver<E> {
     /// As [`Driver::run`]; [`Error::Bind`] if the socket cannot be bound again when the
     /// handler brings the role back online.
     pub async fn run_with<C, H: Handler<E, C, Error = Error>>(
+        self,
+        handler: &mut H,
+        commands: mpsc::Receiver<C>,
+        shutdown: Shutdown,
+    ) -> Result<E> {
+        // Dropped when the run ends, the limit then writes what it has not summarised yet.
+        let limit = RefCell::new(LogLimit::new("rejected datagram"));
+        REJECTIONS
+            .scope(limit, self.serve(handler, commands, shutdown))
+            .await
+    }
+
+    /// [`Driver::run_with`] within its log limit.
+    async fn serve<C, H: Handler<E, C, Error = Error>>(
         mut self,
         handler: &mut H,
         mut commands: mpsc::Receiver<C>,
@@ -259,6 +306,10 @@ impl<E: Endpoint> Driver<E> {
                 }
                 () = sleep_for(sleep) => {
                     drive::on_timer(&mut self.endpoint, &mut *self.rng, handler, wall_clock())?
+                }
+                () = sleep_for(summary_due()) => {
+                    let _ = REJECTIONS.try_with(|limit| limit.borrow_mut().tick());
+                    Flow::Continue
                 }
             };
             if self.drain(handler).await? == Flow::Stop || flow == Flow::Stop {

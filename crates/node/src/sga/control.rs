@@ -38,6 +38,7 @@ use super::daemon::Command;
 use crate::error::{Error, Result};
 use crate::private;
 use crate::runtime::driver::Shutdown;
+use crate::runtime::log_limit::LogLimit;
 
 /// The largest request or answer, in bytes (an answer holds the whole inbox).
 pub const MAX_CONTROL_MESSAGE: u64 = 16 * 1024 * 1024;
@@ -183,6 +184,8 @@ impl ControlSocket {
     /// handed to the device node through `commands`, and its [`Response`]. A connection of any
     /// other user is closed unanswered.
     pub async fn serve(self, commands: mpsc::Sender<Command>, mut shutdown: Shutdown) {
+        // Another local user may knock as often as it likes: once per user in an interval.
+        let mut refused = LogLimit::new("control connection");
         loop {
             let stream = tokio::select! {
                 () = shutdown.wait() => return,
@@ -199,11 +202,16 @@ impl ControlSocket {
             match stream.peer_cred() {
                 Ok(cred) if cred.uid() == self.owner => {}
                 Ok(cred) => {
-                    tracing::warn!(uid = cred.uid(), pid = ?cred.pid(), "control connection from another user refused");
+                    let (uid, pid) = (cred.uid(), cred.pid().unwrap_or_default());
+                    let detail =
+                        format!("control connection from another user refused uid={uid} pid={pid}");
+                    refused.warn(format_args!("uid {uid}"), &detail);
                     continue;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "control connection without peer credentials refused");
+                    let detail =
+                        format!("control connection without peer credentials refused error={e}");
+                    refused.warn("unknown user", &detail);
                     continue;
                 }
             }

@@ -36,7 +36,7 @@ use super::control::{ControlSocket, Request, Response};
 use crate::error::{Error, Result};
 use crate::harness::daemon::{Daemon, Exit, Persisting, Reporter, RoleArgs};
 use crate::runtime::driver::{
-    Context, Driver, Flow, Handler, Shutdown, log_at, log_event, open_store, wall_clock,
+    Context, Driver, Flow, Handler, Shutdown, admitted, log_at, log_event, open_store, wall_clock,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -170,7 +170,9 @@ impl DeviceNode {
             let _ = reply.send(answer);
         }
         while let Some(noted) = self.agent.poll_note() {
-            log_at!(noted.level(), device = %me, "{noted}");
+            if admitted(&noted) {
+                log_at!(noted.level(), device = %me, "{noted}");
+            }
             self.report.send(noted);
         }
     }

@@ -5,7 +5,7 @@ use core::fmt;
 use m2msec_wire::cbor::hex;
 
 use super::{ClientEvent, Established, ProxyEvent, ServerEvent, TrustedEvent};
-use crate::{Level, Logged};
+use crate::{Level, Logged, Rejection};
 
 /// The line of an established key, the client's and the server's alike.
 fn established(f: &mut fmt::Formatter<'_>, e: &Established) -> fmt::Result {
@@ -60,6 +60,13 @@ impl Logged for ClientEvent {
             Self::Rejected { .. } => Level::Warn,
         }
     }
+
+    fn rejection(&self) -> Option<Rejection> {
+        match self {
+            Self::Rejected { remote, error } => Some(Rejection::new(remote, error)),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for ServerEvent {
@@ -85,6 +92,13 @@ impl Logged for ServerEvent {
             Self::OneTimeKeyUsed(_) => Level::Trace,
         }
     }
+
+    fn rejection(&self) -> Option<Rejection> {
+        match self {
+            Self::Rejected { remote, error } => Some(Rejection::new(remote, error)),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for ProxyEvent {
@@ -106,6 +120,13 @@ impl Logged for ProxyEvent {
         match self {
             Self::Relayed { .. } => Level::Info,
             Self::Failed { .. } | Self::Rejected { .. } => Level::Warn,
+        }
+    }
+
+    fn rejection(&self) -> Option<Rejection> {
+        match self {
+            Self::Rejected { remote, error } => Some(Rejection::new(remote, error)),
+            _ => None,
         }
     }
 }
@@ -135,6 +156,13 @@ impl Logged for TrustedEvent {
             Self::Failed { .. } | Self::Rejected { .. } => Level::Warn,
         }
     }
+
+    fn rejection(&self) -> Option<Rejection> {
+        match self {
+            Self::Rejected { remote, error } => Some(Rejection::new(remote, error)),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -155,5 +183,20 @@ mod tests {
         );
         assert_eq!(event.to_string(), expected);
         assert_eq!(event.level(), Level::Warn);
+        let rejection = Rejection {
+            peer: "127.0.0.1:5683".into(),
+            reason: "Authentication".into(),
+        };
+        assert_eq!(event.rejection(), Some(rejection));
+        let decode = ProxyEvent::Rejected {
+            remote,
+            error: Error::Decode(m2msec_wire::Error::UnknownMessageType(7)),
+        };
+        let reason = decode.rejection().map(|r| r.reason);
+        assert_eq!(reason.as_deref(), Some("Decode.UnknownMessageType"));
+        let relayed = ProxyEvent::Relayed {
+            session: crate::collab::SessionId([0; 16]),
+        };
+        assert!(relayed.rejection().is_none());
     }
 }

@@ -5,7 +5,7 @@ use core::fmt;
 use m2msec_wire::cbor::hex;
 
 use super::{EpcEvent, PartyEvent};
-use crate::{Level, Logged};
+use crate::{Level, Logged, Rejection};
 
 impl fmt::Display for EpcEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -29,6 +29,13 @@ impl Logged for EpcEvent {
         match self {
             Self::Issued { .. } => Level::Info,
             Self::Rejected { .. } => Level::Warn,
+        }
+    }
+
+    fn rejection(&self) -> Option<Rejection> {
+        match self {
+            Self::Rejected { remote, error } => Some(Rejection::new(remote, error)),
+            _ => None,
         }
     }
 }
@@ -64,6 +71,13 @@ impl Logged for PartyEvent {
             Self::WarrantStored { .. } | Self::Established { .. } => Level::Info,
             Self::Failed { .. } => Level::Error,
             Self::WarrantFailed { .. } | Self::Rejected { .. } => Level::Warn,
+        }
+    }
+
+    fn rejection(&self) -> Option<Rejection> {
+        match self {
+            Self::Rejected { remote, error } => Some(Rejection::new(remote, error)),
+            _ => None,
         }
     }
 }

@@ -5,7 +5,7 @@ use core::fmt;
 use m2msec_wire::cbor::hex;
 
 use super::{Established, InitiatorEvent, ResponderEvent, ThirdPartyEvent};
-use crate::{Level, Logged};
+use crate::{Level, Logged, Rejection};
 
 /// The line of an established TGK, the initiator's and the responder's alike.
 fn established(f: &mut fmt::Formatter<'_>, e: &Established) -> fmt::Result {
@@ -50,6 +50,13 @@ impl Logged for InitiatorEvent {
             Self::ThirdPartyConfirmed { .. } => Level::Debug,
             Self::Failed { .. } => Level::Error,
             Self::Rejected { .. } => Level::Warn,
+        }
+    }
+
+    fn rejection(&self) -> Option<Rejection> {
+        match self {
+            Self::Rejected { remote, error } => Some(Rejection::new(remote, error)),
+            _ => None,
         }
     }
 }
@@ -106,6 +113,13 @@ impl Logged for ResponderEvent {
             Self::ReplayRecorded { .. } => Level::Trace,
         }
     }
+
+    fn rejection(&self) -> Option<Rejection> {
+        match self {
+            Self::Rejected { remote, error } => Some(Rejection::new(remote, error)),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for ThirdPartyEvent {
@@ -147,6 +161,13 @@ impl Logged for ThirdPartyEvent {
             Self::Confirmed { .. } => Level::Debug,
             Self::ReplayRecorded { .. } => Level::Trace,
             Self::Failed { .. } | Self::Rejected { .. } => Level::Warn,
+        }
+    }
+
+    fn rejection(&self) -> Option<Rejection> {
+        match self {
+            Self::Rejected { remote, error } => Some(Rejection::new(remote, error)),
+            _ => None,
         }
     }
 }

@@ -3,7 +3,7 @@
 use core::fmt;
 
 use super::{Noted, ServerEvent, StoreOp};
-use crate::{Level, Logged};
+use crate::{Level, Logged, Rejection};
 
 impl fmt::Display for ServerEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -36,6 +36,16 @@ impl Logged for ServerEvent {
             Self::Persist(_) => Level::Trace,
             Self::Registered { .. } | Self::Exchanged { .. } => Level::Info,
             Self::Refusal { .. } | Self::Rejected { .. } => Level::Warn,
+        }
+    }
+
+    fn rejection(&self) -> Option<Rejection> {
+        match self {
+            // The device named in a request the server refuses (unknown, unreachable…):
+            // a name anyone can put in a datagram, so it is limited like an address.
+            Self::Refusal { device, error } => Some(Rejection::new(device, error)),
+            Self::Rejected { remote, error } => Some(Rejection::new(remote, error)),
+            _ => None,
         }
     }
 }
@@ -89,6 +99,13 @@ impl Logged for Noted {
                 Level::Warn
             }
             Self::Rejected { .. } => Level::Debug,
+        }
+    }
+
+    fn rejection(&self) -> Option<Rejection> {
+        match self {
+            Self::Rejected { remote, error } => Some(Rejection::new(remote, error)),
+            _ => None,
         }
     }
 }
