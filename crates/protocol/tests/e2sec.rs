@@ -396,3 +396,65 @@ fn a_warrant_request_outside_the_window_is_refused_then_a_fresh_one_works() {
     assert_eq!(stored(&w.events.device), stored_before + 2);
     assert_eq!(epc_rejections(&w.events.epc).len(), refused);
 }
+
+/// A holder whose clock is off learns it from the EPC: the refusal, under the key they share,
+/// names both clocks; the holder stops retransmitting the request. A refusal forged without that
+/// key (or for another request) is refused and the request stays under way.
+#[test]
+fn a_holder_whose_clock_is_off_is_told_so_under_its_key() {
+    use m2msec_protocol::e2sec::sim::{DEVICE_ROLE, EPC_ROLE};
+    use m2msec_protocol::network::Datagram;
+    use m2msec_wire::e2sec::WarrantRefused;
+
+    let mut rng = SeededRng::from_seed_u64(15);
+    let mut w = World::generate(&Spec::default(), &mut rng).unwrap();
+    let (epc, device) = (w.addrs[EPC_ROLE], w.addrs[DEVICE_ROLE]);
+    let ten_minutes = 600_000;
+    let skewed = Millis(w.net.now.0 - ten_minutes);
+    w.device.request_warrant(skewed, &mut rng).unwrap();
+    w.run(&mut rng, &mut |d| vec![d.clone()]);
+    let told = w.events.device.iter().find_map(|e| match e {
+        PartyEvent::WarrantFailed {
+            error: Error::StaleRequest { sent, now },
+        } => Some(now - sent),
+        _ => None,
+    });
+    assert_eq!(told, Some(ten_minutes), "{:?}", w.events.device);
+    let requests = w
+        .net
+        .log
+        .iter()
+        .filter(|d| matches!(Message::decode(&d.payload), Ok(Message::WarrantRequest(_))))
+        .count();
+    assert_eq!(requests, 1, "the refusal ends the retransmissions");
+    assert_eq!(stored(&w.events.device), 0);
+
+    // A forged refusal of a fresh request: refused, and the grant still comes.
+    w.device.request_warrant(w.net.now, &mut rng).unwrap();
+    let request = w
+        .net
+        .log
+        .iter()
+        .rev()
+        .find_map(|d| match Message::decode(&d.payload) {
+            Ok(Message::WarrantRequest(r)) => Some(r),
+            _ => None,
+        })
+        .unwrap();
+    let forged = WarrantRefused {
+        holder: request.holder,
+        nonce: request.nonce,
+        code: 8,
+        epc_time_ms: 0,
+        mac: [0; 32],
+    };
+    w.net.inject(Datagram {
+        at: w.net.now,
+        from: epc,
+        to: device,
+        payload: Message::from(forged).to_bytes(),
+    });
+    w.run(&mut rng, &mut |d| vec![d.clone()]);
+    assert!(rejections(&w.events.device).contains(&&Error::Authentication));
+    assert_eq!(stored(&w.events.device), 1, "{:?}", w.events.device);
+}

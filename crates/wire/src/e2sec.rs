@@ -5,8 +5,10 @@
 use crate::cbor::{Bytes, SecretBytes};
 use crate::{cbor_messages, cbor_struct};
 
-/// Protocol version carried in every message.
-pub const VERSION: u8 = 1;
+/// Protocol version carried in every message: 2 since `WarrantRequest` carries the holder's
+/// clock (`timestamp_ms`), so that a version-1 peer is told its version is not spoken rather
+/// than that its request has the wrong number of fields.
+pub const VERSION: u8 = 2;
 
 cbor_struct! {
     /// The warrant m_{E-x}: who delegates to whom, until when, for which key and role.
@@ -131,6 +133,21 @@ cbor_messages! {
             /// Reason code.
             pub code: u8,
         },
+        /// EPC → holder: an authenticated warrant request refused for its timestamp (outside
+        /// the EPC's window: the holder's clock is off) or because the EPC's replay cache is
+        /// full; under the pre-shared key, so the holder can trust the reason and the clock.
+        WarrantRefused = 7 => {
+            /// The holder.
+            pub holder: String,
+            /// The refused request's nonce.
+            pub nonce: [u8; 16],
+            /// Why: the code of the EPC's error (8 timestamp outside the window, 9 cache full).
+            pub code: u8,
+            /// The EPC's clock when it refused (ms since the UNIX epoch).
+            pub epc_time_ms: u64,
+            /// HMAC under the pre-shared key over the fields above.
+            pub mac: [u8; 32],
+        },
     }
 }
 
@@ -174,5 +191,16 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_version_1_peer_is_told_its_version() {
+        let mut v1 = Message::from(request()).to_bytes();
+        // [array, type, version, …]
+        v1[2] = 1;
+        assert_eq!(
+            Message::decode(&v1),
+            Err(crate::Error::UnsupportedVersion(1))
+        );
     }
 }

@@ -9,7 +9,7 @@ use m2msec_crypto::hash;
 use m2msec_crypto::kdf;
 use m2msec_crypto::rng::CryptoRng;
 use m2msec_wire::cbor::{self, Bytes, SecretBytes};
-use m2msec_wire::e2sec::{Message, Warrant, WarrantBody, WarrantGrant};
+use m2msec_wire::e2sec::{Message, Warrant, WarrantBody, WarrantGrant, WarrantRefused};
 
 use crate::replay::{Refusal, ReplayCache};
 use crate::{Millis, ProtocolRole};
@@ -150,16 +150,37 @@ impl ProtocolRole for Epc {
             m.holder.as_bytes(),
             &m.nonce,
         ]);
-        self.replay
+        if let Err(r) = self
+            .replay
             .admit(now, cfg.replay_window, Millis(m.timestamp_ms), key)
-            .map_err(|r| match r {
+        {
+            let error = match r {
                 Refusal::OutsideWindow => Error::StaleRequest {
                     sent: m.timestamp_ms,
                     now: now.0,
                 },
                 Refusal::Replayed => Error::Replayed,
                 Refusal::Full => Error::ReplayCacheFull,
-            })?;
+            };
+            // An authenticated request refused for its clock or for lack of room is told why,
+            // under the key it shares with us: a holder whose clock is off learns it. A replay
+            // is not answered (its holder never sends one).
+            if !matches!(error, Error::Replayed) {
+                let code = error.code();
+                let (nonce, time, code_byte) = (m.nonce, now.0.to_be_bytes(), [code]);
+                let input = refusal_input(&m.holder, &nonce, &code_byte, &time);
+                let mac = kdf::hmac_sha256(sub.key.as_bytes(), &input);
+                let refused = WarrantRefused {
+                    holder: m.holder,
+                    nonce,
+                    code,
+                    epc_time_ms: now.0,
+                    mac,
+                };
+                self.out.send(remote, refused);
+            }
+            return Err(error);
+        }
         let warrant = Warrant {
             issuer: cfg.identity.clone(),
             holder: m.holder.clone(),

@@ -303,9 +303,34 @@ impl Error {
             Self::WrongRole => 5,
             Self::UnknownPeer(_) => 6,
             Self::UnsupportedVariant(_) => 7,
+            Self::StaleRequest { .. } => REFUSED_STALE,
+            Self::ReplayCacheFull => REFUSED_FULL,
             _ => 255,
         }
     }
+}
+
+/// The code of a warrant request refused for its timestamp.
+const REFUSED_STALE: u8 = 8;
+/// The code of a warrant request refused because the EPC's replay cache is full.
+const REFUSED_FULL: u8 = 9;
+
+/// What the MAC of a [`WarrantRefused`](m2msec_wire::e2sec::WarrantRefused) covers, under the
+/// holder's pre-shared key: the EPC writes it, the holder checks it.
+fn refusal_input<'a>(
+    holder: &'a str,
+    nonce: &'a [u8; 16],
+    code: &'a [u8; 1],
+    epc_time: &'a [u8; 8],
+) -> [&'a [u8]; 6] {
+    [
+        LABEL,
+        b"warrant refused",
+        holder.as_bytes(),
+        nonce,
+        code,
+        epc_time,
+    ]
 }
 
 impl crate::outbox::WireMessage for Message {

@@ -13,7 +13,7 @@ use m2msec_crypto::rng::{CryptoRng, random_array};
 use m2msec_wire::cbor::{self, Bytes};
 use m2msec_wire::e2sec::{
     AuthInit, AuthReply, Confirm, Credential, Message, Refuse, Warrant, WarrantBody, WarrantGrant,
-    WarrantRequest,
+    WarrantRefused, WarrantRequest,
 };
 use zeroize::Zeroizing;
 
@@ -124,6 +124,8 @@ enum WarrantState {
     /// before stays usable meanwhile.
     AwaitGrant {
         nonce: [u8; 16],
+        /// The request's timestamp (our clock), to say how far off it was if refused.
+        sent: Millis,
         /// When the request is given up.
         deadline: Millis,
         held: Option<Held>,
@@ -255,6 +257,7 @@ impl Party {
         // A request already out is replaced: only the new nonce is taken from now on.
         self.warrant = WarrantState::AwaitGrant {
             nonce,
+            sent: now,
             deadline: now.after(cfg.timeout),
             held: self.warrant.take_held(),
         };
@@ -367,6 +370,33 @@ impl Party {
 }
 
 impl Party {
+    /// The EPC refused our request under our key: the request is given up, and why is
+    /// reported (for a timestamp outside its window, both clocks, so the offset shows).
+    fn on_warrant_refused(&mut self, m: &WarrantRefused) -> Result<(), Error> {
+        let cfg = &self.config;
+        let WarrantState::AwaitGrant { nonce, sent, .. } = self.warrant else {
+            return Err(Error::UnexpectedMessage("WarrantRefused"));
+        };
+        if m.nonce != nonce || m.holder != cfg.identity {
+            return Err(Error::Authentication);
+        }
+        let (time, code) = (m.epc_time_ms.to_be_bytes(), [m.code]);
+        let input = refusal_input(&m.holder, &m.nonce, &code, &time);
+        kdf::verify_hmac_sha256(cfg.epc_psk.as_bytes(), &input, &m.mac)
+            .map_err(|_| Error::Authentication)?;
+        self.warrant.give_up();
+        let error = match m.code {
+            REFUSED_STALE => Error::StaleRequest {
+                sent: sent.0,
+                now: m.epc_time_ms,
+            },
+            REFUSED_FULL => Error::ReplayCacheFull,
+            code => Error::Refused(code),
+        };
+        self.out.event(PartyEvent::WarrantFailed { error });
+        Ok(())
+    }
+
     /// Equation (2)/(4): g^σ = v_EPC^e · K, and the warrant is ours.
     fn on_grant(&mut self, m: &WarrantGrant) -> Result<(), Error> {
         let cfg = &self.config;
@@ -628,6 +658,7 @@ impl ProtocolRole for Party {
     ) -> Result<(), Error> {
         match msg {
             Message::WarrantGrant(m) => self.on_grant(&m),
+            Message::WarrantRefused(m) => self.on_warrant_refused(&m),
             Message::AuthInit(m) => {
                 let exchange = m.exchange;
                 let result = self.on_init(now, remote, m, rng);
