@@ -18,9 +18,9 @@ use zeroize::Zeroizing;
 
 use super::pseudonym::{alias, epoch_of};
 use super::{
-    DeviceKey, Error, Outbox, RefusalCode, SessionId, SessionKey, Sga, Timeouts, admit_fresh,
-    check_device_mac, count_group, device_aead, device_mac, expand, f_k, labelled, message_aad,
-    open, recipient_aad, seal, session_key, xor,
+    Aad, DeviceKey, Error, Outbox, RefusalCode, SessionId, SessionKey, Sga, Timeouts, admit_fresh,
+    check_device_mac, count_group, device_mac, expand, f_k, labelled, message_aad, open,
+    recipient_aad, recipient_key, seal, session_key, temp_key_mask, xor,
 };
 use crate::replay::ReplayCache;
 use crate::{Millis, ProtocolRole};
@@ -190,6 +190,11 @@ impl Device {
         &self.config.identity
     }
 
+    /// k_d and the initial suite: what the server opens this device's bodies with (the trace).
+    pub(super) fn device_key(&self) -> (&DeviceKey, AeadSuite) {
+        (&self.config.device_key, self.config.initial_suite)
+    }
+
     /// The suites it supports, in order of preference (the first is an invitation's default).
     #[must_use]
     pub fn suites(&self) -> &[AeadSuite] {
@@ -214,14 +219,11 @@ impl Device {
         ops.asymmetric += 1;
         let sealed_key =
             cfg.server_key
-                .encrypt(rng, &labelled(b"register", &[]), &cbor::to_vec(&body))?;
-        let proof_key = device_aead(&cfg.device_key, cfg.initial_suite, b"register proof")?;
+                .encrypt(rng, &Aad::Register.bytes(), &cbor::to_vec(&body))?;
+        let proof_key = Aad::RegisterProof.key_from(&cfg.device_key, cfg.initial_suite)?;
         ops.symmetric += 1;
-        let proof = proof_key.seal_random_nonce(
-            rng,
-            &labelled(b"register proof", &[]),
-            cfg.identity.as_bytes(),
-        );
+        let proof =
+            proof_key.seal_random_nonce(rng, &Aad::RegisterProof.bytes(), cfg.identity.as_bytes());
         self.out.send_reliable(
             now,
             cfg.server,
@@ -287,11 +289,7 @@ impl Device {
         );
         let body = InviteBody {
             masked_temp_key: SecretBytes::new(
-                xor(
-                    &temp_key,
-                    &expand(cfg.device_key.as_bytes(), b"temp key mask", temp_key.len()),
-                )
-                .to_vec(),
+                xor(&temp_key, &temp_key_mask(&cfg.device_key, temp_key.len())).to_vec(),
             ),
             from: cfg.identity.clone(),
             gateway: cfg.gateway.clone(),
@@ -303,7 +301,7 @@ impl Device {
         ops.asymmetric += 1;
         let sealed = cfg.server_key.encrypt(
             rng,
-            &labelled(b"invite", &[cfg.identity.as_bytes()]),
+            &Aad::Invite(&cfg.identity).bytes(),
             &cbor::to_vec(&body),
         )?;
         let mac = device_mac(ops, &cfg.device_key, b"invite", &[&sealed]);
@@ -352,7 +350,7 @@ impl Device {
         m2msec_crypto::keylog::log("plaintext", plaintext);
         let ciphertext = s.key.key.seal_random_nonce(rng, &aad, plaintext);
         // The recipient's name for the server only, under k_d, tied to this message.
-        let to_server = device_aead(&cfg.device_key, cfg.initial_suite, b"deliver")?;
+        let to_server = recipient_key(&cfg.device_key, cfg.initial_suite)?;
         self.out.ops.symmetric += 1;
         let recipient = to_server.seal_random_nonce(
             rng,
@@ -423,8 +421,9 @@ impl Device {
         }
         let cfg = &self.config;
         let ops = &mut self.out.ops;
-        let key = device_aead(&cfg.device_key, cfg.initial_suite, b"negotiate")?;
-        let body: NegotiateBody = open(ops, &key, b"negotiate", &[&session.0], sealed)?;
+        let aad = Aad::Negotiate(session);
+        let key = aad.key_from(&cfg.device_key, cfg.initial_suite)?;
+        let body: NegotiateBody = open(ops, &key, aad, sealed)?;
         // Sealed under our own key yet naming another device or gateway: not meant for us.
         if body.to != cfg.identity || body.gateway != cfg.gateway {
             return Err(Error::Authentication);
@@ -442,7 +441,7 @@ impl Device {
         )?;
         let peer_temp = xor(
             body.masked_temp_key.expose(),
-            &expand(cfg.device_key.as_bytes(), b"temp key mask", suite.key_len()),
+            &temp_key_mask(&cfg.device_key, suite.key_len()),
         );
         let temp_key = Zeroizing::new(
             (0..suite.key_len())
@@ -460,7 +459,7 @@ impl Device {
         ops.asymmetric += 1;
         let sealed = cfg.server_key.encrypt(
             rng,
-            &labelled(b"negotiate response", &[&session.0]),
+            &Aad::NegotiateResponse(session).bytes(),
             &cbor::to_vec(&answer),
         )?;
         let mac = device_mac(
@@ -511,8 +510,7 @@ impl Device {
         };
         let (peer, suite) = (peer.clone(), *suite);
         let key = AeadKey::new(suite, temp_key)?;
-        let body: InviteAcceptedBody =
-            open(&mut self.out.ops, &key, b"invite accepted", &[], sealed)?;
+        let body: InviteAcceptedBody = open(&mut self.out.ops, &key, Aad::InviteAccepted, sealed)?;
         if body.peer != peer || body.suite != suite.id() || body.gateway != self.config.gateway {
             return Err(Error::Authentication);
         }
@@ -584,14 +582,14 @@ impl Device {
         let n = group.exp_generator(&secret)?;
         let k_s = group.exp(&n, &r)?;
         count_group(ops, &group);
-        let element_key = device_aead(&cfg.device_key, suite, b"element")?;
+        let element_key = Aad::Element(session).key_from(&cfg.device_key, suite)?;
         ops.symmetric += 1;
         let sealed_element =
-            element_key.seal_random_nonce(rng, &labelled(b"element", &[&session.0]), &n.to_bytes());
+            element_key.seal_random_nonce(rng, &Aad::Element(session).bytes(), &n.to_bytes());
         ops.asymmetric += 1;
         let trapdoor =
             cfg.server_key
-                .encrypt(rng, &labelled(b"trapdoor", &[&session.0]), &r.to_bytes())?;
+                .encrypt(rng, &Aad::Trapdoor(session).bytes(), &r.to_bytes())?;
         let check = f_k(ops, &k_s, b"share", &[&n.to_bytes()]);
         let (i, j) = if initiator {
             (cfg.identity.clone(), peer.clone())
@@ -608,7 +606,7 @@ impl Device {
             trapdoor: Bytes(trapdoor),
             check,
         };
-        let sealed = seal(ops, &temp_key, rng, b"key share", &[], &body);
+        let sealed = seal(ops, &temp_key, rng, Aad::KeyShare, &body);
         self.out.send_reliable(
             now,
             cfg.server,
@@ -642,7 +640,7 @@ impl Device {
             return Err(Error::UnknownSession);
         }
         let ops = &mut self.out.ops;
-        let body: KeyResultBody = open(ops, &x.temp_key, b"key result", &[], sealed)?;
+        let body: KeyResultBody = open(ops, &x.temp_key, Aad::KeyResult, sealed)?;
         let element = x.group.element_from_bytes(&body.element.0)?;
         let (i, j) = if x.initiator {
             (self.config.identity.as_str(), x.peer.as_str())

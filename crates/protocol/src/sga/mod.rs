@@ -35,6 +35,7 @@ mod pseudonym;
 mod server;
 mod server_store;
 pub mod sim;
+pub mod trace;
 
 use core::fmt;
 use core::time::Duration;
@@ -377,33 +378,100 @@ fn f_k(ops: &mut OpCounts, k: &Element, purpose: &[u8], fields: &[&[u8]]) -> [u8
     kdf::hmac_sha256(&k.to_bytes(), &[&labelled(purpose, fields)])
 }
 
-/// Seals a body under a symmetric key, bound to the message's purpose and to `bound`, the
-/// fields outside the seal the receiver must not see rewritten (A2's session: it is under the
-/// long-term k_dj, so nothing else ties it to one exchange).
+/// The associated data of each sealed body: its purpose and the fields outside the seal that
+/// the receiver must not see rewritten. Written once, for the roles and the trace.
+#[derive(Clone, Copy, Debug)]
+enum Aad<'a> {
+    /// [`RegistrationBody`](m2msec_wire::sga::RegistrationBody), to S.
+    Register,
+    /// ID_d under k_d: the registration proof.
+    RegisterProof,
+    /// A1's body to S, bound to ID_di.
+    Invite(&'a str),
+    /// A2's body under the long-term k_dj, bound to its session (nothing else ties it to one
+    /// exchange).
+    Negotiate(SessionId),
+    /// A3's body to S.
+    NegotiateResponse(SessionId),
+    /// A4's body under k_t^i.
+    InviteAccepted,
+    /// A key share (B1, B3) under the sender's temporary key.
+    KeyShare,
+    /// E_kd(N) inside a key share.
+    Element(SessionId),
+    /// F_G(r), r to S, inside a key share.
+    Trapdoor(SessionId),
+    /// B6's body under the receiver's temporary key.
+    KeyResult,
+}
+
+impl Aad<'_> {
+    fn purpose(self) -> &'static [u8] {
+        match self {
+            Self::Register => b"register",
+            Self::RegisterProof => b"register proof",
+            Self::Invite(_) => b"invite",
+            Self::Negotiate(_) => b"negotiate",
+            Self::NegotiateResponse(_) => b"negotiate response",
+            Self::InviteAccepted => b"invite accepted",
+            Self::KeyShare => b"key share",
+            Self::Element(_) => b"element",
+            Self::Trapdoor(_) => b"trapdoor",
+            Self::KeyResult => b"key result",
+        }
+    }
+
+    fn bytes(self) -> Vec<u8> {
+        match self {
+            Self::Invite(from) => labelled(self.purpose(), &[from.as_bytes()]),
+            Self::Negotiate(s)
+            | Self::NegotiateResponse(s)
+            | Self::Element(s)
+            | Self::Trapdoor(s) => labelled(self.purpose(), &[&s.0]),
+            _ => labelled(self.purpose(), &[]),
+        }
+    }
+
+    /// The AEAD key, from the device key, of a body sealed under k_d (the proof, A2, E_kd(N)).
+    fn key_from(self, device_key: &DeviceKey, suite: AeadSuite) -> Result<AeadKey, Error> {
+        device_aead(device_key, suite, self.purpose())
+    }
+}
+
+/// Seals a body under a symmetric key, bound by `aad`.
 fn seal<T: Cbor>(
     ops: &mut OpCounts,
     key: &AeadKey,
     rng: &mut dyn CryptoRng,
-    purpose: &[u8],
-    bound: &[&[u8]],
+    aad: Aad<'_>,
     body: &T,
 ) -> m2msec_wire::cbor::Bytes {
     ops.symmetric += 1;
-    key.seal_random_nonce(rng, &labelled(purpose, bound), &cbor::to_vec(body))
+    key.seal_random_nonce(rng, &aad.bytes(), &cbor::to_vec(body))
         .into()
 }
 
-/// Opens what [`seal`] sealed with the same purpose and `bound` fields.
+/// Opens what [`seal`] sealed with the same `aad`.
 fn open<T: Cbor>(
     ops: &mut OpCounts,
     key: &AeadKey,
-    purpose: &[u8],
-    bound: &[&[u8]],
+    aad: Aad<'_>,
     sealed: &[u8],
 ) -> Result<T, Error> {
     ops.symmetric += 1;
-    let plain = key.open_with_nonce_prefix(&labelled(purpose, bound), sealed)?;
+    let plain = key.open_with_nonce_prefix(&aad.bytes(), sealed)?;
     Ok(cbor::from_slice(&plain)?)
+}
+
+/// The mask of a temporary key k_t sent for the holder of `device_key`: "k_t ⊕ k_d" with k_d
+/// expanded to the `len` bytes of k_t.
+fn temp_key_mask(device_key: &DeviceKey, len: usize) -> Zeroizing<Vec<u8>> {
+    expand(device_key.as_bytes(), b"temp key mask", len)
+}
+
+/// The key that seals a Deliver's recipient for S, from the sender's k_d and initial suite.
+fn recipient_key(device_key: &DeviceKey, suite: AeadSuite) -> Result<AeadKey, Error> {
+    device_aead(device_key, suite, b"deliver")
 }
 
 /// The session key both devices derive from K (step B7).

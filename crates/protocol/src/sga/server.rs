@@ -27,8 +27,9 @@ use super::server_store::{
     recipient_prefix,
 };
 use super::{
-    DeviceKey, Error, Outbox, RefusalCode, SessionId, Sga, Timeouts, admit_fresh, check_device_mac,
-    count_group, device_aead, device_mac, expand, f_k, labelled, open, recipient_aad, seal, xor,
+    Aad, DeviceKey, Error, Outbox, RefusalCode, SessionId, Sga, Timeouts, admit_fresh,
+    check_device_mac, count_group, device_mac, expand, f_k, labelled, open, recipient_aad,
+    recipient_key, seal, temp_key_mask, xor,
 };
 use crate::replay::ReplayCache;
 use crate::{Millis, ProtocolRole};
@@ -241,16 +242,15 @@ impl Server {
         let plain = self
             .config
             .pke_key
-            .decrypt(&labelled(b"register", &[]), &m.sealed_key.0)?;
+            .decrypt(&Aad::Register.bytes(), &m.sealed_key.0)?;
         let body: RegistrationBody = cbor::from_slice(&plain)?;
         let device = &body.device;
         let key = DeviceKey::new(body.device_key.expose())?;
         let initial = AeadSuite::try_from(body.initial_suite)
             .map_err(|_| Error::UnsupportedSuite(body.initial_suite))?;
-        let proof_key = device_aead(&key, initial, b"register proof")?;
+        let proof_key = Aad::RegisterProof.key_from(&key, initial)?;
         ops.symmetric += 1;
-        let proven =
-            proof_key.open_with_nonce_prefix(&labelled(b"register proof", &[]), &m.proof.0)?;
+        let proven = proof_key.open_with_nonce_prefix(&Aad::RegisterProof.bytes(), &m.proof.0)?;
         if proven.as_slice() != device.as_bytes() {
             return Err(Error::Authentication);
         }
@@ -349,7 +349,7 @@ impl Server {
         ops.asymmetric += 1;
         let plain = cfg
             .pke_key
-            .decrypt(&labelled(b"invite", &[name.as_bytes()]), &m.sealed.0)?;
+            .decrypt(&Aad::Invite(&name).bytes(), &m.sealed.0)?;
         let body: InviteBody = cbor::from_slice(&plain)?;
         if body.from != name || body.gateway != cfg.identity {
             return Err(Error::Authentication);
@@ -377,16 +377,12 @@ impl Server {
         let to_addr = to.addr.ok_or_else(|| Error::Unreachable(body.to.clone()))?;
         let temp_i = xor(
             body.masked_temp_key.expose(),
-            &expand(from.key.as_bytes(), b"temp key mask", suite.key_len()),
+            &temp_key_mask(&from.key, suite.key_len()),
         );
         let session = SessionId(random_array(rng));
         let negotiate = NegotiateBody {
             masked_temp_key: SecretBytes::new(
-                xor(
-                    &temp_i,
-                    &expand(to.key.as_bytes(), b"temp key mask", suite.key_len()),
-                )
-                .to_vec(),
+                xor(&temp_i, &temp_key_mask(&to.key, suite.key_len())).to_vec(),
             ),
             from: body.from.clone(),
             gateway: cfg.identity.clone(),
@@ -394,10 +390,10 @@ impl Server {
             suite: body.suite,
             timestamp: now.0,
         };
-        let key_j = device_aead(&to.key, to.initial_suite, b"negotiate")?;
+        let key_j = Aad::Negotiate(session).key_from(&to.key, to.initial_suite)?;
         // k_dj outlives the exchange: the session under the seal and the timestamp let d_j
         // refuse a recorded A2 (device.rs on_negotiate()).
-        let sealed = seal(ops, &key_j, rng, b"negotiate", &[&session.0], &negotiate);
+        let sealed = seal(ops, &key_j, rng, Aad::Negotiate(session), &negotiate);
         self.out.send_reliable(
             now,
             to_addr,
@@ -458,7 +454,7 @@ impl Server {
         ops.asymmetric += 1;
         let plain = cfg
             .pke_key
-            .decrypt(&labelled(b"negotiate response", &[&session.0]), &m.sealed.0)?;
+            .decrypt(&Aad::NegotiateResponse(session).bytes(), &m.sealed.0)?;
         let body: NegotiateResponseBody = cbor::from_slice(&plain)?;
         if body.from != x.responder || body.to != x.initiator || body.gateway != cfg.identity {
             return Err(Error::Authentication);
@@ -479,7 +475,7 @@ impl Server {
             peer: x.responder.clone(),
             suite: body.suite,
         };
-        let sealed = seal(ops, &x.temp_i, rng, b"invite accepted", &[], &accepted);
+        let sealed = seal(ops, &x.temp_i, rng, Aad::InviteAccepted, &accepted);
         let i_addr = self
             .devices
             .get(&x.initiator)
@@ -519,16 +515,16 @@ impl Server {
             .get_mut(&session)
             .ok_or(Error::UnknownSession)?;
         let opened = match (&x.share_i, &x.temp_j) {
-            (None, _) => open(ops, &x.temp_i, b"key share", &[], sealed).map(|b| (true, b)),
-            (Some(_), Some((temp_j, _))) => open(ops, temp_j, b"key share", &[], sealed)
+            (None, _) => open(ops, &x.temp_i, Aad::KeyShare, sealed).map(|b| (true, b)),
+            (Some(_), Some((temp_j, _))) => open(ops, temp_j, Aad::KeyShare, sealed)
                 .map(|b| (false, b))
                 // d_i's share again (a retransmission): it was taken already.
-                .map_err(|e| {
-                    match open::<KeyShareBody>(ops, &x.temp_i, b"key share", &[], sealed) {
+                .map_err(
+                    |e| match open::<KeyShareBody>(ops, &x.temp_i, Aad::KeyShare, sealed) {
                         Ok(_) => Error::Replayed,
                         Err(_) => e,
-                    }
-                }),
+                    },
+                ),
             (Some(_), None) => Err(Error::UnexpectedMessage("KeyShare before A3")),
         };
         let (initiator, body): (bool, KeyShareBody) = opened?;
@@ -557,17 +553,17 @@ impl Server {
             .devices
             .get(&from)
             .ok_or_else(|| Error::UnknownDevice(from.clone()))?;
-        let element_key = device_aead(&device.key, x.suite, b"element")?;
+        let element_key = Aad::Element(session).key_from(&device.key, x.suite)?;
         ops.symmetric += 1;
         let sealed_n = element_key
-            .open_with_nonce_prefix(&labelled(b"element", &[&session.0]), &body.sealed_element.0)?;
+            .open_with_nonce_prefix(&Aad::Element(session).bytes(), &body.sealed_element.0)?;
         if !m2msec_crypto::ct::eq(&sealed_n, &body.element.0) {
             return Err(Error::Authentication);
         }
         ops.asymmetric += 1;
         let r_bytes = cfg
             .pke_key
-            .decrypt(&labelled(b"trapdoor", &[&session.0]), &body.trapdoor.0)?;
+            .decrypt(&Aad::Trapdoor(session).bytes(), &body.trapdoor.0)?;
         let r = group.scalar_from_bytes(&r_bytes)?;
         let k_s = group.exp(&n, &r)?;
         count_group(ops, &group);
@@ -663,8 +659,8 @@ impl Server {
         let Some((temp_j, _)) = &x.temp_j else {
             return Ok(());
         };
-        let sealed_i = seal(ops, &x.temp_i, rng, b"key result", &[], &to_i);
-        let sealed_j = seal(ops, temp_j, rng, b"key result", &[], &to_j);
+        let sealed_i = seal(ops, &x.temp_i, rng, Aad::KeyResult, &to_i);
+        let sealed_j = seal(ops, temp_j, rng, Aad::KeyResult, &to_j);
         let addr = |name: &str| self.devices.get(name).and_then(|d| d.addr);
         let (Some(a_i), Some(a_j)) = (addr(&x.initiator), addr(&x.responder)) else {
             return Err(Error::Unreachable(x.initiator.clone()));
@@ -703,7 +699,7 @@ impl Server {
             .devices
             .get(&from)
             .ok_or_else(|| Error::UnknownDevice(from.clone()))?;
-        let opener = device_aead(&sender.key, sender.initial_suite, b"deliver")?;
+        let opener = recipient_key(&sender.key, sender.initial_suite)?;
         self.out.ops.symmetric += 1;
         let aad = recipient_aad(SessionId(m.session), m.message_id, &m.ciphertext.0);
         let to = String::from_utf8(
