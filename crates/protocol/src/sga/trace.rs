@@ -220,7 +220,7 @@ impl Opener<'_> {
     /// Writes what device `i` (0 = d_i, 1 = d_j) sent or received in `msg`, opened.
     fn open(&mut self, o: &mut String, i: usize, msg: &Message) {
         let (k_d, initial) = (&self.keys[i].0, self.keys[i].1);
-        let (id_i, id_j) = (self.names[0].as_str(), self.names[1].as_str());
+        let id_i = self.names[0].as_str();
         match msg {
             Message::RegisterRequest(m) => {
                 self.to_server(o, "sealed_key", Aad::Register, &m.sealed_key.0, |p| {
@@ -348,33 +348,24 @@ impl Opener<'_> {
                     to,
                     text("ID_dj"),
                 );
-                let aad = message_aad(session, id_i, id_j, m.message_id);
-                let plain = self.session_keys[i]
-                    .key
-                    .open_with_nonce_prefix(&aad, &m.ciphertext.0)
-                    .ok();
-                show(
-                    o,
-                    "ciphertext, opened under the session key",
-                    plain,
-                    text("text"),
-                );
+                self.message(o, i, session, m.message_id, &m.ciphertext.0);
             }
             Message::Forward(m) => {
-                let aad = message_aad(SessionId(m.session), id_i, id_j, m.message_id);
-                let plain = self.session_keys[i]
-                    .key
-                    .open_with_nonce_prefix(&aad, &m.ciphertext.0)
-                    .ok();
-                show(
-                    o,
-                    "ciphertext, opened under the session key",
-                    plain,
-                    text("text"),
-                );
+                self.message(o, i, SessionId(m.session), m.message_id, &m.ciphertext.0);
             }
             _ => {}
         }
+    }
+
+    /// Opens message `id` of d_i to d_j with the session key at device `i`.
+    fn message(&self, o: &mut String, i: usize, session: SessionId, id: u64, ciphertext: &[u8]) {
+        let aad = message_aad(session, &self.names[0], &self.names[1], id);
+        let plain = self.session_keys[i]
+            .key
+            .open_with_nonce_prefix(&aad, ciphertext)
+            .ok();
+        let what = "ciphertext, opened under the session key";
+        show(o, what, plain, text("text"));
     }
 
     /// Decrypts a part encrypted to S with PR_G; its plaintext, if it opened.
