@@ -18,9 +18,10 @@ use zeroize::Zeroizing;
 
 use super::pseudonym::{alias, epoch_of};
 use super::{
-    Aad, DeviceKey, Error, Outbox, RefusalCode, SessionId, SessionKey, Sga, Timeouts, admit_fresh,
-    check_device_mac, count_group, device_mac, expand, f_k, labelled, message_aad, open,
-    recipient_aad, recipient_key, seal, session_key, temp_key_mask, xor,
+    Aad, DeviceKey, Error, Mac, Outbox, RefusalCode, SessionId, SessionKey, Sga, Timeouts,
+    admit_fresh, check_device_mac, count_group, device_mac, key_share_invite_mac, message_aad,
+    open, recipient_aad, recipient_key, result_check, seal, session_key, share_check,
+    temp_key_mask, xor,
 };
 use crate::replay::ReplayCache;
 use crate::{Millis, ProtocolRole};
@@ -246,8 +247,7 @@ impl Device {
         let mac = device_mac(
             &mut self.out.ops,
             &cfg.device_key,
-            b"poll",
-            &[cfg.identity.as_bytes(), &timestamp.to_be_bytes()],
+            Mac::Poll(&cfg.identity, timestamp),
         );
         let device = alias(&mut self.out.ops, &cfg.device_key, epoch_of(now));
         self.out.send(
@@ -304,7 +304,7 @@ impl Device {
             &Aad::Invite(&cfg.identity).bytes(),
             &cbor::to_vec(&body),
         )?;
-        let mac = device_mac(ops, &cfg.device_key, b"invite", &[&sealed]);
+        let mac = device_mac(ops, &cfg.device_key, Mac::Invite(&sealed));
         let from = alias(ops, &cfg.device_key, epoch_of(now));
         self.out.send_reliable(
             now,
@@ -387,8 +387,7 @@ impl Device {
             check_device_mac(
                 &mut self.out.ops,
                 &cfg.device_key,
-                b"register response",
-                &[cfg.identity.as_bytes(), &[m.status]],
+                Mac::RegisterResponse(&cfg.identity, m.status),
                 &m.mac.0,
             )?;
             self.registering = None;
@@ -465,8 +464,7 @@ impl Device {
         let mac = device_mac(
             ops,
             &cfg.device_key,
-            b"negotiate response",
-            &[&session.0, &sealed],
+            Mac::NegotiateResponse(session, &sealed),
         );
         self.out.send_reliable(
             now,
@@ -546,17 +544,16 @@ impl Device {
         }
         let (peer, suite) = (peer.clone(), *suite);
         let key = AeadKey::new(suite, temp_key)?;
-        let check = expand(temp_key, b"key share invite", 32);
-        self.out.ops.hash += 1;
-        m2msec_crypto::kdf::verify_hmac_sha256(
-            &check,
-            &[&labelled(
-                b"key share invite",
-                &[&session.0, self.config.identity.as_bytes(), &[group]],
-            )],
-            mac,
-        )
-        .map_err(|_| Error::Authentication)?;
+        let expected = key_share_invite_mac(
+            &mut self.out.ops,
+            temp_key,
+            session,
+            &self.config.identity,
+            group,
+        );
+        if !m2msec_crypto::ct::eq(&expected, mac) {
+            return Err(Error::Authentication);
+        }
         let group = GroupId::try_from(group).map_err(|_| Error::UnsupportedGroup(group))?;
         self.start_exchange(now, rng, session, peer, false, suite, key, group)
     }
@@ -590,7 +587,7 @@ impl Device {
         let trapdoor =
             cfg.server_key
                 .encrypt(rng, &Aad::Trapdoor(session).bytes(), &r.to_bytes())?;
-        let check = f_k(ops, &k_s, b"share", &[&n.to_bytes()]);
+        let check = share_check(ops, &k_s, &n.to_bytes());
         let (i, j) = if initiator {
             (cfg.identity.clone(), peer.clone())
         } else {
@@ -647,17 +644,7 @@ impl Device {
         } else {
             (x.peer.as_str(), self.config.identity.as_str())
         };
-        let expected = f_k(
-            ops,
-            &x.k_s,
-            b"result",
-            &[
-                i.as_bytes(),
-                j.as_bytes(),
-                &x.k_s.to_bytes(),
-                &element.to_bytes(),
-            ],
-        );
+        let expected = result_check(ops, &x.k_s, (i, j), &element);
         if !m2msec_crypto::ct::eq(&expected, &body.check) {
             // A forged or swapped N^Rs: the session stays as it was.
             return Err(Error::Authentication);
@@ -702,12 +689,7 @@ impl Device {
         let mac = device_mac(
             &mut self.out.ops,
             &cfg.device_key,
-            b"delivered",
-            &[
-                &session.0,
-                cfg.identity.as_bytes(),
-                &m.message_id.to_be_bytes(),
-            ],
+            Mac::Delivered(session, &cfg.identity, m.message_id),
         );
         let device = alias(&mut self.out.ops, &cfg.device_key, epoch_of(now));
         self.out.send(

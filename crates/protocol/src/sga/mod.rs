@@ -337,29 +337,73 @@ fn device_aead(device_key: &DeviceKey, suite: AeadSuite, purpose: &[u8]) -> Resu
     Ok(AeadKey::new(suite, &k)?)
 }
 
-/// HMAC-SHA-256 under the device key over labelled, length-prefixed fields.
-fn device_mac(
-    ops: &mut OpCounts,
-    device_key: &DeviceKey,
-    purpose: &[u8],
-    fields: &[&[u8]],
-) -> [u8; 32] {
+/// What each MAC under a device key covers: its purpose and fields. Written once, for the
+/// roles and the trace.
+#[derive(Clone, Copy, Debug)]
+enum Mac<'a> {
+    /// RegisterResponse: ID_d and the status.
+    RegisterResponse(&'a str, u8),
+    /// A1: the sealed body.
+    Invite(&'a [u8]),
+    /// A3: the session and the sealed body.
+    NegotiateResponse(SessionId, &'a [u8]),
+    /// Delivered: the session, the recipient's ID_d and the message id.
+    Delivered(SessionId, &'a str, u64),
+    /// Poll: ID_d and the timestamp.
+    Poll(&'a str, u64),
+}
+
+impl Mac<'_> {
+    fn input(self) -> Vec<u8> {
+        match self {
+            Self::RegisterResponse(device, status) => {
+                labelled(b"register response", &[device.as_bytes(), &[status]])
+            }
+            Self::Invite(sealed) => labelled(b"invite", &[sealed]),
+            Self::NegotiateResponse(session, sealed) => {
+                labelled(b"negotiate response", &[&session.0, sealed])
+            }
+            Self::Delivered(session, device, id) => labelled(
+                b"delivered",
+                &[&session.0, device.as_bytes(), &id.to_be_bytes()],
+            ),
+            Self::Poll(device, timestamp) => {
+                labelled(b"poll", &[device.as_bytes(), &timestamp.to_be_bytes()])
+            }
+        }
+    }
+}
+
+/// HMAC-SHA-256 under the device key over `mac`'s labelled, length-prefixed fields.
+fn device_mac(ops: &mut OpCounts, device_key: &DeviceKey, mac: Mac<'_>) -> [u8; 32] {
     ops.hash += 1;
     let k = expand(device_key.as_bytes(), b"mac", 32);
-    kdf::hmac_sha256(&k, &[&labelled(purpose, fields)])
+    kdf::hmac_sha256(&k, &[&mac.input()])
 }
 
 fn check_device_mac(
     ops: &mut OpCounts,
     device_key: &DeviceKey,
-    purpose: &[u8],
-    fields: &[&[u8]],
+    mac: Mac<'_>,
     tag: &[u8],
 ) -> Result<(), Error> {
     ops.hash += 1;
     let k = expand(device_key.as_bytes(), b"mac", 32);
-    kdf::verify_hmac_sha256(&k, &[&labelled(purpose, fields)], tag)
-        .map_err(|_| Error::Authentication)
+    kdf::verify_hmac_sha256(&k, &[&mac.input()], tag).map_err(|_| Error::Authentication)
+}
+
+/// B2's MAC under k_t^j over the session, ID_dj and the group (ID_dj is not sent).
+fn key_share_invite_mac(
+    ops: &mut OpCounts,
+    temp_key: &[u8],
+    session: SessionId,
+    responder: &str,
+    group: u8,
+) -> [u8; 32] {
+    ops.hash += 1;
+    let k = expand(temp_key, b"key share invite", 32);
+    let fields: [&[u8]; 3] = [&session.0, responder.as_bytes(), &[group]];
+    kdf::hmac_sha256(&k, &[&labelled(b"key share invite", &fields)])
 }
 
 fn labelled(purpose: &[u8], fields: &[&[u8]]) -> Vec<u8> {
@@ -376,6 +420,27 @@ fn labelled(purpose: &[u8], fields: &[&[u8]]) -> Vec<u8> {
 fn f_k(ops: &mut OpCounts, k: &Element, purpose: &[u8], fields: &[&[u8]]) -> [u8; 32] {
     ops.hash += 1;
     kdf::hmac_sha256(&k.to_bytes(), &[&labelled(purpose, fields)])
+}
+
+/// A key share's check f_Ks(N) (B1, B3), K_s = N^r; `n` is N's encoding.
+fn share_check(ops: &mut OpCounts, k_s: &Element, n: &[u8]) -> [u8; 32] {
+    f_k(ops, k_s, b"share", &[n])
+}
+
+/// A key result's check f_Ks(ID_di, ID_dj, K_s, N_other^Rs) (B6); `element` is N_other^Rs.
+fn result_check(
+    ops: &mut OpCounts,
+    k_s: &Element,
+    (initiator, responder): (&str, &str),
+    element: &Element,
+) -> [u8; 32] {
+    let fields: [&[u8]; 4] = [
+        initiator.as_bytes(),
+        responder.as_bytes(),
+        &k_s.to_bytes(),
+        &element.to_bytes(),
+    ];
+    f_k(ops, k_s, b"result", &fields)
 }
 
 /// The associated data of each sealed body: its purpose and the fields outside the seal that

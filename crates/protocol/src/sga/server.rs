@@ -27,9 +27,9 @@ use super::server_store::{
     recipient_prefix,
 };
 use super::{
-    Aad, DeviceKey, Error, Outbox, RefusalCode, SessionId, Sga, Timeouts, admit_fresh,
-    check_device_mac, count_group, device_mac, expand, f_k, labelled, open, recipient_aad,
-    recipient_key, seal, temp_key_mask, xor,
+    Aad, DeviceKey, Error, Mac, Outbox, RefusalCode, SessionId, Sga, Timeouts, admit_fresh,
+    check_device_mac, count_group, device_mac, key_share_invite_mac, open, recipient_aad,
+    recipient_key, result_check, seal, share_check, temp_key_mask, xor,
 };
 use crate::replay::ReplayCache;
 use crate::{Millis, ProtocolRole};
@@ -256,12 +256,7 @@ impl Server {
         }
         let refuse = |out: &mut Outbox<ServerEvent>, error: Error| {
             let status = RefusalCode::of(&error).code();
-            let mac = device_mac(
-                &mut out.ops,
-                &key,
-                b"register response",
-                &[device.as_bytes(), &[status]],
-            );
+            let mac = device_mac(&mut out.ops, &key, Mac::RegisterResponse(device, status));
             out.send(
                 remote,
                 RegisterResponse {
@@ -300,12 +295,7 @@ impl Server {
             key: device.as_bytes().to_vec(),
             value: cbor::to_vec(&record),
         }));
-        let mac = device_mac(
-            &mut self.out.ops,
-            &key,
-            b"register response",
-            &[device.as_bytes(), &[0]],
-        );
+        let mac = device_mac(&mut self.out.ops, &key, Mac::RegisterResponse(device, 0));
         self.out.send(
             remote,
             RegisterResponse {
@@ -345,7 +335,7 @@ impl Server {
             .devices
             .get(&name)
             .ok_or_else(|| Error::UnknownDevice(name.clone()))?;
-        check_device_mac(ops, &from.key, b"invite", &[&m.sealed.0], &m.mac)?;
+        check_device_mac(ops, &from.key, Mac::Invite(&m.sealed.0), &m.mac)?;
         ops.asymmetric += 1;
         let plain = cfg
             .pke_key
@@ -447,8 +437,7 @@ impl Server {
         check_device_mac(
             ops,
             &j.key,
-            b"negotiate response",
-            &[&session.0, &m.sealed.0],
+            Mac::NegotiateResponse(session, &m.sealed.0),
             &m.mac,
         )?;
         ops.asymmetric += 1;
@@ -567,7 +556,7 @@ impl Server {
         let r = group.scalar_from_bytes(&r_bytes)?;
         let k_s = group.exp(&n, &r)?;
         count_group(ops, &group);
-        let expected = f_k(ops, &k_s, b"share", &[&body.element.0]);
+        let expected = share_check(ops, &k_s, &body.element.0);
         if !m2msec_crypto::ct::eq(&expected, &body.check) {
             return Err(Error::Authentication);
         }
@@ -579,15 +568,7 @@ impl Server {
                 .temp_j
                 .as_ref()
                 .ok_or(Error::UnexpectedMessage("KeyShare before A3"))?;
-            let check = expand(temp_j, b"key share invite", 32);
-            ops.hash += 1;
-            let mac = m2msec_crypto::kdf::hmac_sha256(
-                &check,
-                &[&labelled(
-                    b"key share invite",
-                    &[&session.0, x.responder.as_bytes(), &[body.group]],
-                )],
-            );
+            let mac = key_share_invite_mac(ops, temp_j, session, &x.responder, body.group);
             let j_addr = self
                 .devices
                 .get(&x.responder)
@@ -632,7 +613,7 @@ impl Server {
         let n_i_rs = group.exp(n_i, &r_s)?;
         let n_j_rs = group.exp(n_j, &r_s)?;
         count_group(ops, &group);
-        let (i, j) = (x.initiator.as_bytes(), x.responder.as_bytes());
+        let ids = (x.initiator.as_str(), x.responder.as_str());
         let sent_to_i = if self.config.fault_for_testing_only == Some(ServerFault::SwapElement) {
             group.exp_generator(&group.random_scalar(rng))?
         } else {
@@ -640,21 +621,11 @@ impl Server {
         };
         let to_i = KeyResultBody {
             element: Bytes(sent_to_i.to_bytes()),
-            check: f_k(
-                ops,
-                k_is,
-                b"result",
-                &[i, j, &k_is.to_bytes(), &n_j_rs.to_bytes()],
-            ),
+            check: result_check(ops, k_is, ids, &n_j_rs),
         };
         let to_j = KeyResultBody {
             element: Bytes(n_i_rs.to_bytes()),
-            check: f_k(
-                ops,
-                k_js,
-                b"result",
-                &[i, j, &k_js.to_bytes(), &n_i_rs.to_bytes()],
-            ),
+            check: result_check(ops, k_js, ids, &n_i_rs),
         };
         let Some((temp_j, _)) = &x.temp_j else {
             return Ok(());
@@ -756,8 +727,7 @@ impl Server {
         check_device_mac(
             &mut self.out.ops,
             &device.key,
-            b"delivered",
-            &[&m.session, name.as_bytes(), &m.message_id.to_be_bytes()],
+            Mac::Delivered(SessionId(m.session), &name, m.message_id),
             &m.mac,
         )?;
         let prefix = message_prefix(&name, &m.session);
@@ -786,8 +756,7 @@ impl Server {
         check_device_mac(
             &mut self.out.ops,
             &device.key,
-            b"poll",
-            &[name.as_bytes(), &m.timestamp.to_be_bytes()],
+            Mac::Poll(&name, m.timestamp),
             &m.mac,
         )?;
         let skew = u64::try_from(cfg.timeouts.clock_skew.as_millis()).unwrap_or(u64::MAX);

@@ -22,8 +22,8 @@ use zeroize::Zeroizing;
 use super::pseudonym::{alias, epoch_of};
 use super::sim::{EPOCH, PORT, Spec, World};
 use super::{
-    ALIAS_EPOCH, Aad, DeviceEvent, DeviceKey, Error, SessionId, SessionKey, message_aad,
-    recipient_aad, recipient_key, temp_key_mask, xor,
+    ALIAS_EPOCH, Aad, DeviceEvent, DeviceKey, Error, Mac, SessionId, SessionKey, check_device_mac,
+    key_share_invite_mac, message_aad, recipient_aad, recipient_key, temp_key_mask, xor,
 };
 use crate::{Endpoint, OpCounts, annotate};
 
@@ -148,6 +148,7 @@ pub fn render(spec: &Spec, seed: u64) -> Result<String, Error> {
             pseudonym(o, i, &keys[i].0, d.at.0, a);
         }
         if let Some(i) = device {
+            opener.mac(o, i, msg);
             opener.open(o, i, msg);
         }
     }
@@ -217,6 +218,36 @@ struct Opener<'a> {
 }
 
 impl Opener<'_> {
+    /// Checks the MAC of a message device `i` sent or received, with the key its receiver uses.
+    fn mac(&self, o: &mut String, i: usize, msg: &Message) {
+        let name = self.names[i].as_str();
+        let (mac, tag): (Mac<'_>, &[u8]) = match msg {
+            Message::RegisterResponse(m) => (Mac::RegisterResponse(name, m.status), &m.mac.0),
+            Message::Invite(m) => (Mac::Invite(&m.sealed.0), &m.mac),
+            Message::NegotiateResponse(m) => (
+                Mac::NegotiateResponse(SessionId(m.session), &m.sealed.0),
+                &m.mac,
+            ),
+            Message::Delivered(m) => (
+                Mac::Delivered(SessionId(m.session), name, m.message_id),
+                &m.mac,
+            ),
+            Message::Poll(m) => (Mac::Poll(name, m.timestamp), &m.mac),
+            Message::KeyShareInvite(m) => {
+                let expected = self.temp[1].as_ref().map(|k| {
+                    let ops = &mut OpCounts::default();
+                    key_share_invite_mac(ops, k.as_bytes(), SessionId(m.session), name, m.group)
+                });
+                let ok = expected.is_some_and(|e| e == m.mac);
+                checked(o, ok, "k_t^j, \"key share invite\"");
+                return;
+            }
+            _ => return,
+        };
+        let ok = check_device_mac(&mut OpCounts::default(), &self.keys[i].0, mac, tag).is_ok();
+        checked(o, ok, &format!("{}, \"mac\"", KD[i]));
+    }
+
     /// Writes what device `i` (0 = d_i, 1 = d_j) sent or received in `msg`, opened.
     fn open(&mut self, o: &mut String, i: usize, msg: &Message) {
         let (k_d, initial) = (&self.keys[i].0, self.keys[i].1);
@@ -406,6 +437,12 @@ impl Opener<'_> {
         let _ = writeln!(o, "  {} = {how} = {}", temp_name(i), hex(k_t));
         self.temp[i] = key;
     }
+}
+
+/// Writes whether a MAC checked under the key expanded as `key`.
+fn checked(o: &mut String, ok: bool, key: &str) {
+    let verdict = if ok { "checks" } else { "DOES NOT CHECK" };
+    let _ = writeln!(o, "  mac {verdict} under HKDF({key})");
 }
 
 fn temp_name(i: usize) -> &'static str {
