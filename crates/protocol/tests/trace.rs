@@ -85,6 +85,8 @@ fn sga_traces_are_reproduced() {
 
     let default = sga::sim::Spec::default();
     let rendered = sga::trace::render(&default, 1).unwrap();
+    // Every sealed part opened and every MAC and f_K check held with the receivers' keys.
+    assert!(!rendered.contains("DOES NOT"), "{rendered}");
     check_rendered("sga/trace-seed-1.txt", &rendered);
     assert_ne!(rendered, sga::trace::render(&default, 2).unwrap());
     // The paper's setting: the 2048-bit MODP group.

@@ -9,7 +9,7 @@ use core::fmt::Write as _;
 use core::net::SocketAddr;
 
 use m2msec_crypto::aead::{AeadKey, AeadSuite};
-use m2msec_crypto::group::{Group, GroupId};
+use m2msec_crypto::group::{Element, Group, GroupId};
 use m2msec_crypto::pke::PkeSecretKey;
 use m2msec_crypto::rng::SeededRng;
 use m2msec_wire::cbor::{self, Cbor, hex};
@@ -23,7 +23,8 @@ use super::pseudonym::{alias, epoch_of};
 use super::sim::{EPOCH, PORT, Spec, World};
 use super::{
     ALIAS_EPOCH, Aad, DeviceEvent, DeviceKey, Error, Mac, SessionId, SessionKey, check_device_mac,
-    key_share_invite_mac, message_aad, recipient_aad, recipient_key, temp_key_mask, xor,
+    key_share_invite_mac, message_aad, recipient_aad, recipient_key, result_check, share_check,
+    temp_key_mask, xor,
 };
 use crate::{Endpoint, OpCounts, annotate};
 
@@ -130,6 +131,7 @@ pub fn render(spec: &Spec, seed: u64) -> Result<String, Error> {
         names: &names,
         session_keys: [&at_i, &at_j],
         temp: [None, None],
+        k_s: [None, None],
     };
     let _ = writeln!(o, "\n## messages");
     for (n, m) in annotate::messages(&w.net.log, |b| Message::decode(b).ok()).enumerate() {
@@ -215,6 +217,8 @@ struct Opener<'a> {
     session_keys: [&'a SessionKey; 2],
     /// k_t^i and k_t^j, once known.
     temp: [Option<AeadKey>; 2],
+    /// K_s of d_i and d_j, once their shares are opened.
+    k_s: [Option<(GroupId, Element)>; 2],
 }
 
 impl Opener<'_> {
@@ -354,18 +358,36 @@ impl Opener<'_> {
                     &body.trapdoor.0,
                     |_| Vec::new(),
                 );
-                if let Some(k_s) = r.and_then(|r| k_s(body.group, &body.element.0, &r)) {
-                    annotate::wrap_hex(o, "K_s = element^r", &k_s);
+                let group = GroupId::try_from(body.group).ok();
+                let k_s = group.zip(r).and_then(|(g, r)| k_s(g, &body.element.0, &r));
+                if let Some(k_s) = &k_s {
+                    annotate::wrap_hex(o, "K_s = element^r", &k_s.to_bytes());
+                    let ok =
+                        share_check(&mut OpCounts::default(), k_s, &body.element.0) == body.check;
+                    verdict(o, "check = f_Ks(element)", ok);
                 }
+                self.k_s[i] = group.zip(k_s);
             }
             Message::KeyResult(m) => {
                 let plain = self.under_temp(i, Aad::KeyResult, &m.sealed.0);
+                let body = plain
+                    .as_ref()
+                    .and_then(|p| cbor::from_slice::<KeyResultBody>(p).ok());
                 show(
                     o,
                     &format!("sealed, opened under {}", temp_name(i)),
                     plain,
                     |p| fields(p, KeyResultBody::fields),
                 );
+                if let (Some(body), Some((group, k_s))) = (body, &self.k_s[i]) {
+                    let ids = (self.names[0].as_str(), self.names[1].as_str());
+                    let ok = Group::new(*group)
+                        .element_from_bytes(&body.element.0)
+                        .is_ok_and(|e| {
+                            result_check(&mut OpCounts::default(), k_s, ids, &e) == body.check
+                        });
+                    verdict(o, "check = f_Ks(ID_di, ID_dj, K_s, element)", ok);
+                }
             }
             Message::Deliver(m) => {
                 let session = SessionId(m.session);
@@ -439,6 +461,15 @@ impl Opener<'_> {
     }
 }
 
+/// Writes whether `what` holds.
+fn verdict(o: &mut String, what: &str, ok: bool) {
+    let _ = writeln!(
+        o,
+        "  {what}: {}",
+        if ok { "holds" } else { "DOES NOT HOLD" }
+    );
+}
+
 /// Writes whether a MAC checked under the key expanded as `key`.
 fn checked(o: &mut String, ok: bool, key: &str) {
     let verdict = if ok { "checks" } else { "DOES NOT CHECK" };
@@ -479,10 +510,10 @@ fn text(name: &'static str) -> impl Fn(&[u8]) -> Vec<(&'static str, String)> {
     move |p| vec![(name, format!("{:?}", String::from_utf8_lossy(p)))]
 }
 
-/// K_s = N^r in the group `group` (the server's recomputation in B2/B4), encoded.
-fn k_s(group: u8, n: &[u8], r: &[u8]) -> Option<Vec<u8>> {
-    let group = Group::new(GroupId::try_from(group).ok()?);
+/// K_s = N^r in `group` (the server's recomputation in B2/B4).
+fn k_s(group: GroupId, n: &[u8], r: &[u8]) -> Option<Element> {
+    let group = Group::new(group);
     let n = group.element_from_bytes(n).ok()?;
     let r = group.scalar_from_bytes(r).ok()?;
-    Some(group.exp(&n, &r).ok()?.to_bytes())
+    group.exp(&n, &r).ok()
 }
