@@ -354,21 +354,27 @@ enum Mac<'a> {
 }
 
 impl Mac<'_> {
-    fn input(self) -> Vec<u8> {
+    fn purpose(self) -> &'static [u8] {
         match self {
-            Self::RegisterResponse(device, status) => {
-                labelled(b"register response", &[device.as_bytes(), &[status]])
+            Self::RegisterResponse(..) => b"register response",
+            Self::Invite(_) => b"invite",
+            Self::NegotiateResponse(..) => b"negotiate response",
+            Self::Delivered(..) => b"delivered",
+            Self::Poll(..) => b"poll",
+        }
+    }
+
+    fn input(self) -> Vec<u8> {
+        let p = self.purpose();
+        match self {
+            Self::RegisterResponse(device, status) => labelled(p, &[device.as_bytes(), &[status]]),
+            Self::Invite(sealed) => labelled(p, &[sealed]),
+            Self::NegotiateResponse(session, sealed) => labelled(p, &[&session.0, sealed]),
+            Self::Delivered(session, device, id) => {
+                labelled(p, &[&session.0, device.as_bytes(), &id.to_be_bytes()])
             }
-            Self::Invite(sealed) => labelled(b"invite", &[sealed]),
-            Self::NegotiateResponse(session, sealed) => {
-                labelled(b"negotiate response", &[&session.0, sealed])
-            }
-            Self::Delivered(session, device, id) => labelled(
-                b"delivered",
-                &[&session.0, device.as_bytes(), &id.to_be_bytes()],
-            ),
             Self::Poll(device, timestamp) => {
-                labelled(b"poll", &[device.as_bytes(), &timestamp.to_be_bytes()])
+                labelled(p, &[device.as_bytes(), &timestamp.to_be_bytes()])
             }
         }
     }

@@ -22,9 +22,9 @@ use zeroize::Zeroizing;
 use super::pseudonym::{alias, epoch_of};
 use super::sim::{EPOCH, PORT, Spec, World};
 use super::{
-    ALIAS_EPOCH, Aad, DeviceEvent, DeviceKey, Error, Mac, SessionId, SessionKey, check_device_mac,
-    key_share_invite_mac, message_aad, recipient_aad, recipient_key, result_check, share_check,
-    temp_key_mask, xor,
+    ALIAS_EPOCH, Aad, DeviceEvent, DeviceKey, Error, LABEL, Mac, SessionId, SessionKey,
+    check_device_mac, key_share_invite_mac, message_aad, recipient_aad, recipient_key,
+    result_check, share_check, temp_key_mask, xor,
 };
 use crate::{Endpoint, OpCounts, annotate};
 
@@ -123,6 +123,8 @@ pub fn render(spec: &Spec, seed: u64) -> Result<String, Error> {
         ALIAS_EPOCH.as_secs()
     );
 
+    conventions(o);
+
     let index = |a: &SocketAddr| w.addrs.iter().position(|x| x == a);
     let role = |a: &SocketAddr| index(a).map_or_else(|| a.to_string(), |i| ROLES[i].to_owned());
     let mut opener = Opener {
@@ -185,6 +187,34 @@ pub fn render(spec: &Spec, seed: u64) -> Result<String, Error> {
     Ok(out)
 }
 
+/// How the names used below are built (`protocol/src/sga/mod.rs`).
+fn conventions(o: &mut String) {
+    let label = String::from_utf8_lossy(LABEL);
+    let _ = writeln!(o, "\n## conventions");
+    for line in [
+        format!(
+            "labelled(p, f1, …) = {label:?} ‖ p ‖ for each field: its length (u32, big-endian) ‖ the field"
+        ),
+        format!(
+            "HKDF(k, p) = HKDF-SHA-256 with salt {label:?}, key k, info {label:?} ‖ p, as long as the key it makes"
+        ),
+        "sealed under a symmetric key: nonce ‖ AEAD ciphertext ‖ tag".to_owned(),
+        "numbers in labelled(…) are u64 big-endian (epoch, timestamp, message_id) or one byte \
+         (status, group, suite id)"
+            .to_owned(),
+        "mac = HMAC-SHA-256 under HKDF(k_d, \"mac\") (32 bytes) over labelled(purpose, fields)"
+            .to_owned(),
+        "f_Ks(…) = HMAC-SHA-256 keyed with the encoding of K_s over labelled(purpose, fields)"
+            .to_owned(),
+        "session key = HKDF-SHA-256 with salt session, key the encoding of K, info \
+         labelled(\"session key\", ID_di, ID_dj, suite id); fingerprint = the first 8 bytes of \
+         HMAC-SHA-256 under the session key over \"m2msec sga fingerprint\""
+            .to_owned(),
+    ] {
+        let _ = writeln!(o, "{line}");
+    }
+}
+
 /// The session and key a device's events report established.
 fn established(events: &[DeviceEvent]) -> Option<(SessionId, SessionKey)> {
     events.iter().find_map(|e| match e {
@@ -200,11 +230,12 @@ fn pseudonym(o: &mut String, i: usize, key: &DeviceKey, at: u64, a: &AliasBytes)
     let whose = if alias(&mut OpCounts::default(), key, epoch) == *a {
         format!("{role}'s pseudonym")
     } else {
-        format!("not {role}'s pseudonym")
+        format!("DOES NOT match {role}'s pseudonym")
     };
     let _ = writeln!(
         o,
-        "  ({whose} for epoch {epoch}: HMAC-SHA-256 under HKDF({kd}, \"alias\"), first 16 bytes)"
+        "  ({whose} for epoch {epoch}: the first 16 bytes of HMAC-SHA-256 under HKDF({kd}, \
+         \"alias\") (32 bytes) over labelled(\"alias\", epoch))"
     );
 }
 
@@ -225,31 +256,44 @@ impl Opener<'_> {
     /// Checks the MAC of a message device `i` sent or received, with the key its receiver uses.
     fn mac(&self, o: &mut String, i: usize, msg: &Message) {
         let name = self.names[i].as_str();
-        let (mac, tag): (Mac<'_>, &[u8]) = match msg {
-            Message::RegisterResponse(m) => (Mac::RegisterResponse(name, m.status), &m.mac.0),
-            Message::Invite(m) => (Mac::Invite(&m.sealed.0), &m.mac),
+        let (mac, tag, fields): (Mac<'_>, &[u8], &str) = match msg {
+            Message::RegisterResponse(m) => (
+                Mac::RegisterResponse(name, m.status),
+                &m.mac.0,
+                "ID_d, status as one byte",
+            ),
+            Message::Invite(m) => (Mac::Invite(&m.sealed.0), &m.mac, "sealed"),
             Message::NegotiateResponse(m) => (
                 Mac::NegotiateResponse(SessionId(m.session), &m.sealed.0),
                 &m.mac,
+                "session, sealed",
             ),
             Message::Delivered(m) => (
                 Mac::Delivered(SessionId(m.session), name, m.message_id),
                 &m.mac,
+                "session, ID_dj, message_id",
             ),
-            Message::Poll(m) => (Mac::Poll(name, m.timestamp), &m.mac),
+            Message::Poll(m) => (Mac::Poll(name, m.timestamp), &m.mac, "ID_d, timestamp"),
             Message::KeyShareInvite(m) => {
                 let expected = self.temp[1].as_ref().map(|k| {
                     let ops = &mut OpCounts::default();
                     key_share_invite_mac(ops, k.as_bytes(), SessionId(m.session), name, m.group)
                 });
                 let ok = expected.is_some_and(|e| e == m.mac);
-                checked(o, ok, "k_t^j, \"key share invite\"");
+                let how = "HMAC-SHA-256 under HKDF(k_t^j, \"key share invite\") (32 bytes) over \
+                           labelled(\"key share invite\", session, ID_dj, group as one byte)";
+                verdict(o, &format!("mac = {how}"), ok);
                 return;
             }
             _ => return,
         };
         let ok = check_device_mac(&mut OpCounts::default(), &self.keys[i].0, mac, tag).is_ok();
-        checked(o, ok, &format!("{}, \"mac\"", KD[i]));
+        let purpose = String::from_utf8_lossy(mac.purpose());
+        let how = format!(
+            "under HKDF({}, \"mac\") over labelled({purpose:?}, {fields})",
+            KD[i]
+        );
+        verdict(o, &format!("mac {how}"), ok);
     }
 
     /// Writes what device `i` (0 = d_i, 1 = d_j) sent or received in `msg`, opened.
@@ -270,7 +314,11 @@ impl Opener<'_> {
                     });
                 show(
                     o,
-                    &format!("proof, opened under HKDF({}, \"register proof\")", KD[i]),
+                    &format!(
+                        "proof, opened under HKDF({}, \"register proof\"), {}",
+                        KD[i],
+                        bound(Aad::RegisterProof)
+                    ),
                     proof,
                     text("ID_d"),
                 );
@@ -299,7 +347,10 @@ impl Opener<'_> {
                     .and_then(|k| k.open_with_nonce_prefix(&aad.bytes(), &m.sealed.0).ok());
                 show(
                     o,
-                    "sealed, opened under HKDF(k_dj, \"negotiate\")",
+                    &format!(
+                        "sealed, opened under HKDF(k_dj, \"negotiate\"), {}",
+                        bound(aad)
+                    ),
                     plain,
                     |p| fields(p, NegotiateBody::fields),
                 );
@@ -317,19 +368,19 @@ impl Opener<'_> {
             }
             Message::InviteAccepted(m) => {
                 let plain = self.under_temp(i, Aad::InviteAccepted, &m.sealed.0);
-                show(o, "sealed, opened under k_t^i", plain, |p| {
-                    fields(p, InviteAcceptedBody::fields)
-                });
+                let what = format!("sealed, opened under k_t^i, {}", bound(Aad::InviteAccepted));
+                show(o, &what, plain, |p| fields(p, InviteAcceptedBody::fields));
             }
             Message::KeyShare(m) => {
                 let session = SessionId(m.session);
-                let plain = self.under_temp(i, Aad::KeyShare, &m.sealed.0);
+                let aad = Aad::KeyShare;
+                let plain = self.under_temp(i, aad, &m.sealed.0);
                 let body = plain
                     .as_ref()
                     .and_then(|p| cbor::from_slice::<KeyShareBody>(p).ok());
                 show(
                     o,
-                    &format!("sealed, opened under {}", temp_name(i)),
+                    &format!("sealed, opened under {}, {}", temp_name(i), bound(aad)),
                     plain,
                     |p| fields(p, KeyShareBody::fields),
                 );
@@ -341,7 +392,11 @@ impl Opener<'_> {
                         .open_with_nonce_prefix(&aad.bytes(), &body.sealed_element.0)
                         .ok()
                 });
-                let what = format!("sealed_element, opened under HKDF({}, \"element\")", KD[i]);
+                let what = format!(
+                    "sealed_element, opened under HKDF({}, \"element\"), {}",
+                    KD[i],
+                    bound(aad)
+                );
                 show(o, &what, element, |p| {
                     let same = p == body.element.0.as_slice();
                     let n = if same {
@@ -369,13 +424,14 @@ impl Opener<'_> {
                 self.k_s[i] = group.zip(k_s);
             }
             Message::KeyResult(m) => {
-                let plain = self.under_temp(i, Aad::KeyResult, &m.sealed.0);
+                let aad = Aad::KeyResult;
+                let plain = self.under_temp(i, aad, &m.sealed.0);
                 let body = plain
                     .as_ref()
                     .and_then(|p| cbor::from_slice::<KeyResultBody>(p).ok());
                 show(
                     o,
-                    &format!("sealed, opened under {}", temp_name(i)),
+                    &format!("sealed, opened under {}, {}", temp_name(i), bound(aad)),
                     plain,
                     |p| fields(p, KeyResultBody::fields),
                 );
@@ -397,7 +453,8 @@ impl Opener<'_> {
                     .and_then(|k| k.open_with_nonce_prefix(&aad, &m.recipient.0).ok());
                 show(
                     o,
-                    "recipient, opened under HKDF(k_di, \"deliver\")",
+                    "recipient, opened under HKDF(k_di, \"deliver\"), associated data \
+                     labelled(\"recipient\", session, message_id, ciphertext)",
                     to,
                     text("ID_dj"),
                 );
@@ -417,7 +474,8 @@ impl Opener<'_> {
             .key
             .open_with_nonce_prefix(&aad, ciphertext)
             .ok();
-        let what = "ciphertext, opened under the session key";
+        let what = "ciphertext, opened under the session key, associated data \
+                    labelled(\"message\", session, ID_di, ID_dj, message_id)";
         show(o, what, plain, text("text"));
     }
 
@@ -433,7 +491,7 @@ impl Opener<'_> {
         let plain = self.pr_g.decrypt(&aad.bytes(), sealed).ok();
         show(
             o,
-            &format!("{part}, decrypted with PR_G"),
+            &format!("{part}, decrypted with PR_G, {}", bound(aad)),
             plain.clone(),
             fields,
         );
@@ -461,6 +519,19 @@ impl Opener<'_> {
     }
 }
 
+/// The associated data `aad` stands for, as the trace's conventions write it.
+fn bound(aad: Aad<'_>) -> String {
+    let fields = match aad {
+        Aad::Invite(_) => ", ID_di",
+        Aad::Negotiate(_) | Aad::NegotiateResponse(_) | Aad::Element(_) | Aad::Trapdoor(_) => {
+            ", session"
+        }
+        _ => "",
+    };
+    let purpose = String::from_utf8_lossy(aad.purpose());
+    format!("associated data labelled({purpose:?}{fields})")
+}
+
 /// Writes whether `what` holds.
 fn verdict(o: &mut String, what: &str, ok: bool) {
     let _ = writeln!(
@@ -468,12 +539,6 @@ fn verdict(o: &mut String, what: &str, ok: bool) {
         "  {what}: {}",
         if ok { "holds" } else { "DOES NOT HOLD" }
     );
-}
-
-/// Writes whether a MAC checked under the key expanded as `key`.
-fn checked(o: &mut String, ok: bool, key: &str) {
-    let verdict = if ok { "checks" } else { "DOES NOT CHECK" };
-    let _ = writeln!(o, "  mac {verdict} under HKDF({key})");
 }
 
 fn temp_name(i: usize) -> &'static str {
