@@ -367,23 +367,12 @@ impl Opener<'_> {
                 }
             }
             Message::InviteAccepted(m) => {
-                let plain = self.under_temp(i, Aad::InviteAccepted, &m.sealed.0);
-                let what = format!("sealed, opened under k_t^i, {}", bound(Aad::InviteAccepted));
-                show(o, &what, plain, |p| fields(p, InviteAcceptedBody::fields));
+                let aad = Aad::InviteAccepted;
+                self.under_temp(o, i, aad, &m.sealed.0, InviteAcceptedBody::fields);
             }
             Message::KeyShare(m) => {
                 let session = SessionId(m.session);
-                let aad = Aad::KeyShare;
-                let plain = self.under_temp(i, aad, &m.sealed.0);
-                let body = plain
-                    .as_ref()
-                    .and_then(|p| cbor::from_slice::<KeyShareBody>(p).ok());
-                show(
-                    o,
-                    &format!("sealed, opened under {}, {}", temp_name(i), bound(aad)),
-                    plain,
-                    |p| fields(p, KeyShareBody::fields),
-                );
+                let body = self.under_temp(o, i, Aad::KeyShare, &m.sealed.0, KeyShareBody::fields);
                 let Some(body) = body else { return };
                 let aad = Aad::Element(session);
                 let element = self.temp_suite(i).and_then(|s| {
@@ -424,17 +413,8 @@ impl Opener<'_> {
                 self.k_s[i] = group.zip(k_s);
             }
             Message::KeyResult(m) => {
-                let aad = Aad::KeyResult;
-                let plain = self.under_temp(i, aad, &m.sealed.0);
-                let body = plain
-                    .as_ref()
-                    .and_then(|p| cbor::from_slice::<KeyResultBody>(p).ok());
-                show(
-                    o,
-                    &format!("sealed, opened under {}, {}", temp_name(i), bound(aad)),
-                    plain,
-                    |p| fields(p, KeyResultBody::fields),
-                );
+                let body =
+                    self.under_temp(o, i, Aad::KeyResult, &m.sealed.0, KeyResultBody::fields);
                 if let (Some(body), Some((group, k_s))) = (body, &self.k_s[i]) {
                     let ids = (self.names[0].as_str(), self.names[1].as_str());
                     let ok = Group::new(*group)
@@ -498,11 +478,22 @@ impl Opener<'_> {
         plain
     }
 
-    fn under_temp(&self, i: usize, aad: Aad<'_>, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-        self.temp[i]
-            .as_ref()?
-            .open_with_nonce_prefix(&aad.bytes(), sealed)
-            .ok()
+    /// Opens and writes a body sealed under device `i`'s temporary key; the body, if it opened.
+    fn under_temp<T: Cbor>(
+        &self,
+        o: &mut String,
+        i: usize,
+        aad: Aad<'_>,
+        sealed: &[u8],
+        named: fn(&T) -> Vec<(&'static str, String)>,
+    ) -> Option<T> {
+        let plain = self.temp[i]
+            .as_ref()
+            .and_then(|k| k.open_with_nonce_prefix(&aad.bytes(), sealed).ok());
+        let body = plain.as_ref().and_then(|p| cbor::from_slice::<T>(p).ok());
+        let what = format!("sealed, opened under {}, {}", temp_name(i), bound(aad));
+        show(o, &what, plain, |p| fields(p, named));
+        body
     }
 
     fn temp_suite(&self, i: usize) -> Option<AeadSuite> {
