@@ -327,6 +327,11 @@ fn trace_reproduces_the_committed_vectors() {
             vec!["trace", "relay", "--seed", "1"],
             "relay/trace-seed-1.txt",
         ),
+        (vec!["trace", "sga", "--seed", "1"], "sga/trace-seed-1.txt"),
+        (
+            vec!["trace", "sga", "--seed", "1", "--group", "modp2048"],
+            "sga/trace-modp2048-seed-1.txt",
+        ),
     ] {
         let Ok(expected) = std::fs::read_to_string(vectors.join(file)) else {
             continue; // the protocol crate owns the vectors; nothing to compare yet

@@ -238,10 +238,7 @@ pub fn trace(protocol: &str, flags: &TraceFlags, seed: u64) -> Result<String> {
         collab::PROTOCOL => collab::plug::trace(flags, seed),
         mikey::PROTOCOL => mikey::plug::trace(flags, seed),
         e2sec::PROTOCOL => e2sec::plug::trace(flags, seed),
-        sga::PROTOCOL => Err(Error::Usage(format!(
-            "no annotated trace of {} yet (`m2msec demo --protocol {protocol}` runs it over UDP)",
-            protocol.to_uppercase()
-        ))),
+        sga::PROTOCOL => sga::plug::trace(flags, seed),
         relay::PROTOCOL => Ok(m2msec_protocol::relay::trace::render(
             &m2msec_protocol::relay::trace::Spec::default(),
             seed,

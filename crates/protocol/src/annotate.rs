@@ -89,7 +89,17 @@ pub(crate) fn heading_of(
 
 /// Writes a sealed body's plaintext and its named fields.
 pub(crate) fn opened(o: &mut String, plain: &[u8], fields: &[(&'static str, String)]) {
-    let _ = writeln!(o, "  sealed body, opened:");
+    opened_as(o, "sealed body, opened", plain, fields);
+}
+
+/// [`opened`] under `what`, for a message with several sealed parts or keys worth naming.
+pub(crate) fn opened_as(
+    o: &mut String,
+    what: &str,
+    plain: &[u8],
+    fields: &[(&'static str, String)],
+) {
+    let _ = writeln!(o, "  {what}:");
     wrap_hex(o, "  plaintext", plain);
     for (name, value) in fields {
         let _ = writeln!(o, "    {name}: {}", shorten(value));

@@ -12,7 +12,7 @@ use crate::harness::demo::RunOptions;
 use crate::harness::flags::GroupArg;
 use crate::harness::provision::Provisioned;
 use crate::harness::report::{Progress, RunReport};
-use crate::protocols::{BenchFlags, BenchOutput, DemoFlags, ProvisionFlags};
+use crate::protocols::{BenchFlags, BenchOutput, DemoFlags, ProvisionFlags, TraceFlags};
 
 crate::runtime::config::config_names! {
     /// SGA lightweight suites on the command line (their config names are aliases).
@@ -92,6 +92,23 @@ pub async fn demo(
         run,
     };
     super::demo::run(&opts, progress).await
+}
+
+/// `m2msec trace sga`: one honest in-memory run with `seed` over `--group`, annotated by the
+/// protocol crate (`m2msec_protocol::sga::trace`, the generator of the committed
+/// `vectors/sga/`): registrations, negotiation, key exchange and one stored and forwarded
+/// message, every sealed body opened, and the session key at both devices. Same seed and
+/// group, same bytes.
+///
+/// # Errors
+///
+/// [`Error::Usage`] for a group SGA does not run over; the run's own errors.
+pub fn trace(flags: &TraceFlags, seed: u64) -> Result<String> {
+    let spec = m2msec_protocol::sga::sim::Spec {
+        group: group(flags.group.group)?.into(),
+        ..Default::default()
+    };
+    Ok(m2msec_protocol::sga::trace::render(&spec, seed)?)
 }
 
 /// What `m2msec provision` says to do next.

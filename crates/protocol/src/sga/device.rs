@@ -18,9 +18,10 @@ use zeroize::Zeroizing;
 
 use super::pseudonym::{alias, epoch_of};
 use super::{
-    DeviceKey, Error, Outbox, RefusalCode, SessionId, SessionKey, Sga, Timeouts, admit_fresh,
-    check_device_mac, count_group, device_aead, device_mac, expand, f_k, labelled, message_aad,
-    open, recipient_aad, seal, session_key, xor,
+    Aad, DeviceKey, Error, Mac, Outbox, RefusalCode, SessionId, SessionKey, Sga, Timeouts,
+    admit_fresh, check_device_mac, count_group, device_mac, key_share_invite_mac, message_aad,
+    open, recipient_aad, recipient_key, result_check, seal, session_key, share_check,
+    temp_key_mask, xor,
 };
 use crate::replay::ReplayCache;
 use crate::{Millis, ProtocolRole};
@@ -190,6 +191,11 @@ impl Device {
         &self.config.identity
     }
 
+    /// k_d and the initial suite: what the server opens this device's bodies with (the trace).
+    pub(super) fn device_key(&self) -> (&DeviceKey, AeadSuite) {
+        (&self.config.device_key, self.config.initial_suite)
+    }
+
     /// The suites it supports, in order of preference (the first is an invitation's default).
     #[must_use]
     pub fn suites(&self) -> &[AeadSuite] {
@@ -214,14 +220,11 @@ impl Device {
         ops.asymmetric += 1;
         let sealed_key =
             cfg.server_key
-                .encrypt(rng, &labelled(b"register", &[]), &cbor::to_vec(&body))?;
-        let proof_key = device_aead(&cfg.device_key, cfg.initial_suite, b"register proof")?;
+                .encrypt(rng, &Aad::Register.bytes(), &cbor::to_vec(&body))?;
+        let proof_key = Aad::RegisterProof.key_from(&cfg.device_key, cfg.initial_suite)?;
         ops.symmetric += 1;
-        let proof = proof_key.seal_random_nonce(
-            rng,
-            &labelled(b"register proof", &[]),
-            cfg.identity.as_bytes(),
-        );
+        let proof =
+            proof_key.seal_random_nonce(rng, &Aad::RegisterProof.bytes(), cfg.identity.as_bytes());
         self.out.send_reliable(
             now,
             cfg.server,
@@ -244,8 +247,7 @@ impl Device {
         let mac = device_mac(
             &mut self.out.ops,
             &cfg.device_key,
-            b"poll",
-            &[cfg.identity.as_bytes(), &timestamp.to_be_bytes()],
+            Mac::Poll(&cfg.identity, timestamp),
         );
         let device = alias(&mut self.out.ops, &cfg.device_key, epoch_of(now));
         self.out.send(
@@ -287,11 +289,7 @@ impl Device {
         );
         let body = InviteBody {
             masked_temp_key: SecretBytes::new(
-                xor(
-                    &temp_key,
-                    &expand(cfg.device_key.as_bytes(), b"temp key mask", temp_key.len()),
-                )
-                .to_vec(),
+                xor(&temp_key, &temp_key_mask(&cfg.device_key, temp_key.len())).to_vec(),
             ),
             from: cfg.identity.clone(),
             gateway: cfg.gateway.clone(),
@@ -303,10 +301,10 @@ impl Device {
         ops.asymmetric += 1;
         let sealed = cfg.server_key.encrypt(
             rng,
-            &labelled(b"invite", &[cfg.identity.as_bytes()]),
+            &Aad::Invite(&cfg.identity).bytes(),
             &cbor::to_vec(&body),
         )?;
-        let mac = device_mac(ops, &cfg.device_key, b"invite", &[&sealed]);
+        let mac = device_mac(ops, &cfg.device_key, Mac::Invite(&sealed));
         let from = alias(ops, &cfg.device_key, epoch_of(now));
         self.out.send_reliable(
             now,
@@ -352,7 +350,7 @@ impl Device {
         m2msec_crypto::keylog::log("plaintext", plaintext);
         let ciphertext = s.key.key.seal_random_nonce(rng, &aad, plaintext);
         // The recipient's name for the server only, under k_d, tied to this message.
-        let to_server = device_aead(&cfg.device_key, cfg.initial_suite, b"deliver")?;
+        let to_server = recipient_key(&cfg.device_key, cfg.initial_suite)?;
         self.out.ops.symmetric += 1;
         let recipient = to_server.seal_random_nonce(
             rng,
@@ -389,8 +387,7 @@ impl Device {
             check_device_mac(
                 &mut self.out.ops,
                 &cfg.device_key,
-                b"register response",
-                &[cfg.identity.as_bytes(), &[m.status]],
+                Mac::RegisterResponse(&cfg.identity, m.status),
                 &m.mac.0,
             )?;
             self.registering = None;
@@ -423,8 +420,9 @@ impl Device {
         }
         let cfg = &self.config;
         let ops = &mut self.out.ops;
-        let key = device_aead(&cfg.device_key, cfg.initial_suite, b"negotiate")?;
-        let body: NegotiateBody = open(ops, &key, b"negotiate", &[&session.0], sealed)?;
+        let aad = Aad::Negotiate(session);
+        let key = aad.key_from(&cfg.device_key, cfg.initial_suite)?;
+        let body: NegotiateBody = open(ops, &key, aad, sealed)?;
         // Sealed under our own key yet naming another device or gateway: not meant for us.
         if body.to != cfg.identity || body.gateway != cfg.gateway {
             return Err(Error::Authentication);
@@ -442,7 +440,7 @@ impl Device {
         )?;
         let peer_temp = xor(
             body.masked_temp_key.expose(),
-            &expand(cfg.device_key.as_bytes(), b"temp key mask", suite.key_len()),
+            &temp_key_mask(&cfg.device_key, suite.key_len()),
         );
         let temp_key = Zeroizing::new(
             (0..suite.key_len())
@@ -460,14 +458,13 @@ impl Device {
         ops.asymmetric += 1;
         let sealed = cfg.server_key.encrypt(
             rng,
-            &labelled(b"negotiate response", &[&session.0]),
+            &Aad::NegotiateResponse(session).bytes(),
             &cbor::to_vec(&answer),
         )?;
         let mac = device_mac(
             ops,
             &cfg.device_key,
-            b"negotiate response",
-            &[&session.0, &sealed],
+            Mac::NegotiateResponse(session, &sealed),
         );
         self.out.send_reliable(
             now,
@@ -511,8 +508,7 @@ impl Device {
         };
         let (peer, suite) = (peer.clone(), *suite);
         let key = AeadKey::new(suite, temp_key)?;
-        let body: InviteAcceptedBody =
-            open(&mut self.out.ops, &key, b"invite accepted", &[], sealed)?;
+        let body: InviteAcceptedBody = open(&mut self.out.ops, &key, Aad::InviteAccepted, sealed)?;
         if body.peer != peer || body.suite != suite.id() || body.gateway != self.config.gateway {
             return Err(Error::Authentication);
         }
@@ -548,17 +544,16 @@ impl Device {
         }
         let (peer, suite) = (peer.clone(), *suite);
         let key = AeadKey::new(suite, temp_key)?;
-        let check = expand(temp_key, b"key share invite", 32);
-        self.out.ops.hash += 1;
-        m2msec_crypto::kdf::verify_hmac_sha256(
-            &check,
-            &[&labelled(
-                b"key share invite",
-                &[&session.0, self.config.identity.as_bytes(), &[group]],
-            )],
-            mac,
-        )
-        .map_err(|_| Error::Authentication)?;
+        let expected = key_share_invite_mac(
+            &mut self.out.ops,
+            temp_key,
+            session,
+            &self.config.identity,
+            group,
+        );
+        if !m2msec_crypto::ct::eq(&expected, mac) {
+            return Err(Error::Authentication);
+        }
         let group = GroupId::try_from(group).map_err(|_| Error::UnsupportedGroup(group))?;
         self.start_exchange(now, rng, session, peer, false, suite, key, group)
     }
@@ -584,15 +579,15 @@ impl Device {
         let n = group.exp_generator(&secret)?;
         let k_s = group.exp(&n, &r)?;
         count_group(ops, &group);
-        let element_key = device_aead(&cfg.device_key, suite, b"element")?;
+        let element_key = Aad::Element(session).key_from(&cfg.device_key, suite)?;
         ops.symmetric += 1;
         let sealed_element =
-            element_key.seal_random_nonce(rng, &labelled(b"element", &[&session.0]), &n.to_bytes());
+            element_key.seal_random_nonce(rng, &Aad::Element(session).bytes(), &n.to_bytes());
         ops.asymmetric += 1;
         let trapdoor =
             cfg.server_key
-                .encrypt(rng, &labelled(b"trapdoor", &[&session.0]), &r.to_bytes())?;
-        let check = f_k(ops, &k_s, b"share", &[&n.to_bytes()]);
+                .encrypt(rng, &Aad::Trapdoor(session).bytes(), &r.to_bytes())?;
+        let check = share_check(ops, &k_s, &n.to_bytes());
         let (i, j) = if initiator {
             (cfg.identity.clone(), peer.clone())
         } else {
@@ -608,7 +603,7 @@ impl Device {
             trapdoor: Bytes(trapdoor),
             check,
         };
-        let sealed = seal(ops, &temp_key, rng, b"key share", &[], &body);
+        let sealed = seal(ops, &temp_key, rng, Aad::KeyShare, &body);
         self.out.send_reliable(
             now,
             cfg.server,
@@ -642,24 +637,14 @@ impl Device {
             return Err(Error::UnknownSession);
         }
         let ops = &mut self.out.ops;
-        let body: KeyResultBody = open(ops, &x.temp_key, b"key result", &[], sealed)?;
+        let body: KeyResultBody = open(ops, &x.temp_key, Aad::KeyResult, sealed)?;
         let element = x.group.element_from_bytes(&body.element.0)?;
         let (i, j) = if x.initiator {
             (self.config.identity.as_str(), x.peer.as_str())
         } else {
             (x.peer.as_str(), self.config.identity.as_str())
         };
-        let expected = f_k(
-            ops,
-            &x.k_s,
-            b"result",
-            &[
-                i.as_bytes(),
-                j.as_bytes(),
-                &x.k_s.to_bytes(),
-                &element.to_bytes(),
-            ],
-        );
+        let expected = result_check(ops, &x.k_s, (i, j), &element);
         if !m2msec_crypto::ct::eq(&expected, &body.check) {
             // A forged or swapped N^Rs: the session stays as it was.
             return Err(Error::Authentication);
@@ -704,12 +689,7 @@ impl Device {
         let mac = device_mac(
             &mut self.out.ops,
             &cfg.device_key,
-            b"delivered",
-            &[
-                &session.0,
-                cfg.identity.as_bytes(),
-                &m.message_id.to_be_bytes(),
-            ],
+            Mac::Delivered(session, &cfg.identity, m.message_id),
         );
         let device = alias(&mut self.out.ops, &cfg.device_key, epoch_of(now));
         self.out.send(

@@ -35,6 +35,7 @@ mod pseudonym;
 mod server;
 mod server_store;
 pub mod sim;
+pub mod trace;
 
 use core::fmt;
 use core::time::Duration;
@@ -336,29 +337,79 @@ fn device_aead(device_key: &DeviceKey, suite: AeadSuite, purpose: &[u8]) -> Resu
     Ok(AeadKey::new(suite, &k)?)
 }
 
-/// HMAC-SHA-256 under the device key over labelled, length-prefixed fields.
-fn device_mac(
-    ops: &mut OpCounts,
-    device_key: &DeviceKey,
-    purpose: &[u8],
-    fields: &[&[u8]],
-) -> [u8; 32] {
+/// What each MAC under a device key covers: its purpose and fields. Written once, for the
+/// roles and the trace.
+#[derive(Clone, Copy, Debug)]
+enum Mac<'a> {
+    /// RegisterResponse: ID_d and the status.
+    RegisterResponse(&'a str, u8),
+    /// A1: the sealed body.
+    Invite(&'a [u8]),
+    /// A3: the session and the sealed body.
+    NegotiateResponse(SessionId, &'a [u8]),
+    /// Delivered: the session, the recipient's ID_d and the message id.
+    Delivered(SessionId, &'a str, u64),
+    /// Poll: ID_d and the timestamp.
+    Poll(&'a str, u64),
+}
+
+impl Mac<'_> {
+    fn purpose(self) -> &'static [u8] {
+        match self {
+            Self::RegisterResponse(..) => b"register response",
+            Self::Invite(_) => b"invite",
+            Self::NegotiateResponse(..) => b"negotiate response",
+            Self::Delivered(..) => b"delivered",
+            Self::Poll(..) => b"poll",
+        }
+    }
+
+    fn input(self) -> Vec<u8> {
+        let p = self.purpose();
+        match self {
+            Self::RegisterResponse(device, status) => labelled(p, &[device.as_bytes(), &[status]]),
+            Self::Invite(sealed) => labelled(p, &[sealed]),
+            Self::NegotiateResponse(session, sealed) => labelled(p, &[&session.0, sealed]),
+            Self::Delivered(session, device, id) => {
+                labelled(p, &[&session.0, device.as_bytes(), &id.to_be_bytes()])
+            }
+            Self::Poll(device, timestamp) => {
+                labelled(p, &[device.as_bytes(), &timestamp.to_be_bytes()])
+            }
+        }
+    }
+}
+
+/// HMAC-SHA-256 under the device key over `mac`'s labelled, length-prefixed fields.
+fn device_mac(ops: &mut OpCounts, device_key: &DeviceKey, mac: Mac<'_>) -> [u8; 32] {
     ops.hash += 1;
     let k = expand(device_key.as_bytes(), b"mac", 32);
-    kdf::hmac_sha256(&k, &[&labelled(purpose, fields)])
+    kdf::hmac_sha256(&k, &[&mac.input()])
 }
 
 fn check_device_mac(
     ops: &mut OpCounts,
     device_key: &DeviceKey,
-    purpose: &[u8],
-    fields: &[&[u8]],
+    mac: Mac<'_>,
     tag: &[u8],
 ) -> Result<(), Error> {
     ops.hash += 1;
     let k = expand(device_key.as_bytes(), b"mac", 32);
-    kdf::verify_hmac_sha256(&k, &[&labelled(purpose, fields)], tag)
-        .map_err(|_| Error::Authentication)
+    kdf::verify_hmac_sha256(&k, &[&mac.input()], tag).map_err(|_| Error::Authentication)
+}
+
+/// B2's MAC under k_t^j over the session, ID_dj and the group (ID_dj is not sent).
+fn key_share_invite_mac(
+    ops: &mut OpCounts,
+    temp_key: &[u8],
+    session: SessionId,
+    responder: &str,
+    group: u8,
+) -> [u8; 32] {
+    ops.hash += 1;
+    let k = expand(temp_key, b"key share invite", 32);
+    let fields: [&[u8]; 3] = [&session.0, responder.as_bytes(), &[group]];
+    kdf::hmac_sha256(&k, &[&labelled(b"key share invite", &fields)])
 }
 
 fn labelled(purpose: &[u8], fields: &[&[u8]]) -> Vec<u8> {
@@ -377,33 +428,121 @@ fn f_k(ops: &mut OpCounts, k: &Element, purpose: &[u8], fields: &[&[u8]]) -> [u8
     kdf::hmac_sha256(&k.to_bytes(), &[&labelled(purpose, fields)])
 }
 
-/// Seals a body under a symmetric key, bound to the message's purpose and to `bound`, the
-/// fields outside the seal the receiver must not see rewritten (A2's session: it is under the
-/// long-term k_dj, so nothing else ties it to one exchange).
+/// A key share's check f_Ks(N) (B1, B3), K_s = N^r; `n` is N's encoding.
+fn share_check(ops: &mut OpCounts, k_s: &Element, n: &[u8]) -> [u8; 32] {
+    f_k(ops, k_s, b"share", &[n])
+}
+
+/// A key result's check f_Ks(ID_di, ID_dj, K_s, N_other^Rs) (B6); `element` is N_other^Rs.
+fn result_check(
+    ops: &mut OpCounts,
+    k_s: &Element,
+    (initiator, responder): (&str, &str),
+    element: &Element,
+) -> [u8; 32] {
+    let fields: [&[u8]; 4] = [
+        initiator.as_bytes(),
+        responder.as_bytes(),
+        &k_s.to_bytes(),
+        &element.to_bytes(),
+    ];
+    f_k(ops, k_s, b"result", &fields)
+}
+
+/// The associated data of each sealed body: its purpose and the fields outside the seal that
+/// the receiver must not see rewritten. Written once, for the roles and the trace.
+#[derive(Clone, Copy, Debug)]
+enum Aad<'a> {
+    /// [`RegistrationBody`](m2msec_wire::sga::RegistrationBody), to S.
+    Register,
+    /// ID_d under k_d: the registration proof.
+    RegisterProof,
+    /// A1's body to S, bound to ID_di.
+    Invite(&'a str),
+    /// A2's body under the long-term k_dj, bound to its session (nothing else ties it to one
+    /// exchange).
+    Negotiate(SessionId),
+    /// A3's body to S.
+    NegotiateResponse(SessionId),
+    /// A4's body under k_t^i.
+    InviteAccepted,
+    /// A key share (B1, B3) under the sender's temporary key.
+    KeyShare,
+    /// E_kd(N) inside a key share.
+    Element(SessionId),
+    /// F_G(r), r to S, inside a key share.
+    Trapdoor(SessionId),
+    /// B6's body under the receiver's temporary key.
+    KeyResult,
+}
+
+impl Aad<'_> {
+    fn purpose(self) -> &'static [u8] {
+        match self {
+            Self::Register => b"register",
+            Self::RegisterProof => b"register proof",
+            Self::Invite(_) => b"invite",
+            Self::Negotiate(_) => b"negotiate",
+            Self::NegotiateResponse(_) => b"negotiate response",
+            Self::InviteAccepted => b"invite accepted",
+            Self::KeyShare => b"key share",
+            Self::Element(_) => b"element",
+            Self::Trapdoor(_) => b"trapdoor",
+            Self::KeyResult => b"key result",
+        }
+    }
+
+    fn bytes(self) -> Vec<u8> {
+        match self {
+            Self::Invite(from) => labelled(self.purpose(), &[from.as_bytes()]),
+            Self::Negotiate(s)
+            | Self::NegotiateResponse(s)
+            | Self::Element(s)
+            | Self::Trapdoor(s) => labelled(self.purpose(), &[&s.0]),
+            _ => labelled(self.purpose(), &[]),
+        }
+    }
+
+    /// The AEAD key, from the device key, of a body sealed under k_d (the proof, A2, E_kd(N)).
+    fn key_from(self, device_key: &DeviceKey, suite: AeadSuite) -> Result<AeadKey, Error> {
+        device_aead(device_key, suite, self.purpose())
+    }
+}
+
+/// Seals a body under a symmetric key, bound by `aad`.
 fn seal<T: Cbor>(
     ops: &mut OpCounts,
     key: &AeadKey,
     rng: &mut dyn CryptoRng,
-    purpose: &[u8],
-    bound: &[&[u8]],
+    aad: Aad<'_>,
     body: &T,
 ) -> m2msec_wire::cbor::Bytes {
     ops.symmetric += 1;
-    key.seal_random_nonce(rng, &labelled(purpose, bound), &cbor::to_vec(body))
+    key.seal_random_nonce(rng, &aad.bytes(), &cbor::to_vec(body))
         .into()
 }
 
-/// Opens what [`seal`] sealed with the same purpose and `bound` fields.
+/// Opens what [`seal`] sealed with the same `aad`.
 fn open<T: Cbor>(
     ops: &mut OpCounts,
     key: &AeadKey,
-    purpose: &[u8],
-    bound: &[&[u8]],
+    aad: Aad<'_>,
     sealed: &[u8],
 ) -> Result<T, Error> {
     ops.symmetric += 1;
-    let plain = key.open_with_nonce_prefix(&labelled(purpose, bound), sealed)?;
+    let plain = key.open_with_nonce_prefix(&aad.bytes(), sealed)?;
     Ok(cbor::from_slice(&plain)?)
+}
+
+/// The mask of a temporary key k_t sent for the holder of `device_key`: "k_t ⊕ k_d" with k_d
+/// expanded to the `len` bytes of k_t.
+fn temp_key_mask(device_key: &DeviceKey, len: usize) -> Zeroizing<Vec<u8>> {
+    expand(device_key.as_bytes(), b"temp key mask", len)
+}
+
+/// The key that seals a Deliver's recipient for S, from the sender's k_d and initial suite.
+fn recipient_key(device_key: &DeviceKey, suite: AeadSuite) -> Result<AeadKey, Error> {
+    device_aead(device_key, suite, b"deliver")
 }
 
 /// The session key both devices derive from K (step B7).

@@ -27,8 +27,9 @@ use super::server_store::{
     recipient_prefix,
 };
 use super::{
-    DeviceKey, Error, Outbox, RefusalCode, SessionId, Sga, Timeouts, admit_fresh, check_device_mac,
-    count_group, device_aead, device_mac, expand, f_k, labelled, open, recipient_aad, seal, xor,
+    Aad, DeviceKey, Error, Mac, Outbox, RefusalCode, SessionId, Sga, Timeouts, admit_fresh,
+    check_device_mac, count_group, device_mac, key_share_invite_mac, open, recipient_aad,
+    recipient_key, result_check, seal, share_check, temp_key_mask, xor,
 };
 use crate::replay::ReplayCache;
 use crate::{Millis, ProtocolRole};
@@ -241,27 +242,21 @@ impl Server {
         let plain = self
             .config
             .pke_key
-            .decrypt(&labelled(b"register", &[]), &m.sealed_key.0)?;
+            .decrypt(&Aad::Register.bytes(), &m.sealed_key.0)?;
         let body: RegistrationBody = cbor::from_slice(&plain)?;
         let device = &body.device;
         let key = DeviceKey::new(body.device_key.expose())?;
         let initial = AeadSuite::try_from(body.initial_suite)
             .map_err(|_| Error::UnsupportedSuite(body.initial_suite))?;
-        let proof_key = device_aead(&key, initial, b"register proof")?;
+        let proof_key = Aad::RegisterProof.key_from(&key, initial)?;
         ops.symmetric += 1;
-        let proven =
-            proof_key.open_with_nonce_prefix(&labelled(b"register proof", &[]), &m.proof.0)?;
+        let proven = proof_key.open_with_nonce_prefix(&Aad::RegisterProof.bytes(), &m.proof.0)?;
         if proven.as_slice() != device.as_bytes() {
             return Err(Error::Authentication);
         }
         let refuse = |out: &mut Outbox<ServerEvent>, error: Error| {
             let status = RefusalCode::of(&error).code();
-            let mac = device_mac(
-                &mut out.ops,
-                &key,
-                b"register response",
-                &[device.as_bytes(), &[status]],
-            );
+            let mac = device_mac(&mut out.ops, &key, Mac::RegisterResponse(device, status));
             out.send(
                 remote,
                 RegisterResponse {
@@ -300,12 +295,7 @@ impl Server {
             key: device.as_bytes().to_vec(),
             value: cbor::to_vec(&record),
         }));
-        let mac = device_mac(
-            &mut self.out.ops,
-            &key,
-            b"register response",
-            &[device.as_bytes(), &[0]],
-        );
+        let mac = device_mac(&mut self.out.ops, &key, Mac::RegisterResponse(device, 0));
         self.out.send(
             remote,
             RegisterResponse {
@@ -345,11 +335,11 @@ impl Server {
             .devices
             .get(&name)
             .ok_or_else(|| Error::UnknownDevice(name.clone()))?;
-        check_device_mac(ops, &from.key, b"invite", &[&m.sealed.0], &m.mac)?;
+        check_device_mac(ops, &from.key, Mac::Invite(&m.sealed.0), &m.mac)?;
         ops.asymmetric += 1;
         let plain = cfg
             .pke_key
-            .decrypt(&labelled(b"invite", &[name.as_bytes()]), &m.sealed.0)?;
+            .decrypt(&Aad::Invite(&name).bytes(), &m.sealed.0)?;
         let body: InviteBody = cbor::from_slice(&plain)?;
         if body.from != name || body.gateway != cfg.identity {
             return Err(Error::Authentication);
@@ -377,16 +367,12 @@ impl Server {
         let to_addr = to.addr.ok_or_else(|| Error::Unreachable(body.to.clone()))?;
         let temp_i = xor(
             body.masked_temp_key.expose(),
-            &expand(from.key.as_bytes(), b"temp key mask", suite.key_len()),
+            &temp_key_mask(&from.key, suite.key_len()),
         );
         let session = SessionId(random_array(rng));
         let negotiate = NegotiateBody {
             masked_temp_key: SecretBytes::new(
-                xor(
-                    &temp_i,
-                    &expand(to.key.as_bytes(), b"temp key mask", suite.key_len()),
-                )
-                .to_vec(),
+                xor(&temp_i, &temp_key_mask(&to.key, suite.key_len())).to_vec(),
             ),
             from: body.from.clone(),
             gateway: cfg.identity.clone(),
@@ -394,10 +380,10 @@ impl Server {
             suite: body.suite,
             timestamp: now.0,
         };
-        let key_j = device_aead(&to.key, to.initial_suite, b"negotiate")?;
+        let key_j = Aad::Negotiate(session).key_from(&to.key, to.initial_suite)?;
         // k_dj outlives the exchange: the session under the seal and the timestamp let d_j
         // refuse a recorded A2 (device.rs on_negotiate()).
-        let sealed = seal(ops, &key_j, rng, b"negotiate", &[&session.0], &negotiate);
+        let sealed = seal(ops, &key_j, rng, Aad::Negotiate(session), &negotiate);
         self.out.send_reliable(
             now,
             to_addr,
@@ -451,14 +437,13 @@ impl Server {
         check_device_mac(
             ops,
             &j.key,
-            b"negotiate response",
-            &[&session.0, &m.sealed.0],
+            Mac::NegotiateResponse(session, &m.sealed.0),
             &m.mac,
         )?;
         ops.asymmetric += 1;
         let plain = cfg
             .pke_key
-            .decrypt(&labelled(b"negotiate response", &[&session.0]), &m.sealed.0)?;
+            .decrypt(&Aad::NegotiateResponse(session).bytes(), &m.sealed.0)?;
         let body: NegotiateResponseBody = cbor::from_slice(&plain)?;
         if body.from != x.responder || body.to != x.initiator || body.gateway != cfg.identity {
             return Err(Error::Authentication);
@@ -479,7 +464,7 @@ impl Server {
             peer: x.responder.clone(),
             suite: body.suite,
         };
-        let sealed = seal(ops, &x.temp_i, rng, b"invite accepted", &[], &accepted);
+        let sealed = seal(ops, &x.temp_i, rng, Aad::InviteAccepted, &accepted);
         let i_addr = self
             .devices
             .get(&x.initiator)
@@ -519,16 +504,16 @@ impl Server {
             .get_mut(&session)
             .ok_or(Error::UnknownSession)?;
         let opened = match (&x.share_i, &x.temp_j) {
-            (None, _) => open(ops, &x.temp_i, b"key share", &[], sealed).map(|b| (true, b)),
-            (Some(_), Some((temp_j, _))) => open(ops, temp_j, b"key share", &[], sealed)
+            (None, _) => open(ops, &x.temp_i, Aad::KeyShare, sealed).map(|b| (true, b)),
+            (Some(_), Some((temp_j, _))) => open(ops, temp_j, Aad::KeyShare, sealed)
                 .map(|b| (false, b))
                 // d_i's share again (a retransmission): it was taken already.
-                .map_err(|e| {
-                    match open::<KeyShareBody>(ops, &x.temp_i, b"key share", &[], sealed) {
+                .map_err(
+                    |e| match open::<KeyShareBody>(ops, &x.temp_i, Aad::KeyShare, sealed) {
                         Ok(_) => Error::Replayed,
                         Err(_) => e,
-                    }
-                }),
+                    },
+                ),
             (Some(_), None) => Err(Error::UnexpectedMessage("KeyShare before A3")),
         };
         let (initiator, body): (bool, KeyShareBody) = opened?;
@@ -557,21 +542,21 @@ impl Server {
             .devices
             .get(&from)
             .ok_or_else(|| Error::UnknownDevice(from.clone()))?;
-        let element_key = device_aead(&device.key, x.suite, b"element")?;
+        let element_key = Aad::Element(session).key_from(&device.key, x.suite)?;
         ops.symmetric += 1;
         let sealed_n = element_key
-            .open_with_nonce_prefix(&labelled(b"element", &[&session.0]), &body.sealed_element.0)?;
+            .open_with_nonce_prefix(&Aad::Element(session).bytes(), &body.sealed_element.0)?;
         if !m2msec_crypto::ct::eq(&sealed_n, &body.element.0) {
             return Err(Error::Authentication);
         }
         ops.asymmetric += 1;
         let r_bytes = cfg
             .pke_key
-            .decrypt(&labelled(b"trapdoor", &[&session.0]), &body.trapdoor.0)?;
+            .decrypt(&Aad::Trapdoor(session).bytes(), &body.trapdoor.0)?;
         let r = group.scalar_from_bytes(&r_bytes)?;
         let k_s = group.exp(&n, &r)?;
         count_group(ops, &group);
-        let expected = f_k(ops, &k_s, b"share", &[&body.element.0]);
+        let expected = share_check(ops, &k_s, &body.element.0);
         if !m2msec_crypto::ct::eq(&expected, &body.check) {
             return Err(Error::Authentication);
         }
@@ -583,15 +568,7 @@ impl Server {
                 .temp_j
                 .as_ref()
                 .ok_or(Error::UnexpectedMessage("KeyShare before A3"))?;
-            let check = expand(temp_j, b"key share invite", 32);
-            ops.hash += 1;
-            let mac = m2msec_crypto::kdf::hmac_sha256(
-                &check,
-                &[&labelled(
-                    b"key share invite",
-                    &[&session.0, x.responder.as_bytes(), &[body.group]],
-                )],
-            );
+            let mac = key_share_invite_mac(ops, temp_j, session, &x.responder, body.group);
             let j_addr = self
                 .devices
                 .get(&x.responder)
@@ -636,7 +613,7 @@ impl Server {
         let n_i_rs = group.exp(n_i, &r_s)?;
         let n_j_rs = group.exp(n_j, &r_s)?;
         count_group(ops, &group);
-        let (i, j) = (x.initiator.as_bytes(), x.responder.as_bytes());
+        let ids = (x.initiator.as_str(), x.responder.as_str());
         let sent_to_i = if self.config.fault_for_testing_only == Some(ServerFault::SwapElement) {
             group.exp_generator(&group.random_scalar(rng))?
         } else {
@@ -644,27 +621,17 @@ impl Server {
         };
         let to_i = KeyResultBody {
             element: Bytes(sent_to_i.to_bytes()),
-            check: f_k(
-                ops,
-                k_is,
-                b"result",
-                &[i, j, &k_is.to_bytes(), &n_j_rs.to_bytes()],
-            ),
+            check: result_check(ops, k_is, ids, &n_j_rs),
         };
         let to_j = KeyResultBody {
             element: Bytes(n_i_rs.to_bytes()),
-            check: f_k(
-                ops,
-                k_js,
-                b"result",
-                &[i, j, &k_js.to_bytes(), &n_i_rs.to_bytes()],
-            ),
+            check: result_check(ops, k_js, ids, &n_i_rs),
         };
         let Some((temp_j, _)) = &x.temp_j else {
             return Ok(());
         };
-        let sealed_i = seal(ops, &x.temp_i, rng, b"key result", &[], &to_i);
-        let sealed_j = seal(ops, temp_j, rng, b"key result", &[], &to_j);
+        let sealed_i = seal(ops, &x.temp_i, rng, Aad::KeyResult, &to_i);
+        let sealed_j = seal(ops, temp_j, rng, Aad::KeyResult, &to_j);
         let addr = |name: &str| self.devices.get(name).and_then(|d| d.addr);
         let (Some(a_i), Some(a_j)) = (addr(&x.initiator), addr(&x.responder)) else {
             return Err(Error::Unreachable(x.initiator.clone()));
@@ -703,7 +670,7 @@ impl Server {
             .devices
             .get(&from)
             .ok_or_else(|| Error::UnknownDevice(from.clone()))?;
-        let opener = device_aead(&sender.key, sender.initial_suite, b"deliver")?;
+        let opener = recipient_key(&sender.key, sender.initial_suite)?;
         self.out.ops.symmetric += 1;
         let aad = recipient_aad(SessionId(m.session), m.message_id, &m.ciphertext.0);
         let to = String::from_utf8(
@@ -760,8 +727,7 @@ impl Server {
         check_device_mac(
             &mut self.out.ops,
             &device.key,
-            b"delivered",
-            &[&m.session, name.as_bytes(), &m.message_id.to_be_bytes()],
+            Mac::Delivered(SessionId(m.session), &name, m.message_id),
             &m.mac,
         )?;
         let prefix = message_prefix(&name, &m.session);
@@ -790,8 +756,7 @@ impl Server {
         check_device_mac(
             &mut self.out.ops,
             &device.key,
-            b"poll",
-            &[name.as_bytes(), &m.timestamp.to_be_bytes()],
+            Mac::Poll(&name, m.timestamp),
             &m.mac,
         )?;
         let skew = u64::try_from(cfg.timeouts.clock_skew.as_millis()).unwrap_or(u64::MAX);

@@ -143,6 +143,11 @@ impl World {
         })
     }
 
+    /// The server's private key (PEM), which opens what the devices encrypt to it (the trace).
+    pub(super) fn server_key_pem(&self) -> &str {
+        &self.server_key
+    }
+
     /// Kills the server (everything in memory is lost) and starts a new one from the store.
     ///
     /// # Errors
