@@ -122,7 +122,7 @@ fn restarted_responder_refuses_a_replayed_i_message() {
     let i_message = initiator
         .poll_transmit()
         .unwrap_or_else(|| panic!("no I_MESSAGE"));
-    let socket = UdpSocket::bind(setup.listen).unwrap_or_else(|e| panic!("bind: {e}"));
+    let socket = UdpSocket::bind(setup.link.listen).unwrap_or_else(|e| panic!("bind: {e}"));
     socket
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap_or_else(|e| panic!("{e}"));

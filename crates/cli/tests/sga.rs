@@ -580,8 +580,8 @@ fn the_control_channel_and_the_state_are_the_owners_alone() {
 
     // The UDP control port of earlier versions (the device's address, port + 1) is silent.
     let setup = load_device(&j).unwrap_or_else(|e| panic!("{e}"));
-    let old = SocketAddr::new(setup.listen.ip(), setup.listen.port() + 1);
-    let probe = UdpSocket::bind((setup.listen.ip(), 0)).unwrap_or_else(|e| panic!("{e}"));
+    let old = SocketAddr::new(setup.link.listen.ip(), setup.link.listen.port() + 1);
+    let probe = UdpSocket::bind((setup.link.listen.ip(), 0)).unwrap_or_else(|e| panic!("{e}"));
     probe
         .set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap_or_else(|e| panic!("{e}"));

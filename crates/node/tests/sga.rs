@@ -158,7 +158,7 @@ fn provisioned_configs_load_and_a_second_provision_needs_force() {
         let dev =
             load_device(&d.join(format!("sga-{name}.toml"))).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(dev.config.identity, name);
-        assert_eq!(dev.config.server, server.listen);
+        assert_eq!(dev.config.server, server.link.listen);
         assert_eq!(dev.control, d.join(format!("state/sga-{name}.sock")));
     }
     let again = provision(

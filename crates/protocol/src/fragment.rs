@@ -12,7 +12,8 @@
 //! on a link that loses one datagram in five. What waits is bounded: per peer, in all, in bytes,
 //! and in time.
 
-use core::net::SocketAddr;
+use core::cmp::Reverse;
+use core::net::{IpAddr, SocketAddr};
 use core::time::Duration;
 use std::collections::HashMap;
 
@@ -35,11 +36,12 @@ pub const MAX_MESSAGE: usize = 64 * 1024;
 /// How long a message's fragments wait for the rest: longer than the default retransmission
 /// span (15 s), so that the last retransmission can still fill the first one's gaps.
 pub const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Messages of one peer being put together at once; a new one past it drops that peer's oldest.
+/// Messages of one host (any of its ports) being put together at once; a new one past it drops
+/// one of that host's.
 const MAX_PER_PEER: usize = 16;
-/// Messages being put together at once; a new one past it drops the oldest.
+/// Messages being put together at once; a new one past it drops one of the host holding most.
 const MAX_PENDING: usize = 256;
-/// Bytes of fragments held at once; past it the oldest messages are dropped.
+/// Bytes of fragments held at once; past it messages are dropped as for [`MAX_PENDING`].
 const MAX_HELD: usize = 4 * 1024 * 1024;
 
 /// What a fragment brought.
@@ -58,6 +60,8 @@ pub(crate) enum Reassembly {
 #[derive(Debug)]
 struct Pending {
     started: Millis,
+    /// Arrival order of its first fragment: ties go to the older.
+    seq: u64,
     chunks: Vec<Option<Vec<u8>>>,
     held: usize,
     missing: usize,
@@ -70,6 +74,7 @@ pub(crate) struct Fragments {
     path_mtu: u16,
     pending: HashMap<(SocketAddr, [u8; 8]), Pending>,
     held: usize,
+    seq: u64,
 }
 
 impl Default for Fragments {
@@ -78,6 +83,7 @@ impl Default for Fragments {
             path_mtu: DEFAULT_PATH_MTU,
             pending: HashMap::new(),
             held: 0,
+            seq: 0,
         }
     }
 }
@@ -133,8 +139,10 @@ impl Fragments {
         let key = (from, f.id);
         if !self.pending.contains_key(&key) {
             self.make_room(from);
+            self.seq += 1;
             let pending = Pending {
                 started: now,
+                seq: self.seq,
                 chunks: vec![None; usize::from(f.count)],
                 held: 0,
                 missing: usize::from(f.count),
@@ -144,8 +152,11 @@ impl Fragments {
         let Some(p) = self.pending.get_mut(&key) else {
             return Reassembly::Incomplete;
         };
+        // A fragment that contradicts those held is refused alone: the message in progress
+        // stays (if the one held was the forgery, the check against the id at the end drops
+        // the message, and a retransmission brings it again).
         if usize::from(f.count) != p.chunks.len() {
-            return self.drop_refused(key, "a fragment count unlike its message's other fragments");
+            return refused("a fragment count unlike its message's other fragments");
         }
         let Some(slot) = p.chunks.get_mut(usize::from(f.index)) else {
             return Reassembly::Incomplete;
@@ -153,7 +164,7 @@ impl Fragments {
         match slot {
             // A copy (duplicated, or of a retransmission): nothing new.
             Some(held) if held == f.chunk => return Reassembly::Incomplete,
-            Some(_) => return self.drop_refused(key, "two fragments at one index"),
+            Some(_) => return refused("two fragments at one index"),
             None => {}
         }
         if p.held + f.chunk.len() > MAX_MESSAGE {
@@ -209,38 +220,45 @@ impl Fragments {
         }
     }
 
-    /// Room for one more message from `from`: its oldest goes past [`MAX_PER_PEER`], the
-    /// oldest of all past [`MAX_PENDING`].
+    /// Room for one more message from `from`: one of its host's goes past [`MAX_PER_PEER`]
+    /// (a host, whatever its ports), one of the host holding the most past [`MAX_PENDING`].
     fn make_room(&mut self, from: SocketAddr) {
-        if self
-            .pending
-            .keys()
-            .filter(|(peer, _)| *peer == from)
-            .count()
-            >= MAX_PER_PEER
-        {
-            self.drop_oldest(Some(from));
+        let host = from.ip();
+        let of_host = self.pending.keys().filter(|(p, _)| p.ip() == host).count();
+        if of_host >= MAX_PER_PEER {
+            self.drop_victim(Some(host));
         }
         if self.pending.len() >= MAX_PENDING {
-            self.drop_oldest(None);
+            self.drop_victim(None);
         }
     }
 
-    /// Drops the oldest messages while more than [`MAX_HELD`] bytes are held.
+    /// Drops messages while more than [`MAX_HELD`] bytes are held.
     fn shed(&mut self) {
         while self.held > MAX_HELD && !self.pending.is_empty() {
-            self.drop_oldest(None);
+            self.drop_victim(None);
         }
     }
 
-    fn drop_oldest(&mut self, of: Option<SocketAddr>) {
-        let oldest = self
+    /// Drops a message of `host` (of any host if none): of the host holding the most, the one
+    /// with the fewest fragments in, the oldest of those. A flood of first fragments, from one
+    /// host or from many, displaces its own: an honest message has its next fragments in
+    /// before the flood has cycled through the table.
+    fn drop_victim(&mut self, host: Option<IpAddr>) {
+        let mut per_host: HashMap<IpAddr, usize> = HashMap::new();
+        for (peer, _) in self.pending.keys() {
+            *per_host.entry(peer.ip()).or_default() += 1;
+        }
+        let victim = self
             .pending
             .iter()
-            .filter(|((peer, _), _)| of.is_none_or(|o| o == *peer))
-            .min_by_key(|(_, p)| p.started)
+            .filter(|((peer, _), _)| host.is_none_or(|h| h == peer.ip()))
+            .min_by_key(|((peer, _), p)| {
+                let holding = per_host.get(&peer.ip()).copied().unwrap_or(0);
+                (Reverse(holding), p.chunks.len() - p.missing, p.seq)
+            })
             .map(|(k, _)| *k);
-        if let Some(k) = oldest {
+        if let Some(k) = victim {
             self.remove(&k);
         }
     }
@@ -313,6 +331,10 @@ fn message_id(message: &[u8]) -> [u8; 8] {
     id
 }
 
+fn refused(why: &'static str) -> Reassembly {
+    Reassembly::Refused(m2msec_wire::Error::Fragment(why))
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -323,7 +345,10 @@ mod tests {
     use super::*;
 
     const A: SocketAddr = SocketAddr::new(core::net::IpAddr::V4(core::net::Ipv4Addr::LOCALHOST), 1);
-    const B: SocketAddr = SocketAddr::new(core::net::IpAddr::V4(core::net::Ipv4Addr::LOCALHOST), 2);
+    const B: SocketAddr = SocketAddr::new(
+        core::net::IpAddr::V4(core::net::Ipv4Addr::new(192, 0, 2, 2)),
+        2,
+    );
 
     fn message(len: usize) -> Vec<u8> {
         (0..len)
@@ -402,22 +427,26 @@ mod tests {
         let outcomes: Vec<_> = bad.iter().map(|p| r.receive(Millis(0), A, p)).collect();
         assert!(matches!(outcomes.last(), Some(Reassembly::Refused(_))));
         assert_eq!((r.pending(), r.held), (0, 0));
-        // Two different fragments at one index.
+        // Two different fragments at one index, and a count unlike the first fragment's: each
+        // refused alone, and the message still completes.
         let mut r = Fragments::default();
         assert_eq!(r.receive(Millis(0), A, &pieces[0]), Reassembly::Incomplete);
         assert!(matches!(
             r.receive(Millis(0), A, &bad_copy(&pieces[0])),
             Reassembly::Refused(_)
         ));
-        // A count unlike the first fragment's.
-        let mut r = Fragments::default();
-        assert_eq!(r.receive(Millis(0), A, &pieces[0]), Reassembly::Incomplete);
         let mut other = pieces[1].clone();
         other[11] += 1;
         assert!(matches!(
             r.receive(Millis(0), A, &other),
             Reassembly::Refused(_)
         ));
+        let last = pieces
+            .iter()
+            .skip(1)
+            .map(|p| r.receive(Millis(0), A, p))
+            .last();
+        assert!(matches!(last, Some(Reassembly::Whole(_))));
         // Fragments of one peer never complete another's message.
         let mut r = Fragments::default();
         for p in &pieces[..pieces.len() - 1] {
@@ -438,6 +467,53 @@ mod tests {
         let last = p.len() - 1;
         p[last] ^= 0xff;
         p
+    }
+
+    /// A message in progress survives floods of first fragments: from one host on many ports,
+    /// and from many hosts.
+    #[test]
+    fn a_flood_of_first_fragments_does_not_starve_a_message_in_progress() {
+        let (m, pieces) = split(16_856);
+        let first = |id: u32| {
+            Fragment {
+                id: [id.to_be_bytes(), [9; 4]].concat().try_into().unwrap(),
+                index: 0,
+                count: 14,
+                chunk: &[0; 1220],
+            }
+            .to_bytes()
+        };
+        let mut r = Fragments::default();
+        let mut whole = None;
+        for (i, p) in pieces.iter().enumerate() {
+            let port = u16::try_from(i).unwrap();
+            for j in 0..100u16 {
+                // One host, a new port each time.
+                let one_host = SocketAddr::new(A.ip(), 1000 + port * 100 + j);
+                r.receive(Millis(0), one_host, &first(u32::from(port * 100 + j)));
+                // Many hosts.
+                let many = SocketAddr::new(
+                    core::net::Ipv4Addr::new(
+                        10,
+                        0,
+                        u8::try_from(i).unwrap(),
+                        u8::try_from(j).unwrap(),
+                    )
+                    .into(),
+                    9,
+                );
+                r.receive(
+                    Millis(0),
+                    many,
+                    &first(u32::from(port * 100 + j) + 1_000_000),
+                );
+            }
+            if let Reassembly::Whole(w) = r.receive(Millis(0), B, p) {
+                whole = Some(w);
+            }
+            assert!(r.pending() <= MAX_PENDING && r.held <= MAX_HELD);
+        }
+        assert_eq!(whole, Some(m));
     }
 
     #[test]

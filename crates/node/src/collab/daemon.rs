@@ -154,13 +154,7 @@ pub async fn run_client(
     let trust = load_trust(&*store)?;
     let identity = setup.config.identity.clone();
     let client = Client::new(setup.config, trust)?;
-    let daemon = Daemon::bind(
-        "collab-client",
-        identity,
-        (setup.listen, setup.path_mtu),
-        client,
-    )
-    .await?;
+    let daemon = Daemon::bind("collab-client", identity, setup.link, client).await?;
     let handler = ClientHandler::new(runs, store);
     let handler = daemon.start(Client::start_run, handler, shutdown).await?;
     Ok(handler.into_outcomes())
@@ -175,13 +169,7 @@ pub async fn run_proxy(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let setup = config::load_proxy(config_file)?;
     let identity = setup.config.identity.clone();
     let proxy = Proxy::new(setup.config)?;
-    let daemon = Daemon::bind(
-        "collab-proxy",
-        identity,
-        (setup.listen, setup.path_mtu),
-        proxy,
-    )
-    .await?;
+    let daemon = Daemon::bind("collab-proxy", identity, setup.link, proxy).await?;
     daemon.serve(Logs, shutdown).await
 }
 
@@ -194,13 +182,7 @@ pub async fn run_trusted(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let setup = config::load_trusted(config_file)?;
     let identity = setup.config.identity.clone();
     let trusted = Trusted::new(setup.config)?;
-    let daemon = Daemon::bind(
-        "collab-trusted",
-        identity,
-        (setup.listen, setup.path_mtu),
-        trusted,
-    )
-    .await?;
+    let daemon = Daemon::bind("collab-trusted", identity, setup.link, trusted).await?;
     daemon.serve(Logs, shutdown).await
 }
 
@@ -217,13 +199,7 @@ pub async fn run_server(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let identity = setup.config.identity.clone();
     tracing::info!(used_one_time_keys = used.len(), "state loaded");
     let server = Server::new(setup.config, used)?;
-    let daemon = Daemon::bind(
-        "collab-server",
-        identity,
-        (setup.listen, setup.path_mtu),
-        server,
-    )
-    .await?;
+    let daemon = Daemon::bind("collab-server", identity, setup.link, server).await?;
     daemon
         .serve(ServerHandler::new(store, None), shutdown)
         .await

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::group_name;
 use crate::error::{Error, Result};
-use crate::harness::daemon::Setup;
+use crate::harness::daemon::{Link, Setup};
 use crate::runtime::config::{
     at_least_1, check_identity, config_names, field_error, load_toml, non_empty, path_mtu, resolve,
     with_link_fields,
@@ -195,8 +195,10 @@ pub fn load_epc(file: &Path) -> Result<Setup<EpcConfig>> {
         })
         .collect::<Result<_>>()?;
     Ok(Setup {
-        listen: f.listen,
-        path_mtu: path_mtu(file, f.path_mtu)?,
+        link: Link {
+            listen: f.listen,
+            path_mtu: path_mtu(file, f.path_mtu)?,
+        },
         config: EpcConfig {
             identity: f.identity,
             secret_key,
@@ -247,8 +249,10 @@ pub fn load_party(file: &Path, role: Role) -> Result<(Setup<PartyConfig>, Vec<St
     let epc_psk = keyfile::load(&resolve(file, &f.epc.psk))?;
     let retransmit = f.retransmit_policy();
     let setup = Setup {
-        listen: f.listen,
-        path_mtu: f.path_mtu(file)?,
+        link: Link {
+            listen: f.listen,
+            path_mtu: f.path_mtu(file)?,
+        },
         state: None,
         config: PartyConfig {
             identity: f.identity,

@@ -228,7 +228,7 @@ pub async fn run_epc(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let setup = config::load_epc(config_file)?;
     let identity = setup.config.identity.clone();
     let epc = Epc::new(setup.config)?;
-    let daemon = Daemon::bind("e2sec-epc", identity, (setup.listen, setup.path_mtu), epc).await?;
+    let daemon = Daemon::bind("e2sec-epc", identity, setup.link, epc).await?;
     daemon.serve(Logs, shutdown).await
 }
 
@@ -265,7 +265,7 @@ pub async fn run_party(
     let group = setup.config.secret_key.group();
     let party = Party::new(setup.config)?;
     tracing::info!(variant, group = super::group_name(group), "party keys");
-    let daemon = Daemon::bind(name, identity, (setup.listen, setup.path_mtu), party).await?;
+    let daemon = Daemon::bind(name, identity, setup.link, party).await?;
     let handler = PartyHandler::new(&connects, driver::wall_clock(), None);
     Ok(daemon
         .start(Party::request_warrant, handler, shutdown)

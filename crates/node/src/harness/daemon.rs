@@ -17,13 +17,20 @@ use tokio::sync::mpsc;
 use crate::error::{Error, Result};
 use crate::runtime::driver::{self, Context, Driver, Flow, Handler, Shutdown};
 
-/// A loaded daemon config: where to listen, the store, the role's config.
-#[derive(Debug)]
-pub struct Setup<C> {
+/// Where a daemon listens and what the path to its peers carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Link {
     /// Address to bind.
     pub listen: SocketAddr,
     /// Largest IP packet the path to the peers carries (config `path_mtu`).
     pub path_mtu: u16,
+}
+
+/// A loaded daemon config: where to listen, the store, the role's config.
+#[derive(Debug)]
+pub struct Setup<C> {
+    /// Where to listen, and what the path carries.
+    pub link: Link,
     /// The state database, resolved; none where the role keeps no state or only in memory.
     pub state: Option<PathBuf>,
     /// The role's config.
@@ -123,8 +130,8 @@ pub struct Daemon<E> {
 }
 
 impl<E: Endpoint> Daemon<E> {
-    /// Binds `endpoint`, the daemon `role` ("collab-proxy", …) of `identity`, to `listen`; it
-    /// sends no datagram larger than a path of `path_mtu` carries.
+    /// Binds `endpoint`, the daemon `role` ("collab-proxy", …) of `identity`, to the link's
+    /// address; it sends no datagram larger than the link's path carries.
     ///
     /// # Errors
     ///
@@ -132,12 +139,12 @@ impl<E: Endpoint> Daemon<E> {
     pub async fn bind(
         role: &'static str,
         identity: impl Into<String>,
-        (listen, path_mtu): (SocketAddr, u16),
+        link: Link,
         mut endpoint: E,
     ) -> Result<Self> {
-        endpoint.set_path_mtu(path_mtu);
+        endpoint.set_path_mtu(link.path_mtu);
         let identity = identity.into();
-        let socket = driver::bind(listen).await?;
+        let socket = driver::bind(link.listen).await?;
         let driver = Driver::new(identity.clone(), socket, endpoint, Box::new(OsRng))?;
         Ok(Self {
             role,

@@ -210,13 +210,7 @@ pub async fn run_initiator(
     let mode = ModeName::from(&setup.config.mode);
     tracing::info!(mode = mode.name(), "initiator mode");
     let initiator = Initiator::new(setup.config)?;
-    let daemon = Daemon::bind(
-        "mikey-initiator",
-        identity,
-        (setup.listen, setup.path_mtu),
-        initiator,
-    )
-    .await?;
+    let daemon = Daemon::bind("mikey-initiator", identity, setup.link, initiator).await?;
     let handler = InitiatorHandler::new(runs, ());
     let handler = daemon
         .start(Initiator::start_run, handler, shutdown)
@@ -242,13 +236,7 @@ where
     }
     let store = open_store(setup.state.as_deref())?;
     let cache = load_replay_cache(&*store, driver::wall_clock())?;
-    let daemon = Daemon::bind(
-        role,
-        identity,
-        (setup.listen, setup.path_mtu),
-        new(setup.config, cache)?,
-    )
-    .await?;
+    let daemon = Daemon::bind(role, identity, setup.link, new(setup.config, cache)?).await?;
     daemon.serve(Persisting::new(store, None), shutdown).await
 }
 

@@ -12,6 +12,7 @@ use m2msec_protocol::sga::{DeviceConfig, LIGHTWEIGHT_SUITES, ServerConfig, Timeo
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::harness::daemon::Link;
 use crate::runtime::config::{
     check_identity, config_names, field_error, load_toml, millis, millis_at_least_1, non_empty,
     overlay, resolve, with_link_fields,
@@ -149,10 +150,8 @@ const ID_LIMIT: Option<&str> = Some("at most 255 bytes");
 /// A loaded server config.
 #[derive(Debug)]
 pub struct ServerSetup {
-    /// Address to bind.
-    pub listen: SocketAddr,
-    /// Largest IP packet the path to the peers carries (config `path_mtu`).
-    pub path_mtu: u16,
+    /// Where to listen, and what the path carries.
+    pub link: Link,
     /// The store, resolved.
     pub state: PathBuf,
     /// The role's config.
@@ -171,8 +170,10 @@ pub fn load_server(file: &Path) -> Result<ServerSetup> {
     non_empty(file, "groups", &f.groups, "group")?;
     let pke_key = keyfile::load(&resolve(file, &f.pke_key))?;
     Ok(ServerSetup {
-        listen: f.listen,
-        path_mtu: f.timeouts.path_mtu(file)?,
+        link: Link {
+            listen: f.listen,
+            path_mtu: f.timeouts.path_mtu(file)?,
+        },
         state: resolve(file, &f.state),
         config: ServerConfig {
             identity: f.identity,
@@ -188,10 +189,8 @@ pub fn load_server(file: &Path) -> Result<ServerSetup> {
 /// A loaded device config.
 #[derive(Debug)]
 pub struct DeviceSetup {
-    /// Address to bind.
-    pub listen: SocketAddr,
-    /// Largest IP packet the path to the peers carries (config `path_mtu`).
-    pub path_mtu: u16,
+    /// Where to listen, and what the path carries.
+    pub link: Link,
     /// The control socket, resolved.
     pub control: PathBuf,
     /// The store, resolved.
@@ -249,8 +248,10 @@ pub fn load_device(file: &Path) -> Result<DeviceSetup> {
     let server_key = keyfile::load(&resolve(file, &f.gateway.public_key))?;
     debug_assert!(LIGHTWEIGHT_SUITES.len() == SuiteName::ALL.len());
     Ok(DeviceSetup {
-        listen: f.listen,
-        path_mtu: f.timeouts.path_mtu(file)?,
+        link: Link {
+            listen: f.listen,
+            path_mtu: f.timeouts.path_mtu(file)?,
+        },
         control,
         state: resolve(file, &f.state),
         poll: Duration::from_millis(f.poll_ms.max(100)),

@@ -83,13 +83,7 @@ pub async fn run_server(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let identity = setup.config.identity.clone();
     let server = server_from_store(setup.config, &*store)?;
     tracing::info!(state = %setup.state.display(), "server state");
-    let daemon = Daemon::bind(
-        "sga-server",
-        identity,
-        (setup.listen, setup.path_mtu),
-        server,
-    )
-    .await?;
+    let daemon = Daemon::bind("sga-server", identity, setup.link, server).await?;
     daemon
         .serve(ServerHandler::new(store, None), shutdown)
         .await
@@ -236,13 +230,7 @@ pub async fn run_device(config_file: &Path, shutdown: Shutdown) -> Result<()> {
     let identity = setup.config.identity.clone();
     let device = Device::new(setup.config)?;
     let node = DeviceNode::new(&device, store, setup.poll, None)?;
-    let daemon = Daemon::bind(
-        "sga-device",
-        identity,
-        (setup.listen, setup.path_mtu),
-        device,
-    )
-    .await?;
+    let daemon = Daemon::bind("sga-device", identity, setup.link, device).await?;
     let control = ControlSocket::bind(&setup.control)?;
     let registered = node.registered();
     tracing::info!(control = %setup.control.display(), registered, "control socket");

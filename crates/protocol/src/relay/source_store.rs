@@ -212,22 +212,34 @@ impl StoredSource {
             out.extend(self.source.seal(now, p, rng)?);
         }
         let position = self.source.position().to_bytes();
-        let mut ops = vec![WriteOp::Put {
-            table: SOURCE_TABLE,
-            key: KEY_POSITION,
-            value: &position,
-        }];
+        self.write_noting_first_epoch(
+            now,
+            &[WriteOp::Put {
+                table: SOURCE_TABLE,
+                key: KEY_POSITION,
+                value: &position,
+            }],
+        )?;
+        Ok(out)
+    }
+
+    /// Writes `ops` in one batch with, the first time anything is sealed, the stream's first
+    /// epoch (that of `now`), which grants from the first epoch start at.
+    fn write_noting_first_epoch(&mut self, now: Millis, ops: &[WriteOp<'_>]) -> Result<(), Error> {
         let first = self.epoch_at(now)?.to_be_bytes();
+        let mut all: Vec<WriteOp<'_>> = ops.to_vec();
         if !self.first_epoch_recorded {
-            ops.push(WriteOp::Put {
+            all.push(WriteOp::Put {
                 table: SOURCE_TABLE,
                 key: KEY_FIRST_EPOCH,
                 value: &first,
             });
         }
-        self.store.write_batch(&ops)?;
+        if !all.is_empty() {
+            self.store.write_batch(&all)?;
+        }
         self.first_epoch_recorded = true;
-        Ok(out)
+        Ok(())
     }
 
     /// Seals one individually protected message (§III-B, `Source::seal_individual`): no stream
@@ -244,15 +256,7 @@ impl StoredSource {
         rng: &mut dyn CryptoRng,
     ) -> Result<RelayMessage, Error> {
         let msg = self.source.seal_individual(now, plaintext, rng)?;
-        if !self.first_epoch_recorded {
-            let first = self.epoch_at(now)?.to_be_bytes();
-            self.store.write_batch(&[WriteOp::Put {
-                table: SOURCE_TABLE,
-                key: KEY_FIRST_EPOCH,
-                value: &first,
-            }])?;
-            self.first_epoch_recorded = true;
-        }
+        self.write_noting_first_epoch(now, &[])?;
         Ok(msg)
     }
 

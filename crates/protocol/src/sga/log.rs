@@ -20,8 +20,15 @@ impl fmt::Display for ServerEvent {
                 f,
                 "key exchange relayed session={session} initiator={initiator} responder={responder}"
             ),
-            Self::Refusal { device, error } => {
-                write!(f, "request refused device={device} error={error}")
+            Self::Refusal {
+                remote,
+                device,
+                error,
+            } => {
+                write!(
+                    f,
+                    "request refused remote={remote} device={device} error={error}"
+                )
             }
             Self::Rejected { remote, error } => {
                 write!(f, "datagram rejected remote={remote} error={error}")
@@ -41,9 +48,9 @@ impl Logged for ServerEvent {
 
     fn rejection(&self) -> Option<Rejection> {
         match self {
-            // The device named in a request the server refuses (unknown, unreachable…):
-            // a name anyone can put in a datagram, so it is limited like an address.
-            Self::Refusal { device, error } => Some(Rejection::new(device, error)),
+            // Limited by where it came from: the device it names (a pseudonym the server may
+            // not resolve) is anything a sender writes, and would make each refusal new.
+            Self::Refusal { remote, error, .. } => Some(Rejection::new(remote, error)),
             Self::Rejected { remote, error } => Some(Rejection::new(remote, error)),
             _ => None,
         }

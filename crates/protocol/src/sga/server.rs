@@ -85,6 +85,8 @@ pub enum ServerEvent {
     },
     /// A refused request (the requester was told, where it could be reached).
     Refusal {
+        /// Where the request came from.
+        remote: SocketAddr,
         /// The device concerned.
         device: String,
         /// Why.
@@ -839,6 +841,7 @@ impl ProtocolRole for Server {
                     },
                 );
                 self.out.event(ServerEvent::Refusal {
+                    remote,
                     device,
                     error: e.clone(),
                 });
