@@ -13,7 +13,7 @@ use m2msec_protocol::collab::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::harness::daemon::{Link, Setup};
+use crate::harness::daemon::Setup;
 pub use crate::runtime::config::{AeadName, OtsName};
 use crate::runtime::config::{
     SharingName, check_identity, field_error, load_toml, millis, non_empty, overlay, resolve,
@@ -251,10 +251,7 @@ pub fn load_client(file: &Path) -> Result<Setup<ClientConfig>> {
     }
     config.timeouts = f.timeouts.build();
     Ok(Setup {
-        link: Link {
-            listen: f.listen,
-            path_mtu: f.timeouts.path_mtu(file)?,
-        },
+        link: f.timeouts.link(file, f.listen)?,
         state: f.state.map(|s| resolve(file, &s)),
         config,
     })
@@ -269,10 +266,7 @@ pub fn load_proxy(file: &Path) -> Result<Setup<ProxyConfig>> {
     let f: ProxyFileConfig = load_toml(file)?;
     check_identity(file, "identity", &f.identity, None)?;
     Ok(Setup {
-        link: Link {
-            listen: f.listen,
-            path_mtu: f.timeouts.path_mtu(file)?,
-        },
+        link: f.timeouts.link(file, f.listen)?,
         state: None,
         config: ProxyConfig {
             identity: f.identity.clone(),
@@ -294,10 +288,7 @@ pub fn load_trusted(file: &Path) -> Result<Setup<TrustedConfig>> {
     let f: TrustedFile = load_toml(file)?;
     check_identity(file, "identity", &f.identity, None)?;
     Ok(Setup {
-        link: Link {
-            listen: f.listen,
-            path_mtu: f.timeouts.path_mtu(file)?,
-        },
+        link: f.timeouts.link(file, f.listen)?,
         state: None,
         config: TrustedConfig {
             identity: f.identity.clone(),
@@ -318,10 +309,7 @@ pub fn load_server(file: &Path) -> Result<Setup<ServerConfig>> {
     let f: ServerFile = load_toml(file)?;
     check_identity(file, "identity", &f.identity, None)?;
     Ok(Setup {
-        link: Link {
-            listen: f.listen,
-            path_mtu: f.timeouts.path_mtu(file)?,
-        },
+        link: f.timeouts.link(file, f.listen)?,
         state: f.state.map(|s| resolve(file, &s)),
         config: ServerConfig {
             identity: f.identity.clone(),

@@ -249,10 +249,7 @@ pub fn load_party(file: &Path, role: Role) -> Result<(Setup<PartyConfig>, Vec<St
     let epc_psk = keyfile::load(&resolve(file, &f.epc.psk))?;
     let retransmit = f.retransmit_policy();
     let setup = Setup {
-        link: Link {
-            listen: f.listen,
-            path_mtu: f.path_mtu(file)?,
-        },
+        link: f.link(file, f.listen)?,
         state: None,
         config: PartyConfig {
             identity: f.identity,

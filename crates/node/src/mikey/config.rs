@@ -16,7 +16,7 @@ use m2msec_protocol::mikey::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::harness::daemon::{Link, Setup};
+use crate::harness::daemon::Setup;
 use crate::runtime::config::{
     SharingName, check_identity, config_names, field_error, load_toml, millis, non_empty, overlay,
     resolve, with_link_fields,
@@ -387,10 +387,7 @@ pub fn load_initiator(file: &Path) -> Result<Setup<InitiatorConfig>> {
         }
     };
     Ok(Setup {
-        link: Link {
-            listen: f.listen,
-            path_mtu: f.policy.path_mtu(file)?,
-        },
+        link: f.policy.link(file, f.listen)?,
         state: None,
         config: InitiatorConfig {
             identity: f.identity,
@@ -412,10 +409,7 @@ pub fn load_third_party(file: &Path) -> Result<Setup<ThirdPartyConfig>> {
     non_empty(file, "responders", &f.responders, "responder")?;
     let responders = pk_peers(file, "responders", &f.responders, Needs::EncryptionKey)?;
     Ok(Setup {
-        link: Link {
-            listen: f.listen,
-            path_mtu: f.policy.path_mtu(file)?,
-        },
+        link: f.policy.link(file, f.listen)?,
         state: f.state.map(|s| resolve(file, &s)),
         config: ThirdPartyConfig {
             identity: f.identity.clone(),
@@ -444,10 +438,7 @@ pub fn load_responder(file: &Path) -> Result<Setup<ResponderConfig>> {
     }
     let pk_initiators = pk_peers(file, "pk_initiators", &f.pk_initiators, Needs::VerifyingKey)?;
     Ok(Setup {
-        link: Link {
-            listen: f.listen,
-            path_mtu: f.policy.path_mtu(file)?,
-        },
+        link: f.policy.link(file, f.listen)?,
         state: f.state.map(|s| resolve(file, &s)),
         config: ResponderConfig {
             identity: f.identity.clone(),

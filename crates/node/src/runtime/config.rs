@@ -164,7 +164,7 @@ pub fn path_mtu(file: &Path, path_mtu: Option<u16>) -> Result<u16> {
 /// Declares a config-file table with the fields that say how a role's datagrams cross its path
 /// spliced in after its own fields (and before those of an `after { … }` block): the four
 /// retransmission fields of [`retransmit_policy`], read by a `retransmit_policy()` method, and
-/// `path_mtu`, read by [`path_mtu`] through a `path_mtu(file)` method.
+/// `path_mtu`, read by [`path_mtu`] into the daemon's `Link` by a `link(file, listen)` method.
 ///
 /// The fields are written once here rather than as a shared struct under
 /// `#[serde(flatten)]`, which serde cannot combine with `deny_unknown_fields`: generated into
@@ -217,13 +217,21 @@ macro_rules! with_link_fields {
                 )
             }
 
-            /// The path MTU of the field `path_mtu` of the config file `file`.
+            /// The link of a daemon listening on `listen`, with the path MTU of the field
+            /// `path_mtu` of the config file `file`.
             ///
             /// # Errors
             ///
-            /// [`Error::Config`](crate::error::Error::Config) for one below 576.
-            pub fn path_mtu(&self, file: &::std::path::Path) -> $crate::error::Result<u16> {
-                $crate::runtime::config::path_mtu(file, self.path_mtu)
+            /// [`Error::Config`](crate::error::Error::Config) for a path MTU below 576.
+            pub fn link(
+                &self,
+                file: &::std::path::Path,
+                listen: ::std::net::SocketAddr,
+            ) -> $crate::error::Result<$crate::harness::daemon::Link> {
+                Ok($crate::harness::daemon::Link {
+                    listen,
+                    path_mtu: $crate::runtime::config::path_mtu(file, self.path_mtu)?,
+                })
             }
         }
     };

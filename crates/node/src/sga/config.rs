@@ -170,10 +170,7 @@ pub fn load_server(file: &Path) -> Result<ServerSetup> {
     non_empty(file, "groups", &f.groups, "group")?;
     let pke_key = keyfile::load(&resolve(file, &f.pke_key))?;
     Ok(ServerSetup {
-        link: Link {
-            listen: f.listen,
-            path_mtu: f.timeouts.path_mtu(file)?,
-        },
+        link: f.timeouts.link(file, f.listen)?,
         state: resolve(file, &f.state),
         config: ServerConfig {
             identity: f.identity,
@@ -248,10 +245,7 @@ pub fn load_device(file: &Path) -> Result<DeviceSetup> {
     let server_key = keyfile::load(&resolve(file, &f.gateway.public_key))?;
     debug_assert!(LIGHTWEIGHT_SUITES.len() == SuiteName::ALL.len());
     Ok(DeviceSetup {
-        link: Link {
-            listen: f.listen,
-            path_mtu: f.timeouts.path_mtu(file)?,
-        },
+        link: f.timeouts.link(file, f.listen)?,
         control,
         state: resolve(file, &f.state),
         poll: Duration::from_millis(f.poll_ms.max(100)),
