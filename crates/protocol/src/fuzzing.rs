@@ -170,14 +170,14 @@ fn after<D>(n: usize) -> impl FnMut(&mut D, &Datagram) -> bool {
     }
 }
 
-/// MIKEY's distributed mode (3 third parties, k = 2): I has sent its parts and waits for R's
+/// MIKEY's distributed mode (2 third parties, k = 2: the fewest RSA keys to make): I has sent its parts and waits for R's
 /// verification; R holds one part of the two it needs.
 ///
 /// # Errors
 /// If keys cannot be generated or the exchange cannot start.
 pub fn mikey(seed: u64) -> Result<Live<mikey::sim::World>, mikey::Error> {
     let spec = mikey::sim::Spec {
-        third_parties: 3,
+        third_parties: 2,
         threshold: 2,
         ..mikey::sim::Spec::default()
     };

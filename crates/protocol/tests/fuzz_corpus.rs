@@ -10,7 +10,10 @@ use m2msec_crypto::rng::SeededRng;
 use m2msec_protocol::fuzzing::{self, Live};
 use m2msec_protocol::network::{Datagram, Deployment};
 use m2msec_protocol::{collab, e2sec, mikey, sga};
+use m2msec_wire::cbor::{Bytes, SecretBytes};
 use m2msec_wire::fragment::Fragment;
+use m2msec_wire::relay::management::{Body, SectionKey};
+use m2msec_wire::relay::{Flags, Header, RelayMessage};
 
 /// Seed of every live deployment (the fuzz targets use the same).
 const SEED: u64 = 1;
@@ -150,6 +153,53 @@ fn write_fuzz_seeds() {
         payloads(&log.iter().filter(|d| d.to == to_server).cloned().collect::<Vec<_>>()).collect::<Vec<_>>(),
     );
     write_seeds("fragments", payloads(log).filter_map(|m| fragments_input(&m)).take(4));
+    write_relay_seeds();
+}
+
+/// The relay has no simulated deployment: its seeds are built here, a data and a management
+/// message, sink URLs, a management body and a section key.
+fn write_relay_seeds() {
+    let body = Body {
+        epoch: 3,
+        afgh: Bytes(vec![0x5a; 48]),
+    }
+    .to_bytes();
+    let key = SectionKey {
+        stream_id: 7,
+        key_index: 1,
+        suite: 2,
+        key: SecretBytes::new(vec![0x11; 32]),
+        not_before_ms: 1_700_000_000_000,
+        not_after_ms: 1_700_000_060_000,
+        signature: Bytes(vec![0x22; 64]),
+    }
+    .to_bytes()
+    .to_vec();
+    let message = |flags: Flags, body: Vec<u8>| {
+        RelayMessage {
+            header: Header {
+                flags,
+                message_id: 0x0102_0304,
+                stream_id: 7,
+                key_index: 1,
+                source: "coap://127.0.0.1:5683/source".into(),
+                sink: "udp://127.0.0.1:9000".into(),
+            },
+            body,
+        }
+        .encode()
+        .expect("short URLs")
+    };
+    write_seeds(
+        "relay_message",
+        [
+            message(Flags::STREAM, vec![0x33; 40]),
+            message(Flags::STREAM.with(Flags::MANAGEMENT), body.clone()),
+            b"udp://127.0.0.1:9000".to_vec(),
+            b"coap://[::1]:5683/sink".to_vec(),
+        ],
+    );
+    write_seeds("relay_management", [body, key]);
 }
 
 /// `message` in two fragments from one sender, as the `fragments` target reads them (each
