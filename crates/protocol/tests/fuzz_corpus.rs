@@ -21,7 +21,9 @@ const SEED: u64 = 1;
 const SEED_BUDGET: usize = 8 * 1024;
 
 fn corpus(target: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus").join(target)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(target)
 }
 
 /// Every committed input of `target`, by name.
@@ -52,7 +54,8 @@ fn finishes<D: Deployment>(mut live: Live<D>, done: impl Fn(&D) -> bool) {
 fn mikey_is_live_mid_session() {
     let live = fuzzing::mikey(SEED).expect("deployment");
     finishes(live, |w| {
-        let established = |e: &mikey::InitiatorEvent| matches!(e, mikey::InitiatorEvent::Established(_));
+        let established =
+            |e: &mikey::InitiatorEvent| matches!(e, mikey::InitiatorEvent::Established(_));
         w.events.initiator.iter().any(established)
     });
 }
@@ -70,7 +73,8 @@ fn sga_is_live_mid_session() {
 fn e2sec_is_live_mid_session() {
     let live = fuzzing::e2sec(SEED).expect("deployment");
     finishes(live, |w| {
-        let established = |e: &e2sec::PartyEvent| matches!(e, e2sec::PartyEvent::Established { .. });
+        let established =
+            |e: &e2sec::PartyEvent| matches!(e, e2sec::PartyEvent::Established { .. });
         w.events.server.iter().any(established) && w.events.device.iter().any(established)
     });
 }
@@ -141,8 +145,8 @@ fn write_fuzz_seeds() {
     write_seeds("e2sec_message", messages(&e2sec));
 
     let mut rng = SeededRng::from_seed_u64(SEED);
-    let mut w = collab::sim::World::generate(&collab::sim::Spec::default(), &mut rng)
-        .expect("deployment");
+    let mut w =
+        collab::sim::World::generate(&collab::sim::Spec::default(), &mut rng).expect("deployment");
     w.client.connect(w.net.now, &mut rng).expect("connect");
     w.run(&mut rng, &mut |d| vec![d.clone()]);
     let to_server = w.addrs[collab::sim::SERVER_ROLE];
@@ -150,9 +154,18 @@ fn write_fuzz_seeds() {
     write_seeds("collab_message", payloads(log));
     write_seeds(
         "collab_server",
-        payloads(&log.iter().filter(|d| d.to == to_server).cloned().collect::<Vec<_>>()).collect::<Vec<_>>(),
+        payloads(
+            &log.iter()
+                .filter(|d| d.to == to_server)
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
+        .collect::<Vec<_>>(),
     );
-    write_seeds("fragments", payloads(log).filter_map(|m| fragments_input(&m)).take(4));
+    write_seeds(
+        "fragments",
+        payloads(log).filter_map(|m| fragments_input(&m)).take(4),
+    );
     write_relay_seeds();
 }
 
