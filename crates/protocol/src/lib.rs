@@ -42,6 +42,7 @@ pub mod drive;
 pub mod e2sec;
 mod endpoint;
 pub mod fragment;
+pub mod fuzzing;
 pub mod link;
 mod log;
 pub mod mikey;
