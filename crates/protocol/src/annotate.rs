@@ -54,16 +54,19 @@ pub(crate) fn messages<'a, M>(
 }
 
 /// Writes the heading of the `n`th message (from 1), `after_ms` into the run, from `from` to
-/// `to` (the roles' short names), and its bytes.
+/// `to` (the roles' short names), its bytes and its named `fields` (long ones shortened).
 pub(crate) fn heading<M>(
     o: &mut String,
     n: usize,
     after_ms: u64,
     ends: (&str, &str),
-    name: &str,
+    (name, fields): (&str, Vec<(&'static str, String)>),
     m: &Traced<'_, M>,
 ) {
     heading_of(o, (n, after_ms), ends, name, &m.bytes, m.datagrams);
+    for (field, value) in fields {
+        let _ = writeln!(o, "  {field}: {}", shorten(&value));
+    }
 }
 
 /// [`heading`] of a message that `datagrams` datagrams carried, outside a network's log.

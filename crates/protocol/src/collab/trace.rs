@@ -12,7 +12,7 @@ use m2msec_wire::collab::{
     FinishedBody, FragmentBody, KeyMaterialBody, KeyRequestBody, Message, ProxyListBody, RelayBody,
 };
 
-use crate::annotate::{self, shorten};
+use crate::annotate;
 
 use super::sim::{Configs, PORT, Spec, Topology, World};
 use super::{ClientEvent, Error, FinishedKeys, ServerEvent, SessionId, sealing_aad};
@@ -86,10 +86,14 @@ pub fn render(spec: &Spec, seed: u64) -> Result<String, Error> {
         let (d, msg) = (m.datagram, &m.message);
         let (from, to) = (role(&d.from), role(&d.to));
         let ends = (from.as_str(), to.as_str());
-        annotate::heading(o, n + 1, d.at.0 - start.0, ends, msg.name(), &m);
-        for (name, value) in msg.fields() {
-            let _ = writeln!(o, "  {name}: {}", shorten(&value));
-        }
+        annotate::heading(
+            o,
+            n + 1,
+            d.at.0 - start.0,
+            ends,
+            (msg.name(), msg.fields()),
+            &m,
+        );
         let proxy_of = |a: &std::net::SocketAddr| {
             w.addrs
                 .iter()

@@ -82,10 +82,14 @@ pub fn render(spec: &Spec, seed: u64) -> Result<String, Error> {
     for (n, m) in annotate::messages(&w.net.log, |b| Message::decode(b).ok()).enumerate() {
         let (d, msg) = (m.datagram, &m.message);
         let (from, to) = (role(&d.from), role(&d.to));
-        annotate::heading(o, n + 1, d.at.0 - start.0, (&from, &to), msg.name(), &m);
-        for (name, value) in msg.fields() {
-            let _ = writeln!(o, "  {name}: {}", annotate::shorten(&value));
-        }
+        annotate::heading(
+            o,
+            n + 1,
+            d.at.0 - start.0,
+            (&from, &to),
+            (msg.name(), msg.fields()),
+            &m,
+        );
         if let Message::WarrantGrant(g) = msg {
             let key = psks.iter().find(|(h, _)| *h == g.holder).map(|(_, k)| k);
             let aad = [LABEL, b"warrant", g.holder.as_bytes()].concat();

@@ -101,7 +101,7 @@ pub fn render(spec: &Spec, seed: u64) -> Result<String, Error> {
         let (from, to) = (role(&d.from), role(&d.to));
         let ends = (from.as_str(), to.as_str());
         let name = format!("{:?}", h.data_type);
-        annotate::heading(o, i + 1, d.at.0 - start.0, ends, &name, &m);
+        annotate::heading(o, i + 1, d.at.0 - start.0, ends, (&name, Vec::new()), &m);
         let _ = writeln!(
             o,
             "  HDR: version 1, data type {:?}, V {}, PRF {:?}, CSB ID {:#010x}, CS map SRTP-ID {:?}",

@@ -139,10 +139,14 @@ pub fn render(spec: &Spec, seed: u64) -> Result<String, Error> {
     for (n, m) in annotate::messages(&w.net.log, |b| Message::decode(b).ok()).enumerate() {
         let (d, msg) = (m.datagram, &m.message);
         let (from, to) = (role(&d.from), role(&d.to));
-        annotate::heading(o, n + 1, d.at.0 - start.0, (&from, &to), msg.name(), &m);
-        for (name, value) in msg.fields() {
-            let _ = writeln!(o, "  {name}: {}", annotate::shorten(&value));
-        }
+        annotate::heading(
+            o,
+            n + 1,
+            d.at.0 - start.0,
+            (&from, &to),
+            (msg.name(), msg.fields()),
+            &m,
+        );
         // The device a message concerns: its sender, or the receiver of the server's.
         let device = index(&d.from)
             .filter(|&i| i > 0)
